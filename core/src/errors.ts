@@ -1,0 +1,138 @@
+/**
+ * Every error sbx raises on purpose is an SbxError: a stable snake_case `code` (branch on it, never
+ * on `message`), a one-sentence `message` saying what to fix, optional field `details`, and `cause`.
+ * The HTTP status for each code lives in one table, ERROR_STATUS, used only by the API edge.
+ */
+
+export interface ErrorDetail {
+  path: string;
+  message: string;
+}
+
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  invalid_json: 400,
+  unauthorized: 401,
+  not_found: 404,
+  already_finished: 409,
+  conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  dependency_unavailable: 503,
+  internal: 500,
+  // Job failure codes (error.code inside a job document; not HTTP answers by themselves).
+  image_not_found: 422,
+  image_pull_failed: 502,
+  registry_unauthorized: 502,
+  registry_unavailable: 503,
+  invalid_image: 422,
+  command_not_found: 422,
+  worker_lost: 500,
+  host_unsupported: 503,
+  launch_failed: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export class SbxError extends Error {
+  readonly code: ErrorCode;
+  readonly details: ErrorDetail[];
+  /** Whether retrying the same work later may succeed (infra fault) or never will (user's fault). */
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, opts: { details?: ErrorDetail[]; cause?: unknown; retryable?: boolean } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = opts.details ?? [];
+    this.retryable = opts.retryable ?? false;
+  }
+
+  get status(): number {
+    return ERROR_STATUS[this.code];
+  }
+
+  toBody(): { error: { code: ErrorCode; message: string; details: ErrorDetail[] } } {
+    return { error: { code: this.code, message: this.message, details: this.details } };
+  }
+}
+
+/** 400: the request is malformed or a field is invalid. */
+export class InvalidRequestError extends SbxError {
+  constructor(message: string, details: ErrorDetail[] = []) {
+    super('invalid_request', message, { details });
+  }
+}
+
+export class NotFoundError extends SbxError {
+  constructor(message: string) {
+    super('not_found', message);
+  }
+}
+
+export class AlreadyFinishedError extends SbxError {
+  constructor(id: string, status: string) {
+    super('already_finished', `job ${id} already finished with status ${status}; only queued or running jobs can be cancelled`);
+  }
+}
+
+export class DependencyUnavailableError extends SbxError {
+  constructor(what: string, cause?: unknown) {
+    super('dependency_unavailable', `${what} is unreachable; retry shortly`, { cause, retryable: true });
+  }
+}
+
+// ---- Image store errors (worker/src/images) ----
+
+/** The registry says the repository, tag or digest does not exist. */
+export class ImageNotFoundError extends SbxError {
+  constructor(reference: string, cause?: unknown) {
+    super('image_not_found', `image ${reference} was not found in its registry; check the name and tag`, { cause });
+  }
+}
+
+/** The registry refused our credentials (or anonymous access). */
+export class RegistryUnauthorizedError extends SbxError {
+  constructor(registry: string, detail: string, cause?: unknown) {
+    super('registry_unauthorized', `registry ${registry} refused access: ${detail}`, { cause });
+  }
+}
+
+/** Transport or server failure while pulling; retryable. `detail` carries the registry's own message. */
+export class ImagePullFailedError extends SbxError {
+  constructor(reference: string, detail: string, opts: { cause?: unknown; retryable?: boolean } = {}) {
+    super('image_pull_failed', `pulling ${reference} failed: ${detail}`, { cause: opts.cause, retryable: opts.retryable ?? true });
+  }
+}
+
+/** The image itself is unusable: bad manifest, digest mismatch, no matching platform, unsafe layer. */
+export class InvalidImageError extends SbxError {
+  constructor(reference: string, detail: string, cause?: unknown) {
+    super('invalid_image', `image ${reference} is invalid: ${detail}`, { cause });
+  }
+}
+
+// ---- Launch errors (native launcher) ----
+
+export class CommandNotFoundError extends SbxError {
+  constructor(command: string, detail = 'no such file or not executable in the image') {
+    super('command_not_found', `command ${JSON.stringify(command)} could not be started: ${detail}`);
+  }
+}
+
+export class HostUnsupportedError extends SbxError {
+  constructor(missing: string[]) {
+    super('host_unsupported', `this host cannot run jobs: ${missing.join('; ')}`);
+  }
+}
+
+export class LaunchFailedError extends SbxError {
+  constructor(message: string, cause?: unknown) {
+    super('launch_failed', message, { cause, retryable: true });
+  }
+}
+
+export function isSbxError(e: unknown): e is SbxError {
+  return e instanceof SbxError;
+}

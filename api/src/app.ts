@@ -1,0 +1,61 @@
+/**
+ * The HTTP app: middleware, routes, and the two places that build error bodies (notFound and
+ * onError). Built from explicit deps so tests drive it with app.request() or a real server.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { routePath } from 'hono/route';
+import { isSbxError } from '../../core/src/errors.ts';
+import type { AppDeps, AppEnv } from './deps.ts';
+import { auth } from './middleware/auth.ts';
+import { registerOpenApi } from './openapi.ts';
+import { registerHealth } from './routes/health.ts';
+import { registerImages } from './routes/images.ts';
+import { registerJobsCancel } from './routes/jobs-cancel.ts';
+import { registerJobsCreate } from './routes/jobs-create.ts';
+import { registerJobsEvents } from './routes/jobs-events.ts';
+import { registerJobsGet } from './routes/jobs-get.ts';
+import { registerJobsList } from './routes/jobs-list.ts';
+import { registerWorkersList } from './routes/workers-list.ts';
+
+export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
+  const app = new OpenAPIHono<AppEnv>();
+
+  app.use('*', async (c, next) => {
+    const started = performance.now();
+    await next();
+    const route = routePath(c) || 'unmatched';
+    deps.metrics.requests.inc({ method: c.req.method, route, status: c.res.status });
+    deps.metrics.requestSeconds.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
+  });
+  app.use('/v1/*', auth(deps.config.env.SBX_API_KEYS));
+
+  registerHealth(app, deps);
+  registerJobsCreate(app, deps);
+  registerJobsList(app, deps);
+  registerJobsGet(app, deps);
+  registerJobsEvents(app, deps);
+  registerJobsCancel(app, deps);
+  registerWorkersList(app, deps);
+  registerImages(app, deps);
+  registerOpenApi(app);
+
+  app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}; see /docs`, details: [] } }, 404));
+  app.onError((err, c) => {
+    if (isSbxError(err)) {
+      if (err.code === 'rate_limited') c.header('Retry-After', '1');
+      return c.json(err.toBody(), err.status as 400);
+    }
+    if (isRedisDown(err)) {
+      deps.logger.error({ err }, 'Redis unreachable');
+      return c.json({ error: { code: 'dependency_unavailable', message: 'Redis is unreachable; retry shortly', details: [] } }, 503);
+    }
+    deps.logger.error({ err, path: c.req.path }, 'unhandled error');
+    return c.json({ error: { code: 'internal', message: 'an internal error occurred; it has been logged', details: [] } }, 500);
+  });
+  return app;
+}
+
+function isRedisDown(err: Error): boolean {
+  const msg = err.message ?? '';
+  return /ECONNREFUSED|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|enableOfflineQueue/i.test(msg) || err.name === 'MaxRetriesPerRequestError';
+}

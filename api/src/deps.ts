@@ -1,0 +1,29 @@
+import type { Registry } from 'prom-client';
+import type { Config } from '../../core/src/config.ts';
+import type { JobQueue } from '../../core/src/job-queue.ts';
+import type { JobStore } from '../../core/src/job-store.ts';
+import type { Logger } from '../../core/src/logger.ts';
+import type { ApiMetrics } from '../../core/src/metrics.ts';
+import type { RedisClient } from '../../core/src/redis.ts';
+import type { RedisKeys } from '../../core/src/redis-keys.ts';
+import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
+import type { JobEventsHub } from './job-events-hub.ts';
+
+/** Everything the HTTP app needs, built by main.ts (or a test) and passed to createApp. */
+export interface AppDeps {
+  config: Config;
+  logger: Logger;
+  redis: RedisClient;
+  keys: RedisKeys;
+  store: JobStore;
+  queue: JobQueue;
+  hub: JobEventsHub;
+  workers: WorkerDirectory;
+  registry: Registry;
+  metrics: ApiMetrics;
+}
+
+/** Hono context variables set by middleware. */
+export interface AppEnv {
+  Variables: { tenant: string; requestId: string };
+}

@@ -1,0 +1,70 @@
+/**
+ * API process edge: config → Redis → HTTP server → graceful shutdown. Stateless: run as many
+ * copies as needed against the same Redis.
+ */
+import { serve } from '@hono/node-server';
+import { ConfigError, loadConfig } from '../../core/src/config.ts';
+import { JobQueue } from '../../core/src/job-queue.ts';
+import { JobStore } from '../../core/src/job-store.ts';
+import { createLogger } from '../../core/src/logger.ts';
+import { apiMetrics, createRegistry } from '../../core/src/metrics.ts';
+import { connectRedis } from '../../core/src/redis.ts';
+import { RedisKeys } from '../../core/src/redis-keys.ts';
+import { WorkerDirectory } from '../../core/src/worker-directory.ts';
+import { createApp } from './app.ts';
+import { JobEventsHub } from './job-events-hub.ts';
+
+function main(): void {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`sbx-api: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+  const env = config.env;
+  const logger = createLogger('sbx-api', env.SBX_LOG_LEVEL);
+  const keys = new RedisKeys(env.SBX_REDIS_PREFIX);
+  const redis = connectRedis(env, 'api');
+  const sub = connectRedis(env, 'api-sub');
+  const registry = createRegistry('api');
+  const deps = {
+    config, logger, redis, keys, registry,
+    store: new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS),
+    queue: new JobQueue(redis, keys),
+    hub: new JobEventsHub(sub),
+    workers: new WorkerDirectory(redis, keys),
+    metrics: apiMetrics(registry),
+  };
+  redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  sub.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber connection error'));
+  if (env.SBX_API_KEYS.length === 0) logger.warn('no SBX_API_KEYS configured: the API is open to anyone who can reach it');
+
+  const app = createApp(deps);
+  const server = serve({ fetch: app.fetch, hostname: env.SBX_API_HOST, port: env.SBX_API_PORT }, (info) => {
+    logger.info({ url: `http://${info.address.includes(':') ? `[${info.address}]` : info.address}:${info.port}` }, 'sbx API listening');
+  });
+  server.on('error', (err) => {
+    logger.fatal({ err }, 'cannot listen');
+    process.exit(1);
+  });
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    server.close();
+    await deps.queue.close().catch(() => {});
+    await deps.hub.close();
+    redis.disconnect();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+main();

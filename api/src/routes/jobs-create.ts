@@ -1,0 +1,52 @@
+import type { Hono } from 'hono';
+import { IDEMPOTENCY_TTL_SECONDS } from '../../../core/src/redis-keys.ts';
+import { newJobId } from '../../../core/src/job-id.ts';
+import { JobRequest, isFinished, newJobDocument, type JobDocument } from '../../../core/src/job-spec.ts';
+import type { AppDeps, AppEnv } from '../deps.ts';
+import { buildJobSpec } from '../job-submission.ts';
+import { waitForFinish } from '../job-waiter.ts';
+import { readJsonBody } from '../middleware/json-body.ts';
+
+/** POST /v1/jobs — accept a job, queue it; with ?wait=true answer when it ends (or the cap passes). */
+export function registerJobsCreate(app: Hono<AppEnv>, deps: AppDeps): void {
+  app.post('/v1/jobs', async (c) => {
+    const req = await readJsonBody(c, JobRequest, deps.config.env.SBX_BODY_LIMIT_BYTES);
+    const tenant = c.get('tenant');
+    const wait = c.req.query('wait') === 'true';
+    const id = newJobId();
+    const spec = buildJobSpec(req, id, tenant, deps.config.limits, new Date());
+
+    let doc: JobDocument;
+    const existingId = req.idempotencyKey ? await claimIdempotencyKey(deps, tenant, req.idempotencyKey, id) : null;
+    const existing = existingId ? await deps.store.getDoc(existingId) : null;
+    if (existing) {
+      doc = existing;
+    } else {
+      doc = newJobDocument(spec);
+      await deps.store.create(spec, doc);
+      await deps.queue.add(id);
+      deps.metrics.jobsSubmitted.inc();
+    }
+
+    c.header('Location', `/v1/jobs/${doc.id}`);
+    if (wait && !isFinished(doc.status)) {
+      const abort = c.req.raw.signal;
+      doc = (await waitForFinish(deps, doc.id, deps.config.env.SBX_WAIT_CAP_MS, abort)) ?? doc;
+    }
+    if (wait && isFinished(doc.status)) {
+      return c.json({ ...doc, output: await deps.store.readOutput(doc.id) }, 200);
+    }
+    return c.json(doc, 202);
+  });
+}
+
+/** SET NX the tenant's key → our id; if taken, the id of the job that holds it. */
+async function claimIdempotencyKey(deps: AppDeps, tenant: string, key: string, id: string): Promise<string | null> {
+  const k = deps.keys.idempotency(tenant, key);
+  const set = await deps.redis.set(k, id, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX');
+  if (set === 'OK') return null;
+  const holder = await deps.redis.get(k);
+  if (holder && (await deps.store.getDoc(holder))) return holder;
+  await deps.redis.set(k, id, 'EX', IDEMPOTENCY_TTL_SECONDS); // the holder expired or was never created
+  return null;
+}

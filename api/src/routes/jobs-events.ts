@@ -1,0 +1,73 @@
+import type { Hono } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { InvalidRequestError } from '../../../core/src/errors.ts';
+import type { AppDeps, AppEnv } from '../deps.ts';
+import { Doorbell } from '../job-events-hub.ts';
+import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
+
+const KEEPALIVE_MS = 15_000;
+const LIVENESS_CHECK_MS = 5_000;
+const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
+
+/**
+ * GET /v1/jobs/{id}/events — Server-Sent Events read from the job's Redis Stream. Every event's
+ * `id:` is its stream id, so `Last-Event-ID` / `?lastEventId=` resumes exactly after it; a
+ * finished job replays its record and closes.
+ */
+export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
+  app.get('/v1/jobs/:id/events', async (c) => {
+    const job = await loadJobForTenant(deps, c.req.param('id'), c.get('tenant'));
+    const resumeFrom = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
+    if (resumeFrom !== '0' && !STREAM_ID.test(resumeFrom)) {
+      throw new InvalidRequestError('lastEventId must be an event id previously received, like 1732280000000-0', [{ path: 'lastEventId', message: 'is not an event id' }]);
+    }
+    const id = job.doc.id;
+    const bell = new Doorbell();
+    const unwatch = await deps.hub.watch(deps.keys.jobNotify(id), bell.ring);
+    deps.metrics.sseClients.inc();
+    c.header('Cache-Control', 'no-cache, no-transform');
+    c.header('X-Accel-Buffering', 'no');
+    return streamSSE(
+      c,
+      async (stream) => {
+        const abort = new AbortController();
+        stream.onAbort(() => abort.abort());
+        try {
+          let after = resumeFrom;
+          let lastWrite = Date.now();
+          let lastLiveness = Date.now();
+          while (!abort.signal.aborted) {
+            const events = await deps.store.readEvents(id, after);
+            for (const e of events) {
+              await stream.writeSSE({ event: e.type, id: e.id, data: e.data });
+              after = e.id;
+              lastWrite = Date.now();
+              if (e.type === 'exit') return;
+            }
+            if (events.length > 0) continue;
+            if (Date.now() - lastLiveness > LIVENESS_CHECK_MS) {
+              lastLiveness = Date.now();
+              const doc = await deps.store.getDoc(id);
+              if (!doc) return; // expired under us
+              await checkWorkerAlive(deps, doc); // appends an exit event if its worker is gone
+            }
+            const idle = KEEPALIVE_MS - (Date.now() - lastWrite);
+            if (idle <= 0) {
+              await stream.write(': keep-alive\n\n');
+              lastWrite = Date.now();
+              continue;
+            }
+            await bell.wait(Math.min(idle, LIVENESS_CHECK_MS), abort.signal);
+          }
+        } finally {
+          unwatch();
+          deps.metrics.sseClients.dec();
+        }
+      },
+      async (err, stream) => {
+        deps.logger.warn({ err, jobId: id }, 'SSE stream failed');
+        await stream.writeSSE({ event: 'error', data: JSON.stringify({ error: { code: 'internal', message: 'the event stream failed; reconnect with Last-Event-ID', details: [] } }) });
+      },
+    );
+  });
+}

@@ -1,0 +1,15 @@
+import type { Hono } from 'hono';
+import type { AppDeps, AppEnv } from '../deps.ts';
+
+/** GET /v1/workers — live workers and their capacity. */
+export function registerWorkersList(app: Hono<AppEnv>, deps: AppDeps): void {
+  app.get('/v1/workers', async (c) => {
+    const workers = await deps.workers.list();
+    return c.json({
+      items: workers.map((w) => ({
+        id: w.id, host: w.host, slots: { total: w.slotsTotal, free: w.slotsFree }, runningJobs: w.runningJobs,
+        cachedBytes: w.cachedBytes, lastHeartbeat: w.lastHeartbeat, startedAt: w.startedAt,
+      })),
+    });
+  });
+}

@@ -1,0 +1,130 @@
+/**
+ * Configuration comes from environment variables only, validated once at start by zod.
+ * Every bad value produces one line naming the variable and what to use instead; the process then
+ * refuses to start (ConfigError), instead of running with a half-understood setting.
+ */
+import os from 'node:os';
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+const num = (min: number, max: number) =>
+  z.coerce.number({ error: 'must be a number' }).min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const csv = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
+const redisUrl = z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL');
+
+export const envSchema = z.object({
+  SBX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'must be one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
+
+  // Redis: a URL for standalone; sentinels or cluster nodes (host:port,host:port) select those modes.
+  SBX_REDIS_URL: redisUrl.default('redis://127.0.0.1:6379'),
+  SBX_REDIS_SENTINELS: csv.optional(),
+  SBX_REDIS_SENTINEL_NAME: z.string().min(1).default('mymaster'),
+  SBX_REDIS_CLUSTER_NODES: csv.optional(),
+  SBX_REDIS_PREFIX: z.string().regex(/^[a-z0-9_-]{1,32}$/, 'must be 1-32 of a-z 0-9 _ -').default('sbx'),
+
+  // API
+  SBX_API_HOST: z.string().min(1).default('127.0.0.1'),
+  SBX_API_PORT: int(0, 65535).default(8080),
+  SBX_API_KEYS: z.string().default('').transform((s, ctx) => parseApiKeys(s, ctx)),
+  SBX_WAIT_CAP_MS: int(0, 600_000).default(60_000),
+  SBX_BODY_LIMIT_BYTES: int(1024, 64 * MiB).default(1 * MiB),
+
+  // Job limits: defaults applied when a request omits a field, maxima that reject larger values.
+  SBX_DEFAULT_MEMORY_BYTES: int(4 * MiB).default(256 * MiB),
+  SBX_MAX_MEMORY_BYTES: int(4 * MiB).default(4 * GiB),
+  SBX_DEFAULT_CPUS: num(0.01, 1024).default(1),
+  SBX_MAX_CPUS: num(0.01, 1024).default(Math.max(1, os.availableParallelism())),
+  SBX_DEFAULT_PIDS: int(1).default(128),
+  SBX_MAX_PIDS: int(1).default(4096),
+  SBX_DEFAULT_TIMEOUT_MS: int(1).default(30_000),
+  SBX_MAX_TIMEOUT_MS: int(1).default(600_000),
+  SBX_DEFAULT_OUTPUT_BYTES: int(0).default(1 * MiB),
+  SBX_MAX_OUTPUT_BYTES: int(0).default(16 * MiB),
+  SBX_DEFAULT_DISK_BYTES: int(1 * MiB).default(64 * MiB),
+  SBX_MAX_DISK_BYTES: int(1 * MiB).default(4 * GiB),
+  SBX_JOB_TTL_SECONDS: int(60, 30 * 86400).default(86_400),
+
+  // Worker
+  SBX_WORKER_ID: z.string().regex(/^[A-Za-z0-9._:/-]{1,100}$/, 'must be 1-100 of A-Z a-z 0-9 . _ : / -').optional(),
+  SBX_WORKER_SLOTS: int(1, 1024).optional(),
+  SBX_STATE_DIR: z.string().startsWith('/', 'must be an absolute path').default('/var/lib/sbx'),
+  SBX_CGROUP_PARENT: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'must be a relative cgroup path like sbx or system.slice/sbx').default('sbx'),
+  SBX_INSECURE_REGISTRIES: csv.default([]),
+  SBX_WORKER_METRICS_PORT: int(0, 65535).optional(),
+  SBX_HEARTBEAT_MS: int(200, 60_000).default(2_000),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface ApiKey {
+  key: string;
+  tenant: string;
+}
+
+function parseApiKeys(raw: string, ctx: z.RefinementCtx): ApiKey[] {
+  const keys: ApiKey[] = [];
+  for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9._~+/=-]{16,}):([a-z0-9][a-z0-9_-]{0,62})$/.exec(part);
+    if (!m) {
+      ctx.addIssue({ code: 'custom', message: 'each entry must be <key>:<tenant>, key >= 16 chars of [A-Za-z0-9._~+/=-], tenant of [a-z0-9_-]' });
+      return [];
+    }
+    keys.push({ key: m[1]!, tenant: m[2]! });
+  }
+  return keys;
+}
+
+export interface LimitsPolicy {
+  defaults: { memoryBytes: number; cpus: number; pids: number; timeoutMs: number; outputBytes: number; diskBytes: number };
+  maxima: { memoryBytes: number; cpus: number; pids: number; timeoutMs: number; outputBytes: number; diskBytes: number };
+}
+
+export interface Config {
+  env: Env;
+  limits: LimitsPolicy;
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Parse and validate the environment; throws ConfigError listing every bad variable. */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  const picked: Record<string, string> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const v = source[key];
+    if (v !== undefined && v !== '') picked[key] = v;
+  }
+  const parsed = envSchema.safeParse(picked);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${String(i.path[0] ?? '?')}=${JSON.stringify(picked[String(i.path[0])] ?? '')}: ${i.message}`));
+  }
+  const env = parsed.data;
+  const limits: LimitsPolicy = {
+    defaults: {
+      memoryBytes: env.SBX_DEFAULT_MEMORY_BYTES, cpus: env.SBX_DEFAULT_CPUS, pids: env.SBX_DEFAULT_PIDS,
+      timeoutMs: env.SBX_DEFAULT_TIMEOUT_MS, outputBytes: env.SBX_DEFAULT_OUTPUT_BYTES, diskBytes: env.SBX_DEFAULT_DISK_BYTES,
+    },
+    maxima: {
+      memoryBytes: env.SBX_MAX_MEMORY_BYTES, cpus: env.SBX_MAX_CPUS, pids: env.SBX_MAX_PIDS,
+      timeoutMs: env.SBX_MAX_TIMEOUT_MS, outputBytes: env.SBX_MAX_OUTPUT_BYTES, diskBytes: env.SBX_MAX_DISK_BYTES,
+    },
+  };
+  const problems: string[] = [];
+  for (const k of Object.keys(limits.defaults) as Array<keyof LimitsPolicy['defaults']>) {
+    if (limits.defaults[k] > limits.maxima[k]) problems.push(`default ${k} (${limits.defaults[k]}) is above its maximum (${limits.maxima[k]}); lower the SBX_DEFAULT_* or raise the SBX_MAX_* variable`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return { env, limits };
+}

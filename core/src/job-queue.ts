@@ -1,0 +1,37 @@
+/**
+ * The BullMQ queue that carries job ids from the API to workers. The job record itself lives in
+ * JobStore; BullMQ only orders and distributes ids. BullMQ's jobId = our id, so a job can never be
+ * queued twice, and completed entries are removed at once (our record keeps the history).
+ */
+import { Queue } from 'bullmq';
+import type { RedisClient } from './redis.ts';
+import { QUEUE_NAME, type RedisKeys } from './redis-keys.ts';
+
+export interface QueuedJob {
+  id: string;
+}
+
+export class JobQueue {
+  readonly queue: Queue<QueuedJob>;
+
+  constructor(connection: RedisClient, keys: RedisKeys) {
+    this.queue = new Queue<QueuedJob>(QUEUE_NAME, {
+      connection,
+      prefix: keys.queuePrefix(),
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: true, attempts: 1 },
+    });
+  }
+
+  async add(id: string): Promise<void> {
+    await this.queue.add('run', { id }, { jobId: id });
+  }
+
+  /** Best effort: drop a job that has not been picked up (a picked-up one sees it was cancelled). */
+  async remove(id: string): Promise<void> {
+    await this.queue.remove(id).catch(() => 0);
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * The job contract of ../shared/design/api.md as zod schemas: what a client may send (JobRequest),
+ * what sbx stores and the worker trusts (JobSpec: the request with every default resolved), and
+ * what clients read back (JobDocument). Types are inferred from the schemas.
+ */
+import { z } from 'zod';
+
+export const MIN_MEMORY_BYTES = 4 * 1024 * 1024;
+export const MIN_DISK_BYTES = 1024 * 1024;
+
+const noNul = (what: string) => z.string().refine((s) => !s.includes('\0'), `${what} must not contain NUL bytes`);
+
+export const JobStatus = z.enum(['queued', 'pulling', 'running', 'succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error']);
+export type JobStatus = z.infer<typeof JobStatus>;
+export const FINISHED_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
+export const isFinished = (s: JobStatus): boolean => FINISHED_STATUSES.includes(s);
+
+export const LimitsRequest = z.strictObject({
+  memoryBytes: z.number().int().min(MIN_MEMORY_BYTES, `must be >= ${MIN_MEMORY_BYTES}`).optional(),
+  cpus: z.number().positive('must be > 0').optional(),
+  pids: z.number().int().min(1, 'must be >= 1').optional(),
+  timeoutMs: z.number().int().min(1, 'must be >= 1').optional(),
+  outputBytes: z.number().int().min(0, 'must be >= 0').optional(),
+  diskBytes: z.number().int().min(MIN_DISK_BYTES, `must be >= ${MIN_DISK_BYTES}`).optional(),
+});
+
+export const Limits = z.object({
+  memoryBytes: z.number().int(),
+  cpus: z.number(),
+  pids: z.number().int(),
+  timeoutMs: z.number().int(),
+  outputBytes: z.number().int(),
+  diskBytes: z.number().int(),
+});
+export type Limits = z.infer<typeof Limits>;
+
+const argv = (what: string) => z.array(noNul(`${what} items`).max(131_072, 'each item must be at most 128 KiB')).max(4096, `${what} may have at most 4096 items`);
+
+export const JobRequest = z.strictObject({
+  image: z.string().min(1, 'is required').max(512, 'must be at most 512 characters'),
+  command: argv('command').nullish(),
+  entrypoint: argv('entrypoint').nullish(),
+  env: z
+    .record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,255}$/, 'names must match [A-Za-z_][A-Za-z0-9_.-]* (no "=")'),
+      noNul('env values').max(131_072, 'values must be at most 128 KiB'),
+    )
+    .refine((e) => Object.keys(e).length <= 1024, 'at most 1024 variables')
+    .optional(),
+  workdir: z
+    .string()
+    .startsWith('/', 'must be an absolute path')
+    .max(4096)
+    .refine((s) => !s.includes('\0'), 'must not contain NUL bytes')
+    .refine((s) => !/(^|\/)proc(\/|$)/.test(s), 'must not be inside /proc')
+    .optional(),
+  user: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$/, 'must be user, uid, user:group or uid:gid').optional(),
+  stdin: noNul('stdin').optional(),
+  limits: LimitsRequest.optional(),
+  network: z.enum(['none'], { error: 'only "none" (loopback only) is supported' }).optional(),
+  labels: z
+    .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'keys must be 1-63 of A-Z a-z 0-9 . _ / -'), z.string().max(256, 'values must be at most 256 characters'))
+    .refine((l) => Object.keys(l).length <= 32, 'at most 32 labels')
+    .optional(),
+  idempotencyKey: z.string().min(1).max(128).optional(),
+});
+export type JobRequest = z.infer<typeof JobRequest>;
+
+/** What the worker receives: the request with defaults resolved and the image reference canonical. */
+export const JobSpec = z.object({
+  id: z.string(),
+  tenant: z.string(),
+  image: z.string(),
+  command: z.array(z.string()).nullable(),
+  entrypoint: z.array(z.string()).nullable(),
+  env: z.record(z.string(), z.string()),
+  workdir: z.string().nullable(),
+  user: z.string().nullable(),
+  stdin: z.string().nullable(),
+  limits: Limits,
+  network: z.literal('none'),
+  labels: z.record(z.string(), z.string()),
+  createdAt: z.string(),
+});
+export type JobSpec = z.infer<typeof JobSpec>;
+
+export const JobError = z.object({ code: z.string(), message: z.string() });
+export type JobError = z.infer<typeof JobError>;
+
+export const Usage = z.object({ cpuMs: z.number(), memoryPeakBytes: z.number(), wallMs: z.number() });
+export type Usage = z.infer<typeof Usage>;
+
+export const Timings = z.object({
+  createdAt: z.string(),
+  startedAt: z.string().nullable(),
+  finishedAt: z.string().nullable(),
+  queueMs: z.number().nullable(),
+  pullMs: z.number().nullable(),
+  startMs: z.number().nullable(),
+});
+export type Timings = z.infer<typeof Timings>;
+
+export const JobOutput = z.object({ stdout: z.string(), stderr: z.string() });
+export type JobOutput = z.infer<typeof JobOutput>;
+
+export const JobDocument = z.object({
+  id: z.string(),
+  status: JobStatus,
+  image: z.string(),
+  imageDigest: z.string().nullable(),
+  command: z.array(z.string()).nullable(),
+  entrypoint: z.array(z.string()).nullable(),
+  exitCode: z.number().int().nullable(),
+  signal: z.string().nullable(),
+  error: JobError.nullable(),
+  usage: Usage.nullable(),
+  timings: Timings,
+  worker: z.string().nullable(),
+  outputTruncated: z.boolean(),
+  limits: Limits,
+  labels: z.record(z.string(), z.string()),
+  output: JobOutput.optional(),
+});
+export type JobDocument = z.infer<typeof JobDocument>;
+
+/** The first document of a job, written when it is accepted. */
+export function newJobDocument(spec: JobSpec): JobDocument {
+  return {
+    id: spec.id,
+    status: 'queued',
+    image: spec.image,
+    imageDigest: null,
+    command: spec.command,
+    entrypoint: spec.entrypoint,
+    exitCode: null,
+    signal: null,
+    error: null,
+    usage: null,
+    timings: { createdAt: spec.createdAt, startedAt: null, finishedAt: null, queueMs: null, pullMs: null, startMs: null },
+    worker: null,
+    outputTruncated: false,
+    limits: spec.limits,
+    labels: spec.labels,
+  };
+}
+
+/** Events of a job's stream, as sent over SSE (`event:` = type). */
+export type JobEventType = 'status' | 'stdout' | 'stderr' | 'exit';

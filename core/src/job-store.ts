@@ -1,0 +1,145 @@
+/**
+ * The job record in Redis: state hash + event stream per job, written through two Lua scripts
+ * (create, transition) so every status change is atomic and appends its event in the same step.
+ * Shared by the API (create, read, cancel, list) and the worker (transition, output).
+ */
+import { readFileSync } from 'node:fs';
+import type { RedisClient } from './redis.ts';
+import type { RedisKeys } from './redis-keys.ts';
+import type { JobDocument, JobEventType, JobSpec, JobStatus } from './job-spec.ts';
+
+const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+const SCRIPTS = {
+  sbxCreateJob: { numberOfKeys: 2, lua: lua('createJob-2') },
+  sbxTransitionJob: { numberOfKeys: 2, lua: lua('transitionJob-2') },
+};
+
+interface ScriptedClient {
+  sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number): Promise<number>;
+  sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number): Promise<string>;
+}
+
+export interface StoredJob {
+  doc: JobDocument;
+  spec: JobSpec;
+  tenant: string;
+  status: JobStatus;
+  cancelRequested: boolean;
+}
+
+export interface JobEvent {
+  id: string;
+  type: JobEventType;
+  data: string;
+}
+
+export interface OutputChunk {
+  type: 'stdout' | 'stderr';
+  data: string;
+}
+
+export class JobStore {
+  private readonly scripted: ScriptedClient;
+
+  constructor(
+    readonly redis: RedisClient,
+    readonly keys: RedisKeys,
+    readonly ttlSeconds: number,
+  ) {
+    for (const [name, def] of Object.entries(SCRIPTS)) {
+      if (!(name in redis)) redis.defineCommand(name, def);
+    }
+    this.scripted = redis as unknown as ScriptedClient;
+  }
+
+  /** Store a new job; false when the id exists already. Its TTL covers the longest possible run. */
+  async create(spec: JobSpec, doc: JobDocument): Promise<boolean> {
+    const ttl = this.ttlSeconds + Math.ceil(spec.limits.timeoutMs / 1000) + 3600;
+    const created = await this.scripted.sbxCreateJob(this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify(spec), spec.tenant, ttl);
+    if (created === 1) await this.redis.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id);
+    return created === 1;
+  }
+
+  async get(id: string): Promise<StoredJob | null> {
+    const [doc, spec, tenant, status, cancel] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'spec', 'tenant', 'status', 'cancel');
+    if (!doc || !spec || !tenant || !status) return null;
+    return { doc: JSON.parse(doc) as JobDocument, spec: JSON.parse(spec) as JobSpec, tenant, status: status as JobStatus, cancelRequested: cancel === '1' };
+  }
+
+  async getDoc(id: string): Promise<JobDocument | null> {
+    const doc = await this.redis.hget(this.keys.jobState(id), 'doc');
+    return doc ? (JSON.parse(doc) as JobDocument) : null;
+  }
+
+  /**
+   * Compare-and-set the status. Returns 'ok', or the status found instead ('' when the job is gone).
+   * A finishing transition (event 'exit') sets the final TTL on the record.
+   */
+  async transition(doc: JobDocument, from: readonly JobStatus[], eventType: 'status' | 'exit'): Promise<string> {
+    const data = eventType === 'exit' ? JSON.stringify(doc) : JSON.stringify({ status: doc.status });
+    return this.scripted.sbxTransitionJob(
+      this.keys.jobState(doc.id), this.keys.jobEvents(doc.id), from.join(','), doc.status, JSON.stringify(doc),
+      eventType, data, this.keys.jobNotify(doc.id), eventType === 'exit' ? this.ttlSeconds : 0,
+    );
+  }
+
+  /** Mark a running job for cancellation (the worker that runs it is told over the control channel). */
+  async requestCancel(id: string): Promise<void> {
+    await this.redis.hset(this.keys.jobState(id), 'cancel', '1');
+  }
+
+  async appendOutput(id: string, chunks: OutputChunk[]): Promise<void> {
+    if (chunks.length === 0) return;
+    const key = this.keys.jobEvents(id);
+    const pipe = this.redis.pipeline();
+    for (const c of chunks) pipe.xadd(key, '*', 'type', c.type, 'data', JSON.stringify({ data: c.data }));
+    pipe.publish(this.keys.jobNotify(id), 'output');
+    const results = await pipe.exec();
+    const failed = results?.find(([err]) => err);
+    if (failed) throw failed[0];
+  }
+
+  /** Events after `afterId` (exclusive), oldest first. */
+  async readEvents(id: string, afterId: string, count = 1000): Promise<JobEvent[]> {
+    const start = afterId === '0' || afterId === '' ? '-' : `(${afterId}`;
+    const rows = await this.redis.xrange(this.keys.jobEvents(id), start, '+', 'COUNT', count);
+    return rows.map(([eid, fields]) => toEvent(eid, fields));
+  }
+
+  /** The whole output of a job, reassembled from its stream. */
+  async readOutput(id: string): Promise<{ stdout: string; stderr: string }> {
+    const out = { stdout: '', stderr: '' };
+    let after = '0';
+    for (;;) {
+      const events = await this.readEvents(id, after, 5000);
+      for (const e of events) if (e.type === 'stdout' || e.type === 'stderr') out[e.type] += (JSON.parse(e.data) as { data: string }).data;
+      if (events.length < 5000) return out;
+      after = events[events.length - 1]!.id;
+    }
+  }
+
+  /** A tenant's job ids, newest first, starting after `cursor` (score:id of the last one seen). */
+  async listIds(tenant: string, limit: number, cursor: { score: number; id: string } | null): Promise<Array<{ id: string; score: number }>> {
+    const max = cursor ? String(cursor.score) : '+inf';
+    const raw = await this.redis.zrevrangebyscore(this.keys.tenantJobs(tenant), max, '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 64);
+    const items: Array<{ id: string; score: number }> = [];
+    for (let i = 0; i < raw.length; i += 2) items.push({ id: raw[i]!, score: Number(raw[i + 1]) });
+    if (!cursor) return items;
+    // Members with the cursor's score sort by id descending; skip up to and including the cursor.
+    return items.filter((it) => it.score < cursor.score || it.id < cursor.id);
+  }
+
+  async forgetFromIndex(tenant: string, ids: string[]): Promise<void> {
+    if (ids.length) await this.redis.zrem(this.keys.tenantJobs(tenant), ...ids);
+  }
+}
+
+function toEvent(id: string, fields: string[]): JobEvent {
+  let type = '';
+  let data = '';
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === 'type') type = fields[i + 1]!;
+    else if (fields[i] === 'data') data = fields[i + 1]!;
+  }
+  return { id, type: type as JobEventType, data };
+}

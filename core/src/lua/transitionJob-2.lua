@@ -1,0 +1,25 @@
+--[[
+  Move a job from one status to the next, compare-and-set on the status (statuses only move
+  forward, so there is no ABA), store the new document, append one event and ping listeners.
+  KEYS[1] job state hash      KEYS[2] job events stream
+  ARGV[1] expected current status(es), comma separated
+  ARGV[2] new status          ARGV[3] new document JSON
+  ARGV[4] event type          ARGV[5] event data JSON
+  ARGV[6] notify channel      ARGV[7] ttl seconds to set on both keys, or 0 to leave it
+  Output: 'ok', or the current status when it was not one of ARGV[1] ('' if the job is gone)
+]]
+local current = redis.call('HGET', KEYS[1], 'status')
+if not current then return '' end
+local allowed = false
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == current then allowed = true end
+end
+if not allowed then return current end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'doc', ARGV[3])
+redis.call('XADD', KEYS[2], '*', 'type', ARGV[4], 'data', ARGV[5])
+if tonumber(ARGV[7]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+  redis.call('EXPIRE', KEYS[2], ARGV[7])
+end
+redis.call('PUBLISH', ARGV[6], ARGV[4])
+return 'ok'

@@ -1,0 +1,58 @@
+/**
+ * Every Redis key sbx uses, built here and nowhere else. A job's keys share the hash tag
+ * `{job:<id>}` so they live in one Cluster slot and one Lua script may touch them all.
+ *
+ * | key                                 | type   | lifetime                                   |
+ * | ----------------------------------- | ------ | ------------------------------------------ |
+ * | <p>:{job:<id>}:state                | hash   | doc, spec, status, tenant, cancel; TTL     |
+ * | <p>:{job:<id>}:events               | stream | status/stdout/stderr/exit events; same TTL |
+ * | <p>:{job:<id>}:notify               | pubsub | "something was appended" pings (no data)   |
+ * | <p>:tenant:<t>:jobs                 | zset   | job ids by creation ms; trimmed past TTL   |
+ * | <p>:tenant:<t>:idem:<sha256(key)>   | string | job id; 24 h                               |
+ * | <p>:workers                         | zset   | worker id by last heartbeat ms             |
+ * | <p>:worker:<id>                     | string | worker info JSON; TTL = 5 heartbeats       |
+ * | <p>:worker:<id>:jobs                | set    | ids of the jobs it runs now                |
+ * | <p>:control                         | pubsub | cancel / image commands to workers         |
+ * | {<p>}:jobs:*                        | BullMQ | the queue (BullMQ's own keys)              |
+ */
+import { createHash } from 'node:crypto';
+
+export const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
+
+export class RedisKeys {
+  constructor(readonly prefix = 'sbx') {}
+
+  jobState(id: string): string {
+    return `${this.prefix}:{job:${id}}:state`;
+  }
+  jobEvents(id: string): string {
+    return `${this.prefix}:{job:${id}}:events`;
+  }
+  jobNotify(id: string): string {
+    return `${this.prefix}:{job:${id}}:notify`;
+  }
+  tenantJobs(tenant: string): string {
+    return `${this.prefix}:tenant:${tenant}:jobs`;
+  }
+  idempotency(tenant: string, key: string): string {
+    return `${this.prefix}:tenant:${tenant}:idem:${createHash('sha256').update(key).digest('hex')}`;
+  }
+  workers(): string {
+    return `${this.prefix}:workers`;
+  }
+  worker(id: string): string {
+    return `${this.prefix}:worker:${id}`;
+  }
+  workerJobs(id: string): string {
+    return `${this.prefix}:worker:${id}:jobs`;
+  }
+  control(): string {
+    return `${this.prefix}:control`;
+  }
+  /** BullMQ prefix: a hash tag, so all of the queue's keys share one Cluster slot. */
+  queuePrefix(): string {
+    return `{${this.prefix}}`;
+  }
+}
+
+export const QUEUE_NAME = 'jobs';

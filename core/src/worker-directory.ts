@@ -1,0 +1,74 @@
+/**
+ * Live workers: each worker writes its info under a key with a TTL of a few heartbeats and keeps a
+ * set of the jobs it is running. A job whose worker's key has expired has lost its worker.
+ */
+import type { RedisClient } from './redis.ts';
+import type { RedisKeys } from './redis-keys.ts';
+
+export interface CachedImageInfo {
+  image: string;
+  digest: string;
+  sizeBytes: number;
+  lastUsedAt: string;
+}
+
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid: number;
+  slotsTotal: number;
+  slotsFree: number;
+  runningJobs: string[];
+  cachedBytes: number;
+  images: CachedImageInfo[];
+  cgroup: string;
+  startedAt: string;
+  lastHeartbeat: string;
+}
+
+export class WorkerDirectory {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  async heartbeat(info: WorkerInfo, ttlMs: number): Promise<void> {
+    await this.redis.set(this.keys.worker(info.id), JSON.stringify(info), 'PX', ttlMs);
+    await this.redis.zadd(this.keys.workers(), Date.now(), info.id);
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.redis.del(this.keys.worker(id));
+    await this.redis.zrem(this.keys.workers(), id);
+  }
+
+  async isAlive(id: string): Promise<boolean> {
+    return (await this.redis.exists(this.keys.worker(id))) === 1;
+  }
+
+  /** Live workers; ids whose info expired are dropped from the index as they are found. */
+  async list(): Promise<WorkerInfo[]> {
+    const ids = await this.redis.zrange(this.keys.workers(), 0, -1);
+    if (ids.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of ids) pipe.get(this.keys.worker(id));
+    const rows = (await pipe.exec()) ?? [];
+    const live: WorkerInfo[] = [];
+    const dead: string[] = [];
+    rows.forEach(([, v], i) => (typeof v === 'string' ? live.push(JSON.parse(v) as WorkerInfo) : dead.push(ids[i]!)));
+    if (dead.length) await this.redis.zrem(this.keys.workers(), ...dead);
+    return live;
+  }
+
+  async addRunning(workerId: string, jobId: string): Promise<void> {
+    await this.redis.sadd(this.keys.workerJobs(workerId), jobId);
+  }
+
+  async removeRunning(workerId: string, jobId: string): Promise<void> {
+    await this.redis.srem(this.keys.workerJobs(workerId), jobId);
+  }
+
+  async running(workerId: string): Promise<string[]> {
+    return this.redis.smembers(this.keys.workerJobs(workerId));
+  }
+}

@@ -1,0 +1,48 @@
+// Messages on the SOCK_SEQPACKET socket between the launcher (Node), the setup child and sbx-init.
+//
+//   launcher -> setup child : "G"                      (cgroups joined, go on)
+//   launcher -> sbx-init    : InitConfig + payload     (one packet, read by sbx-init from fd 3)
+//   child/init -> launcher  : Msg packets:
+//       'F'  setup failed (Error filled)               -> launch() rejects
+//       'E'  execve of the command failed (value=errno) -> launch() rejects (command_not_found)
+//       'X'  the command is running (value = its pid inside the job's pid namespace)
+//       'S'  the command ended (value = wait status); sbx-init exits right after
+#pragma once
+#include <stdint.h>
+#include "error.h"
+
+namespace sbx::proto {
+
+constexpr int kInitSyncFd = 3;  // sbx-init finds the socket here
+constexpr uint32_t kMagic = 0x53425831;  // "SBX1"
+
+struct Msg {
+  char tag = 0;
+  int32_t value = 0;
+  Error error;
+};
+
+enum InitFlags : uint32_t {
+  kSeccomp = 1u << 0,    // install the filter that follows
+  kDropCaps = 1u << 1,   // clear every capability set (always set by the launcher)
+};
+
+// Fixed header; followed by groups[ngroups] (uint32), filter[nfilter] (struct sock_filter), cwd bytes.
+struct InitConfig {
+  uint32_t magic;
+  uint32_t flags;
+  uint32_t uid, gid;
+  uint32_t ngroups;
+  uint32_t nfilter;
+  uint32_t cwdLen;
+  int32_t oomScoreAdj;
+  uint64_t nofile;      // RLIMIT_NOFILE soft = hard
+  uint64_t cpuSeconds;  // RLIMIT_CPU (0 = unlimited)
+  uint64_t fsize;       // RLIMIT_FSIZE in bytes (0 = unlimited)
+  uint64_t nproc;       // RLIMIT_NPROC (0 = not set)
+  uint64_t keepCaps;    // bitmask of capabilities to keep (documented set; 0 by default)
+};
+
+constexpr size_t kMaxConfigBytes = 64 * 1024;
+
+}  // namespace sbx::proto

@@ -1,0 +1,143 @@
+/**
+ * Starts Debian's Distribution 2.8 (`/usr/bin/docker-registry`) on a free loopback port with a
+ * throw-away filesystem store. Optional htpasswd (Basic) or token (Bearer JWT) auth.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+const REGISTRY_BIN = process.env.SBX_REGISTRY_BIN ?? '/usr/bin/docker-registry';
+
+export interface RegistryTokenAuth {
+  realm: string;
+  service: string;
+  issuer: string;
+  /** PEM file with the certificate(s) whose keys sign the tokens. */
+  rootCertBundle: string;
+}
+
+export interface StartRegistryOptions {
+  htpasswd?: { user: string; password: string };
+  token?: RegistryTokenAuth;
+}
+
+export interface RunningRegistry {
+  /** '127.0.0.1:PORT' */
+  host: string;
+  /** 'http://127.0.0.1:PORT' */
+  url: string;
+  /** Where the registry keeps its blobs (to corrupt them in tests). */
+  storageDir: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function authSection(dir: string, opts: StartRegistryOptions): string {
+  if (opts.htpasswd) {
+    return ['auth:', '  htpasswd:', '    realm: sbx-test', `    path: ${join(dir, 'htpasswd')}`].join('\n');
+  }
+  if (opts.token) {
+    const t = opts.token;
+    return [
+      'auth:',
+      '  token:',
+      `    realm: ${t.realm}`,
+      `    service: ${t.service}`,
+      `    issuer: ${t.issuer}`,
+      `    rootcertbundle: ${t.rootCertBundle}`,
+    ].join('\n');
+  }
+  return '';
+}
+
+function registryConfig(dir: string, port: number, opts: StartRegistryOptions): string {
+  return [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${join(dir, 'storage')}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    authSection(dir, opts),
+    '',
+  ].join('\n');
+}
+
+async function waitForRegistry(url: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${output()}`);
+    try {
+      const res = await fetch(`${url}/v2/`);
+      await res.arrayBuffer();
+      if (res.status === 200 || res.status === 401) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`docker-registry did not answer on ${url} within 10 s: ${output()}`);
+}
+
+export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RunningRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), 'sbx-registry-'));
+  try {
+    if (opts.htpasswd) {
+      const { user, password } = opts.htpasswd;
+      await promisify(execFile)('htpasswd', ['-Bbc', join(dir, 'htpasswd'), user, password]);
+    }
+    const port = await freePort();
+    const configPath = join(dir, 'config.yml');
+    await writeFile(configPath, registryConfig(dir, port, opts));
+    const child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const keep = (b: Buffer) => {
+      output = (output + b.toString()).slice(-4000);
+    };
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const host = `127.0.0.1:${port}`;
+    const url = `http://${host}`;
+    const stop = async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(dir, { recursive: true, force: true });
+    };
+    try {
+      await waitForRegistry(url, child, () => output);
+    } catch (e) {
+      await stop();
+      throw e;
+    }
+    return { host, url, storageDir: join(dir, 'storage'), stop };
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+}

@@ -1,0 +1,317 @@
+/**
+ * A client for one registry over the OCI distribution API, on a shared undici dispatcher (connection
+ * reuse across pulls). It answers auth challenges, follows blob redirects (never sending our
+ * Authorization to another origin), retries 429/5xx/connection failures with backoff within a
+ * deadline, caps manifest sizes and verifies every digest. Failures become typed SbxErrors.
+ */
+import { isIP } from 'node:net';
+import type { Readable } from 'node:stream';
+import { request, type Dispatcher } from 'undici';
+import { ImageNotFoundError, ImagePullFailedError, InvalidImageError, RegistryUnauthorizedError, SbxError } from '../../../core/src/errors.ts';
+import { DigestVerifier, sha256Digest, type ExpectedBlob } from './digest-verifier.ts';
+import { MANIFEST_ACCEPT } from './media-types.ts';
+import { RegistryAuth, type RegistryCredentials } from './registry-auth.ts';
+
+export interface RetryPolicy {
+  /** Attempts per request, the first included. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** No new attempt starts after this many ms from the first one. */
+  deadlineMs: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 250, maxDelayMs: 4_000, deadlineMs: 60_000 };
+
+export interface RegistryClientOptions {
+  /** As in the image reference: 'docker.io', '127.0.0.1:5000', '[::1]:5000'. */
+  registry: string;
+  dispatcher: Dispatcher;
+  /** Hosts reached over plain http; loopback hosts always are. */
+  insecureRegistries?: readonly string[];
+  credentials?: RegistryCredentials;
+  retry?: RetryPolicy;
+  /** Idle time allowed between response bytes / before headers. */
+  timeoutMs?: number;
+}
+
+export interface FetchedManifest {
+  bytes: Buffer;
+  /** The Content-Type the registry sent. */
+  contentType: string | undefined;
+  /** sha256 of the bytes as received. */
+  digest: string;
+}
+
+/** Who is pulling what, for error messages and auth scopes. */
+export interface PullTarget {
+  /** Canonical image reference, for messages. */
+  image: string;
+  repository: string;
+  signal?: AbortSignal;
+}
+
+const MAX_REDIRECTS = 5;
+const MAX_ERROR_BODY = 16 * 1024;
+const MAX_TOKEN_BODY = 1024 * 1024;
+
+export function isLoopbackRegistry(registry: string): boolean {
+  const host = registry.startsWith('[') ? registry.slice(1, registry.indexOf(']')) : registry.replace(/:\d+$/, '');
+  if (host === 'localhost' || host === '::1') return true;
+  return isIP(host) === 4 && host.startsWith('127.');
+}
+
+/** Docker Hub's API lives on another host than its name. */
+function apiHost(registry: string): string {
+  return registry === 'docker.io' ? 'registry-1.docker.io' : registry;
+}
+
+function registryMessage(body: string): string {
+  try {
+    const json = JSON.parse(body) as { errors?: Array<{ code?: string; message?: string }> };
+    const first = json.errors?.[0];
+    if (first) return [first.code, first.message].filter(Boolean).join(': ');
+  } catch {
+    // not JSON: use the text
+  }
+  return body.trim().slice(0, 300) || 'no details';
+}
+
+function headerValue(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
+  const v = headers[name];
+  return Array.isArray(v) ? v.join(', ') : v;
+}
+
+async function readCapped(body: Dispatcher.ResponseData['body'], maxBytes: number, tooBig: () => Error): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += (chunk as Buffer).length;
+    if (total > maxBytes) {
+      body.destroy();
+      throw tooBig();
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function retryAfterMs(headers: Dispatcher.ResponseData['headers']): number | undefined {
+  const v = headerValue(headers, 'retry-after');
+  if (v === undefined) return undefined;
+  const seconds = Number(v);
+  if (Number.isFinite(seconds)) return seconds * 1000;
+  const date = Date.parse(v);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** A failure worth retrying, with the delay the server asked for, if any. */
+class RetryableFailure extends ImagePullFailedError {
+  constructor(
+    image: string,
+    detail: string,
+    readonly retryAfter: number | undefined,
+    cause?: unknown,
+  ) {
+    super(image, detail, { cause, retryable: true });
+  }
+}
+
+export class RegistryClient {
+  readonly registry: string;
+  readonly baseUrl: string;
+  private readonly dispatcher: Dispatcher;
+  private readonly auth: RegistryAuth;
+  private readonly retry: RetryPolicy;
+  private readonly timeoutMs: number;
+
+  constructor(opts: RegistryClientOptions) {
+    this.registry = opts.registry;
+    const insecure = isLoopbackRegistry(opts.registry) || (opts.insecureRegistries ?? []).includes(opts.registry);
+    this.baseUrl = `${insecure ? 'http' : 'https'}://${apiHost(opts.registry)}`;
+    this.dispatcher = opts.dispatcher;
+    this.retry = opts.retry ?? DEFAULT_RETRY;
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.auth = new RegistryAuth(opts.registry, opts.credentials, (url, headers, signal) => this.fetchToken(url, headers, signal));
+  }
+
+  /** GET a manifest by tag or digest. Verifies the digest when `reference` is one. */
+  async getManifest(target: PullTarget, reference: string, maxBytes: number): Promise<FetchedManifest> {
+    const url = new URL(`${this.baseUrl}/v2/${target.repository}/manifests/${reference}`);
+    const notFound = () => new ImageNotFoundError(target.image);
+    return this.withRetries(target, async () => {
+      const res = await this.send(url, target, { accept: MANIFEST_ACCEPT }, notFound);
+      const declared = Number(headerValue(res.headers, 'content-length') ?? '0');
+      const tooBig = () => new InvalidImageError(target.image, `its manifest is larger than the ${maxBytes}-byte limit`);
+      if (declared > maxBytes) {
+        res.body.destroy();
+        throw tooBig();
+      }
+      const bytes = await this.readBody(target, res, maxBytes, tooBig);
+      const digest = sha256Digest(bytes);
+      if (reference.startsWith('sha256:') && digest !== reference) {
+        throw new InvalidImageError(target.image, `manifest fetched by digest ${reference} has digest ${digest}`);
+      }
+      return { bytes, contentType: headerValue(res.headers, 'content-type'), digest };
+    });
+  }
+
+  /** GET a small blob (a config) into memory, verified against its descriptor. */
+  async getBlobBytes(target: PullTarget, blob: ExpectedBlob, maxBytes: number): Promise<Buffer> {
+    if (blob.size > maxBytes) throw new InvalidImageError(target.image, `blob ${blob.digest} is ${blob.size} bytes, over the ${maxBytes}-byte limit`);
+    return this.withRetries(target, async () => {
+      const stream = await this.openBlob(target, blob);
+      const chunks: Buffer[] = [];
+      for await (const chunk of stream) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    });
+  }
+
+  /**
+   * GET a blob as a stream that fails if the bytes exceed the descriptor's size or do not hash to its
+   * digest (the error comes at the end: consumers must not commit anything before the stream ends).
+   * Transport failures mid-body surface as retryable ImagePullFailedError.
+   */
+  async getBlob(target: PullTarget, blob: ExpectedBlob): Promise<Readable> {
+    return this.withRetries(target, () => this.openBlob(target, blob));
+  }
+
+  private async openBlob(target: PullTarget, blob: ExpectedBlob): Promise<Readable> {
+    const url = new URL(`${this.baseUrl}/v2/${target.repository}/blobs/${blob.digest}`);
+    const missing = () => new InvalidImageError(target.image, `its blob ${blob.digest} is missing from the registry`);
+    const res = await this.send(url, target, {}, missing);
+    const declared = headerValue(res.headers, 'content-length');
+    if (declared !== undefined && Number(declared) > blob.size) {
+      res.body.destroy();
+      throw new InvalidImageError(target.image, `registry announces ${declared} bytes for blob ${blob.digest}, its descriptor declares ${blob.size}`);
+    }
+    const verifier = new DigestVerifier(blob, (detail) => new InvalidImageError(target.image, detail));
+    res.body.on('error', (e: Error) => verifier.destroy(this.transportError(target, e)));
+    verifier.on('close', () => res.body.destroy());
+    res.body.pipe(verifier);
+    return verifier;
+  }
+
+  /** Runs `attempt` until it succeeds, fails for good, or the retry budget is spent. */
+  async withRetries<T>(target: PullTarget, attempt: () => Promise<T>): Promise<T> {
+    const started = Date.now();
+    for (let n = 1; ; n++) {
+      try {
+        return await attempt();
+      } catch (e) {
+        const retryable = e instanceof SbxError && e.retryable && !(target.signal?.aborted ?? false);
+        const backoff = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (n - 1)) * (0.75 + Math.random() * 0.5);
+        const delay = Math.min(this.retry.maxDelayMs, e instanceof RetryableFailure && e.retryAfter !== undefined ? e.retryAfter : backoff);
+        if (!retryable || n >= this.retry.attempts || Date.now() - started + delay > this.retry.deadlineMs) throw e;
+        await sleep(delay, target.signal);
+      }
+    }
+  }
+
+  /**
+   * One request with auth and redirects; resolves with a 2xx response whose body is unread.
+   * 404 → `notFound()`, 401/403 → RegistryUnauthorizedError, 429/5xx → retryable failure.
+   */
+  private async send(url: URL, target: PullTarget, extraHeaders: Record<string, string>, notFound: () => Error): Promise<Dispatcher.ResponseData> {
+    const scope = `repository:${target.repository}:pull`;
+    let current = url;
+    let challenged = false;
+    for (let hops = 0; hops <= MAX_REDIRECTS; ) {
+      const sameOrigin = current.origin === url.origin;
+      const authorization = sameOrigin ? this.auth.authorization(scope) : undefined;
+      const headers = { ...extraHeaders, ...(authorization ? { authorization } : {}) };
+      const res = await this.rawRequest(current, headers, target);
+      if (res.statusCode >= 200 && res.statusCode < 300) return res;
+      if ([301, 302, 303, 307, 308].includes(res.statusCode)) {
+        const location = headerValue(res.headers, 'location');
+        await res.body.dump();
+        if (!location) throw new ImagePullFailedError(target.image, `registry answered HTTP ${res.statusCode} without a Location`, { retryable: false });
+        current = new URL(location, current);
+        hops++;
+        continue;
+      }
+      const body = await this.errorBody(res);
+      if (res.statusCode === 401 && sameOrigin && !challenged) {
+        challenged = true;
+        if (await this.auth.answer(headerValue(res.headers, 'www-authenticate'), scope, authorization, target.signal)) continue;
+      }
+      throw this.statusError(target, res, body, notFound);
+    }
+    throw new ImagePullFailedError(target.image, `more than ${MAX_REDIRECTS} redirects for ${url.pathname}`, { retryable: false });
+  }
+
+  private statusError(target: PullTarget, res: Dispatcher.ResponseData, body: string, notFound: () => Error): Error {
+    const message = registryMessage(body);
+    const status = res.statusCode;
+    if (status === 404) return notFound();
+    if (status === 401 || status === 403) return new RegistryUnauthorizedError(this.registry, `HTTP ${status}: ${message}`);
+    if (status === 429 || status >= 500) {
+      return new RetryableFailure(target.image, `registry ${this.registry} answered HTTP ${status}: ${message}`, retryAfterMs(res.headers));
+    }
+    return new ImagePullFailedError(target.image, `registry ${this.registry} answered HTTP ${status}: ${message}`, { retryable: false });
+  }
+
+  private async rawRequest(url: URL, headers: Record<string, string>, target: PullTarget): Promise<Dispatcher.ResponseData> {
+    try {
+      return await request(url, {
+        dispatcher: this.dispatcher,
+        method: 'GET',
+        headers: { 'user-agent': 'sbx-image-store', ...headers },
+        signal: target.signal,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+    } catch (e) {
+      throw this.transportError(target, e);
+    }
+  }
+
+  private async readBody(target: PullTarget, res: Dispatcher.ResponseData, maxBytes: number, tooBig: () => Error): Promise<Buffer> {
+    try {
+      return await readCapped(res.body, maxBytes, tooBig);
+    } catch (e) {
+      throw this.transportError(target, e);
+    }
+  }
+
+  private async errorBody(res: Dispatcher.ResponseData): Promise<string> {
+    try {
+      return (await readCapped(res.body, MAX_ERROR_BODY, () => new Error('error body too large'))).toString('utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  /** Maps a transport failure to a retryable ImagePullFailedError; SbxErrors and aborts pass through. */
+  transportError(target: PullTarget, e: unknown): Error {
+    if (e instanceof SbxError) return e;
+    if (target.signal?.aborted) return target.signal.reason instanceof Error ? target.signal.reason : (e as Error);
+    const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+    const code = err.cause?.code ?? err.code;
+    const detail = `cannot reach registry ${this.registry}: ${[code, err.cause?.message ?? err.message].filter(Boolean).join(' ')}`;
+    return new RetryableFailure(target.image, detail, undefined, e);
+  }
+
+  private async fetchToken(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<{ status: number; body: string }> {
+    const target: PullTarget = { image: this.registry, repository: '', ...(signal ? { signal } : {}) };
+    const res = await this.rawRequest(url, { accept: 'application/json', ...headers }, target);
+    const tooBig = () => new RegistryUnauthorizedError(this.registry, 'its token server answered more than 1 MiB');
+    const body = await this.readBody(target, res, MAX_TOKEN_BODY, tooBig);
+    return { status: res.statusCode, body: body.toString('utf8') };
+  }
+}

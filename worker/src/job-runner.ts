@@ -1,0 +1,175 @@
+/**
+ * One job on this worker, start to finish: claim it (queued → pulling), acquire the image, start it
+ * (→ running), stream its output, record how it ended. Every failure is classified once into the
+ * job's `error.code`; the job record always reaches a final status unless this process dies, in
+ * which case the janitor (here or on another worker) finishes it as `worker_lost`.
+ */
+import { isSbxError } from '../../core/src/errors.ts';
+import type { JobDocument, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
+import type { JobStore } from '../../core/src/job-store.ts';
+import type { Logger } from '../../core/src/logger.ts';
+import type { WorkerMetrics } from '../../core/src/metrics.ts';
+import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
+import { launch, type ExitInfo, type Launched } from '../../native/index.ts';
+import type { AcquiredImage, ImageStore } from './images/image-store.ts';
+import { buildLaunchSpec } from './launch-plan.ts';
+import { RedisOutputSink } from './output/redis-sink.ts';
+import type { SlotPool } from './slots.ts';
+
+export interface RunnerDeps {
+  workerId: string;
+  cgroupParent: string;
+  store: JobStore;
+  images: ImageStore;
+  directory: WorkerDirectory;
+  slots: SlotPool;
+  logger: Logger;
+  metrics: WorkerMetrics;
+}
+
+/** A job this worker holds, so a cancel message can reach it. */
+interface ActiveJob {
+  cancelled: boolean;
+  /** Killed because this worker is shutting down, not by the client. */
+  shutdown: boolean;
+  abort: AbortController;
+  launched: Launched | null;
+}
+
+export class JobRunner {
+  private readonly active = new Map<string, ActiveJob>();
+
+  constructor(private readonly deps: RunnerDeps) {}
+
+  get runningIds(): string[] {
+    return [...this.active.keys()];
+  }
+
+  /** Cancel a job if this worker holds it; the run then ends `cancelled`. */
+  cancel(id: string): boolean {
+    const job = this.active.get(id);
+    if (!job) return false;
+    job.cancelled = true;
+    job.abort.abort();
+    job.launched?.kill();
+    return true;
+  }
+
+  /** Kill everything (worker shutdown); each run still records its end, as worker_lost. */
+  stopAll(): void {
+    for (const [id, job] of this.active) {
+      job.shutdown = true;
+      this.cancel(id);
+    }
+  }
+
+  async run(id: string): Promise<void> {
+    const { store, directory, workerId, logger } = this.deps;
+    const stored = await store.get(id);
+    if (!stored || stored.status !== 'queued') return; // expired, cancelled while queued, or taken
+    const pickedAt = new Date();
+    let doc: JobDocument = {
+      ...stored.doc,
+      status: 'pulling',
+      worker: workerId,
+      timings: { ...stored.doc.timings, queueMs: pickedAt.getTime() - Date.parse(stored.doc.timings.createdAt) },
+    };
+    if ((await store.transition(doc, ['queued'], 'status')) !== 'ok') return;
+
+    const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
+    this.active.set(id, job);
+    await directory.addRunning(workerId, id);
+    const slot = this.deps.slots.take();
+    this.deps.metrics.slotsBusy.inc();
+    let image: AcquiredImage | null = null;
+    try {
+      if ((await store.get(id))?.cancelRequested) job.cancelled = true;
+      if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
+
+      image = await this.acquire(stored.spec, job);
+      const pulledAt = new Date();
+      doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
+      if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
+
+      const launchSpec = await buildLaunchSpec(stored.spec, image, slot);
+      const launched = await launch(launchSpec, { cgroupParent: this.deps.cgroupParent });
+      job.launched = launched;
+      if (job.cancelled) launched.kill();
+      const startedAt = new Date();
+      doc = { ...doc, status: 'running', timings: { ...doc.timings, startedAt: startedAt.toISOString(), startMs: startedAt.getTime() - pulledAt.getTime() } };
+      this.deps.metrics.startSeconds.observe((startedAt.getTime() - pulledAt.getTime()) / 1000);
+      const moved = await store.transition(doc, ['pulling'], 'status');
+      if (moved !== 'ok') {
+        launched.kill(); // finished elsewhere meanwhile (e.g. declared lost): do not keep running it
+        await launched.exited;
+        return;
+      }
+      const exit = await this.stream(stored.spec, launched, id);
+      const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : outcome(exit, job.cancelled);
+      await this.finish(doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: exit.usage, outputTruncated: exit.outputTruncated });
+    } catch (e) {
+      const error = classify(e);
+      if (error.code === 'internal') logger.error({ err: e, jobId: id }, 'job failed on an internal error');
+      else logger.info({ jobId: id, code: error.code }, error.message);
+      const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : job.cancelled ? { status: 'cancelled' as const } : { status: 'error' as const, error };
+      await this.finish(doc, doc.status, ended);
+    } finally {
+      image?.release();
+      this.deps.slots.give(slot);
+      this.deps.metrics.slotsBusy.dec();
+      this.active.delete(id);
+      await directory.removeRunning(workerId, id).catch(() => {});
+    }
+  }
+
+  private async acquire(spec: JobSpec, job: ActiveJob): Promise<AcquiredImage> {
+    try {
+      const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal });
+      this.deps.metrics.pulls.inc({ result: image.pulled ? 'pulled' : 'hit' });
+      return image;
+    } catch (e) {
+      this.deps.metrics.pulls.inc({ result: 'error' });
+      throw e;
+    }
+  }
+
+  /** Pipe output into Redis until the process ended and both pipes closed. */
+  private async stream(spec: JobSpec, launched: Launched, id: string): Promise<ExitInfo & { outputTruncated: boolean }> {
+    const sink = new RedisOutputSink(this.deps.store, id, spec.limits.outputBytes);
+    const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
+    const exit = await launched.exited;
+    await drained;
+    await sink.flush();
+    this.deps.metrics.jobSeconds.observe(exit.usage.wallMs / 1000);
+    return { ...exit, outputTruncated: sink.truncated };
+  }
+
+  private async finish(doc: JobDocument, from: JobStatus, patch: Partial<JobDocument> & { status: JobStatus }): Promise<void> {
+    const final: JobDocument = { ...doc, ...patch, timings: { ...doc.timings, finishedAt: new Date().toISOString() } };
+    const result = await this.deps.store.transition(final, [from], 'exit');
+    if (result === 'ok') this.deps.metrics.jobsFinished.inc({ status: final.status });
+    else this.deps.logger.warn({ jobId: doc.id, found: result }, 'job was finished elsewhere first');
+  }
+}
+
+const SHUT_DOWN = { code: 'worker_lost', message: 'the worker shut down while this job ran; submit it again' };
+
+function outcome(exit: ExitInfo, cancelled: boolean): Pick<JobDocument, 'status' | 'exitCode' | 'signal'> {
+  const base = { exitCode: exit.exitCode, signal: exit.signal };
+  if (cancelled || exit.reason === 'killed') return { ...base, status: 'cancelled' };
+  if (exit.reason === 'timeout') return { ...base, status: 'timeout' };
+  if (exit.reason === 'oom' || (exit.oomKilled && exit.signal === 'SIGKILL')) return { ...base, status: 'oom' };
+  if (exit.exitCode === 0 && !exit.signal) return { ...base, status: 'succeeded' };
+  return { ...base, status: 'failed' };
+}
+
+const JOB_ERROR_CODES = new Set(['image_not_found', 'image_pull_failed', 'registry_unauthorized', 'invalid_image', 'command_not_found', 'invalid_request']);
+
+function classify(e: unknown): { code: string; message: string } {
+  if (isSbxError(e) && JOB_ERROR_CODES.has(e.code)) return { code: e.code, message: e.message };
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code === 'command_not_found' || code === 'invalid_spec') {
+    return { code: code === 'invalid_spec' ? 'invalid_request' : 'command_not_found', message: (e as Error).message };
+  }
+  return { code: 'internal', message: 'the worker hit an internal error running this job; it has been logged' };
+}

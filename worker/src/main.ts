@@ -1,0 +1,150 @@
+/**
+ * Worker process edge: config → host check → clean up after a crashed predecessor → take jobs from
+ * the queue with one BullMQ consumer per slot → heartbeat → graceful shutdown.
+ */
+import { createServer } from 'node:http';
+import os from 'node:os';
+import { Worker } from 'bullmq';
+import { ConfigError, loadConfig, type Config } from '../../core/src/config.ts';
+import { JobStore } from '../../core/src/job-store.ts';
+import { createLogger, type Logger } from '../../core/src/logger.ts';
+import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
+import { connectRedis } from '../../core/src/redis.ts';
+import { QUEUE_NAME, RedisKeys } from '../../core/src/redis-keys.ts';
+import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-directory.ts';
+import type { QueuedJob } from '../../core/src/job-queue.ts';
+import { probeHost, sweep } from '../../native/index.ts';
+import { listenForControl } from './control-channel.ts';
+import { ImageStore } from './images/image-store.ts';
+import { Janitor } from './janitor.ts';
+import { JobRunner } from './job-runner.ts';
+import { SlotPool, defaultSlotCount } from './slots.ts';
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+async function main(): Promise<void> {
+  const config = loadConfigOrExit();
+  const env = config.env;
+  const logger = createLogger('sbx-worker', env.SBX_LOG_LEVEL);
+  const workerId = env.SBX_WORKER_ID ?? `${os.hostname()}/1`;
+  const cgroupParent = `${env.SBX_CGROUP_PARENT}/${workerId.replace(/[^A-Za-z0-9._-]/g, '_')}`;
+
+  const host = probeHost({ cgroupParent });
+  if (!host.ok) {
+    logger.fatal({ missing: host.missing, cgroup: host.cgroup }, 'this host cannot run jobs');
+    process.stderr.write(`sbx-worker: this host cannot run jobs:\n  - ${host.missing.join('\n  - ')}\n`);
+    process.exit(3);
+  }
+
+  const keys = new RedisKeys(env.SBX_REDIS_PREFIX);
+  const redis = connectRedis(env, 'worker');
+  const sub = connectRedis(env, 'worker-sub');
+  const bullConnection = connectRedis(env, 'worker-queue', { forBullMQ: true });
+  for (const c of [redis, sub, bullConnection]) c.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
+  const store = new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS);
+  const directory = new WorkerDirectory(redis, keys);
+  const heartbeatTtl = env.SBX_HEARTBEAT_MS * 5;
+
+  if (await directory.isAlive(workerId)) {
+    logger.fatal({ workerId }, 'another live worker already uses this id');
+    process.stderr.write(`sbx-worker: a live worker already uses the id ${workerId}; give each worker on a host its own SBX_WORKER_ID\n`);
+    process.exit(2);
+  }
+
+  const janitor = new Janitor(redis, keys, store, directory, logger);
+  const swept = await sweep({ cgroupParent });
+  if (swept.cgroups || swept.processes) logger.warn({ ...swept }, 'removed leftovers of a crashed worker');
+  await janitor.finishJobsOf(workerId);
+
+  const registry = createRegistry('worker');
+  const metrics = workerMetrics(registry);
+  const slots = new SlotPool(env.SBX_WORKER_SLOTS ?? defaultSlotCount());
+  metrics.slotsTotal.set(slots.total);
+  const images = new ImageStore({ root: `${env.SBX_STATE_DIR}/images`, logger: logger.child({ component: 'images' }), insecureRegistries: env.SBX_INSECURE_REGISTRIES });
+  const runner = new JobRunner({ workerId, cgroupParent, store, images, directory, slots, logger, metrics });
+
+  const startedAt = new Date().toISOString();
+  const beat = async () => {
+    const cached = await images.list().catch(() => []);
+    const info: WorkerInfo = {
+      id: workerId, host: os.hostname(), pid: process.pid, slotsTotal: slots.total, slotsFree: slots.available,
+      runningJobs: runner.runningIds, cachedBytes: cached.reduce((n, i) => n + i.sizeBytes, 0), images: cached,
+      cgroup: host.cgroup, startedAt, lastHeartbeat: new Date().toISOString(),
+    };
+    await directory.heartbeat(info, heartbeatTtl);
+  };
+  await beat();
+  const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
+  const reaper = setInterval(() => void janitor.reapDeadWorkers().catch((err) => logger.warn({ err: err.message }, 'reaping lost workers failed')), Math.max(heartbeatTtl, 5000));
+
+  await listenForControl(sub, keys.control(), logger, (m) => {
+    if (m.type === 'cancel') runner.cancel(m.id);
+    else if (m.type === 'pull') images.acquire(m.image, { policy: 'always' }).then((i) => i.release(), (err) => logger.warn({ image: m.image, err: err.message }, 'pre-pull failed'));
+    else if (m.type === 'evict') logger.info({ digest: m.digest }, 'evict requested');
+  });
+
+  const worker = new Worker<QueuedJob>(QUEUE_NAME, async (job) => runner.run(job.data.id), {
+    connection: bullConnection,
+    prefix: keys.queuePrefix(),
+    concurrency: slots.total,
+    maxStalledCount: 0, // a job whose worker died is never run twice: it ends worker_lost
+    lockDuration: 30_000,
+    drainDelay: 5,
+  });
+  worker.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
+  worker.on('failed', (job, err) => logger.warn({ jobId: job?.data.id, err: err.message }, 'queue entry failed'));
+
+  const metricsServer = startMetricsServer(env.SBX_WORKER_METRICS_PORT, registry, logger);
+  logger.info({ workerId, slots: slots.total, cgroup: host.cgroup, cgroupParent }, 'sbx worker ready');
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, running: runner.runningIds.length }, 'shutting down');
+    const grace = setTimeout(() => runner.stopAll(), signal === 'SIGINT' ? 0 : SHUTDOWN_GRACE_MS);
+    await worker.close();
+    clearTimeout(grace);
+    clearInterval(heartbeat);
+    clearInterval(reaper);
+    await directory.remove(workerId).catch(() => {});
+    await images.close();
+    metricsServer?.close();
+    for (const c of [redis, sub, bullConnection]) c.disconnect();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`sbx-worker: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+function startMetricsServer(port: number | undefined, registry: ReturnType<typeof createRegistry>, logger: Logger) {
+  if (port === undefined) return null;
+  const server = createServer((req, res) => {
+    if (req.url === '/metrics') {
+      void registry.metrics().then((text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text));
+    } else if (req.url === '/healthz') {
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":"ok"}');
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  server.listen(port, '127.0.0.1', () => logger.info({ port }, 'worker metrics listening'));
+  return server;
+}
+
+main().catch((err) => {
+  process.stderr.write(`sbx-worker: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,81 @@
+/**
+ * stdout/stderr of one job → its Redis Stream. Bytes are decoded as UTF-8 per stream (a character
+ * split across reads stays whole; invalid bytes become U+FFFD), each stream is capped at
+ * limits.outputBytes (the rest is drained and dropped, and `truncated` says so), and appends are
+ * batched: while one write to Redis is in flight, new chunks queue up and go out in the next one.
+ */
+import { StringDecoder } from 'node:string_decoder';
+import type { Readable } from 'node:stream';
+import type { JobStore, OutputChunk } from '../../../core/src/job-store.ts';
+
+type StreamName = 'stdout' | 'stderr';
+
+export class RedisOutputSink {
+  private readonly pending: OutputChunk[] = [];
+  private readonly seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
+  private readonly decoders: Record<StreamName, StringDecoder> = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  private inFlight: Promise<void> | null = null;
+  private failure: unknown = null;
+  truncated = false;
+
+  constructor(
+    private readonly store: JobStore,
+    private readonly jobId: string,
+    private readonly capBytes: number,
+  ) {}
+
+  /** Read a stream to its end; resolves when it closed (the process and its children let go of it). */
+  attach(name: StreamName, stream: Readable): Promise<void> {
+    return new Promise((resolve) => {
+      stream.on('data', (buf: Buffer) => this.write(name, buf));
+      stream.once('error', () => resolve());
+      stream.once('close', () => resolve());
+    });
+  }
+
+  write(name: StreamName, buf: Buffer): void {
+    const room = this.capBytes - this.seen[name];
+    if (room <= 0) {
+      if (buf.length > 0) this.truncated = true;
+      return;
+    }
+    const kept = buf.length > room ? buf.subarray(0, room) : buf;
+    if (kept.length < buf.length) this.truncated = true;
+    this.seen[name] += kept.length;
+    const text = this.decoders[name].write(kept);
+    if (text) this.push(name, text);
+  }
+
+  /** Everything written so far is in Redis when this resolves. */
+  async flush(): Promise<void> {
+    for (const name of ['stdout', 'stderr'] as const) {
+      const rest = this.decoders[name].end();
+      if (rest) this.push(name, rest);
+    }
+    while (this.inFlight || this.pending.length) {
+      if (!this.inFlight) this.kick();
+      await this.inFlight;
+    }
+    if (this.failure) throw this.failure;
+  }
+
+  private push(type: StreamName, data: string): void {
+    const last = this.pending[this.pending.length - 1];
+    if (last && last.type === type && last.data.length < 65536) last.data += data;
+    else this.pending.push({ type, data });
+    if (!this.inFlight) this.kick();
+  }
+
+  private kick(): void {
+    const batch = this.pending.splice(0);
+    this.inFlight = this.store
+      .appendOutput(this.jobId, batch)
+      .catch((e: unknown) => {
+        this.failure = e;
+      })
+      .finally(() => {
+        this.inFlight = null;
+        if (this.pending.length) this.kick();
+      });
+  }
+}

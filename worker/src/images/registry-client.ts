@@ -175,7 +175,7 @@ export class RegistryClient {
   async getBlobBytes(target: PullTarget, blob: ExpectedBlob, maxBytes: number): Promise<Buffer> {
     if (blob.size > maxBytes) throw new InvalidImageError(target.image, `blob ${blob.digest} is ${blob.size} bytes, over the ${maxBytes}-byte limit`);
     return this.withRetries(target, async () => {
-      const stream = await this.openBlob(target, blob);
+      const stream = await this.getBlob(target, blob);
       const chunks: Buffer[] = [];
       for await (const chunk of stream) chunks.push(chunk as Buffer);
       return Buffer.concat(chunks);
@@ -185,13 +185,10 @@ export class RegistryClient {
   /**
    * GET a blob as a stream that fails if the bytes exceed the descriptor's size or do not hash to its
    * digest (the error comes at the end: consumers must not commit anything before the stream ends).
-   * Transport failures mid-body surface as retryable ImagePullFailedError.
+   * Transport failures mid-body surface as retryable ImagePullFailedError. One attempt: wrap the
+   * whole download-and-use in withRetries() to retry.
    */
   async getBlob(target: PullTarget, blob: ExpectedBlob): Promise<Readable> {
-    return this.withRetries(target, () => this.openBlob(target, blob));
-  }
-
-  private async openBlob(target: PullTarget, blob: ExpectedBlob): Promise<Readable> {
     const url = new URL(`${this.baseUrl}/v2/${target.repository}/blobs/${blob.digest}`);
     const missing = () => new InvalidImageError(target.image, `its blob ${blob.digest} is missing from the registry`);
     const res = await this.send(url, target, {}, missing);

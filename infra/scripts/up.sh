@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Starts the local sbx stack in the background and returns once it is ready:
+#   a private redis-server, Debian's Distribution registry seeded with the demo image,
+#   the API and one worker. Running it again leaves running parts alone.
+# Env: SBX_API_PORT (8080), SBX_REGISTRY_ADDR (127.0.0.1:5000), SBX_DEV_REDIS_PORT (6399),
+#      SBX_STATE_DIR (/var/lib/sbx), SBX_WORKER_SLOTS.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bash infra/scripts/install-deps.sh
+
+API_PORT=${SBX_API_PORT:-8080}
+REGISTRY_ADDR=${SBX_REGISTRY_ADDR:-127.0.0.1:5000}
+REDIS_PORT=${SBX_DEV_REDIS_PORT:-6399}
+HERE=$(pwd)
+RUN=$HERE/.sbx/run
+LOGS=$HERE/.sbx/logs
+mkdir -p "$RUN" "$LOGS" "$HERE/.sbx/registry"
+
+alive() { [[ -f $RUN/$1.pid ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+# start NAME CMD... : run detached in its own session, log to .sbx/logs/NAME.log
+start() {
+  local name=$1; shift
+  if alive "$name"; then echo "sbx: $name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
+  setsid nohup "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$name.pid"
+}
+
+wait_for() {
+  local what=$1 check=$2
+  for _ in $(seq 1 300); do
+    if eval "$check" >/dev/null 2>&1; then return 0; fi
+    sleep 0.1
+  done
+  echo "sbx: $what did not come up; see $LOGS" >&2
+  exit 1
+}
+
+start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --protected-mode yes
+wait_for "redis on 127.0.0.1:$REDIS_PORT" "redis-cli -p $REDIS_PORT ping | grep -q PONG"
+
+cat >"$RUN/registry.yml" <<YML
+version: 0.1
+log: { level: warn }
+storage:
+  filesystem: { rootdirectory: $HERE/.sbx/registry }
+  delete: { enabled: true }
+http:
+  addr: $REGISTRY_ADDR
+YML
+start registry docker-registry serve "$RUN/registry.yml"
+wait_for "registry on $REGISTRY_ADDR" "curl -sf http://$REGISTRY_ADDR/v2/"
+npx --no-install tsx test/fixtures/build-images.ts --registry "$REGISTRY_ADDR" >"$LOGS/fixtures.log" 2>&1 || { cat "$LOGS/fixtures.log" >&2; exit 1; }
+
+export SBX_REDIS_URL=redis://127.0.0.1:$REDIS_PORT SBX_API_PORT=$API_PORT SBX_WORKER_ID=${SBX_WORKER_ID:-local/1}
+start api node --import tsx api/src/main.ts
+wait_for "API on 127.0.0.1:$API_PORT" "curl -sf http://127.0.0.1:$API_PORT/readyz"
+start worker node --import tsx worker/src/main.ts
+wait_for "a worker" "curl -sf http://127.0.0.1:$API_PORT/v1/workers | grep -q '\"id\"'" || true
+if ! alive worker; then echo "sbx: the worker stopped:" >&2; tail -n 20 "$LOGS/worker.log" >&2; exit 1; fi
+
+echo "sbx: up. API http://127.0.0.1:$API_PORT (docs /docs), registry http://$REGISTRY_ADDR, demo image $REGISTRY_ADDR/demo/busybox:latest"
+echo "sbx: logs in $LOGS; stop with: npm run down"

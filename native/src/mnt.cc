@@ -1,0 +1,208 @@
+#include "mnt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sys.h"
+
+namespace sbx::mnt {
+namespace {
+
+// runc / moby defaults (P15). Directories get an empty read-only tmpfs, files our own /dev/null.
+const char* const kMaskedPaths[] = {
+    "proc/acpi",        "proc/asound",     "proc/interrupts", "proc/kcore",
+    "proc/keys",        "proc/latency_stats", "proc/sched_debug", "proc/scsi",
+    "proc/timer_list",  "proc/timer_stats", "proc/sysrq-trigger",
+    "sys/devices/virtual/powercap", "sys/firmware", "sys/kernel/security", "sys/kernel/debug",
+    "sys/fs/bpf",
+};
+const char* const kReadOnlyPaths[] = {"proc/bus", "proc/fs", "proc/irq", "proc/sys"};
+const char* const kDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
+const unsigned long kNoSuidDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+struct Builder {
+  Arena& arena;
+  std::vector<Op>& ops;
+  const char* str(const std::string& s) { return arena.emplace_back(s).c_str(); }
+  void add(OpKind k, const char* stage, const char* src, const char* dst, const char* fstype = nullptr,
+           unsigned long flags = 0, const char* data = nullptr, uint32_t mode = 0, bool optional = false) {
+    ops.push_back(Op{k, optional, mode, flags, src, dst, fstype, data, stage});
+  }
+};
+
+bool isDir(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+bool exists(const std::string& p) {
+  struct stat st;
+  return stat(p.c_str(), &st) == 0;
+}
+
+bool addRootfs(Builder& b, const spec::Spec& s, const spec::Options& o, Error& err) {
+  std::string scratch = o.stateDir + "/mnt";
+  uint64_t inodes = s.limits.diskBytes / 4096;
+  if (inodes < 4096) inodes = 4096;
+  b.add(OpKind::kMount, "mount-private", nullptr, "/", nullptr, MS_REC | MS_PRIVATE);
+  b.add(OpKind::kMount, "scratch-tmpfs", "tmpfs", b.str(scratch), "tmpfs", MS_NOSUID | MS_NODEV,
+        b.str("size=" + std::to_string(s.limits.diskBytes) + ",nr_inodes=" + std::to_string(inodes) + ",mode=0700"));
+  b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(scratch + "/upper"), nullptr, 0, nullptr, 0755);
+  b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(scratch + "/work"), nullptr, 0, nullptr, 0700);
+  b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(scratch + "/root"), nullptr, 0, nullptr, 0755);
+  std::string lower = o.stateDir + "/initlayer";
+  for (auto it = s.lowerDirs.rbegin(); it != s.lowerDirs.rend(); ++it) lower += ":" + *it;
+  std::string data = "lowerdir=" + lower + ",upperdir=" + scratch + "/upper,workdir=" + scratch + "/work";
+  if (data.size() > 4000)  // mount(2) data is one page
+    return fail(err, "spec", "", "lowerDirs: overlay options exceed one page; use shorter layer paths", E2BIG, kInvalidSpec);
+  b.add(OpKind::kMount, "overlay", "overlay", b.str(scratch + "/root"), "overlay", MS_NOSUID | MS_NODEV, b.str(data));
+  b.add(OpKind::kChdir, "overlay", nullptr, b.str(scratch + "/root"));
+  return true;
+}
+
+void addDev(Builder& b, uint64_t shmBytes) {
+  b.add(OpKind::kMount, "dev", "tmpfs", "dev", "tmpfs", kNoSuidDevExec, "mode=0755,size=65536,nr_inodes=64");
+  for (const char* d : kDevices) {
+    const char* dst = b.str(std::string("dev/") + d);
+    b.add(OpKind::kTouch, "dev", nullptr, dst, nullptr, 0, nullptr, 0666);
+    b.add(OpKind::kBind, "dev", b.str(std::string("/dev/") + d), dst, nullptr, MS_BIND);
+  }
+  b.add(OpKind::kSymlink, "dev", "/proc/self/fd", "dev/fd");
+  b.add(OpKind::kSymlink, "dev", "/proc/self/fd/0", "dev/stdin");
+  b.add(OpKind::kSymlink, "dev", "/proc/self/fd/1", "dev/stdout");
+  b.add(OpKind::kSymlink, "dev", "/proc/self/fd/2", "dev/stderr");
+  b.add(OpKind::kMkdir, "dev", nullptr, "dev/pts", nullptr, 0, nullptr, 0755);
+  b.add(OpKind::kMount, "dev", "devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+  b.add(OpKind::kSymlink, "dev", "pts/ptmx", "dev/ptmx");
+  b.add(OpKind::kMkdir, "dev", nullptr, "dev/shm", nullptr, 0, nullptr, 01777);
+  b.add(OpKind::kMount, "dev", "shm", "dev/shm", "tmpfs", kNoSuidDevExec,
+        b.str("mode=1777,size=" + std::to_string(shmBytes)));
+  b.add(OpKind::kMkdir, "dev", nullptr, "dev/mqueue", nullptr, 0, nullptr, 0755);
+  b.add(OpKind::kMount, "dev", "mqueue", "dev/mqueue", "mqueue", kNoSuidDevExec);
+  b.add(OpKind::kRemountRo, "dev", nullptr, "dev", nullptr, kNoSuidDevExec);
+}
+
+void addMasks(Builder& b) {
+  for (const char* p : kMaskedPaths) {
+    std::string host = std::string("/") + p;
+    if (!exists(host)) continue;
+    if (isDir(host))
+      b.add(OpKind::kMount, "mask", "tmpfs", p, "tmpfs", kNoSuidDevExec | MS_RDONLY, "size=0,nr_inodes=1,mode=0555", 0, true);
+    else
+      b.add(OpKind::kBind, "mask", "dev/null", p, nullptr, MS_BIND, nullptr, 0, true);
+  }
+  glob_t g;
+  if (glob("/sys/devices/system/cpu/cpu*/thermal_throttle", GLOB_NOSORT, nullptr, &g) == 0) {
+    for (size_t i = 0; i < g.gl_pathc; i++)
+      b.add(OpKind::kMount, "mask", "tmpfs", b.str(g.gl_pathv[i] + 1), "tmpfs", kNoSuidDevExec | MS_RDONLY,
+            "size=0,nr_inodes=1,mode=0555", 0, true);
+    globfree(&g);
+  }
+  for (const char* p : kReadOnlyPaths) {
+    if (!exists(std::string("/") + p)) continue;
+    b.add(OpKind::kBind, "readonly", p, p, nullptr, MS_BIND | MS_REC, nullptr, 0, true);
+    b.add(OpKind::kRemountRo, "readonly", nullptr, p, nullptr, kNoSuidDevExec, nullptr, 0, true);
+  }
+}
+
+long runOp(const Op& op) {
+  using sys::sc;
+  switch (op.kind) {
+    case OpKind::kMount:
+      return sc(__NR_mount, op.src, op.dst, op.fstype, op.flags, op.data);
+    case OpKind::kBind:
+      return sc(__NR_mount, op.src, op.dst, nullptr, op.flags, nullptr);
+    case OpKind::kRemountRo:
+      return sc(__NR_mount, nullptr, op.dst, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | op.flags, nullptr);
+    case OpKind::kMkdir: {
+      long r = sc(__NR_mkdirat, AT_FDCWD, op.dst, op.mode);
+      if (r == 0 && (op.mode & 07000)) r = sc(__NR_fchmodat, AT_FDCWD, op.dst, op.mode);
+      return r;
+    }
+    case OpKind::kTouch: {
+      long fd = sc(__NR_openat, AT_FDCWD, op.dst, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, op.mode);
+      if (fd < 0) return fd;
+      sc(__NR_close, fd);
+      return 0;
+    }
+    case OpKind::kSymlink:
+      return sc(__NR_symlinkat, op.src, AT_FDCWD, op.dst);
+    case OpKind::kChdir:
+      return sc(__NR_chdir, op.dst);
+    case OpKind::kPivot: {
+      // nsjail/runc: pivot_root(".", ".") stacks the old root on top; detach it, then cd /.
+      long r = sc(__NR_pivot_root, ".", ".");
+      if (r == 0) r = sc(__NR_umount2, ".", MNT_DETACH);
+      if (r == 0) r = sc(__NR_chdir, "/");
+      return r;
+    }
+  }
+  return -EINVAL;
+}
+
+const char* opSyscall(OpKind k) {
+  switch (k) {
+    case OpKind::kMount: case OpKind::kBind: case OpKind::kRemountRo: return "mount";
+    case OpKind::kMkdir: return "mkdirat";
+    case OpKind::kTouch: return "openat";
+    case OpKind::kSymlink: return "symlinkat";
+    case OpKind::kChdir: return "chdir";
+    case OpKind::kPivot: return "pivot_root";
+  }
+  return "?";
+}
+
+bool mkdirIfMissing(const std::string& p, mode_t mode, Error& err) {
+  if (mkdir(p.c_str(), mode) != 0 && errno != EEXIST) return fail(err, "state-dir", "mkdir", p.c_str(), errno, kHost);
+  struct stat st;
+  if (lstat(p.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0)
+    return fail(err, "state-dir", "lstat", p.c_str(), ENOTDIR, kHost);
+  if ((st.st_mode & 07777) != mode && chmod(p.c_str(), mode) != 0)
+    return fail(err, "state-dir", "chmod", p.c_str(), errno, kHost);
+  return true;
+}
+
+}  // namespace
+
+bool prepareStateDir(const std::string& dir, Error& err) {
+  std::string path;
+  for (size_t i = 1; i <= dir.size(); i++) {  // mkdir -p for the parents (0755)
+    if (i == dir.size() || dir[i] == '/') {
+      path = dir.substr(0, i);
+      if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return fail(err, "state-dir", "mkdir", path.c_str(), errno, kHost);
+    }
+  }
+  RETURN_ON_FAILURE(mkdirIfMissing(dir, 0711, err));
+  RETURN_ON_FAILURE(mkdirIfMissing(dir + "/mnt", 0700, err));
+  RETURN_ON_FAILURE(mkdirIfMissing(dir + "/initlayer", 0755, err));
+  RETURN_ON_FAILURE(mkdirIfMissing(dir + "/initlayer/proc", 0555, err));
+  RETURN_ON_FAILURE(mkdirIfMissing(dir + "/initlayer/sys", 0555, err));
+  RETURN_ON_FAILURE(mkdirIfMissing(dir + "/initlayer/dev", 0755, err));
+  RETURN_ON_FAILURE(mkdirIfMissing(dir + "/initlayer/tmp", 01777, err));
+  return true;
+}
+
+bool buildOps(const spec::Spec& s, const spec::Options& o, Arena& arena, std::vector<Op>& ops, Error& err) {
+  Builder b{arena, ops};
+  RETURN_ON_FAILURE(addRootfs(b, s, o, err));
+  b.add(OpKind::kMount, "proc", "proc", "proc", "proc", kNoSuidDevExec);
+  uint64_t shm = s.limits.diskBytes < (64u << 20) ? s.limits.diskBytes : (64u << 20);
+  addDev(b, shm);
+  b.add(OpKind::kMount, "sys", "sysfs", "sys", "sysfs", kNoSuidDevExec | MS_RDONLY);
+  addMasks(b);
+  b.add(OpKind::kPivot, "pivot_root", nullptr, ".");
+  return true;
+}
+
+bool setupInChild(const Op* ops, size_t n, Error& err) {
+  for (size_t i = 0; i < n; i++) {
+    long r = runOp(ops[i]);
+    if (r < 0 && !(ops[i].optional && r == -ENOENT)) return fail(err, ops[i].stage, opSyscall(ops[i].kind), ops[i].dst, r);
+  }
+  return true;
+}
+
+}  // namespace sbx::mnt

@@ -1,0 +1,107 @@
+#include "ns.h"
+
+#include <errno.h>
+#include <linux/sched.h>
+#include <net/if.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "sys.h"
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+// long sbx_clone3(struct clone_args*, size_t, int (*fn)(void*), void* arg)
+// The child starts on the stack given in clone_args, calls fn(arg) and exits with its result.
+#if defined(__x86_64__)
+__asm__(
+    ".text\n"
+    ".globl sbx_clone3\n"
+    ".hidden sbx_clone3\n"
+    ".type sbx_clone3,@function\n"
+    "sbx_clone3:\n"
+    "  mov %rdx, %r8\n"       // fn   (r8/r9 survive the syscall and are copied to the child)
+    "  mov %rcx, %r9\n"       // arg
+    "  mov $435, %eax\n"      // __NR_clone3
+    "  syscall\n"
+    "  test %rax, %rax\n"
+    "  jnz 1f\n"
+    "  xor %ebp, %ebp\n"      // child: fresh frame on the new stack
+    "  mov %r9, %rdi\n"
+    "  call *%r8\n"
+    "  mov %eax, %edi\n"
+    "  mov $60, %eax\n"       // __NR_exit
+    "  syscall\n"
+    "  hlt\n"
+    "1: ret\n"
+    ".size sbx_clone3, .-sbx_clone3\n");
+#elif defined(__aarch64__)
+__asm__(
+    ".text\n"
+    ".globl sbx_clone3\n"
+    ".hidden sbx_clone3\n"
+    ".type sbx_clone3,%function\n"
+    "sbx_clone3:\n"
+    "  mov x9, x2\n"
+    "  mov x10, x3\n"
+    "  mov x8, #435\n"
+    "  svc #0\n"
+    "  cbnz x0, 1f\n"
+    "  mov x29, #0\n"
+    "  mov x0, x10\n"
+    "  blr x9\n"
+    "  mov x8, #93\n"         // __NR_exit
+    "  svc #0\n"
+    "1: ret\n"
+    ".size sbx_clone3, .-sbx_clone3\n");
+#endif
+extern "C" long sbx_clone3(struct clone_args* args, size_t size, int (*fn)(void*), void* arg);
+
+namespace sbx::ns {
+
+bool cloneChild(uint64_t nsFlags, int cgroupFd, void* stack, size_t stackSize, int (*fn)(void*), void* arg,
+                Clone& out, Error& err) {
+  struct clone_args ca;
+  sys::bzero(&ca, sizeof ca);
+  int pidfd = -1;
+  ca.flags = CLONE_VM | CLONE_PIDFD | nsFlags | (cgroupFd >= 0 ? CLONE_INTO_CGROUP : 0);
+  ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+  ca.exit_signal = SIGCHLD;
+  ca.stack = (uint64_t)(uintptr_t)stack;
+  ca.stack_size = stackSize;
+  if (cgroupFd >= 0) ca.cgroup = (uint64_t)cgroupFd;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  long pid = sbx_clone3(&ca, sizeof ca, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) return fail(err, "clone", "clone3", "", pid);
+  out.pid = (int)pid;
+  out.pidfd = pidfd;
+  return true;
+}
+
+bool setHostnameInChild(const char* name, size_t len, Error& err) {
+  long r = sys::sc(__NR_sethostname, name, len);
+  return r == 0 || fail(err, "hostname", "sethostname", name, r);
+}
+
+bool loopbackUpInChild(Error& err) {
+  long fd = sys::sc(__NR_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail(err, "loopback", "socket", "lo", fd);
+  struct ifreq ifr;
+  sys::bzero(&ifr, sizeof ifr);
+  ifr.ifr_name[0] = 'l';
+  ifr.ifr_name[1] = 'o';
+  long r = sys::sc(__NR_ioctl, fd, SIOCGIFFLAGS, &ifr);
+  if (r == 0) {
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    r = sys::sc(__NR_ioctl, fd, SIOCSIFFLAGS, &ifr);
+  }
+  sys::sc(__NR_close, fd);
+  return r == 0 || fail(err, "loopback", "ioctl(SIOCSIFFLAGS)", "lo", r);
+}
+
+}  // namespace sbx::ns

@@ -1,0 +1,196 @@
+/**
+ * The whole path with real parts: HTTP → Redis/BullMQ → worker → registry pull → native launcher →
+ * output over SSE. Each test asserts what a user of the API sees.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { hostname } from 'node:os';
+import { SbxClient } from '../harness/api-client.ts';
+import { startStack, type Stack } from '../harness/stack.ts';
+
+let stack: Stack;
+let api: SbxClient;
+let image: string;
+
+before(async () => {
+  stack = await startStack();
+  api = new SbxClient(stack.apiUrl);
+  image = stack.images.busybox;
+});
+after(async () => {
+  await stack?.stop();
+});
+
+const run = (command: string[], extra: Record<string, unknown> = {}) => api.submit({ image, command, ...extra }, { wait: true });
+
+describe('a job from submit to exit', () => {
+  test('streams stdout, stderr and the exit document over SSE, resumable with Last-Event-ID', async () => {
+    const sub = await api.submit({ image, command: ['sh', '-c', 'echo hello from sbx; sleep 0.2; echo oops >&2; sleep 0.2; echo bye'] });
+    assert.equal(sub.status, 202);
+    assert.equal(sub.headers.get('location'), `/v1/jobs/${sub.body.id}`);
+    assert.equal(sub.body.status, 'queued');
+
+    const events = await api.events(sub.body.id);
+    const types = events.map((e) => e.event);
+    assert.equal(types.at(-1), 'exit');
+    assert.ok(types.includes('status'));
+    const statuses = events.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data).status);
+    assert.deepEqual(statuses, ['queued', 'pulling', 'running']);
+    const text = (t: string) => events.filter((e) => e.event === t).map((e) => JSON.parse(e.data).data).join('');
+    assert.equal(text('stdout'), 'hello from sbx\nbye\n');
+    assert.equal(text('stderr'), 'oops\n');
+    const exit = JSON.parse(events.at(-1)!.data);
+    assert.equal(exit.status, 'succeeded');
+    assert.equal(exit.exitCode, 0);
+    assert.match(exit.imageDigest, /^sha256:[0-9a-f]{64}$/);
+    assert.ok(exit.usage.wallMs >= 400, `wallMs ${exit.usage.wallMs}`);
+    assert.ok(events.every((e) => e.id && /^\d+-\d+$/.test(e.id)));
+
+    // Reconnect after the first stdout event: everything later, nothing twice.
+    const firstOut = events.findIndex((e) => e.event === 'stdout');
+    const resumed = await api.events(sub.body.id, { lastEventId: events[firstOut]!.id! });
+    assert.deepEqual(resumed.map((e) => e.id), events.slice(firstOut + 1).map((e) => e.id));
+  });
+
+  test('?wait=true answers 200 with the output; a non-zero exit is failed with its code', async () => {
+    const res = await run(['sh', '-c', 'echo out; echo err >&2; exit 3']);
+    assert.equal(res.status, 200);
+    assert.equal(res.body.status, 'failed');
+    assert.equal(res.body.exitCode, 3);
+    assert.deepEqual(res.body.output, { stdout: 'out\n', stderr: 'err\n' });
+    assert.equal(res.body.outputTruncated, false);
+    const again = await api.get(res.body.id, true);
+    assert.deepEqual(again.body.output, res.body.output);
+  });
+
+  test('a process killed by a signal is failed with the signal named', async () => {
+    const res = await run(['sh', '-c', 'kill -TERM $$']);
+    assert.equal(res.body.status, 'failed');
+    assert.equal(res.body.signal, 'SIGTERM');
+  });
+
+  test('a job over timeoutMs is killed with all its children and ends timeout', async () => {
+    const res = await run(['sh', '-c', 'sleep 60 & sleep 60; echo never'], { limits: { timeoutMs: 500 } });
+    assert.equal(res.body.status, 'timeout');
+    assert.ok(res.body.usage!.wallMs < 5000, `wallMs ${res.body.usage!.wallMs}`);
+    assert.equal(res.body.output!.stdout, '');
+  });
+
+  test('a memory hog ends oom', async () => {
+    const res = await run(['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=256M', 'count=1'], { limits: { memoryBytes: 32 * 1024 * 1024 } });
+    assert.equal(res.body.status, 'oom', JSON.stringify(res.body));
+    assert.ok(res.body.usage!.memoryPeakBytes <= 40 * 1024 * 1024, `peak ${res.body.usage!.memoryPeakBytes}`);
+  });
+
+  test('a fork bomb is held by the pids limit and the worker stays healthy', async () => {
+    const bomb = await run(['sh', '-c', 'b() { b | b & }; b; sleep 2; echo survived'], { limits: { pids: 32, timeoutMs: 3000 } });
+    assert.ok(['timeout', 'failed', 'succeeded'].includes(bomb.body.status), bomb.body.status);
+    const after = await run(['echo', 'still here']);
+    assert.equal(after.body.status, 'succeeded');
+    assert.equal(after.body.output!.stdout, 'still here\n');
+    assert.equal(stack.workers[0]!.child.exitCode, null);
+  });
+
+  test('hostname, ps and ip link show only the container', async () => {
+    const res = await run(['sh', '-c', 'hostname; echo ---; ps -o pid,comm; echo ---; ip -o link']);
+    assert.equal(res.body.status, 'succeeded', JSON.stringify(res.body));
+    const [host, ps, links] = res.body.output!.stdout.split('---\n');
+    assert.notEqual(host!.trim(), hostname());
+    assert.match(host!.trim(), /^sbx-/);
+    const procs = ps!.trim().split('\n').slice(1);
+    assert.ok(procs.length <= 4, `expected only the job's processes, got:\n${ps}`);
+    assert.ok(!/node|redis|registry/.test(ps!), ps);
+    const names = links!.trim().split('\n').map((l) => l.split(':')[1]!.trim());
+    assert.deepEqual(names, ['lo']);
+  });
+
+  test('a file written in one job is absent in the next', async () => {
+    const first = await run(['sh', '-c', 'echo secret > /tmp/marker && echo /bin/x > /bin/planted && cat /tmp/marker']);
+    assert.equal(first.body.output!.stdout, 'secret\n');
+    const second = await run(['sh', '-c', 'ls /tmp/marker /bin/planted 2>&1; echo done']);
+    assert.match(second.body.output!.stdout, /No such file/);
+    assert.doesNotMatch(second.body.output!.stdout, /^\/tmp\/marker$/m);
+  });
+
+  test('env, workdir and user are applied; the worker environment does not leak', async () => {
+    const res = await run(['sh', '-c', 'echo "$GREETING"; pwd; id -u; env'], { env: { GREETING: 'hi there' }, workdir: '/tmp', user: '1000:1000' });
+    assert.equal(res.body.status, 'succeeded', JSON.stringify(res.body));
+    const [greeting, cwd, uid, ...env] = res.body.output!.stdout.trim().split('\n');
+    assert.equal(greeting, 'hi there');
+    assert.equal(cwd, '/tmp');
+    assert.equal(uid, '1000');
+    assert.ok(!env.some((l) => l.startsWith('SBX_')), `worker env leaked: ${env.join(', ')}`);
+    assert.ok(env.includes('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'));
+  });
+
+  test('stdin is fed to the process', async () => {
+    const res = await run(['sh', '-c', 'cat | tr a-z A-Z'], { stdin: 'shout\n' });
+    assert.equal(res.body.output!.stdout, 'SHOUT\n');
+  });
+
+  test('output beyond limits.outputBytes is cut and flagged', async () => {
+    const res = await run(['sh', '-c', 'yes | head -c 100000'], { limits: { outputBytes: 1000 } });
+    assert.equal(res.body.status, 'succeeded');
+    assert.equal(res.body.output!.stdout.length, 1000);
+    assert.equal(res.body.outputTruncated, true);
+  });
+
+  test('an unknown command ends error/command_not_found', async () => {
+    const res = await run(['/no/such/binary']);
+    assert.equal(res.body.status, 'error');
+    assert.equal(res.body.error!.code, 'command_not_found');
+  });
+
+  test('an image that does not exist ends error/image_not_found', async () => {
+    const res = await api.submit({ image: `${stack.registry.host}/nope/missing:1`, command: ['true'] }, { wait: true });
+    assert.equal(res.body.status, 'error');
+    assert.equal(res.body.error!.code, 'image_not_found');
+  });
+});
+
+describe('cancel', () => {
+  test('a running job is killed and ends cancelled; cancelling again is 409', async () => {
+    const sub = await api.submit({ image, command: ['sh', '-c', 'echo started; sleep 60'] });
+    await api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
+    const del = await api.request('DELETE', `/v1/jobs/${sub.body.id}`);
+    assert.equal(del.status, 202);
+    const done = await api.waitFinished(sub.body.id);
+    assert.equal(done.status, 'cancelled');
+    assert.ok(done.usage!.wallMs < 10_000);
+    const again = await api.request<{ error: { code: string } }>('DELETE', `/v1/jobs/${sub.body.id}`);
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.code, 'already_finished');
+  });
+});
+
+describe('invalid requests', () => {
+  test('answer 400 with the error body naming the field', async () => {
+    const cases: Array<[unknown, string]> = [
+      [{ command: ['true'] }, 'image'],
+      [{ image, limits: { memoryBytes: 1024 } }, 'limits.memoryBytes'],
+      [{ image, limits: { timeoutMs: 10_000_000 } }, 'limits.timeoutMs'],
+      [{ image, command: 'echo not-an-array' }, 'command'],
+      [{ image, bogus: 1 }, 'bogus'],
+      [{ image: 'UPPER/Case:tag' }, 'image'],
+      [{ image, workdir: '/proc/self/fd/7' }, 'workdir'],
+    ];
+    for (const [body, path] of cases) {
+      const res = await api.request<{ error: { code: string; message: string; details: Array<{ path: string }> } }>('POST', '/v1/jobs', body);
+      assert.equal(res.status, 400, JSON.stringify(body));
+      assert.equal(res.body.error.code, 'invalid_request');
+      assert.ok(res.body.error.message.length > 0);
+      assert.ok(res.body.error.details.some((d) => d.path === path), `${JSON.stringify(res.body)} should name ${path}`);
+    }
+    const bad = await api.request<{ error: { code: string } }>('POST', '/v1/jobs', '{"image": ');
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.code, 'invalid_json');
+    const text = await api.request<{ error: { code: string } }>('POST', '/v1/jobs', JSON.stringify({ image }), { 'content-type': 'text/plain' });
+    assert.equal(text.status, 415);
+  });
+
+  test('an unknown job is 404 with the error body', async () => {
+    const res = await api.request<{ error: { code: string } }>('GET', '/v1/jobs/j_00000000000000000000000000');
+    assert.equal(res.status, 404);
+    assert.equal(res.body.error.code, 'not_found');
+  });
+});

@@ -1,0 +1,120 @@
+/**
+ * The whole of sbx for an end-to-end test file, every part real: a private redis-server, Debian's
+ * Distribution registry seeded with the fixture images, the API and one or more workers as child
+ * processes (exactly as `npm run api` / `npm run worker` start them). stop() removes all of it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { buildStandardImages } from '../fixtures/build-images.ts';
+import { freePort, startRegistry, type RunningRegistry } from './registry.ts';
+import { startRedis, waitUntil, type RunningRedis } from './redis.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+export interface ManagedProcess {
+  name: string;
+  child: ChildProcess;
+  log(): string;
+  /** Send a signal and wait for the exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export interface Stack {
+  apiUrl: string;
+  redis: RunningRedis;
+  registry: RunningRegistry;
+  /** Image references of the fixtures in this stack's registry. */
+  images: { busybox: string };
+  env: Record<string, string>;
+  workers: ManagedProcess[];
+  api: ManagedProcess;
+  startWorker(extraEnv?: Record<string, string>): Promise<ManagedProcess>;
+  stop(): Promise<void>;
+}
+
+export async function startStack(opts: { env?: Record<string, string>; workers?: number } = {}): Promise<Stack> {
+  const runId = randomBytes(4).toString('hex');
+  const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
+  const redis = await startRedis();
+  const registry = await startRegistry();
+  await buildStandardImages(registry.host);
+  const apiPort = await freePort();
+  const env: Record<string, string> = {
+    SBX_REDIS_URL: redis.url,
+    SBX_API_PORT: String(apiPort),
+    SBX_API_HOST: '127.0.0.1',
+    SBX_STATE_DIR: stateDir,
+    SBX_CGROUP_PARENT: `sbx-test-${runId}`,
+    SBX_LOG_LEVEL: 'warn',
+    SBX_HEARTBEAT_MS: '500',
+    ...opts.env,
+  };
+  const api = spawnSbx('api', 'api/src/main.ts', env);
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  let workerCount = 0;
+  const stack: Stack = {
+    apiUrl,
+    redis,
+    registry,
+    images: { busybox: `${registry.host}/test/busybox:latest` },
+    env,
+    workers: [],
+    api,
+    async startWorker(extraEnv = {}) {
+      workerCount++;
+      const id = `e2e-${runId}/${workerCount}`;
+      const w = spawnSbx(`worker-${workerCount}`, 'worker/src/main.ts', { ...env, SBX_WORKER_ID: id, ...extraEnv });
+      stack.workers.push(w);
+      await waitUntil(async () => {
+        if (w.child.exitCode !== null) throw new Error(`worker exited (${w.child.exitCode}):\n${w.log()}`);
+        const res = await fetch(`${apiUrl}/v1/workers`).catch(() => null);
+        const body = res?.ok ? ((await res.json()) as { items: Array<{ id: string }> }) : { items: [] };
+        return body.items.some((x) => x.id === (extraEnv.SBX_WORKER_ID ?? id));
+      }, 30_000, `worker ${id} to register`);
+      return w;
+    },
+    async stop() {
+      await Promise.all([...stack.workers, api].map((p) => p.kill('SIGTERM')));
+      await registry.stop();
+      await redis.stop();
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+  await waitUntil(async () => {
+    if (api.child.exitCode !== null) throw new Error(`API exited (${api.child.exitCode}):\n${api.log()}`);
+    return (await fetch(`${apiUrl}/readyz`).catch(() => null))?.ok ?? false;
+  }, 30_000, 'the API to be ready');
+  for (let i = 0; i < (opts.workers ?? 1); i++) await stack.startWorker();
+  return stack;
+}
+
+export function spawnSbx(name: string, entry: string, env: Record<string, string>): ManagedProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  const keep = (d: Buffer) => {
+    log += d.toString();
+    if (log.length > 200_000) log = log.slice(-100_000);
+  };
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  return {
+    name,
+    child,
+    log: () => log,
+    async kill(signal = 'SIGTERM') {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,163 @@
+/**
+ * Route tests through app.request() against a real redis-server, with no worker: what the API
+ * answers by itself (validation, idempotency, tenants, listing, cancelling queued jobs, SSE replay).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+import { createTestApp } from '../../../test/harness/api-app.ts';
+import { readServerSentEvents } from '../../../core/src/sse-reader.ts';
+import type { JobDocument } from '../../../core/src/job-spec.ts';
+
+const KEY_A = 'key-aaaaaaaaaaaaaaaaaaaa';
+const KEY_B = 'key-bbbbbbbbbbbbbbbbbbbb';
+let redis: RunningRedis;
+let t: ReturnType<typeof createTestApp>;
+
+before(async () => {
+  redis = await startRedis();
+  t = createTestApp(redis, { SBX_API_KEYS: `${KEY_A}:alpha,${KEY_B}:beta`, SBX_MAX_MEMORY_BYTES: String(512 * 1024 * 1024) });
+});
+after(async () => {
+  await t?.close();
+  await redis?.stop();
+});
+
+function call(method: string, path: string, opts: { key?: string | null; body?: unknown; headers?: Record<string, string> } = {}) {
+  const headers: Record<string, string> = { ...(opts.key === null ? {} : { authorization: `Bearer ${opts.key ?? KEY_A}` }), ...opts.headers };
+  if (opts.body !== undefined) headers['content-type'] ??= 'application/json';
+  return t.app.request(path, { method, headers, body: opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body) });
+}
+
+const image = '127.0.0.1:5000/test/busybox:latest';
+
+describe('POST /v1/jobs', () => {
+  test('accepts a job: 202, Location, defaults resolved, queued in BullMQ', async () => {
+    const res = await call('POST', '/v1/jobs', { body: { image: 'busybox', command: ['true'], labels: { team: 'grading' } } });
+    assert.equal(res.status, 202);
+    const doc = (await res.json()) as JobDocument;
+    assert.match(doc.id, /^j_[0-9A-Z]{26}$/);
+    assert.equal(res.headers.get('location'), `/v1/jobs/${doc.id}`);
+    assert.equal(doc.status, 'queued');
+    assert.equal(doc.image, 'docker.io/library/busybox:latest');
+    assert.equal(doc.limits.memoryBytes, 256 * 1024 * 1024);
+    assert.deepEqual(doc.labels, { team: 'grading' });
+    assert.ok(await t.deps.queue.queue.getJob(doc.id), 'the id is on the queue');
+  });
+
+  test('a limit over the server maximum is a 400, not silently lowered', async () => {
+    const res = await call('POST', '/v1/jobs', { body: { image, limits: { memoryBytes: 1024 * 1024 * 1024 } } });
+    assert.equal(res.status, 400);
+    const body = (await res.json()) as { error: { code: string; message: string; details: Array<{ path: string }> } };
+    assert.equal(body.error.code, 'invalid_request');
+    assert.match(body.error.message, /limits\.memoryBytes must be <= 536870912/);
+  });
+
+  test('the same idempotencyKey returns the first job, per tenant', async () => {
+    const body = { image, command: ['echo', '1'], idempotencyKey: 'retry-me' };
+    const first = (await (await call('POST', '/v1/jobs', { body })).json()) as JobDocument;
+    const second = (await (await call('POST', '/v1/jobs', { body })).json()) as JobDocument;
+    assert.equal(second.id, first.id);
+    const otherTenant = (await (await call('POST', '/v1/jobs', { body, key: KEY_B })).json()) as JobDocument;
+    assert.notEqual(otherTenant.id, first.id);
+  });
+
+  test('a body over the limit is 413; wrong content type 415; malformed JSON 400', async () => {
+    const big = await call('POST', '/v1/jobs', { body: { image, stdin: 'x'.repeat(2 * 1024 * 1024) } });
+    assert.equal(big.status, 413);
+    assert.equal(((await big.json()) as { error: { code: string } }).error.code, 'payload_too_large');
+    const form = await call('POST', '/v1/jobs', { body: 'image=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(form.status, 415);
+    const broken = await call('POST', '/v1/jobs', { body: '{' });
+    assert.equal(broken.status, 400);
+  });
+});
+
+describe('tenants and keys', () => {
+  test('no key or a wrong key is 401 with the error body', async () => {
+    for (const key of [null, 'not-a-real-key-at-all']) {
+      const res = await call('GET', '/v1/jobs', { key });
+      assert.equal(res.status, 401);
+      assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'unauthorized');
+    }
+  });
+
+  test("another tenant's job is 404, exactly as an unknown id", async () => {
+    const doc = (await (await call('POST', '/v1/jobs', { body: { image } })).json()) as JobDocument;
+    assert.equal((await call('GET', `/v1/jobs/${doc.id}`)).status, 200);
+    const foreign = await call('GET', `/v1/jobs/${doc.id}`, { key: KEY_B });
+    const unknown = await call('GET', '/v1/jobs/j_00000000000000000000000000', { key: KEY_B });
+    assert.equal(foreign.status, 404);
+    assert.deepEqual(await foreign.json(), { error: { code: 'not_found', message: `no job ${doc.id}`, details: [] } });
+    assert.equal(unknown.status, 404);
+    assert.equal((await call('DELETE', `/v1/jobs/${doc.id}`, { key: KEY_B })).status, 404);
+    assert.equal((await call('GET', `/v1/jobs/${doc.id}/events`, { key: KEY_B })).status, 404);
+  });
+});
+
+describe('GET /v1/jobs', () => {
+  test('lists the tenant’s jobs newest first, paginated with nextCursor, filtered by status', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) ids.push(((await (await call('POST', '/v1/jobs', { body: { image }, key: KEY_B })).json()) as JobDocument).id);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const res = await call('GET', `/v1/jobs?limit=2${cursor ? `&cursor=${cursor}` : ''}`, { key: KEY_B });
+      const page = (await res.json()) as { items: JobDocument[]; nextCursor: string | null };
+      assert.ok(page.items.length <= 2);
+      seen.push(...page.items.map((j) => j.id));
+      cursor = page.nextCursor;
+    } while (cursor);
+    const mine = seen.filter((id) => ids.includes(id));
+    assert.deepEqual(mine, [...ids].reverse());
+    const running = (await (await call('GET', '/v1/jobs?status=running', { key: KEY_B })).json()) as { items: JobDocument[] };
+    assert.equal(running.items.length, 0);
+    assert.equal((await call('GET', '/v1/jobs?limit=0', { key: KEY_B })).status, 400);
+    assert.equal((await call('GET', '/v1/jobs?status=bogus', { key: KEY_B })).status, 400);
+  });
+});
+
+describe('DELETE /v1/jobs/{id}', () => {
+  test('a queued job is cancelled at once, leaves the queue, and cannot be cancelled twice', async () => {
+    const doc = (await (await call('POST', '/v1/jobs', { body: { image } })).json()) as JobDocument;
+    const res = await call('DELETE', `/v1/jobs/${doc.id}`);
+    assert.equal(res.status, 202);
+    const cancelled = (await res.json()) as JobDocument;
+    assert.equal(cancelled.status, 'cancelled');
+    assert.ok(cancelled.timings.finishedAt);
+    assert.equal(await t.deps.queue.queue.getJob(doc.id), undefined);
+    const again = await call('DELETE', `/v1/jobs/${doc.id}`);
+    assert.equal(again.status, 409);
+    assert.equal(((await again.json()) as { error: { code: string } }).error.code, 'already_finished');
+  });
+
+  test('the events of a finished job replay in full, then the stream closes', async () => {
+    const doc = (await (await call('POST', '/v1/jobs', { body: { image } })).json()) as JobDocument;
+    await call('DELETE', `/v1/jobs/${doc.id}`);
+    const res = await call('GET', `/v1/jobs/${doc.id}/events`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+    const events = [];
+    for await (const e of readServerSentEvents(res.body!)) events.push(e);
+    assert.deepEqual(events.map((e) => e.event), ['status', 'exit']);
+    assert.equal(JSON.parse(events[1]!.data).status, 'cancelled');
+    const bad = await call('GET', `/v1/jobs/${doc.id}/events?lastEventId=nope`);
+    assert.equal(bad.status, 400);
+  });
+});
+
+describe('operations', () => {
+  test('healthz, readyz, metrics, openapi.json and docs answer', async () => {
+    assert.equal((await call('GET', '/healthz', { key: null })).status, 200);
+    assert.equal((await call('GET', '/readyz', { key: null })).status, 200);
+    const metrics = await (await call('GET', '/metrics', { key: null })).text();
+    assert.match(metrics, /sbx_jobs_submitted_total\{role="api"\} \d+/);
+    const spec = (await (await call('GET', '/openapi.json', { key: null })).json()) as { paths: Record<string, unknown>; components: { schemas: Record<string, unknown> } };
+    for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/images', '/v1/workers']) assert.ok(spec.paths[p], p);
+    assert.ok(spec.components.schemas.JobRequest);
+    assert.match(await (await call('GET', '/docs', { key: null })).text(), /sbx API v1/);
+    const missing = await call('GET', '/nope', { key: null });
+    assert.equal(missing.status, 404);
+    assert.equal(((await missing.json()) as { error: { code: string } }).error.code, 'not_found');
+  });
+});

@@ -1,0 +1,226 @@
+#include "cgroup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace sbx::cgroup {
+namespace {
+
+constexpr long kCgroup2Magic = 0x63677270;
+const char* const kV1Controllers[] = {"memory", "pids", "cpu", "cpuacct", "freezer"};
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, sep)) out.push_back(item);
+  return out;
+}
+
+bool exists(const std::string& p) { return access(p.c_str(), F_OK) == 0; }
+
+void detectV1(Host& h) {
+  std::ifstream mi("/proc/self/mountinfo");
+  std::string line;
+  while (std::getline(mi, line)) {
+    size_t dash = line.find(" - ");
+    if (dash == std::string::npos) continue;
+    auto pre = split(line.substr(0, dash), ' ');
+    auto post = split(line.substr(dash + 3), ' ');
+    if (pre.size() < 5 || post.size() < 3 || post[0] != "cgroup") continue;
+    for (const auto& opt : split(post[2], ','))
+      for (const char* c : kV1Controllers)
+        if (opt == c && !h.v1.count(c)) h.v1[c] = pre[4];
+  }
+  for (const char* c : kV1Controllers)
+    if (!h.v1.count(c)) h.missing.push_back(std::string(c) + " cgroup controller not mounted");
+  if (h.v1.count("memory")) h.memsw = exists(h.v1["memory"] + "/memory.memsw.limit_in_bytes");
+}
+
+void detectV2(Host& h, const std::string& root) {
+  h.v2Root = root;
+  std::string ctl;
+  readFile(root + "/cgroup.controllers", ctl);
+  h.v2Controllers = split(ctl.substr(0, ctl.find('\n')), ' ');
+  for (const char* c : {"memory", "pids", "cpu"}) {
+    bool found = false;
+    for (const auto& x : h.v2Controllers) found |= x == c;
+    if (!found) h.missing.push_back(std::string(c) + " cgroup controller not available in " + root);
+  }
+  h.cgroupKill = exists(root + "/cgroup.kill") || [&] {
+    // cgroup.kill exists only in non-root groups; probe the kernel version instead (>= 5.14).
+    std::string rel;
+    readFile("/proc/sys/kernel/osrelease", rel);
+    int major = 0, minor = 0;
+    sscanf(rel.c_str(), "%d.%d", &major, &minor);
+    return major > 5 || (major == 5 && minor >= 14);
+  }();
+}
+
+Host detect(const std::string& v2Override) {
+  Host h;
+  if (!v2Override.empty()) {
+    h.mode = Mode::kV2;
+    detectV2(h, v2Override);
+    return h;
+  }
+  struct statfs fs;
+  if (statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == kCgroup2Magic) {
+    h.mode = Mode::kV2;
+    detectV2(h, "/sys/fs/cgroup");
+    return h;
+  }
+  detectV1(h);
+  h.mode = h.v1.empty() ? Mode::kNone : Mode::kV1;
+  if (h.mode == Mode::kNone) h.missing = {"no cgroup filesystem mounted at /sys/fs/cgroup"};
+  return h;
+}
+
+}  // namespace
+
+const Host& host(const std::string& v2RootOverride) {
+  static std::map<std::string, Host> cache;
+  auto it = cache.find(v2RootOverride);
+  if (it == cache.end()) it = cache.emplace(v2RootOverride, detect(v2RootOverride)).first;
+  return it->second;
+}
+
+bool writeFile(const std::string& path, const std::string& value, Error& err, const char* stage) {
+  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return fail(err, stage, "open", path.c_str(), errno);
+  ssize_t n = write(fd, value.data(), value.size());
+  int e = errno;
+  close(fd);
+  if (n != (ssize_t)value.size()) return fail(err, stage, "write", path.c_str(), n < 0 ? e : EIO);
+  return true;
+}
+
+bool readFile(const std::string& path, std::string& out) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  char buf[4096];
+  out.clear();
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, (size_t)n);
+  close(fd);
+  return n == 0;
+}
+
+uint64_t readU64(const std::string& path) {
+  std::string s;
+  if (!readFile(path, s)) return 0;
+  return strtoull(s.c_str(), nullptr, 10);
+}
+
+uint64_t readKey(const std::string& path, const char* key) {
+  std::string s;
+  if (!readFile(path, s)) return 0;
+  size_t klen = strlen(key);
+  for (const auto& line : split(s, '\n'))
+    if (line.compare(0, klen, key) == 0 && line.size() > klen && line[klen] == ' ')
+      return strtoull(line.c_str() + klen + 1, nullptr, 10);
+  return 0;
+}
+
+std::vector<int> readProcs(const std::string& dir) {
+  std::vector<int> pids;
+  std::string s;
+  if (!readFile(dir + "/cgroup.procs", s)) return pids;
+  for (const auto& line : split(s, '\n'))
+    if (!line.empty()) pids.push_back(atoi(line.c_str()));
+  return pids;
+}
+
+bool writeMemory(bool v2, const std::string& dir, uint64_t bytes, bool memsw, Error& err) {
+  std::string b = std::to_string(bytes);
+  if (v2) {
+    RETURN_ON_FAILURE(writeFile(dir + "/memory.max", b, err, "cgroup-memory"));
+    if (exists(dir + "/memory.swap.max")) RETURN_ON_FAILURE(writeFile(dir + "/memory.swap.max", "0", err, "cgroup-memory"));
+    return writeFile(dir + "/memory.oom.group", "1", err, "cgroup-memory");
+  }
+  RETURN_ON_FAILURE(writeFile(dir + "/memory.limit_in_bytes", b, err, "cgroup-memory"));
+  // Same value for memory+swap, else swap defeats the limit (runc events.bats "events oom").
+  if (memsw) RETURN_ON_FAILURE(writeFile(dir + "/memory.memsw.limit_in_bytes", b, err, "cgroup-memory"));
+  return writeFile(dir + "/memory.oom_control", "0", err, "cgroup-memory");  // OOM-kill, don't hang
+}
+
+bool writePids(bool v2, const std::string& dir, uint64_t pids, Error& err) {
+  (void)v2;  // same file on both
+  return writeFile(dir + "/pids.max", std::to_string(pids), err, "cgroup-pids");
+}
+
+bool writeCpu(bool v2, const std::string& dir, double cpus, Error& err) {
+  const uint64_t period = 100000;
+  uint64_t quota = (uint64_t)(cpus * (double)period);
+  if (quota < 1000) quota = 1000;
+  if (v2) return writeFile(dir + "/cpu.max", std::to_string(quota) + " " + std::to_string(period), err, "cgroup-cpu");
+  RETURN_ON_FAILURE(writeFile(dir + "/cpu.cfs_period_us", std::to_string(period), err, "cgroup-cpu"));
+  return writeFile(dir + "/cpu.cfs_quota_us", std::to_string(quota), err, "cgroup-cpu");
+}
+
+bool removeDir(const std::string& dir, Error& err) {
+  for (int i = 0; i < 200; i++) {
+    if (rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
+    if (errno != EBUSY) break;
+    struct timespec ts = {0, 1000000};  // a dying task can hold the group for a moment
+    nanosleep(&ts, nullptr);
+  }
+  return fail(err, "cgroup-remove", "rmdir", dir.c_str(), errno);
+}
+
+bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g,
+            Error& err) {
+  if (h.mode == Mode::kV2) return v2::create(h, parent, id, l, g, err);
+  if (h.mode == Mode::kV1) return v1::create(h, parent, id, l, g, err);
+  return fail(err, "cgroup-create", "", "/sys/fs/cgroup", ENOSYS, kHost);
+}
+
+bool attach(const Group& g, int pid, Error& err) { return g.v2 ? true : v1::attach(g, pid, err); }
+
+int killAll(const Group& g) { return g.v2 ? v2::killAll(g) : v1::killAll(g); }
+
+void readUsage(const Group& g, Usage& u) {
+  if (g.v2) {
+    u.cpuNs = readKey(g.cpu + "/cpu.stat", "usage_usec") * 1000;
+    u.memoryPeak = readU64(g.memory + "/memory.peak");
+    u.oomKills = readKey(g.memory + "/memory.events", "oom_kill");
+    u.pidsMaxEvents = readKey(g.pids + "/pids.events", "max");
+    return;
+  }
+  u.cpuNs = readU64(g.cpuacct + "/cpuacct.usage");
+  u.memoryPeak = readU64(g.memory + "/memory.max_usage_in_bytes");
+  u.oomKills = readKey(g.memory + "/memory.oom_control", "oom_kill");
+  u.pidsMaxEvents = readKey(g.pids + "/pids.events", "max");
+}
+
+bool remove(Group& g, Error& err) {
+  bool ok = true;
+  if (g.dirFd >= 0) close(g.dirFd);
+  g.dirFd = -1;
+  for (auto it = g.dirs.rbegin(); it != g.dirs.rend(); ++it) {
+    Error e;
+    if (!removeDir(*it, e)) {
+      if (ok) err = e;
+      ok = false;
+    }
+  }
+  g.dirs.clear();
+  return ok;
+}
+
+int sweep(const Host& h, const std::string& parent, int& processes) {
+  processes = 0;
+  if (h.mode == Mode::kV2) return v2::sweep(h, parent, processes);
+  if (h.mode == Mode::kV1) return v1::sweep(h, parent, processes);
+  return 0;
+}
+
+}  // namespace sbx::cgroup

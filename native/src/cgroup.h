@@ -1,0 +1,76 @@
+// Control groups: host detection (once), one group per job with hard limits, usage, kill, removal.
+// cgroup.cc holds detection and the per-resource writers taking `bool v2` (crun's write_memory
+// style); cgroup_v1.cc / cgroup_v2.cc hold only what really differs: create, join, kill, remove.
+#pragma once
+#include <stdint.h>
+#include <map>
+#include <string>
+#include <vector>
+#include "error.h"
+#include "spec.h"
+
+namespace sbx::cgroup {
+
+enum class Mode { kNone, kV1, kV2 };
+
+struct Host {
+  Mode mode = Mode::kNone;
+  std::map<std::string, std::string> v1;  // controller -> mount point (v1)
+  std::string v2Root;                     // cgroup2 mount point (v2)
+  std::vector<std::string> v2Controllers; // available in v2Root/cgroup.controllers
+  bool memsw = false;                     // v1 memory.memsw.* (swap accounting) present
+  bool cgroupKill = false;                // v2 cgroup.kill (Linux >= 5.14)
+  std::vector<std::string> missing;       // human sentences
+};
+
+// Detect once and cache. `v2RootOverride` (tests) forces the v2 code path on that cgroup2 mount.
+const Host& host(const std::string& v2RootOverride = "");
+
+struct Usage {
+  uint64_t cpuNs = 0;
+  uint64_t memoryPeak = 0;
+  uint64_t oomKills = 0;
+  uint64_t pidsMaxEvents = 0;
+};
+
+struct Group {
+  bool v2 = false;
+  std::vector<std::string> dirs;  // every directory created (v1: one per hierarchy); removed in reverse
+  std::string memory, pids, cpu, cpuacct, freezer;  // v1 per-controller dirs (v2: all = dirs[0])
+  int dirFd = -1;                 // v2: O_PATH|O_DIRECTORY fd for CLONE_INTO_CGROUP
+};
+
+// Job group: parent/<id> in every hierarchy, limits written. On failure nothing is left behind.
+bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g,
+            Error& err);
+bool attach(const Group& g, int pid, Error& err);  // v1 only (v2 joins at clone time)
+int killAll(const Group& g);                       // returns number of processes signalled
+void readUsage(const Group& g, Usage& u);
+bool remove(Group& g, Error& err);                 // rmdir all; closes dirFd
+// Startup janitor: kill and remove every job group under parent. Returns groups removed.
+int sweep(const Host& h, const std::string& parent, int& processes);
+
+// Shared helpers (cgroup.cc)
+bool writeFile(const std::string& path, const std::string& value, Error& err, const char* stage);
+bool readFile(const std::string& path, std::string& out);
+uint64_t readKey(const std::string& path, const char* key);  // "key N" line; 0 if absent
+uint64_t readU64(const std::string& path);
+bool writeMemory(bool v2, const std::string& dir, uint64_t bytes, bool memsw, Error& err);
+bool writePids(bool v2, const std::string& dir, uint64_t pids, Error& err);
+bool writeCpu(bool v2, const std::string& dir, double cpus, Error& err);
+std::vector<int> readProcs(const std::string& dir);
+bool removeDir(const std::string& dir, Error& err);  // rmdir with a short retry on EBUSY
+
+namespace v1 {
+bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g, Error& err);
+bool attach(const Group& g, int pid, Error& err);
+int killAll(const Group& g);
+int sweep(const Host& h, const std::string& parent, int& processes);
+}  // namespace v1
+namespace v2 {
+bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g, Error& err);
+int killAll(const Group& g);
+int sweep(const Host& h, const std::string& parent, int& processes);
+}  // namespace v2
+
+}  // namespace sbx::cgroup

@@ -1,0 +1,144 @@
+// cgroup v1: one directory per hierarchy (memory, pids, cpu, cpuacct, freezer); join by writing the
+// pid to each cgroup.procs; kill = freeze, SIGKILL every member, thaw, until empty.
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <set>
+
+#include "cgroup.h"
+
+namespace sbx::cgroup::v1 {
+namespace {
+
+bool mkdirP(const std::string& base, const std::string& rel, Error& err) {
+  std::string p = base;
+  size_t start = 0;
+  while (start <= rel.size()) {
+    size_t end = rel.find('/', start);
+    if (end == std::string::npos) end = rel.size();
+    p += "/" + rel.substr(start, end - start);
+    if (mkdir(p.c_str(), 0755) != 0 && errno != EEXIST) return fail(err, "cgroup-create", "mkdir", p.c_str(), errno);
+    start = end + 1;
+  }
+  return true;
+}
+
+// Ordered unique hierarchy mount points (cpu and cpuacct may share one).
+std::vector<std::string> mounts(const Host& h) {
+  std::vector<std::string> out;
+  for (const auto& [ctrl, mnt] : h.v1) {
+    bool seen = false;
+    for (const auto& m : out) seen |= m == mnt;
+    if (!seen) out.push_back(mnt);
+  }
+  return out;
+}
+
+void sleepUs(long us) {
+  struct timespec ts = {0, us * 1000};
+  nanosleep(&ts, nullptr);
+}
+
+bool waitFrozen(const std::string& freezer) {
+  for (int i = 0; i < 1000; i++) {
+    std::string s;
+    if (!readFile(freezer + "/freezer.state", s)) return false;
+    if (s.rfind("FROZEN", 0) == 0) return true;
+    sleepUs(100);
+  }
+  return false;
+}
+
+std::string controllerDir(const Host& h, const char* ctrl, const std::string& rel) {
+  auto it = h.v1.find(ctrl);
+  return it == h.v1.end() ? std::string() : it->second + "/" + rel;
+}
+
+}  // namespace
+
+bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g, Error& err) {
+  g.v2 = false;
+  std::string rel = parent + "/" + id;
+  for (const auto& m : mounts(h)) {
+    if (!mkdirP(m, parent, err)) return remove(g, err), false;
+    std::string dir = m + "/" + rel;
+    if (mkdir(dir.c_str(), 0755) != 0) {
+      fail(err, "cgroup-create", "mkdir", dir.c_str(), errno);
+      Error ignored;
+      remove(g, ignored);
+      return false;
+    }
+    g.dirs.push_back(dir);
+  }
+  g.memory = controllerDir(h, "memory", rel);
+  g.pids = controllerDir(h, "pids", rel);
+  g.cpu = controllerDir(h, "cpu", rel);
+  g.cpuacct = controllerDir(h, "cpuacct", rel);
+  g.freezer = controllerDir(h, "freezer", rel);
+  bool ok = writeMemory(false, g.memory, l.memoryBytes, h.memsw, err) && writePids(false, g.pids, l.pids, err) &&
+            writeCpu(false, g.cpu, l.cpus, err);
+  if (!ok) {
+    Error ignored;
+    remove(g, ignored);
+  }
+  return ok;
+}
+
+bool attach(const Group& g, int pid, Error& err) {
+  std::string p = std::to_string(pid);
+  for (const auto& d : g.dirs) RETURN_ON_FAILURE(writeFile(d + "/cgroup.procs", p, err, "cgroup-join"));
+  return true;
+}
+
+int killAll(const Group& g) {
+  int killed = 0;
+  Error ignored;
+  for (int round = 0; round < 100; round++) {
+    std::set<int> pids;
+    for (const auto& d : g.dirs)
+      for (int p : readProcs(d)) pids.insert(p);
+    if (pids.empty()) break;
+    bool frozen = !g.freezer.empty() && writeFile(g.freezer + "/freezer.state", "FROZEN", ignored, "kill") &&
+                  waitFrozen(g.freezer);
+    // Re-read while frozen: nothing can fork or exit now, so the pids are stable (no reuse race).
+    if (frozen) {
+      pids.clear();
+      for (int p : readProcs(g.freezer)) pids.insert(p);
+    }
+    for (int p : pids)
+      if (p > 0 && kill(p, SIGKILL) == 0) killed++;
+    if (!g.freezer.empty()) writeFile(g.freezer + "/freezer.state", "THAWED", ignored, "kill");
+    sleepUs(round < 10 ? 100 : 1000);
+  }
+  return killed;
+}
+
+int sweep(const Host& h, const std::string& parent, int& processes) {
+  std::set<std::string> names;
+  for (const auto& m : mounts(h)) {
+    DIR* d = opendir((m + "/" + parent).c_str());
+    if (!d) continue;
+    while (struct dirent* e = readdir(d))
+      if (e->d_type == DT_DIR && e->d_name[0] != '.') names.insert(e->d_name);
+    closedir(d);
+  }
+  int removed = 0;
+  for (const auto& name : names) {
+    Group g;
+    std::string rel = parent + "/" + name;
+    for (const auto& m : mounts(h))
+      if (access((m + "/" + rel).c_str(), F_OK) == 0) g.dirs.push_back(m + "/" + rel);
+    g.freezer = controllerDir(h, "freezer", rel);
+    if (access(g.freezer.c_str(), F_OK) != 0) g.freezer.clear();
+    processes += killAll(g);
+    Error ignored;
+    if (remove(g, ignored)) removed++;
+  }
+  return removed;
+}
+
+}  // namespace sbx::cgroup::v1

@@ -1,0 +1,42 @@
+/**
+ * The API app in-process against a real redis-server, for route tests through app.request().
+ */
+import { loadConfig } from '../../core/src/config.ts';
+import { JobQueue } from '../../core/src/job-queue.ts';
+import { JobStore } from '../../core/src/job-store.ts';
+import { createLogger } from '../../core/src/logger.ts';
+import { apiMetrics, createRegistry } from '../../core/src/metrics.ts';
+import { connectRedis } from '../../core/src/redis.ts';
+import { RedisKeys } from '../../core/src/redis-keys.ts';
+import { WorkerDirectory } from '../../core/src/worker-directory.ts';
+import { createApp } from '../../api/src/app.ts';
+import type { AppDeps } from '../../api/src/deps.ts';
+import { JobEventsHub } from '../../api/src/job-events-hub.ts';
+import type { RunningRedis } from './redis.ts';
+
+export function createTestApp(redisServer: RunningRedis, env: Record<string, string> = {}) {
+  const config = loadConfig({ SBX_REDIS_URL: redisServer.url, SBX_LOG_LEVEL: 'silent', ...env });
+  const keys = new RedisKeys(config.env.SBX_REDIS_PREFIX);
+  const redis = connectRedis(config.env, 'api-test');
+  const sub = connectRedis(config.env, 'api-test-sub');
+  const registry = createRegistry('api');
+  const deps: AppDeps = {
+    config, keys, redis, registry,
+    logger: createLogger('api-test', 'silent'),
+    store: new JobStore(redis, keys, config.env.SBX_JOB_TTL_SECONDS),
+    queue: new JobQueue(redis, keys),
+    hub: new JobEventsHub(sub),
+    workers: new WorkerDirectory(redis, keys),
+    metrics: apiMetrics(registry),
+  };
+  const app = createApp(deps);
+  return {
+    app,
+    deps,
+    async close() {
+      await deps.queue.close();
+      await deps.hub.close();
+      redis.disconnect();
+    },
+  };
+}

@@ -1,0 +1,347 @@
+/**
+ * The worker's image store: resolves a reference to unpacked, verified, read-only layer directories
+ * (overlay lowerdirs), pulling from the registry when needed.
+ *
+ * - A cached tag under policy 'if-not-present' is answered from memory (no registry contact).
+ * - Concurrent acquires of one reference share one pull; concurrent pulls of one layer share one
+ *   download. Layers download, decompress and unpack as one stream, several layers at a time.
+ * - Every blob is verified before it is used or cached, and committed by rename (P31, P32).
+ */
+import { Agent, type Dispatcher } from 'undici';
+import type { Logger } from 'pino';
+import { ImageNotFoundError, InvalidImageError, SbxError } from '../../../core/src/errors.ts';
+import { manifestReference, parseImageReference, type ImageReference } from '../../../core/src/image-ref.ts';
+import { CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord } from './cache-index.ts';
+import { loadDockerCredentials } from './docker-credentials.ts';
+import { toRuntimeConfig, type ImageRuntimeConfig } from './image-config.ts';
+import { DEFAULT_UNPACK_LIMITS, unpackLayer, type UnpackLimits } from './layer-unpack.ts';
+import { formatPlatform, hostPlatform, parseImageConfig, parseManifestDocument, selectPlatform, type Descriptor, type Platform } from './manifest.ts';
+import { layerCompression } from './media-types.ts';
+import type { RegistryCredentials } from './registry-auth.ts';
+import { RegistryClient, type PullTarget, type RetryPolicy } from './registry-client.ts';
+import { SingleFlight } from './single-flight.ts';
+import { rm } from 'node:fs/promises';
+
+export type { ImageRuntimeConfig } from './image-config.ts';
+export type { RegistryCredentials } from './registry-auth.ts';
+
+export interface AcquiredImage {
+  /** Canonical reference. */
+  reference: string;
+  /** What the reference resolved to in the registry: the manifest digest (the index digest for multi-arch images). */
+  digest: string;
+  /** Absolute dirs of the unpacked layers, BOTTOM first, read-only: overlay lowerdirs (reverse them for lowerdir=). */
+  layerDirs: string[];
+  config: ImageRuntimeConfig;
+  /** Sum of the unpacked layers' file sizes. */
+  sizeBytes: number;
+  /** false = served from the cache. */
+  pulled: boolean;
+  /** The job no longer uses the image (it may then be evicted). Idempotent. */
+  release(): void;
+}
+
+export type PullPolicy = 'if-not-present' | 'always' | 'never';
+
+export interface ImageStoreOptions {
+  /** e.g. /var/lib/sbx/images */
+  root: string;
+  logger?: Logger;
+  /** Hosts reached over plain http; loopback hosts (127.0.0.0/8, localhost, ::1) always are. */
+  insecureRegistries?: string[];
+  platform?: Platform;
+  /** Credentials per registry host ('docker.io', 'host:port'); they win over dockerConfigPath. */
+  credentials?: Record<string, RegistryCredentials>;
+  /** A Docker config.json whose `auths` supply credentials. */
+  dockerConfigPath?: string;
+  /** Layers downloaded and unpacked at the same time (per store). Default 4. */
+  layerConcurrency?: number;
+  maxManifestBytes?: number;
+  maxConfigBytes?: number;
+  unpackLimits?: UnpackLimits;
+  retry?: RetryPolicy;
+  /** Shared HTTP dispatcher; by default the store makes (and closes) its own keep-alive Agent. */
+  dispatcher?: Dispatcher;
+}
+
+export interface AcquireOptions {
+  policy?: PullPolicy;
+  signal?: AbortSignal;
+  /** Credentials for this pull only (not shared with other pulls). */
+  credentials?: RegistryCredentials;
+}
+
+const DEFAULT_MAX_MANIFEST = 4 * 1024 * 1024;
+const DEFAULT_MAX_CONFIG = 8 * 1024 * 1024;
+
+interface PullResult {
+  ref: ImageReference;
+  image: ImageRecord;
+  digest: string;
+}
+
+/** Resolves with `promise`, or rejects when `signal` aborts first (the shared work goes on). */
+function raceSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** Runs `fn` over `items` with at most `limit` at a time; rejects with the first failure. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i]!);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failure) throw failure.reason;
+  return results;
+}
+
+export class ImageStore {
+  private readonly opts: ImageStoreOptions;
+  private readonly platform: Platform;
+  private readonly dispatcher: Dispatcher;
+  private readonly ownsDispatcher: boolean;
+  private readonly clients = new Map<string, RegistryClient>();
+  private readonly pulls = new SingleFlight<PullResult>();
+  private readonly layerPulls = new SingleFlight<LayerMeta>();
+  private readonly inUse = new Map<string, number>();
+  private readonly closing = new AbortController();
+  private indexPromise: Promise<CacheIndex> | null = null;
+  private index: CacheIndex | null = null;
+  private credentialsPromise: Promise<Map<string, RegistryCredentials>> | null = null;
+
+  constructor(opts: ImageStoreOptions) {
+    this.opts = opts;
+    this.platform = opts.platform ?? hostPlatform();
+    this.ownsDispatcher = opts.dispatcher === undefined;
+    this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, keepAliveTimeout: 30_000, connect: { timeout: 10_000 } });
+  }
+
+  async acquire(reference: string, opts: AcquireOptions = {}): Promise<AcquiredImage> {
+    const ref = parseImageReference(reference);
+    const policy = opts.policy ?? 'if-not-present';
+    const index = this.index ?? (await this.openIndex());
+    if (policy !== 'always') {
+      const cached = this.cached(index, ref);
+      if (cached) return this.hand(index, cached, false);
+      if (policy === 'never') {
+        await index.load();
+        const reloaded = this.cached(index, ref);
+        if (reloaded) return this.hand(index, reloaded, false);
+        throw new ImageNotFoundError(`${ref.canonical} (not in the local cache and the pull policy is never)`);
+      }
+    }
+    const key = `${ref.canonical}\u0000${policy}\u0000${opts.credentials?.username ?? ''}`;
+    const result = await raceSignal(
+      this.pulls.run(key, () => this.pull(index, ref, policy, opts.credentials)),
+      opts.signal,
+    );
+    return this.hand(index, result, true);
+  }
+
+  async list(): Promise<Array<{ image: string; digest: string; sizeBytes: number; lastUsedAt: string }>> {
+    const index = this.index ?? (await this.openIndex());
+    return index
+      .allRefs()
+      .map((ref) => {
+        const image = index.completeImage(ref.manifestDigest);
+        return image ? { image: ref.reference, digest: ref.digest, sizeBytes: index.imageSize(image), lastUsedAt: ref.lastUsedAt } : null;
+      })
+      .filter((x): x is NonNullable<typeof x> => x !== null)
+      .sort((a, b) => a.image.localeCompare(b.image));
+  }
+
+  async close(): Promise<void> {
+    this.closing.abort(new Error('image store closed'));
+    await this.pulls.idle();
+    await this.layerPulls.idle();
+    if (this.index) await this.index.persistRefs();
+    if (this.ownsDispatcher) await this.dispatcher.close();
+  }
+
+  /** Number of acquisitions not yet released, per manifest digest (for eviction). */
+  inUseCount(manifestDigest: string): number {
+    return this.inUse.get(manifestDigest) ?? 0;
+  }
+
+  // ---- cache ----
+
+  private openIndex(): Promise<CacheIndex> {
+    this.indexPromise ??= CacheIndex.open(this.opts.root).then((index) => (this.index = index));
+    return this.indexPromise;
+  }
+
+  private cached(index: CacheIndex, ref: ImageReference): PullResult | null {
+    const record = index.ref(ref.canonical);
+    if (!record) return null;
+    const image = index.completeImage(record.manifestDigest);
+    return image ? { ref, image, digest: record.digest } : null;
+  }
+
+  private hand(index: CacheIndex, result: PullResult, pulled: boolean): AcquiredImage {
+    const { image } = result;
+    const now = new Date();
+    index.touch(result.ref.canonical, now);
+    this.inUse.set(image.manifestDigest, (this.inUse.get(image.manifestDigest) ?? 0) + 1);
+    let released = false;
+    return {
+      reference: result.ref.canonical,
+      digest: result.digest,
+      layerDirs: image.layers.map((l) => index.layerDir(l.digest)),
+      config: image.config,
+      sizeBytes: index.imageSize(image),
+      pulled,
+      release: () => {
+        if (released) return;
+        released = true;
+        const left = (this.inUse.get(image.manifestDigest) ?? 1) - 1;
+        if (left > 0) this.inUse.set(image.manifestDigest, left);
+        else this.inUse.delete(image.manifestDigest);
+      },
+    };
+  }
+
+  // ---- pulling ----
+
+  private async pull(index: CacheIndex, ref: ImageReference, policy: PullPolicy, credentials: RegistryCredentials | undefined): Promise<PullResult> {
+    const started = performance.now();
+    const client = await this.client(ref.registry, credentials);
+    const target: PullTarget = { image: ref.canonical, repository: ref.repository, signal: this.closing.signal };
+    const maxManifest = this.opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST;
+    const top = await client.getManifest(target, manifestReference(ref), maxManifest);
+    const topDoc = parseManifestDocument(ref.canonical, top.bytes, top.contentType);
+
+    let manifestDigest = top.digest;
+    let manifestBytes = top.bytes;
+    let doc = topDoc;
+    if (topDoc.kind === 'index') {
+      const chosen = selectPlatform(ref.canonical, topDoc.manifests, this.platform);
+      manifestDigest = chosen.digest;
+      if (!index.completeImage(manifestDigest)) {
+        const fetched = await client.getManifest(target, chosen.digest, maxManifest);
+        if (fetched.bytes.length !== chosen.size) throw new InvalidImageError(ref.canonical, `manifest ${chosen.digest} has ${fetched.bytes.length} bytes, its index says ${chosen.size}`);
+        manifestBytes = fetched.bytes;
+        doc = parseManifestDocument(ref.canonical, fetched.bytes, fetched.contentType);
+        if (doc.kind !== 'manifest') throw new InvalidImageError(ref.canonical, `index entry ${chosen.digest} is itself an index`);
+      }
+    }
+
+    const image = index.completeImage(manifestDigest) ?? (await this.pullImage(index, client, target, manifestDigest, manifestBytes, doc));
+    const now = new Date().toISOString();
+    const previous = index.ref(ref.canonical);
+    await index.putRef({ reference: ref.canonical, digest: top.digest, manifestDigest, pulledAt: now, lastUsedAt: previous?.lastUsedAt ?? now });
+    this.opts.logger?.info(
+      { image: ref.canonical, digest: top.digest, policy, layers: image.layers.length, ms: Math.round(performance.now() - started) },
+      'image pulled',
+    );
+    return { ref, image, digest: top.digest };
+  }
+
+  private async pullImage(
+    index: CacheIndex,
+    client: RegistryClient,
+    target: PullTarget,
+    manifestDigest: string,
+    manifestBytes: Buffer,
+    doc: ReturnType<typeof parseManifestDocument>,
+  ): Promise<ImageRecord> {
+    if (doc.kind !== 'manifest') throw new InvalidImageError(target.image, 'expected an image manifest');
+    const configBytes = await client.getBlobBytes(target, doc.config, this.opts.maxConfigBytes ?? DEFAULT_MAX_CONFIG);
+    const config = parseImageConfig(target.image, configBytes, doc.layers.length);
+    if (config.os !== undefined && config.os !== this.platform.os) {
+      throw new InvalidImageError(target.image, `it is built for ${config.os}, this host runs ${this.platform.os}`);
+    }
+    const unique = [...new Map(doc.layers.map((l, i) => [l.digest, { layer: l, diffId: config.rootfs.diff_ids[i] ?? null }])).values()];
+    await mapLimit(unique, this.opts.layerConcurrency ?? 4, ({ layer, diffId }) => this.ensureLayer(index, client, target, layer, diffId));
+    const image: ImageRecord = {
+      manifestDigest,
+      configDigest: doc.config.digest,
+      layers: doc.layers.map((l): LayerRecord => ({ digest: l.digest, mediaType: l.mediaType, size: l.size })),
+      config: toRuntimeConfig(config),
+      platform: formatPlatform(this.platform),
+    };
+    await index.putBlob(manifestDigest, manifestBytes);
+    await index.putBlob(doc.config.digest, configBytes);
+    await index.putImage(image);
+    return image;
+  }
+
+  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
+    const present = index.layer(layer.digest);
+    if (present) return Promise.resolve(present);
+    return this.layerPulls.run(layer.digest, () => client.withRetries(target, () => this.pullLayer(index, client, target, layer, diffId)));
+  }
+
+  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
+    const compression = layerCompression(layer.mediaType);
+    if (compression === null) throw new InvalidImageError(target.image, `layer ${layer.digest} has unsupported media type ${layer.mediaType}`);
+    const started = performance.now();
+    const dir = await index.tempDir('layer-');
+    try {
+      const source = await client.getBlob(target, layer);
+      const stats = await unpackLayer(source, dir, {
+        compression,
+        diffId,
+        limits: this.opts.unpackLimits ?? DEFAULT_UNPACK_LIMITS,
+        fail: (detail) => new InvalidImageError(target.image, `layer ${layer.digest}: ${detail}`),
+        ...(target.signal ? { signal: target.signal } : {}),
+      });
+      const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files };
+      await index.commitLayer(dir, meta);
+      if (stats.skipped.length) this.opts.logger?.warn({ layer: layer.digest, skipped: stats.skipped.slice(0, 20), count: stats.skipped.length }, 'layer entries skipped');
+      this.opts.logger?.debug({ layer: layer.digest, bytes: layer.size, files: stats.files, ms: Math.round(performance.now() - started) }, 'layer unpacked');
+      return meta;
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e instanceof SbxError ? e : client.transportError(target, e);
+    }
+  }
+
+  private async client(registry: string, credentials: RegistryCredentials | undefined): Promise<RegistryClient> {
+    const key = credentials ? `${registry}\u0000${credentials.username}\u0000${credentials.password}` : registry;
+    const existing = this.clients.get(key);
+    if (existing) return existing;
+    const configured = credentials ?? this.opts.credentials?.[registry] ?? (await this.dockerCredentials()).get(registry);
+    const client = new RegistryClient({
+      registry,
+      dispatcher: this.dispatcher,
+      insecureRegistries: this.opts.insecureRegistries ?? [],
+      ...(configured ? { credentials: configured } : {}),
+      ...(this.opts.retry ? { retry: this.opts.retry } : {}),
+    });
+    this.clients.set(key, client);
+    return client;
+  }
+
+  private dockerCredentials(): Promise<Map<string, RegistryCredentials>> {
+    const path = this.opts.dockerConfigPath;
+    this.credentialsPromise ??= path ? loadDockerCredentials(path) : Promise.resolve(new Map());
+    return this.credentialsPromise;
+  }
+}

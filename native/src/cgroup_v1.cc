@@ -64,7 +64,11 @@ bool create(const Host& h, const std::string& parent, const std::string& id, con
   g.v2 = false;
   std::string rel = parent + "/" + id;
   for (const auto& m : mounts(h)) {
-    if (!mkdirP(m, parent, err)) return remove(g, err), false;
+    if (!mkdirP(m, parent, err)) {
+      Error ignored;
+      remove(g, ignored);
+      return false;
+    }
     std::string dir = m + "/" + rel;
     if (mkdir(dir.c_str(), 0755) != 0) {
       fail(err, "cgroup-create", "mkdir", dir.c_str(), errno);

@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { ImageRuntimeConfig } from './image-config.ts';
 
 export interface LayerRecord {
@@ -46,6 +46,13 @@ export interface LayerMeta {
   digest: string;
   unpackedBytes: number;
   files: number;
+  /** Directories carrying trusted.overlay.opaque (Node cannot read xattrs; image-user.ts reads this). */
+  opaqueDirs: string[];
+}
+
+/** Where the meta of the layer unpacked at `layerDir` lives (layerDir = <root>/layers/sha256/<hex>). */
+export function layerMetaPath(layerDir: string): string {
+  return join(layerDir, '..', '..', '..', 'layer-meta', `${basename(layerDir)}.json`);
 }
 
 const hex = (digest: string) => digest.slice('sha256:'.length);

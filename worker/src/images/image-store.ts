@@ -9,7 +9,7 @@
  */
 import { Agent, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
-import { ImageNotFoundError, InvalidImageError, SbxError } from '../../../core/src/errors.ts';
+import { ImageNotFoundError, InvalidImageError } from '../../../core/src/errors.ts';
 import { manifestReference, parseImageReference, type ImageReference } from '../../../core/src/image-ref.ts';
 import { CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord } from './cache-index.ts';
 import { loadDockerCredentials } from './docker-credentials.ts';
@@ -312,14 +312,14 @@ export class ImageStore {
         fail: (detail) => new InvalidImageError(target.image, `layer ${layer.digest}: ${detail}`),
         ...(target.signal ? { signal: target.signal } : {}),
       });
-      const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files };
+      const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files, opaqueDirs: stats.opaqueDirs };
       await index.commitLayer(dir, meta);
       if (stats.skipped.length) this.opts.logger?.warn({ layer: layer.digest, skipped: stats.skipped.slice(0, 20), count: stats.skipped.length }, 'layer entries skipped');
       this.opts.logger?.debug({ layer: layer.digest, bytes: layer.size, files: stats.files, ms: Math.round(performance.now() - started) }, 'layer unpacked');
       return meta;
     } catch (e) {
       await rm(dir, { recursive: true, force: true });
-      throw e instanceof SbxError ? e : client.transportError(target, e);
+      throw e;
     }
   }
 

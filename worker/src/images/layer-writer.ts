@@ -49,6 +49,8 @@ export interface LayerWriteStats {
   bytes: number;
   /** Entries deliberately not written (devices, aufs metadata), with the reason. */
   skipped: string[];
+  /** Directories marked opaque (relative paths, '' = the layer root). */
+  opaqueDirs: string[];
 }
 
 type NodeKind = 'dir' | 'file' | 'symlink' | 'fifo' | 'whiteout';
@@ -78,7 +80,7 @@ export class LayerWriter {
   private failure: unknown = null;
   private readonly chownEntries: boolean;
   private readonly concurrency: number;
-  readonly stats: LayerWriteStats = { entries: 0, files: 0, bytes: 0, skipped: [] };
+  readonly stats: LayerWriteStats = { entries: 0, files: 0, bytes: 0, skipped: [], opaqueDirs: [] };
 
   constructor(
     private readonly root: string,
@@ -131,6 +133,7 @@ export class LayerWriter {
     // Deepest first, so that setting a parent's times is not undone by work on a child.
     const dirs = [...this.dirMeta].sort(([a], [b]) => b.length - a.length);
     for (const [rel, meta] of dirs) await this.applyDirMeta(rel, meta);
+    this.stats.opaqueDirs = [...this.opaque].sort();
     return this.stats;
   }
 

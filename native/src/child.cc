@@ -1,0 +1,92 @@
+#include "child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+
+#include "ns.h"
+#include "proto.h"
+#include "sys.h"
+
+namespace sbx::child {
+namespace {
+
+using sys::sc;
+
+struct KernelSigaction {
+  void* handler;
+  unsigned long flags;
+  void* restorer;
+  uint64_t mask;
+};
+
+// PR_SET_PDEATHSIG, then wait for the launcher's go-ahead (it has put us in the cgroups). EOF here
+// means the launcher died between clone and now (the getppid() re-check does not work across a
+// pid namespace boundary: our parent is outside it, getppid() is 0).
+bool waitForGo(const Args& a, Error& err) {
+  long r = sc(__NR_prctl, PR_SET_PDEATHSIG, SIGKILL);
+  if (r < 0) return fail(err, "pdeathsig", "prctl", "", r);
+  char go = 0;
+  r = sc(__NR_read, a.syncFd, &go, 1);
+  if (r != 1 || go != 'G') return fail(err, "sync", "read", "launcher gone", r < 0 ? r : -EPIPE);
+  return true;
+}
+
+// Node installs handlers and SIG_IGNs SIGPIPE/SIGXFSZ; SIG_IGN survives execve. Every signal stays
+// blocked (the launcher blocked them around clone); sbx-init unblocks them for the command.
+bool resetSignals(Error&) {
+  KernelSigaction dfl;
+  sys::bzero(&dfl, sizeof dfl);
+  for (int sig = 1; sig <= 64; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    sc(__NR_rt_sigaction, sig, &dfl, nullptr, 8);
+  }
+  return true;
+}
+
+// stdio on 0..2, the sync socket on 3 for sbx-init; everything else close-on-exec (P2).
+bool setupFds(const Args& a, int& reportFd, Error& err) {
+  const int from[] = {a.stdinFd, a.stdoutFd, a.stderrFd, a.syncFd};
+  for (int to = 0; to < 4; to++) {
+    long r = sc(__NR_dup3, from[to], to, 0);
+    if (r < 0) return fail(err, "stdio", "dup3", "", r);
+  }
+  reportFd = proto::kInitSyncFd;
+  long r = sc(__NR_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC);
+  if (r < 0) return fail(err, "fds", "close_range", "", r);
+  return true;
+}
+
+bool execInit(const Args& a, Error& err) {
+  long r = sc(__NR_execveat, a.initFd, "", a.initArgv, a.initEnvp, AT_EMPTY_PATH);
+  return fail(err, "exec-init", "execveat", "sbx-init", r, r == -E2BIG ? kInvalidSpec : kSystem);
+}
+
+bool run(const Args& a, int& reportFd, Error& err) {
+  RETURN_ON_FAILURE(waitForGo(a, err));
+  RETURN_ON_FAILURE(resetSignals(err));
+  RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops, err));
+  RETURN_ON_FAILURE(ns::setHostnameInChild(a.hostname, a.hostnameLen, err));
+  RETURN_ON_FAILURE(ns::loopbackUpInChild(err));
+  RETURN_ON_FAILURE(setupFds(a, reportFd, err));
+  return execInit(a, err);
+}
+
+}  // namespace
+
+int main(void* p) {
+  const Args& a = *static_cast<const Args*>(p);
+  proto::Msg m;
+  sys::bzero(&m, sizeof m);
+  int reportFd = a.syncFd;
+  if (!run(a, reportFd, m.error)) {
+    m.tag = 'F';
+    sc(__NR_sendto, reportFd, &m, sizeof m, MSG_NOSIGNAL, nullptr, 0);
+  }
+  return 1;
+}
+
+}  // namespace sbx::child

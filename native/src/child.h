@@ -1,0 +1,23 @@
+// The setup child: runs on its own stack in the launcher's address space (clone3 CLONE_VM) inside
+// the job's new namespaces, does the privileged setup with raw syscalls only, then execs sbx-init.
+#pragma once
+#include <stddef.h>
+#include "mnt.h"
+
+namespace sbx::child {
+
+struct Args {  // prepared by the launcher before clone, read-only afterwards
+  int syncFd, stdinFd, stdoutFd, stderrFd, initFd;  // all >= kMinFd, all O_CLOEXEC
+  const mnt::Op* ops;
+  size_t nops;
+  const char* hostname;
+  size_t hostnameLen;
+  char* const* initArgv;  // {"sbx-init", argv..., NULL}
+  char* const* initEnvp;  // the job's env
+};
+
+constexpr int kMinFd = 10;  // so dup3() onto 0..3 can never clobber a source fd
+
+int main(void* args);  // clone entry point; returns only on failure (after reporting it)
+
+}  // namespace sbx::child

@@ -1,0 +1,66 @@
+/**
+ * A worker that dies mid-job leaves nothing behind: the job ends error/worker_lost (never `running`
+ * forever), its processes die with the worker, and a restarted worker removes its cgroups.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import { SbxClient } from '../harness/api-client.ts';
+import { waitUntil } from '../harness/redis.ts';
+import { startStack, type Stack } from '../harness/stack.ts';
+
+let stack: Stack;
+let api: SbxClient;
+
+before(async () => {
+  stack = await startStack({ workers: 0 });
+  api = new SbxClient(stack.apiUrl);
+});
+after(async () => {
+  await stack?.stop();
+});
+
+function jobProcesses(marker: string): string[] {
+  try {
+    return execFileSync('pgrep', ['-f', marker], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+  } catch {
+    return []; // pgrep exits 1 when nothing matches
+  }
+}
+
+async function startRunningJob(marker: string): Promise<string> {
+  const sub = await api.submit({ image: stack.images.busybox, command: ['sh', '-c', `echo up; exec sleep ${marker}`] });
+  await api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
+  assert.equal((await api.get(sub.body.id)).body.status, 'running');
+  assert.equal(jobProcesses(`sleep ${marker}`).length, 1, 'the job process runs on the host');
+  return sub.body.id;
+}
+
+test('a SIGKILLed worker: its job processes die, the restarted worker finishes the job as worker_lost and removes its cgroups', async () => {
+  const worker = await stack.startWorker({ SBX_WORKER_ID: 'crashy/1' });
+  const id = await startRunningJob('3131');
+  await worker.kill('SIGKILL');
+  await waitUntil(async () => jobProcesses('sleep 3131').length === 0, 5000, 'the job processes to die with the worker');
+
+  await stack.startWorker({ SBX_WORKER_ID: 'crashy/1' });
+  const doc = (await api.get(id)).body;
+  assert.equal(doc.status, 'error');
+  assert.equal(doc.error!.code, 'worker_lost');
+  const parent = `/sys/fs/cgroup/memory/${stack.env.SBX_CGROUP_PARENT}/crashy_1`;
+  if (existsSync(parent)) assert.deepEqual(readdirSync(parent, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name), []);
+  // And the restarted worker runs jobs again.
+  const next = await api.submit({ image: stack.images.busybox, command: ['echo', 'back'] }, { wait: true });
+  assert.equal(next.body.status, 'succeeded');
+});
+
+test('a worker that never comes back: a reader sees worker_lost once its heartbeat expired', async () => {
+  const worker = await stack.startWorker({ SBX_WORKER_ID: 'gone/1' });
+  // Make sure the job lands on this worker: stop the other one first.
+  for (const w of stack.workers) if (w !== worker) await w.kill('SIGTERM');
+  const id = await startRunningJob('3232');
+  await worker.kill('SIGKILL');
+  const doc = await api.waitFinished(id, 15_000);
+  assert.equal(doc.status, 'error');
+  assert.equal(doc.error!.code, 'worker_lost');
+});

@@ -1,10 +1,27 @@
 {
-  "targets": [{
-    "target_name": "sbx_native",
-    "sources": ["src/addon.cc"],
-    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-    "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fno-exceptions"],
-    "cflags!": ["-fno-exceptions"],
-    "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"]
-  }]
+  "target_defaults": {
+    "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fno-exceptions", "-fno-rtti"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+    "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"]
+  },
+  "targets": [
+    {
+      "target_name": "sbx_native",
+      "sources": [
+        "src/addon.cc", "src/spec.cc", "src/job.cc", "src/child.cc", "src/ns.cc", "src/mnt.cc",
+        "src/cgroup.cc", "src/cgroup_v1.cc", "src/cgroup_v2.cc", "src/seccomp.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "cflags_cc!": ["-fno-rtti"],
+      "ldflags": ["-Wl,-z,now"]
+    },
+    {
+      "target_name": "sbx-init",
+      "type": "executable",
+      "sources": ["src/init.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp.cc"],
+      "cflags!": ["-fPIC"],
+      "cflags_cc!": ["-fPIC"],
+      "ldflags": ["-static", "-static-libstdc++", "-static-libgcc"]
+    }
+  ]
 }

@@ -1,3 +1,151 @@
+// Module entry: argument checks and JS <-> struct conversion only (style.md).
 #include <napi.h>
-static Napi::Object Init(Napi::Env env, Napi::Object exports) { return exports; }
-NODE_API_MODULE(sbx_native, Init)
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "cgroup.h"
+#include "job.h"
+#include "spec.h"
+
+namespace sbx {
+namespace {
+
+const char* codeOf(const Error& e) {
+  switch (e.kind) {
+    case kInvalidSpec: return "invalid_spec";
+    case kCommandNotFound: return "command_not_found";
+    case kHost: return "host_unsupported";
+    default: {
+      const char* n = strerrorname_np(e.err);
+      return n ? n : "EUNKNOWN";
+    }
+  }
+}
+
+Napi::Error toJsError(Napi::Env env, const Error& e) {
+  std::string msg = std::string(e.stage);
+  if (e.syscall[0]) msg += ": " + std::string(e.syscall);
+  if (e.path[0]) msg += " `" + std::string(e.path) + "`";
+  msg += ": " + std::string(strerrorname_np(e.err) ? strerrorname_np(e.err) : "E?") + " (" + strerror(e.err) + ")";
+  Napi::Error err = Napi::Error::New(env, msg);
+  err.Set("code", codeOf(e));
+  err.Set("errno", Napi::Number::New(env, e.err));
+  err.Set("syscall", e.syscall);
+  err.Set("path", e.path);
+  err.Set("stage", e.stage);
+  return err;
+}
+
+Napi::Value Throw(Napi::Env env, const Error& e) {
+  toJsError(env, e).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool fileExists(const char* p) { return access(p, F_OK) == 0; }
+
+bool filesystemAvailable(const char* fs) {
+  std::ifstream f("/proc/filesystems");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.size() > strlen(fs) && line.compare(line.size() - strlen(fs), strlen(fs), fs) == 0 &&
+        line[line.size() - strlen(fs) - 1] == '\t')
+      return true;
+  return false;
+}
+
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) return Throw(env, Error{EINVAL, kInvalidSpec, "init", "", "initPath must be a string"});
+  Error err;
+  if (!job::loadInit(info[0].As<Napi::String>().Utf8Value(), err)) return Throw(env, err);
+  return env.Undefined();
+}
+
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const cgroup::Host& h = cgroup::host();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cgroup", h.mode == cgroup::Mode::kV2 ? "v2" : h.mode == cgroup::Mode::kV1 ? "v1" : "none");
+  Napi::Array missing = Napi::Array::New(env);
+  for (const auto& m : h.missing) missing.Set(missing.Length(), m);
+  Napi::Object f = Napi::Object::New(env);
+  f.Set("overlay", filesystemAvailable("overlay"));
+  f.Set("memsw", h.memsw);
+  f.Set("cgroupKill", h.cgroupKill);
+  long pfd = syscall(SYS_pidfd_open, getpid(), 0);
+  f.Set("pidfd", pfd >= 0);
+  if (pfd >= 0) close((int)pfd);
+  f.Set("closeRange", syscall(SYS_close_range, ~0U, ~0U, 0) == 0);
+  f.Set("clone3", true);  // used unconditionally; a failure is reported by launch()
+  f.Set("seccomp", fileExists("/proc/sys/kernel/seccomp/actions_avail"));
+  f.Set("userns", fileExists("/proc/self/ns/user"));
+  if (!filesystemAvailable("overlay")) missing.Set(missing.Length(), "overlayfs not available");
+  if (pfd < 0) missing.Set(missing.Length(), "pidfd_open not supported (Linux >= 5.3 needed)");
+  if (getuid() != 0) missing.Set(missing.Length(), "the launcher must run as root");
+  o.Set("missing", missing);
+  o.Set("ok", missing.Length() == 0);
+  o.Set("features", f);
+  return o;
+}
+
+Napi::Value Launch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  spec::Spec s;
+  spec::Options o;
+  Error err;
+  if (!spec::fromJs(info[0], s, err) || !spec::optionsFromJs(info[1], o, err)) return Throw(env, err);
+  if (!info[2].IsFunction()) return Throw(env, Error{EINVAL, kInvalidSpec, "launch", "", "onEvent must be a function"});
+  int pid = -1;
+  job::Fds fds;
+  job::Job* j = job::launch(env, s, o, info[2].As<Napi::Function>(), pid, fds, err);
+  if (!j) return Throw(env, err);
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("handle", job::handleOf(j));
+  r.Set("pid", pid);
+  r.Set("stdoutFd", fds.stdoutFd);
+  r.Set("stderrFd", fds.stderrFd);
+  r.Set("stdinFd", fds.stdinFd);
+  return r;
+}
+
+Napi::Value Kill(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber()) return Napi::Boolean::New(info.Env(), false);
+  return Napi::Boolean::New(info.Env(), job::kill(info[0].As<Napi::Number>().Int32Value()));
+}
+
+Napi::Value Sweep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  spec::Options o;
+  Error err;
+  if (!spec::optionsFromJs(info[0], o, err)) return Throw(env, err);
+  int processes = 0;
+  int groups = cgroup::sweep(cgroup::host(), o.cgroupParent, processes);
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("cgroups", groups);
+  r.Set("processes", processes);
+  return r;
+}
+
+Napi::Value LiveJobs(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), (double)job::liveJobs());
+}
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("init", Napi::Function::New(env, Init));
+  exports.Set("probe", Napi::Function::New(env, Probe));
+  exports.Set("launch", Napi::Function::New(env, Launch));
+  exports.Set("kill", Napi::Function::New(env, Kill));
+  exports.Set("sweep", Napi::Function::New(env, Sweep));
+  exports.Set("liveJobs", Napi::Function::New(env, LiveJobs));
+  return exports;
+}
+
+}  // namespace
+}  // namespace sbx
+
+static Napi::Object InitAll(Napi::Env env, Napi::Object exports) { return sbx::InitModule(env, exports); }
+NODE_API_MODULE(sbx_native, InitAll)

@@ -138,7 +138,7 @@ int sweep(const Host& h, const std::string& parent, int& processes) {
       if (access((m + "/" + rel).c_str(), F_OK) == 0) g.dirs.push_back(m + "/" + rel);
     g.freezer = controllerDir(h, "freezer", rel);
     if (access(g.freezer.c_str(), F_OK) != 0) g.freezer.clear();
-    processes += killAll(g);
+    processes += v1::killAll(g);
     Error ignored;
     if (remove(g, ignored)) removed++;
   }

@@ -103,7 +103,7 @@ int sweep(const Host& h, const std::string& parent, int& processes) {
     Group g;
     g.v2 = true;
     g.dirs.push_back(base + "/" + n);
-    processes += killAll(g);
+    processes += v2::killAll(g);
     Error ignored;
     if (remove(g, ignored)) removed++;
   }

@@ -37,9 +37,10 @@ static inline long call(long n, long a = 0, long b = 0, long c = 0, long d = 0, 
 #endif
 }
 
-template <typename A = long, typename B = long, typename C = long, typename D = long, typename E = long>
-static inline long sc(long n, A a = 0, B b = 0, C c = 0, D d = 0, E e = 0) {
-  return call(n, (long)a, (long)b, (long)c, (long)d, (long)e);
+template <typename A = long, typename B = long, typename C = long, typename D = long, typename E = long,
+          typename F = long>
+static inline long sc(long n, A a = 0, B b = 0, C c = 0, D d = 0, E e = 0, F f = 0) {
+  return call(n, (long)a, (long)b, (long)c, (long)d, (long)e, (long)f);
 }
 
 // Async-signal-safe string helpers (no libc).

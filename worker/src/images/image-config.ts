@@ -28,7 +28,7 @@ export function toRuntimeConfig(doc: ImageConfigDocument): ImageRuntimeConfig {
 }
 
 export interface CommandRequest {
-  /** Replaces the image's Cmd. */
+  /** Replaces the image's Cmd; null, undefined or [] keep it (as Docker). */
   command?: string[] | null;
   /** Replaces the image's Entrypoint ([] clears it) and, as in Docker, drops the image's Cmd. */
   entrypoint?: string[] | null;
@@ -39,7 +39,7 @@ export function resolveCommand(config: Pick<ImageRuntimeConfig, 'entrypoint' | '
   const entrypointOverridden = request.entrypoint !== undefined && request.entrypoint !== null;
   const entrypoint = entrypointOverridden ? request.entrypoint! : (config.entrypoint ?? []);
   const imageCmd = entrypointOverridden ? [] : (config.cmd ?? []);
-  const cmd = request.command !== undefined && request.command !== null ? request.command : imageCmd;
+  const cmd = request.command !== undefined && request.command !== null && request.command.length > 0 ? request.command : imageCmd;
   const argv = [...entrypoint, ...cmd];
   if (argv.length === 0) {
     const message = 'the image has no Entrypoint or Cmd: give a command';

@@ -112,7 +112,7 @@ export async function unpackLayer(source: Readable, targetDir: string, opts: Unp
   const writing = (async () => {
     for await (const entry of extract) {
       if (writer.stats.entries >= limits.maxEntries) throw opts.fail(`a layer has more than ${limits.maxEntries} entries`);
-      await writer.add(entry.header as TarHeader, entry);
+      await writer.add(entry.header as TarHeader, entry as AsyncIterable<Buffer>);
       entry.resume();
     }
     return writer.finish();

@@ -130,6 +130,8 @@ export class LayerWriter {
     const xattrs = [...this.xattrs].flatMap(([rel, list]) => list.map((x) => ({ path: this.abs(rel), ...x })));
     for (const rel of this.opaque) xattrs.push({ path: this.abs(rel), name: OVERLAY_OPAQUE_XATTR, value: Buffer.from('y') });
     if (xattrs.length) await setXattrs(xattrs);
+    // The layer root comes from mkdtemp (0700); without a `./` entry it must be an ordinary 0755 dir.
+    if (!this.dirMeta.has('')) this.dirMeta.set('', { mode: 0o755, uid: 0, gid: 0, mtime: EPOCH });
     // Deepest first, so that setting a parent's times is not undone by work on a child.
     const dirs = [...this.dirMeta].sort(([a], [b]) => b.length - a.length);
     for (const [rel, meta] of dirs) await this.applyDirMeta(rel, meta);

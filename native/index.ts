@@ -1,0 +1,262 @@
+// Typed wrapper around the native launcher (the only importer of the .node file).
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import util from 'node:util';
+
+export interface HostProbe {
+  cgroup: 'v1' | 'v2' | 'none';
+  ok: boolean;
+  missing: string[];
+  features: Record<string, boolean>;
+}
+
+export interface LaunchLimits {
+  memoryBytes: number;
+  pids: number;
+  cpus: number;
+  timeoutMs: number;
+  diskBytes: number;
+  cpuTimeMs?: number;
+  openFiles?: number;
+}
+
+export interface LaunchSpec {
+  id: string;
+  slot: number;
+  lowerDirs: string[];
+  argv: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  groups?: number[];
+  hostname: string;
+  stdin: string | null;
+  limits: LaunchLimits;
+}
+
+export interface Usage {
+  cpuMs: number;
+  memoryPeakBytes: number;
+  wallMs: number;
+}
+
+export interface ExitInfo {
+  exitCode: number | null;
+  signal: string | null;
+  reason: 'exited' | 'signaled' | 'timeout' | 'oom' | 'killed';
+  oomKilled: boolean;
+  pidsLimitHit: boolean;
+  usage: Usage;
+}
+
+export interface Launched {
+  pid: number;
+  stdout: Readable;
+  stderr: Readable;
+  exited: Promise<ExitInfo>;
+  /** Kills the whole job (every process in its pid namespace and cgroup). */
+  kill(): void;
+}
+
+export interface LaunchOptions {
+  /** Cgroup parent, relative to each hierarchy root. Default "sbx". */
+  cgroupParent?: string;
+  /** Where the launcher keeps its mount point and init layer. Default "/var/lib/sbx". */
+  stateDir?: string;
+  /** Diagnostics/tests only: run without the seccomp filter. Default true. */
+  seccomp?: boolean;
+}
+
+/** Error thrown by launch(): `code` is invalid_spec | command_not_found | host_unsupported | an errno name. */
+export class LaunchError extends Error {
+  readonly code: string;
+  readonly errno?: number;
+  readonly syscall?: string;
+  readonly path?: string;
+  readonly stage?: string;
+  constructor(message: string, props: { code: string; errno?: number; syscall?: string; path?: string; stage?: string }) {
+    super(message);
+    this.name = 'LaunchError';
+    this.code = props.code;
+    if (props.errno !== undefined) this.errno = props.errno;
+    if (props.syscall) this.syscall = props.syscall;
+    if (props.path) this.path = props.path;
+    if (props.stage) this.stage = props.stage;
+  }
+}
+
+// ---- native binding ----
+
+interface NativeError { errno: number; kind: number; stage: string; syscall: string; path: string }
+interface NativeExit {
+  exitCode: number | null;
+  signal: string | null;
+  commandStatusKnown: boolean;
+  cpuNs: number;
+  memoryPeakBytes: number;
+  oomKills: number;
+  pidsMaxEvents: number;
+  wallNs: number;
+  leftoverProcesses: number;
+  cleanupError?: NativeError;
+}
+type NativeEvent =
+  | ((kind: 'exec', payload: { pid: number }) => void)
+  | ((kind: 'error', payload: NativeError) => void)
+  | ((kind: 'exit', payload: NativeExit) => void);
+interface NativeLaunched { handle: number; pid: number; stdoutFd: number; stderrFd: number; stdinFd: number }
+interface Native {
+  init(initPath: string): void;
+  probe(): { cgroup: 'v1' | 'v2' | 'none'; ok: boolean; missing: string[]; features: Record<string, boolean> };
+  launch(spec: LaunchSpec, opts: LaunchOptions, onEvent: (kind: string, payload: unknown) => void): NativeLaunched;
+  kill(handle: number): boolean;
+  sweep(opts: LaunchOptions): { cgroups: number; processes: number };
+  liveJobs(): number;
+}
+void (null as unknown as NativeEvent);
+
+const buildDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build', 'Release');
+let binding: Native | undefined;
+
+function native(): Native {
+  if (!binding) {
+    const require = createRequire(import.meta.url);
+    const b = require(path.join(buildDir, 'sbx_native.node')) as Native;
+    b.init(path.join(buildDir, 'sbx-init'));
+    binding = b;
+  }
+  return binding;
+}
+
+const kindCodes: Record<number, string> = { 1: 'invalid_spec', 2: 'command_not_found', 3: 'host_unsupported' };
+
+function errnoName(errno: number): string {
+  try {
+    return util.getSystemErrorName(-errno);
+  } catch {
+    return 'EUNKNOWN';
+  }
+}
+
+function fromNative(e: NativeError): LaunchError {
+  const code = kindCodes[e.kind] ?? errnoName(e.errno);
+  const where = [e.syscall, e.path ? `\`${e.path}\`` : ''].filter(Boolean).join(' ');
+  return new LaunchError(`${e.stage}${where ? `: ${where}` : ''}: ${errnoName(e.errno)}`, {
+    code, errno: e.errno, syscall: e.syscall, path: e.path, stage: e.stage,
+  });
+}
+
+function fromThrown(e: unknown): LaunchError {
+  const x = e as Partial<LaunchError> & { message?: string };
+  if (x && typeof x.code === 'string') {
+    return new LaunchError(x.message ?? 'launch failed', {
+      code: x.code, errno: x.errno, syscall: x.syscall, path: x.path, stage: x.stage,
+    });
+  }
+  return new LaunchError(String((e as Error)?.message ?? e), { code: 'launch_failed' });
+}
+
+// ---- public API ----
+
+let probed: HostProbe | undefined;
+
+export function probeHost(_opts?: { cgroupParent?: string }): HostProbe {
+  if (!probed) {
+    const p = native().probe();
+    probed = { cgroup: p.cgroup, ok: p.ok, missing: [...p.missing], features: { ...p.features } };
+  }
+  return probed;
+}
+
+/** Number of jobs the native side still tracks (for leak tests). */
+export function liveJobs(): number {
+  return native().liveJobs();
+}
+
+export async function sweep(opts: LaunchOptions = {}): Promise<{ cgroups: number; processes: number }> {
+  return native().sweep(opts);
+}
+
+export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promise<Launched> {
+  const n = native();
+  let endedBy: 'timeout' | 'killed' | null = null;
+  let started = false;
+  let failure: LaunchError | null = null;
+  let resolveStart!: () => void;
+  let rejectStart!: (e: LaunchError) => void;
+  let resolveExit!: (x: ExitInfo) => void;
+  const startP = new Promise<void>((res, rej) => { resolveStart = res; rejectStart = rej; });
+  const exited = new Promise<ExitInfo>((res) => { resolveExit = res; });
+  let timer: NodeJS.Timeout | undefined;
+
+  const onEvent = (kind: string, payload: unknown): void => {
+    if (kind === 'exec') {
+      started = true;
+      resolveStart();
+    } else if (kind === 'error') {
+      failure = fromNative(payload as NativeError);
+      rejectStart(failure);
+    } else if (kind === 'exit') {
+      if (timer) clearTimeout(timer);
+      const x = payload as NativeExit;
+      if (!started) rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
+      resolveExit(toExitInfo(x, endedBy));
+    }
+  };
+
+  let h: NativeLaunched;
+  try {
+    h = n.launch(spec, opts, onEvent);
+  } catch (e) {
+    throw fromThrown(e);
+  }
+  timer = setTimeout(() => {
+    endedBy ??= 'timeout';
+    n.kill(h.handle);
+  }, spec.limits.timeoutMs);
+  const stdout = new net.Socket({ fd: h.stdoutFd, readable: true, writable: false });
+  const stderr = new net.Socket({ fd: h.stderrFd, readable: true, writable: false });
+  let stdin: Writable | undefined;
+  if (h.stdinFd >= 0) {
+    const s = new net.Socket({ fd: h.stdinFd, readable: false, writable: true });
+    s.on('error', () => {}); // EPIPE when the job does not read its input: not our failure
+    s.end(spec.stdin ?? '');
+    stdin = s;
+  }
+  try {
+    await startP;
+  } catch (e) {
+    stdout.destroy();
+    stderr.destroy();
+    stdin?.destroy();
+    await exited; // the native side has reaped and removed the cgroup by then
+    throw e;
+  }
+  return {
+    pid: h.pid,
+    stdout,
+    stderr,
+    exited,
+    kill(): void {
+      endedBy ??= 'killed';
+      n.kill(h.handle);
+    },
+  };
+}
+
+function toExitInfo(x: NativeExit, endedBy: 'timeout' | 'killed' | null): ExitInfo {
+  const oomKilled = x.oomKills > 0;
+  const reason: ExitInfo['reason'] = endedBy ?? (oomKilled ? 'oom' : x.signal ? 'signaled' : 'exited');
+  return {
+    exitCode: x.exitCode,
+    signal: x.signal,
+    reason,
+    oomKilled,
+    pidsLimitHit: x.pidsMaxEvents > 0,
+    usage: { cpuMs: x.cpuNs / 1e6, memoryPeakBytes: x.memoryPeakBytes, wallMs: x.wallNs / 1e6 },
+  };
+}

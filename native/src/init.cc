@@ -1,0 +1,204 @@
+// sbx-init: pid 1 of every job (a small static binary, exec'd from a sealed memfd).
+//
+// It reads its configuration from the launcher over fd 3, drops every privilege (rlimits,
+// capabilities, credentials, cwd, no_new_privs, seccomp — in that order), forks the command, tells
+// the launcher whether execve worked, then reaps every process in the job, forwards signals to the
+// command, and exits as soon as the command ends (the kernel then kills whatever is left in the
+// pid namespace). Its argv is {"sbx-init", command argv...}; its environment is the job's.
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "caps.h"
+#include "proto.h"
+#include "rlimit.h"
+#include "seccomp.h"
+#include "user.h"
+
+using namespace sbx;
+
+namespace {
+
+alignas(8) unsigned char gConfig[proto::kMaxConfigBytes];
+
+void send(char tag, int32_t value, const Error* e = nullptr) {
+  proto::Msg m{};
+  m.tag = tag;
+  m.value = value;
+  if (e) m.error = *e;
+  ::send(proto::kInitSyncFd, &m, sizeof m, MSG_NOSIGNAL);
+}
+
+struct Config {
+  const proto::InitConfig* h;
+  const uint32_t* groups;
+  const struct sock_filter* filter;
+  char cwd[4096];
+};
+
+bool readConfig(Config& c, Error& err) {
+  ssize_t n = recv(proto::kInitSyncFd, gConfig, sizeof gConfig, 0);
+  if (n < (ssize_t)sizeof(proto::InitConfig)) return fail(err, "init-config", "recv", "", n < 0 ? errno : EPROTO);
+  c.h = reinterpret_cast<const proto::InitConfig*>(gConfig);
+  size_t need = sizeof *c.h + c.h->ngroups * 4 + c.h->nfilter * sizeof(struct sock_filter) + c.h->cwdLen;
+  if (c.h->magic != proto::kMagic || (size_t)n != need || c.h->cwdLen >= sizeof c.cwd || c.h->ngroups > 64)
+    return fail(err, "init-config", "recv", "", EPROTO);
+  c.groups = reinterpret_cast<const uint32_t*>(gConfig + sizeof *c.h);
+  c.filter = reinterpret_cast<const struct sock_filter*>(gConfig + sizeof *c.h + c.h->ngroups * 4);
+  memcpy(c.cwd, gConfig + need - c.h->cwdLen, c.h->cwdLen);
+  c.cwd[c.h->cwdLen] = 0;
+  return true;
+}
+
+bool oomScore(int adj, Error& err) {
+  int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return fail(err, "oom-score", "open", "/proc/self/oom_score_adj", errno);
+  char buf[16];
+  int len = snprintf(buf, sizeof buf, "%d", adj);
+  bool ok = write(fd, buf, len) == len;
+  int e = errno;
+  close(fd);
+  return ok || fail(err, "oom-score", "write", "/proc/self/oom_score_adj", e);
+}
+
+// P4: chdir only after pivot_root, as the job's user, and verify the result is inside the root.
+bool enterCwd(const char* cwd, Error& err) {
+  if (chdir(cwd) != 0) return fail(err, "cwd", "chdir", cwd, errno, kInvalidSpec);
+  char buf[4096];
+  if (!getcwd(buf, sizeof buf) || buf[0] != '/') return fail(err, "cwd", "getcwd", cwd, errno ? errno : ENOENT, kInvalidSpec);
+  return true;
+}
+
+// The credential change clears PR_SET_PDEATHSIG: set it again, then make sure the launcher is
+// still there (our parent is outside the pid namespace, so getppid() cannot tell: the socket can).
+bool rearmDeathSignal(Error& err) {
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) return fail(err, "pdeathsig", "prctl", "", errno);
+  struct pollfd p = {proto::kInitSyncFd, POLLRDHUP, 0};
+  if (poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLRDHUP | POLLERR))) _exit(1);
+  return true;
+}
+
+bool dropPrivileges(const Config& c, Error& err) {
+  const proto::InitConfig& h = *c.h;
+  RETURN_ON_FAILURE(oomScore(h.oomScoreAdj, err));
+  RETURN_ON_FAILURE(rlimit::applyInInit(h, err));
+  RETURN_ON_FAILURE(caps::dropBoundingInInit(h.keepCaps, err));
+  RETURN_ON_FAILURE(user::setCredsInInit(h.uid, h.gid, c.groups, h.ngroups, err));
+  RETURN_ON_FAILURE(caps::setFinalInInit(h.keepCaps, err));
+  RETURN_ON_FAILURE(rearmDeathSignal(err));
+  RETURN_ON_FAILURE(enterCwd(c.cwd, err));
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail(err, "no-new-privs", "prctl", "", errno);
+  if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return fail(err, "dumpable", "prctl", "", errno);
+  if (h.flags & proto::kSeccomp) RETURN_ON_FAILURE(seccomp::installInInit(c.filter, h.nfilter, err));
+  return true;
+}
+
+// execvpe() without its /bin/sh fallback: argv[0] is looked up in the job's PATH.
+int execCommand(char** argv) {
+  if (strchr(argv[0], '/')) {
+    execve(argv[0], argv, environ);
+    return errno;
+  }
+  const char* path = getenv("PATH");
+  if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  int result = ENOENT;
+  char buf[4096];
+  for (const char* p = path;; p++) {
+    const char* end = strchrnul(p, ':');
+    int len = snprintf(buf, sizeof buf, "%.*s/%s", (int)(end - p), end == p ? "." : p, argv[0]);
+    if (end == p) len = snprintf(buf, sizeof buf, "./%s", argv[0]);
+    if (len > 0 && (size_t)len < sizeof buf) {
+      execve(buf, argv, environ);
+      if (errno == EACCES) result = EACCES;
+      else if (errno != ENOENT && errno != ENOTDIR) return errno;
+    }
+    if (!*end) break;
+    p = end;
+  }
+  return result;
+}
+
+[[noreturn]] void runCommand(char** argv, int errFd) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  setsid();  // P6: own session, no controlling terminal
+  int e = execCommand(argv);
+  (void)!write(errFd, &e, sizeof e);
+  _exit(127);
+}
+
+[[noreturn]] void reapLoop(pid_t command) {
+  sigset_t all;
+  sigfillset(&all);
+  for (;;) {
+    siginfo_t si;
+    int sig = sigwaitinfo(&all, &si);
+    if (sig < 0) continue;
+    if (sig != SIGCHLD) {
+      kill(command, sig);  // forward (SIGTERM, SIGINT, SIGHUP, SIGUSR1...)
+      continue;
+    }
+    int status;
+    pid_t p;
+    while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+      if (p != command) continue;
+      send('S', status);
+      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  sigset_t all;
+  sigfillset(&all);
+  sigprocmask(SIG_SETMASK, &all, nullptr);
+  Error err;
+  Config c;
+  if (argc < 2 || !readConfig(c, err) || !dropPrivileges(c, err)) {
+    if (!err.err) fail(err, "init", "argv", "", EINVAL);
+    send('F', 0, &err);
+    return 1;
+  }
+  fcntl(proto::kInitSyncFd, F_SETFD, FD_CLOEXEC);
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) != 0) {
+    fail(err, "exec", "pipe2", "", errno);
+    send('F', 0, &err);
+    return 1;
+  }
+  pid_t pid = fork();
+  if (pid == 0) runCommand(argv + 1, pipefd[1]);
+  close(pipefd[1]);
+  if (pid < 0) {
+    fail(err, "exec", "fork", "", errno);
+    send('F', 0, &err);
+    return 1;
+  }
+  int execErr = 0;
+  ssize_t n = read(pipefd[0], &execErr, sizeof execErr);
+  close(pipefd[0]);
+  if (n == (ssize_t)sizeof execErr) {
+    int kind = (execErr == ENOENT || execErr == EACCES || execErr == ENOEXEC || execErr == ENOTDIR ||
+                execErr == ELOOP || execErr == EISDIR)
+                   ? kCommandNotFound
+                   : kSystem;
+    fail(err, "exec", "execve", argv[1], execErr, kind);
+    send('E', execErr, &err);
+    waitpid(pid, nullptr, 0);
+    return 127;
+  }
+  send('X', pid);
+  reapLoop(pid);
+}

@@ -1,0 +1,389 @@
+#include "job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <map>
+#include <set>
+
+#include "ns.h"
+#include "proto.h"
+#include "seccomp.h"
+#include "sys.h"
+
+namespace sbx::job {
+namespace {
+
+constexpr size_t kStackSize = 256 * 1024;
+int gInitFd = -1;
+int gNextHandle = 1;
+std::map<int, Job*> gJobs;
+std::set<std::string> gPreparedStateDirs;
+
+uint64_t nowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+// A file descriptor that closes itself (undo step bound to creation).
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(Fd&& o) noexcept { reset(); fd = o.fd; o.fd = -1; return *this; }
+  ~Fd() { reset(); }
+  void reset() { if (fd >= 0) close(fd); fd = -1; }
+  int release() { int f = fd; fd = -1; return f; }
+};
+
+// Move fd to a number >= kMinFd (so the child's dup3 onto 0..3 cannot clobber a source).
+bool raiseFd(Fd& f, Error& err) {
+  if (f.fd >= child::kMinFd) return true;
+  int n = fcntl(f.fd, F_DUPFD_CLOEXEC, child::kMinFd);
+  if (n < 0) return fail(err, "fds", "fcntl(F_DUPFD_CLOEXEC)", "", errno);
+  f = Fd(n);
+  return true;
+}
+
+bool makePipe(Fd& r, Fd& w, Error& err) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) return fail(err, "fds", "pipe2", "", errno);
+  r = Fd(p[0]);
+  w = Fd(p[1]);
+  return true;
+}
+
+}  // namespace
+
+struct Job {
+  int handle = 0;
+  napi_env env = nullptr;
+  Napi::FunctionReference onEvent;
+  std::unique_ptr<Napi::AsyncContext> asyncContext;
+  spec::Spec spec;
+  // Everything the setup child reads: must stay alive and unchanged until it has exec'd (we keep
+  // it until the job ends).
+  mnt::Arena arena;
+  std::vector<mnt::Op> ops;
+  std::vector<char*> initArgv, initEnvp;
+  child::Args args{};
+  void* stack = nullptr;
+  cgroup::Group group;
+  int pid = -1, pidfd = -1, syncFd = -1;
+  uv_poll_t exitPoll{}, syncPoll{};
+  int openPolls = 0;
+  bool syncPolling = false;
+  uint64_t startNs = 0;
+  bool haveStatus = false;
+  int commandStatus = 0;
+  bool execReported = false;
+
+  ~Job() {
+    if (stack) munmap(stack, kStackSize);
+    if (pidfd >= 0) close(pidfd);
+    if (syncFd >= 0) close(syncFd);
+  }
+};
+
+namespace {
+
+void emit(Job* j, const char* kind, Napi::Object payload) {
+  Napi::Env env(j->env);
+  j->onEvent.MakeCallback(env.Global(), {Napi::String::New(env, kind), payload}, *j->asyncContext);
+}
+
+Napi::Object errorPayload(Napi::Env env, const Error& e) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("errno", Napi::Number::New(env, e.err));
+  o.Set("kind", Napi::Number::New(env, e.kind));
+  o.Set("stage", e.stage);
+  o.Set("syscall", e.syscall);
+  o.Set("path", e.path);
+  return o;
+}
+
+void handleMsg(Job* j, const proto::Msg& m) {
+  Napi::Env env(j->env);
+  Napi::HandleScope scope(env);
+  switch (m.tag) {
+    case 'X': {
+      j->execReported = true;
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("pid", Napi::Number::New(env, j->pid));
+      emit(j, "exec", o);
+      break;
+    }
+    case 'E':
+    case 'F':
+      j->execReported = true;
+      emit(j, "error", errorPayload(env, m.error));
+      break;
+    case 'S':
+      j->haveStatus = true;
+      j->commandStatus = m.value;
+      break;
+  }
+}
+
+// Read every pending message; returns false on EOF/error (stop polling the socket).
+bool drainSync(Job* j) {
+  for (;;) {
+    proto::Msg m;
+    ssize_t n = recv(j->syncFd, &m, sizeof m, MSG_DONTWAIT);
+    if (n == (ssize_t)sizeof m) {
+      handleMsg(j, m);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    return false;
+  }
+}
+
+void onPollClosed(uv_handle_t* h) {
+  Job* j = static_cast<Job*>(h->data);
+  if (--j->openPolls == 0) delete j;
+}
+
+void stopSyncPoll(Job* j) {
+  if (!j->syncPolling) return;
+  j->syncPolling = false;
+  uv_poll_stop(&j->syncPoll);
+}
+
+const char* signalName(int sig) {
+  static char buf[16];
+  const char* abbrev = sigabbrev_np(sig);
+  if (!abbrev) return nullptr;
+  snprintf(buf, sizeof buf, "SIG%s", abbrev);
+  return buf;
+}
+
+Napi::Object exitPayload(Job* j, const siginfo_t& si, const cgroup::Usage& u, uint64_t wallNs, int leftovers) {
+  Napi::Env env(j->env);
+  Napi::Object o = Napi::Object::New(env);
+  // The command's own status (from sbx-init) when known; else sbx-init's (e.g. killed at timeout).
+  int code = -1, sig = 0;
+  if (j->haveStatus) {
+    if (WIFEXITED(j->commandStatus)) code = WEXITSTATUS(j->commandStatus);
+    else if (WIFSIGNALED(j->commandStatus)) sig = WTERMSIG(j->commandStatus);
+  } else if (si.si_code == CLD_EXITED) {
+    code = si.si_status;
+  } else {
+    sig = si.si_status;
+  }
+  o.Set("exitCode", code >= 0 ? Napi::Value(Napi::Number::New(env, code)) : env.Null());
+  const char* name = sig ? signalName(sig) : nullptr;
+  o.Set("signal", name ? Napi::Value(Napi::String::New(env, name)) : env.Null());
+  o.Set("commandStatusKnown", j->haveStatus);
+  o.Set("cpuNs", (double)u.cpuNs);
+  o.Set("memoryPeakBytes", (double)u.memoryPeak);
+  o.Set("oomKills", (double)u.oomKills);
+  o.Set("pidsMaxEvents", (double)u.pidsMaxEvents);
+  o.Set("wallNs", (double)wallNs);
+  o.Set("leftoverProcesses", Napi::Number::New(env, leftovers));
+  return o;
+}
+
+// The job's pid 1 has exited: by then the kernel has killed the rest of its pid namespace.
+void onExit(uv_poll_t* h, int, int) {
+  Job* j = static_cast<Job*>(h->data);
+  uv_poll_stop(&j->exitPoll);
+  Napi::Env env(j->env);
+  Napi::HandleScope scope(env);
+  if (j->syncPolling) drainSync(j);
+  stopSyncPoll(j);
+  siginfo_t si{};
+  syscall(SYS_waitid, P_PIDFD, j->pidfd, &si, WEXITED, nullptr);
+  uint64_t wall = nowNs() - j->startNs;
+  cgroup::Usage usage;
+  cgroup::readUsage(j->group, usage);
+  int leftovers = cgroup::killAll(j->group);  // belt and braces: the pid namespace is already gone
+  Error rmErr;
+  cgroup::remove(j->group, rmErr);
+  gJobs.erase(j->handle);
+  Napi::Object payload = exitPayload(j, si, usage, wall, leftovers);
+  if (rmErr.err) payload.Set("cleanupError", errorPayload(env, rmErr));
+  emit(j, "exit", payload);
+  uv_close(reinterpret_cast<uv_handle_t*>(&j->exitPoll), onPollClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&j->syncPoll), onPollClosed);
+}
+
+void onSync(uv_poll_t* h, int status, int) {
+  Job* j = static_cast<Job*>(h->data);
+  if (status < 0 || !drainSync(j)) stopSyncPoll(j);
+}
+
+bool buildInitConfig(const Job& j, const spec::Options& o, std::string& out, Error& err) {
+  proto::InitConfig c{};
+  c.magic = proto::kMagic;
+  c.flags = proto::kDropCaps | (o.seccomp ? (uint32_t)proto::kSeccomp : 0u);
+  c.uid = j.spec.uid;
+  c.gid = j.spec.gid;
+  c.ngroups = (uint32_t)j.spec.groups.size();
+  std::vector<struct sock_filter> filter;
+  if (o.seccomp) filter = seccomp::build();
+  c.nfilter = (uint32_t)filter.size();
+  c.cwdLen = (uint32_t)j.spec.cwd.size();
+  c.oomScoreAdj = 1000;  // P29: the job dies first under global pressure
+  c.nofile = j.spec.limits.openFiles;
+  c.cpuSeconds = j.spec.limits.cpuTimeMs ? (j.spec.limits.cpuTimeMs + 999) / 1000 : 0;
+  c.fsize = j.spec.limits.diskBytes;
+  out.assign(reinterpret_cast<const char*>(&c), sizeof c);
+  out.append(reinterpret_cast<const char*>(j.spec.groups.data()), j.spec.groups.size() * 4);
+  out.append(reinterpret_cast<const char*>(filter.data()), filter.size() * sizeof(struct sock_filter));
+  out.append(j.spec.cwd);
+  if (out.size() > proto::kMaxConfigBytes) return fail(err, "init-config", "", "", E2BIG);
+  return true;
+}
+
+void buildInitArgs(Job& j) {
+  static char kName[] = "sbx-init";
+  j.initArgv.push_back(kName);
+  for (auto& a : j.spec.argv) j.initArgv.push_back(a.data());
+  j.initArgv.push_back(nullptr);
+  for (auto& e : j.spec.env) j.initEnvp.push_back(e.data());
+  j.initEnvp.push_back(nullptr);
+}
+
+// Kill and reap a child that never got going (undo of clone).
+void abortChild(Job& j) {
+  syscall(SYS_pidfd_send_signal, j.pidfd, SIGKILL, nullptr, 0);
+  siginfo_t si;
+  syscall(SYS_waitid, P_PIDFD, j.pidfd, &si, WEXITED, nullptr);
+}
+
+bool sendAll(int fd, const void* data, size_t len, Error& err) {
+  if (send(fd, data, len, MSG_NOSIGNAL) != (ssize_t)len) return fail(err, "sync", "send", "", errno);
+  return true;
+}
+
+}  // namespace
+
+bool loadInit(const std::string& path, Error& err) {
+  if (gInitFd >= 0) return true;
+  Fd src(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (src.fd < 0) return fail(err, "init-load", "open", path.c_str(), errno, kHost);
+  Fd mem((int)syscall(SYS_memfd_create, "sbx-init", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (mem.fd < 0) return fail(err, "init-load", "memfd_create", "", errno, kHost);
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(src.fd, buf, sizeof buf)) > 0)
+    if (write(mem.fd, buf, (size_t)n) != n) return fail(err, "init-load", "write", "memfd", errno, kHost);
+  if (n < 0) return fail(err, "init-load", "read", path.c_str(), errno, kHost);
+  fchmod(mem.fd, 0555);
+  if (fcntl(mem.fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
+    return fail(err, "init-load", "fcntl(F_ADD_SEALS)", "memfd", errno, kHost);
+  RETURN_ON_FAILURE(raiseFd(mem, err));
+  gInitFd = mem.release();
+  return true;
+}
+
+Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Function onEvent, int& pid, Fds& fds,
+            Error& err) {
+  if (gInitFd < 0) return fail(err, "init-load", "", "sbx-init not loaded", ENOENT, kHost), nullptr;
+  const cgroup::Host& host = cgroup::host();
+  if (host.mode == cgroup::Mode::kNone || !host.missing.empty())
+    return fail(err, "host", "", host.missing.empty() ? "" : host.missing[0].c_str(), ENOSYS, kHost), nullptr;
+  if (!gPreparedStateDirs.count(o.stateDir)) {
+    if (!mnt::prepareStateDir(o.stateDir, err)) return nullptr;
+    gPreparedStateDirs.insert(o.stateDir);
+  }
+  std::unique_ptr<Job> j(new Job());
+  j->spec = s;
+  if (!mnt::buildOps(j->spec, o, j->arena, j->ops, err)) return nullptr;
+  buildInitArgs(*j);
+  std::string config;
+  if (!buildInitConfig(*j, o, config, err)) return nullptr;
+
+  // Pipes and the sync socket; child ends raised to >= kMinFd, all O_CLOEXEC.
+  Fd outR, outW, errR, errW, inR, inW, syncP, syncC;
+  if (!makePipe(outR, outW, err) || !makePipe(errR, errW, err)) return nullptr;
+  if (s.stdinPipe) {
+    if (!makePipe(inR, inW, err)) return nullptr;
+  } else {
+    inR = Fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (inR.fd < 0) return fail(err, "fds", "open", "/dev/null", errno), nullptr;
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return fail(err, "sync", "socketpair", "", errno), nullptr;
+  syncP = Fd(sv[0]);
+  syncC = Fd(sv[1]);
+  if (!raiseFd(outW, err) || !raiseFd(errW, err) || !raiseFd(inR, err) || !raiseFd(syncC, err)) return nullptr;
+
+  j->args = child::Args{syncC.fd, inR.fd, outW.fd, errW.fd, gInitFd, j->ops.data(), j->ops.size(),
+                        j->spec.hostname.c_str(), j->spec.hostname.size(), j->initArgv.data(), j->initEnvp.data()};
+  j->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (j->stack == MAP_FAILED) {
+    j->stack = nullptr;
+    return fail(err, "clone", "mmap", "stack", errno), nullptr;
+  }
+
+  if (!cgroup::create(host, o.cgroupParent, s.id, s.limits, j->group, err)) return nullptr;
+  struct GroupUndo {
+    cgroup::Group* g;
+    ~GroupUndo() { if (g) { Error e; cgroup::remove(*g, e); } }
+  } groupUndo{&j->group};
+
+  j->startNs = nowNs();
+  ns::Clone c;
+  if (!ns::cloneChild(ns::kCloneFlags, j->group.v2 ? j->group.dirFd : -1, j->stack, kStackSize, child::main,
+                      &j->args, c, err))
+    return nullptr;
+  j->pid = c.pid;
+  j->pidfd = c.pidfd;
+  syncC.reset();  // the child has its own copies now
+  outW.reset();
+  errW.reset();
+  inR.reset();
+  if (!cgroup::attach(j->group, j->pid, err) || !sendAll(syncP.fd, "G", 1, err) ||
+      !sendAll(syncP.fd, config.data(), config.size(), err)) {
+    abortChild(*j);
+    return nullptr;
+  }
+
+  // Watch the pidfd (exit) and the sync socket (exec result) on the JS thread's loop.
+  uv_loop_t* loop = nullptr;
+  napi_get_uv_event_loop(env, &loop);
+  j->syncFd = syncP.release();
+  j->env = env;
+  j->onEvent = Napi::Persistent(onEvent);
+  j->asyncContext.reset(new Napi::AsyncContext(env, "sbx:job"));
+  j->handle = gNextHandle++;
+  uv_poll_init(loop, &j->exitPoll, j->pidfd);
+  uv_poll_init(loop, &j->syncPoll, j->syncFd);
+  j->exitPoll.data = j->syncPoll.data = j.get();
+  j->openPolls = 2;
+  uv_poll_start(&j->exitPoll, UV_READABLE, onExit);
+  uv_poll_start(&j->syncPoll, UV_READABLE, onSync);
+  j->syncPolling = true;
+
+  groupUndo.g = nullptr;
+  pid = j->pid;
+  fds.stdoutFd = outR.release();
+  fds.stderrFd = errR.release();
+  fds.stdinFd = s.stdinPipe ? inW.release() : -1;
+  gJobs[j->handle] = j.get();
+  return j.release();
+}
+
+bool kill(int handle) {
+  auto it = gJobs.find(handle);
+  if (it == gJobs.end()) return false;
+  // SIGKILL to pid 1 of the job's pid namespace: the kernel kills every process in it.
+  return syscall(SYS_pidfd_send_signal, it->second->pidfd, SIGKILL, nullptr, 0) == 0;
+}
+
+size_t liveJobs() { return gJobs.size(); }
+int handleOf(const Job* j) { return j->handle; }
+
+}  // namespace sbx::job

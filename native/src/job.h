@@ -1,0 +1,35 @@
+// One running job, seen from the launcher: launch (clone + cgroup join + go), watch (pidfd and the
+// sync socket on the libuv loop: no thread-pool thread is held), kill, and the exit path (reap,
+// usage, kill leftovers, remove the cgroups, report).
+#pragma once
+#include <napi.h>
+#include <uv.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cgroup.h"
+#include "child.h"
+#include "mnt.h"
+#include "spec.h"
+
+namespace sbx::job {
+
+struct Fds {
+  int stdoutFd = -1, stderrFd = -1, stdinFd = -1;  // launcher ends (stdinFd -1: /dev/null)
+};
+
+struct Job;
+
+// Load sbx-init into a sealed memfd once (P3: the job never sees a writable host binary).
+bool loadInit(const std::string& path, Error& err);
+
+// Launch; `onEvent(kind, payload)` is called on the JS thread with kind "exec" | "error" | "exit".
+Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Function onEvent, int& pid,
+            Fds& fds, Error& err);
+bool kill(int handle);
+size_t liveJobs();
+int handleOf(const Job* j);
+
+}  // namespace sbx::job

@@ -1,0 +1,15 @@
+// Seccomp (P22): an allow-list at least as strict as Docker's default profile, default EPERM for
+// known syscalls, ENOSYS for numbers newer than the profile and for clone3 (so libc falls back to
+// clone, whose flags we can inspect), wrong arch killed, x32 numbers refused. Built by the launcher,
+// installed by sbx-init as the last step before it forks the command.
+#pragma once
+#include <linux/filter.h>
+#include <vector>
+#include "error.h"
+
+namespace sbx::seccomp {
+
+std::vector<struct sock_filter> build();
+bool installInInit(const struct sock_filter* insns, uint32_t n, Error& err);
+
+}  // namespace sbx::seccomp

@@ -1,0 +1,283 @@
+/**
+ * The image store against a real Distribution registry (Debian's docker-registry on a free port)
+ * with images built in code.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Agent, type Dispatcher } from 'undici';
+import { ImageNotFoundError, ImagePullFailedError, InvalidImageError, SbxError } from '../../../core/src/errors.ts';
+import { startRegistry, type RunningRegistry } from '../../../test/harness/registry.ts';
+import { buildStandardImages, busyboxImage, busyboxLayer, DEFAULT_PATH } from '../../../test/fixtures/build-images.ts';
+import { buildImage, buildIndex, buildLayer, pushImage } from '../../../test/fixtures/oci-builder.ts';
+import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+
+let registry: RunningRegistry;
+const roots: string[] = [];
+const stores: ImageStore[] = [];
+
+before(async () => {
+  registry = await startRegistry();
+  await buildStandardImages(registry.host);
+});
+
+after(async () => {
+  for (const s of stores) await s.close();
+  await registry.stop();
+  for (const r of roots) await rm(r, { recursive: true, force: true });
+});
+
+async function newStore(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
+  const root = opts.root ?? (await mkdtemp(join(tmpdir(), 'sbx-images-')));
+  if (!opts.root) roots.push(root);
+  const store = new ImageStore({ root, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, deadlineMs: 2_000 }, ...opts });
+  stores.push(store);
+  return store;
+}
+
+/** An undici Agent that counts requests by path. */
+class CountingAgent extends Agent {
+  readonly paths: string[] = [];
+  override dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    this.paths.push(options.path);
+    return super.dispatch(options, handler);
+  }
+}
+
+function blobPath(storageDir: string, digest: string): string {
+  const hex = digest.slice('sha256:'.length);
+  return join(storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+}
+
+test('pulls the busybox fixture into a layer dir where bin/busybox runs', async () => {
+  const store = await newStore();
+  const image = await store.acquire(`${registry.host}/demo/busybox:latest`);
+  assert.equal(image.pulled, true);
+  assert.equal(image.reference, `${registry.host}/demo/busybox:latest`);
+  assert.match(image.digest, /^sha256:[a-f0-9]{64}$/);
+  assert.equal(image.layerDirs.length, 1);
+  const dir = image.layerDirs[0]!;
+  assert.equal(execFileSync(join(dir, 'bin/busybox'), ['echo', 'hi'], { encoding: 'utf8' }), 'hi\n');
+  // applets are hard links to the one binary
+  assert.equal(statSync(join(dir, 'bin/sh')).ino, statSync(join(dir, 'bin/busybox')).ino);
+  assert.equal(statSync(join(dir, 'tmp')).mode & 0o7777, 0o1777);
+  assert.equal(statSync(join(dir, 'home/app')).uid, 1000);
+  assert.equal(statSync(dir).mode & 0o777, 0o755, 'layer root must be traversable by non-root users');
+  assert.deepEqual(image.config, { env: [DEFAULT_PATH], entrypoint: null, cmd: ['sh'], workingDir: '/', user: '' });
+  assert.ok(image.sizeBytes > 1_000_000);
+  const listed = await store.list();
+  assert.deepEqual(
+    listed.map((l) => [l.image, l.digest]),
+    [[image.reference, image.digest]],
+  );
+});
+
+test('a cached tag is served without contacting the registry, also after a restart', async () => {
+  const own = await startRegistry();
+  const root = await mkdtemp(join(tmpdir(), 'sbx-images-'));
+  roots.push(root);
+  try {
+    await pushImage(own.url, 'cache/busybox', 'v1', await busyboxImage());
+    const store = await newStore({ root });
+    const first = await store.acquire(`${own.host}/cache/busybox:v1`);
+    assert.equal(first.pulled, true);
+    await own.stop();
+
+    const started = performance.now();
+    const second = await store.acquire(`${own.host}/cache/busybox:v1`);
+    const ms = performance.now() - started;
+    assert.equal(second.pulled, false);
+    assert.deepEqual(second.layerDirs, first.layerDirs);
+    assert.equal(second.digest, first.digest);
+    assert.ok(ms < 5, `cache hit took ${ms.toFixed(3)} ms`);
+
+    const restarted = await newStore({ root });
+    const third = await restarted.acquire(`${own.host}/cache/busybox:v1`);
+    assert.equal(third.pulled, false);
+    assert.deepEqual(third.layerDirs, first.layerDirs);
+  } finally {
+    await own.stop();
+  }
+});
+
+test('concurrent acquires of one image share one pull', async () => {
+  const agent = new CountingAgent();
+  const store = await newStore({ dispatcher: agent });
+  try {
+    const images = await Promise.all(Array.from({ length: 5 }, () => store.acquire(`${registry.host}/test/busybox:latest`)));
+    assert.equal(new Set(images.map((i) => i.layerDirs[0])).size, 1);
+    assert.equal(agent.paths.filter((p) => p.includes('/manifests/')).length, 1);
+    assert.equal(agent.paths.filter((p) => p.includes('/blobs/')).length, 2, 'one config + one layer');
+    assert.equal(store.inUseCount(images[0]!.digest), 5);
+    for (const i of images) i.release();
+    images[0]!.release();
+    assert.equal(store.inUseCount(images[0]!.digest), 0);
+  } finally {
+    await agent.close();
+  }
+});
+
+test('a missing tag or repository is ImageNotFoundError naming the reference', async () => {
+  const store = await newStore();
+  for (const ref of [`${registry.host}/demo/busybox:nope`, `${registry.host}/no/such-repo:latest`]) {
+    await assert.rejects(store.acquire(ref), (e: unknown) => {
+      assert.ok(e instanceof ImageNotFoundError);
+      assert.equal(e.code, 'image_not_found');
+      assert.ok(e.message.includes(ref), e.message);
+      return true;
+    });
+  }
+});
+
+test('an invalid reference is invalid_request before any network use', async () => {
+  const store = await newStore();
+  await assert.rejects(store.acquire('Bad/Name'), (e: unknown) => e instanceof SbxError && e.code === 'invalid_request');
+});
+
+test('a corrupted layer blob is InvalidImageError and nothing is cached', async () => {
+  const own = await startRegistry();
+  try {
+    const image = await busyboxImage();
+    await pushImage(own.url, 'corrupt/busybox', 'latest', image);
+    const data = blobPath(own.storageDir, image.layers[0]!.digest);
+    const bytes = readFileSync(data);
+    bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] ?? 0) ^ 0xff;
+    writeFileSync(data, bytes);
+    const store = await newStore();
+    await assert.rejects(store.acquire(`${own.host}/corrupt/busybox:latest`), (e: unknown) => {
+      assert.ok(e instanceof InvalidImageError, String(e));
+      assert.match(e.message, /digest|not valid compressed data/);
+      return true;
+    });
+    const root = roots[roots.length - 1]!;
+    assert.deepEqual(readdirSync(join(root, 'layers/sha256')), []);
+    assert.deepEqual(readdirSync(join(root, 'tmp')), []);
+    assert.deepEqual(await store.list(), []);
+  } finally {
+    await own.stop();
+  }
+});
+
+test('a config whose diff_ids do not match the layers is InvalidImageError', async () => {
+  const layer = await busyboxLayer();
+  const image = buildImage({ layers: [layer], diffIds: ['sha256:' + '0'.repeat(64)] });
+  await pushImage(registry.url, 'bad/diffid', 'latest', image);
+  const store = await newStore();
+  await assert.rejects(store.acquire(`${registry.host}/bad/diffid:latest`), /uncompressed content has digest/);
+});
+
+test('a multi-arch index resolves to the host platform (or the configured one)', async () => {
+  const amd64 = await busyboxImage();
+  const armLayer = await buildLayer([{ type: 'file', path: 'arch', content: 'arm64' }]);
+  const arm64 = buildImage({ layers: [armLayer], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
+  // Like buildx attestations: a manifest for platform unknown/unknown that must never be picked.
+  const attestation = buildImage({ layers: [armLayer], platform: { os: 'unknown', architecture: 'unknown' } });
+  const index = buildIndex([attestation, arm64, amd64]);
+  const indexDigest = await pushImage(registry.url, 'multi/arch', 'latest', index);
+  const store = await newStore({ platform: { os: 'linux', architecture: 'amd64' } });
+  const image = await store.acquire(`${registry.host}/multi/arch:latest`);
+  assert.equal(image.digest, indexDigest);
+  assert.ok(existsSync(join(image.layerDirs[0]!, 'bin/busybox')));
+
+  const armStore = await newStore({ platform: { os: 'linux', architecture: 'arm64' } });
+  const arm = await armStore.acquire(`${registry.host}/multi/arch@${indexDigest}`);
+  assert.equal(readFileSync(join(arm.layerDirs[0]!, 'arch'), 'utf8'), 'arm64');
+
+  const s390 = await newStore({ platform: { os: 'linux', architecture: 's390x' } });
+  await assert.rejects(s390.acquire(`${registry.host}/multi/arch:latest`), (e: unknown) => {
+    assert.ok(e instanceof InvalidImageError);
+    assert.match(e.message, /no manifest for linux\/s390x \(available: linux\/arm64\/v8, linux\/amd64\)/);
+    return true;
+  });
+});
+
+test('Docker schema 2 images pull like OCI ones', async () => {
+  const image = await busyboxImage({ format: 'docker', config: { User: 'app', WorkingDir: '/home/app', Entrypoint: ['/bin/sh', '-c'] } });
+  await pushImage(registry.url, 'docker/format', 'v2', image);
+  const store = await newStore();
+  const acquired = await store.acquire(`${registry.host}/docker/format:v2`);
+  assert.deepEqual(acquired.config, { env: [DEFAULT_PATH], entrypoint: ['/bin/sh', '-c'], cmd: ['sh'], workingDir: '/home/app', user: 'app' });
+});
+
+test('pull policies: never fails when absent, always re-resolves the tag', async () => {
+  const store = await newStore();
+  const ref = `${registry.host}/policy/busybox:moving`;
+  await pushImage(registry.url, 'policy/busybox', 'moving', await busyboxImage());
+  await assert.rejects(store.acquire(ref, { policy: 'never' }), ImageNotFoundError);
+  const first = await store.acquire(ref);
+  assert.equal((await store.acquire(ref, { policy: 'never' })).pulled, false);
+
+  const extra = await buildLayer([{ type: 'file', path: 'v2', content: 'two' }]);
+  await pushImage(registry.url, 'policy/busybox', 'moving', await busyboxImage({ extraLayers: [extra] }));
+  assert.equal((await store.acquire(ref)).digest, first.digest, 'if-not-present keeps the cached tag');
+  const second = await store.acquire(ref, { policy: 'always' });
+  assert.notEqual(second.digest, first.digest);
+  assert.equal(second.layerDirs.length, 2);
+  assert.equal(second.layerDirs[0], first.layerDirs[0], 'the shared base layer is not pulled again');
+  assert.equal((await store.acquire(ref)).digest, second.digest);
+});
+
+test('an unreachable registry is ImagePullFailedError (retryable)', async () => {
+  const store = await newStore();
+  await assert.rejects(store.acquire('127.0.0.1:1/x/y:z'), (e: unknown) => {
+    assert.ok(e instanceof ImagePullFailedError);
+    assert.equal(e.retryable, true);
+    assert.match(e.message, /cannot reach registry 127\.0\.0\.1:1: ECONNREFUSED/);
+    return true;
+  });
+});
+
+test('whiteouts and opaque dirs become overlay whiteouts that hide lower files', async (t) => {
+  const upper = await buildLayer([
+    { type: 'whiteout', path: 'etc/hostname' },
+    { type: 'dir', path: 'home' },
+    { type: 'opaque', path: 'home' },
+    { type: 'file', path: 'home/new', content: 'new' },
+  ]);
+  await pushImage(registry.url, 'wh/busybox', 'latest', await busyboxImage({ extraLayers: [upper] }));
+  const store = await newStore();
+  const image = await store.acquire(`${registry.host}/wh/busybox:latest`);
+  const top = image.layerDirs[1]!;
+  const wh = lstatSync(join(top, 'etc/hostname'));
+  assert.ok(wh.isCharacterDevice());
+  assert.equal(wh.rdev, 0);
+  assert.equal(existsSync(join(top, 'etc/.wh.hostname')), false);
+  const xattr = execFileSync('getfattr', ['--only-values', '-n', 'trusted.overlay.opaque', join(top, 'home')], { encoding: 'utf8' });
+  assert.equal(xattr, 'y');
+
+  // Mount them for real when the host allows it.
+  const merged = await mkdtemp(join(tmpdir(), 'sbx-merged-'));
+  roots.push(merged);
+  const lower = [...image.layerDirs].reverse().join(':');
+  try {
+    await promisify(execFile)('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower}`, merged]);
+  } catch (e) {
+    t.skip(`overlay mount unavailable: ${String(e)}`);
+    return;
+  }
+  try {
+    assert.equal(existsSync(join(merged, 'etc/hostname')), false);
+    assert.ok(existsSync(join(merged, 'etc/passwd')));
+    assert.deepEqual(readdirSync(join(merged, 'home')), ['new']);
+  } finally {
+    await promisify(execFile)('umount', [merged]);
+  }
+});
+
+test('layers shared between images are unpacked once', async () => {
+  const store = await newStore();
+  const a = await store.acquire(`${registry.host}/demo/busybox:latest`);
+  const extra = await buildLayer([{ type: 'file', path: 'hello', content: 'world' }]);
+  await pushImage(registry.url, 'shared/busybox', 'latest', await busyboxImage({ extraLayers: [extra] }));
+  const b = await store.acquire(`${registry.host}/shared/busybox:latest`);
+  assert.equal(b.layerDirs[0], a.layerDirs[0]);
+  const root = roots[roots.length - 1]!;
+  assert.equal(readdirSync(join(root, 'layers/sha256')).length, 2);
+  await mkdir(join(root, 'tmp'), { recursive: true });
+  assert.deepEqual(readdirSync(join(root, 'tmp')), []);
+});

@@ -1,0 +1,115 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { InvalidImageError, SbxError } from '../../../core/src/errors.ts';
+import { GROUP, PASSWD } from '../../../test/fixtures/build-images.ts';
+import { buildTar, type LayerEntry } from '../../../test/fixtures/oci-builder.ts';
+import { unpackLayer } from './layer-unpack.ts';
+import { resolveUser } from './image-user.ts';
+
+let root: string;
+let hostDir: string;
+let n = 0;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'sbx-user-'));
+  await mkdir(join(root, 'layers/sha256'), { recursive: true });
+  await mkdir(join(root, 'layer-meta'));
+  hostDir = join(root, 'host');
+  await mkdir(hostDir);
+  await writeFile(join(hostDir, 'passwd'), 'hostonly:x:4242:4242::/:/bin/sh\n');
+});
+
+after(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+/** Unpacks entries the way the image store does (including the opaque-dir meta beside the layer). */
+async function layer(entries: LayerEntry[]): Promise<string> {
+  const name = `l${n++}`;
+  const dir = join(root, 'layers/sha256', name);
+  await mkdir(dir);
+  const stats = await unpackLayer(Readable.from([await buildTar(entries)]), dir, { compression: 'none', diffId: null, fail: (d) => new InvalidImageError('t', d) });
+  await writeFile(join(root, 'layer-meta', `${name}.json`), JSON.stringify({ digest: name, unpackedBytes: 0, files: 0, opaqueDirs: stats.opaqueDirs }));
+  return dir;
+}
+
+const base = () =>
+  layer([
+    { type: 'file', path: 'etc/passwd', content: PASSWD },
+    { type: 'file', path: 'etc/group', content: GROUP },
+  ]);
+
+const table: Array<[string, { uid: number; gid: number; groups: number[] }]> = [
+  ['', { uid: 0, gid: 0, groups: [0] }],
+  ['root', { uid: 0, gid: 0, groups: [0] }],
+  ['app', { uid: 1000, gid: 1000, groups: [1000, 10] }],
+  ['1000', { uid: 1000, gid: 1000, groups: [1000, 10] }],
+  ['1234', { uid: 1234, gid: 0, groups: [0] }],
+  ['app:wheel', { uid: 1000, gid: 10, groups: [10] }],
+  ['app:55', { uid: 1000, gid: 55, groups: [55] }],
+  ['1000:1000', { uid: 1000, gid: 1000, groups: [1000] }],
+  ['4000:4001', { uid: 4000, gid: 4001, groups: [4001] }],
+  ['nobody', { uid: 65534, gid: 65534, groups: [65534] }],
+];
+
+test('resolves USER forms through the image files', async () => {
+  const layers = [await base()];
+  for (const [user, expected] of table) assert.deepEqual(await resolveUser(layers, user), expected, user);
+});
+
+function assertInvalid(user: string, message: RegExp) {
+  return (e: unknown) => {
+    assert.ok(e instanceof SbxError, String(e));
+    assert.equal(e.code, 'invalid_request');
+    assert.match(e.message, message);
+    assert.ok(e.message.includes(JSON.stringify(user)));
+    return true;
+  };
+}
+
+test('unknown names are invalid_request', async () => {
+  const layers = [await base()];
+  await assert.rejects(resolveUser(layers, 'nosuch'), assertInvalid('nosuch', /no user named "nosuch"/));
+  await assert.rejects(resolveUser(layers, 'app:nosuch'), assertInvalid('app:nosuch', /no group named "nosuch"/));
+  await assert.rejects(resolveUser(layers, ':wheel'), assertInvalid(':wheel', /no user/));
+});
+
+test('the top-most layer wins and whiteouts delete files of lower layers', async () => {
+  const lower = await base();
+  const upper = await layer([{ type: 'file', path: 'etc/passwd', content: 'app:x:2000:2000::/:/bin/sh\n' }]);
+  assert.deepEqual(await resolveUser([lower, upper], 'app'), { uid: 2000, gid: 2000, groups: [2000, 10] });
+  const deleted = await layer([{ type: 'whiteout', path: 'etc/passwd' }]);
+  await assert.rejects(resolveUser([lower, deleted], 'app'), /no user named "app"/);
+  assert.equal((await resolveUser([lower, deleted], '1000')).uid, 1000);
+  const opaque = await layer([{ type: 'dir', path: 'etc' }, { type: 'opaque', path: 'etc' }, { type: 'file', path: 'etc/other', content: '' }]);
+  await assert.rejects(resolveUser([lower, opaque], 'app'), /no user named "app"/);
+  const plainDir = await layer([{ type: 'file', path: 'etc/other', content: '' }]);
+  assert.equal((await resolveUser([lower, plainDir], 'app')).uid, 1000, 'a non-opaque /etc merges with lower layers');
+});
+
+test('symlinks resolve inside the image, never to host files', async () => {
+  const lower = await base();
+  const inImage = await layer([
+    { type: 'file', path: 'usr/lib/passwd', content: 'moved:x:3000:3000::/:/bin/sh\n' },
+    { type: 'symlink', path: 'etc/passwd', target: '../usr/lib/passwd' },
+  ]);
+  assert.equal((await resolveUser([lower, inImage], 'moved')).uid, 3000);
+
+  for (const target of [join(hostDir, 'passwd'), `../../../../../../../../..${join(hostDir, 'passwd')}`]) {
+    const evil = await layer([{ type: 'symlink', path: 'etc/passwd', target }]);
+    await assert.rejects(resolveUser([lower, evil], 'hostonly'), /no user named "hostonly"/);
+  }
+  // /etc itself a symlink to the host's /etc: the host's users (daemon, ...) must stay invisible.
+  const evilDir = await layer([{ type: 'symlink', path: 'etc', target: '/etc' }]);
+  await assert.rejects(resolveUser([evilDir], 'daemon'), /no user named "daemon"/);
+  // A symlink loop ends as "not found", not a hang.
+  const loop = await layer([
+    { type: 'symlink', path: 'etc/passwd', target: '/etc/loop' },
+    { type: 'symlink', path: 'etc/loop', target: '/etc/passwd' },
+  ]);
+  await assert.rejects(resolveUser([loop], 'app'), /no user named "app"/);
+});

@@ -1,0 +1,246 @@
+/**
+ * Crafted layers against the unpacker (P32): every escape attempt must leave the host untouched.
+ * Each test unpacks into <sandbox>/layer next to <sandbox>/outside (holding a sentinel) and then
+ * checks that nothing outside the layer changed, /etc/passwd included.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
+import { InvalidImageError } from '../../../core/src/errors.ts';
+import { buildTar, type LayerEntry } from '../../../test/fixtures/oci-builder.ts';
+import { unpackLayer, type UnpackLimits } from './layer-unpack.ts';
+
+let sandbox: string;
+const passwdHash = () => createHash('sha256').update(readFileSync('/etc/passwd')).digest('hex');
+let passwdBefore: string;
+let passwdLinks: number;
+
+before(async () => {
+  sandbox = await mkdtemp(join(tmpdir(), 'sbx-unpack-sec-'));
+  passwdBefore = passwdHash();
+  passwdLinks = statSync('/etc/passwd').nlink;
+});
+
+after(async () => {
+  await rm(sandbox, { recursive: true, force: true });
+  assert.equal(passwdHash(), passwdBefore, '/etc/passwd changed');
+  assert.equal(statSync('/etc/passwd').nlink, passwdLinks, '/etc/passwd gained a hard link');
+});
+
+interface Case {
+  dir: string;
+  layer: string;
+  outside: string;
+}
+
+async function freshCase(): Promise<Case> {
+  const dir = await mkdtemp(join(sandbox, 'case-'));
+  const layer = join(dir, 'layer');
+  const outside = join(dir, 'outside');
+  await mkdir(layer);
+  await mkdir(outside);
+  await writeFile(join(outside, 'sentinel'), 'sentinel');
+  return { dir, layer, outside };
+}
+
+async function unpack(c: Case, entries: LayerEntry[], limits?: UnpackLimits) {
+  const tarBytes = await buildTar(entries);
+  return unpackLayer(Readable.from([gzipSync(tarBytes)]), c.layer, {
+    compression: 'gzip',
+    diffId: null,
+    fail: (detail) => new InvalidImageError('test/layer', detail),
+    ...(limits ? { limits } : {}),
+  });
+}
+
+function assertHostUntouched(c: Case): void {
+  assert.deepEqual(readdirSync(c.dir).sort(), ['layer', 'outside']);
+  assert.deepEqual(readdirSync(c.outside), ['sentinel']);
+  assert.equal(readFileSync(join(c.outside, 'sentinel'), 'utf8'), 'sentinel');
+  assert.equal(passwdHash(), passwdBefore);
+}
+
+async function assertRejected(c: Case, entries: LayerEntry[], message: RegExp): Promise<void> {
+  await assert.rejects(unpack(c, entries), (e: unknown) => {
+    assert.ok(e instanceof InvalidImageError, `expected InvalidImageError, got ${String(e)}`);
+    assert.equal(e.code, 'invalid_image');
+    assert.match(e.message, message);
+    return true;
+  });
+  assertHostUntouched(c);
+}
+
+const raw = (header: Record<string, unknown>, content?: string): LayerEntry => ({ type: 'raw', header: header as { name: string }, ...(content !== undefined ? { content } : {}) });
+
+test('../ in a name rejects the layer', async () => {
+  const c = await freshCase();
+  await assertRejected(c, [raw({ name: '../outside/pwned', type: 'file' }, 'x')], /escapes the layer/);
+});
+
+test('deep ../ towards the host root rejects the layer', async () => {
+  const c = await freshCase();
+  const name = `sbx-pwned-${randomBytes(4).toString('hex')}`;
+  await assertRejected(c, [raw({ name: `a/../../../../../../../../tmp/${name}`, type: 'file' }, 'x')], /escapes the layer/);
+  assert.equal(existsSync(`/tmp/${name}`), false);
+});
+
+test('absolute names land inside the layer', async () => {
+  const c = await freshCase();
+  const name = `sbx-abs-${randomBytes(4).toString('hex')}`;
+  await unpack(c, [raw({ name: `/${name}`, type: 'file', mode: 0o644 }, 'inside')]);
+  assert.equal(existsSync(`/${name}`), false);
+  assert.equal(await readFile(join(c.layer, name), 'utf8'), 'inside');
+  assertHostUntouched(c);
+});
+
+test('a file through a symlinked parent (absolute host target) is rejected', async () => {
+  const c = await freshCase();
+  await assertRejected(
+    c,
+    [
+      { type: 'symlink', path: 'evil', target: c.outside },
+      { type: 'file', path: 'evil/pwned', content: 'x' },
+    ],
+    /goes through "evil", which is a symlink/,
+  );
+});
+
+test('a file through a symlinked parent (relative ../ target) is rejected', async () => {
+  const c = await freshCase();
+  await assertRejected(
+    c,
+    [
+      { type: 'symlink', path: 'evil', target: '../outside' },
+      { type: 'file', path: 'evil/pwned', content: 'x' },
+    ],
+    /which is a symlink/,
+  );
+});
+
+test('a directory replaced by a symlink cannot be written through', async () => {
+  const c = await freshCase();
+  await assertRejected(
+    c,
+    [
+      { type: 'dir', path: 'd' },
+      { type: 'file', path: 'd/ok', content: 'ok' },
+      { type: 'symlink', path: 'd', target: c.outside },
+      { type: 'file', path: 'd/pwned', content: 'x' },
+    ],
+    /which is a symlink/,
+  );
+});
+
+test('a symlink to / then a whiteout through it is rejected', async () => {
+  const c = await freshCase();
+  await assertRejected(
+    c,
+    [
+      { type: 'symlink', path: 'root', target: '/' },
+      { type: 'whiteout', path: 'root/etc/passwd' },
+    ],
+    /which is a symlink/,
+  );
+});
+
+test('a symlink replaced by a file gets a real file, not a write through the link', async () => {
+  const c = await freshCase();
+  await unpack(c, [
+    { type: 'symlink', path: 'a', target: join(c.outside, 'sentinel') },
+    { type: 'file', path: 'a', content: 'replaced' },
+  ]);
+  assert.ok(lstatSync(join(c.layer, 'a')).isFile());
+  assert.equal(await readFile(join(c.layer, 'a'), 'utf8'), 'replaced');
+  assertHostUntouched(c);
+});
+
+test('a hard link to a host file (/etc/passwd) is rejected', async () => {
+  const c = await freshCase();
+  await assertRejected(c, [{ type: 'hardlink', path: 'pw', target: '/etc/passwd' }], /not an earlier file of this layer/);
+  assert.equal(existsSync(join(c.layer, 'pw')), false);
+});
+
+test('a hard link with ../ in its target is rejected', async () => {
+  const c = await freshCase();
+  await assertRejected(c, [{ type: 'hardlink', path: 'h', target: '../outside/sentinel' }], /escapes the layer/);
+});
+
+test('a hard link through a symlink is rejected', async () => {
+  const c = await freshCase();
+  await assertRejected(
+    c,
+    [
+      { type: 'symlink', path: 'l', target: c.outside },
+      { type: 'hardlink', path: 'h', target: 'l/sentinel' },
+    ],
+    /not an earlier file of this layer/,
+  );
+});
+
+test('a hard link to a symlink pointing at a host file does not link the host file', async () => {
+  const c = await freshCase();
+  await unpack(c, [
+    { type: 'symlink', path: 's', target: '/etc/passwd' },
+    { type: 'hardlink', path: 'h', target: 's' },
+  ]);
+  assert.ok(lstatSync(join(c.layer, 'h')).isSymbolicLink());
+  assert.equal(await readlink(join(c.layer, 'h')), '/etc/passwd');
+  assert.equal(statSync('/etc/passwd').nlink, passwdLinks);
+  assertHostUntouched(c);
+});
+
+test('device nodes are skipped, FIFOs kept', async () => {
+  const c = await freshCase();
+  const stats = await unpack(c, [
+    raw({ name: 'dev/mem2', type: 'character-device', devmajor: 1, devminor: 1, mode: 0o666 }),
+    raw({ name: 'dev/sda9', type: 'block-device', devmajor: 8, devminor: 0, mode: 0o666 }),
+    { type: 'fifo', path: 'run/fifo', mode: 0o600 },
+  ]);
+  assert.equal(existsSync(join(c.layer, 'dev/mem2')), false);
+  assert.equal(existsSync(join(c.layer, 'dev/sda9')), false);
+  assert.equal(stats.skipped.length, 2);
+  const fifo = lstatSync(join(c.layer, 'run/fifo'));
+  assert.ok(fifo.isFIFO());
+  assert.equal(fifo.mode & 0o7777, 0o600);
+  assertHostUntouched(c);
+});
+
+test('whiteouts naming . or .. are rejected', async () => {
+  for (const name of ['.wh..', '.wh...', 'dir/.wh..', '.wh.']) {
+    const c = await freshCase();
+    await assertRejected(c, [raw({ name, type: 'file' }, '')], /names no file|escapes/);
+  }
+});
+
+test('trusted.* xattrs from the layer are dropped (cannot forge overlay metadata)', async () => {
+  const c = await freshCase();
+  const stats = await unpack(c, [{ type: 'dir', path: 'd', xattrs: { 'trusted.overlay.opaque': 'y', 'user.note': 'kept' } }]);
+  const dump = execFileSync('getfattr', ['-d', '-m', '-', '--absolute-names', join(c.layer, 'd')], { encoding: 'utf8' });
+  assert.doesNotMatch(dump, /trusted\.overlay/);
+  assert.match(dump, /user\.note="kept"/);
+  assert.ok(stats.skipped.some((s) => s.includes('trusted.overlay.opaque')));
+});
+
+test('decompressed size and entry count are capped', async () => {
+  const c = await freshCase();
+  const big: LayerEntry[] = [{ type: 'file', path: 'zeros', content: Buffer.alloc(4 << 20) }];
+  await assert.rejects(unpack(c, big, { maxLayerBytes: 1 << 20, maxEntries: 100 }), /decompresses to more than/);
+  const c2 = await freshCase();
+  const many: LayerEntry[] = Array.from({ length: 50 }, (_, i) => ({ type: 'file', path: `f${i}`, content: '' }) as LayerEntry);
+  await assert.rejects(unpack(c2, many, { maxLayerBytes: 1 << 30, maxEntries: 10 }), /more than 10 entries/);
+});
+
+test('truncated gzip is rejected', async () => {
+  const c = await freshCase();
+  const gz = gzipSync(await buildTar([{ type: 'file', path: 'f', content: randomBytes(100_000) }]));
+  await assert.rejects(
+    unpackLayer(Readable.from([gz.subarray(0, gz.length / 2)]), c.layer, { compression: 'gzip', diffId: null, fail: (d) => new InvalidImageError('t', d) }),
+  );
+});

@@ -176,14 +176,23 @@ bool removeDir(const std::string& dir, Error& err) {
   return fail(err, "cgroup-remove", "rmdir", dir.c_str(), errno);
 }
 
-bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g,
-            Error& err) {
-  if (h.mode == Mode::kV2) return v2::create(h, parent, id, l, g, err);
-  if (h.mode == Mode::kV1) return v1::create(h, parent, id, l, g, err);
+void plan(const Host& h, const std::string& parent, const std::string& id, Group& g) {
+  if (h.mode == Mode::kV2) v2::plan(h, parent, id, g);
+  else if (h.mode == Mode::kV1) v1::plan(h, parent, id, g);
+}
+
+bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {
+  if (h.mode == Mode::kV2) return v2::create(h, parent, l, g, err);
+  if (h.mode == Mode::kV1) return v1::create(h, parent, l, g, err);
   return fail(err, "cgroup-create", "", "/sys/fs/cgroup", ENOSYS, kHost);
 }
 
-bool attach(const Group& g, int pid, Error& err) { return g.v2 ? true : v1::attach(g, pid, err); }
+std::vector<std::string> selfJoinFiles(const Group& g) {
+  std::vector<std::string> out;
+  if (!g.v2)
+    for (const auto& d : g.dirs) out.push_back(d + "/tasks");
+  return out;
+}
 
 int killAll(const Group& g) { return g.v2 ? v2::killAll(g) : v1::killAll(g); }
 
@@ -205,6 +214,11 @@ bool remove(Group& g, Error& err) {
   bool ok = true;
   if (g.dirFd >= 0) close(g.dirFd);
   g.dirFd = -1;
+  // Fast path: normally the group is already empty (the pid namespace died with its init).
+  bool busy = false;
+  for (auto it = g.dirs.rbegin(); it != g.dirs.rend(); ++it)
+    busy |= rmdir(it->c_str()) != 0 && errno == EBUSY;
+  if (busy) killAll(g);
   for (auto it = g.dirs.rbegin(); it != g.dirs.rend(); ++it) {
     Error e;
     if (!removeDir(*it, e)) {

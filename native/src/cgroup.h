@@ -40,13 +40,17 @@ struct Group {
   int dirFd = -1;                 // v2: O_PATH|O_DIRECTORY fd for CLONE_INTO_CGROUP
 };
 
-// Job group: parent/<id> in every hierarchy, limits written. On failure nothing is left behind.
-bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g,
-            Error& err);
-bool attach(const Group& g, int pid, Error& err);  // v1 only (v2 joins at clone time)
+// Job group parent/<id>: plan() names the directories (no syscalls, so the paths can be handed to
+// the setup child before it exists); create() makes them and writes the limits. On failure
+// nothing is left behind.
+void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
+bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
+// v1: the files the setup child writes "0" to, to join by itself (see cgroup_v1.cc); v2: none
+// (clone3 CLONE_INTO_CGROUP).
+std::vector<std::string> selfJoinFiles(const Group& g);
 int killAll(const Group& g);                       // returns number of processes signalled
 void readUsage(const Group& g, Usage& u);
-bool remove(Group& g, Error& err);                 // rmdir all; closes dirFd
+bool remove(Group& g, Error& err);                 // rmdir all (killing stragglers); closes dirFd
 // Startup janitor: kill and remove every job group under parent. Returns groups removed.
 int sweep(const Host& h, const std::string& parent, int& processes);
 
@@ -62,13 +66,14 @@ std::vector<int> readProcs(const std::string& dir);
 bool removeDir(const std::string& dir, Error& err);  // rmdir with a short retry on EBUSY
 
 namespace v1 {
-bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g, Error& err);
-bool attach(const Group& g, int pid, Error& err);
+void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
+bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
 int killAll(const Group& g);
 int sweep(const Host& h, const std::string& parent, int& processes);
 }  // namespace v1
 namespace v2 {
-bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g, Error& err);
+void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
+bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
 int killAll(const Group& g);
 int sweep(const Host& h, const std::string& parent, int& processes);
 }  // namespace v2

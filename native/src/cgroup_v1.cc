@@ -60,29 +60,40 @@ std::string controllerDir(const Host& h, const char* ctrl, const std::string& re
 
 }  // namespace
 
-bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g, Error& err) {
+// Joining: the setup child writes "0" to <dir>/tasks itself. A write of a pid (or to cgroup.procs)
+// takes the global cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+// (5-15 ms here, on Node's main thread); a task moving itself by writing 0 to `tasks` skips that
+// lock (kernel/cgroup/cgroup.c cgroup_procs_write_start). The child is single-threaded, so moving
+// the thread moves the process, and it joins before it runs anything of the job.
+void plan(const Host& h, const std::string& parent, const std::string& id, Group& g) {
   g.v2 = false;
   std::string rel = parent + "/" + id;
-  for (const auto& m : mounts(h)) {
-    if (!mkdirP(m, parent, err)) {
-      Error ignored;
-      remove(g, ignored);
-      return false;
-    }
-    std::string dir = m + "/" + rel;
-    if (mkdir(dir.c_str(), 0755) != 0) {
-      fail(err, "cgroup-create", "mkdir", dir.c_str(), errno);
-      Error ignored;
-      remove(g, ignored);
-      return false;
-    }
-    g.dirs.push_back(dir);
-  }
+  for (const auto& m : mounts(h)) g.dirs.push_back(m + "/" + rel);
   g.memory = controllerDir(h, "memory", rel);
   g.pids = controllerDir(h, "pids", rel);
   g.cpu = controllerDir(h, "cpu", rel);
   g.cpuacct = controllerDir(h, "cpuacct", rel);
   g.freezer = controllerDir(h, "freezer", rel);
+}
+
+bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {
+  static std::set<std::string> preparedParents;
+  if (!preparedParents.count(parent)) {
+    for (const auto& m : mounts(h)) RETURN_ON_FAILURE(mkdirP(m, parent, err));
+    preparedParents.insert(parent);
+  }
+  for (size_t i = 0; i < g.dirs.size(); i++) {
+    if (mkdir(g.dirs[i].c_str(), 0755) != 0) {
+      fail(err, "cgroup-create", "mkdir", g.dirs[i].c_str(), errno);
+      if (errno == ENOENT) preparedParents.erase(parent);  // removed behind our back: redo next time
+      Group partial = g;
+      partial.dirs.resize(i);  // never remove a directory we did not create (EEXIST)
+      Error ignored;
+      remove(partial, ignored);
+      g.dirs.clear();
+      return false;
+    }
+  }
   bool ok = writeMemory(false, g.memory, l.memoryBytes, h.memsw, err) && writePids(false, g.pids, l.pids, err) &&
             writeCpu(false, g.cpu, l.cpus, err);
   if (!ok) {
@@ -90,12 +101,6 @@ bool create(const Host& h, const std::string& parent, const std::string& id, con
     remove(g, ignored);
   }
   return ok;
-}
-
-bool attach(const Group& g, int pid, Error& err) {
-  std::string p = std::to_string(pid);
-  for (const auto& d : g.dirs) RETURN_ON_FAILURE(writeFile(d + "/cgroup.procs", p, err, "cgroup-join"));
-  return true;
 }
 
 int killAll(const Group& g) {

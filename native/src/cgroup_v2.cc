@@ -49,13 +49,21 @@ void sleepUs(long us) {
 
 }  // namespace
 
-bool create(const Host& h, const std::string& parent, const std::string& id, const spec::Limits& l, Group& g, Error& err) {
+void plan(const Host& h, const std::string& parent, const std::string& id, Group& g) {
   g.v2 = true;
-  RETURN_ON_FAILURE(prepareParent(h, parent, err));
   std::string dir = h.v2Root + "/" + parent + "/" + id;
-  if (mkdir(dir.c_str(), 0755) != 0) return fail(err, "cgroup-create", "mkdir", dir.c_str(), errno);
   g.dirs.push_back(dir);
   g.memory = g.pids = g.cpu = g.cpuacct = g.freezer = dir;
+}
+
+bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {
+  RETURN_ON_FAILURE(prepareParent(h, parent, err));
+  const std::string& dir = g.dirs[0];
+  if (mkdir(dir.c_str(), 0755) != 0) {
+    int e = errno;
+    g.dirs.clear();  // not ours (EEXIST) or not made: nothing to remove
+    return fail(err, "cgroup-create", "mkdir", dir.c_str(), e);
+  }
   g.dirFd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   bool ok = g.dirFd >= 0 || fail(err, "cgroup-create", "open", dir.c_str(), errno);
   ok = ok && (!has(h, "memory") || writeMemory(true, dir, l.memoryBytes, false, err));

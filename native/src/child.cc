@@ -23,15 +23,30 @@ struct KernelSigaction {
   uint64_t mask;
 };
 
-// PR_SET_PDEATHSIG, then wait for the launcher's go-ahead (it has put us in the cgroups). EOF here
-// means the launcher died between clone and now (the getppid() re-check does not work across a
-// pid namespace boundary: our parent is outside it, getppid() is 0).
-bool waitForGo(const Args& a, Error& err) {
+bool dieWithLauncher(Error& err) {
   long r = sc(__NR_prctl, PR_SET_PDEATHSIG, SIGKILL);
-  if (r < 0) return fail(err, "pdeathsig", "prctl", "", r);
+  return r == 0 || fail(err, "pdeathsig", "prctl", "", r);
+}
+
+// Wait for the launcher's go-ahead: it has created the job's cgroups. EOF here means the launcher
+// died after clone (the getppid() re-check does not work across a pid namespace boundary: our
+// parent is outside it, getppid() is 0).
+bool waitForGo(const Args& a, Error& err) {
   char go = 0;
-  r = sc(__NR_read, a.syncFd, &go, 1);
+  long r = sc(__NR_read, a.syncFd, &go, 1);
   if (r != 1 || go != 'G') return fail(err, "sync", "read", "launcher gone", r < 0 ? r : -EPIPE);
+  return true;
+}
+
+// Join the job's cgroups before anything of the job runs (see cgroup_v1.cc for why by ourselves).
+bool joinCgroups(const Args& a, Error& err) {
+  for (size_t i = 0; i < a.ncgroupJoin; i++) {
+    long fd = sc(__NR_openat, AT_FDCWD, a.cgroupJoin[i], O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return fail(err, "cgroup-join", "open", a.cgroupJoin[i], fd);
+    long r = sc(__NR_write, fd, "0", 1);
+    sc(__NR_close, fd);
+    if (r != 1) return fail(err, "cgroup-join", "write", a.cgroupJoin[i], r < 0 ? r : -EIO);
+  }
   return true;
 }
 
@@ -66,7 +81,10 @@ bool execInit(const Args& a, Error& err) {
 }
 
 bool run(const Args& a, int& reportFd, Error& err) {
+  RETURN_ON_FAILURE(dieWithLauncher(err));
+  RETURN_ON_FAILURE(ns::unshareInChild(err));  // meanwhile the launcher creates the cgroups
   RETURN_ON_FAILURE(waitForGo(a, err));
+  RETURN_ON_FAILURE(joinCgroups(a, err));
   RETURN_ON_FAILURE(resetSignals(err));
   RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops, err));
   RETURN_ON_FAILURE(ns::setHostnameInChild(a.hostname, a.hostnameLen, err));

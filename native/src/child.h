@@ -14,6 +14,8 @@ struct Args {  // prepared by the launcher before clone, read-only afterwards
   size_t hostnameLen;
   char* const* initArgv;  // {"sbx-init", argv..., NULL}
   char* const* initEnvp;  // the job's env
+  const char* const* cgroupJoin;  // files to write "0" to (cgroup v1 "tasks"), may be empty
+  size_t ncgroupJoin;
 };
 
 constexpr int kMinFd = 10;  // so dup3() onto 0..3 can never clobber a source fd

@@ -161,6 +161,7 @@ int execCommand(char** argv) {
 
 int main(int argc, char** argv) {
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  prctl(PR_SET_NAME, "sbx-init", 0, 0, 0);  // else "memfd:sbx-init"
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);

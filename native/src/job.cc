@@ -75,6 +75,8 @@ struct Job {
   mnt::Arena arena;
   std::vector<mnt::Op> ops;
   std::vector<char*> initArgv, initEnvp;
+  std::vector<std::string> joinFiles;
+  std::vector<const char*> joinPtrs;
   child::Args args{};
   void* stack = nullptr;
   cgroup::Group group;
@@ -206,7 +208,9 @@ void onExit(uv_poll_t* h, int, int) {
   uint64_t wall = nowNs() - j->startNs;
   cgroup::Usage usage;
   cgroup::readUsage(j->group, usage);
-  int leftovers = cgroup::killAll(j->group);  // belt and braces: the pid namespace is already gone
+  // Normally empty already (the kernel killed the pid namespace with its init); remove() kills
+  // whatever is still there (freeze, SIGKILL, thaw) before the rmdir.
+  int leftovers = (int)cgroup::readProcs(j->group.dirs.empty() ? "" : j->group.pids).size();
   Error rmErr;
   cgroup::remove(j->group, rmErr);
   gJobs.erase(j->handle);
@@ -320,20 +324,28 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   syncC = Fd(sv[1]);
   if (!raiseFd(outW, err) || !raiseFd(errW, err) || !raiseFd(inR, err) || !raiseFd(syncC, err)) return nullptr;
 
+  cgroup::plan(host, o.cgroupParent, s.id, j->group);
+  j->joinFiles = cgroup::selfJoinFiles(j->group);
+  for (const auto& f : j->joinFiles) j->joinPtrs.push_back(f.c_str());
   j->args = child::Args{syncC.fd, inR.fd, outW.fd, errW.fd, gInitFd, j->ops.data(), j->ops.size(),
-                        j->spec.hostname.c_str(), j->spec.hostname.size(), j->initArgv.data(), j->initEnvp.data()};
+                        j->spec.hostname.c_str(), j->spec.hostname.size(), j->initArgv.data(), j->initEnvp.data(),
+                        j->joinPtrs.data(), j->joinPtrs.size()};
   j->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (j->stack == MAP_FAILED) {
     j->stack = nullptr;
     return fail(err, "clone", "mmap", "stack", errno), nullptr;
   }
 
-  if (!cgroup::create(host, o.cgroupParent, s.id, s.limits, j->group, err)) return nullptr;
+  // v2 joins at clone time, so its group must exist first; v1 groups are created while the child
+  // unshares its namespaces (in parallel), and the child joins them itself.
   struct GroupUndo {
     cgroup::Group* g;
     ~GroupUndo() { if (g) { Error e; cgroup::remove(*g, e); } }
-  } groupUndo{&j->group};
-
+  } groupUndo{nullptr};
+  if (j->group.v2) {
+    if (!cgroup::create(host, o.cgroupParent, s.limits, j->group, err)) return nullptr;
+    groupUndo.g = &j->group;
+  }
   j->startNs = nowNs();
   ns::Clone c;
   if (!ns::cloneChild(ns::kCloneFlags, j->group.v2 ? j->group.dirFd : -1, j->stack, kStackSize, child::main,
@@ -345,8 +357,9 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   outW.reset();
   errW.reset();
   inR.reset();
-  if (!cgroup::attach(j->group, j->pid, err) || !sendAll(syncP.fd, "G", 1, err) ||
-      !sendAll(syncP.fd, config.data(), config.size(), err)) {
+  bool ok = j->group.v2 || cgroup::create(host, o.cgroupParent, s.limits, j->group, err);
+  groupUndo.g = &j->group;
+  if (!ok || !sendAll(syncP.fd, "G", 1, err) || !sendAll(syncP.fd, config.data(), config.size(), err)) {
     abortChild(*j);
     return nullptr;
   }

@@ -16,11 +16,11 @@ namespace {
 const char* const kMaskedPaths[] = {
     "proc/acpi",        "proc/asound",     "proc/interrupts", "proc/kcore",
     "proc/keys",        "proc/latency_stats", "proc/sched_debug", "proc/scsi",
-    "proc/timer_list",  "proc/timer_stats", "proc/sysrq-trigger",
+    "proc/timer_list",  "proc/timer_stats",
     "sys/devices/virtual/powercap", "sys/firmware", "sys/kernel/security", "sys/kernel/debug",
     "sys/fs/bpf",
 };
-const char* const kReadOnlyPaths[] = {"proc/bus", "proc/fs", "proc/irq", "proc/sys"};
+const char* const kReadOnlyPaths[] = {"proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"};
 const char* const kDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 const unsigned long kNoSuidDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
 

@@ -83,6 +83,11 @@ bool cloneChild(uint64_t nsFlags, int cgroupFd, void* stack, size_t stackSize, i
   return true;
 }
 
+bool unshareInChild(Error& err) {
+  long r = sys::sc(__NR_unshare, kUnshareFlags);
+  return r == 0 || fail(err, "namespaces", "unshare", "", r);
+}
+
 bool setHostnameInChild(const char* name, size_t len, Error& err) {
   long r = sys::sc(__NR_sethostname, name, len);
   return r == 0 || fail(err, "hostname", "sethostname", name, r);

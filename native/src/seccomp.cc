@@ -8,6 +8,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace sbx::seccomp {
 namespace {
 
@@ -87,6 +89,41 @@ void special(Prog& p) {
   p.ret(errnoRet(EPERM));
 }
 
+// Sorted, merged ranges of allowed numbers.
+std::vector<std::pair<uint32_t, uint32_t>> allowedRanges() {
+  std::vector<uint32_t> nrs;
+  for (int nr : kAllowed) nrs.push_back((uint32_t)nr);
+  for (const Late& l : kLateAllowed) nrs.push_back((uint32_t)l.nr);
+  std::sort(nrs.begin(), nrs.end());
+  nrs.erase(std::unique(nrs.begin(), nrs.end()), nrs.end());
+  std::vector<std::pair<uint32_t, uint32_t>> r;
+  for (uint32_t n : nrs) {
+    if (!r.empty() && r.back().second + 1 == n) r.back().second = n;
+    else r.push_back({n, n});
+  }
+  return r;
+}
+
+// Binary search over the ranges: O(log n) instructions per syscall, and cheap for the kernel's
+// per-syscall action cache, which emulates the filter for every syscall number at install time
+// (a linear list of ~370 comparisons cost ~1 ms per job there).
+void emitTree(Prog& p, const std::vector<std::pair<uint32_t, uint32_t>>& r, size_t lo, size_t hi) {
+  if (hi - lo == 1) {
+    p.jump(BPF_JMP | BPF_JGE | BPF_K, r[lo].first, 0, 2);
+    p.jump(BPF_JMP | BPF_JGT | BPF_K, r[lo].second, 1, 0);
+    p.ret(SECCOMP_RET_ALLOW);
+    p.ret(errnoRet(EPERM));
+    return;
+  }
+  size_t mid = (lo + hi) / 2;
+  p.jump(BPF_JMP | BPF_JGE | BPF_K, r[mid].first, 0, 1);
+  size_t ja = p.v.size();
+  p.stmt(BPF_JMP | BPF_JA, 0);  // to the right half, patched below
+  emitTree(p, r, lo, mid);
+  p.v[ja].k = (uint32_t)(p.v.size() - ja - 1);
+  emitTree(p, r, mid, hi);
+}
+
 }  // namespace
 
 std::vector<struct sock_filter> build() {
@@ -100,22 +137,12 @@ std::vector<struct sock_filter> build() {
   p.jump(BPF_JMP | BPF_JGE | BPF_K, 0x40000000 /*__X32_SYSCALL_BIT*/, 0, 1);
   p.ret(errnoRet(ENOSYS));
 #endif
-  special(p);
-  p.loadNr();
-  for (int nr : kAllowed) {
-    p.jump(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1);
-    p.ret(SECCOMP_RET_ALLOW);
-  }
-  for (const Late& l : kLateAllowed) {
-    bool dup = false;
-    for (int nr : kAllowed) dup |= nr == l.nr;
-    if (dup) continue;
-    p.jump(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)l.nr, 0, 1);
-    p.ret(SECCOMP_RET_ALLOW);
-  }
   p.jump(BPF_JMP | BPF_JGT | BPF_K, kMaxKnownNr, 0, 1);
   p.ret(errnoRet(ENOSYS));
-  p.ret(errnoRet(EPERM));
+  special(p);
+  p.loadNr();
+  auto ranges = allowedRanges();
+  emitTree(p, ranges, 0, ranges.size());
   return p.v;
 }
 

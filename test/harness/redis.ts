@@ -25,6 +25,7 @@ export async function startRedis(): Promise<RunningRedis> {
   await waitUntil(async () => {
     if (proc.exitCode !== null) throw new Error(`redis-server exited: ${log}`);
     const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    c.on('error', () => {}); // refused until the server listens: expected here
     try {
       await c.connect();
       return (await c.ping()) === 'PONG';

@@ -6,7 +6,8 @@
  *   images/<hex>.json           ImageRecord of a platform manifest: its layers, config and size
  *   manifests/<refkey>.json     RefRecord: canonical reference → manifest digest, last use
  *   blobs/sha256/<hex>          raw manifests and configs as fetched (verified)
- *   tmp/                        work in progress; emptied at open (a crash never leaves a half layer in use)
+ *   tmp/<pid>-<rand>/           this process's work in progress; a dead process's is removed at open
+ *   locks/<hex>.lock            cross-process layer download locks (file-lock.ts)
  *
  * Everything is written to a temp path and renamed into place. The in-memory maps make a cache hit a
  * few Map lookups; they are loaded once at open and refreshed from disk on a miss (another process
@@ -57,6 +58,15 @@ export function layerMetaPath(layerDir: string): string {
 
 const hex = (digest: string) => digest.slice('sha256:'.length);
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** A file name for a reference: readable prefix + hash (references contain '/', ':' and '@'). */
 export function refKey(canonical: string): string {
   const readable = canonical.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 80);
@@ -82,17 +92,38 @@ export class CacheIndex {
   private readonly images = new Map<string, ImageRecord>();
   private readonly layers = new Map<string, LayerMeta>();
 
-  private constructor(readonly root: string) {}
+  private readonly tmpRoot: string;
+
+  private constructor(readonly root: string) {
+    this.tmpRoot = join(root, 'tmp', `${process.pid}-${randomBytes(4).toString('hex')}`);
+  }
 
   static async open(root: string): Promise<CacheIndex> {
     const index = new CacheIndex(root);
-    for (const dir of ['layers/sha256', 'layer-meta', 'images', 'manifests', 'blobs/sha256']) {
+    for (const dir of ['layers/sha256', 'layer-meta', 'images', 'manifests', 'blobs/sha256', 'locks', 'tmp']) {
       await mkdir(join(root, dir), { recursive: true });
     }
-    await rm(join(root, 'tmp'), { recursive: true, force: true });
-    await mkdir(join(root, 'tmp'), { recursive: true });
+    await index.sweepDeadTemps();
+    await mkdir(index.tmpRoot);
     await index.load();
     return index;
+  }
+
+  /** Removes temp dirs of processes that no longer run (a crash mid-unpack leaves one). */
+  private async sweepDeadTemps(): Promise<void> {
+    for (const name of await readdir(join(this.root, 'tmp'))) {
+      const pid = Number(name.split('-')[0]);
+      if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) await rm(join(this.root, 'tmp', name), { recursive: true, force: true });
+    }
+  }
+
+  /** Removes this process's temp dir. */
+  async close(): Promise<void> {
+    await rm(this.tmpRoot, { recursive: true, force: true });
+  }
+
+  lockPath(digest: string): string {
+    return join(this.root, 'locks', `${hex(digest)}.lock`);
   }
 
   /** (Re)reads every record from disk. Layers count only when both their dir and meta exist. */
@@ -143,9 +174,63 @@ export class CacheIndex {
     return image.layers.reduce((sum, l) => sum + (this.layers.get(l.digest)?.unpackedBytes ?? 0), 0);
   }
 
-  /** A fresh directory under tmp/ (same filesystem as the cache, so rename is atomic). */
+  /** A fresh directory under this process's tmp/ (same filesystem as the cache, so rename is atomic). */
   tempDir(prefix: string): Promise<string> {
-    return mkdtemp(join(this.root, 'tmp', prefix));
+    return mkdtemp(join(this.tmpRoot, prefix));
+  }
+
+  /** Picks up a layer another process committed (dir and meta both present). */
+  async reloadLayer(digest: string): Promise<LayerMeta | undefined> {
+    try {
+      const meta = JSON.parse(await readFile(join(this.root, 'layer-meta', `${hex(digest)}.json`), 'utf8')) as LayerMeta;
+      await readdir(this.layerDir(digest));
+      this.layers.set(digest, meta);
+      return meta;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Picks up a reference another process pulled (its ref, image record and layers). */
+  async reloadRef(canonical: string): Promise<void> {
+    try {
+      const ref = JSON.parse(await readFile(join(this.root, 'manifests', `${refKey(canonical)}.json`), 'utf8')) as RefRecord;
+      const image = JSON.parse(await readFile(join(this.root, 'images', `${hex(ref.manifestDigest)}.json`), 'utf8')) as ImageRecord;
+      for (const layer of image.layers) if (!this.layers.has(layer.digest)) await this.reloadLayer(layer.digest);
+      this.images.set(image.manifestDigest, image);
+      this.refs.set(canonical, ref);
+    } catch {
+      // not there (or torn): a pull will write it
+    }
+  }
+
+  // ---- removal (eviction and GC) ----
+
+  async removeRef(canonical: string): Promise<void> {
+    this.refs.delete(canonical);
+    await rm(join(this.root, 'manifests', `${refKey(canonical)}.json`), { force: true });
+  }
+
+  async removeImage(manifestDigest: string): Promise<void> {
+    const image = this.images.get(manifestDigest);
+    this.images.delete(manifestDigest);
+    await rm(join(this.root, 'images', `${hex(manifestDigest)}.json`), { force: true });
+    await rm(join(this.root, 'blobs/sha256', hex(manifestDigest)), { force: true });
+    if (image) await rm(join(this.root, 'blobs/sha256', hex(image.configDigest)), { force: true });
+  }
+
+  /** Takes the layer out of the cache atomically (rename into tmp), then deletes it. */
+  async removeLayer(digest: string): Promise<void> {
+    this.layers.delete(digest);
+    await rm(join(this.root, 'layer-meta', `${hex(digest)}.json`), { force: true });
+    const doomed = join(this.tmpRoot, `evicted-${hex(digest)}`);
+    try {
+      await rename(this.layerDir(digest), doomed);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    await rm(doomed, { recursive: true, force: true });
   }
 
   /**

@@ -6,7 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -156,7 +157,7 @@ test('a corrupted layer blob is InvalidImageError and nothing is cached', async 
     });
     const root = roots[roots.length - 1]!;
     assert.deepEqual(readdirSync(join(root, 'layers/sha256')), []);
-    assert.deepEqual(readdirSync(join(root, 'tmp')), []);
+    assert.deepEqual(filesUnder(join(root, 'tmp')), [], 'the failed unpack left its temp dir');
     assert.deepEqual(await store.list(), []);
   } finally {
     await own.stop();
@@ -278,6 +279,89 @@ test('layers shared between images are unpacked once', async () => {
   assert.equal(b.layerDirs[0], a.layerDirs[0]);
   const root = roots[roots.length - 1]!;
   assert.equal(readdirSync(join(root, 'layers/sha256')).length, 2);
-  await mkdir(join(root, 'tmp'), { recursive: true });
-  assert.deepEqual(readdirSync(join(root, 'tmp')), []);
+  assert.deepEqual(filesUnder(join(root, 'tmp')), []);
+});
+
+/** Random-content single-layer images (no shared layers), ~`size` bytes unpacked each. */
+async function distinctImage(repo: string, size: number): Promise<string> {
+  const layer = await buildLayer([{ type: 'file', path: 'data', content: randomBytes(size) }], { compression: 'none' });
+  await pushImage(registry.url, repo, 'latest', buildImage({ layers: [layer] }));
+  return `${registry.host}/${repo}:latest`;
+}
+
+test('over the disk budget, least recently used images nobody holds are evicted', async () => {
+  const MB = 1 << 20;
+  const [one, two, three, four] = await Promise.all(['lru/one', 'lru/two', 'lru/three', 'lru/four'].map((r) => distinctImage(r, MB)));
+  const store = await newStore({ maxCacheBytes: 2.5 * MB });
+  const held = await store.acquire(one!);
+  (await store.acquire(two!)).release();
+  (await store.acquire(three!)).release();
+  assert.deepEqual((await store.list()).map((l) => l.image).sort(), [one, three].sort(), 'two was evicted; one is held so it stays');
+  assert.ok(existsSync(held.layerDirs[0]!));
+  held.release();
+  (await store.acquire(four!)).release();
+  assert.deepEqual((await store.list()).map((l) => l.image).sort(), [three, four].sort());
+  assert.equal(existsSync(held.layerDirs[0]!), false, 'the evicted layer dir is gone');
+  assert.ok((await store.cacheBytes()) <= 2.5 * MB);
+  const root = roots[roots.length - 1]!;
+  assert.equal(readdirSync(join(root, 'layers/sha256')).length, 2);
+  assert.equal(readdirSync(join(root, 'images')).length, 2);
+  // gc() with nothing unreferenced frees nothing
+  assert.equal(await store.gc(), 0);
+});
+
+test('two stores sharing a cache directory download each layer once', async () => {
+  const agent = new CountingAgent();
+  const root = await mkdtemp(join(tmpdir(), 'sbx-images-'));
+  roots.push(root);
+  try {
+    const ref = await distinctImage('shared/root', 512 * 1024);
+    const a = await newStore({ root, dispatcher: agent });
+    const b = await newStore({ root, dispatcher: agent });
+    const [x, y] = await Promise.all([a.acquire(ref), b.acquire(ref)]);
+    assert.deepEqual(x.layerDirs, y.layerDirs);
+    const layerHex = x.layerDirs[0]!.split('/').pop()!;
+    assert.equal(agent.paths.filter((p) => p.endsWith(`/blobs/sha256:${layerHex}`)).length, 1, 'the layer was downloaded once');
+    // a third store started later finds it on disk without the registry
+    const c = await newStore({ root, dispatcher: agent });
+    const before = agent.paths.length;
+    assert.equal((await c.acquire(ref)).pulled, false);
+    assert.equal(agent.paths.length, before);
+  } finally {
+    await agent.close();
+  }
+});
+
+function filesUnder(dir: string): string[] {
+  const out: string[] = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...filesUnder(path));
+    else out.push(path);
+  }
+  return out;
+}
+
+test('zstd, uncompressed and gzip layers stack in one image (many layers)', async () => {
+  const zstd = await buildLayer([{ type: 'file', path: 'etc/zstd.txt', content: 'zstd!'.repeat(1000) }], { compression: 'zstd' });
+  const plain = await buildLayer([{ type: 'file', path: 'etc/plain.txt', content: 'plain' }], { compression: 'none' });
+  const many = await Promise.all(
+    Array.from({ length: 20 }, (_, i) =>
+      buildLayer([
+        { type: 'file', path: `layers/${i}`, content: String(i), mode: 0o600, uid: 1000, gid: 1000 },
+        ...(i > 0 ? [{ type: 'whiteout' as const, path: `layers/${i - 1}` }] : []),
+      ]),
+    ),
+  );
+  await pushImage(registry.url, 'mixed/layers', 'latest', await busyboxImage({ extraLayers: [zstd, plain, ...many], config: { User: 'app' } }));
+  const store = await newStore();
+  const image = await store.acquire(`${registry.host}/mixed/layers:latest`);
+  assert.equal(image.layerDirs.length, 23);
+  assert.equal(readFileSync(join(image.layerDirs[1]!, 'etc/zstd.txt'), 'utf8'), 'zstd!'.repeat(1000));
+  assert.equal(readFileSync(join(image.layerDirs[2]!, 'etc/plain.txt'), 'utf8'), 'plain');
+  const last = image.layerDirs[22]!;
+  const st = statSync(join(last, 'layers/19'));
+  assert.deepEqual([st.mode & 0o777, st.uid, st.gid], [0o600, 1000, 1000]);
+  assert.ok(lstatSync(join(last, 'layers/18')).isCharacterDevice());
+  assert.equal(image.config.user, 'app');
 });

@@ -20,6 +20,7 @@ import { layerCompression } from './media-types.ts';
 import type { RegistryCredentials } from './registry-auth.ts';
 import { RegistryClient, type PullTarget, type RetryPolicy } from './registry-client.ts';
 import { SingleFlight } from './single-flight.ts';
+import { withFileLock } from './file-lock.ts';
 import { rm } from 'node:fs/promises';
 
 export type { ImageRuntimeConfig } from './image-config.ts';
@@ -62,6 +63,11 @@ export interface ImageStoreOptions {
   retry?: RetryPolicy;
   /** Shared HTTP dispatcher; by default the store makes (and closes) its own keep-alive Agent. */
   dispatcher?: Dispatcher;
+  /**
+   * Disk budget for unpacked layers. After each pull, least recently used images that no job holds
+   * are evicted until the cache fits (in-use images are never evicted, so it may stay above).
+   */
+  maxCacheBytes?: number;
 }
 
 export interface AcquireOptions {
@@ -130,7 +136,10 @@ export class ImageStore {
   private readonly clients = new Map<string, RegistryClient>();
   private readonly pulls = new SingleFlight<PullResult>();
   private readonly layerPulls = new SingleFlight<LayerMeta>();
+  /** Acquisitions not yet released, per manifest digest. */
   private readonly inUse = new Map<string, number>();
+  /** Layers of pulls in progress (count per digest): GC must not remove them. */
+  private readonly pinned = new Map<string, number>();
   private readonly closing = new AbortController();
   private indexPromise: Promise<CacheIndex> | null = null;
   private index: CacheIndex | null = null;
@@ -150,19 +159,54 @@ export class ImageStore {
     if (policy !== 'always') {
       const cached = this.cached(index, ref);
       if (cached) return this.hand(index, cached, false);
-      if (policy === 'never') {
-        await index.load();
-        const reloaded = this.cached(index, ref);
-        if (reloaded) return this.hand(index, reloaded, false);
-        throw new ImageNotFoundError(`${ref.canonical} (not in the local cache and the pull policy is never)`);
-      }
+      await index.reloadRef(ref.canonical); // another process sharing the cache may have pulled it
+      const reloaded = this.cached(index, ref);
+      if (reloaded) return this.hand(index, reloaded, false);
+      if (policy === 'never') throw new ImageNotFoundError(`${ref.canonical} (not in the local cache and the pull policy is never)`);
     }
     const key = `${ref.canonical}\u0000${policy}\u0000${opts.credentials?.username ?? ''}`;
     const result = await raceSignal(
-      this.pulls.run(key, () => this.pull(index, ref, policy, opts.credentials)),
+      this.pulls.run(key, async () => {
+        // pull() returns the image retained, so that eviction (ours or a concurrent pull's) cannot
+        // remove it before the waiters take their own hold in hand(); released right below.
+        const pulled = await this.pull(index, ref, policy, opts.credentials);
+        try {
+          await this.enforceBudget(index);
+        } finally {
+          this.releaseDigest(pulled.image.manifestDigest);
+        }
+        return pulled;
+      }),
       opts.signal,
     );
     return this.hand(index, result, true);
+  }
+
+  /**
+   * Removes what no reference needs: image records without a reference, layers without an image.
+   * Images held by a job and layers of pulls in progress are kept. Returns the bytes freed.
+   */
+  async gc(): Promise<number> {
+    const index = this.index ?? (await this.openIndex());
+    const wanted = new Set<string>(this.inUse.keys());
+    for (const ref of index.allRefs()) wanted.add(ref.manifestDigest);
+    for (const image of index.allImages()) if (!wanted.has(image.manifestDigest)) await index.removeImage(image.manifestDigest);
+    const liveLayers = new Set<string>(this.pinned.keys());
+    for (const image of index.allImages()) for (const l of image.layers) liveLayers.add(l.digest);
+    let freed = 0;
+    for (const layer of index.allLayers()) {
+      if (liveLayers.has(layer.digest)) continue;
+      await index.removeLayer(layer.digest);
+      freed += layer.unpackedBytes;
+    }
+    if (freed) this.opts.logger?.info({ freedBytes: freed }, 'image cache garbage collected');
+    return freed;
+  }
+
+  /** Total unpacked bytes of the cached layers. */
+  async cacheBytes(): Promise<number> {
+    const index = this.index ?? (await this.openIndex());
+    return index.allLayers().reduce((sum, l) => sum + l.unpackedBytes, 0);
   }
 
   async list(): Promise<Array<{ image: string; digest: string; sizeBytes: number; lastUsedAt: string }>> {
@@ -181,7 +225,10 @@ export class ImageStore {
     this.closing.abort(new Error('image store closed'));
     await this.pulls.idle();
     await this.layerPulls.idle();
-    if (this.index) await this.index.persistRefs();
+    if (this.index) {
+      await this.index.persistRefs();
+      await this.index.close();
+    }
     if (this.ownsDispatcher) await this.dispatcher.close();
   }
 
@@ -204,11 +251,39 @@ export class ImageStore {
     return image ? { ref, image, digest: record.digest } : null;
   }
 
+  private retain(manifestDigest: string): void {
+    this.inUse.set(manifestDigest, (this.inUse.get(manifestDigest) ?? 0) + 1);
+  }
+
+  private releaseDigest(manifestDigest: string): void {
+    const left = (this.inUse.get(manifestDigest) ?? 1) - 1;
+    if (left > 0) this.inUse.set(manifestDigest, left);
+    else this.inUse.delete(manifestDigest);
+  }
+
+  /** Evicts least recently used references nobody holds until the layers fit maxCacheBytes. */
+  private async enforceBudget(index: CacheIndex): Promise<void> {
+    const budget = this.opts.maxCacheBytes;
+    if (budget === undefined) return;
+    let total = index.allLayers().reduce((sum, l) => sum + l.unpackedBytes, 0);
+    if (total <= budget) return;
+    const candidates = index
+      .allRefs()
+      .filter((r) => !this.inUse.has(r.manifestDigest))
+      .sort((a, b) => a.lastUsedAt.localeCompare(b.lastUsedAt));
+    for (const ref of candidates) {
+      if (total <= budget) break;
+      await index.removeRef(ref.reference);
+      this.opts.logger?.info({ image: ref.reference, lastUsedAt: ref.lastUsedAt }, 'image evicted (cache over budget)');
+      total -= await this.gc();
+    }
+  }
+
   private hand(index: CacheIndex, result: PullResult, pulled: boolean): AcquiredImage {
     const { image } = result;
     const now = new Date();
     index.touch(result.ref.canonical, now);
-    this.inUse.set(image.manifestDigest, (this.inUse.get(image.manifestDigest) ?? 0) + 1);
+    this.retain(image.manifestDigest);
     let released = false;
     return {
       reference: result.ref.canonical,
@@ -220,9 +295,7 @@ export class ImageStore {
       release: () => {
         if (released) return;
         released = true;
-        const left = (this.inUse.get(image.manifestDigest) ?? 1) - 1;
-        if (left > 0) this.inUse.set(image.manifestDigest, left);
-        else this.inUse.delete(image.manifestDigest);
+        this.releaseDigest(image.manifestDigest);
       },
     };
   }
@@ -252,15 +325,21 @@ export class ImageStore {
       }
     }
 
-    const image = index.completeImage(manifestDigest) ?? (await this.pullImage(index, client, target, manifestDigest, manifestBytes, doc));
-    const now = new Date().toISOString();
-    const previous = index.ref(ref.canonical);
-    await index.putRef({ reference: ref.canonical, digest: top.digest, manifestDigest, pulledAt: now, lastUsedAt: previous?.lastUsedAt ?? now });
-    this.opts.logger?.info(
-      { image: ref.canonical, digest: top.digest, policy, layers: image.layers.length, ms: Math.round(performance.now() - started) },
-      'image pulled',
-    );
-    return { ref, image, digest: top.digest };
+    this.retain(manifestDigest);
+    try {
+      const image = index.completeImage(manifestDigest) ?? (await this.pullImage(index, client, target, manifestDigest, manifestBytes, doc));
+      const now = new Date().toISOString();
+      const previous = index.ref(ref.canonical);
+      await index.putRef({ reference: ref.canonical, digest: top.digest, manifestDigest, pulledAt: now, lastUsedAt: previous?.lastUsedAt ?? now });
+      this.opts.logger?.info(
+        { image: ref.canonical, digest: top.digest, policy, layers: image.layers.length, ms: Math.round(performance.now() - started) },
+        'image pulled',
+      );
+      return { ref, image, digest: top.digest };
+    } catch (e) {
+      this.releaseDigest(manifestDigest);
+      throw e;
+    }
   }
 
   private async pullImage(
@@ -278,7 +357,27 @@ export class ImageStore {
       throw new InvalidImageError(target.image, `it is built for ${config.os}, this host runs ${this.platform.os}`);
     }
     const unique = [...new Map(doc.layers.map((l, i) => [l.digest, { layer: l, diffId: config.rootfs.diff_ids[i] ?? null }])).values()];
-    await mapLimit(unique, this.opts.layerConcurrency ?? 4, ({ layer, diffId }) => this.ensureLayer(index, client, target, layer, diffId));
+    for (const { layer } of unique) this.pinned.set(layer.digest, (this.pinned.get(layer.digest) ?? 0) + 1);
+    try {
+      await mapLimit(unique, this.opts.layerConcurrency ?? 4, ({ layer, diffId }) => this.ensureLayer(index, client, target, layer, diffId));
+      return await this.recordImage(index, manifestDigest, manifestBytes, doc, configBytes, config);
+    } finally {
+      for (const { layer } of unique) {
+        const left = (this.pinned.get(layer.digest) ?? 1) - 1;
+        if (left > 0) this.pinned.set(layer.digest, left);
+        else this.pinned.delete(layer.digest);
+      }
+    }
+  }
+
+  private async recordImage(
+    index: CacheIndex,
+    manifestDigest: string,
+    manifestBytes: Buffer,
+    doc: Extract<ReturnType<typeof parseManifestDocument>, { kind: 'manifest' }>,
+    configBytes: Buffer,
+    config: ReturnType<typeof parseImageConfig>,
+  ): Promise<ImageRecord> {
     const image: ImageRecord = {
       manifestDigest,
       configDigest: doc.config.digest,
@@ -295,7 +394,13 @@ export class ImageStore {
   private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
     if (present) return Promise.resolve(present);
-    return this.layerPulls.run(layer.digest, () => client.withRetries(target, () => this.pullLayer(index, client, target, layer, diffId)));
+    return this.layerPulls.run(layer.digest, () =>
+      withFileLock(
+        index.lockPath(layer.digest),
+        async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(target, () => this.pullLayer(index, client, target, layer, diffId)),
+        { signal: this.closing.signal },
+      ),
+    );
   }
 
   private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {

@@ -82,13 +82,19 @@ function headerValue(headers: Dispatcher.ResponseData['headers'], name: string):
   return Array.isArray(v) ? v.join(', ') : v;
 }
 
+/** Drops a response body; undici reports the abort as an 'error' nobody else would listen to. */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => {});
+  body.destroy();
+}
+
 async function readCapped(body: Dispatcher.ResponseData['body'], maxBytes: number, tooBig: () => Error): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {
     total += (chunk as Buffer).length;
     if (total > maxBytes) {
-      body.destroy();
+      discard(body);
       throw tooBig();
     }
     chunks.push(chunk as Buffer);
@@ -159,7 +165,7 @@ export class RegistryClient {
       const declared = Number(headerValue(res.headers, 'content-length') ?? '0');
       const tooBig = () => new InvalidImageError(target.image, `its manifest is larger than the ${maxBytes}-byte limit`);
       if (declared > maxBytes) {
-        res.body.destroy();
+        discard(res.body);
         throw tooBig();
       }
       const bytes = await this.readBody(target, res, maxBytes, tooBig);
@@ -194,12 +200,12 @@ export class RegistryClient {
     const res = await this.send(url, target, {}, missing);
     const declared = headerValue(res.headers, 'content-length');
     if (declared !== undefined && Number(declared) > blob.size) {
-      res.body.destroy();
+      discard(res.body);
       throw new InvalidImageError(target.image, `registry announces ${declared} bytes for blob ${blob.digest}, its descriptor declares ${blob.size}`);
     }
     const verifier = new DigestVerifier(blob, (detail) => new InvalidImageError(target.image, detail));
     res.body.on('error', (e: Error) => verifier.destroy(this.transportError(target, e)));
-    verifier.on('close', () => res.body.destroy());
+    verifier.on('close', () => discard(res.body));
     res.body.pipe(verifier);
     return verifier;
   }

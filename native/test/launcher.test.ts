@@ -1,0 +1,198 @@
+// Phase 1: the launcher end to end on the real kernel with real cgroups (run as root).
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { launch, liveJobs, probeHost, sweep } from '../index.ts';
+import {
+  baseSpec, buildBusyboxRootfs, cgroupDirs, makeTempDir, mountCount, processesIn, removeParent, run, uniqueParent,
+} from './helpers.ts';
+
+const parent = uniqueParent('launch');
+const opts = { cgroupParent: parent };
+let tmp = '';
+let rootfs = '';
+let mountsBefore = 0;
+
+function assertNoLeftovers(id: string): void {
+  for (const d of cgroupDirs(parent, id)) assert.equal(fs.existsSync(d), false, `cgroup ${d} left behind`);
+  assert.deepEqual(processesIn(parent), [], 'processes left in the cgroup parent');
+  assert.equal(mountCount(), mountsBefore, 'mount table of the host changed');
+}
+
+describe('launcher', () => {
+  before(() => {
+    const p = probeHost();
+    assert.equal(p.ok, true, `host not supported: ${p.missing.join('; ')}`);
+    tmp = makeTempDir('launch');
+    rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
+    mountsBefore = mountCount();
+  });
+  after(() => {
+    removeParent(parent);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('streams stdout and stderr and propagates the exit code', async () => {
+    const spec = baseSpec([rootfs], { argv: ['sh', '-c', 'echo out-line; echo err-line >&2; exit 7'] });
+    const r = await run(spec, opts);
+    assert.equal(r.stdout, 'out-line\n');
+    assert.equal(r.stderr, 'err-line\n');
+    assert.equal(r.exit.exitCode, 7);
+    assert.equal(r.exit.reason, 'exited');
+    assert.equal(r.exit.signal, null);
+    assert.ok(r.exit.usage.wallMs > 0 && r.exit.usage.cpuMs > 0 && r.exit.usage.memoryPeakBytes > 0);
+    assertNoLeftovers(spec.id);
+  });
+
+  it('reports the signal that killed the command', async () => {
+    const r = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'kill -TERM $$; sleep 5'] }), opts);
+    assert.equal(r.exit.signal, 'SIGTERM');
+    assert.equal(r.exit.exitCode, null);
+    assert.equal(r.exit.reason, 'signaled');
+  });
+
+  it('feeds stdin text then EOF', async () => {
+    const r = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'cat; echo "<eof>"'], stdin: 'line 1\nline 2\n' }), opts);
+    assert.equal(r.stdout, 'line 1\nline 2\n<eof>\n');
+  });
+
+  it('stdin null reads /dev/null', async () => {
+    const r = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'cat; echo done'] }), opts);
+    assert.equal(r.stdout, 'done\n');
+  });
+
+  it('kills a job and all its children at the timeout', async () => {
+    const spec = baseSpec([rootfs], {
+      argv: ['sh', '-c', '(sleep 100 &) ; sleep 100 & sleep 100; echo never'],
+      limits: { ...baseSpec([]).limits, timeoutMs: 400 },
+    });
+    const t0 = Date.now();
+    const r = await run(spec, opts);
+    assert.equal(r.exit.reason, 'timeout');
+    assert.equal(r.exit.signal, 'SIGKILL');
+    assert.equal(r.stdout, '');
+    assert.ok(Date.now() - t0 < 3000);
+    assertNoLeftovers(spec.id);
+  });
+
+  it('kill() ends the whole job with reason killed', async () => {
+    const spec = baseSpec([rootfs], { argv: ['sh', '-c', 'sleep 100 & sleep 100 & wait'] });
+    const j = await launch(spec, opts);
+    setTimeout(() => j.kill(), 100);
+    const exit = await j.exited;
+    assert.equal(exit.reason, 'killed');
+    assertNoLeftovers(spec.id);
+  });
+
+  it('ends a memory hog with reason oom', async () => {
+    const spec = baseSpec([rootfs], {
+      argv: ['awk', 'BEGIN { s = "xxxxxxxxxxxxxxxx"; while (1) s = s s }'],
+      limits: { ...baseSpec([]).limits, memoryBytes: 32 << 20 },
+    });
+    const r = await run(spec, opts);
+    assert.equal(r.exit.reason, 'oom');
+    assert.equal(r.exit.oomKilled, true);
+    assert.equal(r.exit.signal, 'SIGKILL');
+    assert.ok(r.exit.usage.memoryPeakBytes >= 30 << 20, `peak ${r.exit.usage.memoryPeakBytes}`);
+    assertNoLeftovers(spec.id);
+  });
+
+  it('control: the same program under a large limit is not OOM-killed (it runs until the timeout)', async () => {
+    const spec = baseSpec([rootfs], {
+      argv: ['awk', 'BEGIN { s = "xxxxxxxxxxxxxxxx"; for (i = 0; i < 21; i++) s = s s; print length(s) }'],
+      limits: { ...baseSpec([]).limits, memoryBytes: 512 << 20 },
+    });
+    const r = await run(spec, opts);
+    assert.equal(r.exit.reason, 'exited');
+    assert.equal(r.stdout.trim(), String(16 * 2 ** 21));
+  });
+
+  it('holds a fork bomb at the pids limit; the host stays fine', async () => {
+    const spec = baseSpec([rootfs], {
+      argv: ['sh', '-c', 'bomb() { bomb | bomb & }; bomb; sleep 1; echo survived'],
+      limits: { ...baseSpec([]).limits, pids: 32, timeoutMs: 3000 },
+    });
+    const r = await run(spec, opts);
+    assert.equal(r.exit.pidsLimitHit, true);
+    assertNoLeftovers(spec.id);
+    const host = await run(baseSpec([rootfs], { argv: ['echo', 'host ok'] }), opts);
+    assert.equal(host.stdout, 'host ok\n');
+  });
+
+  it('sees only its own hostname, processes and network interfaces', async () => {
+    const r = await run(baseSpec([rootfs], {
+      hostname: 'isolated-box',
+      argv: ['sh', '-c', 'hostname; echo ---; ps -o pid,comm; echo ---; ls /sys/class/net; echo ---; ip -o link'],
+    }), opts);
+    const [host, ps, net, links] = r.stdout.split('---\n');
+    assert.equal(host, 'isolated-box\n');
+    const procs = ps!.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+    assert.deepEqual(procs.map((p) => p[1]), ['sbx-init', 'sh', 'ps'], ps);
+    assert.equal(procs[0]![0], '1');
+    assert.equal(net, 'lo\n');
+    assert.match(links!, /^1: lo: <LOOPBACK,UP,LOWER_UP>/);
+    assert.equal(links!.trim().split('\n').length, 1);
+    assert.notEqual(fs.readFileSync('/proc/sys/kernel/hostname', 'utf8').trim(), 'isolated-box');
+  });
+
+  it('gives every job a fresh writable layer', async () => {
+    const w = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'echo x > /tmp/f && echo y > /f2 && cat /tmp/f /f2'] }), opts);
+    assert.equal(w.stdout, 'x\ny\n');
+    const r = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'ls /tmp/f /f2 2>&1; echo rc=$?'] }), opts);
+    assert.match(r.stdout, /rc=1/);
+    assert.equal(fs.existsSync(path.join(rootfs, 'f2')), false, 'the image layer was written');
+  });
+
+  it('applies cwd, env, uid, gid and groups', async () => {
+    const r = await run(baseSpec([rootfs], {
+      argv: ['sh', '-c', 'pwd; echo "$FOO"; id -u; id -g; id -G'],
+      cwd: '/tmp', env: ['PATH=/bin', 'FOO=bar baz'], uid: 1234, gid: 5678, groups: [5678, 7, 8],
+    }), opts);
+    assert.equal(r.stdout, '/tmp\nbar baz\n1234\n5678\n5678 7 8\n');
+  });
+
+  it('passes exactly the given environment (nothing from the worker)', async () => {
+    process.env.SBX_TEST_SECRET = 'hunter2';
+    const env = ['PATH=/bin', 'A=1', 'B=two words'];
+    const r = await run(baseSpec([rootfs], { argv: ['env'], env }), opts);
+    assert.deepEqual(r.stdout.trim().split('\n').sort(), [...env].sort());
+    assert.doesNotMatch(r.stdout, /hunter2/);
+  });
+
+  it('rejects an unknown command with code command_not_found and cleans up', async () => {
+    const spec = baseSpec([rootfs], { argv: ['no-such-command'] });
+    await assert.rejects(launch(spec, opts), (e: Error & { code?: string }) => e.code === 'command_not_found');
+    await assert.rejects(launch(baseSpec([rootfs], { argv: ['/etc/passwd'] }), opts), { code: 'command_not_found' });
+    assertNoLeftovers(spec.id);
+  });
+
+  it('rejects a missing cwd with code invalid_spec', async () => {
+    const spec = baseSpec([rootfs], { cwd: '/does/not/exist' });
+    await assert.rejects(launch(spec, opts), { code: 'invalid_spec', stage: 'cwd' });
+    await assert.rejects(launch(baseSpec([rootfs], { cwd: '/proc/self/cwd' }), opts), { code: 'invalid_spec' });
+    await assert.rejects(launch(baseSpec([rootfs], { id: '../x' }), opts), { code: 'invalid_spec' });
+    assertNoLeftovers(spec.id);
+  });
+
+  it('leaves no job tracked natively after the runs', () => {
+    assert.equal(liveJobs(), 0);
+  });
+
+  it('sweep() kills and removes what a crashed worker left', async () => {
+    const crashed = uniqueParent('crashed');
+    const sleeper = spawn('/bin/sleep', ['1000'], { stdio: 'ignore' });
+    const gone = new Promise((res) => sleeper.on('exit', res));
+    for (const d of cgroupDirs(crashed, 'orphan-job')) {
+      fs.mkdirSync(d, { recursive: true });
+      fs.writeFileSync(path.join(d, 'cgroup.procs'), String(sleeper.pid));
+    }
+    fs.mkdirSync(cgroupDirs(crashed, 'empty-job')[0]!, { recursive: true });
+    const res = await sweep({ cgroupParent: crashed });
+    assert.deepEqual(res, { cgroups: 2, processes: 1 });
+    await gone;
+    for (const d of [...cgroupDirs(crashed, 'orphan-job'), ...cgroupDirs(crashed, 'empty-job')]) assert.equal(fs.existsSync(d), false);
+    removeParent(crashed);
+  });
+});

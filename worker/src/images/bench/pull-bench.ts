@@ -1,0 +1,140 @@
+/**
+ * Cold pull + unpack of a large image from a local registry: sbx's ImageStore against
+ * `skopeo copy` + `umoci unpack`, in the same run, alternating order, medians of N runs; plus the
+ * warm (cached) lookup time.
+ *
+ *   npm run bench:pull -- [--runs 5] [--json] [--small]
+ *
+ * With --json the last line is
+ *   {"image":..,"bytes":..,"files":..,"runs":N,"sbx":{"median_s":..},"skopeo_umoci":{"median_s":..},"ratio":..,"warm_ms":..}
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startRegistry } from '../../../../test/harness/registry.ts';
+import { buildLargeImage, LARGE_IMAGE } from '../../../../test/fixtures/large-image.ts';
+import { pushImage } from '../../../../test/fixtures/oci-builder.ts';
+import { ImageStore } from '../image-store.ts';
+
+const run = promisify(execFile);
+
+interface Args {
+  runs: number;
+  json: boolean;
+  small: boolean;
+  workDir: string;
+}
+
+function parseArgs(argv: string[]): Args {
+  const get = (flag: string) => {
+    const i = argv.indexOf(flag);
+    return i === -1 ? undefined : argv[i + 1];
+  };
+  return {
+    runs: Number(get('--runs') ?? 5),
+    json: argv.includes('--json'),
+    small: argv.includes('--small'),
+    workDir: get('--dir') ?? process.env.SBX_BENCH_DIR ?? '/var/tmp',
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+async function timeSbx(workDir: string, ref: string): Promise<number> {
+  const root = await mkdtemp(join(workDir, 'sbx-bench-store-'));
+  const store = new ImageStore({ root });
+  try {
+    await run('sync');
+    const started = performance.now();
+    const image = await store.acquire(ref);
+    const seconds = (performance.now() - started) / 1000;
+    if (!image.pulled) throw new Error('expected a cold pull');
+    return seconds;
+  } finally {
+    await store.close();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+async function timeSkopeoUmoci(workDir: string, host: string, repo: string): Promise<number> {
+  const dir = await mkdtemp(join(workDir, 'sbx-bench-skopeo-'));
+  try {
+    await run('sync');
+    const started = performance.now();
+    await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${host}/${repo}:latest`, `oci:${join(dir, 'oci')}:latest`], { maxBuffer: 1 << 24 });
+    await run('umoci', ['unpack', '--image', `${join(dir, 'oci')}:latest`, join(dir, 'bundle')], { maxBuffer: 1 << 24 });
+    return (performance.now() - started) / 1000;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function warmLookupMs(workDir: string, ref: string): Promise<number> {
+  const root = await mkdtemp(join(workDir, 'sbx-bench-warm-'));
+  const store = new ImageStore({ root });
+  try {
+    await store.acquire(ref);
+    const samples: number[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const started = performance.now();
+      const image = await store.acquire(ref);
+      samples.push(performance.now() - started);
+      image.release();
+    }
+    return median(samples);
+  } finally {
+    await store.close();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const log = (line: string) => (args.json ? process.stderr.write(line + '\n') : console.log(line));
+  const spec = args.small ? { layers: 2, filesPerLayer: 500, bytesPerLayer: 10 * 1024 * 1024 } : LARGE_IMAGE;
+  log(`building the fixture: ${spec.layers} layers × ${spec.filesPerLayer} files × ${(spec.bytesPerLayer / 2 ** 20).toFixed(0)} MiB …`);
+  const large = await buildLargeImage(spec);
+  const registry = await startRegistry();
+  try {
+    const repo = 'bench/large';
+    await pushImage(registry.url, repo, 'latest', large.image);
+    const ref = `${registry.host}/${repo}:latest`;
+    log(`image ${ref}: ${(large.bytes / 1e6).toFixed(1)} MB compressed, ${(large.unpackedBytes / 1e6).toFixed(1)} MB unpacked, ${large.files} entries; work dir ${args.workDir}`);
+
+    const sbx: number[] = [];
+    const other: number[] = [];
+    for (let i = 0; i < args.runs; i++) {
+      // Alternate which goes first so neither always inherits the other's page-cache state.
+      if (i % 2 === 0) {
+        sbx.push(await timeSbx(args.workDir, ref));
+        other.push(await timeSkopeoUmoci(args.workDir, registry.host, repo));
+      } else {
+        other.push(await timeSkopeoUmoci(args.workDir, registry.host, repo));
+        sbx.push(await timeSbx(args.workDir, ref));
+      }
+      log(`run ${i + 1}: sbx ${sbx[i]!.toFixed(2)} s, skopeo+umoci ${other[i]!.toFixed(2)} s`);
+    }
+    const warm = await warmLookupMs(args.workDir, ref);
+    const result = {
+      image: ref,
+      bytes: large.bytes,
+      files: large.files,
+      runs: args.runs,
+      sbx: { median_s: Number(median(sbx).toFixed(3)) },
+      skopeo_umoci: { median_s: Number(median(other).toFixed(3)) },
+      ratio: Number((median(sbx) / median(other)).toFixed(3)),
+      warm_ms: Number(warm.toFixed(4)),
+    };
+    log(`median: sbx ${result.sbx.median_s} s, skopeo+umoci ${result.skopeo_umoci.median_s} s, ratio ${result.ratio}; warm lookup ${result.warm_ms} ms`);
+    if (args.json) console.log(JSON.stringify(result));
+  } finally {
+    await registry.stop();
+  }
+}
+
+await main();

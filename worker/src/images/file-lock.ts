@@ -1,0 +1,85 @@
+/**
+ * A cross-process lock on a file path (Node has no flock): the holder creates the file with O_EXCL
+ * and refreshes its mtime while it works; waiters poll. A lock is stale when its holder process is
+ * gone (same host) or its heartbeat stopped. Used so that several workers sharing one image cache
+ * download a layer once; correctness never depends on it (commits are atomic renames).
+ */
+import { hostname } from 'node:os';
+import { open, readFile, rm, utimes, stat } from 'node:fs/promises';
+
+export interface FileLockOptions {
+  signal?: AbortSignal;
+  pollMs?: number;
+  /** A lock whose heartbeat is older than this is broken. */
+  staleMs?: number;
+}
+
+const HOST = hostname();
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+async function isStale(path: string, staleMs: number): Promise<boolean> {
+  try {
+    const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
+    const [pid, host] = text.split('\n');
+    if (host === HOST && pid && !processAlive(Number(pid))) return true;
+    return Date.now() - st.mtimeMs > staleMs;
+  } catch (e) {
+    // Vanished between our attempt and now: not stale, just retry.
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+async function tryCreate(path: string): Promise<boolean> {
+  try {
+    const file = await open(path, 'wx');
+    await file.writeFile(`${process.pid}\n${HOST}\n${new Date().toISOString()}\n`);
+    await file.close();
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
+}
+
+/** Runs `fn` while holding the lock at `path`. */
+export async function withFileLock<T>(path: string, fn: () => Promise<T>, opts: FileLockOptions = {}): Promise<T> {
+  const staleMs = opts.staleMs ?? 30_000;
+  while (!(await tryCreate(path))) {
+    if (await isStale(path, staleMs)) {
+      await rm(path, { force: true });
+      continue;
+    }
+    await sleep(opts.pollMs ?? 50, opts.signal);
+  }
+  const heartbeat = setInterval(() => {
+    const now = new Date();
+    utimes(path, now, now).catch(() => {});
+  }, Math.max(1000, staleMs / 3));
+  heartbeat.unref();
+  try {
+    return await fn();
+  } finally {
+    clearInterval(heartbeat);
+    await rm(path, { force: true });
+  }
+}

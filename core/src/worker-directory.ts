@@ -42,6 +42,11 @@ export class WorkerDirectory {
     await this.redis.zrem(this.keys.workers(), id);
   }
 
+  async get(id: string): Promise<WorkerInfo | null> {
+    const raw = await this.redis.get(this.keys.worker(id));
+    return raw ? (JSON.parse(raw) as WorkerInfo) : null;
+  }
+
   async isAlive(id: string): Promise<boolean> {
     return (await this.redis.exists(this.keys.worker(id))) === 1;
   }

@@ -104,7 +104,7 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
 }
 
 int killAll(const Group& g) {
-  int killed = 0;
+  std::set<int> killed;  // distinct processes: a dying one may be signalled again next round
   Error ignored;
   for (int round = 0; round < 100; round++) {
     std::set<int> pids;
@@ -119,11 +119,11 @@ int killAll(const Group& g) {
       for (int p : readProcs(g.freezer)) pids.insert(p);
     }
     for (int p : pids)
-      if (p > 0 && kill(p, SIGKILL) == 0) killed++;
+      if (p > 0 && kill(p, SIGKILL) == 0) killed.insert(p);
     if (!g.freezer.empty()) writeFile(g.freezer + "/freezer.state", "THAWED", ignored, "kill");
     sleepUs(round < 10 ? 100 : 1000);
   }
-  return killed;
+  return (int)killed.size();
 }
 
 int sweep(const Host& h, const std::string& parent, int& processes) {

@@ -150,7 +150,7 @@ int execCommand(char** argv) {
     int status;
     pid_t p;
     while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
-      if (p != command) continue;
+      if (p != command || !(WIFEXITED(status) || WIFSIGNALED(status))) continue;
       send('S', status);
       _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     }

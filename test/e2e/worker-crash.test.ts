@@ -23,7 +23,7 @@ after(async () => {
 
 function jobProcesses(marker: string): string[] {
   try {
-    return execFileSync('pgrep', ['-f', marker], { encoding: 'utf8' }).trim().split('\n').filter(Boolean);
+    return execFileSync('pgrep', ['-a', '-f', marker], { encoding: 'utf8' }).trim().split('\n').filter((l) => l && !l.includes('pgrep'));
   } catch {
     return []; // pgrep exits 1 when nothing matches
   }
@@ -33,7 +33,8 @@ async function startRunningJob(marker: string): Promise<string> {
   const sub = await api.submit({ image: stack.images.busybox, command: ['sh', '-c', `echo up; exec sleep ${marker}`] });
   await api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
   assert.equal((await api.get(sub.body.id)).body.status, 'running');
-  assert.equal(jobProcesses(`sleep ${marker}`).length, 1, 'the job process runs on the host');
+  const procs = jobProcesses(`^sleep ${marker}$`);
+  assert.equal(procs.length, 1, `the job process runs on the host: ${procs.join(' | ')}`);
   return sub.body.id;
 }
 
@@ -41,11 +42,11 @@ test('a SIGKILLed worker: its job processes die, the restarted worker finishes t
   const worker = await stack.startWorker({ SBX_WORKER_ID: 'crashy/1' });
   const id = await startRunningJob('3131');
   await worker.kill('SIGKILL');
-  await waitUntil(async () => jobProcesses('sleep 3131').length === 0, 5000, 'the job processes to die with the worker');
+  await waitUntil(async () => jobProcesses('^sleep 3131$').length === 0, 5000, 'the job processes to die with the worker');
 
-  await stack.startWorker({ SBX_WORKER_ID: 'crashy/1' });
+  const restarted = await stack.startWorker({ SBX_WORKER_ID: 'crashy/1', SBX_LOG_LEVEL: 'info' });
   const doc = (await api.get(id)).body;
-  assert.equal(doc.status, 'error');
+  assert.equal(doc.status, 'error', restarted.log());
   assert.equal(doc.error!.code, 'worker_lost');
   const parent = `/sys/fs/cgroup/memory/${stack.env.SBX_CGROUP_PARENT}/crashy_1`;
   if (existsSync(parent)) assert.deepEqual(readdirSync(parent, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name), []);

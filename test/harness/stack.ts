@@ -71,8 +71,8 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
       await waitUntil(async () => {
         if (w.child.exitCode !== null) throw new Error(`worker exited (${w.child.exitCode}):\n${w.log()}`);
         const res = await fetch(`${apiUrl}/v1/workers`).catch(() => null);
-        const body = res?.ok ? ((await res.json()) as { items: Array<{ id: string }> }) : { items: [] };
-        return body.items.some((x) => x.id === (extraEnv.SBX_WORKER_ID ?? id));
+        const body = res?.ok ? ((await res.json()) as { items: Array<{ id: string; pid: number }> }) : { items: [] };
+        return body.items.some((x) => x.id === (extraEnv.SBX_WORKER_ID ?? id) && x.pid === w.child.pid);
       }, 30_000, `worker ${id} to register`);
       return w;
     },

@@ -45,9 +45,10 @@ async function main(): Promise<void> {
   const directory = new WorkerDirectory(redis, keys);
   const heartbeatTtl = env.SBX_HEARTBEAT_MS * 5;
 
-  if (await directory.isAlive(workerId)) {
-    logger.fatal({ workerId }, 'another live worker already uses this id');
-    process.stderr.write(`sbx-worker: a live worker already uses the id ${workerId}; give each worker on a host its own SBX_WORKER_ID\n`);
+  const previous = await directory.get(workerId);
+  if (previous && !isCrashedPredecessor(previous)) {
+    logger.fatal({ workerId, host: previous.host, pid: previous.pid }, 'another live worker already uses this id');
+    process.stderr.write(`sbx-worker: a live worker (${previous.host} pid ${previous.pid}) already uses the id ${workerId}; give each worker its own SBX_WORKER_ID\n`);
     process.exit(2);
   }
 
@@ -115,6 +116,17 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** A heartbeat left by a process of this host that no longer exists: we are its restart. */
+function isCrashedPredecessor(info: WorkerInfo): boolean {
+  if (info.host !== os.hostname()) return false;
+  try {
+    process.kill(info.pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }
 
 function loadConfigOrExit(): Config {

@@ -7,7 +7,7 @@ export function registerWorkersList(app: Hono<AppEnv>, deps: AppDeps): void {
     const workers = await deps.workers.list();
     return c.json({
       items: workers.map((w) => ({
-        id: w.id, host: w.host, slots: { total: w.slotsTotal, free: w.slotsFree }, runningJobs: w.runningJobs,
+        id: w.id, host: w.host, pid: w.pid, slots: { total: w.slotsTotal, free: w.slotsFree }, runningJobs: w.runningJobs,
         cachedBytes: w.cachedBytes, lastHeartbeat: w.lastHeartbeat, startedAt: w.startedAt,
       })),
     });

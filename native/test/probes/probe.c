@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -54,6 +56,7 @@ static int int80_getpid(void) {
 
 static void syscalls(void) {
   char buf[64] = {0};
+  int80_getpid();
   TRY("keyctl", syscall(SYS_keyctl, 0 /*KEYCTL_GET_KEYRING_ID*/, -3 /*session*/, 0));
   TRY("add_key", syscall(SYS_add_key, "user", "sbx", "x", 1, -3));
   TRY("request_key", syscall(SYS_request_key, "user", "sbx-none", NULL, 0));
@@ -81,7 +84,6 @@ static void syscalls(void) {
   TRY("swapon", syscall(SYS_swapon, "/nonexistent", 0));
   TRY("acct", syscall(SYS_acct, NULL));
   TRY("syslog", syscall(SYS_syslog, 10 /*SYSLOG_ACTION_SIZE_BUFFER*/, NULL, 0));
-  TRY("ptrace", syscall(SYS_ptrace, PTRACE_TRACEME, 0, NULL, NULL));
   struct iovec iov = {buf, 1};
   TRY("process_vm_readv", syscall(SYS_process_vm_readv, getpid(), &iov, 1, &iov, 1, 0));
   TRY("kcmp", syscall(SYS_kcmp, getpid(), getpid(), 0 /*KCMP_FILE*/, 0, 0));
@@ -101,8 +103,7 @@ static void syscalls(void) {
   TRY("newer_467", syscall(467, -1, "", 0, NULL, 0));
   TRY("x32_getpid", syscall(0x40000000 | 39));
   TRY("getpid", syscall(SYS_getpid));
-  fflush(stdout);
-  int80_getpid();
+  TRY("ptrace", syscall(SYS_ptrace, PTRACE_TRACEME, 0, NULL, NULL));  // last: it makes us a tracee
 }
 
 static void status(void) {

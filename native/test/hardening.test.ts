@@ -1,0 +1,254 @@
+// Phase 2: attacks from inside the container, each paired with a control showing the check can fail.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { launch, sweep, type LaunchOptions, type LaunchSpec } from '../index.ts';
+import {
+  baseSpec, buildBusyboxRootfs, cgroupDirs, compileProbe, makeTempDir, processesIn, removeParent, run, uniqueParent,
+} from './helpers.ts';
+
+const parent = uniqueParent('harden');
+const opts: LaunchOptions = { cgroupParent: parent };
+let tmp = '';
+let rootfs = '';
+let probe = '';
+let hostProbe = '';
+
+function kv(out: string, sep = '='): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const line of out.split('\n')) {
+    const i = line.indexOf(sep);
+    if (i > 0) m.set(line.slice(0, i).trim(), line.slice(i + 1).trim());
+  }
+  return m;
+}
+
+async function probeIn(args: string[], over: Partial<LaunchSpec> = {}, o: LaunchOptions = opts) {
+  return run(baseSpec([rootfs], { argv: [probe, ...args], uid: 1000, gid: 1000, ...over }), o);
+}
+
+const limits = baseSpec([]).limits;
+
+describe('hardening', () => {
+  before(() => {
+    tmp = makeTempDir('harden');
+    rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
+    probe = compileProbe('probe', rootfs);
+    hostProbe = path.join(rootfs, probe);
+  });
+  after(() => {
+    removeParent(parent);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  describe('P22 seccomp', () => {
+    const denied = ['keyctl', 'add_key', 'request_key', 'bpf', 'perf_event_open', 'userfaultfd', 'io_uring_setup',
+      'mount', 'umount2', 'pivot_root', 'fsopen', 'open_tree', 'unshare_user', 'unshare_net', 'setns', 'clone_newuser',
+      'open_by_handle_at', 'kexec_load', 'init_module', 'finit_module', 'delete_module', 'reboot', 'swapon', 'acct',
+      'syslog', 'ptrace', 'process_vm_readv', 'kcmp', 'pidfd_getfd', 'settimeofday', 'clock_settime', 'iopl', 'ioperm',
+      'personality_bad', 'socket_alg', 'socket_vsock', 'tiocsti_high', 'sethostname'];
+    // Denied by the filter, but reaching the kernel gives a different answer: the controls.
+    const distinguishable = ['keyctl', 'add_key', 'bpf', 'perf_event_open', 'userfaultfd', 'io_uring_setup', 'mount',
+      'umount2', 'open_tree', 'unshare_user', 'setns', 'open_by_handle_at', 'ptrace', 'process_vm_readv', 'kcmp',
+      'pidfd_getfd', 'personality_bad', 'socket_vsock', 'tiocsti_high', 'clone3', 'newer_467'];
+
+    for (const uid of [1000, 0]) {
+      it(`denies the dangerous syscalls with EPERM, unknown/newer ones with ENOSYS (uid ${uid})`, async () => {
+        const r = await probeIn(['syscalls'], { uid, gid: uid });
+        const m = kv(r.stdout);
+        for (const name of denied) assert.equal(m.get(name), 'EPERM', `${name}: ${m.get(name)}`);
+        assert.equal(m.get('clone3'), 'ENOSYS'); // so libc falls back to clone(), whose flags are checked
+        assert.equal(m.get('unknown_1000'), 'ENOSYS');
+        assert.equal(m.get('newer_467'), 'ENOSYS');
+        assert.equal(m.get('x32_getpid'), 'ENOSYS');
+        assert.equal(m.get('int80'), 'signal:SYS', 'i386 syscall ABI must be killed');
+        for (const ok of ['clone_plain', 'socket_inet', 'personality_query', 'getpid']) assert.equal(m.get(ok), 'ok', ok);
+      });
+    }
+
+    it('control: without the filter the same calls reach the kernel', async () => {
+      const r = await probeIn(['syscalls'], {}, { ...opts, seccomp: false });
+      const m = kv(r.stdout);
+      for (const name of distinguishable) {
+        assert.ok(m.has(name), `${name} missing from control output`);
+        assert.notEqual(m.get(name), name === 'clone3' || name === 'newer_467' ? 'ENOSYS' : 'EPERM', `${name} control`);
+      }
+    });
+  });
+
+  describe('P19/P20/P21 capabilities, no_new_privs, credentials', () => {
+    it('root in the job has no capability at all, no_new_privs and seccomp mode 2', async () => {
+      const r = await probeIn(['status'], { uid: 0, gid: 0 });
+      const m = kv(r.stdout, ':');
+      for (const k of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) assert.equal(m.get(k), '0000000000000000', k);
+      assert.equal(m.get('NoNewPrivs'), '1');
+      assert.equal(m.get('Seccomp'), '2');
+    });
+    it('control: the worker itself holds capabilities a naive launcher would pass on', () => {
+      const m = kv(fs.readFileSync('/proc/self/status', 'utf8'), ':');
+      assert.notEqual(m.get('CapEff'), '0000000000000000');
+    });
+    it('uid 0 in the job cannot chown or mknod; control: host root can', async () => {
+      const r = await run(baseSpec([rootfs], {
+        argv: ['sh', '-c', 'chown 1:1 /etc/passwd; echo chown=$?; mknod /tmp/sda b 8 0; echo mknod=$?'],
+      }), { ...opts, seccomp: false }); // capabilities alone, without the filter's help
+      assert.match(r.stdout, /chown=1/);
+      assert.match(r.stdout, /mknod=1/);
+      const f = path.join(tmp, 'owned');
+      fs.writeFileSync(f, '');
+      execFileSync('chown', ['1:1', f]);
+      assert.equal(fs.statSync(f).uid, 1);
+    });
+  });
+
+  describe('P15/P16/P17 /proc, /sys and /dev', () => {
+    it('masks kernel information and makes /proc/sys, sysrq-trigger and /sys read-only', async () => {
+      const r = await probeIn(['read', '/proc/kcore', '/proc/keys', '/proc/timer_list'], { uid: 0, gid: 0 });
+      const m = kv(r.stdout);
+      for (const p of ['/proc/keys', '/proc/timer_list']) assert.equal(m.get(p), 'read:0', p);
+      // /proc/kcore exists only with CONFIG_PROC_KCORE (absent on this VM's kernel): masked when present.
+      assert.equal(m.get('/proc/kcore'), fs.existsSync('/proc/kcore') ? 'read:0' : 'ENOENT');
+      const w = await probeIn(['write', '/proc/sys/kernel/domainname', '/proc/sysrq-trigger', '/sys/kernel/mm/transparent_hugepage/enabled'],
+        { uid: 0, gid: 0 });
+      const mw = kv(w.stdout);
+      for (const p of ['/proc/sys/kernel/domainname', '/proc/sysrq-trigger', '/sys/kernel/mm/transparent_hugepage/enabled'])
+        assert.equal(mw.get(p), fs.existsSync(p) ? 'EROFS' : 'ENOENT', `${p}: ${mw.get(p)}`); // no sysrq on this VM
+    });
+    it('control: the same probe reads and writes them where nothing is masked', () => {
+      const read = kv(execFileSync(hostProbe, ['read', '/proc/timer_list'], { encoding: 'utf8' }));
+      assert.match(read.get('/proc/timer_list') ?? '', /^read:[1-9]/);
+      // domainname is per UTS namespace: writing it in a fresh one leaves the host alone.
+      const w = kv(execFileSync('unshare', ['-u', hostProbe, 'write', '/proc/sys/kernel/domainname'], { encoding: 'utf8' }));
+      assert.equal(w.get('/proc/sys/kernel/domainname'), 'written');
+    });
+    it('has a minimal /dev, a private /dev/shm, no old root and no host mounts', async () => {
+      const r = await run(baseSpec([rootfs], {
+        argv: ['sh', '-c', 'ls /dev; echo ---; echo s > /dev/shm/x; ls /var/lib/sbx 2>&1; echo ---; cut -d" " -f5 /proc/self/mountinfo'],
+      }), opts);
+      const [dev, oldroot, mounts] = r.stdout.split('---\n');
+      assert.deepEqual(dev!.trim().split('\n'),
+        ['fd', 'full', 'mqueue', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'tty', 'urandom', 'zero']);
+      assert.match(oldroot!, /No such file or directory/);
+      for (const mp of mounts!.trim().split('\n'))
+        assert.match(mp, /^\/(proc|dev|sys)?(\/.*)?$/, `unexpected mount ${mp}`);
+      assert.ok(!mounts!.includes('/var/lib/sbx'));
+      const next = await run(baseSpec([rootfs], { argv: ['ls', '/dev/shm'] }), opts);
+      assert.equal(next.stdout, '');
+    });
+  });
+
+  describe('P13/P14/P27 hostile image and disk budget', () => {
+    it('an image whose /proc, /dev, /sys are symlinks or files cannot redirect the mounts', async () => {
+      const evil = path.join(tmp, 'evil');
+      fs.mkdirSync(evil);
+      fs.symlinkSync('/etc', path.join(evil, 'proc'));
+      fs.symlinkSync('../../../../../', path.join(evil, 'dev'));
+      fs.writeFileSync(path.join(evil, 'sys'), 'not a dir');
+      const hostEtc = fs.readdirSync('/etc').length;
+      const r = await run(baseSpec([rootfs, evil], { argv: ['sh', '-c', 'head -1 /proc/self/status; ls /dev/null; ls -d /sys/class'] }), opts);
+      assert.equal(r.stdout, 'Name:\thead\n/dev/null\n/sys/class\n');
+      assert.equal(fs.readdirSync('/etc').length, hostEtc);
+      assert.equal(fs.readdirSync(evil).length, 3);
+    });
+    it('the writable layer is capped at diskBytes (ENOSPC) and one file at RLIMIT_FSIZE (SIGXFSZ)', async () => {
+      const l = { ...limits, diskBytes: 8 << 20 };
+      const many = await run(baseSpec([rootfs], {
+        argv: ['sh', '-c', 'for i in 1 2 3 4; do dd if=/dev/zero of=/f$i bs=1M count=3 2>&1; done'], limits: l,
+      }), opts);
+      assert.match(many.stdout, /No space left on device/);
+      const big = await run(baseSpec([rootfs], { argv: ['dd', 'if=/dev/zero', 'of=/big', 'bs=1M', 'count=20'], limits: l }), opts);
+      assert.equal(big.exit.signal, 'SIGXFSZ', 'SIGXFSZ must not be ignored (Node ignores it)');
+    });
+  });
+
+  describe('P1/P2/P6/P23 process posture', () => {
+    it('signals reset, nothing blocked, rlimits set, own session, no tty, only fds 0-2', async () => {
+      const r = await probeIn(['status']);
+      const m = kv(r.stdout, ':');
+      assert.equal(m.get('SigIgn'), '0000000000000000');
+      assert.equal(m.get('SigBlk'), '0000000000000000');
+      assert.equal(m.get('NOFILE'), '1024 1024');
+      assert.equal(m.get('CORE'), '0');
+      assert.equal(m.get('MEMLOCK'), String(64 << 10));
+      assert.equal(m.get('SessionLeader'), '1');
+      assert.equal(m.get('Tty'), 'ENXIO');
+      assert.equal(m.get('Fds'), '0 1 2');
+    });
+    it('control: the worker ignores signals and has a raised NOFILE, and a leaked fd is seen', () => {
+      const m = kv(fs.readFileSync('/proc/self/status', 'utf8'), ':');
+      assert.notEqual(m.get('SigIgn'), '0000000000000000');
+      const limitsTxt = fs.readFileSync('/proc/self/limits', 'utf8');
+      assert.doesNotMatch(limitsTxt, /Max open files\s+1024\s/);
+      const out = execFileSync(hostProbe, ['status'], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+      assert.match(kv(out, ':').get('Fds') ?? '', /\b3\b/);
+    });
+    it('openFiles sets RLIMIT_NOFILE', async () => {
+      const r = await probeIn(['openmax'], { limits: { ...limits, openFiles: 32 } });
+      assert.equal(r.stdout.trim(), 'opened=29 errno=EMFILE');
+    });
+    it('cpuTimeMs stops a spinning job; control: without it the spin runs to the timeout', async () => {
+      const r = await probeIn(['spin'], { limits: { ...limits, cpuTimeMs: 300, timeoutMs: 5000 } });
+      assert.ok(r.exit.signal === 'SIGXCPU' || r.exit.signal === 'SIGKILL', String(r.exit.signal));
+      assert.equal(r.exit.reason, 'signaled');
+      assert.ok(r.exit.usage.cpuMs >= 250 && r.exit.usage.cpuMs < 3000, `cpu ${r.exit.usage.cpuMs}`);
+      const c = await probeIn(['spin'], { limits: { ...limits, timeoutMs: 1200 } });
+      assert.equal(c.exit.reason, 'timeout');
+    });
+    it('P3 pid 1 is non-dumpable: the job cannot read its environ; control: its own is readable', async () => {
+      const r = await probeIn(['read', '/proc/1/environ', '/proc/self/environ']);
+      const m = kv(r.stdout);
+      assert.equal(m.get('/proc/1/environ'), 'EACCES');
+      assert.match(m.get('/proc/self/environ') ?? '', /^read:[1-9]/);
+    });
+  });
+
+  describe('P8/P5/P2 seen from the host', () => {
+    it('the job has its own pid, mount, net, uts and ipc namespaces; its init is locked down', async () => {
+      const j = await launch(baseSpec([rootfs], { argv: ['sleep', '10'] }), opts);
+      try {
+        for (const ns of ['pid', 'mnt', 'net', 'uts', 'ipc']) {
+          const mine = fs.readlinkSync(`/proc/self/ns/${ns}`);
+          const job = fs.readlinkSync(`/proc/${j.pid}/ns/${ns}`);
+          assert.notEqual(job, mine, ns);
+        }
+        const m = kv(fs.readFileSync(`/proc/${j.pid}/status`, 'utf8'), ':');
+        assert.equal(m.get('Name'), 'sbx-init');
+        assert.equal(m.get('CapEff'), '0000000000000000');
+        assert.equal(m.get('NoNewPrivs'), '1');
+        assert.equal(m.get('Seccomp'), '2');
+        const fds = fs.readdirSync(`/proc/${j.pid}/fd`).sort();
+        assert.deepEqual(fds, ['0', '1', '2', '3']); // 3 = the sync socket, close-on-exec for the command
+      } finally {
+        j.kill();
+        await j.exited;
+      }
+    });
+    it('the worker does not leak file descriptors across jobs', async () => {
+      await run(baseSpec([rootfs], { argv: ['true'] }), opts); // warm up lazy state
+      const before = fs.readdirSync('/proc/self/fd').length;
+      for (let i = 0; i < 30; i++) await run(baseSpec([rootfs], { argv: ['echo', String(i)], stdin: 'x' }), opts);
+      await new Promise((r) => setTimeout(r, 50));
+      assert.ok(fs.readdirSync('/proc/self/fd').length <= before, 'fds leaked');
+    });
+    it('the job dies with its launcher process (PR_SET_PDEATHSIG) and sweep() cleans up', async () => {
+      const crashParent = uniqueParent('orphan');
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures', 'orphan-launcher.ts'), rootfs, crashParent],
+        { stdio: ['ignore', 'pipe', 'inherit'] });
+      const line = await new Promise<string>((res) => child.stdout.once('data', (d: Buffer) => res(d.toString())));
+      const { pid, id } = JSON.parse(line) as { pid: number; id: string };
+      assert.ok(fs.existsSync(`/proc/${pid}`));
+      child.kill('SIGKILL');
+      const deadline = Date.now() + 3000;
+      while (fs.existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(fs.existsSync(`/proc/${pid}`), false, 'job outlived its launcher');
+      assert.deepEqual(processesIn(crashParent), []);
+      assert.ok(fs.existsSync(cgroupDirs(crashParent, id)[0]!), 'the crashed launcher left its cgroup (what sweep is for)');
+      const s = await sweep({ cgroupParent: crashParent });
+      assert.equal(s.cgroups, 1);
+      for (const d of cgroupDirs(crashParent, id)) assert.equal(fs.existsSync(d), false);
+      removeParent(crashParent);
+    });
+  });
+});

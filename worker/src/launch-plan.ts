@@ -1,37 +1,23 @@
 /**
- * What to start, with Docker's semantics: the request's `entrypoint` replaces the image's
- * Entrypoint (and then drops the image's Cmd), `command` replaces Cmd; `env` is merged over the
- * image's Env; `workdir` and `user` default to the image config. Nothing of the worker's own
- * environment is ever added.
+ * What to start: the job spec applied to the image config with Docker's semantics (command and
+ * env rules in images/image-config.ts), `workdir` and `user` defaulting to the image's, the user
+ * resolved inside the image. Nothing of the worker's own environment is ever added.
  */
-import { InvalidRequestError } from '../../core/src/errors.ts';
 import type { JobSpec } from '../../core/src/job-spec.ts';
 import type { LaunchSpec } from '../../native/index.ts';
 import type { AcquiredImage } from './images/image-store.ts';
+import { mergeEnv, resolveCommand } from './images/image-config.ts';
 import { resolveUser } from './images/image-user.ts';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-export function resolveArgv(spec: Pick<JobSpec, 'entrypoint' | 'command'>, image: { entrypoint: string[] | null; cmd: string[] | null }): string[] {
-  const argv = spec.entrypoint != null ? [...spec.entrypoint, ...(spec.command ?? [])] : [...(image.entrypoint ?? []), ...(spec.command ?? image.cmd ?? [])];
-  if (argv.length === 0) {
-    throw new InvalidRequestError('no command to run: the image has no Entrypoint or Cmd; send "command"', [{ path: 'command', message: 'is required for this image' }]);
-  }
-  return argv;
-}
-
-/** Image Env, then request env over it (by name), then PATH/HOSTNAME/HOME when still missing. */
-export function mergeEnv(imageEnv: string[], requestEnv: Record<string, string>, defaults: { hostname: string; home: string }): string[] {
-  const merged = new Map<string, string>();
-  for (const kv of imageEnv) {
-    const eq = kv.indexOf('=');
-    if (eq > 0) merged.set(kv.slice(0, eq), kv);
-  }
-  for (const [k, v] of Object.entries(requestEnv)) merged.set(k, `${k}=${v}`);
-  if (!merged.has('PATH')) merged.set('PATH', DEFAULT_PATH);
-  merged.set('HOSTNAME', `HOSTNAME=${defaults.hostname}`);
-  if (!merged.has('HOME')) merged.set('HOME', `HOME=${defaults.home}`);
-  return [...merged.values()];
+/** The job's environment: image Env with the request's over it, then PATH/HOME when missing and HOSTNAME. */
+export function jobEnv(imageEnv: string[], requestEnv: Record<string, string>, defaults: { hostname: string; home: string }): string[] {
+  const env = mergeEnv(imageEnv, requestEnv).filter((kv) => !kv.startsWith('HOSTNAME='));
+  if (!env.some((kv) => kv.startsWith('PATH='))) env.push(DEFAULT_PATH);
+  if (!env.some((kv) => kv.startsWith('HOME='))) env.push(`HOME=${defaults.home}`);
+  env.push(`HOSTNAME=${defaults.hostname}`);
+  return env;
 }
 
 export function hostnameFor(jobId: string): string {
@@ -39,7 +25,7 @@ export function hostnameFor(jobId: string): string {
 }
 
 export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot: number): Promise<LaunchSpec> {
-  const argv = resolveArgv(spec, image.config);
+  const argv = resolveCommand(image.config, { command: spec.command, entrypoint: spec.entrypoint });
   const user = await resolveUser(image.layerDirs, spec.user ?? image.config.user ?? '');
   const hostname = hostnameFor(spec.id);
   const home = user.uid === 0 ? '/root' : '/';
@@ -48,7 +34,7 @@ export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot:
     slot,
     lowerDirs: image.layerDirs,
     argv,
-    env: mergeEnv(image.config.env, spec.env, { hostname, home }),
+    env: jobEnv(image.config.env, spec.env, { hostname, home }),
     cwd: spec.workdir ?? (image.config.workingDir || '/'),
     uid: user.uid,
     gid: user.gid,

@@ -1,0 +1,15 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { hostnameFor, jobEnv } from './launch-plan.ts';
+
+test('job env: request over image, PATH and HOME defaulted, HOSTNAME always the job’s', () => {
+  const env = jobEnv(['A=image', 'HOSTNAME=spoofed', 'B=keep'], { A: 'request', C: 'new' }, { hostname: 'sbx-abc', home: '/root' });
+  assert.deepEqual(env, ['A=request', 'B=keep', 'C=new', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root', 'HOSTNAME=sbx-abc']);
+  const keepPath = jobEnv(['PATH=/opt/bin'], {}, { hostname: 'h', home: '/' });
+  assert.deepEqual(keepPath, ['PATH=/opt/bin', 'HOME=/', 'HOSTNAME=h']);
+});
+
+test('hostname is derived from the job id, lower case, valid as a hostname', () => {
+  assert.equal(hostnameFor('j_01JD3ZC7V8Q7R3S6D3XW0Q3Y2K'), 'sbx-r3s6d3xw0q3y2k'.replace('r3s6', ''));
+  assert.match(hostnameFor('j_01JD3ZC7V8Q7R3S6D3XW0Q3Y2K'), /^sbx-[0-9a-z]{12}$/);
+});

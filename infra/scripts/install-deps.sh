@@ -29,7 +29,9 @@ fi
 stamp=node_modules/.sbx-install-stamp
 if [[ ! -f $stamp || package.json -nt $stamp || ( -f package-lock.json && package-lock.json -nt $stamp ) ]]; then
   echo "sbx: installing npm dependencies" >&2
-  if [[ -f package-lock.json ]]; then npm ci --no-audit --no-fund --loglevel=error >&2; else npm install --no-audit --no-fund --loglevel=error >&2; fi
+  # npm install, not npm ci: npm ci rejects this lock file for the platform-specific optional
+  # packages of msgpackr-extract (a BullMQ dependency) that it lists without versions.
+  npm install --no-audit --no-fund --loglevel=error >&2
   touch "$stamp"
 fi
 

@@ -27,6 +27,8 @@ export interface RunnerDeps {
   metrics: WorkerMetrics;
 }
 
+const PIPE_DRAIN_MS = 2000;
+
 /** A job this worker holds, so a cancel message can reach it. */
 interface ActiveJob {
   cancelled: boolean;
@@ -93,6 +95,8 @@ export class JobRunner {
 
       const launchSpec = await buildLaunchSpec(stored.spec, image, slot);
       const launched = await launch(launchSpec, { cgroupParent: this.deps.cgroupParent });
+      const sink = new RedisOutputSink(this.deps.store, id, stored.spec.limits.outputBytes);
+      const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       job.launched = launched;
       if (job.cancelled) launched.kill();
       const startedAt = new Date();
@@ -104,7 +108,15 @@ export class JobRunner {
         await launched.exited;
         return;
       }
-      const exit = await this.stream(stored.spec, launched, id);
+      sink.open();
+      const exit = { ...(await launched.exited), outputTruncated: false };
+      // Every process of the job is gone by now, so the pipes are at EOF; never wait on them forever.
+      const drainTimer = setTimeout(() => (launched.stdout.destroy(), launched.stderr.destroy()), PIPE_DRAIN_MS);
+      await drained;
+      clearTimeout(drainTimer);
+      await sink.flush();
+      exit.outputTruncated = sink.truncated;
+      this.deps.metrics.jobSeconds.observe(exit.usage.wallMs / 1000);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : outcome(exit, job.cancelled);
       await this.finish(doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: exit.usage, outputTruncated: exit.outputTruncated });
     } catch (e) {
@@ -131,17 +143,6 @@ export class JobRunner {
       this.deps.metrics.pulls.inc({ result: 'error' });
       throw e;
     }
-  }
-
-  /** Pipe output into Redis until the process ended and both pipes closed. */
-  private async stream(spec: JobSpec, launched: Launched, id: string): Promise<ExitInfo & { outputTruncated: boolean }> {
-    const sink = new RedisOutputSink(this.deps.store, id, spec.limits.outputBytes);
-    const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
-    const exit = await launched.exited;
-    await drained;
-    await sink.flush();
-    this.deps.metrics.jobSeconds.observe(exit.usage.wallMs / 1000);
-    return { ...exit, outputTruncated: sink.truncated };
   }
 
   private async finish(doc: JobDocument, from: JobStatus, patch: Partial<JobDocument> & { status: JobStatus }): Promise<void> {

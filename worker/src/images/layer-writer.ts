@@ -13,11 +13,27 @@
  *   `trusted.overlay.opaque=y`, so the directory can serve as an overlay lowerdir;
  * - `trusted.*` and `security.selinux` xattrs from the layer are dropped.
  *
- * Regular files are written several at a time (the libuv pool does the syscalls); anything that
- * could depend on an in-flight write (links, replacements, directories) waits for them first.
+ * It is synchronous on purpose: it runs inside an unpack worker thread (layer-unpack-worker.ts),
+ * where blocking calls cost less than libuv round trips and do not hold up the main event loop.
  */
-import { constants } from 'node:fs';
-import { chmod, lchown, link, lutimes, mkdir, open, readlink, rm, symlink, unlink } from 'node:fs/promises';
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { makeFifos, makeWhiteouts, OVERLAY_OPAQUE_XATTR, setXattrs } from './special-files.ts';
 
@@ -38,8 +54,12 @@ export interface LayerWriterOptions {
   fail: (detail: string) => Error;
   /** Apply the entries' uid/gid (needs root). Default: when running as root. */
   chown?: boolean;
-  /** Regular files written concurrently. */
-  concurrency?: number;
+}
+
+/** Receives a regular file's content; end() applies its metadata and closes it. */
+export interface FileSink {
+  write(chunk: Uint8Array): void;
+  end(): void;
 }
 
 export interface LayerWriteStats {
@@ -65,8 +85,6 @@ interface Meta {
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-/** Files up to this size are buffered and written concurrently; larger ones are streamed inline. */
-const BUFFERED_FILE_LIMIT = 1 << 20;
 const DROPPED_XATTR = /^(trusted\.|security\.selinux$)/;
 const EPOCH = new Date(0);
 
@@ -76,10 +94,8 @@ export class LayerWriter {
   private readonly fifos = new Map<string, Meta>();
   private readonly opaque = new Set<string>();
   private readonly xattrs = new Map<string, Array<{ name: string; value: Buffer }>>();
-  private readonly inflight = new Set<Promise<void>>();
-  private failure: unknown = null;
+  private openFd: number | null = null;
   private readonly chownEntries: boolean;
-  private readonly concurrency: number;
   readonly stats: LayerWriteStats = { entries: 0, files: 0, bytes: 0, skipped: [], opaqueDirs: [] };
 
   constructor(
@@ -87,12 +103,11 @@ export class LayerWriter {
     private readonly opts: LayerWriterOptions,
   ) {
     this.chownEntries = opts.chown ?? process.getuid?.() === 0;
-    this.concurrency = opts.concurrency ?? 16;
   }
 
-  /** Writes one entry; `body` is consumed for regular files only. */
-  async add(header: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
-    this.throwIfFailed();
+  /** Writes one entry. For a regular file it returns the sink its content must go to. */
+  add(header: TarHeader): FileSink | null {
+    if (this.openFd !== null) throw new Error('LayerWriter.add() before the previous file sink ended');
     this.stats.entries++;
     const rel = this.clean(header.name);
     const base = rel.slice(rel.lastIndexOf('/') + 1);
@@ -100,134 +115,146 @@ export class LayerWriter {
     switch (header.type ?? 'file') {
       case 'file':
       case 'contiguous-file':
-        return this.addFile(rel, header, body);
+        return this.addFile(rel, header);
       case 'directory':
-        return this.addDirectory(rel, header);
+        this.addDirectory(rel, header);
+        return null;
       case 'symlink':
-        return this.addSymlink(rel, header);
+        this.addSymlink(rel, header);
+        return null;
       case 'link':
-        return this.addHardlink(rel, header);
+        this.addHardlink(rel, header);
+        return null;
       case 'fifo':
-        return this.addFifo(rel, header);
+        this.addFifo(rel, header);
+        return null;
       case 'character-device':
       case 'block-device':
         this.stats.skipped.push(`${rel}: device nodes are not extracted`);
-        return;
+        return null;
       default:
         this.stats.skipped.push(`${rel}: unsupported tar entry type ${String(header.type)}`);
+        return null;
     }
   }
 
-  /** Waits for writes, then creates whiteouts, FIFOs, xattrs and directory metadata. */
-  async finish(): Promise<LayerWriteStats> {
-    await this.drain();
+  /** Creates whiteouts, FIFOs, xattrs and directory metadata, once every entry is written. */
+  finish(): LayerWriteStats {
     const whiteouts = [...this.nodes].filter(([, kind]) => kind === 'whiteout').map(([rel]) => this.abs(rel));
-    if (whiteouts.length) await makeWhiteouts(whiteouts);
+    if (whiteouts.length) makeWhiteouts(whiteouts);
     if (this.fifos.size) {
-      await makeFifos([...this.fifos].map(([rel, meta]) => ({ path: this.abs(rel), mode: meta.mode })));
-      for (const [rel, meta] of this.fifos) await this.applyLinkMeta(rel, meta);
+      makeFifos([...this.fifos].map(([rel, meta]) => ({ path: this.abs(rel), mode: meta.mode })));
+      for (const [rel, meta] of this.fifos) this.applyLinkMeta(rel, meta);
     }
     const xattrs = [...this.xattrs].flatMap(([rel, list]) => list.map((x) => ({ path: this.abs(rel), ...x })));
     for (const rel of this.opaque) xattrs.push({ path: this.abs(rel), name: OVERLAY_OPAQUE_XATTR, value: Buffer.from('y') });
-    if (xattrs.length) await setXattrs(xattrs);
+    if (xattrs.length) setXattrs(xattrs);
     // The layer root comes from mkdtemp (0700); without a `./` entry it must be an ordinary 0755 dir.
     if (!this.dirMeta.has('')) this.dirMeta.set('', { mode: 0o755, uid: 0, gid: 0, mtime: EPOCH });
     // Deepest first, so that setting a parent's times is not undone by work on a child.
     const dirs = [...this.dirMeta].sort(([a], [b]) => b.length - a.length);
-    for (const [rel, meta] of dirs) await this.applyDirMeta(rel, meta);
+    for (const [rel, meta] of dirs) this.applyDirMeta(rel, meta);
     this.stats.opaqueDirs = [...this.opaque].sort();
     return this.stats;
   }
 
-  /** Stops accepting work and waits for in-flight writes (after a failure elsewhere). */
-  async abort(): Promise<void> {
-    await Promise.allSettled([...this.inflight]);
+  /** Closes a file left open by a failure; the caller then removes the directory. */
+  abort(): void {
+    if (this.openFd !== null) closeSync(this.openFd);
+    this.openFd = null;
   }
 
   // ---- entry kinds ----
 
-  private async addFile(rel: string, header: TarHeader, body: AsyncIterable<Buffer>): Promise<void> {
-    const size = header.size ?? 0;
-    await this.prepare(rel, 'file');
+  private addFile(rel: string, header: TarHeader): FileSink {
+    this.prepare(rel, 'file');
     this.recordXattrs(rel, header);
     this.stats.files++;
-    this.stats.bytes += size;
+    this.stats.bytes += header.size ?? 0;
     const meta = this.meta(header, 0o644);
-    if (size > BUFFERED_FILE_LIMIT) {
-      await this.drain();
-      await this.writeFile(rel, body, meta);
-      return;
-    }
-    const chunks: Buffer[] = [];
-    for await (const chunk of body) chunks.push(chunk);
-    if (this.inflight.size >= this.concurrency) await Promise.race(this.inflight);
-    this.throwIfFailed();
-    this.track(this.writeFile(rel, chunks, meta));
+    const fd = openSync(this.abs(rel), CREATE_FLAGS, 0o600);
+    this.openFd = fd;
+    this.nodes.set(rel, 'file');
+    return {
+      write: (chunk) => {
+        for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
+      },
+      end: () => {
+        try {
+          if (this.chownEntries && (meta.uid !== 0 || meta.gid !== 0)) fchownSync(fd, meta.uid, meta.gid);
+          fchmodSync(fd, meta.mode);
+          futimesSync(fd, meta.mtime, meta.mtime);
+        } finally {
+          this.openFd = null;
+          closeSync(fd);
+        }
+      },
+    };
   }
 
-  private async addDirectory(rel: string, header: TarHeader): Promise<void> {
-    await this.prepare(rel, 'dir');
+  private addDirectory(rel: string, header: TarHeader): void {
+    this.prepare(rel, 'dir');
     if (this.nodes.get(rel) !== 'dir') {
-      await mkdir(this.abs(rel), { mode: 0o700 });
+      mkdirSync(this.abs(rel), { mode: 0o700 });
       this.nodes.set(rel, 'dir');
     }
     this.recordXattrs(rel, header);
     this.dirMeta.set(rel, this.meta(header, 0o755));
   }
 
-  private async addSymlink(rel: string, header: TarHeader): Promise<void> {
+  private addSymlink(rel: string, header: TarHeader): void {
     if (rel === '') throw this.opts.fail('a symlink entry names the layer root');
-    await this.prepare(rel, 'symlink');
-    await symlink(header.linkname ?? '', this.abs(rel));
+    this.prepare(rel, 'symlink');
+    symlinkSync(header.linkname ?? '', this.abs(rel));
     this.nodes.set(rel, 'symlink');
-    await this.applyLinkMeta(rel, this.meta(header, 0o777));
+    this.applyLinkMeta(rel, this.meta(header, 0o777));
   }
 
-  private async addHardlink(rel: string, header: TarHeader): Promise<void> {
+  private addHardlink(rel: string, header: TarHeader): void {
     const target = this.clean(header.linkname ?? '');
     const kind = this.nodes.get(target);
     if (kind === undefined || kind === 'dir' || kind === 'whiteout') {
       throw this.opts.fail(`hard link ${rel} points to ${JSON.stringify(header.linkname)}, which is not an earlier file of this layer`);
     }
     if (target === rel) return;
-    await this.prepare(rel, kind);
+    this.prepare(rel, kind);
     if (kind === 'fifo' || kind === 'symlink') {
       // A FIFO exists only once finish() runs; a hard link to a symlink is rare: copy the entry instead.
       return kind === 'fifo' ? this.addFifo(rel, header) : this.copySymlink(target, rel);
     }
-    await this.drain();
-    await link(this.abs(target), this.abs(rel));
+    linkSync(this.abs(target), this.abs(rel));
     this.nodes.set(rel, kind);
   }
 
-  private async copySymlink(target: string, rel: string): Promise<void> {
-    await symlink(await readlink(this.abs(target)), this.abs(rel));
+  private copySymlink(target: string, rel: string): void {
+    symlinkSync(readlinkSync(this.abs(target)), this.abs(rel));
     this.nodes.set(rel, 'symlink');
   }
 
-  private async addFifo(rel: string, header: TarHeader): Promise<void> {
-    await this.prepare(rel, 'fifo');
+  private addFifo(rel: string, header: TarHeader): void {
+    this.prepare(rel, 'fifo');
     this.nodes.set(rel, 'fifo');
     this.fifos.set(rel, this.meta(header, 0o644));
   }
 
   /** `.wh.<name>` hides <name> of lower layers; `.wh..wh..opq` hides all lower content of its directory. */
-  private async addWhiteout(rel: string, base: string): Promise<void> {
+  private addWhiteout(rel: string, base: string): null {
     const dir = rel.slice(0, Math.max(0, rel.length - base.length - 1));
     if (base === OPAQUE_MARKER) {
-      await this.ensureDirectory(dir);
+      this.ensureDirectory(dir);
       this.opaque.add(dir);
-      return;
+      return null;
     }
     const name = base.slice(WHITEOUT_PREFIX.length);
     if (name === '' || name === '.' || name === '..') throw this.opts.fail(`whiteout ${JSON.stringify(rel)} names no file`);
     if (name.startsWith(WHITEOUT_PREFIX)) {
       this.stats.skipped.push(`${rel}: aufs metadata`);
-      return;
+      return null;
     }
     const target = dir === '' ? name : `${dir}/${name}`;
-    await this.prepare(target, 'whiteout');
+    this.prepare(target, 'whiteout');
     this.nodes.set(target, 'whiteout');
+    return null;
   }
 
   // ---- paths ----
@@ -252,32 +279,31 @@ export class LayerWriter {
    * Makes `rel` ready to be created as `kind`: its parents are real directories of this layer
    * (created when missing) and whatever this layer had at `rel` is removed, unless both are dirs.
    */
-  private async prepare(rel: string, kind: NodeKind): Promise<void> {
+  private prepare(rel: string, kind: NodeKind): void {
     if (rel === '' && kind !== 'dir') throw this.opts.fail(`an entry of type ${kind} names the layer root`);
-    await this.ensureParents(rel);
+    this.ensureParents(rel);
     const existing = this.nodes.get(rel);
     if (existing === undefined || (existing === 'dir' && kind === 'dir')) return;
-    await this.drain();
     this.forget(rel);
-    if (existing === 'dir') await rm(this.abs(rel), { recursive: true, force: true });
-    else if (existing !== 'whiteout' && existing !== 'fifo') await unlink(this.abs(rel));
+    if (existing === 'dir') rmSync(this.abs(rel), { recursive: true, force: true });
+    else if (existing !== 'whiteout' && existing !== 'fifo') unlinkSync(this.abs(rel));
   }
 
-  private async ensureParents(rel: string): Promise<void> {
+  private ensureParents(rel: string): void {
     let index = rel.indexOf('/');
     while (index !== -1) {
-      await this.ensureDirectory(rel.slice(0, index));
+      this.ensureDirectory(rel.slice(0, index));
       index = rel.indexOf('/', index + 1);
     }
   }
 
   /** `rel` (whose parents are checked) must be a directory of this layer; creates it if missing. */
-  private async ensureDirectory(rel: string): Promise<void> {
+  private ensureDirectory(rel: string): void {
     const kind = this.nodes.get(rel);
     if (kind === 'dir') return;
     if (kind !== undefined) throw this.opts.fail(`entry path goes through ${JSON.stringify(rel)}, which is a ${kind} in this layer, not a directory`);
-    await this.ensureParents(rel);
-    await mkdir(this.abs(rel), { mode: 0o755 });
+    this.ensureParents(rel);
+    mkdirSync(this.abs(rel), { mode: 0o755 });
     this.nodes.set(rel, 'dir');
   }
 
@@ -292,31 +318,18 @@ export class LayerWriter {
 
   // ---- writes and metadata ----
 
-  private async writeFile(rel: string, body: Iterable<Buffer> | AsyncIterable<Buffer>, meta: Meta): Promise<void> {
-    this.nodes.set(rel, 'file');
-    const file = await open(this.abs(rel), CREATE_FLAGS, 0o600);
-    try {
-      for await (const chunk of body) await file.write(chunk);
-      if (this.chownEntries && (meta.uid !== 0 || meta.gid !== 0)) await file.chown(meta.uid, meta.gid);
-      await file.chmod(meta.mode);
-      await file.utimes(meta.mtime, meta.mtime);
-    } finally {
-      await file.close();
-    }
-  }
-
-  private async applyLinkMeta(rel: string, meta: Meta): Promise<void> {
+  private applyLinkMeta(rel: string, meta: Meta): void {
     const path = this.abs(rel);
-    if (this.chownEntries) await lchown(path, meta.uid, meta.gid);
-    await lutimes(path, meta.mtime, meta.mtime);
+    if (this.chownEntries) lchownSync(path, meta.uid, meta.gid);
+    lutimesSync(path, meta.mtime, meta.mtime);
   }
 
   /** Directories only: every path here is a directory this layer created, never a symlink. */
-  private async applyDirMeta(rel: string, meta: Meta): Promise<void> {
+  private applyDirMeta(rel: string, meta: Meta): void {
     const path = this.abs(rel);
-    if (this.chownEntries) await lchown(path, meta.uid, meta.gid);
-    await chmod(path, meta.mode);
-    await lutimes(path, meta.mtime, meta.mtime);
+    if (this.chownEntries) lchownSync(path, meta.uid, meta.gid);
+    chmodSync(path, meta.mode);
+    lutimesSync(path, meta.mtime, meta.mtime);
   }
 
   private meta(header: TarHeader, defaultMode: number): Meta {
@@ -342,29 +355,5 @@ export class LayerWriter {
     }
     if (list.length) this.xattrs.set(rel, list);
     else this.xattrs.delete(rel);
-  }
-
-  // ---- concurrency ----
-
-  private track(op: Promise<void>): void {
-    const tracked: Promise<void> = op.then(
-      () => {
-        this.inflight.delete(tracked);
-      },
-      (e: unknown) => {
-        this.inflight.delete(tracked);
-        this.failure ??= e;
-      },
-    );
-    this.inflight.add(tracked);
-  }
-
-  private async drain(): Promise<void> {
-    while (this.inflight.size) await Promise.all([...this.inflight]);
-    this.throwIfFailed();
-  }
-
-  private throwIfFailed(): void {
-    if (this.failure !== null) throw this.failure;
   }
 }

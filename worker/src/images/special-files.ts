@@ -2,45 +2,39 @@
  * Filesystem operations Node has no API for: character devices (overlay whiteouts), FIFOs and
  * extended attributes. They run coreutils `mknod`/`mkfifo` and attr's `setfattr` in batches through
  * one `/bin/sh` per batch, with paths passed as arguments (never interpolated into the script).
+ * Synchronous: called from the unpack worker thread at the end of a layer.
  * Callers guarantee every parent of every path is a real directory inside the layer being written.
  */
-import { execFile } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 
 const BATCH = 500;
 
-function runBatches(what: string, script: string, args: string[], perItem: number): Promise<void> {
-  const batches: string[][] = [];
+function runBatches(what: string, script: string, args: string[], perItem: number): void {
   const step = BATCH * perItem;
-  for (let i = 0; i < args.length; i += step) batches.push(args.slice(i, i + step));
-  return batches.reduce<Promise<void>>(
-    (prev, batch) =>
-      prev.then(
-        () =>
-          new Promise<void>((resolve, reject) => {
-            execFile('/bin/sh', ['-c', script, 'sh', ...batch], { maxBuffer: 1 << 20 }, (err, _stdout, stderr) => {
-              if (err) reject(new Error(`${what} failed: ${String(stderr).trim() || err.message}`, { cause: err }));
-              else resolve();
-            });
-          }),
-      ),
-    Promise.resolve(),
-  );
+  for (let i = 0; i < args.length; i += step) {
+    try {
+      execFileSync('/bin/sh', ['-c', script, 'sh', ...args.slice(i, i + step)], { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 20 });
+    } catch (e) {
+      const stderr = String((e as { stderr?: Buffer }).stderr ?? '').trim();
+      throw new Error(`${what} failed: ${stderr || (e as Error).message}`, { cause: e });
+    }
+  }
 }
 
 /** overlayfs whiteouts: character devices 0:0, mode 0 (they hide the same name in lower layers). */
-export function makeWhiteouts(paths: string[]): Promise<void> {
-  return runBatches('mknod', 'for p do mknod -m 000 "$p" c 0 0 || exit 1; done', paths, 1);
+export function makeWhiteouts(paths: string[]): void {
+  runBatches('mknod', 'for p do mknod -m 000 "$p" c 0 0 || exit 1; done', paths, 1);
 }
 
-export function makeFifos(fifos: Array<{ path: string; mode: number }>): Promise<void> {
+export function makeFifos(fifos: Array<{ path: string; mode: number }>): void {
   const args = fifos.flatMap((f) => [(f.mode & 0o7777).toString(8), f.path]);
-  return runBatches('mkfifo', 'while [ $# -gt 0 ]; do mkfifo -m "$1" "$2" || exit 1; shift 2; done', args, 2);
+  runBatches('mkfifo', 'while [ $# -gt 0 ]; do mkfifo -m "$1" "$2" || exit 1; shift 2; done', args, 2);
 }
 
 /** Sets xattrs without following symlinks; values are raw bytes. */
-export function setXattrs(items: Array<{ path: string; name: string; value: Buffer }>): Promise<void> {
+export function setXattrs(items: Array<{ path: string; name: string; value: Buffer }>): void {
   const args = items.flatMap((x) => [x.name, '0s' + x.value.toString('base64'), x.path]);
-  return runBatches('setfattr', 'while [ $# -gt 0 ]; do setfattr -h -n "$1" -v "$2" -- "$3" || exit 1; shift 3; done', args, 3);
+  runBatches('setfattr', 'while [ $# -gt 0 ]; do setfattr -h -n "$1" -v "$2" -- "$3" || exit 1; shift 3; done', args, 3);
 }
 
 export const OVERLAY_OPAQUE_XATTR = 'trusted.overlay.opaque';

@@ -3,9 +3,12 @@
  * split across reads stays whole; invalid bytes become U+FFFD), each stream is capped at
  * limits.outputBytes (the rest is drained and dropped, and `truncated` says so), and appends are
  * batched: while one write to Redis is in flight, new chunks queue up and go out in the next one.
+ * Attach the pipes as soon as the process exists (so no byte and no end is missed); output is held
+ * back until open() — after the `running` status event — so the stream keeps its order.
  */
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { JobStore, OutputChunk } from '../../../core/src/job-store.ts';
 
 type StreamName = 'stdout' | 'stderr';
@@ -16,6 +19,7 @@ export class RedisOutputSink {
   private readonly decoders: Record<StreamName, StringDecoder> = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
   private inFlight: Promise<void> | null = null;
   private failure: unknown = null;
+  private held = true;
   truncated = false;
 
   constructor(
@@ -24,13 +28,16 @@ export class RedisOutputSink {
     private readonly capBytes: number,
   ) {}
 
-  /** Read a stream to its end; resolves when it closed (the process and its children let go of it). */
+  /** Read a stream to its end; resolves when it ended (the process and its children let go of it). */
   attach(name: StreamName, stream: Readable): Promise<void> {
-    return new Promise((resolve) => {
-      stream.on('data', (buf: Buffer) => this.write(name, buf));
-      stream.once('error', () => resolve());
-      stream.once('close', () => resolve());
-    });
+    stream.on('data', (buf: Buffer) => this.write(name, buf));
+    return finished(stream).catch(() => {});
+  }
+
+  /** Start appending to Redis (what arrived before is sent first). */
+  open(): void {
+    this.held = false;
+    if (this.pending.length && !this.inFlight) this.kick();
   }
 
   write(name: StreamName, buf: Buffer): void {
@@ -48,6 +55,7 @@ export class RedisOutputSink {
 
   /** Everything written so far is in Redis when this resolves. */
   async flush(): Promise<void> {
+    this.held = false;
     for (const name of ['stdout', 'stderr'] as const) {
       const rest = this.decoders[name].end();
       if (rest) this.push(name, rest);
@@ -63,7 +71,7 @@ export class RedisOutputSink {
     const last = this.pending[this.pending.length - 1];
     if (last && last.type === type && last.data.length < 65536) last.data += data;
     else this.pending.push({ type, data });
-    if (!this.inFlight) this.kick();
+    if (!this.inFlight && !this.held) this.kick();
   }
 
   private kick(): void {

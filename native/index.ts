@@ -69,6 +69,18 @@ export interface LaunchOptions {
   stateDir?: string;
   /** Diagnostics/tests only: run without the seccomp filter. Default true. */
   seccomp?: boolean;
+  /**
+   * Tests on hybrid hosts only: use the cgroup v2 code path on this cgroup2 mount (e.g.
+   * /sys/fs/cgroup/unified). Controllers bound to v1 there are skipped: their limits do not apply.
+   */
+  cgroupV2Root?: string;
+  /**
+   * P9: run the job in its slot's user namespace (default true): container ids 0..65535 map to
+   * host ids uidBase + slot * 65536 + id; the image layers are idmapped so image ownership is kept.
+   */
+  userns?: boolean;
+  /** Host uid/gid of container id 0 for slot 0. Default 100000. */
+  uidBase?: number;
 }
 
 /** Error thrown by launch(): `code` is invalid_spec | command_not_found | host_unsupported | an errno name. */
@@ -114,6 +126,7 @@ interface Native {
   probe(): { cgroup: 'v1' | 'v2' | 'none'; ok: boolean; missing: string[]; features: Record<string, boolean> };
   launch(spec: LaunchSpec, opts: LaunchOptions, onEvent: (kind: string, payload: unknown) => void): NativeLaunched;
   kill(handle: number): boolean;
+  usage(handle: number): { cpuNs: number; memoryPeakBytes: number } | null;
   sweep(opts: LaunchOptions): { cgroups: number; processes: number };
   liveJobs(): number;
 }
@@ -131,6 +144,8 @@ function native(): Native {
   }
   return binding;
 }
+
+const CPU_POLL_MS = 50;
 
 const kindCodes: Record<number, string> = { 1: 'invalid_spec', 2: 'command_not_found', 3: 'host_unsupported' };
 
@@ -218,6 +233,18 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     endedBy ??= 'timeout';
     n.kill(h.handle);
   }, spec.limits.timeoutMs);
+  // CPU time of the whole job, from its cgroup (RLIMIT_CPU in the job only bounds each process).
+  const cpuLimitNs = (spec.limits.cpuTimeMs ?? 0) * 1e6;
+  const cpuTimer = cpuLimitNs > 0
+    ? setInterval(() => {
+      const u = n.usage(h.handle);
+      if (u && u.cpuNs >= cpuLimitNs) {
+        endedBy ??= 'timeout';
+        n.kill(h.handle);
+      }
+    }, CPU_POLL_MS)
+    : undefined;
+  void exited.then(() => clearInterval(cpuTimer));
   const stdout = new net.Socket({ fd: h.stdoutFd, readable: true, writable: false });
   const stderr = new net.Socket({ fd: h.stderrFd, readable: true, writable: false });
   let stdin: Writable | undefined;

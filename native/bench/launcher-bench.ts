@@ -1,7 +1,8 @@
 // npm run bench:launcher [-- --runs N] [--json]
 // Start-to-exit of /bin/true in a static busybox rootfs with full isolation and memory + pids
 // limits: sbx (in-process, as the worker uses it) vs `crun run`, `runc run` (same limits) and
-// bwrap (namespaces only, no cgroups), each CLI timed as spawn-and-wait.
+// bwrap (namespaces only, no cgroups), each CLI timed as spawn-and-wait by a tiny C spawner
+// (spawn-timer.c: vfork + exec + waitpid), and the host fork+exec floor of /bin/true.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -57,41 +58,61 @@ function ociBundle(runtime: string, dir: string, rootfs: string): void {
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2));
 }
 
-function cli(cmd: string[], n: number): { times: number[]; failures: number; lastError: string } {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'cli-runner.ts'), String(n), ...cmd],
-    { encoding: 'utf8', maxBuffer: 64 << 20 });
+let spawnTimer = '';
+
+// Time `cmd` n times with spawn-timer, itself started under `prefix` (e.g. unshare ... sh -c).
+function cli(cmd: string[], n: number, prefix: string[] = []): { times: number[]; failures: number; lastError: string } {
+  const all = [...prefix, spawnTimer, String(n), ...cmd];
+  const out = execFileSync(all[0]!, all.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
-async function benchSbx(rootfs: string, parent: string): Promise<Stat> {
-  const spec = (i: number): LaunchSpec => ({
-    id: `bench-${i}`, slot: 0, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0,
-    hostname: 'bench', stdin: null,
-    limits: { memoryBytes: MEM, pids: PIDS, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
-  });
+async function sbxBlock(rootfs: string, parent: string, n: number, seq: { i: number }): Promise<{ times: number[]; failures: number }> {
   const times: number[] = [];
   let failures = 0;
-  for (let i = 0; i < runs + warmup; i++) {
+  for (let k = 0; k < n; k++) {
+    const spec: LaunchSpec = {
+      id: `bench-${seq.i++}`, slot: 0, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0,
+      gid: 0, hostname: 'bench', stdin: null,
+      limits: { memoryBytes: MEM, pids: PIDS, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
+    };
     const t0 = performance.now();
-    const j = await launch(spec(i), { cgroupParent: parent });
+    const j = await launch(spec, { cgroupParent: parent });
     j.stdout.resume();
     j.stderr.resume();
     const x = await j.exited;
-    const dt = performance.now() - t0;
+    times.push(performance.now() - t0);
     if (x.exitCode !== 0) failures++;
-    if (i >= warmup) times.push(dt);
   }
-  return stats(times, failures);
+  return { times, failures };
 }
 
-function benchCli(name: string, cmd: string[], wrap?: (inner: string[]) => string[]): Stat | null {
-  cli(wrap ? wrap(cmd) : cmd, 1);
-  const r = cli(wrap ? wrap(cmd) : cmd, runs + warmup);
-  if (r.failures === r.times.length) {
-    log(`${name}: every run failed: ${r.lastError}`);
-    return null;
+interface Runner { name: string; block(n: number): Promise<{ times: number[]; failures: number; lastError?: string }> }
+
+// Runs every runtime in interleaved blocks (rounds), so that load from elsewhere on the machine
+// hits all of them alike; the first block of each is a warm-up and is discarded.
+async function runAll(runners: Runner[], rounds: number): Promise<Record<string, Stat | null>> {
+  const acc: Record<string, { times: number[]; failures: number; lastError: string }> = {};
+  for (const r of runners) {
+    await r.block(warmup);
+    acc[r.name] = { times: [], failures: 0, lastError: '' };
   }
-  return stats(r.times.slice(warmup), r.failures);
+  const per = Math.ceil(runs / rounds);
+  for (let round = 0; round < rounds; round++) {
+    for (const r of runners) {
+      const b = await r.block(per);
+      acc[r.name]!.times.push(...b.times);
+      acc[r.name]!.failures += b.failures;
+      if (b.lastError) acc[r.name]!.lastError = b.lastError;
+    }
+  }
+  const out: Record<string, Stat | null> = {};
+  for (const r of runners) {
+    const a = acc[r.name]!;
+    out[r.name] = a.failures === a.times.length ? null : stats(a.times.slice(0, runs), a.failures);
+    if (!out[r.name]) log(`${r.name}: every run failed: ${a.lastError}`);
+  }
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -101,31 +122,36 @@ async function main(): Promise<void> {
   const parent = `sbx-bench-${process.pid}`;
   const rootfs = path.join(tmp, 'rootfs');
   buildRootfs(rootfs);
-  const results: Record<string, Stat | null> = {};
+  spawnTimer = path.join(tmp, 'spawn-timer');
+  execFileSync('gcc', ['-O2', '-o', spawnTimer, path.join(here, 'spawn-timer.c')]);
+  let results: Record<string, Stat | null> = {};
   try {
-    log(`runs=${runs} (+${warmup} warm-up), /bin/true, memory ${MEM >> 20} MiB + pids ${PIDS}`);
-    results.sbx = await benchSbx(rootfs, parent);
-    log(`sbx   ${JSON.stringify(results.sbx)}`);
+    log(`runs=${runs} per runtime (+${warmup} warm-up), /bin/true, memory ${MEM >> 20} MiB + pids ${PIDS}, interleaved in rounds`);
+    const seq = { i: 0 };
+    const runners: Runner[] = [
+      { name: 'host', block: async (n) => cli([path.join(rootfs, 'bin', 'true')], n) },
+      { name: 'sbx', block: (n) => sbxBlock(rootfs, parent, n, seq) },
+    ];
     if (have('crun')) {
       ociBundle('crun', path.join(tmp, 'crun'), rootfs);
       // crun 1.8 refuses hybrid cgroups while /sys/fs/cgroup/unified has a controller: hide it in
       // a private mount namespace (measurement-notes.md).
-      results.crun = benchCli('crun', ['crun', 'run', '--bundle', path.join(tmp, 'crun'), `sbx-bench-crun-${process.pid}`],
-        (inner) => ['unshare', '-m', '--propagation', 'private', '--', 'sh', '-c',
-          `umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"`, 'sh', process.execPath, '--import', 'tsx',
-          path.join(here, 'cli-runner.ts'), String(runs + warmup), ...inner]);
-      log(`crun  ${JSON.stringify(results.crun)}`);
+      const cmd = ['crun', 'run', '--bundle', path.join(tmp, 'crun'), `sbx-bench-crun-${process.pid}`];
+      const prefix = ['unshare', '-m', '--propagation', 'private', '--', 'sh', '-c', 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', 'sh'];
+      runners.push({ name: 'crun', block: async (n) => cli(cmd, n, prefix) });
     }
     if (have('runc')) {
       ociBundle('runc', path.join(tmp, 'runc'), rootfs);
-      results.runc = benchCli('runc', ['runc', 'run', '--bundle', path.join(tmp, 'runc'), `sbx-bench-runc-${process.pid}`]);
-      log(`runc  ${JSON.stringify(results.runc)}`);
+      const cmd = ['runc', 'run', '--bundle', path.join(tmp, 'runc'), `sbx-bench-runc-${process.pid}`];
+      runners.push({ name: 'runc', block: async (n) => cli(cmd, n) });
     }
     if (have('bwrap')) {
-      results.bwrap = benchCli('bwrap', ['bwrap', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts',
-        '--ro-bind', rootfs, '/', '--proc', '/proc', '--dev', '/dev', '/bin/true']);
-      log(`bwrap ${JSON.stringify(results.bwrap)}`);
+      const cmd = ['bwrap', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--ro-bind', rootfs, '/',
+        '--proc', '/proc', '--dev', '/dev', '/bin/true'];
+      runners.push({ name: 'bwrap', block: async (n) => cli(cmd, n) });
     }
+    results = await runAll(runners, Math.max(1, Math.min(10, Math.floor(runs / 20))));
+    for (const [k, v] of Object.entries(results)) log(`${k.padEnd(5)} ${JSON.stringify(v)}`);
   } finally {
     for (const c of ['memory', 'pids', 'cpu', 'cpuacct', 'freezer']) {
       try { fs.rmdirSync(`/sys/fs/cgroup/${c}/${parent}`); } catch { /* absent */ }
@@ -137,7 +163,7 @@ async function main(): Promise<void> {
   const pick = (s: Stat | null | undefined) => (s ? { median_ms: s.median_ms, p90_ms: s.p90_ms } : null);
   process.stdout.write(JSON.stringify({
     runs, sbx: pick(results.sbx), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
-    ratio_vs_crun: ratio('crun'),
+    host_fork_exec: pick(results.host), ratio_vs_crun: ratio('crun'),
   }) + '\n');
 }
 

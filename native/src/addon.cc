@@ -117,13 +117,23 @@ Napi::Value Kill(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), job::kill(info[0].As<Napi::Number>().Int32Value()));
 }
 
+Napi::Value Usage(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cgroup::Usage u;
+  if (!info[0].IsNumber() || !job::usage(info[0].As<Napi::Number>().Int32Value(), u)) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cpuNs", (double)u.cpuNs);
+  o.Set("memoryPeakBytes", (double)u.memoryPeak);
+  return o;
+}
+
 Napi::Value Sweep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   spec::Options o;
   Error err;
   if (!spec::optionsFromJs(info[0], o, err)) return Throw(env, err);
   int processes = 0;
-  int groups = cgroup::sweep(cgroup::host(), o.cgroupParent, processes);
+  int groups = cgroup::sweep(cgroup::host(o.cgroupV2Root), o.cgroupParent, processes);
   Napi::Object r = Napi::Object::New(env);
   r.Set("cgroups", groups);
   r.Set("processes", processes);
@@ -140,6 +150,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("launch", Napi::Function::New(env, Launch));
   exports.Set("kill", Napi::Function::New(env, Kill));
   exports.Set("sweep", Napi::Function::New(env, Sweep));
+  exports.Set("usage", Napi::Function::New(env, Usage));
   exports.Set("liveJobs", Napi::Function::New(env, LiveJobs));
   return exports;
 }

@@ -62,7 +62,8 @@ bool resetSignals(Error&) {
   return true;
 }
 
-// stdio on 0..2, the sync socket on 3 for sbx-init; everything else close-on-exec (P2).
+// stdio on 0..2, the sync socket on 3 (and the user namespace on 4) for sbx-init; everything else
+// close-on-exec (P2).
 bool setupFds(const Args& a, int& reportFd, Error& err) {
   const int from[] = {a.stdinFd, a.stdoutFd, a.stderrFd, a.syncFd};
   for (int to = 0; to < 4; to++) {
@@ -70,7 +71,13 @@ bool setupFds(const Args& a, int& reportFd, Error& err) {
     if (r < 0) return fail(err, "stdio", "dup3", "", r);
   }
   reportFd = proto::kInitSyncFd;
-  long r = sc(__NR_close_range, 4, ~0U, CLOSE_RANGE_CLOEXEC);
+  int first = 4;
+  if (a.usernsFd >= 0) {
+    long d = sc(__NR_dup3, a.usernsFd, proto::kInitUsernsFd, 0);
+    if (d < 0) return fail(err, "fds", "dup3", "userns", d);
+    first = proto::kInitUsernsFd + 1;
+  }
+  long r = sc(__NR_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC);
   if (r < 0) return fail(err, "fds", "close_range", "", r);
   return true;
 }
@@ -82,13 +89,13 @@ bool execInit(const Args& a, Error& err) {
 
 bool run(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(dieWithLauncher(err));
-  RETURN_ON_FAILURE(ns::unshareInChild(err));  // meanwhile the launcher creates the cgroups
+  RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));  // meanwhile the launcher creates the cgroups
+  ns::shareMountNsInChild(a.syncFd);
   RETURN_ON_FAILURE(waitForGo(a, err));
   RETURN_ON_FAILURE(joinCgroups(a, err));
   RETURN_ON_FAILURE(resetSignals(err));
   RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops, err));
   RETURN_ON_FAILURE(ns::setHostnameInChild(a.hostname, a.hostnameLen, err));
-  RETURN_ON_FAILURE(ns::loopbackUpInChild(err));
   RETURN_ON_FAILURE(setupFds(a, reportFd, err));
   return execInit(a, err);
 }

@@ -16,6 +16,8 @@ struct Args {  // prepared by the launcher before clone, read-only afterwards
   char* const* initEnvp;  // the job's env
   const char* const* cgroupJoin;  // files to write "0" to (cgroup v1 "tasks"), may be empty
   size_t ncgroupJoin;
+  int usernsFd;  // >= kMinFd: handed to sbx-init as fd 4 (it joins it); -1: no user namespace
+  int netFd;     // a fresh network namespace to join (lo up), or -1: make one
 };
 
 constexpr int kMinFd = 10;  // so dup3() onto 0..3 can never clobber a source fd

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,10 +87,19 @@ bool rearmDeathSignal(Error& err) {
   return true;
 }
 
+// P9: join the slot's user namespace. Our other namespaces stay owned by the host's user
+// namespace, so the job's root has no privilege over its own mounts, network, hostname or IPC.
+bool joinUserns(Error& err) {
+  if (setns(proto::kInitUsernsFd, CLONE_NEWUSER) != 0) return fail(err, "userns", "setns", "", errno);
+  close(proto::kInitUsernsFd);
+  return true;
+}
+
 bool dropPrivileges(const Config& c, Error& err) {
   const proto::InitConfig& h = *c.h;
   RETURN_ON_FAILURE(oomScore(h.oomScoreAdj, err));
   RETURN_ON_FAILURE(rlimit::applyInInit(h, err));
+  if (h.flags & proto::kUserns) RETURN_ON_FAILURE(joinUserns(err));
   RETURN_ON_FAILURE(caps::dropBoundingInInit(h.keepCaps, err));
   RETURN_ON_FAILURE(user::setCredsInInit(h.uid, h.gid, c.groups, h.ngroups, err));
   RETURN_ON_FAILURE(caps::setFinalInInit(h.keepCaps, err));

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <string.h>
 #include <map>
 #include <set>
 
@@ -17,6 +18,7 @@
 #include "proto.h"
 #include "seccomp.h"
 #include "sys.h"
+#include "userns.h"
 
 namespace sbx::job {
 namespace {
@@ -81,6 +83,7 @@ struct Job {
   void* stack = nullptr;
   cgroup::Group group;
   int pid = -1, pidfd = -1, syncFd = -1;
+  int mntnsFd = -1;  // the job's mount namespace, released after the exit is reported
   uv_poll_t exitPoll{}, syncPoll{};
   int openPolls = 0;
   bool syncPolling = false;
@@ -90,6 +93,7 @@ struct Job {
   bool execReported = false;
 
   ~Job() {
+    ns::releaseLater(mntnsFd);
     if (stack) munmap(stack, kStackSize);
     if (pidfd >= 0) close(pidfd);
     if (syncFd >= 0) close(syncFd);
@@ -136,11 +140,40 @@ void handleMsg(Job* j, const proto::Msg& m) {
   }
 }
 
+// One packet, with at most one passed fd (which we own; -1 if none).
+ssize_t recvMsg(int fd, proto::Msg& m, int& passed) {
+  passed = -1;
+  struct iovec iov = {&m, sizeof m};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+  struct msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); n >= 0 && c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; i++) {
+      int f;
+      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      if (passed < 0) passed = f;
+      else close(f);
+    }
+  }
+  return n;
+}
+
 // Read every pending message; returns false on EOF/error (stop polling the socket).
 bool drainSync(Job* j) {
   for (;;) {
     proto::Msg m;
-    ssize_t n = recv(j->syncFd, &m, sizeof m, MSG_DONTWAIT);
+    int passed;
+    ssize_t n = recvMsg(j->syncFd, m, passed);
+    if (passed >= 0) {
+      if (m.tag == 'N' && j->mntnsFd < 0) j->mntnsFd = passed;
+      else close(passed);
+    }
     if (n == (ssize_t)sizeof m) {
       handleMsg(j, m);
       continue;
@@ -229,7 +262,7 @@ void onSync(uv_poll_t* h, int status, int) {
 bool buildInitConfig(const Job& j, const spec::Options& o, std::string& out, Error& err) {
   proto::InitConfig c{};
   c.magic = proto::kMagic;
-  c.flags = proto::kDropCaps | (o.seccomp ? (uint32_t)proto::kSeccomp : 0u);
+  c.flags = proto::kDropCaps | (o.seccomp ? (uint32_t)proto::kSeccomp : 0u) | (o.userns ? (uint32_t)proto::kUserns : 0u);
   c.uid = j.spec.uid;
   c.gid = j.spec.gid;
   c.ngroups = (uint32_t)j.spec.groups.size();
@@ -294,8 +327,8 @@ bool loadInit(const std::string& path, Error& err) {
 Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Function onEvent, int& pid, Fds& fds,
             Error& err) {
   if (gInitFd < 0) return fail(err, "init-load", "", "sbx-init not loaded", ENOENT, kHost), nullptr;
-  const cgroup::Host& host = cgroup::host();
-  if (host.mode == cgroup::Mode::kNone || !host.missing.empty())
+  const cgroup::Host& host = cgroup::host(o.cgroupV2Root);
+  if (host.mode == cgroup::Mode::kNone || (!host.missing.empty() && o.cgroupV2Root.empty()))
     return fail(err, "host", "", host.missing.empty() ? "" : host.missing[0].c_str(), ENOSYS, kHost), nullptr;
   if (!gPreparedStateDirs.count(o.stateDir)) {
     if (!mnt::prepareStateDir(o.stateDir, err)) return nullptr;
@@ -303,7 +336,16 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   }
   std::unique_ptr<Job> j(new Job());
   j->spec = s;
-  if (!mnt::buildOps(j->spec, o, j->arena, j->ops, err)) return nullptr;
+  int usernsFd = -1;
+  uint32_t hostBase = 0;
+  if (o.userns) {
+    bool idsOk = s.uid < userns::kRange && s.gid < userns::kRange;
+    for (uint32_t g : s.groups) idsOk &= g < userns::kRange;
+    if (!idsOk) return fail(err, "spec", "", "uid/gid/groups must be < 65536 with a user namespace", EINVAL, kInvalidSpec), nullptr;
+    if (!userns::slotFd(o.uidBase, s.slot, usernsFd, err)) return nullptr;
+    hostBase = o.uidBase + s.slot * userns::kRange;
+  }
+  if (!mnt::buildOps(j->spec, o, usernsFd, hostBase, j->arena, j->ops, err)) return nullptr;
   buildInitArgs(*j);
   std::string config;
   if (!buildInitConfig(*j, o, config, err)) return nullptr;
@@ -329,7 +371,9 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   for (const auto& f : j->joinFiles) j->joinPtrs.push_back(f.c_str());
   j->args = child::Args{syncC.fd, inR.fd, outW.fd, errW.fd, gInitFd, j->ops.data(), j->ops.size(),
                         j->spec.hostname.c_str(), j->spec.hostname.size(), j->initArgv.data(), j->initEnvp.data(),
-                        j->joinPtrs.data(), j->joinPtrs.size()};
+                        j->joinPtrs.data(), j->joinPtrs.size(), usernsFd, -1};
+  Fd netns(ns::takeNetns());  // ours until clone has copied it into the child
+  j->args.netFd = netns.fd;
   j->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (j->stack == MAP_FAILED) {
     j->stack = nullptr;
@@ -354,6 +398,7 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   j->pid = c.pid;
   j->pidfd = c.pidfd;
   syncC.reset();  // the child has its own copies now
+  netns.reset();
   outW.reset();
   errW.reset();
   inR.reset();
@@ -394,6 +439,13 @@ bool kill(int handle) {
   if (it == gJobs.end()) return false;
   // SIGKILL to pid 1 of the job's pid namespace: the kernel kills every process in it.
   return syscall(SYS_pidfd_send_signal, it->second->pidfd, SIGKILL, nullptr, 0) == 0;
+}
+
+bool usage(int handle, cgroup::Usage& u) {
+  auto it = gJobs.find(handle);
+  if (it == gJobs.end()) return false;
+  cgroup::readUsage(it->second->group, u);
+  return true;
 }
 
 size_t liveJobs() { return gJobs.size(); }

@@ -29,6 +29,8 @@ bool loadInit(const std::string& path, Error& err);
 Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Function onEvent, int& pid,
             Fds& fds, Error& err);
 bool kill(int handle);
+// Live usage of a running job from its cgroup; false if the handle is unknown.
+bool usage(int handle, cgroup::Usage& u);
 size_t liveJobs();
 int handleOf(const Job* j);
 

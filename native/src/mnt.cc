@@ -4,7 +4,10 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <sys/mount.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "sys.h"
@@ -23,6 +26,17 @@ const char* const kMaskedPaths[] = {
 const char* const kReadOnlyPaths[] = {"proc/bus", "proc/fs", "proc/irq", "proc/sys", "proc/sysrq-trigger"};
 const char* const kDevices[] = {"null", "zero", "full", "random", "urandom", "tty"};
 const unsigned long kNoSuidDevExec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+// <linux/mount.h> clashes with <sys/mount.h> on glibc 2.36: the few new-mount-API constants.
+constexpr long kOpenTreeClone = 1;
+constexpr long kMoveMountFEmptyPath = 0x4;
+constexpr uint64_t kAttrRdonly = 0x1, kAttrNosuid = 0x2, kAttrNodev = 0x4, kAttrNoexec = 0x8, kAttrIdmap = 0x00100000;
+#ifndef __NR_open_tree
+#define __NR_open_tree 428
+#define __NR_move_mount 429
+#endif
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr 442
+#endif
 
 struct Builder {
   Arena& arena;
@@ -30,7 +44,7 @@ struct Builder {
   const char* str(const std::string& s) { return arena.emplace_back(s).c_str(); }
   void add(OpKind k, const char* stage, const char* src, const char* dst, const char* fstype = nullptr,
            unsigned long flags = 0, const char* data = nullptr, uint32_t mode = 0, bool optional = false) {
-    ops.push_back(Op{k, optional, mode, flags, src, dst, fstype, data, stage});
+    ops.push_back(Op{k, optional, mode, flags, src, dst, fstype, data, stage, -1, 0, 0});
   }
 };
 
@@ -43,7 +57,7 @@ bool exists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
-bool addRootfs(Builder& b, const spec::Spec& s, const spec::Options& o, Error& err) {
+bool addRootfs(Builder& b, const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Error& err) {
   std::string scratch = o.stateDir + "/mnt";
   uint64_t inodes = s.limits.diskBytes / 4096;
   if (inodes < 4096) inodes = 4096;
@@ -53,8 +67,23 @@ bool addRootfs(Builder& b, const spec::Spec& s, const spec::Options& o, Error& e
   b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(scratch + "/upper"), nullptr, 0, nullptr, 0755);
   b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(scratch + "/work"), nullptr, 0, nullptr, 0700);
   b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(scratch + "/root"), nullptr, 0, nullptr, 0755);
-  std::string lower = o.stateDir + "/initlayer";
-  for (auto it = s.lowerDirs.rbegin(); it != s.lowerDirs.rend(); ++it) lower += ":" + *it;
+  std::vector<std::string> layers{o.stateDir + "/initlayer"};  // top first
+  for (auto it = s.lowerDirs.rbegin(); it != s.lowerDirs.rend(); ++it) layers.push_back(*it);
+  std::string lower;
+  for (size_t i = 0; i < layers.size(); i++) {
+    std::string dir = layers[i];
+    if (usernsFd >= 0) {  // an idmapped, read-only clone of the layer, attached in our tmpfs
+      dir = scratch + "/l" + std::to_string(i);
+      b.add(OpKind::kMkdir, "idmap", nullptr, b.str(dir), nullptr, 0, nullptr, 0700);
+      b.add(OpKind::kIdmapLayer, "idmap", b.str(layers[i]), b.str(dir));
+      b.ops.back().fd = usernsFd;
+    }
+    lower += (i ? ":" : "") + dir;
+  }
+  if (usernsFd >= 0) {  // the job's root owns "/" (the overlay root takes the upper root's owner)
+    b.add(OpKind::kChown, "idmap", nullptr, b.str(scratch + "/upper"));
+    b.ops.back().uid = b.ops.back().gid = hostBase;
+  }
   std::string data = "lowerdir=" + lower + ",upperdir=" + scratch + "/upper,workdir=" + scratch + "/work";
   if (data.size() > 4000)  // mount(2) data is one page
     return fail(err, "spec", "", "lowerDirs: overlay options exceed one page; use shorter layer paths", E2BIG, kInvalidSpec);
@@ -63,8 +92,18 @@ bool addRootfs(Builder& b, const spec::Spec& s, const spec::Options& o, Error& e
   return true;
 }
 
-void addDev(Builder& b, uint64_t shmBytes) {
-  b.add(OpKind::kMount, "dev", "tmpfs", "dev", "tmpfs", kNoSuidDevExec, "mode=0755,size=65536,nr_inodes=64");
+// /dev from the launcher's read-only template (<stateDir>/dev: device nodes, symlinks and mount
+// points made once by prepareStateDir), attached as one detached clone: 3 syscalls instead of ~20.
+void addDevFromTemplate(Builder& b, const spec::Options& o, uint64_t shmBytes, const std::string& owner, int usernsFd) {
+  b.add(OpKind::kIdmapLayer, "dev", b.str(o.stateDir + "/dev"), "dev", nullptr, MS_NOSUID | MS_NOEXEC | MS_RDONLY);
+  b.ops.back().fd = usernsFd;
+  b.add(OpKind::kMount, "dev", "devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+  b.add(OpKind::kMount, "dev", "shm", "dev/shm", "tmpfs", kNoSuidDevExec, b.str("mode=1777,size=" + std::to_string(shmBytes) + owner));
+  b.add(OpKind::kMount, "dev", "mqueue", "dev/mqueue", "mqueue", kNoSuidDevExec);
+}
+
+void addDev(Builder& b, uint64_t shmBytes, const std::string& owner) {
+  b.add(OpKind::kMount, "dev", "tmpfs", "dev", "tmpfs", kNoSuidDevExec, b.str("mode=0755,size=65536,nr_inodes=64" + owner));
   for (const char* d : kDevices) {
     const char* dst = b.str(std::string("dev/") + d);
     b.add(OpKind::kTouch, "dev", nullptr, dst, nullptr, 0, nullptr, 0666);
@@ -79,7 +118,7 @@ void addDev(Builder& b, uint64_t shmBytes) {
   b.add(OpKind::kSymlink, "dev", "pts/ptmx", "dev/ptmx");
   b.add(OpKind::kMkdir, "dev", nullptr, "dev/shm", nullptr, 0, nullptr, 01777);
   b.add(OpKind::kMount, "dev", "shm", "dev/shm", "tmpfs", kNoSuidDevExec,
-        b.str("mode=1777,size=" + std::to_string(shmBytes)));
+        b.str("mode=1777,size=" + std::to_string(shmBytes) + owner));
   b.add(OpKind::kMkdir, "dev", nullptr, "dev/mqueue", nullptr, 0, nullptr, 0755);
   b.add(OpKind::kMount, "dev", "mqueue", "dev/mqueue", "mqueue", kNoSuidDevExec);
   b.add(OpKind::kRemountRo, "dev", nullptr, "dev", nullptr, kNoSuidDevExec);
@@ -132,6 +171,23 @@ long runOp(const Op& op) {
       return sc(__NR_symlinkat, op.src, AT_FDCWD, op.dst);
     case OpKind::kChdir:
       return sc(__NR_chdir, op.dst);
+    case OpKind::kIdmapLayer: {
+      // open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP | RDONLY) + move_mount.
+      long t = sc(__NR_open_tree, AT_FDCWD, op.src, kOpenTreeClone | O_CLOEXEC);
+      if (t < 0) return t;
+      // op.flags: MS_* wanted on the clone (default for layers: ro, nosuid, nodev).
+      unsigned long f = op.flags ? op.flags : (MS_RDONLY | MS_NOSUID | MS_NODEV);
+      uint64_t set = ((f & MS_RDONLY) ? kAttrRdonly : 0) | ((f & MS_NOSUID) ? kAttrNosuid : 0) |
+                     ((f & MS_NODEV) ? kAttrNodev : 0) | ((f & MS_NOEXEC) ? kAttrNoexec : 0) |
+                     (op.fd >= 0 ? kAttrIdmap : 0);
+      struct { uint64_t set, clr, prop, userns; } attr = {set, 0, 0, (uint64_t)(op.fd >= 0 ? op.fd : 0)};
+      long r = sc(__NR_mount_setattr, t, "", AT_EMPTY_PATH, &attr, sizeof attr);
+      if (r == 0) r = sc(__NR_move_mount, t, "", AT_FDCWD, op.dst, kMoveMountFEmptyPath);
+      sc(__NR_close, t);
+      return r;
+    }
+    case OpKind::kChown:
+      return sc(__NR_fchownat, AT_FDCWD, op.dst, op.uid, op.gid, AT_SYMLINK_NOFOLLOW);
     case OpKind::kPivot: {
       // nsjail/runc: pivot_root(".", ".") stacks the old root on top; detach it, then cd /.
       long r = sc(__NR_pivot_root, ".", ".");
@@ -151,6 +207,8 @@ const char* opSyscall(OpKind k) {
     case OpKind::kSymlink: return "symlinkat";
     case OpKind::kChdir: return "chdir";
     case OpKind::kPivot: return "pivot_root";
+    case OpKind::kIdmapLayer: return "open_tree/mount_setattr/move_mount";
+    case OpKind::kChown: return "fchownat";
   }
   return "?";
 }
@@ -163,6 +221,51 @@ bool mkdirIfMissing(const std::string& p, mode_t mode, Error& err) {
   if ((st.st_mode & 07777) != mode && chmod(p.c_str(), mode) != 0)
     return fail(err, "state-dir", "chmod", p.c_str(), errno, kHost);
   return true;
+}
+
+struct DevNode {
+  const char* name;
+  unsigned major, minor;
+};
+const DevNode kDevNodes[] = {{"null", 1, 3}, {"zero", 1, 5}, {"full", 1, 7}, {"random", 1, 8}, {"urandom", 1, 9}, {"tty", 5, 0}};
+const char* const kDevLinks[][2] = {{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"},
+                                    {"stderr", "/proc/self/fd/2"}, {"ptmx", "pts/ptmx"}};
+
+// Make (or verify) one template entry; a wrong one (type, device numbers, owner, target) is
+// replaced. Only root can write the template directory.
+bool ensureDevNode(const std::string& dir, const DevNode& d, Error& err) {
+  std::string p = dir + "/" + d.name;
+  struct stat st;
+  if (lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(d.major, d.minor) && st.st_uid == 0 &&
+      (st.st_mode & 07777) == 0666)
+    return true;
+  unlink(p.c_str());
+  if (mknod(p.c_str(), S_IFCHR | 0666, makedev(d.major, d.minor)) != 0) return fail(err, "state-dir", "mknod", p.c_str(), errno, kHost);
+  return chmod(p.c_str(), 0666) == 0 || fail(err, "state-dir", "chmod", p.c_str(), errno, kHost);
+}
+
+bool ensureDevLink(const std::string& dir, const char* name, const char* target, Error& err) {
+  std::string p = dir + "/" + name;
+  char buf[64];
+  ssize_t n = readlink(p.c_str(), buf, sizeof buf - 1);
+  if (n > 0 && (buf[n] = 0, strcmp(buf, target) == 0)) return true;
+  unlink(p.c_str());
+  return symlink(target, p.c_str()) == 0 || fail(err, "state-dir", "symlink", p.c_str(), errno, kHost);
+}
+
+bool prepareDevTemplate(const std::string& dir, Error& err) {
+  RETURN_ON_FAILURE(mkdirIfMissing(dir, 0755, err));
+  for (const auto& d : kDevNodes) RETURN_ON_FAILURE(ensureDevNode(dir, d, err));
+  for (const auto& l : kDevLinks) RETURN_ON_FAILURE(ensureDevLink(dir, l[0], l[1], err));
+  RETURN_ON_FAILURE(mkdirIfMissing(dir + "/pts", 0755, err));
+  RETURN_ON_FAILURE(mkdirIfMissing(dir + "/shm", 01777, err));
+  return mkdirIfMissing(dir + "/mqueue", 0755, err);
+}
+
+// The template's device nodes only work if the state dir's file system allows devices.
+bool devTemplateUsable(const std::string& stateDir) {
+  struct statvfs vfs;
+  return statvfs((stateDir + "/dev").c_str(), &vfs) == 0 && !(vfs.f_flag & ST_NODEV);
 }
 
 }  // namespace
@@ -182,15 +285,19 @@ bool prepareStateDir(const std::string& dir, Error& err) {
   RETURN_ON_FAILURE(mkdirIfMissing(dir + "/initlayer/sys", 0555, err));
   RETURN_ON_FAILURE(mkdirIfMissing(dir + "/initlayer/dev", 0755, err));
   RETURN_ON_FAILURE(mkdirIfMissing(dir + "/initlayer/tmp", 01777, err));
-  return true;
+  return prepareDevTemplate(dir + "/dev", err);
 }
 
-bool buildOps(const spec::Spec& s, const spec::Options& o, Arena& arena, std::vector<Op>& ops, Error& err) {
+bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
+              std::vector<Op>& ops, Error& err) {
   Builder b{arena, ops};
-  RETURN_ON_FAILURE(addRootfs(b, s, o, err));
+  RETURN_ON_FAILURE(addRootfs(b, s, o, usernsFd, hostBase, err));
   b.add(OpKind::kMount, "proc", "proc", "proc", "proc", kNoSuidDevExec);
   uint64_t shm = s.limits.diskBytes < (64u << 20) ? s.limits.diskBytes : (64u << 20);
-  addDev(b, shm);
+  // With a user namespace, the job's root owns its /dev and /dev/shm (as it would without one).
+  std::string owner = usernsFd >= 0 ? ",uid=" + std::to_string(hostBase) + ",gid=" + std::to_string(hostBase) : "";
+  if (devTemplateUsable(o.stateDir)) addDevFromTemplate(b, o, shm, owner, usernsFd);
+  else addDev(b, shm, owner);
   b.add(OpKind::kMount, "sys", "sysfs", "sys", "sysfs", kNoSuidDevExec | MS_RDONLY);
   addMasks(b);
   b.add(OpKind::kPivot, "pivot_root", nullptr, ".");

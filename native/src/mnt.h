@@ -13,7 +13,7 @@
 
 namespace sbx::mnt {
 
-enum class OpKind : uint8_t { kMount, kBind, kRemountRo, kMkdir, kTouch, kSymlink, kChdir, kPivot };
+enum class OpKind : uint8_t { kMount, kBind, kRemountRo, kMkdir, kTouch, kSymlink, kChdir, kPivot, kIdmapLayer, kChown };
 
 struct Op {
   OpKind kind;
@@ -25,6 +25,8 @@ struct Op {
   const char* fstype;
   const char* data;
   const char* stage;
+  int fd;             // kIdmapLayer: the user namespace fd
+  uint32_t uid, gid;  // kChown
 };
 
 // Owns the strings the Ops point to (deque: stable addresses).
@@ -35,7 +37,9 @@ using Arena = std::deque<std::string>;
 // shadow whatever the image ships there, P13).
 bool prepareStateDir(const std::string& stateDir, Error& err);
 
-bool buildOps(const spec::Spec& s, const spec::Options& o, Arena& arena, std::vector<Op>& ops, Error& err);
+// usernsFd >= 0: image layers are idmapped to that user namespace (hostBase = its uid 0).
+bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
+              std::vector<Op>& ops, Error& err);
 
 // Setup child: run the ops. Async-signal-safe.
 bool setupInChild(const Op* ops, size_t n, Error& err);

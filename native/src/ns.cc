@@ -6,7 +6,16 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
 
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "proto.h"
 #include "sys.h"
 
 #ifndef CLONE_INTO_CGROUP
@@ -83,9 +92,145 @@ bool cloneChild(uint64_t nsFlags, int cgroupFd, void* stack, size_t stackSize, i
   return true;
 }
 
-bool unshareInChild(Error& err) {
-  long r = sys::sc(__NR_unshare, kUnshareFlags);
-  return r == 0 || fail(err, "namespaces", "unshare", "", r);
+bool unshareInChild(int netFd, Error& err) {
+  long r = sys::sc(__NR_unshare, kUnshareFlags | (netFd < 0 ? kCloneNewNet : 0));
+  if (r != 0) return fail(err, "namespaces", "unshare", "", r);
+  if (netFd < 0) return loopbackUpInChild(err);
+  r = sys::sc(__NR_setns, netFd, kCloneNewNet);
+  return r == 0 || fail(err, "namespaces", "setns", "net", r);
+}
+
+namespace {
+
+constexpr size_t kNetPoolSize = 4;
+
+struct NetPool {
+  std::mutex mu;
+  std::condition_variable wake;
+  std::deque<int> fds;
+  bool started = false;
+  bool broken = false;  // creation failed once: stop trying, callers fall back
+};
+NetPool& pool() {
+  static NetPool* p = new NetPool();  // never destroyed: the filler thread outlives static teardown
+  return *p;
+}
+
+int makeNetns() {
+  if (unshare(CLONE_NEWNET) != 0) return -1;  // this thread only: nsproxy is per thread
+  Error ignored;
+  if (!loopbackUpInChild(ignored)) return -1;
+  int raw = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (raw < 0) return -1;
+  int fd = fcntl(raw, F_DUPFD_CLOEXEC, 10 /* child::kMinFd */);
+  close(raw);
+  return fd;
+}
+
+void fill() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  NetPool& p = pool();
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(p.mu);
+      p.wake.wait(lk, [&] { return p.fds.size() < kNetPoolSize; });
+    }
+    int fd = makeNetns();
+    std::lock_guard<std::mutex> lk(p.mu);
+    if (fd < 0) {
+      p.broken = true;
+      return;
+    }
+    p.fds.push_back(fd);
+  }
+}
+
+}  // namespace
+
+void shareMountNsInChild(int syncFd) {
+  long fd = sys::sc(__NR_openat, AT_FDCWD, "/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  char tag[sizeof(proto::Msg)];
+  sys::bzero(tag, sizeof tag);
+  tag[0] = 'N';
+  struct iovec iov = {tag, sizeof tag};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  sys::bzero(cbuf, sizeof cbuf);
+  struct msghdr mh;
+  sys::bzero(&mh, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  int ifd = (int)fd;
+  const char* src = reinterpret_cast<const char*>(&ifd);
+  for (size_t i = 0; i < sizeof ifd; i++) CMSG_DATA(c)[i] = src[i];
+  sys::sc(__NR_sendmsg, syncFd, &mh, MSG_NOSIGNAL);
+  sys::sc(__NR_close, fd);
+}
+
+namespace {
+
+struct Janitor {
+  std::mutex mu;
+  std::condition_variable wake;
+  std::deque<int> fds;
+  bool started = false;
+};
+Janitor& janitor() {
+  static Janitor* j = new Janitor();
+  return *j;
+}
+
+void janitorLoop() {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  Janitor& j = janitor();
+  for (;;) {
+    int fd;
+    {
+      std::unique_lock<std::mutex> lk(j.mu);
+      j.wake.wait(lk, [&] { return !j.fds.empty(); });
+      fd = j.fds.front();
+      j.fds.pop_front();
+    }
+    close(fd);
+  }
+}
+
+}  // namespace
+
+void releaseLater(int fd) {
+  if (fd < 0) return;
+  Janitor& j = janitor();
+  std::lock_guard<std::mutex> lk(j.mu);
+  if (!j.started) {
+    j.started = true;
+    std::thread(janitorLoop).detach();
+  }
+  j.fds.push_back(fd);
+  j.wake.notify_one();
+}
+
+int takeNetns() {
+  NetPool& p = pool();
+  std::lock_guard<std::mutex> lk(p.mu);
+  if (!p.started) {
+    p.started = true;
+    std::thread(fill).detach();
+  }
+  if (p.fds.empty() || p.broken) return -1;
+  int fd = p.fds.front();
+  p.fds.pop_front();
+  p.wake.notify_one();
+  return fd;
 }
 
 bool setHostnameInChild(const char* name, size_t len, Error& err) {

@@ -5,6 +5,8 @@
 //   child/init -> launcher  : Msg packets:
 //       'F'  setup failed (Error filled)               -> launch() rejects
 //       'E'  execve of the command failed (value=errno) -> launch() rejects (command_not_found)
+//       'N'  (setup child) carries the job's mount namespace fd (SCM_RIGHTS): the launcher holds
+//            it so the namespace's teardown happens after the job is reported, off the JS thread
 //       'X'  the command is running (value = its pid inside the job's pid namespace)
 //       'S'  the command ended (value = wait status); sbx-init exits right after
 #pragma once
@@ -13,7 +15,8 @@
 
 namespace sbx::proto {
 
-constexpr int kInitSyncFd = 3;  // sbx-init finds the socket here
+constexpr int kInitSyncFd = 3;    // sbx-init finds the socket here
+constexpr int kInitUsernsFd = 4;  // and, with kUserns, the user namespace to join
 constexpr uint32_t kMagic = 0x53425831;  // "SBX1"
 
 struct Msg {
@@ -25,6 +28,7 @@ struct Msg {
 enum InitFlags : uint32_t {
   kSeccomp = 1u << 0,    // install the filter that follows
   kDropCaps = 1u << 1,   // clear every capability set (always set by the launcher)
+  kUserns = 1u << 2,     // setns(kInitUsernsFd, CLONE_NEWUSER) before dropping privileges
 };
 
 // Fixed header; followed by groups[ngroups] (uint32), filter[nfilter] (struct sock_filter), cwd bytes.

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include <cmath>
 
@@ -184,6 +185,19 @@ bool optionsFromJs(const Napi::Value& v, Options& out, Error& err) {
     RETURN_ON_FAILURE(getString(o, "stateDir", out.stateDir, err, 200));
     if (out.stateDir[0] != '/' || out.stateDir.find_first_of(":,\\\n") != std::string::npos)
       return bad(err, "stateDir", "must be an absolute path without ':' ',' '\\'");
+  }
+  if (!o.Get("cgroupV2Root").IsUndefined()) {
+    RETURN_ON_FAILURE(getString(o, "cgroupV2Root", out.cgroupV2Root, err, 200));
+    struct statfs fs;
+    if (out.cgroupV2Root[0] != '/' || statfs(out.cgroupV2Root.c_str(), &fs) != 0 || fs.f_type != 0x63677270)
+      return bad(err, "cgroupV2Root", "must be a cgroup2 mount point");
+  }
+  Napi::Value un = o.Get("userns");
+  if (un.IsBoolean()) out.userns = un.As<Napi::Boolean>().Value();
+  if (!o.Get("uidBase").IsUndefined()) {
+    double d;
+    RETURN_ON_FAILURE(getNumber(o, "uidBase", d, err, 1, 4294967295.0 - 65536, true));
+    out.uidBase = (uint32_t)d;
   }
   Napi::Value sc = o.Get("seccomp");
   if (sc.IsBoolean()) out.seccomp = sc.As<Napi::Boolean>().Value();

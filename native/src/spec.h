@@ -36,6 +36,11 @@ struct Options {
   std::string cgroupParent = "sbx";  // relative to each hierarchy root; never written outside
   std::string stateDir = "/var/lib/sbx";
   bool seccomp = true;
+  // Tests on hybrid hosts: force the cgroup v2 code path on this cgroup2 mount (controllers that
+  // are bound to v1 there are skipped, so their limits are not enforced). Empty = detect.
+  std::string cgroupV2Root;
+  bool userns = true;        // P9: run the job in the slot's user namespace
+  uint32_t uidBase = 100000; // host uid/gid of container id 0 for slot 0; slot s: + s * 65536
 };
 
 // Validate a JS LaunchSpec. On failure fills `err` (kind kInvalidSpec, path = offending field).

@@ -151,7 +151,7 @@ test('a corrupted layer blob is InvalidImageError and nothing is cached', async 
     writeFileSync(data, bytes);
     const store = await newStore();
     await assert.rejects(store.acquire(`${own.host}/corrupt/busybox:latest`), (e: unknown) => {
-      assert.ok(e instanceof InvalidImageError, String(e));
+      assert.ok(e instanceof InvalidImageError, String((e as Error).stack));
       assert.match(e.message, /digest|not valid compressed data/);
       return true;
     });

@@ -1,0 +1,150 @@
+/**
+ * Extracts one layer stream into a directory in the current thread: decompress → (diffID hash +
+ * size cap) → tar parse → LayerWriter, in one pass with back-pressure. It runs inside an unpack
+ * worker (layer-unpack-worker.ts); layer-unpack.ts is the public entry point. The caller gives a
+ * fresh directory and renames it into the cache only when this resolves.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { LayerWriter, type FileSink, type LayerWriteStats, type TarHeader } from './layer-writer.ts';
+import type { LayerCompression } from './media-types.ts';
+import { createZstdDecompressor } from './zstd-decompress.ts';
+
+export interface UnpackLimits {
+  /** Decompressed tar bytes allowed for one layer (decompression bombs, P31). */
+  maxLayerBytes: number;
+  /** Tar entries allowed for one layer. */
+  maxEntries: number;
+}
+
+export const DEFAULT_UNPACK_LIMITS: UnpackLimits = { maxLayerBytes: 16 * 1024 ** 3, maxEntries: 1_000_000 };
+
+export interface ExtractOptions {
+  compression: LayerCompression;
+  /** sha256 the decompressed tar must have (the config's rootfs.diff_ids entry); null skips the check. */
+  diffId: string | null;
+  limits?: UnpackLimits;
+  /** Builds the error that rejects the layer. */
+  fail: (detail: string) => Error;
+  chown?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface UnpackResult extends LayerWriteStats {
+  /** Decompressed tar size. */
+  tarBytes: number;
+}
+
+/** Counts (and optionally hashes) the decompressed tar; fails past the byte cap or on a diffID mismatch. */
+class TarMeter extends Transform {
+  bytes = 0;
+  private readonly hash: Hash | null;
+
+  constructor(
+    private readonly maxBytes: number,
+    private readonly diffId: string | null,
+    private readonly fail: (detail: string) => Error,
+  ) {
+    super();
+    this.hash = diffId === null ? null : createHash('sha256');
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      callback(this.fail(`a layer decompresses to more than the ${this.maxBytes}-byte limit`));
+      return;
+    }
+    this.hash?.update(chunk);
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.hash !== null) {
+      const actual = 'sha256:' + this.hash.digest('hex');
+      if (actual !== this.diffId) {
+        callback(this.fail(`a layer's uncompressed content has digest ${actual}, its config says ${String(this.diffId)}`));
+        return;
+      }
+    }
+    callback();
+  }
+}
+
+function createDecompressor(compression: LayerCompression): Transform {
+  switch (compression) {
+    case 'gzip':
+      return createGunzip({ chunkSize: 256 * 1024 });
+    case 'zstd':
+      return createZstdDecompressor();
+    case 'none':
+      return new PassThrough();
+  }
+}
+
+function wrapDecompressError(e: unknown, fail: (detail: string) => Error): unknown {
+  const code = (e as { code?: string }).code;
+  if (typeof code === 'string' && code.startsWith('Z_')) return fail(`a layer is not valid compressed data (${(e as Error).message})`);
+  return e;
+}
+
+/**
+ * Feeds tar-stream entries to the writer; an error destroys the extraction. The first error is kept
+ * in the returned box: stream.pipeline only reports "premature close" for it.
+ */
+function writeEntries(extract: ReturnType<typeof tar.extract>, writer: LayerWriter, limits: UnpackLimits, fail: (detail: string) => Error): { error: unknown } {
+  const box: { error: unknown } = { error: null };
+  extract.on('entry', (header, stream, next) => {
+    let sink: FileSink | null = null;
+    const failed = (e: unknown) => {
+      box.error ??= e;
+      writer.abort();
+      stream.destroy();
+      next(e as Error);
+    };
+    try {
+      if (writer.stats.entries >= limits.maxEntries) throw fail(`a layer has more than ${limits.maxEntries} entries`);
+      sink = writer.add(header as TarHeader);
+    } catch (e) {
+      failed(e);
+      return;
+    }
+    stream.on('data', (chunk: unknown) => {
+      try {
+        sink?.write(chunk as Buffer);
+      } catch (e) {
+        failed(e);
+      }
+    });
+    stream.on('end', () => {
+      try {
+        sink?.end();
+        next();
+      } catch (e) {
+        failed(e);
+      }
+    });
+  });
+  return box;
+}
+
+export async function extractLayer(source: Readable, targetDir: string, opts: ExtractOptions): Promise<UnpackResult> {
+  const limits = opts.limits ?? DEFAULT_UNPACK_LIMITS;
+  const writer = new LayerWriter(targetDir, { fail: opts.fail, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) });
+  const meter = new TarMeter(limits.maxLayerBytes, opts.compression === 'none' ? null : opts.diffId, opts.fail);
+  const extract = tar.extract();
+  const written = writeEntries(extract, writer, limits, opts.fail);
+  try {
+    const decompressor = createDecompressor(opts.compression);
+    if (opts.signal) await pipeline(source, decompressor, meter, extract, { signal: opts.signal });
+    else await pipeline(source, decompressor, meter, extract);
+  } catch (e) {
+    writer.abort();
+    throw written.error ?? wrapDecompressError(e, opts.fail);
+  }
+  const stats = writer.finish();
+  return { ...stats, tarBytes: meter.bytes };
+}

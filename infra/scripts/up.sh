@@ -3,7 +3,7 @@
 #   a private redis-server, Debian's Distribution registry seeded with the demo image,
 #   the API and one worker. Running it again leaves running parts alone.
 # Env: SBX_API_PORT (8080), SBX_REGISTRY_ADDR (127.0.0.1:5000), SBX_DEV_REDIS_PORT (6399),
-#      SBX_STATE_DIR (/var/lib/sbx), SBX_WORKER_SLOTS.
+#      SBX_STATE_DIR (.sbx/state: image cache, removed by `down`), SBX_WORKER_SLOTS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash infra/scripts/install-deps.sh
@@ -52,7 +52,7 @@ start registry docker-registry serve "$RUN/registry.yml"
 wait_for "registry on $REGISTRY_ADDR" "curl -sf http://$REGISTRY_ADDR/v2/"
 npx --no-install tsx test/fixtures/build-images.ts --registry "$REGISTRY_ADDR" >"$LOGS/fixtures.log" 2>&1 || { cat "$LOGS/fixtures.log" >&2; exit 1; }
 
-export SBX_REDIS_URL=redis://127.0.0.1:$REDIS_PORT SBX_API_PORT=$API_PORT SBX_WORKER_ID=${SBX_WORKER_ID:-local/1}
+export SBX_REDIS_URL=redis://127.0.0.1:$REDIS_PORT SBX_API_PORT=$API_PORT SBX_WORKER_ID=${SBX_WORKER_ID:-local/1} SBX_STATE_DIR=${SBX_STATE_DIR:-$HERE/.sbx/state}
 start api node --import tsx api/src/main.ts
 wait_for "API on 127.0.0.1:$API_PORT" "curl -sf http://127.0.0.1:$API_PORT/readyz"
 start worker node --import tsx worker/src/main.ts

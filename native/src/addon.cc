@@ -4,6 +4,9 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <sys/utsname.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #include <fstream>
 
@@ -82,10 +85,25 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   f.Set("closeRange", syscall(SYS_close_range, ~0U, ~0U, 0) == 0);
   f.Set("clone3", true);  // used unconditionally; a failure is reported by launch()
   f.Set("seccomp", fileExists("/proc/sys/kernel/seccomp/actions_avail"));
-  f.Set("userns", fileExists("/proc/self/ns/user"));
+  std::string maxUserns;
+  {
+    std::ifstream mu("/proc/sys/user/max_user_namespaces");
+    std::getline(mu, maxUserns);
+  }
+  bool userns = fileExists("/proc/self/ns/user") && atol(maxUserns.c_str()) > 0;
+  f.Set("userns", userns);
+  // Idmapped mounts for overlay lower layers: Linux >= 5.19 (mount_setattr >= 5.12).
+  struct utsname u;
+  int major = 0, minor = 0;
+  if (uname(&u) == 0) sscanf(u.release, "%d.%d", &major, &minor);
+  bool idmap = major > 5 || (major == 5 && minor >= 19);
+  f.Set("idmappedMounts", idmap);
   if (!filesystemAvailable("overlay")) missing.Set(missing.Length(), "overlayfs not available");
   if (pfd < 0) missing.Set(missing.Length(), "pidfd_open not supported (Linux >= 5.3 needed)");
   if (getuid() != 0) missing.Set(missing.Length(), "the launcher must run as root");
+  // Needed by the default userns mode (launch with { userns: false } works without them).
+  if (!userns) missing.Set(missing.Length(), "user namespaces not available (user.max_user_namespaces = 0)");
+  if (!idmap) missing.Set(missing.Length(), "idmapped overlay layers need Linux >= 5.19");
   o.Set("missing", missing);
   o.Set("ok", missing.Length() == 0);
   o.Set("features", f);

@@ -76,6 +76,16 @@ void plan(const Host& h, const std::string& parent, const std::string& id, Group
   g.freezer = controllerDir(h, "freezer", rel);
 }
 
+// mkdir the job's directory; if the parent vanished (removed behind our back), recreate it once.
+bool makeJobDir(const Host& h, const std::string& parent, const std::string& dir, Error& err) {
+  if (mkdir(dir.c_str(), 0755) == 0) return true;
+  if (errno == ENOENT) {
+    for (const auto& m : mounts(h)) RETURN_ON_FAILURE(mkdirP(m, parent, err));
+    if (mkdir(dir.c_str(), 0755) == 0) return true;
+  }
+  return fail(err, "cgroup-create", "mkdir", dir.c_str(), errno);
+}
+
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {
   static std::set<std::string> preparedParents;
   if (!preparedParents.count(parent)) {
@@ -83,16 +93,13 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
     preparedParents.insert(parent);
   }
   for (size_t i = 0; i < g.dirs.size(); i++) {
-    if (mkdir(g.dirs[i].c_str(), 0755) != 0) {
-      fail(err, "cgroup-create", "mkdir", g.dirs[i].c_str(), errno);
-      if (errno == ENOENT) preparedParents.erase(parent);  // removed behind our back: redo next time
-      Group partial = g;
-      partial.dirs.resize(i);  // never remove a directory we did not create (EEXIST)
-      Error ignored;
-      remove(partial, ignored);
-      g.dirs.clear();
-      return false;
-    }
+    if (makeJobDir(h, parent, g.dirs[i], err)) continue;
+    Group partial = g;
+    partial.dirs.resize(i);  // never remove a directory we did not create (EEXIST)
+    Error ignored;
+    remove(partial, ignored);
+    g.dirs.clear();
+    return false;
   }
   bool ok = writeMemory(false, g.memory, l.memoryBytes, h.memsw, err) && writePids(false, g.pids, l.pids, err) &&
             writeCpu(false, g.cpu, l.cpus, err);

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <set>
+
 #include "cgroup.h"
 
 namespace sbx::cgroup::v2 {
@@ -57,9 +59,18 @@ void plan(const Host& h, const std::string& parent, const std::string& id, Group
 }
 
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {
-  RETURN_ON_FAILURE(prepareParent(h, parent, err));
+  static std::set<std::string> preparedParents;  // subtree_control written once per parent
+  if (!preparedParents.count(parent)) {
+    RETURN_ON_FAILURE(prepareParent(h, parent, err));
+    preparedParents.insert(parent);
+  }
   const std::string& dir = g.dirs[0];
-  if (mkdir(dir.c_str(), 0755) != 0) {
+  bool made = mkdir(dir.c_str(), 0755) == 0;
+  if (!made && errno == ENOENT) {  // parent removed behind our back: recreate it once
+    RETURN_ON_FAILURE(prepareParent(h, parent, err));
+    made = mkdir(dir.c_str(), 0755) == 0;
+  }
+  if (!made) {
     int e = errno;
     g.dirs.clear();  // not ours (EEXIST) or not made: nothing to remove
     return fail(err, "cgroup-create", "mkdir", dir.c_str(), e);

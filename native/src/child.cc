@@ -93,6 +93,7 @@ bool run(const Args& a, int& reportFd, Error& err) {
   ns::shareMountNsInChild(a.syncFd);
   RETURN_ON_FAILURE(waitForGo(a, err));
   RETURN_ON_FAILURE(joinCgroups(a, err));
+  RETURN_ON_FAILURE(ns::unshareCgroupInChild(err));  // after joining: the job's group becomes its "/"
   RETURN_ON_FAILURE(resetSignals(err));
   RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops, err));
   RETURN_ON_FAILURE(ns::setHostnameInChild(a.hostname, a.hostnameLen, err));

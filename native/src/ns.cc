@@ -149,6 +149,11 @@ void fill() {
 
 }  // namespace
 
+bool unshareCgroupInChild(Error& err) {
+  long r = sys::sc(__NR_unshare, 0x02000000 /*CLONE_NEWCGROUP*/);
+  return r == 0 || fail(err, "namespaces", "unshare", "cgroup", r);
+}
+
 void shareMountNsInChild(int syncFd) {
   long fd = sys::sc(__NR_openat, AT_FDCWD, "/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;

@@ -32,6 +32,9 @@ bool cloneChild(uint64_t nsFlags, int cgroupFd, void* stack, size_t stackSize, i
                 Clone& out, Error& err);
 
 // Setup child (async-signal-safe):
+// New cgroup namespace rooted at the cgroups the child has just joined (hides host cgroup paths).
+bool unshareCgroupInChild(Error& err);
+
 // Close `fd` on a background thread (the last reference to a namespace: its teardown — unmounting
 // the job's file systems, an RCU grace period — must not run on the JS thread).
 void releaseLater(int fd);

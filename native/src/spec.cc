@@ -91,7 +91,7 @@ bool readLimits(const Napi::Object& spec, Limits& l, Error& err) {
   l.pids = (uint64_t)d;
   RETURN_ON_FAILURE(getNumber(o, "cpus", d, err, 0.01, 1024, false));
   l.cpus = d;
-  RETURN_ON_FAILURE(getNumber(o, "timeoutMs", d, err, 1, kMax, true));
+  RETURN_ON_FAILURE(getNumber(o, "timeoutMs", d, err, 1, 2147483647.0 /* setTimeout's limit */, true));
   l.timeoutMs = (uint64_t)d;
   RETURN_ON_FAILURE(getNumber(o, "diskBytes", d, err, 1 << 20, kMax, true));
   l.diskBytes = (uint64_t)d;

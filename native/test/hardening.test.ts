@@ -244,7 +244,7 @@ describe('hardening', () => {
     it('the job has its own pid, mount, net, uts and ipc namespaces; its init is locked down', async () => {
       const j = await launch(baseSpec([rootfs], { argv: ['sleep', '10'] }), opts);
       try {
-        for (const ns of ['pid', 'mnt', 'net', 'uts', 'ipc']) {
+        for (const ns of ['pid', 'mnt', 'net', 'uts', 'ipc', 'cgroup', 'user']) {
           const mine = fs.readlinkSync(`/proc/self/ns/${ns}`);
           const job = fs.readlinkSync(`/proc/${j.pid}/ns/${ns}`);
           assert.notEqual(job, mine, ns);
@@ -260,6 +260,18 @@ describe('hardening', () => {
         j.kill();
         await j.exited;
       }
+    });
+    it('the job sees its own cgroups as "/" (cgroup namespace): no host cgroup path leaks', async () => {
+      const r = await run(baseSpec([rootfs], { argv: ['cat', '/proc/self/cgroup'] }), opts);
+      const lines = r.stdout.trim().split('\n');
+      for (const l of lines) assert.match(l, /^\d+:[^:]*:\/$/, l);
+      assert.doesNotMatch(r.stdout, new RegExp(parent));
+      // control: seen from the host, the same kind of job is in <parent>/<id>
+      const j = await launch(baseSpec([rootfs], { argv: ['sleep', '5'] }), opts);
+      const hostView = fs.readFileSync(`/proc/${j.pid}/cgroup`, 'utf8');
+      j.kill();
+      await j.exited;
+      assert.match(hostView, new RegExp(`/${parent}/`));
     });
     it('the worker does not leak file descriptors across jobs', async () => {
       await run(baseSpec([rootfs], { argv: ['true'] }), opts); // warm up lazy state

@@ -10,7 +10,7 @@ import type { JobStore } from '../../core/src/job-store.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
-import { launch, type ExitInfo, type Launched } from '../../native/index.ts';
+import { launch, type ExitInfo, type LaunchOptions, type Launched } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import { buildLaunchSpec } from './launch-plan.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
@@ -18,7 +18,8 @@ import type { SlotPool } from './slots.ts';
 
 export interface RunnerDeps {
   workerId: string;
-  cgroupParent: string;
+  /** Passed to every launch: the worker's cgroup subtree and the launcher's state directory. */
+  launchOptions: LaunchOptions;
   store: JobStore;
   images: ImageStore;
   directory: WorkerDirectory;
@@ -94,7 +95,7 @@ export class JobRunner {
       if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
 
       const launchSpec = await buildLaunchSpec(stored.spec, image, slot);
-      const launched = await launch(launchSpec, { cgroupParent: this.deps.cgroupParent });
+      const launched = await launch(launchSpec, this.deps.launchOptions);
       const sink = new RedisOutputSink(this.deps.store, id, stored.spec.limits.outputBytes);
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       job.launched = launched;

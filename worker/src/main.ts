@@ -53,7 +53,8 @@ async function main(): Promise<void> {
   }
 
   const janitor = new Janitor(redis, keys, store, directory, logger);
-  const swept = await sweep({ cgroupParent });
+  const launchOptions = { cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher` };
+  const swept = await sweep(launchOptions);
   if (swept.cgroups || swept.processes) logger.warn({ ...swept }, 'removed leftovers of a crashed worker');
   await janitor.finishJobsOf(workerId);
 
@@ -62,7 +63,7 @@ async function main(): Promise<void> {
   const slots = new SlotPool(env.SBX_WORKER_SLOTS ?? defaultSlotCount());
   metrics.slotsTotal.set(slots.total);
   const images = new ImageStore({ root: `${env.SBX_STATE_DIR}/images`, logger: logger.child({ component: 'images' }), insecureRegistries: env.SBX_INSECURE_REGISTRIES });
-  const runner = new JobRunner({ workerId, cgroupParent, store, images, directory, slots, logger, metrics });
+  const runner = new JobRunner({ workerId, launchOptions, store, images, directory, slots, logger, metrics });
 
   const startedAt = new Date().toISOString();
   const beat = async () => {

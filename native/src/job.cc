@@ -324,113 +324,138 @@ bool loadInit(const std::string& path, Error& err) {
   return true;
 }
 
-Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Function onEvent, int& pid, Fds& fds,
-            Error& err) {
-  if (gInitFd < 0) return fail(err, "init-load", "", "sbx-init not loaded", ENOENT, kHost), nullptr;
-  const cgroup::Host& host = cgroup::host(o.cgroupV2Root);
+namespace {
+
+// Launcher ends (kept) and child ends (closed once clone has copied them), all O_CLOEXEC; the
+// child ends are >= kMinFd so the child's dup3() onto 0..4 cannot clobber one of them.
+struct LaunchFds {
+  Fd outR, outW, errR, errW, inR, inW, syncP, syncC, netns;
+};
+
+bool checkHost(const cgroup::Host& host, const spec::Options& o, Error& err) {
+  if (gInitFd < 0) return fail(err, "init-load", "", "sbx-init not loaded", ENOENT, kHost);
   if (host.mode == cgroup::Mode::kNone || (!host.missing.empty() && o.cgroupV2Root.empty()))
-    return fail(err, "host", "", host.missing.empty() ? "" : host.missing[0].c_str(), ENOSYS, kHost), nullptr;
-  if (!gPreparedStateDirs.count(o.stateDir)) {
-    if (!mnt::prepareStateDir(o.stateDir, err)) return nullptr;
-    gPreparedStateDirs.insert(o.stateDir);
-  }
-  std::unique_ptr<Job> j(new Job());
-  j->spec = s;
+    return fail(err, "host", "", host.missing.empty() ? "" : host.missing[0].c_str(), ENOSYS, kHost);
+  if (gPreparedStateDirs.count(o.stateDir)) return true;
+  RETURN_ON_FAILURE(mnt::prepareStateDir(o.stateDir, err));
+  gPreparedStateDirs.insert(o.stateDir);
+  return true;
+}
+
+// Everything the child and sbx-init will read: user namespace, mount program, argv/env, config.
+bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::string& config, Error& err) {
+  const spec::Spec& s = j.spec;
   int usernsFd = -1;
   uint32_t hostBase = 0;
   if (o.userns) {
     bool idsOk = s.uid < userns::kRange && s.gid < userns::kRange;
     for (uint32_t g : s.groups) idsOk &= g < userns::kRange;
-    if (!idsOk) return fail(err, "spec", "", "uid/gid/groups must be < 65536 with a user namespace", EINVAL, kInvalidSpec), nullptr;
-    if (!userns::slotFd(o.uidBase, s.slot, usernsFd, err)) return nullptr;
+    if (!idsOk) return fail(err, "spec", "", "uid/gid/groups must be < 65536 with a user namespace", EINVAL, kInvalidSpec);
+    RETURN_ON_FAILURE(userns::slotFd(o.uidBase, s.slot, usernsFd, err));
     hostBase = o.uidBase + s.slot * userns::kRange;
   }
-  if (!mnt::buildOps(j->spec, o, usernsFd, hostBase, j->arena, j->ops, err)) return nullptr;
-  buildInitArgs(*j);
-  std::string config;
-  if (!buildInitConfig(*j, o, config, err)) return nullptr;
+  RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, j.arena, j.ops, err));
+  buildInitArgs(j);
+  RETURN_ON_FAILURE(buildInitConfig(j, o, config, err));
+  cgroup::plan(host, o.cgroupParent, s.id, j.group);
+  j.joinFiles = cgroup::selfJoinFiles(j.group);
+  for (const auto& f : j.joinFiles) j.joinPtrs.push_back(f.c_str());
+  j.args = child::Args{-1, -1, -1, -1, gInitFd, j.ops.data(), j.ops.size(), s.hostname.c_str(), s.hostname.size(),
+                       j.initArgv.data(), j.initEnvp.data(), j.joinPtrs.data(), j.joinPtrs.size(), usernsFd, -1};
+  return true;
+}
 
-  // Pipes and the sync socket; child ends raised to >= kMinFd, all O_CLOEXEC.
-  Fd outR, outW, errR, errW, inR, inW, syncP, syncC;
-  if (!makePipe(outR, outW, err) || !makePipe(errR, errW, err)) return nullptr;
-  if (s.stdinPipe) {
-    if (!makePipe(inR, inW, err)) return nullptr;
+bool openFds(Job& j, LaunchFds& f, Error& err) {
+  RETURN_ON_FAILURE(makePipe(f.outR, f.outW, err));
+  RETURN_ON_FAILURE(makePipe(f.errR, f.errW, err));
+  if (j.spec.stdinPipe) {
+    RETURN_ON_FAILURE(makePipe(f.inR, f.inW, err));
   } else {
-    inR = Fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (inR.fd < 0) return fail(err, "fds", "open", "/dev/null", errno), nullptr;
+    f.inR = Fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (f.inR.fd < 0) return fail(err, "fds", "open", "/dev/null", errno);
   }
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-    return fail(err, "sync", "socketpair", "", errno), nullptr;
-  syncP = Fd(sv[0]);
-  syncC = Fd(sv[1]);
-  if (!raiseFd(outW, err) || !raiseFd(errW, err) || !raiseFd(inR, err) || !raiseFd(syncC, err)) return nullptr;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return fail(err, "sync", "socketpair", "", errno);
+  f.syncP = Fd(sv[0]);
+  f.syncC = Fd(sv[1]);
+  RETURN_ON_FAILURE(raiseFd(f.outW, err) && raiseFd(f.errW, err) && raiseFd(f.inR, err) && raiseFd(f.syncC, err));
+  f.netns = Fd(ns::takeNetns());
+  j.args.syncFd = f.syncC.fd;
+  j.args.stdinFd = f.inR.fd;
+  j.args.stdoutFd = f.outW.fd;
+  j.args.stderrFd = f.errW.fd;
+  j.args.netFd = f.netns.fd;
+  j.stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (j.stack != MAP_FAILED) return true;
+  j.stack = nullptr;
+  return fail(err, "clone", "mmap", "stack", errno);
+}
 
-  cgroup::plan(host, o.cgroupParent, s.id, j->group);
-  j->joinFiles = cgroup::selfJoinFiles(j->group);
-  for (const auto& f : j->joinFiles) j->joinPtrs.push_back(f.c_str());
-  j->args = child::Args{syncC.fd, inR.fd, outW.fd, errW.fd, gInitFd, j->ops.data(), j->ops.size(),
-                        j->spec.hostname.c_str(), j->spec.hostname.size(), j->initArgv.data(), j->initEnvp.data(),
-                        j->joinPtrs.data(), j->joinPtrs.size(), usernsFd, -1};
-  Fd netns(ns::takeNetns());  // ours until clone has copied it into the child
-  j->args.netFd = netns.fd;
-  j->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (j->stack == MAP_FAILED) {
-    j->stack = nullptr;
-    return fail(err, "clone", "mmap", "stack", errno), nullptr;
-  }
-
-  // v2 joins at clone time, so its group must exist first; v1 groups are created while the child
-  // unshares its namespaces (in parallel), and the child joins them itself.
+// clone, cgroups, go. v2 joins at clone time, so its group must exist first; v1 groups are made
+// while the child unshares its namespaces (in parallel), and the child joins them itself.
+bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, LaunchFds& f, const std::string& config,
+                Error& err) {
   struct GroupUndo {
-    cgroup::Group* g;
+    cgroup::Group* g = nullptr;
     ~GroupUndo() { if (g) { Error e; cgroup::remove(*g, e); } }
-  } groupUndo{nullptr};
-  if (j->group.v2) {
-    if (!cgroup::create(host, o.cgroupParent, s.limits, j->group, err)) return nullptr;
-    groupUndo.g = &j->group;
+  } undo;
+  if (j.group.v2) {
+    RETURN_ON_FAILURE(cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err));
+    undo.g = &j.group;
   }
-  j->startNs = nowNs();
+  j.startNs = nowNs();
   ns::Clone c;
-  if (!ns::cloneChild(ns::kCloneFlags, j->group.v2 ? j->group.dirFd : -1, j->stack, kStackSize, child::main,
-                      &j->args, c, err))
-    return nullptr;
-  j->pid = c.pid;
-  j->pidfd = c.pidfd;
-  syncC.reset();  // the child has its own copies now
-  netns.reset();
-  outW.reset();
-  errW.reset();
-  inR.reset();
-  bool ok = j->group.v2 || cgroup::create(host, o.cgroupParent, s.limits, j->group, err);
-  groupUndo.g = &j->group;
-  if (!ok || !sendAll(syncP.fd, "G", 1, err) || !sendAll(syncP.fd, config.data(), config.size(), err)) {
-    abortChild(*j);
-    return nullptr;
+  RETURN_ON_FAILURE(ns::cloneChild(ns::kCloneFlags, j.group.v2 ? j.group.dirFd : -1, j.stack, kStackSize, child::main,
+                                   &j.args, c, err));
+  j.pid = c.pid;
+  j.pidfd = c.pidfd;
+  for (Fd* childEnd : {&f.syncC, &f.netns, &f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies
+  bool ok = j.group.v2 || cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err);
+  undo.g = &j.group;
+  if (!ok || !sendAll(f.syncP.fd, "G", 1, err) || !sendAll(f.syncP.fd, config.data(), config.size(), err)) {
+    abortChild(j);
+    return false;
   }
+  undo.g = nullptr;
+  return true;
+}
 
-  // Watch the pidfd (exit) and the sync socket (exec result) on the JS thread's loop.
+// Watch the pidfd (exit) and the sync socket (exec result, status) on the JS thread's loop.
+void watch(Job& j, Napi::Env env, Napi::Function onEvent, LaunchFds& f) {
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
-  j->syncFd = syncP.release();
-  j->env = env;
-  j->onEvent = Napi::Persistent(onEvent);
-  j->asyncContext.reset(new Napi::AsyncContext(env, "sbx:job"));
-  j->handle = gNextHandle++;
-  uv_poll_init(loop, &j->exitPoll, j->pidfd);
-  uv_poll_init(loop, &j->syncPoll, j->syncFd);
-  j->exitPoll.data = j->syncPoll.data = j.get();
-  j->openPolls = 2;
-  uv_poll_start(&j->exitPoll, UV_READABLE, onExit);
-  uv_poll_start(&j->syncPoll, UV_READABLE, onSync);
-  j->syncPolling = true;
+  j.syncFd = f.syncP.release();
+  j.env = env;
+  j.onEvent = Napi::Persistent(onEvent);
+  j.asyncContext.reset(new Napi::AsyncContext(env, "sbx:job"));
+  j.handle = gNextHandle++;
+  uv_poll_init(loop, &j.exitPoll, j.pidfd);
+  uv_poll_init(loop, &j.syncPoll, j.syncFd);
+  j.exitPoll.data = j.syncPoll.data = &j;
+  j.openPolls = 2;
+  uv_poll_start(&j.exitPoll, UV_READABLE, onExit);
+  uv_poll_start(&j.syncPoll, UV_READABLE, onSync);
+  j.syncPolling = true;
+  gJobs[j.handle] = &j;
+}
 
-  groupUndo.g = nullptr;
+}  // namespace
+
+Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Function onEvent, int& pid, Fds& fds,
+            Error& err) {
+  const cgroup::Host& host = cgroup::host(o.cgroupV2Root);
+  std::unique_ptr<Job> j(new Job());
+  j->spec = s;
+  std::string config;
+  LaunchFds f;
+  if (!checkHost(host, o, err) || !preparePlan(*j, host, o, config, err) || !openFds(*j, f, err) ||
+      !startChild(*j, host, o, f, config, err))
+    return nullptr;
+  watch(*j, env, onEvent, f);
   pid = j->pid;
-  fds.stdoutFd = outR.release();
-  fds.stderrFd = errR.release();
-  fds.stdinFd = s.stdinPipe ? inW.release() : -1;
-  gJobs[j->handle] = j.get();
+  fds.stdoutFd = f.outR.release();
+  fds.stderrFd = f.errR.release();
+  fds.stdinFd = s.stdinPipe ? f.inW.release() : -1;
   return j.release();
 }
 

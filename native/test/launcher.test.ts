@@ -176,6 +176,20 @@ describe('launcher', () => {
     assertNoLeftovers(spec.id);
   });
 
+  it('rejects limits the kernel or Node cannot honour with code invalid_spec', async () => {
+    const l = baseSpec([]).limits;
+    await assert.rejects(launch(baseSpec([rootfs], { limits: { ...l, pids: 0 } }), opts), { code: 'invalid_spec' });
+    await assert.rejects(launch(baseSpec([rootfs], { limits: { ...l, timeoutMs: 2 ** 31 } }), opts), { code: 'invalid_spec' });
+    await assert.rejects(launch(baseSpec([rootfs], { lowerDirs: ['/nonexistent'] }), opts), { code: 'invalid_spec' });
+    await assert.rejects(launch(baseSpec([rootfs], { lowerDirs: [`${rootfs}:/etc`] }), opts), { code: 'invalid_spec' });
+  });
+
+  it('recreates its cgroup parent when it was removed between jobs', async () => {
+    removeParent(parent);
+    const r = await run(baseSpec([rootfs], { argv: ['echo', 'again'] }), opts);
+    assert.equal(r.stdout, 'again\n');
+  });
+
   it('leaves no job tracked natively after the runs', () => {
     assert.equal(liveJobs(), 0);
   });

@@ -19,6 +19,7 @@ export function createTestApp(redisServer: RunningRedis, env: Record<string, str
   const keys = new RedisKeys(config.env.SBX_REDIS_PREFIX);
   const redis = connectRedis(config.env, 'api-test');
   const sub = connectRedis(config.env, 'api-test-sub');
+  for (const c of [redis, sub]) c.on('error', () => {}); // refused connections are what some tests are about
   const registry = createRegistry('api');
   const deps: AppDeps = {
     config, keys, redis, registry,

@@ -116,14 +116,23 @@ NetPool& pool() {
   return *p;
 }
 
-int makeNetns() {
-  if (unshare(CLONE_NEWNET) != 0) return -1;  // this thread only: nsproxy is per thread
+// Make a namespace in this thread (nsproxy is per thread), keep an fd, and go back home, so the
+// filler thread never stays in a namespace a job will use.
+int makeNetns(int homeFd) {
+  if (unshare(CLONE_NEWNET) != 0) return -1;
   Error ignored;
-  if (!loopbackUpInChild(ignored)) return -1;
-  int raw = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (raw < 0) return -1;
-  int fd = fcntl(raw, F_DUPFD_CLOEXEC, 10 /* child::kMinFd */);
-  close(raw);
+  int fd = -1;
+  if (loopbackUpInChild(ignored)) {
+    int raw = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (raw >= 0) {
+      fd = fcntl(raw, F_DUPFD_CLOEXEC, 10 /* child::kMinFd */);
+      close(raw);
+    }
+  }
+  if (setns(homeFd, CLONE_NEWNET) != 0) {  // cannot go home: stop making namespaces
+    if (fd >= 0) close(fd);
+    return -1;
+  }
   return fd;
 }
 
@@ -132,12 +141,13 @@ void fill() {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
   NetPool& p = pool();
+  int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(p.mu);
       p.wake.wait(lk, [&] { return p.fds.size() < kNetPoolSize; });
     }
-    int fd = makeNetns();
+    int fd = home >= 0 ? makeNetns(home) : -1;
     std::lock_guard<std::mutex> lk(p.mu);
     if (fd < 0) {
       p.broken = true;

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { launch, sweep, type LaunchOptions, type LaunchSpec } from '../index.ts';
@@ -185,6 +186,11 @@ describe('hardening', () => {
       const out = execFileSync(hostProbe, ['status'], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
       assert.match(kv(out, ':').get('Fds') ?? '', /\b3\b/);
     });
+    it('P29 job processes are the first OOM victims (oom_score_adj 1000); control: the worker is not', async () => {
+      const r = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'cat /proc/self/oom_score_adj /proc/1/oom_score_adj'] }), opts);
+      assert.equal(r.stdout, '1000\n1000\n');
+      assert.notEqual(fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim(), '1000');
+    });
     it('openFiles sets RLIMIT_NOFILE', async () => {
       const r = await probeIn(['openmax'], { limits: { ...limits, openFiles: 32 } });
       assert.equal(r.stdout.trim(), 'opened=29 errno=EMFILE');
@@ -259,6 +265,27 @@ describe('hardening', () => {
       } finally {
         j.kill();
         await j.exited;
+      }
+    });
+    it('P33 host loopback services and other jobs are unreachable (fresh network namespace per job)', async () => {
+      const server = net.createServer((c) => c.end('host-secret\n'));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as net.AddressInfo).port;
+      try {
+        // control: from the host the probe client reaches it
+        const host = execFileSync('/bin/busybox', ['nc', '-w', '1', '127.0.0.1', String(port)], { encoding: 'utf8' });
+        assert.equal(host, 'host-secret\n');
+        const listener = await launch(baseSpec([rootfs], { argv: ['sh', '-c', 'echo job-secret | nc -l -p 7777'] }), opts);
+        const r = await run(baseSpec([rootfs], {
+          argv: ['sh', '-c', `nc -w 1 127.0.0.1 ${port}; echo host=$?; nc -w 1 127.0.0.1 7777; echo job=$?`],
+        }), opts);
+        listener.kill();
+        await listener.exited;
+        assert.match(r.stdout, /host=1/);
+        assert.match(r.stdout, /job=1/);
+        assert.doesNotMatch(r.stdout, /secret/);
+      } finally {
+        server.close();
       }
     });
     it('the job sees its own cgroups as "/" (cgroup namespace): no host cgroup path leaks', async () => {

@@ -190,6 +190,27 @@ describe('launcher', () => {
     assert.equal(r.stdout, 'again\n');
   });
 
+  it('streams large output without loss', async () => {
+    const j = await launch(baseSpec([rootfs], { argv: ['head', '-c', '20000000', '/dev/zero'] }), opts);
+    let bytes = 0;
+    j.stdout.on('data', (d: Buffer) => { bytes += d.length; });
+    j.stderr.resume();
+    await Promise.all([j.exited, new Promise((r) => j.stdout.on('end', r))]);
+    assert.equal(bytes, 20_000_000);
+  });
+
+  it('runs jobs concurrently in different slots without interference', async () => {
+    const specs = Array.from({ length: 8 }, (_, i) => baseSpec([rootfs], {
+      slot: i, hostname: `box-${i}`, argv: ['sh', '-c', 'echo $(hostname) > /tmp/me; sleep 0.2; cat /tmp/me'],
+    }));
+    const results = await Promise.all(specs.map((sp) => run(sp, opts)));
+    results.forEach((r, i) => {
+      assert.equal(r.stdout, `box-${i}\n`);
+      assert.equal(r.exit.exitCode, 0);
+    });
+    for (const sp of specs) assertNoLeftovers(sp.id);
+  });
+
   it('leaves no job tracked natively after the runs', () => {
     assert.equal(liveJobs(), 0);
   });

@@ -116,21 +116,17 @@ interface NativeExit {
   leftoverProcesses: number;
   cleanupError?: NativeError;
 }
-type NativeEvent =
-  | ((kind: 'exec', payload: { pid: number }) => void)
-  | ((kind: 'error', payload: NativeError) => void)
-  | ((kind: 'exit', payload: NativeExit) => void);
 interface NativeLaunched { handle: number; pid: number; stdoutFd: number; stderrFd: number; stdinFd: number }
 interface Native {
   init(initPath: string): void;
   probe(): { cgroup: 'v1' | 'v2' | 'none'; ok: boolean; missing: string[]; features: Record<string, boolean> };
+  /** onEvent(kind, payload): 'exec' {pid} | 'error' NativeError | 'exit' NativeExit, on the JS thread. */
   launch(spec: LaunchSpec, opts: LaunchOptions, onEvent: (kind: string, payload: unknown) => void): NativeLaunched;
   kill(handle: number): boolean;
   usage(handle: number): { cpuNs: number; memoryPeakBytes: number } | null;
   sweep(opts: LaunchOptions): { cgroups: number; processes: number };
   liveJobs(): number;
 }
-void (null as unknown as NativeEvent);
 
 const buildDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build', 'Release');
 let binding: Native | undefined;

@@ -57,6 +57,7 @@ function main(): void {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    setTimeout(() => process.exit(1), 5000).unref(); // Redis down: do not hang on the way out
     server.close();
     await deps.queue.close().catch(() => {});
     await deps.hub.close();

@@ -87,15 +87,19 @@ bool execInit(const Args& a, Error& err) {
   return fail(err, "exec-init", "execveat", "sbx-init", r, r == -E2BIG ? kInvalidSpec : kSystem);
 }
 
+// Everything up to pivot_root runs while the launcher creates the cgroups; joining them needs the
+// host's /sys/fs/cgroup, so pivot_root (the last op) comes after the join. Nothing of the job runs
+// before it is in its cgroups.
 bool run(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(dieWithLauncher(err));
-  RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));  // meanwhile the launcher creates the cgroups
+  RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
   ns::shareMountNsInChild(a.syncFd);
+  RETURN_ON_FAILURE(resetSignals(err));
+  RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops - 1, err));
   RETURN_ON_FAILURE(waitForGo(a, err));
   RETURN_ON_FAILURE(joinCgroups(a, err));
   RETURN_ON_FAILURE(ns::unshareCgroupInChild(err));  // after joining: the job's group becomes its "/"
-  RETURN_ON_FAILURE(resetSignals(err));
-  RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops, err));
+  RETURN_ON_FAILURE(mnt::setupInChild(a.ops + a.nops - 1, 1, err));  // pivot_root
   RETURN_ON_FAILURE(ns::setHostnameInChild(a.hostname, a.hostnameLen, err));
   RETURN_ON_FAILURE(setupFds(a, reportFd, err));
   return execInit(a, err);

@@ -10,6 +10,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <map>
+
 #include "sys.h"
 
 namespace sbx::mnt {
@@ -124,26 +126,37 @@ void addDev(Builder& b, uint64_t shmBytes, const std::string& owner) {
   b.add(OpKind::kRemountRo, "dev", nullptr, "dev", nullptr, kNoSuidDevExec);
 }
 
+// The masks for this kernel: only paths that exist on the host (same kernel), computed once.
+struct MaskSet {
+  std::vector<std::string> dirs, files, readOnly;
+};
+const MaskSet& hostMasks() {
+  static const MaskSet m = [] {
+    MaskSet s;
+    for (const char* p : kMaskedPaths) {
+      std::string host = std::string("/") + p;
+      if (exists(host)) (isDir(host) ? s.dirs : s.files).push_back(p);
+    }
+    glob_t g;
+    if (glob("/sys/devices/system/cpu/cpu*/thermal_throttle", GLOB_NOSORT, nullptr, &g) == 0) {
+      for (size_t i = 0; i < g.gl_pathc; i++) s.dirs.push_back(g.gl_pathv[i] + 1);
+      globfree(&g);
+    }
+    for (const char* p : kReadOnlyPaths)
+      if (exists(std::string("/") + p)) s.readOnly.push_back(p);
+    return s;
+  }();
+  return m;
+}
+
 void addMasks(Builder& b) {
-  for (const char* p : kMaskedPaths) {
-    std::string host = std::string("/") + p;
-    if (!exists(host)) continue;
-    if (isDir(host))
-      b.add(OpKind::kMount, "mask", "tmpfs", p, "tmpfs", kNoSuidDevExec | MS_RDONLY, "size=0,nr_inodes=1,mode=0555", 0, true);
-    else
-      b.add(OpKind::kBind, "mask", "dev/null", p, nullptr, MS_BIND, nullptr, 0, true);
-  }
-  glob_t g;
-  if (glob("/sys/devices/system/cpu/cpu*/thermal_throttle", GLOB_NOSORT, nullptr, &g) == 0) {
-    for (size_t i = 0; i < g.gl_pathc; i++)
-      b.add(OpKind::kMount, "mask", "tmpfs", b.str(g.gl_pathv[i] + 1), "tmpfs", kNoSuidDevExec | MS_RDONLY,
-            "size=0,nr_inodes=1,mode=0555", 0, true);
-    globfree(&g);
-  }
-  for (const char* p : kReadOnlyPaths) {
-    if (!exists(std::string("/") + p)) continue;
-    b.add(OpKind::kBind, "readonly", p, p, nullptr, MS_BIND | MS_REC, nullptr, 0, true);
-    b.add(OpKind::kRemountRo, "readonly", nullptr, p, nullptr, kNoSuidDevExec, nullptr, 0, true);
+  const MaskSet& m = hostMasks();  // strings live as long as the process: no copy needed
+  for (const auto& p : m.dirs)
+    b.add(OpKind::kMount, "mask", "tmpfs", p.c_str(), "tmpfs", kNoSuidDevExec | MS_RDONLY, "size=0,nr_inodes=1,mode=0555", 0, true);
+  for (const auto& p : m.files) b.add(OpKind::kBind, "mask", "dev/null", p.c_str(), nullptr, MS_BIND, nullptr, 0, true);
+  for (const auto& p : m.readOnly) {
+    b.add(OpKind::kBind, "readonly", p.c_str(), p.c_str(), nullptr, MS_BIND | MS_REC, nullptr, 0, true);
+    b.add(OpKind::kRemountRo, "readonly", nullptr, p.c_str(), nullptr, kNoSuidDevExec, nullptr, 0, true);
   }
 }
 
@@ -262,10 +275,15 @@ bool prepareDevTemplate(const std::string& dir, Error& err) {
   return mkdirIfMissing(dir + "/mqueue", 0755, err);
 }
 
-// The template's device nodes only work if the state dir's file system allows devices.
+// The template's device nodes only work if the state dir's file system allows devices (checked
+// once per state dir).
 bool devTemplateUsable(const std::string& stateDir) {
+  static std::map<std::string, bool> cache;
+  auto it = cache.find(stateDir);
+  if (it != cache.end()) return it->second;
   struct statvfs vfs;
-  return statvfs((stateDir + "/dev").c_str(), &vfs) == 0 && !(vfs.f_flag & ST_NODEV);
+  bool ok = statvfs((stateDir + "/dev").c_str(), &vfs) == 0 && !(vfs.f_flag & ST_NODEV);
+  return cache[stateDir] = ok;
 }
 
 }  // namespace

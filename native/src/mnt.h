@@ -38,6 +38,7 @@ using Arena = std::deque<std::string>;
 bool prepareStateDir(const std::string& stateDir, Error& err);
 
 // usernsFd >= 0: image layers are idmapped to that user namespace (hostBase = its uid 0).
+// The last op is always the pivot_root (the child runs it separately, after joining its cgroups).
 bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
               std::vector<Op>& ops, Error& err);
 

@@ -124,9 +124,8 @@ void emitTree(Prog& p, const std::vector<std::pair<uint32_t, uint32_t>>& r, size
   emitTree(p, r, mid, hi);
 }
 
-}  // namespace
 
-std::vector<struct sock_filter> build() {
+std::vector<struct sock_filter> buildProgram() {
   Prog p;
   // Wrong architecture (i386 via int 0x80 on x86_64): kill.
   p.stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
@@ -144,6 +143,13 @@ std::vector<struct sock_filter> build() {
   auto ranges = allowedRanges();
   emitTree(p, ranges, 0, ranges.size());
   return p.v;
+}
+
+}  // namespace
+
+std::vector<struct sock_filter> build() {
+  static const std::vector<struct sock_filter> program = buildProgram();  // constant: built once
+  return program;
 }
 
 bool installInInit(const struct sock_filter* insns, uint32_t n, Error& err) {

@@ -92,6 +92,26 @@ export function mountCount(): number {
   return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).length;
 }
 
+/**
+ * Sweep and remove cgroup parents left by earlier runs of these tests that were killed
+ * (names sbx-test-<tag>-<pid>-<rand> whose pid is gone); other parents are never touched.
+ */
+export async function sweepStaleTestParents(): Promise<void> {
+  const { sweep } = await import('../index.ts');
+  const names = new Set<string>();
+  for (const c of CONTROLLERS) {
+    try {
+      for (const n of fs.readdirSync(path.join('/sys/fs/cgroup', c))) names.add(n);
+    } catch { /* controller not mounted */ }
+  }
+  for (const n of names) {
+    const m = /^sbx-test-[a-z0-9]+-(\d+)-[a-z0-9]+$/.exec(n);
+    if (!m || fs.existsSync(`/proc/${m[1]}`)) continue;
+    await sweep({ cgroupParent: n });
+    removeParent(n);
+  }
+}
+
 /** Remove the test's cgroup parent in every hierarchy (must be empty by then). */
 export function removeParent(parent: string): void {
   for (const d of cgroupDirs(parent)) {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { launch, liveJobs, probeHost, sweep } from '../index.ts';
 import {
-  baseSpec, buildBusyboxRootfs, cgroupDirs, makeTempDir, mountCount, processesIn, removeParent, run, uniqueParent,
+  baseSpec, buildBusyboxRootfs, cgroupDirs, makeTempDir, mountCount, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent,
 } from './helpers.ts';
 
 const parent = uniqueParent('launch');
@@ -22,7 +22,8 @@ function assertNoLeftovers(id: string): void {
 }
 
 describe('launcher', () => {
-  before(() => {
+  before(async () => {
+    await sweepStaleTestParents();
     const p = probeHost();
     assert.equal(p.ok, true, `host not supported: ${p.missing.join('; ')}`);
     tmp = makeTempDir('launch');

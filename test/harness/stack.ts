@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { buildStandardImages } from '../fixtures/build-images.ts';
+import { removeCgroupTree } from '../../worker/src/cgroup-parent.ts';
 import { freePort, startRegistry, type RunningRegistry } from './registry.ts';
 import { startRedis, waitUntil, type RunningRedis } from './redis.ts';
 
@@ -78,21 +79,28 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
     },
     async stop() {
       await Promise.all([...stack.workers, api].map((p) => p.kill('SIGTERM')));
+      removeCgroupTree(env.SBX_CGROUP_PARENT!); // what SIGKILLed workers could not remove themselves
       await registry.stop();
       await redis.stop();
       await rm(stateDir, { recursive: true, force: true });
     },
   };
-  await waitUntil(async () => {
-    if (api.child.exitCode !== null) throw new Error(`API exited (${api.child.exitCode}):\n${api.log()}`);
-    return (await fetch(`${apiUrl}/readyz`).catch(() => null))?.ok ?? false;
-  }, 30_000, 'the API to be ready');
-  for (let i = 0; i < (opts.workers ?? 1); i++) await stack.startWorker();
+  try {
+    await waitUntil(async () => {
+      if (api.child.exitCode !== null) throw new Error(`API exited (${api.child.exitCode}):\n${api.log()}`);
+      return (await fetch(`${apiUrl}/readyz`).catch(() => null))?.ok ?? false;
+    }, 30_000, 'the API to be ready');
+    for (let i = 0; i < (opts.workers ?? 1); i++) await stack.startWorker();
+  } catch (e) {
+    await stack.stop(); // a half-started stack leaves nothing running
+    throw e;
+  }
   return stack;
 }
 
 export function spawnSbx(name: string, entry: string, env: Record<string, string>): ManagedProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+  // setpriv --pdeathsig: the process gets SIGTERM if this test process dies, even by SIGKILL.
+  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', process.execPath, '--import', 'tsx', entry], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -118,3 +126,4 @@ export function spawnSbx(name: string, entry: string, env: Record<string, string
     },
   };
 }
+

@@ -14,6 +14,7 @@ import { QUEUE_NAME, RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-directory.ts';
 import type { QueuedJob } from '../../core/src/job-queue.ts';
 import { probeHost, sweep } from '../../native/index.ts';
+import { removeEmptyCgroupPath } from './cgroup-parent.ts';
 import { listenForControl } from './control-channel.ts';
 import { ImageStore } from './images/image-store.ts';
 import { Janitor } from './janitor.ts';
@@ -105,11 +106,18 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal, running: runner.runningIds.length }, 'shutting down');
     const grace = setTimeout(() => runner.stopAll(), signal === 'SIGINT' ? 0 : SHUTDOWN_GRACE_MS);
+    // If Redis is unreachable the queue cannot close cleanly: never hang on the way out.
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time; exiting');
+      runner.stopAll();
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS + 5000).unref();
     await worker.close();
     clearTimeout(grace);
     clearInterval(heartbeat);
     clearInterval(reaper);
     await directory.remove(workerId).catch(() => {});
+    removeEmptyCgroupPath(cgroupParent);
     await images.close();
     metricsServer?.close();
     for (const c of [redis, sub, bullConnection]) c.disconnect();

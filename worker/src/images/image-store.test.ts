@@ -96,6 +96,9 @@ test('a cached tag is served without contacting the registry, also after a resta
     assert.deepEqual(second.layerDirs, first.layerDirs);
     assert.equal(second.digest, first.digest);
     assert.ok(ms < 5, `cache hit took ${ms.toFixed(3)} ms`);
+    const byDigest = await store.acquire(`${own.host}/cache/busybox@${first.digest}`);
+    assert.equal(byDigest.pulled, false, 'a digest already cached needs no registry either');
+    assert.deepEqual(byDigest.layerDirs, first.layerDirs);
 
     const restarted = await newStore({ root });
     const third = await restarted.acquire(`${own.host}/cache/busybox:v1`);

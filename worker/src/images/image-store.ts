@@ -7,8 +7,9 @@
  *   download. Layers download, decompress and unpack as one stream, several layers at a time.
  * - Every blob is verified before it is used or cached, and committed by rename (P31, P32).
  */
-import { Agent, type Dispatcher } from 'undici';
+import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { Agent, type Dispatcher } from 'undici';
 import { ImageNotFoundError, InvalidImageError } from '../../../core/src/errors.ts';
 import { manifestReference, parseImageReference, type ImageReference } from '../../../core/src/image-ref.ts';
 import { CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord } from './cache-index.ts';
@@ -19,9 +20,9 @@ import { formatPlatform, hostPlatform, parseImageConfig, parseManifestDocument, 
 import { layerCompression } from './media-types.ts';
 import type { RegistryCredentials } from './registry-auth.ts';
 import { RegistryClient, type PullTarget, type RetryPolicy } from './registry-client.ts';
-import { SingleFlight } from './single-flight.ts';
 import { withFileLock } from './file-lock.ts';
-import { rm } from 'node:fs/promises';
+import { SingleFlight } from './single-flight.ts';
+import { sharedUnpackPool } from './unpack-pool.ts';
 
 export type { ImageRuntimeConfig } from './image-config.ts';
 export type { RegistryCredentials } from './registry-auth.ts';
@@ -209,6 +210,12 @@ export class ImageStore {
     return index.allLayers().reduce((sum, l) => sum + l.unpackedBytes, 0);
   }
 
+  /** Opens the cache index and starts the unpack workers, so the first pull does not wait for them. */
+  async warmUp(): Promise<void> {
+    sharedUnpackPool().warm();
+    await (this.index ?? this.openIndex());
+  }
+
   async list(): Promise<Array<{ image: string; digest: string; sizeBytes: number; lastUsedAt: string }>> {
     const index = this.index ?? (await this.openIndex());
     return index
@@ -246,9 +253,17 @@ export class ImageStore {
 
   private cached(index: CacheIndex, ref: ImageReference): PullResult | null {
     const record = index.ref(ref.canonical);
-    if (!record) return null;
-    const image = index.completeImage(record.manifestDigest);
-    return image ? { ref, image, digest: record.digest } : null;
+    if (record) {
+      const image = index.completeImage(record.manifestDigest);
+      return image ? { ref, image, digest: record.digest } : null;
+    }
+    if (ref.digest === null) return null;
+    // A digest is immutable: any cached reference that resolved to it (or the manifest itself) will do.
+    const byDigest = index.completeImage(ref.digest);
+    if (byDigest) return { ref, image: byDigest, digest: ref.digest };
+    const sameTop = index.allRefs().find((r) => r.digest === ref.digest && index.completeImage(r.manifestDigest));
+    const image = sameTop ? index.completeImage(sameTop.manifestDigest) : undefined;
+    return image ? { ref, image, digest: ref.digest } : null;
   }
 
   private retain(manifestDigest: string): void {
@@ -409,8 +424,7 @@ export class ImageStore {
     const started = performance.now();
     const dir = await index.tempDir('layer-');
     try {
-      const source = await client.getBlob(target, layer);
-      const stats = await unpackLayer(source, dir, {
+      const stats = await unpackLayer(() => client.getBlob(target, layer), dir, {
         compression,
         diffId,
         limits: this.opts.unpackLimits ?? DEFAULT_UNPACK_LIMITS,

@@ -16,17 +16,26 @@ export interface UnpackOptions extends ExtractOptions {
   pool?: UnpackPool;
 }
 
-export async function unpackLayer(source: Readable, targetDir: string, opts: UnpackOptions): Promise<UnpackResult> {
-  if (opts.inThread) return extractLayer(source, targetDir, opts);
+/**
+ * `source` may be a function: it is then called once a worker is free (the image store passes the
+ * blob download this way, so that queued layers do not hold idle HTTP responses).
+ */
+export async function unpackLayer(source: Readable | (() => Promise<Readable>), targetDir: string, opts: UnpackOptions): Promise<UnpackResult> {
+  const open = typeof source === 'function' ? source : () => Promise.resolve(source);
+  if (opts.inThread) return extractLayer(await open(), targetDir, opts);
   const pool = opts.pool ?? sharedUnpackPool();
   const limits: UnpackLimits = opts.limits ?? DEFAULT_UNPACK_LIMITS;
   const signal = opts.signal;
-  const onAbort = () => source.destroy(signal?.reason instanceof Error ? signal.reason : new Error('unpack aborted'));
+  let opened: Readable | null = null;
+  const onAbort = () => opened?.destroy(signal?.reason instanceof Error ? signal.reason : new Error('unpack aborted'));
   signal?.addEventListener('abort', onAbort, { once: true });
-  if (signal?.aborted) onAbort();
   try {
     return await pool.run({
-      source,
+      source: async () => {
+        signal?.throwIfAborted();
+        opened = await open();
+        return opened;
+      },
       fail: opts.fail,
       start: { type: 'start', targetDir, compression: opts.compression, diffId: opts.diffId, limits, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) },
     });

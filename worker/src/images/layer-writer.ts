@@ -351,6 +351,12 @@ export class LayerWriter {
         this.stats.skipped.push(`${rel}: xattr ${name} dropped`);
         continue;
       }
+      if (value.includes('\uFFFD')) {
+        // tar-stream decodes PAX records as UTF-8, so binary values (security.capability) arrive
+        // mangled: writing them would set a wrong value.
+        this.stats.skipped.push(`${rel}: xattr ${name} has a binary value that could not be decoded`);
+        continue;
+      }
       list.push({ name, value: Buffer.from(value, 'utf8') });
     }
     if (list.length) this.xattrs.set(rel, list);

@@ -25,7 +25,8 @@ export type WorkerReply =
   | { type: 'failed'; message: string; code: string | undefined };
 
 export interface UnpackJob {
-  source: Readable;
+  /** Opened only once a worker is free, so a queued layer does not hold an idle HTTP response. */
+  source: () => Promise<Readable>;
   start: Extract<WorkerRequest, { type: 'start' }>;
   /** Builds the error for a rejected layer. */
   fail: (detail: string) => Error;
@@ -67,7 +68,7 @@ class PooledWorker {
   }
 
   /** Runs one job; resolves when the worker has finished with the directory, whatever the outcome. */
-  async run(job: UnpackJob): Promise<UnpackResult> {
+  async run(source: Readable, job: UnpackJob): Promise<UnpackResult> {
     this.worker.ref();
     let unacked = 0;
     let wake: (() => void) | null = null;
@@ -90,9 +91,14 @@ class PooledWorker {
       this.worker.postMessage(job.start);
       let sourceError: unknown = null;
       try {
-        for await (const chunk of job.source) {
+        for await (const chunk of source) {
           if (final) break;
-          this.worker.postMessage({ type: 'chunk', data: chunk as Uint8Array } satisfies WorkerRequest);
+          // Copy into an exactly-sized buffer and transfer it: cloning a view would copy its whole
+          // backing ArrayBuffer (a socket or pool buffer), once per chunk.
+          const view = chunk as Uint8Array;
+          const data = new Uint8Array(view.byteLength);
+          data.set(view);
+          this.worker.postMessage({ type: 'chunk', data } satisfies WorkerRequest, [data.buffer]);
           unacked++;
           while (unacked >= MAX_UNACKED_CHUNKS && !final && !this.dead) await new Promise<void>((r) => (wake = r));
         }
@@ -100,7 +106,7 @@ class PooledWorker {
         sourceError = e;
       }
       if (!final) this.worker.postMessage({ type: sourceError ? 'abort' : 'end' } satisfies WorkerRequest);
-      if (sourceError === null && final !== null) job.source.destroy();
+      if (sourceError === null && final !== null) source.destroy();
       let reply: WorkerReply;
       try {
         reply = await finished;
@@ -140,7 +146,7 @@ export class UnpackPool {
   async run(job: UnpackJob): Promise<UnpackResult> {
     const worker = await this.take();
     try {
-      return await worker.run(job);
+      return await worker.run(await job.source(), job);
     } finally {
       this.give(worker);
     }

@@ -65,3 +65,18 @@ test('a worker that never comes back: a reader sees worker_lost once its heartbe
   assert.equal(doc.status, 'error');
   assert.equal(doc.error!.code, 'worker_lost');
 });
+
+test('a worker stopped with SIGTERM exits cleanly and leaves no cgroup of its own', async () => {
+  const worker = await stack.startWorker({ SBX_WORKER_ID: 'tidy/1' });
+  for (const w of stack.workers) if (w !== worker) await w.kill('SIGTERM');
+  const res = await api.submit({ image: stack.images.busybox, command: ['echo', 'ok'] }, { wait: true });
+  assert.equal(res.body.status, 'succeeded');
+  assert.equal(res.body.worker, 'tidy/1');
+  const dir = `/sys/fs/cgroup/memory/${stack.env.SBX_CGROUP_PARENT}/tidy_1`;
+  assert.ok(existsSync(dir), 'the worker used its own cgroup subtree');
+  await worker.kill('SIGTERM');
+  assert.equal(worker.child.exitCode, 0);
+  assert.equal(existsSync(dir), false);
+  const workers = (await api.request<{ items: Array<{ id: string }> }>('GET', '/v1/workers')).body.items;
+  assert.ok(!workers.some((w) => w.id === 'tidy/1'), 'it left the worker list');
+});

@@ -55,8 +55,11 @@ export class JobStore {
   /** Store a new job; false when the id exists already. Its TTL covers the longest possible run. */
   async create(spec: JobSpec, doc: JobDocument): Promise<boolean> {
     const ttl = this.ttlSeconds + Math.ceil(spec.limits.timeoutMs / 1000) + 3600;
-    const created = await this.scripted.sbxCreateJob(this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify(spec), spec.tenant, ttl);
-    if (created === 1) await this.redis.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id);
+    // Ids are unique (ULIDs), so the tenant index entry goes out alongside the record.
+    const [created] = await Promise.all([
+      this.scripted.sbxCreateJob(this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify(spec), spec.tenant, ttl),
+      this.redis.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id),
+    ]);
     return created === 1;
   }
 
@@ -81,6 +84,10 @@ export class JobStore {
       this.keys.jobState(doc.id), this.keys.jobEvents(doc.id), from.join(','), doc.status, JSON.stringify(doc),
       eventType, data, this.keys.jobNotify(doc.id), eventType === 'exit' ? this.ttlSeconds : 0,
     );
+  }
+
+  async isCancelRequested(id: string): Promise<boolean> {
+    return (await this.redis.hget(this.keys.jobState(id), 'cancel')) === '1';
   }
 
   /** Mark a running job for cancellation (the worker that runs it is told over the control channel). */

@@ -33,8 +33,8 @@ async function startRunningJob(marker: string): Promise<string> {
   const sub = await api.submit({ image: stack.images.busybox, command: ['sh', '-c', `echo up; exec sleep ${marker}`] });
   await api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
   assert.equal((await api.get(sub.body.id)).body.status, 'running');
-  const procs = jobProcesses(`^sleep ${marker}$`);
-  assert.equal(procs.length, 1, `the job process runs on the host: ${procs.join(' | ')}`);
+  // The shell prints, then execs sleep: wait for the exec rather than racing it.
+  await waitUntil(async () => jobProcesses(`^sleep ${marker}$`).length === 1, 5000, 'the job process to run on the host');
   return sub.body.id;
 }
 

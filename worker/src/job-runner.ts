@@ -81,15 +81,17 @@ export class JobRunner {
 
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
     this.active.set(id, job);
-    await directory.addRunning(workerId, id);
     const slot = this.deps.slots.take();
     this.deps.metrics.slotsBusy.inc();
     let image: AcquiredImage | null = null;
+    // The image lookup starts at once; recording the job as ours and checking for a cancel that
+    // raced with the claim go to Redis meanwhile.
+    const acquiring = this.acquire(stored.spec, job);
+    acquiring.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     try {
-      if ((await store.get(id))?.cancelRequested) job.cancelled = true;
-      if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
-
-      image = await this.acquire(stored.spec, job);
+      const [, cancelRequested] = await Promise.all([directory.addRunning(workerId, id), store.isCancelRequested(id)]);
+      if (cancelRequested) this.cancel(id);
+      image = await acquiring;
       const pulledAt = new Date();
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
       if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));

@@ -4,7 +4,7 @@ import { newJobId } from '../../../core/src/job-id.ts';
 import { JobRequest, isFinished, newJobDocument, type JobDocument } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { buildJobSpec } from '../job-submission.ts';
-import { waitForFinish } from '../job-waiter.ts';
+import { JobWatch } from '../job-waiter.ts';
 import { readJsonBody } from '../middleware/json-body.ts';
 
 /** POST /v1/jobs — accept a job, queue it; with ?wait=true answer when it ends (or the cap passes). */
@@ -16,27 +16,36 @@ export function registerJobsCreate(app: Hono<AppEnv>, deps: AppDeps): void {
     const id = newJobId();
     const spec = buildJobSpec(req, id, tenant, deps.config.limits, new Date());
 
-    let doc: JobDocument;
-    const existingId = req.idempotencyKey ? await claimIdempotencyKey(deps, tenant, req.idempotencyKey, id) : null;
-    const existing = existingId ? await deps.store.getDoc(existingId) : null;
-    if (existing) {
-      doc = existing;
-    } else {
-      doc = newJobDocument(spec);
-      await deps.store.create(spec, doc);
-      await deps.queue.add(id);
-      deps.metrics.jobsSubmitted.inc();
-    }
+    // With ?wait=true, subscribe to the new job's pings while it is being created and queued.
+    let watching = wait ? JobWatch.open(deps, id) : null;
+    try {
+      let doc: JobDocument;
+      const existingId = req.idempotencyKey ? await claimIdempotencyKey(deps, tenant, req.idempotencyKey, id) : null;
+      const existing = existingId ? await deps.store.getDoc(existingId) : null;
+      if (existing) {
+        doc = existing;
+        if (watching) {
+          (await watching).close();
+          watching = JobWatch.open(deps, existing.id);
+        }
+      } else {
+        doc = newJobDocument(spec);
+        await deps.store.create(spec, doc);
+        await deps.queue.add(id);
+        deps.metrics.jobsSubmitted.inc();
+      }
 
-    c.header('Location', `/v1/jobs/${doc.id}`);
-    if (wait && !isFinished(doc.status)) {
-      const abort = c.req.raw.signal;
-      doc = (await waitForFinish(deps, doc.id, deps.config.env.SBX_WAIT_CAP_MS, abort)) ?? doc;
+      c.header('Location', `/v1/jobs/${doc.id}`);
+      if (watching && !isFinished(doc.status)) {
+        doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, c.req.raw.signal)) ?? doc;
+      }
+      if (wait && isFinished(doc.status)) {
+        return c.json({ ...doc, output: await deps.store.readOutput(doc.id) }, 200);
+      }
+      return c.json(doc, 202);
+    } finally {
+      if (watching) void watching.then((w) => w.close(), () => {});
     }
-    if (wait && isFinished(doc.status)) {
-      return c.json({ ...doc, output: await deps.store.readOutput(doc.id) }, 200);
-    }
-    return c.json(doc, 202);
   });
 }
 

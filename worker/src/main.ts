@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   }
 
   const janitor = new Janitor(redis, keys, store, directory, logger);
-  const launchOptions = { cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher` };
+  const launchOptions = { cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE };
   const swept = await sweep(launchOptions);
   if (swept.cgroups || swept.processes) logger.warn({ ...swept }, 'removed leftovers of a crashed worker');
   await janitor.finishJobsOf(workerId);

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-need=(redis-server docker-registry busybox-static iproute2 curl attr coreutils gcc libc6-dev make g++ python3 apache2-utils zstd skopeo umoci)
+need=(redis-server docker-registry busybox-static iproute2 curl attr coreutils openssl gcc libc6-dev make g++ python3 apache2-utils zstd skopeo umoci)
 if [[ "${1:-}" == "--bench" ]]; then need+=(crun runc bubblewrap); fi
 
 missing=()

@@ -3,7 +3,7 @@
  * issuing ES256 JWTs the registry verifies), with credentials from options, a Docker config.json or
  * the call itself.
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,9 @@ import { startTokenServer, type RunningTokenServer } from '../../../test/harness
 import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { pushImage, type BuiltImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+
+/** Integration tests fail after a minute instead of stalling the suite. */
+const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
 
 const USER = { username: 'sbx', password: 's3cret' };
 const basic = (u: string, p: string) => 'Basic ' + Buffer.from(`${u}:${p}`).toString('base64');
@@ -47,7 +50,7 @@ function assertUnauthorized(re: RegExp) {
   };
 }
 
-test('Basic auth (htpasswd): none → unauthorized; options, config.json and per-call credentials work', async () => {
+it('Basic auth (htpasswd): none → unauthorized; options, config.json and per-call credentials work', async () => {
   const registry: RunningRegistry = await startRegistry({ htpasswd: { user: USER.username, password: USER.password } });
   cleanups.push(registry.stop);
   await pushImage(registry.url, 'private/busybox', 'latest', image, { authorization: basic(USER.username, USER.password) });
@@ -68,7 +71,7 @@ test('Basic auth (htpasswd): none → unauthorized; options, config.json and per
   assert.equal((await perCall.acquire(ref, { credentials: USER })).pulled, true);
 });
 
-test('Bearer token flow: anonymous pull gets a scoped token, cached across requests', async () => {
+it('Bearer token flow: anonymous pull gets a scoped token, cached across requests', async () => {
   const tokens: RunningTokenServer = await startTokenServer({ anonymousPull: true, users: { [USER.username]: USER.password } });
   cleanups.push(tokens.stop);
   const registry = await startRegistry({ token: { realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, rootCertBundle: tokens.certPath } });
@@ -83,7 +86,7 @@ test('Bearer token flow: anonymous pull gets a scoped token, cached across reque
   assert.equal(tokens.requests.length, 1, 'the token is reused until it expires');
 });
 
-test('Bearer token flow: private repositories need credentials, which go to the token server only', async () => {
+it('Bearer token flow: private repositories need credentials, which go to the token server only', async () => {
   const tokens = await startTokenServer({ anonymousPull: false, users: { [USER.username]: USER.password } });
   cleanups.push(tokens.stop);
   const registry = await startRegistry({ token: { realm: tokens.realm, service: tokens.service, issuer: tokens.issuer, rootCertBundle: tokens.certPath } });

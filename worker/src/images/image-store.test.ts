@@ -2,7 +2,7 @@
  * The image store against a real Distribution registry (Debian's docker-registry on a free port)
  * with images built in code.
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,9 @@ import { startRegistry, type RunningRegistry } from '../../../test/harness/regis
 import { buildStandardImages, busyboxImage, busyboxLayer, DEFAULT_PATH } from '../../../test/fixtures/build-images.ts';
 import { buildImage, buildIndex, buildLayer, pushImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+
+/** Integration tests fail after a minute instead of stalling the suite. */
+const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
 
 let registry: RunningRegistry;
 const roots: string[] = [];
@@ -55,7 +58,7 @@ function blobPath(storageDir: string, digest: string): string {
   return join(storageDir, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
 }
 
-test('pulls the busybox fixture into a layer dir where bin/busybox runs', async () => {
+it('pulls the busybox fixture into a layer dir where bin/busybox runs', async () => {
   const store = await newStore();
   const image = await store.acquire(`${registry.host}/demo/busybox:latest`);
   assert.equal(image.pulled, true);
@@ -78,7 +81,7 @@ test('pulls the busybox fixture into a layer dir where bin/busybox runs', async 
   );
 });
 
-test('a cached tag is served without contacting the registry, also after a restart', async () => {
+it('a cached tag is served without contacting the registry, also after a restart', async () => {
   const own = await startRegistry();
   const root = await mkdtemp(join(tmpdir(), 'sbx-images-'));
   roots.push(root);
@@ -109,7 +112,7 @@ test('a cached tag is served without contacting the registry, also after a resta
   }
 });
 
-test('concurrent acquires of one image share one pull', async () => {
+it('concurrent acquires of one image share one pull', async () => {
   const agent = new CountingAgent();
   const store = await newStore({ dispatcher: agent });
   try {
@@ -126,7 +129,7 @@ test('concurrent acquires of one image share one pull', async () => {
   }
 });
 
-test('a missing tag or repository is ImageNotFoundError naming the reference', async () => {
+it('a missing tag or repository is ImageNotFoundError naming the reference', async () => {
   const store = await newStore();
   for (const ref of [`${registry.host}/demo/busybox:nope`, `${registry.host}/no/such-repo:latest`]) {
     await assert.rejects(store.acquire(ref), (e: unknown) => {
@@ -138,12 +141,12 @@ test('a missing tag or repository is ImageNotFoundError naming the reference', a
   }
 });
 
-test('an invalid reference is invalid_request before any network use', async () => {
+it('an invalid reference is invalid_request before any network use', async () => {
   const store = await newStore();
   await assert.rejects(store.acquire('Bad/Name'), (e: unknown) => e instanceof SbxError && e.code === 'invalid_request');
 });
 
-test('a corrupted layer blob is InvalidImageError and nothing is cached', async () => {
+it('a corrupted layer blob is InvalidImageError and nothing is cached', async () => {
   const own = await startRegistry();
   try {
     const image = await busyboxImage();
@@ -167,7 +170,7 @@ test('a corrupted layer blob is InvalidImageError and nothing is cached', async 
   }
 });
 
-test('a config whose diff_ids do not match the layers is InvalidImageError', async () => {
+it('a config whose diff_ids do not match the layers is InvalidImageError', async () => {
   const layer = await busyboxLayer();
   const image = buildImage({ layers: [layer], diffIds: ['sha256:' + '0'.repeat(64)] });
   await pushImage(registry.url, 'bad/diffid', 'latest', image);
@@ -175,7 +178,7 @@ test('a config whose diff_ids do not match the layers is InvalidImageError', asy
   await assert.rejects(store.acquire(`${registry.host}/bad/diffid:latest`), /uncompressed content has digest/);
 });
 
-test('a multi-arch index resolves to the host platform (or the configured one)', async () => {
+it('a multi-arch index resolves to the host platform (or the configured one)', async () => {
   const amd64 = await busyboxImage();
   const armLayer = await buildLayer([{ type: 'file', path: 'arch', content: 'arm64' }]);
   const arm64 = buildImage({ layers: [armLayer], platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
@@ -200,7 +203,7 @@ test('a multi-arch index resolves to the host platform (or the configured one)',
   });
 });
 
-test('Docker schema 2 images pull like OCI ones', async () => {
+it('Docker schema 2 images pull like OCI ones', async () => {
   const image = await busyboxImage({ format: 'docker', config: { User: 'app', WorkingDir: '/home/app', Entrypoint: ['/bin/sh', '-c'] } });
   await pushImage(registry.url, 'docker/format', 'v2', image);
   const store = await newStore();
@@ -208,7 +211,7 @@ test('Docker schema 2 images pull like OCI ones', async () => {
   assert.deepEqual(acquired.config, { env: [DEFAULT_PATH], entrypoint: ['/bin/sh', '-c'], cmd: ['sh'], workingDir: '/home/app', user: 'app' });
 });
 
-test('pull policies: never fails when absent, always re-resolves the tag', async () => {
+it('pull policies: never fails when absent, always re-resolves the tag', async () => {
   const store = await newStore();
   const ref = `${registry.host}/policy/busybox:moving`;
   await pushImage(registry.url, 'policy/busybox', 'moving', await busyboxImage());
@@ -226,7 +229,7 @@ test('pull policies: never fails when absent, always re-resolves the tag', async
   assert.equal((await store.acquire(ref)).digest, second.digest);
 });
 
-test('an unreachable registry is ImagePullFailedError (retryable)', async () => {
+it('an unreachable registry is ImagePullFailedError (retryable)', async () => {
   const store = await newStore();
   await assert.rejects(store.acquire('127.0.0.1:1/x/y:z'), (e: unknown) => {
     assert.ok(e instanceof ImagePullFailedError);
@@ -236,7 +239,7 @@ test('an unreachable registry is ImagePullFailedError (retryable)', async () => 
   });
 });
 
-test('whiteouts and opaque dirs become overlay whiteouts that hide lower files', async (t) => {
+it('whiteouts and opaque dirs become overlay whiteouts that hide lower files', async (t) => {
   const upper = await buildLayer([
     { type: 'whiteout', path: 'etc/hostname' },
     { type: 'dir', path: 'home' },
@@ -273,7 +276,7 @@ test('whiteouts and opaque dirs become overlay whiteouts that hide lower files',
   }
 });
 
-test('layers shared between images are unpacked once', async () => {
+it('layers shared between images are unpacked once', async () => {
   const store = await newStore();
   const a = await store.acquire(`${registry.host}/demo/busybox:latest`);
   const extra = await buildLayer([{ type: 'file', path: 'hello', content: 'world' }]);
@@ -292,7 +295,7 @@ async function distinctImage(repo: string, size: number): Promise<string> {
   return `${registry.host}/${repo}:latest`;
 }
 
-test('over the disk budget, least recently used images nobody holds are evicted', async () => {
+it('over the disk budget, least recently used images nobody holds are evicted', async () => {
   const MB = 1 << 20;
   const [one, two, three, four] = await Promise.all(['lru/one', 'lru/two', 'lru/three', 'lru/four'].map((r) => distinctImage(r, MB)));
   const store = await newStore({ maxCacheBytes: 2.5 * MB });
@@ -313,7 +316,7 @@ test('over the disk budget, least recently used images nobody holds are evicted'
   assert.equal(await store.gc(), 0);
 });
 
-test('two stores sharing a cache directory download each layer once', async () => {
+it('two stores sharing a cache directory download each layer once', async () => {
   const agent = new CountingAgent();
   const root = await mkdtemp(join(tmpdir(), 'sbx-images-'));
   roots.push(root);
@@ -345,7 +348,7 @@ function filesUnder(dir: string): string[] {
   return out;
 }
 
-test('zstd, uncompressed and gzip layers stack in one image (many layers)', async () => {
+it('zstd, uncompressed and gzip layers stack in one image (many layers)', async () => {
   const zstd = await buildLayer([{ type: 'file', path: 'etc/zstd.txt', content: 'zstd!'.repeat(1000) }], { compression: 'zstd' });
   const plain = await buildLayer([{ type: 'file', path: 'etc/plain.txt', content: 'plain' }], { compression: 'none' });
   const many = await Promise.all(

@@ -212,8 +212,7 @@ export class ImageStore {
 
   /** Opens the cache index and starts the unpack workers, so the first pull does not wait for them. */
   async warmUp(): Promise<void> {
-    sharedUnpackPool().warm();
-    await (this.index ?? this.openIndex());
+    await Promise.all([sharedUnpackPool().warm(), this.index ?? this.openIndex()]);
   }
 
   async list(): Promise<Array<{ image: string; digest: string; sizeBytes: number; lastUsedAt: string }>> {

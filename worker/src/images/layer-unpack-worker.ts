@@ -16,14 +16,19 @@ const port = parentPort;
 if (!port) throw new Error('layer-unpack-worker.ts must run in a worker thread');
 
 let source: PassThrough | null = null;
+let currentJob = 0;
 
 function reply(message: WorkerReply): void {
   port!.postMessage(message);
 }
 
+port.postMessage({ job: 0, type: 'ready' } satisfies WorkerReply);
+
 port.on('message', (message: WorkerRequest) => {
   switch (message.type) {
     case 'start': {
+      const job = message.job;
+      currentJob = job;
       const current = new PassThrough({ highWaterMark: 1 << 20 });
       // The pipeline may already be torn down when an abort arrives: never let that error go uncaught.
       current.on('error', () => {});
@@ -35,17 +40,19 @@ port.on('message', (message: WorkerRequest) => {
         ...(message.chown !== undefined ? { chown: message.chown } : {}),
         fail: (detail) => new LayerRejected(detail),
       }).then(
-        (result) => reply({ type: 'done', result }),
+        (result) => reply({ job, type: 'done', result }),
         (e: unknown) => {
-          if (e instanceof LayerRejected) reply({ type: 'rejected', detail: e.message });
-          else reply({ type: 'failed', message: (e as Error).message ?? String(e), code: (e as { code?: string }).code });
+          if (e instanceof LayerRejected) reply({ job, type: 'rejected', detail: e.message });
+          else reply({ job, type: 'failed', message: (e as Error).message ?? String(e), code: (e as { code?: string }).code });
         },
       );
       return;
     }
-    case 'chunk':
-      source?.write(message.data, () => reply({ type: 'ack' }));
+    case 'chunk': {
+      const job = currentJob;
+      source?.write(message.data, () => reply({ job, type: 'ack' }));
       return;
+    }
     case 'end':
       source?.end();
       return;

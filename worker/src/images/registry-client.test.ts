@@ -2,7 +2,7 @@
  * Transport behaviour the real registry will not show on demand: redirects to another origin,
  * 429/5xx and resets with retries, oversize or lying responses.
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,9 @@ import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { startBlobHost, startFakeRegistry, type FakeRegistry } from '../../../test/fixtures/fake-registry.ts';
 import { buildImage, buildLayer, sha256, type BuiltImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+
+/** Integration tests fail after a minute instead of stalling the suite. */
+const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
 
 let image: BuiltImage;
 let fake: FakeRegistry;
@@ -40,7 +43,7 @@ async function store(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore>
 
 const layerPath = () => `/v2/lib/busybox/blobs/${image.layers[0]!.digest}`;
 
-test('blob redirects to another origin are followed without our Authorization', async () => {
+it('blob redirects to another origin are followed without our Authorization', async () => {
   const cdn = await startBlobHost();
   cleanups.push(cdn.stop);
   cdn.serve.set('/layer', image.layers[0]!.bytes);
@@ -76,7 +79,7 @@ test('blob redirects to another origin are followed without our Authorization', 
   }
 });
 
-test('503 and 429 are retried with backoff, honouring Retry-After', async () => {
+it('503 and 429 are retried with backoff, honouring Retry-After', async () => {
   fake.hook = (req, res, { count }) => {
     if (req.url?.includes('/manifests/') && count <= 2) {
       res.writeHead(503, { 'content-type': 'application/json' });
@@ -101,7 +104,7 @@ test('503 and 429 are retried with backoff, honouring Retry-After', async () => 
   }
 });
 
-test('a connection reset mid-layer restarts that layer', async () => {
+it('a connection reset mid-layer restarts that layer', async () => {
   const name = `reset${Date.now()}`;
   fake.add(name, 'latest', image);
   const path = `/v2/${name}/blobs/${image.layers[0]!.digest}`;
@@ -122,7 +125,7 @@ test('a connection reset mid-layer restarts that layer', async () => {
   }
 });
 
-test('a registry that keeps failing is ImagePullFailedError with its message', async () => {
+it('a registry that keeps failing is ImagePullFailedError with its message', async () => {
   fake.hook = (req, res) => {
     res.writeHead(500, { 'content-type': 'application/json' });
     res.end('{"errors":[{"code":"UNKNOWN","message":"disk on fire"}]}');
@@ -140,7 +143,7 @@ test('a registry that keeps failing is ImagePullFailedError with its message', a
   }
 });
 
-test('a blob longer than its descriptor is cut off; an oversize manifest is refused', async () => {
+it('a blob longer than its descriptor is cut off; an oversize manifest is refused', async () => {
   const name = `long${Date.now()}`;
   fake.add(name, 'latest', image);
   fake.hook = (req, res, { blob }) => {
@@ -159,7 +162,7 @@ test('a blob longer than its descriptor is cut off; an oversize manifest is refu
   await assert.rejects((await store({ maxManifestBytes: 100 })).acquire(`${fake.host}/lib/busybox:latest`), /manifest is larger than the 100-byte limit/);
 });
 
-test('a manifest fetched by digest must hash to that digest', async () => {
+it('a manifest fetched by digest must hash to that digest', async () => {
   const other = buildImage({ layers: [await buildLayer([{ type: 'file', path: 'x', content: 'x' }])] });
   const claimed = sha256('not the bytes');
   fake.addManifest('liar/image', claimed, other.manifest);

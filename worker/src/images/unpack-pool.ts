@@ -13,26 +13,30 @@ import type { UnpackLimits, UnpackResult } from './layer-extract.ts';
 import type { LayerCompression } from './media-types.ts';
 
 export type WorkerRequest =
-  | { type: 'start'; targetDir: string; compression: LayerCompression; diffId: string | null; limits: UnpackLimits; chown?: boolean }
+  | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null; limits: UnpackLimits; chown?: boolean }
   | { type: 'chunk'; data: Uint8Array }
   | { type: 'end' }
   | { type: 'abort' };
 
-export type WorkerReply =
+/** Every reply names the job it belongs to: late acks of an abandoned job must not count for the next. */
+export type WorkerReply = { job: number } & (
+  | { type: 'ready' }
   | { type: 'ack' }
   | { type: 'done'; result: UnpackResult }
   | { type: 'rejected'; detail: string }
-  | { type: 'failed'; message: string; code: string | undefined };
+  | { type: 'failed'; message: string; code: string | undefined }
+);
 
 export interface UnpackJob {
   /** Opened only once a worker is free, so a queued layer does not hold an idle HTTP response. */
   source: () => Promise<Readable>;
-  start: Extract<WorkerRequest, { type: 'start' }>;
+  start: Omit<Extract<WorkerRequest, { type: 'start' }>, 'job'>;
   /** Builds the error for a rejected layer. */
   fail: (detail: string) => Error;
 }
 
 const MAX_UNACKED_CHUNKS = 16;
+let nextJobId = 1;
 
 /**
  * Under tsx the worker must register the TypeScript loader itself (Node 20 workers do not inherit
@@ -53,15 +57,29 @@ class PooledWorker {
   readonly worker: Worker;
   private listener: ((reply: WorkerReply) => void) | null = null;
   private crash: ((error: Error) => void) | null = null;
+  /** Wakes run() when it waits for acknowledgements (on an ack, the final reply, or a crash). */
+  private wake: (() => void) | null = null;
+  private lastHeard = Date.now();
   dead = false;
+  /** Resolves once the worker has loaded its code (or died). */
+  readonly ready: Promise<void>;
 
-  constructor() {
+  constructor(private readonly stallMs: number) {
     this.worker = spawnWorker();
     this.worker.unref();
-    this.worker.on('message', (reply: WorkerReply) => this.listener?.(reply));
+    let markReady: () => void = () => {};
+    this.ready = new Promise((resolve) => (markReady = resolve));
+    this.worker.on('message', (reply: WorkerReply) => {
+      this.lastHeard = Date.now();
+      if (reply.type === 'ready') markReady();
+      else this.listener?.(reply);
+    });
     const die = (error: Error) => {
+      if (this.dead) return;
+      markReady();
       this.dead = true;
       this.crash?.(error);
+      this.wake?.();
     };
     this.worker.on('error', die);
     this.worker.on('exit', (code) => die(new Error(`unpack worker exited with code ${code}`)));
@@ -70,29 +88,39 @@ class PooledWorker {
   /** Runs one job; resolves when the worker has finished with the directory, whatever the outcome. */
   async run(source: Readable, job: UnpackJob): Promise<UnpackResult> {
     this.worker.ref();
+    const jobId = nextJobId++;
     let unacked = 0;
-    let wake: (() => void) | null = null;
     let final: WorkerReply | null = null;
     const finished = new Promise<WorkerReply>((resolve, reject) => {
       this.listener = (reply) => {
+        if (reply.job !== jobId) return;
         if (reply.type === 'ack') {
           unacked--;
-          wake?.();
+          this.wake?.();
           return;
         }
         final = reply;
-        wake?.();
+        this.wake?.();
         resolve(reply);
       };
       this.crash = reject;
     });
     finished.catch(() => {});
+    // A worker that owes us an answer (an ack or the final reply) and stays silent (a bug, a wedged
+    // filesystem) is terminated, so the pull fails instead of hanging. A slow network is not a stall.
+    let sentEnd = false;
+    const watchdog = setInterval(() => {
+      const owed = unacked > 0 || sentEnd;
+      if (owed && !final && Date.now() - this.lastHeard > this.stallMs) void this.worker.terminate();
+    }, Math.min(5_000, this.stallMs));
+    watchdog.unref();
     try {
-      this.worker.postMessage(job.start);
+      this.worker.postMessage({ ...job.start, job: jobId } satisfies WorkerRequest);
       let sourceError: unknown = null;
       try {
         for await (const chunk of source) {
-          if (final) break;
+          if (final || this.dead) break;
+          if (unacked <= 0) this.lastHeard = Date.now();
           // Copy into an exactly-sized buffer and transfer it: cloning a view would copy its whole
           // backing ArrayBuffer (a socket or pool buffer), once per chunk.
           const view = chunk as Uint8Array;
@@ -100,13 +128,17 @@ class PooledWorker {
           data.set(view);
           this.worker.postMessage({ type: 'chunk', data } satisfies WorkerRequest, [data.buffer]);
           unacked++;
-          while (unacked >= MAX_UNACKED_CHUNKS && !final && !this.dead) await new Promise<void>((r) => (wake = r));
+          while (unacked >= MAX_UNACKED_CHUNKS && !final && !this.dead) await new Promise<void>((r) => (this.wake = r));
         }
       } catch (e) {
         sourceError = e;
       }
-      if (!final) this.worker.postMessage({ type: sourceError ? 'abort' : 'end' } satisfies WorkerRequest);
-      if (sourceError === null && final !== null) source.destroy();
+      if (!final && !this.dead) {
+        this.lastHeard = Date.now();
+        sentEnd = true;
+        this.worker.postMessage({ type: sourceError ? 'abort' : 'end' } satisfies WorkerRequest);
+      }
+      if (sourceError === null && (final !== null || this.dead)) source.destroy();
       let reply: WorkerReply;
       try {
         reply = await finished;
@@ -116,8 +148,10 @@ class PooledWorker {
       if (sourceError !== null) throw sourceError;
       return this.outcome(reply, job);
     } finally {
+      clearInterval(watchdog);
       this.listener = null;
       this.crash = null;
+      this.wake = null;
       if (!this.dead) this.worker.unref();
     }
   }
@@ -131,7 +165,8 @@ class PooledWorker {
       case 'failed':
         throw Object.assign(new Error(reply.message), { code: reply.code });
       case 'ack':
-        throw new Error('unexpected ack');
+      case 'ready':
+        throw new Error(`unexpected ${reply.type}`);
     }
   }
 }
@@ -141,7 +176,11 @@ export class UnpackPool {
   private readonly waiting: Array<(w: PooledWorker) => void> = [];
   private started = 0;
 
-  constructor(private readonly size: number) {}
+  /** `stallMs`: a worker silent for this long during a job is terminated and the job fails. */
+  constructor(
+    private readonly size: number,
+    private readonly stallMs = 120_000,
+  ) {}
 
   async run(job: UnpackJob): Promise<UnpackResult> {
     const worker = await this.take();
@@ -152,9 +191,10 @@ export class UnpackPool {
     }
   }
 
-  /** Starts the workers ahead of the first pull (their start-up is ~0.1–0.4 s under tsx). */
-  warm(): void {
+  /** Starts the workers ahead of the first pull (start-up is ~0.4 s under tsx); resolves when they are ready. */
+  async warm(): Promise<void> {
     while (this.started < this.size) this.idle.push(this.spawn());
+    await Promise.all(this.idle.map((w) => w.ready));
   }
 
   async close(): Promise<void> {
@@ -165,7 +205,7 @@ export class UnpackPool {
 
   private spawn(): PooledWorker {
     this.started++;
-    return new PooledWorker();
+    return new PooledWorker(this.stallMs);
   }
 
   private take(): Promise<PooledWorker> {

@@ -100,7 +100,7 @@ async function main(): Promise<void> {
   const registry = await startRegistry();
   const workDir = await mkdtemp(join(args.workDir, 'sbx-pull-bench-'));
   // The unpack workers start once per process (~0.4 s under tsx); a worker does this at start-up.
-  sharedUnpackPool().warm();
+  await sharedUnpackPool().warm();
   try {
     const repo = 'bench/large';
     await pushImage(registry.url, repo, 'latest', large.image);

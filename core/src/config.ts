@@ -56,6 +56,11 @@ export const envSchema = z.object({
   SBX_STATE_DIR: z.string().startsWith('/', 'must be an absolute path').default('/var/lib/sbx'),
   SBX_CGROUP_PARENT: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'must be a relative cgroup path like sbx or system.slice/sbx').default('sbx'),
   SBX_INSECURE_REGISTRIES: csv.default([]),
+  // Image cache disk budget (LRU, never evicting what a running job uses); unset = unbounded.
+  // Only for one worker process per SBX_STATE_DIR.
+  SBX_IMAGE_CACHE_BYTES: int(16 * MiB).optional(),
+  // Registry credentials in Docker's config.json format (auths → base64 user:password).
+  SBX_DOCKER_CONFIG: z.string().startsWith('/', 'must be an absolute path').optional(),
   // Each job slot s runs as host uids SBX_UID_BASE + s*65536 … + 65535 (container root is not host root).
   SBX_UID_BASE: int(1, 4_000_000_000).default(100_000),
   SBX_WORKER_METRICS_PORT: int(0, 65535).optional(),

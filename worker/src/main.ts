@@ -63,7 +63,14 @@ async function main(): Promise<void> {
   const metrics = workerMetrics(registry);
   const slots = new SlotPool(env.SBX_WORKER_SLOTS ?? defaultSlotCount());
   metrics.slotsTotal.set(slots.total);
-  const images = new ImageStore({ root: `${env.SBX_STATE_DIR}/images`, logger: logger.child({ component: 'images' }), insecureRegistries: env.SBX_INSECURE_REGISTRIES });
+  const images = new ImageStore({
+    root: `${env.SBX_STATE_DIR}/images`,
+    logger: logger.child({ component: 'images' }),
+    insecureRegistries: env.SBX_INSECURE_REGISTRIES,
+    maxCacheBytes: env.SBX_IMAGE_CACHE_BYTES,
+    dockerConfigPath: env.SBX_DOCKER_CONFIG,
+  });
+  await images.warmUp(); // the unpack threads start now, not on the first pull
   const runner = new JobRunner({ workerId, launchOptions, store, images, directory, slots, logger, metrics });
 
   const startedAt = new Date().toISOString();
@@ -83,7 +90,7 @@ async function main(): Promise<void> {
   await listenForControl(sub, keys.control(), logger, (m) => {
     if (m.type === 'cancel') runner.cancel(m.id);
     else if (m.type === 'pull') images.acquire(m.image, { policy: 'always' }).then((i) => i.release(), (err) => logger.warn({ image: m.image, err: err.message }, 'pre-pull failed'));
-    else if (m.type === 'evict') logger.info({ digest: m.digest }, 'evict requested');
+    else if (m.type === 'evict') images.evict(m.digest).then((r) => r.result === 'in_use' && logger.warn({ digest: m.digest }, 'not evicted: a running job uses it'), (err) => logger.warn({ digest: m.digest, err: err.message }, 'evict failed'));
   });
 
   const worker = new Worker<QueuedJob>(QUEUE_NAME, async (job) => runner.run(job.data.id), {

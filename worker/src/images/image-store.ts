@@ -204,6 +204,21 @@ export class ImageStore {
     return freed;
   }
 
+  /**
+   * Forget every reference that resolved to `digest` (the reference digest or its manifest) and
+   * free what is then unreferenced. An image a running job holds is kept: 'in_use'.
+   */
+  async evict(digest: string): Promise<{ evicted: string[]; result: 'evicted' | 'in_use' | 'not_cached'; freedBytes: number }> {
+    const index = this.index ?? (await this.openIndex());
+    const refs = index.allRefs().filter((r) => r.digest === digest || r.manifestDigest === digest);
+    if (refs.length === 0) return { evicted: [], result: 'not_cached', freedBytes: 0 };
+    if (refs.some((r) => this.inUse.has(r.manifestDigest))) return { evicted: [], result: 'in_use', freedBytes: 0 };
+    for (const r of refs) await index.removeRef(r.reference);
+    const freedBytes = await this.gc();
+    this.opts.logger?.info({ digest, images: refs.map((r) => r.reference), freedBytes }, 'image evicted on request');
+    return { evicted: refs.map((r) => r.reference), result: 'evicted', freedBytes };
+  }
+
   /** Total unpacked bytes of the cached layers. */
   async cacheBytes(): Promise<number> {
     const index = this.index ?? (await this.openIndex());

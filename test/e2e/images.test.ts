@@ -1,0 +1,56 @@
+/**
+ * The image endpoints against real workers: what they cached, pre-pulling everywhere, evicting.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { SbxClient } from '../harness/api-client.ts';
+import { waitUntil } from '../harness/redis.ts';
+import { startStack, type Stack } from '../harness/stack.ts';
+
+interface ImageRow { image: string; digest: string; sizeBytes: number; workers: string[]; lastUsedAt: string }
+
+let stack: Stack;
+let api: SbxClient;
+const listed = async () => (await api.request<{ items: ImageRow[] }>('GET', '/v1/images')).body.items;
+
+before(async () => {
+  stack = await startStack();
+  api = new SbxClient(stack.apiUrl);
+});
+after(async () => {
+  await stack?.stop();
+});
+
+test('an image a job used is listed with its digest, size and worker', async () => {
+  const res = await api.submit({ image: stack.images.busybox, command: ['true'] }, { wait: true });
+  assert.equal(res.body.status, 'succeeded');
+  let row: ImageRow | undefined;
+  await waitUntil(async () => Boolean((row = (await listed()).find((i) => i.image === stack.images.busybox))), 10_000, 'the image to be listed');
+  assert.equal(row!.digest, res.body.imageDigest);
+  assert.ok(row!.sizeBytes > 1_000_000, `size ${row!.sizeBytes}`);
+  assert.equal(row!.workers.length, 1);
+});
+
+test('POST pre-pulls on the workers; DELETE evicts it again', async () => {
+  const image = `${stack.registry.host}/test/busybox-zstd:latest`;
+  const post = await api.request<{ image: string; workers: string[] }>('POST', '/v1/images', { image });
+  assert.equal(post.status, 202);
+  assert.equal(post.body.workers.length, 1);
+  let row: ImageRow | undefined;
+  await waitUntil(async () => Boolean((row = (await listed()).find((i) => i.image === image))), 15_000, 'the pre-pulled image to be listed');
+  // A job on it now starts from the cache.
+  const job = await api.submit({ image, command: ['echo', 'zstd'] }, { wait: true });
+  assert.equal(job.body.output!.stdout, 'zstd\n');
+  assert.ok(job.body.timings.pullMs! < 1000);
+
+  const del = await api.request('DELETE', `/v1/images/${row!.digest}`);
+  assert.equal(del.status, 202);
+  await waitUntil(async () => !(await listed()).some((i) => i.image === image), 15_000, 'the image to be evicted');
+  assert.ok((await listed()).some((i) => i.image === stack.images.busybox), 'other images stay');
+
+  const bad = await api.request<{ error: { code: string } }>('DELETE', '/v1/images/latest');
+  assert.equal(bad.status, 400);
+  const badPost = await api.request<{ error: { code: string; details: Array<{ path: string }> } }>('POST', '/v1/images', { image: 'Bad Name' });
+  assert.equal(badPost.status, 400);
+  assert.equal(badPost.body.error.details[0]!.path, 'image');
+});

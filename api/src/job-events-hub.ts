@@ -5,14 +5,15 @@
  */
 import type { RedisClient } from '../../core/src/redis.ts';
 
-type Listener = () => void;
+/** Called with the ping's payload: the type of what was appended ('status', 'output', 'exit'). */
+type Listener = (what: string) => void;
 
 export class JobEventsHub {
   private readonly listeners = new Map<string, Set<Listener>>();
 
   constructor(private readonly sub: RedisClient) {
-    sub.on('message', (channel: string) => {
-      for (const l of this.listeners.get(channel) ?? []) l();
+    sub.on('message', (channel: string, what: string) => {
+      for (const l of this.listeners.get(channel) ?? []) l(what);
     });
   }
 

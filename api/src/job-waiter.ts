@@ -20,7 +20,8 @@ export class JobWatch {
 
   static async open(deps: AppDeps, id: string): Promise<JobWatch> {
     const bell = new Doorbell();
-    const unwatch = await deps.hub.watch(deps.keys.jobNotify(id), bell.ring);
+    // Only the end matters here: status changes and output do not wake the waiter.
+    const unwatch = await deps.hub.watch(deps.keys.jobNotify(id), (what) => what === 'exit' && bell.ring());
     return new JobWatch(deps, id, bell, unwatch);
   }
 

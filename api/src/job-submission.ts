@@ -12,7 +12,8 @@ export function resolveLimits(requested: JobRequest['limits'], policy: LimitsPol
   const limits: Limits = { ...policy.defaults, ...stripUndefined(requested ?? {}) };
   const details: ErrorDetail[] = [];
   for (const k of Object.keys(policy.maxima) as Array<keyof Limits>) {
-    if (limits[k] > policy.maxima[k]) details.push({ path: `limits.${k}`, message: `must be <= ${policy.maxima[k]} (this server's maximum)` });
+    const v = limits[k];
+    if (v !== null && v > policy.maxima[k]) details.push({ path: `limits.${k}`, message: `must be <= ${policy.maxima[k]} (this server's maximum)` });
   }
   if (details.length) throw new InvalidRequestError(`${details[0]!.path} ${details[0]!.message}`, details);
   return limits;

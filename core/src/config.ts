@@ -48,6 +48,9 @@ export const envSchema = z.object({
   SBX_MAX_OUTPUT_BYTES: int(0).default(16 * MiB),
   SBX_DEFAULT_DISK_BYTES: int(1 * MiB).default(64 * MiB),
   SBX_MAX_DISK_BYTES: int(1 * MiB).default(4 * GiB),
+  SBX_DEFAULT_OPEN_FILES: int(16, 1_048_576).default(1024),
+  SBX_MAX_OPEN_FILES: int(16, 1_048_576).default(65_536),
+  SBX_MAX_CPU_TIME_MS: int(1).default(3_600_000),
   SBX_JOB_TTL_SECONDS: int(60, 30 * 86400).default(86_400),
 
   // Worker
@@ -87,9 +90,12 @@ function parseApiKeys(raw: string, ctx: z.RefinementCtx): ApiKey[] {
   return keys;
 }
 
+type LimitValues = { memoryBytes: number; cpus: number; pids: number; timeoutMs: number; outputBytes: number; diskBytes: number; openFiles: number };
+
 export interface LimitsPolicy {
-  defaults: { memoryBytes: number; cpus: number; pids: number; timeoutMs: number; outputBytes: number; diskBytes: number };
-  maxima: { memoryBytes: number; cpus: number; pids: number; timeoutMs: number; outputBytes: number; diskBytes: number };
+  /** cpuTimeMs has no default: without it only the wall-time limit applies. */
+  defaults: LimitValues & { cpuTimeMs: null };
+  maxima: LimitValues & { cpuTimeMs: number };
 }
 
 export interface Config {
@@ -122,15 +128,18 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     defaults: {
       memoryBytes: env.SBX_DEFAULT_MEMORY_BYTES, cpus: env.SBX_DEFAULT_CPUS, pids: env.SBX_DEFAULT_PIDS,
       timeoutMs: env.SBX_DEFAULT_TIMEOUT_MS, outputBytes: env.SBX_DEFAULT_OUTPUT_BYTES, diskBytes: env.SBX_DEFAULT_DISK_BYTES,
+      openFiles: env.SBX_DEFAULT_OPEN_FILES, cpuTimeMs: null,
     },
     maxima: {
       memoryBytes: env.SBX_MAX_MEMORY_BYTES, cpus: env.SBX_MAX_CPUS, pids: env.SBX_MAX_PIDS,
       timeoutMs: env.SBX_MAX_TIMEOUT_MS, outputBytes: env.SBX_MAX_OUTPUT_BYTES, diskBytes: env.SBX_MAX_DISK_BYTES,
+      openFiles: env.SBX_MAX_OPEN_FILES, cpuTimeMs: env.SBX_MAX_CPU_TIME_MS,
     },
   };
   const problems: string[] = [];
   for (const k of Object.keys(limits.defaults) as Array<keyof LimitsPolicy['defaults']>) {
-    if (limits.defaults[k] > limits.maxima[k]) problems.push(`default ${k} (${limits.defaults[k]}) is above its maximum (${limits.maxima[k]}); lower the SBX_DEFAULT_* or raise the SBX_MAX_* variable`);
+    const d = limits.defaults[k];
+    if (d !== null && d > limits.maxima[k]) problems.push(`default ${k} (${limits.defaults[k]}) is above its maximum (${limits.maxima[k]}); lower the SBX_DEFAULT_* or raise the SBX_MAX_* variable`);
   }
   if (problems.length) throw new ConfigError(problems);
   return { env, limits };

@@ -22,6 +22,10 @@ export const LimitsRequest = z.strictObject({
   timeoutMs: z.number().int().min(1, 'must be >= 1').optional(),
   outputBytes: z.number().int().min(0, 'must be >= 0').optional(),
   diskBytes: z.number().int().min(MIN_DISK_BYTES, `must be >= ${MIN_DISK_BYTES}`).optional(),
+  /** CPU time of the whole job (all its processes); reaching it ends the job `timeout`. */
+  cpuTimeMs: z.number().int().min(1, 'must be >= 1').optional(),
+  /** RLIMIT_NOFILE of every process of the job. */
+  openFiles: z.number().int().min(16, 'must be >= 16').optional(),
 });
 
 export const Limits = z.object({
@@ -31,6 +35,8 @@ export const Limits = z.object({
   timeoutMs: z.number().int(),
   outputBytes: z.number().int(),
   diskBytes: z.number().int(),
+  cpuTimeMs: z.number().int().nullable(),
+  openFiles: z.number().int(),
 });
 export type Limits = z.infer<typeof Limits>;
 
@@ -87,7 +93,15 @@ export type JobSpec = z.infer<typeof JobSpec>;
 export const JobError = z.object({ code: z.string(), message: z.string() });
 export type JobError = z.infer<typeof JobError>;
 
-export const Usage = z.object({ cpuMs: z.number(), memoryPeakBytes: z.number(), wallMs: z.number() });
+export const Usage = z.object({
+  cpuMs: z.number(),
+  memoryPeakBytes: z.number(),
+  wallMs: z.number(),
+  /** The kernel's OOM killer killed a process of the job (memory limit). */
+  oomKilled: z.boolean(),
+  /** A fork failed at the pids limit. */
+  pidsLimitHit: z.boolean(),
+});
 export type Usage = z.infer<typeof Usage>;
 
 export const Timings = z.object({

@@ -79,12 +79,14 @@ describe('a job from submit to exit', () => {
   test('a memory hog ends oom', async () => {
     const res = await run(['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=256M', 'count=1'], { limits: { memoryBytes: 32 * 1024 * 1024 } });
     assert.equal(res.body.status, 'oom', JSON.stringify(res.body));
+    assert.equal(res.body.usage!.oomKilled, true);
     assert.ok(res.body.usage!.memoryPeakBytes <= 40 * 1024 * 1024, `peak ${res.body.usage!.memoryPeakBytes}`);
   });
 
   test('a fork bomb is held by the pids limit and the worker stays healthy', async () => {
     const bomb = await run(['sh', '-c', 'b() { b | b & }; b; sleep 2; echo survived'], { limits: { pids: 32, timeoutMs: 3000 } });
     assert.ok(['timeout', 'failed', 'succeeded'].includes(bomb.body.status), bomb.body.status);
+    assert.equal(bomb.body.usage!.pidsLimitHit, true, JSON.stringify(bomb.body.usage));
     const after = await run(['echo', 'still here']);
     assert.equal(after.body.status, 'succeeded');
     assert.equal(after.body.output!.stdout, 'still here\n');
@@ -121,6 +123,23 @@ describe('a job from submit to exit', () => {
     assert.equal(uid, '1000');
     assert.ok(!env.some((l) => l.startsWith('SBX_')), `worker env leaked: ${env.join(', ')}`);
     assert.ok(env.includes('PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'));
+  });
+
+  test('limits.cpuTimeMs ends a spinning job on CPU time, long before its wall timeout', async () => {
+    const res = await run(['sh', '-c', 'while :; do :; done'], { limits: { cpuTimeMs: 300, timeoutMs: 20_000 } });
+    assert.equal(res.body.status, 'timeout');
+    assert.ok(res.body.usage!.cpuMs >= 300, `cpuMs ${res.body.usage!.cpuMs}`);
+    assert.ok(res.body.usage!.wallMs < 10_000, `wallMs ${res.body.usage!.wallMs}`);
+    assert.equal(res.body.limits.cpuTimeMs, 300);
+  });
+
+  test('limits.openFiles is the RLIMIT_NOFILE of the job; the default is 1024', async () => {
+    const set = await run(['sh', '-c', 'ulimit -n'], { limits: { openFiles: 64 } });
+    assert.equal(set.body.output!.stdout, '64\n');
+    const dflt = await run(['sh', '-c', 'ulimit -n']);
+    assert.equal(dflt.body.output!.stdout, '1024\n');
+    assert.equal(dflt.body.usage!.oomKilled, false);
+    assert.equal(dflt.body.usage!.pidsLimitHit, false);
   });
 
   test('stdin is fed to the process', async () => {
@@ -173,6 +192,8 @@ describe('invalid requests', () => {
       [{ image, bogus: 1 }, 'bogus'],
       [{ image: 'UPPER/Case:tag' }, 'image'],
       [{ image, workdir: '/proc/self/fd/7' }, 'workdir'],
+      [{ image, limits: { openFiles: 4 } }, 'limits.openFiles'],
+      [{ image, limits: { cpuTimeMs: 999_999_999 } }, 'limits.cpuTimeMs'],
     ];
     for (const [body, path] of cases) {
       const res = await api.request<{ error: { code: string; message: string; details: Array<{ path: string }> } }>('POST', '/v1/jobs', body);

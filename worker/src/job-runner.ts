@@ -121,7 +121,7 @@ export class JobRunner {
       exit.outputTruncated = sink.truncated;
       this.deps.metrics.jobSeconds.observe(exit.usage.wallMs / 1000);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : outcome(exit, job.cancelled);
-      await this.finish(doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: exit.usage, outputTruncated: exit.outputTruncated });
+      await this.finish(doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated });
     } catch (e) {
       const error = classify(e);
       if (error.code === 'internal') logger.error({ err: e, jobId: id }, 'job failed on an internal error');

@@ -47,6 +47,8 @@ export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot:
       cpus: spec.limits.cpus,
       timeoutMs: spec.limits.timeoutMs,
       diskBytes: spec.limits.diskBytes,
+      openFiles: spec.limits.openFiles,
+      ...(spec.limits.cpuTimeMs !== null ? { cpuTimeMs: spec.limits.cpuTimeMs } : {}),
     },
   };
 }

@@ -11,6 +11,7 @@ import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { LayerWriter, type FileSink, type LayerWriteStats, type TarHeader } from './layer-writer.ts';
 import type { LayerCompression } from './media-types.ts';
+import { captureRawXattrs } from './pax-xattrs.ts';
 import { createZstdDecompressor } from './zstd-decompress.ts';
 
 export interface UnpackLimits {
@@ -97,6 +98,8 @@ function wrapDecompressError(e: unknown, fail: (detail: string) => Error): unkno
  */
 function writeEntries(extract: ReturnType<typeof tar.extract>, writer: LayerWriter, limits: UnpackLimits, fail: (detail: string) => Error): { error: unknown } {
   const box: { error: unknown } = { error: null };
+  // tar-stream decodes PAX values as UTF-8: xattr values are read from the raw PAX bytes instead.
+  const xattrsOf = captureRawXattrs(extract, fail);
   extract.on('entry', (header, stream, next) => {
     let sink: FileSink | null = null;
     const failed = (e: unknown) => {
@@ -106,8 +109,9 @@ function writeEntries(extract: ReturnType<typeof tar.extract>, writer: LayerWrit
       next(e as Error);
     };
     try {
+      const xattrs = xattrsOf(header);
       if (writer.stats.entries >= limits.maxEntries) throw fail(`a layer has more than ${limits.maxEntries} entries`);
-      sink = writer.add(header as TarHeader);
+      sink = writer.add({ ...(header as TarHeader), xattrs });
     } catch (e) {
       failed(e);
       return;

@@ -11,7 +11,8 @@
  * - block and character devices are skipped; FIFOs are kept;
  * - OCI whiteouts become overlayfs whiteouts (char 0:0) and opaque markers become
  *   `trusted.overlay.opaque=y`, so the directory can serve as an overlay lowerdir;
- * - `trusted.*` and `security.selinux` xattrs from the layer are dropped.
+ * - xattrs are applied byte-exact, except that `trusted.*` and `security.selinux` from the layer are
+ *   always dropped, and other `security.*` ones (file capabilities) when not running as root.
  *
  * It is synchronous on purpose: it runs inside an unpack worker thread (layer-unpack-worker.ts),
  * where blocking calls cost less than libuv round trips and do not hold up the main event loop.
@@ -47,6 +48,11 @@ export interface TarHeader {
   mtime?: Date | undefined;
   linkname?: string | null | undefined;
   pax?: Record<string, string> | undefined;
+  /**
+   * The entry's xattrs with byte-exact values (from the raw PAX records, see pax-xattrs.ts). When
+   * present they replace the `SCHILY.xattr.*` entries of `pax`, whose values tar-stream decoded as UTF-8.
+   */
+  xattrs?: Array<{ name: string; value: Buffer }> | undefined;
 }
 
 export interface LayerWriterOptions {
@@ -342,24 +348,40 @@ export class LayerWriter {
   }
 
   private recordXattrs(rel: string, header: TarHeader): void {
-    if (!header.pax) return;
     const list: Array<{ name: string; value: Buffer }> = [];
-    for (const [key, value] of Object.entries(header.pax)) {
-      if (!key.startsWith('SCHILY.xattr.')) continue;
-      const name = key.slice('SCHILY.xattr.'.length);
+    for (const { name, value } of header.xattrs ?? this.textXattrs(rel, header)) {
       if (DROPPED_XATTR.test(name)) {
         this.stats.skipped.push(`${rel}: xattr ${name} dropped`);
         continue;
       }
-      if (value.includes('\uFFFD')) {
-        // tar-stream decodes PAX records as UTF-8, so binary values (security.capability) arrive
-        // mangled: writing them would set a wrong value.
+      if (name === '' || name.includes('\0') || !name.includes('.')) {
+        this.stats.skipped.push(`${rel}: xattr ${JSON.stringify(name)} has an invalid name`);
+        continue;
+      }
+      if (name.startsWith('security.') && !this.chownEntries) {
+        // File capabilities and other security.* attributes need privileges this process lacks.
+        this.stats.skipped.push(`${rel}: xattr ${name} needs root, not applied`);
+        continue;
+      }
+      list.push({ name, value });
+    }
+    if (list.length) this.xattrs.set(rel, list);
+    else this.xattrs.delete(rel);
+  }
+
+  /** `SCHILY.xattr.*` from tar-stream's UTF-8 decoded PAX records, for headers without raw `xattrs`. */
+  private textXattrs(rel: string, header: TarHeader): Array<{ name: string; value: Buffer }> {
+    const list: Array<{ name: string; value: Buffer }> = [];
+    for (const [key, value] of Object.entries(header.pax ?? {})) {
+      if (!key.startsWith('SCHILY.xattr.')) continue;
+      const name = key.slice('SCHILY.xattr.'.length);
+      if (value.includes('\uFFFD') && !DROPPED_XATTR.test(name)) {
+        // Decoded as UTF-8, a binary value arrives mangled: writing it would set a wrong value.
         this.stats.skipped.push(`${rel}: xattr ${name} has a binary value that could not be decoded`);
         continue;
       }
       list.push({ name, value: Buffer.from(value, 'utf8') });
     }
-    if (list.length) this.xattrs.set(rel, list);
-    else this.xattrs.delete(rel);
+    return list;
   }
 }

@@ -33,7 +33,8 @@ export function makeFifos(fifos: Array<{ path: string; mode: number }>): void {
 
 /** Sets xattrs without following symlinks; values are raw bytes. */
 export function setXattrs(items: Array<{ path: string; name: string; value: Buffer }>): void {
-  const args = items.flatMap((x) => [x.name, '0s' + x.value.toString('base64'), x.path]);
+  // `-v 0s` (empty base64) is silently ignored by setfattr: an empty value is passed as "".
+  const args = items.flatMap((x) => [x.name, x.value.length ? '0s' + x.value.toString('base64') : '', x.path]);
   runBatches('setfattr', 'while [ $# -gt 0 ]; do setfattr -h -n "$1" -v "$2" -- "$3" || exit 1; shift 3; done', args, 3);
 }
 

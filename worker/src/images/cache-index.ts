@@ -8,12 +8,14 @@
  *   blobs/sha256/<hex>          raw manifests and configs as fetched (verified)
  *   tmp/<pid>-<rand>/           this process's work in progress; a dead process's is removed at open
  *   locks/<hex>.lock            cross-process layer download locks (file-lock.ts)
+ *   inuse/<hex>/<pid>-<token>   holders of an image, across processes (in-use-markers.ts)
  *
  * Everything is written to a temp path and renamed into place. The in-memory maps make a cache hit a
  * few Map lookups; they are loaded once at open and refreshed from disk on a miss (another process
  * may have pulled meanwhile).
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { ImageRuntimeConfig } from './image-config.ts';
@@ -100,7 +102,7 @@ export class CacheIndex {
 
   static async open(root: string): Promise<CacheIndex> {
     const index = new CacheIndex(root);
-    for (const dir of ['layers/sha256', 'layer-meta', 'images', 'manifests', 'blobs/sha256', 'locks', 'tmp']) {
+    for (const dir of ['layers/sha256', 'layer-meta', 'images', 'manifests', 'blobs/sha256', 'locks', 'inuse', 'tmp']) {
       await mkdir(join(root, dir), { recursive: true });
     }
     await index.sweepDeadTemps();
@@ -204,7 +206,64 @@ export class CacheIndex {
     }
   }
 
+  /**
+   * Whether the image record and the metas of all its layers are still on disk (another process may
+   * have evicted them). What is gone is dropped from memory. Call it while holding the image
+   * (in-use-markers.ts explains the order).
+   */
+  onDisk(image: ImageRecord): boolean {
+    let ok = true;
+    if (!existsSync(join(this.root, 'images', `${hex(image.manifestDigest)}.json`))) {
+      this.images.delete(image.manifestDigest);
+      ok = false;
+    }
+    for (const layer of image.layers) if (!this.layerOnDisk(layer.digest)) ok = false;
+    return ok;
+  }
+
+  /** Whether a layer's meta is still on disk; drops it from memory when not. */
+  layerOnDisk(digest: string): boolean {
+    if (existsSync(join(this.root, 'layer-meta', `${hex(digest)}.json`))) return true;
+    this.layers.delete(digest);
+    return false;
+  }
+
   // ---- removal (eviction and GC) ----
+
+  /** First step of removing an image: its record goes (blobs stay until removeImageBlobs). */
+  async unlistImage(manifestDigest: string): Promise<void> {
+    this.images.delete(manifestDigest);
+    await rm(join(this.root, 'images', `${hex(manifestDigest)}.json`), { force: true });
+  }
+
+  async removeImageBlobs(image: ImageRecord): Promise<void> {
+    await rm(join(this.root, 'blobs/sha256', hex(image.manifestDigest)), { force: true });
+    await rm(join(this.root, 'blobs/sha256', hex(image.configDigest)), { force: true });
+  }
+
+  /** First step of removing a layer: its meta goes, so no process picks it up any more. */
+  async unlistLayer(digest: string): Promise<void> {
+    this.layers.delete(digest);
+    await rm(join(this.root, 'layer-meta', `${hex(digest)}.json`), { force: true });
+  }
+
+  /** Puts back a layer unlisted by unlistLayer() (it gained a holder meanwhile). */
+  async restoreLayer(meta: LayerMeta): Promise<void> {
+    await this.writeAtomic(join(this.root, 'layer-meta', `${hex(meta.digest)}.json`), JSON.stringify(meta));
+    this.layers.set(meta.digest, meta);
+  }
+
+  /** Last step of removing a layer: takes its directory out atomically (rename into tmp), then deletes it. */
+  async deleteLayerDir(digest: string): Promise<void> {
+    const doomed = join(this.tmpRoot, `evicted-${hex(digest)}`);
+    try {
+      await rename(this.layerDir(digest), doomed);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    await rm(doomed, { recursive: true, force: true });
+  }
 
   async removeRef(canonical: string): Promise<void> {
     this.refs.delete(canonical);

@@ -93,6 +93,8 @@ const OPAQUE_MARKER = '.wh..wh..opq';
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const DROPPED_XATTR = /^(trusted\.|security\.selinux$)/;
 const EPOCH = new Date(0);
+/** security.* xattrs (file capabilities) need CAP_SETFCAP / CAP_SYS_ADMIN: only root applies them. */
+const PRIVILEGED = process.geteuid?.() === 0;
 
 export class LayerWriter {
   private readonly nodes = new Map<string, NodeKind>([['', 'dir']]);
@@ -358,7 +360,7 @@ export class LayerWriter {
         this.stats.skipped.push(`${rel}: xattr ${JSON.stringify(name)} has an invalid name`);
         continue;
       }
-      if (name.startsWith('security.') && !this.chownEntries) {
+      if (name.startsWith('security.') && !PRIVILEGED) {
         // File capabilities and other security.* attributes need privileges this process lacks.
         this.stats.skipped.push(`${rel}: xattr ${name} needs root, not applied`);
         continue;

@@ -66,7 +66,7 @@ interface ExtractInternals {
  * records the hook did not see or could not parse (`fail` builds that error): a malformed record or a
  * tar-stream change must never silently drop or garble xattrs.
  */
-export function captureRawXattrs(extract: tar.Extract, fail: (detail: string) => Error): (header: tar.Headers) => RawXattr[] {
+export function captureRawXattrs(extract: tar.Extract, fail: (detail: string) => Error): (header: tar.Header) => RawXattr[] {
   const internals = extract as unknown as ExtractInternals;
   const original = internals._decodeLongHeader;
   if (typeof original !== 'function') throw new Error('tar-stream has no _decodeLongHeader(): cannot read PAX xattrs byte-exactly');

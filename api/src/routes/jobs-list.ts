@@ -43,7 +43,9 @@ export function registerJobsList(app: Hono<AppEnv>, deps: AppDeps): void {
       }
       await deps.store.forgetFromIndex(tenant, gone);
     }
-    const nextCursor = !exhausted && cursor && items.length === limit ? `${cursor.score}:${cursor.id}` : !exhausted && cursor && scanned >= MAX_SCANNED ? `${cursor.score}:${cursor.id}` : null;
+    // A full page (or a scan cut short by the filter) may have more behind it; the last page may be empty.
+    const more = !exhausted && cursor !== null && (items.length === limit || scanned >= MAX_SCANNED);
+    const nextCursor = more && cursor ? `${cursor.score}:${cursor.id}` : null;
     return c.json({ items, nextCursor });
   });
 }

@@ -21,6 +21,7 @@ import { layerCompression } from './media-types.ts';
 import type { RegistryCredentials } from './registry-auth.ts';
 import { RegistryClient, type PullTarget, type RetryPolicy } from './registry-client.ts';
 import { withFileLock } from './file-lock.ts';
+import { InUseMarkers, liveHolders, type LiveHolders } from './in-use-markers.ts';
 import { SingleFlight } from './single-flight.ts';
 import { sharedUnpackPool } from './unpack-pool.ts';
 
@@ -66,7 +67,8 @@ export interface ImageStoreOptions {
   dispatcher?: Dispatcher;
   /**
    * Disk budget for unpacked layers. After each pull, least recently used images that no job holds
-   * are evicted until the cache fits (in-use images are never evicted, so it may stay above).
+   * are evicted until the cache fits (in-use images are never evicted, so it may stay above). Holds
+   * of every process sharing the cache directory on this host count (in-use-markers.ts).
    */
   maxCacheBytes?: number;
 }
@@ -137,8 +139,8 @@ export class ImageStore {
   private readonly clients = new Map<string, RegistryClient>();
   private readonly pulls = new SingleFlight<PullResult>();
   private readonly layerPulls = new SingleFlight<LayerMeta>();
-  /** Acquisitions not yet released, per manifest digest. */
-  private readonly inUse = new Map<string, number>();
+  /** Acquisitions not yet released and pulls in progress, per manifest digest, mirrored to marker files. */
+  private readonly markers: InUseMarkers;
   /** Layers of pulls in progress (count per digest): GC must not remove them. */
   private readonly pinned = new Map<string, number>();
   private readonly closing = new AbortController();
@@ -149,6 +151,7 @@ export class ImageStore {
   constructor(opts: ImageStoreOptions) {
     this.opts = opts;
     this.platform = opts.platform ?? hostPlatform();
+    this.markers = new InUseMarkers(opts.root);
     this.ownsDispatcher = opts.dispatcher === undefined;
     this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, keepAliveTimeout: 30_000, connect: { timeout: 10_000 } });
   }
@@ -157,12 +160,23 @@ export class ImageStore {
     const ref = parseImageReference(reference);
     const policy = opts.policy ?? 'if-not-present';
     const index = this.index ?? (await this.openIndex());
+    // hand() returns null when another process evicted the image just before our hold: try again.
+    for (let attempt = 1; ; attempt++) {
+      const acquired = await this.acquireOnce(index, ref, policy, opts);
+      if (acquired) return acquired;
+      if (attempt >= 3) throw new Error(`${ref.canonical} was evicted by another process each time it was acquired`);
+    }
+  }
+
+  private async acquireOnce(index: CacheIndex, ref: ImageReference, policy: PullPolicy, opts: AcquireOptions): Promise<AcquiredImage | null> {
     if (policy !== 'always') {
       const cached = this.cached(index, ref);
-      if (cached) return this.hand(index, cached, false);
+      const handed = cached ? this.hand(index, cached, false) : null;
+      if (handed) return handed;
       await index.reloadRef(ref.canonical); // another process sharing the cache may have pulled it
       const reloaded = this.cached(index, ref);
-      if (reloaded) return this.hand(index, reloaded, false);
+      const reloadedHanded = reloaded ? this.hand(index, reloaded, false) : null;
+      if (reloadedHanded) return reloadedHanded;
       if (policy === 'never') throw new ImageNotFoundError(`${ref.canonical} (not in the local cache and the pull policy is never)`);
     }
     const key = `${ref.canonical}\u0000${policy}\u0000${opts.credentials?.username ?? ''}`;
@@ -174,7 +188,9 @@ export class ImageStore {
         try {
           await this.enforceBudget(index);
         } finally {
-          this.releaseDigest(pulled.image.manifestDigest);
+          // Released once the waiters took their own holds (their continuations are microtasks),
+          // so that the marker file is not removed and rewritten in between.
+          setImmediate(() => this.releaseDigest(pulled.image.manifestDigest));
         }
         return pulled;
       }),
@@ -185,36 +201,28 @@ export class ImageStore {
 
   /**
    * Removes what no reference needs: image records without a reference, layers without an image.
-   * Images held by a job and layers of pulls in progress are kept. Returns the bytes freed.
+   * Images held by a job or a pull (of any process sharing the cache) are kept. Returns the bytes freed.
    */
   async gc(): Promise<number> {
     const index = this.index ?? (await this.openIndex());
-    const wanted = new Set<string>(this.inUse.keys());
-    for (const ref of index.allRefs()) wanted.add(ref.manifestDigest);
-    for (const image of index.allImages()) if (!wanted.has(image.manifestDigest)) await index.removeImage(image.manifestDigest);
-    const liveLayers = new Set<string>(this.pinned.keys());
-    for (const image of index.allImages()) for (const l of image.layers) liveLayers.add(l.digest);
-    let freed = 0;
-    for (const layer of index.allLayers()) {
-      if (liveLayers.has(layer.digest)) continue;
-      await index.removeLayer(layer.digest);
-      freed += layer.unpackedBytes;
-    }
-    if (freed) this.opts.logger?.info({ freedBytes: freed }, 'image cache garbage collected');
-    return freed;
+    await index.load(); // references and images other processes added
+    return this.collect(index);
   }
 
   /**
    * Forget every reference that resolved to `digest` (the reference digest or its manifest) and
-   * free what is then unreferenced. An image a running job holds is kept: 'in_use'.
+   * free what is then unreferenced. An image a running job holds (in any process sharing the cache)
+   * is kept: 'in_use'.
    */
   async evict(digest: string): Promise<{ evicted: string[]; result: 'evicted' | 'in_use' | 'not_cached'; freedBytes: number }> {
     const index = this.index ?? (await this.openIndex());
+    await index.load();
     const refs = index.allRefs().filter((r) => r.digest === digest || r.manifestDigest === digest);
     if (refs.length === 0) return { evicted: [], result: 'not_cached', freedBytes: 0 };
-    if (refs.some((r) => this.inUse.has(r.manifestDigest))) return { evicted: [], result: 'in_use', freedBytes: 0 };
+    const held = await this.holders(index);
+    if (refs.some((r) => held.images.has(r.manifestDigest))) return { evicted: [], result: 'in_use', freedBytes: 0 };
     for (const r of refs) await index.removeRef(r.reference);
-    const freedBytes = await this.gc();
+    const freedBytes = await this.collect(index);
     this.opts.logger?.info({ digest, images: refs.map((r) => r.reference), freedBytes }, 'image evicted on request');
     return { evicted: refs.map((r) => r.reference), result: 'evicted', freedBytes };
   }
@@ -246,6 +254,8 @@ export class ImageStore {
     this.closing.abort(new Error('image store closed'));
     await this.pulls.idle();
     await this.layerPulls.idle();
+    await new Promise((resolve) => setImmediate(resolve)); // pending pull holds (acquire)
+    this.markers.releaseAll();
     if (this.index) {
       await this.index.persistRefs();
       await this.index.close();
@@ -255,7 +265,7 @@ export class ImageStore {
 
   /** Number of acquisitions not yet released, per manifest digest (for eviction). */
   inUseCount(manifestDigest: string): number {
-    return this.inUse.get(manifestDigest) ?? 0;
+    return this.markers.count(manifestDigest);
   }
 
   // ---- cache ----
@@ -280,39 +290,95 @@ export class ImageStore {
     return image ? { ref, image, digest: ref.digest } : null;
   }
 
-  private retain(manifestDigest: string): void {
-    this.inUse.set(manifestDigest, (this.inUse.get(manifestDigest) ?? 0) + 1);
+  private retain(manifestDigest: string, layers: readonly string[]): void {
+    this.markers.hold(manifestDigest, layers);
   }
 
   private releaseDigest(manifestDigest: string): void {
-    const left = (this.inUse.get(manifestDigest) ?? 1) - 1;
-    if (left > 0) this.inUse.set(manifestDigest, left);
-    else this.inUse.delete(manifestDigest);
+    this.markers.release(manifestDigest);
+  }
+
+  /** Images and layers held by any process on this host (markers), this store's pulls included. */
+  private async holders(index: CacheIndex): Promise<LiveHolders> {
+    const held = await liveHolders(this.opts.root);
+    for (const digest of this.markers.digests()) held.images.add(digest);
+    for (const digest of this.pinned.keys()) held.layers.add(digest);
+    for (const digest of held.images) for (const l of index.image(digest)?.layers ?? []) held.layers.add(l.digest);
+    return held;
+  }
+
+  /**
+   * Removes image records no reference or holder needs, then layers no image or holder needs.
+   * Records go first, then holders are read again and whatever gained one meanwhile is restored;
+   * only then are layer directories deleted (see in-use-markers.ts). Returns the bytes freed.
+   */
+  private async collect(index: CacheIndex): Promise<number> {
+    let held = await this.holders(index);
+    const wanted = new Set<string>(held.images);
+    for (const ref of index.allRefs()) wanted.add(ref.manifestDigest);
+    const doomedImages = index.allImages().filter((image) => !wanted.has(image.manifestDigest));
+    for (const image of doomedImages) await index.unlistImage(image.manifestDigest);
+    const liveLayers = new Set<string>(held.layers);
+    for (const image of index.allImages()) for (const l of image.layers) liveLayers.add(l.digest);
+    const doomedLayers = index.allLayers().filter((layer) => !liveLayers.has(layer.digest));
+    for (const layer of doomedLayers) await index.unlistLayer(layer.digest);
+
+    held = await liveHolders(this.opts.root);
+    const removedImages: ImageRecord[] = [];
+    for (const image of doomedImages) {
+      if (held.images.has(image.manifestDigest)) {
+        await index.putImage(image);
+        for (const l of image.layers) held.layers.add(l.digest);
+      } else {
+        removedImages.push(image);
+      }
+    }
+    let freed = 0;
+    for (const layer of doomedLayers) {
+      if (held.layers.has(layer.digest)) {
+        await index.restoreLayer(layer);
+        continue;
+      }
+      await index.deleteLayerDir(layer.digest);
+      freed += layer.unpackedBytes;
+    }
+    for (const image of removedImages) await index.removeImageBlobs(image);
+    if (freed) this.opts.logger?.info({ freedBytes: freed }, 'image cache garbage collected');
+    return freed;
   }
 
   /** Evicts least recently used references nobody holds until the layers fit maxCacheBytes. */
   private async enforceBudget(index: CacheIndex): Promise<void> {
     const budget = this.opts.maxCacheBytes;
     if (budget === undefined) return;
+    await index.load(); // the cache is shared: count (and consider) other processes' images too
     let total = index.allLayers().reduce((sum, l) => sum + l.unpackedBytes, 0);
     if (total <= budget) return;
+    const held = await this.holders(index);
     const candidates = index
       .allRefs()
-      .filter((r) => !this.inUse.has(r.manifestDigest))
+      .filter((r) => !held.images.has(r.manifestDigest))
       .sort((a, b) => a.lastUsedAt.localeCompare(b.lastUsedAt));
     for (const ref of candidates) {
       if (total <= budget) break;
       await index.removeRef(ref.reference);
       this.opts.logger?.info({ image: ref.reference, lastUsedAt: ref.lastUsedAt }, 'image evicted (cache over budget)');
-      total -= await this.gc();
+      total -= await this.collect(index);
     }
   }
 
-  private hand(index: CacheIndex, result: PullResult, pulled: boolean): AcquiredImage {
+  /**
+   * Takes a hold on the image and hands it out; null when another process evicted it before the
+   * hold was visible (the caller then looks it up again or pulls).
+   */
+  private hand(index: CacheIndex, result: PullResult, pulled: boolean): AcquiredImage | null {
     const { image } = result;
-    const now = new Date();
-    index.touch(result.ref.canonical, now);
-    this.retain(image.manifestDigest);
+    this.retain(image.manifestDigest, image.layers.map((l) => l.digest));
+    if (!index.onDisk(image)) {
+      this.releaseDigest(image.manifestDigest);
+      return null;
+    }
+    index.touch(result.ref.canonical, new Date());
     let released = false;
     return {
       reference: result.ref.canonical,
@@ -342,21 +408,30 @@ export class ImageStore {
     let manifestDigest = top.digest;
     let manifestBytes = top.bytes;
     let doc = topDoc;
-    if (topDoc.kind === 'index') {
-      const chosen = selectPlatform(ref.canonical, topDoc.manifests, this.platform);
+    const fetchPlatformManifest = async (chosen: Descriptor) => {
+      const fetched = await client.getManifest(target, chosen.digest, maxManifest);
+      if (fetched.bytes.length !== chosen.size) throw new InvalidImageError(ref.canonical, `manifest ${chosen.digest} has ${fetched.bytes.length} bytes, its index says ${chosen.size}`);
+      manifestBytes = fetched.bytes;
+      doc = parseManifestDocument(ref.canonical, fetched.bytes, fetched.contentType);
+      if (doc.kind !== 'manifest') throw new InvalidImageError(ref.canonical, `index entry ${chosen.digest} is itself an index`);
+    };
+    const chosen = topDoc.kind === 'index' ? selectPlatform(ref.canonical, topDoc.manifests, this.platform) : null;
+    if (chosen) {
       manifestDigest = chosen.digest;
-      if (!index.completeImage(manifestDigest)) {
-        const fetched = await client.getManifest(target, chosen.digest, maxManifest);
-        if (fetched.bytes.length !== chosen.size) throw new InvalidImageError(ref.canonical, `manifest ${chosen.digest} has ${fetched.bytes.length} bytes, its index says ${chosen.size}`);
-        manifestBytes = fetched.bytes;
-        doc = parseManifestDocument(ref.canonical, fetched.bytes, fetched.contentType);
-        if (doc.kind !== 'manifest') throw new InvalidImageError(ref.canonical, `index entry ${chosen.digest} is itself an index`);
-      }
+      if (!index.completeImage(manifestDigest)) await fetchPlatformManifest(chosen);
     }
 
-    this.retain(manifestDigest);
+    // The hold (an in-use marker naming the layers) comes before checking what is on disk.
+    const known = index.completeImage(manifestDigest);
+    const currentDoc = doc as ReturnType<typeof parseManifestDocument>;
+    const layers = currentDoc.kind === 'manifest' ? currentDoc.layers.map((l) => l.digest) : (known?.layers.map((l) => l.digest) ?? []);
+    this.retain(manifestDigest, layers);
     try {
-      const image = index.completeImage(manifestDigest) ?? (await this.pullImage(index, client, target, manifestDigest, manifestBytes, doc));
+      let image = known && index.onDisk(known) ? known : undefined;
+      if (!image) {
+        if (chosen && doc.kind !== 'manifest') await fetchPlatformManifest(chosen); // evicted by another process meanwhile
+        image = await this.pullImage(index, client, target, manifestDigest, manifestBytes, doc);
+      }
       const now = new Date().toISOString();
       const previous = index.ref(ref.canonical);
       await index.putRef({ reference: ref.canonical, digest: top.digest, manifestDigest, pulledAt: now, lastUsedAt: previous?.lastUsedAt ?? now });
@@ -422,7 +497,7 @@ export class ImageStore {
 
   private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
-    if (present) return Promise.resolve(present);
+    if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
     return this.layerPulls.run(layer.digest, () =>
       withFileLock(
         index.lockPath(layer.digest),

@@ -130,7 +130,12 @@ export class CacheIndex {
 
   /** (Re)reads every record from disk. Layers count only when both their dir and meta exist. */
   async load(): Promise<void> {
-    for (const ref of await readJsonDir<RefRecord>(join(this.root, 'manifests'))) this.refs.set(ref.reference, ref);
+    for (const ref of await readJsonDir<RefRecord>(join(this.root, 'manifests'))) {
+      // Uses are recorded in memory (touch) and written at close: keep the later one.
+      const known = this.refs.get(ref.reference);
+      if (known && known.lastUsedAt > ref.lastUsedAt) ref.lastUsedAt = known.lastUsedAt;
+      this.refs.set(ref.reference, ref);
+    }
     for (const image of await readJsonDir<ImageRecord>(join(this.root, 'images'))) this.images.set(image.manifestDigest, image);
     const dirs = new Set(await readdir(join(this.root, 'layers/sha256')).catch(() => [] as string[]));
     for (const meta of await readJsonDir<LayerMeta>(join(this.root, 'layer-meta'))) {

@@ -141,6 +141,8 @@ export class ImageStore {
   private readonly layerPulls = new SingleFlight<LayerMeta>();
   /** Acquisitions not yet released and pulls in progress, per manifest digest, mirrored to marker files. */
   private readonly markers: InUseMarkers;
+  /** Holds of finished pulls, released on the next turn of the event loop (see acquire). */
+  private readonly deferredReleases = new Map<string, number>();
   /** Layers of pulls in progress (count per digest): GC must not remove them. */
   private readonly pinned = new Map<string, number>();
   private readonly closing = new AbortController();
@@ -190,7 +192,14 @@ export class ImageStore {
         } finally {
           // Released once the waiters took their own holds (their continuations are microtasks),
           // so that the marker file is not removed and rewritten in between.
-          setImmediate(() => this.releaseDigest(pulled.image.manifestDigest));
+          const digest = pulled.image.manifestDigest;
+          this.deferredReleases.set(digest, (this.deferredReleases.get(digest) ?? 0) + 1);
+          setImmediate(() => {
+            const left = (this.deferredReleases.get(digest) ?? 1) - 1;
+            if (left > 0) this.deferredReleases.set(digest, left);
+            else this.deferredReleases.delete(digest);
+            this.releaseDigest(digest);
+          });
         }
         return pulled;
       }),
@@ -265,7 +274,7 @@ export class ImageStore {
 
   /** Number of acquisitions not yet released, per manifest digest (for eviction). */
   inUseCount(manifestDigest: string): number {
-    return this.markers.count(manifestDigest);
+    return this.markers.count(manifestDigest) - (this.deferredReleases.get(manifestDigest) ?? 0);
   }
 
   // ---- cache ----

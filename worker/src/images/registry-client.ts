@@ -33,7 +33,16 @@ export interface RegistryClientOptions {
   retry?: RetryPolicy;
   /** Idle time allowed between response bytes / before headers. */
   timeoutMs?: number;
+  /**
+   * Mirrors (pull-through caches serving the same repositories), tried in order before this
+   * registry for manifests and blobs; any failure of a mirror falls through to the next and finally
+   * to the registry itself. Digests are verified whatever host answered.
+   */
+  mirrors?: readonly RegistryClient[];
 }
+
+/** One attempt, no backoff: a mirror that fails is skipped, not waited for. */
+export const MIRROR_RETRY: RetryPolicy = { attempts: 1, baseDelayMs: 0, maxDelayMs: 0, deadlineMs: 30_000 };
 
 export interface FetchedManifest {
   bytes: Buffer;
@@ -145,8 +154,10 @@ export class RegistryClient {
   private readonly auth: RegistryAuth;
   private readonly retry: RetryPolicy;
   private readonly timeoutMs: number;
+  private readonly mirrors: readonly RegistryClient[];
 
   constructor(opts: RegistryClientOptions) {
+    this.mirrors = opts.mirrors ?? [];
     this.registry = opts.registry;
     const insecure = isLoopbackRegistry(opts.registry) || (opts.insecureRegistries ?? []).includes(opts.registry);
     this.baseUrl = `${insecure ? 'http' : 'https'}://${apiHost(opts.registry)}`;
@@ -156,8 +167,16 @@ export class RegistryClient {
     this.auth = new RegistryAuth(opts.registry, opts.credentials, (url, headers, signal) => this.fetchToken(url, headers, signal));
   }
 
-  /** GET a manifest by tag or digest. Verifies the digest when `reference` is one. */
+  /** GET a manifest by tag or digest (mirrors first). Verifies the digest when `reference` is one. */
   async getManifest(target: PullTarget, reference: string, maxBytes: number): Promise<FetchedManifest> {
+    for (const mirror of this.mirrors) {
+      const got = await mirror.fetchManifest(target, reference, maxBytes).catch(() => null);
+      if (got) return got;
+    }
+    return this.fetchManifest(target, reference, maxBytes);
+  }
+
+  private async fetchManifest(target: PullTarget, reference: string, maxBytes: number): Promise<FetchedManifest> {
     const url = new URL(`${this.baseUrl}/v2/${target.repository}/manifests/${reference}`);
     const notFound = () => new ImageNotFoundError(target.image);
     return this.withRetries(target, async () => {
@@ -195,6 +214,14 @@ export class RegistryClient {
    * whole download-and-use in withRetries() to retry.
    */
   async getBlob(target: PullTarget, blob: ExpectedBlob): Promise<Readable> {
+    for (const mirror of this.mirrors) {
+      const got = await mirror.fetchBlob(target, blob).catch(() => null);
+      if (got) return got;
+    }
+    return this.fetchBlob(target, blob);
+  }
+
+  private async fetchBlob(target: PullTarget, blob: ExpectedBlob): Promise<Readable> {
     const url = new URL(`${this.baseUrl}/v2/${target.repository}/blobs/${blob.digest}`);
     const missing = () => new InvalidImageError(target.image, `its blob ${blob.digest} is missing from the registry`);
     const res = await this.send(url, target, {}, missing);

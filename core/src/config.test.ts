@@ -33,3 +33,9 @@ test('API keys map to tenants', () => {
   const c = loadConfig({ SBX_API_KEYS: 'aaaaaaaaaaaaaaaa1:team-a, bbbbbbbbbbbbbbbb2:team-b' });
   assert.deepEqual(c.env.SBX_API_KEYS, [{ key: 'aaaaaaaaaaaaaaaa1', tenant: 'team-a' }, { key: 'bbbbbbbbbbbbbbbb2', tenant: 'team-b' }]);
 });
+
+test('registry mirrors parse per registry, in order; a malformed list is refused', () => {
+  const c = loadConfig({ SBX_REGISTRY_MIRRORS: 'docker.io=10.0.0.5:5000;mirror.local, ghcr.io=[::1]:5001' });
+  assert.deepEqual(c.env.SBX_REGISTRY_MIRRORS, { 'docker.io': ['10.0.0.5:5000', 'mirror.local'], 'ghcr.io': ['[::1]:5001'] });
+  assert.throws(() => loadConfig({ SBX_REGISTRY_MIRRORS: 'docker.io' }), /SBX_REGISTRY_MIRRORS=.*registry=mirror/);
+});

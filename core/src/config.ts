@@ -59,6 +59,8 @@ export const envSchema = z.object({
   SBX_STATE_DIR: z.string().startsWith('/', 'must be an absolute path').default('/var/lib/sbx'),
   SBX_CGROUP_PARENT: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'must be a relative cgroup path like sbx or system.slice/sbx').default('sbx'),
   SBX_INSECURE_REGISTRIES: csv.default([]),
+  // Registry mirrors: registry=mirror[;mirror…][,registry=…], e.g. docker.io=10.0.0.5:5000
+  SBX_REGISTRY_MIRRORS: z.string().default('').transform((s, ctx) => parseMirrors(s, ctx)),
   // Image cache disk budget (LRU, never evicting what a running job uses); unset = unbounded.
   // Only for one worker process per SBX_STATE_DIR.
   SBX_IMAGE_CACHE_BYTES: int(16 * MiB).optional(),
@@ -71,6 +73,21 @@ export const envSchema = z.object({
 });
 
 export type Env = z.infer<typeof envSchema>;
+
+function parseMirrors(raw: string, ctx: z.RefinementCtx): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  const host = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+  for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
+    const [registry, list] = entry.split('=', 2);
+    const mirrors = (list ?? '').split(';').map((m) => m.trim()).filter(Boolean);
+    if (!registry || !host.test(registry) || mirrors.length === 0 || !mirrors.every((m) => host.test(m))) {
+      ctx.addIssue({ code: 'custom', message: 'each entry must be registry=mirror[;mirror…] with host[:port] names, e.g. docker.io=10.0.0.5:5000' });
+      return {};
+    }
+    out[registry] = mirrors;
+  }
+  return out;
+}
 
 export interface ApiKey {
   key: string;

@@ -67,6 +67,7 @@ async function main(): Promise<void> {
     root: `${env.SBX_STATE_DIR}/images`,
     logger: logger.child({ component: 'images' }),
     insecureRegistries: env.SBX_INSECURE_REGISTRIES,
+    mirrors: env.SBX_REGISTRY_MIRRORS,
     maxCacheBytes: env.SBX_IMAGE_CACHE_BYTES,
     dockerConfigPath: env.SBX_DOCKER_CONFIG,
   });

@@ -19,7 +19,7 @@ import { DEFAULT_UNPACK_LIMITS, unpackLayer, type UnpackLimits } from './layer-u
 import { formatPlatform, hostPlatform, parseImageConfig, parseManifestDocument, selectPlatform, type Descriptor, type Platform } from './manifest.ts';
 import { layerCompression } from './media-types.ts';
 import type { RegistryCredentials } from './registry-auth.ts';
-import { RegistryClient, type PullTarget, type RetryPolicy } from './registry-client.ts';
+import { MIRROR_RETRY, RegistryClient, type PullTarget, type RetryPolicy } from './registry-client.ts';
 import { withFileLock } from './file-lock.ts';
 import { InUseMarkers, liveHolders, type LiveHolders } from './in-use-markers.ts';
 import { SingleFlight } from './single-flight.ts';
@@ -52,6 +52,11 @@ export interface ImageStoreOptions {
   logger?: Logger;
   /** Hosts reached over plain http; loopback hosts (127.0.0.0/8, localhost, ::1) always are. */
   insecureRegistries?: string[];
+  /**
+   * Mirrors per registry ('docker.io' → ['mirror.local:5000']): pull-through caches serving the same
+   * repositories, tried in order before the registry itself (see RegistryClientOptions.mirrors).
+   */
+  mirrors?: Record<string, string[]>;
   platform?: Platform;
   /** Credentials per registry host ('docker.io', 'host:port'); they win over dockerConfigPath. */
   credentials?: Record<string, RegistryCredentials>;
@@ -545,10 +550,16 @@ export class ImageStore {
     const existing = this.clients.get(key);
     if (existing) return existing;
     const configured = credentials ?? this.opts.credentials?.[registry] ?? (await this.dockerCredentials()).get(registry);
+    const mirrors: RegistryClient[] = [];
+    for (const host of this.opts.mirrors?.[registry] ?? []) {
+      const mirrorCredentials = this.opts.credentials?.[host] ?? (await this.dockerCredentials()).get(host);
+      mirrors.push(new RegistryClient({ registry: host, dispatcher: this.dispatcher, insecureRegistries: this.opts.insecureRegistries ?? [], retry: MIRROR_RETRY, ...(mirrorCredentials ? { credentials: mirrorCredentials } : {}) }));
+    }
     const client = new RegistryClient({
       registry,
       dispatcher: this.dispatcher,
       insecureRegistries: this.opts.insecureRegistries ?? [],
+      mirrors,
       ...(configured ? { credentials: configured } : {}),
       ...(this.opts.retry ? { retry: this.opts.retry } : {}),
     });

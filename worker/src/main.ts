@@ -15,6 +15,7 @@ import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-director
 import type { QueuedJob } from '../../core/src/job-queue.ts';
 import { probeHost, sweep } from '../../native/index.ts';
 import { removeEmptyCgroupPath } from './cgroup-parent.ts';
+import { processAlive } from './process-alive.ts';
 import { listenForControl } from './control-channel.ts';
 import { ImageStore } from './images/image-store.ts';
 import { Janitor } from './janitor.ts';
@@ -137,13 +138,7 @@ async function main(): Promise<void> {
 
 /** A heartbeat left by a process of this host that no longer exists: we are its restart. */
 function isCrashedPredecessor(info: WorkerInfo): boolean {
-  if (info.host !== os.hostname()) return false;
-  try {
-    process.kill(info.pid, 0);
-    return false;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ESRCH';
-  }
+  return info.host === os.hostname() && !processAlive(info.pid);
 }
 
 function loadConfigOrExit(): Config {

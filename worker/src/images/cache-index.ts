@@ -19,6 +19,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { ImageRuntimeConfig } from './image-config.ts';
+import { processAlive } from '../process-alive.ts';
 
 export interface LayerRecord {
   digest: string;
@@ -59,15 +60,6 @@ export function layerMetaPath(layerDir: string): string {
 }
 
 const hex = (digest: string) => digest.slice('sha256:'.length);
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** A file name for a reference: readable prefix + hash (references contain '/', ':' and '@'). */
 export function refKey(canonical: string): string {
@@ -287,14 +279,7 @@ export class CacheIndex {
   async removeLayer(digest: string): Promise<void> {
     this.layers.delete(digest);
     await rm(join(this.root, 'layer-meta', `${hex(digest)}.json`), { force: true });
-    const doomed = join(this.tmpRoot, `evicted-${hex(digest)}`);
-    try {
-      await rename(this.layerDir(digest), doomed);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw e;
-    }
-    await rm(doomed, { recursive: true, force: true });
+    await this.deleteLayerDir(digest);
   }
 
   /**

@@ -6,6 +6,7 @@
  */
 import { hostname } from 'node:os';
 import { open, readFile, rm, utimes, stat } from 'node:fs/promises';
+import { processAlive } from '../process-alive.ts';
 
 export interface FileLockOptions {
   signal?: AbortSignal;
@@ -15,15 +16,6 @@ export interface FileLockOptions {
 }
 
 const HOST = hostname();
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 async function isStale(path: string, staleMs: number): Promise<boolean> {
   try {

@@ -9,9 +9,11 @@
  * | <p>:{job:<id>}:notify               | pubsub | "something was appended" pings (no data)   |
  * | <p>:tenant:<t>:jobs                 | zset   | job ids by creation ms; trimmed past TTL   |
  * | <p>:tenant:<t>:idem:<sha256(key)>   | string | job id; 24 h                               |
- * | <p>:workers                         | zset   | worker id by last heartbeat ms             |
- * | <p>:worker:<id>                     | string | worker info JSON; TTL = 5 heartbeats       |
- * | <p>:worker:<id>:jobs                | set    | ids of the jobs it runs now                |
+ * | <p>:{workers}:index                 | zset   | worker id by last heartbeat ms             |
+ * | <p>:{workers}:info:<id>             | string | worker info JSON; TTL = 5 heartbeats       |
+ * | <p>:{workers}:jobs:<id>             | set    | ids of the jobs it runs now                |
+ *
+ * The fleet's keys share the hash tag `{workers}` so listing them is one pipeline in one slot.
  * | <p>:control                         | pubsub | cancel / image commands to workers         |
  * | {<p>}:jobs:*                        | BullMQ | the queue (BullMQ's own keys)              |
  */
@@ -38,13 +40,13 @@ export class RedisKeys {
     return `${this.prefix}:tenant:${tenant}:idem:${createHash('sha256').update(key).digest('hex')}`;
   }
   workers(): string {
-    return `${this.prefix}:workers`;
+    return `${this.prefix}:{workers}:index`;
   }
   worker(id: string): string {
-    return `${this.prefix}:worker:${id}`;
+    return `${this.prefix}:{workers}:info:${id}`;
   }
   workerJobs(id: string): string {
-    return `${this.prefix}:worker:${id}:jobs`;
+    return `${this.prefix}:{workers}:jobs:${id}`;
   }
   control(): string {
     return `${this.prefix}:control`;

@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { buildStandardImages } from '../fixtures/build-images.ts';
 import { removeCgroupTree } from '../../worker/src/cgroup-parent.ts';
 import { freePort, startRegistry, type RunningRegistry } from './registry.ts';
-import { startRedis, waitUntil, type RunningRedis } from './redis.ts';
+import { startRedis, waitUntil } from './redis.ts';
+import { startRedisCluster } from './redis-cluster.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -25,7 +26,8 @@ export interface ManagedProcess {
 
 export interface Stack {
   apiUrl: string;
-  redis: RunningRedis;
+  /** How the stack reaches Redis: a standalone server, or a Cluster's nodes. */
+  redis: { stop(): Promise<void> };
   registry: RunningRegistry;
   /** Image references of the fixtures in this stack's registry. */
   images: { busybox: string };
@@ -36,15 +38,17 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: { env?: Record<string, string>; workers?: number } = {}): Promise<Stack> {
+export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
-  const redis = await startRedis();
+  const cluster = opts.redisCluster ? await startRedisCluster() : null;
+  const standalone = cluster ? null : await startRedis();
+  const redis = (cluster ?? standalone)!;
   const registry = await startRegistry();
   await buildStandardImages(registry.host);
   const apiPort = await freePort();
   const env: Record<string, string> = {
-    SBX_REDIS_URL: redis.url,
+    ...(cluster ? { SBX_REDIS_CLUSTER_NODES: cluster.nodes.join(',') } : { SBX_REDIS_URL: standalone!.url }),
     SBX_API_PORT: String(apiPort),
     SBX_API_HOST: '127.0.0.1',
     SBX_STATE_DIR: stateDir,

@@ -1,0 +1,44 @@
+/**
+ * The same job path against a three-master Redis Cluster: every key of one job shares a hash tag,
+ * the BullMQ queue lives under `{sbx}`, and nothing sends a multi-slot command.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { SbxClient } from '../harness/api-client.ts';
+import { startStack, type Stack } from '../harness/stack.ts';
+
+let stack: Stack;
+let api: SbxClient;
+
+before(async () => {
+  stack = await startStack({ redisCluster: true, workers: 2 });
+  api = new SbxClient(stack.apiUrl);
+});
+after(async () => {
+  await stack?.stop();
+});
+
+test('jobs run, stream, list, cancel and report workers through Redis Cluster', async () => {
+  const subs = await Promise.all(Array.from({ length: 6 }, (_, i) => api.submit({ image: stack.images.busybox, command: ['echo', `c${i}`] })));
+  for (const [i, s] of subs.entries()) {
+    const events = await api.events(s.body.id);
+    assert.equal(events.filter((e) => e.event === 'stdout').map((e) => JSON.parse(e.data).data).join(''), `c${i}\n`);
+    assert.equal(JSON.parse(events.at(-1)!.data).status, 'succeeded');
+  }
+  const waited = await api.submit({ image: stack.images.busybox, command: ['sh', '-c', 'echo out; exit 4'] }, { wait: true });
+  assert.equal(waited.status, 200);
+  assert.equal(waited.body.exitCode, 4);
+  assert.equal(waited.body.output!.stdout, 'out\n');
+
+  const list = await api.request<{ items: Array<{ id: string }> }>('GET', '/v1/jobs?limit=100');
+  assert.ok(subs.every((s) => list.body.items.some((j) => j.id === s.body.id)));
+  const workers = await api.request<{ items: unknown[] }>('GET', '/v1/workers');
+  assert.equal(workers.body.items.length, 2);
+  const images = await api.request<{ items: Array<{ image: string }> }>('GET', '/v1/images');
+  assert.equal(images.status, 200);
+
+  const long = await api.submit({ image: stack.images.busybox, command: ['sh', '-c', 'echo go; sleep 30'] });
+  await api.events(long.body.id, { until: (e) => e.event === 'stdout' });
+  assert.equal((await api.request('DELETE', `/v1/jobs/${long.body.id}`)).status, 202);
+  assert.equal((await api.waitFinished(long.body.id)).status, 'cancelled');
+});

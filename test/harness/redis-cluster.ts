@@ -1,0 +1,40 @@
+/**
+ * A private three-master Redis Cluster (Debian redis-server + redis-cli --cluster create) on free
+ * loopback ports, no persistence, for tests that prove sbx works against Cluster.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from './registry.ts';
+import { waitUntil } from './redis.ts';
+
+const execFileP = promisify(execFile);
+
+export interface RunningRedisCluster {
+  nodes: string[];
+  stop(): Promise<void>;
+}
+
+export async function startRedisCluster(size = 3): Promise<RunningRedisCluster> {
+  const dir = await mkdtemp(join(tmpdir(), 'sbx-redis-cluster-'));
+  const ports = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const procs: ChildProcess[] = ports.map((port) =>
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'], { stdio: 'ignore' }),
+  );
+  const stop = async () => {
+    await Promise.all(procs.map((p) => (p.exitCode === null ? new Promise((r) => (p.once('exit', r), p.kill('SIGKILL'))) : null)));
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const nodes = ports.map((p) => `127.0.0.1:${p}`);
+    await waitUntil(async () => (await Promise.all(ports.map((p) => execFileP('redis-cli', ['-p', String(p), 'ping']).then((r) => r.stdout.trim() === 'PONG', () => false)))).every(Boolean), 10_000, 'cluster nodes');
+    await execFileP('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes']);
+    await waitUntil(async () => (await execFileP('redis-cli', ['-p', String(ports[0]), 'cluster', 'info'])).stdout.includes('cluster_state:ok'), 15_000, 'cluster_state:ok');
+    return { nodes, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}

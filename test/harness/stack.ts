@@ -13,6 +13,7 @@ import { removeCgroupTree } from '../../worker/src/cgroup-parent.ts';
 import { freePort, startRegistry, type RunningRegistry } from './registry.ts';
 import { startRedis, waitUntil } from './redis.ts';
 import { startRedisCluster } from './redis-cluster.ts';
+import { startRedisSentinel } from './redis-sentinel.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -38,17 +39,23 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean } = {}): Promise<Stack> {
+export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
   const cluster = opts.redisCluster ? await startRedisCluster() : null;
-  const standalone = cluster ? null : await startRedis();
-  const redis = (cluster ?? standalone)!;
+  const sentinel = opts.redisSentinel ? await startRedisSentinel() : null;
+  const standalone = cluster || sentinel ? null : await startRedis();
+  const redis = (cluster ?? sentinel ?? standalone)!;
+  const redisEnv: Record<string, string> = cluster
+    ? { SBX_REDIS_CLUSTER_NODES: cluster.nodes.join(',') }
+    : sentinel
+      ? { SBX_REDIS_SENTINELS: sentinel.sentinels.join(','), SBX_REDIS_SENTINEL_NAME: sentinel.masterName }
+      : { SBX_REDIS_URL: standalone!.url };
   const registry = await startRegistry();
   await buildStandardImages(registry.host);
   const apiPort = await freePort();
   const env: Record<string, string> = {
-    ...(cluster ? { SBX_REDIS_CLUSTER_NODES: cluster.nodes.join(',') } : { SBX_REDIS_URL: standalone!.url }),
+    ...redisEnv,
     SBX_API_PORT: String(apiPort),
     SBX_API_HOST: '127.0.0.1',
     SBX_STATE_DIR: stateDir,

@@ -1,24 +1,27 @@
 /**
- * The same job path against a three-master Redis Cluster: every key of one job shares a hash tag,
- * the BullMQ queue lives under `{sbx}`, and nothing sends a multi-slot command.
+ * The same job path against the other Redis deployments: a three-master Redis Cluster (every key
+ * of one job shares a hash tag, the BullMQ queue lives under `{sbx}`, nothing sends a multi-slot
+ * command) and a master found through Sentinel.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { SbxClient } from '../harness/api-client.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 
 let stack: Stack;
 let api: SbxClient;
 
+for (const mode of ['redisCluster', 'redisSentinel'] as const) {
+describe(mode, () => {
 before(async () => {
-  stack = await startStack({ redisCluster: true, workers: 2 });
+  stack = await startStack({ [mode]: true, workers: 2 });
   api = new SbxClient(stack.apiUrl);
 });
 after(async () => {
   await stack?.stop();
 });
 
-test('jobs run, stream, list, cancel and report workers through Redis Cluster', async () => {
+test('jobs run, stream, list, cancel and report workers', async () => {
   const subs = await Promise.all(Array.from({ length: 6 }, (_, i) => api.submit({ image: stack.images.busybox, command: ['echo', `c${i}`] })));
   for (const [i, s] of subs.entries()) {
     const events = await api.events(s.body.id);
@@ -42,3 +45,5 @@ test('jobs run, stream, list, cancel and report workers through Redis Cluster', 
   assert.equal((await api.request('DELETE', `/v1/jobs/${long.body.id}`)).status, 202);
   assert.equal((await api.waitFinished(long.body.id)).status, 'cancelled');
 });
+});
+}

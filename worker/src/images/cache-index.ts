@@ -44,6 +44,12 @@ export interface RefRecord {
   manifestDigest: string;
   pulledAt: string;
   lastUsedAt: string;
+  /**
+   * Set when the pull used a job's own credentials: a hash of them. Only a request presenting the
+   * same credentials may then use this cached reference; anyone else must pull (and so prove
+   * access) themselves. Unset for anonymous pulls and the operator's configured credentials.
+   */
+  privateTo?: string;
 }
 
 export interface LayerMeta {

@@ -68,7 +68,16 @@ it('Basic auth (htpasswd): none → unauthorized; options, config.json and per-c
   assert.equal((await (await store({ dockerConfigPath: configPath })).acquire(ref)).pulled, true);
 
   const perCall = await store();
-  assert.equal((await perCall.acquire(ref, { credentials: USER })).pulled, true);
+  const first = await perCall.acquire(ref, { credentials: USER });
+  assert.equal(first.pulled, true);
+  first.release();
+  // Pulled with a job's own credentials, the cached image is not handed to anyone without them:
+  // an anonymous request must pull, and the registry refuses it; by digest just the same.
+  await assert.rejects(perCall.acquire(ref), assertUnauthorized(/requires credentials/));
+  await assert.rejects(perCall.acquire(`${registry.host}/private/busybox@${first.digest}`), assertUnauthorized(/requires credentials/));
+  await assert.rejects(perCall.acquire(ref, { credentials: { username: USER.username, password: 'wrong' } }), assertUnauthorized(/HTTP 401/));
+  // The same credentials get the cache hit.
+  assert.equal((await perCall.acquire(ref, { credentials: USER })).pulled, false);
 });
 
 it('Bearer token flow: anonymous pull gets a scoped token, cached across requests', async () => {

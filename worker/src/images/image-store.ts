@@ -7,12 +7,13 @@
  *   download. Layers download, decompress and unpack as one stream, several layers at a time.
  * - Every blob is verified before it is used or cached, and committed by rename (P31, P32).
  */
+import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
 import { ImageNotFoundError, InvalidImageError } from '../../../core/src/errors.ts';
 import { manifestReference, parseImageReference, type ImageReference } from '../../../core/src/image-ref.ts';
-import { CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord } from './cache-index.ts';
+import { CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord, type RefRecord } from './cache-index.ts';
 import { loadDockerCredentials } from './docker-credentials.ts';
 import { toRuntimeConfig, type ImageRuntimeConfig } from './image-config.ts';
 import { DEFAULT_UNPACK_LIMITS, unpackLayer, type UnpackLimits } from './layer-unpack.ts';
@@ -176,12 +177,13 @@ export class ImageStore {
   }
 
   private async acquireOnce(index: CacheIndex, ref: ImageReference, policy: PullPolicy, opts: AcquireOptions): Promise<AcquiredImage | null> {
+    const viewer = opts.credentials ? credentialsKey(ref.registry, opts.credentials) : undefined;
     if (policy !== 'always') {
-      const cached = this.cached(index, ref);
+      const cached = this.cached(index, ref, viewer);
       const handed = cached ? this.hand(index, cached, false) : null;
       if (handed) return handed;
       await index.reloadRef(ref.canonical); // another process sharing the cache may have pulled it
-      const reloaded = this.cached(index, ref);
+      const reloaded = this.cached(index, ref, viewer);
       const reloadedHanded = reloaded ? this.hand(index, reloaded, false) : null;
       if (reloadedHanded) return reloadedHanded;
       if (policy === 'never') throw new ImageNotFoundError(`${ref.canonical} (not in the local cache and the pull policy is never)`);
@@ -191,7 +193,7 @@ export class ImageStore {
       this.pulls.run(key, async () => {
         // pull() returns the image retained, so that eviction (ours or a concurrent pull's) cannot
         // remove it before the waiters take their own hold in hand(); released right below.
-        const pulled = await this.pull(index, ref, policy, opts.credentials);
+        const pulled = await this.pull(index, ref, policy, opts.credentials, viewer);
         try {
           await this.enforceBudget(index);
         } finally {
@@ -289,18 +291,18 @@ export class ImageStore {
     return this.indexPromise;
   }
 
-  private cached(index: CacheIndex, ref: ImageReference): PullResult | null {
+  /** A cache hit for `viewer` (the hash of the request's own credentials, if any), or null. */
+  private cached(index: CacheIndex, ref: ImageReference, viewer: string | undefined): PullResult | null {
+    const visible = (r: RefRecord) => r.privateTo === undefined || r.privateTo === viewer;
     const record = index.ref(ref.canonical);
     if (record) {
-      const image = index.completeImage(record.manifestDigest);
+      const image = visible(record) ? index.completeImage(record.manifestDigest) : undefined;
       return image ? { ref, image, digest: record.digest } : null;
     }
     if (ref.digest === null) return null;
-    // A digest is immutable: any cached reference that resolved to it (or the manifest itself) will do.
-    const byDigest = index.completeImage(ref.digest);
-    if (byDigest) return { ref, image: byDigest, digest: ref.digest };
-    const sameTop = index.allRefs().find((r) => r.digest === ref.digest && index.completeImage(r.manifestDigest));
-    const image = sameTop ? index.completeImage(sameTop.manifestDigest) : undefined;
+    // A digest is immutable: any cached reference this viewer may use that resolved to it will do.
+    const same = index.allRefs().find((r) => (r.digest === ref.digest || r.manifestDigest === ref.digest) && visible(r) && index.completeImage(r.manifestDigest));
+    const image = same ? index.completeImage(same.manifestDigest) : undefined;
     return image ? { ref, image, digest: ref.digest } : null;
   }
 
@@ -411,7 +413,7 @@ export class ImageStore {
 
   // ---- pulling ----
 
-  private async pull(index: CacheIndex, ref: ImageReference, policy: PullPolicy, credentials: RegistryCredentials | undefined): Promise<PullResult> {
+  private async pull(index: CacheIndex, ref: ImageReference, policy: PullPolicy, credentials: RegistryCredentials | undefined, viewer: string | undefined): Promise<PullResult> {
     const started = performance.now();
     const client = await this.client(ref.registry, credentials);
     const target: PullTarget = { image: ref.canonical, repository: ref.repository, signal: this.closing.signal };
@@ -448,7 +450,7 @@ export class ImageStore {
       }
       const now = new Date().toISOString();
       const previous = index.ref(ref.canonical);
-      await index.putRef({ reference: ref.canonical, digest: top.digest, manifestDigest, pulledAt: now, lastUsedAt: previous?.lastUsedAt ?? now });
+      await index.putRef({ reference: ref.canonical, digest: top.digest, manifestDigest, pulledAt: now, lastUsedAt: previous?.lastUsedAt ?? now, ...(viewer ? { privateTo: viewer } : {}) });
       this.opts.logger?.info(
         { image: ref.canonical, digest: top.digest, policy, layers: image.layers.length, ms: Math.round(performance.now() - started) },
         'image pulled',
@@ -572,4 +574,9 @@ export class ImageStore {
     this.credentialsPromise ??= path ? loadDockerCredentials(path) : Promise.resolve(new Map());
     return this.credentialsPromise;
   }
+}
+
+/** Identifies a job's own credentials for a registry without keeping them (cache visibility). */
+function credentialsKey(registry: string, c: RegistryCredentials): string {
+  return createHash('sha256').update(`${registry}\u0000${c.username}\u0000${c.password}`).digest('hex');
 }

@@ -34,6 +34,7 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     limits: resolveLimits(req.limits, policy),
     network: req.network ?? 'none',
     labels: req.labels ?? {},
+    registryAuth: req.registryAuth ?? null,
     createdAt: now.toISOString(),
   };
 }

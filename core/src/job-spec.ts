@@ -69,6 +69,11 @@ export const JobRequest = z.strictObject({
     .refine((l) => Object.keys(l).length <= 32, 'at most 32 labels')
     .optional(),
   idempotencyKey: z.string().min(1).max(128).optional(),
+  /**
+   * Credentials for the image's registry, for this job only. Kept with the job record while it
+   * exists, never returned; an image pulled with them is not handed from the cache to jobs without them.
+   */
+  registryAuth: z.strictObject({ username: z.string().min(1).max(256), password: z.string().min(1).max(4096) }).optional(),
 });
 export type JobRequest = z.infer<typeof JobRequest>;
 
@@ -86,6 +91,7 @@ export const JobSpec = z.object({
   limits: Limits,
   network: z.literal('none'),
   labels: z.record(z.string(), z.string()),
+  registryAuth: z.object({ username: z.string(), password: z.string() }).nullable(),
   createdAt: z.string(),
 });
 export type JobSpec = z.infer<typeof JobSpec>;

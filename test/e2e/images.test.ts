@@ -6,6 +6,9 @@ import { after, before, test } from 'node:test';
 import { SbxClient } from '../harness/api-client.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
+import { startRegistry } from '../harness/registry.ts';
+import { busyboxImage } from '../fixtures/build-images.ts';
+import { pushImage } from '../fixtures/oci-builder.ts';
 
 interface ImageRow { image: string; digest: string; sizeBytes: number; workers: string[]; lastUsedAt: string }
 
@@ -53,4 +56,29 @@ test('POST pre-pulls on the workers; DELETE evicts it again', async () => {
   const badPost = await api.request<{ error: { code: string; details: Array<{ path: string }> } }>('POST', '/v1/images', { image: 'Bad Name' });
   assert.equal(badPost.status, 400);
   assert.equal(badPost.body.error.details[0]!.path, 'image');
+});
+
+test('a private registry: registryAuth per job pulls it; jobs without it are refused, also after it is cached', async () => {
+  const user = { username: 'grader', password: 's3cret-pass-word' };
+  const registry = await startRegistry({ htpasswd: { user: user.username, password: user.password } });
+  try {
+    const basic = `Basic ${Buffer.from(`${user.username}:${user.password}`).toString('base64')}`;
+    await pushImage(registry.url, 'private/busybox', 'latest', await busyboxImage(), { authorization: basic });
+    const image = `${registry.host}/private/busybox:latest`;
+
+    const anonymous = await api.submit({ image, command: ['true'] }, { wait: true });
+    assert.equal(anonymous.body.status, 'error');
+    assert.equal(anonymous.body.error!.code, 'registry_unauthorized');
+
+    const authed = await api.submit({ image, command: ['echo', 'private'], registryAuth: user }, { wait: true });
+    assert.equal(authed.body.status, 'succeeded', JSON.stringify(authed.body.error));
+    assert.equal(authed.body.output!.stdout, 'private\n');
+    const seen = JSON.stringify((await api.get(authed.body.id, true)).body);
+    assert.ok(!seen.includes(user.password), 'the password never comes back');
+
+    const after = await api.submit({ image, command: ['true'] }, { wait: true });
+    assert.equal(after.body.error?.code, 'registry_unauthorized', 'the cached private image is not handed to a job without credentials');
+  } finally {
+    await registry.stop();
+  }
 });

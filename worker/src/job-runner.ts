@@ -139,7 +139,7 @@ export class JobRunner {
 
   private async acquire(spec: JobSpec, job: ActiveJob): Promise<AcquiredImage> {
     try {
-      const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal });
+      const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal, ...(spec.registryAuth ? { credentials: spec.registryAuth } : {}) });
       this.deps.metrics.pulls.inc({ result: image.pulled ? 'pulled' : 'hit' });
       return image;
     } catch (e) {

@@ -1,4 +1,5 @@
 // Typed wrapper around the native launcher (the only importer of the .node file).
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
@@ -81,6 +82,24 @@ export interface LaunchOptions {
   userns?: boolean;
   /** Host uid/gid of container id 0 for slot 0. Default 100000. */
   uidBase?: number;
+  /**
+   * P30: 'deny' makes flock(2) and fcntl F_SETLK/F_SETLKW/F_OFD_SETLK/F_OFD_SETLKW fail with EPERM
+   * in the job (seccomp), closing the lock channel between concurrent jobs through shared
+   * read-only inodes (the /dev template's device nodes). Default 'allow': many programs (sqlite,
+   * package managers, git) need locks on their own files and fail without them.
+   */
+  fileLocks?: 'allow' | 'deny';
+  /**
+   * P29: aggregate limits on the parent group (`cgroupParent`) itself — all jobs under it together
+   * cannot exceed them (v1 memory.limit_in_bytes (+ memsw) / pids.max; v2 memory.max / pids.max).
+   * Written when first given or changed; omitting it later leaves the last values in place.
+   */
+  parentLimits?: { memoryBytes?: number; pids?: number };
+  /**
+   * Tests only (paired controls): `false` skips the P17 device allow-list (v1 devices cgroup,
+   * v2 BPF device program). Default true; do not expose.
+   */
+  devicesCgroup?: boolean;
 }
 
 /** Error thrown by launch(): `code` is invalid_spec | command_not_found | host_unsupported | an errno name. */
@@ -181,6 +200,23 @@ export function probeHost(_opts?: { cgroupParent?: string }): HostProbe {
     probed = { cgroup: p.cgroup, ok: p.ok, missing: [...p.missing], features: { ...p.features } };
   }
   return probed;
+}
+
+/**
+ * P29: lower the calling process's OOM score (oom_score_adj, -1000..1000) so that under global
+ * memory pressure the kernel kills jobs (+1000) long before the worker. The worker calls it once at
+ * start. Returns false if the process may not lower its score (needs CAP_SYS_RESOURCE).
+ */
+export function protectSelf(score = -500): boolean {
+  if (!Number.isInteger(score) || score < -1000 || score > 1000) throw new RangeError('score must be an integer in -1000..1000');
+  try {
+    fs.writeFileSync('/proc/self/oom_score_adj', String(score));
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EACCES' || code === 'EPERM') return false;
+    throw e;
+  }
 }
 
 /** Number of jobs the native side still tracks (for leak tests). */

@@ -79,6 +79,8 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   f.Set("overlay", filesystemAvailable("overlay"));
   f.Set("memsw", h.memsw);
   f.Set("cgroupKill", h.cgroupKill);
+  // P17: v1 devices controller mounted (v2: a BPF device program, checked when a job starts).
+  f.Set("devicesCgroup", h.mode == cgroup::Mode::kV2 || h.v1Devices);
   long pfd = syscall(SYS_pidfd_open, getpid(), 0);
   f.Set("pidfd", pfd >= 0);
   if (pfd >= 0) close((int)pfd);

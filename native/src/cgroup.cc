@@ -15,7 +15,8 @@ namespace sbx::cgroup {
 namespace {
 
 constexpr long kCgroup2Magic = 0x63677270;
-const char* const kV1Controllers[] = {"memory", "pids", "cpu", "cpuacct", "freezer"};
+const char* const kV1Controllers[] = {"memory", "pids", "cpu", "cpuacct", "freezer"};  // required
+const char* const kV1Optional[] = {"devices"};
 
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
@@ -37,9 +38,14 @@ void detectV1(Host& h) {
     auto post = split(line.substr(dash + 3), ' ');
     if (pre.size() < 5 || post.size() < 3 || post[0] != "cgroup") continue;
     for (const auto& opt : split(post[2], ','))
+    {
       for (const char* c : kV1Controllers)
         if (opt == c && !h.v1.count(c)) h.v1[c] = pre[4];
+      for (const char* c : kV1Optional)
+        if (opt == c && !h.v1.count(c)) h.v1[c] = pre[4];
+    }
   }
+  h.v1Devices = h.v1.count("devices") > 0;
   for (const char* c : kV1Controllers)
     if (!h.v1.count(c)) h.missing.push_back(std::string(c) + " cgroup controller not mounted");
   if (h.v1.count("memory")) h.memsw = exists(h.v1["memory"] + "/memory.memsw.limit_in_bytes");
@@ -176,9 +182,25 @@ bool removeDir(const std::string& dir, Error& err) {
   return fail(err, "cgroup-remove", "rmdir", dir.c_str(), errno);
 }
 
-void plan(const Host& h, const std::string& parent, const std::string& id, Group& g) {
+const DevRule kAllowedDevices[8] = {{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}, {5, 2}, {136, -1}};
+
+void plan(const Host& h, const std::string& parent, const std::string& id, bool denyDevices, Group& g) {
+  g.denyDevices = denyDevices;
   if (h.mode == Mode::kV2) v2::plan(h, parent, id, g);
   else if (h.mode == Mode::kV1) v1::plan(h, parent, id, g);
+}
+
+bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err) {
+  if (!memoryBytes && !pids) return true;
+  static std::map<std::string, std::pair<uint64_t, uint64_t>> written;  // key: mode + root + parent
+  std::string key = (h.mode == Mode::kV2 ? "v2:" + h.v2Root + ":" : "v1:") + parent;
+  auto it = written.find(key);
+  if (it != written.end() && it->second == std::make_pair(memoryBytes, pids)) return true;
+  bool ok = h.mode == Mode::kV2   ? v2::limitParent(h, parent, memoryBytes, pids, err)
+            : h.mode == Mode::kV1 ? v1::limitParent(h, parent, memoryBytes, pids, err)
+                                  : fail(err, "cgroup-parent", "", "/sys/fs/cgroup", ENOSYS, kHost);
+  if (ok) written[key] = {memoryBytes, pids};
+  return ok;
 }
 
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {

@@ -21,6 +21,7 @@ struct Host {
   bool memsw = false;                     // v1 memory.memsw.* (swap accounting) present
   bool cgroupKill = false;                // v2 cgroup.kill (Linux >= 5.14)
   std::vector<std::string> missing;       // human sentences
+  bool v1Devices = false;                 // v1 devices controller mounted (P17; optional)
 };
 
 // Detect once and cache. `v2RootOverride` (tests) forces the v2 code path on that cgroup2 mount.
@@ -37,14 +38,24 @@ struct Group {
   bool v2 = false;
   std::vector<std::string> dirs;  // every directory created (v1: one per hierarchy); removed in reverse
   std::string memory, pids, cpu, cpuacct, freezer;  // v1 per-controller dirs (v2: all = dirs[0])
-  int dirFd = -1;                 // v2: O_PATH|O_DIRECTORY fd for CLONE_INTO_CGROUP
+  std::string devices;            // v1 devices dir ("" = not used); v2: unused
+  bool denyDevices = true;        // P17: device allow-list (v1 devices.deny/allow, v2 BPF program)
+  int dirFd = -1;                 // v2: O_RDONLY|O_DIRECTORY fd for CLONE_INTO_CGROUP and BPF attach
 };
 
 // Job group parent/<id>: plan() names the directories (no syscalls, so the paths can be handed to
 // the setup child before it exists); create() makes them and writes the limits. On failure
 // nothing is left behind.
-void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
+// `denyDevices` (P17, default on; off only for the paired test control) adds the device allow-list.
+void plan(const Host& h, const std::string& parent, const std::string& id, bool denyDevices, Group& g);
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
+// P29: aggregate limits on the parent group itself (0 = leave as is), so all jobs under it together
+// cannot exceed them. Creates the parent if needed; written when first given or changed.
+bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
+// P17: the devices every job may use: c 1:3 1:5 1:7 1:8 1:9 5:0 5:2 136:* (null zero full random
+// urandom tty ptmx pts); -1 = any minor.
+struct DevRule { uint32_t major; int32_t minor; };
+extern const DevRule kAllowedDevices[8];
 // v1: the files the setup child writes "0" to, to join by itself (see cgroup_v1.cc); v2: none
 // (clone3 CLONE_INTO_CGROUP).
 std::vector<std::string> selfJoinFiles(const Group& g);
@@ -68,12 +79,14 @@ bool removeDir(const std::string& dir, Error& err);  // rmdir with a short retry
 namespace v1 {
 void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
+bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
 int killAll(const Group& g);
 int sweep(const Host& h, const std::string& parent, int& processes);
 }  // namespace v1
 namespace v2 {
 void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
+bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
 int killAll(const Group& g);
 int sweep(const Host& h, const std::string& parent, int& processes);
 }  // namespace v2

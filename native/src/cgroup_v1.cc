@@ -1,4 +1,4 @@
-// cgroup v1: one directory per hierarchy (memory, pids, cpu, cpuacct, freezer); join by writing the
+// cgroup v1: one directory per hierarchy (memory, pids, cpu, cpuacct, freezer, devices); join by writing the
 // pid to each cgroup.procs; kill = freeze, SIGKILL every member, thaw, until empty.
 #include <dirent.h>
 #include <errno.h>
@@ -68,12 +68,45 @@ std::string controllerDir(const Host& h, const char* ctrl, const std::string& re
 void plan(const Host& h, const std::string& parent, const std::string& id, Group& g) {
   g.v2 = false;
   std::string rel = parent + "/" + id;
-  for (const auto& m : mounts(h)) g.dirs.push_back(m + "/" + rel);
+  std::string devMnt = h.v1Devices ? h.v1.at("devices") : std::string();
+  bool devShared = false;  // devices co-mounted with another controller: always joined
+  for (const auto& [ctrl, mnt] : h.v1) devShared |= ctrl != "devices" && mnt == devMnt;
+  for (const auto& m : mounts(h))
+    if (g.denyDevices || devShared || m != devMnt) g.dirs.push_back(m + "/" + rel);
+  g.devices = g.denyDevices ? controllerDir(h, "devices", rel) : std::string();
   g.memory = controllerDir(h, "memory", rel);
   g.pids = controllerDir(h, "pids", rel);
   g.cpu = controllerDir(h, "cpu", rel);
   g.cpuacct = controllerDir(h, "cpuacct", rel);
   g.freezer = controllerDir(h, "freezer", rel);
+}
+
+// P17: deny every device, then allow the few of the job's /dev (the child joins after this).
+bool writeDevices(const std::string& dir, Error& err) {
+  if (dir.empty()) return true;
+  RETURN_ON_FAILURE(writeFile(dir + "/devices.deny", "a", err, "cgroup-devices"));
+  for (const DevRule& r : kAllowedDevices) {
+    std::string rule = "c " + std::to_string(r.major) + ":" + (r.minor < 0 ? std::string("*") : std::to_string(r.minor)) + " rwm";
+    RETURN_ON_FAILURE(writeFile(dir + "/devices.allow", rule, err, "cgroup-devices"));
+  }
+  return true;
+}
+
+bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err) {
+  for (const auto& m : mounts(h)) RETURN_ON_FAILURE(mkdirP(m, parent, err));
+  if (memoryBytes) {
+    std::string dir = controllerDir(h, "memory", parent), b = std::to_string(memoryBytes);
+    // memory <= memory+swap at every step: lower memory first, raise memsw first.
+    Error first;
+    if (!writeFile(dir + "/memory.limit_in_bytes", b, first, "cgroup-parent")) {
+      if (!h.memsw) return (err = first, false);
+      RETURN_ON_FAILURE(writeFile(dir + "/memory.memsw.limit_in_bytes", b, err, "cgroup-parent"));
+      RETURN_ON_FAILURE(writeFile(dir + "/memory.limit_in_bytes", b, err, "cgroup-parent"));
+    }
+    if (h.memsw) RETURN_ON_FAILURE(writeFile(dir + "/memory.memsw.limit_in_bytes", b, err, "cgroup-parent"));
+  }
+  if (pids) RETURN_ON_FAILURE(writeFile(controllerDir(h, "pids", parent) + "/pids.max", std::to_string(pids), err, "cgroup-parent"));
+  return true;
 }
 
 // mkdir the job's directory; if the parent vanished (removed behind our back), recreate it once.
@@ -102,7 +135,7 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
     return false;
   }
   bool ok = writeMemory(false, g.memory, l.memoryBytes, h.memsw, err) && writePids(false, g.pids, l.pids, err) &&
-            writeCpu(false, g.cpu, l.cpus, err);
+            writeCpu(false, g.cpu, l.cpus, err) && writeDevices(g.devices, err);
   if (!ok) {
     Error ignored;
     remove(g, ignored);

@@ -3,7 +3,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,7 +51,79 @@ void sleepUs(long us) {
   nanosleep(&ts, nullptr);
 }
 
+// P17 on v2: a BPF_PROG_TYPE_CGROUP_DEVICE program (1 = allow, 0 = deny) with kAllowedDevices.
+// ctx = struct bpf_cgroup_dev_ctx {u32 access_type (access << 16 | type); u32 major; u32 minor}.
+std::vector<struct bpf_insn> deviceProgram() {
+  std::vector<struct bpf_insn> p;
+  auto ins = [&](uint8_t code, uint8_t dst, uint8_t src, int16_t off, int32_t imm) {
+    struct bpf_insn i = {};
+    i.code = code;
+    i.dst_reg = dst & 0xf;
+    i.src_reg = src & 0xf;
+    i.off = off;
+    i.imm = imm;
+    p.push_back(i);
+  };
+  ins(BPF_LDX | BPF_MEM | BPF_W, 2, 1, 0, 0);  // r2 = access_type
+  ins(BPF_ALU64 | BPF_AND | BPF_K, 2, 0, 0, 0xffff);  // r2 = type
+  ins(BPF_LDX | BPF_MEM | BPF_W, 3, 1, 4, 0);  // r3 = major
+  ins(BPF_LDX | BPF_MEM | BPF_W, 4, 1, 8, 0);  // r4 = minor
+  std::vector<size_t> toDeny;
+  toDeny.push_back(p.size());
+  ins(BPF_JMP | BPF_JNE | BPF_K, 2, 0, 0, BPF_DEVCG_DEV_CHAR);  // block devices: never
+  for (const DevRule& r : kAllowedDevices) {
+    bool any = r.minor < 0;
+    ins(BPF_JMP | BPF_JNE | BPF_K, 3, 0, any ? 2 : 3, (int32_t)r.major);
+    if (!any) ins(BPF_JMP | BPF_JNE | BPF_K, 4, 0, 2, r.minor);
+    ins(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 1);
+    ins(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+  }
+  size_t deny = p.size();
+  ins(BPF_ALU64 | BPF_MOV | BPF_K, 0, 0, 0, 0);
+  ins(BPF_JMP | BPF_EXIT, 0, 0, 0, 0);
+  for (size_t i : toDeny) p[i].off = (int16_t)(deny - i - 1);
+  return p;
+}
+
+// Loaded once; the fd (O_CLOEXEC from the kernel) is kept for the process lifetime.
+bool deviceProgFd(int& fd, Error& err) {
+  static int progFd = -1;
+  if (progFd < 0) {
+    static const std::vector<struct bpf_insn> prog = deviceProgram();
+    static const char license[] = "Apache-2.0";
+    union bpf_attr a = {};
+    a.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    a.insn_cnt = (uint32_t)prog.size();
+    a.insns = (uint64_t)(uintptr_t)prog.data();
+    a.license = (uint64_t)(uintptr_t)license;
+    progFd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
+    if (progFd < 0) return fail(err, "cgroup-devices", "bpf(BPF_PROG_LOAD)", "", errno, kHost);
+  }
+  fd = progFd;
+  return true;
+}
+
+bool attachDevices(int cgroupFd, const std::string& dir, Error& err) {
+  int prog;
+  RETURN_ON_FAILURE(deviceProgFd(prog, err));
+  union bpf_attr a = {};
+  a.target_fd = (uint32_t)cgroupFd;
+  a.attach_bpf_fd = (uint32_t)prog;
+  a.attach_type = BPF_CGROUP_DEVICE;
+  if (syscall(SYS_bpf, BPF_PROG_ATTACH, &a, sizeof a) != 0)
+    return fail(err, "cgroup-devices", "bpf(BPF_PROG_ATTACH)", dir.c_str(), errno);
+  return true;
+}
+
 }  // namespace
+
+bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err) {
+  RETURN_ON_FAILURE(prepareParent(h, parent, err));
+  std::string dir = h.v2Root + "/" + parent;
+  if (memoryBytes && has(h, "memory")) RETURN_ON_FAILURE(writeFile(dir + "/memory.max", std::to_string(memoryBytes), err, "cgroup-parent"));
+  if (pids && has(h, "pids")) RETURN_ON_FAILURE(writeFile(dir + "/pids.max", std::to_string(pids), err, "cgroup-parent"));
+  return true;
+}
 
 void plan(const Host& h, const std::string& parent, const std::string& id, Group& g) {
   g.v2 = true;
@@ -75,8 +149,9 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
     g.dirs.clear();  // not ours (EEXIST) or not made: nothing to remove
     return fail(err, "cgroup-create", "mkdir", dir.c_str(), e);
   }
-  g.dirFd = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  g.dirFd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // BPF attach needs a non-O_PATH fd
   bool ok = g.dirFd >= 0 || fail(err, "cgroup-create", "open", dir.c_str(), errno);
+  ok = ok && (!g.denyDevices || attachDevices(g.dirFd, dir, err));
   ok = ok && (!has(h, "memory") || writeMemory(true, dir, l.memoryBytes, false, err));
   ok = ok && (!has(h, "pids") || writePids(true, dir, l.pids, err));
   ok = ok && (!has(h, "cpu") || writeCpu(true, dir, l.cpus, err));

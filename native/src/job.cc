@@ -267,7 +267,7 @@ bool buildInitConfig(const Job& j, const spec::Options& o, std::string& out, Err
   c.gid = j.spec.gid;
   c.ngroups = (uint32_t)j.spec.groups.size();
   std::vector<struct sock_filter> filter;
-  if (o.seccomp) filter = seccomp::build();
+  if (o.seccomp) filter = seccomp::build(o.denyFileLocks);
   c.nfilter = (uint32_t)filter.size();
   c.cwdLen = (uint32_t)j.spec.cwd.size();
   c.oomScoreAdj = 1000;  // P29: the job dies first under global pressure
@@ -357,7 +357,7 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, j.arena, j.ops, err));
   buildInitArgs(j);
   RETURN_ON_FAILURE(buildInitConfig(j, o, config, err));
-  cgroup::plan(host, o.cgroupParent, s.id, j.group);
+  cgroup::plan(host, o.cgroupParent, s.id, o.devicesCgroup, j.group);
   j.joinFiles = cgroup::selfJoinFiles(j.group);
   for (const auto& f : j.joinFiles) j.joinPtrs.push_back(f.c_str());
   j.args = child::Args{-1, -1, -1, -1, gInitFd, j.ops.data(), j.ops.size(), s.hostname.c_str(), s.hostname.size(),
@@ -448,7 +448,8 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   j->spec = s;
   std::string config;
   LaunchFds f;
-  if (!checkHost(host, o, err) || !preparePlan(*j, host, o, config, err) || !openFds(*j, f, err) ||
+  if (!checkHost(host, o, err) || !cgroup::limitParent(host, o.cgroupParent, o.parentMemoryBytes, o.parentPids, err) ||
+      !preparePlan(*j, host, o, config, err) || !openFds(*j, f, err) ||
       !startChild(*j, host, o, f, config, err))
     return nullptr;
   watch(*j, env, onEvent, f);

@@ -60,6 +60,20 @@ struct Prog {
 
 constexpr uint32_t errnoRet(int e) { return SECCOMP_RET_ERRNO | (uint32_t)e; }
 
+// F_SETLK, F_SETLKW, F_OFD_SETLK, F_OFD_SETLKW: taking (or releasing) a record lock.
+constexpr uint32_t kLockFcntls[] = {6, 7, 37, 38};
+
+void fileLocks(Prog& p) {
+  p.ifNr(__NR_flock, 1);
+  p.ret(errnoRet(EPERM));
+  const size_t n = sizeof kLockFcntls / sizeof *kLockFcntls;
+  p.ifNr(__NR_fcntl, n + 3);
+  p.stmt(BPF_LD | BPF_W | BPF_ABS, kArgLo(1));
+  for (size_t j = 0; j < n; j++) p.jump(BPF_JMP | BPF_JEQ | BPF_K, kLockFcntls[j], (uint8_t)(n - j), 0);
+  p.ret(SECCOMP_RET_ALLOW);
+  p.ret(errnoRet(EPERM));
+}
+
 void special(Prog& p) {
   // clone: no namespace flags. Body: ld arg0, jset mask, ret allow, ret eperm.
   p.ifNr(__NR_clone, 4);
@@ -125,7 +139,7 @@ void emitTree(Prog& p, const std::vector<std::pair<uint32_t, uint32_t>>& r, size
 }
 
 
-std::vector<struct sock_filter> buildProgram() {
+std::vector<struct sock_filter> buildProgram(bool denyFileLocks) {
   Prog p;
   // Wrong architecture (i386 via int 0x80 on x86_64): kill.
   p.stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
@@ -139,6 +153,7 @@ std::vector<struct sock_filter> buildProgram() {
   p.jump(BPF_JMP | BPF_JGT | BPF_K, kMaxKnownNr, 0, 1);
   p.ret(errnoRet(ENOSYS));
   special(p);
+  if (denyFileLocks) fileLocks(p);
   p.loadNr();
   auto ranges = allowedRanges();
   emitTree(p, ranges, 0, ranges.size());
@@ -147,9 +162,10 @@ std::vector<struct sock_filter> buildProgram() {
 
 }  // namespace
 
-std::vector<struct sock_filter> build() {
-  static const std::vector<struct sock_filter> program = buildProgram();  // constant: built once
-  return program;
+std::vector<struct sock_filter> build(bool denyFileLocks) {
+  static const std::vector<struct sock_filter> program = buildProgram(false);  // constant: built once
+  static const std::vector<struct sock_filter> noLocks = buildProgram(true);
+  return denyFileLocks ? noLocks : program;
 }
 
 bool installInInit(const struct sock_filter* insns, uint32_t n, Error& err) {

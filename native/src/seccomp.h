@@ -9,7 +9,8 @@
 
 namespace sbx::seccomp {
 
-std::vector<struct sock_filter> build();
+// denyFileLocks (P30 fileLocks 'deny'): flock and fcntl F_SETLK/F_SETLKW/F_OFD_SETLK/F_OFD_SETLKW -> EPERM.
+std::vector<struct sock_filter> build(bool denyFileLocks = false);
 bool installInInit(const struct sock_filter* insns, uint32_t n, Error& err);
 
 }  // namespace sbx::seccomp

@@ -201,6 +201,28 @@ bool optionsFromJs(const Napi::Value& v, Options& out, Error& err) {
   }
   Napi::Value sc = o.Get("seccomp");
   if (sc.IsBoolean()) out.seccomp = sc.As<Napi::Boolean>().Value();
+  Napi::Value dc = o.Get("devicesCgroup");
+  if (dc.IsBoolean()) out.devicesCgroup = dc.As<Napi::Boolean>().Value();
+  Napi::Value fl = o.Get("fileLocks");
+  if (!fl.IsUndefined()) {
+    std::string mode = fl.IsString() ? fl.As<Napi::String>().Utf8Value() : "";
+    if (mode != "allow" && mode != "deny") return bad(err, "fileLocks", "must be 'allow' or 'deny'");
+    out.denyFileLocks = mode == "deny";
+  }
+  Napi::Value pl = o.Get("parentLimits");
+  if (!pl.IsUndefined() && !pl.IsNull()) {
+    if (!pl.IsObject()) return bad(err, "parentLimits", "must be an object");
+    Napi::Object p = pl.As<Napi::Object>();
+    double d;
+    if (!p.Get("memoryBytes").IsUndefined()) {
+      RETURN_ON_FAILURE(getNumber(p, "memoryBytes", d, err, 4 << 20, 9007199254740991.0, true));
+      out.parentMemoryBytes = (uint64_t)d;
+    }
+    if (!p.Get("pids").IsUndefined()) {
+      RETURN_ON_FAILURE(getNumber(p, "pids", d, err, 2, 4194304, true));
+      out.parentPids = (uint64_t)d;
+    }
+  }
   return true;
 }
 

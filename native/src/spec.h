@@ -41,6 +41,9 @@ struct Options {
   std::string cgroupV2Root;
   bool userns = true;        // P9: run the job in the slot's user namespace
   uint32_t uidBase = 100000; // host uid/gid of container id 0 for slot 0; slot s: + s * 65536
+  bool devicesCgroup = true;  // P17 device allow-list in the job's cgroup; false only for test controls
+  bool denyFileLocks = false; // P30 fileLocks: 'deny' -> flock/fcntl record locks fail with EPERM
+  uint64_t parentMemoryBytes = 0, parentPids = 0;  // P29 parentLimits (0 = not set)
 };
 
 // Validate a JS LaunchSpec. On failure fills `err` (kind kInvalidSpec, path = offending field).

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { launch, probeHost, sweep, type LaunchOptions } from '../index.ts';
-import { baseSpec, buildBusyboxRootfs, makeTempDir, run, uniqueParent } from './helpers.ts';
+import { baseSpec, buildBusyboxRootfs, compileProbe, makeTempDir, run, stateDirWithKmsg, uniqueParent } from './helpers.ts';
 
 function isCgroup2(p: string): boolean {
   try {
@@ -84,6 +84,33 @@ describe('cgroup v2 path', { skip }, () => {
     await gone;
     assert.equal(fs.existsSync(dir), false);
     fs.rmdirSync(path.join(root, crashed));
+  });
+
+  it('P17: the BPF device program refuses a device outside the allow-list (EPERM); control: devicesCgroup false', async () => {
+    // Enforced on the v2 hierarchy even on this hybrid host: device programs need no controller.
+    const probe = compileProbe('probe', rootfs);
+    const o: LaunchOptions = { ...opts, stateDir: await stateDirWithKmsg(path.join(tmp, 'devstate'), rootfs, opts) };
+    const devs = ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/ptmx', '/dev/kmsg'];
+    const r = await run(baseSpec([rootfs], { argv: [probe, 'opendev', ...devs], uid: 1000, gid: 1000 }), o);
+    assert.equal(r.stdout, devs.map((d) => `${d}=${d === '/dev/kmsg' ? 'EPERM' : 'ok'}\n`).join(''));
+    const c = await run(baseSpec([rootfs], { argv: [probe, 'opendev', '/dev/kmsg'], uid: 1000, gid: 1000 }), { ...o, devicesCgroup: false });
+    assert.equal(c.stdout, '/dev/kmsg=ok\n');
+  });
+
+  it('P29: parentLimits are written to the parent group\'s memory.max and pids.max', async (t) => {
+    const ctl = fs.readFileSync(path.join(root, 'cgroup.controllers'), 'utf8').split(/\s+/);
+    if (!ctl.includes('pids') || !ctl.includes('memory')) {
+      t.skip(`memory/pids controllers not available in ${root} (bound to v1 on this host; the v1 test covers it)`);
+      return;
+    }
+    const p = uniqueParent('v2agg');
+    try {
+      await run(baseSpec([rootfs]), { ...opts, cgroupParent: p, parentLimits: { pids: 50, memoryBytes: 512 << 20 } });
+      assert.equal(fs.readFileSync(path.join(root, p, 'pids.max'), 'utf8').trim(), '50');
+      assert.equal(fs.readFileSync(path.join(root, p, 'memory.max'), 'utf8').trim(), String(512 << 20));
+    } finally {
+      fs.rmdirSync(path.join(root, p));
+    }
   });
 
   it('probeHost reports the host mode', () => {

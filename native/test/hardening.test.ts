@@ -6,9 +6,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { launch, sweep, type LaunchOptions, type LaunchSpec } from '../index.ts';
+import { launch, protectSelf, sweep, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
-  baseSpec, buildBusyboxRootfs, cgroupDirs, compileProbe, makeTempDir, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent,
+  baseSpec, buildBusyboxRootfs, cgroupDirs, compileProbe, makeTempDir, processesIn, removeParent, run, stateDirWithKmsg,
+  sweepStaleTestParents, uniqueParent, waitFor,
 } from './helpers.ts';
 
 const execFileP = promisify(execFile);
@@ -346,6 +347,131 @@ describe('hardening', () => {
       assert.equal(s.cgroups, 1);
       for (const d of cgroupDirs(crashParent, id)) assert.equal(fs.existsSync(d), false);
       removeParent(crashParent);
+    });
+  });
+
+  describe('P17 devices cgroup', () => {
+    let devOpts: LaunchOptions = opts;
+    const listed = ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/ptmx'];
+    before(async () => {
+      devOpts = { ...opts, stateDir: await stateDirWithKmsg(path.join(tmp, 'devstate'), rootfs, opts) };
+    });
+    it('a device node outside the allow-list is refused by the cgroup (EPERM) where the mount allows devices', async () => {
+      const r = await probeIn(['opendev', ...listed, '/dev/kmsg'], {}, devOpts);
+      const m = kv(r.stdout);
+      for (const d of listed) assert.equal(m.get(d), 'ok', d);
+      assert.equal(m.get('/dev/kmsg'), 'EPERM');
+      const root = await probeIn(['opendev', '/dev/kmsg'], { uid: 0, gid: 0 }, devOpts);
+      assert.equal(kv(root.stdout).get('/dev/kmsg'), 'EPERM', 'also for root in the job');
+    });
+    it('the job\'s devices group denies all but the listed char devices, and is removed at exit', async () => {
+      const spec = baseSpec([rootfs], { argv: ['sleep', '10'] });
+      const j = await launch(spec, opts);
+      const dir = path.join('/sys/fs/cgroup/devices', parent, spec.id);
+      try {
+        assert.deepEqual(fs.readFileSync(path.join(dir, 'devices.list'), 'utf8').trim().split('\n').sort(),
+          ['c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 136:* rwm', 'c 5:0 rwm', 'c 5:2 rwm'].sort());
+        assert.match(fs.readFileSync(`/proc/${j.pid}/cgroup`, 'utf8'), new RegExp(`:devices:/${parent}/${spec.id}\n`));
+      } finally {
+        j.kill();
+      }
+      await j.exited;
+      assert.equal(fs.existsSync(dir), false);
+    });
+    it('control: without the devices cgroup (test-only devicesCgroup: false) the same open succeeds', async () => {
+      const r = await probeIn(['opendev', '/dev/kmsg'], {}, { ...devOpts, devicesCgroup: false });
+      assert.equal(kv(r.stdout).get('/dev/kmsg'), 'ok');
+    });
+  });
+
+  describe('P29 aggregate limits and the worker\'s OOM score', () => {
+    // Job A forks 6 (8 pids with init and the probe) and stays; then job B tries to fork 40.
+    async function forkBoth(o: LaunchOptions): Promise<{ a: string; b: string }> {
+      const jobs: Launched[] = [];
+      try {
+        const outs: string[] = [];
+        for (const n of [6, 40]) {
+          const j = await launch(baseSpec([rootfs], { argv: [probe, 'forks', String(n)] }), o);
+          jobs.push(j);
+          outs.push((await waitFor(j.stdout, /forked=\d+ errno=\w+\n/)).trim());
+        }
+        return { a: outs[0]!, b: outs[1]! };
+      } finally {
+        for (const j of jobs) j.kill();
+        await Promise.all(jobs.map((j) => j.exited));
+      }
+    }
+    it('parentLimits.pids bounds all jobs together (two jobs of 64 pids each under a parent of 20)', async () => {
+      const agg = uniqueParent('agg');
+      try {
+        const o: LaunchOptions = { ...opts, cgroupParent: agg, parentLimits: { pids: 20, memoryBytes: 256 << 20 } };
+        const { a, b } = await forkBoth(o);
+        assert.equal(a, 'forked=6 errno=none');
+        // 20 = A's 8 + B's init and probe + 10 forks; B's own limit (64) is not the one hit.
+        assert.equal(b, 'forked=10 errno=EAGAIN');
+        assert.equal(fs.readFileSync(`/sys/fs/cgroup/pids/${agg}/pids.max`, 'utf8').trim(), '20');
+        assert.equal(fs.readFileSync(`/sys/fs/cgroup/memory/${agg}/memory.limit_in_bytes`, 'utf8').trim(), String(256 << 20));
+      } finally {
+        removeParent(agg);
+      }
+    });
+    it('control: without parentLimits the second job forks all 40', async () => {
+      const agg = uniqueParent('noagg');
+      try {
+        assert.deepEqual(await forkBoth({ ...opts, cgroupParent: agg }), { a: 'forked=6 errno=none', b: 'forked=40 errno=none' });
+        assert.equal(fs.readFileSync(`/sys/fs/cgroup/pids/${agg}/pids.max`, 'utf8').trim(), 'max');
+      } finally {
+        removeParent(agg);
+      }
+    });
+    it('protectSelf() sets the worker\'s own oom_score_adj (lowering needs CAP_SYS_RESOURCE); control: jobs are at 1000', async () => {
+      // In a child process: an unprivileged write also raises oom_score_adj_min, which cannot be undone.
+      const index = path.join(import.meta.dirname, '..', 'index.ts');
+      const code = `import(${JSON.stringify(index)}).then((m) => { const fs = require('fs'); const r = (s) => fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
+        const a = m.protectSelf(); const ra = r(); const b = m.protectSelf(200); console.log(JSON.stringify([a, ra, b, r()])); })`;
+      const { stdout } = await execFileP(process.execPath, ['--import', 'tsx', '-e', code]);
+      const capEff = BigInt('0x' + /CapEff:\s*(\w+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]);
+      const canLower = (capEff >> 24n) & 1n; // CAP_SYS_RESOURCE (absent on some hosts, e.g. this one)
+      const inherited = fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
+      assert.deepEqual(JSON.parse(stdout), canLower ? [true, '-500', true, '200'] : [false, inherited, true, '200']);
+      assert.throws(() => protectSelf(5000), RangeError);
+      const r = await run(baseSpec([rootfs], { argv: ['cat', '/proc/self/oom_score_adj'] }), opts);
+      assert.equal(r.stdout, '1000\n');
+    });
+  });
+
+  describe('P30 file locks on shared read-only inodes', () => {
+    // Holds flock(LOCK_EX) on `file` in one job and runs the lock probe in a second, concurrent one.
+    async function withHolder(file: string, holder: LaunchOptions, other: LaunchOptions): Promise<{ held: string; m: Map<string, string> }> {
+      const a = await launch(baseSpec([rootfs], { argv: [probe, 'lock', 'hold', file], uid: 1000, gid: 1000 }), holder);
+      try {
+        const held = kv(await waitFor(a.stdout, /flock_hold=\w+\n/)).get('flock_hold')!;
+        const b = await probeIn(['lock', 'try', file], {}, other);
+        return { held, m: kv(b.stdout) };
+      } finally {
+        a.kill();
+        await a.exited;
+      }
+    }
+    it('control (fileLocks \'allow\', the default): a lock held by one job is seen by another through the shared /dev inode', async () => {
+      const { held, m } = await withHolder('/dev/null', opts, opts);
+      assert.equal(held, 'ok');
+      assert.equal(m.get('flock'), 'EAGAIN', 'one bit per poll between concurrent jobs');
+      for (const c of ['fcntl_setlk', 'fcntl_ofd_setlk', 'fcntl_getlk']) assert.equal(m.get(c), 'ok', c);
+      // Image files are not such a channel: the overlay gives each job its own inodes.
+      const layer = await withHolder('/bin/busybox', opts, opts);
+      assert.equal(layer.held, 'ok');
+      assert.equal(layer.m.get('flock'), 'ok');
+    });
+    it('fileLocks \'deny\': flock and fcntl record locks fail with EPERM; F_GETLK and other fcntls still work', async () => {
+      const deny: LaunchOptions = { ...opts, fileLocks: 'deny' };
+      const { held, m } = await withHolder('/dev/null', deny, deny);
+      assert.equal(held, 'EPERM');
+      for (const c of ['flock', 'fcntl_setlk', 'fcntl_setlkw', 'fcntl_ofd_setlk']) assert.equal(m.get(c), 'EPERM', c);
+      for (const c of ['fcntl_getlk', 'fcntl_getfd']) assert.equal(m.get(c), 'ok', c);
+    });
+    it('rejects an unknown fileLocks mode', async () => {
+      await assert.rejects(launch(baseSpec([rootfs]), { ...opts, fileLocks: 'maybe' as 'deny' }), { code: 'invalid_spec' });
     });
   });
 });

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { launch, type ExitInfo, type LaunchOptions, type LaunchSpec } from '../index.ts';
 
-export const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer'];
+export const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices'];
 
 export function uniqueParent(tag: string): string {
   return `sbx-test-${tag}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -36,6 +36,29 @@ export function compileProbe(name: string, layerDir: string): string {
   const out = path.join(outDir, name);
   execFileSync('gcc', ['-static', '-O2', '-o', out, src]);
   return `/probes/${name}`;
+}
+
+/**
+ * P17 tests: a launcher state dir (on a file system that allows devices) whose /dev template also
+ * holds the kmsg device (c 1:11, mode 0666): a node outside the allow-list, reachable in the job.
+ * A first job makes the template; the extra node is added after it.
+ */
+export async function stateDirWithKmsg(dir: string, rootfs: string, opts: LaunchOptions): Promise<string> {
+  await run(baseSpec([rootfs]), { ...opts, stateDir: dir });
+  execFileSync('mknod', ['-m', '666', path.join(dir, 'dev', 'kmsg'), 'c', '1', '11']);
+  return dir;
+}
+
+/** Collect a stream's text until `re` matches (or fail after `ms`). */
+export function waitFor(stream: NodeJS.ReadableStream, re: RegExp, ms = 5000): Promise<string> {
+  return new Promise((res, rej) => {
+    let text = '';
+    const timer = setTimeout(() => rej(new Error(`timed out waiting for ${re} (got ${JSON.stringify(text)})`)), ms);
+    stream.on('data', (d: Buffer | string) => {
+      text += d.toString();
+      if (re.test(text)) { clearTimeout(timer); res(text); }
+    });
+  });
 }
 
 export function makeTempDir(tag: string): string {

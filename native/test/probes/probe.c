@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -157,6 +158,45 @@ static void readfile(const char* path) {
   close(fd);
 }
 
+// P17: open each path write-only (kmsg accepts that without further checks), never write.
+static void opendev(const char* path) {
+  int fd = open(path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+  printf("%s=%s\n", path, fd >= 0 ? "ok" : strerrorname_np(errno));
+  if (fd >= 0) close(fd);
+}
+
+// P29: fork up to n children that wait forever; report how many forks succeeded, then wait.
+static void forks(long n) {
+  long k = 0;
+  int e = 0;
+  for (; k < n; k++) {
+    pid_t p = fork();
+    if (p == 0) for (;;) pause();
+    if (p < 0) { e = errno; break; }
+  }
+  printf("forked=%ld errno=%s\n", k, e ? strerrorname_np(e) : "none");
+  for (;;) pause();
+}
+
+// P30: "hold": take flock(LOCK_EX) and keep it until killed; "try": report every lock call.
+static void lock(const char* mode, const char* path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) { printf("open=%s\n", strerrorname_np(errno)); return; }
+  if (!strcmp(mode, "hold")) {
+    TRY("flock_hold", flock(fd, LOCK_EX));
+    for (;;) pause();
+  }
+  TRY("flock", flock(fd, LOCK_EX | LOCK_NB));
+  struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET};
+  TRY("fcntl_setlk", fcntl(fd, F_SETLK, &fl));
+  TRY("fcntl_setlkw", fcntl(fd, F_SETLKW, &fl));
+  struct flock ofd = {.l_type = F_RDLCK, .l_whence = SEEK_SET};
+  TRY("fcntl_ofd_setlk", fcntl(fd, F_OFD_SETLK, &ofd));
+  struct flock q = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+  TRY("fcntl_getlk", fcntl(fd, F_GETLK, &q));
+  TRY("fcntl_getfd", fcntl(fd, F_GETFD));
+}
+
 static void memhog(long mb) {
   for (long i = 0; i < mb; i++) {
     char* p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -176,6 +216,9 @@ int main(int argc, char** argv) {
   else if (!strcmp(argv[1], "write")) for (int i = 2; i < argc; i++) writefile(argv[i]);
   else if (!strcmp(argv[1], "read")) for (int i = 2; i < argc; i++) readfile(argv[i]);
   else if (!strcmp(argv[1], "spin")) for (;;) {}
+  else if (!strcmp(argv[1], "opendev")) for (int i = 2; i < argc; i++) opendev(argv[i]);
+  else if (!strcmp(argv[1], "forks") && argc > 2) forks(atol(argv[2]));
+  else if (!strcmp(argv[1], "lock") && argc > 3) lock(argv[2], argv[3]);
   else return 2;
   return 0;
 }

@@ -27,14 +27,19 @@ after(async () => {
 });
 
 test(`${JOBS} concurrent jobs run at once while the API and the worker keep answering`, async () => {
-  const subs = await Promise.all(Array.from({ length: JOBS }, (_, i) => api.submit({ image: stack.images.busybox, command: ['sh', '-c', `echo start ${i}; sleep 4; echo end ${i}`], limits: { memoryBytes: 16 * 1024 * 1024 } })));
+  const subs = await Promise.all(Array.from({ length: JOBS }, (_, i) => api.submit({ image: stack.images.busybox, command: ['sh', '-c', `echo start ${i}; sleep 8; echo end ${i}`], limits: { memoryBytes: 16 * 1024 * 1024 } })));
   assert.ok(subs.every((s) => s.status === 202));
   const ids = subs.map((s) => s.body.id);
 
-  // All of them running at the same time, seen through the worker's heartbeat.
+  // All of them taken by the worker (its heartbeat counts claimed jobs, pulling or running) and
+  // then all of them running at the same time (each job document says so).
   await waitUntil(async () => {
     const w = (await api.request<{ items: Array<{ runningJobs: string[] }> }>('GET', '/v1/workers')).body.items[0];
     return (w?.runningJobs.length ?? 0) === JOBS;
+  }, 30_000, `${JOBS} jobs claimed at once`);
+  await waitUntil(async () => {
+    const states = await Promise.all(ids.map(async (id) => (await api.get(id)).body.status));
+    return states.every((s) => s === 'running');
   }, 30_000, `${JOBS} jobs running at once`);
 
   // While they run: the API answers reads and new requests, the worker serves its metrics.

@@ -90,6 +90,14 @@ export interface LaunchOptions {
    */
   fileLocks?: 'allow' | 'deny';
   /**
+   * P30: give each job a core-scheduling cookie of its own (sbx-init does
+   * `prctl(PR_SCHED_CORE, PR_SCHED_CORE_CREATE, 0, PR_SCHED_CORE_SCOPE_THREAD_GROUP)` before forking
+   * the command; every process of the job inherits it), so its tasks never share an SMT core with
+   * another job's or the host's (nsjail `--use_core_scheduling`). Default true. On a kernel without
+   * it (no CONFIG_SCHED_CORE, or no SMT) jobs run without a cookie: `probeHost().features.coreScheduling`.
+   */
+  coreScheduling?: boolean;
+  /**
    * P29: aggregate limits on the parent group (`cgroupParent`) itself — all jobs under it together
    * cannot exceed them (v1 memory.limit_in_bytes (+ memsw) / pids.max; v2 memory.max / pids.max).
    * Written when first given or changed; omitting it later leaves the last values in place.

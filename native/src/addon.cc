@@ -1,6 +1,7 @@
 // Module entry: argument checks and JS <-> struct conversion only (style.md).
 #include <napi.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -81,6 +82,10 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   f.Set("cgroupKill", h.cgroupKill);
   // P17: v1 devices controller mounted (v2: a BPF device program, checked when a job starts).
   f.Set("devicesCgroup", h.mode == cgroup::Mode::kV2 || h.v1Devices);
+  // P30: core scheduling (PR_SCHED_CORE, CONFIG_SCHED_CORE and SMT): GET on ourselves fails with
+  // EINVAL without the kernel option and ENODEV without SMT; jobs then run without a cookie.
+  unsigned long long cookie = 0;
+  f.Set("coreScheduling", prctl(PR_SCHED_CORE, PR_SCHED_CORE_GET, 0, PR_SCHED_CORE_SCOPE_THREAD, (unsigned long)&cookie) == 0);
   long pfd = syscall(SYS_pidfd_open, getpid(), 0);
   f.Set("pidfd", pfd >= 0);
   if (pfd >= 0) close((int)pfd);

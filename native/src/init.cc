@@ -1,7 +1,7 @@
 // sbx-init: pid 1 of every job (a small static binary, exec'd from a sealed memfd).
 //
 // It reads its configuration from the launcher over fd 3, drops every privilege (rlimits,
-// capabilities, credentials, cwd, no_new_privs, seccomp — in that order), forks the command, tells
+// capabilities, credentials, cwd, core scheduling, no_new_privs, seccomp — in that order), forks the command, tells
 // the launcher whether execve worked, then reaps every process in the job, forwards signals to the
 // command, and exits as soon as the command ends (the kernel then kills whatever is left in the
 // pid namespace). Its argv is {"sbx-init", command argv...}; its environment is the job's.
@@ -87,6 +87,15 @@ bool rearmDeathSignal(Error& err) {
   return true;
 }
 
+// P30 core scheduling (nsjail --use_core_scheduling): a cookie of the job's own, inherited by every
+// process it forks, so none of them shares an SMT core with another job's or the host's tasks.
+// Without CONFIG_SCHED_CORE (EINVAL) or without SMT (ENODEV) there is nothing to share: run without.
+bool coreSchedule(Error& err) {
+  if (prctl(PR_SCHED_CORE, PR_SCHED_CORE_CREATE, 0, PR_SCHED_CORE_SCOPE_THREAD_GROUP, 0) == 0) return true;
+  if (errno == EINVAL || errno == ENODEV) return true;
+  return fail(err, "core-sched", "prctl(PR_SCHED_CORE_CREATE)", "", errno);
+}
+
 // P9: join the slot's user namespace. Our other namespaces stay owned by the host's user
 // namespace, so the job's root has no privilege over its own mounts, network, hostname or IPC.
 bool joinUserns(Error& err) {
@@ -105,6 +114,7 @@ bool dropPrivileges(const Config& c, Error& err) {
   RETURN_ON_FAILURE(caps::setFinalInInit(h.keepCaps, err));
   RETURN_ON_FAILURE(rearmDeathSignal(err));
   RETURN_ON_FAILURE(enterCwd(c.cwd, err));
+  if (h.flags & proto::kCoreSched) RETURN_ON_FAILURE(coreSchedule(err));
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail(err, "no-new-privs", "prctl", "", errno);
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return fail(err, "dumpable", "prctl", "", errno);
   if (h.flags & proto::kSeccomp) RETURN_ON_FAILURE(seccomp::installInInit(c.filter, h.nfilter, err));

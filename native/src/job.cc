@@ -262,7 +262,8 @@ void onSync(uv_poll_t* h, int status, int) {
 bool buildInitConfig(const Job& j, const spec::Options& o, std::string& out, Error& err) {
   proto::InitConfig c{};
   c.magic = proto::kMagic;
-  c.flags = proto::kDropCaps | (o.seccomp ? (uint32_t)proto::kSeccomp : 0u) | (o.userns ? (uint32_t)proto::kUserns : 0u);
+  c.flags = proto::kDropCaps | (o.seccomp ? (uint32_t)proto::kSeccomp : 0u) | (o.userns ? (uint32_t)proto::kUserns : 0u) |
+            (o.coreScheduling ? (uint32_t)proto::kCoreSched : 0u);
   c.uid = j.spec.uid;
   c.gid = j.spec.gid;
   c.ngroups = (uint32_t)j.spec.groups.size();

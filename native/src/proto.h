@@ -29,6 +29,7 @@ enum InitFlags : uint32_t {
   kSeccomp = 1u << 0,    // install the filter that follows
   kDropCaps = 1u << 1,   // clear every capability set (always set by the launcher)
   kUserns = 1u << 2,     // setns(kInitUsernsFd, CLONE_NEWUSER) before dropping privileges
+  kCoreSched = 1u << 3,  // P30: PR_SCHED_CORE_CREATE for the job (skipped where the kernel lacks it)
 };
 
 // Fixed header; followed by groups[ngroups] (uint32), filter[nfilter] (struct sock_filter), cwd bytes.

@@ -209,6 +209,11 @@ bool optionsFromJs(const Napi::Value& v, Options& out, Error& err) {
     if (mode != "allow" && mode != "deny") return bad(err, "fileLocks", "must be 'allow' or 'deny'");
     out.denyFileLocks = mode == "deny";
   }
+  Napi::Value cs = o.Get("coreScheduling");
+  if (!cs.IsUndefined()) {
+    if (!cs.IsBoolean()) return bad(err, "coreScheduling", "must be a boolean");
+    out.coreScheduling = cs.As<Napi::Boolean>().Value();
+  }
   Napi::Value pl = o.Get("parentLimits");
   if (!pl.IsUndefined() && !pl.IsNull()) {
     if (!pl.IsObject()) return bad(err, "parentLimits", "must be an object");

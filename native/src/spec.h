@@ -43,6 +43,7 @@ struct Options {
   uint32_t uidBase = 100000; // host uid/gid of container id 0 for slot 0; slot s: + s * 65536
   bool devicesCgroup = true;  // P17 device allow-list in the job's cgroup; false only for test controls
   bool denyFileLocks = false; // P30 fileLocks: 'deny' -> flock/fcntl record locks fail with EPERM
+  bool coreScheduling = true; // P30: the job gets its own core-scheduling cookie (where the kernel has it)
   uint64_t parentMemoryBytes = 0, parentPids = 0;  // P29 parentLimits (0 = not set)
 };
 

@@ -6,7 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { launch, protectSelf, sweep, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
+import { launch, probeHost, protectSelf, sweep, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
   baseSpec, buildBusyboxRootfs, cgroupDirs, compileProbe, makeTempDir, processesIn, removeParent, run, stateDirWithKmsg,
   sweepStaleTestParents, uniqueParent, waitFor,
@@ -472,6 +472,67 @@ describe('hardening', () => {
     });
     it('rejects an unknown fileLocks mode', async () => {
       await assert.rejects(launch(baseSpec([rootfs]), { ...opts, fileLocks: 'maybe' as 'deny' }), { code: 'invalid_spec' });
+    });
+  });
+
+  describe('P30 core scheduling (SMT side channels)', () => {
+    const errnoWhy: Record<string, string> = { EINVAL: 'kernel without CONFIG_SCHED_CORE', ENODEV: 'no SMT siblings online' };
+    it('P30 core scheduling: each job has its own cookie, shared by its processes, different from another concurrent job\'s; control: coreScheduling false gives cookie 0', async (t) => {
+      const host = kv(execFileSync(hostProbe, ['corecookie'], { encoding: 'utf8' }));
+      const available = /^0x[0-9a-f]+$/.test(host.get('self') ?? '');
+      assert.equal(probeHost().features.coreScheduling, available, `probeHost() vs PR_SCHED_CORE_GET on the host: ${host.get('self')}`);
+      if (!available) {
+        // The job runs without it (no failure), and sees the same answer as the host.
+        const r = await probeIn(['corecookie']);
+        assert.equal(r.exit.exitCode, 0);
+        assert.equal(kv(r.stdout).get('self'), host.get('self'));
+        t.skip(`PR_SCHED_CORE_GET on the host: ${host.get('self')} (${errnoWhy[host.get('self')!] ?? 'unexpected'})`);
+        return;
+      }
+      assert.equal(host.get('self'), '0x0', 'the host\'s own tasks have no cookie');
+      const jobs: Launched[] = [];
+      try {
+        const seen: Map<string, string>[] = [];
+        for (let i = 0; i < 2; i++) {
+          const j = await launch(baseSpec([rootfs], { argv: [probe, 'corecookie', 'hold'], uid: 1000, gid: 1000 }), opts);
+          jobs.push(j);
+          seen.push(kv(await waitFor(j.stdout, /done=1\n/)));
+        }
+        const [a, b] = seen as [Map<string, string>, Map<string, string>];
+        for (const m of [a, b]) {
+          assert.match(m.get('self') ?? '', /^0x[0-9a-f]+$/);
+          assert.notEqual(m.get('self'), '0x0');
+          assert.equal(m.get('child'), m.get('self'), 'inherited on fork');
+          assert.equal(m.get('child_seen'), m.get('self'));
+          assert.equal(m.get('pid1'), 'EPERM', 'pid 1 is non-dumpable: the job cannot even read its cookie');
+        }
+        assert.notEqual(a.get('self'), b.get('self'), 'two concurrent jobs must not share a cookie');
+        // Seen from the host: each job's pid 1 (sbx-init) carries its job's cookie.
+        const [ja, jb] = jobs as [Launched, Launched];
+        const h = kv(execFileSync(hostProbe, ['corecookie', String(ja.pid), String(jb.pid)], { encoding: 'utf8' }));
+        assert.equal(h.get(`pid${ja.pid}`), a.get('self'));
+        assert.equal(h.get(`pid${jb.pid}`), b.get('self'));
+        // Attack: a third job tries to pull job B's cookie (its host pid) or its own init's.
+        const c = kv((await probeIn(['corecookie', 'from', String(jb.pid), 'from', '1'])).stdout);
+        assert.equal(c.get(`share_from${jb.pid}`), 'ESRCH', 'other jobs are outside its pid namespace');
+        assert.equal(c.get('share_from1'), 'EPERM');
+        assert.notEqual(c.get('self'), b.get('self'));
+        assert.notEqual(c.get('self'), '0x0');
+        // Control: where the target is visible and ptrace-readable (the host, as root), the same call works.
+        const hc = kv(execFileSync(hostProbe, ['corecookie', 'from', String(jb.pid)], { encoding: 'utf8' }));
+        assert.equal(hc.get(`share_from${jb.pid}`), 'ok');
+        assert.equal(hc.get('self'), b.get('self'));
+      } finally {
+        for (const j of jobs) j.kill();
+        await Promise.all(jobs.map((j) => j.exited));
+      }
+      // Control: without it, the job's processes have no cookie (they may share a core with anything).
+      const off = kv((await probeIn(['corecookie'], {}, { ...opts, coreScheduling: false })).stdout);
+      assert.equal(off.get('self'), '0x0');
+      assert.equal(off.get('child'), '0x0');
+    });
+    it('rejects a non-boolean coreScheduling', async () => {
+      await assert.rejects(launch(baseSpec([rootfs]), { ...opts, coreScheduling: 'yes' as unknown as boolean }), { code: 'invalid_spec' });
     });
   });
 });

@@ -197,6 +197,59 @@ static void lock(const char* mode, const char* path) {
   TRY("fcntl_getfd", fcntl(fd, F_GETFD));
 }
 
+// P30 core scheduling: print the cookie (PR_SCHED_CORE_GET; 0x0 = none, else an errno name) of
+// ourselves ("self"), of pid 1 ("pid1"), of each numeric argument ("pid<N>"), and of a forked child
+// as the child sees it ("child") and as we see it ("child_seen"). "from <pid>" first tries to pull
+// that process's cookie (PR_SCHED_CORE_SHARE_FROM: "share_from<pid>=..."); "hold" then waits forever.
+static void cookie(const char* name, long pid) {
+  unsigned long long c = 0;
+  errno = 0;
+  if (prctl(PR_SCHED_CORE, PR_SCHED_CORE_GET, pid, PR_SCHED_CORE_SCOPE_THREAD, (unsigned long)&c) == 0)
+    printf("%s=0x%llx\n", name, c);
+  else
+    printf("%s=%s\n", name, strerrorname_np(errno) ? strerrorname_np(errno) : "E?");
+}
+
+static void corecookie(int argc, char** argv) {
+  int hold = 0;
+  for (int i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "from") && i + 1 < argc) {
+      char name[40];
+      snprintf(name, sizeof name, "share_from%s", argv[++i]);
+      TRY(name, prctl(PR_SCHED_CORE, PR_SCHED_CORE_SHARE_FROM, atol(argv[i]), PR_SCHED_CORE_SCOPE_THREAD, 0));
+    }
+  }
+  cookie("self", 0);
+  cookie("pid1", 1);
+  for (int i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "hold")) hold = 1;
+    else if (!strcmp(argv[i], "from")) i++;
+    else {
+      char name[32];
+      snprintf(name, sizeof name, "pid%s", argv[i]);
+      cookie(name, atol(argv[i]));
+    }
+  }
+  int p[2];
+  if (pipe(p) != 0) return;
+  pid_t c = fork();
+  if (c == 0) {
+    char b;
+    cookie("child", 0);
+    close(p[1]);
+    (void)!read(p[0], &b, 1);  // stay alive until the parent has looked at us
+    _exit(0);
+  }
+  close(p[0]);
+  if (c > 0) {
+    cookie("child_seen", c);
+    close(p[1]);
+    waitpid(c, NULL, 0);
+  }
+  printf("done=1\n");
+  if (hold) for (;;) pause();
+}
+
 static void memhog(long mb) {
   for (long i = 0; i < mb; i++) {
     char* p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -219,6 +272,7 @@ int main(int argc, char** argv) {
   else if (!strcmp(argv[1], "opendev")) for (int i = 2; i < argc; i++) opendev(argv[i]);
   else if (!strcmp(argv[1], "forks") && argc > 2) forks(atol(argv[2]));
   else if (!strcmp(argv[1], "lock") && argc > 3) lock(argv[2], argv[3]);
+  else if (!strcmp(argv[1], "corecookie")) corecookie(argc, argv);
   else return 2;
   return 0;
 }

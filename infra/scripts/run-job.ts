@@ -31,7 +31,7 @@ for await (const e of readServerSentEvents(events.body)) {
   else if (e.event === 'status') process.stderr.write(`sbx: ${data.status}\n`);
   else if (e.event === 'exit') {
     const detail = data.error ? ` (${data.error.code}: ${data.error.message})` : data.exitCode !== null ? ` (exit code ${data.exitCode})` : '';
-    process.stderr.write(`sbx: ${data.status}${detail} in ${data.usage?.wallMs ?? '?'} ms wall, ${data.timings.queueMs} ms queued, ${data.timings.pullMs} ms pulling\n`);
+    process.stderr.write(`sbx: ${data.status}${detail} in ${data.usage ? Math.round(data.usage.wallMs * 10) / 10 : "?"} ms wall, ${data.timings.queueMs} ms queued, ${data.timings.pullMs} ms pulling\n`);
     process.exit(data.status === 'succeeded' ? 0 : (data.exitCode ?? 1));
   }
 }

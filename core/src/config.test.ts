@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, DEFAULT_REGISTRY_CERTS_DIR, loadConfig } from './config.ts';
 
 test('defaults load from an empty environment', () => {
   const c = loadConfig({});
@@ -38,4 +41,34 @@ test('registry mirrors parse per registry, in order; a malformed list is refused
   const c = loadConfig({ SBX_REGISTRY_MIRRORS: 'docker.io=10.0.0.5:5000;mirror.local, ghcr.io=[::1]:5001' });
   assert.deepEqual(c.env.SBX_REGISTRY_MIRRORS, { 'docker.io': ['10.0.0.5:5000', 'mirror.local'], 'ghcr.io': ['[::1]:5001'] });
   assert.throws(() => loadConfig({ SBX_REGISTRY_MIRRORS: 'docker.io' }), /SBX_REGISTRY_MIRRORS=.*registry=mirror/);
+});
+
+test('SBX_REGISTRY_CERTS_DIR: the default may be missing; a set directory must exist and be readable', (t) => {
+  assert.equal(loadConfig({}).env.SBX_REGISTRY_CERTS_DIR, DEFAULT_REGISTRY_CERTS_DIR);
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-config-certs-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  assert.equal(loadConfig({ SBX_REGISTRY_CERTS_DIR: dir }).env.SBX_REGISTRY_CERTS_DIR, dir);
+
+  const file = join(dir, 'file');
+  writeFileSync(file, '');
+  const problem = (value: string): string => {
+    try {
+      loadConfig({ SBX_REGISTRY_CERTS_DIR: value });
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.problems.length, 1, e.problems.join('\n'));
+      return e.problems[0]!;
+    }
+    return assert.fail(`${value} was accepted`);
+  };
+  assert.match(problem(join(dir, 'missing')), /^SBX_REGISTRY_CERTS_DIR=".*\/missing": does not exist; create it or leave the variable unset/);
+  assert.match(problem(file), /^SBX_REGISTRY_CERTS_DIR=".*\/file": is not a directory$/);
+  assert.match(problem('certs.d'), /^SBX_REGISTRY_CERTS_DIR="certs.d": must be an absolute path$/);
+});
+
+test('SBX_REGISTRY_CERTS_DIR: an unreadable directory is refused', { skip: process.getuid?.() === 0 ? 'root reads any directory' : false }, (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-config-certs-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  chmodSync(dir, 0o000);
+  assert.throws(() => loadConfig({ SBX_REGISTRY_CERTS_DIR: dir }), /SBX_REGISTRY_CERTS_DIR=.*: is not readable by this process/);
 });

@@ -3,6 +3,7 @@
  * Every bad value produces one line naming the variable and what to use instead; the process then
  * refuses to start (ConfigError), instead of running with a half-understood setting.
  */
+import { accessSync, constants, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
 
@@ -17,6 +18,29 @@ const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be 
 const csv = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
 
 const redisUrl = z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL');
+
+export const DEFAULT_REGISTRY_CERTS_DIR = '/etc/sbx/certs.d';
+
+/** What is wrong with `path` as a directory to read, or null. */
+function readableDirProblem(path: string): string | null {
+  if (!path.startsWith('/')) return 'must be an absolute path';
+  try {
+    if (!statSync(path).isDirectory()) return 'is not a directory';
+    accessSync(path, constants.R_OK | constants.X_OK);
+    return null;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ENOENT') return `does not exist; create it or leave the variable unset (only the default ${DEFAULT_REGISTRY_CERTS_DIR} may be missing)`;
+    if (code === 'EACCES') return 'is not readable by this process';
+    return `cannot be read (${code ?? (e as Error).message})`;
+  }
+}
+
+/** An existing, readable directory; the default (applied without this check) may be missing. */
+const readableDir = z.string().superRefine((path, ctx) => {
+  const problem = readableDirProblem(path);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 export const envSchema = z.object({
   SBX_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'must be one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
@@ -59,6 +83,9 @@ export const envSchema = z.object({
   SBX_STATE_DIR: z.string().startsWith('/', 'must be an absolute path').default('/var/lib/sbx'),
   SBX_CGROUP_PARENT: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'must be a relative cgroup path like sbx or system.slice/sbx').default('sbx'),
   SBX_INSECURE_REGISTRIES: csv.default([]),
+  // Docker-style certs.d: <dir>/<host[:port]>/*.crt = extra CAs, <name>.cert + <name>.key = client
+  // certificate; a host with an entry is reached over https (read by worker/src/images/registry-certs.ts).
+  SBX_REGISTRY_CERTS_DIR: readableDir.default(DEFAULT_REGISTRY_CERTS_DIR),
   // Registry mirrors: registry=mirror[;mirror…][,registry=…], e.g. docker.io=10.0.0.5:5000
   SBX_REGISTRY_MIRRORS: z.string().default('').transform((s, ctx) => parseMirrors(s, ctx)),
   // Image cache disk budget (LRU, never evicting what a running job uses); unset = unbounded.

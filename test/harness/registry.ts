@@ -1,10 +1,11 @@
 /**
  * Starts Debian's Distribution 2.8 (`/usr/bin/docker-registry`) on a free loopback port with a
- * throw-away filesystem store. Optional htpasswd (Basic) or token (Bearer JWT) auth.
+ * throw-away filesystem store. Optional htpasswd (Basic) or token (Bearer JWT) auth, TLS (with
+ * client certificates for mTLS), and another registry's storage (push over http, pull over https).
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -19,15 +20,27 @@ export interface RegistryTokenAuth {
   rootCertBundle: string;
 }
 
+/** PEM files for `http.tls` (see test-pki.ts to make them). */
+export interface RegistryTlsFiles {
+  certFile: string;
+  keyFile: string;
+  /** CA whose client certificates the registry requires (mTLS: `http.tls.clientcas`). */
+  clientCaFile?: string;
+}
+
 export interface StartRegistryOptions {
   htpasswd?: { user: string; password: string };
   token?: RegistryTokenAuth;
+  /** Serve https only, with this certificate. */
+  tls?: RegistryTlsFiles;
+  /** Serve this storage dir (another registry's `storageDir`) instead of a new one; left in place at stop. */
+  storageDir?: string;
 }
 
 export interface RunningRegistry {
   /** '127.0.0.1:PORT' */
   host: string;
-  /** 'http://127.0.0.1:PORT' */
+  /** 'http://127.0.0.1:PORT', or 'https://…' with `tls` */
   url: string;
   /** Where the registry keeps its blobs (to corrupt them in tests). */
   storageDir: string;
@@ -65,7 +78,17 @@ function authSection(dir: string, opts: StartRegistryOptions): string {
   return '';
 }
 
-function registryConfig(dir: string, port: number, opts: StartRegistryOptions): string {
+function tlsSection(tls: RegistryTlsFiles | undefined): string[] {
+  if (!tls) return [];
+  return [
+    '  tls:',
+    `    certificate: ${tls.certFile}`,
+    `    key: ${tls.keyFile}`,
+    ...(tls.clientCaFile ? ['    clientcas:', `      - ${tls.clientCaFile}`] : []),
+  ];
+}
+
+function registryConfig(storageDir: string, port: number, opts: StartRegistryOptions, dir: string): string {
   return [
     'version: 0.1',
     'log:',
@@ -74,11 +97,12 @@ function registryConfig(dir: string, port: number, opts: StartRegistryOptions): 
     '    disabled: true',
     'storage:',
     '  filesystem:',
-    `    rootdirectory: ${join(dir, 'storage')}`,
+    `    rootdirectory: ${storageDir}`,
     '  delete:',
     '    enabled: true',
     'http:',
     `  addr: 127.0.0.1:${port}`,
+    ...tlsSection(opts.tls),
     authSection(dir, opts),
     '',
   ].join('\n');
@@ -100,6 +124,28 @@ async function waitForRegistry(url: string, child: ChildProcess, output: () => s
   throw new Error(`docker-registry did not answer on ${url} within 10 s: ${output()}`);
 }
 
+function tcpOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Over TLS (perhaps requiring a client certificate we do not have here) the listening port is enough. */
+async function waitForListening(port: number, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${output()}`);
+    if (await tcpOpen(port)) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`docker-registry did not listen on 127.0.0.1:${port} within 10 s: ${output()}`);
+}
+
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'sbx-registry-'));
   try {
@@ -109,7 +155,8 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     }
     const port = await freePort();
     const configPath = join(dir, 'config.yml');
-    await writeFile(configPath, registryConfig(dir, port, opts));
+    const storageDir = opts.storageDir ?? join(dir, 'storage');
+    await writeFile(configPath, registryConfig(storageDir, port, opts, dir));
     const child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     const keep = (b: Buffer) => {
@@ -119,7 +166,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     child.stderr?.on('data', keep);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     const host = `127.0.0.1:${port}`;
-    const url = `http://${host}`;
+    const url = `${opts.tls ? 'https' : 'http'}://${host}`;
     const stop = async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -130,12 +177,13 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
       await rm(dir, { recursive: true, force: true });
     };
     try {
-      await waitForRegistry(url, child, () => output);
+      if (opts.tls) await waitForListening(port, child, () => output);
+      else await waitForRegistry(url, child, () => output);
     } catch (e) {
       await stop();
       throw e;
     }
-    return { host, url, storageDir: join(dir, 'storage'), stop };
+    return { host, url, storageDir, stop };
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     throw e;

@@ -18,6 +18,7 @@ import { removeEmptyCgroupPath } from './cgroup-parent.ts';
 import { processAlive } from './process-alive.ts';
 import { listenForControl } from './control-channel.ts';
 import { ImageStore } from './images/image-store.ts';
+import { loadRegistryCerts, type RegistryTls } from './images/registry-certs.ts';
 import { Janitor } from './janitor.ts';
 import { JobRunner } from './job-runner.ts';
 import { SlotPool, defaultSlotCount } from './slots.ts';
@@ -30,6 +31,8 @@ async function main(): Promise<void> {
   const logger = createLogger('sbx-worker', env.SBX_LOG_LEVEL);
   const workerId = env.SBX_WORKER_ID ?? `${os.hostname()}/1`;
   const cgroupParent = `${env.SBX_CGROUP_PARENT}/${workerId.replace(/[^A-Za-z0-9._-]/g, '_')}`;
+  const registryTls = await loadRegistryCertsOrExit(env.SBX_REGISTRY_CERTS_DIR);
+  if (Object.keys(registryTls).length) logger.info({ certsDir: env.SBX_REGISTRY_CERTS_DIR, registries: Object.keys(registryTls) }, 'registry TLS entries loaded (these hosts are reached over https)');
 
   const host = probeHost({ cgroupParent });
   if (!host.ok) {
@@ -68,6 +71,7 @@ async function main(): Promise<void> {
     root: `${env.SBX_STATE_DIR}/images`,
     logger: logger.child({ component: 'images' }),
     insecureRegistries: env.SBX_INSECURE_REGISTRIES,
+    tls: registryTls,
     mirrors: env.SBX_REGISTRY_MIRRORS,
     maxCacheBytes: env.SBX_IMAGE_CACHE_BYTES,
     dockerConfigPath: env.SBX_DOCKER_CONFIG,
@@ -144,6 +148,19 @@ function isCrashedPredecessor(info: WorkerInfo): boolean {
 function loadConfigOrExit(): Config {
   try {
     return loadConfig();
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      process.stderr.write(`sbx-worker: ${e.message}\n`);
+      process.exit(2);
+    }
+    throw e;
+  }
+}
+
+/** certs.d problems are configuration errors: listed, then exit 2, like loadConfigOrExit(). */
+async function loadRegistryCertsOrExit(dir: string): Promise<Record<string, RegistryTls>> {
+  try {
+    return await loadRegistryCerts(dir);
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`sbx-worker: ${e.message}\n`);

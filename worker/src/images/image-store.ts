@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { ImageNotFoundError, InvalidImageError } from '../../../core/src/errors.ts';
 import { manifestReference, parseImageReference, type ImageReference } from '../../../core/src/image-ref.ts';
 import { CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord, type RefRecord } from './cache-index.ts';
@@ -20,7 +20,10 @@ import { DEFAULT_UNPACK_LIMITS, unpackLayer, type UnpackLimits } from './layer-u
 import { formatPlatform, hostPlatform, parseImageConfig, parseManifestDocument, selectPlatform, type Descriptor, type Platform } from './manifest.ts';
 import { layerCompression } from './media-types.ts';
 import type { RegistryCredentials } from './registry-auth.ts';
-import { MIRROR_RETRY, RegistryClient, type PullTarget, type RetryPolicy } from './registry-client.ts';
+import { newRegistryAgent } from './registry-agent.ts';
+import type { RegistryTls } from './registry-certs.ts';
+import { MIRROR_RETRY, RegistryClient, type PullTarget, type RegistryClientOptions, type RetryPolicy } from './registry-client.ts';
+import { RegistryDispatchers } from './registry-dispatchers.ts';
 import { withFileLock } from './file-lock.ts';
 import { InUseMarkers, liveHolders, type LiveHolders } from './in-use-markers.ts';
 import { SingleFlight } from './single-flight.ts';
@@ -28,6 +31,7 @@ import { sharedUnpackPool } from './unpack-pool.ts';
 
 export type { ImageRuntimeConfig } from './image-config.ts';
 export type { RegistryCredentials } from './registry-auth.ts';
+export type { RegistryTls } from './registry-certs.ts';
 
 export interface AcquiredImage {
   /** Canonical reference. */
@@ -51,8 +55,19 @@ export interface ImageStoreOptions {
   /** e.g. /var/lib/sbx/images */
   root: string;
   logger?: Logger;
-  /** Hosts reached over plain http; loopback hosts (127.0.0.0/8, localhost, ::1) always are. */
+  /**
+   * Hosts reached over plain http; loopback hosts (127.0.0.0/8, localhost, ::1) always are, unless
+   * they have a `tls` entry.
+   */
   insecureRegistries?: string[];
+  /**
+   * TLS material per host ('registry.example.com:5000', as in image references), usually from a
+   * certs.d directory (loadRegistryCerts()). A host with an entry is always reached over https
+   * (loopback and insecure ones too), through its own Agent trusting the system roots plus the
+   * entry's CAs and presenting its client certificate. Registries, mirrors and redirect targets
+   * (blob storage, token servers) each use their own host's entry, or the shared dispatcher.
+   */
+  tls?: Record<string, RegistryTls>;
   /**
    * Mirrors per registry ('docker.io' → ['mirror.local:5000']): pull-through caches serving the same
    * repositories, tried in order before the registry itself (see RegistryClientOptions.mirrors).
@@ -69,7 +84,10 @@ export interface ImageStoreOptions {
   maxConfigBytes?: number;
   unpackLimits?: UnpackLimits;
   retry?: RetryPolicy;
-  /** Shared HTTP dispatcher; by default the store makes (and closes) its own keep-alive Agent. */
+  /**
+   * Shared HTTP dispatcher for hosts without a `tls` entry; by default the store makes (and closes)
+   * its own keep-alive Agent. Hosts with an entry always use their own Agent.
+   */
   dispatcher?: Dispatcher;
   /**
    * Disk budget for unpacked layers. After each pull, least recently used images that no job holds
@@ -142,6 +160,7 @@ export class ImageStore {
   private readonly platform: Platform;
   private readonly dispatcher: Dispatcher;
   private readonly ownsDispatcher: boolean;
+  private readonly dispatchers: RegistryDispatchers;
   private readonly clients = new Map<string, RegistryClient>();
   private readonly pulls = new SingleFlight<PullResult>();
   private readonly layerPulls = new SingleFlight<LayerMeta>();
@@ -161,7 +180,8 @@ export class ImageStore {
     this.platform = opts.platform ?? hostPlatform();
     this.markers = new InUseMarkers(opts.root);
     this.ownsDispatcher = opts.dispatcher === undefined;
-    this.dispatcher = opts.dispatcher ?? new Agent({ connections: 16, keepAliveTimeout: 30_000, connect: { timeout: 10_000 } });
+    this.dispatcher = opts.dispatcher ?? newRegistryAgent();
+    this.dispatchers = new RegistryDispatchers(this.dispatcher, opts.tls ?? {});
   }
 
   async acquire(reference: string, opts: AcquireOptions = {}): Promise<AcquiredImage> {
@@ -276,6 +296,7 @@ export class ImageStore {
       await this.index.persistRefs();
       await this.index.close();
     }
+    await this.dispatchers.close();
     if (this.ownsDispatcher) await this.dispatcher.close();
   }
 
@@ -555,18 +576,27 @@ export class ImageStore {
     const mirrors: RegistryClient[] = [];
     for (const host of this.opts.mirrors?.[registry] ?? []) {
       const mirrorCredentials = this.opts.credentials?.[host] ?? (await this.dockerCredentials()).get(host);
-      mirrors.push(new RegistryClient({ registry: host, dispatcher: this.dispatcher, insecureRegistries: this.opts.insecureRegistries ?? [], retry: MIRROR_RETRY, ...(mirrorCredentials ? { credentials: mirrorCredentials } : {}) }));
+      mirrors.push(this.newClient(host, { retry: MIRROR_RETRY, ...(mirrorCredentials ? { credentials: mirrorCredentials } : {}) }));
     }
-    const client = new RegistryClient({
-      registry,
-      dispatcher: this.dispatcher,
-      insecureRegistries: this.opts.insecureRegistries ?? [],
+    const client = this.newClient(registry, {
       mirrors,
       ...(configured ? { credentials: configured } : {}),
       ...(this.opts.retry ? { retry: this.opts.retry } : {}),
     });
     this.clients.set(key, client);
     return client;
+  }
+
+  /** A client for `registry` (a registry or a mirror) on its host's dispatcher. */
+  private newClient(registry: string, extra: Partial<RegistryClientOptions>): RegistryClient {
+    return new RegistryClient({
+      registry,
+      dispatcher: this.dispatchers.forHost(registry),
+      otherOrigins: (url) => this.dispatchers.forHost(url.host),
+      https: this.dispatchers.hasEntry(registry),
+      insecureRegistries: this.opts.insecureRegistries ?? [],
+      ...extra,
+    });
   }
 
   private dockerCredentials(): Promise<Map<string, RegistryCredentials>> {

@@ -1,8 +1,9 @@
 /**
  * A client for one registry over the OCI distribution API, on a shared undici dispatcher (connection
  * reuse across pulls). It answers auth challenges, follows blob redirects (never sending our
- * Authorization to another origin), retries 429/5xx/connection failures with backoff within a
- * deadline, caps manifest sizes and verifies every digest. Failures become typed SbxErrors.
+ * Authorization, nor this registry's client certificate, to another origin), retries
+ * 429/5xx/connection failures with backoff within a deadline (TLS failures are final), caps manifest
+ * sizes and verifies every digest. Failures become typed SbxErrors.
  */
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -11,6 +12,7 @@ import { ImageNotFoundError, ImagePullFailedError, InvalidImageError, RegistryUn
 import { DigestVerifier, sha256Digest, type ExpectedBlob } from './digest-verifier.ts';
 import { MANIFEST_ACCEPT } from './media-types.ts';
 import { RegistryAuth, type RegistryCredentials } from './registry-auth.ts';
+import { describeTlsFailure } from './tls-errors.ts';
 
 export interface RetryPolicy {
   /** Attempts per request, the first included. */
@@ -26,8 +28,17 @@ export const DEFAULT_RETRY: RetryPolicy = { attempts: 4, baseDelayMs: 250, maxDe
 export interface RegistryClientOptions {
   /** As in the image reference: 'docker.io', '127.0.0.1:5000', '[::1]:5000'. */
   registry: string;
+  /** For this registry's own origin (its certs.d Agent, if it has an entry). */
   dispatcher: Dispatcher;
-  /** Hosts reached over plain http; loopback hosts always are. */
+  /**
+   * For any other origin (blob redirects, token servers); default `dispatcher`. The image store
+   * passes that host's own certs.d Agent or the shared dispatcher, so that this registry's CAs and
+   * client certificate are used for this registry only.
+   */
+  otherOrigins?: (url: URL) => Dispatcher;
+  /** Always https, even for loopback and insecure registries (the registry has a certs.d entry). */
+  https?: boolean;
+  /** Hosts reached over plain http (unless `https`); loopback hosts always are. */
   insecureRegistries?: readonly string[];
   credentials?: RegistryCredentials;
   retry?: RetryPolicy;
@@ -150,7 +161,10 @@ class RetryableFailure extends ImagePullFailedError {
 export class RegistryClient {
   readonly registry: string;
   readonly baseUrl: string;
+  /** `baseUrl` as URL.origin spells it ('https://host:443' → 'https://host'). */
+  private readonly origin: string;
   private readonly dispatcher: Dispatcher;
+  private readonly otherOrigins: (url: URL) => Dispatcher;
   private readonly auth: RegistryAuth;
   private readonly retry: RetryPolicy;
   private readonly timeoutMs: number;
@@ -159,9 +173,11 @@ export class RegistryClient {
   constructor(opts: RegistryClientOptions) {
     this.mirrors = opts.mirrors ?? [];
     this.registry = opts.registry;
-    const insecure = isLoopbackRegistry(opts.registry) || (opts.insecureRegistries ?? []).includes(opts.registry);
+    const insecure = !opts.https && (isLoopbackRegistry(opts.registry) || (opts.insecureRegistries ?? []).includes(opts.registry));
     this.baseUrl = `${insecure ? 'http' : 'https'}://${apiHost(opts.registry)}`;
+    this.origin = new URL(this.baseUrl).origin;
     this.dispatcher = opts.dispatcher;
+    this.otherOrigins = opts.otherOrigins ?? (() => opts.dispatcher);
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.auth = new RegistryAuth(opts.registry, opts.credentials, (url, headers, signal) => this.fetchToken(url, headers, signal));
@@ -293,13 +309,18 @@ export class RegistryClient {
     if (status === 429 || status >= 500) {
       return new RetryableFailure(target.image, `registry ${this.registry} answered HTTP ${status}: ${message}`, retryAfterMs(res.headers));
     }
+    // Go's TLS servers (Distribution) answer a plain http request with this 400.
+    if (status === 400 && /HTTP request to an HTTPS server/i.test(message)) {
+      const detail = `registry ${this.registry} answered HTTP 400: ${message.replace(/\.$/, '')}; it serves https only: give it a certs.d entry (with its CA if that is private)`;
+      return new ImagePullFailedError(target.image, detail, { retryable: false });
+    }
     return new ImagePullFailedError(target.image, `registry ${this.registry} answered HTTP ${status}: ${message}`, { retryable: false });
   }
 
   private async rawRequest(url: URL, headers: Record<string, string>, target: PullTarget): Promise<Dispatcher.ResponseData> {
     try {
       return await request(url, {
-        dispatcher: this.dispatcher,
+        dispatcher: url.origin === this.origin ? this.dispatcher : this.otherOrigins(url),
         method: 'GET',
         headers: { 'user-agent': 'sbx-image-store', ...headers },
         signal: target.signal,
@@ -307,7 +328,7 @@ export class RegistryClient {
         bodyTimeout: this.timeoutMs,
       });
     } catch (e) {
-      throw this.transportError(target, e);
+      throw this.transportError(target, e, url);
     }
   }
 
@@ -327,10 +348,20 @@ export class RegistryClient {
     }
   }
 
-  /** Maps a transport failure to a retryable ImagePullFailedError; SbxErrors and aborts pass through. */
-  transportError(target: PullTarget, e: unknown): Error {
+  /**
+   * Maps a transport failure to a retryable ImagePullFailedError, a TLS failure to a final one
+   * naming the host and the reason; SbxErrors and aborts pass through.
+   */
+  transportError(target: PullTarget, e: unknown, url?: URL): Error {
     if (e instanceof SbxError) return e;
     if (target.signal?.aborted) return target.signal.reason instanceof Error ? target.signal.reason : (e as Error);
+    const ownOrigin = url === undefined || url.origin === this.origin;
+    const host = ownOrigin ? this.registry : url.host;
+    const tls = describeTlsFailure(e, host);
+    if (tls !== null) {
+      const who = ownOrigin ? `registry ${this.registry}` : `${url.host} (reached from registry ${this.registry})`;
+      return new ImagePullFailedError(target.image, `TLS with ${who} failed: ${tls}`, { cause: e, retryable: false });
+    }
     const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
     const code = err.cause?.code ?? err.code;
     const detail = `cannot reach registry ${this.registry}: ${[code, err.cause?.message ?? err.message].filter(Boolean).join(' ')}`;

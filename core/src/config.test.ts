@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, DEFAULT_REGISTRY_CERTS_DIR, loadConfig } from './config.ts';
+import { ConfigError, DEFAULT_REGISTRY_CERTS_DIR, defaultJobsMemoryBytes, loadConfig } from './config.ts';
 
 test('defaults load from an empty environment', () => {
   const c = loadConfig({});
@@ -71,4 +71,25 @@ test('SBX_REGISTRY_CERTS_DIR: an unreadable directory is refused', { skip: proce
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   chmodSync(dir, 0o000);
   assert.throws(() => loadConfig({ SBX_REGISTRY_CERTS_DIR: dir }), /SBX_REGISTRY_CERTS_DIR=.*: is not readable by this process/);
+});
+
+test('job posture settings: aggregate limits, file locks, core scheduling', () => {
+  const d = loadConfig({});
+  assert.equal(d.env.SBX_JOB_FILE_LOCKS, 'allow');
+  assert.equal(d.env.SBX_CORE_SCHEDULING, true);
+  assert.equal(d.env.SBX_JOBS_PIDS, undefined);
+  assert.equal(d.env.SBX_JOBS_MEMORY_BYTES, defaultJobsMemoryBytes());
+  assert.equal(defaultJobsMemoryBytes(24 * 2 ** 30), 24 * 2 ** 30 - Math.floor((24 * 2 ** 30) / 10));
+  assert.equal(defaultJobsMemoryBytes(2 * 2 ** 30), 1.5 * 2 ** 30);
+  const c = loadConfig({ SBX_JOB_FILE_LOCKS: 'deny', SBX_CORE_SCHEDULING: 'false', SBX_JOBS_PIDS: '500', SBX_JOBS_MEMORY_BYTES: String(2 ** 30) });
+  assert.deepEqual([c.env.SBX_JOB_FILE_LOCKS, c.env.SBX_CORE_SCHEDULING, c.env.SBX_JOBS_PIDS, c.env.SBX_JOBS_MEMORY_BYTES], ['deny', false, 500, 2 ** 30]);
+  assert.throws(() => loadConfig({ SBX_JOB_FILE_LOCKS: 'maybe', SBX_CORE_SCHEDULING: 'on', SBX_JOBS_PIDS: '3', SBX_JOBS_MEMORY_BYTES: '1000' }), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    const text = e.problems.join('\n');
+    assert.match(text, /SBX_JOB_FILE_LOCKS="maybe": must be allow or deny/);
+    assert.match(text, /SBX_CORE_SCHEDULING="on": must be true or false/);
+    assert.match(text, /SBX_JOBS_PIDS="3": must be >= 16/);
+    assert.match(text, /SBX_JOBS_MEMORY_BYTES="1000": must be >= 67108864/);
+    return true;
+  });
 });

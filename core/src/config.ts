@@ -19,6 +19,11 @@ const csv = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter
 
 const redisUrl = z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL');
 
+/** All jobs of a worker together may use the RAM less max(512 MiB, 10 %). */
+export function defaultJobsMemoryBytes(total = os.totalmem()): number {
+  return Math.max(64 * MiB, total - Math.max(512 * MiB, Math.floor(total / 10)));
+}
+
 export const DEFAULT_REGISTRY_CERTS_DIR = '/etc/sbx/certs.d';
 
 /** What is wrong with `path` as a directory to read, or null. */
@@ -96,6 +101,16 @@ export const envSchema = z.object({
   // Each job slot s runs as host uids SBX_UID_BASE + s*65536 … + 65535 (container root is not host root).
   SBX_UID_BASE: int(1, 4_000_000_000).default(100_000),
   SBX_WORKER_METRICS_PORT: int(0, 65535).optional(),
+  // P29: aggregate limits on all jobs of one worker together (its cgroup parent). Memory defaults to
+  // the host's RAM less a reserve for the worker, Redis and the kernel; pids unset = per-job limits only.
+  SBX_JOBS_MEMORY_BYTES: int(64 * MiB).default(defaultJobsMemoryBytes()),
+  SBX_JOBS_PIDS: int(16, 4_194_304).optional(),
+  // P30: 'deny' makes flock and fcntl record locks fail in jobs (closes the lock channel between
+  // concurrent jobs through shared read-only inodes; breaks sqlite, git, package managers).
+  SBX_JOB_FILE_LOCKS: z.enum(['allow', 'deny'], { error: 'must be allow or deny' }).default('allow'),
+  // P30: each job gets its own core-scheduling cookie (no SMT sibling shared with another job) where
+  // the kernel has it (CONFIG_SCHED_CORE and SMT).
+  SBX_CORE_SCHEDULING: bool.default(true),
   SBX_HEARTBEAT_MS: int(200, 60_000).default(2_000),
 });
 

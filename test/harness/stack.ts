@@ -31,7 +31,7 @@ export interface Stack {
   redis: { stop(): Promise<void> };
   registry: RunningRegistry;
   /** Image references of the fixtures in this stack's registry. */
-  images: { busybox: string };
+  images: { busybox: string; probe: string };
   env: Record<string, string>;
   workers: ManagedProcess[];
   api: ManagedProcess;
@@ -71,7 +71,7 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
     apiUrl,
     redis,
     registry,
-    images: { busybox: `${registry.host}/test/busybox:latest` },
+    images: { busybox: `${registry.host}/test/busybox:latest`, probe: `${registry.host}/test/probe:latest` },
     env,
     workers: [],
     api,

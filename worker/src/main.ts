@@ -13,7 +13,7 @@ import { connectRedis } from '../../core/src/redis.ts';
 import { QUEUE_NAME, RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-directory.ts';
 import type { QueuedJob } from '../../core/src/job-queue.ts';
-import { probeHost, sweep } from '../../native/index.ts';
+import { probeHost, protectSelf, sweep, type LaunchOptions } from '../../native/index.ts';
 import { removeEmptyCgroupPath } from './cgroup-parent.ts';
 import { processAlive } from './process-alive.ts';
 import { listenForControl } from './control-channel.ts';
@@ -58,7 +58,13 @@ async function main(): Promise<void> {
   }
 
   const janitor = new Janitor(redis, keys, store, directory, logger);
-  const launchOptions = { cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE };
+  const launchOptions: LaunchOptions = {
+    cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE,
+    parentLimits: { memoryBytes: env.SBX_JOBS_MEMORY_BYTES, ...(env.SBX_JOBS_PIDS ? { pids: env.SBX_JOBS_PIDS } : {}) },
+    fileLocks: env.SBX_JOB_FILE_LOCKS, coreScheduling: env.SBX_CORE_SCHEDULING,
+  };
+  // P29: under global memory pressure the kernel kills jobs (oom_score_adj 1000) long before us.
+  if (!protectSelf()) logger.info('cannot lower the worker\'s own oom_score_adj (no CAP_SYS_RESOURCE); jobs still go first (1000)');
   const swept = await sweep(launchOptions);
   if (swept.cgroups || swept.processes) logger.warn({ ...swept }, 'removed leftovers of a crashed worker');
   await janitor.finishJobsOf(workerId);

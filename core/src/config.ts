@@ -98,6 +98,8 @@ export const envSchema = z.object({
   SBX_IMAGE_CACHE_BYTES: int(16 * MiB).optional(),
   // Registry credentials in Docker's config.json format (auths → base64 user:password).
   SBX_DOCKER_CONFIG: z.string().startsWith('/', 'must be an absolute path').optional(),
+  // Registry credentials per tenant: <dir>/<tenant>.json in config.json format, re-read when changed.
+  SBX_TENANT_DOCKER_CONFIG_DIR: readableDir.optional(),
   // Each job slot s runs as host uids SBX_UID_BASE + s*65536 … + 65535 (container root is not host root).
   SBX_UID_BASE: int(1, 4_000_000_000).default(100_000),
   SBX_WORKER_METRICS_PORT: int(0, 65535).optional(),

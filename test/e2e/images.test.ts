@@ -2,6 +2,9 @@
  * The image endpoints against real workers: what they cached, pre-pulling everywhere, evicting.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { SbxClient } from '../harness/api-client.ts';
 import { waitUntil } from '../harness/redis.ts';
@@ -16,12 +19,16 @@ let stack: Stack;
 let api: SbxClient;
 const listed = async () => (await api.request<{ items: ImageRow[] }>('GET', '/v1/images')).body.items;
 
+// Registry credentials per tenant (the open API's callers are the `default` tenant).
+const tenantDir = mkdtempSync(join(tmpdir(), 'sbx-tenant-auth-'));
+
 before(async () => {
-  stack = await startStack();
+  stack = await startStack({ env: { SBX_TENANT_DOCKER_CONFIG_DIR: tenantDir } });
   api = new SbxClient(stack.apiUrl);
 });
 after(async () => {
   await stack?.stop();
+  rmSync(tenantDir, { recursive: true, force: true });
 });
 
 test('an image a job used is listed with its digest, size and worker', async () => {
@@ -79,6 +86,36 @@ test('a private registry: registryAuth per job pulls it; jobs without it are ref
     const after = await api.submit({ image, command: ['true'] }, { wait: true });
     assert.equal(after.body.error?.code, 'registry_unauthorized', 'the cached private image is not handed to a job without credentials');
   } finally {
+    await registry.stop();
+  }
+});
+
+test('tenant credentials (SBX_TENANT_DOCKER_CONFIG_DIR): added, rotated and broken without a worker restart', async () => {
+  const user = { username: 'tenant-a', password: 'tenant-pass-word' };
+  const registry = await startRegistry({ htpasswd: { user: user.username, password: user.password } });
+  const file = join(tenantDir, 'default.json');
+  const writeAuth = (password: string) =>
+    writeFileSync(file, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${user.username}:${password}`).toString('base64') } } }));
+  try {
+    await pushImage(registry.url, 'tenant/busybox', 'latest', await busyboxImage(), { authorization: `Basic ${Buffer.from(`${user.username}:${user.password}`).toString('base64')}` });
+    const image = `${registry.host}/tenant/busybox:latest`;
+    const run = async () => (await api.submit({ image, command: ['echo', 'tenant'] }, { wait: true })).body;
+
+    assert.equal((await run()).error?.code, 'registry_unauthorized', 'no credentials yet');
+    writeAuth(user.password);
+    const ok = await run();
+    assert.equal(ok.status, 'succeeded', JSON.stringify(ok.error));
+    assert.equal(ok.output!.stdout, 'tenant\n');
+    writeAuth('wrong-password-now');
+    assert.equal((await run()).error?.code, 'registry_unauthorized', 'rotated to a wrong password: the cached image is not handed out');
+    const own = await api.submit({ image, command: ['true'], registryAuth: user }, { wait: true });
+    assert.equal(own.body.status, 'succeeded', "the job's own registryAuth wins over the tenant's");
+    writeFileSync(file, '{ not json');
+    const broken = await run();
+    assert.equal(broken.error?.code, 'image_pull_failed');
+    assert.match(broken.error!.message, /credentials of tenant default .*default\.json\) is not valid JSON/);
+  } finally {
+    rmSync(file, { force: true });
     await registry.stop();
   }
 });

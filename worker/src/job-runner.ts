@@ -5,6 +5,7 @@
  * which case the janitor (here or on another worker) finishes it as `worker_lost`.
  */
 import { isSbxError } from '../../core/src/errors.ts';
+import { parseImageReference } from '../../core/src/image-ref.ts';
 import type { JobDocument, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
 import type { JobStore } from '../../core/src/job-store.ts';
 import type { Logger } from '../../core/src/logger.ts';
@@ -12,6 +13,7 @@ import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
 import { launch, type ExitInfo, type LaunchOptions, type Launched } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
+import type { TenantCredentials } from './images/tenant-credentials.ts';
 import { buildLaunchSpec } from './launch-plan.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
 import type { SlotPool } from './slots.ts';
@@ -26,6 +28,8 @@ export interface RunnerDeps {
   slots: SlotPool;
   logger: Logger;
   metrics: WorkerMetrics;
+  /** Registry credentials per tenant (SBX_TENANT_DOCKER_CONFIG_DIR); a job's registryAuth wins. */
+  tenantCredentials?: TenantCredentials;
 }
 
 const PIPE_DRAIN_MS = 2000;
@@ -139,7 +143,8 @@ export class JobRunner {
 
   private async acquire(spec: JobSpec, job: ActiveJob): Promise<AcquiredImage> {
     try {
-      const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal, ...(spec.registryAuth ? { credentials: spec.registryAuth } : {}) });
+      const credentials = spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
+      const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal, ...(credentials ? { credentials } : {}) });
       this.deps.metrics.pulls.inc({ result: image.pulled ? 'pulled' : 'hit' });
       return image;
     } catch (e) {

@@ -21,6 +21,7 @@ import { ImageStore } from './images/image-store.ts';
 import { loadRegistryCerts, type RegistryTls } from './images/registry-certs.ts';
 import { Janitor } from './janitor.ts';
 import { JobRunner } from './job-runner.ts';
+import { TenantCredentials } from './images/tenant-credentials.ts';
 import { SlotPool, defaultSlotCount } from './slots.ts';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -83,7 +84,8 @@ async function main(): Promise<void> {
     dockerConfigPath: env.SBX_DOCKER_CONFIG,
   });
   await images.warmUp(); // the unpack threads start now, not on the first pull
-  const runner = new JobRunner({ workerId, launchOptions, store, images, directory, slots, logger, metrics });
+  const tenantCredentials = new TenantCredentials(env.SBX_TENANT_DOCKER_CONFIG_DIR);
+  const runner = new JobRunner({ workerId, launchOptions, store, images, directory, slots, logger, metrics, tenantCredentials });
 
   const startedAt = new Date().toISOString();
   const beat = async () => {

@@ -185,6 +185,19 @@ describe('hardening', () => {
       const big = await run(baseSpec([rootfs], { argv: ['dd', 'if=/dev/zero', 'of=/big', 'bs=1M', 'count=20'], limits: l }), opts);
       assert.equal(big.exit.signal, 'SIGXFSZ', 'SIGXFSZ must not be ignored (Node ignores it)');
     });
+    it('P27 the writable layer\'s bytes count against memoryBytes: 40 MiB written under a 32 MiB limit ends in oom; control: under 128 MiB it is written', async () => {
+      // The upper tmpfs is charged to the job's memory cgroup and cannot be reclaimed (no swap):
+      // a job's files and its processes share memoryBytes, whatever diskBytes says.
+      const write40 = 'for i in 1 2 3 4 5; do dd if=/dev/zero of=/f$i bs=1M count=8 2>/dev/null || { echo "dd$i=$?"; exit 0; }; done; cat /f* | wc -c';
+      const small = await run(baseSpec([rootfs], { argv: ['sh', '-c', write40], limits: { ...limits, memoryBytes: 32 << 20, diskBytes: 64 << 20 } }), opts);
+      assert.equal(small.exit.reason, 'oom');
+      assert.ok(small.exit.usage.memoryPeakBytes <= 32 << 20, `peak ${small.exit.usage.memoryPeakBytes}`);
+      assert.doesNotMatch(small.stdout, /^41943040$/m);
+      const large = await run(baseSpec([rootfs], { argv: ['sh', '-c', write40], limits: { ...limits, memoryBytes: 128 << 20, diskBytes: 64 << 20 } }), opts);
+      assert.equal(large.exit.reason, 'exited');
+      assert.equal(large.stdout.trim(), String(40 << 20));
+      assert.ok(large.exit.usage.memoryPeakBytes >= 40 << 20, `the files are in the job's memory: peak ${large.exit.usage.memoryPeakBytes}`);
+    });
   });
 
   describe('P1/P2/P6/P23 process posture', () => {

@@ -5,11 +5,11 @@
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { Agent, type Dispatcher } from 'undici';
 import { ImageNotFoundError, ImagePullFailedError, InvalidImageError, SbxError } from '../../../core/src/errors.ts';
@@ -165,6 +165,26 @@ it('a corrupted layer blob is InvalidImageError and nothing is cached', async ()
     assert.deepEqual(readdirSync(join(root, 'layers/sha256')), []);
     assert.deepEqual(filesUnder(join(root, 'tmp')), [], 'the failed unpack left its temp dir');
     assert.deepEqual(await store.list(), []);
+  } finally {
+    await own.stop();
+  }
+});
+
+it('a blob the registry lost is invalid_image naming the blob, with the registry\'s own message; nothing is cached', async () => {
+  const own = await startRegistry();
+  try {
+    const image = await busyboxImage();
+    await pushImage(own.url, 'lost/busybox', 'latest', image);
+    rmSync(dirname(blobPath(own.storageDir, image.layers[0]!.digest)), { recursive: true });
+    const store = await newStore();
+    await assert.rejects(store.acquire(`${own.host}/lost/busybox:latest`), (e: unknown) => {
+      assert.ok(e instanceof SbxError, String(e));
+      assert.equal(e.code, 'invalid_image', e.message);
+      assert.ok(e.message.includes(image.layers[0]!.digest), e.message);
+      assert.match(e.message, /said BLOB_UNKNOWN: blob unknown to registry/, 'the registry\'s own words');
+      return true;
+    });
+    assert.deepEqual(readdirSync(join(roots[roots.length - 1]!, 'layers/sha256')), []);
   } finally {
     await own.stop();
   }

@@ -239,7 +239,7 @@ export class RegistryClient {
 
   private async fetchBlob(target: PullTarget, blob: ExpectedBlob): Promise<Readable> {
     const url = new URL(`${this.baseUrl}/v2/${target.repository}/blobs/${blob.digest}`);
-    const missing = () => new InvalidImageError(target.image, `its blob ${blob.digest} is missing from the registry`);
+    const missing = (said: string) => new InvalidImageError(target.image, `its blob ${blob.digest} is missing from the registry (${this.registry} said ${said})`);
     const res = await this.send(url, target, {}, missing);
     const declared = headerValue(res.headers, 'content-length');
     if (declared !== undefined && Number(declared) > blob.size) {
@@ -271,9 +271,9 @@ export class RegistryClient {
 
   /**
    * One request with auth and redirects; resolves with a 2xx response whose body is unread.
-   * 404 → `notFound()`, 401/403 → RegistryUnauthorizedError, 429/5xx → retryable failure.
+   * 404 → `notFound(the registry's message)`, 401/403 → RegistryUnauthorizedError, 429/5xx → retryable failure.
    */
-  private async send(url: URL, target: PullTarget, extraHeaders: Record<string, string>, notFound: () => Error): Promise<Dispatcher.ResponseData> {
+  private async send(url: URL, target: PullTarget, extraHeaders: Record<string, string>, notFound: (registryMessage: string) => Error): Promise<Dispatcher.ResponseData> {
     const scope = `repository:${target.repository}:pull`;
     let current = url;
     let challenged = false;
@@ -301,10 +301,10 @@ export class RegistryClient {
     throw new ImagePullFailedError(target.image, `more than ${MAX_REDIRECTS} redirects for ${url.pathname}`, { retryable: false });
   }
 
-  private statusError(target: PullTarget, res: Dispatcher.ResponseData, body: string, notFound: () => Error): Error {
+  private statusError(target: PullTarget, res: Dispatcher.ResponseData, body: string, notFound: (registryMessage: string) => Error): Error {
     const message = registryMessage(body);
     const status = res.statusCode;
-    if (status === 404) return notFound();
+    if (status === 404) return notFound(message);
     if (status === 401 || status === 403) return new RegistryUnauthorizedError(this.registry, `HTTP ${status}: ${message}`);
     if (status === 429 || status >= 500) {
       return new RetryableFailure(target.image, `registry ${this.registry} answered HTTP ${status}: ${message}`, retryAfterMs(res.headers));

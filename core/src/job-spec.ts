@@ -16,12 +16,14 @@ export const FINISHED_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', '
 export const isFinished = (s: JobStatus): boolean => FINISHED_STATUSES.includes(s);
 
 export const LimitsRequest = z.strictObject({
-  memoryBytes: z.number().int().min(MIN_MEMORY_BYTES, `must be >= ${MIN_MEMORY_BYTES}`).optional(),
+  memoryBytes: z.number().int().min(MIN_MEMORY_BYTES, `must be >= ${MIN_MEMORY_BYTES}`).optional()
+    .describe('Memory of all the job\'s processes together, including the files it writes (its writable layer and /dev/shm are in memory); exceeding it ends the job oom.'),
   cpus: z.number().positive('must be > 0').optional(),
   pids: z.number().int().min(1, 'must be >= 1').optional(),
   timeoutMs: z.number().int().min(1, 'must be >= 1').optional(),
   outputBytes: z.number().int().min(0, 'must be >= 0').optional(),
-  diskBytes: z.number().int().min(MIN_DISK_BYTES, `must be >= ${MIN_DISK_BYTES}`).optional(),
+  diskBytes: z.number().int().min(MIN_DISK_BYTES, `must be >= ${MIN_DISK_BYTES}`).optional()
+    .describe('Size of the job\'s writable layer (all it writes outside /dev/shm); past it writes fail with ENOSPC. These bytes are memory, so they also count against memoryBytes.'),
   /** CPU time of the whole job (all its processes); reaching it ends the job `timeout`. */
   cpuTimeMs: z.number().int().min(1, 'must be >= 1').optional(),
   /** RLIMIT_NOFILE of every process of the job. */

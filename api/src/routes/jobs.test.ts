@@ -155,6 +155,8 @@ describe('operations', () => {
     const spec = (await (await call('GET', '/openapi.json', { key: null })).json()) as { paths: Record<string, unknown>; components: { schemas: Record<string, unknown> } };
     for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/images', '/v1/workers']) assert.ok(spec.paths[p], p);
     assert.ok(spec.components.schemas.JobRequest);
+    // The limits that share memory say so in the document users read.
+    assert.match(JSON.stringify(spec.components.schemas), /count against memoryBytes/);
     assert.match(await (await call('GET', '/docs', { key: null })).text(), /sbx API v1/);
     const missing = await call('GET', '/nope', { key: null });
     assert.equal(missing.status, 404);

@@ -1,11 +1,163 @@
 // Shared test helpers: a busybox rootfs, a base spec, run-to-completion, leak checks.
+import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launch, type ExitInfo, type LaunchOptions, type LaunchSpec } from '../index.ts';
+import { launch, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 
-export const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices'];
+/** The controllers the launcher uses (cgroup.cc: required memory pids cpu cpuacct freezer; optional devices). */
+export const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices'] as const;
+export type Controller = (typeof CONTROLLERS)[number];
+
+/**
+ * The host's cgroup layout, read from /proc/self/mountinfo (independently of the launcher's own
+ * detection, so a test can tell when that is wrong): 'v2' when /sys/fs/cgroup is a cgroup2 mount,
+ * else 'v1' with the mount point of each controller's hierarchy (cpu and cpuacct may share one).
+ */
+export interface CgroupLayout {
+  mode: 'v1' | 'v2';
+  /** v2: the cgroup2 mount the launcher uses (/sys/fs/cgroup; a test's cgroupV2Root on hybrid hosts). */
+  v2Root: string;
+  /** v1: controller -> hierarchy mount point (only the controllers of CONTROLLERS that are mounted). */
+  v1: Map<Controller, string>;
+  /** The cgroup2 mount of a hybrid host (/sys/fs/cgroup/unified), '' if none. */
+  hybridV2Root: string;
+}
+
+function mounts(): { point: string; fstype: string; source: string; superOpts: string }[] {
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => {
+    const [pre, post] = l.split(' - ') as [string, string];
+    const [fstype = '', source = '', superOpts = ''] = post.split(' ');
+    return { point: pre.split(' ')[4]!, fstype, source, superOpts };
+  });
+}
+
+let layout: CgroupLayout | undefined;
+export function cgroupLayout(): CgroupLayout {
+  if (layout) return layout;
+  const ms = mounts();
+  const v1 = new Map<Controller, string>();
+  for (const m of ms) {
+    if (m.fstype !== 'cgroup') continue;
+    for (const opt of m.superOpts.split(',')) {
+      const c = CONTROLLERS.find((x) => x === opt);
+      if (c && !v1.has(c)) v1.set(c, m.point);
+    }
+  }
+  const cg2 = (p: string) => ms.some((m) => m.point === p && m.fstype === 'cgroup2');
+  const v2 = cg2('/sys/fs/cgroup');
+  if (!v2 && v1.size === 0) throw new Error('no cgroup file system at /sys/fs/cgroup');
+  layout = {
+    mode: v2 ? 'v2' : 'v1',
+    v2Root: v2 ? '/sys/fs/cgroup' : '',
+    v1: v2 ? new Map() : v1,
+    hybridV2Root: !v2 && cg2('/sys/fs/cgroup/unified') ? '/sys/fs/cgroup/unified' : '',
+  };
+  return layout;
+}
+
+/** The cgroup mode a launch with these options uses: v2 on a v2 host or with cgroupV2Root. */
+export function cgroupMode(o: LaunchOptions = {}): 'v1' | 'v2' {
+  return o.cgroupV2Root ? 'v2' : cgroupLayout().mode;
+}
+
+function v2Root(o: LaunchOptions): string {
+  return o.cgroupV2Root ?? cgroupLayout().v2Root;
+}
+
+/** Unique v1 hierarchy mount points the launcher makes groups in (with or without devices). */
+function v1Hierarchies(devices = true): string[] {
+  const l = cgroupLayout();
+  const out: string[] = [];
+  const devMnt = l.v1.get('devices');
+  for (const [c, m] of l.v1) {
+    if (out.includes(m)) continue;
+    // devices alone in its hierarchy is skipped by a job launched with devicesCgroup: false
+    const sharedDev = c === 'devices' && [...l.v1].some(([o, om]) => o !== 'devices' && om === devMnt);
+    if (c === 'devices' && !devices && !sharedDev) continue;
+    out.push(m);
+  }
+  return out;
+}
+
+/**
+ * Every directory the launcher makes for the group `parent[/id]`: one per v1 hierarchy (memory,
+ * pids, cpu, cpuacct, freezer, devices; shared mounts once), or the one v2 directory.
+ * `o.devicesCgroup === false`: without the v1 devices hierarchy (a job launched so does not join it).
+ */
+export function cgroupDirs(parent: string, id?: string, o: LaunchOptions = {}): string[] {
+  const rel = [parent, ...(id ? [id] : [])];
+  if (cgroupMode(o) === 'v2') return [path.join(v2Root(o), ...rel)];
+  return v1Hierarchies(o.devicesCgroup !== false).map((m) => path.join(m, ...rel));
+}
+
+/** The directory holding `controller`'s files for `parent[/id]` (v2: the one directory). */
+export function controllerDir(controller: Controller, parent: string, id?: string, o: LaunchOptions = {}): string {
+  const rel = [parent, ...(id ? [id] : [])];
+  if (cgroupMode(o) === 'v2') return path.join(v2Root(o), ...rel);
+  const m = cgroupLayout().v1.get(controller);
+  if (!m) throw new Error(`v1 ${controller} hierarchy not mounted`);
+  return path.join(m, ...rel);
+}
+
+/** Same knob, per-mode file names: the v2 name when it differs. */
+const V1_NAMES: Record<string, [Controller, string]> = {
+  'memory.max': ['memory', 'memory.limit_in_bytes'],
+  'pids.max': ['pids', 'pids.max'],
+};
+
+/** Path of a control file of `parent[/id]`, named as on v2 (memory.max is memory.limit_in_bytes on v1). */
+export function cgroupFile(file: keyof typeof V1_NAMES, parent: string, id?: string, o: LaunchOptions = {}): string {
+  const [controller, v1Name] = V1_NAMES[file]!;
+  if (cgroupMode(o) === 'v2') return path.join(controllerDir(controller, parent, id, o), file);
+  return path.join(controllerDir(controller, parent, id, o), v1Name);
+}
+
+/**
+ * The host directories of the groups a live process is in, for the launcher's controllers, read
+ * from /proc/<pid>/cgroup (v1: one per hierarchy of CONTROLLERS; v2: the 0:: line).
+ */
+export function cgroupDirsOf(pid: number, o: LaunchOptions = {}): string[] {
+  const lines = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter(Boolean);
+  if (cgroupMode(o) === 'v2') {
+    const l = lines.find((x) => x.startsWith('0::'));
+    return l ? [path.join(v2Root(o), l.slice(3))] : [];
+  }
+  const joined = v1Hierarchies(o.devicesCgroup !== false);
+  const out = new Set<string>();
+  for (const l of lines) {
+    const [, ctrls = '', p = ''] = l.split(':');
+    for (const c of ctrls.split(',')) {
+      const m = cgroupLayout().v1.get(c as Controller);
+      if (m && joined.includes(m)) out.add(path.join(m, p));
+    }
+  }
+  return [...out];
+}
+
+/**
+ * While the job runs: its groups are exactly cgroupDirs(parent, id) (so leftover checks look where
+ * the launcher really works), each exists and lists `pid`. Returns the directories.
+ */
+export function assertJobCgroups(pid: number, parent: string, id: string, o: LaunchOptions = {}): string[] {
+  const want = cgroupDirs(parent, id, o);
+  assert.deepEqual(cgroupDirsOf(pid, o).sort(), [...want].sort(), `groups of pid ${pid}`);
+  for (const d of want) {
+    assert.ok(fs.existsSync(d), `${d} missing while the job runs`);
+    assert.ok(fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid)), `${pid} not in ${d}`);
+  }
+  return want;
+}
+
+/**
+ * After a job: none of its group directories is left, in parent directories that do exist (so the
+ * check cannot pass because it looks in the wrong place).
+ */
+export function assertCgroupsGone(parent: string, id: string, o: LaunchOptions = {}): void {
+  for (const d of cgroupDirs(parent, undefined, o)) assert.ok(fs.existsSync(d), `cgroup parent ${d} does not exist`);
+  for (const d of cgroupDirs(parent, id, o)) assert.equal(fs.existsSync(d), false, `cgroup ${d} left behind`);
+}
 
 export function uniqueParent(tag: string): string {
   return `sbx-test-${tag}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
@@ -38,15 +190,43 @@ export function compileProbe(name: string, layerDir: string): string {
   return `/probes/${name}`;
 }
 
+/** A launcher state dir on a tmpfs of its own; `close()` unmounts and removes it (idempotent). */
+export interface StateDir { path: string; close(): void }
+
 /**
- * P17 tests: a launcher state dir (on a file system that allows devices) whose /dev template also
- * holds the kmsg device (c 1:11, mode 0666): a node outside the allow-list, reachable in the job.
- * A first job makes the template; the extra node is added after it.
+ * P17 tests: a launcher state dir that allows devices, whose /dev template also holds the kmsg
+ * device (c 1:11, mode 0666): a node outside the allow-list, reachable in the job.
+ * The dir is a private tmpfs mounted without nodev, so the result does not depend on the host's
+ * /tmp (nodev on many systemd hosts, where the launcher would rightly build /dev per job instead).
+ * A first job makes the template; the extra node is added after it. Call close() in a finally or
+ * an after() hook; a run killed before that is cleaned up by sweepStaleTestParents().
  */
-export async function stateDirWithKmsg(dir: string, rootfs: string, opts: LaunchOptions): Promise<string> {
-  await run(baseSpec([rootfs]), { ...opts, stateDir: dir });
-  execFileSync('mknod', ['-m', '666', path.join(dir, 'dev', 'kmsg'), 'c', '1', '11']);
-  return dir;
+export async function stateDirWithKmsg(dir: string, rootfs: string, opts: LaunchOptions): Promise<StateDir> {
+  fs.mkdirSync(dir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0711', `sbx-test-state-${process.pid}`, dir]);
+  let closed = false;
+  const sd: StateDir = { path: dir, close: () => { if (!closed) { closed = true; unmountStateDir(dir); } } };
+  try {
+    const r = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'ls -ln /dev/null | cut -c1'] }), { ...opts, stateDir: dir });
+    assert.equal(r.stdout, 'c\n', `first job in ${dir}: ${r.stderr}`);
+    // The launcher made its template here (not a per-job /dev): that is where the extra node goes.
+    assert.ok(fs.statSync(path.join(dir, 'dev', 'null')).isCharacterDevice(), `no /dev template in ${dir}`);
+    execFileSync('mknod', ['-m', '666', path.join(dir, 'dev', 'kmsg'), 'c', '1', '11']);
+  } catch (e) {
+    sd.close();
+    throw e;
+  }
+  return sd;
+}
+
+/** Unmount a state dir's tmpfs (lazily if a mount is still busy) and remove the directory. */
+function unmountStateDir(dir: string): void {
+  try {
+    execFileSync('umount', [dir], { stdio: 'pipe' });
+  } catch {
+    try { execFileSync('umount', ['-l', dir], { stdio: 'pipe' }); } catch { /* not mounted */ }
+  }
+  try { fs.rmSync(dir, { recursive: true, force: true }); } catch { /* best effort */ }
 }
 
 /** Collect a stream's text until `re` matches (or fail after `ms`). */
@@ -84,8 +264,20 @@ export function baseSpec(lowerDirs: string[], over: Partial<LaunchSpec> = {}): L
 
 export interface RunResult { stdout: string; stderr: string; exit: ExitInfo; pid: number }
 
-export async function run(spec: LaunchSpec, opts: LaunchOptions): Promise<RunResult> {
+/** Run to completion. `started` (if given) is called once the command runs, before its output is read. */
+export async function run(spec: LaunchSpec, opts: LaunchOptions, started?: (j: Launched) => void): Promise<RunResult> {
   const j = await launch(spec, opts);
+  if (started) {
+    try {
+      started(j);
+    } catch (e) {
+      j.kill();
+      j.stdout.destroy();
+      j.stderr.destroy();
+      await j.exited;
+      throw e;
+    }
+  }
   let stdout = '';
   let stderr = '';
   j.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
@@ -93,10 +285,6 @@ export async function run(spec: LaunchSpec, opts: LaunchOptions): Promise<RunRes
   const ended = (s: NodeJS.ReadableStream) => new Promise<void>((res) => { s.on('end', res); s.on('close', res); });
   const [exit] = await Promise.all([j.exited, ended(j.stdout), ended(j.stderr)]);
   return { stdout, stderr, exit, pid: j.pid };
-}
-
-export function cgroupDirs(parent: string, id?: string): string[] {
-  return CONTROLLERS.map((c) => path.join('/sys/fs/cgroup', c, parent, ...(id ? [id] : [])));
 }
 
 /** Every host process whose cgroup path mentions `parent`. */
@@ -115,29 +303,40 @@ export function mountCount(): number {
   return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).length;
 }
 
+/** Where parents of these tests can be: every hierarchy (v1) or the v2 root, and a hybrid host's cgroup2 mount. */
+function testRoots(): { dir: string; o: LaunchOptions }[] {
+  const l = cgroupLayout();
+  const roots = l.mode === 'v2' ? [{ dir: l.v2Root, o: {} }] : v1Hierarchies().map((dir) => ({ dir, o: {} }));
+  if (l.hybridV2Root) roots.push({ dir: l.hybridV2Root, o: { cgroupV2Root: l.hybridV2Root } });
+  return roots;
+}
+
 /**
  * Sweep and remove cgroup parents left by earlier runs of these tests that were killed
  * (names sbx-test-<tag>-<pid>-<rand> whose pid is gone); other parents are never touched.
+ * Also unmounts the state-dir tmpfs such a run left (stateDirWithKmsg).
  */
 export async function sweepStaleTestParents(): Promise<void> {
   const { sweep } = await import('../index.ts');
-  const names = new Set<string>();
-  for (const c of CONTROLLERS) {
-    try {
-      for (const n of fs.readdirSync(path.join('/sys/fs/cgroup', c))) names.add(n);
-    } catch { /* controller not mounted */ }
+  for (const { dir, o } of testRoots()) {
+    let names: string[] = [];
+    try { names = fs.readdirSync(dir); } catch { continue; }
+    for (const n of names) {
+      const m = /^sbx-test-[a-z0-9]+-(\d+)-[a-z0-9]+$/.exec(n);
+      if (!m || fs.existsSync(`/proc/${m[1]}`)) continue;
+      await sweep({ ...o, cgroupParent: n });
+      removeParent(n, o);
+    }
   }
-  for (const n of names) {
-    const m = /^sbx-test-[a-z0-9]+-(\d+)-[a-z0-9]+$/.exec(n);
-    if (!m || fs.existsSync(`/proc/${m[1]}`)) continue;
-    await sweep({ cgroupParent: n });
-    removeParent(n);
+  for (const m of mounts()) {
+    const s = /^sbx-test-state-(\d+)$/.exec(m.source);
+    if (s && m.fstype === 'tmpfs' && !fs.existsSync(`/proc/${s[1]}`)) unmountStateDir(m.point);
   }
 }
 
 /** Remove the test's cgroup parent in every hierarchy (must be empty by then). */
-export function removeParent(parent: string): void {
-  for (const d of cgroupDirs(parent)) {
+export function removeParent(parent: string, o: LaunchOptions = {}): void {
+  for (const d of cgroupDirs(parent, undefined, o)) {
     try { fs.rmdirSync(d); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
   }
 }

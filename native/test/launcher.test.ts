@@ -6,7 +6,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { launch, liveJobs, probeHost, sweep } from '../index.ts';
 import {
-  baseSpec, buildBusyboxRootfs, cgroupDirs, makeTempDir, mountCount, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent,
+  assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, makeTempDir, mountCount, processesIn,
+  removeParent, run, sweepStaleTestParents, uniqueParent,
 } from './helpers.ts';
 
 const parent = uniqueParent('launch');
@@ -16,7 +17,7 @@ let rootfs = '';
 let mountsBefore = 0;
 
 function assertNoLeftovers(id: string): void {
-  for (const d of cgroupDirs(parent, id)) assert.equal(fs.existsSync(d), false, `cgroup ${d} left behind`);
+  assertCgroupsGone(parent, id);
   assert.deepEqual(processesIn(parent), [], 'processes left in the cgroup parent');
   assert.equal(mountCount(), mountsBefore, 'mount table of the host changed');
 }
@@ -26,6 +27,7 @@ describe('launcher', () => {
     await sweepStaleTestParents();
     const p = probeHost();
     assert.equal(p.ok, true, `host not supported: ${p.missing.join('; ')}`);
+    assert.equal(p.cgroup, cgroupLayout().mode, 'the launcher and these tests disagree on the cgroup mode');
     tmp = makeTempDir('launch');
     rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
     mountsBefore = mountCount();
@@ -70,7 +72,9 @@ describe('launcher', () => {
       limits: { ...baseSpec([]).limits, timeoutMs: 400 },
     });
     const t0 = Date.now();
-    const r = await run(spec, opts);
+    let seen: string[] = [];
+    const r = await run(spec, opts, (j) => { seen = assertJobCgroups(j.pid, parent, spec.id); });
+    assert.ok(seen.length > 0);
     assert.equal(r.exit.reason, 'timeout');
     assert.equal(r.exit.signal, 'SIGKILL');
     assert.equal(r.stdout, '');
@@ -81,7 +85,11 @@ describe('launcher', () => {
   it('kill() ends the whole job with reason killed', async () => {
     const spec = baseSpec([rootfs], { argv: ['sh', '-c', 'sleep 100 & sleep 100 & wait'] });
     const j = await launch(spec, opts);
-    setTimeout(() => j.kill(), 100);
+    try {
+      assertJobCgroups(j.pid, parent, spec.id);
+    } finally {
+      setTimeout(() => j.kill(), 100);
+    }
     const exit = await j.exited;
     assert.equal(exit.reason, 'killed');
     assertNoLeftovers(spec.id);
@@ -115,7 +123,7 @@ describe('launcher', () => {
       argv: ['sh', '-c', 'bomb() { bomb | bomb & }; bomb; sleep 1; echo survived'],
       limits: { ...baseSpec([]).limits, pids: 32, timeoutMs: 3000 },
     });
-    const r = await run(spec, opts);
+    const r = await run(spec, opts, (j) => { assertJobCgroups(j.pid, parent, spec.id); });
     assert.equal(r.exit.pidsLimitHit, true);
     assertNoLeftovers(spec.id);
     const host = await run(baseSpec([rootfs], { argv: ['echo', 'host ok'] }), opts);
@@ -220,15 +228,41 @@ describe('launcher', () => {
     const crashed = uniqueParent('crashed');
     const sleeper = spawn('/bin/sleep', ['1000'], { stdio: 'ignore' });
     const gone = new Promise((res) => sleeper.on('exit', res));
-    for (const d of cgroupDirs(crashed, 'orphan-job')) {
-      fs.mkdirSync(d, { recursive: true });
-      fs.writeFileSync(path.join(d, 'cgroup.procs'), String(sleeper.pid));
+    const orphan = cgroupDirs(crashed, 'orphan-job');
+    const empty = cgroupDirs(crashed, 'empty-job');
+    try {
+      for (const d of orphan) {
+        fs.mkdirSync(d, { recursive: true });
+        fs.writeFileSync(path.join(d, 'cgroup.procs'), String(sleeper.pid));
+      }
+      fs.mkdirSync(empty[0]!, { recursive: true });
+      assert.deepEqual(processesIn(crashed), [sleeper.pid], 'the sleeper is in the crashed parent');
+      const res = await sweep({ cgroupParent: crashed });
+      assert.deepEqual(res, { cgroups: 2, processes: 1 });
+      await gone;
+      for (const d of [...orphan, ...empty]) assert.equal(fs.existsSync(d), false, `${d} left`);
+      for (const d of cgroupDirs(crashed)) assert.ok(fs.existsSync(d), `${d}: the parent is kept`);
+    } finally {
+      // Never leave the sleeper behind (the test process would wait for it).
+      if (sleeper.exitCode === null && sleeper.signalCode === null) sleeper.kill('SIGKILL');
+      await gone;
+      for (const d of [...orphan, ...empty]) try { fs.rmdirSync(d); } catch { /* removed */ }
+      removeParent(crashed);
     }
-    fs.mkdirSync(cgroupDirs(crashed, 'empty-job')[0]!, { recursive: true });
-    const res = await sweep({ cgroupParent: crashed });
-    assert.deepEqual(res, { cgroups: 2, processes: 1 });
-    await gone;
-    for (const d of [...cgroupDirs(crashed, 'orphan-job'), ...cgroupDirs(crashed, 'empty-job')]) assert.equal(fs.existsSync(d), false);
-    removeParent(crashed);
+  });
+
+  it('a job\'s groups are exactly where the leftover checks look, and are removed at exit', async () => {
+    const spec = baseSpec([rootfs], { argv: ['sleep', '10'] });
+    const j = await launch(spec, opts);
+    let dirs: string[] = [];
+    try {
+      dirs = assertJobCgroups(j.pid, parent, spec.id);
+      assert.equal(dirs.length, cgroupLayout().mode === 'v2' ? 1 : new Set(cgroupLayout().v1.values()).size);
+    } finally {
+      j.kill();
+    }
+    await j.exited;
+    for (const d of dirs) assert.equal(fs.existsSync(d), false, `${d} left behind`);
+    assertNoLeftovers(spec.id);
   });
 });

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -66,7 +67,9 @@ static void syscalls(void) {
   TRY("userfaultfd", syscall(SYS_userfaultfd, 1 /*UFFD_USER_MODE_ONLY*/));
   TRY("io_uring_setup", syscall(SYS_io_uring_setup, 1, NULL));
   TRY("mount", syscall(SYS_mount, NULL, NULL, NULL, 0, NULL));
-  TRY("umount2", syscall(SYS_umount2, "/proc/kcore", MNT_DETACH));
+  // A path no kernel has: unfiltered, the lookup fails first (ENOENT, on every kernel and before
+  // any permission check); the filter answers EPERM without looking.
+  TRY("umount2", syscall(SYS_umount2, "/sbx-no-such-mount-point", MNT_DETACH));
   TRY("pivot_root", syscall(SYS_pivot_root, NULL, NULL));
   TRY("fsopen", syscall(430 /*fsopen*/, "tmpfs", 0));
   TRY("open_tree", syscall(428 /*open_tree*/, -1, "/", 0));
@@ -76,7 +79,10 @@ static void syscalls(void) {
   TRY("clone_newuser", clone_flags(CLONE_NEWUSER));
   TRY("clone_plain", clone_flags(0));
   TRY("clone3", syscall(435 /*clone3*/, NULL, 0));
-  TRY("open_by_handle_at", syscall(SYS_open_by_handle_at, AT_FDCWD, NULL, 0));
+  // A bad mount fd and no handle: unfiltered, Linux >= 6.10 fails on one of them (6.10-6.1x look up
+  // the mount fd first: EBADF; newer ones copy the handle first: EFAULT) before the permission
+  // check that answers EPERM to callers without CAP_DAC_READ_SEARCH (which older kernels do first).
+  TRY("open_by_handle_at", syscall(SYS_open_by_handle_at, -1, NULL, 0));
   TRY("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
   TRY("init_module", syscall(SYS_init_module, NULL, 0, ""));
   TRY("finit_module", syscall(SYS_finit_module, -1, "", 0));
@@ -250,6 +256,20 @@ static void corecookie(int argc, char** argv) {
   if (hold) for (;;) pause();
 }
 
+// P17 on cgroup v2 (run on the host, as root): how many BPF_CGROUP_DEVICE programs are attached
+// to each cgroup directory ("<dir>=<n>", or an errno name).
+static void devprogs(const char* dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) { printf("%s=%s\n", dir, strerrorname_np(errno)); return; }
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.query.target_fd = (uint32_t)fd;
+  a.query.attach_type = BPF_CGROUP_DEVICE;
+  if (syscall(SYS_bpf, BPF_PROG_QUERY, &a, sizeof a) == 0) printf("%s=%u\n", dir, a.query.prog_cnt);
+  else printf("%s=%s\n", dir, strerrorname_np(errno));
+  close(fd);
+}
+
 static void memhog(long mb) {
   for (long i = 0; i < mb; i++) {
     char* p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -273,6 +293,7 @@ int main(int argc, char** argv) {
   else if (!strcmp(argv[1], "forks") && argc > 2) forks(atol(argv[2]));
   else if (!strcmp(argv[1], "lock") && argc > 3) lock(argv[2], argv[3]);
   else if (!strcmp(argv[1], "corecookie")) corecookie(argc, argv);
+  else if (!strcmp(argv[1], "devprogs")) for (int i = 2; i < argc; i++) devprogs(argv[i]);
   else return 2;
   return 0;
 }

@@ -2,7 +2,10 @@
  * A minimal Docker registry token server (distribution token auth spec) for tests: GET
  * /token?service=&scope= answers an ES256-signed JWT that Distribution verifies through the x5c
  * certificate in its header against `rootcertbundle`. Users authenticate with Basic; anonymous
- * requests get pull access only when `anonymousPull` is set.
+ * requests get pull access only when `anonymousPull` is set. POST /token with a form body is the
+ * OAuth2 flow: grant_type=refresh_token with one of `refreshTokens` gets the same token as its user
+ * would by GET (a wrong refresh token gets 401 and an OAuth2 JSON error); `oauth: 404 | 405` makes
+ * the server answer POST like one without OAuth2.
  */
 import { execFile } from 'node:child_process';
 import { createPrivateKey, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
@@ -19,13 +22,26 @@ export interface TokenServerOptions {
   service?: string;
   issuer?: string;
   tokenSeconds?: number;
+  /** refresh token → username, for POST grant_type=refresh_token */
+  refreshTokens?: Record<string, string>;
+  /** How POST /token is answered: the OAuth2 flow (default) or a bare 404/405. */
+  oauth?: 'enabled' | 404 | 405;
+  /** A refresh token to hand out with POST answers (rotation). */
+  rotateRefreshTokenTo?: string;
 }
 
 export interface TokenRequestLog {
+  method: string;
+  /** The first scope (GET query or POST form); all of them are in `form`/`query`. */
   scope: string | null;
   service: string | null;
   user: string | null;
   status: number;
+  /** Whether the request carried an Authorization header. */
+  authorization: boolean;
+  content_type: string | null;
+  /** POST form fields (repeated fields in order). */
+  form?: Record<string, string[]>;
 }
 
 export interface RunningTokenServer {
@@ -97,20 +113,62 @@ export async function startTokenServer(opts: TokenServerOptions = {}): Promise<R
     });
   };
 
+  const refreshTokens = opts.refreshTokens ?? {};
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => handle(req, res, Buffer.concat(chunks).toString('utf8')));
+  });
+  const handle = (req: IncomingMessage, res: ServerResponse, body: string) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    const scope = url.searchParams.get('scope');
-    const { user, bad } = basicUser(req, users);
-    const reply = (status: number, body: unknown) => {
-      requests.push({ scope, service: url.searchParams.get('service'), user, status });
+    const post = req.method === 'POST';
+    const params = post ? new URLSearchParams(body) : url.searchParams;
+    const scopes = params.getAll('scope');
+    const scope = scopes[0] ?? null;
+    let { user, bad } = basicUser(req, users);
+    const log: TokenRequestLog = {
+      method: req.method ?? 'GET',
+      scope,
+      service: params.get('service'),
+      user,
+      status: 0,
+      authorization: req.headers.authorization !== undefined,
+      content_type: req.headers['content-type'] ?? null,
+    };
+    if (post) {
+      const form: Record<string, string[]> = {};
+      for (const [k, v] of params) (form[k] ??= []).push(v);
+      log.form = form;
+    }
+    const reply = (status: number, answer: unknown) => {
+      log.user = user;
+      log.status = status;
+      requests.push(log);
       res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(body));
+      res.end(JSON.stringify(answer));
     };
     if (url.pathname !== '/token') return reply(404, { details: 'not found' });
+    if (post) {
+      if (opts.oauth === 404 || opts.oauth === 405) return reply(opts.oauth, { details: 'method not supported' });
+      if (params.get('grant_type') !== 'refresh_token') return reply(400, { error: 'unsupported_grant_type', error_description: 'only refresh_token is supported' });
+      const owner = refreshTokens[params.get('refresh_token') ?? ''];
+      if (owner === undefined) return reply(401, { error: 'invalid_grant', error_description: 'invalid refresh token' });
+      user = owner;
+      bad = false;
+    }
     if (bad) return reply(401, { details: 'incorrect username or password' });
+    // Several scopes: the token carries the first (enough for the tests' single-repository pulls).
     const token = tokenFor(scope ?? '', user ?? undefined);
+    if (post) {
+      return reply(200, {
+        access_token: token,
+        expires_in: opts.tokenSeconds ?? 300,
+        scope: scopes.join(' '),
+        ...(opts.rotateRefreshTokenTo ? { refresh_token: opts.rotateRefreshTokenTo } : {}),
+      });
+    }
     reply(200, { token, access_token: token, expires_in: opts.tokenSeconds ?? 300, issued_at: new Date().toISOString() });
-  });
+  };
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   const port = typeof address === 'object' && address !== null ? address.port : 0;

@@ -54,3 +54,83 @@ test('reads Docker config.json credentials', () => {
   assert.equal(creds.has('ghcr.io'), false);
   assert.equal(normaliseRegistryKey('https://registry-1.docker.io/v2/'), 'docker.io');
 });
+
+test('reads identitytoken from Docker config.json, with the username (and a password only if there is one)', () => {
+  const creds = parseDockerConfig(
+    JSON.stringify({
+      auths: {
+        'myregistry.azurecr.io': { auth: Buffer.from('00000000-0000-0000-0000-000000000000:').toString('base64'), identitytoken: 'refresh-1' },
+        'both.example': { auth: Buffer.from('u:p').toString('base64'), identitytoken: 'refresh-2' },
+        'token-only.example': { identitytoken: 'refresh-3' },
+        'named.example': { username: 'n', identitytoken: 'refresh-4' },
+        'empty-token.example': { auth: Buffer.from('u:p').toString('base64'), identitytoken: '' },
+      },
+    }),
+  );
+  assert.deepEqual(creds.get('myregistry.azurecr.io'), { identityToken: 'refresh-1', username: '00000000-0000-0000-0000-000000000000' });
+  assert.deepEqual(creds.get('both.example'), { identityToken: 'refresh-2', username: 'u', password: 'p' });
+  assert.deepEqual(creds.get('token-only.example'), { identityToken: 'refresh-3' });
+  assert.deepEqual(creds.get('named.example'), { identityToken: 'refresh-4', username: 'n' });
+  assert.deepEqual(creds.get('empty-token.example'), { username: 'u', password: 'p' });
+});
+
+test('identity tokens: POST form with repeated scopes, access_token + expires_in cached, 401 is RegistryUnauthorizedError', async () => {
+  const posts: Array<{ url: string; headers: Record<string, string>; body: string }> = [];
+  let now = 1_000_000;
+  const realNow = Date.now;
+  Date.now = () => now;
+  try {
+    const auth = new RegistryAuth(
+      'r.example',
+      { identityToken: 'RT', username: 'u' },
+      async () => assert.fail('no GET with an identity token'),
+      async (url, headers, body) => {
+        posts.push({ url: url.toString(), headers, body });
+        return { status: 200, body: JSON.stringify({ access_token: `A${posts.length}`, expires_in: 120 }) };
+      },
+    );
+    const scope = 'repository:a/b:pull';
+    assert.equal(await auth.answer('Bearer realm="https://auth.example/oauth2/token",service="reg",scope="repository:a/b:pull repository:c/d:pull"', scope, undefined), true);
+    assert.equal(auth.authorization(scope), 'Bearer A1');
+    assert.equal(posts[0]!.url, 'https://auth.example/oauth2/token');
+    assert.equal(posts[0]!.headers['content-type'], 'application/x-www-form-urlencoded');
+    assert.equal(posts[0]!.headers.authorization, undefined);
+    assert.equal(posts[0]!.body, 'grant_type=refresh_token&refresh_token=RT&service=reg&scope=repository%3Aa%2Fb%3Apull&scope=repository%3Ac%2Fd%3Apull&client_id=sbx');
+    now += 110_000;
+    assert.equal(auth.authorization(scope), 'Bearer A1', 'still valid 110 s into 120 s');
+    now += 6_000;
+    assert.equal(auth.authorization(scope), undefined, 'renewed a little before expires_in');
+  } finally {
+    Date.now = realNow;
+  }
+
+  const refused = new RegistryAuth('r.example', { identityToken: 'bad' }, async () => assert.fail('no GET'), async () => ({ status: 401, body: '{"error":"invalid_grant","error_description":"refresh token expired"}' }));
+  await assert.rejects(refused.answer('Bearer realm="http://t/token"', 's', undefined), (e: unknown) => e instanceof RegistryUnauthorizedError && /r\.example.*refused the identity token \(HTTP 401: refresh token expired\)/.test(e.message));
+  // Without an OAuth2 transport, an identity token alone cannot be used; with a password, GET is.
+  const noPost = new RegistryAuth('r.example', { identityToken: 'RT' }, async () => assert.fail('no GET'));
+  await assert.rejects(noPost.answer('Bearer realm="http://t/token"', 's', undefined), /cannot send/);
+  const viaGet = new RegistryAuth('r.example', { identityToken: 'RT', username: 'u', password: 'p' }, async (_url, headers) => ({ status: 200, body: JSON.stringify({ token: headers.authorization }) }));
+  await viaGet.answer('Bearer realm="http://t/token"', 's', undefined);
+  assert.equal(viaGet.authorization('s'), 'Bearer Basic ' + Buffer.from('u:p').toString('base64'));
+});
+
+test('GET flow: token or access_token; expires_in honoured, 60 s without it', async () => {
+  let now = 5_000_000;
+  const realNow = Date.now;
+  Date.now = () => now;
+  try {
+    const bodies = [{ access_token: 'X' }, { token: 'Y', expires_in: 600 }];
+    const auth = new RegistryAuth('r', undefined, async () => ({ status: 200, body: JSON.stringify(bodies.shift()) }));
+    await auth.answer('Bearer realm="http://t/token"', 's1', undefined);
+    assert.equal(auth.authorization('s1'), 'Bearer X');
+    now += 54_000;
+    assert.equal(auth.authorization('s1'), 'Bearer X');
+    now += 2_000;
+    assert.equal(auth.authorization('s1'), undefined, 'default 60 s, renewed 5 s early');
+    await auth.answer('Bearer realm="http://t/token"', 's2', undefined);
+    now += 500_000;
+    assert.equal(auth.authorization('s2'), 'Bearer Y');
+  } finally {
+    Date.now = realNow;
+  }
+});

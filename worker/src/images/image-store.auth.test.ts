@@ -119,10 +119,10 @@ it('Bearer token flow: private repositories need credentials, which go to the to
   assert.deepEqual(tokens.requests.slice(before).map((r) => [r.user, r.scope, r.status]), [[USER.username, 'repository:team/busybox:pull', 200]]);
 });
 
-// The OAuth2 flow (POST realm, grant_type=refresh_token). The image store's registry client has no
-// POST transport yet (registry-client.ts), so these drive RegistryAuth with a fetch-based one against
-// the real registry and token server, the way RegistryClient drives it: request, answer the 401's
-// challenge, retry with the new Authorization.
+// The OAuth2 flow (POST realm, grant_type=refresh_token). These drive RegistryAuth directly with a
+// fetch-based transport against the real registry and token server, the way RegistryClient drives
+// it (request, answer the 401's challenge, retry with the new Authorization), to see each request;
+// the last test goes through the image store (RegistryClient's undici transport).
 const IDENTITY_TOKEN = 'refresh-0123456789';
 const getToken: TokenFetcher = async (url, headers, signal) => {
   const res = await fetch(url, { headers, ...(signal ? { signal } : {}) });
@@ -229,19 +229,23 @@ for (const status of [404, 405] as const) {
   });
 }
 
-it('identitytoken through the image store: GET with the password when there is one, else a clear registry_unauthorized', async () => {
+it('identitytoken through the image store: a config.json identitytoken pulls by the OAuth2 POST; a wrong one is registry_unauthorized', async () => {
   const { tokens, registry } = await tokenRegistry({ users: { [USER.username]: USER.password }, refreshTokens: { [IDENTITY_TOKEN]: USER.username } });
   const ref = `${registry.host}/acr/busybox:latest`;
   const dir = await mkdtemp(join(tmpdir(), 'sbx-docker-config-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
   const configPath = join(dir, 'config.json');
-  await writeFile(configPath, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${USER.username}:`).toString('base64'), identitytoken: IDENTITY_TOKEN } } }));
-  await assert.rejects(
-    (await store({ dockerConfigPath: configPath })).acquire(ref),
-    assertUnauthorized(/identity token, which this client cannot send/),
-  );
-  assert.equal(tokens.requests.length, 0);
-  await writeFile(configPath, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${USER.username}:${USER.password}`).toString('base64'), identitytoken: IDENTITY_TOKEN } } }));
-  assert.equal((await (await store({ dockerConfigPath: configPath })).acquire(ref)).pulled, true);
-  assert.deepEqual(tokens.requests.map((r) => [r.method, r.user, r.status]), [['GET', USER.username, 200]]);
+  const write = (token: string) => writeFile(configPath, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${USER.username}:`).toString('base64'), identitytoken: token } } }));
+  await write(IDENTITY_TOKEN);
+  const pulled = await (await store({ dockerConfigPath: configPath })).acquire(ref);
+  assert.equal(pulled.pulled, true);
+  assert.deepEqual(tokens.requests.map((r) => [r.method, r.status, r.form?.grant_type?.[0], r.authorization]), [['POST', 200, 'refresh_token', false]]);
+
+  await write('not-the-token');
+  await assert.rejects((await store({ dockerConfigPath: configPath })).acquire(ref), assertUnauthorized(/refused the identity token \(HTTP 401: invalid refresh token\)/));
+  // Per-job credentials with an identity token differ from the same username with another token:
+  // the image pulled above is not handed to a job holding the wrong token.
+  const shared = await store({ dockerConfigPath: configPath });
+  await assert.rejects(shared.acquire(ref, { credentials: { identityToken: 'also-wrong', username: USER.username } }), assertUnauthorized(/refused the identity token/));
+  assert.equal((await shared.acquire(ref, { credentials: { identityToken: IDENTITY_TOKEN, username: USER.username } })).pulled, true);
 });

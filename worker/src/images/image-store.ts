@@ -208,7 +208,8 @@ export class ImageStore {
       if (reloadedHanded) return reloadedHanded;
       if (policy === 'never') throw new ImageNotFoundError(`${ref.canonical} (not in the local cache and the pull policy is never)`);
     }
-    const key = `${ref.canonical}\u0000${policy}\u0000${opts.credentials?.username ?? ''}`;
+    // Pulls with different credentials never share a flight: a wrong password must not ride on a right one.
+    const key = `${ref.canonical}\u0000${policy}\u0000${viewer ?? ''}`;
     const result = await raceSignal(
       this.pulls.run(key, async () => {
         // pull() returns the image retained, so that eviction (ours or a concurrent pull's) cannot
@@ -569,7 +570,7 @@ export class ImageStore {
   }
 
   private async client(registry: string, credentials: RegistryCredentials | undefined): Promise<RegistryClient> {
-    const key = credentials ? `${registry}\u0000${credentials.username}\u0000${credentials.password}` : registry;
+    const key = credentials ? credentialsKey(registry, credentials) : registry;
     const existing = this.clients.get(key);
     if (existing) return existing;
     const configured = credentials ?? this.opts.credentials?.[registry] ?? (await this.dockerCredentials()).get(registry);
@@ -608,5 +609,5 @@ export class ImageStore {
 
 /** Identifies a job's own credentials for a registry without keeping them (cache visibility). */
 function credentialsKey(registry: string, c: RegistryCredentials): string {
-  return createHash('sha256').update(`${registry}\u0000${c.username}\u0000${c.password}`).digest('hex');
+  return createHash('sha256').update([registry, c.username ?? '', c.password ?? '', c.identityToken ?? ''].join('\u0000')).digest('hex');
 }

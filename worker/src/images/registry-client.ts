@@ -180,7 +180,12 @@ export class RegistryClient {
     this.otherOrigins = opts.otherOrigins ?? (() => opts.dispatcher);
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
-    this.auth = new RegistryAuth(opts.registry, opts.credentials, (url, headers, signal) => this.fetchToken(url, headers, signal));
+    this.auth = new RegistryAuth(
+      opts.registry,
+      opts.credentials,
+      (url, headers, signal) => this.tokenRequest(url, headers, signal),
+      (url, headers, body, signal) => this.tokenRequest(url, headers, signal, body),
+    );
   }
 
   /** GET a manifest by tag or digest (mirrors first). Verifies the digest when `reference` is one. */
@@ -317,11 +322,13 @@ export class RegistryClient {
     return new ImagePullFailedError(target.image, `registry ${this.registry} answered HTTP ${status}: ${message}`, { retryable: false });
   }
 
-  private async rawRequest(url: URL, headers: Record<string, string>, target: PullTarget): Promise<Dispatcher.ResponseData> {
+  /** GET, or POST of `body` (only the OAuth2 token flow posts). */
+  private async rawRequest(url: URL, headers: Record<string, string>, target: PullTarget, body?: string): Promise<Dispatcher.ResponseData> {
     try {
       return await request(url, {
         dispatcher: url.origin === this.origin ? this.dispatcher : this.otherOrigins(url),
-        method: 'GET',
+        method: body === undefined ? 'GET' : 'POST',
+        ...(body === undefined ? {} : { body }),
         headers: { 'user-agent': 'sbx-image-store', ...headers },
         signal: target.signal,
         headersTimeout: this.timeoutMs,
@@ -368,9 +375,10 @@ export class RegistryClient {
     return new RetryableFailure(target.image, detail, undefined, e);
   }
 
-  private async fetchToken(url: URL, headers: Record<string, string>, signal?: AbortSignal): Promise<{ status: number; body: string }> {
+  /** A token server request: GET (Docker token flow) or, with `form`, the OAuth2 POST. */
+  private async tokenRequest(url: URL, headers: Record<string, string>, signal?: AbortSignal, form?: string): Promise<{ status: number; body: string }> {
     const target: PullTarget = { image: this.registry, repository: '', ...(signal ? { signal } : {}) };
-    const res = await this.rawRequest(url, { accept: 'application/json', ...headers }, target);
+    const res = await this.rawRequest(url, { accept: 'application/json', ...headers }, target, form);
     const tooBig = () => new RegistryUnauthorizedError(this.registry, 'its token server answered more than 1 MiB');
     const body = await this.readBody(target, res, MAX_TOKEN_BODY, tooBig);
     return { status: res.statusCode, body: body.toString('utf8') };

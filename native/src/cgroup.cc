@@ -10,6 +10,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace sbx::cgroup {
 namespace {
@@ -190,16 +191,36 @@ void plan(const Host& h, const std::string& parent, const std::string& id, bool 
   else if (h.mode == Mode::kV1) v1::plan(h, parent, id, g);
 }
 
+namespace {
+// The directories that carry the parent's limits, identified by inode: a parent removed and made
+// again (by anyone, or by create() when it vanished) is a new directory without the limits.
+std::vector<uint64_t> limitDirInodes(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids) {
+  std::vector<std::string> dirs;
+  if (h.mode == Mode::kV2) dirs.push_back(h.v2Root + "/" + parent);
+  if (h.mode == Mode::kV1 && memoryBytes && h.v1.count("memory")) dirs.push_back(h.v1.at("memory") + "/" + parent);
+  if (h.mode == Mode::kV1 && pids && h.v1.count("pids")) dirs.push_back(h.v1.at("pids") + "/" + parent);
+  std::vector<uint64_t> inodes;
+  for (const auto& d : dirs) {
+    struct stat st;
+    inodes.push_back(stat(d.c_str(), &st) == 0 ? (uint64_t)st.st_ino : 0);
+  }
+  return inodes;
+}
+}  // namespace
+
 bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err) {
   if (!memoryBytes && !pids) return true;
-  static std::map<std::string, std::pair<uint64_t, uint64_t>> written;  // key: mode + root + parent
+  struct Written { uint64_t memoryBytes, pids; std::vector<uint64_t> inodes; };
+  static std::map<std::string, Written> written;  // key: mode + root + parent
   std::string key = (h.mode == Mode::kV2 ? "v2:" + h.v2Root + ":" : "v1:") + parent;
   auto it = written.find(key);
-  if (it != written.end() && it->second == std::make_pair(memoryBytes, pids)) return true;
+  if (it != written.end() && it->second.memoryBytes == memoryBytes && it->second.pids == pids &&
+      it->second.inodes == limitDirInodes(h, parent, memoryBytes, pids))
+    return true;
   bool ok = h.mode == Mode::kV2   ? v2::limitParent(h, parent, memoryBytes, pids, err)
             : h.mode == Mode::kV1 ? v1::limitParent(h, parent, memoryBytes, pids, err)
                                   : fail(err, "cgroup-parent", "", "/sys/fs/cgroup", ENOSYS, kHost);
-  if (ok) written[key] = {memoryBytes, pids};
+  if (ok) written[key] = {memoryBytes, pids, limitDirInodes(h, parent, memoryBytes, pids)};
   return ok;
 }
 

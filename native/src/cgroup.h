@@ -50,7 +50,8 @@ struct Group {
 void plan(const Host& h, const std::string& parent, const std::string& id, bool denyDevices, Group& g);
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
 // P29: aggregate limits on the parent group itself (0 = leave as is), so all jobs under it together
-// cannot exceed them. Creates the parent if needed; written when first given or changed.
+// cannot exceed them. Creates the parent if needed; written when first given or changed, and again
+// when the parent was removed and made anew (checked by inode at each launch).
 bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
 // P17: the devices every job may use: c 1:3 1:5 1:7 1:8 1:9 5:0 5:2 136:* (null zero full random
 // urandom tty ptmx pts); -1 = any minor.

@@ -484,6 +484,19 @@ describe('hardening', () => {
         removeParent(agg);
       }
     });
+    it('parentLimits are written again when the parent group was removed and made anew between jobs', async () => {
+      const agg = uniqueParent('aggre');
+      try {
+        const o: LaunchOptions = { ...opts, cgroupParent: agg, parentLimits: { pids: 20 } };
+        await run(baseSpec([rootfs]), o);
+        assert.equal(fs.readFileSync(cgroupFile('pids.max', agg), 'utf8').trim(), '20');
+        removeParent(agg); // e.g. a worker's shutdown, or an operator
+        await run(baseSpec([rootfs]), o);
+        assert.equal(fs.readFileSync(cgroupFile('pids.max', agg), 'utf8').trim(), '20', 'the new parent has the limit too');
+      } finally {
+        removeParent(agg);
+      }
+    });
     it('control: without parentLimits the second job forks all 40', async () => {
       const agg = uniqueParent('noagg');
       try {

@@ -35,13 +35,13 @@ function readableDirProblem(path: string): string | null {
     return null;
   } catch (e) {
     const code = (e as { code?: string }).code;
-    if (code === 'ENOENT') return `does not exist; create it or leave the variable unset (only the default ${DEFAULT_REGISTRY_CERTS_DIR} may be missing)`;
+    if (code === 'ENOENT') return 'does not exist; create it or leave the variable unset';
     if (code === 'EACCES') return 'is not readable by this process';
     return `cannot be read (${code ?? (e as Error).message})`;
   }
 }
 
-/** An existing, readable directory; the default (applied without this check) may be missing. */
+/** An existing, readable directory (a default, applied without this check, may be missing). */
 const readableDir = z.string().superRefine((path, ctx) => {
   const problem = readableDirProblem(path);
   if (problem) ctx.addIssue({ code: 'custom', message: problem });

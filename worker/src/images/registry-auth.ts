@@ -97,12 +97,12 @@ export class RegistryAuth {
   /** The refresh token to send next: the configured one, or a newer one the token server handed out. */
   private refreshToken: string | undefined;
 
-  /** `postToken` enables the OAuth2 flow; without it, identity tokens cannot be used. */
+  /** `fetchToken` GETs (token flow), `postToken` POSTs a form (OAuth2 flow, for identity tokens). */
   constructor(
     private readonly registry: string,
     private readonly credentials: RegistryCredentials | undefined,
     private readonly fetchToken: TokenFetcher,
-    private readonly postToken?: TokenPoster,
+    private readonly postToken: TokenPoster,
   ) {
     this.refreshToken = credentials?.identityToken || undefined;
   }
@@ -171,10 +171,6 @@ export class RegistryAuth {
   /** POST realm with grant_type=refresh_token (OAuth2); 404/405 falls back to GET when a password is known. */
   private async oauthToken(realm: URL, service: string | undefined, scopes: string[], signal?: AbortSignal): Promise<{ value: string; seconds: number }> {
     const refreshToken = this.refreshToken ?? '';
-    if (!this.postToken) {
-      if (userPassword(this.credentials)) return this.getToken(realm, service, scopes, signal);
-      throw new RegistryUnauthorizedError(this.registry, 'its credentials are an identity token, which this client cannot send (no OAuth2 transport)');
-    }
     const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken });
     if (service) form.set('service', service);
     for (const s of scopes) form.append('scope', s);

@@ -7,10 +7,12 @@ bash infra/scripts/install-deps.sh
 npx --no-install tsc -p tsconfig.json --noEmit
 # The cgroup v2 path on a real cgroup v2 kernel: these hosts are v1, so a qemu VM (software
 # emulation where KVM is unusable) boots Debian's 6.12 kernel with cgroup2 at /sys/fs/cgroup and runs
-# the launcher's tests there (infra/scripts/vm/). SBX_TEST_CGROUP_V2_VM=0 skips it. A VM that could
-# not boot (125: under software emulation the guest kernel sometimes oopses at boot) gets up to
-# three tries, a time-out (124) two; a failing test or a second time-out fails the run; a machine
-# that cannot boot it at all (125 three times) is reported loudly and skipped.
+# the launcher's tests there (infra/scripts/vm/). SBX_TEST_CGROUP_V2_VM=0 skips it (said in the last
+# line). Exit codes of the VM script: 125 = this machine cannot boot the VM (no qemu/kernel, or the
+# guest kernel did not come up: under software emulation it sometimes oopses at boot), up to three
+# tries, then reported loudly and skipped; 124 = time-out, two tries; anything else (a failing test,
+# 126 = the guest could not start the command) fails the run.
+v2_summary="cgroup v2 VM: skipped (SBX_TEST_CGROUP_V2_VM=0)"
 if [[ ${SBX_TEST_CGROUP_V2_VM:-1} != 0 ]]; then
   # The same launcher test files as on this host: they build cgroup paths for the mode they find.
   v2_tests=(native/test/launcher.test.ts native/test/hardening.test.ts native/test/cgroup-v2.test.ts)
@@ -18,9 +20,13 @@ if [[ ${SBX_TEST_CGROUP_V2_VM:-1} != 0 ]]; then
     rc=0
     SBX_VM_TIMEOUT=${SBX_VM_TIMEOUT:-900} bash infra/scripts/vm/run-in-cgroup-v2-vm.sh \
       node --import tsx --test --test-reporter=spec "${v2_tests[@]}" || rc=$?
-    if ((rc == 0)); then echo "sbx: cgroup v2 VM: launcher tests passed" >&2; break; fi
+    if ((rc == 0)); then v2_summary="cgroup v2 VM: launcher tests passed"; echo "sbx: $v2_summary" >&2; break; fi
     if ((rc != 124 && rc != 125)); then echo "sbx: cgroup v2 VM: launcher tests FAILED (exit $rc)" >&2; exit "$rc"; fi
-    if ((attempt == 3 && rc == 125)); then echo "sbx: WARNING: this machine cannot boot the cgroup v2 VM (see above): the v2 tests did NOT run here" >&2; break; fi
+    if ((attempt == 3 && rc == 125)); then
+      v2_summary="cgroup v2 VM: NOT RUN: this machine cannot boot the VM (see above)"
+      echo "sbx: WARNING: $v2_summary" >&2
+      break
+    fi
     if ((rc == 124 && attempt >= 2)); then echo "sbx: cgroup v2 VM: the tests did not finish in time (exit $rc), again" >&2; exit "$rc"; fi
     echo "sbx: cgroup v2 VM did not finish (exit $rc); trying once more" >&2
   done
@@ -28,4 +34,7 @@ fi
 
 mapfile -t files < <(find core api worker native test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 echo "sbx: ${#files[@]} test files" >&2
-exec node --import tsx --test --test-concurrency="${SBX_TEST_CONCURRENCY:-2}" --test-reporter=spec --test-timeout=600000 "${files[@]}"
+rc=0
+node --import tsx --test --test-concurrency="${SBX_TEST_CONCURRENCY:-2}" --test-reporter=spec --test-timeout=600000 "${files[@]}" || rc=$?
+echo "sbx: $v2_summary; this host ($(stat -fc %T /sys/fs/cgroup | sed 's/cgroup2fs/cgroup v2/;s/tmpfs/cgroup v1/')): $( ((rc == 0)) && echo passed || echo "FAILED (exit $rc)")"
+exit "$rc"

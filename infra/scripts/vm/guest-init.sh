@@ -16,9 +16,11 @@
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
+# The guest booted but could not set up or start the command: a failure of this checkout or script,
+# never "this machine cannot boot a VM" (126, not 125: the host script and test.sh fail on it).
 die() {
   echo "sbx-vm-init: $*" >/dev/console 2>/dev/null
-  echo "SBX-VM-EXIT 125" >/dev/console 2>/dev/null
+  echo "SBX-VM-EXIT 126" >/dev/console 2>/dev/null
   poweroff_now
 }
 
@@ -77,11 +79,19 @@ stage2() {
   mkdir -p /run.new && mount -n -t tmpfs -o mode=0755 tmpfs /run.new && cp "$run/cmd" "$run/cwd" /run.new/ || die "cannot copy the command"
   umount -l /.oldroot 2>/dev/null  # the overlay keeps what it needs
   mount -n --move /run.new /run || die "mount /run failed"
+  # The checkout may live under a directory the tmpfs mounts below hide (a clone under /tmp, as CI
+  # may make): keep a bind of it and put it back at the same path afterwards.
+  cwd=$(cat /run/cwd)
+  [ -d "$cwd" ] || die "the checkout $cwd is not visible in the guest"
+  mkdir -p /run/checkout && mount -n --bind "$cwd" /run/checkout || die "cannot bind the checkout $cwd"
   # /tmp without nodev, like this host's /tmp (on the root fs): the P17 tests keep a launcher state
   # dir with device nodes under os.tmpdir().
   mount -n -t tmpfs -o mode=1777 tmpfs /tmp || die "mount /tmp failed"
   mount -n -t tmpfs -o mode=1777 tmpfs /var/tmp
   mkdir -p /var/lib/sbx && mount -n -t tmpfs -o mode=0755 tmpfs /var/lib/sbx || die "mount /var/lib/sbx failed"
+  if [ ! -d "$cwd" ] || [ "$(stat -c %d:%i "$cwd" 2>/dev/null)" != "$(stat -c %d:%i /run/checkout)" ]; then
+    mkdir -p "$cwd" && mount -n --bind /run/checkout "$cwd" || die "cannot put the checkout back at $cwd"
+  fi
 
   # cgroup v2 only, mounted like systemd does, with every controller enabled for children.
   mount -n -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup 2>/dev/null ||
@@ -104,7 +114,7 @@ stage2() {
   [ -c "$out" ] || out=/dev/console
   exec 3<>"$out"  # kept open: hvc resets its termios at the last close
   stty -opost <&3 2>/dev/null || true  # no \n -> \r\n
-  cd "$(cat /run/cwd)" || die "cannot cd to $(cat /run/cwd)"
+  cd "$cwd" || die "cannot cd to $cwd"
   # The command's stdout/stderr is a pipe (as under CI), not the console tty.
   {
     env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root USER=root LOGNAME=root \
@@ -112,7 +122,7 @@ stage2() {
       /bin/bash /run/cmd </dev/null 2>&1
     echo $? >/run/code
   } | cat >&3
-  code=$(cat /run/code 2>/dev/null || echo 125)
+  code=$(cat /run/code 2>/dev/null || echo 126)
   sync
   echo "SBX-VM-EXIT $code"
   poweroff_now

@@ -7,8 +7,10 @@
 #   bash infra/scripts/vm/run-in-cgroup-v2-vm.sh [command...]
 #     default command: node --import tsx --test native/test/cgroup-v2.test.ts
 #
-# Streams the command's output, exits with its exit code. Exits 125 when the VM could not run it
-# (no qemu/kernel, not root, boot failure), 124 on the total timeout.
+# Streams the command's output, exits with its exit code. Exits 125 when this machine cannot run the
+# VM (no qemu/kernel, not root, the guest kernel did not boot), 126 when the VM booted but could not
+# start the command (a fault of this checkout or these scripts: never to be skipped), 124 on the
+# total timeout.
 # Environment: SBX_VM_TIMEOUT (total seconds, default 1800), SBX_VM_MEM (default 3G),
 # SBX_VM_CPUS (default 1, at most 4), SBX_VM_CPU (qemu -cpu model under TCG, default qemu64), SBX_VM_ACCEL (auto | kvm | tcg; default auto: kvm if a
 # probe boot works, else tcg), SBX_VM_KERNEL (a vmlinuz whose modules are in /lib/modules),
@@ -74,7 +76,7 @@ KVER=${KERNEL#/boot/vmlinuz-}
 # The launcher addon (the guest's root is read-only to the host: build it here if missing).
 if [[ ! -f $REPO/native/build/Release/sbx_native.node ]]; then
   log "building the native addon"
-  (cd "$REPO" && npx --no-install node-gyp rebuild --directory native >/dev/null) || cannot "native addon build failed"
+  (cd "$REPO" && npx --no-install node-gyp rebuild --directory native >/dev/null) || { log "native addon build failed"; exit 1; }
 fi
 
 # --- run ---------------------------------------------------------------------------------------
@@ -195,7 +197,7 @@ if [[ -z $code ]]; then
   grep -a -v '^\s*$' "$RUN/console.log" | tail -n 25 >&2
   exit 125
 fi
-if [[ $code == 125 ]] && grep -q -a '^sbx-vm-init:' "$RUN/console.log"; then
+if [[ $code == 126 ]] && grep -q -a '^sbx-vm-init:' "$RUN/console.log"; then
   grep -a '^sbx-vm-init:' "$RUN/console.log" | grep -v 'kernel ' >&2 || true
 fi
 run_s=$(echo "$(elapsed "$t_boot") - ${ready:-0}" | bc)

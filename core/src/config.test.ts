@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, DEFAULT_REGISTRY_CERTS_DIR, defaultJobsMemoryBytes, loadConfig } from './config.ts';
+import { ConfigError, DEFAULT_REGISTRY_CERTS_DIR, defaultJobsMemoryBytes, defaultJobsPids, loadConfig } from './config.ts';
 
 test('defaults load from an empty environment', () => {
   const c = loadConfig({});
@@ -77,7 +77,11 @@ test('job posture settings: aggregate limits, file locks, core scheduling', () =
   const d = loadConfig({});
   assert.equal(d.env.SBX_JOB_FILE_LOCKS, 'allow');
   assert.equal(d.env.SBX_CORE_SCHEDULING, true);
-  assert.equal(d.env.SBX_JOBS_PIDS, undefined);
+  assert.equal(d.env.SBX_JOBS_PIDS, defaultJobsPids());
+  const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+  assert.ok(d.env.SBX_JOBS_PIDS <= pidMax / 2, `the default aggregate pids cap ${d.env.SBX_JOBS_PIDS} leaves half of pid_max ${pidMax} to the host`);
+  assert.equal(defaultJobsPids(32_768), 16_384);
+  assert.equal(defaultJobsPids(null), 16_384);
   assert.equal(d.env.SBX_JOBS_MEMORY_BYTES, defaultJobsMemoryBytes());
   assert.equal(defaultJobsMemoryBytes(24 * 2 ** 30), 24 * 2 ** 30 - Math.floor((24 * 2 ** 30) / 10));
   assert.equal(defaultJobsMemoryBytes(2 * 2 ** 30), 1.5 * 2 ** 30);

@@ -3,7 +3,7 @@
  * Every bad value produces one line naming the variable and what to use instead; the process then
  * refuses to start (ConfigError), instead of running with a half-understood setting.
  */
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
 
@@ -22,6 +22,28 @@ const redisUrl = z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss
 /** All jobs of a worker together may use the RAM less max(512 MiB, 10 %). */
 export function defaultJobsMemoryBytes(total = os.totalmem()): number {
   return Math.max(64 * MiB, total - Math.max(512 * MiB, Math.floor(total / 10)));
+}
+
+/** What the kernel allows on this host: min(pid_max, threads-max), or null where /proc cannot say. */
+function hostPidCeiling(): number | null {
+  const read = (f: string) => {
+    try {
+      const n = Number(readFileSync(f, 'utf8').trim());
+      return Number.isSafeInteger(n) && n > 0 ? n : null;
+    } catch {
+      return null;
+    }
+  };
+  const values = [read('/proc/sys/kernel/pid_max'), read('/proc/sys/kernel/threads-max')].filter((n): n is number => n !== null);
+  return values.length ? Math.min(...values) : null;
+}
+
+/**
+ * All jobs of a worker together may have half of the host's processes (pid_max / threads-max), so
+ * that jobs together can never exhaust the pids the host, the worker and Redis need (P29).
+ */
+export function defaultJobsPids(ceiling = hostPidCeiling()): number {
+  return Math.max(16, Math.floor((ceiling ?? 32_768) / 2));
 }
 
 export const DEFAULT_REGISTRY_CERTS_DIR = '/etc/sbx/certs.d';
@@ -104,9 +126,10 @@ export const envSchema = z.object({
   SBX_UID_BASE: int(1, 4_000_000_000).default(100_000),
   SBX_WORKER_METRICS_PORT: int(0, 65535).optional(),
   // P29: aggregate limits on all jobs of one worker together (its cgroup parent). Memory defaults to
-  // the host's RAM less a reserve for the worker, Redis and the kernel; pids unset = per-job limits only.
+  // the host's RAM less a reserve for the worker, Redis and the kernel; pids to half of what the
+  // host's kernel allows (defaultJobsPids).
   SBX_JOBS_MEMORY_BYTES: int(64 * MiB).default(defaultJobsMemoryBytes()),
-  SBX_JOBS_PIDS: int(16, 4_194_304).optional(),
+  SBX_JOBS_PIDS: int(16, 4_194_304).default(defaultJobsPids()),
   // P30: 'deny' makes flock and fcntl record locks fail in jobs (closes the lock channel between
   // concurrent jobs through shared read-only inodes; breaks sqlite, git, package managers).
   SBX_JOB_FILE_LOCKS: z.enum(['allow', 'deny'], { error: 'must be allow or deny' }).default('allow'),

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { defaultJobsMemoryBytes } from '../../core/src/config.ts';
+import { defaultJobsMemoryBytes, defaultJobsPids } from '../../core/src/config.ts';
 import { probeHost } from '../../native/index.ts';
 import { SbxClient } from '../harness/api-client.ts';
 import { startStack, type ManagedProcess, type Stack } from '../harness/stack.ts';
@@ -95,10 +95,13 @@ describe('control: a worker with the defaults', () => {
     for (const k of ['flock', 'fcntl_setlk', 'fcntl_ofd_setlk', 'fcntl_getlk']) assert.equal(m.get(k), 'ok', k);
   });
 
-  it('bounds all jobs together by the RAM less a reserve, and sets no aggregate pids limit', () => {
+  it('bounds all jobs together by the RAM less a reserve and by half of the host\'s pids', () => {
     const mem = Number(parentFile('defaults', 'memory', probeHost().cgroup === 'v2' ? 'memory.max' : 'memory.limit_in_bytes'));
     // v1 rounds the limit down to a page multiple.
     assert.ok(Math.abs(mem - defaultJobsMemoryBytes()) < 4096, `${mem} vs ${defaultJobsMemoryBytes()}`);
-    assert.equal(parentFile('defaults', 'pids', 'pids.max'), 'max');
+    // 8 slots x 4096 pids each would be this host's whole pid_max: the default aggregate cap is not.
+    const pids = parentFile('defaults', 'pids', 'pids.max');
+    assert.equal(pids, String(defaultJobsPids()));
+    assert.ok(Number(pids) <= Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8')) / 2);
   });
 });

@@ -61,7 +61,7 @@ async function main(): Promise<void> {
   const janitor = new Janitor(redis, keys, store, directory, logger);
   const launchOptions: LaunchOptions = {
     cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE,
-    parentLimits: { memoryBytes: env.SBX_JOBS_MEMORY_BYTES, ...(env.SBX_JOBS_PIDS ? { pids: env.SBX_JOBS_PIDS } : {}) },
+    parentLimits: { memoryBytes: env.SBX_JOBS_MEMORY_BYTES, pids: env.SBX_JOBS_PIDS },
     fileLocks: env.SBX_JOB_FILE_LOCKS, coreScheduling: env.SBX_CORE_SCHEDULING,
   };
   // P29: under global memory pressure the kernel kills jobs (oom_score_adj 1000) long before us.

@@ -4,10 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { freePort } from '../harness/registry.ts';
-import { waitUntil } from '../harness/redis.ts';
 import { SbxClient } from '../harness/api-client.ts';
-import { spawnSbx, startStack, type ManagedProcess, type Stack } from '../harness/stack.ts';
+import { startApi, startStack, type ManagedProcess, type Stack } from '../harness/stack.ts';
 
 let stack: Stack;
 let api: SbxClient;
@@ -17,10 +15,7 @@ let secondUrl: string;
 before(async () => {
   stack = await startStack({ workers: 2, env: { SBX_WORKER_SLOTS: '2' } });
   api = new SbxClient(stack.apiUrl);
-  const port = await freePort();
-  secondApi = spawnSbx('api-2', 'api/src/main.ts', { ...stack.env, SBX_API_PORT: String(port) });
-  secondUrl = `http://127.0.0.1:${port}`;
-  await waitUntil(async () => (await fetch(`${secondUrl}/readyz`).catch(() => null))?.ok ?? false, 30_000, 'the second API');
+  ({ process: secondApi, url: secondUrl } = await startApi('api-2', stack.env));
 });
 after(async () => {
   await secondApi?.kill();

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './registry.ts';
+import { listensOn, onFreePorts, PortTakenError } from './ports.ts';
 import { waitUntil } from './redis.ts';
 
 const execFileP = promisify(execFile);
@@ -18,8 +18,11 @@ export interface RunningRedisCluster {
 }
 
 export async function startRedisCluster(size = 3): Promise<RunningRedisCluster> {
+  return onFreePorts(size, (ports) => startRedisClusterOn(ports));
+}
+
+async function startRedisClusterOn(ports: number[]): Promise<RunningRedisCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'sbx-redis-cluster-'));
-  const ports = await Promise.all(Array.from({ length: size }, () => freePort()));
   const procs: ChildProcess[] = ports.map((port) =>
     spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'], { stdio: 'ignore' }),
   );
@@ -29,7 +32,13 @@ export async function startRedisCluster(size = 3): Promise<RunningRedisCluster> 
   };
   try {
     const nodes = ports.map((p) => `127.0.0.1:${p}`);
-    await waitUntil(async () => (await Promise.all(ports.map((p) => execFileP('redis-cli', ['-p', String(p), 'ping']).then((r) => r.stdout.trim() === 'PONG', () => false)))).every(Boolean), 10_000, 'cluster nodes');
+    await waitUntil(async () => {
+      // A node that exited lost its port to someone else: start the cluster again on other ports.
+      const gone = procs.findIndex((p) => p.exitCode !== null);
+      if (gone >= 0) throw new PortTakenError('redis-server (cluster node)', ports[gone]!);
+      if (!procs.every((p, i) => listensOn(p.pid, ports[i]!))) return false;
+      return (await Promise.all(ports.map((p) => execFileP('redis-cli', ['-p', String(p), 'ping']).then((r) => r.stdout.trim() === 'PONG', () => false)))).every(Boolean);
+    }, 10_000, 'cluster nodes');
     await execFileP('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes']);
     await waitUntil(async () => (await execFileP('redis-cli', ['-p', String(ports[0]), 'cluster', 'info'])).stdout.includes('cluster_state:ok'), 15_000, 'cluster_state:ok');
     return { nodes, stop };

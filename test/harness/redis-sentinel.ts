@@ -7,8 +7,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './registry.ts';
-import { startRedis, waitUntil } from './redis.ts';
+import { listensOn, onFreePort, PortTakenError } from './ports.ts';
+import { startRedis, waitUntil, type RunningRedis } from './redis.ts';
 
 const execFileP = promisify(execFile);
 
@@ -20,25 +20,40 @@ export interface RunningRedisSentinel {
 
 export async function startRedisSentinel(masterName = 'sbxmaster'): Promise<RunningRedisSentinel> {
   const master = await startRedis();
+  try {
+    return await onFreePort((port) => startSentinelOn(port, master, masterName));
+  } catch (e) {
+    await master.stop();
+    throw e;
+  }
+}
+
+async function startSentinelOn(port: number, master: RunningRedis, masterName: string): Promise<RunningRedisSentinel> {
   const dir = await mkdtemp(join(tmpdir(), 'sbx-sentinel-'));
-  const port = await freePort();
   const conf = join(dir, 'sentinel.conf');
   await writeFile(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${masterName} 127.0.0.1 ${master.port} 1`, ''].join('\n'));
   const proc: ChildProcess = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
-  const stop = async () => {
-    if (proc.exitCode === null) await new Promise((r) => (proc.once('exit', r), proc.kill('SIGKILL')));
-    await master.stop();
+  const stopSentinel = async () => {
+    if (proc.exitCode === null && proc.signalCode === null) await new Promise((r) => (proc.once('exit', r), proc.kill('SIGKILL')));
     await rm(dir, { recursive: true, force: true });
   };
   try {
     await waitUntil(
-      async () => (await execFileP('redis-cli', ['-p', String(port), 'sentinel', 'get-master-addr-by-name', masterName]).then((r) => r.stdout.includes(String(master.port)), () => false)),
+      async () => {
+        if (proc.exitCode !== null) throw new PortTakenError('redis-server --sentinel', port);
+        if (!listensOn(proc.pid, port)) return false;
+        return execFileP('redis-cli', ['-p', String(port), 'sentinel', 'get-master-addr-by-name', masterName]).then((r) => r.stdout.includes(String(master.port)), () => false);
+      },
       10_000,
       'the sentinel to know its master',
     );
+    const stop = async () => {
+      await stopSentinel();
+      await master.stop();
+    };
     return { sentinels: [`127.0.0.1:${port}`], masterName, stop };
   } catch (e) {
-    await stop();
+    await stopSentinel();
     throw e;
   }
 }

@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { freePort } from './registry.ts';
+import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts';
 
 export interface RunningRedis {
   port: number;
@@ -15,26 +15,44 @@ export interface RunningRedis {
 }
 
 export async function startRedis(): Promise<RunningRedis> {
-  const port = await freePort();
+  return onFreePort((port) => startRedisOn(port));
+}
+
+async function startRedisOn(port: number): Promise<RunningRedis> {
   const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const url = `redis://127.0.0.1:${port}`;
   const clients: Redis[] = [];
-  await waitUntil(async () => {
-    if (proc.exitCode !== null) throw new Error(`redis-server exited: ${log}`);
-    const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    c.on('error', () => {}); // refused until the server listens: expected here
-    try {
-      await c.connect();
-      return (await c.ping()) === 'PONG';
-    } catch {
-      return false;
-    } finally {
-      c.disconnect();
+  const kill = async () => {
+    for (const c of clients) c.disconnect();
+    if (proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGKILL');
+      await exited;
     }
-  }, 10_000);
+  };
+  try {
+    await waitUntil(async () => {
+      if (proc.exitCode !== null) throw saysPortTaken(log) ? new PortTakenError('redis-server', port, log.trim()) : new Error(`redis-server exited: ${log}`);
+      // The answer must come from our own server, not from whatever else took the port first.
+      if (!listensOn(proc.pid, port)) return false;
+      const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      c.on('error', () => {}); // refused until the server listens: expected here
+      try {
+        await c.connect();
+        return (await c.ping()) === 'PONG';
+      } catch {
+        return false;
+      } finally {
+        c.disconnect();
+      }
+    }, 10_000, `redis-server on port ${port}`);
+  } catch (e) {
+    await kill();
+    throw e;
+  }
   return {
     port,
     url,
@@ -44,14 +62,7 @@ export async function startRedis(): Promise<RunningRedis> {
       clients.push(c);
       return c;
     },
-    async stop() {
-      for (const c of clients) c.disconnect();
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGKILL');
-        await exited;
-      }
-    },
+    stop: kill,
   };
 }
 

@@ -5,7 +5,8 @@
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
+import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -47,18 +48,7 @@ export interface RunningRegistry {
   stop(): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './ports.ts';
 
 function authSection(dir: string, opts: StartRegistryOptions): string {
   if (opts.htpasswd) {
@@ -108,10 +98,20 @@ function registryConfig(storageDir: string, port: number, opts: StartRegistryOpt
   ].join('\n');
 }
 
-async function waitForRegistry(url: string, child: ChildProcess, output: () => string): Promise<void> {
+/** The registry process ended: its port was taken (start again elsewhere) or it failed. */
+function exitedError(child: ChildProcess, port: number, output: () => string): Error {
+  return saysPortTaken(output()) ? new PortTakenError('docker-registry', port, output().trim()) : new Error(`docker-registry exited with ${child.exitCode}: ${output()}`);
+}
+
+async function waitForRegistry(url: string, port: number, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${output()}`);
+    if (child.exitCode !== null) throw exitedError(child, port, output);
+    // Only our own process's answer counts (another test's registry may hold a port we were given).
+    if (!listensOn(child.pid, port)) {
+      await new Promise((r) => setTimeout(r, 25));
+      continue;
+    }
     try {
       const res = await fetch(`${url}/v2/`);
       await res.arrayBuffer();
@@ -139,21 +139,24 @@ function tcpOpen(port: number): Promise<boolean> {
 async function waitForListening(port: number, child: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${output()}`);
-    if (await tcpOpen(port)) return;
+    if (child.exitCode !== null) throw exitedError(child, port, output);
+    if (listensOn(child.pid, port) && (await tcpOpen(port))) return;
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`docker-registry did not listen on 127.0.0.1:${port} within 10 s: ${output()}`);
 }
 
 export async function startRegistry(opts: StartRegistryOptions = {}): Promise<RunningRegistry> {
+  return onFreePort((port) => startRegistryOn(port, opts));
+}
+
+async function startRegistryOn(port: number, opts: StartRegistryOptions): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'sbx-registry-'));
   try {
     if (opts.htpasswd) {
       const { user, password } = opts.htpasswd;
       await promisify(execFile)('htpasswd', ['-Bbc', join(dir, 'htpasswd'), user, password]);
     }
-    const port = await freePort();
     const configPath = join(dir, 'config.yml');
     const storageDir = opts.storageDir ?? join(dir, 'storage');
     await writeFile(configPath, registryConfig(storageDir, port, opts, dir));
@@ -178,7 +181,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
     };
     try {
       if (opts.tls) await waitForListening(port, child, () => output);
-      else await waitForRegistry(url, child, () => output);
+      else await waitForRegistry(url, port, child, () => output);
     } catch (e) {
       await stop();
       throw e;

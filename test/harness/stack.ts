@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { buildStandardImages } from '../fixtures/build-images.ts';
 import { removeCgroupTree } from '../../worker/src/cgroup-parent.ts';
-import { freePort, startRegistry, type RunningRegistry } from './registry.ts';
+import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts';
+import { startRegistry, type RunningRegistry } from './registry.ts';
 import { startRedis, waitUntil } from './redis.ts';
 import { startRedisCluster } from './redis-cluster.ts';
 import { startRedisSentinel } from './redis-sentinel.ts';
@@ -53,10 +54,8 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
       : { SBX_REDIS_URL: standalone!.url };
   const registry = await startRegistry();
   await buildStandardImages(registry.host);
-  const apiPort = await freePort();
   const env: Record<string, string> = {
     ...redisEnv,
-    SBX_API_PORT: String(apiPort),
     SBX_API_HOST: '127.0.0.1',
     SBX_STATE_DIR: stateDir,
     SBX_CGROUP_PARENT: `sbx-test-${runId}`,
@@ -64,8 +63,17 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
     SBX_HEARTBEAT_MS: '500',
     ...opts.env,
   };
-  const api = spawnSbx('api', 'api/src/main.ts', env);
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  let started: StartedApi;
+  try {
+    started = await startApi('api', env);
+  } catch (e) {
+    await registry.stop();
+    await redis.stop();
+    await rm(stateDir, { recursive: true, force: true });
+    throw e;
+  }
+  const { process: api, url: apiUrl } = started;
+  env.SBX_API_PORT = String(started.port);
   let workerCount = 0;
   const stack: Stack = {
     apiUrl,
@@ -97,16 +105,42 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
     },
   };
   try {
-    await waitUntil(async () => {
-      if (api.child.exitCode !== null) throw new Error(`API exited (${api.child.exitCode}):\n${api.log()}`);
-      return (await fetch(`${apiUrl}/readyz`).catch(() => null))?.ok ?? false;
-    }, 30_000, 'the API to be ready');
     for (let i = 0; i < (opts.workers ?? 1); i++) await stack.startWorker();
   } catch (e) {
     await stack.stop(); // a half-started stack leaves nothing running
     throw e;
   }
   return stack;
+}
+
+export interface StartedApi {
+  process: ManagedProcess;
+  port: number;
+  url: string;
+}
+
+/**
+ * An API process on a free loopback port, ready (/readyz answers from this very process: a port
+ * taken by someone else between the pick and the API's bind means another port, not another API).
+ */
+export async function startApi(name: string, env: Record<string, string>): Promise<StartedApi> {
+  return onFreePort(async (port) => {
+    const p = spawnSbx(name, 'api/src/main.ts', { ...env, SBX_API_PORT: String(port) });
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      await waitUntil(async () => {
+        if (p.child.exitCode !== null) {
+          throw saysPortTaken(p.log()) ? new PortTakenError(name, port) : new Error(`API exited (${p.child.exitCode}):\n${p.log()}`);
+        }
+        if (!listensOn(p.child.pid, port)) return false;
+        return (await fetch(`${url}/readyz`).catch(() => null))?.ok ?? false;
+      }, 30_000, `the API ${name} to be ready`);
+    } catch (e) {
+      await p.kill('SIGKILL');
+      throw e;
+    }
+    return { process: p, port, url };
+  });
 }
 
 export function spawnSbx(name: string, entry: string, env: Record<string, string>): ManagedProcess {

@@ -9,10 +9,18 @@
       "target_name": "sbx_native",
       "sources": [
         "src/addon.cc", "src/spec.cc", "src/job.cc", "src/child.cc", "src/ns.cc", "src/mnt.cc",
-        "src/cgroup.cc", "src/cgroup_v1.cc", "src/cgroup_v2.cc", "src/seccomp.cc", "src/userns.cc"
+        "src/cgroup.cc", "src/cgroup_v1.cc", "src/cgroup_v2.cc", "src/seccomp.cc", "src/userns.cc",
+        "src/host_probe.cc", "src/kernel.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "cflags_cc!": ["-fno-rtti"],
+      "ldflags": ["-Wl,-z,now"]
+    },
+    {
+      "target_name": "sbx_zstd",
+      "sources": ["src/zstd_stream.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "libraries": ["-lzstd"],
       "ldflags": ["-Wl,-z,now"]
     },
     {

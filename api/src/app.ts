@@ -4,7 +4,7 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { routePath } from 'hono/route';
-import { isSbxError } from '../../core/src/errors.ts';
+import { isSbxError, RateLimitedError } from '../../core/src/errors.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
 import { auth } from './middleware/auth.ts';
 import { registerOpenApi } from './openapi.ts';
@@ -27,7 +27,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     deps.metrics.requests.inc({ method: c.req.method, route, status: c.res.status });
     deps.metrics.requestSeconds.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
   });
-  app.use('/v1/*', auth(deps.config.env.SBX_API_KEYS));
+  app.use('/v1/*', auth(deps.config.env.SBX_API_KEYS, deps.config.quotas));
 
   registerHealth(app, deps);
   registerJobsCreate(app, deps);
@@ -42,7 +42,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}; see /docs`, details: [] } }, 404));
   app.onError((err, c) => {
     if (isSbxError(err)) {
-      if (err.code === 'rate_limited') c.header('Retry-After', '1');
+      if (err.code === 'rate_limited') c.header('Retry-After', String(err instanceof RateLimitedError ? err.retryAfterSeconds : 1));
       return c.json(err.toBody(), err.status as 400);
     }
     if (isRedisDown(err)) {

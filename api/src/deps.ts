@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import type { Config } from '../../core/src/config.ts';
+import type { ApiRole, Config, TenantQuota } from '../../core/src/config.ts';
 import type { JobQueue } from '../../core/src/job-queue.ts';
 import type { JobStore } from '../../core/src/job-store.ts';
 import type { Logger } from '../../core/src/logger.ts';
@@ -23,7 +23,10 @@ export interface AppDeps {
   metrics: ApiMetrics;
 }
 
-/** Hono context variables set by middleware. */
+/**
+ * Hono context variables set by middleware: the caller's tenant, its role (anonymous mode = admin)
+ * and its quota (null = no limits).
+ */
 export interface AppEnv {
-  Variables: { tenant: string; requestId: string };
+  Variables: { tenant: string; role: ApiRole; quota: TenantQuota | null; requestId: string };
 }

@@ -13,7 +13,7 @@ export function resolveLimits(requested: JobRequest['limits'], policy: LimitsPol
   const details: ErrorDetail[] = [];
   for (const k of Object.keys(policy.maxima) as Array<keyof Limits>) {
     const v = limits[k];
-    if (v !== null && v > policy.maxima[k]) details.push({ path: `limits.${k}`, message: `must be <= ${policy.maxima[k]} (this server's maximum)` });
+    if (v !== null && v > policy.maxima[k]) details.push({ path: `limits.${k}`, message: `must be <= ${policy.maxima[k]} (${policy.tenantMaxima?.has(k) ? "this tenant's" : "this server's"} maximum)` });
   }
   if (details.length) throw new InvalidRequestError(`${details[0]!.path} ${details[0]!.message}`, details);
   return limits;

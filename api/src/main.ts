@@ -11,8 +11,10 @@ import { apiMetrics, createRegistry } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory } from '../../core/src/worker-directory.ts';
+import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { createApp } from './app.ts';
 import { JobEventsHub } from './job-events-hub.ts';
+import { anonymousListenProblem } from './listen-policy.ts';
 
 function main(): void {
   let config;
@@ -26,6 +28,11 @@ function main(): void {
     throw e;
   }
   const env = config.env;
+  const refusal = anonymousListenProblem(env);
+  if (refusal) {
+    process.stderr.write(`sbx-api: ${refusal}\n`);
+    process.exit(2);
+  }
   const logger = createLogger('sbx-api', env.SBX_LOG_LEVEL);
   const keys = new RedisKeys(env.SBX_REDIS_PREFIX);
   const redis = connectRedis(env, 'api');
@@ -33,7 +40,7 @@ function main(): void {
   const registry = createRegistry('api');
   const deps = {
     config, logger, redis, keys, registry,
-    store: new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS),
+    store: new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env)), // seals registryAuth
     queue: new JobQueue(redis, keys),
     hub: new JobEventsHub(sub),
     workers: new WorkerDirectory(redis, keys),
@@ -41,7 +48,7 @@ function main(): void {
   };
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   sub.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber connection error'));
-  if (env.SBX_API_KEYS.length === 0) logger.warn('no SBX_API_KEYS configured: the API is open to anyone who can reach it');
+  if (env.SBX_API_KEYS.length === 0) logger.warn({ host: env.SBX_API_HOST }, 'no SBX_API_KEYS configured: the API is open to anyone who can reach it');
 
   const app = createApp(deps);
   const server = serve({ fetch: app.fetch, hostname: env.SBX_API_HOST, port: env.SBX_API_PORT }, (info) => {

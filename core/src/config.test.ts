@@ -32,9 +32,55 @@ test('a default above its maximum is refused', () => {
   assert.throws(() => loadConfig({ SBX_DEFAULT_TIMEOUT_MS: '5000', SBX_MAX_TIMEOUT_MS: '1000' }), /default timeoutMs \(5000\) is above its maximum \(1000\)/);
 });
 
-test('API keys map to tenants', () => {
-  const c = loadConfig({ SBX_API_KEYS: 'aaaaaaaaaaaaaaaa1:team-a, bbbbbbbbbbbbbbbb2:team-b' });
-  assert.deepEqual(c.env.SBX_API_KEYS, [{ key: 'aaaaaaaaaaaaaaaa1', tenant: 'team-a' }, { key: 'bbbbbbbbbbbbbbbb2', tenant: 'team-b' }]);
+test('API keys map to tenants, with a role (tenant by default) and the default quota', () => {
+  const c = loadConfig({ SBX_API_KEYS: 'aaaaaaaaaaaaaaaa1:team-a, bbbbbbbbbbbbbbbb2:team-b:admin, cccccccccccccccc3:team-c:tenant' });
+  assert.deepEqual(c.env.SBX_API_KEYS, [
+    { key: 'aaaaaaaaaaaaaaaa1', tenant: 'team-a', role: 'tenant' },
+    { key: 'bbbbbbbbbbbbbbbb2', tenant: 'team-b', role: 'admin' },
+    { key: 'cccccccccccccccc3', tenant: 'team-c', role: 'tenant' },
+  ]);
+  assert.deepEqual(c.quotas.get('team-a'), { activeJobs: 1000, submitsPerSecond: 100, submitBurst: 200, limits: {} });
+  assert.equal(loadConfig({}).quotas.size, 0, 'anonymous mode: no quotas');
+  assert.throws(() => loadConfig({ SBX_API_KEYS: 'aaaaaaaaaaaaaaaa1:team-a:root' }), /SBX_API_KEYS=\(hidden\): each entry must be <key>:<tenant>\[:<role>\]/);
+});
+
+test('API keys with quotas: JSON inline or in SBX_API_KEYS_FILE, merged; bad entries named by path', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-config-keys-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'keys.json');
+  writeFileSync(file, JSON.stringify([
+    { key: 'ffffffffffffffff1', tenant: 'team-f', quota: { activeJobs: 5, submitsPerSecond: 2, limits: { memoryBytes: 64 * 2 ** 20 } } },
+    { key: 'ffffffffffffffff2', tenant: 'team-f' },
+    { key: 'gggggggggggggggg1', tenant: 'ops', role: 'admin', quota: { activeJobs: null, submitsPerSecond: null } },
+  ]));
+  const c = loadConfig({ SBX_API_KEYS: '[{"key":"eeeeeeeeeeeeeeee1","tenant":"team-e","quota":{"submitBurst":7}}]', SBX_API_KEYS_FILE: file, SBX_TENANT_ACTIVE_JOBS: '0' });
+  assert.deepEqual(c.env.SBX_API_KEYS.map((k) => `${k.tenant}/${k.role}`), ['team-e/tenant', 'team-f/tenant', 'team-f/tenant', 'ops/admin']);
+  assert.deepEqual(c.quotas.get('team-e'), { activeJobs: null, submitsPerSecond: 100, submitBurst: 7, limits: {} });
+  assert.deepEqual(c.quotas.get('team-f'), { activeJobs: 5, submitsPerSecond: 2, submitBurst: 4, limits: { memoryBytes: 64 * 2 ** 20 } });
+  assert.deepEqual(c.quotas.get('ops'), { activeJobs: null, submitsPerSecond: null, submitBurst: 1, limits: {} });
+
+  const problems = (env: Record<string, string>): string => {
+    try {
+      loadConfig(env);
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      return e.problems.join('\n');
+    }
+    return assert.fail('accepted');
+  };
+  const bad = problems({ SBX_API_KEYS: '[{"key":"short","tenant":"Team","role":"root","quota":{"activeJobs":0,"burst":3}}]' });
+  assert.match(bad, /SBX_API_KEYS=\(hidden\): \[0\]\.key: must be >= 16 chars/);
+  assert.match(bad, /\[0\]\.tenant: must be 1-63 of \[a-z0-9_-\]/);
+  assert.match(bad, /\[0\]\.role: must be tenant or admin/);
+  assert.match(bad, /\[0\]\.quota\.activeJobs: must be >= 1 \(or null: no limit\)/);
+  assert.match(bad, /\[0\]\.quota: Unrecognized key: "burst"/);
+  assert.doesNotMatch(bad, /short/, 'keys are never echoed');
+  assert.match(problems({ SBX_API_KEYS: '[{"key":' }), /SBX_API_KEYS=\(hidden\): is not valid JSON/);
+  assert.match(problems({ SBX_API_KEYS_FILE: join(dir, 'missing.json') }), /SBX_API_KEYS_FILE=".*missing.json": cannot be read \(ENOENT\)/);
+  assert.match(problems({ SBX_API_KEYS: 'aaaaaaaaaaaaaaaa1:a,aaaaaaaaaaaaaaaa1:b' }), /one key is listed twice \(tenants a and b\)/);
+  assert.match(problems({ SBX_API_KEYS: '[{"key":"aaaaaaaaaaaaaaaa1","tenant":"a","quota":{"activeJobs":1}},{"key":"aaaaaaaaaaaaaaaa2","tenant":"a","quota":{"activeJobs":2}}]' }), /tenant a: its keys give different quotas/);
+  assert.match(problems({ SBX_API_KEYS: '[{"key":"aaaaaaaaaaaaaaaa1","tenant":"a","quota":{"limits":{"pids":1000000000}}}]' }), /tenant a: quota\.limits\.pids \(1000000000\) is above the server maximum \(\d+\)/);
+  assert.match(problems({ SBX_TENANT_ACTIVE_JOBS: '-1', SBX_TENANT_SUBMITS_PER_SECOND: 'fast' }), /SBX_TENANT_ACTIVE_JOBS="-1": must be >= 0[\s\S]*SBX_TENANT_SUBMITS_PER_SECOND="fast": must be a number/);
 });
 
 test('registry mirrors parse per registry, in order; a malformed list is refused', () => {
@@ -94,6 +140,37 @@ test('job posture settings: aggregate limits, file locks, core scheduling', () =
     assert.match(text, /SBX_CORE_SCHEDULING="on": must be true or false/);
     assert.match(text, /SBX_JOBS_PIDS="3": must be >= 16/);
     assert.match(text, /SBX_JOBS_MEMORY_BYTES="1000": must be >= 67108864/);
+    return true;
+  });
+});
+
+test('job limit settings stay within the launcher bounds (core/src/launch-bounds.ts)', () => {
+  for (const [name, value, message] of [
+    ['SBX_MAX_PIDS', '1', /SBX_MAX_PIDS="1": must be >= 2/],
+    ['SBX_MAX_PIDS', '4194305', /must be <= 4194304/],
+    ['SBX_DEFAULT_CPUS', '0.001', /SBX_DEFAULT_CPUS="0.001": must be >= 0.01/],
+    ['SBX_MAX_TIMEOUT_MS', String(2 ** 31), /must be <= 2147483647/],
+    ['SBX_MAX_OPEN_FILES', '7', /must be >= 8/],
+    ['SBX_MAX_OPEN_FILES', '1048577', /must be <= 1048576/],
+  ] as const) {
+    assert.throws(() => loadConfig({ [name]: value }), message, `${name}=${value}`);
+  }
+});
+
+test('SBX_ALLOW_ANONYMOUS is a boolean, false by default', () => {
+  assert.equal(loadConfig({}).env.SBX_ALLOW_ANONYMOUS, false);
+  assert.equal(loadConfig({ SBX_ALLOW_ANONYMOUS: 'true' }).env.SBX_ALLOW_ANONYMOUS, true);
+  assert.throws(() => loadConfig({ SBX_ALLOW_ANONYMOUS: 'maybe' }), /SBX_ALLOW_ANONYMOUS="maybe": must be true or false/);
+});
+
+test('SBX_SECRETS_KEY: 32 bytes as hex or base64; a bad one is refused without being echoed', () => {
+  const hex = 'ab'.repeat(32);
+  assert.equal(loadConfig({ SBX_SECRETS_KEY: hex }).env.SBX_SECRETS_KEY, hex);
+  assert.equal(loadConfig({}).env.SBX_SECRETS_KEY, undefined);
+  assert.throws(() => loadConfig({ SBX_SECRETS_KEY: 'too-short-secret-value' }), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    assert.match(e.message, /SBX_SECRETS_KEY=\(hidden\): must be 32 random bytes as 64 hex digits or 44 base64 characters/);
+    assert.ok(!e.message.includes('too-short-secret-value'));
     return true;
   });
 });

@@ -6,6 +6,8 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
+import { parseSecretsKey } from './secrets/secret-box.ts';
+import { LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, defaultMaxOpenFiles, type LimitBound } from './launch-bounds.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -14,6 +16,8 @@ const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
 const num = (min: number, max: number) =>
   z.coerce.number({ error: 'must be a number' }).min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+/** A job limit setting: the launcher's range for it (whole numbers where the launcher wants them). */
+const bounded = (b: LimitBound) => (b.integer ? int(b.min, b.max) : num(b.min, b.max));
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes');
 const csv = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
 
@@ -82,26 +86,51 @@ export const envSchema = z.object({
   // API
   SBX_API_HOST: z.string().min(1).default('127.0.0.1'),
   SBX_API_PORT: int(0, 65535).default(8080),
+  // API keys, each with a tenant and a role (tenant | admin; admin may use the fleet-wide operations:
+  // pre-pull, evict, the worker list, /metrics), optionally a per-tenant quota: inline
+  // `<key>:<tenant>[:<role>],…`, or a JSON array as in SBX_API_KEYS_FILE. None = anonymous mode.
   SBX_API_KEYS: z.string().default('').transform((s, ctx) => parseApiKeys(s, ctx)),
+  // Without SBX_API_KEYS the API listens on loopback only; true lets it listen anywhere without keys.
+  SBX_ALLOW_ANONYMOUS: bool.default(false),
+  // The same JSON array in a file (keys stay out of the environment), read at start; adds to SBX_API_KEYS:
+  // [{"key":"…","tenant":"team-a","role":"tenant","quota":{"activeJobs":50,"submitsPerSecond":5,
+  //   "submitBurst":20,"limits":{"memoryBytes":1073741824,"timeoutMs":60000}}}]
+  SBX_API_KEYS_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readApiKeysFile(p, ctx)).optional(),
+  // Quota defaults for every key whose entry does not set its own (0 = no limit): jobs queued or
+  // running at once per tenant, and submissions per second (token bucket, burst 2x the rate).
+  SBX_TENANT_ACTIVE_JOBS: int(0, 10_000_000).default(1000),
+  SBX_TENANT_SUBMITS_PER_SECOND: num(0, 1_000_000).default(100),
+  // AES-256-GCM key for secrets at rest in Redis (a job's registryAuth): 32 bytes as 64 hex digits
+  // or base64; the API and every worker need the same one. Unset: requests with registryAuth get 400.
+  SBX_SECRETS_KEY: z.string().superRefine((v, ctx) => {
+    try {
+      parseSecretsKey(v);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    }
+  }).optional(),
   SBX_WAIT_CAP_MS: int(0, 600_000).default(60_000),
   SBX_BODY_LIMIT_BYTES: int(1024, 64 * MiB).default(1 * MiB),
 
   // Job limits: defaults applied when a request omits a field, maxima that reject larger values.
-  SBX_DEFAULT_MEMORY_BYTES: int(4 * MiB).default(256 * MiB),
-  SBX_MAX_MEMORY_BYTES: int(4 * MiB).default(4 * GiB),
-  SBX_DEFAULT_CPUS: num(0.01, 1024).default(1),
-  SBX_MAX_CPUS: num(0.01, 1024).default(Math.max(1, os.availableParallelism())),
-  SBX_DEFAULT_PIDS: int(1).default(128),
-  SBX_MAX_PIDS: int(1).default(4096),
-  SBX_DEFAULT_TIMEOUT_MS: int(1).default(30_000),
-  SBX_MAX_TIMEOUT_MS: int(1).default(600_000),
-  SBX_DEFAULT_OUTPUT_BYTES: int(0).default(1 * MiB),
-  SBX_MAX_OUTPUT_BYTES: int(0).default(16 * MiB),
-  SBX_DEFAULT_DISK_BYTES: int(1 * MiB).default(64 * MiB),
-  SBX_MAX_DISK_BYTES: int(1 * MiB).default(4 * GiB),
-  SBX_DEFAULT_OPEN_FILES: int(16, 1_048_576).default(1024),
-  SBX_MAX_OPEN_FILES: int(16, 1_048_576).default(65_536),
-  SBX_MAX_CPU_TIME_MS: int(1).default(3_600_000),
+  // Every one within the launcher's own range (core/src/launch-bounds.ts, mirroring native/src/spec.cc).
+  SBX_DEFAULT_MEMORY_BYTES: bounded(B.memoryBytes).default(256 * MiB),
+  SBX_MAX_MEMORY_BYTES: bounded(B.memoryBytes).default(4 * GiB),
+  SBX_DEFAULT_CPUS: bounded(B.cpus).default(1),
+  SBX_MAX_CPUS: bounded(B.cpus).default(Math.min(B.cpus.max, Math.max(1, os.availableParallelism()))),
+  SBX_DEFAULT_PIDS: bounded(B.pids).default(128),
+  SBX_MAX_PIDS: bounded(B.pids).default(4096),
+  SBX_DEFAULT_TIMEOUT_MS: bounded(B.timeoutMs).default(30_000),
+  SBX_MAX_TIMEOUT_MS: bounded(B.timeoutMs).default(600_000),
+  SBX_DEFAULT_OUTPUT_BYTES: bounded(OUTPUT_BYTES_BOUND).default(1 * MiB),
+  SBX_MAX_OUTPUT_BYTES: bounded(OUTPUT_BYTES_BOUND).default(16 * MiB),
+  SBX_DEFAULT_DISK_BYTES: bounded(B.diskBytes).default(64 * MiB),
+  SBX_MAX_DISK_BYTES: bounded(B.diskBytes).default(4 * GiB),
+  SBX_DEFAULT_OPEN_FILES: bounded(B.openFiles).default(Math.min(1024, defaultMaxOpenFiles())),
+  // The launcher refuses more than the worker's hard RLIMIT_NOFILE: the worker raises it to this at
+  // start or refuses to start; the default is 65536 or the host's hard limit when that is lower.
+  SBX_MAX_OPEN_FILES: bounded(B.openFiles).default(defaultMaxOpenFiles()),
+  SBX_MAX_CPU_TIME_MS: bounded(B.cpuTimeMs).default(3_600_000),
   SBX_JOB_TTL_SECONDS: int(60, 30 * 86400).default(86_400),
 
   // Worker
@@ -156,35 +185,140 @@ function parseMirrors(raw: string, ctx: z.RefinementCtx): Record<string, string[
   return out;
 }
 
+export type ApiRole = 'tenant' | 'admin';
+
+const LIMIT_NAMES = ['memoryBytes', 'cpus', 'pids', 'timeoutMs', 'outputBytes', 'diskBytes', 'openFiles', 'cpuTimeMs'] as const;
+export type LimitName = (typeof LIMIT_NAMES)[number];
+
+/** What a key entry may say about its tenant's quota; an omitted field takes the SBX_TENANT_* default, null = no limit. */
+const QuotaInput = z.strictObject({
+  activeJobs: z.number().int('must be a whole number').min(1, 'must be >= 1 (or null: no limit)').nullable().optional(),
+  submitsPerSecond: z.number().positive('must be > 0 (or null: no limit)').max(1_000_000).nullable().optional(),
+  submitBurst: z.number().int('must be a whole number').min(1, 'must be >= 1').max(1_000_000).optional(),
+  /** Ceilings on job limits for this tenant, under the server's SBX_MAX_* maxima. */
+  limits: z.strictObject(Object.fromEntries(LIMIT_NAMES.map((n) => [n, z.number().positive('must be > 0').optional()])) as Record<LimitName, z.ZodOptional<z.ZodNumber>>).optional(),
+});
+export type QuotaInput = z.infer<typeof QuotaInput>;
+
+const ApiKeyEntry = z.strictObject({
+  key: z.string({ error: 'is required' }).regex(/^[A-Za-z0-9._~+/=-]{16,}$/, 'must be >= 16 chars of [A-Za-z0-9._~+/=-]'),
+  tenant: z.string({ error: 'is required' }).regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 of [a-z0-9_-], starting with a letter or digit'),
+  role: z.enum(['tenant', 'admin'], { error: 'must be tenant or admin' }).default('tenant'),
+  quota: QuotaInput.optional(),
+});
+
 export interface ApiKey {
   key: string;
   tenant: string;
+  role: ApiRole;
+  /** Only when the entry gives one; Config.quotas has every tenant's resolved quota. */
+  quota?: QuotaInput;
+}
+
+/** A tenant's resolved quota (null = no limit). */
+export interface TenantQuota {
+  activeJobs: number | null;
+  submitsPerSecond: number | null;
+  submitBurst: number;
+  limits: Partial<Record<LimitName, number>>;
 }
 
 function parseApiKeys(raw: string, ctx: z.RefinementCtx): ApiKey[] {
+  if (raw.trim().startsWith('[')) return parseApiKeysJson(raw, ctx);
   const keys: ApiKey[] = [];
   for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
-    const m = /^([A-Za-z0-9._~+/=-]{16,}):([a-z0-9][a-z0-9_-]{0,62})$/.exec(part);
+    const m = /^([A-Za-z0-9._~+/=-]{16,}):([a-z0-9][a-z0-9_-]{0,62})(?::(tenant|admin))?$/.exec(part);
     if (!m) {
-      ctx.addIssue({ code: 'custom', message: 'each entry must be <key>:<tenant>, key >= 16 chars of [A-Za-z0-9._~+/=-], tenant of [a-z0-9_-]' });
+      ctx.addIssue({ code: 'custom', message: 'each entry must be <key>:<tenant>[:<role>], key >= 16 chars of [A-Za-z0-9._~+/=-], tenant of [a-z0-9_-], role tenant (the default) or admin; or a JSON array as in SBX_API_KEYS_FILE' });
       return [];
     }
-    keys.push({ key: m[1]!, tenant: m[2]! });
+    keys.push({ key: m[1]!, tenant: m[2]!, role: (m[3] as ApiRole | undefined) ?? 'tenant' });
   }
   return keys;
+}
+
+function parseApiKeysJson(text: string, ctx: z.RefinementCtx): ApiKey[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `is not valid JSON (${(e as Error).message})` });
+    return [];
+  }
+  const parsed = z.array(ApiKeyEntry, { error: 'must be a JSON array of {key, tenant, role?, quota?}' }).safeParse(json);
+  if (!parsed.success) {
+    for (const i of parsed.error.issues) {
+      const where = i.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('').replace(/^\./, '');
+      ctx.addIssue({ code: 'custom', message: `${where || 'the value'}: ${i.message}` });
+    }
+    return [];
+  }
+  return parsed.data.map((e) => ({ key: e.key, tenant: e.tenant, role: e.role, ...(e.quota ? { quota: e.quota } : {}) }));
+}
+
+function readApiKeysFile(path: string, ctx: z.RefinementCtx): ApiKey[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `cannot be read (${(e as { code?: string }).code ?? (e as Error).message})` });
+    return [];
+  }
+  return parseApiKeysJson(text, ctx);
+}
+
+/**
+ * All keys (inline and file) into env.SBX_API_KEYS, and each tenant's quota: its entries' quota
+ * (they must agree) over the SBX_TENANT_* defaults; ceilings must sit under the server maxima.
+ */
+function resolveTenants(env: Env, limits: LimitsPolicy, problems: string[]): Map<string, TenantQuota> {
+  const keys = [...env.SBX_API_KEYS, ...(env.SBX_API_KEYS_FILE ?? [])];
+  env.SBX_API_KEYS = keys;
+  const seen = new Map<string, string>();
+  const inputs = new Map<string, QuotaInput | undefined>();
+  for (const k of keys) {
+    if (seen.has(k.key)) problems.push(`SBX_API_KEYS/SBX_API_KEYS_FILE: one key is listed twice (tenants ${seen.get(k.key)} and ${k.tenant}); every key must be unique`);
+    seen.set(k.key, k.tenant);
+    const prior = inputs.get(k.tenant);
+    if (k.quota && prior && JSON.stringify(prior) !== JSON.stringify(k.quota)) problems.push(`tenant ${k.tenant}: its keys give different quotas; give the quota on one key or the same on each`);
+    inputs.set(k.tenant, prior ?? k.quota);
+  }
+  const quotas = new Map<string, TenantQuota>();
+  for (const [tenant, q] of inputs) {
+    const rate = q?.submitsPerSecond !== undefined ? q.submitsPerSecond : env.SBX_TENANT_SUBMITS_PER_SECOND || null;
+    quotas.set(tenant, {
+      activeJobs: q?.activeJobs !== undefined ? q.activeJobs : env.SBX_TENANT_ACTIVE_JOBS || null,
+      submitsPerSecond: rate,
+      submitBurst: q?.submitBurst ?? Math.max(1, Math.ceil(2 * (rate ?? 0))),
+      limits: q?.limits ?? {},
+    });
+    for (const [name, v] of Object.entries(q?.limits ?? {}) as Array<[LimitName, number]>) {
+      if (v > limits.maxima[name]) problems.push(`tenant ${tenant}: quota.limits.${name} (${v}) is above the server maximum (${limits.maxima[name]}); lower it or raise SBX_MAX_*`);
+    }
+  }
+  return quotas;
 }
 
 type LimitValues = { memoryBytes: number; cpus: number; pids: number; timeoutMs: number; outputBytes: number; diskBytes: number; openFiles: number };
 
 export interface LimitsPolicy {
-  /** cpuTimeMs has no default: without it only the wall-time limit applies. */
-  defaults: LimitValues & { cpuTimeMs: null };
+  /** cpuTimeMs has no server default (null: only the wall-time limit applies); a tenant ceiling sets one. */
+  defaults: LimitValues & { cpuTimeMs: number | null };
   maxima: LimitValues & { cpuTimeMs: number };
+  /** The maxima that are a tenant's ceiling rather than the server's (core/src/tenant-quota.ts). */
+  tenantMaxima?: ReadonlySet<string>;
 }
 
 export interface Config {
   env: Env;
   limits: LimitsPolicy;
+  /** Each keyed tenant's quota (none in anonymous mode: no limits). */
+  quotas: Map<string, TenantQuota>;
+}
+
+/** A bad value as the error shows it: never the API keys themselves. */
+function shownValue(name: string, value: string): string {
+  return name === 'SBX_API_KEYS' || name === 'SBX_SECRETS_KEY' ? '(hidden)' : JSON.stringify(value);
 }
 
 export class ConfigError extends Error {
@@ -205,7 +339,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
   const parsed = envSchema.safeParse(picked);
   if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${String(i.path[0] ?? '?')}=${JSON.stringify(picked[String(i.path[0])] ?? '')}: ${i.message}`));
+    throw new ConfigError(parsed.error.issues.map((i) => `${String(i.path[0] ?? '?')}=${shownValue(String(i.path[0]), picked[String(i.path[0])] ?? '')}: ${i.message}`));
   }
   const env = parsed.data;
   const limits: LimitsPolicy = {
@@ -225,6 +359,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     const d = limits.defaults[k];
     if (d !== null && d > limits.maxima[k]) problems.push(`default ${k} (${limits.defaults[k]}) is above its maximum (${limits.maxima[k]}); lower the SBX_DEFAULT_* or raise the SBX_MAX_* variable`);
   }
+  const quotas = resolveTenants(env, limits, problems);
   if (problems.length) throw new ConfigError(problems);
-  return { env, limits };
+  return { env, limits, quotas };
 }

@@ -13,6 +13,7 @@ export const ERROR_STATUS = {
   invalid_request: 400,
   invalid_json: 400,
   unauthorized: 401,
+  forbidden: 403,
   not_found: 404,
   already_finished: 409,
   conflict: 409,
@@ -27,6 +28,7 @@ export const ERROR_STATUS = {
   registry_unauthorized: 502,
   registry_unavailable: 503,
   invalid_image: 422,
+  egress_refused: 403,
   command_not_found: 422,
   worker_lost: 500,
   host_unsupported: 503,
@@ -77,6 +79,22 @@ export class AlreadyFinishedError extends SbxError {
   }
 }
 
+/** 403: a valid key whose role may not do this (fleet-wide operations are for admin keys). */
+export class ForbiddenError extends SbxError {
+  constructor(what: string) {
+    super('forbidden', `${what} needs an admin API key; this key's role is tenant`);
+  }
+}
+
+/** 429: a tenant quota (jobs at once, submissions per second) is used up; retry after `retryAfterSeconds`. */
+export class RateLimitedError extends SbxError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds: number) {
+    super('rate_limited', message, { retryable: true });
+    this.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  }
+}
+
 export class DependencyUnavailableError extends SbxError {
   constructor(what: string, cause?: unknown) {
     super('dependency_unavailable', `${what} is unreachable; retry shortly`, { cause, retryable: true });
@@ -110,6 +128,18 @@ export class ImagePullFailedError extends SbxError {
 export class InvalidImageError extends SbxError {
   constructor(reference: string, detail: string, cause?: unknown) {
     super('invalid_image', `image ${reference} is invalid: ${detail}`, { cause });
+  }
+}
+
+/**
+ * An outbound connection (registry, redirect, token server, mirror, webhook) to an address that is
+ * not public and not allow-listed. Raised before connecting, with one message whatever the port
+ * and whatever listens there, so that it tells nothing about the network behind it.
+ */
+export class EgressRefusedError extends SbxError {
+  constructor(host: string) {
+    const shown = host.length > 100 ? `${host.slice(0, 100)}…` : host;
+    super('egress_refused', `connecting to ${shown} is refused: it is not a public address (loopback, private, link-local and other special-purpose addresses need an SBX_EGRESS_ALLOW entry)`);
   }
 }
 

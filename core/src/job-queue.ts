@@ -7,6 +7,9 @@ import { Queue } from 'bullmq';
 import type { RedisClient } from './redis.ts';
 import { QUEUE_NAME, type RedisKeys } from './redis-keys.ts';
 
+/** BullMQ's highest priority (its PRIORITY_LIMIT, 2^21 - 1). */
+export const MAX_PRIORITY = 2 ** 21 - 1;
+
 export interface QueuedJob {
   id: string;
 }
@@ -22,8 +25,12 @@ export class JobQueue {
     });
   }
 
-  async add(id: string): Promise<void> {
-    await this.queue.add('run', { id }, { jobId: id });
+  /**
+   * Queue a job. `priority` (1 = first; core/src/tenant-quota.ts gives 1 + the tenant's active jobs)
+   * orders jobs across tenants: BullMQ takes the lowest first and equal ones in the order added.
+   */
+  async add(id: string, priority = 1): Promise<void> {
+    await this.queue.add('run', { id }, { jobId: id, priority: Math.min(Math.max(1, Math.floor(priority)), MAX_PRIORITY) });
   }
 
   /** Best effort: drop a job that has not been picked up (a picked-up one sees it was cancelled). */

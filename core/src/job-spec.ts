@@ -4,9 +4,10 @@
  * what clients read back (JobDocument). Types are inferred from the schemas.
  */
 import { z } from 'zod';
+import { LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
 
-export const MIN_MEMORY_BYTES = 4 * 1024 * 1024;
-export const MIN_DISK_BYTES = 1024 * 1024;
+export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
+export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
 
 const noNul = (what: string) => z.string().refine((s) => !s.includes('\0'), `${what} must not contain NUL bytes`);
 
@@ -15,19 +16,29 @@ export type JobStatus = z.infer<typeof JobStatus>;
 export const FINISHED_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
 export const isFinished = (s: JobStatus): boolean => FINISHED_STATUSES.includes(s);
 
+/**
+ * One requested limit: the launcher's range (core/src/launch-bounds.ts, which mirrors
+ * native/src/spec.cc), so a job accepted here is never refused by the launcher. The server's
+ * SBX_MAX_* maxima (at most the same bounds) are checked after defaults (api/src/job-submission.ts).
+ */
+function limit(b: LimitBound) {
+  const n = b.integer ? z.number().int('must be a whole number') : z.number();
+  return n.min(b.min, `must be >= ${b.min}`).max(b.max, `must be <= ${b.max}`).optional();
+}
+
 export const LimitsRequest = z.strictObject({
-  memoryBytes: z.number().int().min(MIN_MEMORY_BYTES, `must be >= ${MIN_MEMORY_BYTES}`).optional()
+  memoryBytes: limit(LAUNCH_BOUNDS.memoryBytes)
     .describe('Memory of all the job\'s processes together, including the files it writes (its writable layer and /dev/shm are in memory); exceeding it ends the job oom.'),
-  cpus: z.number().positive('must be > 0').optional(),
-  pids: z.number().int().min(1, 'must be >= 1').optional(),
-  timeoutMs: z.number().int().min(1, 'must be >= 1').optional(),
-  outputBytes: z.number().int().min(0, 'must be >= 0').optional(),
-  diskBytes: z.number().int().min(MIN_DISK_BYTES, `must be >= ${MIN_DISK_BYTES}`).optional()
+  cpus: limit(LAUNCH_BOUNDS.cpus),
+  pids: limit(LAUNCH_BOUNDS.pids),
+  timeoutMs: limit(LAUNCH_BOUNDS.timeoutMs),
+  outputBytes: limit(OUTPUT_BYTES_BOUND),
+  diskBytes: limit(LAUNCH_BOUNDS.diskBytes)
     .describe('Size of the job\'s writable layer (all it writes outside /dev/shm); past it writes fail with ENOSPC. These bytes are memory, so they also count against memoryBytes.'),
   /** CPU time of the whole job (all its processes); reaching it ends the job `timeout`. */
-  cpuTimeMs: z.number().int().min(1, 'must be >= 1').optional(),
+  cpuTimeMs: limit(LAUNCH_BOUNDS.cpuTimeMs),
   /** RLIMIT_NOFILE of every process of the job. */
-  openFiles: z.number().int().min(16, 'must be >= 16').optional(),
+  openFiles: limit(LAUNCH_BOUNDS.openFiles),
 });
 
 export const Limits = z.object({

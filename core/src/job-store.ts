@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 import type { JobDocument, JobEventType, JobSpec, JobStatus } from './job-spec.ts';
+import { openRegistryAuth, sealRegistryAuth, type RegistryAuth } from './secrets/registry-auth.ts';
+import type { SecretBox } from './secrets/secret-box.ts';
 
 const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 const SCRIPTS = {
@@ -15,7 +17,7 @@ const SCRIPTS = {
 };
 
 interface ScriptedClient {
-  sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number): Promise<number>;
+  sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number, sealedAuth: string): Promise<number>;
   sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number): Promise<string>;
 }
 
@@ -45,6 +47,8 @@ export class JobStore {
     readonly redis: RedisClient,
     readonly keys: RedisKeys,
     readonly ttlSeconds: number,
+    /** SBX_SECRETS_KEY: seals a job's registryAuth (API), opens it (worker); null = none accepted. */
+    private readonly secrets: SecretBox | null = null,
   ) {
     for (const [name, def] of Object.entries(SCRIPTS)) {
       if (!(name in redis)) redis.defineCommand(name, def);
@@ -52,12 +56,16 @@ export class JobStore {
     this.scripted = redis as unknown as ScriptedClient;
   }
 
-  /** Store a new job; false when the id exists already. Its TTL covers the longest possible run. */
+  /**
+   * Store a new job; false when the id exists already. Its TTL covers the longest possible run.
+   * registryAuth is stored sealed in the `auth` field, never in the spec JSON (400 without a key).
+   */
   async create(spec: JobSpec, doc: JobDocument): Promise<boolean> {
     const ttl = this.ttlSeconds + Math.ceil(spec.limits.timeoutMs / 1000) + 3600;
+    const sealedAuth = spec.registryAuth ? sealRegistryAuth(this.secrets, spec.id, spec.registryAuth) : '';
     // Ids are unique (ULIDs), so the tenant index entry goes out alongside the record.
     const [created] = await Promise.all([
-      this.scripted.sbxCreateJob(this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify(spec), spec.tenant, ttl),
+      this.scripted.sbxCreateJob(this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify({ ...spec, registryAuth: null }), spec.tenant, ttl, sealedAuth),
       this.redis.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id),
     ]);
     return created === 1;
@@ -67,6 +75,12 @@ export class JobStore {
     const [doc, spec, tenant, status, cancel] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'spec', 'tenant', 'status', 'cancel');
     if (!doc || !spec || !tenant || !status) return null;
     return { doc: JSON.parse(doc) as JobDocument, spec: JSON.parse(spec) as JobSpec, tenant, status: status as JobStatus, cancelRequested: cancel === '1' };
+  }
+
+  /** Worker only: the job's own registry credentials, decrypted; null if it has none (or has ended). */
+  async registryAuth(id: string): Promise<RegistryAuth | null> {
+    const sealed = await this.redis.hget(this.keys.jobState(id), 'auth');
+    return sealed ? openRegistryAuth(this.secrets, id, sealed) : null;
   }
 
   async getDoc(id: string): Promise<JobDocument | null> {
@@ -80,10 +94,25 @@ export class JobStore {
    */
   async transition(doc: JobDocument, from: readonly JobStatus[], eventType: 'status' | 'exit'): Promise<string> {
     const data = eventType === 'exit' ? JSON.stringify(doc) : JSON.stringify({ status: doc.status });
-    return this.scripted.sbxTransitionJob(
+    const result = await this.scripted.sbxTransitionJob(
       this.keys.jobState(doc.id), this.keys.jobEvents(doc.id), from.join(','), doc.status, JSON.stringify(doc),
       eventType, data, this.keys.jobNotify(doc.id), eventType === 'exit' ? this.ttlSeconds : 0,
     );
+    if (result === 'ok' && eventType === 'exit') await this.releaseFromQuota(doc.id);
+    return result;
+  }
+
+  /**
+   * A finished job no longer counts against its tenant's jobs-at-once quota (core/src/tenant-quota.ts).
+   * Best effort: a crash or a Redis error here leaves a member the quota's lazy repair drops.
+   */
+  private async releaseFromQuota(id: string): Promise<void> {
+    try {
+      const tenant = await this.redis.hget(this.keys.jobState(id), 'tenant');
+      if (tenant) await this.redis.zrem(this.keys.tenantActive(tenant), id);
+    } catch {
+      // repaired lazily
+    }
   }
 
   async isCancelRequested(id: string): Promise<boolean> {

@@ -9,11 +9,16 @@
  * | <p>:{job:<id>}:notify               | pubsub | "something was appended" pings (no data)   |
  * | <p>:tenant:<t>:jobs                 | zset   | job ids by creation ms; trimmed past TTL   |
  * | <p>:tenant:<t>:idem:<sha256(key)>   | string | job id; 24 h                               |
+ * | <p>:{tenant:<t>}:active             | zset   | ids of its queued/running jobs → priority  |
+ * | <p>:{tenant:<t>}:rate               | hash   | submission token bucket (tokens, ts)       |
+ * | <p>:{tenant:<t>}:images             | zset   | canonical images its jobs used → last ms   |
+ * | <p>:{tenant:<t>}:repair             | string | at most one lazy repair of :active a second|
  * | <p>:{workers}:index                 | zset   | worker id by last heartbeat ms             |
  * | <p>:{workers}:info:<id>             | string | worker info JSON; TTL = 5 heartbeats       |
  * | <p>:{workers}:jobs:<id>             | set    | ids of the jobs it runs now                |
  *
- * The fleet's keys share the hash tag `{workers}` so listing them is one pipeline in one slot.
+ * The fleet's keys share the hash tag `{workers}` so listing them is one pipeline in one slot; a
+ * tenant's quota keys share `{tenant:<t>}` so one Lua script admits a job (core/src/tenant-quota.ts).
  * | <p>:control                         | pubsub | cancel / image commands to workers         |
  * | {<p>}:jobs:*                        | BullMQ | the queue (BullMQ's own keys)              |
  */
@@ -38,6 +43,19 @@ export class RedisKeys {
   }
   idempotency(tenant: string, key: string): string {
     return `${this.prefix}:tenant:${tenant}:idem:${createHash('sha256').update(key).digest('hex')}`;
+  }
+  /** Per-tenant quota state; tenant names are [a-z0-9_-], so they cannot break the hash tag. */
+  tenantActive(tenant: string): string {
+    return `${this.prefix}:{tenant:${tenant}}:active`;
+  }
+  tenantRate(tenant: string): string {
+    return `${this.prefix}:{tenant:${tenant}}:rate`;
+  }
+  tenantImages(tenant: string): string {
+    return `${this.prefix}:{tenant:${tenant}}:images`;
+  }
+  tenantRepair(tenant: string): string {
+    return `${this.prefix}:{tenant:${tenant}}:repair`;
   }
   workers(): string {
     return `${this.prefix}:{workers}:index`;

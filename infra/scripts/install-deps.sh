@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-need=(redis-server docker-registry busybox-static iproute2 curl attr coreutils openssl gcc libc6-dev make g++ python3 apache2-utils zstd skopeo umoci)
+need=(redis-server docker-registry busybox-static iproute2 curl attr coreutils openssl gcc libc6-dev make g++ python3 apache2-utils zstd libzstd-dev skopeo umoci)
 if [[ "${1:-}" == "--bench" ]]; then need+=(crun runc bubblewrap); fi
 
 missing=()
@@ -37,7 +37,7 @@ fi
 
 # The native addon: rebuilt when a source is newer than the binary.
 addon=native/build/Release/sbx_native.node
-if [[ ! -f $addon ]] || [[ -n "$(find native/src native/binding.gyp -newer "$addon" -print -quit)" ]]; then
+if [[ ! -f $addon || ! -f native/build/Release/sbx_zstd.node ]] || [[ -n "$(find native/src native/binding.gyp -newer "$addon" -print -quit)" ]]; then
   echo "sbx: building the native launcher" >&2
   npx --no-install node-gyp rebuild --directory native --loglevel=error >&2
 fi

@@ -3,7 +3,8 @@
 #   a private redis-server, Debian's Distribution registry seeded with the demo image,
 #   the API and one worker. Running it again leaves running parts alone.
 # Env: SBX_API_PORT (8080), SBX_REGISTRY_ADDR (127.0.0.1:5000), SBX_DEV_REDIS_PORT (6399),
-#      SBX_STATE_DIR (.sbx/state: image cache, removed by `down`), SBX_WORKER_SLOTS.
+#      SBX_STATE_DIR (.sbx/state: image cache, removed by `down`), SBX_WORKER_SLOTS,
+#      SBX_SECRETS_KEY (default: generated once into .sbx/secrets-key).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash infra/scripts/install-deps.sh
@@ -52,6 +53,11 @@ start registry docker-registry serve "$RUN/registry.yml"
 wait_for "registry on $REGISTRY_ADDR" "curl -sf http://$REGISTRY_ADDR/v2/"
 npx --no-install tsx test/fixtures/build-images.ts --registry "$REGISTRY_ADDR" >"$LOGS/fixtures.log" 2>&1 || { cat "$LOGS/fixtures.log" >&2; exit 1; }
 
+# A job's registryAuth is encrypted at rest with a key the API and the worker share: made once
+# into .sbx/ (0600, removed by `down` with the Redis data it protects), reused by every `up`.
+KEY_FILE=$HERE/.sbx/secrets-key
+if [[ ! -s $KEY_FILE ]]; then (umask 077 && openssl rand -base64 32 >"$KEY_FILE.tmp" && mv "$KEY_FILE.tmp" "$KEY_FILE"); fi
+export SBX_SECRETS_KEY=${SBX_SECRETS_KEY:-$(cat "$KEY_FILE")}
 export SBX_REDIS_URL=redis://127.0.0.1:$REDIS_PORT SBX_API_PORT=$API_PORT SBX_WORKER_ID=${SBX_WORKER_ID:-local/1} SBX_STATE_DIR=${SBX_STATE_DIR:-$HERE/.sbx/state}
 start api node --import tsx api/src/main.ts
 wait_for "API on 127.0.0.1:$API_PORT" "curl -sf http://127.0.0.1:$API_PORT/readyz"

@@ -1,17 +1,9 @@
 // Module entry: argument checks and JS <-> struct conversion only (style.md).
 #include <napi.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#include <sys/utsname.h>
-#include <stdio.h>
-#include <stdlib.h>
-
-#include <fstream>
 
 #include "cgroup.h"
+#include "host_probe.h"
 #include "job.h"
 #include "spec.h"
 
@@ -49,18 +41,6 @@ Napi::Value Throw(Napi::Env env, const Error& e) {
   return env.Undefined();
 }
 
-bool fileExists(const char* p) { return access(p, F_OK) == 0; }
-
-bool filesystemAvailable(const char* fs) {
-  std::ifstream f("/proc/filesystems");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.size() > strlen(fs) && line.compare(line.size() - strlen(fs), strlen(fs), fs) == 0 &&
-        line[line.size() - strlen(fs) - 1] == '\t')
-      return true;
-  return false;
-}
-
 Napi::Value Init(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) return Throw(env, Error{EINVAL, kInvalidSpec, "init", "", "initPath must be a string"});
@@ -71,48 +51,15 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
 
 Napi::Value Probe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const cgroup::Host& h = cgroup::host();
+  host::Probe p = host::probe();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("cgroup", h.mode == cgroup::Mode::kV2 ? "v2" : h.mode == cgroup::Mode::kV1 ? "v1" : "none");
+  o.Set("cgroup", p.cgroup == cgroup::Mode::kV2 ? "v2" : p.cgroup == cgroup::Mode::kV1 ? "v1" : "none");
   Napi::Array missing = Napi::Array::New(env);
-  for (const auto& m : h.missing) missing.Set(missing.Length(), m);
+  for (const auto& m : p.missing) missing.Set(missing.Length(), m);
   Napi::Object f = Napi::Object::New(env);
-  f.Set("overlay", filesystemAvailable("overlay"));
-  f.Set("memsw", h.memsw);
-  f.Set("cgroupKill", h.cgroupKill);
-  // P17: v1 devices controller mounted (v2: a BPF device program, checked when a job starts).
-  f.Set("devicesCgroup", h.mode == cgroup::Mode::kV2 || h.v1Devices);
-  // P30: core scheduling (PR_SCHED_CORE, CONFIG_SCHED_CORE and SMT): GET on ourselves fails with
-  // EINVAL without the kernel option and ENODEV without SMT; jobs then run without a cookie.
-  unsigned long long cookie = 0;
-  f.Set("coreScheduling", prctl(PR_SCHED_CORE, PR_SCHED_CORE_GET, 0, PR_SCHED_CORE_SCOPE_THREAD, (unsigned long)&cookie) == 0);
-  long pfd = syscall(SYS_pidfd_open, getpid(), 0);
-  f.Set("pidfd", pfd >= 0);
-  if (pfd >= 0) close((int)pfd);
-  f.Set("closeRange", syscall(SYS_close_range, ~0U, ~0U, 0) == 0);
-  f.Set("clone3", true);  // used unconditionally; a failure is reported by launch()
-  f.Set("seccomp", fileExists("/proc/sys/kernel/seccomp/actions_avail"));
-  std::string maxUserns;
-  {
-    std::ifstream mu("/proc/sys/user/max_user_namespaces");
-    std::getline(mu, maxUserns);
-  }
-  bool userns = fileExists("/proc/self/ns/user") && atol(maxUserns.c_str()) > 0;
-  f.Set("userns", userns);
-  // Idmapped mounts for overlay lower layers: Linux >= 5.19 (mount_setattr >= 5.12).
-  struct utsname u;
-  int major = 0, minor = 0;
-  if (uname(&u) == 0) sscanf(u.release, "%d.%d", &major, &minor);
-  bool idmap = major > 5 || (major == 5 && minor >= 19);
-  f.Set("idmappedMounts", idmap);
-  if (!filesystemAvailable("overlay")) missing.Set(missing.Length(), "overlayfs not available");
-  if (pfd < 0) missing.Set(missing.Length(), "pidfd_open not supported (Linux >= 5.3 needed)");
-  if (getuid() != 0) missing.Set(missing.Length(), "the launcher must run as root");
-  // Needed by the default userns mode (launch with { userns: false } works without them).
-  if (!userns) missing.Set(missing.Length(), "user namespaces not available (user.max_user_namespaces = 0)");
-  if (!idmap) missing.Set(missing.Length(), "idmapped overlay layers need Linux >= 5.19");
+  for (const auto& [name, present] : p.features) f.Set(name, present);
   o.Set("missing", missing);
-  o.Set("ok", missing.Length() == 0);
+  o.Set("ok", p.missing.empty());
   o.Set("features", f);
   return o;
 }

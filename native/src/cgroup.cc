@@ -12,6 +12,9 @@
 #include <sstream>
 #include <vector>
 
+#include "fd.h"
+#include "kernel.h"
+
 namespace sbx::cgroup {
 namespace {
 
@@ -62,14 +65,8 @@ void detectV2(Host& h, const std::string& root) {
     for (const auto& x : h.v2Controllers) found |= x == c;
     if (!found) h.missing.push_back(std::string(c) + " cgroup controller not available in " + root);
   }
-  h.cgroupKill = exists(root + "/cgroup.kill") || [&] {
-    // cgroup.kill exists only in non-root groups; probe the kernel version instead (>= 5.14).
-    std::string rel;
-    readFile("/proc/sys/kernel/osrelease", rel);
-    int major = 0, minor = 0;
-    sscanf(rel.c_str(), "%d.%d", &major, &minor);
-    return major > 5 || (major == 5 && minor >= 14);
-  }();
+  // cgroup.kill exists only in non-root groups; the kernel version tells otherwise (>= 5.14).
+  h.cgroupKill = exists(root + "/cgroup.kill") || kernel::version().atLeast(5, 14);
 }
 
 Host detect(const std::string& v2Override) {
@@ -101,23 +98,20 @@ const Host& host(const std::string& v2RootOverride) {
 }
 
 bool writeFile(const std::string& path, const std::string& value, Error& err, const char* stage) {
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return fail(err, stage, "open", path.c_str(), errno);
-  ssize_t n = write(fd, value.data(), value.size());
-  int e = errno;
-  close(fd);
-  if (n != (ssize_t)value.size()) return fail(err, stage, "write", path.c_str(), n < 0 ? e : EIO);
+  Fd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return fail(err, stage, "open", path.c_str(), errno);
+  ssize_t n = write(fd.get(), value.data(), value.size());
+  if (n != (ssize_t)value.size()) return fail(err, stage, "write", path.c_str(), n < 0 ? errno : EIO);
   return true;
 }
 
 bool readFile(const std::string& path, std::string& out) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return false;
+  Fd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return false;
   char buf[4096];
   out.clear();
   ssize_t n;
-  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, (size_t)n);
-  close(fd);
+  while ((n = read(fd.get(), buf, sizeof buf)) > 0) out.append(buf, (size_t)n);
   return n == 0;
 }
 
@@ -255,8 +249,7 @@ void readUsage(const Group& g, Usage& u) {
 
 bool remove(Group& g, Error& err) {
   bool ok = true;
-  if (g.dirFd >= 0) close(g.dirFd);
-  g.dirFd = -1;
+  g.dirFd.reset();
   // Fast path: normally the group is already empty (the pid namespace died with its init).
   bool busy = false;
   for (auto it = g.dirs.rbegin(); it != g.dirs.rend(); ++it)

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 #include "error.h"
+#include "fd.h"
 #include "spec.h"
 
 namespace sbx::cgroup {
@@ -40,7 +41,7 @@ struct Group {
   std::string memory, pids, cpu, cpuacct, freezer;  // v1 per-controller dirs (v2: all = dirs[0])
   std::string devices;            // v1 devices dir ("" = not used); v2: unused
   bool denyDevices = true;        // P17: device allow-list (v1 devices.deny/allow, v2 BPF program)
-  int dirFd = -1;                 // v2: O_RDONLY|O_DIRECTORY fd for CLONE_INTO_CGROUP and BPF attach
+  Fd dirFd;                       // v2: O_RDONLY|O_DIRECTORY fd for CLONE_INTO_CGROUP and BPF attach
 };
 
 // Job group parent/<id>: plan() names the directories (no syscalls, so the paths can be handed to

@@ -127,11 +127,9 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
   }
   for (size_t i = 0; i < g.dirs.size(); i++) {
     if (makeJobDir(h, parent, g.dirs[i], err)) continue;
-    Group partial = g;
-    partial.dirs.resize(i);  // never remove a directory we did not create (EEXIST)
+    g.dirs.resize(i);  // never remove a directory we did not create (EEXIST)
     Error ignored;
-    remove(partial, ignored);
-    g.dirs.clear();
+    remove(g, ignored);  // clears g.dirs
     return false;
   }
   bool ok = writeMemory(false, g.memory, l.memoryBytes, h.memsw, err) && writePids(false, g.pids, l.pids, err) &&

@@ -87,8 +87,8 @@ std::vector<struct bpf_insn> deviceProgram() {
 
 // Loaded once; the fd (O_CLOEXEC from the kernel) is kept for the process lifetime.
 bool deviceProgFd(int& fd, Error& err) {
-  static int progFd = -1;
-  if (progFd < 0) {
+  static Fd progFd;
+  if (!progFd.valid()) {
     static const std::vector<struct bpf_insn> prog = deviceProgram();
     static const char license[] = "Apache-2.0";
     union bpf_attr a = {};
@@ -96,10 +96,10 @@ bool deviceProgFd(int& fd, Error& err) {
     a.insn_cnt = (uint32_t)prog.size();
     a.insns = (uint64_t)(uintptr_t)prog.data();
     a.license = (uint64_t)(uintptr_t)license;
-    progFd = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a);
-    if (progFd < 0) return fail(err, "cgroup-devices", "bpf(BPF_PROG_LOAD)", "", errno, kHost);
+    progFd.reset((int)syscall(SYS_bpf, BPF_PROG_LOAD, &a, sizeof a));
+    if (!progFd.valid()) return fail(err, "cgroup-devices", "bpf(BPF_PROG_LOAD)", "", errno, kHost);
   }
-  fd = progFd;
+  fd = progFd.get();
   return true;
 }
 
@@ -149,9 +149,9 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
     g.dirs.clear();  // not ours (EEXIST) or not made: nothing to remove
     return fail(err, "cgroup-create", "mkdir", dir.c_str(), e);
   }
-  g.dirFd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // BPF attach needs a non-O_PATH fd
-  bool ok = g.dirFd >= 0 || fail(err, "cgroup-create", "open", dir.c_str(), errno);
-  ok = ok && (!g.denyDevices || attachDevices(g.dirFd, dir, err));
+  g.dirFd.reset(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // BPF attach needs a non-O_PATH fd
+  bool ok = g.dirFd.valid() || fail(err, "cgroup-create", "open", dir.c_str(), errno);
+  ok = ok && (!g.denyDevices || attachDevices(g.dirFd.get(), dir, err));
   ok = ok && (!has(h, "memory") || writeMemory(true, dir, l.memoryBytes, false, err));
   ok = ok && (!has(h, "pids") || writePids(true, dir, l.pids, err));
   ok = ok && (!has(h, "cpu") || writeCpu(true, dir, l.cpus, err));

@@ -14,6 +14,7 @@
 #include <map>
 #include <set>
 
+#include "fd.h"
 #include "ns.h"
 #include "proto.h"
 #include "seccomp.h"
@@ -24,7 +25,7 @@ namespace sbx::job {
 namespace {
 
 constexpr size_t kStackSize = 256 * 1024;
-int gInitFd = -1;
+Fd gInit;  // sbx-init in a sealed memfd, loaded once
 int gNextHandle = 1;
 std::map<int, Job*> gJobs;
 std::set<std::string> gPreparedStateDirs;
@@ -35,32 +36,20 @@ uint64_t nowNs() {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-// A file descriptor that closes itself (undo step bound to creation).
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  explicit Fd(int f) : fd(f) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(Fd&& o) noexcept { reset(); fd = o.fd; o.fd = -1; return *this; }
-  ~Fd() { reset(); }
-  void reset() { if (fd >= 0) close(fd); fd = -1; }
-  int release() { int f = fd; fd = -1; return f; }
-};
-
 // Move fd to a number >= kMinFd (so the child's dup3 onto 0..3 cannot clobber a source).
 bool raiseFd(Fd& f, Error& err) {
-  if (f.fd >= child::kMinFd) return true;
-  int n = fcntl(f.fd, F_DUPFD_CLOEXEC, child::kMinFd);
+  if (f.get() >= child::kMinFd) return true;
+  int n = fcntl(f.get(), F_DUPFD_CLOEXEC, child::kMinFd);
   if (n < 0) return fail(err, "fds", "fcntl(F_DUPFD_CLOEXEC)", "", errno);
-  f = Fd(n);
+  f.reset(n);
   return true;
 }
 
 bool makePipe(Fd& r, Fd& w, Error& err) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return fail(err, "fds", "pipe2", "", errno);
-  r = Fd(p[0]);
-  w = Fd(p[1]);
+  r.reset(p[0]);
+  w.reset(p[1]);
   return true;
 }
 
@@ -82,8 +71,9 @@ struct Job {
   child::Args args{};
   void* stack = nullptr;
   cgroup::Group group;
-  int pid = -1, pidfd = -1, syncFd = -1;
-  int mntnsFd = -1;  // the job's mount namespace, released after the exit is reported
+  int pid = -1;
+  Fd pidfd, syncFd;
+  Fd mntns;  // the job's mount namespace, released after the exit is reported
   uv_poll_t exitPoll{}, syncPoll{};
   int openPolls = 0;
   bool syncPolling = false;
@@ -93,10 +83,8 @@ struct Job {
   bool execReported = false;
 
   ~Job() {
-    ns::releaseLater(mntnsFd);
+    ns::releaseLater(std::move(mntns));
     if (stack) munmap(stack, kStackSize);
-    if (pidfd >= 0) close(pidfd);
-    if (syncFd >= 0) close(syncFd);
   }
 };
 
@@ -140,9 +128,9 @@ void handleMsg(Job* j, const proto::Msg& m) {
   }
 }
 
-// One packet, with at most one passed fd (which we own; -1 if none).
-ssize_t recvMsg(int fd, proto::Msg& m, int& passed) {
-  passed = -1;
+// One packet, with at most one passed fd (any others are closed).
+ssize_t recvMsg(int fd, proto::Msg& m, Fd& passed) {
+  passed.reset();
   struct iovec iov = {&m, sizeof m};
   alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
   struct msghdr mh{};
@@ -157,8 +145,8 @@ ssize_t recvMsg(int fd, proto::Msg& m, int& passed) {
     for (size_t i = 0; i < count; i++) {
       int f;
       memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-      if (passed < 0) passed = f;
-      else close(f);
+      if (!passed.valid()) passed.reset(f);
+      else Fd{f}.reset();
     }
   }
   return n;
@@ -168,12 +156,9 @@ ssize_t recvMsg(int fd, proto::Msg& m, int& passed) {
 bool drainSync(Job* j) {
   for (;;) {
     proto::Msg m;
-    int passed;
-    ssize_t n = recvMsg(j->syncFd, m, passed);
-    if (passed >= 0) {
-      if (m.tag == 'N' && j->mntnsFd < 0) j->mntnsFd = passed;
-      else close(passed);
-    }
+    Fd passed;
+    ssize_t n = recvMsg(j->syncFd.get(), m, passed);
+    if (passed.valid() && m.tag == 'N' && !j->mntns.valid()) j->mntns = std::move(passed);
     if (n == (ssize_t)sizeof m) {
       handleMsg(j, m);
       continue;
@@ -237,7 +222,7 @@ void onExit(uv_poll_t* h, int, int) {
   if (j->syncPolling) drainSync(j);
   stopSyncPoll(j);
   siginfo_t si{};
-  syscall(SYS_waitid, P_PIDFD, j->pidfd, &si, WEXITED, nullptr);
+  syscall(SYS_waitid, P_PIDFD, j->pidfd.get(), &si, WEXITED, nullptr);
   uint64_t wall = nowNs() - j->startNs;
   cgroup::Usage usage;
   cgroup::readUsage(j->group, usage);
@@ -294,9 +279,9 @@ void buildInitArgs(Job& j) {
 
 // Kill and reap a child that never got going (undo of clone).
 void abortChild(Job& j) {
-  syscall(SYS_pidfd_send_signal, j.pidfd, SIGKILL, nullptr, 0);
+  syscall(SYS_pidfd_send_signal, j.pidfd.get(), SIGKILL, nullptr, 0);
   siginfo_t si;
-  syscall(SYS_waitid, P_PIDFD, j.pidfd, &si, WEXITED, nullptr);
+  syscall(SYS_waitid, P_PIDFD, j.pidfd.get(), &si, WEXITED, nullptr);
 }
 
 bool sendAll(int fd, const void* data, size_t len, Error& err) {
@@ -307,21 +292,21 @@ bool sendAll(int fd, const void* data, size_t len, Error& err) {
 }  // namespace
 
 bool loadInit(const std::string& path, Error& err) {
-  if (gInitFd >= 0) return true;
+  if (gInit.valid()) return true;
   Fd src(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (src.fd < 0) return fail(err, "init-load", "open", path.c_str(), errno, kHost);
+  if (!src.valid()) return fail(err, "init-load", "open", path.c_str(), errno, kHost);
   Fd mem((int)syscall(SYS_memfd_create, "sbx-init", MFD_CLOEXEC | MFD_ALLOW_SEALING));
-  if (mem.fd < 0) return fail(err, "init-load", "memfd_create", "", errno, kHost);
+  if (!mem.valid()) return fail(err, "init-load", "memfd_create", "", errno, kHost);
   char buf[65536];
   ssize_t n;
-  while ((n = read(src.fd, buf, sizeof buf)) > 0)
-    if (write(mem.fd, buf, (size_t)n) != n) return fail(err, "init-load", "write", "memfd", errno, kHost);
+  while ((n = read(src.get(), buf, sizeof buf)) > 0)
+    if (write(mem.get(), buf, (size_t)n) != n) return fail(err, "init-load", "write", "memfd", errno, kHost);
   if (n < 0) return fail(err, "init-load", "read", path.c_str(), errno, kHost);
-  fchmod(mem.fd, 0555);
-  if (fcntl(mem.fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
+  fchmod(mem.get(), 0555);
+  if (fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE) != 0)
     return fail(err, "init-load", "fcntl(F_ADD_SEALS)", "memfd", errno, kHost);
   RETURN_ON_FAILURE(raiseFd(mem, err));
-  gInitFd = mem.release();
+  gInit = std::move(mem);
   return true;
 }
 
@@ -334,7 +319,7 @@ struct LaunchFds {
 };
 
 bool checkHost(const cgroup::Host& host, const spec::Options& o, Error& err) {
-  if (gInitFd < 0) return fail(err, "init-load", "", "sbx-init not loaded", ENOENT, kHost);
+  if (!gInit.valid()) return fail(err, "init-load", "", "sbx-init not loaded", ENOENT, kHost);
   if (host.mode == cgroup::Mode::kNone || (!host.missing.empty() && o.cgroupV2Root.empty()))
     return fail(err, "host", "", host.missing.empty() ? "" : host.missing[0].c_str(), ENOSYS, kHost);
   if (gPreparedStateDirs.count(o.stateDir)) return true;
@@ -361,7 +346,7 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   cgroup::plan(host, o.cgroupParent, s.id, o.devicesCgroup, j.group);
   j.joinFiles = cgroup::selfJoinFiles(j.group);
   for (const auto& f : j.joinFiles) j.joinPtrs.push_back(f.c_str());
-  j.args = child::Args{-1, -1, -1, -1, gInitFd, j.ops.data(), j.ops.size(), s.hostname.c_str(), s.hostname.size(),
+  j.args = child::Args{-1, -1, -1, -1, gInit.get(), j.ops.data(), j.ops.size(), s.hostname.c_str(), s.hostname.size(),
                        j.initArgv.data(), j.initEnvp.data(), j.joinPtrs.data(), j.joinPtrs.size(), usernsFd, -1};
   return true;
 }
@@ -372,20 +357,20 @@ bool openFds(Job& j, LaunchFds& f, Error& err) {
   if (j.spec.stdinPipe) {
     RETURN_ON_FAILURE(makePipe(f.inR, f.inW, err));
   } else {
-    f.inR = Fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (f.inR.fd < 0) return fail(err, "fds", "open", "/dev/null", errno);
+    f.inR.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!f.inR.valid()) return fail(err, "fds", "open", "/dev/null", errno);
   }
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return fail(err, "sync", "socketpair", "", errno);
-  f.syncP = Fd(sv[0]);
-  f.syncC = Fd(sv[1]);
+  f.syncP.reset(sv[0]);
+  f.syncC.reset(sv[1]);
   RETURN_ON_FAILURE(raiseFd(f.outW, err) && raiseFd(f.errW, err) && raiseFd(f.inR, err) && raiseFd(f.syncC, err));
-  f.netns = Fd(ns::takeNetns());
-  j.args.syncFd = f.syncC.fd;
-  j.args.stdinFd = f.inR.fd;
-  j.args.stdoutFd = f.outW.fd;
-  j.args.stderrFd = f.errW.fd;
-  j.args.netFd = f.netns.fd;
+  f.netns = ns::takeNetns();
+  j.args.syncFd = f.syncC.get();
+  j.args.stdinFd = f.inR.get();
+  j.args.stdoutFd = f.outW.get();
+  j.args.stderrFd = f.errW.get();
+  j.args.netFd = f.netns.get();
   j.stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (j.stack != MAP_FAILED) return true;
   j.stack = nullptr;
@@ -406,14 +391,14 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
   }
   j.startNs = nowNs();
   ns::Clone c;
-  RETURN_ON_FAILURE(ns::cloneChild(ns::kCloneFlags, j.group.v2 ? j.group.dirFd : -1, j.stack, kStackSize, child::main,
-                                   &j.args, c, err));
+  RETURN_ON_FAILURE(ns::cloneChild(ns::kCloneFlags, j.group.v2 ? j.group.dirFd.get() : -1, j.stack, kStackSize,
+                                   child::main, &j.args, c, err));
   j.pid = c.pid;
-  j.pidfd = c.pidfd;
+  j.pidfd = std::move(c.pidfd);
   for (Fd* childEnd : {&f.syncC, &f.netns, &f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies
   bool ok = j.group.v2 || cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err);
   undo.g = &j.group;
-  if (!ok || !sendAll(f.syncP.fd, "G", 1, err) || !sendAll(f.syncP.fd, config.data(), config.size(), err)) {
+  if (!ok || !sendAll(f.syncP.get(), "G", 1, err) || !sendAll(f.syncP.get(), config.data(), config.size(), err)) {
     abortChild(j);
     return false;
   }
@@ -425,13 +410,13 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
 void watch(Job& j, Napi::Env env, Napi::Function onEvent, LaunchFds& f) {
   uv_loop_t* loop = nullptr;
   napi_get_uv_event_loop(env, &loop);
-  j.syncFd = f.syncP.release();
+  j.syncFd = std::move(f.syncP);
   j.env = env;
   j.onEvent = Napi::Persistent(onEvent);
   j.asyncContext.reset(new Napi::AsyncContext(env, "sbx:job"));
   j.handle = gNextHandle++;
-  uv_poll_init(loop, &j.exitPoll, j.pidfd);
-  uv_poll_init(loop, &j.syncPoll, j.syncFd);
+  uv_poll_init(loop, &j.exitPoll, j.pidfd.get());
+  uv_poll_init(loop, &j.syncPoll, j.syncFd.get());
   j.exitPoll.data = j.syncPoll.data = &j;
   j.openPolls = 2;
   uv_poll_start(&j.exitPoll, UV_READABLE, onExit);
@@ -465,7 +450,7 @@ bool kill(int handle) {
   auto it = gJobs.find(handle);
   if (it == gJobs.end()) return false;
   // SIGKILL to pid 1 of the job's pid namespace: the kernel kills every process in it.
-  return syscall(SYS_pidfd_send_signal, it->second->pidfd, SIGKILL, nullptr, 0) == 0;
+  return syscall(SYS_pidfd_send_signal, it->second->pidfd.get(), SIGKILL, nullptr, 0) == 0;
 }
 
 bool usage(int handle, cgroup::Usage& u) {

@@ -88,7 +88,7 @@ bool cloneChild(uint64_t nsFlags, int cgroupFd, void* stack, size_t stackSize, i
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (pid < 0) return fail(err, "clone", "clone3", "", pid);
   out.pid = (int)pid;
-  out.pidfd = pidfd;
+  out.pidfd.reset(pidfd);
   return true;
 }
 
@@ -107,7 +107,7 @@ constexpr size_t kNetPoolSize = 4;
 struct NetPool {
   std::mutex mu;
   std::condition_variable wake;
-  std::deque<int> fds;
+  std::deque<Fd> fds;
   bool started = false;
   bool broken = false;  // creation failed once: stop trying, callers fall back
 };
@@ -118,21 +118,15 @@ NetPool& pool() {
 
 // Make a namespace in this thread (nsproxy is per thread), keep an fd, and go back home, so the
 // filler thread never stays in a namespace a job will use.
-int makeNetns(int homeFd) {
-  if (unshare(CLONE_NEWNET) != 0) return -1;
+Fd makeNetns(int homeFd) {
+  if (unshare(CLONE_NEWNET) != 0) return Fd();
   Error ignored;
-  int fd = -1;
+  Fd fd;
   if (loopbackUpInChild(ignored)) {
-    int raw = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (raw >= 0) {
-      fd = fcntl(raw, F_DUPFD_CLOEXEC, 10 /* child::kMinFd */);
-      close(raw);
-    }
+    Fd raw(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (raw.valid()) fd.reset(fcntl(raw.get(), F_DUPFD_CLOEXEC, 10 /* child::kMinFd */));
   }
-  if (setns(homeFd, CLONE_NEWNET) != 0) {  // cannot go home: stop making namespaces
-    if (fd >= 0) close(fd);
-    return -1;
-  }
+  if (setns(homeFd, CLONE_NEWNET) != 0) return Fd();  // cannot go home: stop making namespaces
   return fd;
 }
 
@@ -141,19 +135,19 @@ void fill() {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
   NetPool& p = pool();
-  int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  Fd home(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(p.mu);
       p.wake.wait(lk, [&] { return p.fds.size() < kNetPoolSize; });
     }
-    int fd = home >= 0 ? makeNetns(home) : -1;
+    Fd fd = home.valid() ? makeNetns(home.get()) : Fd();
     std::lock_guard<std::mutex> lk(p.mu);
-    if (fd < 0) {
+    if (!fd.valid()) {
       p.broken = true;
       return;
     }
-    p.fds.push_back(fd);
+    p.fds.push_back(std::move(fd));
   }
 }
 
@@ -195,7 +189,7 @@ namespace {
 struct Janitor {
   std::mutex mu;
   std::condition_variable wake;
-  std::deque<int> fds;
+  std::deque<Fd> fds;
   bool started = false;
 };
 Janitor& janitor() {
@@ -209,40 +203,40 @@ void janitorLoop() {
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
   Janitor& j = janitor();
   for (;;) {
-    int fd;
+    Fd fd;
     {
       std::unique_lock<std::mutex> lk(j.mu);
       j.wake.wait(lk, [&] { return !j.fds.empty(); });
-      fd = j.fds.front();
+      fd = std::move(j.fds.front());
       j.fds.pop_front();
     }
-    close(fd);
+    fd.reset();  // outside the lock: this is the slow part
   }
 }
 
 }  // namespace
 
-void releaseLater(int fd) {
-  if (fd < 0) return;
+void releaseLater(Fd fd) {
+  if (!fd.valid()) return;
   Janitor& j = janitor();
   std::lock_guard<std::mutex> lk(j.mu);
   if (!j.started) {
     j.started = true;
     std::thread(janitorLoop).detach();
   }
-  j.fds.push_back(fd);
+  j.fds.push_back(std::move(fd));
   j.wake.notify_one();
 }
 
-int takeNetns() {
+Fd takeNetns() {
   NetPool& p = pool();
   std::lock_guard<std::mutex> lk(p.mu);
   if (!p.started) {
     p.started = true;
     std::thread(fill).detach();
   }
-  if (p.fds.empty() || p.broken) return -1;
-  int fd = p.fds.front();
+  if (p.fds.empty() || p.broken) return Fd();
+  Fd fd = std::move(p.fds.front());
   p.fds.pop_front();
   p.wake.notify_one();
   return fd;

@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "error.h"
+#include "fd.h"
 
 namespace sbx::ns {
 
@@ -17,12 +18,12 @@ constexpr uint64_t kUnshareFlags = 0x00020000 /*CLONE_NEWNS*/ | 0x04000000 /*CLO
 // Fresh network namespaces, made ahead of time by a dedicated thread (a new network namespace
 // costs ~0.7 ms, the biggest single step of a launch). Each one is handed out once and never
 // reused; `lo` is already up. take() returns -1 when the pool is empty (the child then makes its
-// own). The fd is O_CLOEXEC and >= child::kMinFd; the caller owns it.
-int takeNetns();
+// own). The fd is O_CLOEXEC and >= child::kMinFd.
+Fd takeNetns();
 
 struct Clone {
   int pid = -1;
-  int pidfd = -1;
+  Fd pidfd;
 };
 
 // clone3(CLONE_VM | namespaces | CLONE_PIDFD [| CLONE_INTO_CGROUP]) running fn(arg) on `stack`.
@@ -37,7 +38,7 @@ bool unshareCgroupInChild(Error& err);
 
 // Close `fd` on a background thread (the last reference to a namespace: its teardown — unmounting
 // the job's file systems, an RCU grace period — must not run on the JS thread).
-void releaseLater(int fd);
+void releaseLater(Fd fd);
 
 // Setup child: send our mount namespace to the launcher (best effort; see proto.h 'N').
 void shareMountNsInChild(int syncFd);

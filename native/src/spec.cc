@@ -78,6 +78,8 @@ bool hasProcComponent(const std::string& cwd) {
   return cwd == "/proc" || cwd.rfind("/proc/", 0) == 0 || cwd.find("/proc/") != std::string::npos;
 }
 
+// The bounds below MUST AGREE WITH core/src/launch-bounds.ts: the API and config accept exactly
+// these ranges, so a job the API accepts is never refused here (core/src/launch-bounds.test.ts).
 bool readLimits(const Napi::Object& spec, Limits& l, Error& err) {
   Napi::Value v = spec.Get("limits");
   if (!v.IsObject()) return bad(err, "limits", "must be an object");

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "child.h"
+#include "fd.h"
 #include "ns.h"
 #include "sys.h"
 
@@ -19,7 +20,7 @@ namespace sbx::userns {
 namespace {
 
 constexpr size_t kStack = 64 * 1024;
-std::map<std::pair<uint32_t, uint32_t>, int> gCache;
+std::map<std::pair<uint32_t, uint32_t>, Fd> gCache;  // kept for the process lifetime
 
 struct HoldArgs {
   int readFd, writeFd;
@@ -38,47 +39,43 @@ int hold(void* p) {
 bool writeMap(int pid, const char* file, uint64_t hostBase, Error& err) {
   std::string path = "/proc/" + std::to_string(pid) + "/" + file;
   std::string line = "0 " + std::to_string(hostBase) + " " + std::to_string(kRange) + "\n";
-  int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return fail(err, "userns", "open", path.c_str(), errno);
-  bool ok = write(fd, line.data(), line.size()) == (ssize_t)line.size();
-  int e = errno;
-  close(fd);
-  return ok || fail(err, "userns", "write", path.c_str(), e);
+  Fd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return fail(err, "userns", "open", path.c_str(), errno);
+  bool ok = write(fd.get(), line.data(), line.size()) == (ssize_t)line.size();
+  return ok || fail(err, "userns", "write", path.c_str(), errno);
 }
 
-bool create(uint64_t hostBase, int& out, Error& err) {
+bool create(uint64_t hostBase, Fd& out, Error& err) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return fail(err, "userns", "pipe2", "", errno);
-  HoldArgs args{p[0], p[1]};
+  Fd holdR(p[0]), holdW(p[1]);
+  HoldArgs args{holdR.get(), holdW.get()};
   void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   ns::Clone c;
   bool ok = stack != MAP_FAILED &&
             ns::cloneChild(0x10000000 /*CLONE_NEWUSER*/, -1, stack, kStack, hold, &args, c, err);
   if (stack == MAP_FAILED) fail(err, "userns", "mmap", "stack", errno);
-  int fd = -1;
+  Fd fd;
   if (ok) {
     ok = writeMap(c.pid, "uid_map", hostBase, err) && writeMap(c.pid, "gid_map", hostBase, err);
     if (ok) {
       std::string nsPath = "/proc/" + std::to_string(c.pid) + "/ns/user";
-      int raw = open(nsPath.c_str(), O_RDONLY | O_CLOEXEC);
-      if (raw < 0) ok = fail(err, "userns", "open", nsPath.c_str(), errno);
+      Fd raw(open(nsPath.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!raw.valid()) ok = fail(err, "userns", "open", nsPath.c_str(), errno);
       else {
-        fd = fcntl(raw, F_DUPFD_CLOEXEC, child::kMinFd);
-        close(raw);
-        if (fd < 0) ok = fail(err, "userns", "fcntl", nsPath.c_str(), errno);
+        fd.reset(fcntl(raw.get(), F_DUPFD_CLOEXEC, child::kMinFd));
+        if (!fd.valid()) ok = fail(err, "userns", "fcntl", nsPath.c_str(), errno);
       }
     }
   }
-  close(p[1]);  // the holder exits
-  if (c.pidfd >= 0) {
+  holdW.reset();  // the holder exits
+  if (c.pidfd.valid()) {
     siginfo_t si;
-    syscall(SYS_waitid, P_PIDFD, c.pidfd, &si, WEXITED, nullptr);
-    close(c.pidfd);
+    syscall(SYS_waitid, P_PIDFD, c.pidfd.get(), &si, WEXITED, nullptr);
   }
-  close(p[0]);
   if (stack != MAP_FAILED) munmap(stack, kStack);
   if (!ok) return false;
-  out = fd;
+  out = std::move(fd);
   return true;
 }
 
@@ -88,13 +85,15 @@ bool slotFd(uint32_t uidBase, uint32_t slot, int& fd, Error& err) {
   auto key = std::make_pair(uidBase, slot);
   auto it = gCache.find(key);
   if (it != gCache.end()) {
-    fd = it->second;
+    fd = it->second.get();
     return true;
   }
   uint64_t hostBase = (uint64_t)uidBase + (uint64_t)slot * kRange;
   if (hostBase + kRange > 0xFFFFFFFFull) return fail(err, "spec", "", "uidBase + slot * 65536 exceeds the uid space", ERANGE, kInvalidSpec);
-  RETURN_ON_FAILURE(create(hostBase, fd, err));
-  gCache[key] = fd;
+  Fd made;
+  RETURN_ON_FAILURE(create(hostBase, made, err));
+  fd = made.get();
+  gCache[key] = std::move(made);
   return true;
 }
 

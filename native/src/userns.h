@@ -10,7 +10,8 @@ namespace sbx::userns {
 
 constexpr uint32_t kRange = 65536;
 
-// The user namespace fd for `slot` (O_CLOEXEC, >= child::kMinFd), created on first use.
+// The user namespace fd for `slot` (O_CLOEXEC, >= child::kMinFd), created on first use; owned by
+// this module for the process lifetime (the caller borrows it).
 bool slotFd(uint32_t uidBase, uint32_t slot, int& fd, Error& err);
 
 }  // namespace sbx::userns

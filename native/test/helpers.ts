@@ -1,4 +1,5 @@
-// Shared test helpers: a busybox rootfs, a base spec, run-to-completion, leak checks.
+// Shared test helpers: a busybox rootfs, a base spec, run-to-completion, leak checks (cgroups,
+// processes, mounts under the launcher's own paths).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -25,11 +26,16 @@ export interface CgroupLayout {
   hybridV2Root: string;
 }
 
+/** mountinfo writes space, tab, newline and backslash in paths as octal escapes (\040...). */
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+}
+
 function mounts(): { point: string; fstype: string; source: string; superOpts: string }[] {
   return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).map((l) => {
     const [pre, post] = l.split(' - ') as [string, string];
     const [fstype = '', source = '', superOpts = ''] = post.split(' ');
-    return { point: pre.split(' ')[4]!, fstype, source, superOpts };
+    return { point: unescapeMountField(pre.split(' ')[4]!), fstype, source: unescapeMountField(source), superOpts };
   });
 }
 
@@ -299,8 +305,30 @@ export function processesIn(parent: string): number[] {
   return pids;
 }
 
-export function mountCount(): number {
-  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).length;
+/**
+ * The mounts of this (the host's) mount namespace at or below any of `roots`, as
+ * "<mount point> <fstype> <source>", sorted. The launcher makes every job mount inside the job's
+ * own mount namespace, below <stateDir>/mnt (and reads the image layers): a mount it leaks onto
+ * the host can only appear under its state dir or the layers, so leak checks look there (the
+ * test's own directories) and not at the whole table, where any other program on the machine that
+ * mounts (another test file running in parallel) would show up too.
+ */
+export function mountsUnder(roots: string[]): string[] {
+  const dirs = roots.map((r) => fs.realpathSync(r).replace(/\/+$/, ''));
+  return mounts()
+    .filter((m) => dirs.some((d) => m.point === d || m.point.startsWith(`${d}/`)))
+    .map((m) => `${m.point} ${m.fstype} ${m.source}`)
+    .sort();
+}
+
+/** Mount a tmpfs at `dir` named like the tests' state dirs (sweepStaleTestParents unmounts it if the run dies). */
+export function mountTestTmpfs(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', `sbx-test-state-${process.pid}`, dir]);
+}
+
+export function unmountTestTmpfs(dir: string): void {
+  unmountStateDir(dir);
 }
 
 /** Where parents of these tests can be: every hierarchy (v1) or the v2 root, and a hybrid host's cgroup2 mount. */

@@ -1,25 +1,36 @@
 // Phase 1: the launcher end to end on the real kernel with real cgroups (run as root).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { launch, liveJobs, probeHost, sweep } from '../index.ts';
+import { launch, liveJobs, probeHost, sweep, type LaunchOptions } from '../index.ts';
 import {
-  assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, makeTempDir, mountCount, processesIn,
-  removeParent, run, sweepStaleTestParents, uniqueParent,
+  assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, makeTempDir, mountsUnder,
+  mountTestTmpfs, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
 } from './helpers.ts';
 
 const parent = uniqueParent('launch');
-const opts = { cgroupParent: parent };
+// stateDir: set in before() to a directory of this file's own (beside the rootfs), so the mount
+// check below looks only where this file's launches can leave mounts.
+const opts: LaunchOptions = { cgroupParent: parent };
 let tmp = '';
 let rootfs = '';
-let mountsBefore = 0;
+let mountsBefore: string[] = [];
+
+/** The host mounts under this file's launcher paths (state dir and rootfs, both in `tmp`). */
+function launcherMounts(): string[] {
+  return mountsUnder([tmp]);
+}
+
+function assertNoMountLeaks(): void {
+  assert.deepEqual(launcherMounts(), mountsBefore, 'mounts left on the host under the launcher\'s state dir or layers');
+}
 
 function assertNoLeftovers(id: string): void {
   assertCgroupsGone(parent, id);
   assert.deepEqual(processesIn(parent), [], 'processes left in the cgroup parent');
-  assert.equal(mountCount(), mountsBefore, 'mount table of the host changed');
+  assertNoMountLeaks();
 }
 
 describe('launcher', () => {
@@ -30,7 +41,8 @@ describe('launcher', () => {
     assert.equal(p.cgroup, cgroupLayout().mode, 'the launcher and these tests disagree on the cgroup mode');
     tmp = makeTempDir('launch');
     rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
-    mountsBefore = mountCount();
+    opts.stateDir = path.join(tmp, 'state');
+    mountsBefore = launcherMounts();
   });
   after(() => {
     removeParent(parent);
@@ -218,6 +230,31 @@ describe('launcher', () => {
       assert.equal(r.exit.exitCode, 0);
     });
     for (const sp of specs) assertNoLeftovers(sp.id);
+  });
+
+  it('the mount leak check sees a mount left in the launcher\'s state dir, and none elsewhere on the host', async () => {
+    const spec = baseSpec([rootfs], { argv: ['true'] });
+    const r = await run(spec, opts);  // the state dir exists
+    assert.equal(r.exit.exitCode, 0);
+    assertNoLeftovers(spec.id);
+    const leaked = path.join(opts.stateDir!, 'mnt', 'leaked');
+    const elsewhere = makeTempDir('not-the-launcher');  // like another test file mounting in parallel
+    try {
+      mountTestTmpfs(elsewhere);
+      mountTestTmpfs(leaked);
+      assert.throws(() => assertNoLeftovers(spec.id), (e: Error) => {
+        assert.match(e.message, /mounts left on the host/);
+        assert.ok(launcherMounts().some((m) => m.startsWith(`${leaked} tmpfs `)), `not reported: ${leaked}`);
+        return true;
+      });
+      unmountTestTmpfs(leaked);
+      assert.ok(execFileSync('findmnt', ['-n', '-o', 'TARGET', elsewhere], { encoding: 'utf8' }).trim() === elsewhere,
+        `${elsewhere} is still mounted`);
+      assertNoLeftovers(spec.id);  // a mount outside the launcher's paths does not count
+    } finally {
+      unmountTestTmpfs(leaked);
+      unmountTestTmpfs(elsewhere);
+    }
   });
 
   it('leaves no job tracked natively after the runs', () => {

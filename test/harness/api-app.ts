@@ -9,6 +9,7 @@ import { apiMetrics, createRegistry } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory } from '../../core/src/worker-directory.ts';
+import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { createApp } from '../../api/src/app.ts';
 import type { AppDeps } from '../../api/src/deps.ts';
 import { JobEventsHub } from '../../api/src/job-events-hub.ts';
@@ -24,7 +25,7 @@ export function createTestApp(redisServer: RunningRedis, env: Record<string, str
   const deps: AppDeps = {
     config, keys, redis, registry,
     logger: createLogger('api-test', 'silent'),
-    store: new JobStore(redis, keys, config.env.SBX_JOB_TTL_SECONDS),
+    store: new JobStore(redis, keys, config.env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(config.env)),
     queue: new JobQueue(redis, keys),
     hub: new JobEventsHub(sub),
     workers: new WorkerDirectory(redis, keys),

@@ -40,7 +40,8 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean } = {}): Promise<Stack> {
+/** `adminKey`: an admin API key of `env.SBX_API_KEYS`, for the harness's own look at /v1/workers. */
+export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean; adminKey?: string } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
   const cluster = opts.redisCluster ? await startRedisCluster() : null;
@@ -61,6 +62,7 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
     SBX_CGROUP_PARENT: `sbx-test-${runId}`,
     SBX_LOG_LEVEL: 'warn',
     SBX_HEARTBEAT_MS: '500',
+    SBX_SECRETS_KEY: randomBytes(32).toString('base64'), // API and workers share it (registryAuth at rest)
     ...opts.env,
   };
   let started: StartedApi;
@@ -90,7 +92,7 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
       stack.workers.push(w);
       await waitUntil(async () => {
         if (w.child.exitCode !== null) throw new Error(`worker exited (${w.child.exitCode}):\n${w.log()}`);
-        const res = await fetch(`${apiUrl}/v1/workers`).catch(() => null);
+        const res = await fetch(`${apiUrl}/v1/workers`, { headers: opts.adminKey ? { authorization: `Bearer ${opts.adminKey}` } : {} }).catch(() => null);
         const body = res?.ok ? ((await res.json()) as { items: Array<{ id: string; pid: number }> }) : { items: [] };
         return body.items.some((x) => x.id === (extraEnv.SBX_WORKER_ID ?? id) && x.pid === w.child.pid);
       }, 30_000, `worker ${id} to register`);

@@ -1,6 +1,8 @@
 /**
- * One job on this worker, start to finish: claim it (queued → pulling), acquire the image, start it
- * (→ running), stream its output, record how it ended. Every failure is classified once into the
+ * One job on this worker, start to finish: claim it (queued → pulling), acquire the image, take a
+ * run slot (waiting in arrival order; the job stays `pulling`), start it (→ running), stream its
+ * output, record how it ended. A pull never holds a slot: a job stuck on a slow registry does not
+ * keep ready jobs from running (the queue hands out slots + pull concurrency jobs at once). Every failure is classified once into the
  * job's `error.code`; the job record always reaches a final status unless this process dies, in
  * which case the janitor (here or on another worker) finishes it as `worker_lost`.
  */
@@ -85,8 +87,7 @@ export class JobRunner {
 
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
     this.active.set(id, job);
-    const slot = this.deps.slots.take();
-    this.deps.metrics.slotsBusy.inc();
+    let slot: number | null = null;
     let image: AcquiredImage | null = null;
     // The image lookup starts at once; recording the job as ours and checking for a cancel that
     // raced with the claim go to Redis meanwhile.
@@ -98,6 +99,9 @@ export class JobRunner {
       image = await acquiring;
       const pulledAt = new Date();
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
+      if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
+      slot = await this.deps.slots.take(job.abort.signal); // rejects on cancel: ends `cancelled` below
+      this.deps.metrics.slotsBusy.inc();
       if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
 
       const launchSpec = await buildLaunchSpec(stored.spec, image, slot);
@@ -134,8 +138,10 @@ export class JobRunner {
       await this.finish(doc, doc.status, ended);
     } finally {
       image?.release();
-      this.deps.slots.give(slot);
-      this.deps.metrics.slotsBusy.dec();
+      if (slot !== null) {
+        this.deps.slots.give(slot);
+        this.deps.metrics.slotsBusy.dec();
+      }
       this.active.delete(id);
       await directory.removeRunning(workerId, id).catch(() => {});
     }
@@ -143,7 +149,7 @@ export class JobRunner {
 
   private async acquire(spec: JobSpec, job: ActiveJob): Promise<AcquiredImage> {
     try {
-      const credentials = spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
+      const credentials = (await this.deps.store.registryAuth(spec.id)) ?? spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
       const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal, ...(credentials ? { credentials } : {}) });
       this.deps.metrics.pulls.inc({ result: image.pulled ? 'pulled' : 'hit' });
       return image;

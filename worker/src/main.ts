@@ -23,6 +23,8 @@ import { Janitor } from './janitor.ts';
 import { JobRunner } from './job-runner.ts';
 import { TenantCredentials } from './images/tenant-credentials.ts';
 import { SlotPool, defaultSlotCount } from './slots.ts';
+import { ensureOpenFilesLimit } from './open-files-limit.ts';
+import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
@@ -42,12 +44,20 @@ async function main(): Promise<void> {
     process.exit(3);
   }
 
+  // The launcher refuses openFiles above this process's hard RLIMIT_NOFILE: raise it or refuse to start.
+  try {
+    ensureOpenFilesLimit(env.SBX_MAX_OPEN_FILES);
+  } catch (e) {
+    process.stderr.write(`sbx-worker: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
+
   const keys = new RedisKeys(env.SBX_REDIS_PREFIX);
   const redis = connectRedis(env, 'worker');
   const sub = connectRedis(env, 'worker-sub');
   const bullConnection = connectRedis(env, 'worker-queue', { forBullMQ: true });
   for (const c of [redis, sub, bullConnection]) c.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-  const store = new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS);
+  const store = new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env)); // opens jobs' registryAuth
   const directory = new WorkerDirectory(redis, keys);
   const heartbeatTtl = env.SBX_HEARTBEAT_MS * 5;
 

@@ -1,20 +1,23 @@
 /**
- * Bearer API keys → tenant. With no keys configured the API is open and every caller is the
- * `default` tenant (main.ts logs a warning at start).
+ * Bearer API keys → tenant, role and quota. With no keys configured (anonymous mode: the API then
+ * listens on loopback only, unless allowed otherwise) every caller is the `default` tenant with the
+ * admin role and no quota, as before keys existed. requireAdmin guards the fleet-wide operations.
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
-import type { ApiKey } from '../../../core/src/config.ts';
-import { SbxError } from '../../../core/src/errors.ts';
+import type { ApiKey, TenantQuota } from '../../../core/src/config.ts';
+import { ForbiddenError, SbxError } from '../../../core/src/errors.ts';
 import type { AppEnv } from '../deps.ts';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-export function auth(keys: ApiKey[]): MiddlewareHandler<AppEnv> {
-  const table = keys.map((k) => ({ hash: digest(k.key), tenant: k.tenant }));
+export function auth(keys: ApiKey[], quotas: Map<string, TenantQuota>): MiddlewareHandler<AppEnv> {
+  const table = keys.map((k) => ({ hash: digest(k.key), tenant: k.tenant, role: k.role }));
   return async (c, next) => {
     if (table.length === 0) {
       c.set('tenant', 'default');
+      c.set('role', 'admin');
+      c.set('quota', null);
       return next();
     }
     const m = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '');
@@ -22,6 +25,16 @@ export function auth(keys: ApiKey[]): MiddlewareHandler<AppEnv> {
     const match = presented && table.find((k) => timingSafeEqual(k.hash, presented));
     if (!match) throw new SbxError('unauthorized', 'send a valid API key as "Authorization: Bearer <key>"');
     c.set('tenant', match.tenant);
+    c.set('role', match.role);
+    c.set('quota', quotas.get(match.tenant) ?? null);
+    return next();
+  };
+}
+
+/** 403 `forbidden` unless the caller's key has the admin role (after auth). */
+export function requireAdmin(what: string): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (c.get('role') !== 'admin') throw new ForbiddenError(what);
     return next();
   };
 }

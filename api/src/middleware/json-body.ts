@@ -1,6 +1,11 @@
 /**
  * Reading a JSON request body at the edge: 415 for another content type, 413 past the size limit,
  * 400 invalid_json for malformed JSON, 400 invalid_request with one detail per bad field.
+ *
+ * The limit is counted as the body streams in (chunked bodies have no Content-Length to trust):
+ * reading stops at the first byte past it, and the 413 closes the connection, so the rest of a
+ * huge body is never buffered (@hono/node-server discards what is left unread, at most 64 MiB or
+ * 500 ms, while the socket closes).
  */
 import type { Context } from 'hono';
 import type { z } from 'zod';
@@ -12,9 +17,8 @@ export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S, l
     throw new SbxError('unsupported_media_type', 'send the body as JSON with "Content-Type: application/json"');
   }
   const declared = Number(c.req.header('content-length') ?? '0');
-  if (declared > limitBytes) throw tooLarge(limitBytes);
-  const raw = await c.req.arrayBuffer();
-  if (raw.byteLength > limitBytes) throw tooLarge(limitBytes);
+  if (declared > limitBytes) throw tooLarge(c, limitBytes);
+  const raw = await readAtMost(c, limitBytes);
   let body: unknown;
   try {
     body = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
@@ -26,7 +30,35 @@ export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S, l
   return parsed.data;
 }
 
-function tooLarge(limit: number): SbxError {
+/** The body's bytes, read chunk by chunk; 413 as soon as more than `limit` arrived. */
+async function readAtMost(c: Context, limit: number): Promise<Uint8Array> {
+  const stream = c.req.raw.body;
+  if (!stream) return new Uint8Array(0);
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > limit) {
+      void reader.cancel().catch(() => {});
+      throw tooLarge(c, limit);
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return out;
+}
+
+/** 413; the connection closes after it (the client may still be sending the rest). */
+function tooLarge(c: Context, limit: number): SbxError {
+  c.header('Connection', 'close');
   return new SbxError('payload_too_large', `the body must be at most ${limit} bytes`);
 }
 

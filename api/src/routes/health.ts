@@ -1,8 +1,9 @@
 import type { Hono } from 'hono';
 import { SbxError } from '../../../core/src/errors.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
+import { auth, requireAdmin } from '../middleware/auth.ts';
 
-/** GET /healthz (process up), /readyz (Redis answers), /metrics (Prometheus text). */
+/** GET /healthz (process up), /readyz (Redis answers), /metrics (Prometheus text, admin keys only). */
 export function registerHealth(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
@@ -13,7 +14,9 @@ export function registerHealth(app: Hono<AppEnv>, deps: AppDeps): void {
     }
     return c.json({ status: 'ready' });
   });
-  app.get('/metrics', async (c) => c.text(await deps.registry.metrics(), 200, { 'Content-Type': deps.registry.contentType }));
+  // Fleet-wide figures: admin keys only (open in anonymous mode); /healthz and /readyz stay open.
+  app.get('/metrics', auth(deps.config.env.SBX_API_KEYS, deps.config.quotas), requireAdmin('GET /metrics'), async (c) =>
+    c.text(await deps.registry.metrics(), 200, { 'Content-Type': deps.registry.contentType }));
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

@@ -3,18 +3,21 @@ import { IDEMPOTENCY_TTL_SECONDS } from '../../../core/src/redis-keys.ts';
 import { newJobId } from '../../../core/src/job-id.ts';
 import { JobRequest, isFinished, newJobDocument, type JobDocument } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
+import { TenantQuotas, tenantLimitsPolicy, tenantQuotaOptions } from '../../../core/src/tenant-quota.ts';
 import { buildJobSpec } from '../job-submission.ts';
 import { JobWatch } from '../job-waiter.ts';
 import { readJsonBody } from '../middleware/json-body.ts';
 
 /** POST /v1/jobs — accept a job, queue it; with ?wait=true answer when it ends (or the cap passes). */
 export function registerJobsCreate(app: Hono<AppEnv>, deps: AppDeps): void {
+  const quotas = new TenantQuotas(deps.redis, deps.keys, tenantQuotaOptions(deps.config));
   app.post('/v1/jobs', async (c) => {
     const req = await readJsonBody(c, JobRequest, deps.config.env.SBX_BODY_LIMIT_BYTES);
     const tenant = c.get('tenant');
+    const quota = c.get('quota');
     const wait = c.req.query('wait') === 'true';
     const id = newJobId();
-    const spec = buildJobSpec(req, id, tenant, deps.config.limits, new Date());
+    const spec = buildJobSpec(req, id, tenant, tenantLimitsPolicy(deps.config.limits, quota), new Date());
 
     // With ?wait=true, subscribe to the new job's pings while it is being created and queued.
     let watching = wait ? JobWatch.open(deps, id) : null;
@@ -29,9 +32,16 @@ export function registerJobsCreate(app: Hono<AppEnv>, deps: AppDeps): void {
           watching = JobWatch.open(deps, existing.id);
         }
       } else {
+        // Quota (429 when used up), queue priority, and the image recorded as this tenant's.
+        const { priority } = await quotas.admit(tenant, id, spec.image, quota);
         doc = newJobDocument(spec);
-        await deps.store.create(spec, doc);
-        await deps.queue.add(id);
+        try {
+          await deps.store.create(spec, doc);
+          await deps.queue.add(id, priority);
+        } catch (e) {
+          await quotas.release(tenant, id).catch(() => {});
+          throw e;
+        }
         deps.metrics.jobsSubmitted.inc();
       }
 

@@ -7,7 +7,20 @@ import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
 
 const KEEPALIVE_MS = 15_000;
 const LIVENESS_CHECK_MS = 5_000;
-const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
+/** `<ms>-<seq>`, each part a decimal of at most 16 digits (checked against 2^53 - 1 below). */
+const STREAM_ID = /^(\d{1,16})-(\d{1,16})$/;
+
+/**
+ * Whether `id` is a stream id to resume after: '0' (from the start) or `<ms>-<seq>` with both parts
+ * <= 2^53 - 1. Stricter than Redis (each part <= 2^64 - 1, and `(` after the largest id overflows),
+ * so an overflowing id is a 400 here instead of a raw Redis error, and every id we accept is one
+ * JavaScript numbers represent exactly.
+ */
+export function isResumableEventId(id: string): boolean {
+  if (id === '0') return true;
+  const m = STREAM_ID.exec(id);
+  return m !== null && Number(m[1]) <= Number.MAX_SAFE_INTEGER && Number(m[2]) <= Number.MAX_SAFE_INTEGER;
+}
 
 /**
  * GET /v1/jobs/{id}/events — Server-Sent Events read from the job's Redis Stream. Every event's
@@ -18,7 +31,7 @@ export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get('/v1/jobs/:id/events', async (c) => {
     const job = await loadJobForTenant(deps, c.req.param('id'), c.get('tenant'));
     const resumeFrom = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
-    if (resumeFrom !== '0' && !STREAM_ID.test(resumeFrom)) {
+    if (!isResumableEventId(resumeFrom)) {
       throw new InvalidRequestError('lastEventId must be an event id previously received, like 1732280000000-0', [{ path: 'lastEventId', message: 'is not an event id' }]);
     }
     const id = job.doc.id;

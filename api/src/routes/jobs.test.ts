@@ -11,12 +11,13 @@ import type { JobDocument } from '../../../core/src/job-spec.ts';
 
 const KEY_A = 'key-aaaaaaaaaaaaaaaaaaaa';
 const KEY_B = 'key-bbbbbbbbbbbbbbbbbbbb';
+const KEY_ADMIN = 'key-admin-cccccccccccccccc';
 let redis: RunningRedis;
 let t: ReturnType<typeof createTestApp>;
 
 before(async () => {
   redis = await startRedis();
-  t = createTestApp(redis, { SBX_API_KEYS: `${KEY_A}:alpha,${KEY_B}:beta`, SBX_MAX_MEMORY_BYTES: String(512 * 1024 * 1024) });
+  t = createTestApp(redis, { SBX_API_KEYS: `${KEY_A}:alpha,${KEY_B}:beta,${KEY_ADMIN}:ops:admin`, SBX_MAX_MEMORY_BYTES: String(512 * 1024 * 1024) });
 });
 after(async () => {
   await t?.close();
@@ -150,7 +151,7 @@ describe('operations', () => {
   test('healthz, readyz, metrics, openapi.json and docs answer', async () => {
     assert.equal((await call('GET', '/healthz', { key: null })).status, 200);
     assert.equal((await call('GET', '/readyz', { key: null })).status, 200);
-    const metrics = await (await call('GET', '/metrics', { key: null })).text();
+    const metrics = await (await call('GET', '/metrics', { key: KEY_ADMIN })).text(); // admin keys only: api/src/routes/access.test.ts
     assert.match(metrics, /sbx_jobs_submitted_total\{role="api"\} \d+/);
     const spec = (await (await call('GET', '/openapi.json', { key: null })).json()) as { paths: Record<string, unknown>; components: { schemas: Record<string, unknown> } };
     for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/images', '/v1/workers']) assert.ok(spec.paths[p], p);

@@ -1,9 +1,10 @@
 import type { Hono } from 'hono';
 import type { AppDeps, AppEnv } from '../deps.ts';
+import { requireAdmin } from '../middleware/auth.ts';
 
-/** GET /v1/workers — live workers and their capacity. */
+/** GET /v1/workers — live workers, their capacity and the ids of the jobs they run: admin keys only. */
 export function registerWorkersList(app: Hono<AppEnv>, deps: AppDeps): void {
-  app.get('/v1/workers', async (c) => {
+  app.get('/v1/workers', requireAdmin('GET /v1/workers'), async (c) => {
     const workers = await deps.workers.list();
     return c.json({
       items: workers.map((w) => ({

@@ -10,6 +10,10 @@
  *   locks/<hex>.lock            cross-process layer download locks (file-lock.ts)
  *   inuse/<hex>/<pid>-<token>   holders of an image, across processes (in-use-markers.ts)
  *
+ * Only root may reach any of it (cached layers keep setuid bits and file capabilities): the root and
+ * the directories listed above are created or tightened to 0700 at open, temp dirs are 0700 (mkdtemp),
+ * records 0600. Layer directories keep their image's modes, out of reach under layers/sha256 (0700).
+ *
  * Everything is written to a temp path and renamed into place. The in-memory maps make a cache hit a
  * few Map lookups; they are loaded once at open and refreshed from disk on a miss (another process
  * may have pulled meanwhile).
@@ -20,6 +24,10 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:f
 import { basename, join } from 'node:path';
 import type { ImageRuntimeConfig } from './image-config.ts';
 import { processAlive } from '../process-alive.ts';
+import { ensurePrivateDir, PRIVATE_DIR_MODE } from '../state-dir.ts';
+
+/** The cache's own directories under its root (all 0700). */
+const CACHE_DIRS = ['layers', 'layers/sha256', 'layer-meta', 'images', 'manifests', 'blobs', 'blobs/sha256', 'locks', 'inuse', 'tmp'];
 
 export interface LayerRecord {
   digest: string;
@@ -100,11 +108,10 @@ export class CacheIndex {
 
   static async open(root: string): Promise<CacheIndex> {
     const index = new CacheIndex(root);
-    for (const dir of ['layers/sha256', 'layer-meta', 'images', 'manifests', 'blobs/sha256', 'locks', 'inuse', 'tmp']) {
-      await mkdir(join(root, dir), { recursive: true });
-    }
+    await ensurePrivateDir(root);
+    for (const dir of CACHE_DIRS) await ensurePrivateDir(join(root, dir));
     await index.sweepDeadTemps();
-    await mkdir(index.tmpRoot);
+    await mkdir(index.tmpRoot, { mode: PRIVATE_DIR_MODE });
     await index.load();
     return index;
   }
@@ -332,7 +339,7 @@ export class CacheIndex {
 
   private async writeAtomic(path: string, data: string | Buffer): Promise<void> {
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeFile(tmp, data);
+    await writeFile(tmp, data, { mode: 0o600 });
     await rename(tmp, path);
   }
 }

@@ -32,7 +32,7 @@ async function isStale(path: string, staleMs: number): Promise<boolean> {
 
 async function tryCreate(path: string): Promise<boolean> {
   try {
-    const file = await open(path, 'wx');
+    const file = await open(path, 'wx', 0o600);
     await file.writeFile(`${process.pid}\n${HOST}\n${new Date().toISOString()}\n`);
     await file.close();
     return true;

@@ -14,6 +14,7 @@ import { startTokenServer, type RunningTokenServer } from '../../../test/harness
 import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { pushImage, type BuiltImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
 import { MANIFEST_ACCEPT } from './media-types.ts';
 import { RegistryAuth, type RegistryCredentials, type TokenFetcher, type TokenPoster } from './registry-auth.ts';
 import { parseDockerConfig } from './docker-credentials.ts';
@@ -36,7 +37,7 @@ after(async () => {
 
 async function store(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
   const root = await mkdtemp(join(tmpdir(), 'sbx-images-auth-'));
-  const s = new ImageStore({ root, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1, deadlineMs: 1 }, ...opts });
+  const s = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1, deadlineMs: 1 }, ...opts });
   cleanups.push(async () => {
     await s.close();
     await rm(root, { recursive: true, force: true });

@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { freePort, startRegistry, type RunningRegistry } from '../../../test/harness/registry.ts';
 import { buildStandardImages } from '../../../test/fixtures/build-images.ts';
 import { ImageStore } from './image-store.ts';
+import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
 
 let upstream: RunningRegistry;
 let mirror: RunningRegistry;
@@ -28,7 +29,7 @@ after(async () => {
 function store(mirrors: Record<string, string[]>): ImageStore {
   const root = mkdtempSync(join(tmpdir(), 'sbx-mirror-'));
   roots.push(root);
-  return new ImageStore({ root, mirrors, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, deadlineMs: 2_000 } });
+  return new ImageStore({ root, mirrors, egressAllow: LOOPBACK_EGRESS, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, deadlineMs: 2_000 } });
 }
 
 test('an empty mirror falls through to the registry', async () => {

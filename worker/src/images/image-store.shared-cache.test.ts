@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { startRegistry, type RunningRegistry } from '../../../test/harness/registry.ts';
 import { buildImage, buildLayer, pushImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
 
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
 
@@ -44,7 +45,7 @@ async function newRoot(): Promise<string> {
 }
 
 function newStore(opts: ImageStoreOptions): ImageStore {
-  const store = new ImageStore({ retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, deadlineMs: 2_000 }, ...opts });
+  const store = new ImageStore({ egressAllow: LOOPBACK_EGRESS, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, deadlineMs: 2_000 }, ...opts });
   stores.push(store);
   return store;
 }

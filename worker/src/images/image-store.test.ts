@@ -17,6 +17,7 @@ import { startRegistry, type RunningRegistry } from '../../../test/harness/regis
 import { buildStandardImages, busyboxImage, busyboxLayer, DEFAULT_PATH } from '../../../test/fixtures/build-images.ts';
 import { buildImage, buildIndex, buildLayer, pushImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
@@ -39,7 +40,7 @@ after(async () => {
 async function newStore(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
   const root = opts.root ?? (await mkdtemp(join(tmpdir(), 'sbx-images-')));
   if (!opts.root) roots.push(root);
-  const store = new ImageStore({ root, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, deadlineMs: 2_000 }, ...opts });
+  const store = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, deadlineMs: 2_000 }, ...opts });
   stores.push(store);
   return store;
 }

@@ -18,6 +18,7 @@ import { pushImage, type BuiltImage } from '../../../test/fixtures/oci-builder.t
 import { freePort, startRegistry, type RunningRegistry } from '../../../test/harness/registry.ts';
 import { createTestCa, selfSignedServerCert, type CertPair, type TestCa } from '../../../test/harness/test-pki.ts';
 import { ImageStore } from './image-store.ts';
+import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
 import { loadRegistryCerts } from './registry-certs.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
@@ -84,7 +85,7 @@ async function writeCertsDir(layout: CertsLayout): Promise<string> {
 /** A store whose TLS entries come from a certs.d dir written from `layout`. */
 async function store(layout: CertsLayout = {}): Promise<ImageStore> {
   const root = await mkdtemp(join(tmpdir(), 'sbx-images-tls-'));
-  const s = new ImageStore({ root, tls: await loadRegistryCerts(await writeCertsDir(layout)), retry: SLOW_RETRY });
+  const s = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, tls: await loadRegistryCerts(await writeCertsDir(layout)), retry: SLOW_RETRY });
   cleanups.push(async () => {
     await s.close();
     await rm(root, { recursive: true, force: true });
@@ -164,7 +165,7 @@ it('a mirror with a certs.d entry is reached over https with its own CA', async 
   const dead = `127.0.0.1:${await freePort()}`;
   const root = await mkdtemp(join(tmpdir(), 'sbx-images-tls-'));
   const tls = await loadRegistryCerts(await writeCertsDir({ [tlsRegistry.host]: caOnly() }));
-  const s = new ImageStore({ root, tls, mirrors: { [dead]: [tlsRegistry.host] }, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1, deadlineMs: 1 } });
+  const s = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, tls, mirrors: { [dead]: [tlsRegistry.host] }, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1, deadlineMs: 1 } });
   cleanups.push(async () => {
     await s.close();
     await rm(root, { recursive: true, force: true });

@@ -6,12 +6,16 @@
  * - Concurrent acquires of one reference share one pull; concurrent pulls of one layer share one
  *   download. Layers download, decompress and unpack as one stream, several layers at a time.
  * - Every blob is verified before it is used or cached, and committed by rename (P31, P32).
+ * - Pulls are bounded: at most `pullConcurrency` at once (cache hits and joined pulls wait for
+ *   none), each within `pullTimeoutMs`, each transfer failing when it stalls (transfer-watch.ts).
+ *   A pull stops (its downloads aborted) once every acquire waiting for it was aborted; an acquire
+ *   without a signal (a pre-pull) keeps it going until it ends or reaches its deadline.
  */
 import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
-import { ImageNotFoundError, InvalidImageError } from '../../../core/src/errors.ts';
+import { ImageNotFoundError, ImagePullFailedError, InvalidImageError } from '../../../core/src/errors.ts';
 import { manifestReference, parseImageReference, type ImageReference } from '../../../core/src/image-ref.ts';
 import { CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord, type RefRecord } from './cache-index.ts';
 import { loadDockerCredentials } from './docker-credentials.ts';
@@ -21,12 +25,16 @@ import { formatPlatform, hostPlatform, parseImageConfig, parseManifestDocument, 
 import { layerCompression } from './media-types.ts';
 import type { RegistryCredentials } from './registry-auth.ts';
 import { newRegistryAgent } from './registry-agent.ts';
+import { EgressPolicy } from '../../../core/src/egress/egress-policy.ts';
+import type { EgressAllowEntry } from '../../../core/src/egress/egress-allow.ts';
 import type { RegistryTls } from './registry-certs.ts';
 import { MIRROR_RETRY, RegistryClient, type PullTarget, type RegistryClientOptions, type RetryPolicy } from './registry-client.ts';
 import { RegistryDispatchers } from './registry-dispatchers.ts';
 import { withFileLock } from './file-lock.ts';
 import { InUseMarkers, liveHolders, type LiveHolders } from './in-use-markers.ts';
 import { SingleFlight } from './single-flight.ts';
+import { SlotPool } from '../slots.ts';
+import type { StallRule } from './transfer-watch.ts';
 import { sharedUnpackPool } from './unpack-pool.ts';
 
 export type { ImageRuntimeConfig } from './image-config.ts';
@@ -86,15 +94,29 @@ export interface ImageStoreOptions {
   retry?: RetryPolicy;
   /**
    * Shared HTTP dispatcher for hosts without a `tls` entry; by default the store makes (and closes)
-   * its own keep-alive Agent. Hosts with an entry always use their own Agent.
+   * its own keep-alive Agent. Hosts with an entry always use their own Agent. A dispatcher given
+   * here is used as it is: it applies `egressAllow` only if it was made by newRegistryAgent().
    */
   dispatcher?: Dispatcher;
+  /**
+   * Non-public destinations registries, mirrors, blob redirects and token servers may be reached at
+   * (SBX_EGRESS_ALLOW, core/src/egress/egress-allow.ts). Default none: loopback, private,
+   * link-local and every other non-public address are refused (egress_refused), checked on the
+   * address actually connected to.
+   */
+  egressAllow?: readonly EgressAllowEntry[];
   /**
    * Disk budget for unpacked layers. After each pull, least recently used images that no job holds
    * are evicted until the cache fits (in-use images are never evicted, so it may stay above). Holds
    * of every process sharing the cache directory on this host count (in-use-markers.ts).
    */
   maxCacheBytes?: number;
+  /** Image pulls at once (SBX_PULL_CONCURRENCY); more wait in arrival order. Default 4. */
+  pullConcurrency?: number;
+  /** A pull not done after this long fails with image_pull_failed (SBX_PULL_TIMEOUT_MS). Default 10 min. */
+  pullTimeoutMs?: number;
+  /** A transfer receiving fewer than stallBytes over stallMs fails (SBX_PULL_STALL_*). Default 64 KiB in 30 s. */
+  stall?: StallRule;
 }
 
 export interface AcquireOptions {
@@ -106,31 +128,13 @@ export interface AcquireOptions {
 
 const DEFAULT_MAX_MANIFEST = 4 * 1024 * 1024;
 const DEFAULT_MAX_CONFIG = 8 * 1024 * 1024;
+export const DEFAULT_PULL_CONCURRENCY = 4;
+export const DEFAULT_PULL_TIMEOUT_MS = 10 * 60_000;
 
 interface PullResult {
   ref: ImageReference;
   image: ImageRecord;
   digest: string;
-}
-
-/** Resolves with `promise`, or rejects when `signal` aborts first (the shared work goes on). */
-function raceSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }
 
 /** Runs `fn` over `items` with at most `limit` at a time; rejects with the first failure. */
@@ -171,6 +175,8 @@ export class ImageStore {
   /** Layers of pulls in progress (count per digest): GC must not remove them. */
   private readonly pinned = new Map<string, number>();
   private readonly closing = new AbortController();
+  /** Permits for pulls (not for cache hits, nor for joining a pull in progress). */
+  private readonly pullPermits: SlotPool;
   private indexPromise: Promise<CacheIndex> | null = null;
   private index: CacheIndex | null = null;
   private credentialsPromise: Promise<Map<string, RegistryCredentials>> | null = null;
@@ -180,8 +186,10 @@ export class ImageStore {
     this.platform = opts.platform ?? hostPlatform();
     this.markers = new InUseMarkers(opts.root);
     this.ownsDispatcher = opts.dispatcher === undefined;
-    this.dispatcher = opts.dispatcher ?? newRegistryAgent();
-    this.dispatchers = new RegistryDispatchers(this.dispatcher, opts.tls ?? {});
+    const egress = new EgressPolicy(opts.egressAllow);
+    this.dispatcher = opts.dispatcher ?? newRegistryAgent(egress);
+    this.dispatchers = new RegistryDispatchers(this.dispatcher, opts.tls ?? {}, egress);
+    this.pullPermits = new SlotPool(opts.pullConcurrency ?? DEFAULT_PULL_CONCURRENCY);
   }
 
   async acquire(reference: string, opts: AcquireOptions = {}): Promise<AcquiredImage> {
@@ -210,11 +218,13 @@ export class ImageStore {
     }
     // Pulls with different credentials never share a flight: a wrong password must not ride on a right one.
     const key = `${ref.canonical}\u0000${policy}\u0000${viewer ?? ''}`;
-    const result = await raceSignal(
-      this.pulls.run(key, async () => {
+    // Shared by every acquire of `key`; aborted once none of them waits any more.
+    const result = await this.pulls.run(
+      key,
+      (abandoned) => this.bounded(ref.canonical, abandoned, async (signal) => {
         // pull() returns the image retained, so that eviction (ours or a concurrent pull's) cannot
         // remove it before the waiters take their own hold in hand(); released right below.
-        const pulled = await this.pull(index, ref, policy, opts.credentials, viewer);
+        const pulled = await this.pull(index, ref, policy, opts.credentials, viewer, signal);
         try {
           await this.enforceBudget(index);
         } finally {
@@ -234,6 +244,27 @@ export class ImageStore {
       opts.signal,
     );
     return this.hand(index, result, true);
+  }
+
+  /**
+   * Runs one pull under the store's bounds: it waits for a pull permit (in arrival order), then
+   * gets `pullTimeoutMs`; its signal aborts on the deadline, when nobody waits for it any more
+   * (`abandoned`) or when the store closes. The deadline's error wins over whatever the aborted
+   * work failed with.
+   */
+  private async bounded<T>(image: string, abandoned: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const permit = await this.pullPermits.take(AbortSignal.any([abandoned, this.closing.signal]));
+    const deadline = new AbortController();
+    const ms = this.opts.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+    const timer = setTimeout(() => deadline.abort(new ImagePullFailedError(image, `it did not finish within ${formatMs(ms)} (the pull deadline)`, { retryable: false })), ms);
+    try {
+      return await work(AbortSignal.any([abandoned, this.closing.signal, deadline.signal]));
+    } catch (e) {
+      throw deadline.signal.aborted ? deadline.signal.reason : e;
+    } finally {
+      clearTimeout(timer);
+      this.pullPermits.give(permit);
+    }
   }
 
   /**
@@ -435,10 +466,10 @@ export class ImageStore {
 
   // ---- pulling ----
 
-  private async pull(index: CacheIndex, ref: ImageReference, policy: PullPolicy, credentials: RegistryCredentials | undefined, viewer: string | undefined): Promise<PullResult> {
+  private async pull(index: CacheIndex, ref: ImageReference, policy: PullPolicy, credentials: RegistryCredentials | undefined, viewer: string | undefined, signal: AbortSignal): Promise<PullResult> {
     const started = performance.now();
     const client = await this.client(ref.registry, credentials);
-    const target: PullTarget = { image: ref.canonical, repository: ref.repository, signal: this.closing.signal };
+    const target: PullTarget = { image: ref.canonical, repository: ref.repository, signal };
     const maxManifest = this.opts.maxManifestBytes ?? DEFAULT_MAX_MANIFEST;
     const top = await client.getManifest(target, manifestReference(ref), maxManifest);
     const topDoc = parseManifestDocument(ref.canonical, top.bytes, top.contentType);
@@ -536,12 +567,18 @@ export class ImageStore {
   private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
     if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
-    return this.layerPulls.run(layer.digest, () =>
-      withFileLock(
-        index.lockPath(layer.digest),
-        async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(target, () => this.pullLayer(index, client, target, layer, diffId)),
-        { signal: this.closing.signal },
-      ),
+    // Shared by the image pulls that need this layer; aborted once none of them waits any more.
+    return this.layerPulls.run(
+      layer.digest,
+      (signal) => {
+        const shared: PullTarget = { ...target, signal };
+        return withFileLock(
+          index.lockPath(layer.digest),
+          async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId)),
+          { signal },
+        );
+      },
+      target.signal,
     );
   }
 
@@ -596,6 +633,7 @@ export class ImageStore {
       otherOrigins: (url) => this.dispatchers.forHost(url.host),
       https: this.dispatchers.hasEntry(registry),
       insecureRegistries: this.opts.insecureRegistries ?? [],
+      ...(this.opts.stall ? { stall: this.opts.stall } : {}),
       ...extra,
     });
   }
@@ -605,6 +643,12 @@ export class ImageStore {
     this.credentialsPromise ??= path ? loadDockerCredentials(path) : Promise.resolve(new Map());
     return this.credentialsPromise;
   }
+}
+
+/** '10 min', '90 s', '500 ms'. */
+function formatMs(ms: number): string {
+  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`;
 }
 
 /** Identifies a job's own credentials for a registry without keeping them (cache visibility). */

@@ -118,8 +118,8 @@ export class InUseMarkers {
     const tmp = join(this.dir, hex(manifestDigest), `.${this.name}.tmp`);
     for (let attempt = 0; ; attempt++) {
       try {
-        mkdirSync(join(this.dir, hex(manifestDigest)), { recursive: true });
-        writeFileSync(tmp, JSON.stringify(content));
+        mkdirSync(join(this.dir, hex(manifestDigest)), { recursive: true, mode: 0o700 });
+        writeFileSync(tmp, JSON.stringify(content), { mode: 0o600 });
         renameSync(tmp, path);
         return;
       } catch (e) {

@@ -5,7 +5,7 @@
  * fresh directory and renames it into the cache only when this resolves.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
@@ -56,7 +56,7 @@ class TarMeter extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
     if (this.bytes > this.maxBytes) {
-      callback(this.fail(`a layer decompresses to more than the ${this.maxBytes}-byte limit`));
+      callback(this.fail(`it decompresses to more than ${this.maxBytes} bytes (the layer size limit)`));
       return;
     }
     this.hash?.update(chunk);
@@ -75,7 +75,12 @@ class TarMeter extends Transform {
   }
 }
 
-function createDecompressor(compression: LayerCompression): Transform {
+/**
+ * gzip: Node's zlib Transform stops inflating when push() reports a full buffer and resumes on
+ * _read(), even within one input chunk (checked by zstd-decompress.test.ts), so at most about
+ * chunkSize bytes wait in it however far a chunk expands. zstd: see zstd-decompress.ts.
+ */
+function createDecompressor(compression: LayerCompression): Duplex {
   switch (compression) {
     case 'gzip':
       return createGunzip({ chunkSize: 256 * 1024 });
@@ -88,6 +93,7 @@ function createDecompressor(compression: LayerCompression): Transform {
 
 function wrapDecompressError(e: unknown, fail: (detail: string) => Error): unknown {
   const code = (e as { code?: string }).code;
+  if (code === 'ERR_ZSTD_WINDOW_TOO_LARGE') return fail(`it declares a ${(e as Error).message} (the limit)`);
   if (typeof code === 'string' && code.startsWith('Z_')) return fail(`a layer is not valid compressed data (${(e as Error).message})`);
   return e;
 }

@@ -1,6 +1,8 @@
 /**
  * The keep-alive undici Agent registries are reached with, optionally carrying one host's certs.d
- * material (extra CAs on top of the system roots, a client certificate).
+ * material (extra CAs on top of the system roots, a client certificate). Every connection goes
+ * through the egress policy (core/src/egress: non-public addresses only when allow-listed, checked
+ * on the address actually connected to).
  *
  * Its connector keeps TLS failures visible: under TLS 1.3 a server refuses a client certificate
  * only after the handshake, with an alert that arrives as a socket error, and undici then reports
@@ -9,6 +11,8 @@
  */
 import tls from 'node:tls';
 import { Agent, buildConnector } from 'undici';
+import { guardedConnector } from '../../../core/src/egress/guarded-connector.ts';
+import type { EgressPolicy } from '../../../core/src/egress/egress-policy.ts';
 import type { RegistryTls } from './registry-certs.ts';
 import { isTlsFailure } from './tls-errors.ts';
 
@@ -43,7 +47,7 @@ function tlsFailureKeepingConnector(options: buildConnector.BuildOptions): build
     });
 }
 
-/** A new Agent; `entry` = the certs.d material of the one host it will be used for. */
-export function newRegistryAgent(entry?: RegistryTls): Agent {
-  return new Agent({ ...AGENT_OPTIONS, connect: tlsFailureKeepingConnector(connectOptions(entry)) });
+/** A new Agent reaching what `egress` allows; `entry` = the certs.d material of the one host it will be used for. */
+export function newRegistryAgent(egress: EgressPolicy, entry?: RegistryTls): Agent {
+  return new Agent({ ...AGENT_OPTIONS, connect: guardedConnector(egress, connectOptions(entry), tlsFailureKeepingConnector) });
 }

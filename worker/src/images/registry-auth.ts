@@ -7,6 +7,7 @@
  * cached per scope until shortly before they expire (expires_in, default 60 s).
  */
 import { RegistryUnauthorizedError } from '../../../core/src/errors.ts';
+import { registryText } from './registry-text.ts';
 
 /**
  * Username and password, or an identity token (an OAuth2 refresh token, `identitytoken` in a Docker
@@ -81,13 +82,14 @@ function basicHeader(c: { username: string; password: string }): string {
   return 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64');
 }
 
+/** The token server's own words, bounded and sanitised (registry-text.ts): they reach the job's error. */
 function registryMessage(body: string): string {
   try {
     const json = JSON.parse(body) as { errors?: Array<{ message?: string }>; details?: string; error?: string; error_description?: string };
     const message = json.errors?.[0]?.message ?? json.details ?? json.error_description ?? json.error;
-    return typeof message === 'string' ? message : body.slice(0, 200);
+    return registryText(typeof message === 'string' ? message : body) || 'no details';
   } catch {
-    return body.slice(0, 200) || 'no details';
+    return registryText(body) || 'no details';
   }
 }
 
@@ -134,7 +136,7 @@ export class RegistryAuth {
       this.basic = basicHeader(userPass);
       return this.basic !== sentAuthorization;
     }
-    throw new RegistryUnauthorizedError(this.registry, `unsupported or missing WWW-Authenticate challenge ${JSON.stringify(wwwAuthenticate ?? '')}`);
+    throw new RegistryUnauthorizedError(this.registry, `unsupported or missing WWW-Authenticate challenge ${JSON.stringify(registryText(wwwAuthenticate ?? ''))}`);
   }
 
   private async fetchBearer(challenge: Challenge, scope: string, signal?: AbortSignal): Promise<void> {
@@ -144,7 +146,7 @@ export class RegistryAuth {
     try {
       url = new URL(realm);
     } catch {
-      throw new RegistryUnauthorizedError(this.registry, `its token realm ${JSON.stringify(realm)} is not a URL`);
+      throw new RegistryUnauthorizedError(this.registry, `its token realm ${JSON.stringify(registryText(realm))} is not a URL`);
     }
     // A challenge may name several scopes, space separated; the token spec repeats `scope`.
     const scopes = (challenge.params.scope ?? scope).split(' ').filter(Boolean);

@@ -12,6 +12,7 @@ import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { startBlobHost, startFakeRegistry, type FakeRegistry } from '../../../test/fixtures/fake-registry.ts';
 import { buildImage, buildLayer, sha256, type BuiltImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
@@ -33,7 +34,7 @@ after(async () => {
 
 async function store(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
   const root = await mkdtemp(join(tmpdir(), 'sbx-images-client-'));
-  const s = new ImageStore({ root, retry: { attempts: 4, baseDelayMs: 5, maxDelayMs: 50, deadlineMs: 5_000 }, ...opts });
+  const s = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, retry: { attempts: 4, baseDelayMs: 5, maxDelayMs: 50, deadlineMs: 5_000 }, ...opts });
   cleanups.push(async () => {
     await s.close();
     await rm(root, { recursive: true, force: true });

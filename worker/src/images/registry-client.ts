@@ -12,7 +12,9 @@ import { ImageNotFoundError, ImagePullFailedError, InvalidImageError, RegistryUn
 import { DigestVerifier, sha256Digest, type ExpectedBlob } from './digest-verifier.ts';
 import { MANIFEST_ACCEPT } from './media-types.ts';
 import { RegistryAuth, type RegistryCredentials } from './registry-auth.ts';
+import { registryText } from './registry-text.ts';
 import { describeTlsFailure } from './tls-errors.ts';
+import { DEFAULT_STALL_RULE, TransferWatch, type StallRule } from './transfer-watch.ts';
 
 export interface RetryPolicy {
   /** Attempts per request, the first included. */
@@ -44,6 +46,8 @@ export interface RegistryClientOptions {
   retry?: RetryPolicy;
   /** Idle time allowed between response bytes / before headers. */
   timeoutMs?: number;
+  /** A transfer that receives fewer bytes than this over the window fails, final (default 64 KiB in 30 s). */
+  stall?: StallRule;
   /**
    * Mirrors (pull-through caches serving the same repositories), tried in order before this
    * registry for manifests and blobs; any failure of a mirror falls through to the next and finally
@@ -86,15 +90,16 @@ function apiHost(registry: string): string {
   return registry === 'docker.io' ? 'registry-1.docker.io' : registry;
 }
 
+/** The registry's own words for an error, bounded and sanitised (registry-text.ts): they reach the job's error. */
 function registryMessage(body: string): string {
   try {
-    const json = JSON.parse(body) as { errors?: Array<{ code?: string; message?: string }> };
+    const json = JSON.parse(body) as { errors?: Array<{ code?: unknown; message?: unknown }> };
     const first = json.errors?.[0];
-    if (first) return [first.code, first.message].filter(Boolean).join(': ');
+    if (first) return registryText([first.code, first.message].filter(Boolean).map(String).join(': ')) || 'no details';
   } catch {
     // not JSON: use the text
   }
-  return body.trim().slice(0, 300) || 'no details';
+  return registryText(body) || 'no details';
 }
 
 function headerValue(headers: Dispatcher.ResponseData['headers'], name: string): string | undefined {
@@ -108,11 +113,15 @@ function discard(body: Dispatcher.ResponseData['body']): void {
   body.destroy();
 }
 
-async function readCapped(body: Dispatcher.ResponseData['body'], maxBytes: number, tooBig: () => Error): Promise<Buffer> {
+/** A response whose transfer a TransferWatch follows (stopped when the body closes). */
+type WatchedResponse = Dispatcher.ResponseData & { watch: TransferWatch };
+
+async function readCapped(body: Dispatcher.ResponseData['body'], maxBytes: number, tooBig: () => Error, watch?: TransferWatch): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of body) {
     total += (chunk as Buffer).length;
+    watch?.add((chunk as Buffer).length);
     if (total > maxBytes) {
       discard(body);
       throw tooBig();
@@ -168,6 +177,7 @@ export class RegistryClient {
   private readonly auth: RegistryAuth;
   private readonly retry: RetryPolicy;
   private readonly timeoutMs: number;
+  private readonly stall: StallRule;
   private readonly mirrors: readonly RegistryClient[];
 
   constructor(opts: RegistryClientOptions) {
@@ -180,6 +190,7 @@ export class RegistryClient {
     this.otherOrigins = opts.otherOrigins ?? (() => opts.dispatcher);
     this.retry = opts.retry ?? DEFAULT_RETRY;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.stall = opts.stall ?? DEFAULT_STALL_RULE;
     this.auth = new RegistryAuth(
       opts.registry,
       opts.credentials,
@@ -252,9 +263,12 @@ export class RegistryClient {
       throw new InvalidImageError(target.image, `registry announces ${declared} bytes for blob ${blob.digest}, its descriptor declares ${blob.size}`);
     }
     const verifier = new DigestVerifier(blob, (detail) => new InvalidImageError(target.image, detail));
-    res.body.on('error', (e: Error) => verifier.destroy(this.transportError(target, e)));
+    const { watch } = res;
+    res.body.on('error', (e: Error) => verifier.destroy(watch.stalled ? watch.error : this.transportError(target, e)));
     verifier.on('close', () => discard(res.body));
     res.body.pipe(verifier);
+    res.body.on('data', (chunk: Buffer) => watch.add(chunk.length)); // beside the pipe: flow and pauses stay the pipe's
+    watch.holdsBackWhen(() => verifier.writableNeedDrain); // unpacking is behind, not the registry
     return verifier;
   }
 
@@ -278,7 +292,7 @@ export class RegistryClient {
    * One request with auth and redirects; resolves with a 2xx response whose body is unread.
    * 404 → `notFound(the registry's message)`, 401/403 → RegistryUnauthorizedError, 429/5xx → retryable failure.
    */
-  private async send(url: URL, target: PullTarget, extraHeaders: Record<string, string>, notFound: (registryMessage: string) => Error): Promise<Dispatcher.ResponseData> {
+  private async send(url: URL, target: PullTarget, extraHeaders: Record<string, string>, notFound: (registryMessage: string) => Error): Promise<WatchedResponse> {
     const scope = `repository:${target.repository}:pull`;
     let current = url;
     let challenged = false;
@@ -322,28 +336,43 @@ export class RegistryClient {
     return new ImagePullFailedError(target.image, `registry ${this.registry} answered HTTP ${status}: ${message}`, { retryable: false });
   }
 
-  /** GET, or POST of `body` (only the OAuth2 token flow posts). */
-  private async rawRequest(url: URL, headers: Record<string, string>, target: PullTarget, body?: string): Promise<Dispatcher.ResponseData> {
+  /**
+   * GET, or POST of `body` (only the OAuth2 token flow posts), watched for stalls until its body
+   * closes: a stalled transfer fails with a final ImagePullFailedError saying so.
+   */
+  private async rawRequest(url: URL, headers: Record<string, string>, target: PullTarget, body?: string): Promise<WatchedResponse> {
+    const watch = this.watch(url, target);
     try {
-      return await request(url, {
+      const res = await request(url, {
         dispatcher: url.origin === this.origin ? this.dispatcher : this.otherOrigins(url),
         method: body === undefined ? 'GET' : 'POST',
         ...(body === undefined ? {} : { body }),
         headers: { 'user-agent': 'sbx-image-store', ...headers },
-        signal: target.signal,
+        signal: target.signal ? AbortSignal.any([target.signal, watch.signal]) : watch.signal,
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
       });
+      res.body.once('close', () => watch.stop());
+      return Object.assign(res, { watch });
     } catch (e) {
-      throw this.transportError(target, e, url);
+      watch.stop();
+      throw watch.stalled && !target.signal?.aborted ? watch.error : this.transportError(target, e, url);
     }
   }
 
-  private async readBody(target: PullTarget, res: Dispatcher.ResponseData, maxBytes: number, tooBig: () => Error): Promise<Buffer> {
+  /** The stall watch of one request to `url`. */
+  private watch(url: URL, target: PullTarget): TransferWatch {
+    const { stallMs, stallBytes } = this.stall;
+    const who = url.origin === this.origin ? `registry ${this.registry}` : `${url.host} (reached from registry ${this.registry})`;
+    const detail = `the transfer from ${who} stalled: fewer than ${stallBytes} bytes arrived in ${stallMs / 1000} s`;
+    return new TransferWatch(this.stall, () => new ImagePullFailedError(target.image, detail, { retryable: false }));
+  }
+
+  private async readBody(target: PullTarget, res: WatchedResponse, maxBytes: number, tooBig: () => Error): Promise<Buffer> {
     try {
-      return await readCapped(res.body, maxBytes, tooBig);
+      return await readCapped(res.body, maxBytes, tooBig, res.watch);
     } catch (e) {
-      throw this.transportError(target, e);
+      throw res.watch.stalled && !target.signal?.aborted ? res.watch.error : this.transportError(target, e);
     }
   }
 
@@ -367,11 +396,11 @@ export class RegistryClient {
     const tls = describeTlsFailure(e, host);
     if (tls !== null) {
       const who = ownOrigin ? `registry ${this.registry}` : `${url.host} (reached from registry ${this.registry})`;
-      return new ImagePullFailedError(target.image, `TLS with ${who} failed: ${tls}`, { cause: e, retryable: false });
+      return new ImagePullFailedError(target.image, `TLS with ${who} failed: ${registryText(tls, 400)}`, { cause: e, retryable: false });
     }
     const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
     const code = err.cause?.code ?? err.code;
-    const detail = `cannot reach registry ${this.registry}: ${[code, err.cause?.message ?? err.message].filter(Boolean).join(' ')}`;
+    const detail = `cannot reach registry ${this.registry}: ${registryText([code, err.cause?.message ?? err.message].filter(Boolean).join(' '))}`;
     return new RetryableFailure(target.image, detail, undefined, e);
   }
 

@@ -3,8 +3,10 @@
  * on first use, kept for the store's life), every other host the shared dispatcher. Lookups are
  * per host, so a registry's CAs and client certificate never serve another origin (a blob
  * redirect's storage host, a token server): those hosts get their own entry or the system roots.
+ * The per-host Agents apply the egress policy like the shared one does.
  */
 import type { Agent, Dispatcher } from 'undici';
+import type { EgressPolicy } from '../../../core/src/egress/egress-policy.ts';
 import { newRegistryAgent } from './registry-agent.ts';
 import type { RegistryTls } from './registry-certs.ts';
 
@@ -14,6 +16,7 @@ export class RegistryDispatchers {
   constructor(
     private readonly shared: Dispatcher,
     private readonly tls: Readonly<Record<string, RegistryTls>>,
+    private readonly egress: EgressPolicy,
   ) {}
 
   /** Whether `host` ('registry.example.com:5000', a registry name or a URL's host) has a certs.d entry. */
@@ -25,7 +28,7 @@ export class RegistryDispatchers {
     if (!this.hasEntry(host)) return this.shared;
     let agent = this.agents.get(host);
     if (!agent) {
-      agent = newRegistryAgent(this.tls[host]);
+      agent = newRegistryAgent(this.egress, this.tls[host]);
       this.agents.set(host, agent);
     }
     return agent;

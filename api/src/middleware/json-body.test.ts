@@ -1,0 +1,110 @@
+/**
+ * Request bodies are counted as they stream: a real API process receives a 200 MiB chunked body
+ * with no Content-Length (generated lazily here, writes honouring backpressure) and answers 413
+ * payload_too_large without buffering it; its RSS grows by less than 32 MiB.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import { after, before, describe, test } from 'node:test';
+import { startApiProcess, type ApiProcess } from '../../../test/harness/api-process.ts';
+import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+
+const MiB = 1024 * 1024;
+let redis: RunningRedis;
+let api: ApiProcess;
+
+before(async () => {
+  redis = await startRedis();
+  api = await startApiProcess({ SBX_REDIS_URL: redis.url });
+});
+after(async () => {
+  await api?.kill();
+  await redis?.stop();
+});
+
+function rssBytes(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+interface Answer {
+  status: number;
+  body: string;
+  sentBytes: number;
+  connection: string | undefined;
+}
+
+/**
+ * POST `total` bytes of JSON whitespace in 64 KiB chunks (Transfer-Encoding: chunked), waiting for
+ * 'drain' whenever the socket is full; stops writing as soon as the answer arrives.
+ */
+async function postChunked(url: string, total: number): Promise<Answer> {
+  const req = http.request(`${url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
+  const chunk = Buffer.alloc(64 * 1024, 0x20);
+  let answered = false;
+  let sentBytes = 0;
+  let wake = () => {};
+  const answer = new Promise<Omit<Answer, 'sentBytes'>>((resolve, reject) => {
+    req.on('response', (res) => {
+      answered = true;
+      wake();
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, connection: res.headers.connection }));
+      res.on('error', reject);
+    });
+    req.on('error', (e) => { if (!answered) reject(e); });
+  });
+  const writing = (async () => {
+    while (sentBytes < total && !answered && !req.destroyed) {
+      sentBytes += chunk.length;
+      if (req.write(chunk)) continue;
+      await new Promise<void>((resolve) => {
+        wake = () => {
+          req.off('drain', wake).off('close', wake);
+          resolve();
+        };
+        req.on('drain', wake).on('close', wake);
+      });
+    }
+    if (!answered && !req.destroyed) req.end();
+  })();
+  const got = await answer;
+  req.destroy();
+  await writing.catch(() => {});
+  return { ...got, sentBytes };
+}
+
+describe('request bodies', () => {
+  test('a 200 MiB chunked body without Content-Length is cut at the limit with 413; RSS grows < 32 MiB', async () => {
+    // Warm up: one small body of each kind, so code paths and pools exist before the measurement.
+    const small = await postChunked(api.url, 2 * MiB);
+    assert.equal(small.status, 413, small.body);
+    const before = rssBytes(api.pid);
+    const big = await postChunked(api.url, 200 * MiB);
+    const afterRss = rssBytes(api.pid);
+    const growth = afterRss - before;
+    process.stdout.write(`# API RSS ${(before / MiB).toFixed(1)} MiB -> ${(afterRss / MiB).toFixed(1)} MiB (+${(growth / MiB).toFixed(1)} MiB); client wrote ${(big.sentBytes / MiB).toFixed(1)} MiB before the answer\n`);
+    assert.equal(big.status, 413, `status ${big.status}: ${big.body}`);
+    assert.equal((JSON.parse(big.body) as { error: { code: string } }).error.code, 'payload_too_large');
+    assert.ok(growth < 32 * MiB, `API RSS grew by ${(growth / MiB).toFixed(1)} MiB (limit 32 MiB)`);
+    assert.ok(big.sentBytes < 200 * MiB, `the API read all ${big.sentBytes} bytes before answering`);
+    assert.equal(big.connection, 'close', 'the connection is closed after the 413, the rest of the body is not read');
+  });
+
+  test('a body just under the limit is read (chunked), one just over is 413', async () => {
+    const ok = await postChunked(api.url, 1 * MiB - 64 * 1024); // whitespace only: invalid JSON, but read in full
+    assert.equal(ok.status, 400, ok.body);
+    assert.equal((JSON.parse(ok.body) as { error: { code: string } }).error.code, 'invalid_json');
+    const over = await postChunked(api.url, 1 * MiB + 64 * 1024);
+    assert.equal(over.status, 413, over.body);
+  });
+
+  test('the API still answers on new connections after cutting a body', async () => {
+    const res = await fetch(`${api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/x/y:z', command: ['true'] }) });
+    assert.equal(res.status, 202, await res.text());
+  });
+});

@@ -1,0 +1,69 @@
+/**
+ * Last-Event-ID is parsed strictly: only stream ids Redis itself accepts as an exclusive start
+ * reach it; anything else is a 400 invalid_request, never Redis's raw error text.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+import { createTestApp } from '../../../test/harness/api-app.ts';
+import { readServerSentEvents } from '../../../core/src/sse-reader.ts';
+import type { JobDocument } from '../../../core/src/job-spec.ts';
+
+let redis: RunningRedis;
+let t: ReturnType<typeof createTestApp>;
+let jobId: string;
+
+before(async () => {
+  redis = await startRedis();
+  t = createTestApp(redis);
+  const res = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest' }) });
+  jobId = ((await res.json()) as JobDocument).id;
+  await t.app.request(`/v1/jobs/${jobId}`, { method: 'DELETE' }); // finished: the stream replays and closes
+});
+after(async () => {
+  await t?.close();
+  await redis?.stop();
+});
+
+async function events(lastEventId: string, via: 'header' | 'query') {
+  const path = via === 'query' ? `/v1/jobs/${jobId}/events?lastEventId=${encodeURIComponent(lastEventId)}` : `/v1/jobs/${jobId}/events`;
+  return t.app.request(path, { headers: via === 'header' ? { 'last-event-id': lastEventId } : {} });
+}
+
+describe('GET /v1/jobs/{id}/events Last-Event-ID', () => {
+  const overflowing = [
+    '99999999999999999999-0', // past 2^64: Redis "Invalid stream ID"
+    '18446744073709551616-0',
+    '0-18446744073709551616',
+    '18446744073709551615-18446744073709551615', // the largest id: "(" after it overflows
+    '9007199254740992-0', // past 2^53: not exactly representable in JS, refused (stricter than Redis)
+    '-1-0', '1-', '1--1', '1.5-0', '0x1-0', '1-0-0', '1', '00000000000000000001-0',
+  ];
+  for (const via of ['header', 'query'] as const) {
+    for (const id of overflowing) {
+      test(`${via} ${JSON.stringify(id)} is a 400 invalid_request, not a Redis error`, async () => {
+        const res = await events(id, via);
+        const text = await res.text();
+        assert.equal(res.status, 400, `status ${res.status}: ${text}`);
+        const body = JSON.parse(text) as { error: { code: string; message: string } };
+        assert.equal(body.error.code, 'invalid_request');
+        assert.doesNotMatch(body.error.message, /ERR|stream ID|interval/i);
+      });
+    }
+  }
+
+  test('the largest accepted ids reach Redis (200, an event stream)', async () => {
+    for (const id of ['9007199254740991-9007199254740991', '9007199254740991-0', '0-9007199254740991', '1732280000000-5']) {
+      const res = await events(id, 'header');
+      assert.equal(res.status, 200, `${id}: ${res.status}`);
+      assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+      await res.body?.cancel(); // nothing after these ids: the stream would wait for more
+    }
+    for (const id of ['0', '0-0']) {
+      const res = await events(id, 'header');
+      const seen = [];
+      for await (const e of readServerSentEvents(res.body!)) seen.push(e.event);
+      assert.deepEqual(seen, ['status', 'exit'], id);
+    }
+  });
+});

@@ -1,0 +1,145 @@
+/**
+ * SbxClient: the sbx HTTP API (../shared/design/api.md) as typed methods. Every method either
+ * returns the answer's typed body or throws an SbxApiError subclass (errors.ts); `request()` is the
+ * untyped escape hatch that returns any answer as it came.
+ */
+import { apiErrorFromAnswer, SbxNotFoundError } from './errors.ts';
+import { readBody, Transport, type TransportOptions } from './http.ts';
+import { isDigest, normalizeImageName } from './image-name.ts';
+import { jobEvents, type EventsOptions } from './job-events.ts';
+import { isFinished, type ApiAnswer, type CachedImage, type ImageAction, type Job, type JobEvent, type JobPage, type JobRequest, type ListOptions, type WorkerInfo } from './types.ts';
+
+export type ClientOptions = TransportOptions;
+
+export interface SubmitOptions {
+  /** `?wait=true`: the answer waits until the job ends (at most the server's wait cap) and carries its output. */
+  wait?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface WaitOptions {
+  /** Fetch the output with the finished document (`GET ?output=true`). */
+  output?: boolean;
+  signal?: AbortSignal;
+  /** Give up after this long (rejects with a TimeoutError). */
+  timeoutMs?: number;
+}
+
+export class SbxClient {
+  private readonly http: Transport;
+
+  constructor(opts: ClientOptions | string) {
+    this.http = new Transport(typeof opts === 'string' ? { baseUrl: opts } : opts);
+  }
+
+  get baseUrl(): string {
+    return this.http.baseUrl;
+  }
+
+  /** Any request, any answer: the status, headers and JSON (or text) body, never thrown for a status. */
+  async request<T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiAnswer<T>> {
+    const res = await this.http.send({ method, path, body, headers });
+    return { status: res.status, headers: res.headers, body: (await readBody(res.body)) as T };
+  }
+
+  /** POST /v1/jobs. With `wait`, the finished job and its output (or the job as it stands when the server's wait cap passed). */
+  submit(job: JobRequest, opts: SubmitOptions = {}): Promise<Job> {
+    return this.call<Job>('POST', '/v1/jobs', { body: job, query: { wait: opts.wait ? 'true' : undefined }, signal: opts.signal });
+  }
+
+  /** Submit and wait until it ends, however long: `?wait=true`, then the event stream if the wait cap passed first. */
+  async run(job: JobRequest, opts: Omit<WaitOptions, 'output'> = {}): Promise<Job> {
+    const doc = await this.submit(job, { wait: true, signal: opts.signal });
+    return isFinished(doc.status) ? doc : this.wait(doc.id, { ...opts, output: true });
+  }
+
+  get(id: string, opts: { output?: boolean; signal?: AbortSignal } = {}): Promise<Job> {
+    return this.call<Job>('GET', `/v1/jobs/${encodeURIComponent(id)}`, { query: { output: opts.output ? 'true' : undefined }, signal: opts.signal });
+  }
+
+  /** Until the job is finished: its document if it already is, else the `exit` event of its stream (resumed across drops). */
+  async wait(id: string, opts: WaitOptions = {}): Promise<Job> {
+    const signal = withTimeout(opts.signal, opts.timeoutMs);
+    let doc = await this.get(id, { output: opts.output, signal });
+    if (isFinished(doc.status)) return doc;
+    for await (const e of this.events(id, { signal })) {
+      if (e.type === 'exit') {
+        doc = e.job;
+        break;
+      }
+    }
+    return opts.output ? this.get(id, { output: true, signal }) : doc;
+  }
+
+  /** DELETE /v1/jobs/{id}: the job as it stands after the cancel (a running one usually `cancelled` already). 409 `already_finished` when it had ended. */
+  cancel(id: string): Promise<Job> {
+    return this.call<Job>('DELETE', `/v1/jobs/${encodeURIComponent(id)}`);
+  }
+
+  /** One page of the tenant's jobs, newest first. */
+  list(opts: ListOptions = {}): Promise<JobPage> {
+    return this.call<JobPage>('GET', '/v1/jobs', { query: { status: opts.status, limit: opts.limit, cursor: opts.cursor } });
+  }
+
+  /** Every job of the tenant, newest first, following `nextCursor` page by page. */
+  async *listAll(opts: Omit<ListOptions, 'cursor'> = {}): AsyncGenerator<Job> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.list({ ...opts, cursor });
+      yield* page.items;
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+  }
+
+  /** The job's events: status changes, stdout/stderr chunks, then `exit`; resumes by Last-Event-ID when the connection drops. */
+  events(id: string, opts: EventsOptions = {}): AsyncGenerator<JobEvent> {
+    return jobEvents(this.http, id, opts);
+  }
+
+  async images(): Promise<CachedImage[]> {
+    return (await this.call<{ items: CachedImage[] }>('GET', '/v1/images')).items;
+  }
+
+  /** Pre-pull on every live worker. */
+  pull(image: string): Promise<ImageAction> {
+    return this.call<ImageAction>('POST', '/v1/images', { body: { image } });
+  }
+
+  /**
+   * Evict an image from every worker's cache: by digest, or by name (every cached digest of it).
+   * A name nothing cached matches is a SbxNotFoundError.
+   */
+  async rmi(imageOrDigest: string): Promise<ImageAction[]> {
+    if (isDigest(imageOrDigest)) return [await this.evict(imageOrDigest)];
+    const wanted = normalizeImageName(imageOrDigest);
+    const digests = new Set((await this.images()).filter((i) => i.image === wanted || i.image === imageOrDigest).map((i) => i.digest));
+    if (digests.size === 0) throw new SbxNotFoundError({ code: 'not_found', message: `no worker has ${imageOrDigest} cached`, status: 404 });
+    return Promise.all([...digests].map((d) => this.evict(d)));
+  }
+
+  evict(digest: string): Promise<ImageAction> {
+    return this.call<ImageAction>('DELETE', `/v1/images/${encodeURIComponent(digest)}`);
+  }
+
+  async workers(): Promise<WorkerInfo[]> {
+    return (await this.call<{ items: WorkerInfo[] }>('GET', '/v1/workers')).items;
+  }
+
+  /** Closes the client's connections (when it made its own dispatcher). */
+  close(): Promise<void> {
+    return this.http.close();
+  }
+
+  private async call<T>(method: string, path: string, opts: { body?: unknown; query?: Record<string, string | number | undefined>; signal?: AbortSignal } = {}): Promise<T> {
+    const res = await this.http.send({ method, path, ...opts });
+    const body = await readBody(res.body);
+    if (res.status < 200 || res.status > 299) throw apiErrorFromAnswer(res.status, body, res.headers);
+    return body as T;
+  }
+}
+
+function withTimeout(signal: AbortSignal | undefined, ms: number | undefined): AbortSignal | undefined {
+  if (ms === undefined) return signal;
+  const timeout = AbortSignal.timeout(ms);
+  return signal ? AbortSignal.any([signal, timeout]) : timeout;
+}

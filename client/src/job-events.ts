@@ -1,0 +1,113 @@
+/**
+ * `events(id)`: a job's Server-Sent Events as an async iterator that survives dropped connections.
+ * After a break it reconnects with `Last-Event-ID` = the id of the last event it yielded, so the
+ * server sends exactly the events after it: none lost (the stream is a Redis Stream kept with the
+ * job) and none twice (the parser yields an event only when it is complete). It ends after `exit`.
+ */
+import { apiErrorFromAnswer, connectionError, SbxApiError, SbxConnectionError } from './errors.ts';
+import { readBody, type Transport } from './http.ts';
+import { parseServerSentEvents } from './sse.ts';
+import type { Job, JobEvent, JobStatus } from './types.ts';
+
+export interface EventsOptions {
+  /** Start after this event id (a previous event's `id`); default: from the first event. */
+  lastEventId?: string;
+  signal?: AbortSignal;
+  /** Reconnections in a row without receiving an event before giving up (default 8). */
+  maxReconnects?: number;
+  /** Called before each reconnection (to log it). */
+  onReconnect?: (info: { attempt: number; lastEventId: string | null; error: unknown }) => void;
+}
+
+const BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
+
+export async function* jobEvents(http: Transport, id: string, opts: EventsOptions = {}): AsyncGenerator<JobEvent> {
+  let lastEventId = opts.lastEventId ?? null;
+  let failures = 0;
+  for (;;) {
+    opts.signal?.throwIfAborted();
+    let error: unknown = null;
+    const ctl = new AbortController();
+    const onAbort = () => ctl.abort(opts.signal?.reason);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const res = await http.send({
+        method: 'GET',
+        path: `/v1/jobs/${encodeURIComponent(id)}/events`,
+        headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
+        signal: ctl.signal,
+      });
+      if (res.status !== 200) {
+        const e = apiErrorFromAnswer(res.status, await readBody(res.body), res.headers);
+        if (res.status < 500 && res.status !== 429) throw e; // the client's fault: retrying will not help
+        error = e;
+      } else {
+        for await (const raw of parseServerSentEvents(res.body)) {
+          if (raw.event === 'error') {
+            error = new SbxApiError({ code: 'internal', message: 'the event stream failed on the server', status: 200 });
+            break;
+          }
+          if (raw.id === null) continue;
+          const event = toJobEvent(raw.event, raw.id, raw.data);
+          lastEventId = raw.id;
+          failures = 0;
+          yield event;
+          if (event.type === 'exit') return;
+        }
+        error ??= new SbxConnectionError({ code: 'connection_closed', message: 'the event stream ended before the job did', status: 0 });
+      }
+    } catch (e) {
+      if (opts.signal?.aborted) throw opts.signal.reason ?? e;
+      if (e instanceof SbxApiError && !(e instanceof SbxConnectionError)) throw e;
+      error = e instanceof SbxApiError ? e : connectionError(http.baseUrl, e);
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      ctl.abort(); // closes the body when the consumer stopped early or the stream broke
+    }
+    failures++;
+    if (failures > (opts.maxReconnects ?? 8)) throw error;
+    opts.onReconnect?.({ attempt: failures, lastEventId, error });
+    const retryAfterMs = error instanceof SbxApiError && error.retryAfter !== null ? error.retryAfter * 1000 : 0;
+    await sleep(Math.max(retryAfterMs, BACKOFF_MS[Math.min(failures - 1, BACKOFF_MS.length - 1)]!), opts.signal);
+  }
+}
+
+function toJobEvent(event: string, id: string, data: string): JobEvent {
+  const parsed = parseJson(data);
+  switch (event) {
+    case 'status': {
+      const d = parsed as { status: JobStatus; queuePosition?: number | null };
+      return { type: 'status', id, status: d.status, ...(d.queuePosition !== undefined ? { queuePosition: d.queuePosition } : {}) };
+    }
+    case 'stdout':
+    case 'stderr':
+      return { type: event, id, data: (parsed as { data: string }).data };
+    case 'exit':
+      return { type: 'exit', id, job: parsed as Job };
+    default:
+      return { type: 'unknown', id, event, data: parsed };
+  }
+}
+
+function parseJson(data: string): unknown {
+  try {
+    return JSON.parse(data);
+  } catch {
+    return data;
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,40 @@
+/**
+ * A Server-Sent Events parser (the WHATWG event-stream format) over any async iterable of bytes.
+ * An event is yielded only once its terminating blank line has arrived: a connection cut in the
+ * middle of an event yields nothing of it, so a reader that resumes after the last yielded id
+ * neither loses nor repeats an event.
+ */
+export interface ServerSentEvent {
+  event: string;
+  id: string | null;
+  data: string;
+}
+
+export async function* parseServerSentEvents(body: AsyncIterable<Uint8Array | string>): AsyncGenerator<ServerSentEvent> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let event = 'message';
+  let id: string | null = null;
+  let data: string[] = [];
+  for await (const chunk of body) {
+    buffer += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(buffer.startsWith('\r\n', nl) ? nl + 2 : nl + 1);
+      if (line === '') {
+        if (data.length) yield { event, id, data: data.join('\n') };
+        event = 'message';
+        data = [];
+        continue;
+      }
+      if (line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'event') event = value;
+      else if (field === 'data') data.push(value);
+      else if (field === 'id' && !value.includes('\0')) id = value;
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * What the client sends and reads, as the API's contract defines it (../shared/design/api.md).
+ * The job shapes are core's zod-inferred types, imported as types only: nothing of core runs here.
+ */
+import type { JobDocument, JobRequest, JobStatus } from '../../core/src/job-spec.ts';
+
+export type { JobRequest, JobStatus };
+
+/** The job document; `queuePosition` is present while the job is queued, where the API reports it. */
+export type Job = JobDocument & { queuePosition?: number | null };
+
+export const FINISHED: readonly JobStatus[] = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
+export const isFinished = (status: JobStatus): boolean => FINISHED.includes(status);
+
+export interface JobPage {
+  items: Job[];
+  nextCursor: string | null;
+}
+
+export interface ListOptions {
+  status?: JobStatus;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface CachedImage {
+  image: string;
+  digest: string;
+  sizeBytes: number;
+  workers: string[];
+  lastUsedAt: string;
+}
+
+export interface WorkerInfo {
+  id: string;
+  host: string;
+  pid?: number;
+  slots: { total: number; free: number };
+  runningJobs: string[];
+  cachedBytes: number;
+  lastHeartbeat: string;
+  startedAt?: string;
+}
+
+/** What POST /v1/images and DELETE /v1/images/{digest} answer: the workers told to do it. */
+export interface ImageAction {
+  image?: string;
+  digest?: string;
+  workers: string[];
+}
+
+/** One Server-Sent Event of a job's stream, typed by its `event:` name. */
+export type JobEvent =
+  | { type: 'status'; id: string; status: JobStatus; queuePosition?: number | null }
+  | { type: 'stdout' | 'stderr'; id: string; data: string }
+  | { type: 'exit'; id: string; job: Job }
+  /** An event this client does not know (a newer API): its name and parsed data. */
+  | { type: 'unknown'; id: string; event: string; data: unknown };
+
+/** A raw HTTP answer (`request()`): any status, body parsed as JSON when it is JSON. */
+export interface ApiAnswer<T = unknown> {
+  status: number;
+  headers: Headers;
+  body: T;
+}

@@ -1,0 +1,52 @@
+--[[
+  Admit a tenant's new job against its quota (core/src/tenant-quota.ts), atomically, in the
+  tenant's slot: the submission token bucket, then the jobs queued or running at once; on
+  success the job joins the tenant's active set with its queue priority, and its image is recorded.
+  KEYS[1] active jobs zset (id -> priority)   KEYS[2] token bucket hash   KEYS[3] images zset
+  ARGV[1] job id
+  ARGV[2] submissions per second (0 = no limit)   ARGV[3] bucket size (burst)
+  ARGV[4] most jobs queued or running (0 = no limit)
+  ARGV[5] '1' to take a token, '0' not (a retry after lazy repair has taken it already)
+  ARGV[6] active set ttl seconds   ARGV[7] canonical image ('' = none)   ARGV[8] images ttl seconds
+  ARGV[9] highest priority (BullMQ's limit)
+  Output: {'ok', priority} | {'rate', ms until a token is back} | {'active', jobs counted}
+  Priority = 1 + the tenant's active jobs, but never below its highest queued one, so its own jobs
+  stay in submission order while a tenant without a backlog goes before it.
+]]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local rate = tonumber(ARGV[2])
+if rate > 0 and ARGV[5] == '1' then
+  local burst = tonumber(ARGV[3])
+  local bucket = redis.call('HMGET', KEYS[2], 'tokens', 'ts')
+  local tokens = tonumber(bucket[1]) or burst
+  local ts = tonumber(bucket[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+  if tokens < 1 then
+    return {'rate', math.ceil((1 - tokens) * 1000 / rate)}
+  end
+  redis.call('HSET', KEYS[2], 'tokens', string.format('%.6f', tokens - 1), 'ts', now)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(burst * 1000 / rate) + 1000)
+end
+
+local count = redis.call('ZCARD', KEYS[1])
+local maxActive = tonumber(ARGV[4])
+if maxActive > 0 and count >= maxActive then
+  return {'active', count}
+end
+local priority = count + 1
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if top[2] and tonumber(top[2]) > priority then priority = tonumber(top[2]) end
+local cap = tonumber(ARGV[9])
+if priority > cap then priority = cap end
+redis.call('ZADD', KEYS[1], priority, ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+
+if ARGV[7] ~= '' then
+  redis.call('ZADD', KEYS[3], now, ARGV[7])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[8]) * 1000)
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -10001)
+  redis.call('EXPIRE', KEYS[3], ARGV[8])
+end
+return {'ok', priority}

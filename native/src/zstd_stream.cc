@@ -1,0 +1,123 @@
+// sbx_zstd: a streaming zstd decoder (the reference libzstd) for image layers.
+//
+// One ZstdDecoder wraps one ZSTD_DCtx. decompress(input, offset, output) runs ZSTD_decompressStream
+// once: it reads from input[offset..] and writes at most output.length bytes, so the caller decides
+// how much is produced per call and can stop producing while its consumer is behind (backpressure
+// lives in the TypeScript wrapper, worker/src/images/zstd-stream.ts). The window is capped with
+// ZSTD_d_windowLogMax, so a frame cannot make the decoder allocate more than 2^windowLogMax bytes.
+//
+// Context-aware (NODE_API_MODULE, no static JS references): it loads in worker threads too.
+#include <napi.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include <string>
+
+namespace {
+
+Napi::Value ThrowCoded(Napi::Env env, const std::string& message, const char* code) {
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, code));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+class ZstdDecoder : public Napi::ObjectWrap<ZstdDecoder> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ZstdDecoder",
+                       {InstanceMethod<&ZstdDecoder::Decompress>("decompress"),
+                        InstanceMethod<&ZstdDecoder::Close>("close")});
+  }
+
+  explicit ZstdDecoder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ZstdDecoder>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      Napi::TypeError::New(env, "ZstdDecoder(windowLogMax: number)").ThrowAsJavaScriptException();
+      return;
+    }
+    window_log_max_ = info[0].As<Napi::Number>().Int32Value();
+    ZSTD_bounds bounds = ZSTD_dParam_getBounds(ZSTD_d_windowLogMax);
+    if (window_log_max_ < bounds.lowerBound || window_log_max_ > bounds.upperBound) {
+      Napi::RangeError::New(env, "windowLogMax out of libzstd's bounds").ThrowAsJavaScriptException();
+      return;
+    }
+    dctx_ = ZSTD_createDCtx();
+    if (dctx_ == nullptr) {
+      Napi::Error::New(env, "ZSTD_createDCtx failed").ThrowAsJavaScriptException();
+      return;
+    }
+    size_t rc = ZSTD_DCtx_setParameter(dctx_, ZSTD_d_windowLogMax, window_log_max_);
+    if (ZSTD_isError(rc)) {
+      Napi::Error::New(env, std::string("ZSTD_d_windowLogMax: ") + ZSTD_getErrorName(rc)).ThrowAsJavaScriptException();
+      return;
+    }
+  }
+
+  ~ZstdDecoder() override { Free(); }
+
+ private:
+  void Free() {
+    if (dctx_ != nullptr) ZSTD_freeDCtx(dctx_);
+    dctx_ = nullptr;
+  }
+
+  // decompress(input: Uint8Array, offset: number, output: Uint8Array): [offsetAfter, produced, hint]
+  // hint is ZSTD_decompressStream's return: 0 once a frame is complete and fully flushed.
+  Napi::Value Decompress(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (dctx_ == nullptr) return ThrowCoded(env, "zstd decoder is closed", "ERR_ZSTD_CLOSED");
+    if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsTypedArray()) {
+      Napi::TypeError::New(env, "decompress(input: Uint8Array, offset: number, output: Uint8Array)").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Uint8Array input = info[0].As<Napi::Uint8Array>();
+    Napi::Uint8Array output = info[2].As<Napi::Uint8Array>();
+    int64_t offset = info[1].As<Napi::Number>().Int64Value();
+    if (input.TypedArrayType() != napi_uint8_array || output.TypedArrayType() != napi_uint8_array ||
+        offset < 0 || static_cast<uint64_t>(offset) > input.ByteLength()) {
+      Napi::RangeError::New(env, "decompress: bad arguments").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    ZSTD_inBuffer in = {input.Data(), input.ByteLength(), static_cast<size_t>(offset)};
+    ZSTD_outBuffer out = {output.Data(), output.ByteLength(), 0};
+    size_t rc = ZSTD_decompressStream(dctx_, &out, &in);
+    if (ZSTD_isError(rc)) return ThrowError(env, rc);
+    Napi::Array result = Napi::Array::New(env, 3);
+    result.Set(0u, Napi::Number::New(env, static_cast<double>(in.pos)));
+    result.Set(1u, Napi::Number::New(env, static_cast<double>(out.pos)));
+    result.Set(2u, Napi::Number::New(env, static_cast<double>(rc)));
+    return result;
+  }
+
+  Napi::Value ThrowError(Napi::Env env, size_t rc) {
+    ZSTD_ErrorCode code = ZSTD_getErrorCode(rc);
+    if (code == ZSTD_error_frameParameter_windowTooLarge) {
+      unsigned long long mib = (1ull << window_log_max_) >> 20;
+      return ThrowCoded(env, "zstd window larger than " + std::to_string(mib) + " MiB", "ERR_ZSTD_WINDOW_TOO_LARGE");
+    }
+    if (code == ZSTD_error_prefix_unknown) return ThrowCoded(env, "not zstd data (unknown frame magic number)", "Z_DATA_ERROR");
+    return ThrowCoded(env, std::string("invalid zstd data: ") + ZSTD_getErrorName(rc), "Z_DATA_ERROR");
+  }
+
+  // Frees the context (and its window) now rather than at garbage collection.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Free();
+    return info.Env().Undefined();
+  }
+
+  ZSTD_DCtx* dctx_ = nullptr;
+  int window_log_max_ = 27;
+};
+
+Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
+  exports.Set("ZstdDecoder", ZstdDecoder::Define(env));
+  exports.Set("zstdVersion", Napi::String::New(env, ZSTD_versionString()));
+  ZSTD_bounds bounds = ZSTD_dParam_getBounds(ZSTD_d_windowLogMax);
+  exports.Set("windowLogMaxUpperBound", Napi::Number::New(env, bounds.upperBound));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(sbx_zstd, InitAll)

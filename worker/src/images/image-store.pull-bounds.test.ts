@@ -1,0 +1,184 @@
+/**
+ * Pulls are bounded and cancellable (issue 9, item 5), against an in-process registry that trickles
+ * a layer's bytes: the stall detector ends a trickling pull, the deadline ends a steady but too slow
+ * one, and an aborted acquire closes the download's connection when nobody else waits for it.
+ */
+import { test, before, after, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SbxError } from '../../../core/src/errors.ts';
+import { busyboxImage } from '../../../test/fixtures/build-images.ts';
+import { startFakeRegistry, type FakeRegistry } from '../../../test/fixtures/fake-registry.ts';
+import type { Blob, BuiltImage } from '../../../test/fixtures/oci-builder.ts';
+import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
+import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+
+/** Integration tests fail after a minute instead of stalling the suite. */
+const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
+
+let image: BuiltImage;
+let fake: FakeRegistry;
+const cleanups: Array<() => Promise<void>> = [];
+
+before(async () => {
+  image = await busyboxImage();
+  fake = await startFakeRegistry();
+  for (const repo of ['stall/busybox', 'slow/busybox', 'alone/busybox', 'shared/busybox']) fake.add(repo, 'latest', image);
+});
+
+after(async () => {
+  fake.hook = null;
+  for (const c of cleanups.reverse()) await c();
+  await fake.stop();
+});
+
+async function store(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
+  const root = await mkdtemp(join(tmpdir(), 'sbx-images-bounds-'));
+  const s = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 50, deadlineMs: 5_000 }, ...opts });
+  cleanups.push(async () => {
+    await s.close();
+    await rm(root, { recursive: true, force: true });
+  });
+  return s;
+}
+
+interface Download {
+  /** When the registry got the layer request (performance.now()). */
+  at: number;
+  /** Resolves with performance.now() when the server sees the download's connection close. */
+  closed: Promise<number>;
+  socketClosed: boolean;
+  /** Sends the rest of the blob at once. */
+  finish(): void;
+}
+
+/**
+ * Serves the layer of `repo` by sending its headers and `first` bytes at once, then `chunk` bytes
+ * every `everyMs` (never finishing unless told to); everything else is answered normally.
+ */
+function trickleLayer(repo: string, opts: { first: number; chunk: number; everyMs: number }): Promise<Download> {
+  const layer = image.layers[0]!;
+  return new Promise((resolve) => {
+    fake.hook = (req: IncomingMessage, res: ServerResponse, ctx: { blob: Blob | undefined }) => {
+      if (req.url !== `/v2/${repo}/blobs/${layer.digest}` || ctx.blob === undefined) return false;
+      let sent = 0;
+      let timer: NodeJS.Timeout | undefined;
+      const send = (n: number) => {
+        const end = Math.min(layer.bytes.length, sent + n);
+        res.write(layer.bytes.subarray(sent, end));
+        sent = end;
+        if (sent === layer.bytes.length) finish();
+      };
+      const finish = () => {
+        clearInterval(timer);
+        if (sent < layer.bytes.length) res.write(layer.bytes.subarray(sent));
+        sent = layer.bytes.length;
+        res.end();
+      };
+      const download: Download = {
+        at: performance.now(),
+        socketClosed: false,
+        closed: new Promise((r) =>
+          req.socket.once('close', () => {
+            clearInterval(timer);
+            download.socketClosed = true;
+            r(performance.now());
+          }),
+        ),
+        finish,
+      };
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': layer.bytes.length });
+      send(opts.first);
+      timer = setInterval(() => send(opts.chunk), opts.everyMs);
+      resolve(download);
+      return true;
+    };
+  });
+}
+
+/** What `promise` settled with, or 'pending' after `ms`. */
+async function within<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | { error: unknown } | 'pending'> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'pending'>((r) => (timer = setTimeout(() => r('pending'), ms)));
+  try {
+    return await Promise.race([promise.then((value) => ({ value }), (error: unknown) => ({ error })), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+it('a registry trickling one byte every 200 ms ends the pull within stallMs with image_pull_failed naming the stall', async () => {
+  const stallMs = 1000;
+  const s = await store({ stall: { stallMs, stallBytes: 64 * 1024 } });
+  const download = trickleLayer('stall/busybox', { first: 1, chunk: 1, everyMs: 200 });
+  const acquiring = s.acquire(`${fake.host}/stall/busybox:latest`);
+  const started = await download;
+  const outcome = await within(acquiring, 5 * stallMs);
+  assert.notEqual(outcome, 'pending', `the pull was still running ${5 * stallMs} ms after a trickling download began (stall rule: 64 KiB in ${stallMs} ms)`);
+  assert.ok('error' in outcome, 'a trickled layer cannot complete');
+  const endedAfter = performance.now() - started.at;
+  const error = outcome.error as SbxError;
+  assert.equal(error.code, 'image_pull_failed', String(error));
+  assert.match(error.message, /stalled: fewer than 65536 bytes arrived in 1 s/);
+  assert.match(error.message, new RegExp(`registry ${fake.host.replace(/\./g, '\\.')}`));
+  assert.ok(endedAfter < stallMs + 1500, `ended ${Math.round(endedAfter)} ms after the download began; the bound is stallMs + 1.5 s`);
+  assert.ok((await within(started.closed, 2000)) !== 'pending', 'the stalled connection was closed');
+  console.log(`stall: ended ${Math.round(endedAfter)} ms after the trickle began (stallMs ${stallMs})`);
+});
+
+it('a steady download too slow to finish in pullTimeoutMs ends at the deadline, not as a stall', async () => {
+  const pullTimeoutMs = 2000;
+  const s = await store({ pullTimeoutMs, stall: { stallMs: 1000, stallBytes: 1024 } });
+  const download = trickleLayer('slow/busybox', { first: 4096, chunk: 4096, everyMs: 100 }); // 40 KiB/s, ~1 MB layer
+  const begun = performance.now();
+  const acquiring = s.acquire(`${fake.host}/slow/busybox:latest`);
+  const started = await download;
+  const outcome = await within(acquiring, 3 * pullTimeoutMs);
+  assert.notEqual(outcome, 'pending', `the pull was still running ${3 * pullTimeoutMs} ms after it began (pullTimeoutMs ${pullTimeoutMs})`);
+  assert.ok('error' in outcome, 'the layer takes ~25 s at this rate');
+  const elapsed = performance.now() - begun;
+  const error = outcome.error as SbxError;
+  assert.equal(error.code, 'image_pull_failed', String(error));
+  assert.match(error.message, /did not finish within 2 s \(the pull deadline\)/);
+  assert.ok(elapsed < pullTimeoutMs + 1500, `ended ${Math.round(elapsed)} ms after it began; the bound is pullTimeoutMs + 1.5 s`);
+  assert.ok((await within(started.closed, 2000)) !== 'pending', 'the download was closed at the deadline');
+  console.log(`deadline: ended ${Math.round(elapsed)} ms after the pull began (pullTimeoutMs ${pullTimeoutMs})`);
+});
+
+it('aborting the only acquire waiting for a pull closes its download at once', async () => {
+  const s = await store();
+  const download = trickleLayer('alone/busybox', { first: 16 * 1024, chunk: 1, everyMs: 200 });
+  const controller = new AbortController();
+  const acquiring = s.acquire(`${fake.host}/alone/busybox:latest`, { signal: controller.signal });
+  const started = await download;
+  await new Promise((r) => setTimeout(r, 200)); // the unpacker is reading it
+  const abortedAt = performance.now();
+  controller.abort(new Error('job cancelled'));
+  await assert.rejects(acquiring, /job cancelled/);
+  const closed = await within(started.closed, 3000);
+  assert.notEqual(closed, 'pending', 'the registry still had the download open 3 s after the only waiter aborted');
+  assert.ok('value' in closed);
+  console.log(`abort: the registry saw the connection close ${Math.round(closed.value - abortedAt)} ms after the abort`);
+});
+
+it('aborting one of two acquires leaves the shared download running for the other', async () => {
+  const s = await store();
+  const download = trickleLayer('shared/busybox', { first: 16 * 1024, chunk: 1, everyMs: 200 });
+  const leaving = new AbortController();
+  const staying = new AbortController();
+  const reference = `${fake.host}/shared/busybox:latest`;
+  const first = s.acquire(reference, { signal: leaving.signal });
+  const second = s.acquire(reference, { signal: staying.signal });
+  const started = await download;
+  leaving.abort(new Error('job cancelled'));
+  await assert.rejects(first, /job cancelled/);
+  assert.equal(await within(started.closed, 1000), 'pending', 'the download was closed although another acquire still waited for it');
+  started.finish();
+  const acquired = await second;
+  assert.equal(acquired.pulled, true);
+  acquired.release();
+  assert.equal(started.socketClosed, false);
+});

@@ -17,6 +17,7 @@ const errors = {
   404: json(ErrorBody, 'No such job for this tenant'),
   503: json(ErrorBody, 'Redis unreachable'),
 };
+const forbidden = json(ErrorBody, 'forbidden: needs an admin API key');
 const jobId = z.object({ id: z.string().openapi({ example: 'j_01JD3ZC7V8Q7R3S6D3XW0Q3Y2K' }) });
 
 export function registerOpenApi(app: OpenAPIHono<AppEnv>): void {
@@ -33,6 +34,7 @@ export function registerOpenApi(app: OpenAPIHono<AppEnv>): void {
       200: json(JobDocument, 'With ?wait=true: the finished job, including output'),
       202: json(JobDocument, 'Accepted (Location: /v1/jobs/{id}); with ?wait=true the job as it stands when the wait cap passed'),
       ...errors, 413: json(ErrorBody, 'Body too large'), 415: json(ErrorBody, 'Not application/json'),
+      429: json(ErrorBody, 'rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up; Retry-After says when to retry'),
     },
   });
   r.registerPath({
@@ -55,10 +57,10 @@ export function registerOpenApi(app: OpenAPIHono<AppEnv>): void {
     request: { params: jobId },
     responses: { 202: json(JobDocument, 'Cancellation accepted'), 409: json(ErrorBody, 'already_finished'), ...errors },
   });
-  r.registerPath({ method: 'get', path: '/v1/images', summary: 'Images cached on the workers', tags: ['images'], responses: { 200: { description: 'Cached images' } } });
-  r.registerPath({ method: 'post', path: '/v1/images', summary: 'Pre-pull an image on every live worker', tags: ['images'], request: { body: { content: { 'application/json': { schema: z.object({ image: z.string() }) } } } }, responses: { 202: { description: 'Pull requested' }, ...errors } });
-  r.registerPath({ method: 'delete', path: '/v1/images/{digest}', summary: 'Evict an image from every worker cache', tags: ['images'], request: { params: z.object({ digest: z.string() }) }, responses: { 202: { description: 'Eviction requested' }, ...errors } });
-  r.registerPath({ method: 'get', path: '/v1/workers', summary: 'Live workers', tags: ['fleet'], responses: { 200: { description: 'Workers' } } });
+  r.registerPath({ method: 'get', path: '/v1/images', summary: 'Images cached on the workers (a tenant key: only those its own jobs used)', tags: ['images'], responses: { 200: { description: 'Cached images' } } });
+  r.registerPath({ method: 'post', path: '/v1/images', summary: 'Pre-pull an image on every live worker (admin keys only)', tags: ['images'], request: { body: { content: { 'application/json': { schema: z.object({ image: z.string() }) } } } }, responses: { 202: { description: 'Pull requested' }, ...errors, 403: forbidden } });
+  r.registerPath({ method: 'delete', path: '/v1/images/{digest}', summary: 'Evict an image from every worker cache (admin keys only)', tags: ['images'], request: { params: z.object({ digest: z.string() }) }, responses: { 202: { description: 'Eviction requested' }, ...errors, 403: forbidden } });
+  r.registerPath({ method: 'get', path: '/v1/workers', summary: 'Live workers and the ids of the jobs they run (admin keys only)', tags: ['fleet'], responses: { 200: { description: 'Workers' }, 401: errors[401], 403: forbidden } });
   for (const [path, summary] of [['/healthz', 'Process up'], ['/readyz', 'Redis reachable'], ['/metrics', 'Prometheus metrics']] as const) {
     r.registerPath({ method: 'get', path, summary, tags: ['operations'], responses: { 200: { description: 'OK' } } });
   }

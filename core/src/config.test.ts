@@ -89,6 +89,19 @@ test('registry mirrors parse per registry, in order; a malformed list is refused
   assert.throws(() => loadConfig({ SBX_REGISTRY_MIRRORS: 'docker.io' }), /SBX_REGISTRY_MIRRORS=.*registry=mirror/);
 });
 
+test('SBX_EGRESS_ALLOW: empty by default; host, host:port, IP:port and CIDR entries; a bad entry is named', () => {
+  assert.deepEqual(loadConfig({}).env.SBX_EGRESS_ALLOW, []);
+  const entries = loadConfig({ SBX_EGRESS_ALLOW: '127.0.0.1:5000, Registry.Internal., [::1]:5001, 10.0.0.0/8' }).env.SBX_EGRESS_ALLOW;
+  assert.deepEqual(entries.map((e) => (e.kind === 'name' ? [e.name, e.port] : [[...e.network].join('.'), e.prefix, e.port])), [
+    ['127.0.0.1', 32, 5000],
+    ['registry.internal', null],
+    ['0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1', 128, 5001],
+    ['10.0.0.0', 8, null],
+  ]);
+  assert.throws(() => loadConfig({ SBX_EGRESS_ALLOW: '127.0.0.1:5000,10.0.0.0/33' }), /SBX_EGRESS_ALLOW=.*entry "10\.0\.0\.0\/33" is not host, host:port, IP, IP:port, \[IPv6\]:port or CIDR/);
+  assert.throws(() => loadConfig({ SBX_EGRESS_ALLOW: 'http://x' }), /SBX_EGRESS_ALLOW=.*entry "http:\/\/x" is not/);
+});
+
 test('SBX_REGISTRY_CERTS_DIR: the default may be missing; a set directory must exist and be readable', (t) => {
   assert.equal(loadConfig({}).env.SBX_REGISTRY_CERTS_DIR, DEFAULT_REGISTRY_CERTS_DIR);
   const dir = mkdtempSync(join(tmpdir(), 'sbx-config-certs-'));
@@ -171,6 +184,22 @@ test('SBX_SECRETS_KEY: 32 bytes as hex or base64; a bad one is refused without b
     assert.ok(e instanceof ConfigError);
     assert.match(e.message, /SBX_SECRETS_KEY=\(hidden\): must be 32 random bytes as 64 hex digits or 44 base64 characters/);
     assert.ok(!e.message.includes('too-short-secret-value'));
+    return true;
+  });
+});
+
+test('pull bounds: concurrency, deadline and stall rule have defaults; bad values are refused', () => {
+  const d = loadConfig({}).env;
+  assert.deepEqual([d.SBX_PULL_CONCURRENCY, d.SBX_PULL_TIMEOUT_MS, d.SBX_PULL_STALL_MS, d.SBX_PULL_STALL_BYTES], [4, 600_000, 30_000, 65_536]);
+  const e = loadConfig({ SBX_PULL_CONCURRENCY: '2', SBX_PULL_TIMEOUT_MS: '60000', SBX_PULL_STALL_MS: '5000', SBX_PULL_STALL_BYTES: '1024' }).env;
+  assert.deepEqual([e.SBX_PULL_CONCURRENCY, e.SBX_PULL_TIMEOUT_MS, e.SBX_PULL_STALL_MS, e.SBX_PULL_STALL_BYTES], [2, 60_000, 5_000, 1024]);
+  assert.throws(() => loadConfig({ SBX_PULL_CONCURRENCY: '0', SBX_PULL_TIMEOUT_MS: '10', SBX_PULL_STALL_MS: 'soon', SBX_PULL_STALL_BYTES: '0' }), (err: unknown) => {
+    assert.ok(err instanceof ConfigError);
+    const text = err.problems.join('\n');
+    assert.match(text, /SBX_PULL_CONCURRENCY="0": must be >= 1/);
+    assert.match(text, /SBX_PULL_TIMEOUT_MS="10": must be >= 1000/);
+    assert.match(text, /SBX_PULL_STALL_MS="soon": must be a number/);
+    assert.match(text, /SBX_PULL_STALL_BYTES="0": must be >= 1/);
     return true;
   });
 });

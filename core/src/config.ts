@@ -6,6 +6,7 @@
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
+import { EGRESS_ALLOW_SYNTAX, parseEgressAllow } from './egress/egress-allow.ts';
 import { parseSecretsKey } from './secrets/secret-box.ts';
 import { LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, defaultMaxOpenFiles, type LimitBound } from './launch-bounds.ts';
 
@@ -144,9 +145,29 @@ export const envSchema = z.object({
   SBX_REGISTRY_CERTS_DIR: readableDir.default(DEFAULT_REGISTRY_CERTS_DIR),
   // Registry mirrors: registry=mirror[;mirror…][,registry=…], e.g. docker.io=10.0.0.5:5000
   SBX_REGISTRY_MIRRORS: z.string().default('').transform((s, ctx) => parseMirrors(s, ctx)),
+  // Egress allow-list (core/src/egress): what registries, their redirects and token servers, mirrors
+  // and webhooks may reach although it is not a public address. Loopback, private (RFC 1918,
+  // fc00::/7, CGNAT 100.64/10), link-local (169.254.169.254), multicast, unspecified and other
+  // special-purpose addresses are refused (egress_refused) unless named here, checked on the address
+  // actually connected to. Comma list of host (any port), host:port, IP, IP:port, [IPv6]:port or
+  // CIDR, e.g. 127.0.0.1:5000,registry.internal,10.0.0.0/8; '0.0.0.0/0,::/0' turns filtering off.
+  SBX_EGRESS_ALLOW: z.string().default('').transform((s, ctx) => {
+    const parsed = parseEgressAllow(s);
+    if ('entries' in parsed) return parsed.entries;
+    ctx.addIssue({ code: 'custom', message: `entry ${JSON.stringify(parsed.bad)} is not ${EGRESS_ALLOW_SYNTAX}` });
+    return [];
+  }),
   // Image cache disk budget (LRU, never evicting what a running job uses); unset = unbounded.
   // Only for one worker process per SBX_STATE_DIR.
   SBX_IMAGE_CACHE_BYTES: int(16 * MiB).optional(),
+  // Pull bounds (issue 9): image pulls at once per worker (beside the run slots: a pulling job holds
+  // no slot; the worker takes up to slots + this many jobs from the queue); the deadline of a whole
+  // pull; a download receiving fewer than SBX_PULL_STALL_BYTES over any SBX_PULL_STALL_MS fails as
+  // stalled (a registry trickling bytes passes idle timeouts). All end the job image_pull_failed.
+  SBX_PULL_CONCURRENCY: int(1, 256).default(4),
+  SBX_PULL_TIMEOUT_MS: int(1_000, 24 * 3_600_000).default(600_000),
+  SBX_PULL_STALL_MS: int(100, 3_600_000).default(30_000),
+  SBX_PULL_STALL_BYTES: int(1, 1 * GiB).default(64 * 1024),
   // Registry credentials in Docker's config.json format (auths → base64 user:password).
   SBX_DOCKER_CONFIG: z.string().startsWith('/', 'must be an absolute path').optional(),
   // Registry credentials per tenant: <dir>/<tenant>.json in config.json format, re-read when changed.

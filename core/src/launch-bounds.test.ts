@@ -81,8 +81,9 @@ async function launcherVerdict(spec: LaunchSpec): Promise<string> {
     await j.exited;
     return 'accepted';
   } catch (e) {
-    if (e instanceof LaunchError && e.code === 'invalid_spec') return `invalid_spec: ${e.message}`;
-    return `accepted (then failed: ${(e as Error).message})`;
+    if (!(e instanceof LaunchError)) throw e; // not the launcher's verdict (e.g. the addon is missing)
+    if (e.code === 'invalid_spec') return `invalid_spec: ${e.message}`;
+    return `accepted (then failed: ${e.code}: ${e.message})`;
   }
 }
 

@@ -4,7 +4,8 @@
 #   the API and one worker. Running it again leaves running parts alone.
 # Env: SBX_API_PORT (8080), SBX_REGISTRY_ADDR (127.0.0.1:5000), SBX_DEV_REDIS_PORT (6399),
 #      SBX_STATE_DIR (.sbx/state: image cache, removed by `down`), SBX_WORKER_SLOTS,
-#      SBX_SECRETS_KEY (default: generated once into .sbx/secrets-key).
+#      SBX_SECRETS_KEY (default: generated once into .sbx/secrets-key),
+#      SBX_EGRESS_ALLOW (what the worker may reach beside the local registry, which is always allowed).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash infra/scripts/install-deps.sh
@@ -61,7 +62,8 @@ export SBX_SECRETS_KEY=${SBX_SECRETS_KEY:-$(cat "$KEY_FILE")}
 export SBX_REDIS_URL=redis://127.0.0.1:$REDIS_PORT SBX_API_PORT=$API_PORT SBX_WORKER_ID=${SBX_WORKER_ID:-local/1} SBX_STATE_DIR=${SBX_STATE_DIR:-$HERE/.sbx/state}
 start api node --import tsx api/src/main.ts
 wait_for "API on 127.0.0.1:$API_PORT" "curl -sf http://127.0.0.1:$API_PORT/readyz"
-start worker node --import tsx worker/src/main.ts
+# The worker refuses non-public addresses (egress policy); the local registry is on loopback: allow it.
+start worker env SBX_EGRESS_ALLOW="$REGISTRY_ADDR${SBX_EGRESS_ALLOW:+,$SBX_EGRESS_ALLOW}" node --import tsx worker/src/main.ts
 wait_for "a worker" "curl -sf http://127.0.0.1:$API_PORT/v1/workers | grep -q '\"id\"'" || true
 if ! alive worker; then echo "sbx: the worker stopped:" >&2; tail -n 20 "$LOGS/worker.log" >&2; exit 1; fi
 

@@ -327,6 +327,7 @@ export function mountTestTmpfs(dir: string): void {
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', `sbx-test-state-${process.pid}`, dir]);
 }
 
+/** Unmount a tmpfs from mountTestTmpfs (lazily if busy) and remove the directory; idempotent. */
 export function unmountTestTmpfs(dir: string): void {
   unmountStateDir(dir);
 }

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { SbxClient } from '../harness/api-client.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
-import { startRegistry } from '../harness/registry.ts';
+import { startRegistry, type RunningRegistry } from '../harness/registry.ts';
 import { busyboxImage } from '../fixtures/build-images.ts';
 import { pushImage } from '../fixtures/oci-builder.ts';
 
@@ -22,12 +22,22 @@ const listed = async () => (await api.request<{ items: ImageRow[] }>('GET', '/v1
 // Registry credentials per tenant (the open API's callers are the `default` tenant).
 const tenantDir = mkdtempSync(join(tmpdir(), 'sbx-tenant-auth-'));
 
+// Private registries of the credential tests; on loopback, so the workers allow them (SBX_EGRESS_ALLOW).
+const graderUser = { username: 'grader', password: 's3cret-pass-word' };
+const tenantUser = { username: 'tenant-a', password: 'tenant-pass-word' };
+let graderRegistry: RunningRegistry;
+let tenantRegistry: RunningRegistry;
+
 before(async () => {
-  stack = await startStack({ env: { SBX_TENANT_DOCKER_CONFIG_DIR: tenantDir } });
+  graderRegistry = await startRegistry({ htpasswd: { user: graderUser.username, password: graderUser.password } });
+  tenantRegistry = await startRegistry({ htpasswd: { user: tenantUser.username, password: tenantUser.password } });
+  stack = await startStack({ env: { SBX_TENANT_DOCKER_CONFIG_DIR: tenantDir }, egressAllow: [graderRegistry.host, tenantRegistry.host] });
   api = new SbxClient(stack.apiUrl);
 });
 after(async () => {
   await stack?.stop();
+  await graderRegistry?.stop();
+  await tenantRegistry?.stop();
   rmSync(tenantDir, { recursive: true, force: true });
 });
 
@@ -66,8 +76,8 @@ test('POST pre-pulls on the workers; DELETE evicts it again', async () => {
 });
 
 test('a private registry: registryAuth per job pulls it; jobs without it are refused, also after it is cached', async () => {
-  const user = { username: 'grader', password: 's3cret-pass-word' };
-  const registry = await startRegistry({ htpasswd: { user: user.username, password: user.password } });
+  const user = graderUser;
+  const registry = graderRegistry;
   try {
     const basic = `Basic ${Buffer.from(`${user.username}:${user.password}`).toString('base64')}`;
     await pushImage(registry.url, 'private/busybox', 'latest', await busyboxImage(), { authorization: basic });
@@ -91,8 +101,8 @@ test('a private registry: registryAuth per job pulls it; jobs without it are ref
 });
 
 test('tenant credentials (SBX_TENANT_DOCKER_CONFIG_DIR): added, rotated and broken without a worker restart', async () => {
-  const user = { username: 'tenant-a', password: 'tenant-pass-word' };
-  const registry = await startRegistry({ htpasswd: { user: user.username, password: user.password } });
+  const user = tenantUser;
+  const registry = tenantRegistry;
   const file = join(tenantDir, 'default.json');
   const writeAuth = (password: string) =>
     writeFileSync(file, JSON.stringify({ auths: { [registry.host]: { auth: Buffer.from(`${user.username}:${password}`).toString('base64') } } }));

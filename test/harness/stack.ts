@@ -41,7 +41,8 @@ export interface Stack {
 }
 
 /** `adminKey`: an admin API key of `env.SBX_API_KEYS`, for the harness's own look at /v1/workers. */
-export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean; adminKey?: string } = {}): Promise<Stack> {
+/** `egressAllow`: more SBX_EGRESS_ALLOW entries for the workers, beside this stack's own registry. */
+export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean; adminKey?: string; egressAllow?: string[] } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
   const cluster = opts.redisCluster ? await startRedisCluster() : null;
@@ -62,6 +63,7 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
     SBX_CGROUP_PARENT: `sbx-test-${runId}`,
     SBX_LOG_LEVEL: 'warn',
     SBX_HEARTBEAT_MS: '500',
+    SBX_EGRESS_ALLOW: [registry.host, ...(opts.egressAllow ?? [])].join(','), // its registry is on loopback
     SBX_SECRETS_KEY: randomBytes(32).toString('base64'), // API and workers share it (registryAuth at rest)
     ...opts.env,
   };

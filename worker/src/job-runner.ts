@@ -72,7 +72,8 @@ export class JobRunner {
     }
   }
 
-  async run(id: string): Promise<void> {
+  /** `priority`: the job's queue priority, which also orders the wait for a run slot (slots.ts). */
+  async run(id: string, priority = 0): Promise<void> {
     const { store, directory, workerId, logger } = this.deps;
     const stored = await store.get(id);
     if (!stored || stored.status !== 'queued') return; // expired, cancelled while queued, or taken
@@ -100,7 +101,7 @@ export class JobRunner {
       const pulledAt = new Date();
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
       if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
-      slot = await this.deps.slots.take(job.abort.signal); // rejects on cancel: ends `cancelled` below
+      slot = await this.deps.slots.take(job.abort.signal, priority); // rejects on cancel: ends `cancelled` below
       this.deps.metrics.slotsBusy.inc();
       if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
 
@@ -178,7 +179,7 @@ function outcome(exit: ExitInfo, cancelled: boolean): Pick<JobDocument, 'status'
   return { ...base, status: 'failed' };
 }
 
-const JOB_ERROR_CODES = new Set(['image_not_found', 'image_pull_failed', 'registry_unauthorized', 'invalid_image', 'command_not_found', 'invalid_request']);
+const JOB_ERROR_CODES = new Set(['image_not_found', 'image_pull_failed', 'registry_unauthorized', 'invalid_image', 'command_not_found', 'invalid_request', 'egress_refused']);
 
 function classify(e: unknown): { code: string; message: string } {
   if (isSbxError(e) && JOB_ERROR_CODES.has(e.code)) return { code: e.code, message: e.message };

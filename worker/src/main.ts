@@ -1,6 +1,6 @@
 /**
  * Worker process edge: config → host check → clean up after a crashed predecessor → take jobs from
- * the queue with one BullMQ consumer per slot → heartbeat → graceful shutdown.
+ * the queue with one BullMQ consumer per slot and per concurrent pull → heartbeat → graceful shutdown.
  */
 import { createServer } from 'node:http';
 import os from 'node:os';
@@ -18,11 +18,12 @@ import { removeEmptyCgroupPath } from './cgroup-parent.ts';
 import { processAlive } from './process-alive.ts';
 import { listenForControl } from './control-channel.ts';
 import { ImageStore } from './images/image-store.ts';
-import { loadRegistryCerts, type RegistryTls } from './images/registry-certs.ts';
+import { loadRegistryCerts } from './images/registry-certs.ts';
 import { Janitor } from './janitor.ts';
 import { JobRunner } from './job-runner.ts';
 import { TenantCredentials } from './images/tenant-credentials.ts';
 import { SlotPool, defaultSlotCount } from './slots.ts';
+import { prepareStateDir } from './state-dir.ts';
 import { ensureOpenFilesLimit } from './open-files-limit.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 
@@ -34,7 +35,7 @@ async function main(): Promise<void> {
   const logger = createLogger('sbx-worker', env.SBX_LOG_LEVEL);
   const workerId = env.SBX_WORKER_ID ?? `${os.hostname()}/1`;
   const cgroupParent = `${env.SBX_CGROUP_PARENT}/${workerId.replace(/[^A-Za-z0-9._-]/g, '_')}`;
-  const registryTls = await loadRegistryCertsOrExit(env.SBX_REGISTRY_CERTS_DIR);
+  const registryTls = await exitOnConfigError(loadRegistryCerts(env.SBX_REGISTRY_CERTS_DIR));
   if (Object.keys(registryTls).length) logger.info({ certsDir: env.SBX_REGISTRY_CERTS_DIR, registries: Object.keys(registryTls) }, 'registry TLS entries loaded (these hosts are reached over https)');
 
   const host = probeHost({ cgroupParent });
@@ -43,6 +44,8 @@ async function main(): Promise<void> {
     process.stderr.write(`sbx-worker: this host cannot run jobs:\n  - ${host.missing.join('\n  - ')}\n`);
     process.exit(3);
   }
+  // The state dir (image cache with setuid layers, launcher state) is reachable by root only.
+  await exitOnConfigError(prepareStateDir(env.SBX_STATE_DIR, logger));
 
   // The launcher refuses openFiles above this process's hard RLIMIT_NOFILE: raise it or refuse to start.
   try {
@@ -92,6 +95,10 @@ async function main(): Promise<void> {
     mirrors: env.SBX_REGISTRY_MIRRORS,
     maxCacheBytes: env.SBX_IMAGE_CACHE_BYTES,
     dockerConfigPath: env.SBX_DOCKER_CONFIG,
+    egressAllow: env.SBX_EGRESS_ALLOW,
+    pullConcurrency: env.SBX_PULL_CONCURRENCY,
+    pullTimeoutMs: env.SBX_PULL_TIMEOUT_MS,
+    stall: { stallMs: env.SBX_PULL_STALL_MS, stallBytes: env.SBX_PULL_STALL_BYTES },
   });
   await images.warmUp(); // the unpack threads start now, not on the first pull
   const tenantCredentials = new TenantCredentials(env.SBX_TENANT_DOCKER_CONFIG_DIR);
@@ -117,10 +124,11 @@ async function main(): Promise<void> {
     else if (m.type === 'evict') images.evict(m.digest).then((r) => r.result === 'in_use' && logger.warn({ digest: m.digest }, 'not evicted: a running job uses it'), (err) => logger.warn({ digest: m.digest, err: err.message }, 'evict failed'));
   });
 
-  const worker = new Worker<QueuedJob>(QUEUE_NAME, async (job) => runner.run(job.data.id), {
+  const worker = new Worker<QueuedJob>(QUEUE_NAME, async (job) => runner.run(job.data.id, job.opts.priority ?? 0), {
     connection: bullConnection,
     prefix: keys.queuePrefix(),
-    concurrency: slots.total,
+    // Pulling jobs hold no slot (they take one once their image is ready): room for both.
+    concurrency: slots.total + env.SBX_PULL_CONCURRENCY,
     maxStalledCount: 0, // a job whose worker died is never run twice: it ends worker_lost
     lockDuration: 30_000,
     drainDelay: 5,
@@ -175,10 +183,10 @@ function loadConfigOrExit(): Config {
   }
 }
 
-/** certs.d problems are configuration errors: listed, then exit 2, like loadConfigOrExit(). */
-async function loadRegistryCertsOrExit(dir: string): Promise<Record<string, RegistryTls>> {
+/** A ConfigError found after start-up checks: listed, then exit 2, like loadConfigOrExit(). */
+async function exitOnConfigError<T>(work: Promise<T>): Promise<T> {
   try {
-    return await loadRegistryCerts(dir);
+    return await work;
   } catch (e) {
     if (e instanceof ConfigError) {
       process.stderr.write(`sbx-worker: ${e.message}\n`);
@@ -187,6 +195,7 @@ async function loadRegistryCertsOrExit(dir: string): Promise<Record<string, Regi
     throw e;
   }
 }
+
 
 function startMetricsServer(port: number | undefined, registry: ReturnType<typeof createRegistry>, logger: Logger) {
   if (port === undefined) return null;

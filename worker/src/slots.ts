@@ -10,12 +10,14 @@ export function defaultSlotCount(cpus = os.availableParallelism(), memBytes = os
 }
 
 /**
- * `total` slots handed out in the order they are asked for: a caller waits while none is free, and
- * a returned slot goes to the longest waiting caller first.
+ * `total` slots: a caller waits while none is free, and a returned slot goes to the waiting caller
+ * with the lowest priority value (the job's BullMQ priority: 1 + its tenant's active jobs), the
+ * longest waiting first among equals. So jobs the worker took ahead for pulling cannot put one
+ * tenant's backlog before another tenant's single job (fairness, core/src/tenant-quota.ts).
  */
 export class SlotPool {
   private readonly free: number[];
-  private readonly queue: Array<(slot: number) => void> = [];
+  private readonly queue: Array<{ hand: (slot: number) => void; priority: number }> = [];
 
   constructor(readonly total: number) {
     this.free = Array.from({ length: total }, (_, i) => total - 1 - i);
@@ -31,7 +33,7 @@ export class SlotPool {
   }
 
   /** A free slot, at once or once one is given back; rejects (and leaves the queue) when `signal` aborts first. */
-  take(signal?: AbortSignal): Promise<number> {
+  take(signal?: AbortSignal, priority = 0): Promise<number> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     const slot = this.free.pop();
     if (slot !== undefined) return Promise.resolve(slot);
@@ -40,18 +42,21 @@ export class SlotPool {
         signal?.removeEventListener('abort', onAbort);
         resolve(s);
       };
+      const waiter = { hand, priority };
       const onAbort = () => {
-        this.queue.splice(this.queue.indexOf(hand), 1);
+        this.queue.splice(this.queue.indexOf(waiter), 1);
         reject(signal?.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.queue.push(hand);
+      let at = this.queue.length;
+      while (at > 0 && this.queue[at - 1]!.priority > priority) at--;
+      this.queue.splice(at, 0, waiter);
     });
   }
 
   give(slot: number): void {
     const next = this.queue.shift();
-    if (next) next(slot);
+    if (next) next.hand(slot);
     else this.free.push(slot);
   }
 }

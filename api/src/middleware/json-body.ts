@@ -3,9 +3,11 @@
  * 400 invalid_json for malformed JSON, 400 invalid_request with one detail per bad field.
  *
  * The limit is counted as the body streams in (chunked bodies have no Content-Length to trust):
- * reading stops at the first byte past it, and the 413 closes the connection, so the rest of a
- * huge body is never buffered (@hono/node-server discards what is left unread, at most 64 MiB or
- * 500 ms, while the socket closes).
+ * reading stops at the first byte past it and the 413 goes out at once. The rest of a huge body is
+ * never buffered: @hono/node-server discards what is left unread, at most 64 MiB or 500 ms, then
+ * closes the connection. (That lingering read is on purpose: closing at once, e.g. with
+ * `Connection: close`, resets a connection the client is still writing to, and the client then
+ * sees EPIPE instead of the 413.)
  */
 import type { Context } from 'hono';
 import type { z } from 'zod';
@@ -17,7 +19,7 @@ export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S, l
     throw new SbxError('unsupported_media_type', 'send the body as JSON with "Content-Type: application/json"');
   }
   const declared = Number(c.req.header('content-length') ?? '0');
-  if (declared > limitBytes) throw tooLarge(c, limitBytes);
+  if (declared > limitBytes) throw tooLarge(limitBytes);
   const raw = await readAtMost(c, limitBytes);
   let body: unknown;
   try {
@@ -43,7 +45,7 @@ async function readAtMost(c: Context, limit: number): Promise<Uint8Array> {
     total += value.byteLength;
     if (total > limit) {
       void reader.cancel().catch(() => {});
-      throw tooLarge(c, limit);
+      throw tooLarge(limit);
     }
     chunks.push(value);
   }
@@ -56,9 +58,7 @@ async function readAtMost(c: Context, limit: number): Promise<Uint8Array> {
   return out;
 }
 
-/** 413; the connection closes after it (the client may still be sending the rest). */
-function tooLarge(c: Context, limit: number): SbxError {
-  c.header('Connection', 'close');
+function tooLarge(limit: number): SbxError {
   return new SbxError('payload_too_large', `the body must be at most ${limit} bytes`);
 }
 

@@ -1,6 +1,7 @@
 import type { Hono } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
+import { isFinished } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
@@ -49,6 +50,9 @@ export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
           let after = resumeFrom;
           let lastWrite = Date.now();
           let lastLiveness = Date.now();
+          // The job had ended before a read that found nothing after `after`: its exit event is at
+          // or before the resume point, so nothing more will come (a resume after the last event).
+          let ended = isFinished(job.doc.status);
           while (!abort.signal.aborted) {
             const events = await deps.store.readEvents(id, after);
             for (const e of events) {
@@ -58,10 +62,15 @@ export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
               if (e.type === 'exit') return;
             }
             if (events.length > 0) continue;
+            if (ended) return;
             if (Date.now() - lastLiveness > LIVENESS_CHECK_MS) {
               lastLiveness = Date.now();
               const doc = await deps.store.getDoc(id);
               if (!doc) return; // expired under us
+              if (isFinished(doc.status)) {
+                ended = true;
+                continue; // read once more: the exit event may have come after the last read
+              }
               await checkWorkerAlive(deps, doc); // appends an exit event if its worker is gone
             }
             const idle = KEEPALIVE_MS - (Date.now() - lastWrite);

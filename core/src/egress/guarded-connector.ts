@@ -11,7 +11,7 @@
  * listens there. `lookup` does not see the port, so the connector keeps one underlying connector
  * per port (each with its own TLS session cache).
  */
-import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from 'node:dns';
 import type { LookupFunction, Socket } from 'node:net';
 import { Agent, buildConnector } from 'undici';
 import { EgressRefusedError } from '../errors.ts';
@@ -20,10 +20,15 @@ import type { EgressPolicy } from './egress-policy.ts';
 
 type Build = (options: buildConnector.BuildOptions) => buildConnector.connector;
 
-/** A `lookup` for net/tls.connect that resolves once and keeps only the addresses `policy` allows for `port`. */
-export function guardedLookup(policy: EgressPolicy, port: number): LookupFunction {
+type Resolve = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void;
+
+/**
+ * A `lookup` for net/tls.connect that resolves once (`resolve`, default dns.lookup) and keeps only
+ * the addresses `policy` allows for `port`.
+ */
+export function guardedLookup(policy: EgressPolicy, port: number, resolve: Resolve = dnsLookup): LookupFunction {
   return (hostname, options, callback) => {
-    dnsLookup(hostname, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+    resolve(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, '');
       const allowed = addresses.filter((a) => policy.allows({ host: hostname, port, address: a.address }));
       const first = allowed[0];

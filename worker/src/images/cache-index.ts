@@ -129,8 +129,10 @@ export class CacheIndex {
     await rm(this.tmpRoot, { recursive: true, force: true });
   }
 
-  lockPath(digest: string): string {
-    return join(this.root, 'locks', `${hex(digest)}.lock`);
+  /** The download lock of a layer; `scope` (a registry) gives each source its own lock. */
+  lockPath(digest: string, scope?: string): string {
+    const suffix = scope === undefined ? '' : `.${createHash('sha256').update(scope).digest('hex').slice(0, 16)}`;
+    return join(this.root, 'locks', `${hex(digest)}${suffix}.lock`);
   }
 
   /** (Re)reads every record from disk. Layers count only when both their dir and meta exist. */

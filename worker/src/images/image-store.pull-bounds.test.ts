@@ -26,7 +26,7 @@ const cleanups: Array<() => Promise<void>> = [];
 before(async () => {
   image = await busyboxImage();
   fake = await startFakeRegistry();
-  for (const repo of ['stall/busybox', 'slow/busybox', 'alone/busybox', 'shared/busybox']) fake.add(repo, 'latest', image);
+  for (const repo of ['stall/busybox', 'slow/busybox', 'alone/busybox', 'shared/busybox', 'same/busybox']) fake.add(repo, 'latest', image);
 });
 
 after(async () => {
@@ -111,39 +111,41 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<{ value: T } 
 }
 
 it('a registry trickling one byte every 200 ms ends the pull within stallMs with image_pull_failed naming the stall', async () => {
-  const stallMs = 1000;
+  const stallMs = 2000;
+  const margin = 3000; // the test runs beside others on 2 cores: the bound, not the typical figure
   const s = await store({ stall: { stallMs, stallBytes: 64 * 1024 } });
   const download = trickleLayer('stall/busybox', { first: 1, chunk: 1, everyMs: 200 });
   const acquiring = s.acquire(`${fake.host}/stall/busybox:latest`);
   const started = await download;
   const outcome = await within(acquiring, 5 * stallMs);
-  assert.notEqual(outcome, 'pending', `the pull was still running ${5 * stallMs} ms after a trickling download began (stall rule: 64 KiB in ${stallMs} ms)`);
+  if (outcome === 'pending') assert.fail(`the pull was still running ${5 * stallMs} ms after a trickling download began (stall rule: 64 KiB in ${stallMs} ms)`);
   assert.ok('error' in outcome, 'a trickled layer cannot complete');
   const endedAfter = performance.now() - started.at;
   const error = outcome.error as SbxError;
   assert.equal(error.code, 'image_pull_failed', String(error));
-  assert.match(error.message, /stalled: fewer than 65536 bytes arrived in 1 s/);
+  assert.match(error.message, /stalled: fewer than 65536 bytes arrived in 2 s/);
   assert.match(error.message, new RegExp(`registry ${fake.host.replace(/\./g, '\\.')}`));
-  assert.ok(endedAfter < stallMs + 1500, `ended ${Math.round(endedAfter)} ms after the download began; the bound is stallMs + 1.5 s`);
+  assert.ok(endedAfter < stallMs + margin, `ended ${Math.round(endedAfter)} ms after the download began; the bound is stallMs + ${margin} ms`);
   assert.ok((await within(started.closed, 2000)) !== 'pending', 'the stalled connection was closed');
   console.log(`stall: ended ${Math.round(endedAfter)} ms after the trickle began (stallMs ${stallMs})`);
 });
 
 it('a steady download too slow to finish in pullTimeoutMs ends at the deadline, not as a stall', async () => {
   const pullTimeoutMs = 2000;
+  const margin = 3000;
   const s = await store({ pullTimeoutMs, stall: { stallMs: 1000, stallBytes: 1024 } });
   const download = trickleLayer('slow/busybox', { first: 4096, chunk: 4096, everyMs: 100 }); // 40 KiB/s, ~1 MB layer
   const begun = performance.now();
   const acquiring = s.acquire(`${fake.host}/slow/busybox:latest`);
   const started = await download;
-  const outcome = await within(acquiring, 3 * pullTimeoutMs);
-  assert.notEqual(outcome, 'pending', `the pull was still running ${3 * pullTimeoutMs} ms after it began (pullTimeoutMs ${pullTimeoutMs})`);
+  const outcome = await within(acquiring, 4 * pullTimeoutMs + margin);
+  if (outcome === 'pending') assert.fail(`the pull was still running ${4 * pullTimeoutMs + margin} ms after it began (pullTimeoutMs ${pullTimeoutMs})`);
   assert.ok('error' in outcome, 'the layer takes ~25 s at this rate');
   const elapsed = performance.now() - begun;
   const error = outcome.error as SbxError;
   assert.equal(error.code, 'image_pull_failed', String(error));
   assert.match(error.message, /did not finish within 2 s \(the pull deadline\)/);
-  assert.ok(elapsed < pullTimeoutMs + 1500, `ended ${Math.round(elapsed)} ms after it began; the bound is pullTimeoutMs + 1.5 s`);
+  assert.ok(elapsed < pullTimeoutMs + margin, `ended ${Math.round(elapsed)} ms after it began; the bound is pullTimeoutMs + ${margin} ms`);
   assert.ok((await within(started.closed, 2000)) !== 'pending', 'the download was closed at the deadline');
   console.log(`deadline: ended ${Math.round(elapsed)} ms after the pull began (pullTimeoutMs ${pullTimeoutMs})`);
 });
@@ -159,7 +161,7 @@ it('aborting the only acquire waiting for a pull closes its download at once', a
   controller.abort(new Error('job cancelled'));
   await assert.rejects(acquiring, /job cancelled/);
   const closed = await within(started.closed, 3000);
-  assert.notEqual(closed, 'pending', 'the registry still had the download open 3 s after the only waiter aborted');
+  if (closed === 'pending') assert.fail('the registry still had the download open 3 s after the only waiter aborted');
   assert.ok('value' in closed);
   console.log(`abort: the registry saw the connection close ${Math.round(closed.value - abortedAt)} ms after the abort`);
 });
@@ -181,4 +183,21 @@ it('aborting one of two acquires leaves the shared download running for the othe
   assert.equal(acquired.pulled, true);
   acquired.release();
   assert.equal(started.socketClosed, false);
+});
+
+it('a registry trickling a layer does not hold another registry\'s pull of the same layer', async () => {
+  const other = await startFakeRegistry();
+  cleanups.push(other.stop);
+  other.add('same/busybox', 'latest', image);
+  const s = await store();
+  const download = trickleLayer('same/busybox', { first: 1, chunk: 1, everyMs: 200 });
+  const stuck = s.acquire(`${fake.host}/same/busybox:latest`, { signal: AbortSignal.timeout(20_000) });
+  stuck.catch(() => {});
+  await download;
+  const outcome = await within(s.acquire(`${other.host}/same/busybox:latest`), 5000);
+  if (outcome === 'pending') assert.fail('the pull from a healthy registry waited on the trickling download of the same layer from another registry');
+  assert.ok('value' in outcome, String((outcome as { error: unknown }).error));
+  assert.equal(outcome.value.pulled, true);
+  outcome.value.release();
+  assert.ok(other.requests.some((r) => r.path.endsWith(`/blobs/${image.layers[0]!.digest}`)), 'the layer came from the healthy registry');
 });

@@ -567,13 +567,15 @@ export class ImageStore {
   private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
     if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
-    // Shared by the image pulls that need this layer; aborted once none of them waits any more.
+    // Shared by the image pulls that need this layer from this registry; aborted once none of them
+    // waits any more. Per registry: a slow or hostile registry serving a layer that another one
+    // serves too must not hold that one's pulls (the cache is by digest, commits are atomic renames).
     return this.layerPulls.run(
-      layer.digest,
+      `${client.registry}\u0000${layer.digest}`,
       (signal) => {
         const shared: PullTarget = { ...target, signal };
         return withFileLock(
-          index.lockPath(layer.digest),
+          index.lockPath(layer.digest, client.registry),
           async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId)),
           { signal },
         );

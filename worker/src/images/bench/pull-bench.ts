@@ -16,6 +16,7 @@ import { startRegistry } from '../../../../test/harness/registry.ts';
 import { buildLargeImage, LARGE_IMAGE } from '../../../../test/fixtures/large-image.ts';
 import { pushImage } from '../../../../test/fixtures/oci-builder.ts';
 import { ImageStore } from '../image-store.ts';
+import { LOOPBACK_EGRESS } from '../../../../test/harness/egress.ts';
 import { sharedUnpackPool } from '../unpack-pool.ts';
 
 const run = promisify(execFile);
@@ -51,7 +52,7 @@ function median(xs: number[]): number {
 
 async function timeSbx(workDir: string, ref: string): Promise<number> {
   const root = await mkdtemp(join(workDir, 'sbx-'));
-  const store = new ImageStore({ root });
+  const store = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS }); // the bench registry is on loopback
   try {
     await run('sync');
     const started = performance.now();
@@ -75,7 +76,7 @@ async function timeSkopeoUmoci(workDir: string, host: string, repo: string): Pro
 
 async function warmLookupMs(workDir: string, ref: string): Promise<number> {
   const root = await mkdtemp(join(workDir, 'warm-'));
-  const store = new ImageStore({ root });
+  const store = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS }); // the bench registry is on loopback
   try {
     await store.acquire(ref);
     const samples: number[] = [];

@@ -1,10 +1,11 @@
 /**
  * One job on this worker, start to finish: claim it (queued → pulling), acquire the image, take a
- * run slot (waiting in arrival order; the job stays `pulling`), start it (→ running), stream its
+ * run slot (waiting for one if needed; the job stays `pulling`), start it (→ running), stream its
  * output, record how it ended. A pull never holds a slot: a job stuck on a slow registry does not
- * keep ready jobs from running (the queue hands out slots + pull concurrency jobs at once). Every failure is classified once into the
- * job's `error.code`; the job record always reaches a final status unless this process dies, in
- * which case the janitor (here or on another worker) finishes it as `worker_lost`.
+ * keep ready jobs from running (the queue hands out slots + pull concurrency jobs at once). Every
+ * failure is classified once into the job's `error.code`; the job record always reaches a final
+ * status unless this process dies, in which case the janitor (here or on another worker) finishes
+ * it as `worker_lost`.
  */
 import { isSbxError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';

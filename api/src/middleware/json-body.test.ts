@@ -46,7 +46,10 @@ interface Answer {
  * goes on until `total` or until the server closes the connection.
  */
 async function postChunked(url: string, total: number, keepSending = false): Promise<Answer> {
-  const req = http.request(`${url}/v1/jobs`, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
+  // A keep-alive connection, as curl and browsers use (a client sending `Connection: close` gets
+  // the connection closed right after the answer instead, by Node's HTTP server).
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const req = http.request(`${url}/v1/jobs`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
   const chunk = Buffer.alloc(64 * 1024, 0x20);
   let answered = false;
   let closed = false;
@@ -91,6 +94,7 @@ async function postChunked(url: string, total: number, keepSending = false): Pro
   const got = await answer;
   const cutOff = await writing;
   req.destroy();
+  agent.destroy();
   return { ...got, sentBytes, sentBeforeAnswer, cutOff };
 }
 

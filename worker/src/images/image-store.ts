@@ -3,8 +3,8 @@
  * (overlay lowerdirs), pulling from the registry when needed.
  *
  * - A cached tag under policy 'if-not-present' is answered from memory (no registry contact).
- * - Concurrent acquires of one reference share one pull; concurrent pulls of one layer share one
- *   download. Layers download, decompress and unpack as one stream, several layers at a time.
+ * - Concurrent acquires of one reference share one pull; concurrent pulls of one layer from one
+ *   registry share one download. Layers download, decompress and unpack as one stream, several layers at a time.
  * - Every blob is verified before it is used or cached, and committed by rename (P31, P32).
  * - Pulls are bounded: at most `pullConcurrency` at once (cache hits and joined pulls wait for
  *   none), each within `pullTimeoutMs`, each transfer failing when it stalls (transfer-watch.ts).

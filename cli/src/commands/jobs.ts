@@ -1,0 +1,75 @@
+/** `sbx inspect`, `sbx kill`, `sbx wait`: one job document, cancel, wait for the exit code. */
+import { SbxConflictError, type Job } from '../../../client/src/index.ts';
+import { UsageError } from '../cli-error.ts';
+import { write, type Command, type Context } from '../command.ts';
+import { exitCodeOf } from '../exit-code.ts';
+
+function ids(name: string, positionals: string[]): string[] {
+  if (positionals.length === 0) throw new UsageError(`"sbx ${name}" requires at least 1 argument.\nUsage: sbx ${name} JOB [JOB...]`, name);
+  return positionals;
+}
+
+/** Runs `fn` for each id; an error for one is reported on its line and the next goes on (Docker does so). */
+async function each(ctx: Context, list: string[], fn: (id: string) => Promise<void>): Promise<number> {
+  let failed = 0;
+  for (const id of list) {
+    try {
+      await fn(id);
+    } catch (e) {
+      failed++;
+      await write(ctx.stderr, `sbx: ${id}: ${(e as Error).message}\n`);
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+export const inspect: Command = {
+  name: 'inspect',
+  usage: 'inspect [OPTIONS] JOB [JOB...]',
+  summary: 'Display the job document of one or more jobs (JSON)',
+  flags: [
+    { name: 'output', type: 'boolean', help: 'Include the stdout and stderr of each job' },
+    { name: 'format', type: 'string', value: 'string', help: 'json (the only format; the default)' },
+  ],
+  async run(ctx, args) {
+    const docs: Job[] = [];
+    const client = ctx.client();
+    const code = await each(ctx, ids('inspect', args.positionals), async (id) => {
+      docs.push(await client.get(id, { output: args.flags.get('output') === true }));
+    });
+    await write(ctx.stdout, `${JSON.stringify(docs, null, 4)}\n`);
+    return code;
+  },
+};
+
+export const kill: Command = {
+  name: 'kill',
+  usage: 'kill JOB [JOB...]',
+  summary: 'Kill (cancel) one or more queued or running jobs',
+  flags: [],
+  async run(ctx, args) {
+    const client = ctx.client();
+    return each(ctx, ids('kill', args.positionals), async (id) => {
+      try {
+        await client.cancel(id);
+      } catch (e) {
+        if (e instanceof SbxConflictError) throw new Error(`cannot kill job ${id}: it is not running (${e.message})`);
+        throw e;
+      }
+      await write(ctx.stdout, `${id}\n`);
+    });
+  },
+};
+
+export const wait: Command = {
+  name: 'wait',
+  usage: 'wait JOB [JOB...]',
+  summary: 'Block until one or more jobs stop, then print their exit codes',
+  flags: [],
+  async run(ctx, args) {
+    const client = ctx.client();
+    return each(ctx, ids('wait', args.positionals), async (id) => {
+      await write(ctx.stdout, `${exitCodeOf(await client.wait(id))}\n`);
+    });
+  },
+};

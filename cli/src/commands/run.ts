@@ -1,0 +1,170 @@
+/**
+ * `sbx run`: submit a job built from Docker's flags, stream its stdout/stderr to ours as it comes,
+ * exit with its exit code (exit-code.ts). Ctrl-C (or SIGTERM) cancels the job and waits for it to end;
+ * a second Ctrl-C leaves at once. `-d` prints the id and returns.
+ */
+import { readFileSync } from 'node:fs';
+import type { JobRequest, SbxClient } from '../../../client/src/index.ts';
+import { flagBool, flagList, flagString, type Parsed } from '../args.ts';
+import { CliError, UsageError } from '../cli-error.ts';
+import { write, type Command, type Context } from '../command.ts';
+import { credentialsFor } from '../docker-config.ts';
+import { endNote, exitCodeOf } from '../exit-code.ts';
+import { parseCpus, parseDuration, parseMemory } from '../units.ts';
+
+export const run: Command = {
+  name: 'run',
+  usage: 'run [OPTIONS] IMAGE [COMMAND] [ARG...]',
+  summary: 'Run a command in a new sandbox job',
+  stopAtPositional: true,
+  failureExit: 125,
+  flags: [
+    { name: 'detach', short: 'd', type: 'boolean', help: 'Submit the job and print its id' },
+    { name: 'rm', type: 'boolean', help: 'Accepted for Docker compatibility: jobs are always removed (their records expire)' },
+    { name: 'env', short: 'e', type: 'list', value: 'list', help: 'Set environment variables (K=V, or K to take it from here)' },
+    { name: 'env-file', type: 'list', value: 'list', help: 'Read in a file of environment variables' },
+    { name: 'workdir', short: 'w', type: 'string', value: 'string', help: 'Working directory inside the job' },
+    { name: 'user', short: 'u', type: 'string', value: 'string', help: 'Username or UID (format: <name|uid>[:<group|gid>])' },
+    { name: 'entrypoint', type: 'string', value: 'string', help: 'Overwrite the default ENTRYPOINT of the image ("" clears it)' },
+    { name: 'memory', short: 'm', type: 'string', value: 'bytes', help: 'Memory limit (like 256m)' },
+    { name: 'cpus', type: 'string', value: 'decimal', help: 'Number of CPUs' },
+    { name: 'pids-limit', type: 'string', value: 'int', help: 'Limit the number of processes' },
+    { name: 'timeout', type: 'string', value: 'duration', help: 'Kill the job after this long (like 30s)' },
+    { name: 'label', short: 'l', type: 'list', value: 'list', help: 'Set labels on the job (k=v)' },
+    { name: 'interactive', short: 'i', type: 'boolean', help: 'Send our standard input to the job (read to its end first)' },
+    { name: 'tty', short: 't', type: 'boolean', help: 'Accepted and ignored: jobs have no terminal' },
+    { name: 'network', type: 'string', value: 'string', help: 'Network mode: none (the only one)' },
+    { name: 'format', type: 'string', value: 'string', help: 'With -d: print the job document as json' },
+  ],
+  async run(ctx, args) {
+    const [image, ...command] = args.positionals;
+    if (!image) throw new UsageError('"sbx run" requires at least 1 argument.\nUsage: sbx run [OPTIONS] IMAGE [COMMAND] [ARG...]', 'run');
+    const request = await buildRequest(ctx, args, image, command);
+    const client = ctx.client();
+    if (flagBool(args, 'detach')) {
+      const job = await client.submit(request);
+      await write(ctx.stdout, flagString(args, 'format') === 'json' ? `${JSON.stringify(job)}\n` : `${job.id}\n`);
+      return 0;
+    }
+    return attach(ctx, client, request);
+  },
+};
+
+async function buildRequest(ctx: Context, args: Parsed, image: string, command: string[]): Promise<JobRequest> {
+  const req: JobRequest = { image };
+  if (command.length) req.command = command;
+  const entrypoint = flagString(args, 'entrypoint');
+  if (entrypoint !== undefined) req.entrypoint = entrypoint === '' ? [] : [entrypoint];
+  const env = readEnv(ctx, flagList(args, 'env-file'), flagList(args, 'env'));
+  if (Object.keys(env).length) req.env = env;
+  const workdir = flagString(args, 'workdir');
+  if (workdir !== undefined) req.workdir = workdir;
+  const user = flagString(args, 'user');
+  if (user !== undefined) req.user = user;
+  const labels = keyValues(flagList(args, 'label'), 'label');
+  if (Object.keys(labels).length) req.labels = labels;
+  const network = flagString(args, 'network');
+  if (network !== undefined && network !== 'none') throw new UsageError(`network "${network}" is not supported: jobs run with --network none`, 'run');
+  const limits: NonNullable<JobRequest['limits']> = {};
+  const value = <T>(flag: string, parse: (s: string) => T): T | undefined => {
+    const s = flagString(args, flag);
+    if (s === undefined) return undefined;
+    try {
+      return parse(s);
+    } catch (e) {
+      throw new UsageError(`invalid argument "${s}" for "--${flag}" flag: ${(e as Error).message}`, 'run');
+    }
+  };
+  const memoryBytes = value('memory', parseMemory);
+  const cpus = value('cpus', parseCpus);
+  const pids = value('pids-limit', (s) => {
+    if (!/^\d+$/.test(s) || Number(s) < 1) throw new Error('use a whole number >= 1');
+    return Number(s);
+  });
+  const timeoutMs = value('timeout', parseDuration);
+  if (memoryBytes !== undefined) limits.memoryBytes = memoryBytes;
+  if (cpus !== undefined) limits.cpus = cpus;
+  if (pids !== undefined) limits.pids = pids;
+  if (timeoutMs !== undefined) limits.timeoutMs = timeoutMs;
+  if (Object.keys(limits).length) req.limits = limits;
+  if (flagBool(args, 'interactive')) req.stdin = await readAll(ctx.stdin);
+  const auth = credentialsFor(image, ctx.env);
+  if (auth) req.registryAuth = auth;
+  return req;
+}
+
+/** `-e K=V` / `-e K` (from our environment) over `--env-file` lines (`K=V`, `K`, `# comment`), like Docker. */
+function readEnv(ctx: Context, files: string[], pairs: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  const add = (entry: string, where: string) => {
+    const eq = entry.indexOf('=');
+    const key = eq < 0 ? entry : entry.slice(0, eq);
+    if (!key) throw new UsageError(`invalid environment variable "${entry}" in ${where}`, 'run');
+    if (eq >= 0) env[key] = entry.slice(eq + 1);
+    else if (ctx.env[key] !== undefined) env[key] = ctx.env[key]!;
+  };
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new CliError(`cannot read env file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 125);
+    }
+    for (const line of text.split(/\r?\n/)) {
+      const t = line.replace(/^\s+/, '');
+      if (t === '' || t.startsWith('#')) continue;
+      add(t, file);
+    }
+  }
+  for (const p of pairs) add(p, '--env');
+  return env;
+}
+
+function keyValues(items: string[], what: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    out[eq < 0 ? item : item.slice(0, eq)] = eq < 0 ? '' : item.slice(eq + 1);
+    if ((eq < 0 ? item : item.slice(0, eq)) === '') throw new UsageError(`invalid ${what} "${item}": use key=value`, 'run');
+  }
+  return out;
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function attach(ctx: Context, client: SbxClient, request: JobRequest): Promise<number> {
+  let interrupted = false;
+  let jobId: string | null = null;
+  const cancel = () => {
+    if (jobId) client.cancel(jobId).catch(() => {}); // already finished: the stream says how it ended
+  };
+  const onSignal = () => {
+    if (interrupted) process.exit(130); // a second Ctrl-C: leave now, the job is being cancelled
+    interrupted = true;
+    cancel();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const job = await client.submit(request);
+    jobId = job.id;
+    if (interrupted) cancel();
+    for await (const e of client.events(job.id)) {
+      if (e.type === 'stdout') await write(ctx.stdout, e.data);
+      else if (e.type === 'stderr') await write(ctx.stderr, e.data);
+      else if (e.type === 'exit') {
+        const note = endNote(e.job);
+        if (note) await write(ctx.stderr, `sbx: ${note}\n`);
+        return exitCodeOf(e.job, { interrupted });
+      }
+    }
+    throw new CliError(`the event stream of job ${job.id} ended without its exit`, 125);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

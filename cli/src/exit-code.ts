@@ -1,0 +1,53 @@
+/**
+ * The exit code of `sbx run` / `sbx wait` for a finished job, by Docker's conventions: the
+ * process's own code; 128+n when signal n ended it; 137 (SIGKILL) for oom, a timeout and a kill;
+ * 130 when our own Ctrl-C cancelled it; 126/127 when the command could not be invoked / was not
+ * found; 125 when sbx itself could not run it (image not found, pull failed, ...).
+ */
+import { constants } from 'node:os';
+import type { Job } from '../../client/src/index.ts';
+
+export const EXIT_SBX_ERROR = 125;
+export const EXIT_CANNOT_INVOKE = 126;
+export const EXIT_NOT_FOUND = 127;
+const SIGKILL_EXIT = 128 + constants.signals.SIGKILL;
+
+function signalExit(signal: string | null): number | null {
+  if (!signal) return null;
+  const n = (constants.signals as Record<string, number>)[signal];
+  return n === undefined ? null : 128 + n;
+}
+
+export function exitCodeOf(job: Job, opts: { interrupted?: boolean } = {}): number {
+  switch (job.status) {
+    case 'succeeded':
+      return 0;
+    case 'failed':
+      return signalExit(job.signal) ?? job.exitCode ?? 1;
+    case 'oom':
+      return SIGKILL_EXIT;
+    case 'timeout':
+      return signalExit(job.signal) ?? SIGKILL_EXIT;
+    case 'cancelled':
+      return opts.interrupted ? 128 + constants.signals.SIGINT : (signalExit(job.signal) ?? SIGKILL_EXIT);
+    case 'error':
+      if (job.error?.code === 'command_not_found') return /EACCES|EISDIR|ENOEXEC|permission denied/i.test(job.error.message) ? EXIT_CANNOT_INVOKE : EXIT_NOT_FOUND;
+      return EXIT_SBX_ERROR;
+    default:
+      return EXIT_SBX_ERROR; // not finished: the caller gave up waiting
+  }
+}
+
+/** What to print on stderr for a job that did not end by its own exit, or null. */
+export function endNote(job: Job): string | null {
+  switch (job.status) {
+    case 'error':
+      return `${job.error?.code ?? 'error'}: ${job.error?.message ?? 'the job could not run'}`;
+    case 'oom':
+      return `job ${job.id} was killed: out of memory (limit ${job.limits.memoryBytes} bytes)`;
+    case 'timeout':
+      return `job ${job.id} was killed: timeout after ${job.limits.timeoutMs} ms`;
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The production build: `npm run build [-- OUT_DIR]` (default dist/) compiles the API, the worker, the
+# native wrapper, the client and the CLI with tsc (tsconfig.build.json: .ts imports rewritten to .js,
+# declarations for the client; no tests, benches or fixtures) and copies beside the JavaScript what it
+# loads at run time: the Lua scripts (core/src/lua, read with new URL(..., import.meta.url)) and the
+# native build (sbx_native.node, sbx_zstd.node, sbx-init: native/index.js and
+# worker/src/images/zstd-decompress.js find them at <out>/native/build/Release, the same relative
+# place as in the source tree). Run it with plain node: `node dist/api/src/main.js`,
+# `node dist/worker/src/main.js`. The output appears at once (built beside it, then renamed), so a
+# failed build leaves the previous one in place.
+# OUT_DIR must lie inside this checkout (or next to a node_modules holding the dependencies): node
+# resolves the packages by walking up from the files.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+out=$(realpath -m "${1:-dist}")
+tmp="$out.building-$$"
+trap 'rm -rf "$tmp"' EXIT
+
+release=native/build/Release
+natives=(sbx_native.node sbx_zstd.node sbx-init)
+for f in "${natives[@]}"; do
+  if [[ ! -f $release/$f ]]; then
+    echo "sbx build: building the native launcher ($release/$f is missing)" >&2
+    npx --no-install node-gyp rebuild --directory native --loglevel=error >&2
+    break
+  fi
+done
+
+rm -rf "$tmp"
+npx --no-install tsc -p tsconfig.build.json --outDir "$tmp"
+
+# Every non-TypeScript file in the compiled folders that the code may read (docs, tests, benches stay out).
+while IFS= read -r -d '' f; do
+  mkdir -p "$tmp/$(dirname "$f")"
+  cp -p "$f" "$tmp/$f"
+done < <(find core/src api/src worker/src client/src cli -type f ! -name '*.ts' ! -name '*.md' \
+  ! -path '*/bench/*' ! -path '*/test/*' ! -path '*/fixtures/*' ! -path '*/node_modules/*' -print0)
+
+mkdir -p "$tmp/$release"
+for f in "${natives[@]}"; do cp -p "$release/$f" "$tmp/$release/$f"; done
+
+# ES modules wherever the folder is copied to (a Docker image, /opt/sbx/dist), as in package.json.
+printf '{\n  "type": "module"\n}\n' >"$tmp/package.json"
+# The CLI entry (package.json "bin") runs directly.
+find "$tmp/cli" -maxdepth 3 -name 'main.js' -path '*/cli/*' -exec chmod +x {} + 2>/dev/null || true
+[[ -d $tmp/cli/bin ]] && find "$tmp/cli/bin" -name '*.js' -exec chmod +x {} +
+
+# What infra/scripts/up.sh compares the sources with to decide whether to build again.
+git -C "$ROOT" rev-parse --short HEAD 2>/dev/null >"$tmp/.build-stamp" || : >"$tmp/.build-stamp"
+
+rm -rf "$out"
+mv "$tmp" "$out"
+trap - EXIT
+echo "sbx build: $(find "$out" -name '*.js' | wc -l) modules in ${out#"$ROOT"/}" >&2

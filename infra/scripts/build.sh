@@ -42,9 +42,10 @@ for f in "${natives[@]}"; do cp -p "$release/$f" "$tmp/$release/$f"; done
 
 # ES modules wherever the folder is copied to (a Docker image, /opt/sbx/dist), as in package.json.
 printf '{\n  "type": "module"\n}\n' >"$tmp/package.json"
-# The CLI entry (package.json "bin") runs directly.
-find "$tmp/cli" -maxdepth 3 -name 'main.js' -path '*/cli/*' -exec chmod +x {} + 2>/dev/null || true
-[[ -d $tmp/cli/bin ]] && find "$tmp/cli/bin" -name '*.js' -exec chmod +x {} +
+# Entries with a #! line (the CLI, package.json "bin") run directly.
+while IFS= read -r -d '' f; do
+  if [[ $(head -c 2 "$f") == '#!' ]]; then chmod +x "$f"; fi
+done < <(find "$tmp" -name '*.js' -print0)
 
 # What infra/scripts/up.sh compares the sources with to decide whether to build again.
 git -C "$ROOT" rev-parse --short HEAD 2>/dev/null >"$tmp/.build-stamp" || : >"$tmp/.build-stamp"

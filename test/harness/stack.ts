@@ -42,7 +42,8 @@ export interface Stack {
 
 /** `adminKey`: an admin API key of `env.SBX_API_KEYS`, for the harness's own look at /v1/workers. */
 /** `egressAllow`: more SBX_EGRESS_ALLOW entries for the workers, beside this stack's own registry. */
-export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean; adminKey?: string; egressAllow?: string[] } = {}): Promise<Stack> {
+/** `dist`: run the API and the workers from this production build (`npm run build`) with plain node, no tsx. */
+export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean; adminKey?: string; egressAllow?: string[]; dist?: string } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
   const cluster = opts.redisCluster ? await startRedisCluster() : null;
@@ -69,7 +70,7 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
   };
   let started: StartedApi;
   try {
-    started = await startApi('api', env);
+    started = await startApi('api', env, opts.dist);
   } catch (e) {
     await registry.stop();
     await redis.stop();
@@ -90,7 +91,7 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
     async startWorker(extraEnv = {}) {
       workerCount++;
       const id = `e2e-${runId}/${workerCount}`;
-      const w = spawnSbx(`worker-${workerCount}`, 'worker/src/main.ts', { ...env, SBX_WORKER_ID: id, ...extraEnv });
+      const w = spawnSbx(`worker-${workerCount}`, 'worker/src/main.ts', { ...env, SBX_WORKER_ID: id, ...extraEnv }, opts.dist);
       stack.workers.push(w);
       await waitUntil(async () => {
         if (w.child.exitCode !== null) throw new Error(`worker exited (${w.child.exitCode}):\n${w.log()}`);
@@ -127,9 +128,9 @@ export interface StartedApi {
  * An API process on a free loopback port, ready (/readyz answers from this very process: a port
  * taken by someone else between the pick and the API's bind means another port, not another API).
  */
-export async function startApi(name: string, env: Record<string, string>): Promise<StartedApi> {
+export async function startApi(name: string, env: Record<string, string>, dist?: string): Promise<StartedApi> {
   return onFreePort(async (port) => {
-    const p = spawnSbx(name, 'api/src/main.ts', { ...env, SBX_API_PORT: String(port) });
+    const p = spawnSbx(name, 'api/src/main.ts', { ...env, SBX_API_PORT: String(port) }, dist);
     const url = `http://127.0.0.1:${port}`;
     try {
       await waitUntil(async () => {
@@ -147,9 +148,11 @@ export async function startApi(name: string, env: Record<string, string>): Promi
   });
 }
 
-export function spawnSbx(name: string, entry: string, env: Record<string, string>): ManagedProcess {
+/** `dist`: run `<dist>/<entry as .js>` with plain node (a production build) instead of the source under tsx. */
+export function spawnSbx(name: string, entry: string, env: Record<string, string>, dist?: string): ManagedProcess {
+  const program = dist ? [join(dist, entry.replace(/\.ts$/, '.js'))] : ['--import', 'tsx', entry];
   // setpriv --pdeathsig: the process gets SIGTERM if this test process dies, even by SIGKILL.
-  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', process.execPath, '--import', 'tsx', entry], {
+  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', process.execPath, ...program], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

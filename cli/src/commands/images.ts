@@ -17,8 +17,14 @@ export const images: Command = {
   async run(ctx, args) {
     const format = parseFormat(flagString(args, 'format'));
     const rows = await ctx.client().images();
-    if (flagBool(args, 'quiet')) return void (await write(ctx.stdout, [...new Set(rows.map((r) => r.digest))].map((d) => `${d}\n`).join('')));
-    if (format === 'json') return void (await write(ctx.stdout, jsonLines(rows)));
+    if (flagBool(args, 'quiet')) {
+      await write(ctx.stdout, [...new Set(rows.map((r) => r.digest))].map((d) => `${d}\n`).join(''));
+      return 0;
+    }
+    if (format === 'json') {
+      await write(ctx.stdout, jsonLines(rows));
+      return 0;
+    }
     const noTrunc = flagBool(args, 'no-trunc');
     await write(
       ctx.stdout,
@@ -51,7 +57,10 @@ export const pull: Command = {
     const [image, ...extra] = args.positionals;
     if (!image || extra.length) throw new UsageError('"sbx pull" requires exactly 1 argument.\nUsage: sbx pull IMAGE', 'pull');
     const res = await ctx.client().pull(image);
-    if (parseFormat(flagString(args, 'format')) === 'json') return void (await write(ctx.stdout, `${JSON.stringify(res)}\n`));
+    if (parseFormat(flagString(args, 'format')) === 'json') {
+      await write(ctx.stdout, `${JSON.stringify(res)}\n`);
+      return 0;
+    }
     await write(ctx.stdout, `${res.image ?? image}: pulling on ${res.workers.length} worker${res.workers.length === 1 ? '' : 's'}${res.workers.length ? ` (${res.workers.join(', ')})` : ''}\n`);
     return 0;
   },

@@ -53,8 +53,14 @@ export const ps: Command = {
       if (keep(j)) jobs.push(j);
       if (last !== null && jobs.length >= last) break;
     }
-    if (flagBool(args, 'quiet')) return void (await write(ctx.stdout, jobs.map((j) => `${j.id}\n`).join('')));
-    if (format === 'json') return void (await write(ctx.stdout, jsonLines(jobs)));
+    if (flagBool(args, 'quiet')) {
+      await write(ctx.stdout, jobs.map((j) => `${j.id}\n`).join(''));
+      return 0;
+    }
+    if (format === 'json') {
+      await write(ctx.stdout, jsonLines(jobs));
+      return 0;
+    }
     const noTrunc = flagBool(args, 'no-trunc');
     const rows = jobs.map((j) => [j.id, j.image, quoteCommand(j, noTrunc), timeAgo(j.timings.createdAt), describeStatus(j), j.worker ?? '']);
     await write(ctx.stdout, table(['JOB ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'WORKER'], rows));

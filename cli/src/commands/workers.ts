@@ -12,8 +12,14 @@ export const workers: Command = {
   async run(ctx, args) {
     const format = parseFormat(flagString(args, 'format'));
     const list = await ctx.client().workers();
-    if (flagBool(args, 'quiet')) return void (await write(ctx.stdout, list.map((w) => `${w.id}\n`).join('')));
-    if (format === 'json') return void (await write(ctx.stdout, jsonLines(list)));
+    if (flagBool(args, 'quiet')) {
+      await write(ctx.stdout, list.map((w) => `${w.id}\n`).join(''));
+      return 0;
+    }
+    if (format === 'json') {
+      await write(ctx.stdout, jsonLines(list));
+      return 0;
+    }
     const rows = list.map((w) => [w.id, w.host, `${w.slots.free}/${w.slots.total}`, String(w.runningJobs.length), formatBytes(w.cachedBytes), timeAgo(w.lastHeartbeat)]);
     await write(ctx.stdout, table(['WORKER ID', 'HOST', 'FREE SLOTS', 'RUNNING', 'CACHED', 'LAST HEARTBEAT'], rows));
     return 0;

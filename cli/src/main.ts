@@ -73,7 +73,10 @@ export async function main(argv: string[], io: Io): Promise<number> {
   let client: SbxClient | null = null;
   try {
     const { global, rest } = splitGlobal(argv);
-    if (flagBool(global, 'version')) return void io.stdout.write(`sbx version ${version()}\n`), 0;
+    if (flagBool(global, 'version')) {
+      io.stdout.write(`sbx version ${version()}\n`);
+      return 0;
+    }
     const [name, ...args] = rest;
     if (!name || flagBool(global, 'help') || name === 'help') {
       const topic = name === 'help' ? COMMANDS.find((c) => c.name === args[0]) : undefined;

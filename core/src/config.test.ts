@@ -80,6 +80,10 @@ test('API keys with quotas: JSON inline or in SBX_API_KEYS_FILE, merged; bad ent
   assert.match(problems({ SBX_API_KEYS: 'aaaaaaaaaaaaaaaa1:a,aaaaaaaaaaaaaaaa1:b' }), /one key is listed twice \(tenants a and b\)/);
   assert.match(problems({ SBX_API_KEYS: '[{"key":"aaaaaaaaaaaaaaaa1","tenant":"a","quota":{"activeJobs":1}},{"key":"aaaaaaaaaaaaaaaa2","tenant":"a","quota":{"activeJobs":2}}]' }), /tenant a: its keys give different quotas/);
   assert.match(problems({ SBX_API_KEYS: '[{"key":"aaaaaaaaaaaaaaaa1","tenant":"a","quota":{"limits":{"pids":1000000000}}}]' }), /tenant a: quota\.limits\.pids \(1000000000\) is above the server maximum \(\d+\)/);
+  // A ceiling under the launcher's own minimum would make every job of the tenant end `error`, not 400.
+  const tooLow = problems({ SBX_API_KEYS: '[{"key":"aaaaaaaaaaaaaaaa1","tenant":"a","quota":{"limits":{"pids":1,"cpus":0.001}}}]' });
+  assert.match(tooLow, /tenant a: quota\.limits\.pids \(1\) is below the smallest value a job can run with \(2\)/);
+  assert.match(tooLow, /tenant a: quota\.limits\.cpus \(0\.001\) is below the smallest value a job can run with \(0\.01\)/);
   assert.match(problems({ SBX_TENANT_ACTIVE_JOBS: '-1', SBX_TENANT_SUBMITS_PER_SECOND: 'fast' }), /SBX_TENANT_ACTIVE_JOBS="-1": must be >= 0[\s\S]*SBX_TENANT_SUBMITS_PER_SECOND="fast": must be a number/);
 });
 

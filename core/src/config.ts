@@ -315,9 +315,16 @@ function resolveTenants(env: Env, limits: LimitsPolicy, problems: string[]): Map
     });
     for (const [name, v] of Object.entries(q?.limits ?? {}) as Array<[LimitName, number]>) {
       if (v > limits.maxima[name]) problems.push(`tenant ${tenant}: quota.limits.${name} (${v}) is above the server maximum (${limits.maxima[name]}); lower it or raise SBX_MAX_*`);
+      const floor = minimumOf(name);
+      if (v < floor) problems.push(`tenant ${tenant}: quota.limits.${name} (${v}) is below the smallest value a job can run with (${floor}); raise it`);
     }
   }
   return quotas;
+}
+
+/** The smallest value of a limit the launcher (or, for outputBytes, the worker) accepts. */
+function minimumOf(name: LimitName): number {
+  return name === 'outputBytes' ? OUTPUT_BYTES_BOUND.min : B[name].min;
 }
 
 type LimitValues = { memoryBytes: number; cpus: number; pids: number; timeoutMs: number; outputBytes: number; diskBytes: number; openFiles: number };

@@ -1,0 +1,97 @@
+/**
+ * The production build (`npm run build`, infra/scripts/build.sh): compiled into a fresh folder, then
+ * the API and a worker started from it with plain node (no tsx) run one job against a real Redis and
+ * registry, submitted with the built client (package.json `exports["./client"]`). The job's image has
+ * a zstd layer, so every run-time file the build must carry beside the JavaScript is used: the Lua
+ * scripts, the layer-unpack worker thread (its .js), sbx_zstd.node, sbx_native.node and sbx-init.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { startStack, type Stack } from '../harness/stack.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  scripts: Record<string, string>;
+  exports?: Record<string, string | Record<string, string>>;
+  bin?: Record<string, string>;
+};
+
+let scratch: string;
+let out: string;
+let built: { stdout: string; stderr: string };
+let stack: Stack | undefined;
+
+/** A package.json path of the build ("./dist/x.js") inside this test's output folder. */
+const inBuild = (target: string): string => {
+  assert.match(target, /^\.\/dist\//, `${target} should point into dist/`);
+  return join(out, target.slice('./dist/'.length));
+};
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => relative(out, join(e.parentPath, e.name)));
+}
+
+before(async () => {
+  // Inside the checkout: node finds the dependencies by walking up from the built files to node_modules.
+  mkdirSync(join(ROOT, '.sbx'), { recursive: true });
+  scratch = await mkdtemp(join(ROOT, '.sbx', 'build-test-'));
+  out = join(scratch, 'dist');
+  built = await promisify(execFile)('npm', ['run', '--silent', 'build', '--', out], { cwd: ROOT, maxBuffer: 16 << 20 }).catch((e: { stdout: string; stderr: string; message: string }) => {
+    throw new Error(`npm run build failed: ${e.message}\n${e.stdout}\n${e.stderr}`);
+  });
+});
+after(async () => {
+  await stack?.stop();
+  if (scratch) await rm(scratch, { recursive: true, force: true });
+});
+
+test('npm run build emits JavaScript with .js imports, the files it loads, and nothing of tests or benches', () => {
+  const files = filesUnder(out);
+  for (const entry of ['api/src/main.js', 'worker/src/main.js', 'worker/src/images/layer-unpack-worker.js', 'native/index.js', 'client/src/index.js', 'client/src/index.d.ts']) {
+    assert.ok(files.includes(entry), `${entry} missing from the build (${built.stderr.trim()})`);
+  }
+  for (const runtime of ['core/src/lua/createJob-2.lua', 'core/src/lua/transitionJob-2.lua', 'native/build/Release/sbx_native.node', 'native/build/Release/sbx_zstd.node', 'native/build/Release/sbx-init']) {
+    assert.ok(files.includes(runtime), `${runtime} is loaded at run time but missing from the build`);
+  }
+  const strays = files.filter((f) => /\.test\.|(^|\/)(bench|test|fixtures)\//.test(f) || (f.endsWith('.ts') && !f.endsWith('.d.ts')));
+  assert.deepEqual(strays, [], 'tests, benches, fixtures and TypeScript sources stay out of the build');
+  const tsImports = files
+    .filter((f) => f.endsWith('.js'))
+    .filter((f) => /(?:from\s*|import\s*\(\s*)["']\.{1,2}\/[^"']*\.ts["']/.test(readFileSync(join(out, f), 'utf8')));
+  assert.deepEqual(tsImports, [], 'relative imports are rewritten to .js');
+});
+
+test('package.json: build script, exports of the client (with types) and bin point into the build', () => {
+  assert.match(pkg.scripts.build ?? '', /build/);
+  const client = pkg.exports?.['./client'];
+  assert.ok(client && typeof client === 'object', 'exports["./client"] with conditions');
+  assert.ok(existsSync(inBuild(client.types!)), `types ${client.types}`);
+  assert.ok(existsSync(inBuild(client.default ?? client.import!)), `code ${client.default ?? client.import}`);
+  for (const [name, target] of Object.entries(pkg.bin ?? {})) {
+    assert.ok(existsSync(inBuild(target.startsWith('./') ? target : `./${target}`)), `bin ${name} → ${target}`);
+  }
+});
+
+test('the API and a worker started from the build with node alone run a job to the end', async () => {
+  stack = await startStack({ dist: out });
+  for (const p of [stack.api, ...stack.workers]) {
+    const argv = readFileSync(`/proc/${p.child.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+    assert.equal(argv[0], process.execPath, `${p.name} runs node itself`);
+    assert.ok(argv[1]?.startsWith(out) && argv[1].endsWith('/src/main.js'), `${p.name} runs ${argv.join(' ')}`);
+    assert.ok(!argv.some((a) => a.includes('tsx')), `${p.name} without tsx: ${argv.join(' ')}`);
+  }
+  const client = pkg.exports!['./client'] as Record<string, string>;
+  const { SbxClient } = (await import(pathToFileURL(inBuild(client.default ?? client.import!)).href)) as typeof import('../../client/src/index.ts');
+  const job = await new SbxClient(stack.apiUrl).run({ image: `${stack.registry.host}/test/busybox-zstd:latest`, command: ['sh', '-c', 'echo built; echo err >&2'] });
+  const logs = () => [stack!.api, ...stack!.workers].map((p) => `--- ${p.name}\n${p.log()}`).join('\n');
+  assert.equal(job.status, 'succeeded', `${JSON.stringify(job)}\n${logs()}`);
+  assert.deepEqual(job.output, { stdout: 'built\n', stderr: 'err\n' });
+});

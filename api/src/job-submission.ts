@@ -35,6 +35,7 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     network: req.network ?? 'none',
     labels: req.labels ?? {},
     registryAuth: req.registryAuth ?? null,
+    callbackUrl: req.callbackUrl ?? null,
     createdAt: now.toISOString(),
   };
 }

@@ -34,7 +34,7 @@ export async function* jobEvents(http: Transport, id: string, opts: EventsOption
       const res = await http.send({
         method: 'GET',
         path: `/v1/jobs/${encodeURIComponent(id)}/events`,
-        headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
+        headers: { accept: 'text/event-stream', ...(opts.lastEventId ? { 'last-event-id': opts.lastEventId } : {}) },
         signal: ctl.signal,
       });
       if (res.status !== 200) {

@@ -111,6 +111,18 @@ export const envSchema = z.object({
     }
   }).optional(),
   SBX_WAIT_CAP_MS: int(0, 600_000).default(60_000),
+  // Webhooks (a job's callbackUrl, core/src/webhooks): the HMAC-SHA256 signing secret per tenant,
+  // `<tenant>:<secret>[,…]` (`*` = every tenant without its own; a key entry's `webhookSecret` in
+  // SBX_API_KEYS JSON / SBX_API_KEYS_FILE also sets its tenant's); the API (a callbackUrl needs one)
+  // and every worker (they sign) need the same. One attempt's deadline; retries (timeouts, connection
+  // errors, 5xx) wait SBX_WEBHOOK_BACKOFF_MS, doubling up to SBX_WEBHOOK_BACKOFF_MAX_MS, for at most
+  // SBX_WEBHOOK_RETRY_MS after the first attempt; deliveries at once per worker.
+  SBX_WEBHOOK_SECRETS: z.string().default('').transform((s, ctx) => parseWebhookSecrets(s, ctx)),
+  SBX_WEBHOOK_TIMEOUT_MS: int(100, 300_000).default(10_000),
+  SBX_WEBHOOK_RETRY_MS: int(0, 7 * 86_400_000).default(3_600_000),
+  SBX_WEBHOOK_BACKOFF_MS: int(10, 3_600_000).default(1_000),
+  SBX_WEBHOOK_BACKOFF_MAX_MS: int(10, 86_400_000).default(300_000),
+  SBX_WEBHOOK_CONCURRENCY: int(1, 1024).default(8),
   SBX_BODY_LIMIT_BYTES: int(1024, 64 * MiB).default(1 * MiB),
 
   // Job limits: defaults applied when a request omits a field, maxima that reject larger values.
@@ -191,6 +203,11 @@ export const envSchema = z.object({
 
 export type Env = z.infer<typeof envSchema>;
 
+/** The secret that signs `tenant`'s webhooks (its own, else the `*` one), or null: none configured. */
+export function webhookSecretFor(env: Pick<Env, 'SBX_WEBHOOK_SECRETS'>, tenant: string): string | null {
+  return env.SBX_WEBHOOK_SECRETS.get(tenant) ?? env.SBX_WEBHOOK_SECRETS.get('*') ?? null;
+}
+
 function parseMirrors(raw: string, ctx: z.RefinementCtx): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   const host = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
@@ -221,11 +238,30 @@ const QuotaInput = z.strictObject({
 });
 export type QuotaInput = z.infer<typeof QuotaInput>;
 
+const WEBHOOK_SECRET = /^[A-Za-z0-9._~+/=-]{24,512}$/;
+const WEBHOOK_SECRET_RULE = 'must be 24-512 chars of [A-Za-z0-9._~+/=-] (e.g. openssl rand -base64 32)';
+
+/** `<tenant>:<secret>[,…]`, tenant `*` = every tenant without its own secret. */
+function parseWebhookSecrets(raw: string, ctx: z.RefinementCtx): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const part of raw.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^(\*|[a-z0-9][a-z0-9_-]{0,62}):(.*)$/.exec(part);
+    if (!m || !WEBHOOK_SECRET.test(m[2]!)) {
+      ctx.addIssue({ code: 'custom', message: `each entry must be <tenant>:<secret> (tenant of [a-z0-9_-] or *), the secret ${WEBHOOK_SECRET_RULE}` });
+      return new Map();
+    }
+    out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
 const ApiKeyEntry = z.strictObject({
   key: z.string({ error: 'is required' }).regex(/^[A-Za-z0-9._~+/=-]{16,}$/, 'must be >= 16 chars of [A-Za-z0-9._~+/=-]'),
   tenant: z.string({ error: 'is required' }).regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 of [a-z0-9_-], starting with a letter or digit'),
   role: z.enum(['tenant', 'admin'], { error: 'must be tenant or admin' }).default('tenant'),
   quota: QuotaInput.optional(),
+  /** Signs this tenant's webhooks (as SBX_WEBHOOK_SECRETS does). */
+  webhookSecret: z.string().regex(WEBHOOK_SECRET, WEBHOOK_SECRET_RULE).optional(),
 });
 
 export interface ApiKey {
@@ -234,6 +270,8 @@ export interface ApiKey {
   role: ApiRole;
   /** Only when the entry gives one; Config.quotas has every tenant's resolved quota. */
   quota?: QuotaInput;
+  /** Only when the entry gives one; env.SBX_WEBHOOK_SECRETS has every tenant's (resolveTenants). */
+  webhookSecret?: string;
 }
 
 /** A tenant's resolved quota (null = no limit). */
@@ -274,7 +312,7 @@ function parseApiKeysJson(text: string, ctx: z.RefinementCtx): ApiKey[] {
     }
     return [];
   }
-  return parsed.data.map((e) => ({ key: e.key, tenant: e.tenant, role: e.role, ...(e.quota ? { quota: e.quota } : {}) }));
+  return parsed.data.map((e) => ({ key: e.key, tenant: e.tenant, role: e.role, ...(e.quota ? { quota: e.quota } : {}), ...(e.webhookSecret ? { webhookSecret: e.webhookSecret } : {}) }));
 }
 
 function readApiKeysFile(path: string, ctx: z.RefinementCtx): ApiKey[] {
@@ -303,6 +341,11 @@ function resolveTenants(env: Env, limits: LimitsPolicy, problems: string[]): Map
     const prior = inputs.get(k.tenant);
     if (k.quota && prior && JSON.stringify(prior) !== JSON.stringify(k.quota)) problems.push(`tenant ${k.tenant}: its keys give different quotas; give the quota on one key or the same on each`);
     inputs.set(k.tenant, prior ?? k.quota);
+    if (k.webhookSecret) {
+      const secret = env.SBX_WEBHOOK_SECRETS.get(k.tenant);
+      if (secret !== undefined && secret !== k.webhookSecret) problems.push(`tenant ${k.tenant}: two different webhook secrets (SBX_WEBHOOK_SECRETS or its keys' webhookSecret); give one`);
+      env.SBX_WEBHOOK_SECRETS.set(k.tenant, k.webhookSecret);
+    }
   }
   const quotas = new Map<string, TenantQuota>();
   for (const [tenant, q] of inputs) {
@@ -346,7 +389,7 @@ export interface Config {
 
 /** A bad value as the error shows it: never the API keys themselves. */
 function shownValue(name: string, value: string): string {
-  return name === 'SBX_API_KEYS' || name === 'SBX_SECRETS_KEY' ? '(hidden)' : JSON.stringify(value);
+  return name === 'SBX_API_KEYS' || name === 'SBX_SECRETS_KEY' || name === 'SBX_WEBHOOK_SECRETS' ? '(hidden)' : JSON.stringify(value);
 }
 
 export class ConfigError extends Error {
@@ -388,6 +431,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     if (d !== null && d > limits.maxima[k]) problems.push(`default ${k} (${limits.defaults[k]}) is above its maximum (${limits.maxima[k]}); lower the SBX_DEFAULT_* or raise the SBX_MAX_* variable`);
   }
   const quotas = resolveTenants(env, limits, problems);
+  if (env.SBX_WEBHOOK_BACKOFF_MS > env.SBX_WEBHOOK_BACKOFF_MAX_MS) problems.push(`SBX_WEBHOOK_BACKOFF_MS (${env.SBX_WEBHOOK_BACKOFF_MS}) is above SBX_WEBHOOK_BACKOFF_MAX_MS (${env.SBX_WEBHOOK_BACKOFF_MAX_MS}); lower it or raise the maximum`);
   if (problems.length) throw new ConfigError(problems);
   return { env, limits, quotas };
 }

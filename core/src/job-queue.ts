@@ -33,6 +33,36 @@ export class JobQueue {
     await this.queue.add('run', { id }, { jobId: id, priority: Math.min(Math.max(1, Math.floor(priority)), MAX_PRIORITY) });
   }
 
+  /**
+   * Queue positions (1 = the next job a worker takes; null = not waiting in the queue, e.g. taken
+   * already): the rank in BullMQ's prioritized sorted set (score = priority, then order added), one
+   * ZRANK each (O(log n)), pipelined. Every job sbx queues has a priority >= 1, so none sits in
+   * BullMQ's plain wait list.
+   */
+  async positions(ids: readonly string[]): Promise<Array<number | null>> {
+    if (ids.length === 0) return [];
+    const key = this.queue.keys.prioritized!;
+    const client = await this.queue.client;
+    const pipe = client.pipeline();
+    for (const id of ids) pipe.zrank(key, id);
+    const results = (await pipe.exec()) ?? [];
+    return ids.map((_, i) => {
+      const [err, rank] = results[i] ?? [null, null];
+      if (err) throw err;
+      return typeof rank === 'number' ? rank + 1 : null;
+    });
+  }
+
+  async position(id: string): Promise<number | null> {
+    return (await this.positions([id]))[0] ?? null;
+  }
+
+  /** Jobs waiting to be taken (BullMQ's prioritized + wait), for the queue-depth metric. */
+  async depth(): Promise<number> {
+    const counts = await this.queue.getJobCounts('prioritized', 'wait');
+    return (counts.prioritized ?? 0) + (counts.wait ?? 0);
+  }
+
   /** Best effort: drop a job that has not been picked up (a picked-up one sees it was cancelled). */
   async remove(id: string): Promise<void> {
     await this.queue.remove(id).catch(() => 0);

@@ -87,6 +87,18 @@ export const JobRequest = z.strictObject({
    * exists, never returned; an image pulled with them is not handed from the cache to jobs without them.
    */
   registryAuth: z.strictObject({ username: z.string().min(1).max(256), password: z.string().min(1).max(4096) }).optional(),
+  /**
+   * Webhook: POSTed the finished job document (signed, retried; core/src/webhooks) when the job
+   * reaches any final status. https, or http only to a host the server's SBX_EGRESS_ALLOW names.
+   */
+  callbackUrl: z
+    .string()
+    .max(2048, 'must be at most 2048 characters')
+    .refine((s) => URL.canParse(s), 'must be an absolute URL')
+    .refine((s) => /^https?:\/\//i.test(s), 'must be an https:// URL (http:// only for hosts the server allow-lists)')
+    .refine((s) => !URL.canParse(s) || (new URL(s).username === '' && new URL(s).password === ''), 'must not contain credentials')
+    .optional()
+    .describe('Webhook: receives a POST of the finished job document when the job reaches any final status, signed with the tenant\'s webhook secret (header sbx-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">), retried with exponential backoff on timeouts, connection errors and 5xx, never on 4xx. https, or http only for hosts the server\'s egress allow-list names; sent through the same egress policy as registry pulls. Each attempt is recorded in the job document\'s `callback`.'),
 });
 export type JobRequest = z.infer<typeof JobRequest>;
 
@@ -105,6 +117,8 @@ export const JobSpec = z.object({
   network: z.literal('none'),
   labels: z.record(z.string(), z.string()),
   registryAuth: z.object({ username: z.string(), password: z.string() }).nullable(),
+  /** The webhook (JobRequest.callbackUrl); absent or null = none. */
+  callbackUrl: z.string().nullable().optional(),
   createdAt: z.string(),
 });
 export type JobSpec = z.infer<typeof JobSpec>;
@@ -133,6 +147,27 @@ export const Timings = z.object({
 });
 export type Timings = z.infer<typeof Timings>;
 
+/** One POST of the webhook: when, how long, and the answer's status or why there was none. */
+export const CallbackAttempt = z.object({
+  at: z.string(),
+  ms: z.number(),
+  /** The receiver's HTTP status; null when there was no answer (see error). */
+  status: z.number().int().nullable(),
+  /** Why there was no (2xx) answer: egress_refused, timeout, connection_failed, http_error, … */
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+export type CallbackAttempt = z.infer<typeof CallbackAttempt>;
+
+/** The webhook of a job (only when it has a callbackUrl): delivered yet, each attempt, the next one planned. */
+export const CallbackState = z.object({
+  url: z.string(),
+  delivered: z.boolean(),
+  attempts: z.array(CallbackAttempt),
+  /** When the next attempt is due; null when none is planned (delivered, given up, or not finished yet). */
+  nextAttemptAt: z.string().nullable(),
+});
+export type CallbackState = z.infer<typeof CallbackState>;
+
 export const JobOutput = z.object({ stdout: z.string(), stderr: z.string() });
 export type JobOutput = z.infer<typeof JobOutput>;
 
@@ -153,6 +188,10 @@ export const JobDocument = z.object({
   limits: Limits,
   labels: z.record(z.string(), z.string()),
   output: JobOutput.optional(),
+  /** The webhook's delivery (present only when the job has a callbackUrl). */
+  callback: CallbackState.optional(),
+  /** While queued: 1 = the next job a worker takes (computed on read); null otherwise. */
+  queuePosition: z.number().int().nullable().optional(),
 });
 export type JobDocument = z.infer<typeof JobDocument>;
 
@@ -174,8 +213,11 @@ export function newJobDocument(spec: JobSpec): JobDocument {
     outputTruncated: false,
     limits: spec.limits,
     labels: spec.labels,
+    ...(spec.callbackUrl ? { callback: { url: spec.callbackUrl, delivered: false, attempts: [], nextAttemptAt: null } } : {}),
   };
 }
 
 /** Events of a job's stream, as sent over SSE (`event:` = type). */
 export type JobEventType = 'status' | 'stdout' | 'stderr' | 'exit';
+/** SSE-only events, not in the job's stream (no `id:`): `queue` = {position} while queued. */
+export type JobLiveEventType = 'queue';

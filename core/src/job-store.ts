@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import type { JobDocument, JobEventType, JobSpec, JobStatus } from './job-spec.ts';
+import type { CallbackState, JobDocument, JobEventType, JobSpec, JobStatus } from './job-spec.ts';
+import { WebhookQueue } from './webhooks/webhook-queue.ts';
 import { openRegistryAuth, sealRegistryAuth, type RegistryAuth } from './secrets/registry-auth.ts';
 import type { SecretBox } from './secrets/secret-box.ts';
 
@@ -14,12 +15,18 @@ const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.m
 const SCRIPTS = {
   sbxCreateJob: { numberOfKeys: 2, lua: lua('createJob-2') },
   sbxTransitionJob: { numberOfKeys: 2, lua: lua('transitionJob-2') },
+  // The webhook's delivery state, kept beside the final doc (field `callback`); never recreates an expired record.
+  sbxRecordCallback: { numberOfKeys: 1, lua: "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], 'callback', ARGV[1]) return 1" },
 };
 
 interface ScriptedClient {
   sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number, sealedAuth: string): Promise<number>;
   sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number): Promise<string>;
+  sbxRecordCallback(k1: string, state: string): Promise<number>;
 }
+
+/** Told of every job this process moved to a final status (metrics); must not throw. */
+export type FinishListener = (doc: JobDocument, tenant: string | null) => void;
 
 export interface StoredJob {
   doc: JobDocument;
@@ -42,6 +49,8 @@ export interface OutputChunk {
 
 export class JobStore {
   private readonly scripted: ScriptedClient;
+  private readonly finishListeners: FinishListener[] = [];
+  private webhooks: WebhookQueue | null = null;
 
   constructor(
     readonly redis: RedisClient,
@@ -72,9 +81,9 @@ export class JobStore {
   }
 
   async get(id: string): Promise<StoredJob | null> {
-    const [doc, spec, tenant, status, cancel] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'spec', 'tenant', 'status', 'cancel');
+    const [doc, spec, tenant, status, cancel, callback] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'spec', 'tenant', 'status', 'cancel', 'callback');
     if (!doc || !spec || !tenant || !status) return null;
-    return { doc: JSON.parse(doc) as JobDocument, spec: JSON.parse(spec) as JobSpec, tenant, status: status as JobStatus, cancelRequested: cancel === '1' };
+    return { doc: withCallback(doc, callback), spec: JSON.parse(spec) as JobSpec, tenant, status: status as JobStatus, cancelRequested: cancel === '1' };
   }
 
   /** Worker only: the job's own registry credentials, decrypted; null if it has none (or has ended). */
@@ -84,8 +93,18 @@ export class JobStore {
   }
 
   async getDoc(id: string): Promise<JobDocument | null> {
-    const doc = await this.redis.hget(this.keys.jobState(id), 'doc');
-    return doc ? (JSON.parse(doc) as JobDocument) : null;
+    const [doc, callback] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'callback');
+    return doc ? withCallback(doc, callback) : null;
+  }
+
+  /** Record the webhook's delivery state (worker/src/webhooks); false when the job is gone. */
+  async recordCallback(id: string, state: CallbackState): Promise<boolean> {
+    return (await this.scripted.sbxRecordCallback(this.keys.jobState(id), JSON.stringify(state))) === 1;
+  }
+
+  /** `listener` is told of each job this store finishes (metrics by status and tenant). */
+  onFinished(listener: FinishListener): void {
+    this.finishListeners.push(listener);
   }
 
   /**
@@ -98,20 +117,40 @@ export class JobStore {
       this.keys.jobState(doc.id), this.keys.jobEvents(doc.id), from.join(','), doc.status, JSON.stringify(doc),
       eventType, data, this.keys.jobNotify(doc.id), eventType === 'exit' ? this.ttlSeconds : 0,
     );
-    if (result === 'ok' && eventType === 'exit') await this.releaseFromQuota(doc.id);
+    if (result === 'ok' && eventType === 'exit') await this.finished(doc);
     return result;
+  }
+
+  /**
+   * After a job reached its final status (whoever finished it): quota released, its webhook queued
+   * (a Redis error here is thrown: the caller's finish is not silently without its webhook),
+   * listeners told.
+   */
+  private async finished(doc: JobDocument): Promise<void> {
+    const tenant = await this.releaseFromQuota(doc.id);
+    if (doc.callback) {
+      this.webhooks ??= new WebhookQueue(this.redis, this.keys);
+      await this.webhooks.enqueue(doc.id);
+    }
+    for (const listener of this.finishListeners) listener(doc, tenant);
+  }
+
+  /** Close what the store opened itself (the webhook queue), not the Redis connection. */
+  async close(): Promise<void> {
+    await this.webhooks?.close();
   }
 
   /**
    * A finished job no longer counts against its tenant's jobs-at-once quota (core/src/tenant-quota.ts).
    * Best effort: a crash or a Redis error here leaves a member the quota's lazy repair drops.
    */
-  private async releaseFromQuota(id: string): Promise<void> {
+  private async releaseFromQuota(id: string): Promise<string | null> {
     try {
       const tenant = await this.redis.hget(this.keys.jobState(id), 'tenant');
       if (tenant) await this.redis.zrem(this.keys.tenantActive(tenant), id);
+      return tenant;
     } catch {
-      // repaired lazily
+      return null; // repaired lazily
     }
   }
 
@@ -168,6 +207,13 @@ export class JobStore {
   async forgetFromIndex(tenant: string, ids: string[]): Promise<void> {
     if (ids.length) await this.redis.zrem(this.keys.tenantJobs(tenant), ...ids);
   }
+}
+
+/** The stored document with the webhook's delivery state (recorded after the doc was final) in it. */
+function withCallback(doc: string, callback: string | null): JobDocument {
+  const parsed = JSON.parse(doc) as JobDocument;
+  if (callback && parsed.callback) parsed.callback = JSON.parse(callback) as CallbackState;
+  return parsed;
 }
 
 function toEvent(id: string, fields: string[]): JobEvent {

@@ -16,7 +16,7 @@ import type { QueuedJob } from '../../core/src/job-queue.ts';
 import { probeHost, protectSelf, sweep, type LaunchOptions } from '../../native/index.ts';
 import { removeEmptyCgroupPath } from './cgroup-parent.ts';
 import { processAlive } from './process-alive.ts';
-import { listenForControl } from './control-channel.ts';
+import { listenForControl } from '../../core/src/control-messages.ts';
 import { ImageStore } from './images/image-store.ts';
 import { loadRegistryCerts } from './images/registry-certs.ts';
 import { Janitor } from './janitor.ts';
@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
   const reaper = setInterval(() => void janitor.reapDeadWorkers().catch((err) => logger.warn({ err: err.message }, 'reaping lost workers failed')), Math.max(heartbeatTtl, 5000));
 
-  await listenForControl(sub, keys.control(), logger, (m) => {
+  await listenForControl(sub, keys, logger, (m) => {
     if (m.type === 'cancel') runner.cancel(m.id);
     else if (m.type === 'pull') images.acquire(m.image, { policy: 'always' }).then((i) => i.release(), (err) => logger.warn({ image: m.image, err: err.message }, 'pre-pull failed'));
     else if (m.type === 'evict') images.evict(m.digest).then((r) => r.result === 'in_use' && logger.warn({ digest: m.digest }, 'not evicted: a running job uses it'), (err) => logger.warn({ digest: m.digest, err: err.message }, 'evict failed'));

@@ -1,5 +1,6 @@
 import type { Hono } from 'hono';
 import { z } from 'zod';
+import { publishControl } from '../../../core/src/control-messages.ts';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { parseImageReference } from '../../../core/src/image-ref.ts';
 import { TenantQuotas, tenantQuotaOptions } from '../../../core/src/tenant-quota.ts';
@@ -41,7 +42,7 @@ export function registerImages(app: Hono<AppEnv>, deps: AppDeps): void {
     const body = await readJsonBody(c, PrePull, deps.config.env.SBX_BODY_LIMIT_BYTES);
     const ref = parseImageReference(body.image);
     const workers = (await deps.workers.list()).map((w) => w.id);
-    await deps.redis.publish(deps.keys.control(), JSON.stringify({ type: 'pull', image: ref.canonical }));
+    await publishControl(deps.redis, deps.keys, { type: 'pull', image: ref.canonical });
     return c.json({ image: ref.canonical, workers }, 202);
   });
 
@@ -49,7 +50,7 @@ export function registerImages(app: Hono<AppEnv>, deps: AppDeps): void {
     const digest = c.req.param('digest');
     if (!DIGEST.test(digest)) throw new InvalidRequestError('digest must look like sha256:<64 hex digits>', [{ path: 'digest', message: 'is not a sha256 digest' }]);
     const workers = (await deps.workers.list()).map((w) => w.id);
-    await deps.redis.publish(deps.keys.control(), JSON.stringify({ type: 'evict', digest }));
+    await publishControl(deps.redis, deps.keys, { type: 'evict', digest });
     return c.json({ digest, workers }, 202);
   });
 }

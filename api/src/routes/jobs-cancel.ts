@@ -1,4 +1,5 @@
 import type { Hono } from 'hono';
+import { publishControl } from '../../../core/src/control-messages.ts';
 import { AlreadyFinishedError } from '../../../core/src/errors.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
 import { isFinished } from '../../../core/src/job-spec.ts';
@@ -24,7 +25,7 @@ export function registerJobsCancel(app: Hono<AppEnv>, deps: AppDeps): void {
       }
     }
     await deps.store.requestCancel(job.doc.id);
-    await deps.redis.publish(deps.keys.control(), JSON.stringify({ type: 'cancel', id: job.doc.id }));
+    await publishControl(deps.redis, deps.keys, { type: 'cancel', id: job.doc.id });
     const doc = (await waitForFinish(deps, job.doc.id, CANCEL_GRACE_MS)) ?? job.doc;
     return c.json(doc, 202);
   });

@@ -1,0 +1,43 @@
+/**
+ * Commands the API broadcasts to every worker over Redis pub/sub (one channel, RedisKeys.control()):
+ * cancel a job, pre-pull or evict an image. One schema for both sides: the API publishes only what
+ * it validates here, a worker acts only on what parses here (a malformed message is logged and dropped).
+ */
+import { z } from 'zod';
+import type { Logger } from './logger.ts';
+import type { RedisClient } from './redis.ts';
+import type { RedisKeys } from './redis-keys.ts';
+
+const DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+export const ControlMessage = z.discriminatedUnion('type', [
+  /** Kill the job if this worker runs it (the job ends `cancelled`). */
+  z.strictObject({ type: z.literal('cancel'), id: z.string().regex(/^j_[0-9A-Z]{26}$/) }),
+  /** Pull this canonical reference into the cache now (policy always). */
+  z.strictObject({ type: z.literal('pull'), image: z.string().min(1).max(512) }),
+  /** Forget every reference that resolved to this digest, unless a running job uses it. */
+  z.strictObject({ type: z.literal('evict'), digest: z.string().regex(DIGEST) }),
+]);
+export type ControlMessage = z.infer<typeof ControlMessage>;
+
+/** Publishes one message to every worker; throws if it does not fit the schema (a bug, not input). */
+export async function publishControl(redis: RedisClient, keys: RedisKeys, message: ControlMessage): Promise<void> {
+  await redis.publish(keys.control(), JSON.stringify(ControlMessage.parse(message)));
+}
+
+/** Subscribes `sub` to the control channel; `handle` gets every well-formed message. */
+export async function listenForControl(sub: RedisClient, keys: RedisKeys, logger: Logger, handle: (m: ControlMessage) => void): Promise<void> {
+  const channel = keys.control();
+  sub.on('message', (ch: string, raw: string) => {
+    if (ch !== channel) return;
+    let parsed;
+    try {
+      parsed = ControlMessage.safeParse(JSON.parse(raw));
+    } catch {
+      parsed = null;
+    }
+    if (!parsed?.success) return void logger.warn({ raw: raw.slice(0, 200) }, 'ignoring malformed control message');
+    handle(parsed.data);
+  });
+  await sub.subscribe(channel);
+}

@@ -1,0 +1,299 @@
+/**
+ * The `sbx` command (cli/bin/sbx.js, as a user runs it) as a child process against the real stack:
+ * exit codes, live streaming, Ctrl-C, logs -f, the job commands, private images through a Docker
+ * config in a throw-away HOME, keys from the environment and the config file.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { SbxClient, type Job } from '../../client/src/index.ts';
+import { busyboxImage } from '../fixtures/build-images.ts';
+import { pushImage } from '../fixtures/oci-builder.ts';
+import { waitUntil } from '../harness/redis.ts';
+import { startRegistry, type RunningRegistry } from '../harness/registry.ts';
+import { startStack, type Stack } from '../harness/stack.ts';
+
+const SBX = new URL('../../cli/bin/sbx.js', import.meta.url).pathname;
+const USER_KEY = 'cli-user-key-aaaaaaaaaaaaaaaa';
+const ADMIN_KEY = 'cli-admin-key-bbbbbbbbbbbbbbbb';
+const PRIVATE = { username: 'cli-user', password: 'cli-pass-word-1' };
+
+let stack: Stack;
+let privateRegistry: RunningRegistry;
+let privateImage: string;
+let api: SbxClient;
+let image: string;
+const homes: string[] = [];
+
+before(async () => {
+  privateRegistry = await startRegistry({ htpasswd: { user: PRIVATE.username, password: PRIVATE.password } });
+  const basic = `Basic ${Buffer.from(`${PRIVATE.username}:${PRIVATE.password}`).toString('base64')}`;
+  await pushImage(privateRegistry.url, 'private/busybox', 'latest', await busyboxImage(), { authorization: basic });
+  privateImage = `${privateRegistry.host}/private/busybox:latest`;
+  stack = await startStack({ adminKey: ADMIN_KEY, egressAllow: [privateRegistry.host], env: { SBX_API_KEYS: `${USER_KEY}:cli,${ADMIN_KEY}:ops:admin` } });
+  api = new SbxClient({ baseUrl: stack.apiUrl, apiKey: USER_KEY });
+  image = stack.images.busybox;
+});
+after(async () => {
+  await api?.close();
+  await stack?.stop();
+  await privateRegistry?.stop();
+  for (const h of homes) rmSync(h, { recursive: true, force: true });
+});
+
+/** A fresh HOME (no Docker config, no sbx config) per call unless one is given. */
+function newHome(): string {
+  const h = mkdtempSync(join(tmpdir(), 'sbx-cli-home-'));
+  homes.push(h);
+  return h;
+}
+
+interface Spawned {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+}
+
+function start(args: string[], opts: { env?: Record<string, string>; input?: string; home?: string } = {}): Spawned {
+  const env = { PATH: process.env.PATH!, HOME: opts.home ?? newHome(), SBX_HOST: stack.apiUrl, SBX_API_KEY: USER_KEY, ...opts.env };
+  const child = spawn(process.execPath, [SBX, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stdin!.end(opts.input ?? '');
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout: out, stderr: err })),
+  );
+  return { child, stdout: () => out, stderr: () => err, done };
+}
+
+const sbx = (args: string[], opts: Parameters<typeof start>[1] = {}) => start(args, opts).done;
+
+/** The one job carrying this label (the attached `run` does not print its id). */
+async function jobWithLabel(value: string): Promise<Job> {
+  let found: Job | undefined;
+  await waitUntil(async () => {
+    for await (const j of api.listAll()) if (j.labels.test === value) found = j;
+    return found !== undefined;
+  }, 10_000, `the job labelled ${value}`);
+  return found!;
+}
+
+const oneLine = (stderr: string) => {
+  assert.equal(stderr.trim().split('\n').length, 1, `one line: ${stderr}`);
+  assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+};
+
+describe('sbx run', () => {
+  test("exits with the job's own code; stdout to stdout, stderr to stderr", async () => {
+    const r = await sbx(['run', '--rm', image, 'sh', '-c', 'echo out; echo err >&2; exit 3']);
+    assert.deepEqual([r.code, r.stdout, r.stderr], [3, 'out\n', 'err\n']);
+    const ok = await sbx(['run', image, 'true']);
+    assert.equal(ok.code, 0, ok.stderr);
+  });
+
+  test('Docker flags: -e, --env-file, -w, -u, --entrypoint, -i, limits, labels', async () => {
+    const home = newHome();
+    const envFile = join(home, 'env.list');
+    writeFileSync(envFile, '# comment\nB=from-file\n\nC\n');
+    const r = await sbx(
+      ['run', '-e', 'A=1', '-eD=4', '--env-file', envFile, '-w', '/tmp', '-u', '1000:1000', '-m', '64m', '--cpus', '0.5', '--pids-limit', '32', '--timeout', '20s', '-l', 'test=flags', '-i',
+        '--entrypoint', 'sh', image, '-c', 'echo $A $B $C $D; pwd; id -u; cat'],
+      { home, env: { C: 'from-here' }, input: 'piped in\n' },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '1 from-file from-here 4\n/tmp\n1000\npiped in\n');
+    const job = await jobWithLabel('flags');
+    assert.deepEqual([job.limits.memoryBytes, job.limits.cpus, job.limits.pids, job.limits.timeoutMs], [64 * 1024 * 1024, 0.5, 32, 20_000]);
+    assert.deepEqual(job.entrypoint, ['sh']);
+  });
+
+  test('125 for an image that does not exist, 127 for a command that does not, 137 for a timeout; one-line errors', async () => {
+    const missing = await sbx(['run', `${stack.registry.host}/nope/missing:1`, 'true']);
+    assert.equal(missing.code, 125);
+    assert.match(missing.stderr, /image_not_found/);
+    oneLine(missing.stderr);
+    const notFound = await sbx(['run', image, '/no/such/command']);
+    assert.equal(notFound.code, 127, notFound.stderr);
+    oneLine(notFound.stderr);
+    const timeout = await sbx(['run', '--timeout', '500ms', image, 'sleep', '30']);
+    assert.equal(timeout.code, 137, timeout.stderr);
+    const badFlag = await sbx(['run', '--memory', 'lots', image, 'true']);
+    assert.equal(badFlag.code, 125);
+    assert.match(badFlag.stderr, /invalid argument "lots" for "--memory"/);
+    const invalid = await sbx(['run', '-u', 'bad user!', image, 'true']);
+    assert.equal(invalid.code, 125);
+    assert.match(invalid.stderr, /Error response from the API: .*user.*\[invalid_request\]/);
+    oneLine(invalid.stderr);
+    const down = await sbx(['run', image, 'true'], { env: { SBX_HOST: 'http://127.0.0.1:1' } });
+    assert.equal(down.code, 125);
+    assert.match(down.stderr, /cannot reach the sbx API at http:\/\/127\.0\.0\.1:1/);
+    oneLine(down.stderr);
+  });
+
+  test('streams live: the first line arrives while the job still runs; Ctrl-C cancels the job and exits 130', async () => {
+    const p = start(['run', '-l', 'test=live', image, 'sh', '-c', 'echo first; echo first-err >&2; sleep 30; echo never']);
+    await waitUntil(async () => p.stdout().includes('first\n') && p.stderr().includes('first-err\n'), 20_000, 'the first lines');
+    const job = await jobWithLabel('live');
+    assert.equal((await api.get(job.id)).status, 'running', 'the lines came while the job was running');
+    assert.equal(p.child.exitCode, null);
+    p.child.kill('SIGINT');
+    const r = await p.done;
+    assert.equal(r.code, 130, r.stderr);
+    assert.equal(r.stdout, 'first\n');
+    assert.equal((await api.wait(job.id, { timeoutMs: 10_000 })).status, 'cancelled');
+  });
+});
+
+describe('the job commands', () => {
+  test('-d prints the id; wait, logs, inspect, ps, kill', async () => {
+    const d = await sbx(['run', '-d', image, 'sh', '-c', 'echo out-1; echo err-1 >&2; sleep 0.2; echo out-2; exit 5']);
+    assert.equal(d.code, 0, d.stderr);
+    const id = d.stdout.trim();
+    assert.match(id, /^j_[0-9A-Z]{26}$/);
+    assert.deepEqual(await sbx(['wait', id]).then((r) => [r.code, r.stdout]), [0, '5\n']);
+
+    const logs = await sbx(['logs', id]);
+    assert.deepEqual([logs.code, logs.stdout, logs.stderr], [0, 'out-1\nout-2\n', 'err-1\n']);
+    const since = await sbx(['logs', '--since', '0', id]);
+    assert.equal(since.stdout, 'out-1\nout-2\n');
+    const none = await sbx(['logs', '--since', new Date(Date.now() + 60_000).toISOString(), id]);
+    assert.deepEqual([none.code, none.stdout], [0, '']);
+
+    const inspected = JSON.parse((await sbx(['inspect', id])).stdout) as Job[];
+    assert.equal(inspected[0]!.id, id);
+    assert.equal(inspected[0]!.exitCode, 5);
+
+    const running = await sbx(['run', '-d', image, 'sleep', '30']);
+    const runningId = running.stdout.trim();
+    await waitUntil(async () => (await api.get(runningId)).status === 'running', 20_000, 'the job to run');
+    const ps = await sbx(['ps']);
+    assert.match(ps.stdout, /^JOB ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+WORKER\n/);
+    assert.ok(ps.stdout.includes(runningId) && !ps.stdout.includes(id), 'ps shows unfinished jobs only');
+    assert.match(ps.stdout, /Up \d+ seconds?/);
+    assert.ok((await sbx(['ps', '-a', '-q'])).stdout.split('\n').includes(id));
+    const failed = (await sbx(['ps', '--filter', 'status=failed', '--format', 'json'])).stdout.trim().split('\n').map((l) => JSON.parse(l) as Job);
+    assert.ok(failed.some((j) => j.id === id) && failed.every((j) => j.status === 'failed'));
+
+    assert.deepEqual(await sbx(['kill', runningId]).then((r) => [r.code, r.stdout]), [0, `${runningId}\n`]);
+    assert.equal((await api.wait(runningId)).status, 'cancelled');
+    assert.equal((await sbx(['wait', runningId])).stdout, '137\n');
+    const again = await sbx(['kill', runningId]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /is not running/);
+    oneLine(again.stderr);
+    const unknown = await sbx(['inspect', 'j_00000000000000000000000000']);
+    assert.equal(unknown.code, 1);
+  });
+
+  test('logs -f follows a running job to its end, and replays a finished one', async () => {
+    const d = await sbx(['run', '-d', image, 'sh', '-c', 'echo a; echo a-err >&2; sleep 30; echo never']);
+    const id = d.stdout.trim();
+    await waitUntil(async () => (await api.get(id)).status === 'running', 20_000, 'the job to run');
+    const follow = start(['logs', '-f', id]);
+    await waitUntil(async () => follow.stdout() === 'a\n' && follow.stderr() === 'a-err\n', 20_000, 'logs -f to print the first lines');
+    assert.equal(follow.child.exitCode, null, 'logs -f waits for more while the job runs');
+    await api.cancel(id);
+    const r = await follow.done;
+    assert.deepEqual([r.code, r.stdout, r.stderr], [0, 'a\n', 'a-err\n']);
+    const replay = await sbx(['logs', '-f', id]);
+    assert.deepEqual([replay.code, replay.stdout, replay.stderr], [0, 'a\n', 'a-err\n']);
+  });
+});
+
+describe('registry credentials from the Docker config', () => {
+  test('without credentials the private image is refused (125); with auths, a credential helper, or after sbx login, it runs', async () => {
+    const anonymous = await sbx(['run', privateImage, 'echo', 'private']);
+    assert.equal(anonymous.code, 125);
+    assert.match(anonymous.stderr, /registry_unauthorized/);
+
+    const home = newHome();
+    mkdirSync(join(home, '.docker'));
+    const auth = Buffer.from(`${PRIVATE.username}:${PRIVATE.password}`).toString('base64');
+    writeFileSync(join(home, '.docker', 'config.json'), JSON.stringify({ auths: { [`http://${privateRegistry.host}`]: { auth } } }));
+    const withAuths = await sbx(['run', privateImage, 'echo', 'private'], { home });
+    assert.deepEqual([withAuths.code, withAuths.stdout], [0, 'private\n'], withAuths.stderr);
+
+    // A credential helper on PATH, named in credHelpers for this registry (DOCKER_CONFIG points elsewhere).
+    const helperHome = newHome();
+    const bin = join(helperHome, 'bin');
+    mkdirSync(bin);
+    const log = join(helperHome, 'helper.log');
+    writeFileSync(join(bin, 'docker-credential-sbxtest'), `#!/bin/sh\nread server\necho "$1 $server" >> ${log}\nprintf '{"ServerURL":"%s","Username":"${PRIVATE.username}","Secret":"${PRIVATE.password}"}' "$server"\n`);
+    chmodSync(join(bin, 'docker-credential-sbxtest'), 0o755);
+    const dockerConfig = join(helperHome, 'docker-conf');
+    mkdirSync(dockerConfig);
+    writeFileSync(join(dockerConfig, 'config.json'), JSON.stringify({ credHelpers: { [privateRegistry.host]: 'sbxtest' } }));
+    const withHelper = await sbx(['run', privateImage, 'echo', 'helped'], { home: helperHome, env: { DOCKER_CONFIG: dockerConfig, PATH: `${bin}:${process.env.PATH}` } });
+    assert.deepEqual([withHelper.code, withHelper.stdout], [0, 'helped\n'], withHelper.stderr);
+    assert.equal(readFileSync(log, 'utf8'), `get ${privateRegistry.host}\n`);
+
+    const loginHome = newHome();
+    const login = await sbx(['login', '-u', PRIVATE.username, '--password-stdin', privateRegistry.host], { home: loginHome, input: `${PRIVATE.password}\n` });
+    assert.equal(login.code, 0, login.stderr);
+    const file = join(loginHome, '.docker', 'config.json');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), { auths: { [privateRegistry.host]: { auth } } });
+    const afterLogin = await sbx(['run', privateImage, 'echo', 'logged-in'], { home: loginHome });
+    assert.deepEqual([afterLogin.code, afterLogin.stdout], [0, 'logged-in\n'], afterLogin.stderr);
+  });
+});
+
+describe('settings, images, workers, help, completion', () => {
+  test('the API key from SBX_API_KEY or the config file; a wrong key is a one-line 401', async () => {
+    const home = newHome();
+    mkdirSync(join(home, '.config', 'sbx'), { recursive: true });
+    writeFileSync(join(home, '.config', 'sbx', 'config.json'), JSON.stringify({ host: stack.apiUrl, apiKey: ADMIN_KEY }));
+    const fromFile = await sbx(['workers', '--format', 'json'], { home, env: { SBX_HOST: '', SBX_API_KEY: '' } });
+    assert.equal(fromFile.code, 0, fromFile.stderr);
+    assert.equal((JSON.parse(fromFile.stdout) as { id: string }).id, stack.workers.length ? (await new SbxClient({ baseUrl: stack.apiUrl, apiKey: ADMIN_KEY }).workers())[0]!.id : '');
+    const tenant = await sbx(['workers'], { home, env: { SBX_API_KEY: USER_KEY } });
+    assert.equal(tenant.code, 1, 'the environment wins over the file: a tenant key may not list workers');
+    assert.match(tenant.stderr, /\[forbidden\]/);
+    const wrong = await sbx(['ps'], { env: { SBX_API_KEY: 'wrong-key-cccccccccccccccccc' } });
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /\[unauthorized\]/);
+    oneLine(wrong.stderr);
+  });
+
+  test('images, pull, rmi, workers as tables', async () => {
+    const admin = { SBX_API_KEY: ADMIN_KEY };
+    await api.run({ image, command: ['true'] });
+    const workers = await sbx(['workers'], { env: admin });
+    assert.match(workers.stdout, /^WORKER ID\s+HOST\s+FREE SLOTS/);
+    const images = await sbx(['images'], { env: admin });
+    assert.match(images.stdout, /^REPOSITORY\s+TAG\s+DIGEST\s+SIZE/);
+    assert.ok(images.stdout.includes(`${stack.registry.host}/test/busybox`));
+    const pulled = await sbx(['pull', image], { env: admin });
+    assert.match(pulled.stdout, /pulling on 1 worker/);
+    const rmi = await sbx(['rmi', image], { env: admin });
+    assert.equal(rmi.code, 0, rmi.stderr);
+    assert.match(rmi.stdout, /^Deleted: sha256:[0-9a-f]{64}\n$/);
+  });
+
+  test('--help for every command; completion scripts parse', async () => {
+    const help = await sbx(['--help']);
+    const commands = [...help.stdout.matchAll(/^ {2}([a-z]+) {3,}/gm)].map((m) => m[1]!);
+    assert.ok(commands.length >= 12, help.stdout);
+    for (const c of commands) {
+      const r = await sbx([c, '--help']);
+      assert.equal(r.code, 0);
+      assert.match(r.stdout, new RegExp(`^Usage:  sbx ${c}`));
+    }
+    for (const shell of ['bash', 'zsh']) {
+      const script = await sbx(['completion', shell]);
+      assert.equal(script.code, 0);
+      const file = join(newHome(), `sbx.${shell}`);
+      writeFileSync(file, script.stdout);
+      if (shell === 'bash') {
+        const check = await new Promise<number | null>((r) => spawn('bash', ['-n', file]).on('close', r));
+        assert.equal(check, 0);
+      }
+    }
+  });
+});

@@ -19,6 +19,9 @@ import { registerWorkersList } from './routes/workers-list.ts';
 
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>();
+  // Metrics read at scrape time, and jobs this API finishes (cancel while queued, worker_lost).
+  deps.metrics.queueDepth.source = () => deps.queue.depth();
+  deps.store.onFinished((doc, tenant) => deps.metrics.jobsFinished.inc({ status: doc.status, tenant: deps.metrics.tenants.of(tenant) }));
 
   app.use('*', async (c, next) => {
     const started = performance.now();

@@ -67,6 +67,7 @@ function main(): void {
     setTimeout(() => process.exit(1), 5000).unref(); // Redis down: do not hang on the way out
     server.close();
     await deps.queue.close().catch(() => {});
+    await deps.store.close().catch(() => {});
     await deps.hub.close();
     redis.disconnect();
     process.exit(0);

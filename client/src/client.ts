@@ -6,7 +6,8 @@
 import { apiErrorFromAnswer, SbxNotFoundError } from './errors.ts';
 import { readBody, Transport, type TransportOptions } from './http.ts';
 import { isDigest, normalizeImageName } from './image-name.ts';
-import { jobEvents, type EventsOptions } from './job-events.ts';
+import { jobEvents, rawJobEvents, type EventsOptions } from './job-events.ts';
+import type { ServerSentEvent } from './sse.ts';
 import { isFinished, type ApiAnswer, type CachedImage, type ImageAction, type Job, type JobEvent, type JobPage, type JobRequest, type ListOptions, type WorkerInfo } from './types.ts';
 
 export type ClientOptions = TransportOptions;
@@ -94,6 +95,11 @@ export class SbxClient {
   /** The job's events: status changes, stdout/stderr chunks, then `exit`; resumes by Last-Event-ID when the connection drops. */
   events(id: string, opts: EventsOptions = {}): AsyncGenerator<JobEvent> {
     return jobEvents(this.http, id, opts);
+  }
+
+  /** The same stream, events as sent (name, id, data text), with the same resumption: for relaying them verbatim. */
+  rawEvents(id: string, opts: EventsOptions = {}): AsyncGenerator<ServerSentEvent> {
+    return rawJobEvents(this.http, id, opts);
   }
 
   async images(): Promise<CachedImage[]> {

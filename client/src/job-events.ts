@@ -3,10 +3,12 @@
  * After a break it reconnects with `Last-Event-ID` = the id of the last event it yielded, so the
  * server sends exactly the events after it: none lost (the stream is a Redis Stream kept with the
  * job) and none twice (the parser yields an event only when it is complete). It ends after `exit`.
+ * Events without an id (`queue`: the job's place in the queue) are live only and may come again
+ * after a reconnection.
  */
 import { apiErrorFromAnswer, connectionError, SbxApiError, SbxConnectionError } from './errors.ts';
 import { readBody, type Transport } from './http.ts';
-import { parseServerSentEvents } from './sse.ts';
+import { parseServerSentEvents, type ServerSentEvent } from './sse.ts';
 import type { Job, JobEvent, JobStatus } from './types.ts';
 
 export interface EventsOptions {
@@ -21,7 +23,13 @@ export interface EventsOptions {
 
 const BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
 
+/** The job's events as typed objects (see rawJobEvents for the resumption). */
 export async function* jobEvents(http: Transport, id: string, opts: EventsOptions = {}): AsyncGenerator<JobEvent> {
+  for await (const raw of rawJobEvents(http, id, opts)) yield toJobEvent(raw.event, raw.id, raw.data);
+}
+
+/** The job's Server-Sent Events as sent (name, id, data text), across reconnections, ending after `exit`. */
+export async function* rawJobEvents(http: Transport, id: string, opts: EventsOptions = {}): AsyncGenerator<ServerSentEvent> {
   let lastEventId = opts.lastEventId ?? null;
   let failures = 0;
   for (;;) {
@@ -34,7 +42,7 @@ export async function* jobEvents(http: Transport, id: string, opts: EventsOption
       const res = await http.send({
         method: 'GET',
         path: `/v1/jobs/${encodeURIComponent(id)}/events`,
-        headers: { accept: 'text/event-stream', ...(opts.lastEventId ? { 'last-event-id': opts.lastEventId } : {}) },
+        headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
         signal: ctl.signal,
       });
       if (res.status !== 200) {
@@ -47,12 +55,10 @@ export async function* jobEvents(http: Transport, id: string, opts: EventsOption
             error = new SbxApiError({ code: 'internal', message: 'the event stream failed on the server', status: 200 });
             break;
           }
-          if (raw.id === null) continue;
-          const event = toJobEvent(raw.event, raw.id, raw.data);
-          lastEventId = raw.id;
+          if (raw.id !== null) lastEventId = raw.id; // events without an id are not in the record: nothing to resume after
           failures = 0;
-          yield event;
-          if (event.type === 'exit') return;
+          yield raw;
+          if (raw.event === 'exit' && raw.id !== null) return;
         }
         error ??= new SbxConnectionError({ code: 'connection_closed', message: 'the event stream ended before the job did', status: 0 });
       }
@@ -72,8 +78,12 @@ export async function* jobEvents(http: Transport, id: string, opts: EventsOption
   }
 }
 
-function toJobEvent(event: string, id: string, data: string): JobEvent {
+function toJobEvent(event: string, id: string | null, data: string): JobEvent {
   const parsed = parseJson(data);
+  if (id === null) {
+    if (event === 'queue') return { type: 'queue', id: null, position: (parsed as { position: number | null }).position };
+    return { type: 'unknown', id, event, data: parsed };
+  }
   switch (event) {
     case 'status': {
       const d = parsed as { status: JobStatus; queuePosition?: number | null };

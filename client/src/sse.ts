@@ -6,7 +6,10 @@
  */
 export interface ServerSentEvent {
   event: string;
+  /** This event's own `id:` field, or null when it had none. */
   id: string | null;
+  /** The stream's last event id as the WHATWG spec keeps it (the latest `id:` seen, carried over). */
+  lastEventId: string | null;
   data: string;
 }
 
@@ -15,6 +18,7 @@ export async function* parseServerSentEvents(body: AsyncIterable<Uint8Array | st
   let buffer = '';
   let event = 'message';
   let id: string | null = null;
+  let lastEventId: string | null = null;
   let data: string[] = [];
   for await (const chunk of body) {
     buffer += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
@@ -23,8 +27,10 @@ export async function* parseServerSentEvents(body: AsyncIterable<Uint8Array | st
       const line = buffer.slice(0, nl);
       buffer = buffer.slice(buffer.startsWith('\r\n', nl) ? nl + 2 : nl + 1);
       if (line === '') {
-        if (data.length) yield { event, id, data: data.join('\n') };
+        if (id !== null) lastEventId = id;
+        if (data.length) yield { event, id, lastEventId, data: data.join('\n') };
         event = 'message';
+        id = null;
         data = [];
         continue;
       }

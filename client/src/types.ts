@@ -49,13 +49,18 @@ export interface ImageAction {
   workers: string[];
 }
 
-/** One Server-Sent Event of a job's stream, typed by its `event:` name. */
+/** One Server-Sent Event of a job's stream, typed by its `event:` name. Events with an `id` are the job's record: each comes exactly once. */
 export type JobEvent =
   | { type: 'status'; id: string; status: JobStatus; queuePosition?: number | null }
   | { type: 'stdout' | 'stderr'; id: string; data: string }
   | { type: 'exit'; id: string; job: Job }
-  /** An event this client does not know (a newer API): its name and parsed data. */
-  | { type: 'unknown'; id: string; event: string; data: unknown };
+  /**
+   * The job's place in the queue (1 = next), null once it left the queue. Not part of the job's
+   * record (no id): sent live when it changes, again after a reconnection.
+   */
+  | { type: 'queue'; id: null; position: number | null }
+  /** An event this client does not know (a newer API): its name, its id if it has one, its parsed data. */
+  | { type: 'unknown'; id: string | null; event: string; data: unknown };
 
 /** A raw HTTP answer (`request()`): any status, body parsed as JSON when it is JSON. */
 export interface ApiAnswer<T = unknown> {

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, DEFAULT_REGISTRY_CERTS_DIR, defaultJobsMemoryBytes, defaultJobsPids, loadConfig } from './config.ts';
+import { ConfigError, DEFAULT_REGISTRY_CERTS_DIR, defaultJobsMemoryBytes, defaultJobsPids, loadConfig, webhookSecretFor } from './config.ts';
 
 test('defaults load from an empty environment', () => {
   const c = loadConfig({});
@@ -206,4 +206,31 @@ test('pull bounds: concurrency, deadline and stall rule have defaults; bad value
     assert.match(text, /SBX_PULL_STALL_BYTES="0": must be >= 1/);
     return true;
   });
+});
+
+test('webhook secrets: per tenant or * (SBX_WEBHOOK_SECRETS), or webhookSecret in a key entry; bad values named, never shown', () => {
+  const c = loadConfig({
+    SBX_WEBHOOK_SECRETS: '*:fallback-secret-0123456789abcdef,team-b:team-b-secret-0123456789abcdef',
+    SBX_API_KEYS: '[{"key":"aaaaaaaaaaaaaaaa1","tenant":"team-a","webhookSecret":"team-a-secret-0123456789abcdef"}]',
+  });
+  assert.equal(webhookSecretFor(c.env, 'team-a'), 'team-a-secret-0123456789abcdef');
+  assert.equal(webhookSecretFor(c.env, 'team-b'), 'team-b-secret-0123456789abcdef');
+  assert.equal(webhookSecretFor(c.env, 'team-z'), 'fallback-secret-0123456789abcdef');
+  assert.equal(webhookSecretFor(loadConfig({}).env, 'default'), null);
+  assert.deepEqual([c.env.SBX_WEBHOOK_TIMEOUT_MS, c.env.SBX_WEBHOOK_RETRY_MS, c.env.SBX_WEBHOOK_BACKOFF_MS, c.env.SBX_WEBHOOK_BACKOFF_MAX_MS], [10_000, 3_600_000, 1_000, 300_000]);
+  const problems = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+      return '';
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  const short = problems({ SBX_WEBHOOK_SECRETS: 'team-a:tooshort' });
+  assert.match(short, /SBX_WEBHOOK_SECRETS=\(hidden\): each entry must be <tenant>:<secret>/);
+  assert.doesNotMatch(short, /tooshort/);
+  assert.match(problems({ SBX_API_KEYS: '[{"key":"aaaaaaaaaaaaaaaa1","tenant":"a","webhookSecret":"x"}]' }), /\[0\]\.webhookSecret: must be 24-512 chars/);
+  assert.match(problems({ SBX_WEBHOOK_SECRETS: 'a:aaaaaaaaaaaaaaaaaaaaaaaaaaaa', SBX_API_KEYS: '[{"key":"aaaaaaaaaaaaaaaa1","tenant":"a","webhookSecret":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}]' }), /tenant a: two different webhook secrets/);
+  assert.match(problems({ SBX_WEBHOOK_BACKOFF_MS: '5000', SBX_WEBHOOK_BACKOFF_MAX_MS: '1000' }), /SBX_WEBHOOK_BACKOFF_MS \(5000\) is above SBX_WEBHOOK_BACKOFF_MAX_MS/);
+  assert.match(problems({ SBX_WEBHOOK_TIMEOUT_MS: '5' }), /SBX_WEBHOOK_TIMEOUT_MS="5": must be >= 100/);
 });

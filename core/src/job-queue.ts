@@ -42,7 +42,7 @@ export class JobQueue {
   async positions(ids: readonly string[]): Promise<Array<number | null>> {
     if (ids.length === 0) return [];
     const key = this.queue.keys.prioritized!;
-    const client = await this.queue.client;
+    const client = (await this.queue.client) as unknown as RedisClient;
     const pipe = client.pipeline();
     for (const id of ids) pipe.zrank(key, id);
     const results = (await pipe.exec()) ?? [];

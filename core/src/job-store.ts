@@ -210,7 +210,7 @@ export class JobStore {
 }
 
 /** The stored document with the webhook's delivery state (recorded after the doc was final) in it. */
-function withCallback(doc: string, callback: string | null): JobDocument {
+function withCallback(doc: string, callback: string | null | undefined): JobDocument {
   const parsed = JSON.parse(doc) as JobDocument;
   if (callback && parsed.callback) parsed.callback = JSON.parse(callback) as CallbackState;
   return parsed;

@@ -1,31 +1,94 @@
-/** Prometheus metrics, one registry per process, names `sbx_<noun>_<unit>`. */
+/**
+ * Prometheus metrics, one registry per process, names `sbx_<noun>_<unit>`. The README's "Metrics"
+ * section lists them; infra/grafana/sbx-dashboard.json charts them. Cardinality is bounded: labels
+ * are statuses, results, limits, streams, and tenants (bounded by the configured keys, and capped
+ * here at MAX_TENANT_LABELS in any case); never job ids or image names. A worker's registry carries
+ * its id as the default label `worker` (bounded by the fleet).
+ */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-export function createRegistry(role: 'api' | 'worker'): Registry {
+export function createRegistry(role: 'api' | 'worker', labels: Record<string, string> = {}): Registry {
   const registry = new Registry();
-  registry.setDefaultLabels({ role });
+  registry.setDefaultLabels({ role, ...labels });
   collectDefaultMetrics({ register: registry, prefix: 'sbx_process_' });
   return registry;
+}
+
+/** Tenants given their own label value; later ones share `other` (a misconfigured fleet cannot explode a series count). */
+export const MAX_TENANT_LABELS = 200;
+
+/** The `tenant` label value for `tenant`: itself for the first MAX_TENANT_LABELS seen, then `other`. */
+export class TenantLabels {
+  private readonly seen = new Set<string>();
+  constructor(private readonly max = MAX_TENANT_LABELS) {}
+  of(tenant: string | null): string {
+    if (!tenant) return 'unknown';
+    if (this.seen.has(tenant)) return tenant;
+    if (this.seen.size >= this.max) return 'other';
+    this.seen.add(tenant);
+    return tenant;
+  }
+}
+
+/** A gauge read at scrape time from `source` (set once the thing it reads exists). */
+function sampledGauge(registry: Registry, name: string, help: string) {
+  const holder: { source: (() => number | Promise<number>) | null } = { source: null };
+  const gauge = new Gauge({
+    name, help, registers: [registry],
+    async collect() {
+      if (holder.source) this.set(await holder.source());
+    },
+  });
+  return Object.assign(holder, { gauge });
+}
+
+/** Jobs reaching a final status, counted by whichever process finished them (worker, API cancel, janitor): sum over all. */
+function jobsFinishedCounter(registry: Registry) {
+  return new Counter({ name: 'sbx_jobs_finished_total', help: 'Jobs that reached a final status in this process, by status and tenant', labelNames: ['status', 'tenant'], registers: [registry] });
 }
 
 export function apiMetrics(registry: Registry) {
   return {
     requests: new Counter({ name: 'sbx_http_requests_total', help: 'HTTP requests answered', labelNames: ['method', 'route', 'status'], registers: [registry] }),
     requestSeconds: new Histogram({ name: 'sbx_http_request_duration_seconds', help: 'HTTP request duration (SSE: until headers)', labelNames: ['method', 'route'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30], registers: [registry] }),
-    jobsSubmitted: new Counter({ name: 'sbx_jobs_submitted_total', help: 'Jobs accepted', registers: [registry] }),
+    jobsSubmitted: new Counter({ name: 'sbx_jobs_submitted_total', help: 'Jobs accepted, by tenant', labelNames: ['tenant'], registers: [registry] }),
+    jobsFinished: jobsFinishedCounter(registry),
+    /** Read from BullMQ at scrape time (every API reports the same figure: use max() across them). */
+    queueDepth: sampledGauge(registry, 'sbx_queue_depth', 'Jobs waiting in the queue for a worker (fleet-wide)'),
     sseClients: new Gauge({ name: 'sbx_sse_clients', help: 'Open SSE event streams', registers: [registry] }),
+    tenants: new TenantLabels(),
   };
 }
 export type ApiMetrics = ReturnType<typeof apiMetrics>;
 
 export function workerMetrics(registry: Registry) {
-  return {
-    jobsFinished: new Counter({ name: 'sbx_jobs_finished_total', help: 'Jobs finished on this worker, by final status', labelNames: ['status'], registers: [registry] }),
-    jobSeconds: new Histogram({ name: 'sbx_job_run_seconds', help: 'Wall time of job processes', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600], registers: [registry] }),
-    startSeconds: new Histogram({ name: 'sbx_job_start_seconds', help: 'Time from pickup to process start (excluding pull)', buckets: [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers: [registry] }),
+  const seconds = (name: string, help: string, buckets: number[], labelNames: string[] = []) => new Histogram({ name, help, buckets, labelNames, registers: [registry] });
+  const m = {
+    jobsFinished: jobsFinishedCounter(registry),
+    queueSeconds: seconds('sbx_job_queue_seconds', 'Time from submission to a worker taking the job', [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600]),
+    pullSeconds: seconds('sbx_image_pull_seconds', 'Time to have the job\'s image ready, by source (cache, registry)', [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600], ['source']),
+    startSeconds: seconds('sbx_job_start_seconds', 'Time from image ready to process start (slot wait + launch)', [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30]),
+    jobSeconds: seconds('sbx_job_run_seconds', 'Wall time of job processes', [0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600]),
     pulls: new Counter({ name: 'sbx_image_pulls_total', help: 'Image acquisitions by result (hit, pulled, error)', labelNames: ['result'], registers: [registry] }),
+    cacheHits: new Counter({ name: 'sbx_image_cache_hits_total', help: 'Jobs whose image was in the cache', registers: [registry] }),
+    cacheMisses: new Counter({ name: 'sbx_image_cache_misses_total', help: 'Jobs whose image had to be pulled (including failed pulls)', registers: [registry] }),
+    cacheEvictions: new Counter({ name: 'sbx_image_cache_evictions_total', help: 'Images evicted from the cache, by reason (budget, request)', labelNames: ['reason'], registers: [registry] }),
+    cacheBytes: new Gauge({ name: 'sbx_image_cache_bytes', help: 'Bytes of unpacked images in this worker\'s cache (as of the last heartbeat)', registers: [registry] }),
+    limitHits: new Counter({ name: 'sbx_job_limit_hits_total', help: 'Jobs that hit a limit: memory (OOM kill), pids (fork refused), timeout, output (truncated)', labelNames: ['limit'], registers: [registry] }),
+    outputBytes: new Counter({ name: 'sbx_job_output_bytes_total', help: 'Output bytes kept (up to limits.outputBytes), by stream', labelNames: ['stream'], registers: [registry] }),
     slotsBusy: new Gauge({ name: 'sbx_worker_slots_busy', help: 'Job slots in use', registers: [registry] }),
+    slotsFree: sampledGauge(registry, 'sbx_worker_slots_free', 'Job slots free'),
     slotsTotal: new Gauge({ name: 'sbx_worker_slots', help: 'Job slots on this worker', registers: [registry] }),
+    webhookDeliveries: new Counter({ name: 'sbx_webhook_attempts_total', help: 'Webhook POSTs, by result (delivered, retry, failed)', labelNames: ['result'], registers: [registry] }),
+    webhookSeconds: seconds('sbx_webhook_attempt_seconds', 'Duration of one webhook POST', [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30]),
+    tenants: new TenantLabels(),
   };
+  // Every known label value exists from the start (at 0): rate() and the dashboard see a series at once.
+  for (const limit of ['memory', 'pids', 'timeout', 'output']) m.limitHits.inc({ limit }, 0);
+  for (const stream of ['stdout', 'stderr']) m.outputBytes.inc({ stream }, 0);
+  for (const reason of ['budget', 'request']) m.cacheEvictions.inc({ reason }, 0);
+  for (const result of ['delivered', 'retry', 'failed']) m.webhookDeliveries.inc({ result }, 0);
+  for (const source of ['cache', 'registry']) m.pullSeconds.zero({ source });
+  return m;
 }
 export type WorkerMetrics = ReturnType<typeof workerMetrics>;

@@ -1,13 +1,41 @@
-# The sbx worker: needs root in the host's namespaces it is allowed to create (CAP_SYS_ADMIN,
-# cgroup write access to its delegated subtree, overlayfs). Run privileged or with an equivalent
-# seccomp/AppArmor profile, with /sys/fs/cgroup mounted read-write and a state volume.
-FROM node:20-bookworm-slim
-WORKDIR /app
-RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+# The sbx worker: creates namespaces, cgroups and overlay mounts, so it runs as root with
+# CAP_SYS_ADMIN in the host's namespaces it may create: run it privileged (or with an equivalent
+# seccomp/AppArmor profile), with /sys/fs/cgroup mounted read-write and a state volume. Jobs are
+# confined by the launcher (native/SECURITY.md), not by this container. From the repository root:
+#   docker build -f infra/docker/worker.Dockerfile -t sbx-worker .
+# Same stages as api.Dockerfile: the image holds the production node_modules, dist/ (with the
+# native addons and sbx-init in dist/native/build/Release) and runs `node dist/worker/src/main.js`.
+FROM node:20-bookworm-slim AS build
+WORKDIR /src
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ libzstd-dev \
+ && rm -rf /var/lib/apt/lists/*
+# The repository's .npmrc points node-gyp at Debian's headers (/usr); this image's node lives in /usr/local.
+ENV npm_config_nodedir=/usr/local
 COPY package.json package-lock.json .npmrc ./
-COPY native native
-RUN npm ci --omit=dev && npx --no-install node-gyp rebuild --directory native
+COPY native/binding.gyp native/binding.gyp
+COPY native/src native/src
+RUN npm ci
+COPY tsconfig.json tsconfig.build.json ./
+COPY infra/scripts/build.sh infra/scripts/build.sh
+COPY native/index.ts native/index.ts
 COPY core core
+COPY api api
 COPY worker worker
+COPY client client
+COPY cli cli
+RUN npm run build
+
+FROM node:20-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --omit=dev --ignore-scripts
+
+FROM node:20-bookworm-slim
+# libzstd1 (sbx_zstd.node) and util-linux (prlimit) are in the base image already.
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=deps /app/node_modules node_modules
+COPY package.json ./
+COPY --from=build /src/dist dist
 VOLUME /var/lib/sbx
-CMD ["node", "--import", "tsx", "worker/src/main.ts"]
+CMD ["node", "dist/worker/src/main.js"]

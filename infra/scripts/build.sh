@@ -8,8 +8,8 @@
 # place as in the source tree). Run it with plain node: `node dist/api/src/main.js`,
 # `node dist/worker/src/main.js`. The output appears at once (built beside it, then renamed), so a
 # failed build leaves the previous one in place.
-# OUT_DIR must lie inside this checkout (or next to a node_modules holding the dependencies): node
-# resolves the packages by walking up from the files.
+# Node resolves the dependencies by walking up from the built files: OUT_DIR lies inside this checkout,
+# or beside a node_modules holding them (a Docker image's /app, /opt/sbx, a link to this one).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -28,27 +28,30 @@ for f in "${natives[@]}"; do
 done
 
 rm -rf "$tmp"
+mkdir -p "$tmp"
+# What infra/scripts/up.sh compares the sources with to decide whether to build again: made before
+# tsc reads them, so a file changed during the build counts as newer.
+git -C "$ROOT" rev-parse --short HEAD 2>/dev/null >"$tmp/.build-stamp" || : >"$tmp/.build-stamp"
 npx --no-install tsc -p tsconfig.build.json --outDir "$tmp"
 
-# Every non-TypeScript file in the compiled folders that the code may read (docs, tests, benches stay out).
+# Every other file in the compiled folders that the code may read (docs, tests, benches stay out, and
+# JavaScript of the source tree such as cli/bin/sbx.js, the launcher that picks dist/ or the source).
 while IFS= read -r -d '' f; do
   mkdir -p "$tmp/$(dirname "$f")"
   cp -p "$f" "$tmp/$f"
-done < <(find core/src api/src worker/src client/src cli -type f ! -name '*.ts' ! -name '*.md' \
+done < <(find core/src api/src worker/src client/src cli -type f ! -name '*.ts' ! -name '*.md' ! -name '*.js' \
   ! -path '*/bench/*' ! -path '*/test/*' ! -path '*/fixtures/*' ! -path '*/node_modules/*' -print0)
 
 mkdir -p "$tmp/$release"
 for f in "${natives[@]}"; do cp -p "$release/$f" "$tmp/$release/$f"; done
 
-# ES modules wherever the folder is copied to (a Docker image, /opt/sbx/dist), as in package.json.
-printf '{\n  "type": "module"\n}\n' >"$tmp/package.json"
+# ES modules wherever the folder is copied to (a Docker image, /opt/sbx/dist), as in package.json,
+# and the version (what ../../package.json means from the compiled CLI, as from its source).
+node -e 'const p = require("./package.json"); console.log(JSON.stringify({ version: p.version, private: true, type: "module" }, null, 2))' >"$tmp/package.json"
 # Entries with a #! line (the CLI, package.json "bin") run directly.
 while IFS= read -r -d '' f; do
   if [[ $(head -c 2 "$f") == '#!' ]]; then chmod +x "$f"; fi
 done < <(find "$tmp" -name '*.js' -print0)
-
-# What infra/scripts/up.sh compares the sources with to decide whether to build again.
-git -C "$ROOT" rev-parse --short HEAD 2>/dev/null >"$tmp/.build-stamp" || : >"$tmp/.build-stamp"
 
 rm -rf "$out"
 mv "$tmp" "$out"

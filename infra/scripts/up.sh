@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the local sbx stack in the background and returns once it is ready:
 #   a private redis-server, Debian's Distribution registry seeded with the demo image,
-#   the API and one worker. Running it again leaves running parts alone.
+#   the API and one worker, run with node from the production build (dist/: `npm run build`, done
+#   here first when dist/ is missing or older than a source). Running it again leaves running parts alone.
 # Env: SBX_API_PORT (8080), SBX_REGISTRY_ADDR (127.0.0.1:5000), SBX_DEV_REDIS_PORT (6399),
 #      SBX_STATE_DIR (.sbx/state: image cache, removed by `down`), SBX_WORKER_SLOTS,
 #      SBX_SECRETS_KEY (default: generated once into .sbx/secrets-key),
@@ -9,6 +10,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash infra/scripts/install-deps.sh
+# The API and the worker run the production build (node dist/...): built when missing or older than
+# a source it is made from (npm run build).
+stamp=dist/.build-stamp
+if [[ ! -f $stamp ]] || [[ -n "$(find core/src api/src worker/src client/src cli native/index.ts native/build/Release \
+    tsconfig.json tsconfig.build.json package.json infra/scripts/build.sh -newer "$stamp" ! -name '*.test.ts' -print -quit 2>/dev/null)" ]]; then
+  echo "sbx: building dist/ (npm run build)" >&2
+  bash infra/scripts/build.sh
+  rebuilt=1
+fi
 
 API_PORT=${SBX_API_PORT:-8080}
 REGISTRY_ADDR=${SBX_REGISTRY_ADDR:-127.0.0.1:5000}
@@ -23,7 +33,7 @@ alive() { [[ -f $RUN/$1.pid ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
 # start NAME CMD... : run detached in its own session, log to .sbx/logs/NAME.log
 start() {
   local name=$1; shift
-  if alive "$name"; then echo "sbx: $name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
+  if alive "$name"; then echo "sbx: $name already running (pid $(cat "$RUN/$name.pid"))"; kept+=" $name"; return; fi
   setsid nohup "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/$name.pid"
 }
@@ -60,12 +70,13 @@ KEY_FILE=$HERE/.sbx/secrets-key
 if [[ ! -s $KEY_FILE ]]; then (umask 077 && openssl rand -base64 32 >"$KEY_FILE.tmp" && mv "$KEY_FILE.tmp" "$KEY_FILE"); fi
 export SBX_SECRETS_KEY=${SBX_SECRETS_KEY:-$(cat "$KEY_FILE")}
 export SBX_REDIS_URL=redis://127.0.0.1:$REDIS_PORT SBX_API_PORT=$API_PORT SBX_WORKER_ID=${SBX_WORKER_ID:-local/1} SBX_STATE_DIR=${SBX_STATE_DIR:-$HERE/.sbx/state}
-start api node --import tsx api/src/main.ts
+start api node dist/api/src/main.js
 wait_for "API on 127.0.0.1:$API_PORT" "curl -sf http://127.0.0.1:$API_PORT/readyz"
 # The worker refuses non-public addresses (egress policy); the local registry is on loopback: allow it.
-start worker env SBX_EGRESS_ALLOW="$REGISTRY_ADDR${SBX_EGRESS_ALLOW:+,$SBX_EGRESS_ALLOW}" node --import tsx worker/src/main.ts
+start worker env SBX_EGRESS_ALLOW="$REGISTRY_ADDR${SBX_EGRESS_ALLOW:+,$SBX_EGRESS_ALLOW}" node dist/worker/src/main.js
 wait_for "a worker" "curl -sf http://127.0.0.1:$API_PORT/v1/workers | grep -q '\"id\"'" || true
 if ! alive worker; then echo "sbx: the worker stopped:" >&2; tail -n 20 "$LOGS/worker.log" >&2; exit 1; fi
 
 echo "sbx: up. API http://127.0.0.1:$API_PORT (docs /docs), registry http://$REGISTRY_ADDR, demo image $REGISTRY_ADDR/demo/busybox:latest"
 echo "sbx: logs in $LOGS; stop with: npm run down"
+if [[ -n ${rebuilt:-} && ${kept:-} =~ api|worker ]]; then echo "sbx: dist/ was rebuilt, but the API and worker that were already running still run the previous build; npm run down && npm run up restarts them"; fi

@@ -7,8 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
@@ -40,9 +41,9 @@ function filesUnder(dir: string): string[] {
 }
 
 before(async () => {
-  // Inside the checkout: node finds the dependencies by walking up from the built files to node_modules.
-  mkdirSync(join(ROOT, '.sbx'), { recursive: true });
-  scratch = await mkdtemp(join(ROOT, '.sbx', 'build-test-'));
+  // Node finds the dependencies by walking up from the built files: the checkout's node_modules beside the build.
+  scratch = await mkdtemp(join(tmpdir(), 'sbx-build-test-'));
+  symlinkSync(join(ROOT, 'node_modules'), join(scratch, 'node_modules'));
   out = join(scratch, 'dist');
   built = await promisify(execFile)('npm', ['run', '--silent', 'build', '--', out], { cwd: ROOT, maxBuffer: 16 << 20 }).catch((e: { stdout: string; stderr: string; message: string }) => {
     throw new Error(`npm run build failed: ${e.message}\n${e.stdout}\n${e.stderr}`);
@@ -76,8 +77,41 @@ test('package.json: build script, exports of the client (with types) and bin poi
   assert.ok(existsSync(inBuild(client.types!)), `types ${client.types}`);
   assert.ok(existsSync(inBuild(client.default ?? client.import!)), `code ${client.default ?? client.import}`);
   for (const [name, target] of Object.entries(pkg.bin ?? {})) {
-    assert.ok(existsSync(inBuild(target.startsWith('./') ? target : `./${target}`)), `bin ${name} → ${target}`);
+    const file = target.replace(/^\.\//, '');
+    assert.ok(existsSync(file.startsWith('dist/') ? inBuild(`./${file}`) : join(ROOT, file)), `bin ${name} → ${target}`);
   }
+});
+
+test('the compiled CLI runs with node alone', async () => {
+  const main = join(out, 'cli/src/main.js');
+  assert.ok(existsSync(main), 'cli/src/main.js in the build');
+  const { stdout } = await promisify(execFile)(process.execPath, [main, '--help'], { cwd: scratch, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: scratch } });
+  assert.match(stdout, /\brun\b/, 'the help lists the commands');
+});
+
+test('a TypeScript project importing sbx/client type-checks against the built declarations', async () => {
+  // The package as installed: its package.json beside the build, linked into a consumer's node_modules.
+  writeFileSync(join(scratch, 'package.json'), readFileSync(join(ROOT, 'package.json')));
+  const consumer = join(scratch, 'consumer');
+  mkdirSync(join(consumer, 'node_modules'), { recursive: true });
+  symlinkSync(scratch, join(consumer, 'node_modules', 'sbx'));
+  writeFileSync(join(consumer, 'package.json'), '{ "type": "module" }\n');
+  writeFileSync(join(consumer, 'tsconfig.json'), JSON.stringify({
+    compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', strict: true, noEmit: true, skipLibCheck: true, types: ['node'] },
+    files: ['use.ts'],
+  }));
+  writeFileSync(join(consumer, 'use.ts'), [
+    "import { SbxClient, type Job } from 'sbx/client';",
+    "const job: Job = await new SbxClient({ baseUrl: 'http://127.0.0.1:8080' }).get('j_1');",
+    'export const status: string = job.status;',
+    '// @ts-expect-error: a status is a string (fails if the declarations degrade to any)',
+    'export const wrong: number = job.status;',
+    '',
+  ].join('\n'));
+  const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  await promisify(execFile)(process.execPath, [tsc, '-p', consumer], { cwd: consumer }).catch((e: { stdout: string; message: string }) => {
+    assert.fail(`the consumer does not type-check against the build: ${e.stdout || e.message}`);
+  });
 });
 
 test('the API and a worker started from the build with node alone run a job to the end', async () => {

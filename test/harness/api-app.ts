@@ -37,6 +37,7 @@ export function createTestApp(redisServer: RunningRedis, env: Record<string, str
     deps,
     async close() {
       await deps.queue.close();
+      await deps.store.close();
       await deps.hub.close();
       redis.disconnect();
     },

@@ -1,69 +1,53 @@
-/** A small real HTTP client for the sbx API, used by end-to-end tests and benchmarks. */
-import { readServerSentEvents, type ServerSentEvent } from '../../core/src/sse-reader.ts';
-import type { JobDocument } from '../../core/src/job-spec.ts';
+/**
+ * The tests' API client is the product's: client/src (`SbxClient`, typed, errors by code, resuming
+ * events). This file only keeps the answer-shaped calls the older end-to-end tests assert on
+ * (`{ status, headers, body }`, the raw SSE events), each one call of that client; new tests use
+ * `api.client` (or client/src directly) for the typed methods.
+ */
+import { SbxClient as Client, type ApiAnswer, type Job, type JobRequest, type ServerSentEvent } from '../../client/src/index.ts';
 
-export interface ApiAnswer<T = unknown> {
-  status: number;
-  headers: Headers;
-  body: T;
-}
+export type { ApiAnswer, ServerSentEvent };
 
 export class SbxClient {
+  /** The product client, for typed calls: `api.client.run(...)`, `api.client.events(id)`. */
+  readonly client: Client;
+
   constructor(
     readonly baseUrl: string,
     readonly apiKey?: string,
-  ) {}
-
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    return { ...(this.apiKey ? { authorization: `Bearer ${this.apiKey}` } : {}), ...extra };
+  ) {
+    this.client = new Client({ baseUrl, ...(apiKey ? { apiKey } : {}) });
   }
 
-  async request<T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiAnswer<T>> {
-    const res = await fetch(`${this.baseUrl}${path}`, {
-      method,
-      headers: this.headers(body === undefined ? headers : { 'content-type': 'application/json', ...headers }),
-      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
-    });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, body: (text ? JSON.parse(text) : null) as T };
+  request<T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiAnswer<T>> {
+    return this.client.request<T>(method, path, body, headers);
   }
 
-  submit(job: Record<string, unknown>, opts: { wait?: boolean } = {}): Promise<ApiAnswer<JobDocument>> {
-    return this.request<JobDocument>('POST', `/v1/jobs${opts.wait ? '?wait=true' : ''}`, job);
+  submit(job: JobRequest | Record<string, unknown>, opts: { wait?: boolean } = {}): Promise<ApiAnswer<Job>> {
+    return this.request<Job>('POST', `/v1/jobs${opts.wait ? '?wait=true' : ''}`, job);
   }
 
-  get(id: string, output = false): Promise<ApiAnswer<JobDocument>> {
-    return this.request<JobDocument>('GET', `/v1/jobs/${id}${output ? '?output=true' : ''}`);
+  get(id: string, output = false): Promise<ApiAnswer<Job>> {
+    return this.request<Job>('GET', `/v1/jobs/${id}${output ? '?output=true' : ''}`);
   }
 
-  /** Read the job's SSE stream until it ends (after `exit`), optionally resuming after an event id. */
+  /**
+   * The job's SSE events as sent, until `exit` (or until `until` says stop), optionally after an event
+   * id. `id` is the event's last event id as EventSource reports it (an event without `id:`, like
+   * `queue`, carries the one before it).
+   */
   async events(id: string, opts: { lastEventId?: string; until?: (e: ServerSentEvent) => boolean } = {}): Promise<ServerSentEvent[]> {
-    const ctl = new AbortController();
-    const res = await fetch(`${this.baseUrl}/v1/jobs/${id}/events`, {
-      headers: this.headers(opts.lastEventId ? { 'last-event-id': opts.lastEventId } : {}),
-      signal: ctl.signal,
-    });
-    if (res.status !== 200 || !res.body) throw new Error(`events answered ${res.status}: ${await res.text()}`);
     const out: ServerSentEvent[] = [];
-    try {
-      for await (const e of readServerSentEvents(res.body)) {
-        out.push(e);
-        if (opts.until?.(e)) break;
-      }
-    } finally {
-      ctl.abort();
+    for await (const raw of this.client.rawEvents(id, opts.lastEventId ? { lastEventId: opts.lastEventId } : {})) {
+      const e = { ...raw, id: raw.lastEventId };
+      out.push(e);
+      if (opts.until?.(e)) break;
     }
     return out;
   }
 
-  /** Poll until the job is finished (for tests that do not stream). */
-  async waitFinished(id: string, timeoutMs = 30_000): Promise<JobDocument> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const { body } = await this.get(id, true);
-      if (['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'].includes(body.status)) return body;
-      if (Date.now() > deadline) throw new Error(`job ${id} still ${body.status} after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  /** Until the job is finished, with its output. */
+  waitFinished(id: string, timeoutMs = 30_000): Promise<Job> {
+    return this.client.wait(id, { output: true, timeoutMs });
   }
 }

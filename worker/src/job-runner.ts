@@ -86,6 +86,7 @@ export class JobRunner {
       timings: { ...stored.doc.timings, queueMs: pickedAt.getTime() - Date.parse(stored.doc.timings.createdAt) },
     };
     if ((await store.transition(doc, ['queued'], 'status')) !== 'ok') return;
+    this.deps.metrics.queueSeconds.observe(doc.timings.queueMs! / 1000);
 
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
     this.active.set(id, job);
@@ -101,6 +102,7 @@ export class JobRunner {
       image = await acquiring;
       const pulledAt = new Date();
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
+      this.deps.metrics.pullSeconds.observe({ source: image.pulled ? 'registry' : 'cache' }, doc.timings.pullMs! / 1000);
       if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
       slot = await this.deps.slots.take(job.abort.signal, priority); // rejects on cancel: ends `cancelled` below
       this.deps.metrics.slotsBusy.inc();
@@ -129,7 +131,7 @@ export class JobRunner {
       clearTimeout(drainTimer);
       await sink.flush();
       exit.outputTruncated = sink.truncated;
-      this.deps.metrics.jobSeconds.observe(exit.usage.wallMs / 1000);
+      this.recordExitMetrics(exit, sink.keptBytes);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : outcome(exit, job.cancelled);
       await this.finish(doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated });
     } catch (e) {
@@ -154,18 +156,31 @@ export class JobRunner {
       const credentials = (await this.deps.store.registryAuth(spec.id)) ?? spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
       const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal, ...(credentials ? { credentials } : {}) });
       this.deps.metrics.pulls.inc({ result: image.pulled ? 'pulled' : 'hit' });
+      (image.pulled ? this.deps.metrics.cacheMisses : this.deps.metrics.cacheHits).inc();
       return image;
     } catch (e) {
       this.deps.metrics.pulls.inc({ result: 'error' });
+      this.deps.metrics.cacheMisses.inc();
       throw e;
     }
   }
 
+  /** Run time, the limits the job hit, the output it produced. */
+  private recordExitMetrics(exit: ExitInfo & { outputTruncated: boolean }, kept: { stdout: number; stderr: number }): void {
+    const m = this.deps.metrics;
+    m.jobSeconds.observe(exit.usage.wallMs / 1000);
+    if (exit.oomKilled) m.limitHits.inc({ limit: 'memory' });
+    if (exit.pidsLimitHit) m.limitHits.inc({ limit: 'pids' });
+    if (exit.reason === 'timeout') m.limitHits.inc({ limit: 'timeout' });
+    if (exit.outputTruncated) m.limitHits.inc({ limit: 'output' });
+    m.outputBytes.inc({ stream: 'stdout' }, kept.stdout);
+    m.outputBytes.inc({ stream: 'stderr' }, kept.stderr);
+  }
+
   private async finish(doc: JobDocument, from: JobStatus, patch: Partial<JobDocument> & { status: JobStatus }): Promise<void> {
     const final: JobDocument = { ...doc, ...patch, timings: { ...doc.timings, finishedAt: new Date().toISOString() } };
-    const result = await this.deps.store.transition(final, [from], 'exit');
-    if (result === 'ok') this.deps.metrics.jobsFinished.inc({ status: final.status });
-    else this.deps.logger.warn({ jobId: doc.id, found: result }, 'job was finished elsewhere first');
+    const result = await this.deps.store.transition(final, [from], 'exit'); // counted by the store's finish listener (main.ts)
+    if (result !== 'ok') this.deps.logger.warn({ jobId: doc.id, found: result }, 'job was finished elsewhere first');
   }
 }
 

@@ -21,6 +21,7 @@ import { ImageStore } from './images/image-store.ts';
 import { loadRegistryCerts } from './images/registry-certs.ts';
 import { Janitor } from './janitor.ts';
 import { JobRunner } from './job-runner.ts';
+import { startWebhookWorker } from './webhooks/webhook-delivery.ts';
 import { TenantCredentials } from './images/tenant-credentials.ts';
 import { SlotPool, defaultSlotCount } from './slots.ts';
 import { prepareStateDir } from './state-dir.ts';
@@ -71,6 +72,10 @@ async function main(): Promise<void> {
     process.exit(2);
   }
 
+  const registry = createRegistry('worker', { worker: workerId });
+  const metrics = workerMetrics(registry);
+  // Every job this process finishes (runs, janitor's worker_lost), by status and tenant.
+  store.onFinished((doc, tenant) => metrics.jobsFinished.inc({ status: doc.status, tenant: metrics.tenants.of(tenant) }));
   const janitor = new Janitor(redis, keys, store, directory, logger);
   const launchOptions: LaunchOptions = {
     cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE,
@@ -83,10 +88,9 @@ async function main(): Promise<void> {
   if (swept.cgroups || swept.processes) logger.warn({ ...swept }, 'removed leftovers of a crashed worker');
   await janitor.finishJobsOf(workerId);
 
-  const registry = createRegistry('worker');
-  const metrics = workerMetrics(registry);
   const slots = new SlotPool(env.SBX_WORKER_SLOTS ?? defaultSlotCount());
   metrics.slotsTotal.set(slots.total);
+  metrics.slotsFree.source = () => slots.available;
   const images = new ImageStore({
     root: `${env.SBX_STATE_DIR}/images`,
     logger: logger.child({ component: 'images' }),
@@ -98,6 +102,7 @@ async function main(): Promise<void> {
     egressAllow: env.SBX_EGRESS_ALLOW,
     pullConcurrency: env.SBX_PULL_CONCURRENCY,
     pullTimeoutMs: env.SBX_PULL_TIMEOUT_MS,
+    onEvicted: (reason, count) => metrics.cacheEvictions.inc({ reason }, count),
     stall: { stallMs: env.SBX_PULL_STALL_MS, stallBytes: env.SBX_PULL_STALL_BYTES },
   });
   await images.warmUp(); // the unpack threads start now, not on the first pull
@@ -107,6 +112,7 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const beat = async () => {
     const cached = await images.list().catch(() => []);
+    metrics.cacheBytes.set(cached.reduce((n, i) => n + i.sizeBytes, 0));
     const info: WorkerInfo = {
       id: workerId, host: os.hostname(), pid: process.pid, slotsTotal: slots.total, slotsFree: slots.available,
       runningJobs: runner.runningIds, cachedBytes: cached.reduce((n, i) => n + i.sizeBytes, 0), images: cached,
@@ -136,6 +142,8 @@ async function main(): Promise<void> {
   worker.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
   worker.on('failed', (job, err) => logger.warn({ jobId: job?.data.id, err: err.message }, 'queue entry failed'));
 
+  // Webhooks of finished jobs (a job's callbackUrl), whoever finished them.
+  const webhooks = startWebhookWorker({ connection: bullConnection, redis, keys, store, env, logger: logger.child({ component: 'webhooks' }), metrics });
   const metricsServer = startMetricsServer(env.SBX_WORKER_METRICS_PORT, registry, logger);
   logger.info({ workerId, slots: slots.total, cgroup: host.cgroup, cgroupParent }, 'sbx worker ready');
 
@@ -152,6 +160,8 @@ async function main(): Promise<void> {
       process.exit(1);
     }, SHUTDOWN_GRACE_MS + 5000).unref();
     await worker.close();
+    await webhooks.close();
+    await store.close();
     clearTimeout(grace);
     clearInterval(heartbeat);
     clearInterval(reaper);
@@ -208,7 +218,8 @@ function startMetricsServer(port: number | undefined, registry: ReturnType<typeo
       res.writeHead(404).end();
     }
   });
-  server.listen(port, '127.0.0.1', () => logger.info({ port }, 'worker metrics listening'));
+  // Port 0 = a free port, logged (as `port`).
+  server.listen(port, '127.0.0.1', () => logger.info({ port: (server.address() as { port: number }).port }, 'worker metrics listening'));
   return server;
 }
 

@@ -5,6 +5,7 @@ import { JobRequest, isFinished, newJobDocument, type JobDocument } from '../../
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { TenantQuotas, tenantLimitsPolicy, tenantQuotaOptions } from '../../../core/src/tenant-quota.ts';
 import { buildJobSpec } from '../job-submission.ts';
+import { checkCallbackUrl } from '../../../core/src/webhooks/callback-url.ts';
 import { JobWatch } from '../job-waiter.ts';
 import { readJsonBody } from '../middleware/json-body.ts';
 
@@ -17,6 +18,7 @@ export function registerJobsCreate(app: Hono<AppEnv>, deps: AppDeps): void {
     const quota = c.get('quota');
     const wait = c.req.query('wait') === 'true';
     const id = newJobId();
+    checkCallbackUrl(req.callbackUrl, tenant, deps.config.env); // a secret for the tenant; http only to allow-listed hosts
     const spec = buildJobSpec(req, id, tenant, tenantLimitsPolicy(deps.config.limits, quota), new Date());
 
     // With ?wait=true, subscribe to the new job's pings while it is being created and queued.
@@ -42,7 +44,7 @@ export function registerJobsCreate(app: Hono<AppEnv>, deps: AppDeps): void {
           await quotas.release(tenant, id).catch(() => {});
           throw e;
         }
-        deps.metrics.jobsSubmitted.inc();
+        deps.metrics.jobsSubmitted.inc({ tenant: deps.metrics.tenants.of(tenant) });
       }
 
       c.header('Location', `/v1/jobs/${doc.id}`);

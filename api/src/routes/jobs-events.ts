@@ -8,6 +8,8 @@ import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
 
 const KEEPALIVE_MS = 15_000;
 const LIVENESS_CHECK_MS = 5_000;
+/** While the job is queued, its queue position is looked at this often (one ZRANK). */
+const QUEUE_POLL_MS = 500;
 /** `<ms>-<seq>`, each part a decimal of at most 16 digits (checked against 2^53 - 1 below). */
 const STREAM_ID = /^(\d{1,16})-(\d{1,16})$/;
 
@@ -26,7 +28,9 @@ export function isResumableEventId(id: string): boolean {
 /**
  * GET /v1/jobs/{id}/events — Server-Sent Events read from the job's Redis Stream. Every event's
  * `id:` is its stream id, so `Last-Event-ID` / `?lastEventId=` resumes exactly after it; a
- * finished job replays its record and closes.
+ * finished job replays its record and closes. While the job is queued, a `queue` event (data
+ * {position}, 1 = next; no `id:`, it is not in the stream) is sent at once and whenever the position
+ * changes, and {position: null} once when it leaves the queue.
  */
 export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
   app.get('/v1/jobs/:id/events', async (c) => {
@@ -53,6 +57,15 @@ export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
           // The job had ended before a read that found nothing after `after`: its exit event is at
           // or before the resume point, so nothing more will come (a resume after the last event).
           let ended = isFinished(job.doc.status);
+          let queued = job.doc.status === 'queued';
+          let position: number | null = null;
+          let lastQueueCheck = 0;
+          const sendPosition = async (next: number | null) => {
+            if (next === position) return;
+            position = next;
+            await stream.writeSSE({ event: 'queue', data: JSON.stringify({ position }) });
+            lastWrite = Date.now();
+          };
           while (!abort.signal.aborted) {
             const events = await deps.store.readEvents(id, after);
             for (const e of events) {
@@ -60,9 +73,17 @@ export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
               after = e.id;
               lastWrite = Date.now();
               if (e.type === 'exit') return;
+              if (e.type === 'status' && queued && (JSON.parse(e.data) as { status?: string }).status !== 'queued') {
+                queued = false;
+                await sendPosition(null);
+              }
             }
             if (events.length > 0) continue;
             if (ended) return;
+            if (queued && Date.now() - lastQueueCheck >= QUEUE_POLL_MS) {
+              lastQueueCheck = Date.now();
+              await sendPosition(await deps.queue.position(id));
+            }
             if (Date.now() - lastLiveness > LIVENESS_CHECK_MS) {
               lastLiveness = Date.now();
               const doc = await deps.store.getDoc(id);
@@ -79,7 +100,7 @@ export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
               lastWrite = Date.now();
               continue;
             }
-            await bell.wait(Math.min(idle, LIVENESS_CHECK_MS), abort.signal);
+            await bell.wait(Math.min(idle, LIVENESS_CHECK_MS, queued ? QUEUE_POLL_MS : Infinity), abort.signal);
           }
         } finally {
           unwatch();

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { JobStatus, type JobDocument } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { validationError } from '../middleware/json-body.ts';
+import { withQueuePositions } from '../queue-position.ts';
 
 const Query = z.strictObject({
   status: JobStatus.optional(),
@@ -46,6 +47,6 @@ export function registerJobsList(app: Hono<AppEnv>, deps: AppDeps): void {
     // A full page (or a scan cut short by the filter) may have more behind it; the last page may be empty.
     const more = !exhausted && cursor !== null && (items.length === limit || scanned >= MAX_SCANNED);
     const nextCursor = more && cursor ? `${cursor.score}:${cursor.id}` : null;
-    return c.json({ items, nextCursor });
+    return c.json({ items: await withQueuePositions(deps, items), nextCursor });
   });
 }

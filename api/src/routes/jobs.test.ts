@@ -152,7 +152,7 @@ describe('operations', () => {
     assert.equal((await call('GET', '/healthz', { key: null })).status, 200);
     assert.equal((await call('GET', '/readyz', { key: null })).status, 200);
     const metrics = await (await call('GET', '/metrics', { key: KEY_ADMIN })).text(); // admin keys only: api/src/routes/access.test.ts
-    assert.match(metrics, /sbx_jobs_submitted_total\{role="api"\} \d+/);
+    assert.match(metrics, /sbx_jobs_submitted_total\{tenant="[a-z0-9_-]+",role="api"\} \d+/);
     const spec = (await (await call('GET', '/openapi.json', { key: null })).json()) as { paths: Record<string, unknown>; components: { schemas: Record<string, unknown> } };
     for (const p of ['/v1/jobs', '/v1/jobs/{id}', '/v1/jobs/{id}/events', '/v1/images', '/v1/workers']) assert.ok(spec.paths[p], p);
     assert.ok(spec.components.schemas.JobRequest);

@@ -41,7 +41,7 @@ export const logs: Command = {
     // Event ids are Redis Stream ids, `<ms>-<seq>`: --since keeps the events from that millisecond on.
     // (Filtered here, not by resuming after a made-up id: past a finished job's last event there is nothing to end the stream.)
     for await (const e of client.events(id)) {
-      if (since !== null && Number(e.id.split('-')[0]) < since) continue;
+      if (since !== null && e.id !== null && Number(e.id.split('-')[0]) < since) continue;
       if (e.type === 'stdout') await write(ctx.stdout, e.data);
       else if (e.type === 'stderr') await write(ctx.stderr, e.data);
     }

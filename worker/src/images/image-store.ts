@@ -111,6 +111,8 @@ export interface ImageStoreOptions {
    * of every process sharing the cache directory on this host count (in-use-markers.ts).
    */
   maxCacheBytes?: number;
+  /** Told of each image reference evicted (metrics: sbx_image_cache_evictions_total). */
+  onEvicted?: (reason: 'budget' | 'request', count: number) => void;
   /** Image pulls at once (SBX_PULL_CONCURRENCY); more wait in arrival order. Default 4. */
   pullConcurrency?: number;
   /** A pull not done after this long fails with image_pull_failed (SBX_PULL_TIMEOUT_MS). Default 10 min. */
@@ -292,6 +294,7 @@ export class ImageStore {
     for (const r of refs) await index.removeRef(r.reference);
     const freedBytes = await this.collect(index);
     this.opts.logger?.info({ digest, images: refs.map((r) => r.reference), freedBytes }, 'image evicted on request');
+    this.opts.onEvicted?.('request', refs.length);
     return { evicted: refs.map((r) => r.reference), result: 'evicted', freedBytes };
   }
 
@@ -432,6 +435,7 @@ export class ImageStore {
       if (total <= budget) break;
       await index.removeRef(ref.reference);
       this.opts.logger?.info({ image: ref.reference, lastUsedAt: ref.lastUsedAt }, 'image evicted (cache over budget)');
+      this.opts.onEvicted?.('budget', 1);
       total -= await this.collect(index);
     }
   }

@@ -34,6 +34,11 @@ export class RedisOutputSink {
     return finished(stream).catch(() => {});
   }
 
+  /** Bytes kept per stream so far (at most the cap each). */
+  get keptBytes(): Record<StreamName, number> {
+    return { ...this.seen };
+  }
+
   /** Start appending to Redis (what arrived before is sent first). */
   open(): void {
     this.held = false;

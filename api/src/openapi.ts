@@ -48,7 +48,7 @@ export function registerOpenApi(app: OpenAPIHono<AppEnv>): void {
     responses: { 200: json(JobDocument, 'The job (with output when ?output=true)'), ...errors },
   });
   r.registerPath({
-    method: 'get', path: '/v1/jobs/{id}/events', summary: 'Live output as Server-Sent Events (status, stdout, stderr, exit); resume with Last-Event-ID', tags: ['jobs'],
+    method: 'get', path: '/v1/jobs/{id}/events', summary: 'Live output as Server-Sent Events (status, stdout, stderr, exit; while queued also queue {position}, without id); resume with Last-Event-ID', tags: ['jobs'],
     request: { params: jobId, query: z.object({ lastEventId: z.string().optional() }) },
     responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } }, ...errors },
   });

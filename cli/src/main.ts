@@ -4,6 +4,7 @@
  * one line on stderr (`sbx: ...`), never a stack trace; exit codes follow Docker (125 = sbx itself).
  */
 import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { SbxApiError, SbxClient, SbxConnectionError } from '../../client/src/index.ts';
 import { parseFlags, flagBool, flagString, type FlagSpec } from './args.ts';
 import { CliError, UsageError } from './cli-error.ts';
@@ -121,7 +122,10 @@ function describe(e: unknown): string {
   return String(e);
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.env.SBX_CLI_ENTRY === '1') {
-  const code = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
-  process.exitCode = code;
+/** The CLI as a process: this process's arguments and streams; sets the exit code (the output is flushed before exit). */
+export async function runProcess(): Promise<void> {
+  process.exitCode = await main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
 }
+
+// `node dist/cli/src/main.js ...` runs it too (cli/bin/sbx.js imports it and calls runProcess()).
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await runProcess();

@@ -64,8 +64,10 @@ std::vector<std::string> selfJoinFiles(const Group& g);
 int killAll(const Group& g);                       // returns number of processes signalled
 void readUsage(const Group& g, Usage& u);
 bool remove(Group& g, Error& err);                 // rmdir all (killing stragglers); closes dirFd
-// Startup janitor: kill and remove every job group under parent. Returns groups removed.
-int sweep(const Host& h, const std::string& parent, int& processes);
+// Janitor: kill and remove every job group under parent except those with a directory in `keep`
+// (the groups of jobs this process still runs). Returns groups removed; `left` counts the groups
+// it could not remove (e.g. a child group someone made inside keeps the rmdir EBUSY).
+int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left);
 
 // Shared helpers (cgroup.cc)
 bool writeFile(const std::string& path, const std::string& value, Error& err, const char* stage);
@@ -83,14 +85,14 @@ void plan(const Host& h, const std::string& parent, const std::string& id, Group
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
 bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
 int killAll(const Group& g);
-int sweep(const Host& h, const std::string& parent, int& processes);
+int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left);
 }  // namespace v1
 namespace v2 {
 void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
 bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
 int killAll(const Group& g);
-int sweep(const Host& h, const std::string& parent, int& processes);
+int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left);
 }  // namespace v2
 
 }  // namespace sbx::cgroup

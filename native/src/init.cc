@@ -22,6 +22,7 @@
 #include "proto.h"
 #include "rlimit.h"
 #include "seccomp.h"
+#include "tty.h"
 #include "user.h"
 
 using namespace sbx;
@@ -146,12 +147,13 @@ int execCommand(char** argv) {
   return result;
 }
 
-[[noreturn]] void runCommand(char** argv, int errFd) {
+[[noreturn]] void runCommand(char** argv, int errFd, int ttySlave) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  setsid();  // P6: own session, no controlling terminal
-  int e = execCommand(argv);
+  // P6: own session; no controlling terminal, or (tty jobs) the job's own pty as the only one
+  int e = ttySlave >= 0 ? tty::becomeControllingInCommand(ttySlave) : (setsid(), 0);
+  if (e == 0) e = execCommand(argv);
   (void)!write(errFd, &e, sizeof e);
   _exit(127);
 }
@@ -193,6 +195,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   fcntl(proto::kInitSyncFd, F_SETFD, FD_CLOEXEC);
+  // tty jobs: allocated as the job's user under its seccomp filter, master handed to the launcher
+  int ttyMaster = -1, ttySlave = -1;
+  if (c.h->flags & proto::kTty) {
+    if (!tty::openInInit(c.h->ttyRows, c.h->ttyCols, ttyMaster, ttySlave, err) ||
+        !tty::sendMasterInInit(proto::kInitSyncFd, ttyMaster, err)) {
+      send('F', 0, &err);
+      return 1;
+    }
+    close(ttyMaster);
+  }
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) != 0) {
     fail(err, "exec", "pipe2", "", errno);
@@ -200,8 +212,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   pid_t pid = fork();
-  if (pid == 0) runCommand(argv + 1, pipefd[1]);
+  if (pid == 0) runCommand(argv + 1, pipefd[1], ttySlave);
   close(pipefd[1]);
+  if (ttySlave >= 0) close(ttySlave);
   if (pid < 0) {
     fail(err, "exec", "fork", "", errno);
     send('F', 0, &err);

@@ -7,6 +7,7 @@
 //       'E'  execve of the command failed (value=errno) -> launch() rejects (command_not_found)
 //       'N'  (setup child) carries the job's mount namespace fd (SCM_RIGHTS): the launcher holds
 //            it so the namespace's teardown happens after the job is reported, off the JS thread
+//       'T'  (sbx-init, tty jobs) carries the pseudo-terminal's master (SCM_RIGHTS), before 'X'
 //       'X'  the command is running (value = its pid inside the job's pid namespace)
 //       'S'  the command ended (value = wait status); sbx-init exits right after
 #pragma once
@@ -30,6 +31,7 @@ enum InitFlags : uint32_t {
   kDropCaps = 1u << 1,   // clear every capability set (always set by the launcher)
   kUserns = 1u << 2,     // setns(kInitUsernsFd, CLONE_NEWUSER) before dropping privileges
   kCoreSched = 1u << 3,  // P30: PR_SCHED_CORE_CREATE for the job (skipped where the kernel lacks it)
+  kTty = 1u << 4,        // the command gets a pseudo-terminal of the job's devpts (tty.h)
 };
 
 // Fixed header; followed by groups[ngroups] (uint32), filter[nfilter] (struct sock_filter), cwd bytes.
@@ -46,6 +48,7 @@ struct InitConfig {
   uint64_t fsize;       // RLIMIT_FSIZE in bytes (0 = unlimited)
   uint64_t nproc;       // RLIMIT_NPROC (0 = not set)
   uint64_t keepCaps;    // bitmask of capabilities to keep (documented set; 0 by default)
+  uint32_t ttyRows, ttyCols;  // kTty: initial window size (0 = leave the kernel's 0x0)
 };
 
 constexpr size_t kMaxConfigBytes = 64 * 1024;

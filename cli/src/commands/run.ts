@@ -87,9 +87,17 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   if (pids !== undefined) limits.pids = pids;
   if (timeoutMs !== undefined) limits.timeoutMs = timeoutMs;
   if (Object.keys(limits).length) req.limits = limits;
-  if (flagBool(args, 'interactive')) req.stdin = await readAll(ctx.stdin);
-  const auth = credentialsFor(image, ctx.env);
-  if (auth) req.registryAuth = auth;
+  if (flagBool(args, 'interactive')) {
+    if (ctx.stdin.isTTY) await write(ctx.stderr, 'sbx: -i: reading standard input to its end (Ctrl-D): a job gets its input whole, there is no terminal\n');
+    req.stdin = await readAll(ctx.stdin);
+  }
+  try {
+    const auth = credentialsFor(image, ctx.env);
+    if (auth) req.registryAuth = auth;
+  } catch (e) {
+    // A broken or missing credential helper must not stop public images: the registry decides.
+    await write(ctx.stderr, `sbx: warning: ${(e as Error).message}; running without registry credentials\n`);
+  }
   return req;
 }
 

@@ -8,7 +8,7 @@
  */
 import { parseArgs } from 'node:util';
 import { Agent, setGlobalDispatcher } from 'undici';
-import { readServerSentEvents } from '../core/src/sse-reader.ts';
+import { parseServerSentEvents } from '../client/src/sse.ts';
 
 const { values } = parseArgs({
   options: {
@@ -42,7 +42,7 @@ async function submitToFirstStdout(): Promise<number> {
   const ctl = new AbortController();
   const events = await fetch(`${api}/v1/jobs/${id}/events`, { signal: ctl.signal });
   try {
-    for await (const e of readServerSentEvents(events.body!)) {
+    for await (const e of parseServerSentEvents(events.body!)) {
       if (e.event === 'stdout') return performance.now() - t0;
       if (e.event === 'exit') throw new Error(`job ended without stdout: ${e.data}`);
     }

@@ -3,7 +3,7 @@
  * from the SSE endpoint to this terminal, exit with the job's exit code.
  */
 import { parseArgs } from 'node:util';
-import { readServerSentEvents } from '../../core/src/sse-reader.ts';
+import { parseServerSentEvents } from '../../client/src/sse.ts';
 
 const { values, positionals } = parseArgs({
   options: { api: { type: 'string', default: 'http://127.0.0.1:8080' }, image: { type: 'string' }, 'timeout-ms': { type: 'string' }, key: { type: 'string' } },
@@ -24,7 +24,7 @@ if (res.status !== 202 || !job.id) {
 process.stderr.write(`sbx: job ${job.id} — streaming ${values.api}/v1/jobs/${job.id}/events\n`);
 const events = await fetch(`${values.api}/v1/jobs/${job.id}/events`, { headers });
 if (!events.body) throw new Error(`events answered ${events.status}`);
-for await (const e of readServerSentEvents(events.body)) {
+for await (const e of parseServerSentEvents(events.body)) {
   const data = JSON.parse(e.data);
   if (e.event === 'stdout') process.stdout.write(data.data);
   else if (e.event === 'stderr') process.stderr.write(data.data);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import { createTestApp } from '../../../test/harness/api-app.ts';
-import { readServerSentEvents } from '../../../core/src/sse-reader.ts';
+import { parseServerSentEvents } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 
 let redis: RunningRedis;
@@ -55,13 +55,13 @@ describe('GET /v1/jobs/{id}/events Last-Event-ID', () => {
   // Without the fix this waited for more forever; the timeout only turns that hang into a failure.
   test('resuming after the last event of a finished job ends the stream (no wait for more)', { timeout: 60_000 }, async () => {
     const all = [];
-    for await (const e of readServerSentEvents((await events('0', 'header')).body!)) all.push(e);
+    for await (const e of parseServerSentEvents((await events('0', 'header')).body!)) all.push(e);
     const exit = all.find((e) => e.event === 'exit')!;
     for (const id of [exit.id!, '9007199254740991-9007199254740991']) {
       const res = await events(id, 'header');
       assert.equal(res.status, 200);
       const seen = [];
-      for await (const e of readServerSentEvents(res.body!)) seen.push(e.event);
+      for await (const e of parseServerSentEvents(res.body!)) seen.push(e.event);
       assert.deepEqual(seen, [], id);
     }
   });
@@ -76,7 +76,7 @@ describe('GET /v1/jobs/{id}/events Last-Event-ID', () => {
     for (const id of ['0', '0-0']) {
       const res = await events(id, 'header');
       const seen = [];
-      for await (const e of readServerSentEvents(res.body!)) seen.push(e.event);
+      for await (const e of parseServerSentEvents(res.body!)) seen.push(e.event);
       assert.deepEqual(seen, ['status', 'exit'], id);
     }
   });

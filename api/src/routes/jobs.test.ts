@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import { createTestApp } from '../../../test/harness/api-app.ts';
-import { readServerSentEvents } from '../../../core/src/sse-reader.ts';
+import { parseServerSentEvents } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 
 const KEY_A = 'key-aaaaaaaaaaaaaaaaaaaa';
@@ -139,7 +139,7 @@ describe('DELETE /v1/jobs/{id}', () => {
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
     const events = [];
-    for await (const e of readServerSentEvents(res.body!)) events.push(e);
+    for await (const e of parseServerSentEvents(res.body!)) events.push(e);
     assert.deepEqual(events.map((e) => e.event), ['status', 'exit']);
     assert.equal(JSON.parse(events[1]!.data).status, 'cancelled');
     const bad = await call('GET', `/v1/jobs/${doc.id}/events?lastEventId=nope`);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import { createTestApp } from '../../../test/harness/api-app.ts';
-import { readServerSentEvents, type ServerSentEvent } from '../../../core/src/sse-reader.ts';
+import { parseServerSentEvents, type ServerSentEvent } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 
 let redis: RunningRedis;
@@ -44,7 +44,7 @@ test('queued jobs have positions 1, 2, 3; cancelling the first moves the others 
 
   const res = await t.app.request(`/v1/jobs/${c}/events`);
   assert.equal(res.status, 200);
-  const reader = readServerSentEvents(res.body!)[Symbol.asyncIterator]();
+  const reader = parseServerSentEvents(res.body!)[Symbol.asyncIterator]();
   const nextQueueEvent = async (): Promise<ServerSentEvent> => {
     for (;;) {
       const { value, done } = await reader.next();

@@ -10,6 +10,7 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'n
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { CliError } from './cli-error.ts';
+import { readJsonObjectFile } from './json-file.ts';
 
 export interface RegistryCredentials {
   username: string;
@@ -49,20 +50,7 @@ function keysFor(registry: string): string[] {
 }
 
 function readConfig(path: string): DockerConfig {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new CliError(`cannot read ${path}: ${(e as Error).message}`);
-  }
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as DockerConfig;
-  } catch (e) {
-    throw new CliError(`${path} is not valid JSON: ${(e as Error).message}`);
-  }
+  return readJsonObjectFile(path, (v) => v as DockerConfig);
 }
 
 function findEntry<T>(map: Record<string, T> | undefined, registry: string): T | undefined {

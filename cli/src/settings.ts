@@ -4,10 +4,10 @@
  * `$XDG_CONFIG_HOME/sbx/config.json`, else `~/.config/sbx/config.json`: `{ "host": "...", "apiKey": "..." }`),
  * over the default `http://127.0.0.1:8080` (what `npm run up` starts).
  */
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CliError } from './cli-error.ts';
+import { readJsonObjectFile } from './json-file.ts';
 
 export const DEFAULT_HOST = 'http://127.0.0.1:8080';
 
@@ -23,23 +23,15 @@ export function configFilePath(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 function readConfigFile(path: string): { host?: string; apiKey?: string } {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw new CliError(`cannot read ${path}: ${(e as Error).message}`);
-  }
-  try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-    const { host, apiKey } = v as Record<string, unknown>;
-    if (host !== undefined && typeof host !== 'string') throw new Error('"host" must be a string');
-    if (apiKey !== undefined && typeof apiKey !== 'string') throw new Error('"apiKey" must be a string');
-    return { host, apiKey };
-  } catch (e) {
-    throw new CliError(`${path} is not valid: ${(e as Error).message}; expected {"host": "http://…", "apiKey": "…"}`);
-  }
+  return readJsonObjectFile(
+    path,
+    ({ host, apiKey }) => {
+      if (host !== undefined && typeof host !== 'string') throw new Error('"host" must be a string');
+      if (apiKey !== undefined && typeof apiKey !== 'string') throw new Error('"apiKey" must be a string');
+      return { ...(host !== undefined ? { host } : {}), ...(apiKey !== undefined ? { apiKey } : {}) };
+    },
+    '{"host": "http://…", "apiKey": "…"}',
+  );
 }
 
 export function loadSettings(flags: { host?: string; apiKey?: string }, env: NodeJS.ProcessEnv = process.env): Settings {

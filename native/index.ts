@@ -2,10 +2,14 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import util from 'node:util';
+import { openJobTty, type JobTty } from './tty-io.js';
+
+export type { JobTty } from './tty-io.js';
 
 export interface HostProbe {
   cgroup: 'v1' | 'v2' | 'none';
@@ -36,6 +40,13 @@ export interface LaunchSpec {
   groups?: number[];
   hostname: string;
   stdin: string | null;
+  /**
+   * Keep stdin open (`docker run -i`): `Launched.stdin` is the pipe (fed as bytes arrive, ended by
+   * the caller) instead of `stdin` written whole and closed. Ignored with `tty`.
+   */
+  openStdin?: boolean;
+  /** A pseudo-terminal of the job's own devpts as the command's fds 0-2 and controlling terminal (`-t`). */
+  tty?: { rows: number; cols: number } | null;
   limits: LaunchLimits;
 }
 
@@ -52,13 +63,28 @@ export interface ExitInfo {
   oomKilled: boolean;
   pidsLimitHit: boolean;
   usage: Usage;
+  /**
+   * Processes still in the job's cgroup after its pid 1 exited (normally 0: the kernel kills the
+   * pid namespace with its init; one that joined the cgroup from outside is not in it). The
+   * launcher killed them before removing the group.
+   */
+  leftoverProcesses: number;
+  /** Removing the job's cgroup failed (e.g. EBUSY: a child group inside it); the group is left behind for sweep(). */
+  cleanupError: LaunchError | null;
 }
 
 export interface Launched {
   pid: number;
+  /** With `tty` these two end empty: the terminal (`tty.output`) carries all output. */
   stdout: Readable;
   stderr: Readable;
+  /** `openStdin` without `tty`: the job's stdin pipe, open until the caller ends it. */
+  stdin?: Writable;
+  /** `tty` jobs: the terminal's master side. */
+  tty?: JobTty;
   exited: Promise<ExitInfo>;
+  /** Send a signal to the job's command (through its pid 1, as `docker kill -s`); false once it has ended. */
+  signal(sig: NodeJS.Signals | number): boolean;
   /** Kills the whole job (every process in its pid namespace and cgroup). */
   kill(): void;
 }
@@ -110,13 +136,18 @@ export interface LaunchOptions {
   devicesCgroup?: boolean;
 }
 
-/** Error thrown by launch(): `code` is invalid_spec | command_not_found | host_unsupported | an errno name. */
+/**
+ * Error thrown by launch(): `code` is invalid_spec | command_not_found | host_unsupported | an errno
+ * name | launch_failed. worker/src/launch-errors.ts maps it to the SbxError classes. A launch that
+ * failed after the job's cgroup existed carries the `exit` of that attempt (its cleanup result).
+ */
 export class LaunchError extends Error {
   readonly code: string;
   readonly errno?: number;
   readonly syscall?: string;
   readonly path?: string;
   readonly stage?: string;
+  exit?: ExitInfo;
   constructor(message: string, props: { code: string; errno?: number; syscall?: string; path?: string; stage?: string }) {
     super(message);
     this.name = 'LaunchError';
@@ -150,8 +181,10 @@ interface Native {
   /** onEvent(kind, payload): 'exec' {pid} | 'error' NativeError | 'exit' NativeExit, on the JS thread. */
   launch(spec: LaunchSpec, opts: LaunchOptions, onEvent: (kind: string, payload: unknown) => void): NativeLaunched;
   kill(handle: number): boolean;
+  signal(handle: number, sig: number): boolean;
+  ttyResize(fd: number, rows: number, cols: number): void;
   usage(handle: number): { cpuNs: number; memoryPeakBytes: number } | null;
-  sweep(opts: LaunchOptions): { cgroups: number; processes: number };
+  sweep(opts: LaunchOptions): SweepResult;
   liveJobs(): number;
 }
 
@@ -232,7 +265,22 @@ export function liveJobs(): number {
   return native().liveJobs();
 }
 
-export async function sweep(opts: LaunchOptions = {}): Promise<{ cgroups: number; processes: number }> {
+export interface SweepResult {
+  /** Groups removed. */
+  cgroups: number;
+  /** Processes killed in them. */
+  processes: number;
+  /** Groups that could not be removed (still there; a later sweep tries again). */
+  left: number;
+}
+
+/**
+ * Kill and remove every job group under `opts.cgroupParent` except those of the jobs this process
+ * still runs (launched and not yet exited): the worker's start-up janitor, and the retry for a
+ * group whose removal failed at a job's exit. Runs synchronously on the JS thread, as launch()
+ * and the exit handling do, so no job can start or end during it.
+ */
+export async function sweep(opts: LaunchOptions = {}): Promise<SweepResult> {
   return native().sweep(opts);
 }
 
@@ -247,9 +295,12 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   const startP = new Promise<void>((res, rej) => { resolveStart = res; rejectStart = rej; });
   const exited = new Promise<ExitInfo>((res) => { resolveExit = res; });
   let timer: NodeJS.Timeout | undefined;
+  let ttyFds: { ttyFd: number; ttyWriteFd: number } | undefined;
 
   const onEvent = (kind: string, payload: unknown): void => {
     if (kind === 'exec') {
+      const p = payload as { ttyFd?: number; ttyWriteFd?: number };
+      if (typeof p.ttyFd === 'number' && typeof p.ttyWriteFd === 'number') ttyFds = { ttyFd: p.ttyFd, ttyWriteFd: p.ttyWriteFd };
       started = true;
       resolveStart();
     } else if (kind === 'error') {
@@ -291,7 +342,11 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   if (h.stdinFd >= 0) {
     const s = new net.Socket({ fd: h.stdinFd, readable: false, writable: true });
     s.on('error', () => {}); // EPIPE when the job does not read its input: not our failure
-    s.end(spec.stdin ?? '');
+    if (spec.openStdin && !spec.tty) {
+      if (spec.stdin) s.write(spec.stdin);
+    } else {
+      s.end(spec.stdin ?? '');
+    }
     stdin = s;
   }
   try {
@@ -300,7 +355,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     stdout.destroy();
     stderr.destroy();
     stdin?.destroy();
-    await exited; // the native side has reaped and removed the cgroup by then
+    (e as LaunchError).exit = await exited; // the native side has reaped and removed the cgroup by then
     throw e;
   }
   return {
@@ -325,5 +380,7 @@ function toExitInfo(x: NativeExit, endedBy: 'timeout' | 'killed' | null): ExitIn
     oomKilled,
     pidsLimitHit: x.pidsMaxEvents > 0,
     usage: { cpuMs: x.cpuNs / 1e6, memoryPeakBytes: x.memoryPeakBytes, wallMs: x.wallNs / 1e6 },
+    leftoverProcesses: x.leftoverProcesses,
+    cleanupError: x.cleanupError ? fromNative(x.cleanupError) : null,
   };
 }

@@ -16,7 +16,6 @@ export const ERROR_STATUS = {
   forbidden: 403,
   not_found: 404,
   already_finished: 409,
-  conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,
@@ -26,7 +25,6 @@ export const ERROR_STATUS = {
   image_not_found: 422,
   image_pull_failed: 502,
   registry_unauthorized: 502,
-  registry_unavailable: 503,
   invalid_image: 422,
   egress_refused: 403,
   command_not_found: 422,
@@ -36,6 +34,15 @@ export const ERROR_STATUS = {
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details: ErrorDetail[] };
+}
+
+/** The one error body of every API answer and the SSE `error` event (api.md "Errors"). */
+export function errorBody(code: ErrorCode, message: string, details: ErrorDetail[] = []): ErrorBody {
+  return { error: { code, message, details } };
+}
 
 export class SbxError extends Error {
   readonly code: ErrorCode;
@@ -55,8 +62,8 @@ export class SbxError extends Error {
     return ERROR_STATUS[this.code];
   }
 
-  toBody(): { error: { code: ErrorCode; message: string; details: ErrorDetail[] } } {
-    return { error: { code: this.code, message: this.message, details: this.details } };
+  toBody(): ErrorBody {
+    return errorBody(this.code, this.message, this.details);
   }
 }
 
@@ -95,9 +102,10 @@ export class RateLimitedError extends SbxError {
   }
 }
 
+/** 503: a service the API needs (Redis) does not answer. */
 export class DependencyUnavailableError extends SbxError {
-  constructor(what: string, cause?: unknown) {
-    super('dependency_unavailable', `${what} is unreachable; retry shortly`, { cause, retryable: true });
+  constructor(message: string, cause?: unknown) {
+    super('dependency_unavailable', message, { cause, retryable: true });
   }
 }
 
@@ -143,20 +151,23 @@ export class EgressRefusedError extends SbxError {
   }
 }
 
-// ---- Launch errors (native launcher) ----
+// ---- Launch errors (native launcher; mapped from its LaunchError in worker/src/launch-errors.ts) ----
 
+/** The command (or entrypoint) is missing in the image or not executable: the job's own fault. */
 export class CommandNotFoundError extends SbxError {
   constructor(command: string, detail = 'no such file or not executable in the image') {
     super('command_not_found', `command ${JSON.stringify(command)} could not be started: ${detail}`);
   }
 }
 
+/** The host lacks something the launcher needs (a cgroup controller, a namespace kind): not the job's fault. */
 export class HostUnsupportedError extends SbxError {
   constructor(missing: string[]) {
     super('host_unsupported', `this host cannot run jobs: ${missing.join('; ')}`);
   }
 }
 
+/** Any other failure starting the job (a system call failed: an errno name in the cause); retryable. */
 export class LaunchFailedError extends SbxError {
   constructor(message: string, cause?: unknown) {
     super('launch_failed', message, { cause, retryable: true });

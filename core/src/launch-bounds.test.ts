@@ -13,7 +13,7 @@ import { buildJobSpec } from '../../api/src/job-submission.ts';
 import { launch, LaunchError, type LaunchSpec } from '../../native/index.ts';
 import { baseSpec, buildBusyboxRootfs, makeTempDir, removeParent, uniqueParent } from '../../native/test/helpers.ts';
 import type { AcquiredImage } from '../../worker/src/images/image-store.ts';
-import { buildLaunchSpec } from '../../worker/src/launch-plan.ts';
+import { buildLaunchSpec } from '../../worker/src/launch/launch-plan.ts';
 import { ensureOpenFilesLimit } from '../../worker/src/open-files-limit.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { JobRequest } from './job-spec.ts';

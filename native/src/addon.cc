@@ -6,6 +6,7 @@
 #include "host_probe.h"
 #include "job.h"
 #include "spec.h"
+#include "tty.h"
 
 namespace sbx {
 namespace {
@@ -89,6 +90,26 @@ Napi::Value Kill(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), job::kill(info[0].As<Napi::Number>().Int32Value()));
 }
 
+Napi::Value Signal(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber() || !info[1].IsNumber()) return Napi::Boolean::New(info.Env(), false);
+  int sig = info[1].As<Napi::Number>().Int32Value();
+  if (sig < 1 || sig > 64) return Napi::Boolean::New(info.Env(), false);
+  return Napi::Boolean::New(info.Env(), job::signal(info[0].As<Napi::Number>().Int32Value(), sig));
+}
+
+// ttyResize(fd, rows, cols): TIOCSWINSZ on a pty master fd the launcher handed out.
+Napi::Value TtyResize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber())
+    return Throw(env, Error{EINVAL, kInvalidSpec, "tty", "", "ttyResize(fd, rows, cols)"});
+  double rows = info[1].As<Napi::Number>().DoubleValue(), cols = info[2].As<Napi::Number>().DoubleValue();
+  if (!(rows >= 0 && rows <= 65535 && cols >= 0 && cols <= 65535))
+    return Throw(env, Error{EINVAL, kInvalidSpec, "tty", "", "rows and cols must be 0..65535"});
+  Error err;
+  if (!tty::resize(info[0].As<Napi::Number>().Int32Value(), (uint32_t)rows, (uint32_t)cols, err)) return Throw(env, err);
+  return env.Undefined();
+}
+
 Napi::Value Usage(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cgroup::Usage u;
@@ -104,11 +125,12 @@ Napi::Value Sweep(const Napi::CallbackInfo& info) {
   spec::Options o;
   Error err;
   if (!spec::optionsFromJs(info[0], o, err)) return Throw(env, err);
-  int processes = 0;
-  int groups = cgroup::sweep(cgroup::host(o.cgroupV2Root), o.cgroupParent, processes);
+  int processes = 0, left = 0;
+  int groups = cgroup::sweep(cgroup::host(o.cgroupV2Root), o.cgroupParent, job::liveGroupDirs(), processes, left);
   Napi::Object r = Napi::Object::New(env);
   r.Set("cgroups", groups);
   r.Set("processes", processes);
+  r.Set("left", left);
   return r;
 }
 
@@ -121,6 +143,8 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("launch", Napi::Function::New(env, Launch));
   exports.Set("kill", Napi::Function::New(env, Kill));
+  exports.Set("signal", Napi::Function::New(env, Signal));
+  exports.Set("ttyResize", Napi::Function::New(env, TtyResize));
   exports.Set("sweep", Napi::Function::New(env, Sweep));
   exports.Set("usage", Napi::Function::New(env, Usage));
   exports.Set("liveJobs", Napi::Function::New(env, LiveJobs));

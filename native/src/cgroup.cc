@@ -266,10 +266,11 @@ bool remove(Group& g, Error& err) {
   return ok;
 }
 
-int sweep(const Host& h, const std::string& parent, int& processes) {
+int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left) {
   processes = 0;
-  if (h.mode == Mode::kV2) return v2::sweep(h, parent, processes);
-  if (h.mode == Mode::kV1) return v1::sweep(h, parent, processes);
+  left = 0;
+  if (h.mode == Mode::kV2) return v2::sweep(h, parent, keep, processes, left);
+  if (h.mode == Mode::kV1) return v1::sweep(h, parent, keep, processes, left);
   return 0;
 }
 

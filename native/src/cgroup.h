@@ -4,6 +4,7 @@
 #pragma once
 #include <stdint.h>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 #include "error.h"

@@ -164,7 +164,7 @@ int killAll(const Group& g) {
   return (int)killed.size();
 }
 
-int sweep(const Host& h, const std::string& parent, int& processes) {
+int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left) {
   std::set<std::string> names;
   for (const auto& m : mounts(h)) {
     DIR* d = opendir((m + "/" + parent).c_str());
@@ -177,13 +177,18 @@ int sweep(const Host& h, const std::string& parent, int& processes) {
   for (const auto& name : names) {
     Group g;
     std::string rel = parent + "/" + name;
-    for (const auto& m : mounts(h))
+    bool live = false;
+    for (const auto& m : mounts(h)) {
+      live |= keep.count(m + "/" + rel) > 0;
       if (access((m + "/" + rel).c_str(), F_OK) == 0) g.dirs.push_back(m + "/" + rel);
+    }
+    if (live) continue;  // a job this process runs
     g.freezer = controllerDir(h, "freezer", rel);
     if (access(g.freezer.c_str(), F_OK) != 0) g.freezer.clear();
     processes += v1::killAll(g);
     Error ignored;
     if (remove(g, ignored)) removed++;
+    else left++;
   }
   return removed;
 }

@@ -184,7 +184,7 @@ int killAll(const Group& g) {
   return killed;
 }
 
-int sweep(const Host& h, const std::string& parent, int& processes) {
+int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left) {
   std::string base = h.v2Root + "/" + parent;
   DIR* d = opendir(base.c_str());
   if (!d) return 0;
@@ -194,12 +194,14 @@ int sweep(const Host& h, const std::string& parent, int& processes) {
   closedir(d);
   int removed = 0;
   for (const auto& n : names) {
+    if (keep.count(base + "/" + n)) continue;  // a job this process runs
     Group g;
     g.v2 = true;
     g.dirs.push_back(base + "/" + n);
     processes += v2::killAll(g);
     Error ignored;
     if (remove(g, ignored)) removed++;
+    else left++;
   }
   return removed;
 }

@@ -74,6 +74,7 @@ struct Job {
   int pid = -1;
   Fd pidfd, syncFd;
   Fd mntns;  // the job's mount namespace, released after the exit is reported
+  Fd tty;    // tty jobs: the pty master from sbx-init ('T'), handed to JS with "exec"
   uv_poll_t exitPoll{}, syncPoll{};
   int openPolls = 0;
   bool syncPolling = false;
@@ -113,6 +114,15 @@ void handleMsg(Job* j, const proto::Msg& m) {
       j->execReported = true;
       Napi::Object o = Napi::Object::New(env);
       o.Set("pid", Napi::Number::New(env, j->pid));
+      if (j->tty.valid()) {
+        // Two descriptions' worth of fds on one master: JS reads one (a libuv stream) and writes and
+        // resizes through the other, each closed by its owner; both non-blocking.
+        int fl = fcntl(j->tty.get(), F_GETFL);
+        fcntl(j->tty.get(), F_SETFL, fl | O_NONBLOCK);
+        int w = fcntl(j->tty.get(), F_DUPFD_CLOEXEC, 3);
+        o.Set("ttyWriteFd", Napi::Number::New(env, w));
+        o.Set("ttyFd", Napi::Number::New(env, j->tty.release()));
+      }
       emit(j, "exec", o);
       break;
     }
@@ -159,6 +169,7 @@ bool drainSync(Job* j) {
     Fd passed;
     ssize_t n = recvMsg(j->syncFd.get(), m, passed);
     if (passed.valid() && m.tag == 'N' && !j->mntns.valid()) j->mntns = std::move(passed);
+    if (passed.valid() && m.tag == 'T' && j->spec.tty && !j->tty.valid()) j->tty = std::move(passed);
     if (n == (ssize_t)sizeof m) {
       handleMsg(j, m);
       continue;
@@ -260,6 +271,11 @@ bool buildInitConfig(const Job& j, const spec::Options& o, std::string& out, Err
   c.nofile = j.spec.limits.openFiles;
   c.cpuSeconds = j.spec.limits.cpuTimeMs ? (j.spec.limits.cpuTimeMs + 999) / 1000 : 0;
   c.fsize = j.spec.limits.diskBytes;
+  if (j.spec.tty) {
+    c.flags |= proto::kTty;
+    c.ttyRows = j.spec.ttyRows;
+    c.ttyCols = j.spec.ttyCols;
+  }
   out.assign(reinterpret_cast<const char*>(&c), sizeof c);
   out.append(reinterpret_cast<const char*>(j.spec.groups.data()), j.spec.groups.size() * 4);
   out.append(reinterpret_cast<const char*>(filter.data()), filter.size() * sizeof(struct sock_filter));
@@ -446,6 +462,13 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   return j.release();
 }
 
+bool signal(int handle, int sig) {
+  auto it = gJobs.find(handle);
+  if (it == gJobs.end()) return false;
+  // To the job's pid 1 (sbx-init), which forwards it to the command (docker kill -s).
+  return syscall(SYS_pidfd_send_signal, it->second->pidfd.get(), sig, nullptr, 0) == 0;
+}
+
 bool kill(int handle) {
   auto it = gJobs.find(handle);
   if (it == gJobs.end()) return false;
@@ -461,6 +484,12 @@ bool usage(int handle, cgroup::Usage& u) {
 }
 
 size_t liveJobs() { return gJobs.size(); }
+
+std::set<std::string> liveGroupDirs() {
+  std::set<std::string> dirs;
+  for (const auto& [handle, j] : gJobs) dirs.insert(j->group.dirs.begin(), j->group.dirs.end());
+  return dirs;
+}
 int handleOf(const Job* j) { return j->handle; }
 
 }  // namespace sbx::job

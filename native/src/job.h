@@ -29,9 +29,13 @@ bool loadInit(const std::string& path, Error& err);
 Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Function onEvent, int& pid,
             Fds& fds, Error& err);
 bool kill(int handle);
+// Send `sig` to the job's sbx-init, which forwards it to the command; false if the handle is unknown.
+bool signal(int handle, int sig);
 // Live usage of a running job from its cgroup; false if the handle is unknown.
 bool usage(int handle, cgroup::Usage& u);
 size_t liveJobs();
+// Every cgroup directory of the jobs this process still runs (sweep() leaves them alone).
+std::set<std::string> liveGroupDirs();
 int handleOf(const Job* j);
 
 }  // namespace sbx::job

@@ -147,6 +147,21 @@ bool validCgroupParent(const std::string& p) {
   return true;
 }
 
+// tty: null/undefined (no terminal) or {rows, cols} (each 0..65535; 0 leaves the size unset).
+bool readTty(const Napi::Object& o, Spec& s, Error& err) {
+  Napi::Value t = o.Get("tty");
+  if (t.IsNull() || t.IsUndefined()) return true;
+  if (!t.IsObject()) return bad(err, "tty", "must be {rows, cols} or null");
+  Napi::Object w = t.As<Napi::Object>();
+  double rows, cols;
+  RETURN_ON_FAILURE(getNumber(w, "rows", rows, err, 0, 65535, true));
+  RETURN_ON_FAILURE(getNumber(w, "cols", cols, err, 0, 65535, true));
+  s.tty = true;
+  s.ttyRows = (uint32_t)rows;
+  s.ttyCols = (uint32_t)cols;
+  return true;
+}
+
 bool fromJs(const Napi::Value& v, Spec& s, Error& err) {
   if (!v.IsObject()) return bad(err, "spec", "must be an object");
   Napi::Object o = v.As<Napi::Object>();
@@ -172,6 +187,7 @@ bool fromJs(const Napi::Value& v, Spec& s, Error& err) {
   Napi::Value in = o.Get("stdin");
   if (!(in.IsNull() || in.IsUndefined() || in.IsString())) return bad(err, "stdin", "must be a string or null");
   s.stdinPipe = in.IsString();
+  RETURN_ON_FAILURE(readTty(o, s, err));
   return readLimits(o, s.limits, err);
 }
 

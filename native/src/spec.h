@@ -29,6 +29,8 @@ struct Spec {
   std::vector<uint32_t> groups;
   std::string hostname;
   bool stdinPipe = false;  // stdin text given (the JS side writes it); false = /dev/null
+  bool tty = false;        // the command's fds 0-2 are a pty of the job's devpts (tty.h)
+  uint32_t ttyRows = 0, ttyCols = 0;
   Limits limits;
 };
 

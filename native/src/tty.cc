@@ -37,8 +37,7 @@ bool openInInit(uint32_t rows, uint32_t cols, int& master, int& slave, Error& er
 }
 
 bool sendMasterInInit(int syncFd, int fd, Error& err) {
-  proto::Msg m;
-  memset(&m, 0, sizeof m);
+  proto::Msg m{};
   m.tag = 'T';
   struct iovec iov = {&m, sizeof m};
   alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];

@@ -56,7 +56,7 @@ after(async () => {
 
 test('npm run build emits JavaScript with .js imports, the files it loads, and nothing of tests or benches', () => {
   const files = filesUnder(out);
-  for (const entry of ['api/src/main.js', 'worker/src/main.js', 'worker/src/images/layer-unpack-worker.js', 'native/index.js', 'client/src/index.js', 'client/src/index.d.ts']) {
+  for (const entry of ['api/src/main.js', 'worker/src/main.js', 'worker/src/images/layers/layer-unpack-worker.js', 'native/index.js', 'client/src/index.js', 'client/src/index.d.ts']) {
     assert.ok(files.includes(entry), `${entry} missing from the build (${built.stderr.trim()})`);
   }
   for (const runtime of ['core/src/lua/createJob-2.lua', 'core/src/lua/transitionJob-2.lua', 'native/build/Release/sbx_native.node', 'native/build/Release/sbx_zstd.node', 'native/build/Release/sbx-init']) {

@@ -12,12 +12,12 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { startRegistry } from '../../../../test/harness/registry.ts';
-import { buildLargeImage, LARGE_IMAGE } from '../../../../test/fixtures/large-image.ts';
-import { pushImage } from '../../../../test/fixtures/oci-builder.ts';
-import { ImageStore } from '../image-store.ts';
-import { LOOPBACK_EGRESS } from '../../../../test/harness/egress.ts';
-import { sharedUnpackPool } from '../unpack-pool.ts';
+import { startRegistry } from '../../test/harness/registry.ts';
+import { buildLargeImage, LARGE_IMAGE } from '../../test/fixtures/large-image.ts';
+import { pushImage } from '../../test/fixtures/oci-builder.ts';
+import { ImageStore } from '../src/images/image-store.ts';
+import { LOOPBACK_EGRESS } from '../../test/harness/egress.ts';
+import { sharedUnpackPool } from '../src/images/layers/unpack-pool.ts';
 
 const run = promisify(execFile);
 

@@ -13,7 +13,7 @@ import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createZstdDecompressor, zstdBinding } from '../zstd-decompress.ts';
+import { createZstdDecompressor, zstdBinding } from '../src/images/layers/zstd-decompress.ts';
 
 interface Args {
   runs: number;

@@ -16,8 +16,8 @@ import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
 import { launch, type ExitInfo, type LaunchOptions, type Launched } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
-import type { TenantCredentials } from './images/tenant-credentials.ts';
-import { buildLaunchSpec } from './launch-plan.ts';
+import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
+import { buildLaunchSpec } from './launch/launch-plan.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
 import type { SlotPool } from './slots.ts';
 

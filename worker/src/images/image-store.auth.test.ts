@@ -15,9 +15,9 @@ import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { pushImage, type BuiltImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
 import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
-import { MANIFEST_ACCEPT } from './media-types.ts';
-import { RegistryAuth, type RegistryCredentials, type TokenFetcher, type TokenPoster } from './registry-auth.ts';
-import { parseDockerConfig } from './docker-credentials.ts';
+import { MANIFEST_ACCEPT } from './registry/media-types.ts';
+import { RegistryAuth, type RegistryCredentials, type TokenFetcher, type TokenPoster } from './registry/registry-auth.ts';
+import { parseDockerConfig } from './registry/docker-credentials.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);

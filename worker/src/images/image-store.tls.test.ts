@@ -19,7 +19,7 @@ import { freePort, startRegistry, type RunningRegistry } from '../../../test/har
 import { createTestCa, selfSignedServerCert, type CertPair, type TestCa } from '../../../test/harness/test-pki.ts';
 import { ImageStore } from './image-store.ts';
 import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
-import { loadRegistryCerts } from './registry-certs.ts';
+import { loadRegistryCerts } from './registry/registry-certs.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);

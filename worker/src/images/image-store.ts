@@ -17,29 +17,29 @@ import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { ImageNotFoundError, ImagePullFailedError, InvalidImageError } from '../../../core/src/errors.ts';
 import { manifestReference, parseImageReference, type ImageReference } from '../../../core/src/image-ref.ts';
-import { CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord, type RefRecord } from './cache-index.ts';
-import { loadDockerCredentials } from './docker-credentials.ts';
-import { toRuntimeConfig, type ImageRuntimeConfig } from './image-config.ts';
-import { DEFAULT_UNPACK_LIMITS, unpackLayer, type UnpackLimits } from './layer-unpack.ts';
-import { formatPlatform, hostPlatform, parseImageConfig, parseManifestDocument, selectPlatform, type Descriptor, type Platform } from './manifest.ts';
-import { layerCompression } from './media-types.ts';
-import type { RegistryCredentials } from './registry-auth.ts';
-import { newRegistryAgent } from './registry-agent.ts';
+import { CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord, type RefRecord } from './cache/cache-index.ts';
+import { loadDockerCredentials } from './registry/docker-credentials.ts';
+import { toRuntimeConfig, type ImageRuntimeConfig } from '../launch/image-config.ts';
+import { DEFAULT_UNPACK_LIMITS, unpackLayer, type UnpackLimits } from './layers/layer-unpack.ts';
+import { formatPlatform, hostPlatform, parseImageConfig, parseManifestDocument, selectPlatform, type Descriptor, type Platform } from './registry/manifest.ts';
+import { layerCompression } from './registry/media-types.ts';
+import type { RegistryCredentials } from './registry/registry-auth.ts';
+import { newRegistryAgent } from './registry/registry-agent.ts';
 import { EgressPolicy } from '../../../core/src/egress/egress-policy.ts';
 import type { EgressAllowEntry } from '../../../core/src/egress/egress-allow.ts';
-import type { RegistryTls } from './registry-certs.ts';
-import { MIRROR_RETRY, RegistryClient, type PullTarget, type RegistryClientOptions, type RetryPolicy } from './registry-client.ts';
-import { RegistryDispatchers } from './registry-dispatchers.ts';
-import { withFileLock } from './file-lock.ts';
-import { InUseMarkers, liveHolders, type LiveHolders } from './in-use-markers.ts';
-import { SingleFlight } from './single-flight.ts';
+import type { RegistryTls } from './registry/registry-certs.ts';
+import { MIRROR_RETRY, RegistryClient, type PullTarget, type RegistryClientOptions, type RetryPolicy } from './registry/registry-client.ts';
+import { RegistryDispatchers } from './registry/registry-dispatchers.ts';
+import { withFileLock } from './cache/file-lock.ts';
+import { InUseMarkers, liveHolders, type LiveHolders } from './cache/in-use-markers.ts';
+import { SingleFlight } from './pull/single-flight.ts';
 import { SlotPool } from '../slots.ts';
-import type { StallRule } from './transfer-watch.ts';
-import { sharedUnpackPool } from './unpack-pool.ts';
+import type { StallRule } from './registry/transfer-watch.ts';
+import { sharedUnpackPool } from './layers/unpack-pool.ts';
 
-export type { ImageRuntimeConfig } from './image-config.ts';
-export type { RegistryCredentials } from './registry-auth.ts';
-export type { RegistryTls } from './registry-certs.ts';
+export type { ImageRuntimeConfig } from '../launch/image-config.ts';
+export type { RegistryCredentials } from './registry/registry-auth.ts';
+export type { RegistryTls } from './registry/registry-certs.ts';
 
 export interface AcquiredImage {
   /** Canonical reference. */

@@ -3,7 +3,7 @@
  * entrypoint/cmd replacement (`docker run --entrypoint`) and environment merging.
  */
 import { SbxError } from '../../../core/src/errors.ts';
-import type { ImageConfigDocument } from './manifest.ts';
+import type { ImageConfigDocument } from '../images/registry/manifest.ts';
 
 export interface ImageRuntimeConfig {
   env: string[];

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { InvalidImageError, SbxError } from '../../../core/src/errors.ts';
 import { GROUP, PASSWD } from '../../../test/fixtures/build-images.ts';
 import { buildTar, type LayerEntry } from '../../../test/fixtures/oci-builder.ts';
-import { unpackLayer } from './layer-unpack.ts';
+import { unpackLayer } from '../images/layers/layer-unpack.ts';
 import { resolveUser } from './image-user.ts';
 
 let root: string;

@@ -11,7 +11,7 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, open, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SbxError } from '../../../core/src/errors.ts';
-import { layerMetaPath, type LayerMeta } from './cache-index.ts';
+import { layerMetaPath, type LayerMeta } from '../images/cache/cache-index.ts';
 
 export interface ResolvedUser {
   uid: number;

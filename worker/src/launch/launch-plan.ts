@@ -3,11 +3,11 @@
  * env rules in images/image-config.ts), `workdir` and `user` defaulting to the image's, the user
  * resolved inside the image. Nothing of the worker's own environment is ever added.
  */
-import type { JobSpec } from '../../core/src/job-spec.ts';
-import type { LaunchSpec } from '../../native/index.ts';
-import type { AcquiredImage } from './images/image-store.ts';
-import { mergeEnv, resolveCommand } from './images/image-config.ts';
-import { resolveUser } from './images/image-user.ts';
+import type { JobSpec } from '../../../core/src/job-spec.ts';
+import type { LaunchSpec } from '../../../native/index.ts';
+import type { AcquiredImage } from '../images/image-store.ts';
+import { mergeEnv, resolveCommand } from './image-config.ts';
+import { resolveUser } from './image-user.ts';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 

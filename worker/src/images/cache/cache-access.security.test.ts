@@ -11,14 +11,14 @@ import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, writeFileSync }
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { ConfigError } from '../../../core/src/config.ts';
-import { egressAllowList } from '../../../core/src/egress/egress-allow.ts';
-import { startRegistry, type RunningRegistry } from '../../../test/harness/registry.ts';
-import { busyboxImage } from '../../../test/fixtures/build-images.ts';
-import { buildPrivilegeProbe } from '../../../test/fixtures/privilege-probe.ts';
-import { buildLayer, pushImage } from '../../../test/fixtures/oci-builder.ts';
-import { prepareStateDir, type StateDirLogger } from '../state-dir.ts';
-import { ImageStore } from './image-store.ts';
+import { ConfigError } from '../../../../core/src/config.ts';
+import { egressAllowList } from '../../../../core/src/egress/egress-allow.ts';
+import { startRegistry, type RunningRegistry } from '../../../../test/harness/registry.ts';
+import { busyboxImage } from '../../../../test/fixtures/build-images.ts';
+import { buildPrivilegeProbe } from '../../../../test/fixtures/privilege-probe.ts';
+import { buildLayer, pushImage } from '../../../../test/fixtures/oci-builder.ts';
+import { prepareStateDir, type StateDirLogger } from '../../state-dir.ts';
+import { ImageStore } from '../image-store.ts';
 
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
 

@@ -22,9 +22,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import type { ImageRuntimeConfig } from './image-config.ts';
-import { processAlive } from '../process-alive.ts';
-import { ensurePrivateDir, PRIVATE_DIR_MODE } from '../state-dir.ts';
+import type { ImageRuntimeConfig } from '../../launch/image-config.ts';
+import { processAlive } from '../../process-alive.ts';
+import { ensurePrivateDir, PRIVATE_DIR_MODE } from '../../state-dir.ts';
 
 /** The cache's own directories under its root (all 0700). */
 const CACHE_DIRS = ['layers', 'layers/sha256', 'layer-meta', 'images', 'manifests', 'blobs', 'blobs/sha256', 'locks', 'inuse', 'tmp'];

@@ -6,7 +6,7 @@
  */
 import { hostname } from 'node:os';
 import { open, readFile, rm, utimes, stat } from 'node:fs/promises';
-import { processAlive } from '../process-alive.ts';
+import { processAlive } from '../../process-alive.ts';
 
 export interface FileLockOptions {
   signal?: AbortSignal;

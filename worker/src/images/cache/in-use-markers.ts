@@ -21,7 +21,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { processAlive } from '../process-alive.ts';
+import { processAlive } from '../../process-alive.ts';
 
 const HOST = hostname();
 

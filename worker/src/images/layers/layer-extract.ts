@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { LayerWriter, type FileSink, type LayerWriteStats, type TarHeader } from './layer-writer.ts';
-import type { LayerCompression } from './media-types.ts';
+import type { LayerCompression } from '../registry/media-types.ts';
 import { captureRawXattrs } from './pax-xattrs.ts';
 import { createZstdDecompressor } from './zstd-decompress.ts';
 

@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { InvalidImageError } from '../../../core/src/errors.ts';
-import { buildTar, type LayerEntry } from '../../../test/fixtures/oci-builder.ts';
+import { InvalidImageError } from '../../../../core/src/errors.ts';
+import { buildTar, type LayerEntry } from '../../../../test/fixtures/oci-builder.ts';
 import { unpackLayer, type UnpackLimits } from './layer-unpack.ts';
 
 let sandbox: string;

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { InvalidImageError } from '../../../core/src/errors.ts';
+import { InvalidImageError } from '../../../../core/src/errors.ts';
 import { unpackLayer } from './layer-unpack.ts';
 import { parsePaxRecords, paxXattrs } from './pax-xattrs.ts';
 

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
-import { InvalidImageError } from '../../../core/src/errors.ts';
-import { buildTar } from '../../../test/fixtures/oci-builder.ts';
+import { InvalidImageError } from '../../../../core/src/errors.ts';
+import { buildTar } from '../../../../test/fixtures/oci-builder.ts';
 import { unpackLayer } from './layer-unpack.ts';
 import { UnpackPool } from './unpack-pool.ts';
 

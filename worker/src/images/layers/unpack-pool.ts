@@ -10,7 +10,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { Readable } from 'node:stream';
 import type { UnpackLimits, UnpackResult } from './layer-extract.ts';
-import type { LayerCompression } from './media-types.ts';
+import type { LayerCompression } from '../registry/media-types.ts';
 
 export type WorkerRequest =
   | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null; limits: UnpackLimits; chown?: boolean }

@@ -12,7 +12,7 @@ import { Readable, Writable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
-import { gzipZeroBomb, zstdRawFrame, zstdRleBomb } from '../../../test/fixtures/compression-bombs.ts';
+import { gzipZeroBomb, zstdRawFrame, zstdRleBomb } from '../../../../test/fixtures/compression-bombs.ts';
 import { createZstdDecompressor, zstdBinding } from './zstd-decompress.ts';
 
 const MiB = 1024 * 1024;
@@ -96,7 +96,7 @@ test('bad frames fail with clear messages; a window over 2^27 bytes is refused, 
 
 test('the addon loads and decodes in worker threads (context-aware), beside the main thread', async () => {
   zstdBinding();
-  const url = new URL('../../../native/build/Release/sbx_zstd.node', import.meta.url).pathname;
+  const url = new URL('../../../../native/build/Release/sbx_zstd.node', import.meta.url).pathname;
   const frame = zstdCli(Buffer.from('from a worker'), '-3');
   const code = `
     const { parentPort, workerData } = require('node:worker_threads');

@@ -32,7 +32,7 @@ let binding: ZstdBinding | undefined;
 
 /** The addon, loaded once per thread (it is context-aware: unpack worker threads load it too). */
 export function zstdBinding(): ZstdBinding {
-  binding ??= createRequire(import.meta.url)(new URL('../../../native/build/Release/sbx_zstd.node', import.meta.url).pathname) as ZstdBinding;
+  binding ??= createRequire(import.meta.url)(new URL('../../../../native/build/Release/sbx_zstd.node', import.meta.url).pathname) as ZstdBinding;
   return binding;
 }
 

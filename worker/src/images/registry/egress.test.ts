@@ -10,14 +10,14 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { SbxError } from '../../../core/src/errors.ts';
-import { egressAllowList } from '../../../core/src/egress/egress-allow.ts';
-import { busyboxImage } from '../../../test/fixtures/build-images.ts';
-import { startFakeRegistry, type FakeRegistry } from '../../../test/fixtures/fake-registry.ts';
-import type { BuiltImage } from '../../../test/fixtures/oci-builder.ts';
-import { freePort } from '../../../test/harness/registry.ts';
-import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
-import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+import type { SbxError } from '../../../../core/src/errors.ts';
+import { egressAllowList } from '../../../../core/src/egress/egress-allow.ts';
+import { busyboxImage } from '../../../../test/fixtures/build-images.ts';
+import { startFakeRegistry, type FakeRegistry } from '../../../../test/fixtures/fake-registry.ts';
+import type { BuiltImage } from '../../../../test/fixtures/oci-builder.ts';
+import { freePort } from '../../../../test/harness/registry.ts';
+import { startRedis, type RunningRedis } from '../../../../test/harness/redis.ts';
+import { ImageStore, type ImageStoreOptions } from '../image-store.ts';
 
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
 

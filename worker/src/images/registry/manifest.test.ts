@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { InvalidImageError } from '../../../core/src/errors.ts';
+import { InvalidImageError } from '../../../../core/src/errors.ts';
 import { parseManifestDocument, selectPlatform, type Descriptor } from './manifest.ts';
 
 const d = (n: string, platform?: Descriptor['platform'], mediaType = 'application/vnd.oci.image.manifest.v1+json'): Descriptor => ({

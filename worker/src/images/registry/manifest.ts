@@ -3,7 +3,7 @@
  * 2), and platform selection from an index. Everything here is pure: bytes in, typed values out.
  */
 import { z } from 'zod';
-import { InvalidImageError } from '../../../core/src/errors.ts';
+import { InvalidImageError } from '../../../../core/src/errors.ts';
 import { CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, layerCompression } from './media-types.ts';
 
 export const DIGEST_PATTERN = /^sha256:[a-f0-9]{64}$/;

@@ -11,8 +11,8 @@
  */
 import tls from 'node:tls';
 import { Agent, buildConnector } from 'undici';
-import { guardedConnector } from '../../../core/src/egress/guarded-connector.ts';
-import type { EgressPolicy } from '../../../core/src/egress/egress-policy.ts';
+import { guardedConnector } from '../../../../core/src/egress/guarded-connector.ts';
+import type { EgressPolicy } from '../../../../core/src/egress/egress-policy.ts';
 import type { RegistryTls } from './registry-certs.ts';
 import { isTlsFailure } from './tls-errors.ts';
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RegistryUnauthorizedError } from '../../../core/src/errors.ts';
+import { RegistryUnauthorizedError } from '../../../../core/src/errors.ts';
 import { parseWwwAuthenticate, RegistryAuth } from './registry-auth.ts';
 import { normaliseRegistryKey, parseDockerConfig } from './docker-credentials.ts';
 

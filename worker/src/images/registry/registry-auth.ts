@@ -6,7 +6,7 @@
  * answers 404/405 and a username and password are available, as Docker's client does. Tokens are
  * cached per scope until shortly before they expire (expires_in, default 60 s).
  */
-import { RegistryUnauthorizedError } from '../../../core/src/errors.ts';
+import { RegistryUnauthorizedError } from '../../../../core/src/errors.ts';
 import { registryText } from './registry-text.ts';
 
 /**

@@ -7,8 +7,8 @@ import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ConfigError } from '../../../core/src/config.ts';
-import { createTestCa, type CertPair, type TestCa } from '../../../test/harness/test-pki.ts';
+import { ConfigError } from '../../../../core/src/config.ts';
+import { createTestCa, type CertPair, type TestCa } from '../../../../test/harness/test-pki.ts';
 import { loadRegistryCerts, RegistryCertsError } from './registry-certs.ts';
 
 let ca: TestCa;

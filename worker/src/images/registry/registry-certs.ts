@@ -13,7 +13,7 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { ConfigError } from '../../../core/src/config.ts';
+import { ConfigError } from '../../../../core/src/config.ts';
 
 export interface RegistryTls {
   /** Extra CA certificates (PEM) trusted for this host, in addition to the system roots. */

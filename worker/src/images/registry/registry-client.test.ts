@@ -7,12 +7,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ImagePullFailedError, InvalidImageError } from '../../../core/src/errors.ts';
-import { busyboxImage } from '../../../test/fixtures/build-images.ts';
-import { startBlobHost, startFakeRegistry, type FakeRegistry } from '../../../test/fixtures/fake-registry.ts';
-import { buildImage, buildLayer, sha256, type BuiltImage } from '../../../test/fixtures/oci-builder.ts';
-import { ImageStore, type ImageStoreOptions } from './image-store.ts';
-import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
+import { ImagePullFailedError, InvalidImageError } from '../../../../core/src/errors.ts';
+import { busyboxImage } from '../../../../test/fixtures/build-images.ts';
+import { startBlobHost, startFakeRegistry, type FakeRegistry } from '../../../../test/fixtures/fake-registry.ts';
+import { buildImage, buildLayer, sha256, type BuiltImage } from '../../../../test/fixtures/oci-builder.ts';
+import { ImageStore, type ImageStoreOptions } from '../image-store.ts';
+import { LOOPBACK_EGRESS } from '../../../../test/harness/egress.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);

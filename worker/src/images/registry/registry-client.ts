@@ -8,8 +8,8 @@
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
-import { ImageNotFoundError, ImagePullFailedError, InvalidImageError, RegistryUnauthorizedError, SbxError } from '../../../core/src/errors.ts';
-import { DigestVerifier, sha256Digest, type ExpectedBlob } from './digest-verifier.ts';
+import { ImageNotFoundError, ImagePullFailedError, InvalidImageError, RegistryUnauthorizedError, SbxError } from '../../../../core/src/errors.ts';
+import { DigestVerifier, sha256Digest, type ExpectedBlob } from '../layers/digest-verifier.ts';
 import { MANIFEST_ACCEPT } from './media-types.ts';
 import { RegistryAuth, type RegistryCredentials } from './registry-auth.ts';
 import { registryText } from './registry-text.ts';

@@ -6,7 +6,7 @@
  * The per-host Agents apply the egress policy like the shared one does.
  */
 import type { Agent, Dispatcher } from 'undici';
-import type { EgressPolicy } from '../../../core/src/egress/egress-policy.ts';
+import type { EgressPolicy } from '../../../../core/src/egress/egress-policy.ts';
 import { newRegistryAgent } from './registry-agent.ts';
 import type { RegistryTls } from './registry-certs.ts';
 

@@ -6,7 +6,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ImagePullFailedError } from '../../../core/src/errors.ts';
+import { ImagePullFailedError } from '../../../../core/src/errors.ts';
 import { parseDockerConfig } from './docker-credentials.ts';
 import type { RegistryCredentials } from './registry-auth.ts';
 

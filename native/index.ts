@@ -316,7 +316,8 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
 
   let h: NativeLaunched;
   try {
-    h = n.launch(spec, opts, onEvent);
+    const pipeIn = spec.openStdin && !spec.tty && spec.stdin === null;
+    h = n.launch(pipeIn ? { ...spec, stdin: '' } : spec, opts, onEvent);
   } catch (e) {
     throw fromThrown(e);
   }
@@ -358,11 +359,22 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     (e as LaunchError).exit = await exited; // the native side has reaped and removed the cgroup by then
     throw e;
   }
+  const jobTty = ttyFds ? openJobTty(ttyFds.ttyFd, ttyFds.ttyWriteFd, (fd, r, c) => n.ttyResize(fd, r, c)) : undefined;
+  if (jobTty && spec.stdin) void jobTty.write(spec.stdin);
+  let ended = false;
+  void exited.then(() => { ended = true; });
   return {
     pid: h.pid,
     stdout,
     stderr,
+    ...(spec.openStdin && !spec.tty && stdin ? { stdin } : {}),
+    ...(jobTty ? { tty: jobTty } : {}),
     exited,
+    signal(sig: NodeJS.Signals | number): boolean {
+      const num = typeof sig === 'number' ? sig : os.constants.signals[sig];
+      if (ended || !Number.isInteger(num) || num < 1 || num > 64) return false;
+      return n.signal(h.handle, num);
+    },
     kill(): void {
       endedBy ??= 'killed';
       n.kill(h.handle);

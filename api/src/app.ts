@@ -4,12 +4,15 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { routePath } from 'hono/route';
-import { isSbxError, RateLimitedError } from '../../core/src/errors.ts';
+import { DependencyUnavailableError, errorBody, isSbxError, RateLimitedError } from '../../core/src/errors.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
 import { auth } from './middleware/auth.ts';
+import { validationError } from './middleware/json-body.ts';
 import { registerOpenApi } from './openapi.ts';
+import { isRedisOutage } from './redis-outage.ts';
 import { registerHealth } from './routes/health.ts';
 import { registerImages } from './routes/images.ts';
+import { registerJobsAttach } from './routes/jobs-attach.ts';
 import { registerJobsCancel } from './routes/jobs-cancel.ts';
 import { registerJobsCreate } from './routes/jobs-create.ts';
 import { registerJobsEvents } from './routes/jobs-events.ts';
@@ -18,7 +21,8 @@ import { registerJobsList } from './routes/jobs-list.ts';
 import { registerWorkersList } from './routes/workers-list.ts';
 
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
-  const app = new OpenAPIHono<AppEnv>();
+  // Query, path and body validation of every route (app.openapi) answers with our error envelope.
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: (result) => { if (!result.success) throw validationError(result.error); } });
   // Metrics read at scrape time, and jobs this API finishes (cancel while queued, worker_lost).
   deps.metrics.queueDepth.source = () => deps.queue.depth();
   deps.store.onFinished((doc, tenant) => deps.metrics.jobsFinished.inc({ status: doc.status, tenant: deps.metrics.tenants.of(tenant) }));
@@ -37,28 +41,24 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   registerJobsList(app, deps);
   registerJobsGet(app, deps);
   registerJobsEvents(app, deps);
+  registerJobsAttach(app, deps);
   registerJobsCancel(app, deps);
   registerWorkersList(app, deps);
   registerImages(app, deps);
   registerOpenApi(app);
 
-  app.notFound((c) => c.json({ error: { code: 'not_found', message: `no route ${c.req.method} ${c.req.path}; see /docs`, details: [] } }, 404));
+  app.notFound((c) => c.json(errorBody('not_found', `no route ${c.req.method} ${c.req.path}; see /docs`), 404));
   app.onError((err, c) => {
+    if (isRedisOutage(err, deps.redis)) {
+      deps.logger.error({ err }, 'Redis unreachable');
+      err = new DependencyUnavailableError('Redis is unreachable; retry shortly', err);
+    }
     if (isSbxError(err)) {
       if (err.code === 'rate_limited') c.header('Retry-After', String(err instanceof RateLimitedError ? err.retryAfterSeconds : 1));
       return c.json(err.toBody(), err.status as 400);
     }
-    if (isRedisDown(err)) {
-      deps.logger.error({ err }, 'Redis unreachable');
-      return c.json({ error: { code: 'dependency_unavailable', message: 'Redis is unreachable; retry shortly', details: [] } }, 503);
-    }
     deps.logger.error({ err, path: c.req.path }, 'unhandled error');
-    return c.json({ error: { code: 'internal', message: 'an internal error occurred; it has been logged', details: [] } }, 500);
+    return c.json(errorBody('internal', 'an internal error occurred; it has been logged'), 500);
   });
   return app;
-}
-
-function isRedisDown(err: Error): boolean {
-  const msg = err.message ?? '';
-  return /ECONNREFUSED|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable|ETIMEDOUT|enableOfflineQueue/i.test(msg) || err.name === 'MaxRetriesPerRequestError';
 }

@@ -11,7 +11,7 @@ import type { JobRequest, JobSpec, Limits } from '../../core/src/job-spec.ts';
 export function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy): Limits {
   const limits: Limits = { ...policy.defaults, ...stripUndefined(requested ?? {}) };
   const details: ErrorDetail[] = [];
-  for (const k of Object.keys(policy.maxima) as Array<keyof Limits>) {
+  for (const k of Object.keys(policy.maxima) as Array<keyof LimitsPolicy['maxima']>) {
     const v = limits[k];
     if (v !== null && v > policy.maxima[k]) details.push({ path: `limits.${k}`, message: `must be <= ${policy.maxima[k]} (${policy.tenantMaxima?.has(k) ? "this tenant's" : "this server's"} maximum)` });
   }
@@ -31,13 +31,34 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     workdir: req.workdir ?? null,
     user: req.user ?? null,
     stdin: req.stdin ?? null,
-    limits: resolveLimits(req.limits, policy),
+    ...interactiveFields(req),
+    limits: { ...resolveLimits(req.limits, policy), ...resolveIdleTimeout(req, policy) },
     network: req.network ?? 'none',
     labels: req.labels ?? {},
     registryAuth: req.registryAuth ?? null,
     callbackUrl: req.callbackUrl ?? null,
     createdAt: now.toISOString(),
   };
+}
+
+/** Docker's -i / -t; absent on non-interactive jobs (their stored spec is as before). */
+function interactiveFields(req: JobRequest): Pick<JobSpec, 'openStdin' | 'tty' | 'ttySize'> {
+  if (!req.openStdin && !req.tty) return {};
+  return { openStdin: !!req.openStdin, tty: !!req.tty, ttySize: req.tty ? (req.ttySize ?? { rows: 24, cols: 80 }) : null };
+}
+
+const IDLE_FALLBACK = { defaultMs: 300_000, maxMs: 3_600_000 };
+
+/** limits.idleTimeoutMs: interactive jobs only (defaulted, at most the maximum); others have none. */
+function resolveIdleTimeout(req: JobRequest, policy: LimitsPolicy): Pick<Limits, 'idleTimeoutMs'> {
+  const idle = policy.idle ?? IDLE_FALLBACK;
+  const asked = req.limits?.idleTimeoutMs;
+  if (!req.openStdin && !req.tty) {
+    if (asked !== undefined) throw new InvalidRequestError('limits.idleTimeoutMs applies to interactive jobs only (openStdin or tty)', [{ path: 'limits.idleTimeoutMs', message: 'needs openStdin or tty' }]);
+    return {};
+  }
+  if (asked !== undefined && asked > idle.maxMs) throw new InvalidRequestError(`limits.idleTimeoutMs must be <= ${idle.maxMs} (this server's maximum)`, [{ path: 'limits.idleTimeoutMs', message: `must be <= ${idle.maxMs} (this server's maximum)` }]);
+  return { idleTimeoutMs: asked ?? Math.min(idle.defaultMs, idle.maxMs) };
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -13,6 +13,7 @@ import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory } from '../../core/src/worker-directory.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { createApp } from './app.ts';
+import { injectWebSockets } from './routes/jobs-attach.ts';
 import { JobEventsHub } from './job-events-hub.ts';
 import { anonymousListenProblem } from './listen-policy.ts';
 
@@ -54,6 +55,7 @@ function main(): void {
   const server = serve({ fetch: app.fetch, hostname: env.SBX_API_HOST, port: env.SBX_API_PORT }, (info) => {
     logger.info({ url: `http://${info.address.includes(':') ? `[${info.address}]` : info.address}:${info.port}` }, 'sbx API listening');
   });
+  injectWebSockets(app, server); // GET /v1/jobs/{id}/attach
   server.on('error', (err) => {
     logger.fatal({ err }, 'cannot listen');
     process.exit(1);

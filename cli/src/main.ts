@@ -9,6 +9,7 @@ import { SbxApiError, SbxClient, SbxConnectionError } from '../../client/src/ind
 import { parseFlags, flagBool, flagString, type FlagSpec } from './args.ts';
 import { CliError, UsageError } from './cli-error.ts';
 import type { Command, Context, Io } from './command.ts';
+import { attach } from './commands/attach.ts';
 import { completion } from './commands/completion.ts';
 import { images, pull, rmi } from './commands/images.ts';
 import { inspect, kill, wait } from './commands/jobs.ts';
@@ -27,7 +28,7 @@ const GLOBAL_FLAGS: FlagSpec[] = [
 ];
 const HELP_FLAG: FlagSpec = { name: 'help', short: 'h', type: 'boolean', help: 'Print usage' };
 
-export const COMMANDS: Command[] = [run, ps, logs, inspect, kill, wait, images, pull, rmi, workers, login];
+export const COMMANDS: Command[] = [run, attach, ps, logs, inspect, kill, wait, images, pull, rmi, workers, login];
 COMMANDS.push(completion(() => COMMANDS));
 
 function version(): string {

@@ -9,3 +9,4 @@ export * from './errors.ts';
 export * from './types.ts';
 export { parseServerSentEvents, type ServerSentEvent } from './sse.ts';
 export { normalizeImageName } from './image-name.ts';
+export { attachJob, AttachError, type Attachment, type AttachOptions } from './attach.ts';

@@ -8,7 +8,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { EGRESS_ALLOW_SYNTAX, parseEgressAllow } from './egress/egress-allow.ts';
 import { parseSecretsKey } from './secrets/secret-box.ts';
-import { LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, defaultMaxOpenFiles, type LimitBound } from './launch-bounds.ts';
+import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, defaultMaxOpenFiles, type LimitBound } from './launch-bounds.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -144,6 +144,9 @@ export const envSchema = z.object({
   // start or refuses to start; the default is 65536 or the host's hard limit when that is lower.
   SBX_MAX_OPEN_FILES: bounded(B.openFiles).default(defaultMaxOpenFiles()),
   SBX_MAX_CPU_TIME_MS: bounded(B.cpuTimeMs).default(3_600_000),
+  // Interactive jobs (openStdin/tty): ended once nothing is attached and nothing written for this long.
+  SBX_DEFAULT_IDLE_TIMEOUT_MS: bounded(IDLE_TIMEOUT_BOUND).default(300_000),
+  SBX_MAX_IDLE_TIMEOUT_MS: bounded(IDLE_TIMEOUT_BOUND).default(3_600_000),
   SBX_JOB_TTL_SECONDS: int(60, 30 * 86400).default(86_400),
 
   // Worker
@@ -153,7 +156,7 @@ export const envSchema = z.object({
   SBX_CGROUP_PARENT: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'must be a relative cgroup path like sbx or system.slice/sbx').default('sbx'),
   SBX_INSECURE_REGISTRIES: csv.default([]),
   // Docker-style certs.d: <dir>/<host[:port]>/*.crt = extra CAs, <name>.cert + <name>.key = client
-  // certificate; a host with an entry is reached over https (read by worker/src/images/registry-certs.ts).
+  // certificate; a host with an entry is reached over https (read by worker/src/images/registry/registry-certs.ts).
   SBX_REGISTRY_CERTS_DIR: readableDir.default(DEFAULT_REGISTRY_CERTS_DIR),
   // Registry mirrors: registry=mirror[;mirror…][,registry=…], e.g. docker.io=10.0.0.5:5000
   SBX_REGISTRY_MIRRORS: z.string().default('').transform((s, ctx) => parseMirrors(s, ctx)),
@@ -378,6 +381,8 @@ export interface LimitsPolicy {
   maxima: LimitValues & { cpuTimeMs: number };
   /** The maxima that are a tenant's ceiling rather than the server's (core/src/tenant-quota.ts). */
   tenantMaxima?: ReadonlySet<string>;
+  /** Interactive jobs' idle limit (limits.idleTimeoutMs): default and maximum. */
+  idle?: { defaultMs: number; maxMs: number };
 }
 
 export interface Config {
@@ -425,7 +430,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       openFiles: env.SBX_MAX_OPEN_FILES, cpuTimeMs: env.SBX_MAX_CPU_TIME_MS,
     },
   };
+  limits.idle = { defaultMs: env.SBX_DEFAULT_IDLE_TIMEOUT_MS, maxMs: env.SBX_MAX_IDLE_TIMEOUT_MS };
   const problems: string[] = [];
+  if (env.SBX_DEFAULT_IDLE_TIMEOUT_MS > env.SBX_MAX_IDLE_TIMEOUT_MS) problems.push(`SBX_DEFAULT_IDLE_TIMEOUT_MS (${env.SBX_DEFAULT_IDLE_TIMEOUT_MS}) is above SBX_MAX_IDLE_TIMEOUT_MS (${env.SBX_MAX_IDLE_TIMEOUT_MS}); lower it or raise the maximum`);
   for (const k of Object.keys(limits.defaults) as Array<keyof LimitsPolicy['defaults']>) {
     const d = limits.defaults[k];
     if (d !== null && d > limits.maxima[k]) problems.push(`default ${k} (${limits.defaults[k]}) is above its maximum (${limits.maxima[k]}); lower the SBX_DEFAULT_* or raise the SBX_MAX_* variable`);

@@ -31,6 +31,7 @@ export const ERROR_STATUS = {
   worker_lost: 500,
   host_unsupported: 503,
   launch_failed: 500,
+  idle_timeout: 408, // an interactive job's limits.idleTimeoutMs passed with nothing attached or written
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;

@@ -4,7 +4,7 @@
  * what clients read back (JobDocument). Types are inferred from the schemas.
  */
 import { z } from 'zod';
-import { LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
+import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
 
 export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
 export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
@@ -39,6 +39,8 @@ export const LimitsRequest = z.strictObject({
   cpuTimeMs: limit(LAUNCH_BOUNDS.cpuTimeMs),
   /** RLIMIT_NOFILE of every process of the job. */
   openFiles: limit(LAUNCH_BOUNDS.openFiles),
+  idleTimeoutMs: limit(IDLE_TIMEOUT_BOUND)
+    .describe('Interactive jobs (openStdin or tty) only: the job ends `timeout` (error.code idle_timeout) once nothing has been attached to it and nothing written to its stdin for this long. Default and maximum: the server\'s SBX_DEFAULT_IDLE_TIMEOUT_MS / SBX_MAX_IDLE_TIMEOUT_MS.'),
 });
 
 export const Limits = z.object({
@@ -50,8 +52,17 @@ export const Limits = z.object({
   diskBytes: z.number().int(),
   cpuTimeMs: z.number().int().nullable(),
   openFiles: z.number().int(),
+  /** Interactive jobs only (null or absent otherwise): see LimitsRequest.idleTimeoutMs. */
+  idleTimeoutMs: z.number().int().nullable().optional(),
 });
 export type Limits = z.infer<typeof Limits>;
+
+/** A terminal's size in character cells. */
+export const TtySize = z.strictObject({
+  rows: z.number().int().min(1).max(65535),
+  cols: z.number().int().min(1).max(65535),
+});
+export type TtySize = z.infer<typeof TtySize>;
 
 const argv = (what: string) => z.array(noNul(`${what} items`).max(131_072, 'each item must be at most 128 KiB')).max(4096, `${what} may have at most 4096 items`);
 
@@ -75,6 +86,11 @@ export const JobRequest = z.strictObject({
     .optional(),
   user: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$/, 'must be user, uid, user:group or uid:gid').optional(),
   stdin: noNul('stdin').optional(),
+  openStdin: z.boolean().optional()
+    .describe('Docker\'s -i: the job\'s stdin stays open and is streamed through GET /v1/jobs/{id}/attach (a WebSocket) until a client closes it; `stdin`, if given, comes first.'),
+  tty: z.boolean().optional()
+    .describe('Docker\'s -t: the command runs on a pseudo-terminal of the job\'s own (controlling terminal, fds 0-2); its output is one stream (`stdout`), with the terminal\'s CR LF line ends.'),
+  ttySize: TtySize.optional().describe('Initial size of the tty (default 24x80); attach clients resize it.'),
   limits: LimitsRequest.optional(),
   network: z.enum(['none'], { error: 'only "none" (loopback only) is supported' }).optional(),
   labels: z
@@ -113,6 +129,10 @@ export const JobSpec = z.object({
   workdir: z.string().nullable(),
   user: z.string().nullable(),
   stdin: z.string().nullable(),
+  /** Interactive: stdin streamed (openStdin), a pseudo-terminal (tty). Absent = false. */
+  openStdin: z.boolean().optional(),
+  tty: z.boolean().optional(),
+  ttySize: TtySize.nullable().optional(),
   limits: Limits,
   network: z.literal('none'),
   labels: z.record(z.string(), z.string()),
@@ -192,6 +212,8 @@ export const JobDocument = z.object({
   callback: CallbackState.optional(),
   /** While queued: 1 = the next job a worker takes (computed on read); null otherwise. */
   queuePosition: z.number().int().nullable().optional(),
+  /** Interactive jobs only: how to attach (GET /v1/jobs/{id}/attach). */
+  interactive: z.object({ openStdin: z.boolean(), tty: z.boolean() }).optional(),
 });
 export type JobDocument = z.infer<typeof JobDocument>;
 
@@ -213,6 +235,7 @@ export function newJobDocument(spec: JobSpec): JobDocument {
     outputTruncated: false,
     limits: spec.limits,
     labels: spec.labels,
+    ...(spec.openStdin || spec.tty ? { interactive: { openStdin: !!spec.openStdin, tty: !!spec.tty } } : {}),
     ...(spec.callbackUrl ? { callback: { url: spec.callbackUrl, delivered: false, attempts: [], nextAttemptAt: null } } : {}),
   };
 }

@@ -2,7 +2,7 @@
  * Every limit value the API accepts, the launcher accepts; every value the API refuses, the launcher
  * refuses too (invalid_spec). For each limit, the values around the API's minimum and maximum and a
  * few between go through the API's own checks (LimitsRequest, config SBX_DEFAULT_* and SBX_MAX_*, the
- * defaults and maxima of api/src/job-submission.ts), then worker/src/launch-plan.ts, then a real
+ * defaults and maxima of api/src/job-submission.ts), then worker/src/launch/launch-plan.ts, then a real
  * launch of `true` in a busybox rootfs (run as root, like the launcher's own tests).
  */
 import assert from 'node:assert/strict';

@@ -37,6 +37,12 @@ export const LAUNCH_BOUNDS = {
   openFiles: { min: 8, max: 1_048_576, integer: true },
 } as const satisfies Record<string, LimitBound>;
 
+/**
+ * Interactive jobs' idle limit (not the launcher's: the worker's timer, a setTimeout): at least a
+ * second, at most 2^31 - 1 ms.
+ */
+export const IDLE_TIMEOUT_BOUND: LimitBound = { min: 1000, max: 2_147_483_647, integer: true };
+
 /** Not the launcher's (the worker caps a job's stream): any size a JS number counts exactly. */
 export const OUTPUT_BYTES_BOUND: LimitBound = { min: 0, max: MAX_EXACT, integer: true };
 

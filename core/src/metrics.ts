@@ -81,6 +81,10 @@ export function workerMetrics(registry: Registry) {
     slotsTotal: new Gauge({ name: 'sbx_worker_slots', help: 'Job slots on this worker', registers: [registry] }),
     webhookDeliveries: new Counter({ name: 'sbx_webhook_attempts_total', help: 'Webhook POSTs, by result (delivered, retry, failed)', labelNames: ['result'], registers: [registry] }),
     webhookSeconds: seconds('sbx_webhook_attempt_seconds', 'Duration of one webhook POST', [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30]),
+    // What the launcher reports at a job's exit besides its status (worker/src/launcher-cleanup.ts).
+    leftoverProcesses: new Counter({ name: 'sbx_leftover_processes_total', help: 'Processes found in a job\'s cgroup after its pid 1 exited (killed by the launcher)', registers: [registry] }),
+    cleanupFailures: new Counter({ name: 'sbx_launcher_cleanup_failures_total', help: 'Job cgroups the launcher could not remove at exit, by errno name (kind); swept later', labelNames: ['kind'], registers: [registry] }),
+    sweptCgroups: new Counter({ name: 'sbx_launcher_swept_cgroups_total', help: 'Leftover job cgroups removed by a later sweep', registers: [registry] }),
     tenants: new TenantLabels(),
   };
   // Every known label value exists from the start (at 0): rate() and the dashboard see a series at once.
@@ -89,6 +93,7 @@ export function workerMetrics(registry: Registry) {
   for (const reason of ['budget', 'request']) m.cacheEvictions.inc({ reason }, 0);
   for (const result of ['delivered', 'retry', 'failed']) m.webhookDeliveries.inc({ result }, 0);
   for (const source of ['cache', 'registry']) m.pullSeconds.zero({ source });
+  m.cleanupFailures.inc({ kind: 'EBUSY' }, 0);
   return m;
 }
 export type WorkerMetrics = ReturnType<typeof workerMetrics>;

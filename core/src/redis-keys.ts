@@ -7,6 +7,7 @@
  * | <p>:{job:<id>}:state                | hash   | doc, spec, status, tenant, cancel; TTL     |
  * | <p>:{job:<id>}:events               | stream | status/stdout/stderr/exit events; same TTL |
  * | <p>:{job:<id>}:notify               | pubsub | "something was appended" pings (no data)   |
+ * | <p>:{job:<id>}:stdin                | stream | interactive: stdin/control frames, API → worker; deleted when the job ends |
  * | <p>:tenant:<t>:jobs                 | zset   | job ids by creation ms; trimmed past TTL   |
  * | <p>:tenant:<t>:idem:<sha256(key)>   | string | job id; 24 h                               |
  * | <p>:{tenant:<t>}:active             | zset   | ids of its queued/running jobs → priority  |
@@ -37,6 +38,10 @@ export class RedisKeys {
   }
   jobNotify(id: string): string {
     return `${this.prefix}:{job:${id}}:notify`;
+  }
+  /** Interactive jobs: frames from attached clients to the worker (core/src/stdin-stream.ts). */
+  jobStdin(id: string): string {
+    return `${this.prefix}:{job:${id}}:stdin`;
   }
   tenantJobs(tenant: string): string {
     return `${this.prefix}:tenant:${tenant}:jobs`;

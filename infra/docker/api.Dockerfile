@@ -3,6 +3,8 @@
 # Stage `build` compiles (npm ci builds the native addons, npm run build the TypeScript into dist/);
 # stage `deps` installs the production node_modules only; the image holds those, dist/ and
 # package.json, and runs `node dist/api/src/main.js` as an unprivileged user. No tsx, no compiler.
+# The API needs no privilege at all (infra/README.md): run it with every capability dropped,
+# no-new-privileges and a read-only root, as infra/compose.yaml and infra/k8s/api.yaml do.
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ libzstd-dev \

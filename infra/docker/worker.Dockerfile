@@ -1,7 +1,10 @@
-# The sbx worker: creates namespaces, cgroups and overlay mounts, so it runs as root with
-# CAP_SYS_ADMIN in the host's namespaces it may create: run it privileged (or with an equivalent
-# seccomp/AppArmor profile), with /sys/fs/cgroup mounted read-write and a state volume. Jobs are
-# confined by the launcher (native/SECURITY.md), not by this container. From the repository root:
+# The sbx worker: creates namespaces, cgroups and overlay mounts for every job, so it runs as root
+# (no USER here) with exactly the privileges in infra/README.md "The worker's privileges", which
+# infra/compose.yaml declares: cap_drop ALL + CHOWN DAC_OVERRIDE FOWNER FSETID MKNOD SETUID SETGID
+# SETFCAP SYS_ADMIN NET_ADMIN, seccomp/AppArmor/SELinux unconfined, no-new-privileges, the host's
+# cgroup namespace with /sys/fs/cgroup mounted read-write, and a volume at /var/lib/sbx. Not
+# --privileged. Jobs are confined by the launcher (native/SECURITY.md), not by this container.
+# From the repository root:
 #   docker build -f infra/docker/worker.Dockerfile -t sbx-worker .
 # Same stages as api.Dockerfile: the image holds the production node_modules, dist/ (with the
 # native addons and sbx-init in dist/native/build/Release) and runs `node dist/worker/src/main.js`.

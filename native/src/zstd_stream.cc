@@ -3,7 +3,7 @@
 // One ZstdDecoder wraps one ZSTD_DCtx. decompress(input, offset, output) runs ZSTD_decompressStream
 // once: it reads from input[offset..] and writes at most output.length bytes, so the caller decides
 // how much is produced per call and can stop producing while its consumer is behind (backpressure
-// lives in the TypeScript wrapper, worker/src/images/zstd-stream.ts). The window is capped with
+// lives in the TypeScript wrapper, worker/src/images/layers/zstd-decompress.ts). The window is capped with
 // ZSTD_d_windowLogMax, so a frame cannot make the decoder allocate more than 2^windowLogMax bytes.
 //
 // Context-aware (NODE_API_MODULE, no static JS references): it loads in worker threads too.

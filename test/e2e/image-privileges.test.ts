@@ -1,5 +1,5 @@
 /**
- * The image cache is root-only on the host (worker/src/images/cache-access.security.test.ts attacks
+ * The image cache is root-only on the host (worker/src/images/cache/cache-access.security.test.ts attacks
  * it from outside), yet jobs still start from it and see their image as Docker would: a setuid file
  * keeps mode 4755 and a file capability keeps its security.capability xattr. The worker runs with a
  * state directory prepared as worker/src/main.ts prepares it (0700, prepareStateDir).

@@ -18,6 +18,7 @@ import { pushImage } from '../../test/fixtures/oci-builder.ts';
 import { ImageStore } from '../src/images/image-store.ts';
 import { LOOPBACK_EGRESS } from '../../test/harness/egress.ts';
 import { sharedUnpackPool } from '../src/images/layers/unpack-pool.ts';
+import { benchArgs } from './bench-args.ts';
 
 const run = promisify(execFile);
 
@@ -29,16 +30,8 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const get = (flag: string) => {
-    const i = argv.indexOf(flag);
-    return i === -1 ? undefined : argv[i + 1];
-  };
-  return {
-    runs: Number(get('--runs') ?? 5),
-    json: argv.includes('--json'),
-    small: argv.includes('--small'),
-    workDir: get('--dir') ?? process.env.SBX_BENCH_DIR ?? '/var/tmp',
-  };
+  const args = benchArgs(argv);
+  return { runs: args.runs, json: args.json, small: args.has('--small'), workDir: args.dir };
 }
 
 function median(xs: number[]): number {

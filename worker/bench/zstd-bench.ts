@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createZstdDecompressor, zstdBinding } from '../src/images/layers/zstd-decompress.ts';
+import { benchArgs } from './bench-args.ts';
 
 interface Args {
   runs: number;
@@ -23,16 +24,8 @@ interface Args {
 }
 
 function parseArgs(argv: string[]): Args {
-  const get = (flag: string) => {
-    const i = argv.indexOf(flag);
-    return i === -1 ? undefined : argv[i + 1];
-  };
-  return {
-    runs: Number(get('--runs') ?? 5),
-    mb: Number(get('--mb') ?? 200),
-    dir: get('--dir') ?? process.env.SBX_BENCH_DIR ?? '/var/tmp',
-    json: argv.includes('--json'),
-  };
+  const args = benchArgs(argv);
+  return { runs: args.runs, mb: Number(args.value('--mb') ?? 200), dir: args.dir, json: args.json };
 }
 
 /** The first `mb` MB of a tar of /usr/lib, /usr/share, /usr/bin, compressed with zstd -3 (made once). */

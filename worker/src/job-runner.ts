@@ -14,11 +14,14 @@ import type { JobStore } from '../../core/src/job-store.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
-import { launch, type ExitInfo, type LaunchOptions, type Launched } from '../../native/index.ts';
+import { LaunchError, launch, type ExitInfo, type LaunchOptions, type LaunchSpec, type Launched } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
 import { buildLaunchSpec } from './launch/launch-plan.ts';
+import { fromLaunchError } from './launch-errors.ts';
+import { LauncherCleanup } from './launcher-cleanup.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
+import { IDLE_END, startInteractive, withInteractive, type InteractiveSession } from './interactive/session.ts';
 import type { SlotPool } from './slots.ts';
 
 export interface RunnerDeps {
@@ -33,6 +36,8 @@ export interface RunnerDeps {
   metrics: WorkerMetrics;
   /** Registry credentials per tenant (SBX_TENANT_DOCKER_CONFIG_DIR); a job's registryAuth wins. */
   tenantCredentials?: TenantCredentials;
+  /** Wait before sweeping a job cgroup the launcher could not remove, and between retries (default 30 s). */
+  cgroupSweepRetryMs?: number;
 }
 
 const PIPE_DRAIN_MS = 2000;
@@ -48,8 +53,12 @@ interface ActiveJob {
 
 export class JobRunner {
   private readonly active = new Map<string, ActiveJob>();
+  /** Logs and counts leftovers the launcher reports at each exit; sweeps a cgroup it could not remove. */
+  readonly cleanup: LauncherCleanup;
 
-  constructor(private readonly deps: RunnerDeps) {}
+  constructor(private readonly deps: RunnerDeps) {
+    this.cleanup = new LauncherCleanup({ launchOptions: deps.launchOptions, logger: deps.logger, metrics: deps.metrics, retryMs: deps.cgroupSweepRetryMs });
+  }
 
   get runningIds(): string[] {
     return [...this.active.keys()];
@@ -67,6 +76,7 @@ export class JobRunner {
 
   /** Kill everything (worker shutdown); each run still records its end, as worker_lost. */
   stopAll(): void {
+    this.cleanup.stop();
     for (const [id, job] of this.active) {
       job.shutdown = true;
       this.cancel(id);
@@ -92,6 +102,7 @@ export class JobRunner {
     this.active.set(id, job);
     let slot: number | null = null;
     let image: AcquiredImage | null = null;
+    let interactive: InteractiveSession | null = null;
     // The image lookup starts at once; recording the job as ours and checking for a cancel that
     // raced with the claim go to Redis meanwhile.
     const acquiring = this.acquire(stored.spec, job);
@@ -108,10 +119,11 @@ export class JobRunner {
       this.deps.metrics.slotsBusy.inc();
       if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
 
-      const launchSpec = await buildLaunchSpec(stored.spec, image, slot);
-      const launched = await launch(launchSpec, this.deps.launchOptions);
+      const launchSpec = withInteractive(await buildLaunchSpec(stored.spec, image, slot), stored.spec);
+      const launched = await this.start(id, launchSpec);
       const sink = new RedisOutputSink(this.deps.store, id, stored.spec.limits.outputBytes);
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
+      interactive = startInteractive(store, stored.spec, launched, sink);
       job.launched = launched;
       if (job.cancelled) launched.kill();
       const startedAt = new Date();
@@ -120,19 +132,21 @@ export class JobRunner {
       const moved = await store.transition(doc, ['pulling'], 'status');
       if (moved !== 'ok') {
         launched.kill(); // finished elsewhere meanwhile (e.g. declared lost): do not keep running it
-        await launched.exited;
+        this.cleanup.report(id, await launched.exited);
         return;
       }
       sink.open();
       const exit = { ...(await launched.exited), outputTruncated: false };
+      this.cleanup.report(id, exit);
       // Every process of the job is gone by now, so the pipes are at EOF; never wait on them forever.
       const drainTimer = setTimeout(() => (launched.stdout.destroy(), launched.stderr.destroy()), PIPE_DRAIN_MS);
       await drained;
+      await interactive?.stop();
       clearTimeout(drainTimer);
       await sink.flush();
       exit.outputTruncated = sink.truncated;
       this.recordExitMetrics(exit, sink.keptBytes);
-      const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : outcome(exit, job.cancelled);
+      const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : interactive?.idledOut ? IDLE_END : outcome(exit, job.cancelled);
       await this.finish(doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated });
     } catch (e) {
       const error = classify(e);
@@ -146,8 +160,19 @@ export class JobRunner {
         this.deps.slots.give(slot);
         this.deps.metrics.slotsBusy.dec();
       }
+      await interactive?.stop().catch(() => {});
       this.active.delete(id);
       await directory.removeRunning(workerId, id).catch(() => {});
+    }
+  }
+
+  /** launch(), its failures as SbxErrors (launch-errors.ts); a failed start's cleanup is reported too. */
+  private async start(id: string, spec: LaunchSpec): Promise<Launched> {
+    try {
+      return await launch(spec, this.deps.launchOptions);
+    } catch (e) {
+      if (e instanceof LaunchError && e.exit) this.cleanup.report(id, e.exit);
+      throw fromLaunchError(e);
     }
   }
 
@@ -195,13 +220,10 @@ function outcome(exit: ExitInfo, cancelled: boolean): Pick<JobDocument, 'status'
   return { ...base, status: 'failed' };
 }
 
+/** SbxError codes a job document shows as its error.code (api.md); any other failure is `internal`. */
 const JOB_ERROR_CODES = new Set(['image_not_found', 'image_pull_failed', 'registry_unauthorized', 'invalid_image', 'command_not_found', 'invalid_request', 'egress_refused']);
+const INTERNAL = { code: 'internal', message: 'the worker hit an internal error running this job; it has been logged' };
 
 function classify(e: unknown): { code: string; message: string } {
-  if (isSbxError(e) && JOB_ERROR_CODES.has(e.code)) return { code: e.code, message: e.message };
-  const code = (e as { code?: unknown } | null)?.code;
-  if (code === 'command_not_found' || code === 'invalid_spec') {
-    return { code: code === 'invalid_spec' ? 'invalid_request' : 'command_not_found', message: (e as Error).message };
-  }
-  return { code: 'internal', message: 'the worker hit an internal error running this job; it has been logged' };
+  return isSbxError(e) && JOB_ERROR_CODES.has(e.code) ? { code: e.code, message: e.message } : INTERNAL;
 }

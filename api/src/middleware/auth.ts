@@ -21,7 +21,8 @@ export function auth(keys: ApiKey[], quotas: Map<string, TenantQuota>): Middlewa
       return next();
     }
     const m = /^Bearer\s+(\S+)\s*$/i.exec(c.req.header('authorization') ?? '');
-    const presented = m ? digest(m[1]!) : null;
+    const key = m ? m[1]! : webSocketKey(c.req.raw.headers, c.req.url);
+    const presented = key ? digest(key) : null;
     const match = presented && table.find((k) => timingSafeEqual(k.hash, presented));
     if (!match) throw new SbxError('unauthorized', 'send a valid API key as "Authorization: Bearer <key>"');
     c.set('tenant', match.tenant);
@@ -29,6 +30,19 @@ export function auth(keys: ApiKey[], quotas: Map<string, TenantQuota>): Middlewa
     c.set('quota', quotas.get(match.tenant) ?? null);
     return next();
   };
+}
+
+/**
+ * Browsers cannot set headers on a WebSocket: a WebSocket upgrade (only) may carry the key as a
+ * subprotocol `sbx.bearer.<key>` (offer it after `sbx.v1`, which the server echoes) or as `?token=`.
+ */
+function webSocketKey(headers: Headers, url: string): string | null {
+  if (headers.get('upgrade')?.toLowerCase() !== 'websocket') return null;
+  for (const p of (headers.get('sec-websocket-protocol') ?? '').split(',')) {
+    const t = p.trim();
+    if (t.startsWith('sbx.bearer.') && t.length > 11) return t.slice(11);
+  }
+  return new URL(url).searchParams.get('token');
 }
 
 /** 403 `forbidden` unless the caller's key has the admin role (after auth). */

@@ -9,11 +9,32 @@
  * `Connection: close`, resets a connection the client is still writing to, and the client then
  * sees EPIPE instead of the 413.)
  */
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { z } from 'zod';
 import { InvalidRequestError, SbxError, type ErrorDetail } from '../../../core/src/errors.ts';
 
 export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S, limitBytes: number): Promise<z.infer<S>> {
+  const parsed = schema.safeParse((await readJson(c, limitBytes)).value);
+  if (!parsed.success) throw validationError(parsed.error);
+  return parsed.data;
+}
+
+/**
+ * The route middleware of every route with a JSON body (api/src/routes, app.openapi): the body is
+ * read here with the checks above (415, 413 while streaming, invalid_json), then handed to
+ * zod-openapi's validator through Hono's body cache, which validates it against the schema the
+ * route describes (its errors become invalid_request through the app's defaultHook), so the
+ * handler reads it with c.req.valid('json').
+ */
+export function jsonBody(limitBytes: number): MiddlewareHandler {
+  return async (c, next) => {
+    const { text } = await readJson(c, limitBytes);
+    (c.req.bodyCache as { text?: Promise<string> }).text = Promise.resolve(text);
+    await next();
+  };
+}
+
+async function readJson(c: Context, limitBytes: number): Promise<{ text: string; value: unknown }> {
   const type = c.req.header('content-type') ?? '';
   if (!/^application\/json\s*(;|$)/i.test(type)) {
     throw new SbxError('unsupported_media_type', 'send the body as JSON with "Content-Type: application/json"');
@@ -21,15 +42,12 @@ export async function readJsonBody<S extends z.ZodType>(c: Context, schema: S, l
   const declared = Number(c.req.header('content-length') ?? '0');
   if (declared > limitBytes) throw tooLarge(limitBytes);
   const raw = await readAtMost(c, limitBytes);
-  let body: unknown;
   try {
-    body = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+    return { text, value: JSON.parse(text) };
   } catch (e) {
     throw new SbxError('invalid_json', `the body is not valid UTF-8 JSON: ${(e as Error).message}`);
   }
-  const parsed = schema.safeParse(body);
-  if (!parsed.success) throw validationError(parsed.error);
-  return parsed.data;
 }
 
 /** The body's bytes, read chunk by chunk; 413 as soon as more than `limit` arrived. */

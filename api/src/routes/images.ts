@@ -1,15 +1,34 @@
-import type { Hono } from 'hono';
-import { z } from 'zod';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { publishControl } from '../../../core/src/control-messages.ts';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { parseImageReference } from '../../../core/src/image-ref.ts';
 import { TenantQuotas, tenantQuotaOptions } from '../../../core/src/tenant-quota.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { requireAdmin } from '../middleware/auth.ts';
-import { readJsonBody } from '../middleware/json-body.ts';
+import { jsonBody } from '../middleware/json-body.ts';
+import { errors, forbidden, json } from '../openapi.ts';
 
 const PrePull = z.strictObject({ image: z.string().min(1, 'is required').max(512) });
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+const CachedImage = z.object({ image: z.string(), digest: z.string(), sizeBytes: z.number(), workers: z.array(z.string()), lastUsedAt: z.string() });
+
+export const imagesListRoute = createRoute({
+  method: 'get', path: '/v1/images', summary: 'Images cached on the workers (a tenant key: only those its own jobs used)', tags: ['images'],
+  responses: { 200: json(z.object({ items: z.array(CachedImage) }), 'Cached images'), 401: errors[401], 503: errors[503] },
+});
+
+export const imagesPullRoute = createRoute({
+  method: 'post', path: '/v1/images', summary: 'Pre-pull an image on every live worker (admin keys only)', tags: ['images'],
+  request: { body: { required: true, content: { 'application/json': { schema: PrePull } } } },
+  responses: { 202: json(z.object({ image: z.string(), workers: z.array(z.string()) }), 'Pull requested'), ...errors, 403: forbidden },
+});
+
+export const imagesEvictRoute = createRoute({
+  method: 'delete', path: '/v1/images/{digest}', summary: 'Evict an image from every worker cache (admin keys only)', tags: ['images'],
+  request: { params: z.object({ digest: z.string().openapi({ example: `sha256:${'0'.repeat(64)}` }) }) },
+  responses: { 202: json(z.object({ digest: z.string(), workers: z.array(z.string()) }), 'Eviction requested'), ...errors, 403: forbidden },
+});
 
 /**
  * GET /v1/images — what the live workers have cached (from their heartbeats); a tenant key sees only
@@ -17,9 +36,9 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
  * POST /v1/images — pre-pull on every live worker; DELETE /v1/images/{digest} — evict everywhere:
  * both fleet-wide, so admin keys only.
  */
-export function registerImages(app: Hono<AppEnv>, deps: AppDeps): void {
+export function registerImages(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   const quotas = new TenantQuotas(deps.redis, deps.keys, tenantQuotaOptions(deps.config));
-  app.get('/v1/images', async (c) => {
+  app.openapi(imagesListRoute, async (c) => {
     const byDigest = new Map<string, { image: string; digest: string; sizeBytes: number; workers: string[]; lastUsedAt: string }>();
     for (const w of await deps.workers.list()) {
       for (const img of w.images) {
@@ -35,19 +54,20 @@ export function registerImages(app: Hono<AppEnv>, deps: AppDeps): void {
       const used = await quotas.imagesUsed(c.get('tenant'), [...new Set(items.map((i) => i.image))]);
       items = items.filter((i) => used.has(i.image));
     }
-    return c.json({ items: items.sort((a, b) => b.lastUsedAt.localeCompare(a.lastUsedAt)) });
+    return c.json({ items: items.sort((a, b) => b.lastUsedAt.localeCompare(a.lastUsedAt)) }, 200);
   });
 
-  app.post('/v1/images', requireAdmin('POST /v1/images (pre-pull on every worker)'), async (c) => {
-    const body = await readJsonBody(c, PrePull, deps.config.env.SBX_BODY_LIMIT_BYTES);
+  // The admin check first, then the body: a tenant key gets its 403 without the body being read.
+  app.openapi({ ...imagesPullRoute, middleware: [requireAdmin('POST /v1/images (pre-pull on every worker)'), jsonBody(deps.config.env.SBX_BODY_LIMIT_BYTES)] }, async (c) => {
+    const body = c.req.valid('json');
     const ref = parseImageReference(body.image);
     const workers = (await deps.workers.list()).map((w) => w.id);
     await publishControl(deps.redis, deps.keys, { type: 'pull', image: ref.canonical });
     return c.json({ image: ref.canonical, workers }, 202);
   });
 
-  app.delete('/v1/images/:digest', requireAdmin('DELETE /v1/images/{digest} (evict from every worker)'), async (c) => {
-    const digest = c.req.param('digest');
+  app.openapi({ ...imagesEvictRoute, middleware: [requireAdmin('DELETE /v1/images/{digest} (evict from every worker)')] }, async (c) => {
+    const { digest } = c.req.valid('param');
     if (!DIGEST.test(digest)) throw new InvalidRequestError('digest must look like sha256:<64 hex digits>', [{ path: 'digest', message: 'is not a sha256 digest' }]);
     const workers = (await deps.workers.list()).map((w) => w.id);
     await publishControl(deps.redis, deps.keys, { type: 'evict', digest });

@@ -1,22 +1,37 @@
-import type { Hono } from 'hono';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { IDEMPOTENCY_TTL_SECONDS } from '../../../core/src/redis-keys.ts';
 import { newJobId } from '../../../core/src/job-id.ts';
-import { JobRequest, isFinished, newJobDocument, type JobDocument } from '../../../core/src/job-spec.ts';
+import { JobDocument, JobRequest, isFinished, newJobDocument } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { TenantQuotas, tenantLimitsPolicy, tenantQuotaOptions } from '../../../core/src/tenant-quota.ts';
 import { buildJobSpec } from '../job-submission.ts';
 import { checkCallbackUrl } from '../../../core/src/webhooks/callback-url.ts';
 import { JobWatch } from '../job-waiter.ts';
-import { readJsonBody } from '../middleware/json-body.ts';
+import { jsonBody } from '../middleware/json-body.ts';
+import { ErrorBody, errors, flag, json } from '../openapi.ts';
+
+export const jobsCreateRoute = createRoute({
+  method: 'post', path: '/v1/jobs', summary: 'Submit a job', tags: ['jobs'],
+  request: {
+    query: z.object({ wait: flag('`true`: answer when the job ends (at most the server\'s wait cap), with its output') }),
+    body: { required: true, content: { 'application/json': { schema: JobRequest } } },
+  },
+  responses: {
+    200: json(JobDocument, 'With ?wait=true: the finished job, including output'),
+    202: json(JobDocument, 'Accepted (Location: /v1/jobs/{id}); with ?wait=true the job as it stands when the wait cap passed'),
+    ...errors, 413: json(ErrorBody, 'Body too large'), 415: json(ErrorBody, 'Not application/json'),
+    429: json(ErrorBody, 'rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up; Retry-After says when to retry'),
+  },
+});
 
 /** POST /v1/jobs — accept a job, queue it; with ?wait=true answer when it ends (or the cap passes). */
-export function registerJobsCreate(app: Hono<AppEnv>, deps: AppDeps): void {
+export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   const quotas = new TenantQuotas(deps.redis, deps.keys, tenantQuotaOptions(deps.config));
-  app.post('/v1/jobs', async (c) => {
-    const req = await readJsonBody(c, JobRequest, deps.config.env.SBX_BODY_LIMIT_BYTES);
+  app.openapi({ ...jobsCreateRoute, middleware: [jsonBody(deps.config.env.SBX_BODY_LIMIT_BYTES)] }, async (c) => {
+    const req = c.req.valid('json');
     const tenant = c.get('tenant');
     const quota = c.get('quota');
-    const wait = c.req.query('wait') === 'true';
+    const wait = c.req.valid('query').wait === 'true';
     const id = newJobId();
     checkCallbackUrl(req.callbackUrl, tenant, deps.config.env); // a secret for the tenant; http only to allow-listed hosts
     const spec = buildJobSpec(req, id, tenant, tenantLimitsPolicy(deps.config.limits, quota), new Date());

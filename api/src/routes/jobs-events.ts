@@ -1,10 +1,11 @@
-import type { Hono } from 'hono';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
-import { InvalidRequestError } from '../../../core/src/errors.ts';
+import { errorBody, InvalidRequestError } from '../../../core/src/errors.ts';
 import { isFinished } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
+import { errors, JobIdParams } from '../openapi.ts';
 
 const KEEPALIVE_MS = 15_000;
 const LIVENESS_CHECK_MS = 5_000;
@@ -32,9 +33,16 @@ export function isResumableEventId(id: string): boolean {
  * {position}, 1 = next; no `id:`, it is not in the stream) is sent at once and whenever the position
  * changes, and {position: null} once when it leaves the queue.
  */
-export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
-  app.get('/v1/jobs/:id/events', async (c) => {
-    const job = await loadJobForTenant(deps, c.req.param('id'), c.get('tenant'));
+export const jobsEventsRoute = createRoute({
+  method: 'get', path: '/v1/jobs/{id}/events', tags: ['jobs'],
+  summary: 'Live output as Server-Sent Events (status, stdout, stderr, exit; while queued also queue {position}, without id); resume with Last-Event-ID',
+  request: { params: JobIdParams, query: z.object({ lastEventId: z.string().optional().openapi({ description: 'Resume after this event id (as the Last-Event-ID header does)' }) }) },
+  responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } }, ...errors },
+});
+
+export function registerJobsEvents(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
+  app.openapi(jobsEventsRoute, async (c) => {
+    const job = await loadJobForTenant(deps, c.req.valid('param').id, c.get('tenant'));
     const resumeFrom = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
     if (!isResumableEventId(resumeFrom)) {
       throw new InvalidRequestError('lastEventId must be an event id previously received, like 1732280000000-0', [{ path: 'lastEventId', message: 'is not an event id' }]);
@@ -109,7 +117,7 @@ export function registerJobsEvents(app: Hono<AppEnv>, deps: AppDeps): void {
       },
       async (err, stream) => {
         deps.logger.warn({ err, jobId: id }, 'SSE stream failed');
-        await stream.writeSSE({ event: 'error', data: JSON.stringify({ error: { code: 'internal', message: 'the event stream failed; reconnect with Last-Event-ID', details: [] } }) });
+        await stream.writeSSE({ event: 'error', data: JSON.stringify(errorBody('internal', 'the event stream failed; reconnect with Last-Event-ID')) });
       },
     );
   });

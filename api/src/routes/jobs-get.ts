@@ -1,14 +1,22 @@
-import type { Hono } from 'hono';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { JobDocument } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { loadJobForTenant } from '../job-access.ts';
+import { errors, flag, json, JobIdParams } from '../openapi.ts';
 import { withQueuePosition } from '../queue-position.ts';
 
+export const jobsGetRoute = createRoute({
+  method: 'get', path: '/v1/jobs/{id}', summary: 'The job document', tags: ['jobs'],
+  request: { params: JobIdParams, query: z.object({ output: flag('`true`: include the output') }) },
+  responses: { 200: json(JobDocument, 'The job (with output when ?output=true)'), ...errors },
+});
+
 /** GET /v1/jobs/{id}[?output=true] — the job document (queuePosition while queued), with its output when asked. */
-export function registerJobsGet(app: Hono<AppEnv>, deps: AppDeps): void {
-  app.get('/v1/jobs/:id', async (c) => {
-    const job = await loadJobForTenant(deps, c.req.param('id'), c.get('tenant'));
+export function registerJobsGet(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
+  app.openapi(jobsGetRoute, async (c) => {
+    const job = await loadJobForTenant(deps, c.req.valid('param').id, c.get('tenant'));
     const doc = await withQueuePosition(deps, job.doc);
-    if (c.req.query('output') === 'true') return c.json({ ...doc, output: await deps.store.readOutput(job.doc.id) });
-    return c.json(doc);
+    if (c.req.valid('query').output === 'true') return c.json({ ...doc, output: await deps.store.readOutput(job.doc.id) }, 200);
+    return c.json(doc, 200);
   });
 }

@@ -1,8 +1,7 @@
-import type { Hono } from 'hono';
-import { z } from 'zod';
-import { JobStatus, type JobDocument } from '../../../core/src/job-spec.ts';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { JobDocument, JobStatus } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
-import { validationError } from '../middleware/json-body.ts';
+import { errors, json } from '../openapi.ts';
 import { withQueuePositions } from '../queue-position.ts';
 
 const Query = z.strictObject({
@@ -16,14 +15,19 @@ const Query = z.strictObject({
 
 const MAX_SCANNED = 5000;
 
+export const jobsListRoute = createRoute({
+  method: 'get', path: '/v1/jobs', summary: "The tenant's jobs, newest first", tags: ['jobs'],
+  request: { query: Query },
+  responses: { 200: json(z.object({ items: z.array(JobDocument), nextCursor: z.string().nullable() }), 'A page of jobs'), ...errors },
+});
+
 /** GET /v1/jobs?status=&limit=&cursor= — the tenant's jobs, newest first. */
-export function registerJobsList(app: Hono<AppEnv>, deps: AppDeps): void {
-  app.get('/v1/jobs', async (c) => {
-    const q = Query.safeParse(c.req.query());
-    if (!q.success) throw validationError(q.error);
-    const { status, limit } = q.data;
+export function registerJobsList(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
+  app.openapi(jobsListRoute, async (c) => {
+    const q = c.req.valid('query');
+    const { status, limit } = q;
     const tenant = c.get('tenant');
-    let cursor = q.data.cursor ? { score: Number(q.data.cursor.split(':')[0]), id: q.data.cursor.split(':')[1]! } : null;
+    let cursor = q.cursor ? { score: Number(q.cursor.split(':')[0]), id: q.cursor.split(':')[1]! } : null;
     const items: JobDocument[] = [];
     let scanned = 0;
     let exhausted = false;
@@ -47,6 +51,6 @@ export function registerJobsList(app: Hono<AppEnv>, deps: AppDeps): void {
     // A full page (or a scan cut short by the filter) may have more behind it; the last page may be empty.
     const more = !exhausted && cursor !== null && (items.length === limit || scanned >= MAX_SCANNED);
     const nextCursor = more && cursor ? `${cursor.score}:${cursor.id}` : null;
-    return c.json({ items: await withQueuePositions(deps, items), nextCursor });
+    return c.json({ items: await withQueuePositions(deps, items), nextCursor }, 200);
   });
 }

@@ -1,33 +1,88 @@
-/** With Redis gone the API answers 503 with the error body — never a 500, a hang or a stack trace. */
+/**
+ * With Redis gone the API answers 503 with the error body — never a 500, a hang or a stack trace.
+ * With Redis up but answering an error (a ReplyError) it is our bug, not an outage: 500 internal.
+ * The difference is judged by ioredis's error types (api/src/redis-outage.ts), never message text.
+ */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import { ReplyError } from 'ioredis';
 import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import { createTestApp } from '../../../test/harness/api-app.ts';
+import type { JobDocument } from '../../../core/src/job-spec.ts';
+import { isRedisOutage } from '../redis-outage.ts';
 
-let redis: RunningRedis;
-let t: ReturnType<typeof createTestApp>;
+describe('Redis answers with an error', () => {
+  let redis: RunningRedis;
+  let t: ReturnType<typeof createTestApp>;
+  before(async () => {
+    redis = await startRedis();
+    t = createTestApp(redis);
+  });
+  after(async () => {
+    await t?.close();
+    await redis?.stop();
+  });
 
-before(async () => {
-  redis = await startRedis();
-  t = createTestApp(redis);
-  assert.equal((await t.app.request('/readyz')).status, 200);
-  await redis.stop();
+  test('a WRONGTYPE ReplyError from Redis is a 500 internal, not a 503', async () => {
+    const created = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'busybox', command: ['true'] }) });
+    assert.equal(created.status, 202);
+    const { id } = (await created.json()) as JobDocument;
+    // The job's state hash replaced by a string: every read of it is answered WRONGTYPE.
+    const state = t.deps.keys.jobState(id);
+    await t.deps.redis.del(state);
+    await t.deps.redis.set(state, 'not a hash');
+    const res = await t.app.request(`/v1/jobs/${id}`);
+    const body = (await res.json()) as { error: { code: string; message: string; details: unknown[] } };
+    assert.equal(res.status, 500, JSON.stringify(body));
+    assert.deepEqual(body, { error: { code: 'internal', message: 'an internal error occurred; it has been logged', details: [] } });
+  });
+
+  test('a ReplyError is an answer whatever its text says (message matching called this one an outage)', async () => {
+    await t.deps.redis.set('a-string', 'x');
+    const e1 = await t.deps.redis.hget('a-string', 'f').then(() => null, (e: unknown) => e);
+    assert.ok(e1 instanceof ReplyError, String(e1));
+    assert.equal(isRedisOutage(e1, t.deps.redis), false);
+    // A real reply from Redis whose text happens to read like a socket error.
+    const e2 = await t.deps.redis.eval("return redis.error_reply('ECONNREFUSED: raised by a script')", 0).then(() => null, (e: unknown) => e);
+    assert.ok(e2 instanceof ReplyError, String(e2));
+    assert.equal(isRedisOutage(e2, t.deps.redis), false);
+    // A bug of ours while Redis is fine is not an outage either.
+    assert.equal(isRedisOutage(new Error('Connection is closed.'), t.deps.redis), false, 'the client is ready: not an outage');
+    assert.equal(isRedisOutage(new TypeError('x is undefined'), t.deps.redis), false);
+  });
 });
-after(async () => {
-  await t?.close();
-});
 
-test('readyz and job routes answer 503 dependency_unavailable while Redis is down', async () => {
-  const ready = await t.app.request('/readyz');
-  assert.equal(ready.status, 503);
-  assert.equal(((await ready.json()) as { error: { code: string } }).error.code, 'dependency_unavailable');
-  const started = Date.now();
-  const submit = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'busybox', command: ['true'] }) });
-  assert.equal(submit.status, 503);
-  const body = (await submit.json()) as { error: { code: string; message: string } };
-  assert.equal(body.error.code, 'dependency_unavailable');
-  assert.ok(Date.now() - started < 10_000, 'answers promptly');
-  const get = await t.app.request('/v1/jobs/j_00000000000000000000000000');
-  assert.equal(get.status, 503);
-  assert.equal((await t.app.request('/healthz')).status, 200, 'the process itself is up');
+describe('Redis stopped', () => {
+  let redis: RunningRedis;
+  let t: ReturnType<typeof createTestApp>;
+  before(async () => {
+    redis = await startRedis();
+    t = createTestApp(redis);
+    assert.equal((await t.app.request('/readyz')).status, 200);
+    await redis.stop();
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  test('readyz and job routes answer 503 dependency_unavailable while Redis is down', async () => {
+    const ready = await t.app.request('/readyz');
+    assert.equal(ready.status, 503);
+    assert.equal(((await ready.json()) as { error: { code: string } }).error.code, 'dependency_unavailable');
+    const started = Date.now();
+    const submit = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'busybox', command: ['true'] }) });
+    assert.equal(submit.status, 503);
+    const body = (await submit.json()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, 'dependency_unavailable');
+    assert.ok(Date.now() - started < 10_000, 'answers promptly');
+    const get = await t.app.request('/v1/jobs/j_00000000000000000000000000');
+    assert.equal(get.status, 503);
+    assert.equal((await t.app.request('/healthz')).status, 200, 'the process itself is up');
+  });
+
+  test('the errors a command gets while Redis is down are recognised by type', async () => {
+    const e = await t.deps.redis.get('anything').then(() => null, (err: unknown) => err);
+    assert.ok(e instanceof Error, String(e));
+    assert.equal(isRedisOutage(e, t.deps.redis), true, `${(e as Error).name}: ${(e as Error).message}`);
+  });
 });

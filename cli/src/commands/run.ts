@@ -10,6 +10,7 @@ import { CliError, UsageError } from '../cli-error.ts';
 import { write, type Command, type Context } from '../command.ts';
 import { credentialsFor } from '../docker-config.ts';
 import { endNote, exitCodeOf } from '../exit-code.ts';
+import { interactive } from '../interactive.ts';
 import { parseCpus, parseDuration, parseMemory } from '../units.ts';
 
 export const run: Command = {
@@ -31,8 +32,8 @@ export const run: Command = {
     { name: 'pids-limit', type: 'string', value: 'int', help: 'Limit the number of processes' },
     { name: 'timeout', type: 'string', value: 'duration', help: 'Kill the job after this long (like 30s)' },
     { name: 'label', short: 'l', type: 'list', value: 'list', help: 'Set labels on the job (k=v)' },
-    { name: 'interactive', short: 'i', type: 'boolean', help: 'Send our standard input to the job (read to its end first)' },
-    { name: 'tty', short: 't', type: 'boolean', help: 'Accepted and ignored: jobs have no terminal' },
+    { name: 'interactive', short: 'i', type: 'boolean', help: 'Keep STDIN open and stream it to the job' },
+    { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
     { name: 'network', type: 'string', value: 'string', help: 'Network mode: none (the only one)' },
     { name: 'format', type: 'string', value: 'string', help: 'With -d: print the job document as json' },
   ],
@@ -45,6 +46,10 @@ export const run: Command = {
       const job = await client.submit(request);
       await write(ctx.stdout, flagString(args, 'format') === 'json' ? `${JSON.stringify(job)}\n` : `${job.id}\n`);
       return 0;
+    }
+    if (request.openStdin || request.tty) {
+      const job = await client.submit(request);
+      return interactive(ctx, job.id, { stdin: !!request.openStdin, tty: !!request.tty, logs: true });
     }
     return attach(ctx, client, request);
   },
@@ -87,9 +92,11 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   if (pids !== undefined) limits.pids = pids;
   if (timeoutMs !== undefined) limits.timeoutMs = timeoutMs;
   if (Object.keys(limits).length) req.limits = limits;
-  if (flagBool(args, 'interactive')) {
-    if (ctx.stdin.isTTY) await write(ctx.stderr, 'sbx: -i: reading standard input to its end (Ctrl-D): a job gets its input whole, there is no terminal\n');
-    req.stdin = await readAll(ctx.stdin);
+  if (flagBool(args, 'interactive')) req.openStdin = true; // streamed over the attach socket (interactive.ts)
+  if (flagBool(args, 'tty')) {
+    req.tty = true;
+    const out = ctx.stdout as { isTTY?: boolean; rows?: number; columns?: number };
+    if (out.isTTY && out.rows && out.columns) req.ttySize = { rows: out.rows, cols: out.columns };
   }
   try {
     const auth = credentialsFor(image, ctx.env);
@@ -136,12 +143,6 @@ function keyValues(items: string[], what: string): Record<string, string> {
     if ((eq < 0 ? item : item.slice(0, eq)) === '') throw new UsageError(`invalid ${what} "${item}": use key=value`, 'run');
   }
   return out;
-}
-
-async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 async function attach(ctx: Context, client: SbxClient, request: JobRequest): Promise<number> {

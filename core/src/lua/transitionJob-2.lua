@@ -7,7 +7,8 @@
   ARGV[4] event type          ARGV[5] event data JSON
   ARGV[6] notify channel      ARGV[7] ttl seconds to set on both keys, or 0 to leave it
   An 'exit' event (the job ended, whatever the status and whoever ends it) deletes the job's sealed
-  registryAuth (field 'auth'): credentials live no longer than the job.
+  registryAuth (field 'auth'): credentials live no longer than the job; and its stdin stream
+  (<same prefix>:stdin, interactive jobs), so no frame outlives it.
   Output: 'ok', or the current status when it was not one of ARGV[1] ('' if the job is gone)
 ]]
 local current = redis.call('HGET', KEYS[1], 'status')
@@ -18,7 +19,11 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
 end
 if not allowed then return current end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'doc', ARGV[3])
-if ARGV[4] == 'exit' then redis.call('HDEL', KEYS[1], 'auth') end
+if ARGV[4] == 'exit' then
+  redis.call('HDEL', KEYS[1], 'auth')
+  -- an interactive job's stdin stream (core/src/stdin-stream.ts) ends with it: same hash tag, same slot
+  redis.call('DEL', (string.gsub(KEYS[1], ':state$', ':stdin')))
+end
 redis.call('XADD', KEYS[2], '*', 'type', ARGV[4], 'data', ARGV[5])
 if tonumber(ARGV[7]) > 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[7])

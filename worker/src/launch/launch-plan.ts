@@ -1,6 +1,6 @@
 /**
  * What to start: the job spec applied to the image config with Docker's semantics (command and
- * env rules in images/image-config.ts), `workdir` and `user` defaulting to the image's, the user
+ * env rules in image-config.ts), `workdir` and `user` defaulting to the image's, the user
  * resolved inside the image. Nothing of the worker's own environment is ever added.
  */
 import type { JobSpec } from '../../../core/src/job-spec.ts';

@@ -174,6 +174,13 @@ export class CacheIndex {
     return [...this.layers.values()];
   }
 
+  /** Total unpacked bytes of the listed layers. */
+  layerBytes(): number {
+    let sum = 0;
+    for (const l of this.layers.values()) sum += l.unpackedBytes;
+    return sum;
+  }
+
   /** The image record when it and all its layers are present. */
   completeImage(manifestDigest: string): ImageRecord | undefined {
     const image = this.images.get(manifestDigest);

@@ -22,6 +22,7 @@ import { readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { processAlive } from '../../process-alive.ts';
+import { HoldCounts } from './hold-counts.ts';
 
 const HOST = hostname();
 
@@ -65,7 +66,7 @@ export interface LiveHolders {
 
 /** This store's holds, mirrored to marker files. Synchronous: release() must be. */
 export class InUseMarkers {
-  private readonly counts = new Map<string, number>();
+  private readonly counts = new HoldCounts();
   private readonly dir: string;
   private readonly name: string;
 
@@ -75,7 +76,7 @@ export class InUseMarkers {
   }
 
   count(manifestDigest: string): number {
-    return this.counts.get(manifestDigest) ?? 0;
+    return this.counts.count(manifestDigest);
   }
 
   has(manifestDigest: string): boolean {
@@ -83,23 +84,16 @@ export class InUseMarkers {
   }
 
   digests(): string[] {
-    return [...this.counts.keys()];
+    return this.counts.keys();
   }
 
   hold(manifestDigest: string, layers: readonly string[]): void {
-    const count = this.count(manifestDigest);
-    if (count === 0) this.write(manifestDigest, layers);
-    this.counts.set(manifestDigest, count + 1);
+    if (!this.counts.has(manifestDigest)) this.write(manifestDigest, layers);
+    this.counts.add(manifestDigest);
   }
 
   release(manifestDigest: string): void {
-    const left = this.count(manifestDigest) - 1;
-    if (left > 0) {
-      this.counts.set(manifestDigest, left);
-      return;
-    }
-    if (!this.counts.delete(manifestDigest)) return;
-    rmSync(this.path(manifestDigest), { force: true });
+    if (this.counts.remove(manifestDigest) === 0) rmSync(this.path(manifestDigest), { force: true });
   }
 
   /** Drops every hold of this store (it is closing). */

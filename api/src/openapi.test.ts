@@ -1,0 +1,97 @@
+/**
+ * /openapi.json describes exactly the routes the app serves (each route describes itself with
+ * createRoute where its handler is), and a described request body is the schema the handler
+ * validates with: every field it calls required is demanded, and where it allows no other field
+ * an unknown one is refused — through the app, with our error envelope.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { startRedis, type RunningRedis } from '../../test/harness/redis.ts';
+import { createTestApp } from '../../test/harness/api-app.ts';
+
+interface JsonSchema { type?: string; properties?: Record<string, JsonSchema & { description?: string }>; required?: string[]; additionalProperties?: unknown; $ref?: string }
+interface Operation { requestBody?: { content: Record<string, { schema: JsonSchema }> }; responses: Record<string, unknown>; parameters?: Array<{ name: string; in: string }> }
+interface Spec { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, JsonSchema> } }
+
+let redis: RunningRedis;
+let t: ReturnType<typeof createTestApp>;
+let spec: Spec;
+
+before(async () => {
+  redis = await startRedis();
+  t = createTestApp(redis); // anonymous mode: every route is allowed, so each body reaches its validation
+  const res = await t.app.request('/openapi.json');
+  assert.equal(res.status, 200);
+  spec = (await res.json()) as Spec;
+});
+after(async () => {
+  await t?.close();
+  await redis?.stop();
+});
+
+const resolve = (s: JsonSchema): JsonSchema => (s.$ref ? spec.components.schemas[s.$ref.split('/').pop()!]! : s);
+
+describe('/openapi.json', () => {
+  test('every route the app serves is described, and every described route is served', () => {
+    const served = new Set(t.app.routes.filter((r) => r.method !== 'ALL').map((r) => `${r.method} ${r.path.replace(/:([^/]+)/g, '{$1}')}`));
+    const described = new Set(Object.entries(spec.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`)));
+    assert.deepEqual([...served].filter((r) => !described.has(r)).sort(), [], 'served but not described');
+    assert.deepEqual([...described].filter((r) => !served.has(r)).sort(), [], 'described but not served');
+  });
+
+  test('path parameters are described as the handlers read them', () => {
+    for (const [path, ops] of Object.entries(spec.paths)) {
+      const names = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]);
+      for (const [method, op] of Object.entries(ops)) {
+        assert.deepEqual((op.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name).sort(), names.sort(), `${method} ${path}`);
+      }
+    }
+  });
+
+  test('each described JSON body is the schema its handler validates with', async () => {
+    const withBody = Object.entries(spec.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).filter(([, op]) => op.requestBody?.content['application/json']).map(([method, op]) => ({ method, path, schema: resolve(op.requestBody!.content['application/json']!.schema) })));
+    assert.deepEqual(withBody.map((b) => `${b.method} ${b.path}`).sort(), ['post /v1/images', 'post /v1/jobs']);
+    for (const { method, path, schema } of withBody) {
+      const send = (body: unknown) => t.app.request(path, { method: method.toUpperCase(), headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      const missing = await send({});
+      assert.equal(missing.status, 400, `${method} ${path} {}`);
+      const errs = ((await missing.json()) as { error: { code: string; details: Array<{ path: string }> } }).error;
+      assert.equal(errs.code, 'invalid_request');
+      assert.deepEqual(errs.details.map((d) => d.path).sort(), [...(schema.required ?? [])].sort(), `${method} ${path}: the fields the handler demands are the described required ones`);
+      // An unknown field is refused exactly when the description allows no other fields.
+      const unknown = await send({ notDescribedAnywhere: 1 });
+      const body = (await unknown.json()) as { error?: { details: Array<{ path: string; message: string }> } };
+      const refused = body.error?.details.some((d) => d.path === 'notDescribedAnywhere' && d.message === 'is not a known field') ?? false;
+      assert.equal(refused, schema.additionalProperties === false, `${method} ${path}: additionalProperties ${JSON.stringify(schema.additionalProperties)}, answer ${JSON.stringify(body)}`);
+    }
+  });
+
+  test('the contract\'s parts are in it: job request and document, limits, webhooks, queue position, 403/429', () => {
+    const req = spec.components.schemas.JobRequest!;
+    const doc = spec.components.schemas.JobDocument!;
+    assert.ok(req && doc, 'components JobRequest and JobDocument');
+    assert.deepEqual(spec.paths['/v1/jobs']!.post!.requestBody!.content['application/json']!.schema, req, 'POST /v1/jobs takes a JobRequest');
+    const limits = resolve(req.properties!.limits!);
+    for (const l of ['memoryBytes', 'cpus', 'pids', 'timeoutMs', 'outputBytes', 'diskBytes', 'cpuTimeMs', 'openFiles']) {
+      const p = limits.properties?.[l] as { minimum?: number; maximum?: number } | undefined;
+      assert.ok(p && typeof p.minimum === 'number' && typeof p.maximum === 'number', `limits.${l} has the launcher's bounds`);
+    }
+    for (const l of ['memoryBytes', 'diskBytes']) assert.ok(limits.properties?.[l]?.description, `limits.${l} is described`);
+    assert.ok(req.properties!.callbackUrl, 'callbackUrl');
+    assert.ok(doc.properties!.queuePosition && doc.properties!.callback, 'queuePosition and callback');
+    assert.ok(spec.paths['/v1/jobs']!.post!.responses['429'], '429 on submit');
+    for (const [path, method] of [['/v1/images', 'post'], ['/v1/images/{digest}', 'delete'], ['/v1/workers', 'get'], ['/metrics', 'get']] as const) {
+      assert.ok(spec.paths[path]![method]!.responses['403'], `403 on ${method} ${path}`);
+    }
+  });
+
+  test('/docs lists every described route', async () => {
+    const res = await t.app.request('/docs');
+    assert.equal(res.status, 200);
+    const html = await res.text();
+    for (const [path, ops] of Object.entries(spec.paths)) {
+      for (const m of Object.keys(ops)) assert.ok(html.includes(`<code>${m.toUpperCase()}</code></td><td><code>${path}</code>`), `${m} ${path}`);
+    }
+  });
+});

@@ -1,0 +1,223 @@
+/**
+ * GET /v1/jobs/{id}/attach — a WebSocket to a job, as `docker attach`: the job's output (and its
+ * status and exit) as it comes, and, for interactive jobs, stdin bytes, EOF, window sizes and
+ * signals to it. Frames (README "Attach"):
+ *
+ *   binary  [channel byte][bytes]   client → server: channel 0 = stdin
+ *                                   server → client: channel 1 = stdout, 2 = stderr
+ *   text    JSON control            client → server: {"type":"eof"} | {"type":"resize","rows","cols"}
+ *                                                    | {"type":"signal","signal":"SIGINT"}
+ *                                   server → client: {"type":"status","status"} | {"type":"exit",...exit event}
+ *                                                    | {"type":"error","code","message"}
+ *
+ * Output is read from the job's event stream (as SSE): `?logs=true` replays it from the start
+ * (what `sbx run -it` uses, so nothing printed before the socket opened is lost), else it starts
+ * at the moment of attaching. Input goes through the job's stdin stream in Redis
+ * (core/src/stdin-stream.ts) to whichever worker runs it; while that stream is full this socket is
+ * not read (TCP backpressure to the client). Several clients may attach at once; each sees all
+ * output. The server closes with 1000 after the exit frame.
+ */
+import type { ServerType } from '@hono/node-server';
+import { createNodeWebSocket, type NodeWebSocket } from '@hono/node-ws';
+import type { Hono } from 'hono';
+import type { WSContext } from 'hono/ws';
+import os from 'node:os';
+import type { Socket } from 'node:net';
+import { InvalidRequestError } from '../../../core/src/errors.ts';
+import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
+import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
+import type { AppDeps, AppEnv } from '../deps.ts';
+import { Doorbell } from '../job-events-hub.ts';
+import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
+
+export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
+/** Input accepted from a client but not yet in Redis, past which its socket is paused. */
+const MAX_PENDING_INPUT = 1 << 20;
+/** Output queued in a client's socket past which the pump waits for it. */
+const MAX_BUFFERED_OUTPUT = 1 << 20;
+const LIVENESS_CHECK_MS = 5_000;
+
+/** What is used of the `ws` library's socket under Hono's WSContext. */
+interface RawSocket { bufferedAmount: number; _socket?: Socket }
+
+const sockets = new WeakMap<object, NodeWebSocket>();
+
+/** main.ts (or a test server): let the HTTP server hand WebSocket upgrades to the app. */
+export function injectWebSockets(app: object, server: ServerType): void {
+  sockets.get(app)?.injectWebSocket(server as Parameters<NodeWebSocket['injectWebSocket']>[0]);
+}
+
+export function registerJobsAttach(app: Hono<AppEnv>, deps: AppDeps): void {
+  const nodeWs = createNodeWebSocket({ app });
+  sockets.set(app, nodeWs);
+  const writer = new StdinWriter(deps.redis, deps.keys);
+  app.get('/v1/jobs/:id/attach', async (c, next) => {
+    if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
+      throw new InvalidRequestError('this endpoint is a WebSocket: connect with Upgrade: websocket (see README "Attach")', [{ path: 'upgrade', message: 'must be websocket' }]);
+    }
+    const job = await loadJobForTenant(deps, c.req.param('id'), c.get('tenant'));
+    const logs = c.req.query('logs') === 'true';
+    const from = logs ? '0' : await lastEventId(deps, job.doc.id);
+    const handler = nodeWs.upgradeWebSocket(() => {
+      let session: AttachSession | null = null;
+      return {
+        onOpen: (_e, ws) => { session = new AttachSession(deps, writer, job.doc, ws, from); session.start(); },
+        onMessage: (e, ws) => { session?.receive(e.data, ws); },
+        onClose: () => session?.close(),
+        onError: () => session?.close(),
+      };
+    });
+    return handler(c, next);
+  });
+}
+
+async function lastEventId(deps: AppDeps, id: string): Promise<string> {
+  const last = await deps.redis.xrevrange(deps.keys.jobEvents(id), '+', '-', 'COUNT', 1);
+  return last[0]?.[0] ?? '0';
+}
+
+class AttachSession {
+  private readonly abort = new AbortController();
+  private readonly bell = new Doorbell();
+  private chain: Promise<void> = Promise.resolve();
+  private pendingBytes = 0;
+  private paused = false;
+  private stdinClosed = false;
+  private beat: NodeJS.Timeout | undefined;
+  private unwatch: (() => void) | null = null;
+
+  constructor(
+    private readonly deps: AppDeps,
+    private readonly writer: StdinWriter,
+    private readonly doc: JobDocument,
+    private readonly ws: WSContext,
+    private after: string,
+  ) {}
+
+  start(): void {
+    const interactive = this.doc.interactive;
+    if (interactive && !isFinished(this.doc.status)) {
+      const every = Math.max(250, Math.min(HEARTBEAT_MS, Math.floor((this.doc.limits.idleTimeoutMs ?? HEARTBEAT_MS * 3) / 3)));
+      const beat = () => void this.writer.append(this.doc.id, { type: 'attached' }, this.abort.signal).catch(() => {});
+      beat();
+      this.beat = setInterval(beat, every);
+    }
+    void this.pump().catch((err: unknown) => {
+      this.deps.logger.warn({ err, jobId: this.doc.id }, 'attach output failed');
+      this.sendJson({ type: 'error', code: 'internal', message: 'reading the job\'s output failed; attach again' });
+      this.ws.close(1011, 'internal');
+    });
+  }
+
+  close(): void {
+    if (this.abort.signal.aborted) return;
+    this.abort.abort();
+    clearInterval(this.beat);
+    this.unwatch?.();
+  }
+
+  /** One client frame: queued behind the earlier ones, so they reach Redis in order. */
+  receive(data: unknown, _ws: WSContext): void {
+    let frame: StdinFrame;
+    try {
+      frame = this.parse(data);
+    } catch (e) {
+      this.sendJson({ type: 'error', code: 'invalid_request', message: (e as Error).message });
+      return;
+    }
+    const size = frame.type === 'data' ? frame.data.length : 64;
+    this.pendingBytes += size;
+    if (this.pendingBytes > MAX_PENDING_INPUT) this.pause(true);
+    this.chain = this.chain.then(async () => {
+      try {
+        if (!this.stdinClosed) await this.writer.append(this.doc.id, frame, this.abort.signal);
+      } catch (e) {
+        if (e instanceof StdinClosedError) this.stdinClosed = true; // the job ended: the pump sends its exit
+        else if (!this.abort.signal.aborted) this.sendJson({ type: 'error', code: 'dependency_unavailable', message: 'input could not be passed on (Redis); attach again' });
+      } finally {
+        this.pendingBytes -= size;
+        if (this.paused && this.pendingBytes <= MAX_PENDING_INPUT / 2) this.pause(false);
+      }
+    });
+  }
+
+  private parse(data: unknown): StdinFrame {
+    const interactive = this.doc.interactive;
+    if (typeof data === 'string') {
+      const m = JSON.parse(data) as { type?: unknown; rows?: unknown; cols?: unknown; signal?: unknown };
+      if (m.type === 'resize') {
+        const ok = (n: unknown) => Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 65535;
+        if (!ok(m.rows) || !ok(m.cols)) throw new Error('resize needs integer rows and cols in 1..65535');
+        if (!interactive?.tty) throw new Error('this job has no tty (submit it with "tty": true)');
+        return { type: 'resize', rows: m.rows as number, cols: m.cols as number };
+      }
+      if (m.type === 'signal') {
+        if (typeof m.signal !== 'string' || !(m.signal in os.constants.signals) || m.signal === 'SIGKILL' || m.signal === 'SIGSTOP') throw new Error('signal must be a signal name like SIGINT (not SIGKILL/SIGSTOP: DELETE the job instead)');
+        if (!interactive) throw new Error('signals go to interactive jobs only (openStdin or tty); DELETE cancels any job');
+        return { type: 'signal', signal: m.signal };
+      }
+      if (m.type === 'eof') {
+        if (!interactive?.openStdin) throw new Error('this job\'s stdin is not open (submit it with "openStdin": true)');
+        return { type: 'eof' };
+      }
+      throw new Error('text frames are JSON: {"type":"eof"|"resize"|"signal",...}');
+    }
+    const buf = Buffer.from(data as ArrayBuffer);
+    if (buf.length < 1 || buf[0] !== CHANNEL.stdin) throw new Error('binary frames are [0][stdin bytes]');
+    if (!interactive?.openStdin) throw new Error('this job\'s stdin is not open (submit it with "openStdin": true)');
+    return { type: 'data', data: buf.subarray(1) };
+  }
+
+  private pause(on: boolean): void {
+    const sock = (this.ws.raw as RawSocket | undefined)?._socket;
+    if (!sock) return;
+    this.paused = on;
+    if (on) sock.pause();
+    else sock.resume();
+  }
+
+  private sendJson(v: unknown): void {
+    if (this.ws.readyState === 1) this.ws.send(JSON.stringify(v));
+  }
+
+  /** The job's events from `after` on, as frames, until its exit (then close 1000). */
+  private async pump(): Promise<void> {
+    const id = this.doc.id;
+    this.unwatch = await this.deps.hub.watch(this.deps.keys.jobNotify(id), this.bell.ring);
+    let ended = isFinished(this.doc.status);
+    let lastLiveness = Date.now();
+    const raw = this.ws.raw as RawSocket | undefined;
+    while (!this.abort.signal.aborted) {
+      const events = await this.deps.store.readEvents(id, this.after);
+      for (const e of events) {
+        this.after = e.id;
+        if (this.ws.readyState !== 1) return;
+        if (e.type === 'stdout' || e.type === 'stderr') {
+          const text = (JSON.parse(e.data) as { data: string }).data;
+          this.ws.send(Buffer.concat([Buffer.from([CHANNEL[e.type]]), Buffer.from(text, 'utf8')]));
+          while (raw && raw.bufferedAmount > MAX_BUFFERED_OUTPUT && !this.abort.signal.aborted) await new Promise((r) => setTimeout(r, 10));
+        } else if (e.type === 'status') {
+          this.sendJson({ type: 'status', ...(JSON.parse(e.data) as object) });
+        } else if (e.type === 'exit') {
+          this.sendJson({ type: 'exit', ...(JSON.parse(e.data) as object) });
+          this.ws.close(1000, 'exited');
+          this.close();
+          return;
+        }
+      }
+      if (events.length > 0) continue;
+      if (ended) {
+        this.ws.close(1000, 'ended');
+        return;
+      }
+      if (Date.now() - lastLiveness > LIVENESS_CHECK_MS) {
+        lastLiveness = Date.now();
+        const doc = await this.deps.store.getDoc(id);
+        if (!doc) return void this.ws.close(1000, 'expired');
+        if (isFinished(doc.status)) { ended = true; continue; }
+        await checkWorkerAlive(this.deps, doc);
+      }
+      await this.bell.wait(LIVENESS_CHECK_MS, this.abort.signal);
+    }
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * The terminal side of `sbx run -i/-t` and `sbx attach`: a WebSocket to the job (client attachJob),
+ * our stdin streamed to it (awaiting each write: bounded memory for any size of input), its output
+ * to our stdout/stderr. With a tty on both ends our terminal goes to raw mode (so Ctrl-C, Ctrl-Z,
+ * Ctrl-D are bytes for the job's terminal, which turns them into signals for its foreground
+ * process) and is restored on every way out: normal end, error, SIGTERM/SIGHUP, process exit.
+ * Window changes (SIGWINCH) are forwarded as resizes.
+ */
+import { attachJob, type Job } from '../../client/src/index.ts';
+import { CliError } from './cli-error.ts';
+import { write, type Context } from './command.ts';
+import { endNote, exitCodeOf } from './exit-code.ts';
+
+export interface InteractiveOptions {
+  /** Stream our stdin to the job (its stdin is open). */
+  stdin: boolean;
+  /** The job has a tty: raw mode here when our stdin is a terminal, forward window sizes. */
+  tty: boolean;
+  /** Replay output from the job's start (run), or only from now (attach). */
+  logs: boolean;
+}
+
+type TtyIn = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(on: boolean): unknown; pause(): unknown; resume(): unknown };
+type TtyOut = NodeJS.WritableStream & { isTTY?: boolean; rows?: number; columns?: number };
+
+export async function interactive(ctx: Context, jobId: string, o: InteractiveOptions): Promise<number> {
+  const stdin = ctx.stdin as TtyIn;
+  const stdout = ctx.stdout as TtyOut;
+  const raw = o.tty && o.stdin && !!stdin.isTTY && typeof stdin.setRawMode === 'function';
+  let pending: Promise<void> = Promise.resolve();
+  const att = await attachJob(jobId, {
+    baseUrl: ctx.settings.host,
+    apiKey: ctx.settings.apiKey,
+    logs: o.logs,
+    onOutput: (stream, data) => {
+      const text = data.toString('utf8');
+      pending = pending.then(() => write(stream === 'stdout' ? ctx.stdout : ctx.stderr, text));
+    },
+  });
+  const restore = raw ? rawMode(stdin) : () => {};
+  const onSignal = (sig: NodeJS.Signals) => () => {
+    if (o.tty) att.signal(sig); // like docker's --sig-proxy: to the job's command
+    else att.close();
+  };
+  const handlers: Array<[NodeJS.Signals, () => void]> = [['SIGTERM', onSignal('SIGTERM')], ['SIGHUP', onSignal('SIGHUP')]];
+  if (!raw) handlers.push(['SIGINT', onSignal('SIGINT')]);
+  for (const [s, h] of handlers) process.on(s, h);
+  const onWinch = () => att.resize(stdout.rows ?? 0, stdout.columns ?? 0);
+  if (o.tty && stdout.isTTY) {
+    process.on('SIGWINCH', onWinch);
+    onWinch();
+  }
+  let pumping = true;
+  const pump = o.stdin ? (async () => {
+    try {
+      for await (const chunk of stdin) {
+        if (!pumping) break;
+        await att.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+      }
+      if (pumping) att.eof();
+    } catch {
+      // our stdin went away: the job keeps running, as with docker
+    }
+  })() : Promise.resolve();
+  try {
+    const job: Job | null = await att.ended;
+    pumping = false;
+    await pending;
+    if (!job) throw new CliError(`the connection to job ${jobId} closed before it ended; \`sbx attach ${jobId}\` reattaches`, 125);
+    const note = endNote(job);
+    restore();
+    if (note) await write(ctx.stderr, `sbx: ${note}\n`);
+    return exitCodeOf(job);
+  } finally {
+    restore();
+    pumping = false;
+    for (const [s, h] of handlers) process.off(s, h);
+    process.off('SIGWINCH', onWinch);
+    att.close();
+    if (o.stdin) stdin.pause();
+    void pump;
+  }
+}
+
+/** Raw mode now; the returned function (idempotent, also run at process exit) restores it. */
+function rawMode(stdin: TtyIn): () => void {
+  stdin.setRawMode!(true);
+  let restored = false;
+  const restore = () => {
+    if (restored) return;
+    restored = true;
+    try {
+      stdin.setRawMode!(false);
+    } catch {
+      // the terminal is gone
+    }
+    process.off('exit', restore);
+  };
+  process.on('exit', restore);
+  return restore;
+}

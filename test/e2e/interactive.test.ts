@@ -1,0 +1,192 @@
+/**
+ * Interactive jobs end to end (API and worker as separate processes, real Redis): the attach
+ * WebSocket (frames, auth, tenants, several readers, backpressure-bounded stdin through Redis, no
+ * key left behind, the idle limit, replay over SSE/logs), and `sbx run -it` / `-i` / `attach`
+ * driven as a user would, on a real pseudo-terminal (Python's pty module).
+ */
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { WebSocket } from 'undici';
+import { attachJob, SbxClient, type Job } from '../../client/src/index.ts';
+import { waitUntil } from '../harness/redis.ts';
+import { startStack, type Stack } from '../harness/stack.ts';
+
+const SBX = new URL('../../cli/bin/sbx.js', import.meta.url).pathname;
+const PTY = new URL('./interactive/pty-session.py', import.meta.url).pathname;
+const KEY = 'tty-user-key-aaaaaaaaaaaaaaaaaa';
+const OTHER = 'tty-other-key-bbbbbbbbbbbbbbbbb';
+
+let stack: Stack;
+let api: SbxClient;
+let redis: Redis;
+let image: string;
+let tmp: string;
+
+before(async () => {
+  stack = await startStack({ env: { SBX_API_KEYS: `${KEY}:tty,${OTHER}:other` } });
+  api = new SbxClient({ baseUrl: stack.apiUrl, apiKey: KEY });
+  redis = new Redis(stack.env.SBX_REDIS_URL!);
+  image = stack.images.busybox;
+  tmp = mkdtempSync(join(tmpdir(), 'sbx-tty-'));
+});
+after(async () => {
+  await api?.close();
+  redis?.disconnect();
+  await stack?.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+async function stdinKeys(): Promise<string[]> {
+  return redis.keys('*:stdin');
+}
+
+function collect() {
+  const out = { stdout: '', stderr: '' };
+  return { out, onOutput: (s: 'stdout' | 'stderr', d: Buffer) => { out[s] += d.toString(); } };
+}
+
+/** The upgrade's HTTP answer (status) for a WebSocket attempt that the server refuses. */
+function refusedStatus(url: string, init: { headers?: Record<string, string>; protocols?: string[] } = {}): Promise<string> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, init as never);
+    ws.addEventListener('open', () => { ws.close(); resolve('open'); });
+    ws.addEventListener('error', (e) => resolve(String((e as { message?: string }).message ?? 'error')));
+  });
+}
+
+describe('attach (WebSocket)', () => {
+  test('streams stdin through Redis to the worker in order, EOF ends it, output and exit come back; no key is left', async () => {
+    const job = await api.submit({ image, openStdin: true, command: ['sh', '-c', 'read a; echo "got $a"; wc -c'] });
+    const c = collect();
+    const att = await attachJob(job.id, { baseUrl: stack.apiUrl, apiKey: KEY, logs: true, onOutput: c.onOutput });
+    await att.write('hello\n');
+    await waitUntil(async () => c.out.stdout.includes('got hello'), 20_000, 'the echo of the first line');
+    const chunk = Buffer.alloc(256 * 1024, 0x61);
+    for (let i = 0; i < 12; i++) await att.write(chunk); // 3 MiB: past the stream's bound, so it waits
+    att.eof();
+    const end = await att.ended;
+    assert.equal(end?.status, 'succeeded');
+    assert.equal(c.out.stdout, `got hello\n${12 * 256 * 1024}\n`);
+    assert.deepEqual(await stdinKeys(), [], 'the stdin stream is removed when the job ends');
+  });
+
+  test('same auth and tenant rules: no key 401, another tenant 404, key as ?token= or subprotocol', async () => {
+    const job = await api.submit({ image, openStdin: true, command: ['cat'] });
+    const url = `${stack.apiUrl.replace('http', 'ws')}/v1/jobs/${job.id}/attach`;
+    assert.match(await refusedStatus(url), /401/);
+    assert.match(await refusedStatus(url, { headers: { authorization: `Bearer ${OTHER}` } }), /404/);
+    assert.equal(await refusedStatus(`${url}?token=${KEY}`), 'open');
+    assert.equal(await refusedStatus(url, { protocols: ['sbx.v1', `sbx.bearer.${KEY}`] }), 'open');
+    await api.cancel(job.id);
+    await api.wait(job.id);
+    const plain = await fetch(url.replace('ws', 'http'), { headers: { authorization: `Bearer ${KEY}` } });
+    assert.equal(plain.status, 400, 'without Upgrade: websocket');
+    await waitUntil(async () => (await stdinKeys()).length === 0, 5000, 'no stdin key after a cancel');
+  });
+
+  test('a tty job: several readers see the same output; resize and signals; SSE and logs replay it', async () => {
+    const job = await api.submit({ image, tty: true, openStdin: true, ttySize: { rows: 20, cols: 70 }, command: ['sh', '-c', 'stty size; trap "stty size" WINCH; trap "echo got-usr1; exit 4" USR1; while :; do sleep 0.05; done'] });
+    const a = collect();
+    const b = collect();
+    const one = await attachJob(job.id, { baseUrl: stack.apiUrl, apiKey: KEY, logs: true, onOutput: a.onOutput });
+    const two = await attachJob(job.id, { baseUrl: stack.apiUrl, apiKey: KEY, logs: true, onOutput: b.onOutput });
+    await waitUntil(async () => a.out.stdout.includes('20 70') && b.out.stdout.includes('20 70'), 20_000, 'the initial size on both');
+    one.resize(45, 150);
+    await waitUntil(async () => b.out.stdout.includes('45 150'), 10_000, 'the resize seen by the other reader');
+    two.signal('SIGUSR1');
+    const end = await one.ended;
+    await two.ended;
+    assert.equal(end?.exitCode, 4);
+    assert.match(a.out.stdout, /got-usr1/);
+    const doc = await api.get(job.id, { output: true });
+    assert.match(doc.output!.stdout, /20 70\r\n[\s\S]*45 150\r\n[\s\S]*got-usr1/, 'the job\'s output is in its record too');
+    assert.deepEqual(doc.interactive, { openStdin: true, tty: true });
+  });
+
+  test('the idle limit ends an interactive job nobody is attached to', async () => {
+    const job = await api.submit({ image, openStdin: true, command: ['sleep', '60'], limits: { idleTimeoutMs: 1500 } });
+    const end = await api.wait(job.id, { timeoutMs: 30_000 });
+    assert.equal(end.status, 'timeout');
+    assert.equal(end.error?.code, 'idle_timeout');
+    const bad = await api.request('POST', '/v1/jobs', { image, command: ['true'], limits: { idleTimeoutMs: 5000 } });
+    assert.equal(bad.status, 400, 'idleTimeoutMs is for interactive jobs only');
+  });
+
+  test('an attached client keeps the job alive past its idle limit', async () => {
+    const job = await api.submit({ image, openStdin: true, command: ['sh', '-c', 'sleep 3; echo done'], limits: { idleTimeoutMs: 1000 } });
+    const c = collect();
+    const att = await attachJob(job.id, { baseUrl: stack.apiUrl, apiKey: KEY, logs: true, onOutput: c.onOutput });
+    const end = (await att.ended) as Job;
+    assert.equal(end.status, 'succeeded', JSON.stringify(end.error));
+    assert.equal(c.out.stdout, 'done\n');
+  });
+});
+
+describe('sbx run -it / -i / attach', () => {
+  const env = () => ({ PATH: process.env.PATH!, HOME: tmp, SBX_HOST: stack.apiUrl, SBX_API_KEY: KEY });
+
+  test('run -it IMAGE sh on a real terminal: echo, stty size, resize, Ctrl-C, exit code, terminal restored', async () => {
+    const raw = execFileSync('python3', [PTY, process.execPath, SBX, image], { env: env(), timeout: 120_000 }).toString();
+    const r = JSON.parse(raw.trim().split('\n').pop()!) as { steps: Record<string, string>; exit?: number; restored?: boolean; raw_while_running?: boolean };
+    assert.equal(r.raw_while_running, true, raw);
+    assert.match(r.steps.echo!, /echo hel''lo\r\nhello\r\n/, 'what is typed is echoed by the job\'s terminal, then run');
+    assert.match(r.steps.size!, /33 101\r\n$/, 'the job\'s terminal has our size');
+    assert.match(r.steps.resized!, /41 123\r\n$/, 'a window change reaches the job');
+    assert.match(r.steps.interrupted!, /status=130/, 'Ctrl-C interrupted the sleep (SIGINT), not sbx');
+    assert.equal(r.exit, 3);
+    assert.equal(r.restored, true, 'the terminal is back in cooked mode with echo');
+  });
+
+  test('run -i IMAGE wc -c < 256 MiB file: streamed with bounded memory', async () => {
+    const file = join(tmp, 'big');
+    await new Promise<void>((res, rej) => {
+      const w = createWriteStream(file);
+      const block = Buffer.alloc(1 << 20, 0x0a);
+      let n = 0;
+      const more = () => { while (n < 256) { n++; if (!w.write(block)) return void w.once('drain', more); } w.end(); };
+      w.on('finish', res).on('error', rej);
+      more();
+    });
+    // Python's os.wait4 gives the CLI's peak RSS.
+    const code = `import os,sys,json,resource
+pid=os.fork()
+if pid==0:
+  fd=os.open(sys.argv[1],os.O_RDONLY); os.dup2(fd,0)
+  os.execv(sys.argv[2],[sys.argv[2],sys.argv[3],'run','--rm','-i',sys.argv[4],'wc','-l'])
+_,st,ru=os.wait4(pid,0)
+print(json.dumps({"exit":os.waitstatus_to_exitcode(st),"maxrss_kib":ru.ru_maxrss}))`;
+    const started = Date.now();
+    const out = await new Promise<string>((res, rej) => {
+      const p = spawn('python3', ['-c', code, file, process.execPath, SBX, image], { env: env() });
+      let s = '';
+      p.stdout.on('data', (d: Buffer) => (s += d.toString()));
+      p.stderr.on('data', (d: Buffer) => process.stderr.write(d));
+      p.on('close', () => res(s)).on('error', rej);
+    });
+    const lines = out.trim().split('\n');
+    const r = JSON.parse(lines.pop()!) as { exit: number; maxrss_kib: number };
+    assert.equal(r.exit, 0, out);
+    assert.equal(lines.join('\n').trim(), String(256 * 1024 * 1024 / (1 << 20) * (1 << 20)), 'every newline arrived');
+    assert.ok(r.maxrss_kib < 200 * 1024, `the CLI's peak RSS (${r.maxrss_kib} KiB) stays far below the file's 256 MiB`);
+    process.stderr.write(`# 256 MiB through sbx run -i in ${Date.now() - started} ms, CLI peak RSS ${Math.round(r.maxrss_kib / 1024)} MiB\n`);
+  });
+
+  test('sbx attach ID: output from now on, stdin to the job, its exit code', async () => {
+    const job = await api.submit({ image, openStdin: true, command: ['sh', '-c', 'echo before; read a; echo "got $a"; exit 6'] });
+    await waitUntil(async () => (await api.get(job.id)).status === 'running', 20_000, 'running');
+    const r = await new Promise<{ code: number | null; out: string }>((res) => {
+      const p = spawn(process.execPath, [SBX, 'attach', job.id], { env: env() });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stdin.end('typed\n');
+      p.on('close', (code) => res({ code, out }));
+    });
+    assert.equal(r.code, 6);
+    assert.match(r.out, /got typed/);
+  });
+});

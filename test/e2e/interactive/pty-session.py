@@ -1,0 +1,89 @@
+"""Drive `sbx run -it IMAGE sh` on a real pseudo-terminal (interactive.test.ts).
+
+argv: node, sbx.js, image. SBX_HOST / SBX_API_KEY come from the environment. Types into busybox sh
+as a user would, and prints one JSON object: what each step saw, the exit code, and the terminal's
+modes after sbx exited (raw mode must be undone).
+"""
+import fcntl, json, os, pty, re, select, signal, struct, sys, termios, time
+
+node, sbx, image = sys.argv[1:4]
+out = {"steps": {}}
+
+
+def set_size(fd, rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+pid, master = pty.fork()
+if pid == 0:
+    os.execv(node, [node, sbx, "run", "-it", "-e", "PS1=$ ", image, "sh"])
+
+set_size(master, 33, 101)
+buf = b""
+
+
+def read_until(pattern, timeout=20.0):
+    global buf
+    deadline = time.time() + timeout
+    rx = re.compile(pattern, re.S)
+    while True:
+        m = rx.search(buf)
+        if m:
+            seen = buf[: m.end()]
+            buf = buf[m.end():]
+            return seen.decode("utf8", "replace")
+        left = deadline - time.time()
+        if left <= 0:
+            raise SystemExit(json.dumps({**out, "timeout": pattern, "screen": buf.decode("utf8", "replace")}))
+        r, _, _ = select.select([master], [], [], left)
+        if r:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise SystemExit(json.dumps({**out, "eof_waiting_for": pattern, "screen": buf.decode("utf8", "replace")}))
+            buf += chunk
+
+
+def typed(text):
+    os.write(master, text.encode())
+
+
+try:
+    read_until(rb"\$ ")
+    attrs = termios.tcgetattr(master)
+    out["raw_while_running"] = (attrs[3] & (termios.ICANON | termios.ECHO)) == 0
+    typed("echo hel''lo\r")
+    out["steps"]["echo"] = read_until(rb"hello\r\n.*?\$ ")
+    typed("stty size\r")
+    out["steps"]["size"] = read_until(rb"stty size\r\n(\d+ \d+)\r\n")
+    set_size(master, 41, 123)  # the kernel sends SIGWINCH to sbx, which forwards the new size
+    time.sleep(0.5)
+    typed("stty size\r")
+    out["steps"]["resized"] = read_until(rb"stty size\r\n(\d+ \d+)\r\n")
+    typed("sleep 30\r")
+    read_until(rb"sleep 30\r\n")
+    time.sleep(0.5)
+    typed("\x03")  # Ctrl-C: a byte for the job's terminal, SIGINT for its foreground process
+    read_until(rb"\$ ")
+    typed("echo status=$?\r")
+    out["steps"]["interrupted"] = read_until(rb"status=\d+\r\n")
+    typed("exit 3\r")
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+    _, status = os.waitpid(pid, 0)
+    out["exit"] = os.waitstatus_to_exitcode(status)
+    attrs = termios.tcgetattr(master)
+    out["restored"] = (attrs[3] & (termios.ICANON | termios.ECHO)) == (termios.ICANON | termios.ECHO)
+finally:
+    print(json.dumps(out))
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,131 @@
+/**
+ * Clean-up of the image cache: garbage collection (what no reference needs), eviction on request
+ * (DELETE /v1/images) and eviction to the disk budget (least recently used first). An image held by a
+ * job or a pull, of this store or of any other process sharing the cache directory (in-use-markers.ts),
+ * is never removed, nor are its layers, nor the layers of this store's pulls in progress.
+ */
+import type { Logger } from 'pino';
+import type { CacheIndex, ImageRecord } from './cache-index.ts';
+import type { HoldCounts } from './hold-counts.ts';
+import { liveHolders, type InUseMarkers, type LiveHolders } from './in-use-markers.ts';
+
+export interface CacheGcOptions {
+  /** The cache directory (shared with other processes of this host). */
+  root: string;
+  /** This store's holds. */
+  markers: InUseMarkers;
+  /** Layers of this store's pulls in progress (count per digest). */
+  pinned: HoldCounts;
+  logger?: Logger;
+  /** The disk budget for unpacked layers (ImageStoreOptions.maxCacheBytes); none when undefined. */
+  maxCacheBytes?: number;
+  /** Told of each image reference evicted (metrics: sbx_image_cache_evictions_total). */
+  onEvicted?: (reason: 'budget' | 'request', count: number) => void;
+}
+
+export interface EvictResult {
+  evicted: string[];
+  result: 'evicted' | 'in_use' | 'not_cached';
+  freedBytes: number;
+}
+
+export class CacheGc {
+  constructor(private readonly opts: CacheGcOptions) {}
+
+  /**
+   * Removes what no reference needs: image records without a reference, layers without an image.
+   * Images held by a job or a pull (of any process sharing the cache) are kept. Returns the bytes freed.
+   */
+  async gc(index: CacheIndex): Promise<number> {
+    await index.load(); // references and images other processes added
+    return this.collect(index);
+  }
+
+  /**
+   * Forget every reference that resolved to `digest` (the reference digest or its manifest) and
+   * free what is then unreferenced. An image a running job holds (in any process sharing the cache)
+   * is kept: 'in_use'.
+   */
+  async evict(index: CacheIndex, digest: string): Promise<EvictResult> {
+    await index.load();
+    const refs = index.allRefs().filter((r) => r.digest === digest || r.manifestDigest === digest);
+    if (refs.length === 0) return { evicted: [], result: 'not_cached', freedBytes: 0 };
+    const held = await this.holders(index);
+    if (refs.some((r) => held.images.has(r.manifestDigest))) return { evicted: [], result: 'in_use', freedBytes: 0 };
+    for (const r of refs) await index.removeRef(r.reference);
+    const freedBytes = await this.collect(index);
+    this.opts.logger?.info({ digest, images: refs.map((r) => r.reference), freedBytes }, 'image evicted on request');
+    this.opts.onEvicted?.('request', refs.length);
+    return { evicted: refs.map((r) => r.reference), result: 'evicted', freedBytes };
+  }
+
+  /** Evicts least recently used references nobody holds until the layers fit maxCacheBytes. */
+  async enforceBudget(index: CacheIndex): Promise<void> {
+    const budget = this.opts.maxCacheBytes;
+    if (budget === undefined) return;
+    await index.load(); // the cache is shared: count (and consider) other processes' images too
+    let total = index.layerBytes();
+    if (total <= budget) return;
+    const held = await this.holders(index);
+    const candidates = index
+      .allRefs()
+      .filter((r) => !held.images.has(r.manifestDigest))
+      .sort((a, b) => a.lastUsedAt.localeCompare(b.lastUsedAt));
+    for (const ref of candidates) {
+      if (total <= budget) break;
+      await index.removeRef(ref.reference);
+      this.opts.logger?.info({ image: ref.reference, lastUsedAt: ref.lastUsedAt }, 'image evicted (cache over budget)');
+      this.opts.onEvicted?.('budget', 1);
+      total -= await this.collect(index);
+    }
+  }
+
+  /** Images and layers held by any process on this host (markers), this store's pulls included. */
+  private async holders(index: CacheIndex): Promise<LiveHolders> {
+    const held = await liveHolders(this.opts.root);
+    for (const digest of this.opts.markers.digests()) held.images.add(digest);
+    for (const digest of this.opts.pinned.keys()) held.layers.add(digest);
+    for (const digest of held.images) for (const l of index.image(digest)?.layers ?? []) held.layers.add(l.digest);
+    return held;
+  }
+
+  /**
+   * Removes image records no reference or holder needs, then layers no image or holder needs.
+   * Records go first, then holders are read again and whatever gained one meanwhile is restored;
+   * only then are layer directories deleted (see in-use-markers.ts). Returns the bytes freed.
+   */
+  private async collect(index: CacheIndex): Promise<number> {
+    let held = await this.holders(index);
+    const wanted = new Set<string>(held.images);
+    for (const ref of index.allRefs()) wanted.add(ref.manifestDigest);
+    const doomedImages = index.allImages().filter((image) => !wanted.has(image.manifestDigest));
+    for (const image of doomedImages) await index.unlistImage(image.manifestDigest);
+    const liveLayers = new Set<string>(held.layers);
+    for (const image of index.allImages()) for (const l of image.layers) liveLayers.add(l.digest);
+    const doomedLayers = index.allLayers().filter((layer) => !liveLayers.has(layer.digest));
+    for (const layer of doomedLayers) await index.unlistLayer(layer.digest);
+
+    held = await liveHolders(this.opts.root);
+    const removedImages: ImageRecord[] = [];
+    for (const image of doomedImages) {
+      if (held.images.has(image.manifestDigest)) {
+        await index.putImage(image);
+        for (const l of image.layers) held.layers.add(l.digest);
+      } else {
+        removedImages.push(image);
+      }
+    }
+    let freed = 0;
+    for (const layer of doomedLayers) {
+      if (held.layers.has(layer.digest)) {
+        await index.restoreLayer(layer);
+        continue;
+      }
+      await index.deleteLayerDir(layer.digest);
+      freed += layer.unpackedBytes;
+    }
+    for (const image of removedImages) await index.removeImageBlobs(image);
+    if (freed) this.opts.logger?.info({ freedBytes: freed }, 'image cache garbage collected');
+    return freed;
+  }
+}

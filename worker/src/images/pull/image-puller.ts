@@ -1,0 +1,227 @@
+/**
+ * One pull: manifest (platform chosen from an index), config, then the layers, several at a time,
+ * each downloaded, decompressed, verified and unpacked as one stream and committed to the cache by
+ * rename (P31, P32). Concurrent pulls of one layer from one registry share one download (in this
+ * process: single-flight; across processes: a file lock).
+ */
+import { rm } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { InvalidImageError } from '../../../../core/src/errors.ts';
+import { manifestReference, type ImageReference } from '../../../../core/src/image-ref.ts';
+import { toRuntimeConfig } from '../../launch/image-config.ts';
+import type { CacheIndex, ImageRecord, LayerMeta, LayerRecord } from '../cache/cache-index.ts';
+import { withFileLock } from '../cache/file-lock.ts';
+import type { HoldCounts } from '../cache/hold-counts.ts';
+import type { InUseMarkers } from '../cache/in-use-markers.ts';
+import { DEFAULT_UNPACK_LIMITS, unpackLayer, type UnpackLimits } from '../layers/layer-unpack.ts';
+import { formatPlatform, parseImageConfig, parseManifestDocument, selectPlatform, type Descriptor, type Platform } from '../registry/manifest.ts';
+import { layerCompression } from '../registry/media-types.ts';
+import type { RegistryCredentials } from '../registry/registry-auth.ts';
+import type { PullTarget, RegistryClient } from '../registry/registry-client.ts';
+import type { RegistryClients } from '../registry/registry-clients.ts';
+import { SingleFlight } from './single-flight.ts';
+
+export type PullPolicy = 'if-not-present' | 'always' | 'never';
+
+export interface ImagePullerOptions {
+  /** Layers downloaded and unpacked at the same time (per store). Default 4. */
+  layerConcurrency?: number;
+  maxManifestBytes?: number;
+  maxConfigBytes?: number;
+  unpackLimits?: UnpackLimits;
+}
+
+interface PullerContext extends ImagePullerOptions {
+  platform: Platform;
+  logger?: Logger | undefined;
+  clients: RegistryClients;
+  /** The store's holds: a pull holds its image while it runs, and returns it held. */
+  markers: InUseMarkers;
+  /** Layers of pulls in progress (count per digest): GC must not remove them. */
+  pinned: HoldCounts;
+}
+
+export interface PullResult {
+  ref: ImageReference;
+  image: ImageRecord;
+  digest: string;
+}
+
+const DEFAULT_MAX_MANIFEST = 4 * 1024 * 1024;
+const DEFAULT_MAX_CONFIG = 8 * 1024 * 1024;
+
+/** Runs `fn` over `items` with at most `limit` at a time; rejects with the first failure. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array<R>(items.length);
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        results[i] = await fn(items[i]!);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
+  const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failure) throw failure.reason;
+  return results;
+}
+
+export class ImagePuller {
+  private readonly layerPulls = new SingleFlight<LayerMeta>();
+
+  constructor(private readonly ctx: PullerContext) {}
+
+  /** Resolves when no layer download is in progress (the store closes). */
+  idle(): Promise<void> {
+    return this.layerPulls.idle();
+  }
+
+  /**
+   * Pulls `ref` into the cache (what is there already is not fetched again) and records the
+   * reference; `viewer` (a hash of the job's own credentials) makes the record private to them.
+   * Returns the image held (InUseMarkers): the caller releases it.
+   */
+  async pull(index: CacheIndex, ref: ImageReference, policy: PullPolicy, credentials: RegistryCredentials | undefined, viewer: string | undefined, signal: AbortSignal): Promise<PullResult> {
+    const started = performance.now();
+    const client = await this.ctx.clients.get(ref.registry, credentials);
+    const target: PullTarget = { image: ref.canonical, repository: ref.repository, signal };
+    const maxManifest = this.ctx.maxManifestBytes ?? DEFAULT_MAX_MANIFEST;
+    const top = await client.getManifest(target, manifestReference(ref), maxManifest);
+    const topDoc = parseManifestDocument(ref.canonical, top.bytes, top.contentType);
+
+    let manifestDigest = top.digest;
+    let manifestBytes = top.bytes;
+    let doc = topDoc;
+    const fetchPlatformManifest = async (chosen: Descriptor) => {
+      const fetched = await client.getManifest(target, chosen.digest, maxManifest);
+      if (fetched.bytes.length !== chosen.size) throw new InvalidImageError(ref.canonical, `manifest ${chosen.digest} has ${fetched.bytes.length} bytes, its index says ${chosen.size}`);
+      manifestBytes = fetched.bytes;
+      doc = parseManifestDocument(ref.canonical, fetched.bytes, fetched.contentType);
+      if (doc.kind !== 'manifest') throw new InvalidImageError(ref.canonical, `index entry ${chosen.digest} is itself an index`);
+    };
+    const chosen = topDoc.kind === 'index' ? selectPlatform(ref.canonical, topDoc.manifests, this.ctx.platform) : null;
+    if (chosen) {
+      manifestDigest = chosen.digest;
+      if (!index.completeImage(manifestDigest)) await fetchPlatformManifest(chosen);
+    }
+
+    // The hold (an in-use marker naming the layers) comes before checking what is on disk.
+    const known = index.completeImage(manifestDigest);
+    const currentDoc = doc as ReturnType<typeof parseManifestDocument>;
+    const layers = currentDoc.kind === 'manifest' ? currentDoc.layers.map((l) => l.digest) : (known?.layers.map((l) => l.digest) ?? []);
+    this.ctx.markers.hold(manifestDigest, layers);
+    try {
+      let image = known && index.onDisk(known) ? known : undefined;
+      if (!image) {
+        if (chosen && doc.kind !== 'manifest') await fetchPlatformManifest(chosen); // evicted by another process meanwhile
+        image = await this.pullImage(index, client, target, manifestDigest, manifestBytes, doc);
+      }
+      const now = new Date().toISOString();
+      const previous = index.ref(ref.canonical);
+      await index.putRef({ reference: ref.canonical, digest: top.digest, manifestDigest, pulledAt: now, lastUsedAt: previous?.lastUsedAt ?? now, ...(viewer ? { privateTo: viewer } : {}) });
+      this.ctx.logger?.info(
+        { image: ref.canonical, digest: top.digest, policy, layers: image.layers.length, ms: Math.round(performance.now() - started) },
+        'image pulled',
+      );
+      return { ref, image, digest: top.digest };
+    } catch (e) {
+      this.ctx.markers.release(manifestDigest);
+      throw e;
+    }
+  }
+
+  private async pullImage(
+    index: CacheIndex,
+    client: RegistryClient,
+    target: PullTarget,
+    manifestDigest: string,
+    manifestBytes: Buffer,
+    doc: ReturnType<typeof parseManifestDocument>,
+  ): Promise<ImageRecord> {
+    if (doc.kind !== 'manifest') throw new InvalidImageError(target.image, 'expected an image manifest');
+    const configBytes = await client.getBlobBytes(target, doc.config, this.ctx.maxConfigBytes ?? DEFAULT_MAX_CONFIG);
+    const config = parseImageConfig(target.image, configBytes, doc.layers.length);
+    if (config.os !== undefined && config.os !== this.ctx.platform.os) {
+      throw new InvalidImageError(target.image, `it is built for ${config.os}, this host runs ${this.ctx.platform.os}`);
+    }
+    const unique = [...new Map(doc.layers.map((l, i) => [l.digest, { layer: l, diffId: config.rootfs.diff_ids[i] ?? null }])).values()];
+    for (const { layer } of unique) this.ctx.pinned.add(layer.digest);
+    try {
+      await mapLimit(unique, this.ctx.layerConcurrency ?? 4, ({ layer, diffId }) => this.ensureLayer(index, client, target, layer, diffId));
+      return await this.recordImage(index, manifestDigest, manifestBytes, doc, configBytes, config);
+    } finally {
+      for (const { layer } of unique) this.ctx.pinned.remove(layer.digest);
+    }
+  }
+
+  private async recordImage(
+    index: CacheIndex,
+    manifestDigest: string,
+    manifestBytes: Buffer,
+    doc: Extract<ReturnType<typeof parseManifestDocument>, { kind: 'manifest' }>,
+    configBytes: Buffer,
+    config: ReturnType<typeof parseImageConfig>,
+  ): Promise<ImageRecord> {
+    const image: ImageRecord = {
+      manifestDigest,
+      configDigest: doc.config.digest,
+      layers: doc.layers.map((l): LayerRecord => ({ digest: l.digest, mediaType: l.mediaType, size: l.size })),
+      config: toRuntimeConfig(config),
+      platform: formatPlatform(this.ctx.platform),
+    };
+    await index.putBlob(manifestDigest, manifestBytes);
+    await index.putBlob(doc.config.digest, configBytes);
+    await index.putImage(image);
+    return image;
+  }
+
+  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
+    const present = index.layer(layer.digest);
+    if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
+    // Shared by the image pulls that need this layer from this registry; aborted once none of them
+    // waits any more. Per registry: a slow or hostile registry serving a layer that another one
+    // serves too must not hold that one's pulls (the cache is by digest, commits are atomic renames).
+    return this.layerPulls.run(
+      `${client.registry}\u0000${layer.digest}`,
+      (signal) => {
+        const shared: PullTarget = { ...target, signal };
+        return withFileLock(
+          index.lockPath(layer.digest, client.registry),
+          async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId)),
+          { signal },
+        );
+      },
+      target.signal,
+    );
+  }
+
+  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
+    const compression = layerCompression(layer.mediaType);
+    if (compression === null) throw new InvalidImageError(target.image, `layer ${layer.digest} has unsupported media type ${layer.mediaType}`);
+    const started = performance.now();
+    const dir = await index.tempDir('layer-');
+    try {
+      const stats = await unpackLayer(() => client.getBlob(target, layer), dir, {
+        compression,
+        diffId,
+        limits: this.ctx.unpackLimits ?? DEFAULT_UNPACK_LIMITS,
+        fail: (detail) => new InvalidImageError(target.image, `layer ${layer.digest}: ${detail}`),
+        ...(target.signal ? { signal: target.signal } : {}),
+      });
+      const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files, opaqueDirs: stats.opaqueDirs };
+      await index.commitLayer(dir, meta);
+      if (stats.skipped.length) this.ctx.logger?.warn({ layer: layer.digest, skipped: stats.skipped.slice(0, 20), count: stats.skipped.length }, 'layer entries skipped');
+      this.ctx.logger?.debug({ layer: layer.digest, bytes: layer.size, files: stats.files, ms: Math.round(performance.now() - started) }, 'layer unpacked');
+      return meta;
+    } catch (e) {
+      await rm(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The bounds every pull runs under: at most `pullConcurrency` at once (more wait in arrival order;
+ * cache hits and joined pulls wait for none), each within `pullTimeoutMs`.
+ */
+import { ImagePullFailedError } from '../../../../core/src/errors.ts';
+import { SlotPool } from '../../slots.ts';
+
+export const DEFAULT_PULL_CONCURRENCY = 4;
+export const DEFAULT_PULL_TIMEOUT_MS = 10 * 60_000;
+
+export interface PullBoundsOptions {
+  /** Image pulls at once (SBX_PULL_CONCURRENCY); more wait in arrival order. Default 4. */
+  pullConcurrency?: number;
+  /** A pull not done after this long fails with image_pull_failed (SBX_PULL_TIMEOUT_MS). Default 10 min. */
+  pullTimeoutMs?: number;
+}
+
+export class PullBounds {
+  /** Permits for pulls (not for cache hits, nor for joining a pull in progress). */
+  private readonly permits: SlotPool;
+  private readonly timeoutMs: number;
+
+  /** `closing` aborts every pull, waiting or running (the store closes). */
+  constructor(opts: PullBoundsOptions, private readonly closing: AbortSignal) {
+    this.permits = new SlotPool(opts.pullConcurrency ?? DEFAULT_PULL_CONCURRENCY);
+    this.timeoutMs = opts.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+  }
+
+  /**
+   * Runs one pull of `image`: it waits for a pull permit (in arrival order), then gets
+   * `pullTimeoutMs`; its signal aborts on the deadline, when nobody waits for it any more
+   * (`abandoned`) or when the store closes. The deadline's error wins over whatever the aborted
+   * work failed with.
+   */
+  async run<T>(image: string, abandoned: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const permit = await this.permits.take(AbortSignal.any([abandoned, this.closing]));
+    const deadline = new AbortController();
+    const ms = this.timeoutMs;
+    const timer = setTimeout(() => deadline.abort(new ImagePullFailedError(image, `it did not finish within ${formatMs(ms)} (the pull deadline)`, { retryable: false })), ms);
+    try {
+      return await work(AbortSignal.any([abandoned, this.closing, deadline.signal]));
+    } catch (e) {
+      throw deadline.signal.aborted ? deadline.signal.reason : e;
+    } finally {
+      clearTimeout(timer);
+      this.permits.give(permit);
+    }
+  }
+}
+
+/** '10 min', '90 s', '500 ms'. */
+function formatMs(ms: number): string {
+  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000} min`;
+  return ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`;
+}

@@ -1,0 +1,109 @@
+/**
+ * The worker's half of an interactive job (openStdin / tty): frames from attached clients arrive
+ * through the job's stdin stream (core/src/stdin-stream.ts) and are applied in order — bytes to the
+ * terminal or the stdin pipe (awaited, so a job that does not read holds its writers back), EOF,
+ * window sizes, signals — and the terminal's output goes to the job's output sink as `stdout`, so
+ * SSE and logs replay it like any job's. The idle limit ends the job (`timeout`, idle_timeout)
+ * once no client has been attached and nothing has been written for limits.idleTimeoutMs.
+ */
+import os from 'node:os';
+import { finished } from 'node:stream/promises';
+import type { JobSpec } from '../../../core/src/job-spec.ts';
+import type { JobStore } from '../../../core/src/job-store.ts';
+import { StdinReader, type StdinFrame } from '../../../core/src/stdin-stream.ts';
+import type { Launched, LaunchSpec } from '../../../native/index.ts';
+import type { RedisOutputSink } from '../output/redis-sink.ts';
+
+const DRAIN_MS = 2000;
+
+export const IDLE_END = {
+  status: 'timeout' as const,
+  error: { code: 'idle_timeout', message: 'nothing was attached to this interactive job and nothing written to its stdin for limits.idleTimeoutMs' },
+};
+
+export function isInteractive(spec: JobSpec): boolean {
+  return !!(spec.openStdin || spec.tty);
+}
+
+/** The launch spec of an interactive job: open stdin, a terminal of the requested size. */
+export function withInteractive(launch: LaunchSpec, spec: JobSpec): LaunchSpec {
+  if (!isInteractive(spec)) return launch;
+  const size = spec.ttySize ?? { rows: 24, cols: 80 };
+  return { ...launch, openStdin: !!spec.openStdin, tty: spec.tty ? { rows: size.rows, cols: size.cols } : null };
+}
+
+export interface InteractiveSession {
+  /** The job was ended by its idle limit. */
+  readonly idledOut: boolean;
+  /** After the job exited: the terminal's output drained into the sink, frames no longer read, stream removed. */
+  stop(): Promise<void>;
+}
+
+export function startInteractive(store: JobStore, spec: JobSpec, launched: Launched, sink: RedisOutputSink): InteractiveSession | null {
+  if (!isInteractive(spec)) return null;
+  const reader = new StdinReader(store.redis, store.keys, spec.id);
+  const ttyDrained = launched.tty ? sink.attach('stdout', launched.tty.output) : Promise.resolve();
+  let idledOut = false;
+  const idleMs = spec.limits.idleTimeoutMs ?? null;
+  let idleTimer: NodeJS.Timeout | undefined;
+  const touch = (): void => {
+    if (idleMs === null) return;
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      idledOut = true;
+      launched.kill();
+    }, idleMs);
+  };
+  touch();
+  void launched.exited.then(() => clearTimeout(idleTimer));
+  const running = reader.run(async (f) => {
+    touch();
+    await apply(launched, f);
+  });
+  let stopping: Promise<void> | null = null;
+  return {
+    get idledOut() { return idledOut; },
+    stop() {
+      stopping ??= (async () => {
+        clearTimeout(idleTimer);
+        await reader.stop();
+        await running.catch(() => {});
+        if (launched.tty) {
+          const t = setTimeout(() => launched.tty!.output.destroy(), DRAIN_MS);
+          await ttyDrained;
+          clearTimeout(t);
+        }
+        launched.stdin?.destroy();
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function apply(launched: Launched, f: StdinFrame): Promise<void> {
+  switch (f.type) {
+    case 'data':
+      if (launched.tty) return launched.tty.write(f.data);
+      return writePipe(launched, f.data);
+    case 'eof':
+      if (launched.tty) return launched.tty.end();
+      launched.stdin?.end();
+      return;
+    case 'resize':
+      launched.tty?.resize(f.rows, f.cols);
+      return;
+    case 'signal':
+      if (f.signal in os.constants.signals) launched.signal(f.signal as NodeJS.Signals);
+      return;
+    case 'attached':
+      return;
+  }
+}
+
+async function writePipe(launched: Launched, data: Buffer): Promise<void> {
+  const s = launched.stdin;
+  if (!s || s.destroyed || s.writableEnded) return;
+  if (s.write(data)) return;
+  // Wait for the job to read (or for the pipe to close: EPIPE when it stopped reading)
+  await Promise.race([new Promise<void>((res) => s.once('drain', res)), finished(s).catch(() => {})]);
+}

@@ -1,0 +1,65 @@
+/** Every kind of launcher error maps to one SbxError class and the job error code the runner records. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  CommandNotFoundError, HostUnsupportedError, InvalidRequestError, LaunchFailedError, NotFoundError, type SbxError,
+} from '../../core/src/errors.ts';
+import { LaunchError, launch } from '../../native/index.ts';
+import { fromLaunchError } from './launch-errors.ts';
+
+const cases: Array<{ kind: string; error: LaunchError; cls: new (...a: never[]) => SbxError; code: string; message: RegExp; retryable: boolean }> = [
+  {
+    kind: 'invalid_spec',
+    error: new LaunchError('cwd: chdir `/nope`: ENOENT', { code: 'invalid_spec', errno: 2, syscall: 'chdir', path: '/nope', stage: 'cwd' }),
+    cls: InvalidRequestError, code: 'invalid_request', message: /^cwd: chdir `\/nope`: ENOENT$/, retryable: false,
+  },
+  {
+    kind: 'command_not_found',
+    error: new LaunchError('exec: execve `no-such`: ENOENT', { code: 'command_not_found', errno: 2, syscall: 'execve', path: 'no-such', stage: 'exec' }),
+    cls: CommandNotFoundError, code: 'command_not_found', message: /^command "no-such" could not be started: no such file in the image \(ENOENT\)$/, retryable: false,
+  },
+  {
+    kind: 'host_unsupported',
+    error: new LaunchError('cgroup-create: `/sys/fs/cgroup`: ENOSYS', { code: 'host_unsupported', errno: 38, stage: 'cgroup-create' }),
+    cls: HostUnsupportedError, code: 'host_unsupported', message: /^this host cannot run jobs: cgroup-create/, retryable: false,
+  },
+  {
+    kind: 'an errno name',
+    error: new LaunchError('clone: clone3: ENOMEM', { code: 'ENOMEM', errno: 12, syscall: 'clone3', stage: 'clone' }),
+    cls: LaunchFailedError, code: 'launch_failed', message: /^starting the job failed: clone: clone3: ENOMEM$/, retryable: true,
+  },
+  {
+    kind: 'launch_failed',
+    error: new LaunchError('the job ended before its command started', { code: 'launch_failed' }),
+    cls: LaunchFailedError, code: 'launch_failed', message: /^starting the job failed: the job ended before its command started$/, retryable: true,
+  },
+];
+
+for (const c of cases) {
+  test(`launcher error ${c.kind} → ${c.cls.name} (${c.code})`, () => {
+    const e = fromLaunchError(c.error);
+    assert.ok(e instanceof c.cls, `${e.constructor.name}`);
+    assert.equal(e.code, c.code);
+    assert.match(e.message, c.message);
+    assert.equal(e.retryable, c.retryable);
+  });
+}
+
+test('an error that is not the launcher\'s: SbxErrors pass through, anything else is launch_failed with its cause', () => {
+  const sbx = new NotFoundError('x');
+  assert.equal(fromLaunchError(sbx), sbx);
+  const plain = new TypeError('boom');
+  const e = fromLaunchError(plain);
+  assert.ok(e instanceof LaunchFailedError);
+  assert.equal(e.cause, plain);
+});
+
+test('a real invalid_spec from the launcher maps to invalid_request', async () => {
+  const spec = {
+    id: '../escape', slot: 0, lowerDirs: ['/nonexistent'], argv: ['true'], env: [], cwd: '/', uid: 0, gid: 0, hostname: 'x', stdin: null,
+    limits: { memoryBytes: 64 << 20, pids: 16, cpus: 1, timeoutMs: 1000, diskBytes: 1 << 20 },
+  };
+  const err = await launch(spec, { cgroupParent: 'sbx-launch-errors-test' }).then(() => assert.fail('launched'), (e: unknown) => e);
+  assert.ok(err instanceof LaunchError && err.code === 'invalid_spec', String(err));
+  assert.equal(fromLaunchError(err).code, 'invalid_request');
+});

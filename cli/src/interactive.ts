@@ -77,7 +77,8 @@ export async function interactive(ctx: Context, jobId: string, o: InteractiveOpt
     for (const [s, h] of handlers) process.off(s, h);
     process.off('SIGWINCH', onWinch);
     att.close();
-    if (o.stdin) stdin.pause();
+    // A pending read on our stdin would keep the process alive after the job ended.
+    if (o.stdin) (stdin as { destroy?(): void }).destroy?.();
     void pump;
   }
 }

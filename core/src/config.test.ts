@@ -234,3 +234,11 @@ test('webhook secrets: per tenant or * (SBX_WEBHOOK_SECRETS), or webhookSecret i
   assert.match(problems({ SBX_WEBHOOK_BACKOFF_MS: '5000', SBX_WEBHOOK_BACKOFF_MAX_MS: '1000' }), /SBX_WEBHOOK_BACKOFF_MS \(5000\) is above SBX_WEBHOOK_BACKOFF_MAX_MS/);
   assert.match(problems({ SBX_WEBHOOK_TIMEOUT_MS: '5' }), /SBX_WEBHOOK_TIMEOUT_MS="5": must be >= 100/);
 });
+
+test('interactive idle limit: default 5 min, maximum 1 h; within bounds; default above maximum refused', () => {
+  const c = loadConfig({});
+  assert.deepEqual(c.limits.idle, { defaultMs: 300_000, maxMs: 3_600_000 });
+  assert.deepEqual(loadConfig({ SBX_DEFAULT_IDLE_TIMEOUT_MS: '2000', SBX_MAX_IDLE_TIMEOUT_MS: '60000' }).limits.idle, { defaultMs: 2000, maxMs: 60_000 });
+  assert.throws(() => loadConfig({ SBX_DEFAULT_IDLE_TIMEOUT_MS: '500' }), /SBX_DEFAULT_IDLE_TIMEOUT_MS="500": must be >= 1000/);
+  assert.throws(() => loadConfig({ SBX_DEFAULT_IDLE_TIMEOUT_MS: '90000', SBX_MAX_IDLE_TIMEOUT_MS: '60000' }), /SBX_DEFAULT_IDLE_TIMEOUT_MS \(90000\) is above SBX_MAX_IDLE_TIMEOUT_MS \(60000\)/);
+});

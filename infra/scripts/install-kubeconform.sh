@@ -41,7 +41,7 @@ if [[ "$(cat "$OUT/.stamp" 2>/dev/null)" != "$stamp" ]]; then
   mkdir -p "$SCHEMAS"
   tmp="$(mktemp -d "$SCHEMAS/.new.XXXXXX")"
   node --import tsx "$GENERATOR" "$dir/api/openapi-spec/swagger.json" "$tmp"
-  echo "$stamp" >"$tmp/.stamp"
+  echo "$stamp" >"$tmp/.stamp" && chmod 755 "$tmp"
   rm -rf "$OUT" && mv "$tmp" "$OUT"
 fi
 

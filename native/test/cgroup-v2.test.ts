@@ -103,7 +103,7 @@ describe('cgroup v2 path', { skip }, () => {
       assert.deepEqual(processesIn(crashed), [sleeper.pid]);
       assert.ok(fs.existsSync(path.join(dir, 'cgroup.kill')), 'kernel without cgroup.kill');
       const s = await sweep(o);
-      assert.deepEqual(s, { cgroups: 1, processes: 1 });
+      assert.deepEqual(s, { cgroups: 1, processes: 1, left: 0 });
       await gone;
       assertCgroupsGone(crashed, 'orphan', o);
     } finally {

@@ -275,7 +275,7 @@ describe('launcher', () => {
       fs.mkdirSync(empty[0]!, { recursive: true });
       assert.deepEqual(processesIn(crashed), [sleeper.pid], 'the sleeper is in the crashed parent');
       const res = await sweep({ cgroupParent: crashed });
-      assert.deepEqual(res, { cgroups: 2, processes: 1 });
+      assert.deepEqual(res, { cgroups: 2, processes: 1, left: 0 });
       await gone;
       for (const d of [...orphan, ...empty]) assert.equal(fs.existsSync(d), false, `${d} left`);
       for (const d of cgroupDirs(crashed)) assert.ok(fs.existsSync(d), `${d}: the parent is kept`);
@@ -286,6 +286,21 @@ describe('launcher', () => {
       for (const d of [...orphan, ...empty]) try { fs.rmdirSync(d); } catch { /* removed */ }
       removeParent(crashed);
     }
+  });
+
+  it('sweep() leaves the groups of the jobs this process runs alone', async () => {
+    const spec = baseSpec([rootfs], { argv: ['sleep', '30'] });
+    const j = await launch(spec, opts);
+    try {
+      const dirs = assertJobCgroups(j.pid, parent, spec.id);
+      assert.deepEqual(await sweep(opts), { cgroups: 0, processes: 0, left: 0 });
+      assert.equal(await Promise.race([j.exited.then(() => 'ended'), new Promise((r) => setTimeout(r, 50, 'running'))]), 'running');
+      for (const d of dirs) assert.ok(fs.existsSync(d), `${d} swept while its job runs`);
+    } finally {
+      j.kill();
+    }
+    assert.equal((await j.exited).reason, 'killed');
+    assertNoLeftovers(spec.id);
   });
 
   it('a job\'s groups are exactly where the leftover checks look, and are removed at exit', async () => {

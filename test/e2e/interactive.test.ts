@@ -6,12 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { WebSocket } from 'undici';
 import { attachJob, SbxClient, type Job } from '../../client/src/index.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
@@ -20,6 +21,7 @@ const SBX = new URL('../../cli/bin/sbx.js', import.meta.url).pathname;
 const PTY = new URL('./interactive/pty-session.py', import.meta.url).pathname;
 const KEY = 'tty-user-key-aaaaaaaaaaaaaaaaaa';
 const OTHER = 'tty-other-key-bbbbbbbbbbbbbbbbb';
+const ADMIN = 'tty-admin-key-ccccccccccccccccc';
 
 let stack: Stack;
 let api: SbxClient;
@@ -28,17 +30,17 @@ let image: string;
 let tmp: string;
 
 before(async () => {
-  stack = await startStack({ env: { SBX_API_KEYS: `${KEY}:tty,${OTHER}:other` } });
+  tmp = mkdtempSync(join(tmpdir(), 'sbx-tty-'));
+  stack = await startStack({ adminKey: ADMIN, env: { SBX_API_KEYS: `${KEY}:tty,${OTHER}:other,${ADMIN}:ops:admin` } });
   api = new SbxClient({ baseUrl: stack.apiUrl, apiKey: KEY });
   redis = new Redis(stack.env.SBX_REDIS_URL!);
   image = stack.images.busybox;
-  tmp = mkdtempSync(join(tmpdir(), 'sbx-tty-'));
 });
 after(async () => {
   await api?.close();
   redis?.disconnect();
   await stack?.stop();
-  rmSync(tmp, { recursive: true, force: true });
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
 async function stdinKeys(): Promise<string[]> {
@@ -50,12 +52,13 @@ function collect() {
   return { out, onOutput: (s: 'stdout' | 'stderr', d: Buffer) => { out[s] += d.toString(); } };
 }
 
-/** The upgrade's HTTP answer (status) for a WebSocket attempt that the server refuses. */
-function refusedStatus(url: string, init: { headers?: Record<string, string>; protocols?: string[] } = {}): Promise<string> {
-  return new Promise((resolve) => {
-    const ws = new WebSocket(url, init as never);
-    ws.addEventListener('open', () => { ws.close(); resolve('open'); });
-    ws.addEventListener('error', (e) => resolve(String((e as { message?: string }).message ?? 'error')));
+/** 'open' when the server upgrades this request to a WebSocket, else the HTTP status it answered. */
+function upgradeAnswer(url: string, headers: Record<string, string> = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': randomBytes(16).toString('base64'), ...headers } });
+    req.on('upgrade', (_res, socket) => { socket.destroy(); resolve('open'); });
+    req.on('response', (res) => { res.resume(); resolve(String(res.statusCode)); });
+    req.on('error', reject);
   });
 }
 
@@ -77,14 +80,15 @@ describe('attach (WebSocket)', () => {
 
   test('same auth and tenant rules: no key 401, another tenant 404, key as ?token= or subprotocol', async () => {
     const job = await api.submit({ image, openStdin: true, command: ['cat'] });
-    const url = `${stack.apiUrl.replace('http', 'ws')}/v1/jobs/${job.id}/attach`;
-    assert.match(await refusedStatus(url), /401/);
-    assert.match(await refusedStatus(url, { headers: { authorization: `Bearer ${OTHER}` } }), /404/);
-    assert.equal(await refusedStatus(`${url}?token=${KEY}`), 'open');
-    assert.equal(await refusedStatus(url, { protocols: ['sbx.v1', `sbx.bearer.${KEY}`] }), 'open');
+    const url = `${stack.apiUrl}/v1/jobs/${job.id}/attach`;
+    assert.equal(await upgradeAnswer(url), '401');
+    assert.equal(await upgradeAnswer(url, { authorization: `Bearer ${OTHER}` }), '404');
+    assert.equal(await upgradeAnswer(`${url}?token=${KEY}`), 'open');
+    assert.equal(await upgradeAnswer(url, { 'sec-websocket-protocol': `sbx.v1, sbx.bearer.${KEY}` }), 'open');
+    assert.equal(await upgradeAnswer(url, { authorization: `Bearer ${KEY}` }), 'open');
     await api.cancel(job.id);
     await api.wait(job.id);
-    const plain = await fetch(url.replace('ws', 'http'), { headers: { authorization: `Bearer ${KEY}` } });
+    const plain = await fetch(url, { headers: { authorization: `Bearer ${KEY}` } });
     assert.equal(plain.status, 400, 'without Upgrade: websocket');
     await waitUntil(async () => (await stdinKeys()).length === 0, 5000, 'no stdin key after a cancel');
   });
@@ -134,9 +138,9 @@ describe('sbx run -it / -i / attach', () => {
     const raw = execFileSync('python3', [PTY, process.execPath, SBX, image], { env: env(), timeout: 120_000 }).toString();
     const r = JSON.parse(raw.trim().split('\n').pop()!) as { steps: Record<string, string>; exit?: number; restored?: boolean; raw_while_running?: boolean };
     assert.equal(r.raw_while_running, true, raw);
-    assert.match(r.steps.echo!, /echo hel''lo\r\nhello\r\n/, 'what is typed is echoed by the job\'s terminal, then run');
-    assert.match(r.steps.size!, /33 101\r\n$/, 'the job\'s terminal has our size');
-    assert.match(r.steps.resized!, /41 123\r\n$/, 'a window change reaches the job');
+    assert.match(r.steps.echo!, /echo hel''lo\r+\nhello\r+\n/, 'what is typed is echoed by the job\'s terminal, then run');
+    assert.match(r.steps.size!, /33 101\r+\n$/, 'the job\'s terminal has our size');
+    assert.match(r.steps.resized!, /41 123\r+\n$/, 'a window change reaches the job');
     assert.match(r.steps.interrupted!, /status=130/, 'Ctrl-C interrupted the sleep (SIGINT), not sbx');
     assert.equal(r.exit, 3);
     assert.equal(r.restored, true, 'the terminal is back in cooked mode with echo');

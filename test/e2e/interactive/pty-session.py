@@ -2,7 +2,8 @@
 
 argv: node, sbx.js, image. SBX_HOST / SBX_API_KEY come from the environment. Types into busybox sh
 as a user would, and prints one JSON object: what each step saw, the exit code, and the terminal's
-modes after sbx exited (raw mode must be undone).
+modes after sbx exited (raw mode must be undone). Line ends may read \r\r\n: Node's raw mode keeps
+ONLCR on our side of the terminal, on top of the job terminal's own CR LF.
 """
 import fcntl, json, os, pty, re, select, signal, struct, sys, termios, time
 
@@ -34,7 +35,7 @@ def read_until(pattern, timeout=20.0):
             return seen.decode("utf8", "replace")
         left = deadline - time.time()
         if left <= 0:
-            raise SystemExit(json.dumps({**out, "timeout": pattern, "screen": buf.decode("utf8", "replace")}))
+            raise SystemExit(json.dumps({**out, "timeout": pattern.decode(), "screen": buf.decode("utf8", "replace")}))
         r, _, _ = select.select([master], [], [], left)
         if r:
             try:
@@ -42,7 +43,7 @@ def read_until(pattern, timeout=20.0):
             except OSError:
                 chunk = b""
             if not chunk:
-                raise SystemExit(json.dumps({**out, "eof_waiting_for": pattern, "screen": buf.decode("utf8", "replace")}))
+                raise SystemExit(json.dumps({**out, "eof_waiting_for": pattern.decode(), "screen": buf.decode("utf8", "replace")}))
             buf += chunk
 
 
@@ -55,22 +56,25 @@ try:
     attrs = termios.tcgetattr(master)
     out["raw_while_running"] = (attrs[3] & (termios.ICANON | termios.ECHO)) == 0
     typed("echo hel''lo\r")
-    out["steps"]["echo"] = read_until(rb"hello\r\n.*?\$ ")
+    out["steps"]["echo"] = read_until(rb"hello\r+\n.*?\$ ")
     typed("stty size\r")
-    out["steps"]["size"] = read_until(rb"stty size\r\n(\d+ \d+)\r\n")
+    out["steps"]["size"] = read_until(rb"stty size\r+\n(\d+ \d+)\r+\n")
     set_size(master, 41, 123)  # the kernel sends SIGWINCH to sbx, which forwards the new size
     time.sleep(0.5)
     typed("stty size\r")
-    out["steps"]["resized"] = read_until(rb"stty size\r\n(\d+ \d+)\r\n")
+    out["steps"]["resized"] = read_until(rb"stty size\r+\n(\d+ \d+)\r+\n")
     typed("sleep 30\r")
-    read_until(rb"sleep 30\r\n")
+    read_until(rb"sleep 30\r+\n")
     time.sleep(0.5)
     typed("\x03")  # Ctrl-C: a byte for the job's terminal, SIGINT for its foreground process
     read_until(rb"\$ ")
     typed("echo status=$?\r")
-    out["steps"]["interrupted"] = read_until(rb"status=\d+\r\n")
+    out["steps"]["interrupted"] = read_until(rb"status=\d+\r+\n")
     typed("exit 3\r")
-    while True:
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if not select.select([master], [], [], 1)[0]:
+            continue
         try:
             chunk = os.read(master, 65536)
         except OSError:

@@ -14,10 +14,10 @@ import { startTokenServer, type RunningTokenServer } from '../../../test/harness
 import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { pushImage, type BuiltImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
-import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
 import { MANIFEST_ACCEPT } from './registry/media-types.ts';
 import { RegistryAuth, type RegistryCredentials, type TokenFetcher, type TokenPoster } from './registry/registry-auth.ts';
 import { parseDockerConfig } from './registry/docker-credentials.ts';
+import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
@@ -32,18 +32,12 @@ before(async () => {
 });
 
 after(async () => {
+  await stores.cleanup();
   for (const c of cleanups.reverse()) await c();
 });
 
-async function store(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
-  const root = await mkdtemp(join(tmpdir(), 'sbx-images-auth-'));
-  const s = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1, deadlineMs: 1 }, ...opts });
-  cleanups.push(async () => {
-    await s.close();
-    await rm(root, { recursive: true, force: true });
-  });
-  return s;
-}
+const stores = new TempImageStores('sbx-images-auth-');
+const store = (opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> => stores.make({ retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1, deadlineMs: 1 }, ...opts });
 
 function assertUnauthorized(re: RegExp) {
   return (e: unknown) => {

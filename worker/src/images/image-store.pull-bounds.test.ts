@@ -6,15 +6,12 @@
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { SbxError } from '../../../core/src/errors.ts';
 import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { startFakeRegistry, type FakeRegistry } from '../../../test/fixtures/fake-registry.ts';
 import type { Blob, BuiltImage } from '../../../test/fixtures/oci-builder.ts';
-import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
@@ -30,20 +27,14 @@ before(async () => {
 });
 
 after(async () => {
+  await stores.cleanup();
   fake.hook = null;
   for (const c of cleanups.reverse()) await c();
   await fake.stop();
 });
 
-async function store(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
-  const root = await mkdtemp(join(tmpdir(), 'sbx-images-bounds-'));
-  const s = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 50, deadlineMs: 5_000 }, ...opts });
-  cleanups.push(async () => {
-    await s.close();
-    await rm(root, { recursive: true, force: true });
-  });
-  return s;
-}
+const stores = new TempImageStores('sbx-images-bounds-');
+const store = (opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> => stores.make({ retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 50, deadlineMs: 5_000 }, ...opts });
 
 interface Download {
   /** When the registry got the layer request (performance.now()). */

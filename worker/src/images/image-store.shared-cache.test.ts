@@ -16,6 +16,7 @@ import { startRegistry, type RunningRegistry } from '../../../test/harness/regis
 import { buildImage, buildLayer, pushImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
 import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
+import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
 
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
 
@@ -23,8 +24,7 @@ const MB = 1 << 20;
 const HOLDER = fileURLToPath(new URL('../../../test/fixtures/hold-image.ts', import.meta.url));
 
 let registry: RunningRegistry;
-const roots: string[] = [];
-const stores: ImageStore[] = [];
+const stores = new TempImageStores('sbx-shared-');
 const children: ChildProcessWithoutNullStreams[] = [];
 
 before(async () => {
@@ -33,22 +33,12 @@ before(async () => {
 
 after(async () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  for (const s of stores) await s.close();
+  await stores.cleanup();
   await registry.stop();
-  for (const r of roots) await rm(r, { recursive: true, force: true });
 });
 
-async function newRoot(): Promise<string> {
-  const root = await mkdtemp(join(tmpdir(), 'sbx-shared-'));
-  roots.push(root);
-  return root;
-}
-
-function newStore(opts: ImageStoreOptions): ImageStore {
-  const store = new ImageStore({ egressAllow: LOOPBACK_EGRESS, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, deadlineMs: 2_000 }, ...opts });
-  stores.push(store);
-  return store;
-}
+const newRoot = () => stores.root();
+const newStore = (opts: Partial<ImageStoreOptions>) => stores.make(opts);
 
 /** A single-layer image of ~`size` random bytes (no layer shared with any other image). */
 async function distinctImage(repo: string, size: number): Promise<string> {
@@ -93,10 +83,10 @@ const markerDirs = (root: string) => (existsSync(join(root, 'inuse')) ? readdirS
 it('an image another store holds survives the disk budget, gc() and evict() until it is released', async () => {
   const root = await newRoot();
   const [held, other] = await Promise.all([distinctImage('shared/held', MB), distinctImage('shared/other', MB)]);
-  const holder = newStore({ root });
+  const holder = await newStore({ root });
   const image = await holder.acquire(held!);
 
-  const evictor = newStore({ root, maxCacheBytes: MB / 2 });
+  const evictor = await newStore({ root, maxCacheBytes: MB / 2 });
   (await evictor.acquire(other!)).release(); // over budget: evicts what nobody holds (the image just pulled is held meanwhile)
   assert.ok(existsSync(image.layerDirs[0]!), 'the held layer dir must stay');
   assert.ok((await evictor.list()).some((l) => l.image === held));
@@ -119,7 +109,7 @@ it('an image another store holds survives the disk budget, gc() and evict() unti
 it('an image held by another process is in use for the budget and evict(); after release (or its death) it is not', async () => {
   const root = await newRoot();
   const [held, other, third] = await Promise.all([distinctImage('proc/held', MB), distinctImage('proc/other', MB), distinctImage('proc/third', MB)]);
-  const store = newStore({ root, maxCacheBytes: MB / 2 });
+  const store = await newStore({ root, maxCacheBytes: MB / 2 });
   (await store.acquire(held!)).release(); // cached, then over budget: evicted at the next pull
   const first = await holdInChild(root, held!);
   assert.notEqual(first.child.pid, process.pid);

@@ -7,9 +7,6 @@
  */
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { SbxError } from '../../../../core/src/errors.ts';
 import { egressAllowList } from '../../../../core/src/egress/egress-allow.ts';
 import { busyboxImage } from '../../../../test/fixtures/build-images.ts';
@@ -18,6 +15,7 @@ import type { BuiltImage } from '../../../../test/fixtures/oci-builder.ts';
 import { freePort } from '../../../../test/harness/registry.ts';
 import { startRedis, type RunningRedis } from '../../../../test/harness/redis.ts';
 import { ImageStore, type ImageStoreOptions } from '../image-store.ts';
+import { TempImageStores } from '../../../../test/harness/temp-image-store.ts';
 
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
 
@@ -34,20 +32,14 @@ before(async () => {
 });
 
 after(async () => {
+  await stores.cleanup();
   for (const c of cleanups.reverse()) await c();
   await fake.stop();
   await redis.stop();
 });
 
-async function store(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
-  const root = await mkdtemp(join(tmpdir(), 'sbx-images-egress-'));
-  const s = new ImageStore({ root, retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 20, deadlineMs: 2_000 }, ...opts });
-  cleanups.push(async () => {
-    await s.close();
-    await rm(root, { recursive: true, force: true });
-  });
-  return s;
-}
+const stores = new TempImageStores('sbx-images-egress-');
+const store = (opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> => stores.make({ egressAllow: [], retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 20, deadlineMs: 2_000 }, ...opts });
 
 /** A store that may reach the fake registry (and nothing else that is not public). */
 const allowingFake = () => store({ egressAllow: egressAllowList(fake.host) });

@@ -4,15 +4,12 @@
  */
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ImagePullFailedError, InvalidImageError } from '../../../../core/src/errors.ts';
 import { busyboxImage } from '../../../../test/fixtures/build-images.ts';
 import { startBlobHost, startFakeRegistry, type FakeRegistry } from '../../../../test/fixtures/fake-registry.ts';
 import { buildImage, buildLayer, sha256, type BuiltImage } from '../../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from '../image-store.ts';
-import { LOOPBACK_EGRESS } from '../../../../test/harness/egress.ts';
+import { TempImageStores } from '../../../../test/harness/temp-image-store.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
@@ -28,19 +25,13 @@ before(async () => {
 });
 
 after(async () => {
+  await stores.cleanup();
   for (const c of cleanups.reverse()) await c();
   await fake.stop();
 });
 
-async function store(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
-  const root = await mkdtemp(join(tmpdir(), 'sbx-images-client-'));
-  const s = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, retry: { attempts: 4, baseDelayMs: 5, maxDelayMs: 50, deadlineMs: 5_000 }, ...opts });
-  cleanups.push(async () => {
-    await s.close();
-    await rm(root, { recursive: true, force: true });
-  });
-  return s;
-}
+const stores = new TempImageStores('sbx-images-client-');
+const store = (opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> => stores.make({ retry: { attempts: 4, baseDelayMs: 5, maxDelayMs: 50, deadlineMs: 5_000 }, ...opts });
 
 const layerPath = () => `/v2/lib/busybox/blobs/${image.layers[0]!.digest}`;
 

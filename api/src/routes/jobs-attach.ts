@@ -19,7 +19,7 @@
  */
 import type { ServerType } from '@hono/node-server';
 import { createNodeWebSocket, type NodeWebSocket } from '@hono/node-ws';
-import type { Hono } from 'hono';
+import { z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { WSContext } from 'hono/ws';
 import os from 'node:os';
 import type { Socket } from 'node:net';
@@ -29,6 +29,7 @@ import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '..
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
+import { ErrorBody, errors, flag, json, JobIdParams } from '../openapi.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
 /** Input accepted from a client but not yet in Redis, past which its socket is paused. */
@@ -47,15 +48,35 @@ export function injectWebSockets(app: object, server: ServerType): void {
   sockets.get(app)?.injectWebSocket(server as Parameters<NodeWebSocket['injectWebSocket']>[0]);
 }
 
-export function registerJobsAttach(app: Hono<AppEnv>, deps: AppDeps): void {
+/** Described beside the handler (a WebSocket upgrade is no JSON route, so registered by hand). */
+function describeAttach(app: OpenAPIHono<AppEnv>): void {
+  app.openAPIRegistry.registerPath({
+    method: 'get', path: '/v1/jobs/{id}/attach', tags: ['jobs'],
+    summary: 'Attach to a job over a WebSocket (docker attach): output, status and exit out; stdin, EOF, window sizes and signals in',
+    description: 'Binary frames carry [channel byte][bytes] (0 stdin from the client; 1 stdout, 2 stderr from the server); text frames carry JSON control messages. Besides the Authorization header, the key may come as the subprotocol `sbx.bearer.<key>` or `?token=` (browsers cannot set headers on WebSockets).',
+    request: {
+      params: JobIdParams,
+      query: z.object({ logs: flag('replay the output from the start'), token: z.string().optional().openapi({ description: 'the API key, for clients that cannot send headers' }) }),
+    },
+    responses: {
+      101: { description: 'Switching Protocols: the WebSocket' },
+      400: json(ErrorBody, 'Not a WebSocket upgrade'),
+      401: errors[401], 404: errors[404], 503: errors[503],
+    },
+  });
+}
+
+export function registerJobsAttach(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
+  describeAttach(app);
   const nodeWs = createNodeWebSocket({ app });
   sockets.set(app, nodeWs);
   const writer = new StdinWriter(deps.redis, deps.keys);
   app.get('/v1/jobs/:id/attach', async (c, next) => {
+    // The job first: another tenant's job is a 404 whatever the request looks like.
+    const job = await loadJobForTenant(deps, c.req.param('id'), c.get('tenant'));
     if (c.req.header('upgrade')?.toLowerCase() !== 'websocket') {
       throw new InvalidRequestError('this endpoint is a WebSocket: connect with Upgrade: websocket (see README "Attach")', [{ path: 'upgrade', message: 'must be websocket' }]);
     }
-    const job = await loadJobForTenant(deps, c.req.param('id'), c.get('tenant'));
     const logs = c.req.query('logs') === 'true';
     const from = logs ? '0' : await lastEventId(deps, job.doc.id);
     const handler = nodeWs.upgradeWebSocket(() => {

@@ -392,3 +392,10 @@ it('zstd, uncompressed and gzip layers stack in one image (many layers)', async 
   assert.ok(lstatSync(join(last, 'layers/18')).isCharacterDevice());
   assert.equal(image.config.user, 'app');
 });
+
+it('close() is idempotent: a second call waits for the first and does not fail', async () => {
+  const store = await newStore();
+  (await store.acquire(`${registry.host}/test/busybox:latest`)).release();
+  await Promise.all([store.close(), store.close()]);
+  await store.close();
+});

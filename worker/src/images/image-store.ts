@@ -86,6 +86,7 @@ export class ImageStore {
   /** Holds of finished pulls, released on the next turn of the event loop (see acquire). */
   private readonly deferredReleases = new HoldCounts();
   private readonly closing = new AbortController();
+  private closed: Promise<void> | null = null;
   private readonly bounds: PullBounds;
   private indexPromise: Promise<CacheIndex> | null = null;
   private index: CacheIndex | null = null;
@@ -198,7 +199,13 @@ export class ImageStore {
       .sort((a, b) => a.image.localeCompare(b.image));
   }
 
-  async close(): Promise<void> {
+  /** Stops pulls, releases holds, closes connections. Idempotent: later calls wait for the first. */
+  close(): Promise<void> {
+    this.closed ??= this.closeOnce();
+    return this.closed;
+  }
+
+  private async closeOnce(): Promise<void> {
     this.closing.abort(new Error('image store closed'));
     await this.pulls.idle();
     await this.puller.idle();

@@ -9,23 +9,15 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { defaultJobsMemoryBytes, defaultJobsPids } from '../../core/src/config.ts';
 import { probeHost } from '../../native/index.ts';
-import { SbxClient } from '../harness/api-client.ts';
-import { startStack, type ManagedProcess, type Stack } from '../harness/stack.ts';
+import type { ManagedProcess } from '../harness/stack.ts';
+import { useStack } from '../harness/use-stack.ts';
 
 const PROBE = '/probes/probe';
-let stack: Stack;
-let api: SbxClient;
+const e2e = useStack({ workers: 0 });
 
-before(async () => {
-  stack = await startStack({ workers: 0 });
-  api = new SbxClient(stack.apiUrl);
-});
-after(async () => {
-  await stack?.stop();
-});
 
 async function probe(args: string[]): Promise<Map<string, string>> {
-  const { status, body } = await api.submit({ image: stack.images.probe, command: [PROBE, ...args] }, { wait: true });
+  const { status, body } = await e2e.api.submit({ image: e2e.stack.images.probe, command: [PROBE, ...args] }, { wait: true });
   assert.equal(status, 200);
   assert.equal(body.status, 'succeeded', JSON.stringify(body));
   const out = new Map<string, string>();
@@ -38,14 +30,14 @@ async function probe(args: string[]): Promise<Map<string, string>> {
 
 /** The worker's cgroup parent in a v1 hierarchy or the v2 tree. */
 function parentFile(workerId: string, controller: string, file: string): string {
-  const rel = `${stack.env.SBX_CGROUP_PARENT}/${workerId}`;
+  const rel = `${e2e.stack.env.SBX_CGROUP_PARENT}/${workerId}`;
   return readFileSync(probeHost().cgroup === 'v2' ? `/sys/fs/cgroup/${rel}/${file}` : `/sys/fs/cgroup/${controller}/${rel}/${file}`, 'utf8').trim();
 }
 
 describe('a worker configured strictly (file locks denied, aggregate limits)', () => {
   let worker: ManagedProcess;
   before(async () => {
-    worker = await stack.startWorker({ SBX_WORKER_ID: 'strict', SBX_JOB_FILE_LOCKS: 'deny', SBX_JOBS_MEMORY_BYTES: String(1 << 30), SBX_JOBS_PIDS: '300' });
+    worker = await e2e.stack.startWorker({ SBX_WORKER_ID: 'strict', SBX_JOB_FILE_LOCKS: 'deny', SBX_JOBS_MEMORY_BYTES: String(1 << 30), SBX_JOBS_PIDS: '300' });
   });
   after(async () => {
     await worker.kill('SIGTERM');
@@ -84,7 +76,7 @@ describe('a worker configured strictly (file locks denied, aggregate limits)', (
 describe('control: a worker with the defaults', () => {
   let worker: ManagedProcess;
   before(async () => {
-    worker = await stack.startWorker({ SBX_WORKER_ID: 'defaults' });
+    worker = await e2e.stack.startWorker({ SBX_WORKER_ID: 'defaults' });
   });
   after(async () => {
     await worker.kill('SIGTERM');

@@ -3,34 +3,23 @@
  * output over SSE. Each test asserts what a user of the API sees.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { hostname } from 'node:os';
-import { SbxClient } from '../harness/api-client.ts';
-import { startStack, type Stack } from '../harness/stack.ts';
+import { useStack } from '../harness/use-stack.ts';
 
-let stack: Stack;
-let api: SbxClient;
 let image: string;
+const e2e = useStack({}, { then: ({ stack }) => void (image = stack.images.busybox) });
 
-before(async () => {
-  stack = await startStack();
-  api = new SbxClient(stack.apiUrl);
-  image = stack.images.busybox;
-});
-after(async () => {
-  await stack?.stop();
-});
-
-const run = (command: string[], extra: Record<string, unknown> = {}) => api.submit({ image, command, ...extra }, { wait: true });
+const run = (command: string[], extra: Record<string, unknown> = {}) => e2e.api.submit({ image, command, ...extra }, { wait: true });
 
 describe('a job from submit to exit', () => {
   test('streams stdout, stderr and the exit document over SSE, resumable with Last-Event-ID', async () => {
-    const sub = await api.submit({ image, command: ['sh', '-c', 'echo hello from sbx; sleep 0.2; echo oops >&2; sleep 0.2; echo bye'] });
+    const sub = await e2e.api.submit({ image, command: ['sh', '-c', 'echo hello from sbx; sleep 0.2; echo oops >&2; sleep 0.2; echo bye'] });
     assert.equal(sub.status, 202);
     assert.equal(sub.headers.get('location'), `/v1/jobs/${sub.body.id}`);
     assert.equal(sub.body.status, 'queued');
 
-    const events = await api.events(sub.body.id);
+    const events = await e2e.api.events(sub.body.id);
     const types = events.map((e) => e.event);
     assert.equal(types.at(-1), 'exit');
     assert.ok(types.includes('status'));
@@ -48,7 +37,7 @@ describe('a job from submit to exit', () => {
 
     // Reconnect after the first stdout event: everything later, nothing twice.
     const firstOut = events.findIndex((e) => e.event === 'stdout');
-    const resumed = await api.events(sub.body.id, { lastEventId: events[firstOut]!.id! });
+    const resumed = await e2e.api.events(sub.body.id, { lastEventId: events[firstOut]!.id! });
     assert.deepEqual(resumed.map((e) => e.id), events.slice(firstOut + 1).map((e) => e.id));
   });
 
@@ -59,7 +48,7 @@ describe('a job from submit to exit', () => {
     assert.equal(res.body.exitCode, 3);
     assert.deepEqual(res.body.output, { stdout: 'out\n', stderr: 'err\n' });
     assert.equal(res.body.outputTruncated, false);
-    const again = await api.get(res.body.id, true);
+    const again = await e2e.api.get(res.body.id, true);
     assert.deepEqual(again.body.output, res.body.output);
   });
 
@@ -90,7 +79,7 @@ describe('a job from submit to exit', () => {
     const after = await run(['echo', 'still here']);
     assert.equal(after.body.status, 'succeeded');
     assert.equal(after.body.output!.stdout, 'still here\n');
-    assert.equal(stack.workers[0]!.child.exitCode, null);
+    assert.equal(e2e.stack.workers[0]!.child.exitCode, null);
   });
 
   test('hostname, ps and ip link show only the container', async () => {
@@ -161,7 +150,7 @@ describe('a job from submit to exit', () => {
   });
 
   test('an image that does not exist ends error/image_not_found', async () => {
-    const res = await api.submit({ image: `${stack.registry.host}/nope/missing:1`, command: ['true'] }, { wait: true });
+    const res = await e2e.api.submit({ image: `${e2e.stack.registry.host}/nope/missing:1`, command: ['true'] }, { wait: true });
     assert.equal(res.body.status, 'error');
     assert.equal(res.body.error!.code, 'image_not_found');
   });
@@ -169,14 +158,14 @@ describe('a job from submit to exit', () => {
 
 describe('cancel', () => {
   test('a running job is killed and ends cancelled; cancelling again is 409', async () => {
-    const sub = await api.submit({ image, command: ['sh', '-c', 'echo started; sleep 60'] });
-    await api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
-    const del = await api.request('DELETE', `/v1/jobs/${sub.body.id}`);
+    const sub = await e2e.api.submit({ image, command: ['sh', '-c', 'echo started; sleep 60'] });
+    await e2e.api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
+    const del = await e2e.api.request('DELETE', `/v1/jobs/${sub.body.id}`);
     assert.equal(del.status, 202);
-    const done = await api.waitFinished(sub.body.id);
+    const done = await e2e.api.waitFinished(sub.body.id);
     assert.equal(done.status, 'cancelled');
     assert.ok(done.usage!.wallMs < 10_000);
-    const again = await api.request<{ error: { code: string } }>('DELETE', `/v1/jobs/${sub.body.id}`);
+    const again = await e2e.api.request<{ error: { code: string } }>('DELETE', `/v1/jobs/${sub.body.id}`);
     assert.equal(again.status, 409);
     assert.equal(again.body.error.code, 'already_finished');
   });
@@ -196,21 +185,21 @@ describe('invalid requests', () => {
       [{ image, limits: { cpuTimeMs: 999_999_999 } }, 'limits.cpuTimeMs'],
     ];
     for (const [body, path] of cases) {
-      const res = await api.request<{ error: { code: string; message: string; details: Array<{ path: string }> } }>('POST', '/v1/jobs', body);
+      const res = await e2e.api.request<{ error: { code: string; message: string; details: Array<{ path: string }> } }>('POST', '/v1/jobs', body);
       assert.equal(res.status, 400, JSON.stringify(body));
       assert.equal(res.body.error.code, 'invalid_request');
       assert.ok(res.body.error.message.length > 0);
       assert.ok(res.body.error.details.some((d) => d.path === path), `${JSON.stringify(res.body)} should name ${path}`);
     }
-    const bad = await api.request<{ error: { code: string } }>('POST', '/v1/jobs', '{"image": ');
+    const bad = await e2e.api.request<{ error: { code: string } }>('POST', '/v1/jobs', '{"image": ');
     assert.equal(bad.status, 400);
     assert.equal(bad.body.error.code, 'invalid_json');
-    const text = await api.request<{ error: { code: string } }>('POST', '/v1/jobs', JSON.stringify({ image }), { 'content-type': 'text/plain' });
+    const text = await e2e.api.request<{ error: { code: string } }>('POST', '/v1/jobs', JSON.stringify({ image }), { 'content-type': 'text/plain' });
     assert.equal(text.status, 415);
   });
 
   test('an unknown job is 404 with the error body', async () => {
-    const res = await api.request<{ error: { code: string } }>('GET', '/v1/jobs/j_00000000000000000000000000');
+    const res = await e2e.api.request<{ error: { code: string } }>('GET', '/v1/jobs/j_00000000000000000000000000');
     assert.equal(res.status, 404);
     assert.equal(res.body.error.code, 'not_found');
   });

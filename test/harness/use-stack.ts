@@ -18,12 +18,18 @@ export interface StackUnderTest {
   readonly api: SbxClient;
 }
 
-export function useStack(opts: StackOptions = {}, client: { apiKey?: string } = {}): StackUnderTest {
+/**
+ * `then` runs inside the same before() once the stack is up: a file's own top-level before() hooks
+ * may run concurrently with this one (Node 20's test runner starts root hooks together), so setup
+ * that needs the stack goes here.
+ */
+export function useStack(opts: StackOptions = {}, extra: { apiKey?: string; then?: (e2e: StackUnderTest) => Promise<void> | void } = {}): StackUnderTest {
   let stack: Stack | null = null;
   let api: SbxClient | null = null;
   before(async () => {
     stack = await startStack(opts);
-    api = new SbxClient(stack.apiUrl, client.apiKey);
+    api = new SbxClient(stack.apiUrl, extra.apiKey);
+    await extra.then?.(handle);
   });
   after(async () => {
     await stack?.stop();
@@ -32,7 +38,7 @@ export function useStack(opts: StackOptions = {}, client: { apiKey?: string } = 
     if (v === null) throw new Error('the stack is not started yet: use it inside a test or a hook after useStack()');
     return v;
   };
-  return {
+  const handle: StackUnderTest = {
     get stack() {
       return started(stack);
     },
@@ -40,4 +46,5 @@ export function useStack(opts: StackOptions = {}, client: { apiKey?: string } = 
       return started(api);
     },
   };
+  return handle;
 }

@@ -6,9 +6,7 @@ import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { Agent, type Dispatcher } from 'undici';
@@ -17,14 +15,13 @@ import { startRegistry, type RunningRegistry } from '../../../test/harness/regis
 import { buildStandardImages, busyboxImage, busyboxLayer, DEFAULT_PATH } from '../../../test/fixtures/build-images.ts';
 import { buildImage, buildIndex, buildLayer, pushImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
-import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
+import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
 
 let registry: RunningRegistry;
-const roots: string[] = [];
-const stores: ImageStore[] = [];
+const stores = new TempImageStores('sbx-images-');
 
 before(async () => {
   registry = await startRegistry();
@@ -32,18 +29,11 @@ before(async () => {
 });
 
 after(async () => {
-  for (const s of stores) await s.close();
+  await stores.cleanup();
   await registry.stop();
-  for (const r of roots) await rm(r, { recursive: true, force: true });
 });
 
-async function newStore(opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> {
-  const root = opts.root ?? (await mkdtemp(join(tmpdir(), 'sbx-images-')));
-  if (!opts.root) roots.push(root);
-  const store = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 20, deadlineMs: 2_000 }, ...opts });
-  stores.push(store);
-  return store;
-}
+const newStore = (opts: Partial<ImageStoreOptions> = {}): Promise<ImageStore> => stores.make(opts);
 
 /** An undici Agent that counts requests by path. */
 class CountingAgent extends Agent {
@@ -84,8 +74,7 @@ it('pulls the busybox fixture into a layer dir where bin/busybox runs', async ()
 
 it('a cached tag is served without contacting the registry, also after a restart', async () => {
   const own = await startRegistry();
-  const root = await mkdtemp(join(tmpdir(), 'sbx-images-'));
-  roots.push(root);
+  const root = await stores.root();
   try {
     await pushImage(own.url, 'cache/busybox', 'v1', await busyboxImage());
     const store = await newStore({ root });
@@ -156,13 +145,13 @@ it('a corrupted layer blob is InvalidImageError and nothing is cached', async ()
     const bytes = readFileSync(data);
     bytes[bytes.length >> 1] = (bytes[bytes.length >> 1] ?? 0) ^ 0xff;
     writeFileSync(data, bytes);
-    const store = await newStore();
+    const root = await stores.root();
+    const store = await newStore({ root });
     await assert.rejects(store.acquire(`${own.host}/corrupt/busybox:latest`), (e: unknown) => {
       assert.ok(e instanceof InvalidImageError, String((e as Error).stack));
       assert.match(e.message, /digest|not valid compressed data/);
       return true;
     });
-    const root = roots[roots.length - 1]!;
     assert.deepEqual(readdirSync(join(root, 'layers/sha256')), []);
     assert.deepEqual(filesUnder(join(root, 'tmp')), [], 'the failed unpack left its temp dir');
     assert.deepEqual(await store.list(), []);
@@ -177,7 +166,8 @@ it('a blob the registry lost is invalid_image naming the blob, with the registry
     const image = await busyboxImage();
     await pushImage(own.url, 'lost/busybox', 'latest', image);
     rmSync(dirname(blobPath(own.storageDir, image.layers[0]!.digest)), { recursive: true });
-    const store = await newStore();
+    const root = await stores.root();
+    const store = await newStore({ root });
     await assert.rejects(store.acquire(`${own.host}/lost/busybox:latest`), (e: unknown) => {
       assert.ok(e instanceof SbxError, String(e));
       assert.equal(e.code, 'invalid_image', e.message);
@@ -185,7 +175,7 @@ it('a blob the registry lost is invalid_image naming the blob, with the registry
       assert.match(e.message, /said BLOB_UNKNOWN: blob unknown to registry/, 'the registry\'s own words');
       return true;
     });
-    assert.deepEqual(readdirSync(join(roots[roots.length - 1]!, 'layers/sha256')), []);
+    assert.deepEqual(readdirSync(join(root, 'layers/sha256')), []);
   } finally {
     await own.stop();
   }
@@ -279,8 +269,7 @@ it('whiteouts and opaque dirs become overlay whiteouts that hide lower files', a
   assert.equal(xattr, 'y');
 
   // Mount them for real when the host allows it.
-  const merged = await mkdtemp(join(tmpdir(), 'sbx-merged-'));
-  roots.push(merged);
+  const merged = await stores.root();
   const lower = [...image.layerDirs].reverse().join(':');
   try {
     await promisify(execFile)('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower}`, merged]);
@@ -298,13 +287,13 @@ it('whiteouts and opaque dirs become overlay whiteouts that hide lower files', a
 });
 
 it('layers shared between images are unpacked once', async () => {
-  const store = await newStore();
+  const root = await stores.root();
+  const store = await newStore({ root });
   const a = await store.acquire(`${registry.host}/demo/busybox:latest`);
   const extra = await buildLayer([{ type: 'file', path: 'hello', content: 'world' }]);
   await pushImage(registry.url, 'shared/busybox', 'latest', await busyboxImage({ extraLayers: [extra] }));
   const b = await store.acquire(`${registry.host}/shared/busybox:latest`);
   assert.equal(b.layerDirs[0], a.layerDirs[0]);
-  const root = roots[roots.length - 1]!;
   assert.equal(readdirSync(join(root, 'layers/sha256')).length, 2);
   assert.deepEqual(filesUnder(join(root, 'tmp')), []);
 });
@@ -319,7 +308,8 @@ async function distinctImage(repo: string, size: number): Promise<string> {
 it('over the disk budget, least recently used images nobody holds are evicted', async () => {
   const MB = 1 << 20;
   const [one, two, three, four] = await Promise.all(['lru/one', 'lru/two', 'lru/three', 'lru/four'].map((r) => distinctImage(r, MB)));
-  const store = await newStore({ maxCacheBytes: 2.5 * MB });
+  const root = await stores.root();
+  const store = await newStore({ root, maxCacheBytes: 2.5 * MB });
   const held = await store.acquire(one!);
   (await store.acquire(two!)).release();
   (await store.acquire(three!)).release();
@@ -330,7 +320,6 @@ it('over the disk budget, least recently used images nobody holds are evicted', 
   assert.deepEqual((await store.list()).map((l) => l.image).sort(), [three, four].sort());
   assert.equal(existsSync(held.layerDirs[0]!), false, 'the evicted layer dir is gone');
   assert.ok((await store.cacheBytes()) <= 2.5 * MB);
-  const root = roots[roots.length - 1]!;
   assert.equal(readdirSync(join(root, 'layers/sha256')).length, 2);
   assert.equal(readdirSync(join(root, 'images')).length, 2);
   // gc() with nothing unreferenced frees nothing
@@ -339,8 +328,7 @@ it('over the disk budget, least recently used images nobody holds are evicted', 
 
 it('two stores sharing a cache directory download each layer once', async () => {
   const agent = new CountingAgent();
-  const root = await mkdtemp(join(tmpdir(), 'sbx-images-'));
-  roots.push(root);
+  const root = await stores.root();
   try {
     const ref = await distinctImage('shared/root', 512 * 1024);
     const a = await newStore({ root, dispatcher: agent });

@@ -7,22 +7,17 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { SbxClient } from '../harness/api-client.ts';
 import { freePort } from '../harness/registry.ts';
 import { startRedis, type RunningRedis } from '../harness/redis.ts';
-import { startStack, type Stack } from '../harness/stack.ts';
+import { useStack } from '../harness/use-stack.ts';
 
-let stack: Stack;
-let api: SbxClient;
+const e2e = useStack();
 let target: RunningRedis;
 
 before(async () => {
   target = await startRedis();
-  stack = await startStack();
-  api = new SbxClient(stack.apiUrl);
 });
 after(async () => {
-  await stack?.stop();
   await target?.stop();
 });
 
@@ -33,13 +28,13 @@ async function connectionsReceived(client: ReturnType<RunningRedis['client']>): 
 test('images on loopback, the API port, a closed port or 169.254.169.254 end error/egress_refused; redis sees nothing', { timeout: 180_000 }, async () => {
   const redis = target.client();
   const before = await connectionsReceived(redis);
-  const apiPort = new URL(stack.apiUrl).port;
+  const apiPort = new URL(e2e.stack.apiUrl).port;
   const closed = await freePort();
   const loopback = { redis: `127.0.0.1:${target.port}/x:y`, api: `127.0.0.1:${apiPort}/x:y`, closed: `127.0.0.1:${closed}/x:y` };
   const others = { name: `localhost:${target.port}/x:y`, metadata: '169.254.169.254/latest:y' };
   const errors: Record<string, { code: string; message: string }> = {};
   for (const [what, image] of Object.entries({ ...loopback, ...others })) {
-    const res = await api.submit({ image, command: ['true'] }, { wait: true });
+    const res = await e2e.api.submit({ image, command: ['true'] }, { wait: true });
     assert.equal(res.body.status, 'error', `${what}: ${JSON.stringify(res.body)}`);
     errors[what] = res.body.error!;
   }
@@ -50,6 +45,6 @@ test('images on loopback, the API port, a closed port or 169.254.169.254 end err
   assert.equal(messages.size, 1, `one message whatever the port: ${JSON.stringify(errors, null, 2)}`);
   assert.equal(await connectionsReceived(redis), before, 'redis-server accepted no connection from the worker');
 
-  const ok = await api.submit({ image: stack.images.busybox, command: ['echo', 'still pulls'] }, { wait: true });
+  const ok = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['echo', 'still pulls'] }, { wait: true });
   assert.equal(ok.body.status, 'succeeded', JSON.stringify(ok.body.error));
 });

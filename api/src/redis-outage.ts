@@ -1,6 +1,7 @@
 /**
  * Whether an error means "Redis did not answer" (503 dependency_unavailable) rather than "Redis
- * answered with an error" (a bug here: 500 internal). Judged by ioredis's error types, never by
+ * answered with an error" (a bug here: 500 internal); replies that say Redis cannot serve now
+ * (LOADING, BUSY, …) count as not answering. Judged by ioredis's error types, never by
  * message text: a ReplyError (WRONGTYPE, NOSCRIPT, ERR …) is an answer; the other redis-errors
  * classes ioredis raises (MaxRetriesPerRequestError, ClusterAllFailedError, AbortError) and socket
  * errors (ECONNREFUSED, …) are not; ioredis rejects commands on a closed connection with a plain
@@ -14,8 +15,16 @@ const RedisError = Object.getPrototypeOf(ReplyError) as Function;
 
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/**
+ * Replies that mean "not now" rather than "wrong request", by the reply's error code (the first word
+ * of a RESP error, part of the protocol): loading its data set, a replica without its master, a
+ * Cluster that is down or resharding, a script or module call blocking the server.
+ */
+const UNAVAILABLE_REPLIES = new Set(['LOADING', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY']);
+
 export function isRedisOutage(err: unknown, redis: RedisClient): boolean {
-  if (!(err instanceof Error) || err instanceof ReplyError) return false;
+  if (!(err instanceof Error)) return false;
+  if (err instanceof ReplyError) return UNAVAILABLE_REPLIES.has(err.message.split(' ', 1)[0] ?? '');
   if (err instanceof RedisError) return true;
   if (CONNECTION_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return true;
   return Object.getPrototypeOf(err) === Error.prototype && redis.status !== 'ready';

@@ -52,6 +52,36 @@ describe('Redis answers with an error', () => {
   });
 });
 
+describe('Redis busy (a script blocks it): a BUSY reply is an outage, 503', () => {
+  let redis: RunningRedis;
+  let t: ReturnType<typeof createTestApp>;
+  before(async () => {
+    redis = await startRedis();
+    t = createTestApp(redis);
+  });
+  after(async () => {
+    await t?.close();
+    await redis?.stop();
+  });
+
+  test('while a script runs past busy-reply-threshold, requests answer 503 dependency_unavailable', async () => {
+    const admin = redis.client();
+    await admin.config('SET', 'busy-reply-threshold', '50');
+    const blocker = redis.client();
+    const running = blocker.eval('local t = redis.call("TIME"); while true do local n = redis.call("TIME"); if n[1] - t[1] > 5 then break end end', 0).catch(() => null);
+    await new Promise((r) => setTimeout(r, 300));
+    try {
+      const res = await t.app.request('/v1/jobs/j_00000000000000000000000000');
+      const body = (await res.json()) as { error: { code: string } };
+      assert.equal(res.status, 503, JSON.stringify(body));
+      assert.equal(body.error.code, 'dependency_unavailable');
+    } finally {
+      await admin.script('KILL').catch(() => null);
+      await running;
+    }
+  });
+});
+
 describe('Redis stopped', () => {
   let redis: RunningRedis;
   let t: ReturnType<typeof createTestApp>;

@@ -4,7 +4,9 @@
  *   2. submit → first stdout event over SSE, sequential, over --sse-runs jobs
  *   3. throughput with --concurrency clients submitting ?wait=true for --seconds
  * Every answer is checked (status 200 and `succeeded`); anything else counts as an error.
- * Flags: --api URL  --image REF  --runs N  --sse-runs N  --concurrency N  --seconds S  --json
+ * Flags: --api URL  --image REF  --runs N  --sse-runs N  --concurrency N  --seconds S  --own-stack  --json
+ * --own-stack starts a stack of its own (test harness: private Redis and registry, API and worker
+ * as separate processes) and stops it at the end, instead of using `npm run up`'s.
  */
 import { parseArgs } from 'node:util';
 import { Agent, setGlobalDispatcher } from 'undici';
@@ -18,12 +20,13 @@ const { values } = parseArgs({
     'sse-runs': { type: 'string', default: '100' },
     concurrency: { type: 'string', default: '16' },
     seconds: { type: 'string', default: '10' },
+    'own-stack': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
 setGlobalDispatcher(new Agent({ connections: 64, keepAliveTimeout: 30_000 }));
-const api = values.api!;
-const image = values.image!;
+let api = values.api!;
+let image = values.image!;
 const log = (s: string) => (values.json ? process.stderr : process.stdout).write(`${s}\n`);
 
 async function submitWait(command: string[]): Promise<{ ms: number; ok: boolean; detail?: string }> {
@@ -59,6 +62,19 @@ const pct = (xs: number[], p: number) => {
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
 async function main() {
+  if (!values['own-stack']) return measure();
+  const { startStack } = await import('../test/harness/stack.ts');
+  const stack = await startStack();
+  api = stack.apiUrl;
+  image = stack.images.busybox;
+  try {
+    await measure();
+  } finally {
+    await stack.stop();
+  }
+}
+
+async function measure() {
   const health = await fetch(`${api}/readyz`).catch(() => null);
   if (!health?.ok) throw new Error(`no ready API at ${api}: start the stack with npm run up`);
   // Warm up: the image is pulled once, code paths are JITed.

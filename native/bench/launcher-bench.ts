@@ -3,11 +3,12 @@
 // limits: sbx (in-process, as the worker uses it) vs `crun run`, `runc run` (same limits) and
 // bwrap (namespaces only, no cgroups), each CLI timed as spawn-and-wait by a tiny C spawner
 // (spawn-timer.c: vfork + exec + waitpid), and the host fork+exec floor of /bin/true.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { launch, probeHost, type LaunchSpec } from '../index.ts';
+import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -30,10 +31,6 @@ function stats(times: number[], failures = 0): Stat {
 function log(msg: string): void {
   if (!json) process.stdout.write(msg + '\n');
   else process.stderr.write(msg + '\n');
-}
-
-function have(bin: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${bin}`]).status === 0;
 }
 
 function buildRootfs(dir: string): void {
@@ -118,6 +115,8 @@ async function runAll(runners: Runner[], rounds: number): Promise<Record<string,
 async function main(): Promise<void> {
   const probe = probeHost();
   if (!probe.ok) throw new Error(`host unsupported: ${probe.missing.join('; ')}`);
+  // The peers are installed here or the bench fails naming them: never a null ratio.
+  ensureTools({ crun: 'crun', runc: 'runc', bwrap: 'bubblewrap', gcc: 'gcc', busybox: 'busybox-static' }, log);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-bench-'));
   const parent = `sbx-bench-${process.pid}`;
   const rootfs = path.join(tmp, 'rootfs');
@@ -132,7 +131,7 @@ async function main(): Promise<void> {
       { name: 'host', block: async (n) => cli([path.join(rootfs, 'bin', 'true')], n) },
       { name: 'sbx', block: (n) => sbxBlock(rootfs, parent, n, seq) },
     ];
-    if (have('crun')) {
+    {
       ociBundle('crun', path.join(tmp, 'crun'), rootfs);
       // crun 1.8 refuses hybrid cgroups while /sys/fs/cgroup/unified has a controller: hide it in
       // a private mount namespace (measurement-notes.md).
@@ -140,12 +139,12 @@ async function main(): Promise<void> {
       const prefix = ['unshare', '-m', '--propagation', 'private', '--', 'sh', '-c', 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', 'sh'];
       runners.push({ name: 'crun', block: async (n) => cli(cmd, n, prefix) });
     }
-    if (have('runc')) {
+    {
       ociBundle('runc', path.join(tmp, 'runc'), rootfs);
       const cmd = ['runc', 'run', '--bundle', path.join(tmp, 'runc'), `sbx-bench-runc-${process.pid}`];
       runners.push({ name: 'runc', block: async (n) => cli(cmd, n) });
     }
-    if (have('bwrap')) {
+    {
       const cmd = ['bwrap', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--ro-bind', rootfs, '/',
         '--proc', '/proc', '--dev', '/dev', '/bin/true'];
       runners.push({ name: 'bwrap', block: async (n) => cli(cmd, n) });
@@ -158,13 +157,18 @@ async function main(): Promise<void> {
     }
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  const ratio = (k: string) => (results[k] && results.sbx ? Math.round((results.sbx.median_ms / results[k]!.median_ms) * 1000) / 1000 : null);
+  const failed = ['host', 'sbx', 'crun', 'runc', 'bwrap'].filter((k) => !results[k]);
+  if (failed.length) throw new Error(`every run failed for: ${failed.join(', ')} (no ratio without both sides)`);
+  const ratio = (k: string) => Math.round((results.sbx!.median_ms / results[k]!.median_ms) * 1000) / 1000;
   log(`ratios (sbx median / other median): crun ${ratio('crun')}, runc ${ratio('runc')}, bwrap ${ratio('bwrap')}`);
-  const pick = (s: Stat | null | undefined) => (s ? { median_ms: s.median_ms, p90_ms: s.p90_ms } : null);
+  const pick = (s: Stat | null | undefined) => ({ median_ms: s!.median_ms, p90_ms: s!.p90_ms, failures: s!.failures });
   process.stdout.write(JSON.stringify({
     runs, sbx: pick(results.sbx), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
-    host_fork_exec: pick(results.host), ratio_vs_crun: ratio('crun'),
+    host_fork_exec: pick(results.host), ratio_vs_crun: ratio('crun'), ratio_vs_runc: ratio('runc'), ratio_vs_bwrap: ratio('bwrap'),
   }) + '\n');
 }
 
-await main();
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:launcher: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -13,7 +13,8 @@ import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { createApp } from '../../api/src/app.ts';
 import type { AppDeps } from '../../api/src/deps.ts';
 import { JobEventsHub } from '../../api/src/job-events-hub.ts';
-import type { RunningRedis } from './redis.ts';
+import { after, before } from 'node:test';
+import { startRedis, type RunningRedis } from './redis.ts';
 
 export function createTestApp(redisServer: RunningRedis, env: Record<string, string> = {}) {
   const config = loadConfig({ SBX_REDIS_URL: redisServer.url, SBX_LOG_LEVEL: 'silent', ...env });
@@ -40,6 +41,40 @@ export function createTestApp(redisServer: RunningRedis, env: Record<string, str
       await deps.store.close();
       await deps.hub.close();
       redis.disconnect();
+    },
+  };
+}
+
+export type TestApp = ReturnType<typeof createTestApp>;
+
+/**
+ * A route test's usual setup in one line: a private redis-server and the app on it, started in
+ * before() and closed in after() of the enclosing suite (or file).
+ */
+export function useTestApp(env: Record<string, string> = {}): { readonly app: TestApp['app']; readonly deps: TestApp['deps']; readonly redis: RunningRedis } {
+  let redis: RunningRedis | null = null;
+  let t: TestApp | null = null;
+  before(async () => {
+    redis = await startRedis();
+    t = createTestApp(redis, env);
+  });
+  after(async () => {
+    await t?.close();
+    await redis?.stop();
+  });
+  const started = <T>(v: T | null): T => {
+    if (v === null) throw new Error('the test app is not started yet: use it inside a test or a hook');
+    return v;
+  };
+  return {
+    get app() {
+      return started(t).app;
+    },
+    get deps() {
+      return started(t).deps;
+    },
+    get redis() {
+      return started(redis);
     },
   };
 }

@@ -19,6 +19,7 @@ import { ImageStore } from '../src/images/image-store.ts';
 import { LOOPBACK_EGRESS } from '../../test/harness/egress.ts';
 import { sharedUnpackPool } from '../src/images/layers/unpack-pool.ts';
 import { benchArgs } from './bench-args.ts';
+import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 
 const run = promisify(execFile);
 
@@ -88,6 +89,7 @@ async function warmLookupMs(workDir: string, ref: string): Promise<number> {
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = (line: string) => (args.json ? process.stderr.write(line + '\n') : console.log(line));
+  ensureTools({ skopeo: 'skopeo', umoci: 'umoci', 'docker-registry': 'docker-registry' }, log);
   const spec = args.small ? { layers: 2, filesPerLayer: 500, bytesPerLayer: 10 * 1024 * 1024 } : LARGE_IMAGE;
   log(`building the fixture: ${spec.layers} layers × ${spec.filesPerLayer} files × ${(spec.bytesPerLayer / 2 ** 20).toFixed(0)} MiB …`);
   const large = await buildLargeImage(spec);
@@ -134,4 +136,7 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:pull: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -15,6 +15,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createZstdDecompressor, zstdBinding } from '../src/images/layers/zstd-decompress.ts';
 import { benchArgs } from './bench-args.ts';
+import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 
 interface Args {
   runs: number;
@@ -90,6 +91,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  ensureTools({ zstd: 'zstd', tar: 'tar' }); // `zstd -d` (the CLI) is the peer always measured
   const { path, tarBytes } = benchData(args);
   const compressed = readFileSync(path);
   const input = pieces(compressed);
@@ -115,6 +117,9 @@ async function main(): Promise<void> {
     result[name] = { median_s: +median(xs).toFixed(3), median_MBps: +mbps(median(xs)).toFixed(0), runs_s: xs.map((x) => +x.toFixed(3)) };
     console.log(`${name.padEnd(8)} median ${median(xs).toFixed(3)} s  ${mbps(median(xs)).toFixed(0)} MB/s  (runs: ${xs.map((x) => x.toFixed(2)).join(', ')})`);
   }
+  // libzstd in-process (fed 64 KiB pieces, as from the network) against the zstd CLI on the file.
+  result.ratio_vs_cli = +(median(times.libzstd!) / median(times.cli!)).toFixed(3);
+  console.log(`libzstd median / zstd -d median = ${String(result.ratio_vs_cli)}`);
   if (times.fzstd!.length) {
     result.ratio = +(median(times.fzstd!) / median(times.libzstd!)).toFixed(2);
     console.log(`libzstd is ${String(result.ratio)}× the throughput of fzstd`);
@@ -125,4 +130,7 @@ async function main(): Promise<void> {
   if (args.json) console.log(JSON.stringify(result));
 }
 
-await main();
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:zstd: ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});

@@ -5,23 +5,12 @@
  * BullMQ queue, the API in-process.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
-import { createTestApp } from '../../../test/harness/api-app.ts';
+import { test } from 'node:test';
+import { useTestApp } from '../../../test/harness/api-app.ts';
 import { parseServerSentEvents, type ServerSentEvent } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 
-let redis: RunningRedis;
-let t: ReturnType<typeof createTestApp>;
-
-before(async () => {
-  redis = await startRedis();
-  t = createTestApp(redis);
-});
-after(async () => {
-  await t?.close();
-  await redis?.stop();
-});
+const t = useTestApp();
 
 const json = { 'content-type': 'application/json' };
 async function submit(): Promise<string> {

@@ -7,21 +7,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ReplyError } from 'ioredis';
 import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
-import { createTestApp } from '../../../test/harness/api-app.ts';
+import { createTestApp, useTestApp } from '../../../test/harness/api-app.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 import { isRedisOutage } from '../redis-outage.ts';
 
 describe('Redis answers with an error', () => {
-  let redis: RunningRedis;
-  let t: ReturnType<typeof createTestApp>;
-  before(async () => {
-    redis = await startRedis();
-    t = createTestApp(redis);
-  });
-  after(async () => {
-    await t?.close();
-    await redis?.stop();
-  });
+  const t = useTestApp();
 
   test('a WRONGTYPE ReplyError from Redis is a 500 internal, not a 503', async () => {
     const created = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'busybox', command: ['true'] }) });
@@ -53,21 +44,12 @@ describe('Redis answers with an error', () => {
 });
 
 describe('Redis busy (a script blocks it): a BUSY reply is an outage, 503', () => {
-  let redis: RunningRedis;
-  let t: ReturnType<typeof createTestApp>;
-  before(async () => {
-    redis = await startRedis();
-    t = createTestApp(redis);
-  });
-  after(async () => {
-    await t?.close();
-    await redis?.stop();
-  });
+  const t = useTestApp();
 
   test('while a script runs past busy-reply-threshold, requests answer 503 dependency_unavailable', async () => {
-    const admin = redis.client();
+    const admin = t.redis.client();
     await admin.config('SET', 'busy-reply-threshold', '50');
-    const blocker = redis.client();
+    const blocker = t.redis.client();
     const running = blocker.eval('local t = redis.call("TIME"); while true do local n = redis.call("TIME"); if n[1] - t[1] > 5 then break end end', 0).catch(() => null);
     await new Promise((r) => setTimeout(r, 300));
     try {

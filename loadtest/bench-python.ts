@@ -8,10 +8,10 @@
  * Starts a stack of its own (test harness: private Redis and registry, API and worker as separate
  * processes) and stops it at the end.
  * Flags: --runs N (default 100)  --json
- * Env: SBX_DEBIAN_MIRROR (default http://deb.debian.org/debian), SBX_BENCH_CACHE (default .sbx/cache)
+ * Env: SBX_DEBIAN_MIRROR (default: the first Debian archive this machine's apt sources use), SBX_BENCH_CACHE (default .sbx/cache)
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildImage, layerFromTar, pushImage } from '../test/fixtures/oci-builder.ts';
@@ -27,9 +27,25 @@ const runs = Number(values.runs);
 const log = (s: string) => (values.json ? process.stderr : process.stdout).write(`${s}\n`);
 const repoRoot = resolve(dirname(new URL(import.meta.url).pathname), '..');
 const cacheDir = process.env.SBX_BENCH_CACHE ?? join(repoRoot, '.sbx', 'cache');
-const mirror = process.env.SBX_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
+const mirror = process.env.SBX_DEBIAN_MIRROR ?? aptDebianMirror();
 const HOST_PYTHON = '/usr/bin/python3'; // Debian's, the same bookworm build as in the image
 const COMMAND = ['python3', '-c', 'pass'];
+
+/** The Debian archive this machine's apt already uses (deb822 `URIs:` or a one-line `deb` entry ending in /debian). */
+function aptDebianMirror(): string {
+  const files = ['/etc/apt/sources.list', ...readdirSync('/etc/apt/sources.list.d').filter((f) => /\.(sources|list)$/.test(f)).map((f) => `/etc/apt/sources.list.d/${f}`)];
+  for (const f of files) {
+    let text = '';
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    const m = /^(?:URIs:\s*|deb\s+(?:\[[^\]]*\]\s+)?)(\S+\/debian)\/?\s/m.exec(text);
+    if (m) return m[1]!;
+  }
+  throw new Error('no Debian archive in /etc/apt/sources.list(.d): set SBX_DEBIAN_MIRROR');
+}
 
 /** The bookworm minbase + python3-minimal rootfs as a tar, built once with mmdebstrap. */
 function rootfsTar(): string {

@@ -3,7 +3,9 @@
  * what sbx stores and the worker trusts (JobSpec: the request with every default resolved), and
  * what clients read back (JobDocument). Types are inferred from the schemas.
  */
-import { z } from 'zod';
+// z from @hono/zod-openapi: zod with .openapi(), which zod v4 gives only to schemas made after it is
+// loaded; importing it here makes the schemas below describable whatever imports them first.
+import { z } from '@hono/zod-openapi';
 import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
 
 export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;

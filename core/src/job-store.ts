@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import type { CallbackState, JobDocument, JobEventType, JobSpec, JobStatus } from './job-spec.ts';
+import { isFinished, type CallbackState, type JobDocument, type JobEventType, type JobSpec, type JobStatus } from './job-spec.ts';
 import { WebhookQueue } from './webhooks/webhook-queue.ts';
 import { openRegistryAuth, sealRegistryAuth, type RegistryAuth } from './secrets/registry-auth.ts';
 import type { SecretBox } from './secrets/secret-box.ts';
@@ -113,12 +113,40 @@ export class JobStore {
    */
   async transition(doc: JobDocument, from: readonly JobStatus[], eventType: 'status' | 'exit'): Promise<string> {
     const data = eventType === 'exit' ? JSON.stringify(doc) : JSON.stringify({ status: doc.status });
+    // The intent first: if this process dies between the transition and queueing the webhook, the
+    // janitor finds the job here (requeueLostWebhooks) and queues it.
+    const webhookIntent = eventType === 'exit' && doc.callback ? await this.redis.zadd(this.keys.webhooksPending(), Date.now(), doc.id) : null;
     const result = await this.scripted.sbxTransitionJob(
       this.keys.jobState(doc.id), this.keys.jobEvents(doc.id), from.join(','), doc.status, JSON.stringify(doc),
       eventType, data, this.keys.jobNotify(doc.id), eventType === 'exit' ? this.ttlSeconds : 0,
     );
     if (result === 'ok' && eventType === 'exit') await this.finished(doc);
+    else if (webhookIntent !== null) await this.redis.zrem(this.keys.webhooksPending(), doc.id); // finished elsewhere: theirs
     return result;
+  }
+
+  /**
+   * Queues the webhooks that a crash (or a Redis error) kept from being queued after their job's final
+   * transition: intents older than `olderThanMs` whose job is final, has not been attempted and is
+   * not in the queue. Intents of jobs that are gone, or still not final after the job TTL, are dropped.
+   * Returns how many were queued.
+   */
+  async requeueLostWebhooks(olderThanMs: number, now = Date.now()): Promise<number> {
+    const key = this.keys.webhooksPending();
+    const ids = await this.redis.zrangebyscore(key, '-inf', now - olderThanMs, 'LIMIT', 0, 100);
+    let queued = 0;
+    for (const id of ids) {
+      const doc = await this.getDoc(id);
+      if (doc && !isFinished(doc.status)) {
+        const since = Number(await this.redis.zscore(key, id));
+        if (now - since < this.ttlSeconds * 1000) continue; // its finisher may still be at work
+      } else if (doc?.callback && doc.callback.attempts.length === 0 && !doc.callback.delivered) {
+        this.webhooks ??= new WebhookQueue(this.redis, this.keys);
+        if (await this.webhooks.enqueueIfAbsent(id)) queued++;
+      }
+      await this.redis.zrem(key, id);
+    }
+    return queued;
   }
 
   /**
@@ -131,6 +159,7 @@ export class JobStore {
     if (doc.callback) {
       this.webhooks ??= new WebhookQueue(this.redis, this.keys);
       await this.webhooks.enqueue(doc.id);
+      await this.redis.zrem(this.keys.webhooksPending(), doc.id);
     }
     for (const listener of this.finishListeners) listener(doc, tenant);
   }

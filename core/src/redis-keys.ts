@@ -74,6 +74,13 @@ export class RedisKeys {
   control(): string {
     return `${this.prefix}:control`;
   }
+  /**
+   * Jobs whose final transition is under way and whose webhook is not queued yet (score: when),
+   * beside the webhook queue in its slot; what a crash between the two leaves is queued by the janitor.
+   */
+  webhooksPending(): string {
+    return `${this.queuePrefix()}:webhooks:pending`;
+  }
   /** BullMQ prefix: a hash tag, so all of the queue's keys share one Cluster slot. */
   queuePrefix(): string {
     return `{${this.prefix}}`;

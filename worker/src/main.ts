@@ -29,6 +29,8 @@ import { ensureOpenFilesLimit } from './open-files-limit.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 
 const SHUTDOWN_GRACE_MS = 10_000;
+/** A webhook intent this old whose job is final but was never queued was left by a crash. */
+const LOST_WEBHOOK_AFTER_MS = 30_000;
 
 async function main(): Promise<void> {
   const config = loadConfigOrExit();
@@ -122,7 +124,13 @@ async function main(): Promise<void> {
   };
   await beat();
   const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
-  const reaper = setInterval(() => void janitor.reapDeadWorkers().catch((err) => logger.warn({ err: err.message }, 'reaping lost workers failed')), Math.max(heartbeatTtl, 5000));
+  const reaper = setInterval(() => {
+    void janitor.reapDeadWorkers().catch((err) => logger.warn({ err: err.message }, 'reaping lost workers failed'));
+    void store.requeueLostWebhooks(LOST_WEBHOOK_AFTER_MS).then(
+      (n) => n && logger.warn({ webhooks: n }, 'queued webhooks a crash had left unqueued'),
+      (err) => logger.warn({ err: err.message }, 'requeueing lost webhooks failed'),
+    );
+  }, Math.max(heartbeatTtl, 5000));
 
   await listenForControl(sub, keys, logger, (m) => {
     if (m.type === 'cancel') runner.cancel(m.id);

@@ -35,6 +35,13 @@ export class WebhookQueue {
     await this.add({ id, attempt: 1, firstAt: Date.now() }, 0);
   }
 
+  /** The first attempt, unless it is in the queue already; whether it was queued now. */
+  async enqueueIfAbsent(id: string): Promise<boolean> {
+    if (await this.queue.getJob(`${id}-1`)) return false;
+    await this.enqueue(id);
+    return true;
+  }
+
   async add(task: WebhookTask, delayMs: number): Promise<void> {
     await this.queue.add('deliver', task, { jobId: `${task.id}-${task.attempt}`, delay: Math.max(0, Math.round(delayMs)) });
   }

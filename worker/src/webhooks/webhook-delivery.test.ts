@@ -17,6 +17,8 @@ import { startRedis, waitUntil, type RunningRedis } from '../../../test/harness/
 import { startWebhookReceiver, type WebhookReceiver } from '../../../test/harness/webhook-receiver.ts';
 import { startWebhookWorker } from './webhook-delivery.ts';
 import { nextAttemptDelay } from './backoff.ts';
+import { finishJob } from '../../../core/src/job-lifecycle.ts';
+import { WebhookQueue } from '../../../core/src/webhooks/webhook-queue.ts';
 
 const SECRET_A = 'tenant-a-secret-0123456789abcdef';
 const SECRET_ALL = 'fallback-secret-0123456789abcdef';
@@ -133,4 +135,28 @@ test('backoff doubles from the base up to the maximum, and stops past the retry 
   assert.deepEqual([1, 2, 3, 4, 5, 6].map((n) => nextAttemptDelay(policy, n, 0, 0, noJitter)), [100, 200, 400, 800, 1000, 1000]);
   assert.equal(nextAttemptDelay(policy, 3, 0, 4700, noJitter), null, 'the next attempt would come after the window');
   assert.equal(nextAttemptDelay(policy, 1, 0, 0, () => 0.999)! <= 110, true);
+});
+
+describe('a crash between a job\'s end and queueing its webhook', () => {
+  test('the janitor\'s sweep queues the webhook the crash left behind, once', async () => {
+    const sub = await call(KEY_A, 'POST', '/v1/jobs', { image: IMAGE, callbackUrl: receiver.url('/after-crash') });
+    assert.equal(sub.status, 202, JSON.stringify(sub.body));
+    // The finisher "dies" right after the final transition: its enqueue never reaches Redis.
+    const enqueue = WebhookQueue.prototype.enqueue;
+    WebhookQueue.prototype.enqueue = () => Promise.reject(new Error('the finishing process died here'));
+    try {
+      await assert.rejects(finishJob(t.deps.store, sub.body, 'cancelled', null), /died here/);
+    } finally {
+      WebhookQueue.prototype.enqueue = enqueue;
+    }
+    const lost = (await call(KEY_A, 'GET', `/v1/jobs/${sub.body.id}`)).body;
+    assert.equal(lost.status, 'cancelled');
+    assert.deepEqual(lost.callback?.attempts, [], 'nothing was queued');
+    assert.equal(await t.deps.store.requeueLostWebhooks(60_000), 0, 'a recent intent is left to its finisher');
+    assert.equal(await t.deps.store.requeueLostWebhooks(0), 1);
+    const doc = await delivered(KEY_A, sub.body.id);
+    assert.equal(doc.callback?.attempts.length, 1);
+    assert.equal(receiver.on('/after-crash').length, 1);
+    assert.equal(await t.deps.store.requeueLostWebhooks(0), 0, 'the intent is gone: no second delivery');
+  });
 });

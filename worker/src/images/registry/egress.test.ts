@@ -22,7 +22,6 @@ const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, {
 let image: BuiltImage;
 let fake: FakeRegistry;
 let redis: RunningRedis;
-const cleanups: Array<() => Promise<void>> = [];
 
 before(async () => {
   image = await busyboxImage();
@@ -33,7 +32,6 @@ before(async () => {
 
 after(async () => {
   await stores.cleanup();
-  for (const c of cleanups.reverse()) await c();
   await fake.stop();
   await redis.stop();
 });

@@ -164,23 +164,9 @@ void shareMountNsInChild(int syncFd) {
   char tag[sizeof(proto::Msg)];
   sys::bzero(tag, sizeof tag);
   tag[0] = 'N';
-  struct iovec iov = {tag, sizeof tag};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-  sys::bzero(cbuf, sizeof cbuf);
-  struct msghdr mh;
-  sys::bzero(&mh, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  int ifd = (int)fd;
-  const char* src = reinterpret_cast<const char*>(&ifd);
-  for (size_t i = 0; i < sizeof ifd; i++) CMSG_DATA(c)[i] = src[i];
-  sys::sc(__NR_sendmsg, syncFd, &mh, MSG_NOSIGNAL);
+  proto::FdPacket packet;
+  proto::packFd(packet, tag, sizeof tag, (int)fd);
+  sys::sc(__NR_sendmsg, syncFd, &packet.mh, MSG_NOSIGNAL);
   sys::sc(__NR_close, fd);
 }
 

@@ -11,7 +11,11 @@
 //       'X'  the command is running (value = its pid inside the job's pid namespace)
 //       'S'  the command ended (value = wait status); sbx-init exits right after
 #pragma once
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include "error.h"
 
 namespace sbx::proto {
@@ -52,5 +56,31 @@ struct InitConfig {
 };
 
 constexpr size_t kMaxConfigBytes = 64 * 1024;
+
+// One packet for sendmsg carrying `len` bytes of `payload` (a Msg) and the descriptor `fd`
+// (SCM_RIGHTS): the 'N' and 'T' messages. Built without any libc call (byte loops, no memset), as
+// the setup child, which shares Node's memory and may not call libc, sends one too.
+struct FdPacket {
+  struct iovec iov;
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
+  struct msghdr mh;
+};
+
+inline void packFd(FdPacket& p, void* payload, size_t len, int fd) {
+  volatile char* z = reinterpret_cast<volatile char*>(&p);
+  for (size_t i = 0; i < sizeof p; i++) z[i] = 0;
+  p.iov.iov_base = payload;
+  p.iov.iov_len = len;
+  p.mh.msg_iov = &p.iov;
+  p.mh.msg_iovlen = 1;
+  p.mh.msg_control = p.cbuf;
+  p.mh.msg_controllen = sizeof p.cbuf;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&p.mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  const char* src = reinterpret_cast<const char*>(&fd);
+  for (size_t i = 0; i < sizeof fd; i++) CMSG_DATA(c)[i] = src[i];
+}
 
 }  // namespace sbx::proto

@@ -39,21 +39,9 @@ bool openInInit(uint32_t rows, uint32_t cols, int& master, int& slave, Error& er
 bool sendMasterInInit(int syncFd, int fd, Error& err) {
   proto::Msg m{};
   m.tag = 'T';
-  struct iovec iov = {&m, sizeof m};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int))];
-  memset(cbuf, 0, sizeof cbuf);
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  if (sendmsg(syncFd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof m) return fail(err, "tty", "sendmsg", "master", errno);
+  proto::FdPacket packet;
+  proto::packFd(packet, &m, sizeof m, fd);
+  if (sendmsg(syncFd, &packet.mh, MSG_NOSIGNAL) != (ssize_t)sizeof m) return fail(err, "tty", "sendmsg", "master", errno);
   return true;
 }
 

@@ -6,6 +6,7 @@
  * Events without an id (`queue`: the job's place in the queue) are live only and may come again
  * after a reconnection.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { apiErrorFromAnswer, connectionError, SbxApiError, SbxConnectionError } from './errors.ts';
 import { readBody, type Transport } from './http.ts';
 import { parseServerSentEvents, type ServerSentEvent } from './sse.ts';
@@ -74,7 +75,10 @@ export async function* rawJobEvents(http: Transport, id: string, opts: EventsOpt
     if (failures > (opts.maxReconnects ?? 8)) throw error;
     opts.onReconnect?.({ attempt: failures, lastEventId, error });
     const retryAfterMs = error instanceof SbxApiError && error.retryAfter !== null ? error.retryAfter * 1000 : 0;
-    await sleep(Math.max(retryAfterMs, BACKOFF_MS[Math.min(failures - 1, BACKOFF_MS.length - 1)]!), opts.signal);
+    const backoff = Math.max(retryAfterMs, BACKOFF_MS[Math.min(failures - 1, BACKOFF_MS.length - 1)]!);
+    await delay(backoff, undefined, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
+      throw opts.signal?.reason ?? e; // the caller's own reason, as everywhere else here
+    });
   }
 }
 
@@ -105,19 +109,4 @@ function parseJson(data: string): unknown {
   } catch {
     return data;
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  if (ms <= 0) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

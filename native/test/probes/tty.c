@@ -1,4 +1,5 @@
 // tty.test.ts: what a tty job's command sees of its terminal. Prints one line per check.
+#define _GNU_SOURCE  // strerrorname_np
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

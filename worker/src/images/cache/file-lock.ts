@@ -4,6 +4,7 @@
  * gone (same host) or its heartbeat stopped. Used so that several workers sharing one image cache
  * download a layer once; correctness never depends on it (commits are atomic renames).
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import { hostname } from 'node:os';
 import { open, readFile, rm, utimes, stat } from 'node:fs/promises';
 import { processAlive } from '../../process-alive.ts';
@@ -42,14 +43,10 @@ async function tryCreate(path: string): Promise<boolean> {
   }
 }
 
+/** Waits `ms`; an abort rejects with the signal's reason (and, unlike a hand-made timer, leaves no listener behind). */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    }, { once: true });
+  return delay(ms, undefined, signal ? { signal } : {}).catch((e: unknown) => {
+    throw signal?.reason ?? e;
   });
 }
 

@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { ConfigError } from '../../../../core/src/config.ts';
 import { createTestCa, type CertPair, type TestCa } from '../../../../test/harness/test-pki.ts';
 import { loadRegistryCerts, RegistryCertsError } from './registry-certs.ts';
+import { runWithoutDacOverride } from '../../../../test/harness/without-dac-override.ts';
 
 let ca: TestCa;
 let client: CertPair;
@@ -101,8 +102,15 @@ test('unusable contents are named: not PEM, a key of another certificate, two pa
   ]);
 });
 
-test('an unreadable file is named', { skip: process.getuid?.() === 0 ? 'root reads any file' : false }, async () => {
+test('an unreadable file is named', async () => {
   const dir = await certsDir({ 'reg:5000': { 'ca.crt': ca.caPem } });
   await chmod(join(dir, 'reg:5000', 'ca.crt'), 0o000);
-  await assertProblems(dir, [/reg:5000\/ca\.crt: cannot be read \(EACCES\)/]);
+  // In a child without the capabilities that let root read anything (CI runs as root).
+  const module = new URL('./registry-certs.ts', import.meta.url).pathname;
+  const r = runWithoutDacOverride(`import { loadRegistryCerts } from ${JSON.stringify(module)};
+    try { await loadRegistryCerts(${JSON.stringify(dir)}); console.log('accepted'); } catch (e) { console.log(JSON.stringify({ code: e.code, problems: e.problems })); }`);
+  const got = JSON.parse(r.stdout.trim() || '{}') as { code?: string; problems?: string[] };
+  assert.equal(got.code, 'registry_certs_invalid', r.stdout + r.stderr);
+  assert.equal(got.problems?.length, 1, JSON.stringify(got.problems));
+  assert.match(got.problems![0]!, /reg:5000\/ca\.crt: cannot be read \(EACCES\)/);
 });

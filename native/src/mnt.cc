@@ -246,15 +246,22 @@ const char* const kDevLinks[][2] = {{"fd", "/proc/self/fd"}, {"stdin", "/proc/se
 
 // Make (or verify) one template entry; a wrong one (type, device numbers, owner, target) is
 // replaced. Only root can write the template directory.
+// Each entry is made under a name of this process and renamed into place: several worker processes
+// may share a state dir and prepare it at the same moment, and none may ever see (or remove) a
+// half-made node of another.
+std::string privateName(const std::string& p) { return p + ".new." + std::to_string(getpid()); }
+
 bool ensureDevNode(const std::string& dir, const DevNode& d, Error& err) {
   std::string p = dir + "/" + d.name;
   struct stat st;
   if (lstat(p.c_str(), &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == makedev(d.major, d.minor) && st.st_uid == 0 &&
       (st.st_mode & 07777) == 0666)
     return true;
-  unlink(p.c_str());
-  if (mknod(p.c_str(), S_IFCHR | 0666, makedev(d.major, d.minor)) != 0) return fail(err, "state-dir", "mknod", p.c_str(), errno, kHost);
-  return chmod(p.c_str(), 0666) == 0 || fail(err, "state-dir", "chmod", p.c_str(), errno, kHost);
+  std::string tmp = privateName(p);
+  unlink(tmp.c_str());
+  if (mknod(tmp.c_str(), S_IFCHR | 0666, makedev(d.major, d.minor)) != 0) return fail(err, "state-dir", "mknod", tmp.c_str(), errno, kHost);
+  if (chmod(tmp.c_str(), 0666) != 0) return fail(err, "state-dir", "chmod", tmp.c_str(), errno, kHost);
+  return rename(tmp.c_str(), p.c_str()) == 0 || fail(err, "state-dir", "rename", p.c_str(), errno, kHost);
 }
 
 bool ensureDevLink(const std::string& dir, const char* name, const char* target, Error& err) {
@@ -262,8 +269,10 @@ bool ensureDevLink(const std::string& dir, const char* name, const char* target,
   char buf[64];
   ssize_t n = readlink(p.c_str(), buf, sizeof buf - 1);
   if (n > 0 && (buf[n] = 0, strcmp(buf, target) == 0)) return true;
-  unlink(p.c_str());
-  return symlink(target, p.c_str()) == 0 || fail(err, "state-dir", "symlink", p.c_str(), errno, kHost);
+  std::string tmp = privateName(p);
+  unlink(tmp.c_str());
+  if (symlink(target, tmp.c_str()) != 0) return fail(err, "state-dir", "symlink", tmp.c_str(), errno, kHost);
+  return rename(tmp.c_str(), p.c_str()) == 0 || fail(err, "state-dir", "rename", p.c_str(), errno, kHost);
 }
 
 bool prepareDevTemplate(const std::string& dir, Error& err) {

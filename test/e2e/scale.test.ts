@@ -25,7 +25,7 @@ after(async () => {
 test('jobs spread over both workers, each running jobs concurrently in its slots', async () => {
   const subs = await Promise.all(Array.from({ length: 8 }, () => api.submit({ image: stack.images.busybox, command: ['sleep', '1'] })));
   const docs = await Promise.all(subs.map((s) => api.waitFinished(s.body.id, 30_000)));
-  assert.ok(docs.every((d) => d.status === 'succeeded'), JSON.stringify(docs.map((d) => d.status)));
+  assert.ok(docs.every((d) => d.status === 'succeeded'), JSON.stringify(docs.map((d) => (d.error ? { status: d.status, error: d.error, worker: d.worker } : d.status))));
   const workers = new Set(docs.map((d) => d.worker));
   assert.equal(workers.size, 2, `jobs ran on ${[...workers].join(', ')}`);
   // On one worker, two jobs overlapped in time: its slots run concurrently.

@@ -1,41 +1,72 @@
 /**
  * `npm run bench:e2e`: end-to-end figures against a running stack (`npm run up`), warm image cache.
- *   1. submit with ?wait=true of `true`, sequential: p50/p90/p99 over --runs jobs (>= 200)
+ *   1. submit with ?wait=true of `true`, sequential: p50/p90/p99 over --runs jobs (>= 200), and
+ *      where the time went (medians of the job documents' timings)
  *   2. submit → first stdout event over SSE, sequential, over --sse-runs jobs
  *   3. throughput with --concurrency clients submitting ?wait=true for --seconds
+ * For phases 1 and 3: the cost per job — CPU ms of the API, the workers, redis-server, the jobs'
+ * own processes (the workers' reaped children) and this client, from /proc/<pid>/stat; the whole
+ * machine's from /proc/stat; Redis commands and socket reads (≈ round trips) per job from INFO.
  * Every answer is checked (status 200 and `succeeded`); anything else counts as an error.
- * Flags: --api URL  --image REF  --runs N  --sse-runs N  --concurrency N  --seconds S  --own-stack  --json
+ * Flags: --api URL  --redis URL  --image REF  --runs N  --sse-runs N  --concurrency N  --seconds S
+ *        --own-stack  --log-level L (own stack; default info, as `npm run up`)  --stack-env K=V,… (own stack)  --json
+ *        --curve [--curve-concurrency 1,4,16,64] [--curve-workers 1,2] [--curve-seconds 5]: the scaling
+ *        curve instead (jobs/s, p50/p99, CPU and Redis per job at each concurrency, with one worker
+ *        process and then more); always on a stack of its own.
  * --own-stack starts a stack of its own (test harness: private Redis and registry, API and worker
- * as separate processes) and stops it at the end, instead of using `npm run up`'s.
+ * as separate processes run from source) and stops it at the end, instead of using `npm run up`'s.
+ * Without it the pids come from `.sbx/run/*.pid` (`npm run up`) and Redis from --redis.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Agent, setGlobalDispatcher } from 'undici';
 import { parseServerSentEvents } from '../client/src/sse.ts';
+import { CostMeter, costPerJob, formatCost, redisPid, type CostPerJob } from './lib/e2e-cost.ts';
 
 const { values } = parseArgs({
   options: {
     api: { type: 'string', default: process.env.BASE_URL ?? 'http://127.0.0.1:8080' },
+    redis: { type: 'string', default: `redis://127.0.0.1:${process.env.SBX_DEV_REDIS_PORT ?? '6399'}` },
     image: { type: 'string', default: '127.0.0.1:5000/demo/busybox:latest' },
     runs: { type: 'string', default: '300' },
     'sse-runs': { type: 'string', default: '100' },
     concurrency: { type: 'string', default: '16' },
     seconds: { type: 'string', default: '10' },
     'own-stack': { type: 'boolean', default: false },
+    'log-level': { type: 'string', default: 'info' },
+    'stack-env': { type: 'string', default: '' },
+    curve: { type: 'boolean', default: false },
+    'curve-concurrency': { type: 'string', default: '1,4,16,64' },
+    'curve-workers': { type: 'string', default: '1,2' },
+    'curve-seconds': { type: 'string', default: '5' },
     json: { type: 'boolean', default: false },
   },
 });
-setGlobalDispatcher(new Agent({ connections: 64, keepAliveTimeout: 30_000 }));
+setGlobalDispatcher(new Agent({ connections: 128, keepAliveTimeout: 30_000 }));
 let api = values.api!;
 let image = values.image!;
+let meter: CostMeter;
 const log = (s: string) => (values.json ? process.stderr : process.stdout).write(`${s}\n`);
+const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
 
-async function submitWait(command: string[]): Promise<{ ms: number; ok: boolean; detail?: string }> {
+interface Answer {
+  ms: number;
+  ok: boolean;
+  detail?: string;
+  /** Client clock (Date.now()) when the request went out, and the job document's timings. */
+  sentAt?: number;
+  doc?: { timings?: { createdAt: string; startedAt: string | null; finishedAt: string | null; queueMs: number | null; pullMs: number | null; startMs: number | null } };
+}
+
+async function submitWait(command: string[]): Promise<Answer> {
+  const sentAt = Date.now();
   const t0 = performance.now();
   const res = await fetch(`${api}/v1/jobs?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, command }) });
-  const body = (await res.json()) as { status?: string; error?: unknown };
+  const body = (await res.json()) as { status?: string; error?: unknown } & Answer['doc'];
   const ms = performance.now() - t0;
   const ok = res.status === 200 && body.status === 'succeeded';
-  return { ms, ok, detail: ok ? undefined : `${res.status} ${JSON.stringify(body).slice(0, 200)}` };
+  return { ms, ok, sentAt, doc: body, detail: ok ? undefined : `${res.status} ${JSON.stringify(body).slice(0, 200)}` };
 }
 
 async function submitToFirstStdout(): Promise<number> {
@@ -62,57 +93,94 @@ const pct = (xs: number[], p: number) => {
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
 async function main() {
-  if (!values['own-stack']) return measure();
-  const { startStack } = await import('../test/harness/stack.ts');
-  const stack = await startStack();
-  api = stack.apiUrl;
-  image = stack.images.busybox;
+  if (values.curve) return curve();
+  if (!values['own-stack']) {
+    const run = new URL('../.sbx/run/', import.meta.url).pathname;
+    const pidOf = (n: string) => (existsSync(`${run}${n}.pid`) ? Number(readFileSync(`${run}${n}.pid`, 'utf8').trim()) : undefined);
+    meter = new CostMeter({ api: pidOf('api'), 'worker-1': pidOf('worker'), redis: (await redisPid(values.redis!)) ?? pidOf('redis') }, values.redis!);
+    return measure().finally(() => meter.close());
+  }
+  const stack = await ownStack(1);
   try {
     await measure();
   } finally {
+    await meter.close();
     await stack.stop();
   }
 }
 
-async function measure() {
+type Stack = Awaited<ReturnType<typeof import('../test/harness/stack.ts').startStack>>;
+
+async function ownStack(workers: number): Promise<Stack> {
+  const { startStack } = await import('../test/harness/stack.ts');
+  const extra = Object.fromEntries(values['stack-env']!.split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  const stack = await startStack({ workers, env: { SBX_LOG_LEVEL: values['log-level']!, ...extra } });
+  api = stack.apiUrl;
+  image = stack.images.busybox;
+  meterFor(stack);
+  return stack;
+}
+
+function meterFor(stack: Stack): void {
+  const pids: Record<string, number | undefined> = { api: stack.api.child.pid };
+  stack.workers.forEach((w, i) => (pids[`worker-${i + 1}`] = w.child.pid));
+  // The harness's standalone redis-server (RunningRedis) has its process.
+  pids.redis = (stack.redis as { process?: { pid?: number } }).process?.pid;
+  meter = new CostMeter(pids, stack.env.SBX_REDIS_URL ?? null);
+}
+
+async function warmUp(): Promise<void> {
   const health = await fetch(`${api}/readyz`).catch(() => null);
   if (!health?.ok) throw new Error(`no ready API at ${api}: start the stack with npm run up`);
-  // Warm up: the image is pulled once, code paths are JITed.
+  // The image is pulled once, code paths are JITed.
   for (let i = 0; i < 20; i++) {
     const w = await submitWait(['true']);
     if (!w.ok) throw new Error(`warm-up job failed: ${w.detail}`);
   }
+}
 
-  const runs = Number(values.runs);
-  const lat: number[] = [];
-  let seqErrors = 0;
-  for (let i = 0; i < runs; i++) {
-    const r = await submitWait(['true']);
-    lat.push(r.ms);
-    if (!r.ok) seqErrors++;
+/** Medians of where a sequential job's time went (ms), from the job documents' timings. */
+function breakdown(answers: Answer[]) {
+  const cols: Record<string, number[]> = { to_created: [], queue: [], pull: [], start: [], run: [], after_finish: [] };
+  for (const a of answers) {
+    const t = a.doc?.timings;
+    if (!t || !a.sentAt || !t.startedAt || !t.finishedAt) continue;
+    const created = Date.parse(t.createdAt);
+    const finished = Date.parse(t.finishedAt);
+    cols.to_created!.push(created - a.sentAt);
+    cols.queue!.push(t.queueMs ?? NaN);
+    cols.pull!.push(t.pullMs ?? NaN);
+    cols.start!.push(t.startMs ?? NaN);
+    cols.run!.push(finished - Date.parse(t.startedAt));
+    cols.after_finish!.push(a.sentAt + a.ms - finished);
   }
-  const waitStats = { runs, p50_ms: r2(pct(lat, 50)), p90_ms: r2(pct(lat, 90)), p99_ms: r2(pct(lat, 99)), errors: seqErrors };
-  log(`submit ?wait=true of \`true\`, sequential: n=${runs} p50 ${waitStats.p50_ms} ms  p90 ${waitStats.p90_ms} ms  p99 ${waitStats.p99_ms} ms  errors ${seqErrors}`);
+  return Object.fromEntries(Object.entries(cols).map(([k, v]) => [k, r2(pct(v, 50))]));
+}
 
-  const sseRuns = Number(values['sse-runs']);
-  const first: number[] = [];
-  for (let i = 0; i < sseRuns; i++) first.push(await submitToFirstStdout());
-  const sseStats = { runs: sseRuns, p50_ms: r2(pct(first, 50)), p90_ms: r2(pct(first, 90)), p99_ms: r2(pct(first, 99)) };
-  log(`submit → first stdout event over SSE: n=${sseRuns} p50 ${sseStats.p50_ms} ms  p90 ${sseStats.p90_ms} ms  p99 ${sseStats.p99_ms} ms`);
+async function sequential(runs: number) {
+  const answers: Answer[] = [];
+  const before = await meter.snapshot();
+  for (let i = 0; i < runs; i++) answers.push(await submitWait(['true']));
+  const cost = costPerJob(before, await meter.snapshot(), runs);
+  const lat = answers.map((a) => a.ms);
+  const errors = answers.filter((a) => !a.ok).length;
+  return { runs, p50_ms: r2(pct(lat, 50)), p90_ms: r2(pct(lat, 90)), p99_ms: r2(pct(lat, 99)), errors, breakdown_ms: breakdown(answers), cost };
+}
 
-  const concurrency = Number(values.concurrency);
-  const deadline = performance.now() + Number(values.seconds) * 1000;
+async function throughput(concurrency: number, seconds: number) {
+  const deadline = performance.now() + seconds * 1000;
   let done = 0;
   let errors = 0;
   let firstError: string | undefined;
-  const tput: number[] = [];
+  const lat: number[] = [];
+  const before = await meter.snapshot();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < deadline) {
-        const r = await submitWait(['true']).catch((e: Error) => ({ ms: 0, ok: false, detail: e.message }));
+        const r = await submitWait(['true']).catch((e: Error): Answer => ({ ms: 0, ok: false, detail: e.message }));
         done++;
-        tput.push(r.ms);
+        lat.push(r.ms);
         if (!r.ok) {
           errors++;
           firstError ??= r.detail;
@@ -121,10 +189,60 @@ async function measure() {
     }),
   );
   const elapsed = (performance.now() - t0) / 1000;
-  const tputStats = { concurrency, jobs: done, seconds: r2(elapsed), jobs_per_s: r2(done / elapsed), p50_ms: r2(pct(tput, 50)), p99_ms: r2(pct(tput, 99)), errors };
-  log(`throughput at concurrency ${concurrency}: ${tputStats.jobs} jobs in ${tputStats.seconds} s = ${tputStats.jobs_per_s} jobs/s  (latency p50 ${tputStats.p50_ms} ms, p99 ${tputStats.p99_ms} ms)  errors ${errors}${firstError ? ` first: ${firstError}` : ''}`);
-  if (values.json) process.stdout.write(`${JSON.stringify({ wait: waitStats, first_stdout: sseStats, throughput: tputStats })}\n`);
-  if (errors + seqErrors > 0) process.exitCode = 1;
+  const cost = costPerJob(before, await meter.snapshot(), done);
+  return { concurrency, jobs: done, seconds: r2(elapsed), jobs_per_s: r2(done / elapsed), p50_ms: r2(pct(lat, 50)), p99_ms: r2(pct(lat, 99)), errors, first_error: firstError, cost };
+}
+
+async function measure() {
+  await warmUp();
+  const loadBefore = load();
+  const waitStats = await sequential(Number(values.runs));
+  log(`submit ?wait=true of \`true\`, sequential: n=${waitStats.runs} p50 ${waitStats.p50_ms} ms  p90 ${waitStats.p90_ms} ms  p99 ${waitStats.p99_ms} ms  errors ${waitStats.errors}`);
+  log(`  where the time went (medians, ms): ${Object.entries(waitStats.breakdown_ms).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  log(formatCost(waitStats.cost));
+
+  const sseRuns = Number(values['sse-runs']);
+  const first: number[] = [];
+  for (let i = 0; i < sseRuns; i++) first.push(await submitToFirstStdout());
+  const sseStats = { runs: sseRuns, p50_ms: r2(pct(first, 50)), p90_ms: r2(pct(first, 90)), p99_ms: r2(pct(first, 99)) };
+  log(`submit → first stdout event over SSE: n=${sseRuns} p50 ${sseStats.p50_ms} ms  p90 ${sseStats.p90_ms} ms  p99 ${sseStats.p99_ms} ms`);
+
+  const tputStats = await throughput(Number(values.concurrency), Number(values.seconds));
+  log(`throughput at concurrency ${tputStats.concurrency}: ${tputStats.jobs} jobs in ${tputStats.seconds} s = ${tputStats.jobs_per_s} jobs/s  (latency p50 ${tputStats.p50_ms} ms, p99 ${tputStats.p99_ms} ms)  errors ${tputStats.errors}${tputStats.first_error ? ` first: ${tputStats.first_error}` : ''}`);
+  log(formatCost(tputStats.cost));
+  const loadavgs = { before: loadBefore, after: load() };
+  log(`load average (1, 5, 15 min) before ${loadavgs.before.join(' ')}, after ${loadavgs.after.join(' ')}`);
+  if (values.json) process.stdout.write(`${JSON.stringify({ wait: waitStats, first_stdout: sseStats, throughput: tputStats, loadavg: loadavgs, date: new Date().toISOString() })}\n`);
+  if (tputStats.errors + waitStats.errors > 0) process.exitCode = 1;
+}
+
+/** Jobs/s and latency at each concurrency, with one worker process and then more (issue 13, item 4). */
+async function curve() {
+  const levels = values['curve-concurrency']!.split(',').map(Number);
+  const workerCounts = values['curve-workers']!.split(',').map(Number).sort((a, b) => a - b);
+  const seconds = Number(values['curve-seconds']);
+  const stack = await ownStack(workerCounts[0]!);
+  const rows: Array<{ workers: number; concurrency: number; jobs_per_s: number; p50_ms: number; p99_ms: number; errors: number; cpu_ms_per_job: number; redis_commands_per_job: number | null; loadavg: number[] }> = [];
+  try {
+    await warmUp();
+    for (const workers of workerCounts) {
+      while (stack.workers.length < workers) await stack.startWorker();
+      meterFor(stack);
+      for (const concurrency of levels) {
+        const t = await throughput(concurrency, seconds);
+        rows.push({ workers, concurrency, jobs_per_s: t.jobs_per_s, p50_ms: t.p50_ms, p99_ms: t.p99_ms, errors: t.errors, cpu_ms_per_job: t.cost.stack_cpu_ms, redis_commands_per_job: t.cost.redis?.commands ?? null, loadavg: load() });
+        log(`workers ${workers}  concurrency ${String(concurrency).padStart(3)}: ${String(t.jobs_per_s).padStart(7)} jobs/s  p50 ${t.p50_ms} ms  p99 ${t.p99_ms} ms  errors ${t.errors}  stack CPU ${t.cost.stack_cpu_ms} ms/job${t.first_error ? `  first error: ${t.first_error}` : ''}`);
+      }
+    }
+  } finally {
+    await meter.close();
+    await stack.stop();
+  }
+  log('\n| workers | concurrency | jobs/s | p50 ms | p99 ms | errors | stack CPU ms/job | Redis cmds/job | load (1 min) |');
+  log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of rows) log(`| ${r.workers} | ${r.concurrency} | ${r.jobs_per_s} | ${r.p50_ms} | ${r.p99_ms} | ${r.errors} | ${r.cpu_ms_per_job} | ${r.redis_commands_per_job ?? '–'} | ${r.loadavg[0]} |`);
+  if (values.json) process.stdout.write(`${JSON.stringify({ curve: rows, seconds, date: new Date().toISOString() })}\n`);
+  if (rows.some((r) => r.errors > 0)) process.exitCode = 1;
 }
 
 main().catch((e) => {

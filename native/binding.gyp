@@ -8,9 +8,9 @@
     {
       "target_name": "sbx_native",
       "sources": [
-        "src/addon.cc", "src/spec.cc", "src/job.cc", "src/child.cc", "src/ns.cc", "src/mnt.cc",
+        "src/addon.cc", "src/spec.cc", "src/job.cc", "src/child.cc", "src/ns.cc", "src/mnt.cc", "src/mnt_run.cc",
         "src/cgroup.cc", "src/cgroup_v1.cc", "src/cgroup_v2.cc", "src/seccomp.cc", "src/userns.cc",
-        "src/host_probe.cc", "src/kernel.cc", "src/tty.cc"
+        "src/host_probe.cc", "src/kernel.cc", "src/tty.cc", "src/zygote.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "cflags_cc!": ["-fno-rtti"],
@@ -26,7 +26,7 @@
     {
       "target_name": "sbx-init",
       "type": "executable",
-      "sources": ["src/init.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp.cc", "src/tty.cc"],
+      "sources": ["src/init.cc", "src/mnt_run.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp.cc", "src/tty.cc"],
       "cflags!": ["-fPIC"],
       "cflags_cc!": ["-fPIC"],
       "ldflags": ["-static", "-static-libstdc++", "-static-libgcc"]

@@ -71,6 +71,11 @@ export interface ExitInfo {
   leftoverProcesses: number;
   /** Removing the job's cgroup failed (e.g. EBUSY: a child group inside it); the group is left behind for sweep(). */
   cleanupError: LaunchError | null;
+  /**
+   * With `LaunchOptions.trace`: when each launch phase happened, in ms since the native launch
+   * started (names and meaning in native/src/trace.h).
+   */
+  phases?: Record<string, number>;
 }
 
 export interface Launched {
@@ -134,6 +139,17 @@ export interface LaunchOptions {
    * v2 BPF device program). Default true; do not expose.
    */
   devicesCgroup?: boolean;
+  /** Diagnostics (`npm run bench:launcher -- --phases`): `ExitInfo.phases` gets the launch's phase times. */
+  trace?: boolean;
+  /**
+   * Pooled setups (default true; cgroup v1 hosts): after a launch on a slot, the next job's
+   * job-independent setup for that slot (its cgroups, pid/mount/uts/ipc/net/cgroup namespaces,
+   * /proc /dev /sys with their masks, sbx-init waiting) is made ahead, used by one job only, never
+   * reused. Costs one idle sbx-init process (and its namespaces and cgroups) per slot in use;
+   * closePool() or the process's exit removes them, sweep() removes a crashed process's. false: every
+   * launch does all of it itself (cgroup v2 always does: a v2 group cannot be renamed).
+   */
+  pool?: boolean;
 }
 
 /**
@@ -173,6 +189,7 @@ interface NativeExit {
   wallNs: number;
   leftoverProcesses: number;
   cleanupError?: NativeError;
+  phases?: Record<string, number>;
 }
 interface NativeLaunched { handle: number; pid: number; stdoutFd: number; stderrFd: number; stdinFd: number }
 interface Native {
@@ -186,6 +203,8 @@ interface Native {
   usage(handle: number): { cpuNs: number; memoryPeakBytes: number } | null;
   sweep(opts: LaunchOptions): SweepResult;
   liveJobs(): number;
+  closePool(): number;
+  poolSize(): number;
 }
 
 const buildDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build', 'Release');
@@ -197,6 +216,10 @@ function native(): Native {
     const b = require(path.join(buildDir, 'sbx_native.node')) as Native;
     b.init(path.join(buildDir, 'sbx-init'));
     binding = b;
+    // No pooled setup (LaunchOptions.pool) outlives the process: on process.exit() and the normal
+    // end (the addon's environment cleanup hook covers worker threads). A killed process leaves
+    // their cgroups to the next sweep() (the setups themselves die with it: PR_SET_PDEATHSIG).
+    process.once('exit', () => { b.closePool(); });
   }
   return binding;
 }
@@ -258,6 +281,19 @@ export function protectSelf(score = -500): boolean {
     if (code === 'EACCES' || code === 'EPERM') return false;
     throw e;
   }
+}
+
+/**
+ * Kill and remove every pooled setup of this process (LaunchOptions.pool): call at shutdown (the
+ * process's normal exit does it too). Returns how many there were. Launches afterwards make new ones.
+ */
+export function closePool(): number {
+  return native().closePool();
+}
+
+/** Number of pooled setups this process holds (for leak tests). */
+export function poolSize(): number {
+  return native().poolSize();
 }
 
 /** Number of jobs the native side still tracks (for leak tests). */
@@ -394,5 +430,6 @@ function toExitInfo(x: NativeExit, endedBy: 'timeout' | 'killed' | null): ExitIn
     usage: { cpuMs: x.cpuNs / 1e6, memoryPeakBytes: x.memoryPeakBytes, wallMs: x.wallNs / 1e6 },
     leftoverProcesses: x.leftoverProcesses,
     cleanupError: x.cleanupError ? fromNative(x.cleanupError) : null,
+    ...(x.phases ? { phases: x.phases } : {}),
   };
 }

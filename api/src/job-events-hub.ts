@@ -2,6 +2,9 @@
  * One Redis subscriber connection per API process, shared by every request that waits on a job
  * (SSE streams, ?wait=true). Workers PUBLISH a ping on `<job>:notify` after each append; data is
  * always read from the job's stream, so a missed ping only delays, never loses, an event.
+ * Jobs created with ?wait=true name this process's inbox channel as their waiter instead
+ * (openInbox, listenInbox): their final transition pings the inbox with the job's channel, so such
+ * a wait costs no SUBSCRIBE/UNSUBSCRIBE.
  */
 import type { RedisClient } from '../../core/src/redis.ts';
 
@@ -10,11 +13,39 @@ type Listener = (what: string) => void;
 
 export class JobEventsHub {
   private readonly listeners = new Map<string, Set<Listener>>();
+  /** Job notify channel → listeners woken by the inbox ('exit' only). */
+  private readonly inboxListeners = new Map<string, Set<Listener>>();
+  /** This process's inbox channel, once subscribed (openInbox). */
+  inbox: string | null = null;
 
   constructor(private readonly sub: RedisClient) {
     sub.on('message', (channel: string, what: string) => {
+      if (channel === this.inbox) {
+        for (const l of this.inboxListeners.get(what) ?? []) l('exit');
+        return;
+      }
       for (const l of this.listeners.get(channel) ?? []) l(what);
     });
+  }
+
+  /** Subscribe this process's inbox (a channel of its own); resolves once Redis confirmed. */
+  async openInbox(channel: string): Promise<void> {
+    await this.sub.subscribe(channel);
+    this.inbox = channel;
+  }
+
+  /**
+   * Wake `listener` with 'exit' when a job created with this inbox as its waiter ends (`channel`: the
+   * job's notify channel). Synchronous: no Redis command. Returns the removal.
+   */
+  listenInbox(channel: string, listener: Listener): () => void {
+    let set = this.inboxListeners.get(channel);
+    if (!set) this.inboxListeners.set(channel, (set = new Set()));
+    set.add(listener);
+    return () => {
+      const s = this.inboxListeners.get(channel);
+      if (s?.delete(listener) && s.size === 0) this.inboxListeners.delete(channel);
+    };
   }
 
   /** Subscribe `listener` to a channel; resolves once Redis confirmed. Returns the unsubscribe. */
@@ -44,6 +75,7 @@ export class JobEventsHub {
 
   async close(): Promise<void> {
     this.listeners.clear();
+    this.inboxListeners.clear();
     this.sub.disconnect();
   }
 }

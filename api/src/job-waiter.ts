@@ -16,6 +16,8 @@ export class JobWatch {
     readonly id: string,
     private readonly bell: Doorbell,
     readonly close: () => void,
+    /** Watching through this process's inbox (a job not created yet, which will name it as its waiter). */
+    readonly inbox: string | null = null,
   ) {}
 
   static async open(deps: AppDeps, id: string): Promise<JobWatch> {
@@ -25,12 +27,38 @@ export class JobWatch {
     return new JobWatch(deps, id, bell, unwatch);
   }
 
-  /** The finished document, or the current one when `timeoutMs` passes first; null if gone. */
-  async untilFinished(timeoutMs: number, signal?: AbortSignal): Promise<JobDocument | null> {
+  /**
+   * For a job about to be created: its end will ping this process's inbox if the job is created with
+   * `watch.inbox` as its waiter (JobStore.create), so there is nothing to subscribe. Without an open
+   * inbox, the same as open().
+   */
+  static async beforeCreate(deps: AppDeps, id: string): Promise<JobWatch> {
+    const inbox = deps.hub.inbox;
+    if (!inbox) return JobWatch.open(deps, id);
+    const bell = new Doorbell();
+    return new JobWatch(deps, id, bell, deps.hub.listenInbox(deps.keys.jobNotify(id), bell.ring), inbox);
+  }
+
+  /**
+   * The finished document, or the current one when `timeoutMs` passes first; null if gone.
+   * `withOutput`: after the exit ping, the document and the output are read in one round trip
+   * (getDocWithOutput) and the output comes as `output`; without it (or when the job had ended
+   * before the first read) the document has no `output`.
+   */
+  async untilFinished(timeoutMs: number, signal?: AbortSignal, withOutput = false): Promise<JobDocument | null> {
     const deadline = Date.now() + timeoutMs;
     let lastLivenessCheck = Date.now();
+    // A job created with our inbox as its waiter cannot have ended unseen: no read before the first wait.
+    let rang = this.inbox ? await this.bell.wait(Math.min(timeoutMs, LIVENESS_CHECK_MS), signal) : false;
     for (;;) {
-      let doc = await this.deps.store.getDoc(this.id);
+      let doc: JobDocument | null;
+      if (rang && withOutput) {
+        const read = await this.deps.store.getDocWithOutput(this.id);
+        if (read?.output) return { ...read.doc, output: read.output };
+        doc = read?.doc ?? null;
+      } else {
+        doc = await this.deps.store.getDoc(this.id);
+      }
       if (!doc) return null;
       if (Date.now() - lastLivenessCheck > LIVENESS_CHECK_MS) {
         doc = await checkWorkerAlive(this.deps, doc);
@@ -39,7 +67,7 @@ export class JobWatch {
       if (isFinished(doc.status)) return doc;
       const left = deadline - Date.now();
       if (left <= 0 || signal?.aborted) return doc;
-      await this.bell.wait(Math.min(left, LIVENESS_CHECK_MS), signal);
+      rang = await this.bell.wait(Math.min(left, LIVENESS_CHECK_MS), signal);
     }
   }
 }

@@ -2,6 +2,7 @@
  * API process edge: config → Redis → HTTP server → graceful shutdown. Stateless: run as many
  * copies as needed against the same Redis.
  */
+import { randomBytes } from 'node:crypto';
 import { serve } from '@hono/node-server';
 import { ConfigError, loadConfig } from '../../core/src/config.ts';
 import { JobQueue } from '../../core/src/job-queue.ts';
@@ -49,6 +50,8 @@ function main(): void {
   };
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   sub.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber connection error'));
+  // ?wait=true jobs name this inbox as their waiter (no SUBSCRIBE per job); until Redis confirms it, waits subscribe per job.
+  deps.hub.openInbox(keys.apiInbox(randomBytes(8).toString('hex'))).catch((err: Error) => logger.warn({ err: err.message }, 'cannot subscribe the API inbox; ?wait=true subscribes per job'));
   if (env.SBX_API_KEYS.length === 0) logger.warn({ host: env.SBX_API_HOST }, 'no SBX_API_KEYS configured: the API is open to anyone who can reach it');
 
   const app = createApp(deps);

@@ -166,6 +166,20 @@ test('job posture settings: aggregate limits, file locks, core scheduling', () =
   });
 });
 
+test('placement settings: cache-aware on by default, the hand-off wait bounded', () => {
+  const d = loadConfig({});
+  assert.deepEqual([d.env.SBX_PLACEMENT_CACHE_AWARE, d.env.SBX_PLACEMENT_MAX_WAIT_MS], [true, 1000]);
+  const c = loadConfig({ SBX_PLACEMENT_CACHE_AWARE: 'false', SBX_PLACEMENT_MAX_WAIT_MS: '250' });
+  assert.deepEqual([c.env.SBX_PLACEMENT_CACHE_AWARE, c.env.SBX_PLACEMENT_MAX_WAIT_MS], [false, 250]);
+  assert.throws(() => loadConfig({ SBX_PLACEMENT_CACHE_AWARE: 'sometimes', SBX_PLACEMENT_MAX_WAIT_MS: '10' }), (e: unknown) => {
+    assert.ok(e instanceof ConfigError);
+    const text = e.problems.join('\n');
+    assert.match(text, /SBX_PLACEMENT_CACHE_AWARE="sometimes": must be true or false/);
+    assert.match(text, /SBX_PLACEMENT_MAX_WAIT_MS="10": must be >= 50/);
+    return true;
+  });
+});
+
 test('job limit settings stay within the launcher bounds (core/src/launch-bounds.ts)', () => {
   for (const [name, value, message] of [
     ['SBX_MAX_PIDS', '1', /SBX_MAX_PIDS="1": must be >= 2/],
@@ -246,4 +260,11 @@ test('interactive idle limit: default 5 min, maximum 1 h; within bounds; default
   assert.deepEqual(loadConfig({ SBX_DEFAULT_IDLE_TIMEOUT_MS: '2000', SBX_MAX_IDLE_TIMEOUT_MS: '60000' }).limits.idle, { defaultMs: 2000, maxMs: 60_000 });
   assert.throws(() => loadConfig({ SBX_DEFAULT_IDLE_TIMEOUT_MS: '500' }), /SBX_DEFAULT_IDLE_TIMEOUT_MS="500": must be >= 1000/);
   assert.throws(() => loadConfig({ SBX_DEFAULT_IDLE_TIMEOUT_MS: '90000', SBX_MAX_IDLE_TIMEOUT_MS: '60000' }), /SBX_DEFAULT_IDLE_TIMEOUT_MS \(90000\) is above SBX_MAX_IDLE_TIMEOUT_MS \(60000\)/);
+});
+
+test('SBX_LOST_JOB_REQUEUES: a lost job is queued again once by default, 0 to 5 times', () => {
+  assert.equal(loadConfig({}).env.SBX_LOST_JOB_REQUEUES, 1);
+  assert.equal(loadConfig({ SBX_LOST_JOB_REQUEUES: '0' }).env.SBX_LOST_JOB_REQUEUES, 0);
+  assert.throws(() => loadConfig({ SBX_LOST_JOB_REQUEUES: '6' }), /SBX_LOST_JOB_REQUEUES="6": must be <= 5/);
+  assert.throws(() => loadConfig({ SBX_LOST_JOB_REQUEUES: 'once' }), /SBX_LOST_JOB_REQUEUES="once": must be a number/);
 });

@@ -202,6 +202,16 @@ export const envSchema = z.object({
   // the kernel has it (CONFIG_SCHED_CORE and SMT).
   SBX_CORE_SCHEDULING: bool.default(true),
   SBX_HEARTBEAT_MS: int(200, 60_000).default(2_000),
+  // A job whose worker is lost (no heartbeat for 5 × SBX_HEARTBEAT_MS, or crashed and restarted)
+  // before its command started (pulling, waiting for a slot) is queued again, at most this many
+  // times per job (its document: attempts, history); once started it ends worker_lost. 0 = never.
+  SBX_LOST_JOB_REQUEUES: int(0, 5).default(1),
+  // Placement (worker/src/placement): a worker takes a job only when a run slot is free and its
+  // jobs' limits.memoryBytes fit SBX_JOBS_MEMORY_BYTES. Cache-aware: a worker that lacks a job's image
+  // hands it (once) to a live worker that holds it and has room; false = take whatever comes first.
+  SBX_PLACEMENT_CACHE_AWARE: bool.default(true),
+  // A job handed to a worker's own queue that it has not taken within this time goes back to the shared queue.
+  SBX_PLACEMENT_MAX_WAIT_MS: int(50, 600_000).default(1_000),
 });
 
 export type Env = z.infer<typeof envSchema>;

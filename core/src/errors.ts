@@ -32,6 +32,7 @@ export const ERROR_STATUS = {
   host_unsupported: 503,
   launch_failed: 500,
   idle_timeout: 408, // an interactive job's limits.idleTimeoutMs passed with nothing attached or written
+  exceeds_capacity: 422, // limits.memoryBytes above every live worker's SBX_JOBS_MEMORY_BYTES (worker/src/placement)
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
@@ -172,6 +173,15 @@ export class HostUnsupportedError extends SbxError {
 export class LaunchFailedError extends SbxError {
   constructor(message: string, cause?: unknown) {
     super('launch_failed', message, { cause, retryable: true });
+  }
+}
+
+// ---- Placement (worker/src/placement) ----
+
+/** The job's limits.memoryBytes is more than any live worker may give all its jobs together: it could never start. */
+export class ExceedsCapacityError extends SbxError {
+  constructor(memoryBytes: number, largestBudget: number) {
+    super('exceeds_capacity', `limits.memoryBytes ${memoryBytes} is above the job memory budget (SBX_JOBS_MEMORY_BYTES) of every live worker (largest: ${largestBudget}); ask for less memory or add a larger worker`);
   }
 }
 

@@ -10,8 +10,14 @@ import { QUEUE_NAME, type RedisKeys } from './redis-keys.ts';
 /** BullMQ's highest priority (its PRIORITY_LIMIT, 2^21 - 1). */
 export const MAX_PRIORITY = 2 ** 21 - 1;
 
+/** The queue entry id of attempt `attempt` of job `id` (the first attempt's is the job id itself). */
+export const requeueEntryId = (id: string, attempt: number): string => (attempt > 1 ? `${id}-r${attempt}` : id);
+
 export interface QueuedJob {
   id: string;
+  /** Placement hints (worker/src/placement), so a worker decides without reading the job first. */
+  image?: string;
+  memoryBytes?: number;
 }
 
 export class JobQueue {
@@ -28,9 +34,20 @@ export class JobQueue {
   /**
    * Queue a job. `priority` (1 = first; core/src/tenant-quota.ts gives 1 + the tenant's active jobs)
    * orders jobs across tenants: BullMQ takes the lowest first and equal ones in the order added.
+   * `hints`: the job's image and limits.memoryBytes, for placement.
    */
-  async add(id: string, priority = 1): Promise<void> {
-    await this.queue.add('run', { id }, { jobId: id, priority: Math.min(Math.max(1, Math.floor(priority)), MAX_PRIORITY) });
+  async add(id: string, priority = 1, hints: Omit<QueuedJob, 'id'> = {}): Promise<void> {
+    await this.queue.add('run', { id, ...hints }, { jobId: id, priority: Math.min(Math.max(1, Math.floor(priority)), MAX_PRIORITY) });
+  }
+
+  /**
+   * Queue attempt `attempt` (> 1) of a job whose worker was lost before its command started
+   * (core/src/job-lifecycle.ts): first in line (it has waited once already), under its own entry id
+   * (`<id>-r<attempt>`: the first entry may still be held by the lost worker's lock), so adding the
+   * same attempt twice adds it once.
+   */
+  async requeue(id: string, attempt: number): Promise<void> {
+    await this.queue.add('run', { id }, { jobId: requeueEntryId(id, attempt), priority: 1 });
   }
 
   /**

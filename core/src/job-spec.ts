@@ -190,8 +190,30 @@ export const CallbackState = z.object({
 });
 export type CallbackState = z.infer<typeof CallbackState>;
 
+/** An earlier attempt of a job: the worker that took it and was lost before the command started. */
+export const JobAttempt = z.object({
+  attempt: z.number().int().min(1),
+  worker: z.string(),
+  /** The status the job had when its worker was found lost (`pulling`: image pull or waiting to start). */
+  status: JobStatus,
+  endedAt: z.string(),
+  error: JobError,
+});
+export type JobAttempt = z.infer<typeof JobAttempt>;
+
 export const JobOutput = z.object({ stdout: z.string(), stderr: z.string() });
 export type JobOutput = z.infer<typeof JobOutput>;
+
+/** Where a job was placed: whether its host already held the image, and the hand-off between hosts (at most one). */
+export const JobPlacement = z.object({
+  /** The image was in the cache of the worker that ran it when that worker took the job. */
+  imageCached: z.boolean(),
+  /** 1 when another worker handed the job to this one (never more), else 0. */
+  hops: z.number().int(),
+  /** The worker that handed it on, and why: `image` (this one holds the image), `capacity` (it had no room). */
+  handedFrom: z.object({ worker: z.string(), reason: z.enum(['image', 'capacity']) }).nullable(),
+});
+export type JobPlacement = z.infer<typeof JobPlacement>;
 
 export const JobDocument = z.object({
   id: z.string(),
@@ -216,6 +238,14 @@ export const JobDocument = z.object({
   queuePosition: z.number().int().nullable().optional(),
   /** Interactive jobs only: how to attach (GET /v1/jobs/{id}/attach). */
   interactive: z.object({ openStdin: z.boolean(), tty: z.boolean() }).optional(),
+  /** How a worker came to run it (worker/src/placement), set when a worker takes it. */
+  placement: JobPlacement.optional(),
+  /** How many times a worker took the job; absent = 1. Above 1 only after a worker was lost before the command started. */
+  attempts: z.number().int().min(1).optional()
+    .describe('How many times a worker took this job (absent = 1). A job whose worker was lost before its command started is queued again, at most SBX_LOST_JOB_REQUEUES times; one whose command had started ends error/worker_lost and is never run twice.'),
+  /** Earlier attempts, oldest first (present only when attempts > 1). */
+  history: z.array(JobAttempt).optional()
+    .describe('Earlier attempts of the job, oldest first: which worker lost it, in which status, when, and why.'),
 });
 export type JobDocument = z.infer<typeof JobDocument>;
 

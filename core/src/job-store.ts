@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import { isFinished, type CallbackState, type JobDocument, type JobEventType, type JobSpec, type JobStatus } from './job-spec.ts';
+import { isFinished, type CallbackState, type JobDocument, type JobEventType, type JobOutput, type JobSpec, type JobStatus } from './job-spec.ts';
 import { WebhookQueue } from './webhooks/webhook-queue.ts';
 import { openRegistryAuth, sealRegistryAuth, type RegistryAuth } from './secrets/registry-auth.ts';
 import type { SecretBox } from './secrets/secret-box.ts';
@@ -20,8 +20,8 @@ const SCRIPTS = {
 };
 
 interface ScriptedClient {
-  sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number, sealedAuth: string): Promise<number>;
-  sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number): Promise<string>;
+  sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number, sealedAuth: string, waiter: string): Promise<number>;
+  sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number, attempt: string): Promise<string>;
   sbxRecordCallback(k1: string, state: string): Promise<number>;
 }
 
@@ -34,6 +34,8 @@ export interface StoredJob {
   tenant: string;
   status: JobStatus;
   cancelRequested: boolean;
+  /** The sealed registryAuth (field `auth`), read with the rest: registryAuth(id, sealedAuth) opens it without another round trip. */
+  sealedAuth?: string | null;
 }
 
 export interface JobEvent {
@@ -68,33 +70,60 @@ export class JobStore {
   /**
    * Store a new job; false when the id exists already. Its TTL covers the longest possible run.
    * registryAuth is stored sealed in the `auth` field, never in the spec JSON (400 without a key).
+   * `waiter`: the inbox channel of the API process waiting for the end (?wait=true), pinged by the
+   * final transition with the job's notify channel (api/src/job-events-hub.ts).
    */
-  async create(spec: JobSpec, doc: JobDocument): Promise<boolean> {
+  async create(spec: JobSpec, doc: JobDocument, waiter = ''): Promise<boolean> {
     const ttl = this.ttlSeconds + Math.ceil(spec.limits.timeoutMs / 1000) + 3600;
     const sealedAuth = spec.registryAuth ? sealRegistryAuth(this.secrets, spec.id, spec.registryAuth) : '';
     // Ids are unique (ULIDs), so the tenant index entry goes out alongside the record.
     const [created] = await Promise.all([
-      this.scripted.sbxCreateJob(this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify({ ...spec, registryAuth: null }), spec.tenant, ttl, sealedAuth),
+      this.scripted.sbxCreateJob(this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify({ ...spec, registryAuth: null }), spec.tenant, ttl, sealedAuth, waiter),
       this.redis.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id),
     ]);
     return created === 1;
   }
 
   async get(id: string): Promise<StoredJob | null> {
-    const [doc, spec, tenant, status, cancel, callback] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'spec', 'tenant', 'status', 'cancel', 'callback');
+    const [doc, spec, tenant, status, cancel, callback, auth] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'spec', 'tenant', 'status', 'cancel', 'callback', 'auth');
     if (!doc || !spec || !tenant || !status) return null;
-    return { doc: withCallback(doc, callback), spec: JSON.parse(spec) as JobSpec, tenant, status: status as JobStatus, cancelRequested: cancel === '1' };
+    return { doc: withCallback(doc, callback), spec: JSON.parse(spec) as JobSpec, tenant, status: status as JobStatus, cancelRequested: cancel === '1', sealedAuth: auth ?? null };
   }
 
-  /** Worker only: the job's own registry credentials, decrypted; null if it has none (or has ended). */
-  async registryAuth(id: string): Promise<RegistryAuth | null> {
-    const sealed = await this.redis.hget(this.keys.jobState(id), 'auth');
-    return sealed ? openRegistryAuth(this.secrets, id, sealed) : null;
+  /**
+   * Worker only: the job's own registry credentials, decrypted; null if it has none (or has ended).
+   * `sealed`: the `auth` field as get() read it (StoredJob.sealedAuth), instead of reading it again.
+   */
+  async registryAuth(id: string, sealed?: string | null): Promise<RegistryAuth | null> {
+    const value = sealed !== undefined ? sealed : await this.redis.hget(this.keys.jobState(id), 'auth');
+    return value ? openRegistryAuth(this.secrets, id, value) : null;
   }
 
   async getDoc(id: string): Promise<JobDocument | null> {
     const [doc, callback] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'callback');
     return doc ? withCallback(doc, callback) : null;
+  }
+
+  /**
+   * The document and, once the job is final, its whole output, in one round trip (one pipeline:
+   * HMGET + XRANGE of the first OUTPUT_PAGE events; a longer stream is read on by readOutput).
+   * `output` is null while the job has not finished.
+   */
+  async getDocWithOutput(id: string): Promise<{ doc: JobDocument; output: JobOutput | null } | null> {
+    const results = await this.redis.pipeline().hmget(this.keys.jobState(id), 'doc', 'callback').xrange(this.keys.jobEvents(id), '-', '+', 'COUNT', OUTPUT_PAGE).exec();
+    const [[docErr, fields], [eventsErr, rows]] = results as [[Error | null, Array<string | null>], [Error | null, Array<[string, string[]]>]];
+    if (docErr) throw docErr;
+    const [raw, callback] = fields;
+    if (!raw) return null;
+    const doc = withCallback(raw, callback);
+    if (!isFinished(doc.status)) return { doc, output: null };
+    if (eventsErr) throw eventsErr;
+    const events = rows.map(([eid, f]) => toEvent(eid, f));
+    const output = { stdout: '', stderr: '' };
+    addOutput(output, events);
+    // The exit event was appended in the same step as the final status: a stream shorter than a page is whole.
+    if (events.length === OUTPUT_PAGE) await this.readOutputInto(output, id, events[events.length - 1]!.id);
+    return { doc, output };
   }
 
   /** Record the webhook's delivery state (worker/src/webhooks); false when the job is gone. */
@@ -108,7 +137,8 @@ export class JobStore {
   }
 
   /**
-   * Compare-and-set the status. Returns 'ok', or the status found instead ('' when the job is gone).
+   * Compare-and-set the status. Returns 'ok', or the status found instead ('' when the job is gone;
+   * 'attempt' when, from `pulling`, the job is in another attempt than `doc.attempts`).
    * A finishing transition (event 'exit') sets the final TTL on the record.
    */
   async transition(doc: JobDocument, from: readonly JobStatus[], eventType: 'status' | 'exit'): Promise<string> {
@@ -119,6 +149,8 @@ export class JobStore {
     const result = await this.scripted.sbxTransitionJob(
       this.keys.jobState(doc.id), this.keys.jobEvents(doc.id), from.join(','), doc.status, JSON.stringify(doc),
       eventType, data, this.keys.jobNotify(doc.id), eventType === 'exit' ? this.ttlSeconds : 0,
+      // From `pulling`, only the attempt this document is of (a requeued job: core/src/job-attempts.ts).
+      from.includes('pulling') ? String(doc.attempts ?? 1) : '',
     );
     if (result === 'ok' && eventType === 'exit') await this.finished(doc);
     else if (webhookIntent !== null) await this.redis.zrem(this.keys.webhooksPending(), doc.id); // finished elsewhere: theirs
@@ -212,12 +244,14 @@ export class JobStore {
 
   /** The whole output of a job, reassembled from its stream. */
   async readOutput(id: string): Promise<{ stdout: string; stderr: string }> {
-    const out = { stdout: '', stderr: '' };
-    let after = '0';
+    return this.readOutputInto({ stdout: '', stderr: '' }, id, '0');
+  }
+
+  private async readOutputInto(out: JobOutput, id: string, after: string): Promise<JobOutput> {
     for (;;) {
-      const events = await this.readEvents(id, after, 5000);
-      for (const e of events) if (e.type === 'stdout' || e.type === 'stderr') out[e.type] += (JSON.parse(e.data) as { data: string }).data;
-      if (events.length < 5000) return out;
+      const events = await this.readEvents(id, after, OUTPUT_PAGE);
+      addOutput(out, events);
+      if (events.length < OUTPUT_PAGE) return out;
       after = events[events.length - 1]!.id;
     }
   }
@@ -236,6 +270,13 @@ export class JobStore {
   async forgetFromIndex(tenant: string, ids: string[]): Promise<void> {
     if (ids.length) await this.redis.zrem(this.keys.tenantJobs(tenant), ...ids);
   }
+}
+
+/** Events read per XRANGE when reassembling a job's output. */
+const OUTPUT_PAGE = 5000;
+
+function addOutput(out: JobOutput, events: JobEvent[]): void {
+  for (const e of events) if (e.type === 'stdout' || e.type === 'stderr') out[e.type] += (JSON.parse(e.data) as { data: string }).data;
 }
 
 /** The stored document with the webhook's delivery state (recorded after the doc was final) in it. */

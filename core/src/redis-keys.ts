@@ -17,11 +17,17 @@
  * | <p>:{workers}:index                 | zset   | worker id by last heartbeat ms             |
  * | <p>:{workers}:info:<id>             | string | worker info JSON; TTL = 5 heartbeats       |
  * | <p>:{workers}:jobs:<id>             | set    | ids of the jobs it runs now                |
+ * | <p>:{workers}:capacity              | hash   | worker id → free slots/memory (placement)  |
+ * | <p>:{workers}:holders:<image>       | set    | workers whose cache holds <image> (ref or digest) |
+ * | <p>:{workers}:holds:<id>            | set    | the holders keys a worker is in            |
+ * | <p>:{workers}:handoffs              | zset   | "<worker> <job>" handed to a host queue → deadline ms |
  *
  * The fleet's keys share the hash tag `{workers}` so listing them is one pipeline in one slot; a
  * tenant's quota keys share `{tenant:<t>}` so one Lua script admits a job (core/src/tenant-quota.ts).
  * | <p>:control                         | pubsub | cancel / image commands to workers         |
  * | {<p>}:jobs:*                        | BullMQ | the queue (BullMQ's own keys)              |
+ * | {<p>}:requeues:pending              | zset   | lost jobs being requeued → ms (job-lifecycle.ts) |
+ * | {<p>}:jobs.host.<id>:*              | BullMQ | one worker's own queue: jobs handed to it (worker/src/placement) |
  */
 import { createHash } from 'node:crypto';
 
@@ -38,6 +44,10 @@ export class RedisKeys {
   }
   jobNotify(id: string): string {
     return `${this.prefix}:{job:${id}}:notify`;
+  }
+  /** One API process's channel for the exit pings of the jobs it created with ?wait=true (field `waiter`). */
+  apiInbox(instance: string): string {
+    return `${this.prefix}:api:${instance}:inbox`;
   }
   /** Interactive jobs: frames from attached clients to the worker (core/src/stdin-stream.ts). */
   jobStdin(id: string): string {
@@ -71,6 +81,22 @@ export class RedisKeys {
   workerJobs(id: string): string {
     return `${this.prefix}:{workers}:jobs:${id}`;
   }
+  /** Placement (worker/src/placement): each worker's free slots and memory, by worker id. */
+  workerCapacity(): string {
+    return `${this.prefix}:{workers}:capacity`;
+  }
+  /** Placement: ids of the workers whose image cache holds `image` (a canonical reference or a digest). */
+  imageHolders(image: string): string {
+    return `${this.prefix}:{workers}:holders:${image}`;
+  }
+  /** Placement: the imageHolders keys worker `id` is in (cleared at its start and stop). */
+  workerHolds(id: string): string {
+    return `${this.prefix}:{workers}:holds:${id}`;
+  }
+  /** Placement: jobs handed to a worker's own queue, "<worker id> <job id>" → when they go back to the shared queue. */
+  handoffs(): string {
+    return `${this.prefix}:{workers}:handoffs`;
+  }
   control(): string {
     return `${this.prefix}:control`;
   }
@@ -81,6 +107,13 @@ export class RedisKeys {
   webhooksPending(): string {
     return `${this.queuePrefix()}:webhooks:pending`;
   }
+  /**
+   * Jobs a lost worker's job is being put back in the queue for (score: when), beside the queue in its
+   * slot; a requeue that a crash left half done (status queued, no queue entry) is finished by the janitor.
+   */
+  requeuesPending(): string {
+    return `${this.queuePrefix()}:requeues:pending`;
+  }
   /** BullMQ prefix: a hash tag, so all of the queue's keys share one Cluster slot. */
   queuePrefix(): string {
     return `{${this.prefix}}`;
@@ -88,3 +121,9 @@ export class RedisKeys {
 }
 
 export const QUEUE_NAME = 'jobs';
+
+/** A worker's own BullMQ queue (jobs handed to it by placement); BullMQ names cannot hold ':'. */
+export function hostQueueName(workerId: string): string {
+  const tag = createHash('sha256').update(workerId).digest('hex').slice(0, 8);
+  return `${QUEUE_NAME}.host.${workerId.replace(/[^A-Za-z0-9._-]/g, '_')}.${tag}`;
+}

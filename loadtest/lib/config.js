@@ -8,3 +8,15 @@ export function headers() {
   if (API_KEY) h.Authorization = `Bearer ${API_KEY}`;
   return h;
 }
+
+/** A number from the environment, or `fallback`. */
+export function num(name, fallback) {
+  const v = __ENV[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${name}=${v} is not a number`);
+  return n;
+}
+
+/** The summary statistics every scenario reports (p99 is what the thresholds judge). */
+export const SUMMARY_TREND_STATS = ['count', 'avg', 'min', 'med', 'max', 'p(90)', 'p(99)'];

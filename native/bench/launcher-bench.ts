@@ -1,4 +1,6 @@
-// npm run bench:launcher [-- --runs N] [--json]
+// npm run bench:launcher [-- --runs N] [--throughput-runs N] [--concurrency C] [--only-sbx] [--phases N] [--json]
+// --phases N: only N traced sbx launches (LaunchOptions.trace), printing the median of each phase
+// (where the time goes); nothing else runs.
 // Start-to-exit of /bin/true in a static busybox rootfs with full isolation and memory + pids
 // limits: sbx (in-process, as the worker uses it) vs `crun run`, `runc run` (same limits) and
 // bwrap (namespaces only, no cgroups), each CLI timed as spawn-and-wait by a tiny C spawner
@@ -7,13 +9,28 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launch, probeHost, type LaunchSpec } from '../index.ts';
+import { launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 const runsIdx = args.indexOf('--runs');
 const runs = runsIdx >= 0 ? Number(args[runsIdx + 1]) : 500;
+const numArg = (name: string, dflt: number) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? Number(args[i + 1]) : dflt;
+};
+// Throughput mode: `concurrency` launches in flight (slots 0..C-1, as the worker runs them), each
+// slot launching /bin/true back to back; launches per second over `throughputRuns` launches.
+const concurrency = numArg('--concurrency', 8);
+const throughputRuns = numArg('--throughput-runs', 800);
+// --only-sbx: skip the peers (quick iterations while working on the launcher; no ratios)
+const onlySbx = args.includes('--only-sbx');
+const phasesRuns = numArg('--phases', 0);
+// --gap MS: pause between the traced launches (a slot's next job arriving later, not back to back)
+const gapMs = numArg('--gap', 0);
+// --no-pool: LaunchOptions.pool false (the direct path on every launch), for A/B runs
+const noPool = args.includes('--no-pool');
 const warmup = 20;
 const MEM = 64 << 20;
 const PIDS = 64;
@@ -64,24 +81,122 @@ function cli(cmd: string[], n: number, prefix: string[] = []): { times: number[]
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
-async function sbxBlock(rootfs: string, parent: string, n: number, seq: { i: number }): Promise<{ times: number[]; failures: number }> {
+async function sbxBlock(rootfs: string, parent: string, n: number, seq: { i: number }, pool = !noPool): Promise<{ times: number[]; failures: number }> {
   const times: number[] = [];
   let failures = 0;
   for (let k = 0; k < n; k++) {
-    const spec: LaunchSpec = {
-      id: `bench-${seq.i++}`, slot: 0, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0,
-      gid: 0, hostname: 'bench', stdin: null,
-      limits: { memoryBytes: MEM, pids: PIDS, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
-    };
     const t0 = performance.now();
-    const j = await launch(spec, { cgroupParent: parent });
-    j.stdout.resume();
-    j.stderr.resume();
-    const x = await j.exited;
+    const ok = await sbxOne(rootfs, parent, `bench-${seq.i++}`, pool ? 0 : 1, pool);
     times.push(performance.now() - t0);
-    if (x.exitCode !== 0) failures++;
+    if (!ok) failures++;
   }
   return { times, failures };
+}
+
+async function sbxOne(rootfs: string, parent: string, id: string, slot: number, pool = !noPool): Promise<boolean> {
+  return (await sbxRun(rootfs, parent, id, slot, false, pool)).exitCode === 0;
+}
+
+async function sbxRun(rootfs: string, parent: string, id: string, slot: number, trace = false, pool = !noPool): Promise<ExitInfo> {
+  const spec: LaunchSpec = {
+    id, slot, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0,
+    gid: 0, hostname: 'bench', stdin: null,
+    limits: { memoryBytes: MEM, pids: PIDS, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
+  };
+  const j = await launch(spec, { cgroupParent: parent, ...(trace ? { trace } : {}), ...(pool ? {} : { pool: false }) });
+  j.stdout.resume();
+  j.stderr.resume();
+  return j.exited;
+}
+
+// Intervals between the trace points of native/src/trace.h: [label, from, to]. The launcher's
+// cgroup work (cloned -> goSent) runs on the JS thread while the child unshares and mounts.
+const PHASES: [string, string, string][] = [
+  ['JS launch() -> native launch', 'jsStart', 'launch'],
+  ['plan: spec -> mount program, init config, cgroup plan', 'launch', 'planned'],
+  ['pipes, sync socket, pooled net namespace', 'planned', 'fdsOpen'],
+  ['clone3 (CLONE_NEWPID)', 'fdsOpen', 'cloned'],
+  ['[JS thread] cgroups mkdir + limits, send G + config', 'cloned', 'goSent'],
+  ['[child] clone -> child runs', 'cloned', 'childStart'],
+  ['[child] unshare mnt/uts/ipc, setns net, reset signals', 'childStart', 'unshared'],
+  ['[child] mount program (overlay, idmap, /proc, /dev, /sys, masks)', 'unshared', 'mounted'],
+  ['[child] wait for G (cgroups ready)', 'mounted', 'gotGo'],
+  ['[child] join v1 cgroups (tasks <- 0)', 'gotGo', 'joined'],
+  ['[child] unshare cgroup ns + pivot_root', 'joined', 'pivoted'],
+  ['[child] hostname, fds', 'pivoted', 'execInit'],
+  ['execveat sbx-init (memfd, static)', 'execInit', 'initStart'],
+  ['[pooled init] job message -> job mounts, pivot_root, hostname done', 'initStart', 'initJobMounted'],
+  ['[init] read config', 'initStart', 'initConfig'],
+  ['[init] oom score, rlimits, setns userns, caps, creds, prctls', 'initConfig', 'initDropped'],
+  ['[init] seccomp filter', 'initDropped', 'initSeccomp'],
+  ['[init] fork the command', 'initSeccomp', 'initForked'],
+  ['[cmd] execve /bin/true (overlay, idmapped)', 'initForked', 'initExecOk'],
+  ['[cmd] /bin/true runs + exits, init wakes and reaps', 'initExecOk', 'initReaped'],
+  ['pid 1 exit -> pidfd readable in launcher (ns teardown)', 'initReaped', 'exitSeen'],
+  ['waitid + usage + procs', 'exitSeen', 'reaped'],
+  ['cgroup rmdir', 'reaped', 'cgroupRemoved'],
+  ['exit event -> exited resolved in JS', 'cgroupRemoved', 'jsEnd'],
+  ['TOTAL (JS launch() -> exited)', 'jsStart', 'jsEnd'],
+];
+
+async function phasesMode(rootfs: string, parent: string, n: number, seq: { i: number }): Promise<Record<string, number>> {
+  const samples: Record<string, number>[] = [];
+  for (let k = 0; k < n + warmup; k++) {
+    if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+    const t0 = process.hrtime.bigint();
+    const x = await sbxRun(rootfs, parent, `bench-p-${seq.i++}`, 0, true);
+    const total = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (k < warmup || !x.phases) continue;
+    // jsStart/jsEnd: the JS clock's view; native times are relative to `launch`. Assume the JS
+    // overhead before `launch` is what is left of the total after the native span.
+    samples.push({ ...x.phases, jsStart: 0, jsEnd: total });
+  }
+  const med = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
+  // jsStart -> launch is not observable from the native side alone: the wrapper's own work before
+  // the native call is measured by placing `launch` at (total - native span) for the tail.
+  const out: Record<string, number> = {};
+  for (const [label, from, to] of PHASES) {
+    const ds = samples.filter((p) => p[from] !== undefined && p[to] !== undefined).map((p) => {
+      if (from === 'jsStart' && to === 'launch') return NaN;
+      if (from === 'cgroupRemoved' && to === 'jsEnd') return NaN;
+      return p[to]! - p[from]!;
+    });
+    out[label] = Math.round(med(ds) * 1000) / 1000;
+  }
+  // JS overhead (both ends together): total - (native launch -> cgroupRemoved).
+  out['JS wrapper overhead, both ends (total - native span)'] =
+    Math.round(med(samples.map((p) => p.jsEnd! - (p.cgroupRemoved ?? p.reported ?? 0))) * 1000) / 1000;
+  delete out['JS launch() -> native launch'];
+  delete out['exit event -> exited resolved in JS'];
+  return out;
+}
+
+interface Throughput { concurrency: number; launches: number; seconds: number; launches_per_s: number; failures: number; lastError?: string }
+
+// `c` slots each launching back to back until `n` launches have been started; wall time from the
+// first start to the last exit.
+async function sbxThroughput(rootfs: string, parent: string, n: number, c: number, seq: { i: number }, pool = !noPool): Promise<Throughput> {
+  let started = 0;
+  let failures = 0;
+  let lastError: string | undefined;
+  const slotLoop = async (slot: number) => {
+    while (started < n) {
+      started++;
+      try {
+        if (!(await sbxOne(rootfs, parent, `bench-t-${seq.i++}`, slot, pool))) {
+          failures++;
+          lastError = 'exit code not 0';
+        }
+      } catch (e) {
+        failures++;
+        lastError = String((e as Error).message ?? e);
+      }
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: c }, (_, s) => slotLoop(s)));
+  const seconds = (performance.now() - t0) / 1000;
+  return { concurrency: c, launches: n, seconds: Math.round(seconds * 1000) / 1000, launches_per_s: Math.round(n / seconds), failures, ...(lastError ? { lastError } : {}) };
 }
 
 interface Runner { name: string; block(n: number): Promise<{ times: number[]; failures: number; lastError?: string }> }
@@ -124,14 +239,25 @@ async function main(): Promise<void> {
   spawnTimer = path.join(tmp, 'spawn-timer');
   execFileSync('gcc', ['-O2', '-o', spawnTimer, path.join(here, 'spawn-timer.c')]);
   let results: Record<string, Stat | null> = {};
+  let throughput: Throughput | null = null;
+  let throughputDirect: Throughput | null = null;
   try {
+    if (phasesRuns > 0) {
+      const ph = await phasesMode(rootfs, parent, phasesRuns, { i: 0 });
+      log(`where the time goes: median of ${phasesRuns} traced sequential launches, ms`);
+      for (const [k, v] of Object.entries(ph)) log(`${String(v).padStart(8)}  ${k}`);
+      process.stdout.write(JSON.stringify({ phases_runs: phasesRuns, phases_ms: ph }) + '\n');
+      return;
+    }
     log(`runs=${runs} per runtime (+${warmup} warm-up), /bin/true, memory ${MEM >> 20} MiB + pids ${PIDS}, interleaved in rounds`);
     const seq = { i: 0 };
     const runners: Runner[] = [
       { name: 'host', block: async (n) => cli([path.join(rootfs, 'bin', 'true')], n) },
       { name: 'sbx', block: (n) => sbxBlock(rootfs, parent, n, seq) },
+      // the same launcher without pooled setups (LaunchOptions.pool false): every launch does it all
+      { name: 'sbx_direct', block: (n) => sbxBlock(rootfs, parent, n, seq, false) },
     ];
-    {
+    if (!onlySbx) {
       ociBundle('crun', path.join(tmp, 'crun'), rootfs);
       // crun 1.8 refuses hybrid cgroups while /sys/fs/cgroup/unified has a controller: hide it in
       // a private mount namespace (measurement-notes.md).
@@ -139,32 +265,63 @@ async function main(): Promise<void> {
       const prefix = ['unshare', '-m', '--propagation', 'private', '--', 'sh', '-c', 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', 'sh'];
       runners.push({ name: 'crun', block: async (n) => cli(cmd, n, prefix) });
     }
-    {
+    if (!onlySbx) {
       ociBundle('runc', path.join(tmp, 'runc'), rootfs);
       const cmd = ['runc', 'run', '--bundle', path.join(tmp, 'runc'), `sbx-bench-runc-${process.pid}`];
       runners.push({ name: 'runc', block: async (n) => cli(cmd, n) });
     }
-    {
+    if (!onlySbx) {
       const cmd = ['bwrap', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--ro-bind', rootfs, '/',
         '--proc', '/proc', '--dev', '/dev', '/bin/true'];
       runners.push({ name: 'bwrap', block: async (n) => cli(cmd, n) });
     }
     results = await runAll(runners, Math.max(1, Math.min(10, Math.floor(runs / 20))));
     for (const [k, v] of Object.entries(results)) log(`${k.padEnd(5)} ${JSON.stringify(v)}`);
+    if (throughputRuns > 0) {
+      // pooled and direct in alternating halves, so load from elsewhere hits both alike
+      const half = Math.ceil(throughputRuns / 2);
+      const acc = { pooled: [] as Throughput[], direct: [] as Throughput[] };
+      await sbxThroughput(rootfs, parent, Math.min(100, half), concurrency, seq);  // warm-up
+      for (const round of [0, 1]) {
+        for (const pool of round === 0 ? [true, false] : [false, true]) {
+          acc[pool ? 'pooled' : 'direct'].push(await sbxThroughput(rootfs, parent, Math.ceil(half / 2), concurrency, seq, pool));
+        }
+      }
+      const merge = (xs: Throughput[]): Throughput => {
+        const launches = xs.reduce((a, x) => a + x.launches, 0);
+        const seconds = xs.reduce((a, x) => a + x.seconds, 0);
+        const failures = xs.reduce((a, x) => a + x.failures, 0);
+        const lastError = xs.map((x) => x.lastError).find(Boolean);
+        return { concurrency, launches, seconds: Math.round(seconds * 1000) / 1000, launches_per_s: Math.round(launches / seconds), failures, ...(lastError ? { lastError } : {}) };
+      };
+      throughput = merge(acc.pooled);
+      throughputDirect = merge(acc.direct);
+      log(`sbx throughput at concurrency ${concurrency}: ${throughput.launches_per_s} launches/s pooled, ${throughputDirect.launches_per_s} direct (${throughput.launches}+${throughputDirect.launches} launches, ${throughput.failures + throughputDirect.failures} failures)`);
+    }
   } finally {
-    for (const c of ['memory', 'pids', 'cpu', 'cpuacct', 'freezer']) {
+    for (const c of ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices']) {
       try { fs.rmdirSync(`/sys/fs/cgroup/${c}/${parent}`); } catch { /* absent */ }
     }
     fs.rmSync(tmp, { recursive: true, force: true });
   }
-  const failed = ['host', 'sbx', 'crun', 'runc', 'bwrap'].filter((k) => !results[k]);
+  const failed = (onlySbx ? ['host', 'sbx', 'sbx_direct'] : ['host', 'sbx', 'sbx_direct', 'crun', 'runc', 'bwrap']).filter((k) => !results[k]);
   if (failed.length) throw new Error(`every run failed for: ${failed.join(', ')} (no ratio without both sides)`);
-  const ratio = (k: string) => Math.round((results.sbx!.median_ms / results[k]!.median_ms) * 1000) / 1000;
-  log(`ratios (sbx median / other median): crun ${ratio('crun')}, runc ${ratio('runc')}, bwrap ${ratio('bwrap')}`);
+  for (const t of [throughput, throughputDirect]) {
+    if (t?.failures) throw new Error(`throughput: ${t.failures} of ${t.launches} launches failed (last: ${t.lastError})`);
+  }
   const pick = (s: Stat | null | undefined) => ({ median_ms: s!.median_ms, p90_ms: s!.p90_ms, failures: s!.failures });
+  if (onlySbx) {
+    process.stdout.write(JSON.stringify({ runs, sbx: pick(results.sbx), sbx_direct: pick(results.sbx_direct), host_fork_exec: pick(results.host), throughput, throughput_direct: throughputDirect }) + '\n');
+    return;
+  }
+  const ratio = (k: string) => Math.round((results.sbx!.median_ms / results[k]!.median_ms) * 1000) / 1000;
+  const directRatio = (k: string) => Math.round((results.sbx_direct!.median_ms / results[k]!.median_ms) * 1000) / 1000;
+  log(`ratios (sbx median / other median): crun ${ratio('crun')}, runc ${ratio('runc')}, bwrap ${ratio('bwrap')}; without pooled setups: crun ${directRatio('crun')}, bwrap ${directRatio('bwrap')}`);
   process.stdout.write(JSON.stringify({
     runs, sbx: pick(results.sbx), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
     host_fork_exec: pick(results.host), ratio_vs_crun: ratio('crun'), ratio_vs_runc: ratio('runc'), ratio_vs_bwrap: ratio('bwrap'),
+    sbx_direct: pick(results.sbx_direct), direct_ratio_vs_crun: directRatio('crun'), direct_ratio_vs_bwrap: directRatio('bwrap'),
+    throughput, throughput_direct: throughputDirect,
   }) + '\n');
 }
 

@@ -7,6 +7,7 @@
 #include "job.h"
 #include "spec.h"
 #include "tty.h"
+#include "zygote.h"
 
 namespace sbx {
 namespace {
@@ -126,7 +127,9 @@ Napi::Value Sweep(const Napi::CallbackInfo& info) {
   Error err;
   if (!spec::optionsFromJs(info[0], o, err)) return Throw(env, err);
   int processes = 0, left = 0;
-  int groups = cgroup::sweep(cgroup::host(o.cgroupV2Root), o.cgroupParent, job::liveGroupDirs(), processes, left);
+  std::set<std::string> keep = job::liveGroupDirs(), pooled = zygote::groupDirs();  // this process's jobs and pooled setups
+  keep.insert(pooled.begin(), pooled.end());
+  int groups = cgroup::sweep(cgroup::host(o.cgroupV2Root), o.cgroupParent, keep, processes, left);
   Napi::Object r = Napi::Object::New(env);
   r.Set("cgroups", groups);
   r.Set("processes", processes);
@@ -136,6 +139,15 @@ Napi::Value Sweep(const Napi::CallbackInfo& info) {
 
 Napi::Value LiveJobs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)job::liveJobs());
+}
+
+// closePool(): kill and remove every pooled setup (zygote.h); returns how many there were.
+Napi::Value ClosePool(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), (double)zygote::closeAll());
+}
+
+Napi::Value PoolSize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), (double)zygote::count());
 }
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
@@ -148,6 +160,11 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("sweep", Napi::Function::New(env, Sweep));
   exports.Set("usage", Napi::Function::New(env, Usage));
   exports.Set("liveJobs", Napi::Function::New(env, LiveJobs));
+  exports.Set("closePool", Napi::Function::New(env, ClosePool));
+  exports.Set("poolSize", Napi::Function::New(env, PoolSize));
+  // At the environment's teardown (the process exiting normally): no pooled setup outlives us
+  // (they would die by pdeathsig anyway, but their cgroups would stay until the next sweep()).
+  napi_add_env_cleanup_hook(env, [](void*) { zygote::closeAll(); }, nullptr);
   return exports;
 }
 

@@ -100,7 +100,13 @@ const Host& host(const std::string& v2RootOverride) {
 bool writeFile(const std::string& path, const std::string& value, Error& err, const char* stage) {
   Fd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) return fail(err, stage, "open", path.c_str(), errno);
-  ssize_t n = write(fd.get(), value.data(), value.size());
+  // EINTR: v1 memory.limit_in_bytes (mem_cgroup_resize_max) gives up at once when the writer has
+  // a signal pending, e.g. the SIGCHLD of another job's pid 1 that just exited (seen under
+  // concurrent launches). Nothing was changed then: write again.
+  ssize_t n;
+  int tries = 0;
+  do n = write(fd.get(), value.data(), value.size());
+  while (n < 0 && errno == EINTR && ++tries < 100);
   if (n != (ssize_t)value.size()) return fail(err, stage, "write", path.c_str(), n < 0 ? errno : EIO);
   return true;
 }

@@ -84,6 +84,11 @@ bool removeDir(const std::string& dir, Error& err);  // rmdir with a short retry
 namespace v1 {
 void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
+// Pooled setups (zygote.h): the group made ahead without the job's limits, then renamed to the
+// job's name and limited when the job arrives.
+bool createDirs(const Host& h, const std::string& parent, Group& g, Error& err);
+bool rename(Group& from, Group& to, Error& err);
+bool writeLimits(const Host& h, const spec::Limits& l, const Group& g, Error& err);
 bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
 int killAll(const Group& g);
 int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left);

@@ -119,7 +119,8 @@ bool makeJobDir(const Host& h, const std::string& parent, const std::string& dir
   return fail(err, "cgroup-create", "mkdir", dir.c_str(), errno);
 }
 
-bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {
+// The directories (and the device allow-list, which is the same for every job); no other limits.
+bool createDirs(const Host& h, const std::string& parent, Group& g, Error& err) {
   static std::set<std::string> preparedParents;
   if (!preparedParents.count(parent)) {
     for (const auto& m : mounts(h)) RETURN_ON_FAILURE(mkdirP(m, parent, err));
@@ -132,13 +133,38 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
     remove(g, ignored);  // clears g.dirs
     return false;
   }
-  bool ok = writeMemory(false, g.memory, l.memoryBytes, h.memsw, err) && writePids(false, g.pids, l.pids, err) &&
-            writeCpu(false, g.cpu, l.cpus, err) && writeDevices(g.devices, err);
-  if (!ok) {
-    Error ignored;
-    remove(g, ignored);
+  if (writeDevices(g.devices, err)) return true;
+  Error ignored;
+  remove(g, ignored);
+  return false;
+}
+
+bool writeLimits(const Host& h, const spec::Limits& l, const Group& g, Error& err) {
+  return writeMemory(false, g.memory, l.memoryBytes, h.memsw, err) && writePids(false, g.pids, l.pids, err) &&
+         writeCpu(false, g.cpu, l.cpus, err);
+}
+
+bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {
+  RETURN_ON_FAILURE(createDirs(h, parent, g, err));
+  if (writeLimits(h, l, g, err)) return true;
+  Error ignored;
+  remove(g, ignored);
+  return false;
+}
+
+// rename(2) each directory of `from` (a pooled group, its tasks inside) to the one of `to` (same
+// hierarchies, same parent: v1 allows renames within a parent). The tasks stay in their groups.
+// On failure the renamed ones are renamed back.
+bool rename(Group& from, Group& to, Error& err) {
+  if (from.dirs.size() != to.dirs.size()) return fail(err, "cgroup-create", "rename", "", EINVAL);
+  for (size_t i = 0; i < from.dirs.size(); i++) {
+    if (::rename(from.dirs[i].c_str(), to.dirs[i].c_str()) == 0) continue;
+    fail(err, "cgroup-create", "rename", to.dirs[i].c_str(), errno);
+    while (i-- > 0) ::rename(to.dirs[i].c_str(), from.dirs[i].c_str());
+    return false;
   }
-  return ok;
+  from.dirs.clear();
+  return true;
 }
 
 int killAll(const Group& g) {

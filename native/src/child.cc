@@ -10,6 +10,7 @@
 #include "ns.h"
 #include "proto.h"
 #include "sys.h"
+#include "trace.h"
 
 namespace sbx::child {
 namespace {
@@ -41,7 +42,7 @@ bool waitForGo(const Args& a, Error& err) {
 // Join the job's cgroups before anything of the job runs (see cgroup_v1.cc for why by ourselves).
 bool joinCgroups(const Args& a, Error& err) {
   for (size_t i = 0; i < a.ncgroupJoin; i++) {
-    long fd = sc(__NR_openat, AT_FDCWD, a.cgroupJoin[i], O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    long fd = a.joinFds ? a.joinFds[i] : sc(__NR_openat, AT_FDCWD, a.cgroupJoin[i], O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return fail(err, "cgroup-join", "open", a.cgroupJoin[i], fd);
     long r = sc(__NR_write, fd, "0", 1);
     sc(__NR_close, fd);
@@ -91,16 +92,36 @@ bool execInit(const Args& a, Error& err) {
 // host's /sys/fs/cgroup, so pivot_root (the last op) comes after the join. Nothing of the job runs
 // before it is in its cgroups.
 bool run(const Args& a, int& reportFd, Error& err) {
+  trace::mark(a.trace, trace::kChildStart);
   RETURN_ON_FAILURE(dieWithLauncher(err));
   RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
   ns::shareMountNsInChild(a.syncFd);
   RETURN_ON_FAILURE(resetSignals(err));
+  trace::mark(a.trace, trace::kUnshared);
   RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops - 1, err));
+  trace::mark(a.trace, trace::kMounted);
   RETURN_ON_FAILURE(waitForGo(a, err));
+  trace::mark(a.trace, trace::kGotGo);
   RETURN_ON_FAILURE(joinCgroups(a, err));
+  trace::mark(a.trace, trace::kJoined);
   RETURN_ON_FAILURE(ns::unshareCgroupInChild(err));  // after joining: the job's group becomes its "/"
   RETURN_ON_FAILURE(mnt::setupInChild(a.ops + a.nops - 1, 1, err));  // pivot_root
+  trace::mark(a.trace, trace::kPivoted);
   RETURN_ON_FAILURE(ns::setHostnameInChild(a.hostname, a.hostnameLen, err));
+  RETURN_ON_FAILURE(setupFds(a, reportFd, err));
+  trace::mark(a.trace, trace::kExecInit);
+  return execInit(a, err);
+}
+
+// A pooled setup: everything that does not depend on the job, then sbx-init waits for it.
+bool runZygote(const Args& a, int& reportFd, Error& err) {
+  RETURN_ON_FAILURE(dieWithLauncher(err));
+  RETURN_ON_FAILURE(joinCgroups(a, err));  // made before clone: nothing it does escapes them
+  RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
+  ns::shareMountNsInChild(a.syncFd);
+  RETURN_ON_FAILURE(resetSignals(err));
+  RETURN_ON_FAILURE(ns::unshareCgroupInChild(err));
+  RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops, err));
   RETURN_ON_FAILURE(setupFds(a, reportFd, err));
   return execInit(a, err);
 }
@@ -112,7 +133,7 @@ int main(void* p) {
   proto::Msg m;
   sys::bzero(&m, sizeof m);
   int reportFd = a.syncFd;
-  if (!run(a, reportFd, m.error)) {
+  if (!(a.zygote ? runZygote(a, reportFd, m.error) : run(a, reportFd, m.error))) {
     m.tag = 'F';
     sc(__NR_sendto, reportFd, &m, sizeof m, MSG_NOSIGNAL, nullptr, 0);
   }

@@ -19,10 +19,13 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "jobmsg.h"
+#include "mnt_op.h"
 #include "proto.h"
 #include "rlimit.h"
 #include "seccomp.h"
 #include "tty.h"
+#include "trace.h"
 #include "user.h"
 
 using namespace sbx;
@@ -30,12 +33,17 @@ using namespace sbx;
 namespace {
 
 alignas(8) unsigned char gConfig[proto::kMaxConfigBytes];
+uint64_t gTimes[7];  // trace.h kInitStart..kInitExecOk, kInitJobMounted, sent with 'X'
+alignas(8) char gJobBuf[jobmsg::kMaxBytes + 1];
+jobmsg::Job gJob;
 
 void send(char tag, int32_t value, const Error* e = nullptr) {
   proto::Msg m{};
   m.tag = tag;
   m.value = value;
   if (e) m.error = *e;
+  if (tag == 'X') memcpy(m.t, gTimes, sizeof gTimes);
+  if (tag == 'S') m.t[0] = trace::now();
   ::send(proto::kInitSyncFd, &m, sizeof m, MSG_NOSIGNAL);
 }
 
@@ -69,6 +77,50 @@ bool oomScore(int adj, Error& err) {
   int e = errno;
   close(fd);
   return ok || fail(err, "oom-score", "write", "/proc/self/oom_score_adj", e);
+}
+
+// A pooled setup (zygote.h): the setup child did the job-independent part and exec'd us as
+// "sbx-zygote", still privileged, in the job's namespaces and cgroups. Wait for the job message
+// (jobmsg.h: the job's mounts ending in pivot_root, hostname, argv, env; its stdin, stdout, stderr
+// as SCM_RIGHTS), make it ours, and go on as a directly started sbx-init would.
+bool receiveJob(char**& argv, int& argc, Error& err) {
+  struct iovec iov = {gJobBuf, sizeof gJobBuf};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 3)];
+  struct msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  ssize_t n;
+  do n = recvmsg(proto::kInitSyncFd, &mh, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n == 0) _exit(0);  // the launcher let this setup go unused
+  if (n < 0) return fail(err, "pool", "recvmsg", "", errno);
+  gTimes[0] = trace::now();
+  int fds[3] = {-1, -1, -1}, nfds = 0;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++, nfds++) {
+      int f;
+      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+      if (nfds < 3) fds[nfds] = f;
+      else close(f);
+    }
+  }
+  if (nfds != 3 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !jobmsg::decode(gJobBuf, (size_t)n, proto::kInitUsernsFd, gJob))
+    return fail(err, "pool", "recvmsg", "job message", EPROTO);
+  for (int i = 0; i < 3; i++) {
+    if (dup3(fds[i], i, 0) < 0) return fail(err, "stdio", "dup3", "", errno);
+    close(fds[i]);
+  }
+  RETURN_ON_FAILURE(mnt::setupInChild(gJob.ops, gJob.nops, err));
+  if (sethostname(gJob.hostname, strlen(gJob.hostname)) != 0) return fail(err, "hostname", "sethostname", gJob.hostname, errno);
+  argv = gJob.argv;
+  for (argc = 0; argv[argc]; argc++) {
+  }
+  environ = gJob.env;
+  gTimes[6] = trace::now();
+  return true;
 }
 
 // P4: chdir only after pivot_root, as the job's user, and verify the result is inside the root.
@@ -118,7 +170,9 @@ bool dropPrivileges(const Config& c, Error& err) {
   if (h.flags & proto::kCoreSched) RETURN_ON_FAILURE(coreSchedule(err));
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return fail(err, "no-new-privs", "prctl", "", errno);
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return fail(err, "dumpable", "prctl", "", errno);
+  gTimes[2] = trace::now();
   if (h.flags & proto::kSeccomp) RETURN_ON_FAILURE(seccomp::installInInit(c.filter, h.nfilter, err));
+  gTimes[3] = trace::now();
   return true;
 }
 
@@ -182,14 +236,21 @@ int execCommand(char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  gTimes[0] = trace::now();
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   prctl(PR_SET_NAME, "sbx-init", 0, 0, 0);  // else "memfd:sbx-init"
   sigset_t all;
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
   Error err;
+  if (argc == 1 && strcmp(argv[0], "sbx-zygote") == 0 && !receiveJob(argv, argc, err)) {
+    send('F', 0, &err);
+    return 1;
+  }
   Config c;
-  if (argc < 2 || !readConfig(c, err) || !dropPrivileges(c, err)) {
+  bool configOk = argc >= 2 && readConfig(c, err);
+  gTimes[1] = trace::now();
+  if (!configOk || !dropPrivileges(c, err)) {
     if (!err.err) fail(err, "init", "argv", "", EINVAL);
     send('F', 0, &err);
     return 1;
@@ -213,6 +274,7 @@ int main(int argc, char** argv) {
   }
   pid_t pid = fork();
   if (pid == 0) runCommand(argv + 1, pipefd[1], ttySlave);
+  gTimes[4] = trace::now();
   close(pipefd[1]);
   if (ttySlave >= 0) close(ttySlave);
   if (pid < 0) {
@@ -222,6 +284,7 @@ int main(int argc, char** argv) {
   }
   int execErr = 0;
   ssize_t n = read(pipefd[0], &execErr, sizeof execErr);
+  gTimes[5] = trace::now();
   close(pipefd[0]);
   if (n == (ssize_t)sizeof execErr) {
     int kind = (execErr == ENOENT || execErr == EACCES || execErr == ENOEXEC || execErr == ENOTDIR ||

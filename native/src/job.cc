@@ -19,7 +19,9 @@
 #include "proto.h"
 #include "seccomp.h"
 #include "sys.h"
+#include "trace.h"
 #include "userns.h"
+#include "zygote.h"
 
 namespace sbx::job {
 namespace {
@@ -82,6 +84,9 @@ struct Job {
   bool haveStatus = false;
   int commandStatus = 0;
   bool execReported = false;
+  bool tracing = false;  // Options.trace: times[] goes into the exit payload
+  uint64_t times[trace::kCount] = {};
+  std::unique_ptr<zygote::Zygote> zygote;  // pooled launches: its stack and setup program, kept to the end
 
   ~Job() {
     ns::releaseLater(std::move(mntns));
@@ -112,6 +117,9 @@ void handleMsg(Job* j, const proto::Msg& m) {
   switch (m.tag) {
     case 'X': {
       j->execReported = true;
+      for (int i = 0; i < 6; i++) j->times[trace::kInitStart + i] = m.t[i];
+      j->times[trace::kInitJobMounted] = m.t[6];
+      trace::mark(j->times, trace::kExecSeen);
       Napi::Object o = Napi::Object::New(env);
       o.Set("pid", Napi::Number::New(env, j->pid));
       if (j->tty.valid()) {
@@ -132,6 +140,7 @@ void handleMsg(Job* j, const proto::Msg& m) {
       emit(j, "error", errorPayload(env, m.error));
       break;
     case 'S':
+      j->times[trace::kInitReaped] = m.t[0];
       j->haveStatus = true;
       j->commandStatus = m.value;
       break;
@@ -221,6 +230,12 @@ Napi::Object exitPayload(Job* j, const siginfo_t& si, const cgroup::Usage& u, ui
   o.Set("pidsMaxEvents", (double)u.pidsMaxEvents);
   o.Set("wallNs", (double)wallNs);
   o.Set("leftoverProcesses", Napi::Number::New(env, leftovers));
+  if (j->tracing) {  // ms since launch() was entered; absent phases (0) are left out
+    Napi::Object t = Napi::Object::New(env);
+    for (int i = 0; i < trace::kCount; i++)
+      if (j->times[i]) t.Set(trace::kNames[i], (double)(int64_t)(j->times[i] - j->times[trace::kLaunch]) / 1e6);
+    o.Set("phases", t);
+  }
   return o;
 }
 
@@ -228,6 +243,7 @@ Napi::Object exitPayload(Job* j, const siginfo_t& si, const cgroup::Usage& u, ui
 void onExit(uv_poll_t* h, int, int) {
   Job* j = static_cast<Job*>(h->data);
   uv_poll_stop(&j->exitPoll);
+  trace::mark(j->times, trace::kExitSeen);
   Napi::Env env(j->env);
   Napi::HandleScope scope(env);
   if (j->syncPolling) drainSync(j);
@@ -240,8 +256,10 @@ void onExit(uv_poll_t* h, int, int) {
   // Normally empty already (the kernel killed the pid namespace with its init); remove() kills
   // whatever is still there (freeze, SIGKILL, thaw) before the rmdir.
   int leftovers = (int)cgroup::readProcs(j->group.dirs.empty() ? "" : j->group.pids).size();
+  trace::mark(j->times, trace::kReaped);
   Error rmErr;
   cgroup::remove(j->group, rmErr);
+  trace::mark(j->times, trace::kCgroupRemoved);
   gJobs.erase(j->handle);
   Napi::Object payload = exitPayload(j, si, usage, wall, leftovers);
   if (rmErr.err) payload.Set("cleanupError", errorPayload(env, rmErr));
@@ -344,18 +362,25 @@ bool checkHost(const cgroup::Host& host, const spec::Options& o, Error& err) {
   return true;
 }
 
+// The slot's user namespace (usernsFd -1 without one) and the host id of its root.
+bool slotUserns(const spec::Spec& s, const spec::Options& o, int& usernsFd, uint32_t& hostBase, Error& err) {
+  usernsFd = -1;
+  hostBase = 0;
+  if (!o.userns) return true;
+  bool idsOk = s.uid < userns::kRange && s.gid < userns::kRange;
+  for (uint32_t g : s.groups) idsOk &= g < userns::kRange;
+  if (!idsOk) return fail(err, "spec", "", "uid/gid/groups must be < 65536 with a user namespace", EINVAL, kInvalidSpec);
+  RETURN_ON_FAILURE(userns::slotFd(o.uidBase, s.slot, usernsFd, err));
+  hostBase = o.uidBase + s.slot * userns::kRange;
+  return true;
+}
+
 // Everything the child and sbx-init will read: user namespace, mount program, argv/env, config.
 bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::string& config, Error& err) {
   const spec::Spec& s = j.spec;
   int usernsFd = -1;
   uint32_t hostBase = 0;
-  if (o.userns) {
-    bool idsOk = s.uid < userns::kRange && s.gid < userns::kRange;
-    for (uint32_t g : s.groups) idsOk &= g < userns::kRange;
-    if (!idsOk) return fail(err, "spec", "", "uid/gid/groups must be < 65536 with a user namespace", EINVAL, kInvalidSpec);
-    RETURN_ON_FAILURE(userns::slotFd(o.uidBase, s.slot, usernsFd, err));
-    hostBase = o.uidBase + s.slot * userns::kRange;
-  }
+  RETURN_ON_FAILURE(slotUserns(s, o, usernsFd, hostBase, err));
   RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, j.arena, j.ops, err));
   buildInitArgs(j);
   RETURN_ON_FAILURE(buildInitConfig(j, o, config, err));
@@ -363,25 +388,29 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   j.joinFiles = cgroup::selfJoinFiles(j.group);
   for (const auto& f : j.joinFiles) j.joinPtrs.push_back(f.c_str());
   j.args = child::Args{-1, -1, -1, -1, gInit.get(), j.ops.data(), j.ops.size(), s.hostname.c_str(), s.hostname.size(),
-                       j.initArgv.data(), j.initEnvp.data(), j.joinPtrs.data(), j.joinPtrs.size(), usernsFd, -1};
+                       j.initArgv.data(), j.initEnvp.data(), j.joinPtrs.data(), j.joinPtrs.size(), usernsFd, -1,
+                       j.tracing ? j.times : nullptr, false, nullptr};
+  trace::mark(j.times, trace::kPlanned);
   return true;
 }
 
-bool openFds(Job& j, LaunchFds& f, Error& err) {
+bool openStdio(Job& j, LaunchFds& f, Error& err) {
   RETURN_ON_FAILURE(makePipe(f.outR, f.outW, err));
   RETURN_ON_FAILURE(makePipe(f.errR, f.errW, err));
-  if (j.spec.stdinPipe) {
-    RETURN_ON_FAILURE(makePipe(f.inR, f.inW, err));
-  } else {
-    f.inR.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (!f.inR.valid()) return fail(err, "fds", "open", "/dev/null", errno);
-  }
+  if (j.spec.stdinPipe) return makePipe(f.inR, f.inW, err);
+  f.inR.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+  return f.inR.valid() || fail(err, "fds", "open", "/dev/null", errno);
+}
+
+bool openFds(Job& j, LaunchFds& f, Error& err) {
+  RETURN_ON_FAILURE(openStdio(j, f, err));
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return fail(err, "sync", "socketpair", "", errno);
   f.syncP.reset(sv[0]);
   f.syncC.reset(sv[1]);
   RETURN_ON_FAILURE(raiseFd(f.outW, err) && raiseFd(f.errW, err) && raiseFd(f.inR, err) && raiseFd(f.syncC, err));
   f.netns = ns::takeNetns();
+  trace::mark(j.times, trace::kFdsOpen);
   j.args.syncFd = f.syncC.get();
   j.args.stdinFd = f.inR.get();
   j.args.stdoutFd = f.outW.get();
@@ -411,6 +440,7 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
                                    child::main, &j.args, c, err));
   j.pid = c.pid;
   j.pidfd = std::move(c.pidfd);
+  trace::mark(j.times, trace::kCloned);
   for (Fd* childEnd : {&f.syncC, &f.netns, &f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies
   bool ok = j.group.v2 || cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err);
   undo.g = &j.group;
@@ -419,6 +449,70 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
     return false;
   }
   undo.g = nullptr;
+  trace::mark(j.times, trace::kGoSent);
+  return true;
+}
+
+// ---- pooled launches (zygote.h) ----
+
+// The job's mounts, config, cgroup names and job message; false (err unset) when the job message
+// would be too large: the direct path then.
+bool preparePooled(Job& j, const cgroup::Host& host, const spec::Options& o, std::string& config, std::string& msg,
+                   Error& err) {
+  int usernsFd = -1;
+  uint32_t hostBase = 0;
+  RETURN_ON_FAILURE(slotUserns(j.spec, o, usernsFd, hostBase, err));
+  RETURN_ON_FAILURE(mnt::buildJobOps(j.spec, o, usernsFd, hostBase, j.arena, j.ops, err));
+  RETURN_ON_FAILURE(buildInitConfig(j, o, config, err));
+  cgroup::plan(host, o.cgroupParent, j.spec.id, o.devicesCgroup, j.group);
+  return zygote::encodeJob(j.ops, j.spec, msg);
+}
+
+// The job message with the job's stdin, stdout, stderr, to the waiting sbx-init.
+bool sendJob(int sock, const std::string& msg, const LaunchFds& f, Error& err) {
+  struct iovec iov = {const_cast<char*>(msg.data()), msg.size()};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 3)] = {};
+  struct msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * 3);
+  int fds[3] = {f.inR.get(), f.outW.get(), f.errW.get()};
+  memcpy(CMSG_DATA(c), fds, sizeof fds);
+  if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)msg.size()) return fail(err, "pool", "sendmsg", "", errno);
+  return true;
+}
+
+// Send the job to the pooled setup, rename its cgroups to the job's and write the limits, then the
+// init config (sbx-init reads it only after its mounts: nothing of the job runs before the limits).
+bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& host, LaunchFds& f,
+                 const std::string& config, const std::string& msg, Error& err) {
+  j.startNs = nowNs();
+  bool renamed = false;
+  bool ok = openStdio(j, f, err) && sendJob(z->sync.get(), msg, f, err);
+  trace::mark(j.times, trace::kCloned);
+  for (Fd* childEnd : {&f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies (or never will)
+  ok = ok && (renamed = cgroup::v1::rename(z->group, j.group, err)) && cgroup::v1::writeLimits(host, j.spec.limits, j.group, err) &&
+       sendAll(z->sync.get(), config.data(), config.size(), err);
+  if (!ok) {
+    if (renamed) {  // the job's group now: killed and removed with the job's name
+      j.pidfd = std::move(z->pidfd);
+      abortChild(j);
+      Error ignored;
+      cgroup::remove(j.group, ignored);
+    }
+    zygote::discard(std::move(z));
+    return false;
+  }
+  j.pid = z->pid;
+  j.pidfd = std::move(z->pidfd);
+  f.syncP = std::move(z->sync);
+  j.zygote = std::move(z);
+  trace::mark(j.times, trace::kGoSent);
   return true;
 }
 
@@ -447,13 +541,32 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
             Error& err) {
   const cgroup::Host& host = cgroup::host(o.cgroupV2Root);
   std::unique_ptr<Job> j(new Job());
+  j->tracing = o.trace;
+  trace::mark(j->times, trace::kLaunch);
   j->spec = s;
-  std::string config;
+  std::string config, msg;
   LaunchFds f;
-  if (!checkHost(host, o, err) || !cgroup::limitParent(host, o.cgroupParent, o.parentMemoryBytes, o.parentPids, err) ||
-      !preparePlan(*j, host, o, config, err) || !openFds(*j, f, err) ||
-      !startChild(*j, host, o, f, config, err))
+  if (!checkHost(host, o, err) || !cgroup::limitParent(host, o.cgroupParent, o.parentMemoryBytes, o.parentPids, err))
     return nullptr;
+  bool pooling = zygote::usable(host, o);
+  bool ok;
+  std::unique_ptr<zygote::Zygote> z;
+  if (pooling && preparePooled(*j, host, o, config, msg, err) && (z = zygote::take(zygote::key(o, s.slot)))) {
+    trace::mark(j->times, trace::kPlanned);
+    ok = startPooled(*j, std::move(z), host, f, config, msg, err);
+  } else if (err.err) {
+    ok = false;  // the spec itself is refused (the direct path would refuse it too)
+  } else {
+    uint64_t t0 = j->times[trace::kLaunch];
+    j.reset(new Job());  // nothing of the pooled plan is kept
+    j->tracing = o.trace;
+    j->times[trace::kLaunch] = t0;
+    j->spec = s;
+    config.clear();
+    ok = preparePlan(*j, host, o, config, err) && openFds(*j, f, err) && startChild(*j, host, o, f, config, err);
+  }
+  if (pooling) zygote::refill(host, o, s.slot, gInit.get());  // the next job of this slot: after this one started
+  if (!ok) return nullptr;
   watch(*j, env, onEvent, f);
   pid = j->pid;
   fds.stdoutFd = f.outR.release();

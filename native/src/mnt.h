@@ -9,25 +9,10 @@
 #include <string>
 #include <vector>
 #include "error.h"
+#include "mnt_op.h"
 #include "spec.h"
 
 namespace sbx::mnt {
-
-enum class OpKind : uint8_t { kMount, kBind, kRemountRo, kMkdir, kTouch, kSymlink, kChdir, kPivot, kIdmapLayer, kChown };
-
-struct Op {
-  OpKind kind;
-  bool optional;  // a missing target (ENOENT) is not an error (e.g. /proc/acpi on a VM)
-  uint32_t mode;
-  unsigned long flags;
-  const char* src;
-  const char* dst;
-  const char* fstype;
-  const char* data;
-  const char* stage;
-  int fd;             // kIdmapLayer: the user namespace fd
-  uint32_t uid, gid;  // kChown
-};
 
 // Owns the strings the Ops point to (deque: stable addresses).
 using Arena = std::deque<std::string>;
@@ -42,7 +27,13 @@ bool prepareStateDir(const std::string& stateDir, Error& err);
 bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
               std::vector<Op>& ops, Error& err);
 
-// Setup child: run the ops. Async-signal-safe.
-bool setupInChild(const Op* ops, size_t n, Error& err);
+
+// Pooled setups (zygote.h): the job-independent part, run by the pooled setup child before it
+// execs sbx-init (ends in the stage dir <stateDir>/mnt), and the job's part, run by that sbx-init
+// once the job arrives (ends with pivot_root). pooledUsable: the /dev template works here.
+bool pooledUsable(const spec::Options& o);
+void buildPrepOps(const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena, std::vector<Op>& ops);
+bool buildJobOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
+                 std::vector<Op>& ops, Error& err);
 
 }  // namespace sbx::mnt

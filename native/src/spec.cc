@@ -219,6 +219,13 @@ bool optionsFromJs(const Napi::Value& v, Options& out, Error& err) {
   }
   Napi::Value sc = o.Get("seccomp");
   if (sc.IsBoolean()) out.seccomp = sc.As<Napi::Boolean>().Value();
+  Napi::Value po = o.Get("pool");
+  if (!po.IsUndefined()) {
+    if (!po.IsBoolean()) return bad(err, "pool", "must be a boolean");
+    out.pool = po.As<Napi::Boolean>().Value();
+  }
+  Napi::Value tr = o.Get("trace");
+  if (tr.IsBoolean()) out.trace = tr.As<Napi::Boolean>().Value();
   Napi::Value dc = o.Get("devicesCgroup");
   if (dc.IsBoolean()) out.devicesCgroup = dc.As<Napi::Boolean>().Value();
   Napi::Value fl = o.Get("fileLocks");

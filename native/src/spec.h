@@ -47,6 +47,8 @@ struct Options {
   bool denyFileLocks = false; // P30 fileLocks: 'deny' -> flock/fcntl record locks fail with EPERM
   bool coreScheduling = true; // P30: the job gets its own core-scheduling cookie (where the kernel has it)
   uint64_t parentMemoryBytes = 0, parentPids = 0;  // P29 parentLimits (0 = not set)
+  bool trace = false;  // diagnostics: the exit payload carries the launch's phase times (trace.h)
+  bool pool = true;    // pooled setups made ahead per slot (zygote.h), where usable
 };
 
 // Validate a JS LaunchSpec. On failure fills `err` (kind kInvalidSpec, path = offending field).

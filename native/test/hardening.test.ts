@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { launch, probeHost, protectSelf, sweep, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
-  assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupFile, cgroupLayout, compileProbe, makeTempDir, processesIn, removeParent,
+  assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupFile, cgroupLayout, cgroupMode, compileProbe, makeTempDir, pooledGroups, processesIn, removeParent,
   run, stateDirWithKmsg, sweepStaleTestParents, uniqueParent, waitFor, type StateDir,
 } from './helpers.ts';
 
@@ -372,10 +372,16 @@ describe('hardening', () => {
         while (fs.existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
         assert.equal(fs.existsSync(`/proc/${pid}`), false, 'job outlived its launcher');
         assert.deepEqual(processesIn(crashParent), []);
+        for (let i = 0; i < 150 && processesIn(crashParent, { pooled: true }).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+        assert.deepEqual(processesIn(crashParent, { pooled: true }), [], 'its pooled setup died with it too');
         for (const d of cgroupDirs(crashParent, id)) assert.ok(fs.existsSync(d), `the crashed launcher left its cgroup ${d} (what sweep is for)`);
+        // v1: the launch also made the slot's next setup ahead (LaunchOptions.pool), whose group is left too
+        const pooled = cgroupMode() === 'v1' ? pooledGroups(crashParent) : [];
+        if (cgroupMode() === 'v1') assert.equal(pooled.length, 1, 'the crashed launcher left its pooled setup\'s group');
         const s = await sweep({ cgroupParent: crashParent });
-        assert.equal(s.cgroups, 1);
+        assert.equal(s.cgroups, 1 + pooled.length);
         for (const d of cgroupDirs(crashParent, id)) assert.equal(fs.existsSync(d), false, `${d} left by sweep`);
+        assert.deepEqual(pooledGroups(crashParent), [], 'pooled setup groups left by sweep');
       } finally {
         child.kill('SIGKILL');
         await childGone;
@@ -473,7 +479,9 @@ describe('hardening', () => {
     it('parentLimits.pids bounds all jobs together (two jobs of 64 pids each under a parent of 20)', async () => {
       const agg = uniqueParent('agg');
       try {
-        const o: LaunchOptions = { ...opts, cgroupParent: agg, parentLimits: { pids: 20, memoryBytes: 256 << 20 } };
+        // pool: false: a pooled setup made for the next job would hold one of the 20 pids (they count
+        // against the parent's limits), and when it joins its group is not ordered with B's forks.
+        const o: LaunchOptions = { ...opts, cgroupParent: agg, parentLimits: { pids: 20, memoryBytes: 256 << 20 }, pool: false };
         const { a, b } = await forkBoth(o);
         assert.equal(a, 'forked=6 errno=none');
         // 20 = A's 8 + B's init and probe + 10 forks; B's own limit (64) is not the one hit.

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launch, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
+import { closePool, launch, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 
 /** The controllers the launcher uses (cgroup.cc: required memory pids cpu cpuacct freezer; optional devices). */
 export const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices'] as const;
@@ -294,15 +294,31 @@ export async function run(spec: LaunchSpec, opts: LaunchOptions, started?: (j: L
 }
 
 /** Every host process whose cgroup path mentions `parent`. */
-export function processesIn(parent: string): number[] {
+export function processesIn(parent: string, o: { pooled?: boolean } = {}): number[] {
   const pids: number[] = [];
+  // The launcher's pooled setups (LaunchOptions.pool) wait in <parent>/pool-<pid>-<n>: made ahead
+  // for the next job, not left by one. `pooled: true` counts only those; by default they are not counted.
+  const pooled = `/${parent}/pool-`;
   for (const p of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     try {
-      if (fs.readFileSync(`/proc/${p}/cgroup`, 'utf8').includes(`/${parent}/`)) pids.push(Number(p));
+      const lines = fs.readFileSync(`/proc/${p}/cgroup`, 'utf8').split('\n').filter((l) => l.includes(`/${parent}/`));
+      const inPool = lines.length > 0 && lines.every((l) => l.includes(pooled));
+      if (lines.length > 0 && inPool === !!o.pooled) pids.push(Number(p));
     } catch { /* exited */ }
   }
   return pids;
+}
+
+/** Names of the pooled setups' groups (`pool-<pid>-<n>`) under `parent`, in any hierarchy. */
+export function pooledGroups(parent: string, o: LaunchOptions = {}): string[] {
+  const names = new Set<string>();
+  for (const d of cgroupDirs(parent, undefined, o)) {
+    try {
+      for (const n of fs.readdirSync(d)) if (/^pool-\d+-\d+$/.test(n)) names.add(n);
+    } catch { /* no such hierarchy dir */ }
+  }
+  return [...names].sort();
 }
 
 /**
@@ -363,8 +379,12 @@ export async function sweepStaleTestParents(): Promise<void> {
   }
 }
 
-/** Remove the test's cgroup parent in every hierarchy (must be empty by then). */
+/**
+ * Remove the test's cgroup parent in every hierarchy (must be empty by then, apart from this
+ * process's pooled setups, which closePool() removes first).
+ */
 export function removeParent(parent: string, o: LaunchOptions = {}): void {
+  closePool();
   for (const d of cgroupDirs(parent, undefined, o)) {
     try { fs.rmdirSync(d); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
   }

@@ -4,11 +4,13 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { launch, liveJobs, probeHost, sweep, type LaunchOptions } from '../index.ts';
+import { closePool, launch, liveJobs, poolSize, probeHost, sweep, type LaunchOptions } from '../index.ts';
 import {
   assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, makeTempDir, mountsUnder,
-  mountTestTmpfs, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
+  mountTestTmpfs, pooledGroups, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
 } from './helpers.ts';
+import { promisify } from 'node:util';
+import { execFile } from 'node:child_process';
 
 const parent = uniqueParent('launch');
 // stateDir: set in before() to a directory of this file's own (beside the rootfs), so the mount
@@ -254,6 +256,71 @@ describe('launcher', () => {
     } finally {
       unmountTestTmpfs(leaked);
       unmountTestTmpfs(elsewhere);
+    }
+  });
+
+  describe('pooled setups (LaunchOptions.pool, cgroup v1)', () => {
+    const v1 = cgroupLayout().mode === 'v1';
+    const skip = v1 ? false : 'cgroup v2: no pooled setups (a v2 group cannot be renamed), every launch is direct';
+    const waitForPooledProcess = async (p: string): Promise<number[]> => {
+      // the pooled setup joins its group first thing, but after clone returned: wait for it
+      for (let i = 0; i < 200 && processesIn(p, { pooled: true }).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      return processesIn(p, { pooled: true });
+    };
+
+    it('a launch makes the slot\'s next setup ahead; the next job on that slot runs in it, under its own name; closePool() removes the rest', { skip }, async () => {
+      closePool();
+      const first = await run(baseSpec([rootfs], { slot: 7 }), opts);
+      assert.equal(first.exit.exitCode, 0);
+      assert.equal(poolSize(), 1);
+      const [pooledName] = pooledGroups(parent);
+      assert.ok(pooledName, 'a pool-<pid>-<n> group under the parent');
+      const [pooledPid] = await waitForPooledProcess(parent);
+      assert.ok(pooledPid, 'its pid 1 is in that group');
+      assert.equal(fs.readFileSync(`/proc/${pooledPid}/comm`, 'utf8').trim(), 'sbx-init');
+      const spec = baseSpec([rootfs], { slot: 7, argv: ['sleep', '30'] });
+      const j = await launch(spec, opts);
+      try {
+        assert.equal(j.pid, pooledPid, 'the job\'s pid 1 is the pooled setup');
+        assertJobCgroups(j.pid, parent, spec.id); // renamed to the job's name
+        assert.ok(!pooledGroups(parent).includes(pooledName), 'the pooled name is gone');
+        assert.equal(poolSize(), 1, 'the next one for slot 7 is made');
+      } finally {
+        j.kill();
+        await j.exited;
+      }
+      assertNoLeftovers(spec.id);
+      assert.equal(closePool(), 1);
+      assert.equal(poolSize(), 0);
+      assert.deepEqual(pooledGroups(parent), [], 'closePool() removes the groups');
+      assert.deepEqual(processesIn(parent, { pooled: true }), [], 'and the processes');
+    });
+
+    it('two jobs in a row on one slot (the second from the pooled setup) share no namespace', async () => {
+      const ns = ['net', 'mnt', 'uts', 'ipc', 'pid', 'cgroup'];
+      const script = ns.map((n) => `readlink /proc/self/ns/${n}`).join('; ');
+      const a = await run(baseSpec([rootfs], { slot: 8, argv: ['sh', '-c', script] }), opts);
+      const b = await run(baseSpec([rootfs], { slot: 8, argv: ['sh', '-c', script] }), opts);
+      const la = a.stdout.trim().split('\n');
+      const lb = b.stdout.trim().split('\n');
+      assert.equal(la.length, ns.length, a.stdout + a.stderr);
+      for (let i = 0; i < ns.length; i++) assert.notEqual(la[i], lb[i], `${ns[i]} namespace reused`);
+    });
+
+    for (const how of ['natural', 'exit']) {
+      it(`the process's ${how === 'exit' ? 'process.exit()' : 'normal end'} removes its pooled setups (processes and cgroups)`, { skip }, async () => {
+        const p = uniqueParent('poolexit');
+        try {
+          const { stdout } = await promisify(execFile)(process.execPath,
+            ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures', 'pool-exit-launcher.ts'), rootfs, p, how]);
+          assert.deepEqual(JSON.parse(stdout.trim()), { pool: 1 }, 'it had one pooled setup');
+          assert.deepEqual(processesIn(p, { pooled: true }), [], 'pooled setup processes left');
+          assert.deepEqual(pooledGroups(p), [], 'pooled setup groups left');
+        } finally {
+          await sweep({ cgroupParent: p });
+          removeParent(p);
+        }
+      });
     }
   });
 

@@ -14,12 +14,15 @@ export interface RunningRedis {
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<RunningRedis> {
-  return onFreePort((port) => startRedisOn(port));
+/** `bind`: more addresses to listen on beside 127.0.0.1 (e.g. a test bridge's, for workers in other network namespaces: hosts.ts). */
+export async function startRedis(opts: { bind?: string[] } = {}): Promise<RunningRedis> {
+  return onFreePort((port) => startRedisOn(port, opts.bind ?? []));
 }
 
-async function startRedisOn(port: number): Promise<RunningRedis> {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function startRedisOn(port: number, extraBind: string[]): Promise<RunningRedis> {
+  // Protected mode refuses clients from other addresses than loopback: off only when asked to listen elsewhere.
+  const protectedMode = extraBind.length ? 'no' : 'yes';
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', ...extraBind, '--save', '', '--appendonly', 'no', '--protected-mode', protectedMode, '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));

@@ -36,6 +36,8 @@ export interface StartRegistryOptions {
   tls?: RegistryTlsFiles;
   /** Serve this storage dir (another registry's `storageDir`) instead of a new one; left in place at stop. */
   storageDir?: string;
+  /** Listen on this address instead of 127.0.0.1 (e.g. a test bridge's, for workers in other network namespaces: hosts.ts). */
+  address?: string;
 }
 
 export interface RunningRegistry {
@@ -91,7 +93,7 @@ function registryConfig(storageDir: string, port: number, opts: StartRegistryOpt
     '  delete:',
     '    enabled: true',
     'http:',
-    `  addr: 127.0.0.1:${port}`,
+    `  addr: ${opts.address ?? '127.0.0.1'}:${port}`,
     ...tlsSection(opts.tls),
     authSection(dir, opts),
     '',
@@ -124,9 +126,9 @@ async function waitForRegistry(url: string, port: number, child: ChildProcess, o
   throw new Error(`docker-registry did not answer on ${url} within 10 s: ${output()}`);
 }
 
-function tcpOpen(port: number): Promise<boolean> {
+function tcpOpen(port: number, address = '127.0.0.1'): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = connect(port, address);
     socket.once('connect', () => {
       socket.destroy();
       resolve(true);
@@ -136,11 +138,11 @@ function tcpOpen(port: number): Promise<boolean> {
 }
 
 /** Over TLS (perhaps requiring a client certificate we do not have here) the listening port is enough. */
-async function waitForListening(port: number, child: ChildProcess, output: () => string): Promise<void> {
+async function waitForListening(port: number, child: ChildProcess, output: () => string, address?: string): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw exitedError(child, port, output);
-    if (listensOn(child.pid, port) && (await tcpOpen(port))) return;
+    if (listensOn(child.pid, port) && (await tcpOpen(port, address))) return;
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`docker-registry did not listen on 127.0.0.1:${port} within 10 s: ${output()}`);
@@ -168,7 +170,7 @@ async function startRegistryOn(port: number, opts: StartRegistryOptions): Promis
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const host = `127.0.0.1:${port}`;
+    const host = `${opts.address ?? '127.0.0.1'}:${port}`;
     const url = `${opts.tls ? 'https' : 'http'}://${host}`;
     const stop = async () => {
       if (child.exitCode === null && child.signalCode === null) {
@@ -180,7 +182,7 @@ async function startRegistryOn(port: number, opts: StartRegistryOptions): Promis
       await rm(dir, { recursive: true, force: true });
     };
     try {
-      if (opts.tls) await waitForListening(port, child, () => output);
+      if (opts.tls) await waitForListening(port, child, () => output, opts.address);
       else await waitForRegistry(url, port, child, () => output);
     } catch (e) {
       await stop();

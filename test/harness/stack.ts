@@ -43,19 +43,20 @@ export interface Stack {
 /** `adminKey`: an admin API key of `env.SBX_API_KEYS`, for the harness's own look at /v1/workers. */
 /** `egressAllow`: more SBX_EGRESS_ALLOW entries for the workers, beside this stack's own registry. */
 /** `dist`: run the API and the workers from this production build (`npm run build`) with plain node, no tsx. */
-export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean; adminKey?: string; egressAllow?: string[]; dist?: string } = {}): Promise<Stack> {
+/** `bindAddress`: an address of this machine (a test bridge's: hosts.ts) where standalone Redis listens too and the registry listens instead of loopback (the images are named after it; it is an insecure registry to the workers). */
+export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
   const cluster = opts.redisCluster ? await startRedisCluster() : null;
   const sentinel = opts.redisSentinel ? await startRedisSentinel() : null;
-  const standalone = cluster || sentinel ? null : await startRedis();
+  const standalone = cluster || sentinel ? null : await startRedis(opts.bindAddress ? { bind: [opts.bindAddress] } : {});
   const redis = (cluster ?? sentinel ?? standalone)!;
   const redisEnv: Record<string, string> = cluster
     ? { SBX_REDIS_CLUSTER_NODES: cluster.nodes.join(',') }
     : sentinel
       ? { SBX_REDIS_SENTINELS: sentinel.sentinels.join(','), SBX_REDIS_SENTINEL_NAME: sentinel.masterName }
       : { SBX_REDIS_URL: standalone!.url };
-  const registry = await startRegistry();
+  const registry = await startRegistry(opts.bindAddress ? { address: opts.bindAddress } : {});
   await buildStandardImages(registry.host);
   const env: Record<string, string> = {
     ...redisEnv,
@@ -65,6 +66,7 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
     SBX_LOG_LEVEL: 'warn',
     SBX_HEARTBEAT_MS: '500',
     SBX_EGRESS_ALLOW: [registry.host, ...(opts.egressAllow ?? [])].join(','), // its registry is on loopback
+    ...(opts.bindAddress ? { SBX_INSECURE_REGISTRIES: registry.host } : {}), // plain http off loopback
     SBX_SECRETS_KEY: randomBytes(32).toString('base64'), // API and workers share it (registryAuth at rest)
     ...opts.env,
   };
@@ -149,10 +151,12 @@ export async function startApi(name: string, env: Record<string, string>, dist?:
 }
 
 /** `dist`: run `<dist>/<entry as .js>` with plain node (a production build) instead of the source under tsx. */
-export function spawnSbx(name: string, entry: string, env: Record<string, string>, dist?: string): ManagedProcess {
+/** `prefix`: a command that execs the rest (e.g. nsenter into a host's network namespace: hosts.ts). */
+export function spawnSbx(name: string, entry: string, env: Record<string, string>, dist?: string, prefix: string[] = []): ManagedProcess {
   const program = dist ? [join(dist, entry.replace(/\.ts$/, '.js'))] : ['--import', 'tsx', entry];
   // setpriv --pdeathsig: the process gets SIGTERM if this test process dies, even by SIGKILL.
-  const child = spawn('setpriv', ['--pdeathsig', 'SIGTERM', process.execPath, ...program], {
+  const argv = [...prefix, 'setpriv', '--pdeathsig', 'SIGTERM', process.execPath, ...program];
+  const child = spawn(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

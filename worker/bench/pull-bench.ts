@@ -1,25 +1,32 @@
 /**
- * Cold pull + unpack of a large image from a local registry: sbx's ImageStore against
- * `skopeo copy` + `umoci unpack`, in the same run, alternating order, medians of N runs; plus the
- * warm (cached) lookup time.
+ * Cold pull + unpack from a local registry: sbx's ImageStore against `skopeo copy` + `umoci unpack`,
+ * in the same run, alternating order, medians of N runs; plus the warm (cached) lookup time.
  *
- *   npm run bench:pull -- [--runs 5] [--json] [--small]
+ *   npm run bench:pull -- [--runs 5] [--json] [--small] [--phases] [--curve] [--dir /var/tmp]
  *
- * With --json the last line is
- *   {"image":..,"bytes":..,"files":..,"runs":N,"sbx":{"median_s":..},"skopeo_umoci":{"median_s":..},"ratio":..,"warm_ms":..}
+ * Always: the bench image (2 layers, ~250 MB unpacked) with gzip layers and the same with zstd
+ * layers. --phases: where the time goes (each stage alone, see pull-phases.ts). --curve: the same
+ * comparison over image size (50 MB, 250 MB, 1 GB) and layer count (1, 5, 20 layers, same total).
+ *
+ * With --json the last line is one object:
+ *   {"peer":{..versions},"images":[{"name","compression","layers","bytes","unpackedBytes","files",
+ *     "sbx":{"median_s","runs"},"skopeo_umoci":{"median_s","runs"},"ratio"}],"ratio":<gzip image>,
+ *    "ratio_zstd":..,"warm_ms":..,"phases":[..]?}
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startRegistry } from '../../test/harness/registry.ts';
-import { buildLargeImage, LARGE_IMAGE } from '../../test/fixtures/large-image.ts';
+import { buildLargeImage, LARGE_IMAGE, type LargeImage, type LargeImageSpec } from '../../test/fixtures/large-image.ts';
 import { pushImage } from '../../test/fixtures/oci-builder.ts';
 import { ImageStore } from '../src/images/image-store.ts';
 import { LOOPBACK_EGRESS } from '../../test/harness/egress.ts';
 import { sharedUnpackPool } from '../src/images/layers/unpack-pool.ts';
 import { benchArgs } from './bench-args.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
+import { ensureUmoci } from './umoci-peer.ts';
+import { measurePhases, type PhaseRow } from './pull-phases.ts';
 
 const run = promisify(execFile);
 
@@ -27,12 +34,14 @@ interface Args {
   runs: number;
   json: boolean;
   small: boolean;
+  phases: boolean;
+  curve: boolean;
   workDir: string;
 }
 
 function parseArgs(argv: string[]): Args {
   const args = benchArgs(argv);
-  return { runs: args.runs, json: args.json, small: args.has('--small'), workDir: args.dir };
+  return { runs: args.runs, json: args.json, small: args.has('--small'), phases: args.has('--phases'), curve: args.has('--curve'), workDir: args.dir };
 }
 
 function median(xs: number[]): number {
@@ -41,8 +50,39 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-// Outputs are all kept until the end of the run: on ext4, creating inodes right after deleting many
-// is several times slower (ext4's recently_deleted() scan), which would punish whoever runs next.
+const MB = 1024 * 1024;
+
+interface Variant {
+  name: string;
+  spec: LargeImageSpec;
+}
+
+/** The bench image scaled: `totalMb` unpacked over `layers` layers, files in proportion (as LARGE_IMAGE). */
+function scaled(name: string, totalMb: number, layers: number, compression: 'gzip' | 'zstd' = 'gzip'): Variant {
+  const totalFiles = Math.round((LARGE_IMAGE.filesPerLayer * LARGE_IMAGE.layers * totalMb * MB) / (LARGE_IMAGE.bytesPerLayer * LARGE_IMAGE.layers));
+  return { name, spec: { layers, filesPerLayer: Math.max(1, Math.round(totalFiles / layers)), bytesPerLayer: Math.round((totalMb * MB) / layers), compression } };
+}
+
+function variants(args: Args): Variant[] {
+  if (args.small) {
+    const small = { layers: 2, filesPerLayer: 500, bytesPerLayer: 10 * MB };
+    return [
+      { name: 'small gzip', spec: small },
+      { name: 'small zstd', spec: { ...small, compression: 'zstd' } },
+    ];
+  }
+  const list: Variant[] = [
+    { name: 'bench gzip', spec: LARGE_IMAGE },
+    { name: 'bench zstd', spec: { ...LARGE_IMAGE, compression: 'zstd' } },
+  ];
+  if (args.curve) {
+    list.push(scaled('size 50 MB', 50, 2), scaled('size 1 GB', 1024, 2), scaled('layers 1', 230, 1), scaled('layers 5', 230, 5), scaled('layers 20', 230, 20));
+  }
+  return list;
+}
+
+// Outputs are kept until the variant is done: on ext4, creating inodes right after deleting many is
+// several times slower (ext4's recently_deleted() scan), which would punish whoever runs next.
 
 async function timeSbx(workDir: string, ref: string): Promise<number> {
   const root = await mkdtemp(join(workDir, 'sbx-'));
@@ -59,12 +99,12 @@ async function timeSbx(workDir: string, ref: string): Promise<number> {
   }
 }
 
-async function timeSkopeoUmoci(workDir: string, host: string, repo: string): Promise<number> {
+async function timeSkopeoUmoci(umoci: string, workDir: string, host: string, repo: string): Promise<number> {
   const dir = await mkdtemp(join(workDir, 'skopeo-umoci-'));
   await run('sync');
   const started = performance.now();
   await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${host}/${repo}:latest`, `oci:${join(dir, 'oci')}:latest`], { maxBuffer: 1 << 24 });
-  await run('umoci', ['unpack', '--image', `${join(dir, 'oci')}:latest`, join(dir, 'bundle')], { maxBuffer: 1 << 24 });
+  await run(umoci, ['unpack', '--image', `${join(dir, 'oci')}:latest`, join(dir, 'bundle')], { maxBuffer: 1 << 24 });
   return (performance.now() - started) / 1000;
 }
 
@@ -86,53 +126,110 @@ async function warmLookupMs(workDir: string, ref: string): Promise<number> {
   }
 }
 
+interface VariantResult {
+  name: string;
+  compression: string;
+  layers: number;
+  bytes: number;
+  unpackedBytes: number;
+  files: number;
+  sbx: { median_s: number; runs: number[] };
+  skopeo_umoci: { median_s: number; runs: number[] };
+  ratio: number;
+}
+
+const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+
+async function compare(opts: { variant: Variant; large: LargeImage; ref: string; host: string; repo: string; umoci: string; runs: number; workDir: string; log: (l: string) => void }): Promise<VariantResult> {
+  const { variant, large } = opts;
+  const sbx: number[] = [];
+  const other: number[] = [];
+  for (let i = 0; i < opts.runs; i++) {
+    // Alternate which goes first so neither always inherits the other's page-cache state.
+    if (i % 2 === 0) {
+      sbx.push(await timeSbx(opts.workDir, opts.ref));
+      other.push(await timeSkopeoUmoci(opts.umoci, opts.workDir, opts.host, opts.repo));
+    } else {
+      other.push(await timeSkopeoUmoci(opts.umoci, opts.workDir, opts.host, opts.repo));
+      sbx.push(await timeSbx(opts.workDir, opts.ref));
+    }
+    opts.log(`  ${variant.name} run ${i + 1}: sbx ${sbx[i]!.toFixed(2)} s, skopeo+umoci ${other[i]!.toFixed(2)} s`);
+  }
+  return {
+    name: variant.name,
+    compression: variant.spec.compression ?? 'gzip',
+    layers: variant.spec.layers,
+    bytes: large.bytes,
+    unpackedBytes: large.unpackedBytes,
+    files: large.files,
+    sbx: { median_s: round(median(sbx)), runs: sbx.map((x) => round(x)) },
+    skopeo_umoci: { median_s: round(median(other)), runs: other.map((x) => round(x)) },
+    ratio: round(median(sbx) / median(other)),
+  };
+}
+
+function table(results: VariantResult[]): string {
+  const lines = ['| image | layers | compressed MB | unpacked MB | entries | sbx s | skopeo+umoci s | ratio |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  for (const r of results) {
+    lines.push(`| ${r.name} (${r.compression}) | ${r.layers} | ${(r.bytes / 1e6).toFixed(1)} | ${(r.unpackedBytes / 1e6).toFixed(1)} | ${r.files} | ${r.sbx.median_s.toFixed(2)} | ${r.skopeo_umoci.median_s.toFixed(2)} | ${r.ratio.toFixed(3)} |`);
+  }
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const log = (line: string) => (args.json ? process.stderr.write(line + '\n') : console.log(line));
-  ensureTools({ skopeo: 'skopeo', umoci: 'umoci', 'docker-registry': 'docker-registry' }, log);
-  const spec = args.small ? { layers: 2, filesPerLayer: 500, bytesPerLayer: 10 * 1024 * 1024 } : LARGE_IMAGE;
-  log(`building the fixture: ${spec.layers} layers × ${spec.filesPerLayer} files × ${(spec.bytesPerLayer / 2 ** 20).toFixed(0)} MiB …`);
-  const large = await buildLargeImage(spec);
+  ensureTools({ skopeo: 'skopeo', 'docker-registry': 'docker-registry', zstd: 'zstd', go: 'golang-go' }, log);
+  const umoci = await ensureUmoci(log);
+  const skopeoVersion = (await run('skopeo', ['--version'])).stdout.trim();
   const registry = await startRegistry();
-  const workDir = await mkdtemp(join(args.workDir, 'sbx-pull-bench-'));
   // The unpack workers start once per process (~0.4 s under tsx); a worker does this at start-up.
   await sharedUnpackPool().warm();
+  const results: VariantResult[] = [];
+  let phases: Record<string, PhaseRow[]> | undefined;
+  let warm = 0;
   try {
-    const repo = 'bench/large';
-    await pushImage(registry.url, repo, 'latest', large.image);
-    const ref = `${registry.host}/${repo}:latest`;
-    log(`image ${ref}: ${(large.bytes / 1e6).toFixed(1)} MB compressed, ${(large.unpackedBytes / 1e6).toFixed(1)} MB unpacked, ${large.files} entries; work dir ${args.workDir}`);
-
-    const sbx: number[] = [];
-    const other: number[] = [];
-    for (let i = 0; i < args.runs; i++) {
-      // Alternate which goes first so neither always inherits the other's page-cache state.
-      if (i % 2 === 0) {
-        sbx.push(await timeSbx(workDir, ref));
-        other.push(await timeSkopeoUmoci(workDir, registry.host, repo));
-      } else {
-        other.push(await timeSkopeoUmoci(workDir, registry.host, repo));
-        sbx.push(await timeSbx(workDir, ref));
+    for (const variant of variants(args)) {
+      const spec = variant.spec;
+      log(`${variant.name}: building ${spec.layers} layers × ${spec.filesPerLayer} files × ${(spec.bytesPerLayer / MB).toFixed(1)} MiB (${spec.compression ?? 'gzip'}) …`);
+      const large = await buildLargeImage(spec);
+      const repo = `bench/${variant.name.replace(/[^a-z0-9]+/g, '-')}`;
+      await pushImage(registry.url, repo, 'latest', large.image);
+      const ref = `${registry.host}/${repo}:latest`;
+      log(`  ${ref}: ${(large.bytes / 1e6).toFixed(1)} MB compressed, ${(large.unpackedBytes / 1e6).toFixed(1)} MB unpacked, ${large.files} entries`);
+      const workDir = await mkdtemp(join(args.workDir, 'sbx-pull-bench-'));
+      try {
+        if (args.phases && (variant.name.startsWith('bench') || args.small)) {
+          phases ??= {};
+          phases[variant.name] = await measurePhases({ image: large.image, tars: large.tars, registryHost: registry.host, repo, workDir, runs: args.runs });
+          for (const row of phases[variant.name]!) log(`  phase ${row.stage}: ${row.seconds.toFixed(3)} s`);
+        }
+        results.push(await compare({ variant, large, ref, host: registry.host, repo, umoci: umoci.path, runs: args.runs, workDir, log }));
+        if (results.length === 1) warm = await warmLookupMs(workDir, ref);
+      } finally {
+        await rm(workDir, { recursive: true, force: true });
       }
-      log(`run ${i + 1}: sbx ${sbx[i]!.toFixed(2)} s, skopeo+umoci ${other[i]!.toFixed(2)} s`);
     }
-    const warm = await warmLookupMs(workDir, ref);
-    const result = {
-      image: ref,
-      bytes: large.bytes,
-      files: large.files,
-      runs: args.runs,
-      sbx: { median_s: Number(median(sbx).toFixed(3)) },
-      skopeo_umoci: { median_s: Number(median(other).toFixed(3)) },
-      ratio: Number((median(sbx) / median(other)).toFixed(3)),
-      warm_ms: Number(warm.toFixed(4)),
-    };
-    log(`median: sbx ${result.sbx.median_s} s, skopeo+umoci ${result.skopeo_umoci.median_s} s, ratio ${result.ratio}; warm lookup ${result.warm_ms} ms`);
-    if (args.json) console.log(JSON.stringify(result));
+    log(table(results));
+    const first = results[0]!;
+    const zstd = results.find((r) => r.compression === 'zstd')!;
+    log(`bench image: gzip ratio ${first.ratio}, zstd ratio ${zstd.ratio}; warm lookup ${warm.toFixed(4)} ms`);
+    if (args.json) {
+      const summary = {
+        peer: { skopeo: skopeoVersion, umoci: umoci.version },
+        images: results,
+        ratio: first.ratio,
+        ratio_zstd: zstd.ratio,
+        sbx: first.sbx,
+        skopeo_umoci: first.skopeo_umoci,
+        warm_ms: round(warm, 4),
+        ...(phases ? { phases } : {}),
+      };
+      console.log(JSON.stringify(summary));
+    }
   } finally {
     await registry.stop();
     await sharedUnpackPool().close();
-    await rm(workDir, { recursive: true, force: true });
   }
 }
 

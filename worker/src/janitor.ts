@@ -1,15 +1,22 @@
 /**
  * Cleaning up after workers that died. At start a worker removes what its crashed predecessor (same
  * id, same host) left: processes and cgroups (native sweep) and its jobs still marked pulling or
- * running (→ error/worker_lost). Periodically, any worker finishes the jobs of workers whose
- * heartbeat expired, so no job stays `running` forever even if nobody reads it.
+ * running. Periodically, any worker settles the jobs of workers whose heartbeat expired, so no job
+ * stays `running` forever even if nobody reads it. Settling (core/src/job-lifecycle.ts): a job whose
+ * command had not started is queued again (bounded, SBX_LOST_JOB_REQUEUES), any other ends
+ * error/worker_lost; a requeue a crash left half done is finished here too.
  */
-import { finishJob, WORKER_LOST } from '../../core/src/job-lifecycle.ts';
+import { finishPendingRequeues, settleLostJob, type LostJobRecovery } from '../../core/src/job-lifecycle.ts';
+import { JobAttempts } from '../../core/src/job-attempts.ts';
+import { JobQueue } from '../../core/src/job-queue.ts';
 import type { JobStore } from '../../core/src/job-store.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { RedisClient } from '../../core/src/redis.ts';
 import type { RedisKeys } from '../../core/src/redis-keys.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
+
+/** A requeue intent this old was left by a crash between the requeue and its queue entry. */
+const STALE_REQUEUE_MS = 10_000;
 
 export class Janitor {
   constructor(
@@ -18,18 +25,30 @@ export class Janitor {
     private readonly store: JobStore,
     private readonly directory: WorkerDirectory,
     private readonly logger: Logger,
+    /** How lost jobs are queued again; null = never (every lost job ends worker_lost). */
+    private readonly recovery: LostJobRecovery | null = null,
   ) {}
 
-  /** Finish every job recorded as run by `workerId`; returns how many were finished. */
+  /** Settle every job recorded as run by `workerId` (requeued or worker_lost); returns how many. */
   async finishJobsOf(workerId: string): Promise<number> {
-    let finished = 0;
+    const settled = { requeued: 0, lost: 0, cancelled: 0 };
     for (const id of await this.directory.running(workerId)) {
       const doc = await this.store.getDoc(id);
-      if (doc && doc.worker === workerId && (await finishJob(this.store, doc, 'error', WORKER_LOST))) finished++;
+      const result = doc && doc.worker === workerId ? await settleLostJob(this.store, this.recovery, doc) : null;
+      if (result) settled[result.outcome]++;
       await this.directory.removeRunning(workerId, id);
     }
-    if (finished) this.logger.warn({ worker: workerId, jobs: finished }, 'finished jobs of a lost worker as worker_lost');
-    return finished;
+    const total = settled.requeued + settled.lost + settled.cancelled;
+    if (total) this.logger.warn({ worker: workerId, ...settled }, 'settled the jobs of a lost worker (requeued: command not started; lost: worker_lost)');
+    return total;
+  }
+
+  /** Requeues a crash left half done get their queue entry; returns how many. */
+  async finishPendingRequeues(): Promise<number> {
+    if (!this.recovery) return 0;
+    const fixed = await finishPendingRequeues(this.store, this.recovery, STALE_REQUEUE_MS);
+    if (fixed) this.logger.warn({ jobs: fixed }, 'queued jobs whose requeue a crash had left half done');
+    return fixed;
   }
 
   /** Workers in the index whose heartbeat expired: finish their jobs and drop them. */
@@ -41,6 +60,13 @@ export class Janitor {
       reaped += await this.finishJobsOf(id);
       await this.directory.remove(id);
     }
+    await this.finishPendingRequeues();
     return reaped;
   }
+}
+
+/** How this worker's janitor queues lost jobs again: BullMQ's shared queue, SBX_LOST_JOB_REQUEUES times at most. */
+export function lostJobRecovery(redis: RedisClient, keys: RedisKeys, maxRequeues: number): LostJobRecovery & { close(): Promise<void> } {
+  const queue = new JobQueue(redis, keys);
+  return { attempts: new JobAttempts(redis, keys), enqueue: (id, attempt) => queue.requeue(id, attempt), maxRequeues, close: () => queue.close() };
 }

@@ -9,8 +9,9 @@
  */
 import { isSbxError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
-import type { JobDocument, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
+import type { JobDocument, JobPlacement, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
 import type { JobStore } from '../../core/src/job-store.ts';
+import { attemptOf, JobAttempts } from '../../core/src/job-attempts.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
@@ -53,10 +54,13 @@ interface ActiveJob {
 
 export class JobRunner {
   private readonly active = new Map<string, ActiveJob>();
+  /** Records each job's start before its command executes (a lost job is requeued only before it). */
+  private readonly attempts: JobAttempts;
   /** Logs and counts leftovers the launcher reports at each exit; sweeps a cgroup it could not remove. */
   readonly cleanup: LauncherCleanup;
 
   constructor(private readonly deps: RunnerDeps) {
+    this.attempts = new JobAttempts(deps.store.redis, deps.store.keys);
     this.cleanup = new LauncherCleanup({ launchOptions: deps.launchOptions, logger: deps.logger, metrics: deps.metrics, retryMs: deps.cgroupSweepRetryMs });
   }
 
@@ -77,25 +81,37 @@ export class JobRunner {
   /** Kill everything (worker shutdown); each run still records its end, as worker_lost. */
   stopAll(): void {
     this.cleanup.stop();
+    this.killAll();
+  }
+
+  /** Kill every job this worker holds, each ending worker_lost (shutdown, or Redis lost: redis-watchdog.ts). */
+  killAll(): void {
     for (const [id, job] of this.active) {
       job.shutdown = true;
       this.cancel(id);
     }
   }
 
-  /** `priority`: the job's queue priority, which also orders the wait for a run slot (slots.ts). */
-  async run(id: string, priority = 0): Promise<void> {
+  /**
+   * `priority`: the job's queue priority, which also orders the wait for a run slot (slots.ts).
+   * `placement`: how it came here (worker/src/placement), recorded in the document as it is claimed.
+   */
+  async run(id: string, priority = 0, placement?: JobPlacement): Promise<void> {
     const { store, directory, workerId, logger } = this.deps;
     const stored = await store.get(id);
     if (!stored || stored.status !== 'queued') return; // expired, cancelled while queued, or taken
     const pickedAt = new Date();
     let doc: JobDocument = {
       ...stored.doc,
+      ...(placement ? { placement } : {}),
       status: 'pulling',
       worker: workerId,
       timings: { ...stored.doc.timings, queueMs: pickedAt.getTime() - Date.parse(stored.doc.timings.createdAt) },
     };
-    if ((await store.transition(doc, ['queued'], 'status')) !== 'ok') return;
+    // Ours in the directory before the claim (same connection: Redis applies them in this order), so
+    // a worker killed right after claiming is still found by the janitor (janitor.ts).
+    const [, claimed] = await Promise.all([directory.addRunning(workerId, id), store.transition(doc, ['queued'], 'status')]);
+    if (claimed !== 'ok') return void (this.active.has(id) || (await directory.removeRunning(workerId, id).catch(() => {})));
     this.deps.metrics.queueSeconds.observe(doc.timings.queueMs! / 1000);
 
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
@@ -105,11 +121,10 @@ export class JobRunner {
     let interactive: InteractiveSession | null = null;
     // The image lookup starts at once; recording the job as ours and checking for a cancel that
     // raced with the claim go to Redis meanwhile.
-    const acquiring = this.acquire(stored.spec, job);
+    const acquiring = this.acquire(stored.spec, job, stored.sealedAuth);
     acquiring.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     try {
-      const [, cancelRequested] = await Promise.all([directory.addRunning(workerId, id), store.isCancelRequested(id)]);
-      if (cancelRequested) this.cancel(id);
+      if (await store.isCancelRequested(id)) this.cancel(id);
       image = await acquiring;
       const pulledAt = new Date();
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
@@ -119,7 +134,11 @@ export class JobRunner {
       this.deps.metrics.slotsBusy.inc();
       if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
 
-      const launchSpec = withInteractive(await buildLaunchSpec(stored.spec, image, slot), stored.spec);
+      // The point of no return, recorded before the command executes (job-attempts.ts): if this worker
+      // is lost from here on the job ends worker_lost; before it, it may be queued again elsewhere.
+      const [built, stillOurs] = await Promise.all([buildLaunchSpec(stored.spec, image, slot), this.attempts.markStarted(id, attemptOf(doc))]);
+      if (!stillOurs) return void logger.warn({ jobId: id }, 'job was settled as lost before it started here (this worker looked dead): not started');
+      const launchSpec = withInteractive(built, stored.spec);
       const launched = await this.start(id, launchSpec);
       const sink = new RedisOutputSink(this.deps.store, id, stored.spec.limits.outputBytes);
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
@@ -176,9 +195,10 @@ export class JobRunner {
     }
   }
 
-  private async acquire(spec: JobSpec, job: ActiveJob): Promise<AcquiredImage> {
+  /** `sealedAuth`: the job's sealed registryAuth as store.get() read it (no second read). */
+  private async acquire(spec: JobSpec, job: ActiveJob, sealedAuth?: string | null): Promise<AcquiredImage> {
     try {
-      const credentials = (await this.deps.store.registryAuth(spec.id)) ?? spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
+      const credentials = (await this.deps.store.registryAuth(spec.id, sealedAuth)) ?? spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
       const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal, ...(credentials ? { credentials } : {}) });
       this.deps.metrics.pulls.inc({ result: image.pulled ? 'pulled' : 'hit' });
       (image.pulled ? this.deps.metrics.cacheMisses : this.deps.metrics.cacheHits).inc();

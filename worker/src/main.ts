@@ -1,29 +1,30 @@
 /**
  * Worker process edge: config → host check → clean up after a crashed predecessor → take jobs from
- * the queue with one BullMQ consumer per slot and per concurrent pull → heartbeat → graceful shutdown.
+ * the shared queue and its own when a job fits (placement/) → heartbeat → graceful shutdown.
  */
 import { createServer } from 'node:http';
 import os from 'node:os';
-import { Worker } from 'bullmq';
 import { ConfigError, loadConfig, type Config } from '../../core/src/config.ts';
 import { JobStore } from '../../core/src/job-store.ts';
 import { createLogger, type Logger } from '../../core/src/logger.ts';
 import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
-import { QUEUE_NAME, RedisKeys } from '../../core/src/redis-keys.ts';
+import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-directory.ts';
-import type { QueuedJob } from '../../core/src/job-queue.ts';
 import { probeHost, protectSelf, sweep, type LaunchOptions } from '../../native/index.ts';
 import { removeEmptyCgroupPath } from './cgroup-parent.ts';
 import { processAlive } from './process-alive.ts';
 import { listenForControl } from '../../core/src/control-messages.ts';
 import { ImageStore } from './images/image-store.ts';
 import { loadRegistryCerts } from './images/registry/registry-certs.ts';
-import { Janitor } from './janitor.ts';
+import { Janitor, lostJobRecovery } from './janitor.ts';
 import { JobRunner } from './job-runner.ts';
+import { watchRedis } from './redis-watchdog.ts';
 import { startWebhookWorker } from './webhooks/webhook-delivery.ts';
 import { TenantCredentials } from './images/registry/tenant-credentials.ts';
-import { SlotPool, defaultSlotCount } from './slots.ts';
+import { defaultSlotCount } from './slots.ts';
+import { HostCapacity, ObservedSlotPool } from './placement/capacity.ts';
+import { JobFeeder } from './placement/job-feeder.ts';
 import { prepareStateDir } from './state-dir.ts';
 import { ensureOpenFilesLimit } from './open-files-limit.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
@@ -78,7 +79,8 @@ async function main(): Promise<void> {
   const metrics = workerMetrics(registry);
   // Every job this process finishes (runs, janitor's worker_lost), by status and tenant.
   store.onFinished((doc, tenant) => metrics.jobsFinished.inc({ status: doc.status, tenant: metrics.tenants.of(tenant) }));
-  const janitor = new Janitor(redis, keys, store, directory, logger);
+  const lostJobs = lostJobRecovery(redis, keys, env.SBX_LOST_JOB_REQUEUES); // not started yet: queued again
+  const janitor = new Janitor(redis, keys, store, directory, logger, lostJobs);
   const launchOptions: LaunchOptions = {
     cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE,
     parentLimits: { memoryBytes: env.SBX_JOBS_MEMORY_BYTES, pids: env.SBX_JOBS_PIDS },
@@ -90,7 +92,9 @@ async function main(): Promise<void> {
   if (swept.cgroups || swept.processes) logger.warn({ ...swept }, 'removed leftovers of a crashed worker');
   await janitor.finishJobsOf(workerId);
 
-  const slots = new SlotPool(env.SBX_WORKER_SLOTS ?? defaultSlotCount());
+  const slots = new ObservedSlotPool(env.SBX_WORKER_SLOTS ?? defaultSlotCount());
+  // Placement: take a job only when a slot and its memory (SBX_JOBS_MEMORY_BYTES) fit (worker/src/placement).
+  const capacity = new HostCapacity(slots, env.SBX_JOBS_MEMORY_BYTES, env.SBX_PULL_CONCURRENCY);
   metrics.slotsTotal.set(slots.total);
   metrics.slotsFree.source = () => slots.available;
   const images = new ImageStore({
@@ -110,6 +114,10 @@ async function main(): Promise<void> {
   await images.warmUp(); // the unpack threads start now, not on the first pull
   const tenantCredentials = new TenantCredentials(env.SBX_TENANT_DOCKER_CONFIG_DIR);
   const runner = new JobRunner({ workerId, launchOptions, store, images, directory, slots, logger, metrics, tenantCredentials });
+  const feeder = new JobFeeder({
+    workerId, connection: bullConnection, redis, keys, store, images, runner, capacity, registry, logger: logger.child({ component: 'placement' }),
+    cacheAware: env.SBX_PLACEMENT_CACHE_AWARE, maxWaitMs: env.SBX_PLACEMENT_MAX_WAIT_MS, liveMs: heartbeatTtl,
+  });
 
   const startedAt = new Date().toISOString();
   const beat = async () => {
@@ -121,6 +129,7 @@ async function main(): Promise<void> {
       cgroup: host.cgroup, startedAt, lastHeartbeat: new Date().toISOString(),
     };
     await directory.heartbeat(info, heartbeatTtl);
+    await feeder.heartbeat(cached);
   };
   await beat();
   const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
@@ -138,17 +147,10 @@ async function main(): Promise<void> {
     else if (m.type === 'evict') images.evict(m.digest).then((r) => r.result === 'in_use' && logger.warn({ digest: m.digest }, 'not evicted: a running job uses it'), (err) => logger.warn({ digest: m.digest, err: err.message }, 'evict failed'));
   });
 
-  const worker = new Worker<QueuedJob>(QUEUE_NAME, async (job) => runner.run(job.data.id, job.opts.priority ?? 0), {
-    connection: bullConnection,
-    prefix: keys.queuePrefix(),
-    // Pulling jobs hold no slot (they take one once their image is ready): room for both.
-    concurrency: slots.total + env.SBX_PULL_CONCURRENCY,
-    maxStalledCount: 0, // a job whose worker died is never run twice: it ends worker_lost
-    lockDuration: 30_000,
-    drainDelay: 5,
-  });
-  worker.on('error', (err) => logger.warn({ err: err.message }, 'queue error'));
-  worker.on('failed', (job, err) => logger.warn({ jobId: job?.data.id, err: err.message }, 'queue entry failed'));
+  // The shared queue and this worker's own (jobs handed to it), taken by hand when a job fits here;
+  // cache-aware hand-offs unless SBX_PLACEMENT_CACHE_AWARE=false (worker/src/placement).
+  await feeder.start();
+  watchRedis({ env, keys, workerId, jobs: runner, queue: feeder, logger }); // cut off from Redis past the heartbeat limit: kill our jobs, pause
 
   // Webhooks of finished jobs (a job's callbackUrl), whoever finished them.
   const webhooks = startWebhookWorker({ connection: bullConnection, redis, keys, store, env, logger: logger.child({ component: 'webhooks' }), metrics });
@@ -167,9 +169,10 @@ async function main(): Promise<void> {
       runner.stopAll();
       process.exit(1);
     }, SHUTDOWN_GRACE_MS + 5000).unref();
-    await worker.close();
+    await feeder.close();
     await webhooks.close();
     await store.close();
+    await lostJobs.close();
     clearTimeout(grace);
     clearInterval(heartbeat);
     clearInterval(reaper);

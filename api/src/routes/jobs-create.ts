@@ -36,8 +36,9 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     checkCallbackUrl(req.callbackUrl, tenant, deps.config.env); // a secret for the tenant; http only to allow-listed hosts
     const spec = buildJobSpec(req, id, tenant, tenantLimitsPolicy(deps.config.limits, quota), new Date());
 
-    // With ?wait=true, subscribe to the new job's pings while it is being created and queued.
-    let watching = wait ? JobWatch.open(deps, id) : null;
+    // With ?wait=true, watch for the new job's end: through this process's inbox, named as the job's
+    // waiter when it is created (no SUBSCRIBE per job), else subscribed while it is created and queued.
+    let watching = wait ? JobWatch.beforeCreate(deps, id) : null;
     try {
       let doc: JobDocument;
       const existingId = req.idempotencyKey ? await claimIdempotencyKey(deps, tenant, req.idempotencyKey, id) : null;
@@ -53,8 +54,8 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         const { priority } = await quotas.admit(tenant, id, spec.image, quota);
         doc = newJobDocument(spec);
         try {
-          await deps.store.create(spec, doc);
-          await deps.queue.add(id, priority);
+          await deps.store.create(spec, doc, (await watching)?.inbox ?? '');
+          await deps.queue.add(id, priority, { image: spec.image, memoryBytes: spec.limits.memoryBytes });
         } catch (e) {
           await quotas.release(tenant, id).catch(() => {});
           throw e;
@@ -64,10 +65,11 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
 
       c.header('Location', `/v1/jobs/${doc.id}`);
       if (watching && !isFinished(doc.status)) {
-        doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, c.req.raw.signal)) ?? doc;
+        // After the exit ping, document and output come in one round trip.
+        doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, c.req.raw.signal, true)) ?? doc;
       }
       if (wait && isFinished(doc.status)) {
-        return c.json({ ...doc, output: await deps.store.readOutput(doc.id) }, 200);
+        return c.json(doc.output ? doc : { ...doc, output: await deps.store.readOutput(doc.id) }, 200);
       }
       return c.json(doc, 202);
     } finally {

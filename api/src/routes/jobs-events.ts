@@ -5,6 +5,8 @@ import { isFinished } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
+import { isJobId } from '../../../core/src/job-id.ts';
+import type { StoredJob } from '../../../core/src/job-store.ts';
 import { errors, JobIdParams } from '../openapi.ts';
 
 const KEEPALIVE_MS = 15_000;
@@ -42,14 +44,25 @@ export const jobsEventsRoute = createRoute({
 
 export function registerJobsEvents(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   app.openapi(jobsEventsRoute, async (c) => {
-    const job = await loadJobForTenant(deps, c.req.valid('param').id, c.get('tenant'));
-    const resumeFrom = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
-    if (!isResumableEventId(resumeFrom)) {
-      throw new InvalidRequestError('lastEventId must be an event id previously received, like 1732280000000-0', [{ path: 'lastEventId', message: 'is not an event id' }]);
-    }
-    const id = job.doc.id;
+    const requested = c.req.valid('param').id;
     const bell = new Doorbell();
-    const unwatch = await deps.hub.watch(deps.keys.jobNotify(id), bell.ring);
+    // The subscription goes out beside the read (one round trip less before the first event); it
+    // is dropped again if the job is not this tenant's or the request is refused.
+    const watching = isJobId(requested) ? deps.hub.watch(deps.keys.jobNotify(requested), bell.ring) : null;
+    watching?.catch(() => {}); // awaited below, or dropped with the refusal
+    const resumeFrom = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
+    let job: StoredJob;
+    try {
+      job = await loadJobForTenant(deps, requested, c.get('tenant'));
+      if (!isResumableEventId(resumeFrom)) {
+        throw new InvalidRequestError('lastEventId must be an event id previously received, like 1732280000000-0', [{ path: 'lastEventId', message: 'is not an event id' }]);
+      }
+    } catch (e) {
+      void watching?.then((unwatch) => unwatch(), () => {});
+      throw e;
+    }
+    const unwatch = await watching!; // a job was found: its id is a job id
+    const id = job.doc.id;
     deps.metrics.sseClients.inc();
     c.header('Cache-Control', 'no-cache, no-transform');
     c.header('X-Accel-Buffering', 'no');

@@ -1,15 +1,20 @@
 --[[
   Move a job from one status to the next, compare-and-set on the status (statuses only move
-  forward, so there is no ABA), store the new document, append one event and ping listeners.
+  forward, but for a lost worker's `pulling` job queued again, which ARGV[8] tells apart: no ABA),
+  store the new document, append one event and ping listeners.
   KEYS[1] job state hash      KEYS[2] job events stream
   ARGV[1] expected current status(es), comma separated
   ARGV[2] new status          ARGV[3] new document JSON
   ARGV[4] event type          ARGV[5] event data JSON
   ARGV[6] notify channel      ARGV[7] ttl seconds to set on both keys, or 0 to leave it
+  ARGV[8] the attempt the caller holds, or '' not to check: a job a lost worker left `pulling` can
+          be queued again (requeueJob-2), so `pulling` alone could be another worker's later attempt
   An 'exit' event (the job ended, whatever the status and whoever ends it) deletes the job's sealed
   registryAuth (field 'auth'): credentials live no longer than the job; and its stdin stream
-  (<same prefix>:stdin, interactive jobs), so no frame outlives it.
-  Output: 'ok', or the current status when it was not one of ARGV[1] ('' if the job is gone)
+  (<same prefix>:stdin, interactive jobs), so no frame outlives it; and pings the inbox of the API
+  waiting for it (field 'waiter', createJob-2) with the job's notify channel.
+  Output: 'ok', the current status when it was not one of ARGV[1] ('' if the job is gone), or
+  'attempt' when the job is in another attempt than ARGV[8]
 ]]
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return '' end
@@ -18,6 +23,7 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == current then allowed = true end
 end
 if not allowed then return current end
+if ARGV[8] ~= '' and (redis.call('HGET', KEYS[1], 'attempt') or '1') ~= ARGV[8] then return 'attempt' end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'doc', ARGV[3])
 if ARGV[4] == 'exit' then
   redis.call('HDEL', KEYS[1], 'auth')
@@ -30,4 +36,8 @@ if tonumber(ARGV[7]) > 0 then
   redis.call('EXPIRE', KEYS[2], ARGV[7])
 end
 redis.call('PUBLISH', ARGV[6], ARGV[4])
+if ARGV[4] == 'exit' then
+  local waiter = redis.call('HGET', KEYS[1], 'waiter')
+  if waiter then redis.call('PUBLISH', waiter, ARGV[6]) end
+end
 return 'ok'

@@ -20,7 +20,10 @@ export class DigestVerifier extends Transform {
     /** Builds the error to fail with; `detail` says what differed. */
     private readonly fail: (detail: string) => Error,
   ) {
-    super();
+    // Verified bytes may queue up to 1 MiB while the consumer is busy, so that it can take them in
+    // one piece (the unpack pool posts what is buffered as one message); the writable side keeps the
+    // default, so back-pressure on the download is unchanged.
+    super({ readableHighWaterMark: 1 << 20 });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

@@ -1,17 +1,16 @@
 /**
  * Extracts one layer stream into a directory in the current thread: decompress → (diffID hash +
- * size cap) → tar parse → LayerWriter, in one pass with back-pressure. It runs inside an unpack
+ * size cap) → tar parse (tar-parser.ts) → LayerWriter, in one pass with back-pressure. It runs inside an unpack
  * worker (layer-unpack-worker.ts); layer-unpack.ts is the public entry point. The caller gives a
  * fresh directory and renames it into the cache only when this resolves.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { PassThrough, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, Transform, Writable, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import tar from 'tar-stream';
-import { LayerWriter, type FileSink, type LayerWriteStats, type TarHeader } from './layer-writer.ts';
+import { LayerWriter, type LayerWriteStats } from './layer-writer.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
-import { captureRawXattrs } from './pax-xattrs.ts';
+import { TarParser } from './tar-parser.ts';
 import { createZstdDecompressor } from './zstd-decompress.ts';
 
 export interface UnpackLimits {
@@ -98,62 +97,49 @@ function wrapDecompressError(e: unknown, fail: (detail: string) => Error): unkno
   return e;
 }
 
-/**
- * Feeds tar-stream entries to the writer; an error destroys the extraction. The first error is kept
- * in the returned box: stream.pipeline only reports "premature close" for it.
- */
-function writeEntries(extract: ReturnType<typeof tar.extract>, writer: LayerWriter, limits: UnpackLimits, fail: (detail: string) => Error): { error: unknown } {
-  const box: { error: unknown } = { error: null };
-  // tar-stream decodes PAX values as UTF-8: xattr values are read from the raw PAX bytes instead.
-  const xattrsOf = captureRawXattrs(extract, fail);
-  extract.on('entry', (header, stream, next) => {
-    let sink: FileSink | null = null;
-    const failed = (e: unknown) => {
-      box.error ??= e;
-      writer.abort();
-      stream.destroy();
-      next(e as Error);
-    };
+/** Parses the tar as it arrives and writes its entries, synchronously, in this thread. */
+class TarSink extends Writable {
+  constructor(private readonly parser: TarParser) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, callback: (error?: Error | null) => void): void {
     try {
-      const xattrs = xattrsOf(header);
-      if (writer.stats.entries >= limits.maxEntries) throw fail(`a layer has more than ${limits.maxEntries} entries`);
-      sink = writer.add({ ...(header as TarHeader), xattrs });
+      this.parser.push(chunk);
     } catch (e) {
-      failed(e);
+      callback(e as Error);
       return;
     }
-    stream.on('data', (chunk: unknown) => {
-      try {
-        sink?.write(chunk as Buffer);
-      } catch (e) {
-        failed(e);
-      }
-    });
-    stream.on('end', () => {
-      try {
-        sink?.end();
-        next();
-      } catch (e) {
-        failed(e);
-      }
-    });
-  });
-  return box;
+    callback();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    try {
+      this.parser.end();
+    } catch (e) {
+      callback(e as Error);
+      return;
+    }
+    callback();
+  }
 }
 
 export async function extractLayer(source: Readable, targetDir: string, opts: ExtractOptions): Promise<UnpackResult> {
   const limits = opts.limits ?? DEFAULT_UNPACK_LIMITS;
   const writer = new LayerWriter(targetDir, { fail: opts.fail, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) });
   const meter = new TarMeter(limits.maxLayerBytes, opts.compression === 'none' ? null : opts.diffId, opts.fail);
-  const extract = tar.extract();
-  const written = writeEntries(extract, writer, limits, opts.fail);
+  const parser = new TarParser((entry) => {
+    if (writer.stats.entries >= limits.maxEntries) throw opts.fail(`a layer has more than ${limits.maxEntries} entries`);
+    return writer.add(entry);
+  }, opts.fail);
   try {
     const decompressor = createDecompressor(opts.compression);
-    if (opts.signal) await pipeline(source, decompressor, meter, extract, { signal: opts.signal });
-    else await pipeline(source, decompressor, meter, extract);
+    const sink = new TarSink(parser);
+    if (opts.signal) await pipeline(source, decompressor, meter, sink, { signal: opts.signal });
+    else await pipeline(source, decompressor, meter, sink);
   } catch (e) {
     writer.abort();
-    throw written.error ?? wrapDecompressError(e, opts.fail);
+    throw wrapDecompressError(e, opts.fail);
   }
   const stats = writer.finish();
   return { ...stats, tarBytes: meter.bytes };

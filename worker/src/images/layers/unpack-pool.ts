@@ -36,7 +36,23 @@ export interface UnpackJob {
 }
 
 const MAX_UNACKED_CHUNKS = 16;
+/** A message carries at most this much of what the source had buffered (16 × 512 KiB in flight at most). */
+const MAX_BATCH_BYTES = 512 * 1024;
 let nextJobId = 1;
+
+/**
+ * Copies `chunks` into one exactly-sized buffer for transfer: posting a view would clone its whole
+ * backing ArrayBuffer (a socket or pool buffer), once per chunk.
+ */
+function concatInto(chunks: readonly Uint8Array[], bytes: number): Uint8Array<ArrayBuffer> {
+  const data = new Uint8Array(bytes);
+  let offset = 0;
+  for (const c of chunks) {
+    data.set(c, offset);
+    offset += c.byteLength;
+  }
+  return data;
+}
 
 /**
  * Under tsx the worker must register the TypeScript loader itself (Node 20 workers do not inherit
@@ -118,18 +134,27 @@ class PooledWorker {
       this.worker.postMessage({ ...job.start, job: jobId } satisfies WorkerRequest);
       let sourceError: unknown = null;
       try {
+        const batch: Uint8Array[] = [];
+        let batched = 0;
+        const post = () => {
+          if (unacked <= 0) this.lastHeard = Date.now();
+          const data = concatInto(batch, batched);
+          this.worker.postMessage({ type: 'chunk', data } satisfies WorkerRequest, [data.buffer]);
+          batch.length = 0;
+          batched = 0;
+          unacked++;
+        };
         for await (const chunk of source) {
           if (final || this.dead) break;
-          if (unacked <= 0) this.lastHeard = Date.now();
-          // Copy into an exactly-sized buffer and transfer it: cloning a view would copy its whole
-          // backing ArrayBuffer (a socket or pool buffer), once per chunk.
-          const view = chunk as Uint8Array;
-          const data = new Uint8Array(view.byteLength);
-          data.set(view);
-          this.worker.postMessage({ type: 'chunk', data } satisfies WorkerRequest, [data.buffer]);
-          unacked++;
+          batch.push(chunk as Uint8Array);
+          batched += (chunk as Uint8Array).byteLength;
+          // What is already buffered goes in the same message (fewer messages, acks and wake-ups
+          // while the worker is the slower side); nothing waits for more bytes to arrive.
+          if (batched < MAX_BATCH_BYTES && source.readableLength > 0) continue;
+          post();
           while (unacked >= MAX_UNACKED_CHUNKS && !final && !this.dead) await new Promise<void>((r) => (this.wake = r));
         }
+        if (batched > 0 && !final && !this.dead) post();
       } catch (e) {
         sourceError = e;
       }

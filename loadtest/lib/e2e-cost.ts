@@ -1,0 +1,175 @@
+/**
+ * What one job costs the machine, for `npm run bench:e2e`: CPU time of each process of the stack
+ * (API, workers, redis-server, the job processes the workers reaped, this client) read from
+ * /proc/<pid>/stat, the whole machine's from /proc/stat, and Redis commands and socket reads
+ * (≈ round trips: a pipeline arrives in one read) from INFO. Take a snapshot before and after a
+ * phase; costPerJob() divides the difference by the jobs the phase ran.
+ */
+import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { Redis } from 'ioredis';
+
+const TICK_MS = 1000 / Number(safe(() => execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim(), '100'));
+
+export interface ProcTimes {
+  /** utime, stime of the process itself (all its threads), ms. */
+  user: number;
+  sys: number;
+  /** cutime, cstime: children it waited for (a worker: the jobs' processes), ms. */
+  childUser: number;
+  childSys: number;
+}
+
+export interface Snapshot {
+  at: number;
+  procs: Record<string, ProcTimes | null>;
+  machine: { busy: number; user: number; sys: number; idle: number } | null;
+  client: NodeJS.CpuUsage;
+  redis: { commands: Record<string, number>; reads: number; writes: number } | null;
+}
+
+export interface CostPerJob {
+  jobs: number;
+  /** ms of CPU per job by process: user / sys. `jobs` = the workers' reaped children (the jobs themselves). */
+  cpu_ms: Record<string, { user: number; sys: number; total: number }>;
+  /** Sum over the stack's processes (API, workers, Redis, jobs), without this client. */
+  stack_cpu_ms: number;
+  /** /proc/stat: everything the machine did (other work on it too), ms per job. */
+  machine_cpu_ms: { busy: number; user: number; sys: number } | null;
+  redis: { commands: number; reads: number; writes: number; top: Record<string, number> } | null;
+}
+
+/** pid per name (api, worker-1, …, redis): whatever of them exist; `redisUrl` for INFO. */
+export class CostMeter {
+  private readonly redis: Redis | null;
+
+  constructor(
+    private readonly pids: Record<string, number | undefined>,
+    redisUrl: string | null,
+  ) {
+    this.redis = redisUrl ? new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 }) : null;
+    this.redis?.on('error', () => {});
+  }
+
+  async snapshot(): Promise<Snapshot> {
+    const procs: Record<string, ProcTimes | null> = {};
+    for (const [name, pid] of Object.entries(this.pids)) procs[name] = pid ? procTimes(pid) : null;
+    return { at: performance.now(), procs, machine: machineTimes(), client: process.cpuUsage(), redis: await this.redisStats() };
+  }
+
+  async close(): Promise<void> {
+    this.redis?.disconnect();
+  }
+
+  private async redisStats(): Promise<Snapshot['redis']> {
+    if (!this.redis) return null;
+    try {
+      if (this.redis.status === 'wait') await this.redis.connect();
+      const text = (await this.redis.info('all')) as string;
+      const commands: Record<string, number> = {};
+      for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) commands[m[1]!] = Number(m[2]);
+      const num = (k: string) => Number(new RegExp(`^${k}:(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+      return { commands, reads: num('total_reads_processed'), writes: num('total_writes_processed') };
+    } catch {
+      return null;
+    }
+  }
+}
+
+/** The redis-server's pid, from INFO (when the bench did not start it). */
+export async function redisPid(url: string): Promise<number | undefined> {
+  const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  c.on('error', () => {});
+  try {
+    await c.connect();
+    const m = /^process_id:(\d+)/m.exec((await c.info('server')) as string);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    c.disconnect();
+  }
+}
+
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+export function costPerJob(a: Snapshot, b: Snapshot, jobs: number): CostPerJob {
+  const cpu: CostPerJob['cpu_ms'] = {};
+  const per = (ms: number) => ms / Math.max(1, jobs);
+  const add = (name: string, user: number, sys: number) => {
+    const prev = cpu[name] ?? { user: 0, sys: 0, total: 0 };
+    cpu[name] = { user: prev.user + per(user), sys: prev.sys + per(sys), total: prev.total + per(user + sys) };
+  };
+  for (const [name, before] of Object.entries(a.procs)) {
+    const after = b.procs[name];
+    if (!before || !after) continue;
+    const group = name.startsWith('worker') ? 'workers' : name;
+    add(group, after.user - before.user, after.sys - before.sys);
+    // A worker waits for its jobs' pid 1 (pidfd); their CPU shows up in its children's times.
+    if (name.startsWith('worker')) add('jobs', after.childUser - before.childUser, after.childSys - before.childSys);
+  }
+  const stack = Object.values(cpu).reduce((n, c) => n + c.total, 0);
+  add('client', (b.client.user - a.client.user) / 1000, (b.client.system - a.client.system) / 1000);
+  for (const c of Object.values(cpu)) {
+    c.user = r2(c.user);
+    c.sys = r2(c.sys);
+    c.total = r2(c.total);
+  }
+  const machine = a.machine && b.machine ? { busy: r2(per(b.machine.busy - a.machine.busy)), user: r2(per(b.machine.user - a.machine.user)), sys: r2(per(b.machine.sys - a.machine.sys)) } : null;
+  let redis: CostPerJob['redis'] = null;
+  if (a.redis && b.redis) {
+    const deltas: Array<[string, number]> = [];
+    let total = 0;
+    for (const [cmd, calls] of Object.entries(b.redis.commands)) {
+      if (cmd === 'info') continue; // the meter's own
+      const d = calls - (a.redis.commands[cmd] ?? 0);
+      if (d > 0) deltas.push([cmd, d]);
+      total += d;
+    }
+    deltas.sort((x, y) => y[1] - x[1]);
+    const top = Object.fromEntries(deltas.slice(0, 12).map(([cmd, d]) => [cmd, r2(per(d))]));
+    // The meter's own INFO: one read and one write each.
+    redis = { commands: r2(per(total)), reads: r2(per(b.redis.reads - a.redis.reads - 1)), writes: r2(per(b.redis.writes - a.redis.writes - 1)), top };
+  }
+  return { jobs, cpu_ms: cpu, stack_cpu_ms: r2(stack), machine_cpu_ms: machine, redis };
+}
+
+/** One line per process for the console. */
+export function formatCost(c: CostPerJob): string {
+  const parts = Object.entries(c.cpu_ms).map(([n, v]) => `${n} ${v.total} (${v.user}u+${v.sys}s)`);
+  const lines = [`  CPU ms per job: ${parts.join(', ')}; stack ${c.stack_cpu_ms}${c.machine_cpu_ms ? `; whole machine ${c.machine_cpu_ms.busy}` : ''}`];
+  if (c.redis) {
+    lines.push(`  Redis per job: ${c.redis.commands} commands, ${c.redis.reads} socket reads (≈ round trips), ${c.redis.writes} writes; ${Object.entries(c.redis.top).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+  return lines.join('\n');
+}
+
+function procTimes(pid: number): ProcTimes | null {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const t = (i: number) => Number(f[i - 3]) * TICK_MS;
+    return { user: t(14), sys: t(15), childUser: t(16), childSys: t(17) };
+  } catch {
+    return null;
+  }
+}
+
+function machineTimes(): Snapshot['machine'] {
+  try {
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = cpu.map((x) => x * TICK_MS) as number[];
+    return { busy: user! + nice! + system! + irq! + softirq! + steal!, user: user! + nice!, sys: system! + irq! + softirq!, idle: idle! + iowait! };
+  } catch {
+    return null;
+  }
+}
+
+function safe<T>(f: () => T, fallback: T): T {
+  try {
+    return f();
+  } catch {
+    return fallback;
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * Where a cold pull's time goes: each stage of the layer pipeline measured on its own, on the
+ * bench image's layers one after the other in this thread (so each figure is one core's work), and
+ * then the whole cold `acquire()` (pool, layers in parallel) for reference.
+ *
+ * Stages: HTTP download from the registry (bytes discarded) · the same through RegistryClient.getBlob
+ * (+ size/sha256 verification + stall watch) · sha256 of the compressed bytes · decompression ·
+ * sha256 of the tar (diffID) · tar parsing (tar-stream, bodies discarded) · tar parsing + file writes
+ * (LayerWriter) · the whole in-thread extraction (decompress + diffID + parse + write).
+ */
+import { createHash } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { Agent, request } from 'undici';
+import type { BuiltImage } from '../../test/fixtures/oci-builder.ts';
+import { extractLayer } from '../src/images/layers/layer-extract.ts';
+import { createZstdDecompressor } from '../src/images/layers/zstd-decompress.ts';
+import { RegistryClient } from '../src/images/registry/registry-client.ts';
+
+export interface PhaseRow {
+  stage: string;
+  /** Median seconds for all layers, one after the other, in one thread. */
+  seconds: number;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** Feeds a buffer as a stream of `piece`-byte chunks (like a socket would). */
+function chunked(bytes: Buffer, piece = 64 * 1024): Readable {
+  let off = 0;
+  return new Readable({
+    read() {
+      if (off >= bytes.length) return void this.push(null);
+      this.push(bytes.subarray(off, off + piece));
+      off += piece;
+    },
+  });
+}
+
+const sink = () => new Writable({ write: (_c, _e, cb) => cb() });
+
+function decompressor(mediaType: string) {
+  return mediaType.endsWith('zstd') ? createZstdDecompressor() : createGunzip({ chunkSize: 256 * 1024 });
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await fn();
+  return (performance.now() - started) / 1000;
+}
+
+async function parseOnly(tarBytes: Buffer): Promise<void> {
+  const extract = tar.extract();
+  extract.on('entry', (_h, stream, next) => {
+    stream.on('end', next);
+    stream.resume();
+  });
+  await pipeline(chunked(tarBytes), extract);
+}
+
+/**
+ * Measures every stage `runs` times over all layers of `image` (already pushed as `repo` to the
+ * registry at `registryUrl`/`registryHost`); `tars` are the layers' uncompressed tars, in order.
+ */
+export async function measurePhases(opts: {
+  image: BuiltImage;
+  tars: Buffer[];
+  registryHost: string;
+  repo: string;
+  workDir: string;
+  runs: number;
+}): Promise<PhaseRow[]> {
+  const layers = opts.image.layers;
+  const agent = new Agent({ connections: 8 });
+  const client = new RegistryClient({ registry: opts.registryHost, dispatcher: agent });
+  const target = { image: `${opts.registryHost}/${opts.repo}`, repository: opts.repo };
+  const stages: Array<[string, () => Promise<void>]> = [
+    [
+      'HTTP download (raw undici, discarded)',
+      async () => {
+        for (const l of layers) {
+          const res = await request(`http://${opts.registryHost}/v2/${opts.repo}/blobs/${l.digest}`, { dispatcher: agent });
+          for await (const _ of res.body) void _;
+        }
+      },
+    ],
+    [
+      'download + size/sha256 verify (getBlob)',
+      async () => {
+        for (const l of layers) await pipeline(await client.getBlob(target, l), sink());
+      },
+    ],
+    ['sha256 of compressed (in memory)', async () => void layers.map((l) => createHash('sha256').update(l.bytes).digest())],
+    [
+      'decompress (in memory, discarded)',
+      async () => {
+        for (const l of layers) await pipeline(chunked(l.bytes), decompressor(l.mediaType), sink());
+      },
+    ],
+    ['sha256 of tar = diffID (in memory)', async () => void opts.tars.map((t) => createHash('sha256').update(t).digest())],
+    [
+      'tar parse (tar-stream, bodies discarded)',
+      async () => {
+        for (const t of opts.tars) await parseOnly(t);
+      },
+    ],
+    [
+      'tar parse + file writes (LayerWriter)',
+      async () => {
+        for (const t of opts.tars) {
+          const dir = await mkdtemp(join(opts.workDir, 'phase-write-'));
+          await extractLayer(chunked(t), dir, { compression: 'none', diffId: null, fail: (d) => new Error(d) });
+        }
+      },
+    ],
+    [
+      'whole extraction in one thread (decompress+diffID+parse+write)',
+      async () => {
+        for (const l of layers) {
+          const dir = await mkdtemp(join(opts.workDir, 'phase-full-'));
+          const compression = l.mediaType.endsWith('zstd') ? 'zstd' : 'gzip';
+          await extractLayer(chunked(l.bytes), dir, { compression, diffId: l.diffId, fail: (d) => new Error(d) });
+        }
+      },
+    ],
+  ];
+  const rows: PhaseRow[] = [];
+  try {
+    for (const [stage, fn] of stages) {
+      const samples: number[] = [];
+      for (let i = 0; i < opts.runs; i++) samples.push(await timed(fn));
+      rows.push({ stage, seconds: Number(median(samples).toFixed(3)) });
+    }
+  } finally {
+    await agent.close();
+  }
+  return rows;
+}

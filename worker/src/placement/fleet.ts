@@ -1,0 +1,127 @@
+/**
+ * What placement knows of the other hosts, kept in Redis beside the worker directory ({workers}
+ * slot, so each look-up is one pipeline, also on a Cluster):
+ *   - capacity hash: worker id → free slots and memory, written (coalesced) whenever they change
+ *     and at each heartbeat; an entry older than the heartbeat limit is a dead host's.
+ *   - a set per image (canonical reference, and digest) of the workers whose cache holds it: a
+ *     worker adds itself when it takes a job for an image it will pull, and its heartbeat compares
+ *     its cache with what it published last and sends only the difference (pulls and evictions).
+ *     At start and stop a worker leaves every set it was in (holds:<id> lists them).
+ */
+import { parseImageReference } from '../../../core/src/image-ref.ts';
+import type { Logger } from '../../../core/src/logger.ts';
+import type { RedisClient } from '../../../core/src/redis.ts';
+import type { RedisKeys } from '../../../core/src/redis-keys.ts';
+import type { CapacitySnapshot } from './capacity.ts';
+
+export interface HostRoom extends CapacitySnapshot {
+  id: string;
+}
+
+/** The keys under which an image is indexed: its canonical reference and, when known, its digest. */
+export function imageKeys(reference: string, digest?: string | null): string[] {
+  const ref = parseImageReference(reference);
+  return [...new Set([ref.canonical, ...(ref.digest ? [ref.digest] : []), ...(digest ? [digest] : [])])];
+}
+
+/** The one key a job's image is looked up by: its digest when pinned, else its canonical reference. */
+export function lookupKey(reference: string): string {
+  const ref = parseImageReference(reference);
+  return ref.digest ?? ref.canonical;
+}
+
+export class FleetView {
+  private published = new Set<string>();
+  private pendingCapacity = false;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: RedisKeys,
+    private readonly self: string,
+    /** An entry not refreshed for this long is a dead host's (the heartbeat limit). */
+    private readonly liveMs: number,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Leave every image set a previous process with this id was in (a crashed predecessor's cache may differ). */
+  async reset(): Promise<void> {
+    const held = await this.redis.smembers(this.keys.workerHolds(this.self));
+    const pipe = this.redis.pipeline();
+    for (const image of held) pipe.srem(this.keys.imageHolders(image), this.self);
+    pipe.del(this.keys.workerHolds(this.self));
+    await pipe.exec();
+    this.published.clear();
+  }
+
+  /** At stop: out of the capacity hash and every image set. */
+  async leave(): Promise<void> {
+    await this.reset();
+    await this.redis.hdel(this.keys.workerCapacity(), this.self);
+  }
+
+  /** Publish this host's room soon (coalesces changes of one turn of the event loop into one write). */
+  publishCapacity(snapshot: () => CapacitySnapshot): void {
+    if (this.pendingCapacity) return;
+    this.pendingCapacity = true;
+    setImmediate(() => {
+      this.pendingCapacity = false;
+      const s = snapshot();
+      const value = JSON.stringify({ s: s.slotsFree, st: s.slotsTotal, m: s.memoryFree, mt: s.memoryTotal, t: Date.now() });
+      this.redis.hset(this.keys.workerCapacity(), this.self, value).catch((err: Error) => this.logger.debug({ err: err.message }, 'publishing capacity failed'));
+    });
+  }
+
+  /** This host is about to hold `reference` (it takes a job that pulls it): say so before the next heartbeat. */
+  async willHold(reference: string): Promise<void> {
+    const add = imageKeys(reference).filter((k) => !this.published.has(k));
+    if (add.length) await this.apply(add, []);
+  }
+
+  /** Publish the difference between the cache's images and what was published last. */
+  async syncImages(cached: ReadonlyArray<{ image: string; digest: string }>, pending: ReadonlySet<string> = new Set()): Promise<void> {
+    const now = new Set(cached.flatMap((c) => imageKeys(c.image, c.digest)));
+    for (const k of pending) now.add(k); // jobs pulling it right now
+    const add = [...now].filter((k) => !this.published.has(k));
+    const remove = [...this.published].filter((k) => !now.has(k));
+    if (add.length || remove.length) await this.apply(add, remove);
+  }
+
+  private async apply(add: string[], remove: string[]): Promise<void> {
+    const pipe = this.redis.pipeline();
+    for (const k of add) pipe.sadd(this.keys.imageHolders(k), this.self);
+    for (const k of remove) pipe.srem(this.keys.imageHolders(k), this.self);
+    if (add.length) pipe.sadd(this.keys.workerHolds(this.self), ...add);
+    if (remove.length) pipe.srem(this.keys.workerHolds(this.self), ...remove);
+    await pipe.exec();
+    for (const k of add) this.published.add(k);
+    for (const k of remove) this.published.delete(k);
+  }
+
+  /** Live hosts other than this one with their room, and (given an image) which workers hold it. One round trip. */
+  async look(reference?: string, now = Date.now()): Promise<{ hosts: HostRoom[]; holders: Set<string> }> {
+    const pipe = this.redis.pipeline();
+    pipe.hgetall(this.keys.workerCapacity());
+    if (reference) pipe.smembers(this.keys.imageHolders(lookupKey(reference)));
+    const rows = ((await pipe.exec()) ?? []) as Array<[Error | null, unknown]>;
+    const [capErr, cap] = rows[0] ?? [new Error('no reply'), null];
+    const [holdErr, holders] = rows[1] ?? [null, []];
+    if (capErr) throw capErr;
+    if (holdErr) throw holdErr;
+    const hosts: HostRoom[] = [];
+    for (const [id, raw] of Object.entries((cap ?? {}) as Record<string, string>)) {
+      if (id === this.self) continue;
+      const v = parseRoom(raw);
+      if (v && now - v.t <= this.liveMs) hosts.push({ id, slotsFree: v.s, slotsTotal: v.st, memoryFree: v.m, memoryTotal: v.mt });
+    }
+    return { hosts, holders: new Set(holders as string[]) };
+  }
+}
+
+function parseRoom(raw: string): { s: number; st: number; m: number; mt: number; t: number } | null {
+  try {
+    const v = JSON.parse(raw) as Record<string, unknown>;
+    return [v.s, v.st, v.m, v.mt, v.t].every((x) => typeof x === 'number') ? (v as { s: number; st: number; m: number; mt: number; t: number }) : null;
+  } catch {
+    return null;
+  }
+}

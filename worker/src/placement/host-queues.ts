@@ -1,0 +1,76 @@
+/**
+ * Hand-offs between hosts: every worker consumes the shared queue and its own (hostQueueName), and a
+ * job goes to another host's queue at most once (its BullMQ data carries `hops`). A hand-off is also
+ * recorded in the handoffs zset with a deadline: any worker's sweep sends a job that its host has not
+ * taken by then (the host filled up, or died) back to the shared queue, still with its hop spent, so
+ * queue time stays bounded by SBX_PLACEMENT_MAX_WAIT_MS plus one sweep.
+ */
+import { Queue } from 'bullmq';
+import type { RedisClient } from '../../../core/src/redis.ts';
+import { hostQueueName, QUEUE_NAME, type RedisKeys } from '../../../core/src/redis-keys.ts';
+import type { QueuedJob } from '../../../core/src/job-queue.ts';
+
+/** What a queue entry carries: the job id, and what placement needs without reading the job. */
+export interface PlacedJob extends QueuedJob {
+  image?: string;
+  memoryBytes?: number;
+  /** Hand-offs so far. */
+  hops?: number;
+  from?: string;
+  reason?: 'image' | 'capacity';
+}
+
+const ENTRY = { removeOnComplete: true, removeOnFail: true, attempts: 1 } as const;
+
+export class HostQueues {
+  private readonly queues = new Map<string, Queue<PlacedJob>>();
+
+  constructor(
+    private readonly connection: RedisClient,
+    private readonly redis: RedisClient,
+    private readonly keys: RedisKeys,
+    private readonly maxWaitMs: number,
+  ) {}
+
+  private queue(name: string): Queue<PlacedJob> {
+    let q = this.queues.get(name);
+    if (!q) {
+      q = new Queue<PlacedJob>(name, { connection: this.connection, prefix: this.keys.queuePrefix(), defaultJobOptions: ENTRY });
+      this.queues.set(name, q);
+    }
+    return q;
+  }
+
+  /** Put the job on `to`'s own queue, due back on the shared queue after the wait limit. */
+  async handOff(to: string, data: PlacedJob, priority: number): Promise<void> {
+    const member = `${to} ${data.id} ${priority}`;
+    await this.redis.zadd(this.keys.handoffs(), Date.now() + this.maxWaitMs, member);
+    await this.queue(hostQueueName(to)).add('run', data, { jobId: data.id, priority });
+  }
+
+  /** Hand-offs past their deadline: back to the shared queue those still waiting on their host's. Returns how many. */
+  async sweep(now = Date.now()): Promise<number> {
+    const due = await this.redis.zrangebyscore(this.keys.handoffs(), '-inf', now, 'LIMIT', 0, 100);
+    let returned = 0;
+    for (const member of due) {
+      const [to, id, priority] = member.split(' ');
+      if (!to || !id) {
+        await this.redis.zrem(this.keys.handoffs(), member);
+        continue;
+      }
+      const host = this.queue(hostQueueName(to));
+      const job = await host.getJob(id);
+      // remove() refuses a locked entry: its host has just taken it.
+      if (job && (await host.remove(id).catch(() => 0)) === 1) {
+        await this.queue(QUEUE_NAME).add('run', { ...job.data, hops: Math.max(1, job.data.hops ?? 1) }, { jobId: id, priority: Number(priority) || 1 });
+        returned++;
+      }
+      await this.redis.zrem(this.keys.handoffs(), member);
+    }
+    return returned;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.queues.values()].map((q) => q.close()));
+  }
+}

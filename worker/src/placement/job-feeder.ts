@@ -1,0 +1,255 @@
+/**
+ * Takes jobs from BullMQ by hand (no processor: Worker.getNextJob) so that this host takes a job only
+ * when it can hold it (capacity.ts), from two queues: the shared one and its own (jobs other hosts
+ * handed to it, host-queues.ts). Each fetched job is decided on (choose-host.ts): run here, hand on
+ * to a better host once, or fail when no live host could ever run it. The queue entry is completed
+ * as soon as that is decided (the job record, not BullMQ, tracks the job from then on); an entry
+ * whose worker died before deciding is put back by BullMQ's stalled check (maxStalledCount 1).
+ */
+import { Counter, type Registry } from 'prom-client';
+import { Worker, type Job } from 'bullmq';
+import { ExceedsCapacityError } from '../../../core/src/errors.ts';
+import { parseImageReference } from '../../../core/src/image-ref.ts';
+import { finishJob } from '../../../core/src/job-lifecycle.ts';
+import type { JobPlacement } from '../../../core/src/job-spec.ts';
+import type { JobStore } from '../../../core/src/job-store.ts';
+import type { Logger } from '../../../core/src/logger.ts';
+import type { RedisClient } from '../../../core/src/redis.ts';
+import { hostQueueName, QUEUE_NAME, type RedisKeys } from '../../../core/src/redis-keys.ts';
+import type { ImageStore } from '../images/image-store.ts';
+import type { JobRunner } from '../job-runner.ts';
+import type { HostCapacity } from './capacity.ts';
+import { chooseHost, needsFleet, type Decision } from './choose-host.ts';
+import { FleetView, imageKeys } from './fleet.ts';
+import { HostQueues, type PlacedJob } from './host-queues.ts';
+
+export interface FeederOptions {
+  workerId: string;
+  /** BullMQ's connection (connectRedis(…, { forBullMQ: true })); each queue consumer adds a blocking one. */
+  connection: RedisClient;
+  redis: RedisClient;
+  keys: RedisKeys;
+  store: JobStore;
+  images: Pick<ImageStore, 'list'>;
+  runner: Pick<JobRunner, 'run'>;
+  capacity: HostCapacity;
+  cacheAware: boolean;
+  /** SBX_PLACEMENT_MAX_WAIT_MS */
+  maxWaitMs: number;
+  /** A host whose capacity entry is older than this is dead (the heartbeat limit). */
+  liveMs: number;
+  logger: Logger;
+  registry: Registry;
+}
+
+const LOCK_MS = 30_000;
+
+export class JobFeeder {
+  private readonly fleet: FleetView;
+  private readonly hostQueues: HostQueues;
+  private readonly consumers: Worker<PlacedJob>[] = [];
+  private readonly loops: Promise<void>[] = [];
+  private readonly running = new Set<Promise<void>>();
+  /** Image keys of held jobs whose image is being pulled here (published before the cache lists them). */
+  private readonly pulling = new Map<string, number>();
+  private readonly stopping = new AbortController();
+  private sweeper: NodeJS.Timeout | null = null;
+  private tokens = 0;
+  private paused = false;
+  private started = false;
+  private unpause: Array<() => void> = [];
+  private readonly handoffs: Counter<'reason'>;
+  private readonly returns: Counter;
+
+  constructor(private readonly o: FeederOptions) {
+    this.fleet = new FleetView(o.redis, o.keys, o.workerId, o.liveMs, o.logger);
+    this.hostQueues = new HostQueues(o.connection, o.redis, o.keys, o.maxWaitMs);
+    this.handoffs = new Counter({ name: 'sbx_placement_handoffs_total', help: 'Jobs this worker handed to another host\'s queue, by reason (image: it holds the image; capacity: no room here)', labelNames: ['reason'], registers: [o.registry] });
+    for (const reason of ['image', 'capacity']) this.handoffs.inc({ reason }, 0);
+    this.returns = new Counter({ name: 'sbx_placement_returns_total', help: 'Handed-off jobs sent back to the shared queue because their host had not taken them in SBX_PLACEMENT_MAX_WAIT_MS', registers: [o.registry] });
+  }
+
+  async start(): Promise<void> {
+    const { capacity } = this.o;
+    await this.fleet.reset();
+    await this.fleet.syncImages(await this.o.images.list());
+    this.started = true;
+    capacity.onChange = () => this.fleet.publishCapacity(() => capacity.snapshot());
+    capacity.onChange();
+    for (const name of [hostQueueName(this.o.workerId), QUEUE_NAME]) {
+      const consumer = new Worker<PlacedJob>(name, null, {
+        connection: this.o.connection,
+        prefix: this.o.keys.queuePrefix(),
+        autorun: false,
+        lockDuration: LOCK_MS,
+        maxStalledCount: 1, // only entries not decided on yet can stall: taking them again is safe
+        drainDelay: 5,
+      });
+      consumer.on('error', (err) => this.o.logger.warn({ err: err.message, queue: name }, 'queue error'));
+      void consumer.startStalledCheckTimer().catch(() => {});
+      this.consumers.push(consumer);
+      this.loops.push(this.loop(consumer));
+    }
+    const every = Math.max(50, Math.floor(this.o.maxWaitMs / 2));
+    this.sweeper = setInterval(() => {
+      this.hostQueues.sweep().then(
+        (n) => n && (this.returns.inc(n), this.o.logger.info({ jobs: n }, 'handed-off jobs not taken in time went back to the shared queue')),
+        (err: Error) => this.o.logger.warn({ err: err.message }, 'hand-off sweep failed'),
+      );
+    }, every);
+  }
+
+  /** At each heartbeat: refresh this host's capacity entry and the image sets it is in. */
+  async heartbeat(cached: ReadonlyArray<{ image: string; digest: string }>): Promise<void> {
+    if (!this.started) return;
+    this.o.capacity.onChange();
+    await this.fleet.syncImages(cached, new Set(this.pulling.keys()));
+  }
+
+  /** Take no more jobs until resume() (Redis lost: redis-watchdog.ts); the jobs held are the caller's to kill. */
+  async pause(_doNotWaitActive?: boolean): Promise<void> {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    for (const go of this.unpause.splice(0)) go();
+  }
+
+  /** Stop taking jobs and wait for the ones taken to end (the caller kills them after its grace). */
+  async close(): Promise<void> {
+    this.stopping.abort();
+    this.resume();
+    if (this.sweeper) clearInterval(this.sweeper);
+    await Promise.all(this.consumers.map((c) => c.close(true).catch(() => {})));
+    await Promise.all(this.loops);
+    await Promise.allSettled([...this.running]);
+    await this.hostQueues.close();
+    await this.fleet.leave().catch(() => {});
+  }
+
+  private async loop(consumer: Worker<PlacedJob>): Promise<void> {
+    const { capacity, logger } = this.o;
+    const stop = this.stopping.signal;
+    while (!stop.aborted) {
+      if (this.paused) {
+        await new Promise<void>((go) => this.unpause.push(go));
+        continue;
+      }
+      if (!capacity.canFetch()) {
+        await capacity.nextChange(stop);
+        continue;
+      }
+      const token = `${this.o.workerId}:${this.tokens++}`;
+      let job: Job<PlacedJob> | undefined;
+      try {
+        job = await consumer.getNextJob(token, { block: true });
+      } catch (err) {
+        if (stop.aborted) break;
+        logger.warn({ err: (err as Error).message, queue: consumer.name }, 'taking a job from the queue failed');
+        await delay(1000, stop);
+        continue;
+      }
+      if (!job) continue;
+      const decided = capacity.startDeciding();
+      const handled = this.handle(job, token, decided)
+        .catch((err: Error) => logger.error({ err, jobId: job.data.id }, 'placing a job failed; BullMQ takes it again after its lock expires'))
+        .finally(() => {
+          decided();
+          this.running.delete(handled);
+        });
+      this.running.add(handled);
+    }
+  }
+
+  private async handle(job: Job<PlacedJob>, token: string, decided: () => void): Promise<void> {
+    const o = this.o;
+    const data = job.data;
+    const id = data.id;
+    const priority = job.opts.priority ?? 1;
+    let { image, memoryBytes } = data;
+    if (image === undefined || memoryBytes === undefined) {
+      const stored = await o.store.get(id);
+      if (!stored || stored.status !== 'queued') return void (await this.complete(job, token)); // ended or taken meanwhile
+      image = stored.spec.image;
+      memoryBytes = stored.spec.limits.memoryBytes;
+    }
+    const hops = data.hops ?? 0;
+    const imageCached = await this.isCached(image);
+    const input = { memoryBytes, hops, imageCached, startsNow: o.capacity.startsNow(memoryBytes), memoryTotal: o.capacity.memoryTotal, cacheAware: o.cacheAware };
+    let decision: Decision = { action: 'run' };
+    if (needsFleet(input)) decision = chooseHost({ ...input, ...(await this.fleet.look(image)) });
+
+    if (decision.action === 'handoff') {
+      await this.hostQueues.handOff(decision.to, { ...data, image, memoryBytes, hops: hops + 1, from: o.workerId, reason: decision.reason }, priority);
+      this.handoffs.inc({ reason: decision.reason });
+      o.logger.debug({ jobId: id, to: decision.to, reason: decision.reason }, 'job handed to another host');
+      return void (await this.complete(job, token));
+    }
+    if (decision.action === 'fail') {
+      const doc = await o.store.getDoc(id);
+      const e = new ExceedsCapacityError(memoryBytes, decision.largestBudget);
+      if (doc?.status === 'queued') await finishJob(o.store, doc, 'error', { code: e.code, message: e.message });
+      o.logger.info({ jobId: id, memoryBytes, largestBudget: decision.largestBudget }, 'job can never fit a live host: failed');
+      return void (await this.complete(job, token));
+    }
+
+    // Run here: its memory counts from now (waiting, first come first served, if it does not fit yet).
+    const holding = o.capacity.hold(memoryBytes, imageCached);
+    decided();
+    const hold = await this.keepingLock(job, token, holding);
+    void this.complete(job, token);
+    const pulledKeys = imageCached ? [] : imageKeys(image);
+    for (const k of pulledKeys) this.pulling.set(k, (this.pulling.get(k) ?? 0) + 1);
+    if (!imageCached && o.cacheAware) void this.fleet.willHold(image).catch(() => {});
+    const placement: JobPlacement = { imageCached, hops, handedFrom: data.from ? { worker: data.from, reason: data.reason ?? 'image' } : null };
+    try {
+      await o.runner.run(id, priority, placement);
+    } finally {
+      hold.release();
+      for (const k of pulledKeys) {
+        const n = (this.pulling.get(k) ?? 1) - 1;
+        if (n > 0) this.pulling.set(k, n);
+        else this.pulling.delete(k);
+      }
+      if (!imageCached) void this.syncImages();
+    }
+  }
+
+  /** The cache changed (a pull, and evictions after it): publish the difference now rather than at the next heartbeat. */
+  private async syncImages(): Promise<void> {
+    try {
+      await this.fleet.syncImages(await this.o.images.list(), new Set(this.pulling.keys()));
+    } catch (err) {
+      this.o.logger.debug({ err: (err as Error).message }, 'publishing cached images failed');
+    }
+  }
+
+  private async isCached(image: string): Promise<boolean> {
+    const ref = parseImageReference(image);
+    const cached = await this.o.images.list();
+    return cached.some((c) => c.image === ref.canonical || (ref.digest !== null && c.digest === ref.digest));
+  }
+
+  /** While the job waits here for memory, its queue entry stays locked (a crash meanwhile hands it to another host). */
+  private async keepingLock<T>(job: Job<PlacedJob>, token: string, work: Promise<T>): Promise<T> {
+    const timer = setInterval(() => void job.extendLock(token, LOCK_MS).catch(() => {}), LOCK_MS / 3);
+    try {
+      return await work;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** Done with the queue entry (removed: removeOnComplete). */
+  private async complete(job: Job<PlacedJob>, token: string): Promise<void> {
+    await job.moveToCompleted(null, token, false).catch((err: Error) => this.o.logger.warn({ err: err.message, jobId: job.data.id }, 'completing a queue entry failed'));
+  }
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+  });
+}

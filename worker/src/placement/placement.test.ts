@@ -1,0 +1,135 @@
+/**
+ * Placement's parts: the decision rules (pure), the capacity gate, and the hand-off queues and fleet
+ * view against a real redis-server. End to end with real workers: test/e2e/placement.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import pino from 'pino';
+import { hostQueueName, QUEUE_NAME, RedisKeys } from '../../../core/src/redis-keys.ts';
+import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+import { HostCapacity, ObservedSlotPool } from './capacity.ts';
+import { chooseHost, needsFleet, type DecisionInput } from './choose-host.ts';
+import { FleetView, type HostRoom } from './fleet.ts';
+import { HostQueues } from './host-queues.ts';
+
+const MiB = 1024 * 1024;
+const room = (id: string, slotsFree: number, memoryFree = 1024 * MiB, memoryTotal = 1024 * MiB): HostRoom => ({ id, slotsFree, slotsTotal: 4, memoryFree, memoryTotal });
+const base: DecisionInput = { memoryBytes: 100 * MiB, hops: 0, imageCached: false, startsNow: true, memoryTotal: 1024 * MiB, cacheAware: true, hosts: [], holders: new Set() };
+
+test('a job whose image is elsewhere goes to a holder with room; without room anywhere it runs here', () => {
+  assert.deepEqual(chooseHost({ ...base, hosts: [room('b', 3), room('c', 1)], holders: new Set(['c']) }), { action: 'handoff', to: 'c', reason: 'image' });
+  assert.deepEqual(chooseHost({ ...base, hosts: [room('b', 3), room('c', 0)], holders: new Set(['c']) }), { action: 'run' });
+  // The holder lacks the memory for it.
+  assert.deepEqual(chooseHost({ ...base, hosts: [room('c', 2, 50 * MiB)], holders: new Set(['c']) }), { action: 'run' });
+  // Cached here, or cache-awareness off: no look at the fleet at all.
+  assert.equal(needsFleet({ ...base, imageCached: true }), false);
+  assert.equal(needsFleet({ ...base, cacheAware: false }), false);
+  assert.deepEqual(chooseHost({ ...base, cacheAware: false, hosts: [room('c', 2)], holders: new Set(['c']) }), { action: 'run' });
+});
+
+test('at most one hop: a job handed on once runs where it landed', () => {
+  assert.equal(needsFleet({ ...base, hops: 1, startsNow: false }), false);
+  assert.deepEqual(chooseHost({ ...base, hops: 1, startsNow: false, hosts: [room('c', 2)], holders: new Set(['c']) }), { action: 'run' });
+});
+
+test('no room here: to a host with room, a holder first; none = wait here', () => {
+  assert.deepEqual(chooseHost({ ...base, imageCached: true, startsNow: false, hosts: [room('b', 3), room('c', 1)], holders: new Set(['c']) }), { action: 'handoff', to: 'c', reason: 'capacity' });
+  assert.deepEqual(chooseHost({ ...base, imageCached: true, startsNow: false, hosts: [room('b', 3), room('c', 1)] }), { action: 'handoff', to: 'b', reason: 'capacity' });
+  assert.deepEqual(chooseHost({ ...base, imageCached: true, startsNow: false, hosts: [room('b', 0)] }), { action: 'run' });
+});
+
+test('memory above this host\'s whole budget: to a host whose budget fits (even after a hop), else fail naming the largest', () => {
+  const big = { ...base, memoryBytes: 2048 * MiB, hops: 1 };
+  assert.equal(needsFleet(big), true);
+  assert.deepEqual(chooseHost({ ...big, hosts: [room('b', 0, 4096 * MiB, 4096 * MiB), room('c', 2)] }), { action: 'handoff', to: 'b', reason: 'capacity' });
+  assert.deepEqual(chooseHost({ ...big, hosts: [room('c', 2, 1536 * MiB, 1536 * MiB)] }), { action: 'fail', largestBudget: 1536 * MiB });
+  assert.deepEqual(chooseHost({ ...big, hosts: [] }), { action: 'fail', largestBudget: 1024 * MiB });
+});
+
+test('the gate: no fetch while every slot is spoken for or memory is full; pulls hold no slot', async () => {
+  const slots = new ObservedSlotPool(2);
+  const cap = new HostCapacity(slots, 300 * MiB, 1);
+  assert.ok(cap.canFetch());
+  const a = await cap.hold(100 * MiB, true); // cached: about to ask for a slot
+  const b = await cap.hold(100 * MiB, true);
+  assert.equal(cap.canFetch(), false, 'both slots are spoken for before the jobs asked');
+  assert.equal(cap.snapshot().slotsFree, 0);
+  const sa = await slots.take();
+  const sb = await slots.take();
+  assert.equal(cap.canFetch(), false);
+  slots.give(sa);
+  a.release();
+  assert.ok(cap.canFetch());
+  const pull = await cap.hold(100 * MiB, false); // pulling: no slot asked yet, but pulls are bounded (1)
+  assert.equal(cap.canFetch(), false);
+  // Memory: 200 MiB held of 300; a 150 MiB job waits for it, and nothing is fetched meanwhile.
+  let got = false;
+  const waiting = cap.hold(150 * MiB, true).then((h) => ((got = true), h));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(got, false);
+  assert.equal(cap.startsNow(10 * MiB), false, 'a job waits for memory before it');
+  b.release();
+  slots.give(sb);
+  const c = await waiting;
+  assert.equal(cap.memoryFree, 300 * MiB - 250 * MiB);
+  c.release();
+  pull.release();
+  assert.equal(cap.memoryFree, 300 * MiB);
+  await assert.rejects(cap.hold(301 * MiB, false), /can never fit/);
+});
+
+let redis: RunningRedis;
+let client: Redis;
+const keys = new RedisKeys('placetest');
+before(async () => {
+  redis = await startRedis();
+  client = new Redis(redis.url, { maxRetriesPerRequest: null });
+});
+after(async () => {
+  client?.disconnect();
+  await redis?.stop();
+});
+
+test('a handed-off job its host does not take in time goes back to the shared queue, its hop spent', async () => {
+  const queues = new HostQueues(client, client, keys, 60_000);
+  const shared = new Queue(QUEUE_NAME, { connection: client, prefix: keys.queuePrefix() });
+  const target = new Queue(hostQueueName('host/b'), { connection: client, prefix: keys.queuePrefix() });
+  try {
+    await queues.handOff('host/b', { id: 'j1', image: 'r/x:1', memoryBytes: 1, hops: 1, from: 'host/a', reason: 'image' }, 3);
+    assert.equal(await target.count(), 1);
+    assert.equal(await queues.sweep(Date.now()), 0, 'not due yet');
+    assert.equal(await queues.sweep(Date.now() + 61_000), 1);
+    assert.equal(await target.count(), 0);
+    const back = await shared.getJob('j1');
+    assert.equal(back?.data.hops, 1);
+    assert.equal(back?.opts.priority, 3);
+    assert.equal(await client.zcard(keys.handoffs()), 0);
+  } finally {
+    await Promise.all([queues.close(), shared.close(), target.close()]);
+  }
+});
+
+test('the fleet view: image sets follow the cache, dead hosts are left out, a restart forgets the old cache', async () => {
+  const logger = pino({ level: 'silent' });
+  const a = new FleetView(client, keys, 'a', 1000, logger);
+  const b = new FleetView(client, keys, 'b', 1000, logger);
+  await a.syncImages([{ image: 'reg/x:1', digest: 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' }]);
+  await b.syncImages([]);
+  a.publishCapacity(() => ({ slotsTotal: 2, slotsFree: 1, memoryTotal: 10, memoryFree: 5 }));
+  await new Promise((r) => setTimeout(r, 20));
+  let seen = await b.look('reg/x:1');
+  assert.deepEqual([...seen.holders], ['a']);
+  assert.deepEqual(seen.hosts, [{ id: 'a', slotsFree: 1, slotsTotal: 2, memoryFree: 5, memoryTotal: 10 }]);
+  assert.deepEqual([...(await b.look('reg/x@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa')).holders], ['a'], 'by digest too');
+  assert.deepEqual((await b.look(undefined, Date.now() + 5000)).hosts, [], 'an entry past the heartbeat limit is a dead host');
+  await a.syncImages([{ image: 'reg/y:1', digest: 'sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' }]); // x evicted, y pulled
+  seen = await b.look('reg/x:1');
+  assert.deepEqual([...seen.holders], []);
+  const restarted = new FleetView(client, keys, 'a', 1000, logger);
+  await restarted.reset();
+  assert.deepEqual([...(await b.look('reg/y:1')).holders], []);
+  await restarted.leave();
+  assert.deepEqual((await b.look()).hosts, []);
+});

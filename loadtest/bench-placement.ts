@@ -106,6 +106,9 @@ async function runMode(stack: Stack, images: string[], cacheAware: boolean) {
   const wallS = (Date.now() - started) / 1000;
   await Promise.all(hosts.map((h) => h.kill('SIGTERM')));
 
+  if (process.env.SBX_BENCH_DEBUG) {
+    for (const d of docs) log(`${d.timings.createdAt} q=${d.timings.queueMs} pull=${d.timings.pullMs} start=${d.timings.startMs} ${d.worker} ${JSON.stringify(d.placement)} ${d.image.split('/').pop()}`);
+  }
   const measured = docs.slice(WARMUP);
   const ok = measured.filter((d) => d.status === 'succeeded');
   const hits = ok.filter((d) => d.placement?.imageCached).length;

@@ -8,8 +8,9 @@
  *     above the median of the first `windowS` after `warmupS` (2 min: JIT, heaps grown to their
  *     working size, Redis at retention). A drop is no leak and passes;
  *   - Redis memory bounded by retention: retention (the TTL seen) ≤ warm-up, so jobs expire within
- *     the run, and `used_memory` and the key count are flat the same way (retention reached, nothing
- *     piling up beside it).
+ *     the run, and `used_memory`, the key count and the elements of every shared key (not a job's own:
+ *     indexes, queues, streams) holding ≥ 1000 are flat the same way (retention reached, nothing piling
+ *     up beside it).
  *
  *   node --import tsx loadtest/soak-monitor.ts --pid api=123 --pid worker=456 --redis redis://… --seconds 600 [--json]
  */
@@ -25,7 +26,7 @@ export interface Sample {
   rss: Record<string, number | null>;
   /** Process start time (clock ticks since boot, /proc/<pid>/stat field 22): a changed pid owner shows. */
   started: Record<string, number | null>;
-  redis: { usedMemory: number; keys: number; byKind: Record<string, number>; jobTtlMaxS: number | null } | null;
+  redis: { usedMemory: number; keys: number; byKind: Record<string, number>; jobTtlMaxS: number | null; sizes?: Record<string, number> } | null;
   /** The machine's 1-minute load average (others' work on a shared machine shows here). */
   load1?: number;
 }
@@ -105,6 +106,7 @@ export class SoakMonitor {
     const info = await this.redis.info('memory');
     const usedMemory = Number(/^used_memory:(\d+)/m.exec(info)?.[1] ?? NaN);
     const byKind: Record<string, number> = {};
+    const shared: string[] = [];
     let keys = 0;
     let jobTtlMaxS: number | null = null;
     let cursor = '0';
@@ -115,6 +117,7 @@ export class SoakMonitor {
         keys++;
         const kind = keyKind(key);
         byKind[kind] = (byKind[kind] ?? 0) + 1;
+        if (!kind.includes('{job:*}')) shared.push(key);
       }
       // The TTL of a few job states per batch: the longest is (about) the configured retention.
       const states = batch.filter((k) => k.endsWith(':state')).slice(0, 5);
@@ -123,7 +126,18 @@ export class SoakMonitor {
         for (const ttl of ttls) if (ttl > 0) jobTtlMaxS = Math.max(jobTtlMaxS ?? 0, ttl);
       }
     } while (cursor !== '0');
-    return { usedMemory, keys, byKind, jobTtlMaxS };
+    return { usedMemory, keys, byKind, jobTtlMaxS, sizes: await this.sizes(shared) };
+  }
+
+  /** Elements in each key that is not a job's own (indexes, queues, event streams): what could pile up in one key. */
+  private async sizes(keys: string[]): Promise<Record<string, number>> {
+    const SIZE: Record<string, string> = { zset: 'zcard', set: 'scard', hash: 'hlen', list: 'llen', stream: 'xlen' };
+    const out: Record<string, number> = {};
+    for (const key of keys) {
+      const cmd = SIZE[await this.redis.type(key)];
+      if (cmd) out[key] = Number(await this.redis.call(cmd, key));
+    }
+    return out;
   }
 }
 
@@ -133,7 +147,7 @@ const median = (xs: number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
-export function judgeSoak(samples: Sample[], opts: { warmupS?: number; windowS?: number; tolerance?: number } = {}): SoakVerdict {
+export function judgeSoak(samples: Sample[], opts: { warmupS?: number; windowS?: number; tolerance?: number; minElements?: number } = {}): SoakVerdict {
   const warmupS = opts.warmupS ?? 120;
   const windowS = opts.windowS ?? 120;
   const tolerance = opts.tolerance ?? 0.1;
@@ -175,6 +189,10 @@ export function judgeSoak(samples: Sample[], opts: { warmupS?: number; windowS?:
   say(retentionS !== null && retentionS <= warmupS, `redis: retention ${retentionS ?? '?'} s (longest TTL on a job's state) within the ${warmupS} s warm-up, so jobs expire during the run${retentionS !== null && retentionS > warmupS ? ': start the stack with a short SBX_JOB_TTL_SECONDS (60)' : ''}`);
   flat('redis used_memory', (s) => s.redis?.usedMemory, mib);
   flat('redis keys', (s) => s.redis?.keys, (v) => String(Math.round(v)));
+  // One key can grow while the key count stays flat (an index nobody trims): each shared key holding
+  // at least `minElements` at the end is judged the same way.
+  const big = Object.entries(samples.at(-1)?.redis?.sizes ?? {}).filter(([, n]) => n >= (opts.minElements ?? 1000));
+  for (const [key] of big) flat(`redis ${key} elements`, (s) => s.redis?.sizes?.[key], (v) => String(Math.round(v)));
   return { ok, lines, figures, retentionS };
 }
 

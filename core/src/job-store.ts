@@ -10,6 +10,7 @@ import { isFinished, type CallbackState, type JobDocument, type JobEventType, ty
 import { WebhookQueue } from './webhooks/webhook-queue.ts';
 import { openRegistryAuth, sealRegistryAuth, type RegistryAuth } from './secrets/registry-auth.ts';
 import type { SecretBox } from './secrets/secret-box.ts';
+import { TenantIndexSweeper } from './tenant-index-sweeper.ts';
 
 const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 const SCRIPTS = {
@@ -53,6 +54,8 @@ export class JobStore {
   private readonly scripted: ScriptedClient;
   private readonly finishListeners: FinishListener[] = [];
   private webhooks: WebhookQueue | null = null;
+  /** Drops index entries of expired jobs as jobs are created (the index would otherwise grow for ever). */
+  private readonly indexSweeper: TenantIndexSweeper;
 
   constructor(
     readonly redis: RedisClient,
@@ -65,6 +68,7 @@ export class JobStore {
       if (!(name in redis)) redis.defineCommand(name, def);
     }
     this.scripted = redis as unknown as ScriptedClient;
+    this.indexSweeper = new TenantIndexSweeper(redis, keys, ttlSeconds);
   }
 
   /**
@@ -81,6 +85,7 @@ export class JobStore {
       this.scripted.sbxCreateJob(this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify({ ...spec, registryAuth: null }), spec.tenant, ttl, sealedAuth, waiter),
       this.redis.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id),
     ]);
+    this.indexSweeper.created(spec.tenant);
     return created === 1;
   }
 
@@ -105,19 +110,16 @@ export class JobStore {
   }
 
   /**
-   * The document and, once the job is final, its whole output, in one round trip (one pipeline:
-   * HMGET + XRANGE of the first OUTPUT_PAGE events; a longer stream is read on by readOutput).
+   * The document and, once the job is final, its whole output, in one round trip (HMGET + XRANGE
+   * of the first OUTPUT_PAGE events sent back to back, as appendOutput; a longer stream is read on).
    * `output` is null while the job has not finished.
    */
   async getDocWithOutput(id: string): Promise<{ doc: JobDocument; output: JobOutput | null } | null> {
-    const results = await this.redis.pipeline().hmget(this.keys.jobState(id), 'doc', 'callback').xrange(this.keys.jobEvents(id), '-', '+', 'COUNT', OUTPUT_PAGE).exec();
-    const [[docErr, fields], [eventsErr, rows]] = results as [[Error | null, Array<string | null>], [Error | null, Array<[string, string[]]>]];
-    if (docErr) throw docErr;
+    const [fields, rows] = await Promise.all([this.redis.hmget(this.keys.jobState(id), 'doc', 'callback'), this.redis.xrange(this.keys.jobEvents(id), '-', '+', 'COUNT', OUTPUT_PAGE)]);
     const [raw, callback] = fields;
     if (!raw) return null;
     const doc = withCallback(raw, callback);
     if (!isFinished(doc.status)) return { doc, output: null };
-    if (eventsErr) throw eventsErr;
     const events = rows.map(([eid, f]) => toEvent(eid, f));
     const output = { stdout: '', stderr: '' };
     addOutput(output, events);
@@ -224,15 +226,17 @@ export class JobStore {
     await this.redis.hset(this.keys.jobState(id), 'cancel', '1');
   }
 
+  /**
+   * The chunks in order, then one ping; sent back to back on the one connection (Redis runs them in
+   * that order), one round trip. Not a pipeline(): ioredis copies every script defined on the
+   * connection (BullMQ's ~50) into each Pipeline, ~0.2 ms of CPU each time.
+   */
   async appendOutput(id: string, chunks: OutputChunk[]): Promise<void> {
     if (chunks.length === 0) return;
     const key = this.keys.jobEvents(id);
-    const pipe = this.redis.pipeline();
-    for (const c of chunks) pipe.xadd(key, '*', 'type', c.type, 'data', JSON.stringify({ data: c.data }));
-    pipe.publish(this.keys.jobNotify(id), 'output');
-    const results = await pipe.exec();
-    const failed = results?.find(([err]) => err);
-    if (failed) throw failed[0];
+    const sent: Array<Promise<unknown>> = chunks.map((c) => this.redis.xadd(key, '*', 'type', c.type, 'data', JSON.stringify({ data: c.data })));
+    sent.push(this.redis.publish(this.keys.jobNotify(id), 'output'));
+    await Promise.all(sent);
   }
 
   /** Events after `afterId` (exclusive), oldest first. */

@@ -8,7 +8,7 @@
  * | <p>:{job:<id>}:events               | stream | status/stdout/stderr/exit events; same TTL |
  * | <p>:{job:<id>}:notify               | pubsub | "something was appended" pings (no data)   |
  * | <p>:{job:<id>}:stdin                | stream | interactive: stdin/control frames, API → worker; deleted when the job ends |
- * | <p>:tenant:<t>:jobs                 | zset   | job ids by creation ms; trimmed past TTL   |
+ * | <p>:tenant:<t>:jobs                 | zset   | job ids by creation ms; expired ones swept (tenant-index-sweeper.ts) |
  * | <p>:tenant:<t>:idem:<sha256(key)>   | string | job id; 24 h                               |
  * | <p>:{tenant:<t>}:active             | zset   | ids of its queued/running jobs → priority  |
  * | <p>:{tenant:<t>}:rate               | hash   | submission token bucket (tokens, ts)       |

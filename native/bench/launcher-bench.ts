@@ -166,6 +166,9 @@ async function phasesMode(rootfs: string, parent: string, n: number, seq: { i: n
   // JS overhead (both ends together): total - (native launch -> cgroupRemoved).
   out['JS wrapper overhead, both ends (total - native span)'] =
     Math.round(med(samples.map((p) => p.jsEnd! - (p.cgroupRemoved ?? p.reported ?? 0))) * 1000) / 1000;
+  const pooled = samples.filter((p) => p.initJobMounted !== undefined);
+  out['launches from a pooled setup (fraction)'] = Math.round((pooled.length / Math.max(1, samples.length)) * 1000) / 1000;
+  out['  of which the setup was ready and waiting (fraction)'] = Math.round((pooled.filter((p) => p.poolReady !== undefined).length / Math.max(1, pooled.length)) * 1000) / 1000;
   delete out['JS launch() -> native launch'];
   delete out['exit event -> exited resolved in JS'];
   return out;

@@ -91,6 +91,7 @@ bool receiveJob(char**& argv, int& argc, Error& err) {
   mh.msg_iovlen = 1;
   mh.msg_control = cbuf;
   mh.msg_controllen = sizeof cbuf;
+  send('R', 0);
   ssize_t n;
   do n = recvmsg(proto::kInitSyncFd, &mh, MSG_CMSG_CLOEXEC);
   while (n < 0 && errno == EINTR);

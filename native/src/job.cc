@@ -510,6 +510,8 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
   }
   j.pid = z->pid;
   j.pidfd = std::move(z->pidfd);
+  j.mntns = std::move(z->mntns);
+  j.times[trace::kPoolReady] = z->ready ? j.times[trace::kLaunch] + 1 : 0;  // a flag, as "poolReady" 1e-6 ms
   f.syncP = std::move(z->sync);
   j.zygote = std::move(z);
   trace::mark(j.times, trace::kGoSent);

@@ -14,6 +14,7 @@
 #include <map>
 
 #include "jobmsg.h"
+#include "proto.h"
 #include "ns.h"
 #include "userns.h"
 
@@ -136,12 +137,44 @@ std::string key(const spec::Options& o, uint32_t slot) {
          (o.devicesCgroup ? "d" : "-") + "\n" + std::to_string(slot);
 }
 
+namespace {
+
+// What it sent so far: 'N' (its mount namespace: kept for the job), 'R' (ready), 'F' (failed).
+bool readStatus(Zygote& z) {
+  for (;;) {
+    proto::Msg m;
+    struct iovec iov = {&m, sizeof m};
+    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+    struct msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    ssize_t n = recvmsg(z.sync.get(), &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) return errno == EAGAIN;
+    if (n == 0) return false;
+    for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+        int f;
+        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+        if (m.tag == 'N' && !z.mntns.valid()) z.mntns.reset(f);
+        else ns::releaseLater(Fd(f));
+      }
+    }
+    if (m.tag == 'R') z.ready = true;
+    if (m.tag == 'F') return false;
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<Zygote> take(const std::string& k) {
   auto it = pool().find(k);
   if (it == pool().end()) return nullptr;
   std::unique_ptr<Zygote> z = std::move(it->second);
   pool().erase(it);
-  if (alive(*z)) return z;
+  if (alive(*z) && readStatus(*z)) return z;
   discard(std::move(z));  // died (its setup failed, or someone killed it): the direct path
   return nullptr;
 }

@@ -30,6 +30,8 @@ struct Zygote {
   std::string key;
   int pid = -1;
   Fd pidfd, sync;        // launcher ends
+  Fd mntns;              // its mount namespace ('N'), read from the socket by take()
+  bool ready = false;    // take() found 'R': the setup was done and waiting (diagnostics)
   cgroup::Group group;   // pool-<pid>-<n>, until renamed to the job's
   // Read by the setup child until it has exec'd sbx-init (it shares our memory): kept as long as
   // the job runs.

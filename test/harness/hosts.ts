@@ -21,9 +21,8 @@
  * calling it, an exit hook does the same synchronously. It never touches what it did not create:
  * the subnet is claimed by creating its bridge (netns.ts), every other name derives from it.
  */
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
-import { readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';

@@ -23,7 +23,7 @@ import { watchRedis } from './redis-watchdog.ts';
 import { startWebhookWorker } from './webhooks/webhook-delivery.ts';
 import { TenantCredentials } from './images/registry/tenant-credentials.ts';
 import { defaultSlotCount } from './slots.ts';
-import { HostCapacity, ObservedSlotPool } from './placement/capacity.ts';
+import { HostCapacity, ObservedSlotPool, observeImages } from './placement/capacity.ts';
 import { JobFeeder } from './placement/job-feeder.ts';
 import { prepareStateDir } from './state-dir.ts';
 import { ensureOpenFilesLimit } from './open-files-limit.ts';
@@ -113,7 +113,7 @@ async function main(): Promise<void> {
   });
   await images.warmUp(); // the unpack threads start now, not on the first pull
   const tenantCredentials = new TenantCredentials(env.SBX_TENANT_DOCKER_CONFIG_DIR);
-  const runner = new JobRunner({ workerId, launchOptions, store, images, directory, slots, logger, metrics, tenantCredentials });
+  const runner = new JobRunner({ workerId, launchOptions, store, images: observeImages(images, capacity), directory, slots, logger, metrics, tenantCredentials });
   const feeder = new JobFeeder({
     workerId, connection: bullConnection, redis, keys, store, images, runner, capacity, registry, logger: logger.child({ component: 'placement' }),
     cacheAware: env.SBX_PLACEMENT_CACHE_AWARE, maxWaitMs: env.SBX_PLACEMENT_MAX_WAIT_MS, liveMs: heartbeatTtl,

@@ -1,14 +1,20 @@
 /**
- * What this host can take now: run slots and the memory budget (SBX_JOBS_MEMORY_BYTES) of the jobs
- * it holds. A job's limits.memoryBytes counts from the moment this worker keeps it until it ends; a
- * job that does not fit waits here (first come, first served) only when no other host has room.
+ * What this host can take now: run slots, image pulls, and the memory budget (SBX_JOBS_MEMORY_BYTES)
+ * of the jobs it holds. A job's limits.memoryBytes counts from the moment this worker keeps it until
+ * it ends; a job that does not fit waits here (first come, first served) only when no other host has
+ * room for it (choose-host.ts).
  *
  * Slots: the runner takes one once the job's image is ready (a pull holds none), so a job taken
- * while all slots are busy would wait here although another host may be idle. The gate therefore
- * counts the slots asked for (held or waited for, from the pool), the jobs whose image is cached
- * and that are about to ask (they ask within milliseconds, oldest first), and the jobs being
- * decided on; pulls in flight are bounded by SBX_PULL_CONCURRENCY beside that.
+ * while every slot is busy would wait here although another host may be idle. Each job held is in
+ * one phase: `acquiring` its image (cached: it asks for a slot within milliseconds; not cached: it
+ * pulls), `ready` (image acquired, about to ask), `asked` (holds or waits for a slot). A host takes
+ * another job only while the slots spoken for (asked + ready + acquiring a cached image + jobs being
+ * decided on) are fewer than its slots, fewer than SBX_PULL_CONCURRENCY distinct images are being
+ * pulled, and no job waits for memory. Phases move by what the runner does, matched by image
+ * reference and in order (observeImages, ObservedSlotPool).
  */
+import { parseImageReference } from '../../../core/src/image-ref.ts';
+import type { ImageStore } from '../images/image-store.ts';
 import { SlotPool } from '../slots.ts';
 
 /** The runner's SlotPool, telling the capacity gate whenever a slot is asked for or given back. */
@@ -33,6 +39,25 @@ export class ObservedSlotPool extends SlotPool {
   }
 }
 
+/** The image store as the runner sees it, telling `capacity` when a job's image is ready. */
+export function observeImages(images: ImageStore, capacity: HostCapacity): ImageStore {
+  return new Proxy(images, {
+    get(target, prop) {
+      if (prop === 'acquire') {
+        return async (reference: string, opts?: Parameters<ImageStore['acquire']>[1]) => {
+          try {
+            return await target.acquire(reference, opts);
+          } finally {
+            capacity.imageReady(reference);
+          }
+        };
+      }
+      const value = Reflect.get(target, prop, target) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
 /** A job this host keeps: its memory counts until release(). */
 export interface Hold {
   readonly memoryBytes: number;
@@ -41,15 +66,16 @@ export interface Hold {
 
 export interface CapacitySnapshot {
   slotsTotal: number;
-  /** Slots neither held, waited for, nor about to be asked for. */
+  /** Slots a new job could have now (0 while this host takes none: pulls or memory at their bound). */
   slotsFree: number;
   memoryTotal: number;
   memoryFree: number;
 }
 
 interface HoldState extends Hold {
-  /** Cached image, slot not asked for yet. */
-  aboutToAsk: boolean;
+  image: string;
+  imageCached: boolean;
+  phase: 'acquiring' | 'ready' | 'asked';
 }
 
 export class HostCapacity {
@@ -67,7 +93,7 @@ export class HostCapacity {
     private readonly pullConcurrency: number,
   ) {
     slots.onChange = (event) => {
-      if (event === 'asked') this.firstAboutToAsk()?.let();
+      if (event === 'asked') this.advance('ready', 'asked');
       this.changed();
     };
   }
@@ -78,17 +104,21 @@ export class HostCapacity {
 
   /** Slots spoken for: asked of the pool, about to be asked, or for jobs being decided on. */
   private get slotDemand(): number {
-    return this.slots.asked + this.countAboutToAsk() + this.deciding;
+    let soon = 0;
+    for (const h of this.holds) if (h.phase === 'ready' || (h.phase === 'acquiring' && h.imageCached)) soon++;
+    return this.slots.asked + soon + this.deciding;
   }
 
-  /** Held jobs that neither asked for a slot nor are about to: pulling (or just finished). */
-  private get pulling(): number {
-    return Math.max(0, this.holds.size - this.slots.asked - this.countAboutToAsk());
+  /** Distinct images being pulled for the jobs held. */
+  private get pulls(): number {
+    const images = new Set<string>();
+    for (const h of this.holds) if (h.phase === 'acquiring' && !h.imageCached) images.add(h.image);
+    return images.size;
   }
 
   /** May this host take one more job from a queue now? */
   canFetch(): boolean {
-    return this.slotDemand < this.slots.total && this.pulling < this.pullConcurrency && this.memoryQueue.length === 0 && this.reserved < this.memoryTotal;
+    return this.slotDemand < this.slots.total && this.pulls < this.pullConcurrency && this.memoryQueue.length === 0 && this.reserved < this.memoryTotal;
   }
 
   /** For a job being decided on: would it start at once here (a free slot, its memory free, nobody waiting before it)? */
@@ -97,10 +127,11 @@ export class HostCapacity {
   }
 
   snapshot(): CapacitySnapshot {
-    return { slotsTotal: this.slots.total, slotsFree: Math.max(0, this.slots.total - this.slotDemand), memoryTotal: this.memoryTotal, memoryFree: this.memoryFree };
+    const slotsFree = this.canFetch() ? this.slots.total - this.slotDemand : 0;
+    return { slotsTotal: this.slots.total, slotsFree, memoryTotal: this.memoryTotal, memoryFree: this.memoryFree };
   }
 
-  /** A job fetched, not decided on yet: it counts as slot demand until decided() (so the gate closes at once). */
+  /** A job fetched, not decided on yet: it counts as slot demand until the returned function is called. */
   startDeciding(): () => void {
     this.deciding++;
     let done = false;
@@ -112,11 +143,17 @@ export class HostCapacity {
     };
   }
 
+  /** The runner acquired `reference` for one of the jobs held (observeImages). */
+  imageReady(reference: string): void {
+    this.advance('acquiring', 'ready', canonical(reference));
+    this.changed();
+  }
+
   /**
-   * Keep a job of `memoryBytes` (<= memoryTotal): resolves once its memory is reserved, at once if it
-   * fits, else after the jobs before it released enough. `imageCached`: it will ask for a slot at once.
+   * Keep a job of `memoryBytes` (<= memoryTotal) for `image`: resolves once its memory is reserved, at
+   * once if it fits, else after the jobs before it released enough.
    */
-  async hold(memoryBytes: number, imageCached: boolean): Promise<Hold> {
+  async hold(memoryBytes: number, image: string, imageCached: boolean): Promise<Hold> {
     if (memoryBytes > this.memoryTotal) throw new Error(`a job of ${memoryBytes} bytes can never fit ${this.memoryTotal}`);
     if (this.memoryQueue.length > 0 || this.reserved + memoryBytes > this.memoryTotal) {
       await new Promise<void>((go) => {
@@ -129,11 +166,12 @@ export class HostCapacity {
     let released = false;
     const hold: HoldState = {
       memoryBytes,
-      aboutToAsk: imageCached,
+      image: canonical(image),
+      imageCached,
+      phase: 'acquiring',
       release: () => {
         if (released) return;
         released = true;
-        hold.aboutToAsk = false;
         this.holds.delete(hold);
         this.reserved -= memoryBytes;
         this.admitWaiting();
@@ -145,7 +183,7 @@ export class HostCapacity {
     return hold;
   }
 
-  /** Resolves at the next change (a job kept or released, a slot asked for or given back), or when `signal` aborts. */
+  /** Resolves at the next change (a job kept or released, an image ready, a slot asked for or given back), or when `signal` aborts. */
   nextChange(signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve();
@@ -158,6 +196,16 @@ export class HostCapacity {
     });
   }
 
+  /** The oldest hold in phase `from` (for `image`, if given) moves to `to`. */
+  private advance(from: HoldState['phase'], to: HoldState['phase'], image?: string): void {
+    for (const h of this.holds) {
+      if (h.phase === from && (image === undefined || h.image === image)) {
+        h.phase = to;
+        return;
+      }
+    }
+  }
+
   private admitWaiting(): void {
     while (this.memoryQueue.length > 0 && this.reserved + this.memoryQueue[0]!.bytes <= this.memoryTotal) {
       const next = this.memoryQueue.shift()!;
@@ -166,21 +214,18 @@ export class HostCapacity {
     }
   }
 
-  private countAboutToAsk(): number {
-    let n = 0;
-    for (const h of this.holds) if (h.aboutToAsk) n++;
-    return n;
-  }
-
-  private firstAboutToAsk(): { let(): void } | null {
-    for (const h of this.holds) if (h.aboutToAsk) return { let: () => (h.aboutToAsk = false) };
-    return null;
-  }
-
   private changed(): void {
     const wakers = this.wakers;
     this.wakers = [];
     for (const wake of wakers) wake();
     this.onChange();
+  }
+}
+
+function canonical(reference: string): string {
+  try {
+    return parseImageReference(reference).canonical;
+  } catch {
+    return reference;
   }
 }

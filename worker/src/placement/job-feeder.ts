@@ -195,7 +195,7 @@ export class JobFeeder {
     }
 
     // Run here: its memory counts from now (waiting, first come first served, if it does not fit yet).
-    const holding = o.capacity.hold(memoryBytes, imageCached);
+    const holding = o.capacity.hold(memoryBytes, image, imageCached);
     decided();
     const hold = await this.keepingLock(job, token, holding);
     void this.complete(job, token);

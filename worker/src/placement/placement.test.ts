@@ -48,36 +48,45 @@ test('memory above this host\'s whole budget: to a host whose budget fits (even 
   assert.deepEqual(chooseHost({ ...big, hosts: [] }), { action: 'fail', largestBudget: 1024 * MiB });
 });
 
-test('the gate: no fetch while every slot is spoken for or memory is full; pulls hold no slot', async () => {
+test('the gate: no fetch while every slot is spoken for, pulls are at their bound, or memory is full', async () => {
   const slots = new ObservedSlotPool(2);
   const cap = new HostCapacity(slots, 300 * MiB, 1);
   assert.ok(cap.canFetch());
-  const a = await cap.hold(100 * MiB, true); // cached: about to ask for a slot
-  const b = await cap.hold(100 * MiB, true);
+  const a = await cap.hold(100 * MiB, 'r/x:1', true); // cached: about to ask for a slot
+  const b = await cap.hold(100 * MiB, 'r/x:1', true);
   assert.equal(cap.canFetch(), false, 'both slots are spoken for before the jobs asked');
   assert.equal(cap.snapshot().slotsFree, 0);
+  cap.imageReady('r/x:1');
+  cap.imageReady('r/x:1');
   const sa = await slots.take();
   const sb = await slots.take();
   assert.equal(cap.canFetch(), false);
   slots.give(sa);
   a.release();
   assert.ok(cap.canFetch());
-  const pull = await cap.hold(100 * MiB, false); // pulling: no slot asked yet, but pulls are bounded (1)
-  assert.equal(cap.canFetch(), false);
-  // Memory: 200 MiB held of 300; a 150 MiB job waits for it, and nothing is fetched meanwhile.
+  // A pull holds no slot, but pulls are bounded (1 here): a second job of the same image shares it.
+  const pull = await cap.hold(10 * MiB, 'r/y:1', false);
+  assert.equal(cap.canFetch(), false, 'one pull in flight of at most 1');
+  assert.equal(cap.snapshot().slotsFree, 0, 'a host that takes nothing tells others it has no room');
+  cap.imageReady('r/y:1');
+  assert.equal(cap.canFetch(), false, 'the pulled job now speaks for the last slot');
+  const sp = await slots.take();
+  slots.give(sp);
+  pull.release();
+  // Memory: 100 MiB held of 300; a 250 MiB job waits for it, and nothing is fetched meanwhile.
   let got = false;
-  const waiting = cap.hold(150 * MiB, true).then((h) => ((got = true), h));
+  const waiting = cap.hold(250 * MiB, 'r/x:1', true).then((h) => ((got = true), h));
   await new Promise((r) => setImmediate(r));
   assert.equal(got, false);
+  assert.equal(cap.canFetch(), false);
   assert.equal(cap.startsNow(10 * MiB), false, 'a job waits for memory before it');
   b.release();
   slots.give(sb);
   const c = await waiting;
-  assert.equal(cap.memoryFree, 300 * MiB - 250 * MiB);
+  assert.equal(cap.memoryFree, 50 * MiB);
   c.release();
-  pull.release();
   assert.equal(cap.memoryFree, 300 * MiB);
-  await assert.rejects(cap.hold(301 * MiB, false), /can never fit/);
+  await assert.rejects(cap.hold(301 * MiB, 'r/x:1', false), /can never fit/);
 });
 
 let redis: RunningRedis;

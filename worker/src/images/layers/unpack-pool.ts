@@ -104,6 +104,11 @@ class PooledWorker {
   /** Runs one job; resolves when the worker has finished with the directory, whatever the outcome. */
   async run(source: Readable, job: UnpackJob): Promise<UnpackResult> {
     this.worker.ref();
+    // A worker still loading its code (seconds under tsx on a busy host) is not stalled: the
+    // watchdog's clock starts once it is ready.
+    await this.ready;
+    if (this.dead) throw new Error('unpack worker exited while it started');
+    this.lastHeard = Date.now();
     const jobId = nextJobId++;
     let unacked = 0;
     let final: WorkerReply | null = null;

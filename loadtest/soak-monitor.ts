@@ -2,7 +2,7 @@
  * The soak's sampler and judge (loadtest/run.ts soak; also on its own, below). Every `intervalMs`
  * (10 s) it records the RSS of the API and worker processes (/proc/<pid>/status VmRSS), Redis's
  * `used_memory`, its key count and the keys by kind (SCAN, ids replaced by `*`), and the longest TTL
- * left on a job's state key (≈ the stack's SBX_JOB_TTL_SECONDS: retention). judgeSoak() then says:
+ * left on a finished job's state key (≈ the stack's SBX_JOB_TTL_SECONDS: retention). judgeSoak() then says:
  *   - every process stayed the same process (a restart would hide a leak and lose jobs);
  *   - API and worker RSS flat: the median of the last `windowS` (2 min) at most `tolerance` (10 %)
  *     above the median of the first `windowS` after `warmupS` (2 min: JIT, heaps grown to their
@@ -59,6 +59,8 @@ export function keyKind(key: string): string {
     .replace(/^(\{[^}]+\}:jobs\.host\.)[^:]+/, '$1*')
     .replace(/^(\{[^}]+\}:\w+:)(?:\d+|j_[0-9A-Za-z]+)(:\w+)?$/, '$1*$2');
 }
+
+const FINAL = new Set(['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error']);
 
 export class SoakMonitor {
   readonly samples: Sample[] = [];
@@ -119,11 +121,12 @@ export class SoakMonitor {
         byKind[kind] = (byKind[kind] ?? 0) + 1;
         if (!kind.includes('{job:*}')) shared.push(key);
       }
-      // The TTL of a few job states per batch: the longest is (about) the configured retention.
-      const states = batch.filter((k) => k.endsWith(':state')).slice(0, 5);
-      if (states.length) {
-        const ttls = await Promise.all(states.map((k) => this.redis.ttl(k)));
-        for (const ttl of ttls) if (ttl > 0) jobTtlMaxS = Math.max(jobTtlMaxS ?? 0, ttl);
+      // The TTL of a few finished jobs' states per batch: the longest is (about) the configured
+      // retention (a queued or running job's record has a longer TTL until it ends).
+      const states = batch.filter((k) => k.endsWith(':state')).slice(0, 8);
+      for (const k of states) {
+        const [status, ttl] = await Promise.all([this.redis.hget(k, 'status'), this.redis.ttl(k)]);
+        if (status && FINAL.has(status) && ttl > 0) jobTtlMaxS = Math.max(jobTtlMaxS ?? 0, ttl);
       }
     } while (cursor !== '0');
     return { usedMemory, keys, byKind, jobTtlMaxS, sizes: await this.sizes(shared) };
@@ -186,7 +189,7 @@ export function judgeSoak(samples: Sample[], opts: { warmupS?: number; windowS?:
   say(redisMissing === 0, `redis: answered every sample (${redisMissing} missed)`);
   const ttls = samples.map((s) => s.redis?.jobTtlMaxS).filter((v): v is number => typeof v === 'number');
   const retentionS = ttls.length ? Math.max(...ttls) : null;
-  say(retentionS !== null && retentionS <= warmupS, `redis: retention ${retentionS ?? '?'} s (longest TTL on a job's state) within the ${warmupS} s warm-up, so jobs expire during the run${retentionS !== null && retentionS > warmupS ? ': start the stack with a short SBX_JOB_TTL_SECONDS (60)' : ''}`);
+  say(retentionS !== null && retentionS <= warmupS, `redis: retention ${retentionS ?? '?'} s (longest TTL on a finished job's state) within the ${warmupS} s warm-up, so jobs expire during the run${retentionS !== null && retentionS > warmupS ? ': start the stack with a short SBX_JOB_TTL_SECONDS (60)' : ''}`);
   flat('redis used_memory', (s) => s.redis?.usedMemory, mib);
   flat('redis keys', (s) => s.redis?.keys, (v) => String(Math.round(v)));
   // One key can grow while the key count stays flat (an index nobody trims): each shared key holding

@@ -115,8 +115,8 @@ const PHASES: [string, string, string][] = [
   ['JS launch() -> native launch', 'jsStart', 'launch'],
   ['plan: spec -> mount program, init config, cgroup plan', 'launch', 'planned'],
   ['pipes, sync socket, pooled net namespace', 'planned', 'fdsOpen'],
-  ['clone3 (CLONE_NEWPID)', 'fdsOpen', 'cloned'],
-  ['[JS thread] cgroups mkdir + limits, send G + config', 'cloned', 'goSent'],
+  ['clone3 (CLONE_NEWPID) (pooled: -)', 'fdsOpen', 'cloned'],
+  ['[JS thread] cgroups mkdir + limits (pooled: rename + limits), send G + config', 'cloned', 'goSent'],
   ['[child] clone -> child runs', 'cloned', 'childStart'],
   ['[child] unshare mnt/uts/ipc, setns net, reset signals', 'childStart', 'unshared'],
   ['[child] mount program (overlay, idmap, /proc, /dev, /sys, masks)', 'unshared', 'mounted'],
@@ -125,6 +125,7 @@ const PHASES: [string, string, string][] = [
   ['[child] unshare cgroup ns + pivot_root', 'joined', 'pivoted'],
   ['[child] hostname, fds', 'pivoted', 'execInit'],
   ['execveat sbx-init (memfd, static)', 'execInit', 'initStart'],
+  ['[pooled] job message sent -> received by the waiting sbx-init', 'cloned', 'initStart'],
   ['[pooled init] job message -> job mounts, pivot_root, hostname done', 'initStart', 'initJobMounted'],
   ['[init] read config', 'initStart', 'initConfig'],
   ['[init] oom score, rlimits, setns userns, caps, creds, prctls', 'initConfig', 'initDropped'],
@@ -156,7 +157,8 @@ async function phasesMode(rootfs: string, parent: string, n: number, seq: { i: n
   // the native call is measured by placing `launch` at (total - native span) for the tail.
   const out: Record<string, number> = {};
   for (const [label, from, to] of PHASES) {
-    const ds = samples.filter((p) => p[from] !== undefined && p[to] !== undefined).map((p) => {
+    const pooledOnly = label.startsWith('[pooled');
+    const ds = samples.filter((p) => p[from] !== undefined && p[to] !== undefined && (!pooledOnly || p.initJobMounted !== undefined)).map((p) => {
       if (from === 'jsStart' && to === 'launch') return NaN;
       if (from === 'cgroupRemoved' && to === 'jsEnd') return NaN;
       return p[to]! - p[from]!;

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <deque>
 #include <map>
 
 #include "jobmsg.h"
@@ -23,9 +24,13 @@ namespace {
 
 constexpr size_t kStackSize = 256 * 1024;
 constexpr int kMaxFailures = 3;
+// Per (slot, options): two, so that a slot's jobs arriving back to back find one ready while the
+// one made after the previous launch is still being prepared.
+constexpr size_t kDepth = 2;
 
-std::map<std::string, std::unique_ptr<Zygote>>& pool() {
-  static auto* p = new std::map<std::string, std::unique_ptr<Zygote>>();
+using Queue = std::deque<std::unique_ptr<Zygote>>;
+std::map<std::string, Queue>& pool() {
+  static auto* p = new std::map<std::string, Queue>();
   return *p;
 }
 std::map<std::string, int> gFailures;  // consecutive creation failures per key
@@ -171,9 +176,9 @@ bool readStatus(Zygote& z) {
 
 std::unique_ptr<Zygote> take(const std::string& k) {
   auto it = pool().find(k);
-  if (it == pool().end()) return nullptr;
-  std::unique_ptr<Zygote> z = std::move(it->second);
-  pool().erase(it);
+  if (it == pool().end() || it->second.empty()) return nullptr;
+  std::unique_ptr<Zygote> z = std::move(it->second.front());  // the oldest: the most likely ready
+  it->second.pop_front();
   if (alive(*z) && readStatus(*z)) return z;
   discard(std::move(z));  // died (its setup failed, or someone killed it): the direct path
   return nullptr;
@@ -181,15 +186,17 @@ std::unique_ptr<Zygote> take(const std::string& k) {
 
 void refill(const cgroup::Host& h, const spec::Options& o, uint32_t slot, int initFd) {
   std::string k = key(o, slot);
-  if (pool().count(k) || gFailures[k] >= kMaxFailures) return;
-  std::unique_ptr<Zygote> z;
-  Error err;
-  if (!create(h, o, slot, initFd, z, err)) {
-    gFailures[k]++;
-    return;
+  Queue& q = pool()[k];
+  while (q.size() < kDepth && gFailures[k] < kMaxFailures) {
+    std::unique_ptr<Zygote> z;
+    Error err;
+    if (!create(h, o, slot, initFd, z, err)) {
+      gFailures[k]++;
+      return;
+    }
+    gFailures[k] = 0;
+    q.push_back(std::move(z));
   }
-  gFailures[k] = 0;
-  pool()[k] = std::move(z);
 }
 
 void discard(std::unique_ptr<Zygote> z) {
@@ -206,23 +213,29 @@ void discard(std::unique_ptr<Zygote> z) {
 
 int closeAll() {
   int n = 0;
-  while (!pool().empty()) {
-    auto it = pool().begin();
-    std::unique_ptr<Zygote> z = std::move(it->second);
-    pool().erase(it);
-    discard(std::move(z));
-    n++;
-  }
+  for (auto& [k, q] : pool())
+    while (!q.empty()) {
+      std::unique_ptr<Zygote> z = std::move(q.front());
+      q.pop_front();
+      discard(std::move(z));
+      n++;
+    }
+  pool().clear();
   return n;
 }
 
 std::set<std::string> groupDirs() {
   std::set<std::string> dirs;
-  for (const auto& [k, z] : pool()) dirs.insert(z->group.dirs.begin(), z->group.dirs.end());
+  for (const auto& [k, q] : pool())
+    for (const auto& z : q) dirs.insert(z->group.dirs.begin(), z->group.dirs.end());
   return dirs;
 }
 
-size_t count() { return pool().size(); }
+size_t count() {
+  size_t n = 0;
+  for (const auto& [k, q] : pool()) n += q.size();
+  return n;
+}
 
 bool encodeJob(const std::vector<mnt::Op>& ops, const spec::Spec& s, std::string& out) {
   using namespace jobmsg;

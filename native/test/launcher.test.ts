@@ -272,10 +272,18 @@ describe('launcher', () => {
       closePool();
       const first = await run(baseSpec([rootfs], { slot: 7 }), opts);
       assert.equal(first.exit.exitCode, 0);
-      assert.equal(poolSize(), 1);
-      const [pooledName] = pooledGroups(parent);
-      assert.ok(pooledName, 'a pool-<pid>-<n> group under the parent');
-      const [pooledPid] = await waitForPooledProcess(parent);
+      assert.equal(poolSize(), 2, 'two made ahead for slot 7');
+      // the oldest (lowest n) is the one the next launch takes
+      const names = pooledGroups(parent).sort((a, b) => Number(a.split('-')[2]) - Number(b.split('-')[2]));
+      assert.equal(names.length, 2, 'pool-<pid>-<n> groups under the parent');
+      const pooledName = names[0]!;
+      assert.equal((await waitForPooledProcess(parent)).length >= 1, true);
+      const pidsDir = cgroupDirs(parent).find((d) => fs.existsSync(path.join(d, pooledName, 'cgroup.procs')))!;
+      let pooledPid = 0;
+      for (let i = 0; i < 200 && !pooledPid; i++) {
+        pooledPid = Number(fs.readFileSync(path.join(pidsDir, pooledName, 'cgroup.procs'), 'utf8').trim().split('\n')[0] || 0);
+        if (!pooledPid) await new Promise((r) => setTimeout(r, 10));
+      }
       assert.ok(pooledPid, 'its pid 1 is in that group');
       assert.equal(fs.readFileSync(`/proc/${pooledPid}/comm`, 'utf8').trim(), 'sbx-init');
       const spec = baseSpec([rootfs], { slot: 7, argv: ['sleep', '30'] });
@@ -284,13 +292,13 @@ describe('launcher', () => {
         assert.equal(j.pid, pooledPid, 'the job\'s pid 1 is the pooled setup');
         assertJobCgroups(j.pid, parent, spec.id); // renamed to the job's name
         assert.ok(!pooledGroups(parent).includes(pooledName), 'the pooled name is gone');
-        assert.equal(poolSize(), 1, 'the next one for slot 7 is made');
+        assert.equal(poolSize(), 2, 'the next one for slot 7 is made');
       } finally {
         j.kill();
         await j.exited;
       }
       assertNoLeftovers(spec.id);
-      assert.equal(closePool(), 1);
+      assert.equal(closePool(), 2);
       assert.equal(poolSize(), 0);
       assert.deepEqual(pooledGroups(parent), [], 'closePool() removes the groups');
       assert.deepEqual(processesIn(parent, { pooled: true }), [], 'and the processes');
@@ -313,7 +321,7 @@ describe('launcher', () => {
         try {
           const { stdout } = await promisify(execFile)(process.execPath,
             ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures', 'pool-exit-launcher.ts'), rootfs, p, how]);
-          assert.deepEqual(JSON.parse(stdout.trim()), { pool: 1 }, 'it had one pooled setup');
+          assert.deepEqual(JSON.parse(stdout.trim()), { pool: 2 }, 'it had pooled setups');
           assert.deepEqual(processesIn(p, { pooled: true }), [], 'pooled setup processes left');
           assert.deepEqual(pooledGroups(p), [], 'pooled setup groups left');
         } finally {

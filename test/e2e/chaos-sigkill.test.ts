@@ -82,8 +82,14 @@ after(async () => {
   for (const h of hosts) await rm(h.stateDir, { recursive: true, force: true });
 });
 
-function startHost(id: string, stateDir: string): Promise<ManagedProcess> {
-  return stack.startWorker({ SBX_WORKER_ID: id, SBX_STATE_DIR: stateDir, SBX_WORKER_METRICS_PORT: '0', SBX_LOG_LEVEL: 'info' });
+/** Worker process → its metrics port (logged at start; read once, before the log buffer can drop it). */
+const metricsPorts = new WeakMap<ManagedProcess, number>();
+
+async function startHost(id: string, stateDir: string): Promise<ManagedProcess> {
+  const p = await stack.startWorker({ SBX_WORKER_ID: id, SBX_STATE_DIR: stateDir, SBX_WORKER_METRICS_PORT: '0', SBX_LOG_LEVEL: 'info' });
+  await waitUntil(async () => /"port":\d+[^\n]*worker metrics listening/.test(p.log()), 10_000, `${id} to log its metrics port`);
+  metricsPorts.set(p, Number(/"port":(\d+)[^\n]*worker metrics listening/.exec(p.log())![1]));
+  return p;
 }
 
 const restartMs: number[] = [];
@@ -127,8 +133,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20
 
 /** The worker's own count of image acquisitions (cache hits and pulls), from its metrics port. */
 async function acquisitions(host: Host): Promise<number> {
-  const port = /"port":(\d+)[^\n]*worker metrics listening/.exec(host.process.log())?.[1];
-  if (!port) return -1;
+  const port = metricsPorts.get(host.process);
   const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
   return [...text.matchAll(/^sbx_image_pulls_total\{[^}]*result="(?:hit|pulled)"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
 }

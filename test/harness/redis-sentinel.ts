@@ -15,20 +15,34 @@ const execFileP = promisify(execFile);
 export interface RunningRedisSentinel {
   sentinels: string[];
   masterName: string;
+  /** Sentinel promotes the replica (startRedisSentinel's `replicas`) and demotes the master; resolves once it names the new one. */
+  failover(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startRedisSentinel(masterName = 'sbxmaster'): Promise<RunningRedisSentinel> {
+/** `replicas`: replicas of the master, in sync before the Sentinel starts (so it knows them at once): a failover needs one. */
+export async function startRedisSentinel(masterName = 'sbxmaster', opts: { replicas?: number } = {}): Promise<RunningRedisSentinel> {
   const master = await startRedis();
+  const replicas: RunningRedis[] = [];
   try {
-    return await onFreePort((port) => startSentinelOn(port, master, masterName));
+    for (let i = 0; i < (opts.replicas ?? 0); i++) replicas.push(await startReplica(master));
+    return await onFreePort((port) => startSentinelOn(port, master, masterName, replicas));
   } catch (e) {
+    for (const r of replicas) await r.stop();
     await master.stop();
     throw e;
   }
 }
 
-async function startSentinelOn(port: number, master: RunningRedis, masterName: string): Promise<RunningRedisSentinel> {
+async function startReplica(master: RunningRedis): Promise<RunningRedis> {
+  const replica = await startRedis();
+  const c = replica.client();
+  await c.call('REPLICAOF', '127.0.0.1', String(master.port));
+  await waitUntil(async () => /master_link_status:up/.test(await c.info('replication')), 10_000, 'the replica to sync');
+  return replica;
+}
+
+async function startSentinelOn(port: number, master: RunningRedis, masterName: string, replicas: RunningRedis[] = []): Promise<RunningRedisSentinel> {
   const dir = await mkdtemp(join(tmpdir(), 'sbx-sentinel-'));
   const conf = join(dir, 'sentinel.conf');
   await writeFile(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${masterName} 127.0.0.1 ${master.port} 1`, ''].join('\n'));
@@ -49,9 +63,17 @@ async function startSentinelOn(port: number, master: RunningRedis, masterName: s
     );
     const stop = async () => {
       await stopSentinel();
+      for (const r of replicas) await r.stop();
       await master.stop();
     };
-    return { sentinels: [`127.0.0.1:${port}`], masterName, stop };
+    const masterPort = async () => (await execFileP('redis-cli', ['-p', String(port), 'sentinel', 'get-master-addr-by-name', masterName])).stdout.trim().split('\n')[1];
+    const failover = async () => {
+      const before = await masterPort();
+      // The Sentinel learns of replicas from the master's INFO: wait until it can promote one.
+      await waitUntil(async () => !(await execFileP('redis-cli', ['-p', String(port), 'sentinel', 'failover', masterName])).stdout.includes('NOGOODSLAVE'), 15_000, 'the sentinel to accept a failover');
+      await waitUntil(async () => (await masterPort()) !== before, 15_000, 'the sentinel to name the new master');
+    };
+    return { sentinels: [`127.0.0.1:${port}`], masterName, failover, stop };
   } catch (e) {
     await stopSentinel();
     throw e;

@@ -44,11 +44,11 @@ export interface Stack {
 /** `egressAllow`: more SBX_EGRESS_ALLOW entries for the workers, beside this stack's own registry. */
 /** `dist`: run the API and the workers from this production build (`npm run build`) with plain node, no tsx. */
 /** `bindAddress`: an address of this machine (a test bridge's: hosts.ts) where standalone Redis listens too and the registry listens instead of loopback (the images are named after it; it is an insecure registry to the workers). */
-export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string } = {}): Promise<Stack> {
+export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean | { replicas: number }; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
   const cluster = opts.redisCluster ? await startRedisCluster() : null;
-  const sentinel = opts.redisSentinel ? await startRedisSentinel() : null;
+  const sentinel = opts.redisSentinel ? await startRedisSentinel('sbxmaster', typeof opts.redisSentinel === 'object' ? opts.redisSentinel : {}) : null;
   const standalone = cluster || sentinel ? null : await startRedis(opts.bindAddress ? { bind: [opts.bindAddress] } : {});
   const redis = (cluster ?? sentinel ?? standalone)!;
   const redisEnv: Record<string, string> = cluster

@@ -14,7 +14,9 @@
  *    "ratio_zstd":..,"warm_ms":..,"phases":[..]?}
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { startRegistry } from '../../test/harness/registry.ts';
@@ -81,31 +83,47 @@ function variants(args: Args): Variant[] {
   return list;
 }
 
+/** CPU seconds (user + system) of this process (all its threads) and of its waited-for children. */
+function cpuSeconds(): { self: number; children: number } {
+  const fields = readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /, '').split(' ');
+  const tick = 100; // USER_HZ
+  const usage = process.cpuUsage();
+  return { self: (usage.user + usage.system) / 1e6, children: (Number(fields[13]) + Number(fields[14])) / tick };
+}
+
+interface Timing {
+  wall: number;
+  /** CPU seconds the tool used (sbx: this process; the peers: their processes). Not the registry's. */
+  cpu: number;
+}
+
 // Outputs are kept until the variant is done: on ext4, creating inodes right after deleting many is
 // several times slower (ext4's recently_deleted() scan), which would punish whoever runs next.
 
-async function timeSbx(workDir: string, ref: string): Promise<number> {
+async function timeSbx(workDir: string, ref: string): Promise<Timing> {
   const root = await mkdtemp(join(workDir, 'sbx-'));
   const store = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS }); // the bench registry is on loopback
   try {
     await run('sync');
+    const cpu = cpuSeconds().self;
     const started = performance.now();
     const image = await store.acquire(ref);
     const seconds = (performance.now() - started) / 1000;
     if (!image.pulled) throw new Error('expected a cold pull');
-    return seconds;
+    return { wall: seconds, cpu: cpuSeconds().self - cpu };
   } finally {
     await store.close();
   }
 }
 
-async function timeSkopeoUmoci(umoci: string, workDir: string, host: string, repo: string): Promise<number> {
+async function timeSkopeoUmoci(umoci: string, workDir: string, host: string, repo: string): Promise<Timing> {
   const dir = await mkdtemp(join(workDir, 'skopeo-umoci-'));
   await run('sync');
+  const cpu = cpuSeconds().children;
   const started = performance.now();
   await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${host}/${repo}:latest`, `oci:${join(dir, 'oci')}:latest`], { maxBuffer: 1 << 24 });
   await run(umoci, ['unpack', '--image', `${join(dir, 'oci')}:latest`, join(dir, 'bundle')], { maxBuffer: 1 << 24 });
-  return (performance.now() - started) / 1000;
+  return { wall: (performance.now() - started) / 1000, cpu: cpuSeconds().children - cpu };
 }
 
 async function warmLookupMs(workDir: string, ref: string): Promise<number> {
@@ -133,17 +151,19 @@ interface VariantResult {
   bytes: number;
   unpackedBytes: number;
   files: number;
-  sbx: { median_s: number; runs: number[] };
-  skopeo_umoci: { median_s: number; runs: number[] };
+  sbx: { median_s: number; runs: number[]; cpu_s: number };
+  skopeo_umoci: { median_s: number; runs: number[]; cpu_s: number };
   ratio: number;
+  /** Median CPU seconds sbx / peers: what a busy host shows better than wall time. */
+  cpu_ratio: number;
 }
 
 const round = (x: number, digits = 3) => Number(x.toFixed(digits));
 
 async function compare(opts: { variant: Variant; large: LargeImage; ref: string; host: string; repo: string; umoci: string; runs: number; workDir: string; log: (l: string) => void }): Promise<VariantResult> {
   const { variant, large } = opts;
-  const sbx: number[] = [];
-  const other: number[] = [];
+  const sbx: Timing[] = [];
+  const other: Timing[] = [];
   for (let i = 0; i < opts.runs; i++) {
     // Alternate which goes first so neither always inherits the other's page-cache state.
     if (i % 2 === 0) {
@@ -153,7 +173,7 @@ async function compare(opts: { variant: Variant; large: LargeImage; ref: string;
       other.push(await timeSkopeoUmoci(opts.umoci, opts.workDir, opts.host, opts.repo));
       sbx.push(await timeSbx(opts.workDir, opts.ref));
     }
-    opts.log(`  ${variant.name} run ${i + 1}: sbx ${sbx[i]!.toFixed(2)} s, skopeo+umoci ${other[i]!.toFixed(2)} s`);
+    opts.log(`  ${variant.name} run ${i + 1}: sbx ${sbx[i]!.wall.toFixed(2)} s (cpu ${sbx[i]!.cpu.toFixed(2)} s), skopeo+umoci ${other[i]!.wall.toFixed(2)} s (cpu ${other[i]!.cpu.toFixed(2)} s)`);
   }
   return {
     name: variant.name,
@@ -162,16 +182,22 @@ async function compare(opts: { variant: Variant; large: LargeImage; ref: string;
     bytes: large.bytes,
     unpackedBytes: large.unpackedBytes,
     files: large.files,
-    sbx: { median_s: round(median(sbx)), runs: sbx.map((x) => round(x)) },
-    skopeo_umoci: { median_s: round(median(other)), runs: other.map((x) => round(x)) },
-    ratio: round(median(sbx) / median(other)),
+    sbx: { median_s: round(median(sbx.map((t) => t.wall))), runs: sbx.map((t) => round(t.wall)), cpu_s: round(median(sbx.map((t) => t.cpu))) },
+    skopeo_umoci: { median_s: round(median(other.map((t) => t.wall))), runs: other.map((t) => round(t.wall)), cpu_s: round(median(other.map((t) => t.cpu))) },
+    ratio: round(median(sbx.map((t) => t.wall)) / median(other.map((t) => t.wall))),
+    cpu_ratio: round(median(sbx.map((t) => t.cpu)) / median(other.map((t) => t.cpu))),
   };
 }
 
 function table(results: VariantResult[]): string {
-  const lines = ['| image | layers | compressed MB | unpacked MB | entries | sbx s | skopeo+umoci s | ratio |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  const lines = [
+    '| image | layers | compressed MB | unpacked MB | entries | sbx s | skopeo+umoci s | ratio | sbx cpu s | peers cpu s | cpu ratio |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
   for (const r of results) {
-    lines.push(`| ${r.name} (${r.compression}) | ${r.layers} | ${(r.bytes / 1e6).toFixed(1)} | ${(r.unpackedBytes / 1e6).toFixed(1)} | ${r.files} | ${r.sbx.median_s.toFixed(2)} | ${r.skopeo_umoci.median_s.toFixed(2)} | ${r.ratio.toFixed(3)} |`);
+    lines.push(
+      `| ${r.name} (${r.compression}) | ${r.layers} | ${(r.bytes / 1e6).toFixed(1)} | ${(r.unpackedBytes / 1e6).toFixed(1)} | ${r.files} | ${r.sbx.median_s.toFixed(2)} | ${r.skopeo_umoci.median_s.toFixed(2)} | ${r.ratio.toFixed(3)} | ${r.sbx.cpu_s.toFixed(2)} | ${r.skopeo_umoci.cpu_s.toFixed(2)} | ${r.cpu_ratio.toFixed(3)} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -213,13 +239,16 @@ async function main(): Promise<void> {
     log(table(results));
     const first = results[0]!;
     const zstd = results.find((r) => r.compression === 'zstd')!;
-    log(`bench image: gzip ratio ${first.ratio}, zstd ratio ${zstd.ratio}; warm lookup ${warm.toFixed(4)} ms`);
+    log(`bench image: gzip ratio ${first.ratio} (cpu ${first.cpu_ratio}), zstd ratio ${zstd.ratio} (cpu ${zstd.cpu_ratio}); warm lookup ${warm.toFixed(4)} ms; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     if (args.json) {
       const summary = {
         peer: { skopeo: skopeoVersion, umoci: umoci.version },
         images: results,
         ratio: first.ratio,
         ratio_zstd: zstd.ratio,
+        cpu_ratio: first.cpu_ratio,
+        cpu_ratio_zstd: zstd.cpu_ratio,
+        loadavg: loadavg().map((l) => round(l, 2)),
         sbx: first.sbx,
         skopeo_umoci: first.skopeo_umoci,
         warm_ms: round(warm, 4),

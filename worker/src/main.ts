@@ -11,7 +11,7 @@ import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-directory.ts';
-import { probeHost, protectSelf, sweep, type LaunchOptions } from '../../native/index.ts';
+import { closePool, probeHost, protectSelf, sweep, type LaunchOptions } from '../../native/index.ts';
 import { removeEmptyCgroupPath } from './cgroup-parent.ts';
 import { processAlive } from './process-alive.ts';
 import { listenForControl } from '../../core/src/control-messages.ts';
@@ -177,6 +177,7 @@ async function main(): Promise<void> {
     clearInterval(heartbeat);
     clearInterval(reaper);
     await directory.remove(workerId).catch(() => {});
+    closePool(); // the launcher's pre-made setups (their groups are in cgroupParent)
     removeEmptyCgroupPath(cgroupParent);
     await images.close();
     metricsServer?.close();

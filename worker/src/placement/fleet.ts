@@ -33,6 +33,8 @@ export function lookupKey(reference: string): string {
 export class FleetView {
   private published = new Set<string>();
   private pendingCapacity = false;
+  /** Recent look-ups by image, shared by the jobs decided on meanwhile (a burst of misses costs one round trip). */
+  private readonly recent = new Map<string, { at: number; view: Promise<{ hosts: HostRoom[]; holders: Set<string> }> }>();
 
   constructor(
     private readonly redis: RedisClient,
@@ -77,6 +79,19 @@ export class FleetView {
     if (add.length) await this.apply(add, []);
   }
 
+  /** look(), shared with the look-ups for the same image in the last `maxAgeMs`. */
+  lookShared(reference: string, maxAgeMs: number): Promise<{ hosts: HostRoom[]; holders: Set<string> }> {
+    const now = Date.now();
+    const key = lookupKey(reference);
+    const hit = this.recent.get(key);
+    if (hit && now - hit.at <= maxAgeMs) return hit.view;
+    if (this.recent.size > 1000) this.recent.clear();
+    const view = this.look(reference, now);
+    this.recent.set(key, { at: now, view });
+    view.catch(() => this.recent.delete(key));
+    return view;
+  }
+
   /** Publish the difference between the cache's images and what was published last. */
   async syncImages(cached: ReadonlyArray<{ image: string; digest: string }>, pending: ReadonlySet<string> = new Set()): Promise<void> {
     const now = new Set(cached.flatMap((c) => imageKeys(c.image, c.digest)));
@@ -87,14 +102,15 @@ export class FleetView {
   }
 
   private async apply(add: string[], remove: string[]): Promise<void> {
+    // Recorded first: concurrent callers do not send the same change again (a failure is mended by the next sync).
+    for (const k of add) this.published.add(k);
+    for (const k of remove) this.published.delete(k);
     const pipe = this.redis.pipeline();
     for (const k of add) pipe.sadd(this.keys.imageHolders(k), this.self);
     for (const k of remove) pipe.srem(this.keys.imageHolders(k), this.self);
     if (add.length) pipe.sadd(this.keys.workerHolds(this.self), ...add);
     if (remove.length) pipe.srem(this.keys.workerHolds(this.self), ...remove);
     await pipe.exec();
-    for (const k of add) this.published.add(k);
-    for (const k of remove) this.published.delete(k);
   }
 
   /** Live hosts other than this one with their room, and (given an image) which workers hold it. One round trip. */

@@ -43,6 +43,8 @@ export interface FeederOptions {
 }
 
 const LOCK_MS = 30_000;
+/** Jobs for one image decided on within this long share one look at the fleet. */
+const LOOK_SHARED_MS = 50;
 
 export class JobFeeder {
   private readonly fleet: FleetView;
@@ -178,7 +180,7 @@ export class JobFeeder {
     const imageCached = await this.isCached(image);
     const input = { memoryBytes, hops, imageCached, startsNow: o.capacity.startsNow(memoryBytes), memoryTotal: o.capacity.memoryTotal, cacheAware: o.cacheAware };
     let decision: Decision = { action: 'run' };
-    if (needsFleet(input)) decision = chooseHost({ ...input, ...(await this.fleet.look(image)) });
+    if (needsFleet(input)) decision = chooseHost({ ...input, ...(await this.fleet.lookShared(image, LOOK_SHARED_MS)) });
 
     if (decision.action === 'handoff') {
       await this.hostQueues.handOff(decision.to, { ...data, image, memoryBytes, hops: hops + 1, from: o.workerId, reason: decision.reason }, priority);

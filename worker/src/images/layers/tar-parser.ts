@@ -8,8 +8,8 @@
  * files as before: ustar (with prefix) and GNU headers, others rejected; checksum checked, all-zero
  * blocks skipped; base-256 numbers; GNU long names (L) and long link names (K); PAX `x` headers
  * (`path`, `linkpath`, `size`) merged over the last PAX `g` header; headers larger than 4 MiB
- * rejected; unknown type flags give type null; a directory's size is not skipped; a trailing
- * partial block or entry is an error. `SCHILY.xattr.*` values are read byte-exact from the raw PAX
+ * rejected; unknown type flags give type null; a trailing partial block or entry is an error. One
+ * difference: a directory entry with a non-zero size (tar-stream hung on it) is refused. `SCHILY.xattr.*` values are read byte-exact from the raw PAX
  * records (pax-xattrs.ts), global ones overridden by the entry's own.
  */
 import { paxXattrs, SCHILY_XATTR, type RawXattr } from './pax-xattrs.ts';
@@ -109,7 +109,7 @@ interface RawHeader {
 
 /** One header block; null for an all-zero (end of archive) block. Throws on a bad checksum or format. */
 function decodeHeader(block: Buffer): RawHeader | null {
-  let flag = block[156] === 0 ? 0 : block[156]! - 0x30;
+  const flag = block[156] === 0 ? 0 : block[156]! - 0x30;
   let name = decodeStr(block, 0, 100);
   const sum = checksum(block);
   if (sum === EMPTY_CHECKSUM) return null;
@@ -119,7 +119,8 @@ function decodeHeader(block: Buffer): RawHeader | null {
   } else if (!(block.compare(GNU, 0, 6, 257, 263) === 0 && block.compare(GNU_VERSION, 0, 2, 263, 265) === 0)) {
     throw new Error('Invalid tar header: unknown format.');
   }
-  if (flag === 0 && name && name[name.length - 1] === '/') flag = 5;
+  // tar-stream turns a type-0 entry named `dir/` into type flag 5 only after it has named the type:
+  // such an entry stays a 'file' (LayerWriter strips the slash). Kept so that layers mean the same.
   const mtime = decodeOct(block, 136, 12);
   return {
     name,
@@ -261,6 +262,9 @@ export class TarParser {
     }
     const pax = this.applyLongHeaders(header);
     if (typeof header.size !== 'number' || !(header.size >= 0)) throw this.fail('a layer is not a valid tar archive (Invalid header)');
+    // tar-stream never finished such an archive (it waited for the directory's data forever), and
+    // tools disagree on whether that data is skipped or read as headers: ambiguous, so refused.
+    if (header.type === 'directory' && header.size > 0) throw this.fail(`directory entry ${JSON.stringify(header.name)} has ${header.size} bytes of data`);
     const entry: ParsedEntry = {
       name: header.name,
       type: header.type,
@@ -274,7 +278,7 @@ export class TarParser {
       xattrs: this.takeXattrs(header.name, pax),
     };
     this.sink = this.onEntry(entry);
-    if (header.size === 0 || header.type === 'directory') {
+    if (header.size === 0) {
       this.endEntry(false);
       return;
     }

@@ -227,6 +227,7 @@ async function curve() {
     await warmUp();
     for (const workers of workerCounts) {
       while (stack.workers.length < workers) await stack.startWorker();
+      await meter.close(); // the new meter counts every worker process
       meterFor(stack);
       for (const concurrency of levels) {
         const t = await throughput(concurrency, seconds);

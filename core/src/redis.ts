@@ -15,13 +15,16 @@ function hostPort(s: string): { host: string; port: number } {
 
 /**
  * A new connection. `purpose` names it in CLIENT LIST. BullMQ needs maxRetriesPerRequest: null on
- * its connections; everyone else fails fast when Redis is down so the API can answer 503.
+ * its connections; so does the worker's (`waitWhileDown`): what it records about a job it holds
+ * (claim, start, end) waits for Redis to be back (a restart, a failover) rather than failing, which
+ * would leave the job non-final with a live worker nobody settles. Everyone else (the API) fails
+ * fast when Redis is down so it can answer 503.
  */
-export function connectRedis(env: Env, purpose: string, opts: { forBullMQ?: boolean } = {}): RedisClient {
+export function connectRedis(env: Env, purpose: string, opts: { forBullMQ?: boolean; waitWhileDown?: boolean } = {}): RedisClient {
   const url = new URL(env.SBX_REDIS_URL);
   const base: RedisOptions = {
     connectionName: `sbx-${purpose}`,
-    maxRetriesPerRequest: opts.forBullMQ ? null : 2,
+    maxRetriesPerRequest: opts.forBullMQ || opts.waitWhileDown ? null : 2,
     enableOfflineQueue: true,
     lazyConnect: false,
     password: url.password ? decodeURIComponent(url.password) : undefined,

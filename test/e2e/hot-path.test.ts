@@ -3,7 +3,7 @@
  * redis-server (issue 13: round trips per job). Counts, not timings: what each process sends for a job.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { waitUntil } from '../harness/redis.ts';
 import { useStack } from '../harness/use-stack.ts';
@@ -40,31 +40,38 @@ async function trace<T>(url: string, work: () => Promise<T>, settleMs = 300): Pr
 }
 
 describe('the Redis commands of a ?wait=true job', () => {
-  test('the API waits through its inbox (no SUBSCRIBE/UNSUBSCRIBE per job) and reads the end in one pipeline; the worker reads the job once', async () => {
+  let id = '';
+  let commands: Traced[] = [];
+  const of = (client: string) => commands.filter((c) => c.client === client);
+  const onJob = (c: Traced) => c.args.some((a) => a.includes(id));
+
+  before(async () => {
     const image = e2e.stack.images.busybox;
     const url = e2e.stack.env.SBX_REDIS_URL!;
     const probe = new Redis(url);
-    try {
-      await waitUntil(async () => ((await probe.pubsub('CHANNELS', '*:inbox')) as string[]).length > 0, 10_000, "the API's inbox subscription");
-    } finally {
-      probe.disconnect();
-    }
+    // The API subscribes its inbox once, just after it starts (without it, the assertions below say what is missing).
+    await waitUntil(async () => ((await probe.pubsub('CHANNELS', '*:inbox')) as string[]).length > 0, 10_000).catch(() => {});
+    probe.disconnect();
     for (let i = 0; i < 3; i++) assert.equal((await e2e.api.submit({ image, command: ['true'] }, { wait: true })).status, 200); // warm: image cached
+    const traced = await trace(url, () => e2e.api.submit({ image, command: ['sh', '-c', 'echo hot; echo path >&2'] }, { wait: true }));
+    assert.equal(traced.result.status, 200);
+    assert.equal(traced.result.body.status, 'succeeded');
+    assert.deepEqual(traced.result.body.output, { stdout: 'hot\n', stderr: 'path\n' });
+    id = traced.result.body.id as string;
+    commands = traced.commands;
+  });
 
-    const { result, commands } = await trace(url, () => e2e.api.submit({ image, command: ['sh', '-c', 'echo hot; echo path >&2'] }, { wait: true }));
-    assert.equal(result.status, 200);
-    assert.equal(result.body.status, 'succeeded');
-    assert.deepEqual(result.body.output, { stdout: 'hot\n', stderr: 'path\n' });
-    const id = result.body.id as string;
-    const of = (client: string) => commands.filter((c) => c.client === client);
-    const onJob = (c: Traced) => c.args.some((a) => a.includes(id));
-
+  test('the API waits through its inbox: no SUBSCRIBE/UNSUBSCRIBE per job', () => {
     const perJobPubSub = commands.filter((c) => (c.command === 'subscribe' || c.command === 'unsubscribe') && onJob(c));
     assert.deepEqual(perJobPubSub, [], 'a ?wait=true job needs no subscription of its own');
-    // The API reads the finished job once: document and output together (HMGET + XRANGE, pipelined).
+  });
+
+  test('the API reads the job once, after the exit ping: document and output together (HMGET + XRANGE back to back)', () => {
     const apiReads = of('sbx-api').filter((c) => onJob(c) && ['hmget', 'hget', 'xrange'].includes(c.command)).map((c) => c.command);
     assert.deepEqual(apiReads, ['hmget', 'xrange'], `API reads of the job: ${apiReads.join(', ')}`);
-    // The worker reads the job's sealed registryAuth with the rest of the record, not on its own.
+  });
+
+  test("the worker reads the job's sealed registryAuth with the rest of the record, not on its own", () => {
     const authReads = of('sbx-worker').filter((c) => c.command === 'hget' && onJob(c) && c.args[1] === 'auth');
     assert.deepEqual(authReads, [], 'the worker reads the auth field with the job record');
   });

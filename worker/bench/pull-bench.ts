@@ -228,7 +228,7 @@ async function main(): Promise<void> {
         if (args.phases && (variant.name.startsWith('bench') || args.small)) {
           phases ??= {};
           phases[variant.name] = await measurePhases({ image: large.image, tars: large.tars, registryHost: registry.host, repo, workDir, runs: args.runs });
-          for (const row of phases[variant.name]!) log(`  phase ${row.stage}: ${row.seconds.toFixed(3)} s`);
+          for (const row of phases[variant.name]!) log(`  phase ${row.stage}: ${row.seconds.toFixed(3)} s (cpu ${row.cpu_s.toFixed(3)} s)`);
         }
         results.push(await compare({ variant, large, ref, host: registry.host, repo, umoci: umoci.path, runs: args.runs, workDir, log }));
         if (results.length === 1) warm = await warmLookupMs(workDir, ref);

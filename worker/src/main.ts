@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   }
 
   const keys = new RedisKeys(env.SBX_REDIS_PREFIX);
-  const redis = connectRedis(env, 'worker');
+  const redis = connectRedis(env, 'worker', { waitWhileDown: true }); // a job's records wait out a Redis restart
   const sub = connectRedis(env, 'worker-sub');
   const bullConnection = connectRedis(env, 'worker-queue', { forBullMQ: true });
   for (const c of [redis, sub, bullConnection]) c.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));

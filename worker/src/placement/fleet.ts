@@ -113,6 +113,21 @@ export class FleetView {
     await pipe.exec();
   }
 
+  /** Forget hosts silent for `afterMs` (crashed, never restarted): their capacity entry and image set memberships. */
+  async prune(afterMs: number, now = Date.now()): Promise<number> {
+    const cap = await this.redis.hgetall(this.keys.workerCapacity());
+    const gone = Object.entries(cap).filter(([, raw]) => now - (parseRoom(raw)?.t ?? 0) > afterMs).map(([id]) => id);
+    for (const id of gone) {
+      const held = await this.redis.smembers(this.keys.workerHolds(id));
+      const pipe = this.redis.pipeline();
+      for (const image of held) pipe.srem(this.keys.imageHolders(image), id);
+      pipe.del(this.keys.workerHolds(id));
+      pipe.hdel(this.keys.workerCapacity(), id);
+      await pipe.exec();
+    }
+    return gone.length;
+  }
+
   /** Live hosts other than this one with their room, and (given an image) which workers hold it. One round trip. */
   async look(reference?: string, now = Date.now()): Promise<{ hosts: HostRoom[]; holders: Set<string> }> {
     const pipe = this.redis.pipeline();

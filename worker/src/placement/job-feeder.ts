@@ -93,7 +93,10 @@ export class JobFeeder {
       this.loops.push(this.loop(consumer));
     }
     const every = Math.max(50, Math.floor(this.o.maxWaitMs / 2));
+    let sweeps = 0;
     this.sweeper = setInterval(() => {
+      // Now and then: forget hosts silent for 10 heartbeat limits (a crashed worker that never came back).
+      if (sweeps++ % 100 === 0) void this.fleet.prune(this.o.liveMs * 10).catch(() => {});
       this.hostQueues.sweep().then(
         (n) => n && (this.returns.inc(n), this.o.logger.info({ jobs: n }, 'handed-off jobs not taken in time went back to the shared queue')),
         (err: Error) => this.o.logger.warn({ err: err.message }, 'hand-off sweep failed'),

@@ -141,4 +141,13 @@ test('the fleet view: image sets follow the cache, dead hosts are left out, a re
   assert.deepEqual([...(await b.look('reg/y:1')).holders], []);
   await restarted.leave();
   assert.deepEqual((await b.look()).hosts, []);
+  // A host that crashed and never came back is forgotten after a while.
+  const crashed = new FleetView(client, keys, 'gone', 1000, logger);
+  await crashed.syncImages([{ image: 'reg/z:1', digest: 'sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc' }]);
+  crashed.publishCapacity(() => ({ slotsTotal: 1, slotsFree: 1, memoryTotal: 1, memoryFree: 1 }));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(await b.prune(60_000), 0);
+  assert.equal(await b.prune(60_000, Date.now() + 120_000), 1);
+  assert.equal(await client.scard(keys.imageHolders('reg/z:1')), 0);
+  assert.equal(await client.hexists(keys.workerCapacity(), 'gone'), 0);
 });

@@ -1,0 +1,121 @@
+/**
+ * Settling a lost worker's job against a real redis-server: queued again only if its command never
+ * started, at most SBX_LOST_JOB_REQUEUES times, exactly once when janitors race, and never behind
+ * the back of a worker that was only slow (compare-and-set on status and attempt).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { startRedis, type RunningRedis } from '../../test/harness/redis.ts';
+import { JobAttempts } from './job-attempts.ts';
+import { finishPendingRequeues, requeuedDocument, settleLostJob, type LostJobRecovery } from './job-lifecycle.ts';
+import { JobQueue, requeueEntryId } from './job-queue.ts';
+import { newJobDocument, type JobDocument, type JobSpec } from './job-spec.ts';
+import { JobStore } from './job-store.ts';
+import type { RedisClient } from './redis.ts';
+import { RedisKeys } from './redis-keys.ts';
+
+let server: RunningRedis;
+let redis: RedisClient;
+let store: JobStore;
+let queue: JobQueue;
+let recovery: LostJobRecovery;
+const keys = new RedisKeys('lc');
+let n = 0;
+
+before(async () => {
+  server = await startRedis();
+  redis = server.client();
+  store = new JobStore(redis, keys, 3600);
+  queue = new JobQueue(redis, keys);
+  recovery = { attempts: new JobAttempts(redis, keys), enqueue: (id, a) => queue.requeue(id, a), maxRequeues: 1 };
+});
+after(async () => {
+  await queue?.close();
+  await server?.stop();
+});
+
+/** A job claimed by `worker` (status pulling), as a worker's claim leaves it. */
+async function claimed(worker: string): Promise<JobDocument> {
+  const id = `j_lc${++n}`;
+  const spec = { id, tenant: 't', image: 'x/y:1', command: ['true'], entrypoint: null, env: {}, workdir: null, user: null, stdin: null, limits: { memoryBytes: 1, cpus: 1, pids: 1, timeoutMs: 1000, outputBytes: 1, diskBytes: 1, cpuTimeMs: null, openFiles: 1 }, network: 'none', labels: {}, registryAuth: null, createdAt: new Date().toISOString() } as JobSpec;
+  const doc = newJobDocument(spec);
+  assert.ok(await store.create(spec, doc));
+  const mine = { ...doc, status: 'pulling' as const, worker };
+  assert.equal(await store.transition(mine, ['queued'], 'status'), 'ok');
+  return mine;
+}
+
+test('a job lost before its command started is queued again, its history naming the lost worker', async () => {
+  const doc = await claimed('w1');
+  const settled = await settleLostJob(store, recovery, doc);
+  assert.equal(settled?.outcome, 'requeued');
+  const now = (await store.get(doc.id))!;
+  assert.equal(now.status, 'queued');
+  assert.equal(now.doc.attempts, 2);
+  assert.equal(now.doc.worker, null);
+  assert.deepEqual(now.doc.history?.map((h) => [h.attempt, h.worker, h.status, h.error.code]), [[1, 'w1', 'pulling', 'worker_lost']]);
+  assert.ok(await queue.queue.getJob(requeueEntryId(doc.id, 2)), 'its queue entry exists');
+});
+
+test('a job whose worker recorded its start ends worker_lost and is never run twice', async () => {
+  const doc = await claimed('w1');
+  assert.ok(await recovery.attempts.markStarted(doc.id, 1));
+  const settled = await settleLostJob(store, recovery, doc);
+  assert.equal(settled?.outcome, 'lost');
+  const now = (await store.getDoc(doc.id))!;
+  assert.equal(now.status, 'error');
+  assert.equal(now.error?.code, 'worker_lost');
+  assert.equal(await queue.queue.getJob(requeueEntryId(doc.id, 2)), undefined);
+});
+
+test('a slow worker whose job was requeued can neither start it nor end it; the new attempt is untouched', async () => {
+  const doc = await claimed('slow');
+  assert.equal((await settleLostJob(store, recovery, doc))?.outcome, 'requeued');
+  // Another worker claims attempt 2.
+  const second = { ...(await store.getDoc(doc.id))!, status: 'pulling' as const, worker: 'w2' };
+  assert.equal(await store.transition(second, ['queued'], 'status'), 'ok');
+  // The slow one wakes up with its attempt-1 document.
+  assert.equal(await recovery.attempts.markStarted(doc.id, 1), false);
+  assert.equal(await store.transition({ ...doc, status: 'running' }, ['pulling'], 'status'), 'attempt');
+  assert.equal(await store.transition({ ...doc, status: 'error', error: { code: 'image_pull_failed', message: 'x' } }, ['pulling'], 'exit'), 'attempt');
+  // A janitor holding the stale document settles nothing.
+  assert.equal(await settleLostJob(store, recovery, doc), null);
+  const now = (await store.getDoc(doc.id))!;
+  assert.deepEqual([now.status, now.worker, now.attempts], ['pulling', 'w2', 2]);
+  assert.ok(await recovery.attempts.markStarted(doc.id, 2), 'attempt 2 starts');
+});
+
+test('janitors racing on one lost job: exactly one requeue', async () => {
+  const doc = await claimed('w1');
+  const results = await Promise.all(Array.from({ length: 5 }, () => settleLostJob(store, recovery, doc)));
+  assert.deepEqual(results.filter(Boolean).map((r) => r!.outcome), ['requeued']);
+  assert.equal((await store.getDoc(doc.id))!.attempts, 2);
+});
+
+test('requeues are bounded (SBX_LOST_JOB_REQUEUES): the next loss ends worker_lost', async () => {
+  const doc = await claimed('w1');
+  await settleLostJob(store, recovery, doc);
+  const second = { ...(await store.getDoc(doc.id))!, status: 'pulling' as const, worker: 'w2' };
+  assert.equal(await store.transition(second, ['queued'], 'status'), 'ok');
+  const settled = await settleLostJob(store, recovery, second);
+  assert.equal(settled?.outcome, 'lost');
+  assert.equal((await store.getDoc(doc.id))!.status, 'error');
+});
+
+test('a cancel pending on a lost job ends it cancelled, not queued again', async () => {
+  const doc = await claimed('w1');
+  await store.requestCancel(doc.id);
+  assert.equal((await settleLostJob(store, recovery, doc))?.outcome, 'cancelled');
+  assert.equal((await store.getDoc(doc.id))!.status, 'cancelled');
+});
+
+test('a requeue a crash left half done (queued again, no queue entry) gets its entry from the janitor', async () => {
+  const doc = await claimed('w1');
+  await recovery.attempts.intend(doc.id, Date.now() - 60_000);
+  assert.equal(await recovery.attempts.requeue(requeuedDocument(doc, 'w1', new Date()), 1), 'ok');
+  // ... and the process died here, before the entry was added.
+  assert.equal(await queue.queue.getJob(requeueEntryId(doc.id, 2)), undefined);
+  assert.equal(await finishPendingRequeues(store, recovery, 10_000), 1);
+  assert.ok(await queue.queue.getJob(requeueEntryId(doc.id, 2)));
+  assert.deepEqual(await recovery.attempts.stale(0), []);
+});

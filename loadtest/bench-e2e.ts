@@ -13,6 +13,8 @@
  *        --curve [--curve-concurrency 1,4,16,64] [--curve-workers 1,2] [--curve-seconds 5]: the scaling
  *        curve instead (jobs/s, p50/p99, CPU and Redis per job at each concurrency, with one worker
  *        process and then more); always on a stack of its own.
+ *        --trace N: instead of timing, the Redis commands N sequential ?wait jobs send, per job and by
+ *        connection (MONITOR), e.g. `npm run bench:e2e -- --own-stack --trace 20`.
  * --own-stack starts a stack of its own (test harness: private Redis and registry, API and worker
  * as separate processes run from source) and stops it at the end, instead of using `npm run up`'s.
  * Without it the pids come from `.sbx/run/*.pid` (`npm run up`) and Redis from --redis.
@@ -22,7 +24,7 @@ import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Agent, setGlobalDispatcher } from 'undici';
 import { parseServerSentEvents } from '../client/src/sse.ts';
-import { CostMeter, costPerJob, formatCost, redisPid, type CostPerJob } from './lib/e2e-cost.ts';
+import { CostMeter, costPerJob, formatCost, redisPid, traceCommands } from './lib/e2e-cost.ts';
 
 const { values } = parseArgs({
   options: {
@@ -37,6 +39,7 @@ const { values } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     'stack-env': { type: 'string', default: '' },
     curve: { type: 'boolean', default: false },
+    trace: { type: 'string' },
     'curve-concurrency': { type: 'string', default: '1,4,16,64' },
     'curve-workers': { type: 'string', default: '1,2' },
     'curve-seconds': { type: 'string', default: '5' },
@@ -47,6 +50,7 @@ setGlobalDispatcher(new Agent({ connections: 128, keepAliveTimeout: 30_000 }));
 let api = values.api!;
 let image = values.image!;
 let meter: CostMeter;
+let meterRedisUrl: string | null = null;
 const log = (s: string) => (values.json ? process.stderr : process.stdout).write(`${s}\n`);
 const load = () => loadavg().map((x) => Math.round(x * 100) / 100);
 
@@ -98,6 +102,7 @@ async function main() {
     const run = new URL('../.sbx/run/', import.meta.url).pathname;
     const pidOf = (n: string) => (existsSync(`${run}${n}.pid`) ? Number(readFileSync(`${run}${n}.pid`, 'utf8').trim()) : undefined);
     meter = new CostMeter({ api: pidOf('api'), 'worker-1': pidOf('worker'), redis: (await redisPid(values.redis!)) ?? pidOf('redis') }, values.redis!);
+    meterRedisUrl = values.redis!;
     return measure().finally(() => meter.close());
   }
   const stack = await ownStack(1);
@@ -127,6 +132,7 @@ function meterFor(stack: Stack): void {
   // The harness's standalone redis-server (RunningRedis) has its process.
   pids.redis = (stack.redis as { process?: { pid?: number } }).process?.pid;
   meter = new CostMeter(pids, stack.env.SBX_REDIS_URL ?? null);
+  meterRedisUrl = stack.env.SBX_REDIS_URL ?? null;
 }
 
 async function warmUp(): Promise<void> {
@@ -195,6 +201,15 @@ async function throughput(concurrency: number, seconds: number) {
 
 async function measure() {
   await warmUp();
+  if (values.trace !== undefined) {
+    const url = meterRedisUrl;
+    if (!url) throw new Error('--trace needs Redis: --own-stack or --redis URL');
+    const t = await traceCommands(url, Number(values.trace) || 20, () => submitWait(['true']));
+    for (const [name, c] of Object.entries(t.per_job)) log(`${name.padEnd(18)} ${String(c.total).padStart(6)}  ${Object.entries(c.commands).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+    log(`top-level Redis commands per ?wait=true job: ${t.top_level} (+ ${t.in_scripts} inside scripts), over ${t.jobs} sequential jobs`);
+    if (values.json) process.stdout.write(`${JSON.stringify({ trace: t, date: new Date().toISOString() })}\n`);
+    return;
+  }
   const loadBefore = load();
   const waitStats = await sequential(Number(values.runs));
   log(`submit ?wait=true of \`true\`, sequential: n=${waitStats.runs} p50 ${waitStats.p50_ms} ms  p90 ${waitStats.p90_ms} ms  p99 ${waitStats.p99_ms} ms  errors ${waitStats.errors}`);

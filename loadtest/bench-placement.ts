@@ -9,7 +9,9 @@
  * timings.queueMs) p50/p90/p99, start latency (submission → process started, pulls included),
  * hand-offs, errors.
  *
- *   npm run bench:placement [-- --jobs 300 --rate 12 --sleep 0.2 --slots 4 --warmup 60 --seed 1 --json]
+ *   npm run bench:placement [-- --jobs 200 --rate 10 --sleep 0 --slots 4 --warmup 40 --seed 1 --modes on,off --json]
+ *
+ * SBX_BENCH_DEBUG=1 prints every job (queue time, pull, host, placement) on stderr.
  *
  * Target: hit rate on >= 0.9 (off: about a third) and p99 queue time on <= off.
  */
@@ -25,11 +27,11 @@ import { startStack, type ManagedProcess, type Stack } from '../test/harness/sta
 
 const { values } = parseArgs({
   options: {
-    jobs: { type: 'string', default: '300' },
-    rate: { type: 'string', default: '12' },
-    sleep: { type: 'string', default: '0.2' },
+    jobs: { type: 'string', default: '200' },
+    rate: { type: 'string', default: '10' },
+    sleep: { type: 'string', default: '0' },
     slots: { type: 'string', default: '4' },
-    warmup: { type: 'string', default: '60' },
+    warmup: { type: 'string', default: '40' },
     seed: { type: 'string', default: '1' },
     modes: { type: 'string', default: 'on,off' },
     json: { type: 'boolean', default: false },

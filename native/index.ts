@@ -78,6 +78,9 @@ export interface ExitInfo {
   phases?: Record<string, number>;
 }
 
+/** `Launched.ended`: the exit as known before the teardown. */
+export type EndInfo = Omit<ExitInfo, 'cleanupError'>;
+
 export interface Launched {
   pid: number;
   /** With `tty` these two end empty: the terminal (`tty.output`) carries all output. */
@@ -87,7 +90,18 @@ export interface Launched {
   stdin?: Writable;
   /** `tty` jobs: the terminal's master side. */
   tty?: JobTty;
+  /**
+   * Resolves after teardown: pid 1 reaped AND the job's cgroups removed (`cleanupError` says if that
+   * failed). Keep the job's slot until it resolves; "nothing left" checks await it.
+   */
   exited: Promise<ExitInfo>;
+  /**
+   * Resolves as soon as the outcome is known (pid 1 reaped, usage and leftovers read from the
+   * cgroup), before the teardown (cgroup removal) that `exited` waits for: report the result from
+   * it, then await `exited` before giving the slot back. Same values as `exited` except
+   * `cleanupError` (not known yet). Never rejects; for a launch that rejects it is not returned.
+   */
+  ended: Promise<EndInfo>;
   /** Send a signal to the job's command (through its pid 1, as `docker kill -s`); false once it has ended. */
   signal(sig: NodeJS.Signals | number): boolean;
   /** Kills the whole job (every process in its pid namespace and cgroup). */
@@ -195,7 +209,10 @@ interface NativeLaunched { handle: number; pid: number; stdoutFd: number; stderr
 interface Native {
   init(initPath: string): void;
   probe(): { cgroup: 'v1' | 'v2' | 'none'; ok: boolean; missing: string[]; features: Record<string, boolean> };
-  /** onEvent(kind, payload): 'exec' {pid} | 'error' NativeError | 'exit' NativeExit, on the JS thread. */
+  /**
+   * onEvent(kind, payload): 'exec' {pid} | 'error' NativeError | 'ended' NativeExit (outcome known,
+   * before teardown) | 'exit' NativeExit (after teardown), on the JS thread.
+   */
   launch(spec: LaunchSpec, opts: LaunchOptions, onEvent: (kind: string, payload: unknown) => void): NativeLaunched;
   kill(handle: number): boolean;
   signal(handle: number, sig: number): boolean;
@@ -328,6 +345,9 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   let resolveStart!: () => void;
   let rejectStart!: (e: LaunchError) => void;
   let resolveExit!: (x: ExitInfo) => void;
+  let resolveEnded!: (x: EndInfo) => void;
+  const ended = new Promise<EndInfo>((res) => { resolveEnded = res; });
+  let isOver = false; // the outcome is known: signal() answers false from here on
   const startP = new Promise<void>((res, rej) => { resolveStart = res; rejectStart = rej; });
   const exited = new Promise<ExitInfo>((res) => { resolveExit = res; });
   let timer: NodeJS.Timeout | undefined;
@@ -342,11 +362,20 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     } else if (kind === 'error') {
       failure = fromNative(payload as NativeError);
       rejectStart(failure);
+    } else if (kind === 'ended') {
+      if (timer) clearTimeout(timer);
+      isOver = true;
+      const { cleanupError: _, ...end } = toExitInfo(payload as NativeExit, endedBy);
+      resolveEnded(end);
     } else if (kind === 'exit') {
       if (timer) clearTimeout(timer);
+      isOver = true;
       const x = payload as NativeExit;
       if (!started) rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
-      resolveExit(toExitInfo(x, endedBy));
+      const info = toExitInfo(x, endedBy);
+      const { cleanupError: _, ...end } = info;
+      resolveEnded(end); // no-op after 'ended'
+      resolveExit(info);
     }
   };
 
@@ -372,7 +401,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       }
     }, CPU_POLL_MS)
     : undefined;
-  void exited.then(() => clearInterval(cpuTimer));
+  void ended.then(() => clearInterval(cpuTimer));
   const stdout = new net.Socket({ fd: h.stdoutFd, readable: true, writable: false });
   const stderr = new net.Socket({ fd: h.stderrFd, readable: true, writable: false });
   let stdin: Writable | undefined;
@@ -397,8 +426,6 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   }
   const jobTty = ttyFds ? openJobTty(ttyFds.ttyFd, ttyFds.ttyWriteFd, (fd, r, c) => n.ttyResize(fd, r, c)) : undefined;
   if (jobTty && spec.stdin) void jobTty.write(spec.stdin);
-  let ended = false;
-  void exited.then(() => { ended = true; });
   return {
     pid: h.pid,
     stdout,
@@ -406,9 +433,10 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     ...(spec.openStdin && !spec.tty && stdin ? { stdin } : {}),
     ...(jobTty ? { tty: jobTty } : {}),
     exited,
+    ended,
     signal(sig: NodeJS.Signals | number): boolean {
       const num = typeof sig === 'number' ? sig : os.constants.signals[sig];
-      if (ended || !Number.isInteger(num) || num < 1 || num > 64) return false;
+      if (isOver || !Number.isInteger(num) || num < 1 || num > 64) return false;
       return n.signal(h.handle, num);
     },
     kill(): void {

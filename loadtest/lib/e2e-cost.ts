@@ -173,3 +173,47 @@ function safe<T>(f: () => T, fallback: T): T {
     return fallback;
   }
 }
+
+/**
+ * The Redis commands `jobs` sequential jobs send, by connection name (CLIENT LIST), from MONITOR:
+ * top-level commands per job (a script counts once) and how many ran inside scripts. Counts only:
+ * MONITOR slows Redis down, so no timing is taken meanwhile.
+ */
+export async function traceCommands(redisUrl: string, jobs: number, runOne: () => Promise<unknown>): Promise<{ jobs: number; per_job: Record<string, { total: number; commands: Record<string, number> }>; top_level: number; in_scripts: number }> {
+  const admin = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  admin.on('error', () => {});
+  const names = new Map<string, string>();
+  for (const line of ((await admin.client('LIST')) as string).split('\n')) {
+    const addr = /\baddr=(\S+)/.exec(line)?.[1];
+    if (addr) names.set(addr, /\bname=(\S*)/.exec(line)?.[1] || 'unnamed');
+  }
+  const monitor = await admin.monitor();
+  const seen = new Map<string, Map<string, number>>();
+  let inScripts = 0;
+  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source === 'lua') return void inScripts++;
+    // BullMQ's blocking connections are named after the queue (base64): one row for them.
+    const raw = names.get(source) ?? 'other';
+    const name = raw.startsWith('sbx') && !raw.startsWith('sbx-') ? 'bullmq-blocking' : raw;
+    const m = seen.get(name) ?? new Map<string, number>();
+    seen.set(name, m);
+    const cmd = args[0]!.toLowerCase();
+    m.set(cmd, (m.get(cmd) ?? 0) + 1);
+  });
+  try {
+    await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < jobs; i++) await runOne();
+    await new Promise((r) => setTimeout(r, 300)); // the worker's last commands after the answer
+  } finally {
+    monitor.disconnect();
+    admin.disconnect();
+  }
+  const perJob: Record<string, { total: number; commands: Record<string, number> }> = {};
+  let total = 0;
+  for (const [name, m] of [...seen].sort()) {
+    const n = [...m.values()].reduce((a, b) => a + b, 0);
+    total += n;
+    perJob[name] = { total: r2(n / jobs), commands: Object.fromEntries([...m].sort((a, b) => b[1] - a[1]).map(([c, k]) => [c, r2(k / jobs)])) };
+  }
+  return { jobs, per_job: perJob, top_level: r2(total / jobs), in_scripts: r2(inScripts / jobs) };
+}

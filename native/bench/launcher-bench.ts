@@ -97,7 +97,7 @@ async function sbxOne(rootfs: string, parent: string, id: string, slot: number, 
   return (await sbxRun(rootfs, parent, id, slot, false, pool)).exitCode === 0;
 }
 
-async function sbxRun(rootfs: string, parent: string, id: string, slot: number, trace = false, pool = !noPool): Promise<ExitInfo> {
+async function sbxRun(rootfs: string, parent: string, id: string, slot: number, trace = false, pool = !noPool, onEnded?: () => void): Promise<ExitInfo> {
   const spec: LaunchSpec = {
     id, slot, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0,
     gid: 0, hostname: 'bench', stdin: null,
@@ -106,6 +106,7 @@ async function sbxRun(rootfs: string, parent: string, id: string, slot: number, 
   const j = await launch(spec, { cgroupParent: parent, ...(trace ? { trace } : {}), ...(pool ? {} : { pool: false }) });
   j.stdout.resume();
   j.stderr.resume();
+  if (onEnded) void j.ended.then(onEnded);
   return j.exited;
 }
 
@@ -135,9 +136,11 @@ const PHASES: [string, string, string][] = [
   ['[cmd] /bin/true runs + exits, init wakes and reaps', 'initExecOk', 'initReaped'],
   ['pid 1 exit -> pidfd readable in launcher (ns teardown)', 'initReaped', 'exitSeen'],
   ['waitid + usage + procs', 'exitSeen', 'reaped'],
-  ['cgroup rmdir', 'reaped', 'cgroupRemoved'],
+  ['"ended" emitted (outcome known; the caller reports it)', 'reaped', 'ended'],
+  ['cgroup rmdir (teardown, after "ended")', 'ended', 'cgroupRemoved'],
   ['exit event -> exited resolved in JS', 'cgroupRemoved', 'jsEnd'],
-  ['TOTAL (JS launch() -> exited)', 'jsStart', 'jsEnd'],
+  ['TOTAL to the outcome (JS launch() -> ended)', 'jsStart', 'jsEnded'],
+  ['TOTAL (JS launch() -> exited, after teardown)', 'jsStart', 'jsEnd'],
 ];
 
 async function phasesMode(rootfs: string, parent: string, n: number, seq: { i: number }): Promise<Record<string, number>> {
@@ -145,12 +148,13 @@ async function phasesMode(rootfs: string, parent: string, n: number, seq: { i: n
   for (let k = 0; k < n + warmup; k++) {
     if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     const t0 = process.hrtime.bigint();
-    const x = await sbxRun(rootfs, parent, `bench-p-${seq.i++}`, 0, true);
+    let endedMs = NaN;
+    const x = await sbxRun(rootfs, parent, `bench-p-${seq.i++}`, 0, true, !noPool, () => { endedMs = Number(process.hrtime.bigint() - t0) / 1e6; });
     const total = Number(process.hrtime.bigint() - t0) / 1e6;
     if (k < warmup || !x.phases) continue;
     // jsStart/jsEnd: the JS clock's view; native times are relative to `launch`. Assume the JS
     // overhead before `launch` is what is left of the total after the native span.
-    samples.push({ ...x.phases, jsStart: 0, jsEnd: total });
+    samples.push({ ...x.phases, jsStart: 0, jsEnded: endedMs, jsEnd: total });
   }
   const med = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN; };
   // jsStart -> launch is not observable from the native side alone: the wrapper's own work before

@@ -257,6 +257,11 @@ void onExit(uv_poll_t* h, int, int) {
   // whatever is still there (freeze, SIGKILL, thaw) before the rmdir.
   int leftovers = (int)cgroup::readProcs(j->group.dirs.empty() ? "" : j->group.pids).size();
   trace::mark(j->times, trace::kReaped);
+  // The outcome is known: report it before the teardown (the caller answers meanwhile), then
+  // remove the groups and report "exit" (the caller keeps the slot until then). The job is still
+  // in gJobs here, so a sweep() from the callback leaves its groups alone.
+  emit(j, "ended", exitPayload(j, si, usage, wall, leftovers));
+  trace::mark(j->times, trace::kEnded);
   Error rmErr;
   cgroup::remove(j->group, rmErr);
   trace::mark(j->times, trace::kCgroupRemoved);

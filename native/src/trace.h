@@ -35,13 +35,14 @@ enum Point : int {
   kReported,        // "exit" emitted to JS (promise resolved)
   kInitJobMounted,  // pooled: sbx-init ran the job's mounts + pivot_root + hostname
   kPoolReady,       // pooled: present (as launch + 1 ns) if the setup was ready and waiting
+  kEnded,           // "ended" emitted to JS (status + usage known), before the cgroups are removed
   kCount
 };
 
 inline const char* const kNames[kCount] = {
     "launch", "planned", "fdsOpen", "cloned", "goSent", "childStart", "unshared", "mounted", "gotGo", "joined",
     "pivoted", "execInit", "initStart", "initConfig", "initDropped", "initSeccomp", "initForked", "initExecOk",
-    "execSeen", "initReaped", "exitSeen", "reaped", "cgroupRemoved", "reported", "initJobMounted", "poolReady"};
+    "execSeen", "initReaped", "exitSeen", "reaped", "cgroupRemoved", "reported", "initJobMounted", "poolReady", "ended"};
 
 // Async-signal-safe (raw syscall; the setup child may not use the vDSO through libc).
 inline uint64_t now() {

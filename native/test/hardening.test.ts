@@ -240,6 +240,34 @@ describe('hardening', () => {
       assert.equal(r.stdout, '1000\n1000\n');
       assert.notEqual(fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim(), '1000');
     });
+    it('P1 jobs do not inherit a real-time worker\'s scheduling: SCHED_OTHER, nice 0, no I/O priority, direct and pooled; control: the launcher was SCHED_FIFO', async () => {
+      const crashParent = uniqueParent('rt');
+      try {
+        // The launcher (a small fixture) runs SCHED_FIFO 10, nice -5, I/O best-effort 0.
+        const out = await execFileP('chrt', ['-f', '10', 'nice', '-n', '-5', 'ionice', '-c', '2', '-n', '0', process.execPath, '--import', 'tsx',
+          path.join(import.meta.dirname, 'fixtures', 'rt-launcher.ts'), rootfs, crashParent, probe], { encoding: 'utf8', timeout: 60_000 });
+        const r = JSON.parse(out.stdout.trim().split('\n').pop()!) as {
+          self: { policy: number; nice: number };
+          launches: { ok: boolean; error?: string; pooled?: boolean; exitCode?: number; stdout?: string }[];
+          waiting: { pid: number; policy: number; nice: number }[];
+        };
+        assert.deepEqual(r.self, { policy: 1, nice: -5 }, 'control: the launcher ran SCHED_FIFO at nice -5');
+        for (const [i, l] of r.launches.entries()) {
+          assert.equal(l.ok, true, `launch ${i} under a SCHED_FIFO launcher failed: ${l.error}`);
+          assert.equal(l.exitCode, 0);
+          const m = kv(l.stdout!);
+          for (const who of ['self', 'init'])
+            assert.deepEqual([m.get(`${who}_policy`), m.get(`${who}_nice`), m.get(`${who}_ioprio`)], ['0', '0', '0'], `launch ${i} (${l.pooled ? 'pooled' : 'direct'}) ${who}`);
+        }
+        // v1: the first and the pool: false launch go direct, the others take the pooled setups (v2 has no pool)
+        assert.deepEqual(r.launches.map((l) => l.pooled), cgroupMode() === 'v1' ? [false, true, true, false] : [false, false, false, false]);
+        if (cgroupMode() === 'v1') assert.ok(r.waiting.length > 0, 'pooled setups made by the real-time launcher are waiting');
+        for (const w of r.waiting) assert.deepEqual([w.policy, w.nice], [0, 0], `pooled setup ${w.pid}`);
+      } finally {
+        await sweep({ cgroupParent: crashParent });
+        removeParent(crashParent);
+      }
+    });
     it('openFiles sets RLIMIT_NOFILE', async () => {
       const r = await probeIn(['openmax'], { limits: { ...limits, openFiles: 32 } });
       assert.equal(r.stdout.trim(), 'opened=29 errno=EMFILE');

@@ -392,4 +392,27 @@ describe('launcher', () => {
     for (const d of dirs) assert.equal(fs.existsSync(d), false, `${d} left behind`);
     assertNoLeftovers(spec.id);
   });
+
+  it('`ended` reports the outcome before the teardown (the groups still exist), `exited` after it with the same values', async () => {
+    for (const [argv, code] of [[['sh', '-c', 'exit 7'], 7], [['true'], 0]] as const) { // direct, then pooled (v1)
+      const spec = baseSpec([rootfs], { argv: [...argv] });
+      const j = await launch(spec, opts);
+      j.stdout.resume();
+      j.stderr.resume();
+      const dirs = cgroupDirs(parent, spec.id);
+      let atEnded: boolean[] = [];
+      // Checked synchronously in the callback: the native side removes the groups only after the
+      // 'ended' callback (and the microtasks it queued) returned.
+      const end = await j.ended.then((x) => { atEnded = dirs.map((d) => fs.existsSync(d)); return x; });
+      assert.deepEqual(atEnded, dirs.map(() => true), 'the groups still exist when `ended` resolves');
+      assert.equal(end.exitCode, code);
+      assert.equal(j.signal('SIGTERM'), false, 'signal() answers false once the outcome is known');
+      const exit = await j.exited;
+      for (const d of dirs) assert.equal(fs.existsSync(d), false, `${d} left behind at exited`);
+      assert.equal(exit.cleanupError, null);
+      assert.ok(!('cleanupError' in end));
+      assert.deepEqual({ ...exit, cleanupError: undefined }, { ...end, cleanupError: undefined });
+      assertNoLeftovers(spec.id);
+    }
+  });
 });

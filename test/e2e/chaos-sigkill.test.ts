@@ -134,7 +134,7 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 20
 /** The worker's own count of image acquisitions (cache hits and pulls), from its metrics port. */
 async function acquisitions(host: Host): Promise<number> {
   const port = metricsPorts.get(host.process);
-  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) }).then((r) => r.text(), () => '');
   return [...text.matchAll(/^sbx_image_pulls_total\{[^}]*result="(?:hit|pulled)"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
 }
 
@@ -275,7 +275,9 @@ async function round(n: number, phase: Phase): Promise<void> {
     await redis.call('CLIENT', 'PAUSE', '20000', 'WRITE');
     try {
       held.release();
-      await until(`job ${id}: image ready on ${lost.id}`, async () => (await acquisitions(lost)) > before);
+      await until(`job ${id}: image ready on ${lost.id}`, async () => (await acquisitions(lost)) > before).catch((e: Error) => {
+        throw new Error(`${e.message} (acquisitions ${before}; its log ends:\n${lost.process.log().slice(-3000)})`);
+      });
       await lost.process.kill('SIGKILL');
     } finally {
       await redis.call('CLIENT', 'UNPAUSE');

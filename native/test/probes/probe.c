@@ -279,6 +279,22 @@ static void memhog(long mb) {
   printf("allocated %ld MiB\n", mb);
 }
 
+// Scheduling posture of this process and of the job's pid 1: policy (with the SCHED_RESET_ON_FORK
+// bit), nice, I/O priority (raw ioprio_get value: 0 = none, i.e. derived from nice).
+static void sched(void) {
+  for (int pid = 0; pid <= 1; pid++) {
+    const char* who = pid ? "init" : "self";
+    int pol = sched_getscheduler(pid);
+    errno = 0;
+    int nice = getpriority(PRIO_PROCESS, pid);
+    int nerr = errno;
+    long io = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, pid);
+    if (pol < 0) printf("%s_policy=%s\n", who, strerrorname_np(errno)); else printf("%s_policy=%d\n", who, pol);
+    if (nerr) printf("%s_nice=%s\n", who, strerrorname_np(nerr)); else printf("%s_nice=%d\n", who, nice);
+    printf("%s_ioprio=%ld\n", who, io);
+  }
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2) return 2;
@@ -293,6 +309,7 @@ int main(int argc, char** argv) {
   else if (!strcmp(argv[1], "forks") && argc > 2) forks(atol(argv[2]));
   else if (!strcmp(argv[1], "lock") && argc > 3) lock(argv[2], argv[3]);
   else if (!strcmp(argv[1], "corecookie")) corecookie(argc, argv);
+  else if (!strcmp(argv[1], "sched")) sched();
   else if (!strcmp(argv[1], "devprogs")) for (int i = 2; i < argc; i++) devprogs(argv[i]);
   else return 2;
   return 0;

@@ -15,7 +15,7 @@
  *
  * Target: hit rate on >= 0.9 (off: about a third) and p99 queue time on <= off.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -78,8 +78,10 @@ const quantile = (xs: number[], q: number) => {
 
 async function runMode(stack: Stack, images: string[], cacheAware: boolean) {
   const hosts: ManagedProcess[] = [];
+  const stateDirs: string[] = [];
   for (let h = 1; h <= 3; h++) {
     const stateDir = await mkdtemp(join(tmpdir(), `sbx-bench-placement-h${h}-`));
+    stateDirs.push(stateDir);
     hosts.push(await stack.startWorker({
       SBX_STATE_DIR: stateDir,
       SBX_CGROUP_PARENT: `${stack.env.SBX_CGROUP_PARENT}/h${h}`,
@@ -107,6 +109,7 @@ async function runMode(stack: Stack, images: string[], cacheAware: boolean) {
   for (const id of ids) docs.push(await api.waitFinished(id, 120_000));
   const wallS = (Date.now() - started) / 1000;
   await Promise.all(hosts.map((h) => h.kill('SIGTERM')));
+  await Promise.all(stateDirs.map((d) => rm(d, { recursive: true, force: true })));
 
   if (process.env.SBX_BENCH_DEBUG) {
     for (const d of docs) log(`${d.timings.createdAt} q=${d.timings.queueMs} pull=${d.timings.pullMs} start=${d.timings.startMs} ${d.worker} ${JSON.stringify(d.placement)} ${d.image.split('/').pop()}`);

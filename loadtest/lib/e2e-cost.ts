@@ -194,7 +194,7 @@ export async function traceCommands(redisUrl: string, jobs: number, runOne: () =
     if (source === 'lua') return void inScripts++;
     // BullMQ's blocking connections are named after the queue (base64): one row for them.
     const raw = names.get(source) ?? 'other';
-    const name = raw.startsWith('sbx') && !raw.startsWith('sbx-') ? 'bullmq-blocking' : raw;
+    const name = raw.startsWith('{') ? 'bullmq-blocking' : raw;
     const m = seen.get(name) ?? new Map<string, number>();
     seen.set(name, m);
     const cmd = args[0]!.toLowerCase();

@@ -3,7 +3,7 @@
 # its schemas from GitHub (github.com/yannh/kubernetes-json-schema), which is not reachable here.
 # Both come from the Go module proxy instead, pinned and checked against sum.golang.org:
 # - kubeconform: `go install github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION`
-#   into .tools/bin (like loadtest/install-k6.sh);
+#   into .tools/bin (like loadtest/install-k6.sh), with the Go infra/scripts/ensure-go.sh gives;
 # - the schemas: api/openapi-spec/swagger.json of the module k8s.io/kubernetes@$KUBERNETES_VERSION
 #   (the OpenAPI document the API server of that release serves), turned into one stand-alone,
 #   strict JSON schema per kind by infra/scripts/k8s-json-schemas.ts (what openapi2jsonschema
@@ -23,12 +23,14 @@ SCHEMAS=.tools/kubeconform-schemas
 OUT=$SCHEMAS/$KUBERNETES_VERSION-standalone-strict
 GENERATOR=infra/scripts/k8s-json-schemas.ts
 
-command -v go >/dev/null || { echo "install-kubeconform: Go is required (apt-get install golang-go; Go >= 1.21 fetches the toolchain kubeconform needs)" >&2; exit 1; }
+# Go >= 1.21 (kubeconform's go.mod needs it; Debian 12 has 1.19): infra/scripts/ensure-go.sh prints
+# one, fetching the toolchain module from the Go module proxy when the system's Go is older.
+go=$(bash infra/scripts/ensure-go.sh) || { echo "install-kubeconform: no Go to build kubeconform with (see above)" >&2; exit 1; }
 
 # `go version -m` names the module version a binary was built from.
-if ! { [[ -x $BIN ]] && go version -m "$BIN" 2>/dev/null | grep -q "^[[:space:]]mod[[:space:]]github.com/yannh/kubeconform[[:space:]]$KUBECONFORM_VERSION[[:space:]]"; }; then
+if ! { [[ -x $BIN ]] && "$go" version -m "$BIN" 2>/dev/null | grep -q "^[[:space:]]mod[[:space:]]github.com/yannh/kubeconform[[:space:]]$KUBECONFORM_VERSION[[:space:]]"; }; then
   echo "install-kubeconform: building kubeconform $KUBECONFORM_VERSION (about 30 s the first time)" >&2
-  (cd / && GOBIN="$OLDPWD/.tools/bin" GOFLAGS=-buildvcs=false go install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION")
+  (cd / && GOBIN="$OLDPWD/.tools/bin" GOFLAGS=-buildvcs=false GOTOOLCHAIN=auto "$go" install "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION") >&2
 fi
 
 # The schemas, again when the generator changed (its hash is the stamp).
@@ -36,7 +38,7 @@ stamp="$(sha256sum "$GENERATOR" | cut -d' ' -f1)"
 if [[ "$(cat "$OUT/.stamp" 2>/dev/null)" != "$stamp" ]]; then
   echo "install-kubeconform: generating the Kubernetes $KUBERNETES_VERSION schemas" >&2
   # `go mod download -json` prints where the (checksum-verified) module is unpacked.
-  dir="$(cd / && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  dir="$(cd / && "$go" mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
   [[ -f $dir/api/openapi-spec/swagger.json ]] || { echo "install-kubeconform: no api/openapi-spec/swagger.json in k8s.io/kubernetes@$KUBERNETES_VERSION ($dir)" >&2; exit 1; }
   mkdir -p "$SCHEMAS"
   tmp="$(mktemp -d "$SCHEMAS/.new.XXXXXX")"

@@ -6,7 +6,7 @@
  * runs elsewhere instead of waiting for it.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,9 +17,13 @@ import { startStack, type Stack } from '../harness/stack.ts';
 
 const MiB = 1024 * 1024;
 
+const stateDirs: string[] = [];
+after(async () => Promise.all(stateDirs.map((d) => rm(d, { recursive: true, force: true }))));
+
 /** Each worker its own cache, as on separate hosts. */
 async function ownHost(stack: Stack, name: string, env: Record<string, string> = {}) {
   const stateDir = await mkdtemp(join(tmpdir(), `sbx-placement-${name}-`));
+  stateDirs.push(stateDir);
   return stack.startWorker({ SBX_STATE_DIR: stateDir, ...env });
 }
 

@@ -85,6 +85,12 @@ export function workerMetrics(registry: Registry) {
     leftoverProcesses: new Counter({ name: 'sbx_leftover_processes_total', help: 'Processes found in a job\'s cgroup after its pid 1 exited (killed by the launcher)', registers: [registry] }),
     cleanupFailures: new Counter({ name: 'sbx_launcher_cleanup_failures_total', help: 'Job cgroups the launcher could not remove at exit, by errno name (kind); swept later', labelNames: ['kind'], registers: [registry] }),
     sweptCgroups: new Counter({ name: 'sbx_launcher_swept_cgroups_total', help: 'Leftover job cgroups removed by a later sweep', registers: [registry] }),
+    // Lost workers' jobs settled by this worker's janitor (worker/src/janitor.ts).
+    jobsRequeued: new Counter({ name: 'sbx_jobs_requeued_total', help: 'Jobs of a lost worker queued again by this worker\'s janitor (their command had not started)', registers: [registry] }),
+    jobsWorkerLost: new Counter({ name: 'sbx_jobs_worker_lost_total', help: 'Jobs of a lost worker ended error/worker_lost by this worker\'s janitor (their command had started, or no requeue left)', registers: [registry] }),
+    // The Redis watchdog (worker/src/redis-watchdog.ts).
+    redisUnreachable: new Counter({ name: 'sbx_worker_redis_unreachable_total', help: 'Times this worker lost Redis past the heartbeat limit: its jobs killed and the queue consumer paused', registers: [registry] }),
+    redisLost: new Gauge({ name: 'sbx_worker_redis_lost', help: '1 while this worker counts Redis as lost (jobs killed, taking none), else 0', registers: [registry] }),
     tenants: new TenantLabels(),
   };
   // Every known label value exists from the start (at 0): rate() and the dashboard see a series at once.

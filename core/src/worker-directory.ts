@@ -1,7 +1,10 @@
 /**
  * Live workers: each worker writes its info under a key with a TTL of a few heartbeats and keeps a
- * set of the jobs it is running. A job whose worker's key has expired has lost its worker.
+ * set of the jobs it is running. A job whose worker's key has expired has lost its worker. A dead
+ * worker leaves the index only once its jobs are settled, and only while it is still dead: both
+ * checks and the removal are one Lua script (a heartbeat landing in between is never undone).
  */
+import { readFileSync } from 'node:fs';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 
@@ -26,17 +29,36 @@ export interface WorkerInfo {
   lastHeartbeat: string;
 }
 
+const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
+const SCRIPTS = {
+  sbxDeadWorkerJobs: { numberOfKeys: 2, lua: lua('deadWorkerJobs-2') },
+  sbxForgetDeadWorker: { numberOfKeys: 3, lua: lua('forgetDeadWorker-3') },
+};
+
+interface ScriptedClient {
+  sbxDeadWorkerJobs(info: string, jobs: string): Promise<string[] | null>;
+  sbxForgetDeadWorker(info: string, jobs: string, index: string, id: string): Promise<'ok' | 'alive' | 'jobs'>;
+}
+
 export class WorkerDirectory {
+  private readonly scripted: ScriptedClient;
+
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
-  ) {}
+  ) {
+    for (const [name, def] of Object.entries(SCRIPTS)) {
+      if (!(name in redis)) redis.defineCommand(name, def);
+    }
+    this.scripted = redis as unknown as ScriptedClient;
+  }
 
   async heartbeat(info: WorkerInfo, ttlMs: number): Promise<void> {
     await this.redis.set(this.keys.worker(info.id), JSON.stringify(info), 'PX', ttlMs);
     await this.redis.zadd(this.keys.workers(), Date.now(), info.id);
   }
 
+  /** This worker's own entry, at its shutdown (a dead worker's: forgetIfDead). */
   async remove(id: string): Promise<void> {
     await this.redis.del(this.keys.worker(id));
     await this.redis.zrem(this.keys.workers(), id);
@@ -51,7 +73,17 @@ export class WorkerDirectory {
     return (await this.redis.exists(this.keys.worker(id))) === 1;
   }
 
-  /** Live workers; ids whose info expired are dropped from the index as they are found. */
+  /** The jobs of worker `id` if it is dead (heartbeat expired), read in one step with that check; null if alive. */
+  async deadWorkerJobs(id: string): Promise<string[] | null> {
+    return this.scripted.sbxDeadWorkerJobs(this.keys.worker(id), this.keys.workerJobs(id));
+  }
+
+  /** Drop worker `id` from the index if it is still dead and has no job left to settle; what was found. */
+  async forgetIfDead(id: string): Promise<'ok' | 'alive' | 'jobs'> {
+    return this.scripted.sbxForgetDeadWorker(this.keys.worker(id), this.keys.workerJobs(id), this.keys.workers(), id);
+  }
+
+  /** Live workers; ids whose info expired are dropped from the index as they are found, unless they still have jobs (the janitor's). */
   async list(): Promise<WorkerInfo[]> {
     const ids = await this.redis.zrange(this.keys.workers(), 0, -1);
     if (ids.length === 0) return [];
@@ -61,7 +93,7 @@ export class WorkerDirectory {
     const live: WorkerInfo[] = [];
     const dead: string[] = [];
     rows.forEach(([, v], i) => (typeof v === 'string' ? live.push(JSON.parse(v) as WorkerInfo) : dead.push(ids[i]!)));
-    if (dead.length) await this.redis.zrem(this.keys.workers(), ...dead);
+    for (const id of dead) await this.forgetIfDead(id);
     return live;
   }
 

@@ -11,6 +11,7 @@ import { JobAttempts } from '../../core/src/job-attempts.ts';
 import { JobQueue } from '../../core/src/job-queue.ts';
 import type { JobStore } from '../../core/src/job-store.ts';
 import type { Logger } from '../../core/src/logger.ts';
+import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { RedisClient } from '../../core/src/redis.ts';
 import type { RedisKeys } from '../../core/src/redis-keys.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
@@ -27,17 +28,26 @@ export class Janitor {
     private readonly logger: Logger,
     /** How lost jobs are queued again; null = never (every lost job ends worker_lost). */
     private readonly recovery: LostJobRecovery | null = null,
+    /** sbx_jobs_requeued_total, sbx_jobs_worker_lost_total (their final status is counted by JobStore.onFinished). */
+    private readonly metrics: Pick<WorkerMetrics, 'jobsRequeued' | 'jobsWorkerLost'> | null = null,
   ) {}
 
   /** Settle every job recorded as run by `workerId` (requeued or worker_lost); returns how many. */
   async finishJobsOf(workerId: string): Promise<number> {
+    return this.settle(workerId, await this.directory.running(workerId));
+  }
+
+  /** Settle `ids`, recorded as run by the lost `workerId`, and take them out of its running set. */
+  private async settle(workerId: string, ids: readonly string[]): Promise<number> {
     const settled = { requeued: 0, lost: 0, cancelled: 0 };
-    for (const id of await this.directory.running(workerId)) {
+    for (const id of ids) {
       const doc = await this.store.getDoc(id);
       const result = doc && doc.worker === workerId ? await settleLostJob(this.store, this.recovery, doc) : null;
       if (result) settled[result.outcome]++;
       await this.directory.removeRunning(workerId, id);
     }
+    this.metrics?.jobsRequeued.inc(settled.requeued);
+    this.metrics?.jobsWorkerLost.inc(settled.lost);
     const total = settled.requeued + settled.lost + settled.cancelled;
     if (total) this.logger.warn({ worker: workerId, ...settled }, 'settled the jobs of a lost worker (requeued: command not started; lost: worker_lost)');
     return total;
@@ -51,14 +61,21 @@ export class Janitor {
     return fixed;
   }
 
-  /** Workers in the index whose heartbeat expired: finish their jobs and drop them. */
+  /**
+   * Workers in the index whose heartbeat expired: finish their jobs and drop them. Its jobs are read
+   * in one step with the look at its heartbeat, and it leaves the index only if still dead with none
+   * left (one Lua script each: core/src/worker-directory.ts): a heartbeat that lands meanwhile keeps
+   * it, and a job it took after coming back is never touched. A crash halfway leaves it in the index
+   * for the next pass.
+   */
   async reapDeadWorkers(): Promise<number> {
     const ids = await this.redis.zrange(this.keys.workers(), 0, -1);
     let reaped = 0;
     for (const id of ids) {
-      if (await this.directory.isAlive(id)) continue;
-      reaped += await this.finishJobsOf(id);
-      await this.directory.remove(id);
+      const jobs = await this.directory.deadWorkerJobs(id);
+      if (jobs === null) continue; // alive
+      reaped += await this.settle(id, jobs);
+      await this.directory.forgetIfDead(id);
     }
     await this.finishPendingRequeues();
     return reaped;

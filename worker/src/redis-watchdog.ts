@@ -12,6 +12,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Env } from '../../core/src/config.ts';
 import type { Logger } from '../../core/src/logger.ts';
+import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis, type RedisClient } from '../../core/src/redis.ts';
 import type { RedisKeys } from '../../core/src/redis-keys.ts';
 
@@ -28,6 +29,8 @@ export interface WatchdogOptions {
   /** The queue consumer (a BullMQ Worker): paused while Redis is lost. */
   queue: { pause(doNotWaitActive?: boolean): Promise<void>; resume(): void };
   logger: Logger;
+  /** sbx_worker_redis_unreachable_total (times lost) and sbx_worker_redis_lost (1 while lost). */
+  metrics?: Pick<WorkerMetrics, 'redisUnreachable' | 'redisLost'>;
 }
 
 export class RedisWatchdog {
@@ -38,6 +41,7 @@ export class RedisWatchdog {
 
   constructor(private readonly opts: WatchdogOptions) {
     this.expiresAt = performance.now() + opts.limitMs;
+    opts.metrics?.redisLost.set(0);
   }
 
   /** Whether Redis counts as lost right now (jobs killed, queue paused). */
@@ -84,6 +88,8 @@ export class RedisWatchdog {
 
   private onLost(): void {
     this.lostAt = performance.now();
+    this.opts.metrics?.redisUnreachable.inc();
+    this.opts.metrics?.redisLost.set(1);
     const jobs = [...this.opts.jobs.runningIds];
     this.opts.logger.error({ jobs, limitMs: this.opts.limitMs }, 'cannot reach Redis for longer than the heartbeat limit: killing this worker\'s jobs (they end worker_lost) and taking no new ones until Redis is back');
     this.opts.jobs.killAll();
@@ -93,17 +99,18 @@ export class RedisWatchdog {
   private onBack(): void {
     const lostMs = Math.round(performance.now() - this.lostAt!);
     this.lostAt = null;
+    this.opts.metrics?.redisLost.set(0);
     this.opts.logger.warn({ lostMs }, 'Redis reachable again (our heartbeat landed): taking jobs again');
     this.opts.queue.resume();
   }
 }
 
 /** main.ts's wiring: the watchdog on its own connection, watching this worker's heartbeat key. */
-export function watchRedis(o: { env: Env; keys: RedisKeys; workerId: string; jobs: WatchdogOptions['jobs']; queue: WatchdogOptions['queue']; logger: Logger }): RedisWatchdog {
+export function watchRedis(o: { env: Env; keys: RedisKeys; workerId: string; jobs: WatchdogOptions['jobs']; queue: WatchdogOptions['queue']; logger: Logger; metrics?: WatchdogOptions['metrics'] }): RedisWatchdog {
   const redis = connectRedis(o.env, 'worker-watchdog');
   redis.on('error', () => {}); // the outage is what it watches for; the other connections log it
   return new RedisWatchdog({
     redis, key: o.keys.worker(o.workerId), intervalMs: o.env.SBX_HEARTBEAT_MS, limitMs: o.env.SBX_HEARTBEAT_MS * 5,
-    jobs: o.jobs, queue: o.queue, logger: o.logger,
+    jobs: o.jobs, queue: o.queue, logger: o.logger, metrics: o.metrics,
   }).start();
 }

@@ -53,21 +53,16 @@ export class JobQueue {
   /**
    * Queue positions (1 = the next job a worker takes; null = not waiting in the queue, e.g. taken
    * already): the rank in BullMQ's prioritized sorted set (score = priority, then order added), one
-   * ZRANK each (O(log n)), pipelined. Every job sbx queues has a priority >= 1, so none sits in
-   * BullMQ's plain wait list.
+   * ZRANK each (O(log n)), sent back to back (one round trip). Not a pipeline(): this is BullMQ's
+   * connection, and ioredis copies its ~50 scripts into each Pipeline. Every job sbx queues has a
+   * priority >= 1, so none sits in BullMQ's plain wait list.
    */
   async positions(ids: readonly string[]): Promise<Array<number | null>> {
     if (ids.length === 0) return [];
     const key = this.queue.keys.prioritized!;
     const client = (await this.queue.client) as unknown as RedisClient;
-    const pipe = client.pipeline();
-    for (const id of ids) pipe.zrank(key, id);
-    const results = (await pipe.exec()) ?? [];
-    return ids.map((_, i) => {
-      const [err, rank] = results[i] ?? [null, null];
-      if (err) throw err;
-      return typeof rank === 'number' ? rank + 1 : null;
-    });
+    const ranks = await Promise.all(ids.map((id) => client.zrank(key, id)));
+    return ranks.map((rank) => (typeof rank === 'number' ? rank + 1 : null));
   }
 
   async position(id: string): Promise<number | null> {

@@ -63,6 +63,12 @@ export class JobStore {
     readonly ttlSeconds: number,
     /** SBX_SECRETS_KEY: seals a job's registryAuth (API), opens it (worker); null = none accepted. */
     private readonly secrets: SecretBox | null = null,
+    /**
+     * The connection for the webhook queue (BullMQ) this store opens when a job with a callbackUrl
+     * ends: best not `redis` itself, so BullMQ's ~50 scripts stay off it (ioredis copies every script
+     * of a connection into each pipeline()/multi() made on it).
+     */
+    private readonly queueConnection: RedisClient = redis,
   ) {
     for (const [name, def] of Object.entries(SCRIPTS)) {
       if (!(name in redis)) redis.defineCommand(name, def);
@@ -141,9 +147,10 @@ export class JobStore {
   /**
    * Compare-and-set the status. Returns 'ok', or the status found instead ('' when the job is gone;
    * 'attempt' when, from `pulling`, the job is in another attempt than `doc.attempts`).
-   * A finishing transition (event 'exit') sets the final TTL on the record.
+   * A finishing transition (event 'exit') sets the final TTL on the record. `tenant`: the job's, when
+   * the caller knows it (the worker), so releasing its quota needs no read of the record.
    */
-  async transition(doc: JobDocument, from: readonly JobStatus[], eventType: 'status' | 'exit'): Promise<string> {
+  async transition(doc: JobDocument, from: readonly JobStatus[], eventType: 'status' | 'exit', tenant?: string): Promise<string> {
     const data = eventType === 'exit' ? JSON.stringify(doc) : JSON.stringify({ status: doc.status });
     // The intent first: if this process dies between the transition and queueing the webhook, the
     // janitor finds the job here (requeueLostWebhooks) and queues it.
@@ -154,7 +161,7 @@ export class JobStore {
       // From `pulling`, only the attempt this document is of (a requeued job: core/src/job-attempts.ts).
       from.includes('pulling') ? String(doc.attempts ?? 1) : '',
     );
-    if (result === 'ok' && eventType === 'exit') await this.finished(doc);
+    if (result === 'ok' && eventType === 'exit') await this.finished(doc, tenant);
     else if (webhookIntent !== null) await this.redis.zrem(this.keys.webhooksPending(), doc.id); // finished elsewhere: theirs
     return result;
   }
@@ -175,7 +182,7 @@ export class JobStore {
         const since = Number(await this.redis.zscore(key, id));
         if (now - since < this.ttlSeconds * 1000) continue; // its finisher may still be at work
       } else if (doc?.callback && doc.callback.attempts.length === 0 && !doc.callback.delivered) {
-        this.webhooks ??= new WebhookQueue(this.redis, this.keys);
+        this.webhooks ??= new WebhookQueue(this.queueConnection, this.keys);
         if (await this.webhooks.enqueueIfAbsent(id)) queued++;
       }
       await this.redis.zrem(key, id);
@@ -188,10 +195,10 @@ export class JobStore {
    * (a Redis error here is thrown: the caller's finish is not silently without its webhook),
    * listeners told.
    */
-  private async finished(doc: JobDocument): Promise<void> {
-    const tenant = await this.releaseFromQuota(doc.id);
+  private async finished(doc: JobDocument, knownTenant?: string): Promise<void> {
+    const tenant = await this.releaseFromQuota(doc.id, knownTenant);
     if (doc.callback) {
-      this.webhooks ??= new WebhookQueue(this.redis, this.keys);
+      this.webhooks ??= new WebhookQueue(this.queueConnection, this.keys);
       await this.webhooks.enqueue(doc.id);
       await this.redis.zrem(this.keys.webhooksPending(), doc.id);
     }
@@ -206,10 +213,11 @@ export class JobStore {
   /**
    * A finished job no longer counts against its tenant's jobs-at-once quota (core/src/tenant-quota.ts).
    * Best effort: a crash or a Redis error here leaves a member the quota's lazy repair drops.
+   * `known`: the job's tenant when the caller has it (one ZREM, no HGET first).
    */
-  private async releaseFromQuota(id: string): Promise<string | null> {
+  private async releaseFromQuota(id: string, known?: string): Promise<string | null> {
     try {
-      const tenant = await this.redis.hget(this.keys.jobState(id), 'tenant');
+      const tenant = known ?? (await this.redis.hget(this.keys.jobState(id), 'tenant'));
       if (tenant) await this.redis.zrem(this.keys.tenantActive(tenant), id);
       return tenant;
     } catch {

@@ -184,7 +184,25 @@ bool drainSync(Job* j) {
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    // A peer that exits with unread packets (the "G"/config it never got to) sets ECONNRESET on our
+    // end, reported once before the packets still queued here (its 'F' among them): read on.
+    if (n < 0 && errno == ECONNRESET) continue;
     return false;
+  }
+}
+
+// A setup that died before taking the launcher's next packet: its own report ('F'/'E'), if queued.
+bool queuedFailure(int fd, Error& err) {
+  for (;;) {
+    proto::Msg m;
+    Fd passed;
+    ssize_t n = recvMsg(fd, m, passed);
+    if (n < 0 && (errno == ECONNRESET || errno == EINTR)) continue;
+    if (n != (ssize_t)sizeof m) return false;
+    if ((m.tag == 'F' || m.tag == 'E') && m.error.err) {
+      err = m.error;
+      return true;
+    }
   }
 }
 
@@ -504,6 +522,9 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
   ok = ok && (renamed = cgroup::v1::rename(z->group, j.group, err)) && cgroup::v1::writeLimits(host, j.spec.limits, j.group, err) &&
        sendAll(z->sync.get(), config.data(), config.size(), err);
   if (!ok) {
+    // The pooled sbx-init failed the job's own setup (e.g. a layer that cannot be mounted) and
+    // exited: its report says why, not the EPIPE of our send.
+    if (err.err == EPIPE) queuedFailure(z->sync.get(), err);
     if (renamed) {  // the job's group now: killed and removed with the job's name
       j.pidfd = std::move(z->pidfd);
       abortChild(j);

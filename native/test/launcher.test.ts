@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { closePool, launch, liveJobs, poolSize, probeHost, sweep, type LaunchOptions } from '../index.ts';
+import { closePool, launch, liveJobs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions } from '../index.ts';
 import {
   assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, makeTempDir, mountsUnder,
   mountTestTmpfs, pooledGroups, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
@@ -391,6 +391,25 @@ describe('launcher', () => {
     await j.exited;
     for (const d of dirs) assert.equal(fs.existsSync(d), false, `${d} left behind`);
     assertNoLeftovers(spec.id);
+  });
+
+  it('a setup failure keeps its stage and errno when the launcher reads it only after the setup exited (direct and pooled)', async () => {
+    // /proc/sys as a layer: procfs refuses idmapped mounts (EINVAL at stage idmap) in the setup
+    // child (direct) or the pooled sbx-init. The JS thread is held for 300 ms right after the
+    // (synchronous) native launch, so the failed setup has exited, with the launcher's go/config
+    // unread, before its report is read: its socket then reports ECONNRESET ahead of the report.
+    const hold = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
+    for (const o of [{ ...opts, pool: false }, opts]) {
+      if (o.pool !== false) await run(baseSpec([rootfs], { slot: 11 }), o); // makes the slot's pooled setups (v1)
+      const spec = baseSpec([rootfs, '/proc/sys'], { slot: 11 });
+      const p = launch(spec, o);
+      hold();
+      await assert.rejects(p, (e: LaunchError) => {
+        assert.deepEqual([e.code, e.stage], ['EINVAL', 'idmap'], `${o.pool === false ? 'direct' : 'pooled'}: ${e.message}`);
+        return true;
+      });
+      assertNoLeftovers(spec.id);
+    }
   });
 
   it('`ended` reports the outcome before the teardown (the groups still exist), `exited` after it with the same values', async () => {

@@ -149,6 +149,11 @@ test('metrics after a known set of jobs: by status and tenant, queue, pulls, cac
   assert.equal(value(w, 'sbx_worker_slots_busy'), 0);
   assert.equal(value(w, 'sbx_worker_slots_free'), 1);
   assert.equal(value(w, 'sbx_webhook_attempts_total', { result: 'delivered' }), 1);
+  // No worker was lost and Redis never was: the janitor's and the watchdog's series exist at 0 (counts: worker/src/janitor.test.ts, redis-watchdog.test.ts).
+  for (const name of ['sbx_jobs_requeued_total', 'sbx_jobs_worker_lost_total', 'sbx_worker_redis_unreachable_total', 'sbx_worker_redis_lost']) {
+    assert.ok(parse(w).types.has(name), `${name} in the worker's scrape`);
+    assert.equal(value(w, name), 0, name);
+  }
   const workerLabels = new Set(parse(w).samples.filter((s) => s.name.startsWith('sbx_job')).map((s) => s.labels.worker));
   assert.equal(workerLabels.size, 1, 'each worker series carries its worker id');
   assert.ok(!/j_[0-9A-Z]{26}/.test(w + a), 'no job id in any label');

@@ -219,7 +219,7 @@ async function main(): Promise<void> {
       const spec = variant.spec;
       log(`${variant.name}: building ${spec.layers} layers × ${spec.filesPerLayer} files × ${(spec.bytesPerLayer / MB).toFixed(1)} MiB (${spec.compression ?? 'gzip'}) …`);
       const large = await buildLargeImage(spec);
-      const repo = `bench/${variant.name.replace(/[^a-z0-9]+/g, '-')}`;
+      const repo = `bench/${variant.name.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '')}`;
       await pushImage(registry.url, repo, 'latest', large.image);
       const ref = `${registry.host}/${repo}:latest`;
       log(`  ${ref}: ${(large.bytes / 1e6).toFixed(1)} MB compressed, ${(large.unpackedBytes / 1e6).toFixed(1)} MB unpacked, ${large.files} entries`);

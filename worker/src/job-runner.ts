@@ -129,10 +129,10 @@ export class JobRunner {
       const pulledAt = new Date();
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
       this.deps.metrics.pullSeconds.observe({ source: image.pulled ? 'registry' : 'cache' }, doc.timings.pullMs! / 1000);
-      if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
+      if (job.cancelled) return void (await this.finish(stored.tenant, doc, 'pulling', { status: 'cancelled' }));
       slot = await this.deps.slots.take(job.abort.signal, priority); // rejects on cancel: ends `cancelled` below
       this.deps.metrics.slotsBusy.inc();
-      if (job.cancelled) return void (await this.finish(doc, 'pulling', { status: 'cancelled' }));
+      if (job.cancelled) return void (await this.finish(stored.tenant, doc, 'pulling', { status: 'cancelled' }));
 
       // The point of no return, recorded before the command executes (job-attempts.ts): if this worker
       // is lost from here on the job ends worker_lost; before it, it may be queued again elsewhere.
@@ -166,13 +166,13 @@ export class JobRunner {
       exit.outputTruncated = sink.truncated;
       this.recordExitMetrics(exit, sink.keptBytes);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : interactive?.idledOut ? IDLE_END : outcome(exit, job.cancelled);
-      await this.finish(doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated });
+      await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated });
     } catch (e) {
       const error = classify(e);
       if (error.code === 'internal') logger.error({ err: e, jobId: id }, 'job failed on an internal error');
       else logger.info({ jobId: id, code: error.code }, error.message);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : job.cancelled ? { status: 'cancelled' as const } : { status: 'error' as const, error };
-      await this.finish(doc, doc.status, ended);
+      await this.finish(stored.tenant, doc, doc.status, ended);
     } finally {
       image?.release();
       if (slot !== null) {
@@ -222,9 +222,10 @@ export class JobRunner {
     m.outputBytes.inc({ stream: 'stderr' }, kept.stderr);
   }
 
-  private async finish(doc: JobDocument, from: JobStatus, patch: Partial<JobDocument> & { status: JobStatus }): Promise<void> {
+  /** `tenant`: the job's (from its record), so the store releases its quota without reading it again. */
+  private async finish(tenant: string, doc: JobDocument, from: JobStatus, patch: Partial<JobDocument> & { status: JobStatus }): Promise<void> {
     const final: JobDocument = { ...doc, ...patch, timings: { ...doc.timings, finishedAt: new Date().toISOString() } };
-    const result = await this.deps.store.transition(final, [from], 'exit'); // counted by the store's finish listener (main.ts)
+    const result = await this.deps.store.transition(final, [from], 'exit', tenant); // counted by the store's finish listener (main.ts)
     if (result !== 'ok') this.deps.logger.warn({ jobId: doc.id, found: result }, 'job was finished elsewhere first');
   }
 }

@@ -64,7 +64,8 @@ async function main(): Promise<void> {
   const sub = connectRedis(env, 'worker-sub');
   const bullConnection = connectRedis(env, 'worker-queue', { forBullMQ: true });
   for (const c of [redis, sub, bullConnection]) c.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
-  const store = new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env)); // opens jobs' registryAuth
+  // BullMQ's queues (webhooks, requeues) go on bullConnection: its scripts on `redis` would make every pipeline() there dear.
+  const store = new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env), bullConnection); // opens jobs' registryAuth
   const directory = new WorkerDirectory(redis, keys);
   const heartbeatTtl = env.SBX_HEARTBEAT_MS * 5;
 
@@ -79,8 +80,8 @@ async function main(): Promise<void> {
   const metrics = workerMetrics(registry);
   // Every job this process finishes (runs, janitor's worker_lost), by status and tenant.
   store.onFinished((doc, tenant) => metrics.jobsFinished.inc({ status: doc.status, tenant: metrics.tenants.of(tenant) }));
-  const lostJobs = lostJobRecovery(redis, keys, env.SBX_LOST_JOB_REQUEUES); // not started yet: queued again
-  const janitor = new Janitor(redis, keys, store, directory, logger, lostJobs);
+  const lostJobs = lostJobRecovery(redis, keys, env.SBX_LOST_JOB_REQUEUES, bullConnection); // not started yet: queued again
+  const janitor = new Janitor(redis, keys, store, directory, logger, lostJobs, metrics);
   const launchOptions: LaunchOptions = {
     cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE,
     parentLimits: { memoryBytes: env.SBX_JOBS_MEMORY_BYTES, pids: env.SBX_JOBS_PIDS },
@@ -150,7 +151,7 @@ async function main(): Promise<void> {
   // The shared queue and this worker's own (jobs handed to it), taken by hand when a job fits here;
   // cache-aware hand-offs unless SBX_PLACEMENT_CACHE_AWARE=false (worker/src/placement).
   await feeder.start();
-  watchRedis({ env, keys, workerId, jobs: runner, queue: feeder, logger }); // cut off from Redis past the heartbeat limit: kill our jobs, pause
+  watchRedis({ env, keys, workerId, jobs: runner, queue: feeder, logger, metrics }); // cut off from Redis past the heartbeat limit: kill our jobs, pause
 
   // Webhooks of finished jobs (a job's callbackUrl), whoever finished them.
   const webhooks = startWebhookWorker({ connection: bullConnection, redis, keys, store, env, logger: logger.child({ component: 'webhooks' }), metrics });

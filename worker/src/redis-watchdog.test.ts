@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { startRedis, waitUntil, type RunningRedis } from '../../test/harness/redis.ts';
+import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { RedisWatchdog } from './redis-watchdog.ts';
 
 const INTERVAL_MS = 50;
@@ -69,23 +70,30 @@ function heartbeat(client: Redis, key: string, ttlMs: number) {
   return () => clearInterval(t);
 }
 
-test('heartbeats landing: nothing happens; the key expiring: jobs killed and the queue paused; seen again: resumed', async () => {
+test('heartbeats landing: nothing happens; the key expiring: jobs killed and the queue paused; seen again: resumed (and counted)', async () => {
   const writer = redis.client();
   const key = `wd:${Date.now()}:1`;
   const f = fakes();
+  const registry = createRegistry('worker');
+  const metrics = workerMetrics(registry);
+  /** [sbx_worker_redis_unreachable_total, sbx_worker_redis_lost] */
+  const counted = async () => Promise.all(['sbx_worker_redis_unreachable_total', 'sbx_worker_redis_lost'].map(async (name) => (await registry.getSingleMetric(name)?.get())?.values[0]?.value));
   const stopBeats = heartbeat(writer, key, LIMIT_MS);
   const probe = new Redis(redis.port, '127.0.0.1');
-  const dog = new RedisWatchdog({ redis: probe, key, intervalMs: INTERVAL_MS, limitMs: LIMIT_MS, jobs: f.jobs, queue: f.queue, logger: pino({ level: 'silent' }) }).start();
+  const dog = new RedisWatchdog({ redis: probe, key, intervalMs: INTERVAL_MS, limitMs: LIMIT_MS, jobs: f.jobs, queue: f.queue, logger: pino({ level: 'silent' }), metrics }).start();
   try {
     await new Promise((r) => setTimeout(r, LIMIT_MS * 2));
     assert.deepEqual(f.calls, { killAll: 0, pause: 0, resume: 0 }, 'heartbeats landed: Redis is not lost');
+    assert.deepEqual(await counted(), [0, 0]);
     stopBeats();
     await waitUntil(async () => dog.lost, 5000, 'the key to expire');
     assert.deepEqual(f.calls, { killAll: 1, pause: 1, resume: 0 });
+    assert.deepEqual(await counted(), [1, 1], 'lost once, lost now');
     const stopAgain = heartbeat(writer, key, LIMIT_MS);
     await waitUntil(async () => !dog.lost, 5000, 'the heartbeat to be seen again');
     stopAgain();
     assert.deepEqual(f.calls, { killAll: 1, pause: 1, resume: 1 });
+    assert.deepEqual(await counted(), [1, 0], 'lost once, back now');
   } finally {
     dog.stop();
     probe.disconnect();

@@ -1,7 +1,9 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import { publishControl } from '../../../core/src/control-messages.ts';
 import { AlreadyFinishedError } from '../../../core/src/errors.ts';
+import { attemptOf } from '../../../core/src/job-attempts.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
+import { requeueEntryId } from '../../../core/src/job-queue.ts';
 import { isFinished, JobDocument } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { loadJobForTenant } from '../job-access.ts';
@@ -27,7 +29,7 @@ export function registerJobsCancel(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     if (job.doc.status === 'queued') {
       const done = await finishJob(deps.store, job.doc, 'cancelled', null);
       if (done) {
-        await deps.queue.remove(done.id);
+        await deps.queue.remove(requeueEntryId(done.id, attemptOf(done))); // a requeued job's entry is its attempt's
         return c.json(done, 202);
       }
     }

@@ -2,6 +2,8 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { streamSSE } from 'hono/streaming';
 import { errorBody, InvalidRequestError } from '../../../core/src/errors.ts';
 import { isFinished } from '../../../core/src/job-spec.ts';
+import { attemptOf } from '../../../core/src/job-attempts.ts';
+import { requeueEntryId } from '../../../core/src/job-queue.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
@@ -33,7 +35,8 @@ export function isResumableEventId(id: string): boolean {
  * `id:` is its stream id, so `Last-Event-ID` / `?lastEventId=` resumes exactly after it; a
  * finished job replays its record and closes. While the job is queued, a `queue` event (data
  * {position}, 1 = next; no `id:`, it is not in the stream) is sent at once and whenever the position
- * changes, and {position: null} once when it leaves the queue.
+ * changes, and {position: null} once when it leaves the queue; a job queued again after its worker
+ * was lost (status queued, attempts n) is queued again here too, under its attempt's queue entry.
  */
 export const jobsEventsRoute = createRoute({
   method: 'get', path: '/v1/jobs/{id}/events', tags: ['jobs'],
@@ -79,6 +82,7 @@ export function registerJobsEvents(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
           // or before the resume point, so nothing more will come (a resume after the last event).
           let ended = isFinished(job.doc.status);
           let queued = job.doc.status === 'queued';
+          let attempt = attemptOf(job.doc); // its queue entry: requeueEntryId(id, attempt)
           let position: number | null = null;
           let lastQueueCheck = 0;
           const sendPosition = async (next: number | null) => {
@@ -94,7 +98,12 @@ export function registerJobsEvents(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
               after = e.id;
               lastWrite = Date.now();
               if (e.type === 'exit') return;
-              if (e.type === 'status' && queued && (JSON.parse(e.data) as { status?: string }).status !== 'queued') {
+              if (e.type !== 'status') continue;
+              const s = JSON.parse(e.data) as { status?: string; attempts?: number };
+              if (s.status === 'queued') {
+                // Queued (again, after a lost worker: core/src/job-lifecycle.ts): look at once.
+                [queued, attempt, lastQueueCheck] = [true, s.attempts ?? 1, 0];
+              } else if (queued) {
                 queued = false;
                 await sendPosition(null);
               }
@@ -103,7 +112,7 @@ export function registerJobsEvents(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
             if (ended) return;
             if (queued && Date.now() - lastQueueCheck >= QUEUE_POLL_MS) {
               lastQueueCheck = Date.now();
-              await sendPosition(await deps.queue.position(id));
+              await sendPosition(await deps.queue.position(requeueEntryId(id, attempt)));
             }
             if (Date.now() - lastLiveness > LIVENESS_CHECK_MS) {
               lastLiveness = Date.now();

@@ -9,6 +9,8 @@ import { test } from 'node:test';
 import { useTestApp } from '../../../test/harness/api-app.ts';
 import { parseServerSentEvents, type ServerSentEvent } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
+import { JobAttempts } from '../../../core/src/job-attempts.ts';
+import { settleLostJob } from '../../../core/src/job-lifecycle.ts';
 
 const t = useTestApp();
 
@@ -58,4 +60,50 @@ test('queued jobs have positions 1, 2, 3; cancelling the first moves the others 
   }
   assert.deepEqual(rest, ['exit'], 'the stream ends with the exit of the cancelled job');
   assert.equal(await position(c), null);
+});
+
+test('a job queued again after its worker was lost: its real position in GET and in SSE queue events; cancelling it frees its place', { timeout: 30_000 }, async () => {
+  const a = await submit();
+  const heartbeat = t.deps.keys.worker('w-lost');
+  await t.deps.redis.set(heartbeat, '{}', 'PX', 60_000); // alive while the reader connects (a reader settles a dead worker's job itself)
+  // A worker takes `a` (its queue entry gone, status pulling) and is lost before the command starts.
+  await t.deps.queue.remove(a);
+  const taken = { ...(await t.deps.store.getDoc(a))!, status: 'pulling' as const, worker: 'w-lost' };
+  assert.equal(await t.deps.store.transition(taken, ['queued'], 'status'), 'ok');
+  const b = await submit(); // behind `a` once `a` is queued again (a requeue goes first in line)
+
+  const res = await t.app.request(`/v1/jobs/${a}/events`);
+  assert.equal(res.status, 200);
+  const reader = parseServerSentEvents(res.body!)[Symbol.asyncIterator]();
+  const next = async (): Promise<ServerSentEvent> => {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no SSE event for 5 s')), 5000)));
+    try {
+      const { value, done } = await Promise.race([reader.next(), deadline]);
+      assert.ok(!done, 'the stream ended');
+      return value;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const seen: string[] = [];
+  const until = async (pred: (e: ServerSentEvent) => boolean): Promise<ServerSentEvent> => {
+    for (;;) {
+      const e = await next().catch((err: Error) => assert.fail(`${err.message}; events so far: ${seen.join(' ')}`));
+      seen.push(`${e.event}:${e.data}`);
+      if (pred(e)) return e;
+    }
+  };
+  await until((e) => e.event === 'status' && (JSON.parse(e.data) as { status: string }).status === 'pulling');
+
+  await t.deps.redis.del(heartbeat); // the worker is lost
+  const recovery = { attempts: new JobAttempts(t.deps.redis, t.deps.keys), enqueue: (id: string, n: number) => t.deps.queue.requeue(id, n), maxRequeues: 1 };
+  assert.equal((await settleLostJob(t.deps.store, recovery, taken))?.outcome, 'requeued');
+  assert.deepEqual([await position(a), await position(b)], [1, 2], 'GET: the requeued job is first, the other second');
+  const queueEvent = await until((e) => e.event === 'queue');
+  assert.deepEqual(JSON.parse(queueEvent.data), { position: 1 }, 'SSE: the requeued job\'s queue event has its position');
+
+  await cancel(a);
+  assert.equal(await position(b), 1, 'the cancelled requeued job left the queue: the other moves up');
+  await until((e) => e.event === 'exit');
 });

@@ -99,7 +99,7 @@ export function startWebhookWorker(opts: {
   metrics?: WebhookDeliveryDeps['metrics'];
   dispatcher?: Dispatcher;
 }): { delivery: WebhookDelivery; close(): Promise<void> } {
-  const queue = new WebhookQueue(opts.redis, opts.keys);
+  const queue = new WebhookQueue(opts.connection, opts.keys); // BullMQ's scripts stay off opts.redis
   const delivery = new WebhookDelivery({ store: opts.store, queue, env: opts.env, logger: opts.logger, ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}) });
   const worker = new Worker<WebhookTask>(WEBHOOK_QUEUE_NAME, async (entry) => delivery.attempt(entry.data), {
     connection: opts.connection,

@@ -70,9 +70,10 @@ test('jobs run on all three hosts, each pulling into its own cache, and their ou
   } finally {
     await Promise.all(ids.map((id) => fleet.api.request('DELETE', `/v1/jobs/${id}`)));
   }
-  // Each host pulled the image into its own cache.
-  const listed = (await fleet.api.request<{ items: Array<{ id: string; cachedBytes: number }> }>('GET', '/v1/workers')).body.items;
-  for (const h of fleet.hosts) assert.ok((listed.find((w) => w.id === h.workerId)?.cachedBytes ?? 0) > 0, `${h.name} has the image in its own cache`);
+  // Each host pulled the image into its own cache (a worker reports its cache at its next heartbeat).
+  const cachedBytes = async (workerId: string) =>
+    (await fleet.api.request<{ items: Array<{ id: string; cachedBytes: number }> }>('GET', '/v1/workers')).body.items.find((w) => w.id === workerId)?.cachedBytes ?? 0;
+  for (const h of fleet.hosts) await waitUntil(async () => (await cachedBytes(h.workerId)) > 0, 20_000, `${h.name} to list the image in its own cache`);
   // And finished jobs succeed with their output, wherever they ran.
   const done = await Promise.all(Array.from({ length: 6 }, (_, i) => fleet.api.submit({ image: fleet.stack.images.busybox, command: ['echo', `done ${i}`] }, { wait: true })));
   for (const [i, d] of done.entries()) {

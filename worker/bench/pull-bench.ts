@@ -97,8 +97,9 @@ interface Timing {
   cpu: number;
 }
 
-// Outputs are kept until the variant is done: on ext4, creating inodes right after deleting many is
-// several times slower (ext4's recently_deleted() scan), which would punish whoever runs next.
+// Outputs are kept until the run is done: on ext4 without a journal, creating inodes right after
+// deleting many is several times slower (ext4's recently_deleted() scan), which would punish
+// whoever runs next.
 
 async function timeSbx(workDir: string, ref: string): Promise<Timing> {
   const root = await mkdtemp(join(workDir, 'sbx-'));
@@ -160,13 +161,16 @@ interface VariantResult {
 
 const round = (x: number, digits = 3) => Number(x.toFixed(digits));
 
+/** Counts timed pairs over the whole run, so that the order alternates across images too. */
+let pairs = 0;
+
 async function compare(opts: { variant: Variant; large: LargeImage; ref: string; host: string; repo: string; umoci: string; runs: number; workDir: string; log: (l: string) => void }): Promise<VariantResult> {
   const { variant, large } = opts;
   const sbx: Timing[] = [];
   const other: Timing[] = [];
   for (let i = 0; i < opts.runs; i++) {
-    // Alternate which goes first so neither always inherits the other's page-cache state.
-    if (i % 2 === 0) {
+    // Alternate which goes first so neither always inherits the other's page-cache and disk state.
+    if (pairs++ % 2 === 0) {
       sbx.push(await timeSbx(opts.workDir, opts.ref));
       other.push(await timeSkopeoUmoci(opts.umoci, opts.workDir, opts.host, opts.repo));
     } else {
@@ -211,6 +215,9 @@ async function main(): Promise<void> {
   const registry = await startRegistry();
   // The unpack workers start once per process (~0.4 s under tsx); a worker does this at start-up.
   await sharedUnpackPool().warm();
+  // Every output stays until the end of the run (see the note above): deleting one image's trees
+  // would slow down whichever tool creates files next.
+  const workDir = await mkdtemp(join(args.workDir, 'sbx-pull-bench-'));
   const results: VariantResult[] = [];
   let phases: Record<string, PhaseRow[]> | undefined;
   let warm = 0;
@@ -223,8 +230,7 @@ async function main(): Promise<void> {
       await pushImage(registry.url, repo, 'latest', large.image);
       const ref = `${registry.host}/${repo}:latest`;
       log(`  ${ref}: ${(large.bytes / 1e6).toFixed(1)} MB compressed, ${(large.unpackedBytes / 1e6).toFixed(1)} MB unpacked, ${large.files} entries`);
-      const workDir = await mkdtemp(join(args.workDir, 'sbx-pull-bench-'));
-      try {
+      {
         if (args.phases && (variant.name.startsWith('bench') || args.small)) {
           phases ??= {};
           phases[variant.name] = await measurePhases({ image: large.image, tars: large.tars, registryHost: registry.host, repo, workDir, runs: args.runs });
@@ -232,8 +238,6 @@ async function main(): Promise<void> {
         }
         results.push(await compare({ variant, large, ref, host: registry.host, repo, umoci: umoci.path, runs: args.runs, workDir, log }));
         if (results.length === 1) warm = await warmLookupMs(workDir, ref);
-      } finally {
-        await rm(workDir, { recursive: true, force: true });
       }
     }
     log(table(results));
@@ -259,6 +263,7 @@ async function main(): Promise<void> {
   } finally {
     await registry.stop();
     await sharedUnpackPool().close();
+    await rm(workDir, { recursive: true, force: true });
   }
 }
 

@@ -49,5 +49,5 @@ export async function ensureUmoci(log: (line: string) => void): Promise<UmociPee
     await chmod(path + '.tmp', 0o755);
     await run('mv', [path + '.tmp', path]);
   }
-  return { path, version: await versionOf(path) };
+  return { path, version: (await versionOf(path)).split('\n')[0]! };
 }

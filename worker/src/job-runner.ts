@@ -15,7 +15,7 @@ import { attemptOf, JobAttempts } from '../../core/src/job-attempts.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
-import { LaunchError, launch, type ExitInfo, type LaunchOptions, type LaunchSpec, type Launched } from '../../native/index.ts';
+import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
 import { buildLaunchSpec } from './launch/launch-plan.ts';
@@ -24,6 +24,7 @@ import { LauncherCleanup } from './launcher-cleanup.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
 import { IDLE_END, startInteractive, withInteractive, type InteractiveSession } from './interactive/session.ts';
 import type { SlotPool } from './slots.ts';
+import { sendTogether } from '../../core/src/redis-together.ts';
 
 export interface RunnerDeps {
   workerId: string;
@@ -110,13 +111,14 @@ export class JobRunner {
     };
     // Ours in the directory before the claim (same connection: Redis applies them in this order), so
     // a worker killed right after claiming is still found by the janitor (janitor.ts).
-    const [, claimed] = await Promise.all([directory.addRunning(workerId, id), store.transition(doc, ['queued'], 'status')]);
+    const [, claimed] = await Promise.all(sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.transition(doc, ['queued'], 'status')] as const));
     if (claimed !== 'ok') return void (this.active.has(id) || (await directory.removeRunning(workerId, id).catch(() => {})));
     this.deps.metrics.queueSeconds.observe(doc.timings.queueMs! / 1000);
 
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
     this.active.set(id, job);
     let slot: number | null = null;
+    let teardown: Promise<void> | undefined;
     let image: AcquiredImage | null = null;
     let interactive: InteractiveSession | null = null;
     // The image lookup starts at once; recording the job as ours and checking for a cancel that
@@ -155,8 +157,10 @@ export class JobRunner {
         return;
       }
       sink.open();
-      const exit = { ...(await launched.exited), outputTruncated: false };
-      this.cleanup.report(id, exit);
+      // The outcome is known before the launcher removes the job's cgroups: record it without waiting
+      // for that; the slot is given back only once the teardown is done (finally, below).
+      teardown = launched.exited.then((e) => this.cleanup.report(id, e));
+      const exit = { ...(await launched.ended), outputTruncated: false };
       // Every process of the job is gone by now, so the pipes are at EOF; never wait on them forever.
       const drainTimer = setTimeout(() => (launched.stdout.destroy(), launched.stderr.destroy()), PIPE_DRAIN_MS);
       await drained;
@@ -174,6 +178,7 @@ export class JobRunner {
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : job.cancelled ? { status: 'cancelled' as const } : { status: 'error' as const, error };
       await this.finish(stored.tenant, doc, doc.status, ended);
     } finally {
+      await teardown;
       image?.release();
       if (slot !== null) {
         this.deps.slots.give(slot);
@@ -211,7 +216,7 @@ export class JobRunner {
   }
 
   /** Run time, the limits the job hit, the output it produced. */
-  private recordExitMetrics(exit: ExitInfo & { outputTruncated: boolean }, kept: { stdout: number; stderr: number }): void {
+  private recordExitMetrics(exit: EndInfo & { outputTruncated: boolean }, kept: { stdout: number; stderr: number }): void {
     const m = this.deps.metrics;
     m.jobSeconds.observe(exit.usage.wallMs / 1000);
     if (exit.oomKilled) m.limitHits.inc({ limit: 'memory' });
@@ -232,7 +237,7 @@ export class JobRunner {
 
 const SHUT_DOWN = { code: 'worker_lost', message: 'the worker shut down while this job ran; submit it again' };
 
-function outcome(exit: ExitInfo, cancelled: boolean): Pick<JobDocument, 'status' | 'exitCode' | 'signal'> {
+function outcome(exit: EndInfo, cancelled: boolean): Pick<JobDocument, 'status' | 'exitCode' | 'signal'> {
   const base = { exitCode: exit.exitCode, signal: exit.signal };
   if (cancelled || exit.reason === 'killed') return { ...base, status: 'cancelled' };
   if (exit.reason === 'timeout') return { ...base, status: 'timeout' };

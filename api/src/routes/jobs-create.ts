@@ -9,6 +9,7 @@ import { checkCallbackUrl } from '../../../core/src/webhooks/callback-url.ts';
 import { JobWatch } from '../job-waiter.ts';
 import { jsonBody } from '../middleware/json-body.ts';
 import { ErrorBody, errors, flag, json } from '../openapi.ts';
+import { clientGoneSignal } from '../client-gone.ts';
 
 export const jobsCreateRoute = createRoute({
   method: 'post', path: '/v1/jobs', summary: 'Submit a job', tags: ['jobs'],
@@ -66,7 +67,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       c.header('Location', `/v1/jobs/${doc.id}`);
       if (watching && !isFinished(doc.status)) {
         // After the exit ping, document and output come in one round trip.
-        doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, c.req.raw.signal, true)) ?? doc;
+        doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, clientGoneSignal(c), true)) ?? doc;
       }
       if (wait && isFinished(doc.status)) {
         return c.json(doc.output ? doc : { ...doc, output: await deps.store.readOutput(doc.id) }, 200);

@@ -19,6 +19,7 @@ import { startWebhookWorker } from './webhook-delivery.ts';
 import { nextAttemptDelay } from './backoff.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
 import { WebhookQueue } from '../../../core/src/webhooks/webhook-queue.ts';
+import { JobAttempts } from '../../../core/src/job-attempts.ts';
 
 const SECRET_A = 'tenant-a-secret-0123456789abcdef';
 const SECRET_ALL = 'fallback-secret-0123456789abcdef';
@@ -91,8 +92,10 @@ describe('webhooks of jobs finished by the API', () => {
     const sub = await call(KEY_B, 'POST', '/v1/jobs', { image: IMAGE, callbackUrl: receiver.url('/lost') });
     const stored = (await t.deps.store.getDoc(sub.body.id))!;
     await t.deps.queue.remove(sub.body.id);
-    // A worker that took it and died without a heartbeat: as the queue and Redis would show it.
+    // A worker that took it, recorded that it starts the command (so it is never run again) and died
+    // without a heartbeat: as the queue and Redis would show it.
     assert.equal(await t.deps.store.transition({ ...stored, status: 'pulling', worker: 'ghost/1' }, ['queued'], 'status'), 'ok');
+    assert.equal(await new JobAttempts(t.deps.redis, t.deps.keys).markStarted(sub.body.id, 1), true);
     const read = await call(KEY_B, 'GET', `/v1/jobs/${sub.body.id}`);
     assert.equal(read.body.status, 'error');
     await delivered(KEY_B, sub.body.id);

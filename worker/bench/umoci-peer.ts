@@ -38,14 +38,17 @@ export async function ensureUmoci(log: (line: string) => void): Promise<UmociPee
   const path = join(toolsDir, `umoci-${UMOCI_VERSION}`);
   if (!(await exists(path))) {
     log(`building umoci ${UMOCI_VERSION} from the Go module proxy (Debian's 0.4.7 cannot unpack zstd layers) …`);
-    const { stdout } = await run('go', ['mod', 'download', '-json', `${UMOCI_MODULE}@${UMOCI_VERSION}`], { maxBuffer: 1 << 22 });
+    // A Go new enough for it: the one on the PATH, else Debian's plus the toolchain module (ensure-go.sh).
+    const go = (await run('bash', [new URL('../../infra/scripts/ensure-go.sh', import.meta.url).pathname])).stdout.trim();
+    const env = { ...process.env, GOFLAGS: '-buildvcs=false', GOTOOLCHAIN: 'auto' };
+    const { stdout } = await run(go, ['mod', 'download', '-json', `${UMOCI_MODULE}@${UMOCI_VERSION}`], { maxBuffer: 1 << 22, cwd: '/', env });
     const moduleDir = (JSON.parse(stdout) as { Dir: string }).Dir;
     const src = join(toolsDir, `umoci-src-${UMOCI_VERSION}`);
     await mkdir(toolsDir, { recursive: true });
     await rm(src, { recursive: true, force: true });
     await cp(moduleDir, src, { recursive: true });
     await run('chmod', ['-R', 'u+w', src]);
-    await run('go', ['build', '-o', path + '.tmp', './cmd/umoci'], { cwd: src, maxBuffer: 1 << 24, env: { ...process.env, GOFLAGS: '-buildvcs=false' } });
+    await run(go, ['build', '-o', path + '.tmp', './cmd/umoci'], { cwd: src, maxBuffer: 1 << 24, env });
     await chmod(path + '.tmp', 0o755);
     await run('mv', [path + '.tmp', path]);
   }

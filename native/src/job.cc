@@ -191,6 +191,12 @@ bool drainSync(Job* j) {
   }
 }
 
+// A send to a setup that has exited: EPIPE, or ECONNRESET (once) when it left packets of ours unread.
+bool peerGone(const Error& err) {
+  bool sent = strcmp(err.syscall, "send") == 0 || strcmp(err.syscall, "sendmsg") == 0;
+  return sent && (err.err == EPIPE || err.err == ECONNRESET);
+}
+
 // A setup that died before taking the launcher's next packet: its own report ('F'/'E'), if queued.
 bool queuedFailure(int fd, Error& err) {
   for (;;) {
@@ -293,7 +299,11 @@ void onExit(uv_poll_t* h, int, int) {
 
 void onSync(uv_poll_t* h, int status, int) {
   Job* j = static_cast<Job*>(h->data);
-  if (status < 0 || !drainSync(j)) stopSyncPoll(j);
+  // A peer that exited with our packets unread leaves ECONNRESET pending: epoll says POLLERR, which
+  // libuv reports as status UV_EBADF (and stops the poll). Its packets are still queued here (its
+  // 'F'/'E' among them): read them before giving up on the socket.
+  bool open = drainSync(j);
+  if (status < 0 || !open) stopSyncPoll(j);
 }
 
 bool buildInitConfig(const Job& j, const spec::Options& o, std::string& out, Error& err) {
@@ -468,6 +478,9 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
   bool ok = j.group.v2 || cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err);
   undo.g = &j.group;
   if (!ok || !sendAll(f.syncP.get(), "G", 1, err) || !sendAll(f.syncP.get(), config.data(), config.size(), err)) {
+    // The child failed its setup (e.g. a layer that cannot be mounted) and exited before our send:
+    // its queued report says why, not the EPIPE/ECONNRESET of the send.
+    if (peerGone(err)) queuedFailure(f.syncP.get(), err);
     abortChild(j);
     return false;
   }
@@ -524,7 +537,7 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
   if (!ok) {
     // The pooled sbx-init failed the job's own setup (e.g. a layer that cannot be mounted) and
     // exited: its report says why, not the EPIPE of our send.
-    if (err.err == EPIPE) queuedFailure(z->sync.get(), err);
+    if (peerGone(err)) queuedFailure(z->sync.get(), err);
     if (renamed) {  // the job's group now: killed and removed with the job's name
       j.pidfd = std::move(z->pidfd);
       abortChild(j);

@@ -53,6 +53,31 @@ export class Janitor {
     return total;
   }
 
+  /**
+   * Jobs recorded in this LIVE worker's running set that it no longer holds (`held`: the runner's jobs
+   * from the claim until their entry is removed). Redis lost what the worker wrote after the claim
+   * (a restart from an append-only file that missed its last second, a failover to a replica that
+   * lagged): the job shows `pulling`/`running` while its run is over here, and no dead-worker reap
+   * will ever find it. Settled as for a lost worker (requeued if its command never started, else
+   * worker_lost). `held` is read after the set, and a job is claimed into it before its id enters
+   * the set, so a job being claimed right now is never taken for one. Returns how many were settled.
+   */
+  async settleOwnOrphans(workerId: string, held: ReadonlySet<string>): Promise<number> {
+    const orphans = (await this.directory.running(workerId)).filter((id) => !held.has(id));
+    const settled = { requeued: 0, lost: 0, cancelled: 0 };
+    for (const id of orphans) {
+      const doc = await this.store.getDoc(id);
+      const result = doc && doc.worker === workerId && !held.has(id) ? await settleLostJob(this.store, this.recovery, doc) : null;
+      if (result) settled[result.outcome]++;
+      if (!held.has(id)) await this.directory.removeRunning(workerId, id); // claimed again meanwhile: its entry stays
+    }
+    this.metrics?.jobsRequeued.inc(settled.requeued);
+    this.metrics?.jobsWorkerLost.inc(settled.lost);
+    const total = settled.requeued + settled.lost + settled.cancelled;
+    if (total) this.logger.warn({ worker: workerId, ...settled }, 'settled jobs Redis showed as this worker\'s though it no longer ran them (writes lost by Redis)');
+    return total;
+  }
+
   /** Requeues a crash left half done get their queue entry; returns how many. */
   async finishPendingRequeues(): Promise<number> {
     if (!this.recovery) return 0;

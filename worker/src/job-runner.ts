@@ -55,6 +55,8 @@ interface ActiveJob {
 
 export class JobRunner {
   private readonly active = new Map<string, ActiveJob>();
+  /** Ids from before their claim is sent until they leave this worker's running set (janitor.ts settleOwnOrphans). */
+  private readonly held = new Set<string>();
   /** Records each job's start before its command executes (a lost job is requeued only before it). */
   private readonly attempts: JobAttempts;
   /** Logs and counts leftovers the launcher reports at each exit; sweeps a cgroup it could not remove. */
@@ -63,6 +65,10 @@ export class JobRunner {
   constructor(private readonly deps: RunnerDeps) {
     this.attempts = new JobAttempts(deps.store.redis, deps.store.keys);
     this.cleanup = new LauncherCleanup({ launchOptions: deps.launchOptions, logger: deps.logger, metrics: deps.metrics, retryMs: deps.cgroupSweepRetryMs });
+  }
+
+  get heldIds(): ReadonlySet<string> {
+    return this.held;
   }
 
   get runningIds(): string[] {
@@ -111,8 +117,9 @@ export class JobRunner {
     };
     // Ours in the directory before the claim (same connection: Redis applies them in this order), so
     // a worker killed right after claiming is still found by the janitor (janitor.ts).
+    if (!this.active.has(id)) this.held.add(id);
     const [, claimed] = await Promise.all(sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.transition(doc, ['queued'], 'status')] as const));
-    if (claimed !== 'ok') return void (this.active.has(id) || (await directory.removeRunning(workerId, id).catch(() => {})));
+    if (claimed !== 'ok') return void (this.active.has(id) || (await directory.removeRunning(workerId, id).catch(() => {}), this.held.delete(id)));
     this.deps.metrics.queueSeconds.observe(doc.timings.queueMs! / 1000);
 
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
@@ -187,6 +194,7 @@ export class JobRunner {
       await interactive?.stop().catch(() => {});
       this.active.delete(id);
       await directory.removeRunning(workerId, id).catch(() => {});
+      this.held.delete(id);
     }
   }
 
@@ -230,7 +238,8 @@ export class JobRunner {
   /** `tenant`: the job's (from its record), so the store releases its quota without reading it again. */
   private async finish(tenant: string, doc: JobDocument, from: JobStatus, patch: Partial<JobDocument> & { status: JobStatus }): Promise<void> {
     const final: JobDocument = { ...doc, ...patch, timings: { ...doc.timings, finishedAt: new Date().toISOString() } };
-    const result = await this.deps.store.transition(final, [from], 'exit', tenant); // counted by the store's finish listener (main.ts)
+    // From `running`, `pulling` too (same attempt): Redis may have lost the move to running (a restart).
+    const result = await this.deps.store.transition(final, from === 'running' ? ['running', 'pulling'] : [from], 'exit', tenant); // counted by the store's finish listener (main.ts)
     if (result !== 'ok') this.deps.logger.warn({ jobId: doc.id, found: result }, 'job was finished elsewhere first');
   }
 }

@@ -136,6 +136,8 @@ async function main(): Promise<void> {
   const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
   const reaper = setInterval(() => {
     void janitor.reapDeadWorkers().catch((err) => logger.warn({ err: err.message }, 'reaping lost workers failed'));
+    // Our own jobs whose later writes Redis lost (a restart, a failover): settled, as nobody else will.
+    void janitor.settleOwnOrphans(workerId, runner.heldIds).catch((err) => logger.warn({ err: err.message }, 'settling our own orphaned jobs failed'));
     void store.requeueLostWebhooks(LOST_WEBHOOK_AFTER_MS).then(
       (n) => n && logger.warn({ webhooks: n }, 'queued webhooks a crash had left unqueued'),
       (err) => logger.warn({ err: err.message }, 'requeueing lost webhooks failed'),

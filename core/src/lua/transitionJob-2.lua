@@ -13,11 +13,16 @@
   registryAuth (field 'auth'): credentials live no longer than the job; and its stdin stream
   (<same prefix>:stdin, interactive jobs), so no frame outlives it; and pings the inbox of the API
   waiting for it (field 'waiter', createJob-2) with the job's notify channel.
+  A replay (the job already holds exactly this status and document: the same call applied once,
+  its answer lost with the connection and the call sent again by the client after reconnecting,
+  ioredis autoResendUnfulfilledCommands) answers 'ok' again and changes nothing; without this the
+  caller would read its own write as someone else's and leave the job behind.
   Output: 'ok', the current status when it was not one of ARGV[1] ('' if the job is gone), or
   'attempt' when the job is in another attempt than ARGV[8]
 ]]
 local current = redis.call('HGET', KEYS[1], 'status')
 if not current then return '' end
+if current == ARGV[2] and redis.call('HGET', KEYS[1], 'doc') == ARGV[3] then return 'ok' end
 local allowed = false
 for s in string.gmatch(ARGV[1], '[^,]+') do
   if s == current then allowed = true end

@@ -119,3 +119,17 @@ test('a requeue a crash left half done (queued again, no queue entry) gets its e
   assert.ok(await queue.queue.getJob(requeueEntryId(doc.id, 2)));
   assert.deepEqual(await recovery.attempts.stale(0), []);
 });
+
+test('a transition sent again after a reconnect (its answer lost with the connection) answers ok and is applied once; another caller still loses', async () => {
+  const doc = await claimed('w1');
+  const events = async () => (await redis.xrange(keys.jobEvents(doc.id), '-', '+')).length;
+  const before = await events();
+  // ioredis resends a command whose reply never came (autoResendUnfulfilledCommands): the same claim, again.
+  assert.equal(await store.transition(doc, ['queued'], 'status'), 'ok', 'the worker must not read its own claim as someone else\'s');
+  assert.equal(await events(), before, 'the replay appends no event');
+  assert.equal(await store.transition({ ...doc, worker: 'w2' }, ['queued'], 'status'), 'pulling', 'another worker\'s claim still fails');
+  const final = { ...doc, status: 'succeeded' as const, exitCode: 0 };
+  assert.equal(await store.transition(final, ['pulling'], 'exit', 't'), 'ok');
+  assert.equal(await store.transition(final, ['pulling'], 'exit', 't'), 'ok', 'a replayed finish');
+  assert.equal(await store.transition({ ...final, status: 'failed' as const }, ['pulling'], 'exit', 't'), 'succeeded');
+});

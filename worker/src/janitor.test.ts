@@ -114,3 +114,16 @@ test('what the janitor settles is counted: sbx_jobs_requeued_total, sbx_jobs_wor
   assert.equal(await value('sbx_jobs_requeued_total'), 1);
   assert.equal(await value('sbx_jobs_worker_lost_total'), 1);
 });
+
+test('a LIVE worker\'s job that Redis shows as its own after it stopped running it (writes lost in a restart) is settled; held ones are not', async () => {
+  await directory.heartbeat(info('w-lostwrites'), 60_000);
+  const orphan = await claimed('w-lostwrites'); // the claim survived a restart; what the worker wrote after it did not
+  const held = await claimed('w-lostwrites'); // still running here
+  const janitor = new Janitor(redis, keys, store, directory, logger, recovery);
+  await janitor.reapDeadWorkers();
+  assert.equal((await store.getDoc(orphan.id))?.status, 'pulling', 'a live worker is never reaped: without more, the job stays pulling forever');
+  assert.equal(await janitor.settleOwnOrphans('w-lostwrites', new Set([held.id])), 1);
+  assert.equal((await store.getDoc(orphan.id))?.status, 'queued', 'its command never started: queued again');
+  assert.equal((await store.getDoc(held.id))?.status, 'pulling', 'a job the worker holds is untouched');
+  assert.deepEqual(await directory.running('w-lostwrites'), [held.id]);
+});

@@ -33,6 +33,8 @@ export function lookupKey(reference: string): string {
 export class FleetView {
   private published = new Set<string>();
   private pendingCapacity = false;
+  private publishedRoom = '';
+  private publishedAt = 0;
   /** Recent look-ups by image, shared by the jobs decided on meanwhile (a burst of misses costs one round trip). */
   private readonly recent = new Map<string, { at: number; view: Promise<{ hosts: HostRoom[]; holders: Set<string> }> }>();
 
@@ -68,7 +70,13 @@ export class FleetView {
     setImmediate(() => {
       this.pendingCapacity = false;
       const s = snapshot();
-      const value = JSON.stringify({ s: s.slotsFree, st: s.slotsTotal, m: s.memoryFree, mt: s.memoryTotal, t: Date.now() });
+      const room = `${s.slotsFree}/${s.slotsTotal}/${s.memoryFree}/${s.memoryTotal}`;
+      const now = Date.now();
+      // Unchanged room is written again only to stay live (the entry's time), not at every change signal.
+      if (room === this.publishedRoom && now - this.publishedAt < this.liveMs / 4) return;
+      this.publishedRoom = room;
+      this.publishedAt = now;
+      const value = JSON.stringify({ s: s.slotsFree, st: s.slotsTotal, m: s.memoryFree, mt: s.memoryTotal, t: now });
       this.redis.hset(this.keys.workerCapacity(), this.self, value).catch((err: Error) => this.logger.debug({ err: err.message }, 'publishing capacity failed'));
     });
   }

@@ -4,15 +4,14 @@
  * A worker lost before that point may have its job put back in the queue (requeue); one lost after
  * it never does: a command runs at most once. Both are compare-and-set Lua scripts on the job's hash.
  */
-import { readFileSync } from 'node:fs';
+import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { JobDocument } from './job-spec.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 
-const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 const SCRIPTS = {
-  sbxStartJob: { numberOfKeys: 1, lua: lua('startJob-1') },
-  sbxRequeueJob: { numberOfKeys: 2, lua: lua('requeueJob-2') },
+  sbxStartJob: luaScript('startJob-1'),
+  sbxRequeueJob: luaScript('requeueJob-2'),
 };
 
 interface ScriptedClient {
@@ -33,10 +32,7 @@ export class JobAttempts {
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {
-    for (const [name, def] of Object.entries(SCRIPTS)) {
-      if (!(name in redis)) redis.defineCommand(name, def);
-    }
-    this.scripted = redis as unknown as ScriptedClient;
+    this.scripted = defineScripts<ScriptedClient>(redis, SCRIPTS);
   }
 
   /**

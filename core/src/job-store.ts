@@ -3,7 +3,7 @@
  * (create, transition) so every status change is atomic and appends its event in the same step.
  * Shared by the API (create, read, cancel, list) and the worker (transition, output).
  */
-import { readFileSync } from 'node:fs';
+import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 import { isFinished, type CallbackState, type JobDocument, type JobEventType, type JobOutput, type JobSpec, type JobStatus } from './job-spec.ts';
@@ -13,10 +13,9 @@ import type { SecretBox } from './secrets/secret-box.ts';
 import { TenantIndexSweeper } from './tenant-index-sweeper.ts';
 import { sendTogether } from './redis-together.ts';
 
-const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 const SCRIPTS = {
-  sbxCreateJob: { numberOfKeys: 2, lua: lua('createJob-2') },
-  sbxTransitionJob: { numberOfKeys: 2, lua: lua('transitionJob-2') },
+  sbxCreateJob: luaScript('createJob-2'),
+  sbxTransitionJob: luaScript('transitionJob-2'),
   // The webhook's delivery state, kept beside the final doc (field `callback`); never recreates an expired record.
   sbxRecordCallback: { numberOfKeys: 1, lua: "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], 'callback', ARGV[1]) return 1" },
 };
@@ -71,10 +70,7 @@ export class JobStore {
      */
     private readonly queueConnection: RedisClient = redis,
   ) {
-    for (const [name, def] of Object.entries(SCRIPTS)) {
-      if (!(name in redis)) redis.defineCommand(name, def);
-    }
-    this.scripted = redis as unknown as ScriptedClient;
+    this.scripted = defineScripts<ScriptedClient>(redis, SCRIPTS);
     this.indexSweeper = new TenantIndexSweeper(redis, keys, ttlSeconds);
   }
 

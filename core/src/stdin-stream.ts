@@ -7,7 +7,7 @@
  * frame once applied), and gone with the job (the finishing transition deletes the key;
  * a safety TTL covers a worker that dies first).
  */
-import { readFileSync } from 'node:fs';
+import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 
@@ -26,7 +26,7 @@ export const HEARTBEAT_MS = 5_000;
 const SAFETY_TTL_MS = 25 * 3_600_000;
 const FULL_RETRY_MS = 5;
 
-const SCRIPT = { numberOfKeys: 2, lua: readFileSync(new URL('./lua/stdinAppend-2.lua', import.meta.url), 'utf8') };
+const SCRIPTS = { sbxStdinAppend: luaScript('stdinAppend-2') };
 
 interface ScriptedClient {
   sbxStdinAppend(state: string, stream: string, max: number, ttlMs: number, type: string, payload: string | Buffer): Promise<string>;
@@ -68,8 +68,7 @@ export class StdinWriter {
   private readonly scripted: ScriptedClient;
 
   constructor(redis: RedisClient, private readonly keys: RedisKeys) {
-    if (!('sbxStdinAppend' in redis)) redis.defineCommand('sbxStdinAppend', SCRIPT);
-    this.scripted = redis as unknown as ScriptedClient;
+    this.scripted = defineScripts<ScriptedClient>(redis, SCRIPTS);
   }
 
   /**

@@ -6,7 +6,7 @@
  * The set also gives each job its queue priority: 1 + the tenant's active jobs, so a tenant with a
  * backlog cannot starve one without (BullMQ takes the lowest priority first, FIFO among equals).
  */
-import { readFileSync } from 'node:fs';
+import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { Config, LimitName, LimitsPolicy, TenantQuota } from './config.ts';
 import { RateLimitedError } from './errors.ts';
 import { MAX_PRIORITY } from './job-queue.ts';
@@ -19,7 +19,7 @@ const ACTIVE_STATUSES: readonly JobStatus[] = ['queued', 'pulling', 'running'];
 /** At most one lazy repair of a tenant's active set in this long (it reads every member's status). */
 const REPAIR_INTERVAL_MS = 1000;
 
-const SCRIPT = { numberOfKeys: 3, lua: readFileSync(new URL('./lua/admitJob-3.lua', import.meta.url), 'utf8') };
+const SCRIPTS = { sbxAdmitJob: luaScript('admitJob-3') };
 
 type AdmitResult = ['ok' | 'rate' | 'active', number];
 interface ScriptedClient {
@@ -47,8 +47,7 @@ export class TenantQuotas {
     private readonly keys: RedisKeys,
     private readonly opts: TenantQuotaOptions,
   ) {
-    if (!('sbxAdmitJob' in redis)) redis.defineCommand('sbxAdmitJob', SCRIPT);
-    this.scripted = redis as unknown as ScriptedClient;
+    this.scripted = defineScripts<ScriptedClient>(redis, SCRIPTS);
   }
 
   /**

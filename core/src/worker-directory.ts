@@ -4,7 +4,7 @@
  * worker leaves the index only once its jobs are settled, and only while it is still dead: both
  * checks and the removal are one Lua script (a heartbeat landing in between is never undone).
  */
-import { readFileSync } from 'node:fs';
+import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 
@@ -29,10 +29,9 @@ export interface WorkerInfo {
   lastHeartbeat: string;
 }
 
-const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.meta.url), 'utf8');
 const SCRIPTS = {
-  sbxDeadWorkerJobs: { numberOfKeys: 2, lua: lua('deadWorkerJobs-2') },
-  sbxForgetDeadWorker: { numberOfKeys: 3, lua: lua('forgetDeadWorker-3') },
+  sbxDeadWorkerJobs: luaScript('deadWorkerJobs-2'),
+  sbxForgetDeadWorker: luaScript('forgetDeadWorker-3'),
 };
 
 interface ScriptedClient {
@@ -47,10 +46,7 @@ export class WorkerDirectory {
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
   ) {
-    for (const [name, def] of Object.entries(SCRIPTS)) {
-      if (!(name in redis)) redis.defineCommand(name, def);
-    }
-    this.scripted = redis as unknown as ScriptedClient;
+    this.scripted = defineScripts<ScriptedClient>(redis, SCRIPTS);
   }
 
   async heartbeat(info: WorkerInfo, ttlMs: number): Promise<void> {

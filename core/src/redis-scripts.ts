@@ -1,0 +1,27 @@
+/**
+ * Our Lua scripts as ioredis commands. A script lives in core/src/lua/<name>-<number of keys>.lua;
+ * `defineScripts()` defines each on a connection once (however many stores share it) and returns the
+ * connection typed with those commands.
+ */
+import { readFileSync } from 'node:fs';
+import type { RedisClient } from './redis.ts';
+
+export interface ScriptDefinition {
+  numberOfKeys: number;
+  lua: string;
+}
+
+/** core/src/lua/<file>.lua, its number of keys read from the name's `-N` suffix. */
+export function luaScript(file: string): ScriptDefinition {
+  const keys = /-(\d+)$/.exec(file);
+  if (!keys) throw new Error(`Lua script name without its number of keys (-N): ${file}`);
+  return { numberOfKeys: Number(keys[1]), lua: readFileSync(new URL(`./lua/${file}.lua`, import.meta.url), 'utf8') };
+}
+
+/** Defines the scripts missing on `redis` (by command name) and returns it as `T`, the commands' typed interface. */
+export function defineScripts<T>(redis: RedisClient, scripts: Record<string, ScriptDefinition>): T {
+  for (const [name, def] of Object.entries(scripts)) {
+    if (!(name in redis)) redis.defineCommand(name, def);
+  }
+  return redis as unknown as T;
+}

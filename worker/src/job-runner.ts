@@ -102,11 +102,13 @@ export class JobRunner {
   /**
    * `priority`: the job's queue priority, which also orders the wait for a run slot (slots.ts).
    * `placement`: how it came here (worker/src/placement), recorded in the document as it is claimed.
+   * `claimSettled`: called once the claim is decided in Redis (ours, or someone else's / ended): the
+   * queue entry may go only then, so that no crash or lost write leaves a queued job without an entry.
    */
-  async run(id: string, priority = 0, placement?: JobPlacement): Promise<void> {
+  async run(id: string, priority = 0, placement?: JobPlacement, claimSettled?: () => void): Promise<void> {
     const { store, directory, workerId, logger } = this.deps;
     const stored = await store.get(id);
-    if (!stored || stored.status !== 'queued') return; // expired, cancelled while queued, or taken
+    if (!stored || stored.status !== 'queued') return void claimSettled?.(); // expired, cancelled while queued, or taken
     const pickedAt = new Date();
     let doc: JobDocument = {
       ...stored.doc,
@@ -119,6 +121,7 @@ export class JobRunner {
     // a worker killed right after claiming is still found by the janitor (janitor.ts).
     if (!this.active.has(id)) this.held.add(id);
     const [, claimed] = await Promise.all(sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.transition(doc, ['queued'], 'status')] as const));
+    claimSettled?.();
     if (claimed !== 'ok') return void (this.active.has(id) || (await directory.removeRunning(workerId, id).catch(() => {}), this.held.delete(id)));
     this.deps.metrics.queueSeconds.observe(doc.timings.queueMs! / 1000);
 

@@ -42,7 +42,13 @@ export interface FeederOptions {
   registry: Registry;
 }
 
-const LOCK_MS = 30_000;
+/**
+ * A queue entry's lock, and how often BullMQ looks for entries whose lock lapsed. An entry taken by a
+ * fetch whose answer never arrived (Redis restarted mid-reply) is locked by nobody alive: it goes back
+ * to the queue within LOCK_MS + 2 × STALLED_CHECK_MS. Entries are held only while a job is decided on.
+ */
+const LOCK_MS = 10_000;
+const STALLED_CHECK_MS = 5_000;
 /** Jobs for one image decided on within this long share one look at the fleet. */
 const LOOK_SHARED_MS = 50;
 
@@ -84,6 +90,7 @@ export class JobFeeder {
         prefix: this.o.keys.queuePrefix(),
         autorun: false,
         lockDuration: LOCK_MS,
+        stalledInterval: STALLED_CHECK_MS,
         maxStalledCount: 1, // only entries not decided on yet can stall: taking them again is safe
         drainDelay: 5,
       });
@@ -203,13 +210,13 @@ export class JobFeeder {
     const holding = o.capacity.hold(memoryBytes, image, imageCached);
     decided();
     const hold = await this.keepingLock(job, token, holding);
-    void this.complete(job, token);
     const pulledKeys = imageCached ? [] : imageKeys(image);
     for (const k of pulledKeys) this.pulling.set(k, (this.pulling.get(k) ?? 0) + 1);
     if (!imageCached && o.cacheAware) void this.fleet.willHold(image).catch(() => {});
     const placement: JobPlacement = { imageCached, hops, handedFrom: data.from ? { worker: data.from, reason: data.reason ?? 'image' } : null };
     try {
-      await o.runner.run(id, priority, placement);
+      // The entry is completed once the claim is settled (after it in Redis's order, AOF included).
+      await o.runner.run(id, priority, placement, () => void this.complete(job, token));
     } finally {
       hold.release();
       for (const k of pulledKeys) {

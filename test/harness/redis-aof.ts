@@ -12,8 +12,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts';
-import { waitUntil } from './redis.ts';
+import { onFreePort } from './ports.ts';
+import { waitForRedisServer } from './redis.ts';
 
 export interface DurableRedis {
   host: string;
@@ -77,21 +77,7 @@ async function spawnOn(host: string, port: number, dir: string): Promise<ChildPr
   proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   try {
-    await waitUntil(async () => {
-      if (proc.exitCode !== null) throw saysPortTaken(log) ? new PortTakenError('redis-server', port, log.trim()) : new Error(`redis-server exited: ${log}`);
-      if (!listensOn(proc.pid, port)) return false;
-      const c = new Redis(port, host, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      c.on('error', () => {});
-      try {
-        await c.connect();
-        // Answers only once the AOF is loaded (LOADING errors before).
-        return (await c.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        c.disconnect();
-      }
-    }, 20_000, `redis-server (AOF) on ${host}:${port}`);
+    await waitForRedisServer(proc, host, port, () => log, 20_000); // answers once the AOF is loaded
   } catch (e) {
     if (proc.exitCode === null) proc.kill('SIGKILL');
     throw e;

@@ -37,21 +37,7 @@ async function startRedisOn(port: number, extraBind: string[]): Promise<RunningR
     }
   };
   try {
-    await waitUntil(async () => {
-      if (proc.exitCode !== null) throw saysPortTaken(log) ? new PortTakenError('redis-server', port, log.trim()) : new Error(`redis-server exited: ${log}`);
-      // The answer must come from our own server, not from whatever else took the port first.
-      if (!listensOn(proc.pid, port)) return false;
-      const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      c.on('error', () => {}); // refused until the server listens: expected here
-      try {
-        await c.connect();
-        return (await c.ping()) === 'PONG';
-      } catch {
-        return false;
-      } finally {
-        c.disconnect();
-      }
-    }, 10_000, `redis-server on port ${port}`);
+    await waitForRedisServer(proc, '127.0.0.1', port, () => log, 10_000);
   } catch (e) {
     await kill();
     throw e;
@@ -67,6 +53,27 @@ async function startRedisOn(port: number, extraBind: string[]): Promise<RunningR
     },
     stop: kill,
   };
+}
+
+/**
+ * Until the redis-server `proc` answers PING on host:port (after loading its data: LOADING errors
+ * before). The answer must come from our own server, not from whatever else took the port first.
+ */
+export async function waitForRedisServer(proc: ChildProcess, host: string, port: number, log: () => string, timeoutMs: number): Promise<void> {
+  await waitUntil(async () => {
+    if (proc.exitCode !== null) throw saysPortTaken(log()) ? new PortTakenError('redis-server', port, log().trim()) : new Error(`redis-server exited: ${log()}`);
+    if (!listensOn(proc.pid, port)) return false;
+    const c = new Redis(port, host, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    c.on('error', () => {}); // refused until the server listens: expected here
+    try {
+      await c.connect();
+      return (await c.ping()) === 'PONG';
+    } catch {
+      return false;
+    } finally {
+      c.disconnect();
+    }
+  }, timeoutMs, `redis-server on ${host}:${port}`);
 }
 
 export async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, what = 'condition'): Promise<void> {

@@ -23,6 +23,7 @@ import type { Job } from '../client/src/index.ts';
 import { busyboxEntries, DEFAULT_PATH } from '../test/fixtures/build-images.ts';
 import { buildImage, buildLayer, pushImage } from '../test/fixtures/oci-builder.ts';
 import { SbxClient } from '../test/harness/api-client.ts';
+import { seededRandom } from '../test/harness/seeded-random.ts';
 import { startStack, type ManagedProcess, type Stack } from '../test/harness/stack.ts';
 
 const { values } = parseArgs({
@@ -58,17 +59,6 @@ async function pushImages(registryHost: string): Promise<string[]> {
   return refs;
 }
 
-/** mulberry32: the same job stream for every mode. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const quantile = (xs: number[], q: number) => {
   if (!xs.length) return null;
@@ -91,7 +81,7 @@ async function runMode(stack: Stack, images: string[], cacheAware: boolean) {
     }));
   }
   const api = new SbxClient(stack.apiUrl);
-  const next = prng(Number(values.seed));
+  const next = seededRandom(Number(values.seed));
   const started = Date.now();
   const subs: Array<Promise<string>> = [];
   for (let i = 0; i < JOBS; i++) {

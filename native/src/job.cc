@@ -17,6 +17,7 @@
 #include "fd.h"
 #include "ns.h"
 #include "proto.h"
+#include "recv_fds.h"
 #include "seccomp.h"
 #include "sys.h"
 #include "trace.h"
@@ -150,25 +151,10 @@ void handleMsg(Job* j, const proto::Msg& m) {
 // One packet, with at most one passed fd (any others are closed).
 ssize_t recvMsg(int fd, proto::Msg& m, Fd& passed) {
   passed.reset();
-  struct iovec iov = {&m, sizeof m};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
-  struct msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
-  ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); n >= 0 && c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; i++) {
-      int f;
-      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-      if (!passed.valid()) passed.reset(f);
-      else Fd{f}.reset();
-    }
-  }
-  return n;
+  return recvWithFds(fd, &m, sizeof m, [&](int f) {
+    if (!passed.valid()) passed.reset(f);
+    else Fd{f}.reset();
+  });
 }
 
 // Read every pending message; returns false on EOF/error (stop polling the socket).

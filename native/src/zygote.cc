@@ -16,6 +16,7 @@
 
 #include "jobmsg.h"
 #include "proto.h"
+#include "recv_fds.h"
 #include "ns.h"
 #include "userns.h"
 
@@ -50,24 +51,8 @@ bool alive(const Zygote& z) {
 
 // Pending packets on its socket may carry its mount namespace ('N'): released off this thread.
 void drainSocket(Fd& sync) {
-  for (;;) {
-    char buf[512];
-    struct iovec iov = {buf, sizeof buf};
-    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
-    struct msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    if (recvmsg(sync.get(), &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0) break;
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-        int f;
-        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-        ns::releaseLater(Fd(f));
-      }
-    }
+  char buf[512];
+  while (recvWithFds(sync.get(), buf, sizeof buf, [](int f) { ns::releaseLater(Fd(f)); }) > 0) {
   }
   sync.reset();
 }
@@ -148,25 +133,12 @@ namespace {
 bool readStatus(Zygote& z) {
   for (;;) {
     proto::Msg m;
-    struct iovec iov = {&m, sizeof m};
-    alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)];
-    struct msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = cbuf;
-    mh.msg_controllen = sizeof cbuf;
-    ssize_t n = recvmsg(z.sync.get(), &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    ssize_t n = recvWithFds(z.sync.get(), &m, sizeof m, [&](int f) {
+      if (m.tag == 'N' && !z.mntns.valid()) z.mntns.reset(f);
+      else ns::releaseLater(Fd(f));
+    });
     if (n < 0) return errno == EAGAIN;
     if (n == 0) return false;
-    for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-        int f;
-        memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-        if (m.tag == 'N' && !z.mntns.valid()) z.mntns.reset(f);
-        else ns::releaseLater(Fd(f));
-      }
-    }
     if (m.tag == 'R') z.ready = true;
     if (m.tag == 'F') return false;
   }

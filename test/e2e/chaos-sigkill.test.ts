@@ -24,6 +24,7 @@ import { busyboxImage } from '../fixtures/build-images.ts';
 import { buildLayer } from '../fixtures/oci-builder.ts';
 import { SbxClient } from '../harness/api-client.ts';
 import { waitUntil } from '../harness/redis.ts';
+import { seededRandom } from '../harness/seeded-random.ts';
 import { startStack, type ManagedProcess, type Stack } from '../harness/stack.ts';
 
 const ROUNDS = 20;
@@ -47,17 +48,6 @@ let redis: Redis;
 const hosts: Host[] = [];
 const allJobs: string[] = [];
 
-/** mulberry32: small, seedable, good enough to pick phases. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 before(async () => {
   fake = await startFakeRegistry();
@@ -305,7 +295,7 @@ async function round(n: number, phase: Phase): Promise<void> {
 test(`${ROUNDS} SIGKILLs at random phases (seed ${SEED})`, { timeout: 240_000 }, async (t) => {
   t.diagnostic(`chaos seed ${SEED}: rerun with SBX_CHAOS_SEED=${SEED}`);
   process.stdout.write(`# chaos seed ${SEED}: rerun with SBX_CHAOS_SEED=${SEED}\n`);
-  const next = rng(SEED);
+  const next = seededRandom(SEED);
   for (let n = 1; n <= ROUNDS; n++) {
     const phase = PHASES[Math.floor(next() * PHASES.length)]!;
     const started = Date.now();

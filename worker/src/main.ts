@@ -156,7 +156,7 @@ async function main(): Promise<void> {
   watchRedis({ env, keys, workerId, jobs: runner, queue: feeder, logger, metrics }); // cut off from Redis past the heartbeat limit: kill our jobs, pause
 
   // Webhooks of finished jobs (a job's callbackUrl), whoever finished them.
-  const webhooks = startWebhookWorker({ connection: bullConnection, redis, keys, store, env, logger: logger.child({ component: 'webhooks' }), metrics });
+  const webhooks = startWebhookWorker({ connection: bullConnection, keys, store, env, logger: logger.child({ component: 'webhooks' }), metrics });
   const metricsServer = startMetricsServer(env.SBX_WORKER_METRICS_PORT, registry, logger);
   logger.info({ workerId, slots: slots.total, cgroup: host.cgroup, cgroupParent }, 'sbx worker ready');
 

@@ -49,7 +49,7 @@ before(async () => {
   t = createTestApp(redis, env);
   const config = loadConfig({ SBX_REDIS_URL: redis.url, ...env });
   bull = connectRedis(config.env, 'webhooks-test', { forBullMQ: true });
-  webhooks = startWebhookWorker({ connection: bull, redis: t.deps.redis, keys: t.deps.keys, store: t.deps.store, env: config.env, logger: createLogger('webhooks-test', 'silent') });
+  webhooks = startWebhookWorker({ connection: bull, keys: t.deps.keys, store: t.deps.store, env: config.env, logger: createLogger('webhooks-test', 'silent') });
 });
 after(async () => {
   await webhooks?.close();

@@ -87,11 +87,10 @@ export class WebhookDelivery {
 
 /**
  * Process the webhooks queue on this worker: `concurrency` deliveries at once. `connection` must be
- * a BullMQ-ready client (maxRetriesPerRequest null), like the jobs queue's; `redis` a plain one.
+ * a BullMQ-ready client (maxRetriesPerRequest null), like the jobs queue's.
  */
 export function startWebhookWorker(opts: {
   connection: RedisClient;
-  redis: RedisClient;
   keys: RedisKeys;
   store: JobStore;
   env: WebhookEnv & Pick<Env, 'SBX_WEBHOOK_CONCURRENCY'>;
@@ -99,7 +98,7 @@ export function startWebhookWorker(opts: {
   metrics?: WebhookDeliveryDeps['metrics'];
   dispatcher?: Dispatcher;
 }): { delivery: WebhookDelivery; close(): Promise<void> } {
-  const queue = new WebhookQueue(opts.connection, opts.keys); // BullMQ's scripts stay off opts.redis
+  const queue = new WebhookQueue(opts.connection, opts.keys); // BullMQ's scripts stay off the store's connection
   const delivery = new WebhookDelivery({ store: opts.store, queue, env: opts.env, logger: opts.logger, ...(opts.metrics ? { metrics: opts.metrics } : {}), ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}) });
   const worker = new Worker<WebhookTask>(WEBHOOK_QUEUE_NAME, async (entry) => delivery.attempt(entry.data), {
     connection: opts.connection,

@@ -13,7 +13,10 @@ let secondApi: ManagedProcess;
 let secondUrl: string;
 
 before(async () => {
-  stack = await startStack({ workers: 2, env: { SBX_WORKER_SLOTS: '2' } });
+  // The two workers share one state dir here, but each knows only the images it pulled itself, so
+  // cache-aware placement would send every job to the one that pulled first. This file is about the
+  // shared queue spreading work; placement across hosts with their own caches: placement.test.ts.
+  stack = await startStack({ workers: 2, env: { SBX_WORKER_SLOTS: '2', SBX_PLACEMENT_CACHE_AWARE: 'false' } });
   api = new SbxClient(stack.apiUrl);
   ({ process: secondApi, url: secondUrl } = await startApi('api-2', stack.env));
 });

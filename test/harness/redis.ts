@@ -1,8 +1,12 @@
 /**
  * A private redis-server (Debian package) on a free loopback port, no persistence, for one test
- * file. stop() kills it; nothing is left on disk.
+ * file. stop() kills it; nothing is left on disk: its working directory is a temporary one of its
+ * own (a server made a replica, redis-sentinel.ts, writes the master's RDB there as dump.rdb).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts';
 
@@ -22,7 +26,9 @@ export async function startRedis(opts: { bind?: string[] } = {}): Promise<Runnin
 async function startRedisOn(port: number, extraBind: string[]): Promise<RunningRedis> {
   // Protected mode refuses clients from other addresses than loopback: off only when asked to listen elsewhere.
   const protectedMode = extraBind.length ? 'no' : 'yes';
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', ...extraBind, '--save', '', '--appendonly', 'no', '--protected-mode', protectedMode, '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-redis-'));
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', ...extraBind, '--save', '', '--appendonly', 'no', '--protected-mode', protectedMode, '--dir', dir, '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  proc.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   let log = '';
   proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
@@ -35,6 +41,7 @@ async function startRedisOn(port: number, extraBind: string[]): Promise<RunningR
       proc.kill('SIGKILL');
       await exited;
     }
+    rmSync(dir, { recursive: true, force: true });
   };
   try {
     await waitForRedisServer(proc, '127.0.0.1', port, () => log, 10_000);

@@ -8,6 +8,7 @@ import type { RedisClient } from '../../core/src/redis.ts';
 import type { RedisKeys } from '../../core/src/redis-keys.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
 import type { JobEventsHub } from './job-events-hub.ts';
+import type { SubmitPlacement } from './submit-placement.ts';
 
 /** Everything the HTTP app needs, built by main.ts (or a test) and passed to createApp. */
 export interface AppDeps {
@@ -17,6 +18,8 @@ export interface AppDeps {
   keys: RedisKeys;
   store: JobStore;
   queue: JobQueue;
+  /** Where an accepted job is queued: a host's own queue (it holds the image, has room) or the shared one. */
+  placement: SubmitPlacement;
   hub: JobEventsHub;
   workers: WorkerDirectory;
   registry: Registry;

@@ -16,6 +16,7 @@ import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { createApp } from './app.ts';
 import { injectWebSockets } from './routes/jobs-attach.ts';
 import { JobEventsHub } from './job-events-hub.ts';
+import { SubmitPlacement } from './submit-placement.ts';
 import { anonymousListenProblem } from './listen-policy.ts';
 
 function main(): void {
@@ -43,13 +44,14 @@ function main(): void {
   // every script of a connection into each pipeline()/multi() made on it (~0.2 ms of CPU each time).
   const queueRedis = connectRedis(env, 'api-queue');
   const registry = createRegistry('api');
+  const queue = new JobQueue(queueRedis, keys);
+  const metrics = apiMetrics(registry);
   const deps = {
-    config, logger, redis, keys, registry,
+    config, logger, redis, keys, registry, queue, metrics,
     store: new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env), queueRedis), // seals registryAuth
-    queue: new JobQueue(queueRedis, keys),
+    placement: new SubmitPlacement(queue, queueRedis, redis, keys, env, metrics, logger.child({ component: 'placement' })),
     hub: new JobEventsHub(sub),
     workers: new WorkerDirectory(redis, keys),
-    metrics: apiMetrics(registry),
   };
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   sub.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber connection error'));
@@ -75,6 +77,7 @@ function main(): void {
     logger.info({ signal }, 'shutting down');
     setTimeout(() => process.exit(1), 5000).unref(); // Redis down: do not hang on the way out
     server.close();
+    await deps.placement.close().catch(() => {});
     await deps.queue.close().catch(() => {});
     await deps.store.close().catch(() => {});
     await deps.hub.close();

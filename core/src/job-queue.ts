@@ -10,6 +10,9 @@ import { QUEUE_NAME, type RedisKeys } from './redis-keys.ts';
 /** BullMQ's highest priority (its PRIORITY_LIMIT, 2^21 - 1). */
 export const MAX_PRIORITY = 2 ** 21 - 1;
 
+/** A job's queue priority as BullMQ takes it: an integer in 1..MAX_PRIORITY. */
+export const queuePriority = (priority: number): number => Math.min(Math.max(1, Math.floor(priority)), MAX_PRIORITY);
+
 /** The queue entry id of attempt `attempt` of job `id` (the first attempt's is the job id itself). */
 export const requeueEntryId = (id: string, attempt: number): string => (attempt > 1 ? `${id}-r${attempt}` : id);
 
@@ -37,7 +40,7 @@ export class JobQueue {
    * `hints`: the job's image and limits.memoryBytes, for placement.
    */
   async add(id: string, priority = 1, hints: Omit<QueuedJob, 'id'> = {}): Promise<void> {
-    await this.queue.add('run', { id, ...hints }, { jobId: id, priority: Math.min(Math.max(1, Math.floor(priority)), MAX_PRIORITY) });
+    await this.queue.add('run', { id, ...hints }, { jobId: id, priority: queuePriority(priority) });
   }
 
   /**

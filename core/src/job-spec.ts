@@ -212,6 +212,8 @@ export const JobPlacement = z.object({
   hops: z.number().int(),
   /** The worker that handed it on, and why: `image` (this one holds the image), `capacity` (it had no room). */
   handedFrom: z.object({ worker: z.string(), reason: z.enum(['image', 'capacity']) }).nullable(),
+  /** The API put the job straight on this worker's queue when it was submitted: this worker held its image and had room. */
+  placedAtSubmit: z.boolean().optional(),
 });
 export type JobPlacement = z.infer<typeof JobPlacement>;
 

@@ -52,6 +52,7 @@ export function apiMetrics(registry: Registry) {
     requests: new Counter({ name: 'sbx_http_requests_total', help: 'HTTP requests answered', labelNames: ['method', 'route', 'status'], registers: [registry] }),
     requestSeconds: new Histogram({ name: 'sbx_http_request_duration_seconds', help: 'HTTP request duration (SSE: until headers)', labelNames: ['method', 'route'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30], registers: [registry] }),
     jobsSubmitted: new Counter({ name: 'sbx_jobs_submitted_total', help: 'Jobs accepted, by tenant', labelNames: ['tenant'], registers: [registry] }),
+    jobsPlaced: new Counter({ name: 'sbx_jobs_placed_at_submit_total', help: 'Jobs queued by this API, by where: host (straight on the queue of a host holding the image, with room) or shared', labelNames: ['where'], registers: [registry] }),
     jobsFinished: jobsFinishedCounter(registry),
     /** Read from BullMQ at scrape time (every API reports the same figure: use max() across them). */
     queueDepth: sampledGauge(registry, 'sbx_queue_depth', 'Jobs waiting in the queue for a worker (fleet-wide)'),

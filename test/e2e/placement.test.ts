@@ -86,15 +86,19 @@ describe('cache-aware placement across three hosts', () => {
   });
   after(async () => stack?.stop());
 
-  test('with room on the host that holds the image, every job goes there', { timeout: 90_000 }, async () => {
+  test('with room on the host that holds the image, every job goes there, most straight from the API', { timeout: 90_000 }, async () => {
     const docs: Job[] = [];
     for (let i = 0; i < 8; i++) {
       const sub = await api.submit({ image: stack.images.busybox, command: ['true'] });
       docs.push(await api.waitFinished(sub.body.id, 30_000));
+      await new Promise((r) => setTimeout(r, 250)); // the API's view of the fleet is read every 100 ms
     }
     assert.deepEqual(docs.map((d) => d.status), Array(8).fill('succeeded'));
     assert.deepEqual(docs.map((d) => d.worker), Array(8).fill(holder), 'jobs ran on hosts without the image');
     assert.ok(docs.every((d) => d.placement?.imageCached === true && d.placement.hops <= 1), JSON.stringify(docs.map((d) => d.placement)));
+    // Placed at submission: on the holder's own queue, no hand-off between workers.
+    const direct = docs.filter((d) => d.placement?.placedAtSubmit === true && d.placement.hops === 0 && d.placement.handedFrom === null);
+    assert.ok(direct.length >= 4, `only ${direct.length} of 8 jobs were placed by the API: ${JSON.stringify(docs.map((d) => d.placement))}`);
   });
 });
 

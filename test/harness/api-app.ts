@@ -13,6 +13,7 @@ import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { createApp } from '../../api/src/app.ts';
 import type { AppDeps } from '../../api/src/deps.ts';
 import { JobEventsHub } from '../../api/src/job-events-hub.ts';
+import { SubmitPlacement } from '../../api/src/submit-placement.ts';
 import { after, before } from 'node:test';
 import { startRedis, type RunningRedis } from './redis.ts';
 
@@ -23,20 +24,22 @@ export function createTestApp(redisServer: RunningRedis, env: Record<string, str
   const sub = connectRedis(config.env, 'api-test-sub');
   for (const c of [redis, sub]) c.on('error', () => {}); // refused connections are what some tests are about
   const registry = createRegistry('api');
+  const queue = new JobQueue(redis, keys);
+  const metrics = apiMetrics(registry);
+  const logger = createLogger('api-test', 'silent');
   const deps: AppDeps = {
-    config, keys, redis, registry,
-    logger: createLogger('api-test', 'silent'),
+    config, keys, redis, registry, queue, metrics, logger,
     store: new JobStore(redis, keys, config.env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(config.env)),
-    queue: new JobQueue(redis, keys),
+    placement: new SubmitPlacement(queue, redis, redis, keys, config.env, metrics, logger),
     hub: new JobEventsHub(sub),
     workers: new WorkerDirectory(redis, keys),
-    metrics: apiMetrics(registry),
   };
   const app = createApp(deps);
   return {
     app,
     deps,
     async close() {
+      await deps.placement.close();
       await deps.queue.close();
       await deps.store.close();
       await deps.hub.close();

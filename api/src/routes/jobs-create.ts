@@ -56,7 +56,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         doc = newJobDocument(spec);
         try {
           await deps.store.create(spec, doc, (await watching)?.inbox ?? '');
-          await deps.queue.add(id, priority, { image: spec.image, memoryBytes: spec.limits.memoryBytes });
+          await deps.placement.enqueue(id, priority, { image: spec.image, memoryBytes: spec.limits.memoryBytes });
         } catch (e) {
           await quotas.release(tenant, id).catch(() => {});
           throw e;

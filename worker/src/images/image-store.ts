@@ -199,6 +199,24 @@ export class ImageStore {
       .sort((a, b) => a.image.localeCompare(b.image));
   }
 
+  /**
+   * Does the cache hold `reference` now (by reference, or for a pinned digest by any reference that
+   * resolved to it)? Credentials are not checked: this is for placement, not for handing it out. On a
+   * miss the reference is read again from disk: another process sharing this cache may have pulled it.
+   */
+  async holds(reference: string): Promise<boolean> {
+    const ref = parseImageReference(reference);
+    const index = this.index ?? (await this.openIndex());
+    const has = () => {
+      const record = index.ref(ref.canonical);
+      if (record && index.completeImage(record.manifestDigest)) return true;
+      return ref.digest !== null && index.allRefs().some((r) => (r.digest === ref.digest || r.manifestDigest === ref.digest) && index.completeImage(r.manifestDigest));
+    };
+    if (has()) return true;
+    await index.reloadRef(ref.canonical);
+    return has();
+  }
+
   /** Stops pulls, releases holds, closes connections. Idempotent: later calls wait for the first. */
   close(): Promise<void> {
     this.closed ??= this.closeOnce();

@@ -14,6 +14,7 @@
  * reference and in order (observeImages, ObservedSlotPool).
  */
 import { parseImageReference } from '../../../core/src/image-ref.ts';
+import type { CapacitySnapshot } from '../../../core/src/placement/fleet-records.ts';
 import type { ImageStore } from '../images/image-store.ts';
 import { SlotPool } from '../slots.ts';
 
@@ -62,14 +63,6 @@ export function observeImages(images: ImageStore, capacity: HostCapacity): Image
 export interface Hold {
   readonly memoryBytes: number;
   release(): void;
-}
-
-export interface CapacitySnapshot {
-  slotsTotal: number;
-  /** Slots a new job could have now (0 while this host takes none: pulls or memory at their bound). */
-  slotsFree: number;
-  memoryTotal: number;
-  memoryFree: number;
 }
 
 interface HoldState extends Hold {

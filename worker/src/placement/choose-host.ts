@@ -13,7 +13,7 @@
  *   5. Otherwise run it here (waiting for memory if needed).
  * Among candidates: the most free slots, then the most free memory.
  */
-import type { HostRoom } from './fleet.ts';
+import type { HostRoom } from '../../../core/src/placement/fleet-records.ts';
 
 export type Decision =
   | { action: 'run' }

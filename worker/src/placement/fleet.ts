@@ -8,27 +8,10 @@
  *     its cache with what it published last and sends only the difference (pulls and evictions).
  *     At start and stop a worker leaves every set it was in (holds:<id> lists them).
  */
-import { parseImageReference } from '../../../core/src/image-ref.ts';
 import type { Logger } from '../../../core/src/logger.ts';
+import { encodeRoom, imageKeys, liveHosts, lookupKey, parseRoom, type CapacitySnapshot, type HostRoom } from '../../../core/src/placement/fleet-records.ts';
 import type { RedisClient } from '../../../core/src/redis.ts';
 import type { RedisKeys } from '../../../core/src/redis-keys.ts';
-import type { CapacitySnapshot } from './capacity.ts';
-
-export interface HostRoom extends CapacitySnapshot {
-  id: string;
-}
-
-/** The keys under which an image is indexed: its canonical reference and, when known, its digest. */
-export function imageKeys(reference: string, digest?: string | null): string[] {
-  const ref = parseImageReference(reference);
-  return [...new Set([ref.canonical, ...(ref.digest ? [ref.digest] : []), ...(digest ? [digest] : [])])];
-}
-
-/** The one key a job's image is looked up by: its digest when pinned, else its canonical reference. */
-export function lookupKey(reference: string): string {
-  const ref = parseImageReference(reference);
-  return ref.digest ?? ref.canonical;
-}
 
 export class FleetView {
   private published = new Set<string>();
@@ -76,7 +59,7 @@ export class FleetView {
       if (room === this.publishedRoom && now - this.publishedAt < this.liveMs / 4) return;
       this.publishedRoom = room;
       this.publishedAt = now;
-      const value = JSON.stringify({ s: s.slotsFree, st: s.slotsTotal, m: s.memoryFree, mt: s.memoryTotal, t: now });
+      const value = encodeRoom(s, now);
       this.redis.hset(this.keys.workerCapacity(), this.self, value).catch((err: Error) => this.logger.debug({ err: err.message }, 'publishing capacity failed'));
     });
   }
@@ -124,7 +107,7 @@ export class FleetView {
   /** Forget hosts silent for `afterMs` (crashed, never restarted): their capacity entry and image set memberships. */
   async prune(afterMs: number, now = Date.now()): Promise<number> {
     const cap = await this.redis.hgetall(this.keys.workerCapacity());
-    const gone = Object.entries(cap).filter(([, raw]) => now - (parseRoom(raw)?.t ?? 0) > afterMs).map(([id]) => id);
+    const gone = Object.entries(cap).filter(([, raw]) => now - (parseRoom(raw)?.at ?? 0) > afterMs).map(([id]) => id);
     for (const id of gone) {
       const held = await this.redis.smembers(this.keys.workerHolds(id));
       const pipe = this.redis.pipeline();
@@ -146,21 +129,7 @@ export class FleetView {
     const [holdErr, holders] = rows[1] ?? [null, []];
     if (capErr) throw capErr;
     if (holdErr) throw holdErr;
-    const hosts: HostRoom[] = [];
-    for (const [id, raw] of Object.entries((cap ?? {}) as Record<string, string>)) {
-      if (id === this.self) continue;
-      const v = parseRoom(raw);
-      if (v && now - v.t <= this.liveMs) hosts.push({ id, slotsFree: v.s, slotsTotal: v.st, memoryFree: v.m, memoryTotal: v.mt });
-    }
+    const hosts = liveHosts((cap ?? {}) as Record<string, string>, now, this.liveMs, this.self);
     return { hosts, holders: new Set(holders as string[]) };
-  }
-}
-
-function parseRoom(raw: string): { s: number; st: number; m: number; mt: number; t: number } | null {
-  try {
-    const v = JSON.parse(raw) as Record<string, unknown>;
-    return [v.s, v.st, v.m, v.mt, v.t].every((x) => typeof x === 'number') ? (v as { s: number; st: number; m: number; mt: number; t: number }) : null;
-  } catch {
-    return null;
   }
 }

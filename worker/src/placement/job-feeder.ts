@@ -1,7 +1,7 @@
 /**
  * Takes jobs from BullMQ by hand (no processor: Worker.getNextJob) so that this host takes a job only
- * when it can hold it (capacity.ts), from two queues: the shared one and its own (jobs other hosts
- * handed to it, host-queues.ts). Each fetched job is decided on (choose-host.ts): run here, hand on
+ * when it can hold it (capacity.ts), from two queues: the shared one and its own (jobs the API placed
+ * here at submission, or other hosts handed to it: core/src/placement/host-queues.ts). Each fetched job is decided on (choose-host.ts): run here, hand on
  * to a better host once, or fail when no live host could ever run it. The queue entry is completed
  * as soon as that is decided (the job record, not BullMQ, tracks the job from then on); an entry
  * whose worker died before deciding is put back by BullMQ's stalled check (maxStalledCount 1).
@@ -9,7 +9,6 @@
 import { Counter, type Registry } from 'prom-client';
 import { Worker, type Job } from 'bullmq';
 import { ExceedsCapacityError } from '../../../core/src/errors.ts';
-import { parseImageReference } from '../../../core/src/image-ref.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
 import type { JobPlacement } from '../../../core/src/job-spec.ts';
 import type { JobStore } from '../../../core/src/job-store.ts';
@@ -20,8 +19,9 @@ import type { ImageStore } from '../images/image-store.ts';
 import type { JobRunner } from '../job-runner.ts';
 import type { HostCapacity } from './capacity.ts';
 import { chooseHost, needsFleet, type Decision } from './choose-host.ts';
-import { FleetView, imageKeys } from './fleet.ts';
-import { HostQueues, type PlacedJob } from './host-queues.ts';
+import { imageKeys } from '../../../core/src/placement/fleet-records.ts';
+import { FleetView } from './fleet.ts';
+import { HostQueues, type PlacedJob } from '../../../core/src/placement/host-queues.ts';
 
 export interface FeederOptions {
   workerId: string;
@@ -30,7 +30,7 @@ export interface FeederOptions {
   redis: RedisClient;
   keys: RedisKeys;
   store: JobStore;
-  images: Pick<ImageStore, 'list'>;
+  images: Pick<ImageStore, 'list' | 'holds'>;
   runner: Pick<JobRunner, 'run'>;
   capacity: HostCapacity;
   cacheAware: boolean;
@@ -186,9 +186,12 @@ export class JobFeeder {
       image = stored.spec.image;
       memoryBytes = stored.spec.limits.memoryBytes;
     }
+    if (job.queueName !== QUEUE_NAME) void this.hostQueues.taken(o.workerId, id, priority).catch(() => {});
     const hops = data.hops ?? 0;
+    const placedAtSubmit = data.placed === 'submit';
     const imageCached = await this.isCached(image);
-    const input = { memoryBytes, hops, imageCached, startsNow: o.capacity.startsNow(memoryBytes), memoryTotal: o.capacity.memoryTotal, cacheAware: o.cacheAware };
+    // Placed here by the API counts as the one hop a job may make (a job too large for this host still moves).
+    const input = { memoryBytes, hops: placedAtSubmit ? hops + 1 : hops, imageCached, startsNow: o.capacity.startsNow(memoryBytes), memoryTotal: o.capacity.memoryTotal, cacheAware: o.cacheAware };
     let decision: Decision = { action: 'run' };
     if (needsFleet(input)) decision = chooseHost({ ...input, ...(await this.fleet.lookShared(image, LOOK_SHARED_MS)) });
 
@@ -213,7 +216,7 @@ export class JobFeeder {
     const pulledKeys = imageCached ? [] : imageKeys(image);
     for (const k of pulledKeys) this.pulling.set(k, (this.pulling.get(k) ?? 0) + 1);
     if (!imageCached && o.cacheAware) void this.fleet.willHold(image).catch(() => {});
-    const placement: JobPlacement = { imageCached, hops, handedFrom: data.from ? { worker: data.from, reason: data.reason ?? 'image' } : null };
+    const placement: JobPlacement = { imageCached, hops, handedFrom: data.from ? { worker: data.from, reason: data.reason ?? 'image' } : null, ...(placedAtSubmit ? { placedAtSubmit } : {}) };
     try {
       // The entry is completed once the claim is settled (after it in Redis's order, AOF included).
       await o.runner.run(id, priority, placement, () => void this.complete(job, token));
@@ -238,9 +241,7 @@ export class JobFeeder {
   }
 
   private async isCached(image: string): Promise<boolean> {
-    const ref = parseImageReference(image);
-    const cached = await this.o.images.list();
-    return cached.some((c) => c.image === ref.canonical || (ref.digest !== null && c.digest === ref.digest));
+    return this.o.images.holds(image).catch(() => false);
   }
 
   /** While the job waits here for memory, its queue entry stays locked (a crash meanwhile hands it to another host). */

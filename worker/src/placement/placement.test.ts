@@ -11,8 +11,9 @@ import { hostQueueName, QUEUE_NAME, RedisKeys } from '../../../core/src/redis-ke
 import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import { HostCapacity, ObservedSlotPool } from './capacity.ts';
 import { chooseHost, needsFleet, type DecisionInput } from './choose-host.ts';
-import { FleetView, type HostRoom } from './fleet.ts';
-import { HostQueues } from './host-queues.ts';
+import type { HostRoom } from '../../../core/src/placement/fleet-records.ts';
+import { FleetView } from './fleet.ts';
+import { HostQueues } from '../../../core/src/placement/host-queues.ts';
 
 const MiB = 1024 * 1024;
 const room = (id: string, slotsFree: number, memoryFree = 1024 * MiB, memoryTotal = 1024 * MiB): HostRoom => ({ id, slotsFree, slotsTotal: 4, memoryFree, memoryTotal });

@@ -1,14 +1,16 @@
 /**
  * Hand-offs between hosts: every worker consumes the shared queue and its own (hostQueueName), and a
- * job goes to another host's queue at most once (its BullMQ data carries `hops`). A hand-off is also
+ * job goes to another host's queue at most once: by the API when it is submitted (`placed: 'submit'`,
+ * api/src/submit-placement.ts), or by the worker that took it from the shared queue (its BullMQ data
+ * carries `hops`). A hand-off is also
  * recorded in the handoffs zset with a deadline: any worker's sweep sends a job that its host has not
  * taken by then (the host filled up, or died) back to the shared queue, still with its hop spent, so
  * queue time stays bounded by SBX_PLACEMENT_MAX_WAIT_MS plus one sweep.
  */
 import { Queue } from 'bullmq';
-import type { RedisClient } from '../../../core/src/redis.ts';
-import { hostQueueName, QUEUE_NAME, type RedisKeys } from '../../../core/src/redis-keys.ts';
-import type { QueuedJob } from '../../../core/src/job-queue.ts';
+import type { RedisClient } from '../redis.ts';
+import { hostQueueName, QUEUE_NAME, type RedisKeys } from '../redis-keys.ts';
+import type { QueuedJob } from '../job-queue.ts';
 
 /** What a queue entry carries: the job id, and what placement needs without reading the job. */
 export interface PlacedJob extends QueuedJob {
@@ -18,6 +20,8 @@ export interface PlacedJob extends QueuedJob {
   hops?: number;
   from?: string;
   reason?: 'image' | 'capacity';
+  /** `submit`: the API put it on this host's queue when it was submitted (the host held its image and had room). */
+  placed?: 'submit';
 }
 
 const ENTRY = { removeOnComplete: true, removeOnFail: true, attempts: 1 } as const;
@@ -43,9 +47,13 @@ export class HostQueues {
 
   /** Put the job on `to`'s own queue, due back on the shared queue after the wait limit. */
   async handOff(to: string, data: PlacedJob, priority: number): Promise<void> {
-    const member = `${to} ${data.id} ${priority}`;
-    await this.redis.zadd(this.keys.handoffs(), Date.now() + this.maxWaitMs, member);
+    await this.redis.zadd(this.keys.handoffs(), Date.now() + this.maxWaitMs, handoffMember(to, data.id, priority));
     await this.queue(hostQueueName(to)).add('run', data, { jobId: data.id, priority });
+  }
+
+  /** Host `to` took job `id` from its queue: its deadline is moot (else the next sweep finds it gone). */
+  async taken(to: string, id: string, priority: number): Promise<void> {
+    await this.redis.zrem(this.keys.handoffs(), handoffMember(to, id, priority));
   }
 
   /** Hand-offs past their deadline: back to the shared queue those still waiting on their host's. Returns how many. */
@@ -62,7 +70,8 @@ export class HostQueues {
       const job = await host.getJob(id);
       // remove() refuses a locked entry: its host has just taken it.
       if (job && (await host.remove(id).catch(() => 0)) === 1) {
-        await this.queue(QUEUE_NAME).add('run', { ...job.data, hops: Math.max(1, job.data.hops ?? 1) }, { jobId: id, priority: Number(priority) || 1 });
+        const { placed: _placed, ...data } = job.data; // back on the shared queue: whoever takes it, it was not placed there
+        await this.queue(QUEUE_NAME).add('run', { ...data, hops: Math.max(1, data.hops ?? 1) }, { jobId: id, priority: Number(priority) || 1 });
         returned++;
       }
       await this.redis.zrem(this.keys.handoffs(), member);
@@ -74,3 +83,5 @@ export class HostQueues {
     await Promise.all([...this.queues.values()].map((q) => q.close()));
   }
 }
+
+const handoffMember = (to: string, id: string, priority: number) => `${to} ${id} ${priority}`;

@@ -1,0 +1,64 @@
+/**
+ * Queueing an accepted job where it will start soonest: when cache-aware placement is on and a live
+ * host holds the job's image and has room (core/src/placement/choose-at-submit.ts, from a view read
+ * in the background: fleet-snapshot.ts), straight on that host's own queue, with the same deadline
+ * as a worker's hand-off (SBX_PLACEMENT_MAX_WAIT_MS, after which any worker's sweep sends it to the
+ * shared queue); otherwise on the shared queue. A job placed here never changes hosts again before it
+ * runs (one hop at most), unless it is swept back.
+ */
+import type { Config } from '../../core/src/config.ts';
+import { queuePriority, type JobQueue } from '../../core/src/job-queue.ts';
+import type { Logger } from '../../core/src/logger.ts';
+import type { ApiMetrics } from '../../core/src/metrics.ts';
+import { chooseAtSubmit } from '../../core/src/placement/choose-at-submit.ts';
+import { FleetSnapshot } from '../../core/src/placement/fleet-snapshot.ts';
+import { HostQueues } from '../../core/src/placement/host-queues.ts';
+import type { RedisClient } from '../../core/src/redis.ts';
+import type { RedisKeys } from '../../core/src/redis-keys.ts';
+
+export interface PlacementHints {
+  image: string;
+  memoryBytes: number;
+}
+
+export class SubmitPlacement {
+  private readonly fleet: FleetSnapshot | null;
+  private readonly hostQueues: HostQueues;
+
+  constructor(
+    private readonly queue: JobQueue,
+    /** BullMQ's connection (the host queues are BullMQ queues) and a plain one (the fleet view, the hand-off deadlines). */
+    queueConnection: RedisClient,
+    redis: RedisClient,
+    keys: RedisKeys,
+    env: Pick<Config['env'], 'SBX_PLACEMENT_CACHE_AWARE' | 'SBX_PLACEMENT_MAX_WAIT_MS' | 'SBX_HEARTBEAT_MS'>,
+    private readonly metrics: Pick<ApiMetrics, 'jobsPlaced'>,
+    logger: Logger,
+  ) {
+    // Workers publish their room; a host silent for 5 heartbeats is dead (worker/src/main.ts).
+    const liveMs = env.SBX_HEARTBEAT_MS * 5;
+    const onError = (err: Error) => logger.debug({ err: err.message }, 'reading the fleet for placement failed; jobs go to the shared queue');
+    this.fleet = env.SBX_PLACEMENT_CACHE_AWARE ? new FleetSnapshot(redis, keys, liveMs, 100, Math.min(1_000, liveMs), onError) : null;
+    this.hostQueues = new HostQueues(queueConnection, redis, keys, env.SBX_PLACEMENT_MAX_WAIT_MS);
+    for (const where of ['host', 'shared']) metrics.jobsPlaced.inc({ where }, 0);
+  }
+
+  /** Queue job `id`; returns the host whose queue it went to, or null for the shared queue. */
+  async enqueue(id: string, priority: number, hints: PlacementHints): Promise<string | null> {
+    const to = chooseAtSubmit(this.fleet?.current() ?? null, hints.image, hints.memoryBytes);
+    if (to) {
+      this.fleet!.take(to, hints.memoryBytes);
+      await this.hostQueues.handOff(to, { id, ...hints, hops: 0, placed: 'submit', reason: 'image' }, queuePriority(priority));
+      this.metrics.jobsPlaced.inc({ where: 'host' });
+      return to;
+    }
+    await this.queue.add(id, priority, hints);
+    this.metrics.jobsPlaced.inc({ where: 'shared' });
+    return null;
+  }
+
+  async close(): Promise<void> {
+    this.fleet?.stop();
+    await this.hostQueues.close();
+  }
+}

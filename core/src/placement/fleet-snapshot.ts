@@ -1,0 +1,96 @@
+/**
+ * The fleet as the API sees it when it places a job at submit time (api/src/submit-placement.ts):
+ * the live hosts' room and which images each holds, read in the background (two round trips: the
+ * capacity hash, then every live host's holds set in one pipeline) and used without waiting. It is
+ * read every `refreshMs` while jobs are being submitted, and not at all once none was for `idleMs`
+ * (an idle API sends nothing); a view older than `usableMs` (the first submission after a quiet
+ * spell) is not used: that job goes to the shared queue. Between two reads, the jobs placed from
+ * the view count against the hosts' room (`take`).
+ */
+import type { RedisClient } from '../redis.ts';
+import type { RedisKeys } from '../redis-keys.ts';
+import { liveHosts, type HostRoom } from './fleet-records.ts';
+
+export interface FleetView {
+  /** Live hosts with their room, less the jobs placed on them from this view. */
+  hosts: HostRoom[];
+  /** Image key → the hosts whose cache holds it. */
+  holders: Map<string, Set<string>>;
+}
+
+export class FleetSnapshot {
+  private view: FleetView | null = null;
+  private readAt = 0;
+  private refreshing: Promise<void> | null = null;
+  private usedAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: RedisKeys,
+    /** A host whose capacity entry is older than this is dead (the workers' heartbeat limit). */
+    private readonly liveMs: number,
+    private readonly refreshMs = 100,
+    private readonly usableMs = 1_000,
+    private readonly onError: (err: Error) => void = () => {},
+    private readonly idleMs = 5_000,
+  ) {}
+
+  /** The view if fresh enough to place by; null = place nothing from it. Keeps the view refreshed for a while. */
+  current(now = Date.now()): FleetView | null {
+    this.usedAt = now;
+    if (!this.timer) {
+      void this.refresh();
+      this.timer = setInterval(() => {
+        if (Date.now() - this.usedAt > this.idleMs) this.stop();
+        else void this.refresh();
+      }, this.refreshMs);
+      this.timer.unref();
+    }
+    return now - this.readAt <= this.usableMs ? this.view : null;
+  }
+
+  /** No more background reads (until the next current()). */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Count a job placed on `host` against its room until the next refresh. */
+  take(host: string, memoryBytes: number): void {
+    const h = this.view?.hosts.find((x) => x.id === host);
+    if (!h) return;
+    h.slotsFree -= 1;
+    h.memoryFree -= memoryBytes;
+  }
+
+  /** Read the fleet now (one refresh at a time; callers during one share it). */
+  refresh(): Promise<void> {
+    this.refreshing ??= this.read()
+      .catch((err: Error) => this.onError(err))
+      .finally(() => (this.refreshing = null));
+    return this.refreshing;
+  }
+
+  private async read(): Promise<void> {
+    const startedAt = Date.now();
+    const capacity = await this.redis.hgetall(this.keys.workerCapacity());
+    const hosts = liveHosts(capacity, startedAt, this.liveMs);
+    const holders = new Map<string, Set<string>>();
+    if (hosts.length) {
+      const pipe = this.redis.pipeline();
+      for (const h of hosts) pipe.smembers(this.keys.workerHolds(h.id));
+      const rows = ((await pipe.exec()) ?? []) as Array<[Error | null, string[] | null]>;
+      rows.forEach(([err, images], i) => {
+        if (err) throw err;
+        for (const image of images ?? []) {
+          let set = holders.get(image);
+          if (!set) holders.set(image, (set = new Set()));
+          set.add(hosts[i]!.id);
+        }
+      });
+    }
+    this.view = { hosts, holders };
+    this.readAt = startedAt;
+  }
+}

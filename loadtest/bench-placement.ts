@@ -2,14 +2,16 @@
  * Cache-aware placement (issue 14, item 3): three worker "hosts" (each its own SBX_STATE_DIR, so its
  * own image cache holding about ONE of the images: SBX_IMAGE_CACHE_BYTES; its own SBX_WORKER_ID and
  * SBX_CGROUP_PARENT), three distinct images of ~12 MiB, and one stream of jobs at a constant
- * arrival rate over the three images (seeded, the same stream for each mode). Run twice on fresh
- * hosts: placement on (SBX_PLACEMENT_CACHE_AWARE=true) and off (false: whichever host takes the job
- * first runs it). Reports, after the warm-up: the cache hit rate (the job's host held its image
+ * arrival rate over the three images (seeded, the same stream for each mode). Run once per mode on
+ * fresh hosts, each with an API of its own: `on` (SBX_PLACEMENT_CACHE_AWARE=true everywhere: the API
+ * queues a job on a holder's own queue when one has room, workers hand on what they took from the
+ * shared queue to a holder with room), `off` (false everywhere: whichever host takes the job first
+ * runs it), `workers` (only the workers' hand-offs: the design before placement at submission). Reports, after the warm-up: the cache hit rate (the job's host held its image
  * when it took it: placement.imageCached), queue time (submission → a host claims it, the job's
  * timings.queueMs) p50/p90/p99, start latency (submission → process started, pulls included),
  * hand-offs, errors.
  *
- *   npm run bench:placement [-- --jobs 200 --rate 10 --sleep 0 --slots 4 --warmup 40 --seed 1 --modes on,off --json]
+ *   npm run bench:placement [-- --jobs 200 --rate 10 --sleep 0 --slots 4 --warmup 40 --seed 1 --modes on,off[,workers] --json]
  *
  * SBX_BENCH_DEBUG=1 prints every job (queue time, pull, host, placement) on stderr.
  *
@@ -24,7 +26,7 @@ import { busyboxEntries, DEFAULT_PATH } from '../test/fixtures/build-images.ts';
 import { buildImage, buildLayer, pushImage } from '../test/fixtures/oci-builder.ts';
 import { SbxClient } from '../test/harness/api-client.ts';
 import { seededRandom } from '../test/harness/seeded-random.ts';
-import { startStack, type ManagedProcess, type Stack } from '../test/harness/stack.ts';
+import { startApi, startStack, type ManagedProcess, type Stack } from '../test/harness/stack.ts';
 
 const { values } = parseArgs({
   options: {
@@ -66,7 +68,14 @@ const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
 };
 
-async function runMode(stack: Stack, images: string[], cacheAware: boolean) {
+type Mode = 'on' | 'off' | 'workers';
+const MODES: readonly Mode[] = ['on', 'off', 'workers'];
+
+/** on: the API places at submission and the workers hand off; workers: only the workers hand off (no API placement); off: neither. */
+async function runMode(stack: Stack, images: string[], mode: Mode) {
+  const cacheAware = mode !== 'off';
+  // An API of this mode's own (the placement at submission follows its SBX_PLACEMENT_CACHE_AWARE).
+  const apiProc = await startApi(`api-${mode}`, { ...stack.env, SBX_PLACEMENT_CACHE_AWARE: String(mode === 'on') });
   const hosts: ManagedProcess[] = [];
   const stateDirs: string[] = [];
   for (let h = 1; h <= 3; h++) {
@@ -80,7 +89,7 @@ async function runMode(stack: Stack, images: string[], cacheAware: boolean) {
       SBX_PLACEMENT_CACHE_AWARE: String(cacheAware),
     }));
   }
-  const api = new SbxClient(stack.apiUrl);
+  const api = new SbxClient(apiProc.url);
   const next = seededRandom(Number(values.seed));
   const started = Date.now();
   const subs: Array<Promise<string>> = [];
@@ -98,7 +107,7 @@ async function runMode(stack: Stack, images: string[], cacheAware: boolean) {
   const docs: Job[] = [];
   for (const id of ids) docs.push(await api.waitFinished(id, 120_000));
   const wallS = (Date.now() - started) / 1000;
-  await Promise.all(hosts.map((h) => h.kill('SIGTERM')));
+  await Promise.all([...hosts, apiProc.process].map((h) => h.kill('SIGTERM')));
   await Promise.all(stateDirs.map((d) => rm(d, { recursive: true, force: true })));
 
   if (process.env.SBX_BENCH_DEBUG) {
@@ -112,7 +121,8 @@ async function runMode(stack: Stack, images: string[], cacheAware: boolean) {
   const perHost: Record<string, number> = {};
   for (const d of ok) perHost[d.worker!] = (perHost[d.worker!] ?? 0) + 1;
   return {
-    placement: cacheAware ? 'on' : 'off',
+    placement: mode,
+    placedAtSubmit: ok.filter((d) => d.placement?.placedAtSubmit).length,
     jobs: docs.length,
     measured: measured.length,
     errors: docs.filter((d) => d.status !== 'succeeded').length,
@@ -132,10 +142,11 @@ let failed = false;
 try {
   const images = await pushImages(stack.registry.host);
   const results = [];
-  for (const mode of values.modes!.split(',')) {
+  for (const mode of values.modes!.split(',') as Mode[]) {
+    if (!MODES.includes(mode)) throw new Error(`--modes: unknown mode ${mode} (one of ${MODES.join(', ')})`);
     log(`placement ${mode}: ${JOBS} jobs at ${RATE}/s over 3 images, sleep ${values.sleep}s, 3 hosts x ${values.slots} slots…`);
-    const r = await runMode(stack, images, mode === 'on');
-    log(`  hit rate ${r.cacheHitRate?.toFixed(3)}, queue p50/p99 ${r.queueMs.p50}/${r.queueMs.p99} ms, start p50/p99 ${r.startMs.p50}/${r.startMs.p99} ms, handed off ${r.handedOff}, errors ${r.errors} ${r.errorCodes.join(",")}`);
+    const r = await runMode(stack, images, mode);
+    log(`  hit rate ${r.cacheHitRate?.toFixed(3)}, queue p50/p99 ${r.queueMs.p50}/${r.queueMs.p99} ms, start p50/p99 ${r.startMs.p50}/${r.startMs.p99} ms, placed at submit ${r.placedAtSubmit}, handed off ${r.handedOff}, errors ${r.errors} ${r.errorCodes.join(",")}`);
     results.push(r);
   }
   const on = results.find((r) => r.placement === 'on');
@@ -155,7 +166,7 @@ try {
   failed = results.some((r) => r.errors > 0);
   if (values.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   else {
-    for (const r of results) console.log(`placement ${r.placement}: hit rate ${r.cacheHitRate?.toFixed(3)} | queue ms p50 ${r.queueMs.p50} p90 ${r.queueMs.p90} p99 ${r.queueMs.p99} | start ms p50 ${r.startMs.p50} p99 ${r.startMs.p99} | handed off ${r.handedOff} | errors ${r.errors} | per host ${JSON.stringify(Object.values(r.perHost))}`);
+    for (const r of results) console.log(`placement ${r.placement}: hit rate ${r.cacheHitRate?.toFixed(3)} | queue ms p50 ${r.queueMs.p50} p90 ${r.queueMs.p90} p99 ${r.queueMs.p99} | start ms p50 ${r.startMs.p50} p99 ${r.startMs.p99} | placed at submit ${r.placedAtSubmit} | handed off ${r.handedOff} | errors ${r.errors} | per host ${JSON.stringify(Object.values(r.perHost))}`);
     if (summary.ratios) console.log(`on/off: hit rate ×${summary.ratios.cacheHitRate?.toFixed(2)}, queue p99 ×${summary.ratios.queueP99?.toFixed(2)}, start p99 ×${summary.ratios.startP99?.toFixed(2)}; target ${JSON.stringify(summary.target)}`);
   }
 } finally {

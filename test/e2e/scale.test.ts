@@ -13,10 +13,9 @@ let secondApi: ManagedProcess;
 let secondUrl: string;
 
 before(async () => {
-  // The two workers share one state dir here, but each knows only the images it pulled itself, so
-  // cache-aware placement would send every job to the one that pulled first. This file is about the
-  // shared queue spreading work; placement across hosts with their own caches: placement.test.ts.
-  stack = await startStack({ workers: 2, env: { SBX_WORKER_SLOTS: '2', SBX_PLACEMENT_CACHE_AWARE: 'false' } });
+  // The two workers share one state dir (one host, one cache, cache-aware placement on): an image
+  // either pulled counts as held by both (ImageStore.holds reads the shared index), so jobs spread.
+  stack = await startStack({ workers: 2, env: { SBX_WORKER_SLOTS: '2' } });
   api = new SbxClient(stack.apiUrl);
   ({ process: secondApi, url: secondUrl } = await startApi('api-2', stack.env));
 });
@@ -30,7 +29,7 @@ test('jobs spread over both workers, each running jobs concurrently in its slots
   const docs = await Promise.all(subs.map((s) => api.waitFinished(s.body.id, 30_000)));
   assert.ok(docs.every((d) => d.status === 'succeeded'), JSON.stringify(docs.map((d) => (d.error ? { status: d.status, error: d.error, worker: d.worker } : d.status))));
   const workers = new Set(docs.map((d) => d.worker));
-  assert.equal(workers.size, 2, `jobs ran on ${[...workers].join(', ')}`);
+  assert.equal(workers.size, 2, `jobs ran on ${[...workers].join(', ')}: ${JSON.stringify(docs.map((d) => ({ worker: d.worker, placement: d.placement, timings: d.timings })))}`);
   // On one worker, two jobs overlapped in time: its slots run concurrently.
   const overlapping = docs.some((a) => docs.some((b) => a !== b && a.worker === b.worker && Date.parse(a.timings.startedAt!) < Date.parse(b.timings.finishedAt!) && Date.parse(b.timings.startedAt!) < Date.parse(a.timings.finishedAt!)));
   assert.ok(overlapping, 'no two jobs of one worker overlapped');

@@ -31,6 +31,17 @@ export function lookupKey(reference: string): string {
   return ref.digest ?? ref.canonical;
 }
 
+/**
+ * A job was sent to `host` on the strength of a view of the fleet that others decide by too: count it
+ * against the host's room in that view, so a burst decided before the next read does not all go there.
+ */
+export function takeRoom(hosts: HostRoom[], host: string, memoryBytes: number): void {
+  const h = hosts.find((x) => x.id === host);
+  if (!h) return;
+  h.slotsFree -= 1;
+  h.memoryFree -= memoryBytes;
+}
+
 /** A capacity hash value for `room`, written at `now`. */
 export function encodeRoom(room: CapacitySnapshot, now: number): string {
   return JSON.stringify({ s: room.slotsFree, st: room.slotsTotal, m: room.memoryFree, mt: room.memoryTotal, t: now });

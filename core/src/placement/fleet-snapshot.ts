@@ -9,7 +9,7 @@
  */
 import type { RedisClient } from '../redis.ts';
 import type { RedisKeys } from '../redis-keys.ts';
-import { liveHosts, type HostRoom } from './fleet-records.ts';
+import { liveHosts, takeRoom, type HostRoom } from './fleet-records.ts';
 
 export interface FleetView {
   /** Live hosts with their room, less the jobs placed on them from this view. */
@@ -58,10 +58,7 @@ export class FleetSnapshot {
 
   /** Count a job placed on `host` against its room until the next refresh. */
   take(host: string, memoryBytes: number): void {
-    const h = this.view?.hosts.find((x) => x.id === host);
-    if (!h) return;
-    h.slotsFree -= 1;
-    h.memoryFree -= memoryBytes;
+    if (this.view) takeRoom(this.view.hosts, host, memoryBytes);
   }
 
   /** Read the fleet now (one refresh at a time; callers during one share it). */

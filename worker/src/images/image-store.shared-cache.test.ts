@@ -131,3 +131,18 @@ it('an image held by another process is in use for the budget and evict(); after
   assert.equal(existsSync(second.layerDirs[0]!), false);
   assert.deepEqual(markerDirs(root), []);
 });
+
+it('holds(): an image another store pulled into the shared cache counts as held here too (placement)', async () => {
+  const root = await newRoot();
+  const image = await distinctImage('shared/holds', MB);
+  const a = await newStore({ root });
+  const b = await newStore({ root });
+  assert.equal(await b.holds(image), false);
+  (await a.acquire(image)).release();
+  assert.equal(await a.holds(image), true);
+  assert.equal(await b.holds(image), true, 'b reads the shared index again on a miss');
+  assert.ok((await b.list()).some((c) => c.image === image), 'and lists it from then on (its heartbeat publishes it)');
+  const digest = (await a.list()).find((c) => c.image === image)!.digest;
+  assert.equal(await b.holds(`${registry.host}/shared/holds@${digest}`), true, 'by digest');
+  assert.equal(await b.holds(`${registry.host}/shared/nothere:latest`), false);
+});

@@ -119,8 +119,15 @@ export class HostCapacity {
     return this.slotDemand - 1 < this.slots.total && this.memoryQueue.length === 0 && this.reserved + memoryBytes <= this.memoryTotal;
   }
 
+  /**
+   * The room other hosts and the API see. Jobs waiting for a pull count as taking a slot here (they
+   * will, the moment it ends), although this host may take more jobs meanwhile: otherwise a burst for
+   * an image being pulled would all be handed to the host pulling it, however few its slots.
+   */
   snapshot(): CapacitySnapshot {
-    const slotsFree = this.canFetch() ? this.slots.total - this.slotDemand : 0;
+    let pulling = 0;
+    for (const h of this.holds) if (h.phase === 'acquiring' && !h.imageCached) pulling++;
+    const slotsFree = this.canFetch() ? Math.max(0, this.slots.total - this.slotDemand - pulling) : 0;
     return { slotsTotal: this.slots.total, slotsFree, memoryTotal: this.memoryTotal, memoryFree: this.memoryFree };
   }
 

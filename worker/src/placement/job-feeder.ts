@@ -19,7 +19,7 @@ import type { ImageStore } from '../images/image-store.ts';
 import type { JobRunner } from '../job-runner.ts';
 import type { HostCapacity } from './capacity.ts';
 import { chooseHost, needsFleet, type Decision } from './choose-host.ts';
-import { imageKeys } from '../../../core/src/placement/fleet-records.ts';
+import { imageKeys, takeRoom } from '../../../core/src/placement/fleet-records.ts';
 import { FleetView } from './fleet.ts';
 import { HostQueues, type PlacedJob } from '../../../core/src/placement/host-queues.ts';
 
@@ -193,7 +193,12 @@ export class JobFeeder {
     // Placed here by the API counts as the one hop a job may make (a job too large for this host still moves).
     const input = { memoryBytes, hops: placedAtSubmit ? hops + 1 : hops, imageCached, startsNow: o.capacity.startsNow(memoryBytes), memoryTotal: o.capacity.memoryTotal, cacheAware: o.cacheAware };
     let decision: Decision = { action: 'run' };
-    if (needsFleet(input)) decision = chooseHost({ ...input, ...(await this.fleet.lookShared(image, LOOK_SHARED_MS)) });
+    if (needsFleet(input)) {
+      const view = await this.fleet.lookShared(image, LOOK_SHARED_MS);
+      decision = chooseHost({ ...input, ...view });
+      // The view is shared with the jobs decided on in the next few ms: this one takes room in it.
+      if (decision.action === 'handoff') takeRoom(view.hosts, decision.to, memoryBytes);
+    }
 
     if (decision.action === 'handoff') {
       await this.hostQueues.handOff(decision.to, { ...data, image, memoryBytes, hops: hops + 1, from: o.workerId, reason: decision.reason }, priority);

@@ -49,6 +49,15 @@ test('memory above this host\'s whole budget: to a host whose budget fits (even 
   assert.deepEqual(chooseHost({ ...big, hosts: [] }), { action: 'fail', largestBudget: 1024 * MiB });
 });
 
+test('the room others see counts jobs waiting for a pull as taking a slot, though this host may take more meanwhile', async () => {
+  const cap = new HostCapacity(new ObservedSlotPool(2), 1024 * MiB, 2);
+  await cap.hold(10 * MiB, 'r/new:1', false); // pulling
+  assert.equal(cap.snapshot().slotsFree, 1, 'one of the two slots is promised to the job whose image is being pulled');
+  assert.ok(cap.canFetch(), 'a pull holds no slot: this host still takes jobs');
+  await cap.hold(10 * MiB, 'r/new:1', false);
+  assert.equal(cap.snapshot().slotsFree, 0, 'no room left for others to hand jobs to');
+});
+
 test('the gate: no fetch while every slot is spoken for, pulls are at their bound, or memory is full', async () => {
   const slots = new ObservedSlotPool(2);
   const cap = new HostCapacity(slots, 300 * MiB, 1);

@@ -20,7 +20,6 @@
 
 #include "caps.h"
 #include "jobmsg.h"
-#include "mnt_op.h"
 #include "proto.h"
 #include "rlimit.h"
 #include "seccomp.h"
@@ -79,10 +78,11 @@ bool oomScore(int adj, Error& err) {
   return ok || fail(err, "oom-score", "write", "/proc/self/oom_score_adj", e);
 }
 
-// A pooled setup (zygote.h): the setup child did the job-independent part and exec'd us as
-// "sbx-zygote", still privileged, in the job's namespaces and cgroups. Wait for the job message
-// (jobmsg.h: the job's mounts ending in pivot_root, hostname, argv, env; its stdin, stdout, stderr
-// as SCM_RIGHTS), make it ours, and go on as a directly started sbx-init would.
+// A pooled setup (zygote.h): the setup child made the job's namespaces, joined its cgroups, ran the
+// mount program for the image of the slot's last job (up to and including pivot_root) and exec'd
+// us as "sbx-zygote", still privileged. Wait for the job message (jobmsg.h: hostname, argv, env;
+// its stdin, stdout, stderr as SCM_RIGHTS; sent only if the job's image is the one mounted here),
+// make it ours, and go on as a directly started sbx-init would.
 bool receiveJob(char**& argv, int& argc, Error& err) {
   struct iovec iov = {gJobBuf, sizeof gJobBuf};
   alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 3)];
@@ -108,13 +108,12 @@ bool receiveJob(char**& argv, int& argc, Error& err) {
       else close(f);
     }
   }
-  if (nfds != 3 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !jobmsg::decode(gJobBuf, (size_t)n, proto::kInitUsernsFd, gJob))
+  if (nfds != 3 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !jobmsg::decode(gJobBuf, (size_t)n, gJob))
     return fail(err, "pool", "recvmsg", "job message", EPROTO);
   for (int i = 0; i < 3; i++) {
     if (dup3(fds[i], i, 0) < 0) return fail(err, "stdio", "dup3", "", errno);
     close(fds[i]);
   }
-  RETURN_ON_FAILURE(mnt::setupInChild(gJob.ops, gJob.nops, err));
   if (sethostname(gJob.hostname, strlen(gJob.hostname)) != 0) return fail(err, "hostname", "sethostname", gJob.hostname, errno);
   argv = gJob.argv;
   for (argc = 0; argv[argc]; argc++) {

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
+import { closePool, launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 
 const args = process.argv.slice(2);
@@ -315,6 +315,7 @@ async function main(): Promise<void> {
       log(`sbx throughput at concurrency ${concurrency}: ${throughput.launches_per_s} launches/s pooled, ${throughputDirect.launches_per_s} direct (${throughput.launches}+${throughputDirect.launches} launches, ${throughput.failures + throughputDirect.failures} failures)`);
     }
   } finally {
+    closePool(); // the pooled setups' groups are inside the parent: removed first
     for (const c of ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices']) {
       try { fs.rmdirSync(`/sys/fs/cgroup/${c}/${parent}`); } catch { /* absent */ }
     }

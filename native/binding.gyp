@@ -26,7 +26,7 @@
     {
       "target_name": "sbx-init",
       "type": "executable",
-      "sources": ["src/init.cc", "src/mnt_run.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp.cc", "src/tty.cc"],
+      "sources": ["src/init.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp.cc", "src/tty.cc"],
       "cflags!": ["-fPIC"],
       "cflags_cc!": ["-fPIC"],
       "ldflags": ["-static", "-static-libstdc++", "-static-libgcc"]

@@ -156,10 +156,12 @@ export interface LaunchOptions {
   /** Diagnostics (`npm run bench:launcher -- --phases`): `ExitInfo.phases` gets the launch's phase times. */
   trace?: boolean;
   /**
-   * Pooled setups (default true; cgroup v1 hosts): after a launch on a slot, the next job's
-   * job-independent setup for that slot (its cgroups, pid/mount/uts/ipc/net/cgroup namespaces,
-   * /proc /dev /sys with their masks, sbx-init waiting) is made ahead, used by one job only, never
-   * reused. Costs one idle sbx-init process (and its namespaces and cgroups) per slot in use;
+   * Pooled setups (default true; cgroup v1 hosts): after a launch on a slot, the next jobs' setups
+   * for that slot are made ahead for that launch's image (lowerDirs, diskBytes) and limits: cgroups
+   * with the limits written, pid/mount/uts/ipc/net/cgroup namespaces, the whole mount program up to
+   * pivot_root, sbx-init waiting. Each is used by one job only, never reused; a job of another image
+   * (or whose layer directories changed) discards them and does all of it itself. Costs two idle
+   * sbx-init processes (and their namespaces, mounts and cgroups) per slot in use;
    * closePool() or the process's exit removes them, sweep() removes a crashed process's. false: every
    * launch does all of it itself (cgroup v2 always does: a v2 group cannot be renamed).
    */

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
+import { closePool, launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 
 const args = process.argv.slice(2);
@@ -128,14 +128,14 @@ const PHASES: [string, string, string][] = [
   ['execveat sbx-init (memfd, static)', 'execInit', 'initStart'],
   ['[pooled] pipes + job message sent (stdio fds attached)', 'planned', 'cloned'],
   ['[pooled] job message sent -> received by the waiting sbx-init', 'cloned', 'initStart'],
-  ['[pooled init] job message -> job mounts, pivot_root, hostname done', 'initStart', 'initJobMounted'],
+  ['[pooled init] job message -> stdio, hostname (mounts + pivot_root made with the setup)', 'initStart', 'initJobMounted'],
   // Pooled: from the end of the job mounts (the init reads the config only then; before, this row
   // ran from initStart and so counted the job mounts of the row above a second time).
   ['[init] read config (pooled: after its job mounts; waits only if the launcher\'s config is late)', 'initStart', 'initConfig'],
   ['[init] oom score, rlimits, setns userns, caps, creds, prctls', 'initConfig', 'initDropped'],
   ['[init] seccomp filter', 'initDropped', 'initSeccomp'],
-  ['[init] fork the command', 'initSeccomp', 'initForked'],
-  ['[cmd] execve /bin/true (overlay, idmapped)', 'initForked', 'initExecOk'],
+  ['[init] -> start the command', 'initSeccomp', 'initForked'],
+  ['[cmd] clone(CLONE_VM|CLONE_VFORK) + execve /bin/true (overlay, idmapped)', 'initForked', 'initExecOk'],
   ['[cmd] /bin/true runs + exits, init wakes and reaps', 'initExecOk', 'initReaped'],
   ['pid 1 exit -> pidfd readable in launcher (ns teardown)', 'initReaped', 'exitSeen'],
   ['waitid + usage + procs', 'exitSeen', 'reaped'],
@@ -315,6 +315,7 @@ async function main(): Promise<void> {
       log(`sbx throughput at concurrency ${concurrency}: ${throughput.launches_per_s} launches/s pooled, ${throughputDirect.launches_per_s} direct (${throughput.launches}+${throughputDirect.launches} launches, ${throughput.failures + throughputDirect.failures} failures)`);
     }
   } finally {
+    closePool(); // the pooled setups' groups are inside the parent: removed first
     for (const c of ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices']) {
       try { fs.rmdirSync(`/sys/fs/cgroup/${c}/${parent}`); } catch { /* absent */ }
     }

@@ -89,6 +89,10 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
 bool createDirs(const Host& h, const std::string& parent, Group& g, Error& err);
 bool rename(Group& from, Group& to, Error& err);
 bool writeLimits(const Host& h, const spec::Limits& l, const Group& g, Error& err);
+// A group that has `from`'s limits (writeLimits) gets `to`'s: only what differs, memory+swap never
+// below memory at any step.
+bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& to, const Group& g, Error& err);
+bool sameLimits(const spec::Limits& a, const spec::Limits& b);
 bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
 int killAll(const Group& g);
 int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left);

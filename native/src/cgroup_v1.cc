@@ -144,6 +144,23 @@ bool writeLimits(const Host& h, const spec::Limits& l, const Group& g, Error& er
          writeCpu(false, g.cpu, l.cpus, err);
 }
 
+bool sameLimits(const spec::Limits& a, const spec::Limits& b) {
+  return a.memoryBytes == b.memoryBytes && a.pids == b.pids && a.cpus == b.cpus;
+}
+
+bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& to, const Group& g, Error& err) {
+  if (to.memoryBytes != from.memoryBytes) {
+    std::string b = std::to_string(to.memoryBytes);
+    bool raise = to.memoryBytes > from.memoryBytes;  // raise memsw first, lower memory first
+    if (h.memsw && raise) RETURN_ON_FAILURE(writeFile(g.memory + "/memory.memsw.limit_in_bytes", b, err, "cgroup-memory"));
+    RETURN_ON_FAILURE(writeFile(g.memory + "/memory.limit_in_bytes", b, err, "cgroup-memory"));
+    if (h.memsw && !raise) RETURN_ON_FAILURE(writeFile(g.memory + "/memory.memsw.limit_in_bytes", b, err, "cgroup-memory"));
+  }
+  if (to.pids != from.pids) RETURN_ON_FAILURE(writePids(false, g.pids, to.pids, err));
+  if (to.cpus != from.cpus) RETURN_ON_FAILURE(writeCpu(false, g.cpu, to.cpus, err));
+  return true;
+}
+
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {
   RETURN_ON_FAILURE(createDirs(h, parent, g, err));
   if (writeLimits(h, l, g, err)) return true;

@@ -158,7 +158,8 @@ bool run(const Args& a, int& reportFd, Error& err) {
   return execInit(a, err);
 }
 
-// A pooled setup: everything that does not depend on the job, then sbx-init waits for it.
+// A pooled setup: everything but the job's hostname, stdio, command and limits (its mounts are for
+// the image of the slot's last job), then sbx-init waits for the job.
 bool runZygote(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(dieWithLauncher(err));
   RETURN_ON_FAILURE(resetScheduling(err));  // before the join (see there), and sbx-init waits as SCHED_OTHER

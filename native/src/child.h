@@ -19,8 +19,8 @@ struct Args {  // prepared by the launcher before clone, read-only afterwards
   int usernsFd;  // >= kMinFd: handed to sbx-init as fd 4 (it joins it); -1: no user namespace
   int netFd;     // a fresh network namespace to join (lo up), or -1: make one
   uint64_t* trace;  // phase times (trace.h), or nullptr
-  // A pooled setup (zygote.h): join the (pre-made) cgroups, unshare, run the job-independent mount
-  // program and exec sbx-init, which waits for its job; no "G", no hostname, no pivot here.
+  // A pooled setup (zygote.h): join the (pre-made) cgroups, unshare, run the whole mount program
+  // (pivot_root included) and exec sbx-init, which waits for its job; no "G", no hostname here.
   bool zygote;
   const int* joinFds;  // zygote: the groups' `tasks` files, opened before clone (the groups are renamed
                        // when a job takes it, perhaps before the child got to join: an fd still works)

@@ -20,7 +20,6 @@
 
 #include "caps.h"
 #include "jobmsg.h"
-#include "mnt_op.h"
 #include "proto.h"
 #include "rlimit.h"
 #include "seccomp.h"
@@ -79,10 +78,11 @@ bool oomScore(int adj, Error& err) {
   return ok || fail(err, "oom-score", "write", "/proc/self/oom_score_adj", e);
 }
 
-// A pooled setup (zygote.h): the setup child did the job-independent part and exec'd us as
-// "sbx-zygote", still privileged, in the job's namespaces and cgroups. Wait for the job message
-// (jobmsg.h: the job's mounts ending in pivot_root, hostname, argv, env; its stdin, stdout, stderr
-// as SCM_RIGHTS), make it ours, and go on as a directly started sbx-init would.
+// A pooled setup (zygote.h): the setup child made the job's namespaces, joined its cgroups, ran the
+// mount program for the image of the slot's last job (up to and including pivot_root) and exec'd
+// us as "sbx-zygote", still privileged. Wait for the job message (jobmsg.h: hostname, argv, env;
+// its stdin, stdout, stderr as SCM_RIGHTS; sent only if the job's image is the one mounted here),
+// make it ours, and go on as a directly started sbx-init would.
 bool receiveJob(char**& argv, int& argc, Error& err) {
   struct iovec iov = {gJobBuf, sizeof gJobBuf};
   alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 3)];
@@ -108,13 +108,12 @@ bool receiveJob(char**& argv, int& argc, Error& err) {
       else close(f);
     }
   }
-  if (nfds != 3 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !jobmsg::decode(gJobBuf, (size_t)n, proto::kInitUsernsFd, gJob))
+  if (nfds != 3 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !jobmsg::decode(gJobBuf, (size_t)n, gJob))
     return fail(err, "pool", "recvmsg", "job message", EPROTO);
   for (int i = 0; i < 3; i++) {
     if (dup3(fds[i], i, 0) < 0) return fail(err, "stdio", "dup3", "", errno);
     close(fds[i]);
   }
-  RETURN_ON_FAILURE(mnt::setupInChild(gJob.ops, gJob.nops, err));
   if (sethostname(gJob.hostname, strlen(gJob.hostname)) != 0) return fail(err, "hostname", "sethostname", gJob.hostname, errno);
   argv = gJob.argv;
   for (argc = 0; argv[argc]; argc++) {
@@ -202,14 +201,26 @@ int execCommand(char** argv) {
   return result;
 }
 
-[[noreturn]] void runCommand(char** argv, int errFd, int ttySlave) {
+// The command is started with clone(CLONE_VM | CLONE_VFORK) on a stack of its own (posix_spawn's
+// way): no copy of our page tables, no copy-on-write faults, no pipe; we resume once it has
+// exec'd (or failed to: it leaves the errno in gExecErr, in our memory, and exits 127). The child
+// only makes syscalls and touches its own stack and gExecErr until execve.
+struct CommandArgs {
+  char** argv;
+  int ttySlave;
+};
+volatile int gExecErr;
+alignas(16) char gCommandStack[64 * 1024];
+
+int runCommand(void* p) {
+  const CommandArgs& a = *static_cast<const CommandArgs*>(p);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
   // P6: own session; no controlling terminal, or (tty jobs) the job's own pty as the only one
-  int e = ttySlave >= 0 ? tty::becomeControllingInCommand(ttySlave) : (setsid(), 0);
-  if (e == 0) e = execCommand(argv);
-  (void)!write(errFd, &e, sizeof e);
+  int e = a.ttySlave >= 0 ? tty::becomeControllingInCommand(a.ttySlave) : (setsid(), 0);
+  if (e == 0) e = execCommand(a.argv);
+  gExecErr = e ? e : EINVAL;
   _exit(127);
 }
 
@@ -267,27 +278,19 @@ int main(int argc, char** argv) {
     }
     close(ttyMaster);
   }
-  int pipefd[2];
-  if (pipe2(pipefd, O_CLOEXEC) != 0) {
-    fail(err, "exec", "pipe2", "", errno);
-    send('F', 0, &err);
-    return 1;
-  }
-  pid_t pid = fork();
-  if (pid == 0) runCommand(argv + 1, pipefd[1], ttySlave);
+  CommandArgs ca{argv + 1, ttySlave};
+  gExecErr = 0;
   gTimes[4] = trace::now();
-  close(pipefd[1]);
+  pid_t pid = clone(runCommand, gCommandStack + sizeof gCommandStack, CLONE_VM | CLONE_VFORK | SIGCHLD, &ca);
+  gTimes[5] = trace::now();  // the command has exec'd (or failed to)
   if (ttySlave >= 0) close(ttySlave);
   if (pid < 0) {
-    fail(err, "exec", "fork", "", errno);
+    fail(err, "exec", "clone", "", errno);
     send('F', 0, &err);
     return 1;
   }
-  int execErr = 0;
-  ssize_t n = read(pipefd[0], &execErr, sizeof execErr);
-  gTimes[5] = trace::now();
-  close(pipefd[0]);
-  if (n == (ssize_t)sizeof execErr) {
+  int execErr = gExecErr;
+  if (execErr != 0) {
     int kind = (execErr == ENOENT || execErr == EACCES || execErr == ENOEXEC || execErr == ENOTDIR ||
                 execErr == ELOOP || execErr == EISDIR)
                    ? kCommandNotFound

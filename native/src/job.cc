@@ -477,17 +477,16 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
 
 // ---- pooled launches (zygote.h) ----
 
-// The job's mounts, config, cgroup names and job message; false (err unset) when the job message
-// would be too large: the direct path then.
+// The job's config, cgroup names and job message (its mounts were made with the setup, for the same
+// image); false (err unset) when the job message would be too large: the direct path then.
 bool preparePooled(Job& j, const cgroup::Host& host, const spec::Options& o, std::string& config, std::string& msg,
                    Error& err) {
   int usernsFd = -1;
   uint32_t hostBase = 0;
   RETURN_ON_FAILURE(slotUserns(j.spec, o, usernsFd, hostBase, err));
-  RETURN_ON_FAILURE(mnt::buildJobOps(j.spec, o, usernsFd, hostBase, j.arena, j.ops, err));
   RETURN_ON_FAILURE(buildInitConfig(j, o, config, err));
   cgroup::plan(host, o.cgroupParent, j.spec.id, o.devicesCgroup, j.group);
-  return zygote::encodeJob(j.ops, j.spec, msg);
+  return zygote::encodeJob(j.spec, msg);
 }
 
 // The job message with the job's stdin, stdout, stderr, to the waiting sbx-init.
@@ -509,8 +508,9 @@ bool sendJob(int sock, const std::string& msg, const LaunchFds& f, Error& err) {
   return true;
 }
 
-// Send the job to the pooled setup, rename its cgroups to the job's and write the limits, then the
-// init config (sbx-init reads it only after its mounts: nothing of the job runs before the limits).
+// Send the job to the pooled setup, write the job's limits where they differ from the ones its groups
+// were made with, then the init config (sbx-init runs nothing of the job before it has read it:
+// the limits are in place by then), then rename its groups to the job's.
 bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& host, LaunchFds& f,
                  const std::string& config, const std::string& msg, Error& err) {
   j.startNs = nowNs();
@@ -518,13 +518,13 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
   bool ok = openStdio(j, f, err) && sendJob(z->sync.get(), msg, f, err);
   trace::mark(j.times, trace::kCloned);
   for (Fd* childEnd : {&f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies (or never will)
-  ok = ok && (renamed = cgroup::v1::rename(z->group, j.group, err)) && cgroup::v1::writeLimits(host, j.spec.limits, j.group, err) &&
-       sendAll(z->sync.get(), config.data(), config.size(), err);
+  ok = ok && (cgroup::v1::sameLimits(z->limits, j.spec.limits) || cgroup::v1::changeLimits(host, z->limits, j.spec.limits, z->group, err)) &&
+       sendAll(z->sync.get(), config.data(), config.size(), err) && (renamed = cgroup::v1::rename(z->group, j.group, err));
   if (!ok) {
     // The pooled sbx-init failed the job's own setup (e.g. a layer that cannot be mounted) and
     // exited: its report says why, not the EPIPE of our send.
     if (peerGone(err)) queuedFailure(z->sync.get(), err);
-    if (renamed) {  // the job's group now: killed and removed with the job's name
+    if (renamed) {  // the job's group now: killed and removed with the job's name (not reached: rename is last)
       j.pidfd = std::move(z->pidfd);
       abortChild(j);
       Error ignored;
@@ -578,7 +578,7 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   bool pooling = zygote::usable(host, o);
   bool ok;
   std::unique_ptr<zygote::Zygote> z;
-  if (pooling && preparePooled(*j, host, o, config, msg, err) && (z = zygote::take(zygote::key(o, s.slot)))) {
+  if (pooling && preparePooled(*j, host, o, config, msg, err) && (z = zygote::take(zygote::key(o, s.slot), s))) {
     trace::mark(j->times, trace::kPlanned);
     ok = startPooled(*j, std::move(z), host, f, config, msg, err);
   } else if (err.err) {
@@ -592,7 +592,7 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
     config.clear();
     ok = preparePlan(*j, host, o, config, err) && openFds(*j, f, err) && startChild(*j, host, o, f, config, err);
   }
-  if (pooling) zygote::refill(host, o, s.slot, gInit.get());  // the next job of this slot: after this one started
+  if (pooling) zygote::refill(host, o, s, gInit.get());  // the next jobs of this slot: after this one started
   if (!ok) return nullptr;
   watch(*j, env, onEvent, f);
   pid = j->pid;

@@ -47,7 +47,8 @@ bool exists(const std::string& p) {
   return stat(p.c_str(), &st) == 0;
 }
 
-bool addRootfs(Builder& b, const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Error& err) {
+bool addRootfs(Builder& b, const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase,
+               const std::vector<int>* layerFds, Error& err) {
   std::string scratch = o.stateDir + "/mnt";
   uint64_t inodes = s.limits.diskBytes / 4096;
   if (inodes < 4096) inodes = 4096;
@@ -62,11 +63,14 @@ bool addRootfs(Builder& b, const spec::Spec& s, const spec::Options& o, int user
   std::string lower;
   for (size_t i = 0; i < layers.size(); i++) {
     std::string dir = layers[i];
-    if (usernsFd >= 0) {  // an idmapped, read-only clone of the layer, attached in our tmpfs
+    // layerFds (pooled setups): image layer i is attached from the launcher's detached clone of it
+    int srcFd = i > 0 && layerFds ? (*layerFds)[s.lowerDirs.size() - i] : -1;
+    if (usernsFd >= 0 || srcFd >= 0) {  // an (idmapped) read-only clone of the layer, attached in our tmpfs
       dir = scratch + "/l" + std::to_string(i);
       b.add(OpKind::kMkdir, "idmap", nullptr, b.str(dir), nullptr, 0, nullptr, 0700);
       b.add(OpKind::kIdmapLayer, "idmap", b.str(layers[i]), b.str(dir));
       b.ops.back().fd = usernsFd;
+      b.ops.back().srcFd = srcFd;
     }
     lower += (i ? ":" : "") + dir;
   }
@@ -238,9 +242,9 @@ bool prepareStateDir(const std::string& dir, Error& err) {
 }
 
 bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
-              std::vector<Op>& ops, Error& err) {
+              std::vector<Op>& ops, Error& err, const std::vector<int>* layerFds) {
   Builder b{arena, ops};
-  RETURN_ON_FAILURE(addRootfs(b, s, o, usernsFd, hostBase, err));
+  RETURN_ON_FAILURE(addRootfs(b, s, o, usernsFd, hostBase, layerFds, err));
   b.add(OpKind::kMount, "proc", "proc", "proc", "proc", kNoSuidDevExec);
   uint64_t shm = s.limits.diskBytes < (64u << 20) ? s.limits.diskBytes : (64u << 20);
   // With a user namespace, the job's root owns its /dev and /dev/shm (as it would without one).
@@ -254,80 +258,7 @@ bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_
 }
 
 
-// ---- pooled setups (zygote.h) ----
-//
-// A pooled setup makes everything that does not depend on the job ahead of time, in the job's own
-// new namespaces, on a small tmpfs at <stateDir>/mnt (S, private to those namespaces): /proc with
-// its masks at S/proc, /dev from the template at S/dev (+ devpts, mqueue), read-only /sys with its
-// masks at S/sys, and (user namespace) the idmapped init layer at S/l0. The job then only mounts
-// its scratch tmpfs at S/x, its layers and overlay, moves the three trees into the new root and
-// pivots: the same mounts as buildOps() makes, in the same namespaces, with fewer steps on the
-// critical path.
-
+// Pooled setups (zygote.h) run the same program (made ahead, for the image of their slot's last job).
 bool pooledUsable(const spec::Options& o) { return devTemplateUsable(o.stateDir); }
-
-void buildPrepOps(const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena, std::vector<Op>& ops) {
-  Builder b{arena, ops};
-  std::string stage = o.stateDir + "/mnt";
-  b.add(OpKind::kMount, "mount-private", nullptr, "/", nullptr, MS_REC | MS_PRIVATE);
-  b.add(OpKind::kMount, "stage-tmpfs", "tmpfs", b.str(stage), "tmpfs", MS_NOSUID | MS_NODEV, "size=65536,nr_inodes=64,mode=0700");
-  for (const char* d : {"/proc", "/dev", "/sys", "/x", "/l0"})
-    b.add(OpKind::kMkdir, "stage-dirs", nullptr, b.str(stage + d), nullptr, 0, nullptr, 0700);
-  b.add(OpKind::kChdir, "stage-dirs", nullptr, b.str(stage));
-  b.add(OpKind::kMount, "proc", "proc", "proc", "proc", kNoSuidDevExec);
-  std::string owner = usernsFd >= 0 ? ",uid=" + std::to_string(hostBase) + ",gid=" + std::to_string(hostBase) : "";
-  b.add(OpKind::kIdmapLayer, "dev", b.str(o.stateDir + "/dev"), "dev", nullptr, MS_NOSUID | MS_NOEXEC | MS_RDONLY);
-  b.ops.back().fd = usernsFd;
-  b.add(OpKind::kMount, "dev", "devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
-  b.add(OpKind::kMount, "dev", "mqueue", "dev/mqueue", "mqueue", kNoSuidDevExec);
-  b.add(OpKind::kMount, "sys", "sysfs", "sys", "sysfs", kNoSuidDevExec | MS_RDONLY);
-  addMasks(b);
-  if (usernsFd >= 0) {
-    b.add(OpKind::kIdmapLayer, "idmap", b.str(o.stateDir + "/initlayer"), "l0");
-    b.ops.back().fd = usernsFd;
-  }
-}
-
-bool buildJobOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
-                 std::vector<Op>& ops, Error& err) {
-  Builder b{arena, ops};
-  std::string stage = o.stateDir + "/mnt", scratch = stage + "/x", root = scratch + "/root";
-  uint64_t inodes = s.limits.diskBytes / 4096;
-  if (inodes < 4096) inodes = 4096;
-  b.add(OpKind::kMount, "scratch-tmpfs", "tmpfs", b.str(scratch), "tmpfs", MS_NOSUID | MS_NODEV,
-        b.str("size=" + std::to_string(s.limits.diskBytes) + ",nr_inodes=" + std::to_string(inodes) + ",mode=0700"));
-  b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(scratch + "/upper"), nullptr, 0, nullptr, 0755);
-  b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(scratch + "/work"), nullptr, 0, nullptr, 0700);
-  b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(root), nullptr, 0, nullptr, 0755);
-  std::string lower = usernsFd >= 0 ? stage + "/l0" : o.stateDir + "/initlayer";  // top first
-  size_t i = 1;
-  for (auto it = s.lowerDirs.rbegin(); it != s.lowerDirs.rend(); ++it, ++i) {
-    std::string dir = *it;
-    if (usernsFd >= 0) {
-      dir = scratch + "/l" + std::to_string(i);
-      b.add(OpKind::kMkdir, "idmap", nullptr, b.str(dir), nullptr, 0, nullptr, 0700);
-      b.add(OpKind::kIdmapLayer, "idmap", b.str(*it), b.str(dir));
-      b.ops.back().fd = usernsFd;
-    }
-    lower += ":" + dir;
-  }
-  if (usernsFd >= 0) {
-    b.add(OpKind::kChown, "idmap", nullptr, b.str(scratch + "/upper"));
-    b.ops.back().uid = b.ops.back().gid = hostBase;
-  }
-  std::string data = "lowerdir=" + lower + ",upperdir=" + scratch + "/upper,workdir=" + scratch + "/work";
-  if (data.size() > 4000)
-    return fail(err, "spec", "", "lowerDirs: overlay options exceed one page; use shorter layer paths", E2BIG, kInvalidSpec);
-  b.add(OpKind::kMount, "overlay", "overlay", b.str(root), "overlay", MS_NOSUID | MS_NODEV, b.str(data));
-  for (const char* d : {"/proc", "/dev", "/sys"})
-    b.add(OpKind::kBind, "move", b.str(stage + d), b.str(root + d), nullptr, MS_MOVE);
-  uint64_t shm = s.limits.diskBytes < (64u << 20) ? s.limits.diskBytes : (64u << 20);
-  std::string owner = usernsFd >= 0 ? ",uid=" + std::to_string(hostBase) + ",gid=" + std::to_string(hostBase) : "";
-  b.add(OpKind::kMount, "dev", "shm", b.str(root + "/dev/shm"), "tmpfs", kNoSuidDevExec,
-        b.str("mode=1777,size=" + std::to_string(shm) + owner));
-  b.add(OpKind::kChdir, "overlay", nullptr, b.str(root));
-  b.add(OpKind::kPivot, "pivot_root", nullptr, ".");
-  return true;
-}
 
 }  // namespace sbx::mnt

@@ -23,17 +23,15 @@ using Arena = std::deque<std::string>;
 bool prepareStateDir(const std::string& stateDir, Error& err);
 
 // usernsFd >= 0: image layers are idmapped to that user namespace (hostBase = its uid 0).
-// The last op is always the pivot_root (the child runs it separately, after joining its cgroups).
+// layerFds (pooled setups): one detached clone (open_tree OPEN_TREE_CLONE) per s.lowerDirs entry;
+// each layer is attached from it, read-only (idmapped with a user namespace), so what the setup
+// mounts is exactly what the launcher cloned (and can compare with the job's layers by inode).
+// The last op is always the pivot_root (the direct path's child runs it separately, after joining
+// its cgroups).
 bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
-              std::vector<Op>& ops, Error& err);
+              std::vector<Op>& ops, Error& err, const std::vector<int>* layerFds = nullptr);
 
-
-// Pooled setups (zygote.h): the job-independent part, run by the pooled setup child before it
-// execs sbx-init (ends in the stage dir <stateDir>/mnt), and the job's part, run by that sbx-init
-// once the job arrives (ends with pivot_root). pooledUsable: the /dev template works here.
+// Pooled setups (zygote.h) work here (the /dev template is usable).
 bool pooledUsable(const spec::Options& o);
-void buildPrepOps(const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena, std::vector<Op>& ops);
-bool buildJobOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
-                 std::vector<Op>& ops, Error& err);
 
 }  // namespace sbx::mnt

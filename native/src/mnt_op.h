@@ -21,6 +21,7 @@ struct Op {
   const char* stage;
   int fd;             // kIdmapLayer: the user namespace fd
   uint32_t uid, gid;  // kChown
+  int srcFd = -1;     // kIdmapLayer: attach this detached clone (open_tree) instead of cloning src
 };
 
 // Setup child: run the ops. Async-signal-safe.

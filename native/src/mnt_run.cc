@@ -49,7 +49,8 @@ long runOp(const Op& op) {
       return sc(__NR_chdir, op.dst);
     case OpKind::kIdmapLayer: {
       // open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP | RDONLY) + move_mount.
-      long t = sc(__NR_open_tree, AT_FDCWD, op.src, kOpenTreeClone | O_CLOEXEC);
+      // (srcFd: a detached clone the launcher made; closing our copy of it below is fine.)
+      long t = op.srcFd >= 0 ? op.srcFd : sc(__NR_open_tree, AT_FDCWD, op.src, kOpenTreeClone | O_CLOEXEC);
       if (t < 0) return t;
       // op.flags: MS_* wanted on the clone (default for layers: ro, nosuid, nodev).
       unsigned long f = op.flags ? op.flags : (MS_RDONLY | MS_NOSUID | MS_NODEV);

@@ -8,7 +8,7 @@
 //       'N'  (setup child) carries the job's mount namespace fd (SCM_RIGHTS): the launcher holds
 //            it so the namespace's teardown happens after the job is reported, off the JS thread
 //       'T'  (sbx-init, tty jobs) carries the pseudo-terminal's master (SCM_RIGHTS), before 'X'
-//       'R'  (pooled sbx-init, zygote.h) the job-independent setup is done, waiting for the job
+//       'R'  (pooled sbx-init, zygote.h) the setup (mounts up to pivot_root) is done, waiting for the job
 //       'X'  the command is running (value = its pid inside the job's pid namespace)
 //       'S'  the command ended (value = wait status); sbx-init exits right after
 #pragma once

@@ -25,8 +25,8 @@ enum Point : int {
   kInitConfig,      // config read
   kInitDropped,     // privileges dropped (before seccomp)
   kInitSeccomp,     // seccomp filter installed
-  kInitForked,      // fork() of the command returned in sbx-init
-  kInitExecOk,      // the command's execve succeeded (CLOEXEC pipe closed)
+  kInitForked,      // sbx-init about to start the command (clone CLONE_VM | CLONE_VFORK)
+  kInitExecOk,      // the clone returned: the command has exec'd (or failed to)
   kExecSeen,        // launcher handled 'X'
   kInitReaped,      // sbx-init woke for the command's SIGCHLD
   kExitSeen,        // launcher: pid 1's pidfd readable

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,7 +35,12 @@ std::map<std::string, Queue>& pool() {
   static auto* p = new std::map<std::string, Queue>();
   return *p;
 }
-std::map<std::string, int> gFailures;  // consecutive creation failures per key
+struct Failures {
+  std::string image;  // counted for this image of the key's slot (reset when it changes)
+  int n = 0;          // consecutive creation failures
+};
+std::map<std::string, Failures> gFailures;
+std::vector<std::unique_ptr<Zygote>> gKilled;  // killed by take(), removed by the next refill()
 
 bool raiseFd(Fd& f, Error& err) {
   if (f.get() >= child::kMinFd) return true;
@@ -57,11 +63,13 @@ void drainSocket(Fd& sync) {
   sync.reset();
 }
 
-bool create(const cgroup::Host& h, const spec::Options& o, uint32_t slot, int initFd, std::unique_ptr<Zygote>& out,
+bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, int initFd, std::unique_ptr<Zygote>& out,
             Error& err) {
   static uint64_t counter = 0;
+  const uint32_t slot = s.slot;
   auto z = std::make_unique<Zygote>();
   z->key = key(o, slot);
+  z->image = imageKey(s);
   int usernsFd = -1;
   uint32_t hostBase = 0;
   if (o.userns) {
@@ -75,7 +83,23 @@ bool create(const cgroup::Host& h, const spec::Options& o, uint32_t slot, int in
     cgroup::Group* g;
     ~Undo() { if (g) { Error e; cgroup::remove(*g, e); } }
   } undo{&z->group};
-  mnt::buildPrepOps(o, usernsFd, hostBase, z->arena, z->ops);
+  RETURN_ON_FAILURE(cgroup::v1::writeLimits(h, s.limits, z->group, err));  // the same as a direct launch writes
+  z->limits = s.limits;
+  // The image's layer directories, cloned here (open_tree(OPEN_TREE_CLONE): detached mounts, in no
+  // mount namespace, which the setup child makes read-only (+ idmapped) and attaches): the setup
+  // mounts exactly these, and take() compares them with the job's by device and inode. Close-on-
+  // exec: the setup child's copies are gone once it execs sbx-init; ours are closed below.
+  std::vector<Fd> layerFds;
+  std::vector<int> rawLayerFds;
+  for (const auto& dir : s.lowerDirs) {
+    layerFds.emplace_back((int)syscall(SYS_open_tree, AT_FDCWD, dir.c_str(), 1 /* OPEN_TREE_CLONE */ | O_CLOEXEC));
+    struct stat st;
+    if (!layerFds.back().valid() || fstat(layerFds.back().get(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return fail(err, "pool", "open_tree", dir.c_str(), layerFds.back().valid() ? ENOTDIR : errno);
+    z->layers.push_back(LayerId{(uint64_t)st.st_dev, (uint64_t)st.st_ino});
+    rawLayerFds.push_back(layerFds.back().get());
+  }
+  RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, z->arena, z->ops, err, &rawLayerFds));
   z->joinFiles = cgroup::selfJoinFiles(z->group);
   std::vector<Fd> joinFds;
   for (const auto& f : z->joinFiles) {
@@ -127,6 +151,12 @@ std::string key(const spec::Options& o, uint32_t slot) {
          (o.devicesCgroup ? "d" : "-") + "\n" + std::to_string(slot);
 }
 
+std::string imageKey(const spec::Spec& s) {
+  std::string k = std::to_string(s.limits.diskBytes);
+  for (const auto& d : s.lowerDirs) k += '\0' + d;
+  return k;
+}
+
 namespace {
 
 // What it sent so far: 'N' (its mount namespace: kept for the job), 'R' (ready), 'F' (failed).
@@ -146,27 +176,61 @@ bool readStatus(Zygote& z) {
 
 }  // namespace
 
-std::unique_ptr<Zygote> take(const std::string& k) {
+namespace {
+
+// Each of the job's layer directories is still the one the setup mounted. (The setup's mount holds
+// that inode, so its number cannot have been reused by another directory meanwhile.)
+bool sameLayers(const Zygote& z, const spec::Spec& s) {
+  if (z.layers.size() != s.lowerDirs.size()) return false;
+  for (size_t i = 0; i < s.lowerDirs.size(); i++) {
+    struct stat st;
+    if (stat(s.lowerDirs[i].c_str(), &st) != 0 || (uint64_t)st.st_dev != z.layers[i].dev || (uint64_t)st.st_ino != z.layers[i].ino)
+      return false;
+  }
+  return true;
+}
+
+// Killed now (off the critical path: reaped and its groups removed by the next refill()).
+void killLater(std::unique_ptr<Zygote> z) {
+  if (z->pidfd.valid()) syscall(SYS_pidfd_send_signal, z->pidfd.get(), SIGKILL, nullptr, 0);
+  gKilled.push_back(std::move(z));
+}
+
+}  // namespace
+
+std::unique_ptr<Zygote> take(const std::string& k, const spec::Spec& s) {
   auto it = pool().find(k);
-  if (it == pool().end() || it->second.empty()) return nullptr;
-  std::unique_ptr<Zygote> z = std::move(it->second.front());  // the oldest: the most likely ready
-  it->second.pop_front();
-  if (alive(*z) && readStatus(*z)) return z;
-  discard(std::move(z));  // died (its setup failed, or someone killed it): the direct path
+  if (it == pool().end()) return nullptr;
+  std::string image = imageKey(s);
+  while (!it->second.empty()) {
+    std::unique_ptr<Zygote> z = std::move(it->second.front());  // the oldest: the most likely ready
+    it->second.pop_front();
+    if (z->image == image && alive(*z) && readStatus(*z) && sameLayers(*z, s)) return z;
+    killLater(std::move(z));  // another image, changed layers, or died (its setup failed, or was killed)
+  }
   return nullptr;
 }
 
-void refill(const cgroup::Host& h, const spec::Options& o, uint32_t slot, int initFd) {
-  std::string k = key(o, slot);
+void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, int initFd) {
+  for (auto& z : gKilled) discard(std::move(z));
+  gKilled.clear();
+  std::string k = key(o, s.slot), image = imageKey(s);
   Queue& q = pool()[k];
-  while (q.size() < kDepth && gFailures[k] < kMaxFailures) {
+  for (auto it = q.begin(); it != q.end();) {  // made for the slot's previous image
+    if ((*it)->image == image) { ++it; continue; }
+    discard(std::move(*it));
+    it = q.erase(it);
+  }
+  Failures& f = gFailures[k];
+  if (f.image != image) f = Failures{image, 0};
+  while (q.size() < kDepth && f.n < kMaxFailures) {
     std::unique_ptr<Zygote> z;
     Error err;
-    if (!create(h, o, slot, initFd, z, err)) {
-      gFailures[k]++;
+    if (!create(h, o, s, initFd, z, err)) {
+      f.n++;
       return;
     }
-    gFailures[k] = 0;
+    f.n = 0;
     q.push_back(std::move(z));
   }
 }
@@ -179,12 +243,15 @@ void discard(std::unique_ptr<Zygote> z) {
     syscall(SYS_waitid, P_PIDFD, z->pidfd.get(), &si, WEXITED, nullptr);
   }
   if (z->sync.valid()) drainSocket(z->sync);
+  ns::releaseLater(std::move(z->mntns));  // its mounts are torn down off this thread
   Error ignored;
   cgroup::remove(z->group, ignored);  // the stack is unmapped by ~Zygote, after the child is gone
 }
 
 int closeAll() {
   int n = 0;
+  for (auto& z : gKilled) discard(std::move(z));
+  gKilled.clear();
   for (auto& [k, q] : pool())
     while (!q.empty()) {
       std::unique_ptr<Zygote> z = std::move(q.front());
@@ -209,44 +276,25 @@ size_t count() {
   return n;
 }
 
-bool encodeJob(const std::vector<mnt::Op>& ops, const spec::Spec& s, std::string& out) {
+bool encodeJob(const spec::Spec& s, std::string& out) {
   using namespace jobmsg;
-  if (ops.size() > kMaxOps || s.argv.empty() || s.argv.size() + s.env.size() > kMaxStrings) return false;
-  size_t recs = sizeof(Header) + ops.size() * sizeof(OpRec);
-  size_t offs = recs + (s.argv.size() + s.env.size()) * 4;
+  if (s.argv.empty() || s.argv.size() + s.env.size() > kMaxStrings) return false;
+  size_t offs = sizeof(Header) + (s.argv.size() + s.env.size()) * 4;
   std::string strings;
   auto add = [&](const char* p) -> uint32_t {
-    if (!p) return kNone;
     uint32_t off = (uint32_t)(offs + strings.size());
     strings.append(p);
     strings.push_back('\0');
     return off;
   };
   out.assign(offs, '\0');
-  for (size_t i = 0; i < ops.size(); i++) {
-    const mnt::Op& o = ops[i];
-    OpRec r{};
-    r.kind = (uint8_t)o.kind;
-    r.optional = o.optional;
-    r.userns = o.fd >= 0;
-    r.mode = o.mode;
-    r.uid = o.uid;
-    r.gid = o.gid;
-    r.flags = o.flags;
-    r.src = add(o.src);
-    r.dst = add(o.dst);
-    r.fstype = add(o.fstype);
-    r.data = add(o.data);
-    r.stage = add(o.stage);
-    memcpy(&out[sizeof(Header) + i * sizeof r], &r, sizeof r);
-  }
   size_t k = 0;
   for (const auto* list : {&s.argv, &s.env})
     for (const auto& str : *list) {
       uint32_t off = add(str.c_str());
-      memcpy(&out[recs + 4 * k++], &off, 4);
+      memcpy(&out[sizeof(Header) + 4 * k++], &off, 4);
     }
-  Header h{kMagic, 0, (uint32_t)ops.size(), (uint32_t)s.argv.size(), (uint32_t)s.env.size(), add(s.hostname.c_str())};
+  Header h{kMagic, 0, (uint32_t)s.argv.size(), (uint32_t)s.env.size(), add(s.hostname.c_str())};
   out += strings;
   h.size = (uint32_t)out.size();
   memcpy(&out[0], &h, sizeof h);

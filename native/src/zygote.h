@@ -1,17 +1,20 @@
-// Pooled setups ("zygotes"): for each (slot, options) one job's worth of everything that does not
-// depend on the job, made ahead of time and used by exactly one job, never reused:
-//   - the job's cgroups (v1: one directory per hierarchy, device allow-list written), named
-//     <parent>/pool-<launcher pid>-<n> until the job arrives, then renamed to <parent>/<job id>
-//     and given the job's limits;
+// Pooled setups ("zygotes"): for each slot, a job's worth of setup made ahead of time for the image
+// of the slot's last job (the same lowerDirs and disk size), used by exactly one job, never reused:
+//   - the job's cgroups (v1: one directory per hierarchy, device allow-list and the limits of the
+//     slot's last job written), named <parent>/pool-<launcher pid>-<n> until the job arrives, then
+//     given the job's limits where they differ, and renamed to <parent>/<job id>;
 //   - the pid 1 of a new pid namespace, in those cgroups, with new mount, uts, ipc, net and cgroup
-//     namespaces, running the job-independent mount program (mnt::buildPrepOps: /proc, /dev,
-//     /sys with their masks, the idmapped init layer), then sbx-init, which waits for the job
-//     message (jobmsg.h) on its sync socket and is otherwise idle.
-// A launch that finds one for its (slot, options) sends it the job (its mounts, hostname, argv,
-// env and stdio), renames and limits the group, and sends the init config as usual; then the next
-// one for that slot is made (refill). The launcher's exit (pdeathsig), closeAll() and sweep()
-// remove what is left. Only on cgroup v1 (v2 cannot rename a group; a v2 job's group must exist at
-// clone time under the job's name): v2 launches keep the direct path.
+//     namespaces, having run the direct path's whole mount program (mnt::buildOps: scratch tmpfs,
+//     the image's layers as read-only (idmapped) clones of the directories the launcher opened,
+//     overlay, /proc, /dev, /sys with their masks, /dev/shm, pivot_root), then sbx-init, which waits
+//     for the job message (jobmsg.h: hostname, argv, env, stdio) and is otherwise idle.
+// A launch takes one only if it was made for the job's image and each layer directory still is
+// the one it mounted (same device and inode); it sends the job, writes the limits that differ,
+// sends the init config (sbx-init reads it before anything of the job runs), renames the groups. Setups of another image (or whose layers changed) are killed and
+// removed instead, and the job takes the direct path. Then the next ones for that slot are made,
+// for this job's image (refill). The launcher's exit (pdeathsig), closeAll() and sweep() remove
+// what is left. Only on cgroup v1 (v2 cannot rename a group; a v2 job's group must exist at clone
+// time under the job's name): v2 launches keep the direct path.
 #pragma once
 #include <memory>
 #include <set>
@@ -26,8 +29,15 @@
 
 namespace sbx::zygote {
 
+struct LayerId {
+  uint64_t dev, ino;
+};
+
 struct Zygote {
   std::string key;
+  std::string image;             // imageKey() of the spec it was made for
+  std::vector<LayerId> layers;   // the directories it mounted, per lowerDirs entry
+  spec::Limits limits;           // written to its groups (those of the spec it was made for)
   int pid = -1;
   Fd pidfd, sync;        // launcher ends
   Fd mntns;              // its mount namespace ('N'), read from the socket by take()
@@ -50,11 +60,15 @@ struct Zygote {
 // Pooling applies to these options on this host (v1, option `pool`, a usable /dev template).
 bool usable(const cgroup::Host& h, const spec::Options& o);
 std::string key(const spec::Options& o, uint32_t slot);
-// The ready (or still preparing) setup for `key`, alive; nullptr if none.
-std::unique_ptr<Zygote> take(const std::string& key);
-// Make one for (options, slot) if there is none. Failures only mean later launches take the direct
-// path (after 3 failures in a row for a key, no more attempts for it).
-void refill(const cgroup::Host& h, const spec::Options& o, uint32_t slot, int initFd);
+// What a setup's mounts depend on in the spec: the layer directories and the disk size.
+std::string imageKey(const spec::Spec& s);
+// The ready (or still preparing) setup for `key` made for this spec's image, alive, its layer
+// directories unchanged; nullptr if none. The others of that key are killed (removed by refill()).
+std::unique_ptr<Zygote> take(const std::string& key, const spec::Spec& s);
+// Remove the setups take() killed, then make the slot's next ones for this spec's image. Failures
+// only mean later launches take the direct path (after 3 failures in a row for a key and image, no
+// more attempts until the slot's image changes).
+void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, int initFd);
 // Kill it, reap it, remove its cgroups.
 void discard(std::unique_ptr<Zygote> z);
 // Every pooled setup of this process (at shutdown: the env cleanup hook, closePool()).
@@ -62,7 +76,7 @@ int closeAll();
 // The cgroup directories of this process's pooled setups (sweep() leaves them alone).
 std::set<std::string> groupDirs();
 size_t count();
-// The job message (jobmsg.h) for these job mounts and spec; false if it would be too large.
-bool encodeJob(const std::vector<mnt::Op>& ops, const spec::Spec& s, std::string& out);
+// The job message (jobmsg.h) for this spec; false if it would be too large.
+bool encodeJob(const spec::Spec& s, std::string& out);
 
 }  // namespace sbx::zygote

@@ -315,6 +315,101 @@ describe('launcher', () => {
       for (let i = 0; i < ns.length; i++) assert.notEqual(la[i], lb[i], `${ns[i]} namespace reused`);
     });
 
+    // Pooled setups are made for the image of the slot's last job: mounted and pivoted ahead.
+    const pooledPids = async (p: string): Promise<number[]> => {
+      const pids = await waitForPooledProcess(p);
+      return pids.filter((pid) => fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sbx-init');
+    };
+    // What a waiting setup's root holds at `file` (its root is the job's rootfs once it is ready).
+    const setupRootFile = async (pid: number, file: string): Promise<string | null> => {
+      for (let i = 0; i < 300; i++) {
+        try {
+          return fs.readFileSync(`/proc/${pid}/root${file}`, 'utf8');
+        } catch { await new Promise((r) => setTimeout(r, 10)); }
+      }
+      return null;
+    };
+    const markerLayer = (name: string, content: string): string => {
+      const d = path.join(tmp, name);
+      fs.mkdirSync(d, { recursive: true });
+      fs.writeFileSync(path.join(d, 'marker'), content);
+      return d;
+    };
+
+    it('a job of another image than its slot\'s pooled setups were made for discards them (processes, groups, mounts) and sees only its own image, nothing of the previous job', { skip }, async () => {
+      closePool();
+      const x = [rootfs, markerLayer('img-x', 'x')], y = [rootfs, markerLayer('img-y', 'y')];
+      const a = await run(baseSpec(x, { slot: 12, hostname: 'job-a', argv: ['sh', '-c', 'echo a > /tmp/a-file; echo a > /dev/shm/a-shm; cat /marker'] }), opts);
+      assert.equal(a.stdout, 'x', a.stderr);
+      assert.equal(poolSize(), 2);
+      const oldGroups = pooledGroups(parent);
+      const oldPids = await pooledPids(parent);
+      assert.equal(oldPids.length, 2, 'two setups waiting');
+      for (const pid of oldPids) assert.equal(await setupRootFile(pid, '/marker'), 'x', 'a setup for slot 12 has image x mounted as its root');
+      const b = await run(baseSpec(y, { slot: 12, argv: ['sh', '-c', 'cat /marker; ls -A /tmp /dev/shm; hostname'] }), opts);
+      assert.equal(b.exit.exitCode, 0, b.stderr);
+      assert.equal(b.stdout, 'y/dev/shm:\n\n/tmp:\nsbx-job\n', 'its own image, empty /tmp and /dev/shm, its own hostname');
+      for (const pid of oldPids) assert.equal(fs.existsSync(`/proc/${pid}`), false, `setup ${pid} for image x still running`);
+      const groups = pooledGroups(parent);
+      for (const g of oldGroups) assert.ok(!groups.includes(g), `group ${g} of a discarded setup left`);
+      assert.equal(groups.length, 2, 'the two new setups\' groups only');
+      assert.equal(poolSize(), 2);
+      for (const pid of await pooledPids(parent)) assert.equal(await setupRootFile(pid, '/marker'), 'y', 'the new setups are for image y');
+      assertNoMountLeaks();
+      assert.equal(closePool(), 2);
+      assert.deepEqual(processesIn(parent, { pooled: true }), []);
+    });
+
+    it('a pooled setup is not used when a layer directory was replaced since it was made (same path, another directory)', { skip }, async () => {
+      closePool();
+      const layer = markerLayer('img-swap', 'old');
+      const img = [rootfs, layer];
+      assert.equal((await run(baseSpec(img, { slot: 13, argv: ['cat', '/marker'] }), opts)).stdout, 'old');
+      for (const pid of await pooledPids(parent)) assert.equal(await setupRootFile(pid, '/marker'), 'old');
+      fs.renameSync(layer, `${layer}.evicted`); // as the image cache evicts: renamed away, then deleted
+      markerLayer('img-swap', 'new');
+      try {
+        const b = await run(baseSpec(img, { slot: 13, argv: ['cat', '/marker'] }), opts);
+        assert.equal(b.stdout, 'new', 'the job sees the directory now at the path, not the one the setups mounted');
+        assert.equal((await run(baseSpec(img, { slot: 13, argv: ['cat', '/marker'] }), opts)).stdout, 'new');
+      } finally {
+        closePool();
+        fs.rmSync(`${layer}.evicted`, { recursive: true, force: true });
+      }
+      assertNoMountLeaks();
+    });
+
+    it('a pooled job gets its own limits where they differ from those its setup was made with (raised, lowered)', { skip }, async () => {
+      closePool();
+      const memFile = (id: string, f: string) => {
+        const d = cgroupDirs(parent, id).find((x) => fs.existsSync(path.join(x, f)));
+        return d ? fs.readFileSync(path.join(d, f), 'utf8').trim() : null;
+      };
+      const limits = [
+        { memoryBytes: 64 << 20, pids: 32, cpus: 1 },
+        { memoryBytes: 128 << 20, pids: 64, cpus: 0.5 },
+        { memoryBytes: 32 << 20, pids: 16, cpus: 2 },
+      ];
+      for (const [i, l] of limits.entries()) {
+        const ready = i === 0 ? [] : await pooledPids(parent);
+        const spec = baseSpec([rootfs], { slot: 14, argv: ['sleep', '30'] });
+        spec.limits = { ...spec.limits, ...l };
+        const j = await launch(spec, opts);
+        try {
+          if (i > 0) assert.ok(ready.includes(j.pid), 'from a pooled setup');
+          assert.equal(memFile(spec.id, 'memory.limit_in_bytes'), String(l.memoryBytes));
+          const memsw = memFile(spec.id, 'memory.memsw.limit_in_bytes');
+          if (memsw !== null) assert.equal(memsw, String(l.memoryBytes));
+          assert.equal(memFile(spec.id, 'pids.max'), String(l.pids));
+          assert.equal(memFile(spec.id, 'cpu.cfs_quota_us'), String(l.cpus * 100000));
+        } finally {
+          j.kill();
+          await j.exited;
+        }
+      }
+      closePool();
+    });
+
     for (const how of ['natural', 'exit']) {
       it(`the process's ${how === 'exit' ? 'process.exit()' : 'normal end'} removes its pooled setups (processes and cgroups)`, { skip }, async () => {
         const p = uniqueParent('poolexit');

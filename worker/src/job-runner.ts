@@ -142,7 +142,8 @@ export class JobRunner {
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
       this.deps.metrics.pullSeconds.observe({ source: image.pulled ? 'registry' : 'cache' }, doc.timings.pullMs! / 1000);
       if (job.cancelled) return void (await this.finish(stored.tenant, doc, 'pulling', { status: 'cancelled' }));
-      slot = await this.deps.slots.take(job.abort.signal, priority); // rejects on cancel: ends `cancelled` below
+      // A slot whose last job had this image if one is free (its pooled setups are made for that image).
+      slot = await this.deps.slots.take(job.abort.signal, priority, image.digest); // rejects on cancel: ends `cancelled` below
       this.deps.metrics.slotsBusy.inc();
       if (job.cancelled) return void (await this.finish(stored.tenant, doc, 'pulling', { status: 'cancelled' }));
 

@@ -46,3 +46,16 @@ test('a waiting caller with a lower priority value goes first; equal ones in the
   }
   assert.deepEqual(order, ['b1', 'c1', 'a5', 'a6', 'a7']);
 });
+
+test('a free slot last used with the same image is taken first (its pooled setups are made for it)', async () => {
+  const pool = new SlotPool(3);
+  const a = await pool.take(undefined, 0, 'sha256:a');
+  const b = await pool.take(undefined, 0, 'sha256:b');
+  const c = await pool.take(undefined, 0, 'sha256:c');
+  pool.give(a);
+  pool.give(b);
+  pool.give(c); // the most recently given back is c
+  assert.equal(await pool.take(undefined, 0, 'sha256:a'), a);
+  assert.equal(await pool.take(undefined, 0, 'sha256:x'), c, 'no match: the most recently given back');
+  assert.equal(await pool.take(undefined, 0, 'sha256:b'), b);
+});

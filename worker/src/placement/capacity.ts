@@ -22,8 +22,8 @@ import { SlotPool } from '../slots.ts';
 export class ObservedSlotPool extends SlotPool {
   onChange: (event: 'asked' | 'other') => void = () => {};
 
-  override take(signal?: AbortSignal, priority = 0): Promise<number> {
-    const slot = super.take(signal, priority);
+  override take(signal?: AbortSignal, priority = 0, affinity?: string): Promise<number> {
+    const slot = super.take(signal, priority, affinity);
     this.onChange('asked');
     slot.then(() => this.onChange('other'), () => this.onChange('other')); // a waiter served or gone
     return slot;

@@ -81,6 +81,25 @@ describe('the Redis commands of a ?wait=true job', () => {
     assert.ok(commands.some((c) => c.client === 'sbx-api-queue' && c.args.some((a) => a.startsWith(queueKeys))), 'the API queues the job over sbx-api-queue');
   });
 
+  test('the API sends the job record and its queue entry over one connection, record first', () => {
+    const queueKeys = `${new RedisKeys(e2e.stack.env.SBX_REDIS_PREFIX ?? 'sbx').queuePrefix()}:${QUEUE_NAME}:`;
+    const sent = of('sbx-api-queue').filter((c) => onJob(c) || c.args.some((a) => a.startsWith(queueKeys)));
+    const create = sent.findIndex((c) => c.command === 'eval' && c.args.some((a) => a.endsWith(':state')) && onJob(c));
+    const add = sent.findIndex((c) => c.command === 'evalsha' && c.args.some((a) => a.startsWith(queueKeys)));
+    assert.ok(create >= 0, `the record (EVAL createJob) on sbx-api-queue: ${sent.map((c) => c.command).join(', ')}`);
+    assert.ok(add > create, 'the queue entry after the record');
+    // EVAL, not EVALSHA: a NOSCRIPT answer would have ioredis send the record again after the entry.
+    assert.equal(of('sbx-api').filter((c) => onJob(c) && c.args.some((a) => a.endsWith(':state')) && c.command.startsWith('eval')).length, 0, 'no second create on sbx-api');
+  });
+
+  test("the worker reads the cancel flag right behind its claim (same write), not a round trip later", () => {
+    const worker = of('sbx-worker').filter(onJob);
+    const claim = worker.findIndex((c) => c.command === 'evalsha' && c.args.includes('queued') && c.args.includes('pulling'));
+    assert.ok(claim >= 0, 'the claim');
+    assert.deepEqual([worker[claim + 1]?.command, worker[claim + 1]?.args[1]], ['hget', 'cancel']);
+    assert.equal(worker.filter((c) => c.command === 'hget' && c.args[1] === 'cancel').length, 1, 'one read of the cancel flag');
+  });
+
   test('the worker releases the quota with the tenant it read with the job: ZREM, no HGET tenant', () => {
     const tenantReads = of('sbx-worker').filter((c) => c.command === 'hget' && onJob(c) && c.args[1] === 'tenant');
     assert.deepEqual(tenantReads, [], 'the worker reads the tenant again at the end');

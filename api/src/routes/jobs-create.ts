@@ -55,8 +55,9 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         const { priority } = await quotas.admit(tenant, id, spec.image, quota);
         doc = newJobDocument(spec);
         try {
-          await deps.store.create(spec, doc, (await watching)?.inbox ?? '');
-          await deps.queue.add(id, priority, { image: spec.image, memoryBytes: spec.limits.memoryBytes });
+          // The queue entry goes out right behind the record, over the same connection (one round trip).
+          const inbox = (await watching)?.inbox ?? '';
+          await deps.store.createThenQueue(spec, doc, inbox, deps.queue.connection, () => deps.queue.add(id, priority, { image: spec.image, memoryBytes: spec.limits.memoryBytes }));
         } catch (e) {
           await quotas.release(tenant, id).catch(() => {});
           throw e;

@@ -66,9 +66,8 @@ export class JobWatch {
     let rang = this.inbox ? await this.bell.wait(Math.min(timeoutMs, LIVENESS_CHECK_MS), signal) : false;
     for (;;) {
       let doc: JobDocument | null;
-      if (rang && withOutput && this.ended !== undefined) {
-        return endedWithOutput(this.ended); // sent with the exit ping: nothing to read
-      }
+      const ended = rang && withOutput && this.ended !== undefined ? endedWithOutput(this.ended) : null;
+      if (ended) return ended; // sent with the exit ping: nothing to read
       if (rang && withOutput) {
         const read = await this.deps.store.getDocWithOutput(this.id);
         if (read?.output) return { ...read.doc, output: read.output };
@@ -89,14 +88,22 @@ export class JobWatch {
   }
 }
 
-/** The document and output of a job's end as transitionJob-2.lua sends it to a waiter's inbox. */
-function endedWithOutput(ended: string): JobDocument {
-  const end = JSON.parse(ended) as { doc: JobDocument; callback?: CallbackState; output: Array<[string, { data: string }]> };
-  const doc = end.doc;
-  if (end.callback && doc.callback) doc.callback = end.callback;
-  const output = { stdout: '', stderr: '' };
-  for (const [type, { data }] of end.output) if (type === 'stdout' || type === 'stderr') output[type] += data;
-  return { ...doc, output };
+/**
+ * The document and output of a job's end as transitionJob-2.lua sends it to a waiter's inbox; null
+ * if it does not parse as such (the caller then reads the job as before).
+ */
+function endedWithOutput(ended: string): JobDocument | null {
+  try {
+    const end = JSON.parse(ended) as { doc: JobDocument; callback?: CallbackState; output: Array<[string, { data: string }]> };
+    const doc = end.doc;
+    if (!doc || !isFinished(doc.status) || !Array.isArray(end.output)) return null;
+    if (end.callback && doc.callback) doc.callback = end.callback;
+    const output = { stdout: '', stderr: '' };
+    for (const [type, { data }] of end.output) if (type === 'stdout' || type === 'stderr') output[type] += data;
+    return { ...doc, output };
+  } catch {
+    return null;
+  }
 }
 
 export async function waitForFinish(deps: AppDeps, id: string, timeoutMs: number, signal?: AbortSignal): Promise<JobDocument | null> {

@@ -10,18 +10,24 @@ import type { RedisClient } from '../../core/src/redis.ts';
 
 /** Called with the ping's payload: the type of what was appended ('status', 'output', 'exit'). */
 type Listener = (what: string) => void;
+/** Woken by the inbox: `ended` is the job's end as the final transition sent it (JSON), when it did. */
+type InboxListener = (what: 'exit', ended?: string) => void;
 
 export class JobEventsHub {
   private readonly listeners = new Map<string, Set<Listener>>();
   /** Job notify channel → listeners woken by the inbox ('exit' only). */
-  private readonly inboxListeners = new Map<string, Set<Listener>>();
+  private readonly inboxListeners = new Map<string, Set<InboxListener>>();
   /** This process's inbox channel, once subscribed (openInbox). */
   inbox: string | null = null;
 
   constructor(private readonly sub: RedisClient) {
     sub.on('message', (channel: string, what: string) => {
       if (channel === this.inbox) {
-        for (const l of this.inboxListeners.get(what) ?? []) l('exit');
+        // '<job channel>', or '<job channel>\n<the end: {"doc","callback"?,"output"}>' (transitionJob-2.lua)
+        const nl = what.indexOf('\n');
+        const job = nl === -1 ? what : what.slice(0, nl);
+        const ended = nl === -1 ? undefined : what.slice(nl + 1);
+        for (const l of this.inboxListeners.get(job) ?? []) l('exit', ended);
         return;
       }
       for (const l of this.listeners.get(channel) ?? []) l(what);
@@ -38,7 +44,7 @@ export class JobEventsHub {
    * Wake `listener` with 'exit' when a job created with this inbox as its waiter ends (`channel`: the
    * job's notify channel). Synchronous: no Redis command. Returns the removal.
    */
-  listenInbox(channel: string, listener: Listener): () => void {
+  listenInbox(channel: string, listener: InboxListener): () => void {
     let set = this.inboxListeners.get(channel);
     if (!set) this.inboxListeners.set(channel, (set = new Set()));
     set.add(listener);

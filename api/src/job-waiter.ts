@@ -3,7 +3,7 @@
  * first, then read, so a finish between the two is never missed. A watch can be opened before the
  * job is even created, to take the subscription off the request's critical path.
  */
-import { isFinished, type JobDocument } from '../../core/src/job-spec.ts';
+import { isFinished, type CallbackState, type JobDocument } from '../../core/src/job-spec.ts';
 import type { AppDeps } from './deps.ts';
 import { Doorbell } from './job-events-hub.ts';
 import { checkWorkerAlive } from './job-access.ts';
@@ -36,8 +36,22 @@ export class JobWatch {
     const inbox = deps.hub.inbox;
     if (!inbox) return JobWatch.open(deps, id);
     const bell = new Doorbell();
-    return new JobWatch(deps, id, bell, deps.hub.listenInbox(deps.keys.jobNotify(id), bell.ring), inbox);
+    let watch: JobWatch | null = null;
+    let early: string | undefined;
+    const stop = deps.hub.listenInbox(deps.keys.jobNotify(id), (_what, ended) => {
+      if (ended !== undefined) {
+        if (watch) watch.ended ??= ended;
+        else early ??= ended;
+      }
+      bell.ring();
+    });
+    watch = new JobWatch(deps, id, bell, stop, inbox);
+    watch.ended = early;
+    return watch;
   }
+
+  /** The job's end as its final transition sent it to our inbox (document and output), if it did. */
+  private ended: string | undefined;
 
   /**
    * The finished document, or the current one when `timeoutMs` passes first; null if gone.
@@ -52,6 +66,8 @@ export class JobWatch {
     let rang = this.inbox ? await this.bell.wait(Math.min(timeoutMs, LIVENESS_CHECK_MS), signal) : false;
     for (;;) {
       let doc: JobDocument | null;
+      const ended = rang && withOutput && this.ended !== undefined ? endedWithOutput(this.ended) : null;
+      if (ended) return ended; // sent with the exit ping: nothing to read
       if (rang && withOutput) {
         const read = await this.deps.store.getDocWithOutput(this.id);
         if (read?.output) return { ...read.doc, output: read.output };
@@ -69,6 +85,24 @@ export class JobWatch {
       if (left <= 0 || signal?.aborted) return doc;
       rang = await this.bell.wait(Math.min(left, LIVENESS_CHECK_MS), signal);
     }
+  }
+}
+
+/**
+ * The document and output of a job's end as transitionJob-2.lua sends it to a waiter's inbox; null
+ * if it does not parse as such (the caller then reads the job as before).
+ */
+function endedWithOutput(ended: string): JobDocument | null {
+  try {
+    const end = JSON.parse(ended) as { doc: JobDocument; callback?: CallbackState; output: Array<[string, { data: string }]> };
+    const doc = end.doc;
+    if (!doc || !isFinished(doc.status) || !Array.isArray(end.output)) return null;
+    if (end.callback && doc.callback) doc.callback = end.callback;
+    const output = { stdout: '', stderr: '' };
+    for (const [type, { data }] of end.output) if (type === 'stdout' || type === 'stderr') output[type] += data;
+    return { ...doc, output };
+  } catch {
+    return null;
   }
 }
 

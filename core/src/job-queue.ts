@@ -26,7 +26,8 @@ export interface QueuedJob {
 export class JobQueue {
   readonly queue: Queue<QueuedJob>;
 
-  constructor(connection: RedisClient, keys: RedisKeys) {
+  /** `connection`: the one BullMQ sends this queue's commands over (shared, not duplicated). */
+  constructor(readonly connection: RedisClient, keys: RedisKeys) {
     this.queue = new Queue<QueuedJob>(QUEUE_NAME, {
       connection,
       prefix: keys.queuePrefix(),

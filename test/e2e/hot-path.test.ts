@@ -67,9 +67,10 @@ describe('the Redis commands of a ?wait=true job', () => {
     assert.deepEqual(perJobPubSub, [], 'a ?wait=true job needs no subscription of its own');
   });
 
-  test('the API reads the job once, after the exit ping: document and output together (HMGET + XRANGE back to back)', () => {
-    const apiReads = of('sbx-api').filter((c) => onJob(c) && ['hmget', 'hget', 'xrange'].includes(c.command)).map((c) => c.command);
-    assert.deepEqual(apiReads, ['hmget', 'xrange'], `API reads of the job: ${apiReads.join(', ')}`);
+  test('the API reads nothing of the job: the exit ping to its inbox carries the final document and the output', () => {
+    // (the answer's output, asserted above, came with the ping; a ping without it: HMGET + XRANGE back to back)
+    const apiReads = commands.filter((c) => c.client.startsWith('sbx-api') && onJob(c) && ['hmget', 'hget', 'xrange', 'hgetall'].includes(c.command)).map((c) => c.command);
+    assert.deepEqual(apiReads, [], `API reads of the job: ${apiReads.join(', ')}`);
   });
 
   test("BullMQ's commands go over connections of their own, never the API's or the worker's main one", () => {
@@ -81,6 +82,25 @@ describe('the Redis commands of a ?wait=true job', () => {
     assert.ok(commands.some((c) => c.client === 'sbx-api-queue' && c.args.some((a) => a.startsWith(queueKeys))), 'the API queues the job over sbx-api-queue');
   });
 
+  test('the API sends the job record and its queue entry over one connection, record first', () => {
+    const queueKeys = `${new RedisKeys(e2e.stack.env.SBX_REDIS_PREFIX ?? 'sbx').queuePrefix()}:${QUEUE_NAME}:`;
+    const sent = of('sbx-api-queue').filter((c) => onJob(c) || c.args.some((a) => a.startsWith(queueKeys)));
+    const create = sent.findIndex((c) => c.command === 'eval' && c.args.some((a) => a.endsWith(':state')) && onJob(c));
+    const add = sent.findIndex((c) => c.command === 'evalsha' && c.args.some((a) => a.startsWith(queueKeys)));
+    assert.ok(create >= 0, `the record (EVAL createJob) on sbx-api-queue: ${sent.map((c) => c.command).join(', ')}`);
+    assert.ok(add > create, 'the queue entry after the record');
+    // EVAL, not EVALSHA: a NOSCRIPT answer would have ioredis send the record again after the entry.
+    assert.equal(of('sbx-api').filter((c) => onJob(c) && c.args.some((a) => a.endsWith(':state')) && c.command.startsWith('eval')).length, 0, 'no second create on sbx-api');
+  });
+
+  test("the worker reads the cancel flag right behind its claim (same write), not a round trip later", () => {
+    const worker = of('sbx-worker').filter(onJob);
+    const claim = worker.findIndex((c) => c.command === 'evalsha' && c.args.includes('queued') && c.args.includes('pulling'));
+    assert.ok(claim >= 0, 'the claim');
+    assert.deepEqual([worker[claim + 1]?.command, worker[claim + 1]?.args[1]], ['hget', 'cancel']);
+    assert.equal(worker.filter((c) => c.command === 'hget' && c.args[1] === 'cancel').length, 1, 'one read of the cancel flag');
+  });
+
   test('the worker releases the quota with the tenant it read with the job: ZREM, no HGET tenant', () => {
     const tenantReads = of('sbx-worker').filter((c) => c.command === 'hget' && onJob(c) && c.args[1] === 'tenant');
     assert.deepEqual(tenantReads, [], 'the worker reads the tenant again at the end');
@@ -90,5 +110,19 @@ describe('the Redis commands of a ?wait=true job', () => {
   test("the worker reads the job's sealed registryAuth with the rest of the record, not on its own", () => {
     const authReads = of('sbx-worker').filter((c) => c.command === 'hget' && onJob(c) && c.args[1] === 'auth');
     assert.deepEqual(authReads, [], 'the worker reads the auth field with the job record');
+  });
+
+  test('output with quotes, backslashes, tabs and UTF-8 comes through the ping exactly', async () => {
+    const res = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['printf', 'é "q" \\\\ \\t\\n'] }, { wait: true });
+    assert.equal(res.status, 200);
+    assert.deepEqual(res.body.output, { stdout: 'é "q" \\ \t\n', stderr: '' });
+  });
+
+  test('output past what the ping carries (64 KiB) is read after it: all of it', async () => {
+    const res = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['sh', '-c', 'yes | head -c 100000; echo err >&2'] }, { wait: true });
+    assert.equal(res.status, 200);
+    const output = res.body.output as { stdout: string; stderr: string };
+    assert.equal(output.stdout.length, 100000);
+    assert.equal(output.stderr, 'err\n');
   });
 });

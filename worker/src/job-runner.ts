@@ -57,6 +57,11 @@ export class JobRunner {
   private readonly active = new Map<string, ActiveJob>();
   /** Ids from before their claim is sent until they leave this worker's running set (janitor.ts settleOwnOrphans). */
   private readonly held = new Set<string>();
+  /**
+   * Cancel messages for held jobs not active yet: the claim's answer and a cancel sent just after it
+   * come over different connections, so the cancel may be read first; run() applies it once active.
+   */
+  private readonly cancelsBeforeActive = new Set<string>();
   /** Records each job's start before its command executes (a lost job is requeued only before it). */
   private readonly attempts: JobAttempts;
   /** Logs and counts leftovers the launcher reports at each exit; sweeps a cgroup it could not remove. */
@@ -78,7 +83,10 @@ export class JobRunner {
   /** Cancel a job if this worker holds it; the run then ends `cancelled`. */
   cancel(id: string): boolean {
     const job = this.active.get(id);
-    if (!job) return false;
+    if (!job) {
+      if (this.held.has(id)) this.cancelsBeforeActive.add(id);
+      return false;
+    }
     job.cancelled = true;
     job.abort.abort();
     job.launched?.kill();
@@ -118,11 +126,15 @@ export class JobRunner {
       timings: { ...stored.doc.timings, queueMs: pickedAt.getTime() - Date.parse(stored.doc.timings.createdAt) },
     };
     // Ours in the directory before the claim (same connection: Redis applies them in this order), so
-    // a worker killed right after claiming is still found by the janitor (janitor.ts).
+    // a worker killed right after claiming is still found by the janitor (janitor.ts). The cancel
+    // flag is read right behind the claim, in the same write and round trip: a cancel flagged after
+    // that read is published after it too, and reaches cancel() (cancelsBeforeActive until active).
     if (!this.active.has(id)) this.held.add(id);
-    const [, claimed] = await Promise.all(sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.transition(doc, ['queued'], 'status')] as const));
+    const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.transition(doc, ['queued'], 'status'), store.isCancelRequested(id)] as const);
+    cancelRead.catch(() => {}); // awaited below once claimed; never an unhandled rejection meanwhile
+    const [, claimed] = await Promise.all([added, claiming]);
     claimSettled?.();
-    if (claimed !== 'ok') return void (this.active.has(id) || (await directory.removeRunning(workerId, id).catch(() => {}), this.held.delete(id)));
+    if (claimed !== 'ok') return void (this.active.has(id) || (await directory.removeRunning(workerId, id).catch(() => {}), this.held.delete(id), this.cancelsBeforeActive.delete(id)));
     this.deps.metrics.queueSeconds.observe(doc.timings.queueMs! / 1000);
 
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
@@ -131,12 +143,12 @@ export class JobRunner {
     let teardown: Promise<void> | undefined;
     let image: AcquiredImage | null = null;
     let interactive: InteractiveSession | null = null;
-    // The image lookup starts at once; recording the job as ours and checking for a cancel that
-    // raced with the claim go to Redis meanwhile.
+    // The image lookup starts at once; the cancel flag read with the claim (a cancel that raced with it) applies then.
     const acquiring = this.acquire(stored.spec, job, stored.sealedAuth);
     acquiring.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     try {
-      if (await store.isCancelRequested(id)) this.cancel(id);
+      const cancelledEarly = this.cancelsBeforeActive.delete(id);
+      if ((await cancelRead) || cancelledEarly) this.cancel(id);
       image = await acquiring;
       const pulledAt = new Date();
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
@@ -199,6 +211,7 @@ export class JobRunner {
       this.active.delete(id);
       await directory.removeRunning(workerId, id).catch(() => {});
       this.held.delete(id);
+      this.cancelsBeforeActive.delete(id);
     }
   }
 

@@ -55,8 +55,10 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         const { priority } = await quotas.admit(tenant, id, spec.image, quota);
         doc = newJobDocument(spec);
         try {
-          await deps.store.create(spec, doc, (await watching)?.inbox ?? '');
-          await deps.placement.enqueue(id, priority, { image: spec.image, memoryBytes: spec.limits.memoryBytes });
+          // The queue entry goes out right behind the record, over the same connection (one round trip):
+          // on the shared queue, or on a host's own one (placement at submission: the same connection).
+          const inbox = (await watching)?.inbox ?? '';
+          await deps.store.createThenQueue(spec, doc, inbox, deps.queue.connection, () => deps.placement.enqueue(id, priority, { image: spec.image, memoryBytes: spec.limits.memoryBytes }));
         } catch (e) {
           await quotas.release(tenant, id).catch(() => {});
           throw e;

@@ -12,7 +12,8 @@
   An 'exit' event (the job ended, whatever the status and whoever ends it) deletes the job's sealed
   registryAuth (field 'auth'): credentials live no longer than the job; and its stdin stream
   (<same prefix>:stdin, interactive jobs), so no frame outlives it; and pings the inbox of the API
-  waiting for it (field 'waiter', createJob-2) with the job's notify channel.
+  waiting for it (field 'waiter', createJob-2) with the job's notify channel, after a ping that
+  carries the final document and the output when its stream holds at most 64 events, 64 KiB of output.
   A replay (the job already holds exactly this status and document: the same call applied once,
   its answer lost with the connection and the call sent again by the client after reconnecting,
   ioredis autoResendUnfulfilledCommands) answers 'ok' again and changes nothing; without this the
@@ -43,6 +44,30 @@ end
 redis.call('PUBLISH', ARGV[6], ARGV[4])
 if ARGV[4] == 'exit' then
   local waiter = redis.call('HGET', KEYS[1], 'waiter')
-  if waiter then redis.call('PUBLISH', waiter, ARGV[6]) end
+  if waiter then
+    -- The end itself first, when the output is small: '<notify channel>\n{"doc":…,"output":[[type,data],…]}'
+    -- (an API that reads it answers ?wait=true with no read of its own: api/src/job-events-hub.ts);
+    -- then the plain ping, which every API version understands (it then reads the job itself).
+    local rows = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 65)
+    if #rows <= 64 then
+      local items, size = {}, 0
+      for _, row in ipairs(rows) do
+        local fields, t, d = row[2], nil, nil
+        for i = 1, #fields, 2 do
+          if fields[i] == 'type' then t = fields[i + 1] elseif fields[i] == 'data' then d = fields[i + 1] end
+        end
+        -- data is JSON written by the worker (appendOutput): {"data":"…"}
+        if (t == 'stdout' or t == 'stderr') and d then
+          items[#items + 1] = '["' .. t .. '",' .. d .. ']'
+          size = size + #d
+        end
+      end
+      if size <= 65536 then
+        local callback = redis.call('HGET', KEYS[1], 'callback')
+        redis.call('PUBLISH', waiter, ARGV[6] .. '\n{"doc":' .. ARGV[3] .. (callback and (',"callback":' .. callback) or '') .. ',"output":[' .. table.concat(items, ',') .. ']}')
+      end
+    end
+    redis.call('PUBLISH', waiter, ARGV[6])
+  end
 end
 return 'ok'

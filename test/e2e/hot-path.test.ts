@@ -40,6 +40,12 @@ async function trace<T>(url: string, work: () => Promise<T>, settleMs = 300): Pr
   }
 }
 
+/** A key of BullMQ's: the shared queue's (`{sbx}:jobs:…`) or a worker's own (`{sbx}:jobs.host.<id>…:`, where the API places a job whose image that worker holds). */
+const isQueueKey = (a: string) => {
+  const prefix = `${new RedisKeys(e2e.stack.env.SBX_REDIS_PREFIX ?? 'sbx').queuePrefix()}:${QUEUE_NAME}`;
+  return a.startsWith(`${prefix}:`) || a.startsWith(`${prefix}.host.`);
+};
+
 describe('the Redis commands of a ?wait=true job', () => {
   let id = '';
   let commands: Traced[] = [];
@@ -76,17 +82,15 @@ describe('the Redis commands of a ?wait=true job', () => {
   test("BullMQ's commands go over connections of their own, never the API's or the worker's main one", () => {
     // BullMQ defines ~50 scripts on the connection it is given; ioredis copies them into every
     // pipeline()/multi() made on that connection (0.15-0.45 ms of CPU each instead of ~0.01).
-    const queueKeys = `${new RedisKeys(e2e.stack.env.SBX_REDIS_PREFIX ?? 'sbx').queuePrefix()}:${QUEUE_NAME}:`;
-    const onMain = commands.filter((c) => (c.client === 'sbx-api' || c.client === 'sbx-worker') && c.args.some((a) => a.startsWith(queueKeys)));
+    const onMain = commands.filter((c) => (c.client === 'sbx-api' || c.client === 'sbx-worker') && c.args.some(isQueueKey));
     assert.deepEqual(onMain.map((c) => `${c.client} ${c.command}`), [], 'BullMQ commands on a main connection');
-    assert.ok(commands.some((c) => c.client === 'sbx-api-queue' && c.args.some((a) => a.startsWith(queueKeys))), 'the API queues the job over sbx-api-queue');
+    assert.ok(commands.some((c) => c.client === 'sbx-api-queue' && c.args.some(isQueueKey)), 'the API queues the job over sbx-api-queue');
   });
 
   test('the API sends the job record and its queue entry over one connection, record first', () => {
-    const queueKeys = `${new RedisKeys(e2e.stack.env.SBX_REDIS_PREFIX ?? 'sbx').queuePrefix()}:${QUEUE_NAME}:`;
-    const sent = of('sbx-api-queue').filter((c) => onJob(c) || c.args.some((a) => a.startsWith(queueKeys)));
+    const sent = of('sbx-api-queue').filter((c) => onJob(c) || c.args.some(isQueueKey));
     const create = sent.findIndex((c) => c.command === 'eval' && c.args.some((a) => a.endsWith(':state')) && onJob(c));
-    const add = sent.findIndex((c) => c.command === 'evalsha' && c.args.some((a) => a.startsWith(queueKeys)));
+    const add = sent.findIndex((c) => c.command === 'evalsha' && c.args.some(isQueueKey));
     assert.ok(create >= 0, `the record (EVAL createJob) on sbx-api-queue: ${sent.map((c) => c.command).join(', ')}`);
     assert.ok(add > create, 'the queue entry after the record');
     // EVAL, not EVALSHA: a NOSCRIPT answer would have ioredis send the record again after the entry.

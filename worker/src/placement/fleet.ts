@@ -13,6 +13,9 @@ import { encodeRoom, imageKeys, liveHosts, lookupKey, parseRoom, type CapacitySn
 import type { RedisClient } from '../../../core/src/redis.ts';
 import type { RedisKeys } from '../../../core/src/redis-keys.ts';
 
+/** At most one write of this host's room per this many ms (trailing: the last change always goes out). */
+const PUBLISH_MIN_MS = 20;
+
 export class FleetView {
   private published = new Set<string>();
   private pendingCapacity = false;
@@ -46,11 +49,17 @@ export class FleetView {
     await this.redis.hdel(this.keys.workerCapacity(), this.self);
   }
 
-  /** Publish this host's room soon (coalesces changes of one turn of the event loop into one write). */
+  /**
+   * Publish this host's room soon: the changes of one turn of the event loop, and of the
+   * PUBLISH_MIN_MS after a write, go out as one write (a job changes the room ~3 times: taken, slot
+   * asked, slot given back; the API reads the fleet every 100 ms).
+   */
   publishCapacity(snapshot: () => CapacitySnapshot): void {
     if (this.pendingCapacity) return;
     this.pendingCapacity = true;
-    setImmediate(() => {
+    const wait = this.publishedAt + PUBLISH_MIN_MS - Date.now();
+    const later = (fn: () => void) => (wait > 0 ? setTimeout(fn, wait) : setImmediate(fn));
+    later(() => {
       this.pendingCapacity = false;
       const s = snapshot();
       const room = `${s.slotsFree}/${s.slotsTotal}/${s.memoryFree}/${s.memoryTotal}`;

@@ -68,6 +68,37 @@ describe('capacity: the memory budget of a host', () => {
   });
 });
 
+describe('capacity: a full host takes nothing more', () => {
+  let stack: Stack;
+  let api: SbxClient;
+  before(async () => {
+    stack = await startStack({ workers: 0, env: { SBX_WORKER_SLOTS: '1' } });
+    await ownHost(stack, 'full');
+    api = new SbxClient(stack.apiUrl);
+  });
+  after(async () => stack?.stop());
+
+  test('while its one slot is busy, jobs stay queued (on the shared queue or its own), not held by it', { timeout: 60_000 }, async () => {
+    const warm = await api.submit({ image: stack.images.busybox, command: ['true'] });
+    assert.equal((await api.waitFinished(warm.body.id, 30_000)).status, 'succeeded');
+    // The API's next read of the fleet sees the host holding the image with its slot free: the long
+    // job goes to the host's own queue, so the consumer of the shared queue is left waiting on it.
+    await new Promise((r) => setTimeout(r, 600));
+    const long = (await api.submit({ image: stack.images.busybox, command: ['sleep', '30'], limits: { timeoutMs: 60_000 } })).body.id;
+    await waitUntil(async () => (await api.get(long)).body.status === 'running', 15_000, 'the long job to run');
+    await new Promise((r) => setTimeout(r, 600)); // the API sees the host full: the next jobs go to the shared queue
+    const ids = await Promise.all(Array.from({ length: 3 }, async () => (await api.submit({ image: stack.images.busybox, command: ['true'] })).body.id));
+    await new Promise((r) => setTimeout(r, 500));
+    const statuses = await Promise.all(ids.map(async (id) => (await api.get(id)).body.status));
+    const longDoc = (await api.get(long)).body;
+    await api.request('DELETE', `/v1/jobs/${long}`);
+    assert.equal(longDoc.placement?.placedAtSubmit, true, `the long job was not placed on the host's queue: ${JSON.stringify(longDoc.placement)}`);
+    assert.deepEqual(statuses, Array(3).fill('queued'), 'a job was taken by the full host');
+    const docs = await Promise.all(ids.map((id) => api.waitFinished(id, 30_000)));
+    assert.deepEqual(docs.map((d) => d.status), Array(3).fill('succeeded'), 'once the slot is free they all run');
+  });
+});
+
 describe('cache-aware placement across three hosts', () => {
   let stack: Stack;
   let api: SbxClient;

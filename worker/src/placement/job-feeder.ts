@@ -163,6 +163,12 @@ export class JobFeeder {
         continue;
       }
       if (!job) continue;
+      if (!capacity.canFetch()) {
+        // This fetch was waiting since before the host filled up (the other queue's consumer took a
+        // job meanwhile): the job goes back where it was, for a host with room (or this one later).
+        await job.moveToWait(token).catch((err: Error) => logger.warn({ err: err.message, jobId: job.data.id }, 'putting back a job taken without room failed; BullMQ takes it again after its lock expires'));
+        continue;
+      }
       const decided = capacity.startDeciding();
       const handled = this.handle(job, token, decided)
         .catch((err: Error) => logger.error({ err, jobId: job.data.id }, 'placing a job failed; BullMQ takes it again after its lock expires'))

@@ -27,7 +27,7 @@
  * | <p>:control                         | pubsub | cancel / image commands to workers         |
  * | {<p>}:jobs:*                        | BullMQ | the queue (BullMQ's own keys)              |
  * | {<p>}:requeues:pending              | zset   | lost jobs being requeued → ms (job-lifecycle.ts) |
- * | {<p>}:jobs.host.<id>:*              | BullMQ | one worker's own queue: jobs handed to it (worker/src/placement) |
+ * | {<p>}:jobs.host.<id>:*              | BullMQ | one worker's own queue: jobs the API placed there or other workers handed to it (placement) |
  */
 import { createHash } from 'node:crypto';
 

@@ -1,8 +1,9 @@
 /**
  * Takes jobs from BullMQ by hand (no processor: Worker.getNextJob) so that this host takes a job only
  * when it can hold it (capacity.ts), from two queues: the shared one and its own (jobs the API placed
- * here at submission, or other hosts handed to it: core/src/placement/host-queues.ts). Each fetched job is decided on (choose-host.ts): run here, hand on
- * to a better host once, or fail when no live host could ever run it. The queue entry is completed
+ * here at submission, or other hosts handed to it: core/src/placement/host-queues.ts). Each fetched
+ * job is decided on (choose-host.ts): run here, hand on to a better host once, or fail when no live
+ * host could ever run it. The queue entry is completed
  * as soon as that is decided (the job record, not BullMQ, tracks the job from then on); an entry
  * whose worker died before deciding is put back by BullMQ's stalled check (maxStalledCount 1).
  */

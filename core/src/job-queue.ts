@@ -27,7 +27,7 @@ export class JobQueue {
   readonly queue: Queue<QueuedJob>;
 
   /** `connection`: the one BullMQ sends this queue's commands over (shared, not duplicated). */
-  constructor(readonly connection: RedisClient, keys: RedisKeys) {
+  constructor(readonly connection: RedisClient, private readonly keys: RedisKeys) {
     this.queue = new Queue<QueuedJob>(QUEUE_NAME, {
       connection,
       prefix: keys.queuePrefix(),
@@ -73,10 +73,14 @@ export class JobQueue {
     return (await this.positions([id]))[0] ?? null;
   }
 
-  /** Jobs waiting to be taken (BullMQ's prioritized + wait), for the queue-depth metric. */
+  /**
+   * Jobs waiting to be taken, for the queue-depth metric: the shared queue's (BullMQ's prioritized +
+   * wait) and those on workers' own queues (placement: each has a hand-off deadline until its worker
+   * takes it, core/src/placement/host-queues.ts).
+   */
   async depth(): Promise<number> {
-    const counts = await this.queue.getJobCounts('prioritized', 'wait');
-    return (counts.prioritized ?? 0) + (counts.wait ?? 0);
+    const [counts, onHosts] = await Promise.all([this.queue.getJobCounts('prioritized', 'wait'), this.connection.zcard(this.keys.handoffs())]);
+    return (counts.prioritized ?? 0) + (counts.wait ?? 0) + onHosts;
   }
 
   /** Best effort: drop a job that has not been picked up (a picked-up one sees it was cancelled). */

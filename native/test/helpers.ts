@@ -148,7 +148,15 @@ export function cgroupDirsOf(pid: number, o: LaunchOptions = {}): string[] {
  */
 export function assertJobCgroups(pid: number, parent: string, id: string, o: LaunchOptions = {}): string[] {
   const want = cgroupDirs(parent, id, o);
-  assert.deepEqual(cgroupDirsOf(pid, o).sort(), [...want].sort(), `groups of pid ${pid}`);
+  // On v1 the job's pid 1 (or its pooled setup, if still being made) joins its groups itself, before
+  // sbx-init reads the job's config and so before anything of the job runs, but possibly just after
+  // launch() resolved: wait for that, a bounded time (synchronously: callers are sync callbacks).
+  const sorted = [...want].sort();
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  for (const deadline = Date.now() + 2000; Date.now() < deadline; Atomics.wait(sleeper, 0, 0, 5)) {
+    if (JSON.stringify(cgroupDirsOf(pid, o).sort()) === JSON.stringify(sorted)) break;
+  }
+  assert.deepEqual(cgroupDirsOf(pid, o).sort(), sorted, `groups of pid ${pid}`);
   for (const d of want) {
     assert.ok(fs.existsSync(d), `${d} missing while the job runs`);
     assert.ok(fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid)), `${pid} not in ${d}`);

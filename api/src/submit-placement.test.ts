@@ -4,17 +4,16 @@
  * its image and has room, with a hand-off deadline; anything else goes to the shared queue.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import pino from 'pino';
 import { JobQueue } from '../../core/src/job-queue.ts';
 import { apiMetrics, createRegistry } from '../../core/src/metrics.ts';
 import { chooseAtSubmit } from '../../core/src/placement/choose-at-submit.ts';
-import { FleetSnapshot, type FleetView } from '../../core/src/placement/fleet-snapshot.ts';
+import { FleetSnapshot, type FleetState } from '../../core/src/placement/fleet-snapshot.ts';
 import { hostQueueName, QUEUE_NAME, RedisKeys } from '../../core/src/redis-keys.ts';
-import { startRedis, type RunningRedis } from '../../test/harness/redis.ts';
-import { FleetView as WorkerFleet } from '../../worker/src/placement/fleet.ts';
+import { useRedis } from '../../test/harness/use-redis.ts';
+import { FleetView } from '../../worker/src/placement/fleet.ts';
 import { SubmitPlacement } from './submit-placement.ts';
 
 const MiB = 1024 * 1024;
@@ -22,7 +21,7 @@ const DIGEST = `sha256:${'a'.repeat(64)}`;
 
 test('a job goes to the holder with room (most free slots first); none = the shared queue', () => {
   const host = (id: string, slotsFree: number, memoryFree = 512 * MiB) => ({ id, slotsFree, slotsTotal: 4, memoryFree, memoryTotal: 512 * MiB });
-  const view: FleetView = { hosts: [host('a', 1), host('b', 3), host('c', 4)], holders: new Map([['reg.example/x:1', new Set(['a', 'b'])], [DIGEST, new Set(['a'])]]) };
+  const view: FleetState = { hosts: [host('a', 1), host('b', 3), host('c', 4)], holders: new Map([['reg.example/x:1', new Set(['a', 'b'])], [DIGEST, new Set(['a'])]]) };
   assert.equal(chooseAtSubmit(view, 'reg.example/x:1', 64 * MiB), 'b', 'the holder with the most free slots; c has more but not the image');
   assert.equal(chooseAtSubmit(view, `reg.example/x@${DIGEST}`, 64 * MiB), 'a', 'a pinned digest is looked up by digest');
   assert.equal(chooseAtSubmit(view, 'reg.example/y:1', 64 * MiB), null, 'nobody holds it');
@@ -31,26 +30,17 @@ test('a job goes to the holder with room (most free slots first); none = the sha
   assert.equal(chooseAtSubmit(null, 'reg.example/x:1', 64 * MiB), null, 'no fresh view');
 });
 
-let redis: RunningRedis;
-let client: Redis;
+const redis = useRedis();
 const keys = new RedisKeys('submitplace');
-before(async () => {
-  redis = await startRedis();
-  client = new Redis(redis.url, { maxRetriesPerRequest: null });
-});
-after(async () => {
-  client?.disconnect();
-  await redis?.stop();
-});
 
 const logger = pino({ level: 'silent' });
 /** HGETALLs served so far (the fleet snapshot's read of the capacity hash). */
-const capacityReads = () => client.info('commandstats').then((s) => Number(/cmdstat_hgetall:calls=(\d+)/.exec(s)?.[1] ?? 0));
+const capacityReads = () => redis.client.info('commandstats').then((s) => Number(/cmdstat_hgetall:calls=(\d+)/.exec(s)?.[1] ?? 0));
 const env = { SBX_PLACEMENT_CACHE_AWARE: true, SBX_PLACEMENT_MAX_WAIT_MS: 1000, SBX_HEARTBEAT_MS: 2000 };
 
 /** A worker as the others see it: its room and its cache, published the way worker/src/placement does. */
-async function publishHost(id: string, images: string[], slotsFree: number): Promise<WorkerFleet> {
-  const fleet = new WorkerFleet(client, keys, id, 10_000, logger);
+async function publishHost(id: string, images: string[], slotsFree: number): Promise<FleetView> {
+  const fleet = new FleetView(redis.client, keys, id, 10_000, logger);
   await fleet.syncImages(images.map((image, i) => ({ image, digest: `sha256:${String(i).repeat(64)}` })));
   fleet.publishCapacity(() => ({ slotsTotal: 4, slotsFree, memoryTotal: 1024 * MiB, memoryFree: 1024 * MiB }));
   await new Promise((r) => setTimeout(r, 20));
@@ -60,11 +50,11 @@ async function publishHost(id: string, images: string[], slotsFree: number): Pro
 test('the API places a job on the queue of the host holding its image, with a deadline; the others go to the shared queue', async () => {
   const a = await publishHost('host-a', ['reg.example/x:1'], 2);
   const b = await publishHost('host-b', ['reg.example/y:1'], 0); // holds y but has no room
-  const queue = new JobQueue(client, keys);
+  const queue = new JobQueue(redis.client, keys);
   const metrics = apiMetrics(createRegistry('api'));
-  const placement = new SubmitPlacement(queue, client, client, keys, env, metrics, logger);
-  const hostA = new Queue(hostQueueName('host-a'), { connection: client, prefix: keys.queuePrefix() });
-  const shared = new Queue(QUEUE_NAME, { connection: client, prefix: keys.queuePrefix() });
+  const placement = new SubmitPlacement(queue, redis.client, redis.client, keys, env, metrics, logger);
+  const hostA = new Queue(hostQueueName('host-a'), { connection: redis.client, prefix: keys.queuePrefix() });
+  const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: keys.queuePrefix() });
   try {
     // The first submission after a quiet spell has no view yet: shared queue; it starts the reads.
     assert.equal(await placement.enqueue('j0', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), null);
@@ -79,13 +69,13 @@ test('the API places a job on the queue of the host holding its image, with a de
     assert.deepEqual(placed?.data, { id: 'j1', image: 'reg.example/x:1', memoryBytes: MiB, hops: 0, placed: 'submit', reason: 'image' });
     assert.equal(placed?.opts.priority, 5);
     assert.deepEqual((await shared.getJobs(['prioritized'])).map((j) => j.id).sort(), ['j0', 'j3', 'j4', 'j5']);
-    const deadlines = await client.zrange(keys.handoffs(), 0, -1, 'WITHSCORES');
+    const deadlines = await redis.client.zrange(keys.handoffs(), 0, -1, 'WITHSCORES');
     assert.deepEqual(deadlines.filter((_, i) => i % 2 === 0).sort(), ['host-a j1 5', 'host-a j2 1'], 'each placed job is due back on the shared queue if its host does not take it');
     const metricText = await metrics.jobsPlaced.get();
     assert.deepEqual(Object.fromEntries(metricText.values.map((v) => [v.labels.where, v.value])), { host: 2, shared: 4 });
 
     // A host that stopped publishing (dead) is never chosen.
-    await client.hset(keys.workerCapacity(), 'host-a', JSON.stringify({ s: 4, st: 4, m: 1024 * MiB, mt: 1024 * MiB, t: Date.now() - 60_000 }));
+    await redis.client.hset(keys.workerCapacity(), 'host-a', JSON.stringify({ s: 4, st: 4, m: 1024 * MiB, mt: 1024 * MiB, t: Date.now() - 60_000 }));
     await new Promise((r) => setTimeout(r, 250));
     assert.equal(await placement.enqueue('j6', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'host-a is past the heartbeat limit');
   } finally {
@@ -95,8 +85,8 @@ test('the API places a job on the queue of the host holding its image, with a de
 
 test('cache-awareness off: every job goes to the shared queue and the fleet is never read', async () => {
   const a = await publishHost('host-c', ['reg.example/x:1'], 4);
-  const queue = new JobQueue(client, keys);
-  const placement = new SubmitPlacement(queue, client, client, keys, { ...env, SBX_PLACEMENT_CACHE_AWARE: false }, apiMetrics(createRegistry('api')), logger);
+  const queue = new JobQueue(redis.client, keys);
+  const placement = new SubmitPlacement(queue, redis.client, redis.client, keys, { ...env, SBX_PLACEMENT_CACHE_AWARE: false }, apiMetrics(createRegistry('api')), logger);
   try {
     const before = await capacityReads();
     for (let i = 0; i < 3; i++) {
@@ -110,7 +100,7 @@ test('cache-awareness off: every job goes to the shared queue and the fleet is n
 });
 
 test('the fleet snapshot stops reading once submissions stop', async () => {
-  const snapshot = new FleetSnapshot(client, keys, 10_000, 20, 1000, undefined, 300);
+  const snapshot = new FleetSnapshot(redis.client, keys, { liveMs: 10_000, refreshMs: 20, idleMs: 300 });
   const before = await capacityReads();
   for (const until = Date.now() + 300; Date.now() < until; ) {
     snapshot.current();

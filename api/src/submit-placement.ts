@@ -38,7 +38,7 @@ export class SubmitPlacement {
     // Workers publish their room; a host silent for 5 heartbeats is dead (worker/src/main.ts).
     const liveMs = env.SBX_HEARTBEAT_MS * 5;
     const onError = (err: Error) => logger.debug({ err: err.message }, 'reading the fleet for placement failed; jobs go to the shared queue');
-    this.fleet = env.SBX_PLACEMENT_CACHE_AWARE ? new FleetSnapshot(redis, keys, liveMs, 100, Math.min(1_000, liveMs), onError) : null;
+    this.fleet = env.SBX_PLACEMENT_CACHE_AWARE ? new FleetSnapshot(redis, keys, { liveMs, usableMs: Math.min(1_000, liveMs), onError }) : null;
     // The deadline and the entry over one connection: in that order, one round trip (host-queues.ts).
     this.hostQueues = new HostQueues(queueConnection, queueConnection, keys, env.SBX_PLACEMENT_MAX_WAIT_MS);
     for (const where of ['host', 'shared']) metrics.jobsPlaced.inc({ where }, 0);

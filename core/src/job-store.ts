@@ -86,12 +86,7 @@ export class JobStore {
    * final transition with the job's notify channel (api/src/job-events-hub.ts).
    */
   async create(spec: JobSpec, doc: JobDocument, waiter = ''): Promise<boolean> {
-    const { ttl, sealedAuth } = this.createArgs(spec);
-    // Ids are unique (ULIDs), so the tenant index entry goes out alongside the record.
-    const [created] = await Promise.all(sendTogether(this.redis, () => [
-      this.scripted.sbxCreateJob(this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify({ ...spec, registryAuth: null }), spec.tenant, ttl, sealedAuth, waiter),
-      this.redis.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id),
-    ] as const));
+    const [created] = await Promise.all(this.sendCreate(spec, doc, waiter, null));
     this.indexSweeper.created(spec.tenant);
     return created === 1;
   }
@@ -111,24 +106,25 @@ export class JobStore {
       await enqueue();
       return created;
     }
-    const via = queueConnection;
-    const { ttl, sealedAuth } = this.createArgs(spec);
-    const [created] = await Promise.all([
-      ...sendTogether(via, () => [
-        via.eval(CREATE_LUA, 2, this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify({ ...spec, registryAuth: null }), spec.tenant, ttl, sealedAuth, waiter),
-        via.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id),
-      ]),
-      enqueue(),
-    ]);
+    const [created] = await Promise.all([...this.sendCreate(spec, doc, waiter, queueConnection), enqueue()]);
     this.indexSweeper.created(spec.tenant);
     return created === 1;
   }
 
-  private createArgs(spec: JobSpec): { ttl: number; sealedAuth: string } {
-    return {
-      ttl: this.ttlSeconds + Math.ceil(spec.limits.timeoutMs / 1000) + 3600,
-      sealedAuth: spec.registryAuth ? sealRegistryAuth(this.secrets, spec.id, spec.registryAuth) : '',
-    };
+  /**
+   * The record (createJob) and the tenant index entry, written back to back: over this store's
+   * connection (the script by its SHA), or over `via` as EVAL of its text (createThenQueue). Ids are
+   * unique (ULIDs), so the index entry goes out alongside the record.
+   */
+  private sendCreate(spec: JobSpec, doc: JobDocument, waiter: string, via: Redis | null): [Promise<unknown>, Promise<unknown>] {
+    const ttl = this.ttlSeconds + Math.ceil(spec.limits.timeoutMs / 1000) + 3600;
+    const sealedAuth = spec.registryAuth ? sealRegistryAuth(this.secrets, spec.id, spec.registryAuth) : '';
+    const args = [this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify({ ...spec, registryAuth: null }), spec.tenant, ttl, sealedAuth, waiter] as const;
+    const conn = via ?? this.redis;
+    return sendTogether(conn, () => [
+      via ? via.eval(CREATE_LUA, 2, ...args) : this.scripted.sbxCreateJob(...args),
+      conn.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id),
+    ]);
   }
 
   async get(id: string): Promise<StoredJob | null> {

@@ -21,6 +21,7 @@
 #include "caps.h"
 #include "jobmsg.h"
 #include "proto.h"
+#include "recv_fds.h"
 #include "rlimit.h"
 #include "seccomp.h"
 #include "tty.h"
@@ -84,31 +85,20 @@ bool oomScore(int adj, Error& err) {
 // its stdin, stdout, stderr as SCM_RIGHTS; sent only if the job's image is the one mounted here),
 // make it ours, and go on as a directly started sbx-init would.
 bool receiveJob(char**& argv, int& argc, Error& err) {
-  struct iovec iov = {gJobBuf, sizeof gJobBuf};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 3)];
-  struct msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
   send('R', 0);
+  int fds[3] = {-1, -1, -1}, nfds = 0, msgFlags = 0;
+  const auto keep = [&](int f) {
+    if (nfds < 3) fds[nfds] = f;
+    else close(f);
+    nfds++;
+  };
   ssize_t n;
-  do n = recvmsg(proto::kInitSyncFd, &mh, MSG_CMSG_CLOEXEC);
+  do n = recvWithFds(proto::kInitSyncFd, gJobBuf, sizeof gJobBuf, keep, 0, &msgFlags);  // blocking
   while (n < 0 && errno == EINTR);
   if (n == 0) _exit(0);  // the launcher let this setup go unused
   if (n < 0) return fail(err, "pool", "recvmsg", "", errno);
   gTimes[0] = trace::now();
-  int fds[3] = {-1, -1, -1}, nfds = 0;
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++, nfds++) {
-      int f;
-      memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-      if (nfds < 3) fds[nfds] = f;
-      else close(f);
-    }
-  }
-  if (nfds != 3 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !jobmsg::decode(gJobBuf, (size_t)n, gJob))
+  if (nfds != 3 || (msgFlags & (MSG_TRUNC | MSG_CTRUNC)) || !jobmsg::decode(gJobBuf, (size_t)n, gJob))
     return fail(err, "pool", "recvmsg", "job message", EPROTO);
   for (int i = 0; i < 3; i++) {
     if (dup3(fds[i], i, 0) < 0) return fail(err, "stdio", "dup3", "", errno);

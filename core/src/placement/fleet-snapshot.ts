@@ -11,43 +11,55 @@ import type { RedisClient } from '../redis.ts';
 import type { RedisKeys } from '../redis-keys.ts';
 import { liveHosts, takeRoom, type HostRoom } from './fleet-records.ts';
 
-export interface FleetView {
+export interface FleetState {
   /** Live hosts with their room, less the jobs placed on them from this view. */
   hosts: HostRoom[];
   /** Image key → the hosts whose cache holds it. */
   holders: Map<string, Set<string>>;
 }
 
+export interface FleetSnapshotOptions {
+  /** A host whose capacity entry is older than this is dead (the workers' heartbeat limit). */
+  liveMs: number;
+  /** Read every this many ms while in use (default 100). */
+  refreshMs?: number;
+  /** A view older than this is not used (default 1000). */
+  usableMs?: number;
+  /** No reads once current() was not called for this long (default 5000). */
+  idleMs?: number;
+  /** A failed read (the view stays as it was). */
+  onError?: (err: Error) => void;
+}
+
 export class FleetSnapshot {
-  private view: FleetView | null = null;
+  private view: FleetState | null = null;
   private readAt = 0;
   private refreshing: Promise<void> | null = null;
   private usedAt = 0;
   private timer: NodeJS.Timeout | null = null;
 
+  private readonly o: Required<FleetSnapshotOptions>;
+
   constructor(
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
-    /** A host whose capacity entry is older than this is dead (the workers' heartbeat limit). */
-    private readonly liveMs: number,
-    private readonly refreshMs = 100,
-    private readonly usableMs = 1_000,
-    private readonly onError: (err: Error) => void = () => {},
-    private readonly idleMs = 5_000,
-  ) {}
+    options: FleetSnapshotOptions,
+  ) {
+    this.o = { refreshMs: 100, usableMs: 1_000, idleMs: 5_000, onError: () => {}, ...options };
+  }
 
   /** The view if fresh enough to place by; null = place nothing from it. Keeps the view refreshed for a while. */
-  current(now = Date.now()): FleetView | null {
+  current(now = Date.now()): FleetState | null {
     this.usedAt = now;
     if (!this.timer) {
       void this.refresh();
       this.timer = setInterval(() => {
-        if (Date.now() - this.usedAt > this.idleMs) this.stop();
+        if (Date.now() - this.usedAt > this.o.idleMs) this.stop();
         else void this.refresh();
-      }, this.refreshMs);
+      }, this.o.refreshMs);
       this.timer.unref();
     }
-    return now - this.readAt <= this.usableMs ? this.view : null;
+    return now - this.readAt <= this.o.usableMs ? this.view : null;
   }
 
   /** No more background reads (until the next current()). */
@@ -64,7 +76,7 @@ export class FleetSnapshot {
   /** Read the fleet now (one refresh at a time; callers during one share it). */
   refresh(): Promise<void> {
     this.refreshing ??= this.read()
-      .catch((err: Error) => this.onError(err))
+      .catch((err: Error) => this.o.onError(err))
       .finally(() => (this.refreshing = null));
     return this.refreshing;
   }
@@ -72,7 +84,7 @@ export class FleetSnapshot {
   private async read(): Promise<void> {
     const startedAt = Date.now();
     const capacity = await this.redis.hgetall(this.keys.workerCapacity());
-    const hosts = liveHosts(capacity, startedAt, this.liveMs);
+    const hosts = liveHosts(capacity, startedAt, this.o.liveMs);
     const holders = new Map<string, Set<string>>();
     if (hosts.length) {
       const pipe = this.redis.pipeline();

@@ -3,12 +3,11 @@
  * view against a real redis-server. End to end with real workers: test/e2e/placement.test.ts.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
 import pino from 'pino';
 import { hostQueueName, QUEUE_NAME, RedisKeys } from '../../../core/src/redis-keys.ts';
-import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+import { useRedis } from '../../../test/harness/use-redis.ts';
 import { HostCapacity, ObservedSlotPool } from './capacity.ts';
 import { chooseHost, needsFleet, type DecisionInput } from './choose-host.ts';
 import type { HostRoom } from '../../../core/src/placement/fleet-records.ts';
@@ -99,22 +98,13 @@ test('the gate: no fetch while every slot is spoken for, pulls are at their boun
   await assert.rejects(cap.hold(301 * MiB, 'r/x:1', false), /can never fit/);
 });
 
-let redis: RunningRedis;
-let client: Redis;
+const redis = useRedis();
 const keys = new RedisKeys('placetest');
-before(async () => {
-  redis = await startRedis();
-  client = new Redis(redis.url, { maxRetriesPerRequest: null });
-});
-after(async () => {
-  client?.disconnect();
-  await redis?.stop();
-});
 
 test('a handed-off job its host does not take in time goes back to the shared queue, its hop spent', async () => {
-  const queues = new HostQueues(client, client, keys, 60_000);
-  const shared = new Queue(QUEUE_NAME, { connection: client, prefix: keys.queuePrefix() });
-  const target = new Queue(hostQueueName('host/b'), { connection: client, prefix: keys.queuePrefix() });
+  const queues = new HostQueues(redis.client, redis.client, keys, 60_000);
+  const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: keys.queuePrefix() });
+  const target = new Queue(hostQueueName('host/b'), { connection: redis.client, prefix: keys.queuePrefix() });
   try {
     await queues.handOff('host/b', { id: 'j1', image: 'r/x:1', memoryBytes: 1, hops: 1, from: 'host/a', reason: 'image' }, 3);
     assert.equal(await target.count(), 1);
@@ -124,7 +114,7 @@ test('a handed-off job its host does not take in time goes back to the shared qu
     const back = await shared.getJob('j1');
     assert.equal(back?.data.hops, 1);
     assert.equal(back?.opts.priority, 3);
-    assert.equal(await client.zcard(keys.handoffs()), 0);
+    assert.equal(await redis.client.zcard(keys.handoffs()), 0);
   } finally {
     await Promise.all([queues.close(), shared.close(), target.close()]);
   }
@@ -132,8 +122,8 @@ test('a handed-off job its host does not take in time goes back to the shared qu
 
 test('the fleet view: image sets follow the cache, dead hosts are left out, a restart forgets the old cache', async () => {
   const logger = pino({ level: 'silent' });
-  const a = new FleetView(client, keys, 'a', 1000, logger);
-  const b = new FleetView(client, keys, 'b', 1000, logger);
+  const a = new FleetView(redis.client, keys, 'a', 1000, logger);
+  const b = new FleetView(redis.client, keys, 'b', 1000, logger);
   await a.syncImages([{ image: 'reg/x:1', digest: 'sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' }]);
   await b.syncImages([]);
   a.publishCapacity(() => ({ slotsTotal: 2, slotsFree: 1, memoryTotal: 10, memoryFree: 5 }));
@@ -146,18 +136,18 @@ test('the fleet view: image sets follow the cache, dead hosts are left out, a re
   await a.syncImages([{ image: 'reg/y:1', digest: 'sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb' }]); // x evicted, y pulled
   seen = await b.look('reg/x:1');
   assert.deepEqual([...seen.holders], []);
-  const restarted = new FleetView(client, keys, 'a', 1000, logger);
+  const restarted = new FleetView(redis.client, keys, 'a', 1000, logger);
   await restarted.reset();
   assert.deepEqual([...(await b.look('reg/y:1')).holders], []);
   await restarted.leave();
   assert.deepEqual((await b.look()).hosts, []);
   // A host that crashed and never came back is forgotten after a while.
-  const crashed = new FleetView(client, keys, 'gone', 1000, logger);
+  const crashed = new FleetView(redis.client, keys, 'gone', 1000, logger);
   await crashed.syncImages([{ image: 'reg/z:1', digest: 'sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc' }]);
   crashed.publishCapacity(() => ({ slotsTotal: 1, slotsFree: 1, memoryTotal: 1, memoryFree: 1 }));
   await new Promise((r) => setTimeout(r, 20));
   assert.equal(await b.prune(60_000), 0);
   assert.equal(await b.prune(60_000, Date.now() + 120_000), 1);
-  assert.equal(await client.scard(keys.imageHolders('reg/z:1')), 0);
-  assert.equal(await client.hexists(keys.workerCapacity(), 'gone'), 0);
+  assert.equal(await redis.client.scard(keys.imageHolders('reg/z:1')), 0);
+  assert.equal(await redis.client.hexists(keys.workerCapacity(), 'gone'), 0);
 });

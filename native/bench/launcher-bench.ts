@@ -126,21 +126,21 @@ const PHASES: [string, string, string][] = [
   ['[child] unshare cgroup ns + pivot_root', 'joined', 'pivoted'],
   ['[child] hostname, fds', 'pivoted', 'execInit'],
   ['execveat sbx-init (memfd, static)', 'execInit', 'initStart'],
-  ['[pooled] pipes + job message sent (stdio fds attached)', 'planned', 'cloned'],
+  ['[pooled] hostname (setns into the setup), pipes + job message sent (stdio fds attached)', 'planned', 'cloned'],
   ['[pooled] job message sent -> received by the waiting sbx-init', 'cloned', 'initStart'],
-  ['[pooled init] job message -> stdio, hostname (mounts + pivot_root made with the setup)', 'initStart', 'initJobMounted'],
-  // Pooled: from the end of the job mounts (the init reads the config only then; before, this row
-  // ran from initStart and so counted the job mounts of the row above a second time).
-  ['[init] read config (pooled: after its job mounts; waits only if the launcher\'s config is late)', 'initStart', 'initConfig'],
-  ['[init] oom score, rlimits, setns userns, caps, creds, prctls', 'initConfig', 'initDropped'],
-  ['[init] seccomp filter', 'initDropped', 'initSeccomp'],
+  ['[pooled init] job message -> stdio (mounts, pivot_root and privilege drop made with the setup)', 'initStart', 'initJobMounted'],
+  // Pooled: from the end of the stdio step: the init waits for "G" (the launcher's limits written).
+  ['[init] read config (pooled: "G"; waits only if the launcher\'s limits are late)', 'initStart', 'initConfig'],
+  ['[init] oom score, rlimits, setns userns, caps, creds, prctls (pooled: -)', 'initConfig', 'initDropped'],
+  ['[init] seccomp filter (pooled: -)', 'initDropped', 'initSeccomp'],
   ['[init] -> start the command', 'initSeccomp', 'initForked'],
+  ['[pooled init] "G" -> start the command', 'initConfig', 'initForked'],
   ['[cmd] clone(CLONE_VM|CLONE_VFORK) + execve /bin/true (overlay, idmapped)', 'initForked', 'initExecOk'],
   ['[cmd] /bin/true runs + exits, init wakes and reaps', 'initExecOk', 'initReaped'],
-  ['pid 1 exit -> pidfd readable in launcher (ns teardown)', 'initReaped', 'exitSeen'],
-  ['waitid + usage + procs', 'exitSeen', 'reaped'],
+  ['status (\'S\') -> launcher: SIGKILL to pid 1, usage read', 'initReaped', 'reaped'],
   ['"ended" emitted (outcome known; the caller reports it)', 'reaped', 'ended'],
-  ['cgroup rmdir (teardown, after "ended")', 'ended', 'cgroupRemoved'],
+  ['pid 1 exit -> pidfd readable in launcher (ns teardown, after "ended")', 'initReaped', 'exitSeen'],
+  ['waitid + procs + cgroup rmdir (teardown, after "ended")', 'ended', 'cgroupRemoved'],
   ['exit event -> exited resolved in JS', 'cgroupRemoved', 'jsEnd'],
   ['TOTAL to the outcome (JS launch() -> ended)', 'jsStart', 'jsEnded'],
   ['TOTAL (JS launch() -> exited, after teardown)', 'jsStart', 'jsEnd'],
@@ -179,9 +179,9 @@ async function phasesMode(rootfs: string, parent: string, n: number, seq: { i: n
   const pooled = samples.filter((p) => p.initJobMounted !== undefined);
   out['launches from a pooled setup (fraction)'] = Math.round((pooled.length / Math.max(1, samples.length)) * 1000) / 1000;
   out['  of which the setup was ready and waiting (fraction)'] = Math.round((pooled.filter((p) => p.poolReady !== undefined).length / Math.max(1, pooled.length)) * 1000) / 1000;
-  // The launcher's rename + limits + config (cloned -> goSent) overlap the init's job mounts; the
-  // init waits for the config only when they end later than its mounts.
-  out['  of which the init had to wait for the config (fraction)'] = Math.round((pooled.filter((p) => p.goSent! > p.initJobMounted!).length / Math.max(1, pooled.length)) * 1000) / 1000;
+  // The launcher's limits + "G" (cloned -> goSent) overlap the init's stdio step; the init waits
+  // for "G" only when they end later.
+  out['  of which the init had to wait for "G" (fraction)'] = Math.round((pooled.filter((p) => p.goSent! > p.initJobMounted!).length / Math.max(1, pooled.length)) * 1000) / 1000;
   delete out['JS launch() -> native launch'];
   delete out['exit event -> exited resolved in JS'];
   return out;

@@ -1,5 +1,6 @@
 #include "cgroup.h"
 
+#include <mutex>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -91,7 +92,9 @@ Host detect(const std::string& v2Override) {
 }  // namespace
 
 const Host& host(const std::string& v2RootOverride) {
-  static std::map<std::string, Host> cache;
+  static std::map<std::string, Host> cache;  // entries never change or go: references stay valid
+  static std::mutex mu;  // Node's thread and the pooled setups' maker (zygote.cc)
+  std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(v2RootOverride);
   if (it == cache.end()) it = cache.emplace(v2RootOverride, detect(v2RootOverride)).first;
   return it->second;

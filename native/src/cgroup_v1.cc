@@ -1,5 +1,6 @@
 // cgroup v1: one directory per hierarchy (memory, pids, cpu, cpuacct, freezer, devices); join by writing the
 // pid to each cgroup.procs; kill = freeze, SIGKILL every member, thaw, until empty.
+#include <mutex>
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -122,9 +123,13 @@ bool makeJobDir(const Host& h, const std::string& parent, const std::string& dir
 // The directories (and the device allow-list, which is the same for every job); no other limits.
 bool createDirs(const Host& h, const std::string& parent, Group& g, Error& err) {
   static std::set<std::string> preparedParents;
-  if (!preparedParents.count(parent)) {
-    for (const auto& m : mounts(h)) RETURN_ON_FAILURE(mkdirP(m, parent, err));
-    preparedParents.insert(parent);
+  static std::mutex mu;  // Node's thread and the pooled setups' maker (zygote.cc)
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!preparedParents.count(parent)) {
+      for (const auto& m : mounts(h)) RETURN_ON_FAILURE(mkdirP(m, parent, err));
+      preparedParents.insert(parent);
+    }
   }
   for (size_t i = 0; i < g.dirs.size(); i++) {
     if (makeJobDir(h, parent, g.dirs[i], err)) continue;

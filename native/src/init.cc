@@ -81,9 +81,10 @@ bool oomScore(int adj, Error& err) {
 
 // A pooled setup (zygote.h): the setup child made the job's namespaces, joined its cgroups, ran the
 // mount program for the image of the slot's last job (up to and including pivot_root) and exec'd
-// us as "sbx-zygote", still privileged. Wait for the job message (jobmsg.h: hostname, argv, env;
-// its stdin, stdout, stderr as SCM_RIGHTS; sent only if the job's image is the one mounted here),
-// make it ours, and go on as a directly started sbx-init would.
+// us as "sbx-zygote"; we have dropped every privilege with that job's config. Wait for the job
+// message (jobmsg.h: argv, env; its stdin, stdout, stderr as SCM_RIGHTS; sent only if the job's
+// image and config are the ones this setup was made with, its hostname already set by the
+// launcher) and make it ours.
 bool receiveJob(char**& argv, int& argc, Error& err) {
   send('R', 0);
   int fds[3] = {-1, -1, -1}, nfds = 0, msgFlags = 0;
@@ -104,12 +105,24 @@ bool receiveJob(char**& argv, int& argc, Error& err) {
     if (dup3(fds[i], i, 0) < 0) return fail(err, "stdio", "dup3", "", errno);
     close(fds[i]);
   }
-  if (sethostname(gJob.hostname, strlen(gJob.hostname)) != 0) return fail(err, "hostname", "sethostname", gJob.hostname, errno);
   argv = gJob.argv;
   for (argc = 0; argv[argc]; argc++) {
   }
   environ = gJob.env;
   gTimes[6] = trace::now();
+  return true;
+}
+
+// The launcher's "G" after the job message: the job's limits are written. Nothing of the job runs
+// before it.
+bool awaitGo(Error& err) {
+  char go = 0;
+  ssize_t n;
+  do n = recv(proto::kInitSyncFd, &go, 1, 0);
+  while (n < 0 && errno == EINTR);
+  if (n == 0) _exit(0);
+  if (n != 1 || go != 'G') return fail(err, "pool", "recv", "go", n < 0 ? errno : EPROTO);
+  gTimes[1] = trace::now();
   return true;
 }
 
@@ -229,6 +242,11 @@ int runCommand(void* p) {
     pid_t p;
     while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
       if (p != command || !(WIFEXITED(status) || WIFSIGNALED(status))) continue;
+      // Our copies of the job's stdio go first, so its pipes end as soon as nothing else of the
+      // job holds them; then the status, on which the launcher reports the outcome.
+      close(0);
+      close(1);
+      close(2);
       send('S', status);
       _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     }
@@ -245,19 +263,23 @@ int main(int argc, char** argv) {
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
   Error err;
-  if (argc == 1 && strcmp(argv[0], "sbx-zygote") == 0 && !receiveJob(argv, argc, err)) {
-    send('F', 0, &err);
-    return 1;
-  }
+  // A pooled setup drops its privileges before the job arrives (with the config of the job it was
+  // made for, the same as this job's: zygote.h); its times up to seccomp are not the job's.
+  bool zygote = argc == 1 && strcmp(argv[0], "sbx-zygote") == 0;
   Config c;
-  bool configOk = argc >= 2 && readConfig(c, err);
+  bool ok = (zygote || argc >= 2) && readConfig(c, err);
   gTimes[1] = trace::now();
-  if (!configOk || !dropPrivileges(c, err)) {
+  ok = ok && dropPrivileges(c, err);
+  if (ok) fcntl(proto::kInitSyncFd, F_SETFD, FD_CLOEXEC);
+  if (ok && zygote) {
+    gTimes[1] = gTimes[2] = gTimes[3] = 0;
+    ok = receiveJob(argv, argc, err) && awaitGo(err);
+  }
+  if (!ok) {
     if (!err.err) fail(err, "init", "argv", "", EINVAL);
     send('F', 0, &err);
     return 1;
   }
-  fcntl(proto::kInitSyncFd, F_SETFD, FD_CLOEXEC);
   // tty jobs: allocated as the job's user under its seccomp filter, master handed to the launcher
   int ttyMaster = -1, ttySlave = -1;
   if (c.h->flags & proto::kTty) {

@@ -15,6 +15,7 @@
 #include <set>
 
 #include "fd.h"
+#include "init_config.h"
 #include "ns.h"
 #include "proto.h"
 #include "recv_fds.h"
@@ -85,9 +86,14 @@ struct Job {
   bool haveStatus = false;
   int commandStatus = 0;
   bool execReported = false;
+  // The outcome as reported with "ended" (from sbx-init's 'S', or at pid 1's exit), kept for "exit".
+  bool endedEmitted = false;
+  uint64_t endWallNs = 0;
+  cgroup::Usage endUsage;
   bool tracing = false;  // Options.trace: times[] goes into the exit payload
   uint64_t times[trace::kCount] = {};
   std::unique_ptr<zygote::Zygote> zygote;  // pooled launches: its stack and setup program, kept to the end
+  std::unique_ptr<spec::Options> refillWith;  // pooling: make the slot's next setups with these once ended
 
   ~Job() {
     ns::releaseLater(std::move(mntns));
@@ -249,6 +255,34 @@ Napi::Object exitPayload(Job* j, const siginfo_t& si, const cgroup::Usage& u, ui
   return o;
 }
 
+// The outcome is known: report it before the teardown (the caller answers meanwhile); the caller
+// keeps the slot until "exit". The job is still in gJobs here, so a sweep() from the callback leaves
+// its groups alone. `si` is pid 1's own status, used when sbx-init never reported the command's.
+void emitEnded(Job* j, const siginfo_t& si, int leftovers) {
+  j->endWallNs = nowNs() - j->startNs;
+  cgroup::readUsage(j->group, j->endUsage);
+  trace::mark(j->times, trace::kReaped);
+  j->endedEmitted = true;
+  emit(j, "ended", exitPayload(j, si, j->endUsage, j->endWallNs, leftovers));
+  trace::mark(j->times, trace::kEnded);
+  if (j->refillWith) {
+    zygote::refill(cgroup::host(j->refillWith->cgroupV2Root), *j->refillWith, j->spec, gInit.get());
+    j->refillWith.reset();
+  }
+}
+
+// sbx-init reported the command's status ('S') and is exiting: the kernel kills the rest of the pid
+// namespace with it. Report the outcome now rather than after pid 1's exit has gone through the
+// namespace teardown to the pidfd. SIGKILL to pid 1 first, so that from here on nothing of the job
+// runs on, whoever sent the status (sbx-init holds no privilege a forged status could use).
+void statusReported(Job* j) {
+  if (j->endedEmitted || !j->haveStatus) return;
+  Napi::HandleScope scope(Napi::Env(j->env));
+  syscall(SYS_pidfd_send_signal, j->pidfd.get(), SIGKILL, nullptr, 0);
+  siginfo_t none{};
+  emitEnded(j, none, 0);
+}
+
 // The job's pid 1 has exited: by then the kernel has killed the rest of its pid namespace.
 void onExit(uv_poll_t* h, int, int) {
   Job* j = static_cast<Job*>(h->data);
@@ -260,23 +294,15 @@ void onExit(uv_poll_t* h, int, int) {
   stopSyncPoll(j);
   siginfo_t si{};
   syscall(SYS_waitid, P_PIDFD, j->pidfd.get(), &si, WEXITED, nullptr);
-  uint64_t wall = nowNs() - j->startNs;
-  cgroup::Usage usage;
-  cgroup::readUsage(j->group, usage);
   // Normally empty already (the kernel killed the pid namespace with its init); remove() kills
   // whatever is still there (freeze, SIGKILL, thaw) before the rmdir.
   int leftovers = (int)cgroup::readProcs(j->group.dirs.empty() ? "" : j->group.pids).size();
-  trace::mark(j->times, trace::kReaped);
-  // The outcome is known: report it before the teardown (the caller answers meanwhile), then
-  // remove the groups and report "exit" (the caller keeps the slot until then). The job is still
-  // in gJobs here, so a sweep() from the callback leaves its groups alone.
-  emit(j, "ended", exitPayload(j, si, usage, wall, leftovers));
-  trace::mark(j->times, trace::kEnded);
+  if (!j->endedEmitted) emitEnded(j, si, leftovers);
   Error rmErr;
   cgroup::remove(j->group, rmErr);
   trace::mark(j->times, trace::kCgroupRemoved);
   gJobs.erase(j->handle);
-  Napi::Object payload = exitPayload(j, si, usage, wall, leftovers);
+  Napi::Object payload = exitPayload(j, si, j->endUsage, j->endWallNs, leftovers);
   if (rmErr.err) payload.Set("cleanupError", errorPayload(env, rmErr));
   emit(j, "exit", payload);
   uv_close(reinterpret_cast<uv_handle_t*>(&j->exitPoll), onPollClosed);
@@ -290,35 +316,7 @@ void onSync(uv_poll_t* h, int status, int) {
   // 'F'/'E' among them): read them before giving up on the socket.
   bool open = drainSync(j);
   if (status < 0 || !open) stopSyncPoll(j);
-}
-
-bool buildInitConfig(const Job& j, const spec::Options& o, std::string& out, Error& err) {
-  proto::InitConfig c{};
-  c.magic = proto::kMagic;
-  c.flags = proto::kDropCaps | (o.seccomp ? (uint32_t)proto::kSeccomp : 0u) | (o.userns ? (uint32_t)proto::kUserns : 0u) |
-            (o.coreScheduling ? (uint32_t)proto::kCoreSched : 0u);
-  c.uid = j.spec.uid;
-  c.gid = j.spec.gid;
-  c.ngroups = (uint32_t)j.spec.groups.size();
-  std::vector<struct sock_filter> filter;
-  if (o.seccomp) filter = seccomp::build(o.denyFileLocks);
-  c.nfilter = (uint32_t)filter.size();
-  c.cwdLen = (uint32_t)j.spec.cwd.size();
-  c.oomScoreAdj = 1000;  // P29: the job dies first under global pressure
-  c.nofile = j.spec.limits.openFiles;
-  c.cpuSeconds = j.spec.limits.cpuTimeMs ? (j.spec.limits.cpuTimeMs + 999) / 1000 : 0;
-  c.fsize = j.spec.limits.diskBytes;
-  if (j.spec.tty) {
-    c.flags |= proto::kTty;
-    c.ttyRows = j.spec.ttyRows;
-    c.ttyCols = j.spec.ttyCols;
-  }
-  out.assign(reinterpret_cast<const char*>(&c), sizeof c);
-  out.append(reinterpret_cast<const char*>(j.spec.groups.data()), j.spec.groups.size() * 4);
-  out.append(reinterpret_cast<const char*>(filter.data()), filter.size() * sizeof(struct sock_filter));
-  out.append(j.spec.cwd);
-  if (out.size() > proto::kMaxConfigBytes) return fail(err, "init-config", "", "", E2BIG);
-  return true;
+  statusReported(j);
 }
 
 void buildInitArgs(Job& j) {
@@ -402,7 +400,7 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   RETURN_ON_FAILURE(slotUserns(s, o, usernsFd, hostBase, err));
   RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, j.arena, j.ops, err));
   buildInitArgs(j);
-  RETURN_ON_FAILURE(buildInitConfig(j, o, config, err));
+  RETURN_ON_FAILURE(init_config::build(j.spec, o, config, err));
   cgroup::plan(host, o.cgroupParent, s.id, o.devicesCgroup, j.group);
   j.joinFiles = cgroup::selfJoinFiles(j.group);
   for (const auto& f : j.joinFiles) j.joinPtrs.push_back(f.c_str());
@@ -484,7 +482,7 @@ bool preparePooled(Job& j, const cgroup::Host& host, const spec::Options& o, std
   int usernsFd = -1;
   uint32_t hostBase = 0;
   RETURN_ON_FAILURE(slotUserns(j.spec, o, usernsFd, hostBase, err));
-  RETURN_ON_FAILURE(buildInitConfig(j, o, config, err));
+  RETURN_ON_FAILURE(init_config::build(j.spec, o, config, err));
   cgroup::plan(host, o.cgroupParent, j.spec.id, o.devicesCgroup, j.group);
   return zygote::encodeJob(j.spec, msg);
 }
@@ -508,18 +506,20 @@ bool sendJob(int sock, const std::string& msg, const LaunchFds& f, Error& err) {
   return true;
 }
 
-// Send the job to the pooled setup, write the job's limits where they differ from the ones its groups
-// were made with, then the init config (sbx-init runs nothing of the job before it has read it:
-// the limits are in place by then), then rename its groups to the job's.
+// Set the job's hostname in the setup's uts namespace (its sbx-init has dropped the privilege to),
+// send it the job, write the job's limits where they differ from the ones its groups were made
+// with, then "G" (sbx-init starts nothing of the job before it: the limits are in place by then),
+// then rename its groups to the job's.
 bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& host, LaunchFds& f,
-                 const std::string& config, const std::string& msg, Error& err) {
+                 const std::string& msg, Error& err) {
   j.startNs = nowNs();
   bool renamed = false;
-  bool ok = openStdio(j, f, err) && sendJob(z->sync.get(), msg, f, err);
+  bool ok = ns::setHostnameOf(z->pidfd.get(), j.spec.hostname.c_str(), j.spec.hostname.size(), err) &&
+            openStdio(j, f, err) && sendJob(z->sync.get(), msg, f, err);
   trace::mark(j.times, trace::kCloned);
   for (Fd* childEnd : {&f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies (or never will)
   ok = ok && (cgroup::v1::sameLimits(z->limits, j.spec.limits) || cgroup::v1::changeLimits(host, z->limits, j.spec.limits, z->group, err)) &&
-       sendAll(z->sync.get(), config.data(), config.size(), err) && (renamed = cgroup::v1::rename(z->group, j.group, err));
+       sendAll(z->sync.get(), "G", 1, err) && (renamed = cgroup::v1::rename(z->group, j.group, err));
   if (!ok) {
     // The pooled sbx-init failed the job's own setup (e.g. a layer that cannot be mounted) and
     // exited: its report says why, not the EPIPE of our send.
@@ -578,9 +578,9 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   bool pooling = zygote::usable(host, o);
   bool ok;
   std::unique_ptr<zygote::Zygote> z;
-  if (pooling && preparePooled(*j, host, o, config, msg, err) && (z = zygote::take(zygote::key(o, s.slot), s))) {
+  if (pooling && preparePooled(*j, host, o, config, msg, err) && (z = zygote::take(zygote::key(o, s.slot), s, config))) {
     trace::mark(j->times, trace::kPlanned);
-    ok = startPooled(*j, std::move(z), host, f, config, msg, err);
+    ok = startPooled(*j, std::move(z), host, f, msg, err);
   } else if (err.err) {
     ok = false;  // the spec itself is refused (the direct path would refuse it too)
   } else {
@@ -592,8 +592,11 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
     config.clear();
     ok = preparePlan(*j, host, o, config, err) && openFds(*j, f, err) && startChild(*j, host, o, f, config, err);
   }
-  if (pooling) zygote::refill(host, o, s, gInit.get());  // the next jobs of this slot: after this one started
+  // The slot's next setups: made once this job's outcome is known (emitEnded), so that making them
+  // does not compete with this job for the CPUs while it runs; at once if it did not start.
+  if (pooling && !ok) zygote::refill(host, o, s, gInit.get());
   if (!ok) return nullptr;
+  if (pooling) j->refillWith.reset(new spec::Options(o));
   watch(*j, env, onEvent, f);
   pid = j->pid;
   fds.stdoutFd = f.outR.release();

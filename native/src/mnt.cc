@@ -1,5 +1,6 @@
 #include "mnt.h"
 
+#include <mutex>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -214,6 +215,8 @@ bool prepareDevTemplate(const std::string& dir, Error& err) {
 // once per state dir).
 bool devTemplateUsable(const std::string& stateDir) {
   static std::map<std::string, bool> cache;
+  static std::mutex mu;  // Node's thread and the pooled setups' maker (zygote.cc)
+  std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(stateDir);
   if (it != cache.end()) return it->second;
   struct statvfs vfs;

@@ -4,6 +4,9 @@
 #include <linux/sched.h>
 #include <net/if.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <fcntl.h>
@@ -231,6 +234,18 @@ Fd takeNetns() {
 bool setHostnameInChild(const char* name, size_t len, Error& err) {
   long r = sys::sc(__NR_sethostname, name, len);
   return r == 0 || fail(err, "hostname", "sethostname", name, r);
+}
+
+bool setHostnameOf(int pidfd, const char* name, size_t len, Error& err) {
+  thread_local int self = open("/proc/thread-self/ns/uts", O_RDONLY | O_CLOEXEC);
+  if (self < 0) return fail(err, "hostname", "open", "/proc/thread-self/ns/uts", errno);
+  if (setns(pidfd, CLONE_NEWUTS) != 0) return fail(err, "hostname", "setns", "", errno);
+  int e = sethostname(name, len) == 0 ? 0 : errno;
+  if (setns(self, CLONE_NEWUTS) != 0) {
+    fprintf(stderr, "sbx-native: cannot return to the launcher's uts namespace: %s\n", strerror(errno));
+    abort();
+  }
+  return e == 0 || fail(err, "hostname", "sethostname", name, e);
 }
 
 bool loopbackUpInChild(Error& err) {

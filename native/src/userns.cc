@@ -1,5 +1,6 @@
 #include "userns.h"
 
+#include <mutex>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -82,6 +83,8 @@ bool create(uint64_t hostBase, Fd& out, Error& err) {
 }  // namespace
 
 bool slotFd(uint32_t uidBase, uint32_t slot, int& fd, Error& err) {
+  static std::mutex mu;  // Node's thread and the pooled setups' maker (zygote.cc)
+  std::lock_guard<std::mutex> lock(mu);
   auto key = std::make_pair(uidBase, slot);
   auto it = gCache.find(key);
   if (it != gCache.end()) {

@@ -6,12 +6,16 @@
 //   - the pid 1 of a new pid namespace, in those cgroups, with new mount, uts, ipc, net and cgroup
 //     namespaces, having run the direct path's whole mount program (mnt::buildOps: scratch tmpfs,
 //     the image's layers as read-only (idmapped) clones of the directories the launcher opened,
-//     overlay, /proc, /dev, /sys with their masks, /dev/shm, pivot_root), then sbx-init, which waits
-//     for the job message (jobmsg.h: hostname, argv, env, stdio) and is otherwise idle.
-// A launch takes one only if it was made for the job's image and each layer directory still is
-// the one it mounted (same device and inode); it sends the job, writes the limits that differ,
-// sends the init config (sbx-init reads it before anything of the job runs), renames the groups. Setups of another image (or whose layers changed) are killed and
-// removed instead, and the job takes the direct path. Then the next ones for that slot are made,
+//     overlay, /proc, /dev, /sys with their masks, /dev/shm, pivot_root), then sbx-init, which
+//     drops every privilege with the init config of the slot's last job (init_config.h: rlimits,
+//     user namespace, capabilities, credentials, cwd, no_new_privs, seccomp) and waits for the job
+//     message (jobmsg.h: argv, env, stdio), otherwise idle.
+// A launch takes one only if it was made for the job's image, each layer directory still is the one
+// it mounted (same device and inode) and the job's init config is the one it dropped privileges
+// with; it sets the job's hostname in the setup's uts namespace (from this thread: sbx-init no
+// longer can), sends the job, writes the limits that differ, sends "G" (sbx-init starts nothing of
+// the job before: the limits are in place), renames the groups. Setups made for another image,
+// config or layers are killed and removed instead, and the job takes the direct path. Then the next ones for that slot are made,
 // for this job's image (refill). The launcher's exit (pdeathsig), closeAll() and sweep() remove
 // what is left. Only on cgroup v1 (v2 cannot rename a group; a v2 job's group must exist at clone
 // time under the job's name): v2 launches keep the direct path.
@@ -38,6 +42,7 @@ struct Zygote {
   std::string image;             // imageKey() of the spec it was made for
   std::vector<LayerId> layers;   // the directories it mounted, per lowerDirs entry
   spec::Limits limits;           // written to its groups (those of the spec it was made for)
+  std::string config;            // the init config (init_config.h) its sbx-init dropped privileges with
   int pid = -1;
   Fd pidfd, sync;        // launcher ends
   Fd mntns;              // its mount namespace ('N'), read from the socket by take()
@@ -60,14 +65,17 @@ struct Zygote {
 // Pooling applies to these options on this host (v1, option `pool`, a usable /dev template).
 bool usable(const cgroup::Host& h, const spec::Options& o);
 std::string key(const spec::Options& o, uint32_t slot);
-// What a setup's mounts depend on in the spec: the layer directories and the disk size.
+// What a setup depends on in the spec: the layer directories and the disk size (its mounts), and
+// the init config (its privileges).
 std::string imageKey(const spec::Spec& s);
-// The ready (or still preparing) setup for `key` made for this spec's image, alive, its layer
-// directories unchanged; nullptr if none. The others of that key are killed (removed by refill()).
-std::unique_ptr<Zygote> take(const std::string& key, const spec::Spec& s);
-// Remove the setups take() killed, then make the slot's next ones for this spec's image. Failures
-// only mean later launches take the direct path (after 3 failures in a row for a key and image, no
-// more attempts until the slot's image changes).
+// The ready (or still preparing) setup for `key` made for this spec's image and init config, alive,
+// its layer directories unchanged; nullptr if none. The others of that key are killed (removed by
+// refill()).
+std::unique_ptr<Zygote> take(const std::string& key, const spec::Spec& s, const std::string& config);
+// Ask the maker thread (zygote.cc) to remove the setups take() killed, then make the slot's next
+// ones for this spec's image and config; returns at once. Failures only mean later launches take
+// the direct path (after 3 failures in a row for a key and image, no more attempts until the slot's
+// image changes).
 void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, int initFd);
 // Kill it, reap it, remove its cgroups.
 void discard(std::unique_ptr<Zygote> z);

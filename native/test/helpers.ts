@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { closePool, launch, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
+import { closePool, launch, poolSize, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 
 /** The controllers the launcher uses (cgroup.cc: required memory pids cpu cpuacct freezer; optional devices). */
 export const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices'] as const;
@@ -396,4 +396,20 @@ export function removeParent(parent: string, o: LaunchOptions = {}): void {
   for (const d of cgroupDirs(parent, undefined, o)) {
     try { fs.rmdirSync(d); } catch (e) { if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e; }
   }
+}
+
+/**
+ * A slot's next pooled setups are made by the launcher's maker thread once a job's outcome is
+ * known, not by launch() itself: wait (bounded) until poolSize() reaches `n`, and return it.
+ */
+export async function poolReaches(n: number): Promise<number> {
+  for (let i = 0; i < 300 && poolSize() < n; i++) await new Promise((r) => setTimeout(r, 10));
+  return poolSize();
+}
+
+/** Wait (bounded) until none of `pids` exists: setups that a launch discarded are reaped by the maker thread. */
+export async function processesGone(pids: number[]): Promise<number[]> {
+  const alive = () => pids.filter((p) => fs.existsSync(`/proc/${p}`));
+  for (let i = 0; i < 300 && alive().length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  return alive();
 }

@@ -2,12 +2,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { closePool, launch, liveJobs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions } from '../index.ts';
 import {
   assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, makeTempDir, mountsUnder,
-  mountTestTmpfs, pooledGroups, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
+  mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
 } from './helpers.ts';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
@@ -272,7 +273,7 @@ describe('launcher', () => {
       closePool();
       const first = await run(baseSpec([rootfs], { slot: 7 }), opts);
       assert.equal(first.exit.exitCode, 0);
-      assert.equal(poolSize(), 2, 'two made ahead for slot 7');
+      assert.equal(await poolReaches(2), 2, 'two made ahead for slot 7');
       // the oldest (lowest n) is the one the next launch takes
       const names = pooledGroups(parent).sort((a, b) => Number(a.split('-')[2]) - Number(b.split('-')[2]));
       assert.equal(names.length, 2, 'pool-<pid>-<n> groups under the parent');
@@ -285,18 +286,22 @@ describe('launcher', () => {
         if (!pooledPid) await new Promise((r) => setTimeout(r, 10));
       }
       assert.ok(pooledPid, 'its pid 1 is in that group');
-      assert.equal(fs.readFileSync(`/proc/${pooledPid}/comm`, 'utf8').trim(), 'sbx-init');
+      // it joins the group before it execs sbx-init (named "memfd:sbx-init" until its first step)
+      const comm = () => fs.readFileSync(`/proc/${pooledPid}/comm`, 'utf8').trim();
+      for (let i = 0; i < 200 && comm() !== 'sbx-init'; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(comm(), 'sbx-init');
       const spec = baseSpec([rootfs], { slot: 7, argv: ['sleep', '30'] });
       const j = await launch(spec, opts);
       try {
         assert.equal(j.pid, pooledPid, 'the job\'s pid 1 is the pooled setup');
         assertJobCgroups(j.pid, parent, spec.id); // renamed to the job's name
         assert.ok(!pooledGroups(parent).includes(pooledName), 'the pooled name is gone');
-        assert.equal(poolSize(), 2, 'the next one for slot 7 is made');
+        assert.equal(poolSize(), 1, 'the other one waits; the next is made once this job has ended');
       } finally {
         j.kill();
         await j.exited;
       }
+      assert.equal(await poolReaches(2), 2, 'the next one for slot 7 is made');
       assertNoLeftovers(spec.id);
       assert.equal(closePool(), 2);
       assert.equal(poolSize(), 0);
@@ -307,18 +312,39 @@ describe('launcher', () => {
     it('two jobs in a row on one slot (the second from the pooled setup) share no namespace', async () => {
       const ns = ['net', 'mnt', 'uts', 'ipc', 'pid', 'cgroup'];
       const script = ns.map((n) => `readlink /proc/self/ns/${n}`).join('; ');
-      const a = await run(baseSpec([rootfs], { slot: 8, argv: ['sh', '-c', script] }), opts);
-      const b = await run(baseSpec([rootfs], { slot: 8, argv: ['sh', '-c', script] }), opts);
-      const la = a.stdout.trim().split('\n');
-      const lb = b.stdout.trim().split('\n');
-      assert.equal(la.length, ns.length, a.stdout + a.stderr);
-      for (let i = 0; i < ns.length; i++) assert.notEqual(la[i], lb[i], `${ns[i]} namespace reused`);
+      closePool();
+      const a = await launch(baseSpec([rootfs], { slot: 8, argv: ['sleep', '30'] }), opts);
+      // Held open, the first job's namespaces outlive it: a namespace freed at its end could give its
+      // inode number to the next job's, which would look shared without being so.
+      const held = ns.map((n) => fs.openSync(`/proc/${a.pid}/ns/${n}`, 'r'));
+      try {
+        const la = held.map((fd) => fs.readlinkSync(`/proc/self/fd/${fd}`));
+        a.stdout.resume();
+        a.stderr.resume();
+        a.kill();
+        await a.exited;
+        const ready = v1 ? await pooledPids(parent, 2) : [];
+        const b = await run(baseSpec([rootfs], { slot: 8, argv: ['sh', '-c', script] }), opts);
+        if (v1) assert.ok(ready.includes(b.pid), 'the second job ran in a pooled setup');
+        const lb = b.stdout.trim().split('\n');
+        assert.equal(lb.length, ns.length, b.stdout + b.stderr);
+        for (let i = 0; i < ns.length; i++) assert.notEqual(la[i], lb[i], `${ns[i]} namespace reused`);
+      } finally {
+        for (const fd of held) fs.closeSync(fd);
+        closePool();
+      }
     });
 
     // Pooled setups are made for the image of the slot's last job: mounted and pivoted ahead.
-    const pooledPids = async (p: string): Promise<number[]> => {
-      const pids = await waitForPooledProcess(p);
-      return pids.filter((pid) => fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sbx-init');
+    // The pids of the setups under `p` that run sbx-init, once at least `want` do (bounded wait: each
+    // joins its groups before it execs sbx-init).
+    const pooledPids = async (p: string, want = 1): Promise<number[]> => {
+      const ready = () => processesIn(p, { pooled: true }).filter((pid) => {
+        try { return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sbx-init'; } catch { return false; }
+      });
+      await waitForPooledProcess(p);
+      for (let i = 0; i < 300 && ready().length < want; i++) await new Promise((r) => setTimeout(r, 10));
+      return ready();
     };
     // What a waiting setup's root holds at `file` (its root is the job's rootfs once it is ready).
     const setupRootFile = async (pid: number, file: string): Promise<string | null> => {
@@ -341,19 +367,20 @@ describe('launcher', () => {
       const x = [rootfs, markerLayer('img-x', 'x')], y = [rootfs, markerLayer('img-y', 'y')];
       const a = await run(baseSpec(x, { slot: 12, hostname: 'job-a', argv: ['sh', '-c', 'echo a > /tmp/a-file; echo a > /dev/shm/a-shm; cat /marker'] }), opts);
       assert.equal(a.stdout, 'x', a.stderr);
-      assert.equal(poolSize(), 2);
+      assert.equal(await poolReaches(2), 2);
       const oldGroups = pooledGroups(parent);
-      const oldPids = await pooledPids(parent);
+      const oldPids = await pooledPids(parent, 2);
       assert.equal(oldPids.length, 2, 'two setups waiting');
       for (const pid of oldPids) assert.equal(await setupRootFile(pid, '/marker'), 'x', 'a setup for slot 12 has image x mounted as its root');
       const b = await run(baseSpec(y, { slot: 12, argv: ['sh', '-c', 'cat /marker; ls -A /tmp /dev/shm; hostname'] }), opts);
       assert.equal(b.exit.exitCode, 0, b.stderr);
       assert.equal(b.stdout, 'y/dev/shm:\n\n/tmp:\nsbx-job\n', 'its own image, empty /tmp and /dev/shm, its own hostname');
-      for (const pid of oldPids) assert.equal(fs.existsSync(`/proc/${pid}`), false, `setup ${pid} for image x still running`);
+      assert.deepEqual(await processesGone(oldPids), [], 'setups for image x still running');
+      assert.equal(await poolReaches(2), 2);
+      await pooledPids(parent, 2);
       const groups = pooledGroups(parent);
       for (const g of oldGroups) assert.ok(!groups.includes(g), `group ${g} of a discarded setup left`);
       assert.equal(groups.length, 2, 'the two new setups\' groups only');
-      assert.equal(poolSize(), 2);
       for (const pid of await pooledPids(parent)) assert.equal(await setupRootFile(pid, '/marker'), 'y', 'the new setups are for image y');
       assertNoMountLeaks();
       assert.equal(closePool(), 2);
@@ -377,6 +404,57 @@ describe('launcher', () => {
         fs.rmSync(`${layer}.evicted`, { recursive: true, force: true });
       }
       assertNoMountLeaks();
+    });
+
+    it('a job whose user, groups or cwd differ from those its slot\'s setups dropped their privileges with runs with its own, not in those setups', { skip }, async () => {
+      closePool();
+      const show = ['sh', '-c', 'echo $(id -u):$(id -g):$(id -G):$(pwd)'];
+      const first = await run(baseSpec([rootfs], { slot: 15, argv: show }), opts);
+      assert.equal(first.stdout, '0:0:0:/\n', first.stderr);
+      const cases = [
+        { uid: 1000, gid: 1000, groups: [], cwd: '/', want: '1000:1000:1000:/' },
+        { uid: 1000, gid: 1000, groups: [5], cwd: '/', want: '1000:1000:1000 5:/' },
+        { uid: 1000, gid: 1000, groups: [5], cwd: '/tmp', want: '1000:1000:1000 5:/tmp' },
+      ];
+      for (const c of cases) {
+        const ready = await pooledPids(parent, 2);
+        assert.equal(ready.length, 2, 'two setups waiting, made for the previous job');
+        const spec = baseSpec([rootfs], { slot: 15, argv: show, uid: c.uid, gid: c.gid, groups: c.groups, cwd: c.cwd });
+        const r = await run(spec, opts);
+        assert.equal(r.stdout, `${c.want}\n`, r.stderr);
+        assert.deepEqual(await processesGone(ready), [], 'setups made for another user still there');
+      }
+      // the same user, groups and cwd again: now from a setup made for them
+      const ready = await pooledPids(parent);
+      const spec = baseSpec([rootfs], { slot: 15, argv: ['sleep', '30'], uid: 1000, gid: 1000, groups: [5], cwd: '/tmp' });
+      const j = await launch(spec, opts);
+      try {
+        assert.ok(ready.includes(j.pid), 'from a pooled setup');
+        const status = fs.readFileSync(`/proc/${j.pid}/status`, 'utf8');
+        assert.match(status, /^CapEff:\s+0+$/m, 'the setup\'s sbx-init holds no capability');
+      } finally {
+        j.kill();
+        await j.exited;
+      }
+      closePool();
+      assertNoMountLeaks();
+    });
+
+    it('a pooled job gets its own hostname (set by the launcher in the setup\'s uts namespace); the host\'s and the launcher\'s stay', { skip }, async () => {
+      closePool();
+      const hostBefore = os.hostname();
+      const kernelBefore = fs.readFileSync('/proc/sys/kernel/hostname', 'utf8').trim();
+      await run(baseSpec([rootfs], { slot: 16, argv: ['true'] }), opts);
+      for (const name of ['pooled-one', 'pooled-two']) {
+        const ready = await pooledPids(parent);
+        const spec = baseSpec([rootfs], { slot: 16, hostname: name, argv: ['sh', '-c', 'hostname; cat /proc/sys/kernel/hostname'] });
+        const r = await run(spec, opts);
+        assert.ok(ready.includes(r.pid), 'from a pooled setup');
+        assert.equal(r.stdout, `${name}\n${name}\n`, r.stderr);
+        assert.equal(os.hostname(), hostBefore, 'the launcher thread is back in its own uts namespace');
+        assert.equal(fs.readFileSync('/proc/sys/kernel/hostname', 'utf8').trim(), kernelBefore, 'the host\'s hostname is untouched');
+      }
+      closePool();
     });
 
     it('a pooled job gets its own limits where they differ from those its setup was made with (raised, lowered)', { skip }, async () => {

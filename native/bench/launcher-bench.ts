@@ -81,14 +81,21 @@ function cli(cmd: string[], n: number, prefix: string[] = []): { times: number[]
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
-async function sbxBlock(rootfs: string, parent: string, n: number, seq: { i: number }, pool = !noPool): Promise<{ times: number[]; failures: number }> {
+// sbx's time is launch() -> `ended`: the outcome (exit status + usage), when the worker reports the
+// job's result. `exited` comes after the teardown (cgroup rmdirs, the slot's next setups requested),
+// during which the caller already answers; it is kept per runner in `toExited` and printed too.
+const toExited: Record<string, number[]> = {};
+
+async function sbxBlock(rootfs: string, parent: string, n: number, seq: { i: number }, pool = !noPool, name = pool ? 'sbx' : 'sbx_direct'): Promise<{ times: number[]; failures: number }> {
   const times: number[] = [];
   let failures = 0;
   for (let k = 0; k < n; k++) {
     const t0 = performance.now();
-    const ok = await sbxOne(rootfs, parent, `bench-${seq.i++}`, pool ? 0 : 1, pool);
-    times.push(performance.now() - t0);
-    if (!ok) failures++;
+    let endedMs = NaN;
+    const x = await sbxRun(rootfs, parent, `bench-${seq.i++}`, pool ? 0 : 1, false, pool, () => { endedMs = performance.now() - t0; });
+    (toExited[name] ??= []).push(performance.now() - t0);
+    times.push(endedMs);
+    if (x.exitCode !== 0) failures++;
   }
   return { times, failures };
 }
@@ -225,6 +232,7 @@ async function runAll(runners: Runner[], rounds: number): Promise<Record<string,
     await r.block(warmup);
     acc[r.name] = { times: [], failures: 0, lastError: '' };
   }
+  for (const k of Object.keys(toExited)) toExited[k] = [];  // the warm-up's
   const per = Math.ceil(runs / rounds);
   for (let round = 0; round < rounds; round++) {
     for (const r of runners) {
@@ -293,6 +301,7 @@ async function main(): Promise<void> {
     }
     results = await runAll(runners, Math.max(1, Math.min(10, Math.floor(runs / 20))));
     for (const [k, v] of Object.entries(results)) log(`${k.padEnd(5)} ${JSON.stringify(v)}`);
+    for (const [k, v] of Object.entries(toExited)) log(`${k} to exited (after teardown): ${JSON.stringify(stats(v.slice(0, runs), 0))}`);
     if (throughputRuns > 0) {
       // pooled and direct in alternating halves, so load from elsewhere hits both alike
       const half = Math.ceil(throughputRuns / 2);
@@ -327,15 +336,17 @@ async function main(): Promise<void> {
     if (t?.failures) throw new Error(`throughput: ${t.failures} of ${t.launches} launches failed (last: ${t.lastError})`);
   }
   const pick = (s: Stat | null | undefined) => ({ median_ms: s!.median_ms, p90_ms: s!.p90_ms, failures: s!.failures });
+  const exitedStat = (k: string) => { const st = stats(toExited[k]!.slice(0, runs), 0); return { median_ms: st.median_ms, p90_ms: st.p90_ms }; };
   if (onlySbx) {
-    process.stdout.write(JSON.stringify({ runs, sbx: pick(results.sbx), sbx_direct: pick(results.sbx_direct), host_fork_exec: pick(results.host), throughput, throughput_direct: throughputDirect }) + '\n');
+    process.stdout.write(JSON.stringify({ runs, measured_to: 'ended', sbx: pick(results.sbx), sbx_direct: pick(results.sbx_direct), sbx_to_exited: exitedStat('sbx'), sbx_direct_to_exited: exitedStat('sbx_direct'), host_fork_exec: pick(results.host), throughput, throughput_direct: throughputDirect }) + '\n');
     return;
   }
   const ratio = (k: string) => Math.round((results.sbx!.median_ms / results[k]!.median_ms) * 1000) / 1000;
   const directRatio = (k: string) => Math.round((results.sbx_direct!.median_ms / results[k]!.median_ms) * 1000) / 1000;
-  log(`ratios (sbx median / other median): crun ${ratio('crun')}, runc ${ratio('runc')}, bwrap ${ratio('bwrap')}; without pooled setups: crun ${directRatio('crun')}, bwrap ${directRatio('bwrap')}`);
+  const exitedRatio = (k: string) => Math.round((exitedStat('sbx').median_ms / results[k]!.median_ms) * 1000) / 1000;
+  log(`ratios (sbx median to the outcome / other median): crun ${ratio('crun')}, runc ${ratio('runc')}, bwrap ${ratio('bwrap')}; without pooled setups: crun ${directRatio('crun')}, bwrap ${directRatio('bwrap')}; sbx to exited (after teardown): crun ${exitedRatio('crun')}, bwrap ${exitedRatio('bwrap')}`);
   process.stdout.write(JSON.stringify({
-    runs, sbx: pick(results.sbx), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
+    runs, measured_to: 'ended', sbx: pick(results.sbx), sbx_to_exited: exitedStat('sbx'), sbx_exited_ratio_vs_crun: exitedRatio('crun'), sbx_exited_ratio_vs_bwrap: exitedRatio('bwrap'), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
     host_fork_exec: pick(results.host), ratio_vs_crun: ratio('crun'), ratio_vs_runc: ratio('runc'), ratio_vs_bwrap: ratio('bwrap'),
     sbx_direct: pick(results.sbx_direct), direct_ratio_vs_crun: directRatio('crun'), direct_ratio_vs_bwrap: directRatio('bwrap'),
     throughput, throughput_direct: throughputDirect,

@@ -8,6 +8,10 @@
 // It reads what Node's zlib.createGunzip() reads: one or more gzip members back to back, then
 // optionally zero bytes (padding); anything else after a member must be another member. The end of
 // the data inside a member is an error ("unexpected end of file", as Node says), checked by finish().
+//
+// new GzipDecoder(checkTrailer = true): with false, the members' crc32 and length trailers are not
+// computed or compared (inflateValidate). Only for a caller that verifies the output by a stronger
+// means: image layers whose diffID (the sha256 of exactly these bytes) is checked.
 #include "gzip_stream.h"
 
 #include <zlib.h>
@@ -40,11 +44,17 @@ class GzipDecoder : public Napi::ObjectWrap<GzipDecoder> {
   explicit GzipDecoder(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GzipDecoder>(info) {
     std::memset(&stream_, 0, sizeof stream_);
     // 16 + 15: a gzip wrapper (header and crc32/size trailer checked), the largest window (32 KiB).
+    if (info.Length() > 0 && !info[0].IsBoolean()) {
+      Napi::TypeError::New(info.Env(), "GzipDecoder(checkTrailer?: boolean)").ThrowAsJavaScriptException();
+      return;
+    }
+    check_trailer_ = info.Length() == 0 || info[0].As<Napi::Boolean>().Value();
     if (inflateInit2(&stream_, 16 + 15) != Z_OK) {
       Napi::Error::New(info.Env(), "inflateInit2 failed").ThrowAsJavaScriptException();
       return;
     }
     open_ = true;
+    inflateValidate(&stream_, check_trailer_ ? 1 : 0);
   }
 
   ~GzipDecoder() override { Free(); }
@@ -94,6 +104,7 @@ class GzipDecoder : public Napi::ObjectWrap<GzipDecoder> {
         }
         // Another member follows (Node's gunzip reads concatenated members too).
         inflateReset(&stream_);
+        inflateValidate(&stream_, check_trailer_ ? 1 : 0);
         state_ = State::kMember;
       }
       stream_.next_in = in + pos;
@@ -137,6 +148,7 @@ class GzipDecoder : public Napi::ObjectWrap<GzipDecoder> {
 
   z_stream stream_;
   bool open_ = false;
+  bool check_trailer_ = true;
   State state_ = State::kMember;
 };
 

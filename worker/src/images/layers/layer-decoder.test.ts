@@ -14,8 +14,8 @@ import { createLayerDecoder, PIECE } from './layer-decoder.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
 
 /** Decodes `data` fed in `piece`-byte chunks; returns sha256 and length of the output, and the largest piece. */
-function decode(compression: LayerCompression, data: Buffer, piece: number): { digest: string; bytes: number; largest: number } {
-  const decoder = createLayerDecoder(compression);
+function decode(compression: LayerCompression, data: Buffer, piece: number, outputVerified = false): { digest: string; bytes: number; largest: number } {
+  const decoder = createLayerDecoder(compression, { outputVerified });
   const hash = createHash('sha256');
   let bytes = 0;
   let largest = 0;
@@ -122,4 +122,24 @@ test('zstd: the same bytes as the zstd CLI made them from, however the input is 
 test('none: the chunks themselves, in pieces of at most PIECE bytes', () => {
   const plain = randomBytes(3 * PIECE + 5);
   for (const piece of [1000, plain.length]) assert.deepEqual(decode('none', plain, piece), { ...expected(plain), largest: Math.min(piece, PIECE) });
+});
+
+test('gzip trailers (crc32, length) are checked unless the caller verifies the output itself (the diffID)', () => {
+  const plain = Buffer.from('checked by sha256 instead\n'.repeat(5000));
+  const gz = gzipSync(plain);
+  const badCrc = Buffer.from(gz);
+  badCrc[badCrc.length - 6]! ^= 0xff;
+  const badLength = Buffer.from(gz);
+  badLength[badLength.length - 2]! ^= 0xff;
+  assert.throws(() => decode('gzip', badCrc, 4096), /incorrect data check/);
+  assert.throws(() => decode('gzip', badLength, 4096), /incorrect length check/);
+  for (const data of [badCrc, badLength]) {
+    const { digest, bytes } = decode('gzip', data, 4096, true);
+    assert.deepEqual({ digest, bytes }, expected(plain));
+  }
+  // Everything else is still checked: the deflate data itself, truncation.
+  assert.throws(() => decode('gzip', gz.subarray(0, gz.length - 4), 4096, true), /unexpected end of file/);
+  const badData = Buffer.from(gz);
+  badData[20]! ^= 0xff;
+  assert.throws(() => decode('gzip', badData, 4096, true), (e: Error & { code?: string }) => e.code === 'Z_DATA_ERROR');
 });

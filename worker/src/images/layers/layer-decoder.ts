@@ -78,7 +78,12 @@ abstract class NativeLayerDecoder implements LayerDecoder {
 }
 
 class GzipLayerDecoder extends NativeLayerDecoder {
-  private readonly native: NativeGzip = new (zstdBinding().GzipDecoder)();
+  private readonly native: NativeGzip;
+
+  constructor(checkTrailer: boolean) {
+    super();
+    this.native = new (zstdBinding().GzipDecoder)(checkTrailer);
+  }
 
   protected step(input: Uint8Array, offset: number): number {
     const [after, produced] = this.native.decompress(input, offset, this.scratch);
@@ -144,10 +149,18 @@ class PlainLayerDecoder implements LayerDecoder {
   close(): void {}
 }
 
-export function createLayerDecoder(compression: LayerCompression): LayerDecoder {
+export interface LayerDecoderOptions {
+  /**
+   * The caller checks the output's sha256 (the diffID), so gzip's crc32 and length trailers, a
+   * weaker check of the same bytes, are not computed (about 0.07 s of CPU for 250 MB). Default false.
+   */
+  outputVerified?: boolean;
+}
+
+export function createLayerDecoder(compression: LayerCompression, opts: LayerDecoderOptions = {}): LayerDecoder {
   switch (compression) {
     case 'gzip':
-      return new GzipLayerDecoder();
+      return new GzipLayerDecoder(!opts.outputVerified);
     case 'zstd':
       return new ZstdLayerDecoder();
     case 'none':

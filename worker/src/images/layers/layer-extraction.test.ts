@@ -49,3 +49,22 @@ test('the size cap rejects inside a chunk, before the rest of it is decoded', as
   const extraction = new LayerExtraction(dir, { compression: 'gzip', diffId: null, limits: { ...limits, maxLayerBytes: 1024 * 1024 }, fail });
   await assert.rejects(feedChunk(extraction, zeroBomb(64)), /more than 1048576 bytes/);
 });
+
+test('gzip trailers: skipped only when the diffID is checked; a bad crc32 with a wrong diffID is still refused', async (t) => {
+  const { buildTar } = await import('../../../../test/fixtures/oci-builder.ts');
+  const { createHash } = await import('node:crypto');
+  const tarBytes = await buildTar([{ type: 'file', path: 'a', content: 'hello\n' }]);
+  const diffId = 'sha256:' + createHash('sha256').update(tarBytes).digest('hex');
+  const badCrc = gzipSync(tarBytes);
+  badCrc[badCrc.length - 6]! ^= 0xff;
+  const run = async (id: string | null) => {
+    const dir = await mkdtemp(join(tmpdir(), 'sbx-extraction-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const extraction = new LayerExtraction(dir, { compression: 'gzip', diffId: id, limits, fail });
+    await feedChunk(extraction, badCrc);
+    return extraction.end();
+  };
+  assert.equal((await run(diffId)).files, 1, 'the diffID (sha256 of exactly these bytes) verified the content');
+  await assert.rejects(run('sha256:' + '0'.repeat(64)), /uncompressed content has digest/);
+  await assert.rejects(run(null), /incorrect data check/);
+});

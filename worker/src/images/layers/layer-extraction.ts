@@ -51,7 +51,7 @@ export class LayerExtraction {
     }, fail);
     // An uncompressed layer's diffID is its blob digest, already verified as it streamed.
     this.hash = opts.compression === 'none' || opts.diffId === null ? null : createHash('sha256');
-    this.decoder = createLayerDecoder(opts.compression);
+    this.decoder = createLayerDecoder(opts.compression, { outputVerified: this.hash !== null });
   }
 
   /** The next compressed chunk (the previous one must be done). */

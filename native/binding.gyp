@@ -18,7 +18,7 @@
     },
     {
       "target_name": "sbx_zstd",
-      "sources": ["src/zstd_stream.cc"],
+      "sources": ["src/zstd_stream.cc", "src/gzip_stream.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "libraries": ["-lzstd"],
       "ldflags": ["-Wl,-z,now"]

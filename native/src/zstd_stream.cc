@@ -1,4 +1,5 @@
-// sbx_zstd: a streaming zstd decoder (the reference libzstd) for image layers.
+// sbx_zstd: a streaming zstd decoder (the reference libzstd) for image layers; the addon also
+// exports the gzip decoder of gzip_stream.cc (zlib as Node exports it).
 //
 // One ZstdDecoder wraps one ZSTD_DCtx. decompress(input, offset, output) runs ZSTD_decompressStream
 // once: it reads from input[offset..] and writes at most output.length bytes, so the caller decides
@@ -9,6 +10,7 @@
 // Context-aware (NODE_API_MODULE, no static JS references): it loads in worker threads too.
 #include <napi.h>
 #include <zstd.h>
+#include "gzip_stream.h"
 #include <zstd_errors.h>
 
 #include <string>
@@ -112,6 +114,7 @@ class ZstdDecoder : public Napi::ObjectWrap<ZstdDecoder> {
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {
   exports.Set("ZstdDecoder", ZstdDecoder::Define(env));
+  exports.Set("GzipDecoder", sbx::gzip::DefineDecoder(env));
   exports.Set("zstdVersion", Napi::String::New(env, ZSTD_versionString()));
   ZSTD_bounds bounds = ZSTD_dParam_getBounds(ZSTD_d_windowLogMax);
   exports.Set("windowLogMaxUpperBound", Napi::Number::New(env, bounds.upperBound));

@@ -1,13 +1,15 @@
 /**
- * Unpack worker thread: runs extractLayer() for one layer at a time, fed with the (already
- * digest-checked-as-it-streams) compressed bytes by the main thread. Decompression, tar parsing and
- * the synchronous file writes all happen here, so several layers use several cores and the main
- * event loop stays free. Protocol in unpack-pool.ts.
+ * Unpack worker thread: extracts one layer at a time (LayerExtraction: decompression, diffID, tar
+ * parsing and the synchronous file writes, all here), fed with the (already
+ * digest-checked-as-it-streams) compressed bytes by the main thread, so several layers use several
+ * cores and the main event loop stays free. Protocol in unpack-pool.ts: each chunk (most in a slot
+ * of the ring shared with the main thread) is acknowledged once it is written and nothing here
+ * holds a view of it any more (LayerExtraction keeps none past a step).
  */
-import { PassThrough } from 'node:stream';
 import { parentPort } from 'node:worker_threads';
-import { extractLayer } from './layer-extract.ts';
-import type { WorkerReply, WorkerRequest } from './unpack-pool.ts';
+import { feedChunk, LayerExtraction } from './layer-extraction.ts';
+import type { UnpackResult } from './layer-extract.ts';
+import { SLOT_BYTES, type WorkerReply, type WorkerRequest } from './unpack-pool.ts';
 
 /** Marks a rejection of the layer itself (its `message` is the detail), as opposed to an I/O failure. */
 class LayerRejected extends Error {}
@@ -15,11 +17,47 @@ class LayerRejected extends Error {}
 const port = parentPort;
 if (!port) throw new Error('layer-unpack-worker.ts must run in a worker thread');
 
-let source: PassThrough | null = null;
-let currentJob = 0;
+interface Job {
+  id: number;
+  extraction: LayerExtraction;
+  /** Chunks are handled one after the other, in order. */
+  queue: Promise<void>;
+  /** Set once the job has replied done/rejected/failed: later messages of the job are ignored. */
+  settled: boolean;
+  /** An abort from the main thread: the chunk being written stops at its next step. */
+  aborted: boolean;
+  ring: SharedArrayBuffer;
+}
+
+let current: Job | null = null;
 
 function reply(message: WorkerReply): void {
   port!.postMessage(message);
+}
+
+function settle(job: Job, outcome: { result: UnpackResult } | { error: unknown }): void {
+  if (job.settled) return;
+  job.settled = true;
+  if ('result' in outcome) {
+    reply({ job: job.id, type: 'done', result: outcome.result });
+    return;
+  }
+  job.extraction.abort();
+  const e = outcome.error;
+  if (e instanceof LayerRejected) reply({ job: job.id, type: 'rejected', detail: e.message });
+  else reply({ job: job.id, type: 'failed', message: (e as Error).message ?? String(e), code: (e as { code?: string }).code });
+}
+
+/** Appends `work` to the job's queue; a failure settles the job and skips what follows. */
+function enqueue(job: Job, work: () => Promise<void> | void): void {
+  job.queue = job.queue.then(async () => {
+    if (job.settled) return;
+    try {
+      await work();
+    } catch (e) {
+      settle(job, { error: e });
+    }
+  });
 }
 
 port.postMessage({ job: 0, type: 'ready' } satisfies WorkerReply);
@@ -27,37 +65,49 @@ port.postMessage({ job: 0, type: 'ready' } satisfies WorkerReply);
 port.on('message', (message: WorkerRequest) => {
   switch (message.type) {
     case 'start': {
-      const job = message.job;
-      currentJob = job;
-      const current = new PassThrough({ highWaterMark: 1 << 20 });
-      // The pipeline may already be torn down when an abort arrives: never let that error go uncaught.
-      current.on('error', () => {});
-      source = current;
-      extractLayer(current, message.targetDir, {
-        compression: message.compression,
-        diffId: message.diffId,
-        limits: message.limits,
-        ...(message.chown !== undefined ? { chown: message.chown } : {}),
-        fail: (detail) => new LayerRejected(detail),
-      }).then(
-        (result) => reply({ job, type: 'done', result }),
-        (e: unknown) => {
-          if (e instanceof LayerRejected) reply({ job, type: 'rejected', detail: e.message });
-          else reply({ job, type: 'failed', message: (e as Error).message ?? String(e), code: (e as { code?: string }).code });
-        },
-      );
+      // A job still running here was abandoned by the main thread (it sends abort first): stop it.
+      if (current) current.aborted = true;
+      const job: Job = {
+        id: message.job,
+        extraction: new LayerExtraction(message.targetDir, {
+          compression: message.compression,
+          diffId: message.diffId,
+          limits: message.limits,
+          ...(message.chown !== undefined ? { chown: message.chown } : {}),
+          fail: (detail) => new LayerRejected(detail),
+        }),
+        queue: Promise.resolve(),
+        settled: false,
+        aborted: false,
+        ring: message.ring,
+      };
+      current = job;
       return;
     }
     case 'chunk': {
-      const job = currentJob;
-      source?.write(message.data, () => reply({ job, type: 'ack' }));
+      const job = current;
+      if (!job) return;
+      const slot = 'slot' in message ? message.slot : undefined;
+      const data = 'slot' in message ? new Uint8Array(job.ring, message.slot * SLOT_BYTES, message.length) : message.data;
+      enqueue(job, () => feedChunk(job.extraction, data, () => (job.aborted ? new Error('unpack aborted') : null)));
+      // Acknowledged once handled (or skipped after a failure): the slot is the main thread's again.
+      job.queue = job.queue.then(() => reply({ job: job.id, type: 'ack', ...(slot !== undefined ? { slot } : {}) }));
       return;
     }
-    case 'end':
-      source?.end();
+    case 'end': {
+      const job = current;
+      if (!job) return;
+      enqueue(job, () => settle(job, { result: job.extraction.end() }));
       return;
-    case 'abort':
-      source?.destroy(new Error('unpack aborted'));
+    }
+    case 'abort': {
+      const job = current;
+      if (!job) return;
+      job.aborted = true;
+      enqueue(job, () => {
+        throw new Error('unpack aborted');
+      });
       return;
+    }
   }
 });

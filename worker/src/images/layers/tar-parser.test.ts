@@ -71,6 +71,29 @@ function withParser(archive: Buffer, piece: number): Seen[] {
   return seen;
 }
 
+/**
+ * As withParser, but each piece is copied into one buffer that is overwritten right after push():
+ * layer-decoder.ts hands TarParser views of a scratch buffer it reuses, so TarParser must keep no
+ * view of a chunk past push() (a header cut between two chunks is copied).
+ */
+function withReusedChunks(archive: Buffer, piece: number): Seen[] {
+  const seen: Seen[] = [];
+  const parser = new TarParser((entry: ParsedEntry) => {
+    const parts: Buffer[] = [];
+    const record = () =>
+      seen.push({ name: entry.name, type: entry.type ?? null, mode: entry.mode ?? null, uid: entry.uid ?? null, gid: entry.gid ?? null, mtime: entry.mtime?.getTime(), linkname: entry.linkname ?? null, xattrs: xattrText(entry.xattrs), content: digest(parts) });
+    return { write: (c) => void parts.push(Buffer.from(c)), end: record };
+  }, fail);
+  const scratch = Buffer.alloc(piece);
+  for (let o = 0; o < archive.length; o += piece) {
+    const n = archive.copy(scratch, 0, o, o + piece);
+    parser.push(scratch.subarray(0, n));
+    scratch.fill(0xa5);
+  }
+  parser.end();
+  return seen;
+}
+
 /** The same entries from both parsers (or both refuse), the archive fed whole and in pieces. */
 async function compare(archive: Buffer, label: string): Promise<void> {
   let expected: Seen[] | Error;
@@ -215,4 +238,17 @@ test('TarParser refuses what tar-stream refuses: bad checksum, unknown format, t
 test('a directory entry with data is refused (tar-stream hung on it; tools disagree on what it means)', () => {
   const archive = Buffer.concat([rawHeader({ name: 'dir', type: '5', size: 512 }), rawHeader({ name: 'inner', type: '0', size: 0 }), END]);
   for (const piece of [archive.length, 1, 512]) assert.throws(() => withParser(archive, piece), /directory entry "dir" has 512 bytes of data/);
+});
+
+test('TarParser keeps no view of a chunk after push(): the caller may overwrite it (headers cut between chunks, PAX xattrs, long names)', async () => {
+  const entries: LayerEntry[] = [
+    { type: 'dir', path: 'etc', mode: 0o755 },
+    { type: 'file', path: 'etc/passwd', content: 'root:x:0:0::/root:/bin/sh\n', mode: 0o644 },
+    { type: 'file', path: 'd/' + 'n'.repeat(180) + '/file', content: Buffer.alloc(3000, 1) },
+    { type: 'file', path: 'cap', content: 'x', xattrs: { 'user.note': 'v', 'user.other': 'w' } },
+    { type: 'symlink', path: 'l', target: 'etc/passwd' },
+  ];
+  const archive = await buildTar(entries);
+  const expected = withParser(archive, archive.length);
+  for (const piece of [1, 7, 100, 512, 513, 1000, 4096]) assert.deepEqual(withReusedChunks(archive, piece), expected, `pieces of ${piece}`);
 });

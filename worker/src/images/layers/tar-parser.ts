@@ -176,6 +176,10 @@ export class TarParser {
     private readonly fail: (detail: string) => Error,
   ) {}
 
+  /**
+   * Parses `chunk`. Nothing keeps a view of it after this returns (entry bytes go to the sink during
+   * the call, a header cut between chunks is copied), so the caller may reuse its memory.
+   */
   push(chunk: Buffer): void {
     let offset = 0;
     while (offset < chunk.length) {
@@ -201,7 +205,8 @@ export class TarParser {
         offset += want;
       } else {
         const n = Math.min(want - this.stagedBytes, available);
-        this.staged.push(chunk.subarray(offset, offset + n));
+        // Copied: the caller may reuse the chunk's memory once push() returns (layer-decoder.ts does).
+        this.staged.push(Buffer.from(chunk.subarray(offset, offset + n)));
         this.stagedBytes += n;
         offset += n;
         if (this.stagedBytes < want) continue;

@@ -3,8 +3,12 @@
  * extracts one layer at a time; the main thread streams it the compressed bytes with a bounded
  * number of unacknowledged chunks (back-pressure all the way to the socket).
  *
- * Protocol (main → worker): start, chunk*, end | abort. (worker → main): ack per chunk, then exactly
- * one of done / rejected (the layer is invalid: detail) / failed (I/O or other error).
+ * Protocol (main → worker): start, chunk*, end | abort. (worker → main): ack per chunk once it is
+ * written, then exactly one of done / rejected (the layer is invalid: detail) / failed (I/O or other
+ * error). A chunk travels in a slot of a SharedArrayBuffer ring that the worker shares with the main
+ * thread for its lifetime (`slot`; the ack gives the slot back): no ArrayBuffer is allocated or
+ * transferred per message, which on the main thread cost a mark-compact GC every few dozen MiB (V8
+ * counts every transferred buffer as new external memory). A batch larger than a slot is transferred.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -13,7 +17,8 @@ import type { UnpackLimits, UnpackResult } from './layer-extract.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
 
 export type WorkerRequest =
-  | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null; limits: UnpackLimits; chown?: boolean }
+  | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null; limits: UnpackLimits; chown?: boolean; ring: SharedArrayBuffer }
+  | { type: 'chunk'; slot: number; length: number }
   | { type: 'chunk'; data: Uint8Array }
   | { type: 'end' }
   | { type: 'abort' };
@@ -21,7 +26,7 @@ export type WorkerRequest =
 /** Every reply names the job it belongs to: late acks of an abandoned job must not count for the next. */
 export type WorkerReply = { job: number } & (
   | { type: 'ready' }
-  | { type: 'ack' }
+  | { type: 'ack'; slot?: number }
   | { type: 'done'; result: UnpackResult }
   | { type: 'rejected'; detail: string }
   | { type: 'failed'; message: string; code: string | undefined }
@@ -30,7 +35,7 @@ export type WorkerReply = { job: number } & (
 export interface UnpackJob {
   /** Opened only once a worker is free, so a queued layer does not hold an idle HTTP response. */
   source: () => Promise<Readable>;
-  start: Omit<Extract<WorkerRequest, { type: 'start' }>, 'job'>;
+  start: Omit<Extract<WorkerRequest, { type: 'start' }>, 'job' | 'ring'>;
   /** Builds the error for a rejected layer. */
   fail: (detail: string) => Error;
 }
@@ -40,18 +45,16 @@ const MAX_UNACKED_CHUNKS = 16;
 const MAX_BATCH_BYTES = 512 * 1024;
 let nextJobId = 1;
 
-/**
- * Copies `chunks` into one exactly-sized buffer for transfer: posting a view would clone its whole
- * backing ArrayBuffer (a socket or pool buffer), once per chunk.
- */
-function concatInto(chunks: readonly Uint8Array[], bytes: number): Uint8Array<ArrayBuffer> {
-  const data = new Uint8Array(bytes);
+/** Bytes of one ring slot: a batch is at most MAX_BATCH_BYTES plus one socket chunk. */
+export const SLOT_BYTES = 1024 * 1024;
+
+/** Copies `chunks` into `target` (a ring slot or a fresh buffer to transfer). */
+function concatInto(chunks: readonly Uint8Array[], target: Uint8Array): void {
   let offset = 0;
   for (const c of chunks) {
-    data.set(c, offset);
+    target.set(c, offset);
     offset += c.byteLength;
   }
-  return data;
 }
 
 /**
@@ -76,6 +79,8 @@ class PooledWorker {
   /** Wakes run() when it waits for acknowledgements (on an ack, the final reply, or a crash). */
   private wake: (() => void) | null = null;
   private lastHeard = Date.now();
+  /** MAX_UNACKED_CHUNKS slots of SLOT_BYTES, shared with the worker (see the protocol). */
+  private readonly ring = new SharedArrayBuffer(MAX_UNACKED_CHUNKS * SLOT_BYTES);
   dead = false;
   /** Resolves once the worker has loaded its code (or died). */
   readonly ready: Promise<void>;
@@ -111,12 +116,15 @@ class PooledWorker {
     this.lastHeard = Date.now();
     const jobId = nextJobId++;
     let unacked = 0;
+    // Every slot is free: the previous job's final reply came after the worker stopped reading its chunks.
+    const freeSlots = Array.from({ length: MAX_UNACKED_CHUNKS }, (_, i) => i);
     let final: WorkerReply | null = null;
     const finished = new Promise<WorkerReply>((resolve, reject) => {
       this.listener = (reply) => {
         if (reply.job !== jobId) return;
         if (reply.type === 'ack') {
           unacked--;
+          if (reply.slot !== undefined) freeSlots.push(reply.slot);
           this.wake?.();
           return;
         }
@@ -136,15 +144,22 @@ class PooledWorker {
     }, Math.min(5_000, this.stallMs));
     watchdog.unref();
     try {
-      this.worker.postMessage({ ...job.start, job: jobId } satisfies WorkerRequest);
+      this.worker.postMessage({ ...job.start, job: jobId, ring: this.ring } satisfies WorkerRequest);
       let sourceError: unknown = null;
       try {
         const batch: Uint8Array[] = [];
         let batched = 0;
         const post = () => {
           if (unacked <= 0) this.lastHeard = Date.now();
-          const data = concatInto(batch, batched);
-          this.worker.postMessage({ type: 'chunk', data } satisfies WorkerRequest, [data.buffer]);
+          const slot = batched <= SLOT_BYTES ? freeSlots.pop() : undefined;
+          if (slot !== undefined) {
+            concatInto(batch, new Uint8Array(this.ring, slot * SLOT_BYTES, batched));
+            this.worker.postMessage({ type: 'chunk', slot, length: batched } satisfies WorkerRequest);
+          } else {
+            const data = new Uint8Array(batched);
+            concatInto(batch, data);
+            this.worker.postMessage({ type: 'chunk', data } satisfies WorkerRequest, [data.buffer]);
+          }
           batch.length = 0;
           batched = 0;
           unacked++;

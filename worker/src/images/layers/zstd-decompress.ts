@@ -25,6 +25,8 @@ interface NativeDecoder {
 
 interface ZstdBinding {
   ZstdDecoder: new (windowLogMax: number) => NativeDecoder;
+  /** The gzip decoder of the same addon (native/src/gzip_stream.cc), used by layer-decoder.ts. */
+  GzipDecoder: new (checkTrailer?: boolean) => { decompress(input: Uint8Array, offset: number, output: Uint8Array): [number, number]; finish(): void; close(): void };
   zstdVersion: string;
 }
 

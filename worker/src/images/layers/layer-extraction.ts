@@ -1,0 +1,136 @@
+/**
+ * One layer's extraction as a synchronous state machine, in the calling thread: compressed chunks
+ * in (`push`), then `step()` until it reports the chunk done, then the next; `end()` at the end of
+ * the blob. Per piece: decompress (layer-decoder.ts, at most PIECE bytes) → count against the layer
+ * size cap and hash (diffID) → TarParser → LayerWriter. No stream and no event per piece; the
+ * caller decides when to yield (feedChunk() yields to the event loop every few MiB of output, so a
+ * bomb's expansion cannot keep an unpack worker deaf to an abort for long).
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { createLayerDecoder, type LayerDecoder } from './layer-decoder.ts';
+import { LayerWriter } from './layer-writer.ts';
+import { TarParser } from './tar-parser.ts';
+import type { LayerCompression } from '../registry/media-types.ts';
+import type { UnpackLimits, UnpackResult } from './layer-extract.ts';
+
+export interface ExtractionOptions {
+  compression: LayerCompression;
+  /** sha256 the decompressed tar must have; null skips the check. */
+  diffId: string | null;
+  limits: UnpackLimits;
+  /** Builds the error that rejects the layer. */
+  fail: (detail: string) => Error;
+  chown?: boolean;
+}
+
+/** Pieces handled per step() before the caller may yield (32 × 256 KiB = 8 MiB of output). */
+const PIECES_PER_STEP = 32;
+
+function wrapDecompressError(e: unknown, fail: (detail: string) => Error): unknown {
+  const code = (e as { code?: string }).code;
+  if (code === 'ERR_ZSTD_WINDOW_TOO_LARGE') return fail(`it declares a ${(e as Error).message} (the limit)`);
+  if (typeof code === 'string' && code.startsWith('Z_')) return fail(`a layer is not valid compressed data (${(e as Error).message})`);
+  return e;
+}
+
+export class LayerExtraction {
+  private readonly writer: LayerWriter;
+  private readonly parser: TarParser;
+  private readonly decoder: LayerDecoder;
+  private readonly hash: Hash | null;
+  private tarBytes = 0;
+  private closed = false;
+
+  constructor(targetDir: string, private readonly opts: ExtractionOptions) {
+    const { limits, fail } = opts;
+    this.writer = new LayerWriter(targetDir, { fail, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) });
+    this.parser = new TarParser((entry) => {
+      if (this.writer.stats.entries >= limits.maxEntries) throw fail(`a layer has more than ${limits.maxEntries} entries`);
+      return this.writer.add(entry);
+    }, fail);
+    // An uncompressed layer's diffID is its blob digest, already verified as it streamed.
+    this.hash = opts.compression === 'none' || opts.diffId === null ? null : createHash('sha256');
+    this.decoder = createLayerDecoder(opts.compression, { outputVerified: this.hash !== null });
+  }
+
+  /** The next compressed chunk (the previous one must be done). */
+  push(chunk: Uint8Array): void {
+    this.guard(() => this.decoder.feed(chunk));
+  }
+
+  /** Handles up to `pieces` decompressed pieces of the current chunk; true once the chunk is done. */
+  step(pieces = PIECES_PER_STEP): boolean {
+    return this.guard(() => {
+      for (let i = 0; i < pieces; i++) {
+        const piece = this.decoder.next();
+        if (piece === null) return true;
+        this.take(piece);
+      }
+      return false;
+    });
+  }
+
+  /** The blob is over: checks it was complete and its diffID, then finishes the directory. */
+  end(): UnpackResult {
+    return this.guard(() => {
+      this.decoder.end();
+      if (this.hash !== null) {
+        const actual = 'sha256:' + this.hash.digest('hex');
+        if (actual !== this.opts.diffId) throw this.opts.fail(`a layer's uncompressed content has digest ${actual}, its config says ${String(this.opts.diffId)}`);
+      }
+      this.parser.end();
+      const stats = this.writer.finish();
+      this.release();
+      return { ...stats, tarBytes: this.tarBytes };
+    });
+  }
+
+  /** Stops: closes what is open (the caller removes the directory). Safe to call more than once. */
+  abort(): void {
+    if (this.closed) return;
+    this.writer.abort();
+    this.release();
+  }
+
+  private take(piece: Buffer): void {
+    this.tarBytes += piece.length;
+    const max = this.opts.limits.maxLayerBytes;
+    if (this.tarBytes > max) throw this.opts.fail(`it decompresses to more than ${max} bytes (the layer size limit)`);
+    this.hash?.update(piece);
+    this.parser.push(piece);
+  }
+
+  /** Runs `fn`; on any failure aborts (once) and rethrows, decoder errors as layer rejections. */
+  private guard<T>(fn: () => T): T {
+    if (this.closed) throw new Error('layer extraction already ended');
+    try {
+      return fn();
+    } catch (e) {
+      this.abort();
+      throw wrapDecompressError(e, this.opts.fail);
+    }
+  }
+
+  private release(): void {
+    this.closed = true;
+    this.decoder.close();
+  }
+}
+
+/** Pushes one chunk through `extraction`, yielding to the event loop between steps. */
+export async function feedChunk(extraction: LayerExtraction, chunk: Uint8Array, stopped?: () => Error | null): Promise<void> {
+  const check = () => {
+    const reason = stopped?.();
+    if (reason) {
+      extraction.abort();
+      throw reason;
+    }
+  };
+  check();
+  extraction.push(chunk);
+  while (!extraction.step()) {
+    await yieldToLoop();
+    check();
+  }
+}

@@ -12,6 +12,7 @@
 // new GzipDecoder(checkTrailer = true): with false, the members' crc32 and length trailers are not
 // computed or compared (inflateValidate). Only for a caller that verifies the output by a stronger
 // means: image layers whose diffID (the sha256 of exactly these bytes) is checked.
+#include "decoder_args.h"
 #include "gzip_stream.h"
 
 #include <zlib.h>
@@ -22,12 +23,7 @@
 namespace sbx::gzip {
 namespace {
 
-Napi::Value ThrowCoded(Napi::Env env, const std::string& message, const char* code) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, code));
-  error.ThrowAsJavaScriptException();
-  return env.Undefined();
-}
+using decoder::ThrowCoded;
 
 // Where the decoder is between members.
 enum class State { kMember, kBetween, kPadding };
@@ -69,20 +65,11 @@ class GzipDecoder : public Napi::ObjectWrap<GzipDecoder> {
   Napi::Value Decompress(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!open_) return ThrowCoded(env, "gzip decoder is closed", "ERR_GZIP_CLOSED");
-    if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsTypedArray()) {
-      Napi::TypeError::New(env, "decompress(input: Uint8Array, offset: number, output: Uint8Array)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    Napi::Uint8Array input = info[0].As<Napi::Uint8Array>();
-    Napi::Uint8Array output = info[2].As<Napi::Uint8Array>();
-    int64_t offset = info[1].As<Napi::Number>().Int64Value();
-    if (input.TypedArrayType() != napi_uint8_array || output.TypedArrayType() != napi_uint8_array || offset < 0 ||
-        static_cast<uint64_t>(offset) > input.ByteLength() || input.ByteLength() > UINT32_MAX || output.ByteLength() > UINT32_MAX) {
-      Napi::RangeError::New(env, "decompress: bad arguments").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
+    decoder::Args a;
+    if (!decoder::ReadArgs(info, UINT32_MAX, a)) return env.Undefined();  // z_stream counts in uInt
+    Napi::Uint8Array input = a.input, output = a.output;
     Bytef* in = input.Data();
-    size_t pos = static_cast<size_t>(offset);
+    size_t pos = a.offset;
     const size_t in_len = input.ByteLength();
     stream_.next_out = output.Data();
     stream_.avail_out = static_cast<uInt>(output.ByteLength());

@@ -10,6 +10,7 @@
 // Context-aware (NODE_API_MODULE, no static JS references): it loads in worker threads too.
 #include <napi.h>
 #include <zstd.h>
+#include "decoder_args.h"
 #include "gzip_stream.h"
 #include <zstd_errors.h>
 
@@ -17,12 +18,7 @@
 
 namespace {
 
-Napi::Value ThrowCoded(Napi::Env env, const std::string& message, const char* code) {
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, code));
-  error.ThrowAsJavaScriptException();
-  return env.Undefined();
-}
+using sbx::decoder::ThrowCoded;
 
 class ZstdDecoder : public Napi::ObjectWrap<ZstdDecoder> {
  public:
@@ -69,19 +65,10 @@ class ZstdDecoder : public Napi::ObjectWrap<ZstdDecoder> {
   Napi::Value Decompress(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (dctx_ == nullptr) return ThrowCoded(env, "zstd decoder is closed", "ERR_ZSTD_CLOSED");
-    if (info.Length() < 3 || !info[0].IsTypedArray() || !info[1].IsNumber() || !info[2].IsTypedArray()) {
-      Napi::TypeError::New(env, "decompress(input: Uint8Array, offset: number, output: Uint8Array)").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    Napi::Uint8Array input = info[0].As<Napi::Uint8Array>();
-    Napi::Uint8Array output = info[2].As<Napi::Uint8Array>();
-    int64_t offset = info[1].As<Napi::Number>().Int64Value();
-    if (input.TypedArrayType() != napi_uint8_array || output.TypedArrayType() != napi_uint8_array ||
-        offset < 0 || static_cast<uint64_t>(offset) > input.ByteLength()) {
-      Napi::RangeError::New(env, "decompress: bad arguments").ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-    ZSTD_inBuffer in = {input.Data(), input.ByteLength(), static_cast<size_t>(offset)};
+    sbx::decoder::Args a;
+    if (!sbx::decoder::ReadArgs(info, UINT64_MAX, a)) return env.Undefined();
+    Napi::Uint8Array input = a.input, output = a.output;
+    ZSTD_inBuffer in = {input.Data(), input.ByteLength(), a.offset};
     ZSTD_outBuffer out = {output.Data(), output.ByteLength(), 0};
     size_t rc = ZSTD_decompressStream(dctx_, &out, &in);
     if (ZSTD_isError(rc)) return ThrowError(env, rc);

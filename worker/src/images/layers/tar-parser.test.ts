@@ -58,14 +58,19 @@ async function withTarStream(archive: Buffer): Promise<Seen[]> {
   return seen;
 }
 
-function withParser(archive: Buffer, piece: number): Seen[] {
-  const seen: Seen[] = [];
-  const parser = new TarParser((entry: ParsedEntry) => {
+/** TarParser's entry callback: each entry (with its content's digest) recorded in `seen` at its end. */
+function recordInto(seen: Seen[]) {
+  return (entry: ParsedEntry) => {
     const parts: Buffer[] = [];
     const record = () =>
       seen.push({ name: entry.name, type: entry.type ?? null, mode: entry.mode ?? null, uid: entry.uid ?? null, gid: entry.gid ?? null, mtime: entry.mtime?.getTime(), linkname: entry.linkname ?? null, xattrs: xattrText(entry.xattrs), content: digest(parts) });
-    return { write: (c) => void parts.push(Buffer.from(c)), end: record };
-  }, fail);
+    return { write: (c: Uint8Array) => void parts.push(Buffer.from(c)), end: record };
+  };
+}
+
+function withParser(archive: Buffer, piece: number): Seen[] {
+  const seen: Seen[] = [];
+  const parser = new TarParser(recordInto(seen), fail);
   for (let o = 0; o < archive.length; o += piece) parser.push(archive.subarray(o, o + piece));
   parser.end();
   return seen;
@@ -78,12 +83,7 @@ function withParser(archive: Buffer, piece: number): Seen[] {
  */
 function withReusedChunks(archive: Buffer, piece: number): Seen[] {
   const seen: Seen[] = [];
-  const parser = new TarParser((entry: ParsedEntry) => {
-    const parts: Buffer[] = [];
-    const record = () =>
-      seen.push({ name: entry.name, type: entry.type ?? null, mode: entry.mode ?? null, uid: entry.uid ?? null, gid: entry.gid ?? null, mtime: entry.mtime?.getTime(), linkname: entry.linkname ?? null, xattrs: xattrText(entry.xattrs), content: digest(parts) });
-    return { write: (c) => void parts.push(Buffer.from(c)), end: record };
-  }, fail);
+  const parser = new TarParser(recordInto(seen), fail);
   const scratch = Buffer.alloc(piece);
   for (let o = 0; o < archive.length; o += piece) {
     const n = archive.copy(scratch, 0, o, o + piece);

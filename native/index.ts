@@ -96,10 +96,13 @@ export interface Launched {
    */
   exited: Promise<ExitInfo>;
   /**
-   * Resolves as soon as the outcome is known (pid 1 reaped, usage and leftovers read from the
-   * cgroup), before the teardown (cgroup removal) that `exited` waits for: report the result from
-   * it, then await `exited` before giving the slot back. Same values as `exited` except
-   * `cleanupError` (not known yet). Never rejects; for a launch that rejects it is not returned.
+   * Resolves as soon as the outcome is known: sbx-init reported the command's status (the launcher
+   * then SIGKILLs pid 1, so nothing of the job runs on) and usage was read from the cgroup; or, if
+   * pid 1 ended without reporting (timeout, kill), once it is reaped. Comes before the teardown
+   * (pid 1's exit through the namespace teardown, cgroup removal) that `exited` waits for: report
+   * the result from it, then await `exited` before giving the slot back. Same values as `exited`
+   * except `cleanupError` (not known yet) and `leftoverProcesses` (counted at `exited`; 0 here when
+   * the status came first). Never rejects; for a launch that rejects it is not returned.
    */
   ended: Promise<EndInfo>;
   /** Send a signal to the job's command (through its pid 1, as `docker kill -s`); false once it has ended. */

@@ -184,7 +184,8 @@ export class JobRunner {
       // for that; the slot is given back only once the teardown is done (finally, below).
       teardown = launched.exited.then((e) => this.cleanup.report(id, e));
       const exit = { ...(await launched.ended), outputTruncated: false };
-      // Every process of the job is gone by now, so the pipes are at EOF; never wait on them forever.
+      // Every process of the job is gone or being killed by now (pid 1 got SIGKILL with the outcome), so
+      // the pipes reach EOF within moments; never wait on them forever.
       const drainTimer = setTimeout(() => (launched.stdout.destroy(), launched.stderr.destroy()), PIPE_DRAIN_MS);
       await drained;
       await interactive?.stop();

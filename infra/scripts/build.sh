@@ -4,7 +4,7 @@
 # declarations for the client; no tests, benches or fixtures) and copies beside the JavaScript what it
 # loads at run time: the Lua scripts (core/src/lua, read with new URL(..., import.meta.url)) and the
 # native build (sbx_native.node, sbx_zstd.node, sbx-init: native/index.js and
-# worker/src/images/layers/zstd-decompress.js find them at <out>/native/build/Release, the same relative
+# worker/src/images/layers/decoder-addon.js find them at <out>/native/build/Release, the same relative
 # place as in the source tree). Run it with plain node: `node dist/api/src/main.js`,
 # `node dist/worker/src/main.js`. The output appears at once (built beside it, then renamed), so a
 # failed build leaves the previous one in place.

@@ -93,7 +93,13 @@ struct Job {
   bool tracing = false;  // Options.trace: times[] goes into the exit payload
   uint64_t times[trace::kCount] = {};
   std::unique_ptr<zygote::Zygote> zygote;  // pooled launches: its stack and setup program, kept to the end
-  std::unique_ptr<spec::Options> refillWith;  // pooling: make the slot's next setups with these once ended
+  // Pooling: the slot's next setups are requested with these once the job has ended.
+  struct Refill {
+    const cgroup::Host* host;
+    spec::Options options;
+    std::string config;
+  };
+  std::unique_ptr<Refill> refill;
 
   ~Job() {
     ns::releaseLater(std::move(mntns));
@@ -265,9 +271,9 @@ void emitEnded(Job* j, const siginfo_t& si, int leftovers) {
   j->endedEmitted = true;
   emit(j, "ended", exitPayload(j, si, j->endUsage, j->endWallNs, leftovers));
   trace::mark(j->times, trace::kEnded);
-  if (j->refillWith) {
-    zygote::refill(cgroup::host(j->refillWith->cgroupV2Root), *j->refillWith, j->spec, gInit.get());
-    j->refillWith.reset();
+  if (j->refill) {
+    zygote::refill(*j->refill->host, j->refill->options, j->spec, j->refill->config, gInit.get());
+    j->refill.reset();
   }
 }
 
@@ -594,9 +600,9 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   }
   // The slot's next setups: made once this job's outcome is known (emitEnded), so that making them
   // does not compete with this job for the CPUs while it runs; at once if it did not start.
-  if (pooling && !ok) zygote::refill(host, o, s, gInit.get());
+  if (pooling && !ok && !config.empty()) zygote::refill(host, o, s, config, gInit.get());
   if (!ok) return nullptr;
-  if (pooling) j->refillWith.reset(new spec::Options(o));
+  if (pooling) j->refill.reset(new Job::Refill{&host, o, config});
   watch(*j, env, onEvent, f);
   pid = j->pid;
   fds.stdoutFd = f.outR.release();

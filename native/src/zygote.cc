@@ -19,7 +19,6 @@
 #include <set>
 #include <thread>
 
-#include "init_config.h"
 #include "jobmsg.h"
 #include "proto.h"
 #include "recv_fds.h"
@@ -46,6 +45,7 @@ struct Request {
   const cgroup::Host* host;
   spec::Options options;
   spec::Spec spec;
+  std::string config;  // init_config::build(spec, options)
   int initFd;
 };
 
@@ -92,8 +92,8 @@ void drainSocket(Fd& sync) {
 
 // Make one setup (maker thread). `planned`: its group dirs, listed in Maker::inflight until the
 // caller has put the setup in the pool (or it failed).
-bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, int initFd, std::unique_ptr<Zygote>& out,
-            std::vector<std::string>& planned, Error& err) {
+bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, const std::string& config, int initFd,
+            std::unique_ptr<Zygote>& out, std::vector<std::string>& planned, Error& err) {
   static uint64_t counter = 0;
   const uint32_t slot = s.slot;
   auto z = std::make_unique<Zygote>();
@@ -119,7 +119,7 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   } undo{&z->group};
   RETURN_ON_FAILURE(cgroup::v1::writeLimits(h, s.limits, z->group, err));  // the same as a direct launch writes
   z->limits = s.limits;
-  RETURN_ON_FAILURE(init_config::build(s, o, z->config, err));
+  z->config = config;
   // The image's layer directories, cloned here (open_tree(OPEN_TREE_CLONE): detached mounts, in no
   // mount namespace, which the setup child makes read-only (+ idmapped) and attaches): the setup
   // mounts exactly these, and take() compares them with the job's by device and inode. Close-on-
@@ -263,9 +263,7 @@ namespace {
 void refillNow(const Request& r) {
   Maker& m = maker();
   const std::string k = key(r.options, r.spec.slot), image = imageKey(r.spec);
-  std::string config;
-  Error configErr;
-  bool haveConfig = init_config::build(r.spec, r.options, config, configErr);  // (refused at launch otherwise)
+  const std::string& config = r.config;
   std::vector<std::unique_ptr<Zygote>> drop;
   uint64_t generation;
   {
@@ -275,13 +273,12 @@ void refillNow(const Request& r) {
     m.killed.clear();
     Queue& q = m.pool[k];
     for (auto it = q.begin(); it != q.end();) {  // made for the slot's previous image or config
-      if (haveConfig && (*it)->image == image && (*it)->config == config) { ++it; continue; }
+      if ((*it)->image == image && (*it)->config == config) { ++it; continue; }
       drop.push_back(std::move(*it));
       it = q.erase(it);
     }
   }
   for (auto& z : drop) discard(std::move(z));
-  if (!haveConfig) return;
   Failures& f = m.failures[k];
   if (f.image != image + config) f = Failures{image + config, 0};
   while (f.n < kMaxFailures) {
@@ -292,7 +289,7 @@ void refillNow(const Request& r) {
     std::unique_ptr<Zygote> z;
     std::vector<std::string> planned;
     Error err;
-    bool ok = create(*r.host, r.options, r.spec, r.initFd, z, planned, err);
+    bool ok = create(*r.host, r.options, r.spec, r.config, r.initFd, z, planned, err);
     std::unique_ptr<Zygote> stale;
     {
       std::lock_guard<std::mutex> lock(m.mu);
@@ -323,14 +320,14 @@ void makerLoop() {
 
 }  // namespace
 
-void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, int initFd) {
+void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, const std::string& config, int initFd) {
   Maker& m = maker();
   std::lock_guard<std::mutex> lock(m.mu);
   if (!m.started) {
     std::thread(makerLoop).detach();
     m.started = true;
   }
-  Request r{&h, o, s, initFd};
+  Request r{&h, o, s, config, initFd};
   const std::string k = key(o, s.slot);
   for (auto& pending : m.requests)
     if (key(pending.options, pending.spec.slot) == k) return void(pending = std::move(r));

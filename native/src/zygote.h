@@ -73,10 +73,11 @@ std::string imageKey(const spec::Spec& s);
 // refill()).
 std::unique_ptr<Zygote> take(const std::string& key, const spec::Spec& s, const std::string& config);
 // Ask the maker thread (zygote.cc) to remove the setups take() killed, then make the slot's next
-// ones for this spec's image and config; returns at once. Failures only mean later launches take
+// ones for this spec's image and its init config (`config`, as init_config::build made it for the
+// launch); returns at once. Failures only mean later launches take
 // the direct path (after 3 failures in a row for a key and image, no more attempts until the slot's
 // image changes).
-void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, int initFd);
+void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, const std::string& config, int initFd);
 // Kill it, reap it, remove its cgroups.
 void discard(std::unique_ptr<Zygote> z);
 // Every pooled setup of this process (at shutdown: the env cleanup hook, closePool()).

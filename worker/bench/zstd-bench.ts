@@ -1,6 +1,6 @@
 /**
- * zstd layer decompression throughput: the libzstd stream sbx uses (zstd-decompress.ts, the sbx_zstd
- * addon) against the pure-JS fzstd decoder it replaced, on the same data: ~200 MB of a real tar
+ * zstd layer decompression throughput: the libzstd decoder sbx uses (layer-decoder.ts over the
+ * sbx_zstd addon, decoder-addon.ts) against the pure-JS fzstd decoder it replaced, on the same data: ~200 MB of a real tar
  * (files from /usr) compressed with `zstd -3`, fed in 64 KiB pieces (as from the network), output
  * counted by the consumer. `zstd -d` (the CLI, same libzstd) is printed for reference.
  *
@@ -11,9 +11,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createZstdDecompressor, zstdBinding } from '../src/images/layers/zstd-decompress.ts';
+import { decoderAddon } from '../src/images/layers/decoder-addon.ts';
+import { createLayerDecoder } from '../src/images/layers/layer-decoder.ts';
 import { benchArgs } from './bench-args.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 
@@ -55,11 +54,20 @@ type Decoder = (input: Buffer[]) => Promise<number>;
 
 const libzstd: Decoder = async (input) => {
   let n = 0;
-  await pipeline(Readable.from(input), createZstdDecompressor(), new Writable({ write: (c: Buffer, _e, cb) => ((n += c.length), cb()) }));
+  const decoder = createLayerDecoder('zstd');
+  try {
+    for (const c of input) {
+      decoder.feed(c);
+      for (let p = decoder.next(); p !== null; p = decoder.next()) n += p.length;
+    }
+    decoder.end();
+  } finally {
+    decoder.close();
+  }
   return n;
 };
 
-/** fzstd as the old zstd-decompress.ts used it (each chunk copied out of its window). */
+/** fzstd as the old zstd decoder used it (each chunk copied out of its window). */
 async function loadFzstd(): Promise<Decoder | null> {
   let mod: { Decompress: new (cb: (chunk: Uint8Array, final: boolean) => void) => { push(c: Uint8Array, final?: boolean): void } };
   try {
@@ -109,7 +117,7 @@ async function main(): Promise<void> {
   }
   const mbps = (s: number) => tarBytes / 1e6 / s;
   const result: Record<string, unknown> = {
-    data: { compressedBytes: statSync(path).size, tarBytes, zstdLibrary: zstdBinding().zstdVersion },
+    data: { compressedBytes: statSync(path).size, tarBytes, zstdLibrary: decoderAddon().zstdVersion },
     runs: args.runs,
   };
   for (const [name, xs] of Object.entries(times)) {
@@ -126,7 +134,7 @@ async function main(): Promise<void> {
   } else {
     console.log('fzstd not installed (npm install --no-save fzstd to compare)');
   }
-  console.log(`${(compressed.length / 1e6).toFixed(1)} MB compressed → ${(tarBytes / 1e6).toFixed(1)} MB tar, libzstd ${zstdBinding().zstdVersion}`);
+  console.log(`${(compressed.length / 1e6).toFixed(1)} MB compressed → ${(tarBytes / 1e6).toFixed(1)} MB tar, libzstd ${decoderAddon().zstdVersion}`);
   if (args.json) console.log(JSON.stringify(result));
 }
 

@@ -8,7 +8,7 @@
  * bomb), and the caller consumes each piece before asking for the next. A piece is a view of one
  * scratch buffer that the next call overwrites: consumers must copy what they keep (TarParser does).
  */
-import { zstdBinding, ZSTD_WINDOW_LOG_MAX } from './zstd-decompress.ts';
+import { decoderAddon, ZSTD_WINDOW_LOG_MAX, type NativeGzipDecoder, type NativeZstdDecoder } from './decoder-addon.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
 
 /** Bytes produced per native call (and the largest piece). */
@@ -22,17 +22,6 @@ export interface LayerDecoder {
   /** The blob is over: throws if it ended inside a member or frame. */
   end(): void;
   /** Frees the native state (also done at garbage collection). */
-  close(): void;
-}
-
-interface NativeGzip {
-  decompress(input: Uint8Array, offset: number, output: Uint8Array): [number, number];
-  finish(): void;
-  close(): void;
-}
-
-interface NativeZstd {
-  decompress(input: Uint8Array, offset: number, output: Uint8Array): [number, number, number];
   close(): void;
 }
 
@@ -78,11 +67,11 @@ abstract class NativeLayerDecoder implements LayerDecoder {
 }
 
 class GzipLayerDecoder extends NativeLayerDecoder {
-  private readonly native: NativeGzip;
+  private readonly native: NativeGzipDecoder;
 
   constructor(checkTrailer: boolean) {
     super();
-    this.native = new (zstdBinding().GzipDecoder)(checkTrailer);
+    this.native = new (decoderAddon().GzipDecoder)(checkTrailer);
   }
 
   protected step(input: Uint8Array, offset: number): number {
@@ -101,7 +90,7 @@ class GzipLayerDecoder extends NativeLayerDecoder {
 }
 
 class ZstdLayerDecoder extends NativeLayerDecoder {
-  private readonly native: NativeZstd = new (zstdBinding().ZstdDecoder)(ZSTD_WINDOW_LOG_MAX);
+  private readonly native: NativeZstdDecoder = new (decoderAddon().ZstdDecoder)(ZSTD_WINDOW_LOG_MAX);
   /** The last hint: 0 when the last frame is complete (anything else at the end is a truncation). */
   private hint = -1;
 

@@ -53,11 +53,7 @@ export async function extractLayer(source: Readable, targetDir: string, opts: Ex
   const onAbort = () => source.destroy(abortReason(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for await (const chunk of source) {
-      const reason = stopped();
-      if (reason) throw reason;
-      await feedChunk(extraction, chunk as Uint8Array, stopped);
-    }
+    for await (const chunk of source) await feedChunk(extraction, chunk as Uint8Array, stopped); // checks `stopped` first
     const reason = stopped();
     if (reason) throw reason;
     return extraction.end();

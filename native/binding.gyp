@@ -25,11 +25,14 @@
     },
     {
       "target_name": "sbx-init",
-      "type": "executable",
-      "sources": ["src/init.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp.cc", "src/tty.cc"],
-      "cflags!": ["-fPIC"],
-      "cflags_cc!": ["-fPIC"],
-      "ldflags": ["-static", "-static-libstdc++", "-static-libgcc"]
+      "type": "none",
+      "variables": {"init_sources": ["src/init.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp_install.cc", "src/tty.cc"]},
+      "actions": [{
+        "action_name": "link_with_musl",
+        "inputs": ["tools/build-init.sh", "<@(init_sources)", "<!@(ls src/*.h src/*.inc)"],
+        "outputs": ["<(PRODUCT_DIR)/sbx-init"],
+        "action": ["bash", "tools/build-init.sh", "<(PRODUCT_DIR)/sbx-init", "<@(init_sources)"]
+      }]
     }
   ]
 }

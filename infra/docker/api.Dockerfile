@@ -7,13 +7,14 @@
 # no-new-privileges and a read-only root, as infra/compose.yaml and infra/k8s/api.yaml do.
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
-RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ libzstd-dev \
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ musl-tools libzstd-dev \
  && rm -rf /var/lib/apt/lists/*
 # The repository's .npmrc points node-gyp at Debian's headers (/usr); this image's node lives in /usr/local.
 ENV npm_config_nodedir=/usr/local
 COPY package.json package-lock.json .npmrc ./
 COPY native/binding.gyp native/binding.gyp
 COPY native/src native/src
+COPY native/tools/build-init.sh native/tools/build-init.sh
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY infra/scripts/build.sh infra/scripts/build.sh

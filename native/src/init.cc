@@ -16,14 +16,23 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+// sbx-init is linked with musl (no CPU-feature probing at start: tools/build-init.sh), whose
+// <sys/prctl.h> predates core scheduling (Linux 5.14, <linux/prctl.h>).
+#ifndef PR_SCHED_CORE
+#define PR_SCHED_CORE 62
+#define PR_SCHED_CORE_CREATE 1
+#define PR_SCHED_CORE_SCOPE_THREAD_GROUP 1
+#endif
 
 #include "caps.h"
 #include "jobmsg.h"
 #include "proto.h"
 #include "recv_fds.h"
 #include "rlimit.h"
-#include "seccomp.h"
+#include "seccomp_install.h"
 #include "tty.h"
 #include "trace.h"
 #include "user.h"
@@ -152,6 +161,17 @@ bool coreSchedule(Error& err) {
   return fail(err, "core-sched", "prctl(PR_SCHED_CORE_CREATE)", "", errno);
 }
 
+// P1: the job runs at nice 0. A pooled setup was made at the background nice (child.cc): back to 0
+// here, which needs CAP_SYS_NICE in the host's user namespace (before joinUserns); a host that
+// refuses it keeps the launcher's own positive nice, as the direct path does.
+bool takeJobNice(int32_t launcherNice, Error& err) {
+  if (setpriority(PRIO_PROCESS, 0, 0) == 0) return true;
+  if (errno == EACCES || errno == EPERM) {
+    if (setpriority(PRIO_PROCESS, 0, launcherNice > 0 ? launcherNice : 0) == 0) return true;
+  }
+  return fail(err, "nice", "setpriority", "", errno);
+}
+
 // P9: join the slot's user namespace. Our other namespaces stay owned by the host's user
 // namespace, so the job's root has no privilege over its own mounts, network, hostname or IPC.
 bool joinUserns(Error& err) {
@@ -162,6 +182,7 @@ bool joinUserns(Error& err) {
 
 bool dropPrivileges(const Config& c, Error& err) {
   const proto::InitConfig& h = *c.h;
+  RETURN_ON_FAILURE(takeJobNice(h.launcherNice, err));
   RETURN_ON_FAILURE(oomScore(h.oomScoreAdj, err));
   RETURN_ON_FAILURE(rlimit::applyInInit(h, err));
   if (h.flags & proto::kUserns) RETURN_ON_FAILURE(joinUserns(err));

@@ -168,10 +168,4 @@ std::vector<struct sock_filter> build(bool denyFileLocks) {
   return denyFileLocks ? noLocks : program;
 }
 
-bool installInInit(const struct sock_filter* insns, uint32_t n, Error& err) {
-  struct sock_fprog prog = {(unsigned short)n, const_cast<struct sock_filter*>(insns)};
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) return fail(err, "seccomp", "seccomp", "", errno);
-  return true;
-}
-
 }  // namespace sbx::seccomp

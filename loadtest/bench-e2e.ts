@@ -22,7 +22,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Agent, setGlobalDispatcher } from 'undici';
+import { Agent, request, setGlobalDispatcher } from 'undici';
 import { parseServerSentEvents } from '../client/src/sse.ts';
 import { CostMeter, costPerJob, formatCost, redisPid, traceCommands } from './lib/e2e-cost.ts';
 
@@ -63,14 +63,16 @@ interface Answer {
   doc?: { timings?: { createdAt: string; startedAt: string | null; finishedAt: string | null; queueMs: number | null; pullMs: number | null; startMs: number | null } };
 }
 
+// undici's request(), not fetch(): the client shares the 2 cores with the stack it measures, and
+// fetch's WHATWG layer costs it about twice the CPU per request (BENCHMARKS.md, 2026-12-03).
 async function submitWait(command: string[]): Promise<Answer> {
   const sentAt = Date.now();
   const t0 = performance.now();
-  const res = await fetch(`${api}/v1/jobs?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, command }) });
-  const body = (await res.json()) as { status?: string; error?: unknown } & Answer['doc'];
+  const res = await request(`${api}/v1/jobs?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, command }) });
+  const body = (await res.body.json()) as { status?: string; error?: unknown } & Answer['doc'];
   const ms = performance.now() - t0;
-  const ok = res.status === 200 && body.status === 'succeeded';
-  return { ms, ok, sentAt, doc: body, detail: ok ? undefined : `${res.status} ${JSON.stringify(body).slice(0, 200)}` };
+  const ok = res.statusCode === 200 && body.status === 'succeeded';
+  return { ms, ok, sentAt, doc: body, detail: ok ? undefined : `${res.statusCode} ${JSON.stringify(body).slice(0, 200)}` };
 }
 
 async function submitToFirstStdout(): Promise<number> {

@@ -105,6 +105,16 @@ describe('the Redis commands of a ?wait=true job', () => {
     assert.equal(worker.filter((c) => c.command === 'hget' && c.args[1] === 'cancel').length, 1, 'one read of the cancel flag');
   });
 
+  test("the worker reads the job's record as it takes the entry, before deciding where it runs: one HMGET, no round trip before it", () => {
+    const worker = of('sbx-worker').filter(onJob);
+    const reads = worker.filter((c) => c.command === 'hmget' && c.args[0]?.endsWith(':state'));
+    assert.equal(reads.length, 1, `one read of the record: ${worker.map((c) => c.command).join(', ')}`);
+    // placed here at submission (its image is cached here): taking it from this host's queue drops its hand-off entry
+    const handoff = worker.findIndex((c) => c.command === 'zrem' && c.args[0]?.endsWith(':handoffs'));
+    assert.ok(handoff >= 0, `the hand-off entry removed: ${worker.map((c) => c.command).join(', ')}`);
+    assert.ok(worker.indexOf(reads[0]!) < handoff, 'the record read goes out first, with the job just taken');
+  });
+
   test('the worker releases the quota with the tenant it read with the job: ZREM, no HGET tenant', () => {
     const tenantReads = of('sbx-worker').filter((c) => c.command === 'hget' && onJob(c) && c.args[1] === 'tenant');
     assert.deepEqual(tenantReads, [], 'the worker reads the tenant again at the end');

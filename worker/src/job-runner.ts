@@ -10,7 +10,7 @@
 import { isSbxError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
 import type { JobDocument, JobPlacement, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
-import type { JobStore } from '../../core/src/job-store.ts';
+import type { JobStore, StoredJob } from '../../core/src/job-store.ts';
 import { attemptOf, JobAttempts } from '../../core/src/job-attempts.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
@@ -112,10 +112,11 @@ export class JobRunner {
    * `placement`: how it came here (worker/src/placement), recorded in the document as it is claimed.
    * `claimSettled`: called once the claim is decided in Redis (ours, or someone else's / ended): the
    * queue entry may go only then, so that no crash or lost write leaves a queued job without an entry.
+   * `record`: the job's record as the caller read it just before (store.get), instead of reading it here.
    */
-  async run(id: string, priority = 0, placement?: JobPlacement, claimSettled?: () => void): Promise<void> {
+  async run(id: string, priority = 0, placement?: JobPlacement, claimSettled?: () => void, record?: Promise<StoredJob | null>): Promise<void> {
     const { store, directory, workerId, logger } = this.deps;
-    const stored = await store.get(id);
+    const stored = await (record ?? store.get(id));
     if (!stored || stored.status !== 'queued') return void claimSettled?.(); // expired, cancelled while queued, or taken
     const pickedAt = new Date();
     let doc: JobDocument = {

@@ -186,9 +186,13 @@ export class JobFeeder {
     const data = job.data;
     const id = data.id;
     const priority = job.opts.priority ?? 1;
+    // The record is read while the job is decided on, not after: one round trip less before the
+    // claim, which checks in Redis that the job is still queued (a stale read cannot start it twice).
+    const record = o.store.get(id);
+    record.catch(() => {}); // awaited below, or dropped with the decision
     let { image, memoryBytes } = data;
     if (image === undefined || memoryBytes === undefined) {
-      const stored = await o.store.get(id);
+      const stored = await record;
       if (!stored || stored.status !== 'queued') return void (await this.complete(job, token)); // ended or taken meanwhile
       image = stored.spec.image;
       memoryBytes = stored.spec.limits.memoryBytes;
@@ -223,6 +227,8 @@ export class JobFeeder {
 
     // Run here: its memory counts from now (waiting, first come first served, if it does not fit yet).
     const holding = o.capacity.hold(memoryBytes, image, imageCached);
+    // Read again after a wait for memory: the record may have changed meanwhile (cancelled, say).
+    const fresh = input.startsNow ? record : undefined;
     decided();
     const hold = await this.keepingLock(job, token, holding);
     const pulledKeys = imageCached ? [] : imageKeys(image);
@@ -231,7 +237,7 @@ export class JobFeeder {
     const placement: JobPlacement = { imageCached, hops, handedFrom: data.from ? { worker: data.from, reason: data.reason ?? 'image' } : null, ...(placedAtSubmit ? { placedAtSubmit } : {}) };
     try {
       // The entry is completed once the claim is settled (after it in Redis's order, AOF included).
-      await o.runner.run(id, priority, placement, () => void this.complete(job, token));
+      await o.runner.run(id, priority, placement, () => void this.complete(job, token), fresh);
     } finally {
       hold.release();
       for (const k of pulledKeys) {

@@ -236,8 +236,10 @@ export class JobFeeder {
     if (!imageCached && o.cacheAware) void this.fleet.willHold(image).catch(() => {});
     const placement: JobPlacement = { imageCached, hops, handedFrom: data.from ? { worker: data.from, reason: data.reason ?? 'image' } : null, ...(placedAtSubmit ? { placedAtSubmit } : {}) };
     try {
-      // The entry is completed once the claim is settled (after it in Redis's order, AOF included).
-      await o.runner.run(id, priority, placement, () => void this.complete(job, token), fresh);
+      // The entry is completed once the claim is settled (after it in Redis's order, AOF included),
+      // in the loop's next check phase: the run's next steps (cancel flag, image, slot, start mark)
+      // go out first, and BullMQ's completion runs while Redis answers them.
+      await o.runner.run(id, priority, placement, () => void setImmediate(() => void this.complete(job, token)), fresh);
     } finally {
       hold.release();
       for (const k of pulledKeys) {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { startRedis, type RunningRedis } from '../../test/harness/redis.ts';
 import type { RedisClient } from './redis.ts';
-import { sendTogether } from './redis-together.ts';
+import { sendTogether, sendTogetherThisTurn } from './redis-together.ts';
 
 let server: RunningRedis;
 let redis: RedisClient;
@@ -58,4 +58,32 @@ test('an error thrown while issuing still uncorks the socket: later commands go 
     throw new Error('boom');
   }), /boom/);
   assert.equal(await redis.get('k3'), 'x');
+});
+
+/** Issues `cmd` after a few awaits of settled promises, as an async library wrapper does (BullMQ's Queue.add). */
+async function afterMicrotasks<T>(cmd: () => Promise<T>): Promise<T> {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+  return cmd();
+}
+
+test('sendTogetherThisTurn: a command issued microtasks later still leaves in the same write, after the others', async () => {
+  let replies: unknown[] = [];
+  const n = await flushes(async () => {
+    replies = await sendTogetherThisTurn(redis, () => Promise.all([redis.set('k4', 'a'), redis.incr('n4'), afterMicrotasks(() => redis.get('k4'))]));
+  });
+  assert.deepEqual(replies, ['OK', 1, 'a']);
+  assert.equal(n, 1, `socket writes: ${n}`);
+});
+
+test('sendTogether (control): the command issued microtasks later is a write of its own', async () => {
+  const n = await flushes(() => Promise.all(sendTogether(redis, () => [redis.set('k5', 'a'), redis.incr('n5'), afterMicrotasks(() => redis.get('k5'))])));
+  assert.equal(n, 2, `socket writes: ${n}`);
+});
+
+test('sendTogetherThisTurn: a command issued after I/O is not held back', async () => {
+  const replies = await sendTogetherThisTurn(redis, async () => {
+    await redis.set('k6', 'b'); // a round trip: the socket was uncorked meanwhile, or this would never resolve
+    return redis.get('k6');
+  });
+  assert.equal(replies, 'b');
 });

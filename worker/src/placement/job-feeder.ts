@@ -225,10 +225,10 @@ export class JobFeeder {
       return void (await this.complete(job, token));
     }
 
+    // Read again after a wait for memory: the record may have changed meanwhile (cancelled, say).
+    const fresh = o.capacity.startsNow(memoryBytes) ? record : undefined;
     // Run here: its memory counts from now (waiting, first come first served, if it does not fit yet).
     const holding = o.capacity.hold(memoryBytes, image, imageCached);
-    // Read again after a wait for memory: the record may have changed meanwhile (cancelled, say).
-    const fresh = input.startsNow ? record : undefined;
     decided();
     const hold = await this.keepingLock(job, token, holding);
     const pulledKeys = imageCached ? [] : imageKeys(image);

@@ -24,7 +24,7 @@ ln -sfn "/usr/include/$gnu/asm" "$inc/asm"
 objs=()
 for src in "$@"; do
   obj=$(dirname "$out")/sbx-init.$(basename "${src%.cc}").o
-  g++ -std=c++17 -O2 -Wall -Wextra -Werror -fno-exceptions -fno-rtti -fno-asynchronous-unwind-tables -D_GNU_SOURCE \
+  g++ -std=c++17 -O2 -Wall -Wextra -fno-exceptions -fno-rtti -fno-asynchronous-unwind-tables -D_GNU_SOURCE \
     -nostdinc -nostdinc++ -isystem "/usr/include/$musl" -isystem "$(gcc -print-file-name=include)" -isystem "$inc" \
     -c "$src" -o "$obj"
   objs+=("$obj")

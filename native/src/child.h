@@ -24,7 +24,6 @@ struct Args {  // prepared by the launcher before clone, read-only afterwards
   bool zygote;
   const int* joinFds;  // zygote: the groups' `tasks` files, opened before clone (the groups are renamed
                        // when a job takes it, perhaps before the child got to join: an fd still works)
-  int32_t nice;  // the child's nice until sbx-init takes the job's (P1: 0; a pooled setup: zygote.cc)
 };
 
 constexpr int kMinFd = 10;  // so dup3() onto 0..3 can never clobber a source fd

@@ -16,7 +16,6 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 // sbx-init is linked with musl (no CPU-feature probing at start: tools/build-init.sh), whose
@@ -161,17 +160,6 @@ bool coreSchedule(Error& err) {
   return fail(err, "core-sched", "prctl(PR_SCHED_CORE_CREATE)", "", errno);
 }
 
-// P1: the job runs at nice 0. A pooled setup was made at the background nice (child.cc): back to 0
-// here, which needs CAP_SYS_NICE in the host's user namespace (before joinUserns); a host that
-// refuses it keeps the launcher's own positive nice, as the direct path does.
-bool takeJobNice(int32_t launcherNice, Error& err) {
-  if (setpriority(PRIO_PROCESS, 0, 0) == 0) return true;
-  if (errno == EACCES || errno == EPERM) {
-    if (setpriority(PRIO_PROCESS, 0, launcherNice > 0 ? launcherNice : 0) == 0) return true;
-  }
-  return fail(err, "nice", "setpriority", "", errno);
-}
-
 // P9: join the slot's user namespace. Our other namespaces stay owned by the host's user
 // namespace, so the job's root has no privilege over its own mounts, network, hostname or IPC.
 bool joinUserns(Error& err) {
@@ -182,7 +170,6 @@ bool joinUserns(Error& err) {
 
 bool dropPrivileges(const Config& c, Error& err) {
   const proto::InitConfig& h = *c.h;
-  RETURN_ON_FAILURE(takeJobNice(h.launcherNice, err));
   RETURN_ON_FAILURE(oomScore(h.oomScoreAdj, err));
   RETURN_ON_FAILURE(rlimit::applyInInit(h, err));
   if (h.flags & proto::kUserns) RETURN_ON_FAILURE(joinUserns(err));

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <linux/filter.h>
-#include <sys/resource.h>
 #include <vector>
 
 #include "proto.h"
@@ -23,9 +22,6 @@ bool build(const spec::Spec& s, const spec::Options& o, std::string& out, Error&
   c.nfilter = (uint32_t)filter.size();
   c.cwdLen = (uint32_t)s.cwd.size();
   c.oomScoreAdj = 1000;  // P29: the job dies first under global pressure
-  errno = 0;
-  int nice = getpriority(PRIO_PROCESS, 0);  // this thread's (Node's): the worker's own priority
-  c.launcherNice = errno ? 0 : nice;
   c.nofile = s.limits.openFiles;
   c.cpuSeconds = s.limits.cpuTimeMs ? (s.limits.cpuTimeMs + 999) / 1000 : 0;
   c.fsize = s.limits.diskBytes;

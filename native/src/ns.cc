@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -136,7 +134,6 @@ Fd makeNetns(int homeFd) {
 }
 
 void fill() {
-  setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), kBackgroundNice);  // made ahead: gives way to jobs
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, nullptr);

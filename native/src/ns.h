@@ -15,10 +15,6 @@ namespace sbx::ns {
 constexpr uint64_t kCloneFlags = 0x20000000 /*CLONE_NEWPID*/ | 0x04000000 /*CLONE_NEWUTS*/;
 constexpr uint64_t kCloneNewNet = 0x40000000;
 constexpr uint64_t kUnshareFlags = 0x00020000 /*CLONE_NEWNS*/ | 0x08000000 /*CLONE_NEWIPC*/;
-// The nice value of the threads that make namespaces and setups ahead of the jobs (the net namespace
-// filler, the setup maker): the lowest, so that on a busy host this work waits for the jobs and the
-// launches in progress instead of taking CPU from them.
-constexpr int kBackgroundNice = 19;
 
 // Fresh network namespaces, made ahead of time by a dedicated thread (a new network namespace
 // costs ~0.7 ms, the biggest single step of a launch). Each one is handed out once and never

@@ -49,7 +49,6 @@ struct InitConfig {
   uint32_t nfilter;
   uint32_t cwdLen;
   int32_t oomScoreAdj;
-  int32_t launcherNice;  // the launcher thread's nice: the job's when nice 0 is refused (P1, init.cc)
   uint64_t nofile;      // RLIMIT_NOFILE soft = hard
   uint64_t cpuSeconds;  // RLIMIT_CPU (0 = unlimited)
   uint64_t fsize;       // RLIMIT_FSIZE in bytes (0 = unlimited)

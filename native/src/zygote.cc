@@ -9,8 +9,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <linux/capability.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,18 +67,6 @@ struct Maker {
 Maker& maker() {
   static auto* m = new Maker();  // never destroyed: the maker thread outlives static teardown
   return *m;
-}
-
-// The maker and its setups run at ns::kBackgroundNice where sbx-init can come back to nice 0 for
-// the job (P1): that takes CAP_SYS_NICE, which a worker container may not grant. Without it, 0.
-int backgroundNice() {
-  static const int nice = [] {
-    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct d[2] = {};
-    bool canRenice = syscall(SYS_capget, &h, d) == 0 && (d[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32)));
-    return canRenice ? ns::kBackgroundNice : 0;
-  }();
-  return nice;
 }
 
 bool raiseFd(Fd& f, Error& err) {
@@ -170,7 +156,7 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   z->argv[0] = kName;
   z->args = child::Args{childSync.get(), devnull.get(), devnull.get(), devnull.get(), initFd, z->ops.data(), z->ops.size(),
                         "", 0, z->argv, z->envp, z->joinPtrs.data(), z->joinPtrs.size(), usernsFd, netns.get(), nullptr,
-                        true, z->joinFds.data(), backgroundNice()};
+                        true, z->joinFds.data()};
   z->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (z->stack == MAP_FAILED) {
     z->stack = nullptr;
@@ -318,10 +304,6 @@ void refillNow(const Request& r) {
 
 void makerLoop() {
   Maker& m = maker();
-  // Background work (cgroups, layer clones, clone3): gives way to the jobs running and to the
-  // launcher reporting them. The setups it clones run at this nice too (child.cc) until sbx-init
-  // takes the job's.
-  if (backgroundNice()) setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), backgroundNice());
   std::unique_lock<std::mutex> lock(m.mu);
   for (;;) {
     m.wake.wait(lock, [&] { return !m.requests.empty(); });

@@ -189,10 +189,12 @@ bool drainSync(Job* j) {
   }
 }
 
-// A send to a setup that has exited: EPIPE, or ECONNRESET (once) when it left packets of ours unread.
+// A setup that has exited: a send to it fails with EPIPE, or ECONNRESET (once) when it left packets
+// of ours unread; entering its uts namespace (a pooled setup, for the hostname) with ESRCH.
 bool peerGone(const Error& err) {
   bool sent = strcmp(err.syscall, "send") == 0 || strcmp(err.syscall, "sendmsg") == 0;
-  return sent && (err.err == EPIPE || err.err == ECONNRESET);
+  bool entered = strcmp(err.syscall, "setns") == 0;  // a pooled setup's uts namespace (its hostname)
+  return (sent && (err.err == EPIPE || err.err == ECONNRESET)) || (entered && err.err == ESRCH);
 }
 
 // A setup that died before taking the launcher's next packet: its own report ('F'/'E'), if queued.
@@ -412,7 +414,7 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   for (const auto& f : j.joinFiles) j.joinPtrs.push_back(f.c_str());
   j.args = child::Args{-1, -1, -1, -1, gInit.get(), j.ops.data(), j.ops.size(), s.hostname.c_str(), s.hostname.size(),
                        j.initArgv.data(), j.initEnvp.data(), j.joinPtrs.data(), j.joinPtrs.size(), usernsFd, -1,
-                       j.tracing ? j.times : nullptr, false, nullptr};
+                       j.tracing ? j.times : nullptr, false, nullptr, nullptr};
   trace::mark(j.times, trace::kPlanned);
   return true;
 }
@@ -528,7 +530,8 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
        sendAll(z->sync.get(), "G", 1, err) && (renamed = cgroup::v1::rename(z->group, j.group, err));
   if (!ok) {
     // The pooled sbx-init failed the job's own setup (e.g. a layer that cannot be mounted) and
-    // exited: its report says why, not the EPIPE of our send.
+    // exited, perhaps after take() found it alive: its report says why, not the EPIPE of our send
+    // or the ESRCH of entering its namespace.
     if (peerGone(err)) queuedFailure(z->sync.get(), err);
     if (renamed) {  // the job's group now: killed and removed with the job's name (not reached: rename is last)
       j.pidfd = std::move(z->pidfd);

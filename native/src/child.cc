@@ -34,8 +34,7 @@ bool dieWithLauncher(Error& err) {
 // P1: nothing of the worker's scheduling reaches the job. A worker thread running SCHED_FIFO/RR,
 // SCHED_DEADLINE, at a negative nice, with util clamps or an I/O priority would otherwise pass them
 // on through clone (the command and every process it forks would inherit them: a job that spins at
-// real-time priority starves the host). Reset, first thing, to SCHED_OTHER at nice 0 (a pooled
-// setup waiting for a job: at the background nice, zygote.cc, raised to 0 as a job takes it) with the
+// real-time priority starves the host). Reset, first thing, to SCHED_OTHER at nice 0 with the
 // default clamps and no I/O priority (class none: derived from nice). Also needed for the v1 cgroup
 // join: with CONFIG_RT_GROUP_SCHED a real-time task cannot join a cpu group whose rt_runtime_us is 0
 // (every new group), so launches from a real-time worker failed there (EINVAL). The reset-on-fork
@@ -51,12 +50,11 @@ struct SchedAttr {  // struct sched_attr, SCHED_ATTR_SIZE_VER1 (its header clash
 };
 static_assert(sizeof(SchedAttr) == 56);
 
-bool resetScheduling(int32_t nice, Error& err) {
+bool resetScheduling(Error& err) {
   SchedAttr attr;
   sys::bzero(&attr, sizeof attr);
   attr.size = sizeof attr;
   attr.sched_policy = SCHED_NORMAL;
-  attr.sched_nice = nice;
   attr.sched_flags = SCHED_FLAG_UTIL_CLAMP_MIN | SCHED_FLAG_UTIL_CLAMP_MAX;
   attr.sched_util_min = attr.sched_util_max = (uint32_t)-1;  // -1: back to the system default
   long r = sc(__NR_sched_setattr, 0, &attr, 0);
@@ -67,7 +65,7 @@ bool resetScheduling(int32_t nice, Error& err) {
   }
   if (r == -EPERM) {  // lowering a positive nice needs CAP_SYS_NICE: keep it (20 - nice from getpriority)
     long cur = sc(__NR_getpriority, PRIO_PROCESS, 0);
-    attr.sched_nice = cur > 0 && cur < 20 && 20 - cur > nice ? (int32_t)(20 - cur) : nice;
+    attr.sched_nice = cur > 0 && cur < 20 ? (int32_t)(20 - cur) : 0;
     r = sc(__NR_sched_setattr, 0, &attr, 0);
   }
   if (r < 0) return fail(err, "sched", "sched_setattr", "", r);
@@ -140,7 +138,7 @@ bool execInit(const Args& a, Error& err) {
 bool run(const Args& a, int& reportFd, Error& err) {
   trace::mark(a.trace, trace::kChildStart);
   RETURN_ON_FAILURE(dieWithLauncher(err));
-  RETURN_ON_FAILURE(resetScheduling(0, err));
+  RETURN_ON_FAILURE(resetScheduling(err));
   RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
   ns::shareMountNsInChild(a.syncFd);
   RETURN_ON_FAILURE(resetSignals(err));
@@ -164,12 +162,7 @@ bool run(const Args& a, int& reportFd, Error& err) {
 // the image of the slot's last job), then sbx-init waits for the job.
 bool runZygote(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(dieWithLauncher(err));
-  // Before the join (see there); sbx-init waits as SCHED_OTHER. Made ahead at the background nice,
-  // so that it gives way to the jobs running; a job that takes it meanwhile sets 0 (zygote.cc) and
-  // renices us, perhaps before our own setting: then 0 again here, so we never stay below the job.
-  const int32_t background = a.nice ? a.nice->load() : 0;
-  RETURN_ON_FAILURE(resetScheduling(background, err));
-  if (background != 0 && a.nice->load() == 0) RETURN_ON_FAILURE(resetScheduling(0, err));
+  RETURN_ON_FAILURE(resetScheduling(err));  // before the join (see there), and sbx-init waits as SCHED_OTHER
   RETURN_ON_FAILURE(joinCgroups(a, err));  // made before clone: nothing it does escapes them
   RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
   ns::shareMountNsInChild(a.syncFd);

@@ -1,7 +1,6 @@
 // The setup child: runs on its own stack in the launcher's address space (clone3 CLONE_VM) inside
 // the job's new namespaces, does the privileged setup with raw syscalls only, then execs sbx-init.
 #pragma once
-#include <atomic>
 #include <stddef.h>
 #include "mnt.h"
 
@@ -25,9 +24,6 @@ struct Args {  // prepared by the launcher before clone, read-only afterwards
   bool zygote;
   const int* joinFds;  // zygote: the groups' `tasks` files, opened before clone (the groups are renamed
                        // when a job takes it, perhaps before the child got to join: an fd still works)
-  // zygote: the setup's nice, the background one (zygote.cc) until a job takes it, then 0 (P1);
-  // nullptr: 0. Read again after the child has set it, as take() may store 0 meanwhile.
-  const std::atomic<int32_t>* nice;
 };
 
 constexpr int kMinFd = 10;  // so dup3() onto 0..3 can never clobber a source fd

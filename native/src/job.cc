@@ -414,7 +414,7 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   for (const auto& f : j.joinFiles) j.joinPtrs.push_back(f.c_str());
   j.args = child::Args{-1, -1, -1, -1, gInit.get(), j.ops.data(), j.ops.size(), s.hostname.c_str(), s.hostname.size(),
                        j.initArgv.data(), j.initEnvp.data(), j.joinPtrs.data(), j.joinPtrs.size(), usernsFd, -1,
-                       j.tracing ? j.times : nullptr, false, nullptr, nullptr};
+                       j.tracing ? j.times : nullptr, false, nullptr};
   trace::mark(j.times, trace::kPlanned);
   return true;
 }

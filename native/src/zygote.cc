@@ -2,14 +2,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/capability.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,29 +67,6 @@ struct Maker {
 Maker& maker() {
   static auto* m = new Maker();  // never destroyed: the maker thread outlives static teardown
   return *m;
-}
-
-// Setups wait for their job at the lowest priority, so that making them gives way to the jobs
-// running and to the launcher reporting them (a launch right after the previous job's end competed
-// with its slot's refill). Only where the launcher holds CAP_SYS_NICE: raising a setup back to nice
-// 0 as a job takes it (boost()) needs it, and a worker container may not grant it. Else 0.
-int backgroundNice() {
-  static const int nice = [] {
-    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct d[2] = {};
-    bool canRenice = syscall(SYS_capget, &h, d) == 0 && (d[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32)));
-    return canRenice ? 19 : 0;
-  }();
-  return nice;
-}
-
-// The setup now carries a job: nice 0 (P1), before anything of the job runs. A setup still being
-// made (the job waits for it) must not be starved behind the jobs running either. The child re-reads
-// `nice` after setting its own (child.cc), so whichever of the two comes last leaves 0.
-void boost(Zygote& z) {
-  if (z.nice.load() == 0 || z.pid <= 0) return;
-  z.nice.store(0);
-  setpriority(PRIO_PROCESS, (id_t)z.pid, 0);  // ESRCH: it died, which take()'s caller finds out
 }
 
 bool raiseFd(Fd& f, Error& err) {
@@ -179,10 +154,9 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   Fd netns = ns::takeNetns();
   static char kName[] = "sbx-zygote";
   z->argv[0] = kName;
-  z->nice.store(backgroundNice());
   z->args = child::Args{childSync.get(), devnull.get(), devnull.get(), devnull.get(), initFd, z->ops.data(), z->ops.size(),
                         "", 0, z->argv, z->envp, z->joinPtrs.data(), z->joinPtrs.size(), usernsFd, netns.get(), nullptr,
-                        true, z->joinFds.data(), &z->nice};
+                        true, z->joinFds.data()};
   z->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (z->stack == MAP_FAILED) {
     z->stack = nullptr;
@@ -261,7 +235,6 @@ bool sameLayers(const Zygote& z, const spec::Spec& s) {
 
 // Killed now (off the critical path: reaped and its groups removed by the maker). Under `mu`.
 void killLater(std::unique_ptr<Zygote> z) {
-  boost(*z);  // a killed task still has to run to exit: not at the back of a busy host's queue
   if (z->pidfd.valid()) syscall(SYS_pidfd_send_signal, z->pidfd.get(), SIGKILL, nullptr, 0);
   maker().killed.push_back(std::move(z));
 }
@@ -277,10 +250,7 @@ std::unique_ptr<Zygote> take(const std::string& k, const spec::Spec& s, const st
   while (!it->second.empty()) {
     std::unique_ptr<Zygote> z = std::move(it->second.front());  // the oldest: the most likely ready
     it->second.pop_front();
-    if (z->image == image && z->config == config && alive(*z) && readStatus(*z) && sameLayers(*z, s)) {
-      boost(*z);
-      return z;
-    }
+    if (z->image == image && z->config == config && alive(*z) && readStatus(*z) && sameLayers(*z, s)) return z;
     killLater(std::move(z));  // another image or config, changed layers, or died (its setup failed, or was killed)
   }
   return nullptr;
@@ -368,7 +338,6 @@ void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
 void discard(std::unique_ptr<Zygote> z) {
   if (!z) return;
   if (z->pidfd.valid()) {
-    boost(*z);  // reaped right below: its exit must not wait behind the jobs running
     syscall(SYS_pidfd_send_signal, z->pidfd.get(), SIGKILL, nullptr, 0);
     siginfo_t si;
     syscall(SYS_waitid, P_PIDFD, z->pidfd.get(), &si, WEXITED, nullptr);

@@ -20,7 +20,6 @@
 // what is left. Only on cgroup v1 (v2 cannot rename a group; a v2 job's group must exist at clone
 // time under the job's name): v2 launches keep the direct path.
 #pragma once
-#include <atomic>
 #include <memory>
 #include <set>
 #include <string>
@@ -48,7 +47,6 @@ struct Zygote {
   Fd pidfd, sync;        // launcher ends
   Fd mntns;              // its mount namespace ('N'), read from the socket by take()
   bool ready = false;    // take() found 'R': the setup was done and waiting (diagnostics)
-  std::atomic<int32_t> nice{0};  // the setup's nice: the background one until a job takes it (zygote.cc)
   cgroup::Group group;   // pool-<pid>-<n>, until renamed to the job's
   // Read by the setup child until it has exec'd sbx-init (it shares our memory): kept as long as
   // the job runs.

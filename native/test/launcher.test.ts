@@ -457,19 +457,6 @@ describe('launcher', () => {
       closePool();
     });
 
-    it('a setup waits for its job at nice 19; the job it takes runs at nice 0 (P1)', { skip }, async () => {
-      closePool();
-      // field 19 of /proc/<pid>/stat, after the command name (which may hold spaces)
-      const niceOf = (stat: string) => Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
-      await run(baseSpec([rootfs], { slot: 17, argv: ['true'] }), opts);
-      const ready = await pooledPids(parent, 2);
-      assert.deepEqual(ready.map((pid) => niceOf(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'))), ready.map(() => 19), 'waiting setups');
-      const r = await run(baseSpec([rootfs], { slot: 17, argv: ['cat', '/proc/self/stat'] }), opts);
-      assert.ok(ready.includes(r.pid), 'from a pooled setup');
-      assert.equal(niceOf(r.stdout), 0, r.stdout);
-      closePool();
-    });
-
     it('a pooled job gets its own limits where they differ from those its setup was made with (raised, lowered)', { skip }, async () => {
       closePool();
       const memFile = (id: string, f: string) => {

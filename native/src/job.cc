@@ -19,7 +19,6 @@
 #include "ns.h"
 #include "proto.h"
 #include "recv_fds.h"
-#include "seccomp.h"
 #include "sys.h"
 #include "trace.h"
 #include "userns.h"

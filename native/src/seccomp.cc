@@ -4,9 +4,8 @@
 #include <linux/audit.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
-#include <sys/prctl.h>
+#include <stdint.h>
 #include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 

@@ -5,7 +5,6 @@
 #pragma once
 #include <linux/filter.h>
 #include <vector>
-#include "error.h"
 
 namespace sbx::seccomp {
 

@@ -82,13 +82,12 @@ it('a cached tag is served without contacting the registry, also after a restart
     assert.equal(first.pulled, true);
     await own.stop();
 
-    const started = performance.now();
+    // The registry is gone: the second acquire can only come from the cache (no clock bound, which a
+    // busy host would break; bench:pull measures how fast a hit is).
     const second = await store.acquire(`${own.host}/cache/busybox:v1`);
-    const ms = performance.now() - started;
     assert.equal(second.pulled, false);
     assert.deepEqual(second.layerDirs, first.layerDirs);
     assert.equal(second.digest, first.digest);
-    assert.ok(ms < 5, `cache hit took ${ms.toFixed(3)} ms`);
     const byDigest = await store.acquire(`${own.host}/cache/busybox@${first.digest}`);
     assert.equal(byDigest.pulled, false, 'a digest already cached needs no registry either');
     assert.deepEqual(byDigest.layerDirs, first.layerDirs);

@@ -6,7 +6,7 @@
  *   npx tsx worker/bench/pull-profile.ts [zstd] [--runs N]
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startRegistry } from '../../test/harness/registry.ts';
@@ -43,4 +43,5 @@ for (let i = 0; i < runs; i++) {
   await store.close();
 }
 await registry.stop?.();
+await rm(workDir, { recursive: true, force: true });
 process.exit(0);

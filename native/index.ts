@@ -83,6 +83,12 @@ export type EndInfo = Omit<ExitInfo, 'cleanupError'>;
 
 export interface Launched {
   pid: number;
+  /**
+   * The job's cgroup directories (v1: one per hierarchy; v2: one). `<cgroupParent>/<spec.id>`, except
+   * on cgroup v2 for a job started in a pooled setup: a v2 group cannot be renamed, so the job keeps
+   * the setup's, `<cgroupParent>/pool-<launcher pid>-<n>`. Removed with the job (`exited`).
+   */
+  cgroups: string[];
   /** With `tty` these two end empty: the terminal (`tty.output`) carries all output. */
   stdout: Readable;
   stderr: Readable;
@@ -159,14 +165,16 @@ export interface LaunchOptions {
   /** Diagnostics (`npm run bench:launcher -- --phases`): `ExitInfo.phases` gets the launch's phase times. */
   trace?: boolean;
   /**
-   * Pooled setups (default true; cgroup v1 hosts): after a launch on a slot, the next jobs' setups
+   * Pooled setups (default true): after a launch on a slot, the next jobs' setups
    * for that slot are made ahead for that launch's image (lowerDirs, diskBytes) and limits: cgroups
    * with the limits written, pid/mount/uts/ipc/net/cgroup namespaces, the whole mount program up to
    * pivot_root, sbx-init waiting. Each is used by one job only, never reused; a job of another image
    * (or whose layer directories changed) discards them and does all of it itself. Costs two idle
    * sbx-init processes (and their namespaces, mounts and cgroups) per slot in use;
-   * closePool() or the process's exit removes them, sweep() removes a crashed process's. false: every
-   * launch does all of it itself (cgroup v2 always does: a v2 group cannot be renamed).
+   * closePool() or the process's exit removes them, sweep() removes a crashed process's. On cgroup v1
+   * a job's groups are renamed to its id when it takes a setup; a v2 group cannot be renamed, so
+   * there the job runs in the setup's group (`Launched.cgroups`). false: every launch does all of it
+   * itself.
    */
   pool?: boolean;
 }
@@ -210,7 +218,7 @@ interface NativeExit {
   cleanupError?: NativeError;
   phases?: Record<string, number>;
 }
-interface NativeLaunched { handle: number; pid: number; stdoutFd: number; stderrFd: number; stdinFd: number }
+interface NativeLaunched { handle: number; pid: number; stdoutFd: number; stderrFd: number; stdinFd: number; cgroups: string[] }
 interface Native {
   init(initPath: string): void;
   probe(): { cgroup: 'v1' | 'v2' | 'none'; ok: boolean; missing: string[]; features: Record<string, boolean> };
@@ -227,6 +235,7 @@ interface Native {
   liveJobs(): number;
   closePool(): number;
   poolSize(): number;
+  pooledGroupDirs(): string[];
 }
 
 const buildDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build', 'Release');
@@ -316,6 +325,14 @@ export function closePool(): number {
 /** Number of pooled setups this process holds (for leak tests). */
 export function poolSize(): number {
   return native().poolSize();
+}
+
+/**
+ * The cgroup directories of this process's pooled setups (made ahead and idle, being made, or being
+ * discarded); not those of jobs that started in one (`Launched.cgroups`). For leak tests.
+ */
+export function pooledGroupDirs(): string[] {
+  return native().pooledGroupDirs();
 }
 
 /** Number of jobs the native side still tracks (for leak tests). */
@@ -433,6 +450,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   if (jobTty && spec.stdin) void jobTty.write(spec.stdin);
   return {
     pid: h.pid,
+    cgroups: h.cgroups,
     stdout,
     stderr,
     ...(spec.openStdin && !spec.tty && stdin ? { stdin } : {}),

@@ -83,6 +83,10 @@ Napi::Value Launch(const Napi::CallbackInfo& info) {
   r.Set("stdoutFd", fds.stdoutFd);
   r.Set("stderrFd", fds.stderrFd);
   r.Set("stdinFd", fds.stdinFd);
+  const auto& dirs = job::groupDirsOf(j);
+  Napi::Array cgroups = Napi::Array::New(env, dirs.size());
+  for (size_t i = 0; i < dirs.size(); i++) cgroups.Set((uint32_t)i, dirs[i]);
+  r.Set("cgroups", cgroups);
   return r;
 }
 
@@ -150,6 +154,17 @@ Napi::Value PoolSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)zygote::count());
 }
 
+// pooledGroupDirs(): the cgroup directories of the pooled setups (made, being made, or being
+// discarded), not of the jobs that started in one.
+Napi::Value PooledGroupDirs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::set<std::string> dirs = zygote::groupDirs();
+  Napi::Array out = Napi::Array::New(env, dirs.size());
+  uint32_t i = 0;
+  for (const auto& d : dirs) out.Set(i++, d);
+  return out;
+}
+
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init));
   exports.Set("probe", Napi::Function::New(env, Probe));
@@ -162,6 +177,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("liveJobs", Napi::Function::New(env, LiveJobs));
   exports.Set("closePool", Napi::Function::New(env, ClosePool));
   exports.Set("poolSize", Napi::Function::New(env, PoolSize));
+  exports.Set("pooledGroupDirs", Napi::Function::New(env, PooledGroupDirs));
   // At the environment's teardown (the process exiting normally): no pooled setup outlives us
   // (they would die by pdeathsig anyway, but their cgroups would stay until the next sweep()).
   napi_add_env_cleanup_hook(env, [](void*) { zygote::closeAll(); }, nullptr);

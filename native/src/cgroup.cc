@@ -233,6 +233,14 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
   return fail(err, "cgroup-create", "", "/sys/fs/cgroup", ENOSYS, kHost);
 }
 
+bool sameLimits(const spec::Limits& a, const spec::Limits& b) {
+  return a.memoryBytes == b.memoryBytes && a.pids == b.pids && a.cpus == b.cpus;
+}
+
+bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& to, const Group& g, Error& err) {
+  return g.v2 ? v2::changeLimits(h, from, to, g, err) : v1::changeLimits(h, from, to, g, err);
+}
+
 std::vector<std::string> selfJoinFiles(const Group& g) {
   std::vector<std::string> out;
   if (!g.v2)

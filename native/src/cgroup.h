@@ -59,6 +59,10 @@ bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes,
 // urandom tty ptmx pts); -1 = any minor.
 struct DevRule { uint32_t major; int32_t minor; };
 extern const DevRule kAllowedDevices[8];
+// Pooled setups (zygote.h): a group made with one job's limits gets another's, only what differs
+// (v1: memory+swap never below memory at any step).
+bool sameLimits(const spec::Limits& a, const spec::Limits& b);
+bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& to, const Group& g, Error& err);
 // v1: the files the setup child writes "0" to, to join by itself (see cgroup_v1.cc); v2: none
 // (clone3 CLONE_INTO_CGROUP).
 std::vector<std::string> selfJoinFiles(const Group& g);
@@ -84,15 +88,12 @@ bool removeDir(const std::string& dir, Error& err);  // rmdir with a short retry
 namespace v1 {
 void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
-// Pooled setups (zygote.h): the group made ahead without the job's limits, then renamed to the
-// job's name and limited when the job arrives.
+// Pooled setups (zygote.h): the group made ahead with the slot's last job's limits, then renamed to
+// the job's name and given its limits when the job arrives.
 bool createDirs(const Host& h, const std::string& parent, Group& g, Error& err);
 bool rename(Group& from, Group& to, Error& err);
 bool writeLimits(const Host& h, const spec::Limits& l, const Group& g, Error& err);
-// A group that has `from`'s limits (writeLimits) gets `to`'s: only what differs, memory+swap never
-// below memory at any step.
 bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& to, const Group& g, Error& err);
-bool sameLimits(const spec::Limits& a, const spec::Limits& b);
 bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
 int killAll(const Group& g);
 int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left);
@@ -100,6 +101,7 @@ int sweep(const Host& h, const std::string& parent, const std::set<std::string>&
 namespace v2 {
 void plan(const Host& h, const std::string& parent, const std::string& id, Group& g);
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err);
+bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& to, const Group& g, Error& err);
 bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes, uint64_t pids, Error& err);
 int killAll(const Group& g);
 int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left);

@@ -149,10 +149,6 @@ bool writeLimits(const Host& h, const spec::Limits& l, const Group& g, Error& er
          writeCpu(false, g.cpu, l.cpus, err);
 }
 
-bool sameLimits(const spec::Limits& a, const spec::Limits& b) {
-  return a.memoryBytes == b.memoryBytes && a.pids == b.pids && a.cpus == b.cpus;
-}
-
 bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& to, const Group& g, Error& err) {
   if (to.memoryBytes != from.memoryBytes) {
     std::string b = std::to_string(to.memoryBytes);

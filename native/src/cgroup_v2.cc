@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <mutex>
 #include <set>
 
 #include "cgroup.h"
@@ -85,9 +86,12 @@ std::vector<struct bpf_insn> deviceProgram() {
   return p;
 }
 
-// Loaded once; the fd (O_CLOEXEC from the kernel) is kept for the process lifetime.
+// Loaded once; the fd (O_CLOEXEC from the kernel) is kept for the process lifetime. Node's thread
+// and the pooled setups' maker (zygote.cc) both create groups.
 bool deviceProgFd(int& fd, Error& err) {
   static Fd progFd;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
   if (!progFd.valid()) {
     static const std::vector<struct bpf_insn> prog = deviceProgram();
     static const char license[] = "Apache-2.0";
@@ -134,9 +138,13 @@ void plan(const Host& h, const std::string& parent, const std::string& id, Group
 
 bool create(const Host& h, const std::string& parent, const spec::Limits& l, Group& g, Error& err) {
   static std::set<std::string> preparedParents;  // subtree_control written once per parent
-  if (!preparedParents.count(parent)) {
-    RETURN_ON_FAILURE(prepareParent(h, parent, err));
-    preparedParents.insert(parent);
+  static std::mutex mu;                          // Node's thread and the pooled setups' maker (zygote.cc)
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!preparedParents.count(parent)) {
+      RETURN_ON_FAILURE(prepareParent(h, parent, err));
+      preparedParents.insert(parent);
+    }
   }
   const std::string& dir = g.dirs[0];
   bool made = mkdir(dir.c_str(), 0755) == 0;
@@ -160,6 +168,14 @@ bool create(const Host& h, const std::string& parent, const spec::Limits& l, Gro
     remove(g, ignored);
   }
   return ok;
+}
+
+bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& to, const Group& g, Error& err) {
+  const std::string& dir = g.dirs[0];
+  if (to.memoryBytes != from.memoryBytes && has(h, "memory")) RETURN_ON_FAILURE(writeFile(dir + "/memory.max", std::to_string(to.memoryBytes), err, "cgroup-memory"));
+  if (to.pids != from.pids && has(h, "pids")) RETURN_ON_FAILURE(writePids(true, dir, to.pids, err));
+  if (to.cpus != from.cpus && has(h, "cpu")) RETURN_ON_FAILURE(writeCpu(true, dir, to.cpus, err));
+  return true;
 }
 
 int killAll(const Group& g) {

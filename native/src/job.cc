@@ -513,10 +513,20 @@ bool sendJob(int sock, const std::string& msg, const LaunchFds& f, Error& err) {
   return true;
 }
 
+// The job's groups become the setup's: v1 renames them to the job's name; a v2 group cannot be
+// renamed (nor its process moved: its cgroup namespace is rooted there), so the job keeps the
+// setup's group, pool-<launcher pid>-<n> (Launched.cgroups names it).
+bool adoptGroup(zygote::Zygote& z, Job& j, Error& err) {
+  if (!z.group.v2) return cgroup::v1::rename(z.group, j.group, err);
+  j.group = std::move(z.group);
+  z.group = cgroup::Group();
+  return true;
+}
+
 // Set the job's hostname in the setup's uts namespace (its sbx-init has dropped the privilege to),
 // send it the job, write the job's limits where they differ from the ones its groups were made
 // with, then "G" (sbx-init starts nothing of the job before it: the limits are in place by then),
-// then rename its groups to the job's.
+// then make its groups the job's.
 bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& host, LaunchFds& f,
                  const std::string& msg, Error& err) {
   j.startNs = nowNs();
@@ -525,14 +535,14 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
             openStdio(j, f, err) && sendJob(z->sync.get(), msg, f, err);
   trace::mark(j.times, trace::kCloned);
   for (Fd* childEnd : {&f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies (or never will)
-  ok = ok && (cgroup::v1::sameLimits(z->limits, j.spec.limits) || cgroup::v1::changeLimits(host, z->limits, j.spec.limits, z->group, err)) &&
-       sendAll(z->sync.get(), "G", 1, err) && (renamed = cgroup::v1::rename(z->group, j.group, err));
+  ok = ok && (cgroup::sameLimits(z->limits, j.spec.limits) || cgroup::changeLimits(host, z->limits, j.spec.limits, z->group, err)) &&
+       sendAll(z->sync.get(), "G", 1, err) && (renamed = adoptGroup(*z, j, err));
   if (!ok) {
     // The pooled sbx-init failed the job's own setup (e.g. a layer that cannot be mounted) and
     // exited, perhaps after take() found it alive: its report says why, not the EPIPE of our send
     // or the ESRCH of entering its namespace.
     if (peerGone(err)) queuedFailure(z->sync.get(), err);
-    if (renamed) {  // the job's group now: killed and removed with the job's name (not reached: rename is last)
+    if (renamed) {  // the job's group now: killed and removed with the job (not reached: adopting is last)
       j.pidfd = std::move(z->pidfd);
       abortChild(j);
       Error ignored;
@@ -642,5 +652,6 @@ std::set<std::string> liveGroupDirs() {
   return dirs;
 }
 int handleOf(const Job* j) { return j->handle; }
+const std::vector<std::string>& groupDirsOf(const Job* j) { return j->group.dirs; }
 
 }  // namespace sbx::job

@@ -37,5 +37,8 @@ size_t liveJobs();
 // Every cgroup directory of the jobs this process still runs (sweep() leaves them alone).
 std::set<std::string> liveGroupDirs();
 int handleOf(const Job* j);
+// The job's cgroup directories (v1: one per hierarchy; v2: one): <parent>/<job id>, or on v2 the
+// pooled setup's group it started in (<parent>/pool-<launcher pid>-<n>).
+const std::vector<std::string>& groupDirsOf(const Job* j);
 
 }  // namespace sbx::job

@@ -60,6 +60,7 @@ struct Maker {
   std::vector<std::unique_ptr<Zygote>> killed;   // killed by take(), removed by the maker
   std::deque<Request> requests;                  // at most one per key (a newer one replaces it)
   std::set<std::string> inflight;                // group dirs of setups being made (sweep() spares them)
+  std::set<std::string> dropping;                // group dirs of setups taken out to be discarded, until they are
   bool started = false, busy = false;
   uint64_t generation = 0;                       // closeAll() bumps it: setups made before are dropped
   std::map<std::string, Failures> failures;
@@ -112,12 +113,18 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
     std::lock_guard<std::mutex> lock(maker().mu);
     maker().inflight.insert(planned.begin(), planned.end());
   }
-  RETURN_ON_FAILURE(cgroup::v1::createDirs(h, o.cgroupParent, z->group, err));
+  // The same group, limits and device rules as a direct launch makes. v1: the child joins it itself
+  // (joinFiles, below); v2: clone3 puts the child in it (CLONE_INTO_CGROUP), so it exists first.
+  if (z->group.v2) {
+    RETURN_ON_FAILURE(cgroup::create(h, o.cgroupParent, s.limits, z->group, err));
+  } else {
+    RETURN_ON_FAILURE(cgroup::v1::createDirs(h, o.cgroupParent, z->group, err));
+  }
   struct Undo {
     cgroup::Group* g;
     ~Undo() { if (g) { Error e; cgroup::remove(*g, e); } }
   } undo{&z->group};
-  RETURN_ON_FAILURE(cgroup::v1::writeLimits(h, s.limits, z->group, err));  // the same as a direct launch writes
+  if (!z->group.v2) RETURN_ON_FAILURE(cgroup::v1::writeLimits(h, s.limits, z->group, err));
   z->limits = s.limits;
   z->config = config;
   // The image's layer directories, cloned here (open_tree(OPEN_TREE_CLONE): detached mounts, in no
@@ -163,7 +170,8 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
     return fail(err, "pool", "mmap", "stack", errno);
   }
   ns::Clone c;
-  RETURN_ON_FAILURE(ns::cloneChild(ns::kCloneFlags, -1, z->stack, kStackSize, child::main, &z->args, c, err));
+  RETURN_ON_FAILURE(ns::cloneChild(ns::kCloneFlags, z->group.v2 ? z->group.dirFd.get() : -1, z->stack, kStackSize, child::main,
+                                   &z->args, c, err));
   z->pid = c.pid;
   z->pidfd = std::move(c.pidfd);
   // Its sbx-init reads this first, and drops every privilege with it before it reports ready.
@@ -186,11 +194,11 @@ Zygote::~Zygote() {
 }
 
 bool usable(const cgroup::Host& h, const spec::Options& o) {
-  return o.pool && h.mode == cgroup::Mode::kV1 && o.cgroupV2Root.empty() && mnt::pooledUsable(o);
+  return o.pool && (h.mode == cgroup::Mode::kV1 || h.mode == cgroup::Mode::kV2) && mnt::pooledUsable(o);
 }
 
 std::string key(const spec::Options& o, uint32_t slot) {
-  return o.stateDir + "\n" + o.cgroupParent + "\n" + (o.userns ? "u" : "-") + std::to_string(o.uidBase) + "\n" +
+  return o.stateDir + "\n" + o.cgroupV2Root + "\n" + o.cgroupParent + "\n" + (o.userns ? "u" : "-") + std::to_string(o.uidBase) + "\n" +
          (o.devicesCgroup ? "d" : "-") + "\n" + std::to_string(slot);
 }
 
@@ -258,6 +266,22 @@ std::unique_ptr<Zygote> take(const std::string& k, const spec::Spec& s, const st
 
 namespace {
 
+// Discard setups taken out of the pool (under `mu`, their dirs were put in Maker::dropping): listed
+// by groupDirs() until their processes are reaped and their groups removed.
+void discardListed(std::vector<std::unique_ptr<Zygote>>& zs) {
+  Maker& m = maker();
+  std::vector<std::string> dirs;
+  for (auto& z : zs) {
+    dirs.insert(dirs.end(), z->group.dirs.begin(), z->group.dirs.end());
+    discard(std::move(z));
+  }
+  std::lock_guard<std::mutex> lock(m.mu);
+  for (const auto& d : dirs) m.dropping.erase(d);
+}
+
+// Under `mu`: `z` leaves the pool to be discarded; its groups stay listed until discardListed().
+void markDropping(const Zygote& z) { maker().dropping.insert(z.group.dirs.begin(), z.group.dirs.end()); }
+
 // Maker thread: remove what take() killed and the key's setups made for another image or config,
 // then make the key's missing ones for this spec.
 void refillNow(const Request& r) {
@@ -277,8 +301,9 @@ void refillNow(const Request& r) {
       drop.push_back(std::move(*it));
       it = q.erase(it);
     }
+    for (const auto& z : drop) markDropping(*z);
   }
-  for (auto& z : drop) discard(std::move(z));
+  discardListed(drop);
   Failures& f = m.failures[k];
   if (f.image != image + config) f = Failures{image + config, 0};
   while (f.n < kMaxFailures) {
@@ -290,14 +315,18 @@ void refillNow(const Request& r) {
     std::vector<std::string> planned;
     Error err;
     bool ok = create(*r.host, r.options, r.spec, r.config, r.initFd, z, planned, err);
-    std::unique_ptr<Zygote> stale;
+    std::vector<std::unique_ptr<Zygote>> stale;
     {
       std::lock_guard<std::mutex> lock(m.mu);
       for (const auto& d : planned) m.inflight.erase(d);
-      if (ok && m.generation == generation) m.pool[k].push_back(std::move(z));
-      else if (ok) stale = std::move(z);  // closeAll() ran meanwhile
+      if (ok && m.generation == generation) {
+        m.pool[k].push_back(std::move(z));
+      } else if (ok) {  // closeAll() ran meanwhile
+        markDropping(*z);
+        stale.push_back(std::move(z));
+      }
     }
-    if (stale) return discard(std::move(stale));
+    if (!stale.empty()) return discardListed(stale);
     f.n = ok ? 0 : f.n + 1;
   }
 }
@@ -365,8 +394,9 @@ int closeAll() {
         n++;
       }
     m.pool.clear();
+    for (const auto& z : all) markDropping(*z);
   }
-  for (auto& z : all) discard(std::move(z));
+  discardListed(all);
   return n;
 }
 
@@ -374,6 +404,7 @@ std::set<std::string> groupDirs() {
   Maker& m = maker();
   std::lock_guard<std::mutex> lock(m.mu);
   std::set<std::string> dirs = m.inflight;
+  dirs.insert(m.dropping.begin(), m.dropping.end());
   for (const auto& [k, q] : m.pool)
     for (const auto& z : q) dirs.insert(z->group.dirs.begin(), z->group.dirs.end());
   for (const auto& z : m.killed) dirs.insert(z->group.dirs.begin(), z->group.dirs.end());

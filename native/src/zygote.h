@@ -1,9 +1,13 @@
 // Pooled setups ("zygotes"): for each slot, a job's worth of setup made ahead of time for the image
 // of the slot's last job (the same lowerDirs and disk size), used by exactly one job, never reused:
-//   - the job's cgroups (v1: one directory per hierarchy, device allow-list and the limits of the
-//     slot's last job written), named <parent>/pool-<launcher pid>-<n> until the job arrives, then
-//     given the job's limits where they differ, and renamed to <parent>/<job id>;
-//   - the pid 1 of a new pid namespace, in those cgroups, with new mount, uts, ipc, net and cgroup
+//   - the job's cgroups with the limits of the slot's last job written (v1: one directory per
+//     hierarchy and the device allow-list; v2: one directory and the BPF device program), named
+//     <parent>/pool-<launcher pid>-<n> until the job arrives, then given the job's limits where they
+//     differ; v1 renames them to <parent>/<job id>, v2 cannot rename a group (nor move the setup's
+//     pid 1 out: its cgroup namespace is rooted there), so a v2 job keeps the pool name
+//     (Launched.cgroups);
+//   - the pid 1 of a new pid namespace, in those cgroups (v1: it joins them itself; v2: clone3
+//     CLONE_INTO_CGROUP), with new mount, uts, ipc, net and cgroup
 //     namespaces, having run the direct path's whole mount program (mnt::buildOps: scratch tmpfs,
 //     the image's layers as read-only (idmapped) clones of the directories the launcher opened,
 //     overlay, /proc, /dev, /sys with their masks, /dev/shm, pivot_root), then sbx-init, which
@@ -14,11 +18,10 @@
 // it mounted (same device and inode) and the job's init config is the one it dropped privileges
 // with; it sets the job's hostname in the setup's uts namespace (from this thread: sbx-init no
 // longer can), sends the job, writes the limits that differ, sends "G" (sbx-init starts nothing of
-// the job before: the limits are in place), renames the groups. Setups made for another image,
-// config or layers are killed and removed instead, and the job takes the direct path. Then the next ones for that slot are made,
-// for this job's image (refill). The launcher's exit (pdeathsig), closeAll() and sweep() remove
-// what is left. Only on cgroup v1 (v2 cannot rename a group; a v2 job's group must exist at clone
-// time under the job's name): v2 launches keep the direct path.
+// the job before: the limits are in place), and makes the groups the job's. Setups made for another
+// image, config or layers are killed and removed instead, and the job takes the direct path. Then the
+// next ones for that slot are made, for this job's image (refill). The launcher's exit (pdeathsig),
+// closeAll() and sweep() remove what is left.
 #pragma once
 #include <memory>
 #include <set>

@@ -5,7 +5,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { closePool, launch, poolSize, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
+import { closePool, launch, pooledGroupDirs, poolSize, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 
 /** The controllers the launcher uses (cgroup.cc: required memory pids cpu cpuacct freezer; optional devices). */
 export const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices'] as const;
@@ -143,34 +143,72 @@ export function cgroupDirsOf(pid: number, o: LaunchOptions = {}): string[] {
 }
 
 /**
- * While the job runs: its groups are exactly cgroupDirs(parent, id) (so leftover checks look where
- * the launcher really works), each exists and lists `pid`. Returns the directories.
+ * The group each job of these tests ran in when it is not <parent>/<id>: on cgroup v2 a job started
+ * in a pooled setup keeps the setup's group, <parent>/pool-<launcher pid>-<n> (Launched.cgroups),
+ * because a v2 group cannot be renamed. Noted by run() and assertJobCgroups(); read by the checks below.
  */
-export function assertJobCgroups(pid: number, parent: string, id: string, o: LaunchOptions = {}): string[] {
-  const want = cgroupDirs(parent, id, o);
-  // On v1 the job's pid 1 (or its pooled setup, if still being made) joins its groups itself, before
-  // sbx-init reads the job's config and so before anything of the job runs, but possibly just after
-  // launch() resolved: wait for that, a bounded time (synchronously: callers are sync callbacks).
-  const sorted = [...want].sort();
-  const sleeper = new Int32Array(new SharedArrayBuffer(4));
-  for (const deadline = Date.now() + 2000; Date.now() < deadline; Atomics.wait(sleeper, 0, 0, 5)) {
-    if (JSON.stringify(cgroupDirsOf(pid, o).sort()) === JSON.stringify(sorted)) break;
-  }
-  assert.deepEqual(cgroupDirsOf(pid, o).sort(), sorted, `groups of pid ${pid}`);
-  for (const d of want) {
-    assert.ok(fs.existsSync(d), `${d} missing while the job runs`);
-    assert.ok(fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid)), `${pid} not in ${d}`);
-  }
-  return want;
+const pooledJobGroups = new Map<string, string[]>();
+
+/** A pooled setup's group of this process under `parent` (v2), by its path. */
+function isOwnPoolGroup(dir: string, parent: string, o: LaunchOptions): boolean {
+  return cgroupMode(o) === 'v2' && new RegExp(`^${escapeRegExp(path.join(v2Root(o), parent))}/pool-${process.pid}-\\d+$`).test(dir);
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Notes where a launched job's groups are (run() does it; so do tests that launch() themselves). */
+export function noteJobGroups(id: string, j: Pick<Launched, 'cgroups'>): void {
+  if (j.cgroups.length === 1 && /\/pool-\d+-\d+$/.test(j.cgroups[0]!)) pooledJobGroups.set(id, [...j.cgroups]);
+}
+
+/** The job's group directories: <parent>/<id> (cgroupDirs), or the pooled setup's group it kept (v2). */
+export function jobCgroupDirs(parent: string, id: string, o: LaunchOptions = {}): string[] {
+  return pooledJobGroups.get(id) ?? cgroupDirs(parent, id, o);
 }
 
 /**
- * After a job: none of its group directories is left, in parent directories that do exist (so the
- * check cannot pass because it looks in the wrong place).
+ * While the job runs: its groups are exactly its own (<parent>/<id>; on v2, or the pooled setup's
+ * group of this process it started in, which no other job and no idle setup has), so leftover checks
+ * look where the launcher really works; each exists and lists `pid`. Returns the directories.
+ */
+export function assertJobCgroups(pid: number, parent: string, id: string, o: LaunchOptions = {}): string[] {
+  // On v1 the job's pid 1 (or its pooled setup, if still being made) joins its groups itself, before
+  // sbx-init reads the job's config and so before anything of the job runs, but possibly just after
+  // launch() resolved: wait for that, a bounded time (synchronously: callers are sync callbacks).
+  const named = [...cgroupDirs(parent, id, o)].sort();
+  const accepted = (dirs: string[]): boolean => {
+    const s = [...dirs].sort();
+    if (JSON.stringify(s) === JSON.stringify(named)) return true;
+    const noted = pooledJobGroups.get(id);
+    if (noted) return JSON.stringify(s) === JSON.stringify([...noted].sort());
+    // v2, a pooled start: one group, a pool group of this process that no idle setup holds any more.
+    return s.length === 1 && isOwnPoolGroup(s[0]!, parent, o) && !pooledGroupDirs().includes(s[0]!) &&
+      ![...pooledJobGroups.values()].some((d) => d[0] === s[0]);
+  };
+  const sleeper = new Int32Array(new SharedArrayBuffer(4));
+  for (const deadline = Date.now() + 2000; Date.now() < deadline; Atomics.wait(sleeper, 0, 0, 5)) {
+    if (accepted(cgroupDirsOf(pid, o))) break;
+  }
+  const actual = cgroupDirsOf(pid, o).sort();
+  assert.ok(accepted(actual), `groups of pid ${pid}: ${JSON.stringify(actual)}, expected ${JSON.stringify(pooledJobGroups.get(id) ?? named)}${cgroupMode(o) === 'v2' ? ` or a pool-${process.pid}-<n> group of a pooled start` : ''}`);
+  if (JSON.stringify(actual) !== JSON.stringify(named)) pooledJobGroups.set(id, actual);
+  for (const d of actual) {
+    assert.ok(fs.existsSync(d), `${d} missing while the job runs`);
+    assert.ok(fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').includes(String(pid)), `${pid} not in ${d}`);
+  }
+  return actual;
+}
+
+/**
+ * After a job: none of its group directories is left (<parent>/<id>, and the pooled setup's group it
+ * kept on v2), in parent directories that do exist (so the check cannot pass because it looks in the
+ * wrong place).
  */
 export function assertCgroupsGone(parent: string, id: string, o: LaunchOptions = {}): void {
   for (const d of cgroupDirs(parent, undefined, o)) assert.ok(fs.existsSync(d), `cgroup parent ${d} does not exist`);
-  for (const d of cgroupDirs(parent, id, o)) assert.equal(fs.existsSync(d), false, `cgroup ${d} left behind`);
+  for (const d of [...cgroupDirs(parent, id, o), ...(pooledJobGroups.get(id) ?? [])]) assert.equal(fs.existsSync(d), false, `cgroup ${d} left behind`);
 }
 
 export function uniqueParent(tag: string): string {
@@ -281,6 +319,7 @@ export interface RunResult { stdout: string; stderr: string; exit: ExitInfo; pid
 /** Run to completion. `started` (if given) is called once the command runs, before its output is read. */
 export async function run(spec: LaunchSpec, opts: LaunchOptions, started?: (j: Launched) => void): Promise<RunResult> {
   const j = await launch(spec, opts);
+  noteJobGroups(spec.id, j);
   if (started) {
     try {
       started(j);
@@ -301,29 +340,44 @@ export async function run(spec: LaunchSpec, opts: LaunchOptions, started?: (j: L
   return { stdout, stderr, exit, pid: j.pid };
 }
 
-/** Every host process whose cgroup path mentions `parent`. */
+/**
+ * Every host process whose cgroup path mentions `parent`. The launcher's pooled setups
+ * (LaunchOptions.pool) wait in <parent>/pool-<pid>-<n>: made ahead for the next job, not left by
+ * one. `pooled: true` counts only those; by default they are not counted. A job that started in a
+ * pooled setup on cgroup v2 keeps that group's name (Launched.cgroups) and counts as a job.
+ */
 export function processesIn(parent: string, o: { pooled?: boolean } = {}): number[] {
   const pids: number[] = [];
-  // The launcher's pooled setups (LaunchOptions.pool) wait in <parent>/pool-<pid>-<n>: made ahead
-  // for the next job, not left by one. `pooled: true` counts only those; by default they are not counted.
-  const pooled = `/${parent}/pool-`;
+  // This process's setups as the launcher lists them; another process's (a fixture's) by their name.
+  const own = `pool-${process.pid}-`;
+  const idleOwn = new Set(pooledGroupDirs().map((d) => path.basename(d)));
+  const jobs = new Set([...pooledJobGroups.values()].map((d) => path.basename(d[0]!)));
+  const inIdleSetup = (line: string): boolean => {
+    const m = new RegExp(`/${escapeRegExp(parent)}/(pool-\\d+-\\d+)$`).exec(line);
+    if (m === null || jobs.has(m[1]!)) return false;
+    return !m[1]!.startsWith(own) || idleOwn.has(m[1]!);
+  };
   for (const p of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     try {
       const lines = fs.readFileSync(`/proc/${p}/cgroup`, 'utf8').split('\n').filter((l) => l.includes(`/${parent}/`));
-      const inPool = lines.length > 0 && lines.every((l) => l.includes(pooled));
+      const inPool = lines.length > 0 && lines.every(inIdleSetup);
       if (lines.length > 0 && inPool === !!o.pooled) pids.push(Number(p));
     } catch { /* exited */ }
   }
   return pids;
 }
 
-/** Names of the pooled setups' groups (`pool-<pid>-<n>`) under `parent`, in any hierarchy. */
+/**
+ * Names of the pooled setups' groups (`pool-<pid>-<n>`) under `parent`, in any hierarchy; not those
+ * that jobs started in on cgroup v2 (noted by run() and assertJobCgroups()).
+ */
 export function pooledGroups(parent: string, o: LaunchOptions = {}): string[] {
   const names = new Set<string>();
+  const jobs = new Set([...pooledJobGroups.values()].map((d) => path.basename(d[0]!)));
   for (const d of cgroupDirs(parent, undefined, o)) {
     try {
-      for (const n of fs.readdirSync(d)) if (/^pool-\d+-\d+$/.test(n)) names.add(n);
+      for (const n of fs.readdirSync(d)) if (/^pool-\d+-\d+$/.test(n) && !jobs.has(n)) names.add(n);
     } catch { /* no such hierarchy dir */ }
   }
   return [...names].sort();

@@ -5,9 +5,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { closePool, launch, liveJobs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions } from '../index.ts';
+import { closePool, launch, liveJobs, pooledGroupDirs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions } from '../index.ts';
 import {
-  assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, makeTempDir, mountsUnder,
+  assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, jobCgroupDirs, makeTempDir, mountsUnder, noteJobGroups,
   mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
 } from './helpers.ts';
 import { promisify } from 'node:util';
@@ -260,16 +260,16 @@ describe('launcher', () => {
     }
   });
 
-  describe('pooled setups (LaunchOptions.pool, cgroup v1)', () => {
+  describe('pooled setups (LaunchOptions.pool)', () => {
     const v1 = cgroupLayout().mode === 'v1';
-    const skip = v1 ? false : 'cgroup v2: no pooled setups (a v2 group cannot be renamed), every launch is direct';
+    const skip = false;
     const waitForPooledProcess = async (p: string): Promise<number[]> => {
       // the pooled setup joins its group first thing, but after clone returned: wait for it
       for (let i = 0; i < 200 && processesIn(p, { pooled: true }).length === 0; i++) await new Promise((r) => setTimeout(r, 10));
       return processesIn(p, { pooled: true });
     };
 
-    it('a launch makes the slot\'s next setup ahead; the next job on that slot runs in it, under its own name; closePool() removes the rest', { skip }, async () => {
+    it('a launch makes the slot\'s next setup ahead; the next job on that slot runs in it (v1: renamed to its own name; v2: in the setup\'s group); closePool() removes the rest', { skip }, async () => {
       closePool();
       const first = await run(baseSpec([rootfs], { slot: 7 }), opts);
       assert.equal(first.exit.exitCode, 0);
@@ -294,8 +294,15 @@ describe('launcher', () => {
       const j = await launch(spec, opts);
       try {
         assert.equal(j.pid, pooledPid, 'the job\'s pid 1 is the pooled setup');
-        assertJobCgroups(j.pid, parent, spec.id); // renamed to the job's name
-        assert.ok(!pooledGroups(parent).includes(pooledName), 'the pooled name is gone');
+        if (v1) {
+          assert.deepEqual([...j.cgroups].sort(), [...cgroupDirs(parent, spec.id)].sort(), 'renamed to the job\'s name');
+        } else {
+          // A v2 group cannot be renamed: the job keeps the setup's, which is no idle setup's any more.
+          assert.deepEqual(j.cgroups, [path.join(cgroupLayout().v2Root, parent, pooledName)], 'the job keeps the setup\'s group');
+          assert.ok(!pooledGroupDirs().includes(j.cgroups[0]!), 'no longer listed as a pooled setup');
+        }
+        assert.deepEqual(assertJobCgroups(j.pid, parent, spec.id).sort(), [...j.cgroups].sort());
+        assert.ok(!pooledGroups(parent).includes(pooledName), 'the pooled name is no idle setup\'s');
         assert.equal(poolSize(), 1, 'the other one waits; the next is made once this job has ended');
       } finally {
         j.kill();
@@ -323,9 +330,9 @@ describe('launcher', () => {
         a.stderr.resume();
         a.kill();
         await a.exited;
-        const ready = v1 ? await pooledPids(parent, 2) : [];
+        const ready = await pooledPids(parent, 2);
         const b = await run(baseSpec([rootfs], { slot: 8, argv: ['sh', '-c', script] }), opts);
-        if (v1) assert.ok(ready.includes(b.pid), 'the second job ran in a pooled setup');
+        assert.ok(ready.includes(b.pid), 'the second job ran in a pooled setup');
         const lb = b.stdout.trim().split('\n');
         assert.equal(lb.length, ns.length, b.stdout + b.stderr);
         for (let i = 0; i < ns.length; i++) assert.notEqual(la[i], lb[i], `${ns[i]} namespace reused`);
@@ -460,7 +467,7 @@ describe('launcher', () => {
     it('a pooled job gets its own limits where they differ from those its setup was made with (raised, lowered)', { skip }, async () => {
       closePool();
       const memFile = (id: string, f: string) => {
-        const d = cgroupDirs(parent, id).find((x) => fs.existsSync(path.join(x, f)));
+        const d = jobCgroupDirs(parent, id).find((x) => fs.existsSync(path.join(x, f)));
         return d ? fs.readFileSync(path.join(d, f), 'utf8').trim() : null;
       };
       const limits = [
@@ -473,13 +480,19 @@ describe('launcher', () => {
         const spec = baseSpec([rootfs], { slot: 14, argv: ['sleep', '30'] });
         spec.limits = { ...spec.limits, ...l };
         const j = await launch(spec, opts);
+        noteJobGroups(spec.id, j);
         try {
           if (i > 0) assert.ok(ready.includes(j.pid), 'from a pooled setup');
-          assert.equal(memFile(spec.id, 'memory.limit_in_bytes'), String(l.memoryBytes));
-          const memsw = memFile(spec.id, 'memory.memsw.limit_in_bytes');
-          if (memsw !== null) assert.equal(memsw, String(l.memoryBytes));
           assert.equal(memFile(spec.id, 'pids.max'), String(l.pids));
-          assert.equal(memFile(spec.id, 'cpu.cfs_quota_us'), String(l.cpus * 100000));
+          if (v1) {
+            assert.equal(memFile(spec.id, 'memory.limit_in_bytes'), String(l.memoryBytes));
+            const memsw = memFile(spec.id, 'memory.memsw.limit_in_bytes');
+            if (memsw !== null) assert.equal(memsw, String(l.memoryBytes));
+            assert.equal(memFile(spec.id, 'cpu.cfs_quota_us'), String(l.cpus * 100000));
+          } else {
+            assert.equal(memFile(spec.id, 'memory.max'), String(l.memoryBytes));
+            assert.equal(memFile(spec.id, 'cpu.max'), `${l.cpus * 100000} 100000`);
+          }
         } finally {
           j.kill();
           await j.exited;
@@ -576,7 +589,7 @@ describe('launcher', () => {
     // the socket (libuv: status UV_EBADF) before its report is read: same error expected.
     const hold = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300);
     for (const o of [{ ...opts, pool: false }, opts]) {
-      if (o.pool !== false) await run(baseSpec([rootfs], { slot: 11 }), o); // makes the slot's pooled setups (v1)
+      if (o.pool !== false) await run(baseSpec([rootfs], { slot: 11 }), o); // makes the slot's pooled setups
       for (let i = 0; i < 21; i++) {
         const spec = baseSpec([rootfs, '/proc/sys'], { slot: 11 });
         const p = launch(spec, o);
@@ -592,12 +605,16 @@ describe('launcher', () => {
   });
 
   it('`ended` reports the outcome before the teardown (the groups still exist), `exited` after it with the same values', async () => {
-    for (const [argv, code] of [[['sh', '-c', 'exit 7'], 7], [['true'], 0]] as const) { // direct, then pooled (v1)
+    for (const [argv, code] of [[['sh', '-c', 'exit 7'], 7], [['true'], 0]] as const) { // direct, then pooled
       const spec = baseSpec([rootfs], { argv: [...argv] });
       const j = await launch(spec, opts);
+      noteJobGroups(spec.id, j);
       j.stdout.resume();
       j.stderr.resume();
-      const dirs = cgroupDirs(parent, spec.id);
+      const dirs = j.cgroups;
+      const named = cgroupDirs(parent, spec.id);
+      const pooledV2 = cgroupLayout().mode === 'v2' && dirs.length === 1 && dirs[0]!.startsWith(path.join(cgroupLayout().v2Root, parent, `pool-${process.pid}-`));
+      assert.ok(pooledV2 || JSON.stringify([...dirs].sort()) === JSON.stringify([...named].sort()), `the job's groups: ${JSON.stringify(dirs)}`);
       let atEnded: boolean[] = [];
       // Checked synchronously in the callback: the native side removes the groups only after the
       // 'ended' callback (and the microtasks it queued) returned.

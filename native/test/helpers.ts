@@ -349,23 +349,37 @@ export async function run(spec: LaunchSpec, opts: LaunchOptions, started?: (j: L
 export function processesIn(parent: string, o: { pooled?: boolean } = {}): number[] {
   const pids: number[] = [];
   // This process's setups as the launcher lists them; another process's (a fixture's) by their name.
+  // The launcher's maker thread adds and removes setups while /proc is read: a setup listed before
+  // or after the scan is one (it is listed from before its group exists until its process is reaped).
   const own = `pool-${process.pid}-`;
   const idleOwn = new Set(pooledGroupDirs().map((d) => path.basename(d)));
   const jobs = new Set([...pooledJobGroups.values()].map((d) => path.basename(d[0]!)));
-  const inIdleSetup = (line: string): boolean => {
-    const m = new RegExp(`/${escapeRegExp(parent)}/(pool-\\d+-\\d+)$`).exec(line);
-    if (m === null || jobs.has(m[1]!)) return false;
-    return !m[1]!.startsWith(own) || idleOwn.has(m[1]!);
-  };
+  const seen: Array<{ pid: number; pools: Array<string | null> }> = [];
   for (const p of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     try {
       const lines = fs.readFileSync(`/proc/${p}/cgroup`, 'utf8').split('\n').filter((l) => l.includes(`/${parent}/`));
-      const inPool = lines.length > 0 && lines.every(inIdleSetup);
-      if (lines.length > 0 && inPool === !!o.pooled) pids.push(Number(p));
+      if (lines.length > 0) seen.push({ pid: Number(p), pools: lines.map((l) => new RegExp(`/${escapeRegExp(parent)}/(pool-\\d+-\\d+)$`).exec(l)?.[1] ?? null) });
     } catch { /* exited */ }
   }
+  for (const d of pooledGroupDirs()) idleOwn.add(path.basename(d));
+  const idleSetup = (name: string | null): boolean => name !== null && !jobs.has(name) && (!name.startsWith(own) || idleOwn.has(name));
+  for (const { pid, pools } of seen) if (pools.every(idleSetup) === !!o.pooled) pids.push(pid);
   return pids;
+}
+
+/** What a leftover-check failure should show of `pids`: each one's comm, cgroup lines, and this process's idle setups' groups. */
+export function describeProcesses(pids: number[], parent: string): string {
+  const one = (pid: number): string => {
+    try {
+      const comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      const groups = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter((l) => l.includes(`/${parent}/`));
+      return `${pid} ${comm} in ${groups.join(' ')}`;
+    } catch {
+      return `${pid} (gone)`;
+    }
+  };
+  return `${pids.map(one).join('; ')}; idle setups: ${pooledGroupDirs().map((d) => path.basename(d)).join(' ') || 'none'}`;
 }
 
 /**

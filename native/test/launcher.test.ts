@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { closePool, launch, liveJobs, pooledGroupDirs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions } from '../index.ts';
 import {
-  assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, jobCgroupDirs, makeTempDir, mountsUnder, noteJobGroups,
+  assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, describeProcesses, jobCgroupDirs, makeTempDir, mountsUnder, noteJobGroups,
   mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
 } from './helpers.ts';
 import { promisify } from 'node:util';
@@ -32,7 +32,8 @@ function assertNoMountLeaks(): void {
 
 function assertNoLeftovers(id: string): void {
   assertCgroupsGone(parent, id);
-  assert.deepEqual(processesIn(parent), [], 'processes left in the cgroup parent');
+  const left = processesIn(parent);
+  assert.deepEqual(left, [], `processes left in the cgroup parent: ${describeProcesses(left, parent)}`);
   assertNoMountLeaks();
 }
 

@@ -166,6 +166,8 @@ export class JobRunner {
       if (!stillOurs) return void logger.warn({ jobId: id }, 'job was settled as lost before it started here (this worker looked dead): not started');
       const launchSpec = withInteractive(built, stored.spec);
       const launched = await this.start(id, launchSpec);
+      // Where to look on the host: its cgroups are <parent>/<id>, or on cgroup v2 the pooled setup's group it started in.
+      logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
       const sink = new RedisOutputSink(this.deps.store, id, stored.spec.limits.outputBytes);
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);

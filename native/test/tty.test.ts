@@ -69,12 +69,13 @@ describe('tty jobs', () => {
   it('gives the command a terminal of the job\'s own devpts as controlling terminal in a new session, fds 0-2 only', async () => {
     const { out, exit } = await ttyRun([probe]);
     const r = kv(out);
+    const seen = ` (terminal output: ${JSON.stringify(out)}; exit: ${JSON.stringify(exit)})`;
     assert.equal(exit.exitCode, 0, out);
-    assert.equal(r.get('isatty'), '1,1,1');
-    assert.equal(r.get('sid_is_pid'), '1', 'the command leads a new session');
-    assert.equal(r.get('pgrp_is_fg'), '1', 'the terminal is its controlling terminal, its group in the foreground');
-    assert.equal(r.get('ttyname'), '/dev/pts/0', 'the first pty of a devpts instance of the job\'s own');
-    assert.equal(r.get('maxfd'), '2', 'no fd but 0-2 (no master, no sync socket)');
+    assert.equal(r.get('isatty'), '1,1,1', `isatty${seen}`);
+    assert.equal(r.get('sid_is_pid'), '1', `the command leads a new session${seen}`);
+    assert.equal(r.get('pgrp_is_fg'), '1', `the terminal is its controlling terminal, its group in the foreground${seen}`);
+    assert.equal(r.get('ttyname'), '/dev/pts/0', `the first pty of a devpts instance of the job's own${seen}`);
+    assert.equal(r.get('maxfd'), '2', `no fd but 0-2 (no master, no sync socket)${seen}`);
   });
 
   it('P22: TIOCSTI and TIOCLINUX fail on the job\'s own terminal (seccomp)', async () => {

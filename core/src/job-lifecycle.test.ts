@@ -41,7 +41,7 @@ async function claimed(worker: string): Promise<JobDocument> {
   const doc = newJobDocument(spec);
   assert.ok(await store.create(spec, doc));
   const mine = { ...doc, status: 'pulling' as const, worker };
-  assert.equal(await store.transition(mine, ['queued'], 'status'), 'ok');
+  assert.equal(await store.claim(mine, false), 'ok');
   return mine;
 }
 
@@ -66,6 +66,29 @@ test('a job whose worker recorded its start ends worker_lost and is never run tw
   assert.equal(now.status, 'error');
   assert.equal(now.error?.code, 'worker_lost');
   assert.equal(await queue.queue.getJob(requeueEntryId(doc.id, 2)), undefined);
+});
+
+test('a claim that starts the job at once (image cached, slot free) records the start: lost after it, the job is never run twice; a losing claim records nothing', async () => {
+  const id = `j_lc${++n}`;
+  const spec = { id, tenant: 't', image: 'x/y:1', command: ['true'], entrypoint: null, env: {}, workdir: null, user: null, stdin: null, limits: { memoryBytes: 1, cpus: 1, pids: 1, timeoutMs: 1000, outputBytes: 1, diskBytes: 1, cpuTimeMs: null, openFiles: 1 }, network: 'none', labels: {}, registryAuth: null, createdAt: new Date().toISOString() } as JobSpec;
+  const doc = newJobDocument(spec);
+  assert.ok(await store.create(spec, doc));
+  const mine = { ...doc, status: 'pulling' as const, worker: 'w1' };
+  const theirs = { ...doc, status: 'pulling' as const, worker: 'w2' };
+  assert.equal(await store.claim(mine, true), 'ok');
+  assert.equal(await store.claim(mine, true), 'ok', 'a replayed claim is applied once');
+  assert.equal(await store.claim(theirs, true), 'pulling', 'the second claim loses');
+  assert.equal(await redis.hget(keys.jobState(id), 'started'), '1');
+  assert.equal((await settleLostJob(store, recovery, mine))?.outcome, 'lost');
+  assert.equal((await store.getDoc(id))!.error?.code, 'worker_lost');
+
+  // Without startsNow the claim records no start (the worker marks it before the command: markStarted).
+  const plain = await claimed('w3');
+  assert.equal(await redis.hget(keys.jobState(plain.id), 'started'), null);
+  // A claim that loses records nothing either, though it asks to start: the job is queued again, not lost.
+  assert.equal(await store.claim({ ...plain, worker: 'w4' }, true), 'pulling');
+  assert.equal(await redis.hget(keys.jobState(plain.id), 'started'), null);
+  assert.equal((await settleLostJob(store, recovery, plain))?.outcome, 'requeued');
 });
 
 test('a slow worker whose job was requeued can neither start it nor end it; the new attempt is untouched', async () => {

@@ -27,7 +27,7 @@ const SCRIPTS = {
 
 interface ScriptedClient {
   sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number, sealedAuth: string, waiter: string): Promise<number>;
-  sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number, attempt: string): Promise<string>;
+  sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number, attempt: string, startedAttempt: string): Promise<string>;
   sbxRecordCallback(k1: string, state: string): Promise<number>;
 }
 
@@ -195,10 +195,26 @@ export class JobStore {
       eventType, data, this.keys.jobNotify(doc.id), eventType === 'exit' ? this.ttlSeconds : 0,
       // From `pulling`, only the attempt this document is of (a requeued job: core/src/job-attempts.ts).
       from.includes('pulling') ? String(doc.attempts ?? 1) : '',
+      '',
     );
     if (result === 'ok' && eventType === 'exit') await this.finished(doc, tenant);
     else if (webhookIntent !== null) await this.redis.zrem(this.keys.webhooksPending(), doc.id); // finished elsewhere: theirs
     return result;
+  }
+
+  /**
+   * A worker's claim: `queued` → `doc.status` (pulling), compare-and-set as transition(). With
+   * `startsNow`, the same step also records the attempt as started (job-attempts.ts markStarted): for
+   * a job that will run at once (image cached, a slot free), so no second round trip precedes its
+   * command. The cost: a worker lost between the claim and the command ends the job worker_lost
+   * rather than queueing it again.
+   */
+  async claim(doc: JobDocument, startsNow: boolean): Promise<string> {
+    return this.scripted.sbxTransitionJob(
+      this.keys.jobState(doc.id), this.keys.jobEvents(doc.id), 'queued', doc.status, JSON.stringify(doc),
+      'status', `{"status":${JSON.stringify(doc.status)}}`, this.keys.jobNotify(doc.id), 0, '',
+      startsNow ? String(doc.attempts ?? 1) : '',
+    );
   }
 
   /**

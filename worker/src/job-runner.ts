@@ -131,21 +131,34 @@ export class JobRunner {
     // flag is read right behind the claim, in the same write and round trip: a cancel flagged after
     // that read is published after it too, and reaches cancel() (cancelsBeforeActive until active).
     if (!this.active.has(id)) this.held.add(id);
-    const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.transition(doc, ['queued'], 'status'), store.isCancelRequested(id)] as const);
+    // A job that can run at once (its image in this host's cache, a slot free) is recorded as started
+    // with its claim (JobStore.claim): its command is then not held back by a round trip of its own.
+    const startsNow = placement?.imageCached === true && this.deps.slots.available > 0;
+    const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.claim(doc, startsNow), store.isCancelRequested(id)] as const);
     cancelRead.catch(() => {}); // awaited below once claimed; never an unhandled rejection meanwhile
-    const [, claimed] = await Promise.all([added, claiming]);
+    const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
+    // A cached image is looked up while the claim is in flight (given back if the claim fails); the
+    // cancel flag read with the claim (a cancel that raced with it) applies once claimed.
+    let acquiring = placement?.imageCached ? this.acquire(stored.spec, job, stored.sealedAuth) : null;
+    acquiring?.catch(() => {}); // awaited below, or released; never an unhandled rejection meanwhile
+    const [, claimed] = await Promise.all([added, claiming]).catch((e: unknown) => {
+      acquiring?.then((i) => i.release(), () => {});
+      throw e;
+    });
     claimSettled?.();
-    if (claimed !== 'ok') return void (this.active.has(id) || (await directory.removeRunning(workerId, id).catch(() => {}), this.held.delete(id), this.cancelsBeforeActive.delete(id)));
+    if (claimed !== 'ok') {
+      job.abort.abort();
+      acquiring?.then((i) => i.release(), () => {});
+      return void (this.active.has(id) || (await directory.removeRunning(workerId, id).catch(() => {}), this.held.delete(id), this.cancelsBeforeActive.delete(id)));
+    }
     this.deps.metrics.queueSeconds.observe(doc.timings.queueMs! / 1000);
 
-    const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
     this.active.set(id, job);
     let slot: number | null = null;
     let teardown: Promise<void> | undefined;
     let image: AcquiredImage | null = null;
     let interactive: InteractiveSession | null = null;
-    // The image lookup starts at once; the cancel flag read with the claim (a cancel that raced with it) applies then.
-    const acquiring = this.acquire(stored.spec, job, stored.sealedAuth);
+    acquiring ??= this.acquire(stored.spec, job, stored.sealedAuth);
     acquiring.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     try {
       const cancelledEarly = this.cancelsBeforeActive.delete(id);
@@ -162,7 +175,7 @@ export class JobRunner {
 
       // The point of no return, recorded before the command executes (job-attempts.ts): if this worker
       // is lost from here on the job ends worker_lost; before it, it may be queued again elsewhere.
-      const [built, stillOurs] = await Promise.all([buildLaunchSpec(stored.spec, image, slot), this.attempts.markStarted(id, attemptOf(doc))]);
+      const [built, stillOurs] = await Promise.all([buildLaunchSpec(stored.spec, image, slot), startsNow || this.attempts.markStarted(id, attemptOf(doc))]);
       if (!stillOurs) return void logger.warn({ jobId: id }, 'job was settled as lost before it started here (this worker looked dead): not started');
       const launchSpec = withInteractive(built, stored.spec);
       const launched = await this.start(id, launchSpec);
@@ -176,17 +189,17 @@ export class JobRunner {
       const startedAt = new Date();
       doc = { ...doc, status: 'running', timings: { ...doc.timings, startedAt: startedAt.toISOString(), startMs: startedAt.getTime() - pulledAt.getTime() } };
       this.deps.metrics.startSeconds.observe((startedAt.getTime() - pulledAt.getTime()) / 1000);
-      const moved = await store.transition(doc, ['pulling'], 'status');
-      if (moved !== 'ok') {
-        launched.kill(); // finished elsewhere meanwhile (e.g. declared lost): do not keep running it
-        this.cleanup.report(id, await launched.exited);
-        return;
-      }
-      sink.open();
+      // `running` is recorded while the command runs, not before it may end: a short job's end is
+      // often known by the time Redis answers. Its output is held back until then (the stream keeps
+      // its order), and a job finished elsewhere meanwhile (e.g. declared lost) is killed.
+      const moving = store.transition(doc, ['pulling'], 'status');
+      moving.then((m) => (m === 'ok' ? sink.open() : launched.kill()), () => launched.kill());
       // The outcome is known before the launcher removes the job's cgroups: record it without waiting
       // for that; the slot is given back only once the teardown is done (finally, below).
       teardown = launched.exited.then((e) => this.cleanup.report(id, e));
-      const exit = { ...(await launched.ended), outputTruncated: false };
+      const ending = launched.ended;
+      if ((await moving) !== 'ok') return;
+      const exit = { ...(await ending), outputTruncated: false };
       // Every process of the job is gone or being killed by now (pid 1 got SIGKILL with the outcome), so
       // the pipes reach EOF within moments; never wait on them forever.
       const drainTimer = setTimeout(() => (launched.stdout.destroy(), launched.stderr.destroy()), PIPE_DRAIN_MS);

@@ -9,6 +9,9 @@
   ARGV[6] notify channel      ARGV[7] ttl seconds to set on both keys, or 0 to leave it
   ARGV[8] the attempt the caller holds, or '' not to check: a job a lost worker left `pulling` can
           be queued again (requeueJob-2), so `pulling` alone could be another worker's later attempt
+  ARGV[9] the attempt to record as started with this move (field `started`, as startJob-1: a worker
+          claiming a job whose command it starts at once), or '' (absent) for none; the job must be
+          in that attempt
   An 'exit' event (the job ended, whatever the status and whoever ends it) deletes the job's sealed
   registryAuth (field 'auth'): credentials live no longer than the job; and its stdin stream
   (<same prefix>:stdin, interactive jobs), so no frame outlives it; and pings the inbox of the API
@@ -30,7 +33,10 @@ for s in string.gmatch(ARGV[1], '[^,]+') do
 end
 if not allowed then return current end
 if ARGV[8] ~= '' and (redis.call('HGET', KEYS[1], 'attempt') or '1') ~= ARGV[8] then return 'attempt' end
+local started = ARGV[9] or ''
+if started ~= '' and (redis.call('HGET', KEYS[1], 'attempt') or '1') ~= started then return 'attempt' end
 redis.call('HSET', KEYS[1], 'status', ARGV[2], 'doc', ARGV[3])
+if started ~= '' then redis.call('HSET', KEYS[1], 'started', started) end
 if ARGV[4] == 'exit' then
   redis.call('HDEL', KEYS[1], 'auth')
   -- an interactive job's stdin stream (core/src/stdin-stream.ts) ends with it: same hash tag, same slot

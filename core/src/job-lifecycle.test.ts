@@ -91,6 +91,21 @@ test('a claim that starts the job at once (image cached, slot free) records the 
   assert.equal((await settleLostJob(store, recovery, plain))?.outcome, 'requeued');
 });
 
+test('output sent right behind the move to running lands after it; once the job was ended elsewhere (or in another attempt) none lands', async () => {
+  const doc = await claimed('w1');
+  const running = { ...doc, status: 'running' as const };
+  // Sent back to back without waiting, as the worker does: Redis applies them in this order.
+  const [moved, appended] = await Promise.all([store.transition(running, ['pulling'], 'status'), store.appendOutput(doc.id, 1, [{ type: 'stdout', data: 'hello\n' }])]);
+  assert.deepEqual([moved, appended], ['ok', true]);
+  assert.equal(await store.appendOutput(doc.id, 2, [{ type: 'stdout', data: 'another attempt\n' }]), false);
+  // A janitor ends it (worker_lost); the worker, not knowing yet, sends more.
+  assert.equal(await store.transition({ ...running, status: 'error', error: { code: 'worker_lost', message: 'x' } }, ['running'], 'exit'), 'ok');
+  assert.equal(await store.appendOutput(doc.id, 1, [{ type: 'stdout', data: 'too late\n' }]), false);
+  const events = await store.readEvents(doc.id, '0');
+  assert.deepEqual(events.map((e) => e.type), ['status', 'status', 'status', 'stdout', 'exit']);
+  assert.deepEqual(JSON.parse(events[3]!.data), { data: 'hello\n' });
+});
+
 test('a slow worker whose job was requeued can neither start it nor end it; the new attempt is untouched', async () => {
   const doc = await claimed('slow');
   assert.equal((await settleLostJob(store, recovery, doc))?.outcome, 'requeued');

@@ -181,7 +181,7 @@ export class JobRunner {
       const launched = await this.start(id, launchSpec);
       // Where to look on the host: its cgroups are <parent>/<id>, or on cgroup v2 the pooled setup's group it started in.
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
-      const sink = new RedisOutputSink(this.deps.store, id, stored.spec.limits.outputBytes);
+      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes);
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);
       job.launched = launched;
@@ -189,17 +189,17 @@ export class JobRunner {
       const startedAt = new Date();
       doc = { ...doc, status: 'running', timings: { ...doc.timings, startedAt: startedAt.toISOString(), startMs: startedAt.getTime() - pulledAt.getTime() } };
       this.deps.metrics.startSeconds.observe((startedAt.getTime() - pulledAt.getTime()) / 1000);
-      // `running` is recorded while the command runs, not before it may end: a short job's end is
-      // often known by the time Redis answers. Its output is held back until then (the stream keeps
-      // its order), and a job finished elsewhere meanwhile (e.g. declared lost) is killed.
+      // `running` is recorded while the command runs; its output and its end follow on the same
+      // connection without waiting for the answer (Redis applies them in order; the output only while
+      // the job is running here: appendOutput-2.lua), so a short job's end is not held back by a round
+      // trip. A job finished elsewhere meanwhile (e.g. declared lost) is killed when the answer comes.
       const moving = store.transition(doc, ['pulling'], 'status');
-      moving.then((m) => (m === 'ok' ? sink.open() : launched.kill()), () => launched.kill());
+      sink.open();
+      moving.then((m) => m === 'ok' || launched.kill(), () => launched.kill());
       // The outcome is known before the launcher removes the job's cgroups: record it without waiting
       // for that; the slot is given back only once the teardown is done (finally, below).
       teardown = launched.exited.then((e) => this.cleanup.report(id, e));
-      const ending = launched.ended;
-      if ((await moving) !== 'ok') return;
-      const exit = { ...(await ending), outputTruncated: false };
+      const exit = { ...(await launched.ended), outputTruncated: false };
       // Every process of the job is gone or being killed by now (pid 1 got SIGKILL with the outcome), so
       // the pipes reach EOF within moments; never wait on them forever.
       const drainTimer = setTimeout(() => (launched.stdout.destroy(), launched.stderr.destroy()), PIPE_DRAIN_MS);

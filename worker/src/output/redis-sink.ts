@@ -4,7 +4,9 @@
  * limits.outputBytes (the rest is drained and dropped, and `truncated` says so), and appends are
  * batched: while one write to Redis is in flight, new chunks queue up and go out in the next one.
  * Attach the pipes as soon as the process exists (so no byte and no end is missed); output is held
- * back until open() — after the `running` status event — so the stream keeps its order.
+ * back until open(), called once the `running` transition is sent (same connection: Redis applies
+ * it first), so the stream keeps its order. Redis appends only while the job is `running` in this
+ * attempt (appendOutput-2.lua); once it refuses (the job was ended elsewhere) the rest is dropped.
  */
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
@@ -20,11 +22,14 @@ export class RedisOutputSink {
   private inFlight: Promise<void> | null = null;
   private failure: unknown = null;
   private held = true;
+  /** Redis refused an append: the job is no longer running here. */
+  private refused = false;
   truncated = false;
 
   constructor(
     private readonly store: JobStore,
     private readonly jobId: string,
+    private readonly attempt: number,
     private readonly capBytes: number,
   ) {}
 
@@ -81,8 +86,12 @@ export class RedisOutputSink {
 
   private kick(): void {
     const batch = this.pending.splice(0);
+    if (this.refused) return;
     this.inFlight = this.store
-      .appendOutput(this.jobId, batch)
+      .appendOutput(this.jobId, this.attempt, batch)
+      .then((appended) => {
+        if (!appended) this.refused = true;
+      })
       .catch((e: unknown) => {
         this.failure = e;
       })

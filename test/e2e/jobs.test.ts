@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { hostname } from 'node:os';
 import { useStack } from '../harness/use-stack.ts';
+import { parseServerSentEvents } from '../../client/src/sse.ts';
 
 let image: string;
 const e2e = useStack({}, { then: ({ stack }) => void (image = stack.images.busybox) });
@@ -39,6 +40,42 @@ describe('a job from submit to exit', () => {
     const firstOut = events.findIndex((e) => e.event === 'stdout');
     const resumed = await e2e.api.events(sub.body.id, { lastEventId: events[firstOut]!.id! });
     assert.deepEqual(resumed.map((e) => e.id), events.slice(firstOut + 1).map((e) => e.id));
+  });
+
+  test('?stream=true submits and follows in one request: the events GET /events sends, Location names the job; not with wait', async () => {
+    const post = (query: string, body: Record<string, unknown>) => fetch(`${e2e.api.baseUrl}/v1/jobs?${query}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    const job = { image, command: ['sh', '-c', 'echo one; echo two >&2; exit 4'], idempotencyKey: `stream-${Date.now()}` };
+    const res = await post('stream=true', job);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const id = /^\/v1\/jobs\/(j_\w+)$/.exec(res.headers.get('location') ?? '')?.[1];
+    assert.ok(id, `Location: ${res.headers.get('location')}`);
+    const streamed = [];
+    for await (const e of parseServerSentEvents(res.body!)) streamed.push(e);
+    const withIds = streamed.filter((e) => e.event !== 'queue');
+    assert.deepEqual(withIds.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data).status), ['queued', 'pulling', 'running']);
+    assert.equal(withIds.filter((e) => e.event === 'stdout').map((e) => JSON.parse(e.data).data).join(''), 'one\n');
+    assert.equal(withIds.filter((e) => e.event === 'stderr').map((e) => JSON.parse(e.data).data).join(''), 'two\n');
+    const exit = JSON.parse(withIds.at(-1)!.data);
+    assert.deepEqual([withIds.at(-1)!.event, exit.id, exit.status, exit.exitCode], ['exit', id, 'failed', 4]);
+    // Exactly what GET /v1/jobs/{id}/events replays for it, event ids included.
+    const replayed = await e2e.api.events(id);
+    assert.deepEqual(withIds.map((e) => [e.event, e.id, e.data]), replayed.filter((e) => e.event !== 'queue').map((e) => [e.event, e.id, e.data]));
+    // The same idempotency key streams the same job again (replayed, as it has ended), not a new one.
+    const again = await post('stream=true', job);
+    assert.equal(again.headers.get('location'), `/v1/jobs/${id}`);
+    const second = [];
+    for await (const e of parseServerSentEvents(again.body!)) if (e.event !== 'queue') second.push([e.event, e.id]);
+    assert.deepEqual(second, withIds.map((e) => [e.event, e.id]));
+
+    const both = await post('stream=true&wait=true', { image, command: ['true'] });
+    assert.equal(both.status, 400);
+    const body = (await both.json()) as { error: { code: string; details: Array<{ path: string }> } };
+    assert.equal(body.error.code, 'invalid_request');
+    assert.deepEqual(body.error.details.map((d) => d.path), ['stream']);
+    const bad = await post('stream=true', { image, command: 'not a list' });
+    assert.equal(bad.status, 400);
+    assert.match(bad.headers.get('content-type') ?? '', /application\/json/);
   });
 
   test('?wait=true answers 200 with the output; a non-zero exit is failed with its code', async () => {

@@ -10,15 +10,21 @@ import { JobWatch } from '../job-waiter.ts';
 import { jsonBody } from '../middleware/json-body.ts';
 import { ErrorBody, errors, flag, json } from '../openapi.ts';
 import { clientGoneSignal } from '../client-gone.ts';
+import { InvalidRequestError } from '../../../core/src/errors.ts';
+import { streamJobEvents } from '../job-event-stream.ts';
+import { Doorbell } from '../job-events-hub.ts';
 
 export const jobsCreateRoute = createRoute({
   method: 'post', path: '/v1/jobs', summary: 'Submit a job', tags: ['jobs'],
   request: {
-    query: z.object({ wait: flag('`true`: answer when the job ends (at most the server\'s wait cap), with its output') }),
+    query: z.object({
+      wait: flag('`true`: answer when the job ends (at most the server\'s wait cap), with its output'),
+      stream: flag('`true`: answer with the job\'s events as Server-Sent Events from its creation on, exactly as GET /v1/jobs/{id}/events sends them (Location names the job): submit and follow in one request. Not with wait'),
+    }),
     body: { required: true, content: { 'application/json': { schema: JobRequest } } },
   },
   responses: {
-    200: json(JobDocument, 'With ?wait=true: the finished job, including output'),
+    200: { description: 'With ?wait=true: the finished job, including output. With ?stream=true: its events (text/event-stream), as GET /v1/jobs/{id}/events', content: { 'application/json': { schema: JobDocument }, 'text/event-stream': { schema: z.string() } } },
     202: json(JobDocument, 'Accepted (Location: /v1/jobs/{id}); with ?wait=true the job as it stands when the wait cap passed'),
     ...errors, 413: json(ErrorBody, 'Body too large'), 415: json(ErrorBody, 'Not application/json'),
     429: json(ErrorBody, 'rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up; Retry-After says when to retry'),
@@ -33,6 +39,8 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     const tenant = c.get('tenant');
     const quota = c.get('quota');
     const wait = c.req.valid('query').wait === 'true';
+    const follow = c.req.valid('query').stream === 'true';
+    if (wait && follow) throw new InvalidRequestError('wait and stream cannot both be true: wait answers once the job ends, stream follows it as it runs', [{ path: 'stream', message: 'cannot be combined with wait=true' }]);
     const id = newJobId();
     checkCallbackUrl(req.callbackUrl, tenant, deps.config.env); // a secret for the tenant; http only to allow-listed hosts
     const spec = buildJobSpec(req, id, tenant, tenantLimitsPolicy(deps.config.limits, quota), new Date());
@@ -40,6 +48,10 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     // With ?wait=true, watch for the new job's end: through this process's inbox, named as the job's
     // waiter when it is created (no SUBSCRIBE per job), else subscribed while it is created and queued.
     let watching = wait ? JobWatch.beforeCreate(deps, id) : null;
+    // With ?stream=true, subscribed to the new job's pings while it is created: none is missed.
+    const bell = new Doorbell();
+    let following = follow ? deps.hub.watch(deps.keys.jobNotify(id), bell.ring) : null;
+    following?.catch(() => {}); // awaited below, or dropped in finally
     try {
       let doc: JobDocument;
       const existingId = req.idempotencyKey ? await claimIdempotencyKey(deps, tenant, req.idempotencyKey, id) : null;
@@ -49,6 +61,10 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         if (watching) {
           (await watching).close();
           watching = JobWatch.open(deps, existing.id);
+        }
+        if (following) {
+          (await following)();
+          following = deps.hub.watch(deps.keys.jobNotify(existing.id), bell.ring);
         }
       } else {
         // Quota (429 when used up), queue priority, and the image recorded as this tenant's.
@@ -67,6 +83,11 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       }
 
       c.header('Location', `/v1/jobs/${doc.id}`);
+      if (following) {
+        const unwatch = await following;
+        following = null; // the stream ends the subscription
+        return streamJobEvents(c, deps, doc, '0', bell, unwatch);
+      }
       if (watching && !isFinished(doc.status)) {
         // After the exit ping, document and output come in one round trip.
         doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, clientGoneSignal(c), true)) ?? doc;
@@ -77,6 +98,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       return c.json(doc, 202);
     } finally {
       if (watching) void watching.then((w) => w.close(), () => {});
+      if (following) void following.then((unwatch) => unwatch(), () => {});
     }
   });
 }

@@ -1,0 +1,108 @@
+/**
+ * A job's events as Server-Sent Events, read from its Redis Stream: every event's `id:` is its
+ * stream id, so `Last-Event-ID` / `?lastEventId=` resumes exactly after it; a finished job replays
+ * its record and the stream closes after `exit`. While the job is queued, a `queue` event (data
+ * {position}, 1 = next; no `id:`, it is not in the stream) is sent at once and whenever the position
+ * changes, and {position: null} once when it leaves the queue; a job queued again after its worker
+ * was lost (status queued, attempts n) is queued again here too, under its attempt's queue entry.
+ * Served by GET /v1/jobs/{id}/events and by POST /v1/jobs?stream=true (submit and follow at once).
+ */
+import type { Context } from 'hono';
+import { streamSSE } from 'hono/streaming';
+import { errorBody } from '../../core/src/errors.ts';
+import { attemptOf } from '../../core/src/job-attempts.ts';
+import { requeueEntryId } from '../../core/src/job-queue.ts';
+import { isFinished, type JobDocument } from '../../core/src/job-spec.ts';
+import type { AppDeps, AppEnv } from './deps.ts';
+import { checkWorkerAlive } from './job-access.ts';
+import type { Doorbell } from './job-events-hub.ts';
+
+const KEEPALIVE_MS = 15_000;
+const LIVENESS_CHECK_MS = 5_000;
+/** While the job is queued, its queue position is looked at this often (one ZRANK). */
+const QUEUE_POLL_MS = 500;
+
+/**
+ * Streams the events of the job `doc` (as last read) after `resumeFrom` ('0': all). `bell` must
+ * already ring on the job's pings (subscribed before `doc` was read, so none is missed);
+ * `unwatch` ends that subscription when the stream ends.
+ */
+export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocument, resumeFrom: string, bell: Doorbell, unwatch: () => void): Response | Promise<Response> {
+  const id = doc.id;
+  deps.metrics.sseClients.inc();
+  c.header('Cache-Control', 'no-cache, no-transform');
+  c.header('X-Accel-Buffering', 'no');
+  return streamSSE(
+    c,
+    async (stream) => {
+      const abort = new AbortController();
+      stream.onAbort(() => abort.abort());
+      try {
+        let after = resumeFrom;
+        let lastWrite = Date.now();
+        let lastLiveness = Date.now();
+        // The job had ended before a read that found nothing after `after`: its exit event is at
+        // or before the resume point, so nothing more will come (a resume after the last event).
+        let ended = isFinished(doc.status);
+        let queued = doc.status === 'queued';
+        let attempt = attemptOf(doc); // its queue entry: requeueEntryId(id, attempt)
+        let position: number | null = null;
+        let lastQueueCheck = 0;
+        const sendPosition = async (next: number | null) => {
+          if (next === position) return;
+          position = next;
+          await stream.writeSSE({ event: 'queue', data: JSON.stringify({ position }) });
+          lastWrite = Date.now();
+        };
+        while (!abort.signal.aborted) {
+          const events = await deps.store.readEvents(id, after);
+          for (const e of events) {
+            await stream.writeSSE({ event: e.type, id: e.id, data: e.data });
+            after = e.id;
+            lastWrite = Date.now();
+            if (e.type === 'exit') return;
+            if (e.type !== 'status') continue;
+            const s = JSON.parse(e.data) as { status?: string; attempts?: number };
+            if (s.status === 'queued') {
+              // Queued (again, after a lost worker: core/src/job-lifecycle.ts): look at once.
+              [queued, attempt, lastQueueCheck] = [true, s.attempts ?? 1, 0];
+            } else if (queued) {
+              queued = false;
+              await sendPosition(null);
+            }
+          }
+          if (events.length > 0) continue;
+          if (ended) return;
+          if (queued && Date.now() - lastQueueCheck >= QUEUE_POLL_MS) {
+            lastQueueCheck = Date.now();
+            await sendPosition(await deps.queue.position(requeueEntryId(id, attempt)));
+          }
+          if (Date.now() - lastLiveness > LIVENESS_CHECK_MS) {
+            lastLiveness = Date.now();
+            const doc = await deps.store.getDoc(id);
+            if (!doc) return; // expired under us
+            if (isFinished(doc.status)) {
+              ended = true;
+              continue; // read once more: the exit event may have come after the last read
+            }
+            await checkWorkerAlive(deps, doc); // appends an exit event if its worker is gone
+          }
+          const idle = KEEPALIVE_MS - (Date.now() - lastWrite);
+          if (idle <= 0) {
+            await stream.write(': keep-alive\n\n');
+            lastWrite = Date.now();
+            continue;
+          }
+          await bell.wait(Math.min(idle, LIVENESS_CHECK_MS, queued ? QUEUE_POLL_MS : Infinity), abort.signal);
+        }
+      } finally {
+        unwatch();
+        deps.metrics.sseClients.dec();
+      }
+    },
+    async (err, stream) => {
+      deps.logger.warn({ err, jobId: id }, 'SSE stream failed');
+      await stream.writeSSE({ event: 'error', data: JSON.stringify(errorBody('internal', 'the event stream failed; reconnect with Last-Event-ID')) });
+    },
+  );
+}

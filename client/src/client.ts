@@ -3,7 +3,7 @@
  * returns the answer's typed body or throws an SbxApiError subclass (errors.ts); `request()` is the
  * untyped escape hatch that returns any answer as it came.
  */
-import { apiErrorFromAnswer, SbxNotFoundError } from './errors.ts';
+import { apiErrorFromAnswer, SbxApiError, SbxNotFoundError } from './errors.ts';
 import { readBody, Transport, type TransportOptions } from './http.ts';
 import { isDigest, normalizeImageName } from './image-name.ts';
 import { jobEvents, rawJobEvents, type EventsOptions } from './job-events.ts';
@@ -90,6 +90,36 @@ export class SbxClient {
       yield* page.items;
       cursor = page.nextCursor ?? undefined;
     } while (cursor);
+  }
+
+  /**
+   * Submit and follow in one request (`POST /v1/jobs?stream=true`): the job's id as soon as the
+   * server answers, and its events as events(id) yields them (the same resumption after a dropped
+   * connection, with GET). A server without `?stream` queues the job and answers with its document:
+   * then the events come through events(id). Iterate `events` to its end (or return() it): it holds
+   * the open answer.
+   */
+  async follow(job: JobRequest, opts: EventsOptions = {}): Promise<{ id: string; events: AsyncGenerator<JobEvent> }> {
+    const abort = new AbortController();
+    const onAbort = () => abort.abort(opts.signal?.reason);
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const answer = await this.http.send({ method: 'POST', path: '/v1/jobs', query: { stream: 'true' }, body: job, headers: { accept: 'text/event-stream' }, signal: abort.signal });
+      if (answer.status === 200 && /^text\/event-stream/.test(answer.headers.get('content-type') ?? '')) {
+        const id = /\/v1\/jobs\/([^/?#]+)$/.exec(answer.headers.get('location') ?? '')?.[1];
+        if (!id) {
+          abort.abort();
+          throw new SbxApiError({ code: 'internal', message: 'the server streamed a submitted job without naming it (no Location header)', status: 200 });
+        }
+        return { id: decodeURIComponent(id), events: jobEvents(this.http, decodeURIComponent(id), opts, { answer, abort }) };
+      }
+      const body = await readBody(answer.body);
+      if (answer.status < 200 || answer.status > 299) throw apiErrorFromAnswer(answer.status, body, answer.headers);
+      const id = (body as Job).id;
+      return { id, events: this.events(id, opts) };
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+    }
   }
 
   /** The job's events: status changes, stdout/stderr chunks, then `exit`; resumes by Last-Event-ID when the connection drops. */

@@ -8,7 +8,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { apiErrorFromAnswer, connectionError, SbxApiError, SbxConnectionError } from './errors.ts';
-import { readBody, type Transport } from './http.ts';
+import { readBody, type RawAnswer, type Transport } from './http.ts';
 import { parseServerSentEvents, type ServerSentEvent } from './sse.ts';
 import type { Job, JobEvent, JobStatus } from './types.ts';
 
@@ -24,61 +24,81 @@ export interface EventsOptions {
 
 const BACKOFF_MS = [0, 100, 250, 500, 1000, 2000];
 
-/** The job's events as typed objects (see rawJobEvents for the resumption). */
-export async function* jobEvents(http: Transport, id: string, opts: EventsOptions = {}): AsyncGenerator<JobEvent> {
-  for await (const raw of rawJobEvents(http, id, opts)) yield toJobEvent(raw.event, raw.id, raw.data);
+/**
+ * An event stream already open: the answer of `POST /v1/jobs?stream=true` (SbxClient.follow), read
+ * first instead of a GET; `abort` closes it.
+ */
+export interface OpenedStream {
+  answer: RawAnswer;
+  abort: AbortController;
 }
 
-/** The job's Server-Sent Events as sent (name, id, data text), across reconnections, ending after `exit`. */
-export async function* rawJobEvents(http: Transport, id: string, opts: EventsOptions = {}): AsyncGenerator<ServerSentEvent> {
+/** The job's events as typed objects (see rawJobEvents for the resumption). */
+export async function* jobEvents(http: Transport, id: string, opts: EventsOptions = {}, opened?: OpenedStream): AsyncGenerator<JobEvent> {
+  for await (const raw of rawJobEvents(http, id, opts, opened)) yield toJobEvent(raw.event, raw.id, raw.data);
+}
+
+/**
+ * The job's Server-Sent Events as sent (name, id, data text), across reconnections, ending after
+ * `exit`. `opened`: a stream of the job already open, read before any GET (a break in it resumes
+ * with GET and Last-Event-ID as usual).
+ */
+export async function* rawJobEvents(http: Transport, id: string, opts: EventsOptions = {}, opened?: OpenedStream): AsyncGenerator<ServerSentEvent> {
   let lastEventId = opts.lastEventId ?? null;
   let failures = 0;
-  for (;;) {
-    opts.signal?.throwIfAborted();
-    let error: unknown = null;
-    const ctl = new AbortController();
-    const onAbort = () => ctl.abort(opts.signal?.reason);
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    try {
-      const res = await http.send({
-        method: 'GET',
-        path: `/v1/jobs/${encodeURIComponent(id)}/events`,
-        headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
-        signal: ctl.signal,
-      });
-      if (res.status !== 200) {
-        const e = apiErrorFromAnswer(res.status, await readBody(res.body), res.headers);
-        if (res.status < 500 && res.status !== 429) throw e; // the client's fault: retrying will not help
-        error = e;
-      } else {
-        for await (const raw of parseServerSentEvents(res.body)) {
-          if (raw.event === 'error') {
-            error = new SbxApiError({ code: 'internal', message: 'the event stream failed on the server', status: 200 });
-            break;
+  let first = opened;
+  try {
+    for (;;) {
+      opts.signal?.throwIfAborted();
+      let error: unknown = null;
+      const ctl = first?.abort ?? new AbortController();
+      const onAbort = () => ctl.abort(opts.signal?.reason);
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        const pending = first;
+        first = undefined;
+        const res = pending?.answer ?? (await http.send({
+          method: 'GET',
+          path: `/v1/jobs/${encodeURIComponent(id)}/events`,
+          headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
+          signal: ctl.signal,
+        }));
+        if (res.status !== 200) {
+          const e = apiErrorFromAnswer(res.status, await readBody(res.body), res.headers);
+          if (res.status < 500 && res.status !== 429) throw e; // the client's fault: retrying will not help
+          error = e;
+        } else {
+          for await (const raw of parseServerSentEvents(res.body)) {
+            if (raw.event === 'error') {
+              error = new SbxApiError({ code: 'internal', message: 'the event stream failed on the server', status: 200 });
+              break;
+            }
+            if (raw.id !== null) lastEventId = raw.id; // events without an id are not in the record: nothing to resume after
+            failures = 0;
+            yield raw;
+            if (raw.event === 'exit' && raw.id !== null) return;
           }
-          if (raw.id !== null) lastEventId = raw.id; // events without an id are not in the record: nothing to resume after
-          failures = 0;
-          yield raw;
-          if (raw.event === 'exit' && raw.id !== null) return;
+          error ??= new SbxConnectionError({ code: 'connection_closed', message: 'the event stream ended before the job did', status: 0 });
         }
-        error ??= new SbxConnectionError({ code: 'connection_closed', message: 'the event stream ended before the job did', status: 0 });
+      } catch (e) {
+        if (opts.signal?.aborted) throw opts.signal.reason ?? e;
+        if (e instanceof SbxApiError && !(e instanceof SbxConnectionError)) throw e;
+        error = e instanceof SbxApiError ? e : connectionError(http.baseUrl, e);
+      } finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+        ctl.abort(); // closes the body when the consumer stopped early or the stream broke
       }
-    } catch (e) {
-      if (opts.signal?.aborted) throw opts.signal.reason ?? e;
-      if (e instanceof SbxApiError && !(e instanceof SbxConnectionError)) throw e;
-      error = e instanceof SbxApiError ? e : connectionError(http.baseUrl, e);
-    } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
-      ctl.abort(); // closes the body when the consumer stopped early or the stream broke
+      failures++;
+      if (failures > (opts.maxReconnects ?? 8)) throw error;
+      opts.onReconnect?.({ attempt: failures, lastEventId, error });
+      const retryAfterMs = error instanceof SbxApiError && error.retryAfter !== null ? error.retryAfter * 1000 : 0;
+      const backoff = Math.max(retryAfterMs, BACKOFF_MS[Math.min(failures - 1, BACKOFF_MS.length - 1)]!);
+      await delay(backoff, undefined, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
+        throw opts.signal?.reason ?? e; // the caller's own reason, as everywhere else here
+      });
     }
-    failures++;
-    if (failures > (opts.maxReconnects ?? 8)) throw error;
-    opts.onReconnect?.({ attempt: failures, lastEventId, error });
-    const retryAfterMs = error instanceof SbxApiError && error.retryAfter !== null ? error.retryAfter * 1000 : 0;
-    const backoff = Math.max(retryAfterMs, BACKOFF_MS[Math.min(failures - 1, BACKOFF_MS.length - 1)]!);
-    await delay(backoff, undefined, opts.signal ? { signal: opts.signal } : {}).catch((e: unknown) => {
-      throw opts.signal?.reason ?? e; // the caller's own reason, as everywhere else here
-    });
+  } finally {
+    first?.abort.abort(); // an opened stream never read (stopped or aborted before the first attempt): closed
   }
 }
 

@@ -72,6 +72,31 @@ async function cuttingProxy(target: URL, budgets: number[]): Promise<CuttingProx
   return proxy;
 }
 
+/** A TCP proxy to `target` that replaces `from` by `to` (same length) in what clients send: an older API's view. */
+async function rewritingProxy(target: URL, from: string, to: string): Promise<{ url: string; rewritten: number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const proxy = { url: '', rewritten: 0, close: async () => {} };
+  const server: Server = createServer((down) => {
+    const up = connect(Number(target.port), target.hostname);
+    sockets.add(down).add(up);
+    down.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('latin1');
+      if (text.includes(from)) proxy.rewritten++;
+      up.write(Buffer.from(text.split(from).join(to), 'latin1'));
+    });
+    down.on('end', () => up.end());
+    up.pipe(down);
+    for (const s of [up, down]) s.on('error', () => {}).on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  proxy.url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+  proxy.close = async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+  };
+  return proxy;
+}
+
 /** Every event to the end; more than `max` (a client repeating events) stops it, for the comparison to fail. */
 const collect = async (it: AsyncIterable<JobEvent>, max = 10_000): Promise<JobEvent[]> => {
   const out: JobEvent[] = [];
@@ -124,6 +149,52 @@ describe('events(id) across dropped connections', () => {
     } finally {
       await viaProxy.close();
       await proxy.close();
+    }
+  });
+
+  test('follow(): submit and follow in one request; cut mid-stream, the rest comes by GET with Last-Event-ID: the same events as the record', async () => {
+    const proxy = await cuttingProxy(new URL(stack.apiUrl), BUDGETS);
+    const viaProxy = new SbxClient({ baseUrl: proxy.url });
+    try {
+      const reconnects: Array<string | null> = [];
+      const followed = await viaProxy.follow({ image: stack.images.busybox, command: ['sh', '-c', 'for i in $(seq 1 30); do echo tick-$i; sleep 0.02; done'] }, { onReconnect: (r) => reconnects.push(r.lastEventId) });
+      assert.match(followed.id, /^j_/);
+      const live = await collect(followed.events, 1000);
+      assert.ok(proxy.cuts >= 2 && reconnects.length >= 1, `${proxy.cuts} cuts, ${reconnects.length} reconnects`);
+      const recorded = (events: JobEvent[]) => events.filter((e) => e.id !== null);
+      assert.deepEqual(recorded(live), recorded(await collect(api.events(followed.id))));
+      const exit = live.at(-1)!;
+      assert.ok(exit.type === 'exit' && exit.job.status === 'succeeded' && exit.job.id === followed.id);
+      assert.equal(live.filter((e) => e.type === 'stdout').map((e) => (e as { data: string }).data).join(''), Array.from({ length: 30 }, (_, i) => `tick-${i + 1}\n`).join(''));
+    } finally {
+      await viaProxy.close();
+      await proxy.close();
+    }
+  });
+
+  test('follow() is one request (no GET at all when nothing breaks); against an API without ?stream (it queues the job and answers 202) the events come by GET', async () => {
+    const counting = await rewritingProxy(new URL(stack.apiUrl), 'GET /v1/jobs/', 'GET /v1/jobs/');
+    const direct = new SbxClient({ baseUrl: counting.url });
+    try {
+      const followed = await direct.follow({ image: stack.images.busybox, command: ['echo', 'one request'] });
+      const events = await collect(followed.events);
+      assert.equal(events.filter((e) => e.type === 'stdout').map((e) => (e as { data: string }).data).join(''), 'one request\n');
+      assert.equal(counting.rewritten, 0, 'GET requests sent');
+    } finally {
+      await direct.close();
+      await counting.close();
+    }
+    const older = await rewritingProxy(new URL(stack.apiUrl), 'stream=true', 'streax=true');
+    const client = new SbxClient({ baseUrl: older.url });
+    try {
+      const followed = await client.follow({ image: stack.images.busybox, command: ['echo', 'via GET'] });
+      const events = await collect(followed.events);
+      assert.ok(older.rewritten >= 1, 'the proxy hid ?stream from the API');
+      assert.equal(events.filter((e) => e.type === 'stdout').map((e) => (e as { data: string }).data).join(''), 'via GET\n');
+      assert.equal(events.at(-1)!.type, 'exit');
+    } finally {
+      await client.close();
+      await older.close();
     }
   });
 

@@ -159,10 +159,11 @@ async function attach(ctx: Context, client: SbxClient, request: JobRequest): Pro
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    const job = await client.submit(request);
+    // Submitted and followed in one request (POST ?stream=true): the first output comes a request sooner.
+    const job = await client.follow(request);
     jobId = job.id;
     if (interrupted) cancel();
-    for await (const e of client.events(job.id)) {
+    for await (const e of job.events) {
       if (e.type === 'stdout') await write(ctx.stdout, e.data);
       else if (e.type === 'stderr') await write(ctx.stderr, e.data);
       else if (e.type === 'exit') {

@@ -81,16 +81,7 @@ async function submitToFirstStdout(): Promise<number> {
   const res = await fetch(`${api}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, command: ['echo', 'first'] }) });
   const { id } = (await res.json()) as { id: string };
   const ctl = new AbortController();
-  const events = await fetch(`${api}/v1/jobs/${id}/events`, { signal: ctl.signal });
-  try {
-    for await (const e of parseServerSentEvents(events.body!)) {
-      if (e.event === 'stdout') return performance.now() - t0;
-      if (e.event === 'exit') throw new Error(`job ended without stdout: ${e.data}`);
-    }
-  } finally {
-    ctl.abort();
-  }
-  throw new Error('stream ended without stdout');
+  return firstStdout(await fetch(`${api}/v1/jobs/${id}/events`, { signal: ctl.signal }), ctl, t0);
 }
 
 /** POST ?stream=true: the answer is the job's event stream (one request). */
@@ -98,8 +89,16 @@ async function submitStreamToFirstStdout(): Promise<number> {
   const t0 = performance.now();
   const ctl = new AbortController();
   const res = await fetch(`${api}/v1/jobs?stream=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, command: ['echo', 'first'] }), signal: ctl.signal });
+  if (!/text\/event-stream/.test(res.headers.get('content-type') ?? '')) {
+    ctl.abort();
+    throw new Error(`POST ?stream=true answered ${res.status} ${res.headers.get('content-type')}: this API has no one-request stream`);
+  }
+  return firstStdout(res, ctl, t0);
+}
+
+/** ms from `t0` to the first stdout event of an event stream answer; `ctl` closes it. */
+async function firstStdout(res: Response, ctl: AbortController, t0: number): Promise<number> {
   try {
-    if (!/text\/event-stream/.test(res.headers.get('content-type') ?? '')) throw new Error(`POST ?stream=true answered ${res.status} ${res.headers.get('content-type')}: this API has no one-request stream`);
     for await (const e of parseServerSentEvents(res.body!)) {
       if (e.event === 'stdout') return performance.now() - t0;
       if (e.event === 'exit') throw new Error(`job ended without stdout: ${e.data}`);

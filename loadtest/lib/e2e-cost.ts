@@ -18,6 +18,9 @@ export interface ProcTimes {
   /** cutime, cstime: children it waited for (a worker: the jobs' processes), ms. */
   childUser: number;
   childSys: number;
+  /** /proc/<pid>/io syscr, syscw: read- and write-type system calls (socket reads and writes included). */
+  syscr: number;
+  syscw: number;
 }
 
 export interface Snapshot {
@@ -32,6 +35,8 @@ export interface CostPerJob {
   jobs: number;
   /** ms of CPU per job by process: user / sys. `jobs` = the workers' reaped children (the jobs themselves). */
   cpu_ms: Record<string, { user: number; sys: number; total: number }>;
+  /** Read- and write-type system calls per job by process (each socket write is one; what batching saves). */
+  syscalls: Record<string, { reads: number; writes: number }>;
   /** Sum over the stack's processes (API, workers, Redis, jobs), without this client. */
   stack_cpu_ms: number;
   /** /proc/stat: everything the machine did (other work on it too), ms per job. */
@@ -95,6 +100,7 @@ const r2 = (x: number) => Math.round(x * 100) / 100;
 
 export function costPerJob(a: Snapshot, b: Snapshot, jobs: number): CostPerJob {
   const cpu: CostPerJob['cpu_ms'] = {};
+  const syscalls: CostPerJob['syscalls'] = {};
   const per = (ms: number) => ms / Math.max(1, jobs);
   const add = (name: string, user: number, sys: number) => {
     const prev = cpu[name] ?? { user: 0, sys: 0, total: 0 };
@@ -105,6 +111,8 @@ export function costPerJob(a: Snapshot, b: Snapshot, jobs: number): CostPerJob {
     if (!before || !after) continue;
     const group = name.startsWith('worker') ? 'workers' : name;
     add(group, after.user - before.user, after.sys - before.sys);
+    const calls = syscalls[group] ?? { reads: 0, writes: 0 };
+    syscalls[group] = { reads: r2(calls.reads + per(after.syscr - before.syscr)), writes: r2(calls.writes + per(after.syscw - before.syscw)) };
     // A worker waits for its jobs' pid 1 (pidfd); their CPU shows up in its children's times.
     if (name.startsWith('worker')) add('jobs', after.childUser - before.childUser, after.childSys - before.childSys);
   }
@@ -131,13 +139,14 @@ export function costPerJob(a: Snapshot, b: Snapshot, jobs: number): CostPerJob {
     // The meter's own INFO: one read and one write each.
     redis = { commands: r2(per(total)), reads: r2(per(b.redis.reads - a.redis.reads - 1)), writes: r2(per(b.redis.writes - a.redis.writes - 1)), top };
   }
-  return { jobs, cpu_ms: cpu, stack_cpu_ms: r2(stack), machine_cpu_ms: machine, redis };
+  return { jobs, cpu_ms: cpu, syscalls, stack_cpu_ms: r2(stack), machine_cpu_ms: machine, redis };
 }
 
 /** One line per process for the console. */
 export function formatCost(c: CostPerJob): string {
   const parts = Object.entries(c.cpu_ms).map(([n, v]) => `${n} ${v.total} (${v.user}u+${v.sys}s)`);
   const lines = [`  CPU ms per job: ${parts.join(', ')}; stack ${c.stack_cpu_ms}${c.machine_cpu_ms ? `; whole machine ${c.machine_cpu_ms.busy}` : ''}`];
+  lines.push(`  system calls per job (read / write type): ${Object.entries(c.syscalls).map(([n, v]) => `${n} ${v.reads} / ${v.writes}`).join(', ')}`);
   if (c.redis) {
     lines.push(`  Redis per job: ${c.redis.commands} commands, ${c.redis.reads} socket reads (≈ round trips), ${c.redis.writes} writes; ${Object.entries(c.redis.top).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   }
@@ -150,7 +159,9 @@ function procTimes(pid: number): ProcTimes | null {
     // Fields after the command name (which may hold spaces) start at field 3 (state).
     const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
     const t = (i: number) => Number(f[i - 3]) * TICK_MS;
-    return { user: t(14), sys: t(15), childUser: t(16), childSys: t(17) };
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const count = (k: string) => Number(new RegExp(`^${k}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
+    return { user: t(14), sys: t(15), childUser: t(16), childSys: t(17), syscr: count('syscr'), syscw: count('syscw') };
   } catch {
     return null;
   }

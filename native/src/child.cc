@@ -34,8 +34,13 @@ bool dieWithLauncher(Error& err) {
 // P1: nothing of the worker's scheduling reaches the job. A worker thread running SCHED_FIFO/RR,
 // SCHED_DEADLINE, at a negative nice, with util clamps or an I/O priority would otherwise pass them
 // on through clone (the command and every process it forks would inherit them: a job that spins at
-// real-time priority starves the host). Reset, first thing, to SCHED_OTHER at nice 0 with the
-// default clamps and no I/O priority (class none: derived from nice). Also needed for the v1 cgroup
+// real-time priority starves the host). Reset, first thing, to SCHED_BATCH at nice 0 with the
+// default clamps and no I/O priority (class none: derived from nice). SCHED_BATCH is SCHED_OTHER's
+// fair share without wake-up preemption: the job's pid 1, woken by the launcher's job message and
+// "G", waits for the launcher's thread to block instead of taking its CPU in the middle of the
+// launch (on a busy 2-vCPU host that send cost the worker's event loop 0.7 ms in one launch of
+// three); a job's processes still get their full share, by the tick. A job may set itself back to
+// SCHED_OTHER (any process may); it can never go real-time (RLIMIT_RTPRIO 0) nor below nice 0. Also needed for the v1 cgroup
 // join: with CONFIG_RT_GROUP_SCHED a real-time task cannot join a cpu group whose rt_runtime_us is 0
 // (every new group), so launches from a real-time worker failed there (EINVAL). The reset-on-fork
 // flag is cleared too (sched_setattr without SCHED_FLAG_RESET_ON_FORK). A nice above 0 (a worker
@@ -54,7 +59,7 @@ bool resetScheduling(Error& err) {
   SchedAttr attr;
   sys::bzero(&attr, sizeof attr);
   attr.size = sizeof attr;
-  attr.sched_policy = SCHED_NORMAL;
+  attr.sched_policy = SCHED_BATCH;
   attr.sched_flags = SCHED_FLAG_UTIL_CLAMP_MIN | SCHED_FLAG_UTIL_CLAMP_MAX;
   attr.sched_util_min = attr.sched_util_max = (uint32_t)-1;  // -1: back to the system default
   long r = sc(__NR_sched_setattr, 0, &attr, 0);
@@ -162,7 +167,7 @@ bool run(const Args& a, int& reportFd, Error& err) {
 // the image of the slot's last job), then sbx-init waits for the job.
 bool runZygote(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(dieWithLauncher(err));
-  RETURN_ON_FAILURE(resetScheduling(err));  // before the join (see there), and sbx-init waits as SCHED_OTHER
+  RETURN_ON_FAILURE(resetScheduling(err));  // before the join (see there), and sbx-init waits as SCHED_BATCH
   RETURN_ON_FAILURE(joinCgroups(a, err));  // made before clone: nothing it does escapes them
   RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
   ns::shareMountNsInChild(a.syncFd);

@@ -240,7 +240,7 @@ describe('hardening', () => {
       assert.equal(r.stdout, '1000\n1000\n');
       assert.notEqual(fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim(), '1000');
     });
-    it('P1 jobs do not inherit a real-time worker\'s scheduling: SCHED_OTHER, nice 0, no I/O priority, direct and pooled; control: the launcher was SCHED_FIFO', async () => {
+    it('P1 jobs do not inherit a real-time worker\'s scheduling: SCHED_BATCH, nice 0, no I/O priority, direct and pooled, and cannot go real-time or below nice 0; control: the launcher was SCHED_FIFO', async () => {
       const crashParent = uniqueParent('rt');
       try {
         // The launcher (a small fixture) runs SCHED_FIFO 10, nice -5, I/O best-effort 0.
@@ -256,13 +256,15 @@ describe('hardening', () => {
           assert.equal(l.ok, true, `launch ${i} under a SCHED_FIFO launcher failed: ${l.error}`);
           assert.equal(l.exitCode, 0);
           const m = kv(l.stdout!);
+          // SCHED_BATCH (3): SCHED_OTHER's share without wake-up preemption (native/src/child.cc).
           for (const who of ['self', 'init'])
-            assert.deepEqual([m.get(`${who}_policy`), m.get(`${who}_nice`), m.get(`${who}_ioprio`)], ['0', '0', '0'], `launch ${i} (${l.pooled ? 'pooled' : 'direct'}) ${who}`);
+            assert.deepEqual([m.get(`${who}_policy`), m.get(`${who}_nice`), m.get(`${who}_ioprio`)], ['3', '0', '0'], `launch ${i} (${l.pooled ? 'pooled' : 'direct'}) ${who}`);
+          assert.deepEqual([m.get('set_fifo'), m.get('set_nice_-1'), m.get('set_other')], ['EPERM', 'EACCES', 'ok'], `launch ${i}: the job's own attempts (real time, nice -1, SCHED_OTHER)`);
         }
         // The first and the pool: false launch go direct, the others take the pooled setups.
         assert.deepEqual(r.launches.map((l) => l.pooled), [false, true, true, false]);
         assert.ok(r.waiting.length > 0, 'pooled setups made by the real-time launcher are waiting');
-        for (const w of r.waiting) assert.deepEqual([w.policy, w.nice], [0, 0], `pooled setup ${w.pid}`);
+        for (const w of r.waiting) assert.deepEqual([w.policy, w.nice], [3, 0], `pooled setup ${w.pid}`);
       } finally {
         await sweep({ cgroupParent: crashParent });
         removeParent(crashParent);

@@ -293,6 +293,12 @@ static void sched(void) {
     if (nerr) printf("%s_nice=%s\n", who, strerrorname_np(nerr)); else printf("%s_nice=%d\n", who, nice);
     printf("%s_ioprio=%ld\n", who, io);
   }
+  // What the job may change of its own: real time (needs RLIMIT_RTPRIO or CAP_SYS_NICE), a lower
+  // nice (the same), SCHED_OTHER (any process may leave SCHED_BATCH).
+  struct sched_param rt = {.sched_priority = 1}, none = {.sched_priority = 0};
+  printf("set_fifo=%s\n", sched_setscheduler(0, SCHED_FIFO, &rt) == 0 ? "ok" : strerrorname_np(errno));
+  printf("set_nice_-1=%s\n", setpriority(PRIO_PROCESS, 0, -1) == 0 ? "ok" : strerrorname_np(errno));
+  printf("set_other=%s\n", sched_setscheduler(0, SCHED_OTHER, &none) == 0 ? "ok" : strerrorname_np(errno));
 }
 
 int main(int argc, char** argv) {

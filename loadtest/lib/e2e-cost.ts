@@ -111,13 +111,19 @@ export function costPerJob(a: Snapshot, b: Snapshot, jobs: number): CostPerJob {
     if (!before || !after) continue;
     const group = name.startsWith('worker') ? 'workers' : name;
     add(group, after.user - before.user, after.sys - before.sys);
-    const calls = syscalls[group] ?? { reads: 0, writes: 0 };
-    syscalls[group] = { reads: r2(calls.reads + per(after.syscr - before.syscr)), writes: r2(calls.writes + per(after.syscw - before.syscw)) };
+    if (Number.isFinite(after.syscr - before.syscr)) {
+      const calls = syscalls[group] ?? { reads: 0, writes: 0 };
+      syscalls[group] = { reads: calls.reads + per(after.syscr - before.syscr), writes: calls.writes + per(after.syscw - before.syscw) };
+    }
     // A worker waits for its jobs' pid 1 (pidfd); their CPU shows up in its children's times.
     if (name.startsWith('worker')) add('jobs', after.childUser - before.childUser, after.childSys - before.childSys);
   }
   const stack = Object.values(cpu).reduce((n, c) => n + c.total, 0);
   add('client', (b.client.user - a.client.user) / 1000, (b.client.system - a.client.system) / 1000);
+  for (const c of Object.values(syscalls)) {
+    c.reads = r2(c.reads);
+    c.writes = r2(c.writes);
+  }
   for (const c of Object.values(cpu)) {
     c.user = r2(c.user);
     c.sys = r2(c.sys);
@@ -159,12 +165,17 @@ function procTimes(pid: number): ProcTimes | null {
     // Fields after the command name (which may hold spaces) start at field 3 (state).
     const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
     const t = (i: number) => Number(f[i - 3]) * TICK_MS;
-    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
-    const count = (k: string) => Number(new RegExp(`^${k}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
-    return { user: t(14), sys: t(15), childUser: t(16), childSys: t(17), syscr: count('syscr'), syscw: count('syscw') };
+    return { user: t(14), sys: t(15), childUser: t(16), childSys: t(17), ...ioCalls(pid) };
   } catch {
     return null;
   }
+}
+
+/** /proc/<pid>/io needs ptrace access (another user's process): NaN then, and no syscall figures. */
+function ioCalls(pid: number): { syscr: number; syscw: number } {
+  const io = safe(() => readFileSync(`/proc/${pid}/io`, 'utf8'), '');
+  const count = (k: string) => Number(new RegExp(`^${k}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
+  return { syscr: count('syscr'), syscw: count('syscw') };
 }
 
 function machineTimes(): Snapshot['machine'] {

@@ -40,9 +40,10 @@ bool dieWithLauncher(Error& err) {
 // "G", waits for the launcher's thread to block instead of taking its CPU in the middle of the
 // launch (on a busy 2-vCPU host that send cost the worker's event loop 0.7 ms in one launch of
 // three); a job's processes still get their full share, by the tick. A job may set itself back to
-// SCHED_OTHER (any process may); it can never go real-time (RLIMIT_RTPRIO 0) nor below nice 0. Also needed for the v1 cgroup
-// join: with CONFIG_RT_GROUP_SCHED a real-time task cannot join a cpu group whose rt_runtime_us is 0
-// (every new group), so launches from a real-time worker failed there (EINVAL). The reset-on-fork
+// SCHED_OTHER (any process may); it can never go real-time (RLIMIT_RTPRIO 0) nor below nice 0.
+// The reset is also needed for the v1 cgroup join: with CONFIG_RT_GROUP_SCHED a real-time task
+// cannot join a cpu group whose rt_runtime_us is 0 (every new group), so launches from a real-time
+// worker failed there (EINVAL). The reset-on-fork
 // flag is cleared too (sched_setattr without SCHED_FLAG_RESET_ON_FORK). A nice above 0 (a worker
 // deliberately run "nice") is kept when lowering it needs CAP_SYS_NICE we lack: never raised.
 struct SchedAttr {  // struct sched_attr, SCHED_ATTR_SIZE_VER1 (its header clashes with glibc's sched.h)

@@ -6,7 +6,7 @@
  * The end-to-end benches (e2e, attach, python) start a stack of their own and stop it after.
  *
  * Flags:
- *   --only a,b        run only these benches (launcher, pull, zstd, disk, e2e, attach, python)
+ *   --only a,b        run only these benches (launcher, launcher-spaced, pull, zstd, disk, e2e, attach, python)
  *   --skip a,b        run all but these
  *   --<bench>-args "…" replace that bench's default flags, e.g. --launcher-args "--runs 1000"
  */
@@ -22,6 +22,8 @@ const tsx = resolve(root, 'node_modules/.bin/tsx');
 
 const BENCHES: Bench[] = [
   { name: 'launcher', cmd: [tsx, 'native/bench/launcher-bench.ts'], args: ['--runs', '200', '--json'] },
+  // the same, each launch 1 ms after the previous one's end (a job arriving at an idle slot)
+  { name: 'launcher-spaced', cmd: [tsx, 'native/bench/launcher-bench.ts'], args: ['--runs', '200', '--spaced', '1', '--throughput-runs', '0', '--json'] },
   { name: 'pull', cmd: [tsx, 'worker/bench/pull-bench.ts'], args: ['--runs', '3', '--small', '--json'] },
   { name: 'zstd', cmd: [tsx, 'worker/bench/zstd-bench.ts'], args: ['--runs', '3', '--mb', '50', '--json'] },
   { name: 'disk', cmd: ['bash', 'native/bench/disk-budget-bench.sh'], args: ['50', '3'] },
@@ -40,7 +42,7 @@ function parseFlags(argv: string[]): { only?: Set<string>; skip: Set<string>; ar
     if (value === undefined) throw new Error(`${flag} needs a value`);
     if (flag === '--only') out.only = list(value);
     else if (flag === '--skip') out.skip = list(value);
-    else if (/^--[a-z0-9]+-args$/.test(flag) && names.has(flag.slice(2, -5))) out.args.set(flag.slice(2, -5), value.split(/\s+/).filter(Boolean));
+    else if (/^--[a-z0-9-]+-args$/.test(flag) && names.has(flag.slice(2, -5))) out.args.set(flag.slice(2, -5), value.split(/\s+/).filter(Boolean));
     else throw new Error(`unknown flag ${flag} (benches: ${[...names].join(', ')})`);
     i++;
   }

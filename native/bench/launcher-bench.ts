@@ -1,4 +1,4 @@
-// npm run bench:launcher [-- --runs N] [--throughput-runs N] [--concurrency C] [--only-sbx] [--phases N] [--json]
+// npm run bench:launcher [-- --runs N] [--spaced MS] [--throughput-runs N] [--concurrency C] [--only-sbx] [--phases N] [--json]
 // --phases N: only N traced sbx launches (LaunchOptions.trace), printing the median of each phase
 // (where the time goes); nothing else runs.
 // Start-to-exit of /bin/true in a static busybox rootfs with full isolation and memory + pids
@@ -31,6 +31,11 @@ const phasesRuns = numArg('--phases', 0);
 const gapMs = numArg('--gap', 0);
 // --no-pool: LaunchOptions.pool false (the direct path on every launch), for A/B runs
 const noPool = args.includes('--no-pool');
+// --spaced MS: every runtime pauses MS ms before each launch (not timed): a job arriving at an idle
+// slot rather than back to back, where the previous launch's teardown and the slot's next setup
+// still run
+const spacedMs = numArg('--spaced', 0);
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const warmup = 20;
 const MEM = 64 << 20;
 const PIDS = 64;
@@ -77,7 +82,8 @@ let spawnTimer = '';
 // Time `cmd` n times with spawn-timer, itself started under `prefix` (e.g. unshare ... sh -c).
 function cli(cmd: string[], n: number, prefix: string[] = []): { times: number[]; failures: number; lastError: string } {
   const all = [...prefix, spawnTimer, String(n), ...cmd];
-  const out = execFileSync(all[0]!, all.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const env = { ...process.env, SPAWN_GAP_US: String(Math.round(spacedMs * 1000)) };
+  const out = execFileSync(all[0]!, all.slice(1), { encoding: 'utf8', maxBuffer: 64 << 20, env });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
@@ -90,6 +96,7 @@ async function sbxBlock(rootfs: string, parent: string, n: number, seq: { i: num
   const times: number[] = [];
   let failures = 0;
   for (let k = 0; k < n; k++) {
+    if (spacedMs > 0) await pause(spacedMs);
     const t0 = performance.now();
     let endedMs = NaN;
     const x = await sbxRun(rootfs, parent, `bench-${seq.i++}`, pool ? 0 : 1, false, pool, () => { endedMs = performance.now() - t0; });
@@ -156,7 +163,7 @@ const PHASES: [string, string, string][] = [
 async function phasesMode(rootfs: string, parent: string, n: number, seq: { i: number }): Promise<Record<string, number>> {
   const samples: Record<string, number>[] = [];
   for (let k = 0; k < n + warmup; k++) {
-    if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+    if (gapMs > 0) await pause(gapMs);
     const t0 = process.hrtime.bigint();
     let endedMs = NaN;
     const x = await sbxRun(rootfs, parent, `bench-p-${seq.i++}`, 0, true, !noPool, () => { endedMs = Number(process.hrtime.bigint() - t0) / 1e6; });
@@ -277,7 +284,7 @@ async function main(): Promise<void> {
       process.stdout.write(JSON.stringify({ phases_runs: phasesRuns, phases_ms: ph }) + '\n');
       return;
     }
-    log(`runs=${runs} per runtime (+${warmup} warm-up), /bin/true, memory ${MEM >> 20} MiB + pids ${PIDS}, interleaved in rounds`);
+    log(`runs=${runs} per runtime (+${warmup} warm-up), /bin/true, memory ${MEM >> 20} MiB + pids ${PIDS}, interleaved in rounds, ${spacedMs > 0 ? `each launch ${spacedMs} ms after the previous one's end` : 'back to back'}`);
     const seq = { i: 0 };
     const runners: Runner[] = [
       { name: 'host', block: async (n) => cli([path.join(rootfs, 'bin', 'true')], n) },
@@ -342,7 +349,7 @@ async function main(): Promise<void> {
   const pick = (s: Stat | null | undefined) => ({ median_ms: s!.median_ms, p90_ms: s!.p90_ms, failures: s!.failures });
   const exitedStat = (k: string) => { const st = stats(toExited[k]!.slice(0, runs), 0); return { median_ms: st.median_ms, p90_ms: st.p90_ms }; };
   if (onlySbx) {
-    process.stdout.write(JSON.stringify({ runs, measured_to: 'ended', sbx: pick(results.sbx), sbx_direct: pick(results.sbx_direct), sbx_to_exited: exitedStat('sbx'), sbx_direct_to_exited: exitedStat('sbx_direct'), host_fork_exec: pick(results.host), throughput, throughput_direct: throughputDirect }) + '\n');
+    process.stdout.write(JSON.stringify({ runs, spaced_ms: spacedMs, measured_to: 'ended', sbx: pick(results.sbx), sbx_direct: pick(results.sbx_direct), sbx_to_exited: exitedStat('sbx'), sbx_direct_to_exited: exitedStat('sbx_direct'), host_fork_exec: pick(results.host), throughput, throughput_direct: throughputDirect }) + '\n');
     return;
   }
   const ratio = (k: string) => Math.round((results.sbx!.median_ms / results[k]!.median_ms) * 1000) / 1000;
@@ -350,7 +357,7 @@ async function main(): Promise<void> {
   const exitedRatio = (k: string) => Math.round((exitedStat('sbx').median_ms / results[k]!.median_ms) * 1000) / 1000;
   log(`ratios (sbx median to the outcome / other median): crun ${ratio('crun')}, runc ${ratio('runc')}, bwrap ${ratio('bwrap')}; without pooled setups: crun ${directRatio('crun')}, bwrap ${directRatio('bwrap')}; sbx to exited (after teardown): crun ${exitedRatio('crun')}, bwrap ${exitedRatio('bwrap')}`);
   process.stdout.write(JSON.stringify({
-    runs, measured_to: 'ended', sbx: pick(results.sbx), sbx_to_exited: exitedStat('sbx'), sbx_exited_ratio_vs_crun: exitedRatio('crun'), sbx_exited_ratio_vs_bwrap: exitedRatio('bwrap'), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
+    runs, spaced_ms: spacedMs, measured_to: 'ended', sbx: pick(results.sbx), sbx_to_exited: exitedStat('sbx'), sbx_exited_ratio_vs_crun: exitedRatio('crun'), sbx_exited_ratio_vs_bwrap: exitedRatio('bwrap'), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
     host_fork_exec: pick(results.host), ratio_vs_crun: ratio('crun'), ratio_vs_runc: ratio('runc'), ratio_vs_bwrap: ratio('bwrap'),
     sbx_direct: pick(results.sbx_direct), direct_ratio_vs_crun: directRatio('crun'), direct_ratio_vs_bwrap: directRatio('bwrap'),
     throughput, throughput_direct: throughputDirect,

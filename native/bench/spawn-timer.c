@@ -1,4 +1,5 @@
 // Times `argv...` N times: vfork + execvp + waitpid, CLOCK_MONOTONIC, stdout/stdin to /dev/null.
+// SPAWN_GAP_US=n: sleep n µs before each run (not timed; launcher-bench.ts --spaced).
 // Prints {"times":[ms...],"failures":n}. Compiled by launcher-bench.ts (gcc -O2).
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -18,8 +19,14 @@ int main(int argc, char** argv) {
   if (argc < 3) return 2;
   int n = atoi(argv[1]), failures = 0;
   int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  const char* gap = getenv("SPAWN_GAP_US");
+  long gapUs = gap ? atol(gap) : 0;
   printf("{\"times\":[");
   for (int i = 0; i < n; i++) {
+    if (gapUs > 0) {
+      struct timespec ts = {gapUs / 1000000, (gapUs % 1000000) * 1000};
+      nanosleep(&ts, NULL);
+    }
     double t0 = now_ms();
     pid_t pid = vfork();
     if (pid == 0) {

@@ -2,11 +2,13 @@
  * Cold pull + unpack from a local registry: sbx's ImageStore against `skopeo copy` + `umoci unpack`,
  * in the same run, alternating order, medians of N runs; plus the warm (cached) lookup time.
  *
- *   npm run bench:pull -- [--runs 5] [--json] [--small] [--phases] [--curve] [--dir /var/tmp]
+ *   npm run bench:pull -- [--runs 5] [--json] [--small] [--phases] [--curve] [--dir /var/tmp] [--fresh-fs]
  *
  * Always: the bench image (2 layers, ~250 MB unpacked) with gzip layers and the same with zstd
  * layers. --phases: where the time goes (each stage alone, see pull-phases.ts). --curve: the same
  * comparison over image size (50 MB, 250 MB, 1 GB) and layer count (1, 5, 20 layers, same total).
+ * --fresh-fs: every output goes to a new ext4 file system (with journal) on a loop device made for
+ * this run (fresh-fs.ts), instead of --dir's own, whose deletion history slows file creation.
  *
  * With --json the last line is one object:
  *   {"peer":{..versions},"images":[{"name","compression","layers","bytes","unpackedBytes","files",
@@ -28,6 +30,7 @@ import { sharedUnpackPool } from '../src/images/layers/unpack-pool.ts';
 import { benchArgs } from './bench-args.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 import { ensureUmoci } from './umoci-peer.ts';
+import { mountFreshExt4, type FreshFs } from './fresh-fs.ts';
 import { measurePhases, type PhaseRow } from './pull-phases.ts';
 
 const run = promisify(execFile);
@@ -39,11 +42,12 @@ interface Args {
   phases: boolean;
   curve: boolean;
   workDir: string;
+  freshFs: boolean;
 }
 
 function parseArgs(argv: string[]): Args {
   const args = benchArgs(argv);
-  return { runs: args.runs, json: args.json, small: args.has('--small'), phases: args.has('--phases'), curve: args.has('--curve'), workDir: args.dir };
+  return { runs: args.runs, json: args.json, small: args.has('--small'), phases: args.has('--phases'), curve: args.has('--curve'), workDir: args.dir, freshFs: args.has('--fresh-fs') };
 }
 
 function median(xs: number[]): number {
@@ -217,7 +221,10 @@ async function main(): Promise<void> {
   await sharedUnpackPool().warm();
   // Every output stays until the end of the run (see the note above): deleting one image's trees
   // would slow down whichever tool creates files next.
-  const workDir = await mkdtemp(join(args.workDir, 'sbx-pull-bench-'));
+  // --curve writes its 1 GB image's trees too (both tools, every run).
+  const fresh: FreshFs | undefined = args.freshFs ? await mountFreshExt4(args.workDir, (args.curve ? 24 : 8) * 2 ** 30) : undefined;
+  if (fresh) log(`outputs on ${fresh.describe}`);
+  const workDir = await mkdtemp(join(fresh?.dir ?? args.workDir, 'sbx-pull-bench-'));
   const results: VariantResult[] = [];
   let phases: Record<string, PhaseRow[]> | undefined;
   let warm = 0;
@@ -247,6 +254,7 @@ async function main(): Promise<void> {
     if (args.json) {
       const summary = {
         peer: { skopeo: skopeoVersion, umoci: umoci.version },
+        outputs: fresh ? fresh.describe : `the file system of ${args.workDir}`,
         images: results,
         ratio: first.ratio,
         ratio_zstd: zstd.ratio,
@@ -264,6 +272,7 @@ async function main(): Promise<void> {
     await registry.stop();
     await sharedUnpackPool().close();
     await rm(workDir, { recursive: true, force: true });
+    await fresh?.close();
   }
 }
 

@@ -3,13 +3,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "ns.h"
 #include "proto.h"
-#include "scheduling.h"
 #include "sys.h"
 #include "trace.h"
 
@@ -30,13 +31,53 @@ bool dieWithLauncher(Error& err) {
   return r == 0 || fail(err, "pdeathsig", "prctl", "", r);
 }
 
-// P1: nothing of the worker's scheduling reaches the job (scheduling.h). The reset is also needed for
-// the v1 cgroup join: with CONFIG_RT_GROUP_SCHED a real-time task cannot join a cpu group whose
-// rt_runtime_us is 0 (every new group), so launches from a real-time worker failed there (EINVAL).
-// A pooled setup made at SCHED_IDLE inherits that, already reset, from the maker thread (zygote.cc)
-// and gets the job's policy from the launcher when a job takes it (job.cc, startPooled): resetting
-// it here could come after that.
-bool resetScheduling(sched::Policy p, Error& err) { return p == sched::Policy::kIdle || sched::set(0, p, err); }
+// P1: nothing of the worker's scheduling reaches the job. A worker thread running SCHED_FIFO/RR,
+// SCHED_DEADLINE, at a negative nice, with util clamps or an I/O priority would otherwise pass them
+// on through clone (the command and every process it forks would inherit them: a job that spins at
+// real-time priority starves the host). Reset, first thing, to SCHED_BATCH at nice 0 with the
+// default clamps and no I/O priority (class none: derived from nice). SCHED_BATCH is SCHED_OTHER's
+// fair share without wake-up preemption: the job's pid 1, woken by the launcher's job message and
+// "G", waits for the launcher's thread to block instead of taking its CPU in the middle of the
+// launch (on a busy 2-vCPU host that send cost the worker's event loop 0.7 ms in one launch of
+// three); a job's processes still get their full share, by the tick. A job may set itself back to
+// SCHED_OTHER (any process may); it can never go real-time (RLIMIT_RTPRIO 0) nor below nice 0.
+// The reset is also needed for the v1 cgroup join: with CONFIG_RT_GROUP_SCHED a real-time task
+// cannot join a cpu group whose rt_runtime_us is 0 (every new group), so launches from a real-time
+// worker failed there (EINVAL). The reset-on-fork
+// flag is cleared too (sched_setattr without SCHED_FLAG_RESET_ON_FORK). A nice above 0 (a worker
+// deliberately run "nice") is kept when lowering it needs CAP_SYS_NICE we lack: never raised.
+struct SchedAttr {  // struct sched_attr, SCHED_ATTR_SIZE_VER1 (its header clashes with glibc's sched.h)
+  uint32_t size, sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime, sched_deadline, sched_period;
+  uint32_t sched_util_min, sched_util_max;
+};
+static_assert(sizeof(SchedAttr) == 56);
+
+bool resetScheduling(Error& err) {
+  SchedAttr attr;
+  sys::bzero(&attr, sizeof attr);
+  attr.size = sizeof attr;
+  attr.sched_policy = SCHED_BATCH;
+  attr.sched_flags = SCHED_FLAG_UTIL_CLAMP_MIN | SCHED_FLAG_UTIL_CLAMP_MAX;
+  attr.sched_util_min = attr.sched_util_max = (uint32_t)-1;  // -1: back to the system default
+  long r = sc(__NR_sched_setattr, 0, &attr, 0);
+  if (r == -EOPNOTSUPP || r == -EINVAL) {  // a kernel without util clamping (CONFIG_UCLAMP_TASK)
+    attr.sched_flags = 0;
+    attr.sched_util_min = attr.sched_util_max = 0;
+    r = sc(__NR_sched_setattr, 0, &attr, 0);
+  }
+  if (r == -EPERM) {  // lowering a positive nice needs CAP_SYS_NICE: keep it (20 - nice from getpriority)
+    long cur = sc(__NR_getpriority, PRIO_PROCESS, 0);
+    attr.sched_nice = cur > 0 && cur < 20 ? (int32_t)(20 - cur) : 0;
+    r = sc(__NR_sched_setattr, 0, &attr, 0);
+  }
+  if (r < 0) return fail(err, "sched", "sched_setattr", "", r);
+  r = sc(__NR_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, 0 /* IOPRIO_CLASS_NONE */);
+  return r == 0 || fail(err, "sched", "ioprio_set", "", r);
+}
 
 // Wait for the launcher's go-ahead: it has created the job's cgroups. EOF here means the launcher
 // died after clone (the getppid() re-check does not work across a pid namespace boundary: our
@@ -103,7 +144,7 @@ bool execInit(const Args& a, Error& err) {
 bool run(const Args& a, int& reportFd, Error& err) {
   trace::mark(a.trace, trace::kChildStart);
   RETURN_ON_FAILURE(dieWithLauncher(err));
-  RETURN_ON_FAILURE(resetScheduling(sched::Policy::kJob, err));
+  RETURN_ON_FAILURE(resetScheduling(err));
   RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
   ns::shareMountNsInChild(a.syncFd);
   RETURN_ON_FAILURE(resetSignals(err));
@@ -127,7 +168,7 @@ bool run(const Args& a, int& reportFd, Error& err) {
 // the image of the slot's last job), then sbx-init waits for the job.
 bool runZygote(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(dieWithLauncher(err));
-  RETURN_ON_FAILURE(resetScheduling(a.setupPolicy, err));  // before the join (see there)
+  RETURN_ON_FAILURE(resetScheduling(err));  // before the join (see there), and sbx-init waits as SCHED_BATCH
   RETURN_ON_FAILURE(joinCgroups(a, err));  // made before clone: nothing it does escapes them
   RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
   ns::shareMountNsInChild(a.syncFd);

@@ -3,7 +3,6 @@
 #pragma once
 #include <stddef.h>
 #include "mnt.h"
-#include "scheduling.h"
 
 namespace sbx::child {
 
@@ -23,7 +22,6 @@ struct Args {  // prepared by the launcher before clone, read-only afterwards
   // A pooled setup (zygote.h): join the (pre-made) cgroups, unshare, run the whole mount program
   // (pivot_root included) and exec sbx-init, which waits for its job; no "G", no hostname here.
   bool zygote;
-  sched::Policy setupPolicy;  // zygote: kIdle while it is made and waits (the launcher raises it), or kJob
   const int* joinFds;  // zygote: the groups' `tasks` files, opened before clone (the groups are renamed
                        // when a job takes it, perhaps before the child got to join: an fd still works)
 };

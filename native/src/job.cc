@@ -19,7 +19,6 @@
 #include "ns.h"
 #include "proto.h"
 #include "recv_fds.h"
-#include "scheduling.h"
 #include "sys.h"
 #include "trace.h"
 #include "userns.h"
@@ -414,7 +413,7 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   for (const auto& f : j.joinFiles) j.joinPtrs.push_back(f.c_str());
   j.args = child::Args{-1, -1, -1, -1, gInit.get(), j.ops.data(), j.ops.size(), s.hostname.c_str(), s.hostname.size(),
                        j.initArgv.data(), j.initEnvp.data(), j.joinPtrs.data(), j.joinPtrs.size(), usernsFd, -1,
-                       j.tracing ? j.times : nullptr, false, sched::Policy::kJob, nullptr};
+                       j.tracing ? j.times : nullptr, false, nullptr};
   trace::mark(j.times, trace::kPlanned);
   return true;
 }
@@ -532,8 +531,7 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
                  const std::string& msg, Error& err) {
   j.startNs = nowNs();
   bool renamed = false;
-  bool ok = (z->setupPolicy == sched::Policy::kJob || sched::set(z->pid, sched::Policy::kJob, err)) &&
-            ns::setHostnameOf(z->pidfd.get(), j.spec.hostname.c_str(), j.spec.hostname.size(), err) &&
+  bool ok = ns::setHostnameOf(z->pidfd.get(), j.spec.hostname.c_str(), j.spec.hostname.size(), err) &&
             openStdio(j, f, err) && sendJob(z->sync.get(), msg, f, err);
   trace::mark(j.times, trace::kCloned);
   for (Fd* childEnd : {&f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies (or never will)

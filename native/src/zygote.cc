@@ -23,7 +23,6 @@
 #include "proto.h"
 #include "recv_fds.h"
 #include "ns.h"
-#include "scheduling.h"
 #include "userns.h"
 
 namespace sbx::zygote {
@@ -91,9 +90,6 @@ void drainSocket(Fd& sync) {
   }
   sync.reset();
 }
-
-// The policy the maker thread runs at, which its setups inherit (scheduling.h); set by the maker.
-sched::Policy gMakerPolicy = sched::Policy::kJob;
 
 // Make one setup (maker thread). `planned`: its group dirs, listed in Maker::inflight until the
 // caller has put the setup in the pool (or it failed).
@@ -163,12 +159,11 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   z->sync.reset(sv[0]);
   RETURN_ON_FAILURE(raiseFd(devnull, err) && raiseFd(childSync, err));
   Fd netns = ns::takeNetns();
-  z->setupPolicy = gMakerPolicy;
   static char kName[] = "sbx-zygote";
   z->argv[0] = kName;
   z->args = child::Args{childSync.get(), devnull.get(), devnull.get(), devnull.get(), initFd, z->ops.data(), z->ops.size(),
                         "", 0, z->argv, z->envp, z->joinPtrs.data(), z->joinPtrs.size(), usernsFd, netns.get(), nullptr,
-                        true, z->setupPolicy, z->joinFds.data()};
+                        true, z->joinFds.data()};
   z->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (z->stack == MAP_FAILED) {
     z->stack = nullptr;
@@ -337,8 +332,6 @@ void refillNow(const Request& r) {
 }
 
 void makerLoop() {
-  Error ignored;
-  if (sched::canRaise() && sched::set(0, sched::Policy::kIdle, ignored)) gMakerPolicy = sched::Policy::kIdle;
   Maker& m = maker();
   std::unique_lock<std::mutex> lock(m.mu);
   for (;;) {

@@ -32,7 +32,6 @@
 #include "child.h"
 #include "fd.h"
 #include "mnt.h"
-#include "scheduling.h"
 #include "spec.h"
 
 namespace sbx::zygote {
@@ -50,7 +49,6 @@ struct Zygote {
   int pid = -1;
   Fd pidfd, sync;        // launcher ends
   Fd mntns;              // its mount namespace ('N'), read from the socket by take()
-  sched::Policy setupPolicy = sched::Policy::kJob;  // kIdle: take() raises it to the job's
   bool ready = false;    // take() found 'R': the setup was done and waiting (diagnostics)
   cgroup::Group group;   // pool-<pid>-<n>, until renamed to the job's
   // Read by the setup child until it has exec'd sbx-init (it shares our memory): kept as long as

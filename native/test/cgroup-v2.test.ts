@@ -70,9 +70,11 @@ describe('cgroup v2 path', { skip }, () => {
     }), opts);
     assert.equal(r.exit.reason, 'oom');
     assert.equal(r.exit.oomKilled, true);
-    // A fork bomb is held at pids.max (the job's own limit is what it hits: pids.events max).
+    // A fork bomb is held at pids.max (the job's own limit is what it hits: pids.events max). The
+    // shell forks only once, before the bomb, and waits without forking (see launcher.test.ts's
+    // fork bomb: the job must outlive the cgroup check below).
     const spec = baseSpec([rootfs], {
-      argv: ['sh', '-c', 'bomb() { bomb | bomb & }; bomb; sleep 1; echo survived'],
+      argv: ['sh', '-c', 'bomb() { bomb | bomb & }; (bomb) & exec sleep 1'],
       limits: { ...baseSpec([]).limits, pids: 32, timeoutMs: 3000 },
     });
     const b = await run(spec, opts, (j) => {

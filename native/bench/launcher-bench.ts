@@ -9,6 +9,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { closePool, launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 
@@ -27,15 +28,12 @@ const throughputRuns = numArg('--throughput-runs', 800);
 // --only-sbx: skip the peers (quick iterations while working on the launcher; no ratios)
 const onlySbx = args.includes('--only-sbx');
 const phasesRuns = numArg('--phases', 0);
-// --gap MS: pause between the traced launches (a slot's next job arriving later, not back to back)
-const gapMs = numArg('--gap', 0);
 // --no-pool: LaunchOptions.pool false (the direct path on every launch), for A/B runs
 const noPool = args.includes('--no-pool');
-// --spaced MS: every runtime pauses MS ms before each launch (not timed): a job arriving at an idle
-// slot rather than back to back, where the previous launch's teardown and the slot's next setup
-// still run
+// --spaced MS: every runtime (and --phases) pauses MS ms before each launch (not timed): a job
+// arriving at an idle slot rather than back to back, where the previous launch's teardown and the
+// slot's next setup still run
 const spacedMs = numArg('--spaced', 0);
-const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const warmup = 20;
 const MEM = 64 << 20;
 const PIDS = 64;
@@ -96,7 +94,7 @@ async function sbxBlock(rootfs: string, parent: string, n: number, seq: { i: num
   const times: number[] = [];
   let failures = 0;
   for (let k = 0; k < n; k++) {
-    if (spacedMs > 0) await pause(spacedMs);
+    if (spacedMs > 0) await sleep(spacedMs);
     const t0 = performance.now();
     let endedMs = NaN;
     const x = await sbxRun(rootfs, parent, `bench-${seq.i++}`, pool ? 0 : 1, false, pool, () => { endedMs = performance.now() - t0; });
@@ -163,7 +161,7 @@ const PHASES: [string, string, string][] = [
 async function phasesMode(rootfs: string, parent: string, n: number, seq: { i: number }): Promise<Record<string, number>> {
   const samples: Record<string, number>[] = [];
   for (let k = 0; k < n + warmup; k++) {
-    if (gapMs > 0) await pause(gapMs);
+    if (spacedMs > 0) await sleep(spacedMs);
     const t0 = process.hrtime.bigint();
     let endedMs = NaN;
     const x = await sbxRun(rootfs, parent, `bench-p-${seq.i++}`, 0, true, !noPool, () => { endedMs = Number(process.hrtime.bigint() - t0) / 1e6; });

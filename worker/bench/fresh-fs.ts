@@ -7,7 +7,7 @@
  * another's deletions. Needs root (losetup/mount); the image file is sparse and removed at the end.
  */
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -42,7 +42,8 @@ export async function mountFreshExt4(parentDir: string, bytes: number): Promise<
     await rm(base, { recursive: true, force: true });
   };
   try {
-    await run('truncate', ['-s', `${gib}G`, image]);
+    await writeFile(image, '');
+    await truncate(image, gib * 2 ** 30); // sparse
     // Inode tables and journal written now, so no background initialisation runs during the bench.
     await run('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0,nodiscard', image]);
     await mkdir(dir);

@@ -1,6 +1,6 @@
 /**
- * Chaos: Redis (AOF, appendfsync everysec) killed and started again under load, once with SIGKILL
- * and once with SHUTDOWN NOSAVE, while clients keep submitting jobs and jobs run. The guarantee
+ * Chaos: Redis (AOF, appendfsync always: see test/harness/redis-aof.ts) killed and started again
+ * under load, once with SIGKILL and once with SHUTDOWN NOSAVE, while clients keep submitting jobs and jobs run. The guarantee
  * (README, "Durability"): a job the API answered 202 for is never lost (every one reaches a final
  * status), and nothing stays non-final; submissions during the outage get an error answer (503),
  * never a 202 for a job that then vanishes.

@@ -52,9 +52,12 @@ test('the API places a job on the queue of the host holding its image, with a de
   const b = await publishHost('host-b', ['reg.example/y:1'], 0); // holds y but has no room
   const queue = new JobQueue(redis.client, keys);
   const metrics = apiMetrics(createRegistry('api'));
-  const placement = new SubmitPlacement(queue, redis.client, redis.client, keys, env, metrics, logger);
+  // The view is read once, at the first submission, and not again during the test: a re-read would
+  // give host-a its published room back between j1 and j3 (with the default 100 ms, 1 run in 30).
+  const placement = new SubmitPlacement(queue, redis.client, redis.client, keys, env, metrics, logger, { refreshMs: 600_000 });
   const hostA = new Queue(hostQueueName('host-a'), { connection: redis.client, prefix: keys.queuePrefix() });
   const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: keys.queuePrefix() });
+  const later = new SubmitPlacement(queue, redis.client, redis.client, keys, env, metrics, logger);
   try {
     // The first submission after a quiet spell has no view yet: shared queue; it starts the reads.
     assert.equal(await placement.enqueue('j0', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), null);
@@ -74,12 +77,16 @@ test('the API places a job on the queue of the host holding its image, with a de
     const metricText = await metrics.jobsPlaced.get();
     assert.deepEqual(Object.fromEntries(metricText.values.map((v) => [v.labels.where, v.value])), { host: 2, shared: 4 });
 
-    // A host that stopped publishing (dead) is never chosen.
+    // A host that stopped publishing (dead) is never chosen, though it holds the image and has room
+    // (a new API's view, read every 100 ms).
     await redis.client.hset(keys.workerCapacity(), 'host-a', JSON.stringify({ s: 4, st: 4, m: 1024 * MiB, mt: 1024 * MiB, t: Date.now() - 60_000 }));
+    const before = await capacityReads();
+    assert.equal(await later.enqueue('j6', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'no view yet');
     await new Promise((r) => setTimeout(r, 250));
-    assert.equal(await placement.enqueue('j6', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'host-a is past the heartbeat limit');
+    assert.ok((await capacityReads()) > before, 'the fleet was read');
+    assert.equal(await later.enqueue('j7', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'host-a is past the heartbeat limit');
   } finally {
-    await Promise.all([placement.close(), queue.close(), hostA.close(), shared.close(), a.leave(), b.leave()]);
+    await Promise.all([placement.close(), later.close(), queue.close(), hostA.close(), shared.close(), a.leave(), b.leave()]);
   }
 });
 

@@ -11,7 +11,7 @@ import { queuePriority, type JobQueue } from '../../core/src/job-queue.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { ApiMetrics } from '../../core/src/metrics.ts';
 import { chooseAtSubmit } from '../../core/src/placement/choose-at-submit.ts';
-import { FleetSnapshot } from '../../core/src/placement/fleet-snapshot.ts';
+import { FleetSnapshot, type FleetSnapshotOptions } from '../../core/src/placement/fleet-snapshot.ts';
 import { HostQueues } from '../../core/src/placement/host-queues.ts';
 import type { RedisClient } from '../../core/src/redis.ts';
 import type { RedisKeys } from '../../core/src/redis-keys.ts';
@@ -34,11 +34,13 @@ export class SubmitPlacement {
     env: Pick<Config['env'], 'SBX_PLACEMENT_CACHE_AWARE' | 'SBX_PLACEMENT_MAX_WAIT_MS' | 'SBX_HEARTBEAT_MS'>,
     private readonly metrics: Pick<ApiMetrics, 'jobsPlaced'>,
     logger: Logger,
+    /** How often the fleet view is re-read while in use (FleetSnapshot's default unless given). */
+    fleetReads: Pick<FleetSnapshotOptions, 'refreshMs'> = {},
   ) {
     // Workers publish their room; a host silent for 5 heartbeats is dead (worker/src/main.ts).
     const liveMs = env.SBX_HEARTBEAT_MS * 5;
     const onError = (err: Error) => logger.debug({ err: err.message }, 'reading the fleet for placement failed; jobs go to the shared queue');
-    this.fleet = env.SBX_PLACEMENT_CACHE_AWARE ? new FleetSnapshot(redis, keys, { liveMs, usableMs: Math.min(1_000, liveMs), onError }) : null;
+    this.fleet = env.SBX_PLACEMENT_CACHE_AWARE ? new FleetSnapshot(redis, keys, { ...fleetReads, liveMs, usableMs: Math.min(1_000, liveMs), onError }) : null;
     // The deadline and the entry over one connection: in that order, one round trip (host-queues.ts).
     this.hostQueues = new HostQueues(queueConnection, queueConnection, keys, env.SBX_PLACEMENT_MAX_WAIT_MS);
     for (const where of ['host', 'shared']) metrics.jobsPlaced.inc({ where }, 0);

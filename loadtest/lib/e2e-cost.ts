@@ -8,6 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
+import { monitorRedis } from '../../test/harness/redis-monitor.ts';
 
 const TICK_MS = 1000 / Number(safe(() => execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim(), '100'));
 
@@ -209,10 +210,10 @@ export async function traceCommands(redisUrl: string, jobs: number, runOne: () =
     const addr = /\baddr=(\S+)/.exec(line)?.[1];
     if (addr) names.set(addr, /\bname=(\S*)/.exec(line)?.[1] || 'unnamed');
   }
-  const monitor = await admin.monitor();
+  admin.disconnect();
   const seen = new Map<string, Map<string, number>>();
   let inScripts = 0;
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+  const monitor = await monitorRedis(redisUrl, ({ source, args }) => {
     if (source === 'lua') return void inScripts++;
     // BullMQ's blocking connections are named after the queue (base64): one row for them.
     const raw = names.get(source) ?? 'other';
@@ -227,8 +228,7 @@ export async function traceCommands(redisUrl: string, jobs: number, runOne: () =
     for (let i = 0; i < jobs; i++) await runOne();
     await new Promise((r) => setTimeout(r, 300)); // the worker's last commands after the answer
   } finally {
-    monitor.disconnect();
-    admin.disconnect();
+    await monitor.stop();
   }
   const perJob: Record<string, { total: number; commands: Record<string, number> }> = {};
   let total = 0;

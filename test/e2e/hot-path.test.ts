@@ -7,6 +7,7 @@ import { before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { QUEUE_NAME, RedisKeys } from '../../core/src/redis-keys.ts';
 import { waitUntil } from '../harness/redis.ts';
+import { monitorRedis } from '../harness/redis-monitor.ts';
 import { useStack } from '../harness/use-stack.ts';
 
 const e2e = useStack({});
@@ -25,9 +26,9 @@ async function trace<T>(url: string, work: () => Promise<T>, settleMs = 300): Pr
     const addr = /\baddr=(\S+)/.exec(line)?.[1];
     if (addr) names.set(addr, /\bname=(\S*)/.exec(line)?.[1] ?? '');
   }
-  const monitor = await admin.monitor();
+  admin.disconnect();
   const commands: Traced[] = [];
-  monitor.on('monitor', (_time: string, args: string[], source: string) => {
+  const monitor = await monitorRedis(url, ({ source, args }) => {
     if (source !== 'lua') commands.push({ client: names.get(source) ?? source, command: args[0]!.toLowerCase(), args: args.slice(1) });
   });
   try {
@@ -35,8 +36,7 @@ async function trace<T>(url: string, work: () => Promise<T>, settleMs = 300): Pr
     await new Promise((r) => setTimeout(r, settleMs));
     return { result, commands };
   } finally {
-    monitor.disconnect();
-    admin.disconnect();
+    await monitor.stop();
   }
 }
 

@@ -350,13 +350,15 @@ describe('launcher', () => {
 
     // Pooled setups are made for the image of the slot's last job: mounted and pivoted ahead.
     // The pids of the setups under `p` that run sbx-init, once at least `want` do (bounded wait: each
-    // joins its groups before it execs sbx-init).
+    // joins its groups before it execs sbx-init). A launch takes the slot's oldest setup, which on a
+    // busy host may be ready after a younger one: to know which pid the next job gets, wait for all
+    // of the slot's setups (want 2, as many as a launch makes ahead).
     const pooledPids = async (p: string, want = 1): Promise<number[]> => {
       const ready = () => processesIn(p, { pooled: true }).filter((pid) => {
         try { return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'sbx-init'; } catch { return false; }
       });
       await waitForPooledProcess(p);
-      for (let i = 0; i < 300 && ready().length < want; i++) await new Promise((r) => setTimeout(r, 10));
+      for (const deadline = Date.now() + 10_000; ready().length < want && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
       return ready();
     };
     // What a waiting setup's root holds at `file` (its root is the job's rootfs once it is ready).
@@ -438,7 +440,7 @@ describe('launcher', () => {
         assert.deepEqual(await processesGone(ready), [], 'setups made for another user still there');
       }
       // the same user, groups and cwd again: now from a setup made for them
-      const ready = await pooledPids(parent);
+      const ready = await pooledPids(parent, 2);
       const spec = baseSpec([rootfs], { slot: 15, argv: ['sleep', '30'], uid: 1000, gid: 1000, groups: [5], cwd: '/tmp' });
       const j = await launch(spec, opts);
       try {
@@ -459,7 +461,7 @@ describe('launcher', () => {
       const kernelBefore = fs.readFileSync('/proc/sys/kernel/hostname', 'utf8').trim();
       await run(baseSpec([rootfs], { slot: 16, argv: ['true'] }), opts);
       for (const name of ['pooled-one', 'pooled-two']) {
-        const ready = await pooledPids(parent);
+        const ready = await pooledPids(parent, 2);
         const spec = baseSpec([rootfs], { slot: 16, hostname: name, argv: ['sh', '-c', 'hostname; cat /proc/sys/kernel/hostname'] });
         const r = await run(spec, opts);
         assert.ok(ready.includes(r.pid), 'from a pooled setup');
@@ -482,7 +484,7 @@ describe('launcher', () => {
         { memoryBytes: 32 << 20, pids: 16, cpus: 2 },
       ];
       for (const [i, l] of limits.entries()) {
-        const ready = i === 0 ? [] : await pooledPids(parent);
+        const ready = i === 0 ? [] : await pooledPids(parent, 2);
         const spec = baseSpec([rootfs], { slot: 14, argv: ['sleep', '30'] });
         spec.limits = { ...spec.limits, ...l };
         const j = await launch(spec, opts);

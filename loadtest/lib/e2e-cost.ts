@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { monitorRedis } from '../../test/harness/redis-monitor.ts';
+import { connectionNames, monitorRedis } from '../../test/harness/redis-monitor.ts';
 
 const TICK_MS = 1000 / Number(safe(() => execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim(), '100'));
 
@@ -203,20 +203,13 @@ function safe<T>(f: () => T, fallback: T): T {
  * MONITOR slows Redis down, so no timing is taken meanwhile.
  */
 export async function traceCommands(redisUrl: string, jobs: number, runOne: () => Promise<unknown>): Promise<{ jobs: number; per_job: Record<string, { total: number; commands: Record<string, number> }>; top_level: number; in_scripts: number }> {
-  const admin = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
-  admin.on('error', () => {});
-  const names = new Map<string, string>();
-  for (const line of ((await admin.client('LIST')) as string).split('\n')) {
-    const addr = /\baddr=(\S+)/.exec(line)?.[1];
-    if (addr) names.set(addr, /\bname=(\S*)/.exec(line)?.[1] || 'unnamed');
-  }
-  admin.disconnect();
+  const names = await connectionNames(redisUrl);
   const seen = new Map<string, Map<string, number>>();
   let inScripts = 0;
   const monitor = await monitorRedis(redisUrl, ({ source, args }) => {
     if (source === 'lua') return void inScripts++;
     // BullMQ's blocking connections are named after the queue (base64): one row for them.
-    const raw = names.get(source) ?? 'other';
+    const raw = names.has(source) ? names.get(source) || 'unnamed' : 'other';
     const name = raw.startsWith('{') ? 'bullmq-blocking' : raw;
     const m = seen.get(name) ?? new Map<string, number>();
     seen.set(name, m);

@@ -7,7 +7,7 @@ import { before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { QUEUE_NAME, RedisKeys } from '../../core/src/redis-keys.ts';
 import { waitUntil } from '../harness/redis.ts';
-import { monitorRedis } from '../harness/redis-monitor.ts';
+import { connectionNames, monitorRedis } from '../harness/redis-monitor.ts';
 import { useStack } from '../harness/use-stack.ts';
 
 const e2e = useStack({});
@@ -20,13 +20,7 @@ interface Traced {
 
 /** Every command Redis ran while `work` ran (and `settleMs` after), with the name of the connection that sent it. */
 async function trace<T>(url: string, work: () => Promise<T>, settleMs = 300): Promise<{ result: T; commands: Traced[] }> {
-  const admin = new Redis(url);
-  const names = new Map<string, string>();
-  for (const line of ((await admin.client('LIST')) as string).split('\n')) {
-    const addr = /\baddr=(\S+)/.exec(line)?.[1];
-    if (addr) names.set(addr, /\bname=(\S*)/.exec(line)?.[1] ?? '');
-  }
-  admin.disconnect();
+  const names = await connectionNames(url);
   const commands: Traced[] = [];
   const monitor = await monitorRedis(url, ({ source, args }) => {
     if (source !== 'lua') commands.push({ client: names.get(source) ?? source, command: args[0]!.toLowerCase(), args: args.slice(1) });

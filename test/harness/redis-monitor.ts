@@ -6,7 +6,8 @@
  * the `+OK`, ioredis takes that line for the reply to a command it never sent ("Command queue
  * state error") and the caller fails (hot-path.test.ts did so with a busy loop beside it).
  */
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
+import { Redis } from 'ioredis';
 
 export interface MonitoredCommand {
   /** Redis's timestamp, seconds with microseconds, as printed. */
@@ -63,6 +64,22 @@ export async function monitorRedis(url: string, onCommand: (c: MonitoredCommand)
         socket.destroy();
       }),
   };
+}
+
+/** CLIENT LIST's connections: `addr` (a MONITOR line's source) → `name` ('' for an unnamed one). */
+export async function connectionNames(url: string): Promise<Map<string, string>> {
+  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
+  admin.on('error', () => {});
+  try {
+    const names = new Map<string, string>();
+    for (const line of ((await admin.client('LIST')) as string).split('\n')) {
+      const addr = /\baddr=(\S+)/.exec(line)?.[1];
+      if (addr) names.set(addr, /\bname=(\S*)/.exec(line)?.[1] ?? '');
+    }
+    return names;
+  } finally {
+    admin.disconnect();
+  }
 }
 
 function encodeCommand(args: string[]): string {

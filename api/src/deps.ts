@@ -9,6 +9,7 @@ import type { RedisKeys } from '../../core/src/redis-keys.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
 import type { JobEventsHub } from './job-events-hub.ts';
 import type { SubmitPlacement } from './submit-placement.ts';
+import type { TenantStreams } from './tenant-streams.ts';
 
 /** Everything the HTTP app needs, built by main.ts (or a test) and passed to createApp. */
 export interface AppDeps {
@@ -21,6 +22,8 @@ export interface AppDeps {
   /** Where an accepted job is queued: a host's own queue (it holds the image, has room) or the shared one. */
   placement: SubmitPlacement;
   hub: JobEventsHub;
+  /** The event streams and attach sockets each tenant holds open on this process (quota `streams`). */
+  streams: TenantStreams;
   workers: WorkerDirectory;
   registry: Registry;
   metrics: ApiMetrics;

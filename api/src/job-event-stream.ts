@@ -29,6 +29,7 @@ const QUEUE_POLL_MS = 500;
  */
 export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocument, resumeFrom: string, bell: Doorbell, unwatch: () => void): Response | Promise<Response> {
   const id = doc.id;
+  const channel = deps.keys.jobNotify(id);
   deps.metrics.sseClients.inc();
   c.header('Cache-Control', 'no-cache, no-transform');
   c.header('X-Accel-Buffering', 'no');
@@ -55,7 +56,8 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
           lastWrite = Date.now();
         };
         while (!abort.signal.aborted) {
-          const events = await deps.store.readEvents(id, after);
+          const from = after;
+          const events = await deps.hub.sharedRead(channel, from, () => deps.store.readEvents(id, from));
           for (const e of events) {
             await stream.writeSSE({ event: e.type, id: e.id, data: e.data });
             after = e.id;

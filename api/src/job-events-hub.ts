@@ -5,6 +5,8 @@
  * Jobs created with ?wait=true name this process's inbox channel as their waiter instead
  * (openInbox, listenInbox): their final transition pings the inbox with the job's channel, so such
  * a wait costs no SUBSCRIBE/UNSUBSCRIBE.
+ * Followers of one job share their reads of its stream (sharedRead): the followers a ping wakes ask
+ * for the same events at once, and Redis is asked once, not once per follower (P45).
  */
 import type { RedisClient } from '../../core/src/redis.ts';
 
@@ -13,8 +15,16 @@ type Listener = (what: string) => void;
 /** Woken by the inbox: `ended` is the job's end as the final transition sent it (JSON), when it did. */
 type InboxListener = (what: 'exit', ended?: string) => void;
 
+/** A subscribed channel: its listeners, how many pings it has had, and the reads in flight for it. */
+interface Channel {
+  listeners: Set<Listener>;
+  pings: number;
+  /** By the read's key (where it starts): the read and the channel's ping count when it went out. */
+  reads: Map<string, { result: Promise<unknown>; pings: number }>;
+}
+
 export class JobEventsHub {
-  private readonly listeners = new Map<string, Set<Listener>>();
+  private readonly channels = new Map<string, Channel>();
   /** Job notify channel → listeners woken by the inbox ('exit' only). */
   private readonly inboxListeners = new Map<string, Set<InboxListener>>();
   /** This process's inbox channel, once subscribed (openInbox). */
@@ -30,7 +40,10 @@ export class JobEventsHub {
         for (const l of this.inboxListeners.get(job) ?? []) l('exit', ended);
         return;
       }
-      for (const l of this.listeners.get(channel) ?? []) l(what);
+      const ch = this.channels.get(channel);
+      if (!ch) return;
+      ch.pings++;
+      for (const l of ch.listeners) l(what);
     });
   }
 
@@ -56,31 +69,51 @@ export class JobEventsHub {
 
   /** Subscribe `listener` to a channel; resolves once Redis confirmed. Returns the unsubscribe. */
   async watch(channel: string, listener: Listener): Promise<() => void> {
-    let set = this.listeners.get(channel);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(channel, set);
-      set.add(listener);
+    let ch = this.channels.get(channel);
+    if (!ch) {
+      ch = { listeners: new Set([listener]), pings: 0, reads: new Map() };
+      this.channels.set(channel, ch);
       try {
         await this.sub.subscribe(channel);
       } catch (e) {
-        set.delete(listener);
-        if (set.size === 0) this.listeners.delete(channel);
+        ch.listeners.delete(listener);
+        if (ch.listeners.size === 0 && this.channels.get(channel) === ch) this.channels.delete(channel);
         throw e;
       }
     } else {
-      set.add(listener);
+      ch.listeners.add(listener);
     }
+    const watched = ch;
     return () => {
-      const s = this.listeners.get(channel);
-      if (!s?.delete(listener) || s.size > 0) return;
-      this.listeners.delete(channel);
+      if (!watched.listeners.delete(listener) || watched.listeners.size > 0) return;
+      if (this.channels.get(channel) === watched) this.channels.delete(channel);
       this.sub.unsubscribe(channel).catch(() => {});
     };
   }
 
+  /**
+   * `read()` of a watched channel's job, shared: a caller asking with the same `key` (where the read
+   * starts) while one is in flight gets that one's result, as long as the channel has had no ping
+   * since it went out. So the shared result holds every event appended before the caller's own wake-up
+   * (a worker appends, then pings). On a channel nobody watches, `read()` itself.
+   */
+  sharedRead<T>(channel: string, key: string, read: () => Promise<T>): Promise<T> {
+    const ch = this.channels.get(channel);
+    if (!ch) return read();
+    const inFlight = ch.reads.get(key);
+    if (inFlight && inFlight.pings === ch.pings) return inFlight.result as Promise<T>;
+    const result = read();
+    const entry = { result, pings: ch.pings };
+    ch.reads.set(key, entry);
+    const done = () => {
+      if (ch.reads.get(key) === entry) ch.reads.delete(key);
+    };
+    result.then(done, done);
+    return result;
+  }
+
   async close(): Promise<void> {
-    this.listeners.clear();
+    this.channels.clear();
     this.inboxListeners.clear();
     this.sub.disconnect();
   }

@@ -21,6 +21,8 @@ export const errors = {
   503: json(ErrorBody, 'Redis unreachable'),
 };
 export const forbidden = json(ErrorBody, 'forbidden: needs an admin API key');
+/** 429 of the routes that open an event stream or attach socket (api/src/tenant-streams.ts). */
+export const streamsUsedUp = json(ErrorBody, 'rate_limited: the tenant already holds its quota of open event streams and attach sockets (`streams`) on this API server');
 
 export const JobIdParams = z.object({ id: z.string().openapi({ example: 'j_01JD3ZC7V8Q7R3S6D3XW0Q3Y2K' }) });
 

@@ -22,6 +22,7 @@ import { createNodeWebSocket, type NodeWebSocket } from '@hono/node-ws';
 import { z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { WSContext } from 'hono/ws';
 import os from 'node:os';
+import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
@@ -29,7 +30,7 @@ import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '..
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
-import { ErrorBody, errors, flag, json, JobIdParams } from '../openapi.ts';
+import { ErrorBody, errors, flag, json, JobIdParams, streamsUsedUp } from '../openapi.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
 /** Input accepted from a client but not yet in Redis, past which its socket is paused. */
@@ -61,7 +62,7 @@ function describeAttach(app: OpenAPIHono<AppEnv>): void {
     responses: {
       101: { description: 'Switching Protocols: the WebSocket' },
       400: json(ErrorBody, 'Not a WebSocket upgrade'),
-      401: errors[401], 404: errors[404], 503: errors[503],
+      401: errors[401], 404: errors[404], 429: streamsUsedUp, 503: errors[503],
     },
   });
 }
@@ -79,13 +80,19 @@ export function registerJobsAttach(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     }
     const logs = c.req.query('logs') === 'true';
     const from = logs ? '0' : await lastEventId(deps, job.doc.id);
+    // One of the tenant's stream places (429 before the upgrade), held until the connection closes,
+    // whether or not the handshake completes.
+    const release = deps.streams.take(c.get('tenant'), c.get('quota'));
+    const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
+    if (socket && !socket.destroyed) socket.once('close', release);
+    else release(); // gone already, or no connection of its own (an in-process request): nothing to hold
     const handler = nodeWs.upgradeWebSocket(() => {
       let session: AttachSession | null = null;
       return {
         onOpen: (_e, ws) => { session = new AttachSession(deps, writer, job.doc, ws, from); session.start(); },
         onMessage: (e, ws) => { session?.receive(e.data, ws); },
-        onClose: () => session?.close(),
-        onError: () => session?.close(),
+        onClose: () => { session?.close(); release(); },
+        onError: () => { session?.close(); release(); },
       };
     });
     return handler(c, next);
@@ -204,12 +211,14 @@ class AttachSession {
   /** The job's events from `after` on, as frames, until its exit (then close 1000). */
   private async pump(): Promise<void> {
     const id = this.doc.id;
-    this.unwatch = await this.deps.hub.watch(this.deps.keys.jobNotify(id), this.bell.ring);
+    const channel = this.deps.keys.jobNotify(id);
+    this.unwatch = await this.deps.hub.watch(channel, this.bell.ring);
     let ended = isFinished(this.doc.status);
     let lastLiveness = Date.now();
     const raw = this.ws.raw as RawSocket | undefined;
     while (!this.abort.signal.aborted) {
-      const events = await this.deps.store.readEvents(id, this.after);
+      const from = this.after;
+      const events = await this.deps.hub.sharedRead(channel, from, () => this.deps.store.readEvents(id, from));
       for (const e of events) {
         this.after = e.id;
         if (this.ws.readyState !== 1) return;

@@ -27,7 +27,7 @@ export const jobsCreateRoute = createRoute({
     200: { description: 'With ?wait=true: the finished job, including output. With ?stream=true: its events (text/event-stream), as GET /v1/jobs/{id}/events', content: { 'application/json': { schema: JobDocument }, 'text/event-stream': { schema: z.string() } } },
     202: json(JobDocument, 'Accepted (Location: /v1/jobs/{id}); with ?wait=true the job as it stands when the wait cap passed'),
     ...errors, 413: json(ErrorBody, 'Body too large'), 415: json(ErrorBody, 'Not application/json'),
-    429: json(ErrorBody, 'rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up; Retry-After says when to retry'),
+    429: json(ErrorBody, 'rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up, or with ?stream=true its open event streams (`streams`); Retry-After says when to retry. Nothing is created'),
   },
 });
 
@@ -48,7 +48,9 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     // With ?wait=true, watch for the new job's end: through this process's inbox, named as the job's
     // waiter when it is created (no SUBSCRIBE per job), else subscribed while it is created and queued.
     let watching = wait ? JobWatch.beforeCreate(deps, id) : null;
-    // With ?stream=true, subscribed to the new job's pings while it is created: none is missed.
+    // With ?stream=true, one of the tenant's stream places first (429 before anything is created), and
+    // subscribed to the new job's pings while it is created: none is missed.
+    let releaseStream = follow ? deps.streams.take(tenant, quota) : null;
     const bell = new Doorbell();
     let following = follow ? deps.hub.watch(deps.keys.jobNotify(id), bell.ring) : null;
     following?.catch(() => {}); // awaited below, or dropped in finally
@@ -85,8 +87,12 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       c.header('Location', `/v1/jobs/${doc.id}`);
       if (following) {
         const unwatch = await following;
-        following = null; // the stream ends the subscription
-        return streamJobEvents(c, deps, doc, '0', bell, unwatch);
+        const release = releaseStream!;
+        following = releaseStream = null; // the stream ends the subscription and gives its place back
+        return streamJobEvents(c, deps, doc, '0', bell, () => {
+          unwatch();
+          release();
+        });
       }
       if (watching && !isFinished(doc.status)) {
         // After the exit ping, document and output come in one round trip.
@@ -99,6 +105,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     } finally {
       if (watching) void watching.then((w) => w.close(), () => {});
       if (following) void following.then((unwatch) => unwatch(), () => {});
+      releaseStream?.();
     }
   });
 }

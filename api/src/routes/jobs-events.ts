@@ -6,7 +6,7 @@ import { Doorbell } from '../job-events-hub.ts';
 import { loadJobForTenant } from '../job-access.ts';
 import { isJobId } from '../../../core/src/job-id.ts';
 import type { StoredJob } from '../../../core/src/job-store.ts';
-import { errors, JobIdParams } from '../openapi.ts';
+import { errors, JobIdParams, streamsUsedUp } from '../openapi.ts';
 /** `<ms>-<seq>`, each part a decimal of at most 16 digits (checked against 2^53 - 1 below). */
 const STREAM_ID = /^(\d{1,16})-(\d{1,16})$/;
 
@@ -27,7 +27,11 @@ export const jobsEventsRoute = createRoute({
   method: 'get', path: '/v1/jobs/{id}/events', tags: ['jobs'],
   summary: 'Live output as Server-Sent Events (status, stdout, stderr, exit; while queued also queue {position}, without id); resume with Last-Event-ID',
   request: { params: JobIdParams, query: z.object({ lastEventId: z.string().optional().openapi({ description: 'Resume after this event id (as the Last-Event-ID header does)' }) }) },
-  responses: { 200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } }, ...errors },
+  responses: {
+    200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
+    ...errors,
+    429: streamsUsedUp,
+  },
 });
 
 export function registerJobsEvents(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
@@ -40,16 +44,27 @@ export function registerJobsEvents(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     watching?.catch(() => {}); // awaited below, or dropped with the refusal
     const resumeFrom = c.req.header('last-event-id') ?? c.req.query('lastEventId') ?? '0';
     let job: StoredJob;
+    let release: () => void;
     try {
       job = await loadJobForTenant(deps, requested, c.get('tenant'));
       if (!isResumableEventId(resumeFrom)) {
         throw new InvalidRequestError('lastEventId must be an event id previously received, like 1732280000000-0', [{ path: 'lastEventId', message: 'is not an event id' }]);
       }
+      release = deps.streams.take(c.get('tenant'), c.get('quota')); // 429 past the tenant's quota
     } catch (e) {
       void watching?.then((unwatch) => unwatch(), () => {});
       throw e;
     }
-    const unwatch = await watching!; // a job was found: its id is a job id
-    return streamJobEvents(c, deps, job.doc, resumeFrom, bell, unwatch);
+    let unwatch: () => void;
+    try {
+      unwatch = await watching!; // a job was found: its id is a job id
+    } catch (e) {
+      release();
+      throw e;
+    }
+    return streamJobEvents(c, deps, job.doc, resumeFrom, bell, () => {
+      unwatch();
+      release();
+    });
   });
 }

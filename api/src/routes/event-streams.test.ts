@@ -6,15 +6,19 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { serve, type ServerType } from '@hono/node-server';
 import { parseServerSentEvents } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 import { createTestApp, type TestApp } from '../../../test/harness/api-app.ts';
 import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import { injectWebSockets } from './jobs-attach.ts';
+
+setFlagsFromString('--expose-gc'); // heap measured after a full collection (the handshake test)
 
 const image = '127.0.0.1:5000/test/busybox:latest';
 const key = (tenant: string) => `key-${tenant}-${'s'.repeat(20)}`;
@@ -135,7 +139,7 @@ describe('open event streams and attach sockets per tenant (quota streams)', () 
     port = (server.address() as AddressInfo).port;
   });
   after(async () => {
-    server?.closeAllConnections?.();
+    (server as Server | undefined)?.closeAllConnections();
     await new Promise((r) => server?.close(r));
     await t?.close();
   });
@@ -150,11 +154,11 @@ describe('open event streams and attach sockets per tenant (quota streams)', () 
   }
 
   /** A WebSocket upgrade of /attach over a real connection: the 101's socket (held open), or the refusal. */
-  function attach(tenant: string, id: string, wsKey = randomBytes(16).toString('base64')): Promise<{ socket: Socket } | { status: number; body: string }> {
+  function attach(tenant: string, id: string, wsKey = randomBytes(16).toString('base64'), headers: Record<string, string> = {}): Promise<{ socket: Socket } | { status: number; body: string }> {
     return new Promise((resolve, reject) => {
       const req = httpRequest({
-        host: '127.0.0.1', port, path: `/v1/jobs/${id}/attach`,
-        headers: { ...auth(tenant), connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': wsKey, 'sec-websocket-version': '13' },
+        host: '127.0.0.1', port, path: `/v1/jobs/${id}/attach`, agent: false,
+        headers: { ...auth(tenant), connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': wsKey, 'sec-websocket-version': '13', ...headers },
       });
       req.on('upgrade', (_res, socket) => resolve({ socket }));
       req.on('response', (res: IncomingMessage) => {
@@ -204,7 +208,7 @@ describe('open event streams and attach sockets per tenant (quota streams)', () 
     const second = await attach('gamma', doc.id);
     // Refused before the upgrade (the WebSocket library answers a refused upgrade with its status alone).
     assert.ok('status' in second && second.status === 429, `the second attach is refused: ${'status' in second ? second.status : 'it was upgraded'}`);
-    if ('socket' in second) second.socket.destroy();
+    if ('socket' in second) (second.socket as Socket).destroy();
     await rateLimited(await t.app.request(`/v1/jobs/${doc.id}/events`, { headers: auth('gamma') }), /streams: 1/);
 
     first.socket.destroy();
@@ -220,5 +224,37 @@ describe('open event streams and attach sockets per tenant (quota streams)', () 
     assert.ok('socket' in third, `attach works again: ${'status' in third ? third.status : ''}`);
     third.socket.destroy();
     await until('and gives its place back', () => t.deps.streams.held('gamma') === 0);
+  });
+
+  test('handshakes the WebSocket server would refuse leave nothing behind in the API (@hono/node-ws keeps a waiter per upgrade it is handed)', async () => {
+    const doc = await submitOk(t, 'beta');
+    const malformed: Array<[string, Record<string, string>]> = [
+      ['not-a-key', {}],
+      [randomBytes(16).toString('base64'), { 'sec-websocket-version': '12' }],
+      [randomBytes(16).toString('base64'), { 'sec-websocket-protocol': 'sbx.v1, sbx.v1' }],
+      [randomBytes(16).toString('base64'), { 'sec-websocket-protocol': 'sbx v1' }],
+    ];
+    const gc = runInNewContext('gc') as () => void;
+    const heapMiB = () => {
+      gc();
+      return process.memoryUsage().heapUsed / 2 ** 20;
+    };
+    const refuseAll = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const [wsKey, headers] = malformed[i % malformed.length]!;
+        const res = await attach('beta', doc.id, wsKey, headers);
+        assert.ok('status' in res && res.status === 400, `malformed handshake ${i % malformed.length} is refused: ${'status' in res ? res.status : 'upgraded'}`);
+      }
+    };
+    await refuseAll(200); // warm-up: the JIT, the connection machinery
+    const before = heapMiB();
+    await refuseAll(2000);
+    const grown = heapMiB() - before;
+    // Each handshake handed to upgradeWebSocket and then refused kept about 10 KB: 2,000 of them ≈ 20 MiB.
+    assert.ok(grown < 6, `the API's heap grew by ${grown.toFixed(1)} MiB over 2,000 refused handshakes`);
+    const good = await attach('beta', doc.id);
+    assert.ok('socket' in good, 'a valid handshake still upgrades');
+    (good.socket as Socket).destroy();
+    await until('its place is given back', () => t.deps.streams.held('beta') === 0);
   });
 });

@@ -29,6 +29,7 @@ import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
 import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
+import { websocketHandshakeProblem } from './websocket-handshake.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
 import { ErrorBody, errors, flag, json, JobIdParams, streamsUsedUp } from '../openapi.ts';
 
@@ -80,12 +81,13 @@ export function registerJobsAttach(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     }
     const logs = c.req.query('logs') === 'true';
     const from = logs ? '0' : await lastEventId(deps, job.doc.id);
-    // One of the tenant's stream places (429 before the upgrade), held until the connection closes,
-    // whether or not the handshake completes.
-    const release = deps.streams.take(c.get('tenant'), c.get('quota'));
+    // A handshake `ws` would refuse never reaches upgradeWebSocket (websocket-handshake.ts). Then one
+    // of the tenant's stream places (429 before the upgrade), held until the connection closes.
     const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
-    if (socket && !socket.destroyed) socket.once('close', release);
-    else release(); // gone already, or no connection of its own (an in-process request): nothing to hold
+    const problem = websocketHandshakeProblem((name) => c.req.header(name), socket);
+    if (problem) throw new InvalidRequestError(`cannot upgrade to a WebSocket: ${problem}`, [{ path: 'headers', message: problem }]);
+    const release = deps.streams.take(c.get('tenant'), c.get('quota'));
+    socket!.once('close', release);
     const handler = nodeWs.upgradeWebSocket(() => {
       let session: AttachSession | null = null;
       return {

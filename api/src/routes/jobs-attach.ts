@@ -29,9 +29,9 @@ import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
 import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
-import { websocketHandshakeProblem } from './websocket-handshake.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
 import { ErrorBody, errors, flag, json, JobIdParams, streamsUsedUp } from '../openapi.ts';
+import { websocketHandshakeProblem } from './websocket-handshake.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
 /** Input accepted from a client but not yet in Redis, past which its socket is paused. */

@@ -19,6 +19,7 @@ import { JobEventsHub } from './job-events-hub.ts';
 import { TenantStreams } from './tenant-streams.ts';
 import { SubmitPlacement } from './submit-placement.ts';
 import { anonymousListenProblem } from './listen-policy.ts';
+import { slowClientBounds } from './slow-clients.ts';
 
 function main(): void {
   let config;
@@ -63,7 +64,7 @@ function main(): void {
   if (env.SBX_API_KEYS.length === 0) logger.warn({ host: env.SBX_API_HOST }, 'no SBX_API_KEYS configured: the API is open to anyone who can reach it');
 
   const app = createApp(deps);
-  const server = serve({ fetch: app.fetch, hostname: env.SBX_API_HOST, port: env.SBX_API_PORT }, (info) => {
+  const server = serve({ fetch: app.fetch, hostname: env.SBX_API_HOST, port: env.SBX_API_PORT, serverOptions: slowClientBounds(env) }, (info) => {
     logger.info({ url: `http://${info.address.includes(':') ? `[${info.address}]` : info.address}:${info.port}` }, 'sbx API listening');
   });
   injectWebSockets(app, server); // GET /v1/jobs/{id}/attach

@@ -258,6 +258,13 @@ test('webhook secrets: per tenant or * (SBX_WEBHOOK_SECRETS), or webhookSecret i
   assert.match(problems({ SBX_WEBHOOK_TIMEOUT_MS: '5' }), /SBX_WEBHOOK_TIMEOUT_MS="5": must be >= 100/);
 });
 
+test('slow clients (P46): headers within 10 s, the whole request within 30 s by default; the headers bound may not exceed the request\'s', () => {
+  const c = loadConfig({});
+  assert.deepEqual([c.env.SBX_API_HEADERS_TIMEOUT_MS, c.env.SBX_API_REQUEST_TIMEOUT_MS], [10_000, 30_000]);
+  assert.throws(() => loadConfig({ SBX_API_HEADERS_TIMEOUT_MS: '20000', SBX_API_REQUEST_TIMEOUT_MS: '5000' }), /SBX_API_HEADERS_TIMEOUT_MS \(20000\) is above SBX_API_REQUEST_TIMEOUT_MS \(5000\)/);
+  assert.throws(() => loadConfig({ SBX_API_REQUEST_TIMEOUT_MS: '10' }), /SBX_API_REQUEST_TIMEOUT_MS="10": must be >= 1000/);
+});
+
 test('interactive idle limit: default 5 min, maximum 1 h; within bounds; default above maximum refused', () => {
   const c = loadConfig({});
   assert.deepEqual(c.limits.idle, { defaultMs: 300_000, maxMs: 3_600_000 });

@@ -87,6 +87,11 @@ export const envSchema = z.object({
   // API
   SBX_API_HOST: z.string().min(1).default('127.0.0.1'),
   SBX_API_PORT: int(0, 65535).default(8080),
+  // Slow clients (P46): a request's headers must be in within SBX_API_HEADERS_TIMEOUT_MS and the whole
+  // request (its body too) within SBX_API_REQUEST_TIMEOUT_MS, else 408 and the connection closes.
+  // Responses (event streams, ?wait=true) are not bounded by these.
+  SBX_API_HEADERS_TIMEOUT_MS: int(1000, 600_000).default(10_000),
+  SBX_API_REQUEST_TIMEOUT_MS: int(1000, 3_600_000).default(30_000),
   // API keys, each with a tenant and a role (tenant | admin; admin may use the fleet-wide operations:
   // pre-pull, evict, the worker list, /metrics), optionally a per-tenant quota: inline
   // `<key>:<tenant>[:<role>],…`, or a JSON array as in SBX_API_KEYS_FILE. None = anonymous mode.
@@ -456,6 +461,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     if (d !== null && d > limits.maxima[k]) problems.push(`default ${k} (${limits.defaults[k]}) is above its maximum (${limits.maxima[k]}); lower the SBX_DEFAULT_* or raise the SBX_MAX_* variable`);
   }
   const quotas = resolveTenants(env, limits, problems);
+  if (env.SBX_API_HEADERS_TIMEOUT_MS > env.SBX_API_REQUEST_TIMEOUT_MS) problems.push(`SBX_API_HEADERS_TIMEOUT_MS (${env.SBX_API_HEADERS_TIMEOUT_MS}) is above SBX_API_REQUEST_TIMEOUT_MS (${env.SBX_API_REQUEST_TIMEOUT_MS}); the headers are part of the request: lower it or raise the request timeout`);
   if (env.SBX_WEBHOOK_BACKOFF_MS > env.SBX_WEBHOOK_BACKOFF_MAX_MS) problems.push(`SBX_WEBHOOK_BACKOFF_MS (${env.SBX_WEBHOOK_BACKOFF_MS}) is above SBX_WEBHOOK_BACKOFF_MAX_MS (${env.SBX_WEBHOOK_BACKOFF_MAX_MS}); lower it or raise the maximum`);
   if (problems.length) throw new ConfigError(problems);
   return { env, limits, quotas };

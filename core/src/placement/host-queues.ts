@@ -25,6 +25,8 @@ export interface PlacedJob extends QueuedJob {
 }
 
 const ENTRY = { removeOnComplete: true, removeOnFail: true, attempts: 1 } as const;
+/** BullMQ states of an entry nobody has taken yet. */
+const WAITING = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children']);
 
 export class HostQueues {
   private readonly queues = new Map<string, Queue<PlacedJob>>();
@@ -72,11 +74,15 @@ export class HostQueues {
       }
       const host = this.queue(hostQueueName(to));
       const job = await host.getJob(id);
-      // remove() refuses a locked entry: its host has just taken it.
-      if (job && (await host.remove(id).catch(() => 0)) === 1) {
+      if (job && WAITING.has(await job.getState())) {
+        // Onto the shared queue first, then off the host's: stopped between the two (Redis killed, this
+        // worker gone), the job is on both, and the next sweep finishes the move. Only one run comes of
+        // it: a claim is a compare-and-set on the job's record, and a taker of the other entry finds the
+        // job no longer queued. The other order lost the job when stopped there (on neither queue).
         const { placed: _placed, ...data } = job.data; // back on the shared queue: whoever takes it, it was not placed there
         await this.queue(QUEUE_NAME).add('run', { ...data, hops: Math.max(1, data.hops ?? 1) }, { jobId: id, priority: Number(priority) || 1 });
-        returned++;
+        // remove() refuses a locked entry: its host has just taken it (and the shared entry finds it taken).
+        if ((await host.remove(id).catch(() => 0)) === 1) returned++;
       }
       await this.redis.zrem(this.keys.handoffs(), member);
     }

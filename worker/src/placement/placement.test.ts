@@ -120,6 +120,38 @@ test('a handed-off job its host does not take in time goes back to the shared qu
   }
 });
 
+test('a sweep stopped between its steps (Redis killed, the worker gone) leaves the job on a queue, and the next sweep finishes the move', async () => {
+  const queues = new HostQueues(redis.client, redis.client, keys, 60_000);
+  const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: keys.queuePrefix() });
+  const target = new Queue(hostQueueName('host/c'), { connection: redis.client, prefix: keys.queuePrefix() });
+  try {
+    await queues.handOff('host/c', { id: 'j2', image: 'r/x:1', memoryBytes: 1, hops: 1, from: 'host/a', reason: 'image' }, 2);
+    // The sweep's second step fails as if Redis had gone away after its first.
+    const realAdd = Queue.prototype.add;
+    const realRemove = Queue.prototype.remove;
+    let steps = 0;
+    const failSecond = <F extends (...a: never[]) => Promise<unknown>>(real: F) => async function (this: Queue, ...args: Parameters<F>) {
+      if (++steps === 2) throw new Error('Connection is closed.');
+      return real.apply(this, args);
+    };
+    Queue.prototype.add = failSecond(realAdd) as typeof realAdd;
+    Queue.prototype.remove = failSecond(realRemove) as typeof realRemove;
+    try {
+      await queues.sweep(Date.now() + 61_000).catch(() => {});
+    } finally {
+      Queue.prototype.add = realAdd;
+      Queue.prototype.remove = realRemove;
+    }
+    const onQueues = (await shared.getJob('j2') ? 1 : 0) + (await target.getJob('j2') ? 1 : 0);
+    assert.ok(onQueues >= 1, 'the job is on no queue after the interrupted sweep: lost');
+    await queues.sweep(Date.now() + 61_000);
+    assert.equal((await shared.getJob('j2'))?.data.hops, 1, 'on the shared queue, where any host takes it');
+    assert.equal(await redis.client.zcard(keys.handoffs()), 0);
+  } finally {
+    await Promise.all([queues.close(), shared.close(), target.close()]);
+  }
+});
+
 test('the fleet view: image sets follow the cache, dead hosts are left out, a restart forgets the old cache', async () => {
   const logger = pino({ level: 'silent' });
   const a = new FleetView(redis.client, keys, 'a', 1000, logger);

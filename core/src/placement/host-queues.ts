@@ -25,8 +25,6 @@ export interface PlacedJob extends QueuedJob {
 }
 
 const ENTRY = { removeOnComplete: true, removeOnFail: true, attempts: 1 } as const;
-/** BullMQ states of an entry nobody has taken yet. */
-const WAITING = new Set(['waiting', 'prioritized', 'delayed', 'waiting-children']);
 
 export class HostQueues {
   private readonly queues = new Map<string, Queue<PlacedJob>>();
@@ -74,19 +72,27 @@ export class HostQueues {
       }
       const host = this.queue(hostQueueName(to));
       const job = await host.getJob(id);
-      if (job && WAITING.has(await job.getState())) {
-        // Onto the shared queue first, then off the host's: stopped between the two (Redis killed, this
-        // worker gone), the job is on both, and the next sweep finishes the move. Only one run comes of
-        // it: a claim is a compare-and-set on the job's record, and a taker of the other entry finds the
-        // job no longer queued. The other order lost the job when stopped there (on neither queue).
-        const { placed: _placed, ...data } = job.data; // back on the shared queue: whoever takes it, it was not placed there
-        await this.queue(QUEUE_NAME).add('run', { ...data, hops: Math.max(1, data.hops ?? 1) }, { jobId: id, priority: Number(priority) || 1 });
-        // remove() refuses a locked entry: its host has just taken it (and the shared entry finds it taken).
-        if ((await host.remove(id).catch(() => 0)) === 1) returned++;
+      if (job) {
+        // remove() refuses a locked entry: its host has just taken it.
+        if ((await host.remove(id).catch(() => 0)) === 1) {
+          const { placed: _placed, ...data } = job.data; // back on the shared queue: whoever takes it, it was not placed there
+          await this.toShared({ ...data, hops: Math.max(1, data.hops ?? 1) }, priority);
+          returned++;
+        }
+      } else if ((await this.redis.hget(this.keys.jobState(id), 'status')) === 'queued' && !(await this.queue(QUEUE_NAME).getJob(id))) {
+        // Off its host's queue but on no other while still queued: a sweep was stopped between the
+        // remove and the add (Redis killed, its worker gone). Its deadline kept it here: on it goes.
+        // (If its host took it and has not claimed it yet, the claim, a compare-and-set, runs it once.)
+        await this.toShared({ id, hops: 1 }, priority);
+        returned++;
       }
       await this.redis.zrem(this.keys.handoffs(), member);
     }
     return returned;
+  }
+
+  private async toShared(data: PlacedJob, priority: string | undefined): Promise<void> {
+    await this.queue(QUEUE_NAME).add('run', data, { jobId: data.id, priority: Number(priority) || 1 });
   }
 
   async close(): Promise<void> {

@@ -77,12 +77,15 @@ test(`tenant B's one job overtakes the ${A_JOBS} tenant A has queued: at most th
     const aDocs = (await a.request<{ items: JobDocument[] }>('GET', `/v1/jobs?limit=${A_JOBS}`)).body.items;
     assert.equal(aDocs.length, A_JOBS);
     const started = (d: JobDocument): number | null => (d.timings.startedAt ? Date.parse(d.timings.startedAt) : null);
-    const aheadOfB = aDocs.filter((d) => { const s = started(d); return s !== null && s > bCreated && s < bStart; }).length;
+    const ahead = aDocs.filter((d) => { const s = started(d); return s !== null && s > bCreated && s < bStart; });
+    const aheadOfB = ahead.length;
+    const placements = ahead.map((d) => JSON.stringify(d.placement ?? null));
     const aStartedBefore = aDocs.filter((d) => { const s = started(d); return s !== null && s <= bCreated; }).length;
     const aLeft = aDocs.filter((d) => d.status === 'queued').length;
     t.diagnostic(
       `B's job started ${waitedMs} ms after submission (queueMs ${doc.timings.queueMs}, pullMs ${doc.timings.pullMs}, startMs ${doc.timings.startMs}); ` +
-        `A: ${aStartedBefore} started before B's submission, ${aheadOfB} between it and B's start, ${aLeft} still queued`,
+        `A: ${aStartedBefore} started before B's submission, ${aheadOfB} between it and B's start, ${aLeft} still queued; ` +
+        `B placed ${JSON.stringify(doc.placement ?? null)}, A's between: ${placements.join(' ')}`,
     );
     assert.ok(aheadOfB <= HELD, `${aheadOfB} of A's jobs started between B's submission and B's start (bound: the ${HELD} the worker held); B waited ${waitedMs} ms`);
     // Control: A's queue was long when B started, so B did overtake it (a FIFO queue would have run them first).

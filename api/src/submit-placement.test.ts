@@ -28,6 +28,12 @@ test('a job goes to the holder with room (most free slots first); none = the sha
   assert.equal(chooseAtSubmit({ ...view, hosts: [host('a', 0), host('b', 0), host('c', 4)] }, 'reg.example/x:1', 64 * MiB), null, 'holders full');
   assert.equal(chooseAtSubmit({ ...view, hosts: [host('a', 1, 32 * MiB), host('b', 3, 32 * MiB)] }, 'reg.example/x:1', 64 * MiB), null, 'holders lack the memory');
   assert.equal(chooseAtSubmit(null, 'reg.example/x:1', 64 * MiB), null, 'no fresh view');
+  // Fairness: not ahead of what waits on the shared queue with the same priority or a better one.
+  const waiting = { ...view, bestWaiting: 3 };
+  assert.equal(chooseAtSubmit(waiting, 'reg.example/x:1', 64 * MiB, 5), null, 'priority 3 waits on the shared queue: a 5 goes behind it');
+  assert.equal(chooseAtSubmit(waiting, 'reg.example/x:1', 64 * MiB, 3), null, 'the same priority: first come, first served');
+  assert.equal(chooseAtSubmit(waiting, 'reg.example/x:1', 64 * MiB, 2), 'b', 'a better priority than anything waiting is placed');
+  assert.equal(chooseAtSubmit({ ...view, bestWaiting: null }, 'reg.example/x:1', 64 * MiB, 40), 'b', 'nothing waits');
 });
 
 const redis = useRedis();
@@ -87,6 +93,27 @@ test('the API places a job on the queue of the host holding its image, with a de
     assert.equal(await later.enqueue('j7', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'host-a is past the heartbeat limit');
   } finally {
     await Promise.all([placement.close(), later.close(), queue.close(), hostA.close(), shared.close(), a.leave(), b.leave()]);
+  }
+});
+
+test('a job is not placed on a host while the shared queue holds one of its priority or better (a tenant with a backlog does not overtake the others there)', async () => {
+  const fairKeys = new RedisKeys('submitfair');
+  const fleet = new FleetView(redis.client, fairKeys, 'host-f', 10_000, logger);
+  await fleet.syncImages([{ image: 'reg.example/x:1', digest: `sha256:${'f'.repeat(64)}` }]);
+  fleet.publishCapacity(() => ({ slotsTotal: 4, slotsFree: 4, memoryTotal: 1024 * MiB, memoryFree: 1024 * MiB }));
+  await new Promise((r) => setTimeout(r, 20));
+  const queue = new JobQueue(redis.client, fairKeys);
+  await queue.add('waiting', 3, { image: 'reg.example/x:1', memoryBytes: MiB }); // another tenant's job, priority 3
+  const placement = new SubmitPlacement(queue, redis.client, redis.client, fairKeys, env, apiMetrics(createRegistry('api')), logger);
+  try {
+    await placement.enqueue('warm', 9, { image: 'reg.example/x:1', memoryBytes: MiB }); // no view yet: starts the reads
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(await placement.enqueue('backlog', 7, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'priority 7 behind the waiting 3: shared queue');
+    assert.equal(await placement.enqueue('same', 3, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'the same priority: shared queue, behind it');
+    assert.equal(await placement.enqueue('first', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), 'host-f', 'a tenant\'s only job, ahead of everything waiting: placed');
+  } finally {
+    await placement.close();
+    await queue.close();
   }
 });
 

@@ -1,6 +1,7 @@
 /**
- * Queueing an accepted job where it will start soonest: when cache-aware placement is on and a live
- * host holds the job's image and has room (core/src/placement/choose-at-submit.ts, from a view read
+ * Queueing an accepted job where it will start soonest: when cache-aware placement is on, a live
+ * host holds the job's image and has room, and nothing of the job's priority or better waits on the
+ * shared queue (core/src/placement/choose-at-submit.ts, from a view read
  * in the background: fleet-snapshot.ts), straight on that host's own queue, with the same deadline
  * as a worker's hand-off (SBX_PLACEMENT_MAX_WAIT_MS, after which any worker's sweep sends it to the
  * shared queue); otherwise on the shared queue. A job placed here never changes hosts again before it
@@ -40,7 +41,7 @@ export class SubmitPlacement {
     // Workers publish their room; a host silent for 5 heartbeats is dead (worker/src/main.ts).
     const liveMs = env.SBX_HEARTBEAT_MS * 5;
     const onError = (err: Error) => logger.debug({ err: err.message }, 'reading the fleet for placement failed; jobs go to the shared queue');
-    this.fleet = env.SBX_PLACEMENT_CACHE_AWARE ? new FleetSnapshot(redis, keys, { ...fleetReads, liveMs, usableMs: Math.min(1_000, liveMs), onError }) : null;
+    this.fleet = env.SBX_PLACEMENT_CACHE_AWARE ? new FleetSnapshot(redis, keys, { ...fleetReads, liveMs, usableMs: Math.min(1_000, liveMs), onError, waiting: { connection: queueConnection, key: queue.waitingKey } }) : null;
     // The deadline and the entry over one connection: in that order, one round trip (host-queues.ts).
     this.hostQueues = new HostQueues(queueConnection, queueConnection, keys, env.SBX_PLACEMENT_MAX_WAIT_MS);
     for (const where of ['host', 'shared']) metrics.jobsPlaced.inc({ where }, 0);
@@ -48,7 +49,7 @@ export class SubmitPlacement {
 
   /** Queue job `id`; returns the host whose queue it went to, or null for the shared queue. */
   async enqueue(id: string, priority: number, hints: PlacementHints): Promise<string | null> {
-    const to = chooseAtSubmit(this.fleet?.current() ?? null, hints.image, hints.memoryBytes);
+    const to = chooseAtSubmit(this.fleet?.current() ?? null, hints.image, hints.memoryBytes, queuePriority(priority));
     if (to) {
       this.fleet!.take(to, hints.memoryBytes);
       await this.hostQueues.handOff(to, { id, ...hints, hops: 0, placed: 'submit', reason: 'image' }, queuePriority(priority));

@@ -54,6 +54,11 @@ export class JobQueue {
     await this.queue.add('run', { id }, { jobId: requeueEntryId(id, attempt), priority: 1 });
   }
 
+  /** BullMQ's sorted set of the shared queue's waiting entries (score: priority × 2^32 + order added). */
+  get waitingKey(): string {
+    return this.queue.keys.prioritized!;
+  }
+
   /**
    * Queue positions (1 = the next job a worker takes; null = not waiting in the queue, e.g. taken
    * already): the rank in BullMQ's prioritized sorted set (score = priority, then order added), one

@@ -4,12 +4,16 @@
  * (the most free slots, then the most free memory), so the job starts there without another hop;
  * otherwise (no such host, cache-awareness off, no fresh view) on the shared queue, where the first
  * worker with room takes it and may still hand it to a holder once (worker/src/placement).
+ * A job is not placed while an entry of its priority or better (`priority`: its queue priority,
+ * 1 = best) waits on the shared queue: on a host's own queue it would start ahead of that entry, so a
+ * tenant with a backlog would overtake the others there (fairness, P44).
  */
 import type { FleetState } from './fleet-snapshot.ts';
 import { lookupKey } from './fleet-records.ts';
 
-export function chooseAtSubmit(view: FleetState | null, image: string, memoryBytes: number): string | null {
+export function chooseAtSubmit(view: FleetState | null, image: string, memoryBytes: number, priority = 1): string | null {
   if (!view) return null;
+  if (view.bestWaiting != null && view.bestWaiting <= priority) return null;
   const holders = view.holders.get(lookupKey(image));
   if (!holders?.size) return null;
   let pick: FleetState['hosts'][number] | null = null;

@@ -1,7 +1,8 @@
 /**
  * The fleet as the API sees it when it places a job at submit time (api/src/submit-placement.ts):
  * the live hosts' room and which images each holds, read in the background (two round trips: the
- * capacity hash, then every live host's holds set in one pipeline) and used without waiting. It is
+ * capacity hash, beside it the best priority waiting on the shared queue, then every live host's
+ * holds set in one pipeline) and used without waiting. It is
  * read every `refreshMs` while jobs are being submitted, and not at all once none was for `idleMs`
  * (an idle API sends nothing); a view older than `usableMs` (the first submission after a quiet
  * spell) is not used: that job goes to the shared queue. Between two reads, the jobs placed from
@@ -11,11 +12,16 @@ import type { RedisClient } from '../redis.ts';
 import type { RedisKeys } from '../redis-keys.ts';
 import { liveHosts, takeRoom, type HostRoom } from './fleet-records.ts';
 
+/** BullMQ's score of a prioritized entry: priority × 2^32 + the order it was added in. */
+const PRIORITY_SCALE = 2 ** 32;
+
 export interface FleetState {
   /** Live hosts with their room, less the jobs placed on them from this view. */
   hosts: HostRoom[];
   /** Image key → the hosts whose cache holds it. */
   holders: Map<string, Set<string>>;
+  /** The best (lowest) priority waiting on the shared queue; null or absent: nothing waits there. */
+  bestWaiting?: number | null;
 }
 
 export interface FleetSnapshotOptions {
@@ -27,6 +33,11 @@ export interface FleetSnapshotOptions {
   usableMs?: number;
   /** No reads once current() was not called for this long (default 5000). */
   idleMs?: number;
+  /**
+   * The shared queue's waiting set (JobQueue.waitingKey), whose best priority is read beside the fleet,
+   * over the queue's own connection (BullMQ's keys stay off the main one: test/e2e/hot-path.test.ts).
+   */
+  waiting?: { connection: RedisClient; key: string } | null;
   /** A failed read (the view stays as it was). */
   onError?: (err: Error) => void;
 }
@@ -45,7 +56,7 @@ export class FleetSnapshot {
     private readonly keys: RedisKeys,
     options: FleetSnapshotOptions,
   ) {
-    this.o = { refreshMs: 100, usableMs: 1_000, idleMs: 5_000, onError: () => {}, ...options };
+    this.o = { refreshMs: 100, usableMs: 1_000, idleMs: 5_000, onError: () => {}, waiting: null, ...options };
   }
 
   /** The view if fresh enough to place by; null = place nothing from it. Keeps the view refreshed for a while. */
@@ -83,7 +94,11 @@ export class FleetSnapshot {
 
   private async read(): Promise<void> {
     const startedAt = Date.now();
-    const capacity = await this.redis.hgetall(this.keys.workerCapacity());
+    const { waiting } = this.o;
+    const [capacity, best] = await Promise.all([
+      this.redis.hgetall(this.keys.workerCapacity()),
+      waiting ? waiting.connection.zrange(waiting.key, 0, 0, 'WITHSCORES') : Promise.resolve([]),
+    ]);
     const hosts = liveHosts(capacity, startedAt, this.o.liveMs);
     const holders = new Map<string, Set<string>>();
     if (hosts.length) {
@@ -99,7 +114,7 @@ export class FleetSnapshot {
         }
       });
     }
-    this.view = { hosts, holders };
+    this.view = { hosts, holders, bestWaiting: best.length === 2 ? Math.floor(Number(best[1]) / PRIORITY_SCALE) : null };
     this.readAt = startedAt;
   }
 }

@@ -13,6 +13,6 @@ export function slowClientBounds(env: Pick<Env, 'SBX_API_HEADERS_TIMEOUT_MS' | '
   return {
     headersTimeout: env.SBX_API_HEADERS_TIMEOUT_MS,
     requestTimeout: env.SBX_API_REQUEST_TIMEOUT_MS,
-    connectionsCheckingInterval: Math.min(1000, env.SBX_API_HEADERS_TIMEOUT_MS),
+    connectionsCheckingInterval: 1000, // both bounds are at least 1 s (core/src/config.ts)
   };
 }

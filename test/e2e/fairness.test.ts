@@ -85,7 +85,7 @@ test(`tenant B's one job overtakes the ${A_JOBS} tenant A has queued: at most th
     t.diagnostic(
       `B's job started ${waitedMs} ms after submission (queueMs ${doc.timings.queueMs}, pullMs ${doc.timings.pullMs}, startMs ${doc.timings.startMs}); ` +
         `A: ${aStartedBefore} started before B's submission, ${aheadOfB} between it and B's start, ${aLeft} still queued; ` +
-        `A's started jobs placed at submit: ${aDocs.filter((d) => d.placement?.placedAtSubmit).length}; ` +
+        `A's jobs placed at submit: ${aDocs.filter((d) => d.placement?.placedAtSubmit).length}; ` +
         `B placed ${JSON.stringify(doc.placement ?? null)}, A's between: ${placements.join(' ')}`,
     );
     assert.ok(aheadOfB <= HELD, `${aheadOfB} of A's jobs started between B's submission and B's start (bound: the ${HELD} the worker held); B waited ${waitedMs} ms`);

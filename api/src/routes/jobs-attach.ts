@@ -87,14 +87,14 @@ export function registerJobsAttach(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     const problem = websocketHandshakeProblem((name) => c.req.header(name), socket);
     if (problem) throw new InvalidRequestError(`cannot upgrade to a WebSocket: ${problem}`, [{ path: 'headers', message: problem }]);
     const release = deps.streams.take(c.get('tenant'), c.get('quota'));
-    socket!.once('close', release);
+    socket!.once('close', release); // upgraded or not, the place goes with the connection
     const handler = nodeWs.upgradeWebSocket(() => {
       let session: AttachSession | null = null;
       return {
         onOpen: (_e, ws) => { session = new AttachSession(deps, writer, job.doc, ws, from); session.start(); },
         onMessage: (e, ws) => { session?.receive(e.data, ws); },
-        onClose: () => { session?.close(); release(); },
-        onError: () => { session?.close(); release(); },
+        onClose: () => session?.close(),
+        onError: () => session?.close(),
       };
     });
     return handler(c, next);

@@ -55,13 +55,11 @@ export function registerJobsEvents(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       void watching?.then((unwatch) => unwatch(), () => {});
       throw e;
     }
-    let unwatch: () => void;
-    try {
-      unwatch = await watching!; // a job was found: its id is a job id
-    } catch (e) {
+    // A job was found: its id is a job id, so there is a subscription.
+    const unwatch = await watching!.catch((e: unknown) => {
       release();
       throw e;
-    }
+    });
     return streamJobEvents(c, deps, job.doc, resumeFrom, bell, () => {
       unwatch();
       release();

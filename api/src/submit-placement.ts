@@ -61,6 +61,12 @@ export class SubmitPlacement {
     return null;
   }
 
+  /** Whether job `id`'s first queue entry waits: on the shared queue or on a host's own. */
+  async isWaiting(id: string): Promise<boolean> {
+    if (await this.queue.queue.getJob(id)) return true;
+    return this.hostQueues.holds(id);
+  }
+
   async close(): Promise<void> {
     this.fleet?.stop();
     await this.hostQueues.close();

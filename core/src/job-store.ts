@@ -22,6 +22,7 @@ const SCRIPTS = {
   sbxCreateJob: CREATE,
   sbxTransitionJob: luaScript('transitionJob-2'),
   sbxAppendOutput: luaScript('appendOutput-2'),
+  sbxAbandonJob: luaScript('abandonJob-2'),
   // The webhook's delivery state, kept beside the final doc (field `callback`); never recreates an expired record.
   sbxRecordCallback: { numberOfKeys: 1, lua: "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], 'callback', ARGV[1]) return 1" },
 };
@@ -30,6 +31,7 @@ interface ScriptedClient {
   sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number, sealedAuth: string, waiter: string): Promise<number>;
   sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number, attempt: string, startedAttempt: string): Promise<string>;
   sbxRecordCallback(k1: string, state: string): Promise<number>;
+  sbxAbandonJob(k1: string, k2: string): Promise<number>;
   sbxAppendOutput(k1: string, k2: string, channel: string, attempt: string, ...typeAndData: string[]): Promise<number>;
 }
 
@@ -129,6 +131,17 @@ export class JobStore {
       via ? via.eval(CREATE_LUA, 2, ...args) : this.scripted.sbxCreateJob(...args),
       conn.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id),
     ]);
+  }
+
+  /**
+   * Undo a submission that failed after create(): the record, its events and its index entry go,
+   * unless a worker has claimed the job already (its queue entry did go out, only the answer was
+   * lost). Returns false in that case: the job is real and runs.
+   */
+  async abandon(id: string, tenant: string): Promise<boolean> {
+    if ((await this.scripted.sbxAbandonJob(this.keys.jobState(id), this.keys.jobEvents(id))) !== 1) return false;
+    await this.redis.zrem(this.keys.tenantJobs(tenant), id);
+    return true;
   }
 
   async get(id: string): Promise<StoredJob | null> {

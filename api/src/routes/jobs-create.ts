@@ -13,6 +13,7 @@ import { clientGoneSignal } from '../client-gone.ts';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { streamJobEvents } from '../job-event-stream.ts';
 import { Doorbell } from '../job-events-hub.ts';
+import { requeueLostSubmission } from '../lost-submission.ts';
 
 export const jobsCreateRoute = createRoute({
   method: 'post', path: '/v1/jobs', summary: 'Submit a job', tags: ['jobs'],
@@ -60,6 +61,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       const existing = existingId ? await deps.store.getDoc(existingId) : null;
       if (existing) {
         doc = existing;
+        await requeueLostSubmission(deps, quotas, existing, quota);
         if (watching) {
           (await watching).close();
           watching = JobWatch.open(deps, existing.id);
@@ -78,8 +80,14 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
           const inbox = (await watching)?.inbox ?? '';
           await deps.store.createThenQueue(spec, doc, inbox, deps.queue.connection, () => deps.placement.enqueue(id, priority, { image: spec.image, memoryBytes: spec.limits.memoryBytes }));
         } catch (e) {
-          await quotas.release(tenant, id).catch(() => {});
-          throw e;
+          // The record may be written though its queue entry was refused: taken back, unless a worker
+          // has claimed the job already (the entry went out, only its answer was lost): then it runs.
+          const claimed = await deps.store.abandon(id, tenant).then((abandoned) => !abandoned, () => false);
+          if (!claimed) {
+            await quotas.release(tenant, id).catch(() => {});
+            throw e;
+          }
+          deps.logger.warn({ jobId: id, err: (e as Error).message }, 'queueing a job failed, but a worker had claimed it already: accepted');
         }
         deps.metrics.jobsSubmitted.inc({ tenant: deps.metrics.tenants.of(tenant) });
       }

@@ -60,6 +60,17 @@ export class HostQueues {
     await this.redis.zrem(this.keys.handoffs(), handoffMember(to, id, priority));
   }
 
+  /** Whether job `id` waits on some host's queue (its hand-off deadline is pending). */
+  async holds(id: string): Promise<boolean> {
+    let cursor = '0';
+    do {
+      const [next, found] = await this.redis.zscan(this.keys.handoffs(), cursor, 'MATCH', `* ${id} *`, 'COUNT', 1000);
+      if (found.length > 0) return true;
+      cursor = next;
+    } while (cursor !== '0');
+    return false;
+  }
+
   /** Hand-offs past their deadline: back to the shared queue those still waiting on their host's. Returns how many. */
   async sweep(now = Date.now()): Promise<number> {
     const due = await this.redis.zrangebyscore(this.keys.handoffs(), '-inf', now, 'LIMIT', 0, 100);

@@ -1,0 +1,118 @@
+/**
+ * A submission that fails after its record is written loses nothing and leaves nothing behind: the
+ * record is taken back (no `queued` job that no worker will ever take, in the tenant's list or
+ * behind its idempotencyKey), the tenant's quota place is given back, and a retry with the same
+ * idempotencyKey queues a job that runs. When even taking the record back failed (Redis gone for
+ * both), the retry finds the stranded record and queues it.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { useTestApp } from '../../../test/harness/api-app.ts';
+import { newJobDocument, type JobDocument } from '../../../core/src/job-spec.ts';
+import { buildJobSpec } from '../job-submission.ts';
+import { newJobId } from '../../../core/src/job-id.ts';
+import { HostQueues } from '../../../core/src/placement/host-queues.ts';
+import { tenantLimitsPolicy } from '../../../core/src/tenant-quota.ts';
+
+const apiKey = `key-acme-${'x'.repeat(20)}`;
+const image = '127.0.0.1:5000/test/busybox:latest';
+
+function submit(t: ReturnType<typeof useTestApp>, body: Record<string, unknown> = {}) {
+  return t.app.request('/v1/jobs', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ image, command: ['true'], ...body }),
+  });
+}
+
+async function listed(t: ReturnType<typeof useTestApp>): Promise<JobDocument[]> {
+  const res = await t.app.request('/v1/jobs', { headers: { authorization: `Bearer ${apiKey}` } });
+  assert.equal(res.status, 200);
+  return ((await res.json()) as { items: JobDocument[] }).items;
+}
+
+describe('a submission whose queue entry is refused', () => {
+  const t = useTestApp({ SBX_API_KEYS: `${apiKey}:acme`, SBX_TENANT_ACTIVE_JOBS: '5' });
+
+  test('takes its record back and gives its quota place back; a retry with the same idempotencyKey runs once', async () => {
+    // BullMQ's priority counter made a string: Redis answers the queue entry's script WRONGTYPE,
+    // after the record (sent first, over the same connection) was written.
+    const counter = `${t.deps.queue.queue.qualifiedName}:pc`;
+    await t.deps.redis.set(counter, 'not a counter');
+    const failed = await submit(t, { idempotencyKey: 'nightly-1' });
+    assert.equal(failed.status, 500, await failed.clone().text());
+    assert.equal(((await failed.json()) as { error: { code: string } }).error.code, 'internal');
+
+    assert.deepEqual(await listed(t), [], 'no job is left in the tenant\'s list');
+    assert.deepEqual(await t.deps.redis.keys(`${t.deps.keys.jobState('*')}`), [], 'no job record is left');
+    assert.equal(await t.deps.redis.zcard(t.deps.keys.tenantActive('acme')), 0, 'the quota place is given back');
+
+    await t.deps.redis.del(counter);
+    const retried = await submit(t, { idempotencyKey: 'nightly-1' });
+    assert.equal(retried.status, 202, await retried.clone().text());
+    const job = (await retried.json()) as JobDocument;
+    assert.ok(await t.deps.queue.queue.getJob(job.id), 'the retry is queued');
+    assert.deepEqual((await listed(t)).map((j) => j.id), [job.id]);
+
+    const again = (await (await submit(t, { idempotencyKey: 'nightly-1' })).json()) as JobDocument;
+    assert.equal(again.id, job.id, 'the same key names the same job from then on');
+    assert.equal(await t.deps.queue.queue.getJobCountByTypes('prioritized', 'wait'), 1, 'queued once');
+  });
+
+  test('a record stranded with no queue entry is queued by the retry that finds it, counted in the quota', async () => {
+    // What a submission leaves when Redis went away after the record and before both the entry and
+    // the take-back: the record, the idempotency key naming it, and no queue entry.
+    const id = newJobId();
+    const spec = buildJobSpec({ image, command: ['true'] } as never, id, 'acme', tenantLimitsPolicy(t.deps.config.limits, null), new Date());
+    assert.equal(await t.deps.store.create(spec, newJobDocument(spec)), true);
+    await t.deps.redis.set(t.deps.keys.idempotency('acme', 'stranded'), id);
+    assert.equal(await t.deps.queue.queue.getJob(id), undefined);
+
+    const res = await submit(t, { idempotencyKey: 'stranded' });
+    assert.equal(res.status, 202, await res.clone().text());
+    assert.equal(((await res.json()) as JobDocument).id, id);
+    const entry = await t.deps.queue.queue.getJob(id);
+    assert.ok(entry, 'queued by the retry');
+    assert.equal(entry.data.image, spec.image);
+    assert.notEqual(await t.deps.redis.zscore(t.deps.keys.tenantActive('acme'), id), null, 'counted in the tenant\'s quota');
+
+    // A job already claimed by a worker is never queued a second time.
+    const claimed = newJobId();
+    const claimedSpec = { ...spec, id: claimed };
+    await t.deps.store.create(claimedSpec, newJobDocument(claimedSpec));
+    await t.deps.redis.hset(t.deps.keys.jobState(claimed), 'status', 'pulling');
+    await t.deps.redis.set(t.deps.keys.idempotency('acme', 'claimed'), claimed);
+    const res2 = await submit(t, { idempotencyKey: 'claimed' });
+    assert.equal(((await res2.json()) as JobDocument).id, claimed);
+    assert.equal(await t.deps.queue.queue.getJob(claimed), undefined, 'a claimed job gets no second entry');
+
+    // Nor is a job waiting on a host's own queue (placed there at submission).
+    const placed = newJobId();
+    const placedSpec = { ...spec, id: placed };
+    await t.deps.store.create(placedSpec, newJobDocument(placedSpec));
+    const hosts = new HostQueues(t.deps.redis, t.deps.redis, t.deps.keys, 60_000);
+    await hosts.handOff('host-a', { id: placed, placed: 'submit', hops: 0 }, 1);
+    await hosts.close();
+    await t.deps.redis.set(t.deps.keys.idempotency('acme', 'placed'), placed);
+    const res3 = await submit(t, { idempotencyKey: 'placed' });
+    assert.equal(((await res3.json()) as JobDocument).id, placed);
+    assert.equal(await t.deps.queue.queue.getJob(placed), undefined, 'a job on a host queue gets no second entry');
+  });
+
+  test('the take-back keeps a job a worker has claimed already (its entry went out, only the answer was lost)', async () => {
+    const id = newJobId();
+    const spec = buildJobSpec({ image, command: ['true'] } as never, id, 'acme', tenantLimitsPolicy(t.deps.config.limits, null), new Date());
+    await t.deps.store.create(spec, newJobDocument(spec));
+    await t.deps.redis.hset(t.deps.keys.jobState(id), 'status', 'pulling');
+    assert.equal(await t.deps.store.abandon(id, 'acme'), false);
+    assert.equal(await t.deps.redis.hget(t.deps.keys.jobState(id), 'status'), 'pulling');
+    assert.notEqual(await t.deps.redis.zscore(t.deps.keys.tenantJobs('acme'), id), null, 'still listed');
+
+    const queued = newJobId();
+    const queuedSpec = { ...spec, id: queued };
+    await t.deps.store.create(queuedSpec, newJobDocument(queuedSpec));
+    assert.equal(await t.deps.store.abandon(queued, 'acme'), true);
+    assert.equal(await t.deps.redis.exists(t.deps.keys.jobState(queued), t.deps.keys.jobEvents(queued)), 0);
+    assert.equal(await t.deps.redis.zscore(t.deps.keys.tenantJobs('acme'), queued), null);
+  });
+});

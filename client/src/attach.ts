@@ -10,6 +10,8 @@ import type { Job } from './types.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
 const HIGH_WATER = 1 << 20;
+/** Stdin bytes per message: the server closes a socket whose message is over 256 KiB of stdin (P47). */
+export const STDIN_FRAME_BYTES = 64 * 1024;
 const POLL_MS = 2;
 
 export interface AttachOptions {
@@ -68,8 +70,11 @@ export function attachJob(id: string, opts: AttachOptions): Promise<Attachment> 
     ended,
     async write(data) {
       const buf = typeof data === 'string' ? Buffer.from(data) : data;
-      while (open() && ws.bufferedAmount > HIGH_WATER) await new Promise((r) => setTimeout(r, POLL_MS));
-      if (open()) ws.send(Buffer.concat([Buffer.from([CHANNEL.stdin]), buf]));
+      for (let at = 0; at < buf.length; at += STDIN_FRAME_BYTES) {
+        while (open() && ws.bufferedAmount > HIGH_WATER) await new Promise((r) => setTimeout(r, POLL_MS));
+        if (!open()) return;
+        ws.send(Buffer.concat([Buffer.from([CHANNEL.stdin]), buf.subarray(at, at + STDIN_FRAME_BYTES)]));
+      }
     },
     eof() { if (open()) ws.send(JSON.stringify({ type: 'eof' })); },
     resize(rows, cols) { if (open() && rows > 0 && cols > 0) ws.send(JSON.stringify({ type: 'resize', rows, cols })); },

@@ -36,6 +36,13 @@ import { websocketHandshakeProblem } from './websocket-handshake.ts';
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
 /** Input accepted from a client but not yet in Redis, past which its socket is paused. */
 const MAX_PENDING_INPUT = 1 << 20;
+/**
+ * The largest message a client may send (a channel byte and 256 KiB of stdin, or a control
+ * message): one over it closes the socket with 1009 as soon as its header announces its length,
+ * before any of it is buffered. The `ws` default (100 MiB) let every attach socket hold that much of
+ * the API's memory (P47).
+ */
+export const MAX_CLIENT_MESSAGE_BYTES = 256 * 1024 + 1;
 /** Output queued in a client's socket past which the pump waits for it. */
 const MAX_BUFFERED_OUTPUT = 1 << 20;
 const LIVENESS_CHECK_MS = 5_000;
@@ -71,6 +78,8 @@ function describeAttach(app: OpenAPIHono<AppEnv>): void {
 export function registerJobsAttach(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   describeAttach(app);
   const nodeWs = createNodeWebSocket({ app });
+  // @hono/node-ws makes its server with ws's defaults; ws reads maxPayload from its options per upgrade.
+  nodeWs.wss.options.maxPayload = MAX_CLIENT_MESSAGE_BYTES;
   sockets.set(app, nodeWs);
   const writer = new StdinWriter(deps.redis, deps.keys);
   app.get('/v1/jobs/:id/attach', async (c, next) => {

@@ -1,0 +1,89 @@
+/**
+ * P47 against a real API process: a client's WebSocket message on /attach is bounded. One over
+ * MAX_CLIENT_MESSAGE_BYTES closes the socket with 1009 as soon as its length is announced, so no
+ * attach socket holds more than that of the API's memory. ws's default (100 MiB per message) let
+ * 8 sockets sending 64 MiB each grow the API by 760 MiB. Messages up to the bound pass, and the
+ * client library splits larger writes so that they do.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, test } from 'node:test';
+import WebSocket from 'ws';
+import { attachJob } from '../../../client/src/attach.ts';
+import type { JobDocument } from '../../../core/src/job-spec.ts';
+import { RedisKeys } from '../../../core/src/redis-keys.ts';
+import { startApiProcess, type ApiProcess } from '../../../test/harness/api-process.ts';
+import { startRedis, waitUntil, type RunningRedis } from '../../../test/harness/redis.ts';
+import { MAX_CLIENT_MESSAGE_BYTES } from './jobs-attach.ts';
+
+const MiB = 2 ** 20;
+const keys = new RedisKeys();
+let redis: RunningRedis;
+let api: ApiProcess;
+before(async () => {
+  redis = await startRedis();
+  api = await startApiProcess({ SBX_REDIS_URL: redis.url });
+});
+after(async () => {
+  await api?.kill();
+  await redis?.stop();
+});
+
+const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${api.pid}/status`, 'utf8'))![1]) / 1024;
+
+/** An interactive job that stays queued (no worker here): attach sockets to it stay open. */
+async function interactiveJob(): Promise<string> {
+  const res = await fetch(`${api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command: ['cat'], openStdin: true }) });
+  assert.equal(res.status, 202, await res.clone().text());
+  return ((await res.json()) as JobDocument).id;
+}
+
+async function open(id: string): Promise<{ ws: WebSocket; closed: Promise<number> }> {
+  const ws = new WebSocket(`${api.url.replace(/^http/, 'ws')}/v1/jobs/${id}/attach`, ['sbx.v1']);
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  ws.on('error', () => {});
+  return { ws, closed: new Promise((resolve) => ws.once('close', (code) => resolve(code))) };
+}
+
+/** The stdin bytes waiting for the job in its Redis stream. */
+async function stdinBytes(id: string): Promise<number> {
+  const rows = await redis.client().xrangeBuffer(keys.jobStdin(id), '-', '+');
+  return rows.filter(([, f]) => f[1]?.toString() === 'd').reduce((n, [, f]) => n + (f[3]?.length ?? 0), 0);
+}
+
+test('a message over the bound closes its socket with 1009 before the API buffers it; 8 sockets of 64 MiB each leave the API\'s memory as it was', async () => {
+  const id = await interactiveJob();
+  const before = rssMiB();
+  const sockets = await Promise.all(Array.from({ length: 8 }, () => open(id)));
+  for (const { ws } of sockets) {
+    const message = Buffer.alloc(64 * MiB, 0x61);
+    message[0] = 0; // the stdin channel
+    ws.send(message);
+  }
+  const codes = await Promise.all(sockets.map((s) => Promise.race([s.closed, new Promise<string>((r) => setTimeout(() => r('still open after 10 s'), 10_000))])));
+  const grown = rssMiB() - before;
+  for (const { ws } of sockets) ws.terminate();
+  assert.ok(grown < 150, `the API grew by ${grown.toFixed(0)} MiB`);
+  assert.deepEqual(codes, Array(8).fill(1009), 'each socket is closed with 1009 (message too big)');
+  assert.equal(await stdinBytes(id), 0, 'none of it reached the job');
+});
+
+test('a message at the bound passes, and the client library splits a larger write into messages under it', async () => {
+  const id = await interactiveJob();
+  const { ws, closed } = await open(id);
+  const atBound = Buffer.alloc(MAX_CLIENT_MESSAGE_BYTES, 0x62);
+  atBound[0] = 0;
+  ws.send(atBound);
+  await waitUntil(async () => (await stdinBytes(id)) === MAX_CLIENT_MESSAGE_BYTES - 1, 10_000, 'the message at the bound to reach the job\'s stdin');
+  ws.close();
+  assert.equal(await closed, 1005, 'the socket stayed open until the client closed it');
+
+  const other = await interactiveJob();
+  const attachment = await attachJob(other, { baseUrl: api.url, onOutput: () => {} });
+  await attachment.write(Buffer.alloc(MiB, 0x63));
+  await waitUntil(async () => (await stdinBytes(other)) === MiB, 10_000, 'a 1 MiB write to reach the job\'s stdin');
+  attachment.close();
+});

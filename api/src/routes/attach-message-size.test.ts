@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import WebSocket from 'ws';
+import { WebSocket } from 'undici';
 import { attachJob } from '../../../client/src/attach.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 import { RedisKeys } from '../../../core/src/redis-keys.ts';
@@ -40,12 +40,12 @@ async function interactiveJob(): Promise<string> {
 
 async function open(id: string): Promise<{ ws: WebSocket; closed: Promise<number> }> {
   const ws = new WebSocket(`${api.url.replace(/^http/, 'ws')}/v1/jobs/${id}/attach`, ['sbx.v1']);
+  const closed = new Promise<number>((resolve) => ws.addEventListener('close', (e) => resolve(e.code)));
   await new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', reject);
+    ws.addEventListener('open', resolve, { once: true });
+    ws.addEventListener('error', reject, { once: true });
   });
-  ws.on('error', () => {});
-  return { ws, closed: new Promise((resolve) => ws.once('close', (code) => resolve(code))) };
+  return { ws, closed };
 }
 
 /** The stdin bytes waiting for the job in its Redis stream. */
@@ -65,7 +65,7 @@ test('a message over the bound closes its socket with 1009 before the API buffer
   }
   const codes = await Promise.all(sockets.map((s) => Promise.race([s.closed, new Promise<string>((r) => setTimeout(() => r('still open after 10 s'), 10_000))])));
   const grown = rssMiB() - before;
-  for (const { ws } of sockets) ws.terminate();
+  for (const { ws } of sockets) ws.close();
   assert.ok(grown < 150, `the API grew by ${grown.toFixed(0)} MiB`);
   assert.deepEqual(codes, Array(8).fill(1009), 'each socket is closed with 1009 (message too big)');
   assert.equal(await stdinBytes(id), 0, 'none of it reached the job');

@@ -38,6 +38,13 @@ export const LAUNCH_BOUNDS = {
 } as const satisfies Record<string, LimitBound>;
 
 /**
+ * The most layers an image may have: spec.cc takes at most 128 lowerDirs (getStringArray), and the
+ * overlay mount fits them in one page of options (native/src/mnt.cc). The worker refuses an image
+ * with more when it reads its manifest, before downloading any layer.
+ */
+export const MAX_IMAGE_LAYERS = 128;
+
+/**
  * Interactive jobs' idle limit (not the launcher's: the worker's timer, a setTimeout): at least a
  * second, at most 2^31 - 1 ms.
  */

@@ -61,27 +61,39 @@ bool addRootfs(Builder& b, const spec::Spec& s, const spec::Options& o, int user
   b.add(OpKind::kMkdir, "scratch-dirs", nullptr, b.str(scratch + "/root"), nullptr, 0, nullptr, 0755);
   std::vector<std::string> layers{o.stateDir + "/initlayer"};  // top first
   for (auto it = s.lowerDirs.rbegin(); it != s.lowerDirs.rend(); ++it) layers.push_back(*it);
-  std::string lower;
+  // A layer is attached in the scratch tmpfs as l<i> (a read-only clone) when it is idmapped or comes
+  // from the launcher's detached clone (pooled setups). The overlay is mounted from the scratch dir,
+  // so those are named relative to it: mount(2) takes one page of options, and 128 layers by their
+  // absolute paths do not fit in it. When even so they would not, every image layer is attached.
+  std::vector<bool> attach(layers.size());
+  for (size_t i = 0; i < layers.size(); i++) attach[i] = usernsFd >= 0 || (i > 0 && layerFds);
+  auto options = [&]() {
+    std::string lower;
+    for (size_t i = 0; i < layers.size(); i++) lower += (i ? ":" : "") + (attach[i] ? "l" + std::to_string(i) : layers[i]);
+    return "lowerdir=" + lower + ",upperdir=upper,workdir=work";
+  };
+  std::string data = options();
+  if (data.size() > 4000) {
+    for (size_t i = 1; i < layers.size(); i++) attach[i] = true;
+    data = options();
+  }
+  if (data.size() > 4000)  // mount(2) data is one page
+    return fail(err, "spec", "", "lowerDirs: overlay options exceed one page; use a shorter state dir path", E2BIG, kInvalidSpec);
   for (size_t i = 0; i < layers.size(); i++) {
-    std::string dir = layers[i];
+    if (!attach[i]) continue;
     // layerFds (pooled setups): image layer i is attached from the launcher's detached clone of it
     int srcFd = i > 0 && layerFds ? (*layerFds)[s.lowerDirs.size() - i] : -1;
-    if (usernsFd >= 0 || srcFd >= 0) {  // an (idmapped) read-only clone of the layer, attached in our tmpfs
-      dir = scratch + "/l" + std::to_string(i);
-      b.add(OpKind::kMkdir, "idmap", nullptr, b.str(dir), nullptr, 0, nullptr, 0700);
-      b.add(OpKind::kIdmapLayer, "idmap", b.str(layers[i]), b.str(dir));
-      b.ops.back().fd = usernsFd;
-      b.ops.back().srcFd = srcFd;
-    }
-    lower += (i ? ":" : "") + dir;
+    std::string dir = scratch + "/l" + std::to_string(i);
+    b.add(OpKind::kMkdir, "idmap", nullptr, b.str(dir), nullptr, 0, nullptr, 0700);
+    b.add(OpKind::kIdmapLayer, "idmap", b.str(layers[i]), b.str(dir));
+    b.ops.back().fd = usernsFd;
+    b.ops.back().srcFd = srcFd;
   }
   if (usernsFd >= 0) {  // the job's root owns "/" (the overlay root takes the upper root's owner)
     b.add(OpKind::kChown, "idmap", nullptr, b.str(scratch + "/upper"));
     b.ops.back().uid = b.ops.back().gid = hostBase;
   }
-  std::string data = "lowerdir=" + lower + ",upperdir=" + scratch + "/upper,workdir=" + scratch + "/work";
-  if (data.size() > 4000)  // mount(2) data is one page
-    return fail(err, "spec", "", "lowerDirs: overlay options exceed one page; use shorter layer paths", E2BIG, kInvalidSpec);
+  b.add(OpKind::kChdir, "overlay", nullptr, b.str(scratch));  // the options' relative names
   b.add(OpKind::kMount, "overlay", "overlay", b.str(scratch + "/root"), "overlay", MS_NOSUID | MS_NODEV, b.str(data));
   b.add(OpKind::kChdir, "overlay", nullptr, b.str(scratch + "/root"));
   return true;

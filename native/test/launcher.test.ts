@@ -11,6 +11,7 @@ import {
   mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
 } from './helpers.ts';
 import { promisify } from 'node:util';
+import { MAX_IMAGE_LAYERS } from '../../core/src/launch-bounds.ts';
 import { execFile } from 'node:child_process';
 
 const parent = uniqueParent('launch');
@@ -212,6 +213,36 @@ describe('launcher', () => {
     await assert.rejects(launch(baseSpec([rootfs], { limits: { ...l, timeoutMs: 2 ** 31 } }), opts), { code: 'invalid_spec' });
     await assert.rejects(launch(baseSpec([rootfs], { lowerDirs: ['/nonexistent'] }), opts), { code: 'invalid_spec' });
     await assert.rejects(launch(baseSpec([rootfs], { lowerDirs: [`${rootfs}:/etc`] }), opts), { code: 'invalid_spec' });
+  });
+
+  it('runs an image of 128 layers (the most a spec takes) however long their paths, with and without a pooled setup', async () => {
+    // 127 layers of about 150-character paths, beside the busybox one: by their absolute paths the
+    // overlay's options would be 19 KiB, over mount(2)'s one page (before: E2BIG from 30-odd layers on).
+    const deep = path.join(tmp, 'layers-' + 'x'.repeat(60));
+    assert.equal(MAX_IMAGE_LAYERS, 128);
+    const layers = Array.from({ length: MAX_IMAGE_LAYERS - 1 }, (_, i) => {
+      const dir = path.join(deep, i.toString(16).padStart(64, '0'));
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, `f${i}`), `${i}\n`);
+      return dir;
+    });
+    const argv = ['sh', '-c', 'cat /f0 /f126; ls / | grep -c "^f"'];
+    try {
+      const direct = await run(baseSpec([rootfs, ...layers], { slot: 11, argv }), { ...opts, pool: false });
+      assert.equal(direct.stderr, '');
+      assert.equal(direct.stdout, '0\n126\n127\n', 'every layer is in the root file system');
+      closePool();
+      const first = await run(baseSpec([rootfs, ...layers], { slot: 12, argv }), opts);
+      assert.equal(first.stdout, '0\n126\n127\n');
+      assert.equal(await poolReaches(2), 2, 'setups for the next jobs of this image are made');
+      const pooled = await run(baseSpec([rootfs, ...layers], { slot: 12, argv }), opts);
+      assert.equal(pooled.stdout, '0\n126\n127\n', 'and from a pooled setup');
+      await assert.rejects(launch(baseSpec([rootfs, ...layers, rootfs], { slot: 11, argv }), { ...opts, pool: false }), { code: 'invalid_spec' }, '129 layers are refused');
+    } finally {
+      closePool();
+      fs.rmSync(deep, { recursive: true, force: true });
+    }
+    assertNoMountLeaks();
   });
 
   it('recreates its cgroup parent when it was removed between jobs', async () => {

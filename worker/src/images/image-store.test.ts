@@ -15,6 +15,7 @@ import { startRegistry, type RunningRegistry } from '../../../test/harness/regis
 import { buildStandardImages, busyboxImage, busyboxLayer, DEFAULT_PATH } from '../../../test/fixtures/build-images.ts';
 import { buildImage, buildIndex, buildLayer, pushImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
+import { MAX_IMAGE_LAYERS } from '../../../core/src/launch-bounds.ts';
 import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
@@ -186,6 +187,19 @@ it('a config whose diff_ids do not match the layers is InvalidImageError', async
   await pushImage(registry.url, 'bad/diffid', 'latest', image);
   const store = await newStore();
   await assert.rejects(store.acquire(`${registry.host}/bad/diffid:latest`), /uncompressed content has digest/);
+});
+
+it('an image of more layers than a job can mount (MAX_IMAGE_LAYERS) is InvalidImageError before any blob is downloaded; one of exactly that many pulls', async () => {
+  const extra = await Promise.all(Array.from({ length: MAX_IMAGE_LAYERS }, (_, i) => buildLayer([{ type: 'file', path: `f${i}`, content: `${i}` }])));
+  await pushImage(registry.url, 'many/layers', 'over', await busyboxImage({ extraLayers: extra }));
+  await pushImage(registry.url, 'many/layers', 'most', await busyboxImage({ extraLayers: extra.slice(1) }));
+  const agent = new CountingAgent();
+  const store = await newStore({ dispatcher: agent });
+  await assert.rejects(store.acquire(`${registry.host}/many/layers:over`), (e: Error) => e instanceof InvalidImageError && /it has 129 layers; sbx runs images of at most 128/.test(e.message));
+  assert.deepEqual(agent.paths.filter((p) => p.includes('/blobs/')), [], 'not even its config was downloaded');
+  const image = await store.acquire(`${registry.host}/many/layers:most`);
+  assert.equal(image.layerDirs.length, MAX_IMAGE_LAYERS);
+  image.release();
 });
 
 it('a multi-arch index resolves to the host platform (or the configured one)', async () => {

@@ -2,6 +2,7 @@
  * Parsing and validation of manifests, indexes and image configs (OCI image spec and Docker schema
  * 2), and platform selection from an index. Everything here is pure: bytes in, typed values out.
  */
+import { MAX_IMAGE_LAYERS } from '../../../../core/src/launch-bounds.ts';
 import { z } from 'zod';
 import { InvalidImageError } from '../../../../core/src/errors.ts';
 import { CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, layerCompression } from './media-types.ts';
@@ -101,6 +102,9 @@ export function parseManifestDocument(reference: string, bytes: Buffer, contentT
   const { config, layers } = parsed.data;
   if (!CONFIG_TYPES.has(config.mediaType)) {
     throw new InvalidImageError(reference, `config media type ${JSON.stringify(config.mediaType)} is not a container image config`);
+  }
+  if (layers.length > MAX_IMAGE_LAYERS) {
+    throw new InvalidImageError(reference, `it has ${layers.length} layers; sbx runs images of at most ${MAX_IMAGE_LAYERS}`);
   }
   for (const layer of layers) {
     if (layerCompression(layer.mediaType) === null) {

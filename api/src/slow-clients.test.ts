@@ -6,29 +6,19 @@
  */
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { after, before, test } from 'node:test';
-import { startApiProcess, type ApiProcess } from '../../test/harness/api-process.ts';
-import { startRedis, type RunningRedis } from '../../test/harness/redis.ts';
+import { test } from 'node:test';
+import { useApiProcess } from '../../test/harness/api-process.ts';
 
 const HEADERS_MS = 1000;
 const REQUEST_MS = 2000;
 /** Far under Node's own 90 s / 300 s, far over the bounds plus their 1 s look on a busy host. */
 const GIVE_UP_MS = 20_000;
 
-let redis: RunningRedis;
-let api: ApiProcess;
-before(async () => {
-  redis = await startRedis();
-  api = await startApiProcess({ SBX_REDIS_URL: redis.url, SBX_API_HEADERS_TIMEOUT_MS: String(HEADERS_MS), SBX_API_REQUEST_TIMEOUT_MS: String(REQUEST_MS) });
-});
-after(async () => {
-  await api?.kill();
-  await redis?.stop();
-});
+const stack = useApiProcess({ SBX_API_HEADERS_TIMEOUT_MS: String(HEADERS_MS), SBX_API_REQUEST_TIMEOUT_MS: String(REQUEST_MS) });
 
 /** Sends `first`, then `drip` every 200 ms; resolves with what the server answered once it closed the connection, and after how long. */
 function trickle(first: string, drip: string): Promise<{ answer: string; ms: number }> {
-  const { hostname, port } = new URL(api.url);
+  const { hostname, port } = new URL(stack.api.url);
   return new Promise((resolve, reject) => {
     const started = Date.now();
     let answer = '';
@@ -67,10 +57,10 @@ test('a body trickled a byte at a time: 408 and closed once SBX_API_REQUEST_TIME
 });
 
 test('responses are not bounded: an event stream stays open past the request timeout', async () => {
-  const created = await fetch(`${api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command: ['true'] }) });
+  const created = await fetch(`${stack.api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command: ['true'] }) });
   assert.equal(created.status, 202);
   const { id } = (await created.json()) as { id: string };
-  const events = await fetch(`${api.url}/v1/jobs/${id}/events`);
+  const events = await fetch(`${stack.api.url}/v1/jobs/${id}/events`);
   assert.equal(events.status, 200);
   const reader = events.body!.getReader();
   let text = '';

@@ -2,8 +2,9 @@
  * One API process (api/src/main.ts, exactly as `npm run api` starts it) on a port the kernel picks
  * (SBX_API_PORT=0): the URL comes from its "sbx API listening" log line, so no port has to stay free.
  */
+import { after, before } from 'node:test';
 import { spawnSbx, type ManagedProcess } from './stack.ts';
-import { waitUntil } from './redis.ts';
+import { startRedis, waitUntil, type RunningRedis } from './redis.ts';
 
 export interface ApiProcess extends ManagedProcess {
   url: string;
@@ -35,4 +36,33 @@ export async function runApiUntilExit(env: Record<string, string>, timeoutMs = 3
   const code = await exited;
   clearTimeout(timer);
   return { code, output: p.log() };
+}
+
+/**
+ * A test file's usual setup in one line: a private redis-server and an API process on it (with
+ * `env` besides SBX_REDIS_URL), started in before() and stopped in after() of the enclosing suite.
+ */
+export function useApiProcess(env: Record<string, string> = {}): { readonly api: ApiProcess; readonly redis: RunningRedis } {
+  let redis: RunningRedis | null = null;
+  let api: ApiProcess | null = null;
+  before(async () => {
+    redis = await startRedis();
+    api = await startApiProcess({ SBX_REDIS_URL: redis.url, ...env });
+  });
+  after(async () => {
+    await api?.kill();
+    await redis?.stop();
+  });
+  const started = <T>(v: T | null): T => {
+    if (v === null) throw new Error('the API process is not started yet: use it inside a test or a hook');
+    return v;
+  };
+  return {
+    get api() {
+      return started(api);
+    },
+    get redis() {
+      return started(redis);
+    },
+  };
 }

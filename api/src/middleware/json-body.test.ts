@@ -6,22 +6,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import { after, before, describe, test } from 'node:test';
-import { startApiProcess, type ApiProcess } from '../../../test/harness/api-process.ts';
-import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+import { describe, test } from 'node:test';
+import { useApiProcess } from '../../../test/harness/api-process.ts';
 
 const MiB = 1024 * 1024;
-let redis: RunningRedis;
-let api: ApiProcess;
-
-before(async () => {
-  redis = await startRedis();
-  api = await startApiProcess({ SBX_REDIS_URL: redis.url });
-});
-after(async () => {
-  await api?.kill();
-  await redis?.stop();
-});
+const stack = useApiProcess();
 
 function rssBytes(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -102,12 +91,12 @@ describe('request bodies', () => {
   // The timeout only turns a hang (a server that neither reads nor closes) into a failure.
   test('a 200 MiB chunked body without Content-Length is cut at the limit with 413; RSS grows < 32 MiB', { timeout: 120_000 }, async () => {
     // Warm up: code paths and buffer pools exist before the measurement.
-    const small = await postChunked(api.url, 2 * MiB);
+    const small = await postChunked(stack.api.url, 2 * MiB);
     assert.equal(small.status, 413, small.body);
-    const before = rssBytes(api.pid);
+    const before = rssBytes(stack.api.pid);
     // The client goes on sending after the 413, as a careless or hostile one would.
-    const big = await postChunked(api.url, 200 * MiB, true);
-    const afterRss = rssBytes(api.pid);
+    const big = await postChunked(stack.api.url, 200 * MiB, true);
+    const afterRss = rssBytes(stack.api.pid);
     const growth = afterRss - before;
     process.stdout.write(`# API RSS ${(before / MiB).toFixed(1)} MiB -> ${(afterRss / MiB).toFixed(1)} MiB (+${(growth / MiB).toFixed(1)} MiB); the 413 came after ${(big.sentBeforeAnswer / MiB).toFixed(1)} MiB, the connection was closed after ${(big.sentBytes / MiB).toFixed(1)} MiB\n`);
     assert.equal(big.status, 413, `status ${big.status}: ${big.body}`);
@@ -118,15 +107,15 @@ describe('request bodies', () => {
   });
 
   test('a body just under the limit is read (chunked), one just over is 413', async () => {
-    const ok = await postChunked(api.url, 1 * MiB - 64 * 1024); // whitespace only: invalid JSON, but read in full
+    const ok = await postChunked(stack.api.url, 1 * MiB - 64 * 1024); // whitespace only: invalid JSON, but read in full
     assert.equal(ok.status, 400, ok.body);
     assert.equal((JSON.parse(ok.body) as { error: { code: string } }).error.code, 'invalid_json');
-    const over = await postChunked(api.url, 1 * MiB + 64 * 1024);
+    const over = await postChunked(stack.api.url, 1 * MiB + 64 * 1024);
     assert.equal(over.status, 413, over.body);
   });
 
   test('the API still answers on new connections after cutting a body', async () => {
-    const res = await fetch(`${api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/x/y:z', command: ['true'] }) });
+    const res = await fetch(`${stack.api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/x/y:z', command: ['true'] }) });
     assert.equal(res.status, 202, await res.text());
   });
 });

@@ -7,39 +7,30 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { WebSocket } from 'undici';
 import { attachJob } from '../../../client/src/attach.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 import { RedisKeys } from '../../../core/src/redis-keys.ts';
-import { startApiProcess, type ApiProcess } from '../../../test/harness/api-process.ts';
-import { startRedis, waitUntil, type RunningRedis } from '../../../test/harness/redis.ts';
+import { useApiProcess } from '../../../test/harness/api-process.ts';
+import { waitUntil } from '../../../test/harness/redis.ts';
 import { MAX_CLIENT_MESSAGE_BYTES } from './jobs-attach.ts';
 
 const MiB = 2 ** 20;
 const keys = new RedisKeys();
-let redis: RunningRedis;
-let api: ApiProcess;
-before(async () => {
-  redis = await startRedis();
-  api = await startApiProcess({ SBX_REDIS_URL: redis.url });
-});
-after(async () => {
-  await api?.kill();
-  await redis?.stop();
-});
+const stack = useApiProcess();
 
-const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${api.pid}/status`, 'utf8'))![1]) / 1024;
+const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${stack.api.pid}/status`, 'utf8'))![1]) / 1024;
 
 /** An interactive job that stays queued (no worker here): attach sockets to it stay open. */
 async function interactiveJob(): Promise<string> {
-  const res = await fetch(`${api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command: ['cat'], openStdin: true }) });
+  const res = await fetch(`${stack.api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command: ['cat'], openStdin: true }) });
   assert.equal(res.status, 202, await res.clone().text());
   return ((await res.json()) as JobDocument).id;
 }
 
 async function open(id: string): Promise<{ ws: WebSocket; closed: Promise<number> }> {
-  const ws = new WebSocket(`${api.url.replace(/^http/, 'ws')}/v1/jobs/${id}/attach`, ['sbx.v1']);
+  const ws = new WebSocket(`${stack.api.url.replace(/^http/, 'ws')}/v1/jobs/${id}/attach`, ['sbx.v1']);
   const closed = new Promise<number>((resolve) => ws.addEventListener('close', (e) => resolve(e.code)));
   await new Promise((resolve, reject) => {
     ws.addEventListener('open', resolve, { once: true });
@@ -50,7 +41,7 @@ async function open(id: string): Promise<{ ws: WebSocket; closed: Promise<number
 
 /** The stdin bytes waiting for the job in its Redis stream. */
 async function stdinBytes(id: string): Promise<number> {
-  const rows = await redis.client().xrangeBuffer(keys.jobStdin(id), '-', '+');
+  const rows = await stack.redis.client().xrangeBuffer(keys.jobStdin(id), '-', '+');
   return rows.filter(([, f]) => f[1]?.toString() === 'd').reduce((n, [, f]) => n + (f[3]?.length ?? 0), 0);
 }
 
@@ -82,7 +73,7 @@ test('a message at the bound passes, and the client library splits a larger writ
   assert.equal(await closed, 1005, 'the socket stayed open until the client closed it');
 
   const other = await interactiveJob();
-  const attachment = await attachJob(other, { baseUrl: api.url, onOutput: () => {} });
+  const attachment = await attachJob(other, { baseUrl: stack.api.url, onOutput: () => {} });
   await attachment.write(Buffer.alloc(MiB, 0x63));
   await waitUntil(async () => (await stdinBytes(other)) === MiB, 10_000, 'a 1 MiB write to reach the job\'s stdin');
   attachment.close();

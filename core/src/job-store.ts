@@ -165,22 +165,18 @@ export class JobStore {
   }
 
   /**
-   * The document and, once the job is final, its whole output, in one round trip (HMGET + XRANGE
-   * of the first OUTPUT_PAGE events sent back to back; a longer stream is read on).
-   * `output` is null while the job has not finished.
+   * The document and, once the job is final, its output when short (shortOutput), in one round trip
+   * (HMGET + XRANGE of the first SHORT_OUTPUT.events events, sent back to back). `output` is null
+   * while the job has not finished, and for a long output: the caller streams that
+   * (api/src/job-output-response.ts), never holding all of it.
    */
   async getDocWithOutput(id: string): Promise<{ doc: JobDocument; output: JobOutput | null } | null> {
-    const [fields, rows] = await Promise.all(sendTogether(this.redis, () => [this.redis.hmget(this.keys.jobState(id), 'doc', 'callback'), this.redis.xrange(this.keys.jobEvents(id), '-', '+', 'COUNT', OUTPUT_PAGE)] as const));
+    const [fields, rows] = await Promise.all(sendTogether(this.redis, () => [this.redis.hmget(this.keys.jobState(id), 'doc', 'callback'), this.redis.xrange(this.keys.jobEvents(id), '-', '+', 'COUNT', SHORT_OUTPUT.events)] as const));
     const [raw, callback] = fields;
     if (!raw) return null;
     const doc = withCallback(raw, callback);
     if (!isFinished(doc.status)) return { doc, output: null };
-    const events = rows.map(([eid, f]) => toEvent(eid, f));
-    const output = { stdout: '', stderr: '' };
-    addOutput(output, events);
-    // The exit event was appended in the same step as the final status: a stream shorter than a page is whole.
-    if (events.length === OUTPUT_PAGE) await this.readOutputInto(output, id, events[events.length - 1]!.id);
-    return { doc, output };
+    return { doc, output: shortOutput(rows.map(([eid, f]) => toEvent(eid, f))) };
   }
 
   /** Record the webhook's delivery state (worker/src/webhooks); false when the job is gone. */
@@ -318,20 +314,6 @@ export class JobStore {
     return rows.map(([eid, fields]) => toEvent(eid, fields));
   }
 
-  /** The whole output of a job, reassembled from its stream. */
-  async readOutput(id: string): Promise<{ stdout: string; stderr: string }> {
-    return this.readOutputInto({ stdout: '', stderr: '' }, id, '0');
-  }
-
-  private async readOutputInto(out: JobOutput, id: string, after: string): Promise<JobOutput> {
-    for (;;) {
-      const events = await this.readEvents(id, after, OUTPUT_PAGE);
-      addOutput(out, events);
-      if (events.length < OUTPUT_PAGE) return out;
-      after = events[events.length - 1]!.id;
-    }
-  }
-
   /** A tenant's job ids, newest first, starting after `cursor` (score:id of the last one seen). */
   async listIds(tenant: string, limit: number, cursor: { score: number; id: string } | null): Promise<Array<{ id: string; score: number }>> {
     const max = cursor ? String(cursor.score) : '+inf';
@@ -348,11 +330,28 @@ export class JobStore {
   }
 }
 
-/** Events read per XRANGE when reassembling a job's output. */
-const OUTPUT_PAGE = 5000;
+/**
+ * An output answered in one piece: the job's whole event stream within `events` events (the final
+ * status and its exit event included) and `bytes` of output. A longer one is streamed page by page.
+ */
+export const SHORT_OUTPUT = { events: 64, bytes: 1 << 20 } as const;
 
-function addOutput(out: JobOutput, events: JobEvent[]): void {
-  for (const e of events) if (e.type === 'stdout' || e.type === 'stderr') out[e.type] += (JSON.parse(e.data) as { data: string }).data;
+/**
+ * The output in `events`, the first events of a job's stream, when they are the whole stream
+ * (fewer than SHORT_OUTPUT.events; of a finished job, the exit event was appended in the same step
+ * as its final status) and it is short; null otherwise.
+ */
+export function shortOutput(events: JobEvent[]): JobOutput | null {
+  if (events.length >= SHORT_OUTPUT.events) return null;
+  const out = { stdout: '', stderr: '' };
+  let bytes = 0;
+  for (const e of events) {
+    if (e.type !== 'stdout' && e.type !== 'stderr') continue;
+    bytes += e.data.length;
+    if (bytes > SHORT_OUTPUT.bytes) return null;
+    out[e.type] += (JSON.parse(e.data) as { data: string }).data;
+  }
+  return out;
 }
 
 /** The stored document with the webhook's delivery state (recorded after the doc was final) in it. */

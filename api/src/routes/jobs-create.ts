@@ -14,6 +14,7 @@ import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { streamJobEvents } from '../job-event-stream.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { requeueLostSubmission } from '../lost-submission.ts';
+import { jobWithOutputResponse } from '../job-output-response.ts';
 
 export const jobsCreateRoute = createRoute({
   method: 'post', path: '/v1/jobs', summary: 'Submit a job', tags: ['jobs'],
@@ -106,9 +107,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         // After the exit ping, document and output come in one round trip.
         doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, clientGoneSignal(c), true)) ?? doc;
       }
-      if (wait && isFinished(doc.status)) {
-        return c.json(doc.output ? doc : { ...doc, output: await deps.store.readOutput(doc.id) }, 200);
-      }
+      if (wait && isFinished(doc.status)) return jobWithOutputResponse(c, deps, doc);
       return c.json(doc, 202);
     } finally {
       if (watching) void watching.then((w) => w.close(), () => {});

@@ -4,6 +4,7 @@ import type { AppDeps, AppEnv } from '../deps.ts';
 import { loadJobForTenant } from '../job-access.ts';
 import { errors, flag, json, JobIdParams } from '../openapi.ts';
 import { withQueuePosition } from '../queue-position.ts';
+import { jobWithOutputResponse } from '../job-output-response.ts';
 
 export const jobsGetRoute = createRoute({
   method: 'get', path: '/v1/jobs/{id}', summary: 'The job document', tags: ['jobs'],
@@ -16,7 +17,8 @@ export function registerJobsGet(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   app.openapi(jobsGetRoute, async (c) => {
     const job = await loadJobForTenant(deps, c.req.valid('param').id, c.get('tenant'));
     const doc = await withQueuePosition(deps, job.doc);
-    if (c.req.valid('query').output === 'true') return c.json({ ...doc, output: await deps.store.readOutput(job.doc.id) }, 200);
+    // The JobDocument JSON, a long output streamed into it: a plain Response to Hono's types.
+    if (c.req.valid('query').output === 'true') return (await jobWithOutputResponse(c, deps, doc)) as never;
     return c.json(doc, 200);
   });
 }

@@ -1,0 +1,99 @@
+/**
+ * P48 against a real API process: a job's output in a JSON answer (`GET ?output=true`, `POST
+ * ?wait=true`) is written as the client takes it, a page at a time, so clients that ask for a long
+ * output and never read the answer cannot fill the API's memory. Assembled whole, 50 such clients
+ * of one 16 MiB output held 2 GB of the API. The streamed body is the same document: every byte of
+ * both streams, in order, escaped as JSON.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { test } from 'node:test';
+import { JobStore } from '../../../core/src/job-store.ts';
+import type { JobDocument } from '../../../core/src/job-spec.ts';
+import { RedisKeys } from '../../../core/src/redis-keys.ts';
+import { WorkerDirectory } from '../../../core/src/worker-directory.ts';
+import { useApiProcess } from '../../../test/harness/api-process.ts';
+
+const MiB = 2 ** 20;
+const stack = useApiProcess();
+const keys = new RedisKeys();
+
+const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${stack.api.pid}/status`, 'utf8'))![1]) / 1024;
+
+/** A job that ran on a (pretend) worker and wrote `chunks` of output, then ended: as a worker records it. */
+async function finishedJob(chunks: Array<{ type: 'stdout' | 'stderr'; data: string }>): Promise<JobDocument> {
+  const res = await fetch(`${stack.api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command: ['cat'], limits: { outputBytes: 16 * MiB } }) });
+  assert.equal(res.status, 202, await res.clone().text());
+  const doc = (await res.json()) as JobDocument;
+  const redis = stack.redis.client();
+  const store = new JobStore(redis, keys, 3600);
+  const now = new Date().toISOString();
+  await new WorkerDirectory(redis, keys).heartbeat({ id: 'w-test', host: 'test', pid: process.pid, slotsTotal: 1, slotsFree: 0, runningJobs: [doc.id], cachedBytes: 0, images: [], cgroup: '', startedAt: now, lastHeartbeat: now }, 600_000);
+  const pulling = { ...doc, status: 'pulling' as const, worker: 'w-test' };
+  assert.equal(await store.claim(pulling, false), 'ok');
+  assert.equal(await store.transition({ ...pulling, status: 'running' }, ['pulling'], 'status'), 'ok');
+  for (let i = 0; i < chunks.length; i += 16) assert.ok(await store.appendOutput(doc.id, 1, chunks.slice(i, i + 16)));
+  assert.equal(await store.transition({ ...pulling, status: 'succeeded', exitCode: 0 }, ['running'], 'exit'), 'ok');
+  return doc;
+}
+
+test('a long output comes whole and exact, interleaved streams apart, every character escaped', async () => {
+  const odd = 'quote " backslash \\ tab \t nul \u0000 bell \u0007 é 😀 \u2028 </script>\n';
+  const chunks: Array<{ type: 'stdout' | 'stderr'; data: string }> = [];
+  let stdout = '';
+  let stderr = '';
+  for (let i = 0; i < 3000; i++) {
+    const type = i % 3 === 2 ? 'stderr' : 'stdout';
+    const data = `${i} ${odd}`.repeat(1 + (i % 40));
+    chunks.push({ type, data });
+    if (type === 'stdout') stdout += data;
+    else stderr += data;
+  }
+  assert.ok(stdout.length + stderr.length > 2 * MiB, 'long enough to be streamed');
+  const doc = await finishedJob(chunks);
+  const res = await fetch(`${stack.api.url}/v1/jobs/${doc.id}?output=true`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
+  const got = (await res.json()) as JobDocument;
+  assert.equal(got.output?.stdout, stdout);
+  assert.equal(got.output?.stderr, stderr);
+  assert.equal(got.id, doc.id);
+  assert.equal(got.status, 'succeeded');
+  assert.equal(got.exitCode, 0);
+
+  // A short one is answered as before, in one piece.
+  const short = await finishedJob([{ type: 'stdout', data: 'hi\n' }, { type: 'stderr', data: 'oops\n' }]);
+  const shortRes = await fetch(`${stack.api.url}/v1/jobs/${short.id}?output=true`);
+  assert.ok(shortRes.headers.get('content-length'), 'a short output has its length');
+  assert.deepEqual(((await shortRes.json()) as JobDocument).output, { stdout: 'hi\n', stderr: 'oops\n' });
+});
+
+test('60 clients asking for a 16 MiB output and never reading the answer leave the API\'s memory bounded', async () => {
+  const chunk = 'x'.repeat(32 * 1024) + '\n';
+  const count = Math.floor(16 * MiB / chunk.length);
+  const doc = await finishedJob(Array.from({ length: count }, () => ({ type: 'stdout' as const, data: chunk })));
+  const before = rssMiB();
+  const { port } = new URL(stack.api.url);
+  const sockets: Socket[] = [];
+  try {
+    for (let i = 0; i < 60; i++) {
+      const s = connect(Number(port), '127.0.0.1', () => s.write(`GET /v1/jobs/${doc.id}?output=true HTTP/1.1\r\nHost: x\r\n\r\n`));
+      s.on('error', () => {});
+      s.pause(); // never reads: the answer backs up into the API
+      sockets.push(s);
+    }
+    let peak = before;
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      peak = Math.max(peak, rssMiB());
+    }
+    process.stdout.write(`# API RSS ${before.toFixed(0)} MiB -> peak ${peak.toFixed(0)} MiB with 60 clients not reading a 16 MiB output\n`);
+    assert.ok(peak - before < 500, `the API grew by ${(peak - before).toFixed(0)} MiB`);
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+  // And it still answers.
+  const res = await fetch(`${stack.api.url}/v1/jobs/${doc.id}?output=true`);
+  assert.equal(((await res.json()) as JobDocument).output?.stdout, chunk.repeat(count));
+});

@@ -164,6 +164,12 @@ export class JobStore {
     return doc ? withCallback(doc, callback) : null;
   }
 
+  /** Several documents in one round trip, each with its stored size in characters (null: gone). */
+  async getDocsSized(ids: readonly string[]): Promise<Array<{ doc: JobDocument; chars: number } | null>> {
+    const rows = await Promise.all(sendTogether(this.redis, () => ids.map((id) => this.redis.hmget(this.keys.jobState(id), 'doc', 'callback'))));
+    return rows.map(([doc, callback]) => (doc ? { doc: withCallback(doc, callback), chars: doc.length + (callback?.length ?? 0) } : null));
+  }
+
   /**
    * The document and, once the job is final, its output when short (shortOutput), in one round trip
    * (HMGET + XRANGE of the first SHORT_OUTPUT.events events, sent back to back). `output` is null

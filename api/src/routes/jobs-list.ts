@@ -14,6 +14,14 @@ const Query = z.strictObject({
 });
 
 const MAX_SCANNED = 5000;
+/**
+ * A page's documents add up to about this many characters at most (at least one document is
+ * listed): a job's command may be up to the body limit, so 500 of them could make one answer of
+ * hundreds of MiB (P48). A page cut short has a nextCursor like any other.
+ */
+const PAGE_CHARS = 1024 * 1024;
+/** Documents read per round trip at first; then as many as the page's room holds at their average size. */
+const FIRST_DOC_BATCH = 8;
 
 export const jobsListRoute = createRoute({
   method: 'get', path: '/v1/jobs', summary: "The tenant's jobs, newest first", tags: ['jobs'],
@@ -30,26 +38,43 @@ export function registerJobsList(app: OpenAPIHono<AppEnv>, deps: AppDeps): void 
     let cursor = q.cursor ? { score: Number(q.cursor.split(':')[0]), id: q.cursor.split(':')[1]! } : null;
     const items: JobDocument[] = [];
     let scanned = 0;
+    let chars = 0;
+    let [readDocs, readChars] = [0, 0];
     let exhausted = false;
-    while (items.length < limit && scanned < MAX_SCANNED) {
+    let batch = FIRST_DOC_BATCH;
+    const full = () => items.length >= limit || chars >= PAGE_CHARS;
+    while (!full() && scanned < MAX_SCANNED) {
       const page = await deps.store.listIds(tenant, limit, cursor);
       if (page.length === 0) {
         exhausted = true;
         break;
       }
-      const docs = await Promise.all(page.map((p) => deps.store.getDoc(p.id)));
-      const gone: string[] = [];
-      for (let i = 0; i < page.length && items.length < limit; i++) {
-        const doc = docs[i];
-        cursor = page[i]!;
-        scanned++;
-        if (!doc) gone.push(page[i]!.id);
-        else if (!status || doc.status === status) items.push(doc);
+      for (let start = 0; start < page.length && !full(); ) {
+        const ids = page.slice(start, start + batch);
+        start += ids.length;
+        const docs = await deps.store.getDocsSized(ids.map((p) => p.id));
+        const gone: string[] = [];
+        for (let i = 0; i < ids.length && !full(); i++) {
+          const found = docs[i];
+          cursor = ids[i]!;
+          scanned++;
+          if (!found) {
+            gone.push(ids[i]!.id);
+            continue;
+          }
+          [readDocs, readChars] = [readDocs + 1, readChars + found.chars];
+          if (!status || found.doc.status === status) {
+            items.push(found.doc);
+            chars += found.chars;
+          }
+        }
+        await deps.store.forgetFromIndex(tenant, gone);
+        // As many as the page's room holds at the size of those read so far (those the filter passed over too).
+        batch = Math.max(FIRST_DOC_BATCH, Math.floor((PAGE_CHARS - chars) / (readChars / Math.max(1, readDocs) || 1)));
       }
-      await deps.store.forgetFromIndex(tenant, gone);
     }
     // A full page (or a scan cut short by the filter) may have more behind it; the last page may be empty.
-    const more = !exhausted && cursor !== null && (items.length === limit || scanned >= MAX_SCANNED);
+    const more = !exhausted && cursor !== null && (full() || scanned >= MAX_SCANNED);
     const nextCursor = more && cursor ? `${cursor.score}:${cursor.id}` : null;
     return c.json({ items: await withQueuePositions(deps, items), nextCursor }, 200);
   });

@@ -1,9 +1,10 @@
 /**
- * P48 against a real API process: a job's output in a JSON answer (`GET ?output=true`, `POST
- * ?wait=true`) is written as the client takes it, a page at a time, so clients that ask for a long
- * output and never read the answer cannot fill the API's memory. Assembled whole, 50 such clients
- * of one 16 MiB output held 2 GB of the API. The streamed body is the same document: every byte of
- * both streams, in order, escaped as JSON.
+ * P48 against a real API process: no answer holds much of the API's memory for a client that does
+ * not read it. A job's output in a JSON answer (`GET ?output=true`, `POST ?wait=true`) is written as
+ * the client takes it, a page at a time: assembled whole, 50 such clients of one 16 MiB output held
+ * 2 GB of the API. The streamed body is the same document: every byte of both streams, in order,
+ * escaped as JSON. A page of `GET /v1/jobs` holds about 1 MiB of documents (a job's command may be
+ * up to the body limit: 100 such documents made one 82 MiB answer).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -73,27 +74,59 @@ test('60 clients asking for a 16 MiB output and never reading the answer leave t
   const chunk = 'x'.repeat(32 * 1024) + '\n';
   const count = Math.floor(16 * MiB / chunk.length);
   const doc = await finishedJob(Array.from({ length: count }, () => ({ type: 'stdout' as const, data: chunk })));
+  const grown = await growthUnderIdleReaders(60, `/v1/jobs/${doc.id}?output=true`);
+  assert.ok(grown < 500, `the API grew by ${grown.toFixed(0)} MiB`);
+  // And it still answers.
+  const res = await fetch(`${stack.api.url}/v1/jobs/${doc.id}?output=true`);
+  assert.equal(((await res.json()) as JobDocument).output?.stdout, chunk.repeat(count));
+});
+
+/** `n` clients that send `request` and never read the answer; the API's peak RSS growth over 5 s. */
+async function growthUnderIdleReaders(n: number, path: string): Promise<number> {
   const before = rssMiB();
   const { port } = new URL(stack.api.url);
   const sockets: Socket[] = [];
+  let peak = before;
   try {
-    for (let i = 0; i < 60; i++) {
-      const s = connect(Number(port), '127.0.0.1', () => s.write(`GET /v1/jobs/${doc.id}?output=true HTTP/1.1\r\nHost: x\r\n\r\n`));
+    for (let i = 0; i < n; i++) {
+      const s = connect(Number(port), '127.0.0.1', () => s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
       s.on('error', () => {});
-      s.pause(); // never reads: the answer backs up into the API
+      s.pause();
       sockets.push(s);
     }
-    let peak = before;
     for (let i = 0; i < 10; i++) {
       await new Promise((r) => setTimeout(r, 500));
       peak = Math.max(peak, rssMiB());
     }
-    process.stdout.write(`# API RSS ${before.toFixed(0)} MiB -> peak ${peak.toFixed(0)} MiB with 60 clients not reading a 16 MiB output\n`);
-    assert.ok(peak - before < 500, `the API grew by ${(peak - before).toFixed(0)} MiB`);
   } finally {
     for (const s of sockets) s.destroy();
   }
-  // And it still answers.
-  const res = await fetch(`${stack.api.url}/v1/jobs/${doc.id}?output=true`);
-  assert.equal(((await res.json()) as JobDocument).output?.stdout, chunk.repeat(count));
+  process.stdout.write(`# API RSS ${before.toFixed(0)} MiB -> peak ${peak.toFixed(0)} MiB with ${n} clients not reading GET ${path.split('?')[0]}\n`);
+  return peak - before;
+}
+
+test('a page of jobs holds about 1 MiB of documents: large ones come a few a page, and paging on lists each job once', async () => {
+  const arg = 'a'.repeat(120 * 1024);
+  const ids: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    const command = i % 3 === 0 ? ['echo', String(i)] : [...Array(6).fill(arg), String(i)];
+    const res = await fetch(`${stack.api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command }) });
+    assert.equal(res.status, 202, await res.clone().text());
+    ids.push(((await res.json()) as JobDocument).id);
+  }
+  const first = (await (await fetch(`${stack.api.url}/v1/jobs?limit=100`)).json()) as { items: JobDocument[]; nextCursor: string | null };
+  assert.ok(first.items.length >= 1 && first.items.length <= 3, `${first.items.length} documents of 720 KiB in one page`);
+  assert.ok(first.nextCursor, 'a page cut short has a nextCursor');
+  const listed: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const page = (await (await fetch(`${stack.api.url}/v1/jobs?limit=100${cursor ? `&cursor=${cursor}` : ''}`)).json()) as { items: JobDocument[]; nextCursor: string | null };
+    listed.push(...page.items.map((j) => j.id));
+    cursor = page.nextCursor;
+  } while (cursor);
+  const mine = listed.filter((id) => ids.includes(id));
+  assert.deepEqual(mine, [...ids].reverse(), 'every job once, newest first');
+
+  const grown = await growthUnderIdleReaders(60, '/v1/jobs?limit=100');
+  assert.ok(grown < 300, `the API grew by ${grown.toFixed(0)} MiB`);
 });

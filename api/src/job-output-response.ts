@@ -55,7 +55,7 @@ async function* escapedOutput(store: JobStore, id: string, type: 'stdout' | 'std
     if (page.length < asked) return; // the end of the job's stream (as of this read, for a running job)
     const after = page[page.length - 1]!.id;
     asked = Math.min(MAX_PAGE_EVENTS, Math.max(MIN_PAGE_EVENTS, Math.floor(PAGE_BYTES / Math.max(1, bytes / page.length))));
-    page = [];
+    page = []; // not held while the next page is read
     page = await store.readEvents(id, after, asked);
   }
 }

@@ -13,6 +13,7 @@ import { errorBody } from '../../core/src/errors.ts';
 import { attemptOf } from '../../core/src/job-attempts.ts';
 import { requeueEntryId } from '../../core/src/job-queue.ts';
 import { isFinished, type JobDocument } from '../../core/src/job-spec.ts';
+import { eventsPerPage } from '../../core/src/job-store.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
 import { checkWorkerAlive } from './job-access.ts';
 import type { Doorbell } from './job-events-hub.ts';
@@ -40,6 +41,8 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
       stream.onAbort(() => abort.abort());
       try {
         let after = resumeFrom;
+        // Events per read, sized to hold about EVENT_PAGE.bytes (a reader that is not read holds one page).
+        let pageEvents = eventsPerPage([]);
         let lastWrite = Date.now();
         let lastLiveness = Date.now();
         // The job had ended before a read that found nothing after `after`: its exit event is at
@@ -57,7 +60,8 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
         };
         while (!abort.signal.aborted) {
           const from = after;
-          const events = await deps.hub.sharedRead(channel, from, () => deps.store.readEvents(id, from));
+          const events = await deps.hub.sharedRead(channel, from, () => deps.store.readEvents(id, from, pageEvents));
+          if (events.length > 0) pageEvents = eventsPerPage(events);
           for (const e of events) {
             await stream.writeSSE({ event: e.type, id: e.id, data: e.data });
             after = e.id;

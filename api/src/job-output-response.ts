@@ -6,16 +6,12 @@
  * 50 clients reading one 16 MiB output without taking the answer held 2 GB of the API.
  */
 import type { Context } from 'hono';
-import { SHORT_OUTPUT, shortOutput, type JobStore } from '../../core/src/job-store.ts';
+import { eventsPerPage, SHORT_OUTPUT, shortOutput, type JobStore } from '../../core/src/job-store.ts';
 import type { JobDocument } from '../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
 
-/** Output bytes a page read aims at (its event count adapts to the events' size). */
-const PAGE_BYTES = 256 * 1024;
 /** Output bytes per piece written to the socket. */
 const PIECE_BYTES = 64 * 1024;
-const MIN_PAGE_EVENTS = 16;
-const MAX_PAGE_EVENTS = 4096;
 
 export async function jobWithOutputResponse(c: Context<AppEnv>, deps: AppDeps, doc: JobDocument): Promise<Response> {
   if (doc.output) return c.json(doc, 200);
@@ -37,13 +33,11 @@ async function* documentWithOutput(store: JobStore, doc: JobDocument): AsyncGene
 
 /** One stream's output as JSON string content (escaped, without quotes), about PIECE_BYTES at a time, a page at a time. */
 async function* escapedOutput(store: JobStore, id: string, type: 'stdout' | 'stderr'): AsyncGenerator<string> {
-  let asked = MIN_PAGE_EVENTS;
+  let asked = eventsPerPage([]);
   let page = await store.readEvents(id, '0', asked);
   for (;;) {
     let piece = '';
-    let bytes = 0;
     for (const e of page) {
-      bytes += e.data.length;
       if (e.type !== type) continue;
       piece += escapedData(e.data);
       if (piece.length >= PIECE_BYTES) {
@@ -54,7 +48,7 @@ async function* escapedOutput(store: JobStore, id: string, type: 'stdout' | 'std
     if (piece) yield piece;
     if (page.length < asked) return; // the end of the job's stream (as of this read, for a running job)
     const after = page[page.length - 1]!.id;
-    asked = Math.min(MAX_PAGE_EVENTS, Math.max(MIN_PAGE_EVENTS, Math.floor(PAGE_BYTES / Math.max(1, bytes / page.length))));
+    asked = eventsPerPage(page);
     page = []; // not held while the next page is read
     page = await store.readEvents(id, after, asked);
   }

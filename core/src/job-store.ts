@@ -342,6 +342,22 @@ export class JobStore {
  */
 export const SHORT_OUTPUT = { events: 64, bytes: 1 << 20 } as const;
 
+/** What one read of a job's event stream aims at: about `bytes` of event data, `min`..`max` events. */
+export const EVENT_PAGE = { bytes: 256 * 1024, min: 16, max: 1000 } as const;
+
+/**
+ * How many events to read next so that the page holds about EVENT_PAGE.bytes, judged by the events
+ * of the page before (`last`; none yet: the least). A job's output events are up to 64 KiB each, so
+ * a fixed count of 1,000 could be 64 MiB held per reader (P48).
+ */
+export function eventsPerPage(last: readonly JobEvent[]): number {
+  if (last.length === 0) return EVENT_PAGE.min;
+  let bytes = 0;
+  for (const e of last) bytes += e.data.length;
+  const perEvent = Math.max(1, bytes / last.length);
+  return Math.min(EVENT_PAGE.max, Math.max(EVENT_PAGE.min, Math.floor(EVENT_PAGE.bytes / perEvent)));
+}
+
 /**
  * The output in `events`, the first events of a job's stream, when they are the whole stream
  * (fewer than SHORT_OUTPUT.events; of a finished job, the exit event was appended in the same step

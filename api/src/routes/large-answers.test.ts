@@ -74,21 +74,21 @@ test('60 clients asking for a 16 MiB output and never reading the answer leave t
   const chunk = 'x'.repeat(32 * 1024) + '\n';
   const count = Math.floor(16 * MiB / chunk.length);
   const doc = await finishedJob(Array.from({ length: count }, () => ({ type: 'stdout' as const, data: chunk })));
-  const grown = await growthUnderIdleReaders(60, `/v1/jobs/${doc.id}?output=true`);
+  const grown = await growthUnderIdleReaders(Array(60).fill(`/v1/jobs/${doc.id}?output=true`));
   assert.ok(grown < 500, `the API grew by ${grown.toFixed(0)} MiB`);
   // And it still answers.
   const res = await fetch(`${stack.api.url}/v1/jobs/${doc.id}?output=true`);
   assert.equal(((await res.json()) as JobDocument).output?.stdout, chunk.repeat(count));
 });
 
-/** `n` clients that send `request` and never read the answer; the API's peak RSS growth over 5 s. */
-async function growthUnderIdleReaders(n: number, path: string): Promise<number> {
+/** A client per path that asks for it and never reads the answer; the API's peak RSS growth over 5 s. */
+async function growthUnderIdleReaders(paths: string[]): Promise<number> {
   const before = rssMiB();
   const { port } = new URL(stack.api.url);
   const sockets: Socket[] = [];
   let peak = before;
   try {
-    for (let i = 0; i < n; i++) {
+    for (const path of paths) {
       const s = connect(Number(port), '127.0.0.1', () => s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
       s.on('error', () => {});
       s.pause();
@@ -101,7 +101,7 @@ async function growthUnderIdleReaders(n: number, path: string): Promise<number> 
   } finally {
     for (const s of sockets) s.destroy();
   }
-  process.stdout.write(`# API RSS ${before.toFixed(0)} MiB -> peak ${peak.toFixed(0)} MiB with ${n} clients not reading GET ${path.split('?')[0]}\n`);
+  process.stdout.write(`# API RSS ${before.toFixed(0)} MiB -> peak ${peak.toFixed(0)} MiB with ${paths.length} clients not reading GET ${paths[0]!.replace(/j_\w+/, '{id}')}\n`);
   return peak - before;
 }
 
@@ -127,6 +127,20 @@ test('a page of jobs holds about 1 MiB of documents: large ones come a few a pag
   const mine = listed.filter((id) => ids.includes(id));
   assert.deepEqual(mine, [...ids].reverse(), 'every job once, newest first');
 
-  const grown = await growthUnderIdleReaders(60, '/v1/jobs?limit=100');
+  const grown = await growthUnderIdleReaders(Array(60).fill('/v1/jobs?limit=100'));
   assert.ok(grown < 300, `the API grew by ${grown.toFixed(0)} MiB`);
+});
+
+test('40 clients following 40 jobs\' 8 MiB event streams without reading hold about a page each', async () => {
+  const chunk = 'y'.repeat(64 * 1024);
+  const jobs = [];
+  for (let i = 0; i < 40; i++) jobs.push(await finishedJob(Array.from({ length: 128 }, () => ({ type: 'stdout' as const, data: chunk }))));
+  // A page of 1,000 events was all of each job's 8 MiB, held per reader.
+  const grown = await growthUnderIdleReaders(jobs.map((j) => `/v1/jobs/${j.id}/events`));
+  assert.ok(grown < 250, `the API grew by ${grown.toFixed(0)} MiB`);
+  // A reader that reads gets every event.
+  const res = await fetch(`${stack.api.url}/v1/jobs/${jobs[0]!.id}/events`);
+  const text = await res.text();
+  assert.equal(text.split('event: stdout').length - 1, 128);
+  assert.match(text, /event: exit/);
 });

@@ -101,7 +101,7 @@ test('output sent right behind the move to running lands after it; once the job 
   // A janitor ends it (worker_lost); the worker, not knowing yet, sends more.
   assert.equal(await store.transition({ ...running, status: 'error', error: { code: 'worker_lost', message: 'x' } }, ['running'], 'exit'), 'ok');
   assert.equal(await store.appendOutput(doc.id, 1, [{ type: 'stdout', data: 'too late\n' }]), false);
-  const events = await store.readEvents(doc.id, '0');
+  const events = await store.readEvents(doc.id, '0', 100);
   assert.deepEqual(events.map((e) => e.type), ['status', 'status', 'status', 'stdout', 'exit']);
   assert.deepEqual(JSON.parse(events[3]!.data), { data: 'hello\n' });
 });

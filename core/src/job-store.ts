@@ -313,8 +313,8 @@ export class JobStore {
   }
 
 
-  /** Events after `afterId` (exclusive), oldest first. */
-  async readEvents(id: string, afterId: string, count = 1000): Promise<JobEvent[]> {
+  /** At most `count` events after `afterId` (exclusive), oldest first (eventsPerPage sizes a page). */
+  async readEvents(id: string, afterId: string, count: number): Promise<JobEvent[]> {
     const start = afterId === '0' || afterId === '' ? '-' : `(${afterId}`;
     const rows = await this.redis.xrange(this.keys.jobEvents(id), start, '+', 'COUNT', count);
     return rows.map(([eid, fields]) => toEvent(eid, fields));

@@ -29,6 +29,7 @@ import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
 import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
+import { eventsPerPage } from '../../../core/src/job-store.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
 import { ErrorBody, errors, flag, json, JobIdParams, streamsUsedUp } from '../openapi.ts';
 import { websocketHandshakeProblem } from './websocket-handshake.ts';
@@ -227,9 +228,11 @@ class AttachSession {
     let ended = isFinished(this.doc.status);
     let lastLiveness = Date.now();
     const raw = this.ws.raw as RawSocket | undefined;
+    let pageEvents = eventsPerPage([]); // a socket that is not read holds one page (P48)
     while (!this.abort.signal.aborted) {
       const from = this.after;
-      const events = await this.deps.hub.sharedRead(channel, from, () => this.deps.store.readEvents(id, from));
+      const events = await this.deps.hub.sharedRead(channel, from, () => this.deps.store.readEvents(id, from, pageEvents));
+      if (events.length > 0) pageEvents = eventsPerPage(events);
       for (const e of events) {
         this.after = e.id;
         if (this.ws.readyState !== 1) return;

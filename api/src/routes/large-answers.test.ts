@@ -82,14 +82,14 @@ test('60 clients asking for a 16 MiB output and never reading the answer leave t
 });
 
 /** A client per path that asks for it and never reads the answer; the API's peak RSS growth over 5 s. */
-async function growthUnderIdleReaders(paths: string[]): Promise<number> {
+async function growthUnderIdleReaders(paths: string[], headers = ''): Promise<number> {
   const before = rssMiB();
   const { port } = new URL(stack.api.url);
   const sockets: Socket[] = [];
   let peak = before;
   try {
     for (const path of paths) {
-      const s = connect(Number(port), '127.0.0.1', () => s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+      const s = connect(Number(port), '127.0.0.1', () => s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`));
       s.on('error', () => {});
       s.pause();
       sockets.push(s);
@@ -131,13 +131,17 @@ test('a page of jobs holds about 1 MiB of documents: large ones come a few a pag
   assert.ok(grown < 300, `the API grew by ${grown.toFixed(0)} MiB`);
 });
 
-test('40 clients following 40 jobs\' 8 MiB event streams without reading hold about a page each', async () => {
+test('40 clients following 40 jobs\' 8 MiB event streams, or attached to them, without reading hold about a page each', async () => {
   const chunk = 'y'.repeat(64 * 1024);
   const jobs = [];
   for (let i = 0; i < 40; i++) jobs.push(await finishedJob(Array.from({ length: 128 }, () => ({ type: 'stdout' as const, data: chunk }))));
   // A page of 1,000 events was all of each job's 8 MiB, held per reader.
   const grown = await growthUnderIdleReaders(jobs.map((j) => `/v1/jobs/${j.id}/events`));
   assert.ok(grown < 250, `the API grew by ${grown.toFixed(0)} MiB`);
+  // The same through attach sockets that replay the output (?logs=true) and are never read.
+  const upgrade = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
+  const grownAttach = await growthUnderIdleReaders(jobs.map((j) => `/v1/jobs/${j.id}/attach?logs=true`), upgrade);
+  assert.ok(grownAttach < 250, `attach: the API grew by ${grownAttach.toFixed(0)} MiB`);
   // A reader that reads gets every event.
   const res = await fetch(`${stack.api.url}/v1/jobs/${jobs[0]!.id}/events`);
   const text = await res.text();

@@ -202,6 +202,26 @@ it('an image of more layers than a job can mount (MAX_IMAGE_LAYERS) is InvalidIm
   image.release();
 });
 
+it('a worker whose cache disk fills up fails the pull as image_pull_failed saying so, leaves no partial layer, and pulls a smaller image after', async () => {
+  const root = await stores.root();
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', `sbx-test-full-${process.pid}`, root]);
+  try {
+    const zeros = await buildLayer([{ type: 'file', path: 'zeros', content: Buffer.alloc(96 * 1024 * 1024) }]);
+    await pushImage(registry.url, 'full/disk', 'latest', await busyboxImage({ extraLayers: [zeros] }));
+    const store = await newStore({ root });
+    await assert.rejects(store.acquire(`${registry.host}/full/disk:latest`), (e: Error) => e instanceof ImagePullFailedError && e.code === 'image_pull_failed' && /no disk space left for it \(ENOSPC\)/.test(e.message));
+    assert.deepEqual(readdirSync(join(root, 'layers/sha256')).filter((d) => !existsSync(join(root, 'layer-meta', `${d}.json`))), [], 'no partial layer');
+    // tmp/<pid>-<hex> is this process's own scratch for unpacking: empty once no pull runs.
+    assert.deepEqual(readdirSync(join(root, 'tmp')).flatMap((d) => readdirSync(join(root, 'tmp', d))), [], 'nothing left being unpacked');
+    const small = await store.acquire(`${registry.host}/demo/busybox:latest`);
+    assert.equal(small.layerDirs.length, 1);
+    small.release();
+    await store.close();
+  } finally {
+    execFileSync('umount', ['-l', root]);
+  }
+});
+
 it('a multi-arch index resolves to the host platform (or the configured one)', async () => {
   const amd64 = await busyboxImage();
   const armLayer = await buildLayer([{ type: 'file', path: 'arch', content: 'arm64' }]);

@@ -6,7 +6,7 @@
  */
 import { rm } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { InvalidImageError } from '../../../../core/src/errors.ts';
+import { ImagePullFailedError, InvalidImageError } from '../../../../core/src/errors.ts';
 import { manifestReference, type ImageReference } from '../../../../core/src/image-ref.ts';
 import { toRuntimeConfig } from '../../launch/image-config.ts';
 import type { CacheIndex, ImageRecord, LayerMeta, LayerRecord } from '../cache/cache-index.ts';
@@ -132,7 +132,7 @@ export class ImagePuller {
       return { ref, image, digest: top.digest };
     } catch (e) {
       this.ctx.markers.release(manifestDigest);
-      throw e;
+      throw outOfDisk(e) ? new ImagePullFailedError(ref.canonical, `the worker has no disk space left for it (${(e as NodeJS.ErrnoException).code})`, { cause: e, retryable: false }) : e;
     }
   }
 
@@ -224,4 +224,10 @@ export class ImagePuller {
       throw e;
     }
   }
+}
+
+/** The cache's file system is full, or the worker's quota on it is used up. */
+function outOfDisk(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }

@@ -25,6 +25,7 @@ import { RedisOutputSink } from './output/redis-sink.ts';
 import { IDLE_END, startInteractive, withInteractive, type InteractiveSession } from './interactive/session.ts';
 import type { SlotPool } from './slots.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
+import { TenantOutputBudget } from '../../core/src/tenant-output-budget.ts';
 
 export interface RunnerDeps {
   workerId: string;
@@ -181,7 +182,9 @@ export class JobRunner {
       const launched = await this.start(id, launchSpec);
       // Where to look on the host: its cgroups are <parent>/<id>, or on cgroup v2 the pooled setup's group it started in.
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
-      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes);
+      const perHour = stored.spec.tenantOutputBytesPerHour;
+      const budget = perHour ? new TenantOutputBudget(store.redis, store.keys, stored.tenant, perHour) : null;
+      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, budget);
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);
       job.launched = launched;
@@ -208,6 +211,7 @@ export class JobRunner {
       clearTimeout(drainTimer);
       await sink.flush();
       exit.outputTruncated = sink.truncated;
+      if (sink.budgetUsedUp) logger.warn({ jobId: id, tenant: stored.tenant, bytesPerHour: perHour }, 'the tenant\'s output budget for this hour is used up: the rest of this job\'s output was dropped');
       this.recordExitMetrics(exit, sink.keptBytes);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : interactive?.idledOut ? IDLE_END : outcome(exit, job.cancelled);
       await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated });

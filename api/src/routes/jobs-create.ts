@@ -46,6 +46,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     const id = newJobId();
     checkCallbackUrl(req.callbackUrl, tenant, deps.config.env); // a secret for the tenant; http only to allow-listed hosts
     const spec = buildJobSpec(req, id, tenant, tenantLimitsPolicy(deps.config.limits, quota), new Date());
+    if (quota?.outputBytesPerHour) spec.tenantOutputBytesPerHour = quota.outputBytesPerHour; // the worker charges it (tenant-output-budget.ts)
 
     // With ?wait=true, watch for the new job's end: through this process's inbox, named as the job's
     // waiter when it is created (no SUBSCRIBE per job), else subscribed while it is created and queued.

@@ -7,11 +7,14 @@
  * back until open(), called once the `running` transition is sent (same connection: Redis applies
  * it first), so the stream keeps its order. Redis appends only while the job is `running` in this
  * attempt (appendOutput-2.lua); once it refuses (the job was ended elsewhere) the rest is dropped.
+ * Each batch is charged to the tenant's output budget for the hour; once that is used up, the rest
+ * is dropped too (`truncated`, `budgetUsedUp`).
  */
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { JobStore, OutputChunk } from '../../../core/src/job-store.ts';
+import type { TenantOutputBudget } from '../../../core/src/tenant-output-budget.ts';
 
 type StreamName = 'stdout' | 'stderr';
 
@@ -25,12 +28,18 @@ export class RedisOutputSink {
   /** Redis refused an append: the job is no longer running here. */
   private refused = false;
   truncated = false;
+  /** The tenant's output budget for the hour was used up: the rest is dropped. */
+  budgetUsedUp = false;
+  /** A batch was charged to the budget already. */
+  private charged = false;
 
   constructor(
     private readonly store: JobStore,
     private readonly jobId: string,
     private readonly attempt: number,
     private readonly capBytes: number,
+    /** The tenant's output budget (core/src/tenant-output-budget.ts), charged with each batch; null = none. */
+    private readonly budget: TenantOutputBudget | null = null,
   ) {}
 
   /** Read a stream to its end; resolves when it ended (the process and its children let go of it). */
@@ -51,6 +60,10 @@ export class RedisOutputSink {
   }
 
   write(name: StreamName, buf: Buffer): void {
+    if (this.budgetUsedUp) {
+      if (buf.length > 0) this.truncated = true;
+      return;
+    }
     const room = this.capBytes - this.seen[name];
     if (room <= 0) {
       if (buf.length > 0) this.truncated = true;
@@ -86,11 +99,22 @@ export class RedisOutputSink {
 
   private kick(): void {
     const batch = this.pending.splice(0);
-    if (this.refused) return;
-    this.inFlight = this.store
-      .appendOutput(this.jobId, this.attempt, batch)
-      .then((appended) => {
+    if (this.refused || this.budgetUsedUp) return;
+    const append = () => this.store.appendOutput(this.jobId, this.attempt, batch);
+    let sent: Promise<[boolean, boolean]>;
+    if (!this.budget) {
+      sent = append().then((appended) => [appended, true]);
+    } else {
+      const charged = this.budget.charge(batch.reduce((n, c) => n + Buffer.byteLength(c.data), 0));
+      // A job's first batch waits for its charge (the tenant may have used the budget up already);
+      // later ones go out beside theirs, so the batch that uses it up is the last one stored.
+      sent = this.charged ? Promise.all([append(), charged]) : charged.then(async (within) => [within ? await append() : true, within]);
+      this.charged = true;
+    }
+    this.inFlight = sent
+      .then(([appended, withinBudget]) => {
         if (!appended) this.refused = true;
+        if (!withinBudget) [this.budgetUsedUp, this.truncated] = [true, true];
       })
       .catch((e: unknown) => {
         this.failure = e;

@@ -1,0 +1,68 @@
+/**
+ * P49 on a real stack: one tenant's jobs cannot fill the Redis every tenant shares with output.
+ * Each tenant's jobs may store quota.outputBytesPerHour of output per hour
+ * (SBX_TENANT_OUTPUT_BYTES_PER_HOUR); past it the worker drops the rest of their output and says so
+ * (outputTruncated). Another tenant's output is untouched.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { RedisKeys } from '../../core/src/redis-keys.ts';
+import { SbxClient } from '../harness/api-client.ts';
+import { startStack, type Stack } from '../harness/stack.ts';
+
+const KEY_A = 'key-budget-alpha-aaaaaaaaaaaaaaaa';
+const KEY_B = 'key-budget-beta-bbbbbbbbbbbbbbbbb';
+const KEY_ADMIN = 'key-budget-admin-cccccccccccccccc';
+const MiB = 2 ** 20;
+const BUDGET = 1 * MiB;
+const PRINTED = 3_000_000;
+
+let stack: Stack;
+let a: SbxClient;
+let b: SbxClient;
+
+before(async () => {
+  const keys = JSON.stringify([
+    { key: KEY_A, tenant: 'alpha', quota: { outputBytesPerHour: BUDGET } },
+    { key: KEY_B, tenant: 'beta' },
+    { key: KEY_ADMIN, tenant: 'ops', role: 'admin' },
+  ]);
+  stack = await startStack({ adminKey: KEY_ADMIN, env: { SBX_API_KEYS: keys } });
+  a = new SbxClient(stack.apiUrl, KEY_A);
+  b = new SbxClient(stack.apiUrl, KEY_B);
+});
+after(async () => {
+  await stack?.stop();
+});
+
+const printing = (bytes: number) => ({ image: stack.images.busybox, command: ['sh', '-c', `head -c ${bytes} /dev/zero | tr '\\0' a`], limits: { outputBytes: 4 * MiB } });
+
+test('past its output budget for the hour, a tenant\'s jobs keep no more output (outputTruncated); another tenant\'s are whole', async () => {
+  const first = await a.submit(printing(PRINTED), { wait: true });
+  assert.equal(first.body.status, 'succeeded', JSON.stringify(first.body.error));
+  const kept = first.body.output!.stdout.length;
+  process.stdout.write(`# alpha's first job printed ${PRINTED} bytes; ${kept} were kept (budget ${BUDGET})\n`);
+  assert.ok(kept >= BUDGET / 2 && kept < PRINTED, `kept ${kept} of ${PRINTED}`);
+  assert.equal(first.body.outputTruncated, true);
+
+  // The budget is spent: the next job's output is dropped from the start.
+  const second = await a.submit({ image: stack.images.busybox, command: ['echo', 'hi'] }, { wait: true });
+  assert.equal(second.body.status, 'succeeded');
+  assert.equal(second.body.output!.stdout, '');
+  assert.equal(second.body.outputTruncated, true);
+
+  // What Redis counted for alpha this hour.
+  const redis = new Redis(stack.env.SBX_REDIS_URL!);
+  try {
+    const used = Number(await redis.get(new RedisKeys(stack.env.SBX_REDIS_PREFIX ?? 'sbx').tenantOutput('alpha', Math.floor(Date.now() / 3_600_000))));
+    assert.ok(used > BUDGET, `alpha's counter: ${used}`);
+  } finally {
+    redis.disconnect();
+  }
+
+  const other = await b.submit(printing(PRINTED), { wait: true });
+  assert.equal(other.body.status, 'succeeded');
+  assert.equal(other.body.output!.stdout.length, PRINTED, 'beta keeps all of its output');
+  assert.equal(other.body.outputTruncated, false);
+});

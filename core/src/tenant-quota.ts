@@ -13,17 +13,18 @@ import { MAX_PRIORITY } from './job-queue.ts';
 import type { JobStatus } from './job-spec.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
+import { outputHour } from './tenant-output-budget.ts';
 
 /** A job in one of these counts against its tenant (job-spec.ts is not imported at run time: its zod schemas must be built after @hono/zod-openapi extends zod). */
 const ACTIVE_STATUSES: readonly JobStatus[] = ['queued', 'pulling', 'running'];
 /** At most one lazy repair of a tenant's active set in this long (it reads every member's status). */
 const REPAIR_INTERVAL_MS = 1000;
 
-const SCRIPTS = { sbxAdmitJob: luaScript('admitJob-3') };
+const SCRIPTS = { sbxAdmitJob: luaScript('admitJob-4') };
 
-type AdmitResult = ['ok' | 'rate' | 'active', number];
+type AdmitResult = ['ok' | 'rate' | 'active' | 'output', number];
 interface ScriptedClient {
-  sbxAdmitJob(active: string, rate: string, images: string, ...argv: Array<string | number>): Promise<AdmitResult>;
+  sbxAdmitJob(active: string, rate: string, images: string, output: string, ...argv: Array<string | number>): Promise<AdmitResult>;
 }
 
 export interface TenantQuotaOptions {
@@ -62,6 +63,9 @@ export class TenantQuotas {
     if (verdict === 'rate') {
       throw new RateLimitedError(`tenant ${tenant} may submit ${quota!.submitsPerSecond} submissions per second (bursts of ${quota!.submitBurst}); retry in ${Math.ceil(n / 1000)} s`, n / 1000);
     }
+    if (verdict === 'output') {
+      throw new RateLimitedError(`tenant ${tenant}'s jobs have stored ${quota!.outputBytesPerHour} bytes of output this hour, its quota (outputBytesPerHour); retry in ${Math.ceil(n / 1000)} s`, n / 1000);
+    }
     throw new RateLimitedError(`tenant ${tenant} has ${n} jobs queued or running, its quota; wait for one to finish or cancel one`, 1);
   }
 
@@ -79,10 +83,11 @@ export class TenantQuotas {
   }
 
   private run(tenant: string, jobId: string, image: string, quota: TenantQuota | null, takeToken: boolean): Promise<AdmitResult> {
+    const { hour, msLeft } = outputHour();
     return this.scripted.sbxAdmitJob(
-      this.keys.tenantActive(tenant), this.keys.tenantRate(tenant), this.keys.tenantImages(tenant),
+      this.keys.tenantActive(tenant), this.keys.tenantRate(tenant), this.keys.tenantImages(tenant), this.keys.tenantOutput(tenant, hour),
       jobId, quota?.submitsPerSecond ?? 0, quota?.submitBurst ?? 1, quota?.activeJobs ?? 0, takeToken ? '1' : '0',
-      this.opts.activeTtlSeconds, image, this.opts.imagesTtlSeconds, MAX_PRIORITY,
+      this.opts.activeTtlSeconds, image, this.opts.imagesTtlSeconds, MAX_PRIORITY, quota?.outputBytesPerHour ?? 0, msLeft,
     );
   }
 

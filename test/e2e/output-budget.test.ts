@@ -2,7 +2,8 @@
  * P49 on a real stack: one tenant's jobs cannot fill the Redis every tenant shares with output.
  * Each tenant's jobs may store quota.outputBytesPerHour of output per hour
  * (SBX_TENANT_OUTPUT_BYTES_PER_HOUR); past it the worker drops the rest of their output and says so
- * (outputTruncated). Another tenant's output is untouched.
+ * (outputTruncated), and the API refuses its new jobs until the hour ends (429 rate_limited).
+ * Another tenant's output is untouched.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
@@ -38,7 +39,12 @@ after(async () => {
 
 const printing = (bytes: number) => ({ image: stack.images.busybox, command: ['sh', '-c', `head -c ${bytes} /dev/zero | tr '\\0' a`], limits: { outputBytes: 4 * MiB } });
 
-test('past its output budget for the hour, a tenant\'s jobs keep no more output (outputTruncated); another tenant\'s are whole', async () => {
+test('past its output budget for the hour, a tenant\'s jobs keep no more output (outputTruncated) and its new jobs are refused (429); another tenant\'s are whole', async () => {
+  // The budget counts per clock hour: not across an hour's end.
+  const msLeft = 3_600_000 - (Date.now() % 3_600_000);
+  if (msLeft < 30_000) await new Promise((r) => setTimeout(r, msLeft + 100));
+  // Admitted while the budget has room, it prints once the first job has used it up.
+  const late = a.submit({ image: stack.images.busybox, command: ['sh', '-c', 'sleep 2; echo hi'] }, { wait: true });
   const first = await a.submit(printing(PRINTED), { wait: true });
   assert.equal(first.body.status, 'succeeded', JSON.stringify(first.body.error));
   const kept = first.body.output!.stdout.length;
@@ -46,8 +52,8 @@ test('past its output budget for the hour, a tenant\'s jobs keep no more output 
   assert.ok(kept >= BUDGET / 2 && kept < PRINTED, `kept ${kept} of ${PRINTED}`);
   assert.equal(first.body.outputTruncated, true);
 
-  // The budget is spent: the next job's output is dropped from the start.
-  const second = await a.submit({ image: stack.images.busybox, command: ['echo', 'hi'] }, { wait: true });
+  // The budget is spent: the job running meanwhile keeps none of its output.
+  const second = await late;
   assert.equal(second.body.status, 'succeeded');
   assert.equal(second.body.output!.stdout, '');
   assert.equal(second.body.outputTruncated, true);
@@ -60,6 +66,13 @@ test('past its output budget for the hour, a tenant\'s jobs keep no more output 
   } finally {
     redis.disconnect();
   }
+
+  // And until the hour ends, alpha's new jobs are refused, saying why and for how long.
+  const refused = await a.submit({ image: stack.images.busybox, command: ['true'] });
+  assert.equal(refused.status, 429);
+  assert.match(JSON.stringify(refused.body), /stored 1048576 bytes of output this hour, its quota \(outputBytesPerHour\)/);
+  const retryAfter = Number(refused.headers.get('retry-after'));
+  assert.ok(retryAfter >= 1 && retryAfter <= 3600, `Retry-After ${retryAfter}`);
 
   const other = await b.submit(printing(PRINTED), { wait: true });
   assert.equal(other.body.status, 'succeeded');

@@ -141,8 +141,8 @@ export const JobSpec = z.object({
   registryAuth: z.object({ username: z.string(), password: z.string() }).nullable(),
   /** The webhook (JobRequest.callbackUrl); absent or null = none. */
   callbackUrl: z.string().nullable().optional(),
-  /** The tenant's quota outputBytesPerHour when it was submitted; absent or null = none. */
-  tenantOutputBytesPerHour: z.number().nullable().optional(),
+  /** The tenant's quota storedBytesPerHour when it was submitted; absent or null = none. */
+  tenantStoredBytesPerHour: z.number().nullable().optional(),
   createdAt: z.string(),
 });
 export type JobSpec = z.infer<typeof JobSpec>;

@@ -14,7 +14,7 @@
  * | <p>:{tenant:<t>}:rate               | hash   | submission token bucket (tokens, ts)       |
  * | <p>:{tenant:<t>}:images             | zset   | canonical images its jobs used → last ms   |
  * | <p>:{tenant:<t>}:repair             | string | at most one lazy repair of :active a second|
- * | <p>:{tenant:<t>}:output:<hour>      | string | output bytes its jobs stored in that hour; 2 h |
+ * | <p>:{tenant:<t>}:stored:<hour>      | string | bytes of job records and output its jobs stored in that hour; 2 h |
  * | <p>:{workers}:index                 | zset   | worker id by last heartbeat ms             |
  * | <p>:{workers}:info:<id>             | string | worker info JSON; TTL = 5 heartbeats       |
  * | <p>:{workers}:jobs:<id>             | set    | ids of the jobs it runs now                |
@@ -73,9 +73,9 @@ export class RedisKeys {
   tenantRepair(tenant: string): string {
     return `${this.prefix}:{tenant:${tenant}}:repair`;
   }
-  /** Output bytes the tenant's jobs stored in hour `hour` (ms since the epoch / 3,600,000). */
-  tenantOutput(tenant: string, hour: number): string {
-    return `${this.prefix}:{tenant:${tenant}}:output:${hour}`;
+  /** Bytes of job records and output the tenant's jobs stored in hour `hour` (ms since the epoch / 3,600,000). */
+  tenantStored(tenant: string, hour: number): string {
+    return `${this.prefix}:{tenant:${tenant}}:stored:${hour}`;
   }
   workers(): string {
     return `${this.prefix}:{workers}:index`;

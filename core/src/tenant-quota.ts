@@ -13,7 +13,7 @@ import { MAX_PRIORITY } from './job-queue.ts';
 import type { JobStatus } from './job-spec.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import { outputHour } from './tenant-output-budget.ts';
+import { storageHour } from './tenant-storage-budget.ts';
 
 /** A job in one of these counts against its tenant (job-spec.ts is not imported at run time: its zod schemas must be built after @hono/zod-openapi extends zod). */
 const ACTIVE_STATUSES: readonly JobStatus[] = ['queued', 'pulling', 'running'];
@@ -22,7 +22,7 @@ const REPAIR_INTERVAL_MS = 1000;
 
 const SCRIPTS = { sbxAdmitJob: luaScript('admitJob-4') };
 
-type AdmitResult = ['ok' | 'rate' | 'active' | 'output', number];
+type AdmitResult = ['ok' | 'rate' | 'active' | 'stored', number];
 interface ScriptedClient {
   sbxAdmitJob(active: string, rate: string, images: string, output: string, ...argv: Array<string | number>): Promise<AdmitResult>;
 }
@@ -53,18 +53,20 @@ export class TenantQuotas {
 
   /**
    * Count a new job against its tenant's quota (null = no limits) and record its image; returns its
-   * queue priority. Throws RateLimitedError (429, with the wait) when a quota is used up.
+   * queue priority. `recordBytes`: what its record will hold, counted against the tenant's storage
+   * budget (tenant-storage-budget.ts). Throws RateLimitedError (429, with the wait) when a quota is
+   * used up.
    */
-  async admit(tenant: string, jobId: string, image: string, quota: TenantQuota | null): Promise<{ priority: number }> {
-    let result = await this.run(tenant, jobId, image, quota, true);
-    if (result[0] === 'active' && (await this.repair(tenant))) result = await this.run(tenant, jobId, image, quota, false);
+  async admit(tenant: string, jobId: string, image: string, quota: TenantQuota | null, recordBytes = 0): Promise<{ priority: number }> {
+    let result = await this.run(tenant, jobId, image, quota, true, recordBytes);
+    if (result[0] === 'active' && (await this.repair(tenant))) result = await this.run(tenant, jobId, image, quota, false, recordBytes);
     const [verdict, n] = result;
     if (verdict === 'ok') return { priority: n };
     if (verdict === 'rate') {
       throw new RateLimitedError(`tenant ${tenant} may submit ${quota!.submitsPerSecond} submissions per second (bursts of ${quota!.submitBurst}); retry in ${Math.ceil(n / 1000)} s`, n / 1000);
     }
-    if (verdict === 'output') {
-      throw new RateLimitedError(`tenant ${tenant}'s jobs have stored ${quota!.outputBytesPerHour} bytes of output this hour, its quota (outputBytesPerHour); retry in ${Math.ceil(n / 1000)} s`, n / 1000);
+    if (verdict === 'stored') {
+      throw new RateLimitedError(`tenant ${tenant}'s jobs have stored ${quota!.storedBytesPerHour} bytes (job records and output) this hour, its quota (storedBytesPerHour); retry in ${Math.ceil(n / 1000)} s`, n / 1000);
     }
     throw new RateLimitedError(`tenant ${tenant} has ${n} jobs queued or running, its quota; wait for one to finish or cancel one`, 1);
   }
@@ -82,12 +84,12 @@ export class TenantQuotas {
     return new Set(images.filter((_, i) => scores[i] !== null && Number(scores[i]) >= since));
   }
 
-  private run(tenant: string, jobId: string, image: string, quota: TenantQuota | null, takeToken: boolean): Promise<AdmitResult> {
-    const { hour, msLeft } = outputHour();
+  private run(tenant: string, jobId: string, image: string, quota: TenantQuota | null, takeToken: boolean, recordBytes: number): Promise<AdmitResult> {
+    const { hour, msLeft } = storageHour();
     return this.scripted.sbxAdmitJob(
-      this.keys.tenantActive(tenant), this.keys.tenantRate(tenant), this.keys.tenantImages(tenant), this.keys.tenantOutput(tenant, hour),
+      this.keys.tenantActive(tenant), this.keys.tenantRate(tenant), this.keys.tenantImages(tenant), this.keys.tenantStored(tenant, hour),
       jobId, quota?.submitsPerSecond ?? 0, quota?.submitBurst ?? 1, quota?.activeJobs ?? 0, takeToken ? '1' : '0',
-      this.opts.activeTtlSeconds, image, this.opts.imagesTtlSeconds, MAX_PRIORITY, quota?.outputBytesPerHour ?? 0, msLeft,
+      this.opts.activeTtlSeconds, image, this.opts.imagesTtlSeconds, MAX_PRIORITY, quota?.storedBytesPerHour ?? 0, msLeft, recordBytes,
     );
   }
 

@@ -25,7 +25,7 @@ import { RedisOutputSink } from './output/redis-sink.ts';
 import { IDLE_END, startInteractive, withInteractive, type InteractiveSession } from './interactive/session.ts';
 import type { SlotPool } from './slots.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
-import { TenantOutputBudget } from '../../core/src/tenant-output-budget.ts';
+import { TenantStorageBudget } from '../../core/src/tenant-storage-budget.ts';
 
 export interface RunnerDeps {
   workerId: string;
@@ -182,8 +182,8 @@ export class JobRunner {
       const launched = await this.start(id, launchSpec);
       // Where to look on the host: its cgroups are <parent>/<id>, or on cgroup v2 the pooled setup's group it started in.
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
-      const perHour = stored.spec.tenantOutputBytesPerHour;
-      const budget = perHour ? new TenantOutputBudget(store.redis, store.keys, stored.tenant, perHour) : null;
+      const perHour = stored.spec.tenantStoredBytesPerHour;
+      const budget = perHour ? new TenantStorageBudget(store.redis, store.keys, stored.tenant, perHour) : null;
       const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, budget);
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);

@@ -29,7 +29,7 @@ export const jobsCreateRoute = createRoute({
     200: { description: 'With ?wait=true: the finished job, including output. With ?stream=true: its events (text/event-stream), as GET /v1/jobs/{id}/events', content: { 'application/json': { schema: JobDocument }, 'text/event-stream': { schema: z.string() } } },
     202: json(JobDocument, 'Accepted (Location: /v1/jobs/{id}); with ?wait=true the job as it stands when the wait cap passed'),
     ...errors, 413: json(ErrorBody, 'Body too large'), 415: json(ErrorBody, 'Not application/json'),
-    429: json(ErrorBody, 'rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up, or its output budget for the hour (`outputBytesPerHour`), or with ?stream=true its open event streams (`streams`); Retry-After says when to retry. Nothing is created'),
+    429: json(ErrorBody, 'rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up, or its output budget for the hour (`storedBytesPerHour`), or with ?stream=true its open event streams (`streams`); Retry-After says when to retry. Nothing is created'),
   },
 });
 
@@ -46,7 +46,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     const id = newJobId();
     checkCallbackUrl(req.callbackUrl, tenant, deps.config.env); // a secret for the tenant; http only to allow-listed hosts
     const spec = buildJobSpec(req, id, tenant, tenantLimitsPolicy(deps.config.limits, quota), new Date());
-    if (quota?.outputBytesPerHour) spec.tenantOutputBytesPerHour = quota.outputBytesPerHour; // the worker charges it (tenant-output-budget.ts)
+    if (quota?.storedBytesPerHour) spec.tenantStoredBytesPerHour = quota.storedBytesPerHour; // the worker charges it (tenant-storage-budget.ts)
 
     // With ?wait=true, watch for the new job's end: through this process's inbox, named as the job's
     // waiter when it is created (no SUBSCRIBE per job), else subscribed while it is created and queued.
@@ -74,7 +74,9 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         }
       } else {
         // Quota (429 when used up), queue priority, and the image recorded as this tenant's.
-        const { priority } = await quotas.admit(tenant, id, spec.image, quota);
+        // The record holds the spec and the document (which repeats the command and labels): about twice the spec.
+        const recordBytes = quota?.storedBytesPerHour ? 2 * Buffer.byteLength(JSON.stringify(spec)) : 0;
+        const { priority } = await quotas.admit(tenant, id, spec.image, quota, recordBytes);
         doc = newJobDocument(spec);
         try {
           // The queue entry goes out right behind the record, over the same connection (one round trip):

@@ -14,7 +14,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { JobStore, OutputChunk } from '../../../core/src/job-store.ts';
-import type { TenantOutputBudget } from '../../../core/src/tenant-output-budget.ts';
+import type { TenantStorageBudget } from '../../../core/src/tenant-storage-budget.ts';
 
 type StreamName = 'stdout' | 'stderr';
 
@@ -30,16 +30,16 @@ export class RedisOutputSink {
   truncated = false;
   /** The tenant's output budget for the hour was used up: the rest is dropped. */
   budgetUsedUp = false;
-  /** A batch was charged to the budget already. */
-  private charged = false;
+  /** What was left of the tenant's budget at the last charge (none known yet: 0, so the first batch waits for its charge). */
+  private room = 0;
 
   constructor(
     private readonly store: JobStore,
     private readonly jobId: string,
     private readonly attempt: number,
     private readonly capBytes: number,
-    /** The tenant's output budget (core/src/tenant-output-budget.ts), charged with each batch; null = none. */
-    private readonly budget: TenantOutputBudget | null = null,
+    /** The tenant's output budget (core/src/tenant-storage-budget.ts), charged with each batch; null = none. */
+    private readonly budget: TenantStorageBudget | null = null,
   ) {}
 
   /** Read a stream to its end; resolves when it ended (the process and its children let go of it). */
@@ -97,24 +97,32 @@ export class RedisOutputSink {
     if (!this.inFlight && !this.held) this.kick();
   }
 
+  /**
+   * Appends `batch`, charged to the tenant's storage budget when there is one: beside the append
+   * while the room left at the last charge is over twice the batch (no round trip more), else first,
+   * storing only what the charge granted. `cut`: the budget ran out on this batch.
+   */
+  private async send(batch: OutputChunk[]): Promise<{ appended: boolean; cut: boolean }> {
+    const append = (chunks: OutputChunk[]) => (chunks.length ? this.store.appendOutput(this.jobId, this.attempt, chunks) : Promise.resolve(true));
+    if (!this.budget) return { appended: await append(batch), cut: false };
+    const bytes = batch.reduce((n, c) => n + Buffer.byteLength(c.data), 0);
+    if (2 * bytes <= this.room) {
+      const [appended, { granted, used }] = await Promise.all([append(batch), this.budget.charge(bytes)]);
+      this.room = this.budget.bytesPerHour - used;
+      return { appended, cut: granted < bytes };
+    }
+    const { granted, used } = await this.budget.charge(bytes);
+    this.room = this.budget.bytesPerHour - used;
+    return { appended: await append(granted < bytes ? firstBytes(batch, granted) : batch), cut: granted < bytes };
+  }
+
   private kick(): void {
     const batch = this.pending.splice(0);
     if (this.refused || this.budgetUsedUp) return;
-    const append = () => this.store.appendOutput(this.jobId, this.attempt, batch);
-    let sent: Promise<[boolean, boolean]>;
-    if (!this.budget) {
-      sent = append().then((appended) => [appended, true]);
-    } else {
-      const charged = this.budget.charge(batch.reduce((n, c) => n + Buffer.byteLength(c.data), 0));
-      // A job's first batch waits for its charge (the tenant may have used the budget up already);
-      // later ones go out beside theirs, so the batch that uses it up is the last one stored.
-      sent = this.charged ? Promise.all([append(), charged]) : charged.then(async (within) => [within ? await append() : true, within]);
-      this.charged = true;
-    }
-    this.inFlight = sent
-      .then(([appended, withinBudget]) => {
+    this.inFlight = this.send(batch)
+      .then(({ appended, cut }) => {
         if (!appended) this.refused = true;
-        if (!withinBudget) [this.budgetUsedUp, this.truncated] = [true, true];
+        if (cut) [this.budgetUsedUp, this.truncated] = [true, true];
       })
       .catch((e: unknown) => {
         this.failure = e;
@@ -124,4 +132,17 @@ export class RedisOutputSink {
         if (this.pending.length) this.kick();
       });
   }
+}
+
+/** The first `bytes` bytes of `chunks` (UTF-8), in order; a character cut in two becomes U+FFFD. */
+function firstBytes(chunks: OutputChunk[], bytes: number): OutputChunk[] {
+  const out: OutputChunk[] = [];
+  let left = bytes;
+  for (const c of chunks) {
+    if (left <= 0) break;
+    const size = Buffer.byteLength(c.data);
+    out.push(size <= left ? c : { type: c.type, data: Buffer.from(c.data).subarray(0, left).toString() });
+    left -= size;
+  }
+  return out;
 }

@@ -1,0 +1,57 @@
+/**
+ * How many bytes one tenant's jobs may make Redis store per clock hour: their job records (counted
+ * by the API when it admits a job: core/src/lua/admitJob-4.lua) and their output (counted by the
+ * workers as they append it: worker/src/output/redis-sink.ts). Quota storedBytesPerHour,
+ * SBX_TENANT_STORED_BYTES_PER_HOUR. Both live as long as the job's record (SBX_JOB_TTL_SECONDS), so
+ * without a bound one tenant fills the Redis every tenant shares. Past the budget the workers drop
+ * the rest of the tenant's output and the API refuses its new jobs until the hour ends (429).
+ * The count is `<p>:{tenant:<t>}:stored:<hour>` in the tenant's slot, kept two hours.
+ */
+import type { RedisClient } from './redis.ts';
+import type { RedisKeys } from './redis-keys.ts';
+import { defineScripts } from './redis-scripts.ts';
+
+const HOUR_MS = 3_600_000;
+
+/** The clock hour a budget counts in (ms since the epoch / 3,600,000), and the ms left in it. */
+export function storageHour(now = Date.now()): { hour: number; msLeft: number } {
+  const hour = Math.floor(now / HOUR_MS);
+  return { hour, msLeft: (hour + 1) * HOUR_MS - now };
+}
+
+/** Grants what is left of the budget, up to the bytes asked for: the budget is never overdrawn. */
+const CHARGE = {
+  numberOfKeys: 1,
+  lua: `local used = tonumber(redis.call('GET', KEYS[1])) or 0
+local granted = math.min(tonumber(ARGV[1]), math.max(0, tonumber(ARGV[2]) - used))
+if granted > 0 then redis.call('INCRBY', KEYS[1], granted) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {granted, used + granted}`,
+};
+
+interface ScriptedClient {
+  sbxChargeStorage(key: string, bytes: number, budget: number, ttlMs: number): Promise<[number, number]>;
+}
+
+export class TenantStorageBudget {
+  private readonly scripted: ScriptedClient;
+
+  constructor(
+    redis: RedisClient,
+    private readonly keys: RedisKeys,
+    readonly tenant: string,
+    readonly bytesPerHour: number,
+  ) {
+    this.scripted = defineScripts<ScriptedClient>(redis, { sbxChargeStorage: CHARGE });
+  }
+
+  /**
+   * Asks for `bytes` of output from this hour's budget: `granted` is what was left of it, up to
+   * `bytes` (the caller stores no more than that), `used` the hour's total after.
+   */
+  async charge(bytes: number, now = Date.now()): Promise<{ granted: number; used: number }> {
+    const key = this.keys.tenantStored(this.tenant, storageHour(now).hour);
+    const [granted, used] = await this.scripted.sbxChargeStorage(key, bytes, this.bytesPerHour, 2 * HOUR_MS);
+    return { granted, used };
+  }
+}

@@ -9,7 +9,7 @@
  */
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import { defineScripts } from './redis-scripts.ts';
+import { defineScripts, luaScript } from './redis-scripts.ts';
 
 const HOUR_MS = 3_600_000;
 
@@ -19,15 +19,7 @@ export function storageHour(now = Date.now()): { hour: number; msLeft: number } 
   return { hour, msLeft: (hour + 1) * HOUR_MS - now };
 }
 
-/** Grants what is left of the budget, up to the bytes asked for: the budget is never overdrawn. */
-const CHARGE = {
-  numberOfKeys: 1,
-  lua: `local used = tonumber(redis.call('GET', KEYS[1])) or 0
-local granted = math.min(tonumber(ARGV[1]), math.max(0, tonumber(ARGV[2]) - used))
-if granted > 0 then redis.call('INCRBY', KEYS[1], granted) end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {granted, used + granted}`,
-};
+const SCRIPTS = { sbxChargeStorage: luaScript('chargeStorage-1') };
 
 interface ScriptedClient {
   sbxChargeStorage(key: string, bytes: number, budget: number, ttlMs: number): Promise<[number, number]>;
@@ -42,7 +34,7 @@ export class TenantStorageBudget {
     readonly tenant: string,
     readonly bytesPerHour: number,
   ) {
-    this.scripted = defineScripts<ScriptedClient>(redis, { sbxChargeStorage: CHARGE });
+    this.scripted = defineScripts<ScriptedClient>(redis, SCRIPTS);
   }
 
   /**

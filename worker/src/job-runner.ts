@@ -211,7 +211,7 @@ export class JobRunner {
       clearTimeout(drainTimer);
       await sink.flush();
       exit.outputTruncated = sink.truncated;
-      if (sink.budgetUsedUp) logger.warn({ jobId: id, tenant: stored.tenant, bytesPerHour: perHour }, 'the tenant\'s output budget for this hour is used up: the rest of this job\'s output was dropped');
+      if (sink.budgetUsedUp) logger.warn({ jobId: id, tenant: stored.tenant, bytesPerHour: perHour }, 'the tenant\'s storage budget for this hour is used up: the rest of this job\'s output was dropped');
       this.recordExitMetrics(exit, sink.keptBytes);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : interactive?.idledOut ? IDLE_END : outcome(exit, job.cancelled);
       await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated });

@@ -7,7 +7,7 @@
  * back until open(), called once the `running` transition is sent (same connection: Redis applies
  * it first), so the stream keeps its order. Redis appends only while the job is `running` in this
  * attempt (appendOutput-2.lua); once it refuses (the job was ended elsewhere) the rest is dropped.
- * Each batch is charged to the tenant's output budget for the hour; once that is used up, the rest
+ * Each batch is charged to the tenant's storage budget for the hour; once that is used up, the rest
  * is dropped too (`truncated`, `budgetUsedUp`).
  */
 import { StringDecoder } from 'node:string_decoder';
@@ -28,7 +28,7 @@ export class RedisOutputSink {
   /** Redis refused an append: the job is no longer running here. */
   private refused = false;
   truncated = false;
-  /** The tenant's output budget for the hour was used up: the rest is dropped. */
+  /** The tenant's storage budget for the hour was used up: the rest is dropped. */
   budgetUsedUp = false;
   /** What was left of the tenant's budget at the last charge (none known yet: 0, so the first batch waits for its charge). */
   private room = 0;
@@ -38,7 +38,7 @@ export class RedisOutputSink {
     private readonly jobId: string,
     private readonly attempt: number,
     private readonly capBytes: number,
-    /** The tenant's output budget (core/src/tenant-storage-budget.ts), charged with each batch; null = none. */
+    /** The tenant's storage budget (core/src/tenant-storage-budget.ts), charged with each batch; null = none. */
     private readonly budget: TenantStorageBudget | null = null,
   ) {}
 

@@ -25,6 +25,8 @@ export const MAX_UNREAD_FRAMES = 64;
 export const HEARTBEAT_MS = 5_000;
 const SAFETY_TTL_MS = 25 * 3_600_000;
 const FULL_RETRY_MS = 5;
+/** A job that does not read its stdin costs each writer one look this often, not one every 5 ms. */
+const FULL_RETRY_MAX_MS = 100;
 
 const SCRIPTS = { sbxStdinAppend: luaScript('stdinAppend-2') };
 
@@ -84,11 +86,12 @@ export class StdinWriter {
       return;
     }
     const [type, payload] = encode(frame);
-    for (;;) {
+    // While the job does not read, looks again after 5, 10, 20 … ms, at most FULL_RETRY_MAX_MS apart.
+    for (let wait = FULL_RETRY_MS; ; wait = Math.min(2 * wait, FULL_RETRY_MAX_MS)) {
       const r = await this.scripted.sbxStdinAppend(this.keys.jobState(id), this.keys.jobStdin(id), MAX_UNREAD_FRAMES, SAFETY_TTL_MS, type, payload);
       if (r === 'full') {
         if (signal?.aborted) throw signal.reason;
-        await new Promise((res) => setTimeout(res, FULL_RETRY_MS));
+        await new Promise((res) => setTimeout(res, wait));
         continue;
       }
       if (/^\d+-\d+$/.test(r)) return;

@@ -3,7 +3,8 @@
  * MAX_CLIENT_MESSAGE_BYTES closes the socket with 1009 as soon as its length is announced, so no
  * attach socket holds more than that of the API's memory. ws's default (100 MiB per message) let
  * 8 sockets sending 64 MiB each grow the API by 760 MiB. Messages up to the bound pass, and the
- * client library splits larger writes so that they do.
+ * client library splits larger writes so that they do. Tiny messages are merged into few frames
+ * (api/src/attach-input.ts), so a flood of them holds little.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -77,4 +78,42 @@ test('a message at the bound passes, and the client library splits a larger writ
   await attachment.write(Buffer.alloc(MiB, 0x63));
   await waitUntil(async () => (await stdinBytes(other)) === MiB, 10_000, 'a 1 MiB write to reach the job\'s stdin');
   attachment.close();
+});
+
+test('many tiny messages are merged in order into few stdin frames, and hold the API\'s memory and Redis\' attention bounded while the job does not read', async () => {
+  const id = await interactiveJob();
+  const { ws, closed } = await open(id);
+  // In order, merged: 2,000 small messages become a frame or two.
+  let sent = '';
+  for (let i = 0; i < 2000; i++) {
+    const text = `${i},`;
+    sent += text;
+    ws.send(Buffer.concat([Buffer.from([0]), Buffer.from(text)]));
+  }
+  await waitUntil(async () => (await stdinBytes(id)) === sent.length, 10_000, 'the messages to reach the job\'s stdin');
+  const rows = await stack.redis.client().xrangeBuffer(keys.jobStdin(id), '-', '+');
+  const data = rows.filter(([, f]) => f[1]?.toString() === 'd');
+  assert.equal(data.map(([, f]) => f[3]!.toString()).join(''), sent, 'every byte, in order');
+  assert.ok(data.length <= 200, `${data.length} frames for 2,000 messages`);
+
+  // A flood of one-byte messages to a job that never reads: the stream fills (64 frames), the API
+  // stops reading the socket, and holds little. Each message used to hold ~680 bytes: 300,000 of
+  // them grew the API by 194 MiB.
+  const before = rssMiB();
+  const one = Buffer.from([0, 0x61]);
+  for (let i = 0; i < 300_000; i++) {
+    ws.send(one);
+    if (i % 10_000 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await new Promise((r) => setTimeout(r, 3000));
+  const grown = rssMiB() - before;
+  assert.ok(grown < 80, `the API grew by ${grown.toFixed(0)} MiB`);
+  // While the stream stays full, the API looks again at most every 100 ms, not every 5 ms.
+  const appends = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await stack.redis.client().info('commandstats'))?.[1] ?? 0);
+  const from = await appends();
+  await new Promise((r) => setTimeout(r, 2000));
+  const looks = (await appends()) - from;
+  assert.ok(looks <= 60, `${looks} appends tried in 2 s on a full stream`);
+  ws.close(); // its close frame waits behind the unread messages: the API is killed after this test
+  void closed;
 });

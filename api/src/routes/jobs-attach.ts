@@ -33,10 +33,9 @@ import { eventsPerPage } from '../../../core/src/job-store.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
 import { ErrorBody, errors, flag, json, JobIdParams, streamsUsedUp } from '../openapi.ts';
 import { websocketHandshakeProblem } from './websocket-handshake.ts';
+import { AttachInput } from '../attach-input.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
-/** Input accepted from a client but not yet in Redis, past which its socket is paused. */
-const MAX_PENDING_INPUT = 1 << 20;
 /**
  * The largest message a client may send (a channel byte and 256 KiB of stdin, or a control
  * message): one over it closes the socket with 1009 as soon as its header announces its length,
@@ -119,12 +118,20 @@ async function lastEventId(deps: AppDeps, id: string): Promise<string> {
 class AttachSession {
   private readonly abort = new AbortController();
   private readonly bell = new Doorbell();
-  private chain: Promise<void> = Promise.resolve();
-  private pendingBytes = 0;
-  private paused = false;
   private stdinClosed = false;
   private beat: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | null = null;
+  /** The client's input, in order, to the job's stdin stream (its callbacks run once frames come). */
+  private readonly input = new AttachInput(
+    async (frame) => {
+      if (!this.stdinClosed) await this.writer.append(this.doc.id, frame, this.abort.signal);
+    },
+    (e) => {
+      if (e instanceof StdinClosedError) this.stdinClosed = true; // the job ended: the pump sends its exit
+      else if (!this.abort.signal.aborted) this.sendJson({ type: 'error', code: 'dependency_unavailable', message: 'input could not be passed on (Redis); attach again' });
+    },
+    (on) => this.pause(on),
+  );
 
   constructor(
     private readonly deps: AppDeps,
@@ -156,7 +163,7 @@ class AttachSession {
     this.unwatch?.();
   }
 
-  /** One client frame: queued behind the earlier ones, so they reach Redis in order. */
+  /** One client frame: queued behind the earlier ones, so they reach Redis in order (attach-input.ts). */
   receive(data: unknown, _ws: WSContext): void {
     let frame: StdinFrame;
     try {
@@ -165,20 +172,7 @@ class AttachSession {
       this.sendJson({ type: 'error', code: 'invalid_request', message: (e as Error).message });
       return;
     }
-    const size = frame.type === 'data' ? frame.data.length : 64;
-    this.pendingBytes += size;
-    if (this.pendingBytes > MAX_PENDING_INPUT) this.pause(true);
-    this.chain = this.chain.then(async () => {
-      try {
-        if (!this.stdinClosed) await this.writer.append(this.doc.id, frame, this.abort.signal);
-      } catch (e) {
-        if (e instanceof StdinClosedError) this.stdinClosed = true; // the job ended: the pump sends its exit
-        else if (!this.abort.signal.aborted) this.sendJson({ type: 'error', code: 'dependency_unavailable', message: 'input could not be passed on (Redis); attach again' });
-      } finally {
-        this.pendingBytes -= size;
-        if (this.paused && this.pendingBytes <= MAX_PENDING_INPUT / 2) this.pause(false);
-      }
-    });
+    this.input.push(frame);
   }
 
   private parse(data: unknown): StdinFrame {
@@ -210,10 +204,8 @@ class AttachSession {
 
   private pause(on: boolean): void {
     const sock = (this.ws.raw as RawSocket | undefined)?._socket;
-    if (!sock) return;
-    this.paused = on;
-    if (on) sock.pause();
-    else sock.resume();
+    if (on) sock?.pause();
+    else sock?.resume();
   }
 
   private sendJson(v: unknown): void {

@@ -1,12 +1,13 @@
 /**
- * A job's document with its output (`POST ?wait=true`, `GET /v1/jobs/{id}?output=true`: of a running
- * job, what it has written so far), as one JSON body. A short output (core/src/job-store.ts shortOutput) is answered from one read; a
- * longer one (up to limits.outputBytes per stream, 16 MiB by default at most) is written page by page
- * as the client takes it, so a request holds one page of it, never the whole (P48). Assembled whole,
- * 50 clients reading one 16 MiB output without taking the answer held 2 GB of the API.
+ * A job's document with its output (`POST ?wait=true`, `GET /v1/jobs/{id}?output=true`: of a
+ * running job, what it has written so far), as one JSON body. A short output (core/src/job-store.ts
+ * shortOutput) is answered from one read; a longer one (up to limits.outputBytes per stream, 16 MiB
+ * by default at most) is written page by page as the client takes it, so a request holds one page
+ * of it, never the whole (P48). Assembled whole, 50 clients reading one 16 MiB output without
+ * taking the answer held 2 GB of the API.
  */
 import type { Context } from 'hono';
-import { eventsPerPage, SHORT_OUTPUT, shortOutput, type JobStore } from '../../core/src/job-store.ts';
+import { eventsPerPage, outputText, SHORT_OUTPUT, shortOutput, type JobStore } from '../../core/src/job-store.ts';
 import type { JobDocument } from '../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
 
@@ -18,6 +19,7 @@ export async function jobWithOutputResponse(c: Context<AppEnv>, deps: AppDeps, d
   const first = await deps.store.readEvents(doc.id, '0', SHORT_OUTPUT.events);
   const output = shortOutput(first);
   if (output) return c.json({ ...doc, output }, 200);
+  // Long: streamed from the start again, page by page; the first read is not held meanwhile.
   return c.body(asByteStream(documentWithOutput(deps.store, doc)), 200, { 'content-type': 'application/json' });
 }
 
@@ -39,7 +41,7 @@ async function* escapedOutput(store: JobStore, id: string, type: 'stdout' | 'std
     let piece = '';
     for (const e of page) {
       if (e.type !== type) continue;
-      piece += escapedData(e.data);
+      piece += JSON.stringify(outputText(e)).slice(1, -1); // JSON string content, without the quotes
       if (piece.length >= PIECE_BYTES) {
         yield piece;
         piece = '';
@@ -52,11 +54,6 @@ async function* escapedOutput(store: JobStore, id: string, type: 'stdout' | 'std
     page = []; // not held while the next page is read
     page = await store.readEvents(id, after, asked);
   }
-}
-
-/** An output event's text (its data is `{"data":"…"}`) as JSON string content, without the quotes. */
-function escapedData(data: string): string {
-  return JSON.stringify((JSON.parse(data) as { data: string }).data).slice(1, -1);
 }
 
 /** Pulled only as the client takes what came before (the server reads on once the socket drains). */

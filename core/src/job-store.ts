@@ -358,6 +358,11 @@ export function eventsPerPage(last: readonly JobEvent[]): number {
   return Math.min(EVENT_PAGE.max, Math.max(EVENT_PAGE.min, Math.floor(EVENT_PAGE.bytes / perEvent)));
 }
 
+/** The text of a stdout or stderr event (its data is `{"data":"…"}`, as appendOutput writes it). */
+export function outputText(e: JobEvent): string {
+  return (JSON.parse(e.data) as { data: string }).data;
+}
+
 /**
  * The output in `events`, the first events of a job's stream, when they are the whole stream
  * (fewer than SHORT_OUTPUT.events; of a finished job, the exit event was appended in the same step
@@ -371,7 +376,7 @@ export function shortOutput(events: JobEvent[]): JobOutput | null {
     if (e.type !== 'stdout' && e.type !== 'stderr') continue;
     bytes += e.data.length;
     if (bytes > SHORT_OUTPUT.bytes) return null;
-    out[e.type] += (JSON.parse(e.data) as { data: string }).data;
+    out[e.type] += outputText(e);
   }
   return out;
 }

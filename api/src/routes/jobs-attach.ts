@@ -29,7 +29,7 @@ import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
 import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
-import { eventsPerPage } from '../../../core/src/job-store.ts';
+import { eventsPerPage, outputText } from '../../../core/src/job-store.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
 import { ErrorBody, errors, flag, json, JobIdParams, streamsUsedUp } from '../openapi.ts';
 import { websocketHandshakeProblem } from './websocket-handshake.ts';
@@ -229,8 +229,7 @@ class AttachSession {
         this.after = e.id;
         if (this.ws.readyState !== 1) return;
         if (e.type === 'stdout' || e.type === 'stderr') {
-          const text = (JSON.parse(e.data) as { data: string }).data;
-          this.ws.send(Buffer.concat([Buffer.from([CHANNEL[e.type]]), Buffer.from(text, 'utf8')]));
+          this.ws.send(Buffer.concat([Buffer.from([CHANNEL[e.type]]), Buffer.from(outputText(e), 'utf8')]));
           while (raw && raw.bufferedAmount > MAX_BUFFERED_OUTPUT && !this.abort.signal.aborted) await new Promise((r) => setTimeout(r, 10));
         } else if (e.type === 'status') {
           this.sendJson({ type: 'status', ...(JSON.parse(e.data) as object) });

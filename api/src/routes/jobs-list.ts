@@ -39,7 +39,8 @@ export function registerJobsList(app: OpenAPIHono<AppEnv>, deps: AppDeps): void 
     const items: JobDocument[] = [];
     let scanned = 0;
     let chars = 0;
-    let [readDocs, readChars] = [0, 0];
+    let readDocs = 0;
+    let readChars = 0;
     let exhausted = false;
     let batch = FIRST_DOC_BATCH;
     const full = () => items.length >= limit || chars >= PAGE_CHARS;
@@ -62,7 +63,8 @@ export function registerJobsList(app: OpenAPIHono<AppEnv>, deps: AppDeps): void 
             gone.push(ids[i]!.id);
             continue;
           }
-          [readDocs, readChars] = [readDocs + 1, readChars + found.chars];
+          readDocs++;
+          readChars += found.chars;
           if (!status || found.doc.status === status) {
             items.push(found.doc);
             chars += found.chars;

@@ -9,7 +9,7 @@ import type { RedisKeys } from '../../core/src/redis-keys.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
 import type { JobEventsHub } from './job-events-hub.ts';
 import type { SubmitPlacement } from './submit-placement.ts';
-import type { TenantStreams } from './tenant-streams.ts';
+import type { TenantPlaces } from './tenant-places.ts';
 
 /** Everything the HTTP app needs, built by main.ts (or a test) and passed to createApp. */
 export interface AppDeps {
@@ -23,7 +23,9 @@ export interface AppDeps {
   placement: SubmitPlacement;
   hub: JobEventsHub;
   /** The event streams and attach sockets each tenant holds open on this process (quota `streams`). */
-  streams: TenantStreams;
+  streams: TenantPlaces;
+  /** The requests each tenant holds open on this process, until their answers are written (quota `requests`). */
+  requests: TenantPlaces;
   workers: WorkerDirectory;
   registry: Registry;
   metrics: ApiMetrics;

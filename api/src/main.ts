@@ -16,7 +16,7 @@ import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { createApp } from './app.ts';
 import { injectWebSockets } from './routes/jobs-attach.ts';
 import { JobEventsHub } from './job-events-hub.ts';
-import { TenantStreams } from './tenant-streams.ts';
+import { TenantPlaces } from './tenant-places.ts';
 import { SubmitPlacement } from './submit-placement.ts';
 import { anonymousListenProblem } from './listen-policy.ts';
 import { slowClientBounds } from './slow-clients.ts';
@@ -53,7 +53,8 @@ function main(): void {
     store: new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env), queueRedis), // seals registryAuth
     placement: new SubmitPlacement(queue, queueRedis, redis, keys, env, metrics, logger.child({ component: 'placement' })),
     hub: new JobEventsHub(sub),
-    streams: new TenantStreams(),
+    streams: new TenantPlaces('streams'),
+    requests: new TenantPlaces('requests'),
     workers: new WorkerDirectory(redis, keys),
   };
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));

@@ -18,11 +18,12 @@ export const errors = {
   400: json(ErrorBody, 'Malformed JSON or invalid fields'),
   401: json(ErrorBody, 'Missing or wrong API key'),
   404: json(ErrorBody, 'No such job for this tenant'),
+  429: json(ErrorBody, 'rate_limited: the tenant already has its quota of requests open at once (`requests`) on this API server; Retry-After: 1. Nothing is done'),
   503: json(ErrorBody, 'Redis unreachable'),
 };
 export const forbidden = json(ErrorBody, 'forbidden: needs an admin API key');
-/** 429 of the routes that open an event stream or attach socket (api/src/tenant-streams.ts). */
-export const streamsUsedUp = json(ErrorBody, 'rate_limited: the tenant already holds its quota of open event streams and attach sockets (`streams`) on this API server');
+/** 429 of the routes that open an event stream or attach socket (api/src/tenant-places.ts). */
+export const streamsUsedUp = json(ErrorBody, 'rate_limited: the tenant already holds its quota of open event streams and attach sockets (`streams`), or of requests open at once (`requests`), on this API server');
 
 export const JobIdParams = z.object({ id: z.string().openapi({ example: 'j_01JD3ZC7V8Q7R3S6D3XW0Q3Y2K' }) });
 

@@ -100,7 +100,7 @@ export const envSchema = z.object({
   SBX_ALLOW_ANONYMOUS: bool.default(false),
   // The same JSON array in a file (keys stay out of the environment), read at start; adds to SBX_API_KEYS:
   // [{"key":"…","tenant":"team-a","role":"tenant","quota":{"activeJobs":50,"submitsPerSecond":5,
-  //   "submitBurst":20,"streams":50,"storedBytesPerHour":268435456,"limits":{"memoryBytes":1073741824,"timeoutMs":60000}}}]
+  //   "submitBurst":20,"streams":50,"requests":200,"storedBytesPerHour":268435456,"limits":{"memoryBytes":1073741824,"timeoutMs":60000}}}]
   SBX_API_KEYS_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readApiKeysFile(p, ctx)).optional(),
   // Quota defaults for every key whose entry does not set its own (0 = no limit): jobs queued or
   // running at once per tenant, and submissions per second (token bucket, burst 2x the rate).
@@ -109,6 +109,11 @@ export const envSchema = z.object({
   // Event streams (SSE, POST ?stream=true) and attach sockets one tenant may hold open at once on one
   // API process (0 = no limit); one more is 429 rate_limited. Each costs the process a write per event.
   SBX_TENANT_STREAMS: int(0, 1_000_000).default(100),
+  // Requests of any kind one tenant may have open at once on one API process, from authentication
+  // until the answer is written or the connection closes (0 = no limit); one more is 429
+  // rate_limited before anything is done. An answer its client does not read holds up to about
+  // 1 MiB of the process's memory (P48), so this bounds what one tenant's unread answers can hold.
+  SBX_TENANT_REQUESTS: int(0, 1_000_000).default(256),
   // Bytes one tenant's jobs may make Redis store per clock hour, job records and output (0 = no
   // limit); past it the rest of their output is dropped (outputTruncated) and their new jobs are 429
   // until the hour ends. Both live SBX_JOB_TTL_SECONDS, so this bounds what one tenant can make
@@ -261,6 +266,8 @@ const QuotaInput = z.strictObject({
   submitBurst: z.number().int('must be a whole number').min(1, 'must be >= 1').max(1_000_000).optional(),
   /** Event streams and attach sockets open at once, per API process. */
   streams: z.number().int('must be a whole number').min(1, 'must be >= 1 (or null: no limit)').max(1_000_000).nullable().optional(),
+  /** Requests open at once, per API process, until their answers are written. */
+  requests: z.number().int('must be a whole number').min(1, 'must be >= 1 (or null: no limit)').max(1_000_000).nullable().optional(),
   /** Bytes its jobs may store in Redis per hour, records and output. */
   storedBytesPerHour: z.number().int('must be a whole number').min(1024, 'must be >= 1024 (or null: no limit)').max(2 ** 50).nullable().optional(),
   /** Ceilings on job limits for this tenant, under the server's SBX_MAX_* maxima. */
@@ -309,8 +316,10 @@ export interface TenantQuota {
   activeJobs: number | null;
   submitsPerSecond: number | null;
   submitBurst: number;
-  /** Event streams and attach sockets open at once, per API process (api/src/tenant-streams.ts). */
+  /** Event streams and attach sockets open at once, per API process (api/src/tenant-places.ts). */
   streams: number | null;
+  /** Requests open at once, per API process, until their answers are written (api/src/middleware/open-requests.ts). */
+  requests: number | null;
   /** Bytes its jobs may store in Redis per hour, records and output (core/src/tenant-storage-budget.ts). */
   storedBytesPerHour: number | null;
   limits: Partial<Record<LimitName, number>>;
@@ -389,6 +398,7 @@ function resolveTenants(env: Env, limits: LimitsPolicy, problems: string[]): Map
       submitsPerSecond: rate,
       submitBurst: q?.submitBurst ?? Math.max(1, Math.ceil(2 * (rate ?? 0))),
       streams: q?.streams !== undefined ? q.streams : env.SBX_TENANT_STREAMS || null,
+      requests: q?.requests !== undefined ? q.requests : env.SBX_TENANT_REQUESTS || null,
       storedBytesPerHour: q?.storedBytesPerHour !== undefined ? q.storedBytesPerHour : env.SBX_TENANT_STORED_BYTES_PER_HOUR || null,
       limits: q?.limits ?? {},
     });

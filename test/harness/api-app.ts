@@ -13,7 +13,7 @@ import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { createApp } from '../../api/src/app.ts';
 import type { AppDeps } from '../../api/src/deps.ts';
 import { JobEventsHub } from '../../api/src/job-events-hub.ts';
-import { TenantStreams } from '../../api/src/tenant-streams.ts';
+import { TenantPlaces } from '../../api/src/tenant-places.ts';
 import { SubmitPlacement } from '../../api/src/submit-placement.ts';
 import { after, before } from 'node:test';
 import { startRedis, type RunningRedis } from './redis.ts';
@@ -33,7 +33,8 @@ export function createTestApp(redisServer: RunningRedis, env: Record<string, str
     store: new JobStore(redis, keys, config.env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(config.env)),
     placement: new SubmitPlacement(queue, redis, redis, keys, config.env, metrics, logger),
     hub: new JobEventsHub(sub),
-    streams: new TenantStreams(),
+    streams: new TenantPlaces('streams'),
+    requests: new TenantPlaces('requests'),
     workers: new WorkerDirectory(redis, keys),
   };
   const app = createApp(deps);

@@ -15,7 +15,7 @@ const CachedImage = z.object({ image: z.string(), digest: z.string(), sizeBytes:
 
 export const imagesListRoute = createRoute({
   method: 'get', path: '/v1/images', summary: 'Images cached on the workers (a tenant key: only those its own jobs used)', tags: ['images'],
-  responses: { 200: json(z.object({ items: z.array(CachedImage) }), 'Cached images'), 401: errors[401], 503: errors[503] },
+  responses: { 200: json(z.object({ items: z.array(CachedImage) }), 'Cached images'), 401: errors[401], 429: errors[429], 503: errors[503] },
 });
 
 export const imagesPullRoute = createRoute({

@@ -7,41 +7,17 @@
  * up to the body limit: 100 such documents made one 82 MiB answer).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { test } from 'node:test';
-import { JobStore } from '../../../core/src/job-store.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
-import { RedisKeys } from '../../../core/src/redis-keys.ts';
-import { WorkerDirectory } from '../../../core/src/worker-directory.ts';
 import { useApiProcess } from '../../../test/harness/api-process.ts';
+import { finishedJob, growthUnderIdleReaders, type OutputChunk } from '../../../test/harness/idle-readers.ts';
 
 const MiB = 2 ** 20;
 const stack = useApiProcess();
-const keys = new RedisKeys();
-
-const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${stack.api.pid}/status`, 'utf8'))![1]) / 1024;
-
-/** A job that ran on a (pretend) worker and wrote `chunks` of output, then ended: as a worker records it. */
-async function finishedJob(chunks: Array<{ type: 'stdout' | 'stderr'; data: string }>): Promise<JobDocument> {
-  const res = await fetch(`${stack.api.url}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command: ['cat'], limits: { outputBytes: 16 * MiB } }) });
-  assert.equal(res.status, 202, await res.clone().text());
-  const doc = (await res.json()) as JobDocument;
-  const redis = stack.redis.client();
-  const store = new JobStore(redis, keys, 3600);
-  const now = new Date().toISOString();
-  await new WorkerDirectory(redis, keys).heartbeat({ id: 'w-test', host: 'test', pid: process.pid, slotsTotal: 1, slotsFree: 0, runningJobs: [doc.id], cachedBytes: 0, images: [], cgroup: '', startedAt: now, lastHeartbeat: now }, 600_000);
-  const pulling = { ...doc, status: 'pulling' as const, worker: 'w-test' };
-  assert.equal(await store.claim(pulling, false), 'ok');
-  assert.equal(await store.transition({ ...pulling, status: 'running' }, ['pulling'], 'status'), 'ok');
-  for (let i = 0; i < chunks.length; i += 16) assert.ok(await store.appendOutput(doc.id, 1, chunks.slice(i, i + 16)));
-  assert.equal(await store.transition({ ...pulling, status: 'succeeded', exitCode: 0 }, ['running'], 'exit'), 'ok');
-  return doc;
-}
 
 test('a long output comes whole and exact, interleaved streams apart, every character escaped', async () => {
   const odd = 'quote " backslash \\ tab \t nul \u0000 bell \u0007 é 😀 \u2028 </script>\n';
-  const chunks: Array<{ type: 'stdout' | 'stderr'; data: string }> = [];
+  const chunks: OutputChunk[] = [];
   let stdout = '';
   let stderr = '';
   for (let i = 0; i < 3000; i++) {
@@ -52,7 +28,7 @@ test('a long output comes whole and exact, interleaved streams apart, every char
     else stderr += data;
   }
   assert.ok(stdout.length + stderr.length > 2 * MiB, 'long enough to be streamed');
-  const doc = await finishedJob(chunks);
+  const doc = await finishedJob(stack, chunks);
   const res = await fetch(`${stack.api.url}/v1/jobs/${doc.id}?output=true`);
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
@@ -64,7 +40,7 @@ test('a long output comes whole and exact, interleaved streams apart, every char
   assert.equal(got.exitCode, 0);
 
   // A short one is answered as before, in one piece.
-  const short = await finishedJob([{ type: 'stdout', data: 'hi\n' }, { type: 'stderr', data: 'oops\n' }]);
+  const short = await finishedJob(stack, [{ type: 'stdout', data: 'hi\n' }, { type: 'stderr', data: 'oops\n' }]);
   const shortRes = await fetch(`${stack.api.url}/v1/jobs/${short.id}?output=true`);
   assert.ok(shortRes.headers.get('content-length'), 'a short output has its length');
   assert.deepEqual(((await shortRes.json()) as JobDocument).output, { stdout: 'hi\n', stderr: 'oops\n' });
@@ -73,37 +49,13 @@ test('a long output comes whole and exact, interleaved streams apart, every char
 test('60 clients asking for a 16 MiB output and never reading the answer leave the API\'s memory bounded', async () => {
   const chunk = 'x'.repeat(32 * 1024) + '\n';
   const count = Math.floor(16 * MiB / chunk.length);
-  const doc = await finishedJob(Array.from({ length: count }, () => ({ type: 'stdout' as const, data: chunk })));
-  const grown = await growthUnderIdleReaders(Array(60).fill(`/v1/jobs/${doc.id}?output=true`));
+  const doc = await finishedJob(stack, Array.from({ length: count }, () => ({ type: 'stdout' as const, data: chunk })));
+  const grown = await growthUnderIdleReaders(stack.api, Array(60).fill(`/v1/jobs/${doc.id}?output=true`));
   assert.ok(grown < 500, `the API grew by ${grown.toFixed(0)} MiB`);
   // And it still answers.
   const res = await fetch(`${stack.api.url}/v1/jobs/${doc.id}?output=true`);
   assert.equal(((await res.json()) as JobDocument).output?.stdout, chunk.repeat(count));
 });
-
-/** A client per path that asks for it and never reads the answer; the API's peak RSS growth over 5 s. */
-async function growthUnderIdleReaders(paths: string[], headers = ''): Promise<number> {
-  const before = rssMiB();
-  const { port } = new URL(stack.api.url);
-  const sockets: Socket[] = [];
-  let peak = before;
-  try {
-    for (const path of paths) {
-      const s = connect(Number(port), '127.0.0.1', () => s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`));
-      s.on('error', () => {});
-      s.pause();
-      sockets.push(s);
-    }
-    for (let i = 0; i < 10; i++) {
-      await new Promise((r) => setTimeout(r, 500));
-      peak = Math.max(peak, rssMiB());
-    }
-  } finally {
-    for (const s of sockets) s.destroy();
-  }
-  process.stdout.write(`# API RSS ${before.toFixed(0)} MiB -> peak ${peak.toFixed(0)} MiB with ${paths.length} clients not reading GET ${paths[0]!.replace(/j_\w+/, '{id}')}\n`);
-  return peak - before;
-}
 
 test('a page of jobs holds about 1 MiB of documents: large ones come a few a page, and paging on lists each job once', async () => {
   const arg = 'a'.repeat(120 * 1024);
@@ -127,20 +79,20 @@ test('a page of jobs holds about 1 MiB of documents: large ones come a few a pag
   const mine = listed.filter((id) => ids.includes(id));
   assert.deepEqual(mine, [...ids].reverse(), 'every job once, newest first');
 
-  const grown = await growthUnderIdleReaders(Array(60).fill('/v1/jobs?limit=100'));
+  const grown = await growthUnderIdleReaders(stack.api, Array(60).fill('/v1/jobs?limit=100'));
   assert.ok(grown < 300, `the API grew by ${grown.toFixed(0)} MiB`);
 });
 
 test('40 clients following 40 jobs\' 8 MiB event streams, or attached to them, without reading hold about a page each', async () => {
   const chunk = 'y'.repeat(64 * 1024);
   const jobs = [];
-  for (let i = 0; i < 40; i++) jobs.push(await finishedJob(Array.from({ length: 128 }, () => ({ type: 'stdout' as const, data: chunk }))));
+  for (let i = 0; i < 40; i++) jobs.push(await finishedJob(stack, Array.from({ length: 128 }, () => ({ type: 'stdout' as const, data: chunk }))));
   // A page of 1,000 events was all of each job's 8 MiB, held per reader.
-  const grown = await growthUnderIdleReaders(jobs.map((j) => `/v1/jobs/${j.id}/events`));
+  const grown = await growthUnderIdleReaders(stack.api, jobs.map((j) => `/v1/jobs/${j.id}/events`));
   assert.ok(grown < 250, `the API grew by ${grown.toFixed(0)} MiB`);
   // The same through attach sockets that replay the output (?logs=true) and are never read.
   const upgrade = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
-  const grownAttach = await growthUnderIdleReaders(jobs.map((j) => `/v1/jobs/${j.id}/attach?logs=true`), upgrade);
+  const grownAttach = await growthUnderIdleReaders(stack.api, jobs.map((j) => `/v1/jobs/${j.id}/attach?logs=true`), upgrade);
   assert.ok(grownAttach < 250, `attach: the API grew by ${grownAttach.toFixed(0)} MiB`);
   // A reader that reads gets every event.
   const res = await fetch(`${stack.api.url}/v1/jobs/${jobs[0]!.id}/events`);

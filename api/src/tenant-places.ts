@@ -1,0 +1,54 @@
+/**
+ * What each tenant holds open on this API process, bounded by a field of its quota:
+ * - `streams` (P45): event streams (GET /v1/jobs/{id}/events, POST /v1/jobs?stream=true) and attach
+ *   sockets. Every open stream costs this process a write per event of its job, so without a bound
+ *   one tenant following its own chatty job from thousands of connections takes the process's CPU
+ *   from every other tenant.
+ * - `requests` (P50): requests of any kind, from their authentication until their answer is written
+ *   or their connection closes. An answer a client does not read holds up to a page of it in this
+ *   process (P48), so without a bound one tenant's thousands of unread answers fill its memory.
+ * Counted per process, as the API is stateless: behind a load balancer a tenant may hold its quota
+ * on each copy.
+ */
+import { RateLimitedError } from '../../core/src/errors.ts';
+import type { TenantQuota } from '../../core/src/config.ts';
+
+export type PlaceKind = 'streams' | 'requests';
+
+const HELD: Record<PlaceKind, { what: string; then: string }> = {
+  streams: { what: 'event streams and attach sockets open', then: 'close one first' },
+  requests: { what: 'requests open', then: 'let one finish first' },
+};
+
+export class TenantPlaces {
+  private readonly open = new Map<string, number>();
+
+  constructor(private readonly kind: PlaceKind) {}
+
+  /**
+   * One of `tenant`'s places (quota null or its field null: no bound), or RateLimitedError when they
+   * are all taken. Returns the release, which may be called more than once.
+   */
+  take(tenant: string, quota: TenantQuota | null): () => void {
+    const limit = quota?.[this.kind] ?? null;
+    const held = this.open.get(tenant) ?? 0;
+    if (limit !== null && held >= limit) {
+      const { what, then } = HELD[this.kind];
+      throw new RateLimitedError(`tenant ${tenant} already has ${held} ${what} on this API server, its quota (${this.kind}: ${limit}); ${then}`, 1);
+    }
+    this.open.set(tenant, held + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.open.get(tenant) ?? 1) - 1;
+      if (left > 0) this.open.set(tenant, left);
+      else this.open.delete(tenant);
+    };
+  }
+
+  /** How many `tenant` holds open now. */
+  held(tenant: string): number {
+    return this.open.get(tenant) ?? 0;
+  }
+}

@@ -11,7 +11,11 @@ export interface JobTty {
   output: Readable;
   /** Resolves once every byte is in the terminal's input queue (in order with earlier writes). */
   write(data: Buffer | string): Promise<void>;
-  /** End of input: the terminal's EOF character (^D), as typed on a real terminal. */
+  /**
+   * End of input: the terminal's EOF character (^D), as typed on a real terminal. After a partial
+   * line (the last byte written was not a line end) twice: in canonical mode the first ^D only hands
+   * the partial line to the reader, the second is the EOF.
+   */
   end(): Promise<void>;
   /** TIOCSWINSZ: the kernel sends SIGWINCH to the job's foreground process group. */
   resize(rows: number, cols: number): void;
@@ -36,6 +40,7 @@ export function openJobTty(readFd: number, writeFd: number, resizeFd: (fd: numbe
   output.on('end', closeWriter);
 
   let chain: Promise<void> = Promise.resolve();
+  let partialLine = false;
   const writeAll = async (buf: Buffer): Promise<void> => {
     let off = 0;
     while (off < buf.length && !closed) {
@@ -52,11 +57,14 @@ export function openJobTty(readFd: number, writeFd: number, resizeFd: (fd: numbe
     output,
     write(data) {
       const buf = typeof data === 'string' ? Buffer.from(data) : data;
+      if (buf.length > 0) partialLine = buf[buf.length - 1] !== 0x0a && buf[buf.length - 1] !== 0x0d;
       chain = chain.then(() => writeAll(buf));
       return chain;
     },
     end() {
-      chain = chain.then(() => writeAll(Buffer.from([4])));
+      const eof = Buffer.from(partialLine ? [4, 4] : [4]);
+      partialLine = false;
+      chain = chain.then(() => writeAll(eof));
       return chain;
     },
     resize(rows, cols) {

@@ -141,6 +141,19 @@ describe('tty jobs', () => {
     assert.equal(j.signal('SIGUSR1'), false, 'no signal once it has ended');
   });
 
+  it('end() after a partial line is still the end of input: cat gets "abc" and then EOF', async () => {
+    const j = await launch(baseSpec([rootfs], { argv: ['sh', '-c', 'cat; echo "cat ended $?"'], tty: { rows: 24, cols: 80 } }), opts);
+    const s = screen(j);
+    await j.tty!.write('abc'); // no line end: canonical mode holds it as a partial line
+    await j.tty!.end();
+    const timeout = setTimeout(() => j.kill(), 10_000);
+    const exit = await j.exited;
+    clearTimeout(timeout);
+    await s.until(/cat ended 0/, 2000);
+    assert.equal(exit.exitCode, 0, `the job was killed waiting for EOF; screen: ${JSON.stringify(s.all())}`);
+    assert.match(s.all(), /abc/);
+  });
+
   it('openStdin: feeds stdin as it arrives and ends it when told', async () => {
     const r = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'read a; echo "got $a"; wc -c'], openStdin: true }), opts, (j) => {
       assert.ok(j.stdin, 'an open stdin pipe');

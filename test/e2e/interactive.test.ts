@@ -112,6 +112,19 @@ describe('attach (WebSocket)', () => {
     assert.deepEqual(doc.interactive, { openStdin: true, tty: true });
   });
 
+  test('a tty without openStdin (docker run -t) gets its stdin and then EOF, with or without a line end; none is EOF at once', async () => {
+    const limits = { timeoutMs: 20_000 };
+    const partial = await api.run({ image, tty: true, stdin: 'no line end', command: ['cat'], limits });
+    assert.equal(partial.status, 'succeeded', `${partial.status} ${JSON.stringify(partial.error)}`);
+    assert.match(partial.output!.stdout, /no line end/);
+    const lines = await api.run({ image, tty: true, stdin: 'one\ntwo\n', command: ['sh', '-c', 'while read l; do echo "got $l"; done; echo end'], limits });
+    assert.equal(lines.status, 'succeeded', `${lines.status} ${JSON.stringify(lines.error)}`);
+    assert.match(lines.output!.stdout, /got one\r\n[\s\S]*got two\r\n[\s\S]*end\r\n/);
+    const none = await api.run({ image, tty: true, command: ['sh', '-c', 'read l; echo "read: $?"'], limits });
+    assert.equal(none.status, 'succeeded', `${none.status} ${JSON.stringify(none.error)}`);
+    assert.match(none.output!.stdout, /read: 1/);
+  });
+
   test('the idle limit ends an interactive job nobody is attached to', async () => {
     const job = await api.submit({ image, openStdin: true, command: ['sleep', '60'], limits: { idleTimeoutMs: 1500 } });
     const end = await api.wait(job.id, { timeoutMs: 30_000 });

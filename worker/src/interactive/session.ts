@@ -43,6 +43,9 @@ export function startInteractive(store: JobStore, spec: JobSpec, launched: Launc
   if (!isInteractive(spec)) return null;
   const reader = new StdinReader(store.redis, store.keys, spec.id);
   const ttyDrained = launched.tty ? sink.attach('stdout', launched.tty.output) : Promise.resolve();
+  // A tty without openStdin (`docker run -t`) gets no input but its `stdin`, written by the launcher:
+  // then EOF, as a job without a tty gets its stdin and then EOF, instead of a read waiting until the timeout.
+  if (launched.tty && !spec.openStdin) void launched.tty.end();
   let idledOut = false;
   const idleMs = spec.limits.idleTimeoutMs ?? null;
   let idleTimer: NodeJS.Timeout | undefined;

@@ -7,6 +7,7 @@ import type { LimitsPolicy } from '../../core/src/config.ts';
 import { InvalidRequestError, type ErrorDetail } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
 import type { JobRequest, JobSpec, Limits } from '../../core/src/job-spec.ts';
+import { EXEC_BOUNDS, execBytes } from '../../core/src/launch-bounds.ts';
 
 export function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy): Limits {
   const limits: Limits = { ...policy.defaults, ...stripUndefined(requested ?? {}) };
@@ -21,6 +22,7 @@ export function resolveLimits(requested: JobRequest['limits'], policy: LimitsPol
 
 export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy: LimitsPolicy, now: Date): JobSpec {
   const ref = parseImageReference(req.image);
+  checkExecSize(req);
   return {
     id,
     tenant,
@@ -39,6 +41,19 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     callbackUrl: req.callbackUrl ?? null,
     createdAt: now.toISOString(),
   };
+}
+
+/**
+ * The command, entrypoint and env together within their share of what execve(2) takes
+ * (EXEC_BOUNDS): past it the kernel refuses to start the job (E2BIG) after it was queued.
+ */
+function checkExecSize(req: JobRequest): void {
+  let total = 0;
+  for (const s of [...(req.command ?? []), ...(req.entrypoint ?? [])]) total += execBytes(s);
+  for (const [k, v] of Object.entries(req.env ?? {})) total += execBytes(`${k}=${v}`);
+  if (total <= EXEC_BOUNDS.totalBytes) return;
+  const message = `command, entrypoint and env together must be at most ${EXEC_BOUNDS.totalBytes} bytes (UTF-8, each string counted with 9 bytes more: its NUL and pointer); these are ${total}`;
+  throw new InvalidRequestError(message, [{ path: 'command', message }]);
 }
 
 /** Docker's -i / -t; absent on non-interactive jobs (their stored spec is as before). */

@@ -6,7 +6,7 @@
 // z from @hono/zod-openapi: zod with .openapi(), which zod v4 gives only to schemas made after it is
 // loaded; importing it here makes the schemas below describable whatever imports them first.
 import { z } from '@hono/zod-openapi';
-import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
+import { EXEC_BOUNDS, execBytes, IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
 
 export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
 export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
@@ -66,7 +66,10 @@ export const TtySize = z.strictObject({
 });
 export type TtySize = z.infer<typeof TtySize>;
 
-const argv = (what: string) => z.array(noNul(`${what} items`).max(131_072, 'each item must be at most 128 KiB')).max(4096, `${what} may have at most 4096 items`);
+const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
+const argv = (what: string) => z
+  .array(noNul(`${what} items`).refine((s) => utf8Bytes(s) <= EXEC_BOUNDS.stringBytes, `each item must be at most ${EXEC_BOUNDS.stringBytes} bytes (UTF-8; the kernel's limit for one argument)`))
+  .max(4096, `${what} may have at most 4096 items`);
 
 export const JobRequest = z.strictObject({
   image: z.string().min(1, 'is required').max(512, 'must be at most 512 characters'),
@@ -75,15 +78,17 @@ export const JobRequest = z.strictObject({
   env: z
     .record(
       z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,255}$/, 'names must match [A-Za-z_][A-Za-z0-9_.-]* (no "=")'),
-      noNul('env values').max(131_072, 'values must be at most 128 KiB'),
+      noNul('env values'),
     )
     .refine((e) => Object.keys(e).length <= 1024, 'at most 1024 variables')
+    .refine((e) => Object.entries(e).every(([k, v]) => utf8Bytes(k) + 1 + utf8Bytes(v) <= EXEC_BOUNDS.stringBytes), `each NAME=value must be at most ${EXEC_BOUNDS.stringBytes} bytes (UTF-8; the kernel's limit for one environment string)`)
     .optional(),
   workdir: z
     .string()
     .startsWith('/', 'must be an absolute path')
     .max(4096)
     .refine((s) => !s.includes('\0'), 'must not contain NUL bytes')
+    .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8; PATH_MAX with its NUL)')
     .refine((s) => !/(^|\/)proc(\/|$)/.test(s), 'must not be inside /proc')
     .optional(),
   user: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$/, 'must be user, uid, user:group or uid:gid').optional(),

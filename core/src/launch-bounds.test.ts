@@ -122,3 +122,46 @@ describe('the API and the launcher agree on every limit', () => {
     });
   }
 });
+
+describe('the API and the kernel agree on what a command may carry (EXEC_BOUNDS)', () => {
+  const big = (n: number, ch = 'a') => ch.repeat(n);
+  /** What the API says about a request with these fields, and when it accepts, what launching its spec does. */
+  async function verdict(fields: Record<string, unknown>): Promise<string> {
+    const req = JobRequest.safeParse({ image: 'registry.test/busybox', ...fields });
+    if (!req.success) return `api refuses: ${req.error.issues[0]!.message}`;
+    let spec;
+    try {
+      spec = buildJobSpec(req.data, `j_bounds${Math.random().toString(36).slice(2, 10)}`, 'default', loadConfig({}).limits, new Date());
+    } catch (e) {
+      return `api refuses: ${(e as Error).message}`;
+    }
+    try {
+      const j = await launch(await buildLaunchSpec(spec, image, 0), { cgroupParent: parent });
+      j.stdout.resume();
+      j.stderr.resume();
+      return `ran: exit ${(await j.exited).exitCode}`;
+    } catch (e) {
+      if (!(e instanceof LaunchError)) throw e;
+      return `launcher refuses: ${e.code}: ${e.message}`;
+    }
+  }
+  const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['an argument of 131,071 bytes', { command: ['true', big(131_071)] }, /^ran: exit 0$/],
+    ['an argument of 131,072 bytes', { command: ['true', big(131_072)] }, /^api refuses: each item must be at most 131071 bytes/],
+    ['an argument of 65,535 two-byte characters', { command: ['true', big(65_535, 'é')] }, /^ran: exit 0$/],
+    ['an argument of 65,536 two-byte characters (131,072 bytes)', { command: ['true', big(65_536, 'é')] }, /^api refuses: each item must be at most 131071 bytes/],
+    ['an entrypoint item of 131,072 bytes', { entrypoint: ['true', big(131_072)] }, /^api refuses: each item must be at most 131071 bytes/],
+    ['X=value of 131,071 bytes', { command: ['true'], env: { X: big(131_069) } }, /^ran: exit 0$/],
+    ['X=value of 131,072 bytes', { command: ['true'], env: { X: big(131_070) } }, /^api refuses: each NAME=value must be at most 131071 bytes/],
+    ['seven arguments and a variable of ~128 KiB each: just under 1 MiB together', { command: ['true', ...Array(7).fill(big(131_071))], env: { X: big(130_000) } }, /^ran: exit 0$/],
+    ['eight arguments of 131,071 bytes: over 1 MiB together', { command: ['true', ...Array(8).fill(big(131_071))] }, /^api refuses: command, entrypoint and env together must be at most 1048576 bytes/],
+    ['a workdir of 4,095 bytes', { command: ['true'], workdir: `/${`${big(254)}/`.repeat(16)}`.slice(0, 4095) }, /^launcher refuses: invalid_spec: cwd: chdir .*ENOENT/],
+    ['a workdir of 4,096 bytes', { command: ['true'], workdir: `/${big(4095)}` }, /^api refuses: must be at most 4095 bytes/],
+  ];
+  for (const [name, fields, expected] of cases) {
+    test(name, async () => {
+      const got = await verdict(fields);
+      assert.match(got, expected, got.slice(0, 300));
+    });
+  }
+});

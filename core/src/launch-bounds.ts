@@ -45,6 +45,23 @@ export const LAUNCH_BOUNDS = {
 export const MAX_IMAGE_LAYERS = 128;
 
 /**
+ * What execve(2) takes, which the launcher passes to sbx-init and sbx-init to the command: each
+ * argument and each environment string (`NAME=value`) at most MAX_ARG_STRLEN (32 pages) counting its
+ * terminating NUL, all of them together (strings, NULs and one pointer each) at most a quarter of
+ * RLIMIT_STACK (the launcher's 8 MiB: 2 MiB). A request's own command, entrypoint and env may use
+ * half of that, so the image's environment and entrypoint have the other half.
+ */
+export const EXEC_BOUNDS = {
+  /** Bytes of one argument or one `NAME=value`, without its NUL. */
+  stringBytes: 131_071,
+  /** Bytes of a request's command, entrypoint and env together, each string counted with its NUL and an 8-byte pointer. */
+  totalBytes: 1024 * 1024,
+} as const;
+
+/** One string's share of EXEC_BOUNDS.totalBytes: its UTF-8 bytes, its NUL, its pointer. */
+export const execBytes = (s: string): number => Buffer.byteLength(s, 'utf8') + 1 + 8;
+
+/**
  * Interactive jobs' idle limit (not the launcher's: the worker's timer, a setTimeout): at least a
  * second, at most 2^31 - 1 ms.
  */

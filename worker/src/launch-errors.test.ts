@@ -1,10 +1,13 @@
 /** Every kind of launcher error maps to one SbxError class and the job error code the runner records. */
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { test } from 'node:test';
 import {
   CommandNotFoundError, HostUnsupportedError, InvalidRequestError, LaunchFailedError, NotFoundError, type SbxError,
 } from '../../core/src/errors.ts';
 import { LaunchError, launch } from '../../native/index.ts';
+import { baseSpec, buildBusyboxRootfs, makeTempDir, removeParent, uniqueParent } from '../../native/test/helpers.ts';
 import { fromLaunchError } from './launch-errors.ts';
 
 const cases: Array<{ kind: string; error: LaunchError; cls: new (...a: never[]) => SbxError; code: string; message: RegExp; retryable: boolean }> = [
@@ -62,4 +65,21 @@ test('a real invalid_spec from the launcher maps to invalid_request', async () =
   const err = await launch(spec, { cgroupParent: 'sbx-launch-errors-test' }).then(() => assert.fail('launched'), (e: unknown) => e);
   assert.ok(err instanceof LaunchError && err.code === 'invalid_spec', String(err));
   assert.equal(fromLaunchError(err).code, 'invalid_request');
+});
+
+test('arguments longer than execve takes (E2BIG, as the image\'s own env can make them) say so as invalid_request', async (t) => {
+  const dir = makeTempDir('launch-errors');
+  const parent = uniqueParent('launch-errors');
+  t.after(() => {
+    removeParent(parent);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const rootfs = buildBusyboxRootfs(path.join(dir, 'rootfs'));
+  const opts = { cgroupParent: parent, stateDir: path.join(dir, 'state') };
+  const ok = await launch(baseSpec([rootfs], { argv: ['true', 'a'.repeat(131_071)] }), opts);
+  assert.equal((await ok.exited).exitCode, 0, 'EXEC_BOUNDS.stringBytes is what the kernel takes');
+  const err = await launch(baseSpec([rootfs], { argv: ['true', 'a'.repeat(131_072)] }), opts).then(() => assert.fail('launched'), (e: unknown) => e);
+  const e = fromLaunchError(err);
+  assert.equal(e.code, 'invalid_request', String(err));
+  assert.match(e.message, /longer than the kernel lets a program start with \(E2BIG/);
 });

@@ -6,7 +6,7 @@
 // z from @hono/zod-openapi: zod with .openapi(), which zod v4 gives only to schemas made after it is
 // loaded; importing it here makes the schemas below describable whatever imports them first.
 import { z } from '@hono/zod-openapi';
-import { EXEC_BOUNDS, execBytes, IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
+import { EXEC_BOUNDS, execBytes, IDLE_TIMEOUT_BOUND, JOB_ID_RANGE, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
 
 export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
 export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
@@ -91,7 +91,9 @@ export const JobRequest = z.strictObject({
     .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8; PATH_MAX with its NUL)')
     .refine((s) => !/(^|\/)proc(\/|$)/.test(s), 'must not be inside /proc')
     .optional(),
-  user: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$/, 'must be user, uid, user:group or uid:gid').optional(),
+  user: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$/, 'must be user, uid, user:group or uid:gid')
+    .refine((u) => u.split(':').every((part) => !/^\d+$/.test(part) || Number(part) < JOB_ID_RANGE), `a numeric uid or gid must be at most ${JOB_ID_RANGE - 1} (a job's user namespace maps 0-${JOB_ID_RANGE - 1})`)
+    .optional(),
   stdin: noNul('stdin').optional(),
   openStdin: z.boolean().optional()
     .describe('Docker\'s -i: the job\'s stdin stays open and is streamed through GET /v1/jobs/{id}/attach (a WebSocket) until a client closes it; `stdin`, if given, comes first.'),

@@ -123,7 +123,7 @@ describe('the API and the launcher agree on every limit', () => {
   }
 });
 
-describe('the API and the kernel agree on what a command may carry (EXEC_BOUNDS)', () => {
+describe('the API and the kernel agree on what a command may carry (EXEC_BOUNDS, JOB_ID_RANGE)', () => {
   const big = (n: number, ch = 'a') => ch.repeat(n);
   /** What the API says about a request with these fields, and when it accepts, what launching its spec does. */
   async function verdict(fields: Record<string, unknown>): Promise<string> {
@@ -156,6 +156,9 @@ describe('the API and the kernel agree on what a command may carry (EXEC_BOUNDS)
     ['seven arguments and a variable of ~128 KiB each: just under 1 MiB together', { command: ['true', ...Array(7).fill(big(131_071))], env: { X: big(130_000) } }, /^ran: exit 0$/],
     ['eight arguments of 131,071 bytes: over 1 MiB together', { command: ['true', ...Array(8).fill(big(131_071))] }, /^api refuses: command, entrypoint and env together must be at most 1048576 bytes/],
     ['a workdir of 4,095 bytes', { command: ['true'], workdir: `/${`${big(254)}/`.repeat(16)}`.slice(0, 4095) }, /^launcher refuses: invalid_spec: cwd: chdir .*ENOENT/],
+    ['user 65535:65535', { command: ['true'], user: '65535:65535' }, /^ran: exit 0$/],
+    ['user 65536', { command: ['true'], user: '65536' }, /^api refuses: a numeric uid or gid must be at most 65535/],
+    ['user 0:65536', { command: ['true'], user: '0:65536' }, /^api refuses: a numeric uid or gid must be at most 65535/],
     ['a workdir of 4,096 bytes', { command: ['true'], workdir: `/${big(4095)}` }, /^api refuses: must be at most 4095 bytes/],
   ];
   for (const [name, fields, expected] of cases) {

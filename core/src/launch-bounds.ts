@@ -45,6 +45,12 @@ export const LAUNCH_BOUNDS = {
 export const MAX_IMAGE_LAYERS = 128;
 
 /**
+ * A job's user namespace maps container uids and gids 0..65535 (native/src/userns.h kRange): a
+ * numeric `user` or group must be under this.
+ */
+export const JOB_ID_RANGE = 65_536;
+
+/**
  * What execve(2) takes, which the launcher passes to sbx-init and sbx-init to the command: each
  * argument and each environment string (`NAME=value`) at most MAX_ARG_STRLEN (32 pages) counting its
  * terminating NUL, all of them together (strings, NULs and one pointer each) at most a quarter of

@@ -193,6 +193,10 @@ export const envSchema = z.object({
   // Image cache disk budget (LRU, never evicting what a running job uses); unset = unbounded.
   // Only for one worker process per SBX_STATE_DIR.
   SBX_IMAGE_CACHE_BYTES: int(16 * MiB).optional(),
+  // After each pull, least recently used images nobody holds are also evicted while the cache's file
+  // system has less than this percentage free (0 = off). Whatever the budgets, a pull that finds the
+  // disk full evicts every image nobody holds and is tried once more.
+  SBX_IMAGE_CACHE_MIN_FREE_PERCENT: int(0, 90).default(10),
   // Pull bounds (issue 9): image pulls at once per worker (beside the run slots: a pulling job holds
   // no slot; the worker takes up to slots + this many jobs from the queue); the deadline of a whole
   // pull; a download receiving fewer than SBX_PULL_STALL_BYTES over any SBX_PULL_STALL_MS fails as

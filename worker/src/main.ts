@@ -105,6 +105,7 @@ async function main(): Promise<void> {
     tls: registryTls,
     mirrors: env.SBX_REGISTRY_MIRRORS,
     maxCacheBytes: env.SBX_IMAGE_CACHE_BYTES,
+    minFreeFraction: env.SBX_IMAGE_CACHE_MIN_FREE_PERCENT / 100,
     dockerConfigPath: env.SBX_DOCKER_CONFIG,
     egressAllow: env.SBX_EGRESS_ALLOW,
     pullConcurrency: env.SBX_PULL_CONCURRENCY,

@@ -5,7 +5,7 @@
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -220,6 +220,62 @@ it('a worker whose cache disk fills up fails the pull as image_pull_failed sayin
   } finally {
     execFileSync('umount', ['-l', root]);
   }
+});
+
+/** Runs `fn` with a store of `opts` whose root is a tmpfs of `mib` MiB; the store is closed and the tmpfs unmounted after. */
+async function onSmallDisk(mib: number, opts: Partial<ImageStoreOptions>, fn: (store: ImageStore, root: string) => Promise<void>): Promise<void> {
+  const root = await stores.root();
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, `sbx-test-small-${process.pid}`, root]);
+  try {
+    const store = await newStore({ root, ...opts });
+    try {
+      await fn(store, root);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    execFileSync('umount', ['-l', root]);
+  }
+}
+
+/** Two images of busybox and 28 MiB of their own, pushed once. */
+async function bigImages(): Promise<{ a: string; b: string }> {
+  const [a, b] = await Promise.all([0, 1].map((fill) => buildLayer([{ type: 'file', path: `fill${fill}`, content: Buffer.alloc(28 * 1024 * 1024, fill) }])));
+  await pushImage(registry.url, 'big/a', 'latest', await busyboxImage({ extraLayers: [a!] }));
+  await pushImage(registry.url, 'big/b', 'latest', await busyboxImage({ extraLayers: [b!] }));
+  return { a: `${registry.host}/big/a:latest`, b: `${registry.host}/big/b:latest` };
+}
+
+const isCached = (store: ImageStore, ref: string) => store.acquire(ref, { policy: 'never' }).then((i) => { i.release(); return true; }, () => false);
+
+it('a pull that finds the disk full evicts the images nobody holds and is tried again; a held image is kept, and then the error stands', async () => {
+  const { a, b } = await bigImages();
+  await onSmallDisk(48, { minFreeFraction: 0 }, async (store) => {
+    const held = await store.acquire(a);
+    // A job holds a: b (28 MiB more) does not fit, and a is not evicted for it.
+    await assert.rejects(store.acquire(b), (e: Error) => e instanceof ImagePullFailedError && /no disk space left for it \(ENOSPC\)/.test(e.message));
+    assert.equal(await isCached(store, a), true, 'the held image stays');
+    held.release();
+    // Nobody holds a any more: it makes room for b.
+    const image = await store.acquire(b);
+    assert.equal(readFileSync(join(image.layerDirs.at(-1)!, 'fill1')).length, 28 * 1024 * 1024);
+    image.release();
+    assert.equal(await isCached(store, a), false, 'a was evicted');
+  });
+});
+
+it('after a pull, images nobody holds are evicted, oldest first, while the cache disk has less than minFreeFraction free', async () => {
+  const { a } = await bigImages();
+  await onSmallDisk(64, { minFreeFraction: 0.6 }, async (store, root) => {
+    const first = await store.acquire(a); // 30 of 64 MiB, under 60 % free: a pull never evicts the image it pulled
+    first.release();
+    const small = await store.acquire(`${registry.host}/demo/busybox:latest`);
+    small.release();
+    assert.equal(await isCached(store, a), false, 'a, unused, went to keep 60 % of the disk free');
+    assert.equal(await isCached(store, `${registry.host}/demo/busybox:latest`), true);
+    const s = statfsSync(root);
+    assert.ok(s.bavail / s.blocks >= 0.6, `free: ${(s.bavail / s.blocks).toFixed(2)}`);
+  });
 });
 
 it('a multi-arch index resolves to the host platform (or the configured one)', async () => {

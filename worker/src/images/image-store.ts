@@ -19,12 +19,12 @@ import type { Logger } from 'pino';
 import { ImageNotFoundError } from '../../../core/src/errors.ts';
 import { parseImageReference, type ImageReference } from '../../../core/src/image-ref.ts';
 import type { ImageRuntimeConfig } from '../launch/image-config.ts';
-import { CacheGc, type EvictResult } from './cache/cache-gc.ts';
+import { CacheGc, type EvictionReason, type EvictResult } from './cache/cache-gc.ts';
 import { CacheIndex, type RefRecord } from './cache/cache-index.ts';
 import { HoldCounts } from './cache/hold-counts.ts';
 import { InUseMarkers } from './cache/in-use-markers.ts';
 import { sharedUnpackPool } from './layers/unpack-pool.ts';
-import { ImagePuller, type ImagePullerOptions, type PullPolicy, type PullResult } from './pull/image-puller.ts';
+import { ImagePuller, isDiskFull, type ImagePullerOptions, type PullPolicy, type PullResult } from './pull/image-puller.ts';
 import { PullBounds, type PullBoundsOptions } from './pull/pull-bounds.ts';
 import { SingleFlight } from './pull/single-flight.ts';
 import { hostPlatform, type Platform } from './registry/manifest.ts';
@@ -64,8 +64,10 @@ export interface ImageStoreOptions extends RegistryClientsOptions, ImagePullerOp
    * of every process sharing the cache directory on this host count (in-use-markers.ts).
    */
   maxCacheBytes?: number;
+  /** The share (0..1) of the cache's file system kept free the same way, after each pull (cache-gc.ts). */
+  minFreeFraction?: number;
   /** Told of each image reference evicted (metrics: sbx_image_cache_evictions_total). */
-  onEvicted?: (reason: 'budget' | 'request', count: number) => void;
+  onEvicted?: (reason: EvictionReason, count: number) => void;
 }
 
 export interface AcquireOptions {
@@ -134,7 +136,7 @@ export class ImageStore {
       (abandoned) => this.bounds.run(ref.canonical, abandoned, async (signal) => {
         // pull() returns the image retained, so that eviction (ours or a concurrent pull's) cannot
         // remove it before the waiters take their own hold in hand(); released right below.
-        const pulled = await this.puller.pull(index, ref, policy, opts.credentials, viewer, signal);
+        const pulled = await this.pullMakingRoom(index, ref, policy, opts.credentials, viewer, signal);
         try {
           await this.cacheGc.enforceBudget(index);
         } finally {
@@ -145,6 +147,19 @@ export class ImageStore {
       opts.signal,
     );
     return this.hand(index, result, true);
+  }
+
+  /**
+   * A pull that found the disk full is tried once more after every image nobody holds was evicted,
+   * if that freed anything: an old image nobody runs any more should not keep a new one out.
+   */
+  private async pullMakingRoom(...args: Parameters<ImagePuller['pull']>): ReturnType<ImagePuller['pull']> {
+    try {
+      return await this.puller.pull(...args);
+    } catch (e) {
+      if (!isDiskFull(e) || (await this.cacheGc.evictUnheld(args[0])) === 0) throw e;
+      return this.puller.pull(...args);
+    }
   }
 
   /**

@@ -1,9 +1,12 @@
 /**
  * Clean-up of the image cache: garbage collection (what no reference needs), eviction on request
- * (DELETE /v1/images) and eviction to the disk budget (least recently used first). An image held by a
+ * (DELETE /v1/images), eviction to the disk budget and to the free space kept on the cache's file
+ * system (least recently used first), and eviction of every image nobody holds when a pull found the
+ * disk full. An image held by a
  * job or a pull, of this store or of any other process sharing the cache directory (in-use-markers.ts),
  * is never removed, nor are its layers, nor the layers of this store's pulls in progress.
  */
+import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { CacheIndex, ImageRecord } from './cache-index.ts';
 import type { HoldCounts } from './hold-counts.ts';
@@ -19,9 +22,17 @@ export interface CacheGcOptions {
   logger?: Logger;
   /** The disk budget for unpacked layers (ImageStoreOptions.maxCacheBytes); none when undefined. */
   maxCacheBytes?: number;
+  /**
+   * The share of the cache's file system (0..1) kept free: after each pull, least recently used
+   * images nobody holds are evicted while less is free. 0 or undefined: none.
+   */
+  minFreeFraction?: number;
   /** Told of each image reference evicted (metrics: sbx_image_cache_evictions_total). */
-  onEvicted?: (reason: 'budget' | 'request', count: number) => void;
+  onEvicted?: (reason: EvictionReason, count: number) => void;
 }
+
+/** budget: over maxCacheBytes or under minFreeFraction; request: DELETE /v1/images; disk_full: a pull hit ENOSPC. */
+export type EvictionReason = 'budget' | 'request' | 'disk_full';
 
 export interface EvictResult {
   evicted: string[];
@@ -59,25 +70,55 @@ export class CacheGc {
     return { evicted: refs.map((r) => r.reference), result: 'evicted', freedBytes };
   }
 
-  /** Evicts least recently used references nobody holds until the layers fit maxCacheBytes. */
+  /**
+   * Evicts least recently used references nobody holds until the layers fit maxCacheBytes and the
+   * file system has minFreeFraction free.
+   */
   async enforceBudget(index: CacheIndex): Promise<void> {
     const budget = this.opts.maxCacheBytes;
-    if (budget === undefined) return;
+    const minFree = this.opts.minFreeFraction ?? 0;
+    if (budget === undefined && minFree <= 0) return;
     await index.load(); // the cache is shared: count (and consider) other processes' images too
     let total = index.layerBytes();
-    if (total <= budget) return;
-    const held = await this.holders(index);
-    const candidates = index
-      .allRefs()
-      .filter((r) => !held.images.has(r.manifestDigest))
-      .sort((a, b) => a.lastUsedAt.localeCompare(b.lastUsedAt));
-    for (const ref of candidates) {
-      if (total <= budget) break;
+    const overBudget = async (): Promise<boolean> => (budget !== undefined && total > budget) || (minFree > 0 && (await this.freeFraction()) < minFree);
+    if (!(await overBudget())) return;
+    for (const ref of await this.unheldOldestFirst(index)) {
+      if (!(await overBudget())) break;
       await index.removeRef(ref.reference);
-      this.opts.logger?.info({ image: ref.reference, lastUsedAt: ref.lastUsedAt }, 'image evicted (cache over budget)');
+      this.opts.logger?.info({ image: ref.reference, lastUsedAt: ref.lastUsedAt }, 'image evicted (cache over budget or its disk short of free space)');
       this.opts.onEvicted?.('budget', 1);
       total -= await this.collect(index);
     }
+  }
+
+  /**
+   * A pull found the disk full: evicts every reference nobody holds (a job or a pull, of any process
+   * sharing the cache), least recently used first. Returns the bytes freed.
+   */
+  async evictUnheld(index: CacheIndex): Promise<number> {
+    await index.load();
+    const refs = await this.unheldOldestFirst(index);
+    for (const ref of refs) await index.removeRef(ref.reference);
+    const freedBytes = refs.length ? await this.collect(index) : 0;
+    if (refs.length) {
+      this.opts.logger?.warn({ images: refs.map((r) => r.reference), freedBytes }, 'images evicted: a pull found the cache disk full');
+      this.opts.onEvicted?.('disk_full', refs.length);
+    }
+    return freedBytes;
+  }
+
+  private async unheldOldestFirst(index: CacheIndex) {
+    const held = await this.holders(index);
+    return index
+      .allRefs()
+      .filter((r) => !held.images.has(r.manifestDigest))
+      .sort((a, b) => a.lastUsedAt.localeCompare(b.lastUsedAt));
+  }
+
+  /** The share of the cache's file system an unprivileged writer could still use (statfs bavail / blocks). */
+  private async freeFraction(): Promise<number> {
+    const s = await statfs(this.opts.root);
+    return s.blocks > 0 ? s.bavail / s.blocks : 1;
   }
 
   /** Images and layers held by any process on this host (markers), this store's pulls included. */

@@ -231,3 +231,8 @@ function outOfDisk(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException | null)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
+
+/** A pull failed because the cache's disk is full (the error pull() throws then). */
+export function isDiskFull(e: unknown): boolean {
+  return e instanceof ImagePullFailedError && outOfDisk(e.cause);
+}

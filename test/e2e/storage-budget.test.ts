@@ -15,6 +15,7 @@ import { startStack, type Stack } from '../harness/stack.ts';
 const KEY_A = 'key-budget-alpha-aaaaaaaaaaaaaaaa';
 const KEY_B = 'key-budget-beta-bbbbbbbbbbbbbbbbb';
 const KEY_C = 'key-budget-gamma-dddddddddddddddd';
+const KEY_D = 'key-budget-delta-eeeeeeeeeeeeeeee';
 const KEY_ADMIN = 'key-budget-admin-cccccccccccccccc';
 const MiB = 2 ** 20;
 const BUDGET = 1 * MiB;
@@ -29,6 +30,7 @@ before(async () => {
     { key: KEY_A, tenant: 'alpha', quota: { storedBytesPerHour: BUDGET } },
     { key: KEY_B, tenant: 'beta' },
     { key: KEY_C, tenant: 'gamma', quota: { storedBytesPerHour: BUDGET } },
+    { key: KEY_D, tenant: 'delta', quota: { storedBytesPerHour: 64 * MiB } },
     { key: KEY_ADMIN, tenant: 'ops', role: 'admin' },
   ]);
   stack = await startStack({ adminKey: KEY_ADMIN, env: { SBX_API_KEYS: keys } });
@@ -97,4 +99,27 @@ test('job records count too: a tenant submitting jobs with long commands is refu
   const admitted = statuses.filter((s) => s === 202).length;
   assert.ok(admitted >= 2 && admitted <= 3, `statuses ${statuses.join(' ')}`);
   assert.ok(statuses.slice(admitted).every((s) => s === 429), `statuses ${statuses.join(' ')}`);
+});
+
+test('what a job is counted is at least what its record takes in Redis: 20 jobs of `true`', async () => {
+  const msLeft = 3_600_000 - (Date.now() % 3_600_000);
+  if (msLeft < 30_000) await new Promise((r) => setTimeout(r, msLeft + 100));
+  const d = new SbxClient(stack.apiUrl, KEY_D);
+  const ids: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const res = await d.submit({ image: stack.images.busybox, command: ['true'] }, { wait: true });
+    assert.equal(res.body.status, 'succeeded');
+    ids.push(res.body.id);
+  }
+  const redis = new Redis(stack.env.SBX_REDIS_URL!);
+  try {
+    const keys = new RedisKeys(stack.env.SBX_REDIS_PREFIX ?? 'sbx');
+    const counted = Number(await redis.get(keys.tenantStored('delta', Math.floor(Date.now() / 3_600_000))));
+    let held = 0;
+    for (const id of ids) for (const key of [keys.jobState(id), keys.jobEvents(id)]) held += Number(await redis.memory('USAGE', key));
+    process.stdout.write(`# 20 jobs of true: counted ${counted} bytes, their records take ${held} in Redis\n`);
+    assert.ok(counted >= 0.9 * held, `counted ${counted} bytes for records taking ${held}`);
+  } finally {
+    redis.disconnect();
+  }
 });

@@ -4,6 +4,7 @@ import { newJobId } from '../../../core/src/job-id.ts';
 import { JobDocument, JobRequest, isFinished, newJobDocument } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { TenantQuotas, tenantLimitsPolicy, tenantQuotaOptions } from '../../../core/src/tenant-quota.ts';
+import { recordBytes } from '../../../core/src/tenant-storage-budget.ts';
 import { buildJobSpec } from '../job-submission.ts';
 import { checkCallbackUrl } from '../../../core/src/webhooks/callback-url.ts';
 import { JobWatch } from '../job-waiter.ts';
@@ -75,8 +76,8 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       } else {
         // Quota (429 when used up), queue priority, and the image recorded as this tenant's.
         // The record holds the spec and the document (which repeats the command and labels): about twice the spec.
-        const recordBytes = quota?.storedBytesPerHour ? 2 * Buffer.byteLength(JSON.stringify(spec)) : 0;
-        const { priority } = await quotas.admit(tenant, id, spec.image, quota, recordBytes);
+        const stored = quota?.storedBytesPerHour ? recordBytes(JSON.stringify(spec)) : 0;
+        const { priority } = await quotas.admit(tenant, id, spec.image, quota, stored);
         doc = newJobDocument(spec);
         try {
           // The queue entry goes out right behind the record, over the same connection (one round trip):

@@ -21,6 +21,21 @@ const HOUR_MS = 3_600_000;
  */
 const RECORD_BASE_BYTES = 6 * 1024;
 
+/**
+ * What Redis holds for one output event beside its JSON: the stream entry's id and field name and the
+ * listpack's bookkeeping (MEMORY USAGE: 17 bytes for 1-byte events, 23 for 100-byte ones).
+ */
+const EVENT_BASE_BYTES = 32;
+
+/**
+ * What one output event of `data` adds to its tenant's count: its JSON as stored (`{"data":…}`, escapes
+ * included: a NUL byte of output is six) and the entry's base. Counting the data alone, a job writing a
+ * byte at a time, or control characters, made Redis hold up to 30 times what was counted.
+ */
+export function outputEventBytes(data: string): number {
+  return Buffer.byteLength(JSON.stringify({ data })) + EVENT_BASE_BYTES;
+}
+
 /** What admitting a job of this spec adds to its tenant's count: the record's base, the spec and the document (each about the spec's size). */
 export function recordBytes(specJson: string): number {
   return RECORD_BASE_BYTES + 2 * Buffer.byteLength(specJson);

@@ -16,6 +16,7 @@ const KEY_A = 'key-budget-alpha-aaaaaaaaaaaaaaaa';
 const KEY_B = 'key-budget-beta-bbbbbbbbbbbbbbbbb';
 const KEY_C = 'key-budget-gamma-dddddddddddddddd';
 const KEY_D = 'key-budget-delta-eeeeeeeeeeeeeeee';
+const KEY_E = 'key-budget-epsilon-ffffffffffffff';
 const KEY_ADMIN = 'key-budget-admin-cccccccccccccccc';
 const MiB = 2 ** 20;
 const BUDGET = 1 * MiB;
@@ -31,6 +32,7 @@ before(async () => {
     { key: KEY_B, tenant: 'beta' },
     { key: KEY_C, tenant: 'gamma', quota: { storedBytesPerHour: BUDGET } },
     { key: KEY_D, tenant: 'delta', quota: { storedBytesPerHour: 64 * MiB } },
+    { key: KEY_E, tenant: 'epsilon', quota: { storedBytesPerHour: BUDGET } },
     { key: KEY_ADMIN, tenant: 'ops', role: 'admin' },
   ]);
   stack = await startStack({ adminKey: KEY_ADMIN, env: { SBX_API_KEYS: keys } });
@@ -119,6 +121,26 @@ test('what a job is counted is at least what its record takes in Redis: 20 jobs 
     for (const id of ids) for (const key of [keys.jobState(id), keys.jobEvents(id)]) held += Number(await redis.memory('USAGE', key));
     process.stdout.write(`# 20 jobs of true: counted ${counted} bytes, their records take ${held} in Redis\n`);
     assert.ok(counted >= 0.9 * held, `counted ${counted} bytes for records taking ${held}`);
+  } finally {
+    redis.disconnect();
+  }
+});
+
+test('output is counted as Redis stores it: 3,000,000 NUL bytes (six bytes each as JSON) keep the Redis they fill within the budget', async () => {
+  const msLeft = 3_600_000 - (Date.now() % 3_600_000);
+  if (msLeft < 30_000) await new Promise((r) => setTimeout(r, msLeft + 100));
+  const e = new SbxClient(stack.apiUrl, KEY_E);
+  const res = await e.submit({ image: stack.images.busybox, command: ['head', '-c', String(PRINTED), '/dev/zero'], limits: { outputBytes: 4 * MiB } }, { wait: true });
+  assert.equal(res.body.status, 'succeeded', JSON.stringify(res.body.error));
+  assert.equal(res.body.outputTruncated, true);
+  const kept = res.body.output!.stdout.length;
+  const redis = new Redis(stack.env.SBX_REDIS_URL!);
+  try {
+    const held = Number(await redis.memory('USAGE', new RedisKeys(stack.env.SBX_REDIS_PREFIX ?? 'sbx').jobEvents(res.body.id), 'SAMPLES', 0));
+    process.stdout.write(`# epsilon's job printed ${PRINTED} NUL bytes; ${kept} were kept, its events take ${held} bytes of Redis (budget ${BUDGET})\n`);
+    // Within the budget, give or take the allocator's size classes (a 384 KiB event takes a 448 KiB block).
+    assert.ok(held <= 1.25 * BUDGET, `its events take ${held} bytes of Redis for a budget of ${BUDGET}`);
+    assert.ok(kept >= BUDGET / 8, `kept ${kept}`);
   } finally {
     redis.disconnect();
   }

@@ -14,7 +14,7 @@ import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { JobStore, OutputChunk } from '../../../core/src/job-store.ts';
-import type { TenantStorageBudget } from '../../../core/src/tenant-storage-budget.ts';
+import { outputEventBytes, type TenantStorageBudget } from '../../../core/src/tenant-storage-budget.ts';
 
 type StreamName = 'stdout' | 'stderr';
 
@@ -105,7 +105,7 @@ export class RedisOutputSink {
   private async send(batch: OutputChunk[]): Promise<{ appended: boolean; cut: boolean }> {
     const append = (chunks: OutputChunk[]) => (chunks.length ? this.store.appendOutput(this.jobId, this.attempt, chunks) : Promise.resolve(true));
     if (!this.budget) return { appended: await append(batch), cut: false };
-    const bytes = batch.reduce((n, c) => n + Buffer.byteLength(c.data), 0);
+    const bytes = batch.reduce((n, c) => n + outputEventBytes(c.data), 0);
     if (2 * bytes <= this.room) {
       const [appended, { granted, used }] = await Promise.all([append(batch), this.budget.charge(bytes)]);
       this.room = this.budget.bytesPerHour - used;
@@ -113,7 +113,7 @@ export class RedisOutputSink {
     }
     const { granted, used } = await this.budget.charge(bytes);
     this.room = this.budget.bytesPerHour - used;
-    return { appended: await append(granted < bytes ? firstBytes(batch, granted) : batch), cut: granted < bytes };
+    return { appended: await append(granted < bytes ? fitToBudget(batch, granted) : batch), cut: granted < bytes };
   }
 
   private kick(): void {
@@ -134,15 +134,27 @@ export class RedisOutputSink {
   }
 }
 
-/** The first `bytes` bytes of `chunks` (UTF-8), in order; a character cut in two becomes U+FFFD. */
-function firstBytes(chunks: OutputChunk[], bytes: number): OutputChunk[] {
+/** The longest start of `chunks`, in order, whose events fit `bytes` of the budget (outputEventBytes); never half a character. */
+function fitToBudget(chunks: OutputChunk[], bytes: number): OutputChunk[] {
   const out: OutputChunk[] = [];
   let left = bytes;
   for (const c of chunks) {
-    if (left <= 0) break;
-    const size = Buffer.byteLength(c.data);
-    out.push(size <= left ? c : { type: c.type, data: Buffer.from(c.data).subarray(0, left).toString() });
-    left -= size;
+    const cost = outputEventBytes(c.data);
+    if (cost <= left) {
+      out.push(c);
+      left -= cost;
+      continue;
+    }
+    let [lo, hi] = [0, c.data.length - 1]; // the longest prefix that fits: at most all but one unit
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (outputEventBytes(c.data.slice(0, mid)) <= left) lo = mid;
+      else hi = mid - 1;
+    }
+    const code = c.data.charCodeAt(lo - 1);
+    const end = code >= 0xd800 && code <= 0xdbff ? lo - 1 : lo; // not the first half of a surrogate pair
+    if (end > 0) out.push({ type: c.type, data: c.data.slice(0, end) });
+    break;
   }
   return out;
 }

@@ -12,6 +12,12 @@ export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
 export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
 
 const noNul = (what: string) => z.string().refine((s) => !s.includes('\0'), `${what} must not contain NUL bytes`);
+/**
+ * A string the job receives byte for byte (argument, environment, workdir): no NUL, and well-formed
+ * Unicode, as a lone surrogate (\ud800) has no UTF-8 form and would reach the job as U+FFFD.
+ */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const execString = (what: string) => noNul(what).refine((s) => !LONE_SURROGATE.test(s), `${what} must be well-formed Unicode (no lone surrogate such as \\ud800)`);
 
 export const JobStatus = z.enum(['queued', 'pulling', 'running', 'succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error']);
 export type JobStatus = z.infer<typeof JobStatus>;
@@ -68,7 +74,7 @@ export type TtySize = z.infer<typeof TtySize>;
 
 const utf8Bytes = (s: string): number => Buffer.byteLength(s, 'utf8');
 const argv = (what: string) => z
-  .array(noNul(`${what} items`).refine((s) => utf8Bytes(s) <= EXEC_BOUNDS.stringBytes, `each item must be at most ${EXEC_BOUNDS.stringBytes} bytes (UTF-8; the kernel's limit for one argument)`))
+  .array(execString(`${what} items`).refine((s) => utf8Bytes(s) <= EXEC_BOUNDS.stringBytes, `each item must be at most ${EXEC_BOUNDS.stringBytes} bytes (UTF-8; the kernel's limit for one argument)`))
   .max(4096, `${what} may have at most 4096 items`);
 
 export const JobRequest = z.strictObject({
@@ -78,7 +84,7 @@ export const JobRequest = z.strictObject({
   env: z
     .record(
       z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,255}$/, 'names must match [A-Za-z_][A-Za-z0-9_.-]* (no "=")'),
-      noNul('env values'),
+      execString('env values'),
     )
     .refine((e) => Object.keys(e).length <= 1024, 'at most 1024 variables')
     .refine((e) => Object.entries(e).every(([k, v]) => utf8Bytes(k) + 1 + utf8Bytes(v) <= EXEC_BOUNDS.stringBytes), `each NAME=value must be at most ${EXEC_BOUNDS.stringBytes} bytes (UTF-8; the kernel's limit for one environment string)`)
@@ -88,6 +94,7 @@ export const JobRequest = z.strictObject({
     .startsWith('/', 'must be an absolute path')
     .max(4096)
     .refine((s) => !s.includes('\0'), 'must not contain NUL bytes')
+    .refine((s) => !LONE_SURROGATE.test(s), 'must be well-formed Unicode (no lone surrogate such as \\ud800)')
     .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8; PATH_MAX with its NUL)')
     .refine((s) => !/(^|\/)proc(\/|$)/.test(s), 'must not be inside /proc')
     .optional(),

@@ -46,10 +46,22 @@ async function readJson(c: Context, limitBytes: number): Promise<{ text: string;
   const raw = await readAtMost(c, limitBytes);
   try {
     const text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
-    return { text, value: JSON.parse(text) };
+    // A key spelled __proto__ (or escaped: \u005f…) is looked for only where it could be.
+    const mayHideProto = text.includes('__proto__') || text.includes('\\u');
+    return { text, value: mayHideProto ? JSON.parse(text, refuseProtoKeys) : JSON.parse(text) };
   } catch (e) {
-    throw new SbxError('invalid_json', `the body is not valid UTF-8 JSON: ${(e as Error).message}`);
+    const why = e instanceof RangeError ? 'it is nested too deeply' : (e as Error).message; // the reviver walks it recursively
+    throw new SbxError('invalid_json', `the body is not valid UTF-8 JSON: ${why}`);
   }
+}
+
+/**
+ * JSON.parse keeps a `__proto__` key as an own property, but every object built from it (zod's
+ * records: env, labels) drops it: such a variable or label would be lost without a word.
+ */
+function refuseProtoKeys(key: string, value: unknown): unknown {
+  if (key === '__proto__') throw new Error('a key named __proto__ is not accepted');
+  return value;
 }
 
 /** The body's bytes, read chunk by chunk; 413 as soon as more than `limit` arrived. */

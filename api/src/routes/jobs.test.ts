@@ -63,6 +63,29 @@ describe('POST /v1/jobs', () => {
     assert.notEqual(otherTenant.id, first.id);
   });
 
+  test('what a job could not receive as sent is 400, not dropped or changed: a __proto__ key, a lone surrogate', async () => {
+    const refused = async (raw: string, code: string, message: RegExp) => {
+      const res = await call('POST', '/v1/jobs', { body: raw });
+      assert.equal(res.status, 400, raw.slice(0, 80));
+      const { error } = (await res.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, code, raw.slice(0, 80));
+      assert.match(error.message, message);
+    };
+    // JSON.parse keeps the key; the env and labels built from it dropped it, and the job ran without it.
+    await refused(`{"image":"${image}","command":["env"],"env":{"__proto__":"x","A":"1"}}`, 'invalid_json', /a key named __proto__ is not accepted/);
+    await refused(`{"image":"${image}","command":["env"],"env":{"\\u005f_proto__":"x"}}`, 'invalid_json', /a key named __proto__ is not accepted/);
+    await refused(`{"image":"${image}","labels":{"__proto__":"x"}}`, 'invalid_json', /a key named __proto__ is not accepted/);
+    // No UTF-8 form: the job got U+FFFD in its place.
+    await refused(`{"image":"${image}","command":["echo","a\\ud800b"]}`, 'invalid_request', /command items must be well-formed Unicode/);
+    await refused(`{"image":"${image}","env":{"A":"\\udc00"}}`, 'invalid_request', /env values must be well-formed Unicode/);
+    await refused(`{"image":"${image}","workdir":"/\\ud800"}`, 'invalid_request', /must be well-formed Unicode/);
+    // Escapes that are whole characters are fine.
+    const ok = await call('POST', '/v1/jobs', { body: `{"image":"${image}","command":["echo","\\ud83d\\ude00 \\u00e9"],"env":{"E":"\\u0041"}}` });
+    assert.equal(ok.status, 202);
+    const doc = (await ok.json()) as JobDocument;
+    assert.deepEqual(doc.command, ['echo', '😀 é']);
+  });
+
   test('a body over the limit is 413; wrong content type 415; malformed JSON 400', async () => {
     const big = await call('POST', '/v1/jobs', { body: { image, stdin: 'x'.repeat(2 * 1024 * 1024) } });
     assert.equal(big.status, 413);

@@ -251,7 +251,8 @@ export class JobStore {
         if (now - since < this.ttlSeconds * 1000) continue; // its finisher may still be at work
       } else if (doc?.callback && doc.callback.attempts.length === 0 && !doc.callback.delivered) {
         this.webhooks ??= new WebhookQueue(this.queueConnection, this.keys);
-        if (await this.webhooks.enqueueIfAbsent(id)) queued++;
+        const tenant = (await this.redis.hget(this.keys.jobState(id), 'tenant')) ?? undefined;
+        if (await this.webhooks.enqueueIfAbsent(id, tenant)) queued++;
       }
       await this.redis.zrem(key, id);
     }
@@ -267,7 +268,7 @@ export class JobStore {
     const tenant = await this.releaseFromQuota(doc.id, knownTenant);
     if (doc.callback) {
       this.webhooks ??= new WebhookQueue(this.queueConnection, this.keys);
-      await this.webhooks.enqueue(doc.id);
+      await this.webhooks.enqueue(doc.id, tenant ?? (await this.redis.hget(this.keys.jobState(doc.id), 'tenant')) ?? undefined);
       await this.redis.zrem(this.keys.webhooksPending(), doc.id);
     }
     for (const listener of this.finishListeners) listener(doc, tenant);

@@ -15,6 +15,7 @@
  * | <p>:{tenant:<t>}:images             | zset   | canonical images its jobs used → last ms   |
  * | <p>:{tenant:<t>}:repair             | string | at most one lazy repair of :active a second|
  * | <p>:{tenant:<t>}:stored:<hour>      | string | bytes of job records and output its jobs stored in that hour; 2 h |
+ * | <p>:{tenant:<t>}:webhooks           | zset   | its webhook attempts queued or in progress → ms queued (their priority); 2 h |
  * | <p>:{workers}:index                 | zset   | worker id by last heartbeat ms             |
  * | <p>:{workers}:info:<id>             | string | worker info JSON; TTL = 5 heartbeats       |
  * | <p>:{workers}:jobs:<id>             | set    | ids of the jobs it runs now                |
@@ -76,6 +77,9 @@ export class RedisKeys {
   /** Bytes of job records and output the tenant's jobs stored in hour `hour` (ms since the epoch / 3,600,000). */
   tenantStored(tenant: string, hour: number): string {
     return `${this.prefix}:{tenant:${tenant}}:stored:${hour}`;
+  }
+  tenantWebhooks(tenant: string): string {
+    return `${this.prefix}:{tenant:${tenant}}:webhooks`;
   }
   workers(): string {
     return `${this.prefix}:{workers}:index`;

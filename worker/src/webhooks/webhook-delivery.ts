@@ -53,8 +53,16 @@ export class WebhookDelivery {
     this.backoff = { baseMs: deps.env.SBX_WEBHOOK_BACKOFF_MS, maxMs: deps.env.SBX_WEBHOOK_BACKOFF_MAX_MS, retryForMs: deps.env.SBX_WEBHOOK_RETRY_MS };
   }
 
-  /** One attempt for `task`; queues the next one when it may help. */
+  /** One attempt for `task`; queues the next one when it may help. It no longer counts for its tenant's fairness once done. */
   async attempt(task: WebhookTask): Promise<void> {
+    try {
+      await this.attemptOnce(task);
+    } finally {
+      await this.deps.queue.done(task).catch(() => {}); // else it ages out of the count
+    }
+  }
+
+  private async attemptOnce(task: WebhookTask): Promise<void> {
     const job = await this.deps.store.get(task.id);
     const state = job?.doc.callback;
     if (!job || !state || state.delivered) return; // expired, no webhook, or done (a duplicate entry)

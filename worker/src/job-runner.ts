@@ -52,6 +52,8 @@ interface ActiveJob {
   shutdown: boolean;
   abort: AbortController;
   launched: Launched | null;
+  /** Its queue priority (1 + its tenant's active jobs): orders its wait for a pull permit and a run slot. */
+  priority: number;
 }
 
 export class JobRunner {
@@ -137,7 +139,7 @@ export class JobRunner {
     const startsNow = placement?.imageCached === true && this.deps.slots.available > 0;
     const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.claim(doc, startsNow), store.isCancelRequested(id)] as const);
     cancelRead.catch(() => {}); // awaited below once claimed; never an unhandled rejection meanwhile
-    const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null };
+    const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null, priority };
     // A cached image is looked up while the claim is in flight (given back if the claim fails); the
     // cancel flag read with the claim (a cancel that raced with it) applies once claimed.
     let acquiring = placement?.imageCached ? this.acquire(stored.spec, job, stored.sealedAuth) : null;
@@ -250,7 +252,7 @@ export class JobRunner {
   private async acquire(spec: JobSpec, job: ActiveJob, sealedAuth?: string | null): Promise<AcquiredImage> {
     try {
       const credentials = (await this.deps.store.registryAuth(spec.id, sealedAuth)) ?? spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
-      const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal, ...(credentials ? { credentials } : {}) });
+      const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal, requester: { tenant: spec.tenant, priority: job.priority }, ...(credentials ? { credentials } : {}) });
       this.deps.metrics.pulls.inc({ result: image.pulled ? 'pulled' : 'hit' });
       (image.pulled ? this.deps.metrics.cacheMisses : this.deps.metrics.cacheHits).inc();
       return image;

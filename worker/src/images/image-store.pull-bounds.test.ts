@@ -9,9 +9,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SbxError } from '../../../core/src/errors.ts';
 import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { startFakeRegistry, type FakeRegistry } from '../../../test/fixtures/fake-registry.ts';
-import type { Blob, BuiltImage } from '../../../test/fixtures/oci-builder.ts';
+import { buildLayer, type Blob, type BuiltImage } from '../../../test/fixtures/oci-builder.ts';
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
 import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
+import { waitUntil } from '../../../test/harness/redis.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
@@ -191,4 +192,50 @@ it('a registry trickling a layer does not hold another registry\'s pull of the s
   assert.equal(outcome.value.pulled, true);
   outcome.value.release();
   assert.ok(other.requests.some((r) => r.path.endsWith(`/blobs/${image.layers[0]!.digest}`)), 'the layer came from the healthy registry');
+});
+
+/**
+ * `count` images of tenant A, each with a layer of its own, whose layer downloads send their headers
+ * and one byte, then nothing: each pull holds its permit and its unpack thread until aborted.
+ */
+async function hangingImages(count: number): Promise<{ refs: string[]; hanging: ServerResponse[]; stop(): void }> {
+  const hanging: ServerResponse[] = [];
+  const refs: string[] = [];
+  const layerDigests = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    const own = await buildLayer([{ type: 'file', path: `own-${i}`, content: `layer ${i} ${Math.random()}` }]);
+    layerDigests.add(own.digest);
+    fake.add(`hang/n${i}`, 'latest', await busyboxImage({ extraLayers: [own] }));
+    refs.push(`${fake.host}/hang/n${i}:latest`);
+  }
+  fake.hook = (req: IncomingMessage, res: ServerResponse, ctx: { blob: Blob | undefined }) => {
+    const digest = /\/blobs\/(sha256:[0-9a-f]{64})$/.exec(req.url ?? '')?.[1];
+    if (!digest || !layerDigests.has(digest) || ctx.blob === undefined) return false;
+    res.writeHead(200, { 'content-type': ctx.blob.mediaType, 'content-length': String(ctx.blob.bytes.length) });
+    res.write(ctx.blob.bytes.subarray(0, 1));
+    hanging.push(res);
+    return true;
+  };
+  return { refs, hanging, stop: () => { fake.hook = null; hanging.forEach((r) => r.destroy()); } };
+}
+
+it('of fewer pull permits, one is left for another tenant', async () => {
+  const other = await startFakeRegistry();
+  cleanups.push(other.stop);
+  other.add('fine/busybox', 'latest', image);
+  const a = await hangingImages(2);
+  const s = await store({ pullConcurrency: 2, stall: { stallMs: 60_000, stallBytes: 1 } });
+  const stop = new AbortController();
+  for (const ref of a.refs) s.acquire(ref, { signal: stop.signal, requester: { tenant: 'team-a', priority: 2 } }).catch(() => {});
+  try {
+    await waitUntil(async () => a.hanging.length >= 1, 10_000, 'team-a\'s first layer download to hang');
+    const outcome = await within(s.acquire(`${other.host}/fine/busybox:latest`, { requester: { tenant: 'team-b', priority: 1 } }), 10_000);
+    if (outcome === 'pending') assert.fail('team-b\'s pull waited for a permit while team-a held both');
+    assert.ok('value' in outcome, String((outcome as { error: unknown }).error));
+    outcome.value.release();
+    assert.equal(a.hanging.length, 1, 'team-a\'s second pull waits for a permit');
+  } finally {
+    stop.abort();
+    a.stop();
+  }
 });

@@ -26,6 +26,7 @@ import { InUseMarkers } from './cache/in-use-markers.ts';
 import { sharedUnpackPool } from './layers/unpack-pool.ts';
 import { ImagePuller, isDiskFull, type ImagePullerOptions, type PullPolicy, type PullResult } from './pull/image-puller.ts';
 import { PullBounds, type PullBoundsOptions } from './pull/pull-bounds.ts';
+import type { Requester } from './tenant-shares.ts';
 import { SingleFlight } from './pull/single-flight.ts';
 import { hostPlatform, type Platform } from './registry/manifest.ts';
 import type { RegistryCredentials } from './registry/registry-auth.ts';
@@ -75,6 +76,8 @@ export interface AcquireOptions {
   signal?: AbortSignal;
   /** Credentials for this pull only (not shared with other pulls). */
   credentials?: RegistryCredentials;
+  /** Whose job needs the image, and its queue priority: pull permits and unpack threads are shared fairly (tenant-shares.ts). */
+  requester?: Requester;
 }
 
 export class ImageStore {
@@ -133,10 +136,10 @@ export class ImageStore {
     // Shared by every acquire of `key`; aborted once none of them waits any more.
     const result = await this.pulls.run(
       key,
-      (abandoned) => this.bounds.run(ref.canonical, abandoned, async (signal) => {
+      (abandoned) => this.bounds.run(ref.canonical, opts.requester ?? {}, abandoned, async (signal) => {
         // pull() returns the image retained, so that eviction (ours or a concurrent pull's) cannot
         // remove it before the waiters take their own hold in hand(); released right below.
-        const pulled = await this.pullMakingRoom(index, ref, policy, opts.credentials, viewer, signal);
+        const pulled = await this.pullMakingRoom(index, ref, policy, opts.credentials, viewer, signal, opts.requester);
         try {
           await this.cacheGc.enforceBudget(index);
         } finally {

@@ -7,6 +7,7 @@
  */
 import type { Readable } from 'node:stream';
 import { DEFAULT_UNPACK_LIMITS, extractLayer, type ExtractOptions, type UnpackLimits, type UnpackResult } from './layer-extract.ts';
+import type { Requester } from '../tenant-shares.ts';
 import { sharedUnpackPool, type UnpackPool } from './unpack-pool.ts';
 
 export { DEFAULT_UNPACK_LIMITS, type UnpackLimits, type UnpackResult } from './layer-extract.ts';
@@ -14,6 +15,8 @@ export { DEFAULT_UNPACK_LIMITS, type UnpackLimits, type UnpackResult } from './l
 export interface UnpackOptions extends ExtractOptions {
   inThread?: boolean;
   pool?: UnpackPool;
+  /** Whose pull it is: the pool's threads are shared fairly between tenants (../tenant-shares.ts). */
+  requester?: Requester;
 }
 
 /**
@@ -37,6 +40,8 @@ export async function unpackLayer(source: Readable | (() => Promise<Readable>), 
         return opened;
       },
       fail: opts.fail,
+      ...(opts.requester ? { requester: opts.requester } : {}),
+      ...(signal ? { signal } : {}),
       start: { type: 'start', targetDir, compression: opts.compression, diffId: opts.diffId, limits, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) },
     });
   } finally {

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { InvalidImageError } from '../../../../core/src/errors.ts';
 import { buildTar } from '../../../../test/fixtures/oci-builder.ts';
@@ -59,4 +59,25 @@ test('a source error is reported as such, after the worker let go of the directo
     })(),
   );
   await assert.rejects(unpackLayer(broken, await dir(), { compression: 'gzip', diffId: null, fail, pool }), /connection reset by peer/);
+});
+
+test('threads are shared between tenants: layers of one tenant whose downloads hang leave a thread for another\'s', { timeout: 30_000 }, async () => {
+  const shared = new UnpackPool(2, 120_000);
+  const gz = gzipSync(await buildTar([{ type: 'file', path: 'f', content: 'b' }]));
+  // Tenant A: three layers whose bytes never come (a registry that stopped sending).
+  const hanging = [0, 1, 2].map(() => new PassThrough().on('error', () => {})); // the waiting one has no reader yet
+  const dirsA = await Promise.all(hanging.map(() => dir()));
+  const stuck = hanging.map((source, i) => unpackLayer(() => Promise.resolve(source), dirsA[i]!, { compression: 'gzip', diffId: null, fail, pool: shared, requester: { tenant: 'team-a', priority: 2 } }).catch((e: Error) => e));
+  await new Promise((r) => setTimeout(r, 300)); // team-a's layers take their threads first
+  try {
+    const b = unpackLayer(Readable.from([gz]), await dir(), { compression: 'gzip', diffId: null, fail, pool: shared, requester: { tenant: 'team-b', priority: 1 } });
+    const late = new Promise<'pending'>((r) => setTimeout(() => r('pending'), 10_000).unref());
+    const outcome = await Promise.race([b, late]);
+    assert.notEqual(outcome, 'pending', 'team-b\'s layer waited for a thread while team-a\'s held them all');
+    assert.equal((outcome as { files: number }).files, 1);
+  } finally {
+    for (const s of hanging) s.destroy(new Error('the registry went away'));
+    await Promise.all(stuck);
+    await shared.close();
+  }
 });

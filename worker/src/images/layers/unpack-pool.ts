@@ -12,6 +12,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { TenantShares, type Requester } from '../tenant-shares.ts';
 import type { Readable } from 'node:stream';
 import type { UnpackLimits, UnpackResult } from './layer-extract.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
@@ -38,6 +39,10 @@ export interface UnpackJob {
   start: Omit<Extract<WorkerRequest, { type: 'start' }>, 'job' | 'ring'>;
   /** Builds the error for a rejected layer. */
   fail: (detail: string) => Error;
+  /** Whose pull it is: the threads are shared fairly between tenants (../tenant-shares.ts). */
+  requester?: Requester;
+  /** Ends the wait for a thread. */
+  signal?: AbortSignal;
 }
 
 const MAX_UNACKED_CHUNKS = 16;
@@ -220,25 +225,40 @@ export class UnpackPool {
   private readonly idle: PooledWorker[] = [];
   private readonly waiting: Array<(w: PooledWorker) => void> = [];
   private started = 0;
+  private readonly shares: TenantShares;
 
   /** `stallMs`: a worker silent for this long during a job is terminated and the job fails. */
   constructor(
-    private readonly size: number,
+    size: number,
     private readonly stallMs = 120_000,
-  ) {}
+  ) {
+    // One thread more than one tenant may use: a tenant alone unpacks `size` layers at once, and while
+    // its layers hold those, another tenant's still get a thread.
+    this.shares = new TenantShares(size + 1, size);
+  }
 
   async run(job: UnpackJob): Promise<UnpackResult> {
-    const worker = await this.take();
+    // A layer holds its thread for as long as its download lasts: no tenant holds them all.
+    const release = await this.shares.take(job.requester ?? {}, job.signal);
     try {
-      return await worker.run(await job.source(), job);
+      const worker = await this.take();
+      try {
+        const source = await job.source();
+        // Read only once the worker is ready (a new thread takes a moment): destroyed before that (an
+        // abandoned pull), its error is kept for the read and must not be emitted to nobody.
+        source.on('error', () => {});
+        return await worker.run(source, job);
+      } finally {
+        this.give(worker);
+      }
     } finally {
-      this.give(worker);
+      release();
     }
   }
 
   /** Starts the workers ahead of the first pull (start-up is ~0.4 s under tsx); resolves when they are ready. */
   async warm(): Promise<void> {
-    while (this.started < this.size) this.idle.push(this.spawn());
+    while (this.started < this.shares.total) this.idle.push(this.spawn()); // the one kept for other tenants too
     await Promise.all(this.idle.map((w) => w.ready));
   }
 
@@ -256,7 +276,7 @@ export class UnpackPool {
   private take(): Promise<PooledWorker> {
     const ready = this.idle.pop();
     if (ready) return Promise.resolve(ready);
-    if (this.started < this.size) return Promise.resolve(this.spawn());
+    if (this.started < this.shares.total) return Promise.resolve(this.spawn()); // the one kept for other tenants: started when needed
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 
@@ -275,7 +295,7 @@ export class UnpackPool {
 
 let shared: UnpackPool | null = null;
 
-/** The process-wide pool (min(4, max(2, CPUs)) workers). */
+/** The process-wide pool: min(4, max(2, CPUs)) workers, and one more for another tenant's layers (tenant-shares.ts). */
 export function sharedUnpackPool(): UnpackPool {
   shared ??= new UnpackPool(Math.min(4, Math.max(2, availableParallelism())));
   return shared;

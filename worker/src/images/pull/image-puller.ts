@@ -19,6 +19,7 @@ import { layerCompression } from '../registry/media-types.ts';
 import type { RegistryCredentials } from '../registry/registry-auth.ts';
 import type { PullTarget, RegistryClient } from '../registry/registry-client.ts';
 import type { RegistryClients } from '../registry/registry-clients.ts';
+import type { Requester } from '../tenant-shares.ts';
 import { SingleFlight } from './single-flight.ts';
 
 export type PullPolicy = 'if-not-present' | 'always' | 'never';
@@ -87,10 +88,10 @@ export class ImagePuller {
    * reference; `viewer` (a hash of the job's own credentials) makes the record private to them.
    * Returns the image held (InUseMarkers): the caller releases it.
    */
-  async pull(index: CacheIndex, ref: ImageReference, policy: PullPolicy, credentials: RegistryCredentials | undefined, viewer: string | undefined, signal: AbortSignal): Promise<PullResult> {
+  async pull(index: CacheIndex, ref: ImageReference, policy: PullPolicy, credentials: RegistryCredentials | undefined, viewer: string | undefined, signal: AbortSignal, requester: Requester = {}): Promise<PullResult> {
     const started = performance.now();
     const client = await this.ctx.clients.get(ref.registry, credentials);
-    const target: PullTarget = { image: ref.canonical, repository: ref.repository, signal };
+    const target: PullTarget = { image: ref.canonical, repository: ref.repository, signal, requester };
     const maxManifest = this.ctx.maxManifestBytes ?? DEFAULT_MAX_MANIFEST;
     const top = await client.getManifest(target, manifestReference(ref), maxManifest);
     const topDoc = parseManifestDocument(ref.canonical, top.bytes, top.contentType);
@@ -213,6 +214,7 @@ export class ImagePuller {
         limits: this.ctx.unpackLimits ?? DEFAULT_UNPACK_LIMITS,
         fail: (detail) => new InvalidImageError(target.image, `layer ${layer.digest}: ${detail}`),
         ...(target.signal ? { signal: target.signal } : {}),
+        ...(target.requester ? { requester: target.requester } : {}),
       });
       const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files, opaqueDirs: stats.opaqueDirs };
       await index.commitLayer(dir, meta);

@@ -1,15 +1,15 @@
 /**
- * The bounds every pull runs under: at most `pullConcurrency` at once (more wait in arrival order;
- * cache hits and joined pulls wait for none), each within `pullTimeoutMs`.
+ * The bounds every pull runs under: at most `pullConcurrency` at once, shared fairly between tenants
+ * (tenant-shares.ts; cache hits and joined pulls wait for none), each within `pullTimeoutMs`.
  */
 import { ImagePullFailedError } from '../../../../core/src/errors.ts';
-import { SlotPool } from '../../slots.ts';
+import { TenantShares, type Requester } from '../tenant-shares.ts';
 
 export const DEFAULT_PULL_CONCURRENCY = 4;
 export const DEFAULT_PULL_TIMEOUT_MS = 10 * 60_000;
 
 export interface PullBoundsOptions {
-  /** Image pulls at once (SBX_PULL_CONCURRENCY); more wait in arrival order. Default 4. */
+  /** Image pulls at once (SBX_PULL_CONCURRENCY); more wait their turn (tenant-shares.ts). Default 4. */
   pullConcurrency?: number;
   /** A pull not done after this long fails with image_pull_failed (SBX_PULL_TIMEOUT_MS). Default 10 min. */
   pullTimeoutMs?: number;
@@ -17,23 +17,24 @@ export interface PullBoundsOptions {
 
 export class PullBounds {
   /** Permits for pulls (not for cache hits, nor for joining a pull in progress). */
-  private readonly permits: SlotPool;
+  private readonly permits: TenantShares;
   private readonly timeoutMs: number;
 
   /** `closing` aborts every pull, waiting or running (the store closes). */
   constructor(opts: PullBoundsOptions, private readonly closing: AbortSignal) {
-    this.permits = new SlotPool(opts.pullConcurrency ?? DEFAULT_PULL_CONCURRENCY);
+    const total = opts.pullConcurrency ?? DEFAULT_PULL_CONCURRENCY;
+    this.permits = new TenantShares(total, Math.max(1, total - 1)); // one permit always left for other tenants
     this.timeoutMs = opts.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
   }
 
   /**
-   * Runs one pull of `image`: it waits for a pull permit (in arrival order), then gets
+   * Runs one pull of `image` for `who`: it waits for a pull permit (its turn: tenant-shares.ts), then gets
    * `pullTimeoutMs`; its signal aborts on the deadline, when nobody waits for it any more
    * (`abandoned`) or when the store closes. The deadline's error wins over whatever the aborted
    * work failed with.
    */
-  async run<T>(image: string, abandoned: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const permit = await this.permits.take(AbortSignal.any([abandoned, this.closing]));
+  async run<T>(image: string, who: Requester, abandoned: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const release = await this.permits.take(who, AbortSignal.any([abandoned, this.closing]));
     const deadline = new AbortController();
     const ms = this.timeoutMs;
     const timer = setTimeout(() => deadline.abort(new ImagePullFailedError(image, `it did not finish within ${formatMs(ms)} (the pull deadline)`, { retryable: false })), ms);
@@ -43,7 +44,7 @@ export class PullBounds {
       throw deadline.signal.aborted ? deadline.signal.reason : e;
     } finally {
       clearTimeout(timer);
-      this.permits.give(permit);
+      release();
     }
   }
 }

@@ -92,7 +92,6 @@ class PooledWorker {
 
   constructor(private readonly stallMs: number) {
     this.worker = spawnWorker();
-    this.worker.unref();
     let markReady: () => void = () => {};
     this.ready = new Promise((resolve) => (markReady = resolve));
     this.worker.on('message', (reply: WorkerReply) => {
@@ -109,6 +108,9 @@ class PooledWorker {
     };
     this.worker.on('error', die);
     this.worker.on('exit', (code) => die(new Error(`unpack worker exited with code ${code}`)));
+    // After the listeners: a 'message' listener refs the worker's port again, and an idle worker
+    // (the thread kept for other tenants may never run a job) must not keep the process alive.
+    this.worker.unref();
   }
 
   /** Runs one job; resolves when the worker has finished with the directory, whatever the outcome. */

@@ -6,17 +6,17 @@
 // z from @hono/zod-openapi: zod with .openapi(), which zod v4 gives only to schemas made after it is
 // loaded; importing it here makes the schemas below describable whatever imports them first.
 import { z } from '@hono/zod-openapi';
-import { EXEC_BOUNDS, execBytes, IDLE_TIMEOUT_BOUND, JOB_ID_RANGE, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
+import { EXEC_BOUNDS, IDLE_TIMEOUT_BOUND, JOB_ID_RANGE, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
 
 export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
 export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
 
 const noNul = (what: string) => z.string().refine((s) => !s.includes('\0'), `${what} must not contain NUL bytes`);
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 /**
  * A string the job receives byte for byte (argument, environment, workdir): no NUL, and well-formed
  * Unicode, as a lone surrogate (\ud800) has no UTF-8 form and would reach the job as U+FFFD.
  */
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 const execString = (what: string) => noNul(what).refine((s) => !LONE_SURROGATE.test(s), `${what} must be well-formed Unicode (no lone surrogate such as \\ud800)`);
 
 export const JobStatus = z.enum(['queued', 'pulling', 'running', 'succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error']);
@@ -89,12 +89,9 @@ export const JobRequest = z.strictObject({
     .refine((e) => Object.keys(e).length <= 1024, 'at most 1024 variables')
     .refine((e) => Object.entries(e).every(([k, v]) => utf8Bytes(k) + 1 + utf8Bytes(v) <= EXEC_BOUNDS.stringBytes), `each NAME=value must be at most ${EXEC_BOUNDS.stringBytes} bytes (UTF-8; the kernel's limit for one environment string)`)
     .optional(),
-  workdir: z
-    .string()
+  workdir: execString('workdir')
     .startsWith('/', 'must be an absolute path')
     .max(4096)
-    .refine((s) => !s.includes('\0'), 'must not contain NUL bytes')
-    .refine((s) => !LONE_SURROGATE.test(s), 'must be well-formed Unicode (no lone surrogate such as \\ud800)')
     .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8; PATH_MAX with its NUL)')
     .refine((s) => !/(^|\/)proc(\/|$)/.test(s), 'must not be inside /proc')
     .optional(),

@@ -2,9 +2,9 @@
  * Clean-up of the image cache: garbage collection (what no reference needs), eviction on request
  * (DELETE /v1/images), eviction to the disk budget and to the free space kept on the cache's file
  * system (least recently used first), and eviction of every image nobody holds when a pull found the
- * disk full. An image held by a
- * job or a pull, of this store or of any other process sharing the cache directory (in-use-markers.ts),
- * is never removed, nor are its layers, nor the layers of this store's pulls in progress.
+ * disk full. An image held by a job or a pull, of this store or of any other process sharing the
+ * cache directory (in-use-markers.ts), is never removed, nor are its layers, nor the layers of this
+ * store's pulls in progress.
  */
 import { statfs } from 'node:fs/promises';
 import type { Logger } from 'pino';

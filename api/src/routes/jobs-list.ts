@@ -13,7 +13,8 @@ const Query = z.strictObject({
     .optional(),
 });
 
-const MAX_SCANNED = 5000;
+/** Records one page reads at most, matching its status filter or not (then it answers with a nextCursor). */
+const MAX_SCANNED = 1000;
 /**
  * A page's documents add up to about this many characters at most (at least one document is
  * listed): a job's command may be up to the body limit, so 500 of them could make one answer of
@@ -50,8 +51,8 @@ export function registerJobsList(app: OpenAPIHono<AppEnv>, deps: AppDeps): void 
         exhausted = true;
         break;
       }
-      for (let start = 0; start < page.length && !full(); ) {
-        const ids = page.slice(start, start + batch);
+      for (let start = 0; start < page.length && !full() && scanned < MAX_SCANNED; ) {
+        const ids = page.slice(start, start + Math.min(batch, MAX_SCANNED - scanned));
         start += ids.length;
         const docs = await deps.store.getDocsSized(ids.map((p) => p.id));
         const gone: string[] = [];

@@ -142,16 +142,17 @@ describe('tty jobs', () => {
   });
 
   it('end() after a partial line is still the end of input: cat gets "abc" and then EOF', async () => {
-    const j = await launch(baseSpec([rootfs], { argv: ['sh', '-c', 'cat; echo "cat ended $?"'], tty: { rows: 24, cols: 80 } }), opts);
+    const j = await launch(baseSpec([rootfs], { argv: ['cat'], tty: { rows: 24, cols: 80 } }), opts);
     const s = screen(j);
     await j.tty!.write('abc'); // no line end: canonical mode holds it as a partial line
+    await s.until(/abc/); // echoed by the terminal
     await j.tty!.end();
     const timeout = setTimeout(() => j.kill(), 10_000);
     const exit = await j.exited;
     clearTimeout(timeout);
-    await s.until(/cat ended 0/, 2000);
-    assert.equal(exit.exitCode, 0, `the job was killed waiting for EOF; screen: ${JSON.stringify(s.all())}`);
-    assert.match(s.all(), /abc/);
+    // cat exits 0 only at EOF; killed waiting for it, it has no exit code. (What it printed last is
+    // not asserted: it may still be in the terminal when the job's exit is reported.)
+    assert.equal(exit.exitCode, 0, `cat was killed waiting for EOF; screen: ${JSON.stringify(s.all())}`);
   });
 
   it('openStdin: feeds stdin as it arrives and ends it when told', async () => {

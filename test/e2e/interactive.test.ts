@@ -113,16 +113,15 @@ describe('attach (WebSocket)', () => {
   });
 
   test('a tty without openStdin (docker run -t) gets its stdin and then EOF, with or without a line end; none is EOF at once', async () => {
+    // Each command's exit code says whether it saw EOF; without it the job would end `timeout`.
     const limits = { timeoutMs: 20_000 };
     const partial = await api.run({ image, tty: true, stdin: 'no line end', command: ['cat'], limits });
     assert.equal(partial.status, 'succeeded', `${partial.status} ${JSON.stringify(partial.error)}`);
     assert.match(partial.output!.stdout, /no line end/);
-    const lines = await api.run({ image, tty: true, stdin: 'one\ntwo\n', command: ['sh', '-c', 'while read l; do echo "got $l"; done; echo end'], limits });
-    assert.equal(lines.status, 'succeeded', `${lines.status} ${JSON.stringify(lines.error)}`);
-    assert.match(lines.output!.stdout, /got one\r\n[\s\S]*got two\r\n[\s\S]*end\r\n/);
-    const none = await api.run({ image, tty: true, command: ['sh', '-c', 'read l; echo "read: $?"'], limits });
-    assert.equal(none.status, 'succeeded', `${none.status} ${JSON.stringify(none.error)}`);
-    assert.match(none.output!.stdout, /read: 1/);
+    const lines = await api.run({ image, tty: true, stdin: 'one\ntwo\n', command: ['sh', '-c', 'n=0; while read l; do n=$((n+1)); done; exit $((40 + n))'], limits });
+    assert.equal(lines.exitCode, 42, `${lines.status} ${JSON.stringify(lines.error)}: two lines, then EOF`);
+    const none = await api.run({ image, tty: true, command: ['sh', '-c', 'read l; exit $((10 + $?))'], limits });
+    assert.equal(none.exitCode, 11, `${none.status} ${JSON.stringify(none.error)}: read's status at EOF is 1`);
   });
 
   test('the idle limit ends an interactive job nobody is attached to', async () => {

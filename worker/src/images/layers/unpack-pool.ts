@@ -260,7 +260,8 @@ export class UnpackPool {
 
   /** Starts the workers ahead of the first pull (start-up is ~0.4 s under tsx); resolves when they are ready. */
   async warm(): Promise<void> {
-    while (this.started < this.shares.total) this.idle.push(this.spawn()); // the one kept for other tenants too
+    // The thread kept for other tenants is started when one needs it (take), as before it existed.
+    while (this.started < this.shares.total - 1) this.idle.push(this.spawn());
     await Promise.all(this.idle.map((w) => w.ready));
   }
 

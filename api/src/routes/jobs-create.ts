@@ -75,7 +75,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         }
       } else {
         // Quota (429 when used up), queue priority, and the image recorded as this tenant's.
-        // The record holds the spec and the document (which repeats the command and labels): about twice the spec.
+        // What its record will take in Redis, counted against the tenant's storage budget (recordBytes).
         const stored = quota?.storedBytesPerHour ? recordBytes(JSON.stringify(spec)) : 0;
         const { priority } = await quotas.admit(tenant, id, spec.image, quota, stored);
         doc = newJobDocument(spec);

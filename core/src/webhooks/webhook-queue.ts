@@ -12,6 +12,7 @@
  * worker's 8 slots for 20 minutes before anyone else's turn.
  */
 import { Queue } from 'bullmq';
+import { queuePriority } from '../job-queue.ts';
 import type { RedisClient } from '../redis.ts';
 import type { RedisKeys } from '../redis-keys.ts';
 
@@ -29,8 +30,6 @@ export interface WebhookTask {
 
 /** An attempt counted this long ago was left by a crash (retries end after SBX_WEBHOOK_RETRY_MS, 1 h by default). */
 const STALE_MS = 2 * 3_600_000;
-/** BullMQ's largest priority. */
-const MAX_PRIORITY = 2 ** 21;
 
 export class WebhookQueue {
   readonly queue: Queue<WebhookTask>;
@@ -61,7 +60,7 @@ export class WebhookQueue {
   /** Queues `task` after `delayMs`, behind the attempts of tenants with fewer outstanding. */
   async add(task: WebhookTask, delayMs: number): Promise<void> {
     const priority = task.tenant ? await this.count(task) : 1;
-    await this.queue.add('deliver', task, { jobId: entryId(task), delay: Math.max(0, Math.round(delayMs)), priority: Math.min(priority, MAX_PRIORITY) });
+    await this.queue.add('deliver', task, { jobId: entryId(task), delay: Math.max(0, Math.round(delayMs)), priority: queuePriority(priority) });
   }
 
   /** `task` was attempted (whatever came of it): it no longer counts for its tenant. */

@@ -20,6 +20,9 @@ import type { RegistryCredentials } from '../registry/registry-auth.ts';
 import type { PullTarget, RegistryClient } from '../registry/registry-client.ts';
 import type { RegistryClients } from '../registry/registry-clients.ts';
 import type { Requester } from '../tenant-shares.ts';
+
+/** A pull's target, and whose pull it is (its layers' share of the unpack threads: ../tenant-shares.ts). */
+type PullJob = PullTarget & { requester?: Requester };
 import { SingleFlight } from './single-flight.ts';
 
 export type PullPolicy = 'if-not-present' | 'always' | 'never';
@@ -91,7 +94,7 @@ export class ImagePuller {
   async pull(index: CacheIndex, ref: ImageReference, policy: PullPolicy, credentials: RegistryCredentials | undefined, viewer: string | undefined, signal: AbortSignal, requester: Requester = {}): Promise<PullResult> {
     const started = performance.now();
     const client = await this.ctx.clients.get(ref.registry, credentials);
-    const target: PullTarget = { image: ref.canonical, repository: ref.repository, signal, requester };
+    const target: PullJob = { image: ref.canonical, repository: ref.repository, signal, requester };
     const maxManifest = this.ctx.maxManifestBytes ?? DEFAULT_MAX_MANIFEST;
     const top = await client.getManifest(target, manifestReference(ref), maxManifest);
     const topDoc = parseManifestDocument(ref.canonical, top.bytes, top.contentType);
@@ -140,7 +143,7 @@ export class ImagePuller {
   private async pullImage(
     index: CacheIndex,
     client: RegistryClient,
-    target: PullTarget,
+    target: PullJob,
     manifestDigest: string,
     manifestBytes: Buffer,
     doc: ReturnType<typeof parseManifestDocument>,
@@ -182,7 +185,7 @@ export class ImagePuller {
     return image;
   }
 
-  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
+  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
     if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
     // Shared by the image pulls that need this layer from this registry; aborted once none of them
@@ -191,7 +194,7 @@ export class ImagePuller {
     return this.layerPulls.run(
       `${client.registry}\u0000${layer.digest}`,
       (signal) => {
-        const shared: PullTarget = { ...target, signal };
+        const shared: PullJob = { ...target, signal };
         return withFileLock(
           index.lockPath(layer.digest, client.registry),
           async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId)),
@@ -202,7 +205,7 @@ export class ImagePuller {
     );
   }
 
-  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullTarget, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
+  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
     const compression = layerCompression(layer.mediaType);
     if (compression === null) throw new InvalidImageError(target.image, `layer ${layer.digest} has unsupported media type ${layer.mediaType}`);
     const started = performance.now();

@@ -8,7 +8,6 @@
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
-import type { Requester } from '../tenant-shares.ts';
 import { ImageNotFoundError, ImagePullFailedError, InvalidImageError, RegistryUnauthorizedError, SbxError } from '../../../../core/src/errors.ts';
 import { DigestVerifier, sha256Digest, type ExpectedBlob } from '../layers/digest-verifier.ts';
 import { MANIFEST_ACCEPT } from './media-types.ts';
@@ -74,8 +73,6 @@ export interface PullTarget {
   image: string;
   repository: string;
   signal?: AbortSignal;
-  /** Whose pull it is (its share of the unpack threads: images/tenant-shares.ts); not used here. */
-  requester?: Requester;
 }
 
 const MAX_REDIRECTS = 5;

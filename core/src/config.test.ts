@@ -40,7 +40,7 @@ test('API keys map to tenants, with a role (tenant by default) and the default q
     { key: 'bbbbbbbbbbbbbbbb2', tenant: 'team-b', role: 'admin' },
     { key: 'cccccccccccccccc3', tenant: 'team-c', role: 'tenant' },
   ]);
-  assert.deepEqual(c.quotas.get('team-a'), { activeJobs: 1000, submitsPerSecond: 100, submitBurst: 200, streams: 100, requests: 256, storedBytesPerHour: 1024 * 2 ** 20, limits: {} });
+  assert.deepEqual(c.quotas.get('team-a'), { activeJobs: 1000, submitsPerSecond: 100, submitBurst: 200, streams: 100, requests: 256, requestsPerSecond: 1000, requestBurst: 2000, storedBytesPerHour: 1024 * 2 ** 20, limits: {} });
   assert.equal(loadConfig({}).quotas.size, 0, 'anonymous mode: no quotas');
   assert.throws(() => loadConfig({ SBX_API_KEYS: 'aaaaaaaaaaaaaaaa1:team-a:root' }), /SBX_API_KEYS=\(hidden\): each entry must be <key>:<tenant>\[:<role>\]/);
 });
@@ -52,16 +52,17 @@ test('API keys with quotas: JSON inline or in SBX_API_KEYS_FILE, merged; bad ent
   writeFileSync(file, JSON.stringify([
     { key: 'ffffffffffffffff1', tenant: 'team-f', quota: { activeJobs: 5, submitsPerSecond: 2, limits: { memoryBytes: 64 * 2 ** 20 } } },
     { key: 'ffffffffffffffff2', tenant: 'team-f' },
-    { key: 'gggggggggggggggg1', tenant: 'ops', role: 'admin', quota: { activeJobs: null, submitsPerSecond: null, streams: null, requests: null, storedBytesPerHour: null } },
+    { key: 'gggggggggggggggg1', tenant: 'ops', role: 'admin', quota: { activeJobs: null, submitsPerSecond: null, streams: null, requests: null, requestsPerSecond: null, storedBytesPerHour: null } },
   ]));
-  const c = loadConfig({ SBX_API_KEYS: '[{"key":"eeeeeeeeeeeeeeee1","tenant":"team-e","quota":{"submitBurst":7,"streams":5,"requests":9,"storedBytesPerHour":65536}}]', SBX_API_KEYS_FILE: file, SBX_TENANT_ACTIVE_JOBS: '0' });
+  const c = loadConfig({ SBX_API_KEYS: '[{"key":"eeeeeeeeeeeeeeee1","tenant":"team-e","quota":{"submitBurst":7,"streams":5,"requests":9,"requestsPerSecond":2.5,"storedBytesPerHour":65536}}]', SBX_API_KEYS_FILE: file, SBX_TENANT_ACTIVE_JOBS: '0' });
   assert.deepEqual(c.env.SBX_API_KEYS.map((k) => `${k.tenant}/${k.role}`), ['team-e/tenant', 'team-f/tenant', 'team-f/tenant', 'ops/admin']);
-  assert.deepEqual(c.quotas.get('team-e'), { activeJobs: null, submitsPerSecond: 100, submitBurst: 7, streams: 5, requests: 9, storedBytesPerHour: 65536, limits: {} });
-  assert.deepEqual(c.quotas.get('team-f'), { activeJobs: 5, submitsPerSecond: 2, submitBurst: 4, streams: 100, requests: 256, storedBytesPerHour: 1024 * 2 ** 20, limits: { memoryBytes: 64 * 2 ** 20 } });
-  assert.deepEqual(c.quotas.get('ops'), { activeJobs: null, submitsPerSecond: null, submitBurst: 1, streams: null, requests: null, storedBytesPerHour: null, limits: {} });
+  assert.deepEqual(c.quotas.get('team-e'), { activeJobs: null, submitsPerSecond: 100, submitBurst: 7, streams: 5, requests: 9, requestsPerSecond: 2.5, requestBurst: 5, storedBytesPerHour: 65536, limits: {} });
+  assert.deepEqual(c.quotas.get('team-f'), { activeJobs: 5, submitsPerSecond: 2, submitBurst: 4, streams: 100, requests: 256, requestsPerSecond: 1000, requestBurst: 2000, storedBytesPerHour: 1024 * 2 ** 20, limits: { memoryBytes: 64 * 2 ** 20 } });
+  assert.deepEqual(c.quotas.get('ops'), { activeJobs: null, submitsPerSecond: null, submitBurst: 1, streams: null, requests: null, requestsPerSecond: null, requestBurst: 1, storedBytesPerHour: null, limits: {} });
   // SBX_TENANT_STREAMS=0: no bound for keys that do not set their own.
   assert.equal(loadConfig({ SBX_API_KEYS: 'eeeeeeeeeeeeeeee1:team-e', SBX_TENANT_STREAMS: '0' }).quotas.get('team-e')?.streams, null);
   assert.equal(loadConfig({ SBX_API_KEYS: 'eeeeeeeeeeeeeeee1:team-e', SBX_TENANT_REQUESTS: '0' }).quotas.get('team-e')?.requests, null);
+  assert.equal(loadConfig({ SBX_API_KEYS: 'eeeeeeeeeeeeeeee1:team-e', SBX_TENANT_REQUESTS_PER_SECOND: '0' }).quotas.get('team-e')?.requestsPerSecond, null);
   assert.equal(loadConfig({ SBX_API_KEYS: 'eeeeeeeeeeeeeeee1:team-e', SBX_TENANT_STORED_BYTES_PER_HOUR: '0' }).quotas.get('team-e')?.storedBytesPerHour, null);
 
   const problems = (env: Record<string, string>): string => {
@@ -73,7 +74,7 @@ test('API keys with quotas: JSON inline or in SBX_API_KEYS_FILE, merged; bad ent
     }
     return assert.fail('accepted');
   };
-  const bad = problems({ SBX_API_KEYS: '[{"key":"short","tenant":"Team","role":"root","quota":{"activeJobs":0,"burst":3,"streams":0.5,"requests":0,"storedBytesPerHour":100}}]' });
+  const bad = problems({ SBX_API_KEYS: '[{"key":"short","tenant":"Team","role":"root","quota":{"activeJobs":0,"burst":3,"streams":0.5,"requests":0,"requestsPerSecond":0,"requestBurst":0.5,"storedBytesPerHour":100}}]' });
   assert.match(bad, /SBX_API_KEYS=\(hidden\): \[0\]\.key: must be >= 16 chars/);
   assert.match(bad, /\[0\]\.tenant: must be 1-63 of \[a-z0-9_-\]/);
   assert.match(bad, /\[0\]\.role: must be tenant or admin/);
@@ -81,9 +82,12 @@ test('API keys with quotas: JSON inline or in SBX_API_KEYS_FILE, merged; bad ent
   assert.match(bad, /\[0\]\.quota: Unrecognized key: "burst"/);
   assert.match(bad, /\[0\]\.quota\.streams: must be a whole number/);
   assert.match(bad, /\[0\]\.quota\.requests: must be >= 1/);
+  assert.match(bad, /\[0\]\.quota\.requestsPerSecond: must be > 0 \(or null: no limit\)/);
+  assert.match(bad, /\[0\]\.quota\.requestBurst: must be a whole number/);
   assert.match(bad, /\[0\]\.quota\.storedBytesPerHour: must be >= 1024 \(or null: no limit\)/);
   assert.match(problems({ SBX_TENANT_STREAMS: '-1' }), /SBX_TENANT_STREAMS="-1"/);
   assert.match(problems({ SBX_TENANT_REQUESTS: 'many' }), /SBX_TENANT_REQUESTS="many"/);
+  assert.match(problems({ SBX_TENANT_REQUESTS_PER_SECOND: '-5' }), /SBX_TENANT_REQUESTS_PER_SECOND="-5"/);
   assert.doesNotMatch(bad, /short/, 'keys are never echoed');
   assert.match(problems({ SBX_API_KEYS: '[{"key":' }), /SBX_API_KEYS=\(hidden\): is not valid JSON/);
   assert.match(problems({ SBX_API_KEYS_FILE: join(dir, 'missing.json') }), /SBX_API_KEYS_FILE=".*missing.json": cannot be read \(ENOENT\)/);

@@ -100,7 +100,7 @@ export const envSchema = z.object({
   SBX_ALLOW_ANONYMOUS: bool.default(false),
   // The same JSON array in a file (keys stay out of the environment), read at start; adds to SBX_API_KEYS:
   // [{"key":"…","tenant":"team-a","role":"tenant","quota":{"activeJobs":50,"submitsPerSecond":5,
-  //   "submitBurst":20,"streams":50,"requests":200,"storedBytesPerHour":268435456,"limits":{"memoryBytes":1073741824,"timeoutMs":60000}}}]
+  //   "submitBurst":20,"streams":50,"requests":200,"requestsPerSecond":500,"storedBytesPerHour":268435456,"limits":{"memoryBytes":1073741824,"timeoutMs":60000}}}]
   SBX_API_KEYS_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readApiKeysFile(p, ctx)).optional(),
   // Quota defaults for every key whose entry does not set its own (0 = no limit): jobs queued or
   // running at once per tenant, and submissions per second (token bucket, burst 2x the rate).
@@ -114,6 +114,10 @@ export const envSchema = z.object({
   // rate_limited before anything is done. An answer its client does not read holds up to about
   // 1 MiB of the process's memory (P48), so this bounds what one tenant's unread answers can hold.
   SBX_TENANT_REQUESTS: int(0, 1_000_000).default(256),
+  // Requests of any kind one tenant may make per second on one API process (token bucket, burst 2x
+  // the rate; 0 = no limit); one more is 429 rate_limited with the wait in Retry-After, before
+  // anything is read from Redis. Bounds what one tenant's polling takes from the others.
+  SBX_TENANT_REQUESTS_PER_SECOND: num(0, 1_000_000).default(1000),
   // Bytes one tenant's jobs may make Redis store per clock hour, job records and output (0 = no
   // limit); past it the rest of their output is dropped (outputTruncated) and their new jobs are 429
   // until the hour ends. Both live SBX_JOB_TTL_SECONDS, so this bounds what one tenant can make
@@ -272,6 +276,9 @@ const QuotaInput = z.strictObject({
   streams: z.number().int('must be a whole number').min(1, 'must be >= 1 (or null: no limit)').max(1_000_000).nullable().optional(),
   /** Requests open at once, per API process, until their answers are written. */
   requests: z.number().int('must be a whole number').min(1, 'must be >= 1 (or null: no limit)').max(1_000_000).nullable().optional(),
+  /** Requests per second, per API process (token bucket). */
+  requestsPerSecond: z.number().positive('must be > 0 (or null: no limit)').max(1_000_000).nullable().optional(),
+  requestBurst: z.number().int('must be a whole number').min(1, 'must be >= 1').max(1_000_000).optional(),
   /** Bytes its jobs may store in Redis per hour, records and output. */
   storedBytesPerHour: z.number().int('must be a whole number').min(1024, 'must be >= 1024 (or null: no limit)').max(2 ** 50).nullable().optional(),
   /** Ceilings on job limits for this tenant, under the server's SBX_MAX_* maxima. */
@@ -324,6 +331,9 @@ export interface TenantQuota {
   streams: number | null;
   /** Requests open at once, per API process, until their answers are written (api/src/middleware/open-requests.ts). */
   requests: number | null;
+  /** Requests per second and their burst, per API process (api/src/middleware/request-rate.ts). */
+  requestsPerSecond: number | null;
+  requestBurst: number;
   /** Bytes its jobs may store in Redis per hour, records and output (core/src/tenant-storage-budget.ts). */
   storedBytesPerHour: number | null;
   limits: Partial<Record<LimitName, number>>;
@@ -397,12 +407,15 @@ function resolveTenants(env: Env, limits: LimitsPolicy, problems: string[]): Map
   const quotas = new Map<string, TenantQuota>();
   for (const [tenant, q] of inputs) {
     const rate = q?.submitsPerSecond !== undefined ? q.submitsPerSecond : env.SBX_TENANT_SUBMITS_PER_SECOND || null;
+    const requestRate = q?.requestsPerSecond !== undefined ? q.requestsPerSecond : env.SBX_TENANT_REQUESTS_PER_SECOND || null;
     quotas.set(tenant, {
       activeJobs: q?.activeJobs !== undefined ? q.activeJobs : env.SBX_TENANT_ACTIVE_JOBS || null,
       submitsPerSecond: rate,
       submitBurst: q?.submitBurst ?? Math.max(1, Math.ceil(2 * (rate ?? 0))),
       streams: q?.streams !== undefined ? q.streams : env.SBX_TENANT_STREAMS || null,
       requests: q?.requests !== undefined ? q.requests : env.SBX_TENANT_REQUESTS || null,
+      requestsPerSecond: requestRate,
+      requestBurst: q?.requestBurst ?? Math.max(1, Math.ceil(2 * (requestRate ?? 0))),
       storedBytesPerHour: q?.storedBytesPerHour !== undefined ? q.storedBytesPerHour : env.SBX_TENANT_STORED_BYTES_PER_HOUR || null,
       limits: q?.limits ?? {},
     });

@@ -17,6 +17,7 @@ const LIMIT = 20;
 const stack = useApiProcess({
   SBX_API_KEYS: JSON.stringify([{ key: A, tenant: 'team-a', quota: { requests: LIMIT } }, { key: B, tenant: 'team-b' }]),
   SBX_TENANT_SUBMITS_PER_SECOND: '0',
+  SBX_TENANT_REQUESTS_PER_SECOND: '0', // this file is about requests open at once, not their rate (request-rate.test.ts)
 });
 const as = (key: string) => ({ authorization: `Bearer ${key}` });
 const get = (path: string, key: string) => fetch(`${stack.api.url}${path}`, { headers: as(key) });

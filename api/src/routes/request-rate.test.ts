@@ -1,0 +1,74 @@
+/**
+ * P53 against a real redis-server: a tenant makes at most its quota's `requestsPerSecond` requests per
+ * second on an API process (bursts of `requestBurst`). Past it a request is 429 rate_limited with the
+ * wait in Retry-After, before anything is read from Redis; other tenants go on. Without the bound one
+ * tenant polling its job as fast as the API answers took Redis (shared by every tenant) from the others.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { createTestApp } from '../../../test/harness/api-app.ts';
+import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+import type { JobDocument } from '../../../core/src/job-spec.ts';
+
+const A = 'aaaaaaaaaaaaaaaa1';
+const B = 'bbbbbbbbbbbbbbbb1';
+const RATE = 5;
+const BURST = 10;
+const FLOOD = 200;
+
+let redis: RunningRedis;
+let t: ReturnType<typeof createTestApp>;
+before(async () => {
+  redis = await startRedis();
+  t = createTestApp(redis, {
+    SBX_API_KEYS: JSON.stringify([{ key: A, tenant: 'team-a', quota: { requestsPerSecond: RATE, requestBurst: BURST } }, { key: B, tenant: 'team-b' }]),
+  });
+});
+after(async () => {
+  await t?.close();
+  await redis?.stop();
+});
+
+const get = (path: string, key: string) => t.app.request(path, { headers: { authorization: `Bearer ${key}` } });
+
+async function commandsProcessed(): Promise<number> {
+  const info = await redis.client().info('stats');
+  return Number(/total_commands_processed:(\d+)/.exec(info)![1]);
+}
+
+test('past its rate a tenant\'s requests are 429 with the wait in Retry-After and reach no Redis; other tenants go on; the rate comes back', async () => {
+  const submitted = await t.app.request('/v1/jobs', {
+    method: 'POST',
+    headers: { authorization: `Bearer ${A}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command: ['true'] }),
+  });
+  assert.equal(submitted.status, 202, await submitted.clone().text());
+  const { id } = (await submitted.json()) as JobDocument;
+
+  const commandsBefore = await commandsProcessed();
+  const started = performance.now();
+  const answers = await Promise.all(Array.from({ length: FLOOD }, () => get(`/v1/jobs/${id}`, A)));
+  const seconds = (performance.now() - started) / 1000;
+  const commands = (await commandsProcessed()) - commandsBefore - 1; // less the INFO itself
+  const ok = answers.filter((r) => r.status === 200).length;
+  const refused = answers.filter((r) => r.status === 429);
+  // The burst less the submission's token, plus what the rate refilled while the flood ran.
+  const allowed = BURST - 1 + Math.ceil(RATE * seconds);
+  assert.ok(ok >= BURST - 1 && ok <= allowed, `${ok} of ${FLOOD} answered in ${seconds.toFixed(3)} s; at most ${allowed} may be`);
+  assert.equal(ok + refused.length, FLOOD, 'every other answer is 429');
+  const first = refused[0]!;
+  const body = (await first.json()) as { error: { code: string; message: string } };
+  assert.equal(body.error.code, 'rate_limited');
+  assert.match(body.error.message, /tenant team-a may make 5 requests per second on this API server \(bursts of 10\), its quota \(requestsPerSecond\); retry in 1 s/);
+  assert.equal(first.headers.get('retry-after'), '1', 'the next token is at most 0.2 s away: Retry-After rounds up to 1 s');
+  // Each answered GET reads Redis; the refused ones read nothing (before the bound: at least one command each).
+  assert.ok(commands <= ok * 4, `Redis processed ${commands} commands for ${ok} answered and ${refused.length} refused requests`);
+
+  const other = await get(`/v1/jobs`, B);
+  assert.equal(other.status, 200, 'another tenant is not held back by team-a\'s rate');
+  assert.equal((await get(`/v1/jobs/${id}`, A)).status, 429, 'still past its rate');
+
+  await new Promise((r) => setTimeout(r, 1000)); // Retry-After
+  const again = await get(`/v1/jobs/${id}`, A);
+  assert.equal(again.status, 200, 'after Retry-After the tenant\'s requests are answered again');
+});

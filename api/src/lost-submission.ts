@@ -4,6 +4,7 @@
  * even that failed, the record stays `queued` with no queue entry: a ghost that no worker will ever
  * take. A client that retries with the same idempotencyKey is handed that job, so the retry queues
  * it, counted against the tenant's quota again (its place was given back when the submission failed).
+ * A submission without an idempotencyKey has no retry to find it: stranded-records.ts takes it back.
  */
 import type { TenantQuota } from '../../core/src/config.ts';
 import type { JobDocument } from '../../core/src/job-spec.ts';

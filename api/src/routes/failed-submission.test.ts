@@ -59,6 +59,35 @@ describe('a submission whose queue entry is refused', () => {
     assert.equal(await t.deps.queue.queue.getJobCountByTypes('prioritized', 'wait'), 1, 'queued once');
   });
 
+  test('without an idempotencyKey, a record Redis would not let it take back is taken back once Redis does', async () => {
+    // The queue entry refused (as above), and the take-back refused too: Redis denies DEL (ACL), as
+    // it fails every command while it is down. Nothing the client holds names this job.
+    const admin = t.redis.client();
+    const counter = `${t.deps.queue.queue.qualifiedName}:pc`;
+    const records = async () => new Set(await admin.keys(t.deps.keys.jobState('*')));
+    const before = await records();
+    const placesBefore = await admin.zcard(t.deps.keys.tenantActive('acme'));
+    await admin.set(counter, 'not a counter');
+    await admin.call('ACL', 'SETUSER', 'default', '-del');
+    let failed: Response;
+    try {
+      failed = await submit(t);
+    } finally {
+      await admin.call('ACL', 'SETUSER', 'default', '+del');
+      await admin.del(counter);
+    }
+    assert.equal(failed.status, 500, await failed.clone().text());
+    const stranded = [...(await records())].filter((k) => !before.has(k));
+    assert.equal(stranded.length, 1, 'the failed submission left its record (the take-back was refused)');
+    // Redis answers again: the record, its listing and its quota place go, without any request of the client's.
+    const deadline = Date.now() + 10_000;
+    while ((await admin.exists(stranded[0]!)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await admin.exists(stranded[0]!), 0, 'the stranded record is taken back');
+    const listedIds = (await listed(t)).map((j) => t.deps.keys.jobState(j.id));
+    assert.ok(!listedIds.includes(stranded[0]!), 'it is not in the tenant\'s list');
+    assert.equal(await admin.zcard(t.deps.keys.tenantActive('acme')), placesBefore, 'its quota place is given back');
+  });
+
   test('a record stranded with no queue entry is queued by the retry that finds it, counted in the quota', async () => {
     // What a submission leaves when Redis went away after the record and before both the entry and
     // the take-back: the record, the idempotency key naming it, and no queue entry.

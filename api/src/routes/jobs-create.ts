@@ -15,6 +15,7 @@ import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { streamJobEvents } from '../job-event-stream.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { requeueLostSubmission } from '../lost-submission.ts';
+import { StrandedRecords } from '../stranded-records.ts';
 import { jobWithOutputResponse } from '../job-output-response.ts';
 
 export const jobsCreateRoute = createRoute({
@@ -37,6 +38,7 @@ export const jobsCreateRoute = createRoute({
 /** POST /v1/jobs — accept a job, queue it; with ?wait=true answer when it ends (or the cap passes). */
 export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   const quotas = new TenantQuotas(deps.redis, deps.keys, tenantQuotaOptions(deps.config));
+  const stranded = new StrandedRecords(deps.store, quotas, deps.logger);
   app.openapi({ ...jobsCreateRoute, middleware: [jsonBody(deps.config.env.SBX_BODY_LIMIT_BYTES)] }, async (c) => {
     const req = c.req.valid('json');
     const tenant = c.get('tenant');
@@ -87,9 +89,12 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         } catch (e) {
           // The record may be written though its queue entry was refused: taken back, unless a worker
           // has claimed the job already (the entry went out, only its answer was lost): then it runs.
-          const claimed = await deps.store.abandon(id, tenant).then((abandoned) => !abandoned, () => false);
-          if (!claimed) {
-            await quotas.release(tenant, id).catch(() => {});
+          const takeBack = await deps.store.abandon(id, tenant).then((abandoned) => (abandoned ? 'done' : 'claimed'), () => 'failed' as const);
+          if (takeBack !== 'claimed') {
+            // A record left behind: with an idempotencyKey the client's retry finds it (lost-submission.ts);
+            // without, nothing names it, so it is taken back (and its place given back) once Redis answers.
+            if (takeBack === 'failed' && !req.idempotencyKey) stranded.add(id, tenant);
+            else await quotas.release(tenant, id).catch(() => { if (takeBack === 'done') stranded.add(id, tenant); });
             throw e;
           }
           deps.logger.warn({ jobId: id, err: (e as Error).message }, 'queueing a job failed, but a worker had claimed it already: accepted');

@@ -34,7 +34,7 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     user: req.user ?? null,
     stdin: req.stdin ?? null,
     ...interactiveFields(req),
-    limits: { ...resolveLimits(req.limits, policy), ...resolveIdleTimeout(req, policy) },
+    limits: { ...withOutputTail(resolveLimits(req.limits, policy)), ...resolveIdleTimeout(req, policy) },
     network: req.network ?? 'none',
     labels: req.labels ?? {},
     registryAuth: req.registryAuth ?? null,
@@ -54,6 +54,17 @@ function checkExecSize(req: JobRequest): void {
   if (total <= EXEC_BOUNDS.totalBytes) return;
   const message = `command, entrypoint and env together must be at most ${EXEC_BOUNDS.totalBytes} bytes (UTF-8, each string counted with 9 bytes more: its NUL and pointer); these are ${total}`;
   throw new InvalidRequestError(message, [{ path: 'command', message }]);
+}
+
+/** limits.outputTailBytes: part of outputBytes, so at most it; absent when 0 (the stored spec is as before). */
+function withOutputTail(limits: Limits): Limits {
+  const { outputTailBytes, ...rest } = limits;
+  if (!outputTailBytes) return rest;
+  if (outputTailBytes > limits.outputBytes) {
+    const message = `must be <= limits.outputBytes (${limits.outputBytes}): the tail is the part of each stream's outputBytes kept from its end`;
+    throw new InvalidRequestError(`limits.outputTailBytes ${message}`, [{ path: 'limits.outputTailBytes', message }]);
+  }
+  return { ...rest, outputTailBytes };
 }
 
 /** Docker's -i / -t; absent on non-interactive jobs (their stored spec is as before). */

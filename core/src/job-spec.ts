@@ -24,6 +24,9 @@ export type JobStatus = z.infer<typeof JobStatus>;
 export const FINISHED_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
 export const isFinished = (s: JobStatus): boolean => FINISHED_STATUSES.includes(s);
 
+/** limits.outputTailBytes: held in the worker's memory per stream until the job ends, so bounded whatever outputBytes allows. */
+export const OUTPUT_TAIL_BOUND: LimitBound = { min: 0, max: 1024 * 1024, integer: true };
+
 /**
  * One requested limit: the launcher's range (core/src/launch-bounds.ts, which mirrors
  * native/src/spec.cc), so a job accepted here is never refused by the launcher. The server's
@@ -41,6 +44,8 @@ export const LimitsRequest = z.strictObject({
   pids: limit(LAUNCH_BOUNDS.pids),
   timeoutMs: limit(LAUNCH_BOUNDS.timeoutMs),
   outputBytes: limit(OUTPUT_BYTES_BOUND),
+  outputTailBytes: limit(OUTPUT_TAIL_BOUND)
+    .describe('Of each stream\'s outputBytes, how many are kept from the end of the output (default 0: all from its start). The first outputBytes - outputTailBytes bytes are streamed live; past them the last outputTailBytes are held by the worker and sent when the job ends, so an output longer than outputBytes keeps its start and its end (where the error usually is), and `outputDroppedBytes` says how much was left out between them. At most outputBytes, and at most 1 MiB (the worker holds it in memory until the job ends).'),
   diskBytes: limit(LAUNCH_BOUNDS.diskBytes)
     .describe('Size of the job\'s writable layer (all it writes outside /dev/shm); past it writes fail with ENOSPC. These bytes are memory, so they also count against memoryBytes.'),
   /** CPU time of the whole job (all its processes); reaching it ends the job `timeout`. */
@@ -57,6 +62,8 @@ export const Limits = z.object({
   pids: z.number().int(),
   timeoutMs: z.number().int(),
   outputBytes: z.number().int(),
+  /** Of outputBytes, kept from the end of each stream (absent = 0): see LimitsRequest.outputTailBytes. */
+  outputTailBytes: z.number().int().optional(),
   diskBytes: z.number().int(),
   cpuTimeMs: z.number().int().nullable(),
   openFiles: z.number().int(),
@@ -244,6 +251,9 @@ export const JobDocument = z.object({
   timings: Timings,
   worker: z.string().nullable(),
   outputTruncated: z.boolean(),
+  /** Bytes of each stream the cap left out (limits.outputTailBytes: between the start and the end kept). */
+  outputDroppedBytes: z.object({ stdout: z.number().int(), stderr: z.number().int() }).optional()
+    .describe('When limits.outputBytes cut the output: how many bytes of each stream were left out. With limits.outputTailBytes they are the bytes between the start kept (outputBytes - outputTailBytes) and the end kept; without, the bytes after the first outputBytes. Absent when the tenant\'s storage budget for the hour cut it.'),
   limits: Limits,
   labels: z.record(z.string(), z.string()),
   output: JobOutput.optional(),

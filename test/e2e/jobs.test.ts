@@ -178,6 +178,41 @@ describe('a job from submit to exit', () => {
     assert.equal(res.body.status, 'succeeded');
     assert.equal(res.body.output!.stdout.length, 1000);
     assert.equal(res.body.outputTruncated, true);
+    assert.deepEqual(res.body.outputDroppedBytes, { stdout: 99_000, stderr: 0 });
+  });
+
+  test('with limits.outputTailBytes a long output keeps its start and its end, here and over SSE', async () => {
+    const full = `${Array.from({ length: 20_000 }, (_, i) => i + 1).join('\n')}\n`;
+    const res = await run(['sh', '-c', 'seq 1 20000; echo "the error" >&2'], { limits: { outputBytes: 1000, outputTailBytes: 400 } });
+    assert.equal(res.body.status, 'succeeded', JSON.stringify(res.body.error));
+    assert.equal(res.body.output!.stdout, full.slice(0, 600) + full.slice(-400), 'the first 600 bytes and the last 400');
+    assert.equal(res.body.output!.stderr, 'the error\n');
+    assert.equal(res.body.outputTruncated, true);
+    assert.deepEqual(res.body.outputDroppedBytes, { stdout: full.length - 1000, stderr: 0 });
+    assert.equal(res.body.limits.outputTailBytes, 400);
+    const events = await e2e.api.events(res.body.id);
+    assert.equal(events.filter((e) => e.event === 'stdout').map((e) => JSON.parse(e.data).data).join(''), res.body.output!.stdout, 'the event stream holds the same');
+
+    // Within outputBytes nothing is left out: the tail follows the start.
+    const short = await run(['sh', '-c', 'seq 1 300'], { limits: { outputBytes: 2000, outputTailBytes: 1500 } });
+    assert.equal(short.body.output!.stdout, `${Array.from({ length: 300 }, (_, i) => i + 1).join('\n')}\n`);
+    assert.equal(short.body.outputTruncated, false);
+    assert.equal(short.body.outputDroppedBytes, undefined);
+
+    // A tail that starts inside a character starts at the next one (no U+FFFD).
+    const wide = await run(['sh', '-c', 'i=0; while [ $i -lt 1000 ]; do printf "\\303\\251"; i=$((i+1)); done'], { limits: { outputBytes: 101, outputTailBytes: 51 } });
+    assert.equal(wide.body.output!.stdout, 'é'.repeat(50), JSON.stringify(wide.body.output));
+    assert.deepEqual(wide.body.outputDroppedBytes, { stdout: 1900, stderr: 0 });
+  });
+
+  test('limits.outputTailBytes above limits.outputBytes or 1 MiB is a 400', async () => {
+    const res = await e2e.api.submit({ image, command: ['true'], limits: { outputBytes: 100, outputTailBytes: 101 } });
+    assert.equal(res.status, 400, JSON.stringify(res.body));
+    assert.match(JSON.stringify(res.body), /limits\.outputTailBytes must be <= limits\.outputBytes \(100\)/);
+    // The worker holds a tail in memory until the job ends: at most 1 MiB, whatever outputBytes allows.
+    const big = await e2e.api.submit({ image, command: ['true'], limits: { outputBytes: 4 * 1024 * 1024, outputTailBytes: 1024 * 1024 + 1 } });
+    assert.equal(big.status, 400, JSON.stringify(big.body));
+    assert.match(JSON.stringify(big.body), /limits\.outputTailBytes/);
   });
 
   test('an unknown command ends error/command_not_found', async () => {

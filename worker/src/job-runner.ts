@@ -186,7 +186,7 @@ export class JobRunner {
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
       const perHour = stored.spec.tenantStoredBytesPerHour;
       const budget = perHour ? new TenantStorageBudget(store.redis, store.keys, stored.tenant, perHour) : null;
-      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, budget);
+      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, budget, stored.spec.limits.outputTailBytes ?? 0);
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);
       job.launched = launched;
@@ -216,7 +216,9 @@ export class JobRunner {
       if (sink.budgetUsedUp) logger.warn({ jobId: id, tenant: stored.tenant, bytesPerHour: perHour }, 'the tenant\'s storage budget for this hour is used up: the rest of this job\'s output was dropped');
       this.recordExitMetrics(exit, sink.keptBytes);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : interactive?.idledOut ? IDLE_END : outcome(exit, job.cancelled);
-      await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated });
+      // How much the cap left out (not given when the storage budget cut the output: that is counted in characters stored, not bytes written).
+      const dropped = exit.outputTruncated && !sink.budgetUsedUp ? { outputDroppedBytes: sink.droppedBytes } : {};
+      await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped });
     } catch (e) {
       const error = classify(e);
       if (error.code === 'internal') logger.error({ err: e, jobId: id }, 'job failed on an internal error');

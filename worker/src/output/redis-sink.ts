@@ -9,19 +9,28 @@
  * attempt (appendOutput-2.lua); once it refuses (the job was ended elsewhere) the rest is dropped.
  * Each batch is charged to the tenant's storage budget for the hour; once that is used up, the rest
  * is dropped too (`truncated`, `budgetUsedUp`).
+ * With limits.outputTailBytes (`tailBytes`), only the first capBytes - tailBytes of a stream go out as
+ * they come; the last tailBytes after them are held (TailBuffer) and go out at flush(), so a long
+ * output keeps its start and its end, and `droppedBytes` counts what was left out between them.
  */
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { JobStore, OutputChunk } from '../../../core/src/job-store.ts';
 import { outputEventBytes, type TenantStorageBudget } from '../../../core/src/tenant-storage-budget.ts';
+import { fromCharStart, TailBuffer } from './tail-buffer.ts';
 
 type StreamName = 'stdout' | 'stderr';
 
 export class RedisOutputSink {
   private readonly pending: OutputChunk[] = [];
   private readonly seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
+  /** Bytes the job wrote per stream, kept or not. */
+  private readonly written: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   private readonly decoders: Record<StreamName, StringDecoder> = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  private readonly tails: Record<StreamName, TailBuffer>;
+  /** Bytes of each stream sent as they come (capBytes less the tail). */
+  private readonly headBytes: number;
   private inFlight: Promise<void> | null = null;
   private failure: unknown = null;
   private held = true;
@@ -40,7 +49,13 @@ export class RedisOutputSink {
     private readonly capBytes: number,
     /** The tenant's storage budget (core/src/tenant-storage-budget.ts), charged with each batch; null = none. */
     private readonly budget: TenantStorageBudget | null = null,
-  ) {}
+    /** limits.outputTailBytes: of capBytes, kept from the end of each stream (0: all from its start). */
+    tailBytes = 0,
+  ) {
+    const tail = Math.min(Math.max(0, tailBytes), capBytes);
+    this.headBytes = capBytes - tail;
+    this.tails = { stdout: new TailBuffer(tail), stderr: new TailBuffer(tail) };
+  }
 
   /** Read a stream to its end; resolves when it ended (the process and its children let go of it). */
   attach(name: StreamName, stream: Readable): Promise<void> {
@@ -53,6 +68,11 @@ export class RedisOutputSink {
     return { ...this.seen };
   }
 
+  /** Bytes of each stream written by the job and not kept (after flush(): final). */
+  get droppedBytes(): Record<StreamName, number> {
+    return { stdout: this.written.stdout - this.seen.stdout, stderr: this.written.stderr - this.seen.stderr };
+  }
+
   /** Start appending to Redis (what arrived before is sent first). */
   open(): void {
     this.held = false;
@@ -60,19 +80,36 @@ export class RedisOutputSink {
   }
 
   write(name: StreamName, buf: Buffer): void {
+    this.written[name] += buf.length;
     if (this.budgetUsedUp) {
       if (buf.length > 0) this.truncated = true;
       return;
     }
-    const room = this.capBytes - this.seen[name];
-    if (room <= 0) {
-      if (buf.length > 0) this.truncated = true;
-      return;
+    const room = this.headBytes - this.seen[name];
+    const kept = room <= 0 ? null : buf.length > room ? buf.subarray(0, room) : buf;
+    if (kept) {
+      this.seen[name] += kept.length;
+      const text = this.decoders[name].write(kept);
+      if (text) this.push(name, text);
     }
-    const kept = buf.length > room ? buf.subarray(0, room) : buf;
-    if (kept.length < buf.length) this.truncated = true;
-    this.seen[name] += kept.length;
-    const text = this.decoders[name].write(kept);
+    const rest = kept ? buf.subarray(kept.length) : buf;
+    if (rest.length === 0) return;
+    if (this.headBytes === this.capBytes) this.truncated = true;
+    else this.tails[name].write(rest);
+  }
+
+  /** The held tail of `name` out: right after the start if nothing fell between them, else on a character's start. */
+  private sendTail(name: StreamName): void {
+    const tail = this.tails[name].take();
+    if (tail.length === 0 || this.budgetUsedUp) return;
+    const contiguous = this.seen[name] + tail.length === this.written[name];
+    if (!contiguous) {
+      this.truncated = true;
+      this.decoders[name] = new StringDecoder('utf8'); // a character cut at the start's end is left out with the gap
+    }
+    const bytes = contiguous ? tail : fromCharStart(tail);
+    this.seen[name] += bytes.length;
+    const text = this.decoders[name].write(bytes);
     if (text) this.push(name, text);
   }
 
@@ -80,6 +117,7 @@ export class RedisOutputSink {
   async flush(): Promise<void> {
     this.held = false;
     for (const name of ['stdout', 'stderr'] as const) {
+      this.sendTail(name);
       const rest = this.decoders[name].end();
       if (rest) this.push(name, rest);
     }

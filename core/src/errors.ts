@@ -32,6 +32,7 @@ export const ERROR_STATUS = {
   host_unsupported: 503,
   launch_failed: 500,
   idle_timeout: 408, // an interactive job's limits.idleTimeoutMs passed with nothing attached or written
+  output_idle_timeout: 408, // limits.outputIdleTimeoutMs passed with no output from the job
   exceeds_capacity: 422, // limits.memoryBytes above every live worker's SBX_JOBS_MEMORY_BYTES (worker/src/placement)
 } as const;
 

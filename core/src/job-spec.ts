@@ -52,6 +52,8 @@ export const LimitsRequest = z.strictObject({
   cpuTimeMs: limit(LAUNCH_BOUNDS.cpuTimeMs),
   /** RLIMIT_NOFILE of every process of the job. */
   openFiles: limit(LAUNCH_BOUNDS.openFiles),
+  outputIdleTimeoutMs: limit(IDLE_TIMEOUT_BOUND)
+    .describe('The job ends `timeout` (error.code output_idle_timeout) once it has written nothing to stdout or stderr (or its terminal) for this long: a hung process is stopped long before limits.timeoutMs. Counted from the start of the command; absent = no such limit.'),
   idleTimeoutMs: limit(IDLE_TIMEOUT_BOUND)
     .describe('Interactive jobs (openStdin or tty) only: the job ends `timeout` (error.code idle_timeout) once nothing has been attached to it and nothing written to its stdin for this long. Default and maximum: the server\'s SBX_DEFAULT_IDLE_TIMEOUT_MS / SBX_MAX_IDLE_TIMEOUT_MS.'),
 });
@@ -67,6 +69,8 @@ export const Limits = z.object({
   diskBytes: z.number().int(),
   cpuTimeMs: z.number().int().nullable(),
   openFiles: z.number().int(),
+  /** Absent = none: see LimitsRequest.outputIdleTimeoutMs. */
+  outputIdleTimeoutMs: z.number().int().optional(),
   /** Interactive jobs only (null or absent otherwise): see LimitsRequest.idleTimeoutMs. */
   idleTimeoutMs: z.number().int().nullable().optional(),
 });

@@ -23,6 +23,7 @@ import { fromLaunchError } from './launch-errors.ts';
 import { LauncherCleanup } from './launcher-cleanup.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
 import { IDLE_END, startInteractive, withInteractive, type InteractiveSession } from './interactive/session.ts';
+import { outputIdleEnd, watchSilence } from './output/silence-watch.ts';
 import type { SlotPool } from './slots.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
 import { TenantStorageBudget } from '../../core/src/tenant-storage-budget.ts';
@@ -189,6 +190,8 @@ export class JobRunner {
       const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, budget, stored.spec.limits.outputTailBytes ?? 0);
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);
+      const silence = watchSilence([launched.stdout, launched.stderr, ...(launched.tty ? [launched.tty.output] : [])], stored.spec.limits.outputIdleTimeoutMs, () => launched.kill());
+      void launched.exited.then(() => silence?.stop());
       job.launched = launched;
       if (job.cancelled) launched.kill();
       const startedAt = new Date();
@@ -215,7 +218,10 @@ export class JobRunner {
       exit.outputTruncated = sink.truncated;
       if (sink.budgetUsedUp) logger.warn({ jobId: id, tenant: stored.tenant, bytesPerHour: perHour }, 'the tenant\'s storage budget for this hour is used up: the rest of this job\'s output was dropped');
       this.recordExitMetrics(exit, sink.keptBytes);
-      const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : interactive?.idledOut ? IDLE_END : outcome(exit, job.cancelled);
+      const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN }
+        : interactive?.idledOut ? IDLE_END
+        : silence?.silencedOut ? outputIdleEnd(stored.spec.limits.outputIdleTimeoutMs!)
+        : outcome(exit, job.cancelled);
       // How much the cap left out (not given when the storage budget cut the output: that is counted in characters stored, not bytes written).
       const dropped = exit.outputTruncated && !sink.budgetUsedUp ? { outputDroppedBytes: sink.droppedBytes } : {};
       await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped });

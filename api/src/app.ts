@@ -20,6 +20,7 @@ import { registerJobsCreate } from './routes/jobs-create.ts';
 import { registerJobsEvents } from './routes/jobs-events.ts';
 import { registerJobsGet } from './routes/jobs-get.ts';
 import { registerJobsList } from './routes/jobs-list.ts';
+import { registerReceiptKeys } from './routes/receipt-keys.ts';
 import { registerWorkersList } from './routes/workers-list.ts';
 
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
@@ -48,6 +49,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   registerJobsAttach(app, deps);
   registerJobsCancel(app, deps);
   registerWorkersList(app, deps);
+  registerReceiptKeys(app, deps);
   registerImages(app, deps);
   registerOpenApi(app);
 

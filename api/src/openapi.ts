@@ -18,7 +18,7 @@ export const errors = {
   400: json(ErrorBody, 'Malformed JSON or invalid fields'),
   401: json(ErrorBody, 'Missing or wrong API key'),
   404: json(ErrorBody, 'No such job for this tenant'),
-  429: json(ErrorBody, 'rate_limited: the tenant already has its quota of requests open at once (`requests`) on this API server; Retry-After: 1. Nothing is done'),
+  429: json(ErrorBody, 'rate_limited: the tenant has used its requests per second (`requestsPerSecond`) or has its quota of requests open at once (`requests`) on this API server; Retry-After says when to retry. Nothing is done'),
   503: json(ErrorBody, 'Redis unreachable'),
 };
 export const forbidden = json(ErrorBody, 'forbidden: needs an admin API key');

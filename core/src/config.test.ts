@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -287,4 +288,30 @@ test('SBX_LOST_JOB_REQUEUES: a lost job is queued again once by default, 0 to 5 
   assert.equal(loadConfig({ SBX_LOST_JOB_REQUEUES: '0' }).env.SBX_LOST_JOB_REQUEUES, 0);
   assert.throws(() => loadConfig({ SBX_LOST_JOB_REQUEUES: '6' }), /SBX_LOST_JOB_REQUEUES="6": must be <= 5/);
   assert.throws(() => loadConfig({ SBX_LOST_JOB_REQUEUES: 'once' }), /SBX_LOST_JOB_REQUEUES="once": must be a number/);
+});
+
+test('SBX_RECEIPT_KEY_FILE: an Ed25519 private key in PEM; a missing file, another kind of key or not a key is refused', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-config-receipt-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string | Buffer) => {
+    writeFileSync(join(dir, name), text);
+    return join(dir, name);
+  };
+  const ed = file('ed.pem', generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  assert.equal(loadConfig({ SBX_RECEIPT_KEY_FILE: ed }).env.SBX_RECEIPT_KEY_FILE?.asymmetricKeyType, 'ed25519');
+  assert.equal(loadConfig({}).env.SBX_RECEIPT_KEY_FILE, undefined, 'unset: no receipts');
+  const problems = (value: string): string => {
+    try {
+      loadConfig({ SBX_RECEIPT_KEY_FILE: value });
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      return e.problems.join('\n');
+    }
+    return assert.fail('accepted');
+  };
+  assert.match(problems(join(dir, 'missing.pem')), /SBX_RECEIPT_KEY_FILE=".*missing.pem": cannot be read \(ENOENT\)/);
+  const rsa = file('rsa.pem', generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  assert.match(problems(rsa), /is a rsa key; receipts are signed with Ed25519/);
+  assert.match(problems(file('junk.pem', 'not a key')), /is not a private key in PEM \(openssl genpkey -algorithm ed25519\)/);
+  assert.match(problems('relative.pem'), /must be an absolute path/);
 });

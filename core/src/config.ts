@@ -3,6 +3,7 @@
  * Every bad value produces one line naming the variable and what to use instead; the process then
  * refuses to start (ConfigError), instead of running with a half-understood setting.
  */
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
@@ -140,6 +141,10 @@ export const envSchema = z.object({
   // errors, 5xx) wait SBX_WEBHOOK_BACKOFF_MS, doubling up to SBX_WEBHOOK_BACKOFF_MAX_MS, for at most
   // SBX_WEBHOOK_RETRY_MS after the first attempt; deliveries at once per worker.
   SBX_WEBHOOK_SECRETS: z.string().default('').transform((s, ctx) => parseWebhookSecrets(s, ctx)),
+  // Signed execution receipts (core/src/receipts): an Ed25519 private key in PEM
+  // (`openssl genpkey -algorithm ed25519 -out receipt.pem`). Workers sign each job that ran with it;
+  // the API lists its public key at GET /v1/receipt-keys. Unset: no receipts.
+  SBX_RECEIPT_KEY_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readReceiptKey(p, ctx)).optional(),
   SBX_WEBHOOK_TIMEOUT_MS: int(100, 300_000).default(10_000),
   SBX_WEBHOOK_RETRY_MS: int(0, 7 * 86_400_000).default(3_600_000),
   SBX_WEBHOOK_BACKOFF_MS: int(10, 3_600_000).default(1_000),
@@ -370,6 +375,19 @@ function parseApiKeysJson(text: string, ctx: z.RefinementCtx): ApiKey[] {
     return [];
   }
   return parsed.data.map((e) => ({ key: e.key, tenant: e.tenant, role: e.role, ...(e.quota ? { quota: e.quota } : {}), ...(e.webhookSecret ? { webhookSecret: e.webhookSecret } : {}) }));
+}
+
+function readReceiptKey(path: string, ctx: z.RefinementCtx): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(readFileSync(path));
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    ctx.addIssue({ code: 'custom', message: code?.startsWith('E') && !code.startsWith('ERR_') ? `cannot be read (${code})` : 'is not a private key in PEM (openssl genpkey -algorithm ed25519)' });
+    return z.NEVER;
+  }
+  if (key.asymmetricKeyType !== 'ed25519') ctx.addIssue({ code: 'custom', message: `is a ${key.asymmetricKeyType} key; receipts are signed with Ed25519 (openssl genpkey -algorithm ed25519)` });
+  return key;
 }
 
 function readApiKeysFile(path: string, ctx: z.RefinementCtx): ApiKey[] {

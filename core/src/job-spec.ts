@@ -241,6 +241,15 @@ export const JobPlacement = z.object({
 });
 export type JobPlacement = z.infer<typeof JobPlacement>;
 
+/** A signed execution receipt (core/src/receipts/job-receipt.ts). */
+export const JobReceipt = z.object({
+  payload: z.string().describe('The signed JSON text: job id, tenant, image and its digest, command, entrypoint, workdir, user, limits, status, exit code, signal, worker, kernel, start and end, usage, and the size and SHA-256 of the job\'s stdin and of everything it wrote to stdout and stderr (kept or not).'),
+  signature: z.string().describe('Ed25519 signature of the UTF-8 bytes of payload, base64'),
+  algorithm: z.literal('ed25519'),
+  keyId: z.string().describe('The signing key: GET /v1/receipt-keys'),
+});
+export type JobReceipt = z.infer<typeof JobReceipt>;
+
 export const JobDocument = z.object({
   id: z.string(),
   status: JobStatus,
@@ -272,6 +281,9 @@ export const JobDocument = z.object({
   /** How many times a worker took the job; absent = 1. Above 1 only after a worker was lost before the command started. */
   attempts: z.number().int().min(1).optional()
     .describe('How many times a worker took this job (absent = 1). A job whose worker was lost before its command started is queued again, at most SBX_LOST_JOB_REQUEUES times; one whose command had started ends error/worker_lost and is never run twice.'),
+  /** Present on jobs that ran when the server signs receipts (SBX_RECEIPT_KEY_FILE). */
+  receipt: JobReceipt.optional()
+    .describe('A signed execution receipt, on jobs whose command ran, when the server has a receipt key (SBX_RECEIPT_KEY_FILE): verify `signature` over `payload` with the public key GET /v1/receipt-keys lists under `keyId`.'),
   /** Earlier attempts, oldest first (present only when attempts > 1). */
   history: z.array(JobAttempt).optional()
     .describe('Earlier attempts of the job, oldest first: which worker lost it, in which status, when, and why.'),

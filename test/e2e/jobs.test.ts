@@ -3,13 +3,23 @@
  * output over SSE. Each test asserts what a user of the API sees.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
-import { hostname } from 'node:os';
+import { createHash, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
+import { hostname, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { useStack } from '../harness/use-stack.ts';
 import { parseServerSentEvents } from '../../client/src/sse.ts';
+import type { JobDocument } from '../../core/src/job-spec.ts';
+
+// This stack signs receipts (SBX_RECEIPT_KEY_FILE): every job here that runs gets one.
+const keyDir = mkdtempSync(join(tmpdir(), 'sbx-receipt-key-'));
+const receiptKeyFile = join(keyDir, 'receipt.pem');
+writeFileSync(receiptKeyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+after(() => rmSync(keyDir, { recursive: true, force: true }));
 
 let image: string;
-const e2e = useStack({}, { then: ({ stack }) => void (image = stack.images.busybox) });
+const e2e = useStack({ env: { SBX_RECEIPT_KEY_FILE: receiptKeyFile } }, { then: ({ stack }) => void (image = stack.images.busybox) });
 
 const run = (command: string[], extra: Record<string, unknown> = {}) => e2e.api.submit({ image, command, ...extra }, { wait: true });
 
@@ -288,5 +298,61 @@ describe('invalid requests', () => {
     const res = await e2e.api.request<{ error: { code: string } }>('GET', '/v1/jobs/j_00000000000000000000000000');
     assert.equal(res.status, 404);
     assert.equal(res.body.error.code, 'not_found');
+  });
+});
+
+describe('signed receipts (SBX_RECEIPT_KEY_FILE)', () => {
+  const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+  async function publicKey() {
+    const res = await e2e.api.request<{ items: Array<{ keyId: string; algorithm: string; publicKeyPem: string }> }>('GET', '/v1/receipt-keys');
+    assert.equal(res.status, 200);
+    assert.equal(res.body.items.length, 1);
+    const [k] = res.body.items;
+    assert.equal(k!.algorithm, 'ed25519');
+    return { keyId: k!.keyId, key: createPublicKey(k!.publicKeyPem) };
+  }
+  const verified = (doc: JobDocument, key: ReturnType<typeof createPublicKey>, payload = doc.receipt!.payload) =>
+    verify(null, Buffer.from(payload), key, Buffer.from(doc.receipt!.signature, 'base64'));
+
+  test('a job that ran carries a receipt the published key verifies: what ran, where, how it ended, digests of what it read and wrote', async () => {
+    const { keyId, key } = await publicKey();
+    const res = await run(['sh', '-c', 'cat; echo err >&2; exit 3'], { stdin: 'in\n' });
+    const doc = res.body;
+    assert.equal(doc.status, 'failed');
+    assert.ok(doc.receipt, 'a receipt');
+    assert.equal(doc.receipt.keyId, keyId);
+    assert.ok(verified(doc, key), 'the signature verifies with the published key');
+    const p = JSON.parse(doc.receipt.payload);
+    assert.deepEqual(
+      { jobId: p.jobId, status: p.status, exitCode: p.exitCode, image: p.image, imageDigest: p.imageDigest, command: p.command, worker: p.worker, kernel: p.kernel, finishedAt: p.finishedAt, limits: p.limits },
+      { jobId: doc.id, status: 'failed', exitCode: 3, image: doc.image, imageDigest: doc.imageDigest, command: doc.command, worker: doc.worker, kernel: release(), finishedAt: doc.timings.finishedAt, limits: doc.limits },
+    );
+    assert.match(p.imageDigest, /^sha256:[0-9a-f]{64}$/);
+    assert.deepEqual(p.stdin, { bytes: 3, sha256: sha256('in\n') });
+    assert.deepEqual(p.stdout, { bytes: 3, sha256: sha256('in\n') });
+    assert.deepEqual(p.stderr, { bytes: 4, sha256: sha256('err\n') });
+    // The stored document carries the same receipt.
+    assert.deepEqual((await e2e.api.get(doc.id)).body.receipt, doc.receipt);
+
+    // Changed after signing, it no longer verifies; nor does it with another key.
+    assert.equal(verified(doc, key, doc.receipt.payload.replace('"exitCode":3', '"exitCode":0')), false, 'a changed exit code fails');
+    assert.equal(verified(doc, createPublicKey(generateKeyPairSync('ed25519').privateKey)), false, 'another key fails');
+  });
+
+  test('the digests cover everything the job wrote, also what limits.outputBytes left out', async () => {
+    const { key } = await publicKey();
+    const res = await run(['sh', '-c', 'yes | head -c 100000'], { limits: { outputBytes: 1000 } });
+    assert.equal(res.body.outputTruncated, true);
+    assert.ok(verified(res.body, key));
+    const p = JSON.parse(res.body.receipt!.payload);
+    assert.deepEqual(p.stdout, { bytes: 100_000, sha256: sha256('y\n'.repeat(50_000)) });
+    assert.equal(p.outputTruncated, true);
+    assert.equal(p.stdin, null);
+  });
+
+  test('a job that never ran has no receipt', async () => {
+    const res = await run(['/no/such/binary']);
+    assert.equal(res.body.error!.code, 'command_not_found');
+    assert.equal(res.body.receipt, undefined);
   });
 });

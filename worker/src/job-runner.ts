@@ -7,6 +7,7 @@
  * status unless this process dies, in which case the janitor (here or on another worker) finishes
  * it as `worker_lost`.
  */
+import type { KeyObject } from 'node:crypto';
 import { isSbxError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
 import type { JobDocument, JobPlacement, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
@@ -25,6 +26,7 @@ import { RedisOutputSink } from './output/redis-sink.ts';
 import { IDLE_END, startInteractive, withInteractive, type InteractiveSession } from './interactive/session.ts';
 import { outputIdleEnd, watchSilence } from './output/silence-watch.ts';
 import type { SlotPool } from './slots.ts';
+import { receiptFor, type StreamDigest } from '../../core/src/receipts/job-receipt.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
 import { TenantStorageBudget } from '../../core/src/tenant-storage-budget.ts';
 
@@ -42,9 +44,19 @@ export interface RunnerDeps {
   tenantCredentials?: TenantCredentials;
   /** Wait before sweeping a job cgroup the launcher could not remove, and between retries (default 30 s). */
   cgroupSweepRetryMs?: number;
+  /** SBX_RECEIPT_KEY_FILE: signs a receipt for each job that ran (core/src/receipts/job-receipt.ts). */
+  receiptKey?: KeyObject;
 }
 
 const PIPE_DRAIN_MS = 2000;
+
+/** What a job that ran needs for its receipt (core/src/receipts/job-receipt.ts). */
+interface SignedEnd {
+  key: KeyObject;
+  spec: JobSpec;
+  written: { stdout: StreamDigest; stderr: StreamDigest };
+  budget: TenantStorageBudget | null;
+}
 
 /** A job this worker holds, so a cancel message can reach it. */
 interface ActiveJob {
@@ -187,7 +199,7 @@ export class JobRunner {
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
       const perHour = stored.spec.tenantStoredBytesPerHour;
       const budget = perHour ? new TenantStorageBudget(store.redis, store.keys, stored.tenant, perHour) : null;
-      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, budget, stored.spec.limits.outputTailBytes ?? 0);
+      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, { budget, tailBytes: stored.spec.limits.outputTailBytes ?? 0, digests: !!this.deps.receiptKey });
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);
       const silence = watchSilence([launched.stdout, launched.stderr, ...(launched.tty ? [launched.tty.output] : [])], stored.spec.limits.outputIdleTimeoutMs, () => launched.kill());
@@ -224,7 +236,9 @@ export class JobRunner {
         : outcome(exit, job.cancelled);
       // How much the cap left out (not given when the storage budget cut the output: that is counted in characters stored, not bytes written).
       const dropped = exit.outputTruncated && !sink.budgetUsedUp ? { outputDroppedBytes: sink.droppedBytes } : {};
-      await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped });
+      const written = sink.digests();
+      const receipt = written && this.deps.receiptKey ? { key: this.deps.receiptKey, spec: stored.spec, written, budget } : undefined;
+      await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped }, receipt);
     } catch (e) {
       const error = classify(e);
       if (error.code === 'internal') logger.error({ err: e, jobId: id }, 'job failed on an internal error');
@@ -284,10 +298,19 @@ export class JobRunner {
   }
 
   /** `tenant`: the job's (from its record), so the store releases its quota without reading it again. */
-  private async finish(tenant: string, doc: JobDocument, from: JobStatus, patch: Partial<JobDocument> & { status: JobStatus }): Promise<void> {
+  /**
+   * `receipt`: for a job that ran, its receipt signed over the final document (SBX_RECEIPT_KEY_FILE),
+   * charged to the tenant's storage budget as Redis holds it: twice, in the record and its exit event.
+   */
+  private async finish(tenant: string, doc: JobDocument, from: JobStatus, patch: Partial<JobDocument> & { status: JobStatus }, receipt?: SignedEnd): Promise<void> {
     const final: JobDocument = { ...doc, ...patch, timings: { ...doc.timings, finishedAt: new Date().toISOString() } };
+    let charged: Promise<unknown> = Promise.resolve();
+    if (receipt) {
+      final.receipt = receiptFor(final, receipt.spec, receipt.written, receipt.key);
+      if (receipt.budget) charged = receipt.budget.charge(2 * Buffer.byteLength(JSON.stringify(final.receipt))).catch(() => {});
+    }
     // From `running`, `pulling` too (same attempt): Redis may have lost the move to running (a restart).
-    const result = await this.deps.store.transition(final, from === 'running' ? ['running', 'pulling'] : [from], 'exit', tenant); // counted by the store's finish listener (main.ts)
+    const [result] = await Promise.all([this.deps.store.transition(final, from === 'running' ? ['running', 'pulling'] : [from], 'exit', tenant), charged]); // counted by the store's finish listener (main.ts)
     if (result !== 'ok') this.deps.logger.warn({ jobId: doc.id, found: result }, 'job was finished elsewhere first');
   }
 }

@@ -31,7 +31,7 @@ export const jobsCreateRoute = createRoute({
     200: { description: 'With ?wait=true: the finished job, including output. With ?stream=true: its events (text/event-stream), as GET /v1/jobs/{id}/events', content: { 'application/json': { schema: JobDocument }, 'text/event-stream': { schema: z.string() } } },
     202: json(JobDocument, 'Accepted (Location: /v1/jobs/{id}); with ?wait=true the job as it stands when the wait cap passed'),
     ...errors, 413: json(ErrorBody, 'Body too large'), 415: json(ErrorBody, 'Not application/json'),
-    429: json(ErrorBody, 'rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up, or its storage budget for the hour (`storedBytesPerHour`: job records and output), or it has its quota of requests open at once (`requests`), or with ?stream=true its open event streams (`streams`); Retry-After says when to retry. Nothing is created'),
+    429: json(ErrorBody, 'rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up, or its storage budget for the hour (`storedBytesPerHour`: job records and output), or it has used its requests per second (`requestsPerSecond`) or has its quota of requests open at once (`requests`), or with ?stream=true its open event streams (`streams`); Retry-After says when to retry. Nothing is created'),
   },
 });
 

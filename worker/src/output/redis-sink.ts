@@ -13,14 +13,25 @@
  * they come; the last tailBytes after them are held (TailBuffer) and go out at flush(), so a long
  * output keeps its start and its end, and `droppedBytes` counts what was left out between them.
  */
+import { createHash, type Hash } from 'node:crypto';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { JobStore, OutputChunk } from '../../../core/src/job-store.ts';
 import { outputEventBytes, type TenantStorageBudget } from '../../../core/src/tenant-storage-budget.ts';
 import { fromCharStart, TailBuffer } from './tail-buffer.ts';
+import type { StreamDigest } from '../../../core/src/receipts/job-receipt.ts';
 
 type StreamName = 'stdout' | 'stderr';
+
+export interface RedisOutputSinkOptions {
+  /** The tenant's storage budget (core/src/tenant-storage-budget.ts), charged with each batch; none = no budget. */
+  budget?: TenantStorageBudget | null;
+  /** limits.outputTailBytes: of capBytes, kept from the end of each stream (0: all from its start). */
+  tailBytes?: number;
+  /** Hash everything written (kept or not) for the job's receipt: digests(). */
+  digests?: boolean;
+}
 
 export class RedisOutputSink {
   private readonly pending: OutputChunk[] = [];
@@ -31,6 +42,8 @@ export class RedisOutputSink {
   private readonly tails: Record<StreamName, TailBuffer>;
   /** Bytes of each stream sent as they come (capBytes less the tail). */
   private readonly headBytes: number;
+  private readonly budget: TenantStorageBudget | null;
+  private readonly hashes: Record<StreamName, Hash> | null = null;
   private inFlight: Promise<void> | null = null;
   private failure: unknown = null;
   private held = true;
@@ -47,14 +60,13 @@ export class RedisOutputSink {
     private readonly jobId: string,
     private readonly attempt: number,
     private readonly capBytes: number,
-    /** The tenant's storage budget (core/src/tenant-storage-budget.ts), charged with each batch; null = none. */
-    private readonly budget: TenantStorageBudget | null = null,
-    /** limits.outputTailBytes: of capBytes, kept from the end of each stream (0: all from its start). */
-    tailBytes = 0,
+    opts: RedisOutputSinkOptions = {},
   ) {
-    const tail = Math.min(Math.max(0, tailBytes), capBytes);
+    this.budget = opts.budget ?? null;
+    const tail = Math.min(Math.max(0, opts.tailBytes ?? 0), capBytes);
     this.headBytes = capBytes - tail;
     this.tails = { stdout: new TailBuffer(tail), stderr: new TailBuffer(tail) };
+    if (opts.digests) this.hashes = { stdout: createHash('sha256'), stderr: createHash('sha256') };
   }
 
   /** Read a stream to its end; resolves when it ended (the process and its children let go of it). */
@@ -79,8 +91,16 @@ export class RedisOutputSink {
     if (this.pending.length && !this.inFlight) this.kick();
   }
 
+  /** Size and SHA-256 of everything written to each stream, kept or not (with `digests`; after flush(): final). */
+  digests(): Record<StreamName, StreamDigest> | null {
+    if (!this.hashes) return null;
+    const of = (name: StreamName): StreamDigest => ({ bytes: this.written[name], sha256: this.hashes![name].copy().digest('hex') });
+    return { stdout: of('stdout'), stderr: of('stderr') };
+  }
+
   write(name: StreamName, buf: Buffer): void {
     this.written[name] += buf.length;
+    this.hashes?.[name].update(buf);
     if (this.budgetUsedUp) {
       if (buf.length > 0) this.truncated = true;
       return;

@@ -1,0 +1,97 @@
+/**
+ * Signed execution receipts: what ran (image digest, command, limits), where (worker, kernel), how it
+ * ended (status, exit code, usage, timings) and what it read and wrote (SHA-256 and size of its
+ * stdin and of everything it wrote to stdout and stderr, kept or not), signed by the worker with
+ * the server's Ed25519 key (SBX_RECEIPT_KEY_FILE). Anyone holding the public key
+ * (GET /v1/receipt-keys) can check that a result came from this service unchanged: a grader's
+ * score, a CI step's log, an RL reward.
+ *
+ * The signed bytes are `payload`, a JSON text carried as a string: nothing is re-serialized before
+ * verification, so no canonical form is needed.
+ */
+import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import os from 'node:os';
+import type { JobDocument, JobReceipt, JobSpec } from '../job-spec.ts';
+
+export interface StreamDigest {
+  bytes: number;
+  sha256: string;
+}
+
+export interface ReceiptPayload {
+  v: 1;
+  jobId: string;
+  tenant: string;
+  image: string;
+  imageDigest: string | null;
+  command: string[] | null;
+  entrypoint: string[] | null;
+  workdir: string | null;
+  user: string | null;
+  limits: Record<string, unknown>;
+  status: string;
+  exitCode: number | null;
+  signal: string | null;
+  worker: string;
+  /** The worker host's kernel release (uname -r). */
+  kernel: string;
+  startedAt: string | null;
+  finishedAt: string;
+  usage: Record<string, unknown> | null;
+  /** The job's stdin as given (null: none). */
+  stdin: StreamDigest | null;
+  /** Everything the job wrote, whether its limits kept it or not. */
+  stdout: StreamDigest;
+  stderr: StreamDigest;
+  outputTruncated: boolean;
+}
+
+/** A key's id: the first 16 hex digits of the SHA-256 of its public key (SPKI DER). */
+export function receiptKeyId(key: KeyObject): string {
+  const pub = key.type === 'private' ? createPublicKey(key) : key;
+  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
+}
+
+export function digestOf(data: string | Buffer): StreamDigest {
+  return { bytes: Buffer.byteLength(data), sha256: createHash('sha256').update(data).digest('hex') };
+}
+
+export function signReceipt(payload: ReceiptPayload, privateKey: KeyObject): JobReceipt {
+  const text = JSON.stringify(payload);
+  return { payload: text, signature: sign(null, Buffer.from(text, 'utf8'), privateKey).toString('base64'), algorithm: 'ed25519', keyId: receiptKeyId(privateKey) };
+}
+
+/** The payload when `receipt` was signed by `publicKey` and is unchanged; null otherwise. */
+export function verifyReceipt(receipt: JobReceipt, publicKey: KeyObject): ReceiptPayload | null {
+  if (receipt.algorithm !== 'ed25519' || receipt.keyId !== receiptKeyId(publicKey)) return null;
+  const ok = verify(null, Buffer.from(receipt.payload, 'utf8'), publicKey, Buffer.from(receipt.signature, 'base64'));
+  return ok ? (JSON.parse(receipt.payload) as ReceiptPayload) : null;
+}
+
+/** The receipt of a finished job that ran: `final` as it is recorded, `written` from the output sink. */
+export function receiptFor(final: JobDocument, spec: JobSpec, written: { stdout: StreamDigest; stderr: StreamDigest }, privateKey: KeyObject): JobReceipt {
+  return signReceipt({
+    v: 1,
+    jobId: final.id,
+    tenant: spec.tenant,
+    image: final.image,
+    imageDigest: final.imageDigest,
+    command: final.command,
+    entrypoint: final.entrypoint,
+    workdir: spec.workdir,
+    user: spec.user,
+    limits: { ...final.limits },
+    status: final.status,
+    exitCode: final.exitCode,
+    signal: final.signal,
+    worker: final.worker ?? '',
+    kernel: os.release(),
+    startedAt: final.timings.startedAt,
+    finishedAt: final.timings.finishedAt!,
+    usage: final.usage ? { ...final.usage } : null,
+    stdin: spec.stdin === null ? null : digestOf(spec.stdin),
+    stdout: written.stdout,
+    stderr: written.stderr,
+    outputTruncated: final.outputTruncated,
+  }, privateKey);
+}

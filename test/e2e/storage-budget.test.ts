@@ -6,6 +6,10 @@
  * Another tenant is untouched.
  */
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
@@ -22,6 +26,10 @@ const MiB = 2 ** 20;
 const BUDGET = 1 * MiB;
 const PRINTED = 3_000_000;
 
+const keyDir = mkdtempSync(join(tmpdir(), 'sbx-receipt-key-'));
+const receiptKeyFile = join(keyDir, 'receipt.pem');
+writeFileSync(receiptKeyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+
 let stack: Stack;
 let a: SbxClient;
 let b: SbxClient;
@@ -35,12 +43,14 @@ before(async () => {
     { key: KEY_E, tenant: 'epsilon', quota: { storedBytesPerHour: BUDGET } },
     { key: KEY_ADMIN, tenant: 'ops', role: 'admin' },
   ]);
-  stack = await startStack({ adminKey: KEY_ADMIN, env: { SBX_API_KEYS: keys } });
+  // Receipts on (each job that ran carries one, stored twice: record and exit event), so they are counted too.
+  stack = await startStack({ adminKey: KEY_ADMIN, env: { SBX_API_KEYS: keys, SBX_RECEIPT_KEY_FILE: receiptKeyFile } });
   a = new SbxClient(stack.apiUrl, KEY_A);
   b = new SbxClient(stack.apiUrl, KEY_B);
 });
 after(async () => {
   await stack?.stop();
+  rmSync(keyDir, { recursive: true, force: true });
 });
 
 const printing = (bytes: number) => ({ image: stack.images.busybox, command: ['sh', '-c', `head -c ${bytes} /dev/zero | tr '\\0' a`], limits: { outputBytes: 4 * MiB } });
@@ -103,7 +113,7 @@ test('job records count too: a tenant submitting jobs with long commands is refu
   assert.ok(statuses.slice(admitted).every((s) => s === 429), `statuses ${statuses.join(' ')}`);
 });
 
-test('what a job is counted is at least what its record takes in Redis: 20 jobs of `true`', async () => {
+test('what a job is counted is at least what its record takes in Redis, its signed receipt included: 20 jobs of `true`', async () => {
   const msLeft = 3_600_000 - (Date.now() % 3_600_000);
   if (msLeft < 30_000) await new Promise((r) => setTimeout(r, msLeft + 100));
   const d = new SbxClient(stack.apiUrl, KEY_D);
@@ -111,6 +121,7 @@ test('what a job is counted is at least what its record takes in Redis: 20 jobs 
   for (let i = 0; i < 20; i++) {
     const res = await d.submit({ image: stack.images.busybox, command: ['true'] }, { wait: true });
     assert.equal(res.body.status, 'succeeded');
+    assert.ok(res.body.receipt, 'a receipt');
     ids.push(res.body.id);
   }
   const redis = new Redis(stack.env.SBX_REDIS_URL!);

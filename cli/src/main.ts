@@ -17,6 +17,7 @@ import { login } from './commands/login.ts';
 import { logs } from './commands/logs.ts';
 import { ps } from './commands/ps.ts';
 import { run } from './commands/run.ts';
+import { verifyCommand } from './commands/verify.ts';
 import { workers } from './commands/workers.ts';
 import { loadSettings, type Settings } from './settings.ts';
 
@@ -28,7 +29,7 @@ const GLOBAL_FLAGS: FlagSpec[] = [
 ];
 const HELP_FLAG: FlagSpec = { name: 'help', short: 'h', type: 'boolean', help: 'Print usage' };
 
-export const COMMANDS: Command[] = [run, attach, ps, logs, inspect, kill, wait, images, pull, rmi, workers, login];
+export const COMMANDS: Command[] = [run, attach, ps, logs, inspect, kill, wait, verifyCommand, images, pull, rmi, workers, login];
 COMMANDS.push(completion(() => COMMANDS));
 
 function version(): string {

@@ -8,6 +8,7 @@ import { readBody, Transport, type TransportOptions } from './http.ts';
 import { isDigest, normalizeImageName } from './image-name.ts';
 import { jobEvents, rawJobEvents, type EventsOptions } from './job-events.ts';
 import type { ServerSentEvent } from './sse.ts';
+import type { ReceiptKey } from './receipt.ts';
 import { isFinished, type ApiAnswer, type CachedImage, type ImageAction, type Job, type JobEvent, type JobPage, type JobRequest, type ListOptions, type WorkerInfo } from './types.ts';
 
 export type ClientOptions = TransportOptions;
@@ -155,6 +156,11 @@ export class SbxClient {
 
   evict(digest: string): Promise<ImageAction> {
     return this.call<ImageAction>('DELETE', `/v1/images/${encodeURIComponent(digest)}`);
+  }
+
+  /** The public keys that verify job receipts (none: the server signs none); check one with checkReceipt(). */
+  async receiptKeys(): Promise<ReceiptKey[]> {
+    return (await this.call<{ items: ReceiptKey[] }>('GET', '/v1/receipt-keys')).items;
   }
 
   async workers(): Promise<WorkerInfo[]> {

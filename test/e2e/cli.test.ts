@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,13 +28,21 @@ let privateImage: string;
 let api: SbxClient;
 let image: string;
 const homes: string[] = [];
+let receiptKeyFile = '';
+let receiptPublicKeyFile = '';
 
 before(async () => {
   privateRegistry = await startRegistry({ htpasswd: { user: PRIVATE.username, password: PRIVATE.password } });
   const basic = `Basic ${Buffer.from(`${PRIVATE.username}:${PRIVATE.password}`).toString('base64')}`;
   await pushImage(privateRegistry.url, 'private/busybox', 'latest', await busyboxImage(), { authorization: basic });
   privateImage = `${privateRegistry.host}/private/busybox:latest`;
-  stack = await startStack({ adminKey: ADMIN_KEY, egressAllow: [privateRegistry.host], env: { SBX_API_KEYS: `${USER_KEY}:cli,${ADMIN_KEY}:ops:admin` } });
+  const keyDir = newHome();
+  receiptKeyFile = join(keyDir, 'receipt.pem');
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  writeFileSync(receiptKeyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  receiptPublicKeyFile = join(keyDir, 'receipt.pub');
+  writeFileSync(receiptPublicKeyFile, publicKey.export({ type: 'spki', format: 'pem' }));
+  stack = await startStack({ adminKey: ADMIN_KEY, egressAllow: [privateRegistry.host], env: { SBX_API_KEYS: `${USER_KEY}:cli,${ADMIN_KEY}:ops:admin`, SBX_RECEIPT_KEY_FILE: receiptKeyFile } });
   api = new SbxClient({ baseUrl: stack.apiUrl, apiKey: USER_KEY });
   image = stack.images.busybox;
 });
@@ -189,6 +198,39 @@ describe('the job commands', () => {
     oneLine(again.stderr);
     const unknown = await sbx(['inspect', 'j_00000000000000000000000000']);
     assert.equal(unknown.code, 1);
+  });
+
+  test('verify checks signed receipts: by id with the server\'s key or --key, from files; a changed document or another key is NOT verified (exit 1)', async () => {
+    const d = await sbx(['run', '-d', image, 'sh', '-c', 'echo graded; exit 2']);
+    const id = d.stdout.trim();
+    await sbx(['wait', id]);
+    const ok = await sbx(['verify', id]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, new RegExp(`^${id}\tverified \\(key [0-9a-f]{16}\\)\tfailed exit 2\t${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}@sha256:[0-9a-f]{64}\tstdout 7 B sha256:[0-9a-f]{64}\n$`));
+    assert.equal((await sbx(['verify', '--key', receiptPublicKeyFile, id])).code, 0, 'with the public key held apart');
+
+    // A document handed on (as inspect prints it): verified as it is, not once changed.
+    const home = newHome();
+    const file = join(home, 'job.json');
+    writeFileSync(file, (await sbx(['inspect', id])).stdout);
+    const fromFile = await sbx(['verify', '--file', '--key', receiptPublicKeyFile, '--format', 'json', file]);
+    assert.equal(fromFile.code, 0, fromFile.stderr);
+    const payload = JSON.parse(fromFile.stdout).payload;
+    assert.deepEqual([payload.jobId, payload.exitCode, payload.stdout.bytes], [id, 2, 7]);
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as Job[];
+    doc[0]!.receipt!.payload = doc[0]!.receipt!.payload.replace('"exitCode":2', '"exitCode":0');
+    const changed = join(home, 'changed.json');
+    writeFileSync(changed, JSON.stringify(doc));
+    const bad = await sbx(['verify', '--file', '--key', receiptPublicKeyFile, changed]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stdout, new RegExp(`^${id}\tNOT verified\tthe signature does not match the payload`));
+    const otherKey = join(home, 'other.pub');
+    writeFileSync(otherKey, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
+    assert.equal((await sbx(['verify', '--file', '--key', otherKey, file])).code, 1, 'another key does not verify it');
+    const notAKey = await sbx(['verify', '--key', file, id]);
+    assert.equal(notAKey.code, 1);
+    assert.match(notAKey.stderr, /not a readable public key in PEM/);
+    oneLine(notAKey.stderr);
   });
 
   test('logs -f follows a running job to its end, and replays a finished one', async () => {

@@ -4,12 +4,12 @@
  * stdin and of everything it wrote to stdout and stderr, kept or not), signed by the worker with
  * the server's Ed25519 key (SBX_RECEIPT_KEY_FILE). Anyone holding the public key
  * (GET /v1/receipt-keys) can check that a result came from this service unchanged: a grader's
- * score, a CI step's log, an RL reward.
+ * score, a CI step's log, an RL reward (client/src/receipt.ts checkReceipt, `sbx verify`).
  *
  * The signed bytes are `payload`, a JSON text carried as a string: nothing is re-serialized before
  * verification, so no canonical form is needed.
  */
-import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import os from 'node:os';
 import type { JobDocument, JobReceipt, JobSpec } from '../job-spec.ts';
 
@@ -59,13 +59,6 @@ export function digestOf(data: string | Buffer): StreamDigest {
 export function signReceipt(payload: ReceiptPayload, privateKey: KeyObject): JobReceipt {
   const text = JSON.stringify(payload);
   return { payload: text, signature: sign(null, Buffer.from(text, 'utf8'), privateKey).toString('base64'), algorithm: 'ed25519', keyId: receiptKeyId(privateKey) };
-}
-
-/** The payload when `receipt` was signed by `publicKey` and is unchanged; null otherwise. */
-export function verifyReceipt(receipt: JobReceipt, publicKey: KeyObject): ReceiptPayload | null {
-  if (receipt.algorithm !== 'ed25519' || receipt.keyId !== receiptKeyId(publicKey)) return null;
-  const ok = verify(null, Buffer.from(receipt.payload, 'utf8'), publicKey, Buffer.from(receipt.signature, 'base64'));
-  return ok ? (JSON.parse(receipt.payload) as ReceiptPayload) : null;
 }
 
 /** The receipt of a finished job that ran: `final` as it is recorded, `written` from the output sink. */

@@ -1,0 +1,73 @@
+/**
+ * `sbx verify`: checks jobs' signed receipts (client/src/receipt.ts). The jobs are fetched by id, or
+ * read from files of job documents (`--file`: what `sbx inspect` or the API printed, one document or
+ * an array). The key is the server's (GET /v1/receipt-keys) unless `--key` names a public key held
+ * from elsewhere: only then does a verified receipt prove more than "unchanged since the server
+ * signed it". One line per job; exit 0 when every receipt verified, else 1.
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { checkReceipt, type Job, type TrustedKey } from '../../../client/src/index.ts';
+import { flagBool, flagString } from '../args.ts';
+import { CliError, UsageError } from '../cli-error.ts';
+import { write, type Command, type Context } from '../command.ts';
+
+export const verifyCommand: Command = {
+  name: 'verify',
+  usage: 'verify [OPTIONS] JOB|FILE [JOB|FILE...]',
+  summary: 'Verify the signed receipts of one or more jobs',
+  flags: [
+    { name: 'key', type: 'string', value: 'file', help: 'A public key (PEM) to verify with, instead of the server\'s' },
+    { name: 'file', type: 'boolean', help: 'The arguments are files of job documents (JSON), not job ids' },
+    { name: 'format', type: 'string', value: 'string', help: 'json: print each verified payload' },
+  ],
+  async run(ctx, args) {
+    if (args.positionals.length === 0) throw new UsageError('"sbx verify" requires at least 1 argument.\nUsage: sbx verify [OPTIONS] JOB|FILE [JOB|FILE...]', 'verify');
+    const fromFiles = flagBool(args, 'file');
+    const jobs: Job[] = fromFiles ? args.positionals.flatMap(readJobs) : await Promise.all(args.positionals.map((id) => ctx.client().get(id)));
+    const keys = await trustedKeys(ctx, flagString(args, 'key'));
+    const json = flagString(args, 'format') === 'json';
+    let failed = 0;
+    for (const job of jobs) {
+      const check = checkReceipt(job, keys);
+      if (!check.ok) failed++;
+      const p = check.ok ? check.payload : null;
+      const line = json
+        ? JSON.stringify(check.ok ? { id: job.id, verified: true, keyId: check.keyId, payload: p } : { id: job.id, verified: false, reason: check.reason })
+        : check.ok
+          ? `${job.id}\tverified (key ${check.keyId})\t${p!.status}${p!.exitCode === null ? '' : ` exit ${p!.exitCode}`}\t${p!.image}@${p!.imageDigest}\tstdout ${p!.stdout.bytes} B sha256:${p!.stdout.sha256}`
+          : `${job.id}\tNOT verified\t${check.reason}`;
+      await write(ctx.stdout, `${line}\n`);
+    }
+    return failed ? 1 : 0;
+  },
+};
+
+/** `--key`'s public key, or the server's receipt keys. */
+async function trustedKeys(ctx: Context, keyFile: string | undefined): Promise<TrustedKey[]> {
+  if (keyFile === undefined) {
+    const keys = await ctx.client().receiptKeys();
+    if (keys.length === 0) throw new CliError('the server signs no receipts (no SBX_RECEIPT_KEY_FILE); give --key to check documents signed elsewhere');
+    return keys;
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey(readFileSync(keyFile));
+  } catch (e) {
+    throw new CliError(`--key ${keyFile}: not a readable public key in PEM (${(e as Error).message})`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new CliError(`--key ${keyFile}: a ${key.asymmetricKeyType} key; receipts are signed with Ed25519`);
+  return [{ key }]; // tried whatever key the receipt names
+}
+
+function readJobs(path: string): Job[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new CliError(`cannot read ${path} as JSON: ${(e as Error).message}`);
+  }
+  const list = Array.isArray(v) ? v : [v];
+  if (!list.every((j) => typeof j === 'object' && j !== null && typeof (j as Job).id === 'string')) throw new CliError(`${path}: expected a job document or an array of them (as sbx inspect prints)`);
+  return list as Job[];
+}

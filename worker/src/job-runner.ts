@@ -297,8 +297,8 @@ export class JobRunner {
     m.outputBytes.inc({ stream: 'stderr' }, kept.stderr);
   }
 
-  /** `tenant`: the job's (from its record), so the store releases its quota without reading it again. */
   /**
+   * `tenant`: the job's (from its record), so the store releases its quota without reading it again.
    * `receipt`: for a job that ran, its receipt signed over the final document (SBX_RECEIPT_KEY_FILE),
    * charged to the tenant's storage budget as Redis holds it: twice, in the record and its exit event.
    */

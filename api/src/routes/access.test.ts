@@ -97,6 +97,8 @@ const ROUTES: RouteCase[] = [
   { method: 'GET', route: '/v1/images', request: async () => ({ path: '/v1/images' }), expect: anyTenant(200) },
   { method: 'POST', route: '/v1/images', request: async () => ({ path: '/v1/images', body: { image: IMAGE_B } }), expect: adminOnly(202) },
   { method: 'DELETE', route: '/v1/images/:digest', request: async () => ({ path: `/v1/images/${DIGEST('b')}` }), expect: adminOnly(202) },
+  // Public keys only: any key may read them.
+  { method: 'GET', route: '/v1/receipt-keys', request: async () => ({ path: '/v1/receipt-keys' }), expect: anyTenant(200) },
 ];
 
 describe('with API keys: tenant and admin roles', () => {

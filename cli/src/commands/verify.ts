@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import { checkReceipt, type Job, type TrustedKey } from '../../../client/src/index.ts';
 import { flagBool, flagString } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
-import { write, type Command, type Context } from '../command.ts';
+import { FORMAT_FLAG, write, type Command, type Context } from '../command.ts';
+import { parseFormat } from '../output.ts';
 
 export const verifyCommand: Command = {
   name: 'verify',
@@ -19,14 +20,14 @@ export const verifyCommand: Command = {
   flags: [
     { name: 'key', type: 'string', value: 'file', help: 'A public key (PEM) to verify with, instead of the server\'s' },
     { name: 'file', type: 'boolean', help: 'The arguments are files of job documents (JSON), not job ids' },
-    { name: 'format', type: 'string', value: 'string', help: 'json: print each verified payload' },
+    FORMAT_FLAG,
   ],
   async run(ctx, args) {
     if (args.positionals.length === 0) throw new UsageError('"sbx verify" requires at least 1 argument.\nUsage: sbx verify [OPTIONS] JOB|FILE [JOB|FILE...]', 'verify');
     const fromFiles = flagBool(args, 'file');
     const jobs: Job[] = fromFiles ? args.positionals.flatMap(readJobs) : await Promise.all(args.positionals.map((id) => ctx.client().get(id)));
     const keys = await trustedKeys(ctx, flagString(args, 'key'));
-    const json = flagString(args, 'format') === 'json';
+    const json = parseFormat(flagString(args, 'format')) === 'json'; // json: each result with its payload
     let failed = 0;
     for (const job of jobs) {
       const check = checkReceipt(job, keys);

@@ -4,11 +4,15 @@
  * to our stdout/stderr. With a tty on both ends our terminal goes to raw mode (so Ctrl-C, Ctrl-Z,
  * Ctrl-D are bytes for the job's terminal, which turns them into signals for its foreground
  * process) and is restored on every way out: normal end, error, SIGTERM/SIGHUP, process exit.
- * Window changes (SIGWINCH) are forwarded as resizes.
+ * Window changes (SIGWINCH) are forwarded as resizes. The detach keys (ctrl-p,ctrl-q by default)
+ * typed on a raw terminal detach us and leave the job running.
  */
 import { attachJob, type Job } from '../../client/src/index.ts';
 import { CliError } from './cli-error.ts';
 import { write, type Context } from './command.ts';
+import { flagString, type Parsed } from './args.ts';
+import { UsageError } from './cli-error.ts';
+import { DEFAULT_DETACH_KEYS, DetachWatch, parseDetachKeys } from './detach-keys.ts';
 import { endNote, exitCodeOf } from './exit-code.ts';
 
 export interface InteractiveOptions {
@@ -18,6 +22,8 @@ export interface InteractiveOptions {
   tty: boolean;
   /** Replay output from the job's start (run), or only from now (attach). */
   logs: boolean;
+  /** The detach sequence (detach-keys.ts), watched for on a raw terminal; null = none. */
+  detachKeys?: Buffer | null;
 }
 
 type TtyIn = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(on: boolean): unknown; pause(): unknown; resume(): unknown };
@@ -51,11 +57,19 @@ export async function interactive(ctx: Context, jobId: string, o: InteractiveOpt
     onWinch();
   }
   let pumping = true;
+  // Detach keys on a raw terminal only, as Docker: typed there, not bytes of piped input.
+  const watch = raw && o.detachKeys ? new DetachWatch(o.detachKeys) : null;
+  let detach: () => void = () => {};
+  const detached = new Promise<'detached'>((resolve) => { detach = () => resolve('detached'); });
   const pump = o.stdin ? (async () => {
     try {
       for await (const chunk of stdin) {
         if (!pumping) break;
-        await att.write(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string));
+        let data = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);
+        const seen = watch?.feed(data);
+        if (seen) data = seen.pass;
+        if (data.length) await att.write(data);
+        if (seen?.detached) return detach();
       }
       if (pumping) att.eof();
     } catch {
@@ -63,9 +77,15 @@ export async function interactive(ctx: Context, jobId: string, o: InteractiveOpt
     }
   })() : Promise.resolve();
   try {
-    const job: Job | null = await att.ended;
+    const ended = await Promise.race([att.ended, detached]);
     pumping = false;
     await pending;
+    if (ended === 'detached') {
+      restore();
+      await write(ctx.stderr, `\r\nsbx: detached from job ${jobId}, which runs on; \`sbx attach ${jobId}\` reattaches\n`);
+      return 0;
+    }
+    const job: Job | null = ended;
     if (!job) throw new CliError(`the connection to job ${jobId} closed before it ended; \`sbx attach ${jobId}\` reattaches`, 125);
     const note = endNote(job);
     restore();
@@ -99,4 +119,13 @@ function rawMode(stdin: TtyIn): () => void {
   };
   process.on('exit', restore);
   return restore;
+}
+
+/** `--detach-keys` of `command` (Docker's format), or the default; a bad value is a UsageError. */
+export function detachKeysFlag(args: Parsed, command: string): Buffer | null {
+  try {
+    return parseDetachKeys(flagString(args, 'detach-keys') ?? DEFAULT_DETACH_KEYS);
+  } catch (e) {
+    throw new UsageError(`invalid argument for "--detach-keys" flag: ${(e as Error).message}`, command);
+  }
 }

@@ -158,6 +158,29 @@ describe('sbx run -it / -i / attach', () => {
     assert.equal(r.restored, true, 'the terminal is back in cooked mode with echo');
   });
 
+  test('run -it: ctrl-p ctrl-q detaches sbx (exit 0, terminal restored) and the job runs on; a ctrl-p not followed by ctrl-q reaches the job', async () => {
+    const raw = execFileSync('python3', [PTY, process.execPath, SBX, image, 'detach'], { env: env(), timeout: 120_000 }).toString();
+    const r = JSON.parse(raw.trim().split('\n').pop()!) as { steps: Record<string, string>; exit?: number; restored?: boolean; screen_at_exit?: string };
+    assert.match(r.steps.passed ?? '', /\^Pa\r+\n/, `cat -v saw ctrl-p and a: ${raw}`);
+    assert.equal(r.exit, 0, raw);
+    assert.equal(r.restored, true, 'the terminal is back in cooked mode with echo');
+    const id = /detached from job (j_[0-9A-Z]{26}), which runs on; `sbx attach \1` reattaches/.exec(r.screen_at_exit ?? '')?.[1];
+    assert.ok(id, `the detach message names the job: ${JSON.stringify(r.screen_at_exit)}`);
+    assert.equal((await api.get(id)).status, 'running', 'the job runs on after the client detached');
+    const att = await attachJob(id, { baseUrl: stack.apiUrl, apiKey: KEY, onOutput: () => {} });
+    await att.write('exit 5\r');
+    assert.equal((await att.ended)?.exitCode, 5, 'reattached, it takes input and ends');
+
+    const bad = await new Promise<{ code: number | null; err: string }>((res) => {
+      const p = spawn(process.execPath, [SBX, 'run', '-it', '--detach-keys', 'ctrl-1', image, 'true'], { env: env() });
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      p.on('close', (code) => res({ code, err }));
+    });
+    assert.equal(bad.code, 125);
+    assert.match(bad.err, /invalid argument for "--detach-keys" flag: invalid detach key "ctrl-1"/);
+  });
+
   test('run -i IMAGE wc -c < 256 MiB file: streamed with bounded memory', async () => {
     const file = join(tmp, 'big');
     await new Promise<void>((res, rej) => {

@@ -1,13 +1,15 @@
 """Drive `sbx run -it IMAGE sh` on a real pseudo-terminal (interactive.test.ts).
 
-argv: node, sbx.js, image. SBX_HOST / SBX_API_KEY come from the environment. Types into busybox sh
-as a user would, and prints one JSON object: what each step saw, the exit code, and the terminal's
-modes after sbx exited (raw mode must be undone). Line ends may read \r\r\n: Node's raw mode keeps
-ONLCR on our side of the terminal, on top of the job terminal's own CR LF.
+argv: node, sbx.js, image[, mode]. SBX_HOST / SBX_API_KEY come from the environment. Types into
+busybox sh as a user would, and prints one JSON object: what each step saw, the exit code, and the
+terminal's modes after sbx exited (raw mode must be undone). Line ends may read \r\r\n: Node's raw
+mode keeps ONLCR on our side of the terminal, on top of the job terminal's own CR LF.
+Mode `detach`: a ctrl-p not followed by ctrl-q reaches the job, then ctrl-p ctrl-q detaches sbx.
 """
 import fcntl, json, os, pty, re, select, signal, struct, sys, termios, time
 
 node, sbx, image = sys.argv[1:4]
+mode = sys.argv[4] if len(sys.argv) > 4 else "session"
 out = {"steps": {}}
 
 
@@ -50,6 +52,47 @@ def read_until(pattern, timeout=20.0):
 def typed(text):
     os.write(master, text.encode())
 
+
+def wait_exit():
+    deadline = time.time() + 20
+    screen = b""
+    while time.time() < deadline:
+        if not select.select([master], [], [], 1)[0]:
+            continue
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    _, status = os.waitpid(pid, 0)
+    out["exit"] = os.waitstatus_to_exitcode(status)
+    out["screen_at_exit"] = (buf + screen).decode("utf8", "replace")
+    attrs = termios.tcgetattr(master)
+    out["restored"] = (attrs[3] & (termios.ICANON | termios.ECHO)) == (termios.ICANON | termios.ECHO)
+
+
+if mode == "detach":
+    try:
+        read_until(rb"\$ ")
+        typed("cat -v\r")
+        read_until(rb"cat -v\r+\n")
+        typed("\x10")  # ctrl-p: held back, the start of the detach keys
+        time.sleep(0.3)
+        typed("a\r")  # not ctrl-q: ctrl-p and a both reach the job
+        out["steps"]["passed"] = read_until(rb"\^Pa\r+\n")
+        typed("\x03")
+        read_until(rb"\$ ")
+        typed("\x10\x11")  # ctrl-p ctrl-q: detach
+        wait_exit()
+    finally:
+        print(json.dumps(out))
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    sys.exit(0)
 
 try:
     read_until(rb"\$ ")

@@ -226,15 +226,15 @@ describe('a job from submit to exit', () => {
   });
 
   test('limits.outputIdleTimeoutMs ends a job that goes silent (timeout, output_idle_timeout); a job that keeps writing runs on', async () => {
-    const quiet = await run(['sh', '-c', 'echo started; sleep 30; echo never'], { limits: { outputIdleTimeoutMs: 1000 } });
+    const quiet = await run(['sh', '-c', 'echo started; sleep 30; echo never'], { limits: { outputIdleTimeoutMs: 1500 } });
     assert.equal(quiet.body.status, 'timeout', JSON.stringify(quiet.body));
-    assert.deepEqual(quiet.body.error, { code: 'output_idle_timeout', message: 'the job wrote no output for limits.outputIdleTimeoutMs (1000 ms)' });
+    assert.deepEqual(quiet.body.error, { code: 'output_idle_timeout', message: 'the job wrote no output for limits.outputIdleTimeoutMs (1500 ms)' });
     assert.equal(quiet.body.output!.stdout, 'started\n');
     assert.ok(quiet.body.usage!.wallMs < 25_000, `killed after ${quiet.body.usage!.wallMs} ms of wall time, not at the end of its sleep`);
-    assert.equal(quiet.body.limits.outputIdleTimeoutMs, 1000);
+    assert.equal(quiet.body.limits.outputIdleTimeoutMs, 1500);
 
-    // Output on either stream counts: 12 writes 200 ms apart outlive a 1 s silence limit.
-    const chatty = await run(['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo $i >&2; sleep 0.2; done'], { limits: { outputIdleTimeoutMs: 1000 } });
+    // Output on either stream counts: 12 writes 150 ms apart (1.8 s in all) outlive a 1.5 s silence limit.
+    const chatty = await run(['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo $i >&2; sleep 0.15; done'], { limits: { outputIdleTimeoutMs: 1500 } });
     assert.equal(chatty.body.status, 'succeeded', JSON.stringify(chatty.body));
     assert.equal(chatty.body.output!.stderr, '1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n');
   });

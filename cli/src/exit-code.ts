@@ -38,15 +38,31 @@ export function exitCodeOf(job: Job, opts: { interrupted?: boolean } = {}): numb
   }
 }
 
-/** What to print on stderr for a job that did not end by its own exit, or null. */
-export function endNote(job: Job): string | null {
+/** What to print on stderr after a job's output: how it ended when not by its own exit, and what of its output was left out. */
+export function endNotes(job: Job): string[] {
+  const notes: string[] = [];
+  const ending = endingNote(job);
+  if (ending) notes.push(ending);
+  const dropped = job.outputDroppedBytes;
+  if (dropped && (dropped.stdout > 0 || dropped.stderr > 0)) {
+    const where = job.limits.outputTailBytes ? `between its first ${job.limits.outputBytes - job.limits.outputTailBytes} and last ${job.limits.outputTailBytes} bytes` : `after its first ${job.limits.outputBytes} bytes`;
+    notes.push(`job ${job.id}'s output was cut at limits.outputBytes: ${dropped.stdout} bytes of stdout and ${dropped.stderr} of stderr left out, ${where}`);
+  } else if (job.outputTruncated) {
+    notes.push(`job ${job.id}'s output was cut (its tenant's storage budget for the hour, or limits.outputBytes)`);
+  }
+  return notes;
+}
+
+/** How a job ended when not by its own exit, or null. */
+function endingNote(job: Job): string | null {
   switch (job.status) {
     case 'error':
       return `${job.error?.code ?? 'error'}: ${job.error?.message ?? 'the job could not run'}`;
     case 'oom':
       return `job ${job.id} was killed: out of memory (limit ${job.limits.memoryBytes} bytes)`;
     case 'timeout':
-      return `job ${job.id} was killed: timeout after ${job.limits.timeoutMs} ms`;
+      // error: an idle limit (idle_timeout, output_idle_timeout); none: limits.timeoutMs or cpuTimeMs
+      return job.error ? `job ${job.id} was killed: ${job.error.message}` : `job ${job.id} was killed: timeout after ${job.limits.timeoutMs} ms`;
     default:
       return null;
   }

@@ -13,7 +13,7 @@ import { write, type Context } from './command.ts';
 import { flagString, type Parsed } from './args.ts';
 import { UsageError } from './cli-error.ts';
 import { DEFAULT_DETACH_KEYS, DetachWatch, parseDetachKeys } from './detach-keys.ts';
-import { endNote, exitCodeOf } from './exit-code.ts';
+import { endNotes, exitCodeOf } from './exit-code.ts';
 
 export interface InteractiveOptions {
   /** Stream our stdin to the job (its stdin is open). */
@@ -87,9 +87,8 @@ export async function interactive(ctx: Context, jobId: string, o: InteractiveOpt
     }
     const job: Job | null = ended;
     if (!job) throw new CliError(`the connection to job ${jobId} closed before it ended; \`sbx attach ${jobId}\` reattaches`, 125);
-    const note = endNote(job);
     restore();
-    if (note) await write(ctx.stderr, `sbx: ${note}\n`);
+    for (const note of endNotes(job)) await write(ctx.stderr, `sbx: ${note}\n`);
     return exitCodeOf(job);
   } finally {
     restore();

@@ -233,6 +233,23 @@ describe('the job commands', () => {
     oneLine(notAKey.stderr);
   });
 
+  test('run --output-bytes/--output-tail keep the start and the end and say what was left out; --output-idle-timeout ends a silent job with its reason', async () => {
+    const full = `${Array.from({ length: 1000 }, (_, i) => i + 1).join('\n')}\n`;
+    const cut = await sbx(['run', '--output-bytes', '100', '--output-tail', '20', image, 'seq', '1', '1000']);
+    assert.equal(cut.code, 0, cut.stderr);
+    assert.equal(cut.stdout, full.slice(0, 80) + full.slice(-20));
+    assert.match(cut.stderr, new RegExp(`^sbx: job j_[0-9A-Z]{26}'s output was cut at limits\\.outputBytes: ${full.length - 100} bytes of stdout and 0 of stderr left out, between its first 80 and last 20 bytes\\n$`));
+
+    const silent = await sbx(['run', '--output-idle-timeout', '1.5s', image, 'sh', '-c', 'echo started; sleep 30']);
+    assert.equal(silent.code, 137);
+    assert.equal(silent.stdout, 'started\n');
+    assert.match(silent.stderr, /^sbx: job j_[0-9A-Z]{26} was killed: the job wrote no output for limits\.outputIdleTimeoutMs \(1500 ms\)\n$/);
+
+    const bad = await sbx(['run', '--output-tail', 'lots', image, 'true']);
+    assert.equal(bad.code, 125);
+    assert.match(bad.stderr, /invalid argument "lots" for "--output-tail" flag/);
+  });
+
   test('logs -f follows a running job to its end, and replays a finished one', async () => {
     const d = await sbx(['run', '-d', image, 'sh', '-c', 'echo a; echo a-err >&2; sleep 30; echo never']);
     const id = d.stdout.trim();

@@ -9,7 +9,7 @@ import { flagBool, flagList, flagString, type Parsed } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
 import { write, type Command, type Context } from '../command.ts';
 import { credentialsFor } from '../docker-config.ts';
-import { endNote, exitCodeOf } from '../exit-code.ts';
+import { endNotes, exitCodeOf } from '../exit-code.ts';
 import { detachKeysFlag, interactive } from '../interactive.ts';
 import { parseCpus, parseDuration, parseMemory } from '../units.ts';
 
@@ -31,6 +31,9 @@ export const run: Command = {
     { name: 'cpus', type: 'string', value: 'decimal', help: 'Number of CPUs' },
     { name: 'pids-limit', type: 'string', value: 'int', help: 'Limit the number of processes' },
     { name: 'timeout', type: 'string', value: 'duration', help: 'Kill the job after this long (like 30s)' },
+    { name: 'output-bytes', type: 'string', value: 'bytes', help: 'Keep at most this much of each output stream (like 4m)' },
+    { name: 'output-tail', type: 'string', value: 'bytes', help: 'Of --output-bytes, keep this much from the end of a longer output (like 64k)' },
+    { name: 'output-idle-timeout', type: 'string', value: 'duration', help: 'Kill the job once it has written nothing for this long (like 1m)' },
     { name: 'label', short: 'l', type: 'list', value: 'list', help: 'Set labels on the job (k=v)' },
     { name: 'interactive', short: 'i', type: 'boolean', help: 'Keep STDIN open and stream it to the job' },
     { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
@@ -89,6 +92,12 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
     return Number(s);
   });
   const timeoutMs = value('timeout', parseDuration);
+  const outputBytes = value('output-bytes', parseMemory);
+  const outputTailBytes = value('output-tail', parseMemory);
+  const outputIdleTimeoutMs = value('output-idle-timeout', parseDuration);
+  if (outputBytes !== undefined) limits.outputBytes = outputBytes;
+  if (outputTailBytes !== undefined) limits.outputTailBytes = outputTailBytes;
+  if (outputIdleTimeoutMs !== undefined) limits.outputIdleTimeoutMs = outputIdleTimeoutMs;
   if (memoryBytes !== undefined) limits.memoryBytes = memoryBytes;
   if (cpus !== undefined) limits.cpus = cpus;
   if (pids !== undefined) limits.pids = pids;
@@ -169,8 +178,7 @@ async function attach(ctx: Context, client: SbxClient, request: JobRequest): Pro
       if (e.type === 'stdout') await write(ctx.stdout, e.data);
       else if (e.type === 'stderr') await write(ctx.stderr, e.data);
       else if (e.type === 'exit') {
-        const note = endNote(e.job);
-        if (note) await write(ctx.stderr, `sbx: ${note}\n`);
+        for (const note of endNotes(e.job)) await write(ctx.stderr, `sbx: ${note}\n`);
         return exitCodeOf(e.job, { interrupted });
       }
     }

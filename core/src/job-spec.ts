@@ -190,6 +190,9 @@ export const Timings = z.object({
   queueMs: z.number().nullable(),
   pullMs: z.number().nullable(),
   startMs: z.number().nullable(),
+  /** From startedAt to the job's first byte of output (absent: it wrote none, or it has not ended). */
+  firstOutputMs: z.number().optional()
+    .describe('Milliseconds from startedAt to the first byte the job wrote to stdout or stderr (or its terminal); absent when it wrote nothing. Set when the job ends.'),
 });
 export type Timings = z.infer<typeof Timings>;
 

@@ -239,6 +239,14 @@ describe('a job from submit to exit', () => {
     assert.equal(chatty.body.output!.stderr, '1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n');
   });
 
+  test('timings.firstOutputMs: from the start to the first byte of output; absent when there was none', async () => {
+    const late = await run(['sh', '-c', 'sleep 0.3; echo x']);
+    const first = late.body.timings.firstOutputMs;
+    assert.ok(first !== undefined && first >= 250 && first <= late.body.usage!.wallMs + 5, `firstOutputMs ${first}, wallMs ${late.body.usage!.wallMs}`);
+    const quiet = await run(['true']);
+    assert.equal(quiet.body.timings.firstOutputMs, undefined);
+  });
+
   test('an unknown command ends error/command_not_found', async () => {
     const res = await run(['/no/such/binary']);
     assert.equal(res.body.status, 'error');

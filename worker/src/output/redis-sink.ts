@@ -98,7 +98,11 @@ export class RedisOutputSink {
     return { stdout: of('stdout'), stderr: of('stderr') };
   }
 
+  /** Date.now() at the first byte written to either stream; null until then. */
+  firstOutputAt: number | null = null;
+
   write(name: StreamName, buf: Buffer): void {
+    if (this.firstOutputAt === null && buf.length > 0) this.firstOutputAt = Date.now();
     this.written[name] += buf.length;
     this.hashes?.[name].update(buf);
     if (this.budgetUsedUp) {

@@ -2,9 +2,11 @@
  * A job's events as Server-Sent Events, read from its Redis Stream: every event's `id:` is its
  * stream id, so `Last-Event-ID` / `?lastEventId=` resumes exactly after it; a finished job replays
  * its record and the stream closes after `exit`. While the job is queued, a `queue` event (data
- * {position}, 1 = next; no `id:`, it is not in the stream) is sent at once and whenever the position
- * changes, and {position: null} once when it leaves the queue; a job queued again after its worker
- * was lost (status queued, attempts n) is queued again here too, under its attempt's queue entry.
+ * {position, etaMs}, 1 = next; etaMs the estimated wait from how fast the position has moved, null
+ * until it has (queue-eta.ts); no `id:`, it is not in the stream) is sent at once and whenever the
+ * position changes, and {position: null, etaMs: null} once when it leaves the queue; a job queued
+ * again after its worker was lost (status queued, attempts n) is queued again here too, under its
+ * attempt's queue entry.
  * Served by GET /v1/jobs/{id}/events and by POST /v1/jobs?stream=true (submit and follow at once).
  */
 import type { Context } from 'hono';
@@ -17,6 +19,7 @@ import { eventsPerPage } from '../../core/src/job-store.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
 import { checkWorkerAlive } from './job-access.ts';
 import type { Doorbell } from './job-events-hub.ts';
+import { QueueEta } from './queue-eta.ts';
 
 const KEEPALIVE_MS = 15_000;
 const LIVENESS_CHECK_MS = 5_000;
@@ -52,10 +55,12 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
         let attempt = attemptOf(doc); // its queue entry: requeueEntryId(id, attempt)
         let position: number | null = null;
         let lastQueueCheck = 0;
+        const eta = new QueueEta();
         const sendPosition = async (next: number | null) => {
           if (next === position) return;
           position = next;
-          await stream.writeSSE({ event: 'queue', data: JSON.stringify({ position }) });
+          const etaMs = position === null ? null : eta.estimate(position);
+          await stream.writeSSE({ event: 'queue', data: JSON.stringify({ position, etaMs }) });
           lastWrite = Date.now();
         };
         while (!abort.signal.aborted) {

@@ -105,7 +105,10 @@ export async function* rawJobEvents(http: Transport, id: string, opts: EventsOpt
 function toJobEvent(event: string, id: string | null, data: string): JobEvent {
   const parsed = parseJson(data);
   if (id === null) {
-    if (event === 'queue') return { type: 'queue', id: null, position: (parsed as { position: number | null }).position };
+    if (event === 'queue') {
+      const q = parsed as { position: number | null; etaMs?: number | null };
+      return { type: 'queue', id: null, position: q.position, etaMs: q.etaMs ?? null };
+    }
     return { type: 'unknown', id, event, data: parsed };
   }
   switch (event) {

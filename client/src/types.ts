@@ -55,10 +55,11 @@ export type JobEvent =
   | { type: 'stdout' | 'stderr'; id: string; data: string }
   | { type: 'exit'; id: string; job: Job }
   /**
-   * The job's place in the queue (1 = next), null once it left the queue. Not part of the job's
-   * record (no id): sent live when it changes, again after a reconnection.
+   * The job's place in the queue (1 = next), null once it left the queue, and its estimated wait
+   * (from how fast the place has moved since the stream began; null until it has). Not part of the
+   * job's record (no id): sent live when it changes, again after a reconnection.
    */
-  | { type: 'queue'; id: null; position: number | null }
+  | { type: 'queue'; id: null; position: number | null; etaMs: number | null }
   /** An event this client does not know (a newer API): its name, its id if it has one, its parsed data. */
   | { type: 'unknown'; id: string | null; event: string; data: unknown };
 

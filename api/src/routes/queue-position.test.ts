@@ -44,13 +44,19 @@ test('queued jobs have positions 1, 2, 3; cancelling the first moves the others 
     }
   };
   const first = await nextQueueEvent();
-  assert.deepEqual(JSON.parse(first.data), { position: 3 });
+  assert.deepEqual(JSON.parse(first.data), { position: 3, etaMs: null }, 'no estimate before the position has moved');
+  const firstAt = Date.now();
 
+  await new Promise((r) => setTimeout(r, 300));
   await cancel(a);
   assert.deepEqual([await position(a), await position(b), await position(c)], [null, 1, 2]);
-  assert.deepEqual(JSON.parse((await nextQueueEvent()).data), { position: 2 });
+  const second = JSON.parse((await nextQueueEvent()).data) as { position: number; etaMs: number };
+  // One place in about 0.3 s: two more, about 0.6 s (bounded by the time this test itself waited).
+  const elapsed = Date.now() - firstAt;
+  assert.equal(second.position, 2);
+  assert.ok(second.etaMs >= 2 * 250 && second.etaMs <= 2 * elapsed + 50, `etaMs ${second.etaMs} after one place in at most ${elapsed} ms`);
   await cancel(b);
-  assert.deepEqual(JSON.parse((await nextQueueEvent()).data), { position: 1 });
+  assert.equal(JSON.parse((await nextQueueEvent()).data).position, 1);
   await cancel(c);
   const rest: string[] = [];
   for (;;) {
@@ -101,7 +107,7 @@ test('a job queued again after its worker was lost: its real position in GET and
   assert.equal((await settleLostJob(t.deps.store, recovery, taken))?.outcome, 'requeued');
   assert.deepEqual([await position(a), await position(b)], [1, 2], 'GET: the requeued job is first, the other second');
   const queueEvent = await until((e) => e.event === 'queue');
-  assert.deepEqual(JSON.parse(queueEvent.data), { position: 1 }, 'SSE: the requeued job\'s queue event has its position');
+  assert.deepEqual(JSON.parse(queueEvent.data), { position: 1, etaMs: null }, 'SSE: the requeued job\'s queue event has its position');
 
   await cancel(a);
   assert.equal(await position(b), 1, 'the cancelled requeued job left the queue: the other moves up');

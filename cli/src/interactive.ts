@@ -8,10 +8,9 @@
  * typed on a raw terminal detach us and leave the job running.
  */
 import { attachJob, type Job } from '../../client/src/index.ts';
-import { CliError } from './cli-error.ts';
-import { write, type Context } from './command.ts';
 import { flagString, type Parsed } from './args.ts';
-import { UsageError } from './cli-error.ts';
+import { CliError, UsageError } from './cli-error.ts';
+import { write, type Context } from './command.ts';
 import { DEFAULT_DETACH_KEYS, DetachWatch, parseDetachKeys } from './detach-keys.ts';
 import { endNotes, exitCodeOf } from './exit-code.ts';
 

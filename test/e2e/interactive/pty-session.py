@@ -73,28 +73,21 @@ def wait_exit():
     out["restored"] = (attrs[3] & (termios.ICANON | termios.ECHO)) == (termios.ICANON | termios.ECHO)
 
 
-if mode == "detach":
-    try:
-        read_until(rb"\$ ")
-        typed("cat -v\r")
-        read_until(rb"cat -v\r+\n")
-        typed("\x10")  # ctrl-p: held back, the start of the detach keys
-        time.sleep(0.3)
-        typed("a\r")  # not ctrl-q: ctrl-p and a both reach the job
-        out["steps"]["passed"] = read_until(rb"\^Pa\r+\n")
-        typed("\x03")
-        read_until(rb"\$ ")
-        typed("\x10\x11")  # ctrl-p ctrl-q: detach
-        wait_exit()
-    finally:
-        print(json.dumps(out))
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    sys.exit(0)
+def detach():
+    read_until(rb"\$ ")
+    typed("cat -v\r")
+    read_until(rb"cat -v\r+\n")
+    typed("\x10")  # ctrl-p: held back, the start of the detach keys
+    time.sleep(0.3)
+    typed("a\r")  # not ctrl-q: ctrl-p and a both reach the job
+    out["steps"]["passed"] = read_until(rb"\^Pa\r+\n")
+    typed("\x03")
+    read_until(rb"\$ ")
+    typed("\x10\x11")  # ctrl-p ctrl-q: detach
+    wait_exit()
 
-try:
+
+def session():
     read_until(rb"\$ ")
     attrs = termios.tcgetattr(master)
     out["raw_while_running"] = (attrs[3] & (termios.ICANON | termios.ECHO)) == 0
@@ -114,20 +107,11 @@ try:
     typed("echo status=$?\r")
     out["steps"]["interrupted"] = read_until(rb"status=\d+\r+\n")
     typed("exit 3\r")
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if not select.select([master], [], [], 1)[0]:
-            continue
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-    _, status = os.waitpid(pid, 0)
-    out["exit"] = os.waitstatus_to_exitcode(status)
-    attrs = termios.tcgetattr(master)
-    out["restored"] = (attrs[3] & (termios.ICANON | termios.ECHO)) == (termios.ICANON | termios.ECHO)
+    wait_exit()
+
+
+try:
+    detach() if mode == "detach" else session()
 finally:
     print(json.dumps(out))
     try:

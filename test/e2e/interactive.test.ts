@@ -181,6 +181,20 @@ describe('sbx run -it / -i / attach', () => {
     assert.match(bad.err, /invalid argument for "--detach-keys" flag: invalid detach key "ctrl-1"/);
   });
 
+  test('run on a terminal: while the job waits for a slot, one line says its place in the queue, erased when it runs', async () => {
+    const admin = new SbxClient({ baseUrl: stack.apiUrl, apiKey: ADMIN });
+    const slots = (await admin.workers()).reduce((n, w) => n + w.slots.total, 0);
+    await admin.close();
+    const blockers = await Promise.all(Array.from({ length: slots }, () => api.submit({ image, command: ['sleep', '4'] })));
+    await waitUntil(async () => (await Promise.all(blockers.map((b) => api.get(b.id)))).every((d) => d.status === 'running'), 30_000, 'every slot taken');
+    const raw = execFileSync('python3', [PTY, process.execPath, SBX, image, 'queued'], { env: env(), timeout: 120_000 }).toString();
+    const r = JSON.parse(raw.trim().split('\n').pop()!) as { steps: Record<string, string>; exit?: number };
+    assert.match(r.steps.queued ?? '', /\r\x1b\[Ksbx: queued, position 1$/, raw);
+    assert.match(r.steps.ran ?? '', /\r\x1b\[Kran-after-queue\r+\n$/, `the line is erased before the job's output: ${raw}`);
+    assert.equal(r.exit, 0);
+    await Promise.all(blockers.map((b) => api.wait(b.id)));
+  });
+
   test('run -i IMAGE wc -c < 256 MiB file: streamed with bounded memory', async () => {
     const file = join(tmp, 'big');
     await new Promise<void>((res, rej) => {

@@ -174,10 +174,14 @@ async function attach(ctx: Context, client: SbxClient, request: JobRequest): Pro
     const job = await client.follow(request);
     jobId = job.id;
     if (interrupted) cancel();
+    const waiting = queueLine(ctx.stderr);
     for await (const e of job.events) {
-      if (e.type === 'stdout') await write(ctx.stdout, e.data);
-      else if (e.type === 'stderr') await write(ctx.stderr, e.data);
-      else if (e.type === 'exit') {
+      if (e.type === 'queue') await waiting.show(e.position, e.etaMs);
+      else if (e.type === 'stdout' || e.type === 'stderr') {
+        await waiting.clear();
+        await write(e.type === 'stdout' ? ctx.stdout : ctx.stderr, e.data);
+      } else if (e.type === 'exit') {
+        await waiting.clear();
         for (const note of endNotes(e.job)) await write(ctx.stderr, `sbx: ${note}\n`);
         return exitCodeOf(e.job, { interrupted });
       }
@@ -187,4 +191,28 @@ async function attach(ctx: Context, client: SbxClient, request: JobRequest): Pro
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/**
+ * While the job waits in the queue, one line on a terminal's stderr says where it is
+ * (`sbx: queued, position 3, about 2 s`), rewritten as it moves and erased when it leaves the
+ * queue; nothing when stderr is not a terminal (a script's stderr stays as the job's).
+ */
+function queueLine(stderr: NodeJS.WritableStream & { isTTY?: boolean }) {
+  let shown = false;
+  const clear = async () => {
+    if (!shown) return;
+    shown = false;
+    await write(stderr, '\r\x1b[K');
+  };
+  return {
+    clear,
+    async show(position: number | null, etaMs: number | null): Promise<void> {
+      if (!stderr.isTTY) return;
+      if (position === null) return clear();
+      shown = true;
+      const eta = etaMs === null ? '' : `, about ${Math.max(1, Math.round(etaMs / 1000))} s`;
+      await write(stderr, `\r\x1b[Ksbx: queued, position ${position}${eta}`);
+    },
+  };
 }

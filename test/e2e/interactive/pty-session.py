@@ -5,6 +5,8 @@ busybox sh as a user would, and prints one JSON object: what each step saw, the 
 terminal's modes after sbx exited (raw mode must be undone). Line ends may read \r\r\n: Node's raw
 mode keeps ONLCR on our side of the terminal, on top of the job terminal's own CR LF.
 Mode `detach`: a ctrl-p not followed by ctrl-q reaches the job, then ctrl-p ctrl-q detaches sbx.
+Mode `queued`: `sbx run IMAGE echo ran-after-queue` (not -it) while every slot is taken: its queue
+line on the terminal, then the job's output.
 """
 import fcntl, json, os, pty, re, select, signal, struct, sys, termios, time
 
@@ -19,6 +21,8 @@ def set_size(fd, rows, cols):
 
 pid, master = pty.fork()
 if pid == 0:
+    if mode == "queued":
+        os.execv(node, [node, sbx, "run", image, "echo", "ran-after-queue"])
     os.execv(node, [node, sbx, "run", "-it", "-e", "PS1=$ ", image, "sh"])
 
 set_size(master, 33, 101)
@@ -87,6 +91,12 @@ def detach():
     wait_exit()
 
 
+def queued():
+    out["steps"]["queued"] = read_until(rb"sbx: queued, position 1")
+    out["steps"]["ran"] = read_until(rb"ran-after-queue\r+\n", timeout=60.0)
+    wait_exit()
+
+
 def session():
     read_until(rb"\$ ")
     attrs = termios.tcgetattr(master)
@@ -111,7 +121,7 @@ def session():
 
 
 try:
-    detach() if mode == "detach" else session()
+    {"detach": detach, "queued": queued}.get(mode, session)()
 finally:
     print(json.dumps(out))
     try:

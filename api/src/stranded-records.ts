@@ -40,11 +40,6 @@ export class StrandedRecords {
     this.schedule();
   }
 
-  /** How many wait to be taken back. */
-  get size(): number {
-    return this.held.size;
-  }
-
   private schedule(): void {
     if (this.timer || this.retrying) return;
     this.timer = setTimeout(() => void this.retry(), this.retryMs);

@@ -50,6 +50,9 @@ export class RedisOutputSink {
   /** Redis refused an append: the job is no longer running here. */
   private refused = false;
   truncated = false;
+  /** Date.now() at the first and at the latest byte written to either stream; null until then. */
+  firstOutputAt: number | null = null;
+  lastOutputAt: number | null = null;
   /** The tenant's storage budget for the hour was used up: the rest is dropped. */
   budgetUsedUp = false;
   /** What was left of the tenant's budget at the last charge (none known yet: 0, so the first batch waits for its charge). */
@@ -98,11 +101,11 @@ export class RedisOutputSink {
     return { stdout: of('stdout'), stderr: of('stderr') };
   }
 
-  /** Date.now() at the first byte written to either stream; null until then. */
-  firstOutputAt: number | null = null;
-
   write(name: StreamName, buf: Buffer): void {
-    if (this.firstOutputAt === null && buf.length > 0) this.firstOutputAt = Date.now();
+    if (buf.length > 0) {
+      this.lastOutputAt = Date.now();
+      this.firstOutputAt ??= this.lastOutputAt;
+    }
     this.written[name] += buf.length;
     this.hashes?.[name].update(buf);
     if (this.budgetUsedUp) {
@@ -111,11 +114,7 @@ export class RedisOutputSink {
     }
     const room = this.headBytes - this.seen[name];
     const kept = room <= 0 ? null : buf.length > room ? buf.subarray(0, room) : buf;
-    if (kept) {
-      this.seen[name] += kept.length;
-      const text = this.decoders[name].write(kept);
-      if (text) this.push(name, text);
-    }
+    if (kept) this.keep(name, kept);
     const rest = kept ? buf.subarray(kept.length) : buf;
     if (rest.length === 0) return;
     if (this.headBytes === this.capBytes) this.truncated = true;
@@ -131,7 +130,11 @@ export class RedisOutputSink {
       this.truncated = true;
       this.decoders[name] = new StringDecoder('utf8'); // a character cut at the start's end is left out with the gap
     }
-    const bytes = contiguous ? tail : fromCharStart(tail);
+    this.keep(name, contiguous ? tail : fromCharStart(tail));
+  }
+
+  /** `bytes` of `name` kept: counted, decoded, on their way to Redis. */
+  private keep(name: StreamName, bytes: Buffer): void {
     this.seen[name] += bytes.length;
     const text = this.decoders[name].write(bytes);
     if (text) this.push(name, text);

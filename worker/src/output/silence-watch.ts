@@ -1,11 +1,9 @@
 /**
  * limits.outputIdleTimeoutMs: a job that writes nothing to stdout, stderr or its terminal for that
- * long is killed, and ends `timeout` with error.code output_idle_timeout (OUTPUT_IDLE_END). The
- * time of the last output is noted on each chunk; one timer, re-armed only when it fires early,
- * checks it (no timer work per chunk of a chatty job).
+ * long is killed, and ends `timeout` with error.code output_idle_timeout (outputIdleEnd). The output
+ * sink notes the time of each chunk (RedisOutputSink.lastOutputAt); one timer, re-armed only when it
+ * fires early, checks it (no timer work per chunk of a chatty job).
  */
-import type { Readable } from 'node:stream';
-
 export const outputIdleEnd = (ms: number) => ({
   status: 'timeout' as const,
   error: { code: 'output_idle_timeout', message: `the job wrote no output for limits.outputIdleTimeoutMs (${ms} ms)` },
@@ -17,17 +15,14 @@ export interface SilenceWatch {
   stop(): void;
 }
 
-export function watchSilence(streams: readonly Readable[], ms: number | undefined, kill: () => void): SilenceWatch | null {
+/** `lastOutputAt`: the output sink's time of the job's latest byte (null: none yet, counted from now). */
+export function watchSilence(lastOutputAt: () => number | null, ms: number | undefined, kill: () => void): SilenceWatch | null {
   if (!ms) return null;
-  let last = performance.now();
+  const since = Date.now();
   let silencedOut = false;
   let timer: NodeJS.Timeout | undefined;
-  const noteOutput = (): void => {
-    last = performance.now();
-  };
-  for (const s of streams) s.on('data', noteOutput);
   const check = (): void => {
-    const quietFor = performance.now() - last;
+    const quietFor = Date.now() - (lastOutputAt() ?? since);
     if (quietFor >= ms) {
       silencedOut = true;
       kill();
@@ -40,7 +35,6 @@ export function watchSilence(streams: readonly Readable[], ms: number | undefine
     get silencedOut() { return silencedOut; },
     stop() {
       clearTimeout(timer);
-      for (const s of streams) s.off('data', noteOutput);
     },
   };
 }

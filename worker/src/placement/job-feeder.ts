@@ -3,7 +3,8 @@
  * when it can hold it (capacity.ts), from two queues: the shared one and its own (jobs the API placed
  * here at submission, or other hosts handed to it: core/src/placement/host-queues.ts). Each fetched
  * job is decided on (choose-host.ts): run here, hand on to a better host once, or fail when no live
- * host could ever run it. The queue entry is completed
+ * host could ever run it. An entry of its own queue put back for want of room gets the next free slot
+ * before the shared queue does (it was placed here to start here). The queue entry is completed
  * as soon as that is decided (the job record, not BullMQ, tracks the job from then on); an entry
  * whose worker died before deciding is put back by BullMQ's stalled check (maxStalledCount 1).
  */
@@ -67,6 +68,15 @@ export class JobFeeder {
   private paused = false;
   private started = false;
   private unpause: Array<() => void> = [];
+  /**
+   * An entry of this host's own queue was put back for want of room: the next free slot goes to it,
+   * not to the shared queue. Without this the shared queue's consumer, which always has an entry and
+   * waits for room first, took every freed slot, and a job placed here waited until the hand-off
+   * sweep sent it back to the shared queue (SBX_PLACEMENT_MAX_WAIT_MS), behind a backlog it should
+   * have overtaken.
+   */
+  private ownBacklog = false;
+  private ownTurn: { done: Promise<void>; end: () => void } | null = null;
   private readonly handoffs: Counter<'reason'>;
   private readonly returns: Counter;
 
@@ -133,6 +143,7 @@ export class JobFeeder {
   async close(): Promise<void> {
     this.stopping.abort();
     this.resume();
+    this.endOwnBacklog();
     if (this.sweeper) clearInterval(this.sweeper);
     await Promise.all(this.consumers.map((c) => c.close(true).catch(() => {})));
     await Promise.all(this.loops);
@@ -153,21 +164,31 @@ export class JobFeeder {
         await capacity.nextChange(stop);
         continue;
       }
+      const own = consumer.name !== QUEUE_NAME;
+      if (!own && this.ownBacklog) {
+        await Promise.race([this.awaitOwnTurn(), capacity.nextChange(stop)]);
+        continue;
+      }
       const token = `${this.o.workerId}:${this.tokens++}`;
       let job: Job<PlacedJob> | undefined;
       try {
-        job = await consumer.getNextJob(token, { block: true });
+        // With a backlog known, its entry is there: no blocking wait (which ends only at a new entry).
+        job = await consumer.getNextJob(token, { block: !(own && this.ownBacklog) });
       } catch (err) {
         if (stop.aborted) break;
         logger.warn({ err: (err as Error).message, queue: consumer.name }, 'taking a job from the queue failed');
         await delay(1000, stop);
         continue;
       }
-      if (!job) continue;
+      if (!job) {
+        if (own) this.endOwnBacklog();
+        continue;
+      }
       if (!capacity.canFetch()) {
         // This fetch was waiting since before the host filled up (the other queue's consumer took a
         // job meanwhile): the job goes back where it was, for a host with room (or this one later).
         await job.moveToWait(token).catch((err: Error) => logger.warn({ err: err.message, jobId: job.data.id }, 'putting back a job taken without room failed; BullMQ takes it again after its lock expires'));
+        if (own) this.ownBacklog = true;
         continue;
       }
       const decided = capacity.startDeciding();
@@ -179,6 +200,22 @@ export class JobFeeder {
         });
       this.running.add(handled);
     }
+  }
+
+  /** Resolves once this host's own queue has no entry put back (endOwnBacklog), or the feeder stops. */
+  private awaitOwnTurn(): Promise<void> {
+    if (!this.ownTurn) {
+      let end!: () => void;
+      const done = new Promise<void>((resolve) => (end = resolve));
+      this.ownTurn = { done, end };
+    }
+    return this.ownTurn.done;
+  }
+
+  private endOwnBacklog(): void {
+    this.ownBacklog = false;
+    this.ownTurn?.end();
+    this.ownTurn = null;
   }
 
   private async handle(job: Job<PlacedJob>, token: string, decided: () => void): Promise<void> {

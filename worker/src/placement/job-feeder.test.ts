@@ -1,0 +1,77 @@
+/**
+ * The job feeder against a real redis-server and real BullMQ queues, with a runner that holds each
+ * job's slot until the test lets it go: which queue's job a freed slot goes to.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Queue } from 'bullmq';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import type { JobStore } from '../../../core/src/job-store.ts';
+import { HostQueues } from '../../../core/src/placement/host-queues.ts';
+import { QUEUE_NAME, RedisKeys } from '../../../core/src/redis-keys.ts';
+import { useRedis } from '../../../test/harness/use-redis.ts';
+import { waitUntil } from '../../../test/harness/redis.ts';
+import type { JobRunner } from '../job-runner.ts';
+import { HostCapacity, ObservedSlotPool } from './capacity.ts';
+import { JobFeeder } from './job-feeder.ts';
+
+const MiB = 1024 * 1024;
+const IMAGE = 'registry.test/busybox:1';
+const redis = useRedis();
+
+/** A runner that takes a slot as the real one does (by priority) and keeps it until release(id). */
+function heldRunner(capacity: HostCapacity) {
+  const started: string[] = [];
+  const releases = new Map<string, () => void>();
+  const runner: Pick<JobRunner, 'run'> = {
+    async run(id, priority, _placement, claimed) {
+      capacity.imageReady(IMAGE);
+      const slot = await capacity.slots.take(undefined, priority);
+      started.push(id);
+      claimed?.();
+      await new Promise<void>((done) => releases.set(id, done));
+      capacity.slots.give(slot);
+    },
+  };
+  return { runner, started, release: (id: string) => releases.get(id)!() };
+}
+
+test("a job placed on this host's own queue while every slot is busy takes the next free slot, ahead of the shared queue's", async (t) => {
+  const keys = new RedisKeys('feedertest');
+  const capacity = new HostCapacity(new ObservedSlotPool(1), 1024 * MiB, 1);
+  const { runner, started, release } = heldRunner(capacity);
+  const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: keys.queuePrefix() });
+  const hostQueues = new HostQueues(redis.client, redis.client, keys, 600_000); // no sweep sends it back during the test
+  const feeder = new JobFeeder({
+    workerId: 'host-a', connection: redis.client, redis: redis.client, keys,
+    store: { get: async () => null } as unknown as JobStore,
+    images: { list: async () => [], holds: async () => true },
+    runner, capacity, cacheAware: false, maxWaitMs: 600_000, liveMs: 60_000,
+    logger: pino({ level: 'silent' }), registry: new Registry(),
+  });
+  try {
+    // A backlog on the shared queue (a busy tenant's jobs, priority 50) and the one slot taken by its first.
+    for (let i = 1; i <= 6; i++) await shared.add('run', { id: `a${i}`, image: IMAGE, memoryBytes: MiB }, { jobId: `a${i}`, priority: 50 });
+    await feeder.start();
+    await waitUntil(async () => started.length === 1, 5_000);
+    assert.deepEqual(started, ['a1']);
+    // The API placed another tenant's job here at submission (its view said a slot was free).
+    await hostQueues.handOff('host-a', { id: 'b', image: IMAGE, memoryBytes: MiB, hops: 0, placed: 'submit', reason: 'image' }, 1);
+    await new Promise((r) => setTimeout(r, 200)); // the feeder sees it; no room for it yet
+    assert.deepEqual(started, ['a1']);
+    // Each slot freed: B must start at the next, or the one after (one shared fetch may be in flight
+    // when the slot frees). Before the fix the shared queue's consumer took every freed slot.
+    for (let n = 1; n <= 4 && !started.includes('b'); n++) {
+      release(started.at(-1)!);
+      await waitUntil(async () => started.length === n + 1, 5_000);
+    }
+    const at = started.indexOf('b');
+    t.diagnostic(`started in order ${started.join(', ')}`);
+    assert.ok(at >= 1 && at <= 2, `started in order ${started.join(', ')}: the placed job waited behind the shared queue`);
+  } finally {
+    for (const id of started) release(id);
+    await feeder.close();
+    await Promise.all([hostQueues.close(), shared.close()]);
+  }
+});

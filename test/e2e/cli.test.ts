@@ -227,6 +227,18 @@ describe('the job commands', () => {
     const otherKey = join(home, 'other.pub');
     writeFileSync(otherKey, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
     assert.equal((await sbx(['verify', '--file', '--key', otherKey, file])).code, 1, 'another key does not verify it');
+    // One id or file that cannot be read is an error on its own line; the others are still checked.
+    const unknownId = 'j_00000000000000000000000000';
+    const mixed = await sbx(['verify', unknownId, id]);
+    assert.equal(mixed.code, 1);
+    assert.match(mixed.stdout, new RegExp(`^${id}\tverified `));
+    assert.match(mixed.stderr, new RegExp(`^sbx: ${unknownId}: no job ${unknownId}\n$`));
+    oneLine(mixed.stderr);
+    const missing = join(home, 'missing.json');
+    const mixedFiles = await sbx(['verify', '--file', '--key', receiptPublicKeyFile, missing, file]);
+    assert.equal(mixedFiles.code, 1);
+    assert.match(mixedFiles.stdout, new RegExp(`^${id}\tverified `));
+    assert.match(mixedFiles.stderr, new RegExp(`^sbx: ${missing}: cannot read it as JSON`));
     const notAKey = await sbx(['verify', '--key', file, id]);
     assert.equal(notAKey.code, 1);
     assert.match(notAKey.stderr, /not a readable public key in PEM/);

@@ -2,25 +2,12 @@
 import { SbxConflictError, type Job } from '../../../client/src/index.ts';
 import { UsageError } from '../cli-error.ts';
 import { write, type Command, type Context } from '../command.ts';
+import { eachJob } from '../each-job.ts';
 import { exitCodeOf } from '../exit-code.ts';
 
 function ids(name: string, positionals: string[]): string[] {
   if (positionals.length === 0) throw new UsageError(`"sbx ${name}" requires at least 1 argument.\nUsage: sbx ${name} JOB [JOB...]`, name);
   return positionals;
-}
-
-/** Runs `fn` for each id; an error for one is reported on its line and the next goes on (Docker does so). */
-async function each(ctx: Context, list: string[], fn: (id: string) => Promise<void>): Promise<number> {
-  let failed = 0;
-  for (const id of list) {
-    try {
-      await fn(id);
-    } catch (e) {
-      failed++;
-      await write(ctx.stderr, `sbx: ${id}: ${(e as Error).message}\n`);
-    }
-  }
-  return failed ? 1 : 0;
 }
 
 export const inspect: Command = {
@@ -34,7 +21,7 @@ export const inspect: Command = {
   async run(ctx, args) {
     const docs: Job[] = [];
     const client = ctx.client();
-    const code = await each(ctx, ids('inspect', args.positionals), async (id) => {
+    const code = await eachJob(ctx, ids('inspect', args.positionals), async (id) => {
       docs.push(await client.get(id, { output: args.flags.get('output') === true }));
     });
     await write(ctx.stdout, `${JSON.stringify(docs, null, 4)}\n`);
@@ -49,7 +36,7 @@ export const kill: Command = {
   flags: [],
   async run(ctx, args) {
     const client = ctx.client();
-    return each(ctx, ids('kill', args.positionals), async (id) => {
+    return eachJob(ctx, ids('kill', args.positionals), async (id) => {
       try {
         await client.cancel(id);
       } catch (e) {
@@ -68,7 +55,7 @@ export const wait: Command = {
   flags: [],
   async run(ctx, args) {
     const client = ctx.client();
-    return each(ctx, ids('wait', args.positionals), async (id) => {
+    return eachJob(ctx, ids('wait', args.positionals), async (id) => {
       await write(ctx.stdout, `${exitCodeOf(await client.wait(id))}\n`);
     });
   },

@@ -3,7 +3,8 @@
  * read from files of job documents (`--file`: what `sbx inspect` or the API printed, one document or
  * an array). The key is the server's (GET /v1/receipt-keys) unless `--key` names a public key held
  * from elsewhere: only then does a verified receipt prove more than "unchanged since the server
- * signed it". One line per job; exit 0 when every receipt verified, else 1.
+ * signed it". One line per job; an id or file that cannot be read is an error on stderr and the
+ * others go on. Exit 0 when every receipt verified, else 1.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -11,6 +12,7 @@ import { checkReceipt, type Job, type TrustedKey } from '../../../client/src/ind
 import { flagBool, flagString } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
 import { FORMAT_FLAG, write, type Command, type Context } from '../command.ts';
+import { eachJob } from '../each-job.ts';
 import { parseFormat } from '../output.ts';
 
 export const verifyCommand: Command = {
@@ -25,22 +27,25 @@ export const verifyCommand: Command = {
   async run(ctx, args) {
     if (args.positionals.length === 0) throw new UsageError('"sbx verify" requires at least 1 argument.\nUsage: sbx verify [OPTIONS] JOB|FILE [JOB|FILE...]', 'verify');
     const fromFiles = flagBool(args, 'file');
-    const jobs: Job[] = fromFiles ? args.positionals.flatMap(readJobs) : await Promise.all(args.positionals.map((id) => ctx.client().get(id)));
     const keys = await trustedKeys(ctx, flagString(args, 'key'));
     const json = parseFormat(flagString(args, 'format')) === 'json'; // json: each result with its payload
-    let failed = 0;
-    for (const job of jobs) {
-      const check = checkReceipt(job, keys);
-      if (!check.ok) failed++;
-      const p = check.ok ? check.payload : null;
-      const line = json
-        ? JSON.stringify(check.ok ? { id: job.id, verified: true, keyId: check.keyId, payload: p } : { id: job.id, verified: false, reason: check.reason })
-        : check.ok
-          ? `${job.id}\tverified (key ${check.keyId})\t${p!.status}${p!.exitCode === null ? '' : ` exit ${p!.exitCode}`}\t${p!.image}@${p!.imageDigest}\tstdout ${p!.stdout.bytes} B sha256:${p!.stdout.sha256}`
-          : `${job.id}\tNOT verified\t${check.reason}`;
-      await write(ctx.stdout, `${line}\n`);
-    }
-    return failed ? 1 : 0;
+    let unverified = 0;
+    // An id that cannot be fetched, or a file that cannot be read, is an error on its own line; the others go on.
+    const code = await eachJob(ctx, args.positionals, async (arg) => {
+      const jobs = fromFiles ? readJobs(arg) : [await ctx.client().get(arg)];
+      for (const job of jobs) {
+        const check = checkReceipt(job, keys);
+        if (!check.ok) unverified++;
+        const p = check.ok ? check.payload : null;
+        const line = json
+          ? JSON.stringify(check.ok ? { id: job.id, verified: true, keyId: check.keyId, payload: p } : { id: job.id, verified: false, reason: check.reason })
+          : check.ok
+            ? `${job.id}\tverified (key ${check.keyId})\t${p!.status}${p!.exitCode === null ? '' : ` exit ${p!.exitCode}`}\t${p!.image}@${p!.imageDigest}\tstdout ${p!.stdout.bytes} B sha256:${p!.stdout.sha256}`
+            : `${job.id}\tNOT verified\t${check.reason}`;
+        await write(ctx.stdout, `${line}\n`);
+      }
+    });
+    return unverified ? 1 : code;
   },
 };
 
@@ -66,9 +71,9 @@ function readJobs(path: string): Job[] {
   try {
     v = JSON.parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new CliError(`cannot read ${path} as JSON: ${(e as Error).message}`);
+    throw new CliError(`cannot read it as JSON: ${(e as Error).message}`);
   }
   const list = Array.isArray(v) ? v : [v];
-  if (!list.every((j) => typeof j === 'object' && j !== null && typeof (j as Job).id === 'string')) throw new CliError(`${path}: expected a job document or an array of them (as sbx inspect prints)`);
+  if (!list.every((j) => typeof j === 'object' && j !== null && typeof (j as Job).id === 'string')) throw new CliError(`expected a job document or an array of them (as sbx inspect prints)`);
   return list as Job[];
 }

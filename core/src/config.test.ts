@@ -315,3 +315,32 @@ test('SBX_RECEIPT_KEY_FILE: an Ed25519 private key in PEM; a missing file, anoth
   assert.match(problems(file('junk.pem', 'not a key')), /is not a private key in PEM \(openssl genpkey -algorithm ed25519\)/);
   assert.match(problems('relative.pem'), /must be an absolute path/);
 });
+
+test('SBX_RECEIPT_PUBLIC_KEYS_FILE: Ed25519 public keys in PEM, one after another; a private key, no key or another kind is refused', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'sbx-config-receipt-pub-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = (name: string, text: string) => {
+    writeFileSync(join(dir, name), text);
+    return join(dir, name);
+  };
+  const pub = () => generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  const two = file('two.pem', `# retired 2026-11\n${pub()}\n# current\n${pub()}`);
+  assert.equal(loadConfig({ SBX_RECEIPT_PUBLIC_KEYS_FILE: two }).env.SBX_RECEIPT_PUBLIC_KEYS_FILE?.length, 2);
+  const problems = (value: string): string => {
+    try {
+      loadConfig({ SBX_RECEIPT_PUBLIC_KEYS_FILE: value });
+    } catch (e) {
+      assert.ok(e instanceof ConfigError);
+      return e.problems.join('\n');
+    }
+    return assert.fail('accepted');
+  };
+  const priv = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  assert.match(problems(file('with-private.pem', pub() + priv)), /SBX_RECEIPT_PUBLIC_KEYS_FILE=".*with-private.pem": holds a private key: the API needs only public keys/);
+  assert.match(problems(file('empty.pem', '')), /holds no public key in PEM/);
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+  assert.match(problems(file('rsa.pem', pub() + rsa)), /key 2 is a rsa key; receipts are signed with Ed25519/);
+  assert.match(problems(file('broken.pem', '-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n')), /key 1 is not a public key in PEM/);
+  assert.match(problems(join(dir, 'missing.pem')), /cannot be read \(ENOENT\)/);
+  assert.match(problems('relative.pem'), /must be an absolute path/);
+});

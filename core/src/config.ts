@@ -3,7 +3,7 @@
  * Every bad value produces one line naming the variable and what to use instead; the process then
  * refuses to start (ConfigError), instead of running with a half-understood setting.
  */
-import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
@@ -145,6 +145,7 @@ export const envSchema = z.object({
   // (`openssl genpkey -algorithm ed25519 -out receipt.pem`). Workers sign each job that ran with it;
   // the API lists its public key at GET /v1/receipt-keys. Unset: no receipts.
   SBX_RECEIPT_KEY_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readReceiptKey(p, ctx)).optional(),
+  SBX_RECEIPT_PUBLIC_KEYS_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readReceiptPublicKeys(p, ctx)).optional(),
   SBX_WEBHOOK_TIMEOUT_MS: int(100, 300_000).default(10_000),
   SBX_WEBHOOK_RETRY_MS: int(0, 7 * 86_400_000).default(3_600_000),
   SBX_WEBHOOK_BACKOFF_MS: int(10, 3_600_000).default(1_000),
@@ -388,6 +389,39 @@ function readReceiptKey(path: string, ctx: z.RefinementCtx): KeyObject {
   }
   if (key.asymmetricKeyType !== 'ed25519') ctx.addIssue({ code: 'custom', message: `is a ${key.asymmetricKeyType} key; receipts are signed with Ed25519 (openssl genpkey -algorithm ed25519)` });
   return key;
+}
+
+/**
+ * The public keys the API lists at GET /v1/receipt-keys (the API signs nothing, so it need not hold
+ * the private key): the current one and those retired, whose receipts still verify. PEM blocks of
+ * SPKI public keys, one after another; a private key in the file is refused.
+ */
+function readReceiptPublicKeys(path: string, ctx: z.RefinementCtx): KeyObject[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: `cannot be read (${(e as { code?: string }).code ?? (e as Error).message})` });
+    return z.NEVER;
+  }
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
+    ctx.addIssue({ code: 'custom', message: 'holds a private key: the API needs only public keys (openssl pkey -in receipt.pem -pubout)' });
+    return z.NEVER;
+  }
+  const blocks = text.match(/-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g) ?? [];
+  if (blocks.length === 0) ctx.addIssue({ code: 'custom', message: 'holds no public key in PEM (openssl pkey -in receipt.pem -pubout)' });
+  const keys: KeyObject[] = [];
+  blocks.forEach((block, i) => {
+    let key: KeyObject;
+    try {
+      key = createPublicKey(block);
+    } catch {
+      return void ctx.addIssue({ code: 'custom', message: `key ${i + 1} is not a public key in PEM` });
+    }
+    if (key.asymmetricKeyType !== 'ed25519') return void ctx.addIssue({ code: 'custom', message: `key ${i + 1} is a ${key.asymmetricKeyType} key; receipts are signed with Ed25519` });
+    keys.push(key);
+  });
+  return keys;
 }
 
 function readApiKeysFile(path: string, ctx: z.RefinementCtx): ApiKey[] {

@@ -197,10 +197,14 @@ function privilegeDrift(service: Obj, described: Map<string, Set<string>>): stri
   return drift;
 }
 
-/** What the API service declares beyond dropping everything (empty = no privilege). */
+/**
+ * What the API service declares beyond dropping everything (empty = no privilege). Its one volume
+ * kind: a directory of this repo's, read-only (the receipts' public keys).
+ */
 function apiPrivileges(api: Obj): string[] {
   const problems: string[] = [];
-  for (const key of ['privileged', 'cap_add', 'user', 'cgroup', 'pid', 'ipc', 'network_mode', 'devices', 'volumes']) if (key in api) problems.push(`api has ${key}`);
+  for (const key of ['privileged', 'cap_add', 'user', 'cgroup', 'pid', 'ipc', 'network_mode', 'devices']) if (key in api) problems.push(`api has ${key}`);
+  for (const v of (api.volumes as unknown[] | undefined) ?? []) if (typeof v !== 'string' || !/^\.\/[\w.-]+:\/etc\/sbx\/[\w./-]+:ro$/.test(v)) problems.push(`api has volume ${JSON.stringify(v)}: only ./dir:/etc/sbx/...:ro`);
   if (JSON.stringify(api.cap_drop) !== '["ALL"]') problems.push('api does not drop every capability');
   if (JSON.stringify(api.security_opt) !== '["no-new-privileges=true"]') problems.push(`api security_opt ${JSON.stringify(api.security_opt)}`);
   if (api.read_only !== true) problems.push('api root is writable');
@@ -233,6 +237,8 @@ describe('privileges: compose, Dockerfiles and k8s say what infra/README.md says
     assert.deepEqual(privilegeDrift(worker(compose.replace(/^ {6}- \/sys\/fs\/cgroup:.*\n/m, '')), described), ['the README has volumes: /sys/fs/cgroup:/sys/fs/cgroup:rw, compose does not']);
     const api = obj(composeServices(compose.replace('    cap_drop: [ALL]\n    security_opt: ["no-new-privileges=true"]', '    cap_add: [NET_ADMIN]\n    security_opt: ["no-new-privileges=true"]')).api, 'api');
     assert.deepEqual(apiPrivileges(api), ['api has cap_add', 'api does not drop every capability']);
+    const writable = obj(composeServices(compose.replace('./receipt-public:/etc/sbx/receipt-public:ro', '/var/run/docker.sock:/var/run/docker.sock')).api, 'api');
+    assert.deepEqual(apiPrivileges(writable), ['api has volume "/var/run/docker.sock:/var/run/docker.sock": only ./dir:/etc/sbx/...:ro']);
     assert.throws(() => parseYaml(compose.replace('  worker:\n', '  worker:\n   oops: [\n')), /not YAML/);
   });
 
@@ -250,10 +256,20 @@ describe('privileges: compose, Dockerfiles and k8s say what infra/README.md says
     const workerPod = podOf('infra/k8s/worker.yaml', 'DaemonSet');
     const workerContainers = workerPod.containers as Obj[];
     assert.deepEqual(workerContainers.map((c) => c.securityContext), [{ privileged: true }]);
-    assert.deepEqual((workerPod.volumes as Obj[]).map((v) => obj(v.hostPath, 'hostPath').path), ['/var/lib/sbx', '/sys/fs/cgroup']);
-    for (const key of ['hostNetwork', 'hostPID', 'hostIPC']) assert.ok(!(key in workerPod), `worker pod has ${key}`);
+    const hostPaths = (pod: Obj) => (pod.volumes as Obj[] | undefined ?? []).filter((v) => 'hostPath' in v).map((v) => obj(v.hostPath, 'hostPath').path);
+    assert.deepEqual(hostPaths(workerPod), ['/var/lib/sbx', '/sys/fs/cgroup']);
+    // Every other volume of either pod is a Secret or ConfigMap (the receipt keys), mounted read-only.
     const apiPod = podOf('infra/k8s/api.yaml', 'Deployment');
-    assert.ok(!('volumes' in apiPod) && !('hostNetwork' in apiPod));
+    for (const pod of [workerPod, apiPod]) {
+      for (const v of (pod.volumes as Obj[] | undefined) ?? []) if (!('hostPath' in v)) assert.ok('secret' in v || 'configMap' in v, `volume ${JSON.stringify(v)}`);
+      for (const m of (pod.containers as Obj[]).flatMap((c) => (c.volumeMounts as Obj[] | undefined) ?? [])) {
+        const v = (pod.volumes as Obj[]).find((x) => x.name === m.name)!;
+        if (!('hostPath' in v)) assert.equal(m.readOnly, true, `mount ${JSON.stringify(m)} is writable`);
+      }
+    }
+    for (const key of ['hostNetwork', 'hostPID', 'hostIPC']) assert.ok(!(key in workerPod), `worker pod has ${key}`);
+    assert.deepEqual(hostPaths(apiPod), []);
+    assert.ok(!('hostNetwork' in apiPod));
     assert.deepEqual((apiPod.containers as Obj[]).map((c) => c.securityContext), [
       { runAsNonRoot: true, runAsUser: 1000, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } },
     ]);

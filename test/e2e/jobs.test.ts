@@ -3,7 +3,7 @@
  * output over SSE. Each test asserts what a user of the API sees.
  */
 import assert from 'node:assert/strict';
-import { createHash, createPublicKey, generateKeyPairSync, verify } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { hostname, release, tmpdir } from 'node:os';
@@ -11,15 +11,24 @@ import { join } from 'node:path';
 import { useStack } from '../harness/use-stack.ts';
 import { parseServerSentEvents } from '../../client/src/sse.ts';
 import type { JobDocument } from '../../core/src/job-spec.ts';
+import { receiptKeyId } from '../../core/src/receipts/job-receipt.ts';
+import { checkReceipt, type ReceiptKey } from '../../client/src/receipt.ts';
 
-// This stack signs receipts (SBX_RECEIPT_KEY_FILE): every job here that runs gets one.
+// This stack signs receipts: every job here that runs gets one. The worker holds the private key
+// (SBX_RECEIPT_KEY_FILE); the API only public keys (SBX_RECEIPT_PUBLIC_KEYS_FILE): a retired one
+// and the current one.
 const keyDir = mkdtempSync(join(tmpdir(), 'sbx-receipt-key-'));
 const receiptKeyFile = join(keyDir, 'receipt.pem');
-writeFileSync(receiptKeyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+const current = generateKeyPairSync('ed25519');
+const retired = generateKeyPairSync('ed25519');
+const pem = (k: ReturnType<typeof generateKeyPairSync>['publicKey']) => k.export({ type: 'spki', format: 'pem' }).toString();
+writeFileSync(receiptKeyFile, current.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+const publicKeysFile = join(keyDir, 'receipt-public.pem');
+writeFileSync(publicKeysFile, `# retired\n${pem(retired.publicKey)}# current\n${pem(current.publicKey)}`);
 after(() => rmSync(keyDir, { recursive: true, force: true }));
 
 let image: string;
-const e2e = useStack({ env: { SBX_RECEIPT_KEY_FILE: receiptKeyFile } }, { then: ({ stack }) => void (image = stack.images.busybox) });
+const e2e = useStack({ env: { SBX_RECEIPT_PUBLIC_KEYS_FILE: publicKeysFile }, workerEnv: { SBX_RECEIPT_KEY_FILE: receiptKeyFile } }, { then: ({ stack }) => void (image = stack.images.busybox) });
 
 const run = (command: string[], extra: Record<string, unknown> = {}) => e2e.api.submit({ image, command, ...extra }, { wait: true });
 
@@ -309,15 +318,16 @@ describe('invalid requests', () => {
   });
 });
 
-describe('signed receipts (SBX_RECEIPT_KEY_FILE)', () => {
+describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBLIC_KEYS_FILE on the API)', () => {
   const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
   async function publicKey() {
     const res = await e2e.api.request<{ items: Array<{ keyId: string; algorithm: string; publicKeyPem: string }> }>('GET', '/v1/receipt-keys');
     assert.equal(res.status, 200);
-    assert.equal(res.body.items.length, 1);
-    const [k] = res.body.items;
-    assert.equal(k!.algorithm, 'ed25519');
-    return { keyId: k!.keyId, key: createPublicKey(k!.publicKeyPem) };
+    // The API holds no private key: it lists the public keys it was given, the retired one too.
+    assert.deepEqual(res.body.items.map((k) => [k.algorithm, createPublicKey(k.publicKeyPem).equals(retired.publicKey)]), [['ed25519', true], ['ed25519', false]]);
+    const k = res.body.items[1]!;
+    assert.ok(createPublicKey(k.publicKeyPem).equals(current.publicKey));
+    return { keyId: k.keyId, key: createPublicKey(k.publicKeyPem) };
   }
   const verified = (doc: JobDocument, key: ReturnType<typeof createPublicKey>, payload = doc.receipt!.payload) =>
     verify(null, Buffer.from(payload), key, Buffer.from(doc.receipt!.signature, 'base64'));
@@ -345,6 +355,15 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE)', () => {
     // Changed after signing, it no longer verifies; nor does it with another key.
     assert.equal(verified(doc, key, doc.receipt.payload.replace('"exitCode":3', '"exitCode":0')), false, 'a changed exit code fails');
     assert.equal(verified(doc, createPublicKey(generateKeyPairSync('ed25519').privateKey)), false, 'another key fails');
+
+    // A receipt signed before the key was rotated verifies with the listed keys (the retired one).
+    const listed = (await e2e.api.request<{ items: ReceiptKey[] }>('GET', '/v1/receipt-keys')).body.items;
+    assert.deepEqual(checkReceipt(doc, listed), { ok: true, keyId, payload: p });
+    const before = { ...doc, receipt: { ...doc.receipt, keyId: receiptKeyId(retired.publicKey), signature: sign(null, Buffer.from(doc.receipt.payload), retired.privateKey).toString('base64') } };
+    assert.equal(checkReceipt(before, listed).ok, true, JSON.stringify(checkReceipt(before, listed)));
+    const unknown = generateKeyPairSync('ed25519');
+    const elsewhere = { ...doc, receipt: { ...doc.receipt, keyId: receiptKeyId(unknown.publicKey), signature: sign(null, Buffer.from(doc.receipt.payload), unknown.privateKey).toString('base64') } };
+    assert.match(String((checkReceipt(elsewhere, listed) as { reason?: string }).reason), /not among the keys given/);
   });
 
   test('the digests cover everything the job wrote, also what limits.outputBytes left out', async () => {

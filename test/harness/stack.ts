@@ -43,8 +43,9 @@ export interface Stack {
 /** `adminKey`: an admin API key of `env.SBX_API_KEYS`, for the harness's own look at /v1/workers. */
 /** `egressAllow`: more SBX_EGRESS_ALLOW entries for the workers, beside this stack's own registry. */
 /** `dist`: run the API and the workers from this production build (`npm run build`) with plain node, no tsx. */
+/** `workerEnv`: more env for the workers only (`env` is the API's and the workers'). */
 /** `bindAddress`: an address of this machine (a test bridge's: hosts.ts) where standalone Redis listens too and the registry listens instead of loopback (the images are named after it; it is an insecure registry to the workers). */
-export async function startStack(opts: { env?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean | { replicas: number }; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string } = {}): Promise<Stack> {
+export async function startStack(opts: { env?: Record<string, string>; workerEnv?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean | { replicas: number }; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
   const cluster = opts.redisCluster ? await startRedisCluster() : null;
@@ -93,7 +94,7 @@ export async function startStack(opts: { env?: Record<string, string>; workers?:
     async startWorker(extraEnv = {}) {
       workerCount++;
       const id = `e2e-${runId}/${workerCount}`;
-      const w = spawnSbx(`worker-${workerCount}`, 'worker/src/main.ts', { ...env, SBX_WORKER_ID: id, ...extraEnv }, opts.dist);
+      const w = spawnSbx(`worker-${workerCount}`, 'worker/src/main.ts', { ...env, ...opts.workerEnv, SBX_WORKER_ID: id, ...extraEnv }, opts.dist);
       stack.workers.push(w);
       await waitUntil(async () => {
         if (w.child.exitCode !== null) throw new Error(`worker exited (${w.child.exitCode}):\n${w.log()}`);

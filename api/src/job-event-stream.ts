@@ -29,9 +29,10 @@ const QUEUE_POLL_MS = 500;
 /**
  * Streams the events of the job `doc` (as last read) after `resumeFrom` ('0': all). `bell` must
  * already ring on the job's pings (subscribed before `doc` was read, so none is missed);
- * `unwatch` ends that subscription when the stream ends.
+ * `unwatch` ends that subscription when the stream ends. `follow: false`: only the events there
+ * are now, then the stream ends (for a job still running, without `exit`).
  */
-export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocument, resumeFrom: string, bell: Doorbell, unwatch: () => void): Response | Promise<Response> {
+export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocument, resumeFrom: string, bell: Doorbell, unwatch: () => void, follow = true): Response | Promise<Response> {
   const id = doc.id;
   const channel = deps.keys.jobNotify(id);
   deps.metrics.sseClients.inc();
@@ -83,7 +84,7 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
             }
           }
           if (events.length > 0) continue;
-          if (ended) return;
+          if (ended || !follow) return;
           if (queued && Date.now() - lastQueueCheck >= QUEUE_POLL_MS) {
             lastQueueCheck = Date.now();
             await sendPosition(await deps.queue.position(requeueEntryId(id, attempt)));

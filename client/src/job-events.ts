@@ -15,6 +15,11 @@ import type { Job, JobEvent, JobStatus } from './types.ts';
 export interface EventsOptions {
   /** Start after this event id (a previous event's `id`); default: from the first event. */
   lastEventId?: string;
+  /**
+   * `false`: only the events recorded so far, then the iteration ends (before `exit` while the job
+   * runs), as `docker logs` without `-f`. Default true: to the job's end.
+   */
+  follow?: boolean;
   signal?: AbortSignal;
   /** Reconnections in a row without receiving an event before giving up (default 8). */
   maxReconnects?: number;
@@ -60,6 +65,7 @@ export async function* rawJobEvents(http: Transport, id: string, opts: EventsOpt
         const res = pending?.answer ?? (await http.send({
           method: 'GET',
           path: `/v1/jobs/${encodeURIComponent(id)}/events`,
+          ...(opts.follow === false ? { query: { follow: 'false' } } : {}),
           headers: { accept: 'text/event-stream', ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
           signal: ctl.signal,
         }));
@@ -78,6 +84,7 @@ export async function* rawJobEvents(http: Transport, id: string, opts: EventsOpt
             yield raw;
             if (raw.event === 'exit' && raw.id !== null) return;
           }
+          if (error === null && opts.follow === false) return; // all there was
           error ??= new SbxConnectionError({ code: 'connection_closed', message: 'the event stream ended before the job did', status: 0 });
         }
       } catch (e) {

@@ -275,6 +275,34 @@ describe('the job commands', () => {
     const replay = await sbx(['logs', '-f', id]);
     assert.deepEqual([replay.code, replay.stdout, replay.stderr], [0, 'a\n', 'a-err\n']);
   });
+
+  test('logs -n keeps the last lines of both streams, -t puts each line\'s time before it; without -f a running job\'s output so far', async () => {
+    const d = await sbx(['run', '-d', image, 'sh', '-c', 'for i in 1 2 3 4 5; do echo out$i; done; echo err1 >&2; printf partial; sleep 30']);
+    const id = d.stdout.trim();
+    await waitUntil(async () => (await sbx(['logs', id])).stdout.endsWith('partial'), 20_000, 'the job to write its output');
+    const all = await sbx(['logs', id]);
+    assert.deepEqual([all.code, all.stdout, all.stderr], [0, 'out1\nout2\nout3\nout4\nout5\npartial', 'err1\n']);
+    const last2 = await sbx(['logs', '-n', '2', id]);
+    assert.deepEqual([last2.code, last2.stdout, last2.stderr], [0, 'partial', 'err1\n'], 'the last two lines of the two streams together');
+    const last4 = await sbx(['logs', '--tail', '4', id]);
+    assert.deepEqual([last4.stdout, last4.stderr], ['out4\nout5\npartial', 'err1\n']);
+    const stamped = await sbx(['logs', '-t', '-n', '3', id]);
+    const ts = '\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z';
+    assert.match(stamped.stdout, new RegExp(`^${ts} out5\n${ts} partial$`));
+    assert.match(stamped.stderr, new RegExp(`^${ts} err1\n$`));
+    const when = Date.parse(stamped.stdout.split(' ')[0]!);
+    assert.ok(Math.abs(Date.now() - when) < 60_000, `the time of the line (${stamped.stdout.split(' ')[0]}) is when it was written`);
+    // -f -n 1: the last complete line, then on to the end (the unfinished line once the job ends).
+    const follow = start(['logs', '-f', '-n', '1', id]);
+    await waitUntil(async () => follow.stderr() === 'err1\n', 20_000, 'logs -f -n 1 to print the last line');
+    assert.equal(follow.stdout(), '');
+    await api.cancel(id);
+    const r = await follow.done;
+    assert.deepEqual([r.code, r.stdout, r.stderr], [0, 'partial', 'err1\n']);
+    const bad = await sbx(['logs', '--tail', 'ten', id]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /invalid --tail "ten": a number of lines, or "all"/);
+  });
 });
 
 describe('registry credentials from the Docker config', () => {

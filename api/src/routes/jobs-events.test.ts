@@ -81,3 +81,35 @@ describe('GET /v1/jobs/{id}/events Last-Event-ID', () => {
     }
   });
 });
+
+describe('GET /v1/jobs/{id}/events?follow=false', () => {
+  // Without follow=false this waits for the job to end (no worker here: never); the timeout turns that hang into a failure.
+  test('a job still queued: the events recorded so far, then the stream ends without exit', { timeout: 60_000 }, async () => {
+    const res = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest' }) });
+    const queued = ((await res.json()) as JobDocument).id;
+    try {
+      const answer = await t.app.request(`/v1/jobs/${queued}/events?follow=false`);
+      assert.equal(answer.status, 200);
+      const seen = [];
+      for await (const e of parseServerSentEvents(answer.body!)) seen.push(e);
+      assert.deepEqual(seen.map((e) => [e.event, JSON.parse(e.data).status]), [['status', 'queued']]);
+      assert.match(seen[0]!.id!, /^\d+-\d+$/, 'its id, to follow on from with Last-Event-ID');
+    } finally {
+      await t.app.request(`/v1/jobs/${queued}`, { method: 'DELETE' });
+    }
+  });
+
+  test('a finished job: every event to exit, as without it; a value other than true or false is a 400', async () => {
+    const all = async (query: string) => {
+      const seen = [];
+      for await (const e of parseServerSentEvents((await t.app.request(`/v1/jobs/${jobId}/events${query}`)).body!)) seen.push(e.event);
+      return seen;
+    };
+    const followed = await all('');
+    assert.equal(followed.at(-1), 'exit');
+    assert.deepEqual(await all('?follow=false'), followed);
+    const bad = await t.app.request(`/v1/jobs/${jobId}/events?follow=maybe`);
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: { code: string } }).error.code, 'invalid_request');
+  });
+});

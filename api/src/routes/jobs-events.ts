@@ -26,7 +26,13 @@ export function isResumableEventId(id: string): boolean {
 export const jobsEventsRoute = createRoute({
   method: 'get', path: '/v1/jobs/{id}/events', tags: ['jobs'],
   summary: 'Live output as Server-Sent Events (status, stdout, stderr, exit; while queued also queue {position}, without id); resume with Last-Event-ID',
-  request: { params: JobIdParams, query: z.object({ lastEventId: z.string().optional().openapi({ description: 'Resume after this event id (as the Last-Event-ID header does)' }) }) },
+  request: {
+    params: JobIdParams,
+    query: z.object({
+      lastEventId: z.string().optional().openapi({ description: 'Resume after this event id (as the Last-Event-ID header does)' }),
+      follow: z.enum(['true', 'false']).default('true').openapi({ description: '`false`: only the events recorded so far, then the stream ends (without `exit` while the job runs), as `docker logs` without `-f`' }),
+    }),
+  },
   responses: {
     200: { description: 'text/event-stream', content: { 'text/event-stream': { schema: z.string() } } },
     ...errors,
@@ -63,6 +69,6 @@ export function registerJobsEvents(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     return streamJobEvents(c, deps, job.doc, resumeFrom, bell, () => {
       unwatch();
       release();
-    });
+    }, c.req.valid('query').follow === 'true');
   });
 }

@@ -9,6 +9,7 @@ import type { AppDeps, AppEnv } from './deps.ts';
 import { auth } from './middleware/auth.ts';
 import { openRequests } from './middleware/open-requests.ts';
 import { requestRate } from './middleware/request-rate.ts';
+import { TenantRequestRate } from './tenant-request-rate.ts';
 import { validationError } from './middleware/json-body.ts';
 import { registerOpenApi } from './openapi.ts';
 import { isRedisOutage } from './redis-outage.ts';
@@ -38,7 +39,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     deps.metrics.requestSeconds.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
   });
   app.use('/v1/*', auth(deps.config.env.SBX_API_KEYS, deps.config.quotas));
-  app.use('/v1/*', requestRate()); // 429 past the tenant's `requestsPerSecond` on this process
+  app.use('/v1/*', requestRate(new TenantRequestRate({ redis: deps.redis, keys: deps.keys, logger: deps.logger }))); // 429 past the tenant's `requestsPerSecond`
   app.use('/v1/*', openRequests(deps.requests)); // 429 past the tenant's `requests` open at once
 
   registerHealth(app, deps);

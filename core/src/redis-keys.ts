@@ -12,6 +12,7 @@
  * | <p>:tenant:<t>:idem:<sha256(key)>   | string | job id; 24 h                               |
  * | <p>:{tenant:<t>}:active             | zset   | ids of its queued/running jobs → priority  |
  * | <p>:{tenant:<t>}:rate               | hash   | submission token bucket (tokens, ts)       |
+ * | <p>:{tenant:<t>}:requests           | hash   | request token bucket shared by the API processes (tokens, ts) |
  * | <p>:{tenant:<t>}:images             | zset   | canonical images its jobs used → last ms   |
  * | <p>:{tenant:<t>}:repair             | string | at most one lazy repair of :active a second|
  * | <p>:{tenant:<t>}:stored:<hour>      | string | bytes of job records and output its jobs stored in that hour; 2 h |
@@ -67,6 +68,10 @@ export class RedisKeys {
   }
   tenantRate(tenant: string): string {
     return `${this.prefix}:{tenant:${tenant}}:rate`;
+  }
+  /** The tenant's requests per second, across the API processes (api/src/tenant-request-rate.ts). */
+  tenantRequestRate(tenant: string): string {
+    return `${this.prefix}:{tenant:${tenant}}:requests`;
   }
   tenantImages(tenant: string): string {
     return `${this.prefix}:{tenant:${tenant}}:images`;

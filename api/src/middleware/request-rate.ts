@@ -1,7 +1,8 @@
 /**
- * P53: past its quota's `requestsPerSecond` on this API process a tenant's request is 429
- * rate_limited, with the wait for its next token in Retry-After, before its handler runs: nothing
- * is read from Redis or created (api/src/tenant-request-rate.ts).
+ * P53: past its quota's `requestsPerSecond` (on this API process, or on all of them together as
+ * their last reports to Redis say) a tenant's request is 429 rate_limited, with the wait for its
+ * next token in Retry-After, before its handler runs: nothing is read from Redis or created
+ * (api/src/tenant-request-rate.ts).
  */
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../deps.ts';

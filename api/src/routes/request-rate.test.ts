@@ -72,3 +72,38 @@ test('past its rate a tenant\'s requests are 429 with the wait in Retry-After an
   const again = await get(`/v1/jobs/${id}`, A);
   assert.equal(again.status, 200, 'after Retry-After the tenant\'s requests are answered again');
 });
+
+test('behind a load balancer the rate holds across the API processes together, not on each', async (ctx) => {
+  // A second API process on the same Redis: the tenant's requests alternate between the two.
+  const second = createTestApp(redis, { SBX_API_KEYS: JSON.stringify([{ key: A, tenant: 'team-c', quota: { requestsPerSecond: RATE, requestBurst: BURST } }]) });
+  const first = createTestApp(redis, { SBX_API_KEYS: JSON.stringify([{ key: A, tenant: 'team-c', quota: { requestsPerSecond: RATE, requestBurst: BURST } }]) });
+  try {
+    const SECONDS = 4;
+    const started = performance.now();
+    let answered = 0;
+    let refused = 0;
+    let retryAfter: string | null = null;
+    let message = '';
+    for (let i = 0; performance.now() - started < SECONDS * 1000; i++) {
+      const res = await (i % 2 ? second : first).app.request('/v1/jobs', { headers: { authorization: `Bearer ${A}` } });
+      if (res.status === 200) answered++;
+      else {
+        assert.equal(res.status, 429);
+        refused++;
+        const body = (await res.json()) as { error: { message: string } };
+        if (/across the API servers together/.test(body.error.message)) [message, retryAfter] = [body.error.message, res.headers.get('retry-after')];
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    // Each process alone would answer its burst and its rate: 2 × (10 + 5 × 4) = 60. Together they
+    // may overshoot by what each admits before the first report (a burst each).
+    const most = 2 * BURST + RATE * SECONDS;
+    ctx.diagnostic(`${answered} answered, ${refused} refused in ${SECONDS} s`);
+    assert.ok(answered <= most, `${answered} answered (${refused} refused) in ${SECONDS} s by two API processes; at most ${most} may be`);
+    assert.ok(answered >= BURST + RATE, `only ${answered} answered: the tenant is refused more than its rate`);
+    assert.match(message, /^tenant team-c may make 5 requests per second \(bursts of 10\) across the API servers together, its quota \(requestsPerSecond\); retry in \d s$/);
+    assert.match(retryAfter ?? '', /^[1-3]$/);
+  } finally {
+    await Promise.all([first.close(), second.close()]);
+  }
+});

@@ -7,6 +7,18 @@ import { test } from 'node:test';
 import { ConfigError, DEFAULT_REGISTRY_CERTS_DIR, defaultJobsMemoryBytes, defaultJobsPids, loadConfig, webhookSecretFor } from './config.ts';
 import { runWithoutDacOverride } from '../../test/harness/without-dac-override.ts';
 
+
+/** The problems loadConfig reports for `env` (it must refuse it). */
+function problemsOf(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    return e.problems.join('\n');
+  }
+  return assert.fail('accepted');
+}
+
 test('defaults load from an empty environment', () => {
   const c = loadConfig({});
   assert.equal(c.env.SBX_API_PORT, 8080);
@@ -66,15 +78,7 @@ test('API keys with quotas: JSON inline or in SBX_API_KEYS_FILE, merged; bad ent
   assert.equal(loadConfig({ SBX_API_KEYS: 'eeeeeeeeeeeeeeee1:team-e', SBX_TENANT_REQUESTS_PER_SECOND: '0' }).quotas.get('team-e')?.requestsPerSecond, null);
   assert.equal(loadConfig({ SBX_API_KEYS: 'eeeeeeeeeeeeeeee1:team-e', SBX_TENANT_STORED_BYTES_PER_HOUR: '0' }).quotas.get('team-e')?.storedBytesPerHour, null);
 
-  const problems = (env: Record<string, string>): string => {
-    try {
-      loadConfig(env);
-    } catch (e) {
-      assert.ok(e instanceof ConfigError);
-      return e.problems.join('\n');
-    }
-    return assert.fail('accepted');
-  };
+  const problems = problemsOf;
   const bad = problems({ SBX_API_KEYS: '[{"key":"short","tenant":"Team","role":"root","quota":{"activeJobs":0,"burst":3,"streams":0.5,"requests":0,"requestsPerSecond":0,"requestBurst":0.5,"storedBytesPerHour":100}}]' });
   assert.match(bad, /SBX_API_KEYS=\(hidden\): \[0\]\.key: must be >= 16 chars/);
   assert.match(bad, /\[0\]\.tenant: must be 1-63 of \[a-z0-9_-\]/);
@@ -300,15 +304,7 @@ test('SBX_RECEIPT_KEY_FILE: an Ed25519 private key in PEM; a missing file, anoth
   const ed = file('ed.pem', generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
   assert.equal(loadConfig({ SBX_RECEIPT_KEY_FILE: ed }).env.SBX_RECEIPT_KEY_FILE?.asymmetricKeyType, 'ed25519');
   assert.equal(loadConfig({}).env.SBX_RECEIPT_KEY_FILE, undefined, 'unset: no receipts');
-  const problems = (value: string): string => {
-    try {
-      loadConfig({ SBX_RECEIPT_KEY_FILE: value });
-    } catch (e) {
-      assert.ok(e instanceof ConfigError);
-      return e.problems.join('\n');
-    }
-    return assert.fail('accepted');
-  };
+  const problems = (value: string): string => problemsOf({ SBX_RECEIPT_KEY_FILE: value });
   assert.match(problems(join(dir, 'missing.pem')), /SBX_RECEIPT_KEY_FILE=".*missing.pem": cannot be read \(ENOENT\)/);
   const rsa = file('rsa.pem', generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   assert.match(problems(rsa), /is a rsa key; receipts are signed with Ed25519/);
@@ -326,15 +322,7 @@ test('SBX_RECEIPT_PUBLIC_KEYS_FILE: Ed25519 public keys in PEM, one after anothe
   const pub = () => generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
   const two = file('two.pem', `# retired 2026-11\n${pub()}\n# current\n${pub()}`);
   assert.equal(loadConfig({ SBX_RECEIPT_PUBLIC_KEYS_FILE: two }).env.SBX_RECEIPT_PUBLIC_KEYS_FILE?.length, 2);
-  const problems = (value: string): string => {
-    try {
-      loadConfig({ SBX_RECEIPT_PUBLIC_KEYS_FILE: value });
-    } catch (e) {
-      assert.ok(e instanceof ConfigError);
-      return e.problems.join('\n');
-    }
-    return assert.fail('accepted');
-  };
+  const problems = (value: string): string => problemsOf({ SBX_RECEIPT_PUBLIC_KEYS_FILE: value });
   const priv = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   assert.match(problems(file('with-private.pem', pub() + priv)), /SBX_RECEIPT_PUBLIC_KEYS_FILE=".*with-private.pem": holds a private key: the API needs only public keys/);
   assert.match(problems(file('empty.pem', '')), /holds no public key in PEM/);

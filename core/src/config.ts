@@ -397,13 +397,8 @@ function readReceiptKey(path: string, ctx: z.RefinementCtx): KeyObject {
  * SPKI public keys, one after another; a private key in the file is refused.
  */
 function readReceiptPublicKeys(path: string, ctx: z.RefinementCtx): KeyObject[] {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: `cannot be read (${(e as { code?: string }).code ?? (e as Error).message})` });
-    return z.NEVER;
-  }
+  const text = readConfigFile(path, ctx);
+  if (text === null) return z.NEVER;
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
     ctx.addIssue({ code: 'custom', message: 'holds a private key: the API needs only public keys (openssl pkey -in receipt.pem -pubout)' });
     return z.NEVER;
@@ -424,14 +419,19 @@ function readReceiptPublicKeys(path: string, ctx: z.RefinementCtx): KeyObject[] 
   return keys;
 }
 
-function readApiKeysFile(path: string, ctx: z.RefinementCtx): ApiKey[] {
-  let text: string;
+/** A file a setting names, as text; null (and the setting's problem) when it cannot be read. */
+function readConfigFile(path: string, ctx: z.RefinementCtx): string | null {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (e) {
     ctx.addIssue({ code: 'custom', message: `cannot be read (${(e as { code?: string }).code ?? (e as Error).message})` });
-    return [];
+    return null;
   }
+}
+
+function readApiKeysFile(path: string, ctx: z.RefinementCtx): ApiKey[] {
+  const text = readConfigFile(path, ctx);
+  if (text === null) return [];
   return parseApiKeysJson(text, ctx);
 }
 

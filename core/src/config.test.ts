@@ -7,7 +7,6 @@ import { test } from 'node:test';
 import { ConfigError, DEFAULT_REGISTRY_CERTS_DIR, defaultJobsMemoryBytes, defaultJobsPids, loadConfig, webhookSecretFor } from './config.ts';
 import { runWithoutDacOverride } from '../../test/harness/without-dac-override.ts';
 
-
 /** The problems loadConfig reports for `env` (it must refuse it). */
 function problemsOf(env: Record<string, string>): string {
   try {

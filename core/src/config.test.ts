@@ -323,7 +323,7 @@ test('SBX_RECEIPT_PUBLIC_KEYS_FILE: Ed25519 public keys in PEM, one after anothe
   assert.equal(loadConfig({ SBX_RECEIPT_PUBLIC_KEYS_FILE: two }).env.SBX_RECEIPT_PUBLIC_KEYS_FILE?.length, 2);
   const problems = (value: string): string => problemsOf({ SBX_RECEIPT_PUBLIC_KEYS_FILE: value });
   const priv = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  assert.match(problems(file('with-private.pem', pub() + priv)), /SBX_RECEIPT_PUBLIC_KEYS_FILE=".*with-private.pem": holds a private key: the API needs only public keys/);
+  assert.match(problems(file('with-private.pem', pub() + priv)), /SBX_RECEIPT_PUBLIC_KEYS_FILE=".*with-private.pem": holds a private key: give only public keys/);
   assert.match(problems(file('empty.pem', '')), /holds no public key in PEM/);
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
   assert.match(problems(file('rsa.pem', pub() + rsa)), /key 2 is a rsa key; receipts are signed with Ed25519/);

@@ -3,12 +3,13 @@
  * Every bad value produces one line naming the variable and what to use instead; the process then
  * refuses to start (ConfigError), instead of running with a half-understood setting.
  */
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
 import { EGRESS_ALLOW_SYNTAX, parseEgressAllow } from './egress/egress-allow.ts';
 import { parseSecretsKey } from './secrets/secret-box.ts';
+import { parseReceiptPublicKeys } from './receipts/public-keys.ts';
 import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, defaultMaxOpenFiles, type LimitBound } from './launch-bounds.ts';
 
 const MiB = 1024 * 1024;
@@ -399,24 +400,10 @@ function readReceiptKey(path: string, ctx: z.RefinementCtx): KeyObject {
 function readReceiptPublicKeys(path: string, ctx: z.RefinementCtx): KeyObject[] {
   const text = readConfigFile(path, ctx);
   if (text === null) return z.NEVER;
-  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) {
-    ctx.addIssue({ code: 'custom', message: 'holds a private key: the API needs only public keys (openssl pkey -in receipt.pem -pubout)' });
-    return z.NEVER;
-  }
-  const blocks = text.match(/-----BEGIN PUBLIC KEY-----[\s\S]*?-----END PUBLIC KEY-----/g) ?? [];
-  if (blocks.length === 0) ctx.addIssue({ code: 'custom', message: 'holds no public key in PEM (openssl pkey -in receipt.pem -pubout)' });
-  const keys: KeyObject[] = [];
-  blocks.forEach((block, i) => {
-    let key: KeyObject;
-    try {
-      key = createPublicKey(block);
-    } catch {
-      return void ctx.addIssue({ code: 'custom', message: `key ${i + 1} is not a public key in PEM` });
-    }
-    if (key.asymmetricKeyType !== 'ed25519') return void ctx.addIssue({ code: 'custom', message: `key ${i + 1} is a ${key.asymmetricKeyType} key; receipts are signed with Ed25519` });
-    keys.push(key);
-  });
-  return keys;
+  const parsed = parseReceiptPublicKeys(text);
+  if (parsed.ok) return parsed.keys;
+  for (const message of parsed.problems) ctx.addIssue({ code: 'custom', message });
+  return z.NEVER;
 }
 
 /** A file a setting names, as text; null (and the setting's problem) when it cannot be read. */

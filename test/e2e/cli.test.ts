@@ -227,6 +227,15 @@ describe('the job commands', () => {
     const otherKey = join(home, 'other.pub');
     writeFileSync(otherKey, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
     assert.equal((await sbx(['verify', '--file', '--key', otherKey, file])).code, 1, 'another key does not verify it');
+    // --key with several public keys (a retired one first): the one the receipt names verifies it.
+    const bundle = join(home, 'keys.pem');
+    writeFileSync(bundle, readFileSync(otherKey, 'utf8') + readFileSync(receiptPublicKeyFile, 'utf8'));
+    assert.equal((await sbx(['verify', '--file', '--key', bundle, file])).code, 0, 'the bundle holds the signing key');
+    const withPrivate = join(home, 'with-private.pem');
+    writeFileSync(withPrivate, readFileSync(bundle, 'utf8') + generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const refused = await sbx(['verify', '--key', withPrivate, id]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /--key .*with-private.pem: holds a private key: give only public keys/);
     // One id or file that cannot be read is an error on its own line; the others are still checked.
     const unknownId = 'j_00000000000000000000000000';
     const mixed = await sbx(['verify', unknownId, id]);
@@ -241,7 +250,7 @@ describe('the job commands', () => {
     assert.match(mixedFiles.stderr, new RegExp(`^sbx: ${missing}: cannot read it as JSON`));
     const notAKey = await sbx(['verify', '--key', file, id]);
     assert.equal(notAKey.code, 1);
-    assert.match(notAKey.stderr, /not a readable public key in PEM/);
+    assert.match(notAKey.stderr, /--key .*job.json: holds no public key in PEM/);
     oneLine(notAKey.stderr);
   });
 

@@ -6,9 +6,10 @@
  * signed it". One line per job; an id or file that cannot be read is an error on stderr and the
  * others go on. Exit 0 when every receipt verified, else 1.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { checkReceipt, type Job, type TrustedKey } from '../../../client/src/index.ts';
+import { parseReceiptPublicKeys } from '../../../core/src/receipts/public-keys.ts';
+import { receiptKeyId } from '../../../core/src/receipts/job-receipt.ts';
 import { flagBool, flagString } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
 import { FORMAT_FLAG, write, type Command, type Context } from '../command.ts';
@@ -20,7 +21,7 @@ export const verifyCommand: Command = {
   usage: 'verify [OPTIONS] JOB|FILE [JOB|FILE...]',
   summary: 'Verify the signed receipts of one or more jobs',
   flags: [
-    { name: 'key', type: 'string', value: 'file', help: 'A public key (PEM) to verify with, instead of the server\'s' },
+    { name: 'key', type: 'string', value: 'file', help: 'Public keys (PEM, one or more: the current and retired ones) to verify with, instead of the server\'s' },
     { name: 'file', type: 'boolean', help: 'The arguments are files of job documents (JSON), not job ids' },
     FORMAT_FLAG,
   ],
@@ -56,14 +57,16 @@ async function trustedKeys(ctx: Context, keyFile: string | undefined): Promise<T
     if (keys.length === 0) throw new CliError('the server signs no receipts (no SBX_RECEIPT_KEY_FILE); give --key to check documents signed elsewhere');
     return keys;
   }
-  let key: KeyObject;
+  let text: string;
   try {
-    key = createPublicKey(readFileSync(keyFile));
+    text = readFileSync(keyFile, 'utf8');
   } catch (e) {
-    throw new CliError(`--key ${keyFile}: not a readable public key in PEM (${(e as Error).message})`);
+    throw new CliError(`--key ${keyFile}: cannot be read (${(e as { code?: string }).code ?? (e as Error).message})`);
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new CliError(`--key ${keyFile}: a ${key.asymmetricKeyType} key; receipts are signed with Ed25519`);
-  return [{ key }]; // tried whatever key the receipt names
+  const parsed = parseReceiptPublicKeys(text);
+  if (!parsed.ok) throw new CliError(`--key ${keyFile}: ${parsed.problems.join('; ')}`);
+  // The current key and retired ones: each receipt is checked with the one its keyId names.
+  return parsed.keys.map((key) => ({ keyId: receiptKeyId(key), key }));
 }
 
 function readJobs(path: string): Job[] {

@@ -35,11 +35,11 @@ export function parseCpus(text: string): number {
 }
 
 /** `--since`: a duration before now (`10m`), an RFC 3339 date/time, or Unix seconds; as epoch milliseconds. */
-export function parseSince(text: string, now = Date.now()): number {
+export function parseSince(text: string, now = Date.now(), flag = '--since'): number {
   if (/^\d+(\.\d+)?$/.test(text)) return Math.round(Number(text) * 1000);
   if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(text)) return now - parseDuration(text);
   const at = Date.parse(text);
-  if (Number.isNaN(at)) throw new Error(`invalid --since "${text}": use a duration like 10m, an RFC 3339 time or Unix seconds`);
+  if (Number.isNaN(at)) throw new Error(`invalid ${flag} "${text}": use a duration like 10m, an RFC 3339 time or Unix seconds`);
   return at;
 }
 

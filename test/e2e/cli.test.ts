@@ -312,6 +312,19 @@ describe('the job commands', () => {
     assert.notEqual(bad.code, 0);
     assert.match(bad.stderr, /invalid --tail "ten": a number of lines, or "all"/);
   });
+
+  test('logs --since/--until keep the output written in that window (by the times -t shows)', async () => {
+    const d = await sbx(['run', '-d', image, 'sh', '-c', 'echo early; sleep 1; echo late']);
+    const id = d.stdout.trim();
+    await sbx(['wait', id]);
+    const stamped = (await sbx(['logs', '-t', id])).stdout.trim().split('\n');
+    assert.equal(stamped.length, 2, stamped.join('\n'));
+    const late = stamped[1]!.split(' ')[0]!;
+    assert.deepEqual([(await sbx(['logs', '--until', late, id])).stdout, (await sbx(['logs', '--since', late, id])).stdout], ['early\n', 'late\n']);
+    const bad = await sbx(['logs', '--until', 'yesterday-ish', id]);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /invalid --until "yesterday-ish"/);
+  });
 });
 
 describe('registry credentials from the Docker config', () => {

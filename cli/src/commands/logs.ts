@@ -1,5 +1,5 @@
 /**
- * `sbx logs [-f] [--since T] [-n N] [-t] ID`: the job's stdout to stdout and stderr to stderr, in
+ * `sbx logs [-f] [--since T] [--until T] [-n N] [-t] ID`: the job's stdout to stdout and stderr to stderr, in
  * the order they were written (a replay of its event stream). Without `-f` only what the job has
  * written so far (the stream with `follow=false`); `-f` follows a running job to its end. `-n`
  * keeps the last N lines (of both streams together, as Docker's `--tail`), then follows on from
@@ -19,6 +19,7 @@ export const logs: Command = {
   flags: [
     { name: 'follow', short: 'f', type: 'boolean', help: 'Follow log output until the job ends' },
     { name: 'since', type: 'string', value: 'string', help: 'Show output since a time (RFC 3339 or Unix seconds) or for a relative time (like 42m)' },
+    { name: 'until', type: 'string', value: 'string', help: 'Show output before a time (RFC 3339 or Unix seconds) or a relative time (like 42m)' },
     { name: 'tail', short: 'n', type: 'string', value: 'string', help: 'Number of lines to show from the end of the logs (default "all")' },
     { name: 'timestamps', short: 't', type: 'boolean', help: 'Show timestamps' },
   ],
@@ -26,10 +27,13 @@ export const logs: Command = {
     const [id, ...extra] = args.positionals;
     if (!id || extra.length) throw new UsageError('"sbx logs" requires exactly 1 argument.\nUsage: sbx logs [OPTIONS] JOB', 'logs');
     let since: number | null = null;
+    let until: number | null = null;
     let tail: number | null = null;
     try {
       const sinceText = flagString(args, 'since');
       since = sinceText === undefined ? null : parseSince(sinceText);
+      const untilText = flagString(args, 'until');
+      until = untilText === undefined ? null : parseSince(untilText, Date.now(), '--until');
       tail = parseTail(flagString(args, 'tail'));
     } catch (e) {
       throw new UsageError((e as Error).message, 'logs');
@@ -37,10 +41,14 @@ export const logs: Command = {
     const client = ctx.client();
     const follow = flagBool(args, 'follow');
     const timestamps = flagBool(args, 'timestamps');
-    // Event ids are Redis Stream ids, `<ms>-<seq>`: --since keeps the events from that millisecond on.
-    // (Filtered here, not by resuming after a made-up id: past a finished job's last event there is nothing to end the stream.)
-    const output = (e: JobEvent): e is Extract<JobEvent, { type: 'stdout' | 'stderr' }> =>
-      (e.type === 'stdout' || e.type === 'stderr') && (since === null || e.id === null || Number(e.id.split('-')[0]) >= since);
+    // Event ids are Redis Stream ids, `<ms>-<seq>`: --since keeps the events from that millisecond
+    // on, --until those before it. (Filtered here, not by resuming after a made-up id: past a
+    // finished job's last event there is nothing to end the stream.)
+    const inWindow = (id: string | null) => {
+      const ms = id === null ? null : Number(id.split('-')[0]);
+      return ms === null || ((since === null || ms >= since) && (until === null || ms < until));
+    };
+    const output = (e: JobEvent): e is Extract<JobEvent, { type: 'stdout' | 'stderr' }> => (e.type === 'stdout' || e.type === 'stderr') && inWindow(e.id);
 
     if (tail === null && !timestamps) {
       for await (const e of client.events(id, { follow })) if (output(e)) await write(e.type === 'stdout' ? ctx.stdout : ctx.stderr, e.data);

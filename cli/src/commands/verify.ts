@@ -54,7 +54,7 @@ export const verifyCommand: Command = {
 async function trustedKeys(ctx: Context, keyFile: string | undefined): Promise<TrustedKey[]> {
   if (keyFile === undefined) {
     const keys = await ctx.client().receiptKeys();
-    if (keys.length === 0) throw new CliError('the server signs no receipts (no SBX_RECEIPT_KEY_FILE); give --key to check documents signed elsewhere');
+    if (keys.length === 0) throw new CliError('the server lists no receipt keys (its API has neither SBX_RECEIPT_PUBLIC_KEYS_FILE nor SBX_RECEIPT_KEY_FILE); give --key to check documents signed elsewhere');
     return keys;
   }
   let text: string;

@@ -122,6 +122,31 @@ describe('sbx run', () => {
     assert.deepEqual(job.entrypoint, ['sh']);
   });
 
+  test('--storage-opt size=, --ulimit nofile=, --cpu-time and --idle-timeout set the job\'s limits; other options are usage errors', async () => {
+    const r = await sbx(['run', '--storage-opt', 'size=1m', '--ulimit', 'nofile=64', '--cpu-time', '20s', '-l', 'test=more-limits', image, 'sh', '-c',
+      'ulimit -n; dd if=/dev/zero of=/a bs=1k count=768 2>/dev/null; dd if=/dev/zero of=/b bs=1k count=768 2>&1 | grep -o "No space left on device" | head -n 1']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, '64\nNo space left on device\n', 'nofile 64; the writable layer full at 1 MiB (768 KiB, then 768 more)');
+    const job = await jobWithLabel('more-limits');
+    assert.deepEqual([job.limits.diskBytes, job.limits.openFiles, job.limits.cpuTimeMs], [1024 * 1024, 64, 20_000]);
+    const spin = await sbx(['run', '--cpu-time', '300ms', '--timeout', '30s', image, 'sh', '-c', 'while :; do :; done']);
+    assert.equal(spin.code, 137, `a job past its CPU time ends as a timeout: ${spin.stderr}`);
+    const idle = await sbx(['run', '-d', '--format', 'json', '-i', '--idle-timeout', '5s', image, 'cat']);
+    assert.equal((JSON.parse(idle.stdout) as Job).limits.idleTimeoutMs, 5000);
+    await api.cancel((JSON.parse(idle.stdout) as Job).id);
+    for (const [flags, message] of [
+      [['--storage-opt', 'overlay2.size=1m'], /storage option "overlay2.size" is not supported: only size=<bytes>/],
+      [['--ulimit', 'core=0'], /ulimit "core" is not supported: only nofile=<n>/],
+      [['--ulimit', 'nofile=64:128'], /invalid argument "64:128" for "--ulimit" flag: sbx sets one limit, soft and hard/],
+      [['--storage-opt', 'size=lots'], /invalid argument "lots" for "--storage-opt" flag/],
+      [['--cpu-time', 'forever'], /invalid argument "forever" for "--cpu-time" flag/],
+    ] as const) {
+      const bad = await sbx(['run', ...flags, image, 'true']);
+      assert.equal(bad.code, 125, flags.join(' '));
+      assert.match(bad.stderr, message);
+    }
+  });
+
   test('125 for an image that does not exist, 127 for a command that does not, 137 for a timeout; one-line errors', async () => {
     const missing = await sbx(['run', `${stack.registry.host}/nope/missing:1`, 'true']);
     assert.equal(missing.code, 125);

@@ -34,6 +34,10 @@ export const run: Command = {
     { name: 'output-bytes', type: 'string', value: 'bytes', help: 'Keep at most this much of each output stream (like 4m)' },
     { name: 'output-tail', type: 'string', value: 'bytes', help: 'Of --output-bytes, keep this much from the end of a longer output (like 64k)' },
     { name: 'output-idle-timeout', type: 'string', value: 'duration', help: 'Kill the job once it has written nothing for this long (like 1m)' },
+    { name: 'cpu-time', type: 'string', value: 'duration', help: 'Kill the job once all its processes together have used this much CPU time (like 10s)' },
+    { name: 'storage-opt', type: 'list', value: 'list', help: 'Storage driver options: size=<bytes> (the writable layer, like 64m)' },
+    { name: 'ulimit', type: 'list', value: 'ulimit', help: 'Ulimit options: nofile=<n> (open files of each process)' },
+    { name: 'idle-timeout', type: 'string', value: 'duration', help: 'With -i or -t: end the job once nothing is attached to it or written to its stdin for this long' },
     { name: 'label', short: 'l', type: 'list', value: 'list', help: 'Set labels on the job (k=v)' },
     { name: 'interactive', short: 'i', type: 'boolean', help: 'Keep STDIN open and stream it to the job' },
     { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
@@ -78,12 +82,7 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   const limits: NonNullable<JobRequest['limits']> = {};
   const value = <T>(flag: string, parse: (s: string) => T): T | undefined => {
     const s = flagString(args, flag);
-    if (s === undefined) return undefined;
-    try {
-      return parse(s);
-    } catch (e) {
-      throw new UsageError(`invalid argument "${s}" for "--${flag}" flag: ${(e as Error).message}`, 'run');
-    }
+    return s === undefined ? undefined : valueOf(flag, s, parse);
   };
   const memoryBytes = value('memory', parseMemory);
   const cpus = value('cpus', parseCpus);
@@ -102,6 +101,23 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   if (cpus !== undefined) limits.cpus = cpus;
   if (pids !== undefined) limits.pids = pids;
   if (timeoutMs !== undefined) limits.timeoutMs = timeoutMs;
+  const cpuTimeMs = value('cpu-time', parseDuration);
+  if (cpuTimeMs !== undefined) limits.cpuTimeMs = cpuTimeMs;
+  const idleTimeoutMs = value('idle-timeout', parseDuration);
+  if (idleTimeoutMs !== undefined) limits.idleTimeoutMs = idleTimeoutMs;
+  for (const [key, v] of Object.entries(keyValues(flagList(args, 'storage-opt'), 'storage option'))) {
+    if (key !== 'size') throw new UsageError(`storage option "${key}" is not supported: only size=<bytes> (the job's writable layer)`, 'run');
+    limits.diskBytes = valueOf('storage-opt', v, parseMemory);
+  }
+  for (const [key, v] of Object.entries(keyValues(flagList(args, 'ulimit'), 'ulimit'))) {
+    if (key !== 'nofile') throw new UsageError(`ulimit "${key}" is not supported: only nofile=<n> (--cpu-time bounds the job's CPU time, --pids-limit its processes)`, 'run');
+    limits.openFiles = valueOf('ulimit', v, (text) => {
+      const [soft, hard = soft] = text.split(':');
+      if (!/^\d+$/.test(soft!) || !/^\d+$/.test(hard!)) throw new Error('use nofile=<n> or nofile=<n>:<n>');
+      if (soft !== hard) throw new Error('sbx sets one limit, soft and hard: use nofile=<n>');
+      return Number(soft);
+    });
+  }
   if (Object.keys(limits).length) req.limits = limits;
   if (flagBool(args, 'interactive')) req.openStdin = true; // streamed over the attach socket (interactive.ts)
   if (flagBool(args, 'tty')) {
@@ -144,6 +160,15 @@ function readEnv(ctx: Context, files: string[], pairs: string[]): Record<string,
   }
   for (const p of pairs) add(p, '--env');
   return env;
+}
+
+/** `parse(s)`, or a usage error naming the flag and the value. */
+function valueOf<T>(flag: string, s: string, parse: (s: string) => T): T {
+  try {
+    return parse(s);
+  } catch (e) {
+    throw new UsageError(`invalid argument "${s}" for "--${flag}" flag: ${(e as Error).message}`, 'run');
+  }
 }
 
 function keyValues(items: string[], what: string): Record<string, string> {

@@ -52,6 +52,8 @@ export interface LaunchSpec {
 
 export interface Usage {
   cpuMs: number;
+  /** How long the job's `cpus` limit held it back (cgroup cpu.stat throttled time). */
+  cpuThrottledMs: number;
   memoryPeakBytes: number;
   wallMs: number;
 }
@@ -213,6 +215,7 @@ interface NativeExit {
   memoryPeakBytes: number;
   oomKills: number;
   pidsMaxEvents: number;
+  cpuThrottledNs: number;
   wallNs: number;
   leftoverProcesses: number;
   cleanupError?: NativeError;
@@ -478,7 +481,7 @@ function toExitInfo(x: NativeExit, endedBy: 'timeout' | 'killed' | null): ExitIn
     reason,
     oomKilled,
     pidsLimitHit: x.pidsMaxEvents > 0,
-    usage: { cpuMs: x.cpuNs / 1e6, memoryPeakBytes: x.memoryPeakBytes, wallMs: x.wallNs / 1e6 },
+    usage: { cpuMs: x.cpuNs / 1e6, cpuThrottledMs: x.cpuThrottledNs / 1e6, memoryPeakBytes: x.memoryPeakBytes, wallMs: x.wallNs / 1e6 },
     leftoverProcesses: x.leftoverProcesses,
     cleanupError: x.cleanupError ? fromNative(x.cleanupError) : null,
     ...(x.phases ? { phases: x.phases } : {}),

@@ -174,6 +174,9 @@ export type JobError = z.infer<typeof JobError>;
 
 export const Usage = z.object({
   cpuMs: z.number(),
+  /** How long the job's limits.cpus held it back (cgroup cpu.stat throttled time; absent on jobs recorded before it was). */
+  cpuThrottledMs: z.number().optional()
+    .describe('Milliseconds the job was held back by its limits.cpus (the kernel\'s CFS quota, cgroup cpu.stat): a job slower than expected with a large value needs more cpus.'),
   memoryPeakBytes: z.number(),
   wallMs: z.number(),
   /** The kernel's OOM killer killed a process of the job (memory limit). */

@@ -256,12 +256,14 @@ void readUsage(const Group& g, Usage& u) {
     u.memoryPeak = readU64(g.memory + "/memory.peak");
     u.oomKills = readKey(g.memory + "/memory.events", "oom_kill");
     u.pidsMaxEvents = readKey(g.pids + "/pids.events", "max");
+    u.cpuThrottledNs = readKey(g.cpu + "/cpu.stat", "throttled_usec") * 1000;
     return;
   }
   u.cpuNs = readU64(g.cpuacct + "/cpuacct.usage");
   u.memoryPeak = readU64(g.memory + "/memory.max_usage_in_bytes");
   u.oomKills = readKey(g.memory + "/memory.oom_control", "oom_kill");
   u.pidsMaxEvents = readKey(g.pids + "/pids.events", "max");
+  u.cpuThrottledNs = readKey(g.cpu + "/cpu.stat", "throttled_time");
 }
 
 bool remove(Group& g, Error& err) {

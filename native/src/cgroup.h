@@ -34,6 +34,7 @@ struct Usage {
   uint64_t memoryPeak = 0;
   uint64_t oomKills = 0;
   uint64_t pidsMaxEvents = 0;
+  uint64_t cpuThrottledNs = 0;  // time its cpus limit (CFS quota) held it back
 };
 
 struct Group {

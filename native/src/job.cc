@@ -251,6 +251,7 @@ Napi::Object exitPayload(Job* j, const siginfo_t& si, const cgroup::Usage& u, ui
   o.Set("memoryPeakBytes", (double)u.memoryPeak);
   o.Set("oomKills", (double)u.oomKills);
   o.Set("pidsMaxEvents", (double)u.pidsMaxEvents);
+  o.Set("cpuThrottledNs", (double)u.cpuThrottledNs);
   o.Set("wallNs", (double)wallNs);
   o.Set("leftoverProcesses", Napi::Number::New(env, leftovers));
   if (j->tracing) {  // ms since launch() was entered; absent phases (0) are left out

@@ -178,6 +178,14 @@ describe('a job from submit to exit', () => {
     assert.equal(res.body.limits.cpuTimeMs, 300);
   });
 
+  test('usage.cpuThrottledMs says how long limits.cpus held the job back, in the document and its receipt', async () => {
+    const res = await run(['sh', '-c', 'timeout 1 sh -c "while :; do :; done"; true'], { limits: { cpus: 0.1 } });
+    assert.equal(res.body.status, 'succeeded', JSON.stringify(res.body.error));
+    const usage = res.body.usage!;
+    assert.ok(usage.cpuThrottledMs! >= 300, `cpuThrottledMs ${usage.cpuThrottledMs} (cpuMs ${usage.cpuMs})`);
+    assert.equal(JSON.parse(res.body.receipt!.payload).usage.cpuThrottledMs, usage.cpuThrottledMs);
+  });
+
   test('limits.openFiles is the RLIMIT_NOFILE of the job; the default is 1024', async () => {
     const set = await run(['sh', '-c', 'ulimit -n'], { limits: { openFiles: 64 } });
     assert.equal(set.body.output!.stdout, '64\n');

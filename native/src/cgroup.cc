@@ -131,13 +131,24 @@ uint64_t readU64(const std::string& path) {
 }
 
 uint64_t readKey(const std::string& path, const char* key) {
+  uint64_t v = 0;
+  readKeys(path, {key}, &v);
+  return v;
+}
+
+void readKeys(const std::string& path, std::initializer_list<const char*> keys, uint64_t* values) {
+  for (size_t i = 0; i < keys.size(); i++) values[i] = 0;
   std::string s;
-  if (!readFile(path, s)) return 0;
-  size_t klen = strlen(key);
-  for (const auto& line : split(s, '\n'))
-    if (line.compare(0, klen, key) == 0 && line.size() > klen && line[klen] == ' ')
-      return strtoull(line.c_str() + klen + 1, nullptr, 10);
-  return 0;
+  if (!readFile(path, s)) return;
+  for (const auto& line : split(s, '\n')) {
+    size_t i = 0;
+    for (const char* key : keys) {
+      size_t klen = strlen(key);
+      if (line.compare(0, klen, key) == 0 && line.size() > klen && line[klen] == ' ')
+        values[i] = strtoull(line.c_str() + klen + 1, nullptr, 10);
+      i++;
+    }
+  }
 }
 
 std::vector<int> readProcs(const std::string& dir) {
@@ -252,11 +263,13 @@ int killAll(const Group& g) { return g.v2 ? v2::killAll(g) : v1::killAll(g); }
 
 void readUsage(const Group& g, Usage& u) {
   if (g.v2) {
-    u.cpuNs = readKey(g.cpu + "/cpu.stat", "usage_usec") * 1000;
+    uint64_t cpu[2];
+    readKeys(g.cpu + "/cpu.stat", {"usage_usec", "throttled_usec"}, cpu);
+    u.cpuNs = cpu[0] * 1000;
+    u.cpuThrottledNs = cpu[1] * 1000;
     u.memoryPeak = readU64(g.memory + "/memory.peak");
     u.oomKills = readKey(g.memory + "/memory.events", "oom_kill");
     u.pidsMaxEvents = readKey(g.pids + "/pids.events", "max");
-    u.cpuThrottledNs = readKey(g.cpu + "/cpu.stat", "throttled_usec") * 1000;
     return;
   }
   u.cpuNs = readU64(g.cpuacct + "/cpuacct.usage");

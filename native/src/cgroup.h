@@ -3,6 +3,7 @@
 // style); cgroup_v1.cc / cgroup_v2.cc hold only what really differs: create, join, kill, remove.
 #pragma once
 #include <stdint.h>
+#include <initializer_list>
 #include <map>
 #include <set>
 #include <string>
@@ -79,6 +80,8 @@ int sweep(const Host& h, const std::string& parent, const std::set<std::string>&
 bool writeFile(const std::string& path, const std::string& value, Error& err, const char* stage);
 bool readFile(const std::string& path, std::string& out);
 uint64_t readKey(const std::string& path, const char* key);  // "key N" line; 0 if absent
+// Several keys of one file in one read: values[i] for keys[i] (0 if absent).
+void readKeys(const std::string& path, std::initializer_list<const char*> keys, uint64_t* values);
 uint64_t readU64(const std::string& path);
 bool writeMemory(bool v2, const std::string& dir, uint64_t bytes, bool memsw, Error& err);
 bool writePids(bool v2, const std::string& dir, uint64_t pids, Error& err);

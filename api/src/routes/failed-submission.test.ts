@@ -88,6 +88,32 @@ describe('a submission whose queue entry is refused', () => {
     assert.equal(await admin.zcard(t.deps.keys.tenantActive('acme')), placesBefore, 'its quota place is given back');
   });
 
+  test('a take-back refused after the record went (its listing and quota place kept) is finished once Redis answers', async () => {
+    // The queue entry refused, and ZREM denied: the take-back removes the record, then fails to
+    // take it out of the tenant's list and to give its quota place back. The retry's take-back finds
+    // no record, which counts as taken back (abandonJob-2.lua), and finishes both.
+    const admin = t.redis.client();
+    const counter = `${t.deps.queue.queue.qualifiedName}:pc`;
+    const placesBefore = await admin.zcard(t.deps.keys.tenantActive('acme'));
+    const listedBefore = await admin.zcard(t.deps.keys.tenantJobs('acme'));
+    await admin.set(counter, 'not a counter');
+    await admin.call('ACL', 'SETUSER', 'default', '-zrem');
+    let failed: Response;
+    try {
+      failed = await submit(t);
+      assert.equal(await admin.zcard(t.deps.keys.tenantActive('acme')), placesBefore + 1, 'its place is still taken while ZREM is refused');
+    } finally {
+      await admin.call('ACL', 'SETUSER', 'default', '+zrem');
+      await admin.del(counter);
+    }
+    assert.equal(failed.status, 500, await failed.clone().text());
+    const deadline = Date.now() + 10_000;
+    const places = () => admin.zcard(t.deps.keys.tenantActive('acme'));
+    while ((await places()) !== placesBefore && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await places(), placesBefore, 'its quota place is given back');
+    assert.equal(await admin.zcard(t.deps.keys.tenantJobs('acme')), listedBefore, 'it is out of the tenant\'s list');
+  });
+
   test('a record stranded with no queue entry is queued by the retry that finds it, counted in the quota', async () => {
     // What a submission leaves when Redis went away after the record and before both the entry and
     // the take-back: the record, the idempotency key naming it, and no queue entry.

@@ -8,7 +8,7 @@
  * typed on a raw terminal detach us and leave the job running.
  */
 import { attachJob, type Job } from '../../client/src/index.ts';
-import { flagString, type Parsed } from './args.ts';
+import { flagString, type FlagSpec, type Parsed } from './args.ts';
 import { CliError, UsageError } from './cli-error.ts';
 import { write, type Context } from './command.ts';
 import { DEFAULT_DETACH_KEYS, DetachWatch, parseDetachKeys } from './detach-keys.ts';
@@ -118,6 +118,9 @@ function rawMode(stdin: TtyIn): () => void {
   process.on('exit', restore);
   return restore;
 }
+
+/** `--detach-keys`, as `sbx run` and `sbx attach` declare it. */
+export const DETACH_KEYS_FLAG: FlagSpec = { name: 'detach-keys', type: 'string', value: 'string', help: 'Override the key sequence for detaching from a tty job (default ctrl-p,ctrl-q; "" turns it off)' };
 
 /** `--detach-keys` of `command` (Docker's format), or the default; a bad value is a UsageError. */
 export function detachKeysFlag(args: Parsed, command: string): Buffer | null {

@@ -116,9 +116,10 @@ export const envSchema = z.object({
   // rate_limited before anything is done. An answer its client does not read holds up to about
   // 1 MiB of the process's memory (P48), so this bounds what one tenant's unread answers can hold.
   SBX_TENANT_REQUESTS: int(0, 1_000_000).default(256),
-  // Requests of any kind one tenant may make per second on one API process (token bucket, burst 2x
-  // the rate; 0 = no limit); one more is 429 rate_limited with the wait in Retry-After, before
-  // anything is read from Redis. Bounds what one tenant's polling takes from the others.
+  // Requests of any kind one tenant may make per second, across the API processes together (token
+  // bucket, burst 2x the rate; 0 = no limit: api/src/tenant-request-rate.ts); one more is 429
+  // rate_limited with the wait in Retry-After, before anything is read from Redis. Bounds what one
+  // tenant's polling takes from the others.
   SBX_TENANT_REQUESTS_PER_SECOND: num(0, 1_000_000).default(1000),
   // Bytes one tenant's jobs may make Redis store per clock hour, job records and output (0 = no
   // limit); past it the rest of their output is dropped (outputTruncated) and their new jobs are 429
@@ -143,8 +144,10 @@ export const envSchema = z.object({
   // SBX_WEBHOOK_RETRY_MS after the first attempt; deliveries at once per worker.
   SBX_WEBHOOK_SECRETS: z.string().default('').transform((s, ctx) => parseWebhookSecrets(s, ctx)),
   // Signed execution receipts (core/src/receipts): an Ed25519 private key in PEM
-  // (`openssl genpkey -algorithm ed25519 -out receipt.pem`). Workers sign each job that ran with it;
-  // the API lists its public key at GET /v1/receipt-keys. Unset: no receipts.
+  // (`openssl genpkey -algorithm ed25519 -out receipt.pem`). Workers sign each job that ran with it.
+  // Unset: no receipts. The API lists at GET /v1/receipt-keys the public keys of
+  // SBX_RECEIPT_PUBLIC_KEYS_FILE (current and retired; it needs no private key), and that of
+  // SBX_RECEIPT_KEY_FILE if it is given one.
   SBX_RECEIPT_KEY_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readReceiptKey(p, ctx)).optional(),
   SBX_RECEIPT_PUBLIC_KEYS_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readReceiptPublicKeys(p, ctx)).optional(),
   SBX_WEBHOOK_TIMEOUT_MS: int(100, 300_000).default(10_000),
@@ -283,7 +286,7 @@ const QuotaInput = z.strictObject({
   streams: z.number().int('must be a whole number').min(1, 'must be >= 1 (or null: no limit)').max(1_000_000).nullable().optional(),
   /** Requests open at once, per API process, until their answers are written. */
   requests: z.number().int('must be a whole number').min(1, 'must be >= 1 (or null: no limit)').max(1_000_000).nullable().optional(),
-  /** Requests per second, per API process (token bucket). */
+  /** Requests per second, across the API processes (token bucket). */
   requestsPerSecond: z.number().positive('must be > 0 (or null: no limit)').max(1_000_000).nullable().optional(),
   requestBurst: z.number().int('must be a whole number').min(1, 'must be >= 1').max(1_000_000).optional(),
   /** Bytes its jobs may store in Redis per hour, records and output. */
@@ -338,7 +341,7 @@ export interface TenantQuota {
   streams: number | null;
   /** Requests open at once, per API process, until their answers are written (api/src/middleware/open-requests.ts). */
   requests: number | null;
-  /** Requests per second and their burst, per API process (api/src/middleware/request-rate.ts). */
+  /** Requests per second and their burst, across the API processes (api/src/tenant-request-rate.ts). */
   requestsPerSecond: number | null;
   requestBurst: number;
   /** Bytes its jobs may store in Redis per hour, records and output (core/src/tenant-storage-budget.ts). */

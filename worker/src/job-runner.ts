@@ -203,7 +203,7 @@ export class JobRunner {
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);
       const silence = watchSilence(() => sink.lastOutputAt, stored.spec.limits.outputIdleTimeoutMs, () => launched.kill());
-      void launched.exited.then(() => silence?.stop());
+      if (silence) void launched.exited.then(() => silence.stop());
       job.launched = launched;
       if (job.cancelled) launched.kill();
       const startedAt = new Date();

@@ -5,7 +5,7 @@
 import { UsageError } from '../cli-error.ts';
 import type { Command } from '../command.ts';
 import { flagBool } from '../args.ts';
-import { detachKeysFlag, interactive } from '../interactive.ts';
+import { DETACH_KEYS_FLAG, detachKeysFlag, interactive } from '../interactive.ts';
 import { exitCodeOf } from '../exit-code.ts';
 import { isFinished } from '../../../client/src/index.ts';
 
@@ -15,7 +15,8 @@ export const attach: Command = {
   summary: 'Attach local standard input, output, and error streams to a running job',
   flags: [
     { name: 'no-stdin', type: 'boolean', help: 'Do not attach STDIN' },
-    { name: 'logs', type: 'boolean', help: 'Replay the job\'s output from its start first' },    { name: 'detach-keys', type: 'string', value: 'string', help: 'Override the key sequence for detaching from a tty job (default ctrl-p,ctrl-q; "" turns it off)' },
+    { name: 'logs', type: 'boolean', help: 'Replay the job\'s output from its start first' },
+    DETACH_KEYS_FLAG,
   ],
   async run(ctx, args) {
     const [id] = args.positionals;

@@ -10,7 +10,7 @@ import { CliError, UsageError } from '../cli-error.ts';
 import { write, type Command, type Context } from '../command.ts';
 import { credentialsFor } from '../docker-config.ts';
 import { endNotes, exitCodeOf } from '../exit-code.ts';
-import { detachKeysFlag, interactive } from '../interactive.ts';
+import { DETACH_KEYS_FLAG, detachKeysFlag, interactive } from '../interactive.ts';
 import { parseCpus, parseDuration, parseMemory } from '../units.ts';
 
 export const run: Command = {
@@ -41,7 +41,7 @@ export const run: Command = {
     { name: 'label', short: 'l', type: 'list', value: 'list', help: 'Set labels on the job (k=v)' },
     { name: 'interactive', short: 'i', type: 'boolean', help: 'Keep STDIN open and stream it to the job' },
     { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
-    { name: 'detach-keys', type: 'string', value: 'string', help: 'Override the key sequence for detaching from a tty job (default ctrl-p,ctrl-q; "" turns it off)' },
+    DETACH_KEYS_FLAG,
     { name: 'network', type: 'string', value: 'string', help: 'Network mode: none (the only one)' },
     { name: 'format', type: 'string', value: 'string', help: 'With -d: print the job document as json' },
   ],

@@ -13,6 +13,9 @@ import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import os from 'node:os';
 import type { JobDocument, JobReceipt, JobSpec } from '../job-spec.ts';
 
+/** This host's kernel release (uname -r), read once. */
+const KERNEL = os.release();
+
 export interface StreamDigest {
   bytes: number;
   sha256: string;
@@ -78,7 +81,7 @@ export function receiptFor(final: JobDocument, spec: JobSpec, written: { stdout:
     exitCode: final.exitCode,
     signal: final.signal,
     worker: final.worker ?? '',
-    kernel: os.release(),
+    kernel: KERNEL,
     startedAt: final.timings.startedAt,
     finishedAt: final.timings.finishedAt!,
     usage: final.usage ? { ...final.usage } : null,

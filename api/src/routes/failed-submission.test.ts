@@ -59,23 +59,34 @@ describe('a submission whose queue entry is refused', () => {
     assert.equal(await t.deps.queue.queue.getJobCountByTypes('prioritized', 'wait'), 1, 'queued once');
   });
 
+  /**
+   * A submission whose queue entry is refused (BullMQ's counter is not a number) while Redis denies
+   * `command` (ACL), as it fails every command while it is down; `meanwhile` runs before it is
+   * allowed again.
+   */
+  async function submitRefused(command: string, meanwhile: () => Promise<void> = async () => {}): Promise<Response> {
+    const admin = t.redis.client();
+    const counter = `${t.deps.queue.queue.qualifiedName}:pc`;
+    await admin.set(counter, 'not a counter');
+    await admin.call('ACL', 'SETUSER', 'default', `-${command}`);
+    try {
+      const res = await submit(t);
+      await meanwhile();
+      return res;
+    } finally {
+      await admin.call('ACL', 'SETUSER', 'default', `+${command}`);
+      await admin.del(counter);
+    }
+  }
+
   test('without an idempotencyKey, a record Redis would not let it take back is taken back once Redis does', async () => {
     // The queue entry refused (as above), and the take-back refused too: Redis denies DEL (ACL), as
     // it fails every command while it is down. Nothing the client holds names this job.
     const admin = t.redis.client();
-    const counter = `${t.deps.queue.queue.qualifiedName}:pc`;
     const records = async () => new Set(await admin.keys(t.deps.keys.jobState('*')));
     const before = await records();
     const placesBefore = await admin.zcard(t.deps.keys.tenantActive('acme'));
-    await admin.set(counter, 'not a counter');
-    await admin.call('ACL', 'SETUSER', 'default', '-del');
-    let failed: Response;
-    try {
-      failed = await submit(t);
-    } finally {
-      await admin.call('ACL', 'SETUSER', 'default', '+del');
-      await admin.del(counter);
-    }
+    const failed = await submitRefused('del');
     assert.equal(failed.status, 500, await failed.clone().text());
     const stranded = [...(await records())].filter((k) => !before.has(k));
     assert.equal(stranded.length, 1, 'the failed submission left its record (the take-back was refused)');
@@ -93,19 +104,11 @@ describe('a submission whose queue entry is refused', () => {
     // take it out of the tenant's list and to give its quota place back. The retry's take-back finds
     // no record, which counts as taken back (abandonJob-2.lua), and finishes both.
     const admin = t.redis.client();
-    const counter = `${t.deps.queue.queue.qualifiedName}:pc`;
     const placesBefore = await admin.zcard(t.deps.keys.tenantActive('acme'));
     const listedBefore = await admin.zcard(t.deps.keys.tenantJobs('acme'));
-    await admin.set(counter, 'not a counter');
-    await admin.call('ACL', 'SETUSER', 'default', '-zrem');
-    let failed: Response;
-    try {
-      failed = await submit(t);
+    const failed = await submitRefused('zrem', async () => {
       assert.equal(await admin.zcard(t.deps.keys.tenantActive('acme')), placesBefore + 1, 'its place is still taken while ZREM is refused');
-    } finally {
-      await admin.call('ACL', 'SETUSER', 'default', '+zrem');
-      await admin.del(counter);
-    }
+    });
     assert.equal(failed.status, 500, await failed.clone().text());
     const deadline = Date.now() + 10_000;
     const places = () => admin.zcard(t.deps.keys.tenantActive('acme'));

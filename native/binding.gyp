@@ -10,7 +10,7 @@
       "sources": [
         "src/addon.cc", "src/spec.cc", "src/job.cc", "src/child.cc", "src/ns.cc", "src/mnt.cc", "src/mnt_run.cc",
         "src/cgroup.cc", "src/cgroup_v1.cc", "src/cgroup_v2.cc", "src/seccomp.cc", "src/userns.cc",
-        "src/host_probe.cc", "src/kernel.cc", "src/tty.cc", "src/zygote.cc", "src/init_config.cc"
+        "src/host_probe.cc", "src/kernel.cc", "src/tty.cc", "src/zygote.cc", "src/init_config.cc", "src/input_files_pack.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "cflags_cc!": ["-fno-rtti"],
@@ -26,7 +26,7 @@
     {
       "target_name": "sbx-init",
       "type": "none",
-      "variables": {"init_sources": ["src/init.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp_install.cc", "src/tty.cc"]},
+      "variables": {"init_sources": ["src/init.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp_install.cc", "src/tty.cc", "src/input_files.cc"]},
       "actions": [{
         "action_name": "link_with_musl",
         "inputs": ["tools/build-init.sh", "<@(init_sources)", "<!@(ls src/*.h src/*.inc)"],

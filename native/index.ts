@@ -47,7 +47,21 @@ export interface LaunchSpec {
   openStdin?: boolean;
   /** A pseudo-terminal of the job's own devpts as the command's fds 0-2 and controlling terminal (`-t`). */
   tty?: { rows: number; cols: number } | null;
+  /**
+   * Files written inside the job before its command starts, in order, by its sbx-init as the job's
+   * user under its seccomp filter (P55): `path` absolute or relative to `cwd` (missing parent
+   * directories are made 0755), `mode` the permission bits (at most 0o777). At most 10,000 files
+   * and 64 MiB in all; a file that cannot be written fails the launch with `invalid_spec` (stage
+   * `files`, `path` the file or directory).
+   */
+  files?: LaunchFile[] | null;
   limits: LaunchLimits;
+}
+
+export interface LaunchFile {
+  path: string;
+  mode: number;
+  data: Uint8Array;
 }
 
 export interface Usage {

@@ -113,7 +113,7 @@ bool resetSignals(Error&) {
   return true;
 }
 
-// stdio on 0..2, the sync socket on 3 (and the user namespace on 4) for sbx-init; everything else
+// stdio on 0..2, the sync socket on 3 (the user namespace on 4, the input files on 5) for sbx-init; everything else
 // close-on-exec (P2).
 bool setupFds(const Args& a, int& reportFd, Error& err) {
   const int from[] = {a.stdinFd, a.stdoutFd, a.stderrFd, a.syncFd};
@@ -127,6 +127,11 @@ bool setupFds(const Args& a, int& reportFd, Error& err) {
     long d = sc(__NR_dup3, a.usernsFd, proto::kInitUsernsFd, 0);
     if (d < 0) return fail(err, "fds", "dup3", "userns", d);
     first = proto::kInitUsernsFd + 1;
+  }
+  if (a.filesFd >= 0) {
+    long d = sc(__NR_dup3, a.filesFd, proto::kInitFilesFd, 0);
+    if (d < 0) return fail(err, "fds", "dup3", "files", d);
+    first = proto::kInitFilesFd + 1;
   }
   long r = sc(__NR_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC);
   if (r < 0) return fail(err, "fds", "close_range", "", r);

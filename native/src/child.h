@@ -24,6 +24,7 @@ struct Args {  // prepared by the launcher before clone, read-only afterwards
   bool zygote;
   const int* joinFds;  // zygote: the groups' `tasks` files, opened before clone (the groups are renamed
                        // when a job takes it, perhaps before the child got to join: an fd still works)
+  int filesFd = -1;    // >= kMinFd: the job's input files, handed to sbx-init as fd 5; -1: none
 };
 
 constexpr int kMinFd = 10;  // so dup3() onto 0..3 can never clobber a source fd

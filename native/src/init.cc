@@ -27,6 +27,7 @@
 #endif
 
 #include "caps.h"
+#include "input_files.h"
 #include "jobmsg.h"
 #include "proto.h"
 #include "recv_fds.h"
@@ -93,11 +94,11 @@ bool oomScore(int adj, Error& err) {
 // message (jobmsg.h: argv, env; its stdin, stdout, stderr as SCM_RIGHTS; sent only if the job's
 // image and config are the ones this setup was made with, its hostname already set by the
 // launcher) and make it ours.
-bool receiveJob(char**& argv, int& argc, Error& err) {
+bool receiveJob(char**& argv, int& argc, int& filesFd, Error& err) {
   send('R', 0);
-  int fds[3] = {-1, -1, -1}, nfds = 0, msgFlags = 0;
+  int fds[4] = {-1, -1, -1, -1}, nfds = 0, msgFlags = 0;
   const auto keep = [&](int f) {
-    if (nfds < 3) fds[nfds] = f;
+    if (nfds < 4) fds[nfds] = f;
     else close(f);
     nfds++;
   };
@@ -107,8 +108,10 @@ bool receiveJob(char**& argv, int& argc, Error& err) {
   if (n == 0) _exit(0);  // the launcher let this setup go unused
   if (n < 0) return fail(err, "pool", "recvmsg", "", errno);
   gTimes[0] = trace::now();
-  if (nfds != 3 || (msgFlags & (MSG_TRUNC | MSG_CTRUNC)) || !jobmsg::decode(gJobBuf, (size_t)n, gJob))
+  if ((msgFlags & (MSG_TRUNC | MSG_CTRUNC)) || !jobmsg::decode(gJobBuf, (size_t)n, gJob) ||
+      nfds != ((gJob.flags & jobmsg::kHasFiles) ? 4 : 3))
     return fail(err, "pool", "recvmsg", "job message", EPROTO);
+  filesFd = fds[3];
   for (int i = 0; i < 3; i++) {
     if (dup3(fds[i], i, 0) < 0) return fail(err, "stdio", "dup3", "", errno);
     close(fds[i]);
@@ -279,10 +282,13 @@ int main(int argc, char** argv) {
   gTimes[1] = trace::now();
   ok = ok && dropPrivileges(c, err);
   if (ok) fcntl(proto::kInitSyncFd, F_SETFD, FD_CLOEXEC);
+  int filesFd = ok && !zygote && (c.h->flags & proto::kFiles) ? proto::kInitFilesFd : -1;
   if (ok && zygote) {
     gTimes[1] = gTimes[2] = gTimes[3] = 0;
-    ok = receiveJob(argv, argc, err) && awaitGo(err);
+    ok = receiveJob(argv, argc, filesFd, err) && awaitGo(err);
   }
+  // P55: the job's input files, as the job's user, under its seccomp filter, from its workdir
+  if (ok && filesFd >= 0) ok = input_files::writeInInit(filesFd, err);
   if (!ok) {
     if (!err.err) fail(err, "init", "argv", "", EINVAL);
     send('F', 0, &err);

@@ -16,6 +16,7 @@
 
 #include "fd.h"
 #include "init_config.h"
+#include "input_files_pack.h"
 #include "ns.h"
 #include "proto.h"
 #include "recv_fds.h"
@@ -374,7 +375,7 @@ namespace {
 // Launcher ends (kept) and child ends (closed once clone has copied them), all O_CLOEXEC; the
 // child ends are >= kMinFd so the child's dup3() onto 0..4 cannot clobber one of them.
 struct LaunchFds {
-  Fd outR, outW, errR, errW, inR, inW, syncP, syncC, netns;
+  Fd outR, outW, errR, errW, inR, inW, syncP, syncC, netns, files;
 };
 
 bool checkHost(const cgroup::Host& host, const spec::Options& o, Error& err) {
@@ -429,6 +430,9 @@ bool openStdio(Job& j, LaunchFds& f, Error& err) {
 
 bool openFds(Job& j, LaunchFds& f, Error& err) {
   RETURN_ON_FAILURE(openStdio(j, f, err));
+  RETURN_ON_FAILURE(input_files::pack(j.spec.files, f.files, err));
+  if (f.files.valid()) RETURN_ON_FAILURE(raiseFd(f.files, err));
+  j.args.filesFd = f.files.get();
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return fail(err, "sync", "socketpair", "", errno);
   f.syncP.reset(sv[0]);
@@ -445,6 +449,18 @@ bool openFds(Job& j, LaunchFds& f, Error& err) {
   if (j.stack != MAP_FAILED) return true;
   j.stack = nullptr;
   return fail(err, "clone", "mmap", "stack", errno);
+}
+
+// The config with proto::kFiles: sbx-init writes the files it finds on kInitFilesFd. Only a direct
+// launch's config says so (a pooled setup's config, made before its job was known, must match the
+// next job's whether or not it has files: the job message carries them instead).
+std::string withFilesFlag(const std::string& config) {
+  std::string out = config;
+  proto::InitConfig h;
+  memcpy(&h, out.data(), sizeof h);
+  h.flags |= proto::kFiles;
+  memcpy(&out[0], &h, sizeof h);
+  return out;
 }
 
 // clone, cgroups, go. v2 joins at clone time, so its group must exist first; v1 groups are made
@@ -466,10 +482,11 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
   j.pid = c.pid;
   j.pidfd = std::move(c.pidfd);
   trace::mark(j.times, trace::kCloned);
-  for (Fd* childEnd : {&f.syncC, &f.netns, &f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies
+  for (Fd* childEnd : {&f.syncC, &f.netns, &f.outW, &f.errW, &f.inR, &f.files}) childEnd->reset();  // it has copies
   bool ok = j.group.v2 || cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err);
   undo.g = &j.group;
-  if (!ok || !sendAll(f.syncP.get(), "G", 1, err) || !sendAll(f.syncP.get(), config.data(), config.size(), err)) {
+  const std::string sent = j.spec.files.empty() ? config : withFilesFlag(config);
+  if (!ok || !sendAll(f.syncP.get(), "G", 1, err) || !sendAll(f.syncP.get(), sent.data(), sent.size(), err)) {
     // The child failed its setup (e.g. a layer that cannot be mounted) and exited before our send:
     // its queued report says why, not the EPIPE/ECONNRESET of the send.
     if (peerGone(err)) queuedFailure(f.syncP.get(), err);
@@ -495,21 +512,22 @@ bool preparePooled(Job& j, const cgroup::Host& host, const spec::Options& o, std
   return zygote::encodeJob(j.spec, msg);
 }
 
-// The job message with the job's stdin, stdout, stderr, to the waiting sbx-init.
+// The job message with the job's stdin, stdout, stderr (and input files, if any), to the waiting sbx-init.
 bool sendJob(int sock, const std::string& msg, const LaunchFds& f, Error& err) {
   struct iovec iov = {const_cast<char*>(msg.data()), msg.size()};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 3)] = {};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 4)] = {};
+  const int fds[4] = {f.inR.get(), f.outW.get(), f.errW.get(), f.files.get()};
+  const size_t nfds = f.files.valid() ? 4 : 3;
   struct msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
   mh.msg_control = cbuf;
-  mh.msg_controllen = sizeof cbuf;
+  mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
   struct cmsghdr* c = CMSG_FIRSTHDR(&mh);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * 3);
-  int fds[3] = {f.inR.get(), f.outW.get(), f.errW.get()};
-  memcpy(CMSG_DATA(c), fds, sizeof fds);
+  c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+  memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
   if (sendmsg(sock, &mh, MSG_NOSIGNAL) != (ssize_t)msg.size()) return fail(err, "pool", "sendmsg", "", errno);
   return true;
 }
@@ -533,9 +551,9 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
   j.startNs = nowNs();
   bool renamed = false;
   bool ok = ns::setHostnameOf(z->pidfd.get(), j.spec.hostname.c_str(), j.spec.hostname.size(), err) &&
-            openStdio(j, f, err) && sendJob(z->sync.get(), msg, f, err);
+            openStdio(j, f, err) && input_files::pack(j.spec.files, f.files, err) && sendJob(z->sync.get(), msg, f, err);
   trace::mark(j.times, trace::kCloned);
-  for (Fd* childEnd : {&f.outW, &f.errW, &f.inR}) childEnd->reset();  // it has copies (or never will)
+  for (Fd* childEnd : {&f.outW, &f.errW, &f.inR, &f.files}) childEnd->reset();  // it has copies (or never will)
   ok = ok && (cgroup::sameLimits(z->limits, j.spec.limits) || cgroup::changeLimits(host, z->limits, j.spec.limits, z->group, err)) &&
        sendAll(z->sync.get(), "G", 1, err) && (renamed = adoptGroup(*z, j, err));
   if (!ok) {

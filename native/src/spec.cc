@@ -1,5 +1,7 @@
 #include "spec.h"
 
+#include "input_files.h"
+
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -8,6 +10,9 @@
 
 namespace sbx::spec {
 namespace {
+
+constexpr uint32_t kMaxInputFiles = 10000;
+constexpr size_t kMaxInputFileBytes = 64u << 20;
 
 bool bad(Error& err, const std::string& field, const char* why) {
   std::string what = field + ": " + why;
@@ -162,6 +167,36 @@ bool readTty(const Napi::Object& o, Spec& s, Error& err) {
   return true;
 }
 
+// files: null/undefined or [{path, mode, data: Uint8Array}] (input_files.h), at most 64 MiB in all.
+bool readFiles(const Napi::Object& o, Spec& s, Error& err) {
+  Napi::Value v = o.Get("files");
+  if (v.IsNull() || v.IsUndefined()) return true;
+  if (!v.IsArray()) return bad(err, "files", "must be an array of {path, mode, data}");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > kMaxInputFiles) return bad(err, "files", "too many files");
+  size_t total = 0;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value item = a.Get(i);
+    if (!item.IsObject()) return bad(err, "files", "items must be {path, mode, data}");
+    Napi::Object f = item.As<Napi::Object>();
+    InputFile file;
+    RETURN_ON_FAILURE(getString(f, "path", file.path, err, input_files::kMaxPath));
+    if (file.path.back() == '/') return bad(err, "files", "a path must name a file, not end in /");
+    double mode;
+    RETURN_ON_FAILURE(getNumber(f, "mode", mode, err, 0, input_files::kMaxMode, true));
+    file.mode = (uint32_t)mode;
+    Napi::Value data = f.Get("data");
+    if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+      return bad(err, "files", "data must be a Uint8Array");
+    Napi::Uint8Array bytes = data.As<Napi::Uint8Array>();
+    total += bytes.ByteLength();
+    if (total > kMaxInputFileBytes) return bad(err, "files", "more than 64 MiB in all");
+    file.data.assign(reinterpret_cast<const char*>(bytes.Data()), bytes.ByteLength());
+    s.files.push_back(std::move(file));
+  }
+  return true;
+}
+
 bool fromJs(const Napi::Value& v, Spec& s, Error& err) {
   if (!v.IsObject()) return bad(err, "spec", "must be an object");
   Napi::Object o = v.As<Napi::Object>();
@@ -188,6 +223,7 @@ bool fromJs(const Napi::Value& v, Spec& s, Error& err) {
   if (!(in.IsNull() || in.IsUndefined() || in.IsString())) return bad(err, "stdin", "must be a string or null");
   s.stdinPipe = in.IsString();
   RETURN_ON_FAILURE(readTty(o, s, err));
+  RETURN_ON_FAILURE(readFiles(o, s, err));
   return readLimits(o, s.limits, err);
 }
 

@@ -18,6 +18,13 @@ struct Limits {
   uint64_t openFiles = 1024;
 };
 
+// One of the job's input files (input_files.h): written by sbx-init before the command starts.
+struct InputFile {
+  std::string path;  // absolute, or relative to cwd; no NUL
+  uint32_t mode = 0644;
+  std::string data;
+};
+
 struct Spec {
   std::string id;
   uint32_t slot = 0;
@@ -31,6 +38,7 @@ struct Spec {
   bool stdinPipe = false;  // stdin text given (the JS side writes it); false = /dev/null
   bool tty = false;        // the command's fds 0-2 are a pty of the job's devpts (tty.h)
   uint32_t ttyRows = 0, ttyCols = 0;
+  std::vector<InputFile> files;
   Limits limits;
 };
 

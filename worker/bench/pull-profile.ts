@@ -3,7 +3,7 @@
  * pull (JIT), then waits for the file named by SBX_PROFILE_GATE (if set) before the measured pull, so
  * that `perf record -g -p <pid>` can attach to exactly that pull. Prints wall and CPU seconds.
  *
- *   npx tsx worker/bench/pull-profile.ts [zstd] [--runs N]
+ *   npx tsx worker/bench/pull-profile.ts [zstd] [--runs N] [--dir DIR]
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -15,6 +15,7 @@ import { pushImage } from '../../test/fixtures/oci-builder.ts';
 import { LOOPBACK_EGRESS } from '../../test/harness/egress.ts';
 import { ImageStore } from '../src/images/image-store.ts';
 import { sharedUnpackPool } from '../src/images/layers/unpack-pool.ts';
+import { benchArgs } from './bench-args.ts';
 
 function cpu(): number {
   const u = process.cpuUsage();
@@ -22,13 +23,13 @@ function cpu(): number {
 }
 
 const zstd = process.argv.includes('zstd');
-const runsAt = process.argv.indexOf('--runs');
-const runs = runsAt > 0 ? Number(process.argv[runsAt + 1]) : 2;
+const args = benchArgs(process.argv);
+const runs = args.value('--runs') === undefined ? 2 : args.runs;
 const registry = await startRegistry();
 await sharedUnpackPool().warm();
 const large = await buildLargeImage({ ...LARGE_IMAGE, compression: zstd ? 'zstd' : 'gzip' });
 await pushImage(registry.url, 'bench/profile', 'latest', large.image);
-const workDir = await mkdtemp(join('/var/tmp', 'sbx-pull-profile-'));
+const workDir = await mkdtemp(join(args.dir, 'sbx-pull-profile-'));
 const gate = process.env.SBX_PROFILE_GATE;
 for (let i = 0; i < runs; i++) {
   if (i === runs - 1 && gate) {

@@ -1,0 +1,96 @@
+#include "input_files.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace sbx::input_files {
+namespace {
+
+alignas(16) char gPath[kMaxPath + 1];
+alignas(16) char gCopy[64 * 1024];
+
+// The job's view of what went wrong with one file: kInvalidSpec (the request cannot be honoured in
+// this image: a read-only place, a directory in the way, no permission, the disk limit).
+bool failFile(Error& err, const char* syscall, int e) { return fail(err, "files", syscall, gPath, e, kInvalidSpec); }
+
+bool readAt(int fd, void* buf, size_t len, uint64_t off, Error& err) {
+  char* p = static_cast<char*>(buf);
+  while (len > 0) {
+    ssize_t n = pread(fd, p, len, (off_t)off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail(err, "files", "pread", "", n < 0 ? errno : EPROTO);
+    p += n;
+    len -= (size_t)n;
+    off += (uint64_t)n;
+  }
+  return true;
+}
+
+// mkdir -p of gPath's parent directories (as the job's user; existing ones are left as they are).
+bool makeParents(Error& err) {
+  for (char* slash = strchr(gPath + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+    if (slash[-1] == '/') continue;  // "a//b"
+    *slash = 0;
+    int rc = mkdir(gPath, 0755);
+    int e = errno;
+    *slash = '/';
+    if (rc != 0 && e != EEXIST) {
+      *slash = 0;  // name the directory that could not be made
+      return failFile(err, "mkdir", e);
+    }
+  }
+  return true;
+}
+
+bool writeOne(int src, const Record& r, uint64_t dataOff, Error& err) {
+  RETURN_ON_FAILURE(makeParents(err));
+  // O_NOFOLLOW: a symlink at the path itself is refused (ELOOP), not written through.
+  int fd = open(gPath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return failFile(err, "open", errno);
+  bool ok = fchmod(fd, r.mode) == 0 || failFile(err, "fchmod", errno);
+  for (uint64_t done = 0; ok && done < r.size;) {
+    size_t chunk = r.size - done < sizeof gCopy ? (size_t)(r.size - done) : sizeof gCopy;
+    ok = readAt(src, gCopy, chunk, dataOff + done, err);
+    for (size_t w = 0; ok && w < chunk;) {
+      ssize_t n = write(fd, gCopy + w, chunk - w);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) ok = failFile(err, "write", n < 0 ? errno : EIO);
+      else w += (size_t)n;
+    }
+    done += chunk;
+  }
+  if (close(fd) != 0 && ok) ok = failFile(err, "close", errno);
+  return ok;
+}
+
+}  // namespace
+
+bool writeInInit(int fd, Error& err) {
+  struct stat st;
+  bool ok = fstat(fd, &st) == 0 || fail(err, "files", "fstat", "", errno);
+  uint64_t off = 0, end = ok ? (uint64_t)st.st_size : 0;
+  while (ok && off < end) {
+    Record r;
+    ok = readAt(fd, &r, sizeof r, off, err);
+    if (!ok) break;
+    off += sizeof r;
+    if (r.magic != kMagic || r.pathLen == 0 || r.pathLen > kMaxPath || r.mode > kMaxMode || r.pathLen > end - off ||
+        r.size > end - off - r.pathLen) {
+      ok = fail(err, "files", "read", "", EPROTO);
+      break;
+    }
+    ok = readAt(fd, gPath, r.pathLen, off, err);
+    gPath[ok ? r.pathLen : 0] = 0;
+    if (ok && memchr(gPath, 0, r.pathLen)) ok = fail(err, "files", "read", "", EPROTO);
+    off += r.pathLen;
+    ok = ok && writeOne(fd, r, off, err);
+    off += r.size;
+  }
+  close(fd);
+  return ok;
+}
+
+}  // namespace sbx::input_files

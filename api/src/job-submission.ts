@@ -6,7 +6,7 @@
 import type { LimitsPolicy } from '../../core/src/config.ts';
 import { InvalidRequestError, type ErrorDetail } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
-import type { JobRequest, JobSpec, Limits } from '../../core/src/job-spec.ts';
+import { inputFileBytes, type JobRequest, type JobSpec, type Limits } from '../../core/src/job-spec.ts';
 import { EXEC_BOUNDS, execBytes } from '../../core/src/launch-bounds.ts';
 
 export function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy): Limits {
@@ -23,6 +23,7 @@ export function resolveLimits(requested: JobRequest['limits'], policy: LimitsPol
 export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy: LimitsPolicy, now: Date): JobSpec {
   const ref = parseImageReference(req.image);
   checkExecSize(req);
+  const limits = { ...withOutputTail(resolveLimits(req.limits, policy)), ...resolveIdleTimeout(req, policy) };
   return {
     id,
     tenant,
@@ -34,7 +35,8 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     user: req.user ?? null,
     stdin: req.stdin ?? null,
     ...interactiveFields(req),
-    limits: { ...withOutputTail(resolveLimits(req.limits, policy)), ...resolveIdleTimeout(req, policy) },
+    ...inputFiles(req, limits),
+    limits,
     network: req.network ?? 'none',
     labels: req.labels ?? {},
     registryAuth: req.registryAuth ?? null,
@@ -54,6 +56,27 @@ function checkExecSize(req: JobRequest): void {
   if (total <= EXEC_BOUNDS.totalBytes) return;
   const message = `command, entrypoint and env together must be at most ${EXEC_BOUNDS.totalBytes} bytes (UTF-8, each string counted with 9 bytes more: its NUL and pointer); these are ${total}`;
   throw new InvalidRequestError(message, [{ path: 'command', message }]);
+}
+
+/**
+ * The request's files with their modes as numbers; absent when there are none (the stored spec is
+ * as before). Their bytes are written into the job's writable layer: more than limits.diskBytes
+ * could never be written, so it is refused here rather than after the job waited for a slot.
+ */
+function inputFiles(req: JobRequest, limits: Limits): Pick<JobSpec, 'files'> {
+  if (!req.files?.length) return {};
+  const files = req.files.map((f) => ({
+    path: f.path,
+    content: f.content,
+    encoding: f.encoding ?? 'utf8',
+    mode: typeof f.mode === 'string' ? parseInt(f.mode, 8) : (f.mode ?? 0o644),
+  }));
+  const bytes = files.reduce((n, f) => n + inputFileBytes(f), 0);
+  if (bytes > limits.diskBytes) {
+    const message = `the files hold ${bytes} bytes, more than limits.diskBytes (${limits.diskBytes}), the room the job has to write them`;
+    throw new InvalidRequestError(`files: ${message}`, [{ path: 'files', message }]);
+  }
+  return { files };
 }
 
 /** limits.outputTailBytes: part of outputBytes, so at most it; absent when 0 (the stored spec is as before). */

@@ -88,6 +88,41 @@ const argv = (what: string) => z
   .array(execString(`${what} items`).refine((s) => utf8Bytes(s) <= EXEC_BOUNDS.stringBytes, `each item must be at most ${EXEC_BOUNDS.stringBytes} bytes (UTF-8; the kernel's limit for one argument)`))
   .max(4096, `${what} may have at most 4096 items`);
 
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** The permission bits of an input file: a number (0o755 = 493) or its octal digits as text ("755", "0755"). */
+const FileMode = z.union([
+  z.number().int('must be a whole number').min(0).max(0o777, 'must be at most 0777 (permission bits only)'),
+  z.string().regex(/^0?[0-7]{1,3}$/, 'must be octal permission bits such as "0644" or "755"'),
+]);
+
+/** At most 4095 bytes (PATH_MAX with its NUL), each component at most 255 (NAME_MAX). */
+const filePath = noNul('path')
+  .min(1, 'is required')
+  .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8)')
+  .refine((s) => !s.endsWith('/'), 'must name a file (not end in /)')
+  .refine((s) => s.split('/').every((c) => utf8Bytes(c) <= 255), 'each component must be at most 255 bytes (UTF-8)');
+
+export const InputFile = z.strictObject({
+  path: filePath.describe('Absolute, or relative to the job\'s working directory; missing parent directories are made (0755).'),
+  content: z.string().describe('The file\'s bytes: UTF-8 text, or base64 with `encoding: "base64"`.'),
+  encoding: z.enum(['utf8', 'base64']).optional().describe('How `content` holds the bytes (default utf8).'),
+  mode: FileMode.optional().describe('Permission bits, as a number (493 = 0755) or octal text ("0755"); default 0644.'),
+}).refine((f) => f.encoding !== 'base64' || BASE64.test(f.content), { path: ['content'], message: 'is not valid base64 (RFC 4648, padded)' });
+export type InputFile = z.infer<typeof InputFile>;
+
+/** The bytes an input file (as stored in a JobSpec) writes. */
+export function inputFileBytes(f: { content: string; encoding: 'utf8' | 'base64' }): number {
+  return Buffer.byteLength(f.content, f.encoding === 'base64' ? 'base64' : 'utf8');
+}
+
+/** The bytes an input file (as stored in a JobSpec) writes, decoded. */
+export function inputFileData(f: { content: string; encoding: 'utf8' | 'base64' }): Buffer {
+  return Buffer.from(f.content, f.encoding === 'base64' ? 'base64' : 'utf8');
+}
+
+/** Most input files one job may have. */
+export const MAX_INPUT_FILES = 1000;
+
 export const JobRequest = z.strictObject({
   image: z.string().min(1, 'is required').max(512, 'must be at most 512 characters'),
   command: argv('command').nullish(),
@@ -115,6 +150,8 @@ export const JobRequest = z.strictObject({
   tty: z.boolean().optional()
     .describe('Docker\'s -t: the command runs on a pseudo-terminal of the job\'s own (controlling terminal, fds 0-2); its output is one stream (`stdout`), with the terminal\'s CR LF line ends.'),
   ttySize: TtySize.optional().describe('Initial size of the tty (default 24x80); attach clients resize it.'),
+  files: z.array(InputFile).max(MAX_INPUT_FILES, `at most ${MAX_INPUT_FILES} files`).optional()
+    .describe('Files written into the job before its command starts, in order (a later one for the same path wins), by the job itself: as its user, inside its root file system, with its limits (their bytes count against limits.diskBytes). A file its user may not write there fails the job with error.code invalid_request naming the file. Bounded by the request body limit.'),
   limits: LimitsRequest.optional(),
   network: z.enum(['none'], { error: 'only "none" (loopback only) is supported' }).optional(),
   labels: z
@@ -157,6 +194,8 @@ export const JobSpec = z.object({
   openStdin: z.boolean().optional(),
   tty: z.boolean().optional(),
   ttySize: TtySize.nullable().optional(),
+  /** Input files (JobRequest.files) with the mode resolved; absent = none. */
+  files: z.array(z.object({ path: z.string(), content: z.string(), encoding: z.enum(['utf8', 'base64']), mode: z.number().int() })).optional(),
   limits: Limits,
   network: z.literal('none'),
   labels: z.record(z.string(), z.string()),

@@ -17,6 +17,16 @@ const cases: Array<{ kind: string; error: LaunchError; cls: new (...a: never[]) 
     cls: InvalidRequestError, code: 'invalid_request', message: /^cwd: chdir `\/nope`: ENOENT$/, retryable: false,
   },
   {
+    kind: 'invalid_spec at an input file',
+    error: new LaunchError('files: open `main.py`: ELOOP', { code: 'invalid_spec', errno: 40, syscall: 'open', path: 'main.py', stage: 'files' }),
+    cls: InvalidRequestError, code: 'invalid_request', message: /^files: "main\.py" could not be written in the job: the image has a symbolic link there \(files are not written through one\) \(open ELOOP\)$/, retryable: false,
+  },
+  {
+    kind: 'invalid_spec at an input file\'s directory',
+    error: new LaunchError('files: mkdir `/srv`: EACCES', { code: 'invalid_spec', errno: 13, syscall: 'mkdir', path: '/srv', stage: 'files' }),
+    cls: InvalidRequestError, code: 'invalid_request', message: /^files: the directory "\/srv" could not be written in the job: the job's user may not write there \(mkdir EACCES\)$/, retryable: false,
+  },
+  {
     kind: 'command_not_found',
     error: new LaunchError('exec: execve `no-such`: ENOENT', { code: 'command_not_found', errno: 2, syscall: 'execve', path: 'no-such', stage: 'exec' }),
     cls: CommandNotFoundError, code: 'command_not_found', message: /^command "no-such" could not be started: no such file in the image \(ENOENT\)$/, retryable: false,

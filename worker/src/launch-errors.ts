@@ -17,6 +17,7 @@ export function fromLaunchError(e: unknown): SbxError {
   switch (e.code) {
     case 'invalid_spec': // the launcher's own checks on what the job asked (e.g. a workdir the image lacks)
       if (e.errno === os.constants.errno.E2BIG && e.stage === 'exec-init') return new InvalidRequestError(ARGS_TOO_LONG, [{ path: 'command', message: ARGS_TOO_LONG }]);
+      if (e.stage === 'files') return fileNotWritten(e);
       return new InvalidRequestError(e.message, e.stage ? [{ path: e.stage, message: e.message }] : []);
     case 'command_not_found':
       return new CommandNotFoundError(e.path ?? '', commandProblem(e.errno));
@@ -24,6 +25,36 @@ export function fromLaunchError(e: unknown): SbxError {
       return new HostUnsupportedError([e.message]);
     default: // launch_failed, or an errno name: a system call failed (the cause says which)
       return new LaunchFailedError(`starting the job failed: ${e.message}`, e);
+  }
+}
+
+const FILE_PROBLEMS: Record<string, string> = {
+  EACCES: 'the job\'s user may not write there',
+  EPERM: 'the job\'s user may not write there',
+  EROFS: 'that place is read-only in the job',
+  ELOOP: 'the image has a symbolic link there (files are not written through one)',
+  ENOENT: 'a directory on its path is missing and cannot be made (a dangling symbolic link in the image?)',
+  ENOTDIR: 'a component of its path is not a directory',
+  EISDIR: 'a directory is in the way',
+  ENOSPC: 'the job\'s disk space (limits.diskBytes) ran out',
+  EFBIG: 'the job\'s disk space (limits.diskBytes) ran out',
+  EDQUOT: 'the job\'s disk space (limits.diskBytes) ran out',
+};
+
+/** An input file (JobRequest.files) that sbx-init could not write, as the job's user, inside the job. */
+function fileNotWritten(e: LaunchError): InvalidRequestError {
+  const name = errnoName(e.errno);
+  const what = e.syscall === 'mkdir' ? `the directory ${JSON.stringify(e.path ?? '')}` : JSON.stringify(e.path ?? '');
+  const message = `files: ${what} could not be written in the job: ${(name && FILE_PROBLEMS[name]) ?? 'the write failed'}${name ? ` (${e.syscall} ${name})` : ''}`;
+  return new InvalidRequestError(message, [{ path: 'files', message }]);
+}
+
+function errnoName(errno: number | undefined): string | undefined {
+  if (!errno) return undefined;
+  try {
+    return util.getSystemErrorName(-errno);
+  } catch {
+    return undefined;
   }
 }
 
@@ -40,12 +71,6 @@ const COMMAND_PROBLEMS: Record<string, string> = {
 };
 
 function commandProblem(errno: number | undefined): string | undefined {
-  if (!errno) return undefined;
-  let name: string;
-  try {
-    name = util.getSystemErrorName(-errno);
-  } catch {
-    return undefined;
-  }
-  return `${COMMAND_PROBLEMS[name] ?? 'it cannot be executed'} (${name})`;
+  const name = errnoName(errno);
+  return name ? `${COMMAND_PROBLEMS[name] ?? 'it cannot be executed'} (${name})` : undefined;
 }

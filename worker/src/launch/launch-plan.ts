@@ -3,7 +3,7 @@
  * env rules in image-config.ts), `workdir` and `user` defaulting to the image's, the user
  * resolved inside the image. Nothing of the worker's own environment is ever added.
  */
-import type { JobSpec } from '../../../core/src/job-spec.ts';
+import { inputFileData, type JobSpec } from '../../../core/src/job-spec.ts';
 import type { LaunchSpec } from '../../../native/index.ts';
 import type { AcquiredImage } from '../images/image-store.ts';
 import { mergeEnv, resolveCommand } from './image-config.ts';
@@ -41,6 +41,7 @@ export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot:
     groups: user.groups,
     hostname,
     stdin: spec.stdin,
+    ...(spec.files?.length ? { files: spec.files.map((f) => ({ path: f.path, mode: f.mode, data: inputFileData(f) })) } : {}),
     limits: {
       memoryBytes: spec.limits.memoryBytes,
       pids: spec.limits.pids,

@@ -147,6 +147,22 @@ describe('sbx run', () => {
     }
   });
 
+  test('--file copies local files into the job before its command starts, with their modes; a bad one is refused before any job', async () => {
+    const home = newHome();
+    writeFileSync(join(home, 'grade.sh'), '#!/bin/sh\necho graded $(cat input.txt)\n', { mode: 0o755 });
+    writeFileSync(join(home, 'input.txt'), 'forty-two\n', { mode: 0o600 });
+    const r = await sbx(['run', '-w', '/tmp', '--file', join(home, 'grade.sh'), '--file', `${join(home, 'input.txt')}:input.txt`, '--file', `${join(home, 'input.txt')}:/srv/copy`,
+      image, 'sh', '-c', './grade.sh && stat -c "%a %n" grade.sh input.txt /srv/copy']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'graded forty-two\n755 grade.sh\n600 input.txt\n600 /srv/copy\n');
+    for (const [arg, message] of [[join(home, 'missing'), /cannot read .*missing for --file: ENOENT/], [home, /it is a directory/], [`${join(home, 'grade.sh')}:`, /invalid argument .* use src\[:dest\]/]] as const) {
+      const bad = await sbx(['run', '--file', arg, '-l', 'test=bad-file', image, 'true']);
+      assert.equal(bad.code, 125, bad.stderr);
+      assert.match(bad.stderr, message);
+    }
+    for await (const j of api.listAll()) assert.notEqual(j.labels.test, 'bad-file', 'no job was submitted');
+  });
+
   test('125 for an image that does not exist, 127 for a command that does not, 137 for a timeout; one-line errors', async () => {
     const missing = await sbx(['run', `${stack.registry.host}/nope/missing:1`, 'true']);
     assert.equal(missing.code, 125);

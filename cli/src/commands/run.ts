@@ -3,7 +3,8 @@
  * exit with its exit code (exit-code.ts). Ctrl-C (or SIGTERM) cancels the job and waits for it to end;
  * a second Ctrl-C leaves at once. `-d` prints the id and returns.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { JobRequest, SbxClient } from '../../../client/src/index.ts';
 import { flagBool, flagList, flagString, type Parsed } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
@@ -39,6 +40,7 @@ export const run: Command = {
     { name: 'ulimit', type: 'list', value: 'ulimit', help: 'Ulimit options: nofile=<n> (open files of each process)' },
     { name: 'idle-timeout', type: 'string', value: 'duration', help: 'With -i or -t: end the job once nothing is attached to it or written to its stdin for this long' },
     { name: 'label', short: 'l', type: 'list', value: 'list', help: 'Set labels on the job (k=v)' },
+    { name: 'file', type: 'list', value: 'src[:dest]', help: 'Copy a local file into the job before its command starts (dest absolute or relative to the workdir; default: the file\'s name), keeping its mode' },
     { name: 'interactive', short: 'i', type: 'boolean', help: 'Keep STDIN open and stream it to the job' },
     { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
     DETACH_KEYS_FLAG,
@@ -75,7 +77,10 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   if (workdir !== undefined) req.workdir = workdir;
   const user = flagString(args, 'user');
   if (user !== undefined) req.user = user;
+  const files = flagList(args, 'file').map(readInputFile);
+  if (files.length) req.files = files;
   const labels = keyValues(flagList(args, 'label'), 'label');
+
   if (Object.keys(labels).length) req.labels = labels;
   const network = flagString(args, 'network');
   if (network !== undefined && network !== 'none') throw new UsageError(`network "${network}" is not supported: jobs run with --network none`, 'run');
@@ -160,6 +165,24 @@ function readEnv(ctx: Context, files: string[], pairs: string[]): Record<string,
   }
   for (const p of pairs) add(p, '--env');
   return env;
+}
+
+/** `--file src[:dest]`: the local file's bytes (base64) and permission bits, for the job's `files`. */
+function readInputFile(spec: string): NonNullable<JobRequest['files']>[number] {
+  const colon = spec.indexOf(':');
+  const src = colon < 0 ? spec : spec.slice(0, colon);
+  const dest = colon < 0 ? basename(src) : spec.slice(colon + 1);
+  if (!src || !dest) throw new UsageError(`invalid argument "${spec}" for "--file" flag: use src[:dest]`, 'run');
+  let data: Buffer;
+  let mode: number;
+  try {
+    mode = statSync(src).mode & 0o777;
+    data = readFileSync(src);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new CliError(`cannot read ${src} for --file: ${code === 'EISDIR' ? 'it is a directory (--file copies files)' : (code ?? (e as Error).message)}`, 125);
+  }
+  return { path: dest, content: data.toString('base64'), encoding: 'base64', mode };
 }
 
 /** `parse(s)`, or a usage error naming the flag and the value. */

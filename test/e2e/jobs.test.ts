@@ -327,7 +327,7 @@ describe('invalid requests', () => {
 });
 
 describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBLIC_KEYS_FILE on the API)', () => {
-  const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+  const sha256 = (s: string | Buffer) => createHash('sha256').update(s).digest('hex');
   async function publicKey() {
     const res = await e2e.api.request<{ items: Array<{ keyId: string; algorithm: string; publicKeyPem: string }> }>('GET', '/v1/receipt-keys');
     assert.equal(res.status, 200);
@@ -383,6 +383,19 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBL
     assert.deepEqual(p.stdout, { bytes: 100_000, sha256: sha256('y\n'.repeat(50_000)) });
     assert.equal(p.outputTruncated, true);
     assert.equal(p.stdin, null);
+    assert.equal(p.files, undefined, 'no files, no list');
+  });
+
+  test('the receipt names each input file with its mode, size and digest, in order', async () => {
+    const { key } = await publicKey();
+    const bytes = Buffer.from([0, 1, 254, 255]);
+    const res = await run(['cat', '/tmp/a.txt'], { workdir: '/tmp', files: [{ path: 'a.txt', content: 'one\n' }, { path: '/srv/b.bin', content: bytes.toString('base64'), encoding: 'base64', mode: '0700' }] });
+    assert.equal(res.body.output!.stdout, 'one\n');
+    assert.ok(verified(res.body, key));
+    assert.deepEqual(JSON.parse(res.body.receipt!.payload).files, [
+      { path: 'a.txt', mode: 0o644, bytes: 4, sha256: sha256('one\n') },
+      { path: '/srv/b.bin', mode: 0o700, bytes: 4, sha256: sha256(bytes) },
+    ]);
   });
 
   test('a job that never ran has no receipt', async () => {

@@ -1,7 +1,7 @@
 /**
  * Signed execution receipts: what ran (image digest, command, limits), where (worker, kernel), how it
  * ended (status, exit code, usage, timings) and what it read and wrote (SHA-256 and size of its
- * stdin and of everything it wrote to stdout and stderr, kept or not), signed by the worker with
+ * stdin, of each input file, and of everything it wrote to stdout and stderr, kept or not), signed by the worker with
  * the server's Ed25519 key (SBX_RECEIPT_KEY_FILE). Anyone holding the public key
  * (GET /v1/receipt-keys) can check that a result came from this service unchanged: a grader's
  * score, a CI step's log, an RL reward (client/src/receipt.ts checkReceipt, `sbx verify`).
@@ -11,7 +11,7 @@
  */
 import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import os from 'node:os';
-import type { JobDocument, JobReceipt, JobSpec } from '../job-spec.ts';
+import { inputFileData, type JobDocument, type JobReceipt, type JobSpec } from '../job-spec.ts';
 
 /** This host's kernel release (uname -r), read once. */
 const KERNEL = os.release();
@@ -43,6 +43,8 @@ export interface ReceiptPayload {
   usage: Record<string, unknown> | null;
   /** The job's stdin as given (null: none). */
   stdin: StreamDigest | null;
+  /** The job's input files (JobRequest.files) in order, as written; absent when it had none. */
+  files?: Array<StreamDigest & { path: string; mode: number }>;
   /** Everything the job wrote, whether its limits kept it or not. */
   stdout: StreamDigest;
   stderr: StreamDigest;
@@ -86,6 +88,7 @@ export function receiptFor(final: JobDocument, spec: JobSpec, written: { stdout:
     finishedAt: final.timings.finishedAt!,
     usage: final.usage ? { ...final.usage } : null,
     stdin: spec.stdin === null ? null : digestOf(spec.stdin),
+    ...(spec.files?.length ? { files: spec.files.map((f) => ({ path: f.path, mode: f.mode, ...digestOf(inputFileData(f)) })) } : {}),
     stdout: written.stdout,
     stderr: written.stderr,
     outputTruncated: final.outputTruncated,

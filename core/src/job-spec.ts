@@ -140,7 +140,8 @@ export const JobRequest = z.strictObject({
     .max(4096)
     .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8; PATH_MAX with its NUL)')
     .refine((s) => !/(^|\/)proc(\/|$)/.test(s), 'must not be inside /proc')
-    .optional(),
+    .optional()
+    .describe('The command\'s working directory (default: the image\'s WorkingDir, else /). One the image lacks is made, as docker run -w makes it, here by the job\'s user (0755): a non-root user needs a place it may write, such as under /tmp; else the job ends error / invalid_request saying so.'),
   user: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$/, 'must be user, uid, user:group or uid:gid')
     .refine((u) => u.split(':').every((part) => !/^\d+$/.test(part) || Number(part) < JOB_ID_RANGE), `a numeric uid or gid must be at most ${JOB_ID_RANGE - 1} (a job's user namespace maps 0-${JOB_ID_RANGE - 1})`)
     .optional(),

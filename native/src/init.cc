@@ -29,6 +29,7 @@
 #include "caps.h"
 #include "input_files.h"
 #include "jobmsg.h"
+#include "mkdir_p.h"
 #include "proto.h"
 #include "recv_fds.h"
 #include "rlimit.h"
@@ -137,8 +138,15 @@ bool awaitGo(Error& err) {
   return true;
 }
 
-// P4: chdir only after pivot_root, as the job's user, and verify the result is inside the root.
+// P4: chdir only after pivot_root, as the job's user, and verify the result is inside the root. A
+// workdir the image lacks is made first, as `docker run -w` does (here as the job's user, 0755).
 bool enterCwd(const char* cwd, Error& err) {
+  if (chdir(cwd) != 0 && errno == ENOENT) {
+    char path[4096];
+    strncpy(path, cwd, sizeof path - 1);
+    path[sizeof path - 1] = 0;
+    if (int e = mkdirP(path, true)) return fail(err, "cwd", "mkdir", path, e, kInvalidSpec);
+  }
   if (chdir(cwd) != 0) return fail(err, "cwd", "chdir", cwd, errno, kInvalidSpec);
   char buf[4096];
   if (!getcwd(buf, sizeof buf) || buf[0] != '/') return fail(err, "cwd", "getcwd", cwd, errno ? errno : ENOENT, kInvalidSpec);

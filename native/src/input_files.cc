@@ -1,4 +1,5 @@
 #include "input_files.h"
+#include "mkdir_p.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,24 +30,8 @@ bool readAt(int fd, void* buf, size_t len, uint64_t off, Error& err) {
   return true;
 }
 
-// mkdir -p of gPath's parent directories (as the job's user; existing ones are left as they are).
-bool makeParents(Error& err) {
-  for (char* slash = strchr(gPath + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-    if (slash[-1] == '/') continue;  // "a//b"
-    *slash = 0;
-    int rc = mkdir(gPath, 0755);
-    int e = errno;
-    *slash = '/';
-    if (rc != 0 && e != EEXIST) {
-      *slash = 0;  // name the directory that could not be made
-      return failFile(err, "mkdir", e);
-    }
-  }
-  return true;
-}
-
 bool writeOne(int src, const Record& r, uint64_t dataOff, Error& err) {
-  RETURN_ON_FAILURE(makeParents(err));
+  if (int e = mkdirP(gPath, false)) return failFile(err, "mkdir", e);  // gPath names the directory
   // O_NOFOLLOW: a symlink at the path itself is refused (ELOOP), not written through.
   int fd = open(gPath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return failFile(err, "open", errno);

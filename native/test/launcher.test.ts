@@ -212,9 +212,13 @@ describe('launcher', () => {
     assertNoLeftovers(spec.id);
   });
 
-  it('rejects a missing cwd with code invalid_spec', async () => {
-    const spec = baseSpec([rootfs], { cwd: '/does/not/exist' });
-    await assert.rejects(launch(spec, opts), { code: 'invalid_spec', stage: 'cwd' });
+  it('makes a missing cwd as the job\'s user (docker run -w); one it may not make, or a file in the way, is invalid_spec', async () => {
+    const made = await run(baseSpec([rootfs], { cwd: '/tmp/does/not//exist', uid: 1000, gid: 1000, argv: ['sh', '-c', 'pwd; stat -c "%a %u:%g" . /tmp/does'] }), opts);
+    assert.equal(made.stderr, '');
+    assert.equal(made.stdout, '/tmp/does/not/exist\n755 1000:1000\n755 1000:1000\n');
+    const spec = baseSpec([rootfs], { cwd: '/does/not/exist', uid: 1000, gid: 1000 });
+    await assert.rejects(launch(spec, opts), { code: 'invalid_spec', stage: 'cwd', syscall: 'mkdir', path: '/does', message: 'cwd: mkdir `/does`: EACCES' });
+    await assert.rejects(launch(baseSpec([rootfs], { cwd: '/bin/sh/x' }), opts), { code: 'invalid_spec', stage: 'cwd', syscall: 'chdir' });
     await assert.rejects(launch(baseSpec([rootfs], { cwd: '/proc/self/cwd' }), opts), { code: 'invalid_spec' });
     await assert.rejects(launch(baseSpec([rootfs], { id: '../x' }), opts), { code: 'invalid_spec' });
     assertNoLeftovers(spec.id);

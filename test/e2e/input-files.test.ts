@@ -28,11 +28,11 @@ test('a grader\'s script and its input are in the job before its command starts:
   const { status, body } = await api.submit({
     image: stack.images.busybox,
     user: '1000:1000',
-    workdir: '/tmp',
-    command: ['sh', '-c', 'cd work && ./grade.sh && stat -c "%a %u %n" grade.sh input.txt /tmp/work /tmp/abs.bin && od -An -tx1 /tmp/abs.bin'],
+    workdir: '/tmp/work', // which the image lacks: made as the job's user, as docker run -w makes it
+    command: ['sh', '-c', './grade.sh && stat -c "%a %u %n" grade.sh input.txt /tmp/work /tmp/abs.bin && od -An -tx1 /tmp/abs.bin'],
     files: [
-      { path: 'work/grade.sh', content: GRADER, mode: '0755' },
-      { path: 'work/input.txt', content: Buffer.from('40 2\n').toString('base64'), encoding: 'base64', mode: 0o600 },
+      { path: 'grade.sh', content: GRADER, mode: '0755' },
+      { path: 'input.txt', content: Buffer.from('40 2\n').toString('base64'), encoding: 'base64', mode: 0o600 },
       { path: '/tmp/abs.bin', content: Buffer.from([0, 255, 10]).toString('base64'), encoding: 'base64' },
     ],
   }, { wait: true });

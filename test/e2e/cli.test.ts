@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -155,7 +155,18 @@ describe('sbx run', () => {
       image, 'sh', '-c', './grade.sh && stat -c "%a %n" grade.sh input.txt /srv/copy']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'graded forty-two\n755 grade.sh\n600 input.txt\n600 /srv/copy\n');
-    for (const [arg, message] of [[join(home, 'missing'), /cannot read .*missing for --file: ENOENT/], [home, /it is a directory/], [`${join(home, 'grade.sh')}:`, /invalid argument .* use src\[:dest\]/]] as const) {
+    mkdirSync(join(home, 'tree', 'sub'), { recursive: true });
+    writeFileSync(join(home, 'tree', 'a.txt'), 'A\n');
+    writeFileSync(join(home, 'tree', 'sub', 'b.txt'), 'B\n', { mode: 0o640 });
+    const tree = await sbx(['run', '-w', '/tmp', '--file', `${join(home, 'tree')}:in`, image, 'sh', '-c', 'cat in/a.txt in/sub/b.txt; stat -c "%a %n" in/sub/b.txt']);
+    assert.equal(tree.code, 0, tree.stderr);
+    assert.equal(tree.stdout, 'A\nB\n640 in/sub/b.txt\n', 'a directory brings its files');
+    symlinkSync('/etc/passwd', join(home, 'tree', 'link'));
+    for (const [arg, message] of [
+      [join(home, 'missing'), /cannot read .*missing for --file: ENOENT/],
+      [join(home, 'tree'), /cannot copy .*tree\/link with --file: it is a symbolic link/],
+      [`${join(home, 'grade.sh')}:`, /invalid argument .* use src\[:dest\]/],
+    ] as const) {
       const bad = await sbx(['run', '--file', arg, '-l', 'test=bad-file', image, 'true']);
       assert.equal(bad.code, 125, bad.stderr);
       assert.match(bad.stderr, message);

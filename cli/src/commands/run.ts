@@ -3,8 +3,8 @@
  * exit with its exit code (exit-code.ts). Ctrl-C (or SIGTERM) cancels the job and waits for it to end;
  * a second Ctrl-C leaves at once. `-d` prints the id and returns.
  */
-import { readFileSync, statSync } from 'node:fs';
-import { basename } from 'node:path';
+import { lstatSync, readdirSync, readFileSync, type Stats } from 'node:fs';
+import { basename, join } from 'node:path';
 import type { JobRequest, SbxClient } from '../../../client/src/index.ts';
 import { flagBool, flagList, flagString, type Parsed } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
@@ -40,7 +40,7 @@ export const run: Command = {
     { name: 'ulimit', type: 'list', value: 'ulimit', help: 'Ulimit options: nofile=<n> (open files of each process)' },
     { name: 'idle-timeout', type: 'string', value: 'duration', help: 'With -i or -t: end the job once nothing is attached to it or written to its stdin for this long' },
     { name: 'label', short: 'l', type: 'list', value: 'list', help: 'Set labels on the job (k=v)' },
-    { name: 'file', type: 'list', value: 'src[:dest]', help: 'Copy a local file into the job before its command starts (dest absolute or relative to the workdir; default: the file\'s name), keeping its mode' },
+    { name: 'file', type: 'list', value: 'src[:dest]', help: 'Copy a local file, or a directory\'s files, into the job before its command starts (dest absolute or relative to the workdir; default: its name), modes kept' },
     { name: 'interactive', short: 'i', type: 'boolean', help: 'Keep STDIN open and stream it to the job' },
     { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
     DETACH_KEYS_FLAG,
@@ -77,7 +77,7 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   if (workdir !== undefined) req.workdir = workdir;
   const user = flagString(args, 'user');
   if (user !== undefined) req.user = user;
-  const files = flagList(args, 'file').map(readInputFile);
+  const files = flagList(args, 'file').flatMap(readInputFiles);
   if (files.length) req.files = files;
   const labels = keyValues(flagList(args, 'label'), 'label');
 
@@ -167,22 +167,46 @@ function readEnv(ctx: Context, files: string[], pairs: string[]): Record<string,
   return env;
 }
 
-/** `--file src[:dest]`: the local file's bytes (base64) and permission bits, for the job's `files`. */
-function readInputFile(spec: string): NonNullable<JobRequest['files']>[number] {
+type InputFile = NonNullable<JobRequest['files']>[number];
+
+/**
+ * `--file src[:dest]`: the local file's bytes (base64) and permission bits, for the job's `files`;
+ * a directory brings every regular file under it (dest the directory they go under). A symbolic
+ * link or another kind of file is refused: what is copied is exactly what the user sees.
+ */
+function readInputFiles(spec: string): InputFile[] {
   const colon = spec.indexOf(':');
   const src = colon < 0 ? spec : spec.slice(0, colon);
   const dest = colon < 0 ? basename(src) : spec.slice(colon + 1);
   if (!src || !dest) throw new UsageError(`invalid argument "${spec}" for "--file" flag: use src[:dest]`, 'run');
-  let data: Buffer;
-  let mode: number;
+  const out: InputFile[] = [];
+  const add = (local: string, remote: string) => {
+    const st = localStat(local);
+    if (st.isDirectory()) {
+      for (const name of readdirSync(local).sort()) add(join(local, name), `${remote.replace(/\/+$/, '')}/${name}`);
+      return;
+    }
+    if (!st.isFile()) throw new CliError(`cannot copy ${local} with --file: ${st.isSymbolicLink() ? 'it is a symbolic link' : 'it is not a regular file'} (only files and directories are copied)`, 125);
+    out.push({ path: remote, content: readLocal(local).toString('base64'), encoding: 'base64', mode: st.mode & 0o777 });
+  };
+  add(src, dest);
+  return out;
+}
+
+function localStat(path: string): Stats {
   try {
-    mode = statSync(src).mode & 0o777;
-    data = readFileSync(src);
+    return lstatSync(path);
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new CliError(`cannot read ${src} for --file: ${code === 'EISDIR' ? 'it is a directory (--file copies files)' : (code ?? (e as Error).message)}`, 125);
+    throw new CliError(`cannot read ${path} for --file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 125);
   }
-  return { path: dest, content: data.toString('base64'), encoding: 'base64', mode };
+}
+
+function readLocal(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new CliError(`cannot read ${path} for --file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 125);
+  }
 }
 
 /** `parse(s)`, or a usage error naming the flag and the value. */

@@ -485,7 +485,8 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
   for (Fd* childEnd : {&f.syncC, &f.netns, &f.outW, &f.errW, &f.inR, &f.files}) childEnd->reset();  // it has copies
   bool ok = j.group.v2 || cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err);
   undo.g = &j.group;
-  const std::string sent = j.spec.files.empty() ? config : withFilesFlag(config);
+  const std::string flagged = j.spec.files.empty() ? std::string() : withFilesFlag(config);
+  const std::string& sent = j.spec.files.empty() ? config : flagged;
   if (!ok || !sendAll(f.syncP.get(), "G", 1, err) || !sendAll(f.syncP.get(), sent.data(), sent.size(), err)) {
     // The child failed its setup (e.g. a layer that cannot be mounted) and exited before our send:
     // its queued report says why, not the EPIPE/ECONNRESET of the send.

@@ -11,6 +11,7 @@ namespace sbx {
 
 // Every parent of the last component, and with `andLast` the last one too.
 inline int mkdirP(char* path, bool andLast) {
+  if (path[0] == 0) return 0;
   char* end = path + strlen(path);
   for (char* p = path + 1;; p++) {
     if (p < end && *p != '/') continue;

@@ -15,7 +15,7 @@ export function fromLaunchError(e: unknown): SbxError {
   if (isSbxError(e)) return e;
   if (!(e instanceof LaunchError)) return new LaunchFailedError(`starting the job failed: ${(e as Error)?.message ?? String(e)}`, e);
   switch (e.code) {
-    case 'invalid_spec': // the launcher's own checks on what the job asked (e.g. a workdir the image lacks)
+    case 'invalid_spec': // the launcher's own checks on what the job asked (e.g. a workdir its user cannot make)
       if (e.errno === os.constants.errno.E2BIG && e.stage === 'exec-init') return new InvalidRequestError(ARGS_TOO_LONG, [{ path: 'command', message: ARGS_TOO_LONG }]);
       if (e.stage === 'files') return fileNotWritten(e);
       return new InvalidRequestError(e.message, e.stage ? [{ path: e.stage, message: e.message }] : []);

@@ -26,7 +26,7 @@
     {
       "target_name": "sbx-init",
       "type": "none",
-      "variables": {"init_sources": ["src/init.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp_install.cc", "src/tty.cc", "src/input_files.cc"]},
+      "variables": {"init_sources": ["src/init.cc", "src/caps.cc", "src/rlimit.cc", "src/user.cc", "src/seccomp_install.cc", "src/tty.cc", "src/input_files.cc", "src/output_files.cc"]},
       "actions": [{
         "action_name": "link_with_musl",
         "inputs": ["tools/build-init.sh", "<@(init_sources)", "<!@(ls src/*.h src/*.inc)"],

@@ -8,6 +8,7 @@ import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import util from 'node:util';
 import { openJobTty, type JobTty } from './tty-io.js';
+import { parseOutputFiles, type OutputFile } from './output-files.js';
 
 export type { JobTty } from './tty-io.js';
 
@@ -55,8 +56,16 @@ export interface LaunchSpec {
    * `files`, `path` the file or directory).
    */
   files?: LaunchFile[] | null;
+  /**
+   * Files collected once the command has ended (`ExitInfo.outputFiles`), by the job's sbx-init as the
+   * job's user under its seccomp filter: glob(3) patterns (at most 32), absolute or relative to
+   * `cwd`; at most `maxBytes` of file data in all and 1,000 files. Symlinks are not followed.
+   */
+  outputFiles?: { patterns: string[]; maxBytes: number } | null;
   limits: LaunchLimits;
 }
+
+export type { OutputFile };
 
 export interface LaunchFile {
   path: string;
@@ -92,6 +101,8 @@ export interface ExitInfo {
    * started (names and meaning in native/src/trace.h).
    */
   phases?: Record<string, number>;
+  /** With `LaunchSpec.outputFiles`, when the command ended and sbx-init collected them (not after a kill). */
+  outputFiles?: OutputFile[];
 }
 
 /** `Launched.ended`: the exit as known before the teardown. */
@@ -234,6 +245,7 @@ interface NativeExit {
   leftoverProcesses: number;
   cleanupError?: NativeError;
   phases?: Record<string, number>;
+  outputFiles?: Buffer;
 }
 interface NativeLaunched { handle: number; pid: number; stdoutFd: number; stderrFd: number; stdinFd: number; cgroups: string[] }
 interface Native {
@@ -392,6 +404,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   let timer: NodeJS.Timeout | undefined;
   let ttyFds: { ttyFd: number; ttyWriteFd: number } | undefined;
 
+  let collected: OutputFile[] | undefined;
   const onEvent = (kind: string, payload: unknown): void => {
     if (kind === 'exec') {
       const p = payload as { ttyFd?: number; ttyWriteFd?: number };
@@ -405,6 +418,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       if (timer) clearTimeout(timer);
       isOver = true;
       const { cleanupError: _, ...end } = toExitInfo(payload as NativeExit, endedBy);
+      collected = end.outputFiles;
       resolveEnded(end);
     } else if (kind === 'exit') {
       if (timer) clearTimeout(timer);
@@ -412,6 +426,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       const x = payload as NativeExit;
       if (!started) rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
       const info = toExitInfo(x, endedBy);
+      if (collected && !info.outputFiles) info.outputFiles = collected; // read once, with 'ended'
       const { cleanupError: _, ...end } = info;
       resolveEnded(end); // no-op after 'ended'
       resolveExit(info);
@@ -499,5 +514,15 @@ function toExitInfo(x: NativeExit, endedBy: 'timeout' | 'killed' | null): ExitIn
     leftoverProcesses: x.leftoverProcesses,
     cleanupError: x.cleanupError ? fromNative(x.cleanupError) : null,
     ...(x.phases ? { phases: x.phases } : {}),
+    ...(x.outputFiles ? collectedFiles(x.outputFiles) : {}),
   };
+}
+
+/** The collected files, or none when sbx-init's records do not parse (it runs inside the job). */
+function collectedFiles(buf: Buffer): Pick<ExitInfo, 'outputFiles'> {
+  try {
+    return { outputFiles: parseOutputFiles(buf) };
+  } catch {
+    return {};
+  }
 }

@@ -30,6 +30,7 @@
 #include "input_files.h"
 #include "jobmsg.h"
 #include "mkdir_p.h"
+#include "output_files.h"
 #include "proto.h"
 #include "recv_fds.h"
 #include "rlimit.h"
@@ -266,6 +267,8 @@ int runCommand(void* p) {
       close(0);
       close(1);
       close(2);
+      // P56: the output files, read as the job's user under its filter, before the status
+      if (output_files::wanted()) output_files::collectAndSend(proto::kInitSyncFd);
       send('S', status);
       _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
     }

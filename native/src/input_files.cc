@@ -1,5 +1,6 @@
 #include "input_files.h"
 #include "mkdir_p.h"
+#include "output_files.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,8 +63,9 @@ bool writeInInit(int fd, Error& err) {
     ok = readAt(fd, &r, sizeof r, off, err);
     if (!ok) break;
     off += sizeof r;
-    if (r.magic != kMagic || r.pathLen == 0 || r.pathLen > kMaxPath || r.mode > kMaxMode || r.pathLen > end - off ||
-        r.size > end - off - r.pathLen) {
+    const bool collect = r.magic == kCollectMagic;
+    if ((r.magic != kMagic && !collect) || r.pathLen == 0 || r.pathLen > kMaxPath || r.mode > kMaxMode || r.pathLen > end - off ||
+        (!collect && r.size > end - off - r.pathLen)) {
       ok = fail(err, "files", "read", "", EPROTO);
       break;
     }
@@ -71,6 +73,10 @@ bool writeInInit(int fd, Error& err) {
     gPath[ok ? r.pathLen : 0] = 0;
     if (ok && memchr(gPath, 0, r.pathLen)) ok = fail(err, "files", "read", "", EPROTO);
     off += r.pathLen;
+    if (collect) {  // r.size: the budget, no data follows
+      if (ok && !output_files::addPattern(gPath, r.pathLen, r.size)) ok = fail(err, "files", "read", "", EPROTO);
+      continue;
+    }
     ok = ok && writeOne(fd, r, off, err);
     off += r.size;
   }

@@ -16,7 +16,10 @@
 
 namespace sbx::input_files {
 
-constexpr uint32_t kMagic = 0x53424631;  // "SBF1", at the start of every record
+constexpr uint32_t kMagic = 0x53424631;  // "SBF1", at the start of every file record
+// A collect record (output_files.h): path = a pattern to collect after the command, size = the byte
+// budget for all collected files, no data.
+constexpr uint32_t kCollectMagic = 0x53424331;  // "SBC1"
 constexpr uint32_t kMaxPath = 4095;
 constexpr uint32_t kMaxMode = 0777;
 
@@ -30,7 +33,8 @@ struct Record {
 
 // sbx-init: create (or truncate) each file of `fd`'s records, relative paths under the current
 // directory (the job's workdir), missing parent directories made 0755; each file gets exactly its
-// mode. Files are written in order (a later record for the same path wins). Closes `fd`.
+// mode. Files are written in order (a later record for the same path wins); collect records are
+// handed to output_files::addPattern. Closes `fd`.
 bool writeInInit(int fd, Error& err);
 
 }  // namespace sbx::input_files

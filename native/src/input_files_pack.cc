@@ -26,16 +26,23 @@ bool writeAll(int fd, const char* p, size_t n, Error& err) {
 
 }  // namespace
 
-bool pack(const std::vector<spec::InputFile>& files, Fd& out, Error& err) {
+bool hasPayload(const spec::Spec& s) { return !s.files.empty() || !s.outputFiles.empty(); }
+
+bool pack(const spec::Spec& s, Fd& out, Error& err) {
   out.reset();
-  if (files.empty()) return true;
+  if (!hasPayload(s)) return true;
   Fd mem((int)syscall(SYS_memfd_create, "sbx-files", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!mem.valid()) return fail(err, "files", "memfd_create", "", errno);
-  for (const auto& f : files) {
+  for (const auto& f : s.files) {
     Record r{kMagic, (uint32_t)f.path.size(), f.mode, 0, (uint64_t)f.data.size()};
     RETURN_ON_FAILURE(writeAll(mem.get(), reinterpret_cast<const char*>(&r), sizeof r, err));
     RETURN_ON_FAILURE(writeAll(mem.get(), f.path.data(), f.path.size(), err));
     RETURN_ON_FAILURE(writeAll(mem.get(), f.data.data(), f.data.size(), err));
+  }
+  for (const auto& pattern : s.outputFiles) {
+    Record r{kCollectMagic, (uint32_t)pattern.size(), 0, 0, s.outputFilesBytes};
+    RETURN_ON_FAILURE(writeAll(mem.get(), reinterpret_cast<const char*>(&r), sizeof r, err));
+    RETURN_ON_FAILURE(writeAll(mem.get(), pattern.data(), pattern.size(), err));
   }
   // Read-only from here on: sbx-init reads it with pread, nothing may change it under it.
   if (fcntl(mem.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) != 0)

@@ -1,4 +1,5 @@
-// Launcher side of the job's input files (input_files.h): the records in one memfd for sbx-init.
+// Launcher side of the job's payload for sbx-init (input files, input_files.h; output patterns,
+// output_files.h): the records in one memfd.
 #pragma once
 #include <vector>
 #include "error.h"
@@ -7,8 +8,11 @@
 
 namespace sbx::input_files {
 
-// A memfd (O_CLOEXEC, sealed against every change) holding `files` as records; `out` stays invalid
-// when there are none.
-bool pack(const std::vector<spec::InputFile>& files, Fd& out, Error& err);
+// A memfd (O_CLOEXEC, sealed against every change) holding the spec's files, then its output
+// patterns as collect records; `out` stays invalid when there is neither.
+bool pack(const spec::Spec& s, Fd& out, Error& err);
+
+// Whether the job has anything for that memfd.
+bool hasPayload(const spec::Spec& s);
 
 }  // namespace sbx::input_files

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -16,7 +17,9 @@
 
 #include "fd.h"
 #include "init_config.h"
+#include "input_files.h"
 #include "input_files_pack.h"
+#include "output_files.h"
 #include "ns.h"
 #include "proto.h"
 #include "recv_fds.h"
@@ -79,6 +82,7 @@ struct Job {
   Fd pidfd, syncFd;
   Fd mntns;  // the job's mount namespace, released after the exit is reported
   Fd tty;    // tty jobs: the pty master from sbx-init ('T'), handed to JS with "exec"
+  Fd outputs;  // jobs with outputFiles: the collected files from sbx-init ('O'), read into "ended"
   uv_poll_t exitPoll{}, syncPoll{};
   int openPolls = 0;
   bool syncPolling = false;
@@ -177,6 +181,7 @@ bool drainSync(Job* j) {
     ssize_t n = recvMsg(j->syncFd.get(), m, passed);
     if (passed.valid() && m.tag == 'N' && !j->mntns.valid()) j->mntns = std::move(passed);
     if (passed.valid() && m.tag == 'T' && j->spec.tty && !j->tty.valid()) j->tty = std::move(passed);
+    if (passed.valid() && m.tag == 'O' && !j->spec.outputFiles.empty() && !j->outputs.valid()) j->outputs = std::move(passed);
     if (n == (ssize_t)sizeof m) {
       handleMsg(j, m);
       continue;
@@ -231,6 +236,23 @@ const char* signalName(int sig) {
   return buf;
 }
 
+// The records sbx-init collected (output_files.h), as one Buffer that JS parses; undefined when the
+// memfd is larger than its records can be (budget, headers, paths) or cannot be read.
+Napi::Value outputFilesBuffer(Napi::Env env, int fd, const spec::Spec& s) {
+  struct stat st;
+  const uint64_t most = s.outputFilesBytes + (uint64_t)(output_files::kMaxFiles + output_files::kMaxPatterns + 1) *
+                                                 (sizeof(output_files::OutRecord) + input_files::kMaxPath);
+  if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size > most) return env.Undefined();
+  Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, (size_t)st.st_size);
+  for (size_t off = 0; off < (size_t)st.st_size;) {
+    ssize_t n = pread(fd, buf.Data() + off, (size_t)st.st_size - off, (off_t)off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return env.Undefined();
+    off += (size_t)n;
+  }
+  return buf;
+}
+
 Napi::Object exitPayload(Job* j, const siginfo_t& si, const cgroup::Usage& u, uint64_t wallNs, int leftovers) {
   Napi::Env env(j->env);
   Napi::Object o = Napi::Object::New(env);
@@ -255,6 +277,11 @@ Napi::Object exitPayload(Job* j, const siginfo_t& si, const cgroup::Usage& u, ui
   o.Set("cpuThrottledNs", (double)u.cpuThrottledNs);
   o.Set("wallNs", (double)wallNs);
   o.Set("leftoverProcesses", Napi::Number::New(env, leftovers));
+  if (j->outputs.valid()) {
+    Napi::Value files = outputFilesBuffer(env, j->outputs.get(), j->spec);
+    if (!files.IsUndefined()) o.Set("outputFiles", files);
+    j->outputs.reset();
+  }
   if (j->tracing) {  // ms since launch() was entered; absent phases (0) are left out
     Napi::Object t = Napi::Object::New(env);
     for (int i = 0; i < trace::kCount; i++)
@@ -430,7 +457,7 @@ bool openStdio(Job& j, LaunchFds& f, Error& err) {
 
 bool openFds(Job& j, LaunchFds& f, Error& err) {
   RETURN_ON_FAILURE(openStdio(j, f, err));
-  RETURN_ON_FAILURE(input_files::pack(j.spec.files, f.files, err));
+  RETURN_ON_FAILURE(input_files::pack(j.spec, f.files, err));
   if (f.files.valid()) RETURN_ON_FAILURE(raiseFd(f.files, err));
   j.args.filesFd = f.files.get();
   int sv[2];
@@ -485,8 +512,9 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
   for (Fd* childEnd : {&f.syncC, &f.netns, &f.outW, &f.errW, &f.inR, &f.files}) childEnd->reset();  // it has copies
   bool ok = j.group.v2 || cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err);
   undo.g = &j.group;
-  const std::string flagged = j.spec.files.empty() ? std::string() : withFilesFlag(config);
-  const std::string& sent = j.spec.files.empty() ? config : flagged;
+  const bool payload = input_files::hasPayload(j.spec);
+  const std::string flagged = payload ? withFilesFlag(config) : std::string();
+  const std::string& sent = payload ? flagged : config;
   if (!ok || !sendAll(f.syncP.get(), "G", 1, err) || !sendAll(f.syncP.get(), sent.data(), sent.size(), err)) {
     // The child failed its setup (e.g. a layer that cannot be mounted) and exited before our send:
     // its queued report says why, not the EPIPE/ECONNRESET of the send.
@@ -552,7 +580,7 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
   j.startNs = nowNs();
   bool renamed = false;
   bool ok = ns::setHostnameOf(z->pidfd.get(), j.spec.hostname.c_str(), j.spec.hostname.size(), err) &&
-            openStdio(j, f, err) && input_files::pack(j.spec.files, f.files, err) && sendJob(z->sync.get(), msg, f, err);
+            openStdio(j, f, err) && input_files::pack(j.spec, f.files, err) && sendJob(z->sync.get(), msg, f, err);
   trace::mark(j.times, trace::kCloned);
   for (Fd* childEnd : {&f.outW, &f.errW, &f.inR, &f.files}) childEnd->reset();  // it has copies (or never will)
   ok = ok && (cgroup::sameLimits(z->limits, j.spec.limits) || cgroup::changeLimits(host, z->limits, j.spec.limits, z->group, err)) &&

@@ -1,6 +1,7 @@
 #include "spec.h"
 
 #include "input_files.h"
+#include "output_files.h"
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -197,6 +198,21 @@ bool readFiles(const Napi::Object& o, Spec& s, Error& err) {
   return true;
 }
 
+// outputFiles: null/undefined or {patterns: string[] (at most 32), maxBytes} (output_files.h).
+bool readOutputFiles(const Napi::Object& o, Spec& s, Error& err) {
+  Napi::Value v = o.Get("outputFiles");
+  if (v.IsNull() || v.IsUndefined()) return true;
+  if (!v.IsObject()) return bad(err, "outputFiles", "must be {patterns, maxBytes}");
+  Napi::Object w = v.As<Napi::Object>();
+  RETURN_ON_FAILURE(getStringArray(w, "patterns", s.outputFiles, err, output_files::kMaxPatterns, 1));
+  for (const auto& p : s.outputFiles)
+    if (p.empty() || p.size() > input_files::kMaxPath) return bad(err, "outputFiles", "each pattern must be 1-4095 bytes");
+  double max;
+  RETURN_ON_FAILURE(getNumber(w, "maxBytes", max, err, 0, (double)kMaxInputFileBytes, true));
+  s.outputFilesBytes = (uint64_t)max;
+  return true;
+}
+
 bool fromJs(const Napi::Value& v, Spec& s, Error& err) {
   if (!v.IsObject()) return bad(err, "spec", "must be an object");
   Napi::Object o = v.As<Napi::Object>();
@@ -224,6 +240,7 @@ bool fromJs(const Napi::Value& v, Spec& s, Error& err) {
   s.stdinPipe = in.IsString();
   RETURN_ON_FAILURE(readTty(o, s, err));
   RETURN_ON_FAILURE(readFiles(o, s, err));
+  RETURN_ON_FAILURE(readOutputFiles(o, s, err));
   return readLimits(o, s.limits, err);
 }
 

@@ -39,6 +39,9 @@ struct Spec {
   bool tty = false;        // the command's fds 0-2 are a pty of the job's devpts (tty.h)
   uint32_t ttyRows = 0, ttyCols = 0;
   std::vector<InputFile> files;
+  // Patterns of files collected after the command (output_files.h), and their byte budget.
+  std::vector<std::string> outputFiles;
+  uint64_t outputFilesBytes = 0;
   Limits limits;
 };
 

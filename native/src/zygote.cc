@@ -19,6 +19,7 @@
 #include <set>
 #include <thread>
 
+#include "input_files_pack.h"
 #include "jobmsg.h"
 #include "proto.h"
 #include "recv_fds.h"
@@ -437,7 +438,7 @@ bool encodeJob(const spec::Spec& s, std::string& out) {
       uint32_t off = add(str.c_str());
       memcpy(&out[sizeof(Header) + 4 * k++], &off, 4);
     }
-  Header h{kMagic, 0, (uint32_t)s.argv.size(), (uint32_t)s.env.size(), s.files.empty() ? 0u : kHasFiles};
+  Header h{kMagic, 0, (uint32_t)s.argv.size(), (uint32_t)s.env.size(), input_files::hasPayload(s) ? kHasFiles : 0u};
   out += strings;
   h.size = (uint32_t)out.size();
   memcpy(&out[0], &h, sizeof h);

@@ -1,0 +1,109 @@
+// P56: a job's output files (LaunchSpec.outputFiles) are collected inside the job by its own
+// sbx-init once the command has ended, as the job's user under its seccomp filter: what matched,
+// byte for byte, within the budget; and whatever the job leaves at those paths (a symlink to a host
+// file, a FIFO, a device, a root-only file, thousands of files) nothing of the host is read, nothing
+// hangs, and the budget holds.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { closePool, type LaunchOptions, type LaunchSpec, type OutputFile } from '../index.ts';
+import { baseSpec, buildBusyboxRootfs, makeTempDir, poolReaches, removeParent, run, sweepStaleTestParents, uniqueParent } from './helpers.ts';
+
+const parent = uniqueParent('outfiles');
+const opts: LaunchOptions = { cgroupParent: parent, trace: true };
+const direct: LaunchOptions = { ...opts, pool: false };
+let tmp = '';
+let rootfs = '';
+let layer = '';
+const HOST_SECRET = 'host secret, never to be read by a job';
+
+const summary = (files: OutputFile[] | undefined) =>
+  (files ?? []).map((f) => `${f.path} ${f.size} ${f.truncated ? 'truncated ' : ''}${f.skipped ? `(${f.skipped})` : JSON.stringify(f.data.toString('latin1'))}`);
+
+/** Runs `make()` directly and from a pooled setup (checked by its trace), returning each exit's files. */
+async function bothWays(make: () => LaunchSpec): Promise<Array<OutputFile[] | undefined>> {
+  const d = await run(make(), direct);
+  closePool();
+  await run(make(), opts); // makes the slot's setups for this image and config
+  assert.ok(await poolReaches(1) >= 1);
+  const p = await run(make(), opts);
+  assert.ok(p.exit.phases?.initJobMounted !== undefined, 'the second launch took a pooled setup');
+  return [d.exit.outputFiles, p.exit.outputFiles];
+}
+
+describe('output files (P56)', () => {
+  before(async () => {
+    await sweepStaleTestParents();
+    tmp = makeTempDir('outfiles');
+    rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
+    const secret = path.join(tmp, 'host-secret');
+    fs.writeFileSync(secret, HOST_SECRET);
+    layer = path.join(tmp, 'layer');
+    fs.mkdirSync(path.join(layer, 'work'), { recursive: true });
+    fs.chownSync(path.join(layer, 'work'), 1000, 1000);
+    fs.symlinkSync(secret, path.join(layer, 'work', 'leak')); // an image's symlink to a host file
+    fs.writeFileSync(path.join(layer, 'root-only'), 'root only\n', { mode: 0o600 });
+    opts.stateDir = direct.stateDir = path.join(tmp, 'state');
+  });
+  after(() => {
+    closePool();
+    removeParent(parent);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('collects what the patterns match once the command has ended: bytes, sizes, relative and absolute, a pattern with no match said so', async () => {
+    const make = () => baseSpec([rootfs, layer], {
+      slot: 6, uid: 1000, gid: 1000, cwd: '/work',
+      argv: ['sh', '-c', 'mkdir -p out/sub && printf "A\\0\\377" > out/a.bin && echo bee > out/b.txt && echo abs > /tmp/abs.txt'],
+      outputFiles: { patterns: ['out/*', '/tmp/abs.txt', 'missing/*.log'], maxBytes: 1 << 20 },
+    });
+    for (const files of await bothWays(make)) {
+      assert.deepEqual(summary(files), [
+        'out/a.bin 3 "A\\u0000ÿ"',
+        'out/b.txt 4 "bee\\n"',
+        '/tmp/abs.txt 4 "abs\\n"',
+        'missing/*.log 0 (no match)',
+      ], 'the directory out/sub is left out');
+    }
+  });
+
+  it('the budget holds: a file past it is kept in part, those after it not at all', async () => {
+    const spec = baseSpec([rootfs], {
+      argv: ['sh', '-c', 'head -c 100 /dev/zero | tr "\\0" a > /tmp/big; echo small > /tmp/small'],
+      outputFiles: { patterns: ['/tmp/big', '/tmp/small'], maxBytes: 10 },
+    });
+    const r = await run(spec, direct);
+    assert.deepEqual(summary(r.exit.outputFiles), ['/tmp/big 100 truncated "aaaaaaaaaa"', '/tmp/small 6 truncated ""']);
+  });
+
+  it('what the job leaves at the paths cannot make it read the host or hang: a symlink, a FIFO, a device, a root-only file, 1,500 matches', async () => {
+    const spec = baseSpec([rootfs, layer], {
+      uid: 1000, gid: 1000, cwd: '/work',
+      argv: ['sh', '-c', 'mkfifo fifo && ln -s /dev/zero zero && mkdir many && cd many && i=0; while [ $i -lt 1500 ]; do : > f$i; i=$((i+1)); done'],
+      outputFiles: { patterns: ['leak', 'fifo', 'zero', '/dev/null', '/root-only', 'many/*'], maxBytes: 1 << 20 },
+    });
+    const started = Date.now();
+    const r = await run(spec, direct);
+    assert.ok(Date.now() - started < 10_000, 'the FIFO did not block the collection');
+    const files = r.exit.outputFiles!;
+    assert.deepEqual(summary(files.slice(0, 5)), [
+      'leak 0 (not a regular file)',
+      'fifo 0 (not a regular file)',
+      'zero 0 (not a regular file)',
+      '/dev/null 0 (not a regular file)',
+      '/root-only 0 (EACCES)',
+    ]);
+    assert.equal(files.length, 1000 + 1, 'at most 1,000 files, then one record saying the rest was left out');
+    assert.deepEqual(summary(files.slice(-1)), ['many/* 0 (too many files)']);
+    assert.ok(!files.some((f) => f.data.toString().includes(HOST_SECRET)));
+  });
+
+  it('a command killed at its timeout has nothing collected; a job without patterns has no list', async () => {
+    const killed = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'echo x > /tmp/x; sleep 30'], limits: { ...baseSpec([]).limits, timeoutMs: 300 }, outputFiles: { patterns: ['/tmp/x'], maxBytes: 100 } }), direct);
+    assert.equal(killed.exit.reason, 'timeout');
+    assert.equal(killed.exit.outputFiles, undefined);
+    const none = await run(baseSpec([rootfs], { argv: ['true'] }), direct);
+    assert.equal(none.exit.outputFiles, undefined);
+  });
+});

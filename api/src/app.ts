@@ -19,6 +19,7 @@ import { registerJobsAttach } from './routes/jobs-attach.ts';
 import { registerJobsCancel } from './routes/jobs-cancel.ts';
 import { registerJobsCreate } from './routes/jobs-create.ts';
 import { registerJobsEvents } from './routes/jobs-events.ts';
+import { registerJobsFiles } from './routes/jobs-files.ts';
 import { registerJobsGet } from './routes/jobs-get.ts';
 import { registerJobsList } from './routes/jobs-list.ts';
 import { registerReceiptKeys } from './routes/receipt-keys.ts';
@@ -46,6 +47,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   registerJobsCreate(app, deps);
   registerJobsList(app, deps);
   registerJobsGet(app, deps);
+  registerJobsFiles(app, deps);
   registerJobsEvents(app, deps);
   registerJobsAttach(app, deps);
   registerJobsCancel(app, deps);

@@ -36,6 +36,7 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     stdin: req.stdin ?? null,
     ...interactiveFields(req),
     ...inputFiles(req, limits),
+    ...(req.outputFiles?.length ? { outputFiles: req.outputFiles } : {}),
     limits,
     network: req.network ?? 'none',
     labels: req.labels ?? {},

@@ -32,6 +32,6 @@ export interface Command {
 export const FORMAT_FLAG: FlagSpec = { name: 'format', type: 'string', value: 'string', help: 'Output format: table (default) or json' };
 
 /** Writes and waits for the stream to take it (a slow pipe must not make the CLI buffer without bound). */
-export function write(stream: NodeJS.WritableStream, text: string): Promise<void> | void {
+export function write(stream: NodeJS.WritableStream, text: string | Uint8Array): Promise<void> | void {
   if (!stream.write(text)) return new Promise((resolve) => stream.once('drain', resolve));
 }

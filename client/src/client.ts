@@ -9,7 +9,7 @@ import { isDigest, normalizeImageName } from './image-name.ts';
 import { jobEvents, rawJobEvents, type EventsOptions } from './job-events.ts';
 import type { ServerSentEvent } from './sse.ts';
 import type { ReceiptKey } from './receipt.ts';
-import { isFinished, type ApiAnswer, type CachedImage, type ImageAction, type Job, type JobEvent, type JobPage, type JobRequest, type ListOptions, type WorkerInfo } from './types.ts';
+import { isFinished, type ApiAnswer, type CachedImage, type ImageAction, type Job, type JobEvent, type JobPage, type JobRequest, type ListOptions, type OutputFile, type OutputFileInfo, type WorkerInfo } from './types.ts';
 
 export type ClientOptions = TransportOptions;
 
@@ -57,6 +57,12 @@ export class SbxClient {
 
   get(id: string, opts: { output?: boolean; signal?: AbortSignal } = {}): Promise<Job> {
     return this.call<Job>('GET', `/v1/jobs/${encodeURIComponent(id)}`, { query: { output: opts.output ? 'true' : undefined }, signal: opts.signal });
+  }
+
+  /** The files the job's `outputFiles` collected once it ended, each with its bytes (`data`); none before it ended. */
+  async outputFiles(id: string, opts: { signal?: AbortSignal } = {}): Promise<OutputFile[]> {
+    const body = await this.call<{ items: Array<OutputFileInfo & { content: string }> }>('GET', `/v1/jobs/${encodeURIComponent(id)}/files`, { signal: opts.signal });
+    return body.items.map(({ content, ...info }) => ({ ...info, data: Buffer.from(content, 'base64') }));
   }
 
   /** Until the job is finished: its document if it already is, else the `exit` event of its stream (resumed across drops). */

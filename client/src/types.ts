@@ -2,9 +2,12 @@
  * What the client sends and reads, as the API's contract defines it (../shared/design/api.md).
  * The job shapes are core's zod-inferred types, imported as types only: nothing of core runs here.
  */
-import type { JobDocument, JobRequest, JobStatus } from '../../core/src/job-spec.ts';
+import type { JobDocument, JobRequest, JobStatus, OutputFileInfo } from '../../core/src/job-spec.ts';
 
-export type { JobRequest, JobStatus };
+export type { JobRequest, JobStatus, OutputFileInfo };
+
+/** One collected output file with its bytes (SbxClient.outputFiles). */
+export type OutputFile = OutputFileInfo & { data: Buffer };
 
 /** The job document; `queuePosition` is present while the job is queued, where the API reports it. */
 export type Job = JobDocument & { queuePosition?: number | null };

@@ -123,6 +123,24 @@ export function inputFileData(f: { content: string; encoding: 'utf8' | 'base64' 
 /** Most input files one job may have. */
 export const MAX_INPUT_FILES = 1000;
 
+/** Most output-file patterns one job may give (native/src/output_files.h kMaxPatterns). */
+export const MAX_OUTPUT_PATTERNS = 32;
+
+const outputPattern = noNul('pattern')
+  .min(1, 'is required')
+  .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8)');
+
+/** One collected output file as the job document describes it (its bytes: GET /v1/jobs/{id}/files). */
+export const OutputFileInfo = z.object({
+  path: z.string().describe('The matched path (relative patterns give paths relative to the workdir), or the pattern itself when it matched nothing.'),
+  bytes: z.number().int().describe('The file\'s size as it was read.'),
+  keptBytes: z.number().int().describe('How many of its bytes were kept: all, or with `truncated` what limits.outputBytes still allowed.'),
+  truncated: z.boolean(),
+  sha256: z.string().describe('SHA-256 (hex) of the kept bytes.'),
+  skipped: z.string().optional().describe('Why nothing of it was collected: "no match", "not a regular file" (symbolic links are not followed), "too many files", or the errno name of the failed read.'),
+});
+export type OutputFileInfo = z.infer<typeof OutputFileInfo>;
+
 export const JobRequest = z.strictObject({
   image: z.string().min(1, 'is required').max(512, 'must be at most 512 characters'),
   command: argv('command').nullish(),
@@ -151,6 +169,8 @@ export const JobRequest = z.strictObject({
   tty: z.boolean().optional()
     .describe('Docker\'s -t: the command runs on a pseudo-terminal of the job\'s own (controlling terminal, fds 0-2); its output is one stream (`stdout`), with the terminal\'s CR LF line ends.'),
   ttySize: TtySize.optional().describe('Initial size of the tty (default 24x80); attach clients resize it.'),
+  outputFiles: z.array(outputPattern).max(MAX_OUTPUT_PATTERNS, `at most ${MAX_OUTPUT_PATTERNS} patterns`).optional()
+    .describe('Files to collect once the command has ended: paths or glob(3) patterns (`*`, `?`, `[...]`), absolute or relative to the working directory. Read by the job itself, as its user (symbolic links are not followed; FIFOs and devices are not read), at most 1,000 files and limits.outputBytes of their bytes in all. The job document lists them (`outputFiles`); GET /v1/jobs/{id}/files returns their bytes. Not collected when the job is killed (timeout, cancel).'),
   files: z.array(InputFile).max(MAX_INPUT_FILES, `at most ${MAX_INPUT_FILES} files`).optional()
     .describe('Files written into the job before its command starts, in order (a later one for the same path wins), by the job itself: as its user, inside its root file system, with its limits (their bytes count against limits.diskBytes). A file its user may not write there fails the job with error.code invalid_request naming the file. Bounded by the request body limit.'),
   limits: LimitsRequest.optional(),
@@ -195,6 +215,8 @@ export const JobSpec = z.object({
   openStdin: z.boolean().optional(),
   tty: z.boolean().optional(),
   ttySize: TtySize.nullable().optional(),
+  /** Output-file patterns (JobRequest.outputFiles); absent = none. */
+  outputFiles: z.array(z.string()).optional(),
   /** Input files (JobRequest.files) with the mode resolved; absent = none. */
   files: z.array(z.object({ path: z.string(), content: z.string(), encoding: z.enum(['utf8', 'base64']), mode: z.number().int() })).optional(),
   limits: Limits,
@@ -316,6 +338,11 @@ export const JobDocument = z.object({
   limits: Limits,
   labels: z.record(z.string(), z.string()),
   output: JobOutput.optional(),
+  /** What the job's outputFiles patterns collected (present on jobs that asked, once they ended). */
+  outputFiles: z.array(OutputFileInfo).optional()
+    .describe('The files the request\'s outputFiles collected, in pattern order, once the command ended (absent when it was killed before, or asked for none); their bytes: GET /v1/jobs/{id}/files.'),
+  outputFilesDropped: z.boolean().optional()
+    .describe('True when the tenant\'s storage budget for the hour was used up: the files are listed but their bytes were not kept.'),
   /** The webhook's delivery (present only when the job has a callbackUrl). */
   callback: CallbackState.optional(),
   /** While queued: 1 = the next job a worker takes (computed on read); null otherwise. */

@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import { isFinished, type CallbackState, type JobDocument, type JobEventType, type JobOutput, type JobSpec, type JobStatus } from './job-spec.ts';
+import { isFinished, type CallbackState, type JobDocument, type JobEventType, type JobOutput, type JobSpec, type JobStatus, type OutputFileInfo } from './job-spec.ts';
 import { WebhookQueue } from './webhooks/webhook-queue.ts';
 import { openRegistryAuth, sealRegistryAuth, type RegistryAuth } from './secrets/registry-auth.ts';
 import type { SecretBox } from './secrets/secret-box.ts';
@@ -24,13 +24,19 @@ const SCRIPTS = {
   sbxAppendOutput: luaScript('appendOutput-2'),
   sbxAbandonJob: luaScript('abandonJob-2'),
   // The webhook's delivery state, kept beside the final doc (field `callback`); never recreates an expired record.
-  sbxRecordCallback: { numberOfKeys: 1, lua: "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], 'callback', ARGV[1]) return 1" },
+  // One field of a job's state hash, only while the job exists (never a key without its TTL).
+  sbxSetJobField: { numberOfKeys: 1, lua: "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1" },
 };
+
+/** One collected output file as stored: its description and its kept bytes (base64). */
+export interface StoredOutputFile extends OutputFileInfo {
+  content: string;
+}
 
 interface ScriptedClient {
   sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number, sealedAuth: string, waiter: string): Promise<number>;
   sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number, attempt: string, startedAttempt: string): Promise<string>;
-  sbxRecordCallback(k1: string, state: string): Promise<number>;
+  sbxSetJobField(k1: string, field: string, value: string): Promise<number>;
   sbxAbandonJob(k1: string, k2: string): Promise<number>;
   sbxAppendOutput(k1: string, k2: string, channel: string, attempt: string, ...typeAndData: string[]): Promise<number>;
 }
@@ -187,7 +193,21 @@ export class JobStore {
 
   /** Record the webhook's delivery state (worker/src/webhooks); false when the job is gone. */
   async recordCallback(id: string, state: CallbackState): Promise<boolean> {
-    return (await this.scripted.sbxRecordCallback(this.keys.jobState(id), JSON.stringify(state))) === 1;
+    return (await this.scripted.sbxSetJobField(this.keys.jobState(id), 'callback', JSON.stringify(state))) === 1;
+  }
+
+  /**
+   * The bytes of the files the job's outputFiles collected (worker, before the job's final
+   * transition), kept with the job's state and gone with it; false when the job is gone.
+   */
+  async recordOutputFiles(id: string, files: StoredOutputFile[]): Promise<boolean> {
+    return (await this.scripted.sbxSetJobField(this.keys.jobState(id), 'files', JSON.stringify(files))) === 1;
+  }
+
+  /** The files recorded by recordOutputFiles (none: an empty list). */
+  async outputFiles(id: string): Promise<StoredOutputFile[]> {
+    const raw = await this.redis.hget(this.keys.jobState(id), 'files');
+    return raw ? (JSON.parse(raw) as StoredOutputFile[]) : [];
   }
 
   /** `listener` is told of each job this store finishes (metrics by status and tenant). */

@@ -174,6 +174,27 @@ describe('sbx run', () => {
     for await (const j of api.listAll()) assert.notEqual(j.labels.test, 'bad-file', 'no job was submitted');
   });
 
+  test('--output-file collects files when the command ends; sbx cp copies one to a file, a directory or stdout', async () => {
+    const home = newHome();
+    const r = await sbx(['run', '-d', '--output-file', '/tmp/out/*.txt', image, 'sh', '-c', 'mkdir -p /tmp/out; echo result > /tmp/out/r.txt; printf "\\001\\002" > /tmp/out/bin.txt']);
+    assert.equal(r.code, 0, r.stderr);
+    const id = r.stdout.trim();
+    assert.equal((await sbx(['wait', id])).stdout, '0\n');
+    assert.equal((await sbx(['cp', `${id}:/tmp/out/r.txt`, join(home, 'r.txt')])).code, 0);
+    assert.equal(readFileSync(join(home, 'r.txt'), 'utf8'), 'result\n');
+    assert.equal((await sbx(['cp', `${id}:/tmp/out/bin.txt`, home])).code, 0, 'into a directory, under the base name');
+    assert.deepEqual([...readFileSync(join(home, 'bin.txt'))], [1, 2]);
+    const out = await sbx(['cp', `${id}:/tmp/out/r.txt`, '-']);
+    assert.equal(out.stdout, 'result\n');
+    const missing = await sbx(['cp', `${id}:/etc/passwd`, '-']);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /no file "\/etc\/passwd" among what job .* left \(\/tmp\/out\/bin\.txt, \/tmp\/out\/r\.txt\)/);
+    oneLine(missing.stderr);
+    const usage = await sbx(['cp', id, '-']);
+    assert.equal(usage.code, 125);
+    assert.match(usage.stderr, /requires exactly 2 arguments/);
+  });
+
   test('125 for an image that does not exist, 127 for a command that does not, 137 for a timeout; one-line errors', async () => {
     const missing = await sbx(['run', `${stack.registry.host}/nope/missing:1`, 'true']);
     assert.equal(missing.code, 125);

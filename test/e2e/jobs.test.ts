@@ -386,12 +386,13 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBL
     assert.equal(p.files, undefined, 'no files, no list');
   });
 
-  test('the receipt names each input file with its mode, size and digest, in order', async () => {
+  test('the receipt names each input file with its mode, size and digest, in order, and each output file', async () => {
     const { key } = await publicKey();
     const bytes = Buffer.from([0, 1, 254, 255]);
-    const res = await run(['cat', '/tmp/a.txt'], { workdir: '/tmp', files: [{ path: 'a.txt', content: 'one\n' }, { path: '/srv/b.bin', content: bytes.toString('base64'), encoding: 'base64', mode: '0700' }] });
+    const res = await run(['sh', '-c', 'cat /tmp/a.txt; echo two > /tmp/c.txt'], { workdir: '/tmp', outputFiles: ['c.txt'], files: [{ path: 'a.txt', content: 'one\n' }, { path: '/srv/b.bin', content: bytes.toString('base64'), encoding: 'base64', mode: '0700' }] });
     assert.equal(res.body.output!.stdout, 'one\n');
     assert.ok(verified(res.body, key));
+    assert.deepEqual(JSON.parse(res.body.receipt!.payload).outputFiles, [{ path: 'c.txt', bytes: 4, keptBytes: 4, truncated: false, sha256: sha256('two\n') }]);
     assert.deepEqual(JSON.parse(res.body.receipt!.payload).files, [
       { path: 'a.txt', mode: 0o644, bytes: 4, sha256: sha256('one\n') },
       { path: '/srv/b.bin', mode: 0o700, bytes: 4, sha256: sha256(bytes) },

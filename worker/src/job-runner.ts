@@ -7,16 +7,16 @@
  * status unless this process dies, in which case the janitor (here or on another worker) finishes
  * it as `worker_lost`.
  */
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { isSbxError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
 import type { JobDocument, JobPlacement, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
-import type { JobStore, StoredJob } from '../../core/src/job-store.ts';
+import type { JobStore, StoredJob, StoredOutputFile } from '../../core/src/job-store.ts';
 import { attemptOf, JobAttempts } from '../../core/src/job-attempts.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
-import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched } from '../../native/index.ts';
+import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched, type OutputFile } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
 import { buildLaunchSpec } from './launch/launch-plan.ts';
@@ -237,9 +237,10 @@ export class JobRunner {
       // How much the cap left out (not given when the storage budget cut the output: that is counted in characters stored, not bytes written).
       const dropped = exit.outputTruncated && !sink.budgetUsedUp ? { outputDroppedBytes: sink.droppedBytes } : {};
       if (sink.firstOutputAt !== null) doc = { ...doc, timings: { ...doc.timings, firstOutputMs: Math.max(0, sink.firstOutputAt - startedAt.getTime()) } };
+      const collected = stored.spec.outputFiles?.length && exit.outputFiles ? await this.keepOutputFiles(id, exit.outputFiles, budget) : {};
       const written = sink.digests();
       const receipt = written && this.deps.receiptKey ? { key: this.deps.receiptKey, spec: stored.spec, written, budget } : undefined;
-      await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped }, receipt);
+      await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped, ...collected }, receipt);
     } catch (e) {
       const error = classify(e);
       if (error.code === 'internal') logger.error({ err: e, jobId: id }, 'job failed on an internal error');
@@ -259,6 +260,23 @@ export class JobRunner {
       this.held.delete(id);
       this.cancelsBeforeActive.delete(id);
     }
+  }
+
+  /**
+   * The files the job's outputFiles collected: described in its document, their bytes kept with its
+   * state (GET /v1/jobs/{id}/files) before its end is recorded, charged to the tenant's storage
+   * budget; when that is used up they are listed without their bytes (outputFilesDropped).
+   */
+  private async keepOutputFiles(id: string, files: OutputFile[], budget: TenantStorageBudget | null): Promise<Pick<JobDocument, 'outputFiles' | 'outputFilesDropped'>> {
+    const stored: StoredOutputFile[] = files.map((f) => ({
+      path: f.path, bytes: f.size, keptBytes: f.data.length, truncated: f.truncated, sha256: createHash('sha256').update(f.data).digest('hex'),
+      ...(f.skipped ? { skipped: f.skipped } : {}), content: f.data.toString('base64'),
+    }));
+    const outputFiles = stored.map(({ content: _, ...info }) => info);
+    const bytes = Buffer.byteLength(JSON.stringify(stored)) + Buffer.byteLength(JSON.stringify(outputFiles));
+    if (budget && (await budget.charge(bytes)).granted < bytes) return { outputFiles, outputFilesDropped: true };
+    await this.deps.store.recordOutputFiles(id, stored);
+    return { outputFiles };
   }
 
   /** launch(), its failures as SbxErrors (launch-errors.ts); a failed start's cleanup is reported too. */

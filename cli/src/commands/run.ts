@@ -40,6 +40,7 @@ export const run: Command = {
     { name: 'ulimit', type: 'list', value: 'ulimit', help: 'Ulimit options: nofile=<n> (open files of each process)' },
     { name: 'idle-timeout', type: 'string', value: 'duration', help: 'With -i or -t: end the job once nothing is attached to it or written to its stdin for this long' },
     { name: 'label', short: 'l', type: 'list', value: 'list', help: 'Set labels on the job (k=v)' },
+    { name: 'output-file', type: 'list', value: 'pattern', help: 'Collect the files matching this path or glob when the command ends (then: sbx cp JOB:PATH DEST)' },
     { name: 'file', type: 'list', value: 'src[:dest]', help: 'Copy a local file, or a directory\'s files, into the job before its command starts (dest absolute or relative to the workdir; default: its name), modes kept' },
     { name: 'interactive', short: 'i', type: 'boolean', help: 'Keep STDIN open and stream it to the job' },
     { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
@@ -79,6 +80,8 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   if (user !== undefined) req.user = user;
   const files = flagList(args, 'file').flatMap(readInputFiles);
   if (files.length) req.files = files;
+  const outputFiles = flagList(args, 'output-file');
+  if (outputFiles.length) req.outputFiles = outputFiles;
   const labels = keyValues(flagList(args, 'label'), 'label');
 
   if (Object.keys(labels).length) req.labels = labels;

@@ -1,7 +1,7 @@
 /**
  * Signed execution receipts: what ran (image digest, command, limits), where (worker, kernel), how it
  * ended (status, exit code, usage, timings) and what it read and wrote (SHA-256 and size of its
- * stdin, of each input file, and of everything it wrote to stdout and stderr, kept or not), signed by the worker with
+ * stdin, of each input file, of the output files it left, and of everything it wrote to stdout and stderr, kept or not), signed by the worker with
  * the server's Ed25519 key (SBX_RECEIPT_KEY_FILE). Anyone holding the public key
  * (GET /v1/receipt-keys) can check that a result came from this service unchanged: a grader's
  * score, a CI step's log, an RL reward (client/src/receipt.ts checkReceipt, `sbx verify`).
@@ -45,6 +45,8 @@ export interface ReceiptPayload {
   stdin: StreamDigest | null;
   /** The job's input files (JobRequest.files) in order, as written; absent when it had none. */
   files?: Array<StreamDigest & { path: string; mode: number }>;
+  /** What the job's outputFiles collected (path, size, the SHA-256 of the kept bytes); absent when it asked for none. */
+  outputFiles?: JobDocument['outputFiles'];
   /** Everything the job wrote, whether its limits kept it or not. */
   stdout: StreamDigest;
   stderr: StreamDigest;
@@ -89,6 +91,7 @@ export function receiptFor(final: JobDocument, spec: JobSpec, written: { stdout:
     usage: final.usage ? { ...final.usage } : null,
     stdin: spec.stdin === null ? null : digestOf(spec.stdin),
     ...(spec.files?.length ? { files: spec.files.map((f) => ({ path: f.path, mode: f.mode, ...digestOf(inputFileData(f)) })) } : {}),
+    ...(final.outputFiles ? { outputFiles: final.outputFiles } : {}),
     stdout: written.stdout,
     stderr: written.stderr,
     outputTruncated: final.outputTruncated,

@@ -42,6 +42,8 @@ export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot:
     hostname,
     stdin: spec.stdin,
     ...(spec.files?.length ? { files: spec.files.map((f) => ({ path: f.path, mode: f.mode, data: inputFileData(f) })) } : {}),
+    // Collected within the same budget as each output stream.
+    ...(spec.outputFiles?.length ? { outputFiles: { patterns: spec.outputFiles, maxBytes: spec.limits.outputBytes } } : {}),
     limits: {
       memoryBytes: spec.limits.memoryBytes,
       pids: spec.limits.pids,

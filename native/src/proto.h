@@ -10,6 +10,8 @@
 //       'T'  (sbx-init, tty jobs) carries the pseudo-terminal's master (SCM_RIGHTS), before 'X'
 //       'R'  (pooled sbx-init, zygote.h) the setup (mounts up to pivot_root) is done, waiting for the job
 //       'X'  the command is running (value = its pid inside the job's pid namespace)
+//       'O'  (sbx-init, jobs with output files) carries the memfd of the collected files (SCM_RIGHTS,
+//            output_files.h), just before 'S'
 //       'S'  the command ended (value = wait status); sbx-init exits right after
 #pragma once
 #include <stddef.h>

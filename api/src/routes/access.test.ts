@@ -90,6 +90,7 @@ const ROUTES: RouteCase[] = [
   { method: 'GET', route: '/v1/jobs/:id', request: async (t) => ({ path: `/v1/jobs/${await alphaJob(t, false)}` }), expect: ownerOnly(200) },
   // A finished job, so its event stream replays and ends.
   { method: 'GET', route: '/v1/jobs/:id/events', request: async (t) => ({ path: `/v1/jobs/${await alphaJob(t, true)}/events` }), expect: ownerOnly(200) },
+  { method: 'GET', route: '/v1/jobs/:id/files', request: async (t) => ({ path: `/v1/jobs/${await alphaJob(t, false)}/files` }), expect: ownerOnly(200) },
   // Without an Upgrade header (app.request cannot upgrade): 400 for the owner, after the tenant check.
   { method: 'GET', route: '/v1/jobs/:id/attach', request: async (t) => ({ path: `/v1/jobs/${await alphaJob(t, false)}/attach` }), expect: ownerOnly(400) },
   { method: 'DELETE', route: '/v1/jobs/:id', request: async (t) => ({ path: `/v1/jobs/${await alphaJob(t, false)}` }), expect: ownerOnly(202) },

@@ -481,3 +481,19 @@ export async function processesGone(pids: number[]): Promise<number[]> {
   for (let i = 0; i < 300 && alive().length > 0; i++) await new Promise((r) => setTimeout(r, 10));
   return alive();
 }
+
+/**
+ * Runs `make()` once with `pool: false` (its own setup) and then from a pooled setup (first one
+ * run that makes the slot's setups for that image and config): the traces check which path each
+ * took (`opts` must set `trace`). Returns [direct, the run that made the setups, pooled].
+ */
+export async function directThenPooled(make: () => LaunchSpec, opts: LaunchOptions): Promise<RunResult[]> {
+  const d = await run(make(), { ...opts, pool: false });
+  assert.equal(d.exit.phases?.initJobMounted, undefined, 'the direct launch made its own setup');
+  closePool();
+  const first = await run(make(), opts);
+  assert.ok((await poolReaches(1)) >= 1, 'a setup is made ahead');
+  const p = await run(make(), opts);
+  assert.ok(p.exit.phases?.initJobMounted !== undefined, `the last launch took a pooled setup: ${JSON.stringify(p.exit.phases)}`);
+  return [d, first, p];
+}

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { closePool, type LaunchError, type LaunchFile, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
-  assertCgroupsGone, baseSpec, buildBusyboxRootfs, describeProcesses, makeTempDir, mountsUnder, poolReaches, processesIn, removeParent, run,
+  assertCgroupsGone, baseSpec, buildBusyboxRootfs, describeProcesses, directThenPooled, makeTempDir, mountsUnder, processesIn, removeParent, run,
   sweepStaleTestParents, uniqueParent,
 } from './helpers.ts';
 
@@ -30,18 +30,6 @@ function assertNoLeftovers(id: string): void {
   const left = processesIn(parent);
   assert.deepEqual(left, [], `processes left: ${describeProcesses(left, parent)}`);
   assert.deepEqual(mountsUnder([tmp]), mountsBefore, 'mounts left under the launcher\'s state dir or layers');
-}
-
-/** Runs `spec` once directly and once from a pooled setup (checked by its trace), returning both results. */
-async function bothWays(make: () => LaunchSpec) {
-  const d = await run(make(), direct);
-  assert.equal(d.exit.phases?.initJobMounted, undefined, 'the direct launch made its own setup');
-  closePool();
-  const first = await run(make(), opts); // and makes the slot's setups for this image and config
-  assert.ok(await poolReaches(1) >= 1, 'a setup is made ahead');
-  const p = await run(make(), opts);
-  assert.ok(p.exit.phases?.initJobMounted !== undefined, `the second launch took the pooled setup: ${JSON.stringify(p.exit.phases)}`);
-  return [d, first, p];
 }
 
 describe('input files (P55)', () => {
@@ -78,7 +66,7 @@ describe('input files (P55)', () => {
         file('/tmp/abs.txt', 'absolute\n', 0o640),
       ],
     });
-    for (const r of await bothWays(make)) {
+    for (const r of await directThenPooled(make, opts)) {
       assert.equal(r.stderr, '');
       assert.equal(r.exit.exitCode, 0);
       assert.equal(r.stdout, [
@@ -114,7 +102,7 @@ describe('input files (P55)', () => {
         file(`../../../../../${hostCanary.slice(1)}/dotdot`, 'b\n'),
       ],
     });
-    for (const r of await bothWays(make)) {
+    for (const r of await directThenPooled(make, opts)) {
       assert.equal(r.stderr, '');
       assert.equal(r.stdout, 'a\nb\ndotdot\nvia-link\n', '/escape (the image\'s symlink to that path) shows the job\'s own files');
     }

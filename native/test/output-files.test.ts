@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { closePool, type LaunchOptions, type LaunchSpec, type OutputFile } from '../index.ts';
-import { baseSpec, buildBusyboxRootfs, makeTempDir, poolReaches, removeParent, run, sweepStaleTestParents, uniqueParent } from './helpers.ts';
+import { baseSpec, buildBusyboxRootfs, directThenPooled, makeTempDir, removeParent, run, sweepStaleTestParents, uniqueParent } from './helpers.ts';
 
 const parent = uniqueParent('outfiles');
 const opts: LaunchOptions = { cgroupParent: parent, trace: true };
@@ -20,17 +20,6 @@ const HOST_SECRET = 'host secret, never to be read by a job';
 
 const summary = (files: OutputFile[] | undefined) =>
   (files ?? []).map((f) => `${f.path} ${f.size} ${f.truncated ? 'truncated ' : ''}${f.skipped ? `(${f.skipped})` : JSON.stringify(f.data.toString('latin1'))}`);
-
-/** Runs `make()` directly and from a pooled setup (checked by its trace), returning each exit's files. */
-async function bothWays(make: () => LaunchSpec): Promise<Array<OutputFile[] | undefined>> {
-  const d = await run(make(), direct);
-  closePool();
-  await run(make(), opts); // makes the slot's setups for this image and config
-  assert.ok(await poolReaches(1) >= 1);
-  const p = await run(make(), opts);
-  assert.ok(p.exit.phases?.initJobMounted !== undefined, 'the second launch took a pooled setup');
-  return [d.exit.outputFiles, p.exit.outputFiles];
-}
 
 describe('output files (P56)', () => {
   before(async () => {
@@ -58,7 +47,8 @@ describe('output files (P56)', () => {
       argv: ['sh', '-c', 'mkdir -p out/sub && printf "A\\0\\377" > out/a.bin && echo bee > out/b.txt && echo abs > /tmp/abs.txt'],
       outputFiles: { patterns: ['out/*', '/tmp/abs.txt', 'missing/*.log'], maxBytes: 1 << 20 },
     });
-    for (const files of await bothWays(make)) {
+    for (const { exit } of await directThenPooled(make, opts)) {
+      const files = exit.outputFiles;
       assert.deepEqual(summary(files), [
         'out/a.bin 3 "A\\u0000ÿ"',
         'out/b.txt 4 "bee\\n"',

@@ -6,8 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import util from 'node:util';
 import { openJobTty, type JobTty } from './tty-io.js';
+import { errnoName } from './errno-name.js';
 import { parseOutputFiles, type OutputFile } from './output-files.js';
 
 export type { JobTty } from './tty-io.js';
@@ -66,6 +66,7 @@ export interface LaunchSpec {
 }
 
 export type { OutputFile };
+export { errnoName };
 
 export interface LaunchFile {
   path: string;
@@ -288,16 +289,8 @@ const CPU_POLL_MS = 50;
 
 const kindCodes: Record<number, string> = { 1: 'invalid_spec', 2: 'command_not_found', 3: 'host_unsupported' };
 
-function errnoName(errno: number): string {
-  try {
-    return util.getSystemErrorName(-errno);
-  } catch {
-    return 'EUNKNOWN';
-  }
-}
-
 function fromNative(e: NativeError): LaunchError {
-  const code = kindCodes[e.kind] ?? errnoName(e.errno);
+  const code = kindCodes[e.kind] ?? errnoName(e.errno) ?? 'EUNKNOWN';
   const where = [e.syscall, e.path ? `\`${e.path}\`` : ''].filter(Boolean).join(' ');
   return new LaunchError(`${e.stage}${where ? `: ${where}` : ''}: ${errnoName(e.errno)}`, {
     code, errno: e.errno, syscall: e.syscall, path: e.path, stage: e.stage,
@@ -426,7 +419,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       const x = payload as NativeExit;
       if (!started) rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
       const info = toExitInfo(x, endedBy);
-      if (collected && !info.outputFiles) info.outputFiles = collected; // read once, with 'ended'
+      if (collected) info.outputFiles = collected; // read once, with 'ended'
       const { cleanupError: _, ...end } = info;
       resolveEnded(end); // no-op after 'ended'
       resolveExit(info);

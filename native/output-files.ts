@@ -2,7 +2,7 @@
  * The files a job's sbx-init collected after its command (native/src/output_files.h): the records
  * of its memfd, parsed with every length checked against the buffer.
  */
-import util from 'node:util';
+import { errnoName } from './errno-name.js';
 
 export interface OutputFile {
   /** The path that matched (relative patterns give paths relative to the workdir), or the pattern itself when it matched nothing. */
@@ -19,14 +19,6 @@ export interface OutputFile {
 const MAGIC = 0x53424f31;
 const HEADER = 32;
 const FLAGS = { truncated: 1, noMatch: 2, notRegular: 4, unreadable: 8, tooMany: 16 } as const;
-
-function errnoName(errno: number): string {
-  try {
-    return util.getSystemErrorName(-errno);
-  } catch {
-    return `errno ${errno}`;
-  }
-}
 
 /** Throws on a malformed buffer: the launcher then reports no files rather than wrong ones. */
 export function parseOutputFiles(buf: Buffer): OutputFile[] {
@@ -45,7 +37,7 @@ export function parseOutputFiles(buf: Buffer): OutputFile[] {
     if (flags & FLAGS.noMatch) file.skipped = 'no match';
     else if (flags & FLAGS.notRegular) file.skipped = 'not a regular file';
     else if (flags & FLAGS.tooMany) file.skipped = 'too many files';
-    else if (flags & FLAGS.unreadable) file.skipped = errnoName(size);
+    else if (flags & FLAGS.unreadable) file.skipped = errnoName(size) ?? `errno ${size}`;
     files.push(file);
     off = start + pathLen + kept;
   }

@@ -110,14 +110,14 @@ export const InputFile = z.strictObject({
 }).refine((f) => f.encoding !== 'base64' || BASE64.test(f.content), { path: ['content'], message: 'is not valid base64 (RFC 4648, padded)' });
 export type InputFile = z.infer<typeof InputFile>;
 
-/** The bytes an input file (as stored in a JobSpec) writes. */
+/** How many bytes an input file (as stored in a JobSpec) writes. */
 export function inputFileBytes(f: { content: string; encoding: 'utf8' | 'base64' }): number {
-  return Buffer.byteLength(f.content, f.encoding === 'base64' ? 'base64' : 'utf8');
+  return Buffer.byteLength(f.content, f.encoding);
 }
 
-/** The bytes an input file (as stored in a JobSpec) writes, decoded. */
+/** The bytes an input file (as stored in a JobSpec) writes. */
 export function inputFileData(f: { content: string; encoding: 'utf8' | 'base64' }): Buffer {
-  return Buffer.from(f.content, f.encoding === 'base64' ? 'base64' : 'utf8');
+  return Buffer.from(f.content, f.encoding);
 }
 
 /** Most input files one job may have. */

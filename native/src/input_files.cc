@@ -1,4 +1,5 @@
 #include "input_files.h"
+#include "full_io.h"
 #include "mkdir_p.h"
 #include "output_files.h"
 
@@ -19,16 +20,8 @@ alignas(16) char gCopy[64 * 1024];
 bool failFile(Error& err, const char* syscall, int e) { return fail(err, "files", syscall, gPath, e, kInvalidSpec); }
 
 bool readAt(int fd, void* buf, size_t len, uint64_t off, Error& err) {
-  char* p = static_cast<char*>(buf);
-  while (len > 0) {
-    ssize_t n = pread(fd, p, len, (off_t)off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return fail(err, "files", "pread", "", n < 0 ? errno : EPROTO);
-    p += n;
-    len -= (size_t)n;
-    off += (uint64_t)n;
-  }
-  return true;
+  int e = preadFull(fd, buf, len, off);
+  return e == 0 || fail(err, "files", "pread", "", e);
 }
 
 bool writeOne(int src, const Record& r, uint64_t dataOff, Error& err) {
@@ -40,12 +33,7 @@ bool writeOne(int src, const Record& r, uint64_t dataOff, Error& err) {
   for (uint64_t done = 0; ok && done < r.size;) {
     size_t chunk = r.size - done < sizeof gCopy ? (size_t)(r.size - done) : sizeof gCopy;
     ok = readAt(src, gCopy, chunk, dataOff + done, err);
-    for (size_t w = 0; ok && w < chunk;) {
-      ssize_t n = write(fd, gCopy + w, chunk - w);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) ok = failFile(err, "write", n < 0 ? errno : EIO);
-      else w += (size_t)n;
-    }
+    if (int e = ok ? pwriteFull(fd, gCopy, chunk, done) : 0) ok = failFile(err, "write", e);
     done += chunk;
   }
   if (close(fd) != 0 && ok) ok = failFile(err, "close", errno);

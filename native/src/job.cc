@@ -16,6 +16,7 @@
 #include <set>
 
 #include "fd.h"
+#include "full_io.h"
 #include "init_config.h"
 #include "input_files.h"
 #include "input_files_pack.h"
@@ -244,13 +245,7 @@ Napi::Value outputFilesBuffer(Napi::Env env, int fd, const spec::Spec& s) {
                                                  (sizeof(output_files::OutRecord) + input_files::kMaxPath);
   if (fstat(fd, &st) != 0 || st.st_size < 0 || (uint64_t)st.st_size > most) return env.Undefined();
   Napi::Buffer<uint8_t> buf = Napi::Buffer<uint8_t>::New(env, (size_t)st.st_size);
-  for (size_t off = 0; off < (size_t)st.st_size;) {
-    ssize_t n = pread(fd, buf.Data() + off, (size_t)st.st_size - off, (off_t)off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return env.Undefined();
-    off += (size_t)n;
-  }
-  return buf;
+  return preadFull(fd, buf.Data(), (size_t)st.st_size, 0) == 0 ? Napi::Value(buf) : env.Undefined();
 }
 
 Napi::Object exitPayload(Job* j, const siginfo_t& si, const cgroup::Usage& u, uint64_t wallNs, int leftovers) {

@@ -1,8 +1,8 @@
 // The job message a pooled setup (zygote.h) waits for in sbx-init: argv and env, in one
 // SOCK_SEQPACKET packet that also carries the job's stdin/stdout/stderr (SCM_RIGHTS). The setup
 // already made the job's mounts (for its image), pivoted and dropped its privileges; the launcher
-// sets the hostname itself. With kHasFiles a fourth descriptor follows: the job's input files
-// (input_files.h). Encoded by the launcher, decoded (bounds-checked) by sbx-init.
+// sets the hostname itself. With kHasFiles a fourth descriptor follows: the job's files payload
+// (input files and output patterns, input_files.h). Encoded by the launcher, decoded (bounds-checked) by sbx-init.
 //
 //   Header | uint32 argvOff[nargv] | uint32 envOff[nenv] | strings (NUL-terminated)
 #pragma once

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "full_io.h"
 #include "input_files.h"
 #include "proto.h"
 
@@ -30,13 +31,7 @@ struct Sink {
 };
 
 bool writeAt(Sink& s, const void* p, size_t n, uint64_t off) {
-  const char* c = static_cast<const char*>(p);
-  while (s.ok && n > 0) {
-    ssize_t w = pwrite(s.fd, c, n, (off_t)off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) s.ok = false;
-    else c += w, n -= (size_t)w, off += (uint64_t)w;
-  }
+  if (s.ok && pwriteFull(s.fd, p, n, off) != 0) s.ok = false;
   return s.ok;
 }
 

@@ -25,7 +25,7 @@ namespace sbx::proto {
 
 constexpr int kInitSyncFd = 3;    // sbx-init finds the socket here
 constexpr int kInitUsernsFd = 4;  // and, with kUserns, the user namespace to join
-constexpr int kInitFilesFd = 5;   // and, with kFiles, the job's input files (input_files.h)
+constexpr int kInitFilesFd = 5;   // and, with kFiles, the job's files payload: input files, output patterns (input_files.h)
 constexpr uint32_t kMagic = 0x53425831;  // "SBX1"
 
 struct Msg {
@@ -41,7 +41,7 @@ enum InitFlags : uint32_t {
   kUserns = 1u << 2,     // setns(kInitUsernsFd, CLONE_NEWUSER) before dropping privileges
   kCoreSched = 1u << 3,  // P30: PR_SCHED_CORE_CREATE for the job (skipped where the kernel lacks it)
   kTty = 1u << 4,        // the command gets a pseudo-terminal of the job's devpts (tty.h)
-  kFiles = 1u << 5,      // direct launches only: write the input files on kInitFilesFd (input_files.h)
+  kFiles = 1u << 5,      // direct launches only: read the files payload on kInitFilesFd (input_files.h)
 };
 
 // Fixed header; followed by groups[ngroups] (uint32), filter[nfilter] (struct sock_filter), cwd bytes.

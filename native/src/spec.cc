@@ -13,7 +13,8 @@ namespace sbx::spec {
 namespace {
 
 constexpr uint32_t kMaxInputFiles = 10000;
-constexpr size_t kMaxInputFileBytes = 64u << 20;
+// The most bytes of input files, and the largest budget for output files, a spec may give.
+constexpr size_t kMaxFileBytes = 64u << 20;
 
 bool bad(Error& err, const std::string& field, const char* why) {
   std::string what = field + ": " + why;
@@ -191,7 +192,7 @@ bool readFiles(const Napi::Object& o, Spec& s, Error& err) {
       return bad(err, "files", "data must be a Uint8Array");
     Napi::Uint8Array bytes = data.As<Napi::Uint8Array>();
     total += bytes.ByteLength();
-    if (total > kMaxInputFileBytes) return bad(err, "files", "more than 64 MiB in all");
+    if (total > kMaxFileBytes) return bad(err, "files", "more than 64 MiB in all");
     file.data.assign(reinterpret_cast<const char*>(bytes.Data()), bytes.ByteLength());
     s.files.push_back(std::move(file));
   }
@@ -208,7 +209,7 @@ bool readOutputFiles(const Napi::Object& o, Spec& s, Error& err) {
   for (const auto& p : s.outputFiles)
     if (p.empty() || p.size() > input_files::kMaxPath) return bad(err, "outputFiles", "each pattern must be 1-4095 bytes");
   double max;
-  RETURN_ON_FAILURE(getNumber(w, "maxBytes", max, err, 0, (double)kMaxInputFileBytes, true));
+  RETURN_ON_FAILURE(getNumber(w, "maxBytes", max, err, 0, (double)kMaxFileBytes, true));
   s.outputFilesBytes = (uint64_t)max;
   return true;
 }

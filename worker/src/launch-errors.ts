@@ -5,11 +5,10 @@
  * mapping the job runner classifies every failure by its SbxError code alone.
  */
 import os from 'node:os';
-import util from 'node:util';
 import {
   CommandNotFoundError, HostUnsupportedError, InvalidRequestError, LaunchFailedError, isSbxError, type SbxError,
 } from '../../core/src/errors.ts';
-import { LaunchError } from '../../native/index.ts';
+import { errnoName, LaunchError } from '../../native/index.ts';
 
 export function fromLaunchError(e: unknown): SbxError {
   if (isSbxError(e)) return e;
@@ -47,15 +46,6 @@ function fileNotWritten(e: LaunchError): InvalidRequestError {
   const what = e.syscall === 'mkdir' ? `the directory ${JSON.stringify(e.path ?? '')}` : JSON.stringify(e.path ?? '');
   const message = `files: ${what} could not be written in the job: ${(name && FILE_PROBLEMS[name]) ?? 'the write failed'}${name ? ` (${e.syscall} ${name})` : ''}`;
   return new InvalidRequestError(message, [{ path: 'files', message }]);
-}
-
-function errnoName(errno: number | undefined): string | undefined {
-  if (!errno) return undefined;
-  try {
-    return util.getSystemErrorName(-errno);
-  } catch {
-    return undefined;
-  }
 }
 
 /** The request's own strings are bounded by the API (EXEC_BOUNDS); the image's env and entrypoint add to them. */

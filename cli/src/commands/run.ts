@@ -3,7 +3,7 @@
  * exit with its exit code (exit-code.ts). Ctrl-C (or SIGTERM) cancels the job and waits for it to end;
  * a second Ctrl-C leaves at once. `-d` prints the id and returns.
  */
-import { lstatSync, readdirSync, readFileSync, type Stats } from 'node:fs';
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { JobRequest, SbxClient } from '../../../client/src/index.ts';
 import { flagBool, flagList, flagString, type Parsed } from '../args.ts';
@@ -83,7 +83,6 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   const outputFiles = flagList(args, 'output-file');
   if (outputFiles.length) req.outputFiles = outputFiles;
   const labels = keyValues(flagList(args, 'label'), 'label');
-
   if (Object.keys(labels).length) req.labels = labels;
   const network = flagString(args, 'network');
   if (network !== undefined && network !== 'none') throw new UsageError(`network "${network}" is not supported: jobs run with --network none`, 'run');
@@ -184,29 +183,22 @@ function readInputFiles(spec: string): InputFile[] {
   if (!src || !dest) throw new UsageError(`invalid argument "${spec}" for "--file" flag: use src[:dest]`, 'run');
   const out: InputFile[] = [];
   const add = (local: string, remote: string) => {
-    const st = localStat(local);
+    const st = readingForFile(local, (p) => lstatSync(p));
     if (st.isDirectory()) {
       for (const name of readdirSync(local).sort()) add(join(local, name), `${remote.replace(/\/+$/, '')}/${name}`);
       return;
     }
     if (!st.isFile()) throw new CliError(`cannot copy ${local} with --file: ${st.isSymbolicLink() ? 'it is a symbolic link' : 'it is not a regular file'} (only files and directories are copied)`, 125);
-    out.push({ path: remote, content: readLocal(local).toString('base64'), encoding: 'base64', mode: st.mode & 0o777 });
+    out.push({ path: remote, content: readingForFile(local, (p) => readFileSync(p)).toString('base64'), encoding: 'base64', mode: st.mode & 0o777 });
   };
   add(src, dest);
   return out;
 }
 
-function localStat(path: string): Stats {
+/** `read(path)`, or the one-line error naming the path (exit 125: nothing was submitted). */
+function readingForFile<T>(path: string, read: (path: string) => T): T {
   try {
-    return lstatSync(path);
-  } catch (e) {
-    throw new CliError(`cannot read ${path} for --file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 125);
-  }
-}
-
-function readLocal(path: string): Buffer {
-  try {
-    return readFileSync(path);
+    return read(path);
   } catch (e) {
     throw new CliError(`cannot read ${path} for --file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 125);
   }

@@ -59,7 +59,8 @@ export interface LaunchSpec {
   /**
    * Files collected once the command has ended (`ExitInfo.outputFiles`), by the job's sbx-init as the
    * job's user under its seccomp filter: glob(3) patterns (at most 32), absolute or relative to
-   * `cwd`; at most `maxBytes` of file data in all and 1,000 files. Symlinks are not followed.
+   * `cwd`; at most `maxBytes` of file data in all and 1,000 files. Symlinks are not followed. Also
+   * when a limit ends the job (or `stop()`): its other processes are killed first; not after `kill()`.
    */
   outputFiles?: { patterns: string[]; maxBytes: number } | null;
   limits: LaunchLimits;
@@ -102,7 +103,10 @@ export interface ExitInfo {
    * started (names and meaning in native/src/trace.h).
    */
   phases?: Record<string, number>;
-  /** With `LaunchSpec.outputFiles`, when the command ended and sbx-init collected them (not after a kill). */
+  /**
+   * With `LaunchSpec.outputFiles`, when sbx-init collected them: after the command ended, or after a
+   * limit or `stop()` ended the job within `LaunchOptions.outputFilesGraceMs`; not after `kill()`.
+   */
   outputFiles?: OutputFile[];
 }
 
@@ -143,6 +147,11 @@ export interface Launched {
   signal(sig: NodeJS.Signals | number): boolean;
   /** Kills the whole job (every process in its pid namespace and cgroup). */
   kill(): void;
+  /**
+   * Ends the job as its limits do: with `outputFiles`, every process but its pid 1 is killed and the
+   * files are collected (within `LaunchOptions.outputFilesGraceMs`); without, as kill().
+   */
+  stop(): void;
 }
 
 export interface LaunchOptions {
@@ -205,6 +214,12 @@ export interface LaunchOptions {
    * itself.
    */
   pool?: boolean;
+  /**
+   * Jobs with `outputFiles` that reach a limit (`timeoutMs`, `cpuTimeMs`) or are `stop()`ped: how long
+   * their sbx-init may take to kill the rest of the job and collect the files before the job is
+   * killed without them. Default 2000.
+   */
+  outputFilesGraceMs?: number;
 }
 
 /**
@@ -258,6 +273,7 @@ interface Native {
    */
   launch(spec: LaunchSpec, opts: LaunchOptions, onEvent: (kind: string, payload: unknown) => void): NativeLaunched;
   kill(handle: number): boolean;
+  stop(handle: number): boolean;
   signal(handle: number, sig: number): boolean;
   ttyResize(fd: number, rows: number, cols: number): void;
   usage(handle: number): { cpuNs: number; memoryPeakBytes: number } | null;
@@ -286,6 +302,7 @@ function native(): Native {
 }
 
 const CPU_POLL_MS = 50;
+const OUTPUT_FILES_GRACE_MS = 2000;
 
 const kindCodes: Record<number, string> = { 1: 'invalid_spec', 2: 'command_not_found', 3: 'host_unsupported' };
 
@@ -395,6 +412,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   const startP = new Promise<void>((res, rej) => { resolveStart = res; rejectStart = rej; });
   const exited = new Promise<ExitInfo>((res) => { resolveExit = res; });
   let timer: NodeJS.Timeout | undefined;
+  let graceTimer: NodeJS.Timeout | undefined;
   let ttyFds: { ttyFd: number; ttyWriteFd: number } | undefined;
 
   let collected: OutputFile[] | undefined;
@@ -408,13 +426,15 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       failure = fromNative(payload as NativeError);
       rejectStart(failure);
     } else if (kind === 'ended') {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
+      clearTimeout(graceTimer);
       isOver = true;
       const { cleanupError: _, ...end } = toExitInfo(payload as NativeExit, endedBy);
       collected = end.outputFiles;
       resolveEnded(end);
     } else if (kind === 'exit') {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
+      clearTimeout(graceTimer);
       isOver = true;
       const x = payload as NativeExit;
       if (!started) rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
@@ -433,9 +453,16 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   } catch (e) {
     throw fromThrown(e);
   }
+  // A job that asked for output files gets them after a limit too (sbx-init kills the rest of the
+  // job and collects), within the grace; any other is killed at once.
+  const stop = (): void => {
+    if (graceTimer || isOver) return;
+    if (started && n.stop(h.handle)) graceTimer = setTimeout(() => n.kill(h.handle), opts.outputFilesGraceMs ?? OUTPUT_FILES_GRACE_MS);
+    else n.kill(h.handle);
+  };
   timer = setTimeout(() => {
     endedBy ??= 'timeout';
-    n.kill(h.handle);
+    stop();
   }, spec.limits.timeoutMs);
   // CPU time of the whole job, from its cgroup (RLIMIT_CPU in the job only bounds each process).
   const cpuLimitNs = (spec.limits.cpuTimeMs ?? 0) * 1e6;
@@ -444,7 +471,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       const u = n.usage(h.handle);
       if (u && u.cpuNs >= cpuLimitNs) {
         endedBy ??= 'timeout';
-        n.kill(h.handle);
+        stop();
       }
     }, CPU_POLL_MS)
     : undefined;
@@ -490,6 +517,10 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     kill(): void {
       endedBy ??= 'killed';
       n.kill(h.handle);
+    },
+    stop(): void {
+      endedBy ??= 'killed';
+      stop();
     },
   };
 }

@@ -170,7 +170,7 @@ export const JobRequest = z.strictObject({
     .describe('Docker\'s -t: the command runs on a pseudo-terminal of the job\'s own (controlling terminal, fds 0-2); its output is one stream (`stdout`), with the terminal\'s CR LF line ends.'),
   ttySize: TtySize.optional().describe('Initial size of the tty (default 24x80); attach clients resize it.'),
   outputFiles: z.array(outputPattern).max(MAX_OUTPUT_PATTERNS, `at most ${MAX_OUTPUT_PATTERNS} patterns`).optional()
-    .describe('Files to collect once the command has ended: paths or glob(3) patterns (`*`, `?`, `[...]`), absolute or relative to the working directory. Read by the job itself, as its user (symbolic links are not followed; FIFOs and devices are not read), at most 1,000 files and limits.outputBytes of their bytes in all. The job document lists them (`outputFiles`); GET /v1/jobs/{id}/files returns their bytes. Not collected when the job is killed (timeout, cancel).'),
+    .describe('Files to collect once the command has ended: paths or glob(3) patterns (`*`, `?`, `[...]`), absolute or relative to the working directory. Read by the job itself, as its user (symbolic links are not followed; FIFOs and devices are not read), at most 1,000 files and limits.outputBytes of their bytes in all. The job document lists them (`outputFiles`); GET /v1/jobs/{id}/files returns their bytes. When a limit ends the job (timeoutMs, cpuTimeMs, outputIdleTimeoutMs, idleTimeoutMs) its other processes are killed first and the files are still collected, within 2 s; not after a cancel.'),
   files: z.array(InputFile).max(MAX_INPUT_FILES, `at most ${MAX_INPUT_FILES} files`).optional()
     .describe('Files written into the job before its command starts, in order (a later one for the same path wins), by the job itself: as its user, inside its root file system, with its limits (their bytes count against limits.diskBytes). A file its user may not write there fails the job with error.code invalid_request naming the file. Bounded by the request body limit.'),
   limits: LimitsRequest.optional(),
@@ -340,7 +340,7 @@ export const JobDocument = z.object({
   output: JobOutput.optional(),
   /** What the job's outputFiles patterns collected (present on jobs that asked, once they ended). */
   outputFiles: z.array(OutputFileInfo).optional()
-    .describe('The files the request\'s outputFiles collected, in pattern order, once the command ended (absent when it was killed before, or asked for none); their bytes: GET /v1/jobs/{id}/files.'),
+    .describe('The files the request\'s outputFiles collected, in pattern order, once the command ended or a limit ended the job (absent after a cancel, when the collection did not finish within its 2 s, or when none were asked for); their bytes: GET /v1/jobs/{id}/files.'),
   outputFilesDropped: z.boolean().optional()
     .describe('True when the tenant\'s storage budget for the hour was used up: the files are listed but their bytes were not kept.'),
   /** The webhook's delivery (present only when the job has a callbackUrl). */

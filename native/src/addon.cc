@@ -95,6 +95,11 @@ Napi::Value Kill(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), job::kill(info[0].As<Napi::Number>().Int32Value()));
 }
 
+Napi::Value Stop(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber()) return Napi::Boolean::New(info.Env(), false);
+  return Napi::Boolean::New(info.Env(), job::stop(info[0].As<Napi::Number>().Int32Value()));
+}
+
 Napi::Value Signal(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber() || !info[1].IsNumber()) return Napi::Boolean::New(info.Env(), false);
   int sig = info[1].As<Napi::Number>().Int32Value();
@@ -170,6 +175,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("launch", Napi::Function::New(env, Launch));
   exports.Set("kill", Napi::Function::New(env, Kill));
+  exports.Set("stop", Napi::Function::New(env, Stop));
   exports.Set("signal", Napi::Function::New(env, Signal));
   exports.Set("ttyResize", Napi::Function::New(env, TtyResize));
   exports.Set("sweep", Napi::Function::New(env, Sweep));

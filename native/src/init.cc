@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -247,12 +248,62 @@ int runCommand(void* p) {
   _exit(127);
 }
 
+// The command has ended with `status`: our copies of the job's stdio go first, so its pipes end as
+// soon as nothing else of the job holds them; then the output files (P56, read as the job's user
+// under its filter); then the status, on which the launcher reports the outcome.
+[[noreturn]] void finish(int status) {
+  close(0);
+  close(1);
+  close(2);
+  if (output_files::wanted()) output_files::collectAndSend(proto::kInitSyncFd);
+  send('S', status);
+  _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+// The launcher's 'K' (a timeout, jobs with output files): every other process of the job is killed
+// (kill(-1) from a pid namespace's init reaches all of it but us, and no fork can slip past it), the
+// command is reaped, and its files are collected as after any end. The launcher kills us if this
+// takes longer than its grace.
+[[noreturn]] void stopAndCollect(pid_t command) {
+  kill(-1, SIGKILL);
+  for (;;) {
+    int status;
+    pid_t p = waitpid(-1, &status, 0);
+    if (p == command) finish(status);
+    if (p < 0 && errno != EINTR) finish(SIGKILL);  // a wait status: killed by SIGKILL
+  }
+}
+
+// What the reaper waits on: its signals, and (jobs with output files) the launcher's socket, on
+// which a 'K' asks for the files despite the timeout. Returns the signal, or 0 for a 'K'.
+// (Without the signalfd, a 'K' goes unread and the launcher's grace ends the job.)
+int awaitSignalOrStop(const sigset_t& all, int sigFd, int& syncFd) {
+  if (sigFd < 0) {
+    siginfo_t si;
+    return sigwaitinfo(&all, &si);
+  }
+  struct pollfd p[2] = {{sigFd, POLLIN, 0}, {syncFd, POLLIN, 0}};
+  if (poll(p, 2, -1) < 0) return -1;
+  if (p[1].revents) {
+    char msg[8];
+    ssize_t n = recv(syncFd, msg, sizeof msg, MSG_DONTWAIT);
+    if (n == 1 && msg[0] == 'K') return 0;
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) syncFd = -1;  // the launcher is gone: poll() ignores -1
+  }
+  if (!(p[0].revents & POLLIN)) return -1;
+  struct signalfd_siginfo ssi;
+  if (read(sigFd, &ssi, sizeof ssi) != (ssize_t)sizeof ssi) return -1;
+  return (int)ssi.ssi_signo;
+}
+
 [[noreturn]] void reapLoop(pid_t command) {
   sigset_t all;
   sigfillset(&all);
+  int sigFd = output_files::wanted() ? signalfd(-1, &all, SFD_CLOEXEC) : -1;
+  int syncFd = proto::kInitSyncFd;
   for (;;) {
-    siginfo_t si;
-    int sig = sigwaitinfo(&all, &si);
+    int sig = awaitSignalOrStop(all, sigFd, syncFd);
+    if (sig == 0) stopAndCollect(command);
     if (sig < 0) continue;
     if (sig != SIGCHLD) {
       kill(command, sig);  // forward (SIGTERM, SIGINT, SIGHUP, SIGUSR1...)
@@ -261,16 +312,7 @@ int runCommand(void* p) {
     int status;
     pid_t p;
     while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
-      if (p != command || !(WIFEXITED(status) || WIFSIGNALED(status))) continue;
-      // Our copies of the job's stdio go first, so its pipes end as soon as nothing else of the
-      // job holds them; then the status, on which the launcher reports the outcome.
-      close(0);
-      close(1);
-      close(2);
-      // P56: the output files, read as the job's user under its filter, before the status
-      if (output_files::wanted()) output_files::collectAndSend(proto::kInitSyncFd);
-      send('S', status);
-      _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      if (p == command && (WIFEXITED(status) || WIFSIGNALED(status))) finish(status);
     }
   }
 }

@@ -680,6 +680,15 @@ bool kill(int handle) {
   return syscall(SYS_pidfd_send_signal, it->second->pidfd.get(), SIGKILL, nullptr, 0) == 0;
 }
 
+bool stop(int handle) {
+  auto it = gJobs.find(handle);
+  if (it == gJobs.end()) return false;
+  Job* j = it->second;
+  // Only a running command's sbx-init reads it (before 'X' it may still be the setup child's socket).
+  if (!j->execReported || j->haveStatus || j->spec.outputFiles.empty()) return false;
+  return send(j->syncFd.get(), "K", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1;
+}
+
 bool usage(int handle, cgroup::Usage& u) {
   auto it = gJobs.find(handle);
   if (it == gJobs.end()) return false;

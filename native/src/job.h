@@ -29,6 +29,9 @@ bool loadInit(const std::string& path, Error& err);
 Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Function onEvent, int& pid,
             Fds& fds, Error& err);
 bool kill(int handle);
+// Jobs with outputFiles whose command runs: ask sbx-init ('K') to kill every other process of the
+// job, collect the files and report; false otherwise (then kill()). The caller bounds how long.
+bool stop(int handle);
 // Send `sig` to the job's sbx-init, which forwards it to the command; false if the handle is unknown.
 bool signal(int handle, int sig);
 // Live usage of a running job from its cgroup; false if the handle is unknown.

@@ -2,6 +2,9 @@
 //
 //   launcher -> setup child : "G"                      (cgroups joined, go on)
 //   launcher -> sbx-init    : InitConfig + payload     (one packet, read by sbx-init from fd 3)
+//   launcher -> sbx-init    : "K"                      (jobs with output files, once 'X' came: a limit
+//                                                       ended the job; kill the rest of it, collect,
+//                                                       report 'O' and 'S')
 //   child/init -> launcher  : Msg packets:
 //       'F'  setup failed (Error filled)               -> launch() rejects
 //       'E'  execve of the command failed (value=errno) -> launch() rejects (command_not_found)

@@ -1,5 +1,6 @@
 // P56: a job's output files (LaunchSpec.outputFiles) are collected inside the job by its own
-// sbx-init once the command has ended, as the job's user under its seccomp filter: what matched,
+// sbx-init once the command has ended (or a limit ended it: the rest of the job is killed first,
+// within a grace), as the job's user under its seccomp filter: what matched,
 // byte for byte, within the budget; and whatever the job leaves at those paths (a symlink to a host
 // file, a FIFO, a device, a root-only file, thousands of files) nothing of the host is read, nothing
 // hangs, and the budget holds.
@@ -7,8 +8,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { closePool, type LaunchOptions, type LaunchSpec, type OutputFile } from '../index.ts';
-import { baseSpec, buildBusyboxRootfs, directThenPooled, makeTempDir, removeParent, run, sweepStaleTestParents, uniqueParent } from './helpers.ts';
+import { closePool, type Launched, type LaunchOptions, type LaunchSpec, type OutputFile } from '../index.ts';
+import {
+  baseSpec, buildBusyboxRootfs, describeProcesses, directThenPooled, makeTempDir, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, waitFor,
+} from './helpers.ts';
 
 const parent = uniqueParent('outfiles');
 const opts: LaunchOptions = { cgroupParent: parent, trace: true };
@@ -89,11 +92,44 @@ describe('output files (P56)', () => {
     assert.ok(!files.some((f) => f.data.toString().includes(HOST_SECRET)));
   });
 
-  it('a command killed at its timeout has nothing collected; a job without patterns has no list', async () => {
-    const killed = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'echo x > /tmp/x; sleep 30'], limits: { ...baseSpec([]).limits, timeoutMs: 300 }, outputFiles: { patterns: ['/tmp/x'], maxBytes: 100 } }), direct);
-    assert.equal(killed.exit.reason, 'timeout');
+  it('a job that reaches its timeout still has its files: the rest of it (a loop forking writers) is killed first, then they are read; nothing is left', async () => {
+    const make = () => baseSpec([rootfs], {
+      argv: ['sh', '-c', 'echo partial > /tmp/result; (while :; do (echo more >> /tmp/log) & sleep 0.01; done) & sleep 30'],
+      limits: { ...baseSpec([]).limits, timeoutMs: 700 },
+      outputFiles: { patterns: ['/tmp/result', '/tmp/log'], maxBytes: 1 << 20 },
+    });
+    for (const { exit } of await directThenPooled(make, opts)) {
+      assert.equal(exit.reason, 'timeout');
+      assert.equal(exit.signal, 'SIGKILL', 'the command was killed');
+      const [result, log] = exit.outputFiles ?? [];
+      assert.deepEqual(summary(result ? [result] : []), ['/tmp/result 8 "partial\\n"']);
+      assert.match(log?.data.toString() ?? '', /^(more\n)+$/, 'the writers\' file, whole lines only');
+      assert.ok(exit.usage.wallMs < 700 + 2000, `ended within the grace: ${exit.usage.wallMs} ms`);
+      assert.equal(exit.leftoverProcesses, 0);
+    }
+    const left = processesIn(parent);
+    assert.deepEqual(left, [], `processes left: ${describeProcesses(left, parent)}`);
+  });
+
+  it('the collection after a stop is bounded: within the grace 1,000 files and a marker; past it the job is killed with none; kill() collects nothing', async () => {
+    const spec = (over: Partial<LaunchSpec> = {}) => baseSpec([rootfs], {
+      argv: ['sh', '-c', 'mkdir /tmp/many; i=0; while [ $i -lt 2000 ]; do echo $i > /tmp/many/$i; i=$((i+1)); done; echo ready; sleep 60'],
+      limits: { ...baseSpec([]).limits, timeoutMs: 120_000 },
+      outputFiles: { patterns: ['/tmp/many/*'], maxBytes: 1 << 20 },
+      ...over,
+    });
+    const stopWhenReady = (how: 'stop' | 'kill') => (j: Launched) => { void waitFor(j.stdout, /ready/, 60_000).then(() => j[how]()); };
+    const stopped = await run(spec(), direct, stopWhenReady('stop'));
+    assert.equal(stopped.exit.reason, 'killed');
+    assert.equal(stopped.exit.outputFiles?.length, 1000 + 1, 'at most 1,000 files, then the marker');
+    const late = await run(spec(), { ...direct, outputFilesGraceMs: 1 }, stopWhenReady('stop'));
+    assert.equal(late.exit.reason, 'killed');
+    assert.equal(late.exit.outputFiles, undefined, 'killed at the grace\'s end, nothing collected');
+    const killed = await run(spec(), direct, stopWhenReady('kill'));
     assert.equal(killed.exit.outputFiles, undefined);
     const none = await run(baseSpec([rootfs], { argv: ['true'] }), direct);
     assert.equal(none.exit.outputFiles, undefined);
+    const left = processesIn(parent);
+    assert.deepEqual(left, [], `processes left: ${describeProcesses(left, parent)}`);
   });
 });

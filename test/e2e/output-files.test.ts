@@ -1,6 +1,6 @@
 /**
  * A job's output files (`outputFiles`) through the whole stack: what the patterns matched when the
- * command ended is listed in the job document and its bytes come from GET /v1/jobs/{id}/files, to
+ * command ended (or a timeout ended it) is listed in the job document and its bytes come from GET /v1/jobs/{id}/files, to
  * the job's tenant only; limits.outputBytes bounds them, the tenant's storage budget is charged for
  * them, and what could never be collected is refused at submission (P56; the launcher's side:
  * native/test/output-files.test.ts).
@@ -58,6 +58,22 @@ test('what the patterns matched when the command ended: listed in the document, 
   ]);
   const other = await b.request('GET', `/v1/jobs/${body.id}/files`);
   assert.equal(other.status, 404, 'another tenant\'s job is as absent as an unknown one');
+});
+
+test('a job that times out, or goes silent, still has its files (a CI step\'s partial report): the rest of it is killed first', async () => {
+  const script = 'echo "<testsuite tests=\\"1\\"/>" > /tmp/junit.xml; (while :; do sleep 1; done) & sleep 60';
+  const timedOut = await a.submit({
+    image: stack.images.busybox, command: ['sh', '-c', script], outputFiles: ['/tmp/junit.xml'], limits: { timeoutMs: 1000 },
+  }, { wait: true });
+  assert.equal(timedOut.body.status, 'timeout', JSON.stringify(timedOut.body));
+  assert.deepEqual(timedOut.body.outputFiles?.map((f) => [f.path, f.bytes]), [['/tmp/junit.xml', 23]]);
+  const files = await a.request<{ items: Array<{ path: string; content: string }> }>('GET', `/v1/jobs/${timedOut.body.id}/files`);
+  assert.equal(Buffer.from(files.body.items[0]!.content, 'base64').toString(), '<testsuite tests="1"/>\n');
+  const silent = await a.submit({
+    image: stack.images.busybox, command: ['sh', '-c', script], outputFiles: ['/tmp/junit.xml'], limits: { outputIdleTimeoutMs: 1000 },
+  }, { wait: true });
+  assert.equal(silent.body.error?.code, 'output_idle_timeout', JSON.stringify(silent.body));
+  assert.deepEqual(silent.body.outputFiles?.map((f) => f.path), ['/tmp/junit.xml']);
 });
 
 test('limits.outputBytes bounds the files together: past it a file is cut and says so', async () => {

@@ -202,7 +202,7 @@ export class JobRunner {
       const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, { budget, tailBytes: stored.spec.limits.outputTailBytes ?? 0, digests: !!this.deps.receiptKey });
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);
-      const silence = watchSilence(() => sink.lastOutputAt, stored.spec.limits.outputIdleTimeoutMs, () => launched.kill());
+      const silence = watchSilence(() => sink.lastOutputAt, stored.spec.limits.outputIdleTimeoutMs, () => launched.stop());
       if (silence) void launched.exited.then(() => silence.stop());
       job.launched = launched;
       if (job.cancelled) launched.kill();

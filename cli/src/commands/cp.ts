@@ -26,7 +26,7 @@ export const cp: Command = {
     const file = files.find((f) => f.path === path && !f.skipped);
     if (!file) {
       const kept = files.filter((f) => !f.skipped).map((f) => f.path);
-      throw new CliError(`no file ${JSON.stringify(path)} among what job ${id} left${kept.length ? ` (${kept.slice(0, 10).join(', ')}${kept.length > 10 ? ', …' : ''})` : ' (none: it asked for no outputFiles, matched nothing, has not ended, or was killed first)'}`, 1);
+      throw new CliError(`no file ${JSON.stringify(path)} among what job ${id} left${kept.length ? ` (${kept.slice(0, 10).join(', ')}${kept.length > 10 ? ', …' : ''})` : ' (none: it asked for no outputFiles, matched nothing, has not ended, or was cancelled)'}`, 1);
     }
     if (file.truncated) await write(ctx.stderr, `sbx: warning: ${path} was cut to ${file.keptBytes} of its ${file.bytes} bytes (limits.outputBytes)\n`);
     if (dest === '-') {

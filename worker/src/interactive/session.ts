@@ -54,7 +54,7 @@ export function startInteractive(store: JobStore, spec: JobSpec, launched: Launc
     clearTimeout(idleTimer);
     idleTimer = setTimeout(() => {
       idledOut = true;
-      launched.kill();
+      launched.stop(); // a limit: output files are still collected
     }, idleMs);
   };
   touch();

@@ -16,7 +16,7 @@ export interface SilenceWatch {
 }
 
 /** `lastOutputAt`: the output sink's time of the job's latest byte (null: none yet, counted from now). */
-export function watchSilence(lastOutputAt: () => number | null, ms: number | undefined, kill: () => void): SilenceWatch | null {
+export function watchSilence(lastOutputAt: () => number | null, ms: number | undefined, end: () => void): SilenceWatch | null {
   if (!ms) return null;
   const since = Date.now();
   let silencedOut = false;
@@ -25,7 +25,7 @@ export function watchSilence(lastOutputAt: () => number | null, ms: number | und
     const quietFor = Date.now() - (lastOutputAt() ?? since);
     if (quietFor >= ms) {
       silencedOut = true;
-      kill();
+      end();
       return;
     }
     timer = setTimeout(check, ms - quietFor);

@@ -27,6 +27,13 @@ export interface LaunchLimits {
   diskBytes: number;
   cpuTimeMs?: number;
   openFiles?: number;
+  /**
+   * When a limit (`timeoutMs`, `cpuTimeMs`) or `stop()` ends the job: the command first gets
+   * `stopSignal` (default SIGTERM) and this long to exit, then the rest of the job is killed
+   * (docker stop -t). Absent or 0: at once.
+   */
+  stopGraceMs?: number;
+  stopSignal?: NodeJS.Signals;
 }
 
 export interface LaunchSpec {
@@ -148,8 +155,9 @@ export interface Launched {
   /** Kills the whole job (every process in its pid namespace and cgroup). */
   kill(): void;
   /**
-   * Ends the job as its limits do: with `outputFiles`, every process but its pid 1 is killed and the
-   * files are collected (within `LaunchOptions.outputFilesGraceMs`); without, as kill().
+   * Ends the job as its limits do: the stop signal and `limits.stopGraceMs` first if given; then,
+   * with `outputFiles`, every process but its pid 1 is killed and the files are collected (within
+   * `LaunchOptions.outputFilesGraceMs`); without, as kill().
    */
   stop(): void;
 }
@@ -412,7 +420,9 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   const startP = new Promise<void>((res, rej) => { resolveStart = res; rejectStart = rej; });
   const exited = new Promise<ExitInfo>((res) => { resolveExit = res; });
   let timer: NodeJS.Timeout | undefined;
+  let stopTimer: NodeJS.Timeout | undefined;
   let graceTimer: NodeJS.Timeout | undefined;
+  let stopping = false;
   let ttyFds: { ttyFd: number; ttyWriteFd: number } | undefined;
 
   let collected: OutputFile[] | undefined;
@@ -428,6 +438,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     } else if (kind === 'ended') {
       clearTimeout(timer);
       clearTimeout(graceTimer);
+      clearTimeout(stopTimer);
       isOver = true;
       const { cleanupError: _, ...end } = toExitInfo(payload as NativeExit, endedBy);
       collected = end.outputFiles;
@@ -435,6 +446,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     } else if (kind === 'exit') {
       clearTimeout(timer);
       clearTimeout(graceTimer);
+      clearTimeout(stopTimer);
       isOver = true;
       const x = payload as NativeExit;
       if (!started) rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
@@ -455,10 +467,20 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   }
   // A job that asked for output files gets them after a limit too (sbx-init kills the rest of the
   // job and collects), within the grace; any other is killed at once.
-  const stop = (): void => {
+  const killCollecting = (): void => {
     if (graceTimer || isOver) return;
     if (started && n.stop(h.handle)) graceTimer = setTimeout(() => n.kill(h.handle), opts.outputFilesGraceMs ?? OUTPUT_FILES_GRACE_MS);
     else n.kill(h.handle);
+  };
+  // A limit ends the job: with limits.stopGraceMs the command is asked to stop first (sbx-init
+  // forwards the signal to it) and given that long; the job ends sooner if it exits.
+  const stopGraceMs = spec.limits.stopGraceMs ?? 0;
+  const stop = (): void => {
+    if (stopping || isOver) return;
+    stopping = true;
+    const sig = os.constants.signals[spec.limits.stopSignal ?? 'SIGTERM'];
+    if (stopGraceMs > 0 && started && n.signal(h.handle, sig)) stopTimer = setTimeout(killCollecting, stopGraceMs);
+    else killCollecting();
   };
   timer = setTimeout(() => {
     endedBy ??= 'timeout';

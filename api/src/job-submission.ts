@@ -38,6 +38,7 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     ...inputFiles(req, limits),
     ...(req.outputFiles?.length ? { outputFiles: req.outputFiles } : {}),
     limits,
+    ...(req.stopSignal ? { stopSignal: req.stopSignal } : {}),
     network: req.network ?? 'none',
     labels: req.labels ?? {},
     registryAuth: req.registryAuth ?? null,

@@ -6,7 +6,7 @@
 // z from @hono/zod-openapi: zod with .openapi(), which zod v4 gives only to schemas made after it is
 // loaded; importing it here makes the schemas below describable whatever imports them first.
 import { z } from '@hono/zod-openapi';
-import { EXEC_BOUNDS, IDLE_TIMEOUT_BOUND, JOB_ID_RANGE, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, type LimitBound } from './launch-bounds.ts';
+import { EXEC_BOUNDS, IDLE_TIMEOUT_BOUND, JOB_ID_RANGE, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, STOP_GRACE_BOUND, STOP_SIGNALS, type LimitBound } from './launch-bounds.ts';
 
 export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
 export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
@@ -56,6 +56,8 @@ export const LimitsRequest = z.strictObject({
     .describe('The job ends `timeout` (error.code output_idle_timeout) once it has written nothing to stdout or stderr (or its terminal) for this long: a hung process is stopped long before limits.timeoutMs. Counted from the start of the command; absent = no such limit.'),
   idleTimeoutMs: limit(IDLE_TIMEOUT_BOUND)
     .describe('Interactive jobs (openStdin or tty) only: the job ends `timeout` (error.code idle_timeout) once nothing has been attached to it and nothing written to its stdin for this long. Default and maximum: the server\'s SBX_DEFAULT_IDLE_TIMEOUT_MS / SBX_MAX_IDLE_TIMEOUT_MS.'),
+  stopGraceMs: limit(STOP_GRACE_BOUND)
+    .describe('When a limit ends the job (timeoutMs, cpuTimeMs, outputIdleTimeoutMs, idleTimeoutMs), the command first gets `stopSignal` (default SIGTERM) and this long to exit (docker stop -t): time to write a report or flush its output, which is kept, as are its outputFiles. Then every process of the job is killed. Default 0: killed at once. The job still ends `timeout`; at most 60000.'),
 });
 
 export const Limits = z.object({
@@ -73,6 +75,8 @@ export const Limits = z.object({
   outputIdleTimeoutMs: z.number().int().optional(),
   /** Interactive jobs only (null or absent otherwise): see LimitsRequest.idleTimeoutMs. */
   idleTimeoutMs: z.number().int().nullable().optional(),
+  /** Absent = 0 (killed at once): see LimitsRequest.stopGraceMs. */
+  stopGraceMs: z.number().int().optional(),
 });
 export type Limits = z.infer<typeof Limits>;
 
@@ -174,6 +178,8 @@ export const JobRequest = z.strictObject({
   files: z.array(InputFile).max(MAX_INPUT_FILES, `at most ${MAX_INPUT_FILES} files`).optional()
     .describe('Files written into the job before its command starts, in order (a later one for the same path wins), by the job itself: as its user, inside its root file system, with its limits (their bytes count against limits.diskBytes). A file its user may not write there fails the job with error.code invalid_request naming the file. Bounded by the request body limit.'),
   limits: LimitsRequest.optional(),
+  stopSignal: z.enum(STOP_SIGNALS, { error: `must be one of ${STOP_SIGNALS.join(', ')}` }).optional()
+    .describe('The signal the command gets when a limit ends the job and limits.stopGraceMs gives it time to exit (docker --stop-signal; default SIGTERM). SIGINT suits programs that clean up on Ctrl-C, such as pytest writing its report.'),
   network: z.enum(['none'], { error: 'only "none" (loopback only) is supported' }).optional(),
   labels: z
     .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'keys must be 1-63 of A-Z a-z 0-9 . _ / -'), z.string().max(256, 'values must be at most 256 characters'))
@@ -220,6 +226,8 @@ export const JobSpec = z.object({
   /** Input files (JobRequest.files) with the mode resolved; absent = none. */
   files: z.array(z.object({ path: z.string(), content: z.string(), encoding: z.enum(['utf8', 'base64']), mode: z.number().int() })).optional(),
   limits: Limits,
+  /** JobRequest.stopSignal; absent = SIGTERM. */
+  stopSignal: z.enum(STOP_SIGNALS).optional(),
   network: z.literal('none'),
   labels: z.record(z.string(), z.string()),
   registryAuth: z.object({ username: z.string(), password: z.string() }).nullable(),

@@ -76,6 +76,11 @@ export const IDLE_TIMEOUT_BOUND: LimitBound = { min: 1000, max: 2_147_483_647, i
 /** Not the launcher's (the worker caps a job's stream): any size a JS number counts exactly. */
 export const OUTPUT_BYTES_BOUND: LimitBound = { min: 0, max: MAX_EXACT, integer: true };
 
+/** limits.stopGraceMs: how long a job may run on past a limit, after its stop signal (docker stop -t; Kubernetes' default grace is 30 s). */
+export const STOP_GRACE_BOUND: LimitBound = { min: 0, max: 60_000, integer: true };
+/** stopSignal: what the command may be asked to stop with (docker --stop-signal); SIGKILL needs no grace. */
+export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
+
 export type LaunchLimitName = keyof typeof LAUNCH_BOUNDS;
 
 /** This process's RLIMIT_NOFILE (/proc/self/limits; Infinity = unlimited). */

@@ -99,6 +99,33 @@ describe('launcher', () => {
     assertNoLeftovers(spec.id);
   });
 
+  it('with stopGraceMs the command gets its stop signal at the timeout and that long to exit: it cleans up, its output is kept', async () => {
+    for (const stopSignal of ['SIGTERM', 'SIGINT'] as const) {
+      const spec = baseSpec([rootfs], {
+        argv: ['sh', '-c', `trap "echo cleaning up after ${stopSignal}; exit 3" ${stopSignal.slice(3)}; echo started; while :; do sleep 0.05; done`],
+        limits: { ...baseSpec([]).limits, timeoutMs: 400, stopGraceMs: 5000, ...(stopSignal === 'SIGTERM' ? {} : { stopSignal }) },
+      });
+      const r = await run(spec, opts);
+      assert.equal(r.exit.reason, 'timeout');
+      assert.equal(r.exit.exitCode, 3, 'its own exit, from the trap');
+      assert.equal(r.stdout, `started\ncleaning up after ${stopSignal}\n`);
+      assert.ok(r.exit.usage.wallMs >= 400 && r.exit.usage.wallMs < 400 + 5000, `ended when it exited, not at the grace's end: ${r.exit.usage.wallMs} ms`);
+      assertNoLeftovers(spec.id);
+    }
+  });
+
+  it('a command that ignores its stop signal is killed at the grace\'s end, with everything it started', async () => {
+    const spec = baseSpec([rootfs], {
+      argv: ['sh', '-c', 'trap "" TERM; (sleep 100 &); sleep 100 & while :; do sleep 0.05; done'],
+      limits: { ...baseSpec([]).limits, timeoutMs: 300, stopGraceMs: 500 },
+    });
+    const r = await run(spec, opts);
+    assert.equal(r.exit.reason, 'timeout');
+    assert.equal(r.exit.signal, 'SIGKILL');
+    assert.ok(r.exit.usage.wallMs >= 300 + 500 && r.exit.usage.wallMs < 300 + 500 + 3000, `killed at the grace's end: ${r.exit.usage.wallMs} ms`);
+    assertNoLeftovers(spec.id);
+  });
+
   it('kill() ends the whole job with reason killed', async () => {
     const spec = baseSpec([rootfs], { argv: ['sh', '-c', 'sleep 100 & sleep 100 & wait'] });
     const j = await launch(spec, opts);

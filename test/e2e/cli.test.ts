@@ -122,7 +122,7 @@ describe('sbx run', () => {
     assert.deepEqual(job.entrypoint, ['sh']);
   });
 
-  test('--storage-opt size=, --ulimit nofile=, --cpu-time and --idle-timeout set the job\'s limits; other options are usage errors', async () => {
+  test('--storage-opt size=, --ulimit nofile=, --cpu-time, --stop-signal, --stop-timeout and --idle-timeout set the job\'s limits; other options are usage errors', async () => {
     const r = await sbx(['run', '--storage-opt', 'size=1m', '--ulimit', 'nofile=64', '--cpu-time', '20s', '-l', 'test=more-limits', image, 'sh', '-c',
       'ulimit -n; dd if=/dev/zero of=/a bs=1k count=768 2>/dev/null; dd if=/dev/zero of=/b bs=1k count=768 2>&1 | grep -o "No space left on device" | head -n 1']);
     assert.equal(r.code, 0, r.stderr);
@@ -131,6 +131,11 @@ describe('sbx run', () => {
     assert.deepEqual([job.limits.diskBytes, job.limits.openFiles, job.limits.cpuTimeMs], [1024 * 1024, 64, 20_000]);
     const spin = await sbx(['run', '--cpu-time', '300ms', '--timeout', '30s', image, 'sh', '-c', 'while :; do :; done']);
     assert.equal(spin.code, 137, `a job past its CPU time ends as a timeout: ${spin.stderr}`);
+    // --stop-signal and --stop-timeout (docker's): at the timeout the command is asked to stop and may clean up first.
+    const stopped = await sbx(['run', '--timeout', '500ms', '--stop-signal', 'INT', '--stop-timeout', '10', image, 'sh', '-c',
+      'trap "echo cleaned up; exit 4" INT; while :; do sleep 0.05; done']);
+    assert.equal(stopped.code, 137, `still a timeout: ${stopped.stderr}`);
+    assert.equal(stopped.stdout, 'cleaned up\n');
     const idle = await sbx(['run', '-d', '--format', 'json', '-i', '--idle-timeout', '5s', image, 'cat']);
     assert.equal((JSON.parse(idle.stdout) as Job).limits.idleTimeoutMs, 5000);
     await api.cancel((JSON.parse(idle.stdout) as Job).id);
@@ -140,6 +145,7 @@ describe('sbx run', () => {
       [['--ulimit', 'nofile=64:128'], /invalid argument "64:128" for "--ulimit" flag: sbx sets one limit, soft and hard/],
       [['--storage-opt', 'size=lots'], /invalid argument "lots" for "--storage-opt" flag/],
       [['--cpu-time', 'forever'], /invalid argument "forever" for "--cpu-time" flag/],
+      [['--stop-signal', 'KILL'], /invalid argument "KILL" for "--stop-signal" flag: use one of SIGTERM, SIGINT/],
     ] as const) {
       const bad = await sbx(['run', ...flags, image, 'true']);
       assert.equal(bad.code, 125, flags.join(' '));

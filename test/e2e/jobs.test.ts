@@ -121,6 +121,26 @@ describe('a job from submit to exit', () => {
     assert.equal(res.body.output!.stdout, '');
   });
 
+  test('limits.stopGraceMs: at the timeout the command gets stopSignal and that long to exit, its cleanup output kept (docker stop -t); bad values are 400s', async () => {
+    const script = 'trap "echo report written; exit 5" INT; echo started; while :; do sleep 0.05; done';
+    const res = await run(['sh', '-c', script], { stopSignal: 'SIGINT', limits: { timeoutMs: 500, stopGraceMs: 10_000 } });
+    assert.equal(res.body.status, 'timeout', JSON.stringify(res.body));
+    assert.equal(res.body.exitCode, 5);
+    assert.equal(res.body.output!.stdout, 'started\nreport written\n');
+    assert.ok(res.body.usage!.wallMs < 8000, `ended when it exited: ${res.body.usage!.wallMs} ms`);
+    assert.equal(res.body.limits.stopGraceMs, 10_000);
+    for (const [body, field] of [
+      [{ stopSignal: 'SIGKILL' }, /stopSignal must be one of SIGTERM, SIGINT/],
+      [{ stopSignal: 'TERM' }, /stopSignal must be one of/],
+      [{ limits: { stopGraceMs: 60_001 } }, /limits\.stopGraceMs must be <= 60000/],
+      [{ limits: { stopGraceMs: -1 } }, /limits\.stopGraceMs must be >= 0/],
+    ] as const) {
+      const bad = await e2e.api.submit({ image, command: ['true'], ...body } as never);
+      assert.equal(bad.status, 400, JSON.stringify(bad.body));
+      assert.match(JSON.stringify(bad.body), field);
+    }
+  });
+
   test('a memory hog ends oom', async () => {
     const res = await run(['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=256M', 'count=1'], { limits: { memoryBytes: 32 * 1024 * 1024 } });
     assert.equal(res.body.status, 'oom', JSON.stringify(res.body));

@@ -4,8 +4,10 @@
  * a second Ctrl-C leaves at once. `-d` prints the id and returns.
  */
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import { basename, join } from 'node:path';
 import type { JobRequest, SbxClient } from '../../../client/src/index.ts';
+import { STOP_SIGNALS } from '../../../core/src/launch-bounds.ts';
 import { flagBool, flagList, flagString, type Parsed } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
 import { write, type Command, type Context } from '../command.ts';
@@ -38,9 +40,11 @@ export const run: Command = {
     { name: 'cpu-time', type: 'string', value: 'duration', help: 'Kill the job once all its processes together have used this much CPU time (like 10s)' },
     { name: 'storage-opt', type: 'list', value: 'list', help: 'Storage driver options: size=<bytes> (the writable layer, like 64m)' },
     { name: 'ulimit', type: 'list', value: 'ulimit', help: 'Ulimit options: nofile=<n> (open files of each process)' },
+    { name: 'stop-signal', type: 'string', value: 'string', help: 'Signal to stop the command with when a limit ends the job (default SIGTERM), given --stop-timeout to exit' },
+    { name: 'stop-timeout', type: 'string', value: 'duration', help: 'When a limit ends the job, how long the command has to exit after --stop-signal before it is killed (like 10s; default 0)' },
     { name: 'idle-timeout', type: 'string', value: 'duration', help: 'With -i or -t: end the job once nothing is attached to it or written to its stdin for this long' },
     { name: 'label', short: 'l', type: 'list', value: 'list', help: 'Set labels on the job (k=v)' },
-    { name: 'output-file', type: 'list', value: 'pattern', help: 'Collect the files matching this path or glob when the command ends (then: sbx cp JOB:PATH DEST)' },
+    { name: 'output-file', type: 'list', value: 'pattern', help: 'Collect the files matching this path or glob when the command ends or times out (then: sbx cp JOB:PATH DEST)' },
     { name: 'file', type: 'list', value: 'src[:dest]', help: 'Copy a local file, or a directory\'s files, into the job before its command starts (dest absolute or relative to the workdir; default: its name), modes kept' },
     { name: 'interactive', short: 'i', type: 'boolean', help: 'Keep STDIN open and stream it to the job' },
     { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
@@ -112,6 +116,10 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   if (cpuTimeMs !== undefined) limits.cpuTimeMs = cpuTimeMs;
   const idleTimeoutMs = value('idle-timeout', parseDuration);
   if (idleTimeoutMs !== undefined) limits.idleTimeoutMs = idleTimeoutMs;
+  const stopGraceMs = value('stop-timeout', parseDuration);
+  if (stopGraceMs !== undefined) limits.stopGraceMs = stopGraceMs;
+  const stopSignal = value('stop-signal', parseStopSignal);
+  if (stopSignal !== undefined) req.stopSignal = stopSignal;
   for (const [key, v] of Object.entries(keyValues(flagList(args, 'storage-opt'), 'storage option'))) {
     if (key !== 'size') throw new UsageError(`storage option "${key}" is not supported: only size=<bytes> (the job's writable layer)`, 'run');
     limits.diskBytes = valueOf('storage-opt', v, parseMemory);
@@ -282,4 +290,15 @@ function queueLine(stderr: NodeJS.WritableStream & { isTTY?: boolean }) {
       await write(stderr, `\r\x1b[Ksbx: queued, position ${position}${eta}`);
     },
   };
+}
+
+/** Docker's --stop-signal: a name with or without SIG (TERM, SIGINT), or its number. */
+function parseStopSignal(text: string): NonNullable<JobRequest['stopSignal']> {
+  const upper = text.trim().toUpperCase();
+  const name = /^\d+$/.test(upper)
+    ? Object.entries(os.constants.signals).find(([, n]) => n === Number(upper))?.[0]
+    : upper.startsWith('SIG') ? upper : `SIG${upper}`;
+  const known = STOP_SIGNALS.find((s) => s === name);
+  if (!known) throw new Error(`use one of ${STOP_SIGNALS.join(', ')}`);
+  return known;
 }

@@ -7,7 +7,7 @@ import type { LimitsPolicy } from '../../core/src/config.ts';
 import { InvalidRequestError, type ErrorDetail } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
 import { inputFileBytes, type JobRequest, type JobSpec, type Limits } from '../../core/src/job-spec.ts';
-import { EXEC_BOUNDS, execBytes } from '../../core/src/launch-bounds.ts';
+import { EXEC_BOUNDS, execBytes, STOP_GRACE_BOUND } from '../../core/src/launch-bounds.ts';
 
 export function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy): Limits {
   const limits: Limits = { ...policy.defaults, ...stripUndefined(requested ?? {}) };
@@ -24,6 +24,7 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
   const ref = parseImageReference(req.image);
   checkExecSize(req);
   const limits = { ...withOutputTail(resolveLimits(req.limits, policy)), ...resolveIdleTimeout(req, policy) };
+  checkStopGrace(limits, policy);
   return {
     id,
     tenant,
@@ -110,6 +111,14 @@ function resolveIdleTimeout(req: JobRequest, policy: LimitsPolicy): Pick<Limits,
   }
   if (asked !== undefined && asked > idle.maxMs) throw new InvalidRequestError(`limits.idleTimeoutMs must be <= ${idle.maxMs} (this server's maximum)`, [{ path: 'limits.idleTimeoutMs', message: `must be <= ${idle.maxMs} (this server's maximum)` }]);
   return { idleTimeoutMs: asked ?? Math.min(idle.defaultMs, idle.maxMs) };
+}
+
+/** limits.stopGraceMs: at most the server's SBX_MAX_STOP_GRACE_MS (the request schema bounds it at 60 s). */
+function checkStopGrace(limits: Limits, policy: LimitsPolicy): void {
+  const max = policy.maxStopGraceMs ?? STOP_GRACE_BOUND.max;
+  if ((limits.stopGraceMs ?? 0) <= max) return;
+  const message = `must be <= ${max} (this server's maximum)`;
+  throw new InvalidRequestError(`limits.stopGraceMs ${message}`, [{ path: 'limits.stopGraceMs', message }]);
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { EGRESS_ALLOW_SYNTAX, parseEgressAllow } from './egress/egress-allow.ts';
 import { parseSecretsKey } from './secrets/secret-box.ts';
 import { parseReceiptPublicKeys } from './receipts/public-keys.ts';
-import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, defaultMaxOpenFiles, type LimitBound } from './launch-bounds.ts';
+import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, STOP_GRACE_BOUND, defaultMaxOpenFiles, type LimitBound } from './launch-bounds.ts';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -179,6 +179,8 @@ export const envSchema = z.object({
   // Interactive jobs (openStdin/tty): ended once nothing is attached and nothing written for this long.
   SBX_DEFAULT_IDLE_TIMEOUT_MS: bounded(IDLE_TIMEOUT_BOUND).default(300_000),
   SBX_MAX_IDLE_TIMEOUT_MS: bounded(IDLE_TIMEOUT_BOUND).default(3_600_000),
+  // How long a job may run on past a limit after its stop signal (limits.stopGraceMs): at most this.
+  SBX_MAX_STOP_GRACE_MS: bounded(STOP_GRACE_BOUND).default(STOP_GRACE_BOUND.max),
   SBX_JOB_TTL_SECONDS: int(60, 30 * 86400).default(86_400),
 
   // Worker
@@ -485,6 +487,8 @@ export interface LimitsPolicy {
   tenantMaxima?: ReadonlySet<string>;
   /** Interactive jobs' idle limit (limits.idleTimeoutMs): default and maximum. */
   idle?: { defaultMs: number; maxMs: number };
+  /** limits.stopGraceMs at most (default STOP_GRACE_BOUND.max). */
+  maxStopGraceMs?: number;
 }
 
 export interface Config {
@@ -533,6 +537,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
   };
   limits.idle = { defaultMs: env.SBX_DEFAULT_IDLE_TIMEOUT_MS, maxMs: env.SBX_MAX_IDLE_TIMEOUT_MS };
+  limits.maxStopGraceMs = env.SBX_MAX_STOP_GRACE_MS;
   const problems: string[] = [];
   if (env.SBX_DEFAULT_IDLE_TIMEOUT_MS > env.SBX_MAX_IDLE_TIMEOUT_MS) problems.push(`SBX_DEFAULT_IDLE_TIMEOUT_MS (${env.SBX_DEFAULT_IDLE_TIMEOUT_MS}) is above SBX_MAX_IDLE_TIMEOUT_MS (${env.SBX_MAX_IDLE_TIMEOUT_MS}); lower it or raise the maximum`);
   for (const k of Object.keys(limits.defaults) as Array<keyof LimitsPolicy['defaults']>) {

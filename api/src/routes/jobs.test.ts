@@ -17,7 +17,7 @@ let t: ReturnType<typeof createTestApp>;
 
 before(async () => {
   redis = await startRedis();
-  t = createTestApp(redis, { SBX_API_KEYS: `${KEY_A}:alpha,${KEY_B}:beta,${KEY_ADMIN}:ops:admin`, SBX_MAX_MEMORY_BYTES: String(512 * 1024 * 1024) });
+  t = createTestApp(redis, { SBX_API_KEYS: `${KEY_A}:alpha,${KEY_B}:beta,${KEY_ADMIN}:ops:admin`, SBX_MAX_MEMORY_BYTES: String(512 * 1024 * 1024), SBX_MAX_STOP_GRACE_MS: '5000' });
 });
 after(async () => {
   await t?.close();
@@ -52,6 +52,15 @@ describe('POST /v1/jobs', () => {
     const body = (await res.json()) as { error: { code: string; message: string; details: Array<{ path: string }> } };
     assert.equal(body.error.code, 'invalid_request');
     assert.match(body.error.message, /limits\.memoryBytes must be <= 536870912/);
+  });
+
+  test('limits.stopGraceMs over SBX_MAX_STOP_GRACE_MS is a 400; under it, kept with the stop signal', async () => {
+    const res = await call('POST', '/v1/jobs', { body: { image, limits: { stopGraceMs: 5001 } } });
+    assert.equal(res.status, 400);
+    assert.match(((await res.json()) as { error: { message: string } }).error.message, /limits\.stopGraceMs must be <= 5000 \(this server's maximum\)/);
+    const ok = await call('POST', '/v1/jobs', { body: { image, stopSignal: 'SIGINT', limits: { stopGraceMs: 5000 } } });
+    assert.equal(ok.status, 202);
+    assert.equal(((await ok.json()) as JobDocument).limits.stopGraceMs, 5000);
   });
 
   test('the same idempotencyKey returns the first job, per tenant', async () => {

@@ -155,11 +155,17 @@ export interface Launched {
   /** Kills the whole job (every process in its pid namespace and cgroup). */
   kill(): void;
   /**
-   * Ends the job as its limits do: the stop signal and `limits.stopGraceMs` first if given; then,
-   * with `outputFiles`, every process but its pid 1 is killed and the files are collected (within
-   * `LaunchOptions.outputFilesGraceMs`); without, as kill().
+   * Ends the job as its limits do: the stop signal and `limits.stopGraceMs` first if given (or
+   * `how`'s, as docker stop -t/-s); then, with `outputFiles`, every process but its pid 1 is killed
+   * and the files are collected (within `LaunchOptions.outputFilesGraceMs`); without, as kill().
    */
-  stop(): void;
+  stop(how?: StopRequest): void;
+}
+
+/** How to stop a job (Launched.stop): its command gets `signal`, then has `graceMs` to exit. */
+export interface StopRequest {
+  graceMs: number;
+  signal: NodeJS.Signals;
 }
 
 export interface LaunchOptions {
@@ -474,12 +480,12 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   };
   // A limit ends the job: with limits.stopGraceMs the command is asked to stop first (sbx-init
   // forwards the signal to it) and given that long; the job ends sooner if it exits.
-  const stopGraceMs = spec.limits.stopGraceMs ?? 0;
-  const stop = (): void => {
+  const asSpecified: StopRequest = { graceMs: spec.limits.stopGraceMs ?? 0, signal: spec.limits.stopSignal ?? 'SIGTERM' };
+  const stop = (how = asSpecified): void => {
     if (stopping || isOver) return;
     stopping = true;
-    const sig = os.constants.signals[spec.limits.stopSignal ?? 'SIGTERM'];
-    if (stopGraceMs > 0 && started && n.signal(h.handle, sig)) stopTimer = setTimeout(killCollecting, stopGraceMs);
+    const sig = os.constants.signals[how.signal];
+    if (how.graceMs > 0 && started && n.signal(h.handle, sig)) stopTimer = setTimeout(killCollecting, how.graceMs);
     else killCollecting();
   };
   timer = setTimeout(() => {
@@ -540,9 +546,9 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       endedBy ??= 'killed';
       n.kill(h.handle);
     },
-    stop(): void {
+    stop(how?: StopRequest): void {
       endedBy ??= 'killed';
-      stop();
+      stop(how);
     },
   };
 }

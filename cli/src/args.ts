@@ -80,3 +80,18 @@ export function parseFlags(command: string, argv: readonly string[], specs: read
 export const flagString = (p: Parsed, name: string): string | undefined => p.flags.get(name) as string | undefined;
 export const flagBool = (p: Parsed, name: string): boolean => p.flags.get(name) === true;
 export const flagList = (p: Parsed, name: string): string[] => (p.flags.get(name) as string[] | undefined) ?? [];
+
+/** `parse(s)` of a flag's value, or a usage error of `command` naming the flag and the value. */
+export function parseFlag<T>(command: string, flag: string, s: string, parse: (s: string) => T): T {
+  try {
+    return parse(s);
+  } catch (e) {
+    throw new UsageError(`invalid argument "${s}" for "--${flag}" flag: ${(e as Error).message}`, command);
+  }
+}
+
+/** A string flag's value parsed (undefined when absent); see parseFlag. */
+export function flagValue<T>(p: Parsed, command: string, flag: string, parse: (s: string) => T): T | undefined {
+  const s = flagString(p, flag);
+  return s === undefined ? undefined : parseFlag(command, flag, s, parse);
+}

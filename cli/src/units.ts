@@ -3,6 +3,9 @@
  * `docker run -m`), durations `30s` / `1m30s` / `500ms` / `2h` (Go's time.ParseDuration; a bare
  * number is seconds), CPUs `1.5`, and `--since` (a duration ago, or an RFC 3339 time / Unix seconds).
  */
+import os from 'node:os';
+import { STOP_SIGNALS } from '../../core/src/launch-bounds.ts';
+
 const MEMORY_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
 export function parseMemory(text: string): number {
@@ -71,4 +74,17 @@ export function formatMs(ms: number | null | undefined): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
   return `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
+}
+
+type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** Docker's --stop-signal: a name with or without SIG (TERM, SIGINT), or its number. */
+export function parseStopSignal(text: string): StopSignal {
+  const upper = text.trim().toUpperCase();
+  const name = /^\d+$/.test(upper)
+    ? Object.entries(os.constants.signals).find(([, n]) => n === Number(upper))?.[0]
+    : upper.startsWith('SIG') ? upper : `SIG${upper}`;
+  const known = STOP_SIGNALS.find((s) => s === name);
+  if (!known) throw new Error(`use one of ${STOP_SIGNALS.join(', ')}`);
+  return known;
 }

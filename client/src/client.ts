@@ -9,7 +9,7 @@ import { isDigest, normalizeImageName } from './image-name.ts';
 import { jobEvents, rawJobEvents, type EventsOptions } from './job-events.ts';
 import type { ServerSentEvent } from './sse.ts';
 import type { ReceiptKey } from './receipt.ts';
-import { isFinished, type ApiAnswer, type CachedImage, type ImageAction, type Job, type JobEvent, type JobPage, type JobRequest, type ListOptions, type OutputFile, type OutputFileInfo, type WorkerInfo } from './types.ts';
+import { isFinished, type ApiAnswer, type CachedImage, type CancelOptions, type ImageAction, type Job, type JobEvent, type JobPage, type JobRequest, type ListOptions, type OutputFile, type OutputFileInfo, type WorkerInfo } from './types.ts';
 
 export type ClientOptions = TransportOptions;
 
@@ -79,9 +79,12 @@ export class SbxClient {
     return opts.output ? this.get(id, { output: true, signal }) : doc;
   }
 
-  /** DELETE /v1/jobs/{id}: the job as it stands after the cancel (a running one usually `cancelled` already). 409 `already_finished` when it had ended. */
-  cancel(id: string): Promise<Job> {
-    return this.call<Job>('DELETE', `/v1/jobs/${encodeURIComponent(id)}`);
+  /**
+   * DELETE /v1/jobs/{id}: the job as it stands after the cancel (a running one usually `cancelled` already). 409 `already_finished` when it had ended.
+   * `graceMs` (docker stop -t): a running job's command first gets `signal` (default its stopSignal, else SIGTERM) and this long to exit.
+   */
+  cancel(id: string, opts: CancelOptions = {}): Promise<Job> {
+    return this.call<Job>('DELETE', `/v1/jobs/${encodeURIComponent(id)}`, { query: { graceMs: opts.graceMs, signal: opts.signal } });
   }
 
   /** One page of the tenant's jobs, newest first. */

@@ -20,6 +20,12 @@ export interface JobPage {
   nextCursor: string | null;
 }
 
+/** SbxClient.cancel: stop a running job gracefully (docker stop) instead of killing it at once. */
+export interface CancelOptions {
+  graceMs?: number;
+  signal?: JobRequest['stopSignal'];
+}
+
 export interface ListOptions {
   status?: JobStatus;
   limit?: number;

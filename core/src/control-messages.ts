@@ -4,6 +4,7 @@
  * it validates here, a worker acts only on what parses here (a malformed message is logged and dropped).
  */
 import { z } from 'zod';
+import { STOP_GRACE_BOUND, STOP_SIGNALS } from './launch-bounds.ts';
 import type { Logger } from './logger.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
@@ -11,8 +12,15 @@ import type { RedisKeys } from './redis-keys.ts';
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 export const ControlMessage = z.discriminatedUnion('type', [
-  /** Kill the job if this worker runs it (the job ends `cancelled`). */
-  z.strictObject({ type: z.literal('cancel'), id: z.string().regex(/^j_[0-9A-Z]{26}$/) }),
+  /**
+   * Kill the job if this worker runs it (the job ends `cancelled`); with `stop` (docker stop), its
+   * command first gets `signal` and `graceMs` to exit, and its output files are collected.
+   */
+  z.strictObject({
+    type: z.literal('cancel'),
+    id: z.string().regex(/^j_[0-9A-Z]{26}$/),
+    stop: z.strictObject({ graceMs: z.number().int().min(0).max(STOP_GRACE_BOUND.max), signal: z.enum(STOP_SIGNALS) }).optional(),
+  }),
   /** Pull this canonical reference into the cache now (policy always). */
   z.strictObject({ type: z.literal('pull'), image: z.string().min(1).max(512) }),
   /** Forget every reference that resolved to this digest, unless a running job uses it. */

@@ -126,5 +126,5 @@ export function tenantLimitsPolicy(policy: LimitsPolicy, quota: TenantQuota | nu
     const d = defaults[name];
     defaults[name] = d === null ? ceiling : Math.min(d, ceiling);
   }
-  return { defaults, maxima, tenantMaxima, ...(policy.idle ? { idle: policy.idle } : {}) };
+  return { ...policy, defaults, maxima, tenantMaxima };
 }

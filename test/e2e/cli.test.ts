@@ -239,7 +239,7 @@ describe('sbx run', () => {
 });
 
 describe('the job commands', () => {
-  test('-d prints the id; wait, logs, inspect, ps, kill', async () => {
+  test('-d prints the id; wait, logs, inspect, ps, kill, stop', async () => {
     const d = await sbx(['run', '-d', image, 'sh', '-c', 'echo out-1; echo err-1 >&2; sleep 0.2; echo out-2; exit 5']);
     assert.equal(d.code, 0, d.stderr);
     const id = d.stdout.trim();
@@ -277,6 +277,20 @@ describe('the job commands', () => {
     oneLine(again.stderr);
     const unknown = await sbx(['inspect', 'j_00000000000000000000000000']);
     assert.equal(unknown.code, 1);
+
+    // sbx stop (docker stop): the signal, time to exit, then the kill; the job's cleanup runs.
+    const stoppable = (await sbx(['run', '-d', image, 'sh', '-c', 'trap "echo bye; exit 3" INT; echo up; while :; do sleep 0.05; done'])).stdout.trim();
+    await waitUntil(async () => (await api.get(stoppable, { output: true })).output?.stdout === 'up\n', 20_000, 'the job to run');
+    assert.deepEqual(await sbx(['stop', '-s', 'INT', '-t', '10', stoppable]).then((r) => [r.code, r.stdout]), [0, `${stoppable}\n`]);
+    const stopped = await api.wait(stoppable);
+    assert.deepEqual([stopped.status, stopped.exitCode], ['cancelled', 3]);
+    assert.equal((await sbx(['logs', stoppable])).stdout, 'up\nbye\n');
+    const stopAgain = await sbx(['stop', stoppable]);
+    assert.equal(stopAgain.code, 1);
+    assert.match(stopAgain.stderr, /cannot stop job .*: it is not running/);
+    const badSignal = await sbx(['stop', '-s', 'KILL', stoppable]);
+    assert.equal(badSignal.code, 125);
+    assert.match(badSignal.stderr, /invalid argument "KILL" for "--signal" flag: use one of SIGTERM/);
   });
 
   test('verify checks signed receipts: by id with the server\'s key or --key, from files; a changed document or another key is NOT verified (exit 1)', async () => {

@@ -310,6 +310,26 @@ describe('cancel', () => {
     assert.equal(again.status, 409);
     assert.equal(again.body.error.code, 'already_finished');
   });
+
+  test('DELETE ?graceMs&signal stops a running job as docker stop does: its cleanup output and files kept, then cancelled; bad values are 400s', async () => {
+    const script = 'trap "echo stopping; echo partial > /tmp/report; exit 2" USR1; echo started; while :; do sleep 0.05; done';
+    const sub = await e2e.api.submit({ image, command: ['sh', '-c', script], outputFiles: ['/tmp/report'] });
+    await e2e.api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
+    for (const [query, message] of [['graceMs=60001', /graceMs must be <= 60000/], ['graceMs=soon', /graceMs/], ['graceMs=1000&signal=SIGKILL', /signal must be one of SIGTERM/]] as const) {
+      const bad = await e2e.api.request('DELETE', `/v1/jobs/${sub.body.id}?${query}`);
+      assert.equal(bad.status, 400, query);
+      assert.match(JSON.stringify(bad.body), message);
+    }
+    const del = await e2e.api.request('DELETE', `/v1/jobs/${sub.body.id}?graceMs=10000&signal=SIGUSR1`);
+    assert.equal(del.status, 202);
+    const done = await e2e.api.waitFinished(sub.body.id);
+    assert.equal(done.status, 'cancelled');
+    assert.equal(done.exitCode, 2, 'its own exit, from the trap');
+    assert.ok(done.usage!.wallMs < 10_000, `ended when it exited: ${done.usage!.wallMs} ms`);
+    const output = await e2e.api.request<JobDocument>('GET', `/v1/jobs/${sub.body.id}?output=true`);
+    assert.equal(output.body.output!.stdout, 'started\nstopping\n');
+    assert.deepEqual(done.outputFiles?.map((f) => [f.path, f.bytes]), [['/tmp/report', 8]]);
+  });
 });
 
 describe('invalid requests', () => {

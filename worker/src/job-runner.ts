@@ -16,7 +16,7 @@ import { attemptOf, JobAttempts } from '../../core/src/job-attempts.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
-import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched, type OutputFile } from '../../native/index.ts';
+import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched, type OutputFile, type StopRequest } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
 import { buildLaunchSpec } from './launch/launch-plan.ts';
@@ -97,7 +97,11 @@ export class JobRunner {
   }
 
   /** Cancel a job if this worker holds it; the run then ends `cancelled`. */
-  cancel(id: string): boolean {
+  /**
+   * Cancels the job if it is ours: killed at once, or with `stop` (DELETE ?graceMs, docker stop)
+   * its command gets the signal and the grace first, and its output files are collected.
+   */
+  cancel(id: string, stop?: StopRequest): boolean {
     const job = this.active.get(id);
     if (!job) {
       if (this.held.has(id)) this.cancelsBeforeActive.add(id);
@@ -105,7 +109,8 @@ export class JobRunner {
     }
     job.cancelled = true;
     job.abort.abort();
-    job.launched?.kill();
+    if (stop && job.launched) job.launched.stop(stop);
+    else job.launched?.kill();
     return true;
   }
 

@@ -1,10 +1,11 @@
-import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { publishControl } from '../../../core/src/control-messages.ts';
-import { AlreadyFinishedError } from '../../../core/src/errors.ts';
+import { AlreadyFinishedError, InvalidRequestError } from '../../../core/src/errors.ts';
 import { attemptOf } from '../../../core/src/job-attempts.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
 import { requeueEntryId } from '../../../core/src/job-queue.ts';
-import { isFinished, JobDocument } from '../../../core/src/job-spec.ts';
+import { isFinished, JobDocument, type JobSpec } from '../../../core/src/job-spec.ts';
+import { STOP_GRACE_BOUND, STOP_SIGNALS } from '../../../core/src/launch-bounds.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { loadJobForTenant } from '../job-access.ts';
 import { waitForFinish } from '../job-waiter.ts';
@@ -14,11 +15,20 @@ const CANCEL_GRACE_MS = 2000;
 
 /**
  * DELETE /v1/jobs/{id} — a queued job is cancelled here and never starts; a pulling or running one
- * is flagged and its worker told to kill it; the answer waits briefly for that to land.
+ * is flagged and its worker told to kill it (with ?graceMs, docker stop: to signal its command and
+ * kill it once the grace has passed); the answer waits briefly for that to land.
  */
 export const jobsCancelRoute = createRoute({
   method: 'delete', path: '/v1/jobs/{id}', summary: 'Cancel a queued or running job', tags: ['jobs'],
-  request: { params: JobIdParams },
+  request: {
+    params: JobIdParams,
+    query: z.object({
+      graceMs: z.string().regex(/^\d{1,9}$/, 'must be a whole number of milliseconds').optional()
+        .describe('docker stop -t: a running job\'s command first gets `signal` and this long to exit (say, to write its report), its output and outputFiles kept; then the rest is killed. Default 0: killed at once. At most the server\'s SBX_MAX_STOP_GRACE_MS.'),
+      signal: z.enum(STOP_SIGNALS, { error: `must be one of ${STOP_SIGNALS.join(', ')}` }).optional()
+        .describe('With graceMs: the signal (default the job\'s stopSignal, else SIGTERM).'),
+    }),
+  },
   responses: { 202: json(JobDocument, 'Cancellation accepted'), 409: json(ErrorBody, 'already_finished'), ...errors },
 });
 
@@ -33,9 +43,22 @@ export function registerJobsCancel(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         return c.json(done, 202);
       }
     }
+    const stop = stopRequest(c.req.valid('query'), job.spec, deps.config.limits.maxStopGraceMs ?? STOP_GRACE_BOUND.max);
     await deps.store.requestCancel(job.doc.id);
-    await publishControl(deps.redis, deps.keys, { type: 'cancel', id: job.doc.id });
+    await publishControl(deps.redis, deps.keys, { type: 'cancel', id: job.doc.id, ...(stop ? { stop } : {}) });
     const doc = (await waitForFinish(deps, job.doc.id, CANCEL_GRACE_MS)) ?? job.doc;
     return c.json(doc, 202);
   });
+}
+
+type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** ?graceMs / ?signal as the worker takes them; none without a grace (killed at once). */
+function stopRequest(query: { graceMs?: string | undefined; signal?: StopSignal | undefined }, spec: JobSpec, maxGraceMs: number): { graceMs: number; signal: StopSignal } | null {
+  const graceMs = Number(query.graceMs ?? 0);
+  if (graceMs > maxGraceMs) {
+    const message = `must be <= ${maxGraceMs} (this server's maximum)`;
+    throw new InvalidRequestError(`graceMs ${message}`, [{ path: 'graceMs', message }]);
+  }
+  return graceMs > 0 ? { graceMs, signal: query.signal ?? spec.stopSignal ?? 'SIGTERM' } : null;
 }

@@ -1,9 +1,14 @@
-/** `sbx inspect`, `sbx kill`, `sbx wait`: one job document, cancel, wait for the exit code. */
+/** `sbx inspect`, `sbx kill`, `sbx stop`, `sbx wait`: one job document, cancel (at once or gracefully), wait for the exit code. */
 import { SbxConflictError, type Job } from '../../../client/src/index.ts';
+import { flagValue } from '../args.ts';
 import { UsageError } from '../cli-error.ts';
 import { write, type Command, type Context } from '../command.ts';
 import { eachJob } from '../each-job.ts';
 import { exitCodeOf } from '../exit-code.ts';
+import { parseDuration, parseStopSignal } from '../units.ts';
+
+/** docker stop's default: ten seconds to exit. */
+const DEFAULT_STOP_MS = 10_000;
 
 function ids(name: string, positionals: string[]): string[] {
   if (positionals.length === 0) throw new UsageError(`"sbx ${name}" requires at least 1 argument.\nUsage: sbx ${name} JOB [JOB...]`, name);
@@ -41,6 +46,30 @@ export const kill: Command = {
         await client.cancel(id);
       } catch (e) {
         if (e instanceof SbxConflictError) throw new Error(`cannot kill job ${id}: it is not running (${e.message})`);
+        throw e;
+      }
+      await write(ctx.stdout, `${id}\n`);
+    });
+  },
+};
+
+export const stop: Command = {
+  name: 'stop',
+  usage: 'stop [OPTIONS] JOB [JOB...]',
+  summary: 'Stop one or more running jobs: a signal, time to exit, then kill (their output files are collected)',
+  flags: [
+    { name: 'signal', short: 's', type: 'string', value: 'string', help: 'Signal to send to the command (default: the job\'s --stop-signal, else SIGTERM)' },
+    { name: 'time', short: 't', type: 'string', value: 'duration', help: 'How long to wait before killing it (default 10s; a bare number is seconds)' },
+  ],
+  async run(ctx, args) {
+    const client = ctx.client();
+    const graceMs = flagValue(args, 'stop', 'time', parseDuration) ?? DEFAULT_STOP_MS;
+    const signal = flagValue(args, 'stop', 'signal', parseStopSignal);
+    return eachJob(ctx, ids('stop', args.positionals), async (id) => {
+      try {
+        await client.cancel(id, { graceMs, ...(signal ? { signal } : {}) });
+      } catch (e) {
+        if (e instanceof SbxConflictError) throw new Error(`cannot stop job ${id}: it is not running (${e.message})`);
         throw e;
       }
       await write(ctx.stdout, `${id}\n`);

@@ -4,17 +4,15 @@
  * a second Ctrl-C leaves at once. `-d` prints the id and returns.
  */
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
-import os from 'node:os';
 import { basename, join } from 'node:path';
 import type { JobRequest, SbxClient } from '../../../client/src/index.ts';
-import { STOP_SIGNALS } from '../../../core/src/launch-bounds.ts';
-import { flagBool, flagList, flagString, type Parsed } from '../args.ts';
+import { flagBool, flagList, flagString, flagValue, parseFlag, type Parsed } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
 import { write, type Command, type Context } from '../command.ts';
 import { credentialsFor } from '../docker-config.ts';
 import { endNotes, exitCodeOf } from '../exit-code.ts';
 import { DETACH_KEYS_FLAG, detachKeysFlag, interactive } from '../interactive.ts';
-import { parseCpus, parseDuration, parseMemory } from '../units.ts';
+import { parseCpus, parseDuration, parseMemory, parseStopSignal } from '../units.ts';
 
 export const run: Command = {
   name: 'run',
@@ -91,10 +89,7 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   const network = flagString(args, 'network');
   if (network !== undefined && network !== 'none') throw new UsageError(`network "${network}" is not supported: jobs run with --network none`, 'run');
   const limits: NonNullable<JobRequest['limits']> = {};
-  const value = <T>(flag: string, parse: (s: string) => T): T | undefined => {
-    const s = flagString(args, flag);
-    return s === undefined ? undefined : valueOf(flag, s, parse);
-  };
+  const value = <T>(flag: string, parse: (s: string) => T): T | undefined => flagValue(args, 'run', flag, parse);
   const memoryBytes = value('memory', parseMemory);
   const cpus = value('cpus', parseCpus);
   const pids = value('pids-limit', (s) => {
@@ -122,11 +117,11 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   if (stopSignal !== undefined) req.stopSignal = stopSignal;
   for (const [key, v] of Object.entries(keyValues(flagList(args, 'storage-opt'), 'storage option'))) {
     if (key !== 'size') throw new UsageError(`storage option "${key}" is not supported: only size=<bytes> (the job's writable layer)`, 'run');
-    limits.diskBytes = valueOf('storage-opt', v, parseMemory);
+    limits.diskBytes = parseFlag('run', 'storage-opt', v, parseMemory);
   }
   for (const [key, v] of Object.entries(keyValues(flagList(args, 'ulimit'), 'ulimit'))) {
     if (key !== 'nofile') throw new UsageError(`ulimit "${key}" is not supported: only nofile=<n> (--cpu-time bounds the job's CPU time, --pids-limit its processes)`, 'run');
-    limits.openFiles = valueOf('ulimit', v, (text) => {
+    limits.openFiles = parseFlag('run', 'ulimit', v, (text) => {
       const [soft, hard = soft] = text.split(':');
       if (!/^\d+$/.test(soft!) || !/^\d+$/.test(hard!)) throw new Error('use nofile=<n> or nofile=<n>:<n>');
       if (soft !== hard) throw new Error('sbx sets one limit, soft and hard: use nofile=<n>');
@@ -212,15 +207,6 @@ function readingForFile<T>(path: string, read: (path: string) => T): T {
   }
 }
 
-/** `parse(s)`, or a usage error naming the flag and the value. */
-function valueOf<T>(flag: string, s: string, parse: (s: string) => T): T {
-  try {
-    return parse(s);
-  } catch (e) {
-    throw new UsageError(`invalid argument "${s}" for "--${flag}" flag: ${(e as Error).message}`, 'run');
-  }
-}
-
 function keyValues(items: string[], what: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const item of items) {
@@ -290,15 +276,4 @@ function queueLine(stderr: NodeJS.WritableStream & { isTTY?: boolean }) {
       await write(stderr, `\r\x1b[Ksbx: queued, position ${position}${eta}`);
     },
   };
-}
-
-/** Docker's --stop-signal: a name with or without SIG (TERM, SIGINT), or its number. */
-function parseStopSignal(text: string): NonNullable<JobRequest['stopSignal']> {
-  const upper = text.trim().toUpperCase();
-  const name = /^\d+$/.test(upper)
-    ? Object.entries(os.constants.signals).find(([, n]) => n === Number(upper))?.[0]
-    : upper.startsWith('SIG') ? upper : `SIG${upper}`;
-  const known = STOP_SIGNALS.find((s) => s === name);
-  if (!known) throw new Error(`use one of ${STOP_SIGNALS.join(', ')}`);
-  return known;
 }

@@ -29,6 +29,7 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     id,
     tenant,
     image: ref.canonical,
+    ...(req.pull === 'always' ? { pull: 'always' as const } : {}),
     command: req.command ?? null,
     entrypoint: req.entrypoint ?? null,
     env: req.env ?? {},

@@ -147,6 +147,8 @@ export type OutputFileInfo = z.infer<typeof OutputFileInfo>;
 
 export const JobRequest = z.strictObject({
   image: z.string().min(1, 'is required').max(512, 'must be at most 512 characters'),
+  pull: z.enum(['missing', 'always'], { error: 'must be "missing" or "always"' }).optional()
+    .describe('docker run --pull: "missing" (default) runs a tag the worker has cached as it was when cached; "always" asks the registry what the tag names now (layers already cached are not fetched again), so a tag pushed anew is run as it is now, and the cache keeps it for later jobs.'),
   command: argv('command').nullish(),
   entrypoint: argv('entrypoint').nullish(),
   env: z
@@ -211,6 +213,8 @@ export const JobSpec = z.object({
   id: z.string(),
   tenant: z.string(),
   image: z.string(),
+  /** JobRequest.pull; absent = "missing". */
+  pull: z.enum(['missing', 'always']).optional(),
   command: z.array(z.string()).nullable(),
   entrypoint: z.array(z.string()).nullable(),
   env: z.record(z.string(), z.string()),

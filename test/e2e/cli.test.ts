@@ -146,6 +146,7 @@ describe('sbx run', () => {
       [['--storage-opt', 'size=lots'], /invalid argument "lots" for "--storage-opt" flag/],
       [['--cpu-time', 'forever'], /invalid argument "forever" for "--cpu-time" flag/],
       [['--stop-signal', 'KILL'], /invalid argument "KILL" for "--stop-signal" flag: use one of SIGTERM, SIGINT/],
+      [['--pull', 'never'], /invalid argument "never" for "--pull" flag: use "always" or "missing"/],
     ] as const) {
       const bad = await sbx(['run', ...flags, image, 'true']);
       assert.equal(bad.code, 125, flags.join(' '));

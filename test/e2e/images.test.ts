@@ -11,7 +11,7 @@ import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 import { startRegistry, type RunningRegistry } from '../harness/registry.ts';
 import { busyboxImage } from '../fixtures/build-images.ts';
-import { pushImage } from '../fixtures/oci-builder.ts';
+import { buildLayer, pushImage } from '../fixtures/oci-builder.ts';
 
 interface ImageRow { image: string; digest: string; sizeBytes: number; workers: string[]; lastUsedAt: string }
 
@@ -73,6 +73,23 @@ test('POST pre-pulls on the workers; DELETE evicts it again', async () => {
   const badPost = await api.request<{ error: { code: string; details: Array<{ path: string }> } }>('POST', '/v1/images', { image: 'Bad Name' });
   assert.equal(badPost.status, 400);
   assert.equal(badPost.body.error.details[0]!.path, 'image');
+});
+
+test('pull "always" runs a tag as the registry names it now (docker run --pull always); by default a cached tag runs as cached; "never" is a 400', async () => {
+  const repo = 'test/pull-policy';
+  const image = `${stack.registry.host}/${repo}:latest`;
+  const version = async (v: string) => busyboxImage({ extraLayers: [await buildLayer([{ type: 'file', path: 'version', content: `${v}\n` }])] });
+  const cat = async (pull?: 'always') => (await api.submit({ image, command: ['cat', '/version'], ...(pull ? { pull } : {}) }, { wait: true })).body;
+  await pushImage(stack.registry.url, repo, 'latest', await version('v1'));
+  assert.equal((await cat()).output!.stdout, 'v1\n');
+  await pushImage(stack.registry.url, repo, 'latest', await version('v2'));
+  assert.equal((await cat()).output!.stdout, 'v1\n', 'the cached tag, without asking the registry');
+  const fresh = await cat('always');
+  assert.equal(fresh.output!.stdout, 'v2\n');
+  assert.equal((await cat()).output!.stdout, 'v2\n', 'the cache now holds what the registry named');
+  const never = await api.submit({ image, command: ['true'], pull: 'never' } as never);
+  assert.equal(never.status, 400);
+  assert.equal((never.body as unknown as { error: { message: string } }).error.message, 'pull must be "missing" or "always"');
 });
 
 test('a private registry: registryAuth per job pulls it; jobs without it are refused, also after it is cached', async () => {

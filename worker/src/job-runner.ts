@@ -154,13 +154,13 @@ export class JobRunner {
     if (!this.active.has(id)) this.held.add(id);
     // A job that can run at once (its image in this host's cache, a slot free) is recorded as started
     // with its claim (JobStore.claim): its command is then not held back by a round trip of its own.
-    const startsNow = placement?.imageCached === true && this.deps.slots.available > 0;
+    const startsNow = placement?.imageCached === true && stored.spec.pull !== 'always' && this.deps.slots.available > 0;
     const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.claim(doc, startsNow), store.isCancelRequested(id)] as const);
     cancelRead.catch(() => {}); // awaited below once claimed; never an unhandled rejection meanwhile
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null, priority };
     // A cached image is looked up while the claim is in flight (given back if the claim fails); the
     // cancel flag read with the claim (a cancel that raced with it) applies once claimed.
-    let acquiring = placement?.imageCached ? this.acquire(stored.spec, job, stored.sealedAuth) : null;
+    let acquiring = placement?.imageCached && stored.spec.pull !== 'always' ? this.acquire(stored.spec, job, stored.sealedAuth) : null;
     acquiring?.catch(() => {}); // awaited below, or released; never an unhandled rejection meanwhile
     const [, claimed] = await Promise.all([added, claiming]).catch((e: unknown) => {
       acquiring?.then((i) => i.release(), () => {});
@@ -298,7 +298,12 @@ export class JobRunner {
   private async acquire(spec: JobSpec, job: ActiveJob, sealedAuth?: string | null): Promise<AcquiredImage> {
     try {
       const credentials = (await this.deps.store.registryAuth(spec.id, sealedAuth)) ?? spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
-      const image = await this.deps.images.acquire(spec.image, { signal: job.abort.signal, requester: { tenant: spec.tenant, priority: job.priority }, ...(credentials ? { credentials } : {}) });
+      const image = await this.deps.images.acquire(spec.image, {
+        signal: job.abort.signal,
+        requester: { tenant: spec.tenant, priority: job.priority },
+        ...(spec.pull === 'always' ? { policy: 'always' as const } : {}),
+        ...(credentials ? { credentials } : {}),
+      });
       this.deps.metrics.pulls.inc({ result: image.pulled ? 'pulled' : 'hit' });
       (image.pulled ? this.deps.metrics.cacheMisses : this.deps.metrics.cacheHits).inc();
       return image;

@@ -48,6 +48,7 @@ export const run: Command = {
     { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
     DETACH_KEYS_FLAG,
     { name: 'network', type: 'string', value: 'string', help: 'Network mode: none (the only one)' },
+    { name: 'pull', type: 'string', value: 'string', help: 'Pull image before running ("always", "missing"); "missing" runs a cached tag as it was cached' },
     { name: 'format', type: 'string', value: 'string', help: 'With -d: print the job document as json' },
   ],
   async run(ctx, args) {
@@ -86,6 +87,11 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
   if (outputFiles.length) req.outputFiles = outputFiles;
   const labels = keyValues(flagList(args, 'label'), 'label');
   if (Object.keys(labels).length) req.labels = labels;
+  const pull = flagString(args, 'pull');
+  if (pull !== undefined) {
+    if (pull !== 'always' && pull !== 'missing') throw new UsageError(`invalid argument "${pull}" for "--pull" flag: use "always" or "missing" (sbx has no "never": whether a worker holds an image is not a tenant's to learn)`, 'run');
+    req.pull = pull;
+  }
   const network = flagString(args, 'network');
   if (network !== undefined && network !== 'none') throw new UsageError(`network "${network}" is not supported: jobs run with --network none`, 'run');
   const limits: NonNullable<JobRequest['limits']> = {};

@@ -148,7 +148,7 @@ export type OutputFileInfo = z.infer<typeof OutputFileInfo>;
 export const JobRequest = z.strictObject({
   image: z.string().min(1, 'is required').max(512, 'must be at most 512 characters'),
   pull: z.enum(['missing', 'always'], { error: 'must be "missing" or "always"' }).optional()
-    .describe('docker run --pull: "missing" (default) runs a tag the worker has cached as it was when cached; "always" asks the registry what the tag names now (layers already cached are not fetched again), so a tag pushed anew is run as it is now, and the cache keeps it for later jobs.'),
+    .describe('docker run --pull: "missing" (default) runs a tag the worker has cached as it was when cached; "always" asks the registry what the tag names now (layers already cached are not fetched again; at most once per tag every SBX_PULL_ALWAYS_FRESH_MS, 5 s, on a worker), so a tag pushed anew is run as it is now, and the cache keeps it for later jobs.'),
   command: argv('command').nullish(),
   entrypoint: argv('entrypoint').nullish(),
   env: z

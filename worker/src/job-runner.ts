@@ -46,6 +46,8 @@ export interface RunnerDeps {
   cgroupSweepRetryMs?: number;
   /** SBX_RECEIPT_KEY_FILE: signs a receipt for each job that ran (core/src/receipts/job-receipt.ts). */
   receiptKey?: KeyObject;
+  /** SBX_PULL_ALWAYS_FRESH_MS: jobs' `pull: "always"` within this long of the tag's last resolution use the cache (AcquireOptions.freshForMs). */
+  pullAlwaysFreshMs?: number;
 }
 
 const PIPE_DRAIN_MS = 2000;
@@ -301,7 +303,7 @@ export class JobRunner {
       const image = await this.deps.images.acquire(spec.image, {
         signal: job.abort.signal,
         requester: { tenant: spec.tenant, priority: job.priority },
-        ...(spec.pull === 'always' ? { policy: 'always' as const } : {}),
+        ...(spec.pull === 'always' ? { policy: 'always' as const, freshForMs: this.deps.pullAlwaysFreshMs ?? 0 } : {}),
         ...(credentials ? { credentials } : {}),
       });
       this.deps.metrics.pulls.inc({ result: image.pulled ? 'pulled' : 'hit' });

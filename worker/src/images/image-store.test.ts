@@ -329,6 +329,21 @@ it('pull policies: never fails when absent, always re-resolves the tag', async (
   assert.equal((await store.acquire(ref)).digest, second.digest);
 });
 
+it('policy always with freshForMs: a tag resolved within the window is taken from the cache (one registry request per burst); past it, or without it, asked again', async () => {
+  const store = await newStore();
+  const ref = `${registry.host}/policy/busybox:fresh`;
+  const version = async (v: string) => busyboxImage({ extraLayers: [await buildLayer([{ type: 'file', path: 'version', content: v }])] });
+  await pushImage(registry.url, 'policy/busybox', 'fresh', await version('1'));
+  const first = await store.acquire(ref, { policy: 'always', freshForMs: 3_600_000 });
+  await pushImage(registry.url, 'policy/busybox', 'fresh', await version('2'));
+  assert.equal((await store.acquire(ref, { policy: 'always', freshForMs: 3_600_000 })).digest, first.digest, 'resolved moments ago: not asked again');
+  const asked = await store.acquire(ref, { policy: 'always' });
+  assert.notEqual(asked.digest, first.digest, 'without a window the registry is asked');
+  await pushImage(registry.url, 'policy/busybox', 'fresh', await version('3'));
+  assert.equal((await store.acquire(ref, { policy: 'always', freshForMs: 3_600_000 })).digest, asked.digest, 'the window counts from the last resolution');
+  assert.notEqual((await store.acquire(ref, { policy: 'always', freshForMs: 1 })).digest, asked.digest, 'past the window the registry is asked');
+});
+
 it('an unreachable registry is ImagePullFailedError (retryable)', async () => {
   const store = await newStore();
   await assert.rejects(store.acquire('127.0.0.1:1/x/y:z'), (e: unknown) => {

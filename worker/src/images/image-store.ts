@@ -78,7 +78,16 @@ export interface AcquireOptions {
   credentials?: RegistryCredentials;
   /** Whose job needs the image, and its queue priority: pull permits and unpack threads are shared fairly (tenant-shares.ts). */
   requester?: Requester;
+  /**
+   * With policy 'always': a tag this store resolved from the registry less than this long ago is
+   * taken from the cache instead (jobs' `pull: "always"`, SBX_PULL_ALWAYS_FRESH_MS), so a burst of
+   * such jobs makes one registry request per tag, not one each. Default 0: always asks.
+   */
+  freshForMs?: number;
 }
+
+/** At most this many tags remembered as just resolved (the oldest are forgotten first). */
+const MAX_RESOLVED_TAGS = 10_000;
 
 export class ImageStore {
   private readonly opts: ImageStoreOptions;
@@ -95,6 +104,8 @@ export class ImageStore {
   private readonly bounds: PullBounds;
   private indexPromise: Promise<CacheIndex> | null = null;
   private index: CacheIndex | null = null;
+  /** When each tag (with its credentials) was last resolved from the registry by policy 'always'. */
+  private readonly resolvedAt = new Map<string, number>();
 
   constructor(opts: ImageStoreOptions) {
     this.opts = opts;
@@ -119,8 +130,11 @@ export class ImageStore {
     }
   }
 
-  private async acquireOnce(index: CacheIndex, ref: ImageReference, policy: PullPolicy, opts: AcquireOptions): Promise<AcquiredImage | null> {
+  private async acquireOnce(index: CacheIndex, ref: ImageReference, asked: PullPolicy, opts: AcquireOptions): Promise<AcquiredImage | null> {
     const viewer = opts.credentials ? credentialsKey(ref.registry, opts.credentials) : undefined;
+    const tag = `${ref.canonical}\u0000${viewer ?? ''}`;
+    const fresh = asked === 'always' && Date.now() - (this.resolvedAt.get(tag) ?? -Infinity) < (opts.freshForMs ?? 0);
+    const policy = fresh ? 'if-not-present' : asked;
     if (policy !== 'always') {
       const cached = this.cached(index, ref, viewer);
       const handed = cached ? this.hand(index, cached, false) : null;
@@ -140,6 +154,7 @@ export class ImageStore {
         // pull() returns the image retained, so that eviction (ours or a concurrent pull's) cannot
         // remove it before the waiters take their own hold in hand(); released right below.
         const pulled = await this.pullMakingRoom(index, ref, policy, opts.credentials, viewer, signal, opts.requester);
+        if (policy === 'always') this.rememberResolved(tag);
         try {
           await this.cacheGc.enforceBudget(index);
         } finally {
@@ -150,6 +165,12 @@ export class ImageStore {
       opts.signal,
     );
     return this.hand(index, result, true);
+  }
+
+  private rememberResolved(tag: string): void {
+    this.resolvedAt.delete(tag); // re-inserted last: the map's order is the resolutions' order
+    this.resolvedAt.set(tag, Date.now());
+    if (this.resolvedAt.size > MAX_RESOLVED_TAGS) this.resolvedAt.delete(this.resolvedAt.keys().next().value!);
   }
 
   /**

@@ -315,7 +315,7 @@ describe('cancel', () => {
     const script = 'trap "echo stopping; echo partial > /tmp/report; exit 2" USR1; echo started; while :; do sleep 0.05; done';
     const sub = await e2e.api.submit({ image, command: ['sh', '-c', script], outputFiles: ['/tmp/report'] });
     await e2e.api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
-    for (const [query, message] of [['graceMs=60001', /graceMs must be <= 60000/], ['graceMs=soon', /graceMs/], ['graceMs=1000&signal=SIGKILL', /signal must be one of SIGTERM/]] as const) {
+    for (const [query, message] of [['graceMs=60001', /graceMs must be <= 60000/], ['graceMs=soon', /graceMs/], ['graceMs=1000&signal=SIGKILL', /signal must be one of SIGTERM/], ['signal=SIGINT', /signal applies only with graceMs/]] as const) {
       const bad = await e2e.api.request('DELETE', `/v1/jobs/${sub.body.id}?${query}`);
       assert.equal(bad.status, 400, query);
       assert.match(JSON.stringify(bad.body), message);

@@ -60,5 +60,9 @@ function stopRequest(query: { graceMs?: string | undefined; signal?: StopSignal 
     const message = `must be <= ${maxGraceMs} (this server's maximum)`;
     throw new InvalidRequestError(`graceMs ${message}`, [{ path: 'graceMs', message }]);
   }
+  if (query.signal && graceMs === 0) {
+    const message = 'applies only with graceMs (without one the job is killed at once)';
+    throw new InvalidRequestError(`signal ${message}`, [{ path: 'signal', message }]);
+  }
   return graceMs > 0 ? { graceMs, signal: query.signal ?? spec.stopSignal ?? 'SIGTERM' } : null;
 }

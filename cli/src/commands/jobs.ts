@@ -1,5 +1,5 @@
 /** `sbx inspect`, `sbx kill`, `sbx stop`, `sbx wait`: one job document, cancel (at once or gracefully), wait for the exit code. */
-import { SbxConflictError, type Job } from '../../../client/src/index.ts';
+import { SbxConflictError, type CancelOptions, type Job } from '../../../client/src/index.ts';
 import { flagValue } from '../args.ts';
 import { UsageError } from '../cli-error.ts';
 import { write, type Command, type Context } from '../command.ts';
@@ -34,23 +34,26 @@ export const inspect: Command = {
   },
 };
 
+/** `sbx kill` / `sbx stop`: cancel each job (`how`: at once, or gracefully), printing its id. */
+function cancelEach(ctx: Context, verb: 'kill' | 'stop', positionals: string[], how: CancelOptions): Promise<number> {
+  const client = ctx.client();
+  return eachJob(ctx, ids(verb, positionals), async (id) => {
+    try {
+      await client.cancel(id, how);
+    } catch (e) {
+      if (e instanceof SbxConflictError) throw new Error(`cannot ${verb} job ${id}: it is not running (${e.message})`);
+      throw e;
+    }
+    await write(ctx.stdout, `${id}\n`);
+  });
+}
+
 export const kill: Command = {
   name: 'kill',
   usage: 'kill JOB [JOB...]',
   summary: 'Kill (cancel) one or more queued or running jobs',
   flags: [],
-  async run(ctx, args) {
-    const client = ctx.client();
-    return eachJob(ctx, ids('kill', args.positionals), async (id) => {
-      try {
-        await client.cancel(id);
-      } catch (e) {
-        if (e instanceof SbxConflictError) throw new Error(`cannot kill job ${id}: it is not running (${e.message})`);
-        throw e;
-      }
-      await write(ctx.stdout, `${id}\n`);
-    });
-  },
+  run: (ctx, args) => cancelEach(ctx, 'kill', args.positionals, {}),
 };
 
 export const stop: Command = {
@@ -61,19 +64,10 @@ export const stop: Command = {
     { name: 'signal', short: 's', type: 'string', value: 'string', help: 'Signal to send to the command (default: the job\'s --stop-signal, else SIGTERM)' },
     { name: 'time', short: 't', type: 'string', value: 'duration', help: 'How long to wait before killing it (default 10s; a bare number is seconds)' },
   ],
-  async run(ctx, args) {
-    const client = ctx.client();
+  run(ctx, args) {
     const graceMs = flagValue(args, 'stop', 'time', parseDuration) ?? DEFAULT_STOP_MS;
     const signal = flagValue(args, 'stop', 'signal', parseStopSignal);
-    return eachJob(ctx, ids('stop', args.positionals), async (id) => {
-      try {
-        await client.cancel(id, { graceMs, ...(signal ? { signal } : {}) });
-      } catch (e) {
-        if (e instanceof SbxConflictError) throw new Error(`cannot stop job ${id}: it is not running (${e.message})`);
-        throw e;
-      }
-      await write(ctx.stdout, `${id}\n`);
-    });
+    return cancelEach(ctx, 'stop', args.positionals, { graceMs, ...(signal ? { signal } : {}) });
   },
 };
 

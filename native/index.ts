@@ -160,6 +160,18 @@ export interface Launched {
    * and the files are collected (within `LaunchOptions.outputFilesGraceMs`); without, as kill().
    */
   stop(how?: StopRequest): void;
+  /** The job's usage now, from its cgroup (docker stats); null once it has ended. */
+  usage(): LiveUsage | null;
+}
+
+/** Launched.usage(): a running job's usage as its cgroup counts it now. */
+export interface LiveUsage {
+  cpuMs: number;
+  /** Memory charged to the job now, the pages of the files it wrote included. */
+  memoryBytes: number;
+  memoryPeakBytes: number;
+  /** Processes (tasks) in the job now. */
+  pids: number;
 }
 
 /** How to stop a job (Launched.stop): its command gets `signal`, then has `graceMs` to exit. */
@@ -291,6 +303,7 @@ interface Native {
   signal(handle: number, sig: number): boolean;
   ttyResize(fd: number, rows: number, cols: number): void;
   usage(handle: number): { cpuNs: number; memoryPeakBytes: number } | null;
+  live(handle: number): { cpuNs: number; memoryBytes: number; memoryPeakBytes: number; pids: number } | null;
   sweep(opts: LaunchOptions): SweepResult;
   liveJobs(): number;
   closePool(): number;
@@ -549,6 +562,10 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     stop(how?: StopRequest): void {
       endedBy ??= 'killed';
       stop(how);
+    },
+    usage(): LiveUsage | null {
+      const l = isOver ? null : n.live(h.handle);
+      return l && { cpuMs: l.cpuNs / 1e6, memoryBytes: l.memoryBytes, memoryPeakBytes: l.memoryPeakBytes, pids: l.pids };
     },
   };
 }

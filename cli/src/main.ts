@@ -14,6 +14,7 @@ import { completion } from './commands/completion.ts';
 import { cp } from './commands/cp.ts';
 import { images, pull, rmi } from './commands/images.ts';
 import { inspect, kill, stop, wait } from './commands/jobs.ts';
+import { stats } from './commands/stats.ts';
 import { login } from './commands/login.ts';
 import { logs } from './commands/logs.ts';
 import { ps } from './commands/ps.ts';
@@ -30,7 +31,7 @@ const GLOBAL_FLAGS: FlagSpec[] = [
 ];
 const HELP_FLAG: FlagSpec = { name: 'help', short: 'h', type: 'boolean', help: 'Print usage' };
 
-export const COMMANDS: Command[] = [run, attach, ps, logs, inspect, stop, kill, wait, cp, verifyCommand, images, pull, rmi, workers, login];
+export const COMMANDS: Command[] = [run, attach, ps, logs, inspect, stats, stop, kill, wait, cp, verifyCommand, images, pull, rmi, workers, login];
 COMMANDS.push(completion(() => COMMANDS));
 
 function version(): string {

@@ -218,6 +218,8 @@ export const envSchema = z.object({
   // pull; a download receiving fewer than SBX_PULL_STALL_BYTES over any SBX_PULL_STALL_MS fails as
   // stalled (a registry trickling bytes passes idle timeouts). All end the job image_pull_failed.
   SBX_PULL_CONCURRENCY: int(1, 256).default(4),
+  // A running job's usage is read from its cgroup and kept with its document this often (docker stats); 0: never.
+  SBX_LIVE_USAGE_MS: int(0, 3_600_000).default(2_000),
   // Jobs' pull "always": a tag resolved from the registry less than this long ago is taken from the
   // cache (one registry request per tag per window, whatever the number of jobs). 0: every job asks.
   SBX_PULL_ALWAYS_FRESH_MS: int(0, 3_600_000).default(5_000),

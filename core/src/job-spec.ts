@@ -260,6 +260,15 @@ export const Usage = z.object({
 });
 export type Usage = z.infer<typeof Usage>;
 
+export const LiveUsage = z.object({
+  at: z.string().describe('When the worker read it.'),
+  cpuMs: z.number(),
+  memoryBytes: z.number().describe('Memory charged to the job then, the pages of the files it wrote included (what limits.memoryBytes bounds).'),
+  memoryPeakBytes: z.number(),
+  pids: z.number().int().describe('Its processes then.'),
+});
+export type LiveUsage = z.infer<typeof LiveUsage>;
+
 export const Timings = z.object({
   createdAt: z.string(),
   startedAt: z.string().nullable(),
@@ -341,6 +350,9 @@ export const JobDocument = z.object({
   signal: z.string().nullable(),
   error: JobError.nullable(),
   usage: Usage.nullable(),
+  /** While running: the usage its worker read last (docker stats). */
+  liveUsage: LiveUsage.optional()
+    .describe('While the job runs: its usage as its worker last read it from the job\'s cgroup, every SBX_LIVE_USAGE_MS (2 s; absent during the first interval); `usage` has the final figures once it ends.'),
   timings: Timings,
   worker: z.string().nullable(),
   outputTruncated: z.boolean(),
@@ -352,7 +364,7 @@ export const JobDocument = z.object({
   output: JobOutput.optional(),
   /** What the job's outputFiles patterns collected (present on jobs that asked, once they ended). */
   outputFiles: z.array(OutputFileInfo).optional()
-    .describe('The files the request\'s outputFiles collected, in pattern order, once the command ended or a limit ended the job (absent after a cancel, when the collection did not finish within its 2 s, or when none were asked for); their bytes: GET /v1/jobs/{id}/files.'),
+    .describe('The files the request\'s outputFiles collected, in pattern order, once the command ended or a limit ended the job (absent after a cancel without graceMs, when the collection did not finish within its 2 s, or when none were asked for); their bytes: GET /v1/jobs/{id}/files.'),
   outputFilesDropped: z.boolean().optional()
     .describe('True when the tenant\'s storage budget for the hour was used up: the files are listed but their bytes were not kept.'),
   /** The webhook's delivery (present only when the job has a callbackUrl). */

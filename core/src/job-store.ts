@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
-import { isFinished, type CallbackState, type JobDocument, type JobEventType, type JobOutput, type JobSpec, type JobStatus, type OutputFileInfo } from './job-spec.ts';
+import { isFinished, type CallbackState, type JobDocument, type JobEventType, type JobOutput, type JobSpec, type JobStatus, type LiveUsage, type OutputFileInfo } from './job-spec.ts';
 import { WebhookQueue } from './webhooks/webhook-queue.ts';
 import { openRegistryAuth, sealRegistryAuth, type RegistryAuth } from './secrets/registry-auth.ts';
 import type { SecretBox } from './secrets/secret-box.ts';
@@ -52,6 +52,8 @@ export interface StoredJob {
   cancelRequested: boolean;
   /** The sealed registryAuth (field `auth`), read with the rest: registryAuth(id, sealedAuth) opens it without another round trip. */
   sealedAuth?: string | null;
+  /** While running: the usage its worker recorded last (recordLiveUsage), kept beside the document. */
+  liveUsage?: LiveUsage;
 }
 
 export interface JobEvent {
@@ -151,9 +153,12 @@ export class JobStore {
   }
 
   async get(id: string): Promise<StoredJob | null> {
-    const [doc, spec, tenant, status, cancel, callback, auth] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'spec', 'tenant', 'status', 'cancel', 'callback', 'auth');
+    const [doc, spec, tenant, status, cancel, callback, auth, live] = await this.redis.hmget(this.keys.jobState(id), 'doc', 'spec', 'tenant', 'status', 'cancel', 'callback', 'auth', 'live');
     if (!doc || !spec || !tenant || !status) return null;
-    return { doc: withCallback(doc, callback), spec: JSON.parse(spec) as JobSpec, tenant, status: status as JobStatus, cancelRequested: cancel === '1', sealedAuth: auth ?? null };
+    return {
+      doc: withCallback(doc, callback), spec: JSON.parse(spec) as JobSpec, tenant, status: status as JobStatus, cancelRequested: cancel === '1', sealedAuth: auth ?? null,
+      ...(live && status === 'running' ? { liveUsage: JSON.parse(live) as LiveUsage } : {}),
+    };
   }
 
   /**
@@ -189,6 +194,11 @@ export class JobStore {
     const doc = withCallback(raw, callback);
     if (!isFinished(doc.status)) return { doc, output: null };
     return { doc, output: shortOutput(rows.map(([eid, f]) => toEvent(eid, f))) };
+  }
+
+  /** A running job's usage now (worker, every SBX_LIVE_USAGE_MS); shown with its document while it runs. */
+  async recordLiveUsage(id: string, usage: LiveUsage): Promise<void> {
+    await this.scripted.sbxSetJobField(this.keys.jobState(id), 'live', JSON.stringify(usage));
   }
 
   /** Record the webhook's delivery state (worker/src/webhooks); false when the job is gone. */

@@ -130,6 +130,18 @@ Napi::Value Usage(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value Live(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  cgroup::Live l;
+  if (!info[0].IsNumber() || !job::live(info[0].As<Napi::Number>().Int32Value(), l)) return env.Null();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cpuNs", (double)l.cpuNs);
+  o.Set("memoryBytes", (double)l.memoryBytes);
+  o.Set("memoryPeakBytes", (double)l.memoryPeak);
+  o.Set("pids", (double)l.pids);
+  return o;
+}
+
 Napi::Value Sweep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   spec::Options o;
@@ -180,6 +192,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("ttyResize", Napi::Function::New(env, TtyResize));
   exports.Set("sweep", Napi::Function::New(env, Sweep));
   exports.Set("usage", Napi::Function::New(env, Usage));
+  exports.Set("live", Napi::Function::New(env, Live));
   exports.Set("liveJobs", Napi::Function::New(env, LiveJobs));
   exports.Set("closePool", Napi::Function::New(env, ClosePool));
   exports.Set("poolSize", Napi::Function::New(env, PoolSize));

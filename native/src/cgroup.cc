@@ -279,6 +279,19 @@ void readUsage(const Group& g, Usage& u) {
   u.cpuThrottledNs = readKey(g.cpu + "/cpu.stat", "throttled_time");
 }
 
+void readLive(const Group& g, Live& l) {
+  if (g.v2) {
+    l.cpuNs = readKey(g.cpu + "/cpu.stat", "usage_usec") * 1000;
+    l.memoryBytes = readU64(g.memory + "/memory.current");
+    l.memoryPeak = readU64(g.memory + "/memory.peak");
+  } else {
+    l.cpuNs = readU64(g.cpuacct + "/cpuacct.usage");
+    l.memoryBytes = readU64(g.memory + "/memory.usage_in_bytes");
+    l.memoryPeak = readU64(g.memory + "/memory.max_usage_in_bytes");
+  }
+  l.pids = readU64(g.pids + "/pids.current");
+}
+
 bool remove(Group& g, Error& err) {
   bool ok = true;
   g.dirFd.reset();

@@ -38,6 +38,14 @@ struct Usage {
   uint64_t cpuThrottledNs = 0;  // time its cpus limit (CFS quota) held it back
 };
 
+// A running job's usage now (docker stats): read only when asked, never on a job's path.
+struct Live {
+  uint64_t cpuNs = 0;
+  uint64_t memoryBytes = 0;  // v1 memory.usage_in_bytes, v2 memory.current (its files' pages included)
+  uint64_t memoryPeak = 0;
+  uint64_t pids = 0;         // pids.current
+};
+
 struct Group {
   bool v2 = false;
   std::vector<std::string> dirs;  // every directory created (v1: one per hierarchy); removed in reverse
@@ -70,6 +78,7 @@ bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& t
 std::vector<std::string> selfJoinFiles(const Group& g);
 int killAll(const Group& g);                       // returns number of processes signalled
 void readUsage(const Group& g, Usage& u);
+void readLive(const Group& g, Live& l);
 bool remove(Group& g, Error& err);                 // rmdir all (killing stragglers); closes dirFd
 // Janitor: kill and remove every job group under parent except those with a directory in `keep`
 // (the groups of jobs this process still runs). Returns groups removed; `left` counts the groups

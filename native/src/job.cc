@@ -689,6 +689,13 @@ bool stop(int handle) {
   return send(j->syncFd.get(), "K", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1;
 }
 
+bool live(int handle, cgroup::Live& l) {
+  auto it = gJobs.find(handle);
+  if (it == gJobs.end()) return false;
+  cgroup::readLive(it->second->group, l);
+  return true;
+}
+
 bool usage(int handle, cgroup::Usage& u) {
   auto it = gJobs.find(handle);
   if (it == gJobs.end()) return false;

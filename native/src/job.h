@@ -36,6 +36,8 @@ bool stop(int handle);
 bool signal(int handle, int sig);
 // Live usage of a running job from its cgroup; false if the handle is unknown.
 bool usage(int handle, cgroup::Usage& u);
+// A running job's usage now (cgroup::Live); false if the handle is unknown.
+bool live(int handle, cgroup::Live& l);
 size_t liveJobs();
 // Every cgroup directory of the jobs this process still runs (sweep() leaves them alone).
 std::set<std::string> liveGroupDirs();

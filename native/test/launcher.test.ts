@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { closePool, launch, liveJobs, pooledGroupDirs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions } from '../index.ts';
 import {
   assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, describeProcesses, jobCgroupDirs, makeTempDir, mountsUnder, noteJobGroups,
-  mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs,
+  mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs, waitFor,
 } from './helpers.ts';
 import { promisify } from 'node:util';
 import { MAX_IMAGE_LAYERS } from '../../core/src/launch-bounds.ts';
@@ -123,6 +123,28 @@ describe('launcher', () => {
     assert.equal(r.exit.reason, 'timeout');
     assert.equal(r.exit.signal, 'SIGKILL');
     assert.ok(r.exit.usage.wallMs >= 300 + 500 && r.exit.usage.wallMs < 300 + 500 + 3000, `killed at the grace's end: ${r.exit.usage.wallMs} ms`);
+    assertNoLeftovers(spec.id);
+  });
+
+  it('usage() reads a running job\'s usage now (docker stats): memory its files hold, processes, CPU; null once it has ended', async () => {
+    const spec = baseSpec([rootfs], {
+      argv: ['sh', '-c', 'dd if=/dev/zero of=/tmp/f bs=1048576 count=24 2>/dev/null; sleep 30 & sleep 30 & sleep 30 & echo ready; wait'],
+      limits: { ...baseSpec([]).limits, diskBytes: 64 << 20 },
+    });
+    const j = await launch(spec, opts);
+    try {
+      await waitFor(j.stdout, /ready/, 20_000);
+      const u = j.usage();
+      assert.ok(u, 'a running job has usage');
+      assert.ok(u.memoryBytes >= 24 << 20, `the 24 MiB file counts: ${u.memoryBytes}`);
+      assert.ok(u.memoryPeakBytes >= u.memoryBytes);
+      assert.ok(u.pids >= 4 && u.pids <= 6, `sh, sbx-init and three sleeps: ${u.pids}`);
+      assert.ok(u.cpuMs > 0);
+    } finally {
+      j.kill();
+    }
+    await j.exited;
+    assert.equal(j.usage(), null);
     assertNoLeftovers(spec.id);
   });
 

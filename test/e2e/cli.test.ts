@@ -240,7 +240,7 @@ describe('sbx run', () => {
 });
 
 describe('the job commands', () => {
-  test('-d prints the id; wait, logs, inspect, ps, kill, stop', async () => {
+  test('-d prints the id; wait, logs, inspect, ps, kill, stats, stop', async () => {
     const d = await sbx(['run', '-d', image, 'sh', '-c', 'echo out-1; echo err-1 >&2; sleep 0.2; echo out-2; exit 5']);
     assert.equal(d.code, 0, d.stderr);
     const id = d.stdout.trim();
@@ -282,6 +282,12 @@ describe('the job commands', () => {
     // sbx stop (docker stop): the signal, time to exit, then the kill; the job's cleanup runs.
     const stoppable = (await sbx(['run', '-d', image, 'sh', '-c', 'trap "echo bye; exit 3" INT; echo up; while :; do sleep 0.05; done'])).stdout.trim();
     await waitUntil(async () => (await api.get(stoppable, { output: true })).output?.stdout === 'up\n', 20_000, 'the job to run');
+    // sbx stats (docker stats --no-stream): the running job's usage as last read, every 2 s.
+    await waitUntil(async () => Boolean((await api.get(stoppable)).liveUsage), 15_000, 'the job\'s live usage');
+    const stats = await sbx(['stats', stoppable]);
+    assert.equal(stats.code, 0, stats.stderr);
+    assert.match(stats.stdout, /^JOB ID\s+STATUS\s+CPU TIME\s+MEM USAGE \/ LIMIT\s+MEM %\s+PIDS\s+READ\n/);
+    assert.match(stats.stdout, new RegExp(`${stoppable}\\s+running\\s+\\S+\\s+[\\d.]+[kMG]?B / 268MB\\s+[\\d.]+%\\s+[2-6]\\s+\\d+ seconds? ago`));
     assert.deepEqual(await sbx(['stop', '-s', 'INT', '-t', '10', stoppable]).then((r) => [r.code, r.stdout]), [0, `${stoppable}\n`]);
     const stopped = await api.wait(stoppable);
     assert.deepEqual([stopped.status, stopped.exitCode], ['cancelled', 3]);

@@ -9,6 +9,7 @@ import { after, describe, test } from 'node:test';
 import { hostname, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { useStack } from '../harness/use-stack.ts';
+import { waitUntil } from '../harness/redis.ts';
 import { parseServerSentEvents } from '../../client/src/sse.ts';
 import type { JobDocument } from '../../core/src/job-spec.ts';
 import { receiptKeyId } from '../../core/src/receipts/job-receipt.ts';
@@ -309,6 +310,22 @@ describe('cancel', () => {
     const again = await e2e.api.request<{ error: { code: string } }>('DELETE', `/v1/jobs/${sub.body.id}`);
     assert.equal(again.status, 409);
     assert.equal(again.body.error.code, 'already_finished');
+  });
+
+  test('liveUsage: while a job runs its document shows its usage as its worker last read it (memory its files hold, processes); gone once it ends', async () => {
+    const script = 'dd if=/dev/zero of=/tmp/f bs=1048576 count=24 2>/dev/null; sleep 60 & sleep 60 & echo ready; wait';
+    const sub = await e2e.api.submit({ image, command: ['sh', '-c', script], limits: { memoryBytes: 256 * 1024 * 1024 } });
+    await e2e.api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
+    let live: JobDocument['liveUsage'];
+    await waitUntil(async () => Boolean((live = (await e2e.api.get(sub.body.id)).body.liveUsage)), 15_000, 'liveUsage in the document');
+    assert.ok(live!.memoryBytes >= 24 * 1024 * 1024, `the 24 MiB file counts: ${live!.memoryBytes}`);
+    assert.ok(live!.pids >= 3 && live!.pids <= 6, `sbx-init, sh and two sleeps: ${live!.pids}`);
+    assert.ok(live!.cpuMs > 0 && Date.parse(live!.at) > Date.parse(sub.body.timings.createdAt));
+    await e2e.api.request('DELETE', `/v1/jobs/${sub.body.id}`);
+    const done = await e2e.api.waitFinished(sub.body.id);
+    assert.equal(done.status, 'cancelled');
+    assert.equal((await e2e.api.get(sub.body.id)).body.liveUsage, undefined, 'a finished job has its final usage only');
+    assert.ok(done.usage!.memoryPeakBytes >= 24 * 1024 * 1024);
   });
 
   test('DELETE ?graceMs&signal stops a running job as docker stop does: its cleanup output and files kept, then cancelled; bad values are 400s', async () => {

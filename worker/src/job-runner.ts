@@ -25,6 +25,7 @@ import { LauncherCleanup } from './launcher-cleanup.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
 import { IDLE_END, startInteractive, withInteractive, type InteractiveSession } from './interactive/session.ts';
 import { outputIdleEnd, watchSilence } from './output/silence-watch.ts';
+import { watchLiveUsage } from './live-usage.ts';
 import type { SlotPool } from './slots.ts';
 import { receiptFor, type StreamDigest } from '../../core/src/receipts/job-receipt.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
@@ -48,6 +49,8 @@ export interface RunnerDeps {
   receiptKey?: KeyObject;
   /** SBX_PULL_ALWAYS_FRESH_MS: jobs' `pull: "always"` within this long of the tag's last resolution use the cache (AcquireOptions.freshForMs). */
   pullAlwaysFreshMs?: number;
+  /** SBX_LIVE_USAGE_MS: how often a running job's usage is kept with its document (0: never). */
+  liveUsageMs?: number;
 }
 
 const PIPE_DRAIN_MS = 2000;
@@ -211,6 +214,7 @@ export class JobRunner {
       interactive = startInteractive(store, stored.spec, launched, sink);
       const silence = watchSilence(() => sink.lastOutputAt, stored.spec.limits.outputIdleTimeoutMs, () => launched.stop());
       if (silence) void launched.exited.then(() => silence.stop());
+      watchLiveUsage(store, id, launched, this.deps.liveUsageMs ?? 0, logger);
       job.launched = launched;
       if (job.cancelled) launched.kill();
       const startedAt = new Date();

@@ -1,19 +1,14 @@
 /** `sbx inspect`, `sbx kill`, `sbx stop`, `sbx wait`: one job document, cancel (at once or gracefully), wait for the exit code. */
 import { SbxConflictError, type CancelOptions, type Job } from '../../../client/src/index.ts';
 import { flagValue } from '../args.ts';
-import { UsageError } from '../cli-error.ts';
 import { write, type Command, type Context } from '../command.ts';
-import { eachJob } from '../each-job.ts';
+import { eachJob, jobIds } from '../each-job.ts';
 import { exitCodeOf } from '../exit-code.ts';
 import { parseDuration, parseStopSignal } from '../units.ts';
 
 /** docker stop's default: ten seconds to exit. */
 const DEFAULT_STOP_MS = 10_000;
 
-function ids(name: string, positionals: string[]): string[] {
-  if (positionals.length === 0) throw new UsageError(`"sbx ${name}" requires at least 1 argument.\nUsage: sbx ${name} JOB [JOB...]`, name);
-  return positionals;
-}
 
 export const inspect: Command = {
   name: 'inspect',
@@ -26,7 +21,7 @@ export const inspect: Command = {
   async run(ctx, args) {
     const docs: Job[] = [];
     const client = ctx.client();
-    const code = await eachJob(ctx, ids('inspect', args.positionals), async (id) => {
+    const code = await eachJob(ctx, jobIds('inspect', args.positionals), async (id) => {
       docs.push(await client.get(id, { output: args.flags.get('output') === true }));
     });
     await write(ctx.stdout, `${JSON.stringify(docs, null, 4)}\n`);
@@ -37,7 +32,7 @@ export const inspect: Command = {
 /** `sbx kill` / `sbx stop`: cancel each job (`how`: at once, or gracefully), printing its id. */
 function cancelEach(ctx: Context, verb: 'kill' | 'stop', positionals: string[], how: CancelOptions): Promise<number> {
   const client = ctx.client();
-  return eachJob(ctx, ids(verb, positionals), async (id) => {
+  return eachJob(ctx, jobIds(verb, positionals), async (id) => {
     try {
       await client.cancel(id, how);
     } catch (e) {
@@ -78,7 +73,7 @@ export const wait: Command = {
   flags: [],
   async run(ctx, args) {
     const client = ctx.client();
-    return eachJob(ctx, ids('wait', args.positionals), async (id) => {
+    return eachJob(ctx, jobIds('wait', args.positionals), async (id) => {
       await write(ctx.stdout, `${exitCodeOf(await client.wait(id))}\n`);
     });
   },

@@ -95,7 +95,7 @@ describe('output files (P56)', () => {
   it('a job that reaches its timeout still has its files: the rest of it (a loop forking writers) is killed first, then they are read; nothing is left', async () => {
     const make = () => baseSpec([rootfs], {
       argv: ['sh', '-c', 'echo partial > /tmp/result; (while :; do (echo more >> /tmp/log) & sleep 0.01; done) & sleep 30'],
-      limits: { ...baseSpec([]).limits, timeoutMs: 700 },
+      limits: { ...baseSpec([]).limits, timeoutMs: 1500 },
       outputFiles: { patterns: ['/tmp/result', '/tmp/log'], maxBytes: 1 << 20 },
     });
     for (const { exit } of await directThenPooled(make, opts)) {
@@ -104,7 +104,7 @@ describe('output files (P56)', () => {
       const [result, log] = exit.outputFiles ?? [];
       assert.deepEqual(summary(result ? [result] : []), ['/tmp/result 8 "partial\\n"']);
       assert.match(log?.data.toString() ?? '', /^(more\n)+$/, 'the writers\' file, whole lines only');
-      assert.ok(exit.usage.wallMs < 700 + 2000, `ended within the grace: ${exit.usage.wallMs} ms`);
+      assert.ok(exit.usage.wallMs < 1500 + 2000, `ended within the grace: ${exit.usage.wallMs} ms`);
       assert.equal(exit.leftoverProcesses, 0);
     }
     const left = processesIn(parent);

@@ -132,7 +132,7 @@ describe('sbx run', () => {
     const spin = await sbx(['run', '--cpu-time', '300ms', '--timeout', '30s', image, 'sh', '-c', 'while :; do :; done']);
     assert.equal(spin.code, 137, `a job past its CPU time ends as a timeout: ${spin.stderr}`);
     // --stop-signal and --stop-timeout (docker's): at the timeout the command is asked to stop and may clean up first.
-    const stopped = await sbx(['run', '--timeout', '500ms', '--stop-signal', 'INT', '--stop-timeout', '10', image, 'sh', '-c',
+    const stopped = await sbx(['run', '--timeout', '1500ms', '--stop-signal', 'INT', '--stop-timeout', '10', image, 'sh', '-c',
       'trap "echo cleaned up; exit 4" INT; while :; do sleep 0.05; done']);
     assert.equal(stopped.code, 137, `still a timeout: ${stopped.stderr}`);
     assert.equal(stopped.stdout, 'cleaned up\n');

@@ -124,7 +124,7 @@ describe('a job from submit to exit', () => {
 
   test('limits.stopGraceMs: at the timeout the command gets stopSignal and that long to exit, its cleanup output kept (docker stop -t); bad values are 400s', async () => {
     const script = 'trap "echo report written; exit 5" INT; echo started; while :; do sleep 0.05; done';
-    const res = await run(['sh', '-c', script], { stopSignal: 'SIGINT', limits: { timeoutMs: 500, stopGraceMs: 10_000 } });
+    const res = await run(['sh', '-c', script], { stopSignal: 'SIGINT', limits: { timeoutMs: 1500, stopGraceMs: 10_000 } });
     assert.equal(res.body.status, 'timeout', JSON.stringify(res.body));
     assert.equal(res.body.exitCode, 5);
     assert.equal(res.body.output!.stdout, 'started\nreport written\n');

@@ -63,14 +63,14 @@ test('what the patterns matched when the command ended: listed in the document, 
 test('a job that times out, or goes silent, still has its files (a CI step\'s partial report): the rest of it is killed first', async () => {
   const script = 'echo "<testsuite tests=\\"1\\"/>" > /tmp/junit.xml; (while :; do sleep 1; done) & sleep 60';
   const timedOut = await a.submit({
-    image: stack.images.busybox, command: ['sh', '-c', script], outputFiles: ['/tmp/junit.xml'], limits: { timeoutMs: 1000 },
+    image: stack.images.busybox, command: ['sh', '-c', script], outputFiles: ['/tmp/junit.xml'], limits: { timeoutMs: 2000 },
   }, { wait: true });
   assert.equal(timedOut.body.status, 'timeout', JSON.stringify(timedOut.body));
   assert.deepEqual(timedOut.body.outputFiles?.map((f) => [f.path, f.bytes]), [['/tmp/junit.xml', 23]]);
   const files = await a.request<{ items: Array<{ path: string; content: string }> }>('GET', `/v1/jobs/${timedOut.body.id}/files`);
   assert.equal(Buffer.from(files.body.items[0]!.content, 'base64').toString(), '<testsuite tests="1"/>\n');
   const silent = await a.submit({
-    image: stack.images.busybox, command: ['sh', '-c', script], outputFiles: ['/tmp/junit.xml'], limits: { outputIdleTimeoutMs: 1000 },
+    image: stack.images.busybox, command: ['sh', '-c', script], outputFiles: ['/tmp/junit.xml'], limits: { outputIdleTimeoutMs: 2000 },
   }, { wait: true });
   assert.equal(silent.body.error?.code, 'output_idle_timeout', JSON.stringify(silent.body));
   assert.deepEqual(silent.body.outputFiles?.map((f) => f.path), ['/tmp/junit.xml']);

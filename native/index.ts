@@ -302,7 +302,6 @@ interface Native {
   stop(handle: number): boolean;
   signal(handle: number, sig: number): boolean;
   ttyResize(fd: number, rows: number, cols: number): void;
-  usage(handle: number): { cpuNs: number; memoryPeakBytes: number } | null;
   live(handle: number): { cpuNs: number; memoryBytes: number; memoryPeakBytes: number; pids: number } | null;
   sweep(opts: LaunchOptions): SweepResult;
   liveJobs(): number;
@@ -509,7 +508,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   const cpuLimitNs = (spec.limits.cpuTimeMs ?? 0) * 1e6;
   const cpuTimer = cpuLimitNs > 0
     ? setInterval(() => {
-      const u = n.usage(h.handle);
+      const u = n.live(h.handle);
       if (u && u.cpuNs >= cpuLimitNs) {
         endedBy ??= 'timeout';
         stop();

@@ -4,7 +4,7 @@
  * number is seconds), CPUs `1.5`, and `--since` (a duration ago, or an RFC 3339 time / Unix seconds).
  */
 import os from 'node:os';
-import { STOP_SIGNALS } from '../../core/src/launch-bounds.ts';
+import { STOP_SIGNALS, type StopSignal } from '../../core/src/launch-bounds.ts';
 
 const MEMORY_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
 
@@ -75,8 +75,6 @@ export function formatMs(ms: number | null | undefined): string {
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
   return `${Math.floor(ms / 60_000)}m${Math.round((ms % 60_000) / 1000)}s`;
 }
-
-type StopSignal = (typeof STOP_SIGNALS)[number];
 
 /** Docker's --stop-signal: a name with or without SIG (TERM, SIGINT), or its number. */
 export function parseStopSignal(text: string): StopSignal {

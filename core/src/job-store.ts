@@ -208,10 +208,11 @@ export class JobStore {
 
   /**
    * The bytes of the files the job's outputFiles collected (worker, before the job's final
-   * transition), kept with the job's state and gone with it; false when the job is gone.
+   * transition), kept with the job's state and gone with it; false when the job is gone. `json`: `files`
+ * serialized, when the caller has it already.
    */
-  async recordOutputFiles(id: string, files: StoredOutputFile[]): Promise<boolean> {
-    return (await this.scripted.sbxSetJobField(this.keys.jobState(id), 'files', JSON.stringify(files))) === 1;
+  async recordOutputFiles(id: string, files: StoredOutputFile[], json = JSON.stringify(files)): Promise<boolean> {
+    return (await this.scripted.sbxSetJobField(this.keys.jobState(id), 'files', json)) === 1;
   }
 
   /** The files recorded by recordOutputFiles (none: an empty list). */

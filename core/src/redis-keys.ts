@@ -4,7 +4,7 @@
  *
  * | key                                 | type   | lifetime                                   |
  * | ----------------------------------- | ------ | ------------------------------------------ |
- * | <p>:{job:<id>}:state                | hash   | doc, spec, status, tenant, cancel, files; TTL |
+ * | <p>:{job:<id>}:state                | hash   | doc, spec, status, tenant, cancel, files, live; TTL |
  * | <p>:{job:<id>}:events               | stream | status/stdout/stderr/exit events; same TTL |
  * | <p>:{job:<id>}:notify               | pubsub | "something was appended" pings (no data)   |
  * | <p>:{job:<id>}:stdin                | stream | interactive: stdin/control frames, API → worker; deleted when the job ends |

@@ -120,16 +120,6 @@ Napi::Value TtyResize(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value Usage(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  cgroup::Usage u;
-  if (!info[0].IsNumber() || !job::usage(info[0].As<Napi::Number>().Int32Value(), u)) return env.Null();
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("cpuNs", (double)u.cpuNs);
-  o.Set("memoryPeakBytes", (double)u.memoryPeak);
-  return o;
-}
-
 Napi::Value Live(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   cgroup::Live l;
@@ -191,7 +181,6 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("signal", Napi::Function::New(env, Signal));
   exports.Set("ttyResize", Napi::Function::New(env, TtyResize));
   exports.Set("sweep", Napi::Function::New(env, Sweep));
-  exports.Set("usage", Napi::Function::New(env, Usage));
   exports.Set("live", Napi::Function::New(env, Live));
   exports.Set("liveJobs", Napi::Function::New(env, LiveJobs));
   exports.Set("closePool", Napi::Function::New(env, ClosePool));

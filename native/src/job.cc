@@ -666,41 +666,39 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   return j.release();
 }
 
-bool signal(int handle, int sig) {
+namespace {
+
+// The job of `handle`, or null once it has exited (or never was).
+Job* byHandle(int handle) {
   auto it = gJobs.find(handle);
-  if (it == gJobs.end()) return false;
+  return it == gJobs.end() ? nullptr : it->second;
+}
+
+}  // namespace
+
+bool signal(int handle, int sig) {
+  Job* j = byHandle(handle);
   // To the job's pid 1 (sbx-init), which forwards it to the command (docker kill -s).
-  return syscall(SYS_pidfd_send_signal, it->second->pidfd.get(), sig, nullptr, 0) == 0;
+  return j && syscall(SYS_pidfd_send_signal, j->pidfd.get(), sig, nullptr, 0) == 0;
 }
 
 bool kill(int handle) {
-  auto it = gJobs.find(handle);
-  if (it == gJobs.end()) return false;
+  Job* j = byHandle(handle);
   // SIGKILL to pid 1 of the job's pid namespace: the kernel kills every process in it.
-  return syscall(SYS_pidfd_send_signal, it->second->pidfd.get(), SIGKILL, nullptr, 0) == 0;
+  return j && syscall(SYS_pidfd_send_signal, j->pidfd.get(), SIGKILL, nullptr, 0) == 0;
 }
 
 bool stop(int handle) {
-  auto it = gJobs.find(handle);
-  if (it == gJobs.end()) return false;
-  Job* j = it->second;
+  Job* j = byHandle(handle);
   // Only a running command's sbx-init reads it (before 'X' it may still be the setup child's socket).
-  if (!j->execReported || j->haveStatus || j->spec.outputFiles.empty()) return false;
+  if (!j || !j->execReported || j->haveStatus || j->spec.outputFiles.empty()) return false;
   return send(j->syncFd.get(), "K", 1, MSG_DONTWAIT | MSG_NOSIGNAL) == 1;
 }
 
 bool live(int handle, cgroup::Live& l) {
-  auto it = gJobs.find(handle);
-  if (it == gJobs.end()) return false;
-  cgroup::readLive(it->second->group, l);
-  return true;
-}
-
-bool usage(int handle, cgroup::Usage& u) {
-  auto it = gJobs.find(handle);
-  if (it == gJobs.end()) return false;
-  cgroup::readUsage(it->second->group, u);
-  return true;
+  Job* j = byHandle(handle);
+  if (j) cgroup::readLive(j->group, l);
+  return j != nullptr;
 }
 
 size_t liveJobs() { return gJobs.size(); }

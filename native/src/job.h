@@ -34,8 +34,6 @@ bool kill(int handle);
 bool stop(int handle);
 // Send `sig` to the job's sbx-init, which forwards it to the command; false if the handle is unknown.
 bool signal(int handle, int sig);
-// Live usage of a running job from its cgroup; false if the handle is unknown.
-bool usage(int handle, cgroup::Usage& u);
 // A running job's usage now (cgroup::Live); false if the handle is unknown.
 bool live(int handle, cgroup::Live& l);
 size_t liveJobs();

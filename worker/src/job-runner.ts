@@ -159,13 +159,15 @@ export class JobRunner {
     if (!this.active.has(id)) this.held.add(id);
     // A job that can run at once (its image in this host's cache, a slot free) is recorded as started
     // with its claim (JobStore.claim): its command is then not held back by a round trip of its own.
-    const startsNow = placement?.imageCached === true && stored.spec.pull !== 'always' && this.deps.slots.available > 0;
+    // (A job that asks for pull "always" goes to the registry first, cached or not.)
+    const cachedHere = placement?.imageCached === true && stored.spec.pull !== 'always';
+    const startsNow = cachedHere && this.deps.slots.available > 0;
     const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.claim(doc, startsNow), store.isCancelRequested(id)] as const);
     cancelRead.catch(() => {}); // awaited below once claimed; never an unhandled rejection meanwhile
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null, priority };
     // A cached image is looked up while the claim is in flight (given back if the claim fails); the
     // cancel flag read with the claim (a cancel that raced with it) applies once claimed.
-    let acquiring = placement?.imageCached && stored.spec.pull !== 'always' ? this.acquire(stored.spec, job, stored.sealedAuth) : null;
+    let acquiring = cachedHere ? this.acquire(stored.spec, job, stored.sealedAuth) : null;
     acquiring?.catch(() => {}); // awaited below, or released; never an unhandled rejection meanwhile
     const [, claimed] = await Promise.all([added, claiming]).catch((e: unknown) => {
       acquiring?.then((i) => i.release(), () => {});
@@ -284,9 +286,10 @@ export class JobRunner {
       ...(f.skipped ? { skipped: f.skipped } : {}), content: f.data.toString('base64'),
     }));
     const outputFiles = stored.map(({ content: _, ...info }) => info);
-    const bytes = Buffer.byteLength(JSON.stringify(stored)) + Buffer.byteLength(JSON.stringify(outputFiles));
+    const json = JSON.stringify(stored); // serialized once: charged, then stored
+    const bytes = Buffer.byteLength(json) + Buffer.byteLength(JSON.stringify(outputFiles));
     if (budget && (await budget.charge(bytes)).granted < bytes) return { outputFiles, outputFilesDropped: true };
-    await this.deps.store.recordOutputFiles(id, stored);
+    await this.deps.store.recordOutputFiles(id, stored, json);
     return { outputFiles };
   }
 

@@ -5,7 +5,7 @@ import { attemptOf } from '../../../core/src/job-attempts.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
 import { requeueEntryId } from '../../../core/src/job-queue.ts';
 import { isFinished, JobDocument, type JobSpec } from '../../../core/src/job-spec.ts';
-import { STOP_GRACE_BOUND, STOP_SIGNALS } from '../../../core/src/launch-bounds.ts';
+import { STOP_GRACE_BOUND, STOP_SIGNALS, type StopSignal } from '../../../core/src/launch-bounds.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { loadJobForTenant } from '../job-access.ts';
 import { waitForFinish } from '../job-waiter.ts';
@@ -50,8 +50,6 @@ export function registerJobsCancel(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     return c.json(doc, 202);
   });
 }
-
-type StopSignal = (typeof STOP_SIGNALS)[number];
 
 /** ?graceMs / ?signal as the worker takes them; none without a grace (killed at once). */
 function stopRequest(query: { graceMs?: string | undefined; signal?: StopSignal | undefined }, spec: JobSpec, maxGraceMs: number): { graceMs: number; signal: StopSignal } | null {

@@ -52,7 +52,7 @@ export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot:
       diskBytes: spec.limits.diskBytes,
       openFiles: spec.limits.openFiles,
       ...(spec.limits.cpuTimeMs !== null ? { cpuTimeMs: spec.limits.cpuTimeMs } : {}),
-      ...(spec.limits.stopGraceMs ? { stopGraceMs: spec.limits.stopGraceMs, stopSignal: spec.stopSignal ?? 'SIGTERM' } : {}),
+      ...(spec.limits.stopGraceMs ? { stopGraceMs: spec.limits.stopGraceMs, ...(spec.stopSignal ? { stopSignal: spec.stopSignal } : {}) } : {}),
     },
   };
 }

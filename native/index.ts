@@ -70,6 +70,11 @@ export interface LaunchSpec {
    * when a limit ends the job (or `stop()`): its other processes are killed first; not after `kill()`.
    */
   outputFiles?: { patterns: string[]; maxBytes: number } | null;
+  /**
+   * A TCP socket listening on 127.0.0.1:listenPort inside the job's network namespace, made before
+   * the command starts: only the job's processes can connect to it. `Launched.listenFd` is it.
+   */
+  listenPort?: number;
   limits: LaunchLimits;
 }
 
@@ -135,6 +140,11 @@ export interface Launched {
   stdin?: Writable;
   /** `tty` jobs: the terminal's master side. */
   tty?: JobTty;
+  /**
+   * `listenPort` jobs: the listening socket's fd, owned by the caller from here on (e.g.
+   * `net.Server.listen({ fd })`); it keeps the job's network namespace alive until it is closed.
+   */
+  listenFd?: number;
   /**
    * Resolves after teardown: pid 1 reaped AND the job's cgroups removed (`cleanupError` says if that
    * failed). Keep the job's slot until it resolves; "nothing left" checks await it.
@@ -289,7 +299,7 @@ interface NativeExit {
   phases?: Record<string, number>;
   outputFiles?: Buffer;
 }
-interface NativeLaunched { handle: number; pid: number; stdoutFd: number; stderrFd: number; stdinFd: number; cgroups: string[] }
+interface NativeLaunched { handle: number; pid: number; stdoutFd: number; stderrFd: number; stdinFd: number; listenFd: number; cgroups: string[] }
 interface Native {
   init(initPath: string): void;
   probe(): { cgroup: 'v1' | 'v2' | 'none'; ok: boolean; missing: string[]; features: Record<string, boolean> };
@@ -535,6 +545,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     stdout.destroy();
     stderr.destroy();
     stdin?.destroy();
+    if (h.listenFd >= 0) fs.closeSync(h.listenFd);
     (e as LaunchError).exit = await exited; // the native side has reaped and removed the cgroup by then
     throw e;
   }
@@ -547,6 +558,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     stderr,
     ...(spec.openStdin && !spec.tty && stdin ? { stdin } : {}),
     ...(jobTty ? { tty: jobTty } : {}),
+    ...(h.listenFd >= 0 ? { listenFd: h.listenFd } : {}),
     exited,
     ended,
     signal(sig: NodeJS.Signals | number): boolean {

@@ -83,6 +83,7 @@ Napi::Value Launch(const Napi::CallbackInfo& info) {
   r.Set("stdoutFd", fds.stdoutFd);
   r.Set("stderrFd", fds.stderrFd);
   r.Set("stdinFd", fds.stdinFd);
+  r.Set("listenFd", fds.listenFd);
   const auto& dirs = job::groupDirsOf(j);
   Napi::Array cgroups = Napi::Array::New(env, dirs.size());
   for (size_t i = 0; i < dirs.size(); i++) cgroups.Set((uint32_t)i, dirs[i]);

@@ -398,6 +398,7 @@ namespace {
 // child ends are >= kMinFd so the child's dup3() onto 0..4 cannot clobber one of them.
 struct LaunchFds {
   Fd outR, outW, errR, errW, inR, inW, syncP, syncC, netns, files;
+  Fd listen;  // spec.listenPort: the listening socket in the job's network namespace (given to the caller)
 };
 
 bool checkHost(const cgroup::Host& host, const spec::Options& o, Error& err) {
@@ -461,6 +462,11 @@ bool openFds(Job& j, LaunchFds& f, Error& err) {
   f.syncC.reset(sv[1]);
   RETURN_ON_FAILURE(raiseFd(f.outW, err) && raiseFd(f.errW, err) && raiseFd(f.inR, err) && raiseFd(f.syncC, err));
   f.netns = ns::takeNetns();
+  if (j.spec.listenPort) {  // the listener exists before the child is cloned, so before the command runs
+    if (!f.netns.valid()) f.netns = ns::makeNetnsNow();
+    if (!f.netns.valid()) return fail(err, "listen", "unshare", "net", errno ? errno : EAGAIN);
+    RETURN_ON_FAILURE(ns::listenIn(f.netns.get(), j.spec.listenPort, f.listen, err));
+  }
   trace::mark(j.times, trace::kFdsOpen);
   j.args.syncFd = f.syncC.get();
   j.args.stdinFd = f.inR.get();
@@ -575,6 +581,7 @@ bool startPooled(Job& j, std::unique_ptr<zygote::Zygote> z, const cgroup::Host& 
   j.startNs = nowNs();
   bool renamed = false;
   bool ok = ns::setHostnameOf(z->pidfd.get(), j.spec.hostname.c_str(), j.spec.hostname.size(), err) &&
+            (j.spec.listenPort == 0 || ns::listenIn(z->netns.get(), j.spec.listenPort, f.listen, err)) &&
             openStdio(j, f, err) && input_files::pack(j.spec, f.files, err) && sendJob(z->sync.get(), msg, f, err);
   trace::mark(j.times, trace::kCloned);
   for (Fd* childEnd : {&f.outW, &f.errW, &f.inR, &f.files}) childEnd->reset();  // it has copies (or never will)
@@ -663,6 +670,7 @@ Job* launch(Napi::Env env, const spec::Spec& s, const spec::Options& o, Napi::Fu
   fds.stdoutFd = f.outR.release();
   fds.stderrFd = f.errR.release();
   fds.stdinFd = s.stdinPipe ? f.inW.release() : -1;
+  fds.listenFd = f.listen.release();
   return j.release();
 }
 

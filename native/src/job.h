@@ -18,6 +18,7 @@ namespace sbx::job {
 
 struct Fds {
   int stdoutFd = -1, stderrFd = -1, stdinFd = -1;  // launcher ends (stdinFd -1: /dev/null)
+  int listenFd = -1;                                 // spec.listenPort's listening socket (-1: none)
 };
 
 struct Job;

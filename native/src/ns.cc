@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <linux/sched.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,6 +230,35 @@ Fd takeNetns() {
   p.fds.pop_front();
   p.wake.notify_one();
   return fd;
+}
+
+Fd makeNetnsNow() {
+  thread_local int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  return home < 0 ? Fd() : makeNetns(home);
+}
+
+bool listenIn(int nsFd, uint16_t port, Fd& out, Error& err) {
+  thread_local int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) return fail(err, "listen", "open", "/proc/thread-self/ns/net", errno);
+  if (setns(nsFd, CLONE_NEWNET) != 0) return fail(err, "listen", "setns", "net", errno);
+  Fd sock(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  int e = sock.valid() ? 0 : errno;
+  const char* call = "socket";
+  if (e == 0) {
+    struct sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(sock.get(), reinterpret_cast<struct sockaddr*>(&addr), sizeof addr) != 0) e = errno, call = "bind";
+    else if (listen(sock.get(), 128) != 0) e = errno, call = "listen";
+  }
+  if (setns(self, CLONE_NEWNET) != 0) {
+    fprintf(stderr, "sbx-native: cannot return to the launcher's network namespace: %s\n", strerror(errno));
+    abort();
+  }
+  if (e != 0) return fail(err, "listen", call, "127.0.0.1", e);
+  out = std::move(sock);
+  return true;
 }
 
 bool setHostnameInChild(const char* name, size_t len, Error& err) {

@@ -242,6 +242,10 @@ bool fromJs(const Napi::Value& v, Spec& s, Error& err) {
   RETURN_ON_FAILURE(readTty(o, s, err));
   RETURN_ON_FAILURE(readFiles(o, s, err));
   RETURN_ON_FAILURE(readOutputFiles(o, s, err));
+  if (!o.Get("listenPort").IsUndefined() && !o.Get("listenPort").IsNull()) {
+    RETURN_ON_FAILURE(getNumber(o, "listenPort", d, err, 1, 65535, true));
+    s.listenPort = (uint16_t)d;
+  }
   return readLimits(o, s.limits, err);
 }
 

@@ -42,6 +42,9 @@ struct Spec {
   // Patterns of files collected after the command (output_files.h), and their byte budget.
   std::vector<std::string> outputFiles;
   uint64_t outputFilesBytes = 0;
+  // > 0: a TCP socket listening on 127.0.0.1:listenPort in the job's network namespace, made before
+  // the command starts and handed to the caller (the worker's egress proxy serves it).
+  uint16_t listenPort = 0;
   Limits limits;
 };
 

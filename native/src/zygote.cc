@@ -159,11 +159,13 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   Fd childSync(sv[1]);
   z->sync.reset(sv[0]);
   RETURN_ON_FAILURE(raiseFd(devnull, err) && raiseFd(childSync, err));
-  Fd netns = ns::takeNetns();
+  z->netns = ns::takeNetns();
+  if (!z->netns.valid()) z->netns = ns::makeNetnsNow();  // on the maker thread: the pool was empty
+  if (!z->netns.valid()) return fail(err, "pool", "unshare", "net", errno ? errno : EAGAIN);
   static char kName[] = "sbx-zygote";
   z->argv[0] = kName;
   z->args = child::Args{childSync.get(), devnull.get(), devnull.get(), devnull.get(), initFd, z->ops.data(), z->ops.size(),
-                        "", 0, z->argv, z->envp, z->joinPtrs.data(), z->joinPtrs.size(), usernsFd, netns.get(), nullptr,
+                        "", 0, z->argv, z->envp, z->joinPtrs.data(), z->joinPtrs.size(), usernsFd, z->netns.get(), nullptr,
                         true, z->joinFds.data()};
   z->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (z->stack == MAP_FAILED) {

@@ -49,6 +49,7 @@ struct Zygote {
   int pid = -1;
   Fd pidfd, sync;        // launcher ends
   Fd mntns;              // its mount namespace ('N'), read from the socket by take()
+  Fd netns;              // the network namespace it joins (kept: a job's listener is made in it, ready or not)
   bool ready = false;    // take() found 'R': the setup was done and waiting (diagnostics)
   cgroup::Group group;   // pool-<pid>-<n>, until renamed to the job's
   // Read by the setup child until it has exec'd sbx-init (it shares our memory): kept as long as

@@ -25,6 +25,7 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
   checkExecSize(req);
   const limits = { ...withOutputTail(resolveLimits(req.limits, policy)), ...resolveIdleTimeout(req, policy) };
   checkStopGrace(limits, policy);
+  checkNetwork(req, policy);
   return {
     id,
     tenant,
@@ -42,11 +43,24 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
     limits,
     ...(req.stopSignal ? { stopSignal: req.stopSignal } : {}),
     network: req.network ?? 'none',
+    ...(req.egressHosts ? { egressHosts: req.egressHosts.map((h) => h.toLowerCase()) } : {}),
     labels: req.labels ?? {},
     registryAuth: req.registryAuth ?? null,
     callbackUrl: req.callbackUrl ?? null,
     createdAt: now.toISOString(),
   };
+}
+
+/** network "egress" only where the server allows it; egressHosts only with it. */
+function checkNetwork(req: JobRequest, policy: LimitsPolicy): void {
+  if (req.network === 'egress' && policy.jobEgress === false) {
+    const message = 'must be "none": this server does not let jobs reach the network (SBX_JOB_EGRESS=false)';
+    throw new InvalidRequestError(`network ${message}`, [{ path: 'network', message }]);
+  }
+  if (req.egressHosts && req.network !== 'egress') {
+    const message = 'needs network "egress" (without it the job has no network at all)';
+    throw new InvalidRequestError(`egressHosts ${message}`, [{ path: 'egressHosts', message }]);
+  }
 }
 
 /**

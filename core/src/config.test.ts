@@ -124,6 +124,25 @@ test('SBX_EGRESS_ALLOW: empty by default; host, host:port, IP:port and CIDR entr
   assert.throws(() => loadConfig({ SBX_EGRESS_ALLOW: 'http://x' }), /SBX_EGRESS_ALLOW=.*entry "http:\/\/x" is not/);
 });
 
+test('jobs\' egress: on by default, ports 80 and 443, 64 connections; SBX_JOB_EGRESS_ALLOW apart from SBX_EGRESS_ALLOW; bad values named', () => {
+  const env = loadConfig({ SBX_EGRESS_ALLOW: 'registry.internal' }).env;
+  assert.equal(env.SBX_JOB_EGRESS, true);
+  assert.deepEqual(env.SBX_JOB_EGRESS_ALLOW, [], 'what the service may reach is not open to jobs');
+  assert.equal(env.SBX_JOB_EGRESS_PORTS.text, '80,443');
+  assert.deepEqual([80, 443, 22, 8080].map((p) => env.SBX_JOB_EGRESS_PORTS.has(p)), [true, true, false, false]);
+  assert.equal(env.SBX_JOB_EGRESS_CONNECTIONS, 64);
+  const custom = loadConfig({ SBX_JOB_EGRESS: 'false', SBX_JOB_EGRESS_PORTS: ' 443, 8000-8999 ', SBX_JOB_EGRESS_ALLOW: '10.0.0.5:8080' }).env;
+  assert.equal(custom.SBX_JOB_EGRESS, false);
+  assert.deepEqual([443, 8000, 8999, 9000, 80].map((p) => custom.SBX_JOB_EGRESS_PORTS.has(p)), [true, true, true, false, false]);
+  assert.equal(custom.SBX_JOB_EGRESS_ALLOW.length, 1);
+  assert.equal(loadConfig({ SBX_JOB_EGRESS_PORTS: '*' }).env.SBX_JOB_EGRESS_PORTS.has(22), true);
+  for (const bad of ['0', '65536', '443,', '90-80', 'http', '80;443']) {
+    assert.match(problemsOf({ SBX_JOB_EGRESS_PORTS: bad }), /SBX_JOB_EGRESS_PORTS=.*must be '\*' or a comma list of ports and ranges/, JSON.stringify(bad));
+  }
+  assert.match(problemsOf({ SBX_JOB_EGRESS_ALLOW: 'http://x' }), /SBX_JOB_EGRESS_ALLOW=.*entry "http:\/\/x" is not/);
+  assert.match(problemsOf({ SBX_JOB_EGRESS_CONNECTIONS: '0' }), /SBX_JOB_EGRESS_CONNECTIONS/);
+});
+
 test('SBX_REGISTRY_CERTS_DIR: the default may be missing; a set directory must exist and be readable', (t) => {
   assert.equal(loadConfig({}).env.SBX_REGISTRY_CERTS_DIR, DEFAULT_REGISTRY_CERTS_DIR);
   const dir = mkdtempSync(join(tmpdir(), 'sbx-config-certs-'));

@@ -8,6 +8,7 @@ import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
 import { EGRESS_ALLOW_SYNTAX, parseEgressAllow } from './egress/egress-allow.ts';
+import { parsePortSet } from './egress/port-set.ts';
 import { parseSecretsKey } from './secrets/secret-box.ts';
 import { parseReceiptPublicKeys } from './receipts/public-keys.ts';
 import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, STOP_GRACE_BOUND, defaultMaxOpenFiles, type LimitBound } from './launch-bounds.ts';
@@ -23,6 +24,13 @@ const num = (min: number, max: number) =>
 const bounded = (b: LimitBound) => (b.integer ? int(b.min, b.max) : num(b.min, b.max));
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes');
 const csv = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
+const egressAllow = z.string().default('').transform((s, ctx) => {
+  const parsed = parseEgressAllow(s);
+  if ('entries' in parsed) return parsed.entries;
+  ctx.addIssue({ code: 'custom', message: `entry ${JSON.stringify(parsed.bad)} is not ${EGRESS_ALLOW_SYNTAX}` });
+  return [];
+});
 
 const redisUrl = z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL');
 
@@ -200,12 +208,24 @@ export const envSchema = z.object({
   // special-purpose addresses are refused (egress_refused) unless named here, checked on the address
   // actually connected to. Comma list of host (any port), host:port, IP, IP:port, [IPv6]:port or
   // CIDR, e.g. 127.0.0.1:5000,registry.internal,10.0.0.0/8; '0.0.0.0/0,::/0' turns filtering off.
-  SBX_EGRESS_ALLOW: z.string().default('').transform((s, ctx) => {
-    const parsed = parseEgressAllow(s);
-    if ('entries' in parsed) return parsed.entries;
-    ctx.addIssue({ code: 'custom', message: `entry ${JSON.stringify(parsed.bad)} is not ${EGRESS_ALLOW_SYNTAX}` });
-    return [];
+  SBX_EGRESS_ALLOW: egressAllow,
+  // Jobs' network egress (`network: "egress"`, worker/src/egress): such a job's only way out is an
+  // HTTP proxy the worker serves inside the job's own network namespace (127.0.0.1:3128), which
+  // connects to public addresses only, on SBX_JOB_EGRESS_PORTS, checked on the address connected to.
+  // SBX_JOB_EGRESS=false refuses such jobs (400 at submission, invalid_request on a worker).
+  SBX_JOB_EGRESS: bool.default(true),
+  // What jobs may reach although it is not public (same syntax as SBX_EGRESS_ALLOW, and separate
+  // from it: a registry the service may use is not thereby open to tenants' code). Default none.
+  SBX_JOB_EGRESS_ALLOW: egressAllow,
+  // Destination ports jobs may connect to: a comma list of ports and ranges (80,443,8000-8999) or '*'.
+  SBX_JOB_EGRESS_PORTS: z.string().default('80,443').transform((s, ctx) => {
+    const ports = parsePortSet(s);
+    if (ports) return ports;
+    ctx.addIssue({ code: 'custom', message: `must be '*' or a comma list of ports and ranges (1-65535), e.g. 80,443,8000-8999; got ${JSON.stringify(s)}` });
+    return parsePortSet('80,443')!;
   }),
+  // Connections one job may have open through its proxy at once (more are answered 429).
+  SBX_JOB_EGRESS_CONNECTIONS: int(1, 4096).default(64),
   // Image cache disk budget (LRU, never evicting what a running job uses); unset = unbounded.
   // Only for one worker process per SBX_STATE_DIR.
   SBX_IMAGE_CACHE_BYTES: int(16 * MiB).optional(),
@@ -494,6 +514,8 @@ export interface LimitsPolicy {
   idle?: { defaultMs: number; maxMs: number };
   /** limits.stopGraceMs at most (default STOP_GRACE_BOUND.max). */
   maxStopGraceMs?: number;
+  /** Whether jobs may ask for network "egress" (SBX_JOB_EGRESS; default true). */
+  jobEgress?: boolean;
 }
 
 export interface Config {
@@ -543,6 +565,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   };
   limits.idle = { defaultMs: env.SBX_DEFAULT_IDLE_TIMEOUT_MS, maxMs: env.SBX_MAX_IDLE_TIMEOUT_MS };
   limits.maxStopGraceMs = env.SBX_MAX_STOP_GRACE_MS;
+  limits.jobEgress = env.SBX_JOB_EGRESS;
   const problems: string[] = [];
   if (env.SBX_DEFAULT_IDLE_TIMEOUT_MS > env.SBX_MAX_IDLE_TIMEOUT_MS) problems.push(`SBX_DEFAULT_IDLE_TIMEOUT_MS (${env.SBX_DEFAULT_IDLE_TIMEOUT_MS}) is above SBX_MAX_IDLE_TIMEOUT_MS (${env.SBX_MAX_IDLE_TIMEOUT_MS}); lower it or raise the maximum`);
   for (const k of Object.keys(limits.defaults) as Array<keyof LimitsPolicy['defaults']>) {

@@ -145,6 +145,14 @@ export const OutputFileInfo = z.object({
 });
 export type OutputFileInfo = z.infer<typeof OutputFileInfo>;
 
+/** At most this many `egressHosts`. */
+export const MAX_EGRESS_HOSTS = 64;
+const HOST_LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+/** A host name, or `*.` and a domain (its subdomains), lowercase or not, no trailing dot. */
+export const EgressHostPattern = z.string().max(253, 'must be at most 253 characters')
+  .regex(new RegExp(`^(?:\\*\\.)?${HOST_LABEL}(?:\\.${HOST_LABEL})*$`, 'i'), 'must be a host name such as pypi.org, or *. and a domain such as *.pythonhosted.org')
+  .refine((h) => !/^[0-9.]+$/.test(h), 'must be a host name, not an IP address');
+
 export const JobRequest = z.strictObject({
   image: z.string().min(1, 'is required').max(512, 'must be at most 512 characters'),
   pull: z.enum(['missing', 'always'], { error: 'must be "missing" or "always"' }).optional()
@@ -182,7 +190,10 @@ export const JobRequest = z.strictObject({
   limits: LimitsRequest.optional(),
   stopSignal: z.enum(STOP_SIGNALS, { error: `must be one of ${STOP_SIGNALS.join(', ')}` }).optional()
     .describe('The signal the command gets when a limit ends the job and limits.stopGraceMs gives it time to exit (docker --stop-signal; default SIGTERM). SIGINT suits programs that clean up on Ctrl-C, such as pytest writing its report.'),
-  network: z.enum(['none'], { error: 'only "none" (loopback only) is supported' }).optional(),
+  network: z.enum(['none', 'egress'], { error: 'must be "none" (loopback only) or "egress" (public addresses, through the worker\'s HTTP proxy)' }).optional()
+    .describe('"none" (default): loopback only. "egress": the job may reach public addresses over HTTP and HTTPS through a proxy the worker serves inside the job\'s own network namespace, at 127.0.0.1:3128 (HTTP_PROXY, HTTPS_PROXY and NO_PROXY are set; curl, wget, pip, npm, git, apt and most HTTP libraries use them). Loopback, private, link-local (cloud metadata) and other special-purpose addresses are refused, checked on the address actually connected to after DNS, as are ports outside the server\'s SBX_JOB_EGRESS_PORTS (80 and 443 by default). There is no other route out: no DNS, no raw TCP or UDP. The job document\'s `egress` counts connections, bytes and refusals.'),
+  egressHosts: z.array(EgressHostPattern).min(1, 'must name at least one host (omit it to allow every public host)').max(MAX_EGRESS_HOSTS, `at most ${MAX_EGRESS_HOSTS} hosts`).optional()
+    .describe('With network "egress": the only hosts the job may reach, by name as the job asks for them: "pypi.org" (that host), "*.pythonhosted.org" (its subdomains). Other names and IP literals are refused. Each still has to resolve to a public address.'),
   labels: z
     .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'keys must be 1-63 of A-Z a-z 0-9 . _ / -'), z.string().max(256, 'values must be at most 256 characters'))
     .refine((l) => Object.keys(l).length <= 32, 'at most 32 labels')
@@ -232,7 +243,8 @@ export const JobSpec = z.object({
   limits: Limits,
   /** JobRequest.stopSignal; absent = SIGTERM. */
   stopSignal: z.enum(STOP_SIGNALS).optional(),
-  network: z.literal('none'),
+  network: z.enum(['none', 'egress']),
+  egressHosts: z.array(z.string()).optional(),
   labels: z.record(z.string(), z.string()),
   registryAuth: z.object({ username: z.string(), password: z.string() }).nullable(),
   /** The webhook (JobRequest.callbackUrl); absent or null = none. */
@@ -303,6 +315,17 @@ export const CallbackState = z.object({
 });
 export type CallbackState = z.infer<typeof CallbackState>;
 
+/** What a network "egress" job did through its proxy (worker/src/egress). */
+export const EgressUsage = z.object({
+  connections: z.number().int().describe('Connections the proxy made for the job (CONNECT tunnels and plain-HTTP requests).'),
+  refused: z.number().int().describe('Requests the proxy refused (destination not allowed, too many at once, not a proxy request).'),
+  bytesSent: z.number().int().describe('Bytes the job sent to the destinations (request bodies and tunnelled bytes).'),
+  bytesReceived: z.number().int().describe('Bytes the destinations sent back.'),
+  refusals: z.array(z.object({ host: z.string(), port: z.number().int().nullable(), reason: z.string() }))
+    .describe('The first refusals (at most 20): what the job asked for and why it was refused.'),
+});
+export type EgressUsage = z.infer<typeof EgressUsage>;
+
 /** An earlier attempt of a job: the worker that took it and was lost before the command started. */
 export const JobAttempt = z.object({
   attempt: z.number().int().min(1),
@@ -367,6 +390,9 @@ export const JobDocument = z.object({
     .describe('The files the request\'s outputFiles collected, in pattern order, once the command ended or a limit ended the job (absent after a cancel without graceMs, when the collection did not finish within its 2 s, or when none were asked for); their bytes: GET /v1/jobs/{id}/files.'),
   outputFilesDropped: z.boolean().optional()
     .describe('True when the tenant\'s storage budget for the hour was used up: the files are listed but their bytes were not kept.'),
+  /** Network "egress" jobs, once ended: what went through the proxy. */
+  egress: EgressUsage.optional()
+    .describe('Jobs with network "egress", once they ended: the connections, bytes and refusals of their proxy.'),
   /** The webhook's delivery (present only when the job has a callbackUrl). */
   callback: CallbackState.optional(),
   /** While queued: 1 = the next job a worker takes (computed on read); null otherwise. */

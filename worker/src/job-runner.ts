@@ -26,6 +26,9 @@ import { RedisOutputSink } from './output/redis-sink.ts';
 import { IDLE_END, startInteractive, withInteractive, type InteractiveSession } from './interactive/session.ts';
 import { outputIdleEnd, watchSilence } from './output/silence-watch.ts';
 import { watchLiveUsage } from './live-usage.ts';
+import { startEgressProxy, type EgressProxy } from './egress/egress-proxy.ts';
+import { JobEgressRules, type JobEgressConfig } from './egress/job-egress-rules.ts';
+import { InvalidRequestError } from '../../core/src/errors.ts';
 import type { SlotPool } from './slots.ts';
 import { receiptFor, type StreamDigest } from '../../core/src/receipts/job-receipt.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
@@ -51,6 +54,8 @@ export interface RunnerDeps {
   pullAlwaysFreshMs?: number;
   /** SBX_LIVE_USAGE_MS: how often a running job's usage is kept with its document (0: never). */
   liveUsageMs?: number;
+  /** SBX_JOB_EGRESS and its rules: null (or absent) refuses network "egress" jobs. */
+  jobEgress?: JobEgressConfig | null;
 }
 
 const PIPE_DRAIN_MS = 2000;
@@ -186,6 +191,7 @@ export class JobRunner {
     let teardown: Promise<void> | undefined;
     let image: AcquiredImage | null = null;
     let interactive: InteractiveSession | null = null;
+    let proxy: EgressProxy | null = null;
     acquiring ??= this.acquire(stored.spec, job, stored.sealedAuth);
     acquiring.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     try {
@@ -206,7 +212,9 @@ export class JobRunner {
       const [built, stillOurs] = await Promise.all([buildLaunchSpec(stored.spec, image, slot), startsNow || this.attempts.markStarted(id, attemptOf(doc))]);
       if (!stillOurs) return void logger.warn({ jobId: id }, 'job was settled as lost before it started here (this worker looked dead): not started');
       const launchSpec = withInteractive(built, stored.spec);
+      if (stored.spec.network === 'egress' && !this.deps.jobEgress) throw new InvalidRequestError('network "egress" is turned off on this worker (SBX_JOB_EGRESS=false)');
       const launched = await this.start(id, launchSpec);
+      proxy = await this.serveEgress(stored.spec, launched);
       // Where to look on the host: its cgroups are <parent>/<id>, or on cgroup v2 the pooled setup's group it started in.
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
       const perHour = stored.spec.tenantStoredBytesPerHour;
@@ -251,6 +259,7 @@ export class JobRunner {
       const dropped = exit.outputTruncated && !sink.budgetUsedUp ? { outputDroppedBytes: sink.droppedBytes } : {};
       if (sink.firstOutputAt !== null) doc = { ...doc, timings: { ...doc.timings, firstOutputMs: Math.max(0, sink.firstOutputAt - startedAt.getTime()) } };
       const collected = stored.spec.outputFiles?.length && exit.outputFiles ? await this.keepOutputFiles(id, exit.outputFiles, budget) : {};
+      if (proxy) doc = { ...doc, egress: await proxy.close() };
       const written = sink.digests();
       const receipt = written && this.deps.receiptKey ? { key: this.deps.receiptKey, spec: stored.spec, written, budget } : undefined;
       await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped, ...collected }, receipt);
@@ -261,6 +270,7 @@ export class JobRunner {
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : job.cancelled ? { status: 'cancelled' as const } : { status: 'error' as const, error };
       await this.finish(stored.tenant, doc, doc.status, ended);
     } finally {
+      await proxy?.close();
       await teardown;
       image?.release();
       if (slot !== null) {
@@ -300,6 +310,20 @@ export class JobRunner {
     } catch (e) {
       if (e instanceof LaunchError && e.exit) this.cleanup.report(id, e.exit);
       throw fromLaunchError(e);
+    }
+  }
+
+  /**
+   * A network "egress" job's proxy, on the listener the launcher made in its namespace
+   * (worker/src/egress); closed when the job ends. A proxy that cannot start ends the job.
+   */
+  private async serveEgress(spec: JobSpec, launched: Launched): Promise<EgressProxy | null> {
+    if (launched.listenFd === undefined) return null;
+    try {
+      return await startEgressProxy({ fd: launched.listenFd }, new JobEgressRules(this.deps.jobEgress!, spec.egressHosts), { jobId: spec.id, logger: this.deps.logger });
+    } catch (e) {
+      launched.kill();
+      throw e;
     }
   }
 

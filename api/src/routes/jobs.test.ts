@@ -8,6 +8,7 @@ import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import { createTestApp } from '../../../test/harness/api-app.ts';
 import { parseServerSentEvents } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
+import { RedisKeys } from '../../../core/src/redis-keys.ts';
 
 const KEY_A = 'key-aaaaaaaaaaaaaaaaaaaa';
 const KEY_B = 'key-bbbbbbbbbbbbbbbbbbbb';
@@ -61,6 +62,26 @@ describe('POST /v1/jobs', () => {
     const ok = await call('POST', '/v1/jobs', { body: { image, stopSignal: 'SIGINT', limits: { stopGraceMs: 5000 } } });
     assert.equal(ok.status, 202);
     assert.equal(((await ok.json()) as JobDocument).limits.stopGraceMs, 5000);
+  });
+
+  test('network "egress" is kept in the spec with its egressHosts (lowercased); a server with SBX_JOB_EGRESS=false refuses it', async () => {
+    const res = await call('POST', '/v1/jobs', { body: { image, network: 'egress', egressHosts: ['PyPI.org', '*.pythonhosted.org'] } });
+    assert.equal(res.status, 202);
+    const id = ((await res.json()) as JobDocument).id;
+    const spec = JSON.parse((await redis.client().hget(new RedisKeys('sbx').jobState(id), 'spec'))!) as { network: string; egressHosts: string[] };
+    assert.deepEqual([spec.network, spec.egressHosts], ['egress', ['pypi.org', '*.pythonhosted.org']]);
+    const off = createTestApp(redis, { SBX_ALLOW_ANONYMOUS: 'true', SBX_JOB_EGRESS: 'false' });
+    try {
+      const refused = await off.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, network: 'egress' }) });
+      assert.equal(refused.status, 400);
+      const body = (await refused.json()) as { error: { message: string; details: { path: string }[] } };
+      assert.match(body.error.message, /network must be "none": this server does not let jobs reach the network \(SBX_JOB_EGRESS=false\)/);
+      assert.equal(body.error.details[0]!.path, 'network');
+      const none = await off.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, network: 'none' }) });
+      assert.equal(none.status, 202);
+    } finally {
+      await off.close();
+    }
   });
 
   test('the same idempotencyKey returns the first job, per tenant', async () => {

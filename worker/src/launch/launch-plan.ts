@@ -8,6 +8,7 @@ import type { LaunchSpec } from '../../../native/index.ts';
 import type { AcquiredImage } from '../images/image-store.ts';
 import { mergeEnv, resolveCommand } from './image-config.ts';
 import { resolveUser } from './image-user.ts';
+import { EGRESS_PROXY_ENV, EGRESS_PROXY_PORT } from '../egress/egress-proxy.ts';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
@@ -29,12 +30,15 @@ export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot:
   const user = await resolveUser(image.layerDirs, spec.user ?? image.config.user ?? '');
   const hostname = hostnameFor(spec.id);
   const home = user.uid === 0 ? '/root' : '/';
+  // A network "egress" job's way out is the proxy in its namespace: the request's env may still say otherwise.
+  const egress = spec.network === 'egress';
   return {
     id: spec.id,
     slot,
     lowerDirs: image.layerDirs,
     argv,
-    env: jobEnv(image.config.env, spec.env, { hostname, home }),
+    env: jobEnv(image.config.env, egress ? { ...EGRESS_PROXY_ENV, ...spec.env } : spec.env, { hostname, home }),
+    ...(egress ? { listenPort: EGRESS_PROXY_PORT } : {}),
     cwd: spec.workdir ?? (image.config.workingDir || '/'),
     uid: user.uid,
     gid: user.gid,

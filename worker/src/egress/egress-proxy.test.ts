@@ -1,0 +1,164 @@
+// The jobs' egress proxy against real sockets: what it forwards, and every way a job could try to
+// make it reach what is not public (the worker's Redis, its API, cloud metadata, private networks).
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { egressAllowList } from '../../../core/src/egress/egress-allow.ts';
+import { parsePortSet } from '../../../core/src/egress/port-set.ts';
+import { createLogger } from '../../../core/src/logger.ts';
+import { startEgressProxy, type EgressProxy } from './egress-proxy.ts';
+import { JobEgressRules } from './job-egress-rules.ts';
+
+const logger = createLogger('egress-proxy-test', 'silent');
+
+/** An origin server on loopback that records what reached it. */
+async function origin(): Promise<{ port: number; seen: http.IncomingMessage[]; bodies: string[]; connections: () => number; close: () => Promise<void> }> {
+  const seen: http.IncomingMessage[] = [];
+  const bodies: string[] = [];
+  let connections = 0;
+  const server = http.createServer((req, res) => {
+    seen.push(req);
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      bodies.push(body);
+      res.setHeader('connection', 'close, x-secret-hop');
+      res.setHeader('x-secret-hop', 'dropped');
+      res.end(`hello from origin ${req.method} ${req.url}\n`);
+    });
+  });
+  server.on('connection', () => void connections++);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port, seen, bodies, connections: () => connections,
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+/** Writes `text` to the proxy and reads until it closes (or `untilHead`: the end of the response head). */
+function exchange(port: number, text: string, untilHead = false): Promise<{ reply: string; socket: net.Socket }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(text));
+    let reply = '';
+    socket.on('data', (c) => {
+      reply += c;
+      if (untilHead && reply.includes('\r\n\r\n')) resolve({ reply, socket });
+    });
+    socket.on('end', () => resolve({ reply, socket }));
+    socket.on('error', reject);
+  });
+}
+
+const statusOf = (reply: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(reply)?.[1]);
+
+describe('egress proxy', () => {
+  let allowed: Awaited<ReturnType<typeof origin>>;
+  let forbidden: Awaited<ReturnType<typeof origin>>; // stands for the worker's Redis, its API: loopback, not allow-listed
+  const proxies: EgressProxy[] = [];
+  const proxy = async (opts: { ports?: string; hosts?: string[]; maxConnections?: number } = {}) => {
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${allowed.port}`), ports: parsePortSet(opts.ports ?? '*')!, maxConnections: opts.maxConnections ?? 64 }, opts.hosts);
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j1', logger });
+    proxies.push(p);
+    return { p, port: p.address().port };
+  };
+  before(async () => {
+    allowed = await origin();
+    forbidden = await origin();
+  });
+  after(async () => {
+    for (const p of proxies) await p.close();
+    await allowed.close();
+    await forbidden.close();
+  });
+
+  it('tunnels a CONNECT to an allowed destination and counts its bytes', async () => {
+    const { p, port } = await proxy();
+    const { reply, socket } = await exchange(port, `CONNECT 127.0.0.1:${allowed.port} HTTP/1.1\r\nHost: 127.0.0.1:${allowed.port}\r\n\r\n`, true);
+    assert.equal(statusOf(reply), 200);
+    const answer = await new Promise<string>((resolve) => {
+      let got = '';
+      socket.on('data', (c) => (got += c));
+      socket.on('end', () => resolve(got));
+      socket.write('GET /through-tunnel HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    });
+    assert.match(answer, /hello from origin GET \/through-tunnel/);
+    const usage = await p.close();
+    assert.equal(usage.connections, 1);
+    assert.equal(usage.refused, 0);
+    assert.ok(usage.bytesSent >= 50 && usage.bytesReceived > answer.length - 10, JSON.stringify(usage));
+  });
+
+  it('forwards an absolute-form http:// request with its body, without hop-by-hop or proxy headers either way', async () => {
+    const { port } = await proxy();
+    const before = allowed.seen.length;
+    const { reply } = await exchange(port, `POST http://127.0.0.1:${allowed.port}/upload?x=1 HTTP/1.1\r\nHost: 127.0.0.1:${allowed.port}\r\nProxy-Authorization: Basic c2VjcmV0\r\nProxy-Connection: keep-alive\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello`);
+    assert.equal(statusOf(reply), 200);
+    assert.match(reply, /hello from origin POST \/upload\?x=1/);
+    assert.doesNotMatch(reply, /x-secret-hop: dropped/i, 'a header the origin\'s Connection names is not passed on');
+    const req = allowed.seen[before]!;
+    assert.equal(req.headers['proxy-authorization'], undefined);
+    assert.equal(req.headers['proxy-connection'], undefined);
+    assert.equal(allowed.bodies[before], 'hello');
+  });
+
+  it('refuses loopback, private, link-local and other non-public destinations however they are spelt, before connecting', async () => {
+    const { p, port } = await proxy();
+    const q = forbidden.port;
+    const authorities = [
+      `127.0.0.1:${q}`, `localhost:${q}`, `LOCALHOST.:${q}`, `[::1]:${q}`, `[::ffff:127.0.0.1]:${q}`, `2130706433:${q}`, `0x7f000001:${q}`, `0177.0.0.1:${q}`,
+      `0.0.0.0:${q}`, `127.1:${q}`, '169.254.169.254:80', '10.0.0.1:80', '192.168.1.1:443', '100.64.0.1:80', '[fd00::1]:443', '[fe80::1]:80', '224.0.0.1:80',
+    ];
+    for (const a of authorities) {
+      const { reply } = await exchange(port, `CONNECT ${a} HTTP/1.1\r\nHost: ${a}\r\n\r\n`);
+      const plain = await exchange(port, `GET http://${a}/ HTTP/1.1\r\nHost: ${a}\r\nConnection: close\r\n\r\n`);
+      for (const [how, r] of [['CONNECT', reply], ['GET', plain.reply]] as const) {
+        if (a.startsWith('LOCALHOST.') && statusOf(r) === 502) { // the resolver may not know the rooted form at all
+          assert.match(r, /could not resolve localhost\./i);
+          continue;
+        }
+        assert.equal(statusOf(r), 403, `${how} ${a}: ${r}`);
+        assert.match(r, /sbx egress proxy: refused .*(not a public address|no public address)/, a);
+      }
+    }
+    assert.equal(forbidden.connections(), 0, 'nothing reached the loopback service');
+    const usage = await p.close();
+    assert.equal(usage.connections, 0);
+    assert.ok(usage.refused >= (authorities.length - 1) * 2, `${usage.refused} refused`);
+    assert.equal(usage.refusals.length, 20, 'the first 20 are kept');
+    assert.deepEqual(usage.refusals[0], { host: '127.0.0.1', port: q, reason: '127.0.0.1 is not a public address' });
+  });
+
+  it('refuses ports the server does not open, hosts outside the job\'s egressHosts, and what is not a proxy request', async () => {
+    const ports = await proxy({ ports: '80,443' });
+    const r1 = await exchange(ports.port, `CONNECT 127.0.0.1:${allowed.port} HTTP/1.1\r\n\r\n`);
+    assert.equal(statusOf(r1.reply), 403);
+    assert.match(r1.reply, new RegExp(`port ${allowed.port} is not open to jobs \\(this server's SBX_JOB_EGRESS_PORTS: 80,443\\)`));
+    const hosts = await proxy({ hosts: ['pypi.org', '*.pythonhosted.org'] });
+    for (const a of [`127.0.0.1:${allowed.port}`, 'example.com:443', 'pythonhosted.org:443', 'evilpypi.org:443']) {
+      const r = await exchange(hosts.port, `CONNECT ${a} HTTP/1.1\r\n\r\n`);
+      assert.equal(statusOf(r.reply), 403, a);
+      assert.match(r.reply, /is not one of the job's egressHosts/, a);
+    }
+    const origin = await exchange(hosts.port, 'GET / HTTP/1.1\r\nHost: 127.0.0.1:3128\r\nConnection: close\r\n\r\n');
+    assert.equal(statusOf(origin.reply), 400);
+    assert.match(origin.reply, /this is an HTTP proxy/);
+    const noPort = await exchange(hosts.port, 'CONNECT pypi.org HTTP/1.1\r\n\r\n');
+    assert.equal(statusOf(noPort.reply), 400);
+    assert.equal(allowed.connections() > 0, true);
+  });
+
+  it('holds a job to its connections at once (429 past them) and close() ends the open tunnels', async () => {
+    const { p, port } = await proxy({ maxConnections: 2 });
+    const open = await Promise.all([0, 1].map(() => exchange(port, `CONNECT 127.0.0.1:${allowed.port} HTTP/1.1\r\n\r\n`, true)));
+    assert.deepEqual(open.map((o) => statusOf(o.reply)), [200, 200]);
+    const third = await exchange(port, `CONNECT 127.0.0.1:${allowed.port} HTTP/1.1\r\n\r\n`);
+    assert.equal(statusOf(third.reply), 429);
+    const ended = open.map((o) => new Promise((r) => o.socket.once('close', r)));
+    const usage = await p.close();
+    await Promise.all(ended);
+    assert.equal(usage.connections, 2);
+    assert.equal(usage.refused, 1);
+    await assert.rejects(new Promise((resolve, reject) => net.connect(port, '127.0.0.1').on('connect', resolve).on('error', reject)), /ECONNREFUSED/);
+  });
+});

@@ -1,0 +1,256 @@
+/**
+ * A network "egress" job's only way out: an HTTP proxy the worker serves on a socket listening at
+ * 127.0.0.1:3128 inside the job's own network namespace (LaunchSpec.listenPort), so only that job
+ * can reach it. The job's namespace has nothing but loopback; every connection out is made here,
+ * by the worker, after JobEgressRules has judged it:
+ *
+ * - `CONNECT host:port` (HTTPS, and anything else a client tunnels) and absolute-form plain-HTTP
+ *   requests (`GET http://host/path`); anything else is a 400 that says how to use the proxy;
+ * - a name is resolved once, here, and only the addresses the policy allows are connected to (no
+ *   second lookup for a rebinding DNS answer to change); the connected socket's address is checked
+ *   again;
+ * - a refusal is a 403 whose body says why (curl, pip and git print it), counted, and the first ones
+ *   are kept for the job's document (`egress.refusals`);
+ * - at most `maxConnections` client connections at once (more get a 429); connecting times out
+ *   after `connectTimeoutMs` (504).
+ *
+ * close() ends every connection and closes the listener, which lets the job's namespace go.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { guardedLookup } from '../../../core/src/egress/guarded-connector.ts';
+import { bareAddress, parseIp } from '../../../core/src/egress/ip-address.ts';
+import type { EgressUsage } from '../../../core/src/job-spec.ts';
+import type { Logger } from '../../../core/src/logger.ts';
+import type { JobEgressRules } from './job-egress-rules.ts';
+
+/** Where the proxy listens inside a job (HTTP_PROXY=http://127.0.0.1:3128). */
+export const EGRESS_PROXY_PORT = 3128;
+/** What a network "egress" job's environment says (the request's env may override each). */
+export const EGRESS_PROXY_ENV: Readonly<Record<string, string>> = {
+  HTTP_PROXY: `http://127.0.0.1:${EGRESS_PROXY_PORT}`,
+  HTTPS_PROXY: `http://127.0.0.1:${EGRESS_PROXY_PORT}`,
+  http_proxy: `http://127.0.0.1:${EGRESS_PROXY_PORT}`,
+  https_proxy: `http://127.0.0.1:${EGRESS_PROXY_PORT}`,
+  NO_PROXY: 'localhost,127.0.0.1,::1',
+  no_proxy: 'localhost,127.0.0.1,::1',
+};
+const MAX_REFUSALS_KEPT = 20;
+const CONNECT_TIMEOUT_MS = 10_000;
+/** Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own: never forwarded either way. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+export interface EgressProxyOptions {
+  jobId: string;
+  logger: Logger;
+  connectTimeoutMs?: number;
+}
+
+export interface EgressProxy {
+  /** Where it listens (tests listen on a port of their own instead of a job's fd). */
+  address(): net.AddressInfo;
+  /** Ends every connection, closes the listener; what went through it (the same answer when called again). */
+  close(): Promise<EgressUsage>;
+}
+
+interface Target {
+  host: string;
+  port: number;
+}
+
+/**
+ * `host:port` of a CONNECT (port required, no user info), or null. The host as a URL parser reads
+ * it, so every spelling of an address ('0x7f000001', '127.1', '0177.0.0.1') is judged as the
+ * address it is.
+ */
+function connectTarget(authority: string | undefined): Target | null {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]@/?#\s]+):([0-9]{1,5})$/.exec(authority ?? '');
+  const port = Number(m?.[2]);
+  if (!m || port < 1 || port > 65535 || !URL.canParse(`http://${m[1]}/`)) return null;
+  return { host: new URL(`http://${m[1]}/`).hostname, port };
+}
+
+/** Headers to forward: everything but hop-by-hop ones and those the Connection header names. */
+function forwardable(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const named = new Set(String(headers.connection ?? '').toLowerCase().split(',').map((h) => h.trim()).filter(Boolean));
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !named.has(k)) out[k] = v;
+  return out;
+}
+
+/** Status and the text the job sees for an upstream failure; `reason` for a refusal's record. */
+function failure(e: NodeJS.ErrnoException, t: Target): { status: number; text: string; refused: boolean; reason: string } {
+  const fail = (status: number, reason: string, refused = false) => ({ status, text: refused ? `refused ${t.host}:${t.port}: ${reason}` : reason, refused, reason });
+  if ((e as { code?: string }).code === 'egress_refused') return fail(403, `${t.host} has no public address (loopback, private, link-local and other special-purpose addresses are refused)`, true);
+  if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || e.code === 'EAI_NONAME') return fail(502, `could not resolve ${t.host}`);
+  if (e.code === 'ETIMEDOUT' || e.code === 'sbx_connect_timeout') return fail(504, `connecting to ${t.host}:${t.port} timed out`);
+  if (e.code === 'ECONNREFUSED') return fail(502, `${t.host}:${t.port} refused the connection`);
+  return fail(502, `connecting to ${t.host}:${t.port} failed (${e.code ?? e.message})`);
+}
+
+export async function startEgressProxy(listen: { fd: number } | { host: string; port: number }, rules: JobEgressRules, opts: EgressProxyOptions): Promise<EgressProxy> {
+  const usage: EgressUsage = { connections: 0, refused: 0, bytesSent: 0, bytesReceived: 0, refusals: [] };
+  const clients = new Set<net.Socket>();
+  const upstreams = new Set<net.Socket>();
+  const connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+  const { policy } = rules;
+
+  const refuse = (host: string, port: number | null, reason: string): void => {
+    usage.refused++;
+    if (usage.refusals.length < MAX_REFUSALS_KEPT) {
+      usage.refusals.push({ host: host.slice(0, 300), port, reason });
+      opts.logger.info({ jobId: opts.jobId, host: host.slice(0, 300), port, reason }, 'job egress refused');
+    }
+  };
+  /** A short text answer on a raw socket (CONNECT, or before HTTP parsing), then the end. */
+  const answerRaw = (socket: Duplex, status: number, text: string): void => {
+    const body = `sbx egress proxy: ${text}\n`;
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  };
+  const answer = (res: http.ServerResponse, status: number, text: string): void => {
+    const body = `sbx egress proxy: ${text}\n`;
+    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+  };
+
+  /** A socket to `t` through the policy: the name resolved once, the connected address checked again. */
+  const dial = (t: Target, onConnected: (s: net.Socket) => void, onFailed: (e: NodeJS.ErrnoException) => void): net.Socket => {
+    const host = bareAddress(t.host);
+    const s = net.connect({ host, port: t.port, lookup: guardedLookup(policy, t.port) });
+    upstreams.add(s);
+    const timer = setTimeout(() => s.destroy(Object.assign(new Error('connect timeout'), { code: 'sbx_connect_timeout' })), connectTimeoutMs);
+    let settled = false;
+    s.once('connect', () => {
+      clearTimeout(timer);
+      settled = true;
+      const remote = s.remoteAddress;
+      if (remote === undefined || !policy.allows({ host: t.host, port: t.port, address: remote })) {
+        s.destroy();
+        return onFailed(Object.assign(new Error('refused'), { code: 'egress_refused' }));
+      }
+      usage.connections++;
+      onConnected(s);
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (!settled) (settled = true), onFailed(e);
+    });
+    s.once('close', () => {
+      clearTimeout(timer);
+      upstreams.delete(s);
+    });
+    return s;
+  };
+
+  const judged = (t: Target): string | null => {
+    if (parseIp(t.host) === null && !/^[A-Za-z0-9.-]+$/.test(t.host)) return `${t.host} is not a host name`;
+    return rules.precheck(t.host, t.port);
+  };
+
+  const server = http.createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 });
+
+  server.on('connection', (socket: net.Socket) => {
+    if (clients.size >= rules.config.maxConnections) {
+      refuse('(connection)', null, `more than ${rules.config.maxConnections} connections at once (SBX_JOB_EGRESS_CONNECTIONS)`);
+      answerRaw(socket, 429, `at most ${rules.config.maxConnections} connections at once`);
+      socket.destroySoon();
+      return;
+    }
+    clients.add(socket);
+    socket.once('close', () => clients.delete(socket));
+  });
+
+  server.on('connect', (req: http.IncomingMessage, client: Duplex, head: Buffer) => {
+    const target = connectTarget(req.url);
+    if (!target) {
+      refuse(String(req.url).slice(0, 300), null, 'not a host:port');
+      return answerRaw(client, 400, 'CONNECT needs host:port');
+    }
+    const why = judged(target);
+    if (why) {
+      refuse(target.host, target.port, why);
+      return answerRaw(client, 403, `refused ${target.host}:${target.port}: ${why}`);
+    }
+    client.on('error', () => {});
+    const upstream = dial(target, (s) => {
+      client.write('HTTP/1.1 200 Connection established\r\n\r\n');
+      if (head.length) {
+        usage.bytesSent += head.length;
+        s.write(head);
+      }
+      client.on('data', (c: Buffer) => void (usage.bytesSent += c.length));
+      s.on('data', (c: Buffer) => void (usage.bytesReceived += c.length));
+      client.pipe(s);
+      s.pipe(client);
+    }, (e) => {
+      const f = failure(e, target);
+      if (f.refused) refuse(target.host, target.port, f.reason);
+      answerRaw(client, f.status, f.text);
+    });
+    client.once('close', () => upstream.destroy());
+    upstream.once('close', () => client.destroy());
+  });
+
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = URL.canParse(req.url ?? '') ? new URL(req.url!) : null;
+    if (!url || url.protocol !== 'http:') {
+      refuse(String(req.url).slice(0, 300), null, 'not a proxy request');
+      return answer(res, 400, 'this is an HTTP proxy: send absolute http:// URLs, or CONNECT host:port for https and anything else (HTTP_PROXY / HTTPS_PROXY are set for that)');
+    }
+    if (url.username || url.password) {
+      refuse(url.hostname, null, 'credentials in the URL');
+      return answer(res, 400, 'URLs with credentials are not forwarded');
+    }
+    const target = { host: url.hostname, port: Number(url.port) || 80 };
+    const why = judged(target);
+    if (why) {
+      refuse(target.host, target.port, why);
+      return answer(res, 403, `refused ${target.host}:${target.port}: ${why}`);
+    }
+    req.on('data', (c: Buffer) => void (usage.bytesSent += c.length));
+    let connected = false;
+    const socket = dial(target, () => void (connected = true), (e) => {
+      const f = failure(e, target);
+      if (f.refused) refuse(target.host, target.port, f.reason);
+      if (!res.headersSent) answer(res, f.status, f.text);
+      else res.destroy();
+    });
+    const up = http.request({
+      createConnection: () => socket, method: req.method, path: `${url.pathname}${url.search}`, headers: forwardable(req.headers), setHost: false, // no agent: createConnection's socket, this request only
+    });
+    up.on('response', (r) => {
+      res.writeHead(r.statusCode ?? 502, r.statusMessage, forwardable(r.headers));
+      r.on('data', (c: Buffer) => void (usage.bytesReceived += c.length));
+      r.pipe(res);
+    });
+    up.on('error', () => {
+      if (!connected) return; // failed before connecting: answered by dial's onFailed
+      if (!res.headersSent) answer(res, 502, `the connection to ${target.host}:${target.port} failed`);
+      else res.destroy();
+    });
+    res.once('close', () => up.destroy());
+    req.pipe(up);
+  });
+
+  server.on('clientError', (_e, socket) => socket.destroy());
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+
+  let closing: Promise<EgressUsage> | null = null;
+  return {
+    address: () => server.address() as net.AddressInfo,
+    close: () => (closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of [...clients, ...upstreams]) s.destroy();
+      server.closeAllConnections();
+      await closed;
+      return usage;
+    })()),
+  };
+}

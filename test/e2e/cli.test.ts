@@ -147,11 +147,22 @@ describe('sbx run', () => {
       [['--cpu-time', 'forever'], /invalid argument "forever" for "--cpu-time" flag/],
       [['--stop-signal', 'KILL'], /invalid argument "KILL" for "--stop-signal" flag: use one of SIGTERM, SIGINT/],
       [['--pull', 'never'], /invalid argument "never" for "--pull" flag: use "always" or "missing"/],
+      [['--network', 'bridge'], /network "bridge" is not supported: use --network none \(loopback only\) or --network egress/],
+      [['--egress-host', 'pypi.org'], /--egress-host needs --network egress/],
     ] as const) {
       const bad = await sbx(['run', ...flags, image, 'true']);
       assert.equal(bad.code, 125, flags.join(' '));
       assert.match(bad.stderr, message);
     }
+  });
+
+  test('--network egress gives the job its proxy (HTTPS_PROXY set); --egress-host names the only hosts it may reach', async () => {
+    const r = await sbx(['run', '--network', 'egress', '--egress-host', 'pypi.org', image, 'sh', '-c',
+      'echo "$HTTPS_PROXY"; printf "CONNECT example.com:443 HTTP/1.1\\r\\n\\r\\n" | nc 127.0.0.1 3128 | tail -n 1']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'http://127.0.0.1:3128\nsbx egress proxy: refused example.com:443: example.com is not one of the job\'s egressHosts\n');
+    const none = await sbx(['run', image, 'sh', '-c', 'echo "[$HTTPS_PROXY]"; nc 127.0.0.1 3128 </dev/null || echo no proxy']);
+    assert.equal(none.stdout, '[]\nno proxy\n');
   });
 
   test('--file copies local files into the job before its command starts, with their modes; a bad one is refused before any job', async () => {

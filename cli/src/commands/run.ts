@@ -47,7 +47,8 @@ export const run: Command = {
     { name: 'interactive', short: 'i', type: 'boolean', help: 'Keep STDIN open and stream it to the job' },
     { name: 'tty', short: 't', type: 'boolean', help: 'Allocate a pseudo-TTY' },
     DETACH_KEYS_FLAG,
-    { name: 'network', type: 'string', value: 'string', help: 'Network mode: none (the only one)' },
+    { name: 'network', type: 'string', value: 'string', help: 'Network mode: none (default, loopback only) or egress (public HTTP and HTTPS through the worker\'s proxy; HTTP_PROXY is set)' },
+    { name: 'egress-host', type: 'list', value: 'host', help: 'With --network egress: the only hosts the job may reach (pypi.org, *.pythonhosted.org)' },
     { name: 'pull', type: 'string', value: 'string', help: 'Pull image before running ("always", "missing"); "missing" runs a cached tag as it was cached' },
     { name: 'format', type: 'string', value: 'string', help: 'With -d: print the job document as json' },
   ],
@@ -93,7 +94,11 @@ async function buildRequest(ctx: Context, args: Parsed, image: string, command: 
     req.pull = pull;
   }
   const network = flagString(args, 'network');
-  if (network !== undefined && network !== 'none') throw new UsageError(`network "${network}" is not supported: jobs run with --network none`, 'run');
+  if (network !== undefined && network !== 'none' && network !== 'egress') throw new UsageError(`network "${network}" is not supported: use --network none (loopback only) or --network egress (public HTTP and HTTPS through the worker's proxy; there is no bridge or host network)`, 'run');
+  if (network === 'egress') req.network = 'egress';
+  const egressHosts = flagList(args, 'egress-host');
+  if (egressHosts.length && network !== 'egress') throw new UsageError('--egress-host needs --network egress', 'run');
+  if (egressHosts.length) req.egressHosts = egressHosts;
   const limits: NonNullable<JobRequest['limits']> = {};
   const value = <T>(flag: string, parse: (s: string) => T): T | undefined => flagValue(args, 'run', flag, parse);
   const memoryBytes = value('memory', parseMemory);

@@ -7,7 +7,11 @@
  * loopback that the workers' SBX_JOB_EGRESS_ALLOW names (there is no internet in CI).
  */
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startRedis, type RunningRedis } from '../harness/redis.ts';
@@ -18,8 +22,15 @@ await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
 const originPort = (origin.address() as AddressInfo).port;
 after(() => new Promise<void>((r) => { origin.closeAllConnections(); origin.close(() => r()); }));
 
+// Receipts signed, to show what they say of a job's network.
+const keyDir = mkdtempSync(join(tmpdir(), 'sbx-network-receipt-'));
+const receiptKeyFile = join(keyDir, 'receipt.pem');
+writeFileSync(receiptKeyFile, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+after(() => rmSync(keyDir, { recursive: true, force: true }));
+
 // Every port open to jobs, so that only the address policy stands between a job and what is on loopback.
-const e2e = useStack({ workerEnv: { SBX_JOB_EGRESS_ALLOW: `127.0.0.1:${originPort}`, SBX_JOB_EGRESS_PORTS: '*' } });
+const e2e = useStack({ workerEnv: { SBX_JOB_EGRESS_ALLOW: `127.0.0.1:${originPort}`, SBX_JOB_EGRESS_PORTS: '*', SBX_RECEIPT_KEY_FILE: receiptKeyFile } });
+const receiptOf = (doc: { receipt?: { payload: string } }) => JSON.parse(doc.receipt!.payload) as { network?: unknown };
 let target: RunningRedis;
 before(async () => {
   target = await startRedis();
@@ -54,6 +65,7 @@ describe('network "egress"', () => {
     assert.equal(egress.refused, 0);
     assert.equal(egress.bytesSent, 62, 'the tunnelled request (a plain-HTTP request has no body here)');
     assert.ok(egress.bytesReceived > 100, JSON.stringify(egress));
+    assert.deepEqual(receiptOf(res.body).network, { mode: 'egress', egressHosts: null, connections: 2, refused: 0, bytesSent: 62, bytesReceived: egress.bytesReceived }, 'the signed receipt says the job had network');
   });
 
   test('from inside the job: Redis, the API, the registry, metadata and private addresses are refused, nothing reaches them, and there is no other way out', async () => {
@@ -94,6 +106,8 @@ describe('network "egress"', () => {
     assert.equal(none.body.status, 'succeeded');
     assert.equal(none.body.output?.stdout, 'proxy env: []\n', 'nothing listens on 3128 and no proxy is set');
     assert.equal(none.body.egress, undefined);
+    assert.equal(receiptOf(none.body).network, undefined, 'absent: loopback only');
+    assert.deepEqual(receiptOf(narrowed.body).network, { mode: 'egress', egressHosts: ['pypi.org', '*.pythonhosted.org'], connections: 0, refused: 1, bytesSent: 0, bytesReceived: 0 });
   });
 
   test('bad network requests are 400s naming the field', async () => {

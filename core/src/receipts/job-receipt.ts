@@ -47,6 +47,8 @@ export interface ReceiptPayload {
   files?: Array<StreamDigest & { path: string; mode: number }>;
   /** What the job's outputFiles collected (path, size, the SHA-256 of the kept bytes); absent when it asked for none. */
   outputFiles?: JobDocument['outputFiles'];
+  /** Jobs with network "egress": the hosts they were held to (none: any public host) and what went through their proxy; absent: loopback only. */
+  network?: { mode: 'egress'; egressHosts: string[] | null; connections: number; refused: number; bytesSent: number; bytesReceived: number };
   /** Everything the job wrote, whether its limits kept it or not. */
   stdout: StreamDigest;
   stderr: StreamDigest;
@@ -92,8 +94,14 @@ export function receiptFor(final: JobDocument, spec: JobSpec, written: { stdout:
     stdin: spec.stdin === null ? null : digestOf(spec.stdin),
     ...(spec.files?.length ? { files: spec.files.map((f) => ({ path: f.path, mode: f.mode, ...digestOf(inputFileData(f)) })) } : {}),
     ...(final.outputFiles ? { outputFiles: final.outputFiles } : {}),
+    ...(spec.network === 'egress' ? { network: networkOf(final, spec) } : {}),
     stdout: written.stdout,
     stderr: written.stderr,
     outputTruncated: final.outputTruncated,
   }, privateKey);
+}
+
+function networkOf(final: JobDocument, spec: JobSpec): NonNullable<ReceiptPayload['network']> {
+  const e = final.egress;
+  return { mode: 'egress', egressHosts: spec.egressHosts ?? null, connections: e?.connections ?? 0, refused: e?.refused ?? 0, bytesSent: e?.bytesSent ?? 0, bytesReceived: e?.bytesReceived ?? 0 };
 }

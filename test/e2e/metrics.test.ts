@@ -165,3 +165,13 @@ test('metrics after a known set of jobs: by status and tenant, queue, pulls, cac
   assert.deepEqual(missing, [], 'dashboard metrics missing from the scrapes');
   assert.ok(queried.size >= 15, `the dashboard queries ${queried.size} metrics`);
 });
+
+test('network "egress" jobs: their proxies\' connections, refusals and bytes are counted', { timeout: 60_000 }, async () => {
+  const before = await scrapeWorker();
+  const job = await run(['sh', '-c', 'printf "CONNECT 10.0.0.1:80 HTTP/1.1\\r\\n\\r\\n" | nc 127.0.0.1 3128 | head -1'], { network: 'egress' });
+  assert.equal(job.output?.stdout, 'HTTP/1.1 403 Forbidden\r\n');
+  const after = await scrapeWorker();
+  assert.equal(value(after, 'sbx_job_egress_refused_total') - value(before, 'sbx_job_egress_refused_total'), 1);
+  for (const name of ['sbx_job_egress_connections_total', 'sbx_job_egress_bytes_total']) assert.ok(parse(after).types.has(name), `${name} in the worker's scrape`);
+  assert.equal(value(after, 'sbx_job_egress_connections_total'), 0);
+});

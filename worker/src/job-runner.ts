@@ -10,7 +10,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { isSbxError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
-import type { JobDocument, JobPlacement, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
+import type { EgressUsage, JobDocument, JobPlacement, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
 import type { JobStore, StoredJob, StoredOutputFile } from '../../core/src/job-store.ts';
 import { attemptOf, JobAttempts } from '../../core/src/job-attempts.ts';
 import type { Logger } from '../../core/src/logger.ts';
@@ -259,7 +259,7 @@ export class JobRunner {
       const dropped = exit.outputTruncated && !sink.budgetUsedUp ? { outputDroppedBytes: sink.droppedBytes } : {};
       if (sink.firstOutputAt !== null) doc = { ...doc, timings: { ...doc.timings, firstOutputMs: Math.max(0, sink.firstOutputAt - startedAt.getTime()) } };
       const collected = stored.spec.outputFiles?.length && exit.outputFiles ? await this.keepOutputFiles(id, exit.outputFiles, budget) : {};
-      if (proxy) doc = { ...doc, egress: await proxy.close() };
+      if (proxy) doc = { ...doc, egress: this.countEgress(await proxy.close()) };
       const written = sink.digests();
       const receipt = written && this.deps.receiptKey ? { key: this.deps.receiptKey, spec: stored.spec, written, budget } : undefined;
       await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped, ...collected }, receipt);
@@ -345,6 +345,16 @@ export class JobRunner {
       this.deps.metrics.cacheMisses.inc();
       throw e;
     }
+  }
+
+  /** A network "egress" job's proxy counts, added to the worker's metrics. */
+  private countEgress(e: EgressUsage): EgressUsage {
+    const m = this.deps.metrics;
+    m.egressConnections.inc(e.connections);
+    m.egressRefused.inc(e.refused);
+    m.egressBytes.inc({ direction: 'sent' }, e.bytesSent);
+    m.egressBytes.inc({ direction: 'received' }, e.bytesReceived);
+    return e;
   }
 
   /** Run time, the limits the job hit, the output it produced. */

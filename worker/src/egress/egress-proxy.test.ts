@@ -162,3 +162,34 @@ describe('egress proxy', () => {
     await assert.rejects(new Promise((resolve, reject) => net.connect(port, '127.0.0.1').on('connect', resolve).on('error', reject)), /ECONNREFUSED/);
   });
 });
+
+describe('egress proxy under resets', () => {
+  it('a destination or a job resetting mid-transfer ends that exchange, not the worker', async () => {
+    // The "destination" answers half a response and resets; a second one never answers.
+    const rude = net.createServer((s) => s.once('data', () => { s.write('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial'); setTimeout(() => s.resetAndDestroy(), 20); }));
+    const mute = net.createServer((s) => s.resume()); // reads, never answers
+    await Promise.all([rude, mute].map((srv) => new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))));
+    const [rudePort, mutePort] = [rude, mute].map((srv) => (srv.address() as net.AddressInfo).port);
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${rudePort}`, `127.0.0.1:${mutePort}`), ports: parsePortSet('*')!, maxConnections: 64 });
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j2', logger, connectTimeoutMs: 500 });
+    const port = p.address().port;
+    const plain = await exchange(port, `GET http://127.0.0.1:${rudePort}/ HTTP/1.1\r\nHost: x\r\n\r\n`).catch((e: Error) => ({ reply: e.message }));
+    assert.match(plain.reply, /partial|ECONNRESET/, 'the job sees the partial answer cut off');
+    const tunnel = await exchange(port, `CONNECT 127.0.0.1:${rudePort} HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n`).catch((e: Error) => ({ reply: e.message }));
+    assert.match(tunnel.reply, /200 Connection established[\s\S]*partial|ECONNRESET/);
+    // The job resets its own end while the destination has not answered, by either route.
+    for (const text of [`GET http://127.0.0.1:${mutePort}/ HTTP/1.1\r\nHost: x\r\n\r\n`, `CONNECT 127.0.0.1:${mutePort} HTTP/1.1\r\n\r\n`]) {
+      const s = net.connect(port, '127.0.0.1', () => s.write(text));
+      s.on('error', () => {});
+      await new Promise((r) => setTimeout(r, 50));
+      s.resetAndDestroy();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    // Still serving: a request after all that is answered.
+    const after = await exchange(port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    assert.equal(statusOf(after.reply), 400);
+    await p.close();
+    await Promise.all([rude, mute].map((srv) => new Promise((r) => srv.close(r))));
+
+  });
+});

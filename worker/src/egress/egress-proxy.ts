@@ -161,6 +161,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   });
 
   server.on('connect', (req: http.IncomingMessage, client: Duplex, head: Buffer) => {
+    client.on('error', () => {}); // a job that resets its end: the close below tidies up
     const target = connectTarget(req.url);
     if (!target) {
       refuse(String(req.url).slice(0, 300), null, 'not a host:port');
@@ -171,7 +172,6 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
       refuse(target.host, target.port, why);
       return answerRaw(client, 403, `refused ${target.host}:${target.port}: ${why}`);
     }
-    client.on('error', () => {});
     const upstream = dial(target, (s) => {
       client.write('HTTP/1.1 200 Connection established\r\n\r\n');
       if (head.length) {
@@ -192,6 +192,8 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   });
 
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    req.on('error', () => {});
+    res.on('error', () => {});
     const url = URL.canParse(req.url ?? '') ? new URL(req.url!) : null;
     if (!url || url.protocol !== 'http:') {
       refuse(String(req.url).slice(0, 300), null, 'not a proxy request');
@@ -219,6 +221,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
       createConnection: () => socket, method: req.method, path: `${url.pathname}${url.search}`, headers: forwardable(req.headers), setHost: false, // no agent: createConnection's socket, this request only
     });
     up.on('response', (r) => {
+      r.on('error', () => res.destroy()); // the destination reset mid-answer: so is the job's
       res.writeHead(r.statusCode ?? 502, r.statusMessage, forwardable(r.headers));
       r.on('data', (c: Buffer) => void (usage.bytesReceived += c.length));
       r.pipe(res);

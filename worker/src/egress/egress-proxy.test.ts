@@ -193,3 +193,23 @@ describe('egress proxy under resets', () => {
 
   });
 });
+
+describe('egress proxy and malformed answers', () => {
+  it('an answer that cannot be passed on (a control character in its status text or a header) is a 502 to that request only', async () => {
+    const answers = ['HTTP/1.1 200 O\x7fK\r\nContent-Length: 2\r\n\r\nok', 'HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\nok', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'];
+    let next = 0;
+    const odd = net.createServer((s) => s.once('data', () => s.end(Buffer.from(answers[next++]!, 'latin1'))));
+    await new Promise<void>((r) => odd.listen(0, '127.0.0.1', r));
+    const oddPort = (odd.address() as net.AddressInfo).port;
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${oddPort}`), ports: parsePortSet('*')!, maxConnections: 64 });
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j3', logger });
+    const statuses: number[] = [];
+    for (let i = 0; i < answers.length; i++) {
+      const { reply } = await exchange(p.address().port, `GET http://127.0.0.1:${oddPort}/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      statuses.push(statusOf(reply));
+    }
+    assert.deepEqual(statuses, [502, 502, 200]);
+    await p.close();
+    await new Promise((r) => odd.close(r));
+  });
+});

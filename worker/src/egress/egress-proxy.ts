@@ -110,7 +110,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   };
   const answer = (res: http.ServerResponse, status: number, text: string): void => {
     const body = `sbx egress proxy: ${text}\n`;
-    res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
+    res.writeHead(status, http.STATUS_CODES[status], { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), connection: 'close' }).end(body);
   };
 
   /** A socket to `t` through the policy: the name resolved once, the connected address checked again. */
@@ -160,7 +160,17 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     socket.once('close', () => clients.delete(socket));
   });
 
-  server.on('connect', (req: http.IncomingMessage, client: Duplex, head: Buffer) => {
+  /** A handler that throws answers 502 to that exchange, never takes the worker down. */
+  const guarded = <A extends unknown[]>(handler: (...args: A) => void, fail: (...args: A) => void) => (...args: A) => {
+    try {
+      handler(...args);
+    } catch (e) {
+      opts.logger.warn({ jobId: opts.jobId, err: (e as Error).message }, 'job egress proxy: a request failed');
+      try { fail(...args); } catch { /* its socket is gone */ }
+    }
+  };
+
+  server.on('connect', guarded((req: http.IncomingMessage, client: Duplex, head: Buffer) => {
     client.on('error', () => {}); // a job that resets its end: the close below tidies up
     const target = connectTarget(req.url);
     if (!target) {
@@ -189,9 +199,9 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     });
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
-  });
+  }, (_req, client) => client.destroy()));
 
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+  server.on('request', guarded((req: http.IncomingMessage, res: http.ServerResponse) => {
     req.on('error', () => {});
     res.on('error', () => {});
     const url = URL.canParse(req.url ?? '') ? new URL(req.url!) : null;
@@ -220,12 +230,16 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     const up = http.request({
       createConnection: () => socket, method: req.method, path: `${url.pathname}${url.search}`, headers: forwardable(req.headers), setHost: false, // no agent: createConnection's socket, this request only
     });
-    up.on('response', (r) => {
+    up.on('response', guarded((r: http.IncomingMessage) => {
       r.on('error', () => res.destroy()); // the destination reset mid-answer: so is the job's
       res.writeHead(r.statusCode ?? 502, r.statusMessage, forwardable(r.headers));
       r.on('data', (c: Buffer) => void (usage.bytesReceived += c.length));
       r.pipe(res);
-    });
+    }, (r) => {
+      r.destroy();
+      if (!res.headersSent) answer(res, 502, `${target.host}:${target.port} sent an answer that cannot be passed on`);
+      else res.destroy();
+    }));
     up.on('error', () => {
       if (!connected) return; // failed before connecting: answered by dial's onFailed
       if (!res.headersSent) answer(res, 502, `the connection to ${target.host}:${target.port} failed`);
@@ -233,7 +247,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     });
     res.once('close', () => up.destroy());
     req.pipe(up);
-  });
+  }, (_req, res) => (res.headersSent ? res.destroy() : answer(res, 502, 'the request could not be forwarded'))));
 
   server.on('clientError', (_e, socket) => socket.destroy());
 

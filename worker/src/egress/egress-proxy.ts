@@ -35,6 +35,8 @@ export const EGRESS_PROXY_ENV: Readonly<Record<string, string>> = {
   https_proxy: `http://127.0.0.1:${EGRESS_PROXY_PORT}`,
   NO_PROXY: 'localhost,127.0.0.1,::1',
   no_proxy: 'localhost,127.0.0.1,::1',
+  // Node.js (22.21+, 24+) follows the variables above for fetch() and http only when asked.
+  NODE_USE_ENV_PROXY: '1',
 };
 const MAX_REFUSALS_KEPT = 20;
 const CONNECT_TIMEOUT_MS = 10_000;

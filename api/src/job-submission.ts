@@ -53,8 +53,10 @@ export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy
 
 /** network "egress" only where the server allows it; egressHosts only with it. */
 function checkNetwork(req: JobRequest, policy: LimitsPolicy): void {
-  if (req.network === 'egress' && policy.jobEgress === false) {
-    const message = 'must be "none": this server does not let jobs reach the network (SBX_JOB_EGRESS=false)';
+  const off = policy.jobEgress === false ? 'this server does not let jobs reach the network (SBX_JOB_EGRESS=false)'
+    : policy.tenantJobEgress === false ? 'this tenant\'s jobs may not reach the network (its quota says jobEgress: false)' : null;
+  if (req.network === 'egress' && off) {
+    const message = `must be "none": ${off}`;
     throw new InvalidRequestError(`network ${message}`, [{ path: 'network', message }]);
   }
   if (req.egressHosts && req.network !== 'egress') {

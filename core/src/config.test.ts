@@ -52,7 +52,7 @@ test('API keys map to tenants, with a role (tenant by default) and the default q
     { key: 'bbbbbbbbbbbbbbbb2', tenant: 'team-b', role: 'admin' },
     { key: 'cccccccccccccccc3', tenant: 'team-c', role: 'tenant' },
   ]);
-  assert.deepEqual(c.quotas.get('team-a'), { activeJobs: 1000, submitsPerSecond: 100, submitBurst: 200, streams: 100, requests: 256, requestsPerSecond: 1000, requestBurst: 2000, storedBytesPerHour: 1024 * 2 ** 20, limits: {} });
+  assert.deepEqual(c.quotas.get('team-a'), { activeJobs: 1000, submitsPerSecond: 100, submitBurst: 200, streams: 100, requests: 256, requestsPerSecond: 1000, requestBurst: 2000, storedBytesPerHour: 1024 * 2 ** 20, jobEgress: true, limits: {} });
   assert.equal(loadConfig({}).quotas.size, 0, 'anonymous mode: no quotas');
   assert.throws(() => loadConfig({ SBX_API_KEYS: 'aaaaaaaaaaaaaaaa1:team-a:root' }), /SBX_API_KEYS=\(hidden\): each entry must be <key>:<tenant>\[:<role>\]/);
 });
@@ -68,9 +68,9 @@ test('API keys with quotas: JSON inline or in SBX_API_KEYS_FILE, merged; bad ent
   ]));
   const c = loadConfig({ SBX_API_KEYS: '[{"key":"eeeeeeeeeeeeeeee1","tenant":"team-e","quota":{"submitBurst":7,"streams":5,"requests":9,"requestsPerSecond":2.5,"storedBytesPerHour":65536}}]', SBX_API_KEYS_FILE: file, SBX_TENANT_ACTIVE_JOBS: '0' });
   assert.deepEqual(c.env.SBX_API_KEYS.map((k) => `${k.tenant}/${k.role}`), ['team-e/tenant', 'team-f/tenant', 'team-f/tenant', 'ops/admin']);
-  assert.deepEqual(c.quotas.get('team-e'), { activeJobs: null, submitsPerSecond: 100, submitBurst: 7, streams: 5, requests: 9, requestsPerSecond: 2.5, requestBurst: 5, storedBytesPerHour: 65536, limits: {} });
-  assert.deepEqual(c.quotas.get('team-f'), { activeJobs: 5, submitsPerSecond: 2, submitBurst: 4, streams: 100, requests: 256, requestsPerSecond: 1000, requestBurst: 2000, storedBytesPerHour: 1024 * 2 ** 20, limits: { memoryBytes: 64 * 2 ** 20 } });
-  assert.deepEqual(c.quotas.get('ops'), { activeJobs: null, submitsPerSecond: null, submitBurst: 1, streams: null, requests: null, requestsPerSecond: null, requestBurst: 1, storedBytesPerHour: null, limits: {} });
+  assert.deepEqual(c.quotas.get('team-e'), { activeJobs: null, submitsPerSecond: 100, submitBurst: 7, streams: 5, requests: 9, requestsPerSecond: 2.5, requestBurst: 5, storedBytesPerHour: 65536, jobEgress: true, limits: {} });
+  assert.deepEqual(c.quotas.get('team-f'), { activeJobs: 5, submitsPerSecond: 2, submitBurst: 4, streams: 100, requests: 256, requestsPerSecond: 1000, requestBurst: 2000, storedBytesPerHour: 1024 * 2 ** 20, jobEgress: true, limits: { memoryBytes: 64 * 2 ** 20 } });
+  assert.deepEqual(c.quotas.get('ops'), { activeJobs: null, submitsPerSecond: null, submitBurst: 1, streams: null, requests: null, requestsPerSecond: null, requestBurst: 1, storedBytesPerHour: null, jobEgress: true, limits: {} });
   // SBX_TENANT_STREAMS=0: no bound for keys that do not set their own.
   assert.equal(loadConfig({ SBX_API_KEYS: 'eeeeeeeeeeeeeeee1:team-e', SBX_TENANT_STREAMS: '0' }).quotas.get('team-e')?.streams, null);
   assert.equal(loadConfig({ SBX_API_KEYS: 'eeeeeeeeeeeeeeee1:team-e', SBX_TENANT_REQUESTS: '0' }).quotas.get('team-e')?.requests, null);
@@ -141,6 +141,11 @@ test('jobs\' egress: on by default, ports 80 and 443, 64 connections; SBX_JOB_EG
   }
   assert.match(problemsOf({ SBX_JOB_EGRESS_ALLOW: 'http://x' }), /SBX_JOB_EGRESS_ALLOW=.*entry "http:\/\/x" is not/);
   assert.match(problemsOf({ SBX_JOB_EGRESS_CONNECTIONS: '0' }), /SBX_JOB_EGRESS_CONNECTIONS/);
+  // Per tenant: a key's quota may keep its jobs off the network; the default is the server's.
+  const keys = (quota: unknown) => JSON.stringify([{ key: 'tenant-key-0123456789abc', tenant: 'graders', quota }, { key: 'tenant-key-0123456789xyz', tenant: 'ci' }]);
+  const quotas = loadConfig({ SBX_API_KEYS: keys({ jobEgress: false }) }).quotas;
+  assert.deepEqual([quotas.get('graders')!.jobEgress, quotas.get('ci')!.jobEgress], [false, true]);
+  assert.match(problemsOf({ SBX_API_KEYS: keys({ jobEgress: 'no' }) }), /quota\.jobEgress.*must be true or false/);
 });
 
 test('SBX_REGISTRY_CERTS_DIR: the default may be missing; a set directory must exist and be readable', (t) => {

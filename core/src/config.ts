@@ -318,6 +318,8 @@ const QuotaInput = z.strictObject({
   requestBurst: z.number().int('must be a whole number').min(1, 'must be >= 1').max(1_000_000).optional(),
   /** Bytes its jobs may store in Redis per hour, records and output. */
   storedBytesPerHour: z.number().int('must be a whole number').min(1024, 'must be >= 1024 (or null: no limit)').max(2 ** 50).nullable().optional(),
+  /** Whether this tenant's jobs may ask for network "egress" (default true; SBX_JOB_EGRESS=false turns it off for every tenant). */
+  jobEgress: z.boolean({ error: 'must be true or false' }).optional(),
   /** Ceilings on job limits for this tenant, under the server's SBX_MAX_* maxima. */
   limits: z.strictObject(Object.fromEntries(LIMIT_NAMES.map((n) => [n, z.number().positive('must be > 0').optional()])) as Record<LimitName, z.ZodOptional<z.ZodNumber>>).optional(),
 });
@@ -373,6 +375,8 @@ export interface TenantQuota {
   requestBurst: number;
   /** Bytes its jobs may store in Redis per hour, records and output (core/src/tenant-storage-budget.ts). */
   storedBytesPerHour: number | null;
+  /** Whether its jobs may ask for network "egress" (under the server's SBX_JOB_EGRESS). */
+  jobEgress: boolean;
   limits: Partial<Record<LimitName, number>>;
 }
 
@@ -486,6 +490,7 @@ function resolveTenants(env: Env, limits: LimitsPolicy, problems: string[]): Map
       requestsPerSecond: requestRate,
       requestBurst: q?.requestBurst ?? Math.max(1, Math.ceil(2 * (requestRate ?? 0))),
       storedBytesPerHour: q?.storedBytesPerHour !== undefined ? q.storedBytesPerHour : env.SBX_TENANT_STORED_BYTES_PER_HOUR || null,
+      jobEgress: q?.jobEgress ?? true,
       limits: q?.limits ?? {},
     });
     for (const [name, v] of Object.entries(q?.limits ?? {}) as Array<[LimitName, number]>) {
@@ -516,6 +521,8 @@ export interface LimitsPolicy {
   maxStopGraceMs?: number;
   /** Whether jobs may ask for network "egress" (SBX_JOB_EGRESS; default true). */
   jobEgress?: boolean;
+  /** False when the tenant's quota says `jobEgress: false` (tenantLimitsPolicy). */
+  tenantJobEgress?: boolean;
 }
 
 export interface Config {

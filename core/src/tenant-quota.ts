@@ -111,9 +111,10 @@ export class TenantQuotas {
 /**
  * The limits policy for one tenant: its ceilings lower the server's maxima, and the defaults with
  * them (a request that omits a field must not be refused for it); a cpuTimeMs ceiling becomes the
- * default too, as there is none otherwise.
+ * default too, as there is none otherwise. A quota with `jobEgress: false` keeps its jobs off the network.
  */
-export function tenantLimitsPolicy(policy: LimitsPolicy, quota: TenantQuota | null): LimitsPolicy {
+export function tenantLimitsPolicy(server: LimitsPolicy, quota: TenantQuota | null): LimitsPolicy {
+  const policy = quota?.jobEgress === false ? { ...server, tenantJobEgress: false } : server;
   const ceilings = Object.entries(quota?.limits ?? {}) as Array<[LimitName, number]>;
   if (ceilings.length === 0) return policy;
   const defaults = { ...policy.defaults };

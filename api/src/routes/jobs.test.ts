@@ -82,6 +82,18 @@ describe('POST /v1/jobs', () => {
     } finally {
       await off.close();
     }
+    // Per tenant: a key whose quota says jobEgress: false; another tenant of the same server keeps it.
+    const keys = [{ key: 'no-network-key-0123456789', tenant: 'graders', quota: { jobEgress: false } }, { key: 'network-key-0123456789ab', tenant: 'ci' }];
+    const perTenant = createTestApp(redis, { SBX_API_KEYS: JSON.stringify(keys) });
+    try {
+      const submit = (key: string) => perTenant.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ image, network: 'egress' }) });
+      const refused = await submit(keys[0]!.key);
+      assert.equal(refused.status, 400);
+      assert.match(((await refused.json()) as { error: { message: string } }).error.message, /network must be "none": this tenant's jobs may not reach the network \(its quota says jobEgress: false\)/);
+      assert.equal((await submit(keys[1]!.key)).status, 202);
+    } finally {
+      await perTenant.close();
+    }
   });
 
   test('the same idempotencyKey returns the first job, per tenant', async () => {

@@ -226,6 +226,9 @@ export const envSchema = z.object({
   }),
   // Connections one job may have open through its proxy at once (more are answered 429).
   SBX_JOB_EGRESS_CONNECTIONS: int(1, 4096).default(64),
+  // Bytes one job may move through its proxy, both ways together; past it its connections are cut
+  // and new ones refused (egress.limitReached). 0: no limit.
+  SBX_JOB_EGRESS_BYTES: int(0).default(GiB),
   // Image cache disk budget (LRU, never evicting what a running job uses); unset = unbounded.
   // Only for one worker process per SBX_STATE_DIR.
   SBX_IMAGE_CACHE_BYTES: int(16 * MiB).optional(),

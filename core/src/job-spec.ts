@@ -323,6 +323,7 @@ export const EgressUsage = z.object({
   bytesReceived: z.number().int().describe('Bytes the destinations sent back.'),
   refusals: z.array(z.object({ host: z.string(), port: z.number().int().nullable(), reason: z.string() }))
     .describe('The first refusals (at most 20): what the job asked for and why it was refused.'),
+  limitReached: z.boolean().optional().describe('True when the job moved more than the server\'s SBX_JOB_EGRESS_BYTES through its proxy: its connections were cut there and new ones refused.'),
 });
 export type EgressUsage = z.infer<typeof EgressUsage>;
 

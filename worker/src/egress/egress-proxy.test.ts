@@ -213,3 +213,23 @@ describe('egress proxy and malformed answers', () => {
     await new Promise((r) => odd.close(r));
   });
 });
+
+describe('egress proxy budget', () => {
+  it('past its bytes a job\'s connections are cut and new ones refused, by either route', async () => {
+    const big = http.createServer((_req, res) => res.end(Buffer.alloc(200_000, 0x62)));
+    await new Promise<void>((r) => big.listen(0, '127.0.0.1', r));
+    const bigPort = (big.address() as net.AddressInfo).port;
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${bigPort}`), ports: parsePortSet('*')!, maxConnections: 64, maxBytes: 50_000 });
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j4', logger });
+    const port = p.address().port;
+    const first = await exchange(port, `GET http://127.0.0.1:${bigPort}/ HTTP/1.1\r\nHost: x\r\n\r\n`).catch((e: Error) => ({ reply: e.message }));
+    assert.ok(first.reply.length < 200_000, `cut short: ${first.reply.length} bytes reached the job`);
+    const next = await exchange(port, `CONNECT 127.0.0.1:${bigPort} HTTP/1.1\r\n\r\n`);
+    assert.equal(statusOf(next.reply), 403);
+    assert.match(next.reply, /this job's egress budget of 50000 bytes is used up \(SBX_JOB_EGRESS_BYTES\)/);
+    const usage = await p.close();
+    assert.equal(usage.limitReached, true);
+    assert.ok(usage.bytesReceived > 50_000 && usage.bytesReceived < 200_000, JSON.stringify(usage));
+    await new Promise((r) => { big.closeAllConnections(); big.close(r); });
+  });
+});

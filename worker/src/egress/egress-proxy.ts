@@ -12,7 +12,9 @@
  * - a refusal is a 403 whose body says why (curl, pip and git print it), counted, and the first ones
  *   are kept for the job's document (`egress.refusals`);
  * - at most `maxConnections` client connections at once (more get a 429); connecting times out
- *   after `connectTimeoutMs` (504).
+ *   after `connectTimeoutMs` (504);
+ * - past `maxBytes` moved both ways together (at most one read more), every connection is cut and
+ *   new ones are refused (`egress.limitReached`).
  *
  * close() ends every connection and closes the listener, which lets the job's namespace go.
  */
@@ -98,6 +100,19 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   const connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
   const { policy } = rules;
 
+  const maxBytes = rules.config.maxBytes ?? null;
+  let exhausted = false;
+  const budgetText = () => `this job's egress budget of ${maxBytes} bytes is used up (SBX_JOB_EGRESS_BYTES)`;
+  /** Counts `n` bytes one way; past the budget, cuts every connection (at most one read more got through). */
+  const spend = (n: number, way: 'bytesSent' | 'bytesReceived'): void => {
+    usage[way] += n;
+    if (maxBytes === null || exhausted || usage.bytesSent + usage.bytesReceived <= maxBytes) return;
+    exhausted = true;
+    usage.limitReached = true;
+    opts.logger.info({ jobId: opts.jobId, maxBytes }, 'job egress budget used up: its connections are cut');
+    for (const s of [...clients, ...upstreams]) s.destroy();
+  };
+
   const refuse = (host: string, port: number | null, reason: string): void => {
     usage.refused++;
     if (usage.refusals.length < MAX_REFUSALS_KEPT) {
@@ -152,6 +167,12 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   const server = http.createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 });
 
   server.on('connection', (socket: net.Socket) => {
+    if (exhausted) {
+      refuse('(connection)', null, budgetText());
+      answerRaw(socket, 403, budgetText());
+      socket.destroySoon();
+      return;
+    }
     if (clients.size >= rules.config.maxConnections) {
       refuse('(connection)', null, `more than ${rules.config.maxConnections} connections at once (SBX_JOB_EGRESS_CONNECTIONS)`);
       answerRaw(socket, 429, `at most ${rules.config.maxConnections} connections at once`);
@@ -187,11 +208,11 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     const upstream = dial(target, (s) => {
       client.write('HTTP/1.1 200 Connection established\r\n\r\n');
       if (head.length) {
-        usage.bytesSent += head.length;
+        spend(head.length, 'bytesSent');
         s.write(head);
       }
-      client.on('data', (c: Buffer) => void (usage.bytesSent += c.length));
-      s.on('data', (c: Buffer) => void (usage.bytesReceived += c.length));
+      client.on('data', (c: Buffer) => spend(c.length, 'bytesSent'));
+      s.on('data', (c: Buffer) => spend(c.length, 'bytesReceived'));
       client.pipe(s);
       s.pipe(client);
     }, (e) => {
@@ -221,7 +242,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
       refuse(target.host, target.port, why);
       return answer(res, 403, `refused ${target.host}:${target.port}: ${why}`);
     }
-    req.on('data', (c: Buffer) => void (usage.bytesSent += c.length));
+    req.on('data', (c: Buffer) => spend(c.length, 'bytesSent'));
     let connected = false;
     const socket = dial(target, () => void (connected = true), (e) => {
       const f = failure(e, target);
@@ -235,7 +256,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     up.on('response', guarded((r: http.IncomingMessage) => {
       r.on('error', () => res.destroy()); // the destination reset mid-answer: so is the job's
       res.writeHead(r.statusCode ?? 502, r.statusMessage, forwardable(r.headers));
-      r.on('data', (c: Buffer) => void (usage.bytesReceived += c.length));
+      r.on('data', (c: Buffer) => spend(c.length, 'bytesReceived'));
       r.pipe(res);
     }, (r) => {
       r.destroy();

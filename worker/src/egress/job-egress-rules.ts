@@ -18,6 +18,8 @@ export interface JobEgressConfig {
   ports: PortSet;
   /** SBX_JOB_EGRESS_CONNECTIONS: a job's connections to its proxy at once. */
   maxConnections: number;
+  /** SBX_JOB_EGRESS_BYTES: bytes one job may move through its proxy, both ways together (null: no limit). */
+  maxBytes?: number | null;
 }
 
 /** `*.example.com` matches the subdomains of example.com; anything else the name itself. */

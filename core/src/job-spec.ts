@@ -319,8 +319,8 @@ export type CallbackState = z.infer<typeof CallbackState>;
 export const EgressUsage = z.object({
   connections: z.number().int().describe('Connections the proxy made for the job (CONNECT tunnels and plain-HTTP requests).'),
   refused: z.number().int().describe('Requests the proxy refused (destination not allowed, too many at once, not a proxy request).'),
-  bytesSent: z.number().int().describe('Bytes the job sent to the destinations (request bodies and tunnelled bytes).'),
-  bytesReceived: z.number().int().describe('Bytes the destinations sent back.'),
+  bytesSent: z.number().int().describe('Bytes the job sent to the destinations: everything through a CONNECT tunnel, the bodies of plain-HTTP requests (not their headers).'),
+  bytesReceived: z.number().int().describe('Bytes the destinations sent back: everything through a CONNECT tunnel, the bodies of plain-HTTP answers (not their headers).'),
   refusals: z.array(z.object({ host: z.string(), port: z.number().int().nullable(), reason: z.string() }))
     .describe('The first refusals (at most 20): what the job asked for and why it was refused.'),
   limitReached: z.boolean().optional().describe('True when the job moved more than the server\'s SBX_JOB_EGRESS_BYTES through its proxy: its connections were cut there and new ones refused.'),

@@ -8,7 +8,7 @@
  * it as `worker_lost`.
  */
 import { createHash, type KeyObject } from 'node:crypto';
-import { isSbxError } from '../../core/src/errors.ts';
+import { InvalidRequestError, isSbxError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
 import type { EgressUsage, JobDocument, JobPlacement, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
 import type { JobStore, StoredJob, StoredOutputFile } from '../../core/src/job-store.ts';
@@ -28,7 +28,6 @@ import { outputIdleEnd, watchSilence } from './output/silence-watch.ts';
 import { watchLiveUsage } from './live-usage.ts';
 import { startEgressProxy, type EgressProxy } from './egress/egress-proxy.ts';
 import { JobEgressRules, type JobEgressConfig } from './egress/job-egress-rules.ts';
-import { InvalidRequestError } from '../../core/src/errors.ts';
 import type { SlotPool } from './slots.ts';
 import { receiptFor, type StreamDigest } from '../../core/src/receipts/job-receipt.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
@@ -197,6 +196,7 @@ export class JobRunner {
     try {
       const cancelledEarly = this.cancelsBeforeActive.delete(id);
       if ((await cancelRead) || cancelledEarly) this.cancel(id);
+      if (stored.spec.network === 'egress' && !this.deps.jobEgress) throw new InvalidRequestError('network "egress" is turned off on this worker (SBX_JOB_EGRESS=false)');
       image = await acquiring;
       const pulledAt = new Date();
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
@@ -212,7 +212,6 @@ export class JobRunner {
       const [built, stillOurs] = await Promise.all([buildLaunchSpec(stored.spec, image, slot), startsNow || this.attempts.markStarted(id, attemptOf(doc))]);
       if (!stillOurs) return void logger.warn({ jobId: id }, 'job was settled as lost before it started here (this worker looked dead): not started');
       const launchSpec = withInteractive(built, stored.spec);
-      if (stored.spec.network === 'egress' && !this.deps.jobEgress) throw new InvalidRequestError('network "egress" is turned off on this worker (SBX_JOB_EGRESS=false)');
       const launched = await this.start(id, launchSpec);
       proxy = await this.serveEgress(stored.spec, launched);
       // Where to look on the host: its cgroups are <parent>/<id>, or on cgroup v2 the pooled setup's group it started in.

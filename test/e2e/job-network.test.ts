@@ -128,3 +128,15 @@ describe('network "egress"', () => {
     }
   });
 });
+
+// Last in this file: it replaces the stack's worker.
+test('a worker with SBX_JOB_EGRESS=false ends such a job invalid_request, saying so, while the API (allowing it) accepted it', async () => {
+  await e2e.stack.workers[0]!.kill('SIGTERM');
+  await e2e.stack.startWorker({ SBX_JOB_EGRESS: 'false' });
+  const res = await run('echo should not run');
+  assert.equal(res.body.status, 'error', JSON.stringify(res.body));
+  assert.deepEqual(res.body.error, { code: 'invalid_request', message: 'network "egress" is turned off on this worker (SBX_JOB_EGRESS=false)' });
+  assert.equal(res.body.output?.stdout ?? '', '');
+  const plain = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['echo', 'still runs'] }, { wait: true });
+  assert.equal(plain.body.output?.stdout, 'still runs\n');
+});

@@ -147,10 +147,10 @@ export type OutputFileInfo = z.infer<typeof OutputFileInfo>;
 
 /** At most this many `egressHosts`. */
 export const MAX_EGRESS_HOSTS = 64;
-const HOST_LABEL = '[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?';
+const HOST_LABEL = '[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
 /** A host name, or `*.` and a domain (its subdomains), lowercase or not, no trailing dot. */
 export const EgressHostPattern = z.string().max(253, 'must be at most 253 characters')
-  .regex(new RegExp(`^(?:\\*\\.)?${HOST_LABEL}(?:\\.${HOST_LABEL})*$`, 'i'), 'must be a host name such as pypi.org, or *. and a domain such as *.pythonhosted.org')
+  .regex(new RegExp(`^(?:\\*\\.)?${HOST_LABEL}(?:\\.${HOST_LABEL})*$`), 'must be a host name such as pypi.org, or *. and a domain such as *.pythonhosted.org')
   .refine((h) => !/^[0-9.]+$/.test(h), 'must be a host name, not an IP address');
 
 export const JobRequest = z.strictObject({

@@ -6,7 +6,7 @@
  * The end-to-end benches (e2e, attach, python) start a stack of their own and stop it after.
  *
  * Flags:
- *   --only a,b        run only these benches (launcher, launcher-spaced, pull, zstd, disk, e2e, attach, python)
+ *   --only a,b        run only these benches (launcher, launcher-spaced, pull, zstd, disk, e2e, attach, python, egress)
  *   --skip a,b        run all but these
  *   --<bench>-args "…" replace that bench's default flags, e.g. --launcher-args "--runs 1000"
  */
@@ -30,6 +30,8 @@ const BENCHES: Bench[] = [
   { name: 'e2e', cmd: [tsx, 'loadtest/bench-e2e.ts'], args: ['--own-stack', '--runs', '200', '--sse-runs', '50', '--seconds', '5', '--json'] },
   { name: 'attach', cmd: [tsx, 'loadtest/bench-attach.ts'], args: ['--own-stack', '--keys', '100', '--json'] },
   { name: 'python', cmd: [tsx, 'loadtest/bench-python.ts'], args: ['--runs', '50', '--json'] },
+  // network "egress" jobs' proxy against tinyproxy and no proxy: throughput, CPU per GB, per-connection latency
+  { name: 'egress', cmd: [tsx, 'worker/bench/egress-bench.ts'], args: ['--mb', '256', '--runs', '5', '--requests', '200', '--json'] },
 ];
 
 function parseFlags(argv: string[]): { only?: Set<string>; skip: Set<string>; args: Map<string, string[]> } {

@@ -133,7 +133,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   /** A socket to `t` through the policy: the name resolved once, the connected address checked again. */
   const dial = (t: Target, onConnected: (s: net.Socket) => void, onFailed: (e: NodeJS.ErrnoException) => void): net.Socket => {
     const host = bareAddress(t.host);
-    const s = net.connect({ host, port: t.port, lookup: guardedLookup(policy, t.port) });
+    const s = net.connect({ host, port: t.port, lookup: guardedLookup(policy, t.port), noDelay: true });
     upstreams.add(s);
     const timer = setTimeout(() => s.destroy(Object.assign(new Error('connect timeout'), { code: 'sbx_connect_timeout' })), connectTimeoutMs);
     let settled = false;

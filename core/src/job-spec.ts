@@ -384,6 +384,8 @@ export const JobDocument = z.object({
   outputDroppedBytes: z.object({ stdout: z.number().int(), stderr: z.number().int() }).optional()
     .describe('When limits.outputBytes cut the output: how many bytes of each stream were left out. With limits.outputTailBytes they are the bytes between the start kept (outputBytes - outputTailBytes) and the end kept; without, the bytes after the first outputBytes. Absent when the tenant\'s storage budget for the hour cut it.'),
   limits: Limits,
+  network: z.enum(['none', 'egress']).optional().describe('As requested (absent on jobs from before this field: "none").'),
+  egressHosts: z.array(z.string()).optional().describe('As requested, with network "egress".'),
   labels: z.record(z.string(), z.string()),
   output: JobOutput.optional(),
   /** What the job's outputFiles patterns collected (present on jobs that asked, once they ended). */
@@ -431,6 +433,8 @@ export function newJobDocument(spec: JobSpec): JobDocument {
     worker: null,
     outputTruncated: false,
     limits: spec.limits,
+    network: spec.network,
+    ...(spec.egressHosts ? { egressHosts: spec.egressHosts } : {}),
     labels: spec.labels,
     ...(spec.openStdin || spec.tty ? { interactive: { openStdin: !!spec.openStdin, tty: !!spec.tty } } : {}),
     ...(spec.callbackUrl ? { callback: { url: spec.callbackUrl, delivered: false, attempts: [], nextAttemptAt: null } } : {}),

@@ -99,6 +99,7 @@ describe('network "egress"', () => {
 
   test('egressHosts narrows it to named hosts; without network "egress" there is no proxy at all', async () => {
     const narrowed = await run(connect(`127.0.0.1:${originPort}`), { egressHosts: ['pypi.org', '*.pythonhosted.org'] });
+    assert.deepEqual([narrowed.body.network, narrowed.body.egressHosts], ['egress', ['pypi.org', '*.pythonhosted.org']], 'the document says how the job was networked');
     assert.equal(narrowed.body.output?.stdout, 'HTTP/1.1 403 Forbidden\r\n');
     assert.match(narrowed.body.egress!.refusals[0]!.reason, /127\.0\.0\.1 is not one of the job's egressHosts/);
 
@@ -106,6 +107,7 @@ describe('network "egress"', () => {
     assert.equal(none.body.status, 'succeeded');
     assert.equal(none.body.output?.stdout, 'proxy env: []\n', 'nothing listens on 3128 and no proxy is set');
     assert.equal(none.body.egress, undefined);
+    assert.deepEqual([none.body.network, none.body.egressHosts], ['none', undefined]);
     assert.equal(receiptOf(none.body).network, undefined, 'absent: loopback only');
     assert.deepEqual(receiptOf(narrowed.body).network, { mode: 'egress', egressHosts: ['pypi.org', '*.pythonhosted.org'], connections: 0, refused: 1, bytesSent: 0, bytesReceived: 0 });
   });

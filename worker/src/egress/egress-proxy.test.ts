@@ -233,3 +233,93 @@ describe('egress proxy budget', () => {
     await new Promise((r) => { big.closeAllConnections(); big.close(r); });
   });
 });
+
+/** A DNS server on loopback answering A queries from `names` (AAAA and other names: no records). */
+async function dnsServer(names: Record<string, string>): Promise<{ port: number; close: () => void }> {
+  const { createSocket } = await import('node:dgram');
+  const sock = createSocket('udp4');
+  sock.on('message', (q, from) => {
+    let i = 12;
+    const labels: string[] = [];
+    while (q[i]! > 0) {
+      labels.push(q.subarray(i + 1, i + 1 + q[i]!).toString());
+      i += q[i]! + 1;
+    }
+    const question = q.subarray(12, i + 5);
+    const type = q.readUInt16BE(i + 1);
+    const address = type === 1 ? names[labels.join('.').toLowerCase()] : undefined;
+    const header = Buffer.alloc(12);
+    q.copy(header, 0, 0, 2);
+    header.writeUInt16BE(0x8180, 2);
+    header.writeUInt16BE(1, 4);
+    header.writeUInt16BE(address ? 1 : 0, 6);
+    const answer = address ? Buffer.concat([Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]), Buffer.from(address.split('.').map(Number))]) : Buffer.alloc(0);
+    sock.send(Buffer.concat([header, question, answer]), from.port, from.address);
+  });
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', r));
+  return { port: sock.address().port, close: () => sock.close() };
+}
+
+describe('egress proxy name resolution', () => {
+  it('resolves by DNS off the thread pool (a pool held by blocked file reads does not hold it up), and judges what the answer names', async () => {
+    const { mkdtempSync, rmSync, writeFileSync, promises: fsp } = await import('node:fs');
+    const { execFileSync } = await import('node:child_process');
+    const { Resolver } = await import('node:dns');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const target = await origin();
+    const dns = await dnsServer({ 'origin.test': '127.0.0.1', 'internal.test': '10.0.0.7' });
+    const resolver = new Resolver({ timeout: 1000, tries: 1 });
+    resolver.setServers([`127.0.0.1:${dns.port}`]);
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${target.port}`), ports: parsePortSet('*')!, maxConnections: 64 });
+    const { dnsOnlyResolve } = await import('./job-dns.ts');
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j5', logger, resolve: dnsOnlyResolve(resolver) });
+    // Hold every thread of libuv's pool in open(2) of a FIFO nobody writes.
+    const dir = mkdtempSync(join(tmpdir(), 'sbx-egress-dns-'));
+    const fifos = Array.from({ length: Number(process.env.UV_THREADPOOL_SIZE ?? 4) }, (_, i) => join(dir, `f${i}`));
+    for (const f of fifos) execFileSync('mkfifo', [f]);
+    const held = fifos.map((f) => fsp.readFile(f));
+    try {
+      const stalled = await Promise.race([fsp.stat(dir).then(() => 'answered'), new Promise((r) => setTimeout(() => r('stalled'), 300))]);
+      assert.equal(stalled, 'stalled', 'control: the pool is held (a file system call waits)');
+      const through = await Promise.race([
+        exchange(p.address().port, `CONNECT origin.test:${target.port} HTTP/1.1\r\n\r\nGET /by-name HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`),
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer in 5 s: the name was resolved on the held thread pool')), 5000)),
+      ]);
+      assert.match(through.reply, /200 Connection established[\s\S]*hello from origin GET \/by-name/);
+      const internal = await exchange(p.address().port, `CONNECT internal.test:443 HTTP/1.1\r\n\r\n`);
+      assert.equal(statusOf(internal.reply), 403);
+      assert.match(internal.reply, /refused internal\.test:443: internal\.test has no public address/);
+      const local = await exchange(p.address().port, `CONNECT db.localhost:6379 HTTP/1.1\r\n\r\n`);
+      assert.equal(statusOf(local.reply), 403, 'names under localhost are loopback, asked of no server');
+    } finally {
+      for (const f of fifos) writeFileSync(f, ''); // a writer at last: each open returns, each read ends
+      await Promise.all(held);
+      rmSync(dir, { recursive: true, force: true });
+      await p.close();
+      dns.close();
+      await target.close();
+    }
+  });
+});
+
+describe('egress proxy and names that do not resolve', () => {
+  it('a name with no records, or a DNS server that refuses, is a 502 "could not resolve", not a refused connection', async () => {
+    const { Resolver } = await import('node:dns');
+    const { dnsOnlyResolve } = await import('./job-dns.ts');
+    const dns = await dnsServer({});
+    const answering = new Resolver({ timeout: 500, tries: 1 });
+    answering.setServers([`127.0.0.1:${dns.port}`]);
+    const closed = new Resolver({ timeout: 500, tries: 1 });
+    closed.setServers(['127.0.0.1:1']); // nothing listens: ECONNREFUSED from the DNS query itself
+    const rules = new JobEgressRules({ allow: [], ports: parsePortSet('*')!, maxConnections: 64 });
+    for (const resolver of [answering, closed]) {
+      const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j6', logger, resolve: dnsOnlyResolve(resolver) });
+      const r = await exchange(p.address().port, 'CONNECT nowhere.test:443 HTTP/1.1\r\n\r\n');
+      assert.equal(statusOf(r.reply), 502);
+      assert.match(r.reply, /sbx egress proxy: could not resolve nowhere\.test/);
+      await p.close();
+    }
+    dns.close();
+  });
+});

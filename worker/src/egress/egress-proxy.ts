@@ -6,7 +6,8 @@
  *
  * - `CONNECT host:port` (HTTPS, and anything else a client tunnels) and absolute-form plain-HTTP
  *   requests (`GET http://host/path`); anything else is a 400 that says how to use the proxy;
- * - a name is resolved once, here, and only the addresses the policy allows are connected to (no
+ * - a name is resolved once, here (by DNS through c-ares, off the thread pool the worker's file
+ *   system calls use: job-dns.ts), and only the addresses the policy allows are connected to (no
  *   second lookup for a rebinding DNS answer to change); the connected socket's address is checked
  *   again;
  * - a refusal is a 403 whose body says why (curl, pip and git print it), counted, and the first ones
@@ -26,6 +27,7 @@ import { bareAddress, parseIp } from '../../../core/src/egress/ip-address.ts';
 import type { EgressUsage } from '../../../core/src/job-spec.ts';
 import type { Logger } from '../../../core/src/logger.ts';
 import type { JobEgressRules } from './job-egress-rules.ts';
+import { dnsOnlyResolve, type ResolveAll } from './job-dns.ts';
 
 /** Where the proxy listens inside a job (HTTP_PROXY=http://127.0.0.1:3128). */
 export const EGRESS_PROXY_PORT = 3128;
@@ -49,6 +51,8 @@ export interface EgressProxyOptions {
   jobId: string;
   logger: Logger;
   connectTimeoutMs?: number;
+  /** How names are resolved (default: DNS through c-ares, job-dns.ts). */
+  resolve?: ResolveAll;
 }
 
 export interface EgressProxy {
@@ -99,6 +103,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   const upstreams = new Set<net.Socket>();
   const connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
   const { policy } = rules;
+  const resolve = opts.resolve ?? dnsOnlyResolve();
 
   const maxBytes = rules.config.maxBytes ?? null;
   let exhausted = false;
@@ -133,7 +138,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   /** A socket to `t` through the policy: the name resolved once, the connected address checked again. */
   const dial = (t: Target, onConnected: (s: net.Socket) => void, onFailed: (e: NodeJS.ErrnoException) => void): net.Socket => {
     const host = bareAddress(t.host);
-    const s = net.connect({ host, port: t.port, lookup: guardedLookup(policy, t.port), noDelay: true });
+    const s = net.connect({ host, port: t.port, lookup: guardedLookup(policy, t.port, resolve), noDelay: true });
     upstreams.add(s);
     const timer = setTimeout(() => s.destroy(Object.assign(new Error('connect timeout'), { code: 'sbx_connect_timeout' })), connectTimeoutMs);
     let settled = false;

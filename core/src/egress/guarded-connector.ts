@@ -11,7 +11,8 @@
  * listens there. `lookup` does not see the port, so the connector keeps one underlying connector
  * per port (each with its own TLS session cache).
  */
-import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from 'node:dns';
+import type { LookupAddress, LookupAllOptions } from 'node:dns';
+import { processLookup } from './bounded-lookup.ts';
 import type { LookupFunction, Socket } from 'node:net';
 import { Agent, buildConnector } from 'undici';
 import { EgressRefusedError } from '../errors.ts';
@@ -23,10 +24,10 @@ type Build = (options: buildConnector.BuildOptions) => buildConnector.connector;
 type Resolve = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void;
 
 /**
- * A `lookup` for net/tls.connect that resolves once (`resolve`, default dns.lookup) and keeps only
- * the addresses `policy` allows for `port`.
+ * A `lookup` for net/tls.connect that resolves once (`resolve`, default dns.lookup with a bound on
+ * calls at once: bounded-lookup.ts) and keeps only the addresses `policy` allows for `port`.
  */
-export function guardedLookup(policy: EgressPolicy, port: number, resolve: Resolve = dnsLookup): LookupFunction {
+export function guardedLookup(policy: EgressPolicy, port: number, resolve: Resolve = processLookup): LookupFunction {
   return (hostname, options, callback) => {
     resolve(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, '');

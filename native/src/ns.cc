@@ -233,8 +233,13 @@ Fd takeNetns() {
 }
 
 Fd makeNetnsNow() {
-  thread_local int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  return home < 0 ? Fd() : makeNetns(home);
+  // On a thread of its own: one that could not go home would end there, not stay in a job's namespace.
+  Fd out;
+  std::thread([&out] {
+    Fd home(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+    if (home.valid()) out = makeNetns(home.get());
+  }).join();
+  return out;
 }
 
 bool listenIn(int nsFd, uint16_t port, Fd& out, Error& err) {

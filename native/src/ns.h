@@ -21,12 +21,12 @@ constexpr uint64_t kUnshareFlags = 0x00020000 /*CLONE_NEWNS*/ | 0x08000000 /*CLO
 // reused; `lo` is already up. take() returns -1 when the pool is empty (the child then makes its
 // own). The fd is O_CLOEXEC and >= child::kMinFd.
 Fd takeNetns();
-// A fresh network namespace made now on this thread (lo up), for when the pool is empty and the
-// caller needs the namespace before the child exists (listenIn); invalid on failure.
+// A fresh network namespace made now, on a short-lived thread (lo up), for when the pool is empty
+// and the caller needs the namespace before the child exists (listenIn); invalid on failure.
 Fd makeNetnsNow();
 
 // A TCP socket listening on 127.0.0.1:port (O_CLOEXEC, non-blocking) in the network namespace of
-// `nsFd`: a namespace fd, or a pidfd (that process's namespace). This thread enters it, makes the
+// `nsFd` (a namespace fd: a pooled setup's is kept for this, zygote.h). This thread enters it, makes the
 // socket and comes back (a thread that cannot come back aborts the process, as setHostnameOf does).
 // The socket keeps the namespace alive until it is closed.
 bool listenIn(int nsFd, uint16_t port, Fd& out, Error& err);

@@ -76,12 +76,13 @@ describe('listenPort: a listener in the job\'s network namespace', () => {
     await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
   });
 
-  it('two jobs at once each have their own 127.0.0.1:3128; a job without listenPort has none', async () => {
+  it('eight jobs at once each have their own 127.0.0.1:3128 (more than the ready network namespaces: some made on the spot); a job without listenPort has none', async () => {
     const servers: net.Server[] = [];
-    const both = await Promise.all([0, 1].map((i) => run(baseSpec([rootfs], { slot: 4 + i, listenPort: 3128, argv: ['sh', '-c', 'nc 127.0.0.1 3128 </dev/null'] }), opts, (j) => {
+    const jobs = Array.from({ length: 8 }, (_, i) => i);
+    const all = await Promise.all(jobs.map((i) => run(baseSpec([rootfs], { slot: 4 + i, listenPort: 3128, argv: ['sh', '-c', 'nc 127.0.0.1 3128 </dev/null'] }), { ...opts, pool: i % 2 === 0 }, (j) => {
       servers.push(serve(j, `job ${i}\n`));
     })));
-    assert.deepEqual(both.map((r) => r.stdout), ['job 0\n', 'job 1\n']);
+    assert.deepEqual(all.map((r) => r.stdout), jobs.map((i) => `job ${i}\n`));
     await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
     const none = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'nc 127.0.0.1 3128 </dev/null; echo rc=$?'] }), opts, (j) => {
       assert.equal(j.listenFd, undefined);

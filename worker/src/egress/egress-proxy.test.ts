@@ -150,10 +150,13 @@ describe('egress proxy', () => {
 
   it('holds a job to its connections at once (429 past them) and close() ends the open tunnels', async () => {
     const { p, port } = await proxy({ maxConnections: 2 });
+    const originBefore = allowed.connections();
     const open = await Promise.all([0, 1].map(() => exchange(port, `CONNECT 127.0.0.1:${allowed.port} HTTP/1.1\r\n\r\n`, true)));
     assert.deepEqual(open.map((o) => statusOf(o.reply)), [200, 200]);
     const third = await exchange(port, `CONNECT 127.0.0.1:${allowed.port} HTTP/1.1\r\n\r\n`);
     assert.equal(statusOf(third.reply), 429);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(allowed.connections() - originBefore, 2, 'the CONNECT sent on the turned-away connection went nowhere');
     const ended = open.map((o) => new Promise((r) => o.socket.once('close', r)));
     const usage = await p.close();
     await Promise.all(ended);

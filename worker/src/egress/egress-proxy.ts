@@ -171,18 +171,18 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
 
   const server = http.createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 5_000 });
 
+  /** Connections answered at once and being closed: whatever they send is not served. */
+  const turnedAway = new WeakSet<Duplex>();
+  const turnAway = (socket: net.Socket, status: number, text: string, reason: string): void => {
+    turnedAway.add(socket);
+    refuse('(connection)', null, reason);
+    answerRaw(socket, status, text);
+    socket.destroySoon();
+  };
   server.on('connection', (socket: net.Socket) => {
-    if (exhausted) {
-      refuse('(connection)', null, budgetText());
-      answerRaw(socket, 403, budgetText());
-      socket.destroySoon();
-      return;
-    }
+    if (exhausted) return turnAway(socket, 403, budgetText(), budgetText());
     if (clients.size >= rules.config.maxConnections) {
-      refuse('(connection)', null, `more than ${rules.config.maxConnections} connections at once (SBX_JOB_EGRESS_CONNECTIONS)`);
-      answerRaw(socket, 429, `at most ${rules.config.maxConnections} connections at once`);
-      socket.destroySoon();
-      return;
+      return turnAway(socket, 429, `at most ${rules.config.maxConnections} connections at once`, `more than ${rules.config.maxConnections} connections at once (SBX_JOB_EGRESS_CONNECTIONS)`);
     }
     clients.add(socket);
     socket.once('close', () => clients.delete(socket));
@@ -200,6 +200,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
 
   server.on('connect', guarded((req: http.IncomingMessage, client: Duplex, head: Buffer) => {
     client.on('error', () => {}); // a job that resets its end: the close below tidies up
+    if (turnedAway.has(client)) return void client.destroy();
     const target = connectTarget(req.url);
     if (!target) {
       refuse(String(req.url).slice(0, 300), null, 'not a host:port');
@@ -232,6 +233,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   server.on('request', guarded((req: http.IncomingMessage, res: http.ServerResponse) => {
     req.on('error', () => {});
     res.on('error', () => {});
+    if (turnedAway.has(req.socket)) return void req.socket.destroy();
     const url = URL.canParse(req.url ?? '') ? new URL(req.url!) : null;
     if (!url || url.protocol !== 'http:') {
       refuse(String(req.url).slice(0, 300), null, 'not a proxy request');

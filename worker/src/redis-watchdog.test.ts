@@ -129,3 +129,27 @@ test('a dead link (bytes held, not refused): lost at the key\'s expiry; a probe 
     await relay.close();
   }
 });
+
+test('the key from before the outage, with moments left, is not a sign of life: back only on a fresh heartbeat, and never lost twice', async () => {
+  const writer = redis.client();
+  const key = `wd:${Date.now()}:3`;
+  const f = fakes();
+  const probe = new Redis(redis.port, '127.0.0.1');
+  // No heartbeat lands: lost at the limit.
+  const dog = new RedisWatchdog({ redis: probe, key, intervalMs: INTERVAL_MS, limitMs: LIMIT_MS, jobs: f.jobs, queue: f.queue, logger: pino({ level: 'silent' }) }).start();
+  try {
+    await waitUntil(async () => dog.lost, 5000, 'the watchdog to find Redis lost');
+    // The old key, about to expire, seen by a probe: not back (before the fix: back, then lost again).
+    await writer.set(key, '{}', 'PX', LIMIT_MS / 4);
+    await new Promise((r) => setTimeout(r, LIMIT_MS));
+    assert.equal(dog.lost, true, 'still lost');
+    const stopBeats = heartbeat(writer, key, LIMIT_MS);
+    await waitUntil(async () => !dog.lost, 5000, 'a fresh heartbeat to be seen');
+    await new Promise((r) => setTimeout(r, LIMIT_MS)); // many ticks within the fresh key's life
+    stopBeats();
+    assert.deepEqual(f.calls, { killAll: 1, pause: 1, resume: 1 }, 'lost once, back once');
+  } finally {
+    dog.stop();
+    probe.disconnect();
+  }
+});

@@ -77,8 +77,11 @@ export class RedisWatchdog {
         this.probing = false;
         if (ttl <= 0) return; // gone (expired, or removed by a janitor): our heartbeats are not landing
         this.expiresAt = Math.max(this.expiresAt, sentAt + ttl); // the server read it after we sent: never later than this
-        // A probe that hung through the outage may answer with a key that has expired by now: not a sign of life.
-        if (this.lostAt !== null && performance.now() < this.expiresAt) this.onBack();
+        // Back only on a heartbeat that landed since: a probe that hung through the outage may answer
+        // with a key that has expired by now, and the key from before the outage may still be there
+        // with moments left (its expiry is known only to within a round trip). A fresh heartbeat
+        // leaves most of its life; taking jobs on an old key would lose them again within moments.
+        if (this.lostAt !== null && this.expiresAt - performance.now() >= this.opts.limitMs / 2) this.onBack();
       },
       () => {
         this.probing = false; // connection error: Redis unreachable, nothing learnt

@@ -454,6 +454,13 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   let ttyFds: { ttyFd: number; ttyWriteFd: number } | undefined;
 
   let collected: OutputFile[] | undefined;
+  /** The job has ended: no limit or grace timer may act on it any more, and signal() answers false. */
+  const outcomeKnown = (): void => {
+    clearTimeout(timer);
+    clearTimeout(graceTimer);
+    clearTimeout(stopTimer);
+    isOver = true;
+  };
   const onEvent = (kind: string, payload: unknown): void => {
     if (kind === 'exec') {
       const p = payload as { ttyFd?: number; ttyWriteFd?: number };
@@ -464,18 +471,12 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       failure = fromNative(payload as NativeError);
       rejectStart(failure);
     } else if (kind === 'ended') {
-      clearTimeout(timer);
-      clearTimeout(graceTimer);
-      clearTimeout(stopTimer);
-      isOver = true;
+      outcomeKnown();
       const { cleanupError: _, ...end } = toExitInfo(payload as NativeExit, endedBy);
       collected = end.outputFiles;
       resolveEnded(end);
     } else if (kind === 'exit') {
-      clearTimeout(timer);
-      clearTimeout(graceTimer);
-      clearTimeout(stopTimer);
-      isOver = true;
+      outcomeKnown();
       const x = payload as NativeExit;
       if (!started) rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
       const info = toExitInfo(x, endedBy);

@@ -461,11 +461,10 @@ bool openFds(Job& j, LaunchFds& f, Error& err) {
   f.syncP.reset(sv[0]);
   f.syncC.reset(sv[1]);
   RETURN_ON_FAILURE(raiseFd(f.outW, err) && raiseFd(f.errW, err) && raiseFd(f.inR, err) && raiseFd(f.syncC, err));
-  f.netns = ns::takeNetns();
   if (j.spec.listenPort) {  // the listener exists before the child is cloned, so before the command runs
-    if (!f.netns.valid()) f.netns = ns::makeNetnsNow();
-    if (!f.netns.valid()) return fail(err, "listen", "unshare", "net", errno ? errno : EAGAIN);
-    RETURN_ON_FAILURE(ns::listenIn(f.netns.get(), j.spec.listenPort, f.listen, err));
+    RETURN_ON_FAILURE(ns::takeOrMakeNetns(f.netns, err) && ns::listenIn(f.netns.get(), j.spec.listenPort, f.listen, err));
+  } else {
+    f.netns = ns::takeNetns();  // none: the child makes its own
   }
   trace::mark(j.times, trace::kFdsOpen);
   j.args.syncFd = f.syncC.get();

@@ -232,14 +232,17 @@ Fd takeNetns() {
   return fd;
 }
 
-Fd makeNetnsNow() {
+bool takeOrMakeNetns(Fd& out, Error& err) {
+  out = takeNetns();
+  if (out.valid()) return true;
   // On a thread of its own: one that could not go home would end there, not stay in a job's namespace.
-  Fd out;
-  std::thread([&out] {
+  int e = 0;
+  std::thread([&out, &e] {
     Fd home(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
     if (home.valid()) out = makeNetns(home.get());
+    if (!out.valid()) e = errno ? errno : EAGAIN;
   }).join();
-  return out;
+  return out.valid() || fail(err, "namespaces", "unshare", "net", e);
 }
 
 bool listenIn(int nsFd, uint16_t port, Fd& out, Error& err) {

@@ -21,9 +21,9 @@ constexpr uint64_t kUnshareFlags = 0x00020000 /*CLONE_NEWNS*/ | 0x08000000 /*CLO
 // reused; `lo` is already up. take() returns -1 when the pool is empty (the child then makes its
 // own). The fd is O_CLOEXEC and >= child::kMinFd.
 Fd takeNetns();
-// A fresh network namespace made now, on a short-lived thread (lo up), for when the pool is empty
-// and the caller needs the namespace before the child exists (listenIn); invalid on failure.
-Fd makeNetnsNow();
+// A namespace from the pool, or, when it is empty, one made now on a short-lived thread (lo up):
+// for callers that need the namespace itself before the child exists (listenIn, a pooled setup).
+bool takeOrMakeNetns(Fd& out, Error& err);
 
 // A TCP socket listening on 127.0.0.1:port (O_CLOEXEC, non-blocking) in the network namespace of
 // `nsFd` (a namespace fd: a pooled setup's is kept for this, zygote.h). This thread enters it, makes the

@@ -159,9 +159,7 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   Fd childSync(sv[1]);
   z->sync.reset(sv[0]);
   RETURN_ON_FAILURE(raiseFd(devnull, err) && raiseFd(childSync, err));
-  z->netns = ns::takeNetns();
-  if (!z->netns.valid()) z->netns = ns::makeNetnsNow();  // on the maker thread: the pool was empty
-  if (!z->netns.valid()) return fail(err, "pool", "unshare", "net", errno ? errno : EAGAIN);
+  RETURN_ON_FAILURE(ns::takeOrMakeNetns(z->netns, err));
   static char kName[] = "sbx-zygote";
   z->argv[0] = kName;
   z->args = child::Args{childSync.get(), devnull.get(), devnull.get(), devnull.get(), initFd, z->ops.data(), z->ops.size(),

@@ -17,15 +17,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
+import { freePort } from '../../test/harness/ports.ts';
 import { benchArgs } from './bench-args.ts';
+import { median, percentile } from './stats.ts';
 
 const args = benchArgs(process.argv);
 const mb = Number(args.value('--mb') ?? 256);
 const requests = Number(args.value('--requests') ?? 200);
 const root = resolve(dirname(new URL(import.meta.url).pathname), '../..');
 const log = (line: string) => process.stderr.write(`${line}\n`);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
 const ORIGIN = `
 const http = require('node:http');
@@ -73,11 +73,6 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-function freePort(): number {
-  const r = spawnSync(process.execPath, ['-e', "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})"], { encoding: 'utf8' });
-  return Number(r.stdout.trim());
-}
-
 interface Route { name: string; proxy: string[]; pid: number | null }
 
 function measure(route: Route, originPort: number): Record<string, unknown> {
@@ -102,7 +97,7 @@ function measure(route: Route, originPort: number): Record<string, unknown> {
     const r = curl(['-s', '-H', 'Connection: close', '-w', '%{time_total}\\n', ...route.proxy, ...(tunnel && route.proxy.length ? ['--proxytunnel'] : []), ...urls]);
     const times = r.stdout.trim().split('\n').map((t) => Number(t) * 1000).slice(10);
     if (r.status !== 0 || times.length !== requests) throw new Error(`${route.name}: small requests failed (curl ${r.status})`);
-    return { p50_ms: +median(times).toFixed(3), p90_ms: +pct(times, 90).toFixed(3) };
+    return { p50_ms: +median(times).toFixed(3), p90_ms: +percentile(times, 90).toFixed(3) };
   };
   return { tunnel: download(true), plain: download(false), tunnel_latency: latency(true), plain_latency: latency(false) };
 }
@@ -117,7 +112,7 @@ async function main(): Promise<void> {
     const originPort = Number(origin.line);
     const sbx = await startPrinting(process.execPath, ['--import', 'tsx', 'worker/bench/egress-proxy-server.ts', `127.0.0.1:${originPort}`]);
     children.push(sbx.child);
-    const tinyPort = freePort();
+    const tinyPort = await freePort();
     const tiny = await startTinyproxy(dir, tinyPort);
     children.push(tiny);
     const routes: Route[] = [

@@ -15,6 +15,7 @@ import { decoderAddon } from '../src/images/layers/decoder-addon.ts';
 import { createLayerDecoder } from '../src/images/layers/layer-decoder.ts';
 import { benchArgs } from './bench-args.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
+import { median } from './stats.ts';
 
 interface Args {
   runs: number;
@@ -95,7 +96,6 @@ async function time(decoder: Decoder, input: Buffer[], expected: number): Promis
   return s;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));

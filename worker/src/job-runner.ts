@@ -105,7 +105,6 @@ export class JobRunner {
     return [...this.active.keys()];
   }
 
-  /** Cancel a job if this worker holds it; the run then ends `cancelled`. */
   /**
    * Cancels the job if it is ours: killed at once, or with `stop` (DELETE ?graceMs, docker stop)
    * its command gets the signal and the grace first, and its output files are collected.
@@ -165,13 +164,15 @@ export class JobRunner {
     // with its claim (JobStore.claim): its command is then not held back by a round trip of its own.
     // (A job that asks for pull "always" goes to the registry first, cached or not.)
     const cachedHere = placement?.imageCached === true && stored.spec.pull !== 'always';
+    // A network "egress" job on a worker that refuses them is refused instead of its image acquired.
+    const refused = stored.spec.network === 'egress' && !this.deps.jobEgress ? new InvalidRequestError('network "egress" is turned off on this worker (SBX_JOB_EGRESS=false)') : null;
     const startsNow = cachedHere && this.deps.slots.available > 0;
     const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.claim(doc, startsNow), store.isCancelRequested(id)] as const);
     cancelRead.catch(() => {}); // awaited below once claimed; never an unhandled rejection meanwhile
     const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null, priority };
     // A cached image is looked up while the claim is in flight (given back if the claim fails); the
     // cancel flag read with the claim (a cancel that raced with it) applies once claimed.
-    let acquiring = cachedHere ? this.acquire(stored.spec, job, stored.sealedAuth) : null;
+    let acquiring = cachedHere && !refused ? this.acquire(stored.spec, job, stored.sealedAuth) : null;
     acquiring?.catch(() => {}); // awaited below, or released; never an unhandled rejection meanwhile
     const [, claimed] = await Promise.all([added, claiming]).catch((e: unknown) => {
       acquiring?.then((i) => i.release(), () => {});
@@ -191,12 +192,11 @@ export class JobRunner {
     let image: AcquiredImage | null = null;
     let interactive: InteractiveSession | null = null;
     let proxy: EgressProxy | null = null;
-    acquiring ??= this.acquire(stored.spec, job, stored.sealedAuth);
+    acquiring ??= refused ? Promise.reject(refused) : this.acquire(stored.spec, job, stored.sealedAuth);
     acquiring.catch(() => {}); // awaited below; never an unhandled rejection meanwhile
     try {
       const cancelledEarly = this.cancelsBeforeActive.delete(id);
       if ((await cancelRead) || cancelledEarly) this.cancel(id);
-      if (stored.spec.network === 'egress' && !this.deps.jobEgress) throw new InvalidRequestError('network "egress" is turned off on this worker (SBX_JOB_EGRESS=false)');
       image = await acquiring;
       const pulledAt = new Date();
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };

@@ -16,7 +16,7 @@ export const jobsGetRoute = createRoute({
 export function registerJobsGet(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   app.openapi(jobsGetRoute, async (c) => {
     const job = await loadJobForTenant(deps, c.req.valid('param').id, c.get('tenant'));
-    const live = job.liveUsage && job.doc.status === 'running' ? { liveUsage: job.liveUsage } : {};
+    const live = job.liveUsage ? { liveUsage: job.liveUsage } : {}; // the store gives it only while running
     const doc = { ...(await withQueuePosition(deps, job.doc)), ...live };
     // The JobDocument JSON, a long output streamed into it: a plain Response to Hono's types.
     if (c.req.valid('query').output === 'true') return (await jobWithOutputResponse(c, deps, doc)) as never;

@@ -12,6 +12,7 @@ import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from '
 export const MAX_LOOKUPS_AT_ONCE = 2;
 
 type Callback = (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void;
+/** What guardedLookup resolves names with: dns.lookup's `all: true` form (also job-dns.ts's). */
 export type LookupAll = (hostname: string, options: LookupAllOptions, callback: Callback) => void;
 
 /** `lookup` (default dns.lookup), at most `max` calls in flight through the returned function. */

@@ -11,8 +11,7 @@
  * listens there. `lookup` does not see the port, so the connector keeps one underlying connector
  * per port (each with its own TLS session cache).
  */
-import type { LookupAddress, LookupAllOptions } from 'node:dns';
-import { processLookup } from './bounded-lookup.ts';
+import { processLookup, type LookupAll } from './bounded-lookup.ts';
 import type { LookupFunction, Socket } from 'node:net';
 import { Agent, buildConnector } from 'undici';
 import { EgressRefusedError } from '../errors.ts';
@@ -21,13 +20,12 @@ import type { EgressPolicy } from './egress-policy.ts';
 
 type Build = (options: buildConnector.BuildOptions) => buildConnector.connector;
 
-type Resolve = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void;
 
 /**
  * A `lookup` for net/tls.connect that resolves once (`resolve`, default dns.lookup with a bound on
  * calls at once: bounded-lookup.ts) and keeps only the addresses `policy` allows for `port`.
  */
-export function guardedLookup(policy: EgressPolicy, port: number, resolve: Resolve = processLookup): LookupFunction {
+export function guardedLookup(policy: EgressPolicy, port: number, resolve: LookupAll = processLookup): LookupFunction {
   return (hostname, options, callback) => {
     resolve(hostname, { ...options, all: true }, (err, addresses) => {
       if (err) return callback(err, '');

@@ -27,7 +27,8 @@ import { bareAddress, parseIp } from '../../../core/src/egress/ip-address.ts';
 import type { EgressUsage } from '../../../core/src/job-spec.ts';
 import type { Logger } from '../../../core/src/logger.ts';
 import type { JobEgressRules } from './job-egress-rules.ts';
-import { dnsOnlyResolve, type ResolveAll } from './job-dns.ts';
+import { dnsOnlyResolve } from './job-dns.ts';
+import type { LookupAll } from '../../../core/src/egress/bounded-lookup.ts';
 
 /** Where the proxy listens inside a job (HTTP_PROXY=http://127.0.0.1:3128). */
 export const EGRESS_PROXY_PORT = 3128;
@@ -52,7 +53,7 @@ export interface EgressProxyOptions {
   logger: Logger;
   connectTimeoutMs?: number;
   /** How names are resolved (default: DNS through c-ares, job-dns.ts). */
-  resolve?: ResolveAll;
+  resolve?: LookupAll;
 }
 
 export interface EgressProxy {
@@ -91,7 +92,7 @@ function forwardable(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeader
 function failure(e: NodeJS.ErrnoException, t: Target): { status: number; text: string; refused: boolean; reason: string } {
   const fail = (status: number, reason: string, refused = false) => ({ status, text: refused ? `refused ${t.host}:${t.port}: ${reason}` : reason, refused, reason });
   if ((e as { code?: string }).code === 'egress_refused') return fail(403, `${t.host} has no public address (loopback, private, link-local and other special-purpose addresses are refused)`, true);
-  if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN' || e.code === 'EAI_NONAME') return fail(502, `could not resolve ${t.host}`);
+  if (e.code === 'ENOTFOUND') return fail(502, `could not resolve ${t.host}`); // whatever the DNS said (job-dns.ts)
   if (e.code === 'ETIMEDOUT' || e.code === 'sbx_connect_timeout') return fail(504, `connecting to ${t.host}:${t.port} timed out`);
   if (e.code === 'ECONNREFUSED') return fail(502, `${t.host}:${t.port} refused the connection`);
   return fail(502, `connecting to ${t.host}:${t.port} failed (${e.code ?? e.message})`);
@@ -106,13 +107,11 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   const resolve = opts.resolve ?? dnsOnlyResolve();
 
   const maxBytes = rules.config.maxBytes ?? null;
-  let exhausted = false;
   const budgetText = () => `this job's egress budget of ${maxBytes} bytes is used up (SBX_JOB_EGRESS_BYTES)`;
   /** Counts `n` bytes one way; past the budget, cuts every connection (at most one read more got through). */
   const spend = (n: number, way: 'bytesSent' | 'bytesReceived'): void => {
     usage[way] += n;
-    if (maxBytes === null || exhausted || usage.bytesSent + usage.bytesReceived <= maxBytes) return;
-    exhausted = true;
+    if (maxBytes === null || usage.limitReached || usage.bytesSent + usage.bytesReceived <= maxBytes) return;
     usage.limitReached = true;
     opts.logger.info({ jobId: opts.jobId, maxBytes }, 'job egress budget used up: its connections are cut');
     for (const s of [...clients, ...upstreams]) s.destroy();
@@ -180,7 +179,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     socket.destroySoon();
   };
   server.on('connection', (socket: net.Socket) => {
-    if (exhausted) return turnAway(socket, 403, budgetText(), budgetText());
+    if (usage.limitReached) return turnAway(socket, 403, budgetText(), budgetText());
     if (clients.size >= rules.config.maxConnections) {
       return turnAway(socket, 429, `at most ${rules.config.maxConnections} connections at once`, `more than ${rules.config.maxConnections} connections at once (SBX_JOB_EGRESS_CONNECTIONS)`);
     }

@@ -5,9 +5,8 @@
  * those threads, and stall other tenants' pulls and starts. Names under `localhost` (RFC 6761) are
  * loopback without asking anyone, and judged (refused) as such by the policy.
  */
-import { Resolver, type LookupAddress, type LookupAllOptions } from 'node:dns';
-
-export type ResolveAll = (hostname: string, options: LookupAllOptions, callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void) => void;
+import { Resolver } from 'node:dns';
+import type { LookupAll } from '../../../core/src/egress/bounded-lookup.ts';
 
 /** Per query: a DNS server that does not answer costs at most this long, twice. */
 const QUERY_TIMEOUT_MS = 2500;
@@ -15,7 +14,7 @@ const QUERY_TIMEOUT_MS = 2500;
 const isLocalhost = (name: string) => /^(?:.+\.)?localhost\.?$/i.test(name);
 
 /** A `resolve` for guardedLookup: A and AAAA records together, IPv4 first. */
-export function dnsOnlyResolve(resolver: Resolver = new Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 2 })): ResolveAll {
+export function dnsOnlyResolve(resolver: Resolver = new Resolver({ timeout: QUERY_TIMEOUT_MS, tries: 2 })): LookupAll {
   return (hostname, _options, callback) => {
     if (isLocalhost(hostname)) return void queueMicrotask(() => callback(null, [{ address: '127.0.0.1', family: 4 }, { address: '::1', family: 6 }]));
     const found: { 4: string[]; 6: string[] } = { 4: [], 6: [] };

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need=(redis-server docker-registry busybox-static iproute2 curl attr coreutils openssl gcc libc6-dev make g++ musl-tools python3 apache2-utils zstd libzstd-dev skopeo umoci)
-if [[ "${1:-}" == "--bench" ]]; then need+=(crun runc bubblewrap mmdebstrap); fi
+if [[ "${1:-}" == "--bench" ]]; then need+=(crun runc bubblewrap mmdebstrap tinyproxy); fi
 
 missing=()
 for pkg in "${need[@]}"; do

@@ -55,6 +55,11 @@ interface ScriptedClient {
 
 export class TenantStorageBudget {
   private readonly scripted: ScriptedClient;
+  /** The hour of the latest charge answered, and the most of that hour's total any answer gave. */
+  private seenHour = -1;
+  private seenUsed = 0;
+  /** Bytes of charges sent and not answered yet. */
+  private inFlight = 0;
 
   constructor(
     redis: RedisClient,
@@ -70,8 +75,52 @@ export class TenantStorageBudget {
    * `bytes` (the caller stores no more than that), `used` the hour's total after.
    */
   async charge(bytes: number, now = Date.now()): Promise<{ granted: number; used: number }> {
-    const key = this.keys.tenantStored(this.tenant, storageHour(now).hour);
-    const [granted, used] = await this.scripted.sbxChargeStorage(key, bytes, this.bytesPerHour, 2 * HOUR_MS);
-    return { granted, used };
+    const { hour } = storageHour(now);
+    const key = this.keys.tenantStored(this.tenant, hour);
+    this.inFlight += bytes;
+    try {
+      const [granted, used] = await this.scripted.sbxChargeStorage(key, bytes, this.bytesPerHour, 2 * HOUR_MS);
+      if (hour > this.seenHour) [this.seenHour, this.seenUsed] = [hour, used];
+      else if (hour === this.seenHour) this.seenUsed = Math.max(this.seenUsed, used);
+      return { granted, used };
+    } finally {
+      this.inFlight -= bytes;
+    }
+  }
+
+  /**
+   * What was left of this hour's budget at the latest answer to a charge through this object, less
+   * the charges still on their way: 0 before the hour's first answer. Stale by what other processes
+   * charged since, so callers only act on it with a margin (redis-sink.ts: a batch of at most half).
+   */
+  room(now = Date.now()): number {
+    if (storageHour(now).hour !== this.seenHour) return 0;
+    return Math.max(0, this.bytesPerHour - this.seenUsed - this.inFlight);
+  }
+}
+
+/**
+ * One TenantStorageBudget per tenant (and budget) for a whole process, so each job starts with the
+ * room its tenant's earlier jobs here last saw instead of a charge's round trip before its first
+ * output. Forgets everything past `most` tenants (a forgotten tenant's next job charges first).
+ */
+export class TenantStorageBudgets {
+  private readonly byTenant = new Map<string, TenantStorageBudget>();
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: RedisKeys,
+    private readonly most = 10_000,
+  ) {}
+
+  for(tenant: string, bytesPerHour: number): TenantStorageBudget {
+    const key = `${bytesPerHour}:${tenant}`;
+    let budget = this.byTenant.get(key);
+    if (!budget) {
+      if (this.byTenant.size >= this.most) this.byTenant.clear();
+      budget = new TenantStorageBudget(this.redis, this.keys, tenant, bytesPerHour);
+      this.byTenant.set(key, budget);
+    }
+    return budget;
   }
 }

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
+import { connectionNames, monitorRedis } from '../harness/redis-monitor.ts';
 import { SbxClient } from '../harness/api-client.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 
@@ -22,6 +23,7 @@ const KEY_C = 'key-budget-gamma-dddddddddddddddd';
 const KEY_D = 'key-budget-delta-eeeeeeeeeeeeeeee';
 const KEY_E = 'key-budget-epsilon-ffffffffffffff';
 const KEY_ADMIN = 'key-budget-admin-cccccccccccccccc';
+const KEY_Z = 'key-budget-zeta-zzzzzzzzzzzzzzzzz';
 const MiB = 2 ** 20;
 const BUDGET = 1 * MiB;
 const PRINTED = 3_000_000;
@@ -42,6 +44,7 @@ before(async () => {
     { key: KEY_D, tenant: 'delta', quota: { storedBytesPerHour: 64 * MiB } },
     { key: KEY_E, tenant: 'epsilon', quota: { storedBytesPerHour: BUDGET } },
     { key: KEY_ADMIN, tenant: 'ops', role: 'admin' },
+    { key: KEY_Z, tenant: 'zeta' },
   ]);
   // Receipts on (each job that ran carries one, stored twice: record and exit event), so they are counted too.
   stack = await startStack({ adminKey: KEY_ADMIN, env: { SBX_API_KEYS: keys, SBX_RECEIPT_KEY_FILE: receiptKeyFile } });
@@ -155,4 +158,33 @@ test('output is counted as Redis stores it: 3,000,000 NUL bytes (six bytes each 
   } finally {
     redis.disconnect();
   }
+});
+
+test("a tenant's job appends its first output beside its storage charge once an earlier job of the tenant here saw room (no round trip before it); its first job charges first", async () => {
+  const z = new SbxClient(stack.apiUrl, KEY_Z);
+  const url = stack.env.SBX_REDIS_URL!;
+  const keys = new RedisKeys(stack.env.SBX_REDIS_PREFIX ?? 'sbx');
+  /** The worker's main connection's charges of zeta's budget and appends of the job's stdout, in the order Redis got them. */
+  const tracedJob = async (text: string): Promise<string[]> => {
+    const names = await connectionNames(url);
+    const seen: Array<{ client: string; args: string[] }> = [];
+    const monitor = await monitorRedis(url, ({ source, args }) => seen.push({ client: names.get(source) ?? source, args }));
+    try {
+      const res = await z.submit({ image: stack.images.busybox, command: ['echo', text] }, { wait: true });
+      assert.equal(res.body.status, 'succeeded', JSON.stringify(res.body.error));
+      assert.equal(res.body.output!.stdout, `${text}\n`);
+      await new Promise((r) => setTimeout(r, 300)); // the receipt's charge, after the answer
+      const hour = Math.floor(Date.now() / 3_600_000);
+      return seen
+        .filter((c) => c.client === 'sbx-worker')
+        .map((c) => (c.args.includes(keys.tenantStored('zeta', hour)) ? 'charge' : c.args.includes(keys.jobEvents(res.body.id)) && c.args.includes('stdout') ? 'append' : ''))
+        .filter(Boolean);
+    } finally {
+      await monitor.stop();
+    }
+  };
+  const first = await tracedJob('first');
+  assert.deepEqual(first.slice(0, 2), ['charge', 'append'], `zeta's first job: nothing known of its budget here, so the charge goes first (${first.join(', ')})`);
+  const next = await tracedJob('next');
+  assert.deepEqual(next.slice(0, 2), ['append', 'charge'], `zeta's next job: the append goes out with its charge (${next.join(', ')})`);
 });

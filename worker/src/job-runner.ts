@@ -31,7 +31,7 @@ import { JobEgressRules, type JobEgressConfig } from './egress/job-egress-rules.
 import type { SlotPool } from './slots.ts';
 import { receiptFor, type StreamDigest } from '../../core/src/receipts/job-receipt.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
-import { TenantStorageBudget } from '../../core/src/tenant-storage-budget.ts';
+import { TenantStorageBudget, TenantStorageBudgets } from '../../core/src/tenant-storage-budget.ts';
 
 export interface RunnerDeps {
   workerId: string;
@@ -91,9 +91,12 @@ export class JobRunner {
   private readonly attempts: JobAttempts;
   /** Logs and counts leftovers the launcher reports at each exit; sweeps a cgroup it could not remove. */
   readonly cleanup: LauncherCleanup;
+  /** Each tenant's storage budget, shared by its jobs here (the room a charge left carries over). */
+  private readonly budgets: TenantStorageBudgets;
 
   constructor(private readonly deps: RunnerDeps) {
     this.attempts = new JobAttempts(deps.store.redis, deps.store.keys);
+    this.budgets = new TenantStorageBudgets(deps.store.redis, deps.store.keys);
     this.cleanup = new LauncherCleanup({ launchOptions: deps.launchOptions, logger: deps.logger, metrics: deps.metrics, retryMs: deps.cgroupSweepRetryMs });
   }
 
@@ -217,7 +220,7 @@ export class JobRunner {
       // Where to look on the host: its cgroups are <parent>/<id>, or on cgroup v2 the pooled setup's group it started in.
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
       const perHour = stored.spec.tenantStoredBytesPerHour;
-      const budget = perHour ? new TenantStorageBudget(store.redis, store.keys, stored.tenant, perHour) : null;
+      const budget = perHour ? this.budgets.for(stored.tenant, perHour) : null;
       const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, { budget, tailBytes: stored.spec.limits.outputTailBytes ?? 0, digests: !!this.deps.receiptKey });
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink);

@@ -55,8 +55,6 @@ export class RedisOutputSink {
   lastOutputAt: number | null = null;
   /** The tenant's storage budget for the hour was used up: the rest is dropped. */
   budgetUsedUp = false;
-  /** What was left of the tenant's budget at the last charge (none known yet: 0, so the first batch waits for its charge). */
-  private room = 0;
 
   constructor(
     private readonly store: JobStore,
@@ -164,20 +162,19 @@ export class RedisOutputSink {
 
   /**
    * Appends `batch`, charged to the tenant's storage budget when there is one: beside the append
-   * while the room left at the last charge is over twice the batch (no round trip more), else first,
+   * while the room its latest charge left (this job's or an earlier one's of the tenant on this
+   * worker: TenantStorageBudgets) is at least twice the batch (no round trip more), else first,
    * storing only what the charge granted. `cut`: the budget ran out on this batch.
    */
   private async send(batch: OutputChunk[]): Promise<{ appended: boolean; cut: boolean }> {
     const append = (chunks: OutputChunk[]) => (chunks.length ? this.store.appendOutput(this.jobId, this.attempt, chunks) : Promise.resolve(true));
     if (!this.budget) return { appended: await append(batch), cut: false };
     const bytes = batch.reduce((n, c) => n + outputEventBytes(c.data), 0);
-    if (2 * bytes <= this.room) {
-      const [appended, { granted, used }] = await Promise.all([append(batch), this.budget.charge(bytes)]);
-      this.room = this.budget.bytesPerHour - used;
+    if (2 * bytes <= this.budget.room()) {
+      const [appended, { granted }] = await Promise.all([append(batch), this.budget.charge(bytes)]);
       return { appended, cut: granted < bytes };
     }
-    const { granted, used } = await this.budget.charge(bytes);
-    this.room = this.budget.bytesPerHour - used;
+    const { granted } = await this.budget.charge(bytes);
     return { appended: await append(granted < bytes ? fitToBudget(batch, granted) : batch), cut: granted < bytes };
   }
 

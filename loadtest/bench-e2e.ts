@@ -17,6 +17,10 @@
  * Every answer is checked (status 200 and `succeeded`); anything else counts as an error.
  * Flags: --api URL  --redis URL  --image REF  --runs N  --sse-runs N  --concurrency N  --seconds S
  *        --fresh-runs N (0: skip)  --warm-up N
+ *        --api-key K (or SBX_API_KEY): sent as `Authorization: Bearer K`
+ *        --keyed (own stack): the stack has API keys and the bench is one key's tenant, as in a
+ *        deployment: authentication, the tenant's quotas and its storage budget on every job (the
+ *        rate and count quotas set past what the bench sends, so they are checked but never bite)
  *        --own-stack  --log-level L (own stack; default info, as `npm run up`)  --stack-env K=V,… (own stack)  --json
  *        --curve [--curve-concurrency 1,4,16,64] [--curve-workers 1,2] [--curve-seconds 5]: the scaling
  *        curve instead (jobs/s, p50/p99, CPU and Redis per job at each concurrency, with one worker
@@ -27,6 +31,7 @@
  * as separate processes run from source) and stops it at the end, instead of using `npm run up`'s.
  * Without it the pids come from `.sbx/run/*.pid` (`npm run up`) and Redis from --redis.
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -52,12 +57,15 @@ const { values } = parseArgs({
     'curve-workers': { type: 'string', default: '1,2' },
     'curve-seconds': { type: 'string', default: '5' },
     'warm-up': { type: 'string', default: '2000' },
+    'api-key': { type: 'string', default: process.env.SBX_API_KEY },
+    keyed: { type: 'boolean', default: false },
     'fresh-runs': { type: 'string', default: '200' },
     json: { type: 'boolean', default: false },
   },
 });
 setGlobalDispatcher(new Agent({ connections: 128, keepAliveTimeout: 30_000 }));
 let api = values.api!;
+let apiKey = values['api-key'];
 let image = values.image!;
 let meter: CostMeter;
 let meterRedisUrl: string | null = null;
@@ -73,12 +81,15 @@ interface Answer {
   doc?: { timings?: { createdAt: string; startedAt: string | null; finishedAt: string | null; queueMs: number | null; pullMs: number | null; startMs: number | null } };
 }
 
+/** The request headers (JSON body or none), with the API key when there is one. */
+const headers = (json = true): Record<string, string> => ({ ...(json ? { 'content-type': 'application/json' } : {}), ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) });
+
 // undici's request(), not fetch(): the client shares the 2 cores with the stack it measures, and
 // fetch's WHATWG layer costs it about twice the CPU per request (BENCHMARKS.md, 2026-12-03).
 async function submitWait(command: string[]): Promise<Answer> {
   const sentAt = Date.now();
   const t0 = performance.now();
-  const res = await request(`${api}/v1/jobs?wait=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, command }) });
+  const res = await request(`${api}/v1/jobs?wait=true`, { method: 'POST', headers: headers(), body: JSON.stringify({ image, command }) });
   const body = (await res.body.json()) as { status?: string; error?: unknown } & Answer['doc'];
   const ms = performance.now() - t0;
   const ok = res.statusCode === 200 && body.status === 'succeeded';
@@ -87,17 +98,17 @@ async function submitWait(command: string[]): Promise<Answer> {
 
 async function submitToFirstStdout(): Promise<number> {
   const t0 = performance.now();
-  const res = await fetch(`${api}/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, command: ['echo', 'first'] }) });
+  const res = await fetch(`${api}/v1/jobs`, { method: 'POST', headers: headers(), body: JSON.stringify({ image, command: ['echo', 'first'] }) });
   const { id } = (await res.json()) as { id: string };
   const ctl = new AbortController();
-  return firstStdout(await fetch(`${api}/v1/jobs/${id}/events`, { signal: ctl.signal }), ctl, t0);
+  return firstStdout(await fetch(`${api}/v1/jobs/${id}/events`, { headers: headers(false), signal: ctl.signal }), ctl, t0);
 }
 
 /** POST ?stream=true: the answer is the job's event stream (one request). */
 async function submitStreamToFirstStdout(): Promise<number> {
   const t0 = performance.now();
   const ctl = new AbortController();
-  const res = await fetch(`${api}/v1/jobs?stream=true`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image, command: ['echo', 'first'] }), signal: ctl.signal });
+  const res = await fetch(`${api}/v1/jobs?stream=true`, { method: 'POST', headers: headers(), body: JSON.stringify({ image, command: ['echo', 'first'] }), signal: ctl.signal });
   if (!/text\/event-stream/.test(res.headers.get('content-type') ?? '')) {
     ctl.abort();
     throw new Error(`POST ?stream=true answered ${res.status} ${res.headers.get('content-type')}: this API has no one-request stream`);
@@ -142,12 +153,24 @@ async function main() {
   }
 }
 
+/**
+ * --keyed: one API key for the bench's tenant (its rate and count quotas past what the bench sends,
+ * its storage budget as configured) and an admin key, which the harness uses to see the workers.
+ */
+function benchKeys(): { env: Record<string, string>; adminKey: string } {
+  apiKey = `bench-${randomBytes(16).toString('hex')}`;
+  const adminKey = `bench-admin-${randomBytes(16).toString('hex')}`;
+  const quota = { submitsPerSecond: 100_000, submitBurst: 100_000, activeJobs: 100_000, requests: 100_000, requestsPerSecond: 100_000, requestBurst: 100_000, streams: 100_000 };
+  return { env: { SBX_API_KEYS: JSON.stringify([{ key: apiKey, tenant: 'bench', quota }, { key: adminKey, tenant: 'ops', role: 'admin' }]) }, adminKey };
+}
+
 type Stack = Awaited<ReturnType<typeof import('../test/harness/stack.ts').startStack>>;
 
 async function ownStack(workers: number): Promise<Stack> {
   const { startStack } = await import('../test/harness/stack.ts');
   const extra = Object.fromEntries(values['stack-env']!.split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  const stack = await startStack({ workers, env: { SBX_LOG_LEVEL: values['log-level']!, ...extra } });
+  const keyed = values.keyed ? benchKeys() : null;
+  const stack = await startStack({ workers, ...(keyed ? { adminKey: keyed.adminKey } : {}), env: { SBX_LOG_LEVEL: values['log-level']!, ...keyed?.env, ...extra } });
   api = stack.apiUrl;
   image = stack.images.busybox;
   meterFor(stack);

@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { onFreePort } from './ports.ts';
 import { waitForRedisServer } from './redis.ts';
+import { diesWithParent } from './dies-with-parent.ts';
 
 export interface DurableRedis {
   host: string;
@@ -77,10 +78,10 @@ export async function startDurableRedis(): Promise<DurableRedis> {
 }
 
 async function spawnOn(host: string, port: number, dir: string): Promise<ChildProcess> {
-  const proc = spawn('redis-server', [
+  const proc = spawn(...diesWithParent('redis-server', [
     '--port', String(port), '--bind', host, '--dir', dir, '--save', '',
     '--appendonly', 'yes', '--appendfsync', 'always', '--protected-mode', 'yes', '--loglevel', 'warning',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  ]), { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
   proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { listensOn, onFreePorts, PortTakenError } from './ports.ts';
 import { waitUntil } from './redis.ts';
+import { diesWithParent } from './dies-with-parent.ts';
 
 const execFileP = promisify(execFile);
 
@@ -24,7 +25,7 @@ export async function startRedisCluster(size = 3): Promise<RunningRedisCluster> 
 async function startRedisClusterOn(ports: number[]): Promise<RunningRedisCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'sbx-redis-cluster-'));
   const procs: ChildProcess[] = ports.map((port) =>
-    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning'], { stdio: 'ignore' }),
+    spawn(...diesWithParent('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--save', '', '--appendonly', 'no', '--dir', dir, '--loglevel', 'warning']), { stdio: 'ignore' }),
   );
   const stop = async () => {
     await Promise.all(procs.map((p) => (p.exitCode === null ? new Promise((r) => (p.once('exit', r), p.kill('SIGKILL'))) : null)));

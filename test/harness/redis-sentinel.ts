@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { listensOn, onFreePort, PortTakenError } from './ports.ts';
 import { startRedis, waitUntil, type RunningRedis } from './redis.ts';
+import { diesWithParent } from './dies-with-parent.ts';
 
 const execFileP = promisify(execFile);
 
@@ -46,7 +47,7 @@ async function startSentinelOn(port: number, master: RunningRedis, masterName: s
   const dir = await mkdtemp(join(tmpdir(), 'sbx-sentinel-'));
   const conf = join(dir, 'sentinel.conf');
   await writeFile(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${masterName} 127.0.0.1 ${master.port} 1`, ''].join('\n'));
-  const proc: ChildProcess = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+  const proc: ChildProcess = spawn(...diesWithParent('redis-server', [conf, '--sentinel']), { stdio: 'ignore' });
   const stopSentinel = async () => {
     if (proc.exitCode === null && proc.signalCode === null) await new Promise((r) => (proc.once('exit', r), proc.kill('SIGKILL')));
     await rm(dir, { recursive: true, force: true });

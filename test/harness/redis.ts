@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts';
+import { diesWithParent } from './dies-with-parent.ts';
 
 export interface RunningRedis {
   port: number;
@@ -27,7 +28,7 @@ async function startRedisOn(port: number, extraBind: string[]): Promise<RunningR
   // Protected mode refuses clients from other addresses than loopback: off only when asked to listen elsewhere.
   const protectedMode = extraBind.length ? 'no' : 'yes';
   const dir = mkdtempSync(join(tmpdir(), 'sbx-redis-'));
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', ...extraBind, '--save', '', '--appendonly', 'no', '--protected-mode', protectedMode, '--dir', dir, '--loglevel', 'warning'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(...diesWithParent('redis-server', ['--port', String(port), '--bind', '127.0.0.1', ...extraBind, '--save', '', '--appendonly', 'no', '--protected-mode', protectedMode, '--dir', dir, '--loglevel', 'warning']), { stdio: ['ignore', 'pipe', 'pipe'] });
   proc.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   let log = '';
   proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));

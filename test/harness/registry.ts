@@ -10,6 +10,7 @@ import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { diesWithParent } from './dies-with-parent.ts';
 
 const REGISTRY_BIN = process.env.SBX_REGISTRY_BIN ?? '/usr/bin/docker-registry';
 
@@ -47,6 +48,8 @@ export interface RunningRegistry {
   url: string;
   /** Where the registry keeps its blobs (to corrupt them in tests). */
   storageDir: string;
+  /** The registry process's pid. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -162,7 +165,7 @@ async function startRegistryOn(port: number, opts: StartRegistryOptions): Promis
     const configPath = join(dir, 'config.yml');
     const storageDir = opts.storageDir ?? join(dir, 'storage');
     await writeFile(configPath, registryConfig(storageDir, port, opts, dir));
-    const child = spawn(REGISTRY_BIN, ['serve', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(...diesWithParent(REGISTRY_BIN, ['serve', configPath]), { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     const keep = (b: Buffer) => {
       output = (output + b.toString()).slice(-4000);
@@ -188,7 +191,7 @@ async function startRegistryOn(port: number, opts: StartRegistryOptions): Promis
       await stop();
       throw e;
     }
-    return { host, url, storageDir, stop };
+    return { host, url, storageDir, pid: child.pid!, stop };
   } catch (e) {
     await rm(dir, { recursive: true, force: true });
     throw e;

@@ -15,6 +15,7 @@ import { startRegistry, type RunningRegistry } from './registry.ts';
 import { startRedis, waitUntil } from './redis.ts';
 import { startRedisCluster } from './redis-cluster.ts';
 import { startRedisSentinel } from './redis-sentinel.ts';
+import { diesWithParent } from './dies-with-parent.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -155,8 +156,8 @@ export async function startApi(name: string, env: Record<string, string>, dist?:
 /** `prefix`: a command that execs the rest (e.g. nsenter into a host's network namespace: hosts.ts). */
 export function spawnSbx(name: string, entry: string, env: Record<string, string>, dist?: string, prefix: string[] = []): ManagedProcess {
   const program = dist ? [join(dist, entry.replace(/\.ts$/, '.js'))] : ['--import', 'tsx', entry];
-  // setpriv --pdeathsig: the process gets SIGTERM if this test process dies, even by SIGKILL.
-  const argv = [...prefix, 'setpriv', '--pdeathsig', 'SIGTERM', process.execPath, ...program];
+  const [command, args] = diesWithParent(process.execPath, program);
+  const argv = [...prefix, command, ...args];
   const child = spawn(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },

@@ -1,7 +1,7 @@
 /**
  * `npm run bench:e2e`: end-to-end figures against a running stack (`npm run up`), warm image cache.
  *   0. a fresh stack: 20 sequential jobs (the image pulled once), then --fresh-runs sequential ones
- *      measured as 1 (p50/p90/p99, CPU), then --warm-up jobs at concurrency 8 (default 2000, about
+ *      measured as in 1 below (p50/p90/p99, CPU), then --warm-up jobs at concurrency 8 (default 2000, about
  *      10 s): the steady state the rest measures. V8 compiles the API's and the worker's hot code on
  *      its background threads over the first thousand or so jobs (BENCHMARKS.md, seventeenth
  *      session), which 20 jobs do not reach: both figures are printed, the targets are read at the

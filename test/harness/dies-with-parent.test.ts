@@ -5,15 +5,20 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { test } from 'node:test';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
 import { waitUntil } from './redis.ts';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
+/** The child's TMPDIR: the servers' directories, which a SIGKILLed child cannot remove, are removed with it. */
+const childTmp = mkdtempSync(join(tmpdir(), 'sbx-dies-with-parent-'));
+after(() => rmSync(childTmp, { recursive: true, force: true }));
 
 /** Starts `code` (an ES module using the harness) in a node process of its own; its stdout's first line is the pids it printed. */
 async function pidsFromChild(code: string): Promise<{ pids: number[]; kill: () => void }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: ROOT, env: { ...process.env, TMPDIR: childTmp }, stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   const line = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (d: Buffer) => {
@@ -47,4 +52,5 @@ test('a redis-server and a registry of the harness are gone once the process tha
   assert.ok(pids.every(alive), 'both run while their parent does');
   kill();
   await waitUntil(async () => !pids.some(alive), 10_000, 'the redis-server and the registry to exit');
+  assert.deepEqual(readdirSync(childTmp).filter((d) => d.startsWith('sbx-')).map((d) => d.replace(/-[^-]+$/, '')).sort(), ['sbx-redis', 'sbx-registry'], 'their directories were made in the child\'s TMPDIR (removed after)');
 });

@@ -8,6 +8,7 @@
  */
 import { parseArgs } from 'node:util';
 import { attachJob, SbxClient } from '../client/src/index.ts';
+import { percentile } from './lib/stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -20,7 +21,6 @@ const { values } = parseArgs({
   },
 });
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 
 async function main(): Promise<void> {
   let api = values.api!;
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
     att.signal('SIGTERM');
     await att.ended;
     await client.close();
-    const r = { keys: rtts.length, p50Ms: +pct(rtts, 50).toFixed(2), p90Ms: +pct(rtts, 90).toFixed(2), p99Ms: +pct(rtts, 99).toFixed(2) };
+    const r = { keys: rtts.length, p50Ms: +percentile(rtts, 50).toFixed(2), p90Ms: +percentile(rtts, 90).toFixed(2), p99Ms: +percentile(rtts, 99).toFixed(2) };
     if (values.json) process.stdout.write(`${JSON.stringify(r)}\n`);
     else process.stdout.write(`keystroke → echo over attach (${r.keys} keys): p50 ${r.p50Ms} ms, p90 ${r.p90Ms} ms, p99 ${r.p99Ms} ms\n`);
   } finally {

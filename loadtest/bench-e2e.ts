@@ -38,6 +38,7 @@ import { parseArgs } from 'node:util';
 import { Agent, request, setGlobalDispatcher } from 'undici';
 import { parseServerSentEvents } from '../client/src/sse.ts';
 import { CostMeter, costPerJob, formatCost, redisPid, traceCommands } from './lib/e2e-cost.ts';
+import { percentile } from './lib/stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -129,10 +130,6 @@ async function firstStdout(res: Response, ctl: AbortController, t0: number): Pro
   throw new Error('stream ended without stdout');
 }
 
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-};
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
 async function main() {
@@ -228,7 +225,7 @@ function breakdown(answers: Answer[]) {
     cols.run!.push(finished - Date.parse(t.startedAt));
     cols.after_finish!.push(a.sentAt + a.ms - finished);
   }
-  return Object.fromEntries(Object.entries(cols).map(([k, v]) => [k, r2(pct(v, 50))]));
+  return Object.fromEntries(Object.entries(cols).map(([k, v]) => [k, r2(percentile(v, 50))]));
 }
 
 async function sequential(runs: number) {
@@ -238,7 +235,7 @@ async function sequential(runs: number) {
   const cost = costPerJob(before, await meter.snapshot(), runs);
   const lat = answers.map((a) => a.ms);
   const errors = answers.filter((a) => !a.ok).length;
-  return { runs, p50_ms: r2(pct(lat, 50)), p90_ms: r2(pct(lat, 90)), p99_ms: r2(pct(lat, 99)), errors, breakdown_ms: breakdown(answers), cost };
+  return { runs, p50_ms: r2(percentile(lat, 50)), p90_ms: r2(percentile(lat, 90)), p99_ms: r2(percentile(lat, 99)), errors, breakdown_ms: breakdown(answers), cost };
 }
 
 async function throughput(concurrency: number, seconds: number) {
@@ -264,7 +261,7 @@ async function throughput(concurrency: number, seconds: number) {
   );
   const elapsed = (performance.now() - t0) / 1000;
   const cost = costPerJob(before, await meter.snapshot(), done);
-  return { concurrency, jobs: done, seconds: r2(elapsed), jobs_per_s: r2(done / elapsed), p50_ms: r2(pct(lat, 50)), p99_ms: r2(pct(lat, 99)), errors, first_error: firstError, cost };
+  return { concurrency, jobs: done, seconds: r2(elapsed), jobs_per_s: r2(done / elapsed), p50_ms: r2(percentile(lat, 50)), p99_ms: r2(percentile(lat, 99)), errors, first_error: firstError, cost };
 }
 
 async function measure() {
@@ -299,7 +296,7 @@ async function measure() {
     first.push(await submitToFirstStdout());
     firstOne.push(await submitStreamToFirstStdout());
   }
-  const stats = (xs: number[]) => ({ runs: xs.length, p50_ms: r2(pct(xs, 50)), p90_ms: r2(pct(xs, 90)), p99_ms: r2(pct(xs, 99)) });
+  const stats = (xs: number[]) => ({ runs: xs.length, p50_ms: r2(percentile(xs, 50)), p90_ms: r2(percentile(xs, 90)), p99_ms: r2(percentile(xs, 99)) });
   const sseStats = stats(first);
   const sseOneStats = stats(firstOne);
   log(`submit → first stdout event over SSE (POST, then GET /events): n=${sseRuns} p50 ${sseStats.p50_ms} ms  p90 ${sseStats.p90_ms} ms  p99 ${sseStats.p99_ms} ms`);

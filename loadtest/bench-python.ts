@@ -16,6 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildImage, layerFromTar, pushImage } from '../test/fixtures/oci-builder.ts';
 import { ensureTools } from './lib/bench-peers.ts';
+import { percentile } from './lib/stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -86,9 +87,8 @@ function hostRun(): Promise<number> {
   });
 }
 
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
 const r2 = (x: number) => Math.round(x * 100) / 100;
-const summary = (xs: number[]) => ({ median_ms: r2(pct(xs, 50)), p90_ms: r2(pct(xs, 90)), p99_ms: r2(pct(xs, 99)) });
+const summary = (xs: number[]) => ({ median_ms: r2(percentile(xs, 50)), p90_ms: r2(percentile(xs, 90)), p99_ms: r2(percentile(xs, 99)) });
 
 async function main(): Promise<void> {
   if (!(runs >= 1)) throw new Error(`--runs must be a positive number, got ${values.runs}`);
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
       image: { ref: image, tarBytes: tar.length, layerBytes: layer.size },
       sbx: { ...summary(sbx), errors },
       host: { ...summary(host), python: HOST_PYTHON },
-      ratio: r2(pct(sbx, 50) / pct(host, 50)),
+      ratio: r2(percentile(sbx, 50) / percentile(host, 50)),
     };
     log(`python3 -c pass, n=${runs}: sbx end to end (?wait=true) median ${result.sbx.median_ms} ms p90 ${result.sbx.p90_ms} ms; host median ${result.host.median_ms} ms p90 ${result.host.p90_ms} ms; ratio ${result.ratio}; errors ${errors}${firstError ? ` first: ${firstError}` : ''}`);
     if (values.json) process.stdout.write(`${JSON.stringify(result)}\n`);

@@ -18,6 +18,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { midpointMedian as median } from './lib/stats.ts';
 
 export interface Sample {
   /** Seconds since the monitor started. */
@@ -144,11 +145,6 @@ export class SoakMonitor {
   }
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 export function judgeSoak(samples: Sample[], opts: { warmupS?: number; windowS?: number; tolerance?: number; minElements?: number } = {}): SoakVerdict {
   const warmupS = opts.warmupS ?? 120;

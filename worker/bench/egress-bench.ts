@@ -19,7 +19,7 @@ import { dirname, join, resolve } from 'node:path';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 import { freePort } from '../../test/harness/ports.ts';
 import { benchArgs } from './bench-args.ts';
-import { median, percentile } from './stats.ts';
+import { median, percentile } from '../../loadtest/lib/stats.ts';
 
 const args = benchArgs(process.argv);
 const mb = Number(args.value('--mb') ?? 256);

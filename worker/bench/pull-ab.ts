@@ -15,6 +15,7 @@ import { pushImage } from '../../test/fixtures/oci-builder.ts';
 import { LOOPBACK_EGRESS } from '../../test/harness/egress.ts';
 import { startRegistry } from '../../test/harness/registry.ts';
 import { benchArgs } from './bench-args.ts';
+import { midpointMedian as median } from '../../loadtest/lib/stats.ts';
 
 interface Tree {
   name: string;
@@ -29,11 +30,6 @@ async function loadTree(name: string, root: string): Promise<Tree> {
   return { name, ImageStore: store.ImageStore, warm: () => pool.sharedUnpackPool().warm() };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 const argv = process.argv.slice(2);
 const beforeAt = argv.indexOf('--before');

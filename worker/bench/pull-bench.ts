@@ -32,6 +32,7 @@ import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 import { ensureUmoci } from './umoci-peer.ts';
 import { mountFreshExt4, type FreshFs } from './fresh-fs.ts';
 import { measurePhases, type PhaseRow } from './pull-phases.ts';
+import { midpointMedian as median } from '../../loadtest/lib/stats.ts';
 
 const run = promisify(execFile);
 
@@ -50,11 +51,6 @@ function parseArgs(argv: string[]): Args {
   return { runs: args.runs, json: args.json, small: args.has('--small'), phases: args.has('--phases'), curve: args.has('--curve'), workDir: args.dir, freshFs: args.has('--fresh-fs') };
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 const MB = 1024 * 1024;
 

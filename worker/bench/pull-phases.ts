@@ -20,6 +20,7 @@ import { extractLayer } from '../src/images/layers/layer-extract.ts';
 import { TarParser } from '../src/images/layers/tar-parser.ts';
 import { createLayerDecoder } from '../src/images/layers/layer-decoder.ts';
 import { RegistryClient } from '../src/images/registry/registry-client.ts';
+import { midpointMedian as median } from '../../loadtest/lib/stats.ts';
 
 export interface PhaseRow {
   stage: string;
@@ -29,11 +30,6 @@ export interface PhaseRow {
   cpu_s: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 /** Feeds a buffer as a stream of `piece`-byte chunks (like a socket would). */
 function chunked(bytes: Buffer, piece = 64 * 1024): Readable {

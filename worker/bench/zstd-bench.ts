@@ -15,7 +15,7 @@ import { decoderAddon } from '../src/images/layers/decoder-addon.ts';
 import { createLayerDecoder } from '../src/images/layers/layer-decoder.ts';
 import { benchArgs } from './bench-args.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
-import { median } from './stats.ts';
+import { median } from '../../loadtest/lib/stats.ts';
 
 interface Args {
   runs: number;

@@ -31,7 +31,7 @@ import { JobEgressRules, type JobEgressConfig } from './egress/job-egress-rules.
 import type { SlotPool } from './slots.ts';
 import { receiptFor, type StreamDigest } from '../../core/src/receipts/job-receipt.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
-import { TenantStorageBudget, TenantStorageBudgets } from '../../core/src/tenant-storage-budget.ts';
+import { type TenantStorageBudget, TenantStorageBudgets } from '../../core/src/tenant-storage-budget.ts';
 
 export interface RunnerDeps {
   workerId: string;

@@ -22,7 +22,11 @@ interface Target {
   alsoNeeds?: (result: Record<string, unknown>) => boolean;
 }
 
-/** The launches/s at concurrency 8 before the pooled setups (native/BENCHMARKS.md, 2026-12-02); the target is three times it. */
+/**
+ * The launches/s at concurrency 8 before the pooled setups as the issue's day measured it (native/BENCHMARKS.md,
+ * 2026-12-02, another machine under other load); the target is three times it. The `throughput` bench
+ * measures that day's launcher side by side instead (native/bench/throughput-bench.ts).
+ */
 export const LAUNCHES_PER_S_BEFORE = 280;
 
 const at = (path: string) => (result: Record<string, unknown>): number | null => {
@@ -35,7 +39,8 @@ const TARGETS: Target[] = [
   { target: 'launcher: median start → outcome ≤ 2.0 ms, back to back', from: 'launcher.sbx.median_ms', read: at('sbx.median_ms'), ok: (v) => v <= 2.0 },
   { target: 'launcher: ≤ 0.5× bwrap, back to back', from: 'launcher.ratio_vs_bwrap', read: at('ratio_vs_bwrap'), ok: (v) => v <= 0.5 },
   { target: 'launcher: ≤ 0.2× crun, back to back', from: 'launcher.ratio_vs_crun', read: at('ratio_vs_crun'), ok: (v) => v <= 0.2 },
-  { target: `launcher: launches/s at concurrency 8 ≥ 3× the ${LAUNCHES_PER_S_BEFORE} before`, from: 'launcher.throughput.launches_per_s', read: at('throughput.launches_per_s'), ok: (v) => v >= 3 * LAUNCHES_PER_S_BEFORE },
+  { target: `launcher: launches/s at concurrency 8 ≥ 3× the ${LAUNCHES_PER_S_BEFORE} of the issue's day (its machine)`, from: 'launcher.throughput.launches_per_s', read: at('throughput.launches_per_s'), ok: (v) => v >= 3 * LAUNCHES_PER_S_BEFORE },
+  { target: 'launcher: launches/s at concurrency 8 ≥ 3× the issue-day launcher\'s, side by side', from: 'throughput.ratio', read: at('ratio'), ok: (v) => v >= 3 },
   { target: 'e2e: ?wait=true of true p50 ≤ 6 ms (steady state)', from: 'e2e.wait.p50_ms', read: at('wait.p50_ms'), ok: (v) => v <= 6 },
   { target: 'e2e: ?wait=true of true p99 ≤ 15 ms (steady state)', from: 'e2e.wait.p99_ms', read: at('wait.p99_ms'), ok: (v) => v <= 15 },
   { target: 'e2e: submit → first stdout over SSE p50 ≤ 8 ms (POST, then GET /events)', from: 'e2e.first_stdout.p50_ms', read: at('first_stdout.p50_ms'), ok: (v) => v <= 8 },

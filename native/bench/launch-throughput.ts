@@ -1,0 +1,103 @@
+/**
+ * Launches per second of one launcher build: C slots each launching `/bin/true` (static busybox
+ * rootfs, 64 MiB memory + 64 pids limits, every isolation property on) back to back until N launches
+ * are done, after a warm-up. One process per measurement, so that two builds of the launcher (this
+ * tree's and the issue-day one, issue-day-launcher.ts) are measured the same way, never in one
+ * process. Used by throughput-bench.ts; prints one JSON line.
+ *
+ *   tsx native/bench/launch-throughput.ts --native <path to native/index.ts> [--launches 800] [--concurrency 8] [--warm-up 200]
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+interface Launcher {
+  launch(spec: Record<string, unknown>, opts: Record<string, unknown>): Promise<{
+    stdout: NodeJS.ReadableStream;
+    stderr: NodeJS.ReadableStream;
+    exited: Promise<{ exitCode: number | null }>;
+  }>;
+  closePool?: () => void;
+}
+
+function flag(name: string, fallback?: string): string {
+  const args = process.argv.slice(2);
+  const i = args.indexOf(name);
+  const v = i >= 0 ? args[i + 1] : fallback;
+  if (v === undefined) throw new Error(`${name} is required`);
+  return v;
+}
+
+function count(name: string, fallback: number): number {
+  const v = Number(flag(name, String(fallback)));
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
+  return v;
+}
+
+const nativeIndex = path.resolve(flag('--native'));
+const launches = count('--launches', 800);
+const concurrency = count('--concurrency', 8);
+const warmUp = count('--warm-up', 200);
+
+function buildRootfs(dir: string): void {
+  fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
+  fs.copyFileSync('/bin/busybox', path.join(dir, 'bin', 'busybox'));
+  fs.chmodSync(path.join(dir, 'bin', 'busybox'), 0o755);
+  for (const a of ['true', 'sh']) fs.symlinkSync('busybox', path.join(dir, 'bin', a));
+  for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc']) fs.mkdirSync(path.join(dir, d), { recursive: true });
+}
+
+async function measure(launcher: Launcher, rootfs: string, parent: string, n: number, seq: { i: number }): Promise<number> {
+  let started = 0;
+  const lane = async (slot: number) => {
+    while (started < n) {
+      started++;
+      const spec = {
+        id: `tput-${seq.i++}`, slot, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0,
+        hostname: 'bench', stdin: null, limits: { memoryBytes: 64 << 20, pids: 64, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
+      };
+      const job = await launcher.launch(spec, { cgroupParent: parent });
+      job.stdout.resume();
+      job.stderr.resume();
+      const exit = await job.exited;
+      if (exit.exitCode !== 0) throw new Error(`launch ${spec.id} exited with ${exit.exitCode}`);
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, (_, slot) => lane(slot)));
+  return n / ((performance.now() - t0) / 1000);
+}
+
+/** The parent group in every hierarchy (v1) or the unified one (v2); a group still emptying is retried. */
+async function removeCgroupParent(name: string): Promise<void> {
+  for (const dir of ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices', ''].map((c) => path.join('/sys/fs/cgroup', c, name))) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        fs.rmdirSync(dir);
+        break;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'ENOTDIR') break;
+        if (attempt >= 50) throw new Error(`could not remove the bench's cgroup ${dir}: ${String(e)}`);
+        await new Promise((r) => setTimeout(r, 40));
+      }
+    }
+  }
+}
+
+const launcher = (await import(nativeIndex)) as Launcher;
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-throughput-'));
+const parent = `sbx-throughput-${process.pid}`;
+try {
+  const rootfs = path.join(tmp, 'rootfs');
+  buildRootfs(rootfs);
+  const seq = { i: 0 };
+  await measure(launcher, rootfs, parent, warmUp, seq);
+  const perSecond = await measure(launcher, rootfs, parent, launches, seq);
+  process.stdout.write(`${JSON.stringify({ native: nativeIndex, launches, concurrency, launches_per_s: Math.round(perSecond) })}\n`);
+} finally {
+  launcher.closePool?.(); // the pooled setups' groups are inside the parent: removed first
+  await removeCgroupParent(parent);
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+process.exit(0);

@@ -3,7 +3,8 @@
  * rootfs, 64 MiB memory + 64 pids limits, every isolation property on) back to back until N launches
  * are done, after a warm-up. One process per measurement, so that two builds of the launcher (this
  * tree's and the issue-day one, issue-day-launcher.ts) are measured the same way, never in one
- * process. Used by throughput-bench.ts; prints one JSON line.
+ * process. Used by throughput-bench.ts; prints one JSON line: launches/s and the machine's busy CPU time
+ * per launch (/proc/stat, every process and the kernel's threads: the job's teardown included).
  *
  *   tsx native/bench/launch-throughput.ts --native <path to native/index.ts> [--launches 800] [--concurrency 8] [--warm-up 200]
  */
@@ -47,7 +48,14 @@ function buildRootfs(dir: string): void {
   for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc']) fs.mkdirSync(path.join(dir, d), { recursive: true });
 }
 
-async function measure(launcher: Launcher, rootfs: string, parent: string, n: number, seq: { i: number }): Promise<number> {
+/** Busy CPU time of the whole machine so far, ms (/proc/stat: all but idle and iowait; USER_HZ 100). */
+function machineBusyMs(): number {
+  const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+  return (total - fields[3]! - fields[4]!) * 10;
+}
+
+async function measure(launcher: Launcher, rootfs: string, parent: string, n: number, seq: { i: number }): Promise<{ perSecond: number; cpuMsPerLaunch: number }> {
   let started = 0;
   const lane = async (slot: number) => {
     while (started < n) {
@@ -63,9 +71,11 @@ async function measure(launcher: Launcher, rootfs: string, parent: string, n: nu
       if (exit.exitCode !== 0) throw new Error(`launch ${spec.id} exited with ${exit.exitCode}`);
     }
   };
+  const busy0 = machineBusyMs();
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, (_, slot) => lane(slot)));
-  return n / ((performance.now() - t0) / 1000);
+  const seconds = (performance.now() - t0) / 1000;
+  return { perSecond: n / seconds, cpuMsPerLaunch: (machineBusyMs() - busy0) / n };
 }
 
 /** The parent group in every hierarchy (v1) or the unified one (v2); a group still emptying is retried. */
@@ -93,8 +103,8 @@ try {
   buildRootfs(rootfs);
   const seq = { i: 0 };
   await measure(launcher, rootfs, parent, warmUp, seq);
-  const perSecond = await measure(launcher, rootfs, parent, launches, seq);
-  process.stdout.write(`${JSON.stringify({ native: nativeIndex, launches, concurrency, launches_per_s: Math.round(perSecond) })}\n`);
+  const { perSecond, cpuMsPerLaunch } = await measure(launcher, rootfs, parent, launches, seq);
+  process.stdout.write(`${JSON.stringify({ native: nativeIndex, launches, concurrency, launches_per_s: Math.round(perSecond), machine_cpu_ms_per_launch: Math.round(cpuMsPerLaunch * 100) / 100 })}\n`);
 } finally {
   launcher.closePool?.(); // the pooled setups' groups are inside the parent: removed first
   await removeCgroupParent(parent);

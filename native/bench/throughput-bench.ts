@@ -33,32 +33,37 @@ function log(line: string): void {
   (json ? process.stderr : process.stdout).write(`${line}\n`);
 }
 
-function measure(nativeIndex: string): number {
+interface Measurement { launches_per_s: number; machine_cpu_ms_per_launch: number }
+
+function measure(nativeIndex: string): Measurement {
   const r = spawnSync(tsx, [join(here, 'launch-throughput.ts'), '--native', nativeIndex, '--launches', String(launches), '--concurrency', String(concurrency)], {
     cwd: repoRoot, encoding: 'utf8', maxBuffer: 16 << 20,
   });
   const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !last.startsWith('{')) throw new Error(`throughput of ${nativeIndex} failed (exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').slice(-10).join('\n')}`);
-  const perSecond = (JSON.parse(last) as { launches_per_s: number }).launches_per_s;
-  if (!Number.isFinite(perSecond) || perSecond <= 0) throw new Error(`throughput of ${nativeIndex}: no launches/s in ${last}`);
-  return perSecond;
+  const m = JSON.parse(last) as Measurement;
+  if (!(m.launches_per_s > 0) || !(m.machine_cpu_ms_per_launch > 0)) throw new Error(`throughput of ${nativeIndex}: no launches/s or CPU in ${last}`);
+  return m;
 }
 
 const sides = { issue_day: issueDayLauncher(log), now: join(repoRoot, 'native/index.ts') };
-const runs: Record<keyof typeof sides, number[]> = { issue_day: [], now: [] };
+const runs: Record<keyof typeof sides, Measurement[]> = { issue_day: [], now: [] };
 log(`launches/s at concurrency ${concurrency}, ${launches} launches per measurement, ${rounds} rounds: this tree against the issue-day launcher (${ISSUE_DAY_COMMIT.slice(0, 7)})`);
 for (let round = 0; round < rounds; round++) {
   const order: Array<keyof typeof sides> = round % 2 === 0 ? ['issue_day', 'now'] : ['now', 'issue_day'];
   for (const side of order) {
-    const perSecond = measure(sides[side]);
-    runs[side].push(perSecond);
-    log(`round ${round + 1}: ${side.padEnd(9)} ${perSecond} launches/s`);
+    const m = measure(sides[side]);
+    runs[side].push(m);
+    log(`round ${round + 1}: ${side.padEnd(9)} ${m.launches_per_s} launches/s, ${m.machine_cpu_ms_per_launch} ms machine CPU per launch`);
   }
 }
-const issueDay = median(runs.issue_day);
-const now = median(runs.now);
-const ratio = Math.round((now / issueDay) * 100) / 100;
-log(`median: now ${now}, issue day ${issueDay} launches/s: ${ratio}× (issue 13: ≥ 3×)`);
-if (json) {
-  process.stdout.write(`${JSON.stringify({ concurrency, launches, rounds, issue_day_commit: ISSUE_DAY_COMMIT, issue_day: { median_launches_per_s: issueDay, runs: runs.issue_day }, now: { median_launches_per_s: now, runs: runs.now }, ratio })}\n`);
-}
+const summary = (ms: Measurement[]) => ({
+  median_launches_per_s: median(ms.map((m) => m.launches_per_s)),
+  median_machine_cpu_ms_per_launch: Math.round(median(ms.map((m) => m.machine_cpu_ms_per_launch)) * 100) / 100,
+  runs: ms,
+});
+const issueDay = summary(runs.issue_day);
+const now = summary(runs.now);
+const ratio = Math.round((now.median_launches_per_s / issueDay.median_launches_per_s) * 100) / 100;
+log(`median: now ${now.median_launches_per_s} launches/s (${now.median_machine_cpu_ms_per_launch} ms CPU each), issue day ${issueDay.median_launches_per_s} (${issueDay.median_machine_cpu_ms_per_launch} ms): ${ratio}× (issue 13: ≥ 3×)`);
+if (json) process.stdout.write(`${JSON.stringify({ concurrency, launches, rounds, issue_day_commit: ISSUE_DAY_COMMIT, issue_day: issueDay, now, ratio })}\n`);

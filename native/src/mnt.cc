@@ -154,10 +154,17 @@ const MaskSet& hostMasks() {
   return m;
 }
 
-void addMasks(Builder& b) {
+// Every masked directory shows one empty read-only tmpfs (size 0, its root its only inode), mounted
+// once in the scratch dir (outside the job's root, detached with the old root at pivot_root) and
+// bound onto each: one superblock per job instead of one per masked directory.
+void addMasks(Builder& b, const spec::Options& o) {
   const MaskSet& m = hostMasks();  // strings live as long as the process: no copy needed
-  for (const auto& p : m.dirs)
-    b.add(OpKind::kMount, "mask", "tmpfs", p.c_str(), "tmpfs", kNoSuidDevExec | MS_RDONLY, "size=0,nr_inodes=1,mode=0555", 0, true);
+  if (!m.dirs.empty()) {
+    const char* empty = b.str(o.stateDir + "/mnt/mask");
+    b.add(OpKind::kMkdir, "mask", nullptr, empty, nullptr, 0, nullptr, 0555);
+    b.add(OpKind::kMount, "mask", "tmpfs", empty, "tmpfs", kNoSuidDevExec | MS_RDONLY, "size=0,nr_inodes=1,mode=0555");
+    for (const auto& p : m.dirs) b.add(OpKind::kBind, "mask", empty, p.c_str(), nullptr, MS_BIND, nullptr, 0, true);
+  }
   for (const auto& p : m.files) b.add(OpKind::kBind, "mask", "dev/null", p.c_str(), nullptr, MS_BIND, nullptr, 0, true);
   for (const auto& p : m.readOnly) {
     b.add(OpKind::kBind, "readonly", p.c_str(), p.c_str(), nullptr, MS_BIND | MS_REC, nullptr, 0, true);
@@ -267,7 +274,7 @@ bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_
   if (devTemplateUsable(o.stateDir)) addDevFromTemplate(b, o, shm, owner, usernsFd);
   else addDev(b, shm, owner);
   b.add(OpKind::kMount, "sys", "sysfs", "sys", "sysfs", kNoSuidDevExec | MS_RDONLY);
-  addMasks(b);
+  addMasks(b, o);
   b.add(OpKind::kPivot, "pivot_root", nullptr, ".");
   return true;
 }

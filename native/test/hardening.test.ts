@@ -136,6 +136,26 @@ describe('hardening', () => {
       for (const p of ['/proc/sys/kernel/domainname', '/proc/sysrq-trigger', '/sys/kernel/mm/transparent_hugepage/enabled'])
         assert.equal(mw.get(p), fs.existsSync(p) ? 'EROFS' : 'ENOENT', `${p}: ${mw.get(p)}`); // no sysrq on this VM
     });
+    it('masks kernel directories with an empty read-only tmpfs that even uid 0 cannot write', async () => {
+      const dirs = ['/proc/acpi', '/sys/firmware', '/sys/kernel/security', '/sys/kernel/debug', '/sys/fs/bpf'];
+      const script = `for d in ${dirs.join(' ')}; do [ -d $d ] && echo "$d entries=$(ls -A $d | wc -l) mkdir=$(mkdir $d/x 2>&1 && echo made)"; done; echo ---; cat /proc/self/mountinfo`;
+      // Without the user namespace, so that uid 0 passes the DAC check and the mount is what refuses.
+      const r = await run(baseSpec([rootfs], { argv: ['sh', '-c', script] }), { ...opts, userns: false });
+      const [listing, mountinfo] = r.stdout.split('---\n');
+      const seen = new Map(listing!.trim().split('\n').map((l) => [l.slice(0, l.indexOf(' ')), l]));
+      // /sys/firmware has entries in any sysfs here (the control below): the job's would show them unmasked.
+      assert.ok(seen.has('/sys/firmware') && seen.has('/proc/acpi'), listing);
+      for (const [dir, line] of seen) {
+        assert.match(line, /entries=0 mkdir=.*Read-only file system/, line);
+        const mount = mountinfo!.split('\n').map((l) => l.split(' ')).find((f) => f[4] === dir);
+        assert.ok(mount, `${dir} is not a mount point in the job`);
+        assert.equal(mount[mount.indexOf('-') + 1], 'tmpfs', `${dir}: ${mount.join(' ')}`);
+        assert.match(mount[5]!, /^ro,/, `${dir}: ${mount.join(' ')}`);
+      }
+    });
+    it('control: the host\'s sysfs shows /sys/firmware with entries', () => {
+      assert.ok(fs.readdirSync('/sys/firmware').length > 0);
+    });
     it('control: the same probe reads and writes them where nothing is masked', () => {
       const read = kv(execFileSync(hostProbe, ['read', '/proc/timer_list'], { encoding: 'utf8' }));
       assert.match(read.get('/proc/timer_list') ?? '', /^read:[1-9]/);

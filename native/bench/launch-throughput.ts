@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { buildBusyboxRootfs } from './busybox-rootfs.ts';
 
 interface Launcher {
   launch(spec: Record<string, unknown>, opts: Record<string, unknown>): Promise<{
@@ -39,14 +40,6 @@ const nativeIndex = path.resolve(flag('--native'));
 const launches = count('--launches', 800);
 const concurrency = count('--concurrency', 8);
 const warmUp = count('--warm-up', 200);
-
-function buildRootfs(dir: string): void {
-  fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
-  fs.copyFileSync('/bin/busybox', path.join(dir, 'bin', 'busybox'));
-  fs.chmodSync(path.join(dir, 'bin', 'busybox'), 0o755);
-  for (const a of ['true', 'sh']) fs.symlinkSync('busybox', path.join(dir, 'bin', a));
-  for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc']) fs.mkdirSync(path.join(dir, d), { recursive: true });
-}
 
 /** Busy CPU time of the whole machine so far, ms (/proc/stat: all but idle and iowait; USER_HZ 100). */
 function machineBusyMs(): number {
@@ -100,7 +93,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-throughput-'));
 const parent = `sbx-throughput-${process.pid}`;
 try {
   const rootfs = path.join(tmp, 'rootfs');
-  buildRootfs(rootfs);
+  buildBusyboxRootfs(rootfs);
   const seq = { i: 0 };
   await measure(launcher, rootfs, parent, warmUp, seq);
   const { perSecond, cpuMsPerLaunch } = await measure(launcher, rootfs, parent, launches, seq);

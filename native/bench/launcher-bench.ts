@@ -12,6 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closePool, launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
+import { buildBusyboxRootfs } from './busybox-rootfs.ts';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -51,14 +52,6 @@ function stats(times: number[], failures = 0): Stat {
 function log(msg: string): void {
   if (!json) process.stdout.write(msg + '\n');
   else process.stderr.write(msg + '\n');
-}
-
-function buildRootfs(dir: string): void {
-  fs.mkdirSync(path.join(dir, 'bin'), { recursive: true });
-  fs.copyFileSync('/bin/busybox', path.join(dir, 'bin', 'busybox'));
-  fs.chmodSync(path.join(dir, 'bin', 'busybox'), 0o755);
-  for (const a of ['true', 'sh']) fs.symlinkSync('busybox', path.join(dir, 'bin', a));
-  for (const d of ['proc', 'dev', 'sys', 'tmp', 'etc']) fs.mkdirSync(path.join(dir, d), { recursive: true });
 }
 
 function ociBundle(runtime: string, dir: string, rootfs: string): void {
@@ -268,7 +261,7 @@ async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-bench-'));
   const parent = `sbx-bench-${process.pid}`;
   const rootfs = path.join(tmp, 'rootfs');
-  buildRootfs(rootfs);
+  buildBusyboxRootfs(rootfs);
   spawnTimer = path.join(tmp, 'spawn-timer');
   execFileSync('gcc', ['-O2', '-o', spawnTimer, path.join(here, 'spawn-timer.c')]);
   let results: Record<string, Stat | null> = {};

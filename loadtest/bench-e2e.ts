@@ -38,6 +38,7 @@ import { parseArgs } from 'node:util';
 import { Agent, request, setGlobalDispatcher } from 'undici';
 import { parseServerSentEvents } from '../client/src/sse.ts';
 import { CostMeter, costPerJob, formatCost, redisPid, traceCommands } from './lib/e2e-cost.ts';
+import { inLanes } from './lib/lanes.ts';
 import { percentile } from './lib/stats.ts';
 
 const { values } = parseArgs({
@@ -196,17 +197,11 @@ async function warmUp(): Promise<void> {
 /** --warm-up jobs by 8 clients at once: the stack's code compiled by V8's optimizing tiers. */
 async function warmToSteadyState(): Promise<{ jobs: number; seconds: number }> {
   const total = Number(values['warm-up']);
-  let started = 0;
   const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(8, total) }, async () => {
-      while (started < total) {
-        started++;
-        const w = await submitWait(['true']);
-        if (!w.ok) throw new Error(`warm-up job failed: ${w.detail}`);
-      }
-    }),
-  );
+  await inLanes(8, total, async () => {
+    const w = await submitWait(['true']);
+    if (!w.ok) throw new Error(`warm-up job failed: ${w.detail}`);
+  });
   return { jobs: total, seconds: r2((performance.now() - t0) / 1000) };
 }
 

@@ -145,7 +145,6 @@ export class SoakMonitor {
   }
 }
 
-
 export function judgeSoak(samples: Sample[], opts: { warmupS?: number; windowS?: number; tolerance?: number; minElements?: number } = {}): SoakVerdict {
   const warmupS = opts.warmupS ?? 120;
   const windowS = opts.windowS ?? 120;

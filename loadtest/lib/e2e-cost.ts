@@ -6,11 +6,9 @@
  * phase; costPerJob() divides the difference by the jobs the phase ran.
  */
 import { readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { connectionNames, monitorRedis } from '../../test/harness/redis-monitor.ts';
-
-const TICK_MS = 1000 / Number(safe(() => execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim(), '100'));
+import { machineCpu, TICK_MS, type MachineCpu } from './machine-cpu.ts';
 
 export interface ProcTimes {
   /** utime, stime of the process itself (all its threads), ms. */
@@ -27,7 +25,7 @@ export interface ProcTimes {
 export interface Snapshot {
   at: number;
   procs: Record<string, ProcTimes | null>;
-  machine: { busy: number; user: number; sys: number; idle: number } | null;
+  machine: MachineCpu | null;
   client: NodeJS.CpuUsage;
   redis: { commands: Record<string, number>; reads: number; writes: number } | null;
 }
@@ -60,7 +58,7 @@ export class CostMeter {
   async snapshot(): Promise<Snapshot> {
     const procs: Record<string, ProcTimes | null> = {};
     for (const [name, pid] of Object.entries(this.pids)) procs[name] = pid ? procTimes(pid) : null;
-    return { at: performance.now(), procs, machine: machineTimes(), client: process.cpuUsage(), redis: await this.redisStats() };
+    return { at: performance.now(), procs, machine: machineCpu(), client: process.cpuUsage(), redis: await this.redisStats() };
   }
 
   async close(): Promise<void> {
@@ -177,16 +175,6 @@ function ioCalls(pid: number): { syscr: number; syscw: number } {
   const io = safe(() => readFileSync(`/proc/${pid}/io`, 'utf8'), '');
   const count = (k: string) => Number(new RegExp(`^${k}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
   return { syscr: count('syscr'), syscw: count('syscw') };
-}
-
-function machineTimes(): Snapshot['machine'] {
-  try {
-    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-    const [user, nice, system, idle, iowait, irq, softirq, steal] = cpu.map((x) => x * TICK_MS) as number[];
-    return { busy: user! + nice! + system! + irq! + softirq! + steal!, user: user! + nice!, sys: system! + irq! + softirq!, idle: idle! + iowait! };
-  } catch {
-    return null;
-  }
 }
 
 function safe<T>(f: () => T, fallback: T): T {

@@ -11,6 +11,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { inLanes } from '../../loadtest/lib/lanes.ts';
+import { machineCpu } from '../../loadtest/lib/machine-cpu.ts';
 import { buildBusyboxRootfs } from './busybox-rootfs.ts';
 
 interface Launcher {
@@ -41,34 +43,22 @@ const launches = count('--launches', 800);
 const concurrency = count('--concurrency', 8);
 const warmUp = count('--warm-up', 200);
 
-/** Busy CPU time of the whole machine so far, ms (/proc/stat: all but idle and iowait; USER_HZ 100). */
-function machineBusyMs(): number {
-  const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-  return (total - fields[3]! - fields[4]!) * 10;
-}
-
 async function measure(launcher: Launcher, rootfs: string, parent: string, n: number, seq: { i: number }): Promise<{ perSecond: number; cpuMsPerLaunch: number }> {
-  let started = 0;
-  const lane = async (slot: number) => {
-    while (started < n) {
-      started++;
-      const spec = {
-        id: `tput-${seq.i++}`, slot, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0,
-        hostname: 'bench', stdin: null, limits: { memoryBytes: 64 << 20, pids: 64, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
-      };
-      const job = await launcher.launch(spec, { cgroupParent: parent });
-      job.stdout.resume();
-      job.stderr.resume();
-      const exit = await job.exited;
-      if (exit.exitCode !== 0) throw new Error(`launch ${spec.id} exited with ${exit.exitCode}`);
-    }
-  };
-  const busy0 = machineBusyMs();
+  const busy0 = machineCpu()!.busy;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: concurrency }, (_, slot) => lane(slot)));
+  await inLanes(concurrency, n, async (slot) => {
+    const spec = {
+      id: `tput-${seq.i++}`, slot, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0,
+      hostname: 'bench', stdin: null, limits: { memoryBytes: 64 << 20, pids: 64, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
+    };
+    const job = await launcher.launch(spec, { cgroupParent: parent });
+    job.stdout.resume();
+    job.stderr.resume();
+    const exit = await job.exited;
+    if (exit.exitCode !== 0) throw new Error(`launch ${spec.id} exited with ${exit.exitCode}`);
+  });
   const seconds = (performance.now() - t0) / 1000;
-  return { perSecond: n / seconds, cpuMsPerLaunch: (machineBusyMs() - busy0) / n };
+  return { perSecond: n / seconds, cpuMsPerLaunch: (machineCpu()!.busy - busy0) / n };
 }
 
 /** The parent group in every hierarchy (v1) or the unified one (v2); a group still emptying is retried. */

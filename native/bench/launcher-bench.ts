@@ -12,6 +12,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closePool, launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
+import { inLanes } from '../../loadtest/lib/lanes.ts';
 import { buildBusyboxRootfs } from './busybox-rootfs.ts';
 
 const args = process.argv.slice(2);
@@ -197,25 +198,20 @@ interface Throughput { concurrency: number; launches: number; seconds: number; l
 // `c` slots each launching back to back until `n` launches have been started; wall time from the
 // first start to the last exit.
 async function sbxThroughput(rootfs: string, parent: string, n: number, c: number, seq: { i: number }, pool = !noPool): Promise<Throughput> {
-  let started = 0;
   let failures = 0;
   let lastError: string | undefined;
-  const slotLoop = async (slot: number) => {
-    while (started < n) {
-      started++;
-      try {
-        if (!(await sbxOne(rootfs, parent, `bench-t-${seq.i++}`, slot, pool))) {
-          failures++;
-          lastError = 'exit code not 0';
-        }
-      } catch (e) {
-        failures++;
-        lastError = String((e as Error).message ?? e);
-      }
-    }
-  };
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: c }, (_, s) => slotLoop(s)));
+  await inLanes(c, n, async (slot) => {
+    try {
+      if (!(await sbxOne(rootfs, parent, `bench-t-${seq.i++}`, slot, pool))) {
+        failures++;
+        lastError = 'exit code not 0';
+      }
+    } catch (e) {
+      failures++;
+      lastError = String((e as Error).message ?? e);
+    }
+  });
   const seconds = (performance.now() - t0) / 1000;
   return { concurrency: c, launches: n, seconds: Math.round(seconds * 1000) / 1000, launches_per_s: Math.round(n / seconds), failures, ...(lastError ? { lastError } : {}) };
 }

@@ -30,7 +30,6 @@ async function loadTree(name: string, root: string): Promise<Tree> {
   return { name, ImageStore: store.ImageStore, warm: () => pool.sharedUnpackPool().warm() };
 }
 
-
 const argv = process.argv.slice(2);
 const beforeAt = argv.indexOf('--before');
 if (beforeAt < 0) throw new Error('usage: pull-ab.ts --before <tree> [--runs N]');

@@ -51,7 +51,6 @@ function parseArgs(argv: string[]): Args {
   return { runs: args.runs, json: args.json, small: args.has('--small'), phases: args.has('--phases'), curve: args.has('--curve'), workDir: args.dir, freshFs: args.has('--fresh-fs') };
 }
 
-
 const MB = 1024 * 1024;
 
 interface Variant {

@@ -30,7 +30,6 @@ export interface PhaseRow {
   cpu_s: number;
 }
 
-
 /** Feeds a buffer as a stream of `piece`-byte chunks (like a socket would). */
 function chunked(bytes: Buffer, piece = 64 * 1024): Readable {
   let off = 0;

@@ -42,4 +42,4 @@ COPY --from=deps /app/node_modules node_modules
 COPY package.json ./
 COPY --from=build /src/dist dist
 VOLUME /var/lib/sbx
-CMD ["node", "dist/worker/src/main.js"]
+CMD ["node", "--initial-old-space-size=128", "dist/worker/src/main.js"]

@@ -73,7 +73,7 @@ export SBX_REDIS_URL=redis://127.0.0.1:$REDIS_PORT SBX_API_PORT=$API_PORT SBX_WO
 start api node dist/api/src/main.js
 wait_for "API on 127.0.0.1:$API_PORT" "curl -sf http://127.0.0.1:$API_PORT/readyz"
 # The worker refuses non-public addresses (egress policy); the local registry is on loopback: allow it.
-start worker env SBX_EGRESS_ALLOW="$REGISTRY_ADDR${SBX_EGRESS_ALLOW:+,$SBX_EGRESS_ALLOW}" node dist/worker/src/main.js
+start worker env SBX_EGRESS_ALLOW="$REGISTRY_ADDR${SBX_EGRESS_ALLOW:+,$SBX_EGRESS_ALLOW}" node --initial-old-space-size=128 dist/worker/src/main.js
 wait_for "a worker" "curl -sf http://127.0.0.1:$API_PORT/v1/workers | grep -q '\"id\"'" || true
 if ! alive worker; then echo "sbx: the worker stopped:" >&2; tail -n 20 "$LOGS/worker.log" >&2; exit 1; fi
 

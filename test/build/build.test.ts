@@ -15,6 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { startStack, type Stack } from '../harness/stack.ts';
+import { WORKER_NODE_FLAGS } from '../../worker/src/node-flags.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -119,9 +120,15 @@ test('the API and a worker started from the build with node alone run a job to t
   for (const p of [stack.api, ...stack.workers]) {
     const argv = readFileSync(`/proc/${p.child.pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
     assert.equal(argv[0], process.execPath, `${p.name} runs node itself`);
-    assert.ok(argv[1]?.startsWith(out) && argv[1].endsWith('/src/main.js'), `${p.name} runs ${argv.join(' ')}`);
+    const script = argv.slice(1).find((a) => !a.startsWith('-'));
+    assert.ok(script?.startsWith(out) && script.endsWith('/src/main.js'), `${p.name} runs ${argv.join(' ')}`);
     assert.ok(!argv.some((a) => a.includes('tsx')), `${p.name} without tsx: ${argv.join(' ')}`);
   }
+  for (const w of stack.workers) {
+    const argv = readFileSync(`/proc/${w.child.pid}/cmdline`, 'utf8').split('\0');
+    for (const flag of WORKER_NODE_FLAGS) assert.ok(argv.includes(flag), `${w.name} runs with ${flag}: ${argv.join(' ')}`);
+  }
+  assert.doesNotMatch(stack.workers[0]!.log(), /started without the worker's V8 flags/);
   const client = pkg.exports!['./client'] as Record<string, string>;
   const { SbxClient } = (await import(pathToFileURL(inBuild(client.default ?? client.import!)).href)) as typeof import('../../client/src/index.ts');
   const job = await new SbxClient(stack.apiUrl).run({ image: `${stack.registry.host}/test/busybox-zstd:latest`, command: ['sh', '-c', 'echo built; echo err >&2'] });

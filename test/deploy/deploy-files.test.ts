@@ -15,6 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { WORKER_NODE_FLAGS } from '../../worker/src/node-flags.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const read = (path: string): string => readFileSync(join(ROOT, path), 'utf8');
@@ -273,5 +274,52 @@ describe('privileges: compose, Dockerfiles and k8s say what infra/README.md says
     assert.deepEqual((apiPod.containers as Obj[]).map((c) => c.securityContext), [
       { runAsNonRoot: true, runAsUser: 1000, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } },
     ]);
+  });
+});
+
+// ---------------------------------------------------------------- the worker's node command line
+
+/** Where each way of starting the worker gives node's arguments, as committed or in `text`. */
+const WORKER_STARTS: { file: string; argv: (text: string) => string[] }[] = [
+  { file: 'package.json', argv: (t) => (JSON.parse(t) as { scripts: Record<string, string> }).scripts.worker!.split(/\s+/) },
+  { file: 'infra/docker/worker.Dockerfile', argv: (t) => JSON.parse(/^CMD (\[.*\])$/m.exec(t)?.[1] ?? '[]') as string[] },
+  {
+    file: 'infra/k8s/worker.yaml',
+    argv: (t) => {
+      const docs = parseYaml(t) as { kind?: string; spec?: { template?: { spec?: { containers?: { name: string; command?: string[] }[] } } } }[];
+      return docs.find((d) => d.kind === 'DaemonSet')?.spec?.template?.spec?.containers?.find((c) => c.name === 'worker')?.command ?? [];
+    },
+  },
+  { file: 'infra/systemd/sbx-worker.service', argv: (t) => (/^ExecStart=(.*)$/m.exec(t)?.[1] ?? '').split(/\s+/) },
+  { file: 'infra/scripts/up.sh', argv: (t) => (/^start worker (.*)$/m.exec(t)?.[1] ?? '').split(/\s+/) },
+];
+
+/** The flags of WORKER_NODE_FLAGS that node is not given before the worker's script in `argv`. */
+function missingBeforeScript(argv: string[]): string[] {
+  const script = argv.findIndex((a) => /worker\/src\/main\.(js|ts)$/.test(a));
+  assert.ok(script > 0, `no worker script in ${argv.join(' ')}`);
+  const nodeArgs = argv.slice(argv.findIndex((a) => /(^|\/)node$/.test(a)) + 1, script);
+  return WORKER_NODE_FLAGS.filter((f) => !nodeArgs.includes(f));
+}
+
+describe("the worker's V8 flags (worker/src/node-flags.ts) in every way of starting it", () => {
+  for (const { file, argv } of WORKER_STARTS) {
+    test(`${file} starts node with them`, () => {
+      assert.deepEqual(missingBeforeScript(argv(read(file))), []);
+    });
+  }
+
+  test('compose runs the worker image with its own command (none of its own)', () => {
+    const [compose] = parseYaml(read('infra/compose.yaml')) as { services: Record<string, { command?: unknown; build?: { dockerfile?: string } }> }[];
+    assert.equal(compose!.services.worker!.build?.dockerfile, 'infra/docker/worker.Dockerfile');
+    assert.equal(compose!.services.worker!.command, undefined);
+  });
+
+  test('a start without them, or with them after the script, is caught', () => {
+    const flag = WORKER_NODE_FLAGS[0]!;
+    assert.deepEqual(missingBeforeScript(['node', 'dist/worker/src/main.js']), [flag]);
+    assert.deepEqual(missingBeforeScript(['node', 'dist/worker/src/main.js', flag]), [flag]);
+    const unit = readFileSync(brokenCopy('sbx-worker.service', read('infra/systemd/sbx-worker.service'), ` ${flag}`, ''), 'utf8');
+    assert.deepEqual(missingBeforeScript(WORKER_STARTS.find((s) => s.file.endsWith('.service'))!.argv(unit)), [flag]);
   });
 });

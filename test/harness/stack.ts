@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { buildStandardImages } from '../fixtures/build-images.ts';
 import { removeCgroupTree } from '../../worker/src/cgroup-parent.ts';
+import { WORKER_NODE_FLAGS } from '../../worker/src/node-flags.ts';
 import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts';
 import { startRegistry, type RunningRegistry } from './registry.ts';
 import { startRedis, waitUntil } from './redis.ts';
@@ -155,7 +156,9 @@ export async function startApi(name: string, env: Record<string, string>, dist?:
 /** `dist`: run `<dist>/<entry as .js>` with plain node (a production build) instead of the source under tsx. */
 /** `prefix`: a command that execs the rest (e.g. nsenter into a host's network namespace: hosts.ts). */
 export function spawnSbx(name: string, entry: string, env: Record<string, string>, dist?: string, prefix: string[] = []): ManagedProcess {
-  const program = dist ? [join(dist, entry.replace(/\.ts$/, '.js'))] : ['--import', 'tsx', entry];
+  // The worker runs with its V8 flags wherever it is started (worker/src/node-flags.ts).
+  const flags = entry === 'worker/src/main.ts' ? WORKER_NODE_FLAGS : [];
+  const program = [...flags, ...(dist ? [join(dist, entry.replace(/\.ts$/, '.js'))] : ['--import', 'tsx', entry])];
   const [command, args] = diesWithParent(process.execPath, program);
   const argv = [...prefix, command, ...args];
   const child = spawn(argv[0]!, argv.slice(1), {

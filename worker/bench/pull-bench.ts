@@ -28,6 +28,7 @@ import { ImageStore } from '../src/images/image-store.ts';
 import { LOOPBACK_EGRESS } from '../../test/harness/egress.ts';
 import { sharedUnpackPool } from '../src/images/layers/unpack-pool.ts';
 import { benchArgs } from './bench-args.ts';
+import { missingWorkerNodeFlags } from '../src/node-flags.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 import { ensureUmoci } from './umoci-peer.ts';
 import { mountFreshExt4, type FreshFs } from './fresh-fs.ts';
@@ -207,6 +208,9 @@ function table(results: VariantResult[]): string {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  // The pulls run in this process: measured as the worker runs them only with the worker's V8 flags.
+  const missing = missingWorkerNodeFlags();
+  if (missing.length) process.stderr.write(`bench:pull: node was started without the worker's V8 flags (${missing.join(' ')}): sbx's pulls are measured as a worker started without them would make them; npm run bench:pull passes them\n`);
   const log = (line: string) => (args.json ? process.stderr.write(line + '\n') : console.log(line));
   ensureTools({ skopeo: 'skopeo', 'docker-registry': 'docker-registry', zstd: 'zstd', go: 'golang-go' }, log);
   const umoci = await ensureUmoci(log);

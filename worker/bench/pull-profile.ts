@@ -3,7 +3,8 @@
  * pull (JIT), then waits for the file named by SBX_PROFILE_GATE (if set) before the measured pull, so
  * that `perf record -g -p <pid>` can attach to exactly that pull. Prints wall and CPU seconds.
  *
- *   npx tsx worker/bench/pull-profile.ts [zstd] [--runs N] [--dir DIR]
+ *   node --initial-old-space-size=128 --import tsx worker/bench/pull-profile.ts [zstd] [--runs N] [--dir DIR]
+ *   (the worker's V8 flags, worker/src/node-flags.ts: the pull runs in this process)
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';

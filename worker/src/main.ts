@@ -28,6 +28,7 @@ import { JobFeeder } from './placement/job-feeder.ts';
 import { prepareStateDir } from './state-dir.ts';
 import { ensureOpenFilesLimit } from './open-files-limit.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
+import { missingWorkerNodeFlags } from './node-flags.ts';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 /** A webhook intent this old whose job is final but was never queued was left by a crash. */
@@ -37,6 +38,8 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const env = config.env;
   const logger = createLogger('sbx-worker', env.SBX_LOG_LEVEL);
+  const missingFlags = missingWorkerNodeFlags();
+  if (missingFlags.length) logger.warn({ missing: missingFlags }, `node was started without the worker's V8 flags (worker/src/node-flags.ts): image pulls spend more CPU in garbage collection; start it as infra/ does: node ${missingFlags.join(' ')} dist/worker/src/main.js`);
   const workerId = env.SBX_WORKER_ID ?? `${os.hostname()}/1`;
   const cgroupParent = `${env.SBX_CGROUP_PARENT}/${workerId.replace(/[^A-Za-z0-9._-]/g, '_')}`;
   const registryTls = await exitOnConfigError(loadRegistryCerts(env.SBX_REGISTRY_CERTS_DIR));

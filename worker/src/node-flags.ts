@@ -9,7 +9,7 @@
  * socket buffers. With V8's default, a small starting old-generation limit, that traffic started
  * incremental marking every few MiB: about 10 mark-compacts per pull of the 250 MB bench image,
  * whose marking runs on the main thread and V8's helper threads. From 128 MiB, 1–2 per pull, and
- * 15–25 % less CPU per pull (worker/bench/BENCHMARKS.md, twentieth session). It is where the first
+ * 15–25 % less CPU per pull (worker/bench/BENCHMARKS.md, nineteenth session). It is where the first
  * limit starts, not a cap: V8 still collects and shrinks the heap when idle.
  */
 export const WORKER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128'];

@@ -6,11 +6,11 @@
  * test/deploy/deploy-files.test.ts checks that each of those places has them.
  *
  * --initial-old-space-size=128: an image pull streams its layers through the main isolate as
- * socket buffers. With V8's default, a small starting old-generation limit, that traffic started
- * incremental marking every few MiB: about 10 mark-compacts per pull of the 250 MB bench image,
- * whose marking runs on the main thread and V8's helper threads. From 128 MiB, 1–2 per pull, and
- * 15–25 % less CPU per pull (worker/bench/BENCHMARKS.md, nineteenth session). It is where the first
- * limit starts, not a cap: V8 still collects and shrinks the heap when idle.
+ * socket buffers. With V8's default first old-generation limit, a pull of the 250 MB bench image
+ * set off about 10 mark-compacts, whose marking runs on the main thread and V8's helper threads;
+ * with 128 MiB, 1–2, and about 15–20 % less CPU per pull (worker/bench/BENCHMARKS.md, nineteenth
+ * session). It is where the first limit starts, not a cap: V8 still collects, and shrinks the heap
+ * when idle (the worker's RSS after three such pulls was the same with and without).
  */
 export const WORKER_NODE_FLAGS: readonly string[] = ['--initial-old-space-size=128'];
 

@@ -23,6 +23,9 @@ interface Bench { name: string; cmd: string[]; args: string[] }
 const root = resolve(dirname(new URL(import.meta.url).pathname), '..');
 const tsx = resolve(root, 'node_modules/.bin/tsx');
 
+/** node started as the worker is (its V8 flags), for a bench whose pulls run in its own process. */
+const inWorkerNode = (script: string): string[] => [process.execPath, ...WORKER_NODE_FLAGS, '--import', 'tsx', script];
+
 const BENCHES: Bench[] = [
   { name: 'launcher', cmd: [tsx, 'native/bench/launcher-bench.ts'], args: ['--runs', '200', '--json'] },
   // the same, each launch 1 ms after the previous one's end (a job arriving at an idle slot)
@@ -31,10 +34,9 @@ const BENCHES: Bench[] = [
   { name: 'throughput', cmd: [tsx, 'native/bench/throughput-bench.ts'], args: ['--rounds', '4', '--json'] },
   // outputs on a new ext4 per run: on this machines' journal-less ext4 a run after many deletions
   // pays for them (worker/bench/BENCHMARKS.md), whichever tool comes next. The bench image (250 MB,
-  // issue 13's), then a small one; in a node started as the worker is (its V8 flags), since the
-  // pull runs in the bench's process.
-  { name: 'pull', cmd: [process.execPath, ...WORKER_NODE_FLAGS, '--import', 'tsx', 'worker/bench/pull-bench.ts'], args: ['--runs', '3', '--fresh-fs', '--json'] },
-  { name: 'pull-small', cmd: [process.execPath, ...WORKER_NODE_FLAGS, '--import', 'tsx', 'worker/bench/pull-bench.ts'], args: ['--runs', '3', '--small', '--fresh-fs', '--json'] },
+  // issue 13's), then a small one.
+  { name: 'pull', cmd: inWorkerNode('worker/bench/pull-bench.ts'), args: ['--runs', '3', '--fresh-fs', '--json'] },
+  { name: 'pull-small', cmd: inWorkerNode('worker/bench/pull-bench.ts'), args: ['--runs', '3', '--small', '--fresh-fs', '--json'] },
   { name: 'zstd', cmd: [tsx, 'worker/bench/zstd-bench.ts'], args: ['--runs', '3', '--mb', '50', '--json'] },
   { name: 'disk', cmd: ['bash', 'native/bench/disk-budget-bench.sh'], args: ['50', '3'] },
   { name: 'e2e', cmd: [tsx, 'loadtest/bench-e2e.ts'], args: ['--own-stack', '--runs', '200', '--sse-runs', '50', '--seconds', '5', '--json'] },

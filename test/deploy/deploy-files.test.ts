@@ -309,7 +309,7 @@ describe("the worker's V8 flags (worker/src/node-flags.ts) in every way of start
     });
   }
 
-  test('compose runs the worker image with its own command (none of its own)', () => {
+  test("compose runs the worker image's CMD (it sets no command of its own)", () => {
     const [compose] = parseYaml(read('infra/compose.yaml')) as { services: Record<string, { command?: unknown; build?: { dockerfile?: string } }> }[];
     assert.equal(compose!.services.worker!.build?.dockerfile, 'infra/docker/worker.Dockerfile');
     assert.equal(compose!.services.worker!.command, undefined);

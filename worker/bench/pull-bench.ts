@@ -7,8 +7,9 @@
  * Always: the bench image (2 layers, ~250 MB unpacked) with gzip layers and the same with zstd
  * layers. --phases: where the time goes (each stage alone, see pull-phases.ts). --curve: the same
  * comparison over image size (50 MB, 250 MB, 1 GB) and layer count (1, 5, 20 layers, same total).
- * --fresh-fs: every output goes to a new ext4 file system (with journal) on a loop device made for
- * this run (fresh-fs.ts), instead of --dir's own, whose deletion history slows file creation.
+ * --fresh-fs: each image's outputs (both tools, every run) go to a new ext4 file system (with
+ * journal) on a loop device made for that image (fresh-fs.ts), instead of --dir's own, whose deletion
+ * history slows file creation; no image inherits the trees of the ones before it.
  *
  * With --json the last line is one object:
  *   {"peer":{..versions},"images":[{"name","compression","layers","bytes","unpackedBytes","files",
@@ -100,6 +101,11 @@ interface Timing {
 // Outputs are kept until the run is done: on ext4 without a journal, creating inodes right after
 // deleting many is several times slower (ext4's recently_deleted() scan), which would punish
 // whoever runs next.
+
+/** Room on a --fresh-fs file system for one image: every run's two trees (sbx's, the peers' OCI layout and bundle), the phases' and the warm lookup's, with margin. */
+function freshFsBytes(image: LargeImage, runs: number): number {
+  return 2 ** 32 + (runs + 2) * 3 * (image.bytes + image.unpackedBytes);
+}
 
 async function timeSbx(workDir: string, ref: string): Promise<Timing> {
   const root = await mkdtemp(join(workDir, 'sbx-'));
@@ -218,12 +224,10 @@ async function main(): Promise<void> {
   const registry = await startRegistry();
   // The unpack workers start once per process (~0.4 s under tsx); a worker does this at start-up.
   await sharedUnpackPool().warm();
-  // Every output stays until the end of the run (see the note above): deleting one image's trees
-  // would slow down whichever tool creates files next.
-  // --curve writes its 1 GB image's trees too (both tools, every run).
-  const fresh: FreshFs | undefined = args.freshFs ? await mountFreshExt4(args.workDir, (args.curve ? 24 : 8) * 2 ** 30) : undefined;
-  if (fresh) log(`outputs on ${fresh.describe}`);
-  const workDir = await mkdtemp(join(fresh?.dir ?? args.workDir, 'sbx-pull-bench-'));
+  // Without --fresh-fs every output stays in --dir until the end of the run (see the note above):
+  // deleting one image's trees would slow down whichever tool creates files next.
+  const workDir = await mkdtemp(join(args.workDir, 'sbx-pull-bench-'));
+  let outputs = `the file system of ${args.workDir}`;
   const results: VariantResult[] = [];
   let phases: Record<string, PhaseRow[]> | undefined;
   let warm = 0;
@@ -236,14 +240,21 @@ async function main(): Promise<void> {
       await pushImage(registry.url, repo, 'latest', large.image);
       const ref = `${registry.host}/${repo}:latest`;
       log(`  ${ref}: ${(large.bytes / 1e6).toFixed(1)} MB compressed, ${(large.unpackedBytes / 1e6).toFixed(1)} MB unpacked, ${large.files} entries`);
-      {
+      // --fresh-fs: each image's runs (both tools, alternating) on a new file system of their own,
+      // so that no image inherits the trees of the images before it.
+      const fresh: FreshFs | undefined = args.freshFs ? await mountFreshExt4(args.workDir, freshFsBytes(large, args.runs)) : undefined;
+      if (fresh) outputs = `${fresh.describe.replace(/^a fresh \d+ GiB/, 'a fresh')}, one per image`;
+      const dir = fresh ? await mkdtemp(join(fresh.dir, 'sbx-pull-bench-')) : workDir;
+      try {
         if (args.phases && (variant.name.startsWith('bench') || args.small)) {
           phases ??= {};
-          phases[variant.name] = await measurePhases({ image: large.image, tars: large.tars, registryHost: registry.host, repo, workDir, runs: args.runs });
+          phases[variant.name] = await measurePhases({ image: large.image, tars: large.tars, registryHost: registry.host, repo, workDir: dir, runs: args.runs });
           for (const row of phases[variant.name]!) log(`  phase ${row.stage}: ${row.seconds.toFixed(3)} s (cpu ${row.cpu_s.toFixed(3)} s)`);
         }
-        results.push(await compare({ variant, large, ref, host: registry.host, repo, umoci: umoci.path, runs: args.runs, workDir, log }));
-        if (results.length === 1) warm = await warmLookupMs(workDir, ref);
+        results.push(await compare({ variant, large, ref, host: registry.host, repo, umoci: umoci.path, runs: args.runs, workDir: dir, log }));
+        if (results.length === 1) warm = await warmLookupMs(dir, ref);
+      } finally {
+        await fresh?.close();
       }
     }
     log(table(results));
@@ -253,7 +264,7 @@ async function main(): Promise<void> {
     if (args.json) {
       const summary = {
         peer: { skopeo: skopeoVersion, umoci: umoci.version },
-        outputs: fresh ? fresh.describe : `the file system of ${args.workDir}`,
+        outputs,
         images: results,
         ratio: first.ratio,
         ratio_zstd: zstd.ratio,
@@ -271,7 +282,6 @@ async function main(): Promise<void> {
     await registry.stop();
     await sharedUnpackPool().close();
     await rm(workDir, { recursive: true, force: true });
-    await fresh?.close();
   }
 }
 

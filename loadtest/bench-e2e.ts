@@ -195,8 +195,7 @@ async function warmUp(): Promise<void> {
 }
 
 /** --warm-up jobs by 8 clients at once: the stack's code compiled by V8's optimizing tiers. */
-async function warmToSteadyState(): Promise<{ jobs: number; seconds: number }> {
-  const total = Number(values['warm-up']);
+async function warmToSteadyState(total = Number(values['warm-up'])): Promise<{ jobs: number; seconds: number }> {
   const t0 = performance.now();
   await inLanes(8, total, async () => {
     const w = await submitWait(['true']);
@@ -317,7 +316,12 @@ async function curve() {
     await warmUp();
     await warmToSteadyState();
     for (const workers of workerCounts) {
-      while (stack.workers.length < workers) await stack.startWorker();
+      if (stack.workers.length < workers) {
+        while (stack.workers.length < workers) await stack.startWorker();
+        // The workers just started are measured warm too, as the first ones are: --warm-up jobs for
+        // each worker (they share them), so that each new one serves about as many as the first did.
+        await warmToSteadyState(Number(values['warm-up']) * workers);
+      }
       await meter.close(); // the new meter counts every worker process
       meterFor(stack);
       for (const concurrency of levels) {

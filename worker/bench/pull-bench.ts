@@ -227,7 +227,7 @@ async function main(): Promise<void> {
   // Without --fresh-fs every output stays in --dir until the end of the run (see the note above):
   // deleting one image's trees would slow down whichever tool creates files next.
   const workDir = await mkdtemp(join(args.workDir, 'sbx-pull-bench-'));
-  let outputs = `the file system of ${args.workDir}`;
+  const outputs = args.freshFs ? `a fresh ext4 (with journal) per image, on a loop device in ${args.workDir}` : `the file system of ${args.workDir}`;
   const results: VariantResult[] = [];
   let phases: Record<string, PhaseRow[]> | undefined;
   let warm = 0;
@@ -243,7 +243,7 @@ async function main(): Promise<void> {
       // --fresh-fs: each image's runs (both tools, alternating) on a new file system of their own,
       // so that no image inherits the trees of the images before it.
       const fresh: FreshFs | undefined = args.freshFs ? await mountFreshExt4(args.workDir, freshFsBytes(large, args.runs)) : undefined;
-      if (fresh) outputs = `${fresh.describe.replace(/^a fresh \d+ GiB/, 'a fresh')}, one per image`;
+      if (fresh) log(`  outputs on ${fresh.describe}`);
       const dir = fresh ? await mkdtemp(join(fresh.dir, 'sbx-pull-bench-')) : workDir;
       try {
         if (args.phases && (variant.name.startsWith('bench') || args.small)) {

@@ -169,8 +169,8 @@ bool writeMemory(bool v2, const std::string& dir, uint64_t bytes, bool memsw, Er
   }
   RETURN_ON_FAILURE(writeFile(dir + "/memory.limit_in_bytes", b, err, "cgroup-memory"));
   // Same value for memory+swap, else swap defeats the limit (runc events.bats "events oom").
-  if (memsw) RETURN_ON_FAILURE(writeFile(dir + "/memory.memsw.limit_in_bytes", b, err, "cgroup-memory"));
-  return writeFile(dir + "/memory.oom_control", "0", err, "cgroup-memory");  // OOM-kill, don't hang
+  // memory.oom_control 0 (OOM-kill, don't hang) comes from the parent (cgroup_v1.cc createDirs).
+  return !memsw || writeFile(dir + "/memory.memsw.limit_in_bytes", b, err, "cgroup-memory");
 }
 
 bool writePids(bool v2, const std::string& dir, uint64_t pids, Error& err) {
@@ -183,7 +183,8 @@ bool writeCpu(bool v2, const std::string& dir, double cpus, Error& err) {
   uint64_t quota = (uint64_t)(cpus * (double)period);
   if (quota < 1000) quota = 1000;
   if (v2) return writeFile(dir + "/cpu.max", std::to_string(quota) + " " + std::to_string(period), err, "cgroup-cpu");
-  RETURN_ON_FAILURE(writeFile(dir + "/cpu.cfs_period_us", std::to_string(period), err, "cgroup-cpu"));
+  // v1: a new group's cpu.cfs_period_us is the kernel's default, 100 ms (not copied from the
+  // parent; Documentation/scheduler/sched-bwc.rst), the period the quota is for.
   return writeFile(dir + "/cpu.cfs_quota_us", std::to_string(quota), err, "cgroup-cpu");
 }
 

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <map>
 #include <set>
 
 #include "cgroup.h"
@@ -83,9 +84,10 @@ void plan(const Host& h, const std::string& parent, const std::string& id, Group
 }
 
 // P17: deny every device, then allow the few of the job's /dev (the child joins after this).
-bool writeDevices(const std::string& dir, Error& err) {
+// `denyFirst` false: the group denies all already (prepareParent() wrote "a").
+bool writeDevices(const std::string& dir, Error& err, bool denyFirst) {
   if (dir.empty()) return true;
-  RETURN_ON_FAILURE(writeFile(dir + "/devices.deny", "a", err, "cgroup-devices"));
+  if (denyFirst) RETURN_ON_FAILURE(writeFile(dir + "/devices.deny", "a", err, "cgroup-devices"));
   for (const DevRule& r : kAllowedDevices) {
     std::string rule = "c " + std::to_string(r.major) + ":" + (r.minor < 0 ? std::string("*") : std::to_string(r.minor)) + " rwm";
     RETURN_ON_FAILURE(writeFile(dir + "/devices.allow", rule, err, "cgroup-devices"));
@@ -110,6 +112,8 @@ bool limitParent(const Host& h, const std::string& parent, uint64_t memoryBytes,
   return true;
 }
 
+namespace {
+
 // mkdir the job's directory; if the parent vanished (removed behind our back), recreate it once.
 bool makeJobDir(const Host& h, const std::string& parent, const std::string& dir, Error& err) {
   if (mkdir(dir.c_str(), 0755) == 0) return true;
@@ -120,16 +124,86 @@ bool makeJobDir(const Host& h, const std::string& parent, const std::string& dir
   return fail(err, "cgroup-create", "mkdir", dir.c_str(), errno);
 }
 
-// The directories (and the device allow-list, which is the same for every job); no other limits.
+uint64_t inode(const std::string& dir) {
+  struct stat st;
+  return stat(dir.c_str(), &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+// What every job's group gets the same is written once, on the parent: v1 copies it into a group
+// when the group is made. memory.oom_control 0 (OOM-kill, don't hang: oom_kill_disable is copied
+// from the parent) and, when the devices hierarchy is a separate one, the P17 allow-list (devices.deny
+// "a", then one devices.allow line each: the new group copies the parent's list and default). Each
+// setup saves 10 opens and writes. The kernel refuses "a" on a group with children (EINVAL): a parent
+// still holding groups (e.g. ones a sweep could not remove) does not carry the list, and every job
+// writes its own as before. Identified by inode (createDirs() checks each group's parent).
+struct ParentSettings {
+  uint64_t memoryIno = 0, devicesIno = 0;  // the directories as prepared (0: no such hierarchy)
+  bool devices = false;                    // the devices parent carries the allow-list
+};
+
+std::string devicesParent(const Host& h, const std::string& parent) {
+  if (!h.v1Devices) return "";
+  const std::string& mnt = h.v1.at("devices");
+  for (const auto& [ctrl, m] : h.v1)
+    if (ctrl != "devices" && m == mnt) return "";  // co-mounted: every job joins it, list or not
+  return mnt + "/" + parent;
+}
+
+bool hasSubdirs(const std::string& dir) {
+  DIR* d = opendir(dir.c_str());
+  if (!d) return false;
+  bool found = false;
+  while (struct dirent* e = readdir(d)) found |= e->d_type == DT_DIR && e->d_name[0] != '.';
+  closedir(d);
+  return found;
+}
+
+// devices.deny "a" on a parent. Groups just removed (e.g. by the janitor's sweep) still count as
+// children until the kernel has taken them offline, asynchronously: wait for that (bounded, 50 ms);
+// a parent that still has group directories is refused at once.
+bool denyAll(const std::string& dir, Error& err) {
+  for (int i = 0; i < 50; i++) {
+    if (writeFile(dir + "/devices.deny", "a", err, "cgroup-parent")) return true;
+    if (err.err != EINVAL || hasSubdirs(dir)) return false;
+    sleepUs(1000);
+  }
+  return false;
+}
+
+bool prepareParent(const Host& h, const std::string& parent, ParentSettings& s, Error& err) {
+  for (const auto& m : mounts(h)) RETURN_ON_FAILURE(mkdirP(m, parent, err));
+  s = ParentSettings{};
+  if (h.v1.count("memory")) {
+    std::string dir = h.v1.at("memory") + "/" + parent;
+    RETURN_ON_FAILURE(writeFile(dir + "/memory.oom_control", "0", err, "cgroup-parent"));
+    s.memoryIno = inode(dir);
+  }
+  std::string dev = devicesParent(h, parent);
+  if (dev.empty()) return true;
+  s.devicesIno = inode(dev);
+  Error refused;
+  if (!denyAll(dev, refused)) return true;  // it holds groups
+  s.devices = writeDevices(dev, refused, false);
+  // Half a list would refuse the jobs' own lines: back to allowing all (no children: it cannot fail).
+  return s.devices || writeFile(dev + "/devices.allow", "a", err, "cgroup-parent");
+}
+
+}  // namespace
+
+// The directories, with the device allow-list and memory.oom_control 0 (the same for every job:
+// from the parent, see prepareParent(), else written here); no other limits.
 bool createDirs(const Host& h, const std::string& parent, Group& g, Error& err) {
-  static std::set<std::string> preparedParents;
+  static std::map<std::string, ParentSettings> prepared;
   static std::mutex mu;  // Node's thread and the pooled setups' maker (zygote.cc)
+  ParentSettings s;
   {
     std::lock_guard<std::mutex> lock(mu);
-    if (!preparedParents.count(parent)) {
-      for (const auto& m : mounts(h)) RETURN_ON_FAILURE(mkdirP(m, parent, err));
-      preparedParents.insert(parent);
+    auto it = prepared.find(parent);
+    if (it == prepared.end()) {
+      RETURN_ON_FAILURE(prepareParent(h, parent, s, err));
+      it = prepared.emplace(parent, s).first;
     }
+    s = it->second;
   }
   for (size_t i = 0; i < g.dirs.size(); i++) {
     if (makeJobDir(h, parent, g.dirs[i], err)) continue;
@@ -138,7 +212,18 @@ bool createDirs(const Host& h, const std::string& parent, Group& g, Error& err) 
     remove(g, ignored);  // clears g.dirs
     return false;
   }
-  if (writeDevices(g.devices, err)) return true;
+  // The groups copied the settings only if made in the very directories prepared: a parent removed
+  // and made again since (by anyone, or by makeJobDir()) carries none. Then this group writes its
+  // own, and the next one prepares the new parent.
+  bool memoryCopied = g.memory.empty() || (s.memoryIno && inode(g.memory + "/..") == s.memoryIno);
+  bool devicesParentSame = g.devices.empty() || (s.devicesIno && inode(g.devices + "/..") == s.devicesIno);
+  if (!memoryCopied || !devicesParentSame) {
+    std::lock_guard<std::mutex> lock(mu);
+    prepared.erase(parent);
+  }
+  bool ok = memoryCopied || writeFile(g.memory + "/memory.oom_control", "0", err, "cgroup-memory");
+  if (ok && !(devicesParentSame && s.devices)) ok = writeDevices(g.devices, err, true);
+  if (ok) return true;
   Error ignored;
   remove(g, ignored);
   return false;

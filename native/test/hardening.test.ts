@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { launch, probeHost, protectSelf, sweep, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
-  assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupFile, cgroupLayout, cgroupMode, compileProbe, makeTempDir, pooledGroups, processesIn, removeParent,
+  assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupFile, cgroupLayout, cgroupMode, compileProbe, controllerDir, makeTempDir, pooledGroups, processesIn, removeParent,
   run, stateDirWithKmsg, sweepStaleTestParents, uniqueParent, waitFor, type StateDir,
 } from './helpers.ts';
 
@@ -486,6 +486,73 @@ describe('hardening', () => {
       await j.exited;
       assert.ok(dirs.length > 0);
       for (const d of dirs) assert.equal(fs.existsSync(d), false, `${d} left behind`);
+    });
+    describe('v1: what every job\'s group gets the same comes from the parent', { skip: cgroupLayout().mode !== 'v1' || !cgroupLayout().v1.has('devices') ? 'cgroup v1 with a devices hierarchy only' : false }, () => {
+      const allowList = ['c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 136:* rwm', 'c 5:0 rwm', 'c 5:2 rwm'].sort();
+      const read = (dir: string, f: string) => fs.readFileSync(path.join(dir, f), 'utf8').trim();
+      const devicesList = (dir: string) => read(dir, 'devices.list').split('\n').sort();
+      const oomKillDisable = (dir: string) => read(dir, 'memory.oom_control').split('\n')[0];
+      // A job's own groups while it runs (sleep), checked by `check`.
+      async function withJob(o: LaunchOptions, check: (devices: string, memory: string) => void): Promise<void> {
+        const spec = baseSpec([rootfs], { argv: ['sleep', '10'] });
+        const j = await launch(spec, o);
+        try {
+          assertJobCgroups(j.pid, o.cgroupParent!, spec.id, o);
+          check(controllerDir('devices', o.cgroupParent!, spec.id), controllerDir('memory', o.cgroupParent!, spec.id));
+        } finally {
+          j.kill();
+          await j.exited;
+        }
+      }
+      it('the parent carries the allow-list and oom_kill_disable 0, and each job\'s group copies them', async () => {
+        const p = uniqueParent('devp');
+        const o: LaunchOptions = { ...opts, cgroupParent: p, pool: false };
+        try {
+          await withJob(o, (devices, memory) => {
+            assert.deepEqual(devicesList(controllerDir('devices', p)), allowList, 'the parent');
+            assert.deepEqual(devicesList(devices), allowList, 'the job\'s group');
+            assert.equal(oomKillDisable(memory), 'oom_kill_disable 0');
+          });
+        } finally {
+          removeParent(p);
+        }
+      });
+      it('a parent removed and made again by someone else, without them (oom_kill_disable 1, all devices): the next job\'s group still gets both', async () => {
+        const p = uniqueParent('devr');
+        const o: LaunchOptions = { ...opts, cgroupParent: p, pool: false };
+        try {
+          await run(baseSpec([rootfs]), o);
+          removeParent(p);
+          for (const d of cgroupDirs(p)) fs.mkdirSync(d);
+          fs.writeFileSync(path.join(controllerDir('memory', p), 'memory.oom_control'), '1');
+          assert.deepEqual(devicesList(controllerDir('devices', p)), ['a *:* rwm'], 'the new parent allows every device');
+          await withJob(o, (devices, memory) => {
+            assert.deepEqual(devicesList(devices), allowList);
+            assert.equal(oomKillDisable(memory), 'oom_kill_disable 0');
+          });
+          // The job after it finds the new parent prepared: it carries the list now.
+          await withJob(o, (devices) => assert.deepEqual(devicesList(devices), allowList));
+          assert.deepEqual(devicesList(controllerDir('devices', p)), allowList, 'the new parent, prepared');
+        } finally {
+          removeParent(p);
+        }
+      });
+      it('a parent that still holds a group when first used (the kernel refuses "a" there): each job writes its own list', async () => {
+        const p = uniqueParent('devs');
+        const o: LaunchOptions = { ...opts, cgroupParent: p, pool: false };
+        const stray = path.join(controllerDir('devices', p), 'stray');
+        try {
+          for (const d of cgroupDirs(p)) fs.mkdirSync(d, { recursive: true });
+          fs.mkdirSync(stray);
+          await withJob(o, (devices) => {
+            assert.deepEqual(devicesList(controllerDir('devices', p)), ['a *:* rwm'], 'the parent was left as it was');
+            assert.deepEqual(devicesList(devices), allowList);
+          });
+        } finally {
+          fs.rmdirSync(stray);
+          removeParent(p);
+        }
+      });
     });
     it('control: with devicesCgroup false the job\'s group has no allow-list (v1: not in the devices hierarchy; v2: no device program)', async () => {
       const o: LaunchOptions = { ...opts, devicesCgroup: false };

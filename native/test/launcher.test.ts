@@ -595,6 +595,8 @@ describe('launcher', () => {
             const memsw = memFile(spec.id, 'memory.memsw.limit_in_bytes');
             if (memsw !== null) assert.equal(memsw, String(l.memoryBytes));
             assert.equal(memFile(spec.id, 'cpu.cfs_quota_us'), String(l.cpus * 100000));
+            assert.equal(memFile(spec.id, 'cpu.cfs_period_us'), '100000', 'the period the quota is for (the kernel\'s default)');
+            assert.equal(memFile(spec.id, 'memory.oom_control')?.split('\n')[0], 'oom_kill_disable 0');
           } else {
             assert.equal(memFile(spec.id, 'memory.max'), String(l.memoryBytes));
             assert.equal(memFile(spec.id, 'cpu.max'), `${l.cpus * 100000} 100000`);

@@ -530,7 +530,9 @@ describe('hardening', () => {
             assert.deepEqual(devicesList(devices), allowList);
             assert.equal(oomKillDisable(memory), 'oom_kill_disable 0');
           });
-          // The job after it finds the new parent prepared: it carries the list now.
+          // The job after it finds the new parent prepared: it carries the list now. The group of the
+          // job before was removed just before, and counts as a child until the kernel has taken it
+          // offline: the launcher waits for that before it writes "a" (else the list stays per job).
           await withJob(o, (devices) => assert.deepEqual(devicesList(devices), allowList));
           assert.deepEqual(devicesList(controllerDir('devices', p)), allowList, 'the new parent, prepared');
         } finally {

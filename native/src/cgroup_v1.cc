@@ -159,10 +159,11 @@ bool hasSubdirs(const std::string& dir) {
 }
 
 // devices.deny "a" on a parent. Groups just removed (e.g. by the janitor's sweep) still count as
-// children until the kernel has taken them offline, asynchronously: wait for that (bounded, 50 ms);
-// a parent that still has group directories is refused at once.
+// children until the kernel has taken them offline, after an RCU grace period (5-15 ms here,
+// longer on a loaded host): wait for that, up to a second, once per parent; a parent that still has
+// group directories is refused at once.
 bool denyAll(const std::string& dir, Error& err) {
-  for (int i = 0; i < 50; i++) {
+  for (int i = 0; i < 1000; i++) {
     if (writeFile(dir + "/devices.deny", "a", err, "cgroup-parent")) return true;
     if (err.err != EINVAL || hasSubdirs(dir)) return false;
     sleepUs(1000);

@@ -9,7 +9,10 @@
  *   1. submit with ?wait=true of `true`, sequential: p50/p90/p99 over --runs jobs (>= 200), and
  *      where the time went (medians of the job documents' timings)
  *   2. submit → first stdout event over SSE, sequential, over --sse-runs jobs, two ways in turn: POST
- *      then GET /v1/jobs/{id}/events (the contract's two requests), and POST ?stream=true (one request)
+ *      then GET /v1/jobs/{id}/events (the contract's two requests), and POST ?stream=true (one request).
+ *      The client is undici's request(), as in 1 and as the sbx client library (client/src/http.ts);
+ *      the two requests are also timed with WHATWG fetch(), whose streams add client-side time
+ *      (about 1 ms here, BENCHMARKS.md twentieth session), printed beside them.
  *   3. throughput with --concurrency clients submitting ?wait=true for --seconds
  * For phases 1 and 3: the cost per job — CPU ms of the API, the workers, redis-server, the jobs'
  * own processes (the workers' reaped children) and this client, from /proc/<pid>/stat; the whole
@@ -98,30 +101,41 @@ async function submitWait(command: string[]): Promise<Answer> {
   return { ms, ok, sentAt, doc: body, detail: ok ? undefined : `${res.statusCode} ${JSON.stringify(body).slice(0, 200)}` };
 }
 
+/** POST, then GET /v1/jobs/{id}/events, over undici's request() (the client library's transport). */
 async function submitToFirstStdout(): Promise<number> {
+  const t0 = performance.now();
+  const res = await request(`${api}/v1/jobs`, { method: 'POST', headers: headers(), body: JSON.stringify({ image, command: ['echo', 'first'] }) });
+  const { id } = (await res.body.json()) as { id: string };
+  const ctl = new AbortController();
+  return firstStdout((await request(`${api}/v1/jobs/${id}/events`, { headers: headers(false), signal: ctl.signal })).body, ctl, t0);
+}
+
+/** The same two requests over WHATWG fetch(), for comparison. */
+async function submitToFirstStdoutFetch(): Promise<number> {
   const t0 = performance.now();
   const res = await fetch(`${api}/v1/jobs`, { method: 'POST', headers: headers(), body: JSON.stringify({ image, command: ['echo', 'first'] }) });
   const { id } = (await res.json()) as { id: string };
   const ctl = new AbortController();
-  return firstStdout(await fetch(`${api}/v1/jobs/${id}/events`, { headers: headers(false), signal: ctl.signal }), ctl, t0);
+  return firstStdout((await fetch(`${api}/v1/jobs/${id}/events`, { headers: headers(false), signal: ctl.signal })).body!, ctl, t0);
 }
 
 /** POST ?stream=true: the answer is the job's event stream (one request). */
 async function submitStreamToFirstStdout(): Promise<number> {
   const t0 = performance.now();
   const ctl = new AbortController();
-  const res = await fetch(`${api}/v1/jobs?stream=true`, { method: 'POST', headers: headers(), body: JSON.stringify({ image, command: ['echo', 'first'] }), signal: ctl.signal });
-  if (!/text\/event-stream/.test(res.headers.get('content-type') ?? '')) {
+  const res = await request(`${api}/v1/jobs?stream=true`, { method: 'POST', headers: headers(), body: JSON.stringify({ image, command: ['echo', 'first'] }), signal: ctl.signal });
+  const type = String(res.headers['content-type'] ?? '');
+  if (!/text\/event-stream/.test(type)) {
     ctl.abort();
-    throw new Error(`POST ?stream=true answered ${res.status} ${res.headers.get('content-type')}: this API has no one-request stream`);
+    throw new Error(`POST ?stream=true answered ${res.statusCode} ${type}: this API has no one-request stream`);
   }
-  return firstStdout(res, ctl, t0);
+  return firstStdout(res.body, ctl, t0);
 }
 
-/** ms from `t0` to the first stdout event of an event stream answer; `ctl` closes it. */
-async function firstStdout(res: Response, ctl: AbortController, t0: number): Promise<number> {
+/** ms from `t0` to the first stdout event of an event stream's body; `ctl` closes it. */
+async function firstStdout(body: AsyncIterable<Uint8Array | string>, ctl: AbortController, t0: number): Promise<number> {
   try {
-    for await (const e of parseServerSentEvents(res.body!)) {
+    for await (const e of parseServerSentEvents(body)) {
       if (e.event === 'stdout') return performance.now() - t0;
       if (e.event === 'exit') throw new Error(`job ended without stdout: ${e.data}`);
     }
@@ -285,15 +299,19 @@ async function measure() {
 
   const sseRuns = Number(values['sse-runs']);
   const first: number[] = [];
+  const firstFetch: number[] = [];
   const firstOne: number[] = [];
   for (let i = 0; i < sseRuns; i++) {
     first.push(await submitToFirstStdout());
+    firstFetch.push(await submitToFirstStdoutFetch());
     firstOne.push(await submitStreamToFirstStdout());
   }
   const stats = (xs: number[]) => ({ runs: xs.length, p50_ms: r2(percentile(xs, 50)), p90_ms: r2(percentile(xs, 90)), p99_ms: r2(percentile(xs, 99)) });
   const sseStats = stats(first);
   const sseOneStats = stats(firstOne);
+  const sseFetchStats = stats(firstFetch);
   log(`submit → first stdout event over SSE (POST, then GET /events): n=${sseRuns} p50 ${sseStats.p50_ms} ms  p90 ${sseStats.p90_ms} ms  p99 ${sseStats.p99_ms} ms`);
+  log(`  the same two requests with WHATWG fetch() as the client: p50 ${sseFetchStats.p50_ms} ms  p90 ${sseFetchStats.p90_ms} ms  p99 ${sseFetchStats.p99_ms} ms`);
   log(`submit → first stdout event over SSE (POST ?stream=true, one request): n=${sseRuns} p50 ${sseOneStats.p50_ms} ms  p90 ${sseOneStats.p90_ms} ms  p99 ${sseOneStats.p99_ms} ms`);
 
   const tputStats = await throughput(Number(values.concurrency), Number(values.seconds));
@@ -301,7 +319,7 @@ async function measure() {
   log(formatCost(tputStats.cost));
   const loadavgs = { before: loadBefore, after: load() };
   log(`load average (1, 5, 15 min) before ${loadavgs.before.join(' ')}, after ${loadavgs.after.join(' ')}`);
-  if (values.json) process.stdout.write(`${JSON.stringify({ warm_up: warm, wait_fresh: fresh, wait: waitStats, first_stdout: sseStats, first_stdout_one_request: sseOneStats, throughput: tputStats, loadavg: loadavgs, date: new Date().toISOString() })}\n`);
+  if (values.json) process.stdout.write(`${JSON.stringify({ warm_up: warm, wait_fresh: fresh, wait: waitStats, first_stdout: sseStats, first_stdout_fetch: sseFetchStats, first_stdout_one_request: sseOneStats, throughput: tputStats, loadavg: loadavgs, date: new Date().toISOString() })}\n`);
   if (tputStats.errors + waitStats.errors + (fresh?.errors ?? 0) > 0) process.exitCode = 1;
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <time.h>
@@ -188,6 +189,21 @@ bool writeCpu(bool v2, const std::string& dir, double cpus, Error& err) {
   return writeFile(dir + "/cpu.cfs_quota_us", std::to_string(quota), err, "cgroup-cpu");
 }
 
+uint64_t inodeOf(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+std::vector<std::string> subdirs(const std::string& dir) {
+  std::vector<std::string> names;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return names;
+  while (struct dirent* e = readdir(d))
+    if (e->d_type == DT_DIR && e->d_name[0] != '.') names.push_back(e->d_name);
+  closedir(d);
+  return names;
+}
+
 bool removeDir(const std::string& dir, Error& err) {
   for (int i = 0; i < 200; i++) {
     if (rmdir(dir.c_str()) == 0 || errno == ENOENT) return true;
@@ -215,10 +231,7 @@ std::vector<uint64_t> limitDirInodes(const Host& h, const std::string& parent, u
   if (h.mode == Mode::kV1 && memoryBytes && h.v1.count("memory")) dirs.push_back(h.v1.at("memory") + "/" + parent);
   if (h.mode == Mode::kV1 && pids && h.v1.count("pids")) dirs.push_back(h.v1.at("pids") + "/" + parent);
   std::vector<uint64_t> inodes;
-  for (const auto& d : dirs) {
-    struct stat st;
-    inodes.push_back(stat(d.c_str(), &st) == 0 ? (uint64_t)st.st_ino : 0);
-  }
+  for (const auto& d : dirs) inodes.push_back(inodeOf(d));
   return inodes;
 }
 }  // namespace

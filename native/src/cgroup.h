@@ -96,6 +96,8 @@ bool writeMemory(bool v2, const std::string& dir, uint64_t bytes, bool memsw, Er
 bool writePids(bool v2, const std::string& dir, uint64_t pids, Error& err);
 bool writeCpu(bool v2, const std::string& dir, double cpus, Error& err);
 std::vector<int> readProcs(const std::string& dir);
+uint64_t inodeOf(const std::string& path);                   // 0 if it cannot be stat()ed
+std::vector<std::string> subdirs(const std::string& dir);  // its directories' names (none if unreadable)
 bool removeDir(const std::string& dir, Error& err);  // rmdir with a short retry on EBUSY
 
 namespace v1 {

@@ -1,7 +1,6 @@
 // cgroup v1: one directory per hierarchy (memory, pids, cpu, cpuacct, freezer, devices); join by writing the
 // pid to each cgroup.procs; kill = freeze, SIGKILL every member, thaw, until empty.
 #include <mutex>
-#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -124,11 +123,6 @@ bool makeJobDir(const Host& h, const std::string& parent, const std::string& dir
   return fail(err, "cgroup-create", "mkdir", dir.c_str(), errno);
 }
 
-uint64_t inode(const std::string& dir) {
-  struct stat st;
-  return stat(dir.c_str(), &st) == 0 ? (uint64_t)st.st_ino : 0;
-}
-
 // What every job's group gets the same is written once, on the parent: v1 copies it into a group
 // when the group is made. memory.oom_control 0 (OOM-kill, don't hang: oom_kill_disable is copied
 // from the parent) and, when the devices hierarchy is a separate one, the P17 allow-list (devices.deny
@@ -149,15 +143,6 @@ std::string devicesParent(const Host& h, const std::string& parent) {
   return mnt + "/" + parent;
 }
 
-bool hasSubdirs(const std::string& dir) {
-  DIR* d = opendir(dir.c_str());
-  if (!d) return false;
-  bool found = false;
-  while (struct dirent* e = readdir(d)) found |= e->d_type == DT_DIR && e->d_name[0] != '.';
-  closedir(d);
-  return found;
-}
-
 // devices.deny "a" on a parent. Groups just removed (e.g. by the janitor's sweep) still count as
 // children until the kernel has taken them offline, after an RCU grace period (5-15 ms here,
 // longer on a loaded host): wait for that, up to a second, once per parent; a parent that still has
@@ -165,7 +150,7 @@ bool hasSubdirs(const std::string& dir) {
 bool denyAll(const std::string& dir, Error& err) {
   for (int i = 0; i < 1000; i++) {
     if (writeFile(dir + "/devices.deny", "a", err, "cgroup-parent")) return true;
-    if (err.err != EINVAL || hasSubdirs(dir)) return false;
+    if (err.err != EINVAL || !subdirs(dir).empty()) return false;
     sleepUs(1000);
   }
   return false;
@@ -177,11 +162,11 @@ bool prepareParent(const Host& h, const std::string& parent, ParentSettings& s, 
   if (h.v1.count("memory")) {
     std::string dir = h.v1.at("memory") + "/" + parent;
     RETURN_ON_FAILURE(writeFile(dir + "/memory.oom_control", "0", err, "cgroup-parent"));
-    s.memoryIno = inode(dir);
+    s.memoryIno = inodeOf(dir);
   }
   std::string dev = devicesParent(h, parent);
   if (dev.empty()) return true;
-  s.devicesIno = inode(dev);
+  s.devicesIno = inodeOf(dev);
   Error refused;
   if (!denyAll(dev, refused)) return true;  // it holds groups
   s.devices = writeDevices(dev, refused, false);
@@ -216,8 +201,8 @@ bool createDirs(const Host& h, const std::string& parent, Group& g, Error& err) 
   // The groups copied the settings only if made in the very directories prepared: a parent removed
   // and made again since (by anyone, or by makeJobDir()) carries none. Then this group writes its
   // own, and the next one prepares the new parent.
-  bool memoryCopied = g.memory.empty() || (s.memoryIno && inode(g.memory + "/..") == s.memoryIno);
-  bool devicesParentSame = g.devices.empty() || (s.devicesIno && inode(g.devices + "/..") == s.devicesIno);
+  bool memoryCopied = g.memory.empty() || (s.memoryIno && inodeOf(g.memory + "/..") == s.memoryIno);
+  bool devicesParentSame = g.devices.empty() || (s.devicesIno && inodeOf(g.devices + "/..") == s.devicesIno);
   if (!memoryCopied || !devicesParentSame) {
     std::lock_guard<std::mutex> lock(mu);
     prepared.erase(parent);
@@ -296,13 +281,8 @@ int killAll(const Group& g) {
 
 int sweep(const Host& h, const std::string& parent, const std::set<std::string>& keep, int& processes, int& left) {
   std::set<std::string> names;
-  for (const auto& m : mounts(h)) {
-    DIR* d = opendir((m + "/" + parent).c_str());
-    if (!d) continue;
-    while (struct dirent* e = readdir(d))
-      if (e->d_type == DT_DIR && e->d_name[0] != '.') names.insert(e->d_name);
-    closedir(d);
-  }
+  for (const auto& m : mounts(h))
+    for (auto& name : subdirs(m + "/" + parent)) names.insert(std::move(name));
   int removed = 0;
   for (const auto& name : names) {
     Group g;

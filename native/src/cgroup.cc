@@ -309,14 +309,19 @@ void readLive(const Group& g, Live& l) {
 bool remove(Group& g, Error& err) {
   bool ok = true;
   g.dirFd.reset();
-  // Fast path: normally the group is already empty (the pid namespace died with its init).
-  bool busy = false;
+  // Fast path: normally the group is already empty (the pid namespace died with its init), and
+  // one rmdir per directory is all. Only the directories it left are killed in and retried.
+  std::vector<std::string> left;
   for (auto it = g.dirs.rbegin(); it != g.dirs.rend(); ++it)
-    busy |= rmdir(it->c_str()) != 0 && errno == EBUSY;
-  if (busy) killAll(g);
-  for (auto it = g.dirs.rbegin(); it != g.dirs.rend(); ++it) {
+    if (rmdir(it->c_str()) != 0 && errno != ENOENT) left.push_back(*it);
+  if (left.empty()) {
+    g.dirs.clear();
+    return true;
+  }
+  killAll(g);
+  for (const auto& dir : left) {
     Error e;
-    if (!removeDir(*it, e)) {
+    if (!removeDir(dir, e)) {
       if (ok) err = e;
       ok = false;
     }

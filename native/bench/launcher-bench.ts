@@ -1,11 +1,15 @@
-// npm run bench:launcher [-- --runs N] [--spaced MS] [--throughput-runs N] [--concurrency C] [--only-sbx] [--phases N] [--json]
+// npm run bench:launcher [-- --runs N] [--spaced MS] [--throughput-runs N] [--concurrency C] [--only-sbx] [--phases N]
+//   [--host-mounts N] [--json]
 // --phases N: only N traced sbx launches (LaunchOptions.trace), printing the median of each phase
 // (where the time goes); nothing else runs.
+// --host-mounts N: everything runs in a private mount namespace holding N more mounts than the
+// host's (with-host-mounts.py), as on a busy container host: how each runtime's start grows with
+// the mount table it is started from.
 // Start-to-exit of /bin/true in a static busybox rootfs with full isolation and memory + pids
 // limits: sbx (in-process, as the worker uses it) vs `crun run`, `runc run` (same limits) and
 // bwrap (namespaces only, no cgroups), each CLI timed as spawn-and-wait by a tiny C spawner
 // (spawn-timer.c: vfork + exec + waitpid), and the host fork+exec floor of /bin/true.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,6 +40,7 @@ const noPool = args.includes('--no-pool');
 // arriving at an idle slot rather than back to back, where the previous launch's teardown and the
 // slot's next setup still run
 const spacedMs = numArg('--spaced', 0);
+const hostMounts = numArg('--host-mounts', 0);
 const warmup = 20;
 const MEM = 64 << 20;
 const PIDS = 64;
@@ -249,7 +254,25 @@ async function runAll(runners: Runner[], rounds: number): Promise<Record<string,
   return out;
 }
 
+// --host-mounts: this bench again, in a private mount namespace with that many more mounts.
+function inHostMounts(): number {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-bench-mounts-'));
+  try {
+    const r = spawnSync('unshare', ['--mount', '--propagation', 'private', '--', 'python3', path.join(here, 'with-host-mounts.py'), dir,
+      String(hostMounts), process.execPath, ...process.execArgv, process.argv[1]!, ...args], { stdio: 'inherit', env: { ...process.env, SBX_BENCH_HOST_MOUNTS: String(hostMounts) } });
+    if (r.error) throw r.error;
+    return r.status ?? 1;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function mountCount(): number {
+  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).length;
+}
+
 async function main(): Promise<void> {
+  if (hostMounts > 0 && process.env.SBX_BENCH_HOST_MOUNTS !== String(hostMounts)) process.exit(inHostMounts());
   const probe = probeHost();
   if (!probe.ok) throw new Error(`host unsupported: ${probe.missing.join('; ')}`);
   // The peers are installed here or the bench fails naming them: never a null ratio.
@@ -271,7 +294,7 @@ async function main(): Promise<void> {
       process.stdout.write(JSON.stringify({ phases_runs: phasesRuns, phases_ms: ph }) + '\n');
       return;
     }
-    log(`runs=${runs} per runtime (+${warmup} warm-up), /bin/true, memory ${MEM >> 20} MiB + pids ${PIDS}, interleaved in rounds, ${spacedMs > 0 ? `each launch ${spacedMs} ms after the previous one's end` : 'back to back'}`);
+    log(`runs=${runs} per runtime (+${warmup} warm-up), /bin/true, memory ${MEM >> 20} MiB + pids ${PIDS}, interleaved in rounds, ${spacedMs > 0 ? `each launch ${spacedMs} ms after the previous one's end` : 'back to back'}, ${mountCount()} mounts in the namespace runtimes start from`);
     const seq = { i: 0 };
     const runners: Runner[] = [
       { name: 'host', block: async (n) => cli([path.join(rootfs, 'bin', 'true')], n) },
@@ -336,7 +359,7 @@ async function main(): Promise<void> {
   const pick = (s: Stat | null | undefined) => ({ median_ms: s!.median_ms, p90_ms: s!.p90_ms, failures: s!.failures });
   const exitedStat = (k: string) => { const st = stats(toExited[k]!.slice(0, runs), 0); return { median_ms: st.median_ms, p90_ms: st.p90_ms }; };
   if (onlySbx) {
-    process.stdout.write(JSON.stringify({ runs, spaced_ms: spacedMs, measured_to: 'ended', sbx: pick(results.sbx), sbx_direct: pick(results.sbx_direct), sbx_to_exited: exitedStat('sbx'), sbx_direct_to_exited: exitedStat('sbx_direct'), host_fork_exec: pick(results.host), throughput, throughput_direct: throughputDirect }) + '\n');
+    process.stdout.write(JSON.stringify({ runs, spaced_ms: spacedMs, mounts: mountCount(), measured_to: 'ended', sbx: pick(results.sbx), sbx_direct: pick(results.sbx_direct), sbx_to_exited: exitedStat('sbx'), sbx_direct_to_exited: exitedStat('sbx_direct'), host_fork_exec: pick(results.host), throughput, throughput_direct: throughputDirect }) + '\n');
     return;
   }
   const ratio = (k: string) => Math.round((results.sbx!.median_ms / results[k]!.median_ms) * 1000) / 1000;
@@ -344,7 +367,7 @@ async function main(): Promise<void> {
   const exitedRatio = (k: string) => Math.round((exitedStat('sbx').median_ms / results[k]!.median_ms) * 1000) / 1000;
   log(`ratios (sbx median to the outcome / other median): crun ${ratio('crun')}, runc ${ratio('runc')}, bwrap ${ratio('bwrap')}; without pooled setups: crun ${directRatio('crun')}, bwrap ${directRatio('bwrap')}; sbx to exited (after teardown): crun ${exitedRatio('crun')}, bwrap ${exitedRatio('bwrap')}`);
   process.stdout.write(JSON.stringify({
-    runs, spaced_ms: spacedMs, measured_to: 'ended', sbx: pick(results.sbx), sbx_to_exited: exitedStat('sbx'), sbx_exited_ratio_vs_crun: exitedRatio('crun'), sbx_exited_ratio_vs_bwrap: exitedRatio('bwrap'), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
+    runs, spaced_ms: spacedMs, mounts: mountCount(), measured_to: 'ended', sbx: pick(results.sbx), sbx_to_exited: exitedStat('sbx'), sbx_exited_ratio_vs_crun: exitedRatio('crun'), sbx_exited_ratio_vs_bwrap: exitedRatio('bwrap'), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
     host_fork_exec: pick(results.host), ratio_vs_crun: ratio('crun'), ratio_vs_runc: ratio('runc'), ratio_vs_bwrap: ratio('bwrap'),
     sbx_direct: pick(results.sbx_direct), direct_ratio_vs_crun: directRatio('crun'), direct_ratio_vs_bwrap: directRatio('bwrap'),
     throughput, throughput_direct: throughputDirect,

@@ -92,7 +92,11 @@ bool waitForGo(const Args& a, Error& err) {
 // Join the job's cgroups before anything of the job runs (see cgroup_v1.cc for why by ourselves).
 bool joinCgroups(const Args& a, Error& err) {
   for (size_t i = 0; i < a.ncgroupJoin; i++) {
-    long fd = a.joinFds ? a.joinFds[i] : sc(__NR_openat, AT_FDCWD, a.cgroupJoin[i], O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    const char* file = a.cgroupJoin[i];
+    // In the base mount namespace the host's cgroup files are reached from its "/" (an fd of before).
+    long fd = a.joinFds ? a.joinFds[i]
+              : a.hostRootFd >= 0 ? sc(__NR_openat, a.hostRootFd, file + (file[0] == '/'), O_WRONLY | O_CLOEXEC | O_NOFOLLOW)
+                                  : sc(__NR_openat, AT_FDCWD, file, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return fail(err, "cgroup-join", "open", a.cgroupJoin[i], fd);
     long r = sc(__NR_write, fd, "0", 1);
     sc(__NR_close, fd);
@@ -150,8 +154,11 @@ bool run(const Args& a, int& reportFd, Error& err) {
   trace::mark(a.trace, trace::kChildStart);
   RETURN_ON_FAILURE(dieWithLauncher(err));
   RETURN_ON_FAILURE(resetScheduling(err));
+  int nsDirFd = -1;
+  if (a.baseMntnsFd >= 0) RETURN_ON_FAILURE(ns::joinBaseMountNsInChild(a.baseMntnsFd, nsDirFd, err));
   RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
-  ns::shareMountNsInChild(a.syncFd);
+  ns::shareMountNsInChild(a.syncFd, nsDirFd);
+  if (nsDirFd >= 0) sc(__NR_close, nsDirFd);
   RETURN_ON_FAILURE(resetSignals(err));
   trace::mark(a.trace, trace::kUnshared);
   RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops - 1, err));
@@ -175,8 +182,11 @@ bool runZygote(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(dieWithLauncher(err));
   RETURN_ON_FAILURE(resetScheduling(err));  // before the join (see there), and sbx-init waits as SCHED_BATCH
   RETURN_ON_FAILURE(joinCgroups(a, err));  // made before clone: nothing it does escapes them
+  int nsDirFd = -1;
+  if (a.baseMntnsFd >= 0) RETURN_ON_FAILURE(ns::joinBaseMountNsInChild(a.baseMntnsFd, nsDirFd, err));
   RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
-  ns::shareMountNsInChild(a.syncFd);
+  ns::shareMountNsInChild(a.syncFd, nsDirFd);
+  if (nsDirFd >= 0) sc(__NR_close, nsDirFd);
   RETURN_ON_FAILURE(resetSignals(err));
   RETURN_ON_FAILURE(ns::unshareCgroupInChild(err));
   RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops, err));

@@ -25,6 +25,9 @@ struct Args {  // prepared by the launcher before clone, read-only afterwards
   const int* joinFds;  // zygote: the groups' `tasks` files, opened before clone (the groups are renamed
                        // when a job takes it, perhaps before the child got to join: an fd still works)
   int filesFd = -1;    // >= kMinFd: the job's input files, handed to sbx-init as fd 5; -1: none
+  int baseMntnsFd = -1;  // the mount namespace to join before unsharing (mnt.h baseNamespace()), -1: unshare
+                         // from the launcher's
+  int hostRootFd = -1;   // with baseMntnsFd: the host's "/" (O_PATH), from which cgroupJoin files are opened
 };
 
 constexpr int kMinFd = 10;  // so dup3() onto 0..3 can never clobber a source fd

@@ -76,6 +76,7 @@ struct Job {
   std::vector<char*> initArgv, initEnvp;
   std::vector<std::string> joinFiles;
   std::vector<const char*> joinPtrs;
+  std::vector<Fd> layerClones;  // with the base mount namespace: the image's layers (closed once cloned)
   child::Args args{};
   void* stack = nullptr;
   cgroup::Group group;
@@ -411,6 +412,12 @@ bool checkHost(const cgroup::Host& host, const spec::Options& o, Error& err) {
   return true;
 }
 
+// The host's "/" (O_PATH), for a child in the base mount namespace (child.h hostRootFd).
+int hostRoot() {
+  static const int fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  return fd;
+}
+
 // The slot's user namespace (usernsFd -1 without one) and the host id of its root.
 bool slotUserns(const spec::Spec& s, const spec::Options& o, int& usernsFd, uint32_t& hostBase, Error& err) {
   usernsFd = -1;
@@ -430,7 +437,21 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   int usernsFd = -1;
   uint32_t hostBase = 0;
   RETURN_ON_FAILURE(slotUserns(s, o, usernsFd, hostBase, err));
-  RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, j.arena, j.ops, err));
+  // In the base mount namespace the child reaches the image's layers only through clones made here.
+  // Without it, or when a layer cannot be cloned, the child copies ours and mounts them by path (and
+  // reports what fails).
+  int baseMntns = -1;
+  std::vector<int> layerFds;
+  std::vector<std::pair<uint64_t, uint64_t>> ids;
+  Error noBase;
+  if (mnt::pooledUsable(o) && hostRoot() >= 0 && mnt::baseNamespace(o.stateDir, baseMntns, noBase) &&
+      mnt::cloneLayers(s.lowerDirs, j.layerClones, ids, noBase)) {
+    for (const auto& f : j.layerClones) layerFds.push_back(f.get());
+  } else {
+    baseMntns = -1;
+    j.layerClones.clear();
+  }
+  RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, j.arena, j.ops, err, baseMntns >= 0 ? &layerFds : nullptr));
   buildInitArgs(j);
   RETURN_ON_FAILURE(init_config::build(j.spec, o, config, err));
   cgroup::plan(host, o.cgroupParent, s.id, o.devicesCgroup, j.group);
@@ -438,7 +459,7 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   for (const auto& f : j.joinFiles) j.joinPtrs.push_back(f.c_str());
   j.args = child::Args{-1, -1, -1, -1, gInit.get(), j.ops.data(), j.ops.size(), s.hostname.c_str(), s.hostname.size(),
                        j.initArgv.data(), j.initEnvp.data(), j.joinPtrs.data(), j.joinPtrs.size(), usernsFd, -1,
-                       j.tracing ? j.times : nullptr, false, nullptr};
+                       j.tracing ? j.times : nullptr, false, nullptr, -1, baseMntns, baseMntns >= 0 ? hostRoot() : -1};
   trace::mark(j.times, trace::kPlanned);
   return true;
 }
@@ -510,6 +531,7 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
   j.pidfd = std::move(c.pidfd);
   trace::mark(j.times, trace::kCloned);
   for (Fd* childEnd : {&f.syncC, &f.netns, &f.outW, &f.errW, &f.inR, &f.files}) childEnd->reset();  // it has copies
+  j.layerClones.clear();
   bool ok = j.group.v2 || cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err);
   undo.g = &j.group;
   const bool payload = input_files::hasPayload(j.spec);

@@ -162,8 +162,17 @@ bool unshareCgroupInChild(Error& err) {
   return r == 0 || fail(err, "namespaces", "unshare", "cgroup", r);
 }
 
-void shareMountNsInChild(int syncFd) {
-  long fd = sys::sc(__NR_openat, AT_FDCWD, "/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+bool joinBaseMountNsInChild(int baseFd, int& nsDirFd, Error& err) {
+  long dir = sys::sc(__NR_openat, AT_FDCWD, "/proc/self/ns", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return fail(err, "namespaces", "open", "/proc/self/ns", dir);
+  nsDirFd = (int)dir;
+  long r = sys::sc(__NR_setns, baseFd, 0x00020000 /*CLONE_NEWNS*/);
+  return r == 0 || fail(err, "namespaces", "setns", "mount base", r);
+}
+
+void shareMountNsInChild(int syncFd, int nsDirFd) {
+  long fd = nsDirFd >= 0 ? sys::sc(__NR_openat, nsDirFd, "mnt", O_RDONLY | O_CLOEXEC)
+                         : sys::sc(__NR_openat, AT_FDCWD, "/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return;
   char tag[sizeof(proto::Msg)];
   sys::bzero(tag, sizeof tag);

@@ -50,8 +50,14 @@ bool unshareCgroupInChild(Error& err);
 // the job's file systems, an RCU grace period — must not run on the JS thread).
 void releaseLater(Fd fd);
 
-// Setup child: send our mount namespace to the launcher (best effort; see proto.h 'N').
-void shareMountNsInChild(int syncFd);
+// Setup child: send our mount namespace to the launcher (best effort; see proto.h 'N'). nsDirFd:
+// this process's /proc/self/ns opened before it left the host's mount namespace, or -1.
+void shareMountNsInChild(int syncFd, int nsDirFd = -1);
+
+// Setup child: join the base mount namespace (mnt.h baseNamespace()) so the unshare that follows
+// copies it, not the host's. Opens /proc/self/ns first (for shareMountNsInChild: the base has no
+// /proc) into nsDirFd.
+bool joinBaseMountNsInChild(int baseFd, int& nsDirFd, Error& err);
 
 // netFd >= 0: join that (fresh, pooled) network namespace; else create one and bring lo up.
 bool unshareInChild(int netFd, Error& err);

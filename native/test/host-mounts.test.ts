@@ -1,0 +1,79 @@
+// A job's start must not grow with the host's mount table. unshare(CLONE_NEWNS) copies every mount
+// of the caller's namespace (and pivot_root detaches every copy again): on a host with hundreds of
+// mounts (container overlays, pod volumes) that was most of a setup's mount work. A setup child
+// copies a two-mount base namespace instead (native/src/mnt_base.cc), pooled or not. Measured here
+// by how many mounts the machine makes (the kernel's unique mount ids, Linux >= 6.8), not by time.
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import { sweep } from '../index.ts';
+import { buildBusyboxRootfs, makeTempDir, removeParent, sweepStaleTestParents, uniqueParent } from './helpers.ts';
+
+const fixtures = path.join(import.meta.dirname, 'fixtures');
+const unique = execFileSync('python3', [path.join(fixtures, 'mount-ids.py')], { encoding: 'utf8' }).trim();
+const skip = unique === 'unsupported' ? 'this kernel has no unique mount ids (STATX_MNT_ID_UNIQUE, Linux >= 6.8)' : false;
+
+const withHostMounts = path.join(import.meta.dirname, '..', 'bench', 'with-host-mounts.py');
+
+interface Result { mountsMade: number; pooled: boolean[]; pool: number; hostMounts: number }
+
+describe('a job\'s start and the host\'s mount table', { skip }, () => {
+  const parent = uniqueParent('hostmounts');
+  let tmp = '';
+  let rootfs = '';
+  let stack = '';
+  let base = 0;
+  before(async () => {
+    await sweepStaleTestParents();
+    tmp = makeTempDir('hostmounts');
+    rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
+    stack = path.join(tmp, 'stack');
+    fs.mkdirSync(stack);
+    base = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter(Boolean).length;
+  });
+  after(async () => {
+    await sweep({ cgroupParent: parent });
+    removeParent(parent);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  // The launcher in a private mount namespace (unshare -m: the host sees none of it) with `extra`
+  // more mounts than this one.
+  const launchWith = async (extra: number, mode: 'pooled' | 'direct' | 'control'): Promise<Result> => {
+    const { stdout } = await promisify(execFile)('unshare', ['--mount', '--propagation', 'private', '--',
+      'python3', withHostMounts, stack, String(extra),
+      process.execPath, '--import', 'tsx', path.join(fixtures, 'host-mounts-launcher.ts'), rootfs, parent, path.join(tmp, `state-${mode}-${extra}`), mode]);
+    const r = JSON.parse(stdout.trim()) as Result;
+    assert.ok(r.hostMounts >= base + extra, `the launcher saw ${r.hostMounts} mounts, expected at least ${base + extra}`);
+    return r;
+  };
+
+  it('pooled setups copy none of the host\'s mounts: 1000 more on the host add next to nothing to three jobs', async () => {
+    const few = await launchWith(0, 'pooled');
+    const many = await launchWith(1000, 'pooled');
+    for (const r of [few, many]) {
+      assert.deepEqual(r.pooled, [true, true, true], 'each job ran in a pooled setup');
+      assert.equal(r.pool, 2, 'and the next ones were made');
+    }
+    // Three setups made and three jobs run. Had each setup copied the host's table, that would be
+    // 3000 mounts more; other tests on the machine make a few hundred a second at most.
+    assert.ok(many.mountsMade - few.mountsMade < 500,
+      `with 1000 more host mounts three pooled jobs made ${many.mountsMade} mounts, against ${few.mountsMade}`);
+  });
+
+  it('nor do launches without a pooled setup (the direct path)', async () => {
+    const few = await launchWith(0, 'direct');
+    const many = await launchWith(1000, 'direct');
+    for (const r of [few, many]) assert.deepEqual(r.pooled, [false, false, false]);
+    assert.ok(many.mountsMade - few.mountsMade < 500,
+      `with 1000 more host mounts three direct jobs made ${many.mountsMade} mounts, against ${few.mountsMade}`);
+  });
+
+  it('the count sees copies: three `unshare -m` of that namespace make 3000 mounts or more', async () => {
+    const r = await launchWith(1000, 'control');
+    assert.ok(r.mountsMade >= 3000, `three copies of a namespace with 1000 more mounts made ${r.mountsMade} mounts`);
+  });
+});

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <map>
+#include <string>
 #include <mutex>
 #include <thread>
 
@@ -21,30 +22,31 @@
 namespace sbx::mnt {
 namespace {
 
-// The directories of `path` as the kernel resolves them where there are no symlinks ("." and empty
-// components dropped, ".." one up): what the literal state dir path reaches inside the namespace.
-std::vector<std::string> lexicalComponents(const std::string& path) {
-  std::vector<std::string> parts;
+// Make the directories the literal `path` walks through under `root` (where there are no symlinks:
+// "." stays, ".." goes one up) so that it resolves there; `at` gets where it ends.
+bool mkdirsAlong(const std::string& root, const std::string& path, std::string& at, Error& err) {
+  at = root;
   size_t i = 0;
   while (i <= path.size()) {
     size_t j = path.find('/', i);
     if (j == std::string::npos) j = path.size();
     std::string c = path.substr(i, j - i);
-    if (c == "..") {
-      if (!parts.empty()) parts.pop_back();
-    } else if (!c.empty() && c != ".") {
-      parts.push_back(c);
-    }
     i = j + 1;
+    if (c.empty() || c == ".") continue;
+    if (c == "..") {
+      if (at.size() > root.size()) at.resize(at.rfind('/'));
+      continue;
+    }
+    at += "/" + c;
+    if (mkdir(at.c_str(), 0755) != 0 && errno != EEXIST) return fail(err, "mount-base", "mkdir", at.c_str(), errno, kHost);
   }
-  return parts;
+  if (at == root) return fail(err, "mount-base", "", "stateDir is /", EINVAL, kHost);
+  return true;
 }
 
 // Runs on a thread of its own: unshare(CLONE_NEWNS) gives the thread its own fs_struct, and the
 // pivot_root below changes only that thread's root. The namespace outlives the thread through `out`.
 bool build(const std::string& stateDir, Fd& out, Error& err) {
-  std::vector<std::string> parts = lexicalComponents(stateDir);
-  if (parts.empty()) return fail(err, "mount-base", "", "stateDir is /", EINVAL, kHost);
   if (unshare(CLONE_NEWNS) != 0) return fail(err, "mount-base", "unshare", "", errno, kHost);
   Fd ns(open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC));
   if (!ns.valid()) return fail(err, "mount-base", "open", "/proc/thread-self/ns/mnt", errno, kHost);
@@ -53,11 +55,8 @@ bool build(const std::string& stateDir, Fd& out, Error& err) {
   const std::string root = stateDir + "/mnt";
   if (mount("tmpfs", root.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=256,mode=0755") != 0)
     return fail(err, "mount-base", "mount", root.c_str(), errno, kHost);
-  std::string at = root;
-  for (const auto& c : parts) {
-    at += "/" + c;
-    if (mkdir(at.c_str(), 0755) != 0) return fail(err, "mount-base", "mkdir", at.c_str(), errno, kHost);
-  }
+  std::string at;
+  RETURN_ON_FAILURE(mkdirsAlong(root, stateDir, at, err));
   // Not recursive: the tmpfs on <stateDir>/mnt stays out; a setup mounts its scratch tmpfs there.
   if (mount(stateDir.c_str(), at.c_str(), nullptr, MS_BIND, nullptr) != 0)
     return fail(err, "mount-base", "mount", at.c_str(), errno, kHost);

@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { sweep } from '../index.ts';
-import { buildBusyboxRootfs, makeTempDir, removeParent, sweepStaleTestParents, uniqueParent } from './helpers.ts';
+import { closePool, sweep } from '../index.ts';
+import { baseSpec, buildBusyboxRootfs, makeTempDir, poolReaches, removeParent, run, sweepStaleTestParents, uniqueParent } from './helpers.ts';
 
 const fixtures = path.join(import.meta.dirname, 'fixtures');
 const unique = execFileSync('python3', [path.join(fixtures, 'mount-ids.py')], { encoding: 'utf8' }).trim();
@@ -75,5 +75,40 @@ describe('a job\'s start and the host\'s mount table', { skip }, () => {
   it('the count sees copies: three `unshare -m` of that namespace make 3000 mounts or more', async () => {
     const r = await launchWith(1000, 'control');
     assert.ok(r.mountsMade >= 3000, `three copies of a namespace with 1000 more mounts made ${r.mountsMade} mounts`);
+  });
+});
+
+describe('the base mount namespace and the state dir\'s path', () => {
+  const parent = uniqueParent('basens');
+  let tmp = '';
+  let rootfs = '';
+  before(async () => {
+    await sweepStaleTestParents();
+    tmp = makeTempDir('basens');
+    rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
+  });
+  after(async () => {
+    closePool();
+    await sweep({ cgroupParent: parent });
+    removeParent(parent);
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('a state dir named through a symlink and ".." works, pooled and direct', async () => {
+    // `link/..` is `real` on the host (the kernel follows the link first), and the base namespace
+    // (no symlinks in it) must still resolve the same literal path to the same directory.
+    fs.mkdirSync(path.join(tmp, 'real', 'sub'), { recursive: true });
+    fs.symlinkSync(path.join(tmp, 'real', 'sub'), path.join(tmp, 'link'));
+    const opts = { cgroupParent: parent, stateDir: `${tmp}/link/../odd-state` };
+    const spec = () => baseSpec([rootfs], { slot: 9, argv: ['sh', '-c', 'echo ok; ls /'] });
+    const direct = await run(spec(), { ...opts, pool: false });
+    assert.equal(direct.exit.exitCode, 0, direct.stderr);
+    assert.match(direct.stdout, /^ok\n/);
+    assert.ok(fs.existsSync(path.join(tmp, 'real', 'odd-state', 'initlayer')), 'the state dir is where the host resolves it');
+    await run(spec(), opts);
+    assert.equal(await poolReaches(2), 2);
+    const pooled = await run(spec(), opts);
+    assert.equal(pooled.exit.exitCode, 0, pooled.stderr);
+    assert.equal(pooled.stdout, direct.stdout, 'the same root from a pooled setup');
   });
 });

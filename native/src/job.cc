@@ -76,7 +76,6 @@ struct Job {
   std::vector<char*> initArgv, initEnvp;
   std::vector<std::string> joinFiles;
   std::vector<const char*> joinPtrs;
-  std::vector<Fd> layerClones;  // with the base mount namespace: the image's layers (closed once cloned)
   child::Args args{};
   void* stack = nullptr;
   cgroup::Group group;
@@ -437,20 +436,12 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   int usernsFd = -1;
   uint32_t hostBase = 0;
   RETURN_ON_FAILURE(slotUserns(s, o, usernsFd, hostBase, err));
-  // In the base mount namespace the child reaches the image's layers only through clones made here.
-  // Without it, or when a layer cannot be cloned, the child copies ours and mounts them by path (and
-  // reports what fails).
+  // In the base mount namespace every image layer is attached, from a clone the child makes of its
+  // path before it joins that namespace (layerFds of -1). Without it, the child copies ours.
   int baseMntns = -1;
-  std::vector<int> layerFds;
-  std::vector<std::pair<uint64_t, uint64_t>> ids;
   Error noBase;
-  if (mnt::pooledUsable(o) && hostRoot() >= 0 && mnt::baseNamespace(o.stateDir, baseMntns, noBase) &&
-      mnt::cloneLayers(s.lowerDirs, j.layerClones, ids, noBase)) {
-    for (const auto& f : j.layerClones) layerFds.push_back(f.get());
-  } else {
-    baseMntns = -1;
-    j.layerClones.clear();
-  }
+  if (!mnt::pooledUsable(o) || hostRoot() < 0 || !mnt::baseNamespace(o.stateDir, baseMntns, noBase)) baseMntns = -1;
+  const std::vector<int> layerFds(s.lowerDirs.size(), -1);
   RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, j.arena, j.ops, err, baseMntns >= 0 ? &layerFds : nullptr));
   buildInitArgs(j);
   RETURN_ON_FAILURE(init_config::build(j.spec, o, config, err));
@@ -531,7 +522,6 @@ bool startChild(Job& j, const cgroup::Host& host, const spec::Options& o, Launch
   j.pidfd = std::move(c.pidfd);
   trace::mark(j.times, trace::kCloned);
   for (Fd* childEnd : {&f.syncC, &f.netns, &f.outW, &f.errW, &f.inR, &f.files}) childEnd->reset();  // it has copies
-  j.layerClones.clear();
   bool ok = j.group.v2 || cgroup::create(host, o.cgroupParent, j.spec.limits, j.group, err);
   undo.g = &j.group;
   const bool payload = input_files::hasPayload(j.spec);

@@ -24,9 +24,11 @@ using Arena = std::deque<std::string>;
 bool prepareStateDir(const std::string& stateDir, Error& err);
 
 // usernsFd >= 0: image layers are idmapped to that user namespace (hostBase = its uid 0).
-// layerFds (pooled setups): one detached clone (open_tree OPEN_TREE_CLONE) per s.lowerDirs entry;
-// each layer is attached from it, read-only (idmapped with a user namespace), so what the setup
-// mounts is exactly what the launcher cloned (and can compare with the job's layers by inode).
+// layerFds: one entry per s.lowerDirs entry, and every image layer is attached read-only (idmapped
+// with a user namespace) rather than named in the overlay's options. An fd (pooled setups): a
+// detached clone (open_tree OPEN_TREE_CLONE) the launcher made, so what the setup mounts is exactly
+// what it cloned (and can compare with the job's layers by inode); -1: the setup child clones the
+// path (before it joins the base mount namespace: mnt_op.h cloneSourcesInChild()).
 // The last op is always the pivot_root (the direct path's child runs it separately, after joining
 // its cgroups).
 bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
@@ -41,7 +43,8 @@ bool cloneLayers(const std::vector<std::string>& dirs, std::vector<Fd>& fds, std
 // The mount namespace a setup child joins before it unshares its own (mnt_base.cc): a read-only
 // empty tmpfs as "/" and <stateDir> bound read-only at its own path, so a setup copies two mounts
 // and not the host's whole table. Made once per state dir and kept (fd) until the process exits.
-// The child then reaches nothing of the host by path: its image layers come as cloneLayers() fds.
+// The child then reaches nothing of the host by path: it clones the layers first (or has the
+// launcher's clones), and the rest of what it mounts is under the state dir.
 bool baseNamespace(const std::string& stateDir, int& fd, Error& err);
 
 // Pooled setups (zygote.h) and the base mount namespace work here: the /dev template is usable

@@ -24,7 +24,16 @@ struct Op {
   int srcFd = -1;     // kIdmapLayer: attach this detached clone (open_tree) instead of cloning src
 };
 
-// Setup child: run the ops. Async-signal-safe.
-bool setupInChild(const Op* ops, size_t n, Error& err);
+// The most ops a setup child pre-clones for (cloneSourcesInChild): 128 layers take about 300.
+constexpr size_t kMaxOps = 512;
+
+// Setup child, before it joins the base mount namespace (mnt.h baseNamespace()), where the host's
+// paths are out of reach: clone the source of every kIdmapLayer op that has no srcFd (open_tree
+// OPEN_TREE_CLONE of its path) into clones[i]; -1 for the other ops. Async-signal-safe.
+bool cloneSourcesInChild(const Op* ops, size_t n, long* clones, Error& err);
+
+// Setup child: run the ops; clones (from cloneSourcesInChild, same indexes) or nullptr.
+// Async-signal-safe.
+bool setupInChild(const Op* ops, size_t n, Error& err, const long* clones = nullptr);
 
 }  // namespace sbx::mnt

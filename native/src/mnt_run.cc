@@ -23,7 +23,9 @@ constexpr uint64_t kAttrRdonly = 0x1, kAttrNosuid = 0x2, kAttrNodev = 0x4, kAttr
 #define __NR_mount_setattr 442
 #endif
 
-long runOp(const Op& op) {
+long cloneTree(const char* path) { return sys::sc(__NR_open_tree, AT_FDCWD, path, kOpenTreeClone | O_CLOEXEC); }
+
+long runOp(const Op& op, long clone) {
   using sys::sc;
   switch (op.kind) {
     case OpKind::kMount:
@@ -49,8 +51,9 @@ long runOp(const Op& op) {
       return sc(__NR_chdir, op.dst);
     case OpKind::kIdmapLayer: {
       // open_tree(OPEN_TREE_CLONE) + mount_setattr(MOUNT_ATTR_IDMAP | RDONLY) + move_mount.
-      // (srcFd: a detached clone the launcher made; closing our copy of it below is fine.)
-      long t = op.srcFd >= 0 ? op.srcFd : sc(__NR_open_tree, AT_FDCWD, op.src, kOpenTreeClone | O_CLOEXEC);
+      // (srcFd: a detached clone the launcher made, clone: one this child made before it left the
+      // host's mount namespace; closing our copy of either below is fine.)
+      long t = clone >= 0 ? clone : op.srcFd >= 0 ? op.srcFd : cloneTree(op.src);
       if (t < 0) return t;
       // op.flags: MS_* wanted on the clone (default for layers: ro, nosuid, nodev).
       unsigned long f = op.flags ? op.flags : (MS_RDONLY | MS_NOSUID | MS_NODEV);
@@ -92,9 +95,20 @@ const char* opSyscall(OpKind k) {
 
 }  // namespace
 
-bool setupInChild(const Op* ops, size_t n, Error& err) {
+bool cloneSourcesInChild(const Op* ops, size_t n, long* clones, Error& err) {
+  if (n > kMaxOps) return fail(err, "mount", "", "too many mount steps", E2BIG);
   for (size_t i = 0; i < n; i++) {
-    long r = runOp(ops[i]);
+    clones[i] = -1;
+    if (ops[i].kind != OpKind::kIdmapLayer || ops[i].srcFd >= 0) continue;
+    clones[i] = cloneTree(ops[i].src);
+    if (clones[i] < 0) return fail(err, ops[i].stage, "open_tree", ops[i].src, clones[i]);
+  }
+  return true;
+}
+
+bool setupInChild(const Op* ops, size_t n, Error& err, const long* clones) {
+  for (size_t i = 0; i < n; i++) {
+    long r = runOp(ops[i], clones ? clones[i] : -1);
     if (r < 0 && !(ops[i].optional && r == -ENOENT)) return fail(err, ops[i].stage, opSyscall(ops[i].kind), ops[i].dst, r);
   }
   return true;

@@ -147,12 +147,22 @@ bool execInit(const Args& a, Error& err) {
   return fail(err, "exec-init", "execveat", "sbx-init", r, r == -E2BIG ? kInvalidSpec : kSystem);
 }
 
-// With a base mount namespace (child.h): clone what the mount program attaches by path while the
-// host's paths are still in reach, then join it, so the unshare that follows copies its two mounts.
-bool leaveHostMounts(const Args& a, long* clones, int& nsDirFd, Error& err) {
-  if (a.baseMntnsFd < 0) return true;
-  RETURN_ON_FAILURE(mnt::cloneSourcesInChild(a.ops, a.nops, clones, err));
-  return ns::joinBaseMountNsInChild(a.baseMntnsFd, nsDirFd, err);
+// The mount, ipc and network namespaces (pid and uts came with the clone). With a base mount
+// namespace (child.h): first clone what the mount program attaches by path while the host's paths
+// are still in reach, then join it, so the unshare copies its two mounts. `pre` gets those clones
+// for setupInChild (nullptr without a base).
+bool unshareNamespaces(const Args& a, long* clones, const long*& pre, Error& err) {
+  int nsDirFd = -1;
+  pre = nullptr;
+  if (a.baseMntnsFd >= 0) {
+    RETURN_ON_FAILURE(mnt::cloneSourcesInChild(a.ops, a.nops, clones, err));
+    RETURN_ON_FAILURE(ns::joinBaseMountNsInChild(a.baseMntnsFd, nsDirFd, err));
+    pre = clones;
+  }
+  RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
+  ns::shareMountNsInChild(a.syncFd, nsDirFd);
+  if (nsDirFd >= 0) sc(__NR_close, nsDirFd);
+  return true;
 }
 
 // Everything up to pivot_root runs while the launcher creates the cgroups; joining them needs the
@@ -163,14 +173,11 @@ bool run(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(dieWithLauncher(err));
   RETURN_ON_FAILURE(resetScheduling(err));
   long clones[mnt::kMaxOps];
-  int nsDirFd = -1;
-  RETURN_ON_FAILURE(leaveHostMounts(a, clones, nsDirFd, err));
-  RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
-  ns::shareMountNsInChild(a.syncFd, nsDirFd);
-  if (nsDirFd >= 0) sc(__NR_close, nsDirFd);
+  const long* pre;
+  RETURN_ON_FAILURE(unshareNamespaces(a, clones, pre, err));
   RETURN_ON_FAILURE(resetSignals(err));
   trace::mark(a.trace, trace::kUnshared);
-  RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops - 1, err, a.baseMntnsFd >= 0 ? clones : nullptr));
+  RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops - 1, err, pre));
   trace::mark(a.trace, trace::kMounted);
   RETURN_ON_FAILURE(waitForGo(a, err));
   trace::mark(a.trace, trace::kGotGo);
@@ -192,14 +199,11 @@ bool runZygote(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(resetScheduling(err));  // before the join (see there), and sbx-init waits as SCHED_BATCH
   RETURN_ON_FAILURE(joinCgroups(a, err));  // made before clone: nothing it does escapes them
   long clones[mnt::kMaxOps];
-  int nsDirFd = -1;
-  RETURN_ON_FAILURE(leaveHostMounts(a, clones, nsDirFd, err));
-  RETURN_ON_FAILURE(ns::unshareInChild(a.netFd, err));
-  ns::shareMountNsInChild(a.syncFd, nsDirFd);
-  if (nsDirFd >= 0) sc(__NR_close, nsDirFd);
+  const long* pre;
+  RETURN_ON_FAILURE(unshareNamespaces(a, clones, pre, err));
   RETURN_ON_FAILURE(resetSignals(err));
   RETURN_ON_FAILURE(ns::unshareCgroupInChild(err));
-  RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops, err, a.baseMntnsFd >= 0 ? clones : nullptr));
+  RETURN_ON_FAILURE(mnt::setupInChild(a.ops, a.nops, err, pre));
   RETURN_ON_FAILURE(setupFds(a, reportFd, err));
   return execInit(a, err);
 }

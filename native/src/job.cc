@@ -438,9 +438,7 @@ bool preparePlan(Job& j, const cgroup::Host& host, const spec::Options& o, std::
   RETURN_ON_FAILURE(slotUserns(s, o, usernsFd, hostBase, err));
   // In the base mount namespace every image layer is attached, from a clone the child makes of its
   // path before it joins that namespace (layerFds of -1). Without it, the child copies ours.
-  int baseMntns = -1;
-  Error noBase;
-  if (!mnt::pooledUsable(o) || hostRoot() < 0 || !mnt::baseNamespace(o.stateDir, baseMntns, noBase)) baseMntns = -1;
+  const int baseMntns = hostRoot() >= 0 ? mnt::baseNamespace(o) : -1;
   const std::vector<int> layerFds(s.lowerDirs.size(), -1);
   RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, j.arena, j.ops, err, baseMntns >= 0 ? &layerFds : nullptr));
   buildInitArgs(j);

@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -280,17 +279,6 @@ bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_
   return true;
 }
 
-bool cloneLayers(const std::vector<std::string>& dirs, std::vector<Fd>& fds, std::vector<std::pair<uint64_t, uint64_t>>& ids,
-                 Error& err) {
-  for (const auto& dir : dirs) {
-    fds.emplace_back((int)syscall(SYS_open_tree, AT_FDCWD, dir.c_str(), 1 /* OPEN_TREE_CLONE */ | O_CLOEXEC));
-    struct stat st;
-    if (!fds.back().valid() || fstat(fds.back().get(), &st) != 0 || !S_ISDIR(st.st_mode))
-      return fail(err, "layers", "open_tree", dir.c_str(), fds.back().valid() ? ENOTDIR : errno);
-    ids.emplace_back((uint64_t)st.st_dev, (uint64_t)st.st_ino);
-  }
-  return true;
-}
 
 // Pooled setups (zygote.h) run the same program (made ahead, for the image of their slot's last job).
 bool pooledUsable(const spec::Options& o) { return devTemplateUsable(o.stateDir); }

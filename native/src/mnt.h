@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 #include "error.h"
-#include "fd.h"
 #include "mnt_op.h"
 #include "spec.h"
 
@@ -34,18 +33,13 @@ bool prepareStateDir(const std::string& stateDir, Error& err);
 bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_t hostBase, Arena& arena,
               std::vector<Op>& ops, Error& err, const std::vector<int>* layerFds = nullptr);
 
-// Detached clones (open_tree OPEN_TREE_CLONE: in no mount namespace) of the image's layer
-// directories, one per entry of `dirs`, for buildOps' layerFds; `ids` gets each one's device and
-// inode. Close-on-exec: a setup child's copies go when it execs sbx-init.
-bool cloneLayers(const std::vector<std::string>& dirs, std::vector<Fd>& fds, std::vector<std::pair<uint64_t, uint64_t>>& ids,
-                 Error& err);
-
 // The mount namespace a setup child joins before it unshares its own (mnt_base.cc): a read-only
 // empty tmpfs as "/" and <stateDir> bound read-only at its own path, so a setup copies two mounts
-// and not the host's whole table. Made once per state dir and kept (fd) until the process exits.
+// and not the host's whole table. Made once per state dir and kept until the process exits; its fd,
+// or -1 where it cannot be used (no /dev template: pooledUsable()) or could not be made (tried once).
 // The child then reaches nothing of the host by path: it clones the layers first (or has the
 // launcher's clones), and the rest of what it mounts is under the state dir.
-bool baseNamespace(const std::string& stateDir, int& fd, Error& err);
+int baseNamespace(const spec::Options& o);
 
 // Pooled setups (zygote.h) and the base mount namespace work here: the /dev template is usable
 // (without it, /dev is bound from the host's).

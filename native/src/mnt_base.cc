@@ -74,20 +74,20 @@ bool build(const std::string& stateDir, Fd& out, Error& err) {
 
 }  // namespace
 
-bool baseNamespace(const std::string& stateDir, int& fd, Error& err) {
+int baseNamespace(const spec::Options& o) {
+  if (!pooledUsable(o)) return -1;
   static std::mutex mu;
-  static std::map<std::string, Fd>* made = new std::map<std::string, Fd>();  // kept until exit
+  // Per state dir, kept until exit; an invalid Fd where it could not be made (tried once).
+  static std::map<std::string, Fd>* made = new std::map<std::string, Fd>();
   std::lock_guard<std::mutex> lock(mu);
-  auto it = made->find(stateDir);
+  auto it = made->find(o.stateDir);
   if (it == made->end()) {
     Fd ns;
-    bool ok = false;
-    std::thread([&] { ok = build(stateDir, ns, err); }).join();
-    if (!ok) return false;
-    it = made->emplace(stateDir, std::move(ns)).first;
+    Error ignored;  // the setups then copy the launcher's namespace, as they did before
+    std::thread([&] { build(o.stateDir, ns, ignored); }).join();
+    it = made->emplace(o.stateDir, std::move(ns)).first;
   }
-  fd = it->second.get();
-  return true;
+  return it->second.get();
 }
 
 }  // namespace sbx::mnt

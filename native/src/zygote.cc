@@ -133,12 +133,14 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   // mounts exactly these, and take() compares them with the job's by device and inode. Close-on-
   // exec: the setup child's copies are gone once it execs sbx-init; ours are closed below.
   std::vector<Fd> layerFds;
-  std::vector<std::pair<uint64_t, uint64_t>> ids;
-  RETURN_ON_FAILURE(mnt::cloneLayers(s.lowerDirs, layerFds, ids, err));
   std::vector<int> rawLayerFds;
-  for (size_t i = 0; i < layerFds.size(); i++) {
-    z->layers.push_back(LayerId{ids[i].first, ids[i].second});
-    rawLayerFds.push_back(layerFds[i].get());
+  for (const auto& dir : s.lowerDirs) {
+    layerFds.emplace_back((int)syscall(SYS_open_tree, AT_FDCWD, dir.c_str(), 1 /* OPEN_TREE_CLONE */ | O_CLOEXEC));
+    struct stat st;
+    if (!layerFds.back().valid() || fstat(layerFds.back().get(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return fail(err, "pool", "open_tree", dir.c_str(), layerFds.back().valid() ? ENOTDIR : errno);
+    z->layers.push_back(LayerId{(uint64_t)st.st_dev, (uint64_t)st.st_ino});
+    rawLayerFds.push_back(layerFds.back().get());
   }
   RETURN_ON_FAILURE(mnt::buildOps(s, o, usernsFd, hostBase, z->arena, z->ops, err, &rawLayerFds));
   z->joinFiles = cgroup::selfJoinFiles(z->group);
@@ -160,14 +162,11 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   RETURN_ON_FAILURE(ns::takeOrMakeNetns(z->netns, err));
   static char kName[] = "sbx-zygote";
   z->argv[0] = kName;
-  // The setup copies the base namespace (two mounts), not this process's; without one (it could not be
-  // made) it copies this process's, as a direct launch does.
-  int baseMntns = -1;
-  Error noBase;
-  if (!mnt::baseNamespace(o.stateDir, baseMntns, noBase)) baseMntns = -1;
+  // The setup copies the base namespace (two mounts), not this process's (without one, it copies
+  // this process's).
   z->args = child::Args{childSync.get(), devnull.get(), devnull.get(), devnull.get(), initFd, z->ops.data(), z->ops.size(),
                         "", 0, z->argv, z->envp, z->joinPtrs.data(), z->joinPtrs.size(), usernsFd, z->netns.get(), nullptr,
-                        true, z->joinFds.data(), -1, baseMntns};
+                        true, z->joinFds.data(), -1, mnt::baseNamespace(o)};
   z->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (z->stack == MAP_FAILED) {
     z->stack = nullptr;

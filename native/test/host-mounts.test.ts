@@ -20,23 +20,26 @@ const withHostMounts = path.join(import.meta.dirname, '..', 'bench', 'with-host-
 
 interface Result { windows: number[]; pooled: boolean[]; hostMounts: number }
 
+// One cgroup parent, rootfs and scratch for the whole file (each launch below gets its own state dir).
+const parent = uniqueParent('hostmounts');
+let tmp = '';
+let rootfs = '';
+let stack = '';
+before(async () => {
+  await sweepStaleTestParents();
+  tmp = makeTempDir('hostmounts');
+  rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
+  stack = path.join(tmp, 'stack');
+  fs.mkdirSync(stack);
+});
+after(async () => {
+  closePool();
+  await sweep({ cgroupParent: parent });
+  removeParent(parent);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
 describe('a job\'s start and the host\'s mount table', { skip }, () => {
-  const parent = uniqueParent('hostmounts');
-  let tmp = '';
-  let rootfs = '';
-  let stack = '';
-  before(async () => {
-    await sweepStaleTestParents();
-    tmp = makeTempDir('hostmounts');
-    rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
-    stack = path.join(tmp, 'stack');
-    fs.mkdirSync(stack);
-  });
-  after(async () => {
-    await sweep({ cgroupParent: parent });
-    removeParent(parent);
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
 
   // The launcher in a private mount namespace (unshare -m: the host sees none of it) with `extra`
   // more mounts than this one.
@@ -72,20 +75,6 @@ describe('a job\'s start and the host\'s mount table', { skip }, () => {
 });
 
 describe('the base mount namespace and the state dir\'s path', () => {
-  const parent = uniqueParent('basens');
-  let tmp = '';
-  let rootfs = '';
-  before(async () => {
-    await sweepStaleTestParents();
-    tmp = makeTempDir('basens');
-    rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
-  });
-  after(async () => {
-    closePool();
-    await sweep({ cgroupParent: parent });
-    removeParent(parent);
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
 
   it('a state dir named through a symlink and ".." works, pooled and direct', async () => {
     // `link/..` is `real` on the host (the kernel follows the link first), and the base namespace

@@ -1,11 +1,14 @@
 // npm run bench:launcher [-- --runs N] [--spaced MS] [--throughput-runs N] [--concurrency C] [--only-sbx] [--phases N]
-//   [--host-mounts N] [--json]
+//   [--host-mounts N] [--command true|nop] [--json]
 // --phases N: only N traced sbx launches (LaunchOptions.trace), printing the median of each phase
 // (where the time goes); nothing else runs.
 // --host-mounts N: everything runs in a private mount namespace holding N more mounts than the
 // host's (with-host-mounts.py), as on a busy container host: how each runtime's start grows with
 // the mount table it is started from.
-// Start-to-exit of /bin/true in a static busybox rootfs with full isolation and memory + pids
+// --command nop: every runtime runs /bin/nop (nop.c: exits at once, no C library start-up) instead of
+// busybox's /bin/true, whose static glibc start-up probes the CPU with CPUID, a VM exit each on a
+// virtual machine: what is left is each runtime's own work.
+// Start-to-exit of /bin/true (--command nop: /bin/nop) in a static busybox rootfs with full isolation and memory + pids
 // limits: sbx (in-process, as the worker uses it) vs `crun run`, `runc run` (same limits) and
 // bwrap (namespaces only, no cgroups), each CLI timed as spawn-and-wait by a tiny C spawner
 // (spawn-timer.c: vfork + exec + waitpid), and the host fork+exec floor of /bin/true.
@@ -41,6 +44,13 @@ const noPool = args.includes('--no-pool');
 // slot's next setup still run
 const spacedMs = numArg('--spaced', 0);
 const hostMounts = numArg('--host-mounts', 0);
+const commandIdx = args.indexOf('--command');
+const commandName = commandIdx >= 0 ? args[commandIdx + 1] : 'true';
+if (commandName !== 'true' && commandName !== 'nop') {
+  process.stderr.write(`bench:launcher: --command must be true or nop, not ${JSON.stringify(commandName ?? '')}\n`);
+  process.exit(2);
+}
+const command = `/bin/${commandName}`;
 const warmup = 20;
 const MEM = 64 << 20;
 const PIDS = 64;
@@ -66,7 +76,7 @@ function ociBundle(runtime: string, dir: string, rootfs: string): void {
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
   cfg.root = { path: rootfs, readonly: true };
   cfg.process.terminal = false;
-  cfg.process.args = ['/bin/true'];
+  cfg.process.args = [command];
   cfg.hostname = 'bench';
   cfg.linux.resources = { ...(cfg.linux.resources ?? {}), memory: { limit: MEM, swap: MEM }, pids: { limit: PIDS } };
   const nsTypes = new Set((cfg.linux.namespaces as { type: string }[]).map((n) => n.type));
@@ -110,7 +120,7 @@ async function sbxOne(rootfs: string, parent: string, id: string, slot: number, 
 
 async function sbxRun(rootfs: string, parent: string, id: string, slot: number, trace = false, pool = !noPool, onEnded?: () => void): Promise<ExitInfo> {
   const spec: LaunchSpec = {
-    id, slot, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0,
+    id, slot, lowerDirs: [rootfs], argv: [command], env: ['PATH=/bin'], cwd: '/', uid: 0,
     gid: 0, hostname: 'bench', stdin: null,
     limits: { memoryBytes: MEM, pids: PIDS, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
   };
@@ -146,8 +156,8 @@ const PHASES: [string, string, string][] = [
   ['[init] seccomp filter (pooled: -)', 'initDropped', 'initSeccomp'],
   ['[init] -> start the command', 'initSeccomp', 'initForked'],
   ['[pooled init] "G" -> start the command', 'initConfig', 'initForked'],
-  ['[cmd] clone(CLONE_VM|CLONE_VFORK) + execve /bin/true (overlay, idmapped)', 'initForked', 'initExecOk'],
-  ['[cmd] /bin/true runs + exits, init wakes and reaps', 'initExecOk', 'initReaped'],
+  [`[cmd] clone(CLONE_VM|CLONE_VFORK) + execve ${command} (overlay, idmapped)`, 'initForked', 'initExecOk'],
+  [`[cmd] ${command} runs + exits, init wakes and reaps`, 'initExecOk', 'initReaped'],
   ['status (\'S\') -> launcher: SIGKILL to pid 1, usage read', 'initReaped', 'reaped'],
   ['"ended" emitted (outcome known; the caller reports it)', 'reaped', 'ended'],
   ['pid 1 exit -> pidfd readable in launcher (ns teardown, after "ended")', 'initReaped', 'exitSeen'],
@@ -281,6 +291,7 @@ async function main(): Promise<void> {
   const parent = `sbx-bench-${process.pid}`;
   const rootfs = path.join(tmp, 'rootfs');
   buildBusyboxRootfs(rootfs);
+  if (commandName === 'nop') execFileSync('gcc', ['-O2', '-static', '-nostdlib', '-o', path.join(rootfs, 'bin', 'nop'), path.join(here, 'nop.c')]);
   spawnTimer = path.join(tmp, 'spawn-timer');
   execFileSync('gcc', ['-O2', '-o', spawnTimer, path.join(here, 'spawn-timer.c')]);
   let results: Record<string, Stat | null> = {};
@@ -289,15 +300,15 @@ async function main(): Promise<void> {
   try {
     if (phasesRuns > 0) {
       const ph = await phasesMode(rootfs, parent, phasesRuns, { i: 0 });
-      log(`where the time goes: median of ${phasesRuns} traced sequential launches, ms`);
+      log(`where the time goes: median of ${phasesRuns} traced sequential launches of ${command}, ms`);
       for (const [k, v] of Object.entries(ph)) log(`${String(v).padStart(8)}  ${k}`);
-      process.stdout.write(JSON.stringify({ phases_runs: phasesRuns, phases_ms: ph }) + '\n');
+      process.stdout.write(JSON.stringify({ phases_runs: phasesRuns, command, phases_ms: ph }) + '\n');
       return;
     }
-    log(`runs=${runs} per runtime (+${warmup} warm-up), /bin/true, memory ${MEM >> 20} MiB + pids ${PIDS}, interleaved in rounds, ${spacedMs > 0 ? `each launch ${spacedMs} ms after the previous one's end` : 'back to back'}, ${mountCount()} mounts in the namespace runtimes start from`);
+    log(`runs=${runs} per runtime (+${warmup} warm-up), ${command}, memory ${MEM >> 20} MiB + pids ${PIDS}, interleaved in rounds, ${spacedMs > 0 ? `each launch ${spacedMs} ms after the previous one's end` : 'back to back'}, ${mountCount()} mounts in the namespace runtimes start from`);
     const seq = { i: 0 };
     const runners: Runner[] = [
-      { name: 'host', block: async (n) => cli([path.join(rootfs, 'bin', 'true')], n) },
+      { name: 'host', block: async (n) => cli([path.join(rootfs, command)], n) },
       { name: 'sbx', block: (n) => sbxBlock(rootfs, parent, n, seq) },
       // the same launcher without pooled setups (LaunchOptions.pool false): every launch does it all
       { name: 'sbx_direct', block: (n) => sbxBlock(rootfs, parent, n, seq, false) },
@@ -317,7 +328,7 @@ async function main(): Promise<void> {
     }
     if (!onlySbx) {
       const cmd = ['bwrap', '--unshare-pid', '--unshare-net', '--unshare-ipc', '--unshare-uts', '--ro-bind', rootfs, '/',
-        '--proc', '/proc', '--dev', '/dev', '/bin/true'];
+        '--proc', '/proc', '--dev', '/dev', command];
       runners.push({ name: 'bwrap', block: async (n) => cli(cmd, n) });
     }
     results = await runAll(runners, Math.max(1, Math.min(10, Math.floor(runs / 20))));
@@ -359,7 +370,7 @@ async function main(): Promise<void> {
   const pick = (s: Stat | null | undefined) => ({ median_ms: s!.median_ms, p90_ms: s!.p90_ms, failures: s!.failures });
   const exitedStat = (k: string) => { const st = stats(toExited[k]!.slice(0, runs), 0); return { median_ms: st.median_ms, p90_ms: st.p90_ms }; };
   if (onlySbx) {
-    process.stdout.write(JSON.stringify({ runs, spaced_ms: spacedMs, mounts: mountCount(), measured_to: 'ended', sbx: pick(results.sbx), sbx_direct: pick(results.sbx_direct), sbx_to_exited: exitedStat('sbx'), sbx_direct_to_exited: exitedStat('sbx_direct'), host_fork_exec: pick(results.host), throughput, throughput_direct: throughputDirect }) + '\n');
+    process.stdout.write(JSON.stringify({ runs, command, spaced_ms: spacedMs, mounts: mountCount(), measured_to: 'ended', sbx: pick(results.sbx), sbx_direct: pick(results.sbx_direct), sbx_to_exited: exitedStat('sbx'), sbx_direct_to_exited: exitedStat('sbx_direct'), host_fork_exec: pick(results.host), throughput, throughput_direct: throughputDirect }) + '\n');
     return;
   }
   const ratio = (k: string) => Math.round((results.sbx!.median_ms / results[k]!.median_ms) * 1000) / 1000;
@@ -367,7 +378,7 @@ async function main(): Promise<void> {
   const exitedRatio = (k: string) => Math.round((exitedStat('sbx').median_ms / results[k]!.median_ms) * 1000) / 1000;
   log(`ratios (sbx median to the outcome / other median): crun ${ratio('crun')}, runc ${ratio('runc')}, bwrap ${ratio('bwrap')}; without pooled setups: crun ${directRatio('crun')}, bwrap ${directRatio('bwrap')}; sbx to exited (after teardown): crun ${exitedRatio('crun')}, bwrap ${exitedRatio('bwrap')}`);
   process.stdout.write(JSON.stringify({
-    runs, spaced_ms: spacedMs, mounts: mountCount(), measured_to: 'ended', sbx: pick(results.sbx), sbx_to_exited: exitedStat('sbx'), sbx_exited_ratio_vs_crun: exitedRatio('crun'), sbx_exited_ratio_vs_bwrap: exitedRatio('bwrap'), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
+    runs, command, spaced_ms: spacedMs, mounts: mountCount(), measured_to: 'ended', sbx: pick(results.sbx), sbx_to_exited: exitedStat('sbx'), sbx_exited_ratio_vs_crun: exitedRatio('crun'), sbx_exited_ratio_vs_bwrap: exitedRatio('bwrap'), crun: pick(results.crun), runc: pick(results.runc), bwrap: pick(results.bwrap),
     host_fork_exec: pick(results.host), ratio_vs_crun: ratio('crun'), ratio_vs_runc: ratio('runc'), ratio_vs_bwrap: ratio('bwrap'),
     sbx_direct: pick(results.sbx_direct), direct_ratio_vs_crun: directRatio('crun'), direct_ratio_vs_bwrap: directRatio('bwrap'),
     throughput, throughput_direct: throughputDirect,

@@ -7,13 +7,14 @@
  * per launch (/proc/stat, every process and the kernel's threads: the job's teardown included).
  *
  *   tsx native/bench/launch-throughput.ts --native <path to native/index.ts> [--launches 800] [--concurrency 8] [--warm-up 200]
+ *     [--command true|nop]   (nop: /bin/nop, no C library start-up: busybox-rootfs.ts benchCommandPath())
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { inLanes } from '../../loadtest/lib/lanes.ts';
 import { machineCpu } from '../../loadtest/lib/machine-cpu.ts';
-import { buildBusyboxRootfs } from './busybox-rootfs.ts';
+import { benchCommandPath, buildBusyboxRootfs, installBenchCommand } from './busybox-rootfs.ts';
 
 interface Launcher {
   launch(spec: Record<string, unknown>, opts: Record<string, unknown>): Promise<{
@@ -42,13 +43,14 @@ const nativeIndex = path.resolve(flag('--native'));
 const launches = count('--launches', 800);
 const concurrency = count('--concurrency', 8);
 const warmUp = count('--warm-up', 200);
+const command = benchCommandPath(process.argv.includes('--command') ? flag('--command') : undefined);
 
 async function measure(launcher: Launcher, rootfs: string, parent: string, n: number, seq: { i: number }): Promise<{ perSecond: number; cpuMsPerLaunch: number }> {
   const busy0 = machineCpu()!.busy;
   const t0 = performance.now();
   await inLanes(concurrency, n, async (slot) => {
     const spec = {
-      id: `tput-${seq.i++}`, slot, lowerDirs: [rootfs], argv: ['/bin/true'], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0,
+      id: `tput-${seq.i++}`, slot, lowerDirs: [rootfs], argv: [command], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0,
       hostname: 'bench', stdin: null, limits: { memoryBytes: 64 << 20, pids: 64, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
     };
     const job = await launcher.launch(spec, { cgroupParent: parent });
@@ -84,10 +86,11 @@ const parent = `sbx-throughput-${process.pid}`;
 try {
   const rootfs = path.join(tmp, 'rootfs');
   buildBusyboxRootfs(rootfs);
+  installBenchCommand(rootfs, command);
   const seq = { i: 0 };
   await measure(launcher, rootfs, parent, warmUp, seq);
   const { perSecond, cpuMsPerLaunch } = await measure(launcher, rootfs, parent, launches, seq);
-  process.stdout.write(`${JSON.stringify({ native: nativeIndex, launches, concurrency, launches_per_s: Math.round(perSecond), machine_cpu_ms_per_launch: Math.round(cpuMsPerLaunch * 100) / 100 })}\n`);
+  process.stdout.write(`${JSON.stringify({ native: nativeIndex, command, launches, concurrency, launches_per_s: Math.round(perSecond), machine_cpu_ms_per_launch: Math.round(cpuMsPerLaunch * 100) / 100 })}\n`);
 } finally {
   launcher.closePool?.(); // the pooled setups' groups are inside the parent: removed first
   await removeCgroupParent(parent);

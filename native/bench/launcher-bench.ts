@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { closePool, launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 import { inLanes } from '../../loadtest/lib/lanes.ts';
-import { buildBusyboxRootfs } from './busybox-rootfs.ts';
+import { benchCommandPath, buildBusyboxRootfs, installBenchCommand } from './busybox-rootfs.ts';
 
 const args = process.argv.slice(2);
 const json = args.includes('--json');
@@ -45,12 +45,13 @@ const noPool = args.includes('--no-pool');
 const spacedMs = numArg('--spaced', 0);
 const hostMounts = numArg('--host-mounts', 0);
 const commandIdx = args.indexOf('--command');
-const commandName = commandIdx >= 0 ? args[commandIdx + 1] : 'true';
-if (commandName !== 'true' && commandName !== 'nop') {
-  process.stderr.write(`bench:launcher: --command must be true or nop, not ${JSON.stringify(commandName ?? '')}\n`);
+let command: string;
+try {
+  command = benchCommandPath(commandIdx >= 0 ? (args[commandIdx + 1] ?? '') : undefined);
+} catch (e) {
+  process.stderr.write(`bench:launcher: ${(e as Error).message}\n`);
   process.exit(2);
 }
-const command = `/bin/${commandName}`;
 const warmup = 20;
 const MEM = 64 << 20;
 const PIDS = 64;
@@ -291,7 +292,7 @@ async function main(): Promise<void> {
   const parent = `sbx-bench-${process.pid}`;
   const rootfs = path.join(tmp, 'rootfs');
   buildBusyboxRootfs(rootfs);
-  if (commandName === 'nop') execFileSync('gcc', ['-O2', '-static', '-nostdlib', '-o', path.join(rootfs, 'bin', 'nop'), path.join(here, 'nop.c')]);
+  installBenchCommand(rootfs, command);
   spawnTimer = path.join(tmp, 'spawn-timer');
   execFileSync('gcc', ['-O2', '-o', spawnTimer, path.join(here, 'spawn-timer.c')]);
   let results: Record<string, Stat | null> = {};

@@ -5,12 +5,16 @@
  * (launch-throughput.ts), the two alternating which goes first each round so that load from
  * elsewhere hits both alike; the medians and their ratio are reported.
  *
- *   npm run bench:throughput -- [--rounds 4] [--launches 800] [--concurrency 8] [--json]
+ *   npm run bench:throughput -- [--rounds 4] [--launches 800] [--concurrency 8] [--command true|nop] [--json]
+ *
+ * --command nop: both launchers run /bin/nop (no C library start-up) instead of busybox's /bin/true:
+ * what each launcher costs apart from the command's own start (busybox-rootfs.ts benchCommandPath()).
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { midpointMedian as median } from '../../loadtest/lib/stats.ts';
 import { ISSUE_DAY_COMMIT, issueDayLauncher } from './issue-day-launcher.ts';
+import { benchCommandPath } from './busybox-rootfs.ts';
 
 const here = dirname(new URL(import.meta.url).pathname);
 const repoRoot = resolve(here, '../..');
@@ -28,6 +32,9 @@ function count(name: string, fallback: number): number {
 const rounds = count('--rounds', 4);
 const launches = count('--launches', 800);
 const concurrency = count('--concurrency', 8);
+const commandAt = args.indexOf('--command');
+const commandName = commandAt >= 0 ? (args[commandAt + 1] ?? '') : 'true';
+const command = benchCommandPath(commandName); // refuses another name here, before any build
 
 function log(line: string): void {
   (json ? process.stderr : process.stdout).write(`${line}\n`);
@@ -36,7 +43,7 @@ function log(line: string): void {
 interface Measurement { launches_per_s: number; machine_cpu_ms_per_launch: number }
 
 function measure(nativeIndex: string): Measurement {
-  const r = spawnSync(tsx, [join(here, 'launch-throughput.ts'), '--native', nativeIndex, '--launches', String(launches), '--concurrency', String(concurrency)], {
+  const r = spawnSync(tsx, [join(here, 'launch-throughput.ts'), '--native', nativeIndex, '--launches', String(launches), '--concurrency', String(concurrency), '--command', commandName], {
     cwd: repoRoot, encoding: 'utf8', maxBuffer: 16 << 20,
   });
   const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
@@ -48,7 +55,7 @@ function measure(nativeIndex: string): Measurement {
 
 const sides = { issue_day: issueDayLauncher(log), now: join(repoRoot, 'native/index.ts') };
 const runs: Record<keyof typeof sides, Measurement[]> = { issue_day: [], now: [] };
-log(`launches/s at concurrency ${concurrency}, ${launches} launches per measurement, ${rounds} rounds: this tree against the issue-day launcher (${ISSUE_DAY_COMMIT.slice(0, 7)})`);
+log(`launches/s at concurrency ${concurrency} of ${command}, ${launches} launches per measurement, ${rounds} rounds: this tree against the issue-day launcher (${ISSUE_DAY_COMMIT.slice(0, 7)})`);
 for (let round = 0; round < rounds; round++) {
   const order: Array<keyof typeof sides> = round % 2 === 0 ? ['issue_day', 'now'] : ['now', 'issue_day'];
   for (const side of order) {
@@ -66,4 +73,4 @@ const issueDay = summary(runs.issue_day);
 const now = summary(runs.now);
 const ratio = Math.round((now.median_launches_per_s / issueDay.median_launches_per_s) * 100) / 100;
 log(`median: now ${now.median_launches_per_s} launches/s (${now.median_machine_cpu_ms_per_launch} ms CPU each), issue day ${issueDay.median_launches_per_s} (${issueDay.median_machine_cpu_ms_per_launch} ms): ${ratio}× (issue 13: ≥ 3×)`);
-if (json) process.stdout.write(`${JSON.stringify({ concurrency, launches, rounds, issue_day_commit: ISSUE_DAY_COMMIT, issue_day: issueDay, now, ratio })}\n`);
+if (json) process.stdout.write(`${JSON.stringify({ concurrency, command, launches, rounds, issue_day_commit: ISSUE_DAY_COMMIT, issue_day: issueDay, now, ratio })}\n`);

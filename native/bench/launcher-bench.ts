@@ -8,10 +8,10 @@
 // --command nop: every runtime runs /bin/nop (nop.c: exits at once, no C library start-up) instead of
 // busybox's /bin/true, whose static glibc start-up probes the CPU with CPUID, a VM exit each on a
 // virtual machine: what is left is each runtime's own work.
-// Start-to-exit of /bin/true (--command nop: /bin/nop) in a static busybox rootfs with full isolation and memory + pids
-// limits: sbx (in-process, as the worker uses it) vs `crun run`, `runc run` (same limits) and
-// bwrap (namespaces only, no cgroups), each CLI timed as spawn-and-wait by a tiny C spawner
-// (spawn-timer.c: vfork + exec + waitpid), and the host fork+exec floor of /bin/true.
+// Start-to-exit of /bin/true (--command nop: /bin/nop) in a static busybox rootfs with full
+// isolation and memory + pids limits: sbx (in-process, as the worker uses it) vs `crun run`, `runc
+// run` (same limits) and bwrap (namespaces only, no cgroups), each CLI timed as spawn-and-wait by a
+// tiny C spawner (spawn-timer.c: vfork + exec + waitpid), and the host fork+exec floor of the command.
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

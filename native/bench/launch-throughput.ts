@@ -43,7 +43,7 @@ const nativeIndex = path.resolve(flag('--native'));
 const launches = count('--launches', 800);
 const concurrency = count('--concurrency', 8);
 const warmUp = count('--warm-up', 200);
-const command = benchCommandPath(process.argv.includes('--command') ? flag('--command') : undefined);
+const command = benchCommandPath(flag('--command', 'true'));
 
 async function measure(launcher: Launcher, rootfs: string, parent: string, n: number, seq: { i: number }): Promise<{ perSecond: number; cpuMsPerLaunch: number }> {
   const busy0 = machineCpu()!.busy;

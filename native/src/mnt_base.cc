@@ -1,8 +1,8 @@
-// The mount namespace pooled setups start from (mnt.h baseNamespace()): a read-only empty tmpfs as
-// "/", and the state dir bound (read-only, without its submounts) at its own path. unshare(2) of a
-// mount namespace copies every mount of the caller's, and pivot_root then detaches every copy: on a
-// host with hundreds of mounts (container overlays, pod volumes) that is most of a setup's mount
-// work. A setup that joins this namespace first copies two mounts instead.
+// The mount namespace setup children start from, pooled or direct (mnt.h baseNamespace()): a
+// read-only empty tmpfs as "/", and the state dir bound (read-only, without its submounts) at its own
+// path. unshare(2) of a mount namespace copies every mount of the caller's, and pivot_root then
+// detaches every copy: on a host with hundreds of mounts (container overlays, pod volumes) that is
+// most of a setup's mount work. A setup that joins this namespace first copies two mounts instead.
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include <map>
-#include <string>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "fd.h"

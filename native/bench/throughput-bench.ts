@@ -9,6 +9,10 @@
  *
  * --command nop: both launchers run /bin/nop (no C library start-up) instead of busybox's /bin/true:
  * what each launcher costs apart from the command's own start (busybox-rootfs.ts benchCommandPath()).
+ *
+ * Beside them, in the same rounds, the kernel floor (kernel-floor.ts): the same kernel objects per
+ * launch made by the least code that can, no launcher around them. Its ratio to the issue-day launcher
+ * is the most that any launcher keeping this isolation could reach on this machine.
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
@@ -42,24 +46,33 @@ function log(line: string): void {
 
 interface Measurement { launches_per_s: number; machine_cpu_ms_per_launch: number }
 
-function measure(nativeIndex: string): Measurement {
-  const r = spawnSync(tsx, [join(here, 'launch-throughput.ts'), '--native', nativeIndex, '--launches', String(launches), '--concurrency', String(concurrency), '--command', commandName], {
+/** One measurement: a script printing launch-throughput.ts's JSON line, in a process of its own. */
+function measure(what: string, script: string, scriptArgs: string[]): Measurement {
+  const r = spawnSync(tsx, [join(here, script), ...scriptArgs, '--launches', String(launches), '--concurrency', String(concurrency), '--command', commandName], {
     cwd: repoRoot, encoding: 'utf8', maxBuffer: 16 << 20,
   });
   const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
-  if (r.status !== 0 || !last.startsWith('{')) throw new Error(`throughput of ${nativeIndex} failed (exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').slice(-10).join('\n')}`);
+  if (r.status !== 0 || !last.startsWith('{')) throw new Error(`throughput of ${what} failed (exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').slice(-10).join('\n')}`);
   const m = JSON.parse(last) as Measurement;
-  if (!(m.launches_per_s > 0) || !(m.machine_cpu_ms_per_launch > 0)) throw new Error(`throughput of ${nativeIndex}: no launches/s or CPU in ${last}`);
+  if (!(m.launches_per_s > 0) || !(m.machine_cpu_ms_per_launch > 0)) throw new Error(`throughput of ${what}: no launches/s or CPU in ${last}`);
   return m;
 }
 
-const sides = { issue_day: issueDayLauncher(log), now: join(repoRoot, 'native/index.ts') };
-const runs: Record<keyof typeof sides, Measurement[]> = { issue_day: [], now: [] };
-log(`launches/s at concurrency ${concurrency} of ${command}, ${launches} launches per measurement, ${rounds} rounds: this tree against the issue-day launcher (${ISSUE_DAY_COMMIT.slice(0, 7)})`);
+const launcherSide = (nativeIndex: string) => () => measure(nativeIndex, 'launch-throughput.ts', ['--native', nativeIndex]);
+const sides = {
+  issue_day: launcherSide(issueDayLauncher(log)),
+  now: launcherSide(join(repoRoot, 'native/index.ts')),
+  floor: () => measure('the kernel floor', 'kernel-floor.ts', []),
+};
+type Side = keyof typeof sides;
+const sideNames = Object.keys(sides) as Side[];
+const runs: Record<Side, Measurement[]> = { issue_day: [], now: [], floor: [] };
+log(`launches/s at concurrency ${concurrency} of ${command}, ${launches} launches per measurement, ${rounds} rounds: this tree against the issue-day launcher (${ISSUE_DAY_COMMIT.slice(0, 7)}) and the kernel floor (kernel-floor.c)`);
 for (let round = 0; round < rounds; round++) {
-  const order: Array<keyof typeof sides> = round % 2 === 0 ? ['issue_day', 'now'] : ['now', 'issue_day'];
+  // each round starts one side further on, so that none always follows the same one
+  const order = sideNames.map((_, i) => sideNames[(i + round) % sideNames.length]!);
   for (const side of order) {
-    const m = measure(sides[side]);
+    const m = sides[side]();
     runs[side].push(m);
     log(`round ${round + 1}: ${side.padEnd(9)} ${m.launches_per_s} launches/s, ${m.machine_cpu_ms_per_launch} ms machine CPU per launch`);
   }
@@ -71,6 +84,11 @@ const summary = (ms: Measurement[]) => ({
 });
 const issueDay = summary(runs.issue_day);
 const now = summary(runs.now);
-const ratio = Math.round((now.median_launches_per_s / issueDay.median_launches_per_s) * 100) / 100;
+const floor = summary(runs.floor);
+const ratioTo = (a: { median_launches_per_s: number }, b: { median_launches_per_s: number }) => Math.round((a.median_launches_per_s / b.median_launches_per_s) * 100) / 100;
+const ratio = ratioTo(now, issueDay);
+const floorRatio = ratioTo(floor, issueDay);
+const nowOfFloor = ratioTo(now, floor);
 log(`median: now ${now.median_launches_per_s} launches/s (${now.median_machine_cpu_ms_per_launch} ms CPU each), issue day ${issueDay.median_launches_per_s} (${issueDay.median_machine_cpu_ms_per_launch} ms): ${ratio}× (issue 13: ≥ 3×)`);
-if (json) process.stdout.write(`${JSON.stringify({ concurrency, command, launches, rounds, issue_day_commit: ISSUE_DAY_COMMIT, issue_day: issueDay, now, ratio })}\n`);
+log(`kernel floor ${floor.median_launches_per_s} launches/s (${floor.median_machine_cpu_ms_per_launch} ms CPU each): ${floorRatio}× the issue-day launcher, the most a launcher with this isolation could reach here; this tree runs at ${nowOfFloor} of it`);
+if (json) process.stdout.write(`${JSON.stringify({ concurrency, command, launches, rounds, issue_day_commit: ISSUE_DAY_COMMIT, issue_day: issueDay, now, floor, ratio, floor_ratio: floorRatio, now_of_floor: nowOfFloor })}\n`);

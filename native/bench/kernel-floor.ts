@@ -1,0 +1,63 @@
+/**
+ * Launches per second of the kernel floor (kernel-floor.c): the kernel objects every sbx job gets
+ * (six v1 cgroups or one v2 group with limits, pid/mount/uts/ipc/net/cgroup namespaces with lo up, the
+ * job's mounts and pivot_root, an exec) made and removed by the least code that can, with no launcher,
+ * no init, no seccomp and no user namespace. Measured as launch-throughput.ts measures a launcher (same
+ * rootfs, command, limits, warm-up and /proc/stat CPU), and printed as the same one JSON line, so that
+ * throughput-bench.ts can put it beside the launchers: no launcher keeping this isolation can go past it.
+ *
+ *   tsx native/bench/kernel-floor.ts [--launches 800] [--concurrency 8] [--warm-up 200] [--command true|nop]
+ *     [--without net,cgroups,mounts]   (leaves those out: what each costs; kernel-floor.c)
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { benchCommandPath, buildBusyboxRootfs, installBenchCommand } from './busybox-rootfs.ts';
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+
+/** The bench's value of `name`, or `fallback`; refuses anything but an integer from 1 up. */
+function positiveFlag(args: string[], name: string, fallback: number): number {
+  const i = args.indexOf(name);
+  const v = i >= 0 ? Number(args[i + 1]) : fallback;
+  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
+  return v;
+}
+
+/** Its cgroups, wherever a failed run left them: the groups of the parent, then the parent. */
+function removeParentGroups(parent: string): void {
+  for (const controller of ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices', '']) {
+    const dir = path.join('/sys/fs/cgroup', controller, parent);
+    if (!fs.existsSync(dir)) continue;
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) fs.rmdirSync(path.join(dir, entry.name));
+    fs.rmdirSync(dir);
+  }
+}
+
+const args = process.argv.slice(2);
+const launches = positiveFlag(args, '--launches', 800);
+const concurrency = positiveFlag(args, '--concurrency', 8);
+const warmUp = positiveFlag(args, '--warm-up', 200);
+const commandAt = args.indexOf('--command');
+const command = benchCommandPath(commandAt >= 0 ? args[commandAt + 1] : 'true');
+const withoutAt = args.indexOf('--without');
+const without = withoutAt >= 0 ? ['--without', args[withoutAt + 1] ?? ''] : [];
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-kernel-floor-'));
+const parent = `sbx-kernel-floor-${process.pid}`;
+try {
+  const rootfs = path.join(tmp, 'rootfs');
+  const state = path.join(tmp, 'state');
+  const binary = path.join(tmp, 'kernel-floor');
+  buildBusyboxRootfs(rootfs);
+  installBenchCommand(rootfs, command);
+  fs.mkdirSync(state);
+  execFileSync('gcc', ['-O2', '-pthread', '-o', binary, path.join(here, 'kernel-floor.c')]);
+  const out = execFileSync(binary, ['--rootfs', rootfs, '--state', state, '--parent', parent, '--command', command,
+    '--launches', String(launches), '--concurrency', String(concurrency), '--warm-up', String(warmUp), ...without], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  process.stdout.write(out.trim().split('\n').pop()! + '\n');
+} finally {
+  removeParentGroups(parent);
+  fs.rmSync(tmp, { recursive: true, force: true });
+}

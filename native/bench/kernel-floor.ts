@@ -25,13 +25,25 @@ function positiveFlag(args: string[], name: string, fallback: number): number {
   return v;
 }
 
+/** rmdir, retried while the kernel still counts the group's last task (EBUSY) for up to 2 s. */
+function removeGroup(dir: string): void {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return fs.rmdirSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EBUSY' || attempt >= 50) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 40);
+    }
+  }
+}
+
 /** Its cgroups, wherever a failed run left them: the groups of the parent, then the parent. */
 function removeParentGroups(parent: string): void {
   for (const controller of ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices', '']) {
     const dir = path.join('/sys/fs/cgroup', controller, parent);
     if (!fs.existsSync(dir)) continue;
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) fs.rmdirSync(path.join(dir, entry.name));
-    fs.rmdirSync(dir);
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) removeGroup(path.join(dir, entry.name));
+    removeGroup(dir);
   }
 }
 

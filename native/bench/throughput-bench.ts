@@ -7,8 +7,8 @@
  *
  *   npm run bench:throughput -- [--rounds 4] [--launches 800] [--concurrency 8] [--command true|nop] [--json]
  *
- * --command nop: both launchers run /bin/nop (no C library start-up) instead of busybox's /bin/true:
- * what each launcher costs apart from the command's own start (busybox-rootfs.ts benchCommandPath()).
+ * --command nop: every side runs /bin/nop (no C library start-up) instead of busybox's /bin/true:
+ * what each costs apart from the command's own start (busybox-rootfs.ts benchCommandPath()).
  *
  * Beside them, in the same rounds, the kernel floor (kernel-floor.ts): the same kernel objects per
  * launch made by the least code that can, no launcher around them. Its ratio to the issue-day launcher

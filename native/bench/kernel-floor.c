@@ -91,8 +91,10 @@ static atomic_long launchesDone;
 static long launchEnd;  // launches with an index below it run in the current phase
 static atomic_int failed;
 
+/* Reports the first failure and exits; a thread failing after it waits for that exit. */
 static void die(const char* what, const char* path, int err) {
-  if (atomic_exchange(&failed, 1)) return;
+  if (atomic_exchange(&failed, 1))
+    for (;;) pause();
   fprintf(stderr, "kernel-floor: %s %s: %s\n", what, path ? path : "", strerror(err));
   exit(1);
 }

@@ -9,7 +9,8 @@
  *
  * Prints one JSON line, as launch-throughput.ts does: launches, concurrency, launches_per_s and
  * machine_cpu_ms_per_launch (/proc/stat: every process, kernel thread and interrupt; the teardown
- * the kernel finishes in its workers included). Exits 1 with a message on the first failure.
+ * the kernel finishes in its workers included), with the command, what --without left out and the
+ * cgroup version. Exits 1 with a message on the first failure.
  *
  * Per launch, C threads each doing one launch at a time:
  *  - cgroups, v1: a group in each of memory, pids, cpu, cpuacct, freezer and devices under <parent>,
@@ -87,7 +88,6 @@ static struct {
 } g;
 
 static atomic_long nextLaunch;
-static atomic_long launchesDone;
 static long launchEnd;  // launches with an index below it run in the current phase
 static atomic_int failed;
 
@@ -365,7 +365,6 @@ static void launchOnce(char* stack, long index, long slot) {
     readUsage(&groups);
     removeGroups(&groups);
   }
-  atomic_fetch_add(&launchesDone, 1);
 }
 
 static void* slotLoop(void* arg) {
@@ -438,6 +437,10 @@ int main(int argc, char** argv) {
   g.warmUp = positive(argc, argv, "--warm-up", "200", 1000000);
   g.net = g.cgroups = g.mounts = 1;
   const char* without = argValue(argc, argv, "--without", "");
+  if (strlen(without) > 64) {
+    fprintf(stderr, "kernel-floor: --without takes net, cgroups and mounts\n");
+    exit(2);
+  }
   for (const char* w = without; *w;) {
     size_t len = strcspn(w, ",");
     if (len == 3 && strncmp(w, "net", 3) == 0) g.net = 0;
@@ -463,7 +466,7 @@ int main(int argc, char** argv) {
   runPhase(g.launches);
   double seconds = nowSeconds() - t0, busy = machineBusyMs() - busy0;
   if (g.cgroups) removeParent();
-  printf("{\"command\":\"%s\",\"launches\":%ld,\"concurrency\":%ld,\"cgroup\":\"%s\",\"launches_per_s\":%ld,\"machine_cpu_ms_per_launch\":%.2f}\n",
-         g.command, g.launches, g.concurrency, g.v2 ? "v2" : "v1", (long)(g.launches / seconds + 0.5), busy / (double)g.launches);
+  printf("{\"command\":\"%s\",\"without\":\"%s\",\"launches\":%ld,\"concurrency\":%ld,\"cgroup\":\"%s\",\"launches_per_s\":%ld,\"machine_cpu_ms_per_launch\":%.2f}\n",
+         g.command, without, g.launches, g.concurrency, g.v2 ? "v2" : "v1", (long)(g.launches / seconds + 0.5), busy / (double)g.launches);
   return 0;
 }

@@ -47,6 +47,7 @@ test('the kernel floor launches /bin/nop 30 times at concurrency 2 and reports l
   assert.equal(r.code, 0, r.stderr);
   const result = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
   assert.equal(result.command, '/bin/nop');
+  assert.equal(result.without, '', 'every part of the floor');
   assert.equal(result.launches, 30);
   assert.equal(result.concurrency, 2);
   assert.match(String(result.cgroup), /^v[12]$/);

@@ -13,17 +13,10 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { flagValue, positiveFlag } from './bench-flags.ts';
 import { benchCommandPath, buildBusyboxRootfs, installBenchCommand } from './busybox-rootfs.ts';
 
 const here = path.dirname(new URL(import.meta.url).pathname);
-
-/** The bench's value of `name`, or `fallback`; refuses anything but an integer from 1 up. */
-function positiveFlag(args: string[], name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  const v = i >= 0 ? Number(args[i + 1]) : fallback;
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-}
 
 /** rmdir, retried while the kernel still counts the group's last task (EBUSY) for up to 2 s. */
 function removeGroup(dir: string): void {
@@ -51,10 +44,9 @@ const args = process.argv.slice(2);
 const launches = positiveFlag(args, '--launches', 800);
 const concurrency = positiveFlag(args, '--concurrency', 8);
 const warmUp = positiveFlag(args, '--warm-up', 200);
-const commandAt = args.indexOf('--command');
-const command = benchCommandPath(commandAt >= 0 ? args[commandAt + 1] : 'true');
-const withoutAt = args.indexOf('--without');
-const without = withoutAt >= 0 ? ['--without', args[withoutAt + 1] ?? ''] : [];
+const command = benchCommandPath(flagValue(args, '--command', 'true'));
+const withoutParts = flagValue(args, '--without');
+const without = withoutParts === undefined ? [] : ['--without', withoutParts];
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-kernel-floor-'));
 const parent = `sbx-kernel-floor-${process.pid}`;

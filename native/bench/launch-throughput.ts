@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { inLanes } from '../../loadtest/lib/lanes.ts';
 import { machineCpu } from '../../loadtest/lib/machine-cpu.ts';
+import { flagValue, positiveFlag } from './bench-flags.ts';
 import { benchCommandPath, buildBusyboxRootfs, installBenchCommand } from './busybox-rootfs.ts';
 
 interface Launcher {
@@ -25,25 +26,14 @@ interface Launcher {
   closePool?: () => void;
 }
 
-function flag(name: string, fallback?: string): string {
-  const args = process.argv.slice(2);
-  const i = args.indexOf(name);
-  const v = i >= 0 ? args[i + 1] : fallback;
-  if (v === undefined) throw new Error(`${name} is required`);
-  return v;
-}
-
-function count(name: string, fallback: number): number {
-  const v = Number(flag(name, String(fallback)));
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-}
-
-const nativeIndex = path.resolve(flag('--native'));
-const launches = count('--launches', 800);
-const concurrency = count('--concurrency', 8);
-const warmUp = count('--warm-up', 200);
-const command = benchCommandPath(flag('--command', 'true'));
+const args = process.argv.slice(2);
+const nativeFlag = flagValue(args, '--native');
+if (!nativeFlag) throw new Error('--native is required');
+const nativeIndex = path.resolve(nativeFlag);
+const launches = positiveFlag(args, '--launches', 800);
+const concurrency = positiveFlag(args, '--concurrency', 8);
+const warmUp = positiveFlag(args, '--warm-up', 200);
+const command = benchCommandPath(flagValue(args, '--command', 'true'));
 
 async function measure(launcher: Launcher, rootfs: string, parent: string, n: number, seq: { i: number }): Promise<{ perSecond: number; cpuMsPerLaunch: number }> {
   const busy0 = machineCpu()!.busy;

@@ -18,6 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join, resolve } from 'node:path';
 import { midpointMedian as median } from '../../loadtest/lib/stats.ts';
 import { ISSUE_DAY_COMMIT, issueDayLauncher } from './issue-day-launcher.ts';
+import { flagValue, positiveFlag } from './bench-flags.ts';
 import { benchCommandPath } from './busybox-rootfs.ts';
 
 const here = dirname(new URL(import.meta.url).pathname);
@@ -26,18 +27,10 @@ const tsx = join(repoRoot, 'node_modules/.bin/tsx');
 const args = process.argv.slice(2);
 const json = args.includes('--json');
 
-function count(name: string, fallback: number): number {
-  const i = args.indexOf(name);
-  const v = i >= 0 ? Number(args[i + 1]) : fallback;
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${name} must be a positive integer`);
-  return v;
-}
-
-const rounds = count('--rounds', 4);
-const launches = count('--launches', 800);
-const concurrency = count('--concurrency', 8);
-const commandAt = args.indexOf('--command');
-const commandName = commandAt >= 0 ? (args[commandAt + 1] ?? '') : 'true';
+const rounds = positiveFlag(args, '--rounds', 4);
+const launches = positiveFlag(args, '--launches', 800);
+const concurrency = positiveFlag(args, '--concurrency', 8);
+const commandName = flagValue(args, '--command', 'true')!;
 const command = benchCommandPath(commandName); // refuses another name here, before any build
 
 function log(line: string): void {

@@ -279,7 +279,6 @@ bool buildOps(const spec::Spec& s, const spec::Options& o, int usernsFd, uint32_
   return true;
 }
 
-
 // Pooled setups (zygote.h) run the same program (made ahead, for the image of their slot's last job).
 bool pooledUsable(const spec::Options& o) { return devTemplateUsable(o.stateDir); }
 

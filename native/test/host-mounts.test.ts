@@ -40,7 +40,6 @@ after(async () => {
 });
 
 describe('a job\'s start and the host\'s mount table', { skip }, () => {
-
   // The launcher in a private mount namespace (unshare -m: the host sees none of it) with `extra`
   // more mounts than this one.
   const launchWith = async (extra: number, mode: 'pooled' | 'direct' | 'control'): Promise<Result> => {
@@ -75,7 +74,6 @@ describe('a job\'s start and the host\'s mount table', { skip }, () => {
 });
 
 describe('the base mount namespace and the state dir\'s path', () => {
-
   it('a state dir named through a symlink and ".." works, pooled and direct', async () => {
     // `link/..` is `real` on the host (the kernel follows the link first), and the base namespace
     // (no symlinks in it) must still resolve the same literal path to the same directory.

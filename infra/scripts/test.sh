@@ -15,8 +15,9 @@ npx --no-install tsc -p tsconfig.json --noEmit
 v2_summary="cgroup v2 VM: skipped (SBX_TEST_CGROUP_V2_VM=0)"
 if [[ ${SBX_TEST_CGROUP_V2_VM:-1} != 0 ]]; then
   # The same launcher test files as on this host: they build cgroup paths for the mode they find.
-  # The kernel-floor bench (what `npm run bench:throughput` runs beside the launchers) has a v2 path too.
-  v2_tests=(native/test/launcher.test.ts native/test/hardening.test.ts native/test/cgroup-v2.test.ts native/test/input-files.test.ts native/test/output-files.test.ts native/test/listen.test.ts native/test/host-mounts.test.ts test/bench/kernel-floor.test.ts)
+  # The kernel-floor bench (what `npm run bench:throughput` runs beside the launchers) has a v2 path too;
+  # trace-phases: the phase times `bench:launcher --phases` reads, on the v2 path.
+  v2_tests=(native/test/launcher.test.ts native/test/hardening.test.ts native/test/cgroup-v2.test.ts native/test/input-files.test.ts native/test/output-files.test.ts native/test/listen.test.ts native/test/host-mounts.test.ts native/test/trace-phases.test.ts test/bench/kernel-floor.test.ts)
   for attempt in 1 2 3; do
     rc=0
     SBX_VM_TIMEOUT=${SBX_VM_TIMEOUT:-900} bash infra/scripts/vm/run-in-cgroup-v2-vm.sh \

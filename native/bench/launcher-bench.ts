@@ -157,8 +157,11 @@ const PHASES: [string, string, string][] = [
   ['[init] seccomp filter (pooled: -)', 'initDropped', 'initSeccomp'],
   ['[init] -> start the command', 'initSeccomp', 'initForked'],
   ['[pooled init] "G" -> start the command', 'initConfig', 'initForked'],
-  [`[cmd] clone(CLONE_VM|CLONE_VFORK) + execve ${command} (overlay, idmapped)`, 'initForked', 'initExecOk'],
-  [`[cmd] ${command} runs + exits, init wakes and reaps`, 'initExecOk', 'initReaped'],
+  [`[cmd] clone(CLONE_VM|CLONE_VFORK) -> the child about to execve ${command}`, 'initForked', 'initCmdExec'],
+  [`[cmd] execve ${command} (overlay, idmapped), it runs + exits, init wakes and reaps`, 'initCmdExec', 'initReaped'],
+  // Not a step: the vfork parent is runnable once the child has exec'd, but often gets a CPU only
+  // after the command has exited (the command keeps the CPU it exec'd on).
+  ['[init] resumed after the vfork (the command exec\'d; often not before it exited)', 'initForked', 'initExecOk'],
   ['status (\'S\') -> launcher: SIGKILL to pid 1, usage read', 'initReaped', 'reaped'],
   ['"ended" emitted (outcome known; the caller reports it)', 'reaped', 'ended'],
   ['pid 1 exit -> pidfd readable in launcher (ns teardown, after "ended")', 'initReaped', 'exitSeen'],

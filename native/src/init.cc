@@ -45,7 +45,7 @@ using namespace sbx;
 namespace {
 
 alignas(8) unsigned char gConfig[proto::kMaxConfigBytes];
-uint64_t gTimes[7];  // trace.h kInitStart..kInitExecOk, kInitJobMounted, sent with 'X'
+uint64_t gTimes[8];  // trace.h kInitStart..kInitExecOk, kInitJobMounted, kInitCmdExec, sent with 'X'
 alignas(8) char gJobBuf[jobmsg::kMaxBytes + 1];
 jobmsg::Job gJob;
 
@@ -228,7 +228,8 @@ int execCommand(char** argv) {
 // The command is started with clone(CLONE_VM | CLONE_VFORK) on a stack of its own (posix_spawn's
 // way): no copy of our page tables, no copy-on-write faults, no pipe; we resume once it has
 // exec'd (or failed to: it leaves the errno in gExecErr, in our memory, and exits 127). The child
-// only makes syscalls and touches its own stack and gExecErr until execve.
+// only makes syscalls and touches its own stack, gExecErr and gTimes[7] (its start of the execve)
+// until execve.
 struct CommandArgs {
   char** argv;
   int ttySlave;
@@ -243,6 +244,7 @@ int runCommand(void* p) {
   sigprocmask(SIG_SETMASK, &none, nullptr);
   // P6: own session; no controlling terminal, or (tty jobs) the job's own pty as the only one
   int e = a.ttySlave >= 0 ? tty::becomeControllingInCommand(a.ttySlave) : (setsid(), 0);
+  gTimes[7] = trace::now();
   if (e == 0) e = execCommand(a.argv);
   gExecErr = e ? e : EINVAL;
   _exit(127);

@@ -137,6 +137,7 @@ void handleMsg(Job* j, const proto::Msg& m) {
       j->execReported = true;
       for (int i = 0; i < 6; i++) j->times[trace::kInitStart + i] = m.t[i];
       j->times[trace::kInitJobMounted] = m.t[6];
+      j->times[trace::kInitCmdExec] = m.t[7];
       trace::mark(j->times, trace::kExecSeen);
       Napi::Object o = Napi::Object::New(env);
       o.Set("pid", Napi::Number::New(env, j->pid));

@@ -35,7 +35,7 @@ struct Msg {
   char tag = 0;
   int32_t value = 0;
   Error error;
-  uint64_t t[8] = {};  // sbx-init's phase times (trace.h): 'X' initStart..initExecOk + t[6] initJobMounted, 'S' t[0] = reaped
+  uint64_t t[8] = {};  // sbx-init's phase times (trace.h): 'X' initStart..initExecOk + t[6] initJobMounted + t[7] initCmdExec, 'S' t[0] = reaped
 };
 
 enum InitFlags : uint32_t {

@@ -26,7 +26,8 @@ enum Point : int {
   kInitDropped,     // privileges dropped (before seccomp)
   kInitSeccomp,     // seccomp filter installed
   kInitForked,      // sbx-init about to start the command (clone CLONE_VM | CLONE_VFORK)
-  kInitExecOk,      // the clone returned: the command has exec'd (or failed to)
+  kInitExecOk,      // the clone returned: the command has exec'd (or failed to), and sbx-init got a CPU
+                    // again: often only once the command has run and exited (kInitCmdExec is its start)
   kExecSeen,        // launcher handled 'X'
   kInitReaped,      // sbx-init woke for the command's SIGCHLD
   kExitSeen,        // launcher: pid 1's pidfd readable
@@ -36,13 +37,15 @@ enum Point : int {
   kInitJobMounted,  // pooled: sbx-init ran the job's mounts + pivot_root + hostname
   kPoolReady,       // pooled: present (as launch + 1 ns) if the setup was ready and waiting
   kEnded,           // "ended" emitted to JS (status + usage known), before the cgroups are removed
+  kInitCmdExec,     // sbx-init's command child: about to execve the command (written into sbx-init's memory)
   kCount
 };
 
 inline const char* const kNames[kCount] = {
     "launch", "planned", "fdsOpen", "cloned", "goSent", "childStart", "unshared", "mounted", "gotGo", "joined",
     "pivoted", "execInit", "initStart", "initConfig", "initDropped", "initSeccomp", "initForked", "initExecOk",
-    "execSeen", "initReaped", "exitSeen", "reaped", "cgroupRemoved", "reported", "initJobMounted", "poolReady", "ended"};
+    "execSeen", "initReaped", "exitSeen", "reaped", "cgroupRemoved", "reported", "initJobMounted", "poolReady", "ended",
+    "initCmdExec"};
 
 // Async-signal-safe (raw syscall; the setup child may not use the vDSO through libc).
 inline uint64_t now() {

@@ -1,14 +1,15 @@
 /**
  * What one job costs the machine, for `npm run bench:e2e`: CPU time of each process of the stack
  * (API, workers, redis-server, the job processes the workers reaped, this client) read from
- * /proc/<pid>/stat, the whole machine's from /proc/stat, and Redis commands and socket reads
+ * /proc/<pid>/stat, the kernel's (its threads, and interrupts) and the whole machine's from /proc,
+ * and Redis commands and socket reads
  * (≈ round trips: a pipeline arrives in one read) from INFO. Take a snapshot before and after a
  * phase; costPerJob() divides the difference by the jobs the phase ran.
  */
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { connectionNames, monitorRedis } from '../../test/harness/redis-monitor.ts';
-import { machineCpu, TICK_MS, type MachineCpu } from './machine-cpu.ts';
+import { kernelThreadsCpu, machineCpu, TICK_MS, type MachineCpu } from './machine-cpu.ts';
 
 export interface ProcTimes {
   /** utime, stime of the process itself (all its threads), ms. */
@@ -26,6 +27,8 @@ export interface Snapshot {
   at: number;
   procs: Record<string, ProcTimes | null>;
   machine: MachineCpu | null;
+  /** kernelThreadsCpu(): ms so far of the kernel's threads. */
+  kernelThreads: number | null;
   client: NodeJS.CpuUsage;
   redis: { commands: Record<string, number>; reads: number; writes: number } | null;
 }
@@ -38,8 +41,18 @@ export interface CostPerJob {
   syscalls: Record<string, { reads: number; writes: number }>;
   /** Sum over the stack's processes (API, workers, Redis, jobs), without this client. */
   stack_cpu_ms: number;
+  /**
+   * The kernel's own work per job. `threads`: its threads (kworkers, ksoftirqd, RCU: e.g. network
+   * namespaces and cgroups released after a job), which no process of the stack is charged for.
+   * `interrupts`: /proc/stat's irq + softirq; not a part of its own: the tick charges it to whatever
+   * it interrupted too (a process of the stack, a kernel thread), so it is not added up with the
+   * rest. Null where /proc does not say.
+   */
+  kernel_cpu_ms: { threads: number; interrupts: number } | null;
   /** /proc/stat: everything the machine did (other work on it too), ms per job. */
   machine_cpu_ms: { busy: number; user: number; sys: number } | null;
+  /** The machine's busy time that none of the above accounts for: other processes, steal, kernel threads that exited. */
+  rest_cpu_ms: number | null;
   redis: { commands: number; reads: number; writes: number; top: Record<string, number> } | null;
 }
 
@@ -58,7 +71,7 @@ export class CostMeter {
   async snapshot(): Promise<Snapshot> {
     const procs: Record<string, ProcTimes | null> = {};
     for (const [name, pid] of Object.entries(this.pids)) procs[name] = pid ? procTimes(pid) : null;
-    return { at: performance.now(), procs, machine: machineCpu(), client: process.cpuUsage(), redis: await this.redisStats() };
+    return { at: performance.now(), procs, machine: machineCpu(), kernelThreads: kernelThreadsCpu(), client: process.cpuUsage(), redis: await this.redisStats() };
   }
 
   async close(): Promise<void> {
@@ -129,6 +142,10 @@ export function costPerJob(a: Snapshot, b: Snapshot, jobs: number): CostPerJob {
     c.total = r2(c.total);
   }
   const machine = a.machine && b.machine ? { busy: r2(per(b.machine.busy - a.machine.busy)), user: r2(per(b.machine.user - a.machine.user)), sys: r2(per(b.machine.sys - a.machine.sys)) } : null;
+  const kernel = a.machine && b.machine && a.kernelThreads !== null && b.kernelThreads !== null
+    ? { threads: r2(per(Math.max(0, b.kernelThreads - a.kernelThreads))), interrupts: r2(per(b.machine.irq - a.machine.irq)) }
+    : null;
+  const rest = machine && kernel ? r2(machine.busy - stack - (cpu.client?.total ?? 0) - kernel.threads) : null;
   let redis: CostPerJob['redis'] = null;
   if (a.redis && b.redis) {
     const deltas: Array<[string, number]> = [];
@@ -144,13 +161,15 @@ export function costPerJob(a: Snapshot, b: Snapshot, jobs: number): CostPerJob {
     // The meter's own INFO: one read and one write each.
     redis = { commands: r2(per(total)), reads: r2(per(b.redis.reads - a.redis.reads - 1)), writes: r2(per(b.redis.writes - a.redis.writes - 1)), top };
   }
-  return { jobs, cpu_ms: cpu, syscalls, stack_cpu_ms: r2(stack), machine_cpu_ms: machine, redis };
+  return { jobs, cpu_ms: cpu, syscalls, stack_cpu_ms: r2(stack), kernel_cpu_ms: kernel, machine_cpu_ms: machine, rest_cpu_ms: rest, redis };
 }
 
 /** One line per process for the console. */
 export function formatCost(c: CostPerJob): string {
   const parts = Object.entries(c.cpu_ms).map(([n, v]) => `${n} ${v.total} (${v.user}u+${v.sys}s)`);
-  const lines = [`  CPU ms per job: ${parts.join(', ')}; stack ${c.stack_cpu_ms}${c.machine_cpu_ms ? `; whole machine ${c.machine_cpu_ms.busy}` : ''}`];
+  const kernel = c.kernel_cpu_ms ? `; kernel threads ${c.kernel_cpu_ms.threads} (interrupts ${c.kernel_cpu_ms.interrupts}, within the above)` : '';
+  const whole = c.machine_cpu_ms ? `; whole machine ${c.machine_cpu_ms.busy}${c.rest_cpu_ms !== null ? ` (rest ${c.rest_cpu_ms})` : ''}` : '';
+  const lines = [`  CPU ms per job: ${parts.join(', ')}; stack ${c.stack_cpu_ms}${kernel}${whole}`];
   lines.push(`  system calls per job (read / write type): ${Object.entries(c.syscalls).map(([n, v]) => `${n} ${v.reads} / ${v.writes}`).join(', ')}`);
   if (c.redis) {
     lines.push(`  Redis per job: ${c.redis.commands} commands, ${c.redis.reads} socket reads (≈ round trips), ${c.redis.writes} writes; ${Object.entries(c.redis.top).map(([k, v]) => `${k} ${v}`).join(', ')}`);

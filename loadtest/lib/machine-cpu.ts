@@ -1,6 +1,6 @@
 /** CPU time from /proc, for the benches' "CPU per job" and "CPU per launch" figures. */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** ms per clock tick of /proc's times (USER_HZ). */
 export const TICK_MS = 1000 / Number((() => {
@@ -16,6 +16,8 @@ export interface MachineCpu {
   busy: number;
   user: number;
   sys: number;
+  /** Interrupts: /proc/stat's irq + softirq (also in `sys`). */
+  irq: number;
   idle: number;
 }
 
@@ -24,8 +26,40 @@ export function machineCpu(): MachineCpu | null {
   try {
     const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
     const [user, nice, system, idle, iowait, irq, softirq, steal] = cpu.map((x) => x * TICK_MS) as number[];
-    return { busy: user! + nice! + system! + irq! + softirq! + steal!, user: user! + nice!, sys: system! + irq! + softirq!, idle: idle! + iowait! };
+    return { busy: user! + nice! + system! + irq! + softirq! + steal!, user: user! + nice!, sys: system! + irq! + softirq!, irq: irq! + softirq!, idle: idle! + iowait! };
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU time so far (ms) of the kernel's own threads (kthreadd and its children: kworkers, ksoftirqd,
+ * RCU, ...), where work a process starts lands later: a network namespace's cleanup, a cgroup's
+ * release. A kernel thread that exits between two readings takes its time with it, so a difference
+ * of two readings is at least what they did.
+ */
+export function kernelThreadsCpu(proc = '/proc'): number | null {
+  let ms = 0;
+  let seen = 0;
+  let names: string[];
+  try {
+    names = readdirSync(proc);
+  } catch {
+    return null;
+  }
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    let text: string;
+    try {
+      text = readFileSync(`${proc}/${name}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // Fields after the command name (which may hold spaces) start at field 3 (state): ppid is field 4, utime 14, stime 15.
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    if (name !== '2' && f[1] !== '2') continue;
+    ms += (Number(f[11]) + Number(f[12])) * TICK_MS;
+    seen++;
+  }
+  return seen > 0 ? ms : null;
 }

@@ -5,6 +5,9 @@
  * machine; the date; `targets`: issue 13's targets as this run met them, loadtest/lib/issue-13-targets.ts)
  * and exits non-zero if any bench failed. Progress goes to stderr.
  * The end-to-end benches (e2e, attach, python) start a stack of their own and stop it after.
+ * Before each bench it writes dirty pages back and waits (up to 20 s) for the CPUs to go quiet
+ * (lib/settle.ts), so that no bench measures the kernel's leftovers of the one before; each bench's
+ * `settled` in the summary says how long that took and how busy the machine still was.
  *
  * Flags:
  *   --only a,b        run only these benches (launcher, launcher-spaced, launcher-mounts, launcher-nop, throughput, pull, pull-small, zstd, disk, e2e, attach, python, egress)
@@ -16,6 +19,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { formatTargets, readTargets } from './lib/issue-13-targets.ts';
+import { settle, type Settled } from './lib/settle.ts';
 import { WORKER_NODE_FLAGS } from '../worker/src/node-flags.ts';
 
 interface Bench { name: string; cmd: string[]; args: string[] }
@@ -89,7 +93,7 @@ function machine(): Record<string, unknown> {
   };
 }
 
-interface Outcome { ok: boolean; exitCode: number | null; seconds: number; args: string[]; result?: unknown; error?: string }
+interface Outcome { ok: boolean; exitCode: number | null; seconds: number; args: string[]; settled?: Settled; result?: unknown; error?: string }
 
 /** Runs one bench; its stderr and non-JSON stdout lines are passed to our stderr; its last JSON line is its result. */
 function runBench(b: Bench, args: string[]): Promise<Outcome> {
@@ -132,7 +136,10 @@ async function main(): Promise<void> {
   const benches: Record<string, Outcome> = {};
   for (const b of BENCHES) {
     if ((flags.only && !flags.only.has(b.name)) || flags.skip.has(b.name)) continue;
-    benches[b.name] = await runBench(b, flags.args.get(b.name) ?? b.args);
+    // Each bench starts on a machine as quiet as it gets: not in the wake of the one before.
+    const settled = await settle();
+    process.stderr.write(`\n=== bench ${b.name}: ${settled.quiet ? 'machine quiet' : 'machine still busy, running anyway'} after ${settled.seconds} s (CPUs ${Math.round(settled.busy * 100)} % busy)`);
+    benches[b.name] = { ...(await runBench(b, flags.args.get(b.name) ?? b.args)), settled };
     process.stderr.write(`=== bench ${b.name}: ${benches[b.name]!.ok ? 'ok' : `FAILED (${benches[b.name]!.error})`} in ${benches[b.name]!.seconds} s\n`);
   }
   const failed = Object.entries(benches).filter(([, o]) => !o.ok).map(([n]) => n);

@@ -2,9 +2,9 @@
  * What one job costs the machine, for `npm run bench:e2e`: CPU time of each process of the stack
  * (API, workers, redis-server, the job processes the workers reaped, this client) read from
  * /proc/<pid>/stat, the kernel's (its threads, and interrupts) and the whole machine's from /proc,
- * and Redis commands and socket reads
- * (≈ round trips: a pipeline arrives in one read) from INFO. Take a snapshot before and after a
- * phase; costPerJob() divides the difference by the jobs the phase ran.
+ * and Redis commands and socket reads (≈ round trips: a pipeline arrives in one read) from INFO.
+ * Take a snapshot before and after a phase; costPerJob() divides the difference by the jobs the
+ * phase ran.
  */
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';

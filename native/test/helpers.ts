@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { closePool, launch, pooledGroupDirs, poolSize, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 
 /** The controllers the launcher uses (cgroup.cc: required memory pids cpu cpuacct freezer; optional devices). */
@@ -496,4 +497,26 @@ export async function directThenPooled(make: () => LaunchSpec, opts: LaunchOptio
   const p = await run(make(), opts);
   assert.ok(p.exit.phases?.initJobMounted !== undefined, `the last launch took a pooled setup: ${JSON.stringify(p.exit.phases)}`);
   return [d, first, p];
+}
+
+/**
+ * A launcher test file's usual fixture, as hooks of the enclosing describe(): before its tests,
+ * stale parents of killed runs swept, a temp dir holding a busybox rootfs and the launcher's state
+ * dir (set on `opts`); after them, the pool closed, `parent` and the temp dir removed. The paths are
+ * filled in once before() has run.
+ */
+export function useBusyboxFixture(name: string, parent: string, opts: LaunchOptions): { tmp: string; rootfs: string } {
+  const dirs = { tmp: '', rootfs: '' };
+  before(async () => {
+    await sweepStaleTestParents();
+    dirs.tmp = makeTempDir(name);
+    dirs.rootfs = buildBusyboxRootfs(path.join(dirs.tmp, 'rootfs'));
+    opts.stateDir = path.join(dirs.tmp, 'state');
+  });
+  after(() => {
+    closePool();
+    removeParent(parent);
+    fs.rmSync(dirs.tmp, { recursive: true, force: true });
+  });
+  return dirs;
 }

@@ -4,15 +4,12 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { closePool, type Launched, type LaunchOptions } from '../index.ts';
-import { baseSpec, buildBusyboxRootfs, makeTempDir, poolReaches, removeParent, run, sweepStaleTestParents, uniqueParent } from './helpers.ts';
+import { baseSpec, poolReaches, run, uniqueParent, useBusyboxFixture } from './helpers.ts';
 
 const parent = uniqueParent('listen');
 const opts: LaunchOptions = { cgroupParent: parent, trace: true };
-let tmp = '';
-let rootfs = '';
 
 /** The socket inode behind fd (socket:[N]). */
 function socketInode(fd: number): string {
@@ -40,22 +37,12 @@ function serve(j: Launched, greeting: string): net.Server {
 }
 
 describe('listenPort: a listener in the job\'s network namespace', () => {
-  before(async () => {
-    await sweepStaleTestParents();
-    tmp = makeTempDir('listen');
-    rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
-    opts.stateDir = path.join(tmp, 'state');
-  });
-  after(() => {
-    closePool();
-    removeParent(parent);
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
+  const fixture = useBusyboxFixture('listen', parent, opts);
 
   it('the job reaches it on 127.0.0.1 from its first instruction; it lives in the job\'s namespace, not the host\'s (direct and pooled)', async () => {
     const servers: net.Server[] = [];
     const seen: { inJob: string[]; onHost: string[]; inode: string }[] = [];
-    const make = () => baseSpec([rootfs], { slot: 3, listenPort: 3128, argv: ['sh', '-c', 'nc 127.0.0.1 3128 </dev/null; echo rc=$?'] });
+    const make = () => baseSpec([fixture.rootfs], { slot: 3, listenPort: 3128, argv: ['sh', '-c', 'nc 127.0.0.1 3128 </dev/null; echo rc=$?'] });
     const serveAndNote = (i: number) => (j: Launched) => {
       const inode = socketInode(j.listenFd!);
       seen.push({ inJob: listeningInodes(j.pid, 3128), onHost: listeningInodes('self', 3128), inode });
@@ -79,19 +66,19 @@ describe('listenPort: a listener in the job\'s network namespace', () => {
   it('eight jobs at once each have their own 127.0.0.1:3128 (more than the ready network namespaces: some made on the spot); a job without listenPort has none', async () => {
     const servers: net.Server[] = [];
     const jobs = Array.from({ length: 8 }, (_, i) => i);
-    const all = await Promise.all(jobs.map((i) => run(baseSpec([rootfs], { slot: 4 + i, listenPort: 3128, argv: ['sh', '-c', 'nc 127.0.0.1 3128 </dev/null'] }), { ...opts, pool: i % 2 === 0 }, (j) => {
+    const all = await Promise.all(jobs.map((i) => run(baseSpec([fixture.rootfs], { slot: 4 + i, listenPort: 3128, argv: ['sh', '-c', 'nc 127.0.0.1 3128 </dev/null'] }), { ...opts, pool: i % 2 === 0 }, (j) => {
       servers.push(serve(j, `job ${i}\n`));
     })));
     assert.deepEqual(all.map((r) => r.stdout), jobs.map((i) => `job ${i}\n`));
     await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
-    const none = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'nc 127.0.0.1 3128 </dev/null; echo rc=$?'] }), opts, (j) => {
+    const none = await run(baseSpec([fixture.rootfs], { argv: ['sh', '-c', 'nc 127.0.0.1 3128 </dev/null; echo rc=$?'] }), opts, (j) => {
       assert.equal(j.listenFd, undefined);
     });
     assert.match(none.stdout, /rc=1/);
   });
 
   it('a bad port is refused before anything starts', async () => {
-    await assert.rejects(run(baseSpec([rootfs], { listenPort: 70000 }), opts), /listenPort/);
-    await assert.rejects(run(baseSpec([rootfs], { listenPort: 0 }), opts), /listenPort/);
+    await assert.rejects(run(baseSpec([fixture.rootfs], { listenPort: 70000 }), opts), /listenPort/);
+    await assert.rejects(run(baseSpec([fixture.rootfs], { listenPort: 0 }), opts), /listenPort/);
   });
 });

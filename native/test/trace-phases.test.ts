@@ -3,16 +3,12 @@
 // starting it and sbx-init resuming after the vfork, which may be long after: the vfork parent often
 // gets a CPU only once the command has exited, so the resume alone says nothing about the exec.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { closePool, type LaunchOptions } from '../index.ts';
-import { baseSpec, buildBusyboxRootfs, directThenPooled, makeTempDir, removeParent, sweepStaleTestParents, uniqueParent } from './helpers.ts';
+import { describe, it } from 'node:test';
+import { type LaunchOptions } from '../index.ts';
+import { baseSpec, directThenPooled, uniqueParent, useBusyboxFixture } from './helpers.ts';
 
 const parent = uniqueParent('trace');
 const opts: LaunchOptions = { cgroupParent: parent, trace: true };
-let tmp = '';
-let rootfs = '';
 
 /** The named phases, each at or after the one before it (ms since launch()). */
 function assertInOrder(phases: Record<string, number> | undefined, names: string[], which: string): void {
@@ -24,20 +20,10 @@ function assertInOrder(phases: Record<string, number> | undefined, names: string
 }
 
 describe('traced launches: the command\'s start among the phases', () => {
-  before(async () => {
-    await sweepStaleTestParents();
-    tmp = makeTempDir('trace');
-    rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
-    opts.stateDir = path.join(tmp, 'state');
-  });
-  after(() => {
-    closePool();
-    removeParent(parent);
-    fs.rmSync(tmp, { recursive: true, force: true });
-  });
+  const fixture = useBusyboxFixture('trace', parent, opts);
 
   it('sbx-init starts the command, its child reaches execve, sbx-init resumes and reaps it, then the outcome (direct and pooled)', async () => {
-    const runs = await directThenPooled(() => baseSpec([rootfs], { slot: 5, argv: ['true'] }), opts);
+    const runs = await directThenPooled(() => baseSpec([fixture.rootfs], { slot: 5, argv: ['true'] }), opts);
     for (const [r, which] of [[runs[0]!, 'direct'], [runs[2]!, 'pooled']] as const) {
       assert.equal(r.exit.exitCode, 0, `${which}: true succeeded`);
       assertInOrder(r.exit.phases, ['launch', 'initStart', 'initForked', 'initCmdExec', 'initExecOk'], which);

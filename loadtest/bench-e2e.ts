@@ -7,7 +7,7 @@
  *      session), which 20 jobs do not reach: both figures are printed, the targets are read at the
  *      steady state.
  *   1. submit with ?wait=true of `true`, sequential: p50/p90/p99 over --runs jobs (>= 200), and
- *      where the time went (medians of the job documents' timings)
+ *      where the time went (medians of the job documents' timings), for all and for the slowest 1 %
  *   2. submit → first stdout event over SSE, sequential, over --sse-runs jobs, two ways in turn: POST
  *      then GET /v1/jobs/{id}/events (the contract's two requests), and POST ?stream=true (one request).
  *      The client is undici's request(), as in 1 and as the sbx client library (client/src/http.ts);
@@ -243,7 +243,10 @@ async function sequential(runs: number) {
   const cost = costPerJob(before, await meter.snapshot(), runs);
   const lat = answers.map((a) => a.ms);
   const errors = answers.filter((a) => !a.ok).length;
-  return { runs, p50_ms: r2(percentile(lat, 50)), p90_ms: r2(percentile(lat, 90)), p99_ms: r2(percentile(lat, 99)), errors, breakdown_ms: breakdown(answers), cost };
+  // The tail: the slowest 1 % (at least 2), and where their time went, to tell what makes the p99.
+  const slowest = [...answers].sort((a, b) => b.ms - a.ms).slice(0, Math.max(2, Math.ceil(runs / 100)));
+  const tail = { jobs: slowest.length, from_ms: r2(slowest.at(-1)?.ms ?? NaN), breakdown_ms: breakdown(slowest), each_ms: slowest.map((a) => ({ total: r2(a.ms), ...breakdown([a]) })) };
+  return { runs, p50_ms: r2(percentile(lat, 50)), p90_ms: r2(percentile(lat, 90)), p99_ms: r2(percentile(lat, 99)), errors, breakdown_ms: breakdown(answers), tail, cost };
 }
 
 async function throughput(concurrency: number, seconds: number) {
@@ -295,6 +298,9 @@ async function measure() {
   const waitStats = await sequential(Number(values.runs));
   log(`submit ?wait=true of \`true\`, sequential: n=${waitStats.runs} p50 ${waitStats.p50_ms} ms  p90 ${waitStats.p90_ms} ms  p99 ${waitStats.p99_ms} ms  errors ${waitStats.errors}`);
   log(`  where the time went (medians, ms): ${Object.entries(waitStats.breakdown_ms).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  const phases = (b: Record<string, number>) => Object.entries(b).map(([k, v]) => `${k} ${v}`).join(', ');
+  log(`  the slowest ${waitStats.tail.jobs} (from ${waitStats.tail.from_ms} ms), medians: ${phases(waitStats.tail.breakdown_ms)}`);
+  for (const { total, ...b } of waitStats.tail.each_ms) log(`    ${total} ms: ${phases(b)}`);
   log(formatCost(waitStats.cost));
 
   const sseRuns = Number(values['sse-runs']);

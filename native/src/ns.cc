@@ -19,6 +19,7 @@
 #include <mutex>
 #include <thread>
 
+#include "background.h"
 #include "proto.h"
 #include "sys.h"
 
@@ -138,6 +139,7 @@ void fill() {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  background::lowerThisThread();
   NetPool& p = pool();
   Fd home(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   for (;;) {
@@ -200,6 +202,7 @@ void janitorLoop() {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  background::lowerThisThread();
   Janitor& j = janitor();
   for (;;) {
     Fd fd;

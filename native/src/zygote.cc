@@ -19,6 +19,7 @@
 #include <set>
 #include <thread>
 
+#include "background.h"
 #include "input_files_pack.h"
 #include "jobmsg.h"
 #include "proto.h"
@@ -335,6 +336,7 @@ void refillNow(const Request& r) {
 }
 
 void makerLoop() {
+  background::lowerThisThread();
   Maker& m = maker();
   std::unique_lock<std::mutex> lock(m.mu);
   for (;;) {

@@ -18,6 +18,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
+import { procStatFields } from '../core/src/proc-stat.ts';
 import { midpointMedian as median } from './lib/stats.ts';
 
 export interface Sample {
@@ -43,8 +44,7 @@ export interface SoakVerdict {
 function procStatus(pid: number): { rss: number; started: number } | null {
   try {
     const rssKb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const started = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const started = Number(procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))(22));
     return rssKb ? { rss: Number(rssKb[1]) * 1024, started } : null;
   } catch {
     return null;

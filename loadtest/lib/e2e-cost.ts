@@ -8,6 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
+import { procStatFields } from '../../core/src/proc-stat.ts';
 import { connectionNames, monitorRedis } from '../../test/harness/redis-monitor.ts';
 import { kernelThreadsCpu, machineCpu, TICK_MS, type MachineCpu } from './machine-cpu.ts';
 
@@ -179,10 +180,8 @@ export function formatCost(c: CostPerJob): string {
 
 function procTimes(pid: number): ProcTimes | null {
   try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    const t = (i: number) => Number(f[i - 3]) * TICK_MS;
+    const field = procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    const t = (n: number) => Number(field(n)) * TICK_MS;
     return { user: t(14), sys: t(15), childUser: t(16), childSys: t(17), ...ioCalls(pid) };
   } catch {
     return null;

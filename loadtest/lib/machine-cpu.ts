@@ -1,6 +1,7 @@
 /** CPU time from /proc, for the benches' "CPU per job" and "CPU per launch" figures. */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { procStatFields } from '../../core/src/proc-stat.ts';
 
 /** ms per clock tick of /proc's times (USER_HZ). */
 export const TICK_MS = 1000 / Number((() => {
@@ -55,10 +56,9 @@ export function kernelThreadsCpu(proc = '/proc'): number | null {
     } catch {
       continue; // gone meanwhile
     }
-    // Fields after the command name (which may hold spaces) start at field 3 (state): ppid is field 4, utime 14, stime 15.
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    if (name !== '2' && f[1] !== '2') continue;
-    ms += (Number(f[11]) + Number(f[12])) * TICK_MS;
+    const field = procStatFields(text); // ppid is field 4, utime 14, stime 15
+    if (name !== '2' && field(4) !== '2') continue;
+    ms += (Number(field(14)) + Number(field(15))) * TICK_MS;
     seen++;
   }
   return seen > 0 ? ms : null;

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { describe, it } from 'node:test';
+import { procStatFields } from '../../core/src/proc-stat.ts';
 import { type LaunchOptions } from '../index.ts';
 import { baseSpec, poolReaches, run, uniqueParent, useBusyboxFixture } from './helpers.ts';
 
@@ -15,9 +16,7 @@ function threadNices(): Map<number, number> {
   const nices = new Map<number, number>();
   for (const tid of fs.readdirSync('/proc/self/task')) {
     try {
-      const stat = fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      // Fields after the command name (which may hold spaces) start at field 3 (state).
-      nices.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19 - 3]));
+      nices.set(Number(tid), Number(procStatFields(fs.readFileSync(`/proc/self/task/${tid}/stat`, 'utf8'))(19)));
     } catch {
       // a thread that ended meanwhile
     }

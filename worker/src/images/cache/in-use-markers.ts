@@ -21,6 +21,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { procStatFields } from '../../../../core/src/proc-stat.ts';
 import { processAlive } from '../../process-alive.ts';
 import { HoldCounts } from './hold-counts.ts';
 
@@ -37,9 +38,7 @@ interface MarkerContent {
 /** A process's start time in clock ticks since boot, or null (no /proc, or no such process). */
 function processStart(pid: number | 'self'): string | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // comm (field 2) may contain spaces and parentheses: fields after it follow the last ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+    return procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))(22) ?? null;
   } catch {
     return null;
   }

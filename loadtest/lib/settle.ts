@@ -25,7 +25,6 @@ export async function settle({ idleBelow = 0.1, windowMs = 500, maxMs = 20_000 }
     // nothing to write back, or no sync(1): the CPU check below still applies
   }
   const cpus = Math.max(1, os.availableParallelism());
-  let busy = 1;
   for (;;) {
     const a = machineCpu();
     const start = performance.now();
@@ -33,7 +32,7 @@ export async function settle({ idleBelow = 0.1, windowMs = 500, maxMs = 20_000 }
     const b = machineCpu();
     if (!a || !b) return { quiet: false, seconds: round((performance.now() - t0) / 1000), busy: NaN };
     // /proc/stat counts in clock ticks: a short window can read a little over or under.
-    busy = Math.min(1, Math.max(0, (b.busy - a.busy) / ((performance.now() - start) * cpus)));
+    const busy = Math.min(1, Math.max(0, (b.busy - a.busy) / ((performance.now() - start) * cpus)));
     const seconds = round((performance.now() - t0) / 1000);
     if (busy < idleBelow) return { quiet: true, seconds, busy: round(busy) };
     if (performance.now() - t0 >= maxMs) return { quiet: false, seconds, busy: round(busy) };

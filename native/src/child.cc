@@ -1,6 +1,7 @@
 #include "child.h"
 
 #include <errno.h>
+#include <algorithm>
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <linux/sched.h>
@@ -105,6 +106,24 @@ bool joinCgroups(const Args& a, Error& err) {
   return true;
 }
 
+// The launcher's fds this child does not use, closed while they are still the launcher's too: a
+// namespace or mount the launcher lets go of is then torn down by the launcher (ns::releaseLater's
+// thread), not by this child's exec (child.h keepOnly). fds below kMinFd are the launcher's stdio
+// and the like, replaced or closed on exec later.
+bool closeUnused(const Args& a, Error& err) {
+  unsigned from = kMinFd;
+  for (size_t i = 0; i < a.nkept; i++) {  // sorted, no repeats, each >= kMinFd
+    const unsigned kept = (unsigned)a.keptFds[i];
+    if (kept > from) {
+      long r = sc(__NR_close_range, from, kept - 1, 0);
+      if (r < 0) return fail(err, "fds", "close_range", "", r);
+    }
+    from = kept + 1;
+  }
+  long r = sc(__NR_close_range, from, ~0U, 0);
+  return r == 0 || fail(err, "fds", "close_range", "", r);
+}
+
 // Node installs handlers and SIG_IGNs SIGPIPE/SIGXFSZ; SIG_IGN survives execve. Every signal stays
 // blocked (the launcher blocked them around clone); sbx-init unblocks them for the command.
 bool resetSignals(Error&) {
@@ -171,6 +190,7 @@ bool unshareNamespaces(const Args& a, long* clones, const long*& pre, Error& err
 bool run(const Args& a, int& reportFd, Error& err) {
   trace::mark(a.trace, trace::kChildStart);
   RETURN_ON_FAILURE(dieWithLauncher(err));
+  RETURN_ON_FAILURE(closeUnused(a, err));
   RETURN_ON_FAILURE(resetScheduling(err));
   long clones[mnt::kMaxOps];
   const long* pre;
@@ -196,6 +216,7 @@ bool run(const Args& a, int& reportFd, Error& err) {
 // the image of the slot's last job), then sbx-init waits for the job.
 bool runZygote(const Args& a, int& reportFd, Error& err) {
   RETURN_ON_FAILURE(dieWithLauncher(err));
+  RETURN_ON_FAILURE(closeUnused(a, err));
   RETURN_ON_FAILURE(resetScheduling(err));  // before the join (see there), and sbx-init waits as SCHED_BATCH
   RETURN_ON_FAILURE(joinCgroups(a, err));  // made before clone: nothing it does escapes them
   long clones[mnt::kMaxOps];
@@ -209,6 +230,17 @@ bool runZygote(const Args& a, int& reportFd, Error& err) {
 }
 
 }  // namespace
+
+void keepOnly(Args& a, std::vector<int>& storage) {
+  storage = {a.syncFd, a.stdinFd, a.stdoutFd, a.stderrFd, a.initFd, a.usernsFd, a.netFd, a.filesFd, a.baseMntnsFd, a.hostRootFd};
+  for (size_t i = 0; a.joinFds && i < a.ncgroupJoin; i++) storage.push_back(a.joinFds[i]);
+  for (size_t i = 0; i < a.nops; i++) storage.insert(storage.end(), {a.ops[i].fd, a.ops[i].srcFd});
+  storage.erase(std::remove_if(storage.begin(), storage.end(), [](int fd) { return fd < kMinFd; }), storage.end());
+  std::sort(storage.begin(), storage.end());
+  storage.erase(std::unique(storage.begin(), storage.end()), storage.end());
+  a.keptFds = storage.data();
+  a.nkept = storage.size();
+}
 
 int main(void* p) {
   const Args& a = *static_cast<const Args*>(p);

@@ -2,9 +2,12 @@
 // the job's new namespaces, does the privileged setup with raw syscalls only, then execs sbx-init.
 #pragma once
 #include <stddef.h>
+#include <vector>
 #include "mnt.h"
 
 namespace sbx::child {
+
+constexpr int kMinFd = 10;  // so dup3() onto 0..3 can never clobber a source fd
 
 struct Args {  // prepared by the launcher before clone, read-only afterwards
   int syncFd, stdinFd, stdoutFd, stderrFd, initFd;  // all >= kMinFd, all O_CLOEXEC
@@ -28,9 +31,18 @@ struct Args {  // prepared by the launcher before clone, read-only afterwards
   int baseMntnsFd = -1;  // the mount namespace to join before unsharing (mnt.h baseNamespace()), -1: unshare
                          // from the launcher's
   int hostRootFd = -1;   // with baseMntnsFd: the host's "/" (O_PATH), from which cgroupJoin files are opened
+  // Every fd >= kMinFd named above (and by the ops), sorted, without repeats (keepOnly() sets them).
+  // The child closes every other fd >= kMinFd its copy of our fd table holds as its first step.
+  const int* keptFds = nullptr;
+  size_t nkept = 0;
 };
 
-constexpr int kMinFd = 10;  // so dup3() onto 0..3 can never clobber a source fd
+// Launcher, before clone: fills `storage` with the fds `a` and its ops name and points a.keptFds at
+// it (`storage` must live as long as `a`). Without it the child's copies of every other fd of ours
+// (another job's mount namespace, say) stay open until its exec of sbx-init, and the last close of
+// one lands there: that job's whole mount teardown, charged to this job's cgroups, before this
+// setup is ready.
+void keepOnly(Args& a, std::vector<int>& storage);
 
 int main(void* args);  // clone entry point; returns only on failure (after reporting it)
 

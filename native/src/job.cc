@@ -77,6 +77,7 @@ struct Job {
   std::vector<std::string> joinFiles;
   std::vector<const char*> joinPtrs;
   child::Args args{};
+  std::vector<int> keptFds;  // args.keptFds
   void* stack = nullptr;
   cgroup::Group group;
   int pid = -1;
@@ -483,6 +484,7 @@ bool openFds(Job& j, LaunchFds& f, Error& err) {
   j.args.stdoutFd = f.outW.get();
   j.args.stderrFd = f.errW.get();
   j.args.netFd = f.netns.get();
+  child::keepOnly(j.args, j.keptFds);
   j.stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (j.stack != MAP_FAILED) return true;
   j.stack = nullptr;

@@ -168,6 +168,7 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   z->args = child::Args{childSync.get(), devnull.get(), devnull.get(), devnull.get(), initFd, z->ops.data(), z->ops.size(),
                         "", 0, z->argv, z->envp, z->joinPtrs.data(), z->joinPtrs.size(), usernsFd, z->netns.get(), nullptr,
                         true, z->joinFds.data(), -1, mnt::baseNamespace(o)};
+  child::keepOnly(z->args, z->keptFds);
   z->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (z->stack == MAP_FAILED) {
     z->stack = nullptr;

@@ -62,6 +62,7 @@ struct Zygote {
   char* argv[2] = {nullptr, nullptr};
   char* envp[1] = {nullptr};
   child::Args args{};
+  std::vector<int> keptFds;  // args.keptFds
   void* stack = nullptr;
   ~Zygote();
 };

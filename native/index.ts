@@ -251,6 +251,13 @@ export interface LaunchOptions {
    */
   pool?: boolean;
   /**
+   * With pooled setups: make them only while the CPUs this process may run on were at least this
+   * share (0..1) idle over the last quarter second (/proc/stat). On a host with no CPU to spare a
+   * setup made ahead only adds work (a pooled launch costs the machine more than a direct one), so
+   * the slot's next launch goes direct instead. Default 0: always made.
+   */
+  poolMinIdle?: number;
+  /**
    * Jobs with `outputFiles` that reach a limit (`timeoutMs`, `cpuTimeMs`) or are `stop()`ped: how long
    * their sbx-init may take to kill the rest of the job and collect the files before the job is
    * killed without them. Default 2000.

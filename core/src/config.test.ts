@@ -210,6 +210,13 @@ test('job posture settings: aggregate limits, file locks, core scheduling', () =
   });
 });
 
+test('pooled setups are made ahead only with 10 % of the CPUs idle by default; 0 makes them always', () => {
+  assert.equal(loadConfig({}).env.SBX_POOL_MIN_IDLE_PERCENT, 10);
+  assert.equal(loadConfig({ SBX_POOL_MIN_IDLE_PERCENT: '0' }).env.SBX_POOL_MIN_IDLE_PERCENT, 0);
+  for (const [bad, why] of [['101', /must be <= 100/], ['-1', /must be >= 0/], ['2.5', /must be a whole number/], ['lots', /must be a number/]] as const)
+    assert.throws(() => loadConfig({ SBX_POOL_MIN_IDLE_PERCENT: bad }), (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith(`SBX_POOL_MIN_IDLE_PERCENT="${bad}"`) && why.test(p)));
+});
+
 test('placement settings: cache-aware on by default, the hand-off wait bounded', () => {
   const d = loadConfig({});
   assert.deepEqual([d.env.SBX_PLACEMENT_CACHE_AWARE, d.env.SBX_PLACEMENT_MAX_WAIT_MS], [true, 1000]);

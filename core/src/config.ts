@@ -16,6 +16,9 @@ import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, STOP_GRACE_
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
+/** SBX_POOL_MIN_IDLE_PERCENT's default (the launcher benches launch as a default worker does). */
+export const DEFAULT_POOL_MIN_IDLE_PERCENT = 10;
+
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
 const num = (min: number, max: number) =>
@@ -267,6 +270,10 @@ export const envSchema = z.object({
   // P30: each job gets its own core-scheduling cookie (no SMT sibling shared with another job) where
   // the kernel has it (CONFIG_SCHED_CORE and SMT).
   SBX_CORE_SCHEDULING: bool.default(true),
+  // Pooled setups (a slot's next job's namespaces, cgroups and mounts made ahead) are made only while
+  // the worker's CPUs were at least this percentage idle over the last quarter second; on a host with
+  // none to spare they only add work, and jobs start from scratch instead (0 = always made).
+  SBX_POOL_MIN_IDLE_PERCENT: int(0, 100).default(DEFAULT_POOL_MIN_IDLE_PERCENT),
   SBX_HEARTBEAT_MS: int(200, 60_000).default(2_000),
   // A job whose worker is lost (no heartbeat for 5 × SBX_HEARTBEAT_MS, or crashed and restarted)
   // before its command started (pulling, waiting for a slot) is queued again, at most this many

@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_POOL_MIN_IDLE_PERCENT } from '../../core/src/config.ts';
 import { inLanes } from '../../loadtest/lib/lanes.ts';
 import { machineCpu } from '../../loadtest/lib/machine-cpu.ts';
 import { flagValue, positiveFlag } from './bench-flags.ts';
@@ -43,7 +44,8 @@ async function measure(launcher: Launcher, rootfs: string, parent: string, n: nu
       id: `tput-${seq.i++}`, slot, lowerDirs: [rootfs], argv: [command], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0,
       hostname: 'bench', stdin: null, limits: { memoryBytes: 64 << 20, pids: 64, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
     };
-    const job = await launcher.launch(spec, { cgroupParent: parent });
+    // As a worker with the default SBX_POOL_MIN_IDLE_PERCENT launches (a launcher without the option ignores it).
+    const job = await launcher.launch(spec, { cgroupParent: parent, poolMinIdle: DEFAULT_POOL_MIN_IDLE_PERCENT / 100 });
     job.stdout.resume();
     job.stderr.resume();
     const exit = await job.exited;

@@ -17,6 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DEFAULT_POOL_MIN_IDLE_PERCENT } from '../../core/src/config.ts';
 import { closePool, launch, probeHost, type ExitInfo, type LaunchSpec } from '../index.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 import { inLanes } from '../../loadtest/lib/lanes.ts';
@@ -125,7 +126,8 @@ async function sbxRun(rootfs: string, parent: string, id: string, slot: number, 
     gid: 0, hostname: 'bench', stdin: null,
     limits: { memoryBytes: MEM, pids: PIDS, cpus: 1, timeoutMs: 10_000, diskBytes: 64 << 20 },
   };
-  const j = await launch(spec, { cgroupParent: parent, ...(trace ? { trace } : {}), ...(pool ? {} : { pool: false }) });
+  // As a worker with the default SBX_POOL_MIN_IDLE_PERCENT launches.
+  const j = await launch(spec, { cgroupParent: parent, ...(trace ? { trace } : {}), ...(pool ? { poolMinIdle: DEFAULT_POOL_MIN_IDLE_PERCENT / 100 } : { pool: false }) });
   j.stdout.resume();
   j.stderr.resume();
   if (onEnded) void j.ended.then(onEnded);

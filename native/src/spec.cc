@@ -282,6 +282,7 @@ bool optionsFromJs(const Napi::Value& v, Options& out, Error& err) {
     if (!po.IsBoolean()) return bad(err, "pool", "must be a boolean");
     out.pool = po.As<Napi::Boolean>().Value();
   }
+  if (!o.Get("poolMinIdle").IsUndefined()) RETURN_ON_FAILURE(getNumber(o, "poolMinIdle", out.poolMinIdle, err, 0, 1, false));
   Napi::Value tr = o.Get("trace");
   if (tr.IsBoolean()) out.trace = tr.As<Napi::Boolean>().Value();
   Napi::Value dc = o.Get("devicesCgroup");

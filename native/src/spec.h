@@ -63,6 +63,9 @@ struct Options {
   uint64_t parentMemoryBytes = 0, parentPids = 0;  // P29 parentLimits (0 = not set)
   bool trace = false;  // diagnostics: the exit payload carries the launch's phase times (trace.h)
   bool pool = true;    // pooled setups made ahead per slot (zygote.h), where usable
+  // Pooled setups are made only while this process's CPUs were at least this share idle over the
+  // last window (host_load.h); 0: always. The worker sets SBX_POOL_MIN_IDLE_PERCENT / 100.
+  double poolMinIdle = 0;
 };
 
 // Validate a JS LaunchSpec. On failure fills `err` (kind kInvalidSpec, path = offending field).

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "background.h"
+#include "host_load.h"
 #include "input_files_pack.h"
 #include "jobmsg.h"
 #include "proto.h"
@@ -316,6 +317,9 @@ void refillNow(const Request& r) {
       std::lock_guard<std::mutex> lock(m.mu);
       if (m.generation != generation || m.pool[k].size() >= kDepth) return;
     }
+    // No CPU to spare: made now, it would only slow the running jobs; the slot's next launch goes
+    // direct, and the next job's end asks again.
+    if (r.options.poolMinIdle > 0 && host_load::idleShare() < r.options.poolMinIdle) return;
     std::unique_ptr<Zygote> z;
     std::vector<std::string> planned;
     Error err;

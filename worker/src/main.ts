@@ -89,6 +89,7 @@ async function main(): Promise<void> {
     cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE,
     parentLimits: { memoryBytes: env.SBX_JOBS_MEMORY_BYTES, pids: env.SBX_JOBS_PIDS },
     fileLocks: env.SBX_JOB_FILE_LOCKS, coreScheduling: env.SBX_CORE_SCHEDULING,
+    poolMinIdle: env.SBX_POOL_MIN_IDLE_PERCENT / 100,
   };
   // P29: under global memory pressure the kernel kills jobs (oom_score_adj 1000) long before us.
   if (!protectSelf()) logger.info('cannot lower the worker\'s own oom_score_adj (no CAP_SYS_RESOURCE); jobs still go first (1000)');

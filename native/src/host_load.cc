@@ -12,7 +12,14 @@
 #include <vector>
 
 namespace sbx::host_load {
+namespace {
 
+struct Times {
+  unsigned long long idle = 0, total = 0;
+};
+
+// Clock ticks of the CPUs numbered in `cpus` (cpus[n] != 0) summed from a /proc/stat text: all of
+// their time, and idle + iowait. False unless every one of those CPUs has its line.
 bool parseProcStat(const char* text, const unsigned char* cpus, size_t ncpus, Times& out) {
   out = Times{};
   size_t wanted = 0, seen = 0;
@@ -37,8 +44,6 @@ bool parseProcStat(const char* text, const unsigned char* cpus, size_t ncpus, Ti
   }
   return wanted > 0 && seen == wanted;
 }
-
-namespace {
 
 long long nowMs() {
   struct timespec ts;

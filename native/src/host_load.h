@@ -5,7 +5,6 @@
 // alive at once), and at concurrency 16 every launch direct did 3–9 % more jobs per second
 // (native/BENCHMARKS.md, twenty-sixth session).
 #pragma once
-#include <stddef.h>
 
 namespace sbx::host_load {
 
@@ -17,12 +16,5 @@ constexpr long kWindowMs = 250;
 // the last completed window; 1 before the first window has completed, or without /proc/stat.
 // Thread-safe.
 double idleShare();
-
-// Clock ticks of the CPUs numbered in `cpus` (cpus[n] != 0) summed from a /proc/stat text: all of
-// their time, and idle + iowait. False unless every one of those CPUs has its line.
-struct Times {
-  unsigned long long idle = 0, total = 0;
-};
-bool parseProcStat(const char* text, const unsigned char* cpus, size_t ncpus, Times& out);
 
 }  // namespace sbx::host_load

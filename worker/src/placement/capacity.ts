@@ -9,8 +9,8 @@
  * one phase: `acquiring` its image (cached: it asks for a slot within milliseconds; not cached: it
  * pulls), `ready` (image acquired, about to ask), `asked` (holds or waits for a slot). A host takes
  * another job only while the slots spoken for (asked + ready + acquiring a cached image + jobs being
- * decided on) are fewer than its slots, fewer than SBX_PULL_CONCURRENCY distinct images are being
- * pulled, and no job waits for memory. Phases move by what the runner does, matched by image
+ * decided on, + the jobs waiting for a pull beyond each pull's first) are fewer than its slots, fewer
+ * than SBX_PULL_CONCURRENCY distinct images are being pulled, and no job waits for memory. Phases move by what the runner does, matched by image
  * reference and in order (observeImages, ObservedSlotPool).
  */
 import { parseImageReference } from '../../../core/src/image-ref.ts';
@@ -109,9 +109,23 @@ export class HostCapacity {
     return images.size;
   }
 
-  /** May this host take one more job from a queue now? */
+  /**
+   * Jobs held for an image being pulled, beyond the first for each such image. A pull holds no slot,
+   * so the first overlaps the jobs running here; every other one wants a slot the moment the same
+   * pull ends, as surely as a job whose image is cached.
+   */
+  private get pullWaiters(): number {
+    let waiting = 0;
+    for (const h of this.holds) if (h.phase === 'acquiring' && !h.imageCached) waiting++;
+    return waiting - this.pulls;
+  }
+
+  /**
+   * May this host take one more job from a queue now? Not for a burst of one image being pulled
+   * beyond its slots: those jobs would wait here for a slot while another host has one.
+   */
   canFetch(): boolean {
-    return this.slotDemand < this.slots.total && this.pulls < this.pullConcurrency && this.memoryQueue.length === 0 && this.reserved < this.memoryTotal;
+    return this.slotDemand + this.pullWaiters < this.slots.total && this.pulls < this.pullConcurrency && this.memoryQueue.length === 0 && this.reserved < this.memoryTotal;
   }
 
   /** For a job being decided on: would it start at once here (a free slot, its memory free, nobody waiting before it)? */

@@ -57,6 +57,20 @@ test('the room others see counts jobs waiting for a pull as taking a slot, thoug
   assert.equal(cap.snapshot().slotsFree, 0, 'no room left for others to hand jobs to');
 });
 
+test('a burst for an image being pulled: this host takes one job per slot beyond the pull\'s first, not the whole burst', async () => {
+  const cap = new HostCapacity(new ObservedSlotPool(2), 1024 * MiB, 4);
+  await cap.hold(10 * MiB, 'r/new:1', false); // the pull's first job: overlaps whatever runs here
+  assert.ok(cap.canFetch());
+  await cap.hold(10 * MiB, 'r/new:1', false); // waits for the same pull, then for a slot
+  assert.ok(cap.canFetch(), 'one slot still free after the pull');
+  await cap.hold(10 * MiB, 'r/new:1', false);
+  assert.equal(cap.canFetch(), false, 'the jobs waiting on that pull speak for both slots: the rest of the burst is left to other hosts');
+  // Control: another image's pull is a pull of its own (bounded by SBX_PULL_CONCURRENCY), not a slot.
+  const other = new HostCapacity(new ObservedSlotPool(2), 1024 * MiB, 4);
+  for (const image of ['r/a:1', 'r/b:1', 'r/c:1']) await other.hold(10 * MiB, image, false);
+  assert.ok(other.canFetch(), 'three pulls of three images, none waiting behind another');
+});
+
 test('the gate: no fetch while every slot is spoken for, pulls are at their bound, or memory is full', async () => {
   const slots = new ObservedSlotPool(2);
   const cap = new HostCapacity(slots, 300 * MiB, 1);

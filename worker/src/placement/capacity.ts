@@ -10,8 +10,8 @@
  * pulls), `ready` (image acquired, about to ask), `asked` (holds or waits for a slot). A host takes
  * another job only while the slots spoken for (asked + ready + acquiring a cached image + jobs being
  * decided on, + the jobs waiting for a pull beyond each pull's first) are fewer than its slots, fewer
- * than SBX_PULL_CONCURRENCY distinct images are being pulled, and no job waits for memory. Phases move by what the runner does, matched by image
- * reference and in order (observeImages, ObservedSlotPool).
+ * than SBX_PULL_CONCURRENCY distinct images are being pulled, and no job waits for memory. Phases
+ * move by what the runner does, matched by image reference and in order (observeImages, ObservedSlotPool).
  */
 import { parseImageReference } from '../../../core/src/image-ref.ts';
 import type { CapacitySnapshot } from '../../../core/src/placement/fleet-records.ts';
@@ -115,9 +115,14 @@ export class HostCapacity {
    * pull ends, as surely as a job whose image is cached.
    */
   private get pullWaiters(): number {
-    let waiting = 0;
-    for (const h of this.holds) if (h.phase === 'acquiring' && !h.imageCached) waiting++;
-    return waiting - this.pulls;
+    return this.pullingJobs - this.pulls;
+  }
+
+  /** Jobs held whose image is being pulled. */
+  private get pullingJobs(): number {
+    let n = 0;
+    for (const h of this.holds) if (h.phase === 'acquiring' && !h.imageCached) n++;
+    return n;
   }
 
   /**
@@ -139,9 +144,7 @@ export class HostCapacity {
    * an image being pulled would all be handed to the host pulling it, however few its slots.
    */
   snapshot(): CapacitySnapshot {
-    let pulling = 0;
-    for (const h of this.holds) if (h.phase === 'acquiring' && !h.imageCached) pulling++;
-    const slotsFree = this.canFetch() ? Math.max(0, this.slots.total - this.slotDemand - pulling) : 0;
+    const slotsFree = this.canFetch() ? Math.max(0, this.slots.total - this.slotDemand - this.pullingJobs) : 0;
     return { slotsTotal: this.slots.total, slotsFree, memoryTotal: this.memoryTotal, memoryFree: this.memoryFree };
   }
 

@@ -4,13 +4,13 @@
  * summary on stdout (per bench: its own JSON result with medians, peers' medians and ratios; the
  * machine; the date; `targets`: issue 13's targets as this run met them, loadtest/lib/issue-13-targets.ts)
  * and exits non-zero if any bench failed. Progress goes to stderr.
- * The end-to-end benches (e2e, attach, python) start a stack of their own and stop it after.
+ * The end-to-end benches (e2e, attach, python, output) start a stack of their own and stop it after.
  * Before each bench it writes dirty pages back and waits (up to 20 s) for the CPUs to go quiet
  * (lib/settle.ts), so that no bench measures the kernel's leftovers of the one before; each bench's
  * `settled` in the summary says how long that took and how busy the machine still was.
  *
  * Flags:
- *   --only a,b        run only these benches (launcher, launcher-spaced, launcher-mounts, launcher-nop, throughput, pull, pull-small, zstd, disk, e2e, attach, python, egress)
+ *   --only a,b        run only these benches (launcher, launcher-spaced, launcher-mounts, launcher-nop, throughput, pull, pull-small, zstd, disk, e2e, attach, python, output, egress)
  *   --skip a,b        run all but these
  *   --<bench>-args "…" replace that bench's default flags, e.g. --launcher-args "--runs 1000"
  */
@@ -52,6 +52,8 @@ const BENCHES: Bench[] = [
   { name: 'e2e', cmd: [tsx, 'loadtest/bench-e2e.ts'], args: ['--own-stack', '--runs', '200', '--sse-runs', '50', '--seconds', '5', '--json'] },
   { name: 'attach', cmd: [tsx, 'loadtest/bench-attach.ts'], args: ['--own-stack', '--keys', '100', '--json'] },
   { name: 'python', cmd: [tsx, 'loadtest/bench-python.ts'], args: ['--runs', '50', '--json'] },
+  // a job's 1, 4 and 16 MiB of output through ?wait=true and over SSE, against the command on the host
+  { name: 'output', cmd: [tsx, 'loadtest/bench-output.ts'], args: ['--runs', '10', '--json'] },
   // network "egress" jobs' proxy against tinyproxy and no proxy: throughput, CPU per GB, per-connection latency
   { name: 'egress', cmd: [tsx, 'worker/bench/egress-bench.ts'], args: ['--mb', '256', '--runs', '5', '--requests', '200', '--json'] },
 ];

@@ -8,7 +8,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { JobStore } from '../../../core/src/job-store.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
+import { RedisKeys } from '../../../core/src/redis-keys.ts';
+import { monitorRedis } from '../../../test/harness/redis-monitor.ts';
 import { useApiProcess } from '../../../test/harness/api-process.ts';
 import { finishedJob, growthUnderIdleReaders, type OutputChunk } from '../../../test/harness/idle-readers.ts';
 
@@ -44,6 +47,46 @@ test('a long output comes whole and exact, interleaved streams apart, every char
   const shortRes = await fetch(`${stack.api.url}/v1/jobs/${short.id}?output=true`);
   assert.ok(shortRes.headers.get('content-length'), 'a short output has its length');
   assert.deepEqual(((await shortRes.json()) as JobDocument).output, { stdout: 'hi\n', stderr: 'oops\n' });
+});
+
+/** The job's answer with its output, and where each XRANGE of its event stream the API sent started. */
+async function answerAndReads(id: string): Promise<{ doc: JobDocument; starts: string[] }> {
+  const events = new RedisKeys().jobEvents(id);
+  const starts: string[] = [];
+  const monitor = await monitorRedis(stack.redis.url, ({ args }) => {
+    if (args[0]?.toLowerCase() === 'xrange' && args[1] === events) starts.push(args[2]!);
+  });
+  try {
+    const res = await fetch(`${stack.api.url}/v1/jobs/${id}?output=true`);
+    assert.equal(res.status, 200);
+    const doc = (await res.json()) as JobDocument;
+    // MONITOR reports a command as Redis runs it: the last read ran before the answer ended.
+    return { doc, starts };
+  } finally {
+    await monitor.stop();
+  }
+}
+
+test('a long stdout with a short stderr is read from Redis once; a long stderr again only from its first event', async () => {
+  const line = (i: number) => `${i} "quoted" \\ tab\t ${'z'.repeat(20 * 1024)}\n`;
+  const stdoutOnly = Array.from({ length: 150 }, (_, i) => ({ type: 'stdout' as const, data: line(i) }));
+  const short = await finishedJob(stack, [...stdoutOnly.slice(0, 75), { type: 'stderr', data: 'warning: "x"\n' }, ...stdoutOnly.slice(75), { type: 'stderr', data: 'done\n' }]);
+  const once = await answerAndReads(short.id);
+  assert.equal(once.doc.output?.stdout, stdoutOnly.map((c) => c.data).join(''));
+  assert.equal(once.doc.output?.stderr, 'warning: "x"\ndone\n');
+  // The short look (64 events), then one pass from the start; before, a second pass for stderr.
+  assert.deepEqual(once.starts.filter((s) => s === '-'), ['-', '-'], `reads from the start: ${once.starts.join(' ')}`);
+
+  // stderr past what is held (about 256 KiB), starting after 100 stdout events: read again from there.
+  const errLines = Array.from({ length: 30 }, (_, i) => ({ type: 'stderr' as const, data: `err ${i} ${'e'.repeat(16 * 1024)}\n` }));
+  const long = await finishedJob(stack, [...stdoutOnly.slice(0, 100), ...errLines, ...stdoutOnly.slice(100)]);
+  const all = await new JobStore(stack.redis.client(), new RedisKeys(), 3600).readEvents(long.id, '0', 1000);
+  const beforeFirstErr = all[all.findIndex((e) => e.type === 'stderr') - 1]!.id;
+  const again = await answerAndReads(long.id);
+  assert.equal(again.doc.output?.stdout, stdoutOnly.map((c) => c.data).join(''));
+  assert.equal(again.doc.output?.stderr, errLines.map((c) => c.data).join(''));
+  assert.deepEqual(again.starts.filter((s) => s === '-'), ['-', '-'], `reads from the start: ${again.starts.join(' ')}`);
+  assert.ok(again.starts.includes(`(${beforeFirstErr}`), `stderr read again from its first event: ${again.starts.join(' ')}`);
 });
 
 test('60 clients asking for a 16 MiB output and never reading the answer leave the API\'s memory bounded', async () => {

@@ -41,3 +41,18 @@ test('data of any other shape is parsed and escaped again: nothing stored ends t
   assert.throws(() => escapedOutputText(event('{"data":"a\\"}')), SyntaxError);
   assert.throws(() => escapedOutputText(event('{"data":"raw\nnewline"}')), SyntaxError);
 });
+
+test('stored data that fails the check late, or is very long, is answered, not a hang or a stack overflow', () => {
+  // A long run then an unescaped quote: a check that tries every split of the run never returns
+  // (with one, 26 characters took 0.36 s and each 2 more took 4 times as long; 64 would hang this
+  // file until the runner's timeout fails it).
+  for (const n of [30, 64, 100_000]) {
+    const data = `{"data":"${'a'.repeat(n)}","x":"y"}`;
+    assert.equal(escapedOutputText(event(data)), 'a'.repeat(n));
+  }
+  // Past what the check's stack holds (16 MiB overflowed it): escaped again instead.
+  const long = `line "${'z'.repeat(64)}"\n`.repeat(300_000);
+  assert.ok(long.length > 16 * 2 ** 20);
+  assert.equal(decoded(escapedOutputText(event(JSON.stringify({ data: long })))), long);
+});
+

@@ -42,7 +42,7 @@ import { Agent, request, setGlobalDispatcher } from 'undici';
 import { parseServerSentEvents } from '../client/src/sse.ts';
 import { CostMeter, costPerJob, formatCost, redisPid, traceCommands } from './lib/e2e-cost.ts';
 import { inLanes } from './lib/lanes.ts';
-import { percentile } from './lib/stats.ts';
+import { percentile, r2 } from './lib/stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -145,7 +145,6 @@ async function firstStdout(body: AsyncIterable<Uint8Array | string>, ctl: AbortC
   throw new Error('stream ended without stdout');
 }
 
-const r2 = (x: number) => Math.round(x * 100) / 100;
 
 async function main() {
   if (values.curve) return curve();

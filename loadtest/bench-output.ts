@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
 import { parseServerSentEvents } from '../client/src/sse.ts';
 import { ensureTools } from './lib/bench-peers.ts';
-import { percentile } from './lib/stats.ts';
+import { percentile, r2 } from './lib/stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -85,7 +85,6 @@ function onHost(bytes: number): Promise<Timed> {
   });
 }
 
-const r2 = (x: number) => Math.round(x * 100) / 100;
 const summary = (xs: number[]) => ({ median_ms: r2(percentile(xs, 50)), p90_ms: r2(percentile(xs, 90)) });
 
 async function main(): Promise<void> {

@@ -16,7 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildImage, layerFromTar, pushImage } from '../test/fixtures/oci-builder.ts';
 import { ensureTools } from './lib/bench-peers.ts';
-import { percentile } from './lib/stats.ts';
+import { percentile, r2 } from './lib/stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -87,7 +87,6 @@ function hostRun(): Promise<number> {
   });
 }
 
-const r2 = (x: number) => Math.round(x * 100) / 100;
 const summary = (xs: number[]) => ({ median_ms: r2(percentile(xs, 50)), p90_ms: r2(percentile(xs, 90)), p99_ms: r2(percentile(xs, 99)) });
 
 async function main(): Promise<void> {

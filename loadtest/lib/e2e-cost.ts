@@ -11,6 +11,7 @@ import { Redis } from 'ioredis';
 import { procStatFields } from '../../core/src/proc-stat.ts';
 import { connectionNames, monitorRedis } from '../../test/harness/redis-monitor.ts';
 import { kernelThreadsCpu, machineCpu, TICK_MS, type MachineCpu } from './machine-cpu.ts';
+import { r2 } from './stats.ts';
 
 export interface ProcTimes {
   /** utime, stime of the process itself (all its threads), ms. */
@@ -109,7 +110,6 @@ export async function redisPid(url: string): Promise<number | undefined> {
   }
 }
 
-const r2 = (x: number) => Math.round(x * 100) / 100;
 
 export function costPerJob(a: Snapshot, b: Snapshot, jobs: number): CostPerJob {
   const cpu: CostPerJob['cpu_ms'] = {};

@@ -6,6 +6,9 @@ export function percentile(xs: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
 
+/** Rounded to two decimals, as the benches print figures. */
+export const r2 = (x: number): number => Math.round(x * 100) / 100;
+
 /** The middle value (the upper one of an even count): percentile 50. */
 export const median = (xs: number[]): number => percentile(xs, 50);
 

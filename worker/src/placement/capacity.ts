@@ -109,15 +109,6 @@ export class HostCapacity {
     return images.size;
   }
 
-  /**
-   * Jobs held for an image being pulled, beyond the first for each such image. A pull holds no slot,
-   * so the first overlaps the jobs running here; every other one wants a slot the moment the same
-   * pull ends, as surely as a job whose image is cached.
-   */
-  private get pullWaiters(): number {
-    return this.pullingJobs - this.pulls;
-  }
-
   /** Jobs held whose image is being pulled. */
   private get pullingJobs(): number {
     let n = 0;
@@ -126,11 +117,15 @@ export class HostCapacity {
   }
 
   /**
-   * May this host take one more job from a queue now? Not for a burst of one image being pulled
-   * beyond its slots: those jobs would wait here for a slot while another host has one.
+   * May this host take one more job from a queue now? The jobs held for an image being pulled count
+   * as slot demand beyond the first for each such image: a pull holds no slot, so the first overlaps
+   * the jobs running here, but every other one wants a slot the moment the same pull ends. Else a
+   * burst of one image being pulled would wait here for slots while another host has them.
    */
   canFetch(): boolean {
-    return this.slotDemand + this.pullWaiters < this.slots.total && this.pulls < this.pullConcurrency && this.memoryQueue.length === 0 && this.reserved < this.memoryTotal;
+    const pulls = this.pulls;
+    const pullWaiters = this.pullingJobs - pulls;
+    return this.slotDemand + pullWaiters < this.slots.total && pulls < this.pullConcurrency && this.memoryQueue.length === 0 && this.reserved < this.memoryTotal;
   }
 
   /** For a job being decided on: would it start at once here (a free slot, its memory free, nobody waiting before it)? */

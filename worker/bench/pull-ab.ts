@@ -3,7 +3,10 @@
  * between this tree and `--before <tree>` (e.g. a checkout of main), so both see the same load and
  * disk state. Medians of wall, CPU and user CPU (user CPU does not depend on the ext4/page-cache state).
  *
- *   npx tsx worker/bench/pull-ab.ts --before /path/to/other/tree [--runs 5]
+ *   npx tsx worker/bench/pull-ab.ts --before /path/to/other/tree [--runs 5] [--layers N] [--compression gzip|zstd]
+ *
+ * --layers N: the bench image's content over N layers instead of its 2 (e.g. 1: a layer alone in
+ * its pull, which may take a second thread for its files); --compression: only that variant.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -39,8 +42,18 @@ const registry = await startRegistry();
 for (const t of trees) await t.warm();
 const workDir = await mkdtemp(join(args.dir, 'sbx-pull-ab-'));
 console.log(`outputs stay in ${workDir} (remove it afterwards: deleting right before a run slows ext4 inode allocation)`);
-for (const compression of ['gzip', 'zstd'] as const) {
-  const large = await buildLargeImage({ ...LARGE_IMAGE, compression });
+const layers = Number(args.value('--layers') ?? LARGE_IMAGE.layers);
+if (!Number.isInteger(layers) || layers < 1) throw new Error('--layers takes a whole number of layers, at least 1');
+const compressions = (['gzip', 'zstd'] as const).filter((c) => (args.value('--compression') ?? c) === c);
+if (compressions.length === 0) throw new Error('--compression takes gzip or zstd');
+/** The bench image's bytes and files spread over `layers` layers. */
+const spec = {
+  layers,
+  filesPerLayer: Math.round((LARGE_IMAGE.filesPerLayer * LARGE_IMAGE.layers) / layers),
+  bytesPerLayer: Math.round((LARGE_IMAGE.bytesPerLayer * LARGE_IMAGE.layers) / layers),
+};
+for (const compression of compressions) {
+  const large = await buildLargeImage({ ...spec, compression });
   await pushImage(registry.url, `ab/${compression}`, 'latest', large.image);
   const ref = `${registry.host}/ab/${compression}:latest`;
   const seen = new Map(trees.map((t) => [t.name, { wall: [] as number[], cpu: [] as number[], user: [] as number[] }]));

@@ -56,7 +56,9 @@ export async function extractLayer(source: Readable, targetDir: string, opts: Ex
     for await (const chunk of source) await feedChunk(extraction, chunk as Uint8Array, stopped); // checks `stopped` first
     const reason = stopped();
     if (reason) throw reason;
-    return extraction.end();
+    const { tarBytes, stats } = extraction.end();
+    if (stats === null) throw new Error('the files were not written in this thread'); // only with a tarRing, which this never gives
+    return { ...stats, tarBytes };
   } catch (e) {
     extraction.abort();
     source.destroy();

@@ -64,7 +64,7 @@ test('gzip trailers: skipped only when the diffID is checked; a bad crc32 with a
     await feedChunk(extraction, badCrc);
     return extraction.end();
   };
-  assert.equal((await run(diffId)).files, 1, 'the diffID (sha256 of exactly these bytes) verified the content');
+  assert.equal((await run(diffId)).stats?.files, 1, 'the diffID (sha256 of exactly these bytes) verified the content');
   await assert.rejects(run('sha256:' + '0'.repeat(64)), /uncompressed content has digest/);
   await assert.rejects(run(null), /incorrect data check/);
 });

@@ -2,17 +2,20 @@
  * One layer's extraction as a synchronous state machine, in the calling thread: compressed chunks
  * in (`push`), then `step()` until it reports the chunk done, then the next; `end()` at the end of
  * the blob. Per piece: decompress (layer-decoder.ts, at most PIECE bytes) → count against the layer
- * size cap and hash (diffID) → TarParser → LayerWriter. No stream and no event per piece; the
- * caller decides when to yield (feedChunk() yields to the event loop every few MiB of output, so a
- * bomb's expansion cannot keep an unpack worker deaf to an abort for long).
+ * size cap and hash (diffID) → the tar bytes to TarWriting (TarParser → LayerWriter) here, or, when
+ * the layer has a second thread for its files (`tarRing`, unpack-pool.ts), into the ring that thread
+ * reads. No stream and no event per piece; the caller decides when to yield (feedChunk() yields to
+ * the event loop every few MiB of output, so a bomb's expansion cannot keep an unpack worker deaf to
+ * an abort for long).
  */
 import { createHash, type Hash } from 'node:crypto';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { ByteRing, type ByteRingBuffers } from './byte-ring.ts';
 import { createLayerDecoder, type LayerDecoder } from './layer-decoder.ts';
-import { LayerWriter } from './layer-writer.ts';
-import { TarParser } from './tar-parser.ts';
+import type { LayerWriteStats } from './layer-writer.ts';
+import { TarWriting } from './tar-writing.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
-import type { UnpackLimits, UnpackResult } from './layer-extract.ts';
+import type { UnpackLimits } from './layer-extract.ts';
 
 export interface ExtractionOptions {
   compression: LayerCompression;
@@ -22,6 +25,38 @@ export interface ExtractionOptions {
   /** Builds the error that rejects the layer. */
   fail: (detail: string) => Error;
   chown?: boolean;
+  /** The ring another thread writes the files from; without it they are written here. */
+  tarRing?: ByteRingBuffers;
+}
+
+/** Where the tar bytes go: the files written here, or another thread's ring (whose thread reports the stats). */
+interface TarSink {
+  push(bytes: Buffer): void;
+  end(): LayerWriteStats | null;
+  abort(): void;
+}
+
+class RingSink implements TarSink {
+  private readonly ring: ByteRing;
+  constructor(buffers: ByteRingBuffers) {
+    this.ring = new ByteRing(buffers);
+  }
+  push(bytes: Buffer): void {
+    this.ring.write(bytes);
+  }
+  end(): null {
+    this.ring.end();
+    return null;
+  }
+  abort(): void {
+    this.ring.abort();
+  }
+}
+
+/** What end() reports: the tar's size, and the files' stats when they were written in this thread. */
+export interface ExtractionEnd {
+  tarBytes: number;
+  stats: LayerWriteStats | null;
 }
 
 /** Pieces handled per step() before the caller may yield (32 × 256 KiB = 8 MiB of output). */
@@ -35,8 +70,7 @@ function wrapDecompressError(e: unknown, fail: (detail: string) => Error): unkno
 }
 
 export class LayerExtraction {
-  private readonly writer: LayerWriter;
-  private readonly parser: TarParser;
+  private readonly tar: TarSink;
   private readonly decoder: LayerDecoder;
   private readonly hash: Hash | null;
   private tarBytes = 0;
@@ -44,11 +78,9 @@ export class LayerExtraction {
 
   constructor(targetDir: string, private readonly opts: ExtractionOptions) {
     const { limits, fail } = opts;
-    this.writer = new LayerWriter(targetDir, { fail, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) });
-    this.parser = new TarParser((entry) => {
-      if (this.writer.stats.entries >= limits.maxEntries) throw fail(`a layer has more than ${limits.maxEntries} entries`);
-      return this.writer.add(entry);
-    }, fail);
+    this.tar = opts.tarRing
+      ? new RingSink(opts.tarRing)
+      : new TarWriting(targetDir, { maxEntries: limits.maxEntries, fail, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) });
     // An uncompressed layer's diffID is its blob digest, already verified as it streamed.
     this.hash = opts.compression === 'none' || opts.diffId === null ? null : createHash('sha256');
     this.decoder = createLayerDecoder(opts.compression, { outputVerified: this.hash !== null });
@@ -71,25 +103,24 @@ export class LayerExtraction {
     });
   }
 
-  /** The blob is over: checks it was complete and its diffID, then finishes the directory. */
-  end(): UnpackResult {
+  /** The blob is over: checks it was complete and its diffID, then finishes the directory (or ends the ring). */
+  end(): ExtractionEnd {
     return this.guard(() => {
       this.decoder.end();
       if (this.hash !== null) {
         const actual = 'sha256:' + this.hash.digest('hex');
         if (actual !== this.opts.diffId) throw this.opts.fail(`a layer's uncompressed content has digest ${actual}, its config says ${String(this.opts.diffId)}`);
       }
-      this.parser.end();
-      const stats = this.writer.finish();
+      const stats = this.tar.end();
       this.release();
-      return { ...stats, tarBytes: this.tarBytes };
+      return { tarBytes: this.tarBytes, stats };
     });
   }
 
   /** Stops: closes what is open (the caller removes the directory). Safe to call more than once. */
   abort(): void {
     if (this.closed) return;
-    this.writer.abort();
+    this.tar.abort();
     this.release();
   }
 
@@ -98,7 +129,7 @@ export class LayerExtraction {
     const max = this.opts.limits.maxLayerBytes;
     if (this.tarBytes > max) throw this.opts.fail(`it decompresses to more than ${max} bytes (the layer size limit)`);
     this.hash?.update(piece);
-    this.parser.push(piece);
+    this.tar.push(piece);
   }
 
   /** Runs `fn`; on any failure aborts (once) and rethrows, decoder errors as layer rejections. */

@@ -5,11 +5,16 @@
  * cores and the main event loop stays free. Protocol in unpack-pool.ts: each chunk (most in a slot
  * of the ring shared with the main thread) is acknowledged once it is written and nothing here
  * holds a view of it any more (LayerExtraction keeps none past a step).
+ *
+ * A layer with a second thread (unpack-pool.ts): this thread gets `start` with a `tarRing` and puts
+ * the tar bytes there; the other gets `write` and writes the files from the ring, blocking until
+ * the ring ends or is aborted, then replies `written` (or rejected / failed).
  */
 import { parentPort } from 'node:worker_threads';
-import { feedChunk, LayerExtraction } from './layer-extraction.ts';
-import type { UnpackResult } from './layer-extract.ts';
-import { SLOT_BYTES, type WorkerReply, type WorkerRequest } from './unpack-pool.ts';
+import { ByteRing, RingClosedError } from './byte-ring.ts';
+import { feedChunk, LayerExtraction, type ExtractionEnd } from './layer-extraction.ts';
+import { TarWriting, writeFilesFromRing } from './tar-writing.ts';
+import { RING_CLOSED, SLOT_BYTES, type WorkerReply, type WorkerRequest } from './unpack-pool.ts';
 
 /** Marks a rejection of the layer itself (its `message` is the detail), as opposed to an I/O failure. */
 class LayerRejected extends Error {}
@@ -35,7 +40,14 @@ function reply(message: WorkerReply): void {
   port!.postMessage(message);
 }
 
-function settle(job: Job, outcome: { result: UnpackResult } | { error: unknown }): void {
+/** The final reply for a failure: a rejection of the layer, or anything else with its code. */
+function failure(job: number, e: unknown): WorkerReply {
+  if (e instanceof LayerRejected) return { job, type: 'rejected', detail: e.message };
+  const code = e instanceof RingClosedError ? RING_CLOSED : (e as { code?: string }).code;
+  return { job, type: 'failed', message: (e as Error).message ?? String(e), code };
+}
+
+function settle(job: Job, outcome: { result: ExtractionEnd } | { error: unknown }): void {
   if (job.settled) return;
   job.settled = true;
   if ('result' in outcome) {
@@ -43,9 +55,7 @@ function settle(job: Job, outcome: { result: UnpackResult } | { error: unknown }
     return;
   }
   job.extraction.abort();
-  const e = outcome.error;
-  if (e instanceof LayerRejected) reply({ job: job.id, type: 'rejected', detail: e.message });
-  else reply({ job: job.id, type: 'failed', message: (e as Error).message ?? String(e), code: (e as { code?: string }).code });
+  reply(failure(job.id, outcome.error));
 }
 
 /** Appends `work` to the job's queue; a failure settles the job and skips what follows. */
@@ -74,6 +84,7 @@ port.on('message', (message: WorkerRequest) => {
           diffId: message.diffId,
           limits: message.limits,
           ...(message.chown !== undefined ? { chown: message.chown } : {}),
+          ...(message.tarRing ? { tarRing: message.tarRing } : {}),
           fail: (detail) => new LayerRejected(detail),
         }),
         queue: Promise.resolve(),
@@ -98,6 +109,22 @@ port.on('message', (message: WorkerRequest) => {
       const job = current;
       if (!job) return;
       enqueue(job, () => settle(job, { result: job.extraction.end() }));
+      return;
+    }
+    case 'write': {
+      // Synchronous to the end: nothing else comes to this thread while it writes a layer's files.
+      const ring = new ByteRing(message.ring);
+      try {
+        const writing = new TarWriting(message.targetDir, {
+          maxEntries: message.limits.maxEntries,
+          fail: (detail) => new LayerRejected(detail),
+          ...(message.chown !== undefined ? { chown: message.chown } : {}),
+        });
+        reply({ job: message.job, type: 'written', stats: writeFilesFromRing(ring, writing) });
+      } catch (e) {
+        ring.stop(); // the decompressing thread must not wait for room that never comes
+        reply(failure(message.job, e));
+      }
       return;
     }
     case 'abort': {

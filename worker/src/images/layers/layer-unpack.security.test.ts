@@ -15,7 +15,8 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { InvalidImageError } from '../../../../core/src/errors.ts';
 import { buildTar, type LayerEntry } from '../../../../test/fixtures/oci-builder.ts';
-import { unpackLayer, type UnpackLimits } from './layer-unpack.ts';
+import { unpackLayer, type UnpackLimits, type UnpackOptions } from './layer-unpack.ts';
+import { UnpackPool } from './unpack-pool.ts';
 
 let sandbox: string;
 const passwdHash = () => createHash('sha256').update(readFileSync('/etc/passwd')).digest('hex');
@@ -28,7 +29,29 @@ before(async () => {
   passwdLinks = statSync('/etc/passwd').nlink;
 });
 
+/**
+ * Every attack runs twice: with the layer's files written by the thread that decompresses it, and
+ * by a second thread fed through a ring (a layer alone in its pull, unpack-pool.ts).
+ */
+const splitPool = new UnpackPool(2);
+const MODES: Array<{ name: string; options: Partial<UnpackOptions> }> = [
+  { name: '', options: {} },
+  { name: ' (files written by a second thread)', options: { pool: splitPool, layersAtOnce: 1 } },
+];
+let mode = MODES[0]!;
+
+function attack(name: string, fn: () => Promise<void>): void {
+  for (const m of MODES) {
+    test(name + m.name, async () => {
+      mode = m;
+      await fn();
+    });
+  }
+}
+
 after(async () => {
+  await splitPool.close();
+  assert.ok(splitPool.splitLayers >= 10, `the second thread wrote ${splitPool.splitLayers} layers`);
   await rm(sandbox, { recursive: true, force: true });
   assert.equal(passwdHash(), passwdBefore, '/etc/passwd changed');
   assert.equal(statSync('/etc/passwd').nlink, passwdLinks, '/etc/passwd gained a hard link');
@@ -57,6 +80,7 @@ async function unpack(c: Case, entries: LayerEntry[], limits?: UnpackLimits) {
     diffId: null,
     fail: (detail) => new InvalidImageError('test/layer', detail),
     ...(limits ? { limits } : {}),
+    ...mode.options,
   });
 }
 
@@ -79,19 +103,19 @@ async function assertRejected(c: Case, entries: LayerEntry[], message: RegExp): 
 
 const raw = (header: Record<string, unknown>, content?: string): LayerEntry => ({ type: 'raw', header: header as { name: string }, ...(content !== undefined ? { content } : {}) });
 
-test('../ in a name rejects the layer', async () => {
+attack('../ in a name rejects the layer', async () => {
   const c = await freshCase();
   await assertRejected(c, [raw({ name: '../outside/pwned', type: 'file' }, 'x')], /escapes the layer/);
 });
 
-test('deep ../ towards the host root rejects the layer', async () => {
+attack('deep ../ towards the host root rejects the layer', async () => {
   const c = await freshCase();
   const name = `sbx-pwned-${randomBytes(4).toString('hex')}`;
   await assertRejected(c, [raw({ name: `a/../../../../../../../../tmp/${name}`, type: 'file' }, 'x')], /escapes the layer/);
   assert.equal(existsSync(`/tmp/${name}`), false);
 });
 
-test('absolute names land inside the layer', async () => {
+attack('absolute names land inside the layer', async () => {
   const c = await freshCase();
   const name = `sbx-abs-${randomBytes(4).toString('hex')}`;
   await unpack(c, [raw({ name: `/${name}`, type: 'file', mode: 0o644 }, 'inside')]);
@@ -100,7 +124,7 @@ test('absolute names land inside the layer', async () => {
   assertHostUntouched(c);
 });
 
-test('a file through a symlinked parent (absolute host target) is rejected', async () => {
+attack('a file through a symlinked parent (absolute host target) is rejected', async () => {
   const c = await freshCase();
   await assertRejected(
     c,
@@ -112,7 +136,7 @@ test('a file through a symlinked parent (absolute host target) is rejected', asy
   );
 });
 
-test('a file through a symlinked parent (relative ../ target) is rejected', async () => {
+attack('a file through a symlinked parent (relative ../ target) is rejected', async () => {
   const c = await freshCase();
   await assertRejected(
     c,
@@ -124,7 +148,7 @@ test('a file through a symlinked parent (relative ../ target) is rejected', asyn
   );
 });
 
-test('a directory replaced by a symlink cannot be written through', async () => {
+attack('a directory replaced by a symlink cannot be written through', async () => {
   const c = await freshCase();
   await assertRejected(
     c,
@@ -138,7 +162,7 @@ test('a directory replaced by a symlink cannot be written through', async () => 
   );
 });
 
-test('a symlink to / then a whiteout through it is rejected', async () => {
+attack('a symlink to / then a whiteout through it is rejected', async () => {
   const c = await freshCase();
   await assertRejected(
     c,
@@ -150,7 +174,7 @@ test('a symlink to / then a whiteout through it is rejected', async () => {
   );
 });
 
-test('a symlink replaced by a file gets a real file, not a write through the link', async () => {
+attack('a symlink replaced by a file gets a real file, not a write through the link', async () => {
   const c = await freshCase();
   await unpack(c, [
     { type: 'symlink', path: 'a', target: join(c.outside, 'sentinel') },
@@ -161,18 +185,18 @@ test('a symlink replaced by a file gets a real file, not a write through the lin
   assertHostUntouched(c);
 });
 
-test('a hard link to a host file (/etc/passwd) is rejected', async () => {
+attack('a hard link to a host file (/etc/passwd) is rejected', async () => {
   const c = await freshCase();
   await assertRejected(c, [{ type: 'hardlink', path: 'pw', target: '/etc/passwd' }], /not an earlier file of this layer/);
   assert.equal(existsSync(join(c.layer, 'pw')), false);
 });
 
-test('a hard link with ../ in its target is rejected', async () => {
+attack('a hard link with ../ in its target is rejected', async () => {
   const c = await freshCase();
   await assertRejected(c, [{ type: 'hardlink', path: 'h', target: '../outside/sentinel' }], /escapes the layer/);
 });
 
-test('a hard link through a symlink is rejected', async () => {
+attack('a hard link through a symlink is rejected', async () => {
   const c = await freshCase();
   await assertRejected(
     c,
@@ -184,7 +208,7 @@ test('a hard link through a symlink is rejected', async () => {
   );
 });
 
-test('a hard link to a symlink pointing at a host file does not link the host file', async () => {
+attack('a hard link to a symlink pointing at a host file does not link the host file', async () => {
   const c = await freshCase();
   await unpack(c, [
     { type: 'symlink', path: 's', target: '/etc/passwd' },
@@ -196,7 +220,7 @@ test('a hard link to a symlink pointing at a host file does not link the host fi
   assertHostUntouched(c);
 });
 
-test('device nodes are skipped, FIFOs kept', async () => {
+attack('device nodes are skipped, FIFOs kept', async () => {
   const c = await freshCase();
   const stats = await unpack(c, [
     raw({ name: 'dev/mem2', type: 'character-device', devmajor: 1, devminor: 1, mode: 0o666 }),
@@ -212,14 +236,14 @@ test('device nodes are skipped, FIFOs kept', async () => {
   assertHostUntouched(c);
 });
 
-test('whiteouts naming . or .. are rejected', async () => {
+attack('whiteouts naming . or .. are rejected', async () => {
   for (const name of ['.wh..', '.wh...', 'dir/.wh..', '.wh.']) {
     const c = await freshCase();
     await assertRejected(c, [raw({ name, type: 'file' }, '')], /names no file|escapes/);
   }
 });
 
-test('trusted.* xattrs from the layer are dropped (cannot forge overlay metadata)', async () => {
+attack('trusted.* xattrs from the layer are dropped (cannot forge overlay metadata)', async () => {
   const c = await freshCase();
   const stats = await unpack(c, [{ type: 'dir', path: 'd', xattrs: { 'trusted.overlay.opaque': 'y', 'user.note': 'kept' } }]);
   const dump = execFileSync('getfattr', ['-d', '-m', '-', '--absolute-names', join(c.layer, 'd')], { encoding: 'utf8' });
@@ -228,7 +252,7 @@ test('trusted.* xattrs from the layer are dropped (cannot forge overlay metadata
   assert.ok(stats.skipped.some((s) => s.includes('trusted.overlay.opaque')));
 });
 
-test('decompressed size and entry count are capped', async () => {
+attack('decompressed size and entry count are capped', async () => {
   const c = await freshCase();
   const big: LayerEntry[] = [{ type: 'file', path: 'zeros', content: Buffer.alloc(4 << 20) }];
   await assert.rejects(unpack(c, big, { maxLayerBytes: 1 << 20, maxEntries: 100 }), /decompresses to more than/);
@@ -237,10 +261,10 @@ test('decompressed size and entry count are capped', async () => {
   await assert.rejects(unpack(c2, many, { maxLayerBytes: 1 << 30, maxEntries: 10 }), /more than 10 entries/);
 });
 
-test('truncated gzip is rejected', async () => {
+attack('truncated gzip is rejected', async () => {
   const c = await freshCase();
   const gz = gzipSync(await buildTar([{ type: 'file', path: 'f', content: randomBytes(100_000) }]));
   await assert.rejects(
-    unpackLayer(Readable.from([gz.subarray(0, gz.length / 2)]), c.layer, { compression: 'gzip', diffId: null, fail: (d) => new InvalidImageError('t', d) }),
+    unpackLayer(Readable.from([gz.subarray(0, gz.length / 2)]), c.layer, { compression: 'gzip', diffId: null, fail: (d) => new InvalidImageError('t', d), ...mode.options }),
   );
 });

@@ -17,6 +17,8 @@ export interface UnpackOptions extends ExtractOptions {
   pool?: UnpackPool;
   /** Whose pull it is: the pool's threads are shared fairly between tenants (../tenant-shares.ts). */
   requester?: Requester;
+  /** How many layers the pull unpacks at once: with threads to spare, each may get a second for its files (unpack-pool.ts). */
+  layersAtOnce?: number;
 }
 
 /**
@@ -42,6 +44,7 @@ export async function unpackLayer(source: Readable | (() => Promise<Readable>), 
       fail: opts.fail,
       ...(opts.requester ? { requester: opts.requester } : {}),
       ...(signal ? { signal } : {}),
+      ...(opts.layersAtOnce !== undefined ? { layersAtOnce: opts.layersAtOnce } : {}),
       start: { type: 'start', targetDir, compression: opts.compression, diffId: opts.diffId, limits, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) },
     });
   } finally {

@@ -1,14 +1,14 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { InvalidImageError } from '../../../../core/src/errors.ts';
-import { buildTar } from '../../../../test/fixtures/oci-builder.ts';
+import { buildTar, type LayerEntry } from '../../../../test/fixtures/oci-builder.ts';
 import { unpackLayer } from './layer-unpack.ts';
 import { UnpackPool } from './unpack-pool.ts';
 
@@ -79,5 +79,93 @@ test('threads are shared between tenants: layers of one tenant whose downloads h
     for (const s of hanging) s.destroy(new Error('the registry went away'));
     await Promise.all(stuck);
     await shared.close();
+  }
+});
+
+/** Every path of a tree with what it is: type, mode, and content digest or link target. */
+function describeTree(root: string): string[] {
+  const out: string[] = [];
+  const walk = (rel: string) => {
+    for (const name of readdirSync(join(root, rel)).sort()) {
+      const path = rel ? `${rel}/${name}` : name;
+      const st = lstatSync(join(root, path));
+      const mode = (st.mode & 0o7777).toString(8);
+      if (st.isDirectory()) {
+        out.push(`${path} dir ${mode}`);
+        walk(path);
+      } else if (st.isSymbolicLink()) out.push(`${path} -> ${readlinkSync(join(root, path))}`);
+      else out.push(`${path} file ${mode} ${st.nlink} ${createHash('sha256').update(readFileSync(join(root, path))).digest('hex')}`);
+    }
+  };
+  walk('');
+  return out;
+}
+
+/** About 26 MB in 400 entries: files of every size (one larger than the ring between the threads), directories, links. */
+async function mixedLayer(): Promise<{ gz: Buffer; tar: Buffer }> {
+  const entries: LayerEntry[] = [{ type: 'dir', path: 'big', mode: 0o750 }];
+  entries.push({ type: 'file', path: 'big/six-mib', content: randomBytes(6 * 1024 * 1024), mode: 0o600 });
+  for (let i = 0; i < 380; i++) {
+    const dir = `d${i % 17}`;
+    if (i < 17) entries.push({ type: 'dir', path: dir });
+    entries.push({ type: 'file', path: `${dir}/f${i}`, content: randomBytes((i * 104_729) % 110_000), mode: i % 3 ? 0o644 : 0o755 });
+  }
+  entries.push({ type: 'symlink', path: 'd1/link', target: '../big/six-mib' }, { type: 'hardlink', path: 'd2/hard', target: 'd2/f2' });
+  const tar = await buildTar(entries);
+  return { gz: gzipSync(tar, { level: 1 }), tar };
+}
+
+const sha256 = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex');
+
+test('a layer alone in its pull has its files written by a second thread: the same tree as in one thread', { timeout: 60_000 }, async () => {
+  const two = new UnpackPool(2, 120_000);
+  try {
+    const { gz, tar } = await mixedLayer();
+    const split = await dir();
+    const before = two.splitLayers;
+    const stats = await unpackLayer(Readable.from([gz]), split, { compression: 'gzip', diffId: sha256(tar), fail, pool: two, layersAtOnce: 1 });
+    assert.equal(two.splitLayers, before + 1, 'the layer did not get a second thread');
+    const single = await dir();
+    const expected = await unpackLayer(Readable.from([gz]), single, { compression: 'gzip', diffId: sha256(tar), fail, inThread: true });
+    assert.deepEqual(stats, expected);
+    assert.equal(stats.tarBytes, tar.length);
+    assert.deepEqual(describeTree(split), describeTree(single));
+    // Two layers at once on two threads: each keeps one (a split would make the other wait).
+    const both = await Promise.all([dir(), dir()]);
+    await Promise.all(both.map((d) => unpackLayer(Readable.from([gz]), d, { compression: 'gzip', diffId: null, fail, pool: two, layersAtOnce: 2 })));
+    assert.equal(two.splitLayers, before + 1, 'a layer of a two-layer pull took a second thread');
+  } finally {
+    await two.close();
+  }
+});
+
+test('with a second thread, each failure is reported by its cause and both threads serve the next layer', { timeout: 60_000 }, async () => {
+  const two = new UnpackPool(2, 120_000);
+  const opts = { compression: 'gzip' as const, fail, pool: two, layersAtOnce: 1 };
+  try {
+    const { gz, tar } = await mixedLayer();
+    // The writing thread rejects an entry after megabytes of files: the decompressing one stops too.
+    const escape = gzipSync(Buffer.concat([tar.subarray(0, tar.length - 1024), await buildTar([{ type: 'raw', header: { name: '../../outside', type: 'file' }, content: 'x' }])]));
+    await assert.rejects(unpackLayer(Readable.from([escape]), await dir(), { ...opts, diffId: null }), (e: unknown) => e instanceof InvalidImageError && /escapes the layer/.test(e.message));
+    // The decompressing thread rejects the content at its end (diffID): the writing one stops.
+    await assert.rejects(unpackLayer(Readable.from([gz]), await dir(), { ...opts, diffId: 'sha256:' + '0'.repeat(64) }), /uncompressed content has digest/);
+    // The download fails half-way.
+    const broken = Readable.from(
+      (async function* () {
+        yield gz.subarray(0, gz.length >> 1);
+        throw new Error('connection reset by peer');
+      })(),
+    );
+    await assert.rejects(unpackLayer(broken, await dir(), { ...opts, diffId: null }), /connection reset by peer/);
+    // Too many entries, counted in the writing thread.
+    await assert.rejects(unpackLayer(Readable.from([gz]), await dir(), { ...opts, diffId: null, limits: { maxLayerBytes: 1 << 30, maxEntries: 50 } }), /more than 50 entries/);
+    const splitsSoFar = two.splitLayers;
+    assert.equal(splitsSoFar, 4);
+    const ok = await dir();
+    const stats = await unpackLayer(Readable.from([gz]), ok, { ...opts, diffId: sha256(tar) });
+    assert.equal(two.splitLayers, splitsSoFar + 1);
+    assert.equal(stats.files, 381);
+  } finally {
+    await two.close();
   }
 });

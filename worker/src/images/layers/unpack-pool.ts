@@ -9,16 +9,26 @@
  * thread for its lifetime (`slot`; the ack gives the slot back): no ArrayBuffer is allocated or
  * transferred per message, which on the main thread cost a mark-compact GC every few dozen MiB (V8
  * counts every transferred buffer as new external memory). A batch larger than a slot is transferred.
+ *
+ * A layer may get a second thread for its files (`UnpackJob.layersAtOnce`): one thread decompresses
+ * and hashes, the other parses the tar and writes the files, the tar bytes passing between them
+ * through a ByteRing (byte-ring.ts). Writing the files is most of a layer's CPU, so a pull of one
+ * layer otherwise leaves a second core idle. The writers are threads of their own, outside the
+ * shares above. (main → writer): write; (writer → main): exactly one of written / rejected / failed.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { TenantShares, type Requester } from '../tenant-shares.ts';
 import type { Readable } from 'node:stream';
+import { ByteRing, createByteRing, type ByteRingBuffers } from './byte-ring.ts';
 import type { UnpackLimits, UnpackResult } from './layer-extract.ts';
+import type { ExtractionEnd } from './layer-extraction.ts';
+import type { LayerWriteStats } from './layer-writer.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
 
 export type WorkerRequest =
-  | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null; limits: UnpackLimits; chown?: boolean; ring: SharedArrayBuffer }
+  | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null; limits: UnpackLimits; chown?: boolean; ring: SharedArrayBuffer; tarRing?: ByteRingBuffers }
+  | { type: 'write'; job: number; targetDir: string; limits: UnpackLimits; chown?: boolean; ring: ByteRingBuffers }
   | { type: 'chunk'; slot: number; length: number }
   | { type: 'chunk'; data: Uint8Array }
   | { type: 'end' }
@@ -28,7 +38,8 @@ export type WorkerRequest =
 export type WorkerReply = { job: number } & (
   | { type: 'ready' }
   | { type: 'ack'; slot?: number }
-  | { type: 'done'; result: UnpackResult }
+  | { type: 'done'; result: ExtractionEnd }
+  | { type: 'written'; stats: LayerWriteStats }
   | { type: 'rejected'; detail: string }
   | { type: 'failed'; message: string; code: string | undefined }
 );
@@ -36,14 +47,23 @@ export type WorkerReply = { job: number } & (
 export interface UnpackJob {
   /** Opened only once a worker is free, so a queued layer does not hold an idle HTTP response. */
   source: () => Promise<Readable>;
-  start: Omit<Extract<WorkerRequest, { type: 'start' }>, 'job' | 'ring'>;
+  start: Omit<Extract<WorkerRequest, { type: 'start' }>, 'job' | 'ring' | 'tarRing'>;
   /** Builds the error for a rejected layer. */
   fail: (detail: string) => Error;
   /** Whose pull it is: the threads are shared fairly between tenants (../tenant-shares.ts). */
   requester?: Requester;
   /** Ends the wait for a thread. */
   signal?: AbortSignal;
+  /**
+   * How many layers its pull unpacks at once. When every one of them can have two threads, the
+   * layer takes a second, idle one for its files (unless a layer waits for a thread, or the tenant
+   * holds its share of them).
+   */
+  layersAtOnce?: number;
 }
+
+/** The code of a thread's failure that only follows from the other thread's: the ring between them was closed. */
+export const RING_CLOSED = 'SBX_UNPACK_RING_CLOSED';
 
 const MAX_UNACKED_CHUNKS = 16;
 /** A message carries at most this much of what the source had buffered (16 × 512 KiB in flight at most). */
@@ -86,6 +106,8 @@ class PooledWorker {
   private lastHeard = Date.now();
   /** MAX_UNACKED_CHUNKS slots of SLOT_BYTES, shared with the worker (see the protocol). */
   private readonly ring = new SharedArrayBuffer(MAX_UNACKED_CHUNKS * SLOT_BYTES);
+  /** The ring this thread puts a layer's tar bytes in when another thread writes its files; made on first use. */
+  private tarRing: ByteRingBuffers | null = null;
   dead = false;
   /** Resolves once the worker has loaded its code (or died). */
   readonly ready: Promise<void>;
@@ -113,15 +135,81 @@ class PooledWorker {
     this.worker.unref();
   }
 
-  /** Runs one job; resolves when the worker has finished with the directory, whatever the outcome. */
-  async run(source: Readable, job: UnpackJob): Promise<UnpackResult> {
+  /**
+   * Runs one job; resolves when nothing writes to the directory any more, whatever the outcome.
+   * With `writer`, this thread decompresses and that one writes the files, the tar bytes passing
+   * through a ByteRing of this thread's (layer-unpack-worker.ts).
+   */
+  async run(source: Readable, job: UnpackJob, writer: PooledWorker | null = null): Promise<UnpackResult> {
+    const jobId = nextJobId++;
+    if (!writer) return outcome(await this.decode(source, job, jobId, null), null, job);
+    const buffers = (this.tarRing ??= createByteRing());
+    const ring = new ByteRing(buffers);
+    ring.reset(); // the last layer through it was over before its run() returned
+    // Any end of the writer but `written` must stop this thread's writes to the ring (a rejection
+    // stops it in the writer's thread; a crash only here).
+    const written = writer.writeFiles(jobId, job.start, buffers).then(
+      (reply) => {
+        if (reply.type !== 'written') ring.abort();
+        return reply;
+      },
+      (crash: unknown) => {
+        ring.abort();
+        throw crash;
+      },
+    );
+    written.catch(() => {});
+    let decoded: WorkerReply;
+    try {
+      decoded = await this.decode(source, job, jobId, buffers);
+    } catch (e) {
+      ring.abort();
+      await written.catch(() => {});
+      throw e;
+    }
+    if (decoded.type !== 'done') ring.abort(); // normally done by the decompressing thread itself as it fails
+    return outcome(decoded, await written, job);
+  }
+
+  /** Writes the files of a layer another thread decompresses into `ring` (see run); resolves with this thread's final reply. */
+  async writeFiles(jobId: number, start: UnpackJob['start'], ring: ByteRingBuffers): Promise<WorkerReply> {
+    this.worker.ref();
+    try {
+      await this.ready;
+      if (this.dead) throw new Error('unpack worker exited while it started');
+      const finished = new Promise<WorkerReply>((resolve, reject) => {
+        this.listener = (reply) => {
+          if (reply.job === jobId) resolve(reply);
+        };
+        this.crash = reject;
+      });
+      this.worker.postMessage({
+        type: 'write',
+        job: jobId,
+        targetDir: start.targetDir,
+        limits: start.limits,
+        ...(start.chown !== undefined ? { chown: start.chown } : {}),
+        ring,
+      } satisfies WorkerRequest);
+      return await finished;
+    } finally {
+      this.listener = null;
+      this.crash = null;
+      if (!this.dead) this.worker.unref();
+    }
+  }
+
+  /**
+   * Streams the layer's compressed bytes to this thread; resolves with its final reply (done,
+   * rejected or failed) once it has replied, or throws the source's error or the thread's crash.
+   */
+  private async decode(source: Readable, job: UnpackJob, jobId: number, tarRing: ByteRingBuffers | null): Promise<WorkerReply> {
     this.worker.ref();
     // A worker still loading its code (seconds under tsx on a busy host) is not stalled: the
     // watchdog's clock starts once it is ready.
     await this.ready;
     if (this.dead) throw new Error('unpack worker exited while it started');
     this.lastHeard = Date.now();
-    const jobId = nextJobId++;
     let unacked = 0;
     // Every slot is free: the previous job's final reply came after the worker stopped reading its chunks.
     const freeSlots = Array.from({ length: MAX_UNACKED_CHUNKS }, (_, i) => i);
@@ -151,7 +239,7 @@ class PooledWorker {
     }, Math.min(5_000, this.stallMs));
     watchdog.unref();
     try {
-      this.worker.postMessage({ ...job.start, job: jobId, ring: this.ring } satisfies WorkerRequest);
+      this.worker.postMessage({ ...job.start, job: jobId, ring: this.ring, ...(tarRing ? { tarRing } : {}) } satisfies WorkerRequest);
       let sourceError: unknown = null;
       try {
         const batch: Uint8Array[] = [];
@@ -198,7 +286,7 @@ class PooledWorker {
         throw sourceError ?? crash;
       }
       if (sourceError !== null) throw sourceError;
-      return this.outcome(reply, job);
+      return reply;
     } finally {
       clearInterval(watchdog);
       this.listener = null;
@@ -207,20 +295,19 @@ class PooledWorker {
       if (!this.dead) this.worker.unref();
     }
   }
+}
 
-  private outcome(reply: WorkerReply, job: UnpackJob): UnpackResult {
-    switch (reply.type) {
-      case 'done':
-        return reply.result;
-      case 'rejected':
-        throw job.fail(reply.detail);
-      case 'failed':
-        throw Object.assign(new Error(reply.message), { code: reply.code });
-      case 'ack':
-      case 'ready':
-        throw new Error(`unexpected ${reply.type}`);
-    }
-  }
+/** A final reply of the decompressing thread, and of the writing thread when there was one, as the layer's result or error. */
+function outcome(decoded: WorkerReply, files: WorkerReply | null, job: UnpackJob): UnpackResult {
+  const failures = (files ? [decoded, files] : [decoded]).filter((r) => r.type === 'rejected' || r.type === 'failed');
+  // The thread that failed first says why: the other's "ring closed" only follows from it.
+  const cause = failures.find((r) => !(r.type === 'failed' && r.code === RING_CLOSED)) ?? failures[0];
+  if (cause?.type === 'rejected') throw job.fail(cause.detail);
+  if (cause?.type === 'failed') throw Object.assign(new Error(cause.message), { code: cause.code });
+  if (decoded.type !== 'done') throw new Error(`unexpected ${decoded.type}`);
+  const stats = decoded.result.stats ?? (files?.type === 'written' ? files.stats : null);
+  if (stats === null) throw new Error(`unexpected ${files?.type ?? 'missing'} reply from the thread writing the files`);
+  return { ...stats, tarBytes: decoded.result.tarBytes };
 }
 
 export class UnpackPool {
@@ -228,15 +315,22 @@ export class UnpackPool {
   private readonly waiting: Array<(w: PooledWorker) => void> = [];
   private started = 0;
   private readonly shares: TenantShares;
+  /** Threads that only ever write a layer's files for another thread (spareWriter). */
+  private readonly idleWriters: PooledWorker[] = [];
+  private writersStarted = 0;
+  private readonly maxWriters: number;
+  /** Layers whose files had a thread of their own (tests and benches read it). */
+  splitLayers = 0;
 
   /** `stallMs`: a worker silent for this long during a job is terminated and the job fails. */
   constructor(
-    size: number,
+    private readonly size: number,
     private readonly stallMs = 120_000,
   ) {
     // One thread more than one tenant may use: a tenant alone unpacks `size` layers at once, and while
     // its layers hold those, another tenant's still get a thread.
     this.shares = new TenantShares(size + 1, size);
+    this.maxWriters = Math.max(1, Math.floor(size / 2));
   }
 
   async run(job: UnpackJob): Promise<UnpackResult> {
@@ -244,13 +338,16 @@ export class UnpackPool {
     const release = await this.shares.take(job.requester ?? {}, job.signal);
     try {
       const worker = await this.take();
+      let writer: PooledWorker | null = null;
       try {
         const source = await job.source();
         // Read only once the worker is ready (a new thread takes a moment): destroyed before that (an
         // abandoned pull), its error is kept for the read and must not be emitted to nobody.
         source.on('error', () => {});
-        return await worker.run(source, job);
+        writer = this.spareWriter(job);
+        return await worker.run(source, job, writer);
       } finally {
+        if (writer) this.giveWriter(writer);
         this.give(worker);
       }
     } finally {
@@ -258,21 +355,42 @@ export class UnpackPool {
     }
   }
 
+  /**
+   * A second thread for a layer's files, from threads kept for that alone (one per two of the
+   * pool's): only for a pull whose layers can each have two threads' worth of CPU, and only if one is
+   * idle now. The pool's own threads and their shares between tenants are as without it: a layer
+   * whose download trickles holds at most a writer no other layer waits for.
+   */
+  private spareWriter(job: UnpackJob): PooledWorker | null {
+    if (job.layersAtOnce === undefined || job.layersAtOnce * 2 > this.size) return null;
+    const writer = this.idleWriters.pop() ?? (this.writersStarted < this.maxWriters ? this.spawnWriter() : null);
+    if (writer) this.splitLayers++;
+    return writer;
+  }
+
   /** Starts the workers ahead of the first pull (start-up is ~0.4 s under tsx); resolves when they are ready. */
   async warm(): Promise<void> {
     // The thread kept for other tenants is started when one needs it (take), as before it existed.
     while (this.started < this.shares.total - 1) this.idle.push(this.spawn());
-    await Promise.all(this.idle.map((w) => w.ready));
+    while (this.writersStarted < this.maxWriters) this.idleWriters.push(this.spawnWriter());
+    await Promise.all([...this.idle, ...this.idleWriters].map((w) => w.ready));
   }
 
   async close(): Promise<void> {
     const workers = this.idle.splice(0);
+    const writers = this.idleWriters.splice(0);
     this.started -= workers.length;
-    await Promise.all(workers.map((w) => w.worker.terminate()));
+    this.writersStarted -= writers.length;
+    await Promise.all([...workers, ...writers].map((w) => w.worker.terminate()));
   }
 
   private spawn(): PooledWorker {
     this.started++;
+    return new PooledWorker(this.stallMs);
+  }
+
+  private spawnWriter(): PooledWorker {
+    this.writersStarted++;
     return new PooledWorker(this.stallMs);
   }
 
@@ -294,11 +412,19 @@ export class UnpackPool {
     if (waiter) waiter(next);
     else this.idle.push(next);
   }
+
+  private giveWriter(writer: PooledWorker): void {
+    if (writer.dead) this.writersStarted--;
+    else this.idleWriters.push(writer);
+  }
 }
 
 let shared: UnpackPool | null = null;
 
-/** The process-wide pool: min(4, max(2, CPUs)) workers, and one more for another tenant's layers (tenant-shares.ts). */
+/**
+ * The process-wide pool: min(4, max(2, CPUs)) workers, and one more for another tenant's layers
+ * (tenant-shares.ts); and one writer thread per two workers.
+ */
 export function sharedUnpackPool(): UnpackPool {
   shared ??= new UnpackPool(Math.min(4, Math.max(2, availableParallelism())));
   return shared;

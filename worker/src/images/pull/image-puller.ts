@@ -157,7 +157,11 @@ export class ImagePuller {
     const unique = [...new Map(doc.layers.map((l, i) => [l.digest, { layer: l, diffId: config.rootfs.diff_ids[i] ?? null }])).values()];
     for (const { layer } of unique) this.ctx.pinned.add(layer.digest);
     try {
-      await mapLimit(unique, this.ctx.layerConcurrency ?? 4, ({ layer, diffId }) => this.ensureLayer(index, client, target, layer, diffId));
+      const layerConcurrency = this.ctx.layerConcurrency ?? 4;
+      // Layers unpacked at once: with few, each may take a second thread for its files (unpack-pool.ts).
+      const missing = unique.filter(({ layer }) => !(index.layer(layer.digest) && index.layerOnDisk(layer.digest))).length;
+      const layersAtOnce = Math.min(missing, layerConcurrency);
+      await mapLimit(unique, layerConcurrency, ({ layer, diffId }) => this.ensureLayer(index, client, target, layer, diffId, layersAtOnce));
       return await this.recordImage(index, manifestDigest, manifestBytes, doc, configBytes, config);
     } finally {
       for (const { layer } of unique) this.ctx.pinned.remove(layer.digest);
@@ -185,7 +189,7 @@ export class ImagePuller {
     return image;
   }
 
-  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
+  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null, layersAtOnce: number): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
     if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
     // Shared by the image pulls that need this layer from this registry; aborted once none of them
@@ -197,7 +201,7 @@ export class ImagePuller {
         const shared: PullJob = { ...target, signal };
         return withFileLock(
           index.lockPath(layer.digest, client.registry),
-          async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId)),
+          async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId, layersAtOnce)),
           { signal },
         );
       },
@@ -205,7 +209,7 @@ export class ImagePuller {
     );
   }
 
-  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null): Promise<LayerMeta> {
+  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null, layersAtOnce: number): Promise<LayerMeta> {
     const compression = layerCompression(layer.mediaType);
     if (compression === null) throw new InvalidImageError(target.image, `layer ${layer.digest} has unsupported media type ${layer.mediaType}`);
     const started = performance.now();
@@ -218,6 +222,7 @@ export class ImagePuller {
         fail: (detail) => new InvalidImageError(target.image, `layer ${layer.digest}: ${detail}`),
         ...(target.signal ? { signal: target.signal } : {}),
         ...(target.requester ? { requester: target.requester } : {}),
+        layersAtOnce,
       });
       const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files, opaqueDirs: stats.opaqueDirs };
       await index.commitLayer(dir, meta);

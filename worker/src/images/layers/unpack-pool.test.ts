@@ -157,10 +157,16 @@ test('with a second thread, each failure is reported by its cause and both threa
       })(),
     );
     await assert.rejects(unpackLayer(broken, await dir(), { ...opts, diffId: null }), /connection reset by peer/);
+    // The pull is abandoned while its download hangs half-way.
+    const abandoned = new AbortController();
+    const hanging = new PassThrough();
+    hanging.write(gz.subarray(0, gz.length >> 1)); // and nothing more
+    setTimeout(() => abandoned.abort(new Error('the pull was abandoned')), 300);
+    await assert.rejects(unpackLayer(hanging, await dir(), { ...opts, diffId: null, signal: abandoned.signal }), /the pull was abandoned/);
     // Too many entries, counted in the writing thread.
     await assert.rejects(unpackLayer(Readable.from([gz]), await dir(), { ...opts, diffId: null, limits: { maxLayerBytes: 1 << 30, maxEntries: 50 } }), /more than 50 entries/);
     const splitsSoFar = two.splitLayers;
-    assert.equal(splitsSoFar, 4);
+    assert.equal(splitsSoFar, 5);
     const ok = await dir();
     const stats = await unpackLayer(Readable.from([gz]), ok, { ...opts, diffId: sha256(tar) });
     assert.equal(two.splitLayers, splitsSoFar + 1);

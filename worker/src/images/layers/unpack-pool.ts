@@ -55,9 +55,8 @@ export interface UnpackJob {
   /** Ends the wait for a thread. */
   signal?: AbortSignal;
   /**
-   * How many layers its pull unpacks at once. When every one of them can have two threads, the
-   * layer takes a second, idle one for its files (unless a layer waits for a thread, or the tenant
-   * holds its share of them).
+   * How many layers its pull unpacks at once. When every one of them can have two threads' worth of
+   * CPU, the layer takes an idle writer thread for its files (UnpackPool.spareWriter).
    */
   layersAtOnce?: number;
 }
@@ -159,16 +158,26 @@ class PooledWorker {
       },
     );
     written.catch(() => {});
-    let decoded: WorkerReply;
+    // The pull's end (its deadline, its last waiter gone) stops the writer too, also once the
+    // download is over and only the files are left to write.
+    const onAbort = () => ring.abort();
+    job.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      decoded = await this.decode(source, job, jobId, buffers);
-    } catch (e) {
-      ring.abort();
-      await written.catch(() => {});
-      throw e;
+      let decoded: WorkerReply;
+      try {
+        decoded = await this.decode(source, job, jobId, buffers);
+      } catch (e) {
+        ring.abort();
+        await written.catch(() => {});
+        throw e;
+      }
+      if (decoded.type !== 'done') ring.abort(); // normally done by the decompressing thread itself as it fails
+      const files = await written;
+      if (job.signal?.aborted && files.type !== 'written') throw abortReason(job.signal);
+      return outcome(decoded, files, job);
+    } finally {
+      job.signal?.removeEventListener('abort', onAbort);
     }
-    if (decoded.type !== 'done') ring.abort(); // normally done by the decompressing thread itself as it fails
-    return outcome(decoded, await written, job);
   }
 
   /** Writes the files of a layer another thread decompresses into `ring` (see run); resolves with this thread's final reply. */
@@ -295,6 +304,10 @@ class PooledWorker {
       if (!this.dead) this.worker.unref();
     }
   }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error('unpack aborted');
 }
 
 /** A final reply of the decompressing thread, and of the writing thread when there was one, as the layer's result or error. */

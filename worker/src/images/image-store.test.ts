@@ -17,6 +17,7 @@ import { buildImage, buildIndex, buildLayer, pushImage } from '../../../test/fix
 import { ImageStore, type ImageStoreOptions } from './image-store.ts';
 import { MAX_IMAGE_LAYERS } from '../../../core/src/launch-bounds.ts';
 import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
+import { sharedUnpackPool } from './layers/unpack-pool.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
@@ -71,6 +72,26 @@ it('pulls the busybox fixture into a layer dir where bin/busybox runs', async ()
     listed.map((l) => [l.image, l.digest]),
     [[image.reference, image.digest]],
   );
+});
+
+it('the layer that sets a pull\'s time gets a writer thread for its files; even layers do not', async () => {
+  const pool = sharedUnpackPool();
+  const store = await newStore();
+  // busybox with a small layer on top: busybox holds most of the bytes.
+  const note = await buildLayer([{ type: 'file', path: 'note', content: 'small' }]);
+  await pushImage(registry.url, 'writer/dominant', 'v1', await busyboxImage({ extraLayers: [note] }));
+  let splits = pool.splitLayers;
+  const dominant = await store.acquire(`${registry.host}/writer/dominant:v1`);
+  assert.equal(pool.splitLayers, splits + 1, 'the busybox layer was written by one thread');
+  assert.equal(execFileSync(join(dominant.layerDirs[0]!, 'bin/busybox'), ['echo', 'hi'], { encoding: 'utf8' }), 'hi\n');
+  assert.equal(readFileSync(join(dominant.layerDirs[1]!, 'note'), 'utf8'), 'small');
+  // Two layers of the same size: each on its own thread already.
+  const even = await Promise.all(['a', 'b'].map((name) => buildLayer([{ type: 'file', path: name, content: randomBytes(300_000) }])));
+  await pushImage(registry.url, 'writer/even', 'v1', await buildImage({ layers: even, config: { Cmd: ['sh'] } }));
+  splits = pool.splitLayers;
+  const image = await store.acquire(`${registry.host}/writer/even:v1`);
+  assert.equal(pool.splitLayers, splits, 'a layer of two even ones took a writer thread');
+  assert.equal(image.layerDirs.length, 2);
 });
 
 it('a cached tag is served without contacting the registry, also after a restart', async () => {

@@ -36,7 +36,7 @@ before(async () => {
 const splitPool = new UnpackPool(2);
 const MODES: Array<{ name: string; options: Partial<UnpackOptions> }> = [
   { name: '', options: {} },
-  { name: ' (files written by a second thread)', options: { pool: splitPool, layersAtOnce: 1 } },
+  { name: ' (files written by a second thread)', options: { pool: splitPool, writerThread: true } },
 ];
 let mode = MODES[0]!;
 

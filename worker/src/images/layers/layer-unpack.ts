@@ -17,8 +17,8 @@ export interface UnpackOptions extends ExtractOptions {
   pool?: UnpackPool;
   /** Whose pull it is: the pool's threads are shared fairly between tenants (../tenant-shares.ts). */
   requester?: Requester;
-  /** How many layers the pull unpacks at once: with threads to spare, each may get a second for its files (unpack-pool.ts). */
-  layersAtOnce?: number;
+  /** The layer may take a writer thread for its files (unpack-pool.ts); the puller asks it for one layer (pull/writer-choice.ts). */
+  writerThread?: boolean;
 }
 
 /**
@@ -44,7 +44,7 @@ export async function unpackLayer(source: Readable | (() => Promise<Readable>), 
       fail: opts.fail,
       ...(opts.requester ? { requester: opts.requester } : {}),
       ...(signal ? { signal } : {}),
-      ...(opts.layersAtOnce !== undefined ? { layersAtOnce: opts.layersAtOnce } : {}),
+      ...(opts.writerThread ? { writerThread: true } : {}),
       start: { type: 'start', targetDir, compression: opts.compression, diffId: opts.diffId, limits, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) },
     });
   } finally {

@@ -123,17 +123,24 @@ test('a layer alone in its pull has its files written by a second thread: the sa
     const { gz, tar } = await mixedLayer();
     const split = await dir();
     const before = two.splitLayers;
-    const stats = await unpackLayer(Readable.from([gz]), split, { compression: 'gzip', diffId: sha256(tar), fail, pool: two, layersAtOnce: 1 });
+    const stats = await unpackLayer(Readable.from([gz]), split, { compression: 'gzip', diffId: sha256(tar), fail, pool: two, writerThread: true });
     assert.equal(two.splitLayers, before + 1, 'the layer did not get a second thread');
     const single = await dir();
     const expected = await unpackLayer(Readable.from([gz]), single, { compression: 'gzip', diffId: sha256(tar), fail, inThread: true });
     assert.deepEqual(stats, expected);
     assert.equal(stats.tarBytes, tar.length);
     assert.deepEqual(describeTree(split), describeTree(single));
-    // Two layers at once on two threads: each keeps one (a split would make the other wait).
+    // A layer that does not ask keeps to one thread.
+    await unpackLayer(Readable.from([gz]), await dir(), { compression: 'gzip', diffId: null, fail, pool: two });
+    assert.equal(two.splitLayers, before + 1, 'a layer that did not ask took a second thread');
+    // Two layers asking at once of a pool of two: one writer thread, so one of them writes its own files.
     const both = await Promise.all([dir(), dir()]);
-    await Promise.all(both.map((d) => unpackLayer(Readable.from([gz]), d, { compression: 'gzip', diffId: null, fail, pool: two, layersAtOnce: 2 })));
-    assert.equal(two.splitLayers, before + 1, 'a layer of a two-layer pull took a second thread');
+    const results = await Promise.all(both.map((d) => unpackLayer(Readable.from([gz]), d, { compression: 'gzip', diffId: null, fail, pool: two, writerThread: true })));
+    assert.equal(two.splitLayers, before + 2, 'a pool of two unpack threads has one writer');
+    for (const [i, d] of both.entries()) {
+      assert.deepEqual(results[i], expected);
+      assert.deepEqual(describeTree(d), describeTree(single));
+    }
   } finally {
     await two.close();
   }
@@ -141,7 +148,7 @@ test('a layer alone in its pull has its files written by a second thread: the sa
 
 test('with a second thread, each failure is reported by its cause and both threads serve the next layer', { timeout: 60_000 }, async () => {
   const two = new UnpackPool(2, 120_000);
-  const opts = { compression: 'gzip' as const, fail, pool: two, layersAtOnce: 1 };
+  const opts = { compression: 'gzip' as const, fail, pool: two, writerThread: true };
   try {
     const { gz, tar } = await mixedLayer();
     // The writing thread rejects an entry after megabytes of files: the decompressing one stops too.

@@ -10,7 +10,7 @@
  * transferred per message, which on the main thread cost a mark-compact GC every few dozen MiB (V8
  * counts every transferred buffer as new external memory). A batch larger than a slot is transferred.
  *
- * A layer may get a second thread for its files (`UnpackJob.layersAtOnce`): one thread decompresses
+ * A layer may get a second thread for its files (`UnpackJob.writerThread`): one thread decompresses
  * and hashes, the other parses the tar and writes the files, the tar bytes passing between them
  * through a ByteRing (byte-ring.ts). Writing the files is most of a layer's CPU, so a pull of one
  * layer otherwise leaves a second core idle. The writers are threads of their own, outside the
@@ -54,11 +54,8 @@ export interface UnpackJob {
   requester?: Requester;
   /** Ends the wait for a thread. */
   signal?: AbortSignal;
-  /**
-   * How many layers its pull unpacks at once. When every one of them can have two threads' worth of
-   * CPU, the layer takes an idle writer thread for its files (UnpackPool.spareWriter).
-   */
-  layersAtOnce?: number;
+  /** The layer may take an idle writer thread for its files (UnpackPool.spareWriter; which layer: ../pull/writer-choice.ts). */
+  writerThread?: boolean;
 }
 
 /** The code of a thread's failure that only follows from the other thread's: the ring between them was closed. */
@@ -337,7 +334,7 @@ export class UnpackPool {
 
   /** `stallMs`: a worker silent for this long during a job is terminated and the job fails. */
   constructor(
-    private readonly size: number,
+    size: number,
     private readonly stallMs = 120_000,
   ) {
     // One thread more than one tenant may use: a tenant alone unpacks `size` layers at once, and while
@@ -370,12 +367,12 @@ export class UnpackPool {
 
   /**
    * A second thread for a layer's files, from threads kept for that alone (one per two of the
-   * pool's): only for a pull whose layers can each have two threads' worth of CPU, and only if one is
-   * idle now. The pool's own threads and their shares between tenants are as without it: a layer
-   * whose download trickles holds at most a writer no other layer waits for.
+   * pool's): only for a layer that asks (`writerThread`), and only if one is idle now. The pool's own
+   * threads and their shares between tenants are as without it: a layer whose download trickles
+   * holds at most a writer no other layer waits for.
    */
   private spareWriter(job: UnpackJob): PooledWorker | null {
-    if (job.layersAtOnce === undefined || job.layersAtOnce * 2 > this.size) return null;
+    if (!job.writerThread) return null;
     const writer = this.idleWriters.pop() ?? (this.writersStarted < this.maxWriters ? this.spawnWriter() : null);
     if (writer) this.splitLayers++;
     return writer;

@@ -14,6 +14,7 @@ import { withFileLock } from '../cache/file-lock.ts';
 import type { HoldCounts } from '../cache/hold-counts.ts';
 import type { InUseMarkers } from '../cache/in-use-markers.ts';
 import { DEFAULT_UNPACK_LIMITS, unpackLayer, type UnpackLimits } from '../layers/layer-unpack.ts';
+import { layerForWriter } from './writer-choice.ts';
 import { formatPlatform, parseImageConfig, parseManifestDocument, selectPlatform, type Descriptor, type Platform } from '../registry/manifest.ts';
 import { layerCompression } from '../registry/media-types.ts';
 import type { RegistryCredentials } from '../registry/registry-auth.ts';
@@ -157,11 +158,9 @@ export class ImagePuller {
     const unique = [...new Map(doc.layers.map((l, i) => [l.digest, { layer: l, diffId: config.rootfs.diff_ids[i] ?? null }])).values()];
     for (const { layer } of unique) this.ctx.pinned.add(layer.digest);
     try {
-      const layerConcurrency = this.ctx.layerConcurrency ?? 4;
-      // Layers unpacked at once: with few, each may take a second thread for its files (unpack-pool.ts).
-      const missing = unique.filter(({ layer }) => !(index.layer(layer.digest) && index.layerOnDisk(layer.digest))).length;
-      const layersAtOnce = Math.min(missing, layerConcurrency);
-      await mapLimit(unique, layerConcurrency, ({ layer, diffId }) => this.ensureLayer(index, client, target, layer, diffId, layersAtOnce));
+      const missing = unique.filter(({ layer }) => !(index.layer(layer.digest) && index.layerOnDisk(layer.digest))).map(({ layer }) => layer);
+      const writerFor = layerForWriter(missing);
+      await mapLimit(unique, this.ctx.layerConcurrency ?? 4, ({ layer, diffId }) => this.ensureLayer(index, client, target, layer, diffId, layer.digest === writerFor));
       return await this.recordImage(index, manifestDigest, manifestBytes, doc, configBytes, config);
     } finally {
       for (const { layer } of unique) this.ctx.pinned.remove(layer.digest);
@@ -189,7 +188,7 @@ export class ImagePuller {
     return image;
   }
 
-  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null, layersAtOnce: number): Promise<LayerMeta> {
+  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null, writerThread: boolean): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
     if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
     // Shared by the image pulls that need this layer from this registry; aborted once none of them
@@ -201,7 +200,7 @@ export class ImagePuller {
         const shared: PullJob = { ...target, signal };
         return withFileLock(
           index.lockPath(layer.digest, client.registry),
-          async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId, layersAtOnce)),
+          async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId, writerThread)),
           { signal },
         );
       },
@@ -209,7 +208,7 @@ export class ImagePuller {
     );
   }
 
-  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null, layersAtOnce: number): Promise<LayerMeta> {
+  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null, writerThread: boolean): Promise<LayerMeta> {
     const compression = layerCompression(layer.mediaType);
     if (compression === null) throw new InvalidImageError(target.image, `layer ${layer.digest} has unsupported media type ${layer.mediaType}`);
     const started = performance.now();
@@ -222,7 +221,7 @@ export class ImagePuller {
         fail: (detail) => new InvalidImageError(target.image, `layer ${layer.digest}: ${detail}`),
         ...(target.signal ? { signal: target.signal } : {}),
         ...(target.requester ? { requester: target.requester } : {}),
-        layersAtOnce,
+        writerThread,
       });
       const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files, opaqueDirs: stats.opaqueDirs };
       await index.commitLayer(dir, meta);

@@ -3,10 +3,12 @@
  * between this tree and `--before <tree>` (e.g. a checkout of main), so both see the same load and
  * disk state. Medians of wall, CPU and user CPU (user CPU does not depend on the ext4/page-cache state).
  *
- *   npx tsx worker/bench/pull-ab.ts --before /path/to/other/tree [--runs 5] [--layers N] [--compression gzip|zstd]
+ *   npx tsx worker/bench/pull-ab.ts --before /path/to/other/tree [--runs 5] [--layers N | --tar FILE] [--compression gzip|zstd]
  *
  * --layers N: the bench image's content over N layers instead of its 2 (e.g. 1: a layer alone in
- * its pull, which may take a second thread for its files); --compression: only that variant.
+ * its pull, which gets a writer thread for its files); --tar FILE: one layer of real content made
+ * from FILE instead (e.g. .sbx/cache/bookworm-python3-minimal.tar, which `npm run bench:python`
+ * builds with mmdebstrap); --compression: only that variant.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -14,7 +16,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { buildLargeImage, LARGE_IMAGE } from '../../test/fixtures/large-image.ts';
-import { pushImage } from '../../test/fixtures/oci-builder.ts';
+import { buildImage, layerFromTar, pushImage } from '../../test/fixtures/oci-builder.ts';
 import { LOOPBACK_EGRESS } from '../../test/harness/egress.ts';
 import { startRegistry } from '../../test/harness/registry.ts';
 import { benchArgs } from './bench-args.ts';
@@ -52,9 +54,13 @@ const spec = {
   filesPerLayer: Math.round((LARGE_IMAGE.filesPerLayer * LARGE_IMAGE.layers) / layers),
   bytesPerLayer: Math.round((LARGE_IMAGE.bytesPerLayer * LARGE_IMAGE.layers) / layers),
 };
+const tarFile = args.value('--tar');
+const tar = tarFile === undefined ? null : readFileSync(tarFile);
 for (const compression of compressions) {
-  const large = await buildLargeImage({ ...spec, compression });
-  await pushImage(registry.url, `ab/${compression}`, 'latest', large.image);
+  const image = tar
+    ? buildImage({ layers: [layerFromTar(tar, { compression })], config: { Cmd: ['sh'] } })
+    : (await buildLargeImage({ ...spec, compression })).image;
+  await pushImage(registry.url, `ab/${compression}`, 'latest', image);
   const ref = `${registry.host}/ab/${compression}:latest`;
   const seen = new Map(trees.map((t) => [t.name, { wall: [] as number[], cpu: [] as number[], user: [] as number[] }]));
   for (let i = 0; i <= args.runs; i++) {

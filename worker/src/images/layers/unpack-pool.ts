@@ -162,7 +162,8 @@ class PooledWorker {
     try {
       let decoded: WorkerReply;
       try {
-        decoded = await this.decode(source, job, jobId, buffers);
+        // A failed download stops the writer at once, not after the chunks already sent are written.
+        decoded = await this.decode(source, job, jobId, buffers, () => ring.abort());
       } catch (e) {
         ring.abort();
         await written.catch(() => {});
@@ -208,8 +209,9 @@ class PooledWorker {
   /**
    * Streams the layer's compressed bytes to this thread; resolves with its final reply (done,
    * rejected or failed) once it has replied, or throws the source's error or the thread's crash.
+   * `onSourceError` runs as soon as the source fails.
    */
-  private async decode(source: Readable, job: UnpackJob, jobId: number, tarRing: ByteRingBuffers | null): Promise<WorkerReply> {
+  private async decode(source: Readable, job: UnpackJob, jobId: number, tarRing: ByteRingBuffers | null, onSourceError?: () => void): Promise<WorkerReply> {
     this.worker.ref();
     // A worker still loading its code (seconds under tsx on a busy host) is not stalled: the
     // watchdog's clock starts once it is ready.
@@ -278,6 +280,7 @@ class PooledWorker {
         if (batched > 0 && !final && !this.dead) post();
       } catch (e) {
         sourceError = e;
+        onSourceError?.();
       }
       if (!final && !this.dead) {
         this.lastHeard = Date.now();

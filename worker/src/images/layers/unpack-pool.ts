@@ -376,6 +376,11 @@ export class UnpackPool {
    */
   private spareWriter(job: UnpackJob): PooledWorker | null {
     if (!job.writerThread) return null;
+    // One that died while idle is replaced, not handed out.
+    for (let last = this.idleWriters.at(-1); last?.dead; last = this.idleWriters.at(-1)) {
+      this.idleWriters.pop();
+      this.writersStarted--;
+    }
     const writer = this.idleWriters.pop() ?? (this.writersStarted < this.maxWriters ? this.spawnWriter() : null);
     if (writer) this.splitLayers++;
     return writer;

@@ -21,8 +21,11 @@ export const DEFAULT_UNPACK_LIMITS: UnpackLimits = { maxLayerBytes: 16 * 1024 **
 
 export interface ExtractOptions {
   compression: LayerCompression;
-  /** sha256 the decompressed tar must have (the config's rootfs.diff_ids entry); null skips the check. */
-  diffId: string | null;
+  /**
+   * sha256 the decompressed tar must have (the config's rootfs.diff_ids entry); null skips the check;
+   * a function: the config is still on its way, and the diffID is awaited once the blob is read.
+   */
+  diffId: string | null | (() => Promise<string | null>);
   limits?: UnpackLimits;
   /** Builds the error that rejects the layer. */
   fail: (detail: string) => Error;
@@ -42,7 +45,7 @@ function abortReason(signal: AbortSignal): Error {
 export async function extractLayer(source: Readable, targetDir: string, opts: ExtractOptions): Promise<UnpackResult> {
   const extraction = new LayerExtraction(targetDir, {
     compression: opts.compression,
-    diffId: opts.diffId,
+    diffId: typeof opts.diffId === 'function' ? undefined : opts.diffId,
     limits: opts.limits ?? DEFAULT_UNPACK_LIMITS,
     fail: opts.fail,
     ...(opts.chown !== undefined ? { chown: opts.chown } : {}),
@@ -56,7 +59,7 @@ export async function extractLayer(source: Readable, targetDir: string, opts: Ex
     for await (const chunk of source) await feedChunk(extraction, chunk as Uint8Array, stopped); // checks `stopped` first
     const reason = stopped();
     if (reason) throw reason;
-    const { tarBytes, stats } = extraction.end();
+    const { tarBytes, stats } = extraction.end(typeof opts.diffId === 'function' ? await opts.diffId() : null);
     if (stats === null) throw new Error('the files were not written in this thread'); // only with a tarRing, which this never gives
     return { ...stats, tarBytes };
   } catch (e) {

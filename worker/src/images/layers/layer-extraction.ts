@@ -19,8 +19,8 @@ import type { UnpackLimits } from './layer-extract.ts';
 
 export interface ExtractionOptions {
   compression: LayerCompression;
-  /** sha256 the decompressed tar must have; null skips the check. */
-  diffId: string | null;
+  /** sha256 the decompressed tar must have; null skips the check; undefined: given to end() (the config comes later). */
+  diffId: string | null | undefined;
   limits: UnpackLimits;
   /** Builds the error that rejects the layer. */
   fail: (detail: string) => Error;
@@ -103,13 +103,17 @@ export class LayerExtraction {
     });
   }
 
-  /** The blob is over: checks it was complete and its diffID, then finishes the directory (or ends the ring). */
-  end(): ExtractionEnd {
+  /**
+   * The blob is over: checks it was complete and its diffID (the one given now when the options
+   * left it undefined; null skips the check), then finishes the directory (or ends the ring).
+   */
+  end(lateDiffId: string | null = null): ExtractionEnd {
     return this.guard(() => {
       this.decoder.end();
-      if (this.hash !== null) {
+      const expected = this.opts.diffId === undefined ? lateDiffId : this.opts.diffId;
+      if (this.hash !== null && expected !== null) {
         const actual = 'sha256:' + this.hash.digest('hex');
-        if (actual !== this.opts.diffId) throw this.opts.fail(`a layer's uncompressed content has digest ${actual}, its config says ${String(this.opts.diffId)}`);
+        if (actual !== expected) throw this.opts.fail(`a layer's uncompressed content has digest ${actual}, its config says ${expected}`);
       }
       const stats = this.tar.end();
       this.release();

@@ -108,7 +108,7 @@ port.on('message', (message: WorkerRequest) => {
     case 'end': {
       const job = current;
       if (!job) return;
-      enqueue(job, () => settle(job, { result: job.extraction.end() }));
+      enqueue(job, () => settle(job, { result: job.extraction.end(message.diffId) }));
       return;
     }
     case 'write': {

@@ -45,7 +45,8 @@ export async function unpackLayer(source: Readable | (() => Promise<Readable>), 
       ...(opts.requester ? { requester: opts.requester } : {}),
       ...(signal ? { signal } : {}),
       ...(opts.writerThread ? { writerThread: true } : {}),
-      start: { type: 'start', targetDir, compression: opts.compression, diffId: opts.diffId, limits, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) },
+      ...(typeof opts.diffId === 'function' ? { lateDiffId: opts.diffId } : {}),
+      start: { type: 'start', targetDir, compression: opts.compression, diffId: typeof opts.diffId === 'function' ? undefined : opts.diffId, limits, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) },
     });
   } finally {
     signal?.removeEventListener('abort', onAbort);

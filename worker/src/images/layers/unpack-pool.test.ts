@@ -182,3 +182,22 @@ test('with a second thread, each failure is reported by its cause and both threa
     await two.close();
   }
 });
+
+test('a diffID that comes after the download (the config still on its way) is checked at the end, in every mode', { timeout: 60_000 }, async () => {
+  const two = new UnpackPool(2, 120_000);
+  try {
+    const { gz, tar } = await mixedLayer();
+    const later = (id: string) => () => new Promise<string>((r) => setTimeout(() => r(id), 50));
+    for (const mode of [{ pool: two }, { pool: two, writerThread: true }, { inThread: true }]) {
+      const ok = await unpackLayer(Readable.from([gz]), await dir(), { compression: 'gzip', fail, diffId: later(sha256(tar)), ...mode });
+      assert.equal(ok.tarBytes, tar.length);
+      await assert.rejects(
+        unpackLayer(Readable.from([gz]), await dir(), { compression: 'gzip', fail, diffId: later('sha256:' + '0'.repeat(64)), ...mode }),
+        (e: unknown) => e instanceof InvalidImageError && /uncompressed content has digest .* its config says sha256:0{64}/.test(e.message),
+        JSON.stringify(Object.keys(mode)),
+      );
+    }
+  } finally {
+    await two.close();
+  }
+});

@@ -27,11 +27,12 @@ import type { LayerWriteStats } from './layer-writer.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
 
 export type WorkerRequest =
-  | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null; limits: UnpackLimits; chown?: boolean; ring: SharedArrayBuffer; tarRing?: ByteRingBuffers }
+  | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null | undefined; limits: UnpackLimits; chown?: boolean; ring: SharedArrayBuffer; tarRing?: ByteRingBuffers }
   | { type: 'write'; job: number; targetDir: string; limits: UnpackLimits; chown?: boolean; ring: ByteRingBuffers }
   | { type: 'chunk'; slot: number; length: number }
   | { type: 'chunk'; data: Uint8Array }
-  | { type: 'end' }
+  /** `diffId`: the layer's, when `start` left it undefined (its config came while it downloaded). */
+  | { type: 'end'; diffId?: string | null }
   | { type: 'abort' };
 
 /** Every reply names the job it belongs to: late acks of an abandoned job must not count for the next. */
@@ -54,6 +55,8 @@ export interface UnpackJob {
   requester?: Requester;
   /** Ends the wait for a thread. */
   signal?: AbortSignal;
+  /** The diffID when `start.diffId` is undefined: awaited once the download is over, before `end`. */
+  lateDiffId?: () => Promise<string | null>;
   /** The layer may take an idle writer thread for its files (UnpackPool.spareWriter; which layer: ../pull/writer-choice.ts). */
   writerThread?: boolean;
 }
@@ -282,10 +285,19 @@ class PooledWorker {
         sourceError = e;
         onSourceError?.();
       }
+      let diffId: string | null | undefined;
+      if (sourceError === null && !final && !this.dead && job.lateDiffId) {
+        try {
+          diffId = await job.lateDiffId();
+        } catch (e) {
+          sourceError = e;
+          onSourceError?.();
+        }
+      }
       if (!final && !this.dead) {
         this.lastHeard = Date.now();
         sentEnd = true;
-        this.worker.postMessage({ type: sourceError ? 'abort' : 'end' } satisfies WorkerRequest);
+        this.worker.postMessage((sourceError ? { type: 'abort' } : { type: 'end', ...(diffId !== undefined ? { diffId } : {}) }) satisfies WorkerRequest);
       }
       if (sourceError === null && (final !== null || this.dead)) source.destroy();
       let reply: WorkerReply;

@@ -150,18 +150,35 @@ export class ImagePuller {
     doc: ReturnType<typeof parseManifestDocument>,
   ): Promise<ImageRecord> {
     if (doc.kind !== 'manifest') throw new InvalidImageError(target.image, 'expected an image manifest');
-    const configBytes = await client.getBlobBytes(target, doc.config, this.ctx.maxConfigBytes ?? DEFAULT_MAX_CONFIG);
-    const config = parseImageConfig(target.image, configBytes, doc.layers.length);
-    if (config.os !== undefined && config.os !== this.ctx.platform.os) {
-      throw new InvalidImageError(target.image, `it is built for ${config.os}, this host runs ${this.ctx.platform.os}`);
-    }
-    const unique = [...new Map(doc.layers.map((l, i) => [l.digest, { layer: l, diffId: config.rootfs.diff_ids[i] ?? null }])).values()];
+    const manifest = doc;
+    // The config and the layers download at once: a layer needs its diffID only once its blob is
+    // read (a registry round trip less per pull). A config that fails ends this pull's wait for its
+    // layers. A layer another pull waits for too goes on; its diffID is then not checked, only its
+    // blob digest, as for any pull that joins a layer another pull started (single-flight.ts).
+    const layersAbort = new AbortController();
+    const configReady = (async () => {
+      const configBytes = await client.getBlobBytes(target, manifest.config, this.ctx.maxConfigBytes ?? DEFAULT_MAX_CONFIG);
+      const config = parseImageConfig(target.image, configBytes, manifest.layers.length);
+      if (config.os !== undefined && config.os !== this.ctx.platform.os) {
+        throw new InvalidImageError(target.image, `it is built for ${config.os}, this host runs ${this.ctx.platform.os}`);
+      }
+      return { configBytes, config };
+    })();
+    configReady.catch((e: unknown) => layersAbort.abort(e));
+    const diffIdAt = (i: number) => () => configReady.then(({ config }) => config.rootfs.diff_ids[i] ?? null, () => null);
+    const layerTarget: PullJob = { ...target, signal: target.signal ? AbortSignal.any([target.signal, layersAbort.signal]) : layersAbort.signal };
+    const unique = [...new Map(manifest.layers.map((l, i) => [l.digest, { layer: l, at: i }])).values()];
     for (const { layer } of unique) this.ctx.pinned.add(layer.digest);
     try {
       const missing = unique.filter(({ layer }) => !(index.layer(layer.digest) && index.layerOnDisk(layer.digest))).map(({ layer }) => layer);
       const writerFor = layerForWriter(missing);
-      await mapLimit(unique, this.ctx.layerConcurrency ?? 4, ({ layer, diffId }) => this.ensureLayer(index, client, target, layer, diffId, layer.digest === writerFor));
-      return await this.recordImage(index, manifestDigest, manifestBytes, doc, configBytes, config);
+      const layersDone = mapLimit(unique, this.ctx.layerConcurrency ?? 4, ({ layer, at }) =>
+        this.ensureLayer(index, client, layerTarget, layer, diffIdAt(at), layer.digest === writerFor),
+      );
+      const [config, layers] = await Promise.allSettled([configReady, layersDone]);
+      if (config.status === 'rejected') throw config.reason;
+      if (layers.status === 'rejected') throw layers.reason;
+      return await this.recordImage(index, manifestDigest, manifestBytes, manifest, config.value.configBytes, config.value.config);
     } finally {
       for (const { layer } of unique) this.ctx.pinned.remove(layer.digest);
     }
@@ -188,7 +205,7 @@ export class ImagePuller {
     return image;
   }
 
-  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null, writerThread: boolean): Promise<LayerMeta> {
+  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: () => Promise<string | null>, writerThread: boolean): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
     if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
     // Shared by the image pulls that need this layer from this registry; aborted once none of them
@@ -208,7 +225,7 @@ export class ImagePuller {
     );
   }
 
-  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: string | null, writerThread: boolean): Promise<LayerMeta> {
+  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: () => Promise<string | null>, writerThread: boolean): Promise<LayerMeta> {
     const compression = layerCompression(layer.mediaType);
     if (compression === null) throw new InvalidImageError(target.image, `layer ${layer.digest} has unsupported media type ${layer.mediaType}`);
     const started = performance.now();

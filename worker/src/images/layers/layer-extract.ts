@@ -38,7 +38,8 @@ export interface UnpackResult extends LayerWriteStats {
   tarBytes: number;
 }
 
-function abortReason(signal: AbortSignal): Error {
+/** Why an aborted unpack stopped: the signal's reason when it is an error. */
+export function abortReason(signal: AbortSignal): Error {
   return signal.reason instanceof Error ? signal.reason : new Error('unpack aborted');
 }
 

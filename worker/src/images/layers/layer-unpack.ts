@@ -6,7 +6,7 @@
  * digest mismatch is reported at the end of the source), so the caller may commit or delete it.
  */
 import type { Readable } from 'node:stream';
-import { DEFAULT_UNPACK_LIMITS, extractLayer, type ExtractOptions, type UnpackLimits, type UnpackResult } from './layer-extract.ts';
+import { abortReason, DEFAULT_UNPACK_LIMITS, extractLayer, type ExtractOptions, type UnpackLimits, type UnpackResult } from './layer-extract.ts';
 import type { Requester } from '../tenant-shares.ts';
 import { sharedUnpackPool, type UnpackPool } from './unpack-pool.ts';
 
@@ -32,7 +32,7 @@ export async function unpackLayer(source: Readable | (() => Promise<Readable>), 
   const limits: UnpackLimits = opts.limits ?? DEFAULT_UNPACK_LIMITS;
   const signal = opts.signal;
   let opened: Readable | null = null;
-  const onAbort = () => opened?.destroy(signal?.reason instanceof Error ? signal.reason : new Error('unpack aborted'));
+  const onAbort = () => opened?.destroy(abortReason(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     return await pool.run({

@@ -21,7 +21,7 @@ import { Worker } from 'node:worker_threads';
 import { TenantShares, type Requester } from '../tenant-shares.ts';
 import type { Readable } from 'node:stream';
 import { ByteRing, createByteRing, type ByteRingBuffers } from './byte-ring.ts';
-import type { UnpackLimits, UnpackResult } from './layer-extract.ts';
+import { abortReason, type UnpackLimits, type UnpackResult } from './layer-extract.ts';
 import type { ExtractionEnd } from './layer-extraction.ts';
 import type { LayerWriteStats } from './layer-writer.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
@@ -316,10 +316,6 @@ class PooledWorker {
       if (!this.dead) this.worker.unref();
     }
   }
-}
-
-function abortReason(signal: AbortSignal): Error {
-  return signal.reason instanceof Error ? signal.reason : new Error('unpack aborted');
 }
 
 /** A final reply of the decompressing thread, and of the writing thread when there was one, as the layer's result or error. */

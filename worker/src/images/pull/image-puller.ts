@@ -170,7 +170,9 @@ export class ImagePuller {
     const unique = [...new Map(manifest.layers.map((l, i) => [l.digest, { layer: l, at: i }])).values()];
     for (const { layer } of unique) this.ctx.pinned.add(layer.digest);
     try {
-      const missing = unique.filter(({ layer }) => !(index.layer(layer.digest) && index.layerOnDisk(layer.digest))).map(({ layer }) => layer);
+      // From the in-memory index (ensureLayer checks the disk once for each): a layer another process
+      // evicted meanwhile only makes the writer thread's choice a little off.
+      const missing = unique.filter(({ layer }) => !index.layer(layer.digest)).map(({ layer }) => layer);
       const writerFor = layerForWriter(missing);
       const layersDone = mapLimit(unique, this.ctx.layerConcurrency ?? 4, ({ layer, at }) =>
         this.ensureLayer(index, client, layerTarget, layer, diffIdAt(at), layer.digest === writerFor),

@@ -3,7 +3,7 @@
  * copies as needed against the same Redis.
  */
 import { randomBytes } from 'node:crypto';
-import { serve } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
 import { ConfigError, loadConfig } from '../../core/src/config.ts';
 import { JobQueue } from '../../core/src/job-queue.ts';
 import { JobStore } from '../../core/src/job-store.ts';
@@ -19,7 +19,7 @@ import { JobEventsHub } from './job-events-hub.ts';
 import { TenantPlaces } from './tenant-places.ts';
 import { SubmitPlacement } from './submit-placement.ts';
 import { anonymousListenProblem } from './listen-policy.ts';
-import { slowClientBounds } from './slow-clients.ts';
+import { createApiServer } from './http-server.ts';
 
 function main(): void {
   let config;
@@ -65,7 +65,9 @@ function main(): void {
   if (env.SBX_API_KEYS.length === 0) logger.warn({ host: env.SBX_API_HOST }, 'no SBX_API_KEYS configured: the API is open to anyone who can reach it');
 
   const app = createApp(deps);
-  const server = serve({ fetch: app.fetch, hostname: env.SBX_API_HOST, port: env.SBX_API_PORT, serverOptions: slowClientBounds(env) }, (info) => {
+  const server = createApiServer(app.fetch, env, logger);
+  server.listen(env.SBX_API_PORT, env.SBX_API_HOST, () => {
+    const info = server.address() as AddressInfo;
     logger.info({ url: `http://${info.address.includes(':') ? `[${info.address}]` : info.address}:${info.port}` }, 'sbx API listening');
   });
   injectWebSockets(app, server); // GET /v1/jobs/{id}/attach

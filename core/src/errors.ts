@@ -18,6 +18,8 @@ export const ERROR_STATUS = {
   already_finished: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  request_timeout: 408, // the request itself was not sent in time (P46; api/src/http-server.ts)
+  headers_too_large: 431, // the request's header block is over Node's limit (api/src/http-server.ts)
   rate_limited: 429,
   dependency_unavailable: 503,
   internal: 500,

@@ -1,0 +1,109 @@
+/**
+ * The API's HTTP server: Node's http server with the app as its request listener, and the answers
+ * to requests that never reach the app. Those get the API's one error body (api.md "Errors") like
+ * every other answer, not the empty 400, 408 and 431 that Node writes, nor @hono/node-server's
+ * empty 400:
+ *  - what Node's HTTP parser refuses (the server's 'clientError'): a malformed request line, header
+ *    or chunk (400 invalid_request), a header block over Node's limit (431 headers_too_large), a
+ *    request not sent within SBX_API_HEADERS_TIMEOUT_MS / SBX_API_REQUEST_TIMEOUT_MS (P46:
+ *    408 request_timeout);
+ *  - what @hono/node-server refuses before the app (a malformed Host, a backslash in the path), and
+ *    an HTTP/1.1 request without Host, which Node itself would answer (400 invalid_request).
+ */
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { getRequestListener, RequestError } from '@hono/node-server';
+import type { Env } from '../../core/src/config.ts';
+import { ERROR_STATUS, errorBody, type ErrorCode } from '../../core/src/errors.ts';
+import type { Logger } from '../../core/src/logger.ts';
+import { slowClientBounds } from './slow-clients.ts';
+
+interface Answer {
+  status: number;
+  body: string;
+}
+
+function answer(code: ErrorCode, message: string): Answer {
+  return { status: ERROR_STATUS[code], body: JSON.stringify(errorBody(code, message)) };
+}
+
+/** What a connection gets for a request Node's parser refused (err: the 'clientError' event's). */
+export function clientErrorAnswer(err: Error & { code?: string }): Answer {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return answer('headers_too_large', "the request's headers are larger than the server accepts");
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return answer('payload_too_large', "the request's chunk extensions are larger than the server accepts");
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return answer('request_timeout', 'the request was not sent in time; send it whole, without pauses');
+    default:
+      return answer('invalid_request', `malformed HTTP request: ${err.message}`);
+  }
+}
+
+/** The raw HTTP response for `a`; the connection closes after it. */
+export function rawResponse(a: Answer): string {
+  return (
+    `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}\r\nContent-Type: application/json\r\n` +
+    `Content-Length: ${Buffer.byteLength(a.body)}\r\nConnection: close\r\n\r\n${a.body}`
+  );
+}
+
+/** Node's private handle on the response in progress on a connection (what its own default checks). */
+type ClientSocket = Duplex & { _httpMessage?: { headersSent?: boolean } | null };
+
+/** How long a refused connection's further bytes are read and dropped before it is closed anyway. */
+export const LINGER_MS = 500;
+
+/**
+ * The 'clientError' listener. As Node's default: an answer only where nothing of a response has been
+ * written on the connection yet (a half-written response must not be followed by another). Unlike
+ * Node's default, which closes at once, the connection then lingers: what the client still sends (the
+ * rest of a body) is read and dropped for up to LINGER_MS, so that its kernel does not reset the
+ * connection before the client has read the answer (a reset drops it). Node's HTTP parser, which has
+ * failed, no longer reads the connection.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  const inFlight = (socket as ClientSocket)._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+    socket.destroy();
+    return;
+  }
+  socket.removeAllListeners('data');
+  socket.on('data', () => {});
+  socket.on('error', () => {});
+  socket.once('end', () => socket.destroy());
+  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.end(rawResponse(clientErrorAnswer(err)));
+}
+
+function jsonResponse(a: Answer): Response {
+  return new Response(a.body, { status: a.status, headers: { 'content-type': 'application/json' } });
+}
+
+/** @hono/node-server's errorHandler: a request it could not turn into a Request, or an app that threw outside its own onError. */
+export function requestErrorResponse(err: unknown, logger: Logger): Response {
+  if (err instanceof RequestError) return jsonResponse(answer('invalid_request', `malformed HTTP request: ${err.message}`));
+  logger.error({ err }, 'unhandled error outside the app');
+  return jsonResponse(answer('internal', 'an internal error occurred; it has been logged'));
+}
+
+function sendAnswer(res: ServerResponse, a: Answer): void {
+  res.writeHead(a.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(a.body), connection: 'close' });
+  res.end(a.body);
+}
+
+/** The server, not yet listening. `fetch`: the app's. */
+export function createApiServer(fetch: (req: Request, env: unknown) => Response | Promise<Response>, env: Env, logger: Logger): Server {
+  const listener = getRequestListener(fetch, { hostname: env.SBX_API_HOST, errorHandler: (err) => requestErrorResponse(err, logger) });
+  // Node's own Host check answers with an empty body; this one answers as the API does.
+  const server = createServer({ ...slowClientBounds(env), requireHostHeader: false }, (req: IncomingMessage, res: ServerResponse) => {
+    if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
+      sendAnswer(res, answer('invalid_request', 'an HTTP/1.1 request needs a Host header'));
+      return;
+    }
+    void listener(req, res);
+  });
+  server.on('clientError', answerClientError);
+  return server;
+}

@@ -97,6 +97,26 @@ for (const c of RAW_CASES) {
   });
 }
 
+test('a client still uploading a body when its request is refused reads the answer, not a reset (the connection lingers)', async () => {
+  // Headers over the limit (a 70 KB URL) refuse the request while the client is still sending its
+  // 1.2 MB body. Closing at once (Node's default) reset about 1 in 20 of these connections here.
+  let answered = 0;
+  const failures: string[] = [];
+  await Promise.all(Array.from({ length: 8 }, async () => {
+    for (let i = 0; i < 25; i++) {
+      try {
+        const res = await fetch(`${stack.api.url}/v1/jobs?x=${'x'.repeat(70_000)}`, { method: 'POST', headers: { authorization: `Bearer ${ALPHA}`, 'content-type': 'application/json' }, body: 'a'.repeat(1_200_000) });
+        const text = await res.text();
+        if (res.status === 431 && errorBodyProblem(text) === null) answered++;
+        else failures.push(`${res.status} ${text.slice(0, 100)}`);
+      } catch (e) {
+        failures.push(`${(e as Error).message}: ${String((e as { cause?: unknown }).cause ?? '')}`);
+      }
+    }
+  }));
+  assert.equal(answered, 200, `answered ${answered} of 200; the others: ${failures.slice(0, 5).join('; ')}`);
+});
+
 // ---- the sweep ----
 
 /** mulberry32: the same sequence for the same seed. */

@@ -52,16 +52,21 @@ export function rawResponse(a: Answer): string {
 /** Node's private handle on the response in progress on a connection (what its own default checks). */
 type ClientSocket = Duplex & { _httpMessage?: { headersSent?: boolean } | null };
 
-/** How long a refused connection's further bytes are read and dropped before it is closed anyway. */
-export const LINGER_MS = 500;
+/**
+ * A refused connection lingers (as nginx's lingering close): what the client still sends is read and
+ * dropped until it has been quiet this long, for at most LINGER_MAX_MS and LINGER_MAX_BYTES in all.
+ */
+export const LINGER_IDLE_MS = 500;
+export const LINGER_MAX_MS = 5000;
+export const LINGER_MAX_BYTES = 64 * 1024 * 1024;
 
 /**
  * The 'clientError' listener. As Node's default: an answer only where nothing of a response has been
  * written on the connection yet (a half-written response must not be followed by another). Unlike
- * Node's default, which closes at once, the connection then lingers: what the client still sends (the
- * rest of a body) is read and dropped for up to LINGER_MS, so that its kernel does not reset the
- * connection before the client has read the answer (a reset drops it). Node's HTTP parser, which has
- * failed, no longer reads the connection.
+ * Node's default, which closes at once, the connection then lingers: closing while the client still
+ * sends (the rest of a body) makes its kernel reset the connection, and a reset can drop the answer
+ * before the client reads it. Node's HTTP parser, which has failed, no longer reads the connection.
+ * A request that timed out (P46) closes at once, as before: its client is the slow one.
  */
 export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
   const inFlight = (socket as ClientSocket)._httpMessage;
@@ -69,11 +74,29 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
     socket.destroy();
     return;
   }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    // A client too slow to send its request (P46) is not waited for again.
+    socket.write(rawResponse(clientErrorAnswer(err)));
+    socket.destroy();
+    return;
+  }
+  const close = () => {
+    clearTimeout(quiet);
+    clearTimeout(atMost);
+    socket.destroy();
+  };
+  const quiet = setTimeout(close, LINGER_IDLE_MS).unref();
+  const atMost = setTimeout(close, LINGER_MAX_MS).unref();
+  let dropped = 0;
   socket.removeAllListeners('data');
-  socket.on('data', () => {});
+  socket.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > LINGER_MAX_BYTES) close();
+    else quiet.refresh();
+  });
   socket.on('error', () => {});
-  socket.once('end', () => socket.destroy());
-  setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.once('end', close);
+  socket.once('close', close);
   socket.end(rawResponse(clientErrorAnswer(err)));
 }
 

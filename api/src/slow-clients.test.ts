@@ -17,7 +17,7 @@ const GIVE_UP_MS = 20_000;
 const stack = useApiProcess({ SBX_API_HEADERS_TIMEOUT_MS: String(HEADERS_MS), SBX_API_REQUEST_TIMEOUT_MS: String(REQUEST_MS) });
 
 /** Sends `first`, then `drip` every 200 ms; resolves with what the server answered once it closed the connection, and after how long. */
-function trickle(first: string, drip: string): Promise<{ answer: string; ms: number }> {
+function trickle(first: string, drip: string): Promise<{ answer: string; body: string; ms: number }> {
   const { hostname, port } = new URL(stack.api.url);
   return new Promise((resolve, reject) => {
     const started = Date.now();
@@ -33,14 +33,15 @@ function trickle(first: string, drip: string): Promise<{ answer: string; ms: num
     socket.on('close', () => {
       clearInterval(dripping);
       clearTimeout(giveUp);
-      resolve({ answer: answer.split('\r\n')[0] ?? '', ms: Date.now() - started });
+      resolve({ answer: answer.split('\r\n')[0] ?? '', body: answer.slice(answer.indexOf('\r\n\r\n') + 4), ms: Date.now() - started });
     });
   });
 }
 
 test('headers trickled a byte at a time: 408 and closed once SBX_API_HEADERS_TIMEOUT_MS has passed', async () => {
-  const { answer, ms } = await trickle('GET /healthz HTTP/1.1\r\nHost: sbx\r\nX-Slow: ', 'a');
+  const { answer, body, ms } = await trickle('GET /healthz HTTP/1.1\r\nHost: sbx\r\nX-Slow: ', 'a');
   assert.equal(answer, 'HTTP/1.1 408 Request Timeout');
+  assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, 'request_timeout'); // the API's error body (P55)
   assert.ok(ms >= HEADERS_MS, `closed after ${ms} ms, before the bound`);
 });
 
@@ -51,8 +52,9 @@ test('a connection that sends nothing is closed too', async () => {
 
 test('a body trickled a byte at a time: 408 and closed once SBX_API_REQUEST_TIMEOUT_MS has passed', async () => {
   const head = 'POST /v1/jobs HTTP/1.1\r\nHost: sbx\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"image":"';
-  const { answer, ms } = await trickle(head, 'a');
+  const { answer, body, ms } = await trickle(head, 'a');
   assert.equal(answer, 'HTTP/1.1 408 Request Timeout');
+  assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, 'request_timeout');
   assert.ok(ms >= REQUEST_MS, `closed after ${ms} ms, before the bound`);
 });
 

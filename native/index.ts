@@ -269,6 +269,8 @@ export interface LaunchOptions {
  * Error thrown by launch(): `code` is invalid_spec | command_not_found | host_unsupported | an errno
  * name | launch_failed. worker/src/launch-errors.ts maps it to the SbxError classes. A launch that
  * failed after the job's cgroup existed carries the `exit` of that attempt (its cleanup result).
+ * A job that a limit ended before its command started did not fail to launch: launch() resolves,
+ * with empty (already ended) streams and an exit whose reason is `timeout`.
  */
 export class LaunchError extends Error {
   readonly code: string;
@@ -485,7 +487,16 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     } else if (kind === 'exit') {
       outcomeKnown();
       const x = payload as NativeExit;
-      if (!started) rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
+      if (!started) {
+        // A limit that ended the job before its command started (limits.timeoutMs counts from the
+        // launch) gives it an outcome, timeout; only a job that ended on its own failed to start.
+        if (failure === null && endedBy !== null) {
+          started = true;
+          resolveStart();
+        } else {
+          rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
+        }
+      }
       const info = toExitInfo(x, endedBy);
       if (collected) info.outputFiles = collected; // read once, with 'ended'
       const { cleanupError: _, ...end } = info;

@@ -1,5 +1,6 @@
 // Shared test helpers: a busybox rootfs, a base spec, run-to-completion, leak checks (cgroups,
 // processes, mounts under the launcher's own paths).
+import { finished } from 'node:stream/promises';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -336,7 +337,9 @@ export async function run(spec: LaunchSpec, opts: LaunchOptions, started?: (j: L
   let stderr = '';
   j.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
   j.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
-  const ended = (s: NodeJS.ReadableStream) => new Promise<void>((res) => { s.on('end', res); s.on('close', res); });
+  // finished(), not 'end'/'close' listeners: a job that a limit ended before its command started is
+  // returned with its (empty) streams already ended, and those events may have fired already.
+  const ended = (s: NodeJS.ReadableStream) => finished(s).catch(() => {});
   const [exit] = await Promise.all([j.exited, ended(j.stdout), ended(j.stderr)]);
   return { stdout, stderr, exit, pid: j.pid };
 }

@@ -78,6 +78,22 @@ describe('launcher', () => {
     assert.equal(r.stdout, 'line 1\nline 2\n<eof>\n');
   });
 
+  it('a time limit that passes before the command has started ends the job as timed out, not as a failed launch', async () => {
+    // limits.timeoutMs counts from the launch, and 1 ms is a value the API accepts: a direct launch
+    // takes longer than that to start its command. The job has an outcome (timeout); its launch did
+    // not fail. Before, launch() rejected with launch_failed ("the job ended before its command
+    // started"), and the worker recorded `error` / `internal`.
+    let beforeItsCommand = 0;
+    for (let i = 0; i < 10; i++) {
+      const spec = baseSpec([rootfs], { argv: ['sh', '-c', 'echo started; sleep 5'], limits: { ...baseSpec([]).limits, timeoutMs: 1 } });
+      const r = await run(spec, { ...opts, pool: false });
+      assert.equal(r.exit.reason, 'timeout', `launch ${i}: ${JSON.stringify(r.exit)}`);
+      if (r.stdout === '') beforeItsCommand++;
+      assertNoLeftovers(spec.id);
+    }
+    assert.ok(beforeItsCommand > 0, 'every command started within 1 ms: the case was not exercised');
+  });
+
   it('stdin null reads /dev/null', async () => {
     const r = await run(baseSpec([rootfs], { argv: ['sh', '-c', 'cat; echo done'] }), opts);
     assert.equal(r.stdout, 'done\n');

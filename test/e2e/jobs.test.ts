@@ -122,6 +122,18 @@ describe('a job from submit to exit', () => {
     assert.equal(res.body.output!.stdout, '');
   });
 
+  test('limits.timeoutMs of 1 (the least accepted) ends timeout, also when it passes before the command has started', async () => {
+    // Before, a limit that passed during the job's setup made the launch fail: error / internal. A
+    // job whose user differs from the previous one's on its slot starts without a setup made ahead
+    // (a direct launch, over 1 ms here), so the users alternate.
+    const statuses: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      const r = await run(['sh', '-c', 'echo started; sleep 5'], { user: i % 2 ? '1000:1000' : '2000:2000', limits: { timeoutMs: 1 } });
+      statuses.push(`${r.body.status}${r.body.error ? `/${r.body.error.code}` : ''}`);
+    }
+    assert.deepEqual(statuses, Array(10).fill('timeout'));
+  });
+
   test('limits.stopGraceMs: at the timeout the command gets stopSignal and that long to exit, its cleanup output kept (docker stop -t); bad values are 400s', async () => {
     const script = 'trap "echo report written; exit 5" INT; echo started; while :; do sleep 0.05; done';
     const res = await run(['sh', '-c', script], { stopSignal: 'SIGINT', limits: { timeoutMs: 1500, stopGraceMs: 10_000 } });

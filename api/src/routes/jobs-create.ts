@@ -1,5 +1,4 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { IDEMPOTENCY_TTL_SECONDS } from '../../../core/src/redis-keys.ts';
 import { newJobId } from '../../../core/src/job-id.ts';
 import { JobDocument, JobRequest, isFinished, newJobDocument } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
@@ -17,6 +16,7 @@ import { Doorbell } from '../job-events-hub.ts';
 import { requeueLostSubmission } from '../lost-submission.ts';
 import { StrandedRecords } from '../stranded-records.ts';
 import { jobWithOutputResponse } from '../job-output-response.ts';
+import { claimIdempotencyKey, releaseIdempotencyKey } from '../idempotency-keys.ts';
 
 export const jobsCreateRoute = createRoute({
   method: 'post', path: '/v1/jobs', summary: 'Submit a job', tags: ['jobs'],
@@ -62,8 +62,9 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     following?.catch(() => {}); // awaited below, or dropped in finally
     try {
       let doc: JobDocument;
-      const existingId = req.idempotencyKey ? await claimIdempotencyKey(deps, tenant, req.idempotencyKey, id) : null;
-      const existing = existingId ? await deps.store.getDoc(existingId) : null;
+      const existing = req.idempotencyKey ? await claimIdempotencyKey(deps, tenant, req.idempotencyKey, id) : null;
+      // A refused submission gives its claim back (a record it may have left is found by the retry instead).
+      const giveBackClaim = () => (req.idempotencyKey ? releaseIdempotencyKey(deps, tenant, req.idempotencyKey, id).catch(() => {}) : undefined);
       if (existing) {
         doc = existing;
         await requeueLostSubmission(deps, quotas, existing, quota);
@@ -79,7 +80,10 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         // Quota (429 when used up), queue priority, and the image recorded as this tenant's.
         // What its record will take in Redis, counted against the tenant's storage budget (recordBytes).
         const stored = quota?.storedBytesPerHour ? recordBytes(JSON.stringify(spec)) : 0;
-        const { priority } = await quotas.admit(tenant, id, spec.image, quota, stored);
+        const { priority } = await quotas.admit(tenant, id, spec.image, quota, stored).catch(async (e: unknown) => {
+          await giveBackClaim();
+          throw e;
+        });
         doc = newJobDocument(spec);
         try {
           // The queue entry goes out right behind the record, over the same connection (one round trip):
@@ -95,6 +99,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
             // without, nothing names it, so it is taken back (and its place given back) once Redis answers.
             if (takeBack === 'failed' && !req.idempotencyKey) stranded.add(id, tenant);
             else await quotas.release(tenant, id).catch(() => { if (takeBack === 'done') stranded.add(id, tenant); });
+            if (takeBack === 'done') await giveBackClaim();
             throw e;
           }
           deps.logger.warn({ jobId: id, err: (e as Error).message }, 'queueing a job failed, but a worker had claimed it already: accepted');
@@ -124,15 +129,4 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       releaseStream?.();
     }
   });
-}
-
-/** SET NX the tenant's key → our id; if taken, the id of the job that holds it. */
-async function claimIdempotencyKey(deps: AppDeps, tenant: string, key: string, id: string): Promise<string | null> {
-  const k = deps.keys.idempotency(tenant, key);
-  const set = await deps.redis.set(k, id, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX');
-  if (set === 'OK') return null;
-  const holder = await deps.redis.get(k);
-  if (holder && (await deps.store.getDoc(holder))) return holder;
-  await deps.redis.set(k, id, 'EX', IDEMPOTENCY_TTL_SECONDS); // the holder expired or was never created
-  return null;
 }

@@ -8,7 +8,8 @@ import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import { createTestApp } from '../../../test/harness/api-app.ts';
 import { parseServerSentEvents } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
-import { RedisKeys } from '../../../core/src/redis-keys.ts';
+import { IDEMPOTENCY_TTL_SECONDS, RedisKeys } from '../../../core/src/redis-keys.ts';
+import { TAKEOVER_MS } from '../idempotency-keys.ts';
 
 const KEY_A = 'key-aaaaaaaaaaaaaaaaaaaa';
 const KEY_B = 'key-bbbbbbbbbbbbbbbbbbbb';
@@ -103,6 +104,41 @@ describe('POST /v1/jobs', () => {
     assert.equal(second.id, first.id);
     const otherTenant = (await (await call('POST', '/v1/jobs', { body, key: KEY_B })).json()) as JobDocument;
     assert.notEqual(otherTenant.id, first.id);
+  });
+
+  test('the same idempotencyKey sent 30 times at once: one job, all 30 answers name it', async () => {
+    // Before, a submission that found the key claimed but the first job not written yet took the key
+    // over and ran a job of its own: 10 to 30 jobs for one key.
+    for (const round of [1, 2, 3]) {
+      const body = { image, command: ['echo', `at-once-${round}`], idempotencyKey: `at-once-${round}` };
+      const answers = await Promise.all(Array.from({ length: 30 }, async () => {
+        const res = await call('POST', '/v1/jobs', { body });
+        assert.equal(res.status, 202, await res.clone().text());
+        return ((await res.json()) as JobDocument).id;
+      }));
+      assert.equal(new Set(answers).size, 1, `round ${round}: ${new Set(answers).size} jobs for one key`);
+      const listed = (await (await call('GET', '/v1/jobs?limit=500')).json()) as { items: JobDocument[] };
+      assert.equal(listed.items.filter((j) => j.command?.[1] === `at-once-${round}`).length, 1, `round ${round}: jobs listed`);
+    }
+  });
+
+  test('an idempotencyKey whose first submission died before writing its job is taken over after TAKEOVER_MS, not before', async () => {
+    // The claim as a submission whose API process died between its claim and its record leaves it.
+    const keys = new RedisKeys(t.deps.config.env.SBX_REDIS_PREFIX);
+    const k = keys.idempotency('alpha', 'orphaned-claim');
+    await t.deps.redis.set(k, 'j_00000000000000000000000000', 'EX', IDEMPOTENCY_TTL_SECONDS);
+    const started = Date.now();
+    const body = { image, command: ['echo', 'orphan'], idempotencyKey: 'orphaned-claim' };
+    const res = await call('POST', '/v1/jobs', { body });
+    const waited = Date.now() - started;
+    assert.equal(res.status, 202);
+    const doc = (await res.json()) as JobDocument;
+    assert.notEqual(doc.id, 'j_00000000000000000000000000');
+    assert.ok(waited >= TAKEOVER_MS - 100, `taken over after ${waited} ms`);
+    assert.equal(await t.deps.redis.get(k), doc.id);
+    // The next retry gets that job at once.
+    const again = (await (await call('POST', '/v1/jobs', { body })).json()) as JobDocument;
+    assert.equal(again.id, doc.id);
   });
 
   test('what a job could not receive as sent is 400, not dropped or changed: a __proto__ key, a lone surrogate', async () => {

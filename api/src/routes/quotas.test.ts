@@ -56,7 +56,7 @@ function cancel(t: App, tenant: string, id: string) {
 }
 
 describe('defaults for every key (SBX_TENANT_*)', () => {
-  const tenants = ['alpha', 'beta', 'gamma', 'delta', 'eps'];
+  const tenants = ['alpha', 'beta', 'gamma', 'delta', 'eps', 'zeta'];
   const env = { SBX_API_KEYS: tenants.map((t) => `${key(t)}:${t}`).join(','), SBX_TENANT_ACTIVE_JOBS: '3', SBX_TENANT_SUBMITS_PER_SECOND: '1000' };
   let t: App;
   before(() => {
@@ -110,6 +110,17 @@ describe('defaults for every key (SBX_TENANT_*)', () => {
     } finally {
       await other.close();
     }
+  });
+
+  test('a submission refused for its quota gives its idempotencyKey back: the retry, once there is room, is accepted at once', async () => {
+    const jobs = [await submitOk(t, 'zeta'), await submitOk(t, 'zeta'), await submitOk(t, 'zeta')];
+    await assertRateLimited(await submit(t, 'zeta', { idempotencyKey: 'after-429' }), /3 jobs queued or running/);
+    assert.equal(await t.deps.redis.get(t.deps.keys.idempotency('zeta', 'after-429')), null, 'the refused submission kept its claim');
+    assert.equal((await cancel(t, 'zeta', jobs[0]!.id)).status, 202);
+    const started = Date.now();
+    const retried = await submitOk(t, 'zeta', { idempotencyKey: 'after-429' });
+    assert.ok(Date.now() - started < 2000, `the retry took ${Date.now() - started} ms`);
+    assert.equal((await submitOk(t, 'zeta', { idempotencyKey: 'after-429' })).id, retried.id);
   });
 
   test('an idempotent retry returns the first job and is not a new submission', async () => {

@@ -1,0 +1,62 @@
+/**
+ * A tenant's idempotency keys (api.md: the same idempotencyKey from the same tenant within 24 h
+ * returns the first job, never a second run).
+ *
+ * A submission claims its key (SET NX, the key → its job id) before it writes its job. One that finds
+ * the key held reads the holder's job. While that job is not written yet (its submission is between
+ * claim and record, usually a few milliseconds), it waits for it: it does not start a second job.
+ * Only a claim that has had no job for TAKEOVER_MS is taken over (its API process died in between).
+ * A submission refused after its claim (its quota, a failed write) gives the claim back, so that the
+ * client's retry is not held up.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { JobDocument } from '../../core/src/job-spec.ts';
+import { IDEMPOTENCY_TTL_SECONDS } from '../../core/src/redis-keys.ts';
+import { defineScripts } from '../../core/src/redis-scripts.ts';
+import type { AppDeps } from './deps.ts';
+
+/** How long a claim may go without its job before another submission with the key takes it over. */
+export const TAKEOVER_MS = 10_000;
+/** The longest pause between two looks at a claim whose job is not written yet. */
+const MAX_PAUSE_MS = 50;
+
+const SCRIPTS = {
+  // The key → ARGV[2] (with its TTL) only if it still names ARGV[1]: a claim taken over once.
+  sbxTakeOverIdempotencyKey: { numberOfKeys: 1, lua: "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) return 1" },
+  // The key deleted only if it still names ARGV[1]: a refused submission gives back its own claim, never another's.
+  sbxReleaseIdempotencyKey: { numberOfKeys: 1, lua: "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end return redis.call('DEL', KEYS[1])" },
+};
+
+interface ScriptedClient {
+  sbxTakeOverIdempotencyKey(key: string, holder: string, id: string, ttlSeconds: number): Promise<number>;
+  sbxReleaseIdempotencyKey(key: string, id: string): Promise<number>;
+}
+
+/**
+ * Claims the tenant's `key` for job `id`: null when this submission is the first (it goes on to
+ * create its job), else the job of the submission that was (its document).
+ */
+export async function claimIdempotencyKey(deps: AppDeps, tenant: string, key: string, id: string): Promise<JobDocument | null> {
+  const k = deps.keys.idempotency(tenant, key);
+  const scripted = defineScripts<ScriptedClient>(deps.redis, SCRIPTS);
+  for (let pause = 1; ; pause = Math.min(pause * 2, MAX_PAUSE_MS)) {
+    if ((await deps.redis.set(k, id, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX')) === 'OK') return null;
+    const holder = await deps.redis.get(k);
+    if (holder === null) continue; // given back meanwhile: claim again
+    const existing = await deps.store.getDoc(holder);
+    if (existing) return existing;
+    // The holder's job is not written yet: its submission is still on the way, or its process died.
+    const leftMs = await deps.redis.pttl(k);
+    if (leftMs === -2) continue; // expired meanwhile
+    if (leftMs === -1 || IDEMPOTENCY_TTL_SECONDS * 1000 - leftMs >= TAKEOVER_MS) {
+      if ((await scripted.sbxTakeOverIdempotencyKey(k, holder, id, IDEMPOTENCY_TTL_SECONDS)) === 1) return null;
+      continue; // another submission took it over first
+    }
+    await sleep(pause);
+  }
+}
+
+/** Gives back the claim of job `id` on the tenant's `key` (its submission was refused); another's claim stays. */
+export async function releaseIdempotencyKey(deps: AppDeps, tenant: string, key: string, id: string): Promise<void> {
+  await defineScripts<ScriptedClient>(deps.redis, SCRIPTS).sbxReleaseIdempotencyKey(deps.keys.idempotency(tenant, key), id);
+}

@@ -72,6 +72,8 @@ function raw(data: string): Promise<{ head: string; body: string; closed: boolea
   });
 }
 
+const UPGRADE = 'Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n';
+
 const RAW_CASES: Array<{ what: string; request: string; status: number; code: string; closes: boolean }> = [
   { what: 'a request line that is not HTTP', request: 'HELLO WORLD\r\n\r\n', status: 400, code: 'invalid_request', closes: true },
   { what: 'headers over the limit', request: `GET /healthz HTTP/1.1\r\nHost: sbx\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, status: 431, code: 'headers_too_large', closes: true },
@@ -83,6 +85,9 @@ const RAW_CASES: Array<{ what: string; request: string; status: number; code: st
   { what: 'HTTP/1.1 without Host', request: 'GET /healthz HTTP/1.1\r\n\r\n', status: 400, code: 'invalid_request', closes: true },
   { what: 'a Host that is not a host', request: 'GET /healthz HTTP/1.1\r\nHost: a b@c\r\nConnection: close\r\n\r\n', status: 400, code: 'invalid_request', closes: true },
   { what: 'a backslash in the path', request: 'GET /v1\\jobs HTTP/1.1\r\nHost: sbx\r\nConnection: close\r\n\r\n', status: 400, code: 'invalid_request', closes: true },
+  // Refused WebSocket upgrades (GET /v1/jobs/{id}/attach): @hono/node-ws alone sent the status with an empty body.
+  { what: 'a WebSocket upgrade to a job that does not exist', request: `GET /v1/jobs/j_00000000000000000000000000/attach HTTP/1.1\r\nHost: sbx\r\nAuthorization: Bearer ${ALPHA}\r\n${UPGRADE}\r\n`, status: 404, code: 'not_found', closes: true },
+  { what: 'a WebSocket upgrade without a key', request: `GET /v1/jobs/j_00000000000000000000000000/attach HTTP/1.1\r\nHost: sbx\r\n${UPGRADE}\r\n`, status: 401, code: 'unauthorized', closes: true },
 ];
 
 for (const c of RAW_CASES) {

@@ -41,12 +41,11 @@ export function clientErrorAnswer(err: Error & { code?: string }): Answer {
   }
 }
 
-/** The raw HTTP response for `a`; the connection closes after it. */
-export function rawResponse(a: Answer): string {
-  return (
-    `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}\r\nContent-Type: application/json\r\n` +
-    `Content-Length: ${Buffer.byteLength(a.body)}\r\nConnection: close\r\n\r\n${a.body}`
-  );
+/** The raw HTTP response for `a` with `headers` (a JSON body unless they say otherwise); the connection closes after it. */
+export function rawResponse(a: Answer, headers: Record<string, string> = {}): string {
+  const all = { 'Content-Type': 'application/json', ...headers, 'Content-Length': String(Buffer.byteLength(a.body)), Connection: 'close' };
+  const lines = Object.entries(all).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  return `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}\r\n${lines}\r\n${a.body}`;
 }
 
 /** Node's private handle on the response in progress on a connection (what its own default checks). */

@@ -24,6 +24,7 @@ import type { WSContext } from 'hono/ws';
 import os from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
 import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
@@ -34,6 +35,7 @@ import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
 import { ErrorBody, errors, flag, json, JobIdParams, streamsUsedUp } from '../openapi.ts';
 import { websocketHandshakeProblem } from './websocket-handshake.ts';
 import { AttachInput } from '../attach-input.ts';
+import { rawResponse } from '../http-server.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
 /**
@@ -52,9 +54,38 @@ interface RawSocket { bufferedAmount: number; _socket?: Socket }
 
 const sockets = new WeakMap<object, NodeWebSocket>();
 
+/** Set on an upgrade request's env once the attach handler has handed it to upgradeWebSocket. */
+const UPGRADING = Symbol('sbx attach upgrading');
+
 /** main.ts (or a test server): let the HTTP server hand WebSocket upgrades to the app. */
 export function injectWebSockets(app: object, server: ServerType): void {
-  sockets.get(app)?.injectWebSocket(server as Parameters<NodeWebSocket['injectWebSocket']>[0]);
+  const nodeWs = sockets.get(app);
+  if (!nodeWs) return;
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgrade(app as OpenAPIHono<AppEnv>, nodeWs, request, socket, head).catch(() => socket.destroy());
+  });
+}
+
+/**
+ * What @hono/node-ws's injectWebSocket does, except for an upgrade the app refuses: that is
+ * answered with the app's answer, its error body (api.md "Errors") and Retry-After included, where
+ * node-ws sends the status alone with an empty body.
+ */
+async function upgrade(app: OpenAPIHono<AppEnv>, nodeWs: NodeWebSocket, request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(request.headers)) if (value) headers.append(name, Array.isArray(value) ? value[0]! : value);
+  const env: Record<PropertyKey, unknown> = { incoming: request, outgoing: undefined };
+  const response = await app.request(new URL(request.url ?? '/', 'http://localhost'), { headers }, env);
+  if (env[UPGRADING] === true && response.ok) {
+    nodeWs.wss.handleUpgrade(request, socket, head, (ws: unknown) => nodeWs.wss.emit('connection', ws, request));
+    return;
+  }
+  const passed: Record<string, string> = {};
+  for (const name of ['Content-Type', 'Retry-After']) {
+    const value = response.headers.get(name);
+    if (value) passed[name] = value;
+  }
+  socket.end(rawResponse({ status: response.status, body: await response.text() }, passed));
 }
 
 /** Described beside the handler (a WebSocket upgrade is no JSON route, so registered by hand). */
@@ -97,6 +128,7 @@ export function registerJobsAttach(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     if (problem) throw new InvalidRequestError(`cannot upgrade to a WebSocket: ${problem}`, [{ path: 'headers', message: problem }]);
     const release = deps.streams.take(c.get('tenant'), c.get('quota'));
     socket!.once('close', release); // upgraded or not, the place goes with the connection
+    (c.env as Record<symbol, unknown>)[UPGRADING] = true;
     const handler = nodeWs.upgradeWebSocket(() => {
       let session: AttachSession | null = null;
       return {

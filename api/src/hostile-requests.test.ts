@@ -225,7 +225,7 @@ function sweep(ops: Operation[], acceptedIds: () => string[]) {
   function bodyText(op: Operation): string | Uint8Array | undefined {
     if (op.method === 'GET' || (!op.body && rnd() < 0.8)) return undefined; // fetch() sends no body with a GET
     const r = rnd();
-    if (r < 0.6) return JSON.stringify(op === submit ? jobBody() : { images: [pick(IMAGES)], x: pick(HOSTILE_VALUES) });
+    if (r < 0.6) return JSON.stringify(op === submit ? jobBody() : op.path === '/v1/images' ? { image: pick([IMAGE, ...IMAGES]) } : { x: pick(HOSTILE_VALUES) });
     if (r < 0.68) return Uint8Array.from({ length: Math.floor(rnd() * 300) }, () => Math.floor(rnd() * 256));
     if (r < 0.74) return '{"image":';
     if (r < 0.8) return '['.repeat(100_000);

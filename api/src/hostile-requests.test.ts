@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 import { useApiProcess } from '../../test/harness/api-process.ts';
+import { seededRandom } from '../../test/harness/seeded-random.ts';
 
 const ADMIN = 'key-admin-hhhhhhhhhhhhhhhhhhhh';
 const ALPHA = 'key-alpha-hhhhhhhhhhhhhhhhhhhh';
@@ -124,20 +125,8 @@ test('a client still uploading a body when its request is refused reads the answ
 
 // ---- the sweep ----
 
-/** mulberry32: the same sequence for the same seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A second stream of the seed for the sweep's set-up (so adding an operation does not shift every request). */
-const rnd2 = prng(SEED ^ 0x5eed);
+const rnd2 = seededRandom(SEED ^ 0x5eed);
 
 const HOSTILE_VALUES: unknown[] = [
   null, true, false, 0, -1, -0.5, 1.5, 1e308, -1e308, 2 ** 53 + 1, '', ' ', '\u0000', '\ud800', '💥', 'é'.repeat(3000),
@@ -198,7 +187,7 @@ interface Sent {
 }
 
 function sweep(ops: Operation[], acceptedIds: () => string[]) {
-  const rnd = prng(SEED);
+  const rnd = seededRandom(SEED);
   const pick = <T>(a: readonly T[]): T => a[Math.floor(rnd() * a.length)]!;
   const submit = ops.find((o) => o.method === 'POST' && o.path === '/v1/jobs')!;
   function jobBody(): unknown {

@@ -5,7 +5,7 @@
  * `write()` streams any amount of input with bounded memory (the server stops reading while the
  * job's input stream is full: backpressure all the way to here).
  */
-import { WebSocket } from 'undici';
+import { request, WebSocket } from 'undici';
 import type { Job } from './types.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
@@ -84,7 +84,25 @@ export function attachJob(id: string, opts: AttachOptions): Promise<Attachment> 
   return new Promise((resolve, reject) => {
     ws.addEventListener('open', () => resolve(attachment), { once: true });
     ws.addEventListener('error', (ev) => {
-      if (ws.readyState !== WebSocket.OPEN) reject(new AttachError(`cannot attach to job ${id}: ${(ev as ErrorEvent).message ?? 'connection refused or upgrade denied (unknown job, wrong key?)'}`, 'attach_failed'));
+      if (ws.readyState === WebSocket.OPEN) return;
+      const fallback = new AttachError(`cannot attach to job ${id}: ${(ev as ErrorEvent).message ?? 'connection refused or upgrade denied'}`, 'attach_failed');
+      void whyRefused(id, opts).then((why) => reject(why ?? fallback), () => reject(fallback));
     }, { once: true });
   });
+}
+
+/**
+ * A WebSocket in the browser's API (undici's) cannot read the answer to a refused upgrade, which
+ * says why in the API's error body. The same question as a plain GET of the job, with the same key,
+ * gets that answer for the usual causes (an unknown job, a wrong key); null if the job reads fine.
+ */
+async function whyRefused(id: string, opts: AttachOptions): Promise<AttachError | null> {
+  const res = await request(`${opts.baseUrl.replace(/\/+$/, '')}/v1/jobs/${encodeURIComponent(id)}`, {
+    headers: opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {},
+    headersTimeout: 10_000,
+    bodyTimeout: 10_000,
+  });
+  const body = (await res.body.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
+  if (res.statusCode < 400 || !body?.error?.code) return null;
+  return new AttachError(`cannot attach to job ${id}: ${body.error.message ?? body.error.code} (${body.error.code})`, body.error.code);
 }

@@ -91,6 +91,10 @@ describe('attach (WebSocket)', () => {
     const plain = await fetch(url, { headers: { authorization: `Bearer ${KEY}` } });
     assert.equal(plain.status, 400, 'without Upgrade: websocket');
     await waitUntil(async () => (await stdinKeys()).length === 0, 5000, 'no stdin key after a cancel');
+    // The client says why it was refused (a WebSocket cannot read the refusal's body; it asks).
+    const refused = (apiKey: string) => attachJob(job.id, { baseUrl: stack.apiUrl, apiKey, onOutput: () => {} });
+    await assert.rejects(refused(OTHER), { name: 'AttachError', code: 'not_found', message: `cannot attach to job ${job.id}: no job ${job.id} (not_found)` });
+    await assert.rejects(refused('tty-wrong-key-ddddddddddddddddd'), { name: 'AttachError', code: 'unauthorized', message: /send a valid API key .*\(unauthorized\)$/ });
   });
 
   test('a tty job: several readers see the same output; resize and signals; SSE and logs replay it', async () => {

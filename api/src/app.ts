@@ -4,7 +4,7 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { routePath } from 'hono/route';
-import { DependencyUnavailableError, errorBody, isSbxError, RateLimitedError } from '../../core/src/errors.ts';
+import { DependencyUnavailableError, errorBody, INTERNAL_ERROR_MESSAGE, isSbxError, RateLimitedError } from '../../core/src/errors.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
 import { auth } from './middleware/auth.ts';
 import { openRequests } from './middleware/open-requests.ts';
@@ -67,7 +67,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
       return c.json(err.toBody(), err.status as 400);
     }
     deps.logger.error({ err, path: c.req.path }, 'unhandled error');
-    return c.json(errorBody('internal', 'an internal error occurred; it has been logged'), 500);
+    return c.json(errorBody('internal', INTERNAL_ERROR_MESSAGE), 500);
   });
   return app;
 }

@@ -14,7 +14,7 @@ import { createServer, STATUS_CODES, type IncomingMessage, type Server, type Ser
 import type { Duplex } from 'node:stream';
 import { getRequestListener, RequestError } from '@hono/node-server';
 import type { Env } from '../../core/src/config.ts';
-import { ERROR_STATUS, errorBody, type ErrorCode } from '../../core/src/errors.ts';
+import { ERROR_STATUS, errorBody, INTERNAL_ERROR_MESSAGE, type ErrorCode } from '../../core/src/errors.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import { slowClientBounds } from './slow-clients.ts';
 
@@ -107,7 +107,7 @@ function jsonResponse(a: Answer): Response {
 export function requestErrorResponse(err: unknown, logger: Logger): Response {
   if (err instanceof RequestError) return jsonResponse(answer('invalid_request', `malformed HTTP request: ${err.message}`));
   logger.error({ err }, 'unhandled error outside the app');
-  return jsonResponse(answer('internal', 'an internal error occurred; it has been logged'));
+  return jsonResponse(answer('internal', INTERNAL_ERROR_MESSAGE));
 }
 
 function sendAnswer(res: ServerResponse, a: Answer): void {

@@ -5,7 +5,9 @@
  * `write()` streams any amount of input with bounded memory (the server stops reading while the
  * job's input stream is full: backpressure all the way to here).
  */
-import { request, WebSocket } from 'undici';
+import { WebSocket } from 'undici';
+import { apiErrorFromAnswer } from './errors.ts';
+import { readBody, Transport } from './http.ts';
 import type { Job } from './types.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
@@ -97,12 +99,14 @@ export function attachJob(id: string, opts: AttachOptions): Promise<Attachment> 
  * gets that answer for the usual causes (an unknown job, a wrong key); null if the job reads fine.
  */
 async function whyRefused(id: string, opts: AttachOptions): Promise<AttachError | null> {
-  const res = await request(`${opts.baseUrl.replace(/\/+$/, '')}/v1/jobs/${encodeURIComponent(id)}`, {
-    headers: opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {},
-    headersTimeout: 10_000,
-    bodyTimeout: 10_000,
-  });
-  const body = (await res.body.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null;
-  if (res.statusCode < 400 || !body?.error?.code) return null;
-  return new AttachError(`cannot attach to job ${id}: ${body.error.message ?? body.error.code} (${body.error.code})`, body.error.code);
+  const transport = new Transport({ baseUrl: opts.baseUrl, ...(opts.apiKey ? { apiKey: opts.apiKey } : {}) });
+  try {
+    const answer = await transport.send({ method: 'GET', path: `/v1/jobs/${encodeURIComponent(id)}`, signal: AbortSignal.timeout(10_000) });
+    const body = await readBody(answer.body);
+    if (answer.status < 400) return null;
+    const e = apiErrorFromAnswer(answer.status, body, answer.headers);
+    return new AttachError(`cannot attach to job ${id}: ${e.message} (${e.code})`, e.code);
+  } finally {
+    await transport.close();
+  }
 }

@@ -44,6 +44,9 @@ export interface ErrorBody {
   error: { code: ErrorCode; message: string; details: ErrorDetail[] };
 }
 
+/** What a client is told of an error of ours (the error itself goes to the log). */
+export const INTERNAL_ERROR_MESSAGE = 'an internal error occurred; it has been logged';
+
 /** The one error body of every API answer and the SSE `error` event (api.md "Errors"). */
 export function errorBody(code: ErrorCode, message: string, details: ErrorDetail[] = []): ErrorBody {
   return { error: { code, message, details } };

@@ -326,7 +326,7 @@ interface Native {
   liveJobs(): number;
   closePool(): number;
   poolSize(): number;
-  pooledGroupDirs(): string[];
+  pooledSetups(): PooledSetups;
 }
 
 const buildDir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'build', 'Release');
@@ -412,11 +412,23 @@ export function poolSize(): number {
 }
 
 /**
- * The cgroup directories of this process's pooled setups (made ahead and idle, being made, or being
- * discarded); not those of jobs that started in one (`Launched.cgroups`). For leak tests.
+ * This process's pooled setups, for leak tests. `groupDirs`: their cgroup directories (made ahead
+ * and idle, being made, or being discarded); not those of jobs that started in one
+ * (`Launched.cgroups`). `made`: how many setups were begun when the list was read; the setups are
+ * numbered in order (`pool-<pid>-<n>`), so one above `made` was begun after the list was read.
  */
+export interface PooledSetups {
+  groupDirs: string[];
+  made: number;
+}
+
+export function pooledSetups(): PooledSetups {
+  return native().pooledSetups();
+}
+
+/** The cgroup directories of this process's pooled setups (pooledSetups().groupDirs). */
 export function pooledGroupDirs(): string[] {
-  return native().pooledGroupDirs();
+  return native().pooledSetups().groupDirs;
 }
 
 /** Number of jobs the native side still tracks (for leak tests). */

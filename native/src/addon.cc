@@ -162,14 +162,19 @@ Napi::Value PoolSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)zygote::count());
 }
 
-// pooledGroupDirs(): the cgroup directories of the pooled setups (made, being made, or being
-// discarded), not of the jobs that started in one.
-Napi::Value PooledGroupDirs(const Napi::CallbackInfo& info) {
+// pooledSetups(): { groupDirs, made }: the cgroup directories of the pooled setups (made, being
+// made, or being discarded), not of the jobs that started in one; and how many setups were begun
+// by then, read together (a setup numbered above `made` was begun after the list was read).
+Napi::Value PooledSetups(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::set<std::string> dirs = zygote::groupDirs();
-  Napi::Array out = Napi::Array::New(env, dirs.size());
+  uint64_t made = 0;
+  std::set<std::string> dirs = zygote::groupDirs(&made);
+  Napi::Array list = Napi::Array::New(env, dirs.size());
   uint32_t i = 0;
-  for (const auto& d : dirs) out.Set(i++, d);
+  for (const auto& d : dirs) list.Set(i++, d);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("groupDirs", list);
+  out.Set("made", Napi::Number::New(env, (double)made));
   return out;
 }
 
@@ -186,7 +191,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("liveJobs", Napi::Function::New(env, LiveJobs));
   exports.Set("closePool", Napi::Function::New(env, ClosePool));
   exports.Set("poolSize", Napi::Function::New(env, PoolSize));
-  exports.Set("pooledGroupDirs", Napi::Function::New(env, PooledGroupDirs));
+  exports.Set("pooledSetups", Napi::Function::New(env, PooledSetups));
   // At the environment's teardown (the process exiting normally): no pooled setup outlives us
   // (they would die by pdeathsig anyway, but their cgroups would stay until the next sweep()).
   napi_add_env_cleanup_hook(env, [](void*) { zygote::closeAll(); }, nullptr);

@@ -65,6 +65,7 @@ struct Maker {
   std::set<std::string> inflight;                // group dirs of setups being made (sweep() spares them)
   std::set<std::string> dropping;                // group dirs of setups taken out to be discarded, until they are
   bool started = false, busy = false;
+  uint64_t made = 0;                             // setups begun: the newest is pool-<pid>-<made>
   uint64_t generation = 0;                       // closeAll() bumps it: setups made before are dropped
   std::map<std::string, Failures> failures;
 };
@@ -98,7 +99,6 @@ void drainSocket(Fd& sync) {
 // caller has put the setup in the pool (or it failed).
 bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, const std::string& config, int initFd,
             std::unique_ptr<Zygote>& out, std::vector<std::string>& planned, Error& err) {
-  static uint64_t counter = 0;
   const uint32_t slot = s.slot;
   auto z = std::make_unique<Zygote>();
   z->key = key(o, slot);
@@ -109,11 +109,11 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
     RETURN_ON_FAILURE(userns::slotFd(o.uidBase, slot, usernsFd, err));
     hostBase = o.uidBase + slot * userns::kRange;
   }
-  std::string name = "pool-" + std::to_string(getpid()) + "-" + std::to_string(++counter);
-  cgroup::plan(h, o.cgroupParent, name, o.devicesCgroup, z->group);
-  planned = z->group.dirs;
-  {
+  {  // numbered and listed at once: groupDirs() never counts a setup it does not list
     std::lock_guard<std::mutex> lock(maker().mu);
+    const std::string name = "pool-" + std::to_string(getpid()) + "-" + std::to_string(++maker().made);
+    cgroup::plan(h, o.cgroupParent, name, o.devicesCgroup, z->group);
+    planned = z->group.dirs;
     maker().inflight.insert(planned.begin(), planned.end());
   }
   // The same group, limits and device rules as a direct launch makes. v1: the child joins it itself
@@ -410,9 +410,10 @@ int closeAll() {
   return n;
 }
 
-std::set<std::string> groupDirs() {
+std::set<std::string> groupDirs(uint64_t* made) {
   Maker& m = maker();
   std::lock_guard<std::mutex> lock(m.mu);
+  if (made) *made = m.made;
   std::set<std::string> dirs = m.inflight;
   dirs.insert(m.dropping.begin(), m.dropping.end());
   for (const auto& [k, q] : m.pool)

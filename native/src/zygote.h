@@ -87,8 +87,9 @@ void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
 void discard(std::unique_ptr<Zygote> z);
 // Every pooled setup of this process (at shutdown: the env cleanup hook, closePool()).
 int closeAll();
-// The cgroup directories of this process's pooled setups (sweep() leaves them alone).
-std::set<std::string> groupDirs();
+// The cgroup directories of this process's pooled setups (sweep() leaves them alone); `made`, if
+// given: how many setups were begun by then (the newest is pool-<pid>-<made>), read with the list.
+std::set<std::string> groupDirs(uint64_t* made = nullptr);
 size_t count();
 // The job message (jobmsg.h) for this spec; false if it would be too large.
 bool encodeJob(const spec::Spec& s, std::string& out);

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
-import { closePool, launch, pooledGroupDirs, poolSize, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
+import { closePool, launch, pooledGroupDirs, pooledSetups, poolSize, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 
 /** The controllers the launcher uses (cgroup.cc: required memory pids cpu cpuacct freezer; optional devices). */
 export const CONTROLLERS = ['memory', 'pids', 'cpu', 'cpuacct', 'freezer', 'devices'] as const;
@@ -344,6 +344,9 @@ export async function run(spec: LaunchSpec, opts: LaunchOptions, started?: (j: L
   return { stdout, stderr, exit, pid: j.pid };
 }
 
+/** The cgroup lines processesIn() last read, per pid: what describeProcesses() shows of one gone since. */
+const scannedGroups = new Map<number, string>();
+
 /**
  * Every host process whose cgroup path mentions `parent`. The launcher's pooled setups
  * (LaunchOptions.pool) wait in <parent>/pool-<pid>-<n>: made ahead for the next job, not left by
@@ -354,20 +357,30 @@ export function processesIn(parent: string, o: { pooled?: boolean } = {}): numbe
   const pids: number[] = [];
   // This process's setups as the launcher lists them; another process's (a fixture's) by their name.
   // The launcher's maker thread adds and removes setups while /proc is read: a setup listed before
-  // or after the scan is one (it is listed from before its group exists until its process is reaped).
+  // or after the scan is one (it is listed from before its group exists until its process is reaped),
+  // and so is one numbered above what the first list counted. That one was begun during the scan,
+  // when no job could take it (launches run on this thread), and may have failed and been reaped
+  // before the second list: a setup child that fails at once, before the maker sends its config, is
+  // reaped by the maker at that send (seen in the cgroup v2 VM, whose one vCPU runs them in turn).
   const own = `pool-${process.pid}-`;
-  const idleOwn = new Set(pooledGroupDirs().map((d) => path.basename(d)));
+  const first = pooledSetups();
+  const idleOwn = new Set(first.groupDirs.map((d) => path.basename(d)));
   const jobs = new Set([...pooledJobGroups.values()].map((d) => path.basename(d[0]!)));
   const seen: Array<{ pid: number; pools: Array<string | null> }> = [];
+  scannedGroups.clear();
   for (const p of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(p)) continue;
     try {
       const lines = fs.readFileSync(`/proc/${p}/cgroup`, 'utf8').split('\n').filter((l) => l.includes(`/${parent}/`));
-      if (lines.length > 0) seen.push({ pid: Number(p), pools: lines.map((l) => new RegExp(`/${escapeRegExp(parent)}/(pool-\\d+-\\d+)$`).exec(l)?.[1] ?? null) });
+      if (lines.length === 0) continue;
+      seen.push({ pid: Number(p), pools: lines.map((l) => new RegExp(`/${escapeRegExp(parent)}/(pool-\\d+-\\d+)$`).exec(l)?.[1] ?? null) });
+      scannedGroups.set(Number(p), lines.join(' '));
     } catch { /* exited */ }
   }
   for (const d of pooledGroupDirs()) idleOwn.add(path.basename(d));
-  const idleSetup = (name: string | null): boolean => name !== null && !jobs.has(name) && (!name.startsWith(own) || idleOwn.has(name));
+  const begunDuringScan = (name: string): boolean => name.startsWith(own) && Number(name.slice(own.length)) > first.made;
+  const idleSetup = (name: string | null): boolean =>
+    name !== null && !jobs.has(name) && (!name.startsWith(own) || idleOwn.has(name) || begunDuringScan(name));
   for (const { pid, pools } of seen) if (pools.every(idleSetup) === !!o.pooled) pids.push(pid);
   return pids;
 }
@@ -380,7 +393,7 @@ export function describeProcesses(pids: number[], parent: string): string {
       const groups = fs.readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter((l) => l.includes(`/${parent}/`));
       return `${pid} ${comm} in ${groups.join(' ')}`;
     } catch {
-      return `${pid} (gone)`;
+      return `${pid} (gone; was in ${scannedGroups.get(pid) ?? '?'})`;
     }
   };
   return `${pids.map(one).join('; ')}; idle setups: ${pooledGroupDirs().map((d) => path.basename(d)).join(' ') || 'none'}`;

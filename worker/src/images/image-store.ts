@@ -16,7 +16,7 @@
  * worker threads), cache/ (the on-disk index, in-use markers, locks, GC and eviction: cache-gc.ts).
  */
 import type { Logger } from 'pino';
-import { ImageNotFoundError } from '../../../core/src/errors.ts';
+import { ImageNotFoundError, ImagePullFailedError } from '../../../core/src/errors.ts';
 import { parseImageReference, type ImageReference } from '../../../core/src/image-ref.ts';
 import type { ImageRuntimeConfig } from '../launch/image-config.ts';
 import { CacheGc, type EvictionReason, type EvictResult } from './cache/cache-gc.ts';
@@ -126,7 +126,7 @@ export class ImageStore {
     for (let attempt = 1; ; attempt++) {
       const acquired = await this.acquireOnce(index, ref, policy, opts);
       if (acquired) return acquired;
-      if (attempt >= 3) throw new Error(`${ref.canonical} was evicted by another process each time it was acquired`);
+      if (attempt >= 3) throw new ImagePullFailedError(ref.canonical, 'another process sharing the image cache evicted it each time it was acquired (3 times); the job may be tried again');
     }
   }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InvalidImageError } from '../../../../core/src/errors.ts';
-import { parseManifestDocument, selectPlatform, type Descriptor } from './manifest.ts';
+import { parseImageConfig, parseManifestDocument, selectPlatform, type Descriptor } from './manifest.ts';
 
 const d = (n: string, platform?: Descriptor['platform'], mediaType = 'application/vnd.oci.image.manifest.v1+json'): Descriptor => ({
   mediaType,
@@ -29,4 +29,24 @@ test('parseManifestDocument rejects what is not a container image', () => {
   reject({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { ...d('a', undefined, 'application/vnd.oci.image.config.v1+json'), digest: 'sha512:ab' }, layers: [] }, /config\.digest/);
   const ok = parseManifestDocument('img', Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [d('a', { os: 'linux', architecture: 'amd64' })] })));
   assert.equal(ok.kind, 'index');
+});
+
+test('a required field the document lacks is named as missing; a present one of the wrong type as malformed', () => {
+  const message = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (e) {
+      assert.ok(e instanceof InvalidImageError);
+      return e.message;
+    }
+    assert.fail('not refused');
+  };
+  const manifest = (o: Record<string, unknown>) => Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', ...o }));
+  const config = d('a', undefined, 'application/vnd.oci.image.config.v1+json');
+  assert.match(message(() => parseManifestDocument('img', manifest({ layers: [] }))), /its manifest is incomplete: config is missing \(it must be an object\)$/);
+  assert.match(message(() => parseManifestDocument('img', manifest({ config }))), /its manifest is incomplete: layers is missing \(it must be an array\)$/);
+  assert.match(message(() => parseManifestDocument('img', manifest({ config: { mediaType: config.mediaType, size: 1 }, layers: [] }))), /incomplete: config\.digest is missing \(it must be a string\)$/);
+  assert.match(message(() => parseManifestDocument('img', manifest({ config: null, layers: [] }))), /its manifest is malformed at config: .*received null/);
+  assert.match(message(() => parseImageConfig('img', Buffer.from('{"config":{}}'), 0)), /its config is incomplete: rootfs is missing \(it must be an object\)$/);
+  assert.match(message(() => parseImageConfig('img', Buffer.from('{"rootfs":{"type":"layers","diff_ids":7}}'), 0)), /its config is malformed at rootfs\.diff_ids: .*received number/);
 });

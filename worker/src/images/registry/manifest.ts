@@ -70,9 +70,24 @@ function parseJson(reference: string, what: string, bytes: Buffer): unknown {
   }
 }
 
-function schemaError(reference: string, what: string, error: z.ZodError): InvalidImageError {
+/** What the document holds at `at` (undefined where a step is missing). */
+function valueAt(json: unknown, at: readonly PropertyKey[]): unknown {
+  let v = json;
+  for (const key of at) {
+    if (typeof v !== 'object' || v === null || !Object.hasOwn(v, key)) return undefined;
+    v = (v as Record<PropertyKey, unknown>)[key];
+  }
+  return v;
+}
+
+function schemaError(reference: string, what: string, json: unknown, error: z.ZodError): InvalidImageError {
   const issue = error.issues[0];
   const where = issue ? issue.path.join('.') || '(root)' : '(root)';
+  // A required field that is absent reads as such, not as zod's "expected object, received undefined".
+  if (issue?.code === 'invalid_type' && issue.path.length > 0 && valueAt(json, issue.path) === undefined) {
+    const expected = /^[aeiou]/.test(issue.expected) ? `an ${issue.expected}` : `a ${issue.expected}`;
+    return new InvalidImageError(reference, `its ${what} is incomplete: ${where} is missing (it must be ${expected})`, error);
+  }
   return new InvalidImageError(reference, `its ${what} is malformed at ${where}: ${issue?.message ?? 'invalid'}`, error);
 }
 
@@ -91,14 +106,14 @@ export function parseManifestDocument(reference: string, bytes: Buffer, contentT
   const mediaType = documentType(json, contentType);
   if (INDEX_TYPES.has(mediaType)) {
     const parsed = indexSchema.safeParse(json);
-    if (!parsed.success) throw schemaError(reference, 'index', parsed.error);
+    if (!parsed.success) throw schemaError(reference, 'index', json, parsed.error);
     return { kind: 'index', mediaType, manifests: parsed.data.manifests };
   }
   if (!MANIFEST_TYPES.has(mediaType)) {
     throw new InvalidImageError(reference, `manifest media type ${JSON.stringify(mediaType)} is not supported (schema 1 and artifacts are not container images)`);
   }
   const parsed = manifestSchema.safeParse(json);
-  if (!parsed.success) throw schemaError(reference, 'manifest', parsed.error);
+  if (!parsed.success) throw schemaError(reference, 'manifest', json, parsed.error);
   const { config, layers } = parsed.data;
   if (!CONFIG_TYPES.has(config.mediaType)) {
     throw new InvalidImageError(reference, `config media type ${JSON.stringify(config.mediaType)} is not a container image config`);
@@ -115,8 +130,9 @@ export function parseManifestDocument(reference: string, bytes: Buffer, contentT
 }
 
 export function parseImageConfig(reference: string, bytes: Buffer, layerCount: number): ImageConfigDocument {
-  const parsed = configSchema.safeParse(parseJson(reference, 'config', bytes));
-  if (!parsed.success) throw schemaError(reference, 'config', parsed.error);
+  const json = parseJson(reference, 'config', bytes);
+  const parsed = configSchema.safeParse(json);
+  if (!parsed.success) throw schemaError(reference, 'config', json, parsed.error);
   if (parsed.data.rootfs.diff_ids.length !== layerCount) {
     throw new InvalidImageError(reference, `its config lists ${parsed.data.rootfs.diff_ids.length} diff_ids for ${layerCount} layers`);
   }

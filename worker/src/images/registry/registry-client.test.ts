@@ -160,3 +160,25 @@ it('a manifest fetched by digest must hash to that digest', async () => {
   fake.addManifest('liar/image', claimed, other.manifest);
   await assert.rejects((await store()).acquire(`${fake.host}/liar/image@${claimed}`), (e: unknown) => e instanceof InvalidImageError && /fetched by digest/.test(e.message));
 });
+
+it('a redirect whose Location is not a URL is ImagePullFailedError saying so, not retried', async () => {
+  let asked = 0;
+  fake.hook = (req, res) => {
+    if (req.url !== layerPath()) return false;
+    asked++;
+    res.writeHead(302, { location: 'http://%zz/blob' });
+    res.end();
+    return true;
+  };
+  try {
+    await assert.rejects((await store()).acquire(`${fake.host}/lib/busybox:latest`), (e: unknown) => {
+      assert.ok(e instanceof ImagePullFailedError, String(e));
+      assert.equal(e.retryable, false);
+      assert.match(e.message, /answered HTTP 302 with a Location that is not a URL: "http:\/\/%zz\/blob"/);
+      return true;
+    });
+    assert.equal(asked, 1, 'asked once: another try would get the same answer');
+  } finally {
+    fake.hook = null;
+  }
+});

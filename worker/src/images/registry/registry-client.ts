@@ -306,6 +306,9 @@ export class RegistryClient {
         const location = headerValue(res.headers, 'location');
         await res.body.dump();
         if (!location) throw new ImagePullFailedError(target.image, `registry answered HTTP ${res.statusCode} without a Location`, { retryable: false });
+        if (!URL.canParse(location, current)) {
+          throw new ImagePullFailedError(target.image, `registry answered HTTP ${res.statusCode} with a Location that is not a URL: ${JSON.stringify(registryText(location))}`, { retryable: false });
+        }
         current = new URL(location, current);
         hops++;
         continue;

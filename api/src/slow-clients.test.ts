@@ -41,7 +41,7 @@ function trickle(first: string, drip: string): Promise<{ answer: string; body: s
 test('headers trickled a byte at a time: 408 and closed once SBX_API_HEADERS_TIMEOUT_MS has passed', async () => {
   const { answer, body, ms } = await trickle('GET /healthz HTTP/1.1\r\nHost: sbx\r\nX-Slow: ', 'a');
   assert.equal(answer, 'HTTP/1.1 408 Request Timeout');
-  assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, 'request_timeout'); // the API's error body (P55)
+  assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, 'request_timeout'); // the API's error body (P58)
   assert.ok(ms >= HEADERS_MS, `closed after ${ms} ms, before the bound`);
 });
 

@@ -180,6 +180,12 @@ function httpFault(s: Served): string {
   const target = pick(['manifest', 'config', 'layer', 'any']);
   const fault = pick(['500', '404', '429', '401 broken', '401 realm', '403', 'redirect loop', 'redirect elsewhere', 'reset', 'cut', 'short', 'stall']);
   const onlyOnce = rnd() < 0.4; // then a retry gets the real answer
+  // Chosen here, not per request: the order of requests across concurrent pulls varies, the seed's choices must not.
+  const retryAfter = pick(['1', '99999', 'junk', '-5']);
+  const challenge = pick(['Bearer', 'Bearer realm', 'Bearer realm="', 'Basic', 'Bearer realm="http://127.0.0.1:1/token",service=', 'Negotiate abc', 'x'.repeat(9000)]);
+  const realm = pick(['file:///etc/passwd', 'http://169.254.169.254/latest', 'ftp://x/', 'http://[::1]:1/t', `${fake.url}/v2/`, 'javascript:1']);
+  const redirect = pick([301, 302, 307]);
+  const location = pick(['file:///etc/shadow', 'gopher://x', 'http://169.254.169.254/', 'http://10.0.0.1/x', '//evil', '', 'http://%zz']);
   let fired = 0;
   s.fault = (req, res) => {
     const url = req.url ?? '';
@@ -192,12 +198,12 @@ function httpFault(s: Served): string {
     switch (fault) {
       case '500': reply(500, {}, 'boom'); break;
       case '404': reply(404, { 'content-type': 'application/json' }, '{"errors":[{"code":"NAME_UNKNOWN"'); break;
-      case '429': reply(429, { 'retry-after': pick(['1', '99999', 'junk', '-5']) }); break;
-      case '401 broken': reply(401, { 'www-authenticate': pick(['Bearer', 'Bearer realm', 'Bearer realm="', 'Basic', 'Bearer realm="http://127.0.0.1:1/token",service=', 'Negotiate abc', 'x'.repeat(9000)]) }); break;
-      case '401 realm': reply(401, { 'www-authenticate': `Bearer realm="${pick(['file:///etc/passwd', 'http://169.254.169.254/latest', 'ftp://x/', 'http://[::1]:1/t', `${fake.url}/v2/`, 'javascript:1'])}",service="x",scope="repository:x:pull"` }); break;
+      case '429': reply(429, { 'retry-after': retryAfter }); break;
+      case '401 broken': reply(401, { 'www-authenticate': challenge }); break;
+      case '401 realm': reply(401, { 'www-authenticate': `Bearer realm="${realm}",service="x",scope="repository:x:pull"` }); break;
       case '403': reply(403); break;
       case 'redirect loop': reply(307, { location: url }); break;
-      case 'redirect elsewhere': reply(pick([301, 302, 307]), { location: pick(['file:///etc/shadow', 'gopher://x', 'http://169.254.169.254/', 'http://10.0.0.1/x', '//evil', '', 'http://%zz']) }); break;
+      case 'redirect elsewhere': reply(redirect, { location }); break;
       case 'reset': req.socket.destroy(); break;
       case 'cut': res.writeHead(200, { 'content-length': 100_000 }); res.write(Buffer.alloc(100)); setTimeout(() => req.socket.destroy(), 20); break;
       case 'short': reply(200, { 'content-length': 10 }); break;
@@ -205,17 +211,20 @@ function httpFault(s: Served): string {
     }
     return true;
   };
-  return `http ${fault} on ${target}${onlyOnce ? ' once' : ''}`;
+  const detail = { '429': retryAfter, '401 broken': challenge.slice(0, 60), '401 realm': realm, 'redirect elsewhere': `${redirect} ${location}` }[fault];
+  return `http ${fault}${detail === undefined ? '' : ` ${JSON.stringify(detail)}`} on ${target}${onlyOnce ? ' once' : ''}`;
 }
 
 function headersFault(s: Served): string {
   const fault = pick(['content type', 'digest', 'huge header', 'broken chunks']);
+  const contentType = pick(['text/html', MEDIA.ociIndex, MEDIA.dockerList, 'application/vnd.docker.distribution.manifest.v1+prettyjws']);
+  const digest = pick(['sha256:' + 'c'.repeat(64), 'md5:x', 'junk']);
   s.fault = (req, res) => {
     const ref = /\/manifests\/([^/]+)$/.exec(req.url ?? '')?.[1];
     const m = ref === 'latest' ? s.top : ref ? s.manifests.get(ref) : undefined;
     if (!m) return false;
-    if (fault === 'content type') res.writeHead(200, { 'content-type': pick(['text/html', MEDIA.ociIndex, MEDIA.dockerList, 'application/vnd.docker.distribution.manifest.v1+prettyjws']) }).end(m.bytes);
-    if (fault === 'digest') res.writeHead(200, { 'content-type': m.mediaType, 'docker-content-digest': pick(['sha256:' + 'c'.repeat(64), 'md5:x', 'junk']) }).end(m.bytes);
+    if (fault === 'content type') res.writeHead(200, { 'content-type': contentType }).end(m.bytes);
+    if (fault === 'digest') res.writeHead(200, { 'content-type': m.mediaType, 'docker-content-digest': digest }).end(m.bytes);
     if (fault === 'huge header') res.writeHead(200, { 'content-type': m.mediaType, 'x-junk': 'y'.repeat(60_000) }).end(m.bytes);
     if (fault === 'broken chunks') {
       res.writeHead(200, { 'content-type': m.mediaType });
@@ -225,7 +234,7 @@ function headersFault(s: Served): string {
     }
     return true;
   };
-  return `headers ${fault}`;
+  return `headers ${fault}${fault === 'content type' ? ` ${contentType}` : fault === 'digest' ? ` ${digest}` : ''}`;
 }
 
 const FAULTS = [manifestFault, configFault, layerFault, indexFault, httpFault, headersFault];

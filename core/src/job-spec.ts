@@ -12,7 +12,12 @@ export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
 export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
 
 const noNul = (what: string) => z.string().refine((s) => !s.includes('\0'), `${what} must not contain NUL bytes`);
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** A UTF-16 surrogate without its pair: a string holding one has no UTF-8 form. */
+export const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+/** The longest path a job's strings may name: PATH_MAX (4096) with its NUL. */
+export const PATH_MAX_BYTES = 4095;
+/** A path with a component named proc: no job starts there (the launcher refuses it too: native/src/spec.cc). */
+export const isInsideProc = (path: string): boolean => /(^|\/)proc(\/|$)/.test(path);
 /**
  * A string the job receives byte for byte (argument, environment, workdir): no NUL, and well-formed
  * Unicode, as a lone surrogate (\ud800) has no UTF-8 form and would reach the job as U+FFFD.
@@ -102,7 +107,7 @@ const FileMode = z.union([
 /** At most 4095 bytes (PATH_MAX with its NUL), each component at most 255 (NAME_MAX). */
 const filePath = noNul('path')
   .min(1, 'is required')
-  .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8)')
+  .refine((s) => utf8Bytes(s) <= PATH_MAX_BYTES, 'must be at most 4095 bytes (UTF-8)')
   .refine((s) => !s.endsWith('/'), 'must name a file (not end in /)')
   .refine((s) => s.split('/').every((c) => utf8Bytes(c) <= 255), 'each component must be at most 255 bytes (UTF-8)');
 
@@ -132,7 +137,7 @@ export const MAX_OUTPUT_PATTERNS = 32;
 
 const outputPattern = noNul('pattern')
   .min(1, 'is required')
-  .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8)');
+  .refine((s) => utf8Bytes(s) <= PATH_MAX_BYTES, 'must be at most 4095 bytes (UTF-8)');
 
 /** One collected output file as the job document describes it (its bytes: GET /v1/jobs/{id}/files). */
 export const OutputFileInfo = z.object({
@@ -170,8 +175,8 @@ export const JobRequest = z.strictObject({
   workdir: execString('workdir')
     .startsWith('/', 'must be an absolute path')
     .max(4096)
-    .refine((s) => utf8Bytes(s) <= 4095, 'must be at most 4095 bytes (UTF-8; PATH_MAX with its NUL)')
-    .refine((s) => !/(^|\/)proc(\/|$)/.test(s), 'must not be inside /proc')
+    .refine((s) => utf8Bytes(s) <= PATH_MAX_BYTES, 'must be at most 4095 bytes (UTF-8; PATH_MAX with its NUL)')
+    .refine((s) => !isInsideProc(s), 'must not be inside /proc')
     .optional()
     .describe('The command\'s working directory (default: the image\'s WorkingDir, else /). One the image lacks is made, as docker run -w makes it, here by the job\'s user (0755): a non-root user needs a place it may write, such as under /tmp; else the job ends error / invalid_request saying so.'),
   user: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$/, 'must be user, uid, user:group or uid:gid')

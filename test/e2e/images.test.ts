@@ -146,3 +146,27 @@ test('tenant credentials (SBX_TENANT_DOCKER_CONFIG_DIR): added, rotated and brok
     await registry.stop();
   }
 });
+
+test('an image whose config no job could start with ends error / invalid_image naming the field; a request that replaces the value runs', async () => {
+  const cases: Array<{ config: Record<string, unknown>; expected: RegExp; replaced: Record<string, unknown> }> = [
+    { config: { Env: ['PATH=/bin', 'BROKEN'] }, expected: /its config's Env item 1 "BROKEN" is not NAME=value/, replaced: { env: { BROKEN: 'fixed' } } },
+    { config: { Entrypoint: [''] }, expected: /its config's Entrypoint names no program/, replaced: { entrypoint: ['echo'] } },
+    { config: { Cmd: ['sh', '-c', 'echo \0'] }, expected: /its config's Cmd item 2 contains a NUL byte/, replaced: { command: ['echo', 'ran'] } },
+    { config: { WorkingDir: '/proc/self' }, expected: /its config's WorkingDir "\/proc\/self" is inside \/proc/, replaced: { workdir: '/tmp' } },
+  ];
+  for (const [i, c] of cases.entries()) {
+    const repo = `test/bad-config-${i}`;
+    await pushImage(stack.registry.url, repo, 'latest', await busyboxImage({ config: { Cmd: ['echo', 'ran'], ...c.config } as never }));
+    const image = `${stack.registry.host}/${repo}:latest`;
+    const refused = await api.submit({ image }, { wait: true });
+    assert.equal(refused.body.status, 'error', JSON.stringify(refused.body));
+    assert.equal(refused.body.error?.code, 'invalid_image', JSON.stringify(refused.body.error));
+    assert.match(refused.body.error!.message, c.expected);
+    const ran = await api.submit({ image, ...c.replaced }, { wait: true });
+    assert.equal(ran.body.status, 'succeeded', `${JSON.stringify(c.replaced)}: ${JSON.stringify(ran.body.error)}`);
+  }
+  // The request's own program, empty: the request's fault, said as such (not the launcher's "spec `argv: …`").
+  const empty = await api.submit({ image: stack.images.busybox, command: ['', 'x'] }, { wait: true });
+  assert.equal(empty.body.error?.code, 'invalid_request');
+  assert.equal(empty.body.error?.message, 'the first item of command (the program to run) is empty');
+});

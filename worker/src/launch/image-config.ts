@@ -34,12 +34,21 @@ export interface CommandRequest {
   entrypoint?: string[] | null;
 }
 
+/** What of the image's Entrypoint and Cmd a job with `request` runs (Docker semantics); [] where replaced. */
+export function imageCommandParts(config: Pick<ImageRuntimeConfig, 'entrypoint' | 'cmd'>, request: CommandRequest = {}): { entrypoint: string[]; cmd: string[] } {
+  const entrypointOverridden = request.entrypoint !== undefined && request.entrypoint !== null;
+  const commandGiven = request.command !== undefined && request.command !== null && request.command.length > 0;
+  return {
+    entrypoint: entrypointOverridden ? [] : (config.entrypoint ?? []),
+    cmd: entrypointOverridden || commandGiven ? [] : (config.cmd ?? []),
+  };
+}
+
 /** The argv a job runs: Docker semantics. Throws invalid_request when nothing is left to run. */
 export function resolveCommand(config: Pick<ImageRuntimeConfig, 'entrypoint' | 'cmd'>, request: CommandRequest = {}): string[] {
-  const entrypointOverridden = request.entrypoint !== undefined && request.entrypoint !== null;
-  const entrypoint = entrypointOverridden ? request.entrypoint! : (config.entrypoint ?? []);
-  const imageCmd = entrypointOverridden ? [] : (config.cmd ?? []);
-  const cmd = request.command !== undefined && request.command !== null && request.command.length > 0 ? request.command : imageCmd;
+  const image = imageCommandParts(config, request);
+  const entrypoint = request.entrypoint ?? image.entrypoint;
+  const cmd = request.command?.length ? request.command : image.cmd;
   const argv = [...entrypoint, ...cmd];
   if (argv.length === 0) {
     const message = 'the image has no Entrypoint or Cmd: give a command';
@@ -48,7 +57,8 @@ export function resolveCommand(config: Pick<ImageRuntimeConfig, 'entrypoint' | '
   return argv;
 }
 
-function envKey(entry: string): string {
+/** The name of a NAME=value environment entry (all of it when it has no =). */
+export function envKey(entry: string): string {
   const eq = entry.indexOf('=');
   return eq === -1 ? entry : entry.slice(0, eq);
 }

@@ -6,7 +6,8 @@
 import { inputFileData, type JobSpec } from '../../../core/src/job-spec.ts';
 import type { LaunchSpec } from '../../../native/index.ts';
 import type { AcquiredImage } from '../images/image-store.ts';
-import { mergeEnv, resolveCommand } from './image-config.ts';
+import { envKey, imageCommandParts, mergeEnv, resolveCommand } from './image-config.ts';
+import { checkImageValues, checkProgram } from './image-values.ts';
 import { resolveUser } from './image-user.ts';
 import { EGRESS_PROXY_ENV, EGRESS_PROXY_PORT } from '../egress/egress-proxy.ts';
 
@@ -26,18 +27,26 @@ export function hostnameFor(jobId: string): string {
 }
 
 export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot: number): Promise<LaunchSpec> {
-  const argv = resolveCommand(image.config, { command: spec.command, entrypoint: spec.entrypoint });
+  const request = { command: spec.command, entrypoint: spec.entrypoint };
+  const argv = resolveCommand(image.config, request);
+  // A network "egress" job's way out is the proxy in its namespace: the request's env may still say otherwise.
+  const egress = spec.network === 'egress';
+  const requestEnv = egress ? { ...EGRESS_PROXY_ENV, ...spec.env } : spec.env;
+  checkImageValues(image.reference, {
+    ...imageCommandParts(image.config, request),
+    env: image.config.env.filter((entry) => !Object.hasOwn(requestEnv, envKey(entry))),
+    workingDir: spec.workdir ? null : image.config.workingDir,
+  });
+  checkProgram(argv, spec.entrypoint?.length ? 'entrypoint' : 'command');
   const user = await resolveUser(image.layerDirs, spec.user ?? image.config.user ?? '');
   const hostname = hostnameFor(spec.id);
   const home = user.uid === 0 ? '/root' : '/';
-  // A network "egress" job's way out is the proxy in its namespace: the request's env may still say otherwise.
-  const egress = spec.network === 'egress';
   return {
     id: spec.id,
     slot,
     lowerDirs: image.layerDirs,
     argv,
-    env: jobEnv(image.config.env, egress ? { ...EGRESS_PROXY_ENV, ...spec.env } : spec.env, { hostname, home }),
+    env: jobEnv(image.config.env, requestEnv, { hostname, home }),
     ...(egress ? { listenPort: EGRESS_PROXY_PORT } : {}),
     cwd: spec.workdir ?? (image.config.workingDir || '/'),
     uid: user.uid,

@@ -153,6 +153,9 @@ test('an image whose config no job could start with ends error / invalid_image n
     { config: { Entrypoint: [''] }, expected: /its config's Entrypoint names no program/, replaced: { entrypoint: ['echo'] } },
     { config: { Cmd: ['sh', '-c', 'echo \0'] }, expected: /its config's Cmd item 2 contains a NUL byte/, replaced: { command: ['echo', 'ran'] } },
     { config: { WorkingDir: '/proc/self' }, expected: /its config's WorkingDir "\/proc\/self" is inside \/proc/, replaced: { workdir: '/tmp' } },
+    { config: { WorkingDir: '/etc/passwd' }, expected: /its config's WorkingDir "\/etc\/passwd" cannot be the job's working directory \(cwd: .*ENOTDIR\)/, replaced: { workdir: '/' } },
+    { config: { User: 'ghost' }, expected: /its config's User "ghost": no user named "ghost" in the image's \/etc\/passwd/, replaced: { user: 'nobody' } },
+    { config: { User: '99999' }, expected: /its config's User "99999": its uid 99999 is outside 0-65535/, replaced: { user: '0' } },
   ];
   for (const [i, c] of cases.entries()) {
     const repo = `test/bad-config-${i}`;

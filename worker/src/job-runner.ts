@@ -20,6 +20,7 @@ import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec,
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
 import { buildLaunchSpec } from './launch/launch-plan.ts';
+import { imageWorkdirError } from './launch/image-values.ts';
 import { fromLaunchError } from './launch-errors.ts';
 import { LauncherCleanup } from './launcher-cleanup.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
@@ -215,7 +216,10 @@ export class JobRunner {
       const [built, stillOurs] = await Promise.all([buildLaunchSpec(stored.spec, image, slot), startsNow || this.attempts.markStarted(id, attemptOf(doc))]);
       if (!stillOurs) return void logger.warn({ jobId: id }, 'job was settled as lost before it started here (this worker looked dead): not started');
       const launchSpec = withInteractive(built, stored.spec);
-      const launched = await this.start(id, launchSpec);
+      const imageRef = image.reference;
+      const launched = await this.start(id, launchSpec).catch((e: unknown) => {
+        throw stored.spec.workdir ? e : imageWorkdirError(imageRef, launchSpec.cwd, e);
+      });
       proxy = await this.serveEgress(stored.spec, launched);
       // Where to look on the host: its cgroups are <parent>/<id>, or on cgroup v2 the pooled setup's group it started in.
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');

@@ -113,3 +113,17 @@ test('symlinks resolve inside the image, never to host files', async () => {
   ]);
   await assert.rejects(resolveUser([loop], 'app'), /no user named "app"/);
 });
+
+test('a uid or gid past the ids a job\'s user namespace maps is refused naming it; a supplementary group past them is left out', async () => {
+  const layers = [
+    await layer([
+      { type: 'file', path: 'etc/passwd', content: 'far:x:70000:100::/:/bin/sh\nneargid:x:2000:70001::/:/bin/sh\nnear:x:2001:2001::/:/bin/sh\n' },
+      { type: 'file', path: 'etc/group', content: 'near:x:2001:\nfargroup:x:70002:near\nusers:x:100:near\n' },
+    ]),
+  ];
+  await assert.rejects(resolveUser(layers, 'far'), assertInvalid('far', /its uid 70000 is outside 0-65535, the ids a job's user namespace maps/));
+  await assert.rejects(resolveUser(layers, '99999'), assertInvalid('99999', /its uid 99999 is outside 0-65535/));
+  await assert.rejects(resolveUser(layers, 'neargid'), assertInvalid('neargid', /its gid 70001 is outside 0-65535/));
+  await assert.rejects(resolveUser(layers, 'near:fargroup'), assertInvalid('near:fargroup', /its gid 70002 is outside/));
+  assert.deepEqual(await resolveUser(layers, 'near'), { uid: 2001, gid: 2001, groups: [2001, 100] }, 'fargroup (70002) left out');
+});

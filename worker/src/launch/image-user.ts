@@ -11,6 +11,7 @@ import { constants, type Stats } from 'node:fs';
 import { lstat, open, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SbxError } from '../../../core/src/errors.ts';
+import { JOB_ID_RANGE } from '../../../core/src/launch-bounds.ts';
 import { layerMetaPath, type LayerMeta } from '../images/cache/cache-index.ts';
 
 export interface ResolvedUser {
@@ -24,9 +25,16 @@ const MAX_SYMLINK_HOPS = 40;
 const MAX_ID_FILE_BYTES = 4 * 1024 * 1024;
 const MAX_ID = 0xfffffffe;
 
-function invalidUser(user: string, detail: string): SbxError {
-  const message = `user ${JSON.stringify(user)}: ${detail}`;
-  return new SbxError('invalid_request', message, { details: [{ path: 'user', message }] });
+/** A user that cannot be the job's (invalid_request, path user); `detail` says why, without the user. */
+export class UnresolvableUserError extends SbxError {
+  constructor(readonly user: string, readonly detail: string) {
+    const message = `user ${JSON.stringify(user)}: ${detail}`;
+    super('invalid_request', message, { details: [{ path: 'user', message }] });
+  }
+}
+
+function invalidUser(user: string, detail: string): UnresolvableUserError {
+  return new UnresolvableUserError(user, detail);
 }
 
 async function lstatOrNull(path: string): Promise<Stats | null> {
@@ -188,8 +196,20 @@ export async function resolveUser(layerDirs: string[], user: string): Promise<Re
     const group = gidNumber !== null ? undefined : groups.find((g) => g.name === groupPart);
     if (gidNumber === null && !group) throw invalidUser(user, `no group named ${JSON.stringify(groupPart)} in the image's /etc/group`);
     gid = gidNumber ?? group!.gid;
-    return { uid, gid, groups: [gid] };
+    return mappable(user, { uid, gid, groups: [gid] });
   }
   const memberOf = entry ? groups.filter((g) => g.members.includes(entry.name)).map((g) => g.gid) : [];
-  return { uid, gid, groups: [...new Set([gid, ...memberOf])] };
+  return mappable(user, { uid, gid, groups: [...new Set([gid, ...memberOf])] });
+}
+
+/**
+ * A job's user namespace maps ids 0 to JOB_ID_RANGE - 1 (P9): a uid or gid past them cannot be the
+ * job's. A supplementary group past them is left out: inside the job, files of that gid show as the
+ * overflow group anyway, so being in it would give nothing.
+ */
+function mappable(user: string, resolved: ResolvedUser): ResolvedUser {
+  const range = `0-${JOB_ID_RANGE - 1}, the ids a job's user namespace maps`;
+  if (resolved.uid >= JOB_ID_RANGE) throw invalidUser(user, `its uid ${resolved.uid} is outside ${range}`);
+  if (resolved.gid >= JOB_ID_RANGE) throw invalidUser(user, `its gid ${resolved.gid} is outside ${range}`);
+  return { ...resolved, groups: resolved.groups.filter((g) => g < JOB_ID_RANGE) };
 }

@@ -6,8 +6,9 @@
  * config field and the value. Values the request replaced are not looked at (as Docker ignores an
  * image Cmd that `docker run` replaces).
  */
-import { InvalidImageError, InvalidRequestError } from '../../../core/src/errors.ts';
+import { InvalidImageError, InvalidRequestError, isSbxError } from '../../../core/src/errors.ts';
 import { isInsideProc, LONE_SURROGATE, PATH_MAX_BYTES } from '../../../core/src/job-spec.ts';
+import { UnresolvableUserError } from './image-user.ts';
 
 /** The image's values a job runs with (after the request's replacements); null: not the image's. */
 export interface ImageValuesUsed {
@@ -62,4 +63,16 @@ export function checkProgram(argv: readonly string[], from: 'command' | 'entrypo
   if (argv[0] !== '') return;
   const message = `the first item of ${from} (the program to run) is empty`;
   throw new InvalidRequestError(message, [{ path: from, message }]);
+}
+
+/** The image's own User could not be resolved (UnresolvableUserError): the image's fault, said so. */
+export function imageUserError(reference: string, e: unknown): unknown {
+  if (!(e instanceof UnresolvableUserError)) return e;
+  return new InvalidImageError(reference, `its config's User ${shown(e.user)}: ${e.detail}; a job's request can replace it (user)`, e);
+}
+
+/** The launcher could not make the image's WorkingDir the job's (its `cwd` stage): the image's fault, said so. */
+export function imageWorkdirError(reference: string, workingDir: string, e: unknown): unknown {
+  if (!isSbxError(e) || e.code !== 'invalid_request' || e.details[0]?.path !== 'cwd') return e;
+  return new InvalidImageError(reference, `its config's WorkingDir ${shown(workingDir)} cannot be the job's working directory (${e.message}); a job's request can replace it (workdir)`, e);
 }

@@ -7,7 +7,7 @@ import { inputFileData, type JobSpec } from '../../../core/src/job-spec.ts';
 import type { LaunchSpec } from '../../../native/index.ts';
 import type { AcquiredImage } from '../images/image-store.ts';
 import { envKey, imageCommandParts, mergeEnv, resolveCommand } from './image-config.ts';
-import { checkImageValues, checkProgram } from './image-values.ts';
+import { checkImageValues, checkProgram, imageUserError } from './image-values.ts';
 import { resolveUser } from './image-user.ts';
 import { EGRESS_PROXY_ENV, EGRESS_PROXY_PORT } from '../egress/egress-proxy.ts';
 
@@ -38,7 +38,9 @@ export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot:
     workingDir: spec.workdir ? null : image.config.workingDir,
   });
   checkProgram(argv, spec.entrypoint?.length ? 'entrypoint' : 'command');
-  const user = await resolveUser(image.layerDirs, spec.user ?? image.config.user ?? '');
+  const user = await resolveUser(image.layerDirs, spec.user ?? image.config.user ?? '').catch((e: unknown) => {
+    throw spec.user ? e : imageUserError(image.reference, e);
+  });
   const hostname = hostnameFor(spec.id);
   const home = user.uid === 0 ? '/root' : '/';
   return {

@@ -163,7 +163,9 @@ export const JobRequest = z.strictObject({
   pull: z.enum(['missing', 'always'], { error: 'must be "missing" or "always"' }).optional()
     .describe('docker run --pull: "missing" (default) runs a tag the worker has cached as it was when cached; "always" asks the registry what the tag names now (layers already cached are not fetched again; at most once per tag every SBX_PULL_ALWAYS_FRESH_MS, 5 s, on a worker), so a tag pushed anew is run as it is now, and the cache keeps it for later jobs.'),
   command: argv('command').nullish(),
-  entrypoint: argv('entrypoint').nullish(),
+  entrypoint: argv('entrypoint')
+    .refine((e) => e.length === 0 || e[0] !== '', 'must begin with the program to run, not an empty item ([] clears the image\'s entrypoint)')
+    .nullish(),
   env: z
     .record(
       z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,255}$/, 'names must match [A-Za-z_][A-Za-z0-9_.-]* (no "=")'),

@@ -157,6 +157,8 @@ describe('POST /v1/jobs', () => {
     await refused(`{"image":"${image}","command":["echo","a\\ud800b"]}`, 'invalid_request', /command items must be well-formed Unicode/);
     await refused(`{"image":"${image}","env":{"A":"\\udc00"}}`, 'invalid_request', /env values must be well-formed Unicode/);
     await refused(`{"image":"${image}","workdir":"/\\ud800"}`, 'invalid_request', /must be well-formed Unicode/);
+    // Nothing to run, whatever the image: the launcher refused it once the job had been queued.
+    await refused(`{"image":"${image}","entrypoint":["","x"]}`, 'invalid_request', /entrypoint must begin with the program to run, not an empty item/);
     // Escapes that are whole characters are fine.
     const ok = await call('POST', '/v1/jobs', { body: `{"image":"${image}","command":["echo","\\ud83d\\ude00 \\u00e9"],"env":{"E":"\\u0041"}}` });
     assert.equal(ok.status, 202);

@@ -37,11 +37,6 @@ test('what a job takes from its image passes the rules a request passes; each re
   }
 });
 
-test('values the request replaced are not the image\'s to answer for', () => {
-  // buildLaunchSpec passes [] / null for what the request replaced: nothing is left to refuse.
-  assert.equal(refusal({ entrypoint: [], cmd: [], env: [], workingDir: null }), null);
-});
-
 test('a request whose program is empty is refused as the request\'s, naming the field', () => {
   checkProgram(['/bin/true'], 'command');
   for (const from of ['command', 'entrypoint'] as const) {

@@ -252,6 +252,32 @@ attack('trusted.* xattrs from the layer are dropped (cannot forge overlay metada
   assert.ok(stats.skipped.some((s) => s.includes('trusted.overlay.opaque')));
 });
 
+attack('names and link targets no file system takes reject the layer as the image\'s fault, not as an internal error', async () => {
+  const cases: Array<[LayerEntry[], RegExp]> = [
+    [[{ type: 'symlink', path: 'run', target: '' }], /symlink "run" has an empty target/],
+    [[raw({ name: 'l', type: 'symlink', pax: { linkpath: 'a\u0000b' } })], /symlink "l" has a target with a NUL byte/],
+    [[{ type: 'symlink', path: 'l', target: 'x'.repeat(5000) }], /symlink "l" has a target of 5000 bytes \(at most 4095\)/],
+    [[{ type: 'file', path: `a/${'y'.repeat(300)}`, content: 'x' }], /has a name of 300 bytes; a file system takes at most 255/],
+    [[{ type: 'file', path: `${`${'d'.repeat(200)}/`.repeat(25)}f`, content: 'x' }], /is a path of 5026 bytes; at most \d+ can be written here \(PATH_MAX\)/],
+    [[{ type: 'fifo', path: 'q'.repeat(256) }], /has a name of 256 bytes/],
+    [[{ type: 'file', path: 'f', content: 'x' }, { type: 'hardlink', path: 'h'.repeat(256), target: 'f' }], /has a name of 256 bytes/],
+  ];
+  for (const [entries, message] of cases) await assertRejected(await freshCase(), entries, message);
+});
+
+attack('extended attributes Linux refuses are skipped (too long) or reject the layer as the image\'s fault (malformed, too many)', async () => {
+  const c = await freshCase();
+  const stats = await unpack(c, [{ type: 'file', path: 'x', content: 'x', xattrs: { 'user.big': 'v'.repeat(70_000), [`user.${'n'.repeat(300)}`]: 'v', 'user.ok': 'kept' } }]);
+  assert.equal(stats.skipped.filter((r) => /is longer than Linux takes/.test(r)).length, 2, stats.skipped.join('; '));
+  assert.match(execFileSync('getfattr', ['-d', '--absolute-names', join(c.layer, 'x')], { encoding: 'utf8' }), /user\.ok="kept"/);
+  // A malformed file capability: EINVAL from the kernel (applied only as root, as the workers run).
+  if (process.geteuid?.() === 0) await assertRejected(await freshCase(), [{ type: 'file', path: 'x', content: 'x', xattrs: { 'security.capability': 'garbage' } }], /its extended attributes could not be set: x: Invalid argument/);
+  // More than a file system keeps for one inode (ext4: one block): refused as the image's, or kept.
+  const many = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`user.k${i}`, 'v'.repeat(100)]));
+  const outcome = await unpack(await freshCase(), [{ type: 'file', path: 'x', content: 'x', xattrs: many }]).then(() => null, (e: unknown) => e);
+  assert.ok(outcome === null || (outcome instanceof InvalidImageError && /its extended attributes could not be set: x: /.test(outcome.message)), String(outcome));
+});
+
 attack('decompressed size and entry count are capped', async () => {
   const c = await freshCase();
   const big: LayerEntry[] = [{ type: 'file', path: 'zeros', content: Buffer.alloc(4 << 20) }];

@@ -88,6 +88,15 @@ interface Meta {
   mtime: Date;
 }
 
+/** Linux's limits on a name in a directory, and on a path or symlink target (with its NUL). */
+const NAME_MAX = 255;
+const PATH_MAX = 4096;
+/** Linux's limits on an extended attribute's name and value (XATTR_NAME_MAX, XATTR_SIZE_MAX). */
+const XATTR_NAME_MAX = 255;
+const XATTR_SIZE_MAX = 65536;
+/** An entry name in a message: quoted, cut to 100 characters. */
+const shown = (name: string): string => JSON.stringify(name.length > 100 ? `${name.slice(0, 100)}…` : name);
+
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
 const CREATE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
@@ -156,7 +165,7 @@ export class LayerWriter {
     }
     const xattrs = [...this.xattrs].flatMap(([rel, list]) => list.map((x) => ({ path: this.abs(rel), ...x })));
     for (const rel of this.opaque) xattrs.push({ path: this.abs(rel), name: OVERLAY_OPAQUE_XATTR, value: Buffer.from('y') });
-    if (xattrs.length) setXattrs(xattrs);
+    if (xattrs.length) this.applyXattrs(xattrs);
     // The layer root comes from mkdtemp (0700); without a `./` entry it must be an ordinary 0755 dir.
     if (!this.dirMeta.has('')) this.dirMeta.set('', { mode: 0o755, uid: 0, gid: 0, mtime: EPOCH });
     // Deepest first, so that setting a parent's times is not undone by work on a child.
@@ -212,8 +221,12 @@ export class LayerWriter {
 
   private addSymlink(rel: string, header: TarHeader): void {
     if (rel === '') throw this.opts.fail('a symlink entry names the layer root');
+    const target = header.linkname ?? '';
+    const problem = target === '' ? 'an empty target' : target.includes('\0') ? 'a target with a NUL byte'
+      : Buffer.byteLength(target) >= PATH_MAX ? `a target of ${Buffer.byteLength(target)} bytes (at most ${PATH_MAX - 1})` : null;
+    if (problem) throw this.opts.fail(`symlink ${shown(rel)} has ${problem}`);
     this.prepare(rel, 'symlink');
-    symlinkSync(header.linkname ?? '', this.abs(rel));
+    symlinkSync(target, this.abs(rel));
     this.nodes.set(rel, 'symlink');
     this.applyLinkMeta(rel, this.meta(header, 0o777));
   }
@@ -222,7 +235,7 @@ export class LayerWriter {
     const target = this.clean(header.linkname ?? '');
     const kind = this.nodes.get(target);
     if (kind === undefined || kind === 'dir' || kind === 'whiteout') {
-      throw this.opts.fail(`hard link ${rel} points to ${JSON.stringify(header.linkname)}, which is not an earlier file of this layer`);
+      throw this.opts.fail(`hard link ${shown(rel)} points to ${shown(header.linkname ?? '')}, which is not an earlier file of this layer`);
     }
     if (target === rel) return;
     this.prepare(rel, kind);
@@ -254,7 +267,7 @@ export class LayerWriter {
       return null;
     }
     const name = base.slice(WHITEOUT_PREFIX.length);
-    if (name === '' || name === '.' || name === '..') throw this.opts.fail(`whiteout ${JSON.stringify(rel)} names no file`);
+    if (name === '' || name === '.' || name === '..') throw this.opts.fail(`whiteout ${shown(rel)} names no file`);
     if (name.startsWith(WHITEOUT_PREFIX)) {
       this.stats.skipped.push(`${rel}: aufs metadata`);
       return null;
@@ -267,16 +280,25 @@ export class LayerWriter {
 
   // ---- paths ----
 
-  /** The entry name relative to the layer root; rejects any `..`. '' is the root itself. */
+  /**
+   * The entry name relative to the layer root; rejects any `..`, and names no file system takes (a
+   * component over NAME_MAX, a path that with the layer's own directory passes PATH_MAX). '' is the
+   * root itself.
+   */
   private clean(name: string): string {
     const parts: string[] = [];
     for (const part of name.split('/')) {
       if (part === '' || part === '.') continue;
-      if (part === '..') throw this.opts.fail(`entry ${JSON.stringify(name)} escapes the layer with ..`);
-      if (part.includes('\0')) throw this.opts.fail(`entry ${JSON.stringify(name)} contains a NUL byte`);
+      if (part === '..') throw this.opts.fail(`entry ${shown(name)} escapes the layer with ..`);
+      if (part.includes('\0')) throw this.opts.fail(`entry ${shown(name)} contains a NUL byte`);
+      const bytes = Buffer.byteLength(part);
+      if (bytes > NAME_MAX) throw this.opts.fail(`entry ${shown(name)} has a name of ${bytes} bytes; a file system takes at most ${NAME_MAX}`);
       parts.push(part);
     }
-    return parts.join('/');
+    const rel = parts.join('/');
+    const room = PATH_MAX - 1 - Buffer.byteLength(this.root) - 1;
+    if (Buffer.byteLength(rel) > room) throw this.opts.fail(`entry ${shown(name)} is a path of ${Buffer.byteLength(rel)} bytes; at most ${room} can be written here (PATH_MAX)`);
+    return rel;
   }
 
   private abs(rel: string): string {
@@ -309,7 +331,7 @@ export class LayerWriter {
   private ensureDirectory(rel: string): void {
     const kind = this.nodes.get(rel);
     if (kind === 'dir') return;
-    if (kind !== undefined) throw this.opts.fail(`entry path goes through ${JSON.stringify(rel)}, which is a ${kind} in this layer, not a directory`);
+    if (kind !== undefined) throw this.opts.fail(`entry path goes through ${shown(rel)}, which is a ${kind} in this layer, not a directory`);
     this.ensureParents(rel);
     mkdirSync(this.abs(rel), { mode: 0o755 });
     this.nodes.set(rel, 'dir');
@@ -349,6 +371,19 @@ export class LayerWriter {
     };
   }
 
+  /**
+   * Values the kernel refuses for what they hold (a malformed security.capability: EINVAL) or for
+   * how many a file has (ENOSPC: more than its file system keeps for one inode) are the image's.
+   */
+  private applyXattrs(xattrs: Array<{ path: string; name: string; value: Buffer }>): void {
+    try {
+      setXattrs(xattrs);
+    } catch (e) {
+      const why = String((e as Error).message).replace(/^setfattr failed: (setfattr: )?/, '').replaceAll(`${this.root}/`, '');
+      throw this.opts.fail(`its extended attributes could not be set: ${why}`);
+    }
+  }
+
   private recordXattrs(rel: string, header: TarHeader): void {
     const list: Array<{ name: string; value: Buffer }> = [];
     for (const { name, value } of header.xattrs ?? this.textXattrs(rel, header)) {
@@ -358,6 +393,10 @@ export class LayerWriter {
       }
       if (name === '' || name.includes('\0') || !name.includes('.')) {
         this.stats.skipped.push(`${rel}: xattr ${JSON.stringify(name)} has an invalid name`);
+        continue;
+      }
+      if (Buffer.byteLength(name) > XATTR_NAME_MAX || value.length > XATTR_SIZE_MAX) {
+        this.stats.skipped.push(`${rel}: xattr ${shown(name)} is longer than Linux takes (a name of at most ${XATTR_NAME_MAX} bytes, a value of at most ${XATTR_SIZE_MAX})`);
         continue;
       }
       if (name.startsWith('security.') && !PRIVILEGED) {

@@ -278,6 +278,24 @@ attack('extended attributes Linux refuses are skipped (too long) or reject the l
   assert.ok(outcome === null || (outcome instanceof InvalidImageError && /its extended attributes could not be set: x: /.test(outcome.message)), String(outcome));
 });
 
+attack('a layer root no job\'s root could enter (owned outside the user namespace, not searchable by others) is refused; one it can is kept', async () => {
+  await assertRejected(await freshCase(), [{ type: 'dir', path: './', mode: 0o700, uid: 70000, gid: 70000 }], /its root directory \(owner 70000:70000, mode 0700\) cannot be entered by a job/);
+  await assertRejected(await freshCase(), [{ type: 'dir', path: '/', mode: 0o644, uid: 70000, gid: 0 }], /its root directory \(owner 70000:0, mode 0644\)/);
+  for (const [mode, uid] of [[0o755, 70000], [0o700, 0], [0o500, 1000]] as const) {
+    const c = await freshCase();
+    await unpack(c, [{ type: 'dir', path: './', mode, uid, gid: uid }, { type: 'file', path: 'f', content: 'x' }]);
+    assert.equal(statSync(c.layer).mode & 0o7777, mode, `mode ${mode.toString(8)} owner ${uid} kept`);
+  }
+});
+
+attack('a FIFO with set-id or sticky bits is kept with its permission bits (mkfifo refuses the others)', async () => {
+  const c = await freshCase();
+  await unpack(c, [{ type: 'fifo', path: 'f', mode: 0o4755 }, { type: 'fifo', path: 'g', mode: 0o1777 }]);
+  assert.ok(lstatSync(join(c.layer, 'f')).isFIFO());
+  assert.equal(lstatSync(join(c.layer, 'f')).mode & 0o7777, 0o755);
+  assert.equal(lstatSync(join(c.layer, 'g')).mode & 0o7777, 0o777);
+});
+
 attack('decompressed size and entry count are capped', async () => {
   const c = await freshCase();
   const big: LayerEntry[] = [{ type: 'file', path: 'zeros', content: Buffer.alloc(4 << 20) }];

@@ -36,6 +36,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { JOB_ID_RANGE } from '../../../../core/src/launch-bounds.ts';
 import { makeFifos, makeWhiteouts, OVERLAY_OPAQUE_XATTR, setXattrs } from './special-files.ts';
 
 export interface TarHeader {
@@ -96,6 +97,17 @@ const XATTR_NAME_MAX = 255;
 const XATTR_SIZE_MAX = 65536;
 /** An entry name in a message: quoted, cut to 100 characters. */
 const shown = (name: string): string => JSON.stringify(name.length > 100 ? `${name.slice(0, 100)}…` : name);
+
+/**
+ * Whether a job's root (uid 0 and gid 0 of its user namespace, P9) may search a directory of these
+ * owner and mode: its capabilities apply only where both ids are mapped (0 to JOB_ID_RANGE - 1);
+ * else only the permission bits do. Every layer's root is looked up through when the job's root
+ * file system is entered, so a layer whose root fails this could never start a job.
+ */
+function enterableByJobRoot(m: Meta): boolean {
+  if (m.uid < JOB_ID_RANGE && m.gid < JOB_ID_RANGE) return true;
+  return (m.mode & 0o001) !== 0 || (m.uid === 0 && (m.mode & 0o100) !== 0) || (m.gid === 0 && (m.mode & 0o010) !== 0);
+}
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
@@ -216,7 +228,11 @@ export class LayerWriter {
       this.nodes.set(rel, 'dir');
     }
     this.recordXattrs(rel, header);
-    this.dirMeta.set(rel, this.meta(header, 0o755));
+    const meta = this.meta(header, 0o755);
+    if (rel === '' && !enterableByJobRoot(meta)) {
+      throw this.opts.fail(`its root directory (owner ${meta.uid}:${meta.gid}, mode ${meta.mode.toString(8).padStart(4, '0')}) cannot be entered by a job: its owner is outside 0-${JOB_ID_RANGE - 1}, the ids a job's user namespace maps, and others may not search it`);
+    }
+    this.dirMeta.set(rel, meta);
   }
 
   private addSymlink(rel: string, header: TarHeader): void {

@@ -27,7 +27,8 @@ export function makeWhiteouts(paths: string[]): void {
 }
 
 export function makeFifos(fifos: Array<{ path: string; mode: number }>): void {
-  const args = fifos.flatMap((f) => [(f.mode & 0o7777).toString(8), f.path]);
+  // Permission bits only: mkfifo refuses set-id and sticky bits, which mean nothing on a FIFO.
+  const args = fifos.flatMap((f) => [(f.mode & 0o777).toString(8), f.path]);
   runBatches('mkfifo', 'while [ $# -gt 0 ]; do mkfifo -m "$1" "$2" || exit 1; shift 2; done', args, 2);
 }
 

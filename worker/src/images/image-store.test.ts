@@ -390,7 +390,7 @@ it('whiteouts and opaque dirs become overlay whiteouts that hide lower files', a
   assert.ok(wh.isCharacterDevice());
   assert.equal(wh.rdev, 0);
   assert.equal(existsSync(join(top, 'etc/.wh.hostname')), false);
-  const xattr = execFileSync('getfattr', ['--only-values', '-n', 'trusted.overlay.opaque', join(top, 'home')], { encoding: 'utf8' });
+  const xattr = execFileSync('getfattr', ['--absolute-names', '--only-values', '-n', 'trusted.overlay.opaque', join(top, 'home')], { encoding: 'utf8' });
   assert.equal(xattr, 'y');
 
   // Mount them for real when the host allows it.

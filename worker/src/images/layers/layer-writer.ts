@@ -388,14 +388,17 @@ export class LayerWriter {
   }
 
   /**
-   * Values the kernel refuses for what they hold (a malformed security.capability: EINVAL) or for
-   * how many a file has (ENOSPC: more than its file system keeps for one inode) are the image's.
+   * Values the kernel refuses for what they hold (a malformed security.capability: EINVAL; E2BIG,
+   * ERANGE) or for how many a file has (ENOSPC: more than its file system keeps for one inode) are
+   * the image's. Anything else (a file system without xattrs: ENOTSUP; no setfattr) is this host's.
    */
   private applyXattrs(xattrs: Array<{ path: string; name: string; value: Buffer }>): void {
     try {
       setXattrs(xattrs);
     } catch (e) {
-      const why = String((e as Error).message).replace(/^setfattr failed: (setfattr: )?/, '').replaceAll(`${this.root}/`, '');
+      const message = String((e as Error).message);
+      if (!/: (Invalid argument|No space left on device|Argument list too long|Numerical result out of range)$/m.test(message)) throw e;
+      const why = message.replace(/^setfattr failed: (setfattr: )?/, '').replaceAll(`${this.root}/`, '');
       throw this.opts.fail(`its extended attributes could not be set: ${why}`);
     }
   }

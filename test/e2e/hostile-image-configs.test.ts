@@ -9,18 +9,16 @@
  * internal, launch_failed or worker_lost. Afterwards nothing of the jobs is mounted on the host and
  * the worker still runs a plain job. SBX_HOSTILE_SEED=N runs another sweep.
  */
-import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { busyboxImage } from '../fixtures/build-images.ts';
-import { MEDIA, pushImage, sha256, type Blob, type BuiltImage } from '../fixtures/oci-builder.ts';
+import { MEDIA, sha256, type Blob, type BuiltImage } from '../fixtures/oci-builder.ts';
+import { runHostileImageSweep, type SweepJob } from '../harness/hostile-image-sweep.ts';
 import { seededRandom } from '../harness/seeded-random.ts';
 import { useStack } from '../harness/use-stack.ts';
 
 const SEED = Number(process.env.SBX_HOSTILE_SEED ?? 20261206);
 const JOBS = 60;
 const CONCURRENCY = 4;
-const FINAL = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
 const ACTIONABLE = new Set(['invalid_image', 'invalid_request', 'command_not_found']);
 
 const e2e = useStack();
@@ -54,37 +52,12 @@ function hostileImage(base: BuiltImage): { image: BuiltImage; what: string } {
 }
 
 test(`${JOBS} jobs on images with hostile configs (seed ${SEED}) each end with an outcome a user can act on; nothing is left mounted`, { timeout: 300_000 }, async () => {
-  const { stack, api } = e2e;
   const base = await busyboxImage();
-  const jobs = Array.from({ length: JOBS }, (_, i) => ({ i, ...hostileImage(base), command: rnd() < 0.5 ? ['sh', '-c', 'id -u; pwd; echo ok'] : undefined }));
-  const problems: string[] = [];
-  const outcomes = new Map<string, number>();
-  let next = 0;
-  const runOne = async (j: (typeof jobs)[number]): Promise<void> => {
-    const repo = `hostile/config-${j.i}`;
-    await pushImage(stack.registry.url, repo, 'latest', j.image);
-    const res = await api.submit({ image: `${stack.registry.host}/${repo}:latest`, ...(j.command ? { command: j.command } : {}), limits: { timeoutMs: 5000 } }, { wait: true });
-    const what = `#${j.i} [${j.what}]${j.command ? ' with a command' : ''}`;
-    if (res.status !== 200) return void problems.push(`${what}: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
-    let job = res.body;
-    for (const started = Date.now(); !FINAL.includes(job.status) && Date.now() - started < 30_000;) {
-      await new Promise((r) => setTimeout(r, 100));
-      job = (await api.request<typeof job>('GET', `/v1/jobs/${job.id}`)).body;
-    }
-    const outcome = job.status === 'error' ? `error/${job.error?.code}` : job.status;
-    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-    const ranOnItsOwn = job.status === 'succeeded' || job.status === 'failed';
-    if (!ranOnItsOwn && !(job.status === 'error' && ACTIONABLE.has(job.error?.code ?? ''))) problems.push(`${what}: ${outcome}: ${JSON.stringify(job.error).slice(0, 300)}`);
-    if (job.error && /undefined|\[object|EINVAL \(Invalid argument\)/.test(job.error.message)) problems.push(`${what}: a message naming an internal: ${job.error.message.slice(0, 300)}`);
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < jobs.length) await runOne(jobs[next++]!);
-  }));
-  assert.deepEqual(problems, [], `${problems.length} of ${JOBS} jobs broke the contract (seed ${SEED}); outcomes ${JSON.stringify(Object.fromEntries(outcomes))}`);
-  assert.ok((outcomes.get('succeeded') ?? 0) > 0 && (outcomes.get('error/invalid_image') ?? 0) > 0, `the sweep reached both sides: ${JSON.stringify(Object.fromEntries(outcomes))}`);
-
-  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((m) => m.includes(stack.env.SBX_STATE_DIR!));
-  assert.deepEqual(mounted, [], 'mounts of the jobs left on the host');
-  const plain = await api.submit({ image: stack.images.busybox, command: ['echo', 'still here'] }, { wait: true });
-  assert.equal(plain.body.output?.stdout, 'still here\n');
+  const jobs = Array.from({ length: JOBS }, (_, i) => {
+    const { image, what } = hostileImage(base);
+    const command = rnd() < 0.5 ? ['sh', '-c', 'id -u; pwd; echo ok'] : undefined;
+    const job: SweepJob = { what: `#${i} [${what}]${command ? ' with a command' : ''}`, image, request: { ...(command ? { command } : {}), limits: { timeoutMs: 5000 } } };
+    return async () => job;
+  });
+  await runHostileImageSweep(e2e, jobs, { seed: SEED, concurrency: CONCURRENCY, actionable: ACTIONABLE });
 });

@@ -10,18 +10,16 @@
  * job runs (P32; the single cases are in worker/src/images/layers/layer-unpack.security.test.ts).
  * SBX_HOSTILE_SEED=N runs another sweep.
  */
-import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { busyboxImage } from '../fixtures/build-images.ts';
-import { buildImage, buildLayer, pushImage, type LayerEntry } from '../fixtures/oci-builder.ts';
+import { buildImage, buildLayer, type LayerEntry } from '../fixtures/oci-builder.ts';
+import { runHostileImageSweep, type SweepJob } from '../harness/hostile-image-sweep.ts';
 import { seededRandom } from '../harness/seeded-random.ts';
 import { useStack } from '../harness/use-stack.ts';
 
 const SEED = Number(process.env.SBX_HOSTILE_SEED ?? 20261206);
 const JOBS = 80;
 const CONCURRENCY = 4;
-const FINAL = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
 const ACTIONABLE = new Set(['invalid_image', 'command_not_found']);
 
 const e2e = useStack();
@@ -50,37 +48,15 @@ function hostileEntry(): LayerEntry {
 }
 
 test(`${JOBS} jobs on images with a hostile layer (seed ${SEED}) each end with an outcome a user can act on; nothing is left mounted`, { timeout: 300_000 }, async () => {
-  const { stack, api } = e2e;
   const base = await busyboxImage();
-  const jobs = Array.from({ length: JOBS }, (_, i) => ({ i, entries: Array.from({ length: 1 + Math.floor(rnd() * 6) }, hostileEntry) }));
-  const problems: string[] = [];
-  const outcomes = new Map<string, number>();
-  let next = 0;
-  const runOne = async (j: (typeof jobs)[number]): Promise<void> => {
-    const what = `#${j.i} [${j.entries.map((e) => `${e.type}:${'path' in e ? e.path : e.header.name}`.slice(0, 40)).join(' ')}]`;
-    const image = buildImage({ layers: [...base.layers, await buildLayer(j.entries)], config: { Cmd: ['sh'], Env: ['PATH=/bin'] } });
-    const repo = `hostile/layer-${j.i}`;
-    await pushImage(stack.registry.url, repo, 'latest', image);
-    const res = await api.submit({ image: `${stack.registry.host}/${repo}:latest`, command: ['sh', '-c', 'ls / >/dev/null; echo ok'], limits: { timeoutMs: 5000 } }, { wait: true });
-    if (res.status !== 200) return void problems.push(`${what}: HTTP ${res.status} ${JSON.stringify(res.body).slice(0, 200)}`);
-    let job = res.body;
-    for (const started = Date.now(); !FINAL.includes(job.status) && Date.now() - started < 30_000;) {
-      await new Promise((r) => setTimeout(r, 100));
-      job = (await api.request<typeof job>('GET', `/v1/jobs/${job.id}`)).body;
-    }
-    const outcome = job.status === 'error' ? `error/${job.error?.code}` : job.status;
-    outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-    const ran = job.status === 'succeeded' || job.status === 'failed';
-    if (!ran && !(job.status === 'error' && ACTIONABLE.has(job.error?.code ?? ''))) problems.push(`${what}: ${outcome}: ${JSON.stringify(job.error).slice(0, 300)}`);
-  };
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (next < jobs.length) await runOne(jobs[next++]!);
-  }));
-  assert.deepEqual(problems, [], `${problems.length} of ${JOBS} jobs broke the contract (seed ${SEED}); outcomes ${JSON.stringify(Object.fromEntries(outcomes))}`);
-  assert.ok((outcomes.get('succeeded') ?? 0) > 0 && (outcomes.get('error/invalid_image') ?? 0) > 0, `the sweep reached both sides: ${JSON.stringify(Object.fromEntries(outcomes))}`);
-
-  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((m) => m.includes(stack.env.SBX_STATE_DIR!));
-  assert.deepEqual(mounted, [], 'mounts of the jobs left on the host');
-  const plain = await api.submit({ image: stack.images.busybox, command: ['echo', 'still here'] }, { wait: true });
-  assert.equal(plain.body.output?.stdout, 'still here\n');
+  const jobs = Array.from({ length: JOBS }, (_, i) => {
+    const entries = Array.from({ length: 1 + Math.floor(rnd() * 6) }, hostileEntry);
+    const what = `#${i} [${entries.map((e) => `${e.type}:${'path' in e ? e.path : e.header.name}`.slice(0, 40)).join(' ')}]`;
+    return async (): Promise<SweepJob> => ({
+      what,
+      image: buildImage({ layers: [...base.layers, await buildLayer(entries)], config: { Cmd: ['sh'], Env: ['PATH=/bin'] } }),
+      request: { command: ['sh', '-c', 'ls / >/dev/null; echo ok'], limits: { timeoutMs: 5000 } },
+    });
+  });
+  await runHostileImageSweep(e2e, jobs, { seed: SEED, concurrency: CONCURRENCY, actionable: ACTIONABLE });
 });

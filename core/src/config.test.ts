@@ -111,6 +111,16 @@ test('registry mirrors parse per registry, in order; a malformed list is refused
   assert.throws(() => loadConfig({ SBX_REGISTRY_MIRRORS: 'docker.io' }), /SBX_REGISTRY_MIRRORS=.*registry=mirror/);
 });
 
+test('registries in the configuration are spelt as image references spell them, so they match; a host no URL can name is refused', () => {
+  // An image reference `127.1:5000/x` or `Ghcr.IO/x` names 127.0.0.1:5000 and ghcr.io (core/src/image-ref.ts).
+  const c = loadConfig({ SBX_REGISTRY_MIRRORS: 'Index.Docker.IO=0x7f.1:5000;Mirror.Local, Ghcr.IO=[0::1]:5001', SBX_INSECURE_REGISTRIES: 'Registry.Local:5000,127.1:5001' });
+  assert.deepEqual(c.env.SBX_REGISTRY_MIRRORS, { 'docker.io': ['127.0.0.1:5000', 'mirror.local'], 'ghcr.io': ['[::1]:5001'] });
+  assert.deepEqual(c.env.SBX_INSECURE_REGISTRIES, ['registry.local:5000', '127.0.0.1:5001']);
+  assert.throws(() => loadConfig({ SBX_REGISTRY_MIRRORS: 'docker.io=1.2.3.256:5000' }), /SBX_REGISTRY_MIRRORS=.*registry host "1\.2\.3\.256" is not a valid host name or address/);
+  assert.throws(() => loadConfig({ SBX_REGISTRY_MIRRORS: 'docker.io=mirror.local:0' }), /SBX_REGISTRY_MIRRORS=.*registry port "0"/);
+  assert.throws(() => loadConfig({ SBX_INSECURE_REGISTRIES: 'ok.local,[fe80::1%eth0]:5000' }), /SBX_INSECURE_REGISTRIES=.*"\[fe80::1%eth0\]:5000" is not a valid IPv6 address/);
+});
+
 test('SBX_EGRESS_ALLOW: empty by default; host, host:port, IP:port and CIDR entries; a bad entry is named', () => {
   assert.deepEqual(loadConfig({}).env.SBX_EGRESS_ALLOW, []);
   const entries = loadConfig({ SBX_EGRESS_ALLOW: '127.0.0.1:5000, Registry.Internal., [::1]:5001, 10.0.0.0/8' }).env.SBX_EGRESS_ALLOW;

@@ -9,6 +9,7 @@ import os from 'node:os';
 import { z } from 'zod';
 import { EGRESS_ALLOW_SYNTAX, parseEgressAllow } from './egress/egress-allow.ts';
 import { parsePortSet } from './egress/port-set.ts';
+import { registryName } from './image-ref.ts';
 import { parseSecretsKey } from './secrets/secret-box.ts';
 import { parseReceiptPublicKeys } from './receipts/public-keys.ts';
 import { IDLE_TIMEOUT_BOUND, LAUNCH_BOUNDS as B, OUTPUT_BYTES_BOUND, STOP_GRACE_BOUND, defaultMaxOpenFiles, type LimitBound } from './launch-bounds.ts';
@@ -199,7 +200,8 @@ export const envSchema = z.object({
   SBX_WORKER_SLOTS: int(1, 1024).optional(),
   SBX_STATE_DIR: z.string().startsWith('/', 'must be an absolute path').default('/var/lib/sbx'),
   SBX_CGROUP_PARENT: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'must be a relative cgroup path like sbx or system.slice/sbx').default('sbx'),
-  SBX_INSECURE_REGISTRIES: csv.default([]),
+  // Registries reached over plain http (host[:port], as image references name them; loopback ones always are).
+  SBX_INSECURE_REGISTRIES: csv.default([]).transform((names, ctx) => names.map((name) => registryNameOrIssue(name, ctx))),
   // Docker-style certs.d: <dir>/<host[:port]>/*.crt = extra CAs, <name>.cert + <name>.key = client
   // certificate; a host with an entry is reached over https (read by worker/src/images/registry/registry-certs.ts).
   SBX_REGISTRY_CERTS_DIR: readableDir.default(DEFAULT_REGISTRY_CERTS_DIR),
@@ -296,17 +298,24 @@ export function webhookSecretFor(env: Pick<Env, 'SBX_WEBHOOK_SECRETS'>, tenant: 
 
 function parseMirrors(raw: string, ctx: z.RefinementCtx): Record<string, string[]> {
   const out: Record<string, string[]> = {};
-  const host = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
   for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
     const [registry, list] = entry.split('=', 2);
     const mirrors = (list ?? '').split(';').map((m) => m.trim()).filter(Boolean);
-    if (!registry || !host.test(registry) || mirrors.length === 0 || !mirrors.every((m) => host.test(m))) {
+    if (!registry || mirrors.length === 0) {
       ctx.addIssue({ code: 'custom', message: 'each entry must be registry=mirror[;mirror…] with host[:port] names, e.g. docker.io=10.0.0.5:5000' });
       return {};
     }
-    out[registry] = mirrors;
+    out[registryNameOrIssue(registry, ctx)] = mirrors.map((m) => registryNameOrIssue(m, ctx));
   }
   return out;
+}
+
+/** `text` spelt as image references spell a registry (core/src/image-ref.ts), or an issue saying what is wrong. */
+function registryNameOrIssue(text: string, ctx: z.RefinementCtx): string {
+  const named = registryName(text);
+  if ('registry' in named) return named.registry;
+  ctx.addIssue({ code: 'custom', message: `${named.problem}; name registries as host[:port], e.g. registry.internal:5000 or [fd00::5]:5000` });
+  return text;
 }
 
 export type ApiRole = 'tenant' | 'admin';

@@ -24,6 +24,15 @@ const valid: Array<[string, string, string, string | null, string | null, string
   [`registry.example.com:443/a/b@${D}`, 'registry.example.com:443', 'a/b', null, D, `registry.example.com:443/a/b@${D}`],
   ['a/b__c-d.e_f--g', 'docker.io', 'a/b__c-d.e_f--g', 'latest', null, 'docker.io/a/b__c-d.e_f--g:latest'],
   ['x:A_b.C-1', 'docker.io', 'library/x', 'A_b.C-1', null, 'docker.io/library/x:A_b.C-1'],
+  // A registry host keeps the spelling the worker's URLs give it: one registry, one name.
+  ['127.1:5000/a', '127.0.0.1:5000', 'a', 'latest', null, '127.0.0.1:5000/a:latest'],
+  ['0x7f.1:5000/a', '127.0.0.1:5000', 'a', 'latest', null, '127.0.0.1:5000/a:latest'],
+  ['2130706433:5000/a', '127.0.0.1:5000', 'a', 'latest', null, '127.0.0.1:5000/a:latest'],
+  ['0300.0250.0.1/a', '192.168.0.1', 'a', 'latest', null, '192.168.0.1/a:latest'],
+  ['[0:0::1]:5000/a', '[::1]:5000', 'a', 'latest', null, '[::1]:5000/a:latest'],
+  ['[::FFFF:7F00:1]/a', '[::ffff:7f00:1]', 'a', 'latest', null, '[::ffff:7f00:1]/a:latest'],
+  ['Ghcr.IO/owner/app', 'ghcr.io', 'owner/app', 'latest', null, 'ghcr.io/owner/app:latest'],
+  ['Index.Docker.IO/busybox', 'docker.io', 'library/busybox', 'latest', null, 'docker.io/library/busybox:latest'],
 ];
 
 for (const [input, registry, repository, tag, digest, canonical] of valid) {
@@ -50,6 +59,14 @@ const invalid: Array<[string, RegExp]> = [
   ['host:abc/a', /port "abc"/],
   ['-bad.io/a', /registry host "-bad\.io"/],
   ['[zz]:5000/a', /IPv6/],
+  // Hosts no URL can name: the worker reaches registries by URL (before: accepted, the job ended `internal`).
+  ['[fe80::1%eth0]:5000/a', /"\[fe80::1%eth0\]:5000" is not a valid IPv6 address/],
+  ['[1:2:3:4:5:6:7:8:9]/a', /registry host "\[1:2:3:4:5:6:7:8:9\]" is not a valid host name or address/],
+  ['[:::]/a', /registry host "\[:::\]"/],
+  ['[1.2.3.4]/a', /registry host "\[1\.2\.3\.4\]"/],
+  ['1.2.3.256/a', /registry host "1\.2\.3\.256" is not a valid host name or address/],
+  ['99999999999.1:5000/a', /registry host "99999999999\.1"/],
+  ['xn--a.com/a', /registry host "xn--a\.com"/],
   ['busy box', /whitespace/],
   ['busybox\n', /whitespace or control/],
   ['a'.repeat(300), /longer than 255/],

@@ -25,7 +25,7 @@ const PATH_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 const HOST_LABEL = /^(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])$/;
-const IPV6_HOST = /^\[[A-Fa-f0-9:.]+(?:%[A-Za-z0-9]+)?\]$/;
+const IPV6_HOST = /^\[[A-Fa-f0-9:.]+\]$/;
 const PORT = /^[0-9]{1,5}$/;
 const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
 
@@ -41,7 +41,14 @@ function looksLikeRegistry(part: string): boolean {
   return part.includes('.') || part.includes(':') || part === 'localhost' || part.startsWith('[');
 }
 
-function checkRegistry(input: string, registry: string): void {
+/**
+ * A registry (`host[:port]`) as URLs spell it, or what is wrong with it. The worker reaches a
+ * registry by URL, so a host the URL parser refuses (`1.2.3.256`, `[1.2.3.4]`, `xn--a.com`, an IPv6
+ * zone id) is refused here, not at the pull; and a host it accepts is kept in its spelling (`127.1`
+ * is `127.0.0.1`, `0x7f.1` too, `Ghcr.IO` is `ghcr.io`, `[0::1]` is `[::1]`), so one registry is one
+ * cache entry and one name for SBX_INSECURE_REGISTRIES, mirrors and credentials.
+ */
+export function spellRegistry(registry: string): { registry: string } | { problem: string } {
   let host = registry;
   let port: string | null = null;
   if (registry.startsWith('[')) {
@@ -49,23 +56,44 @@ function checkRegistry(input: string, registry: string): void {
     host = end === -1 ? registry : registry.slice(0, end + 1);
     const rest = end === -1 ? '' : registry.slice(end + 1);
     if (rest !== '') {
-      if (!rest.startsWith(':')) throw invalid(input, `registry ${JSON.stringify(registry)} is not host[:port]`);
+      if (!rest.startsWith(':')) return { problem: `registry ${JSON.stringify(registry)} is not host[:port]` };
       port = rest.slice(1);
     }
-    if (!IPV6_HOST.test(host)) throw invalid(input, `registry ${JSON.stringify(registry)} is not a valid IPv6 address in brackets`);
+    if (!IPV6_HOST.test(host)) return { problem: `registry ${JSON.stringify(registry)} is not a valid IPv6 address in brackets` };
   } else {
     const colon = registry.lastIndexOf(':');
     if (colon !== -1) {
       host = registry.slice(0, colon);
       port = registry.slice(colon + 1);
     }
-    const labels = host.split('.');
-    if (host === '' || !labels.every((l) => HOST_LABEL.test(l))) {
-      throw invalid(input, `registry host ${JSON.stringify(host)} is not a valid host name or address`);
-    }
   }
+  const spelled = registry.startsWith('[') || (host !== '' && host.split('.').every((l) => HOST_LABEL.test(l))) ? urlHostname(host) : null;
+  if (spelled === null) return { problem: `registry host ${JSON.stringify(host)} is not a valid host name or address` };
   if (port !== null && (!PORT.test(port) || Number(port) < 1 || Number(port) > 65535)) {
-    throw invalid(input, `registry port ${JSON.stringify(port)} must be a number from 1 to 65535`);
+    return { problem: `registry port ${JSON.stringify(port)} must be a number from 1 to 65535` };
+  }
+  return { registry: port === null ? spelled : `${spelled}:${port}` };
+}
+
+/** A registry named in configuration, spelt as image references spell it (Docker Hub's aliases are docker.io). */
+export function registryName(text: string): { registry: string } | { problem: string } {
+  const spelled = spellRegistry(text);
+  if ('problem' in spelled || !DOCKER_HUB_ALIASES.has(spelled.registry)) return spelled;
+  return { registry: DEFAULT_REGISTRY };
+}
+
+function checkRegistry(input: string, registry: string): string {
+  const spelled = spellRegistry(registry);
+  if ('problem' in spelled) throw invalid(input, spelled.problem);
+  return spelled.registry;
+}
+
+/** `host` as a URL's hostname, or null when no URL can name it. */
+function urlHostname(host: string): string | null {
+  try {
+    return new URL(`https://${host}/`).hostname;
+  } catch {
+    return null;
   }
 }
 
@@ -104,17 +132,18 @@ function splitNameTagDigest(rest: string): { name: string; tag: string | null; d
   return { name, tag, digest };
 }
 
-/** Splits `[registry/]path` into the registry and the repository, applying Docker Hub defaults. */
-function splitRegistry(name: string): { registry: string; repository: string } {
+/** Splits `[registry/]path` into the registry (as written) and the path; null registry for Docker Hub. */
+function splitRegistry(name: string): { registry: string | null; path: string } {
   const slash = name.indexOf('/');
   const first = slash === -1 ? '' : name.slice(0, slash);
-  if (slash !== -1 && looksLikeRegistry(first)) {
-    const registry = DOCKER_HUB_ALIASES.has(first) ? DEFAULT_REGISTRY : first;
-    const path = name.slice(slash + 1);
-    const repository = registry === DEFAULT_REGISTRY && !path.includes('/') ? `library/${path}` : path;
-    return { registry, repository };
-  }
-  return { registry: DEFAULT_REGISTRY, repository: name.includes('/') ? name : `library/${name}` };
+  if (slash !== -1 && looksLikeRegistry(first)) return { registry: first, path: name.slice(slash + 1) };
+  return { registry: null, path: name };
+}
+
+/** Docker Hub's defaults: its aliases are docker.io, and a one-part name there is under `library/`. */
+function dockerHubDefaults(registry: string | null, path: string): { registry: string; repository: string } {
+  if (registry !== null && !DOCKER_HUB_ALIASES.has(registry)) return { registry, repository: path };
+  return { registry: DEFAULT_REGISTRY, repository: path.includes('/') ? path : `library/${path}` };
 }
 
 export function parseImageReference(input: string): ImageReference {
@@ -125,8 +154,8 @@ export function parseImageReference(input: string): ImageReference {
   // The registry part may contain ':' (port) so split it off before looking for a tag.
   const { name: nameWithRegistry, tag, digest } = splitNameTagDigest(input);
   if (nameWithRegistry === '') throw invalid(input, 'has no repository name');
-  const { registry, repository } = splitRegistry(nameWithRegistry);
-  checkRegistry(input, registry);
+  const written = splitRegistry(nameWithRegistry);
+  const { registry, repository } = dockerHubDefaults(written.registry === null ? null : checkRegistry(input, written.registry), written.path);
   checkRepository(input, repository);
   if (tag !== null && !TAG.test(tag)) {
     throw invalid(input, `tag ${JSON.stringify(tag)} is invalid: use up to 128 letters, digits, _ . - (not starting with . or -)`);

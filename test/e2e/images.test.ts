@@ -153,7 +153,7 @@ test('an image whose config no job could start with ends error / invalid_image n
     { config: { Entrypoint: [''] }, expected: /its config's Entrypoint names no program/, replaced: { entrypoint: ['echo'] } },
     { config: { Cmd: ['sh', '-c', 'echo \0'] }, expected: /its config's Cmd item 2 contains a NUL byte/, replaced: { command: ['echo', 'ran'] } },
     { config: { WorkingDir: '/proc/self' }, expected: /its config's WorkingDir "\/proc\/self" is inside \/proc/, replaced: { workdir: '/tmp' } },
-    { config: { WorkingDir: '/etc/passwd' }, expected: /its config's WorkingDir "\/etc\/passwd" cannot be the job's working directory \(cwd: .*ENOTDIR\)/, replaced: { workdir: '/' } },
+    { config: { WorkingDir: '/etc/passwd' }, expected: /its config's WorkingDir "\/etc\/passwd" cannot be the job's working directory: it, or a directory on its path, is not a directory \(chdir ENOTDIR\); a job's request can replace it \(workdir\)$/, replaced: { workdir: '/' } },
     { config: { User: 'ghost' }, expected: /its config's User "ghost": no user named "ghost" in the image's \/etc\/passwd/, replaced: { user: 'nobody' } },
     { config: { User: '99999' }, expected: /its config's User "99999": its uid 99999 is outside 0-65535/, replaced: { user: '0' } },
   ];
@@ -167,6 +167,17 @@ test('an image whose config no job could start with ends error / invalid_image n
     assert.match(refused.body.error!.message, c.expected);
     const ran = await api.submit({ image, ...c.replaced }, { wait: true });
     assert.equal(ran.body.status, 'succeeded', `${JSON.stringify(c.replaced)}: ${JSON.stringify(ran.body.error)}`);
+  }
+  // The request's own workdir that no job could start in: the request's fault, named as its field (not the launcher's "cwd: chdir `…`: ENOTDIR").
+  const workdirs: Array<[Record<string, unknown>, string]> = [
+    [{ workdir: '/etc/passwd' }, 'workdir "/etc/passwd" cannot be the job\'s working directory: it, or a directory on its path, is not a directory (chdir ENOTDIR)'],
+    [{ workdir: '/etc/passwd/x' }, 'workdir "/etc/passwd/x" cannot be the job\'s working directory: it, or a directory on its path, is not a directory (chdir ENOTDIR)'],
+    [{ workdir: '/bin/made/here', user: '1000' }, 'workdir "/bin/made/here" is not in the image and could not be made by the job\'s user, "/bin/made" on its path: the job\'s user may not write there (mkdir EACCES)'],
+  ];
+  for (const [request, message] of workdirs) {
+    const refused = await api.submit({ image: stack.images.busybox, command: ['true'], ...request }, { wait: true });
+    assert.equal(refused.body.error?.code, 'invalid_request', JSON.stringify(refused.body));
+    assert.equal(refused.body.error?.message, message);
   }
   // The request's own program, empty: the request's fault, said as such (not the launcher's "spec `argv: …`").
   const empty = await api.submit({ image: stack.images.busybox, command: ['', 'x'] }, { wait: true });

@@ -218,7 +218,7 @@ export class JobRunner {
       const launchSpec = withInteractive(built, stored.spec);
       const imageRef = image.reference;
       const launched = await this.start(id, launchSpec).catch((e: unknown) => {
-        throw stored.spec.workdir ? e : imageWorkdirError(imageRef, launchSpec.cwd, e);
+        throw stored.spec.workdir ? e : imageWorkdirError(imageRef, e);
       });
       proxy = await this.serveEgress(stored.spec, launched);
       // Where to look on the host: its cgroups are <parent>/<id>, or on cgroup v2 the pooled setup's group it started in.
@@ -315,7 +315,7 @@ export class JobRunner {
       return await launch(spec, this.deps.launchOptions);
     } catch (e) {
       if (e instanceof LaunchError && e.exit) this.cleanup.report(id, e.exit);
-      throw fromLaunchError(e);
+      throw fromLaunchError(e, spec.cwd);
     }
   }
 

@@ -8,13 +8,23 @@ import {
 } from '../../core/src/errors.ts';
 import { LaunchError, launch } from '../../native/index.ts';
 import { baseSpec, buildBusyboxRootfs, makeTempDir, removeParent, uniqueParent } from '../../native/test/helpers.ts';
-import { fromLaunchError } from './launch-errors.ts';
+import { fromLaunchError, UnenterableWorkdirError } from './launch-errors.ts';
 
 const cases: Array<{ kind: string; error: LaunchError; cls: new (...a: never[]) => SbxError; code: string; message: RegExp; retryable: boolean }> = [
   {
     kind: 'invalid_spec',
-    error: new LaunchError('cwd: chdir `/nope`: ENOENT', { code: 'invalid_spec', errno: 2, syscall: 'chdir', path: '/nope', stage: 'cwd' }),
-    cls: InvalidRequestError, code: 'invalid_request', message: /^cwd: chdir `\/nope`: ENOENT$/, retryable: false,
+    error: new LaunchError('spec `cwd: must be absolute`: EINVAL', { code: 'invalid_spec', errno: 22, stage: 'spec' }),
+    cls: InvalidRequestError, code: 'invalid_request', message: /^spec `cwd: must be absolute`: EINVAL$/, retryable: false,
+  },
+  {
+    kind: 'invalid_spec at the working directory (chdir)',
+    error: new LaunchError('cwd: chdir `/etc/passwd`: ENOTDIR', { code: 'invalid_spec', errno: 20, syscall: 'chdir', path: '/etc/passwd', stage: 'cwd' }),
+    cls: UnenterableWorkdirError, code: 'invalid_request', message: /^workdir "\/etc\/passwd" cannot be the job's working directory: it, or a directory on its path, is not a directory \(chdir ENOTDIR\)$/, retryable: false,
+  },
+  {
+    kind: 'invalid_spec at the working directory (mkdir)',
+    error: new LaunchError('cwd: mkdir `/srv`: EACCES', { code: 'invalid_spec', errno: 13, syscall: 'mkdir', path: '/srv', stage: 'cwd' }),
+    cls: UnenterableWorkdirError, code: 'invalid_request', message: /^workdir "\/srv" is not in the image and could not be made by the job's user: the job's user may not write there \(mkdir EACCES\)$/, retryable: false,
   },
   {
     kind: 'invalid_spec at an input file',
@@ -61,6 +71,10 @@ for (const c of cases) {
 test('an error that is not the launcher\'s: SbxErrors pass through, anything else is launch_failed with its cause', () => {
   const sbx = new NotFoundError('x');
   assert.equal(fromLaunchError(sbx), sbx);
+  // The working directory the job was launched with is named, with the step of it that could not be made.
+  const deep = fromLaunchError(new LaunchError('cwd: mkdir `/srv`: EACCES', { code: 'invalid_spec', errno: 13, syscall: 'mkdir', path: '/srv', stage: 'cwd' }), '/srv/app/data');
+  assert.equal(deep.message, 'workdir "/srv/app/data" is not in the image and could not be made by the job\'s user, "/srv" on its path: the job\'s user may not write there (mkdir EACCES)');
+  assert.deepEqual(deep.details, [{ path: 'workdir', message: deep.message.slice('workdir '.length) }]);
   const plain = new TypeError('boom');
   const e = fromLaunchError(plain);
   assert.ok(e instanceof LaunchFailedError);

@@ -6,8 +6,9 @@
  * config field and the value. Values the request replaced are not looked at (as Docker ignores an
  * image Cmd that `docker run` replaces).
  */
-import { InvalidImageError, InvalidRequestError, isSbxError } from '../../../core/src/errors.ts';
+import { InvalidImageError, InvalidRequestError } from '../../../core/src/errors.ts';
 import { isInsideProc, LONE_SURROGATE, PATH_MAX_BYTES } from '../../../core/src/job-spec.ts';
+import { UnenterableWorkdirError } from '../launch-errors.ts';
 import { UnresolvableUserError } from './image-user.ts';
 
 /** The image's values a job runs with (after the request's replacements); null: not the image's. */
@@ -72,7 +73,7 @@ export function imageUserError(reference: string, e: unknown): unknown {
 }
 
 /** The launcher could not make the image's WorkingDir the job's (its `cwd` stage): the image's fault, said so. */
-export function imageWorkdirError(reference: string, workingDir: string, e: unknown): unknown {
-  if (!isSbxError(e) || e.code !== 'invalid_request' || e.details[0]?.path !== 'cwd') return e;
-  return new InvalidImageError(reference, `its config's WorkingDir ${shown(workingDir)} cannot be the job's working directory (${e.message}); a job's request can replace it (workdir)`, e);
+export function imageWorkdirError(reference: string, e: unknown): unknown {
+  if (!(e instanceof UnenterableWorkdirError)) return e;
+  return new InvalidImageError(reference, `its config's WorkingDir ${e.reason}; a job's request can replace it (workdir)`, e);
 }

@@ -200,7 +200,9 @@ bool dropPrivileges(const Config& c, Error& err) {
   return true;
 }
 
-// execvpe() without its /bin/sh fallback: argv[0] is looked up in the job's PATH.
+// execvpe() without its /bin/sh fallback: argv[0] is looked up in the job's PATH. A PATH entry
+// whose candidate is too long for the kernel (ENAMETOOLONG) is passed over, as a shell passes it
+// over; if every candidate was, that is the answer.
 int execCommand(char** argv) {
   if (strchr(argv[0], '/')) {
     execve(argv[0], argv, environ);
@@ -217,7 +219,10 @@ int execCommand(char** argv) {
     if (len > 0 && (size_t)len < sizeof buf) {
       execve(buf, argv, environ);
       if (errno == EACCES) result = EACCES;
+      else if (errno == ENAMETOOLONG) result = result == ENOENT ? ENAMETOOLONG : result;
       else if (errno != ENOENT && errno != ENOTDIR) return errno;
+    } else if (len > 0 && result == ENOENT) {
+      result = ENAMETOOLONG;  // longer than PATH_MAX: the kernel would say the same
     }
     if (!*end) break;
     p = end;
@@ -372,8 +377,12 @@ int main(int argc, char** argv) {
   }
   int execErr = gExecErr;
   if (execErr != 0) {
+    // What the command's name or file causes is the job's to fix (command_not_found): among them
+    // EIO, which the ELF loader returns for a program or interpreter too short for its headers.
+    // The rest (ENOMEM, EFAULT, …) is the host's.
     int kind = (execErr == ENOENT || execErr == EACCES || execErr == ENOEXEC || execErr == ENOTDIR ||
-                execErr == ELOOP || execErr == EISDIR)
+                execErr == ELOOP || execErr == EISDIR || execErr == ENAMETOOLONG || execErr == ELIBBAD ||
+                execErr == EINVAL || execErr == ETXTBSY || execErr == EIO)
                    ? kCommandNotFound
                    : kSystem;
     fail(err, "exec", "execve", argv[1], execErr, kind);

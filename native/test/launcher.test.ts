@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { closePool, launch, liveJobs, pooledGroupDirs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions } from '../index.ts';
+import { closePool, errnoName, launch, liveJobs, pooledGroupDirs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
   assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupLayout, describeProcesses, jobCgroupDirs, makeTempDir, mountsUnder, noteJobGroups,
   mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs, waitFor,
@@ -276,6 +276,31 @@ describe('launcher', () => {
     await assert.rejects(launch(spec, opts), (e: Error & { code?: string }) => e.code === 'command_not_found');
     await assert.rejects(launch(baseSpec([rootfs], { argv: ['/etc/passwd'] }), opts), { code: 'command_not_found' });
     assertNoLeftovers(spec.id);
+  });
+
+  it('a command the job names that no file can be is command_not_found with its errno: a name too long, a broken program interpreter', async () => {
+    const rejects = async (over: Partial<LaunchSpec>, errno: string, lowerDirs = [rootfs]) =>
+      assert.rejects(launch(baseSpec(lowerDirs, over), opts), (e: LaunchError) => {
+        assert.equal(e.code, 'command_not_found', `${e.code}: ${e.message}`);
+        assert.equal(errnoName(e.errno), errno, e.message);
+        return true;
+      });
+    await rejects({ argv: ['a'.repeat(256)] }, 'ENAMETOOLONG'); // looked up in PATH: every candidate too long
+    await rejects({ argv: ['/' + 'a'.repeat(256)] }, 'ENAMETOOLONG');
+    await rejects({ argv: ['/' + 'a/'.repeat(2100)] }, 'ENAMETOOLONG'); // past PATH_MAX
+    await rejects({ argv: ['sh'], env: [`PATH=${'d'.repeat(300)}`] }, 'ENAMETOOLONG');
+    // A PATH entry too long for the kernel is passed over, as a shell passes it over.
+    const found = await run(baseSpec([rootfs], { argv: ['echo', 'found'], env: [`PATH=${'d'.repeat(300)}:/bin`] }), opts);
+    assert.equal(found.stdout, 'found\n');
+    // A dynamic program whose interpreter is not an executable (a file at its PT_INTERP path), too
+    // short to hold an ELF header (the kernel's read of it comes up short: EIO), or long enough.
+    for (const [interp, errno] of [['short\n', 'EIO'], ['not an ELF file; '.repeat(8), 'ELIBBAD']] as const) {
+      const broken = fs.mkdtempSync(path.join(tmp, 'broken-interp-'));
+      fs.mkdirSync(path.join(broken, 'lib64'));
+      fs.writeFileSync(path.join(broken, 'lib64/ld-linux-x86-64.so.2'), interp, { mode: 0o755 });
+      fs.copyFileSync('/usr/bin/true', path.join(broken, 'dyn-true'));
+      await rejects({ argv: ['/dyn-true'] }, errno, [broken, rootfs]);
+    }
   });
 
   it('makes a missing cwd as the job\'s user (docker run -w); one it may not make, or a file in the way, is invalid_spec', async () => {

@@ -301,6 +301,12 @@ describe('a job from submit to exit', () => {
     const res = await run(['/no/such/binary']);
     assert.equal(res.body.status, 'error');
     assert.equal(res.body.error!.code, 'command_not_found');
+    // A name no file can have (before: launch_failed from execve's ENAMETOOLONG, so `internal`, and retried).
+    const long = await run(['x'.repeat(1000)]);
+    assert.equal(long.body.error?.code, 'command_not_found', JSON.stringify(long.body.error));
+    assert.match(long.body.error?.message ?? '', /^command "x{200,256}…?" could not be started: its name, or its path in a PATH directory, is too long \(ENAMETOOLONG\)$/);
+    const pathEntry = await run(['echo', 'found'], { env: { PATH: `${'d'.repeat(300)}:/bin` } });
+    assert.equal(pathEntry.body.status, 'succeeded', JSON.stringify(pathEntry.body.error));
   });
 
   test('an image that does not exist ends error/image_not_found', async () => {

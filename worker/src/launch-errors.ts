@@ -93,6 +93,11 @@ const COMMAND_PROBLEMS: Record<string, string> = {
   ENOTDIR: 'a component of its path is not a directory',
   ELOOP: 'too many levels of symbolic links',
   EISDIR: 'it is a directory',
+  ENAMETOOLONG: 'its name, or its path in a PATH directory, is too long',
+  ELIBBAD: 'its program interpreter is not a valid executable',
+  EINVAL: 'not a valid executable',
+  ETXTBSY: 'it is open for writing',
+  EIO: 'it, or its program interpreter, is too short to be an executable',
 };
 
 function commandProblem(errno: number | undefined): string | undefined {

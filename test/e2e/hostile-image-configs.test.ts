@@ -12,7 +12,7 @@
 import { test } from 'node:test';
 import { busyboxImage } from '../fixtures/build-images.ts';
 import { MEDIA, sha256, type Blob, type BuiltImage } from '../fixtures/oci-builder.ts';
-import { runHostileImageSweep, type SweepJob } from '../harness/hostile-image-sweep.ts';
+import { runHostileJobSweep, type SweepJob } from '../harness/hostile-job-sweep.ts';
 import { seededRandom } from '../harness/seeded-random.ts';
 import { useStack } from '../harness/use-stack.ts';
 
@@ -59,5 +59,5 @@ test(`${JOBS} jobs on images with hostile configs (seed ${SEED}) each end with a
     const job: SweepJob = { what: `#${i} [${what}]${command ? ' with a command' : ''}`, image, request: { ...(command ? { command } : {}), limits: { timeoutMs: 5000 } } };
     return async () => job;
   });
-  await runHostileImageSweep(e2e, jobs, { seed: SEED, concurrency: CONCURRENCY, actionable: ACTIONABLE });
+  await runHostileJobSweep(e2e, jobs, { seed: SEED, concurrency: CONCURRENCY, actionable: ACTIONABLE, mustReach: ['succeeded', 'error/invalid_image'] });
 });

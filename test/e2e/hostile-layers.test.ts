@@ -13,7 +13,7 @@
 import { test } from 'node:test';
 import { busyboxImage } from '../fixtures/build-images.ts';
 import { buildImage, buildLayer, type LayerEntry } from '../fixtures/oci-builder.ts';
-import { runHostileImageSweep, type SweepJob } from '../harness/hostile-image-sweep.ts';
+import { runHostileJobSweep, type SweepJob } from '../harness/hostile-job-sweep.ts';
 import { seededRandom } from '../harness/seeded-random.ts';
 import { useStack } from '../harness/use-stack.ts';
 
@@ -58,5 +58,5 @@ test(`${JOBS} jobs on images with a hostile layer (seed ${SEED}) each end with a
       request: { command: ['sh', '-c', 'ls / >/dev/null; echo ok'], limits: { timeoutMs: 5000 } },
     });
   });
-  await runHostileImageSweep(e2e, jobs, { seed: SEED, concurrency: CONCURRENCY, actionable: ACTIONABLE });
+  await runHostileJobSweep(e2e, jobs, { seed: SEED, concurrency: CONCURRENCY, actionable: ACTIONABLE, mustReach: ['succeeded', 'error/invalid_image'] });
 });

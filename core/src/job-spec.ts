@@ -18,11 +18,13 @@ export const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\u
 export const PATH_MAX_BYTES = 4095;
 /** A path with a component named proc: no job starts there (the launcher refuses it too: native/src/spec.cc). */
 export const isInsideProc = (path: string): boolean => /(^|\/)proc(\/|$)/.test(path);
+/** A lone surrogate has no UTF-8 form: stored or passed on, it would become U+FFFD, so two such values would read alike. */
+const wellFormed = (schema: z.ZodString, what?: string) => schema.refine((s) => !LONE_SURROGATE.test(s), `${what ? `${what} ` : ''}must be well-formed Unicode (no lone surrogate such as \\ud800)`);
 /**
  * A string the job receives byte for byte (argument, environment, workdir): no NUL, and well-formed
  * Unicode, as a lone surrogate (\ud800) has no UTF-8 form and would reach the job as U+FFFD.
  */
-const execString = (what: string) => noNul(what).refine((s) => !LONE_SURROGATE.test(s), `${what} must be well-formed Unicode (no lone surrogate such as \\ud800)`);
+const execString = (what: string) => wellFormed(noNul(what), what);
 
 export const JobStatus = z.enum(['queued', 'pulling', 'running', 'succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error']);
 export type JobStatus = z.infer<typeof JobStatus>;
@@ -105,7 +107,7 @@ const FileMode = z.union([
 ]);
 
 /** At most 4095 bytes (PATH_MAX with its NUL), each component at most 255 (NAME_MAX). */
-const filePath = noNul('path')
+const filePath = execString('path')
   .min(1, 'is required')
   .refine((s) => utf8Bytes(s) <= PATH_MAX_BYTES, 'must be at most 4095 bytes (UTF-8)')
   .refine((s) => !s.endsWith('/'), 'must name a file (not end in /)')
@@ -113,7 +115,8 @@ const filePath = noNul('path')
 
 export const InputFile = z.strictObject({
   path: filePath.describe('Absolute, or relative to the job\'s working directory; missing parent directories are made (0755).'),
-  content: z.string().describe('The file\'s bytes: UTF-8 text, or base64 with `encoding: "base64"`.'),
+  content: z.string().refine((s) => !LONE_SURROGATE.test(s), 'must be well-formed Unicode (no lone surrogate such as \\ud800): send bytes that are not UTF-8 text as base64, with encoding "base64"')
+    .describe('The file\'s bytes: UTF-8 text, or base64 with `encoding: "base64"`.'),
   encoding: z.enum(['utf8', 'base64']).optional().describe('How `content` holds the bytes (default utf8).'),
   mode: FileMode.optional().describe('Permission bits, as a number (493 = 0755) or octal text ("0755"); default 0644.'),
 }).refine((f) => f.encoding !== 'base64' || BASE64.test(f.content), { path: ['content'], message: 'is not valid base64 (RFC 4648, padded)' });
@@ -135,7 +138,7 @@ export const MAX_INPUT_FILES = 1000;
 /** Most output-file patterns one job may give (native/src/output_files.h kMaxPatterns). */
 export const MAX_OUTPUT_PATTERNS = 32;
 
-const outputPattern = noNul('pattern')
+const outputPattern = execString('pattern')
   .min(1, 'is required')
   .refine((s) => utf8Bytes(s) <= PATH_MAX_BYTES, 'must be at most 4095 bytes (UTF-8)');
 
@@ -184,7 +187,7 @@ export const JobRequest = z.strictObject({
   user: z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,63})?$/, 'must be user, uid, user:group or uid:gid')
     .refine((u) => u.split(':').every((part) => !/^\d+$/.test(part) || Number(part) < JOB_ID_RANGE), `a numeric uid or gid must be at most ${JOB_ID_RANGE - 1} (a job's user namespace maps 0-${JOB_ID_RANGE - 1})`)
     .optional(),
-  stdin: noNul('stdin').optional(),
+  stdin: execString('stdin').optional(),
   openStdin: z.boolean().optional()
     .describe('Docker\'s -i: the job\'s stdin stays open and is streamed through GET /v1/jobs/{id}/attach (a WebSocket) until a client closes it; `stdin`, if given, comes first.'),
   tty: z.boolean().optional()
@@ -202,10 +205,10 @@ export const JobRequest = z.strictObject({
   egressHosts: z.array(EgressHostPattern).min(1, 'must name at least one host (omit it to allow every public host)').max(MAX_EGRESS_HOSTS, `at most ${MAX_EGRESS_HOSTS} hosts`).optional()
     .describe('With network "egress": the only hosts the job may reach, by name as the job asks for them: "pypi.org" (that host), "*.pythonhosted.org" (its subdomains). Other names and IP literals are refused. Each still has to resolve to a public address.'),
   labels: z
-    .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'keys must be 1-63 of A-Z a-z 0-9 . _ / -'), z.string().max(256, 'values must be at most 256 characters'))
+    .record(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, 'keys must be 1-63 of A-Z a-z 0-9 . _ / -'), wellFormed(z.string().max(256, 'values must be at most 256 characters')))
     .refine((l) => Object.keys(l).length <= 32, 'at most 32 labels')
     .optional(),
-  idempotencyKey: z.string().min(1).max(128).optional(),
+  idempotencyKey: wellFormed(z.string().min(1).max(128)).optional(),
   /**
    * Credentials for the image's registry, for this job only. Kept with the job record while it
    * exists, never returned; an image pulled with them is not handed from the cache to jobs without them.

@@ -157,6 +157,14 @@ describe('POST /v1/jobs', () => {
     await refused(`{"image":"${image}","command":["echo","a\\ud800b"]}`, 'invalid_request', /command items must be well-formed Unicode/);
     await refused(`{"image":"${image}","env":{"A":"\\udc00"}}`, 'invalid_request', /env values must be well-formed Unicode/);
     await refused(`{"image":"${image}","workdir":"/\\ud800"}`, 'invalid_request', /must be well-formed Unicode/);
+    // Nor anything else of the job: stdin and a file's text reached the job as U+FFFD; a file's path
+    // and an output pattern named another file; two labels or idempotency keys read alike.
+    await refused(`{"image":"${image}","stdin":"a\\ud800"}`, 'invalid_request', /stdin must be well-formed Unicode/);
+    await refused(`{"image":"${image}","files":[{"path":"/tmp/a","content":"\\udc00"}]}`, 'invalid_request', /files\.0\.content must be well-formed Unicode .*send bytes that are not UTF-8 text as base64/);
+    await refused(`{"image":"${image}","files":[{"path":"/tmp/\\ud800","content":"x"}]}`, 'invalid_request', /files\.0\.path path must be well-formed Unicode/);
+    await refused(`{"image":"${image}","outputFiles":["/tmp/\\ud800"]}`, 'invalid_request', /outputFiles\.0 pattern must be well-formed Unicode/);
+    await refused(`{"image":"${image}","labels":{"a":"\\ud800"}}`, 'invalid_request', /^labels\.a must be well-formed Unicode/);
+    await refused(`{"image":"${image}","idempotencyKey":"k\\udfff"}`, 'invalid_request', /^idempotencyKey must be well-formed Unicode/);
     // Nothing to run, whatever the image: the launcher refused it once the job had been queued.
     await refused(`{"image":"${image}","entrypoint":["","x"]}`, 'invalid_request', /entrypoint must begin with the program to run, not an empty item/);
     // Escapes that are whole characters are fine.

@@ -48,7 +48,7 @@ function looksLikeRegistry(part: string): boolean {
  * is `127.0.0.1`, `0x7f.1` too, `Ghcr.IO` is `ghcr.io`, `[0::1]` is `[::1]`), so one registry is one
  * cache entry and one name for SBX_INSECURE_REGISTRIES, mirrors and credentials.
  */
-export function spellRegistry(registry: string): { registry: string } | { problem: string } {
+function spellRegistry(registry: string): { registry: string } | { problem: string } {
   let host = registry;
   let port: string | null = null;
   if (registry.startsWith('[')) {

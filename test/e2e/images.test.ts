@@ -11,7 +11,8 @@ import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 import { startRegistry, type RunningRegistry } from '../harness/registry.ts';
 import { busyboxImage } from '../fixtures/build-images.ts';
-import { buildLayer, pushImage } from '../fixtures/oci-builder.ts';
+import { startFakeRegistry, type FakeRegistry } from '../fixtures/fake-registry.ts';
+import { buildImage, buildLayer, pushImage } from '../fixtures/oci-builder.ts';
 
 interface ImageRow { image: string; digest: string; sizeBytes: number; workers: string[]; lastUsedAt: string }
 
@@ -27,17 +28,21 @@ const graderUser = { username: 'grader', password: 's3cret-pass-word' };
 const tenantUser = { username: 'tenant-a', password: 'tenant-pass-word' };
 let graderRegistry: RunningRegistry;
 let tenantRegistry: RunningRegistry;
+// Another tenant's own registry, serving whatever manifest it likes (the layer-privacy test).
+let ownRegistry: FakeRegistry;
 
 before(async () => {
   graderRegistry = await startRegistry({ htpasswd: { user: graderUser.username, password: graderUser.password } });
   tenantRegistry = await startRegistry({ htpasswd: { user: tenantUser.username, password: tenantUser.password } });
-  stack = await startStack({ env: { SBX_TENANT_DOCKER_CONFIG_DIR: tenantDir }, egressAllow: [graderRegistry.host, tenantRegistry.host] });
+  ownRegistry = await startFakeRegistry();
+  stack = await startStack({ env: { SBX_TENANT_DOCKER_CONFIG_DIR: tenantDir }, egressAllow: [graderRegistry.host, tenantRegistry.host, ownRegistry.host] });
   api = new SbxClient(stack.apiUrl);
 });
 after(async () => {
   await stack?.stop();
   await graderRegistry?.stop();
   await tenantRegistry?.stop();
+  await ownRegistry?.stop();
   rmSync(tenantDir, { recursive: true, force: true });
 });
 
@@ -90,6 +95,36 @@ test('pull "always" runs a tag as the registry names it now (docker run --pull a
   const never = await api.submit({ image, command: ['true'], pull: 'never' } as never);
   assert.equal(never.status, 400);
   assert.equal((never.body as unknown as { error: { message: string } }).error.message, 'pull must be "missing" or "always"');
+});
+
+test("a private image's layer is not handed to a job whose registry only names its digest", async () => {
+  // The grader's private image, with a layer of its own, pulled and cached by a job with registryAuth.
+  const basic = `Basic ${Buffer.from(`${graderUser.username}:${graderUser.password}`).toString('base64')}`;
+  const base = await busyboxImage();
+  const secret = await buildLayer([{ type: 'file', path: 'answers.txt', content: 'the grader\'s answers\n' }]);
+  await pushImage(graderRegistry.url, 'private/grader', 'latest', buildImage({ layers: [...base.layers, secret] }), { authorization: basic });
+  const graded = await api.submit({ image: `${graderRegistry.host}/private/grader:latest`, command: ['cat', '/answers.txt'], registryAuth: graderUser }, { wait: true });
+  assert.equal(graded.body.output?.stdout, "the grader's answers\n", JSON.stringify(graded.body.error));
+
+  // Another job's own registry: a manifest naming that layer's digest, without its bytes.
+  ownRegistry.add('student/peek', 'latest', buildImage({ layers: [...base.layers, secret], config: { Cmd: ['cat', '/answers.txt'] } }));
+  ownRegistry.hook = (req, res) => {
+    if (!req.url?.endsWith(secret.digest)) return false;
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end('{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}');
+    return true;
+  };
+  const peek = await api.submit({ image: `${ownRegistry.host}/student/peek:latest` }, { wait: true });
+  assert.equal(peek.body.status, 'error', JSON.stringify(peek.body.output));
+  assert.equal(peek.body.error?.code, 'invalid_image');
+  assert.match(peek.body.error!.message, new RegExp(`its blob ${secret.digest} is missing from the registry`));
+  assert.ok(!JSON.stringify(peek.body).includes('answers'), 'nothing of the layer reached the job');
+  assert.ok(ownRegistry.requests.some((r) => r.path.endsWith(`/blobs/${secret.digest}`)), 'the worker asked that registry for the blob');
+
+  // A registry that has the bytes may use the layer (it had the files anyway).
+  ownRegistry.hook = null;
+  const owner = await api.submit({ image: `${ownRegistry.host}/student/peek:latest` }, { wait: true });
+  assert.equal(owner.body.output?.stdout, "the grader's answers\n", JSON.stringify(owner.body.error));
 });
 
 test('a private registry: registryAuth per job pulls it; jobs without it are refused, also after it is cached', async () => {

@@ -66,6 +66,24 @@ export interface LayerMeta {
   files: number;
   /** Directories carrying trusted.overlay.opaque (Node cannot read xattrs; image-user.ts reads this). */
   opaqueDirs: string[];
+  /**
+   * Set while every pull that fetched this layer's bytes used a job's own credentials: their hashes
+   * (as RefRecord.privateTo). Another pull may use the cached layer only once it has fetched the
+   * blob itself from its own registry (and so shown that it has the bytes, not only their digest);
+   * then its viewer is added, or the field goes for an anonymous pull. Unset: fetched anonymously or
+   * with the operator's configured credentials at least once.
+   */
+  privateTo?: string[];
+}
+
+/** Whether a pull by `viewer` (undefined: anonymous) may use the cached layer without fetching it. */
+export function layerVisibleTo(meta: LayerMeta, viewer: string | undefined): boolean {
+  return meta.privateTo === undefined || (viewer !== undefined && meta.privateTo.includes(viewer));
+}
+
+/** Who may use a layer fetched by both: anyone if either may, else both lists. */
+function widened(a: string[] | undefined, b: string[] | undefined): string[] | undefined {
+  return a === undefined || b === undefined ? undefined : [...new Set([...a, ...b])];
 }
 
 /** Where the meta of the layer unpacked at `layerDir` lives (layerDir = <root>/layers/sha256/<hex>). */
@@ -309,6 +327,10 @@ export class CacheIndex {
    * discarded (same verified content).
    */
   async commitLayer(tmpDir: string, meta: LayerMeta): Promise<void> {
+    // Another process may have committed the same layer meanwhile: who may use it widens, never narrows.
+    const there = await this.reloadLayer(meta.digest);
+    if (there) meta = { ...meta, privateTo: widened(there.privateTo, meta.privateTo) };
+    if (meta.privateTo === undefined) delete meta.privateTo;
     await this.writeAtomic(join(this.root, 'layer-meta', `${hex(meta.digest)}.json`), JSON.stringify(meta));
     try {
       await rename(tmpDir, this.layerDir(meta.digest));
@@ -318,6 +340,17 @@ export class CacheIndex {
       await rm(tmpDir, { recursive: true, force: true });
     }
     this.layers.set(meta.digest, meta);
+  }
+
+  /** `viewer` fetched the cached layer's blob itself: it may use the layer now (everyone, if anonymous). */
+  async shareLayer(digest: string, viewer: string | undefined): Promise<LayerMeta | undefined> {
+    const meta = (await this.reloadLayer(digest)) ?? this.layers.get(digest);
+    if (!meta || layerVisibleTo(meta, viewer)) return meta;
+    const shared: LayerMeta = { ...meta, privateTo: widened(meta.privateTo, viewer === undefined ? undefined : [viewer]) };
+    if (shared.privateTo === undefined) delete shared.privateTo;
+    await this.writeAtomic(join(this.root, 'layer-meta', `${hex(digest)}.json`), JSON.stringify(shared));
+    this.layers.set(digest, shared);
+    return shared;
   }
 
   async putBlob(digest: string, bytes: Buffer): Promise<void> {

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { ImagePullFailedError, InvalidImageError } from '../../../../core/src/errors.ts';
 import { manifestReference, type ImageReference } from '../../../../core/src/image-ref.ts';
 import { toRuntimeConfig } from '../../launch/image-config.ts';
-import type { CacheIndex, ImageRecord, LayerMeta, LayerRecord } from '../cache/cache-index.ts';
+import { layerVisibleTo, type CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord } from '../cache/cache-index.ts';
 import { withFileLock } from '../cache/file-lock.ts';
 import type { HoldCounts } from '../cache/hold-counts.ts';
 import type { InUseMarkers } from '../cache/in-use-markers.ts';
@@ -79,12 +79,14 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 
 export class ImagePuller {
   private readonly layerPulls = new SingleFlight<LayerMeta>();
+  /** Fetches of a cached layer's blob by a pull that may not use it yet (proveLayers), shared per registry and viewer. */
+  private readonly layerProofs = new SingleFlight<void>();
 
   constructor(private readonly ctx: PullerContext) {}
 
   /** Resolves when no layer download is in progress (the store closes). */
   idle(): Promise<void> {
-    return this.layerPulls.idle();
+    return Promise.all([this.layerPulls.idle(), this.layerProofs.idle()]).then(() => undefined);
   }
 
   /**
@@ -125,8 +127,9 @@ export class ImagePuller {
       let image = known && index.onDisk(known) ? known : undefined;
       if (!image) {
         if (chosen && doc.kind !== 'manifest') await fetchPlatformManifest(chosen); // evicted by another process meanwhile
-        image = await this.pullImage(index, client, target, manifestDigest, manifestBytes, doc);
+        image = await this.pullImage(index, client, target, manifestDigest, manifestBytes, doc, viewer);
       }
+      await this.proveLayers(index, client, target, image, viewer);
       const now = new Date().toISOString();
       const previous = index.ref(ref.canonical);
       await index.putRef({ reference: ref.canonical, digest: top.digest, manifestDigest, pulledAt: now, lastUsedAt: previous?.lastUsedAt ?? now, ...(viewer ? { privateTo: viewer } : {}) });
@@ -148,6 +151,7 @@ export class ImagePuller {
     manifestDigest: string,
     manifestBytes: Buffer,
     doc: ReturnType<typeof parseManifestDocument>,
+    viewer: string | undefined,
   ): Promise<ImageRecord> {
     if (doc.kind !== 'manifest') throw new InvalidImageError(target.image, 'expected an image manifest');
     const manifest = doc;
@@ -175,7 +179,7 @@ export class ImagePuller {
       const missing = unique.filter(({ layer }) => !index.layer(layer.digest)).map(({ layer }) => layer);
       const writerFor = layerForWriter(missing);
       const layersDone = mapLimit(unique, this.ctx.layerConcurrency ?? 4, ({ layer, at }) =>
-        this.ensureLayer(index, client, layerTarget, layer, diffIdAt(at), layer.digest === writerFor),
+        this.ensureLayer(index, client, layerTarget, layer, diffIdAt(at), layer.digest === writerFor, viewer),
       );
       const [config, layers] = await Promise.allSettled([configReady, layersDone]);
       if (config.status === 'rejected') throw config.reason;
@@ -207,7 +211,30 @@ export class ImagePuller {
     return image;
   }
 
-  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: () => Promise<string | null>, writerThread: boolean): Promise<LayerMeta> {
+  /**
+   * A cached layer that only other tenants' credentials fetched (LayerMeta.privateTo) is not handed
+   * to this pull on the strength of its digest alone: a registry of the tenant's own could name any
+   * digest in a manifest. The pull fetches the blob from its registry (digest and size verified, the
+   * bytes dropped: they are the cached layer's), and from then on may use the layer.
+   */
+  private async proveLayers(index: CacheIndex, client: RegistryClient, target: PullJob, image: ImageRecord, viewer: string | undefined): Promise<void> {
+    for (const layer of image.layers) {
+      const meta = index.layer(layer.digest);
+      if (!meta || layerVisibleTo(meta, viewer)) continue;
+      await this.layerProofs.run(
+        `${client.registry}\u0000${viewer ?? ''}\u0000${layer.digest}`,
+        (signal) => client.withRetries({ ...target, signal }, async () => {
+          const blob = await client.getBlob({ ...target, signal }, layer);
+          for await (const _ of blob); // verified by digest and size as it streams
+        }),
+        target.signal,
+      );
+      await index.shareLayer(layer.digest, viewer);
+      this.ctx.logger?.info({ image: target.image, layer: layer.digest }, 'a cached layer fetched with other credentials: its blob was fetched again before use');
+    }
+  }
+
+  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: () => Promise<string | null>, writerThread: boolean, viewer: string | undefined): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
     if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
     // Shared by the image pulls that need this layer from this registry; aborted once none of them
@@ -219,7 +246,7 @@ export class ImagePuller {
         const shared: PullJob = { ...target, signal };
         return withFileLock(
           index.lockPath(layer.digest, client.registry),
-          async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId, writerThread)),
+          async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId, writerThread, viewer)),
           { signal },
         );
       },
@@ -227,7 +254,7 @@ export class ImagePuller {
     );
   }
 
-  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: () => Promise<string | null>, writerThread: boolean): Promise<LayerMeta> {
+  private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: () => Promise<string | null>, writerThread: boolean, viewer: string | undefined): Promise<LayerMeta> {
     const compression = layerCompression(layer.mediaType);
     if (compression === null) throw new InvalidImageError(target.image, `layer ${layer.digest} has unsupported media type ${layer.mediaType}`);
     const started = performance.now();
@@ -242,7 +269,7 @@ export class ImagePuller {
         ...(target.requester ? { requester: target.requester } : {}),
         writerThread,
       });
-      const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files, opaqueDirs: stats.opaqueDirs };
+      const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files, opaqueDirs: stats.opaqueDirs, ...(viewer ? { privateTo: [viewer] } : {}) };
       await index.commitLayer(dir, meta);
       if (stats.skipped.length) this.ctx.logger?.warn({ layer: layer.digest, skipped: stats.skipped.slice(0, 20), count: stats.skipped.length }, 'layer entries skipped');
       this.ctx.logger?.debug({ layer: layer.digest, bytes: layer.size, files: stats.files, ms: Math.round(performance.now() - started) }, 'layer unpacked');

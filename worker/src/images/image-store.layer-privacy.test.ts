@@ -5,6 +5,8 @@
  * by anyone who knew a layer digest ("B got image; secret files: [ 'tenant A secret\n' ]"). Now such
  * a pull fetches the blob from its own registry first (verified; the bytes are the cached layer's),
  * and only then may use the layer. Layers fetched anonymously stay shared as before, with no fetch.
+ * The same for an image's config (its Env, Cmd…), whose record an index of one's own registry could
+ * name by the platform manifest's digest alone.
  */
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
@@ -13,7 +15,7 @@ import { after, before, test } from 'node:test';
 import { InvalidImageError } from '../../../core/src/errors.ts';
 import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { startFakeRegistry, type FakeRegistry } from '../../../test/fixtures/fake-registry.ts';
-import { buildImage, buildLayer, type BuiltImage, type BuiltLayer } from '../../../test/fixtures/oci-builder.ts';
+import { buildImage, buildIndex, buildLayer, type BuiltImage, type BuiltLayer } from '../../../test/fixtures/oci-builder.ts';
 import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
 
 const A = { username: 'tenant-a', password: 'a-password' };
@@ -122,4 +124,42 @@ test('a registry that has the blob proves it once; anonymously fetched layers ar
   const sharing = await registryWith('a/on-base', buildImage({ layers: [...base.layers, secret] }), { auth: A });
   (await fresh.acquire(`${sharing.host}/a/on-base:latest`, { credentials: A })).release();
   assert.deepEqual(base.layers.map((l) => blobFetches(sharing, l.digest)), base.layers.map(() => 0), 'public base layers are not fetched again');
+});
+
+test("an index naming a privately fetched image's manifest digest does not get its config (Env, Cmd) without serving it", async () => {
+  const store = await stores.make();
+  // Public base layers first (everyone's), then A's image on them: only its config is A's.
+  const publicRegistry = await registryWith('p/base', base);
+  (await store.acquire(`${publicRegistry.host}/p/base:latest`)).release();
+  const privateImage = buildImage({ layers: base.layers, config: { Env: ['API_TOKEN=tenant-a-token'], Cmd: ['true'] } });
+  const privateRegistry = await registryWith('a/with-token', privateImage, { auth: A });
+  const a = await store.acquire(`${privateRegistry.host}/a/with-token:latest`, { credentials: A });
+  assert.ok(a.config.env.includes('API_TOKEN=tenant-a-token'));
+  a.release();
+
+  // B's registry: an index naming A's platform manifest by digest; neither that manifest nor its config.
+  const index = buildIndex([privateImage]);
+  const lacking = await startFakeRegistry();
+  registries.push(lacking);
+  lacking.addManifest('b/index', 'latest', index.manifest);
+  await assert.rejects(store.acquire(`${lacking.host}/b/index:latest`), (e: unknown) => {
+    assert.ok(e instanceof InvalidImageError, String(e));
+    assert.match(e.message, new RegExp(`its blob ${privateImage.config.digest} is missing from the registry`));
+    return true;
+  });
+
+  // A registry that serves the config may use it (it had it anyway), from then on without a fetch.
+  const holder = await startFakeRegistry();
+  registries.push(holder);
+  holder.addManifest('b/index', 'latest', index.manifest);
+  holder.hook = (req, res) => {
+    if (!req.url?.endsWith(privateImage.config.digest)) return false;
+    res.writeHead(200, { 'content-length': privateImage.config.size });
+    res.end(privateImage.config.bytes);
+    return true;
+  };
+  const b = await store.acquire(`${holder.host}/b/index:latest`);
+  assert.ok(b.config.env.includes('API_TOKEN=tenant-a-token'));
+  b.release();
+  assert.equal(blobFetches(holder, privateImage.config.digest), 1);
 });

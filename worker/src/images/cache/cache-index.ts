@@ -19,7 +19,7 @@
  * may have pulled meanwhile).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { ImageRuntimeConfig } from '../../launch/image-config.ts';
@@ -42,6 +42,8 @@ export interface ImageRecord {
   layers: LayerRecord[];
   config: ImageRuntimeConfig;
   platform: string;
+  /** As LayerMeta.privateTo, for the image's config (its Env, Entrypoint, Cmd…): who may use it without fetching it. */
+  privateTo?: string[];
 }
 
 export interface RefRecord {
@@ -76,9 +78,9 @@ export interface LayerMeta {
   privateTo?: string[];
 }
 
-/** Whether a pull by `viewer` (undefined: anonymous) may use the cached layer without fetching it. */
-export function layerVisibleTo(meta: LayerMeta, viewer: string | undefined): boolean {
-  return meta.privateTo === undefined || (viewer !== undefined && meta.privateTo.includes(viewer));
+/** Whether a pull by `viewer` (undefined: anonymous) may use the cached layer or image config without fetching it. */
+export function visibleTo(cached: { privateTo?: string[] }, viewer: string | undefined): boolean {
+  return cached.privateTo === undefined || (viewer !== undefined && cached.privateTo.includes(viewer));
 }
 
 /** Who may use a layer fetched by both: anyone if either may, else both lists. */
@@ -345,7 +347,7 @@ export class CacheIndex {
   /** `viewer` fetched the cached layer's blob itself: it may use the layer now (everyone, if anonymous). */
   async shareLayer(digest: string, viewer: string | undefined): Promise<LayerMeta | undefined> {
     const meta = (await this.reloadLayer(digest)) ?? this.layers.get(digest);
-    if (!meta || layerVisibleTo(meta, viewer)) return meta;
+    if (!meta || visibleTo(meta, viewer)) return meta;
     const shared: LayerMeta = { ...meta, privateTo: widened(meta.privateTo, viewer === undefined ? undefined : [viewer]) };
     if (shared.privateTo === undefined) delete shared.privateTo;
     await this.writeAtomic(join(this.root, 'layer-meta', `${hex(digest)}.json`), JSON.stringify(shared));
@@ -355,6 +357,38 @@ export class CacheIndex {
 
   async putBlob(digest: string, bytes: Buffer): Promise<void> {
     await this.writeAtomic(join(this.root, 'blobs/sha256', hex(digest)), bytes);
+  }
+
+  /** `viewer` fetched the image's config blob itself: it may use the image's config now (everyone, if anonymous). */
+  async shareImage(manifestDigest: string, viewer: string | undefined): Promise<void> {
+    const image = this.images.get(manifestDigest);
+    if (!image || visibleTo(image, viewer)) return;
+    const shared: ImageRecord = { ...image, privateTo: widened(image.privateTo, viewer === undefined ? undefined : [viewer]) };
+    if (shared.privateTo === undefined) delete shared.privateTo;
+    await this.putImage(shared);
+  }
+
+  /** Records an image a pull fetched for `viewer`; one another process recorded meanwhile widens who may use it. */
+  async recordImage(image: ImageRecord, viewer: string | undefined): Promise<void> {
+    let there: ImageRecord | undefined;
+    try {
+      there = JSON.parse(await readFile(join(this.root, 'images', `${hex(image.manifestDigest)}.json`), 'utf8')) as ImageRecord;
+    } catch {
+      there = undefined;
+    }
+    const ours = viewer === undefined ? undefined : [viewer];
+    const privateTo = there ? widened(there.privateTo, ours) : ours;
+    const { privateTo: _, ...rest } = image;
+    await this.putImage(privateTo === undefined ? rest : { ...rest, privateTo });
+  }
+
+  /** The size of a cached manifest or config blob. */
+  blobSize(digest: string): number | undefined {
+    try {
+      return statSync(join(this.root, 'blobs/sha256', hex(digest))).size;
+    } catch {
+      return undefined;
+    }
   }
 
   async putImage(image: ImageRecord): Promise<void> {

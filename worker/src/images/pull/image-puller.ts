@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { ImagePullFailedError, InvalidImageError } from '../../../../core/src/errors.ts';
 import { manifestReference, type ImageReference } from '../../../../core/src/image-ref.ts';
 import { toRuntimeConfig } from '../../launch/image-config.ts';
-import { layerVisibleTo, type CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord } from '../cache/cache-index.ts';
+import { visibleTo, type CacheIndex, type ImageRecord, type LayerMeta, type LayerRecord } from '../cache/cache-index.ts';
 import { withFileLock } from '../cache/file-lock.ts';
 import type { HoldCounts } from '../cache/hold-counts.ts';
 import type { InUseMarkers } from '../cache/in-use-markers.ts';
@@ -129,6 +129,7 @@ export class ImagePuller {
         if (chosen && doc.kind !== 'manifest') await fetchPlatformManifest(chosen); // evicted by another process meanwhile
         image = await this.pullImage(index, client, target, manifestDigest, manifestBytes, doc, viewer);
       }
+      await this.proveConfig(index, client, target, image, viewer);
       await this.proveLayers(index, client, target, image, viewer);
       const now = new Date().toISOString();
       const previous = index.ref(ref.canonical);
@@ -184,7 +185,7 @@ export class ImagePuller {
       const [config, layers] = await Promise.allSettled([configReady, layersDone]);
       if (config.status === 'rejected') throw config.reason;
       if (layers.status === 'rejected') throw layers.reason;
-      return await this.recordImage(index, manifestDigest, manifestBytes, manifest, config.value.configBytes, config.value.config);
+      return await this.recordImage(index, manifestDigest, manifestBytes, manifest, config.value.configBytes, config.value.config, viewer);
     } finally {
       for (const { layer } of unique) this.ctx.pinned.remove(layer.digest);
     }
@@ -197,6 +198,7 @@ export class ImagePuller {
     doc: Extract<ReturnType<typeof parseManifestDocument>, { kind: 'manifest' }>,
     configBytes: Buffer,
     config: ReturnType<typeof parseImageConfig>,
+    viewer: string | undefined,
   ): Promise<ImageRecord> {
     const image: ImageRecord = {
       manifestDigest,
@@ -207,8 +209,23 @@ export class ImagePuller {
     };
     await index.putBlob(manifestDigest, manifestBytes);
     await index.putBlob(doc.config.digest, configBytes);
-    await index.putImage(image);
-    return image;
+    await index.recordImage(image, viewer);
+    return index.image(manifestDigest) ?? image;
+  }
+
+  /**
+   * The same for a cached image whose config only other tenants' credentials fetched: its record is
+   * found by the platform manifest's digest, which an index of the tenant's own registry can name
+   * without serving the manifest. The config (the job's Env, Entrypoint, Cmd…) is fetched from this
+   * pull's registry, digest and size verified, before the image is used.
+   */
+  private async proveConfig(index: CacheIndex, client: RegistryClient, target: PullJob, image: ImageRecord, viewer: string | undefined): Promise<void> {
+    if (visibleTo(image, viewer)) return;
+    const size = index.blobSize(image.configDigest);
+    if (size === undefined) throw new ImagePullFailedError(target.image, `its cached config ${image.configDigest} is gone; the job may be tried again`);
+    await client.getBlobBytes(target, { digest: image.configDigest, size }, size);
+    await index.shareImage(image.manifestDigest, viewer);
+    this.ctx.logger?.info({ image: target.image, config: image.configDigest }, 'a cached image config fetched with other credentials: its blob was fetched again before use');
   }
 
   /**
@@ -220,7 +237,7 @@ export class ImagePuller {
   private async proveLayers(index: CacheIndex, client: RegistryClient, target: PullJob, image: ImageRecord, viewer: string | undefined): Promise<void> {
     for (const layer of image.layers) {
       const meta = index.layer(layer.digest);
-      if (!meta || layerVisibleTo(meta, viewer)) continue;
+      if (!meta || visibleTo(meta, viewer)) continue;
       await this.layerProofs.run(
         `${client.registry}\u0000${viewer ?? ''}\u0000${layer.digest}`,
         (signal) => client.withRetries({ ...target, signal }, async () => {

@@ -7,6 +7,7 @@ import { routePath } from 'hono/route';
 import { DependencyUnavailableError, errorBody, INTERNAL_ERROR_MESSAGE, isSbxError, RateLimitedError } from '../../core/src/errors.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
 import { auth } from './middleware/auth.ts';
+import { loopbackHostOnly } from './middleware/loopback-host.ts';
 import { openRequests } from './middleware/open-requests.ts';
 import { requestRate } from './middleware/request-rate.ts';
 import { TenantRequestRate } from './tenant-request-rate.ts';
@@ -39,6 +40,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     deps.metrics.requests.inc({ method: c.req.method, route, status: c.res.status });
     deps.metrics.requestSeconds.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);
   });
+  const env = deps.config.env;
+  if (env.SBX_API_KEYS.length === 0 && !env.SBX_API_ALLOWED_HOSTS.includes('*')) app.use('*', loopbackHostOnly(env.SBX_API_ALLOWED_HOSTS)); // P64: no DNS rebinding into an open API
   app.use('/v1/*', auth(deps.config.env.SBX_API_KEYS, deps.config.quotas));
   app.use('/v1/*', requestRate(new TenantRequestRate({ redis: deps.redis, keys: deps.keys, logger: deps.logger }))); // 429 past the tenant's `requestsPerSecond`
   app.use('/v1/*', openRequests(deps.requests)); // 429 past the tenant's `requests` open at once

@@ -39,7 +39,7 @@ function trickle(first: string, drip: string): Promise<{ answer: string; body: s
 }
 
 test('headers trickled a byte at a time: 408 and closed once SBX_API_HEADERS_TIMEOUT_MS has passed', async () => {
-  const { answer, body, ms } = await trickle('GET /healthz HTTP/1.1\r\nHost: sbx\r\nX-Slow: ', 'a');
+  const { answer, body, ms } = await trickle('GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ', 'a');
   assert.equal(answer, 'HTTP/1.1 408 Request Timeout');
   assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, 'request_timeout'); // the API's error body (P58)
   assert.ok(ms >= HEADERS_MS, `closed after ${ms} ms, before the bound`);
@@ -51,7 +51,7 @@ test('a connection that sends nothing is closed too', async () => {
 });
 
 test('a body trickled a byte at a time: 408 and closed once SBX_API_REQUEST_TIMEOUT_MS has passed', async () => {
-  const head = 'POST /v1/jobs HTTP/1.1\r\nHost: sbx\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"image":"';
+  const head = 'POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"image":"';
   const { answer, body, ms } = await trickle(head, 'a');
   assert.equal(answer, 'HTTP/1.1 408 Request Timeout');
   assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, 'request_timeout');

@@ -111,6 +111,13 @@ test('registry mirrors parse per registry, in order; a malformed list is refused
   assert.throws(() => loadConfig({ SBX_REGISTRY_MIRRORS: 'docker.io' }), /SBX_REGISTRY_MIRRORS=.*registry=mirror/);
 });
 
+test('SBX_API_ALLOWED_HOSTS: none by default; names are lowercased without a trailing dot; * is any; a bad name is refused by name', () => {
+  assert.deepEqual(loadConfig({}).env.SBX_API_ALLOWED_HOSTS, []);
+  assert.deepEqual(loadConfig({ SBX_API_ALLOWED_HOSTS: 'Sbx.Internal., api.example.com,*' }).env.SBX_API_ALLOWED_HOSTS, ['sbx.internal', 'api.example.com', '*']);
+  assert.throws(() => loadConfig({ SBX_API_ALLOWED_HOSTS: 'ok.example,http://x.example' }), /SBX_API_ALLOWED_HOSTS=.*"http:\/\/x\.example" is not a host name/);
+  assert.throws(() => loadConfig({ SBX_API_ALLOWED_HOSTS: 'host:8080' }), /"host:8080" is not a host name/);
+});
+
 test('registries in the configuration are spelt as image references spell them, so they match; a host no URL can name is refused', () => {
   // An image reference `127.1:5000/x` or `Ghcr.IO/x` names 127.0.0.1:5000 and ghcr.io (core/src/image-ref.ts).
   const c = loadConfig({ SBX_REGISTRY_MIRRORS: 'Index.Docker.IO=0x7f.1:5000;Mirror.Local, Ghcr.IO=[0::1]:5001', SBX_INSECURE_REGISTRIES: 'Registry.Local:5000,127.1:5001' });

@@ -112,6 +112,15 @@ export const envSchema = z.object({
   SBX_API_KEYS: z.string().default('').transform((s, ctx) => parseApiKeys(s, ctx)),
   // Without SBX_API_KEYS the API listens on loopback only; true lets it listen anywhere without keys.
   SBX_ALLOW_ANONYMOUS: bool.default(false),
+  // Without SBX_API_KEYS the API answers only requests whose Host names this machine (127.0.0.1,
+  // localhost, [::1], *.localhost), so a web page cannot reach it by DNS rebinding; these names
+  // (host names, any port) are answered too, '*' answers any (api/src/middleware/loopback-host.ts).
+  SBX_API_ALLOWED_HOSTS: z.string().default('').transform((s, ctx) => {
+    const names = s.split(',').map((n) => n.trim().toLowerCase()).filter(Boolean);
+    const bad = names.find((n) => n !== '*' && !/^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?$/.test(n));
+    if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(bad)} is not a host name; give names such as sbx.internal,api.example.com, or * for any` });
+    return names.map((n) => n.replace(/\.$/, ''));
+  }),
   // The same JSON array in a file (keys stay out of the environment), read at start; adds to SBX_API_KEYS:
   // [{"key":"…","tenant":"team-a","role":"tenant","quota":{"activeJobs":50,"submitsPerSecond":5,
   //   "submitBurst":20,"streams":50,"requests":200,"requestsPerSecond":500,"storedBytesPerHour":268435456,"limits":{"memoryBytes":1073741824,"timeoutMs":60000}}}]

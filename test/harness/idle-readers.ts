@@ -59,7 +59,7 @@ export async function openIdleReaders(api: ApiProcess, paths: string[], headers 
   const counts: Record<string, number> = {};
   let answers = 0;
   for (let i = 0; i < paths.length; i++) {
-    const s = connect(port, '127.0.0.1', () => s.write(`GET ${paths[i]} HTTP/1.1\r\nHost: x\r\n${headers}\r\n`));
+    const s = connect(port, '127.0.0.1', () => s.write(`GET ${paths[i]} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers}\r\n`));
     s.on('error', () => {});
     s.once('data', (d: Buffer) => {
       const status = /^HTTP\/1\.1 (\d{3})/.exec(d.toString('latin1', 0, 12))?.[1] ?? 'other';
@@ -94,6 +94,9 @@ export async function growthUnderIdleReaders(api: ApiProcess, paths: string[], h
   } finally {
     readers.close();
   }
-  process.stdout.write(`# API RSS ${before.toFixed(0)} MiB -> peak ${peak.toFixed(0)} MiB with ${paths.length} clients not reading GET ${paths[0]!.replace(/j_\w+/, '{id}')} (answers ${JSON.stringify(readers.statuses())})\n`);
+  const statuses = readers.statuses();
+  process.stdout.write(`# API RSS ${before.toFixed(0)} MiB -> peak ${peak.toFixed(0)} MiB with ${paths.length} clients not reading GET ${paths[0]!.replace(/j_\w+/, '{id}')} (answers ${JSON.stringify(statuses)})\n`);
+  // What was measured must be the answers themselves: a refusal holds nothing.
+  assert.deepEqual(Object.keys(statuses).filter((s) => s !== '200' && s !== '101'), [], `every idle reader got its answer (200, or 101 for an upgrade): ${JSON.stringify(statuses)}`);
   return peak - before;
 }

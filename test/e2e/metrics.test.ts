@@ -6,6 +6,7 @@
  * queries exists in the scrapes.
  */
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import type { JobDocument } from '../../core/src/job-spec.ts';
@@ -75,6 +76,19 @@ function value(text: string, name: string, labels: Record<string, string> = {}):
 }
 
 const scrapeWorker = async () => (await fetch(workerMetricsUrl)).text();
+
+/** GET `url` with `host` as its Host header (a browser's, after DNS rebinding); the status. */
+function statusWithHost(url: string, host: string): Promise<number> {
+  const { hostname, port, pathname } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ hostname, port, path: pathname, headers: { host } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 async function scrapeApi(): Promise<string> {
   const res = await fetch(`${stack.apiUrl}/metrics`, { headers: { authorization: `Bearer ${ADMIN}` } });
   assert.equal(res.status, 200);
@@ -89,6 +103,10 @@ async function run(command: string[], extra: Record<string, unknown> = {}): Prom
 
 test('metrics after a known set of jobs: by status and tenant, queue, pulls, cache, limits, output, slots, webhooks', { timeout: 120_000 }, async () => {
   assert.equal((await fetch(`${stack.apiUrl}/metrics`, { headers: { authorization: `Bearer ${TENANT}` } })).status, 403, '/metrics is admin-only');
+  // The worker's listener is loopback-only and answers only requests addressed to this machine (P64).
+  const port = new URL(workerMetricsUrl).port;
+  assert.deepEqual(await Promise.all([`evil.example:${port}`, `127.0.0.1.evil.example:${port}`].map((h) => statusWithHost(workerMetricsUrl, h))), [403, 403], 'a rebound page gets nothing');
+  assert.deepEqual(await Promise.all([`127.0.0.1:${port}`, `localhost:${port}`].map((h) => statusWithHost(workerMetricsUrl, h))), [200, 200]);
 
   const hooked = await run(['printf', '12345'], { callbackUrl: receiver.url('/hook') });
   assert.equal(hooked.status, 'succeeded');

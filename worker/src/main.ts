@@ -7,6 +7,7 @@ import os from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../../core/src/config.ts';
 import { JobStore } from '../../core/src/job-store.ts';
 import { createLogger, type Logger } from '../../core/src/logger.ts';
+import { namesLoopback } from '../../core/src/loopback-names.ts';
 import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
@@ -230,7 +231,10 @@ async function exitOnConfigError<T>(work: Promise<T>): Promise<T> {
 function startMetricsServer(port: number | undefined, registry: ReturnType<typeof createRegistry>, logger: Logger) {
   if (port === undefined) return null;
   const server = createServer((req, res) => {
-    if (req.url === '/metrics') {
+    // Loopback-only, and only for requests addressed to it: not a web page's by DNS rebinding (P64).
+    if (req.headers.host !== undefined && !namesLoopback(req.headers.host)) {
+      res.writeHead(403, { 'Content-Type': 'text/plain' }).end('the worker answers only requests addressed to this machine (Host 127.0.0.1, localhost or [::1])\n');
+    } else if (req.url === '/metrics') {
       void registry.metrics().then((text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text));
     } else if (req.url === '/healthz') {
       res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":"ok"}');

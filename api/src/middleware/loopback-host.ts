@@ -10,27 +10,15 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import { SbxError } from '../../../core/src/errors.ts';
+import { hostHeaderName, namesLoopback } from '../../../core/src/loopback-names.ts';
 import type { AppEnv } from '../deps.ts';
-import { isLoopbackHost } from '../listen-policy.ts';
-
-/** The name of a `Host` header (`[::1]:8080` → `[::1]`, `localhost:8080` → `localhost`). */
-function hostName(header: string): string {
-  if (header.startsWith('[')) return header.slice(0, header.indexOf(']') + 1);
-  return header.replace(/:[0-9]*$/, '');
-}
-
-/** Whether `host` is a name only this machine answers to: a loopback address, localhost or a name under it (RFC 6761). */
-export function namesLoopback(host: string): boolean {
-  const name = hostName(host.trim()).toLowerCase().replace(/\.$/, '');
-  return isLoopbackHost(name) || name.endsWith('.localhost');
-}
 
 /** `allowed`: SBX_API_ALLOWED_HOSTS (lowercase names; '*' turns the check off). */
 export function loopbackHostOnly(allowed: readonly string[]): MiddlewareHandler<AppEnv> {
   const names = new Set(allowed);
   return async (c, next) => {
     const host = c.req.header('host');
-    if (host !== undefined && !namesLoopback(host) && !names.has(hostName(host.trim()).toLowerCase().replace(/\.$/, ''))) {
+    if (host !== undefined && !namesLoopback(host) && !names.has(hostHeaderName(host))) {
       throw new SbxError('forbidden', `this API has no keys, so it answers only requests addressed to this machine (Host 127.0.0.1, localhost or [::1]) or to SBX_API_ALLOWED_HOSTS, not ${JSON.stringify(host.slice(0, 100))}: a web page can reach a local API under its own name by DNS rebinding; configure SBX_API_KEYS, or name the host in SBX_API_ALLOWED_HOSTS`);
     }
     return next();

@@ -42,7 +42,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   });
   const env = deps.config.env;
   if (env.SBX_API_KEYS.length === 0 && !env.SBX_API_ALLOWED_HOSTS.includes('*')) app.use('*', loopbackHostOnly(env.SBX_API_ALLOWED_HOSTS)); // P64: no DNS rebinding into an open API
-  app.use('/v1/*', auth(deps.config.env.SBX_API_KEYS, deps.config.quotas));
+  app.use('/v1/*', auth(env.SBX_API_KEYS, deps.config.quotas));
   app.use('/v1/*', requestRate(new TenantRequestRate({ redis: deps.redis, keys: deps.keys, logger: deps.logger }))); // 429 past the tenant's `requestsPerSecond`
   app.use('/v1/*', openRequests(deps.requests)); // 429 past the tenant's `requests` open at once
 

@@ -15,13 +15,13 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { test } from 'node:test';
 import { useApiProcess } from '../../test/harness/api-process.ts';
-import { seededRandom } from '../../test/harness/seeded-random.ts';
+import { hostileSeed, seededRandom } from '../../test/harness/seeded-random.ts';
 
 const ADMIN = 'key-admin-hhhhhhhhhhhhhhhhhhhh';
 const ALPHA = 'key-alpha-hhhhhhhhhhhhhhhhhhhh';
 const KEYS = { ops: ADMIN, alpha: ALPHA } as const;
 const IMAGE = '127.0.0.1:5000/test/busybox:latest';
-const SEED = Number(process.env.SBX_HOSTILE_SEED ?? 20261206);
+const SEED = hostileSeed();
 const REQUESTS = 400;
 const CONCURRENCY = 8;
 /** No worker runs here: a request with nothing to wait for answers at once; one that waits for a job stops at the wait cap. */

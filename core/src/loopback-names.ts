@@ -4,19 +4,14 @@
  * worker's metrics listener (worker/src/main.ts). A page that rebinds its own domain to 127.0.0.1
  * sends that domain as `Host`; a local client sends 127.0.0.1, localhost or [::1].
  */
-import net from 'node:net';
+import { classifyAddress } from './egress/address-class.ts';
+import { parseIp } from './egress/ip-address.ts';
 
-const LOOPBACK = new net.BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
-
-/** 127.0.0.0/8, ::1, ::ffff:127.x.y.z and the name localhost. */
+/** 127.0.0.0/8, ::1, ::ffff:127.x.y.z (brackets allowed) and the name localhost. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  if (h === 'localhost') return true;
-  const family = net.isIP(h);
-  return family !== 0 && LOOPBACK.check(h, family === 4 ? 'ipv4' : 'ipv6');
+  if (host.toLowerCase() === 'localhost') return true;
+  const ip = parseIp(host);
+  return ip !== null && classifyAddress(ip) === 'loopback';
 }
 
 /** The name of a `Host` header, lowercase, without its port or a trailing dot (`[::1]:8080` → `[::1]`). */
@@ -26,8 +21,12 @@ export function hostHeaderName(header: string): string {
   return name.toLowerCase().replace(/\.$/, '');
 }
 
-/** Whether a `Host` header names this machine: a loopback address, localhost or a name under it (RFC 6761). */
-export function namesLoopback(header: string): boolean {
-  const name = hostHeaderName(header);
+/** Whether a host name (as hostHeaderName gives it) is this machine's: a loopback address, localhost or a name under it (RFC 6761). */
+export function isLoopbackName(name: string): boolean {
   return isLoopbackHost(name) || name.endsWith('.localhost');
+}
+
+/** Whether a `Host` header names this machine. */
+export function namesLoopback(header: string): boolean {
+  return isLoopbackName(hostHeaderName(header));
 }

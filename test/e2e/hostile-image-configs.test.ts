@@ -13,10 +13,10 @@ import { test } from 'node:test';
 import { busyboxImage } from '../fixtures/build-images.ts';
 import { MEDIA, sha256, type Blob, type BuiltImage } from '../fixtures/oci-builder.ts';
 import { runHostileJobSweep, type SweepJob } from '../harness/hostile-job-sweep.ts';
-import { seededRandom } from '../harness/seeded-random.ts';
+import { hostileSeed, seededRandom } from '../harness/seeded-random.ts';
 import { useStack } from '../harness/use-stack.ts';
 
-const SEED = Number(process.env.SBX_HOSTILE_SEED ?? 20261206);
+const SEED = hostileSeed();
 const JOBS = 60;
 const CONCURRENCY = 4;
 const ACTIONABLE = new Set(['invalid_image', 'invalid_request', 'command_not_found']);

@@ -16,10 +16,12 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { seededRandom } from '../harness/seeded-random.ts';
+import { isPublicAddress } from '../../core/src/egress/address-class.ts';
+import { parseIp } from '../../core/src/egress/ip-address.ts';
+import { hostileSeed, seededRandom } from '../harness/seeded-random.ts';
 import { useStack } from '../harness/use-stack.ts';
 
-const SEED = Number(process.env.SBX_HOSTILE_SEED ?? 20261206);
+const SEED = hostileSeed();
 const REFERENCES = 200;
 const CONCURRENCY = 6;
 /** How a job on an accepted reference may end: its registry is refused, or cannot be reached. */
@@ -115,10 +117,7 @@ function namesPublicAddress(written: string): boolean {
   } catch {
     return false;
   }
-  const v4 = /^(\d+)\.(\d+)\.\d+\.\d+$/.exec(hostname);
-  if (!v4) return false;
-  const [a, b] = [Number(v4[1]), Number(v4[2])];
-  return !(a === 127 || a === 10 || a === 0 || (a === 192 && b === 168) || (a === 172 && b >= 16 && b < 32) || (a === 169 && b === 254) || (a === 100 && b >= 64 && b < 128));
+  return parseIp(hostname) !== null && isPublicAddress(hostname);
 }
 
 function references(): string[] {

@@ -13,10 +13,10 @@
  */
 import { test } from 'node:test';
 import { runHostileJobSweep, type SweepJob } from '../harness/hostile-job-sweep.ts';
-import { seededRandom } from '../harness/seeded-random.ts';
+import { hostileSeed, seededRandom } from '../harness/seeded-random.ts';
 import { useStack } from '../harness/use-stack.ts';
 
-const SEED = Number(process.env.SBX_HOSTILE_SEED ?? 20261206);
+const SEED = hostileSeed();
 const JOBS = 120;
 const CONCURRENCY = 4;
 const ACTIONABLE = new Set(['invalid_request', 'command_not_found']);

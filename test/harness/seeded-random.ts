@@ -9,3 +9,8 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
   };
 }
+
+/** The seed of a hostile sweep: SBX_HOSTILE_SEED, else a fixed one, so a failure replays. */
+export function hostileSeed(): number {
+  return Number(process.env.SBX_HOSTILE_SEED ?? 20261206);
+}

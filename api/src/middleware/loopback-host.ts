@@ -10,7 +10,7 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import { SbxError } from '../../../core/src/errors.ts';
-import { hostHeaderName, namesLoopback } from '../../../core/src/loopback-names.ts';
+import { hostHeaderName, isLoopbackName } from '../../../core/src/loopback-names.ts';
 import type { AppEnv } from '../deps.ts';
 
 /** `allowed`: SBX_API_ALLOWED_HOSTS (lowercase names; '*' turns the check off). */
@@ -18,8 +18,9 @@ export function loopbackHostOnly(allowed: readonly string[]): MiddlewareHandler<
   const names = new Set(allowed);
   return async (c, next) => {
     const host = c.req.header('host');
-    if (host !== undefined && !namesLoopback(host) && !names.has(hostHeaderName(host))) {
-      throw new SbxError('forbidden', `this API has no keys, so it answers only requests addressed to this machine (Host 127.0.0.1, localhost or [::1]) or to SBX_API_ALLOWED_HOSTS, not ${JSON.stringify(host.slice(0, 100))}: a web page can reach a local API under its own name by DNS rebinding; configure SBX_API_KEYS, or name the host in SBX_API_ALLOWED_HOSTS`);
+    const name = host === undefined ? null : hostHeaderName(host);
+    if (name !== null && !isLoopbackName(name) && !names.has(name)) {
+      throw new SbxError('forbidden', `this API has no keys, so it answers only requests addressed to this machine (Host 127.0.0.1, localhost or [::1]) or to SBX_API_ALLOWED_HOSTS, not ${JSON.stringify(host!.slice(0, 100))}: a web page can reach a local API under its own name by DNS rebinding; configure SBX_API_KEYS, or name the host in SBX_API_ALLOWED_HOSTS`);
     }
     return next();
   };

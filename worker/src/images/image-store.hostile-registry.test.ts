@@ -26,11 +26,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SbxError } from '../../../core/src/errors.ts';
 import { startFakeRegistry, type FakeRegistry } from '../../../test/fixtures/fake-registry.ts';
 import { buildImage, buildLayer, MEDIA, sha256, type Blob, type BuiltImage, type BuiltLayer } from '../../../test/fixtures/oci-builder.ts';
-import { seededRandom } from '../../../test/harness/seeded-random.ts';
+import { hostileSeed, seededRandom } from '../../../test/harness/seeded-random.ts';
 import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
 import type { ImageStore } from './image-store.ts';
 
-const SEED = Number(process.env.SBX_HOSTILE_SEED ?? 20261206);
+const SEED = hostileSeed();
 const PULLS = 300;
 const CONCURRENCY = 6;
 /** Well past the store's bounds below (retries within 3 s, stalls at 1.5 s, the pull deadline at 8 s). */

@@ -88,6 +88,15 @@ function widened(a: string[] | undefined, b: string[] | undefined): string[] | u
   return a === undefined || b === undefined ? undefined : [...new Set([...a, ...b])];
 }
 
+/** `viewer` as a `privateTo` list: undefined (everyone's) for an anonymous pull. */
+const viewers = (viewer: string | undefined): string[] | undefined => (viewer === undefined ? undefined : [viewer]);
+
+/** `entry` with `privateTo` set to `to`, or without the field when everyone may use it. */
+function withPrivateTo<T extends { privateTo?: string[] }>(entry: T, to: string[] | undefined): T {
+  const { privateTo: _, ...rest } = entry;
+  return (to === undefined ? rest : { ...rest, privateTo: to }) as T;
+}
+
 /** Where the meta of the layer unpacked at `layerDir` lives (layerDir = <root>/layers/sha256/<hex>). */
 export function layerMetaPath(layerDir: string): string {
   return join(layerDir, '..', '..', '..', 'layer-meta', `${basename(layerDir)}.json`);
@@ -331,8 +340,7 @@ export class CacheIndex {
   async commitLayer(tmpDir: string, meta: LayerMeta): Promise<void> {
     // Another process may have committed the same layer meanwhile: who may use it widens, never narrows.
     const there = await this.reloadLayer(meta.digest);
-    if (there) meta = { ...meta, privateTo: widened(there.privateTo, meta.privateTo) };
-    if (meta.privateTo === undefined) delete meta.privateTo;
+    if (there) meta = withPrivateTo(meta, widened(there.privateTo, meta.privateTo));
     await this.writeAtomic(join(this.root, 'layer-meta', `${hex(meta.digest)}.json`), JSON.stringify(meta));
     try {
       await rename(tmpDir, this.layerDir(meta.digest));
@@ -348,8 +356,7 @@ export class CacheIndex {
   async shareLayer(digest: string, viewer: string | undefined): Promise<LayerMeta | undefined> {
     const meta = (await this.reloadLayer(digest)) ?? this.layers.get(digest);
     if (!meta || visibleTo(meta, viewer)) return meta;
-    const shared: LayerMeta = { ...meta, privateTo: widened(meta.privateTo, viewer === undefined ? undefined : [viewer]) };
-    if (shared.privateTo === undefined) delete shared.privateTo;
+    const shared = withPrivateTo(meta, widened(meta.privateTo, viewers(viewer)));
     await this.writeAtomic(join(this.root, 'layer-meta', `${hex(digest)}.json`), JSON.stringify(shared));
     this.layers.set(digest, shared);
     return shared;
@@ -363,9 +370,7 @@ export class CacheIndex {
   async shareImage(manifestDigest: string, viewer: string | undefined): Promise<void> {
     const image = this.images.get(manifestDigest);
     if (!image || visibleTo(image, viewer)) return;
-    const shared: ImageRecord = { ...image, privateTo: widened(image.privateTo, viewer === undefined ? undefined : [viewer]) };
-    if (shared.privateTo === undefined) delete shared.privateTo;
-    await this.putImage(shared);
+    await this.putImage(withPrivateTo(image, widened(image.privateTo, viewers(viewer))));
   }
 
   /** Records an image a pull fetched for `viewer`; one another process recorded meanwhile widens who may use it. */
@@ -376,10 +381,7 @@ export class CacheIndex {
     } catch {
       there = undefined;
     }
-    const ours = viewer === undefined ? undefined : [viewer];
-    const privateTo = there ? widened(there.privateTo, ours) : ours;
-    const { privateTo: _, ...rest } = image;
-    await this.putImage(privateTo === undefined ? rest : { ...rest, privateTo });
+    await this.putImage(withPrivateTo(image, there ? widened(there.privateTo, viewers(viewer)) : viewers(viewer)));
   }
 
   /** The size of a cached manifest or config blob. */

@@ -4,6 +4,7 @@
  * A worker lost before that point may have its job put back in the queue (requeue); one lost after
  * it never does: a command runs at most once. Both are compare-and-set Lua scripts on the job's hash.
  */
+import { randomUUID } from 'node:crypto';
 import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { JobDocument } from './job-spec.ts';
 import type { RedisClient } from './redis.ts';
@@ -16,7 +17,7 @@ const SCRIPTS = {
 
 interface ScriptedClient {
   sbxStartJob(state: string, attempt: string): Promise<string>;
-  sbxRequeueJob(state: string, events: string, attempt: string, doc: string, event: string, channel: string): Promise<string>;
+  sbxRequeueJob(state: string, events: string, attempt: string, doc: string, event: string, channel: string, token: string): Promise<string>;
 }
 
 /** 'ok', or why not: 'started', 'cancel', 'attempt' (another attempt by now), a status, '' (gone). */
@@ -46,7 +47,8 @@ export class JobAttempts {
   /** Queued again as `next` (status queued, attempts + 1) if attempt `attempt` never started its command. */
   async requeue(next: JobDocument, attempt: number): Promise<RequeueResult> {
     const event = JSON.stringify({ status: next.status, attempts: next.attempts });
-    return this.scripted.sbxRequeueJob(this.keys.jobState(next.id), this.keys.jobEvents(next.id), String(attempt), JSON.stringify(next), event, this.keys.jobNotify(next.id));
+    // Its own token: sent again after a reconnect (its answer lost), it is known for itself (requeueJob-2.lua).
+    return this.scripted.sbxRequeueJob(this.keys.jobState(next.id), this.keys.jobEvents(next.id), String(attempt), JSON.stringify(next), event, this.keys.jobNotify(next.id), randomUUID());
   }
 
   /** Intent before a requeue, removed once the queue entry exists (the janitor finishes what a crash left). */

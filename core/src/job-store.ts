@@ -38,7 +38,7 @@ interface ScriptedClient {
   sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number, attempt: string, startedAttempt: string): Promise<string>;
   sbxSetJobField(k1: string, field: string, value: string): Promise<number>;
   sbxAbandonJob(k1: string, k2: string): Promise<number>;
-  sbxAppendOutput(k1: string, k2: string, channel: string, attempt: string, ...typeAndData: string[]): Promise<number>;
+  sbxAppendOutput(k1: string, k2: string, channel: string, attempt: string, number: string, ...typeAndData: string[]): Promise<number>;
 }
 
 /** Told of every job this process moved to a final status (metrics); must not throw. */
@@ -337,11 +337,13 @@ export class JobStore {
   /**
    * Append output of attempt `attempt` of a running job (one step: its events and the ping). False
    * when the job is not `running` in that attempt (ended elsewhere meanwhile): nothing is written.
+   * `number`: this append's place among the caller's appends to the attempt (1, 2, …), so that one
+   * sent again after a reconnect (its answer lost) is applied once (appendOutput-2.lua); 0: unnumbered.
    */
-  async appendOutput(id: string, attempt: number, chunks: OutputChunk[]): Promise<boolean> {
+  async appendOutput(id: string, attempt: number, chunks: OutputChunk[], number = 0): Promise<boolean> {
     if (chunks.length === 0) return true;
     const args = chunks.flatMap((c) => [c.type, JSON.stringify({ data: c.data })]);
-    return (await this.scripted.sbxAppendOutput(this.keys.jobState(id), this.keys.jobEvents(id), this.keys.jobNotify(id), String(attempt), ...args)) > 0;
+    return (await this.scripted.sbxAppendOutput(this.keys.jobState(id), this.keys.jobEvents(id), this.keys.jobNotify(id), String(attempt), String(number), ...args)) > 0;
   }
 
 

@@ -7,10 +7,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { Redis } from 'ioredis';
 import { SbxClient } from '../harness/api-client.ts';
 import { startDurableRedis, type DurableRedis } from '../harness/redis-aof.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
+import { jobWhereabouts } from '../harness/job-whereabouts.ts';
 
 const FINAL = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
 
@@ -20,7 +22,8 @@ let api: SbxClient;
 
 before(async () => {
   redis = await startDurableRedis();
-  stack = await startStack({ workers: 2, env: { SBX_REDIS_URL: redis.url, SBX_WORKER_SLOTS: '4' } });
+  // info: a job left behind is then told with what the API and the workers said of it (jobWhereabouts).
+  stack = await startStack({ workers: 2, env: { SBX_REDIS_URL: redis.url, SBX_WORKER_SLOTS: '4', SBX_LOG_LEVEL: 'info' } });
   api = new SbxClient(stack.apiUrl);
 });
 after(async () => {
@@ -71,6 +74,12 @@ for (const how of ['SIGKILL', 'shutdown'] as const) {
     }, 45_000, 'every accepted job to be final').catch(() => {});
     const lost = load.accepted.filter((id) => docs.get(id) === null);
     const open = load.accepted.filter((id) => docs.get(id) && !FINAL.includes(docs.get(id)!.status)).map((id) => `${id} ${docs.get(id)!.status}`);
+    if (open.length) {
+      const client = new Redis(redis.port, redis.host);
+      const logs = Object.fromEntries([['api', stack.api.log()], ...stack.workers.map((w, i) => [`worker ${i}`, w.log()])]);
+      for (const line of open) t.diagnostic(await jobWhereabouts(client, line.split(' ')[0]!, logs));
+      client.disconnect();
+    }
     assert.deepEqual(lost, [], `jobs answered 202 and then lost (${how})`);
     assert.deepEqual(open, [], `jobs left non-final (${how})`);
     const outcomes = new Map<string, number>();

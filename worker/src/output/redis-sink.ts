@@ -45,6 +45,8 @@ export class RedisOutputSink {
   private readonly budget: TenantStorageBudget | null;
   private readonly hashes: Record<StreamName, Hash> | null = null;
   private inFlight: Promise<void> | null = null;
+  /** Appends sent so far, each numbered: one sent again after a reconnect is applied once (appendOutput-2.lua). */
+  private appends = 0;
   private failure: unknown = null;
   private held = true;
   /** Redis refused an append: the job is no longer running here. */
@@ -167,7 +169,7 @@ export class RedisOutputSink {
    * storing only what the charge granted. `cut`: the budget ran out on this batch.
    */
   private async send(batch: OutputChunk[]): Promise<{ appended: boolean; cut: boolean }> {
-    const append = (chunks: OutputChunk[]) => (chunks.length ? this.store.appendOutput(this.jobId, this.attempt, chunks) : Promise.resolve(true));
+    const append = (chunks: OutputChunk[]) => (chunks.length ? this.store.appendOutput(this.jobId, this.attempt, chunks, ++this.appends) : Promise.resolve(true));
     if (!this.budget) return { appended: await append(batch), cut: false };
     const bytes = batch.reduce((n, c) => n + outputEventBytes(c.data), 0);
     if (2 * bytes <= this.budget.room()) {

@@ -1,13 +1,15 @@
 /**
- * Where a job stands in Redis, for a test that found it stuck: its record (status, attempt, worker,
- * history), every key naming it (its BullMQ entries on any queue, their state), the sets and sorted
+ * Where jobs stand in Redis, for a test that found them stuck: each job's record (status, attempt,
+ * worker, history), every key naming it (its BullMQ entries on any queue), the lists, sets and sorted
  * sets that hold it (BullMQ's wait/active/prioritized, hand-off deadlines, pending requeues, a
- * worker's running set), and the lines of the processes' logs that name it. Read-only; SCAN, never KEYS.
+ * worker's running set), and the lines of the processes' logs that name it. Read-only: one SCAN of
+ * the keyspace for all the jobs; keys named after other jobs are passed over unread.
  */
 import type { Redis } from 'ioredis';
 
-export async function jobWhereabouts(redis: Redis, id: string, logs: Record<string, string>): Promise<string> {
-  const lines: string[] = [`job ${id}:`];
+const JOB_ID = /j_[0-9A-Z]{26}/;
+
+export async function jobsWhereabouts(redis: Redis, ids: readonly string[], logs: Record<string, string>): Promise<string> {
   const keys: string[] = [];
   let cursor = '0';
   do {
@@ -15,26 +17,38 @@ export async function jobWhereabouts(redis: Redis, id: string, logs: Record<stri
     keys.push(...found);
     cursor = next;
   } while (cursor !== '0');
-  for (const key of keys.sort()) {
+  const wanted = new Set(ids);
+  // Keys named after a job are read only for these jobs; the others (queues, indexes, sets) all.
+  const read = keys.filter((k) => !JOB_ID.test(k) || wanted.has(k.match(JOB_ID)![0])).sort();
+  const found = new Map<string, string[]>(ids.map((id) => [id, []]));
+  for (const key of read) {
     const type = await redis.type(key);
-    if (key.includes(id)) {
-      if (type === 'hash') {
-        const h = await redis.hgetall(key);
-        const doc = h.doc ? (JSON.parse(h.doc) as { attempts?: number; worker?: string | null; history?: unknown[] }) : null;
-        const brief = Object.fromEntries(Object.entries(h).filter(([k]) => !['doc', 'spec', 'data', 'auth'].includes(k)).map(([k, v]) => [k, v.slice(0, 200)]));
-        lines.push(`  ${key} (hash) ${JSON.stringify(brief)}${doc ? ` doc: attempts ${doc.attempts ?? 1}, worker ${doc.worker}, history ${JSON.stringify(doc.history ?? [])}` : ''}`);
-      } else lines.push(`  ${key} (${type})`);
+    const named = ids.find((id) => key.includes(id));
+    if (named) {
+      found.get(named)!.push(type === 'hash' ? describeHash(key, await redis.hgetall(key)) : `${key} (${type})`);
       continue;
     }
-    const holds = type === 'list' ? (await redis.lrange(key, 0, -1)).filter((m) => m.includes(id))
-      : type === 'zset' ? (await redis.zrange(key, 0, -1)).filter((m) => m.includes(id))
-      : type === 'set' ? (await redis.smembers(key)).filter((m) => m.includes(id))
+    const members = type === 'list' ? await redis.lrange(key, 0, -1)
+      : type === 'zset' ? await redis.zrange(key, 0, -1)
+      : type === 'set' ? await redis.smembers(key)
       : [];
-    if (holds.length) lines.push(`  in ${key} (${type}): ${holds.join(', ')}`);
+    for (const id of ids) {
+      const holds = members.filter((m) => m.includes(id));
+      if (holds.length) found.get(id)!.push(`in ${key} (${type}): ${holds.join(', ')}`);
+    }
   }
-  for (const [name, log] of Object.entries(logs)) {
-    const named = log.split('\n').filter((l) => l.includes(id));
-    lines.push(`  ${name} log: ${named.length ? '\n    ' + named.join('\n    ') : 'nothing about it'}`);
-  }
-  return lines.join('\n');
+  return ids.map((id) => {
+    const lines = [`job ${id}:`, ...found.get(id)!.map((l) => `  ${l}`)];
+    for (const [name, log] of Object.entries(logs)) {
+      const said = log.split('\n').filter((l) => l.includes(id));
+      lines.push(`  ${name} log: ${said.length ? '\n    ' + said.join('\n    ') : 'nothing about it'}`);
+    }
+    return lines.join('\n');
+  }).join('\n');
+}
+
+function describeHash(key: string, h: Record<string, string>): string {
+  const doc = h.doc ? (JSON.parse(h.doc) as { attempts?: number; worker?: string | null; history?: unknown[] }) : null;
+  const brief = Object.fromEntries(Object.entries(h).filter(([k]) => !['doc', 'spec', 'data', 'auth'].includes(k)).map(([k, v]) => [k, v.slice(0, 200)]));
+  return `${key} (hash) ${JSON.stringify(brief)}${doc ? ` doc: attempts ${doc.attempts ?? 1}, worker ${doc.worker}, history ${JSON.stringify(doc.history ?? [])}` : ''}`;
 }

@@ -74,15 +74,21 @@ test('an overdue hand-off whose removal from its host\'s queue was applied but n
   assert.equal(await direct.zcard(keys.handoffs()), 0, 'its deadline is gone');
 });
 
-test('a hand-off its host has taken (locked) stays with its host', async () => {
+test('a hand-off its host holds (locked) stays with its host, its deadline put off; once the lock lapses (the host died holding it) it goes back to the shared queue', async () => {
   const id = await overdueHandOff();
   const connection = new Redis(server.url, { maxRetriesPerRequest: null }); // a BullMQ Worker's, as a worker's feeder
-  const consumer = new Worker(hostQueueName('w1'), null, { connection, prefix: keys.queuePrefix(), autorun: false });
+  // A host that takes the entry and then neither settles it nor renews its lock (it died).
+  const consumer = new Worker(hostQueueName('w1'), null, { connection, prefix: keys.queuePrefix(), autorun: false, lockDuration: 300 });
   try {
     const taken = await consumer.getNextJob('tok');
     assert.equal(taken?.id, id);
-    await queues.sweep();
-    assert.equal(await shared.queue.getJob(id), undefined, 'not put on the shared queue');
+    assert.equal(await queues.sweep(), 0);
+    assert.equal(await shared.queue.getJob(id), undefined, 'not put on the shared queue while its host holds it');
+    const deadline = Number(await direct.zscore(keys.handoffs(), `w1 ${id} 1`));
+    assert.ok(deadline > Date.now(), 'its deadline is kept, later');
+    await new Promise((r) => setTimeout(r, Math.max(350, deadline - Date.now() + 10)));
+    assert.equal(await queues.sweep(), 1);
+    assert.ok(await shared.queue.getJob(id), 'on the shared queue once the lock lapsed');
     assert.equal(await direct.zcard(keys.handoffs()), 0, 'its deadline is gone');
   } finally {
     await consumer.close();

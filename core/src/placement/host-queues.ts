@@ -55,7 +55,10 @@ export class HostQueues {
     await Promise.all([deadline, this.queue(hostQueueName(to)).add('run', data, { jobId: data.id, priority })]);
   }
 
-  /** Host `to` took job `id` from its queue: its deadline is moot (else the next sweep finds it gone). */
+  /**
+   * Host `to` is done with job `id`'s entry (claimed it, handed it on, or found it ended): its deadline
+   * is moot. Not sooner: until then the deadline is what sends the job on if the host dies holding it.
+   */
   async taken(to: string, id: string, priority: number): Promise<void> {
     await this.redis.zrem(this.keys.handoffs(), handoffMember(to, id, priority));
   }
@@ -84,12 +87,16 @@ export class HostQueues {
       const host = this.queue(hostQueueName(to));
       const job = await host.getJob(id);
       if (job) {
-        // remove() refuses a locked entry: its host has just taken it.
-        if ((await host.remove(id).catch(() => 0)) === 1) {
-          const { placed: _placed, ...data } = job.data; // back on the shared queue: whoever takes it, it was not placed there
-          await this.toShared({ ...data, hops: Math.max(1, data.hops ?? 1) }, priority);
-          returned++;
+        // remove() refuses a locked entry: its host holds it (deciding on it, waiting for room). Its
+        // deadline stays, later: the host removes it once the job is settled (JobFeeder, taken()),
+        // and a host that died holding it lets its lock lapse, so a later sweep sends it on.
+        if ((await host.remove(id).catch(() => 0)) !== 1) {
+          await this.redis.zadd(this.keys.handoffs(), now + this.maxWaitMs, member);
+          continue;
         }
+        const { placed: _placed, ...data } = job.data; // back on the shared queue: whoever takes it, it was not placed there
+        await this.toShared({ ...data, hops: Math.max(1, data.hops ?? 1) }, priority);
+        returned++;
       } else if ((await this.redis.hget(this.keys.jobState(id), 'status')) === 'queued' && !(await this.queue(QUEUE_NAME).getJob(id))) {
         // Off its host's queue but on no other while still queued: a sweep was stopped between the
         // remove and the add (Redis killed, its worker gone). Its deadline kept it here: on it goes.

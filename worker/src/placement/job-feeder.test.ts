@@ -75,3 +75,41 @@ test("a job placed on this host's own queue while every slot is busy takes the n
     await Promise.all([hostQueues.close(), shared.close()]);
   }
 });
+
+test('a job placed on a host that dies holding its entry, before claiming it, is sent on by another worker\'s sweep and runs there', { timeout: 60_000 }, async () => {
+  const keys = new RedisKeys('feederdeath');
+  const maxWaitMs = 300;
+  const options = (workerId: string, runner: Pick<JobRunner, 'run'>, capacity: HostCapacity) => ({
+    workerId, connection: redis.client, redis: redis.client, keys,
+    store: { get: async () => null } as unknown as JobStore,
+    images: { list: async () => [], holds: async () => true },
+    runner, capacity, cacheAware: false, liveMs: 60_000, logger: pino({ level: 'silent' }), registry: new Registry(),
+  });
+  // Host A takes the entry, then hangs before its claim and stops (its queue consumers and their stalled checks end): as a
+  // process killed at that moment, nothing of it settles the entry or renews its lock. It sweeps nothing (maxWaitMs: never).
+  let unhang = () => {};
+  const hung = new Promise<void>((done) => (unhang = done));
+  let took = () => {};
+  const tookIt = new Promise<void>((done) => (took = done));
+  const dying: Pick<JobRunner, 'run'> = { run: async () => (took(), await hung) };
+  const feederA = new JobFeeder({ ...options('host-a', dying, new HostCapacity(new ObservedSlotPool(1), 1024 * MiB, 1)), maxWaitMs: 600_000 });
+  const capacityB = new HostCapacity(new ObservedSlotPool(1), 1024 * MiB, 1);
+  const { runner: runnerB, started: startedB, release } = heldRunner(capacityB);
+  const feederB = new JobFeeder({ ...options('host-b', runnerB, capacityB), maxWaitMs });
+  const placing = new HostQueues(redis.client, redis.client, keys, maxWaitMs);
+  let closingA: Promise<void> | null = null;
+  try {
+    await feederA.start();
+    await placing.handOff('host-a', { id: 'x', image: IMAGE, memoryBytes: MiB, hops: 0, placed: 'submit', reason: 'image' }, 1);
+    await tookIt;
+    closingA = feederA.close(); // stops taking and checking at once; waits (for ever) on the hung job
+    await feederB.start();
+    // Its entry's lock (10 s) lapses, then B's sweep finds the deadline A left and sends the job to the shared queue.
+    await waitUntil(async () => startedB.includes('x'), 30_000, 'host B to run the job host A died holding');
+  } finally {
+    for (const id of startedB) release(id);
+    unhang();
+    await Promise.all([closingA ?? feederA.close(), feederB.close()]);
+    await placing.close();
+  }
+});

@@ -234,7 +234,6 @@ export class JobFeeder {
       image = stored.spec.image;
       memoryBytes = stored.spec.limits.memoryBytes;
     }
-    if (job.queueName !== QUEUE_NAME) void this.hostQueues.taken(o.workerId, id, priority).catch(() => {});
     const hops = data.hops ?? 0;
     const placedAtSubmit = data.placed === 'submit';
     const imageCached = await this.isCached(image);
@@ -311,9 +310,17 @@ export class JobFeeder {
     }
   }
 
-  /** Done with the queue entry (removed: removeOnComplete). */
+  /**
+   * Done with the queue entry (removed: removeOnComplete); an entry of this host's own queue takes its
+   * hand-off deadline with it. Only now: a host that dies holding an entry it has not settled leaves
+   * the deadline, and any worker's sweep sends the job on once the entry's lock lapses.
+   */
   private async complete(job: Job<PlacedJob>, token: string): Promise<void> {
-    await job.moveToCompleted(null, token, false).catch((err: Error) => this.o.logger.warn({ err: err.message, jobId: job.data.id }, 'completing a queue entry failed'));
+    const own = job.queueName !== QUEUE_NAME;
+    await Promise.all([
+      job.moveToCompleted(null, token, false).catch((err: Error) => this.o.logger.warn({ err: err.message, jobId: job.data.id }, 'completing a queue entry failed')),
+      own && this.hostQueues.taken(this.o.workerId, job.data.id, job.opts.priority ?? 1).catch(() => {}),
+    ]);
   }
 }
 

@@ -27,7 +27,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
-import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
+import { HEARTBEAT_MS, StdinClosedError, StdinSender, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { eventsPerPage, outputText } from '../../../core/src/job-store.ts';
@@ -153,10 +153,12 @@ class AttachSession {
   private stdinClosed = false;
   private beat: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | null = null;
+  /** Numbers the client's input frames: one sent again after a Redis reconnect reaches the job once. */
+  private readonly sender = new StdinSender();
   /** The client's input, in order, to the job's stdin stream (its callbacks run once frames come). */
   private readonly input = new AttachInput(
     async (frame) => {
-      if (!this.stdinClosed) await this.writer.append(this.doc.id, frame, this.abort.signal);
+      if (!this.stdinClosed) await this.writer.append(this.doc.id, frame, this.abort.signal, this.sender);
     },
     (e) => {
       if (e instanceof StdinClosedError) this.stdinClosed = true; // the job ended: the pump sends its exit

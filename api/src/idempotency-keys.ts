@@ -43,6 +43,8 @@ export async function claimIdempotencyKey(deps: AppDeps, tenant: string, key: st
     if ((await deps.redis.set(k, id, 'EX', IDEMPOTENCY_TTL_SECONDS, 'NX')) === 'OK') return null;
     const holder = await deps.redis.get(k);
     if (holder === null) continue; // given back meanwhile: claim again
+    // Our own claim: the SET was applied and its answer lost, and ioredis sent it again after reconnecting.
+    if (holder === id) return null;
     const existing = await deps.store.getDoc(holder);
     if (existing) return existing;
     // The holder's job is not written yet: its submission is still on the way, or its process died.

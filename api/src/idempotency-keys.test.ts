@@ -4,42 +4,26 @@
  * after reconnecting, which then finds the key taken, by this very submission.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { Redis } from 'ioredis';
-import { startRedis, type RunningRedis } from '../../test/harness/redis.ts';
-import { startReplyLosingProxy, type ReplyLosingProxy } from '../../test/harness/reply-losing-proxy.ts';
+import { test } from 'node:test';
+import { useReplyLosingRedis } from '../../test/harness/reply-losing-proxy.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { JobStore } from '../../core/src/job-store.ts';
 import { claimIdempotencyKey } from './idempotency-keys.ts';
 import type { AppDeps } from './deps.ts';
 
-let server: RunningRedis;
-let proxy: ReplyLosingProxy;
-let viaProxy: Redis;
+// As the API's connection (core/src/redis.ts): a command not answered is sent again on reconnecting.
+const redis = useReplyLosingRedis({ maxRetriesPerRequest: 2 });
 const keys = new RedisKeys('idem');
 
-before(async () => {
-  server = await startRedis();
-  proxy = await startReplyLosingProxy({ host: '127.0.0.1', port: server.port });
-  // As the API's connection (core/src/redis.ts): a command not answered is sent again on reconnecting.
-  viaProxy = new Redis(proxy.url, { maxRetriesPerRequest: 2, retryStrategy: () => 20 });
-  viaProxy.on('error', () => {});
-});
-after(async () => {
-  viaProxy?.disconnect();
-  await proxy?.close();
-  await server?.stop();
-});
-
 test('a claim Redis applied but whose answer was lost is known as this submission\'s own when sent again: no wait for a takeover', async () => {
-  const deps = { redis: viaProxy, keys, store: new JobStore(viaProxy, keys, 3600) } as unknown as AppDeps;
+  const deps = { redis: redis.viaProxy, keys, store: new JobStore(redis.viaProxy, keys, 3600) } as unknown as AppDeps;
   const id = 'j_01M95IDEMREPLAY00000000001';
-  const direct = server.client();
+  const direct = redis.direct;
   await direct.config('RESETSTAT');
-  const lost = proxy.loseReplyTo('set', 'nx', id);
+  const lost = redis.proxy.loseReplyTo('set', 'nx', id);
   assert.equal(await claimIdempotencyKey(deps, 't', 'ci-step-7', id), null, 'claimed: the submission goes on to write its job');
   await lost;
-  assert.equal(proxy.lost, 1, 'the claim\'s answer was lost');
+  assert.equal(redis.proxy.lost, 1, 'the claim\'s answer was lost');
   assert.equal(await direct.get(keys.idempotency('t', 'ci-step-7')), id);
   // Waiting for a holder's job to be written means looking at the claim's age (PTTL) until a takeover
   // (10 s later): before, the submission waited so for its own claim.

@@ -5,9 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Redis } from 'ioredis';
-import { startRedis, type RunningRedis } from '../../test/harness/redis.ts';
-import { startReplyLosingProxy, type ReplyLosingProxy } from '../../test/harness/reply-losing-proxy.ts';
+import { useReplyLosingRedis } from '../../test/harness/reply-losing-proxy.ts';
 import { JobAttempts } from './job-attempts.ts';
 import { finishPendingRequeues, requeuedDocument, settleLostJob, type LostJobRecovery } from './job-lifecycle.ts';
 import { JobQueue, requeueEntryId } from './job-queue.ts';
@@ -16,32 +14,24 @@ import { JobStore } from './job-store.ts';
 import type { RedisClient } from './redis.ts';
 import { RedisKeys } from './redis-keys.ts';
 
-let server: RunningRedis;
+/** Redis, and a way to it that can lose an answer, on a connection as a worker's (waits out outages, sends again what was not answered). */
+const lossy = useReplyLosingRedis({ maxRetriesPerRequest: null });
 let redis: RedisClient;
 let store: JobStore;
 let queue: JobQueue;
 let recovery: LostJobRecovery;
-/** Redis behind a proxy that can lose an answer, on a connection as a worker's (waits out outages, sends again what was not answered). */
-let proxy: ReplyLosingProxy;
-let viaProxy: Redis;
 const keys = new RedisKeys('lc');
 let n = 0;
 
 before(async () => {
-  server = await startRedis();
-  redis = server.client();
+  await lossy.ready;
+  redis = lossy.direct;
   store = new JobStore(redis, keys, 3600);
   queue = new JobQueue(redis, keys);
   recovery = { attempts: new JobAttempts(redis, keys), enqueue: (id, a) => queue.requeue(id, a), maxRequeues: 1 };
-  proxy = await startReplyLosingProxy({ host: '127.0.0.1', port: server.port });
-  viaProxy = new Redis(proxy.url, { maxRetriesPerRequest: null, retryStrategy: () => 20 });
-  viaProxy.on('error', () => {});
 });
 after(async () => {
-  viaProxy?.disconnect();
-  await proxy?.close();
   await queue?.close();
-  await server?.stop();
 });
 
 /** A job claimed by `worker` (status pulling), as a worker's claim leaves it. */
@@ -183,15 +173,15 @@ test('a transition sent again after a reconnect (its answer lost with the connec
 });
 
 test('a requeue Redis applied but whose answer was lost (sent again by ioredis after reconnecting) still gets its queue entry', async () => {
-  const proxied: LostJobRecovery = { attempts: new JobAttempts(viaProxy, keys), enqueue: (id, a) => queue.requeue(id, a), maxRequeues: 1 };
+  const proxied: LostJobRecovery = { attempts: new JobAttempts(lossy.viaProxy, keys), enqueue: (id, a) => queue.requeue(id, a), maxRequeues: 1 };
   const warm = await claimed('w0');
   assert.equal(await proxied.attempts.requeue(requeuedDocument(warm, 'w0', new Date()), 1), 'ok'); // the script loaded: one EVALSHA from now on
   const doc = await claimed('w1');
-  const lostBefore = proxy.lost;
-  const lost = proxy.loseReplyTo('evalsha', keys.jobState(doc.id));
+  const lostBefore = lossy.proxy.lost;
+  const lost = lossy.proxy.loseReplyTo('evalsha', keys.jobState(doc.id));
   const settled = await settleLostJob(store, proxied, doc);
   await lost;
-  assert.equal(proxy.lost, lostBefore + 1, 'the requeue\'s answer was lost');
+  assert.equal(lossy.proxy.lost, lostBefore + 1, 'the requeue\'s answer was lost');
   assert.equal(settled?.outcome, 'requeued', 'the replay answered "queued" and the requeue was taken for someone else\'s');
   assert.ok(await queue.queue.getJob(requeueEntryId(doc.id, 2)), 'its queue entry exists: the job is not left queued on no queue');
   const now = (await store.getDoc(doc.id))!;
@@ -199,15 +189,15 @@ test('a requeue Redis applied but whose answer was lost (sent again by ioredis a
 });
 
 test('output Redis appended but whose answer was lost is not appended again when ioredis sends it again', async () => {
-  const proxiedStore = new JobStore(viaProxy, keys, 3600);
+  const proxiedStore = new JobStore(lossy.viaProxy, keys, 3600);
   const doc = await claimed('w1');
   assert.equal(await proxiedStore.appendOutput(doc.id, 1, [{ type: 'stdout', data: 'not yet\n' }], 1), false); // not running: nothing, but the script is loaded
   assert.equal(await store.transition({ ...doc, status: 'running' }, ['pulling'], 'status'), 'ok');
-  const lostBefore = proxy.lost;
-  const lost = proxy.loseReplyTo('evalsha', keys.jobEvents(doc.id));
+  const lostBefore = lossy.proxy.lost;
+  const lost = lossy.proxy.loseReplyTo('evalsha', keys.jobEvents(doc.id));
   assert.equal(await proxiedStore.appendOutput(doc.id, 1, [{ type: 'stdout', data: 'once\n' }], 1), true, 'the replay answers as the first call would have');
   await lost;
-  assert.equal(proxy.lost, lostBefore + 1, 'the append\'s answer was lost');
+  assert.equal(lossy.proxy.lost, lostBefore + 1, 'the append\'s answer was lost');
   assert.equal(await proxiedStore.appendOutput(doc.id, 1, [{ type: 'stdout', data: 'then this\n' }], 2), true);
   const stdout = (await store.readEvents(doc.id, '0', 100)).filter((e) => e.type === 'stdout').map((e) => JSON.parse(e.data).data);
   assert.deepEqual(stdout, ['once\n', 'then this\n'], 'each line once');

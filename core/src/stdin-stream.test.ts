@@ -4,47 +4,29 @@
  * again after reconnecting, and the frame must reach the job once, in its place.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { Redis } from 'ioredis';
-import { startRedis, type RunningRedis } from '../../test/harness/redis.ts';
-import { startReplyLosingProxy, type ReplyLosingProxy } from '../../test/harness/reply-losing-proxy.ts';
+import { test } from 'node:test';
+import { useReplyLosingRedis } from '../../test/harness/reply-losing-proxy.ts';
 import { RedisKeys } from './redis-keys.ts';
 import { StdinSender, StdinWriter } from './stdin-stream.ts';
 
-let server: RunningRedis;
-let proxy: ReplyLosingProxy;
-let direct: Redis;
-let viaProxy: Redis;
+// As the API's connection (core/src/redis.ts): a command not answered is sent again on reconnecting.
+const redis = useReplyLosingRedis({ maxRetriesPerRequest: 2 });
 const keys = new RedisKeys('stdin');
 
-before(async () => {
-  server = await startRedis();
-  proxy = await startReplyLosingProxy({ host: '127.0.0.1', port: server.port });
-  direct = server.client();
-  // As the API's connection (core/src/redis.ts): a command not answered is sent again on reconnecting.
-  viaProxy = new Redis(proxy.url, { maxRetriesPerRequest: 2, retryStrategy: () => 20 });
-  viaProxy.on('error', () => {});
-});
-after(async () => {
-  viaProxy?.disconnect();
-  await proxy?.close();
-  await server?.stop();
-});
-
 async function frames(id: string): Promise<string[]> {
-  return (await direct.xrange(keys.jobStdin(id), '-', '+')).map(([, f]) => `${f[1]}:${f[3]}`);
+  return (await redis.direct.xrange(keys.jobStdin(id), '-', '+')).map(([, f]) => `${f[1]}:${f[3]}`);
 }
 
 test('a frame Redis appended but whose answer was lost reaches the job once when ioredis sends it again', async () => {
   const id = 'j_01M95STDINREPLAY0000000001';
-  await direct.hset(keys.jobState(id), 'status', 'running');
-  const writer = new StdinWriter(viaProxy, keys);
+  await redis.direct.hset(keys.jobState(id), 'status', 'running');
+  const writer = new StdinWriter(redis.viaProxy, keys);
   const client = new StdinSender();
   await writer.append(id, { type: 'data', data: Buffer.from('ls\n') }, undefined, client); // the script loaded: one EVALSHA from now on
-  const lost = proxy.loseReplyTo('evalsha', keys.jobStdin(id));
+  const lost = redis.proxy.loseReplyTo('evalsha', keys.jobStdin(id));
   await writer.append(id, { type: 'signal', signal: 'SIGINT' }, undefined, client);
   await lost;
-  assert.equal(proxy.lost, 1, 'the append\'s answer was lost');
+  assert.equal(redis.proxy.lost, 1, 'the append\'s answer was lost');
   await writer.append(id, { type: 'data', data: Buffer.from('exit\n') }, undefined, client);
   assert.deepEqual(await frames(id), ['d:ls\n', 's:SIGINT', 'd:exit\n'], 'each frame once, in order: before, SIGINT reached the job twice');
   // Another client's frames are its own: numbered from 1 again, not taken for replays.

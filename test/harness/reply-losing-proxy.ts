@@ -12,6 +12,9 @@
  * dropped. Every new client connection goes to the same server, so a reconnect works at once.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { after, before } from 'node:test';
+import { Redis } from 'ioredis';
+import { startRedis, type RunningRedis } from './redis.ts';
 
 export interface ReplyLosingProxy {
   url: string;
@@ -80,4 +83,41 @@ export async function startReplyLosingProxy(target: { host: string; port: number
 function holdsAll(chunk: Buffer, needles: readonly string[]): boolean {
   const text = chunk.toString('latin1').toLowerCase();
   return needles.every((n) => text.includes(n));
+}
+
+/**
+ * For a test file: a redis-server of its own (redis.ts) with this proxy in front, started before its
+ * tests and stopped after. `viaProxy` reaches Redis through the proxy as sbx's connections do
+ * (core/src/redis.ts): `null` retries as a worker's (waits out an outage), a number as the API's;
+ * either way a command not answered is sent again on reconnecting. `direct` looks without the proxy.
+ * A `before` hook of the test file's own awaits `ready` first (node:test does not wait for this one).
+ */
+export function useReplyLosingRedis(opts: { maxRetriesPerRequest: number | null }): { readonly ready: Promise<void>; readonly server: RunningRedis; readonly proxy: ReplyLosingProxy; readonly viaProxy: Redis; readonly direct: Redis } {
+  let started = () => {};
+  const ready = new Promise<void>((done) => (started = done));
+  let server: RunningRedis | undefined;
+  let proxy: ReplyLosingProxy | undefined;
+  let viaProxy: Redis | undefined;
+  let direct: Redis | undefined;
+  before(async () => {
+    server = await startRedis();
+    proxy = await startReplyLosingProxy({ host: '127.0.0.1', port: server.port });
+    viaProxy = new Redis(proxy.url, { maxRetriesPerRequest: opts.maxRetriesPerRequest, retryStrategy: () => 20 });
+    viaProxy.on('error', () => {}); // each lost answer closes the connection; ioredis reconnects
+    direct = new Redis(server.url, { maxRetriesPerRequest: null });
+    started();
+  });
+  after(async () => {
+    viaProxy?.disconnect();
+    direct?.disconnect();
+    await proxy?.close();
+    await server?.stop();
+  });
+  return {
+    ready,
+    get server() { return server!; },
+    get proxy() { return proxy!; },
+    get viaProxy() { return viaProxy!; },
+    get direct() { return direct!; },
+  };
 }

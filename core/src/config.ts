@@ -290,6 +290,10 @@ export const envSchema = z.object({
   // before its command started (pulling, waiting for a slot) is queued again, at most this many
   // times per job (its document: attempts, history); once started it ends worker_lost. 0 = never.
   SBX_LOST_JOB_REQUEUES: int(0, 5).default(1),
+  // One worker of the fleet, this often, queues again each job `queued` for longer than the grace
+  // with its queue entry lost (on no queue, no hand-off, no requeue on its way): worker/src/queue-audit.ts.
+  SBX_QUEUE_AUDIT_MS: int(100, 3_600_000).default(30_000),
+  SBX_QUEUE_AUDIT_GRACE_MS: int(1_000, 86_400_000).default(60_000),
   // Placement (worker/src/placement): a worker takes a job only when a run slot is free and its
   // jobs' limits.memoryBytes fit SBX_JOBS_MEMORY_BYTES. Cache-aware: a worker that lacks a job's image
   // hands it (once) to a live worker that holds it and has room; false = take whatever comes first.

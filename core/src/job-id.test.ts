@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isJobId, newJobId } from './job-id.ts';
+import { isJobId, jobIdTime, newJobId } from './job-id.ts';
 
 test('job ids: ULID-shaped, unique across many pool refills, ordered by creation time', () => {
   const n = 5000; // 16 random bytes each: 19 refills of the 4 KiB pool
@@ -19,4 +19,6 @@ test('job ids: ULID-shaped, unique across many pool refills, ordered by creation
   assert.ok(earlier < later, `${earlier} sorts before ${later}`);
   assert.equal(isJobId('j_01ARZ3NDEKTSV4RRFFQ69G5FAV'), true);
   assert.equal(isJobId('j_01ARZ3NDEKTSV4RRFFQ69G5FAU'), false, 'U is not Crockford base32');
+  assert.equal(jobIdTime(newJobId(1_700_000_000_123)), 1_700_000_000_123, 'the time an id was made is read back from it');
+  assert.ok(Number.isNaN(jobIdTime('not-a-job')));
 });

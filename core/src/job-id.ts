@@ -35,6 +35,14 @@ export function newJobId(now = Date.now()): string {
   return `j_${time}${rand}`;
 }
 
+/** When job `id` was made (its ULID's ms time); NaN for a string that is not a job id. */
+export function jobIdTime(id: string): number {
+  if (!isJobId(id)) return NaN;
+  let t = 0;
+  for (const c of id.slice(2, 12)) t = t * 32 + ALPHABET.indexOf(c);
+  return t;
+}
+
 export const JOB_ID_PATTERN = /^j_[0-9A-HJKMNP-TV-Z]{26}$/;
 
 export function isJobId(s: string): boolean {

@@ -54,6 +54,11 @@ export class JobQueue {
     await this.queue.add('run', { id }, { jobId: requeueEntryId(id, attempt), priority: 1 });
   }
 
+  /** The hash BullMQ keeps of entry `entryId` on queue `queueName` (the shared one unless told): it exists while the entry does. */
+  entryKey(entryId: string, queueName = QUEUE_NAME): string {
+    return `${this.keys.queuePrefix()}:${queueName}:${entryId}`;
+  }
+
   /** BullMQ's sorted set of the shared queue's waiting entries (score: priority × 2^32 + order added). */
   get waitingKey(): string {
     return this.queue.keys.prioritized!;

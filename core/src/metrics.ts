@@ -91,6 +91,7 @@ export function workerMetrics(registry: Registry) {
     sweptCgroups: new Counter({ name: 'sbx_launcher_swept_cgroups_total', help: 'Leftover job cgroups removed by a later sweep', registers: [registry] }),
     // Lost workers' jobs settled by this worker's janitor (worker/src/janitor.ts).
     jobsRequeued: new Counter({ name: 'sbx_jobs_requeued_total', help: 'Jobs of a lost worker queued again by this worker\'s janitor (their command had not started)', registers: [registry] }),
+    queueAuditRequeued: new Counter({ name: 'sbx_queue_audit_requeued_total', help: 'Jobs queued for over a minute on no queue (their entry lost) that this worker queued again (worker/src/queue-audit.ts)', registers: [registry] }),
     jobsWorkerLost: new Counter({ name: 'sbx_jobs_worker_lost_total', help: 'Jobs of a lost worker ended error/worker_lost by this worker\'s janitor (their command had started, or no requeue left)', registers: [registry] }),
     // The Redis watchdog (worker/src/redis-watchdog.ts).
     redisUnreachable: new Counter({ name: 'sbx_worker_redis_unreachable_total', help: 'Times this worker lost Redis past the heartbeat limit: its jobs killed and the queue consumer paused', registers: [registry] }),

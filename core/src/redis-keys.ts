@@ -24,6 +24,7 @@
  * | <p>:{workers}:holders:<image>       | set    | workers whose cache holds <image> (ref or digest) |
  * | <p>:{workers}:holds:<id>            | set    | the holders keys a worker is in            |
  * | <p>:{workers}:handoffs              | zset   | "<worker> <job>" handed to a host queue → deadline ms |
+ * | <p>:{workers}:queue-audit           | string | the worker whose turn it is to look for queued jobs on no queue; TTL = the turn |
  *
  * The fleet's keys share the hash tag `{workers}` so listing them is one pipeline in one slot; a
  * tenant's quota keys share `{tenant:<t>}` so one Lua script admits a job (core/src/tenant-quota.ts).
@@ -108,6 +109,10 @@ export class RedisKeys {
     return `${this.prefix}:{workers}:holds:${id}`;
   }
   /** Placement: jobs handed to a worker's own queue, "<worker id> <job id>" → when they go back to the shared queue. */
+  /** Which worker audits the queue now (worker/src/queue-audit.ts): its id, with the turn's TTL. */
+  queueAuditTurn(): string {
+    return `${this.prefix}:{workers}:queue-audit`;
+  }
   handoffs(): string {
     return `${this.prefix}:{workers}:handoffs`;
   }

@@ -111,7 +111,7 @@ export class Janitor {
  * How this worker's janitor queues lost jobs again: BullMQ's shared queue, SBX_LOST_JOB_REQUEUES times at most.
  * `queueConnection`: BullMQ's (its scripts stay off `redis`, whose pipelines they would make dear: core/src/job-store.ts).
  */
-export function lostJobRecovery(redis: RedisClient, keys: RedisKeys, maxRequeues: number, queueConnection: RedisClient = redis): LostJobRecovery & { close(): Promise<void> } {
+export function lostJobRecovery(redis: RedisClient, keys: RedisKeys, maxRequeues: number, queueConnection: RedisClient = redis): LostJobRecovery & { queue: JobQueue; close(): Promise<void> } {
   const queue = new JobQueue(queueConnection, keys);
-  return { attempts: new JobAttempts(redis, keys), enqueue: (id, attempt) => queue.requeue(id, attempt), maxRequeues, close: () => queue.close() };
+  return { attempts: new JobAttempts(redis, keys), enqueue: (id, attempt) => queue.requeue(id, attempt), maxRequeues, queue, close: () => queue.close() };
 }

@@ -19,6 +19,7 @@ import { listenForControl } from '../../core/src/control-messages.ts';
 import { ImageStore } from './images/image-store.ts';
 import { loadRegistryCerts } from './images/registry/registry-certs.ts';
 import { Janitor, lostJobRecovery } from './janitor.ts';
+import { QueueAudit } from './queue-audit.ts';
 import { JobRunner } from './job-runner.ts';
 import { watchRedis } from './redis-watchdog.ts';
 import { startWebhookWorker } from './webhooks/webhook-delivery.ts';
@@ -140,6 +141,11 @@ async function main(): Promise<void> {
   };
   await beat();
   const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
+  // Now and then, one worker of the fleet: jobs queued on no queue (an entry lost) are queued again.
+  const audit = new QueueAudit({ redis, keys, queue: lostJobs.queue, workerId, everyMs: env.SBX_QUEUE_AUDIT_MS, graceMs: env.SBX_QUEUE_AUDIT_GRACE_MS, logger, requeued: metrics.queueAuditRequeued });
+  const auditor = setInterval(() => {
+    void audit.pass().catch((err: Error) => logger.warn({ err: err.message }, 'looking for queued jobs on no queue failed'));
+  }, env.SBX_QUEUE_AUDIT_MS);
   const reaper = setInterval(() => {
     void janitor.reapDeadWorkers().catch((err) => logger.warn({ err: err.message }, 'reaping lost workers failed'));
     // Our own jobs whose later writes Redis lost (a restart, a failover): settled, as nobody else will.
@@ -185,6 +191,7 @@ async function main(): Promise<void> {
     clearTimeout(grace);
     clearInterval(heartbeat);
     clearInterval(reaper);
+    clearInterval(auditor);
     await directory.remove(workerId).catch(() => {});
     closePool(); // the launcher's pre-made setups (their groups are in cgroupParent)
     removeEmptyCgroupPath(cgroupParent);

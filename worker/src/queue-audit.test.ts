@@ -1,0 +1,90 @@
+/**
+ * The queue audit (queue-audit.ts) against a real redis-server and real BullMQ queues: a job queued
+ * past the grace with its entry lost is queued again, once; every job that has an entry somewhere
+ * (shared queue, a host's queue, a hand-off deadline, a requeue on its way), or is young, or is not
+ * queued, is left alone; one worker of the fleet audits per interval.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Queue } from 'bullmq';
+import pino from 'pino';
+import { newJobId } from '../../core/src/job-id.ts';
+import { JobQueue, requeueEntryId } from '../../core/src/job-queue.ts';
+import { newJobDocument, type JobSpec } from '../../core/src/job-spec.ts';
+import { JobStore } from '../../core/src/job-store.ts';
+import { hostQueueName, RedisKeys } from '../../core/src/redis-keys.ts';
+import { useRedis } from '../../test/harness/use-redis.ts';
+import { QueueAudit } from './queue-audit.ts';
+
+const redis = useRedis();
+const GRACE_MS = 60_000;
+
+function spec(id: string, tenant = 't'): JobSpec {
+  return { id, tenant, image: 'x/y:1', command: ['true'], entrypoint: null, env: {}, workdir: null, user: null, stdin: null, limits: { memoryBytes: 1, cpus: 1, pids: 1, timeoutMs: 1000, outputBytes: 1, diskBytes: 1, cpuTimeMs: null, openFiles: 1 }, network: 'none', labels: {}, registryAuth: null, createdAt: new Date().toISOString() } as JobSpec;
+}
+
+test('jobs queued past the grace on no queue are queued again, once; jobs with an entry anywhere, young ones and running ones are left alone', async () => {
+  const keys = new RedisKeys('audit1');
+  const client = redis.client;
+  const store = new JobStore(client, keys, 3600);
+  const queue = new JobQueue(client, keys);
+  const hostQueue = new Queue(hostQueueName('w1'), { connection: client, prefix: keys.queuePrefix() });
+  const requeued: string[] = [];
+  const audit = (workerId: string) => new QueueAudit({ redis: client, keys, queue, workerId, everyMs: 1, graceMs: GRACE_MS, logger: pino({ level: 'silent' }), requeued: { inc: () => void requeued.push(workerId) } });
+  const old = Date.now() - 2 * GRACE_MS;
+  /** A job record as admission and submission leave it (in its tenant's active set), `status` as given. */
+  const job = async (made: number, status: 'queued' | 'running' = 'queued', attempts = 1, tenant = 't') => {
+    const id = newJobId(made);
+    const doc = { ...newJobDocument(spec(id, tenant)), attempts };
+    assert.ok(await store.create(spec(id, tenant), doc));
+    if (status !== 'queued') await client.hset(keys.jobState(id), 'status', status);
+    if (attempts > 1) await client.hset(keys.jobState(id), 'attempt', String(attempts));
+    await client.zadd(keys.tenantActive(tenant), 1, id);
+    return id;
+  };
+  try {
+    await client.zadd(keys.workers(), Date.now(), 'w1');
+    const lost = await job(old);
+    const lostOtherTenant = await job(old, 'queued', 1, 'u');
+    const lostRequeue = await job(old, 'queued', 2);
+    const young = await job(Date.now());
+    const running = await job(old, 'running');
+    const onShared = await job(old);
+    await queue.add(onShared, 5);
+    const requeuedOnShared = await job(old, 'queued', 2);
+    await queue.requeue(requeuedOnShared, 2);
+    const onHost = await job(old);
+    await hostQueue.add('run', { id: onHost }, { jobId: onHost });
+    const handedOff = await job(old);
+    await client.zadd(keys.handoffs(), Date.now(), `w2 ${handedOff} 1`);
+    const requeueOnItsWay = await job(old, 'queued', 2);
+    await client.zadd(keys.requeuesPending(), Date.now(), requeueOnItsWay);
+
+    assert.equal(await audit('a').pass(), 3);
+    assert.ok(await queue.queue.getJob(lost), 'the lost job is on the shared queue');
+    assert.ok(await queue.queue.getJob(lostOtherTenant), 'another tenant\'s too');
+    assert.ok(await queue.queue.getJob(requeueEntryId(lostRequeue, 2)), 'a requeued attempt under its own entry id');
+    assert.ok((await queue.position(lost))! < (await queue.position(onShared))!, 'ahead of the jobs waiting: it has waited');
+    for (const id of [young, running, handedOff, requeueOnItsWay]) assert.equal(await queue.queue.getJob(id), undefined, `${id} left alone`);
+    assert.equal(await queue.queue.getJob(onHost), undefined, 'the one on a host\'s queue is not put on the shared queue too');
+    assert.equal((await queue.queue.getJob(onShared))?.opts.priority, 5, 'the one on the shared queue keeps its entry');
+
+    await new Promise((r) => setTimeout(r, 5)); // the turn (everyMs 1) has lapsed
+    assert.equal(await audit('b').pass(), 0, 'found again on the next pass: not queued twice');
+    assert.deepEqual(requeued, ['a', 'a', 'a']);
+  } finally {
+    await Promise.all([queue.close(), hostQueue.close()]);
+  }
+});
+
+test('one worker of the fleet audits per interval', async () => {
+  const keys = new RedisKeys('audit2');
+  const queue = new JobQueue(redis.client, keys);
+  try {
+    const audits = ['w1', 'w2', 'w3'].map((workerId) => new QueueAudit({ redis: redis.client, keys, queue, workerId, everyMs: 60_000, graceMs: GRACE_MS, logger: pino({ level: 'silent' }) }));
+    const passes = await Promise.all(audits.map((a) => a.pass()));
+    assert.deepEqual(passes.filter((p) => p !== null), [0], 'one pass, by one worker');
+  } finally {
+    await queue.close();
+  }
+});

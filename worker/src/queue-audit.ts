@@ -1,0 +1,110 @@
+/**
+ * The last line under "a job answered 202 is never lost": a job whose record says `queued` must have
+ * a queue entry somewhere, or nothing will ever run it. Every path that takes an entry away settles
+ * its job first (claimed, handed on, ended), and each known way to break that is fixed where it
+ * happens (README, "Lost workers and Redis outages"); this pass finds what such a way, known or not,
+ * left behind: a Redis that lost some writes and not others (an AOF cut short, a failover to a
+ * replica that lagged), a bug. Now and then one worker of the fleet (a turn key with a TTL) walks
+ * every tenant's set of queued and running jobs (`{tenant:<t>}:active`, which admission fills and
+ * the end of a job empties) every SBX_QUEUE_AUDIT_MS and queues again, first in line, each job that
+ * has been `queued` for longer than a grace (SBX_QUEUE_AUDIT_GRACE_MS: a younger one may be between its record and its
+ * entry) with no entry on the shared queue, on a live host's queue, in a hand-off
+ * deadline or in a pending requeue. A job queued twice runs once: the claim is a compare-and-set.
+ */
+import type { Counter } from 'prom-client';
+import { attemptOf } from '../../core/src/job-attempts.ts';
+import { jobIdTime } from '../../core/src/job-id.ts';
+import type { JobQueue } from '../../core/src/job-queue.ts';
+import { requeueEntryId } from '../../core/src/job-queue.ts';
+import type { JobDocument } from '../../core/src/job-spec.ts';
+import type { Logger } from '../../core/src/logger.ts';
+import type { RedisClient } from '../../core/src/redis.ts';
+import { hostQueueName, type RedisKeys } from '../../core/src/redis-keys.ts';
+
+export interface QueueAuditOptions {
+  redis: RedisClient;
+  keys: RedisKeys;
+  /** The shared queue (BullMQ's connection): where a job found on no queue goes. */
+  queue: JobQueue;
+  workerId: string;
+  /** SBX_QUEUE_AUDIT_MS: how often a worker tries for the fleet's turn, which lasts as long (one pass per interval fleet-wide). */
+  everyMs: number;
+  /** SBX_QUEUE_AUDIT_GRACE_MS: a job queued this recently is left alone. */
+  graceMs: number;
+  logger: Logger;
+  /** sbx_queue_audit_requeued_total */
+  requeued?: Pick<Counter, 'inc'>;
+}
+
+export class QueueAudit {
+  constructor(private readonly o: QueueAuditOptions) {}
+
+  /** One pass if this worker gets the fleet's turn; returns how many jobs it queued again (null: not its turn). */
+  async pass(now = Date.now()): Promise<number | null> {
+    const { redis, keys } = this.o;
+    if ((await redis.set(keys.queueAuditTurn(), this.o.workerId, 'PX', this.o.everyMs, 'NX')) !== 'OK') return null;
+    const hosts = await redis.zrange(keys.workers(), 0, -1);
+    let requeued = 0;
+    for (const activeKey of await this.activeSets()) {
+      let cursor = '0';
+      do {
+        const [next, flat] = await redis.zscan(activeKey, cursor, 'COUNT', 500);
+        cursor = next;
+        for (let i = 0; i < flat.length; i += 2) {
+          const id = flat[i]!;
+          if (now - jobIdTime(id) < this.o.graceMs) continue;
+          if (await this.requeueIfOnNoQueue(id, hosts)) requeued++;
+        }
+      } while (cursor !== '0');
+    }
+    return requeued;
+  }
+
+  /** Every tenant's set of queued and running jobs (one SCAN of the keyspace). */
+  private async activeSets(): Promise<string[]> {
+    const found = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.o.redis.scan(cursor, 'MATCH', this.o.keys.tenantActive('*'), 'COUNT', 1000);
+      for (const k of keys) found.add(k);
+      cursor = next;
+    } while (cursor !== '0');
+    return [...found];
+  }
+
+  private async requeueIfOnNoQueue(id: string, hosts: readonly string[]): Promise<boolean> {
+    const { redis, keys, queue } = this.o;
+    const [status, rawDoc] = await redis.hmget(keys.jobState(id), 'status', 'doc');
+    if (status !== 'queued' || !rawDoc) return false;
+    const attempt = attemptOf(JSON.parse(rawDoc) as JobDocument);
+    const entry = requeueEntryId(id, attempt);
+    // Its entry on the shared queue (in any state: waiting, held by a worker deciding, locked; a
+    // requeue's is `<id>-r<attempt>`, a hand-off swept back is `<id>`), or on a host's own queue
+    // (`<id>`), or its hand-off deadline (a sweep sends it on), or its requeue on its way.
+    const looks = await Promise.all([
+      redis.exists(queue.entryKey(entry)),
+      entry !== id ? redis.exists(queue.entryKey(id)) : 0,
+      ...hosts.map((h) => redis.exists(queue.entryKey(id, hostQueueName(h)))),
+      redis.zscore(keys.requeuesPending(), id),
+    ]);
+    if (looks.some((l) => l !== 0 && l !== null)) return false;
+    if (await this.handedOff(id)) return false;
+    // Still queued now (a worker may have claimed it since the first look), then queued again.
+    if ((await redis.hget(keys.jobState(id), 'status')) !== 'queued') return false;
+    if (attempt > 1) await queue.requeue(id, attempt);
+    else await queue.add(id, 1);
+    this.o.requeued?.inc();
+    this.o.logger.warn({ jobId: id, attempt, entry }, 'a queued job was on no queue (its entry lost): queued it again');
+    return true;
+  }
+
+  private async handedOff(id: string): Promise<boolean> {
+    let cursor = '0';
+    do {
+      const [next, found] = await this.o.redis.zscan(this.o.keys.handoffs(), cursor, 'MATCH', `* ${id} *`, 'COUNT', 1000);
+      if (found.length > 0) return true;
+      cursor = next;
+    } while (cursor !== '0');
+    return false;
+  }
+}

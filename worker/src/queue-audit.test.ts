@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Queue } from 'bullmq';
+import type { Cluster } from 'ioredis';
 import pino from 'pino';
 import { newJobId } from '../../core/src/job-id.ts';
 import { JobQueue, requeueEntryId } from '../../core/src/job-queue.ts';
@@ -14,6 +15,9 @@ import { newJobDocument, type JobSpec } from '../../core/src/job-spec.ts';
 import { JobStore } from '../../core/src/job-store.ts';
 import { hostQueueName, RedisKeys } from '../../core/src/redis-keys.ts';
 import { useRedis } from '../../test/harness/use-redis.ts';
+import { startRedisCluster } from '../../test/harness/redis-cluster.ts';
+import type { Env } from '../../core/src/config.ts';
+import { connectRedis } from '../../core/src/redis.ts';
 import { QueueAudit } from './queue-audit.ts';
 
 const redis = useRedis();
@@ -86,5 +90,34 @@ test('one worker of the fleet audits per interval', async () => {
     assert.deepEqual(passes.filter((p) => p !== null), [0], 'one pass, by one worker');
   } finally {
     await queue.close();
+  }
+});
+
+test('on a Redis Cluster every master\'s tenants are walked', { timeout: 60_000 }, async () => {
+  const cluster = await startRedisCluster();
+  const client = connectRedis({ SBX_REDIS_URL: 'redis://127.0.0.1:6379', SBX_REDIS_CLUSTER_NODES: cluster.nodes } as unknown as Env, 'audit-test', { forBullMQ: true });
+  client.on('error', () => {});
+  const keys = new RedisKeys('audit3');
+  const store = new JobStore(client, keys, 3600);
+  const queue = new JobQueue(client, keys);
+  try {
+    // Tenants whose keys hash to different slots, so to different masters of three.
+    const tenants = Array.from({ length: 12 }, (_, i) => `tenant-${i}`);
+    const ids: string[] = [];
+    for (const tenant of tenants) {
+      const id = newJobId(Date.now() - 2 * GRACE_MS);
+      assert.ok(await store.create(spec(id, tenant), newJobDocument(spec(id, tenant))));
+      await client.zadd(keys.tenantActive(tenant), 1, id);
+      ids.push(id);
+    }
+    const holding = await Promise.all((client as Cluster).nodes('master').map(async (n) => (await n.dbsize()) > 0));
+    assert.ok(holding.filter(Boolean).length > 1, `the tenants' keys are on ${holding.filter(Boolean).length} masters`);
+    const audit = new QueueAudit({ redis: client, keys, queue, workerId: 'w1', everyMs: 60_000, graceMs: GRACE_MS, logger: pino({ level: 'silent' }) });
+    assert.equal(await audit.pass(), tenants.length, 'every tenant\'s lost job queued again');
+    for (const id of ids) assert.ok(await queue.queue.getJob(id), `${id} on the shared queue`);
+  } finally {
+    await queue.close();
+    client.disconnect();
+    await cluster.stop();
   }
 });

@@ -11,6 +11,7 @@
  * entry) with no entry on the shared queue, on a live host's queue, in a hand-off
  * deadline or in a pending requeue. A job queued twice runs once: the claim is a compare-and-set.
  */
+import { Cluster } from 'ioredis';
 import type { Counter } from 'prom-client';
 import { attemptOf } from '../../core/src/job-attempts.ts';
 import { jobIdTime } from '../../core/src/job-id.ts';
@@ -60,15 +61,18 @@ export class QueueAudit {
     return requeued;
   }
 
-  /** Every tenant's set of queued and running jobs (one SCAN of the keyspace). */
+  /** Every tenant's set of queued and running jobs (one SCAN of the keyspace; of each master's, on a Cluster). */
   private async activeSets(): Promise<string[]> {
     const found = new Set<string>();
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.o.redis.scan(cursor, 'MATCH', this.o.keys.tenantActive('*'), 'COUNT', 1000);
-      for (const k of keys) found.add(k);
-      cursor = next;
-    } while (cursor !== '0');
+    const servers = this.o.redis instanceof Cluster ? this.o.redis.nodes('master') : [this.o.redis];
+    for (const server of servers) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await server.scan(cursor, 'MATCH', this.o.keys.tenantActive('*'), 'COUNT', 1000);
+        for (const k of keys) found.add(k);
+        cursor = next;
+      } while (cursor !== '0');
+    }
     return [...found];
   }
 

@@ -17,7 +17,7 @@ import { hostQueueName, RedisKeys } from '../../core/src/redis-keys.ts';
 import { useRedis } from '../../test/harness/use-redis.ts';
 import { startRedisCluster } from '../../test/harness/redis-cluster.ts';
 import type { Env } from '../../core/src/config.ts';
-import { connectRedis } from '../../core/src/redis.ts';
+import { connectRedis, type RedisClient } from '../../core/src/redis.ts';
 import { QueueAudit } from './queue-audit.ts';
 
 const redis = useRedis();
@@ -95,12 +95,14 @@ test('one worker of the fleet audits per interval', async () => {
 
 test('on a Redis Cluster every master\'s tenants are walked', { timeout: 60_000 }, async () => {
   const cluster = await startRedisCluster();
-  const client = connectRedis({ SBX_REDIS_URL: 'redis://127.0.0.1:6379', SBX_REDIS_CLUSTER_NODES: cluster.nodes } as unknown as Env, 'audit-test', { forBullMQ: true });
-  client.on('error', () => {});
-  const keys = new RedisKeys('audit3');
-  const store = new JobStore(client, keys, 3600);
-  const queue = new JobQueue(client, keys);
+  let client: RedisClient | undefined;
+  let queue: JobQueue | undefined;
   try {
+    client = connectRedis({ SBX_REDIS_URL: 'redis://127.0.0.1:6379', SBX_REDIS_CLUSTER_NODES: cluster.nodes } as unknown as Env, 'audit-test', { forBullMQ: true });
+    client.on('error', () => {});
+    const keys = new RedisKeys('audit3');
+    const store = new JobStore(client, keys, 3600);
+    queue = new JobQueue(client, keys);
     // Tenants whose keys hash to different slots, so to different masters of three.
     const tenants = Array.from({ length: 12 }, (_, i) => `tenant-${i}`);
     const ids: string[] = [];
@@ -116,8 +118,8 @@ test('on a Redis Cluster every master\'s tenants are walked', { timeout: 60_000 
     assert.equal(await audit.pass(), tenants.length, 'every tenant\'s lost job queued again');
     for (const id of ids) assert.ok(await queue.queue.getJob(id), `${id} on the shared queue`);
   } finally {
-    await queue.close();
-    client.disconnect();
+    await queue?.close();
+    client?.disconnect();
     await cluster.stop();
   }
 });

@@ -13,14 +13,13 @@
  */
 import { Cluster } from 'ioredis';
 import type { Counter } from 'prom-client';
-import { attemptOf } from '../../core/src/job-attempts.ts';
 import { jobIdTime } from '../../core/src/job-id.ts';
 import type { JobQueue } from '../../core/src/job-queue.ts';
 import { requeueEntryId } from '../../core/src/job-queue.ts';
-import type { JobDocument } from '../../core/src/job-spec.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { RedisClient } from '../../core/src/redis.ts';
 import { hostQueueName, type RedisKeys } from '../../core/src/redis-keys.ts';
+import { handOffPending } from '../../core/src/placement/host-queues.ts';
 
 export interface QueueAuditOptions {
   redis: RedisClient;
@@ -78,9 +77,9 @@ export class QueueAudit {
 
   private async requeueIfOnNoQueue(id: string, hosts: readonly string[]): Promise<boolean> {
     const { redis, keys, queue } = this.o;
-    const [status, rawDoc] = await redis.hmget(keys.jobState(id), 'status', 'doc');
-    if (status !== 'queued' || !rawDoc) return false;
-    const attempt = attemptOf(JSON.parse(rawDoc) as JobDocument);
+    const [status, attemptField] = await redis.hmget(keys.jobState(id), 'status', 'attempt');
+    if (status !== 'queued') return false;
+    const attempt = Number(attemptField ?? 1); // the hash field `attempt` (absent = 1): core/src/job-attempts.ts
     const entry = requeueEntryId(id, attempt);
     // Its entry on the shared queue (in any state: waiting, held by a worker deciding, locked; a
     // requeue's is `<id>-r<attempt>`, a hand-off swept back is `<id>`), or on a host's own queue
@@ -92,7 +91,7 @@ export class QueueAudit {
       redis.zscore(keys.requeuesPending(), id),
     ]);
     if (looks.some((l) => l !== 0 && l !== null)) return false;
-    if (await this.handedOff(id)) return false;
+    if (await handOffPending(redis, keys, id)) return false;
     // Still queued now (a worker may have claimed it since the first look), then queued again.
     if ((await redis.hget(keys.jobState(id), 'status')) !== 'queued') return false;
     if (attempt > 1) await queue.requeue(id, attempt);
@@ -100,15 +99,5 @@ export class QueueAudit {
     this.o.requeued?.inc();
     this.o.logger.warn({ jobId: id, attempt, entry }, 'a queued job was on no queue (its entry lost): queued it again');
     return true;
-  }
-
-  private async handedOff(id: string): Promise<boolean> {
-    let cursor = '0';
-    do {
-      const [next, found] = await this.o.redis.zscan(this.o.keys.handoffs(), cursor, 'MATCH', `* ${id} *`, 'COUNT', 1000);
-      if (found.length > 0) return true;
-      cursor = next;
-    } while (cursor !== '0');
-    return false;
   }
 }

@@ -64,14 +64,8 @@ export class HostQueues {
   }
 
   /** Whether job `id` waits on some host's queue (its hand-off deadline is pending). */
-  async holds(id: string): Promise<boolean> {
-    let cursor = '0';
-    do {
-      const [next, found] = await this.redis.zscan(this.keys.handoffs(), cursor, 'MATCH', `* ${id} *`, 'COUNT', 1000);
-      if (found.length > 0) return true;
-      cursor = next;
-    } while (cursor !== '0');
-    return false;
+  holds(id: string): Promise<boolean> {
+    return handOffPending(this.redis, this.keys, id);
   }
 
   /** Hand-offs past their deadline: back to the shared queue those still waiting on their host's. Returns how many. */
@@ -119,3 +113,14 @@ export class HostQueues {
 }
 
 const handoffMember = (to: string, id: string, priority: number) => `${to} ${id} ${priority}`;
+
+/** Whether job `id` has a hand-off deadline pending (it waits on, or was just taken from, some host's queue). */
+export async function handOffPending(redis: RedisClient, keys: RedisKeys, id: string): Promise<boolean> {
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.zscan(keys.handoffs(), cursor, 'MATCH', `* ${id} *`, 'COUNT', 1000);
+    if (found.length > 0) return true;
+    cursor = next;
+  } while (cursor !== '0');
+  return false;
+}

@@ -19,8 +19,8 @@
  * may have pulled meanwhile).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { ImageRuntimeConfig } from '../../launch/image-config.ts';
 import { processAlive } from '../../process-alive.ts';
@@ -245,7 +245,7 @@ export class CacheIndex {
   async reloadRef(canonical: string): Promise<void> {
     try {
       const ref = JSON.parse(await readFile(join(this.root, 'manifests', `${refKey(canonical)}.json`), 'utf8')) as RefRecord;
-      const image = JSON.parse(await readFile(join(this.root, 'images', `${hex(ref.manifestDigest)}.json`), 'utf8')) as ImageRecord;
+      const image = await this.readImageRecord(ref.manifestDigest);
       for (const layer of image.layers) if (!this.layers.has(layer.digest)) await this.reloadLayer(layer.digest);
       this.images.set(image.manifestDigest, image);
       this.refs.set(canonical, ref);
@@ -375,22 +375,18 @@ export class CacheIndex {
 
   /** Records an image a pull fetched for `viewer`; one another process recorded meanwhile widens who may use it. */
   async recordImage(image: ImageRecord, viewer: string | undefined): Promise<void> {
-    let there: ImageRecord | undefined;
-    try {
-      there = JSON.parse(await readFile(join(this.root, 'images', `${hex(image.manifestDigest)}.json`), 'utf8')) as ImageRecord;
-    } catch {
-      there = undefined;
-    }
+    const there = await this.readImageRecord(image.manifestDigest).catch(() => undefined);
     await this.putImage(withPrivateTo(image, there ? widened(there.privateTo, viewers(viewer)) : viewers(viewer)));
   }
 
+  /** The image record on disk (another process may have written it); rejects when there is none. */
+  private async readImageRecord(manifestDigest: string): Promise<ImageRecord> {
+    return JSON.parse(await readFile(join(this.root, 'images', `${hex(manifestDigest)}.json`), 'utf8')) as ImageRecord;
+  }
+
   /** The size of a cached manifest or config blob. */
-  blobSize(digest: string): number | undefined {
-    try {
-      return statSync(join(this.root, 'blobs/sha256', hex(digest))).size;
-    } catch {
-      return undefined;
-    }
+  async blobSize(digest: string): Promise<number | undefined> {
+    return stat(join(this.root, 'blobs/sha256', hex(digest))).then((s) => s.size, () => undefined);
   }
 
   async putImage(image: ImageRecord): Promise<void> {

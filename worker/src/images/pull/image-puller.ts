@@ -221,7 +221,7 @@ export class ImagePuller {
    */
   private async proveConfig(index: CacheIndex, client: RegistryClient, target: PullJob, image: ImageRecord, viewer: string | undefined): Promise<void> {
     if (visibleTo(image, viewer)) return;
-    const size = index.blobSize(image.configDigest);
+    const size = await index.blobSize(image.configDigest);
     if (size === undefined) throw new ImagePullFailedError(target.image, `its cached config ${image.configDigest} is gone; the job may be tried again`);
     await client.getBlobBytes(target, { digest: image.configDigest, size }, size);
     await index.shareImage(image.manifestDigest, viewer);

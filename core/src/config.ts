@@ -7,7 +7,7 @@ import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
-import { EGRESS_ALLOW_SYNTAX, parseEgressAllow } from './egress/egress-allow.ts';
+import { EGRESS_ALLOW_SYNTAX, normalizeHostName, parseEgressAllow } from './egress/egress-allow.ts';
 import { parsePortSet } from './egress/port-set.ts';
 import { registryName } from './image-ref.ts';
 import { parseSecretsKey } from './secrets/secret-box.ts';
@@ -119,7 +119,7 @@ export const envSchema = z.object({
     const names = s.split(',').map((n) => n.trim().toLowerCase()).filter(Boolean);
     const bad = names.find((n) => n !== '*' && !/^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*\.?$/.test(n));
     if (bad !== undefined) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(bad)} is not a host name; give names such as sbx.internal,api.example.com, or * for any` });
-    return names.map((n) => n.replace(/\.$/, ''));
+    return names.map(normalizeHostName);
   }),
   // The same JSON array in a file (keys stay out of the environment), read at start; adds to SBX_API_KEYS:
   // [{"key":"…","tenant":"team-a","role":"tenant","quota":{"activeJobs":50,"submitsPerSecond":5,

@@ -5,6 +5,7 @@
  * sends that domain as `Host`; a local client sends 127.0.0.1, localhost or [::1].
  */
 import { classifyAddress } from './egress/address-class.ts';
+import { normalizeHostName } from './egress/egress-allow.ts';
 import { parseIp } from './egress/ip-address.ts';
 
 /** 127.0.0.0/8, ::1, ::ffff:127.x.y.z (brackets allowed) and the name localhost. */
@@ -18,7 +19,7 @@ export function isLoopbackHost(host: string): boolean {
 export function hostHeaderName(header: string): string {
   const h = header.trim();
   const name = h.startsWith('[') ? h.slice(0, h.indexOf(']') + 1) : h.replace(/:[0-9]*$/, '');
-  return name.toLowerCase().replace(/\.$/, '');
+  return normalizeHostName(name);
 }
 
 /** Whether a host name (as hostHeaderName gives it) is this machine's: a loopback address, localhost or a name under it (RFC 6761). */

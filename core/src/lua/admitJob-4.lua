@@ -16,7 +16,14 @@
           | {'stored', ms until the hour ends}: its storage budget for the hour is used up
   Priority = 1 + the tenant's active jobs, but never below its highest queued one, so its own jobs
   stay in submission order while a tenant without a backlog goes before it.
+  A job already in the active set was admitted by this very call, whose answer was lost with the
+  connection (Redis killed before answering, the link dropped) and which ioredis sent again after
+  reconnecting: it answers as the first did and counts nothing again. Without this the replay took
+  a second token, counted the record's bytes twice and queued the job behind itself.
 ]]
+local admitted = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if admitted then return {'ok', tonumber(admitted)} end
+
 local budget = tonumber(ARGV[10])
 if budget > 0 and (tonumber(redis.call('GET', KEYS[4])) or 0) >= budget then
   return {'stored', tonumber(ARGV[11])}

@@ -84,6 +84,10 @@ export class RedisKeys {
   tenantStored(tenant: string, hour: number): string {
     return `${this.prefix}:{tenant:${tenant}}:stored:${hour}`;
   }
+  /** One charging process's record of its charges to tenantStored(tenant, hour) (core/src/lua/chargeStorage-2.lua). */
+  tenantStoredCharges(tenant: string, hour: number, writer: string): string {
+    return `${this.tenantStored(tenant, hour)}:by:${writer}`;
+  }
   tenantWebhooks(tenant: string): string {
     return `${this.prefix}:{tenant:${tenant}}:webhooks`;
   }

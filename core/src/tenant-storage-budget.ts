@@ -7,6 +7,7 @@
  * the rest of the tenant's output and the API refuses its new jobs until the hour ends (429).
  * The count is `<p>:{tenant:<t>}:stored:<hour>` in the tenant's slot, kept two hours.
  */
+import { randomBytes } from 'node:crypto';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 import { defineScripts, luaScript } from './redis-scripts.ts';
@@ -47,10 +48,10 @@ export function storageHour(now = Date.now()): { hour: number; msLeft: number } 
   return { hour, msLeft: (hour + 1) * HOUR_MS - now };
 }
 
-const SCRIPTS = { sbxChargeStorage: luaScript('chargeStorage-1') };
+const SCRIPTS = { sbxChargeStorage: luaScript('chargeStorage-2') };
 
 interface ScriptedClient {
-  sbxChargeStorage(key: string, bytes: number, budget: number, ttlMs: number): Promise<[number, number]>;
+  sbxChargeStorage(key: string, charges: string, bytes: number, budget: number, ttlMs: number, number: number): Promise<[number, number]>;
 }
 
 export class TenantStorageBudget {
@@ -60,6 +61,12 @@ export class TenantStorageBudget {
   private seenUsed = 0;
   /** Bytes of charges sent and not answered yet. */
   private inFlight = 0;
+  /**
+   * This object's name and the number of its latest charge: a charge Redis applied whose answer was
+   * lost, sent again by ioredis after reconnecting, is known by them and charged once (chargeStorage-2.lua).
+   */
+  private readonly writer = randomBytes(8).toString('hex');
+  private charges = 0;
 
   constructor(
     redis: RedisClient,
@@ -77,9 +84,10 @@ export class TenantStorageBudget {
   async charge(bytes: number, now = Date.now()): Promise<{ granted: number; used: number }> {
     const { hour } = storageHour(now);
     const key = this.keys.tenantStored(this.tenant, hour);
+    const charges = this.keys.tenantStoredCharges(this.tenant, hour, this.writer);
     this.inFlight += bytes;
     try {
-      const [granted, used] = await this.scripted.sbxChargeStorage(key, bytes, this.bytesPerHour, 2 * HOUR_MS);
+      const [granted, used] = await this.scripted.sbxChargeStorage(key, charges, bytes, this.bytesPerHour, 2 * HOUR_MS, ++this.charges);
       if (hour > this.seenHour) [this.seenHour, this.seenUsed] = [hour, used];
       else if (hour === this.seenHour) this.seenUsed = Math.max(this.seenUsed, used);
       return { granted, used };

@@ -485,10 +485,14 @@ export function removeParent(parent: string, o: LaunchOptions = {}): void {
 
 /**
  * A slot's next pooled setups are made by the launcher's maker thread once a job's outcome is
- * known, not by launch() itself: wait (bounded) until poolSize() reaches `n`, and return it.
+ * known, not by launch() itself: wait (bounded) until poolSize() reaches `n`, and return it. The
+ * bound is long: the maker thread runs five nice steps down (src/background.h), so on a machine
+ * busy with other test files its setups can take seconds (3 s was once not enough in CI); every
+ * caller waits for setups that will come, so a quick machine never waits long.
  */
-export async function poolReaches(n: number): Promise<number> {
-  for (let i = 0; i < 300 && poolSize() < n; i++) await new Promise((r) => setTimeout(r, 10));
+export async function poolReaches(n: number, withinMs = 30_000): Promise<number> {
+  const until = Date.now() + withinMs;
+  while (poolSize() < n && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
   return poolSize();
 }
 

@@ -14,6 +14,7 @@
  * what the copies admit in one report interval (each at most its own bucket). Without Redis the
  * per-process bucket still holds.
  */
+import { randomBytes } from 'node:crypto';
 import { RateLimitedError } from '../../core/src/errors.ts';
 import type { TenantQuota } from '../../core/src/config.ts';
 import type { Logger } from '../../core/src/logger.ts';
@@ -35,10 +36,12 @@ interface Bucket {
   burst: number;
   /** performance.now() until which the shared bucket is in debt: refused without looking. */
   refuseUntil: number;
+  /** How many reports of this tenant's requests this process sent (each carries its number). */
+  reports: number;
 }
 
 interface RateScripts {
-  sbxRequestRate(bucket: string, rate: number, burst: number, admitted: number): Promise<string>;
+  sbxRequestRate(bucket: string, reports: string, rate: number, burst: number, admitted: number, number: number): Promise<string>;
 }
 
 export interface SharedRate {
@@ -52,12 +55,17 @@ export class TenantRequestRate {
   private readonly buckets = new Map<string, Bucket>();
   private readonly scripts: RateScripts | null;
   private reporting: NodeJS.Timeout | null = null;
+  /**
+   * This process's name in its reports: a report Redis applied whose answer was lost, sent again by
+   * ioredis after reconnecting, is known by it and its number and debited once (requestRate-2.lua).
+   */
+  private readonly writer = randomBytes(8).toString('hex');
 
   constructor(
     private readonly shared: SharedRate | null = null,
     private readonly now: () => number = () => performance.now(),
   ) {
-    this.scripts = shared ? defineScripts<RateScripts>(shared.redis, { sbxRequestRate: luaScript('requestRate-1') }) : null;
+    this.scripts = shared ? defineScripts<RateScripts>(shared.redis, { sbxRequestRate: luaScript('requestRate-2') }) : null;
   }
 
   /** Takes one of `tenant`'s tokens, or throws RateLimitedError with the wait until the next (quota null or no rate: no bound). */
@@ -68,7 +76,7 @@ export class TenantRequestRate {
     const t = this.now();
     let b = this.buckets.get(tenant);
     if (!b) {
-      b = { tokens: burst, at: t, unreported: 0, rate, burst, refuseUntil: 0 };
+      b = { tokens: burst, at: t, unreported: 0, rate, burst, refuseUntil: 0, reports: 0 };
       this.buckets.set(tenant, b);
     }
     [b.rate, b.burst] = [rate, burst];
@@ -95,7 +103,8 @@ export class TenantRequestRate {
         const admitted = b.unreported;
         b.unreported = 0;
         try {
-          const balance = Number(await this.scripts!.sbxRequestRate(this.shared!.keys.tenantRequestRate(tenant), b.rate, b.burst, admitted));
+          const { keys } = this.shared!;
+          const balance = Number(await this.scripts!.sbxRequestRate(keys.tenantRequestRate(tenant), keys.tenantRequestRateReports(tenant, this.writer), b.rate, b.burst, admitted, ++b.reports));
           // This process's bucket holds no more than is left to the tenant across all of them; in
           // debt it is empty and starts to refill only once the debt is (else it would admit a
           // whole burst again the moment the refusal ends, on every process).

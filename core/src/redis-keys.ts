@@ -74,6 +74,10 @@ export class RedisKeys {
   tenantRequestRate(tenant: string): string {
     return `${this.prefix}:{tenant:${tenant}}:requests`;
   }
+  /** One API process's record of its reports to tenantRequestRate(tenant) (core/src/lua/requestRate-2.lua). */
+  tenantRequestRateReports(tenant: string, writer: string): string {
+    return `${this.tenantRequestRate(tenant)}:by:${writer}`;
+  }
   tenantImages(tenant: string): string {
     return `${this.prefix}:{tenant:${tenant}}:images`;
   }

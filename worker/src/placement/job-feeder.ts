@@ -9,7 +9,7 @@
  * whose worker died before deciding is put back by BullMQ's stalled check (maxStalledCount 1).
  */
 import { Counter, type Registry } from 'prom-client';
-import { Worker, type Job } from 'bullmq';
+import { Job, Worker } from 'bullmq';
 import { ExceedsCapacityError } from '../../../core/src/errors.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
 import type { JobPlacement } from '../../../core/src/job-spec.ts';
@@ -79,6 +79,8 @@ export class JobFeeder {
   private ownTurn: { done: Promise<void>; end: () => void } | null = null;
   private readonly handoffs: Counter<'reason'>;
   private readonly returns: Counter;
+  /** How often BullMQ's connection closed (a fetch sent before one and answered after it may have been sent twice). */
+  private connectionDrops = 0;
 
   constructor(private readonly o: FeederOptions) {
     this.fleet = new FleetView(o.redis, o.keys, o.workerId, o.liveMs, o.logger);
@@ -90,6 +92,7 @@ export class JobFeeder {
 
   async start(): Promise<void> {
     const { capacity } = this.o;
+    this.o.connection.on('close', () => this.connectionDrops++);
     await this.fleet.reset();
     await this.fleet.syncImages(await this.o.images.list());
     this.started = true;
@@ -171,9 +174,13 @@ export class JobFeeder {
       }
       const token = `${this.o.workerId}:${this.tokens++}`;
       let job: Job<PlacedJob> | undefined;
+      const drops = this.connectionDrops;
       try {
         // With a backlog known, its entry is there: no blocking wait (which ends only at a new entry).
         job = await consumer.getNextJob(token, { block: !(own && this.ownBacklog) });
+        if (this.connectionDrops !== drops) {
+          await this.putBackStrays(consumer, token, job?.id).catch((err: Error) => logger.warn({ err: err.message, queue: consumer.name }, 'looking for entries taken by a fetch whose answer was lost failed; BullMQ takes them again after their lock expires'));
+        }
       } catch (err) {
         if (stop.aborted) break;
         logger.warn({ err: (err as Error).message, queue: consumer.name }, 'taking a job from the queue failed');
@@ -199,6 +206,23 @@ export class JobFeeder {
           this.running.delete(handled);
         });
       this.running.add(handled);
+    }
+  }
+
+  /**
+   * A fetch Redis applied whose answer was lost with the connection (Redis killed before answering,
+   * the link dropped) is sent again by ioredis after reconnecting, and takes the next entry: the
+   * first is left locked with the fetch's token by nobody, and would wait out its lock (LOCK_MS)
+   * and a stalled check before any worker took it. After a fetch across a closed connection, every
+   * entry of that queue locked with its token, other than the one it returned, goes back at once.
+   */
+  private async putBackStrays(consumer: Worker<PlacedJob>, token: string, kept: string | undefined): Promise<void> {
+    const conn = this.o.connection;
+    for (const entryId of await conn.lrange(consumer.keys.active!, 0, -1)) {
+      if (entryId === kept || (await conn.get(`${consumer.toKey(entryId)}:lock`)) !== token) continue;
+      const stray = await Job.fromId<PlacedJob>(consumer, entryId);
+      await stray?.moveToWait(token);
+      this.o.logger.info({ jobId: stray?.data.id, queue: consumer.name }, 'a queue entry taken by a fetch whose answer was lost went back to its queue');
     }
   }
 

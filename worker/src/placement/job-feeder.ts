@@ -81,6 +81,7 @@ export class JobFeeder {
   private readonly returns: Counter;
   /** How often BullMQ's connection closed (a fetch sent before one and answered after it may have been sent twice). */
   private connectionDrops = 0;
+  private readonly countDrop = () => void this.connectionDrops++;
 
   constructor(private readonly o: FeederOptions) {
     this.fleet = new FleetView(o.redis, o.keys, o.workerId, o.liveMs, o.logger);
@@ -92,7 +93,7 @@ export class JobFeeder {
 
   async start(): Promise<void> {
     const { capacity } = this.o;
-    this.o.connection.on('close', () => this.connectionDrops++);
+    this.o.connection.on('close', this.countDrop);
     await this.fleet.reset();
     await this.fleet.syncImages(await this.o.images.list());
     this.started = true;
@@ -145,6 +146,7 @@ export class JobFeeder {
   /** Stop taking jobs and wait for the ones taken to end (the caller kills them after its grace). */
   async close(): Promise<void> {
     this.stopping.abort();
+    this.o.connection.off('close', this.countDrop);
     this.resume();
     this.endOwnBacklog();
     if (this.sweeper) clearInterval(this.sweeper);

@@ -93,6 +93,9 @@ export class WebhookDelivery {
   }
 }
 
+/** A delivery's queue entry lock, renewed while its attempt runs (BullMQ: every half of it). */
+const WEBHOOK_LOCK_MS = 10_000;
+
 /**
  * Process the webhooks queue on this worker: `concurrency` deliveries at once. `connection` must be
  * a BullMQ-ready client (maxRetriesPerRequest null), like the jobs queue's.
@@ -113,6 +116,14 @@ export function startWebhookWorker(opts: {
     prefix: opts.keys.queuePrefix(),
     concurrency: opts.env.SBX_WEBHOOK_CONCURRENCY,
     drainDelay: 5,
+    // A delivery whose worker died mid-attempt goes back to the queue once its lock lapses (within
+    // lockDuration + 2 × stalledInterval; BullMQ's defaults, 30 s each, made that up to 90 s).
+    // BullMQ gives up an entry that stalled more than maxStalledCount times (its default, 1, lost
+    // the webhook of a delivery whose worker died twice); a webhook is delivered at least once, so
+    // only one that kept killing the workers that took it is given up.
+    lockDuration: WEBHOOK_LOCK_MS,
+    stalledInterval: WEBHOOK_LOCK_MS / 2,
+    maxStalledCount: 10,
   });
   worker.on('error', (err) => opts.logger.warn({ err: err.message }, 'webhook queue error'));
   worker.on('failed', (entry, err) => opts.logger.warn({ jobId: entry?.data.id, err: err.message }, 'webhook delivery failed'));

@@ -14,13 +14,13 @@
  * what the copies admit in one report interval (each at most its own bucket). Without Redis the
  * per-process bucket still holds.
  */
-import { randomBytes } from 'node:crypto';
 import { RateLimitedError } from '../../core/src/errors.ts';
 import type { TenantQuota } from '../../core/src/config.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { RedisClient } from '../../core/src/redis.ts';
 import type { RedisKeys } from '../../core/src/redis-keys.ts';
 import { defineScripts, luaScript } from '../../core/src/redis-scripts.ts';
+import { NumberedWriter } from '../../core/src/numbered-writer.ts';
 
 /** How often admitted requests are reported to the shared bucket, per tenant that made any. */
 export const REPORT_MS = 100;
@@ -36,8 +36,8 @@ interface Bucket {
   burst: number;
   /** performance.now() until which the shared bucket is in debt: refused without looking. */
   refuseUntil: number;
-  /** How many reports of this tenant's requests this process sent (each carries its number). */
-  reports: number;
+  /** Numbers this process's reports of the tenant's requests: one sent again after a reconnect is debited once (requestRate-2.lua). */
+  reports: NumberedWriter;
 }
 
 interface RateScripts {
@@ -55,11 +55,6 @@ export class TenantRequestRate {
   private readonly buckets = new Map<string, Bucket>();
   private readonly scripts: RateScripts | null;
   private reporting: NodeJS.Timeout | null = null;
-  /**
-   * This process's name in its reports: a report Redis applied whose answer was lost, sent again by
-   * ioredis after reconnecting, is known by it and its number and debited once (requestRate-2.lua).
-   */
-  private readonly writer = randomBytes(8).toString('hex');
 
   constructor(
     private readonly shared: SharedRate | null = null,
@@ -76,7 +71,7 @@ export class TenantRequestRate {
     const t = this.now();
     let b = this.buckets.get(tenant);
     if (!b) {
-      b = { tokens: burst, at: t, unreported: 0, rate, burst, refuseUntil: 0, reports: 0 };
+      b = { tokens: burst, at: t, unreported: 0, rate, burst, refuseUntil: 0, reports: new NumberedWriter() };
       this.buckets.set(tenant, b);
     }
     [b.rate, b.burst] = [rate, burst];
@@ -104,7 +99,7 @@ export class TenantRequestRate {
         b.unreported = 0;
         try {
           const { keys } = this.shared!;
-          const balance = Number(await this.scripts!.sbxRequestRate(keys.tenantRequestRate(tenant), keys.tenantRequestRateReports(tenant, this.writer), b.rate, b.burst, admitted, ++b.reports));
+          const balance = Number(await this.scripts!.sbxRequestRate(keys.tenantRequestRate(tenant), keys.tenantRequestRateReports(tenant, b.reports.name), b.rate, b.burst, admitted, b.reports.next()));
           // This process's bucket holds no more than is left to the tenant across all of them; in
           // debt it is empty and starts to refill only once the debt is (else it would admit a
           // whole burst again the moment the refusal ends, on every process).

@@ -21,7 +21,7 @@ function hostPort(s: string): { host: string; port: number } {
  * a 2.5 s limit (500 ms heartbeats) even when Redis was back at once. The chaos test's 1 s restarts
  * beside two busy loops ended 4 running jobs worker_lost in 2 rounds of 10 before, none in 10 after.
  */
-export function reconnectCapMs(env: Pick<Env, 'SBX_HEARTBEAT_MS'>): number {
+function reconnectCapMs(env: Pick<Env, 'SBX_HEARTBEAT_MS'>): number {
   return Math.min(2000, Math.max(100, Math.floor(env.SBX_HEARTBEAT_MS / 2)));
 }
 

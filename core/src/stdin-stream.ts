@@ -7,7 +7,7 @@
  * frame once applied), and gone with the job (the finishing transition deletes the key;
  * a safety TTL covers a worker that dies first).
  */
-import { randomUUID } from 'node:crypto';
+import type { NumberedWriter } from './numbered-writer.ts';
 import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
@@ -33,15 +33,6 @@ const SCRIPTS = { sbxStdinAppend: luaScript('stdinAppend-2') };
 
 interface ScriptedClient {
   sbxStdinAppend(state: string, stream: string, max: number, ttlMs: number, type: string, payload: string | Buffer, writer: string, number: number): Promise<string>;
-}
-
-/**
- * One client's frames, numbered in order, so that a frame sent again by ioredis after a reconnect
- * (Redis applied it, its answer was lost) reaches the job once (stdinAppend-2.lua).
- */
-export class StdinSender {
-  readonly token = randomUUID();
-  frames = 0;
 }
 
 const CODE = { data: 'd', eof: 'e', resize: 'r', signal: 's', attached: 'a' } as const;
@@ -86,10 +77,10 @@ export class StdinWriter {
   /**
    * Append frames in order; data longer than MAX_FRAME_BYTES is split. Waits while the stream is
    * full (the caller stops reading its client meanwhile: backpressure). Throws StdinClosedError
-   * once the job has ended. `from`: the client's sender, numbering its frames (one sent again after
+   * once the job has ended. `from`: the client's NumberedWriter, numbering its frames (one sent again after
    * a reconnect is appended once); without it (beats) a frame could be appended twice.
    */
-  async append(id: string, frame: StdinFrame, signal?: AbortSignal, from?: StdinSender): Promise<void> {
+  async append(id: string, frame: StdinFrame, signal?: AbortSignal, from?: NumberedWriter): Promise<void> {
     if (frame.type === 'data' && frame.data.length > MAX_FRAME_BYTES) {
       for (let off = 0; off < frame.data.length; off += MAX_FRAME_BYTES) {
         await this.append(id, { type: 'data', data: frame.data.subarray(off, off + MAX_FRAME_BYTES) }, signal, from);
@@ -97,10 +88,10 @@ export class StdinWriter {
       return;
     }
     const [type, payload] = encode(frame);
-    const number = from ? ++from.frames : 0;
+    const number = from ? from.next() : 0;
     // While the job does not read, looks again after 5, 10, 20 … ms, at most FULL_RETRY_MAX_MS apart.
     for (let wait = FULL_RETRY_MS; ; wait = Math.min(2 * wait, FULL_RETRY_MAX_MS)) {
-      const r = await this.scripted.sbxStdinAppend(this.keys.jobState(id), this.keys.jobStdin(id), MAX_UNREAD_FRAMES, SAFETY_TTL_MS, type, payload, from?.token ?? '', number);
+      const r = await this.scripted.sbxStdinAppend(this.keys.jobState(id), this.keys.jobStdin(id), MAX_UNREAD_FRAMES, SAFETY_TTL_MS, type, payload, from?.name ?? '', number);
       if (r === 'full') {
         if (signal?.aborted) throw signal.reason;
         await new Promise((res) => setTimeout(res, wait));

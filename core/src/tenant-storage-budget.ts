@@ -7,7 +7,7 @@
  * the rest of the tenant's output and the API refuses its new jobs until the hour ends (429).
  * The count is `<p>:{tenant:<t>}:stored:<hour>` in the tenant's slot, kept two hours.
  */
-import { randomBytes } from 'node:crypto';
+import { NumberedWriter } from './numbered-writer.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 import { defineScripts, luaScript } from './redis-scripts.ts';
@@ -61,12 +61,8 @@ export class TenantStorageBudget {
   private seenUsed = 0;
   /** Bytes of charges sent and not answered yet. */
   private inFlight = 0;
-  /**
-   * This object's name and the number of its latest charge: a charge Redis applied whose answer was
-   * lost, sent again by ioredis after reconnecting, is known by them and charged once (chargeStorage-2.lua).
-   */
-  private readonly writer = randomBytes(8).toString('hex');
-  private charges = 0;
+  /** Numbers this object's charges: one sent again after a reconnect is charged once (chargeStorage-2.lua). */
+  private readonly charges = new NumberedWriter();
 
   constructor(
     redis: RedisClient,
@@ -84,10 +80,10 @@ export class TenantStorageBudget {
   async charge(bytes: number, now = Date.now()): Promise<{ granted: number; used: number }> {
     const { hour } = storageHour(now);
     const key = this.keys.tenantStored(this.tenant, hour);
-    const charges = this.keys.tenantStoredCharges(this.tenant, hour, this.writer);
+    const record = this.keys.tenantStoredCharges(this.tenant, hour, this.charges.name);
     this.inFlight += bytes;
     try {
-      const [granted, used] = await this.scripted.sbxChargeStorage(key, charges, bytes, this.bytesPerHour, 2 * HOUR_MS, ++this.charges);
+      const [granted, used] = await this.scripted.sbxChargeStorage(key, record, bytes, this.bytesPerHour, 2 * HOUR_MS, this.charges.next());
       if (hour > this.seenHour) [this.seenHour, this.seenUsed] = [hour, used];
       else if (hour === this.seenHour) this.seenUsed = Math.max(this.seenUsed, used);
       return { granted, used };

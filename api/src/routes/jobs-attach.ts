@@ -27,7 +27,8 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
-import { HEARTBEAT_MS, StdinClosedError, StdinSender, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
+import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
+import { NumberedWriter } from '../../../core/src/numbered-writer.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { Doorbell } from '../job-events-hub.ts';
 import { eventsPerPage, outputText } from '../../../core/src/job-store.ts';
@@ -154,7 +155,7 @@ class AttachSession {
   private beat: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | null = null;
   /** Numbers the client's input frames: one sent again after a Redis reconnect reaches the job once. */
-  private readonly sender = new StdinSender();
+  private readonly sender = new NumberedWriter();
   /** The client's input, in order, to the job's stdin stream (its callbacks run once frames come). */
   private readonly input = new AttachInput(
     async (frame) => {

@@ -1,7 +1,7 @@
 /**
  * The exit code of `sbx run` / `sbx wait` for a finished job, by Docker's conventions: the
  * process's own code; 128+n when signal n ended it; 137 (SIGKILL) for oom, a timeout and a kill;
- * 130 when our own Ctrl-C cancelled it; 126/127 when the command could not be invoked / was not
+ * 128+n when our own signal n (Ctrl-C: 130, SIGTERM: 143) cancelled it; 126/127 when the command could not be invoked / was not
  * found; 125 when sbx itself could not run it (image not found, pull failed, ...).
  */
 import { constants } from 'node:os';
@@ -18,7 +18,7 @@ function signalExit(signal: string | null): number | null {
   return n === undefined ? null : 128 + n;
 }
 
-export function exitCodeOf(job: Job, opts: { interrupted?: boolean } = {}): number {
+export function exitCodeOf(job: Job, opts: { interruptedBy?: NodeJS.Signals | null } = {}): number {
   switch (job.status) {
     case 'succeeded':
       return 0;
@@ -29,7 +29,7 @@ export function exitCodeOf(job: Job, opts: { interrupted?: boolean } = {}): numb
     case 'timeout':
       return signalExit(job.signal) ?? SIGKILL_EXIT;
     case 'cancelled':
-      return opts.interrupted ? 128 + constants.signals.SIGINT : (signalExit(job.signal) ?? SIGKILL_EXIT);
+      return signalExit(opts.interruptedBy ?? null) ?? signalExit(job.signal) ?? SIGKILL_EXIT;
     case 'error':
       if (job.error?.code === 'command_not_found') return /EACCES|EISDIR|ENOEXEC|permission denied/i.test(job.error.message) ? EXIT_CANNOT_INVOKE : EXIT_NOT_FOUND;
       return EXIT_SBX_ERROR;

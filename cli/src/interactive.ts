@@ -10,7 +10,7 @@
 import { attachJob, type Job } from '../../client/src/index.ts';
 import { flagString, type FlagSpec, type Parsed } from './args.ts';
 import { CliError, UsageError } from './cli-error.ts';
-import { write, type Context } from './command.ts';
+import { OutputClosedError, write, type Context } from './command.ts';
 import { DEFAULT_DETACH_KEYS, DetachWatch, parseDetachKeys } from './detach-keys.ts';
 import { endNotes, exitCodeOf } from './exit-code.ts';
 
@@ -19,10 +19,20 @@ export interface InteractiveOptions {
   stdin: boolean;
   /** The job has a tty: raw mode here when our stdin is a terminal, forward window sizes. */
   tty: boolean;
+  /**
+   * The job takes signals (its stdin is open or it has a tty): our SIGINT, SIGTERM and SIGHUP go to
+   * its command, like docker's --sig-proxy; otherwise they only detach us.
+   */
+  signals: boolean;
   /** Replay output from the job's start (run), or only from now (attach). */
   logs: boolean;
   /** The detach sequence (detach-keys.ts), watched for on a raw terminal; null = none. */
   detachKeys?: Buffer | null;
+  /**
+   * For a job this command started (`sbx run -i`): ends it when nobody can be on it, that is when
+   * the attach is refused or our output is closed (`| head`). Not for `sbx attach`.
+   */
+  unattached?: () => Promise<void>;
 }
 
 type TtyIn = NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(on: boolean): unknown; pause(): unknown; resume(): unknown };
@@ -32,19 +42,29 @@ export async function interactive(ctx: Context, jobId: string, o: InteractiveOpt
   const stdin = ctx.stdin as TtyIn;
   const stdout = ctx.stdout as TtyOut;
   const raw = o.tty && o.stdin && !!stdin.isTTY && typeof stdin.setRawMode === 'function';
+  // Output is written in order; the first failed write (our output closed) ends the session.
   let pending: Promise<void> = Promise.resolve();
-  const att = await attachJob(jobId, {
-    baseUrl: ctx.settings.host,
-    apiKey: ctx.settings.apiKey,
-    logs: o.logs,
-    onOutput: (stream, data) => {
-      const text = data.toString('utf8');
-      pending = pending.then(() => write(stream === 'stdout' ? ctx.stdout : ctx.stderr, text));
-    },
-  });
+  let failOutput!: (e: unknown) => void;
+  const outputFailed = new Promise<never>((_resolve, reject) => { failOutput = reject; });
+  outputFailed.catch(() => {}); // observed by the race below
+  let att: Awaited<ReturnType<typeof attachJob>>;
+  try {
+    att = await attachJob(jobId, {
+      baseUrl: ctx.settings.host,
+      apiKey: ctx.settings.apiKey,
+      logs: o.logs,
+      onOutput: (stream, data) => {
+        const text = data.toString('utf8');
+        pending = pending.then(() => write(stream === 'stdout' ? ctx.stdout : ctx.stderr, text)).catch((e: unknown) => failOutput(e));
+      },
+    });
+  } catch (e) {
+    await o.unattached?.();
+    throw e;
+  }
   const restore = raw ? rawMode(stdin) : () => {};
   const onSignal = (sig: NodeJS.Signals) => () => {
-    if (o.tty) att.signal(sig); // like docker's --sig-proxy: to the job's command
+    if (o.signals) att.signal(sig); // like docker's --sig-proxy: to the job's command
     else att.close();
   };
   const handlers: Array<[NodeJS.Signals, () => void]> = [['SIGTERM', onSignal('SIGTERM')], ['SIGHUP', onSignal('SIGHUP')]];
@@ -76,9 +96,12 @@ export async function interactive(ctx: Context, jobId: string, o: InteractiveOpt
     }
   })() : Promise.resolve();
   try {
-    const ended = await Promise.race([att.ended, detached]);
+    const ended = await Promise.race([att.ended, detached, outputFailed]).catch(async (e: unknown) => {
+      if (e instanceof OutputClosedError) await o.unattached?.();
+      throw e;
+    });
     pumping = false;
-    await pending;
+    await Promise.race([pending, outputFailed]);
     if (ended === 'detached') {
       restore();
       await write(ctx.stderr, `\r\nsbx: detached from job ${jobId}, which runs on; \`sbx attach ${jobId}\` reattaches\n`);

@@ -8,7 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { SbxApiError, SbxClient, SbxConnectionError } from '../../client/src/index.ts';
 import { parseFlags, flagBool, flagString, type FlagSpec } from './args.ts';
 import { CliError, UsageError } from './cli-error.ts';
-import type { Command, Context, Io } from './command.ts';
+import { OutputClosedError, watchOutput, type Command, type Context, type Io } from './command.ts';
 import { attach } from './commands/attach.ts';
 import { completion } from './commands/completion.ts';
 import { cp } from './commands/cp.ts';
@@ -76,6 +76,10 @@ function splitGlobal(argv: string[]): { global: ReturnType<typeof parseFlags>; r
 export async function main(argv: string[], io: Io): Promise<number> {
   let command: Command | undefined;
   let client: SbxClient | null = null;
+  // A reader that went away (EPIPE) fails the stream instead of crashing with a stack trace; the
+  // command's next write() sees it and ends the command (OutputClosedError).
+  watchOutput(io.stdout);
+  watchOutput(io.stderr);
   try {
     const { global, rest } = splitGlobal(argv);
     if (flagBool(global, 'version')) {
@@ -106,6 +110,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     };
     return await command.run(ctx, parsed);
   } catch (e) {
+    if (e instanceof OutputClosedError) return e.exitCode;
     io.stderr.write(`sbx: ${describe(e)}\n`);
     if (e instanceof UsageError) return 125;
     if (e instanceof CliError) return e.exitCode;
@@ -118,7 +123,9 @@ export async function main(argv: string[], io: Io): Promise<number> {
 function describe(e: unknown): string {
   if (e instanceof SbxConnectionError) return `${e.message}; is the API running? (set SBX_HOST or -H)`;
   if (e instanceof SbxApiError) {
-    const fields = e.details.length ? ` (${e.details.map((d) => `${d.path}: ${d.message}`).join('; ')})` : '';
+    // A detail the message already says (one field's problem) is not said twice.
+    const more = e.details.filter((d) => !e.message.includes(d.message));
+    const fields = more.length ? ` (${more.map((d) => `${d.path}: ${d.message}`).join('; ')})` : '';
     const retry = e.retryAfter !== null ? ` (retry after ${e.retryAfter}s)` : '';
     return `Error response from the API: ${e.message}${fields}${retry} [${e.code}]`;
   }

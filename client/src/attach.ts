@@ -1,13 +1,15 @@
 /**
- * `GET /v1/jobs/{id}/attach` over a WebSocket (undici's): the job's output and exit as they come,
- * and for interactive jobs its stdin, EOF, window size and signals. Frame format: README "Attach".
- * Sending waits while more than HIGH_WATER bytes are queued on the socket, so a caller that awaits
- * `write()` streams any amount of input with bounded memory (the server stops reading while the
- * job's input stream is full: backpressure all the way to here).
+ * `GET /v1/jobs/{id}/attach` over a WebSocket (the `ws` package): the job's output and exit as they
+ * come, and for interactive jobs its stdin, EOF, window size and signals. Frame format: README
+ * "Attach". Sending waits while more than HIGH_WATER bytes are queued on the socket, so a caller that
+ * awaits `write()` streams any amount of input with bounded memory (the server stops reading while
+ * the job's input stream is full: backpressure all the way to here).
+ *
+ * A refused upgrade rejects with the same typed error as any other call (errors.ts: the API's code,
+ * message and Retry-After, read from its answer); no answer at all, with SbxConnectionError.
  */
-import { WebSocket } from 'undici';
-import { apiErrorFromAnswer } from './errors.ts';
-import { readBody, Transport } from './http.ts';
+import WebSocket from 'ws';
+import { apiErrorFromAnswer, connectionError } from './errors.ts';
 import type { Job } from './types.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
@@ -15,6 +17,8 @@ const HIGH_WATER = 1 << 20;
 /** Stdin bytes per message: the server closes a socket whose message is over 256 KiB of stdin (P47). */
 export const STDIN_FRAME_BYTES = 64 * 1024;
 const POLL_MS = 2;
+/** A refusal's body is the API's small error envelope; more than this is not read. */
+const REFUSAL_BODY_BYTES = 64 * 1024;
 
 export interface AttachOptions {
   baseUrl: string;
@@ -36,25 +40,23 @@ export interface Attachment {
   close(): void;
 }
 
-export class AttachError extends Error {
-  constructor(message: string, readonly code: string) {
-    super(message);
-    this.name = 'AttachError';
-  }
-}
-
+/**
+ * Attaches to job `id`. Rejects with the API's typed error when it refuses (SbxNotFoundError,
+ * SbxUnauthorizedError, SbxRateLimitedError with `retryAfter`, SbxUnavailableError, ...), or with
+ * SbxConnectionError when the API cannot be reached.
+ */
 export function attachJob(id: string, opts: AttachOptions): Promise<Attachment> {
-  const url = new URL(`${opts.baseUrl.replace(/\/+$/, '')}/v1/jobs/${encodeURIComponent(id)}/attach`);
+  const baseUrl = opts.baseUrl.replace(/\/+$/, '');
+  const url = new URL(`${baseUrl}/v1/jobs/${encodeURIComponent(id)}/attach`);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   if (opts.logs) url.searchParams.set('logs', 'true');
-  const ws = new WebSocket(url, { headers: opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {} } as never);
-  ws.binaryType = 'arraybuffer';
+  const ws = new WebSocket(url, { headers: opts.apiKey ? { authorization: `Bearer ${opts.apiKey}` } : {}, perMessageDeflate: false });
   let exitDoc: Job | null = null;
   let resolveEnded!: (j: Job | null) => void;
   const ended = new Promise<Job | null>((r) => { resolveEnded = r; });
-  ws.addEventListener('message', (ev) => {
-    if (typeof ev.data === 'string') {
-      const m = JSON.parse(ev.data) as { type: string; status?: string; code?: string; message?: string };
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    if (!isBinary) {
+      const m = JSON.parse(data.toString('utf8')) as { type: string; status?: string; code?: string; message?: string };
       if (m.type === 'exit') {
         const { type: _t, ...doc } = m;
         exitDoc = doc as unknown as Job;
@@ -62,11 +64,10 @@ export function attachJob(id: string, opts: AttachOptions): Promise<Attachment> 
       else if (m.type === 'error') process.emitWarning(`attach: ${m.code}: ${m.message}`);
       return;
     }
-    const buf = Buffer.from(ev.data as ArrayBuffer);
-    if (buf[0] === CHANNEL.stdout) opts.onOutput('stdout', buf.subarray(1));
-    else if (buf[0] === CHANNEL.stderr) opts.onOutput('stderr', buf.subarray(1));
+    if (data[0] === CHANNEL.stdout) opts.onOutput('stdout', data.subarray(1));
+    else if (data[0] === CHANNEL.stderr) opts.onOutput('stderr', data.subarray(1));
   });
-  ws.addEventListener('close', () => resolveEnded(exitDoc));
+  ws.on('close', () => resolveEnded(exitDoc));
   const open = (): boolean => ws.readyState === WebSocket.OPEN;
   const attachment: Attachment = {
     ended,
@@ -84,29 +85,38 @@ export function attachJob(id: string, opts: AttachOptions): Promise<Attachment> 
     close() { ws.close(); },
   };
   return new Promise((resolve, reject) => {
-    ws.addEventListener('open', () => resolve(attachment), { once: true });
-    ws.addEventListener('error', (ev) => {
-      if (ws.readyState === WebSocket.OPEN) return;
-      const fallback = new AttachError(`cannot attach to job ${id}: ${(ev as ErrorEvent).message ?? 'connection refused or upgrade denied'}`, 'attach_failed');
-      void whyRefused(id, opts).then((why) => reject(why ?? fallback), () => reject(fallback));
-    }, { once: true });
+    let refused = false;
+    ws.once('open', () => resolve(attachment));
+    // The API's answer to a refused upgrade: its error envelope, status and Retry-After.
+    ws.once('unexpected-response', (_req, res) => {
+      refused = true;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const settle = () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: unknown = text;
+        try {
+          body = JSON.parse(text);
+        } catch {
+          // not the envelope: the message quotes the text
+        }
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') headers.set(k, v);
+        const e = apiErrorFromAnswer(res.statusCode ?? 0, body, headers);
+        e.message = `cannot attach to job ${id}: ${e.message}`;
+        reject(e);
+        ws.terminate();
+      };
+      res.on('data', (c: Buffer) => {
+        if (size < REFUSAL_BODY_BYTES) chunks.push(c);
+        size += c.length;
+      });
+      res.once('end', settle);
+      res.once('error', settle);
+    });
+    // Kept for the socket's life: a later error (a reset connection) ends it through 'close'.
+    ws.on('error', (e) => {
+      if (!refused) reject(connectionError(baseUrl, e));
+    });
   });
-}
-
-/**
- * A WebSocket in the browser's API (undici's) cannot read the answer to a refused upgrade, which
- * says why in the API's error body. The same question as a plain GET of the job, with the same key,
- * gets that answer for the usual causes (an unknown job, a wrong key); null if the job reads fine.
- */
-async function whyRefused(id: string, opts: AttachOptions): Promise<AttachError | null> {
-  const transport = new Transport({ baseUrl: opts.baseUrl, ...(opts.apiKey ? { apiKey: opts.apiKey } : {}) });
-  try {
-    const answer = await transport.send({ method: 'GET', path: `/v1/jobs/${encodeURIComponent(id)}`, signal: AbortSignal.timeout(10_000) });
-    const body = await readBody(answer.body);
-    if (answer.status < 400) return null;
-    const e = apiErrorFromAnswer(answer.status, body, answer.headers);
-    return new AttachError(`cannot attach to job ${id}: ${e.message} (${e.code})`, e.code);
-  } finally {
-    await transport.close();
-  }
 }

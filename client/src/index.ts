@@ -9,5 +9,5 @@ export * from './errors.ts';
 export * from './types.ts';
 export { parseServerSentEvents, type ServerSentEvent } from './sse.ts';
 export { normalizeImageName } from './image-name.ts';
-export { attachJob, AttachError, type Attachment, type AttachOptions } from './attach.ts';
+export { attachJob, type Attachment, type AttachOptions } from './attach.ts';
 export { checkReceipt, type ReceiptCheck, type ReceiptKey, type ReceiptPayload, type TrustedKey } from './receipt.ts';

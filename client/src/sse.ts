@@ -20,10 +20,11 @@ export async function* parseServerSentEvents(body: AsyncIterable<Uint8Array | st
   let id: string | null = null;
   let lastEventId: string | null = null;
   let data: string[] = [];
-  for await (const chunk of body) {
-    buffer += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+  /** The events the buffer's complete lines end; at the stream's end a last CR ends its line too. */
+  function* drain(atEnd: boolean): Generator<ServerSentEvent> {
     let nl: number;
     while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
+      if (!atEnd && nl === buffer.length - 1 && buffer[nl] === '\r') break; // a CRLF cut between chunks: its LF is still to come
       const line = buffer.slice(0, nl);
       buffer = buffer.slice(buffer.startsWith('\r\n', nl) ? nl + 2 : nl + 1);
       if (line === '') {
@@ -43,4 +44,9 @@ export async function* parseServerSentEvents(body: AsyncIterable<Uint8Array | st
       else if (field === 'id' && !value.includes('\0')) id = value;
     }
   }
+  for await (const chunk of body) {
+    buffer += typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true });
+    yield* drain(false);
+  }
+  yield* drain(true);
 }

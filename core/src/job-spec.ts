@@ -225,7 +225,7 @@ export const JobRequest = z.strictObject({
     .refine((s) => /^https?:\/\//i.test(s), 'must be an https:// URL (http:// only for hosts the server allow-lists)')
     .refine((s) => !URL.canParse(s) || (new URL(s).username === '' && new URL(s).password === ''), 'must not contain credentials')
     .optional()
-    .describe('Webhook: receives a POST of the finished job document when the job reaches any final status, signed with the tenant\'s webhook secret (header sbx-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">), retried with exponential backoff on timeouts, connection errors and 5xx, never on 4xx. https, or http only for hosts the server\'s egress allow-list names; sent through the same egress policy as registry pulls. Each attempt is recorded in the job document\'s `callback`.'),
+    .describe('Webhook: receives a POST of the finished job document when the job reaches any final status, signed with the tenant\'s webhook secret (header sbx-signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">), retried with exponential backoff on timeouts, connection errors, 408, 429 and 5xx, never on other 4xx or 3xx (redirects are not followed). https, or http only for hosts the server\'s egress allow-list names; sent through the same egress policy as registry pulls. Each attempt is recorded in the job document\'s `callback`.'),
 });
 export type JobRequest = z.infer<typeof JobRequest>;
 

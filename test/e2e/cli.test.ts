@@ -230,6 +230,9 @@ describe('sbx run', () => {
     assert.equal(invalid.code, 125);
     assert.match(invalid.stderr, /Error response from the API: .*user.*\[invalid_request\]/);
     oneLine(invalid.stderr);
+    const tooMuch = await sbx(['run', '--output-bytes', '1g', image, 'true']);
+    assert.equal(tooMuch.code, 125);
+    assert.match(tooMuch.stderr, /^sbx: Error response from the API: limits\.outputBytes must be <= \d+ \(this server's maximum\) \[invalid_request\]\n$/, 'the field\'s problem said once');
     const down = await sbx(['run', image, 'true'], { env: { SBX_HOST: 'http://127.0.0.1:1' } });
     assert.equal(down.code, 125);
     assert.match(down.stderr, /cannot reach the sbx API at http:\/\/127\.0\.0\.1:1/);
@@ -247,6 +250,35 @@ describe('sbx run', () => {
     assert.equal(r.code, 130, r.stderr);
     assert.equal(r.stdout, 'first\n');
     assert.equal((await api.wait(job.id, { timeoutMs: 10_000 })).status, 'cancelled');
+  });
+
+  test('SIGTERM cancels the job too, and exits 143 (128 + SIGTERM), not Ctrl-C\'s 130', async () => {
+    const p = start(['run', '-l', 'test=sigterm', image, 'sh', '-c', 'echo up; sleep 30']);
+    await waitUntil(async () => p.stdout().includes('up\n'), 20_000, 'the job running');
+    const job = await jobWithLabel('sigterm');
+    p.child.kill('SIGTERM');
+    const r = await p.done;
+    assert.equal(r.code, 143, r.stderr);
+    assert.equal((await api.wait(job.id, { timeoutMs: 10_000 })).status, 'cancelled');
+  });
+
+  test('a reader that goes away (`sbx run … | head`): no stack trace, exit 141 as on SIGPIPE, and the job is cancelled; sbx logs the same', async () => {
+    const p = start(['run', '-l', 'test=epipe', image, 'sh', '-c', 'while true; do echo line; sleep 0.01; done']);
+    await waitUntil(async () => p.stdout().split('\n').length > 3, 20_000, 'three lines');
+    const job = await jobWithLabel('epipe');
+    p.child.stdout!.destroy(); // what head does after its lines: our end of the pipe closes
+    const r = await p.done;
+    assert.equal(r.stderr, '', 'nothing printed: there is no one to read it');
+    assert.equal(r.code, 141);
+    assert.equal((await api.wait(job.id, { timeoutMs: 10_000 })).status, 'cancelled', 'the job has nowhere to write');
+
+    const long = await api.run({ image, command: ['sh', '-c', 'i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done'] });
+    assert.equal(long.status, 'succeeded');
+    const logs = start(['logs', long.id]);
+    logs.child.stdout!.once('data', () => logs.child.stdout!.destroy());
+    const l = await logs.done;
+    assert.equal(l.stderr, '');
+    assert.equal(l.code, 141);
   });
 });
 

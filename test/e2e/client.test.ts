@@ -207,7 +207,7 @@ describe('events(id) across dropped connections', () => {
   });
 });
 
-test('the SSE parser: an event only once complete, whatever the chunking; an event without id: has id null', async () => {
+test('the SSE parser: an event only once complete, whatever the chunking and line ends; an event without id: has id null', async () => {
   const text = 'event: status\nid: 1-0\ndata: {"status":"queued"}\n\n: keep-alive\n\nevent: queue\ndata: {"position":2}\n\nevent: stdout\nid: 2-0\ndata: {"data":"a\\n"}\n\nevent: stdout\nid: 3-0\ndata: {"da';
   const parse = async (chunks: string[]) => {
     const out = [];
@@ -217,6 +217,15 @@ test('the SSE parser: an event only once complete, whatever the chunking; an eve
   const whole = await parse([text]);
   assert.deepEqual(whole.map((e) => [e.event, e.id, e.lastEventId]), [['status', '1-0', '1-0'], ['queue', null, '1-0'], ['stdout', '2-0', '2-0']]);
   for (let cut = 1; cut < text.length; cut++) assert.deepEqual(await parse([text.slice(0, cut), text.slice(cut)]), whole, `split at ${cut}`);
+  // The same stream with CRLF or CR line ends (a proxy may rewrite them), cut anywhere: a CRLF cut
+  // between two chunks is one line end, not a line end and a blank line that ends the event early.
+  for (const eol of ['\r\n', '\r']) {
+    const other = text.replaceAll('\n', eol);
+    assert.deepEqual(await parse([other]), whole, `${JSON.stringify(eol)} line ends`);
+    for (let cut = 1; cut < other.length; cut++) assert.deepEqual(await parse([other.slice(0, cut), other.slice(cut)]), whole, `${JSON.stringify(eol)} split at ${cut}`);
+  }
+  // A CR that is the stream's last byte ends its line: the event it completes is not lost.
+  assert.deepEqual((await parse(['data: last\r', '\r'])).map((e) => e.data), ['last']);
 });
 
 describe('typed methods and errors', () => {

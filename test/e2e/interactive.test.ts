@@ -8,12 +8,13 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import net from 'node:net';
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
-import { attachJob, SbxClient, type Job } from '../../client/src/index.ts';
+import { attachJob, SbxClient, SbxConnectionError, SbxNotFoundError, SbxRateLimitedError, SbxUnauthorizedError, type Job } from '../../client/src/index.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 
@@ -22,6 +23,7 @@ const PTY = new URL('./interactive/pty-session.py', import.meta.url).pathname;
 const KEY = 'tty-user-key-aaaaaaaaaaaaaaaaaa';
 const OTHER = 'tty-other-key-bbbbbbbbbbbbbbbbb';
 const ADMIN = 'tty-admin-key-ccccccccccccccccc';
+const ONE_STREAM = 'tty-one-stream-ddddddddddddddd';
 
 let stack: Stack;
 let api: SbxClient;
@@ -31,7 +33,13 @@ let tmp: string;
 
 before(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'sbx-tty-'));
-  stack = await startStack({ adminKey: ADMIN, env: { SBX_API_KEYS: `${KEY}:tty,${OTHER}:other,${ADMIN}:ops:admin` } });
+  const keys = [
+    { key: KEY, tenant: 'tty' },
+    { key: OTHER, tenant: 'other' },
+    { key: ADMIN, tenant: 'ops', role: 'admin' },
+    { key: ONE_STREAM, tenant: 'one', quota: { streams: 1 } },
+  ];
+  stack = await startStack({ adminKey: ADMIN, env: { SBX_API_KEYS: JSON.stringify(keys) } });
   api = new SbxClient({ baseUrl: stack.apiUrl, apiKey: KEY });
   redis = new Redis(stack.env.SBX_REDIS_URL!);
   image = stack.images.busybox;
@@ -91,10 +99,42 @@ describe('attach (WebSocket)', () => {
     const plain = await fetch(url, { headers: { authorization: `Bearer ${KEY}` } });
     assert.equal(plain.status, 400, 'without Upgrade: websocket');
     await waitUntil(async () => (await stdinKeys()).length === 0, 5000, 'no stdin key after a cancel');
-    // The client says why it was refused (a WebSocket cannot read the refusal's body; it asks).
+    // The client throws the API's own answer to the refused upgrade, typed like every other call's.
     const refused = (apiKey: string) => attachJob(job.id, { baseUrl: stack.apiUrl, apiKey, onOutput: () => {} });
-    await assert.rejects(refused(OTHER), { name: 'AttachError', code: 'not_found', message: `cannot attach to job ${job.id}: no job ${job.id} (not_found)` });
-    await assert.rejects(refused('tty-wrong-key-ddddddddddddddddd'), { name: 'AttachError', code: 'unauthorized', message: /send a valid API key .*\(unauthorized\)$/ });
+    await assert.rejects(refused(OTHER), (e) => e instanceof SbxNotFoundError && e.code === 'not_found' && e.status === 404 && e.message === `cannot attach to job ${job.id}: no job ${job.id}`);
+    await assert.rejects(refused('tty-wrong-key-ddddddddddddddddd'), (e) => e instanceof SbxUnauthorizedError && e.code === 'unauthorized' && /send a valid API key/.test(e.message));
+  });
+
+  test('a refused attach says why: over the tenant\'s stream quota (429 with Retry-After), or no API at all', async () => {
+    const one = new SbxClient({ baseUrl: stack.apiUrl, apiKey: ONE_STREAM });
+    const job = await one.submit({ image, openStdin: true, command: ['cat'] });
+    const held = new AbortController();
+    const events = await fetch(`${stack.apiUrl}/v1/jobs/${job.id}/events`, { headers: { authorization: `Bearer ${ONE_STREAM}` }, signal: held.signal });
+    assert.equal(events.status, 200, 'the tenant\'s one event stream');
+    try {
+      const e = await attachJob(job.id, { baseUrl: stack.apiUrl, apiKey: ONE_STREAM, onOutput: () => {} }).then(
+        (att) => { att.close(); return null; },
+        (err: unknown) => err,
+      );
+      assert.ok(e instanceof SbxRateLimitedError, `a typed 429, got ${String(e)}`);
+      assert.equal(e.code, 'rate_limited');
+      assert.equal(e.status, 429);
+      assert.ok(e.retryAfter !== null && e.retryAfter >= 1, `retryAfter ${e.retryAfter}`);
+      assert.match(e.message, new RegExp(`^cannot attach to job ${job.id}: .+`));
+    } finally {
+      held.abort();
+      await one.cancel(job.id);
+      await one.close();
+    }
+    // A server that takes the connection and hangs up: no answer, so a connection error.
+    const hangUp = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((r) => hangUp.listen(0, '127.0.0.1', () => r()));
+    try {
+      const baseUrl = `http://127.0.0.1:${(hangUp.address() as net.AddressInfo).port}`;
+      await assert.rejects(attachJob(job.id, { baseUrl, onOutput: () => {} }), (e) => e instanceof SbxConnectionError && e.code === 'connection_failed' && e.message.startsWith(`cannot reach the sbx API at ${baseUrl}`));
+    } finally {
+      hangUp.close();
+    }
   });
 
   test('a tty job: several readers see the same output; resize and signals; SSE and logs replay it', async () => {
@@ -245,5 +285,49 @@ print(json.dumps({"exit":os.waitstatus_to_exitcode(st),"maxrss_kib":ru.ru_maxrss
     });
     assert.equal(r.code, 6);
     assert.match(r.out, /got typed/);
+  });
+
+  test('run -i without a terminal: Ctrl-C and SIGTERM go to the job\'s command (docker\'s --sig-proxy), and sbx exits with its code', async () => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      const p = spawn(process.execPath, [SBX, 'run', '-i', image, 'sh', '-c', 'trap "echo got-$0; exit 5" INT TERM; echo ready; while :; do sleep 1; done'], { env: env() });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const closed = new Promise<number | null>((res) => p.on('close', (code) => res(code)));
+      await waitUntil(async () => out.includes('ready\n'), 30_000, 'the job running');
+      p.kill(signal);
+      const code = await closed;
+      p.stdin.destroy();
+      assert.equal(code, 5, `${signal}: the trap's exit code (stderr: ${err})`);
+      assert.match(out, /got-/, `${signal}: the job's trap ran`);
+    }
+  });
+
+  test('run -i when the attach is refused (the tenant\'s streams used up): the API\'s reason, exit 125, and the job it submitted is cancelled', async () => {
+    const one = new SbxClient({ baseUrl: stack.apiUrl, apiKey: ONE_STREAM });
+    const holder = await one.submit({ image, command: ['sleep', '30'] });
+    const held = new AbortController();
+    const events = await fetch(`${stack.apiUrl}/v1/jobs/${holder.id}/events`, { headers: { authorization: `Bearer ${ONE_STREAM}` }, signal: held.signal });
+    assert.equal(events.status, 200);
+    try {
+      const r = await new Promise<{ code: number | null; err: string }>((res) => {
+        const p = spawn(process.execPath, [SBX, 'run', '-i', '-l', 'test=refused-attach', image, 'cat'], { env: { ...env(), SBX_API_KEY: ONE_STREAM } });
+        let err = '';
+        p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        p.stdin.end();
+        p.on('close', (code) => res({ code, err }));
+      });
+      assert.equal(r.code, 125, r.err);
+      assert.match(r.err, /^sbx: Error response from the API: cannot attach to job j_\w+: .+ \(retry after \d+s\) \[rate_limited\]\n$/);
+      const jobs: Job[] = [];
+      for await (const j of one.listAll()) if (j.labels.test === 'refused-attach') jobs.push(j);
+      assert.equal(jobs.length, 1);
+      assert.equal((await one.wait(jobs[0]!.id, { timeoutMs: 20_000 })).status, 'cancelled', 'nobody could be on it: not left to its idle limit');
+    } finally {
+      held.abort();
+      await one.cancel(holder.id).catch(() => {});
+      await one.close();
+    }
   });
 });

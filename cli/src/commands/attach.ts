@@ -25,6 +25,6 @@ export const attach: Command = {
     const info = job.interactive ?? { openStdin: false, tty: false };
     if (isFinished(job.status)) return exitCodeOf(job);
     const detachKeys = detachKeysFlag(args, 'attach');
-    return interactive(ctx, job.id, { stdin: info.openStdin && !flagBool(args, 'no-stdin'), tty: info.tty, logs: flagBool(args, 'logs'), detachKeys });
+    return interactive(ctx, job.id, { stdin: info.openStdin && !flagBool(args, 'no-stdin'), tty: info.tty, signals: info.openStdin || info.tty, logs: flagBool(args, 'logs'), detachKeys });
   },
 };

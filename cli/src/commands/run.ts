@@ -1,14 +1,16 @@
 /**
  * `sbx run`: submit a job built from Docker's flags, stream its stdout/stderr to ours as it comes,
- * exit with its exit code (exit-code.ts). Ctrl-C (or SIGTERM) cancels the job and waits for it to end;
- * a second Ctrl-C leaves at once. `-d` prints the id and returns.
+ * exit with its exit code (exit-code.ts). Ctrl-C (or SIGTERM) cancels the job and waits for it to end
+ * (exit 130, or 143); a second one leaves at once. A closed stdout (`| head`) cancels it too and exits
+ * 141, as SIGPIPE would. `-d` prints the id and returns.
  */
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { constants } from 'node:os';
 import { basename, join } from 'node:path';
 import type { JobRequest, SbxClient } from '../../../client/src/index.ts';
 import { flagBool, flagList, flagString, flagValue, parseFlag, type Parsed } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
-import { write, type Command, type Context } from '../command.ts';
+import { OutputClosedError, write, type Command, type Context } from '../command.ts';
 import { credentialsFor } from '../docker-config.ts';
 import { endNotes, exitCodeOf } from '../exit-code.ts';
 import { DETACH_KEYS_FLAG, detachKeysFlag, interactive } from '../interactive.ts';
@@ -65,7 +67,9 @@ export const run: Command = {
     if (request.openStdin || request.tty) {
       const detachKeys = detachKeysFlag(args, 'run'); // a bad value is refused before the job exists
       const job = await client.submit(request);
-      return interactive(ctx, job.id, { stdin: !!request.openStdin, tty: !!request.tty, logs: true, detachKeys });
+      // Never attached (refused, no API): the job would wait for its idle limit with nobody on it.
+      const unattached = () => client.cancel(job.id).then(() => {}, () => {});
+      return interactive(ctx, job.id, { stdin: !!request.openStdin, tty: !!request.tty, signals: true, logs: true, detachKeys, unattached });
     }
     return attach(ctx, client, request);
   },
@@ -229,14 +233,14 @@ function keyValues(items: string[], what: string): Record<string, string> {
 }
 
 async function attach(ctx: Context, client: SbxClient, request: JobRequest): Promise<number> {
-  let interrupted = false;
+  let interruptedBy: NodeJS.Signals | null = null;
   let jobId: string | null = null;
   const cancel = () => {
     if (jobId) client.cancel(jobId).catch(() => {}); // already finished: the stream says how it ended
   };
-  const onSignal = () => {
-    if (interrupted) process.exit(130); // a second Ctrl-C: leave now, the job is being cancelled
-    interrupted = true;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (interruptedBy) process.exit(128 + constants.signals[signal]); // a second one: leave now, the job is being cancelled
+    interruptedBy = signal;
     cancel();
   };
   process.on('SIGINT', onSignal);
@@ -245,18 +249,25 @@ async function attach(ctx: Context, client: SbxClient, request: JobRequest): Pro
     // Submitted and followed in one request (POST ?stream=true): the first output comes a request sooner.
     const job = await client.follow(request);
     jobId = job.id;
-    if (interrupted) cancel();
+    if (interruptedBy) cancel();
     const waiting = queueLine(ctx.stderr);
-    for await (const e of job.events) {
-      if (e.type === 'queue') await waiting.show(e.position, e.etaMs);
-      else if (e.type === 'stdout' || e.type === 'stderr') {
-        await waiting.clear();
-        await write(e.type === 'stdout' ? ctx.stdout : ctx.stderr, e.data);
-      } else if (e.type === 'exit') {
-        await waiting.clear();
-        for (const note of endNotes(e.job)) await write(ctx.stderr, `sbx: ${note}\n`);
-        return exitCodeOf(e.job, { interrupted });
+    try {
+      for await (const e of job.events) {
+        if (e.type === 'queue') await waiting.show(e.position, e.etaMs);
+        else if (e.type === 'stdout' || e.type === 'stderr') {
+          await waiting.clear();
+          await write(e.type === 'stdout' ? ctx.stdout : ctx.stderr, e.data);
+        } else if (e.type === 'exit') {
+          await waiting.clear();
+          for (const note of endNotes(e.job)) await write(ctx.stderr, `sbx: ${note}\n`);
+          return exitCodeOf(e.job, { interruptedBy });
+        }
       }
+    } catch (e) {
+      // Whoever read our output is gone (`sbx run … | head`): the job's output has nowhere to go, so
+      // it ends, as a pipeline's writer does on SIGPIPE.
+      if (e instanceof OutputClosedError) await client.cancel(job.id).catch(() => {});
+      throw e;
     }
     throw new CliError(`the event stream of job ${job.id} ended without its exit`, 125);
   } finally {

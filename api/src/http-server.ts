@@ -9,6 +9,8 @@
  *    408 request_timeout);
  *  - what @hono/node-server refuses before the app (a malformed Host, a backslash in the path), and
  *    an HTTP/1.1 request without Host, which Node itself would answer (400 invalid_request).
+ * An Expect other than 100-continue is ignored (Node answers an empty 417), and only an attach
+ * WebSocket upgrade is an upgrade (upgrade-requests.ts).
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -17,6 +19,7 @@ import type { Env } from '../../core/src/config.ts';
 import { ERROR_STATUS, errorBody, INTERNAL_ERROR_MESSAGE, type ErrorCode } from '../../core/src/errors.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import { slowClientBounds } from './slow-clients.ts';
+import { ApiIncomingMessage } from './upgrade-requests.ts';
 
 interface Answer {
   status: number;
@@ -119,13 +122,18 @@ function sendAnswer(res: ServerResponse, a: Answer): void {
 export function createApiServer(fetch: (req: Request, env: unknown) => Response | Promise<Response>, env: Env, logger: Logger): Server {
   const listener = getRequestListener(fetch, { hostname: env.SBX_API_HOST, errorHandler: (err) => requestErrorResponse(err, logger) });
   // Node's own Host check answers with an empty body; this one answers as the API does.
-  const server = createServer({ ...slowClientBounds(env), requireHostHeader: false }, (req: IncomingMessage, res: ServerResponse) => {
+  const serve = (req: IncomingMessage, res: ServerResponse) => {
     if (req.headers.host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) {
       sendAnswer(res, answer('invalid_request', 'an HTTP/1.1 request needs a Host header'));
       return;
     }
     void listener(req, res);
-  });
+  };
+  // Only an attach WebSocket upgrade goes to the 'upgrade' listener (upgrade-requests.ts).
+  const server = createServer({ ...slowClientBounds(env), requireHostHeader: false, IncomingMessage: ApiIncomingMessage }, serve);
   server.on('clientError', answerClientError);
+  // An Expect other than 100-continue: Node's own answer is an empty 417; the API serves the request
+  // (RFC 9110 §10.1.1 lets a server ignore an expectation it does not know).
+  server.on('checkExpectation', serve);
   return server;
 }

@@ -9,6 +9,7 @@
  * attempt's queue entry.
  * Served by GET /v1/jobs/{id}/events and by POST /v1/jobs?stream=true (submit and follow at once).
  */
+import type { ServerResponse } from 'node:http';
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { errorBody } from '../../core/src/errors.ts';
@@ -43,6 +44,14 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
     async (stream) => {
       const abort = new AbortController();
       stream.onAbort(() => abort.abort());
+      // The response's connection closing ends the stream. @hono/node-server only notices a close
+      // while it pipes the stream, from its first read on: a connection reset before that, or a HEAD
+      // (whose body is dropped unread), left this loop blocked on its first write, holding the
+      // tenant's stream place and its subscription for good. Aborting the stream releases that write.
+      const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+      const closed = () => stream.abort();
+      if (outgoing?.closed || outgoing?.destroyed) stream.abort();
+      else outgoing?.once('close', closed);
       try {
         let after = resumeFrom;
         // Events per read, sized to hold about EVENT_PAGE.bytes (a reader that is not read holds one page).
@@ -108,6 +117,7 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
           await bell.wait(Math.min(idle, LIVENESS_CHECK_MS, queued ? QUEUE_POLL_MS : Infinity), abort.signal);
         }
       } finally {
+        outgoing?.off('close', closed);
         unwatch();
         deps.metrics.sseClients.dec();
       }

@@ -25,7 +25,7 @@ import os from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { InvalidRequestError } from '../../../core/src/errors.ts';
+import { errorBody, InvalidRequestError } from '../../../core/src/errors.ts';
 import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
 import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
 import { NumberedWriter } from '../../../core/src/numbered-writer.ts';
@@ -37,6 +37,7 @@ import { ErrorBody, errors, flag, json, JobIdParams, streamsUsedUp } from '../op
 import { websocketHandshakeProblem } from './websocket-handshake.ts';
 import { AttachInput } from '../attach-input.ts';
 import { rawResponse } from '../http-server.ts';
+import { isAttachUpgrade } from '../upgrade-requests.ts';
 
 export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
 /**
@@ -63,6 +64,14 @@ export function injectWebSockets(app: object, server: ServerType): void {
   const nodeWs = sockets.get(app);
   if (!nodeWs) return;
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node stops watching the socket once it is handed over: an error on it (the client reset the
+    // connection during the handshake) would otherwise end the API process.
+    socket.on('error', () => socket.destroy());
+    if (!isAttachUpgrade(request)) {
+      // A server made without ApiIncomingMessage (tests' servers) hands over every upgrade.
+      socket.end(rawResponse({ status: 400, body: JSON.stringify(errorBody('invalid_request', 'only GET /v1/jobs/{id}/attach upgrades, to websocket; send this request without Upgrade')) }));
+      return;
+    }
     upgrade(app as OpenAPIHono<AppEnv>, nodeWs, request, socket, head).catch(() => socket.destroy());
   });
 }

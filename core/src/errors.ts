@@ -94,6 +94,16 @@ export class AlreadyFinishedError extends SbxError {
   }
 }
 
+/**
+ * 409: an idempotencyKey whose job ran within its 24 h but whose record has expired since
+ * (SBX_JOB_TTL_SECONDS): the job is not run a second time, and cannot be shown either.
+ */
+export class IdempotentJobExpiredError extends SbxError {
+  constructor(id: string, ttlSeconds: number) {
+    super('already_finished', `this idempotencyKey already ran job ${id}, whose record has expired (records are kept ${ttlSeconds} s after their job ends); the key holds for 24 h, so send a new key to run again`);
+  }
+}
+
 /** 403: a valid key whose role may not do this (fleet-wide operations are for admin keys). */
 export class ForbiddenError extends SbxError {
   constructor(what: string) {

@@ -16,7 +16,7 @@ import { Doorbell } from '../job-events-hub.ts';
 import { requeueLostSubmission } from '../lost-submission.ts';
 import { StrandedRecords } from '../stranded-records.ts';
 import { jobWithOutputResponse } from '../job-output-response.ts';
-import { claimIdempotencyKey, releaseIdempotencyKey } from '../idempotency-keys.ts';
+import { claimIdempotencyKey, releaseIdempotencyKey, settleIdempotencyKey } from '../idempotency-keys.ts';
 
 export const jobsCreateRoute = createRoute({
   method: 'post', path: '/v1/jobs', summary: 'Submit a job', tags: ['jobs'],
@@ -104,6 +104,8 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
           }
           deps.logger.warn({ jobId: id, err: (e as Error).message }, 'queueing a job failed, but a worker had claimed it already: accepted');
         }
+        // Not awaited (no round trip more on the answer's path); unmarked, a later look marks it.
+        if (req.idempotencyKey) void settleIdempotencyKey(deps, tenant, req.idempotencyKey, id).catch(() => {});
         deps.metrics.jobsSubmitted.inc({ tenant: deps.metrics.tenants.of(tenant) });
       }
 

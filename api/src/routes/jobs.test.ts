@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+import { startRedis, waitUntil, type RunningRedis } from '../../../test/harness/redis.ts';
 import { createTestApp } from '../../../test/harness/api-app.ts';
 import { parseServerSentEvents } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
@@ -135,10 +135,28 @@ describe('POST /v1/jobs', () => {
     const doc = (await res.json()) as JobDocument;
     assert.notEqual(doc.id, 'j_00000000000000000000000000');
     assert.ok(waited >= TAKEOVER_MS - 100, `taken over after ${waited} ms`);
-    assert.equal(await t.deps.redis.get(k), doc.id);
+    await waitUntil(async () => (await t.deps.redis.get(k)) === `=${doc.id}`, 5000, 'the key naming the new job, written');
     // The next retry gets that job at once.
     const again = (await (await call('POST', '/v1/jobs', { body })).json()) as JobDocument;
     assert.equal(again.id, doc.id);
+  });
+
+  test('an idempotencyKey whose job was written and whose record expired before the key (SBX_JOB_TTL_SECONDS under 24 h) is 409, never a second run', async () => {
+    const keys = new RedisKeys(t.deps.config.env.SBX_REDIS_PREFIX);
+    const k = keys.idempotency('alpha', 'nightly-42');
+    const body = { image, command: ['echo', 'charged once'], idempotencyKey: 'nightly-42' };
+    const first = (await (await call('POST', '/v1/jobs', { body })).json()) as JobDocument;
+    await waitUntil(async () => (await t.deps.redis.get(k)) === `=${first.id}`, 5000, 'the claim marked as naming a written job');
+    // The record expires (SBX_JOB_TTL_SECONDS after its job ends); the key, 24 h after the claim, has
+    // not: it is past the takeover age of a claim whose submission died before writing its job.
+    await t.deps.redis.del(keys.jobState(first.id), keys.jobEvents(first.id));
+    await t.deps.redis.expire(k, IDEMPOTENCY_TTL_SECONDS - Math.ceil(TAKEOVER_MS / 1000) - 5);
+    const again = await call('POST', '/v1/jobs', { body });
+    assert.equal(again.status, 409, await again.clone().text());
+    const { error } = (await again.json()) as { error: { code: string; message: string } };
+    assert.equal(error.code, 'already_finished');
+    assert.match(error.message, new RegExp(`already ran job ${first.id}, whose record has expired .*send a new key to run again`));
+    assert.equal(await t.deps.redis.get(k), `=${first.id}`, 'the key still names the first job');
   });
 
   test('what a job could not receive as sent is 400, not dropped or changed: a __proto__ key, a lone surrogate', async () => {

@@ -3,10 +3,12 @@
  * stream id, so `Last-Event-ID` / `?lastEventId=` resumes exactly after it; a finished job replays
  * its record and the stream closes after `exit`. While the job is queued, a `queue` event (data
  * {position, etaMs}, 1 = next; etaMs the estimated wait from how fast the position has moved, null
- * until it has (queue-eta.ts); no `id:`, it is not in the stream) is sent at once and whenever the
+ * until it has (queue-eta.ts)) is sent at once and whenever the
  * position changes, and {position: null, etaMs: null} once when it leaves the queue; a job queued
  * again after its worker was lost (status queued, attempts n) is queued again here too, under its
- * attempt's queue entry.
+ * attempt's queue entry. A `queue` event, and the `error` event of a stream that failed, are not in
+ * the stream; each carries the id of the last event sent before it (api.md: every event carries an
+ * id), so a reconnection resumes after that event and gets the current position again.
  * Served by GET /v1/jobs/{id}/events and by POST /v1/jobs?stream=true (submit and follow at once).
  */
 import type { ServerResponse } from 'node:http';
@@ -39,6 +41,8 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
   deps.metrics.sseClients.inc();
   c.header('Cache-Control', 'no-cache, no-transform');
   c.header('X-Accel-Buffering', 'no');
+  // The id of the last event sent (or the resume point): what the events not in the stream carry.
+  let after = resumeFrom;
   return streamSSE(
     c,
     async (stream) => {
@@ -53,7 +57,6 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
       if (outgoing?.closed || outgoing?.destroyed) stream.abort();
       else outgoing?.once('close', closed);
       try {
-        let after = resumeFrom;
         // Events per read, sized to hold about EVENT_PAGE.bytes (a reader that is not read holds one page).
         let pageEvents = eventsPerPage([]);
         let lastWrite = Date.now();
@@ -70,7 +73,7 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
           if (next === position) return;
           position = next;
           const etaMs = position === null ? null : eta.estimate(position);
-          await stream.writeSSE({ event: 'queue', data: JSON.stringify({ position, etaMs }) });
+          await stream.writeSSE({ event: 'queue', id: after, data: JSON.stringify({ position, etaMs }) });
           lastWrite = Date.now();
         };
         while (!abort.signal.aborted) {
@@ -124,7 +127,7 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
     },
     async (err, stream) => {
       deps.logger.warn({ err, jobId: id }, 'SSE stream failed');
-      await stream.writeSSE({ event: 'error', data: JSON.stringify(errorBody('internal', 'the event stream failed; reconnect with Last-Event-ID')) });
+      await stream.writeSSE({ event: 'error', id: after, data: JSON.stringify(errorBody('internal', 'the event stream failed; reconnect with Last-Event-ID')) });
     },
   );
 }

@@ -39,6 +39,17 @@ describe('/openapi.json', () => {
     assert.deepEqual([...described].filter((r) => !served.has(r)).sort(), [], 'described but not served');
   });
 
+  test('headers a client reads or sends are described: Retry-After on every 429, Location on a submission\'s answers, Last-Event-ID on the event stream', () => {
+    const ops = Object.entries(spec.paths).flatMap(([path, byMethod]) => Object.entries(byMethod).map(([method, op]) => ({ at: `${method} ${path}`, op: op as Operation & { responses: Record<string, { headers?: Record<string, unknown> }>; parameters?: Array<{ name: string; in: string }> } })));
+    const without429Header = ops.filter(({ op }) => op.responses['429'] && !op.responses['429'].headers?.['Retry-After']).map((o) => o.at);
+    assert.deepEqual(without429Header, [], '429 answers without Retry-After described');
+    const submit = ops.find((o) => o.at === 'post /v1/jobs')!.op;
+    for (const status of ['200', '202']) assert.ok(submit.responses[status]?.headers?.Location, `POST /v1/jobs ${status}: Location`);
+    const events = ops.find((o) => o.at === 'get /v1/jobs/{id}/events')!.op;
+    assert.ok(events.parameters?.some((p) => p.in === 'header' && p.name.toLowerCase() === 'last-event-id'), 'Last-Event-ID');
+    assert.ok(ops.find((o) => o.at === 'get /v1/workers')!.op.responses['503'], 'GET /v1/workers: 503 (it reads Redis)');
+  });
+
   test('path parameters are described as the handlers read them', () => {
     for (const [path, ops] of Object.entries(spec.paths)) {
       const names = [...path.matchAll(/\{([^}]+)\}/g)].map((m) => m[1]);

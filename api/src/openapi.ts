@@ -14,16 +14,22 @@ export const ErrorBody = z.object({
 
 export const json = <S extends z.ZodType>(schema: S, description: string) => ({ description, content: { 'application/json': { schema } } });
 
+/** A 429 answer: the error body, and Retry-After (api/src/app.ts sets it on every rate_limited). */
+export const rateLimited = (description: string) => ({
+  ...json(ErrorBody, description),
+  headers: { 'Retry-After': { description: 'Seconds until a retry may succeed', schema: { type: 'integer' as const, minimum: 1 } } },
+});
+
 export const errors = {
   400: json(ErrorBody, 'Malformed JSON or invalid fields'),
   401: json(ErrorBody, 'Missing or wrong API key'),
   404: json(ErrorBody, 'No such job for this tenant'),
-  429: json(ErrorBody, 'rate_limited: the tenant has used its requests per second (`requestsPerSecond`) or has its quota of requests open at once (`requests`) on this API server; Retry-After says when to retry. Nothing is done'),
+  429: rateLimited('rate_limited: the tenant has used its requests per second (`requestsPerSecond`) or has its quota of requests open at once (`requests`) on this API server; Retry-After says when to retry. Nothing is done'),
   503: json(ErrorBody, 'Redis unreachable'),
 };
 export const forbidden = json(ErrorBody, 'forbidden: needs an admin API key');
 /** 429 of the routes that open an event stream or attach socket (api/src/tenant-places.ts). */
-export const streamsUsedUp = json(ErrorBody, 'rate_limited: the tenant already holds its quota of open event streams and attach sockets (`streams`), or of requests open at once (`requests`), on this API server');
+export const streamsUsedUp = rateLimited('rate_limited: the tenant already holds its quota of open event streams and attach sockets (`streams`), or of requests open at once (`requests`), on this API server');
 
 export const JobIdParams = z.object({ id: z.string().openapi({ example: 'j_01JD3ZC7V8Q7R3S6D3XW0Q3Y2K' }) });
 

@@ -3,8 +3,8 @@
  * After a break it reconnects with `Last-Event-ID` = the id of the last event it yielded, so the
  * server sends exactly the events after it: none lost (the stream is a Redis Stream kept with the
  * job) and none twice (the parser yields an event only when it is complete). It ends after `exit`.
- * Events without an id (`queue`: the job's place in the queue) are live only and may come again
- * after a reconnection.
+ * Events not in the job's record (`queue`: its place in the queue; they carry the id of the event
+ * before them) are live only and may come again after a reconnection.
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { apiErrorFromAnswer, connectionError, SbxApiError, SbxConnectionError } from './errors.ts';

@@ -25,9 +25,12 @@ export function isResumableEventId(id: string): boolean {
 /** GET /v1/jobs/{id}/events — the job's Server-Sent Events (api/src/job-event-stream.ts), resumable. */
 export const jobsEventsRoute = createRoute({
   method: 'get', path: '/v1/jobs/{id}/events', tags: ['jobs'],
-  summary: 'Live output as Server-Sent Events (status, stdout, stderr, exit; while queued also queue {position}, without id); resume with Last-Event-ID',
+  summary: 'Live output as Server-Sent Events (status, stdout, stderr, exit; while queued also queue {position, etaMs}, carrying the id of the event before it); resume with Last-Event-ID',
   request: {
     params: JobIdParams,
+    headers: z.object({
+      'last-event-id': z.string().optional().openapi({ description: 'Resume after this event id: what a reconnecting EventSource sends (?lastEventId= does the same)' }),
+    }),
     query: z.object({
       lastEventId: z.string().optional().openapi({ description: 'Resume after this event id (as the Last-Event-ID header does)' }),
       follow: z.enum(['true', 'false']).default('true').openapi({ description: '`false`: only the events recorded so far, then the stream ends (without `exit` while the job runs), as `docker logs` without `-f`' }),

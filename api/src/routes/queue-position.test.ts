@@ -45,6 +45,11 @@ test('queued jobs have positions 1, 2, 3; cancelling the first moves the others 
   };
   const first = await nextQueueEvent();
   assert.deepEqual(JSON.parse(first.data), { position: 3, etaMs: null }, 'no estimate before the position has moved');
+  // api.md: every event carries an id. Not in the record, a queue event carries the one before it:
+  // a reconnection with it resumes after that event.
+  assert.ok(first.id !== null && first.id === first.lastEventId, `the queue event's id: ${first.id}`);
+  const status = (await (await t.app.request(`/v1/jobs/${c}/events?follow=false`)).text()).match(/^id: (\S+)$/m)?.[1];
+  assert.equal(first.id, status, 'the id of the status event sent before it');
   const firstAt = Date.now();
 
   await new Promise((r) => setTimeout(r, 300));

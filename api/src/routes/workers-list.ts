@@ -11,7 +11,7 @@ const Worker = z.object({
 export const workersListRoute = createRoute({
   method: 'get', path: '/v1/workers', summary: 'Live workers and the ids of the jobs they run (admin keys only)', tags: ['fleet'],
   middleware: [requireAdmin('GET /v1/workers')] as const,
-  responses: { 200: json(z.object({ items: z.array(Worker) }), 'Workers'), 401: errors[401], 403: forbidden, 429: errors[429] },
+  responses: { 200: json(z.object({ items: z.array(Worker) }), 'Workers'), 401: errors[401], 403: forbidden, 429: errors[429], 503: errors[503] },
 });
 
 /** GET /v1/workers — live workers, their capacity and the ids of the jobs they run: admin keys only. */

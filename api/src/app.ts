@@ -25,6 +25,7 @@ import { registerJobsGet } from './routes/jobs-get.ts';
 import { registerJobsList } from './routes/jobs-list.ts';
 import { registerReceiptKeys } from './routes/receipt-keys.ts';
 import { registerWorkersList } from './routes/workers-list.ts';
+import { JSON_CONTENT_TYPE } from './http-server.ts';
 
 export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   // Query, path and body validation of every route (app.openapi) answers with our error envelope.
@@ -36,6 +37,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.use('*', async (c, next) => {
     const started = performance.now();
     await next();
+    // Hono's c.json() says application/json alone; api.md names the charset.
+    if (c.res.headers.get('content-type') === 'application/json') c.res.headers.set('content-type', JSON_CONTENT_TYPE);
     const route = routePath(c) || 'unmatched';
     deps.metrics.requests.inc({ method: c.req.method, route, status: c.res.status });
     deps.metrics.requestSeconds.observe({ method: c.req.method, route }, (performance.now() - started) / 1000);

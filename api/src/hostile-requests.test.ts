@@ -96,7 +96,7 @@ for (const c of RAW_CASES) {
     const { head, body, closed } = await raw(c.request);
     const [statusLine, ...headers] = head.split('\r\n');
     assert.match(statusLine ?? '', new RegExp(`^HTTP/1\\.1 ${c.status} `), `answer: ${JSON.stringify(head)}`);
-    assert.ok(headers.some((h) => /^content-type: application\/json/i.test(h)), `no JSON content type: ${JSON.stringify(head)}`);
+    assert.ok(headers.some((h) => /^content-type: application\/json; charset=utf-8$/i.test(h)), `no JSON content type (api.md: application/json; charset=utf-8): ${JSON.stringify(head)}`);
     assert.equal(errorBodyProblem(body), null);
     assert.equal((JSON.parse(body) as { error: { code: string } }).error.code, c.code);
     if (c.closes) assert.ok(closed, 'the connection stayed open');

@@ -21,6 +21,9 @@ import type { Logger } from '../../core/src/logger.ts';
 import { slowClientBounds } from './slow-clients.ts';
 import { ApiIncomingMessage } from './upgrade-requests.ts';
 
+/** Every JSON answer's Content-Type (api.md: "All bodies are JSON (`application/json; charset=utf-8`)"). */
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+
 interface Answer {
   status: number;
   body: string;
@@ -46,7 +49,7 @@ export function clientErrorAnswer(err: Error & { code?: string }): Answer {
 
 /** The raw HTTP response for `a` with `headers` (a JSON body unless they say otherwise); the connection closes after it. */
 export function rawResponse(a: Answer, headers: Record<string, string> = {}): string {
-  const all = { 'Content-Type': 'application/json', ...headers, 'Content-Length': String(Buffer.byteLength(a.body)), Connection: 'close' };
+  const all = { 'Content-Type': JSON_CONTENT_TYPE, ...headers, 'Content-Length': String(Buffer.byteLength(a.body)), Connection: 'close' };
   const lines = Object.entries(all).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   return `HTTP/1.1 ${a.status} ${STATUS_CODES[a.status] ?? ''}\r\n${lines}\r\n${a.body}`;
 }
@@ -103,7 +106,7 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
 }
 
 function jsonResponse(a: Answer): Response {
-  return new Response(a.body, { status: a.status, headers: { 'content-type': 'application/json' } });
+  return new Response(a.body, { status: a.status, headers: { 'content-type': JSON_CONTENT_TYPE } });
 }
 
 /** @hono/node-server's errorHandler: a request it could not turn into a Request, or an app that threw outside its own onError. */
@@ -114,7 +117,7 @@ export function requestErrorResponse(err: unknown, logger: Logger): Response {
 }
 
 function sendAnswer(res: ServerResponse, a: Answer): void {
-  res.writeHead(a.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(a.body), connection: 'close' });
+  res.writeHead(a.status, { 'content-type': JSON_CONTENT_TYPE, 'content-length': Buffer.byteLength(a.body), connection: 'close' });
   res.end(a.body);
 }
 

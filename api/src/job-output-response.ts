@@ -11,6 +11,7 @@ import type { Context } from 'hono';
 import { EVENT_PAGE, escapedOutputText, eventsPerPage, SHORT_OUTPUT, shortOutput, type JobEvent, type JobStore } from '../../core/src/job-store.ts';
 import type { JobDocument } from '../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
+import { JSON_CONTENT_TYPE } from './http-server.ts';
 
 /** Output bytes per piece written to the socket. */
 const PIECE_BYTES = 64 * 1024;
@@ -23,7 +24,7 @@ export async function jobWithOutputResponse(c: Context<AppEnv>, deps: AppDeps, d
   const output = shortOutput(first);
   if (output) return c.json({ ...doc, output }, 200);
   // Long: streamed from the start again, page by page; the first read is not held meanwhile.
-  return c.body(asByteStream(documentWithOutput(deps.store, doc)), 200, { 'content-type': 'application/json' });
+  return c.body(asByteStream(documentWithOutput(deps.store, doc)), 200, { 'content-type': JSON_CONTENT_TYPE });
 }
 
 /** The document's JSON with `output` last, its two strings written as the stream is read. */

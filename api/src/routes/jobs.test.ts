@@ -97,6 +97,19 @@ describe('POST /v1/jobs', () => {
     }
   });
 
+  test('every JSON answer is application/json; charset=utf-8 (api.md), answers and errors alike', async () => {
+    const submitted = (await (await call('POST', '/v1/jobs', { body: { image, command: ['true'] } })).json()) as JobDocument;
+    const answers = [
+      await call('GET', '/v1/jobs'),
+      await call('GET', `/v1/jobs/${submitted.id}`),
+      await call('GET', '/v1/jobs/j_00000000000000000000000000'),
+      await call('POST', '/v1/jobs', { body: { image: '' } }),
+      await call('GET', '/v1/nowhere'),
+      await call('GET', '/v1/jobs', { key: null }),
+    ];
+    assert.deepEqual(answers.map((r) => r.headers.get('content-type')), answers.map(() => 'application/json; charset=utf-8'), `statuses ${answers.map((r) => r.status).join(', ')}`);
+  });
+
   test('the same idempotencyKey returns the first job, per tenant', async () => {
     const body = { image, command: ['echo', '1'], idempotencyKey: 'retry-me' };
     const first = (await (await call('POST', '/v1/jobs', { body })).json()) as JobDocument;

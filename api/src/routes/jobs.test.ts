@@ -110,6 +110,17 @@ describe('POST /v1/jobs', () => {
     assert.deepEqual(answers.map((r) => r.headers.get('content-type')), answers.map(() => 'application/json; charset=utf-8'), `statuses ${answers.map((r) => r.status).join(', ')}`);
   });
 
+  test('a body of 20,000 unknown fields gets a short 400 naming the first ten, not one listing them all', async () => {
+    const body: Record<string, unknown> = { image };
+    for (let i = 0; i < 20_000; i++) body[`unknownField${i}`] = 1;
+    const res = await call('POST', '/v1/jobs', { body });
+    assert.equal(res.status, 400);
+    const text = await res.text();
+    assert.ok(text.length < 4096, `${text.length} bytes of answer`);
+    const { error } = JSON.parse(text) as { error: { message: string } };
+    assert.match(error.message, /^unknownField0, unknownField1, .*unknownField9 \(and 19990 more\) are not known fields$/);
+  });
+
   test('the same idempotencyKey returns the first job, per tenant', async () => {
     const body = { image, command: ['echo', '1'], idempotencyKey: 'retry-me' };
     const first = (await (await call('POST', '/v1/jobs', { body })).json()) as JobDocument;

@@ -137,6 +137,16 @@ describe('attach (WebSocket)', () => {
     }
   });
 
+  test('attaching to a job that has just ended (without ?logs) gets its exit frame, not a close without one', async () => {
+    const done = await api.run({ image, command: ['sh', '-c', 'echo bye; exit 4'] });
+    assert.equal(done.status, 'failed');
+    const { out, onOutput } = collect();
+    const att = await attachJob(done.id, { baseUrl: stack.apiUrl, apiKey: KEY, onOutput });
+    const ended = await att.ended;
+    assert.equal(ended?.exitCode, 4, 'the exit frame with the job\'s document');
+    assert.equal(out.stdout, '', 'output from now on only: none');
+  });
+
   test('a tty job: several readers see the same output; resize and signals; SSE and logs replay it', async () => {
     const job = await api.submit({ image, tty: true, openStdin: true, ttySize: { rows: 20, cols: 70 }, command: ['sh', '-c', 'stty size; trap "stty size" WINCH; trap "echo got-usr1; exit 4" USR1; while :; do sleep 0.05; done'] });
     const a = collect();

@@ -152,9 +152,17 @@ export function registerJobsAttach(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
   });
 }
 
+/**
+ * Where an attach without `?logs=true` starts: after the job's last event, or before it when that is
+ * its exit (the job ended before the socket opened, perhaps after its document was read): the pump
+ * then sends the exit frame, not a close without one.
+ */
 async function lastEventId(deps: AppDeps, id: string): Promise<string> {
-  const last = await deps.redis.xrevrange(deps.keys.jobEvents(id), '+', '-', 'COUNT', 1);
-  return last[0]?.[0] ?? '0';
+  const last = await deps.redis.xrevrange(deps.keys.jobEvents(id), '+', '-', 'COUNT', 2);
+  const [newest, before] = last;
+  if (!newest) return '0';
+  const isExit = newest[1].some((v, i) => i % 2 === 0 && v === 'type' && newest[1][i + 1] === 'exit');
+  return isExit ? (before?.[0] ?? '0') : newest[0];
 }
 
 class AttachSession {

@@ -111,13 +111,12 @@ export async function* rawJobEvents(http: Transport, id: string, opts: EventsOpt
 
 function toJobEvent(event: string, id: string | null, data: string): JobEvent {
   const parsed = parseJson(data);
-  if (id === null) {
-    if (event === 'queue') {
-      const q = parsed as { position: number | null; etaMs?: number | null };
-      return { type: 'queue', id: null, position: q.position, etaMs: q.etaMs ?? null };
-    }
-    return { type: 'unknown', id, event, data: parsed };
+  if (event === 'queue') {
+    // Not in the record: its id (the event before it, or none from an older API) is not its own.
+    const q = parsed as { position: number | null; etaMs?: number | null };
+    return { type: 'queue', id: null, position: q.position, etaMs: q.etaMs ?? null };
   }
+  if (id === null) return { type: 'unknown', id, event, data: parsed };
   switch (event) {
     case 'status': {
       const d = parsed as { status: JobStatus; queuePosition?: number | null };

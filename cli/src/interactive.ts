@@ -67,8 +67,9 @@ export async function interactive(ctx: Context, jobId: string, o: InteractiveOpt
     if (o.signals) att.signal(sig); // like docker's --sig-proxy: to the job's command
     else att.close();
   };
-  const handlers: Array<[NodeJS.Signals, () => void]> = [['SIGTERM', onSignal('SIGTERM')], ['SIGHUP', onSignal('SIGHUP')]];
-  if (!raw) handlers.push(['SIGINT', onSignal('SIGINT')]);
+  // On a raw terminal Ctrl-C is a byte, so a SIGINT comes from elsewhere (kill -INT): it too goes to
+  // the job, and the terminal is not left raw by Node's default of dying.
+  const handlers: Array<[NodeJS.Signals, () => void]> = [['SIGTERM', onSignal('SIGTERM')], ['SIGHUP', onSignal('SIGHUP')], ['SIGINT', onSignal('SIGINT')]];
   for (const [s, h] of handlers) process.on(s, h);
   const onWinch = () => att.resize(stdout.rows ?? 0, stdout.columns ?? 0);
   if (o.tty && stdout.isTTY) {

@@ -208,6 +208,7 @@ describe('sbx run -it / -i / attach', () => {
     assert.match(r.steps.size!, /33 101\r+\n$/, 'the job\'s terminal has our size');
     assert.match(r.steps.resized!, /41 123\r+\n$/, 'a window change reaches the job');
     assert.match(r.steps.interrupted!, /status=130/, 'Ctrl-C interrupted the sleep (SIGINT), not sbx');
+    assert.match(r.steps.after_sigint ?? '', /still-here/, `a SIGINT sent to sbx from outside went to the job; sbx stayed: ${raw}`);
     assert.equal(r.exit, 3);
     assert.equal(r.restored, true, 'the terminal is back in cooked mode with echo');
   });

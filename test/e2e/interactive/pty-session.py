@@ -116,6 +116,11 @@ def session():
     read_until(rb"\$ ")
     typed("echo status=$?\r")
     out["steps"]["interrupted"] = read_until(rb"status=\d+\r+\n")
+    read_until(rb"\$ ")
+    os.kill(pid, signal.SIGINT)  # from outside (kill -INT): goes to the job; sbx and the raw terminal stay
+    time.sleep(0.5)
+    typed("echo still-here\r")
+    out["steps"]["after_sigint"] = read_until(rb"still-here\r+\n")
     typed("exit 3\r")
     wait_exit()
 

@@ -69,6 +69,12 @@ export interface LayerMeta {
   /** Directories carrying trusted.overlay.opaque (Node cannot read xattrs; image-user.ts reads this). */
   opaqueDirs: string[];
   /**
+   * The sha256 of the layer's tar as unpacked (what an image config's diff_ids must name), so that
+   * each pull checks it against its own config, also when another pull fetched the layer. Absent in
+   * layers cached before it was recorded.
+   */
+  diffId?: string;
+  /**
    * Set while every pull that fetched this layer's bytes used a job's own credentials: their hashes
    * (as RefRecord.privateTo). Another pull may use the cached layer only once it has fetched the
    * blob itself from its own registry (and so shown that it has the bytes, not only their digest);

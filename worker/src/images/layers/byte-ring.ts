@@ -121,6 +121,11 @@ export class ByteRing {
     this.close(STOPPED);
   }
 
+  /** Whether the ring was aborted (the consumer checks it between entries, not only between reads). */
+  get aborted(): boolean {
+    return Atomics.load(this.control, STATE) === ABORTED;
+  }
+
   // ---- either side, or the main thread ----
 
   /** Gives up: both sides stop at their next step (the consumer also after end(), with bytes left). */

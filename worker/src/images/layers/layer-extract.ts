@@ -36,6 +36,8 @@ export interface ExtractOptions {
 export interface UnpackResult extends LayerWriteStats {
   /** Decompressed tar size. */
   tarBytes: number;
+  /** The tar's sha256 when it was computed (ExtractionEnd.diffId); an uncompressed layer's is its blob digest. */
+  diffId: string | null;
 }
 
 /** Why an aborted unpack stopped: the signal's reason when it is an error. */
@@ -44,15 +46,16 @@ export function abortReason(signal: AbortSignal): Error {
 }
 
 export async function extractLayer(source: Readable, targetDir: string, opts: ExtractOptions): Promise<UnpackResult> {
+  const signal = opts.signal;
+  const stopped = () => (signal?.aborted ? abortReason(signal) : null);
   const extraction = new LayerExtraction(targetDir, {
     compression: opts.compression,
     diffId: typeof opts.diffId === 'function' ? undefined : opts.diffId,
     limits: opts.limits ?? DEFAULT_UNPACK_LIMITS,
     fail: opts.fail,
     ...(opts.chown !== undefined ? { chown: opts.chown } : {}),
+    ...(signal ? { stopped } : {}),
   });
-  const signal = opts.signal;
-  const stopped = () => (signal?.aborted ? abortReason(signal) : null);
   // An abort while waiting for the next chunk ends the wait (the loop then throws the source's error).
   const onAbort = () => source.destroy(abortReason(signal!));
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -60,9 +63,9 @@ export async function extractLayer(source: Readable, targetDir: string, opts: Ex
     for await (const chunk of source) await feedChunk(extraction, chunk as Uint8Array, stopped); // checks `stopped` first
     const reason = stopped();
     if (reason) throw reason;
-    const { tarBytes, stats } = extraction.end(typeof opts.diffId === 'function' ? await opts.diffId() : null);
+    const { tarBytes, stats, diffId } = extraction.end(typeof opts.diffId === 'function' ? await opts.diffId() : null);
     if (stats === null) throw new Error('the files were not written in this thread'); // only with a tarRing, which this never gives
-    return { ...stats, tarBytes };
+    return { ...stats, tarBytes, diffId };
   } catch (e) {
     extraction.abort();
     source.destroy();

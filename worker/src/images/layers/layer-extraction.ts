@@ -27,6 +27,11 @@ export interface ExtractionOptions {
   chown?: boolean;
   /** The ring another thread writes the files from; without it they are written here. */
   tarRing?: ByteRingBuffers;
+  /**
+   * Asked before each decompressed piece and each tar entry: an error (an abort of the pull) stops
+   * the layer there, not only between chunks (a chunk of small files can take seconds to write).
+   */
+  stopped?: () => Error | null;
 }
 
 /** Where the tar bytes go: the files written here, or another thread's ring (whose thread reports the stats). */
@@ -57,6 +62,8 @@ class RingSink implements TarSink {
 export interface ExtractionEnd {
   tarBytes: number;
   stats: LayerWriteStats | null;
+  /** The sha256 of the tar (what a config's diff_ids name), when it was computed (not for an uncompressed layer or `diffId: null`). */
+  diffId: string | null;
 }
 
 /** Pieces handled per step() before the caller may yield (32 × 256 KiB = 8 MiB of output). */
@@ -80,7 +87,7 @@ export class LayerExtraction {
     const { limits, fail } = opts;
     this.tar = opts.tarRing
       ? new RingSink(opts.tarRing)
-      : new TarWriting(targetDir, { maxEntries: limits.maxEntries, fail, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) });
+      : new TarWriting(targetDir, { maxEntries: limits.maxEntries, fail, ...(opts.chown !== undefined ? { chown: opts.chown } : {}), ...(opts.stopped ? { stopped: opts.stopped } : {}) });
     // An uncompressed layer's diffID is its blob digest, already verified as it streamed.
     this.hash = opts.compression === 'none' || opts.diffId === null ? null : createHash('sha256');
     this.decoder = createLayerDecoder(opts.compression, { outputVerified: this.hash !== null });
@@ -111,13 +118,11 @@ export class LayerExtraction {
     return this.guard(() => {
       this.decoder.end();
       const expected = this.opts.diffId === undefined ? lateDiffId : this.opts.diffId;
-      if (this.hash !== null && expected !== null) {
-        const actual = 'sha256:' + this.hash.digest('hex');
-        if (actual !== expected) throw this.opts.fail(`a layer's uncompressed content has digest ${actual}, its config says ${expected}`);
-      }
+      const actual = this.hash === null ? null : 'sha256:' + this.hash.digest('hex');
+      if (actual !== null && expected !== null && actual !== expected) throw this.opts.fail(`a layer's uncompressed content has digest ${actual}, its config says ${expected}`);
       const stats = this.tar.end();
       this.release();
-      return { tarBytes: this.tarBytes, stats };
+      return { tarBytes: this.tarBytes, stats, diffId: actual };
     });
   }
 
@@ -129,6 +134,8 @@ export class LayerExtraction {
   }
 
   private take(piece: Buffer): void {
+    const reason = this.opts.stopped?.();
+    if (reason) throw reason;
     this.tarBytes += piece.length;
     const max = this.opts.limits.maxLayerBytes;
     if (this.tarBytes > max) throw this.opts.fail(`it decompresses to more than ${max} bytes (the layer size limit)`);

@@ -32,6 +32,13 @@ interface Job {
   /** An abort from the main thread: the chunk being written stops at its next step. */
   aborted: boolean;
   ring: SharedArrayBuffer;
+  /** Set to this job's id by the main thread when it aborts: seen between entries, while this thread writes (no message is read then). */
+  abortFlag: Int32Array;
+}
+
+/** Why the job stops now, if it does: an abort the main thread sent or flagged. */
+function stopReason(job: Job): Error | null {
+  return job.aborted || Atomics.load(job.abortFlag, 0) === job.id ? new Error('unpack aborted') : null;
 }
 
 let current: Job | null = null;
@@ -79,19 +86,22 @@ port.on('message', (message: WorkerRequest) => {
       if (current) current.aborted = true;
       const job: Job = {
         id: message.job,
-        extraction: new LayerExtraction(message.targetDir, {
-          compression: message.compression,
-          diffId: message.diffId,
-          limits: message.limits,
-          ...(message.chown !== undefined ? { chown: message.chown } : {}),
-          ...(message.tarRing ? { tarRing: message.tarRing } : {}),
-          fail: (detail) => new LayerRejected(detail),
-        }),
+        extraction: null as unknown as LayerExtraction,
         queue: Promise.resolve(),
         settled: false,
         aborted: false,
         ring: message.ring,
+        abortFlag: new Int32Array(message.abortFlag),
       };
+      job.extraction = new LayerExtraction(message.targetDir, {
+        compression: message.compression,
+        diffId: message.diffId,
+        limits: message.limits,
+        ...(message.chown !== undefined ? { chown: message.chown } : {}),
+        ...(message.tarRing ? { tarRing: message.tarRing } : {}),
+        fail: (detail) => new LayerRejected(detail),
+        stopped: () => stopReason(job),
+      });
       current = job;
       return;
     }
@@ -100,7 +110,7 @@ port.on('message', (message: WorkerRequest) => {
       if (!job) return;
       const slot = 'slot' in message ? message.slot : undefined;
       const data = 'slot' in message ? new Uint8Array(job.ring, message.slot * SLOT_BYTES, message.length) : message.data;
-      enqueue(job, () => feedChunk(job.extraction, data, () => (job.aborted ? new Error('unpack aborted') : null)));
+      enqueue(job, () => feedChunk(job.extraction, data, () => stopReason(job)));
       // Acknowledged once handled (or skipped after a failure): the slot is the main thread's again.
       job.queue = job.queue.then(() => reply({ job: job.id, type: 'ack', ...(slot !== undefined ? { slot } : {}) }));
       return;
@@ -119,6 +129,8 @@ port.on('message', (message: WorkerRequest) => {
           maxEntries: message.limits.maxEntries,
           fail: (detail) => new LayerRejected(detail),
           ...(message.chown !== undefined ? { chown: message.chown } : {}),
+          // An abort (the pull's end, or the other thread's failure) stops the files between entries.
+          stopped: () => (ring.aborted ? new RingClosedError('aborted') : null),
         });
         reply({ job: message.job, type: 'written', stats: writeFilesFromRing(ring, writing) });
       } catch (e) {

@@ -30,7 +30,7 @@ import {
   mkdirSync,
   openSync,
   readlinkSync,
-  rmSync,
+  rmdirSync,
   symlinkSync,
   unlinkSync,
   writeSync,
@@ -61,6 +61,8 @@ export interface LayerWriterOptions {
   fail: (detail: string) => Error;
   /** Apply the entries' uid/gid (needs root). Default: when running as root. */
   chown?: boolean;
+  /** Asked before each entry and while finishing: an error stops the layer there (an abort). */
+  stopped?: () => Error | null;
 }
 
 /** Receives a regular file's content; end() applies its metadata and closes it. */
@@ -95,6 +97,8 @@ const PATH_MAX = 4096;
 /** Linux's limits on an extended attribute's name and value (XATTR_NAME_MAX, XATTR_SIZE_MAX). */
 const XATTR_NAME_MAX = 255;
 const XATTR_SIZE_MAX = 65536;
+/** The largest uid or gid: 2^32 - 1 is (uid_t)-1, "no change" to chown. */
+const MAX_ID = 0xfffffffe;
 /** An entry name in a message: quoted, cut to 100 characters. */
 const shown = (name: string): string => JSON.stringify(name.length > 100 ? `${name.slice(0, 100)}…` : name);
 
@@ -118,7 +122,13 @@ const EPOCH = new Date(0);
 const PRIVILEGED = process.geteuid?.() === 0;
 
 export class LayerWriter {
+  /**
+   * What this layer wrote at each path. Every ancestor of a path here is a 'dir' here: a replaced
+   * directory takes its whole subtree out (forget), so a known parent needs no look further up.
+   */
   private readonly nodes = new Map<string, NodeKind>([['', 'dir']]);
+  /** The paths of `nodes` in each directory, so that replacing a directory drops its subtree alone. */
+  private readonly children = new Map<string, Set<string>>();
   private readonly dirMeta = new Map<string, Meta>();
   private readonly fifos = new Map<string, Meta>();
   private readonly opaque = new Set<string>();
@@ -137,6 +147,7 @@ export class LayerWriter {
   /** Writes one entry. For a regular file it returns the sink its content must go to. */
   add(header: TarHeader): FileSink | null {
     if (this.openFd !== null) throw new Error('LayerWriter.add() before the previous file sink ended');
+    this.checkStopped();
     this.stats.entries++;
     const rel = this.clean(header.name);
     const base = rel.slice(rel.lastIndexOf('/') + 1);
@@ -182,9 +193,18 @@ export class LayerWriter {
     if (!this.dirMeta.has('')) this.dirMeta.set('', { mode: 0o755, uid: 0, gid: 0, mtime: EPOCH });
     // Deepest first, so that setting a parent's times is not undone by work on a child.
     const dirs = [...this.dirMeta].sort(([a], [b]) => b.length - a.length);
-    for (const [rel, meta] of dirs) this.applyDirMeta(rel, meta);
+    let done = 0;
+    for (const [rel, meta] of dirs) {
+      if (++done % 256 === 0) this.checkStopped();
+      this.applyDirMeta(rel, meta);
+    }
     this.stats.opaqueDirs = [...this.opaque].sort();
     return this.stats;
+  }
+
+  private checkStopped(): void {
+    const reason = this.opts.stopped?.();
+    if (reason) throw reason;
   }
 
   /** Closes a file left open by a failure; the caller then removes the directory. */
@@ -200,10 +220,10 @@ export class LayerWriter {
     this.recordXattrs(rel, header);
     this.stats.files++;
     this.stats.bytes += header.size ?? 0;
-    const meta = this.meta(header, 0o644);
+    const meta = this.meta(rel, header, 0o644);
     const fd = openSync(this.abs(rel), CREATE_FLAGS, 0o600);
     this.openFd = fd;
-    this.nodes.set(rel, 'file');
+    this.setNode(rel, 'file');
     return {
       write: (chunk) => {
         for (let off = 0; off < chunk.length; ) off += writeSync(fd, chunk, off);
@@ -225,10 +245,10 @@ export class LayerWriter {
     this.prepare(rel, 'dir');
     if (this.nodes.get(rel) !== 'dir') {
       mkdirSync(this.abs(rel), { mode: 0o700 });
-      this.nodes.set(rel, 'dir');
+      this.setNode(rel, 'dir');
     }
     this.recordXattrs(rel, header);
-    const meta = this.meta(header, 0o755);
+    const meta = this.meta(rel, header, 0o755);
     if (rel === '' && !enterableByJobRoot(meta)) {
       throw this.opts.fail(`its root directory (owner ${meta.uid}:${meta.gid}, mode ${meta.mode.toString(8).padStart(4, '0')}) cannot be entered by a job: its owner is outside 0-${JOB_ID_RANGE - 1}, the ids a job's user namespace maps, and others may not search it`);
     }
@@ -243,8 +263,8 @@ export class LayerWriter {
     if (problem) throw this.opts.fail(`symlink ${shown(rel)} has ${problem}`);
     this.prepare(rel, 'symlink');
     symlinkSync(target, this.abs(rel));
-    this.nodes.set(rel, 'symlink');
-    this.applyLinkMeta(rel, this.meta(header, 0o777));
+    this.setNode(rel, 'symlink');
+    this.applyLinkMeta(rel, this.meta(rel, header, 0o777));
   }
 
   private addHardlink(rel: string, header: TarHeader): void {
@@ -260,18 +280,18 @@ export class LayerWriter {
       return kind === 'fifo' ? this.addFifo(rel, header) : this.copySymlink(target, rel);
     }
     linkSync(this.abs(target), this.abs(rel));
-    this.nodes.set(rel, kind);
+    this.setNode(rel, kind);
   }
 
   private copySymlink(target: string, rel: string): void {
     symlinkSync(readlinkSync(this.abs(target)), this.abs(rel));
-    this.nodes.set(rel, 'symlink');
+    this.setNode(rel, 'symlink');
   }
 
   private addFifo(rel: string, header: TarHeader): void {
     this.prepare(rel, 'fifo');
-    this.nodes.set(rel, 'fifo');
-    this.fifos.set(rel, this.meta(header, 0o644));
+    this.setNode(rel, 'fifo');
+    this.fifos.set(rel, this.meta(rel, header, 0o644));
   }
 
   /** `.wh.<name>` hides <name> of lower layers; `.wh..wh..opq` hides all lower content of its directory. */
@@ -290,7 +310,7 @@ export class LayerWriter {
     }
     const target = dir === '' ? name : `${dir}/${name}`;
     this.prepare(target, 'whiteout');
-    this.nodes.set(target, 'whiteout');
+    this.setNode(target, 'whiteout');
     return null;
   }
 
@@ -330,36 +350,80 @@ export class LayerWriter {
     this.ensureParents(rel);
     const existing = this.nodes.get(rel);
     if (existing === undefined || (existing === 'dir' && kind === 'dir')) return;
-    this.forget(rel);
-    if (existing === 'dir') rmSync(this.abs(rel), { recursive: true, force: true });
-    else if (existing !== 'whiteout' && existing !== 'fifo') unlinkSync(this.abs(rel));
-  }
-
-  private ensureParents(rel: string): void {
-    let index = rel.indexOf('/');
-    while (index !== -1) {
-      this.ensureDirectory(rel.slice(0, index));
-      index = rel.indexOf('/', index + 1);
+    // Deepest first (children before their directory), one call each: rmSync's recursion overflows
+    // the stack on a tree a couple of thousand directories deep (RangeError, an `internal` end).
+    const removed = this.forget(rel);
+    for (let i = removed.length - 1; i >= 0; i--) {
+      const [path, kind] = removed[i]!;
+      // Whiteouts and FIFOs are made by finish(): nothing on disk yet.
+      if (kind === 'dir') rmdirSync(this.abs(path));
+      else if (kind !== 'whiteout' && kind !== 'fifo') unlinkSync(this.abs(path));
     }
   }
 
-  /** `rel` (whose parents are checked) must be a directory of this layer; creates it if missing. */
+  private ensureParents(rel: string): void {
+    const slash = rel.lastIndexOf('/');
+    if (slash !== -1) this.ensureDirectory(rel.slice(0, slash));
+  }
+
+  /**
+   * `rel` must be a directory of this layer; creates it and its missing parents. A directory known
+   * here has every parent known (see `nodes`): one look for the usual entry, not one per component.
+   */
   private ensureDirectory(rel: string): void {
     const kind = this.nodes.get(rel);
     if (kind === 'dir') return;
     if (kind !== undefined) throw this.opts.fail(`entry path goes through ${shown(rel)}, which is a ${kind} in this layer, not a directory`);
-    this.ensureParents(rel);
-    mkdirSync(this.abs(rel), { mode: 0o755 });
-    this.nodes.set(rel, 'dir');
+    // Up to the deepest ancestor this layer has: a directory (those above it are too), or the one
+    // non-directory on the way (none below it can exist), as a walk down from the root would find it.
+    const missing = [rel];
+    for (let slash = rel.lastIndexOf('/'); slash !== -1; slash = rel.lastIndexOf('/', slash - 1)) {
+      const parent = rel.slice(0, slash);
+      const above = this.nodes.get(parent);
+      if (above === 'dir') break;
+      if (above !== undefined) throw this.opts.fail(`entry path goes through ${shown(parent)}, which is a ${above} in this layer, not a directory`);
+      missing.push(parent);
+    }
+    for (let i = missing.length - 1; i >= 0; i--) {
+      mkdirSync(this.abs(missing[i]!), { mode: 0o755 });
+      this.setNode(missing[i]!, 'dir');
+    }
   }
 
-  /** Drops `rel` and everything under it from the bookkeeping (it is being replaced). */
-  private forget(rel: string): void {
-    const prefix = rel + '/';
-    for (const map of [this.nodes, this.dirMeta, this.fifos, this.xattrs] as Array<Map<string, unknown>>) {
-      for (const key of map.keys()) if (key === rel || key.startsWith(prefix)) map.delete(key);
+  /** Records what this layer has at `rel` (its parent is a directory of `nodes`). */
+  private setNode(rel: string, kind: NodeKind): void {
+    if (!this.nodes.has(rel)) {
+      const parent = rel.slice(0, Math.max(0, rel.lastIndexOf('/')));
+      let siblings = this.children.get(parent);
+      if (siblings === undefined) this.children.set(parent, (siblings = new Set()));
+      siblings.add(rel);
     }
-    for (const key of this.opaque) if (key === rel || key.startsWith(prefix)) this.opaque.delete(key);
+    this.nodes.set(rel, kind);
+  }
+
+  /**
+   * Drops `rel` and everything under it from the bookkeeping (it is being replaced): a file costs
+   * the same whatever the layer holds, a directory what its subtree holds.
+   */
+  private forget(rel: string): Array<[string, NodeKind]> {
+    this.children.get(rel.slice(0, Math.max(0, rel.lastIndexOf('/'))))?.delete(rel);
+    /** What was dropped, each directory before what was in it. */
+    const removed: Array<[string, NodeKind]> = [];
+    const pending = [rel];
+    for (let key = pending.pop(); key !== undefined; key = pending.pop()) {
+      const kind = this.nodes.get(key);
+      if (kind !== undefined) removed.push([key, kind]);
+      this.nodes.delete(key);
+      this.dirMeta.delete(key);
+      this.fifos.delete(key);
+      this.xattrs.delete(key);
+      this.opaque.delete(key);
+      const under = this.children.get(key);
+      if (under === undefined) continue;
+      this.children.delete(key);
+      for (const child of under) pending.push(child);
+    }
+    return removed;
   }
 
   // ---- writes and metadata ----
@@ -378,13 +442,24 @@ export class LayerWriter {
     lutimesSync(path, meta.mtime, meta.mtime);
   }
 
-  private meta(header: TarHeader, defaultMode: number): Meta {
+  private meta(rel: string, header: TarHeader, defaultMode: number): Meta {
     return {
       mode: (header.mode ?? defaultMode) & 0o7777,
-      uid: header.uid ?? 0,
-      gid: header.gid ?? 0,
+      uid: this.owner(rel, 'owner', header.uid),
+      gid: this.owner(rel, 'group', header.gid),
       mtime: header.mtime && !Number.isNaN(header.mtime.getTime()) ? header.mtime : EPOCH,
     };
+  }
+
+  /**
+   * An entry's owner or group: an id Linux has, 0 to 2^32 - 2. Base-256 tar fields hold up to 2^56
+   * and negative values, which chown refuses (Node: ERR_OUT_OF_RANGE); and 2^32 - 1 is (uid_t)-1,
+   * which chown reads as "leave it", so the file would silently stay root's. Each is the image's fault.
+   */
+  private owner(rel: string, what: 'owner' | 'group', id: number | undefined): number {
+    if (id === undefined) return 0;
+    if (Number.isSafeInteger(id) && id >= 0 && id <= MAX_ID) return id;
+    throw this.opts.fail(`entry ${shown(rel === '' ? '.' : rel)} has ${what} id ${String(id)}; ids are 0-${MAX_ID}`);
   }
 
   /**

@@ -13,6 +13,8 @@ export interface TarWritingOptions {
   /** Builds the error that rejects the layer. */
   fail: (detail: string) => Error;
   chown?: boolean;
+  /** Asked before each entry (LayerWriterOptions.stopped): an error stops the layer there. */
+  stopped?: () => Error | null;
 }
 
 export class TarWriting {
@@ -21,7 +23,7 @@ export class TarWriting {
 
   constructor(targetDir: string, opts: TarWritingOptions) {
     const { maxEntries, fail } = opts;
-    this.writer = new LayerWriter(targetDir, { fail, ...(opts.chown !== undefined ? { chown: opts.chown } : {}) });
+    this.writer = new LayerWriter(targetDir, { fail, ...(opts.chown !== undefined ? { chown: opts.chown } : {}), ...(opts.stopped ? { stopped: opts.stopped } : {}) });
     this.parser = new TarParser((entry) => {
       if (this.writer.stats.entries >= maxEntries) throw fail(`a layer has more than ${maxEntries} entries`);
       return this.writer.add(entry);

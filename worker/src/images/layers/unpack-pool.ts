@@ -27,7 +27,7 @@ import type { LayerWriteStats } from './layer-writer.ts';
 import type { LayerCompression } from '../registry/media-types.ts';
 
 export type WorkerRequest =
-  | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null | undefined; limits: UnpackLimits; chown?: boolean; ring: SharedArrayBuffer; tarRing?: ByteRingBuffers }
+  | { type: 'start'; job: number; targetDir: string; compression: LayerCompression; diffId: string | null | undefined; limits: UnpackLimits; chown?: boolean; ring: SharedArrayBuffer; abortFlag: SharedArrayBuffer; tarRing?: ByteRingBuffers }
   | { type: 'write'; job: number; targetDir: string; limits: UnpackLimits; chown?: boolean; ring: ByteRingBuffers }
   | { type: 'chunk'; slot: number; length: number }
   | { type: 'chunk'; data: Uint8Array }
@@ -48,12 +48,12 @@ export type WorkerReply = { job: number } & (
 export interface UnpackJob {
   /** Opened only once a worker is free, so a queued layer does not hold an idle HTTP response. */
   source: () => Promise<Readable>;
-  start: Omit<Extract<WorkerRequest, { type: 'start' }>, 'job' | 'ring' | 'tarRing'>;
+  start: Omit<Extract<WorkerRequest, { type: 'start' }>, 'job' | 'ring' | 'abortFlag' | 'tarRing'>;
   /** Builds the error for a rejected layer. */
   fail: (detail: string) => Error;
   /** Whose pull it is: the threads are shared fairly between tenants (../tenant-shares.ts). */
   requester?: Requester;
-  /** Ends the wait for a thread. */
+  /** Ends the wait for a thread, and stops the thread's work on the layer (between entries) whenever it comes. */
   signal?: AbortSignal;
   /** The diffID when `start.diffId` is undefined: awaited once the download is over, before `end`. */
   lateDiffId?: () => Promise<string | null>;
@@ -65,6 +65,8 @@ export interface UnpackJob {
 export const RING_CLOSED = 'SBX_UNPACK_RING_CLOSED';
 
 const MAX_UNACKED_CHUNKS = 16;
+/** How long an aborted job's thread has to stop before it is terminated (it looks between entries: normally milliseconds). */
+const ABORT_GRACE_MS = 10_000;
 /** A message carries at most this much of what the source had buffered (16 × 512 KiB in flight at most). */
 const MAX_BATCH_BYTES = 512 * 1024;
 let nextJobId = 1;
@@ -105,6 +107,8 @@ class PooledWorker {
   private lastHeard = Date.now();
   /** MAX_UNACKED_CHUNKS slots of SLOT_BYTES, shared with the worker (see the protocol). */
   private readonly ring = new SharedArrayBuffer(MAX_UNACKED_CHUNKS * SLOT_BYTES);
+  /** [0]: the id of a job the main thread aborted; the thread looks between entries, where it reads no message. */
+  private readonly abortFlag = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   /** The ring this thread puts a layer's tar bytes in when another thread writes its files; made on first use. */
   private tarRing: ByteRingBuffers | null = null;
   dead = false;
@@ -249,8 +253,36 @@ class PooledWorker {
       if (owed && !final && Date.now() - this.lastHeard > this.stallMs) void this.worker.terminate();
     }, Math.min(5_000, this.stallMs));
     watchdog.unref();
+    // The pull's end (deadline, cancel, last waiter gone) stops the thread whatever it is at: the
+    // download, the wait for the diffID, or writing files after the blob is in. It sees the flag
+    // between entries and pieces, and the message between chunks; one that does not answer within
+    // ABORT_GRACE_MS is terminated (the pool replaces it).
+    let abortSent = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+    let stopWaiting: (reason: unknown) => void = () => {};
+    const abortWait = new Promise<never>((_, reject) => (stopWaiting = reject));
+    abortWait.catch(() => {});
+    const sendAbort = () => {
+      if (abortSent || final || this.dead) return;
+      abortSent = true;
+      Atomics.store(this.abortFlag, 0, jobId);
+      this.lastHeard = Date.now();
+      sentEnd = true;
+      this.worker.postMessage({ type: 'abort' } satisfies WorkerRequest);
+      graceTimer = setTimeout(() => {
+        if (!final && !this.dead) void this.worker.terminate();
+      }, Math.min(ABORT_GRACE_MS, this.stallMs));
+      graceTimer.unref();
+    };
+    const onAbort = () => {
+      sendAbort();
+      stopWaiting(abortReason(job.signal!));
+      this.wake?.();
+    };
     try {
-      this.worker.postMessage({ ...job.start, job: jobId, ring: this.ring, ...(tarRing ? { tarRing } : {}) } satisfies WorkerRequest);
+      this.worker.postMessage({ ...job.start, job: jobId, ring: this.ring, abortFlag: this.abortFlag.buffer as SharedArrayBuffer, ...(tarRing ? { tarRing } : {}) } satisfies WorkerRequest);
+      if (job.signal?.aborted) onAbort();
+      else job.signal?.addEventListener('abort', onAbort, { once: true });
       let sourceError: unknown = null;
       try {
         const batch: Uint8Array[] = [];
@@ -271,44 +303,51 @@ class PooledWorker {
           unacked++;
         };
         for await (const chunk of source) {
-          if (final || this.dead) break;
+          if (final || this.dead || abortSent) break;
           batch.push(chunk as Uint8Array);
           batched += (chunk as Uint8Array).byteLength;
           // What is already buffered goes in the same message (fewer messages, acks and wake-ups
           // while the worker is the slower side); nothing waits for more bytes to arrive.
           if (batched < MAX_BATCH_BYTES && source.readableLength > 0) continue;
           post();
-          while (unacked >= MAX_UNACKED_CHUNKS && !final && !this.dead) await new Promise<void>((r) => (this.wake = r));
+          while (unacked >= MAX_UNACKED_CHUNKS && !final && !this.dead && !abortSent) await new Promise<void>((r) => (this.wake = r));
         }
-        if (batched > 0 && !final && !this.dead) post();
+        if (batched > 0 && !final && !this.dead && !abortSent) post();
       } catch (e) {
         sourceError = e;
         onSourceError?.();
       }
       let diffId: string | null | undefined;
+      if (sourceError === null && abortSent) sourceError = abortReason(job.signal!);
       if (sourceError === null && !final && !this.dead && job.lateDiffId) {
         try {
-          diffId = await job.lateDiffId();
+          // A config that never comes must not keep an aborted pull's thread.
+          diffId = await Promise.race([job.lateDiffId(), abortWait]);
         } catch (e) {
           sourceError = e;
           onSourceError?.();
         }
       }
-      if (!final && !this.dead) {
+      if (sourceError !== null) sendAbort();
+      else if (!final && !this.dead && !abortSent) {
         this.lastHeard = Date.now();
         sentEnd = true;
-        this.worker.postMessage((sourceError ? { type: 'abort' } : { type: 'end', ...(diffId !== undefined ? { diffId } : {}) }) satisfies WorkerRequest);
+        this.worker.postMessage({ type: 'end', ...(diffId !== undefined ? { diffId } : {}) } satisfies WorkerRequest);
       }
       if (sourceError === null && (final !== null || this.dead)) source.destroy();
       let reply: WorkerReply;
       try {
         reply = await finished;
       } catch (crash) {
-        throw sourceError ?? crash;
+        throw sourceError ?? (abortSent && job.signal?.aborted ? abortReason(job.signal) : crash);
       }
       if (sourceError !== null) throw sourceError;
+      // Stopped by the abort: the pull's reason, not the thread's "unpack aborted".
+      if (abortSent && job.signal?.aborted && reply.type === 'failed') throw abortReason(job.signal);
       return reply;
     } finally {
+      job.signal?.removeEventListener('abort', onAbort);
+      clearTimeout(graceTimer);
       clearInterval(watchdog);
       this.listener = null;
       this.crash = null;
@@ -328,7 +367,7 @@ function outcome(decoded: WorkerReply, files: WorkerReply | null, job: UnpackJob
   if (decoded.type !== 'done') throw new Error(`unexpected ${decoded.type}`);
   const stats = decoded.result.stats ?? (files?.type === 'written' ? files.stats : null);
   if (stats === null) throw new Error(`unexpected ${files?.type ?? 'missing'} reply from the thread writing the files`);
-  return { ...stats, tarBytes: decoded.result.tarBytes };
+  return { ...stats, tarBytes: decoded.result.tarBytes, diffId: decoded.result.diffId };
 }
 
 export class UnpackPool {

@@ -81,6 +81,8 @@ export class ImagePuller {
   private readonly layerPulls = new SingleFlight<LayerMeta>();
   /** Fetches of a cached layer's blob by a pull that may not use it yet (proveLayers), shared per registry and viewer. */
   private readonly layerProofs = new SingleFlight<void>();
+  /** Names the runs of pulls that fetch a layer themselves after a download they joined failed (ensureLayer). */
+  private ownLayerPulls = 0;
 
   constructor(private readonly ctx: PullerContext) {}
 
@@ -158,8 +160,9 @@ export class ImagePuller {
     const manifest = doc;
     // The config and the layers download at once: a layer needs its diffID only once its blob is
     // read (a registry round trip less per pull). A config that fails ends this pull's wait for its
-    // layers. A layer another pull waits for too goes on; its diffID is then not checked, only its
-    // blob digest, as for any pull that joins a layer another pull started (single-flight.ts).
+    // layers. A layer another pull waits for too goes on. Each pull checks every layer's diffID
+    // against its own config (checkDiffId), also a layer another pull fetched (single-flight.ts) or
+    // cached: the layer records the sha256 of its tar.
     const layersAbort = new AbortController();
     const configReady = (async () => {
       const configBytes = await client.getBlobBytes(target, manifest.config, this.ctx.maxConfigBytes ?? DEFAULT_MAX_CONFIG);
@@ -179,9 +182,11 @@ export class ImagePuller {
       // evicted meanwhile only makes the writer thread's choice a little off.
       const missing = unique.filter(({ layer }) => !index.layer(layer.digest)).map(({ layer }) => layer);
       const writerFor = layerForWriter(missing);
-      const layersDone = mapLimit(unique, this.ctx.layerConcurrency ?? 4, ({ layer, at }) =>
-        this.ensureLayer(index, client, layerTarget, layer, diffIdAt(at), layer.digest === writerFor, viewer),
-      );
+      const layersDone = mapLimit(unique, this.ctx.layerConcurrency ?? 4, async ({ layer, at }) => {
+        const meta = await this.ensureLayer(index, client, layerTarget, layer, diffIdAt(at), layer.digest === writerFor, viewer);
+        await checkDiffId(target.image, layer, meta, diffIdAt(at));
+        return meta;
+      });
       const [config, layers] = await Promise.allSettled([configReady, layersDone]);
       if (config.status === 'rejected') throw config.reason;
       if (layers.status === 'rejected') throw layers.reason;
@@ -251,24 +256,36 @@ export class ImagePuller {
     }
   }
 
-  private ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: () => Promise<string | null>, writerThread: boolean, viewer: string | undefined): Promise<LayerMeta> {
+  private async ensureLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: () => Promise<string | null>, writerThread: boolean, viewer: string | undefined): Promise<LayerMeta> {
     const present = index.layer(layer.digest);
-    if (present && index.layerOnDisk(layer.digest)) return Promise.resolve(present);
+    if (present && index.layerOnDisk(layer.digest)) return present;
     // Shared by the image pulls that need this layer from this registry; aborted once none of them
     // waits any more. Per registry: a slow or hostile registry serving a layer that another one
     // serves too must not hold that one's pulls (the cache is by digest, commits are atomic renames).
-    return this.layerPulls.run(
-      `${client.registry}\u0000${layer.digest}`,
-      (signal) => {
-        const shared: PullJob = { ...target, signal };
-        return withFileLock(
-          index.lockPath(layer.digest, client.registry),
-          async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId, writerThread, viewer)),
-          { signal },
-        );
-      },
-      target.signal,
-    );
+    const key = `${client.registry}\u0000${layer.digest}`;
+    const work = (signal: AbortSignal) => {
+      const shared: PullJob = { ...target, signal };
+      return withFileLock(
+        index.lockPath(layer.digest, client.registry),
+        async () => (await index.reloadLayer(layer.digest)) ?? client.withRetries(shared, () => this.pullLayer(index, client, shared, layer, diffId, writerThread, viewer)),
+        { signal },
+      );
+    };
+    let started = false;
+    try {
+      return await this.layerPulls.run(key, (signal) => {
+        started = true;
+        return work(signal);
+      }, target.signal);
+    } catch (e) {
+      if (started || target.signal?.aborted) throw e;
+      // The download this pull joined was another pull's, and its failure may be that pull's alone
+      // (its config's diffID; its repository or credentials at the registry), in an error naming
+      // that pull's image. This pull fetches the layer itself, in a run no other pull joins (the
+      // file lock still waits for any other download of it, and takes what that one committed).
+      this.ctx.logger?.info({ image: target.image, layer: layer.digest }, 'a shared layer download failed: fetching it again for this pull');
+      return await this.layerPulls.run(`${key}\u0000own ${++this.ownLayerPulls}`, work, target.signal);
+    }
   }
 
   private async pullLayer(index: CacheIndex, client: RegistryClient, target: PullJob, layer: Descriptor, diffId: () => Promise<string | null>, writerThread: boolean, viewer: string | undefined): Promise<LayerMeta> {
@@ -286,7 +303,9 @@ export class ImagePuller {
         ...(target.requester ? { requester: target.requester } : {}),
         writerThread,
       });
-      const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files, opaqueDirs: stats.opaqueDirs, ...(viewer ? { privateTo: [viewer] } : {}) };
+      // What each pull checks its own config's diffID against (checkDiffId); an uncompressed layer's is its blob digest.
+      const tarDigest = compression === 'none' ? layer.digest : stats.diffId;
+      const meta: LayerMeta = { digest: layer.digest, unpackedBytes: stats.bytes, files: stats.files, opaqueDirs: stats.opaqueDirs, ...(tarDigest ? { diffId: tarDigest } : {}), ...(viewer ? { privateTo: [viewer] } : {}) };
       await index.commitLayer(dir, meta);
       if (stats.skipped.length) this.ctx.logger?.warn({ layer: layer.digest, skipped: stats.skipped.slice(0, 20), count: stats.skipped.length }, 'layer entries skipped');
       this.ctx.logger?.debug({ layer: layer.digest, bytes: layer.size, files: stats.files, ms: Math.round(performance.now() - started) }, 'layer unpacked');
@@ -296,6 +315,18 @@ export class ImagePuller {
       throw e;
     }
   }
+}
+
+/**
+ * A layer of `image` is what its own config says: the sha256 of its tar (recorded when it was
+ * unpacked, by this pull or another) is the config's diffID for it. A layer cached before the
+ * sha256 was recorded is taken on its blob digest, as before.
+ */
+async function checkDiffId(image: string, layer: Descriptor, meta: LayerMeta, diffId: () => Promise<string | null>): Promise<void> {
+  const actual = meta.diffId ?? (layerCompression(layer.mediaType) === 'none' ? layer.digest : undefined);
+  if (actual === undefined) return;
+  const expected = await diffId();
+  if (expected !== null && expected !== actual) throw new InvalidImageError(image, `layer ${layer.digest}: a layer's uncompressed content has digest ${actual}, its config says ${expected}`);
 }
 
 /** The cache's file system is full, or the worker's quota on it is used up. */

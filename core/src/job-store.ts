@@ -17,9 +17,18 @@ import { sendTogether, sendTogetherThisTurn } from './redis-together.ts';
 const CREATE = luaScript('createJob-2');
 /** createJob-2's text without its leading comment, as sent with each EVAL (createThenQueue). */
 const CREATE_LUA = CREATE.lua.replace(/^--\[\[[\s\S]*?\]\]\n/, '');
+const INDEX = luaScript('indexJob-1');
+/** indexJob-1's text without its leading comment, as sent with each EVAL (createThenQueue). */
+const INDEX_LUA = INDEX.lua.replace(/^--\[\[[\s\S]*?\]\]\n/, '');
+/**
+ * How much longer than its longest-lived record a tenant's index lives: its TTL is set when a job is
+ * created, the record's final TTL is set when the job ends (at most the record's first TTL later).
+ */
+const INDEX_TTL_MARGIN_SECONDS = 60;
 
 const SCRIPTS = {
   sbxCreateJob: CREATE,
+  sbxIndexJob: INDEX,
   sbxTransitionJob: luaScript('transitionJob-2'),
   sbxAppendOutput: luaScript('appendOutput-2'),
   sbxAbandonJob: luaScript('abandonJob-2'),
@@ -35,6 +44,7 @@ export interface StoredOutputFile extends OutputFileInfo {
 
 interface ScriptedClient {
   sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number, sealedAuth: string, waiter: string): Promise<number>;
+  sbxIndexJob(index: string, createdMs: number, id: string, ttl: number): Promise<number>;
   sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number, attempt: string, startedAttempt: string): Promise<string>;
   sbxSetJobField(k1: string, field: string, value: string): Promise<number>;
   sbxAbandonJob(k1: string, k2: string): Promise<number>;
@@ -128,16 +138,20 @@ export class JobStore {
   /**
    * The record (createJob) and the tenant index entry, written back to back: over this store's
    * connection (the script by its SHA), or over `via` as EVAL of its text (createThenQueue). Ids are
-   * unique (ULIDs), so the index entry goes out alongside the record.
+   * unique (ULIDs), so the index entry goes out alongside the record. The index entry's script
+   * (indexJob-1) also pushes the index's TTL past the record's longest possible life (its first TTL,
+   * then the job TTL from its end): the index of a tenant that stops submitting expires with its
+   * records instead of staying for ever (the sweeper only runs as jobs are created).
    */
   private sendCreate(spec: JobSpec, doc: JobDocument, waiter: string, via: Redis | null): [Promise<unknown>, Promise<unknown>] {
     const ttl = this.ttlSeconds + Math.ceil(spec.limits.timeoutMs / 1000) + 3600;
     const sealedAuth = spec.registryAuth ? sealRegistryAuth(this.secrets, spec.id, spec.registryAuth) : '';
     const args = [this.keys.jobState(spec.id), this.keys.jobEvents(spec.id), JSON.stringify(doc), JSON.stringify({ ...spec, registryAuth: null }), spec.tenant, ttl, sealedAuth, waiter] as const;
     const conn = via ?? this.redis;
+    const index = [this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id, ttl + this.ttlSeconds + INDEX_TTL_MARGIN_SECONDS] as const;
     return sendTogether(conn, () => [
       via ? via.eval(CREATE_LUA, 2, ...args) : this.scripted.sbxCreateJob(...args),
-      conn.zadd(this.keys.tenantJobs(spec.tenant), Date.parse(spec.createdAt), spec.id),
+      via ? via.eval(INDEX_LUA, 1, ...index) : this.scripted.sbxIndexJob(...index),
     ]);
   }
 

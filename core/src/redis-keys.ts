@@ -8,8 +8,8 @@
  * | <p>:{job:<id>}:events               | stream | status/stdout/stderr/exit events; same TTL |
  * | <p>:{job:<id>}:notify               | pubsub | "something was appended" pings (no data)   |
  * | <p>:{job:<id>}:stdin                | stream | interactive: stdin/control frames, API → worker; deleted when the job ends |
- * | <p>:tenant:<t>:jobs                 | zset   | job ids by creation ms; expired ones swept (tenant-index-sweeper.ts) |
- * | <p>:tenant:<t>:idem:<sha256(key)>   | string | job id; 24 h                               |
+ * | <p>:tenant:<t>:jobs                 | zset   | job ids by creation ms; expired ones swept (tenant-index-sweeper.ts); TTL past its newest record's longest life (indexJob-1.lua) |
+ * | <p>:tenant:<t>:idem:<sha256(key)>   | string | job id (`=<id>` once written); 24 h        |
  * | <p>:{tenant:<t>}:active             | zset   | ids of its queued/running jobs → priority  |
  * | <p>:{tenant:<t>}:rate               | hash   | submission token bucket (tokens, ts)       |
  * | <p>:{tenant:<t>}:requests           | hash   | request token bucket shared by the API processes (tokens, ts) |
@@ -31,7 +31,7 @@
  * | <p>:control                         | pubsub | cancel / image commands to workers         |
  * | {<p>}:jobs:*                        | BullMQ | the queue (BullMQ's own keys)              |
  * | {<p>}:requeues:pending              | zset   | lost jobs being requeued → ms (job-lifecycle.ts) |
- * | {<p>}:jobs.host.<id>:*              | BullMQ | one worker's own queue: jobs the API placed there or other workers handed to it (placement) |
+ * | {<p>}:jobs.host.<id>:*              | BullMQ | one worker's own queue: jobs the API placed there or other workers handed to it (placement); removed, once empty, when the worker stops or is forgotten (HostQueues.retire) |
  */
 import { createHash } from 'node:crypto';
 

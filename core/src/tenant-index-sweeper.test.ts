@@ -50,3 +50,20 @@ test('entries of expired jobs leave the index as jobs are created, also behind l
   for (const id of fresh) assert.ok(ids.has(id), `new job ${id} kept`);
   for (let i = 0; i < 100; i++) assert.ok(ids.has(`j_alive${String(i).padStart(4, '0')}`), 'a live old job is kept');
 });
+
+test('a tenant index expires with its records: its TTL outlives every record, also when the tenant stops submitting', async () => {
+  // Auditor's repro: 20 jobs, SBX_JOB_TTL_SECONDS=60, the tenant silent after: the records expired,
+  // the index stayed for ever (ZCARD 20, TTL -1: the sweeper runs only as jobs are created).
+  const c = redis.client();
+  const ids: string[] = [];
+  for (let i = 0; i < 20; i++) ids.push(await submit());
+  const key = INDEX;
+  const ttl = await c.ttl(key);
+  const recordTtls = await Promise.all(ids.map((id) => c.ttl(`sbx:{job:${id}}:state`)));
+  const longest = Math.max(...recordTtls);
+  console.log(`index ${key}: ZCARD ${await c.zcard(key)}, TTL ${ttl} s; records' longest TTL ${longest} s`);
+  assert.ok(ttl > 0, `the index has a TTL (found ${ttl}): it goes once the tenant's records have`);
+  // A record lives at most its first TTL, then the job TTL (60 s) from its end.
+  assert.ok(ttl >= longest + 60, `the index (TTL ${ttl}) outlives every record (longest ${longest} s, + the 60 s a finished job keeps)`);
+  assert.ok(ttl <= longest + 60 + 120, `and not much longer (TTL ${ttl}, longest record ${longest})`);
+});

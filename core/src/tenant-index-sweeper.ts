@@ -11,6 +11,10 @@
  * they come, and a long-lived job at the head never blocks it. Several API processes sweep on their
  * own (removing a gone id twice is harmless). It runs after the creation, never on its path; an error
  * is dropped (the next sweep tries again).
+ *
+ * This sweeps only while the tenant submits. The index of a tenant that stops goes by its TTL: each
+ * creation pushes it past the new record's longest life, in the same script as the entry
+ * (core/src/lua/indexJob-1.lua, JobStore.sendCreate), so it expires shortly after its last record.
  */
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';

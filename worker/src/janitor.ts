@@ -15,6 +15,7 @@ import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { RedisClient } from '../../core/src/redis.ts';
 import type { RedisKeys } from '../../core/src/redis-keys.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
+import type { HostQueues } from '../../core/src/placement/host-queues.ts';
 
 /** A requeue intent this old was left by a crash between the requeue and its queue entry. */
 const STALE_REQUEUE_MS = 10_000;
@@ -30,6 +31,8 @@ export class Janitor {
     private readonly recovery: LostJobRecovery | null = null,
     /** sbx_jobs_requeued_total, sbx_jobs_worker_lost_total (their final status is counted by JobStore.onFinished). */
     private readonly metrics: Pick<WorkerMetrics, 'jobsRequeued' | 'jobsWorkerLost'> | null = null,
+    /** The workers' own queues: a forgotten worker's goes (its entries to the shared queue first); null = left alone. */
+    private readonly hostQueues: Pick<HostQueues, 'retire'> | null = null,
   ) {}
 
   /** Settle every job recorded as run by `workerId` (requeued or worker_lost); returns how many. */
@@ -78,6 +81,16 @@ export class Janitor {
     return total;
   }
 
+  /** A forgotten worker's own queue: entries to the shared queue, keys removed (a locked entry keeps them for the hand-off sweep). */
+  private async retireQueue(id: string): Promise<void> {
+    try {
+      const { returned, removed } = await this.hostQueues!.retire(id);
+      if (returned || !removed) this.logger.warn({ worker: id, returned, removed }, "a lost worker's own queue: its jobs went back to the shared queue");
+    } catch (err) {
+      this.logger.warn({ worker: id, err: (err as Error).message }, "removing a lost worker's own queue failed");
+    }
+  }
+
   /** Requeues a crash left half done get their queue entry; returns how many. */
   async finishPendingRequeues(): Promise<number> {
     if (!this.recovery) return 0;
@@ -91,7 +104,8 @@ export class Janitor {
    * in one step with the look at its heartbeat, and it leaves the index only if still dead with none
    * left (one Lua script each: core/src/worker-directory.ts): a heartbeat that lands meanwhile keeps
    * it, and a job it took after coming back is never touched. A crash halfway leaves it in the index
-   * for the next pass.
+   * for the next pass. A worker forgotten also loses its own queue (hostQueues.retire: its entries
+   * back to the shared queue, then its keys, only once none is left in it).
    */
   async reapDeadWorkers(): Promise<number> {
     const ids = await this.redis.zrange(this.keys.workers(), 0, -1);
@@ -100,7 +114,7 @@ export class Janitor {
       const jobs = await this.directory.deadWorkerJobs(id);
       if (jobs === null) continue; // alive
       reaped += await this.settle(id, jobs);
-      await this.directory.forgetIfDead(id);
+      if ((await this.directory.forgetIfDead(id)) === 'ok' && this.hostQueues) await this.retireQueue(id);
     }
     await this.finishPendingRequeues();
     return reaped;

@@ -19,6 +19,7 @@ import { listenForControl } from '../../core/src/control-messages.ts';
 import { ImageStore } from './images/image-store.ts';
 import { loadRegistryCerts } from './images/registry/registry-certs.ts';
 import { Janitor, lostJobRecovery } from './janitor.ts';
+import { liveWorkerCgroupNames, removeGoneWorkerCgroups, workerCgroupName } from './janitor-cgroups.ts';
 import { QueueAudit } from './queue-audit.ts';
 import { JobRunner } from './job-runner.ts';
 import { watchRedis } from './redis-watchdog.ts';
@@ -27,6 +28,7 @@ import { TenantCredentials } from './images/registry/tenant-credentials.ts';
 import { defaultSlotCount } from './slots.ts';
 import { HostCapacity, ObservedSlotPool, observeImages } from './placement/capacity.ts';
 import { JobFeeder } from './placement/job-feeder.ts';
+import { HostQueues } from '../../core/src/placement/host-queues.ts';
 import { prepareStateDir } from './state-dir.ts';
 import { ensureOpenFilesLimit } from './open-files-limit.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
@@ -43,7 +45,8 @@ async function main(): Promise<void> {
   const missingFlags = missingWorkerNodeFlags();
   if (missingFlags.length) logger.warn({ missing: missingFlags }, `node was started without the worker's V8 flags (worker/src/node-flags.ts): image pulls spend more CPU in garbage collection; start it as infra/ does: node ${missingFlags.join(' ')} dist/worker/src/main.js`);
   const workerId = env.SBX_WORKER_ID ?? `${os.hostname()}/1`;
-  const cgroupParent = `${env.SBX_CGROUP_PARENT}/${workerId.replace(/[^A-Za-z0-9._-]/g, '_')}`;
+  const cgroupName = workerCgroupName(workerId);
+  const cgroupParent = `${env.SBX_CGROUP_PARENT}/${cgroupName}`;
   const registryTls = await exitOnConfigError(loadRegistryCerts(env.SBX_REGISTRY_CERTS_DIR));
   if (Object.keys(registryTls).length) logger.info({ certsDir: env.SBX_REGISTRY_CERTS_DIR, registries: Object.keys(registryTls) }, 'registry TLS entries loaded (these hosts are reached over https)');
 
@@ -86,7 +89,9 @@ async function main(): Promise<void> {
   // Every job this process finishes (runs, janitor's worker_lost), by status and tenant.
   store.onFinished((doc, tenant) => metrics.jobsFinished.inc({ status: doc.status, tenant: metrics.tenants.of(tenant) }));
   const lostJobs = lostJobRecovery(redis, keys, env.SBX_LOST_JOB_REQUEUES, bullConnection); // not started yet: queued again
-  const janitor = new Janitor(redis, keys, store, directory, logger, lostJobs, metrics);
+  // The workers' own queues (placement), for the janitor's removal of a lost worker's and ours at stop.
+  const hostQueues = new HostQueues(bullConnection, redis, keys, env.SBX_PLACEMENT_MAX_WAIT_MS);
+  const janitor = new Janitor(redis, keys, store, directory, logger, lostJobs, metrics, hostQueues);
   const launchOptions: LaunchOptions = {
     cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE,
     parentLimits: { memoryBytes: env.SBX_JOBS_MEMORY_BYTES, pids: env.SBX_JOBS_PIDS },
@@ -98,6 +103,16 @@ async function main(): Promise<void> {
   const swept = await sweep(launchOptions);
   if (swept.cgroups || swept.processes) logger.warn({ ...swept }, 'removed leftovers of a crashed worker');
   await janitor.finishJobsOf(workerId);
+  // The subtrees of other workers under the same parent that are gone for good (SIGKILLed, never back
+  // under their id): nobody else sweeps them. Again at each janitor pass (one may die any time).
+  const sweepGoneWorkers = () => removeGoneWorkerCgroups(env.SBX_CGROUP_PARENT, cgroupName, () => liveWorkerCgroupNames(redis, keys)).then(
+    (r) => {
+      if (r.removed.length) logger.warn({ workers: r.removed }, 'removed the cgroup subtrees of workers gone for good');
+      if (r.left.length) logger.debug({ workers: r.left }, 'cgroup subtrees of workers not live left: processes or groups not sbx\'s in them');
+    },
+    (err: Error) => logger.warn({ err: err.message }, 'removing the cgroup subtrees of gone workers failed'),
+  );
+  await sweepGoneWorkers();
 
   const slots = new ObservedSlotPool(env.SBX_WORKER_SLOTS ?? defaultSlotCount());
   // Placement: take a job only when a slot and its memory (SBX_JOBS_MEMORY_BYTES) fit (worker/src/placement).
@@ -148,6 +163,7 @@ async function main(): Promise<void> {
   }, env.SBX_QUEUE_AUDIT_MS);
   const reaper = setInterval(() => {
     void janitor.reapDeadWorkers().catch((err) => logger.warn({ err: err.message }, 'reaping lost workers failed'));
+    void sweepGoneWorkers();
     // Our own jobs whose later writes Redis lost (a restart, a failover): settled, as nobody else will.
     void janitor.settleOwnOrphans(workerId, runner.heldIds).catch((err) => logger.warn({ err: err.message }, 'settling our own orphaned jobs failed'));
     void store.requeueLostWebhooks(LOST_WEBHOOK_AFTER_MS).then(
@@ -193,6 +209,10 @@ async function main(): Promise<void> {
     clearInterval(reaper);
     clearInterval(auditor);
     await directory.remove(workerId).catch(() => {});
+    // Our own queue, once more now that we are out of the directory (feeder.close() emptied and removed
+    // it; a job placed here meanwhile goes back to the shared queue): no key of it stays behind.
+    await hostQueues.retire(workerId).catch((err: Error) => logger.warn({ err: err.message }, 'removing our own queue failed; the hand-off sweep sends its jobs on'));
+    await hostQueues.close().catch(() => {});
     closePool(); // the launcher's pre-made setups (their groups are in cgroupParent)
     removeEmptyCgroupPath(cgroupParent);
     await images.close();

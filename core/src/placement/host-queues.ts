@@ -7,10 +7,16 @@
  * taken by then (the host filled up, or died) back to the shared queue, still with its hop spent, so
  * queue time stays bounded by SBX_PLACEMENT_MAX_WAIT_MS plus one sweep.
  */
-import { Queue } from 'bullmq';
+import { Queue, type Job } from 'bullmq';
 import type { RedisClient } from '../redis.ts';
 import { hostQueueName, QUEUE_NAME, type RedisKeys } from '../redis-keys.ts';
 import type { QueuedJob } from '../job-queue.ts';
+import { luaScript } from '../redis-scripts.ts';
+
+/** removeEmptyHostQueue-11 without its leading comment: sent as EVAL (rare: a worker gone for good). */
+const REMOVE_EMPTY = luaScript('removeEmptyHostQueue-11').lua.replace(/^--\[\[[\s\S]*?\]\]\n/, '');
+/** The queue keys removeEmptyHostQueue-11 takes, in its order. */
+const REMOVE_EMPTY_KEYS = ['wait', 'paused', 'active', 'prioritized', 'delayed', 'waiting-children', 'completed', 'failed', 'meta', 'events', 'id'] as const;
 
 /** What a queue entry carries: the job id, and what placement needs without reading the job. */
 export interface PlacedJob extends QueuedJob {
@@ -26,23 +32,84 @@ export interface PlacedJob extends QueuedJob {
 
 const ENTRY = { removeOnComplete: true, removeOnFail: true, attempts: 1 } as const;
 
+/** How many queue objects (one per host written to or read from) are kept, and how long one unused is. */
+export interface HostQueuesLimits {
+  /** At most this many (default 256): past it, the least recently used idle ones are closed. */
+  maxQueues?: number;
+  /** One unused for this long is closed (default 60 s): a host gone for good is not written to again. */
+  idleMs?: number;
+}
+
+interface Held {
+  queue: Queue<PlacedJob>;
+  usedAt: number;
+  /** Calls in flight on it (never closed under them). */
+  busy: number;
+}
+
 export class HostQueues {
-  private readonly queues = new Map<string, Queue<PlacedJob>>();
+  /** By queue name, least recently used first (an entry used is moved to the end). */
+  private readonly queues = new Map<string, Held>();
+  private readonly maxQueues: number;
+  private readonly idleMs: number;
+  private prunedAt = 0;
 
   constructor(
     private readonly connection: RedisClient,
     private readonly redis: RedisClient,
     private readonly keys: RedisKeys,
     private readonly maxWaitMs: number,
-  ) {}
+    limits: HostQueuesLimits = {},
+  ) {
+    this.maxQueues = Math.max(1, limits.maxQueues ?? 256);
+    this.idleMs = limits.idleMs ?? 60_000;
+  }
 
-  private queue(name: string): Queue<PlacedJob> {
-    let q = this.queues.get(name);
-    if (!q) {
-      q = new Queue<PlacedJob>(name, { connection: this.connection, prefix: this.keys.queuePrefix(), defaultJobOptions: ENTRY });
-      this.queues.set(name, q);
+  /** Queue objects held now (one per host queue used lately, and the shared queue's). */
+  get size(): number {
+    return this.queues.size;
+  }
+
+  /**
+   * `fn` with the queue object of `name`, made on first use. The API writes to the queue of every
+   * host it places on, and hosts come and go (each restart under a new id is a new queue): the objects
+   * of queues unused for `idleMs`, and past `maxQueues` the least recently used, are closed (the
+   * queue's entries stay in Redis; a later use makes a new object).
+   */
+  private async using<T>(name: string, fn: (q: Queue<PlacedJob>) => Promise<T>): Promise<T> {
+    const now = Date.now();
+    let held = this.queues.get(name);
+    if (held) this.queues.delete(name); // to the end: the most recently used
+    else held = { queue: new Queue<PlacedJob>(name, { connection: this.connection, prefix: this.keys.queuePrefix(), defaultJobOptions: ENTRY }), usedAt: now, busy: 0 };
+    held.usedAt = now;
+    this.queues.set(name, held);
+    if (this.queues.size > this.maxQueues || now - this.prunedAt > this.idleMs / 4) this.prune(now);
+    held.busy++;
+    try {
+      return await fn(held.queue);
+    } finally {
+      held.busy--;
+      held.usedAt = Date.now();
     }
-    return q;
+  }
+
+  /** Close idle queue objects: those unused for idleMs, then the least recently used while over maxQueues. */
+  private prune(now: number): void {
+    this.prunedAt = now;
+    let over = this.queues.size - this.maxQueues;
+    for (const [name, held] of this.queues) {
+      if (held.busy > 0) continue;
+      if (over <= 0 && now - held.usedAt <= this.idleMs) continue;
+      this.drop(name);
+      over--;
+    }
+  }
+
+  private drop(name: string): void {
+    const held = this.queues.get(name);
+    if (!held || held.busy > 0) return;
+    this.queues.delete(name);
+    void held.queue.close().catch(() => {});
   }
 
   /**
@@ -52,7 +119,7 @@ export class HostQueues {
    */
   async handOff(to: string, data: PlacedJob, priority: number): Promise<void> {
     const deadline = this.redis.zadd(this.keys.handoffs(), Date.now() + this.maxWaitMs, handoffMember(to, data.id, priority));
-    await Promise.all([deadline, this.queue(hostQueueName(to)).add('run', data, { jobId: data.id, priority })]);
+    await Promise.all([deadline, this.using(hostQueueName(to), (q) => q.add('run', data, { jobId: data.id, priority }))]);
   }
 
   /**
@@ -78,20 +145,18 @@ export class HostQueues {
         await this.redis.zrem(this.keys.handoffs(), member);
         continue;
       }
-      const host = this.queue(hostQueueName(to));
-      const job = await host.getJob(id);
+      const name = hostQueueName(to);
+      const job = await this.using(name, (host) => host.getJob(id));
       if (job) {
         // remove() refuses a locked entry: its host holds it (deciding on it, waiting for room). Its
         // deadline stays, later: the host removes it once the job is settled (JobFeeder, taken()),
         // and a host that died holding it lets its lock lapse, so a later sweep sends it on.
-        if ((await host.remove(id).catch(() => 0)) !== 1) {
+        if (!(await this.sendBack(name, job, priority))) {
           await this.redis.zadd(this.keys.handoffs(), now + this.maxWaitMs, member);
           continue;
         }
-        const { placed: _placed, ...data } = job.data; // back on the shared queue: whoever takes it, it was not placed there
-        await this.toShared({ ...data, hops: Math.max(1, data.hops ?? 1) }, priority);
         returned++;
-      } else if ((await this.redis.hget(this.keys.jobState(id), 'status')) === 'queued' && !(await this.queue(QUEUE_NAME).getJob(id))) {
+      } else if ((await this.redis.hget(this.keys.jobState(id), 'status')) === 'queued' && !(await this.using(QUEUE_NAME, (q) => q.getJob(id)))) {
         // Off its host's queue but on no other while still queued: a sweep was stopped between the
         // remove and the add (Redis killed, its worker gone). Its deadline kept it here: on it goes.
         // (If its host took it and has not claimed it yet, the claim, a compare-and-set, runs it once.)
@@ -99,16 +164,62 @@ export class HostQueues {
         returned++;
       }
       await this.redis.zrem(this.keys.handoffs(), member);
+      // An entry placed on a host that had already left (a placement decided from a view of the fleet
+      // read before it went, after it emptied its queue): once no entry is left, its queue's keys go.
+      if ((await this.redis.exists(this.keys.worker(to))) === 0) await this.removeIfEmpty(to).catch(() => false);
     }
     return returned;
   }
 
+  /**
+   * Worker `worker` is gone for good (it stopped, or the janitor forgot it after its heartbeat
+   * expired): every entry still on its own queue goes back to the shared queue (hop spent, as after
+   * the deadline) with its deadline, and the queue's keys are removed once none is left (one script:
+   * an entry added meanwhile keeps them; its deadline sends it on, and that sweep removes them).
+   * An entry still locked (its host may yet be deciding on it) stays, with its deadline, and so do
+   * the keys: the sweep sends it on once its lock lapses. Returns the entries sent back and whether
+   * the keys went.
+   */
+  async retire(worker: string): Promise<{ returned: number; removed: boolean }> {
+    const name = hostQueueName(worker);
+    const entries = await this.using(name, (q) => q.getJobs(['wait', 'paused', 'prioritized', 'delayed', 'active'], 0, -1));
+    let returned = 0;
+    for (const job of entries) {
+      if (!job?.id) continue;
+      const priority = job.opts.priority ?? 1;
+      if (!(await this.sendBack(name, job, String(priority)))) continue;
+      await this.redis.zrem(this.keys.handoffs(), handoffMember(worker, job.data.id, priority));
+      returned++;
+    }
+    const removed = await this.removeIfEmpty(worker);
+    return { returned, removed };
+  }
+
+  /** The BullMQ keys of `worker`'s own queue, removed if it holds no entry (removeEmptyHostQueue-11); its queue object closed. */
+  private async removeIfEmpty(worker: string): Promise<boolean> {
+    const name = hostQueueName(worker);
+    const base = `${this.keys.queuePrefix()}:${name}:`;
+    const removed = (await this.connection.eval(REMOVE_EMPTY, REMOVE_EMPTY_KEYS.length, ...REMOVE_EMPTY_KEYS.map((k) => base + k), base)) === 1;
+    this.drop(name);
+    return removed;
+  }
+
+  /** Off host queue `name` (refused, false, while its entry is locked) and onto the shared queue. */
+  private async sendBack(name: string, job: Job<PlacedJob>, priority: string | undefined): Promise<boolean> {
+    if ((await this.using(name, (host) => host.remove(job.id!)).catch(() => 0)) !== 1) return false;
+    const { placed: _placed, ...data } = job.data; // back on the shared queue: whoever takes it, it was not placed there
+    await this.toShared({ ...data, hops: Math.max(1, data.hops ?? 1) }, priority);
+    return true;
+  }
+
   private async toShared(data: PlacedJob, priority: string | undefined): Promise<void> {
-    await this.queue(QUEUE_NAME).add('run', data, { jobId: data.id, priority: Number(priority) || 1 });
+    await this.using(QUEUE_NAME, (q) => q.add('run', data, { jobId: data.id, priority: Number(priority) || 1 }));
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.queues.values()].map((q) => q.close()));
+    const held = [...this.queues.values()];
+    this.queues.clear();
+    await Promise.all(held.map((h) => h.queue.close()));
   }
 }
 

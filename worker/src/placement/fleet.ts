@@ -113,8 +113,8 @@ export class FleetView {
     await pipe.exec();
   }
 
-  /** Forget hosts silent for `afterMs` (crashed, never restarted): their capacity entry and image set memberships. */
-  async prune(afterMs: number, now = Date.now()): Promise<number> {
+  /** Forget hosts silent for `afterMs` (crashed, never restarted): their capacity entry and image set memberships. Returns their ids. */
+  async prune(afterMs: number, now = Date.now()): Promise<string[]> {
     const cap = await this.redis.hgetall(this.keys.workerCapacity());
     const gone = Object.entries(cap).filter(([, raw]) => now - (parseRoom(raw)?.at ?? 0) > afterMs).map(([id]) => id);
     for (const id of gone) {
@@ -125,7 +125,7 @@ export class FleetView {
       pipe.hdel(this.keys.workerCapacity(), id);
       await pipe.exec();
     }
-    return gone.length;
+    return gone;
   }
 
   /** Live hosts other than this one with their room, and (given an image) which workers hold it. One round trip. */

@@ -117,8 +117,9 @@ export class JobFeeder {
     const every = Math.max(50, Math.floor(this.o.maxWaitMs / 2));
     let sweeps = 0;
     this.sweeper = setInterval(() => {
-      // Now and then: forget hosts silent for 10 heartbeat limits (a crashed worker that never came back).
-      if (sweeps++ % 100 === 0) void this.fleet.prune(this.o.liveMs * 10).catch(() => {});
+      // Now and then: forget hosts silent for 10 heartbeat limits (a crashed worker that never came
+      // back), and their own queues: entries back to the shared queue, then its keys (retire()).
+      if (sweeps++ % 100 === 0) void this.fleet.prune(this.o.liveMs * 10).then((gone) => this.retireQueues(gone)).catch(() => {});
       this.hostQueues.sweep().then(
         (n) => n && (this.returns.inc(n), this.o.logger.info({ jobs: n }, 'handed-off jobs not taken in time went back to the shared queue')),
         (err: Error) => this.o.logger.warn({ err: err.message }, 'hand-off sweep failed'),
@@ -153,8 +154,23 @@ export class JobFeeder {
     await Promise.all(this.consumers.map((c) => c.close(true).catch(() => {})));
     await Promise.all(this.loops);
     await Promise.allSettled([...this.running]);
-    await this.hostQueues.close();
     await this.fleet.leave().catch(() => {});
+    // Out of the fleet's view: this host's own queue goes back to the shared queue and its keys go
+    // (a job placed here after this is sent on by its deadline, and that sweep removes them).
+    await this.retireQueues([this.o.workerId]);
+    await this.hostQueues.close();
+  }
+
+  /** The own queues of hosts gone for good: their entries to the shared queue, their keys removed (HostQueues.retire). */
+  private async retireQueues(ids: readonly string[]): Promise<void> {
+    for (const id of ids) {
+      try {
+        const { returned, removed } = await this.hostQueues.retire(id);
+        if (returned || !removed) this.o.logger.info({ worker: id, returned, removed }, returned ? "a gone host's queued jobs went back to the shared queue" : "a gone host's queue still holds a locked entry: its keys go once the hand-off sweep sends it on");
+      } catch (err) {
+        this.o.logger.warn({ err: (err as Error).message, worker: id }, "removing a gone host's own queue failed");
+      }
+    }
   }
 
   private async loop(consumer: Worker<PlacedJob>): Promise<void> {

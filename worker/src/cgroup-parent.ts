@@ -8,19 +8,19 @@ import { join } from 'node:path';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
-/** Every mounted hierarchy: the v2 root, or each v1 controller directory (deduplicated). */
-function hierarchies(): string[] {
+/** Every hierarchy mounted under `root`: the v2 root, or each v1 controller directory (deduplicated; a hybrid's unified one too). */
+export function hierarchies(root = CGROUP_ROOT): string[] {
   let entries: string[];
   try {
-    entries = readdirSync(CGROUP_ROOT);
+    entries = readdirSync(root);
   } catch {
     return [];
   }
-  if (entries.includes('cgroup.controllers')) return [CGROUP_ROOT];
+  if (entries.includes('cgroup.controllers')) return [root];
   const roots = new Set<string>();
   for (const e of entries) {
     try {
-      roots.add(realpathSync(join(CGROUP_ROOT, e)));
+      roots.add(realpathSync(join(root, e)));
     } catch {
       // a dangling link: nothing mounted there
     }

@@ -12,9 +12,10 @@
  * groups (rmdir). Nor a group that is not sbx's: a subtree whose groups are not named as job groups
  * (`j_…`, `pool-<pid>-<n>`) is left alone. Worker ids map to subtree names as in worker/src/main.ts.
  */
-import { readdirSync, readFileSync, realpathSync, rmdirSync, statSync, type Dirent } from 'node:fs';
+import { readdirSync, readFileSync, rmdirSync, statSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import type { RedisClient } from '../../core/src/redis.ts';
+import { hierarchies } from './cgroup-parent.ts';
 import type { RedisKeys } from '../../core/src/redis-keys.ts';
 
 /** A worker's subtree name below SBX_CGROUP_PARENT (worker/src/main.ts). */
@@ -44,26 +45,6 @@ export interface GoneWorkerCgroups {
   removed: string[];
   /** Subtree names of workers not live that were left: a process in them, a foreign group, or a removal refused. */
   left: string[];
-}
-
-/** Every mounted hierarchy under `root`: the v2 root, or each v1 controller directory (and a hybrid's unified one). */
-function hierarchies(root: string): string[] {
-  let entries: string[];
-  try {
-    entries = readdirSync(root);
-  } catch {
-    return [];
-  }
-  if (entries.includes('cgroup.controllers')) return [root];
-  const roots = new Set<string>();
-  for (const e of entries) {
-    try {
-      roots.add(realpathSync(join(root, e)));
-    } catch {
-      // a dangling link: nothing mounted there
-    }
-  }
-  return [...roots];
 }
 
 function subdirs(dir: string): string[] {

@@ -15,6 +15,7 @@ import { gzipSync } from 'node:zlib';
 import { InvalidImageError } from '../../../../core/src/errors.ts';
 import { unpackLayer, type UnpackOptions } from './layer-unpack.ts';
 import { UnpackPool } from './unpack-pool.ts';
+import { rawTarHeader } from '../../../../test/fixtures/raw-tar-header.ts';
 
 const ROOT = process.geteuid?.() === 0;
 const splitPool = new UnpackPool(2);
@@ -26,43 +27,12 @@ const MODES: Array<{ name: string; options: Partial<UnpackOptions> }> = [
   { name: 'in this thread', options: { inThread: true } },
 ];
 
-/** A tar numeric field of 8 bytes in base-256 (GNU): 0x80 and 7 bytes big-endian, or 0xff and the complement (tar-parser.ts reads -k as 0xff - byte). */
-function base256(block: Buffer, offset: number, value: bigint): void {
-  const negative = value < 0n;
-  let v = negative ? -value : value;
-  block[offset] = negative ? 0xff : 0x80;
-  for (let i = 7; i >= 1; i--) {
-    const byte = Number(v & 0xffn);
-    block[offset + i] = negative ? 0xff - byte : byte;
-    v >>= 8n;
-  }
-}
-
-function header(name: string, type: string, owner: { uid: bigint; gid: bigint }, size = 0, linkname = ''): Buffer {
-  const b = Buffer.alloc(512);
-  b.write(name, 0, 'utf8');
-  b.write(type === '5' ? '0000755\0' : '0000644\0', 100, 'latin1');
-  base256(b, 108, owner.uid);
-  base256(b, 116, owner.gid);
-  b.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1');
-  b.write('14000000000\0', 136, 'latin1');
-  b.write('        ', 148, 'latin1');
-  b.write(type, 156, 'latin1');
-  b.write(linkname, 157, 'utf8');
-  b.write('ustar\0', 257, 'latin1');
-  b.write('00', 263, 'latin1');
-  let sum = 0;
-  for (const byte of b) sum += byte;
-  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
-  return b;
-}
-
 /** A layer of one entry of `type` ('0' file, '5' directory, '2' symlink, '6' FIFO) with these owner ids. */
 function layer(type: string, uid: bigint, gid: bigint): Buffer {
-  const blocks = [header('d/', '5', { uid: 0n, gid: 0n })];
+  const blocks = [rawTarHeader({ name: 'd/', type: '5', uid: 0n, gid: 0n })];
   const name = type === '5' ? 'd/e/' : 'd/e';
-  if (type === '0') blocks.push(header(name, type, { uid, gid }, 3), Buffer.concat([Buffer.from('hi\n'), Buffer.alloc(509)]));
-  else blocks.push(header(name, type, { uid, gid }, 0, type === '2' ? 'target' : ''));
+  if (type === '0') blocks.push(rawTarHeader({ name, type, uid, gid, size: 3 }), Buffer.concat([Buffer.from('hi\n'), Buffer.alloc(509)]));
+  else blocks.push(rawTarHeader({ name, type, uid, gid, linkname: type === '2' ? 'target' : '' }));
   blocks.push(Buffer.alloc(1024));
   return gzipSync(Buffer.concat(blocks));
 }

@@ -15,36 +15,10 @@ import { gzipSync } from 'node:zlib';
 import { InvalidImageError } from '../../../../core/src/errors.ts';
 import { unpackLayer } from './layer-unpack.ts';
 import { parsePaxRecords, paxXattrs } from './pax-xattrs.ts';
+import { padded, rawTarHeader } from '../../../../test/fixtures/raw-tar-header.ts';
 
 // ---- a minimal ustar / PAX writer ----
 
-function octal(value: number, width: number): string {
-  return value.toString(8).padStart(width - 1, '0') + '\0';
-}
-
-function tarHeader(name: string, typeflag: string, size: number, mode = 0o644): Buffer {
-  const block = Buffer.alloc(512);
-  block.write(name, 0, 100, 'utf8');
-  block.write(octal(mode, 8), 100, 'latin1');
-  block.write(octal(0, 8), 108, 'latin1');
-  block.write(octal(0, 8), 116, 'latin1');
-  block.write(octal(size, 12), 124, 'latin1');
-  block.write(octal(1_704_067_200, 12), 136, 'latin1');
-  block.write('        ', 148, 'latin1');
-  block.write(typeflag, 156, 'latin1');
-  block.write('ustar\0', 257, 'latin1');
-  block.write('00', 263, 'latin1');
-  let sum = 0;
-  for (const byte of block) sum += byte;
-  block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1');
-  return block;
-}
-
-function padded(data: Buffer): Buffer {
-  return Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)]);
-}
-
-/** One PAX record `<len> <key>=<value>\n`, where len counts the record's bytes. */
 function paxRecord(key: string, value: Buffer): Buffer {
   const body = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
   let length = body.length + 1;
@@ -54,11 +28,11 @@ function paxRecord(key: string, value: Buffer): Buffer {
 
 function paxBlock(typeflag: 'x' | 'g', name: string, records: Array<[string, Buffer]>): Buffer {
   const data = Buffer.concat(records.map(([k, v]) => paxRecord(k, v)));
-  return Buffer.concat([tarHeader(name, typeflag, data.length), padded(data)]);
+  return Buffer.concat([rawTarHeader({ name, type: typeflag, size: data.length }), padded(data)]);
 }
 
 function fileEntry(name: string, content: string): Buffer {
-  return Buffer.concat([tarHeader(name, '0', Buffer.byteLength(content)), padded(Buffer.from(content))]);
+  return Buffer.concat([rawTarHeader({ name, type: '0', size: Buffer.byteLength(content) }), padded(Buffer.from(content))]);
 }
 
 const endOfArchive = Buffer.alloc(1024);
@@ -167,7 +141,7 @@ test('binary xattrs (security.capability, non-UTF-8 user.*) are applied byte-exa
 test('a malformed SCHILY.xattr record rejects the layer instead of being garbled', async () => {
   // tar-stream accepts a record without its trailing newline; the byte-exact parser does not.
   const data = Buffer.from('30 SCHILY.xattr.user.bad=abcd!');
-  const tarBytes = Buffer.concat([tarHeader('PaxHeaders/f', 'x', data.length), padded(data), fileEntry('f', 'f'), endOfArchive]);
+  const tarBytes = Buffer.concat([rawTarHeader({ name: 'PaxHeaders/f', type: 'x', size: data.length }), padded(data), fileEntry('f', 'f'), endOfArchive]);
   await assert.rejects(unpack(tarBytes), (e: unknown) => {
     assert.ok(e instanceof InvalidImageError, String(e));
     assert.match(e.message, /PAX record "SCHILY\.xattr\.user\.bad" of "f" is malformed/);

@@ -70,6 +70,8 @@ async function main(): Promise<number> {
       env: {
         SBX_TENANT_SUBMITS_PER_SECOND: process.env.SBX_TENANT_SUBMITS_PER_SECOND ?? '0',
         SBX_JOB_TTL_SECONDS: process.env.SBX_JOB_TTL_SECONDS ?? (scenario === 'soak' ? '60' : '86400'),
+        // Webhooks are retried only while their job's record lives (the API refuses a longer window).
+        SBX_WEBHOOK_RETRY_MS: process.env.SBX_WEBHOOK_RETRY_MS ?? (scenario === 'soak' ? '60000' : '3600000'),
         SBX_LOG_LEVEL: process.env.SBX_LOG_LEVEL ?? 'warn',
         ...(process.env.SBX_WORKER_SLOTS ? { SBX_WORKER_SLOTS: process.env.SBX_WORKER_SLOTS } : {}),
       },

@@ -41,6 +41,48 @@ test('every bad variable is named with what to use instead', () => {
   );
 });
 
+test('numbers are decimal digits: no hex, no exponent; a blank value is unset, not 0 (which is "no limit" for some)', () => {
+  assert.match(problemsOf({ SBX_WAIT_CAP_MS: '0x10' }), /SBX_WAIT_CAP_MS="0x10": must be a number in decimal digits/);
+  assert.match(problemsOf({ SBX_HEARTBEAT_MS: '1e3' }), /SBX_HEARTBEAT_MS="1e3": must be a number in decimal digits/);
+  assert.match(problemsOf({ SBX_DEFAULT_CPUS: '.5' }), /SBX_DEFAULT_CPUS="\.5": must be a number in decimal digits/);
+  const blank = loadConfig({ SBX_TENANT_ACTIVE_JOBS: ' ', SBX_API_PORT: '  ' });
+  assert.equal(blank.env.SBX_TENANT_ACTIVE_JOBS, loadConfig({}).env.SBX_TENANT_ACTIVE_JOBS, 'the default, not 0');
+  assert.equal(blank.env.SBX_API_PORT, 8080);
+  const spaced = loadConfig({ SBX_HEARTBEAT_MS: ' 1500 ', SBX_DEFAULT_CPUS: '0.5' });
+  assert.equal(spaced.env.SBX_HEARTBEAT_MS, 1500);
+  assert.equal(spaced.env.SBX_DEFAULT_CPUS, 0.5);
+});
+
+test('Redis settings are checked at start: the URL, its database, host:port lists; Sentinels and a cluster not both; a password never shown', () => {
+  assert.match(problemsOf({ SBX_REDIS_URL: 'redis://:hunter2@host:port' }), /SBX_REDIS_URL="redis:\/\/\(hidden\)@host:port": must be a URL like/);
+  assert.doesNotMatch(problemsOf({ SBX_REDIS_URL: 'http://:hunter2@x' }), /hunter2/);
+  assert.match(problemsOf({ SBX_REDIS_URL: 'redis://127.0.0.1:6379/abc' }), /its path must be a database number/);
+  assert.equal(loadConfig({ SBX_REDIS_URL: 'rediss://u:p@redis.internal:6380/3' }).env.SBX_REDIS_URL, 'rediss://u:p@redis.internal:6380/3');
+  assert.match(problemsOf({ SBX_REDIS_SENTINELS: 'junk' }), /SBX_REDIS_SENTINELS="junk": entry "junk" is not host:port/);
+  assert.match(problemsOf({ SBX_REDIS_CLUSTER_NODES: 'a:1,b:70000' }), /entry "b:70000" is not host:port/);
+  assert.deepEqual(loadConfig({ SBX_REDIS_SENTINELS: 's1:26379, [fd00::1]:26379' }).env.SBX_REDIS_SENTINELS, ['s1:26379', '[fd00::1]:26379']);
+  assert.match(problemsOf({ SBX_REDIS_SENTINELS: 's1:26379', SBX_REDIS_CLUSTER_NODES: 'n1:7000' }), /SBX_REDIS_SENTINELS and SBX_REDIS_CLUSTER_NODES are both set/);
+  // V8's JSON message quotes the text around the fault: the keys. Only where it is.
+  const keys = problemsOf({ SBX_API_KEYS: '[{"tenant":"a","key":SUPERSECRETKEY1234567890}]' });
+  assert.match(keys, /SBX_API_KEYS=\(hidden\): is not valid JSON/);
+  assert.doesNotMatch(keys, /SUPERSECRE/);
+});
+
+test('a webhook retry window longer than a job record lives is refused (its retries would stop silently when the record expires)', () => {
+  assert.match(problemsOf({ SBX_JOB_TTL_SECONDS: '60', SBX_WEBHOOK_RETRY_MS: '3600000' }), /SBX_WEBHOOK_RETRY_MS \(3600000\) is longer than a job's record lives \(SBX_JOB_TTL_SECONDS=60\)/);
+  assert.equal(loadConfig({ SBX_JOB_TTL_SECONDS: '60', SBX_WEBHOOK_RETRY_MS: '60000' }).env.SBX_WEBHOOK_RETRY_MS, 60_000);
+});
+
+test('SBX_CGROUP_PARENT names a group: no . or .. in it; a tenant or a registry given twice is refused', () => {
+  assert.match(problemsOf({ SBX_CGROUP_PARENT: 'sbx/..' }), /SBX_CGROUP_PARENT="sbx\/\.\.": must not have \. or \.\. in it/);
+  assert.match(problemsOf({ SBX_CGROUP_PARENT: './sbx' }), /must not have \. or \.\./);
+  assert.equal(loadConfig({ SBX_CGROUP_PARENT: 'system.slice/sbx.d' }).env.SBX_CGROUP_PARENT, 'system.slice/sbx.d');
+  const secret = (c: string) => c.repeat(32);
+  assert.match(problemsOf({ SBX_WEBHOOK_SECRETS: `a:${secret('x')},a:${secret('y')}` }), /SBX_WEBHOOK_SECRETS=\(hidden\): tenant a is given twice/);
+  assert.match(problemsOf({ SBX_REGISTRY_MIRRORS: 'docker.io=m1:5000=junk' }), /SBX_REGISTRY_MIRRORS=.*registry=mirror/);
+  assert.match(problemsOf({ SBX_REGISTRY_MIRRORS: 'docker.io=m1:5000,docker.io=m2:5000' }), /registry docker\.io is given twice/);
+});
+
 test('a default above its maximum is refused', () => {
   assert.throws(() => loadConfig({ SBX_DEFAULT_TIMEOUT_MS: '5000', SBX_MAX_TIMEOUT_MS: '1000' }), /default timeoutMs \(5000\) is above its maximum \(1000\)/);
 });

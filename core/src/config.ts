@@ -20,10 +20,16 @@ const GiB = 1024 * MiB;
 /** SBX_POOL_MIN_IDLE_PERCENT's default (the launcher benches launch as a default worker does). */
 export const DEFAULT_POOL_MIN_IDLE_PERCENT = 10;
 
+/**
+ * A number as an operator writes one: decimal digits, perhaps a sign and a fraction. Not what
+ * Number() also takes: hex (0x10), exponents (1e3), nor a blank (which it reads as 0, "no limit").
+ */
+const decimal = (v: unknown) => (typeof v === 'string' && /^\s*[+-]?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v);
+const NOT_A_NUMBER = 'must be a number in decimal digits (like 1500)';
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+  z.preprocess(decimal, z.number({ error: NOT_A_NUMBER }).int('must be a whole number').min(min, `must be >= ${min}`).max(max, `must be <= ${max}`));
 const num = (min: number, max: number) =>
-  z.coerce.number({ error: 'must be a number' }).min(min, `must be >= ${min}`).max(max, `must be <= ${max}`);
+  z.preprocess(decimal, z.number({ error: NOT_A_NUMBER }).min(min, `must be >= ${min}`).max(max, `must be <= ${max}`));
 /** A job limit setting: the launcher's range for it (whole numbers where the launcher wants them). */
 const bounded = (b: LimitBound) => (b.integer ? int(b.min, b.max) : num(b.min, b.max));
 const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no'], { error: 'must be true or false' }).transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -36,7 +42,38 @@ const egressAllow = z.string().default('').transform((s, ctx) => {
   return [];
 });
 
-const redisUrl = z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL');
+/** What is wrong with `text` as a Redis URL (redis[s]://[user:password@]host[:port][/db]), or null. Never quotes it (it may hold a password). */
+function redisUrlProblem(text: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return 'must be a URL like redis://host:6379 or rediss://user:password@host:6380/0';
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return 'must be a redis:// or rediss:// URL';
+  if (!url.hostname) return 'names no host';
+  if (!/^\/?(\d{1,9})?$/.test(url.pathname)) return 'its path must be a database number (like /0), or nothing';
+  return null;
+}
+
+const redisUrl = z.string().superRefine((text, ctx) => {
+  const problem = redisUrlProblem(text);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+/** host:port,host:port (Sentinels, cluster nodes): each a host name or address and a port 1-65535. */
+const hostPorts = z.string().transform((s, ctx) => {
+  const list = s.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const entry of list) {
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry);
+    if (!m || Number(m[2]) < 1 || Number(m[2]) > 65_535) {
+      ctx.addIssue({ code: 'custom', message: `entry ${JSON.stringify(entry)} is not host:port (a host name or address, [v6 address], and a port 1-65535)` });
+      return [];
+    }
+  }
+  if (!list.length) ctx.addIssue({ code: 'custom', message: 'names no host:port' });
+  return list;
+});
 
 /** All jobs of a worker together may use the RAM less max(512 MiB, 10 %). */
 export function defaultJobsMemoryBytes(total = os.totalmem()): number {
@@ -93,9 +130,9 @@ export const envSchema = z.object({
 
   // Redis: a URL for standalone; sentinels or cluster nodes (host:port,host:port) select those modes.
   SBX_REDIS_URL: redisUrl.default('redis://127.0.0.1:6379'),
-  SBX_REDIS_SENTINELS: csv.optional(),
+  SBX_REDIS_SENTINELS: hostPorts.optional(),
   SBX_REDIS_SENTINEL_NAME: z.string().min(1).default('mymaster'),
-  SBX_REDIS_CLUSTER_NODES: csv.optional(),
+  SBX_REDIS_CLUSTER_NODES: hostPorts.optional(),
   SBX_REDIS_PREFIX: z.string().regex(/^[a-z0-9_-]{1,32}$/, 'must be 1-32 of a-z 0-9 _ -').default('sbx'),
 
   // API
@@ -208,7 +245,7 @@ export const envSchema = z.object({
   SBX_WORKER_ID: z.string().regex(/^[A-Za-z0-9._:/-]{1,100}$/, 'must be 1-100 of A-Z a-z 0-9 . _ : / -').optional(),
   SBX_WORKER_SLOTS: int(1, 1024).optional(),
   SBX_STATE_DIR: z.string().startsWith('/', 'must be an absolute path').default('/var/lib/sbx'),
-  SBX_CGROUP_PARENT: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'must be a relative cgroup path like sbx or system.slice/sbx').default('sbx'),
+  SBX_CGROUP_PARENT: z.string().regex(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/, 'must be a relative cgroup path like sbx or system.slice/sbx').refine((p) => !p.split('/').some((part) => part === '.' || part === '..'), 'must not have . or .. in it: name the group itself, like sbx or system.slice/sbx').default('sbx'),
   // Registries reached over plain http (host[:port], as image references name them; loopback ones always are).
   SBX_INSECURE_REGISTRIES: csv.default([]).transform((names, ctx) => names.map((name) => registryNameOrIssue(name, ctx))),
   // Docker-style certs.d: <dir>/<host[:port]>/*.crt = extra CAs, <name>.cert + <name>.key = client
@@ -312,13 +349,19 @@ export function webhookSecretFor(env: Pick<Env, 'SBX_WEBHOOK_SECRETS'>, tenant: 
 function parseMirrors(raw: string, ctx: z.RefinementCtx): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const entry of raw.split(',').map((e) => e.trim()).filter(Boolean)) {
-    const [registry, list] = entry.split('=', 2);
+    const parts = entry.split('=');
+    const [registry, list] = parts;
     const mirrors = (list ?? '').split(';').map((m) => m.trim()).filter(Boolean);
-    if (!registry || mirrors.length === 0) {
+    if (parts.length !== 2 || !registry || mirrors.length === 0) {
       ctx.addIssue({ code: 'custom', message: 'each entry must be registry=mirror[;mirror…] with host[:port] names, e.g. docker.io=10.0.0.5:5000' });
       return {};
     }
-    out[registryNameOrIssue(registry, ctx)] = mirrors.map((m) => registryNameOrIssue(m, ctx));
+    const name = registryNameOrIssue(registry, ctx);
+    if (name in out) {
+      ctx.addIssue({ code: 'custom', message: `registry ${name} is given twice: list all its mirrors in one entry, separated by ;` });
+      return {};
+    }
+    out[name] = mirrors.map((m) => registryNameOrIssue(m, ctx));
   }
   return out;
 }
@@ -367,6 +410,10 @@ function parseWebhookSecrets(raw: string, ctx: z.RefinementCtx): Map<string, str
     const m = /^(\*|[a-z0-9][a-z0-9_-]{0,62}):(.*)$/.exec(part);
     if (!m || !WEBHOOK_SECRET.test(m[2]!)) {
       ctx.addIssue({ code: 'custom', message: `each entry must be <tenant>:<secret> (tenant of [a-z0-9_-] or *), the secret ${WEBHOOK_SECRET_RULE}` });
+      return new Map();
+    }
+    if (out.has(m[1]!)) {
+      ctx.addIssue({ code: 'custom', message: `tenant ${m[1]} is given twice: one secret each` });
       return new Map();
     }
     out.set(m[1]!, m[2]!);
@@ -431,7 +478,9 @@ function parseApiKeysJson(text: string, ctx: z.RefinementCtx): ApiKey[] {
   try {
     json = JSON.parse(text);
   } catch (e) {
-    ctx.addIssue({ code: 'custom', message: `is not valid JSON (${(e as Error).message})` });
+    // V8's message quotes the text around the fault: here, keys. Only where it is.
+    const at = /position (\d+)/.exec((e as Error).message)?.[1];
+    ctx.addIssue({ code: 'custom', message: `is not valid JSON${at ? ` (at character ${at})` : ''}` });
     return [];
   }
   const parsed = z.array(ApiKeyEntry, { error: 'must be a JSON array of {key, tenant, role?, quota?}' }).safeParse(json);
@@ -566,7 +615,9 @@ export interface Config {
 
 /** A bad value as the error shows it: never the API keys themselves. */
 function shownValue(name: string, value: string): string {
-  return name === 'SBX_API_KEYS' || name === 'SBX_SECRETS_KEY' || name === 'SBX_WEBHOOK_SECRETS' ? '(hidden)' : JSON.stringify(value);
+  if (name === 'SBX_API_KEYS' || name === 'SBX_SECRETS_KEY' || name === 'SBX_WEBHOOK_SECRETS') return '(hidden)';
+  // A URL's user and password are not shown (SBX_REDIS_URL).
+  return JSON.stringify(value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1(hidden)@'));
 }
 
 export class ConfigError extends Error {
@@ -583,7 +634,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   const picked: Record<string, string> = {};
   for (const key of Object.keys(envSchema.shape)) {
     const v = source[key];
-    if (v !== undefined && v !== '') picked[key] = v;
+    if (v !== undefined && v.trim() !== '') picked[key] = v; // blank is unset
   }
   const parsed = envSchema.safeParse(picked);
   if (!parsed.success) {
@@ -613,6 +664,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
   const quotas = resolveTenants(env, limits, problems);
   if (env.SBX_API_HEADERS_TIMEOUT_MS > env.SBX_API_REQUEST_TIMEOUT_MS) problems.push(`SBX_API_HEADERS_TIMEOUT_MS (${env.SBX_API_HEADERS_TIMEOUT_MS}) is above SBX_API_REQUEST_TIMEOUT_MS (${env.SBX_API_REQUEST_TIMEOUT_MS}); the headers are part of the request: lower it or raise the request timeout`);
+  if (env.SBX_REDIS_SENTINELS && env.SBX_REDIS_CLUSTER_NODES) problems.push('SBX_REDIS_SENTINELS and SBX_REDIS_CLUSTER_NODES are both set: Redis is either behind Sentinels or a cluster; set one');
+  if (env.SBX_WEBHOOK_RETRY_MS > env.SBX_JOB_TTL_SECONDS * 1000) problems.push(`SBX_WEBHOOK_RETRY_MS (${env.SBX_WEBHOOK_RETRY_MS}) is longer than a job's record lives (SBX_JOB_TTL_SECONDS=${env.SBX_JOB_TTL_SECONDS}): a webhook is sent from its job's record, so its retries would stop when the record expires; lower it or raise SBX_JOB_TTL_SECONDS`);
   if (env.SBX_WEBHOOK_BACKOFF_MS > env.SBX_WEBHOOK_BACKOFF_MAX_MS) problems.push(`SBX_WEBHOOK_BACKOFF_MS (${env.SBX_WEBHOOK_BACKOFF_MS}) is above SBX_WEBHOOK_BACKOFF_MAX_MS (${env.SBX_WEBHOOK_BACKOFF_MAX_MS}); lower it or raise the maximum`);
   if (problems.length) throw new ConfigError(problems);
   return { env, limits, quotas };

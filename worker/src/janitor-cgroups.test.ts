@@ -30,12 +30,13 @@ test('a gone worker\'s empty subtree is removed; a live one\'s, a busy one\'s, a
   try {
     made('w-dead/j_01DEAD00000000000000000000');
     made('w-dead/pool-123-4');
-    made('w-dead2'); // a worker gone before it ran a job
+    made('w-dead2/j_01DEAD20000000000000000000'); // another, gone with one job's group left
+    made('w-empty'); // no group in it: could be anyone's under a shared parent
     made('w-live/j_01LIVE00000000000000000000');
     made('w-busy/j_01BUSY00000000000000000000');
     made('w-foreign/some.service');
     made('w-self/j_01SELF00000000000000000000');
-    made('w-late'); // came up between the two looks at the live set
+    made('w-late/j_01LATE00000000000000000000'); // came up between the two looks at the live set
     // A process left in w-busy's job group (in the first hierarchy: enough to keep it).
     writeFileSync(join(mounts[0]!, parent, 'w-busy/j_01BUSY00000000000000000000/cgroup.procs'), String(sleeper.pid));
     let looks = 0;
@@ -43,13 +44,14 @@ test('a gone worker\'s empty subtree is removed; a live one\'s, a busy one\'s, a
     const r = await removeGoneWorkerCgroups(parent, 'w-self', live, ROOT, 0);
     console.log(`removed: ${r.removed.sort().join(' ')}; left: ${r.left.sort().join(' ')}; live set read ${looks} times`);
     assert.deepEqual(r.removed.sort(), ['w-dead', 'w-dead2']);
-    assert.deepEqual(r.left.sort(), ['w-busy', 'w-foreign']);
+    assert.deepEqual(r.left.sort(), ['w-busy', 'w-empty', 'w-foreign']);
     assert.equal(exists('w-dead'), 0, 'the gone worker\'s subtree is gone from every hierarchy');
     assert.equal(exists('w-dead2'), 0);
     assert.equal(exists('w-live'), mounts.length, 'a live worker\'s subtree is untouched');
     assert.equal(exists('w-live/j_01LIVE00000000000000000000'), mounts.length);
     assert.equal(exists('w-busy/j_01BUSY00000000000000000000'), mounts.length, 'a subtree with a process is left whole');
     assert.equal(exists('w-foreign/some.service'), mounts.length, 'groups that are not sbx\'s are left');
+    assert.equal(exists('w-empty'), mounts.length, 'an empty group is not known to be sbx\'s: left');
     assert.equal(exists('w-self/j_01SELF00000000000000000000'), mounts.length, 'our own subtree is the native sweep\'s');
     assert.equal(exists('w-late'), mounts.length, 'a worker live by the second look keeps its subtree');
   } finally {

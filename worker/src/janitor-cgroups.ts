@@ -10,7 +10,8 @@
  * subtree made in the last two minutes is left (its worker may not have heartbeated yet), a
  * subtree with any process in any of its groups is left whole, and the kernel removes only empty
  * groups (rmdir). Nor a group that is not sbx's: a subtree whose groups are not named as job groups
- * (`j_…`, `pool-<pid>-<n>`) is left alone. Worker ids map to subtree names as in worker/src/main.ts.
+ * (`j_…`, `pool-<pid>-<n>`), or that has none, is left alone. Worker ids map to subtree names as in
+ * worker/src/main.ts.
  */
 import { readdirSync, readFileSync, rmdirSync, statSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
@@ -112,7 +113,10 @@ export async function removeGoneWorkerCgroups(parent: string, self: string, live
     if (liveBefore.has(name)) continue;
     const dirs = mounts.map((m) => join(m, parent, name));
     if (dirs.some((d) => youngerThan(d, minAgeMs))) continue; // a worker starting: not heartbeating yet
-    const ours = dirs.every((d) => subdirs(d).every((c) => JOB_GROUP.test(c)));
+    // sbx's: groups only of jobs and pooled setups, and at least one (an empty group under a parent
+    // shared with other software, SBX_CGROUP_PARENT=system.slice, could be anyone's).
+    const children = dirs.map(subdirs);
+    const ours = children.every((names) => names.every((c) => JOB_GROUP.test(c))) && children.some((names) => names.length > 0);
     if (!ours || dirs.some(holdsProcesses)) result.left.push(name);
     else candidates.push(name);
   }

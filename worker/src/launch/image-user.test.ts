@@ -43,17 +43,17 @@ const base = () =>
     { type: 'file', path: 'etc/group', content: GROUP },
   ]);
 
-const table: Array<[string, { uid: number; gid: number; groups: number[] }]> = [
-  ['', { uid: 0, gid: 0, groups: [0] }],
-  ['root', { uid: 0, gid: 0, groups: [0] }],
-  ['app', { uid: 1000, gid: 1000, groups: [1000, 10] }],
-  ['1000', { uid: 1000, gid: 1000, groups: [1000, 10] }],
-  ['1234', { uid: 1234, gid: 0, groups: [0] }],
-  ['app:wheel', { uid: 1000, gid: 10, groups: [10] }],
-  ['app:55', { uid: 1000, gid: 55, groups: [55] }],
-  ['1000:1000', { uid: 1000, gid: 1000, groups: [1000] }],
-  ['4000:4001', { uid: 4000, gid: 4001, groups: [4001] }],
-  ['nobody', { uid: 65534, gid: 65534, groups: [65534] }],
+const table: Array<[string, { uid: number; gid: number; groups: number[]; home: string | null }]> = [
+  ['', { uid: 0, gid: 0, groups: [0], home: null }],
+  ['root', { uid: 0, gid: 0, groups: [0], home: '/root' }],
+  ['app', { uid: 1000, gid: 1000, groups: [1000, 10], home: '/home/app' }],
+  ['1000', { uid: 1000, gid: 1000, groups: [1000, 10], home: '/home/app' }],
+  ['1234', { uid: 1234, gid: 0, groups: [0], home: null }],
+  ['app:wheel', { uid: 1000, gid: 10, groups: [10], home: '/home/app' }],
+  ['app:55', { uid: 1000, gid: 55, groups: [55], home: '/home/app' }],
+  ['1000:1000', { uid: 1000, gid: 1000, groups: [1000], home: '/home/app' }],
+  ['4000:4001', { uid: 4000, gid: 4001, groups: [4001], home: null }],
+  ['nobody', { uid: 65534, gid: 65534, groups: [65534], home: '/nonexistent' }],
 ];
 
 test('resolves USER forms through the image files', async () => {
@@ -81,7 +81,7 @@ test('unknown names are invalid_request', async () => {
 test('the top-most layer wins and whiteouts delete files of lower layers', async () => {
   const lower = await base();
   const upper = await layer([{ type: 'file', path: 'etc/passwd', content: 'app:x:2000:2000::/:/bin/sh\n' }]);
-  assert.deepEqual(await resolveUser([lower, upper], 'app'), { uid: 2000, gid: 2000, groups: [2000, 10] });
+  assert.deepEqual(await resolveUser([lower, upper], 'app'), { uid: 2000, gid: 2000, groups: [2000, 10], home: '/' });
   const deleted = await layer([{ type: 'whiteout', path: 'etc/passwd' }]);
   await assert.rejects(resolveUser([lower, deleted], 'app'), /no user named "app"/);
   assert.equal((await resolveUser([lower, deleted], '1000')).uid, 1000);
@@ -125,5 +125,14 @@ test('a uid or gid past the ids a job\'s user namespace maps is refused naming i
   await assert.rejects(resolveUser(layers, '99999'), assertInvalid('99999', /its uid 99999 is outside 0-65535/));
   await assert.rejects(resolveUser(layers, 'neargid'), assertInvalid('neargid', /its gid 70001 is outside 0-65535/));
   await assert.rejects(resolveUser(layers, 'near:fargroup'), assertInvalid('near:fargroup', /its gid 70002 is outside/));
-  assert.deepEqual(await resolveUser(layers, 'near'), { uid: 2001, gid: 2001, groups: [2001, 100] }, 'fargroup (70002) left out');
+  assert.deepEqual(await resolveUser(layers, 'near'), { uid: 2001, gid: 2001, groups: [2001, 100], home: '/' }, 'fargroup (70002) left out');
+});
+
+test('a user in more groups than a job may have is refused naming the count (the launcher\'s own error before)', async () => {
+  const groups = Array.from({ length: 70 }, (_, i) => `g${i}:x:${3000 + i}:many`).join('\n');
+  const layers = [await layer([
+    { type: 'file', path: 'etc/passwd', content: 'many:x:2500:2500::/home/many:/bin/sh\n' },
+    { type: 'file', path: 'etc/group', content: `${groups}\n` },
+  ])];
+  await assert.rejects(resolveUser(layers, 'many'), assertInvalid('many', /is in 71 groups in the image's \/etc\/group; a job's user may be in at most 64/));
 });

@@ -19,11 +19,15 @@ export interface ResolvedUser {
   gid: number;
   /** Supplementary groups (including gid). */
   groups: number[];
+  /** The home directory of its /etc/passwd entry, or null (no entry, or none given). */
+  home: string | null;
 }
 
 const MAX_SYMLINK_HOPS = 40;
 const MAX_ID_FILE_BYTES = 4 * 1024 * 1024;
 const MAX_ID = 0xfffffffe;
+/** Supplementary groups the launcher sets at most (native/src/spec.cc). */
+const MAX_GROUPS = 64;
 
 /** A user that cannot be the job's (invalid_request, path user); `detail` says why, without the user. */
 export class UnresolvableUserError extends SbxError {
@@ -141,6 +145,7 @@ interface PasswdEntry {
   name: string;
   uid: number;
   gid: number;
+  home: string;
 }
 
 interface GroupEntry {
@@ -160,7 +165,7 @@ function parsePasswd(text: string): PasswdEntry[] {
     .split('\n')
     .map((line) => line.split(':'))
     .filter((f) => f.length >= 4 && f[0] !== '' && !f[0]!.startsWith('#'))
-    .map((f) => ({ name: f[0]!, uid: parseId(f[2]!), gid: parseId(f[3]!) }))
+    .map((f) => ({ name: f[0]!, uid: parseId(f[2]!), gid: parseId(f[3]!), home: f[5] ?? '' }))
     .filter((e): e is PasswdEntry => e.uid !== null && e.gid !== null);
 }
 
@@ -178,7 +183,7 @@ export async function resolveUser(layerDirs: string[], user: string): Promise<Re
   const colon = spec.indexOf(':');
   const userPart = colon === -1 ? spec : spec.slice(0, colon);
   const groupPart = colon === -1 ? null : spec.slice(colon + 1);
-  if (userPart === '' && (groupPart === null || groupPart === '')) return { uid: 0, gid: 0, groups: [0] };
+  if (userPart === '' && (groupPart === null || groupPart === '')) return { uid: 0, gid: 0, groups: [0], home: null };
   if (userPart === '') throw invalidUser(user, 'names a group but no user');
 
   const opaque = new OpaqueDirs();
@@ -187,6 +192,7 @@ export async function resolveUser(layerDirs: string[], user: string): Promise<Re
   const entry = uidNumber !== null ? passwd.find((e) => e.uid === uidNumber) : passwd.find((e) => e.name === userPart);
   if (!entry && uidNumber === null) throw invalidUser(user, `no user named ${JSON.stringify(userPart)} in the image's /etc/passwd`);
   const uid = entry?.uid ?? uidNumber!;
+  const home = entry?.home.startsWith('/') ? entry.home : null;
 
   const needGroups = groupPart === null || groupPart === '' || parseId(groupPart) === null || entry !== undefined;
   const groups = needGroups ? parseGroup((await readImageFile(layerDirs, '/etc/group', opaque)) ?? '') : [];
@@ -196,10 +202,10 @@ export async function resolveUser(layerDirs: string[], user: string): Promise<Re
     const group = gidNumber !== null ? undefined : groups.find((g) => g.name === groupPart);
     if (gidNumber === null && !group) throw invalidUser(user, `no group named ${JSON.stringify(groupPart)} in the image's /etc/group`);
     gid = gidNumber ?? group!.gid;
-    return mappable(user, { uid, gid, groups: [gid] });
+    return mappable(user, { uid, gid, groups: [gid], home });
   }
   const memberOf = entry ? groups.filter((g) => g.members.includes(entry.name)).map((g) => g.gid) : [];
-  return mappable(user, { uid, gid, groups: [...new Set([gid, ...memberOf])] });
+  return mappable(user, { uid, gid, groups: [...new Set([gid, ...memberOf])], home });
 }
 
 /**
@@ -211,5 +217,7 @@ function mappable(user: string, resolved: ResolvedUser): ResolvedUser {
   const range = `0-${JOB_ID_RANGE - 1}, the ids a job's user namespace maps`;
   if (resolved.uid >= JOB_ID_RANGE) throw invalidUser(user, `its uid ${resolved.uid} is outside ${range}`);
   if (resolved.gid >= JOB_ID_RANGE) throw invalidUser(user, `its gid ${resolved.gid} is outside ${range}`);
-  return { ...resolved, groups: resolved.groups.filter((g) => g < JOB_ID_RANGE) };
+  const groups = resolved.groups.filter((g) => g < JOB_ID_RANGE);
+  if (groups.length > MAX_GROUPS) throw invalidUser(user, `is in ${groups.length} groups in the image's /etc/group; a job's user may be in at most ${MAX_GROUPS}`);
+  return { ...resolved, groups };
 }

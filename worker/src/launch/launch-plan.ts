@@ -13,12 +13,17 @@ import { EGRESS_PROXY_ENV, EGRESS_PROXY_PORT } from '../egress/egress-proxy.ts';
 
 const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
-/** The job's environment: image Env with the request's over it, then PATH/HOME when missing and HOSTNAME. */
-export function jobEnv(imageEnv: string[], requestEnv: Record<string, string>, defaults: { hostname: string; home: string }): string[] {
-  const env = mergeEnv(imageEnv, requestEnv).filter((kv) => !kv.startsWith('HOSTNAME='));
+/**
+ * The job's environment: image Env with the request's over it, then PATH and HOME when missing,
+ * TERM=xterm for a tty job without one (docker -t), and HOSTNAME: the job's own unless the request
+ * sets it (an image's is replaced, as the job's hostname is not the image's).
+ */
+export function jobEnv(imageEnv: string[], requestEnv: Record<string, string>, defaults: { hostname: string; home: string; tty?: boolean }): string[] {
+  const env = mergeEnv(imageEnv.filter((kv) => !kv.startsWith('HOSTNAME=')), requestEnv);
   if (!env.some((kv) => kv.startsWith('PATH='))) env.push(DEFAULT_PATH);
   if (!env.some((kv) => kv.startsWith('HOME='))) env.push(`HOME=${defaults.home}`);
-  env.push(`HOSTNAME=${defaults.hostname}`);
+  if (defaults.tty && !env.some((kv) => kv.startsWith('TERM='))) env.push('TERM=xterm');
+  if (!env.some((kv) => kv.startsWith('HOSTNAME='))) env.push(`HOSTNAME=${defaults.hostname}`);
   return env;
 }
 
@@ -42,13 +47,14 @@ export async function buildLaunchSpec(spec: JobSpec, image: AcquiredImage, slot:
     throw spec.user ? e : imageUserError(image.reference, e);
   });
   const hostname = hostnameFor(spec.id);
-  const home = user.uid === 0 ? '/root' : '/';
+  // The user's home in the image's /etc/passwd, as Docker; without an entry, root's or /.
+  const home = user.home || (user.uid === 0 ? '/root' : '/');
   return {
     id: spec.id,
     slot,
     lowerDirs: image.layerDirs,
     argv,
-    env: jobEnv(image.config.env, requestEnv, { hostname, home }),
+    env: jobEnv(image.config.env, requestEnv, { hostname, home, tty: spec.tty }),
     ...(egress ? { listenPort: EGRESS_PROXY_PORT } : {}),
     cwd: spec.workdir ?? (image.config.workingDir || '/'),
     uid: user.uid,

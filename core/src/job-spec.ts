@@ -7,6 +7,7 @@
 // loaded; importing it here makes the schemas below describable whatever imports them first.
 import { z } from '@hono/zod-openapi';
 import { EXEC_BOUNDS, IDLE_TIMEOUT_BOUND, JOB_ID_RANGE, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, STOP_GRACE_BOUND, STOP_SIGNALS, type LimitBound } from './launch-bounds.ts';
+import { posix } from 'node:path';
 
 export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
 export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
@@ -17,7 +18,11 @@ export const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\u
 /** The longest path a job's strings may name: PATH_MAX (4096) with its NUL. */
 export const PATH_MAX_BYTES = 4095;
 /** A path with a component named proc: no job starts there (the launcher refuses it too: native/src/spec.cc). */
-export const isInsideProc = (path: string): boolean => /(^|\/)proc(\/|$)/.test(path);
+/** Whether `path` is /proc or below it once its `.` and `..` are resolved (a component named proc elsewhere is not). */
+export const isInsideProc = (path: string): boolean => {
+  const resolved = posix.normalize(`/${path}`);
+  return resolved === '/proc' || resolved.startsWith('/proc/');
+};
 /** A lone surrogate has no UTF-8 form: stored or passed on, it would become U+FFFD, so two such values would read alike. */
 const wellFormed = (schema: z.ZodString, what?: string) => schema.refine((s) => !LONE_SURROGATE.test(s), `${what ? `${what} ` : ''}must be well-formed Unicode (no lone surrogate such as \\ud800)`);
 /**

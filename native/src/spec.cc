@@ -8,6 +8,7 @@
 #include <sys/statfs.h>
 
 #include <cmath>
+#include <vector>
 
 namespace sbx::spec {
 namespace {
@@ -81,8 +82,23 @@ bool validLayerDir(const std::string& s) {
   return stat(s.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// Whether `cwd` is /proc or below it once its "." and ".." are resolved (as core/src/job-spec.ts
+// isInsideProc): a component named proc elsewhere (/usr/src/proc) is not.
 bool hasProcComponent(const std::string& cwd) {
-  return cwd == "/proc" || cwd.rfind("/proc/", 0) == 0 || cwd.find("/proc/") != std::string::npos;
+  std::vector<std::string> parts;
+  size_t at = 0;
+  while (at <= cwd.size()) {
+    size_t end = cwd.find('/', at);
+    if (end == std::string::npos) end = cwd.size();
+    std::string part = cwd.substr(at, end - at);
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    at = end + 1;
+  }
+  return !parts.empty() && parts[0] == "proc";
 }
 
 // The bounds below MUST AGREE WITH core/src/launch-bounds.ts: the API and config accept exactly

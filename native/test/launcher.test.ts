@@ -310,6 +310,10 @@ describe('launcher', () => {
     const spec = baseSpec([rootfs], { cwd: '/does/not/exist', uid: 1000, gid: 1000 });
     await assert.rejects(launch(spec, opts), { code: 'invalid_spec', stage: 'cwd', syscall: 'mkdir', path: '/does', message: 'cwd: mkdir `/does`: EACCES' });
     await assert.rejects(launch(baseSpec([rootfs], { cwd: '/bin/sh/x' }), opts), { code: 'invalid_spec', stage: 'cwd', syscall: 'chdir' });
+    // /proc or below it, `..` resolved, is refused; a directory named proc elsewhere is made and entered.
+    await assert.rejects(launch(baseSpec([rootfs], { cwd: '/tmp/../proc/1' }), opts), { code: 'invalid_spec', message: /cwd.*must not be inside \/proc/ });
+    const named = await run(baseSpec([rootfs], { cwd: '/tmp/proc/src', argv: ['pwd'] }), opts);
+    assert.equal(named.stdout, '/tmp/proc/src\n');
     await assert.rejects(launch(baseSpec([rootfs], { cwd: '/proc/self/cwd' }), opts), { code: 'invalid_spec' });
     await assert.rejects(launch(baseSpec([rootfs], { id: '../x' }), opts), { code: 'invalid_spec' });
     assertNoLeftovers(spec.id);

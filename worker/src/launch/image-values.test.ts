@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SbxError } from '../../../core/src/errors.ts';
 import { checkImageValues, checkProgram, type ImageValuesUsed } from './image-values.ts';
+import { isInsideProc } from '../../../core/src/job-spec.ts';
 
 const ok: ImageValuesUsed = { entrypoint: ['/entry'], cmd: ['run', ''], env: ['PATH=/bin', 'EMPTY=', 'A=b=c'], workingDir: '/app' };
 
@@ -35,6 +36,12 @@ test('what a job takes from its image passes the rules a request passes; each re
     assert.match(message ?? 'passed', expected, JSON.stringify(used).slice(0, 80));
     assert.match(message!, /^image reg\/img:1 is invalid: .*; a job's request can replace it/);
   }
+});
+
+test('a workdir is inside /proc only when it is /proc or below it, its . and .. resolved: a directory named proc elsewhere is fine', () => {
+  for (const dir of ['/proc', '/proc/', '/proc/self', '/a/../proc/1', '//proc', '/./proc/x', 'proc', '/../proc']) assert.ok(isInsideProc(dir), dir);
+  for (const dir of ['/usr/src/proc', '/tmp/proc/x', '/procfs', '/proc2', '/a/proc/..', '/']) assert.ok(!isInsideProc(dir), dir);
+  assert.equal(refusal({ workingDir: '/usr/src/proc' }), null, 'an image whose WORKDIR is /usr/src/proc runs');
 });
 
 test('a request whose program is empty is refused as the request\'s, naming the field', () => {

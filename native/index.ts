@@ -293,7 +293,7 @@ export class LaunchError extends Error {
 // ---- native binding ----
 
 interface NativeError { errno: number; kind: number; stage: string; syscall: string; path: string }
-interface NativeExit {
+export interface NativeExit {
   exitCode: number | null;
   signal: string | null;
   commandStatusKnown: boolean;
@@ -472,6 +472,8 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   let stopTimer: NodeJS.Timeout | undefined;
   let graceTimer: NodeJS.Timeout | undefined;
   let stopping = false;
+  /** The command was sent the stop signal (limits.stopGraceMs): an exit of its own after that is the limit's doing. */
+  let stopSignalled = false;
   let ttyFds: { ttyFd: number; ttyWriteFd: number } | undefined;
 
   let collected: OutputFile[] | undefined;
@@ -493,7 +495,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       rejectStart(failure);
     } else if (kind === 'ended') {
       outcomeKnown();
-      const { cleanupError: _, ...end } = toExitInfo(payload as NativeExit, endedBy);
+      const { cleanupError: _, ...end } = toExitInfo(payload as NativeExit, endedBy, stopSignalled);
       collected = end.outputFiles;
       resolveEnded(end);
     } else if (kind === 'exit') {
@@ -509,7 +511,7 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
           rejectStart(failure ?? new LaunchError('the job ended before its command started', { code: 'launch_failed' }));
         }
       }
-      const info = toExitInfo(x, endedBy);
+      const info = toExitInfo(x, endedBy, stopSignalled);
       if (collected) info.outputFiles = collected; // read once, with 'ended'
       const { cleanupError: _, ...end } = info;
       resolveEnded(end); // no-op after 'ended'
@@ -538,7 +540,10 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
     if (stopping || isOver) return;
     stopping = true;
     const sig = os.constants.signals[how.signal];
-    if (how.graceMs > 0 && started && n.signal(h.handle, sig)) stopTimer = setTimeout(killCollecting, how.graceMs);
+    if (how.graceMs > 0 && started && n.signal(h.handle, sig)) {
+      stopSignalled = true;
+      stopTimer = setTimeout(killCollecting, how.graceMs);
+    }
     else killCollecting();
   };
   timer = setTimeout(() => {
@@ -612,9 +617,17 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
   };
 }
 
-function toExitInfo(x: NativeExit, endedBy: 'timeout' | 'killed' | null): ExitInfo {
+/**
+ * The exit's reason. A limit's timer that fired as the command was exiting by itself (its exit code,
+ * no signal, and no stop signal asked it to) leaves the command's own outcome: the limit stopped
+ * nothing. `oom` when the memory limit's OOM kills ended the command (a signal): on cgroup v1 the
+ * kernel may kill another process of the job and the command run on to its own exit.
+ */
+export function toExitInfo(x: NativeExit, endedBy: 'timeout' | 'killed' | null, stopSignalled = false): ExitInfo {
   const oomKilled = x.oomKills > 0;
-  const reason: ExitInfo['reason'] = endedBy ?? (oomKilled ? 'oom' : x.signal ? 'signaled' : 'exited');
+  const exitedByItself = x.signal === null && x.exitCode !== null && !stopSignalled;
+  const limit = endedBy === 'timeout' && exitedByItself ? null : endedBy;
+  const reason: ExitInfo['reason'] = limit ?? (oomKilled && x.signal ? 'oom' : x.signal ? 'signaled' : 'exited');
   return {
     exitCode: x.exitCode,
     signal: x.signal,

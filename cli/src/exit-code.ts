@@ -12,10 +12,17 @@ export const EXIT_CANNOT_INVOKE = 126;
 export const EXIT_NOT_FOUND = 127;
 const SIGKILL_EXIT = 128 + constants.signals.SIGKILL;
 
+/** Linux's first real-time signal as glibc numbers it (what the worker's launcher names SIGRTMIN+n from). */
+const SIGRTMIN = 34;
+
 function signalExit(signal: string | null): number | null {
   if (!signal) return null;
   const n = (constants.signals as Record<string, number>)[signal];
-  return n === undefined ? null : 128 + n;
+  if (n !== undefined) return 128 + n;
+  const rt = /^SIGRTMIN\+(\d+)$/.exec(signal);
+  if (rt) return 128 + SIGRTMIN + Number(rt[1]);
+  const numbered = /^SIG(\d+)$/.exec(signal);
+  return numbered ? 128 + Number(numbered[1]) : null;
 }
 
 export function exitCodeOf(job: Job, opts: { interruptedBy?: NodeJS.Signals | null } = {}): number {

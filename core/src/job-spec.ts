@@ -59,7 +59,7 @@ export const LimitsRequest = z.strictObject({
   outputTailBytes: limit(OUTPUT_TAIL_BOUND)
     .describe('Of each stream\'s outputBytes, how many are kept from the end of the output (default 0: all from its start). The first outputBytes - outputTailBytes bytes are streamed live; past them the last outputTailBytes are held by the worker and sent when the job ends, so an output longer than outputBytes keeps its start and its end (where the error usually is), and `outputDroppedBytes` says how much was left out between them. At most outputBytes, and at most 1 MiB (the worker holds it in memory until the job ends).'),
   diskBytes: limit(LAUNCH_BOUNDS.diskBytes)
-    .describe('Size of the job\'s writable layer (all it writes outside /dev/shm); past it writes fail with ENOSPC. These bytes are memory, so they also count against memoryBytes.'),
+    .describe('Size of the job\'s writable layer (all it writes outside /dev/shm); past it writes fail with ENOSPC. It is also each file\'s largest size (RLIMIT_FSIZE): a process that writes one file past it gets SIGXFSZ, which ends it unless it handles the signal (then the write fails with EFBIG). These bytes are memory, so they also count against memoryBytes.'),
   /** CPU time of the whole job (all its processes); reaching it ends the job `timeout`. */
   cpuTimeMs: limit(LAUNCH_BOUNDS.cpuTimeMs),
   /** RLIMIT_NOFILE of every process of the job. */

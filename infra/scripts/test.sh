@@ -34,7 +34,7 @@ if [[ ${SBX_TEST_CGROUP_V2_VM:-1} != 0 ]]; then
   done
 fi
 
-mapfile -t files < <(find core api worker native test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
+mapfile -t files < <(find core api worker native cli client test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 echo "sbx: ${#files[@]} test files" >&2
 rc=0
 node --import tsx --test --test-concurrency="${SBX_TEST_CONCURRENCY:-2}" --test-reporter=spec --test-timeout=600000 "${files[@]}" || rc=$?

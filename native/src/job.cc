@@ -231,11 +231,14 @@ void stopSyncPoll(Job* j) {
   uv_poll_stop(&j->syncPoll);
 }
 
+// SIGTERM, SIGRTMIN+2 (as kill -l; sigabbrev_np has no name for real-time signals), SIG32 for
+// the ones glibc keeps for itself: every signal that can end a command has a name.
 const char* signalName(int sig) {
-  static char buf[16];
+  static char buf[24];
   const char* abbrev = sigabbrev_np(sig);
-  if (!abbrev) return nullptr;
-  snprintf(buf, sizeof buf, "SIG%s", abbrev);
+  if (abbrev) snprintf(buf, sizeof buf, "SIG%s", abbrev);
+  else if (sig >= SIGRTMIN && sig <= SIGRTMAX) snprintf(buf, sizeof buf, "SIGRTMIN+%d", sig - SIGRTMIN);
+  else snprintf(buf, sizeof buf, "SIG%d", sig);
   return buf;
 }
 

@@ -71,6 +71,11 @@ describe('launcher', () => {
     assert.equal(r.exit.signal, 'SIGTERM');
     assert.equal(r.exit.exitCode, null);
     assert.equal(r.exit.reason, 'signaled');
+    // Real-time signals have names too (sigabbrev_np has none: signal and exit code were both null).
+    for (const [n, name] of [[34, 'SIGRTMIN+0'], [40, 'SIGRTMIN+6'], [64, 'SIGRTMIN+30']] as const) {
+      const rt = await run(baseSpec([rootfs], { argv: ['sh', '-c', `kill -${n} $$; sleep 5`] }), opts);
+      assert.deepEqual([rt.exit.signal, rt.exit.reason], [name, 'signaled'], `kill -${n}`);
+    }
   });
 
   it('feeds stdin text then EOF', async () => {
@@ -189,6 +194,22 @@ describe('launcher', () => {
     assert.equal(r.exit.signal, 'SIGKILL');
     assert.ok(r.exit.usage.memoryPeakBytes >= 30 << 20, `peak ${r.exit.usage.memoryPeakBytes}`);
     assertNoLeftovers(spec.id);
+  });
+
+  it('a command that outlives an OOM kill of another of its processes keeps its own outcome (cgroup v1); oomKilled says it happened', async () => {
+    // v2's memory.oom.group ends the whole job (reason oom); v1's OOM killer takes one process (dd),
+    // and the shell goes on to its own exit: that job's reason was oom, for a command that exited 0.
+    const spec = baseSpec([rootfs], {
+      argv: ['sh', '-c', 'dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo survived'],
+      limits: { ...baseSpec([]).limits, memoryBytes: 16 << 20 },
+    });
+    const r = await run(spec, opts);
+    assert.equal(r.exit.oomKilled, true);
+    if (r.exit.signal === null) {
+      assert.deepEqual([r.exit.reason, r.exit.exitCode, r.stdout], ['exited', 0, 'survived\n']);
+    } else {
+      assert.deepEqual([r.exit.reason, r.exit.signal], ['oom', 'SIGKILL'], 'the whole job ended by the OOM kill');
+    }
   });
 
   it('control: the same program under a large limit is not OOM-killed (it runs until the timeout)', async () => {

@@ -30,6 +30,26 @@ struct Sink {
   bool ok = true;
 };
 
+// The paths already collected (FNV-1a of each), so that a file two patterns match (a.txt and *.txt)
+// is collected once and spends the budget once. A collision only leaves out a file of the job's own.
+uint64_t gSeen[kMaxFiles + kMaxPatterns];
+uint32_t gSeenCount = 0;
+
+uint64_t pathHash(const char* path) {
+  uint64_t h = 1469598103934665603ull;
+  for (const unsigned char* p = (const unsigned char*)path; *p; p++) h = (h ^ *p) * 1099511628211ull;
+  return h;
+}
+
+// Whether `path` was collected before; records it if not.
+bool seenBefore(const char* path) {
+  const uint64_t h = pathHash(path);
+  for (uint32_t i = 0; i < gSeenCount; i++)
+    if (gSeen[i] == h) return true;
+  if (gSeenCount < sizeof gSeen / sizeof gSeen[0]) gSeen[gSeenCount++] = h;
+  return false;
+}
+
 bool writeAt(Sink& s, const void* p, size_t n, uint64_t off) {
   if (s.ok && pwriteFull(s.fd, p, n, off) != 0) s.ok = false;
   return s.ok;
@@ -98,6 +118,7 @@ void collectPattern(Sink& s, const char* pattern) {
     record(s, pattern, kUnreadable, (uint64_t)(rc == GLOB_NOSPACE ? ENOMEM : EIO), 0);
   } else {
     for (size_t i = 0; i < g.gl_pathc && s.ok; i++) {
+      if (seenBefore(g.gl_pathv[i])) continue;  // an earlier pattern matched it: collected once
       if (s.files >= kMaxFiles) {
         record(s, pattern, kTooMany, 0, 0);
         break;

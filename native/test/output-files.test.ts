@@ -70,6 +70,16 @@ describe('output files (P56)', () => {
     assert.deepEqual(summary(r.exit.outputFiles), ['/tmp/big 100 truncated "aaaaaaaaaa"', '/tmp/small 6 truncated ""']);
   });
 
+  it('a file two patterns match is collected once and spends the budget once', async () => {
+    const spec = baseSpec([rootfs], {
+      argv: ['sh', '-c', 'echo 12345 > /tmp/a.txt; echo 12 > /tmp/b.bin'],
+      outputFiles: { patterns: ['/tmp/a.txt', '/tmp/*.txt', '/tmp/b.bin'], maxBytes: 9 },
+    });
+    const r = await run(spec, direct);
+    // Before: a.txt twice (the second cut), and b.bin left out of a budget the duplicate had spent.
+    assert.deepEqual(summary(r.exit.outputFiles), ['/tmp/a.txt 6 "12345\\n"', '/tmp/b.bin 3 "12\\n"']);
+  });
+
   it('what the job leaves at the paths cannot make it read the host or hang: a symlink, a FIFO, a device, a root-only file, 1,500 matches', async () => {
     const spec = baseSpec([rootfs, layer], {
       uid: 1000, gid: 1000, cwd: '/work',

@@ -18,7 +18,8 @@ COPY native/tools/build-init.sh native/tools/build-init.sh
 RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY infra/scripts/build.sh infra/scripts/build.sh
-COPY native/index.ts native/index.ts
+# native/index.ts and the modules it imports (tty-io, errno-name, output-files, …): every TypeScript file of native/.
+COPY native/*.ts native/
 COPY core core
 COPY api api
 COPY worker worker

@@ -2,7 +2,7 @@
  * Worker process edge: config → host check → clean up after a crashed predecessor → take jobs from
  * the shared queue and its own when a job fits (placement/) → heartbeat → graceful shutdown.
  */
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../../core/src/config.ts';
 import { JobStore } from '../../core/src/job-store.ts';
@@ -17,7 +17,9 @@ import { removeEmptyCgroupPath } from './cgroup-parent.ts';
 import { processAlive } from './process-alive.ts';
 import { listenForControl } from '../../core/src/control-messages.ts';
 import { ImageStore } from './images/image-store.ts';
+import type { RegistryCredentials } from './images/registry/registry-auth.ts';
 import { loadRegistryCerts } from './images/registry/registry-certs.ts';
+import { loadWorkerDockerConfig } from './images/registry/docker-credentials.ts';
 import { Janitor, lostJobRecovery } from './janitor.ts';
 import { liveWorkerCgroupNames, removeGoneWorkerCgroups, workerCgroupName } from './janitor-cgroups.ts';
 import { QueueAudit } from './queue-audit.ts';
@@ -49,6 +51,9 @@ async function main(): Promise<void> {
   const cgroupParent = `${env.SBX_CGROUP_PARENT}/${cgroupName}`;
   const registryTls = await exitOnConfigError(loadRegistryCerts(env.SBX_REGISTRY_CERTS_DIR));
   if (Object.keys(registryTls).length) logger.info({ certsDir: env.SBX_REGISTRY_CERTS_DIR, registries: Object.keys(registryTls) }, 'registry TLS entries loaded (these hosts are reached over https)');
+  // The worker's own registry credentials: read once, here; a file that cannot be used stops the start.
+  const dockerCredentials = env.SBX_DOCKER_CONFIG ? await exitOnConfigError(loadWorkerDockerConfig(env.SBX_DOCKER_CONFIG)) : null;
+  if (dockerCredentials) logger.info({ dockerConfig: env.SBX_DOCKER_CONFIG, registries: [...dockerCredentials.keys()] }, 'registry credentials loaded');
 
   const host = probeHost({ cgroupParent });
   if (!host.ok) {
@@ -86,6 +91,8 @@ async function main(): Promise<void> {
 
   const registry = createRegistry('worker', { worker: workerId });
   const metrics = workerMetrics(registry);
+  // Listening before this worker registers or takes a job: a port it cannot have stops the start (exit 2).
+  const metricsServer = await exitOnConfigError(startMetricsServer(env.SBX_WORKER_METRICS_PORT, registry, logger));
   // Every job this process finishes (runs, janitor's worker_lost), by status and tenant.
   store.onFinished((doc, tenant) => metrics.jobsFinished.inc({ status: doc.status, tenant: metrics.tenants.of(tenant) }));
   const lostJobs = lostJobRecovery(redis, keys, env.SBX_LOST_JOB_REQUEUES, bullConnection); // not started yet: queued again
@@ -127,7 +134,8 @@ async function main(): Promise<void> {
     mirrors: env.SBX_REGISTRY_MIRRORS,
     maxCacheBytes: env.SBX_IMAGE_CACHE_BYTES,
     minFreeFraction: env.SBX_IMAGE_CACHE_MIN_FREE_PERCENT / 100,
-    dockerConfigPath: env.SBX_DOCKER_CONFIG,
+    // Per registry host, as read at start (a null-prototype object: a registry named like a property of Object's finds nothing).
+    ...(dockerCredentials ? { credentials: Object.assign(Object.create(null) as Record<string, RegistryCredentials>, Object.fromEntries(dockerCredentials)) } : {}),
     egressAllow: env.SBX_EGRESS_ALLOW,
     pullConcurrency: env.SBX_PULL_CONCURRENCY,
     pullTimeoutMs: env.SBX_PULL_TIMEOUT_MS,
@@ -185,7 +193,6 @@ async function main(): Promise<void> {
 
   // Webhooks of finished jobs (a job's callbackUrl), whoever finished them.
   const webhooks = startWebhookWorker({ connection: bullConnection, keys, store, env, logger: logger.child({ component: 'webhooks' }), metrics });
-  const metricsServer = startMetricsServer(env.SBX_WORKER_METRICS_PORT, registry, logger);
   logger.info({ workerId, slots: slots.total, cgroup: host.cgroup, cgroupParent }, 'sbx worker ready');
 
   let stopping = false;
@@ -255,7 +262,11 @@ async function exitOnConfigError<T>(work: Promise<T>): Promise<T> {
 }
 
 
-function startMetricsServer(port: number | undefined, registry: ReturnType<typeof createRegistry>, logger: Logger) {
+/**
+ * The worker's /metrics on 127.0.0.1:SBX_WORKER_METRICS_PORT, listening when the promise resolves; a
+ * port it cannot listen on (in use, not allowed) is a ConfigError naming the variable.
+ */
+async function startMetricsServer(port: number | undefined, registry: ReturnType<typeof createRegistry>, logger: Logger): Promise<Server | null> {
   if (port === undefined) return null;
   const server = createServer((req, res) => {
     // Loopback-only, and only for requests addressed to it: not a web page's by DNS rebinding (P64).
@@ -269,8 +280,23 @@ function startMetricsServer(port: number | undefined, registry: ReturnType<typeo
       res.writeHead(404).end();
     }
   });
+  await new Promise<void>((resolve, reject) => {
+    const refused = (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? 'the port is in use (EADDRINUSE); free it or choose another (0 = a free port)'
+        : err.code === 'EACCES' ? 'not allowed (EACCES): a port below 1024 needs CAP_NET_BIND_SERVICE'
+          : `${err.code ?? err.message}`;
+      reject(new ConfigError([`SBX_WORKER_METRICS_PORT=${JSON.stringify(String(port))}: cannot listen on 127.0.0.1:${port}: ${why}`]));
+    };
+    server.once('error', refused);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', refused);
+      resolve();
+    });
+  });
+  // Once listening, a failure of the server is logged: the jobs go on.
+  server.on('error', (err) => logger.error({ err: err.message }, 'worker metrics server error'));
   // Port 0 = a free port, logged (as `port`).
-  server.listen(port, '127.0.0.1', () => logger.info({ port: (server.address() as { port: number }).port }, 'worker metrics listening'));
+  logger.info({ port: (server.address() as { port: number }).port }, 'worker metrics listening');
   return server;
 }
 

@@ -1,0 +1,145 @@
+/**
+ * What the worker process (worker/src/main.ts, started as `npm run worker` starts it) checks before
+ * it registers and takes jobs, each refusal an exit 2 with one line naming the variable:
+ * - SBX_WORKER_METRICS_PORT: the metrics listener listens first; a port held by someone else stops
+ *   the start (before: "sbx worker ready", registered, took jobs, then died of an unhandled
+ *   EADDRINUSE, exit 1);
+ * - SBX_DOCKER_CONFIG: read and parsed at start; a missing file or one that is not a Docker
+ *   config.json stops the start (before: a missing file was "no credentials", a broken one ended
+ *   every job that pulled `internal`).
+ * A worker given a usable config and a free port (0) starts, registers and answers /metrics.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Redis } from 'ioredis';
+import { RedisKeys } from '../../core/src/redis-keys.ts';
+import { startRedis, waitUntil, type RunningRedis } from '../../test/harness/redis.ts';
+import { spawnSbx, type ManagedProcess } from '../../test/harness/stack.ts';
+import { removeCgroupTree } from './cgroup-parent.ts';
+
+const runId = randomBytes(4).toString('hex');
+const CGROUP_PARENT = `sbx-test-${runId}`;
+const keys = new RedisKeys('sbx');
+const scratch = mkdtempSync(join(tmpdir(), 'sbx-worker-start-'));
+let redis: RunningRedis;
+let client: Redis;
+const workers: ManagedProcess[] = [];
+
+before(async () => {
+  redis = await startRedis();
+  client = redis.client();
+});
+after(async () => {
+  await Promise.all(workers.map((w) => w.kill('SIGKILL')));
+  await redis?.stop();
+  removeCgroupTree(CGROUP_PARENT);
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+interface Started {
+  id: string;
+  worker: ManagedProcess;
+  stderr: () => string;
+}
+
+let count = 0;
+function startWorker(env: Record<string, string>): Started {
+  const id = `start-checks-${runId}/${++count}`;
+  const worker = spawnSbx(`worker-${count}`, 'worker/src/main.ts', {
+    SBX_REDIS_URL: redis.url,
+    SBX_STATE_DIR: mkdtempSync(join(scratch, 'state-')),
+    SBX_CGROUP_PARENT: CGROUP_PARENT,
+    SBX_WORKER_ID: id,
+    SBX_HEARTBEAT_MS: '500',
+    SBX_LOG_LEVEL: 'info',
+    ...env,
+  });
+  workers.push(worker);
+  let stderr = '';
+  worker.child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  return { id, worker, stderr: () => stderr };
+}
+
+const isRegistered = async (id: string): Promise<boolean> => (await client.zscore(keys.workers(), id)) !== null || (await client.exists(keys.worker(id))) === 1;
+const exited = (w: ManagedProcess): boolean => w.child.exitCode !== null || w.child.signalCode !== null;
+
+/** Waits until the worker exits or registers (then it is stopped); its exit code and whether it ever registered. */
+async function outcome(s: Started): Promise<{ code: number | null; registered: boolean }> {
+  let registered = false;
+  await waitUntil(async () => {
+    if (exited(s.worker)) return true;
+    registered = await isRegistered(s.id);
+    return registered;
+  }, 120_000, `worker ${s.id} to exit or register`);
+  if (!exited(s.worker)) await s.worker.kill('SIGKILL');
+  registered ||= (await client.zscore(keys.workers(), s.id)) !== null;
+  return { code: s.worker.child.exitCode, registered };
+}
+
+/** The refusal: exit 2, exactly one line naming `variable` (returned), no stack trace, never registered. */
+async function assertRefused(s: Started, variable: string): Promise<string> {
+  const { code, registered } = await outcome(s);
+  assert.deepEqual({ code, registered }, { code: 2, registered: false }, `exit code, registered (log:\n${s.worker.log()})`);
+  const named = s.stderr().split('\n').filter((l) => l.includes(variable));
+  assert.equal(named.length, 1, `one line naming ${variable} on stderr:\n${s.worker.log()}`);
+  assert.doesNotMatch(s.stderr(), /\n\s+at /, 'a stack trace');
+  assert.doesNotMatch(s.worker.log(), /sbx worker ready/);
+  assert.deepEqual(await client.zrange(keys.workers(), 0, -1), [], 'the workers index');
+  return named[0]!;
+}
+
+test('SBX_WORKER_METRICS_PORT on a port another process listens on: exit 2 naming it, before registering', async () => {
+  const holder: Server = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  const port = (holder.address() as { port: number }).port;
+  try {
+    const line = await assertRefused(startWorker({ SBX_WORKER_METRICS_PORT: String(port) }), 'SBX_WORKER_METRICS_PORT');
+    assert.equal(line, `  SBX_WORKER_METRICS_PORT="${port}": cannot listen on 127.0.0.1:${port}: the port is in use (EADDRINUSE); free it or choose another (0 = a free port)`);
+  } finally {
+    await new Promise((r) => holder.close(r));
+  }
+});
+
+test('SBX_DOCKER_CONFIG that is not JSON: exit 2 naming it and what is wrong, before registering', async () => {
+  const path = join(scratch, 'broken-config.json');
+  writeFileSync(path, `{"auths": {"registry.example:5000": {"auth": "${Buffer.from('u:secret-pw').toString('base64')}"}`);
+  const line = await assertRefused(startWorker({ SBX_DOCKER_CONFIG: path }), 'SBX_DOCKER_CONFIG');
+  assert.match(line, new RegExp(`^  SBX_DOCKER_CONFIG="${path}": is not valid JSON( \\(at character \\d+\\))?; a Docker config\\.json is expected$`));
+});
+
+test('SBX_DOCKER_CONFIG naming no file: exit 2 naming it', async () => {
+  const path = join(scratch, 'no-such-config.json');
+  const line = await assertRefused(startWorker({ SBX_DOCKER_CONFIG: path }), 'SBX_DOCKER_CONFIG');
+  assert.equal(line, `  SBX_DOCKER_CONFIG="${path}": no such file (ENOENT); unset it for no registry credentials`);
+});
+
+test('SBX_DOCKER_CONFIG of the wrong shape: exit 2 naming the registry', async () => {
+  const path = join(scratch, 'shape-config.json');
+  writeFileSync(path, JSON.stringify({ auths: { 'registry.example:5000': 'u:pw' } }));
+  const line = await assertRefused(startWorker({ SBX_DOCKER_CONFIG: path }), 'SBX_DOCKER_CONFIG');
+  assert.equal(line, `  SBX_DOCKER_CONFIG="${path}": not a Docker config.json: auths["registry.example:5000"] must be an object`);
+});
+
+test('a usable SBX_DOCKER_CONFIG and a free metrics port (0): the worker starts, registers, answers /metrics, stops with 0', async () => {
+  const path = join(scratch, 'good-config.json');
+  writeFileSync(path, JSON.stringify({ auths: { 'registry.example:5000': { username: 'u', password: 'pw' } } }));
+  const s = startWorker({ SBX_DOCKER_CONFIG: path, SBX_WORKER_METRICS_PORT: '0' });
+  const { registered } = await outcome({ ...s, worker: { ...s.worker, kill: async () => {} } });
+  assert.equal(registered, true, `the worker did not register:\n${s.worker.log()}`);
+  assert.ok(!exited(s.worker), `the worker exited:\n${s.worker.log()}`);
+  const logged = s.worker.log().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; port?: number; registries?: string[] });
+  assert.deepEqual(logged.find((l) => l.msg === 'registry credentials loaded')?.registries, ['registry.example:5000']);
+  const port = logged.find((l) => l.msg === 'worker metrics listening')?.port;
+  assert.ok(port, 'the metrics port is logged');
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(await res.text(), /^# HELP /m);
+  await s.worker.kill('SIGTERM');
+  assert.equal(s.worker.child.exitCode, 0, s.worker.log());
+  assert.equal(await isRegistered(s.id), false, 'still in the workers index after stopping');
+});

@@ -16,7 +16,7 @@ const INDEX = 'sbx:tenant:default:jobs';
 
 before(async () => {
   redis = await startRedis();
-  t = createTestApp(redis, { SBX_JOB_TTL_SECONDS: '60' });
+  t = createTestApp(redis, { SBX_JOB_TTL_SECONDS: '60', SBX_WEBHOOK_RETRY_MS: '60000' }); // webhooks retried only while records live
 });
 after(async () => {
   await t?.close();

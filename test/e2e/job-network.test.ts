@@ -63,9 +63,10 @@ describe('network "egress"', () => {
     const egress = res.body.egress!;
     assert.equal(egress.connections, 2);
     assert.equal(egress.refused, 0);
-    assert.equal(egress.bytesSent, 62, 'the tunnelled request (a plain-HTTP request has no body here)');
+    // The tunnelled request's 62 bytes, and the plain-HTTP request's head (counted since heads count).
+    assert.ok(egress.bytesSent > 62 + 40 && egress.bytesSent < 62 + 1000, JSON.stringify(egress));
     assert.ok(egress.bytesReceived > 100, JSON.stringify(egress));
-    assert.deepEqual(receiptOf(res.body).network, { mode: 'egress', egressHosts: null, connections: 2, refused: 0, bytesSent: 62, bytesReceived: egress.bytesReceived }, 'the signed receipt says the job had network');
+    assert.deepEqual(receiptOf(res.body).network, { mode: 'egress', egressHosts: null, connections: 2, refused: 0, bytesSent: egress.bytesSent, bytesReceived: egress.bytesReceived }, 'the signed receipt says the job had network');
   });
 
   test('from inside the job: Redis, the API, the registry, metadata and private addresses are refused, nothing reaches them, and there is no other way out', async () => {

@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import { egressAllowList } from '../../../core/src/egress/egress-allow.ts';
 import { parsePortSet } from '../../../core/src/egress/port-set.ts';
 import { createLogger } from '../../../core/src/logger.ts';
-import { startEgressProxy, type EgressProxy } from './egress-proxy.ts';
+import { MAX_PIPELINED, startEgressProxy, type EgressProxy } from './egress-proxy.ts';
 import { JobEgressRules } from './job-egress-rules.ts';
 
 const logger = createLogger('egress-proxy-test', 'silent');
@@ -324,5 +324,159 @@ describe('egress proxy and names that do not resolve', () => {
       await p.close();
     }
     dns.close();
+  });
+});
+
+describe('egress proxy and pipelined requests', () => {
+  const serve = (server: net.Server) => new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as net.AddressInfo).port)));
+  const pipelined = (port: number, n: number, text: (i: number) => string) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(Array.from({ length: n }, (_, i) => text(i)).join('')));
+    let reply = '';
+    s.on('data', (c) => (reply += c));
+    s.on('error', () => {});
+    return { socket: s, reply: () => reply };
+  };
+  /** Resolves once `done()` holds, or after `ms` (a bounded wait, not a timing assertion). */
+  const until = async (done: () => boolean, ms: number) => {
+    for (const end = Date.now() + ms; !done() && Date.now() < end;) await new Promise((r) => setTimeout(r, 20));
+  };
+
+  it('requests pipelined on a client connection open at most maxConnections connections out (a destination that never answers)', async () => {
+    const accepted: net.Socket[] = [];
+    const mute = net.createServer((s) => { accepted.push(s); s.on('error', () => {}); s.resume(); });
+    const mutePort = await serve(mute);
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${mutePort}`), ports: parsePortSet('*')!, maxConnections: 2 });
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j7', logger });
+    const jobs = [0, 1].map(() => pipelined(p.address().port, 500, (i) => `GET http://127.0.0.1:${mutePort}/${i} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    // Until more than 2 connections arrive (the defect), or 1 s (their 429s wait behind answers that never come).
+    await until(() => accepted.length > 2, 1000);
+    assert.ok(accepted.length <= 2, `${accepted.length} connections reached the destination (maxConnections 2)`);
+    const usage = await p.close();
+    assert.ok(usage.connections <= 2, JSON.stringify(usage.connections));
+    assert.ok(usage.refusals.some((r) => r.reason === `more than ${MAX_PIPELINED} requests pipelined on one connection`), 'the requests were read, and turned away');
+    for (const j of jobs) j.socket.destroy();
+    for (const s of accepted) s.destroy();
+    await new Promise((r) => mute.close(r));
+  });
+
+  it('pipelined requests are answered one after another, in order, on one connection', async () => {
+    let connections = 0;
+    const counting = http.createServer((req, res) => res.end(`answer to ${req.url}\n`));
+    counting.on('connection', () => void connections++);
+    const port = await serve(counting);
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${port}`), ports: parsePortSet('*')!, maxConnections: 2 });
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j8', logger });
+    const job = pipelined(p.address().port, 6, (i) => `GET http://127.0.0.1:${port}/${i} HTTP/1.1\r\nHost: x\r\n${i === 5 ? 'Connection: close\r\n' : ''}\r\n`);
+    await new Promise((r) => job.socket.once('close', r));
+    assert.deepEqual([...job.reply().matchAll(/answer to \/(\d)/g)].map((m) => Number(m[1])), [0, 1, 2, 3, 4, 5]);
+    assert.equal(connections, 6, 'each on a connection of its own');
+    await p.close();
+    await new Promise((r) => { counting.closeAllConnections(); counting.close(r); });
+  });
+
+  it('a job that does not read its answers holds up the destination: nothing piles up in the worker', async () => {
+    const chunk = Buffer.alloc(65536, 0x61);
+    let written = 0;
+    let accepted = 0;
+    const endless = net.createServer((s) => {
+      accepted++;
+      s.on('error', () => {});
+      s.once('data', () => {
+        s.write('HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n');
+        const pump = () => { while (!s.destroyed) { written += chunk.length; if (!s.write(chunk)) return void s.once('drain', pump); } };
+        pump();
+      });
+    });
+    const port = await serve(endless);
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${port}`), ports: parsePortSet('*')!, maxConnections: 4, maxBytes: null });
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j9', logger });
+    const job = net.connect(p.address().port, '127.0.0.1');
+    job.on('error', () => {});
+    job.pause(); // never reads
+    job.write(`GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: x\r\n\r\n`.repeat(100));
+    // Until the destination has been stalled for a while (or 3 s), with a bound far below 100 answers' worth.
+    let last = -1;
+    await until(() => { const stalled = written === last; last = written; return stalled && written > 0; }, 3000);
+    await until(() => false, 200);
+    assert.ok(written < 64 * 2 ** 20, `${(written / 2 ** 20).toFixed(0)} MiB written by a destination the job does not read, on ${accepted} connections`);
+    assert.equal(accepted, 1, 'one connection out for one client connection');
+    await p.close();
+    job.destroy();
+    await new Promise((r) => endless.close(r));
+  });
+});
+
+describe('egress proxy budget and headers', () => {
+  it('request and response heads count against the bytes a job may move', async () => {
+    let seen = 0;
+    const heady = http.createServer((_req, res) => { seen++; res.setHeader('x-pad', 'p'.repeat(4000)); res.end(); });
+    await new Promise<void>((r) => heady.listen(0, '127.0.0.1', r));
+    const port = (heady.address() as net.AddressInfo).port;
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${port}`), ports: parsePortSet('*')!, maxConnections: 64, maxBytes: 20_000 });
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j10', logger });
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const r = await exchange(p.address().port, `GET http://127.0.0.1:${port}/ HTTP/1.1\r\nHost: x\r\nX-Pad: ${'q'.repeat(4000)}\r\nConnection: close\r\n\r\n`).catch(() => ({ reply: '' }));
+      statuses.push(statusOf(r.reply));
+    }
+    const usage = await p.close();
+    assert.equal(usage.limitReached, true, JSON.stringify({ ...usage, statuses }));
+    assert.ok(seen <= 3, `${seen} requests of 8 KB reached the destination through a 20,000-byte budget`);
+    assert.ok(usage.bytesSent > 8000 && usage.bytesReceived > 8000, JSON.stringify(usage));
+    assert.equal(statuses.at(-1), 403);
+    await new Promise((r) => { heady.closeAllConnections(); heady.close(r); });
+  });
+});
+
+describe('egress proxy and Host', () => {
+  it('sends Host from the URL (not the job\'s: no domain fronting), keeps Host and Content-Length whatever Connection names, adds Host to HTTP/1.0', async () => {
+    const seen: Array<{ host?: string; length?: string; body: string }> = [];
+    const echo = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => { seen.push({ host: req.headers.host, length: req.headers['content-length'], body }); res.end('ok'); });
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const port = (echo.address() as net.AddressInfo).port;
+    const rules = new JobEgressRules({ allow: egressAllowList(`127.0.0.1:${port}`), ports: parsePortSet('*')!, maxConnections: 64 });
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j11', logger });
+    const fronted = await exchange(p.address().port, `GET http://127.0.0.1:${port}/a HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n`);
+    const named = await exchange(p.address().port, `GET http://127.0.0.1:${port}/b HTTP/1.1\r\nHost: evil.example\r\nConnection: host, content-length, close\r\nContent-Length: 5\r\n\r\nhello`);
+    const old = await exchange(p.address().port, `GET http://127.0.0.1:${port}/c HTTP/1.0\r\n\r\n`);
+    assert.deepEqual([fronted, named].map((r) => statusOf(r.reply)), [200, 200]);
+    assert.match(old.reply, /^HTTP\/1\.[01] 200/);
+    assert.deepEqual(seen, [
+      { host: `127.0.0.1:${port}`, length: undefined, body: '' },
+      { host: `127.0.0.1:${port}`, length: '5', body: 'hello' },
+      { host: `127.0.0.1:${port}`, length: undefined, body: '' },
+    ]);
+    await p.close();
+    await new Promise((r) => { echo.closeAllConnections(); echo.close(r); });
+  });
+});
+
+describe('egress proxy and the worker host\'s own addresses', () => {
+  it('refuses an address of one of the host\'s interfaces though it is public, by literal and by name', async () => {
+    const { hostAddresses } = await import('../../../core/src/egress/host-addresses.ts');
+    const own = hostAddresses(() => ({ lo: [{ address: '127.0.0.1' }], eth0: [{ address: '93.184.215.14' }, { address: '2606:2800:21f:cb07:6820:80da:af6b:8b2c' }] }));
+    const rules = new JobEgressRules({ allow: [], ports: parsePortSet('*')!, maxConnections: 64, ownAddresses: own });
+    const resolve: import('../../../core/src/egress/bounded-lookup.ts').LookupAll = (_name, _o, cb) => queueMicrotask(() => cb(null, [{ address: '93.184.215.14', family: 4 }]));
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j12', logger, resolve, connectTimeoutMs: 500 });
+    const literal = await exchange(p.address().port, 'CONNECT 93.184.215.14:443 HTTP/1.1\r\n\r\n');
+    assert.equal(statusOf(literal.reply), 403);
+    assert.match(literal.reply, /refused 93\.184\.215\.14:443: 93\.184\.215\.14 is this worker host's own address/);
+    for (const a of ['[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:80', '[::ffff:93.184.215.14]:80']) {
+      const r = await exchange(p.address().port, `GET http://${a}/ HTTP/1.1\r\nHost: ${a}\r\nConnection: close\r\n\r\n`);
+      assert.equal(statusOf(r.reply), 403, a);
+    }
+    const byName = await exchange(p.address().port, 'CONNECT worker.example:443 HTTP/1.1\r\n\r\n');
+    assert.equal(statusOf(byName.reply), 403);
+    assert.match(byName.reply, /worker\.example has no public address .*the worker host's own/);
+    const usage = await p.close();
+    assert.equal(usage.connections, 0);
+    // SBX_JOB_EGRESS_ALLOW naming it lets it through.
+    const allowing = new JobEgressRules({ allow: egressAllowList('93.184.215.14:443'), ports: parsePortSet('*')!, maxConnections: 64, ownAddresses: own });
+    assert.equal(allowing.precheck('93.184.215.14', 443), null);
+    assert.match(allowing.precheck('93.184.215.14', 80) ?? '', /own address/);
   });
 });

@@ -12,10 +12,18 @@
  *   again;
  * - a refusal is a 403 whose body says why (curl, pip and git print it), counted, and the first ones
  *   are kept for the job's document (`egress.refusals`);
- * - at most `maxConnections` client connections at once (more get a 429); connecting times out
- *   after `connectTimeoutMs` (504);
- * - past `maxBytes` moved both ways together (at most one read more), every connection is cut and
- *   new ones are refused (`egress.limitReached`).
+ * - at most `maxConnections` client connections at once (more get a 429), and as many connections
+ *   out: the plain-HTTP requests one client connection pipelines are forwarded one at a time (each
+ *   on a connection of its own, the next once the last one's is closed), at most
+ *   MAX_PIPELINED waiting behind it (more get a 429); connecting times out after
+ *   `connectTimeoutMs` (504);
+ * - bytes are piped with backpressure both ways: a job that does not read holds up its
+ *   destination, nothing piles up here;
+ * - plain HTTP is sent with `Host` from the request's URL, whatever Host the job sent (RFC 9112
+ *   §3.2.2: the host judged is the host asked), and a Connection header cannot drop Host,
+ *   Content-Length or Transfer-Encoding;
+ * - past `maxBytes` moved both ways together (request and response heads included; at most one
+ *   read more), every connection is cut and new ones are refused (`egress.limitReached`).
  *
  * close() ends every connection and closes the listener, which lets the job's namespace go.
  */
@@ -44,6 +52,8 @@ export const EGRESS_PROXY_ENV: Readonly<Record<string, string>> = {
   NODE_USE_ENV_PROXY: '1',
 };
 const MAX_REFUSALS_KEPT = 20;
+/** Plain-HTTP requests one client connection may have waiting behind the one being forwarded. */
+export const MAX_PIPELINED = 16;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own: never forwarded either way. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'proxy-authenticate', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
@@ -80,18 +90,36 @@ function connectTarget(authority: string | undefined): Target | null {
   return { host: new URL(`http://${m[1]}/`).hostname, port };
 }
 
-/** Headers to forward: everything but hop-by-hop ones and those the Connection header names. */
+/** What a Connection header may not name for removal: the message's framing and Host (RFC 9112 §3.2.2, §6). */
+const NOT_HOP_BY_HOP = new Set(['host', 'content-length', 'transfer-encoding']);
+
+/** Headers to forward: everything but hop-by-hop ones and those the Connection header names (not framing or Host). */
 function forwardable(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
-  const named = new Set(String(headers.connection ?? '').toLowerCase().split(',').map((h) => h.trim()).filter(Boolean));
+  const named = new Set(String(headers.connection ?? '').toLowerCase().split(',').map((h) => h.trim()).filter((h) => h && !NOT_HOP_BY_HOP.has(h)));
   const out: http.OutgoingHttpHeaders = {};
   for (const [k, v] of Object.entries(headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !named.has(k)) out[k] = v;
   return out;
 }
 
+/** The bytes of a request head as sent: request line, each header line, the empty line. */
+function headBytes(method: string, path: string, headers: http.OutgoingHttpHeaders): number {
+  let n = method.length + path.length + 13; // "M P HTTP/1.1\r\n" + "\r\n"
+  for (const [k, v] of Object.entries(headers)) {
+    for (const one of Array.isArray(v) ? v : [v]) n += k.length + 4 + Buffer.byteLength(String(one));
+  }
+  return n + 19; // "Connection: close\r\n" (no agent: http.request adds it)
+}
+
+/** The plain-HTTP requests of one client connection: one forwarded at a time, the rest waiting. */
+interface Pipeline {
+  busy: boolean;
+  waiting: Array<() => void>;
+}
+
 /** Status and the text the job sees for an upstream failure; `reason` for a refusal's record. */
 function failure(e: NodeJS.ErrnoException, t: Target): { status: number; text: string; refused: boolean; reason: string } {
   const fail = (status: number, reason: string, refused = false) => ({ status, text: refused ? `refused ${t.host}:${t.port}: ${reason}` : reason, refused, reason });
-  if ((e as { code?: string }).code === 'egress_refused') return fail(403, `${t.host} has no public address (loopback, private, link-local and other special-purpose addresses are refused)`, true);
+  if ((e as { code?: string }).code === 'egress_refused') return fail(403, `${t.host} has no public address (loopback, private, link-local and other special-purpose addresses, and the worker host's own, are refused)`, true);
   if (e.code === 'ENOTFOUND') return fail(502, `could not resolve ${t.host}`); // whatever the DNS said (job-dns.ts)
   if (e.code === 'ETIMEDOUT' || e.code === 'sbx_connect_timeout') return fail(504, `connecting to ${t.host}:${t.port} timed out`);
   if (e.code === 'ECONNREFUSED') return fail(502, `${t.host}:${t.port} refused the connection`);
@@ -102,6 +130,8 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   const usage: EgressUsage = { connections: 0, refused: 0, bytesSent: 0, bytesReceived: 0, refusals: [] };
   const clients = new Set<net.Socket>();
   const upstreams = new Set<net.Socket>();
+  const maxConnections = rules.config.maxConnections;
+  const pipelines = new WeakMap<Duplex, Pipeline>();
   const connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
   const { policy } = rules;
   const resolve = opts.resolve ?? dnsOnlyResolve();
@@ -178,11 +208,10 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     answerRaw(socket, status, text);
     socket.destroySoon();
   };
+  const tooManyText = `more than ${maxConnections} connections at once (SBX_JOB_EGRESS_CONNECTIONS)`;
   server.on('connection', (socket: net.Socket) => {
     if (usage.limitReached) return turnAway(socket, 403, budgetText(), budgetText());
-    if (clients.size >= rules.config.maxConnections) {
-      return turnAway(socket, 429, `at most ${rules.config.maxConnections} connections at once`, `more than ${rules.config.maxConnections} connections at once (SBX_JOB_EGRESS_CONNECTIONS)`);
-    }
+    if (clients.size >= maxConnections) return turnAway(socket, 429, `at most ${maxConnections} connections at once`, tooManyText);
     clients.add(socket);
     socket.once('close', () => clients.delete(socket));
   });
@@ -205,10 +234,15 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
       refuse(String(req.url).slice(0, 300), null, 'not a host:port');
       return answerRaw(client, 400, 'CONNECT needs host:port');
     }
+    if (pipelines.get(client)?.busy) return void client.destroy(); // a CONNECT pipelined behind a plain request: nothing sane to answer
     const why = judged(target);
     if (why) {
       refuse(target.host, target.port, why);
       return answerRaw(client, 403, `refused ${target.host}:${target.port}: ${why}`);
+    }
+    if (upstreams.size >= maxConnections) {
+      refuse(target.host, target.port, tooManyText);
+      return answerRaw(client, 429, `at most ${maxConnections} connections at once`);
     }
     const upstream = dial(target, (s) => {
       client.write('HTTP/1.1 200 Connection established\r\n\r\n');
@@ -248,21 +282,79 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
       refuse(target.host, target.port, why);
       return answer(res, 403, `refused ${target.host}:${target.port}: ${why}`);
     }
-    req.on('data', (c: Buffer) => spend(c.length, 'bytesSent'));
+    // One request of a client connection forwarded at a time: pipelining does not multiply a job's
+    // connections out, and what waits is bounded (past it, a 429; Node stops reading a connection
+    // whose answers pile up unsent).
+    let pipeline = pipelines.get(req.socket);
+    if (!pipeline) pipelines.set(req.socket, (pipeline = { busy: false, waiting: [] }));
+    const p = pipeline;
+    const next = () => {
+      p.busy = false;
+      for (let go = p.waiting.shift(); go; go = p.waiting.shift()) {
+        if (!req.socket.destroyed) return go();
+      }
+    };
+    const go = () => {
+      p.busy = true;
+      let over = false;
+      const done = () => void (over || ((over = true), next())); // once
+      try {
+        forward(req, res, url, target, done);
+      } catch (e) {
+        done();
+        throw e;
+      }
+    };
+    if (!p.busy) return go();
+    if (p.waiting.length >= MAX_PIPELINED) {
+      refuse(target.host, target.port, `more than ${MAX_PIPELINED} requests pipelined on one connection`);
+      return answer(res, 429, `at most ${MAX_PIPELINED} requests waiting on one connection`);
+    }
+    p.waiting.push(() => {
+      if (res.destroyed || req.destroyed) return next();
+      guarded(go, () => (res.headersSent ? res.destroy() : answer(res, 502, 'the request could not be forwarded')))();
+    });
+  }, (_req, res) => (res.headersSent ? res.destroy() : answer(res, 502, 'the request could not be forwarded'))));
+
+  /** Forwards one plain-HTTP request; `done` once its answer is over and its connection out closed. */
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse, url: URL, target: Target, done: () => void): void => {
+    if (upstreams.size >= maxConnections) {
+      refuse(target.host, target.port, tooManyText);
+      answer(res, 429, `at most ${maxConnections} connections at once`);
+      return done();
+    }
+    const path = `${url.pathname}${url.search}`;
+    // Host is the URL's (RFC 9112 §3.2.2): the host judged is the host reached, whatever the job's Host said.
+    const headers = { ...forwardable(req.headers), host: url.host };
+    spend(headBytes(req.method ?? 'GET', path, headers), 'bytesSent');
+    if (usage.limitReached) { // its connection was cut with every other one
+      res.destroy();
+      return done();
+    }
+    let pending = 2; // the job's answer over, the connection out closed
+    const step = () => void (--pending === 0 && done());
     let connected = false;
-    const socket = dial(target, () => void (connected = true), (e) => {
+    const socket = dial(target, (s) => {
+      connected = true;
+      s.on('data', (c: Buffer) => spend(c.length, 'bytesReceived')); // the answer's head, framing and body
+    }, (e) => {
       const f = failure(e, target);
       if (f.refused) refuse(target.host, target.port, f.reason);
       if (!res.headersSent) answer(res, f.status, f.text);
       else res.destroy();
     });
+    socket.once('close', step);
+    res.once('close', () => {
+      socket.destroy();
+      step();
+    });
+    req.on('data', (c: Buffer) => spend(c.length, 'bytesSent'));
     const up = http.request({
-      createConnection: () => socket, method: req.method, path: `${url.pathname}${url.search}`, headers: forwardable(req.headers), setHost: false, // no agent: createConnection's socket, this request only
+      createConnection: () => socket, method: req.method, path, headers, setHost: false, // no agent: createConnection's socket, this request only
     });
     up.on('response', guarded((r: http.IncomingMessage) => {
       r.on('error', () => res.destroy()); // the destination reset mid-answer: so is the job's
       res.writeHead(r.statusCode ?? 502, r.statusMessage, forwardable(r.headers));
-      r.on('data', (c: Buffer) => spend(c.length, 'bytesReceived'));
       r.pipe(res);
     }, (r) => {
       r.destroy();
@@ -276,7 +368,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     });
     res.once('close', () => up.destroy());
     req.pipe(up);
-  }, (_req, res) => (res.headersSent ? res.destroy() : answer(res, 502, 'the request could not be forwarded'))));
+  };
 
   server.on('clientError', (_e, socket) => socket.destroy());
 

@@ -4,9 +4,15 @@
  * narrowed by the job's own `egressHosts`. What can be judged from the request alone is judged
  * before any DNS lookup (`precheck`); the address is judged on what the name resolved to, by the
  * connector (core/src/egress/guarded-connector.ts), and again on the connected socket.
+ *
+ * The worker host's own interface addresses are refused like loopback (unless SBX_JOB_EGRESS_ALLOW
+ * names them), public or not: a job must not reach the worker host's own services, whatever they
+ * listen on.
  */
 import { EgressPolicy } from '../../../core/src/egress/egress-policy.ts';
 import { normalizeHostName, type EgressAllowEntry } from '../../../core/src/egress/egress-allow.ts';
+import { isPublicAddress } from '../../../core/src/egress/address-class.ts';
+import { hostAddresses, type OwnAddresses } from '../../../core/src/egress/host-addresses.ts';
 import { bareAddress, parseIp } from '../../../core/src/egress/ip-address.ts';
 import type { PortSet } from '../../../core/src/egress/port-set.ts';
 
@@ -20,7 +26,12 @@ export interface JobEgressConfig {
   maxConnections: number;
   /** SBX_JOB_EGRESS_BYTES: bytes one job may move through its proxy, both ways together (null: no limit). */
   maxBytes?: number | null;
+  /** The worker host's own addresses (default: its interfaces' addresses, read at most every 5 s). */
+  ownAddresses?: OwnAddresses;
 }
+
+/** One reader of the host's interfaces for every job's rules. */
+const theHostsAddresses = hostAddresses();
 
 /** `*.example.com` matches the subdomains of example.com; anything else the name itself. */
 function hostMatches(pattern: string, name: string): boolean {
@@ -33,7 +44,7 @@ export class JobEgressRules {
 
   /** `hosts`: the job's egressHosts (none: every public host). */
   constructor(readonly config: JobEgressConfig, hosts?: readonly string[]) {
-    this.policy = new EgressPolicy(config.allow);
+    this.policy = new EgressPolicy(config.allow, { ownAddresses: config.ownAddresses ?? theHostsAddresses });
     this.hosts = hosts?.length ? hosts.map(normalizeHostName) : null;
   }
 
@@ -43,7 +54,9 @@ export class JobEgressRules {
     const name = normalizeHostName(bareAddress(host));
     const literal = parseIp(name) !== null;
     if (this.hosts && (literal || !this.hosts.some((p) => hostMatches(p, name)))) return `${name} is not one of the job's egressHosts`;
-    if (literal && !this.policy.allows({ host, port, address: name })) return `${name} is not a public address`;
+    if (literal && !this.policy.allows({ host, port, address: name })) {
+      return isPublicAddress(name) ? `${name} is this worker host's own address` : `${name} is not a public address`;
+    }
     return null;
   }
 }

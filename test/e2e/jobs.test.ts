@@ -263,6 +263,12 @@ describe('a job from submit to exit', () => {
     const wide = await run(['sh', '-c', 'i=0; while [ $i -lt 1000 ]; do printf "\\303\\251"; i=$((i+1)); done'], { limits: { outputBytes: 101, outputTailBytes: 51 } });
     assert.equal(wide.body.output!.stdout, 'é'.repeat(50), JSON.stringify(wide.body.output));
     assert.deepEqual(wide.body.outputDroppedBytes, { stdout: 1900, stderr: 0 });
+
+    // A start that ends inside a character ends with U+FFFD, as without a tail (it vanished before,
+    // its byte kept but shown nowhere).
+    const cut = await run(['printf', 'abcde\\303\\251\\303\\251XYZ'], { limits: { outputBytes: 10, outputTailBytes: 4 } });
+    assert.equal(cut.body.output!.stdout, 'abcde\ufffdXYZ', JSON.stringify(cut.body.output));
+    assert.deepEqual(cut.body.outputDroppedBytes, { stdout: 3, stderr: 0 });
   });
 
   test('limits.outputTailBytes above limits.outputBytes or 1 MiB is a 400', async () => {

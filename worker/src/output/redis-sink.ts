@@ -128,7 +128,11 @@ export class RedisOutputSink {
     const contiguous = this.seen[name] + tail.length === this.written[name];
     if (!contiguous) {
       this.truncated = true;
-      this.decoders[name] = new StringDecoder('utf8'); // a character cut at the start's end is left out with the gap
+      // A character cut at the start's end: U+FFFD, as where the output is cut without a tail (its
+      // bytes were kept, so they are not among the dropped ones); the tail starts on a new character.
+      const cut = this.decoders[name].end();
+      if (cut) this.push(name, cut);
+      this.decoders[name] = new StringDecoder('utf8');
     }
     this.keep(name, contiguous ? tail : fromCharStart(tail));
   }

@@ -473,14 +473,21 @@ function parseApiKeys(raw: string, ctx: z.RefinementCtx): ApiKey[] {
   return keys;
 }
 
+/**
+ * Where JSON.parse's error is, without the text around it (V8's message quotes it: keys,
+ * credentials): ' (at character N)', or '' when the message names no position.
+ */
+export function jsonErrorAt(e: unknown): string {
+  const at = /position (\d+)/.exec((e as Error).message)?.[1];
+  return at ? ` (at character ${at})` : '';
+}
+
 function parseApiKeysJson(text: string, ctx: z.RefinementCtx): ApiKey[] {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    // V8's message quotes the text around the fault: here, keys. Only where it is.
-    const at = /position (\d+)/.exec((e as Error).message)?.[1];
-    ctx.addIssue({ code: 'custom', message: `is not valid JSON${at ? ` (at character ${at})` : ''}` });
+    ctx.addIssue({ code: 'custom', message: `is not valid JSON${jsonErrorAt(e)}` });
     return [];
   }
   const parsed = z.array(ApiKeyEntry, { error: 'must be a JSON array of {key, tenant, role?, quota?}' }).safeParse(json);

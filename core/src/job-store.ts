@@ -4,7 +4,7 @@
  * Shared by the API (create, read, cancel, list) and the worker (transition, output).
  */
 import { Redis } from 'ioredis';
-import { defineScripts, luaScript } from './redis-scripts.ts';
+import { defineScripts, luaEvalText, luaScript } from './redis-scripts.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 import { isFinished, type CallbackState, type JobDocument, type JobEventType, type JobOutput, type JobSpec, type JobStatus, type LiveUsage, type OutputFileInfo } from './job-spec.ts';
@@ -16,10 +16,10 @@ import { sendTogether, sendTogetherThisTurn } from './redis-together.ts';
 
 const CREATE = luaScript('createJob-2');
 /** createJob-2's text without its leading comment, as sent with each EVAL (createThenQueue). */
-const CREATE_LUA = CREATE.lua.replace(/^--\[\[[\s\S]*?\]\]\n/, '');
+const CREATE_LUA = luaEvalText(CREATE);
 const INDEX = luaScript('indexJob-1');
 /** indexJob-1's text without its leading comment, as sent with each EVAL (createThenQueue). */
-const INDEX_LUA = INDEX.lua.replace(/^--\[\[[\s\S]*?\]\]\n/, '');
+const INDEX_LUA = luaEvalText(INDEX);
 /**
  * How much longer than its longest-lived record a tenant's index lives: its TTL is set when a job is
  * created, the record's final TTL is set when the job ends (at most the record's first TTL later).

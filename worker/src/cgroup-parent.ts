@@ -50,19 +50,28 @@ export function removeEmptyCgroupPath(relPath: string): number {
  * can be removed (the kernel refuses one with processes), so live jobs are never touched.
  */
 export function removeCgroupTree(relPath: string): void {
-  const walk = (dir: string): void => {
-    let children: Dirent[] = [];
-    try {
-      children = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const c of children) if (c.isDirectory()) walk(join(dir, c.name));
-    try {
-      rmdirSync(dir);
-    } catch {
-      // busy or already gone
-    }
-  };
-  for (const root of hierarchies()) walk(join(root, relPath));
+  for (const root of hierarchies()) removeCgroupDir(join(root, relPath));
+}
+
+/** The groups directly below `dir` (none if it cannot be read). */
+export function cgroupChildren(dir: string): string[] {
+  let children: Dirent[];
+  try {
+    children = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  return children.filter((c) => c.isDirectory()).map((c) => c.name);
+}
+
+/** rmdir the group `dir` (absolute) and every group below it, deepest first; false if any is still there. */
+export function removeCgroupDir(dir: string): boolean {
+  let ok = true;
+  for (const c of cgroupChildren(dir)) ok = removeCgroupDir(join(dir, c)) && ok;
+  try {
+    rmdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') ok = false; // busy: a process in it
+  }
+  return ok;
 }

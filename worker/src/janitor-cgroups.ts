@@ -13,10 +13,10 @@
  * (`j_…`, `pool-<pid>-<n>`), or that has none, is left alone. Worker ids map to subtree names as in
  * worker/src/main.ts.
  */
-import { readdirSync, readFileSync, rmdirSync, statSync, type Dirent } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RedisClient } from '../../core/src/redis.ts';
-import { hierarchies } from './cgroup-parent.ts';
+import { cgroupChildren, hierarchies, removeCgroupDir } from './cgroup-parent.ts';
 import type { RedisKeys } from '../../core/src/redis-keys.ts';
 
 /** A worker's subtree name below SBX_CGROUP_PARENT (worker/src/main.ts). */
@@ -48,16 +48,6 @@ export interface GoneWorkerCgroups {
   left: string[];
 }
 
-function subdirs(dir: string): string[] {
-  let children: Dirent[];
-  try {
-    children = readdirSync(dir, { withFileTypes: true });
-  } catch {
-    return [];
-  }
-  return children.filter((c) => c.isDirectory()).map((c) => c.name);
-}
-
 /** Whether any group in `dir`'s subtree (it included) has a process. */
 function holdsProcesses(dir: string): boolean {
   try {
@@ -65,19 +55,7 @@ function holdsProcesses(dir: string): boolean {
   } catch {
     // gone meanwhile, or not a cgroup directory: nothing to hold
   }
-  return subdirs(dir).some((c) => holdsProcesses(join(dir, c)));
-}
-
-/** rmdir `dir` and every group below it, deepest first; false if any is still there. */
-function removeTree(dir: string): boolean {
-  let ok = true;
-  for (const c of subdirs(dir)) ok = removeTree(join(dir, c)) && ok;
-  try {
-    rmdirSync(dir);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') ok = false;
-  }
-  return ok;
+  return cgroupChildren(dir).some((c) => holdsProcesses(join(dir, c)));
 }
 
 /** The subtree names of the live workers (heartbeat key present) in the index. One ZRANGE and one pipeline. */
@@ -104,7 +82,7 @@ export async function liveWorkerCgroupNames(redis: RedisClient, keys: RedisKeys)
 export async function removeGoneWorkerCgroups(parent: string, self: string, live: () => Promise<Set<string>>, root = '/sys/fs/cgroup', minAgeMs = MIN_AGE_MS): Promise<GoneWorkerCgroups> {
   const mounts = hierarchies(root);
   const names = new Set<string>();
-  for (const m of mounts) for (const n of subdirs(join(m, parent))) if (n !== self) names.add(n);
+  for (const m of mounts) for (const n of cgroupChildren(join(m, parent))) if (n !== self) names.add(n);
   const result: GoneWorkerCgroups = { removed: [], left: [] };
   if (!names.size) return result;
   const liveBefore = await live();
@@ -115,7 +93,7 @@ export async function removeGoneWorkerCgroups(parent: string, self: string, live
     if (dirs.some((d) => youngerThan(d, minAgeMs))) continue; // a worker starting: not heartbeating yet
     // sbx's: groups only of jobs and pooled setups, and at least one (an empty group under a parent
     // shared with other software, SBX_CGROUP_PARENT=system.slice, could be anyone's).
-    const children = dirs.map(subdirs);
+    const children = dirs.map(cgroupChildren);
     const ours = children.every((names) => names.every((c) => JOB_GROUP.test(c))) && children.some((names) => names.length > 0);
     if (!ours || dirs.some(holdsProcesses)) result.left.push(name);
     else candidates.push(name);
@@ -125,7 +103,7 @@ export async function removeGoneWorkerCgroups(parent: string, self: string, live
   for (const name of candidates) {
     if (liveNow.has(name)) continue;
     let ok = true;
-    for (const m of mounts) ok = removeTree(join(m, parent, name)) && ok;
+    for (const m of mounts) ok = removeCgroupDir(join(m, parent, name)) && ok;
     (ok ? result.removed : result.left).push(name);
   }
   return result;

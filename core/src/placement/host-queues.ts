@@ -11,10 +11,10 @@ import { Queue, type Job } from 'bullmq';
 import type { RedisClient } from '../redis.ts';
 import { hostQueueName, QUEUE_NAME, type RedisKeys } from '../redis-keys.ts';
 import type { QueuedJob } from '../job-queue.ts';
-import { luaScript } from '../redis-scripts.ts';
+import { luaEvalText, luaScript } from '../redis-scripts.ts';
 
 /** removeEmptyHostQueue-11 without its leading comment: sent as EVAL (rare: a worker gone for good). */
-const REMOVE_EMPTY = luaScript('removeEmptyHostQueue-11').lua.replace(/^--\[\[[\s\S]*?\]\]\n/, '');
+const REMOVE_EMPTY = luaEvalText(luaScript('removeEmptyHostQueue-11'));
 /** The queue keys removeEmptyHostQueue-11 takes, in its order. */
 const REMOVE_EMPTY_KEYS = ['wait', 'paused', 'active', 'prioritized', 'delayed', 'waiting-children', 'completed', 'failed', 'meta', 'events', 'id'] as const;
 

@@ -5,7 +5,7 @@
  * Hub's are normalised to docker.io.
  */
 import { readFile } from 'node:fs/promises';
-import { ConfigError } from '../../../../core/src/config.ts';
+import { ConfigError, jsonErrorAt } from '../../../../core/src/config.ts';
 import type { RegistryCredentials } from './registry-auth.ts';
 
 const HUB_ALIASES = new Set(['index.docker.io', 'registry-1.docker.io', 'registry.hub.docker.com', 'docker.io']);
@@ -118,9 +118,7 @@ export async function loadWorkerDockerConfig(path: string, variable = 'SBX_DOCKE
   try {
     json = JSON.parse(text);
   } catch (e) {
-    // V8's message may quote the text around the fault: here, credentials. Only where it is.
-    const at = /position (\d+)/.exec((e as Error).message)?.[1];
-    fail(`is not valid JSON${text.trim() === '' ? ' (empty)' : at ? ` (at character ${at})` : ''}; a Docker config.json is expected`);
+    fail(`is not valid JSON${text.trim() === '' ? ' (empty)' : jsonErrorAt(e)}; a Docker config.json is expected`);
   }
   const problems = dockerConfigProblems(json);
   if (problems.length) fail(`not a Docker config.json: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? `; and ${problems.length - 3} more` : ''}`);

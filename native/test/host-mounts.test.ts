@@ -18,7 +18,7 @@ const skip = unique === 'unsupported' ? 'this kernel has no unique mount ids (ST
 
 const withHostMounts = path.join(import.meta.dirname, '..', 'bench', 'with-host-mounts.py');
 
-interface Result { windows: number[]; pooled: boolean[]; hostMounts: number }
+interface Result { windows: number[]; pooled: boolean[]; direct: unknown[]; hostMounts: number }
 
 // One cgroup parent, rootfs and scratch for the whole file (each launch below gets its own state dir).
 const parent = uniqueParent('hostmounts');
@@ -57,7 +57,8 @@ describe('a job\'s start and the host\'s mount table', { skip }, () => {
 
   it('pooled setups copy none of the host\'s mounts: with 1000 more, a job and its next setup make a few dozen', async () => {
     const r = await launchWith(1000, 'pooled');
-    assert.deepEqual(r.pooled, [true, true, true], 'each job ran in a pooled setup');
+    // A window whose job found no live setup went direct (the launcher's fallback) and was run again.
+    assert.deepEqual(r.pooled, [true, true, true], `three jobs ran in a pooled setup; went direct: ${JSON.stringify(r.direct)}`);
     assert.ok(fewest(r) < 500, `mounts made per window: ${r.windows.join(', ')}`);
   });
 

@@ -256,7 +256,8 @@ export const envSchema = z.object({
   // Egress allow-list (core/src/egress): what registries, their redirects and token servers, mirrors
   // and webhooks may reach although it is not a public address. Loopback, private (RFC 1918,
   // fc00::/7, CGNAT 100.64/10), link-local (169.254.169.254), multicast, unspecified and other
-  // special-purpose addresses are refused (egress_refused) unless named here, checked on the address
+  // special-purpose addresses, and the host's own interface addresses, are refused (egress_refused)
+  // unless named here, checked on the address
   // actually connected to. Comma list of host (any port), host:port, IP, IP:port, [IPv6]:port or
   // CIDR, e.g. 127.0.0.1:5000,registry.internal,10.0.0.0/8; '0.0.0.0/0,::/0' turns filtering off.
   SBX_EGRESS_ALLOW: egressAllow,

@@ -159,13 +159,14 @@ export class InvalidImageError extends SbxError {
 
 /**
  * An outbound connection (registry, redirect, token server, mirror, webhook) to an address that is
- * not public and not allow-listed. Raised before connecting, with one message whatever the port
- * and whatever listens there, so that it tells nothing about the network behind it.
+ * not public, or is one of the host's own, and is not allow-listed. Raised before connecting, with
+ * one message whatever the port, whatever listens there and whichever of the two it is, so that it
+ * tells nothing about the network behind it.
  */
 export class EgressRefusedError extends SbxError {
   constructor(host: string) {
     const shown = host.length > 100 ? `${host.slice(0, 100)}…` : host;
-    super('egress_refused', `connecting to ${shown} is refused: it is not a public address (loopback, private, link-local and other special-purpose addresses need an SBX_EGRESS_ALLOW entry)`);
+    super('egress_refused', `connecting to ${shown} is refused: it is not a public address, or it is one of this host's own (loopback, private, link-local and other special-purpose addresses, and the host's own, need an SBX_EGRESS_ALLOW entry)`);
   }
 }
 

@@ -6,14 +6,14 @@
  * (guarded-connector.ts), so a name that resolves, or re-resolves, to 127.0.0.1 gets no further
  * than the literal would.
  *
- * With `ownAddresses` (the host's own interface addresses: host-addresses.ts), those are refused too
- * unless an allow-list entry names them: a public IP on one of the host's interfaces reaches the
- * host's own services (whatever listens on 0.0.0.0), not the internet.
+ * The host's own interface addresses (host-addresses.ts) are refused too unless an allow-list entry
+ * names them: a public IP on one of the host's interfaces reaches the host's own services (whatever
+ * listens on 0.0.0.0: the worker's metrics, a node exporter, the kubelet), not the internet.
  */
 import { EgressRefusedError } from '../errors.ts';
 import { isPublicAddress } from './address-class.ts';
 import { normalizeHostName, type EgressAllowEntry } from './egress-allow.ts';
-import { addressKey, type OwnAddresses } from './host-addresses.ts';
+import { addressKey, thisHostsAddresses, type OwnAddresses } from './host-addresses.ts';
 import { bareAddress, inPrefix, parseIp, unmapped } from './ip-address.ts';
 
 export interface EgressDestination {
@@ -33,7 +33,8 @@ function matches(entry: EgressAllowEntry, d: EgressDestination, address: Uint8Ar
 export class EgressPolicy {
   /**
    * `allow`: what may be reached although not public (none: public addresses only).
-   * `opts.ownAddresses`: this host's own addresses, refused although public unless `allow` names them.
+   * `opts.ownAddresses`: this host's own addresses, refused although public unless `allow` names
+   * them (default: its interfaces' addresses, read at most every 5 s).
    */
   constructor(readonly allow: readonly EgressAllowEntry[] = [], private readonly opts: { ownAddresses?: OwnAddresses } = {}) {}
 
@@ -47,8 +48,7 @@ export class EgressPolicy {
 
   /** Whether `address` is one of this host's own (only asked of public addresses: the others are refused anyway). */
   private isOwn(address: Uint8Array): boolean {
-    const own = this.opts.ownAddresses?.();
-    return own !== undefined && own.size > 0 && own.has(addressKey(address)!);
+    return (this.opts.ownAddresses ?? thisHostsAddresses)().has(addressKey(address)!);
   }
 
   /** Throws EgressRefusedError unless `d` is allowed. */

@@ -22,7 +22,7 @@ export type OwnAddresses = () => ReadonlySet<string>;
 const DEFAULT_TTL_MS = 5_000;
 
 /** This host's interface addresses, read from `source` at most every `ttlMs` (a failing read keeps the last set). */
-export function hostAddresses(source: InterfaceSource = os.networkInterfaces, ttlMs = DEFAULT_TTL_MS, now: () => number = Date.now): OwnAddresses {
+export function hostAddresses(source: InterfaceSource = () => os.networkInterfaces(), ttlMs = DEFAULT_TTL_MS, now: () => number = Date.now): OwnAddresses {
   let set: ReadonlySet<string> = new Set();
   let readAt = -Infinity;
   return () => {
@@ -40,3 +40,6 @@ export function hostAddresses(source: InterfaceSource = os.networkInterfaces, tt
     return set;
   };
 }
+
+/** One reader of this host's interfaces for every policy of the process (EgressPolicy's default). */
+export const thisHostsAddresses: OwnAddresses = hostAddresses();

@@ -12,7 +12,7 @@
 import { EgressPolicy } from '../../../core/src/egress/egress-policy.ts';
 import { normalizeHostName, type EgressAllowEntry } from '../../../core/src/egress/egress-allow.ts';
 import { isPublicAddress } from '../../../core/src/egress/address-class.ts';
-import { hostAddresses, type OwnAddresses } from '../../../core/src/egress/host-addresses.ts';
+import type { OwnAddresses } from '../../../core/src/egress/host-addresses.ts';
 import { bareAddress, parseIp } from '../../../core/src/egress/ip-address.ts';
 import type { PortSet } from '../../../core/src/egress/port-set.ts';
 
@@ -30,9 +30,6 @@ export interface JobEgressConfig {
   ownAddresses?: OwnAddresses;
 }
 
-/** One reader of the host's interfaces for every job's rules. */
-const theHostsAddresses = hostAddresses();
-
 /** `*.example.com` matches the subdomains of example.com; anything else the name itself. */
 function hostMatches(pattern: string, name: string): boolean {
   return pattern.startsWith('*.') ? name.endsWith(pattern.slice(1)) && name.length > pattern.length - 1 : name === pattern;
@@ -44,7 +41,7 @@ export class JobEgressRules {
 
   /** `hosts`: the job's egressHosts (none: every public host). */
   constructor(readonly config: JobEgressConfig, hosts?: readonly string[]) {
-    this.policy = new EgressPolicy(config.allow, { ownAddresses: config.ownAddresses ?? theHostsAddresses });
+    this.policy = new EgressPolicy(config.allow, config.ownAddresses ? { ownAddresses: config.ownAddresses } : {});
     this.hosts = hosts?.length ? hosts.map(normalizeHostName) : null;
   }
 

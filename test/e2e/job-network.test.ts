@@ -69,6 +69,17 @@ describe('network "egress"', () => {
     assert.deepEqual(receiptOf(res.body).network, { mode: 'egress', egressHosts: null, connections: 2, refused: 0, bytesSent: egress.bytesSent, bytesReceived: egress.bytesReceived }, 'the signed receipt says the job had network');
   });
 
+  test('startedAt is stamped before the command runs, its egress proxy\'s setup included: finishedAt − startedAt covers usage.wallMs', async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await run('true');
+      assert.equal(res.body.status, 'succeeded', JSON.stringify(res.body));
+      const { startedAt, finishedAt } = res.body.timings;
+      const span = Date.parse(finishedAt!) - Date.parse(startedAt!);
+      // Both stamps are whole milliseconds: at most 1 ms each way.
+      assert.ok(span + 2 >= res.body.usage!.wallMs, `finishedAt − startedAt ${span} ms, usage.wallMs ${res.body.usage!.wallMs} ms`);
+    }
+  });
+
   test('from inside the job: Redis, the API, the registry, metadata and private addresses are refused, nothing reaches them, and there is no other way out', async () => {
     const redis = target.client(); // one connection, counted before and after alike
     const redisBefore = await connectionsReceived(redis);

@@ -217,6 +217,9 @@ export class JobRunner {
       if (!stillOurs) return void logger.warn({ jobId: id }, 'job was settled as lost before it started here (this worker looked dead): not started');
       const launchSpec = withInteractive(built, stored.spec);
       const imageRef = image.reference;
+      // Stamped as the launch begins: the command may run before start() resolves, and well before
+      // the egress proxy below serves it (finishedAt − startedAt must cover usage.wallMs).
+      const startedAt = new Date();
       const launched = await this.start(id, launchSpec).catch((e: unknown) => {
         throw stored.spec.workdir ? e : imageWorkdirError(imageRef, e);
       });
@@ -233,7 +236,6 @@ export class JobRunner {
       watchLiveUsage(store, id, launched, this.deps.liveUsageMs ?? 0, logger);
       job.launched = launched;
       if (job.cancelled) launched.kill();
-      const startedAt = new Date();
       doc = { ...doc, status: 'running', timings: { ...doc.timings, startedAt: startedAt.toISOString(), startMs: startedAt.getTime() - pulledAt.getTime() } };
       this.deps.metrics.startSeconds.observe((startedAt.getTime() - pulledAt.getTime()) / 1000);
       // `running` is recorded while the command runs; its output and its end follow on the same

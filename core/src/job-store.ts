@@ -368,15 +368,24 @@ export class JobStore {
     return rows.map(([eid, fields]) => toEvent(eid, fields));
   }
 
-  /** A tenant's job ids, newest first, starting after `cursor` (score:id of the last one seen). */
+  /**
+   * A tenant's job ids, newest first, starting after `cursor` (score:id of the last one seen; it may
+   * have left the index since). Empty: none left.
+   */
   async listIds(tenant: string, limit: number, cursor: { score: number; id: string } | null): Promise<Array<{ id: string; score: number }>> {
     const max = cursor ? String(cursor.score) : '+inf';
-    const raw = await this.redis.zrevrangebyscore(this.keys.tenantJobs(tenant), max, '-inf', 'WITHSCORES', 'LIMIT', 0, limit + 64);
-    const items: Array<{ id: string; score: number }> = [];
-    for (let i = 0; i < raw.length; i += 2) items.push({ id: raw[i]!, score: Number(raw[i + 1]) });
-    if (!cursor) return items;
-    // Members with the cursor's score sort by id descending; skip up to and including the cursor.
-    return items.filter((it) => it.score < cursor.score || it.id < cursor.id);
+    const count = limit + 64;
+    // Members with the cursor's score (jobs created in the same millisecond) sort by id descending:
+    // those up to and including the cursor are skipped. Past `count` of them a read can hold only
+    // those, so the next read starts further on (one read unless a millisecond had that many).
+    for (let offset = 0; ; offset += count) {
+      const raw = await this.redis.zrevrangebyscore(this.keys.tenantJobs(tenant), max, '-inf', 'WITHSCORES', 'LIMIT', offset, count);
+      const items: Array<{ id: string; score: number }> = [];
+      for (let i = 0; i < raw.length; i += 2) items.push({ id: raw[i]!, score: Number(raw[i + 1]) });
+      if (!cursor) return items;
+      const after = items.filter((it) => it.score < cursor.score || it.id < cursor.id);
+      if (after.length > 0 || items.length < count) return after;
+    }
   }
 
   async forgetFromIndex(tenant: string, ids: string[]): Promise<void> {

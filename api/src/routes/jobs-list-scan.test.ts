@@ -41,3 +41,28 @@ test('a filter matching none of 2,500 jobs reads at most 1,000 records a page, a
   assert.equal(queued.items.length, 500);
   assert.ok(queued.nextCursor);
 });
+
+test('paging one at a time goes through 100 jobs created in the same millisecond, each once', async () => {
+  const body = JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest', command: ['true'] });
+  const ids: string[] = [];
+  for (let i = 0; i < 100; i++) {
+    const res = await stack.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    assert.equal(res.status, 202);
+    ids.push(((await res.json()) as JobDocument).id);
+  }
+  // Every one of them in one millisecond (later than the other test's jobs: listed first). No API
+  // keys: the tenant is 'default'.
+  const client = stack.redis.client();
+  const index = stack.deps.keys.tenantJobs('default');
+  for (const id of ids) assert.equal(await client.zadd(index, 'XX', 'CH', 1_800_000_000_000, id), 1);
+  const listed: string[] = [];
+  let cursor: string | null = null;
+  for (let pages = 0; pages < 150 && listed.length < 100; pages++) {
+    const res = await stack.app.request(`/v1/jobs?limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+    const page = (await res.json()) as { items: JobDocument[]; nextCursor: string | null };
+    listed.push(...page.items.map((d) => d.id));
+    cursor = page.nextCursor;
+    if (!cursor) break;
+  }
+  assert.deepEqual(listed, [...ids].sort().reverse(), `the 100, newest first (by id within the millisecond): ${listed.length} listed`);
+});

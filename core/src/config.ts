@@ -8,6 +8,7 @@ import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
 import { EGRESS_ALLOW_SYNTAX, normalizeHostName, parseEgressAllow } from './egress/egress-allow.ts';
+import { parseIp } from './egress/ip-address.ts';
 import { parsePortSet } from './egress/port-set.ts';
 import { registryName } from './image-ref.ts';
 import { parseSecretsKey } from './secrets/secret-box.ts';
@@ -308,6 +309,9 @@ export const envSchema = z.object({
   // Each job slot s runs as host uids SBX_UID_BASE + s*65536 … + 65535 (container root is not host root).
   SBX_UID_BASE: int(1, 4_000_000_000).default(100_000),
   SBX_WORKER_METRICS_PORT: int(0, 65535).optional(),
+  // Where that listener listens: loopback by default; 0.0.0.0 (or the pod's address) where a
+  // Prometheus elsewhere scrapes it, as in a Kubernetes pod. An IP address, not a name.
+  SBX_WORKER_METRICS_HOST: z.string().trim().refine((s) => parseIp(s) !== null, 'must be an IP address, e.g. 127.0.0.1, 0.0.0.0 or ::').default('127.0.0.1'),
   // P29: aggregate limits on all jobs of one worker together (its cgroup parent). Memory defaults to
   // the host's RAM less a reserve for the worker, Redis and the kernel; pids to half of what the
   // host's kernel allows (defaultJobsPids).

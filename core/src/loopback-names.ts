@@ -31,3 +31,11 @@ export function isLoopbackName(name: string): boolean {
 export function namesLoopback(header: string): boolean {
   return isLoopbackName(hostHeaderName(header));
 }
+
+/**
+ * Whether a `Host` header is an IP address (with or without a port): what a scraper reaching a
+ * listener by its address sends. Never a page's by DNS rebinding, which sends its own domain name.
+ */
+export function namesAnAddress(header: string): boolean {
+  return parseIp(hostHeaderName(header)) !== null;
+}

@@ -12,8 +12,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Redis } from 'ioredis';
@@ -142,4 +143,48 @@ test('a usable SBX_DOCKER_CONFIG and a free metrics port (0): the worker starts,
   await s.worker.kill('SIGTERM');
   assert.equal(s.worker.child.exitCode, 0, s.worker.log());
   assert.equal(await isRegistered(s.id), false, 'still in the workers index after stopping');
+});
+
+/** GET http://127.0.0.1:`port``path` with `host` as its Host header; the status. */
+function statusWithHost(address: string, port: number, host: string, path = '/metrics'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ hostname: address, port, path, headers: { host } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('SBX_WORKER_METRICS_HOST=0.0.0.0 (a pod, scraped at its address): a Host that is an IP address is answered, a name other than localhost is not (DNS rebinding)', async () => {
+  const s = startWorker({ SBX_WORKER_METRICS_PORT: '0', SBX_WORKER_METRICS_HOST: '0.0.0.0' });
+  await waitUntil(async () => exited(s.worker) || s.worker.log().includes('worker metrics listening'), 60_000, 'the metrics listener');
+  const line = s.worker.log().split('\n').find((l) => l.includes('worker metrics listening'))!;
+  const { host, port } = JSON.parse(line) as { host: string; port: number };
+  assert.equal(host, '0.0.0.0');
+  assert.equal(await statusWithHost('127.0.0.1', port, `10.1.2.3:${port}`), 200, 'scraped as a pod is, by its address');
+  assert.equal(await statusWithHost('127.0.0.1', port, `[fd00::1]:${port}`), 200);
+  assert.equal(await statusWithHost('127.0.0.1', port, `localhost:${port}`), 200);
+  assert.equal(await statusWithHost('127.0.0.1', port, `rebound.example:${port}`), 403);
+  // Off loopback for real where this machine has such an address.
+  const outside = Object.values(networkInterfaces()).flat().find((i) => i && !i.internal && i.family === 'IPv4');
+  if (outside) assert.equal(await statusWithHost(outside.address, port, `${outside.address}:${port}`), 200, `by ${outside.address}`);
+  await s.worker.kill('SIGTERM');
+});
+
+test('by default the metrics listener is on loopback: an IP address of another machine as Host is refused', async () => {
+  const s = startWorker({ SBX_WORKER_METRICS_PORT: '0' });
+  await waitUntil(async () => exited(s.worker) || s.worker.log().includes('worker metrics listening'), 60_000, 'the metrics listener');
+  const line = s.worker.log().split('\n').find((l) => l.includes('worker metrics listening'))!;
+  const { host, port } = JSON.parse(line) as { host: string; port: number };
+  assert.equal(host, '127.0.0.1');
+  assert.equal(await statusWithHost('127.0.0.1', port, `127.0.0.1:${port}`), 200);
+  assert.equal(await statusWithHost('127.0.0.1', port, `10.1.2.3:${port}`), 403);
+  await s.worker.kill('SIGTERM');
+});
+
+test('SBX_WORKER_METRICS_HOST that is not an IP address: exit 2 naming it', async () => {
+  const line = await assertRefused(startWorker({ SBX_WORKER_METRICS_PORT: '0', SBX_WORKER_METRICS_HOST: 'metrics.internal' }), 'SBX_WORKER_METRICS_HOST');
+  assert.equal(line, '  SBX_WORKER_METRICS_HOST="metrics.internal": must be an IP address, e.g. 127.0.0.1, 0.0.0.0 or ::');
 });

@@ -7,7 +7,7 @@ import os from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../../core/src/config.ts';
 import { JobStore } from '../../core/src/job-store.ts';
 import { createLogger, type Logger } from '../../core/src/logger.ts';
-import { namesLoopback } from '../../core/src/loopback-names.ts';
+import { isLoopbackHost, namesAnAddress, namesLoopback } from '../../core/src/loopback-names.ts';
 import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const registry = createRegistry('worker', { worker: workerId });
   const metrics = workerMetrics(registry);
   // Listening before this worker registers or takes a job: a port it cannot have stops the start (exit 2).
-  const metricsServer = await exitOnConfigError(startMetricsServer(env.SBX_WORKER_METRICS_PORT, registry, logger));
+  const metricsServer = await exitOnConfigError(startMetricsServer(env.SBX_WORKER_METRICS_PORT, env.SBX_WORKER_METRICS_HOST, registry, logger));
   // Every job this process finishes (runs, janitor's worker_lost), by status and tenant.
   store.onFinished((doc, tenant) => metrics.jobsFinished.inc({ status: doc.status, tenant: metrics.tenants.of(tenant) }));
   const lostJobs = lostJobRecovery(redis, keys, env.SBX_LOST_JOB_REQUEUES, bullConnection); // not started yet: queued again
@@ -263,15 +263,19 @@ async function exitOnConfigError<T>(work: Promise<T>): Promise<T> {
 
 
 /**
- * The worker's /metrics on 127.0.0.1:SBX_WORKER_METRICS_PORT, listening when the promise resolves; a
- * port it cannot listen on (in use, not allowed) is a ConfigError naming the variable.
+ * The worker's /metrics on SBX_WORKER_METRICS_HOST:SBX_WORKER_METRICS_PORT, listening when the
+ * promise resolves; a port it cannot listen on (in use, not allowed) is a ConfigError naming the variable.
  */
-async function startMetricsServer(port: number | undefined, registry: ReturnType<typeof createRegistry>, logger: Logger): Promise<Server | null> {
+async function startMetricsServer(port: number | undefined, host: string, registry: ReturnType<typeof createRegistry>, logger: Logger): Promise<Server | null> {
   if (port === undefined) return null;
+  const onLoopback = isLoopbackHost(host);
   const server = createServer((req, res) => {
-    // Loopback-only, and only for requests addressed to it: not a web page's by DNS rebinding (P64).
-    if (req.headers.host !== undefined && !namesLoopback(req.headers.host)) {
-      res.writeHead(403, { 'Content-Type': 'text/plain' }).end('the worker answers only requests addressed to this machine (Host 127.0.0.1, localhost or [::1])\n');
+    // Only requests addressed to it: not a web page's by DNS rebinding (P64), which names its own
+    // domain. On loopback, a loopback name; listening elsewhere (a pod's address), an IP address too.
+    const asked = req.headers.host;
+    if (asked !== undefined && !namesLoopback(asked) && (onLoopback || !namesAnAddress(asked))) {
+      const named = onLoopback ? 'Host 127.0.0.1, localhost or [::1]' : 'Host an IP address, or localhost';
+      res.writeHead(403, { 'Content-Type': 'text/plain' }).end(`the worker answers only requests addressed to this machine (${named})\n`);
     } else if (req.url === '/metrics') {
       void registry.metrics().then((text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text));
     } else if (req.url === '/healthz') {
@@ -280,15 +284,17 @@ async function startMetricsServer(port: number | undefined, registry: ReturnType
       res.writeHead(404).end();
     }
   });
+  const at = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   await new Promise<void>((resolve, reject) => {
     const refused = (err: NodeJS.ErrnoException) => {
       const why = err.code === 'EADDRINUSE' ? 'the port is in use (EADDRINUSE); free it or choose another (0 = a free port)'
         : err.code === 'EACCES' ? 'not allowed (EACCES): a port below 1024 needs CAP_NET_BIND_SERVICE'
-          : `${err.code ?? err.message}`;
-      reject(new ConfigError([`SBX_WORKER_METRICS_PORT=${JSON.stringify(String(port))}: cannot listen on 127.0.0.1:${port}: ${why}`]));
+          : err.code === 'EADDRNOTAVAIL' ? `${host} is not an address of this machine (EADDRNOTAVAIL): see SBX_WORKER_METRICS_HOST`
+            : `${err.code ?? err.message}`;
+      reject(new ConfigError([`SBX_WORKER_METRICS_PORT=${JSON.stringify(String(port))}: cannot listen on ${at}: ${why}`]));
     };
     server.once('error', refused);
-    server.listen(port, '127.0.0.1', () => {
+    server.listen(port, host, () => {
       server.off('error', refused);
       resolve();
     });
@@ -296,7 +302,7 @@ async function startMetricsServer(port: number | undefined, registry: ReturnType
   // Once listening, a failure of the server is logged: the jobs go on.
   server.on('error', (err) => logger.error({ err: err.message }, 'worker metrics server error'));
   // Port 0 = a free port, logged (as `port`).
-  logger.info({ port: (server.address() as { port: number }).port }, 'worker metrics listening');
+  logger.info({ host, port: (server.address() as { port: number }).port }, 'worker metrics listening');
   return server;
 }
 

@@ -307,7 +307,9 @@ export const envSchema = z.object({
   // Registry credentials per tenant: <dir>/<tenant>.json in config.json format, re-read when changed.
   SBX_TENANT_DOCKER_CONFIG_DIR: readableDir.optional(),
   // Each job slot s runs as host uids SBX_UID_BASE + s*65536 … + 65535 (container root is not host root).
-  SBX_UID_BASE: int(1, 4_000_000_000).default(100_000),
+  // 'auto': the lowest range from 100000 on that no other worker on this host holds
+  // (worker/src/uid-ranges.ts); a number: that range, or the worker refuses to start.
+  SBX_UID_BASE: z.union([z.literal('auto'), int(1, 4_000_000_000)], { error: 'must be auto or a number in decimal digits (like 100000)' }).default('auto'),
   SBX_WORKER_METRICS_PORT: int(0, 65535).optional(),
   // Where that listener listens: loopback by default; 0.0.0.0 (or the pod's address) where a
   // Prometheus elsewhere scrapes it, as in a Kubernetes pod. An IP address, not a name.

@@ -7,6 +7,7 @@ import os from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../../core/src/config.ts';
 import { JobStore } from '../../core/src/job-store.ts';
 import { createLogger, type Logger } from '../../core/src/logger.ts';
+import { claimUidRange } from './uid-ranges.ts';
 import { isLoopbackHost, namesAnAddress, namesLoopback } from '../../core/src/loopback-names.ts';
 import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
@@ -99,8 +100,11 @@ async function main(): Promise<void> {
   // The workers' own queues (placement), for the janitor's removal of a lost worker's and ours at stop.
   const hostQueues = new HostQueues(bullConnection, redis, keys, env.SBX_PLACEMENT_MAX_WAIT_MS);
   const janitor = new Janitor(redis, keys, store, directory, logger, lostJobs, metrics, hostQueues);
+  // The host uids of this worker's slots, claimed on this host (no other worker's jobs run as them).
+  const slotCount = env.SBX_WORKER_SLOTS ?? defaultSlotCount();
+  const uids = await exitOnConfigError(claimUidRange({ base: env.SBX_UID_BASE, slots: slotCount, workerId }));
   const launchOptions: LaunchOptions = {
-    cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: env.SBX_UID_BASE,
+    cgroupParent, stateDir: `${env.SBX_STATE_DIR}/launcher`, uidBase: uids.base,
     parentLimits: { memoryBytes: env.SBX_JOBS_MEMORY_BYTES, pids: env.SBX_JOBS_PIDS },
     fileLocks: env.SBX_JOB_FILE_LOCKS, coreScheduling: env.SBX_CORE_SCHEDULING,
     poolMinIdle: env.SBX_POOL_MIN_IDLE_PERCENT / 100,
@@ -121,7 +125,7 @@ async function main(): Promise<void> {
   );
   await sweepGoneWorkers();
 
-  const slots = new ObservedSlotPool(env.SBX_WORKER_SLOTS ?? defaultSlotCount());
+  const slots = new ObservedSlotPool(slotCount);
   // Placement: take a job only when a slot and its memory (SBX_JOBS_MEMORY_BYTES) fit (worker/src/placement).
   const capacity = new HostCapacity(slots, env.SBX_JOBS_MEMORY_BYTES, env.SBX_PULL_CONCURRENCY);
   metrics.slotsTotal.set(slots.total);
@@ -193,7 +197,7 @@ async function main(): Promise<void> {
 
   // Webhooks of finished jobs (a job's callbackUrl), whoever finished them.
   const webhooks = startWebhookWorker({ connection: bullConnection, keys, store, env, logger: logger.child({ component: 'webhooks' }), metrics });
-  logger.info({ workerId, slots: slots.total, cgroup: host.cgroup, cgroupParent }, 'sbx worker ready');
+  logger.info({ workerId, slots: slots.total, cgroup: host.cgroup, cgroupParent, hostUids: `${uids.base}-${uids.end - 1}` }, 'sbx worker ready');
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -225,6 +229,7 @@ async function main(): Promise<void> {
     await images.close();
     metricsServer?.close();
     for (const c of [redis, sub, bullConnection]) c.disconnect();
+    uids.release();
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

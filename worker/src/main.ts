@@ -144,6 +144,7 @@ async function main(): Promise<void> {
     pullConcurrency: env.SBX_PULL_CONCURRENCY,
     pullTimeoutMs: env.SBX_PULL_TIMEOUT_MS,
     onEvicted: (reason, count) => metrics.cacheEvictions.inc({ reason }, count),
+    onPullsWaiting: (images) => capacity.setPullsWaiting(images), // those hold no pull permit: the intake gate does not count them
     stall: { stallMs: env.SBX_PULL_STALL_MS, stallBytes: env.SBX_PULL_STALL_BYTES },
   });
   await images.warmUp(); // the unpack threads start now, not on the first pull

@@ -63,6 +63,11 @@ export class TenantShares {
     });
   }
 
+  /** Whether take() for `who` would wait now (no free share, or its tenant holds its most). */
+  wouldWait(who: Requester): boolean {
+    return !(this.free > 0 && this.mayTake(who.tenant ?? NO_TENANT));
+  }
+
   private mayTake(tenant: string): boolean {
     return (this.held.get(tenant) ?? 0) < this.perTenant;
   }

@@ -77,6 +77,8 @@ export class HostCapacity {
   private reserved = 0;
   private deciding = 0;
   private wakers: Array<() => void> = [];
+  /** Images whose pulls wait for a permit (the image store's onPullsWaiting): they hold none. */
+  private pullsWaiting: ReadonlySet<string> = new Set();
   /** Told of every change (placement publishes the snapshot). */
   onChange: () => void = () => {};
 
@@ -102,11 +104,22 @@ export class HostCapacity {
     return this.slots.asked + soon + this.deciding;
   }
 
-  /** Distinct images being pulled for the jobs held. */
+  /**
+   * Distinct images being pulled for the jobs held, or about to be: not those whose pull waits for a
+   * permit. Those hold none (a tenant's pulls past its share wait so that the permit left is
+   * another tenant's): counted here, one tenant's slow pulls closed this gate, and no other
+   * tenant's job, even one on a cached image, left the queue until they ended.
+   */
   private get pulls(): number {
     const images = new Set<string>();
-    for (const h of this.holds) if (h.phase === 'acquiring' && !h.imageCached) images.add(h.image);
+    for (const h of this.holds) if (h.phase === 'acquiring' && !h.imageCached && !this.pullsWaiting.has(h.image)) images.add(h.image);
     return images.size;
+  }
+
+  /** The image store's pulls waiting for a permit changed (ImageStoreOptions.onPullsWaiting). */
+  setPullsWaiting(images: ReadonlySet<string>): void {
+    this.pullsWaiting = images;
+    this.changed();
   }
 
   /** Jobs held whose image is being pulled. */

@@ -13,18 +13,44 @@ export interface PullBoundsOptions {
   pullConcurrency?: number;
   /** A pull not done after this long fails with image_pull_failed (SBX_PULL_TIMEOUT_MS). Default 10 min. */
   pullTimeoutMs?: number;
+  /**
+   * Told, whenever it changes, which images' pulls wait for a permit (canonical references): such a
+   * pull holds none, so the worker's intake gate must not count it as one (placement/capacity.ts).
+   */
+  onPullsWaiting?: (images: ReadonlySet<string>) => void;
 }
 
 export class PullBounds {
   /** Permits for pulls (not for cache hits, nor for joining a pull in progress). */
   private readonly permits: TenantShares;
   private readonly timeoutMs: number;
+  /** Pulls waiting for a permit, per image. */
+  private readonly waiting = new Map<string, number>();
 
   /** `closing` aborts every pull, waiting or running (the store closes). */
-  constructor(opts: PullBoundsOptions, private readonly closing: AbortSignal) {
+  constructor(private readonly opts: PullBoundsOptions, private readonly closing: AbortSignal) {
     const total = opts.pullConcurrency ?? DEFAULT_PULL_CONCURRENCY;
     this.permits = new TenantShares(total, Math.max(1, total - 1)); // one permit always left for other tenants
     this.timeoutMs = opts.pullTimeoutMs ?? DEFAULT_PULL_TIMEOUT_MS;
+  }
+
+  /** A permit for a pull of `image`, noting the wait (if it waits) for onPullsWaiting. */
+  private async permit(image: string, who: Requester, signal: AbortSignal): Promise<() => void> {
+    if (!this.permits.wouldWait(who)) return this.permits.take(who, signal);
+    this.waiting.set(image, (this.waiting.get(image) ?? 0) + 1);
+    this.tellWaiting();
+    try {
+      return await this.permits.take(who, signal);
+    } finally {
+      const left = this.waiting.get(image)! - 1;
+      if (left > 0) this.waiting.set(image, left);
+      else this.waiting.delete(image);
+      this.tellWaiting();
+    }
+  }
+
+  private tellWaiting(): void {
+    this.opts.onPullsWaiting?.(new Set(this.waiting.keys()));
   }
 
   /**
@@ -34,7 +60,7 @@ export class PullBounds {
    * work failed with.
    */
   async run<T>(image: string, who: Requester, abandoned: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const release = await this.permits.take(who, AbortSignal.any([abandoned, this.closing]));
+    const release = await this.permit(image, who, AbortSignal.any([abandoned, this.closing]));
     const deadline = new AbortController();
     const ms = this.timeoutMs;
     const timer = setTimeout(() => deadline.abort(new ImagePullFailedError(image, `it did not finish within ${formatMs(ms)} (the pull deadline)`, { retryable: false })), ms);

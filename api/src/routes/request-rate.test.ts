@@ -66,7 +66,10 @@ test('past its rate a tenant\'s requests are 429 with the wait in Retry-After an
 
   const other = await get(`/v1/jobs`, B);
   assert.equal(other.status, 200, 'another tenant is not held back by team-a\'s rate');
-  assert.equal((await get(`/v1/jobs/${id}`, A)).status, 429, 'still past its rate');
+  // Still past its rate: more at once than a full bucket holds (however long the flood took on a
+  // busy machine, and however many tokens came back meanwhile) meet 429s.
+  const more = await Promise.all(Array.from({ length: BURST * 3 }, () => get(`/v1/jobs/${id}`, A)));
+  assert.ok(more.some((r) => r.status === 429), `still past its rate: ${more.filter((r) => r.status === 429).length} of ${more.length} at once refused`);
 
   await new Promise((r) => setTimeout(r, 1000)); // Retry-After
   const again = await get(`/v1/jobs/${id}`, A);

@@ -10,6 +10,9 @@ import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
+/** A cancel's `stop` (docker stop): the signal its command gets first, and how long it has to exit. */
+export const CancelStop = z.strictObject({ graceMs: z.number().int().min(0).max(STOP_GRACE_BOUND.max), signal: z.enum(STOP_SIGNALS) });
+export type CancelStop = z.infer<typeof CancelStop>;
 
 export const ControlMessage = z.discriminatedUnion('type', [
   /**
@@ -19,7 +22,7 @@ export const ControlMessage = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('cancel'),
     id: z.string().regex(/^j_[0-9A-Z]{26}$/),
-    stop: z.strictObject({ graceMs: z.number().int().min(0).max(STOP_GRACE_BOUND.max), signal: z.enum(STOP_SIGNALS) }).optional(),
+    stop: z.lazy(() => CancelStop).optional(),
   }),
   /** Pull this canonical reference into the cache now (policy always). */
   z.strictObject({ type: z.literal('pull'), image: z.string().min(1).max(512) }),

@@ -12,6 +12,7 @@ import { WebhookQueue } from './webhooks/webhook-queue.ts';
 import { openRegistryAuth, sealRegistryAuth, type RegistryAuth } from './secrets/registry-auth.ts';
 import type { SecretBox } from './secrets/secret-box.ts';
 import { TenantIndexSweeper } from './tenant-index-sweeper.ts';
+import { CancelStop } from './control-messages.ts';
 import { sendTogether, sendTogetherThisTurn } from './redis-together.ts';
 
 const CREATE = luaScript('createJob-2');
@@ -343,9 +344,31 @@ export class JobStore {
     return (await this.redis.hget(this.keys.jobState(id), 'cancel')) === '1';
   }
 
-  /** Mark a running job for cancellation (the worker that runs it is told over the control channel). */
-  async requestCancel(id: string): Promise<void> {
-    await this.redis.hset(this.keys.jobState(id), 'cancel', '1');
+  /**
+   * Mark a running job for cancellation, with its `stop` if any (the worker that runs it is told
+   * over the control channel, and reads the marks of its jobs again: cancelsRequested()).
+   */
+  async requestCancel(id: string, stop?: CancelStop): Promise<void> {
+    await this.redis.hset(this.keys.jobState(id), 'cancel', '1', ...(stop ? ['cancelStop', JSON.stringify(stop)] : []));
+  }
+
+  /**
+   * Which of `ids` are marked for cancellation, each with its stop (null: killed at once), in one
+   * round trip. A worker reads these again now and then: the control channel's message is lost
+   * when its subscriber is reconnecting (pub/sub delivers to those subscribed at that moment only).
+   */
+  async cancelsRequested(ids: readonly string[]): Promise<Map<string, CancelStop | null>> {
+    const rows = await Promise.all(sendTogether(this.redis, () => ids.map((id) => this.redis.hmget(this.keys.jobState(id), 'cancel', 'cancelStop'))));
+    const marked = new Map<string, CancelStop | null>();
+    rows.forEach(([cancel, stop], i) => {
+      if (cancel !== '1') return;
+      let parsed: CancelStop | null = null;
+      try {
+        parsed = stop ? CancelStop.parse(JSON.parse(stop)) : null;
+      } catch { /* written by the API from a checked request: unreadable only if tampered with; killed at once */ }
+      marked.set(ids[i]!, parsed);
+    });
+    return marked;
   }
 
   /**

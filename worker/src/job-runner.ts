@@ -126,6 +126,26 @@ export class JobRunner {
     return true;
   }
 
+  /**
+   * Cancels the jobs held here that are marked for cancellation in Redis: the control channel's
+   * message does not reach a subscriber that is reconnecting (a network blip, a Redis restart or
+   * failover), and the job ran on to `succeeded` after DELETE answered 202. Read on every heartbeat
+   * and when the subscriber is back. Returns how many it cancelled.
+   */
+  async recheckCancels(): Promise<number> {
+    // Jobs held but not active yet read the mark with their claim (run()).
+    const ids = [...this.active].filter(([, job]) => !job.cancelled).map(([id]) => id);
+    if (ids.length === 0) return 0;
+    let n = 0;
+    for (const [id, stop] of await this.deps.store.cancelsRequested(ids)) {
+      if (this.active.get(id)?.cancelled) continue; // told meanwhile
+      this.deps.logger.info({ jobId: id }, 'job marked for cancellation in Redis: cancelled (its control message was not received)');
+      this.cancel(id, stop ?? undefined);
+      n++;
+    }
+    return n;
+  }
+
   /** Kill everything (worker shutdown); each run still records its end, as worker_lost. */
   stopAll(): void {
     this.cleanup.stop();

@@ -166,7 +166,12 @@ async function main(): Promise<void> {
     };
     await directory.heartbeat(info, heartbeatTtl);
     await feeder.heartbeat(cached);
+    await recheckCancels();
   };
+  // Cancels whose control message never arrived (the subscriber was reconnecting): read from the
+  // jobs' records on every heartbeat and whenever the subscriber is connected again.
+  const recheckCancels = () => runner.recheckCancels().catch((err: Error) => logger.warn({ err: err.message }, 'reading our jobs\' cancel marks failed'));
+  sub.on('ready', () => void recheckCancels());
   await beat();
   const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
   // Now and then, one worker of the fleet: jobs queued on no queue (an entry lost) are queued again.

@@ -44,7 +44,7 @@ export function registerJobsCancel(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       }
     }
     const stop = stopRequest(c.req.valid('query'), job.spec, deps.config.limits.maxStopGraceMs ?? STOP_GRACE_BOUND.max);
-    await deps.store.requestCancel(job.doc.id);
+    await deps.store.requestCancel(job.doc.id, stop ?? undefined);
     await publishControl(deps.redis, deps.keys, { type: 'cancel', id: job.doc.id, ...(stop ? { stop } : {}) });
     const doc = (await waitForFinish(deps, job.doc.id, CANCEL_GRACE_MS)) ?? job.doc;
     return c.json(doc, 202);

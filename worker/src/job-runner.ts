@@ -13,6 +13,7 @@ import { parseImageReference } from '../../core/src/image-ref.ts';
 import type { EgressUsage, JobDocument, JobPlacement, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
 import type { JobStore, StoredJob, StoredOutputFile } from '../../core/src/job-store.ts';
 import { attemptOf, JobAttempts } from '../../core/src/job-attempts.ts';
+import { settleLostJob, type LostJobRecovery } from '../../core/src/job-lifecycle.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
@@ -56,6 +57,12 @@ export interface RunnerDeps {
   liveUsageMs?: number;
   /** SBX_JOB_EGRESS and its rules: null (or absent) refuses network "egress" jobs. */
   jobEgress?: JobEgressConfig | null;
+  /**
+   * Queues a job again (SBX_LOST_JOB_REQUEUES): at shutdown, jobs whose command has not started
+   * here go back to the queue for another worker, as a crashed worker's do. Without it they end
+   * worker_lost.
+   */
+  recovery?: LostJobRecovery;
 }
 
 const PIPE_DRAIN_MS = 2000;
@@ -73,6 +80,8 @@ interface ActiveJob {
   cancelled: boolean;
   /** Killed because this worker is shutting down, not by the client. */
   shutdown: boolean;
+  /** Past the point of no return: its start is being recorded (or was), its command may run. */
+  started: boolean;
   abort: AbortController;
   launched: Launched | null;
   /** Its queue priority (1 + its tenant's active jobs): orders its wait for a pull permit and a run slot. */
@@ -146,6 +155,33 @@ export class JobRunner {
     return n;
   }
 
+  /**
+   * At shutdown: the jobs whose command has not started here (pulling, or waiting for a slot) stop
+   * now and go back to the queue (handBack). Before, they waited out the shutdown grace and ended
+   * worker_lost, "submit it again", where a crash in the same phase queued them again.
+   */
+  handBackUnstarted(): number {
+    let n = 0;
+    for (const job of this.active.values()) {
+      if (job.started || job.cancelled || job.shutdown) continue;
+      job.shutdown = true;
+      job.abort.abort(SHUTTING_DOWN);
+      n++;
+    }
+    return n;
+  }
+
+  /** A job whose command never started here, back to the queue as a lost worker's would be (settleLostJob); false if it cannot go. */
+  private async handBack(doc: JobDocument): Promise<boolean> {
+    if (!this.deps.recovery || doc.status !== 'pulling') return false;
+    const settled = await settleLostJob(this.deps.store, this.deps.recovery, doc).catch((err: Error) => {
+      this.deps.logger.warn({ jobId: doc.id, err: err.message }, 'handing a job back to the queue at shutdown failed');
+      return null;
+    });
+    if (settled) this.deps.logger.info({ jobId: doc.id, outcome: settled.outcome }, 'job not started here handed back at shutdown');
+    return settled !== null;
+  }
+
   /** Kill everything (worker shutdown); each run still records its end, as worker_lost. */
   stopAll(): void {
     this.cleanup.stop();
@@ -193,7 +229,7 @@ export class JobRunner {
     const startsNow = cachedHere && this.deps.slots.available > 0;
     const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.claim(doc, startsNow), store.isCancelRequested(id)] as const);
     cancelRead.catch(() => {}); // awaited below once claimed; never an unhandled rejection meanwhile
-    const job: ActiveJob = { cancelled: false, shutdown: false, abort: new AbortController(), launched: null, priority };
+    const job: ActiveJob = { cancelled: false, shutdown: false, started: false, abort: new AbortController(), launched: null, priority };
     // A cached image is looked up while the claim is in flight (given back if the claim fails); the
     // cancel flag read with the claim (a cancel that raced with it) applies once claimed.
     let acquiring = cachedHere && !refused ? this.acquire(stored.spec, job, stored.sealedAuth) : null;
@@ -233,6 +269,8 @@ export class JobRunner {
 
       // The point of no return, recorded before the command executes (job-attempts.ts): if this worker
       // is lost from here on the job ends worker_lost; before it, it may be queued again elsewhere.
+      if (job.shutdown) throw SHUTTING_DOWN; // handed back (handBackUnstarted)
+      job.started = true;
       const [built, stillOurs] = await Promise.all([buildLaunchSpec(stored.spec, image, slot), startsNow || this.attempts.markStarted(id, attemptOf(doc))]);
       if (!stillOurs) return void logger.warn({ jobId: id }, 'job was settled as lost before it started here (this worker looked dead): not started');
       const launchSpec = withInteractive(built, stored.spec);
@@ -295,6 +333,7 @@ export class JobRunner {
       const error = classify(e);
       if (error.code === 'internal') logger.error({ err: e, jobId: id }, 'job failed on an internal error');
       else logger.info({ jobId: id, code: error.code }, error.message);
+      if (job.shutdown && !job.started && !job.cancelled && (await this.handBack(doc))) return;
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : job.cancelled ? { status: 'cancelled' as const } : { status: 'error' as const, error };
       await this.finish(stored.tenant, doc, doc.status, ended);
     } finally {
@@ -416,6 +455,8 @@ export class JobRunner {
 }
 
 const SHUT_DOWN = { code: 'worker_lost', message: 'the worker shut down while this job ran; submit it again' };
+/** Why a job not started here stops at shutdown (it goes back to the queue). */
+const SHUTTING_DOWN = new Error('the worker is shutting down');
 
 function outcome(exit: EndInfo, cancelled: boolean): Pick<JobDocument, 'status' | 'exitCode' | 'signal'> {
   const base = { exitCode: exit.exitCode, signal: exit.signal };

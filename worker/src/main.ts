@@ -149,7 +149,7 @@ async function main(): Promise<void> {
   });
   await images.warmUp(); // the unpack threads start now, not on the first pull
   const tenantCredentials = new TenantCredentials(env.SBX_TENANT_DOCKER_CONFIG_DIR);
-  const runner = new JobRunner({ workerId, launchOptions, store, images: observeImages(images, capacity), directory, slots, logger, metrics, tenantCredentials, pullAlwaysFreshMs: env.SBX_PULL_ALWAYS_FRESH_MS, liveUsageMs: env.SBX_LIVE_USAGE_MS, jobEgress: env.SBX_JOB_EGRESS ? { allow: env.SBX_JOB_EGRESS_ALLOW, ports: env.SBX_JOB_EGRESS_PORTS, maxConnections: env.SBX_JOB_EGRESS_CONNECTIONS, maxBytes: env.SBX_JOB_EGRESS_BYTES || null } : null, ...(env.SBX_RECEIPT_KEY_FILE ? { receiptKey: env.SBX_RECEIPT_KEY_FILE } : {}) });
+  const runner = new JobRunner({ workerId, launchOptions, store, recovery: lostJobs, images: observeImages(images, capacity), directory, slots, logger, metrics, tenantCredentials, pullAlwaysFreshMs: env.SBX_PULL_ALWAYS_FRESH_MS, liveUsageMs: env.SBX_LIVE_USAGE_MS, jobEgress: env.SBX_JOB_EGRESS ? { allow: env.SBX_JOB_EGRESS_ALLOW, ports: env.SBX_JOB_EGRESS_PORTS, maxConnections: env.SBX_JOB_EGRESS_CONNECTIONS, maxBytes: env.SBX_JOB_EGRESS_BYTES || null } : null, ...(env.SBX_RECEIPT_KEY_FILE ? { receiptKey: env.SBX_RECEIPT_KEY_FILE } : {}) });
   const feeder = new JobFeeder({
     workerId, connection: bullConnection, redis, keys, store, images, runner, capacity, registry, logger: logger.child({ component: 'placement' }),
     cacheAware: env.SBX_PLACEMENT_CACHE_AWARE, maxWaitMs: env.SBX_PLACEMENT_MAX_WAIT_MS, liveMs: heartbeatTtl,
@@ -210,6 +210,9 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal, running: runner.runningIds.length }, 'shutting down');
+    // Jobs whose command has not started here go back to the queue now, for another worker.
+    const handedBack = runner.handBackUnstarted();
+    if (handedBack) logger.info({ jobs: handedBack }, 'handing jobs not started here back to the queue');
     const grace = setTimeout(() => runner.stopAll(), signal === 'SIGINT' ? 0 : SHUTDOWN_GRACE_MS);
     // If Redis is unreachable the queue cannot close cleanly: never hang on the way out.
     setTimeout(() => {

@@ -45,6 +45,7 @@ describe('/openapi.json', () => {
     assert.deepEqual(without429Header, [], '429 answers without Retry-After described');
     const submit = ops.find((o) => o.at === 'post /v1/jobs')!.op;
     for (const status of ['200', '202']) assert.ok(submit.responses[status]?.headers?.Location, `POST /v1/jobs ${status}: Location`);
+    assert.ok(submit.responses['409'], 'POST /v1/jobs: 409 already_finished (an idempotencyKey whose job record expired)');
     const events = ops.find((o) => o.at === 'get /v1/jobs/{id}/events')!.op;
     assert.ok(events.parameters?.some((p) => p.in === 'header' && p.name.toLowerCase() === 'last-event-id'), 'Last-Event-ID');
     assert.ok(ops.find((o) => o.at === 'get /v1/workers')!.op.responses['503'], 'GET /v1/workers: 503 (it reads Redis)');

@@ -32,7 +32,8 @@ export const jobsCreateRoute = createRoute({
   responses: {
     200: { description: 'With ?wait=true: the finished job, including output. With ?stream=true: its events (text/event-stream), as GET /v1/jobs/{id}/events', content: { 'application/json': { schema: JobDocument }, 'text/event-stream': { schema: z.string() } }, headers: JOB_LOCATION },
     202: { ...json(JobDocument, 'Accepted (Location: /v1/jobs/{id}); with ?wait=true the job as it stands when the wait cap passed'), headers: JOB_LOCATION },
-    ...errors, 413: json(ErrorBody, 'Body too large'), 415: json(ErrorBody, 'Not application/json'),
+    ...errors, 409: json(ErrorBody, 'already_finished: this idempotencyKey already ran a job whose record has expired (SBX_JOB_TTL_SECONDS); it is never run again'),
+    413: json(ErrorBody, 'Body too large'), 415: json(ErrorBody, 'Not application/json'),
     429: rateLimited('rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up, or its storage budget for the hour (`storedBytesPerHour`: job records and output), or it has used its requests per second (`requestsPerSecond`) or has its quota of requests open at once (`requests`), or with ?stream=true its open event streams (`streams`); Retry-After says when to retry. Nothing is created'),
   },
 });

@@ -17,7 +17,7 @@ export async function requeueLostSubmission(deps: AppDeps, quotas: TenantQuotas,
   if (await deps.placement.isWaiting(doc.id)) return false;
   const stored = await deps.store.get(doc.id);
   if (!stored || stored.status !== 'queued') return false; // taken meanwhile
-  const { priority } = await quotas.admit(stored.tenant, doc.id, stored.spec.image, quota);
+  const { priority } = await quotas.admit(stored.tenant, doc.id, quota);
   await deps.queue.add(doc.id, priority, { image: stored.spec.image, memoryBytes: stored.spec.limits.memoryBytes });
   deps.logger.warn({ jobId: doc.id, tenant: stored.tenant }, 'a retried submission found its job queued on no queue (its first submission failed half way): queued it');
   return true;

@@ -21,10 +21,10 @@ const quota: TenantQuota = {
 
 test('an admission Redis applied but whose answer was lost counts its job once when sent again', async () => {
   const keys = new RedisKeys('quota-replay');
-  const quotas = new TenantQuotas(redis.viaProxy, keys, { activeTtlSeconds: 3600, imagesTtlSeconds: 3600 });
+  const quotas = new TenantQuotas(redis.viaProxy, keys, { activeTtlSeconds: 3600 });
   const first = 'j_01M95QUOTAREPLAY0000000001';
   const lost = redis.proxy.loseReplyTo(first);
-  assert.deepEqual(await quotas.admit('t', first, 'reg.example/a:1', quota, 1000), { priority: 1 }, 'admitted first in line, as the tenant\'s only job');
+  assert.deepEqual(await quotas.admit('t', first, quota, 1000), { priority: 1 }, 'admitted first in line, as the tenant\'s only job');
   await lost;
   assert.equal(redis.proxy.lost, 1, 'the admission\'s answer was lost');
 
@@ -32,6 +32,6 @@ test('an admission Redis applied but whose answer was lost counts its job once w
   assert.equal(await direct.get(keys.tenantStored('t', storageHour().hour)), '1000', 'its record\'s bytes counted once against the storage budget');
   // Burst 2, refilled once in 1,000 s: the second submission still has its token and its place (activeJobs 2).
   const second = 'j_01M95QUOTAREPLAY0000000002';
-  assert.deepEqual(await quotas.admit('t', second, 'reg.example/a:1', quota, 1000), { priority: 2 }, 'the second job is admitted: the first took one token and one place');
+  assert.deepEqual(await quotas.admit('t', second, quota, 1000), { priority: 2 }, 'the second job is admitted: the first took one token and one place');
   assert.deepEqual(await direct.zrange(keys.tenantActive('t'), 0, -1, 'WITHSCORES'), [first, '1', second, '2']);
 });

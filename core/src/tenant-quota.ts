@@ -2,7 +2,7 @@
  * Per-tenant quotas, kept in Redis so every API instance enforces the same ones and a restart
  * forgets nothing: a token bucket for submissions per second, a sorted set of the tenant's jobs that
  * are queued or running (added here at submission, removed by JobStore.transition when a job
- * finishes, repaired lazily when it is full), and the images its jobs used (GET /v1/images).
+ * finishes, repaired lazily when it is full).
  * The set also gives each job its queue priority: 1 + the tenant's active jobs, so a tenant with a
  * backlog cannot starve one without (BullMQ takes the lowest priority first, FIFO among equals).
  */
@@ -20,24 +20,22 @@ const ACTIVE_STATUSES: readonly JobStatus[] = ['queued', 'pulling', 'running'];
 /** At most one lazy repair of a tenant's active set in this long (it reads every member's status). */
 const REPAIR_INTERVAL_MS = 1000;
 
-const SCRIPTS = { sbxAdmitJob: luaScript('admitJob-4') };
+const SCRIPTS = { sbxAdmitJob: luaScript('admitJob-3') };
 
 type AdmitResult = ['ok' | 'rate' | 'active' | 'stored', number];
 interface ScriptedClient {
-  sbxAdmitJob(active: string, rate: string, images: string, output: string, ...argv: Array<string | number>): Promise<AdmitResult>;
+  sbxAdmitJob(active: string, rate: string, output: string, ...argv: Array<string | number>): Promise<AdmitResult>;
 }
 
 export interface TenantQuotaOptions {
   /** How long the active set outlives its last submission (a job record's longest life). */
   activeTtlSeconds: number;
-  /** How long a tenant is remembered as a user of an image after its last job with it. */
-  imagesTtlSeconds: number;
 }
 
-/** TTLs from config: the active set lives as long as a job record can; images as long as a finished job. */
+/** TTLs from config: the active set lives as long as a job record can. */
 export function tenantQuotaOptions(config: Config): TenantQuotaOptions {
   const ttl = config.env.SBX_JOB_TTL_SECONDS;
-  return { activeTtlSeconds: ttl + Math.ceil(config.env.SBX_MAX_TIMEOUT_MS / 1000) + 3600, imagesTtlSeconds: ttl };
+  return { activeTtlSeconds: ttl + Math.ceil(config.env.SBX_MAX_TIMEOUT_MS / 1000) + 3600 };
 }
 
 export class TenantQuotas {
@@ -52,14 +50,13 @@ export class TenantQuotas {
   }
 
   /**
-   * Count a new job against its tenant's quota (null = no limits) and record its image; returns its
-   * queue priority. `recordBytes`: what its record will hold, counted against the tenant's storage
+   * Count a new job against its tenant's quota (null = no limits); returns its queue priority. `recordBytes`: what its record will hold, counted against the tenant's storage
    * budget (tenant-storage-budget.ts). Throws RateLimitedError (429, with the wait) when a quota is
    * used up.
    */
-  async admit(tenant: string, jobId: string, image: string, quota: TenantQuota | null, recordBytes = 0): Promise<{ priority: number }> {
-    let result = await this.run(tenant, jobId, image, quota, true, recordBytes);
-    if (result[0] === 'active' && (await this.repair(tenant))) result = await this.run(tenant, jobId, image, quota, false, recordBytes);
+  async admit(tenant: string, jobId: string, quota: TenantQuota | null, recordBytes = 0): Promise<{ priority: number }> {
+    let result = await this.run(tenant, jobId, quota, true, recordBytes);
+    if (result[0] === 'active' && (await this.repair(tenant))) result = await this.run(tenant, jobId, quota, false, recordBytes);
     const [verdict, n] = result;
     if (verdict === 'ok') return { priority: n };
     if (verdict === 'rate') {
@@ -76,20 +73,12 @@ export class TenantQuotas {
     await this.redis.zrem(this.keys.tenantActive(tenant), jobId);
   }
 
-  /** Which of `images` (canonical references) the tenant's jobs used within the images TTL. */
-  async imagesUsed(tenant: string, images: string[]): Promise<Set<string>> {
-    if (images.length === 0) return new Set();
-    const scores = await this.redis.zmscore(this.keys.tenantImages(tenant), ...images);
-    const since = Date.now() - this.opts.imagesTtlSeconds * 1000;
-    return new Set(images.filter((_, i) => scores[i] !== null && Number(scores[i]) >= since));
-  }
-
-  private run(tenant: string, jobId: string, image: string, quota: TenantQuota | null, takeToken: boolean, recordBytes: number): Promise<AdmitResult> {
+  private run(tenant: string, jobId: string, quota: TenantQuota | null, takeToken: boolean, recordBytes: number): Promise<AdmitResult> {
     const { hour, msLeft } = storageHour();
     return this.scripted.sbxAdmitJob(
-      this.keys.tenantActive(tenant), this.keys.tenantRate(tenant), this.keys.tenantImages(tenant), this.keys.tenantStored(tenant, hour),
+      this.keys.tenantActive(tenant), this.keys.tenantRate(tenant), this.keys.tenantStored(tenant, hour),
       jobId, quota?.submitsPerSecond ?? 0, quota?.submitBurst ?? 1, quota?.activeJobs ?? 0, takeToken ? '1' : '0',
-      this.opts.activeTtlSeconds, image, this.opts.imagesTtlSeconds, MAX_PRIORITY, quota?.storedBytesPerHour ?? 0, msLeft, recordBytes,
+      this.opts.activeTtlSeconds, MAX_PRIORITY, quota?.storedBytesPerHour ?? 0, msLeft, recordBytes,
     );
   }
 

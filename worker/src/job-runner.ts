@@ -34,6 +34,7 @@ import type { SlotPool } from './slots.ts';
 import { receiptFor, type StreamDigest } from '../../core/src/receipts/job-receipt.ts';
 import { sendTogether } from '../../core/src/redis-together.ts';
 import { type TenantStorageBudget, TenantStorageBudgets } from '../../core/src/tenant-storage-budget.ts';
+import { TenantImages } from '../../core/src/tenant-images.ts';
 
 export interface RunnerDeps {
   workerId: string;
@@ -103,10 +104,13 @@ export class JobRunner {
   readonly cleanup: LauncherCleanup;
   /** Each tenant's storage budget, shared by its jobs here (the room a charge left carries over). */
   private readonly budgets: TenantStorageBudgets;
+  /** The images each tenant's jobs acquired here, for its GET /v1/images. */
+  private readonly tenantImages: TenantImages;
 
   constructor(private readonly deps: RunnerDeps) {
     this.attempts = new JobAttempts(deps.store.redis, deps.store.keys);
     this.budgets = new TenantStorageBudgets(deps.store.redis, deps.store.keys);
+    this.tenantImages = new TenantImages(deps.store.redis, deps.store.keys, deps.store.ttlSeconds);
     this.cleanup = new LauncherCleanup({ launchOptions: deps.launchOptions, logger: deps.logger, metrics: deps.metrics, retryMs: deps.cgroupSweepRetryMs });
   }
 
@@ -259,6 +263,8 @@ export class JobRunner {
       if ((await cancelRead) || cancelledEarly) this.cancel(id);
       image = await acquiring;
       const pulledAt = new Date();
+      // Acquired for this tenant (its own access): listed to it from now on (not awaited: off the job's path).
+      void this.tenantImages.note(stored.tenant, parseImageReference(stored.spec.image).canonical, image.digest).catch((err: Error) => logger.warn({ jobId: id, err: err.message }, 'recording the tenant\'s use of the image failed'));
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
       this.deps.metrics.pullSeconds.observe({ source: image.pulled ? 'registry' : 'cache' }, doc.timings.pullMs! / 1000);
       if (job.cancelled) return void (await this.finish(stored.tenant, doc, 'pulling', { status: 'cancelled' }));

@@ -5,6 +5,7 @@
  * used. With no keys configured (loopback-only anonymous mode) everything stays allowed.
  * The table must name every route the app serves: a new route without an entry fails here.
  */
+import { TenantImages } from '../../../core/src/tenant-images.ts';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
@@ -131,15 +132,22 @@ describe('with API keys: tenant and admin roles', () => {
     });
   }
 
-  test("a tenant lists only the images its own jobs used; the admin lists all", async () => {
+  test("a tenant lists only the images its own jobs acquired, at the digests they got; the admin lists all", async () => {
     await fakeWorkerHeartbeat(t, []);
-    assert.equal((await call(t, 'POST', '/v1/jobs', ALPHA, { image: IMAGE_A })).status, 202);
+    // What a worker records once a tenant's job has its image (worker/src/job-runner.ts).
+    const acquired = new TenantImages(t.deps.redis, t.deps.keys, 3600);
     const images = async (key: string) => ((await (await call(t, 'GET', '/v1/images', key)).json()) as { items: Array<{ image: string }> }).items.map((i) => i.image).sort();
+    // Submitting names an image without being given it (a private one refused registry_unauthorized): not listed.
+    assert.equal((await call(t, 'POST', '/v1/jobs', ALPHA, { image: IMAGE_A })).status, 202);
+    assert.deepEqual(await images(ALPHA), []);
+    await acquired.note('alpha', IMAGE_A, DIGEST('a'));
     assert.deepEqual(await images(ALPHA), [IMAGE_A]);
     assert.deepEqual(await images(BETA), []);
     assert.deepEqual(await images(ADMIN), [IMAGE_A, IMAGE_B]);
-    // The record is per tenant and per image, not per job: beta using the image too lists it for beta.
-    assert.equal((await call(t, 'POST', '/v1/jobs', BETA, { image: IMAGE_B })).status, 202);
+    // Per tenant, image and digest: beta's job that got IMAGE_B at another digest than the cached one does not list it.
+    await acquired.note('beta', IMAGE_B, DIGEST('c'));
+    assert.deepEqual(await images(BETA), []);
+    await acquired.note('beta', IMAGE_B, DIGEST('b'));
     assert.deepEqual(await images(BETA), [IMAGE_B]);
     assert.deepEqual(await images(ALPHA), [IMAGE_A]);
   });

@@ -2,7 +2,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { publishControl } from '../../../core/src/control-messages.ts';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { parseImageReference } from '../../../core/src/image-ref.ts';
-import { TenantQuotas, tenantQuotaOptions } from '../../../core/src/tenant-quota.ts';
+import { TenantImages, tenantImageMember } from '../../../core/src/tenant-images.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { requireAdmin } from '../middleware/auth.ts';
 import { jsonBody } from '../middleware/json-body.ts';
@@ -32,12 +32,12 @@ export const imagesEvictRoute = createRoute({
 
 /**
  * GET /v1/images — what the live workers have cached (from their heartbeats); a tenant key sees only
- * the images its own jobs used (recorded at submission), an admin key all of them.
+ * the images its own jobs acquired, at the digests they got (tenant-images.ts), an admin key all of them.
  * POST /v1/images — pre-pull on every live worker; DELETE /v1/images/{digest} — evict everywhere:
  * both fleet-wide, so admin keys only.
  */
 export function registerImages(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
-  const quotas = new TenantQuotas(deps.redis, deps.keys, tenantQuotaOptions(deps.config));
+  const tenantImages = new TenantImages(deps.redis, deps.keys, deps.config.env.SBX_JOB_TTL_SECONDS);
   app.openapi(imagesListRoute, async (c) => {
     const byDigest = new Map<string, { image: string; digest: string; sizeBytes: number; workers: string[]; lastUsedAt: string }>();
     for (const w of await deps.workers.list()) {
@@ -51,8 +51,8 @@ export function registerImages(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
     }
     let items = [...byDigest.values()];
     if (c.get('role') !== 'admin') {
-      const used = await quotas.imagesUsed(c.get('tenant'), [...new Set(items.map((i) => i.image))]);
-      items = items.filter((i) => used.has(i.image));
+      const used = await tenantImages.used(c.get('tenant'), items);
+      items = items.filter((i) => used.has(tenantImageMember(i.image, i.digest)));
     }
     return c.json({ items: items.sort((a, b) => b.lastUsedAt.localeCompare(a.lastUsedAt)) }, 200);
   });

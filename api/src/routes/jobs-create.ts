@@ -83,7 +83,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         // Quota (429 when used up), queue priority, and the image recorded as this tenant's.
         // What its record will take in Redis, counted against the tenant's storage budget (recordBytes).
         const stored = quota?.storedBytesPerHour ? recordBytes(JSON.stringify(spec)) : 0;
-        const { priority } = await quotas.admit(tenant, id, spec.image, quota, stored).catch(async (e: unknown) => {
+        const { priority } = await quotas.admit(tenant, id, quota, stored).catch(async (e: unknown) => {
           await giveBackClaim();
           throw e;
         });

@@ -1,17 +1,16 @@
 --[[
   Admit a tenant's new job against its quota (core/src/tenant-quota.ts), atomically, in the
   tenant's slot: the submission token bucket, then the jobs queued or running at once; on
-  success the job joins the tenant's active set with its queue priority, and its image is recorded.
-  KEYS[1] active jobs zset (id -> priority)   KEYS[2] token bucket hash   KEYS[3] images zset
-  KEYS[4] bytes its jobs stored this hour, records and output (core/src/tenant-storage-budget.ts)
+  success the job joins the tenant's active set with its queue priority.
+  KEYS[1] active jobs zset (id -> priority)   KEYS[2] token bucket hash
+  KEYS[3] bytes its jobs stored this hour, records and output (core/src/tenant-storage-budget.ts)
   ARGV[1] job id
   ARGV[2] submissions per second (0 = no limit)   ARGV[3] bucket size (burst)
   ARGV[4] most jobs queued or running (0 = no limit)
   ARGV[5] '1' to take a token, '0' not (a retry after lazy repair has taken it already)
-  ARGV[6] active set ttl seconds   ARGV[7] canonical image ('' = none)   ARGV[8] images ttl seconds
-  ARGV[9] highest priority (BullMQ's limit)
-  ARGV[10] stored bytes per hour (0 = no limit)   ARGV[11] ms until the hour ends
-  ARGV[12] the new job's record, in bytes: counted against ARGV[10] once it is admitted
+  ARGV[6] active set ttl seconds   ARGV[7] highest priority (BullMQ's limit)
+  ARGV[8] stored bytes per hour (0 = no limit)   ARGV[9] ms until the hour ends
+  ARGV[10] the new job's record, in bytes: counted against ARGV[8] once it is admitted
   Output: {'ok', priority} | {'rate', ms until a token is back} | {'active', jobs counted}
           | {'stored', ms until the hour ends}: its storage budget for the hour is used up
   Priority = 1 + the tenant's active jobs, but never below its highest queued one, so its own jobs
@@ -24,9 +23,9 @@
 local admitted = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if admitted then return {'ok', tonumber(admitted)} end
 
-local budget = tonumber(ARGV[10])
-if budget > 0 and (tonumber(redis.call('GET', KEYS[4])) or 0) >= budget then
-  return {'stored', tonumber(ARGV[11])}
+local budget = tonumber(ARGV[8])
+if budget > 0 and (tonumber(redis.call('GET', KEYS[3])) or 0) >= budget then
+  return {'stored', tonumber(ARGV[9])}
 end
 
 local t = redis.call('TIME')
@@ -54,19 +53,13 @@ end
 local priority = count + 1
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if top[2] and tonumber(top[2]) > priority then priority = tonumber(top[2]) end
-local cap = tonumber(ARGV[9])
+local cap = tonumber(ARGV[7])
 if priority > cap then priority = cap end
 redis.call('ZADD', KEYS[1], priority, ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 
-if ARGV[7] ~= '' then
-  redis.call('ZADD', KEYS[3], now, ARGV[7])
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[8]) * 1000)
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -10001)
-  redis.call('EXPIRE', KEYS[3], ARGV[8])
-end
 if budget > 0 then
-  redis.call('INCRBY', KEYS[4], ARGV[12])
-  redis.call('PEXPIRE', KEYS[4], 7200000)
+  redis.call('INCRBY', KEYS[3], ARGV[10])
+  redis.call('PEXPIRE', KEYS[3], 7200000)
 end
 return {'ok', priority}

@@ -29,6 +29,12 @@ export interface AppDeps {
   workers: WorkerDirectory;
   registry: Registry;
   metrics: ApiMetrics;
+  /**
+   * Aborted when the process stops (SIGTERM, a rolling restart): `?wait=true` requests answer 202
+   * with the job as it stands, event streams end (their clients resume elsewhere with
+   * Last-Event-ID), so no answer is cut off.
+   */
+  shutdown?: AbortSignal;
 }
 
 /**

@@ -56,6 +56,9 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
       const closed = () => stream.abort();
       if (outgoing?.closed || outgoing?.destroyed) stream.abort();
       else outgoing?.once('close', closed);
+      // This process stopping ends the stream; the client resumes on another with Last-Event-ID.
+      if (deps.shutdown?.aborted) abort.abort();
+      else deps.shutdown?.addEventListener('abort', closed, { once: true });
       try {
         // Events per read, sized to hold about EVENT_PAGE.bytes (a reader that is not read holds one page).
         let pageEvents = eventsPerPage([]);
@@ -121,6 +124,7 @@ export function streamJobEvents(c: Context<AppEnv>, deps: AppDeps, doc: JobDocum
         }
       } finally {
         outgoing?.off('close', closed);
+        deps.shutdown?.removeEventListener('abort', closed);
         unwatch();
         deps.metrics.sseClients.dec();
       }

@@ -48,8 +48,9 @@ function main(): void {
   const registry = createRegistry('api');
   const queue = new JobQueue(queueRedis, keys);
   const metrics = apiMetrics(registry);
+  const stopping = new AbortController();
   const deps = {
-    config, logger, redis, keys, registry, queue, metrics,
+    config, logger, redis, keys, registry, queue, metrics, shutdown: stopping.signal,
     store: new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env), queueRedis), // seals registryAuth
     placement: new SubmitPlacement(queue, queueRedis, redis, keys, env, metrics, logger.child({ component: 'placement' })),
     hub: new JobEventsHub(sub),
@@ -76,13 +77,16 @@ function main(): void {
     process.exit(1);
   });
 
-  let stopping = false;
   const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+    if (stopping.signal.aborted) return;
     logger.info({ signal }, 'shutting down');
     setTimeout(() => process.exit(1), 5000).unref(); // Redis down: do not hang on the way out
-    server.close();
+    // No new connections; the requests in flight get their answers before Redis closes: waits answer
+    // 202 with the job as it stands, event streams end (resumed elsewhere with Last-Event-ID).
+    const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+    stopping.abort();
+    server.closeIdleConnections();
+    await Promise.race([drained, new Promise((r) => setTimeout(r, 3000).unref())]);
     await deps.placement.close().catch(() => {});
     await deps.queue.close().catch(() => {});
     await deps.store.close().catch(() => {});

@@ -124,7 +124,9 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       }
       if (watching && !isFinished(doc.status)) {
         // After the exit ping, document and output come in one round trip.
-        doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, clientGoneSignal(c), true)) ?? doc;
+        // Until the end, the wait cap, the client going, or this process stopping (then 202 with the job as it stands).
+        const until = deps.shutdown ? AbortSignal.any([clientGoneSignal(c), deps.shutdown]) : clientGoneSignal(c);
+        doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, until, true)) ?? doc;
       }
       if (wait && isFinished(doc.status)) return jobWithOutputResponse(c, deps, doc);
       return c.json(doc, 202);

@@ -5,14 +5,18 @@
  * started, which ran on; sent again, it ran twice. Now each wait answers 202 with the job as it
  * stands (api.md's answer once the wait cap passes, Location included) and each event stream ends,
  * to be resumed on another API process with Last-Event-ID.
+ * `sbx run` whose API went away for good named no job (the job went on, found only by listing);
+ * it now says which job goes on and how to follow or stop it.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { SbxClient } from '../../client/src/index.ts';
 import { startApiProcess } from '../harness/api-process.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 
+const SBX = new URL('../../cli/bin/sbx.js', import.meta.url).pathname;
 let stack: Stack;
 before(async () => {
   stack = await startStack();
@@ -55,4 +59,22 @@ test('SIGTERM to an API with a ?wait=true and an event stream in flight: the wai
   const rest = await (await fetch(`${stack.apiUrl}/v1/jobs/${followed.id}/events`, { headers: { 'last-event-id': lastId } })).text();
   assert.match(rest, /^data: \{"data":"late\\n"\}$/m);
   assert.doesNotMatch(rest, /^data: \{"data":"early\\n"\}$/m, 'resumed after what was sent');
+});
+
+test('sbx run whose API goes away for good: it says which job goes on and how to follow it (exit 125)', { timeout: 90_000 }, async () => {
+  const api = await startApiProcess({ ...stack.env, SBX_API_PORT: '0' });
+  const sbx = spawn(process.execPath, [SBX, 'run', stack.images.busybox, 'sh', '-c', 'echo started; sleep 30'], { env: { ...process.env, SBX_HOST: api.url }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  sbx.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  sbx.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((r) => sbx.once('exit', (code) => r(code)));
+  await waitUntil(async () => out.includes('started'), 30_000, 'the job\'s first output');
+  await api.kill('SIGKILL');
+  assert.equal(await exited, 125, err);
+  const id = /sbx: lost the output of job (j_[0-9A-Z]{26}), which goes on: follow it with "sbx logs -f \1", stop it with "sbx kill \1"/.exec(err)?.[1];
+  assert.ok(id, err);
+  const job = await new SbxClient(stack.apiUrl).get(id);
+  assert.equal(job.status, 'running', 'the job it names goes on');
+  await new SbxClient(stack.apiUrl).cancel(id);
 });

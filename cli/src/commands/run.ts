@@ -267,6 +267,8 @@ async function attach(ctx: Context, client: SbxClient, request: JobRequest): Pro
       // Whoever read our output is gone (`sbx run … | head`): the job's output has nowhere to go, so
       // it ends, as a pipeline's writer does on SIGPIPE.
       if (e instanceof OutputClosedError) await client.cancel(job.id).catch(() => {});
+      // Cut off from the API past the stream's reconnects: the job goes on, and only its id finds it again.
+      else if (!interruptedBy) ctx.stderr.write(`sbx: lost the output of job ${job.id}, which goes on: follow it with "sbx logs -f ${job.id}", stop it with "sbx kill ${job.id}"\n`);
       throw e;
     }
     throw new CliError(`the event stream of job ${job.id} ended without its exit`, 125);

@@ -1,7 +1,8 @@
 /**
  * How many bytes one tenant's jobs may make Redis store per clock hour: their job records (counted
- * by the API when it admits a job: core/src/lua/admitJob-4.lua) and their output (counted by the
- * workers as they append it: worker/src/output/redis-sink.ts). Quota storedBytesPerHour,
+ * by the API when it admits a job: core/src/lua/admitJob-3.lua), their output (counted by the
+ * workers as they append it: worker/src/output/redis-sink.ts) and the stdin attach sockets send
+ * them (counted by the API: api/src/routes/jobs-attach.ts). Quota storedBytesPerHour,
  * SBX_TENANT_STORED_BYTES_PER_HOUR. Both live as long as the job's record (SBX_JOB_TTL_SECONDS), so
  * without a bound one tenant fills the Redis every tenant shares. Past the budget the workers drop
  * the rest of the tenant's output and the API refuses its new jobs until the hour ends (429).

@@ -25,7 +25,7 @@ import os from 'node:os';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { errorBody, InvalidRequestError } from '../../../core/src/errors.ts';
+import { errorBody, InvalidRequestError, RateLimitedError } from '../../../core/src/errors.ts';
 import { isFinished, type JobDocument } from '../../../core/src/job-spec.ts';
 import { HEARTBEAT_MS, StdinClosedError, StdinWriter, type StdinFrame } from '../../../core/src/stdin-stream.ts';
 import { NumberedWriter } from '../../../core/src/numbered-writer.ts';
@@ -35,6 +35,7 @@ import { eventsPerPage, outputText } from '../../../core/src/job-store.ts';
 import { checkWorkerAlive, loadJobForTenant } from '../job-access.ts';
 import { ErrorBody, errors, flag, json, JobIdParams, streamsUsedUp } from '../openapi.ts';
 import { websocketHandshakeProblem } from './websocket-handshake.ts';
+import { storageHour, TenantStorageBudgets, type TenantStorageBudget } from '../../../core/src/tenant-storage-budget.ts';
 import { AttachInput } from '../attach-input.ts';
 import { rawResponse } from '../http-server.ts';
 import { isAttachUpgrade } from '../upgrade-requests.ts';
@@ -50,6 +51,8 @@ export const MAX_CLIENT_MESSAGE_BYTES = 256 * 1024 + 1;
 /** Output queued in a client's socket past which the pump waits for it. */
 const MAX_BUFFERED_OUTPUT = 1 << 20;
 const LIVENESS_CHECK_MS = 5_000;
+/** What one stdin frame's stream entry holds in Redis beside its bytes (its id, field names, bookkeeping). */
+const STDIN_ENTRY_BYTES = 48;
 
 /** What is used of the `ws` library's socket under Hono's WSContext. */
 interface RawSocket { bufferedAmount: number; _socket?: Socket }
@@ -123,6 +126,7 @@ export function registerJobsAttach(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
   nodeWs.wss.options.maxPayload = MAX_CLIENT_MESSAGE_BYTES;
   sockets.set(app, nodeWs);
   const writer = new StdinWriter(deps.redis, deps.keys);
+  const budgets = new TenantStorageBudgets(deps.redis, deps.keys);
   app.get('/v1/jobs/:id/attach', async (c, next) => {
     // The job first: another tenant's job is a 404 whatever the request looks like.
     const job = await loadJobForTenant(deps, c.req.param('id'), c.get('tenant'));
@@ -137,12 +141,15 @@ export function registerJobsAttach(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     const problem = websocketHandshakeProblem((name) => c.req.header(name), socket);
     if (problem) throw new InvalidRequestError(`cannot upgrade to a WebSocket: ${problem}`, [{ path: 'headers', message: problem }]);
     const release = deps.streams.take(c.get('tenant'), c.get('quota'));
+    // Stdin passes through Redis: charged to the tenant's storage budget as output is (P49).
+    const perHour = c.get('quota')?.storedBytesPerHour;
+    const budget = perHour ? budgets.for(c.get('tenant'), perHour) : null;
     socket!.once('close', release); // upgraded or not, the place goes with the connection
     (c.env as Record<symbol, unknown>)[UPGRADING] = true;
     const handler = nodeWs.upgradeWebSocket(() => {
       let session: AttachSession | null = null;
       return {
-        onOpen: (_e, ws) => { session = new AttachSession(deps, writer, job.doc, ws, from); session.start(); },
+        onOpen: (_e, ws) => { session = new AttachSession(deps, writer, budget, job.doc, ws, from); session.start(); },
         onMessage: (e, ws) => { session?.receive(e.data, ws); },
         onClose: () => session?.close(),
         onError: () => session?.close(),
@@ -176,10 +183,13 @@ class AttachSession {
   /** The client's input, in order, to the job's stdin stream (its callbacks run once frames come). */
   private readonly input = new AttachInput(
     async (frame) => {
-      if (!this.stdinClosed) await this.writer.append(this.doc.id, frame, this.abort.signal, this.sender);
+      if (this.stdinClosed) return;
+      if (frame.type === 'data' && this.budget) await this.charge(frame.data.length);
+      await this.writer.append(this.doc.id, frame, this.abort.signal, this.sender);
     },
     (e) => {
       if (e instanceof StdinClosedError) this.stdinClosed = true; // the job ended: the pump sends its exit
+      else if (e instanceof RateLimitedError) this.sendJson({ type: 'error', code: e.code, message: e.message });
       else if (!this.abort.signal.aborted) this.sendJson({ type: 'error', code: 'dependency_unavailable', message: 'input could not be passed on (Redis); attach again' });
     },
     (on) => this.pause(on),
@@ -188,10 +198,24 @@ class AttachSession {
   constructor(
     private readonly deps: AppDeps,
     private readonly writer: StdinWriter,
+    /** The tenant's storage budget (quota storedBytesPerHour), charged for the stdin it sends; null: none. */
+    private readonly budget: TenantStorageBudget | null,
     private readonly doc: JobDocument,
     private readonly ws: WSContext,
     private after: string,
   ) {}
+
+  /**
+   * `bytes` of stdin from the tenant's budget for the hour, as a stream entry stores them; throws
+   * RateLimitedError (that input is dropped, the client told) when the budget is used up.
+   */
+  private async charge(bytes: number): Promise<void> {
+    const need = bytes + STDIN_ENTRY_BYTES;
+    const { granted } = await this.budget!.charge(need);
+    if (granted < need) {
+      throw new RateLimitedError(`tenant ${this.budget!.tenant}'s jobs have stored ${this.budget!.bytesPerHour} bytes (job records, output and stdin) this hour, its quota (storedBytesPerHour): this input was not passed on`, storageHour().msLeft / 1000);
+    }
+  }
 
   start(): void {
     const interactive = this.doc.interactive;

@@ -1,5 +1,5 @@
 /**
- * Admitting a job against its tenant's quota (admitJob-4.lua) when Redis applies the admission and
+ * Admitting a job against its tenant's quota (admitJob-3.lua) when Redis applies the admission and
  * its answer is lost (Redis killed before answering, the link dropped): the API's connection sends
  * the script again after reconnecting, and the job must still count once, against every limit.
  */

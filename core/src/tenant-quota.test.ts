@@ -35,3 +35,17 @@ test('an admission Redis applied but whose answer was lost counts its job once w
   assert.deepEqual(await quotas.admit('t', second, quota, 1000), { priority: 2 }, 'the second job is admitted: the first took one token and one place');
   assert.deepEqual(await direct.zrange(keys.tenantActive('t'), 0, -1, 'WITHSCORES'), [first, '1', second, '2']);
 });
+
+test('a submission refused for the tenant\'s active jobs spends no submission token', async () => {
+  const keys = new RedisKeys('quota-token');
+  const quotas = new TenantQuotas(redis.direct, keys, { activeTtlSeconds: 3600 });
+  const oneAtOnce: TenantQuota = { ...quota, activeJobs: 1 }; // burst 2, refilled once in 1,000 s
+  assert.deepEqual(await quotas.admit('t', 'j_01M95QUOTATOKEN00000000001', oneAtOnce), { priority: 1 });
+  await redis.direct.hset(keys.jobState('j_01M95QUOTATOKEN00000000001'), 'status', 'running'); // its record: it counts
+  for (let i = 0; i < 5; i++) {
+    await assert.rejects(quotas.admit('t', `j_01M95QUOTATOKEN0000000010${i}`, oneAtOnce), /has 1 jobs queued or running, its quota/);
+  }
+  await quotas.release('t', 'j_01M95QUOTATOKEN00000000001');
+  // Its second token is still there: the five refusals took none.
+  assert.deepEqual(await quotas.admit('t', 'j_01M95QUOTATOKEN00000000002', oneAtOnce), { priority: 1 });
+});

@@ -55,8 +55,8 @@ export class TenantQuotas {
    * used up.
    */
   async admit(tenant: string, jobId: string, quota: TenantQuota | null, recordBytes = 0): Promise<{ priority: number }> {
-    let result = await this.run(tenant, jobId, quota, true, recordBytes);
-    if (result[0] === 'active' && (await this.repair(tenant))) result = await this.run(tenant, jobId, quota, false, recordBytes);
+    let result = await this.run(tenant, jobId, quota, recordBytes);
+    if (result[0] === 'active' && (await this.repair(tenant))) result = await this.run(tenant, jobId, quota, recordBytes);
     const [verdict, n] = result;
     if (verdict === 'ok') return { priority: n };
     if (verdict === 'rate') {
@@ -73,11 +73,11 @@ export class TenantQuotas {
     await this.redis.zrem(this.keys.tenantActive(tenant), jobId);
   }
 
-  private run(tenant: string, jobId: string, quota: TenantQuota | null, takeToken: boolean, recordBytes: number): Promise<AdmitResult> {
+  private run(tenant: string, jobId: string, quota: TenantQuota | null, recordBytes: number): Promise<AdmitResult> {
     const { hour, msLeft } = storageHour();
     return this.scripted.sbxAdmitJob(
       this.keys.tenantActive(tenant), this.keys.tenantRate(tenant), this.keys.tenantStored(tenant, hour),
-      jobId, quota?.submitsPerSecond ?? 0, quota?.submitBurst ?? 1, quota?.activeJobs ?? 0, takeToken ? '1' : '0',
+      jobId, quota?.submitsPerSecond ?? 0, quota?.submitBurst ?? 1, quota?.activeJobs ?? 0,
       this.opts.activeTtlSeconds, MAX_PRIORITY, quota?.storedBytesPerHour ?? 0, msLeft, recordBytes,
     );
   }

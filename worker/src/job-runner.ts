@@ -336,10 +336,10 @@ export class JobRunner {
       const receipt = written && this.deps.receiptKey ? { key: this.deps.receiptKey, spec: stored.spec, written, budget } : undefined;
       await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped, ...collected }, receipt);
     } catch (e) {
-      const error = classify(e);
-      if (error.code === 'internal') logger.error({ err: e, jobId: id }, 'job failed on an internal error');
-      else logger.info({ jobId: id, code: error.code }, error.message);
       if (job.shutdown && !job.started && !job.cancelled && (await this.handBack(doc))) return;
+      const error = classify(e);
+      if (error.code === 'internal' && !job.shutdown) logger.error({ err: e, jobId: id }, 'job failed on an internal error');
+      else logger.info({ jobId: id, code: error.code }, error.message);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : job.cancelled ? { status: 'cancelled' as const } : { status: 'error' as const, error };
       await this.finish(stored.tenant, doc, doc.status, ended);
     } finally {

@@ -7,7 +7,6 @@ import os from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../../core/src/config.ts';
 import { JobStore } from '../../core/src/job-store.ts';
 import { createLogger, type Logger } from '../../core/src/logger.ts';
-import { claimUidRange } from './uid-ranges.ts';
 import { isLoopbackHost, namesAnAddress, namesLoopback } from '../../core/src/loopback-names.ts';
 import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
@@ -33,6 +32,7 @@ import { HostCapacity, ObservedSlotPool, observeImages } from './placement/capac
 import { JobFeeder } from './placement/job-feeder.ts';
 import { HostQueues } from '../../core/src/placement/host-queues.ts';
 import { prepareStateDir } from './state-dir.ts';
+import { claimUidRange } from './uid-ranges.ts';
 import { ensureOpenFilesLimit } from './open-files-limit.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { missingWorkerNodeFlags } from './node-flags.ts';

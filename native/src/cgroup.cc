@@ -171,7 +171,17 @@ bool writeMemory(bool v2, const std::string& dir, uint64_t bytes, bool memsw, Er
   RETURN_ON_FAILURE(writeFile(dir + "/memory.limit_in_bytes", b, err, "cgroup-memory"));
   // Same value for memory+swap, else swap defeats the limit (runc events.bats "events oom").
   // memory.oom_control 0 (OOM-kill, don't hang) comes from the parent (cgroup_v1.cc createDirs).
-  return !memsw || writeFile(dir + "/memory.memsw.limit_in_bytes", b, err, "cgroup-memory");
+  if (memsw) RETURN_ON_FAILURE(writeFile(dir + "/memory.memsw.limit_in_bytes", b, err, "cgroup-memory"));
+  return writeTcpMemoryV1(dir, bytes, err);
+}
+
+// v1 charges a group's TCP socket buffers only once its memory.kmem.tcp.limit_in_bytes is set, and
+// apart from memory.limit_in_bytes (v2 counts them in memory.current): unset, a job of 64 MiB held
+// 2.7 GiB of loopback TCP buffers and took the host past its tcp_mem. The same bound as the memory
+// limit. A kernel without kmem accounting has no such file: nothing to set.
+bool writeTcpMemoryV1(const std::string& dir, uint64_t bytes, Error& err) {
+  const std::string file = dir + "/memory.kmem.tcp.limit_in_bytes";
+  return !exists(file) || writeFile(file, std::to_string(bytes), err, "cgroup-memory");
 }
 
 bool writePids(bool v2, const std::string& dir, uint64_t pids, Error& err) {

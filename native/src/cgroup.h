@@ -93,6 +93,9 @@ uint64_t readKey(const std::string& path, const char* key);  // "key N" line; 0 
 void readKeys(const std::string& path, std::initializer_list<const char*> keys, uint64_t* values);
 uint64_t readU64(const std::string& path);
 bool writeMemory(bool v2, const std::string& dir, uint64_t bytes, bool memsw, Error& err);
+// v1: a group's TCP socket buffers bounded (and so accounted) by `bytes`; none of this on v2, where
+// memory.max covers them.
+bool writeTcpMemoryV1(const std::string& dir, uint64_t bytes, Error& err);
 bool writePids(bool v2, const std::string& dir, uint64_t pids, Error& err);
 bool writeCpu(bool v2, const std::string& dir, double cpus, Error& err);
 std::vector<int> readProcs(const std::string& dir);

@@ -227,6 +227,7 @@ bool changeLimits(const Host& h, const spec::Limits& from, const spec::Limits& t
     if (h.memsw && raise) RETURN_ON_FAILURE(writeFile(g.memory + "/memory.memsw.limit_in_bytes", b, err, "cgroup-memory"));
     RETURN_ON_FAILURE(writeFile(g.memory + "/memory.limit_in_bytes", b, err, "cgroup-memory"));
     if (h.memsw && !raise) RETURN_ON_FAILURE(writeFile(g.memory + "/memory.memsw.limit_in_bytes", b, err, "cgroup-memory"));
+    RETURN_ON_FAILURE(writeTcpMemoryV1(g.memory, to.memoryBytes, err));
   }
   if (to.pids != from.pids) RETURN_ON_FAILURE(writePids(false, g.pids, to.pids, err));
   if (to.cpus != from.cpus) RETURN_ON_FAILURE(writeCpu(false, g.cpu, to.cpus, err));

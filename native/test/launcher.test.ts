@@ -227,6 +227,26 @@ describe('launcher', () => {
     assert.ok(buffered < 2 * limit, `the job buffered ${(buffered / 2 ** 20).toFixed(0)} MiB in TCP sockets under a ${limit >> 20} MiB limit (${r.stdout.trim()})`);
   });
 
+  it('a job\'s inotify instances count against its slot\'s own host uid, not host root\'s: another slot\'s job and host root still get theirs', async () => {
+    // The kernel charges per-user counts to each enclosing user namespace's owner as well; the slot
+    // namespaces were root's, so one job took host root's 128 and every other job's inotify_init,
+    // and host root's, failed with EMFILE until it ended. Now each slot's namespace is owned by its
+    // own host uid (userns.cc).
+    const probe = compileProbe('inotify-hog', rootfs);
+    const hog = await launch(baseSpec([rootfs], { slot: 6, argv: [probe, '100000', '30'], limits: { ...baseSpec([]).limits, openFiles: 4096, timeoutMs: 60_000 } }), opts);
+    try {
+      const hogOut = await waitFor(hog.stdout, /made \d+.*\n/, 20_000);
+      assert.match(hogOut, /^made \d+: Too many open files$/m, 'it took all it could');
+      const other = await run(baseSpec([rootfs], { slot: 7, argv: [probe, '1', '0'] }), opts);
+      assert.equal(other.stdout, 'made 1\n', `another slot's job: ${other.stdout}`);
+      const host = execFileSync('python3', ['-c', 'import ctypes, os; fd = ctypes.CDLL(None, use_errno=True).inotify_init1(0); print(fd >= 0 or os.strerror(ctypes.get_errno()))'], { encoding: 'utf8' }).trim();
+      assert.equal(host, 'True', `host root's inotify_init1 while the job holds its instances: ${host}`);
+    } finally {
+      hog.kill();
+      await hog.exited;
+    }
+  });
+
   it('control: the same program under a large limit is not OOM-killed (it runs until the timeout)', async () => {
     const spec = baseSpec([rootfs], {
       argv: ['awk', 'BEGIN { s = "xxxxxxxxxxxxxxxx"; for (i = 0; i < 21; i++) s = s s; print length(s) }'],

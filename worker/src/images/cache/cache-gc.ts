@@ -157,14 +157,19 @@ export class CacheGc {
       }
     }
     let freed = 0;
+    // Every doomed directory out of the cache first (renames), then deleted: a crash meanwhile
+    // leaves them in our temp dir, swept at the next open, never in the cache without their records.
+    const takenOut: string[] = [];
     for (const layer of doomedLayers) {
       if (held.layers.has(layer.digest)) {
         await index.restoreLayer(layer);
         continue;
       }
-      await index.deleteLayerDir(layer.digest);
+      const dir = await index.takeOutLayerDir(layer.digest);
+      if (dir) takenOut.push(dir);
       freed += layer.unpackedBytes;
     }
+    for (const dir of takenOut) await index.deleteTakenOut(dir);
     for (const image of removedImages) await index.removeImageBlobs(image);
     if (freed) this.opts.logger?.info({ freedBytes: freed }, 'image cache garbage collected');
     return freed;

@@ -307,15 +307,25 @@ export class CacheIndex {
     this.layers.set(meta.digest, meta);
   }
 
-  /** Last step of removing a layer: takes its directory out atomically (rename into tmp), then deletes it. */
-  async deleteLayerDir(digest: string): Promise<void> {
+  /**
+   * Last steps of removing a layer, in two: takeOutLayerDir() moves its directory into this
+   * process's temp dir (one rename: fast, atomic), deleteTakenOut() then deletes it (seconds for a
+   * large layer). A crash between the two leaves it in a temp dir, which the next open sweeps;
+   * deleted in place, one layer after another, a crash left every layer not yet reached on disk with
+   * its record already gone, for good. Null when it was not there.
+   */
+  async takeOutLayerDir(digest: string): Promise<string | null> {
     const doomed = join(this.tmpRoot, `evicted-${hex(digest)}`);
     try {
       await rename(this.layerDir(digest), doomed);
+      return doomed;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw e;
     }
+  }
+
+  async deleteTakenOut(doomed: string): Promise<void> {
     await rm(doomed, { recursive: true, force: true });
   }
 
@@ -336,7 +346,8 @@ export class CacheIndex {
   async removeLayer(digest: string): Promise<void> {
     this.layers.delete(digest);
     await rm(join(this.root, 'layer-meta', `${hex(digest)}.json`), { force: true });
-    await this.deleteLayerDir(digest);
+    const dir = await this.takeOutLayerDir(digest);
+    if (dir) await this.deleteTakenOut(dir);
   }
 
   /**

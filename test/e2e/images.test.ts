@@ -56,6 +56,21 @@ test('an image a job used is listed with its digest, size and worker', async () 
   assert.equal(row!.workers.length, 1);
 });
 
+test('a worker\'s cachedBytes counts a layer two images share once (what its cache holds), not once per image', async () => {
+  // busybox and the probe image share busybox's layer. Before, cachedBytes (and sbx_image_cache_bytes)
+  // summed the images' sizes: the shared layer twice (auditor: 9.9 MB reported, 2.1 MB on disk).
+  for (const image of [stack.images.busybox, stack.images.probe]) assert.equal((await api.submit({ image, command: ['true'] }, { wait: true })).body.status, 'succeeded');
+  const rows = async () => (await listed()).filter((i) => i.image === stack.images.busybox || i.image === stack.images.probe);
+  await waitUntil(async () => (await rows()).length === 2, 10_000, 'both images to be listed');
+  const workerBytes = async () => (await api.request<{ items: Array<{ cachedBytes: number }> }>('GET', '/v1/workers')).body.items[0]!.cachedBytes;
+  const [busybox, probe] = [stack.images.busybox, stack.images.probe].map((ref) => rows().then((r) => r.find((i) => i.image === ref)!.sizeBytes));
+  const sizes = { busybox: await busybox!, probe: await probe! };
+  // The probe image is busybox's layer and the probe's: its size less busybox's is the probe layer.
+  await waitUntil(async () => (await workerBytes()) < sizes.busybox + sizes.probe, 10_000, 'the next heartbeat');
+  const cached = await workerBytes();
+  assert.ok(cached >= sizes.probe && cached < sizes.busybox + sizes.probe, `cachedBytes ${cached}; busybox ${sizes.busybox}, probe ${sizes.probe}`);
+});
+
 test('POST pre-pulls on the workers; DELETE evicts it again', async () => {
   const image = `${stack.registry.host}/test/busybox-zstd:latest`;
   const post = await api.request<{ image: string; workers: string[] }>('POST', '/v1/images', { image });

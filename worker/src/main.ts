@@ -158,10 +158,12 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const beat = async () => {
     const cached = await images.list().catch(() => []);
-    metrics.cacheBytes.set(cached.reduce((n, i) => n + i.sizeBytes, 0));
+    // What the cache holds on disk: each shared layer once (the images' sizes count it per image).
+    const cachedBytes = await images.cacheBytes().catch(() => cached.reduce((n, i) => n + i.sizeBytes, 0));
+    metrics.cacheBytes.set(cachedBytes);
     const info: WorkerInfo = {
       id: workerId, host: os.hostname(), pid: process.pid, slotsTotal: slots.total, slotsFree: slots.available,
-      runningJobs: runner.runningIds, cachedBytes: cached.reduce((n, i) => n + i.sizeBytes, 0), images: cached,
+      runningJobs: runner.runningIds, cachedBytes, images: cached,
       cgroup: host.cgroup, startedAt, lastHeartbeat: new Date().toISOString(),
     };
     await directory.heartbeat(info, heartbeatTtl);

@@ -285,6 +285,30 @@ it('a pull that finds the disk full evicts the images nobody holds and is tried 
   });
 });
 
+it('a pull out of inodes evicts an image of empty files nobody holds (it frees no bytes) and is tried again', async () => {
+  // Before, the retry needed bytes freed: the image went, and the job failed "no disk space left"
+  // all the same, an identical job just after succeeding (auditor, ext4 and tmpfs).
+  const empty = (n: number, prefix: string) => buildLayer(Array.from({ length: n }, (_, i) => ({ type: 'file' as const, path: `${prefix}${i}`, content: '' })));
+  await pushImage(registry.url, 'inodes/old', 'latest', buildImage({ layers: [await empty(1500, 'o')] }));
+  await pushImage(registry.url, 'inodes/new', 'latest', buildImage({ layers: [await empty(1000, 'n')] }));
+  const root = await stores.root();
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,nr_inodes=2048', `sbx-test-inodes-${process.pid}`, root]);
+  try {
+    const store = await newStore({ root, minFreeFraction: 0 });
+    try {
+      (await store.acquire(`${registry.host}/inodes/old:latest`)).release();
+      const image = await store.acquire(`${registry.host}/inodes/new:latest`);
+      assert.equal(readdirSync(image.layerDirs.at(-1)!).length, 1000);
+      image.release();
+      assert.equal(await isCached(store, `${registry.host}/inodes/old:latest`), false, 'the old image made room');
+    } finally {
+      await store.close();
+    }
+  } finally {
+    execFileSync('umount', ['-l', root]);
+  }
+});
+
 it('after a pull, images nobody holds are evicted, oldest first, while the cache disk has less than minFreeFraction free', async () => {
   const { a } = await bigImages();
   await onSmallDisk(64, { minFreeFraction: 0.6 }, async (store, root) => {

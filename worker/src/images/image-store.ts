@@ -181,6 +181,7 @@ export class ImageStore {
     try {
       return await this.puller.pull(...args);
     } catch (e) {
+      // Tried again once if anything was evicted: images of empty files free inodes, not bytes.
       if (!isDiskFull(e) || (await this.cacheGc.evictUnheld(args[0])) === 0) throw e;
       return this.puller.pull(...args);
     }

@@ -93,7 +93,8 @@ export class CacheGc {
 
   /**
    * A pull found the disk full: evicts every reference nobody holds (a job or a pull, of any process
-   * sharing the cache), least recently used first. Returns the bytes freed.
+   * sharing the cache), least recently used first. Returns how many images it evicted (freeing
+   * inodes counts as much as freeing bytes: images of empty files free no bytes).
    */
   async evictUnheld(index: CacheIndex): Promise<number> {
     await index.load();
@@ -104,7 +105,7 @@ export class CacheGc {
       this.opts.logger?.warn({ images: refs.map((r) => r.reference), freedBytes }, 'images evicted: a pull found the cache disk full');
       this.opts.onEvicted?.('disk_full', refs.length);
     }
-    return freedBytes;
+    return refs.length;
   }
 
   private async unheldOldestFirst(index: CacheIndex) {

@@ -309,6 +309,30 @@ it('a pull out of inodes evicts an image of empty files nobody holds (it frees n
   }
 });
 
+it('whiteouts that find no inode left are a full disk too: the image nobody holds is evicted and the pull tried again', async () => {
+  // mknod's failure carried no errno: the job ended `internal` and nothing was evicted (auditor).
+  const empty = buildLayer(Array.from({ length: 1500 }, (_, i) => ({ type: 'file' as const, path: `o${i}`, content: '' })));
+  const whiteouts = buildLayer(Array.from({ length: 800 }, (_, i) => ({ type: 'whiteout' as const, path: `gone${i}` })));
+  await pushImage(registry.url, 'inodes/files', 'latest', buildImage({ layers: [await empty] }));
+  await pushImage(registry.url, 'inodes/whiteouts', 'latest', buildImage({ layers: [await whiteouts] }));
+  const root = await stores.root();
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,nr_inodes=2048', `sbx-test-inodes-${process.pid}`, root]);
+  try {
+    const store = await newStore({ root, minFreeFraction: 0 });
+    try {
+      (await store.acquire(`${registry.host}/inodes/files:latest`)).release();
+      const image = await store.acquire(`${registry.host}/inodes/whiteouts:latest`);
+      assert.equal(readdirSync(image.layerDirs.at(-1)!).length, 800);
+      image.release();
+      assert.equal(await isCached(store, `${registry.host}/inodes/files:latest`), false, 'the old image made room');
+    } finally {
+      await store.close();
+    }
+  } finally {
+    execFileSync('umount', ['-l', root]);
+  }
+});
+
 it('after a pull, images nobody holds are evicted, oldest first, while the cache disk has less than minFreeFraction free', async () => {
   const { a } = await bigImages();
   await onSmallDisk(64, { minFreeFraction: 0.6 }, async (store, root) => {

@@ -31,6 +31,7 @@ import {
   openSync,
   readlinkSync,
   rmdirSync,
+  statfsSync,
   symlinkSync,
   unlinkSync,
   writeSync,
@@ -471,6 +472,8 @@ export class LayerWriter {
     try {
       setXattrs(xattrs);
     } catch (e) {
+      // ENOSPC is also a full disk: then this host's (evicted for and tried again), not the image's.
+      if ((e as NodeJS.ErrnoException).code === 'ENOSPC' && diskNearlyFull(this.root)) throw e;
       const message = String((e as Error).message);
       if (!/: (Invalid argument|No space left on device|Argument list too long|Numerical result out of range)$/m.test(message)) throw e;
       const why = message.replace(/^setfattr failed: (setfattr: )?/, '').replaceAll(`${this.root}/`, '');
@@ -518,5 +521,15 @@ export class LayerWriter {
       list.push({ name, value: Buffer.from(value, 'utf8') });
     }
     return list;
+  }
+}
+
+/** Whether the file system of `dir` has (almost) no room left: under 1 MiB or 16 inodes free. */
+function diskNearlyFull(dir: string): boolean {
+  try {
+    const s = statfsSync(dir);
+    return s.bavail * s.bsize < 1024 * 1024 || s.ffree < 16;
+  } catch {
+    return false;
   }
 }

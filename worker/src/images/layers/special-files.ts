@@ -9,6 +9,9 @@ import { execFileSync } from 'node:child_process';
 
 const BATCH = 500;
 
+/** strerror() texts of the errors a caller tells apart, by code. */
+const ERRNO_TEXT: Record<string, string> = { ENOSPC: 'No space left on device', EDQUOT: 'Disk quota exceeded' };
+
 function runBatches(what: string, script: string, args: string[], perItem: number): void {
   const step = BATCH * perItem;
   for (let i = 0; i < args.length; i += step) {
@@ -16,7 +19,12 @@ function runBatches(what: string, script: string, args: string[], perItem: numbe
       execFileSync('/bin/sh', ['-c', script, 'sh', ...args.slice(i, i + step)], { stdio: ['ignore', 'ignore', 'pipe'], maxBuffer: 1 << 20 });
     } catch (e) {
       const stderr = String((e as { stderr?: Buffer }).stderr ?? '').trim();
-      throw new Error(`${what} failed: ${stderr || (e as Error).message}`, { cause: e });
+      const failed: NodeJS.ErrnoException = new Error(`${what} failed: ${stderr || (e as Error).message}`, { cause: e });
+      // The tools' errno, as Node's own calls give it: a full disk must read as one (image-puller.ts
+      // outOfDisk: evict and try again), not as an error of no kind.
+      const code = Object.entries(ERRNO_TEXT).find(([, text]) => stderr.endsWith(`: ${text}`))?.[0];
+      if (code) failed.code = code;
+      throw failed;
     }
   }
 }

@@ -18,6 +18,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../../core/src/config.ts';
+import { processGone, SELF_START } from './process-alive.ts';
 
 /** Host uids one slot maps (native/src/userns.h kRange). */
 export const UIDS_PER_SLOT = 65536;
@@ -43,17 +44,6 @@ interface ClaimRecord {
   pid: number;
 }
 
-/** The start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22), or null if it is gone. */
-export function processStartTime(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may hold anything.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
 const CLAIM_NAME = /^(\d+)-(\d+)\.claim(\.tmp)?$/;
 
 /** The live claims of other processes in `dir` (stale ones are removed). */
@@ -63,7 +53,7 @@ function liveClaims(dir: string, own: string): ClaimRecord[] {
     const m = CLAIM_NAME.exec(name);
     if (!m || name === own) continue;
     const path = join(dir, name);
-    if (processStartTime(Number(m[1])) !== m[2]) {
+    if (processGone(Number(m[1]), m[2]!)) {
       rmSync(path, { force: true }); // its process is gone: nobody can write this name again
       continue;
     }
@@ -103,7 +93,7 @@ export async function claimUidRange(o: ClaimOptions): Promise<UidClaim> {
   } catch (e) {
     throw new ConfigError([`SBX_UID_BASE: cannot keep this worker's claim on its host uids in ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): it makes sure two workers on this host never run jobs as the same host users`]);
   }
-  const own = `${process.pid}-${processStartTime(process.pid)}.claim`;
+  const own = `${process.pid}-${SELF_START}.claim`;
   const path = join(dir, own);
   const write = (base: number) => {
     const record: ClaimRecord = { base, end: base + size, workerId: o.workerId, pid: process.pid };

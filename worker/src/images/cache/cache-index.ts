@@ -23,7 +23,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { ImageRuntimeConfig } from '../../launch/image-config.ts';
-import { processAlive } from '../../process-alive.ts';
+import { processGone, SELF_START } from '../../process-alive.ts';
 import { ensurePrivateDir, PRIVATE_DIR_MODE } from '../../state-dir.ts';
 
 /** The cache's own directories under its root (all 0700). */
@@ -138,7 +138,9 @@ export class CacheIndex {
   private readonly tmpRoot: string;
 
   private constructor(readonly root: string) {
-    this.tmpRoot = join(root, 'tmp', `${process.pid}-${randomBytes(4).toString('hex')}`);
+    // Named after this process and its start time: a restarted worker that is pid 1 again (in a
+    // container) sweeps its predecessor's (sweepDeadTemps).
+    this.tmpRoot = join(root, 'tmp', `${process.pid}-${SELF_START ?? 'x'}-${randomBytes(4).toString('hex')}`);
   }
 
   static async open(root: string): Promise<CacheIndex> {
@@ -151,11 +153,15 @@ export class CacheIndex {
     return index;
   }
 
-  /** Removes temp dirs of processes that no longer run (a crash mid-unpack leaves one). */
+  /**
+   * Removes temp dirs of processes that no longer run (a crash mid-unpack leaves one): named
+   * <pid>-<start time>-<random>, or <pid>-<random> by an older version (the pid alone tells then).
+   */
   private async sweepDeadTemps(): Promise<void> {
     for (const name of await readdir(join(this.root, 'tmp'))) {
-      const pid = Number(name.split('-')[0]);
-      if (!Number.isInteger(pid) || pid <= 0 || !processAlive(pid)) await rm(join(this.root, 'tmp', name), { recursive: true, force: true });
+      const parts = name.split('-');
+      const start = parts.length >= 3 && /^\d+$/.test(parts[1]!) ? parts[1]! : null;
+      if (processGone(Number(parts[0]), start)) await rm(join(this.root, 'tmp', name), { recursive: true, force: true });
     }
   }
 

@@ -7,7 +7,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { hostname } from 'node:os';
 import { open, readFile, rm, utimes, stat } from 'node:fs/promises';
-import { processAlive } from '../../process-alive.ts';
+import { processGone, SELF_START } from '../../process-alive.ts';
 
 export interface FileLockOptions {
   signal?: AbortSignal;
@@ -21,8 +21,10 @@ const HOST = hostname();
 async function isStale(path: string, staleMs: number): Promise<boolean> {
   try {
     const [text, st] = await Promise.all([readFile(path, 'utf8'), stat(path)]);
-    const [pid, host] = text.split('\n');
-    if (host === HOST && pid && !processAlive(Number(pid))) return true;
+    // pid, host, when, and (since it was written) the holder's start time: a pid reused since (a
+    // container's worker is pid 1 after every restart) is not the holder.
+    const [pid, host, , start] = text.split('\n');
+    if (host === HOST && pid && processGone(Number(pid), start ? start : null)) return true;
     return Date.now() - st.mtimeMs > staleMs;
   } catch (e) {
     // Vanished between our attempt and now: not stale, just retry.
@@ -34,7 +36,7 @@ async function isStale(path: string, staleMs: number): Promise<boolean> {
 async function tryCreate(path: string): Promise<boolean> {
   try {
     const file = await open(path, 'wx', 0o600);
-    await file.writeFile(`${process.pid}\n${HOST}\n${new Date().toISOString()}\n`);
+    await file.writeFile(`${process.pid}\n${HOST}\n${new Date().toISOString()}\n${SELF_START ?? ''}\n`);
     await file.close();
     return true;
   } catch (e) {

@@ -21,8 +21,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node
 import { readdir, readFile, rm, rmdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { procStatFields } from '../../../../core/src/proc-stat.ts';
-import { processAlive } from '../../process-alive.ts';
+import { processGone, SELF_START } from '../../process-alive.ts';
 import { HoldCounts } from './hold-counts.ts';
 
 const HOST = hostname();
@@ -35,23 +34,8 @@ interface MarkerContent {
   layers: string[];
 }
 
-/** A process's start time in clock ticks since boot, or null (no /proc, or no such process). */
-function processStart(pid: number | 'self'): string | null {
-  try {
-    return procStatFields(readFileSync(`/proc/${pid}/stat`, 'utf8'))(22) ?? null;
-  } catch {
-    return null;
-  }
-}
-
-const SELF_START = processStart('self');
-
 function isStale(marker: MarkerContent): boolean {
-  if (marker.host !== HOST) return false;
-  if (!Number.isInteger(marker.pid) || marker.pid <= 0 || !processAlive(marker.pid)) return true;
-  if (marker.start === null) return false;
-  const start = processStart(marker.pid);
-  return start !== null && start !== marker.start;
+  return marker.host === HOST && processGone(marker.pid, marker.start);
 }
 
 const hex = (digest: string) => digest.slice(digest.indexOf(':') + 1);

@@ -243,10 +243,10 @@ it('a worker whose cache disk fills up fails the pull as image_pull_failed sayin
   }
 });
 
-/** Runs `fn` with a store of `opts` whose root is a tmpfs of `mib` MiB; the store is closed and the tmpfs unmounted after. */
-async function onSmallDisk(mib: number, opts: Partial<ImageStoreOptions>, fn: (store: ImageStore, root: string) => Promise<void>): Promise<void> {
+/** Runs `fn` with a store of `opts` whose root is a tmpfs of `mib` MiB (and `inodes` inodes); the store is closed and the tmpfs unmounted after. */
+async function onSmallDisk(mib: number, opts: Partial<ImageStoreOptions>, fn: (store: ImageStore, root: string) => Promise<void>, inodes?: number): Promise<void> {
   const root = await stores.root();
-  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m`, `sbx-test-small-${process.pid}`, root]);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m${inodes ? `,nr_inodes=${inodes}` : ''}`, `sbx-test-small-${process.pid}`, root]);
   try {
     const store = await newStore({ root, ...opts });
     try {
@@ -291,22 +291,13 @@ it('a pull out of inodes evicts an image of empty files nobody holds (it frees n
   const empty = (n: number, prefix: string) => buildLayer(Array.from({ length: n }, (_, i) => ({ type: 'file' as const, path: `${prefix}${i}`, content: '' })));
   await pushImage(registry.url, 'inodes/old', 'latest', buildImage({ layers: [await empty(1500, 'o')] }));
   await pushImage(registry.url, 'inodes/new', 'latest', buildImage({ layers: [await empty(1000, 'n')] }));
-  const root = await stores.root();
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,nr_inodes=2048', `sbx-test-inodes-${process.pid}`, root]);
-  try {
-    const store = await newStore({ root, minFreeFraction: 0 });
-    try {
-      (await store.acquire(`${registry.host}/inodes/old:latest`)).release();
-      const image = await store.acquire(`${registry.host}/inodes/new:latest`);
-      assert.equal(readdirSync(image.layerDirs.at(-1)!).length, 1000);
-      image.release();
-      assert.equal(await isCached(store, `${registry.host}/inodes/old:latest`), false, 'the old image made room');
-    } finally {
-      await store.close();
-    }
-  } finally {
-    execFileSync('umount', ['-l', root]);
-  }
+  await onSmallDisk(64, { minFreeFraction: 0 }, async (store) => {
+    (await store.acquire(`${registry.host}/inodes/old:latest`)).release();
+    const image = await store.acquire(`${registry.host}/inodes/new:latest`);
+    assert.equal(readdirSync(image.layerDirs.at(-1)!).length, 1000);
+    image.release();
+    assert.equal(await isCached(store, `${registry.host}/inodes/old:latest`), false, 'the old image made room');
+  }, 2048);
 });
 
 it('whiteouts that find no inode left are a full disk too: the image nobody holds is evicted and the pull tried again', async () => {
@@ -315,22 +306,13 @@ it('whiteouts that find no inode left are a full disk too: the image nobody hold
   const whiteouts = buildLayer(Array.from({ length: 800 }, (_, i) => ({ type: 'whiteout' as const, path: `gone${i}` })));
   await pushImage(registry.url, 'inodes/files', 'latest', buildImage({ layers: [await empty] }));
   await pushImage(registry.url, 'inodes/whiteouts', 'latest', buildImage({ layers: [await whiteouts] }));
-  const root = await stores.root();
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m,nr_inodes=2048', `sbx-test-inodes-${process.pid}`, root]);
-  try {
-    const store = await newStore({ root, minFreeFraction: 0 });
-    try {
-      (await store.acquire(`${registry.host}/inodes/files:latest`)).release();
-      const image = await store.acquire(`${registry.host}/inodes/whiteouts:latest`);
-      assert.equal(readdirSync(image.layerDirs.at(-1)!).length, 800);
-      image.release();
-      assert.equal(await isCached(store, `${registry.host}/inodes/files:latest`), false, 'the old image made room');
-    } finally {
-      await store.close();
-    }
-  } finally {
-    execFileSync('umount', ['-l', root]);
-  }
+  await onSmallDisk(64, { minFreeFraction: 0 }, async (store) => {
+    (await store.acquire(`${registry.host}/inodes/files:latest`)).release();
+    const image = await store.acquire(`${registry.host}/inodes/whiteouts:latest`);
+    assert.equal(readdirSync(image.layerDirs.at(-1)!).length, 800);
+    image.release();
+    assert.equal(await isCached(store, `${registry.host}/inodes/files:latest`), false, 'the old image made room');
+  }, 2048);
 });
 
 it('after a pull, images nobody holds are evicted, oldest first, while the cache disk has less than minFreeFraction free', async () => {

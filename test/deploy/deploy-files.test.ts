@@ -249,7 +249,7 @@ describe('privileges: compose, Dockerfiles and k8s say what infra/README.md says
     assert.equal(finalUser(`${read('infra/docker/worker.Dockerfile')}USER node\n`), 'node');
   });
 
-  test('k8s: the worker pod is privileged with exactly the state dir, cgroup and uid-claim hostPaths; the API pod has no privilege', () => {
+  test('k8s: the worker pod is privileged with exactly the state dir and cgroup hostPaths; the API pod has no privilege', () => {
     const podOf = (file: string, kind: string): Obj => {
       const doc = parseYaml(read(file)).map((d) => obj(d, file)).find((d) => d.kind === kind)!;
       return obj(obj(obj(doc.spec, 'spec').template, 'template').spec, 'pod spec');
@@ -258,7 +258,7 @@ describe('privileges: compose, Dockerfiles and k8s say what infra/README.md says
     const workerContainers = workerPod.containers as Obj[];
     assert.deepEqual(workerContainers.map((c) => c.securityContext), [{ privileged: true }]);
     const hostPaths = (pod: Obj) => (pod.volumes as Obj[] | undefined ?? []).filter((v) => 'hostPath' in v).map((v) => obj(v.hostPath, 'hostPath').path);
-    assert.deepEqual(hostPaths(workerPod), ['/var/lib/sbx', '/sys/fs/cgroup', '/run/sbx']);
+    assert.deepEqual(hostPaths(workerPod), ['/var/lib/sbx', '/sys/fs/cgroup']);
     // Every other volume of either pod is a Secret or ConfigMap (the receipt keys), mounted read-only.
     const apiPod = podOf('infra/k8s/api.yaml', 'Deployment');
     for (const pod of [workerPod, apiPod]) {

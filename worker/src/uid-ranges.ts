@@ -14,6 +14,10 @@
  *
  * SBX_UID_BASE=auto (the default) takes the lowest free range from 100000 on; a number takes that
  * range or refuses to start (ConfigError, exit 2), naming the worker that holds it.
+ *
+ * Liveness is judged by pid and start time in this process's pid namespace: workers in other pid
+ * namespaces (other containers) cannot be told apart from dead ones, so the claims directory is
+ * not shared between containers, and those need SBX_UID_BASE set apart (README).
  */
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -264,7 +264,7 @@ export class JobRunner {
       image = await acquiring;
       const pulledAt = new Date();
       // Acquired for this tenant (its own access): listed to it from now on (not awaited: off the job's path).
-      void this.tenantImages.note(stored.tenant, parseImageReference(stored.spec.image).canonical, image.digest).catch((err: Error) => logger.warn({ jobId: id, err: err.message }, 'recording the tenant\'s use of the image failed'));
+      void this.tenantImages.note(stored.tenant, image.reference, image.digest).catch((err: Error) => logger.warn({ jobId: id, err: err.message }, 'recording the tenant\'s use of the image failed'));
       doc = { ...doc, imageDigest: image.digest, timings: { ...doc.timings, pullMs: pulledAt.getTime() - pickedAt.getTime() } };
       this.deps.metrics.pullSeconds.observe({ source: image.pulled ? 'registry' : 'cache' }, doc.timings.pullMs! / 1000);
       if (job.cancelled) return void (await this.finish(stored.tenant, doc, 'pulling', { status: 'cancelled' }));

@@ -132,12 +132,17 @@ export class Doorbell {
     else this.rung = true;
   };
 
-  /** Resolves on a ring (past or future) or after `ms`; true if it was a ring. */
+  /**
+   * Resolves on a ring (past or future), after `ms`, or when `signal` aborts (at once if it already
+   * has: a client gone while its stream read Redis must not hold its place for the whole wait);
+   * true if it was a ring.
+   */
   wait(ms: number, signal?: AbortSignal): Promise<boolean> {
     if (this.rung) {
       this.rung = false;
       return Promise.resolve(true);
     }
+    if (signal?.aborted) return Promise.resolve(false);
     return new Promise((resolve) => {
       const finish = (rang: boolean) => {
         clearTimeout(timer);

@@ -146,3 +146,26 @@ it('holds(): an image another store pulled into the shared cache counts as held 
   assert.equal(await b.holds(`${registry.host}/shared/holds@${digest}`), true, 'by digest');
   assert.equal(await b.holds(`${registry.host}/shared/nothere:latest`), false);
 });
+
+it('a store that stops writes its uses onto the references as they are now: a tag another store moved, or an image it evicted, is not brought back', async () => {
+  const root = await newRoot();
+  const [stopping, other] = await Promise.all([newStore({ root }), newStore({ root })]);
+  const moving = await distinctImage('persist/moving', 100_000);
+  const evicted = await distinctImage('persist/evicted', 100_000);
+  const old = await stopping.acquire(moving);
+  old.release();
+  const gone = await stopping.acquire(evicted);
+  gone.release();
+  await distinctImage('persist/moving', 100_000); // the tag moves
+  const moved = await other.acquire(moving, { policy: 'always' });
+  moved.release();
+  assert.notEqual(moved.digest, old.digest);
+  assert.equal((await other.evict(gone.digest)).result, 'evicted');
+  await stopping.close(); // writes the uses it recorded
+  const restarted = await newStore({ root });
+  const now = await restarted.acquire(moving, { policy: 'never' });
+  now.release();
+  assert.equal(now.digest, moved.digest, 'the tag names what it was moved to (before: its old digest again)');
+  assert.deepEqual((await restarted.list()).map((l) => l.image), [moving], 'the evicted image is not listed again');
+  assert.equal(readdirSync(join(root, 'manifests')).length, 1, 'one reference on disk');
+});

@@ -18,6 +18,7 @@ import { ImageStore, type ImageStoreOptions } from './image-store.ts';
 import { MAX_IMAGE_LAYERS } from '../../../core/src/launch-bounds.ts';
 import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
 import { sharedUnpackPool } from './layers/unpack-pool.ts';
+import { waitUntil } from '../../../test/harness/redis.ts';
 
 /** Integration tests fail after a minute instead of stalling the suite. */
 const it = (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: 60_000 }, fn);
@@ -479,6 +480,74 @@ it('over the disk budget, least recently used images nobody holds are evicted', 
   assert.equal(readdirSync(join(root, 'images')).length, 2);
   // gc() with nothing unreferenced frees nothing
   assert.equal(await store.gc(), 0);
+});
+
+/** Pushes a one-layer image of ~`size` random bytes under `repo:tag` (replacing what the tag named). */
+async function pushDistinct(repo: string, tag: string, size: number): Promise<void> {
+  const layer = await buildLayer([{ type: 'file', path: 'data', content: randomBytes(size) }], { compression: 'none' });
+  await pushImage(registry.url, repo, tag, buildImage({ layers: [layer] }));
+}
+
+it('a tag that moved leaves its old image on disk only while a job holds it: released, its files go, without any budget', async () => {
+  const root = await stores.root();
+  const store = await newStore({ root });
+  const ref = `${registry.host}/moving/tag:latest`;
+  await pushDistinct('moving/tag', 'latest', 100_000);
+  const first = await store.acquire(ref); // a job runs it
+  await pushDistinct('moving/tag', 'latest', 100_000);
+  const second = await store.acquire(ref, { policy: 'always' });
+  second.release();
+  assert.notEqual(second.digest, first.digest);
+  assert.ok(existsSync(first.layerDirs[0]!), 'the running job\'s image stays while it runs');
+  first.release();
+  await waitUntil(async () => !existsSync(first.layerDirs[0]!), 10_000, 'the old digest\'s layer directory removed once its last job released it (before: kept for good)');
+  assert.equal(readdirSync(join(root, 'images')).length, 1, 'one image record: the tag\'s current one');
+  // Moved again while nobody holds the old one: it goes with the pull itself.
+  await pushDistinct('moving/tag', 'latest', 100_000);
+  (await store.acquire(ref, { policy: 'always' })).release();
+  assert.equal(existsSync(second.layerDirs[0]!), false, 'an unheld old digest goes with the pull that moved its tag');
+  assert.deepEqual(readdirSync(join(root, 'layers/sha256')).length, 1);
+  assert.deepEqual((await store.list()).map((l) => l.image), [ref]);
+});
+
+/**
+ * Two stores on one cache directory (two workers of a host): `holder` runs the tag's old digest
+ * while `puller` moves the tag, then `holder` stops with that job's hold (a worker stopped or
+ * crashed mid-job). Returns the old image's layer directory, now named by no reference.
+ */
+async function oldDigestLeftBehind(root: string, puller: ImageStore, repo: string, size: number): Promise<string> {
+  const holder = await newStore({ root });
+  const ref = `${registry.host}/${repo}:latest`;
+  await pushDistinct(repo, 'latest', size);
+  const old = await holder.acquire(ref);
+  await pushDistinct(repo, 'latest', size);
+  (await puller.acquire(ref, { policy: 'always' })).release();
+  assert.ok(existsSync(old.layerDirs[0]!), 'held while the tag moved: kept');
+  await holder.close();
+  return old.layerDirs[0]!;
+}
+
+it('over the disk budget, an old digest no reference names goes before any image a reference names', async () => {
+  const MB = 1 << 20;
+  const root = await stores.root();
+  const store = await newStore({ root, maxCacheBytes: 3.5 * MB });
+  const other = await distinctImage('budget/other', MB);
+  (await store.acquire(other)).release(); // the least recently used image
+  const oldDir = await oldDigestLeftBehind(root, store, 'budget/moving', MB); // 3 MB cached
+  const third = await distinctImage('budget/third', MB);
+  (await store.acquire(third)).release(); // 4 MB: over the budget
+  assert.equal(existsSync(oldDir), false, 'the old digest went');
+  assert.deepEqual((await store.list()).map((l) => l.image).sort(), [other, `${registry.host}/budget/moving:latest`, third].sort(), 'no image a reference names was evicted (before: other went first)');
+});
+
+it('a worker starting on a cache with an old digest no reference names removes it', async () => {
+  const root = await stores.root();
+  const oldDir = await oldDigestLeftBehind(root, await newStore({ root }), 'restart/moving', 100_000);
+  const restarted = await newStore({ root });
+  await restarted.warmUp();
+  await waitUntil(async () => !existsSync(oldDir), 10_000, 'the old digest removed after the start (before: kept for good)');
+  assert.deepEqual((await restarted.list()).map((l) => l.image), [`${registry.host}/restart/moving:latest`]);
+  assert.equal(readdirSync(join(root, 'images')).length, 1);
 });
 
 it('two stores sharing a cache directory download each layer once', async () => {

@@ -104,6 +104,9 @@ export class ImageStore {
   private readonly bounds: PullBounds;
   private indexPromise: Promise<CacheIndex> | null = null;
   private index: CacheIndex | null = null;
+  /** The background gc() of collectSoon(), while it runs; collectAgain: asked for again meanwhile. */
+  private collecting: Promise<void> | null = null;
+  private collectAgain = false;
   /** When each tag (with its credentials) was last resolved from the registry by policy 'always'. */
   private readonly resolvedAt = new Map<string, number>();
 
@@ -156,7 +159,7 @@ export class ImageStore {
         const pulled = await this.pullMakingRoom(index, ref, policy, opts.credentials, viewer, signal, opts.requester);
         if (policy === 'always') this.rememberResolved(tag);
         try {
-          await this.cacheGc.enforceBudget(index);
+          await this.cacheGc.afterPull(index);
         } finally {
           this.releaseAfterWaiters(pulled.image.manifestDigest);
         }
@@ -208,6 +211,23 @@ export class ImageStore {
   }
 
   /**
+   * gc() in the background, one at a time (a call while one runs runs it once more after), for an
+   * image whose last hold went after its tag had moved on. close() waits for it.
+   */
+  private collectSoon(): void {
+    if (this.collecting) {
+      this.collectAgain = true;
+      return;
+    }
+    this.collecting = (async () => {
+      do {
+        this.collectAgain = false;
+        await this.gc().catch((err: Error) => this.opts.logger?.warn({ err: err.message }, 'removing images no reference names failed; tried again after the next pull'));
+      } while (this.collectAgain && !this.closing.signal.aborted);
+    })().finally(() => (this.collecting = null));
+  }
+
+  /**
    * Forget every reference that resolved to `digest` (the reference digest or its manifest) and
    * free what is then unreferenced. An image a running job holds (in any process sharing the cache)
    * is kept: 'in_use'.
@@ -222,9 +242,14 @@ export class ImageStore {
     return index.layerBytes();
   }
 
-  /** Opens the cache index and starts the unpack workers, so the first pull does not wait for them. */
+  /**
+   * Opens the cache index and starts the unpack workers, so the first pull does not wait for them;
+   * then, in the background, removes what no reference names (left by a worker that stopped while
+   * a job held an image whose tag had moved).
+   */
   async warmUp(): Promise<void> {
-    await Promise.all([sharedUnpackPool().warm(), this.index ?? this.openIndex()]);
+    const [, index] = await Promise.all([sharedUnpackPool().warm(), this.index ?? this.openIndex()]);
+    if (index.hasUnreferencedImages()) this.collectSoon();
   }
 
   async list(): Promise<Array<{ image: string; digest: string; sizeBytes: number; lastUsedAt: string }>> {
@@ -269,6 +294,7 @@ export class ImageStore {
     await this.puller.idle();
     await new Promise((resolve) => setImmediate(resolve)); // pending pull holds (acquire)
     this.markers.releaseAll();
+    await this.collecting;
     if (this.index) {
       await this.index.persistRefs();
       await this.index.close();
@@ -325,6 +351,8 @@ export class ImageStore {
         if (released) return;
         released = true;
         this.markers.release(image.manifestDigest);
+        // Its tag moved on while a job ran it: nothing names it now, so its files go.
+        if (this.markers.count(image.manifestDigest) === 0 && !index.referenced(image.manifestDigest)) this.collectSoon();
       },
     };
   }

@@ -71,14 +71,17 @@ export class CacheGc {
   }
 
   /**
-   * Evicts least recently used references nobody holds until the layers fit maxCacheBytes and the
-   * file system has minFreeFraction free.
+   * After a pull: removes the images no reference needs any more (a tag that moved leaves its old
+   * digest behind), then evicts least recently used references nobody holds until the layers fit
+   * maxCacheBytes and the file system has minFreeFraction free. An image a reference still names is
+   * never evicted while an unreferenced one takes room.
    */
-  async enforceBudget(index: CacheIndex): Promise<void> {
+  async afterPull(index: CacheIndex): Promise<void> {
+    await index.load(); // the cache is shared: count (and consider) other processes' images too
+    if (index.hasUnreferencedImages()) await this.collect(index);
     const budget = this.opts.maxCacheBytes;
     const minFree = this.opts.minFreeFraction ?? 0;
     if (budget === undefined && minFree <= 0) return;
-    await index.load(); // the cache is shared: count (and consider) other processes' images too
     let total = index.layerBytes();
     const overBudget = async (): Promise<boolean> => (budget !== undefined && total > budget) || (minFree > 0 && (await this.freeFraction()) < minFree);
     if (!(await overBudget())) return;

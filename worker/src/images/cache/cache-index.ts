@@ -134,6 +134,8 @@ export class CacheIndex {
   private readonly refs = new Map<string, RefRecord>();
   private readonly images = new Map<string, ImageRecord>();
   private readonly layers = new Map<string, LayerMeta>();
+  /** References whose use touch() recorded since the last persistRefs(). */
+  private readonly touched = new Set<string>();
 
   private readonly tmpRoot: string;
 
@@ -197,6 +199,20 @@ export class CacheIndex {
 
   allRefs(): RefRecord[] {
     return [...this.refs.values()];
+  }
+
+  /** Whether any reference resolves to the image `manifestDigest`. */
+  referenced(manifestDigest: string): boolean {
+    for (const ref of this.refs.values()) if (ref.manifestDigest === manifestDigest) return true;
+    return false;
+  }
+
+  /** Whether an image record is left that no reference resolves to (a tag moved to another digest). */
+  hasUnreferencedImages(): boolean {
+    const referenced = new Set<string>();
+    for (const ref of this.refs.values()) referenced.add(ref.manifestDigest);
+    for (const digest of this.images.keys()) if (!referenced.has(digest)) return true;
+    return false;
   }
 
   image(manifestDigest: string): ImageRecord | undefined {
@@ -425,13 +441,32 @@ export class CacheIndex {
   /** Records a use in memory only; persistRefs() writes it out. */
   touch(canonical: string, at: Date): void {
     const ref = this.refs.get(canonical);
-    if (ref) ref.lastUsedAt = at.toISOString();
+    if (!ref) return;
+    ref.lastUsedAt = at.toISOString();
+    this.touched.add(canonical);
   }
 
+  /**
+   * Writes out the uses touch() recorded, each onto the reference as it is on disk now: a reference
+   * another process sharing the cache moved to another digest meanwhile, or evicted, is left as it
+   * is (before, this process's older view was written back over it: the tag named its old digest
+   * again, or an evicted image was listed again).
+   */
   async persistRefs(): Promise<void> {
-    for (const ref of this.refs.values()) {
-      await this.writeAtomic(join(this.root, 'manifests', `${refKey(ref.reference)}.json`), JSON.stringify(ref));
+    for (const canonical of this.touched) {
+      const mine = this.refs.get(canonical);
+      if (!mine) continue; // evicted here
+      const path = join(this.root, 'manifests', `${refKey(canonical)}.json`);
+      let onDisk: RefRecord;
+      try {
+        onDisk = JSON.parse(await readFile(path, 'utf8')) as RefRecord;
+      } catch {
+        continue; // evicted by another process (or torn: the next pull writes it)
+      }
+      if (onDisk.manifestDigest !== mine.manifestDigest || onDisk.digest !== mine.digest || onDisk.lastUsedAt >= mine.lastUsedAt) continue;
+      await this.writeAtomic(path, JSON.stringify({ ...onDisk, lastUsedAt: mine.lastUsedAt }));
     }
+    this.touched.clear();
   }
 
   private async writeAtomic(path: string, data: string | Buffer): Promise<void> {

@@ -110,6 +110,7 @@ export class SbxClient {
    * the open answer.
    */
   async follow(job: JobRequest, opts: EventsOptions = {}): Promise<{ id: string; events: AsyncGenerator<JobEvent> }> {
+    opts.signal?.throwIfAborted(); // an abort before the call submits nothing (its listener below would never fire)
     const abort = new AbortController();
     const onAbort = () => abort.abort(opts.signal?.reason);
     opts.signal?.addEventListener('abort', onAbort, { once: true });

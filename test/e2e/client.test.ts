@@ -252,6 +252,19 @@ describe('typed methods and errors', () => {
     assert.equal(page.items[0]?.id, long.id);
   });
 
+  test('a signal aborted before the call submits nothing: submit(), run() and follow() throw its reason', async () => {
+    const label = { suite: 'client-aborted' };
+    const stop = new AbortController();
+    const reason = new Error('the caller gave up');
+    stop.abort(reason);
+    const job = { image: stack.images.busybox, command: ['true'], labels: label };
+    await assert.rejects(api.submit(job, { signal: stop.signal }), (e: unknown) => e === reason);
+    await assert.rejects(api.run(job, { signal: stop.signal }), (e: unknown) => e === reason);
+    await assert.rejects(api.follow(job, { signal: stop.signal }), (e: unknown) => e === reason, 'before: the job was submitted and followed');
+    const made = (await api.list({ limit: 100 })).items.filter((j) => j.labels.suite === 'client-aborted');
+    assert.deepEqual(made.map((j) => j.id), [], 'no job was made');
+  });
+
   test('API errors arrive typed with code, status and details; an unreachable API is a connection error', async () => {
     await assert.rejects(api.get('j_00000000000000000000000000'), (e: unknown) => e instanceof SbxNotFoundError && e.code === 'not_found' && e.status === 404);
     await assert.rejects(

@@ -618,15 +618,16 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
 }
 
 /**
- * The exit's reason. A limit's timer that fired as the command was exiting by itself (its exit code,
- * no signal, and no stop signal asked it to) leaves the command's own outcome: the limit stopped
- * nothing. `oom` when the memory limit's OOM kills ended the command (a signal): on cgroup v1 the
+ * The exit's reason. A limit's timer, or a kill() or stop() (a cancel), that came as the command was
+ * exiting by itself (its exit code, no signal, and no stop signal asked it to) leaves the command's
+ * own outcome: it stopped nothing (a SIGKILL that ends the job shows as the command's signal, or
+ * as pid 1's when sbx-init had not reported the command yet). `oom` when the memory limit's OOM kills ended the command (a signal): on cgroup v1 the
  * kernel may kill another process of the job and the command run on to its own exit.
  */
 export function toExitInfo(x: NativeExit, endedBy: 'timeout' | 'killed' | null, stopSignalled = false): ExitInfo {
   const oomKilled = x.oomKills > 0;
   const exitedByItself = x.signal === null && x.exitCode !== null && !stopSignalled;
-  const limit = endedBy === 'timeout' && exitedByItself ? null : endedBy;
+  const limit = exitedByItself ? null : endedBy;
   const reason: ExitInfo['reason'] = limit ?? (oomKilled && x.signal ? 'oom' : x.signal ? 'signaled' : 'exited');
   return {
     exitCode: x.exitCode,

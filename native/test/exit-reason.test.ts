@@ -18,7 +18,15 @@ test('a timeout that fired as the command exited by itself keeps the command\'s 
   assert.equal(toExitInfo(exit({ exitCode: 3 }), 'timeout').reason, 'exited');
   assert.equal(toExitInfo(exit({ signal: 'SIGKILL' }), 'timeout').reason, 'timeout', 'killed by the limit');
   assert.equal(toExitInfo(exit({ exitCode: 0 }), 'timeout', true).reason, 'timeout', 'it exited when the stop signal asked it to (stopGraceMs)');
-  assert.equal(toExitInfo(exit({ exitCode: 0 }), 'killed').reason, 'killed', 'a cancel stays a cancel');
+});
+
+test('a cancel (kill or stop) that came as the command exited by itself leaves its outcome; one that ended it is killed', () => {
+  // DELETE as `sh -c 'sleep 0.3; exit 7'` exits: sbx-init had reported exit 7 when the SIGKILL came.
+  assert.equal(toExitInfo(exit({ exitCode: 7 }), 'killed').reason, 'exited', 'before: killed, so the job ended cancelled with exit code 7');
+  assert.equal(toExitInfo(exit({ exitCode: 0 }), 'killed').reason, 'exited');
+  assert.equal(toExitInfo(exit({ signal: 'SIGKILL' }), 'killed').reason, 'killed', 'killed by the cancel');
+  assert.equal(toExitInfo(exit({ signal: 'SIGKILL', commandStatusKnown: false }), 'killed').reason, 'killed', 'sbx-init itself killed first');
+  assert.equal(toExitInfo(exit({ exitCode: 0 }), 'killed', true).reason, 'killed', 'it exited when the stop signal asked it to (DELETE ?graceMs)');
 });
 
 test('oom only when the OOM kills ended the command; a command that outlived them keeps its outcome, oomKilled set', () => {

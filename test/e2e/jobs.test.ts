@@ -14,6 +14,7 @@ import { parseServerSentEvents } from '../../client/src/sse.ts';
 import type { JobDocument } from '../../core/src/job-spec.ts';
 import { receiptKeyId } from '../../core/src/receipts/job-receipt.ts';
 import { checkReceipt, type ReceiptKey } from '../../client/src/receipt.ts';
+import { attachJob } from '../../client/src/attach.ts';
 
 // This stack signs receipts: every job here that runs gets one. The worker holds the private key
 // (SBX_RECEIPT_KEY_FILE); the API only public keys (SBX_RECEIPT_PUBLIC_KEYS_FILE): a retired one
@@ -478,6 +479,26 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBL
       { path: 'a.txt', mode: 0o644, bytes: 4, sha256: sha256('one\n') },
       { path: '/srv/b.bin', mode: 0o700, bytes: 4, sha256: sha256(bytes) },
     ]);
+  });
+
+  test('an interactive job\'s receipt covers the input attach gave it: stdin is the request\'s then every attached byte, and it says the job was interactive', async () => {
+    const { key } = await publicKey();
+    const submitted = await e2e.api.request<JobDocument>('POST', '/v1/jobs', { image, command: ['sh'], openStdin: true, stdin: 'echo first\n' });
+    assert.equal(submitted.status, 202);
+    const attached = await attachJob(submitted.body.id, { baseUrl: e2e.stack.apiUrl, onOutput: () => {} });
+    await attached.write('echo PASS 100/100\n');
+    attached.signal('SIGWINCH'); // sh ignores it
+    await attached.write('exit 0\n');
+    attached.eof();
+    const ended = await attached.ended;
+    assert.equal(ended?.status, 'succeeded');
+    const doc = (await e2e.api.get(submitted.body.id)).body;
+    assert.ok(verified(doc, key));
+    const p = JSON.parse(doc.receipt!.payload);
+    assert.deepEqual(p.stdin, { bytes: 36, sha256: sha256('echo first\necho PASS 100/100\nexit 0\n') }, 'before: only the request\'s stdin, as if the job had read nothing else');
+    assert.deepEqual(p.interactive, { openStdin: true, tty: false, signals: 1 });
+    const plain = await run(['true']);
+    assert.equal(JSON.parse(plain.body.receipt!.payload).interactive, undefined, 'absent for a job that is not interactive');
   });
 
   test('a job that never ran has no receipt', async () => {

@@ -11,6 +11,7 @@ import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory } from '../../core/src/worker-directory.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { createApp } from '../../api/src/app.ts';
+import type { JobDocument } from '../../core/src/job-spec.ts';
 import type { AppDeps } from '../../api/src/deps.ts';
 import { JobEventsHub } from '../../api/src/job-events-hub.ts';
 import { TenantPlaces } from '../../api/src/tenant-places.ts';
@@ -52,6 +53,20 @@ export function createTestApp(redisServer: RunningRedis, env: Record<string, str
 }
 
 export type TestApp = ReturnType<typeof createTestApp>;
+
+/**
+ * The queued job `doc` as a live worker (`w-test`, heartbeating) holding it would make it: claimed,
+ * then running (attempt 1). Returns the running document.
+ */
+export async function startAsWorker(deps: AppDeps, doc: JobDocument): Promise<JobDocument> {
+  const now = new Date().toISOString();
+  await deps.workers.heartbeat({ id: 'w-test', host: 'test', pid: process.pid, slotsTotal: 1, slotsFree: 0, runningJobs: [doc.id], cachedBytes: 0, images: [], cgroup: '', startedAt: now, lastHeartbeat: now }, 600_000);
+  const pulling = { ...doc, status: 'pulling' as const, worker: 'w-test' };
+  if ((await deps.store.claim(pulling, false)) !== 'ok') throw new Error(`job ${doc.id} could not be claimed`);
+  const running = { ...pulling, status: 'running' as const };
+  if ((await deps.store.transition(running, ['pulling'], 'status')) !== 'ok') throw new Error(`job ${doc.id} could not be moved to running`);
+  return running;
+}
 
 /**
  * A route test's usual setup in one line: a private redis-server and the app on it, started in

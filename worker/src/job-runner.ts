@@ -25,7 +25,7 @@ import { imageWorkdirError } from './launch/image-values.ts';
 import { fromLaunchError } from './launch-errors.ts';
 import { LauncherCleanup } from './launcher-cleanup.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
-import { IDLE_END, startInteractive, withInteractive, type InteractiveSession } from './interactive/session.ts';
+import { IDLE_END, startInteractive, withInteractive, type InteractiveInput, type InteractiveSession } from './interactive/session.ts';
 import { outputIdleEnd, watchSilence } from './output/silence-watch.ts';
 import { watchLiveUsage } from './live-usage.ts';
 import { startEgressProxy, type EgressProxy } from './egress/egress-proxy.ts';
@@ -74,6 +74,8 @@ interface SignedEnd {
   spec: JobSpec;
   written: { stdout: StreamDigest; stderr: StreamDigest };
   budget: TenantStorageBudget | null;
+  /** Interactive jobs: what their session gave them (worker/src/interactive/session.ts). */
+  input?: InteractiveInput;
 }
 
 /** A job this worker holds, so a cancel message can reach it. */
@@ -326,14 +328,14 @@ export class JobRunner {
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN }
         : interactive?.idledOut ? IDLE_END
         : silence?.silencedOut ? outputIdleEnd(stored.spec.limits.outputIdleTimeoutMs!)
-        : outcome(exit, job.cancelled);
+        : outcome(exit);
       // How much the cap left out (not given when the storage budget cut the output: that is counted in characters stored, not bytes written).
       const dropped = exit.outputTruncated && !sink.budgetUsedUp ? { outputDroppedBytes: sink.droppedBytes } : {};
       if (sink.firstOutputAt !== null) doc = { ...doc, timings: { ...doc.timings, firstOutputMs: Math.max(0, sink.firstOutputAt - startedAt.getTime()) } };
       const collected = stored.spec.outputFiles?.length && exit.outputFiles ? await this.keepOutputFiles(id, exit.outputFiles, budget) : {};
       if (proxy) doc = { ...doc, egress: this.countEgress(await proxy.close()) };
       const written = sink.digests();
-      const receipt = written && this.deps.receiptKey ? { key: this.deps.receiptKey, spec: stored.spec, written, budget } : undefined;
+      const receipt = written && this.deps.receiptKey ? { key: this.deps.receiptKey, spec: stored.spec, written, budget, ...(interactive ? { input: interactive.input() } : {}) } : undefined;
       await this.finish(stored.tenant, doc, 'running', { ...ended, exitCode: exit.exitCode, signal: exit.signal, usage: { ...exit.usage, oomKilled: exit.oomKilled, pidsLimitHit: exit.pidsLimitHit }, outputTruncated: exit.outputTruncated, ...dropped, ...collected }, receipt);
     } catch (e) {
       if (job.shutdown && !job.started && !job.cancelled && (await this.handBack(doc))) return;
@@ -451,7 +453,7 @@ export class JobRunner {
     const final: JobDocument = { ...doc, ...patch, timings: { ...doc.timings, finishedAt: new Date().toISOString() } };
     let charged: Promise<unknown> = Promise.resolve();
     if (receipt) {
-      final.receipt = receiptFor(final, receipt.spec, receipt.written, receipt.key);
+      final.receipt = receiptFor(final, receipt.spec, receipt.written, receipt.key, receipt.input);
       if (receipt.budget) charged = receipt.budget.charge(2 * Buffer.byteLength(JSON.stringify(final.receipt))).catch(() => {});
     }
     // From `running`, `pulling` too (same attempt): Redis may have lost the move to running (a restart).
@@ -464,9 +466,13 @@ const SHUT_DOWN = { code: 'worker_lost', message: 'the worker shut down while th
 /** Why a job not started here stops at shutdown (it goes back to the queue). */
 const SHUTTING_DOWN = new Error('the worker is shutting down');
 
-function outcome(exit: EndInfo, cancelled: boolean): Pick<JobDocument, 'status' | 'exitCode' | 'signal'> {
+/**
+ * The status of a job whose command ran, from how it ended. `cancelled` only when the cancel ended
+ * it (exit reason `killed`): a cancel that came as the command exited by itself changes nothing.
+ */
+function outcome(exit: EndInfo): Pick<JobDocument, 'status' | 'exitCode' | 'signal'> {
   const base = { exitCode: exit.exitCode, signal: exit.signal };
-  if (cancelled || exit.reason === 'killed') return { ...base, status: 'cancelled' };
+  if (exit.reason === 'killed') return { ...base, status: 'cancelled' };
   if (exit.reason === 'timeout') return { ...base, status: 'timeout' };
   if (exit.reason === 'oom' || (exit.oomKilled && exit.signal === 'SIGKILL')) return { ...base, status: 'oom' };
   if (exit.exitCode === 0 && !exit.signal) return { ...base, status: 'succeeded' };

@@ -14,7 +14,7 @@ import { runInNewContext } from 'node:vm';
 import { serve, type ServerType } from '@hono/node-server';
 import { parseServerSentEvents } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
-import { createTestApp, type TestApp } from '../../../test/harness/api-app.ts';
+import { createTestApp, startAsWorker, type TestApp } from '../../../test/harness/api-app.ts';
 import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import { injectWebSockets } from './jobs-attach.ts';
 
@@ -47,15 +47,6 @@ async function submitOk(t: TestApp, tenant?: string): Promise<JobDocument> {
   const res = await submit(t, tenant);
   assert.equal(res.status, 202, await res.clone().text());
   return (await res.json()) as JobDocument;
-}
-
-/** The job as a worker holding it would make it: claimed, then running (attempt 1), by a worker that is alive. */
-async function startAsWorker(t: TestApp, doc: JobDocument): Promise<void> {
-  const now = new Date().toISOString();
-  await t.deps.workers.heartbeat({ id: 'w-test', host: 'test', pid: process.pid, slotsTotal: 1, slotsFree: 0, runningJobs: [doc.id], cachedBytes: 0, images: [], cgroup: '', startedAt: now, lastHeartbeat: now }, 600_000);
-  const pulling = { ...doc, status: 'pulling' as const, worker: 'w-test' };
-  assert.equal(await t.deps.store.claim(pulling, false), 'ok');
-  assert.equal(await t.deps.store.transition({ ...pulling, status: 'running' }, ['pulling'], 'status'), 'ok');
 }
 
 /** A follower: reads the stream in the background, keeping every event it got. */
@@ -95,7 +86,7 @@ describe('followers of one job share its reads (anonymous mode: no stream quota)
     const FOLLOWERS = 24;
     const BATCHES = 12;
     const doc = await submitOk(t);
-    await startAsWorker(t, doc);
+    await startAsWorker(t.deps, doc);
     const followers = await Promise.all(Array.from({ length: FOLLOWERS }, async () => follow(await t.app.request(`/v1/jobs/${doc.id}/events`))));
     await until('every follower has the replayed running status', () => followers.every((f) => f.got.some((e) => e.event === 'status' && e.data.includes('running'))));
 

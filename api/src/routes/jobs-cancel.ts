@@ -16,7 +16,8 @@ const CANCEL_GRACE_MS = 2000;
 /**
  * DELETE /v1/jobs/{id} — a queued job is cancelled here and never starts; a pulling or running one
  * is flagged and its worker told to kill it (with ?graceMs, docker stop: to signal its command and
- * kill it once the grace has passed); the answer waits briefly for that to land.
+ * kill it once the grace has passed); the answer waits briefly for that to land. A job that ended
+ * by itself meanwhile is 409 already_finished, as one finished before the request.
  */
 export const jobsCancelRoute = createRoute({
   method: 'delete', path: '/v1/jobs/{id}', summary: 'Cancel a queued or running job', tags: ['jobs'],
@@ -47,6 +48,9 @@ export function registerJobsCancel(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
     await deps.store.requestCancel(job.doc.id, stop ?? undefined);
     await publishControl(deps.redis, deps.keys, { type: 'cancel', id: job.doc.id, ...(stop ? { stop } : {}) });
     const doc = (await waitForFinish(deps, job.doc.id, CANCEL_GRACE_MS)) ?? job.doc;
+    // It ended by itself as the cancel came (its command exited, a limit ended it): nothing was
+    // cancelled, and the caller is told so as for any finished job.
+    if (isFinished(doc.status) && doc.status !== 'cancelled') throw new AlreadyFinishedError(doc.id, doc.status);
     return c.json(doc, 202);
   });
 }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { startRedis, waitUntil, type RunningRedis } from '../../../test/harness/redis.ts';
-import { createTestApp } from '../../../test/harness/api-app.ts';
+import { createTestApp, startAsWorker } from '../../../test/harness/api-app.ts';
 import { parseServerSentEvents } from '../../../client/src/sse.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 import { IDEMPOTENCY_TTL_SECONDS, RedisKeys } from '../../../core/src/redis-keys.ts';
@@ -283,6 +283,24 @@ describe('DELETE /v1/jobs/{id}', () => {
     const again = await call('DELETE', `/v1/jobs/${doc.id}`);
     assert.equal(again.status, 409);
     assert.equal(((await again.json()) as { error: { code: string } }).error.code, 'already_finished');
+  });
+
+  test('a running job that ends by itself as its cancel arrives: 409 already_finished naming how it ended, not 202', async () => {
+    const doc = (await (await call('POST', '/v1/jobs', { body: { image, command: ['sh', '-c', 'exit 7'] } })).json()) as JobDocument;
+    const running = await startAsWorker(t.deps, doc);
+    // The worker's side of the race: the command exits 7 on its own just as the cancel comes.
+    const sub = t.deps.redis.duplicate();
+    await sub.subscribe(t.deps.keys.control());
+    sub.on('message', () => void t.deps.store.transition({ ...running, status: 'failed', exitCode: 7, timings: { ...running.timings, finishedAt: new Date().toISOString() } }, ['running'], 'exit'));
+    try {
+      const res = await call('DELETE', `/v1/jobs/${doc.id}`);
+      const body = await res.text();
+      assert.equal(res.status, 409, `before: 202 with the job ${body}`);
+      assert.deepEqual(JSON.parse(body), { error: { code: 'already_finished', message: `job ${doc.id} already finished with status failed; only queued or running jobs can be cancelled`, details: [] } });
+      assert.equal(((await (await call('GET', `/v1/jobs/${doc.id}`)).json()) as JobDocument).status, 'failed');
+    } finally {
+      sub.disconnect();
+    }
   });
 
   test('the events of a finished job replay in full, then the stream closes', async () => {

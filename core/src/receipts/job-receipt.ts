@@ -41,8 +41,16 @@ export interface ReceiptPayload {
   startedAt: string | null;
   finishedAt: string;
   usage: Record<string, unknown> | null;
-  /** The job's stdin as given (null: none). */
+  /**
+   * The job's stdin: the request's, then (jobs with openStdin or a tty) every byte written to it
+   * through attach, in order. Null: none at all.
+   */
   stdin: StreamDigest | null;
+  /**
+   * Jobs with openStdin or a tty: their input came (also) live, through attach (`stdin` covers it),
+   * and `signals` were sent to them that way. Absent for any other job.
+   */
+  interactive?: { openStdin: boolean; tty: boolean; signals: number };
   /** The job's input files (JobRequest.files) in order, as written; absent when it had none. */
   files?: Array<StreamDigest & { path: string; mode: number }>;
   /** What the job's outputFiles collected (path, size, the SHA-256 of the kept bytes); absent when it asked for none. */
@@ -70,8 +78,12 @@ export function signReceipt(payload: ReceiptPayload, privateKey: KeyObject): Job
   return { payload: text, signature: sign(null, Buffer.from(text, 'utf8'), privateKey).toString('base64'), algorithm: 'ed25519', keyId: receiptKeyId(privateKey) };
 }
 
-/** The receipt of a finished job that ran: `final` as it is recorded, `written` from the output sink. */
-export function receiptFor(final: JobDocument, spec: JobSpec, written: { stdout: StreamDigest; stderr: StreamDigest }, privateKey: KeyObject): JobReceipt {
+/**
+ * The receipt of a finished job that ran: `final` as it is recorded, `written` from the output sink,
+ * `input` (interactive jobs) what their session gave them.
+ */
+export function receiptFor(final: JobDocument, spec: JobSpec, written: { stdout: StreamDigest; stderr: StreamDigest }, privateKey: KeyObject, input?: { stdin: StreamDigest; signals: number }): JobReceipt {
+  const stdin = input ? (input.stdin.bytes === 0 && spec.stdin === null ? null : input.stdin) : spec.stdin === null ? null : digestOf(spec.stdin);
   return signReceipt({
     v: 1,
     jobId: final.id,
@@ -91,7 +103,8 @@ export function receiptFor(final: JobDocument, spec: JobSpec, written: { stdout:
     startedAt: final.timings.startedAt,
     finishedAt: final.timings.finishedAt!,
     usage: final.usage ? { ...final.usage } : null,
-    stdin: spec.stdin === null ? null : digestOf(spec.stdin),
+    stdin,
+    ...(input ? { interactive: { openStdin: spec.openStdin ?? false, tty: spec.tty ?? false, signals: input.signals } } : {}),
     ...(spec.files?.length ? { files: spec.files.map((f) => ({ path: f.path, mode: f.mode, ...digestOf(inputFileData(f)) })) } : {}),
     ...(final.outputFiles ? { outputFiles: final.outputFiles } : {}),
     ...(spec.network === 'egress' ? { network: networkOf(final, spec) } : {}),

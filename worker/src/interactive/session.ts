@@ -6,9 +6,11 @@
  * SSE and logs replay it like any job's. The idle limit ends the job (`timeout`, idle_timeout)
  * once no client has been attached and nothing has been written for limits.idleTimeoutMs.
  */
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { finished } from 'node:stream/promises';
 import type { JobSpec } from '../../../core/src/job-spec.ts';
+import type { StreamDigest } from '../../../core/src/receipts/job-receipt.ts';
 import type { JobStore } from '../../../core/src/job-store.ts';
 import { StdinReader, type StdinFrame } from '../../../core/src/stdin-stream.ts';
 import type { Launched, LaunchSpec } from '../../../native/index.ts';
@@ -37,6 +39,29 @@ export interface InteractiveSession {
   readonly idledOut: boolean;
   /** After the job exited: the terminal's output drained into the sink, frames no longer read, stream removed. */
   stop(): Promise<void>;
+  /**
+   * What the job was given, for its receipt: its stdin (the request's, then every byte written to
+   * it through attach, in order) and how many signals attach sent it. Read after stop().
+   */
+  input(): InteractiveInput;
+}
+
+export interface InteractiveInput {
+  stdin: StreamDigest;
+  signals: number;
+}
+
+/** Size and SHA-256 of the bytes given to a job's stdin, as they are given. */
+class InputDigest {
+  private readonly hash = createHash('sha256');
+  private bytes = 0;
+  add(data: Buffer | string): void {
+    this.hash.update(data);
+    this.bytes += Buffer.byteLength(data);
+  }
+  digest(): StreamDigest {
+    return { bytes: this.bytes, sha256: this.hash.copy().digest('hex') };
+  }
 }
 
 export function startInteractive(store: JobStore, spec: JobSpec, launched: Launched, sink: RedisOutputSink): InteractiveSession | null {
@@ -46,6 +71,9 @@ export function startInteractive(store: JobStore, spec: JobSpec, launched: Launc
   // A tty without openStdin (`docker run -t`) gets no input but its `stdin`, written by the launcher:
   // then EOF, as a job without a tty gets its stdin and then EOF, instead of a read waiting until the timeout.
   if (launched.tty && !spec.openStdin) void launched.tty.end();
+  const given = new InputDigest();
+  if (spec.stdin) given.add(spec.stdin); // the launcher wrote it first
+  let signals = 0;
   let idledOut = false;
   const idleMs = spec.limits.idleTimeoutMs ?? null;
   let idleTimer: NodeJS.Timeout | undefined;
@@ -61,11 +89,15 @@ export function startInteractive(store: JobStore, spec: JobSpec, launched: Launc
   void launched.exited.then(() => clearTimeout(idleTimer));
   const running = reader.run(async (f) => {
     touch();
-    await apply(launched, f);
+    if (await apply(launched, f)) {
+      if (f.type === 'data') given.add(f.data);
+      else if (f.type === 'signal') signals++;
+    }
   });
   let stopping: Promise<void> | null = null;
   return {
     get idledOut() { return idledOut; },
+    input: () => ({ stdin: given.digest(), signals }),
     stop() {
       stopping ??= (async () => {
         clearTimeout(idleTimer);
@@ -83,30 +115,35 @@ export function startInteractive(store: JobStore, spec: JobSpec, launched: Launc
   };
 }
 
-async function apply(launched: Launched, f: StdinFrame): Promise<void> {
+/** Applies a frame to the job; true when its bytes were written, or its signal sent. */
+async function apply(launched: Launched, f: StdinFrame): Promise<boolean> {
   switch (f.type) {
     case 'data':
-      if (launched.tty) return launched.tty.write(f.data);
+      if (launched.tty) {
+        await launched.tty.write(f.data);
+        return true;
+      }
       return writePipe(launched, f.data);
     case 'eof':
-      if (launched.tty) return launched.tty.end();
-      launched.stdin?.end();
-      return;
+      if (launched.tty) await launched.tty.end();
+      else launched.stdin?.end();
+      return false;
     case 'resize':
       launched.tty?.resize(f.rows, f.cols);
-      return;
+      return false;
     case 'signal':
-      if (f.signal in os.constants.signals) launched.signal(f.signal as NodeJS.Signals);
-      return;
+      return f.signal in os.constants.signals && launched.signal(f.signal as NodeJS.Signals);
     case 'attached':
-      return;
+      return false;
   }
 }
 
-async function writePipe(launched: Launched, data: Buffer): Promise<void> {
+/** Writes to the job's stdin pipe; false when it was already closed (nothing written). */
+async function writePipe(launched: Launched, data: Buffer): Promise<boolean> {
   const s = launched.stdin;
-  if (!s || s.destroyed || s.writableEnded) return;
-  if (s.write(data)) return;
+  if (!s || s.destroyed || s.writableEnded) return false;
+  if (s.write(data)) return true;
   // Wait for the job to read (or for the pipe to close: EPIPE when it stopped reading)
   await Promise.race([new Promise<void>((res) => s.once('drain', res)), finished(s).catch(() => {})]);
+  return true;
 }

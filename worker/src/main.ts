@@ -5,6 +5,7 @@
 import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../../core/src/config.ts';
+import { tenantQuotaOptions } from '../../core/src/tenant-quota.ts';
 import { JobStore } from '../../core/src/job-store.ts';
 import { createLogger, type Logger } from '../../core/src/logger.ts';
 import { isLoopbackHost, namesAnAddress, namesLoopback } from '../../core/src/loopback-names.ts';
@@ -177,7 +178,7 @@ async function main(): Promise<void> {
   await beat();
   const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
   // Now and then, one worker of the fleet: jobs queued on no queue (an entry lost) are queued again.
-  const audit = new QueueAudit({ redis, keys, queue: lostJobs.queue, workerId, everyMs: env.SBX_QUEUE_AUDIT_MS, graceMs: env.SBX_QUEUE_AUDIT_GRACE_MS, logger, requeued: metrics.queueAuditRequeued });
+  const audit = new QueueAudit({ redis, keys, queue: lostJobs.queue, workerId, everyMs: env.SBX_QUEUE_AUDIT_MS, graceMs: env.SBX_QUEUE_AUDIT_GRACE_MS, logger, requeued: metrics.queueAuditRequeued, jobTtlSeconds: env.SBX_JOB_TTL_SECONDS, activeTtlSeconds: tenantQuotaOptions(config).activeTtlSeconds });
   const auditor = setInterval(() => {
     void audit.pass().catch((err: Error) => logger.warn({ err: err.message }, 'looking for queued jobs on no queue failed'));
   }, env.SBX_QUEUE_AUDIT_MS);

@@ -22,6 +22,8 @@ import { QueueAudit } from './queue-audit.ts';
 
 const redis = useRedis();
 const GRACE_MS = 60_000;
+/** SBX_JOB_TTL_SECONDS of these tests, and the active sets' life that goes with it. */
+const LIVES = { jobTtlSeconds: 3600, activeTtlSeconds: 3600 + 600 + 3600 };
 
 function spec(id: string, tenant = 't'): JobSpec {
   return { id, tenant, image: 'x/y:1', command: ['true'], entrypoint: null, env: {}, workdir: null, user: null, stdin: null, limits: { memoryBytes: 1, cpus: 1, pids: 1, timeoutMs: 1000, outputBytes: 1, diskBytes: 1, cpuTimeMs: null, openFiles: 1 }, network: 'none', labels: {}, registryAuth: null, createdAt: new Date().toISOString() } as JobSpec;
@@ -34,7 +36,7 @@ test('jobs queued past the grace on no queue are queued again, once; jobs with a
   const queue = new JobQueue(client, keys);
   const hostQueue = new Queue(hostQueueName('w1'), { connection: client, prefix: keys.queuePrefix() });
   const requeued: string[] = [];
-  const audit = (workerId: string) => new QueueAudit({ redis: client, keys, queue, workerId, everyMs: 1, graceMs: GRACE_MS, logger: pino({ level: 'silent' }), requeued: { inc: () => void requeued.push(workerId) } });
+  const audit = (workerId: string) => new QueueAudit({ redis: client, keys, queue, workerId, everyMs: 1, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }), requeued: { inc: () => void requeued.push(workerId) } });
   const old = Date.now() - 2 * GRACE_MS;
   /** A job record as admission and submission leave it (in its tenant's active set), `status` as given. */
   const job = async (made: number, status: 'queued' | 'running' = 'queued', attempts = 1, tenant = 't') => {
@@ -85,7 +87,7 @@ test('one worker of the fleet audits per interval', async () => {
   const keys = new RedisKeys('audit2');
   const queue = new JobQueue(redis.client, keys);
   try {
-    const audits = ['w1', 'w2', 'w3'].map((workerId) => new QueueAudit({ redis: redis.client, keys, queue, workerId, everyMs: 60_000, graceMs: GRACE_MS, logger: pino({ level: 'silent' }) }));
+    const audits = ['w1', 'w2', 'w3'].map((workerId) => new QueueAudit({ redis: redis.client, keys, queue, workerId, everyMs: 60_000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) }));
     const passes = await Promise.all(audits.map((a) => a.pass()));
     assert.deepEqual(passes.filter((p) => p !== null), [0], 'one pass, by one worker');
   } finally {
@@ -114,12 +116,75 @@ test('on a Redis Cluster every master\'s tenants are walked', { timeout: 60_000 
     }
     const holding = await Promise.all((client as Cluster).nodes('master').map(async (n) => (await n.dbsize()) > 0));
     assert.ok(holding.filter(Boolean).length > 1, `the tenants' keys are on ${holding.filter(Boolean).length} masters`);
-    const audit = new QueueAudit({ redis: client, keys, queue, workerId: 'w1', everyMs: 60_000, graceMs: GRACE_MS, logger: pino({ level: 'silent' }) });
+    const audit = new QueueAudit({ redis: client, keys, queue, workerId: 'w1', everyMs: 60_000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
     assert.equal(await audit.pass(), tenants.length, 'every tenant\'s lost job queued again');
     for (const id of ids) assert.ok(await queue.queue.getJob(id), `${id} on the shared queue`);
   } finally {
     await queue?.close();
     client?.disconnect();
     await cluster.stop();
+  }
+});
+
+test('a queued job whose record has little life left is given a full one again, and so is its active set; a running one is not renewed', async () => {
+  const keys = new RedisKeys('audit4');
+  const client = redis.client;
+  const store = new JobStore(client, keys, LIVES.jobTtlSeconds);
+  const queue = new JobQueue(client, keys);
+  try {
+    const made = async (status: 'queued' | 'running') => {
+      const id = newJobId(Date.now() - 2 * GRACE_MS);
+      assert.ok(await store.create(spec(id), newJobDocument(spec(id))));
+      await queue.add(id, 1); // on the queue: nothing to queue again
+      if (status !== 'queued') await client.hset(keys.jobState(id), 'status', status);
+      await client.zadd(keys.tenantActive('t'), 1, id);
+      // Waited in the queue until its record nearly ran out (and its tenant stopped submitting).
+      for (const k of [keys.jobState(id), keys.jobEvents(id), keys.tenantActive('t')]) await client.pexpire(k, 10_000);
+      return id;
+    };
+    const queued = await made('queued');
+    const running = await made('running');
+    const audit = new QueueAudit({ redis: client, keys, queue, workerId: 'w1', everyMs: 1000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
+    assert.equal(await audit.pass(), 0);
+    const life = LIVES.jobTtlSeconds + 1 + 3600; // SBX_JOB_TTL_SECONDS + its timeout (1 s) + 1 h: as at its creation
+    for (const k of [keys.jobState(queued), keys.jobEvents(queued)]) {
+      const ttl = await client.ttl(k);
+      assert.ok(ttl > life - 5 && ttl <= life, `${k}: ${ttl} s left (before: 10, then the job was gone unrun and unreported)`);
+    }
+    assert.ok((await client.ttl(keys.jobState(running))) <= 10, 'a running job\'s record is its worker\'s to keep');
+    const setTtl = await client.ttl(keys.tenantActive('t'));
+    assert.ok(setTtl > LIVES.activeTtlSeconds - 5, `the active set: ${setTtl} s left`);
+  } finally {
+    await queue.close();
+  }
+});
+
+test('members of an active set whose job ended or whose record is gone leave it; queued and running ones stay', async () => {
+  const keys = new RedisKeys('audit5');
+  const client = redis.client;
+  const store = new JobStore(client, keys, LIVES.jobTtlSeconds);
+  const queue = new JobQueue(client, keys);
+  try {
+    const old = Date.now() - 2 * GRACE_MS;
+    const member = async (status: 'queued' | 'running' | 'succeeded' | 'gone', made = old) => {
+      const id = newJobId(made);
+      assert.ok(await store.create(spec(id), newJobDocument(spec(id))));
+      await queue.add(id, 1);
+      if (status === 'gone') await client.del(keys.jobState(id), keys.jobEvents(id));
+      else if (status !== 'queued') await client.hset(keys.jobState(id), 'status', status);
+      await client.zadd(keys.tenantActive('t'), 17, id);
+      return id;
+    };
+    const queued = await member('queued');
+    const running = await member('running');
+    const ended = await member('succeeded');
+    const expired = await member('gone');
+    const young = await member('gone', Date.now()); // may be between its admission and its record
+    const audit = new QueueAudit({ redis: client, keys, queue, workerId: 'w1', everyMs: 1000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
+    await audit.pass();
+    const left = await client.zrange(keys.tenantActive('t'), 0, -1);
+    assert.deepEqual(left.sort(), [queued, running, young].sort(), `before: ${ended} and ${expired} stayed, raising the tenant's next priorities`);
+  } finally {
+    await queue.close();
   }
 });

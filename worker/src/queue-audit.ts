@@ -10,6 +10,12 @@
  * has been `queued` for longer than a grace (SBX_QUEUE_AUDIT_GRACE_MS: a younger one may be between its record and its
  * entry) with no entry on the shared queue, on a live host's queue, in a hand-off
  * deadline or in a pending requeue. A job queued twice runs once: the claim is a compare-and-set.
+ *
+ * The same walk keeps what a long wait would otherwise lose: a queued job's record (and its active
+ * set) are given a full life again when little of it is left (a job the queue holds for hours is
+ * not dropped unrun and unreported), and members whose job has ended or whose record is gone (a
+ * crash between a job's end and its release) leave the set, where they still raised the tenant's
+ * next priorities.
  */
 import { Cluster } from 'ioredis';
 import type { Counter } from 'prom-client';
@@ -20,6 +26,16 @@ import type { Logger } from '../../core/src/logger.ts';
 import type { RedisClient } from '../../core/src/redis.ts';
 import { hostQueueName, type RedisKeys } from '../../core/src/redis-keys.ts';
 import { handOffPending } from '../../core/src/placement/host-queues.ts';
+import { defineScripts, luaScript } from '../../core/src/redis-scripts.ts';
+
+const SCRIPTS = { sbxKeepQueued: luaScript('keepQueued-2') };
+interface ScriptedClient {
+  sbxKeepQueued(state: string, events: string, leastMsLeft: number, jobTtlSeconds: number): Promise<number>;
+}
+/** Statuses of the jobs an active set holds (core/src/tenant-quota.ts). */
+const ACTIVE = new Set(['queued', 'pulling', 'running']);
+/** A queued job's record is renewed once less than this (plus two audit intervals) is left. */
+const LEAST_LIFE_MS = 3_600_000;
 
 export interface QueueAuditOptions {
   redis: RedisClient;
@@ -34,10 +50,18 @@ export interface QueueAuditOptions {
   logger: Logger;
   /** sbx_queue_audit_requeued_total */
   requeued?: Pick<Counter, 'inc'>;
+  /** SBX_JOB_TTL_SECONDS: a renewed queued job's record lives this + its timeout + 1 h, as at its creation. */
+  jobTtlSeconds: number;
+  /** How long an active set outlives its last submission (core/src/tenant-quota.ts tenantQuotaOptions). */
+  activeTtlSeconds: number;
 }
 
 export class QueueAudit {
-  constructor(private readonly o: QueueAuditOptions) {}
+  private readonly scripted: ScriptedClient;
+
+  constructor(private readonly o: QueueAuditOptions) {
+    this.scripted = defineScripts<ScriptedClient>(o.redis, SCRIPTS);
+  }
 
   /** One pass if this worker gets the fleet's turn; returns how many jobs it queued again (null: not its turn). */
   async pass(now = Date.now()): Promise<number | null> {
@@ -47,15 +71,29 @@ export class QueueAudit {
     let requeued = 0;
     for (const activeKey of await this.activeSets()) {
       let cursor = '0';
+      let holdsJobs = false;
       do {
         const [next, flat] = await redis.zscan(activeKey, cursor, 'COUNT', 500);
         cursor = next;
         for (let i = 0; i < flat.length; i += 2) {
           const id = flat[i]!;
-          if (now - jobIdTime(id) < this.o.graceMs) continue;
-          if (await this.requeueIfOnNoQueue(id, hosts)) requeued++;
+          if (now - jobIdTime(id) < this.o.graceMs) {
+            holdsJobs = true;
+            continue;
+          }
+          const [status, attempt] = await redis.hmget(keys.jobState(id), 'status', 'attempt');
+          if (status == null || !ACTIVE.has(status)) {
+            await redis.zrem(activeKey, id); // ended (its release lost) or its record gone
+            continue;
+          }
+          holdsJobs = true;
+          if (status !== 'queued') continue;
+          await this.scripted.sbxKeepQueued(keys.jobState(id), keys.jobEvents(id), LEAST_LIFE_MS + 2 * this.o.everyMs, this.o.jobTtlSeconds);
+          if (await this.requeueIfOnNoQueue(id, Number(attempt ?? 1), hosts)) requeued++;
         }
       } while (cursor !== '0');
+      // The set lives while it holds jobs, also when its tenant stopped submitting (each admission renews it).
+      if (holdsJobs) await redis.expire(activeKey, this.o.activeTtlSeconds, 'GT');
     }
     return requeued;
   }
@@ -75,11 +113,9 @@ export class QueueAudit {
     return [...found];
   }
 
-  private async requeueIfOnNoQueue(id: string, hosts: readonly string[]): Promise<boolean> {
+  /** `attempt`: the job's hash field `attempt` (absent = 1): core/src/job-attempts.ts. */
+  private async requeueIfOnNoQueue(id: string, attempt: number, hosts: readonly string[]): Promise<boolean> {
     const { redis, keys, queue } = this.o;
-    const [status, attemptField] = await redis.hmget(keys.jobState(id), 'status', 'attempt');
-    if (status !== 'queued') return false;
-    const attempt = Number(attemptField ?? 1); // the hash field `attempt` (absent = 1): core/src/job-attempts.ts
     const entry = requeueEntryId(id, attempt);
     // Its entry on the shared queue (in any state: waiting, held by a worker deciding, locked; a
     // requeue's is `<id>-r<attempt>`, a hand-off swept back is `<id>`), or on a host's own queue

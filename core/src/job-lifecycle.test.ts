@@ -202,3 +202,13 @@ test('output Redis appended but whose answer was lost is not appended again when
   const stdout = (await store.readEvents(doc.id, '0', 100)).filter((e) => e.type === 'stdout').map((e) => JSON.parse(e.data).data);
   assert.deepEqual(stdout, ['once\n', 'then this\n'], 'each line once');
 });
+
+test('a cancel marked on a record that expired meanwhile makes no record again (a hash without a TTL, for good): false', async () => {
+  const doc = await claimed('w1');
+  await redis.del(keys.jobState(doc.id), keys.jobEvents(doc.id)); // expired between the DELETE's read and its mark
+  assert.equal(await store.requestCancel(doc.id, { graceMs: 1000, signal: 'SIGTERM' }), false);
+  assert.equal(await redis.exists(keys.jobState(doc.id)), 0, 'before: a hash of cancel and cancelStop, never expiring');
+  const live = await claimed('w1');
+  assert.equal(await store.requestCancel(live.id), true);
+  assert.equal(await redis.hget(keys.jobState(live.id), 'cancel'), '1');
+});

@@ -35,7 +35,7 @@ const SCRIPTS = {
   sbxAbandonJob: luaScript('abandonJob-2'),
   // The webhook's delivery state, kept beside the final doc (field `callback`); never recreates an expired record.
   // One field of a job's state hash, only while the job exists (never a key without its TTL).
-  sbxSetJobField: { numberOfKeys: 1, lua: "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return 1" },
+  sbxSetJobField: { numberOfKeys: 1, lua: "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end redis.call('HSET', KEYS[1], unpack(ARGV)) return 1" },
 };
 
 /** One collected output file as stored: its description and its kept bytes (base64). */
@@ -47,7 +47,8 @@ interface ScriptedClient {
   sbxCreateJob(k1: string, k2: string, doc: string, spec: string, tenant: string, ttl: number, sealedAuth: string, waiter: string): Promise<number>;
   sbxIndexJob(index: string, createdMs: number, id: string, ttl: number): Promise<number>;
   sbxTransitionJob(k1: string, k2: string, from: string, to: string, doc: string, type: string, data: string, channel: string, ttl: number, attempt: string, startedAttempt: string): Promise<string>;
-  sbxSetJobField(k1: string, field: string, value: string): Promise<number>;
+  /** HSET of field/value pairs on a job's record that exists (an expired one is not made again, without a TTL); 1 set, 0 gone. */
+  sbxSetJobField(k1: string, field: string, value: string, ...more: string[]): Promise<number>;
   sbxAbandonJob(k1: string, k2: string): Promise<number>;
   sbxAppendOutput(k1: string, k2: string, channel: string, attempt: string, number: string, ...typeAndData: string[]): Promise<number>;
 }
@@ -348,8 +349,9 @@ export class JobStore {
    * Mark a running job for cancellation, with its `stop` if any (the worker that runs it is told
    * over the control channel, and reads the marks of its jobs again: cancelsRequested()).
    */
-  async requestCancel(id: string, stop?: CancelStop): Promise<void> {
-    await this.redis.hset(this.keys.jobState(id), 'cancel', '1', ...(stop ? ['cancelStop', JSON.stringify(stop)] : []));
+  /** Marks the job for cancellation (with its stop, if any); false when its record is gone (expired meanwhile). */
+  async requestCancel(id: string, stop?: CancelStop): Promise<boolean> {
+    return (await this.scripted.sbxSetJobField(this.keys.jobState(id), 'cancel', '1', ...(stop ? ['cancelStop', JSON.stringify(stop)] : []))) === 1;
   }
 
   /**

@@ -1,6 +1,6 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { publishControl } from '../../../core/src/control-messages.ts';
-import { AlreadyFinishedError, InvalidRequestError } from '../../../core/src/errors.ts';
+import { AlreadyFinishedError, InvalidRequestError, NotFoundError } from '../../../core/src/errors.ts';
 import { attemptOf } from '../../../core/src/job-attempts.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
 import { requeueEntryId } from '../../../core/src/job-queue.ts';
@@ -45,7 +45,7 @@ export function registerJobsCancel(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       }
     }
     const stop = stopRequest(c.req.valid('query'), job.spec, deps.config.limits.maxStopGraceMs ?? STOP_GRACE_BOUND.max);
-    await deps.store.requestCancel(job.doc.id, stop ?? undefined);
+    if (!(await deps.store.requestCancel(job.doc.id, stop ?? undefined))) throw new NotFoundError(`no job ${job.doc.id}`); // expired since it was read
     await publishControl(deps.redis, deps.keys, { type: 'cancel', id: job.doc.id, ...(stop ? { stop } : {}) });
     const doc = (await waitForFinish(deps, job.doc.id, CANCEL_GRACE_MS)) ?? job.doc;
     // It ended by itself as the cancel came (its command exited, a limit ended it): nothing was

@@ -80,6 +80,19 @@ export class StdinWriter {
    * once the job has ended. `from`: the client's NumberedWriter, numbering its frames (one sent again after
    * a reconnect is appended once); without it (beats) a frame could be appended twice.
    */
+  /**
+   * One frame, or nothing when the stream is full (the job is not reading): for frames that only say
+   * something is there (an attached client's heartbeat), which a full stream already says. Returns
+   * whether it was appended; throws StdinClosedError once the job has ended.
+   */
+  async appendUnlessFull(id: string, frame: StdinFrame): Promise<boolean> {
+    const [type, payload] = encode(frame);
+    const r = await this.scripted.sbxStdinAppend(this.keys.jobState(id), this.keys.jobStdin(id), MAX_UNREAD_FRAMES, SAFETY_TTL_MS, type, payload, '', 0);
+    if (r === 'full') return false;
+    if (/^\d+-\d+$/.test(r)) return true;
+    throw new StdinClosedError(r);
+  }
+
   async append(id: string, frame: StdinFrame, signal?: AbortSignal, from?: NumberedWriter): Promise<void> {
     if (frame.type === 'data' && frame.data.length > MAX_FRAME_BYTES) {
       for (let off = 0; off < frame.data.length; off += MAX_FRAME_BYTES) {

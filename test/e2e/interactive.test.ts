@@ -195,6 +195,19 @@ describe('attach (WebSocket)', () => {
     assert.equal(end.status, 'succeeded', JSON.stringify(end.error));
     assert.equal(c.out.stdout, 'done\n');
   });
+
+  test('an attached client whose input the job reads late keeps it alive: input under way is not idleness', async () => {
+    // 256 KiB is more than the pipe holds: the worker's write waits for the job, and the frames
+    // behind it (the client's heartbeats among them) wait too.
+    const job = await api.submit({ image, openStdin: true, command: ['sh', '-c', 'sleep 4; wc -c; echo done'], limits: { idleTimeoutMs: 1000 } });
+    const c = collect();
+    const att = await attachJob(job.id, { baseUrl: stack.apiUrl, apiKey: KEY, logs: true, onOutput: c.onOutput });
+    await att.write(Buffer.alloc(256 * 1024, 0x61));
+    att.eof();
+    const end = (await att.ended) as Job;
+    assert.equal(end.status, 'succeeded', `before: timeout, idle_timeout after 1 s though attached all along: ${JSON.stringify(end.error)}`);
+    assert.equal(c.out.stdout.trim().split(/\s+/).join(' '), '262144 done');
+  });
 });
 
 describe('sbx run -it / -i / attach', () => {

@@ -50,6 +50,8 @@ export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
 export const MAX_CLIENT_MESSAGE_BYTES = 256 * 1024 + 1;
 /** Output queued in a client's socket past which the pump waits for it. */
 const MAX_BUFFERED_OUTPUT = 1 << 20;
+/** Queued in a client's socket past which a refused frame closes it (the pump's output, and 64 KiB of answers). */
+const REFUSALS_UNREAD_BYTES = MAX_BUFFERED_OUTPUT + (64 << 10);
 const LIVENESS_CHECK_MS = 5_000;
 /** What one stdin frame's stream entry holds in Redis beside its bytes (its id, field names, bookkeeping). */
 const STDIN_ENTRY_BYTES = 48;
@@ -172,6 +174,20 @@ async function lastEventId(deps: AppDeps, id: string): Promise<string> {
   return isExit ? (before?.[0] ?? '0') : newest[0];
 }
 
+const CONTROL_FORMS = 'text frames are JSON objects: {"type":"eof"|"resize"|"signal",...}';
+
+/** A text frame as the JSON object it must be (any other JSON, or none, refused saying so). */
+function controlMessage(text: string): { type?: unknown; rows?: unknown; cols?: unknown; signal?: unknown } {
+  let m: unknown;
+  try {
+    m = JSON.parse(text);
+  } catch {
+    throw new Error(CONTROL_FORMS);
+  }
+  if (typeof m !== 'object' || m === null || Array.isArray(m)) throw new Error(CONTROL_FORMS);
+  return m;
+}
+
 class AttachSession {
   private readonly abort = new AbortController();
   private readonly bell = new Doorbell();
@@ -189,8 +205,8 @@ class AttachSession {
     },
     (e) => {
       if (e instanceof StdinClosedError) this.stdinClosed = true; // the job ended: the pump sends its exit
-      else if (e instanceof RateLimitedError) this.sendJson({ type: 'error', code: e.code, message: e.message });
-      else if (!this.abort.signal.aborted) this.sendJson({ type: 'error', code: 'dependency_unavailable', message: 'input could not be passed on (Redis); attach again' });
+      else if (e instanceof RateLimitedError) this.refuse(e.code, e.message);
+      else if (!this.abort.signal.aborted) this.refuse('dependency_unavailable', 'input could not be passed on (Redis); attach again');
     },
     (on) => this.pause(on),
   );
@@ -221,7 +237,14 @@ class AttachSession {
     const interactive = this.doc.interactive;
     if (interactive && !isFinished(this.doc.status)) {
       const every = Math.max(250, Math.min(HEARTBEAT_MS, Math.floor((this.doc.limits.idleTimeoutMs ?? HEARTBEAT_MS * 3) / 3)));
-      const beat = () => void this.writer.append(this.doc.id, { type: 'attached' }, this.abort.signal).catch(() => {});
+      // One beat at a time, none while the stream is full: the frames filling it say enough (before,
+      // each beat retried until there was room: Redis calls grew without bound while a job did not read).
+      let beating = false;
+      const beat = () => {
+        if (beating) return;
+        beating = true;
+        void this.writer.appendUnlessFull(this.doc.id, { type: 'attached' }).catch(() => {}).finally(() => (beating = false));
+      };
       beat();
       this.beat = setInterval(beat, every);
     }
@@ -245,16 +268,31 @@ class AttachSession {
     try {
       frame = this.parse(data);
     } catch (e) {
-      this.sendJson({ type: 'error', code: 'invalid_request', message: (e as Error).message });
+      this.refuse('invalid_request', (e as Error).message);
       return;
     }
     this.input.push(frame);
   }
 
+  /**
+   * Tells the client why its frame was refused. A client that sends refused frames faster than it
+   * reads the answers is cut off (1008) once they would hold more than REFUSALS_UNREAD_BYTES here
+   * (before: 2M one-byte frames held 750 MiB of the API, slowing every tenant's requests).
+   */
+  private refuse(code: string, message: string): void {
+    const raw = this.ws.raw as RawSocket | undefined;
+    if (raw && raw.bufferedAmount > REFUSALS_UNREAD_BYTES) {
+      this.ws.close(1008, 'refused frames not read');
+      this.close();
+      return;
+    }
+    this.sendJson({ type: 'error', code, message });
+  }
+
   private parse(data: unknown): StdinFrame {
     const interactive = this.doc.interactive;
     if (typeof data === 'string') {
-      const m = JSON.parse(data) as { type?: unknown; rows?: unknown; cols?: unknown; signal?: unknown };
+      const m = controlMessage(data);
       if (m.type === 'resize') {
         const ok = (n: unknown) => Number.isInteger(n) && (n as number) >= 1 && (n as number) <= 65535;
         if (!ok(m.rows) || !ok(m.cols)) throw new Error('resize needs integer rows and cols in 1..65535');
@@ -270,7 +308,7 @@ class AttachSession {
         if (!interactive?.openStdin) throw new Error('this job\'s stdin is not open (submit it with "openStdin": true)');
         return { type: 'eof' };
       }
-      throw new Error('text frames are JSON: {"type":"eof"|"resize"|"signal",...}');
+      throw new Error(CONTROL_FORMS);
     }
     const buf = Buffer.from(data as ArrayBuffer);
     if (buf.length < 1 || buf[0] !== CHANNEL.stdin) throw new Error('binary frames are [0][stdin bytes]');
@@ -292,7 +330,11 @@ class AttachSession {
   private async pump(): Promise<void> {
     const id = this.doc.id;
     const channel = this.deps.keys.jobNotify(id);
-    this.unwatch = await this.deps.hub.watch(channel, this.bell.ring);
+    const unwatch = await this.deps.hub.watch(channel, this.bell.ring);
+    // A socket closed while the subscription was on its way (a reset just after the 101): close()
+    // found nothing to end (before: the job's channel stayed subscribed until the API restarted).
+    if (this.abort.signal.aborted) return void unwatch();
+    this.unwatch = unwatch;
     let ended = isFinished(this.doc.status);
     let lastLiveness = Date.now();
     const raw = this.ws.raw as RawSocket | undefined;

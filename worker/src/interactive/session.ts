@@ -77,10 +77,15 @@ export function startInteractive(store: JobStore, spec: JobSpec, launched: Launc
   let idledOut = false;
   const idleMs = spec.limits.idleTimeoutMs ?? null;
   let idleTimer: NodeJS.Timeout | undefined;
+  // A frame being written (the job not reading it yet) is input under way, not idleness: the frames
+  // behind it, attached clients' heartbeats among them, wait for it (before: an attached job that
+  // read slowly ended idle_timeout).
+  let applying = false;
   const touch = (): void => {
     if (idleMs === null) return;
     clearTimeout(idleTimer);
     idleTimer = setTimeout(() => {
+      if (applying) return touch();
       idledOut = true;
       launched.stop(); // a limit: output files are still collected
     }, idleMs);
@@ -89,9 +94,15 @@ export function startInteractive(store: JobStore, spec: JobSpec, launched: Launc
   void launched.exited.then(() => clearTimeout(idleTimer));
   const running = reader.run(async (f) => {
     touch();
-    if (await apply(launched, f)) {
-      if (f.type === 'data') given.add(f.data);
-      else if (f.type === 'signal') signals++;
+    applying = true;
+    try {
+      if (await apply(launched, f)) {
+        if (f.type === 'data') given.add(f.data);
+        else if (f.type === 'signal') signals++;
+      }
+    } finally {
+      applying = false;
+      touch();
     }
   });
   let stopping: Promise<void> | null = null;

@@ -7,6 +7,10 @@
  * back until open(), called once the `running` transition is sent (same connection: Redis applies
  * it first), so the stream keeps its order. Redis appends only while the job is `running` in this
  * attempt (appendOutput-2.lua); once it refuses (the job was ended elsewhere) the rest is dropped.
+ * An append carries at most BATCH_CHARS of output; past PAUSE_CHARS waiting for Redis the job's pipes
+ * are no longer read (it blocks on its writes) until half of it has gone. Before, everything a job
+ * wrote while one append was in flight went out in the next, JSON-escaped in one command: output of
+ * NUL bytes (6 characters each) from 6 jobs held 1.1 GiB of the worker and delayed its heartbeat.
  * Each batch is charged to the tenant's storage budget for the hour; once that is used up, the rest
  * is dropped too (`truncated`, `budgetUsedUp`).
  * With limits.outputTailBytes (`tailBytes`), only the first capBytes - tailBytes of a stream go out as
@@ -24,6 +28,11 @@ import type { StreamDigest } from '../../../core/src/receipts/job-receipt.ts';
 
 type StreamName = 'stdout' | 'stderr';
 
+/** Characters of output one append carries at most (a NUL is 6 in the command: about 1.5 MiB). */
+const BATCH_CHARS = 256 * 1024;
+/** Characters waiting for Redis past which the job's pipes are paused. */
+const PAUSE_CHARS = 4 * BATCH_CHARS;
+
 export interface RedisOutputSinkOptions {
   /** The tenant's storage budget (core/src/tenant-storage-budget.ts), charged with each batch; none = no budget. */
   budget?: TenantStorageBudget | null;
@@ -35,6 +44,11 @@ export interface RedisOutputSinkOptions {
 
 export class RedisOutputSink {
   private readonly pending: OutputChunk[] = [];
+  /** Characters in `pending`. */
+  private pendingChars = 0;
+  /** The job's pipes (attach()), paused while too much waits for Redis. */
+  private readonly sources: Readable[] = [];
+  private paused = false;
   private readonly seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   /** Bytes the job wrote per stream, kept or not. */
   private readonly written: Record<StreamName, number> = { stdout: 0, stderr: 0 };
@@ -74,8 +88,22 @@ export class RedisOutputSink {
 
   /** Read a stream to its end; resolves when it ended (the process and its children let go of it). */
   attach(name: StreamName, stream: Readable): Promise<void> {
+    this.sources.push(stream);
     stream.on('data', (buf: Buffer) => this.write(name, buf));
+    if (this.paused) stream.pause();
     return finished(stream).catch(() => {});
+  }
+
+  /** Pauses the pipes past PAUSE_CHARS waiting, resumes them below half of it (or when nothing will be sent any more). */
+  private throttle(): void {
+    const stop = this.pendingChars > PAUSE_CHARS && !this.refused && !this.budgetUsedUp;
+    if (stop && !this.paused) {
+      this.paused = true;
+      for (const s of this.sources) s.pause();
+    } else if (this.paused && (!stop && this.pendingChars <= PAUSE_CHARS / 2 || this.refused || this.budgetUsedUp)) {
+      this.paused = false;
+      for (const s of this.sources) s.resume();
+    }
   }
 
   /** Bytes kept per stream so far (at most the cap each). */
@@ -163,7 +191,31 @@ export class RedisOutputSink {
     const last = this.pending[this.pending.length - 1];
     if (last && last.type === type && last.data.length < 65536) last.data += data;
     else this.pending.push({ type, data });
+    this.pendingChars += data.length;
     if (!this.inFlight && !this.held) this.kick();
+    else this.throttle();
+  }
+
+  /** The next batch: whole chunks from the front of `pending` up to BATCH_CHARS (at least one, split if larger). */
+  private takeBatch(): OutputChunk[] {
+    const batch: OutputChunk[] = [];
+    let chars = 0;
+    while (this.pending.length && chars < BATCH_CHARS) {
+      const c = this.pending[0]!;
+      const room = BATCH_CHARS - chars;
+      if (c.data.length <= room) {
+        batch.push(this.pending.shift()!);
+        chars += c.data.length;
+        continue;
+      }
+      const code = c.data.charCodeAt(room - 1);
+      const end = code >= 0xd800 && code <= 0xdbff ? room - 1 : room; // not between the halves of a surrogate pair
+      batch.push({ type: c.type, data: c.data.slice(0, end) });
+      c.data = c.data.slice(end);
+      chars += end;
+    }
+    this.pendingChars -= chars;
+    return batch;
   }
 
   /**
@@ -185,8 +237,12 @@ export class RedisOutputSink {
   }
 
   private kick(): void {
-    const batch = this.pending.splice(0);
-    if (this.refused || this.budgetUsedUp) return;
+    const batch = this.refused || this.budgetUsedUp ? this.pending.splice(0) : this.takeBatch();
+    if (this.refused || this.budgetUsedUp) {
+      this.pendingChars = 0;
+      this.throttle();
+      return;
+    }
     this.inFlight = this.send(batch)
       .then(({ appended, cut }) => {
         if (!appended) this.refused = true;
@@ -198,6 +254,7 @@ export class RedisOutputSink {
       .finally(() => {
         this.inFlight = null;
         if (this.pending.length) this.kick();
+        this.throttle();
       });
   }
 }

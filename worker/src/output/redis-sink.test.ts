@@ -1,0 +1,48 @@
+/**
+ * The output sink (redis-sink.ts) against a real redis-server: however fast a job writes, one append
+ * carries a bounded batch and the job's pipes stop being read while too much waits for Redis, so
+ * the worker's memory stays bounded; the output arrives whole and in order.
+ */
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { test } from 'node:test';
+import { newJobId } from '../../../core/src/job-id.ts';
+import { newJobDocument, type JobSpec } from '../../../core/src/job-spec.ts';
+import { JobStore, type OutputChunk } from '../../../core/src/job-store.ts';
+import { RedisKeys } from '../../../core/src/redis-keys.ts';
+import { useRedis } from '../../../test/harness/use-redis.ts';
+import { RedisOutputSink } from './redis-sink.ts';
+
+const redis = useRedis();
+const MiB = 1 << 20;
+
+test('a job writing 8 MiB of NUL bytes at once: appends of at most 256 Ki characters, its pipe paused meanwhile, every byte in order', async () => {
+  const keys = new RedisKeys('sink1');
+  const store = new JobStore(redis.client, keys, 3600);
+  const id = newJobId();
+  const spec = { id, tenant: 't', image: 'x/y:1', command: ['true'], entrypoint: null, env: {}, workdir: null, user: null, stdin: null, limits: { memoryBytes: 1, cpus: 1, pids: 1, timeoutMs: 1000, outputBytes: 16 * MiB, diskBytes: 1, cpuTimeMs: null, openFiles: 1 }, network: 'none', labels: {}, registryAuth: null, createdAt: new Date().toISOString() } as JobSpec;
+  assert.ok(await store.create(spec, newJobDocument(spec)));
+  await redis.client.hset(keys.jobState(id), 'status', 'running');
+  // What each append carried, in characters.
+  const batches: number[] = [];
+  const append = store.appendOutput.bind(store);
+  store.appendOutput = (jobId: string, attempt: number, chunks: OutputChunk[], number?: number) => {
+    batches.push(chunks.reduce((n, c) => n + c.data.length, 0));
+    return append(jobId, attempt, chunks, number);
+  };
+  const sink = new RedisOutputSink(store, id, 1, 16 * MiB);
+  const pipe = new PassThrough({ highWaterMark: 64 * 1024 });
+  const drained = sink.attach('stdout', pipe);
+  sink.open();
+  let refusedWrites = 0;
+  for (let i = 0; i < 128; i++) if (!pipe.write(Buffer.alloc(64 * 1024))) refusedWrites++; // as fast as the job can
+  pipe.end();
+  await drained;
+  await sink.flush();
+  assert.ok(Math.max(...batches) <= 256 * 1024, `the largest append carried ${Math.max(...batches)} characters (before: everything written while one was in flight)`);
+  assert.ok(refusedWrites > 0, 'the pipe was paused: the job is held back, not buffered in the worker');
+  const events = await store.readEvents(id, '0', 100_000);
+  const text = events.filter((e) => e.type === 'stdout').map((e) => (JSON.parse(e.data) as { data: string }).data).join('');
+  assert.equal(text.length, 8 * MiB);
+  assert.ok(/^\0*$/.test(text), 'every byte, in order');
+});

@@ -215,6 +215,7 @@ export class ImageStore {
    * image whose last hold went after its tag had moved on. close() waits for it.
    */
   private collectSoon(): void {
+    if (this.closing.signal.aborted) return; // closing: the index goes; the next start collects
     if (this.collecting) {
       this.collectAgain = true;
       return;

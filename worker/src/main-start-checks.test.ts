@@ -192,15 +192,19 @@ test('SBX_WORKER_METRICS_HOST that is not an IP address: exit 2 naming it', asyn
 test('two workers on this host: by default each gets host uids of its own; given the same SBX_UID_BASE, the second refuses to start (exit 2) naming the first', async () => {
   const readyLine = async (s: Started) => {
     await waitUntil(async () => exited(s.worker) || s.worker.log().includes('sbx worker ready'), 120_000, `worker ${s.id} to be ready`);
-    return JSON.parse(s.worker.log().split('\n').find((l) => l.includes('sbx worker ready'))!) as { hostUids: string };
+    const ready = s.worker.log().split('\n').find((l) => l.includes('sbx worker ready'));
+    if (!ready) throw new Error(`worker ${s.id} did not start:\n${s.worker.log()}`);
+    return JSON.parse(ready) as { hostUids: string };
   };
   const a = startWorker({ SBX_WORKER_SLOTS: '2' });
   const b = startWorker({ SBX_WORKER_SLOTS: '2' });
   const [ua, ub] = (await Promise.all([readyLine(a), readyLine(b)])).map((l) => l.hostUids.split('-').map(Number) as [number, number]);
   assert.ok(ua![1] < ub![0] || ub![1] < ua![0], `distinct ranges: ${JSON.stringify([ua, ub])}`);
   await Promise.all([a.worker.kill('SIGTERM'), b.worker.kill('SIGTERM')]);
-  // A range no auto claim of this machine's tests reaches.
-  const fixed = { SBX_WORKER_SLOTS: '1', SBX_UID_BASE: '3000000000' };
+  // A range no auto claim of this machine's tests reaches, and another run of this suite on the
+  // same host (claims are host-wide) most likely does not hold: one of 16,384 by this process's pid.
+  const base = 3_000_000_000 + (process.pid % 16_384) * 65_536;
+  const fixed = { SBX_WORKER_SLOTS: '1', SBX_UID_BASE: String(base) };
   const first = startWorker(fixed);
   await readyLine(first);
   const second = startWorker(fixed);
@@ -208,6 +212,6 @@ test('two workers on this host: by default each gets host uids of its own; given
   const named = second.stderr().split('\n').filter((l) => l.includes('SBX_UID_BASE'));
   assert.equal(named.length, 1, second.worker.log());
   const line = named[0]!;
-  assert.match(line, new RegExp(`^  SBX_UID_BASE="3000000000": its host uids 3000000000–3000065535 \\(1 slots\\) overlap those of another worker on this host: worker ${first.id.replace(/[/.]/g, '\\$&')} \\(pid ${first.worker.child.pid}\\) holds 3000000000–3000065535; jobs of both would run as the same host users`));
+  assert.match(line, new RegExp(`^  SBX_UID_BASE="${base}": its host uids ${base}–${base + 65_535} \\(1 slots\\) overlap those of another worker on this host: worker ${first.id.replace(/[/.]/g, '\\$&')} \\(pid ${first.worker.child.pid}\\) holds ${base}–${base + 65_535}; jobs of both would run as the same host users`));
   await first.worker.kill('SIGTERM');
 });

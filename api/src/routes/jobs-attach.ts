@@ -50,7 +50,7 @@ export const CHANNEL = { stdin: 0, stdout: 1, stderr: 2 } as const;
 export const MAX_CLIENT_MESSAGE_BYTES = 256 * 1024 + 1;
 /** Output queued in a client's socket past which the pump waits for it. */
 const MAX_BUFFERED_OUTPUT = 1 << 20;
-/** Queued in a client's socket past which a refused frame closes it (the pump's output, and 64 KiB of answers). */
+/** Queued in a client's socket past which a refused frame drops its connection (the pump's output, and 64 KiB of answers). */
 const REFUSALS_UNREAD_BYTES = MAX_BUFFERED_OUTPUT + (64 << 10);
 const LIVENESS_CHECK_MS = 5_000;
 /** What one stdin frame's stream entry holds in Redis beside its bytes (its id, field names, bookkeeping). */

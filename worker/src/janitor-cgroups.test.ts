@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, realpathSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { removeCgroupTree } from './cgroup-parent.ts';
@@ -39,6 +39,11 @@ test('a gone worker\'s empty subtree is removed; a live one\'s, a busy one\'s, a
     made('w-late/j_01LATE00000000000000000000'); // came up between the two looks at the live set
     // A process left in w-busy's job group (in the first hierarchy: enough to keep it).
     writeFileSync(join(mounts[0]!, parent, 'w-busy/j_01BUSY00000000000000000000/cgroup.procs'), String(sleeper.pid));
+    // Times ahead of Date.now() (a group made this millisecond reads so: the kernel's mtimes are finer
+    // than Date.now()'s whole milliseconds; or the clock stepped back): no age was asked (0), so
+    // neither is left as young. Before, one in ~15 runs left w-empty out of both lists.
+    const ahead = (Date.now() + 1000) / 1000;
+    for (const name of ['w-dead', 'w-empty']) mounts.forEach((m) => utimesSync(join(m, parent, name), ahead, ahead));
     let looks = 0;
     const live = async () => (++looks === 1 ? new Set(['w-live']) : new Set(['w-live', 'w-late']));
     const r = await removeGoneWorkerCgroups(parent, 'w-self', live, ROOT, 0);

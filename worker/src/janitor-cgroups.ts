@@ -31,6 +31,9 @@ export function workerCgroupName(workerId: string): string {
 const MIN_AGE_MS = 120_000;
 
 function youngerThan(dir: string, ms: number): boolean {
+  // No age asked: not young, even made this millisecond (Date.now() is whole milliseconds, an mtime
+  // is not, so a group made in the current one reads as made in the future).
+  if (ms <= 0) return false;
   try {
     return Date.now() - statSync(dir).mtimeMs < ms;
   } catch {

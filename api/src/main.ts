@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { ConfigError, loadConfig } from '../../core/src/config.ts';
 import { JobQueue } from '../../core/src/job-queue.ts';
 import { JobStore } from '../../core/src/job-store.ts';
+import { exitOnFatalErrors } from '../../core/src/fatal-errors.ts';
 import { createLogger } from '../../core/src/logger.ts';
 import { apiMetrics, createRegistry } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
@@ -39,6 +40,7 @@ function main(): void {
     process.exit(2);
   }
   const logger = createLogger('sbx-api', env.SBX_LOG_LEVEL);
+  exitOnFatalErrors(logger);
   const keys = new RedisKeys(env.SBX_REDIS_PREFIX);
   const redis = connectRedis(env, 'api');
   const sub = connectRedis(env, 'api-sub');

@@ -56,6 +56,12 @@ test('numbers are decimal digits: no hex, no exponent; a blank value is unset, n
 test('Redis settings are checked at start: the URL, its database, host:port lists; Sentinels and a cluster not both; a password never shown', () => {
   assert.match(problemsOf({ SBX_REDIS_URL: 'redis://:hunter2@host:port' }), /SBX_REDIS_URL="redis:\/\/\(hidden\)@host:port": must be a URL like/);
   assert.doesNotMatch(problemsOf({ SBX_REDIS_URL: 'http://:hunter2@x' }), /hunter2/);
+  // Passwords with characters a URL reserves, not percent-encoded (openssl rand -base64 gives / and +): the URL does not parse, and none of it is shown.
+  for (const [url, password] of [['redis://:Ab3/Xy9+Qz==@127.0.0.1:6390', 'Xy9'], ['redis://sbx:pw/with/slash@h:6390/0', 'slash'], ['redis://:p@ss@h:6390/x', 'ss@'], [':hunter2@h:6379', 'hunter2']] as const) {
+    const said = problemsOf({ SBX_REDIS_URL: url });
+    assert.match(said, /SBX_REDIS_URL=".*\(hidden\)@h?[^"]*":/, said);
+    assert.ok(!said.includes(password), said);
+  }
   assert.match(problemsOf({ SBX_REDIS_URL: 'redis://127.0.0.1:6379/abc' }), /its path must be a database number/);
   assert.equal(loadConfig({ SBX_REDIS_URL: 'rediss://u:p@redis.internal:6380/3' }).env.SBX_REDIS_URL, 'rediss://u:p@redis.internal:6380/3');
   assert.match(problemsOf({ SBX_REDIS_SENTINELS: 'junk' }), /SBX_REDIS_SENTINELS="junk": entry "junk" is not host:port/);

@@ -630,8 +630,9 @@ export interface Config {
 /** A bad value as the error shows it: never the API keys themselves. */
 function shownValue(name: string, value: string): string {
   if (name === 'SBX_API_KEYS' || name === 'SBX_SECRETS_KEY' || name === 'SBX_WEBHOOK_SECRETS') return '(hidden)';
-  // A URL's user and password are not shown (SBX_REDIS_URL).
-  return JSON.stringify(value.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1(hidden)@'));
+  // A URL's user and password are not shown (SBX_REDIS_URL): all up to its last '@', as a password
+  // the URL does not parse with may hold '/', '?', '#' or '@' (unencoded base64 has '/' and '+').
+  return JSON.stringify(value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^]*@/i, (_all, scheme: string | undefined) => `${scheme ?? ''}(hidden)@`));
 }
 
 export class ConfigError extends Error {

@@ -101,7 +101,8 @@ export function workerMetrics(registry: Registry) {
   // Every known label value exists from the start (at 0): rate() and the dashboard see a series at once.
   for (const limit of ['memory', 'pids', 'timeout', 'output']) m.limitHits.inc({ limit }, 0);
   for (const stream of ['stdout', 'stderr']) m.outputBytes.inc({ stream }, 0);
-  for (const reason of ['budget', 'request']) m.cacheEvictions.inc({ reason }, 0);
+  for (const reason of ['budget', 'request', 'disk_full']) m.cacheEvictions.inc({ reason }, 0);
+  for (const direction of ['sent', 'received']) m.egressBytes.inc({ direction }, 0);
   for (const result of ['delivered', 'retry', 'failed']) m.webhookDeliveries.inc({ result }, 0);
   for (const source of ['cache', 'registry']) m.pullSeconds.zero({ source });
   m.cleanupFailures.inc({ kind: 'EBUSY' }, 0);

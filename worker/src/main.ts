@@ -7,6 +7,7 @@ import os from 'node:os';
 import { ConfigError, loadConfig, type Config } from '../../core/src/config.ts';
 import { tenantQuotaOptions } from '../../core/src/tenant-quota.ts';
 import { JobStore } from '../../core/src/job-store.ts';
+import { exitOnFatalErrors } from '../../core/src/fatal-errors.ts';
 import { createLogger, type Logger } from '../../core/src/logger.ts';
 import { isLoopbackHost, namesAnAddress, namesLoopback } from '../../core/src/loopback-names.ts';
 import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
@@ -46,6 +47,7 @@ async function main(): Promise<void> {
   const config = loadConfigOrExit();
   const env = config.env;
   const logger = createLogger('sbx-worker', env.SBX_LOG_LEVEL);
+  exitOnFatalErrors(logger);
   const missingFlags = missingWorkerNodeFlags();
   if (missingFlags.length) logger.warn({ missing: missingFlags }, `node was started without the worker's V8 flags (worker/src/node-flags.ts): image pulls spend more CPU in garbage collection; start it as infra/ does: node ${missingFlags.join(' ')} dist/worker/src/main.js`);
   const workerId = env.SBX_WORKER_ID ?? `${os.hostname()}/1`;

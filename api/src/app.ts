@@ -65,8 +65,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.notFound((c) => c.json(errorBody('not_found', `no route ${c.req.method} ${c.req.path}; see /docs`), 404));
   app.onError((err, c) => {
     if (isRedisOutage(err, deps.redis)) {
-      deps.logger.error({ err }, 'Redis unreachable');
-      err = new DependencyUnavailableError('Redis is unreachable; retry shortly', err);
+      deps.logger.error({ err }, 'Redis unreachable or cannot serve now');
+      err = new DependencyUnavailableError('Redis is unreachable or cannot serve now; retry shortly', err);
     }
     if (isSbxError(err)) {
       if (err.code === 'rate_limited') c.header('Retry-After', String(err instanceof RateLimitedError ? err.retryAfterSeconds : 1));

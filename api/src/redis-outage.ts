@@ -18,9 +18,10 @@ const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 
 /**
  * Replies that mean "not now" rather than "wrong request", by the reply's error code (the first word
  * of a RESP error, part of the protocol): loading its data set, a replica without its master, a
- * Cluster that is down or resharding, a script or module call blocking the server.
+ * Cluster that is down or resharding, a script or module call blocking the server, its memory full
+ * (maxmemory reached under noeviction: writes refused until jobs' records expire or it is raised).
  */
-const UNAVAILABLE_REPLIES = new Set(['LOADING', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY']);
+const UNAVAILABLE_REPLIES = new Set(['LOADING', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY', 'OOM']);
 
 export function isRedisOutage(err: unknown, redis: RedisClient): boolean {
   if (!(err instanceof Error)) return false;

@@ -64,6 +64,30 @@ describe('Redis busy (a script blocks it): a BUSY reply is an outage, 503', () =
   });
 });
 
+describe('Redis full (maxmemory under noeviction): an OOM reply is not now, 503, and the refused submission left nothing', () => {
+  const t = useTestApp();
+
+  test('a submission while Redis refuses writes answers 503 dependency_unavailable; once it has room the same request is accepted', async () => {
+    const admin = t.redis.client();
+    const submit = () => t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'busybox', command: ['true'], idempotencyKey: 'full-then-room' }) });
+    await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await admin.config('SET', 'maxmemory', '1');
+    try {
+      const res = await submit();
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      assert.equal(res.status, 503, JSON.stringify(body));
+      assert.equal(body.error.code, 'dependency_unavailable');
+      assert.match(body.error.message, /retry/);
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+    }
+    const again = await submit();
+    assert.equal(again.status, 202, await again.clone().text());
+    const doc = (await again.json()) as JobDocument;
+    assert.equal(doc.status, 'queued', 'a new job: the refused try was not recorded as this key\'s job');
+  });
+});
+
 describe('Redis stopped', () => {
   let redis: RunningRedis;
   let t: ReturnType<typeof createTestApp>;

@@ -79,6 +79,37 @@ describe('/openapi.json', () => {
     }
   });
 
+  test('a route with a JSON body describes the 413 and 415 it answers (the body is read by jsonBody)', async () => {
+    const withBody = Object.entries(spec.paths).flatMap(([path, ops]) =>
+      Object.entries(ops).filter(([, op]) => op.requestBody?.content['application/json']).map(([method, op]) => ({ method, path, op })));
+    for (const { method, path, op } of withBody) {
+      const send = (type: string, body: string) => t.app.request(path, { method: method.toUpperCase(), headers: { 'content-type': type }, body });
+      for (const [status, answer] of [[415, await send('text/plain', '{}')], [413, await send('application/json', JSON.stringify({ image: 'x'.repeat(1_100_000) }))]] as const) {
+        assert.equal(answer.status, status, `${method} ${path}`);
+        assert.ok(op.responses[String(status)], `${method} ${path} answers ${status} but does not describe it (describes ${Object.keys(op.responses).join(', ')})`);
+      }
+    }
+  });
+
+  test('times are described as api.md gives them: RFC 3339 strings (format date-time)', () => {
+    type Prop = JsonSchema & { format?: string; items?: JsonSchema };
+    const props = (s: JsonSchema | undefined): Record<string, Prop> => (s ? (resolve(s).properties ?? {}) : {}) as Record<string, Prop>;
+    const doc = props(spec.components.schemas.JobDocument);
+    const times: Array<[string, Prop | undefined]> = [
+      ...['createdAt', 'startedAt', 'finishedAt'].map((k) => [`timings.${k}`, props(doc.timings)[k]] as [string, Prop | undefined]),
+      ['liveUsage.at', props(doc.liveUsage).at],
+      ['callback.nextAttemptAt', props(doc.callback).nextAttemptAt],
+      ['callback.attempts[].at', props(props(doc.callback).attempts?.items).at],
+      ['history[].endedAt', props(doc.history?.items).endedAt],
+    ];
+    const listed = (path: string, method: string, field: string): Prop | undefined => {
+      const res = (spec.paths[path]![method]!.responses['200'] as { content: Record<string, { schema: JsonSchema }> }).content['application/json']!.schema;
+      return props((props(res).items as Prop).items)[field];
+    };
+    times.push(['GET /v1/images items[].lastUsedAt', listed('/v1/images', 'get', 'lastUsedAt')], ['GET /v1/workers items[].lastHeartbeat', listed('/v1/workers', 'get', 'lastHeartbeat')]);
+    for (const [name, p] of times) assert.equal(p?.format, 'date-time', `${name}: ${JSON.stringify(p)}`);
+  });
+
   test('the contract\'s parts are in it: job request and document, limits, webhooks, queue position, 403/429', () => {
     const req = spec.components.schemas.JobRequest!;
     const doc = spec.components.schemas.JobDocument!;

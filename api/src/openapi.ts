@@ -28,6 +28,8 @@ export const errors = {
   503: json(ErrorBody, 'Redis unreachable'),
 };
 export const forbidden = json(ErrorBody, 'forbidden: needs an admin API key');
+/** What a route with a JSON body (middleware/json-body.ts) answers before it reads a field. */
+export const bodyErrors = { 413: json(ErrorBody, 'payload_too_large: the body is over SBX_BODY_LIMIT_BYTES'), 415: json(ErrorBody, 'unsupported_media_type: not Content-Type application/json') };
 /** 429 of the routes that open an event stream or attach socket (api/src/tenant-places.ts). */
 export const streamsUsedUp = rateLimited('rate_limited: the tenant already holds its quota of open event streams and attach sockets (`streams`), or of requests open at once (`requests`), on this API server');
 

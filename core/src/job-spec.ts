@@ -31,6 +31,9 @@ const wellFormed = (schema: z.ZodString, what?: string) => schema.refine((s) => 
  */
 const execString = (what: string) => wellFormed(noNul(what), what);
 
+/** A time as api.md gives every time: an RFC 3339 string in UTC (`toISOString()`); the OpenAPI document says so. */
+export const Rfc3339 = (): z.ZodString => z.string().openapi({ format: 'date-time', example: '2026-12-01T12:00:00.000Z' });
+
 export const JobStatus = z.enum(['queued', 'pulling', 'running', 'succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error']);
 export type JobStatus = z.infer<typeof JobStatus>;
 export const FINISHED_STATUSES: readonly JobStatus[] = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
@@ -288,7 +291,7 @@ export const Usage = z.object({
 export type Usage = z.infer<typeof Usage>;
 
 export const LiveUsage = z.object({
-  at: z.string().describe('When the worker read it.'),
+  at: Rfc3339().describe('When the worker read it.'),
   cpuMs: z.number(),
   memoryBytes: z.number().describe('Memory charged to the job then, the pages of the files it wrote included (what limits.memoryBytes bounds).'),
   memoryPeakBytes: z.number(),
@@ -297,9 +300,9 @@ export const LiveUsage = z.object({
 export type LiveUsage = z.infer<typeof LiveUsage>;
 
 export const Timings = z.object({
-  createdAt: z.string(),
-  startedAt: z.string().nullable(),
-  finishedAt: z.string().nullable(),
+  createdAt: Rfc3339(),
+  startedAt: Rfc3339().nullable(),
+  finishedAt: Rfc3339().nullable(),
   queueMs: z.number().nullable(),
   pullMs: z.number().nullable(),
   startMs: z.number().nullable(),
@@ -311,7 +314,7 @@ export type Timings = z.infer<typeof Timings>;
 
 /** One POST of the webhook: when, how long, and the answer's status or why there was none. */
 export const CallbackAttempt = z.object({
-  at: z.string(),
+  at: Rfc3339(),
   ms: z.number(),
   /** The receiver's HTTP status; null when there was no answer (see error). */
   status: z.number().int().nullable(),
@@ -326,7 +329,7 @@ export const CallbackState = z.object({
   delivered: z.boolean(),
   attempts: z.array(CallbackAttempt),
   /** When the next attempt is due; null when none is planned (delivered, given up, or not finished yet). */
-  nextAttemptAt: z.string().nullable(),
+  nextAttemptAt: Rfc3339().nullable(),
 });
 export type CallbackState = z.infer<typeof CallbackState>;
 
@@ -348,7 +351,7 @@ export const JobAttempt = z.object({
   worker: z.string(),
   /** The status the job had when its worker was found lost (`pulling`: image pull or waiting to start). */
   status: JobStatus,
-  endedAt: z.string(),
+  endedAt: Rfc3339(),
   error: JobError,
 });
 export type JobAttempt = z.infer<typeof JobAttempt>;

@@ -2,16 +2,17 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { publishControl } from '../../../core/src/control-messages.ts';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { parseImageReference } from '../../../core/src/image-ref.ts';
+import { Rfc3339 } from '../../../core/src/job-spec.ts';
 import { TenantImages, tenantImageMember } from '../../../core/src/tenant-images.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { requireAdmin } from '../middleware/auth.ts';
 import { jsonBody } from '../middleware/json-body.ts';
-import { errors, forbidden, json } from '../openapi.ts';
+import { bodyErrors, errors, forbidden, json } from '../openapi.ts';
 
 const PrePull = z.strictObject({ image: z.string().min(1, 'is required').max(512) });
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
-const CachedImage = z.object({ image: z.string(), digest: z.string(), sizeBytes: z.number(), workers: z.array(z.string()), lastUsedAt: z.string() });
+const CachedImage = z.object({ image: z.string(), digest: z.string(), sizeBytes: z.number(), workers: z.array(z.string()), lastUsedAt: Rfc3339() });
 
 export const imagesListRoute = createRoute({
   method: 'get', path: '/v1/images', summary: 'Images cached on the workers (a tenant key: only those its own jobs used)', tags: ['images'],
@@ -21,7 +22,7 @@ export const imagesListRoute = createRoute({
 export const imagesPullRoute = createRoute({
   method: 'post', path: '/v1/images', summary: 'Pre-pull an image on every live worker (admin keys only)', tags: ['images'],
   request: { body: { required: true, content: { 'application/json': { schema: PrePull } } } },
-  responses: { 202: json(z.object({ image: z.string(), workers: z.array(z.string()) }), 'Pull requested'), ...errors, 403: forbidden },
+  responses: { 202: json(z.object({ image: z.string(), workers: z.array(z.string()) }), 'Pull requested'), ...errors, 403: forbidden, ...bodyErrors },
 });
 
 export const imagesEvictRoute = createRoute({

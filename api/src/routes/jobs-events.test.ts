@@ -113,3 +113,36 @@ describe('GET /v1/jobs/{id}/events?follow=false', () => {
     assert.equal(((await bad.json()) as { error: { code: string } }).error.code, 'invalid_request');
   });
 });
+
+describe('GET /v1/jobs/{id}/events keep-alive', () => {
+  // api.md: "Comment lines (`: keep-alive`) are sent at least every 15 s". Sent once 15 s had passed
+  // since the last write, the comment came 15.003 s after it at best, later on a busy machine, past
+  // a client's 15 s idle timeout. No worker here: the job stays queued and its stream quiet.
+  test('a quiet stream gets a comment well within 15 s of its last write', { timeout: 60_000 }, async () => {
+    const res = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: '127.0.0.1:5000/test/busybox:latest' }) });
+    const queued = ((await res.json()) as JobDocument).id;
+    const abort = new AbortController();
+    try {
+      const answer = await t.app.request(`/v1/jobs/${queued}/events`, { signal: abort.signal });
+      const reader = answer.body!.getReader();
+      const decoder = new TextDecoder();
+      let lastChunkAt = Date.now();
+      let gap = -1;
+      for (;;) {
+        const { value, done } = await reader.read();
+        assert.equal(done, false, 'the stream of a queued job does not end');
+        const now = Date.now();
+        if (decoder.decode(value).startsWith(': keep-alive')) {
+          gap = now - lastChunkAt;
+          break;
+        }
+        lastChunkAt = now; // the status event, then the queue event
+      }
+      await reader.cancel();
+      assert.ok(gap < 14_000, `the keep-alive came ${gap} ms after the last write: api.md allows 15 s at most, and a loaded machine adds to it`);
+    } finally {
+      abort.abort();
+      await t.app.request(`/v1/jobs/${queued}`, { method: 'DELETE' });
+    }
+  });
+});

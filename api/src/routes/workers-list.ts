@@ -1,11 +1,12 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { Rfc3339 } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { requireAdmin } from '../middleware/auth.ts';
 import { errors, forbidden, json } from '../openapi.ts';
 
 const Worker = z.object({
   id: z.string(), host: z.string(), pid: z.number().int(), slots: z.object({ total: z.number().int(), free: z.number().int() }),
-  runningJobs: z.array(z.string()), cachedBytes: z.number(), lastHeartbeat: z.string(), startedAt: z.string(),
+  runningJobs: z.array(z.string()), cachedBytes: z.number(), lastHeartbeat: Rfc3339(), startedAt: Rfc3339(),
 });
 
 export const workersListRoute = createRoute({

@@ -24,6 +24,36 @@ function kv(out: string): Map<string, string> {
   return m;
 }
 
+/**
+ * Until a process of job `j` whose command line is `cmdline` (NUL-separated) is the foreground process
+ * group of its terminal (/proc/<pid>/stat: tpgid = pgrp).
+ */
+async function waitForForeground(j: Launched, cmdline: string, ms = 10_000): Promise<void> {
+  const foreground = (): boolean => {
+    for (const dir of j.cgroups) {
+      let pids: string[];
+      try {
+        pids = fs.readFileSync(path.join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+      } catch {
+        continue; // a v1 hierarchy without cgroup.procs here, or gone
+      }
+      for (const pid of pids) {
+        try {
+          if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8') !== cmdline) continue;
+          const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' '); // state ppid pgrp session tty_nr tpgid
+          if (f[2] === f[5]) return true;
+        } catch {
+          // exited meanwhile
+        }
+      }
+    }
+    return false;
+  };
+  for (const deadline = Date.now() + ms; !foreground(); await new Promise((r) => setTimeout(r, 10))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${JSON.stringify(cmdline)} to hold the terminal`);
+  }
+}
+
 /** Collects a tty job's terminal output; `until(re)` waits for it to match what came after `mark()`. */
 function screen(j: Launched) {
   let text = '';
@@ -119,7 +149,9 @@ describe('tty jobs', () => {
     s.mark();
     await j.tty!.write('sleep 30\r');
     await s.until(/sleep 30\r\n/);
-    await new Promise((r) => setTimeout(r, 200));
+    // Not before the sleep holds the terminal: until then the shell's line editor may still have it
+    // in raw mode, where a ^C is a byte of input (left for the shell after the sleep's 30 s), not SIGINT.
+    await waitForForeground(j, 'sleep\u000030\u0000');
     await j.tty!.write('\x03'); // ^C: SIGINT to the foreground process group (the sleep), not the job
     await s.until(/\^C\r\n\$ /);
     s.mark();

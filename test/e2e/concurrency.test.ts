@@ -5,10 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { freePort } from '../harness/registry.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { SbxClient } from '../harness/api-client.ts';
-import { startStack, type Stack } from '../harness/stack.ts';
+import { startStack, startWorkerWithMetrics, type Stack } from '../harness/stack.ts';
 
 const JOBS = 200;
 let stack: Stack;
@@ -16,10 +15,8 @@ let api: SbxClient;
 let metricsUrl: string;
 
 before(async () => {
-  const port = await freePort();
-  metricsUrl = `http://127.0.0.1:${port}/metrics`;
   stack = await startStack({ workers: 0, env: { SBX_WORKER_SLOTS: String(JOBS) } });
-  await stack.startWorker({ SBX_WORKER_METRICS_PORT: String(port) });
+  ({ metricsUrl } = await startWorkerWithMetrics(stack));
   api = new SbxClient(stack.apiUrl);
 });
 after(async () => {

@@ -10,9 +10,8 @@ import { busyboxImage } from '../fixtures/build-images.ts';
 import { startFakeRegistry, type FakeRegistry } from '../fixtures/fake-registry.ts';
 import type { BuiltImage } from '../fixtures/oci-builder.ts';
 import { SbxClient } from '../harness/api-client.ts';
-import { freePort } from '../harness/registry.ts';
 import { waitUntil } from '../harness/redis.ts';
-import { startStack, type Stack } from '../harness/stack.ts';
+import { startStack, startWorkerWithMetrics, type Stack } from '../harness/stack.ts';
 
 let stack: Stack;
 let api: SbxClient;
@@ -52,16 +51,13 @@ before(async () => {
     markStarted();
     return true;
   };
-  const port = await freePort();
-  metricsUrl = `http://127.0.0.1:${port}/metrics`;
   stack = await startStack({ workers: 0 });
   // The stall window is longer than this test: the job stays stuck pulling until it is cancelled.
-  await stack.startWorker({
+  ({ metricsUrl } = await startWorkerWithMetrics(stack, {
     SBX_WORKER_SLOTS: '1',
     SBX_PULL_STALL_MS: '120000',
-    SBX_WORKER_METRICS_PORT: String(port),
     SBX_EGRESS_ALLOW: `${stack.registry.host},${fake.host}`,
-  });
+  }));
   api = new SbxClient(stack.apiUrl);
 });
 

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { SbxClient } from '../harness/api-client.ts';
@@ -20,6 +21,12 @@ before(async () => {
 after(async () => {
   await stack?.stop();
 });
+
+/**
+ * A job's sleep, in seconds, unique to this run: jobProcesses() looks host-wide, where another copy of
+ * the suite may run this test at the same time (a fixed `sleep 3131` of theirs was counted as ours).
+ */
+const marker = (): string => String(randomInt(1_000_000, 1_000_000_000));
 
 function jobProcesses(marker: string): string[] {
   try {
@@ -40,9 +47,10 @@ async function startRunningJob(marker: string): Promise<string> {
 
 test('a SIGKILLed worker: its job processes die, the restarted worker finishes the job as worker_lost and removes its cgroups', async () => {
   const worker = await stack.startWorker({ SBX_WORKER_ID: 'crashy/1' });
-  const id = await startRunningJob('3131');
+  const sleep = marker();
+  const id = await startRunningJob(sleep);
   await worker.kill('SIGKILL');
-  await waitUntil(async () => jobProcesses('^sleep 3131$').length === 0, 5000, 'the job processes to die with the worker');
+  await waitUntil(async () => jobProcesses(`^sleep ${sleep}$`).length === 0, 5000, 'the job processes to die with the worker');
 
   const restarted = await stack.startWorker({ SBX_WORKER_ID: 'crashy/1', SBX_LOG_LEVEL: 'info' });
   const doc = (await api.get(id)).body;
@@ -59,7 +67,7 @@ test('a worker that never comes back: a reader sees worker_lost once its heartbe
   const worker = await stack.startWorker({ SBX_WORKER_ID: 'gone/1' });
   // Make sure the job lands on this worker: stop the other one first.
   for (const w of stack.workers) if (w !== worker) await w.kill('SIGTERM');
-  const id = await startRunningJob('3232');
+  const id = await startRunningJob(marker());
   await worker.kill('SIGKILL');
   const doc = await api.waitFinished(id, 15_000);
   assert.equal(doc.status, 'error');

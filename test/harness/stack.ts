@@ -123,6 +123,25 @@ export async function startStack(opts: { env?: Record<string, string>; workerEnv
   return stack;
 }
 
+/**
+ * A worker of `stack` with its /metrics on a port of its own (SBX_WORKER_METRICS_PORT), and the URL.
+ * A port free when freePort() answers may be taken before the worker listens on it (another test
+ * file's server): the worker then exits naming EADDRINUSE, and is started again on another port.
+ */
+export async function startWorkerWithMetrics(stack: Stack, extraEnv: Record<string, string> = {}): Promise<{ worker: ManagedProcess; metricsUrl: string }> {
+  return onFreePort(async (port) => {
+    try {
+      const worker = await stack.startWorker({ ...extraEnv, SBX_WORKER_METRICS_PORT: String(port) });
+      return { worker, metricsUrl: `http://127.0.0.1:${port}/metrics` };
+    } catch (e) {
+      if (!saysPortTaken((e as Error).message)) throw e;
+      const gone = stack.workers.findIndex((w) => w.child.exitCode !== null && saysPortTaken(w.log()));
+      if (gone >= 0) stack.workers.splice(gone, 1); // exited before registering: nothing of it to stop
+      throw new PortTakenError('the worker metrics listener', port, (e as Error).message);
+    }
+  });
+}
+
 export interface StartedApi {
   process: ManagedProcess;
   port: number;

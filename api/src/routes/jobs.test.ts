@@ -150,8 +150,10 @@ describe('POST /v1/jobs', () => {
     // The claim as a submission whose API process died between its claim and its record leaves it.
     const keys = new RedisKeys(t.deps.config.env.SBX_REDIS_PREFIX);
     const k = keys.idempotency('alpha', 'orphaned-claim');
-    await t.deps.redis.set(k, 'j_00000000000000000000000000', 'EX', IDEMPOTENCY_TTL_SECONDS);
+    // The clock starts before the claim is made (its age runs on Redis's clock from the SET): started
+    // after the SET's answer, a wait for that answer counted against the takeover (150 ms: 9,879 ms).
     const started = Date.now();
+    await t.deps.redis.set(k, 'j_00000000000000000000000000', 'EX', IDEMPOTENCY_TTL_SECONDS);
     const body = { image, command: ['echo', 'orphan'], idempotencyKey: 'orphaned-claim' };
     const res = await call('POST', '/v1/jobs', { body });
     const waited = Date.now() - started;

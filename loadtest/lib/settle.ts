@@ -33,9 +33,10 @@ export async function settle({ idleBelow = 0.1, windowMs = 500, maxMs = 20_000 }
     if (!a || !b) return { quiet: false, seconds: round((performance.now() - t0) / 1000), busy: NaN };
     // /proc/stat counts in clock ticks: a short window can read a little over or under.
     const busy = Math.min(1, Math.max(0, (b.busy - a.busy) / ((performance.now() - start) * cpus)));
-    const seconds = round((performance.now() - t0) / 1000);
+    const elapsed = performance.now() - t0; // one reading for the answer and the give-up check
+    const seconds = round(elapsed / 1000);
     if (busy < idleBelow) return { quiet: true, seconds, busy: round(busy) };
-    if (performance.now() - t0 >= maxMs) return { quiet: false, seconds, busy: round(busy) };
+    if (elapsed >= maxMs) return { quiet: false, seconds, busy: round(busy) };
   }
 }
 

@@ -308,7 +308,7 @@ export const Timings = z.object({
   startMs: z.number().nullable(),
   /** From startedAt to the job's first byte of output (absent: it wrote none, or it has not ended). */
   firstOutputMs: z.number().optional()
-    .describe('Milliseconds from startedAt to the first byte the job wrote to stdout or stderr (or its terminal); absent when it wrote nothing. Set when the job ends.'),
+    .describe('Milliseconds from startedAt to when the worker read the first byte the job wrote to stdout or stderr (or its terminal), on the same clock as startedAt and finishedAt (at most their difference; usage.wallMs, the launcher\'s own clock from the exec to the exit, can be less); absent when it wrote nothing. Set when the job ends.'),
 });
 export type Timings = z.infer<typeof Timings>;
 

@@ -4,6 +4,7 @@
  * or rotates a tenant's credentials without restarting workers. A job's own `registryAuth` wins;
  * without either, the worker's own credentials (SBX_DOCKER_CONFIG) apply, or none.
  */
+import type { Stats } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImagePullFailedError } from '../../../../core/src/errors.ts';
@@ -14,7 +15,8 @@ import type { RegistryCredentials } from './registry-auth.ts';
 const TENANT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 export class TenantCredentials {
-  private readonly cache = new Map<string, { mtimeMs: number; size: number; auths: Map<string, RegistryCredentials> }>();
+  /** Per tenant: the file as last read (its version: fileVersion()) and what it held. */
+  private readonly cache = new Map<string, { version: string; auths: Map<string, RegistryCredentials> }>();
 
   constructor(private readonly dir: string | undefined) {}
 
@@ -31,8 +33,9 @@ export class TenantCredentials {
       return undefined;
     }
     let entry = this.cache.get(tenant);
-    if (!entry || entry.mtimeMs !== st.mtimeMs || entry.size !== st.size) {
-      entry = { mtimeMs: st.mtimeMs, size: st.size, auths: await this.read(file, tenant, image) };
+    const version = fileVersion(st);
+    if (entry?.version !== version) {
+      entry = { version, auths: await this.read(file, tenant, image) };
       this.cache.set(tenant, entry);
     }
     return entry.auths.get(registry);
@@ -46,4 +49,13 @@ export class TenantCredentials {
       throw new ImagePullFailedError(image, `the registry credentials of tenant ${tenant} (${file}) ${why}; fix the file (Docker config.json format)`, { cause: e, retryable: false });
     }
   }
+}
+
+/**
+ * What tells a rewrite of the file: its inode (a file renamed over it, as editors and `mv` of a new
+ * file do, is another inode even with the same size and a kept mtime: `cp -p`, `rsync -t`, `touch
+ * -r`), its size, and its mtime and ctime (a time set back by hand does not set back the ctime).
+ */
+function fileVersion(st: Stats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
 }

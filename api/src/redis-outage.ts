@@ -16,12 +16,19 @@ const RedisError = Object.getPrototypeOf(ReplyError) as Function;
 const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /**
+ * Replies that mean Redis refuses sbx itself: a wrong or rotated password (WRONGPASS, NOAUTH), an
+ * ACL that does not let sbx's user at its keys (NOPERM). Not a request's fault nor a bug of ours:
+ * for the tenant, as if Redis were down, until the operator mends the credentials.
+ */
+const REFUSED_ACCESS = ['WRONGPASS', 'NOAUTH', 'NOPERM'];
+
+/**
  * Replies that mean "not now" rather than "wrong request", by the reply's error code (the first word
  * of a RESP error, part of the protocol): loading its data set, a replica without its master, a
  * Cluster that is down or resharding, a script or module call blocking the server, its memory full
  * (maxmemory reached under noeviction: writes refused until jobs' records expire or it is raised).
  */
-const UNAVAILABLE_REPLIES = new Set(['LOADING', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY', 'OOM']);
+const UNAVAILABLE_REPLIES = new Set(['LOADING', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY', 'OOM', ...REFUSED_ACCESS]);
 
 export function isRedisOutage(err: unknown, redis: RedisClient): boolean {
   if (!(err instanceof Error)) return false;

@@ -88,6 +88,27 @@ describe('Redis full (maxmemory under noeviction): an OOM reply is not now, 503,
   });
 });
 
+describe('Redis refuses sbx its keys (an ACL, a rotated password): 503, not 500', () => {
+  const t = useTestApp();
+
+  test('a submission and a read while the ACL refuses sbx\'s keys answer 503 dependency_unavailable; once mended, 202', async () => {
+    const admin = t.redis.client();
+    await admin.call('ACL', 'SETUSER', 'default', 'resetkeys', '~not-sbx:*');
+    try {
+      for (const [method, path, body] of [['POST', '/v1/jobs', { image: 'busybox', command: ['true'] }], ['GET', '/v1/jobs/j_00000000000000000000000000', undefined]] as const) {
+        const res = await t.app.request(path, { method, headers: { 'content-type': 'application/json' }, ...(body ? { body: JSON.stringify(body) } : {}) });
+        const answer = (await res.json()) as { error: { code: string } };
+        assert.equal(res.status, 503, `${method} ${path}: ${JSON.stringify(answer)}`);
+        assert.equal(answer.error.code, 'dependency_unavailable');
+      }
+    } finally {
+      await admin.call('ACL', 'SETUSER', 'default', 'allkeys');
+    }
+    const again = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'busybox', command: ['true'] }) });
+    assert.equal(again.status, 202);
+  });
+});
+
 describe('Redis stopped', () => {
   let redis: RunningRedis;
   let t: ReturnType<typeof createTestApp>;

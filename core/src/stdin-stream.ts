@@ -75,24 +75,21 @@ export class StdinWriter {
   }
 
   /**
-   * Append frames in order; data longer than MAX_FRAME_BYTES is split. Waits while the stream is
-   * full (the caller stops reading its client meanwhile: backpressure). Throws StdinClosedError
-   * once the job has ended. `from`: the client's NumberedWriter, numbering its frames (one sent again after
-   * a reconnect is appended once); without it (beats) a frame could be appended twice.
-   */
-  /**
    * One frame, or nothing when the stream is full (the job is not reading): for frames that only say
    * something is there (an attached client's heartbeat), which a full stream already says. Returns
    * whether it was appended; throws StdinClosedError once the job has ended.
    */
   async appendUnlessFull(id: string, frame: StdinFrame): Promise<boolean> {
     const [type, payload] = encode(frame);
-    const r = await this.scripted.sbxStdinAppend(this.keys.jobState(id), this.keys.jobStdin(id), MAX_UNREAD_FRAMES, SAFETY_TTL_MS, type, payload, '', 0);
-    if (r === 'full') return false;
-    if (/^\d+-\d+$/.test(r)) return true;
-    throw new StdinClosedError(r);
+    return this.appendOnce(id, type, payload, '', 0);
   }
 
+  /**
+   * Append frames in order; data longer than MAX_FRAME_BYTES is split. Waits while the stream is
+   * full (the caller stops reading its client meanwhile: backpressure). Throws StdinClosedError
+   * once the job has ended. `from`: the client's NumberedWriter, numbering its frames (one sent again after
+   * a reconnect is appended once); without it (beats) a frame could be appended twice.
+   */
   async append(id: string, frame: StdinFrame, signal?: AbortSignal, from?: NumberedWriter): Promise<void> {
     if (frame.type === 'data' && frame.data.length > MAX_FRAME_BYTES) {
       for (let off = 0; off < frame.data.length; off += MAX_FRAME_BYTES) {
@@ -103,16 +100,18 @@ export class StdinWriter {
     const [type, payload] = encode(frame);
     const number = from ? from.next() : 0;
     // While the job does not read, looks again after 5, 10, 20 … ms, at most FULL_RETRY_MAX_MS apart.
-    for (let wait = FULL_RETRY_MS; ; wait = Math.min(2 * wait, FULL_RETRY_MAX_MS)) {
-      const r = await this.scripted.sbxStdinAppend(this.keys.jobState(id), this.keys.jobStdin(id), MAX_UNREAD_FRAMES, SAFETY_TTL_MS, type, payload, from?.name ?? '', number);
-      if (r === 'full') {
-        if (signal?.aborted) throw signal.reason;
-        await new Promise((res) => setTimeout(res, wait));
-        continue;
-      }
-      if (/^\d+-\d+$/.test(r)) return;
-      throw new StdinClosedError(r);
+    for (let wait = FULL_RETRY_MS; !(await this.appendOnce(id, type, payload, from?.name ?? '', number)); wait = Math.min(2 * wait, FULL_RETRY_MAX_MS)) {
+      if (signal?.aborted) throw signal.reason;
+      await new Promise((res) => setTimeout(res, wait));
     }
+  }
+
+  /** One try: true when appended (or already there), false when the stream is full; StdinClosedError once the job has ended. */
+  private async appendOnce(id: string, type: string, payload: Buffer | string, writer: string, number: number): Promise<boolean> {
+    const r = await this.scripted.sbxStdinAppend(this.keys.jobState(id), this.keys.jobStdin(id), MAX_UNREAD_FRAMES, SAFETY_TTL_MS, type, payload, writer, number);
+    if (r === 'full') return false;
+    if (/^\d+-\d+$/.test(r)) return true;
+    throw new StdinClosedError(r);
   }
 }
 

@@ -91,6 +91,11 @@ describe('/openapi.json', () => {
     }
   });
 
+  test('404 (no such job for this tenant) is described where the path names a job, and only there', () => {
+    const ops = Object.entries(spec.paths).flatMap(([path, byMethod]) => Object.entries(byMethod).map(([method, op]) => ({ at: `${method} ${path}`, namesJob: path.includes('{id}'), op })));
+    assert.deepEqual(ops.filter((o) => o.namesJob !== Boolean(o.op.responses['404'])).map((o) => `${o.at}: ${o.namesJob ? 'no' : 'a'} 404 described`), []);
+  });
+
   test('times are described as api.md gives them: RFC 3339 strings (format date-time)', () => {
     type Prop = JsonSchema & { format?: string; items?: JsonSchema };
     const props = (s: JsonSchema | undefined): Record<string, Prop> => (s ? (resolve(s).properties ?? {}) : {}) as Record<string, Prop>;

@@ -27,6 +27,8 @@ export const errors = {
   429: rateLimited('rate_limited: the tenant has used its requests per second (`requestsPerSecond`) or has its quota of requests open at once (`requests`) on this API server; Retry-After says when to retry. Nothing is done'),
   503: json(ErrorBody, 'Redis unreachable'),
 };
+/** `errors` without the 404: a route that names no job (the list, a submission, the image routes) never answers it. */
+export const errorsNamingNoJob = { 400: errors[400], 401: errors[401], 429: errors[429], 503: errors[503] };
 export const forbidden = json(ErrorBody, 'forbidden: needs an admin API key');
 /** What a route with a JSON body (middleware/json-body.ts) answers before it reads a field. */
 export const bodyErrors = { 413: json(ErrorBody, 'payload_too_large: the body is over SBX_BODY_LIMIT_BYTES'), 415: json(ErrorBody, 'unsupported_media_type: not Content-Type application/json') };

@@ -7,7 +7,7 @@ import { TenantImages, tenantImageMember } from '../../../core/src/tenant-images
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { requireAdmin } from '../middleware/auth.ts';
 import { jsonBody } from '../middleware/json-body.ts';
-import { bodyErrors, errors, forbidden, json } from '../openapi.ts';
+import { bodyErrors, errors, errorsNamingNoJob, forbidden, json } from '../openapi.ts';
 
 const PrePull = z.strictObject({ image: z.string().min(1, 'is required').max(512) });
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
@@ -22,13 +22,13 @@ export const imagesListRoute = createRoute({
 export const imagesPullRoute = createRoute({
   method: 'post', path: '/v1/images', summary: 'Pre-pull an image on every live worker (admin keys only)', tags: ['images'],
   request: { body: { required: true, content: { 'application/json': { schema: PrePull } } } },
-  responses: { 202: json(z.object({ image: z.string(), workers: z.array(z.string()) }), 'Pull requested'), ...errors, 403: forbidden, ...bodyErrors },
+  responses: { 202: json(z.object({ image: z.string(), workers: z.array(z.string()) }), 'Pull requested'), ...errorsNamingNoJob, 403: forbidden, ...bodyErrors },
 });
 
 export const imagesEvictRoute = createRoute({
   method: 'delete', path: '/v1/images/{digest}', summary: 'Evict an image from every worker cache (admin keys only)', tags: ['images'],
   request: { params: z.object({ digest: z.string().openapi({ example: `sha256:${'0'.repeat(64)}` }) }) },
-  responses: { 202: json(z.object({ digest: z.string(), workers: z.array(z.string()) }), 'Eviction requested'), ...errors, 403: forbidden },
+  responses: { 202: json(z.object({ digest: z.string(), workers: z.array(z.string()) }), 'Eviction requested'), ...errorsNamingNoJob, 403: forbidden },
 });
 
 /**

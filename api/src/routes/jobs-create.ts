@@ -8,7 +8,7 @@ import { buildJobSpec } from '../job-submission.ts';
 import { checkCallbackUrl } from '../../../core/src/webhooks/callback-url.ts';
 import { JobWatch } from '../job-waiter.ts';
 import { jsonBody } from '../middleware/json-body.ts';
-import { bodyErrors, ErrorBody, errors, flag, json, rateLimited } from '../openapi.ts';
+import { bodyErrors, ErrorBody, errorsNamingNoJob, flag, json, rateLimited } from '../openapi.ts';
 
 const JOB_LOCATION = { Location: { description: 'The job: /v1/jobs/{id}', schema: { type: 'string' as const } } };
 import { clientGoneSignal } from '../client-gone.ts';
@@ -32,7 +32,7 @@ export const jobsCreateRoute = createRoute({
   responses: {
     200: { description: 'With ?wait=true: the finished job, including output. With ?stream=true: its events (text/event-stream), as GET /v1/jobs/{id}/events', content: { 'application/json': { schema: JobDocument }, 'text/event-stream': { schema: z.string() } }, headers: JOB_LOCATION },
     202: { ...json(JobDocument, 'Accepted (Location: /v1/jobs/{id}); with ?wait=true the job as it stands when the wait cap passed'), headers: JOB_LOCATION },
-    ...errors, 409: json(ErrorBody, 'already_finished: this idempotencyKey already ran a job whose record has expired (SBX_JOB_TTL_SECONDS); it is never run again'),
+    ...errorsNamingNoJob, 409: json(ErrorBody, 'already_finished: this idempotencyKey already ran a job whose record has expired (SBX_JOB_TTL_SECONDS); it is never run again'),
     ...bodyErrors,
     429: rateLimited('rate_limited: the tenant\'s jobs-at-once or submissions-per-second quota is used up, or its storage budget for the hour (`storedBytesPerHour`: job records and output), or it has used its requests per second (`requestsPerSecond`) or has its quota of requests open at once (`requests`), or with ?stream=true its open event streams (`streams`); Retry-After says when to retry. Nothing is created'),
   },

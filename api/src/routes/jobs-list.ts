@@ -1,7 +1,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { JobDocument, JobStatus } from '../../../core/src/job-spec.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
-import { errors, json } from '../openapi.ts';
+import { errorsNamingNoJob, json } from '../openapi.ts';
 import { withQueuePositions } from '../queue-position.ts';
 
 const Query = z.strictObject({
@@ -27,7 +27,7 @@ const FIRST_DOC_BATCH = 8;
 export const jobsListRoute = createRoute({
   method: 'get', path: '/v1/jobs', summary: "The tenant's jobs, newest first", tags: ['jobs'],
   request: { query: Query },
-  responses: { 200: json(z.object({ items: z.array(JobDocument), nextCursor: z.string().nullable() }), 'A page of jobs'), ...errors },
+  responses: { 200: json(z.object({ items: z.array(JobDocument), nextCursor: z.string().nullable() }), 'A page of jobs'), ...errorsNamingNoJob },
 });
 
 /** GET /v1/jobs?status=&limit=&cursor= — the tenant's jobs, newest first. */

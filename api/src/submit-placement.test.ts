@@ -44,6 +44,13 @@ const logger = pino({ level: 'silent' });
 const capacityReads = () => redis.client.info('commandstats').then((s) => Number(/cmdstat_hgetall:calls=(\d+)/.exec(s)?.[1] ?? 0));
 const env = { SBX_PLACEMENT_CACHE_AWARE: true, SBX_PLACEMENT_MAX_WAIT_MS: 1000, SBX_HEARTBEAT_MS: 2000 };
 
+/**
+ * Until the read of the fleet that a first submission started is in (it began before that job was
+ * queued, so the shared queue's waiting jobs it saw are those before). A fixed 150 ms instead was past
+ * before the read's two round trips were answered on a busy host: the next job found no view.
+ */
+const firstRead = async (placement: SubmitPlacement) => (placement as unknown as { fleet: { refreshing: Promise<void> | null } }).fleet.refreshing;
+
 /** A worker as the others see it: its room and its cache, published the way worker/src/placement does. */
 async function publishHost(id: string, images: string[], slotsFree: number): Promise<FleetView> {
   const fleet = new FleetView(redis.client, keys, id, 10_000, logger);
@@ -67,7 +74,7 @@ test('the API places a job on the queue of the host holding its image, with a de
   try {
     // The first submission after a quiet spell has no view yet: shared queue; it starts the reads.
     assert.equal(await placement.enqueue('j0', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), null);
-    await new Promise((r) => setTimeout(r, 150));
+    await firstRead(placement);
     assert.equal(await placement.enqueue('j1', 5, { image: 'reg.example/x:1', memoryBytes: MiB }), 'host-a');
     assert.equal(await placement.enqueue('j2', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), 'host-a');
     assert.equal(await placement.enqueue('j3', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'host-a\'s two free slots are spoken for until the next read');
@@ -107,7 +114,7 @@ test('a job is not placed on a host while the shared queue holds one of its prio
   const placement = new SubmitPlacement(queue, redis.client, redis.client, fairKeys, env, apiMetrics(createRegistry('api')), logger);
   try {
     await placement.enqueue('warm', 9, { image: 'reg.example/x:1', memoryBytes: MiB }); // no view yet: starts the reads
-    await new Promise((r) => setTimeout(r, 150));
+    await firstRead(placement);
     assert.equal(await placement.enqueue('backlog', 7, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'priority 7 behind the waiting 3: shared queue');
     assert.equal(await placement.enqueue('same', 3, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'the same priority: shared queue, behind it');
     assert.equal(await placement.enqueue('first', 1, { image: 'reg.example/x:1', memoryBytes: MiB }), 'host-f', 'a tenant\'s only job, ahead of everything waiting: placed');

@@ -18,8 +18,12 @@ interface Traced {
   args: string[];
 }
 
-/** Every command Redis ran while `work` ran (and `settleMs` after), with the name of the connection that sent it. */
-async function trace<T>(url: string, work: () => Promise<T>, settleMs = 300): Promise<{ result: T; commands: Traced[] }> {
+/**
+ * Every command Redis ran while `work` ran, until `done` finds the last one awaited among them (at
+ * most 10 s: one that never comes is for the assertions to name), and `settleMs` after, with the name
+ * of the connection that sent it.
+ */
+async function trace<T>(url: string, work: () => Promise<T>, done: (result: T, commands: Traced[]) => boolean = () => true, settleMs = 300): Promise<{ result: T; commands: Traced[] }> {
   const names = await connectionNames(url);
   const commands: Traced[] = [];
   const monitor = await monitorRedis(url, ({ source, args }) => {
@@ -27,6 +31,7 @@ async function trace<T>(url: string, work: () => Promise<T>, settleMs = 300): Pr
   });
   try {
     const result = await work();
+    await waitUntil(async () => done(result, commands), 10_000).catch(() => {});
     await new Promise((r) => setTimeout(r, settleMs));
     return { result, commands };
   } finally {
@@ -54,7 +59,12 @@ describe('the Redis commands of a ?wait=true job', () => {
     await waitUntil(async () => ((await probe.pubsub('CHANNELS', '*:inbox')) as string[]).length > 0, 10_000).catch(() => {});
     probe.disconnect();
     for (let i = 0; i < 3; i++) assert.equal((await e2e.api.submit({ image, command: ['true'] }, { wait: true })).status, 200); // warm: image cached
-    const traced = await trace(url, () => e2e.api.submit({ image, command: ['sh', '-c', 'echo hot; echo path >&2'] }, { wait: true }));
+    // Traced until the worker's last write for the job is in: the release of its quota place (ZREM of
+    // the tenant's active set), sent once Redis has answered the job's final transition, which is what
+    // pings the API with the answer. A worker slowed by a busy host sent it after the 300 ms settle
+    // that followed the answer, and "one ZREM" found none.
+    const released = (res: { body: { id?: unknown } }, seen: Traced[]) => seen.some((c) => c.command === 'zrem' && c.args[0]?.endsWith(':active') && c.args.includes(res.body.id as string));
+    const traced = await trace(url, () => e2e.api.submit({ image, command: ['sh', '-c', 'echo hot; echo path >&2'] }, { wait: true }), released);
     assert.equal(traced.result.status, 200);
     assert.equal(traced.result.body.status, 'succeeded');
     assert.deepEqual(traced.result.body.output, { stdout: 'hot\n', stderr: 'path\n' });

@@ -81,6 +81,12 @@ describe('capacity: a full host takes nothing more', () => {
   test('while its one slot is busy, jobs stay queued (on the shared queue or its own), not held by it', { timeout: 60_000 }, async () => {
     const warm = await api.submit({ image: stack.images.busybox, command: ['true'] });
     assert.equal((await api.waitFinished(warm.body.id, 30_000)).status, 'succeeded');
+    // The API reads the fleet only while jobs are submitted, and stops 5 s after the last submission
+    // (fleet-snapshot.ts, idleMs): the warm job's pull can take longer than that on a busy host, and
+    // the long job then found no fresh view and went to the shared queue. A job of the cached image
+    // starts the reads again just before it.
+    const again = await api.submit({ image: stack.images.busybox, command: ['true'] });
+    assert.equal((await api.waitFinished(again.body.id, 30_000)).status, 'succeeded');
     // The API's next read of the fleet sees the host holding the image with its slot free: the long
     // job goes to the host's own queue, so the consumer of the shared queue is left waiting on it.
     await new Promise((r) => setTimeout(r, 600));

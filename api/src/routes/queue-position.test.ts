@@ -114,9 +114,13 @@ test('a job queued again after its worker was lost: its real position in GET and
   };
   await until((e) => e.event === 'status' && (JSON.parse(e.data) as { status: string }).status === 'pulling');
 
-  await t.deps.redis.del(heartbeat); // the worker is lost
+  // The worker is lost: its job settled as a janitor settles it, then its heartbeat goes. Not the
+  // other way round: the stream looks at the job's worker every 5 s (job-event-stream.ts) and settles
+  // the job itself once the heartbeat is gone; a look that fell between the two (a busy host) left
+  // this settle a job already queued again (null).
   const recovery = { attempts: new JobAttempts(t.deps.redis, t.deps.keys), enqueue: (id: string, n: number) => t.deps.queue.requeue(id, n), maxRequeues: 1 };
   assert.equal((await settleLostJob(t.deps.store, recovery, taken))?.outcome, 'requeued');
+  await t.deps.redis.del(heartbeat);
   assert.deepEqual([await position(a), await position(b)], [1, 2], 'GET: the requeued job is first, the other second');
   const queueEvent = await until((e) => e.event === 'queue');
   assert.deepEqual(JSON.parse(queueEvent.data), { position: 1, etaMs: null }, 'SSE: the requeued job\'s queue event has its position');

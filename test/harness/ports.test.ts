@@ -3,9 +3,9 @@
  * the socket on its port is its own (else another test's server would answer in its place).
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { test } from 'node:test';
-import { freePort, listensOn, onFreePort, PortTakenError } from './ports.ts';
+import { deadAddress, freePort, listensOn, onFreePort, PortTakenError } from './ports.ts';
 import { startRedis } from './redis.ts';
 
 function listen(port = 0): Promise<Server> {
@@ -58,4 +58,22 @@ test('onFreePort starts again on another port when the first was taken', async (
   await assert.rejects(onFreePort(async (port) => {
     throw new PortTakenError('always', port);
   }, 3), /always could not listen/);
+});
+
+test('a dead address is held while the test uses it: no other server can take it, and a connection is reset', async () => {
+  const dead = await deadAddress();
+  const port = Number(dead.host.split(':')[1]);
+  try {
+    await assert.rejects(listen(port), { code: 'EADDRINUSE' }, 'another server cannot take the port');
+    const error = await new Promise<NodeJS.ErrnoException | null>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('error', resolve);
+      socket.once('close', () => resolve(null));
+      socket.once('data', () => resolve(null));
+    });
+    assert.equal(error?.code, 'ECONNRESET', 'nothing answers there');
+  } finally {
+    await dead.close();
+  }
+  (await listen(port)).close(); // given back once closed
 });

@@ -95,3 +95,18 @@ export async function onFreePorts<T>(count: number, start: (ports: number[]) => 
     }
   }
 }
+
+/**
+ * A loopback address where nothing answers, held so that nothing else can take it: a server that
+ * resets each connection as it arrives. A port from freePort() left unbound may be taken meanwhile
+ * by another test file's server (a registry serving the very image a test expects not to get).
+ */
+export async function deadAddress(): Promise<{ host: string; close: () => Promise<void> }> {
+  const server = createServer((socket) => socket.resetAndDestroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as { port: number };
+  return { host: `127.0.0.1:${port}`, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+}

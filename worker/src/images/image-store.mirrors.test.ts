@@ -4,7 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { freePort, startRegistry, type RunningRegistry } from '../../../test/harness/registry.ts';
+import { startRegistry, type RunningRegistry } from '../../../test/harness/registry.ts';
+import { deadAddress } from '../../../test/harness/ports.ts';
 import { buildStandardImages } from '../../../test/fixtures/build-images.ts';
 import { TempImageStores } from '../../../test/harness/temp-image-store.ts';
 
@@ -33,15 +34,20 @@ test('an empty mirror falls through to the registry', async () => {
 });
 
 test('with the registry down, the mirror serves the image; without the mirror the pull fails', async () => {
-  const dead = `127.0.0.1:${await freePort()}`;
-  const withMirror = await store({ [dead]: [`127.0.0.1:${await freePort()}`, mirror.host] }); // a dead mirror first: skipped
-  const img = await withMirror.acquire(`${dead}/test/busybox:latest`);
-  assert.match(img.digest, /^sha256:[0-9a-f]{64}$/);
-  assert.ok(img.layerDirs.length >= 1);
-  img.release();
-  await withMirror.close();
+  const [registryDown, mirrorDown] = await Promise.all([deadAddress(), deadAddress()]);
+  try {
+    const dead = registryDown.host;
+    const withMirror = await store({ [dead]: [mirrorDown.host, mirror.host] }); // a dead mirror first: skipped
+    const img = await withMirror.acquire(`${dead}/test/busybox:latest`);
+    assert.match(img.digest, /^sha256:[0-9a-f]{64}$/);
+    assert.ok(img.layerDirs.length >= 1);
+    img.release();
+    await withMirror.close();
 
-  const without = await store({});
-  await assert.rejects(without.acquire(`${dead}/test/busybox:latest`), { code: 'image_pull_failed' });
-  await without.close();
+    const without = await store({});
+    await assert.rejects(without.acquire(`${dead}/test/busybox:latest`), { code: 'image_pull_failed' });
+    await without.close();
+  } finally {
+    await Promise.all([registryDown.close(), mirrorDown.close()]);
+  }
 });

@@ -15,7 +15,8 @@ import { after, before, test, type TestContext } from 'node:test';
 import { ImagePullFailedError } from '../../../core/src/errors.ts';
 import { busyboxImage } from '../../../test/fixtures/build-images.ts';
 import { pushImage, type BuiltImage } from '../../../test/fixtures/oci-builder.ts';
-import { freePort, startRegistry, type RunningRegistry } from '../../../test/harness/registry.ts';
+import { startRegistry, type RunningRegistry } from '../../../test/harness/registry.ts';
+import { deadAddress } from '../../../test/harness/ports.ts';
 import { createTestCa, selfSignedServerCert, type CertPair, type TestCa } from '../../../test/harness/test-pki.ts';
 import { ImageStore } from './image-store.ts';
 import { LOOPBACK_EGRESS } from '../../../test/harness/egress.ts';
@@ -162,13 +163,15 @@ it('mTLS: pulled with the client pair in certs.d; without it, or with a foreign 
 });
 
 it('a mirror with a certs.d entry is reached over https with its own CA', async () => {
-  const dead = `127.0.0.1:${await freePort()}`;
+  const registryDown = await deadAddress();
+  const dead = registryDown.host;
   const root = await mkdtemp(join(tmpdir(), 'sbx-images-tls-'));
   const tls = await loadRegistryCerts(await writeCertsDir({ [tlsRegistry.host]: caOnly() }));
   const s = new ImageStore({ root, egressAllow: LOOPBACK_EGRESS, tls, mirrors: { [dead]: [tlsRegistry.host] }, retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1, deadlineMs: 1 } });
   cleanups.push(async () => {
     await s.close();
     await rm(root, { recursive: true, force: true });
+    await registryDown.close();
   });
   await assertPulled(s, `${dead}/test/busybox:latest`);
 });

@@ -95,6 +95,19 @@ test('POST pre-pulls on the workers; DELETE evicts it again', async () => {
   assert.equal(badPost.body.error.details[0]!.path, 'image');
 });
 
+test('DELETE while a job runs on the image: evicted once the job ends (not dropped as in use)', async () => {
+  const image = `${stack.registry.host}/test/busybox-zstd:latest`;
+  const job = await api.submit({ image, command: ['sleep', '5'] });
+  let digest: string | undefined;
+  await waitUntil(async () => Boolean((digest = (await listed()).find((i) => i.image === image)?.digest)), 15_000, 'the image to be listed');
+  assert.equal((await api.get(job.body.id)).body.status, 'running', 'the job still runs on it');
+  assert.equal((await api.request('DELETE', `/v1/images/${digest}`)).status, 202);
+  await new Promise((r) => setTimeout(r, 600)); // a heartbeat: still listed, the job holds it
+  assert.ok((await listed()).some((i) => i.image === image), 'kept while the job runs');
+  assert.equal((await api.waitFinished(job.body.id, 30_000)).status, 'succeeded');
+  await waitUntil(async () => !(await listed()).some((i) => i.image === image), 15_000, 'the image to be evicted after the job');
+});
+
 test('pull "always" runs a tag as the registry names it now (docker run --pull always); by default a cached tag runs as cached; "never" is a 400', async () => {
   const repo = 'test/pull-policy';
   const image = `${stack.registry.host}/${repo}:latest`;

@@ -198,7 +198,7 @@ async function main(): Promise<void> {
   await listenForControl(sub, keys, logger, (m) => {
     if (m.type === 'cancel') runner.cancel(m.id, m.stop);
     else if (m.type === 'pull') images.acquire(m.image, { policy: 'always' }).then((i) => i.release(), (err) => logger.warn({ image: m.image, err: err.message }, 'pre-pull failed'));
-    else if (m.type === 'evict') images.evict(m.digest).then((r) => r.result === 'in_use' && logger.warn({ digest: m.digest }, 'not evicted: a running job uses it'), (err) => logger.warn({ digest: m.digest, err: err.message }, 'evict failed'));
+    else if (m.type === 'evict') images.evict(m.digest).then((r) => r.result === 'in_use' && logger.info({ digest: m.digest }, 'not evicted yet: a running job uses it; evicted once it is released'), (err) => logger.warn({ digest: m.digest, err: err.message }, 'evict failed'));
   });
 
   // The shared queue and this worker's own (jobs handed to it), taken by hand when a job fits here;

@@ -461,6 +461,24 @@ async function distinctImage(repo: string, size: number): Promise<string> {
   return `${registry.host}/${repo}:latest`;
 }
 
+it('an eviction asked while a job holds the image happens once it is released, not never', async () => {
+  // DELETE /v1/images sent on a job's answer reached the worker before the job's teardown released
+  // the image: 'in_use', and the request was dropped (the image stayed cached for good).
+  const image = await distinctImage('evict/held', 1 << 20);
+  const store = await newStore();
+  const held = await store.acquire(image);
+  const listed = async () => (await store.list()).map((l) => l.image);
+  assert.equal((await store.evict(held.digest)).result, 'in_use');
+  assert.deepEqual(await listed(), [image], 'kept while the job holds it');
+  const again = await store.acquire(image); // a job starting meanwhile holds it too
+  held.release();
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(await listed(), [image], 'kept while another job holds it');
+  again.release();
+  await waitUntil(async () => (await listed()).length === 0, 5_000, 'the image to be evicted once released');
+  assert.equal(existsSync(held.layerDirs[0]!), false, 'its layer dir is gone');
+});
+
 it('over the disk budget, least recently used images nobody holds are evicted', async () => {
   const MB = 1 << 20;
   const [one, two, three, four] = await Promise.all(['lru/one', 'lru/two', 'lru/three', 'lru/four'].map((r) => distinctImage(r, MB)));

@@ -22,6 +22,7 @@ import type { ImageRuntimeConfig } from '../launch/image-config.ts';
 import { CacheGc, type EvictionReason, type EvictResult } from './cache/cache-gc.ts';
 import { CacheIndex, type RefRecord } from './cache/cache-index.ts';
 import { HoldCounts } from './cache/hold-counts.ts';
+import { BackgroundRerun } from './cache/background-rerun.ts';
 import { InUseMarkers } from './cache/in-use-markers.ts';
 import { sharedUnpackPool } from './layers/unpack-pool.ts';
 import { ImagePuller, isDiskFull, type ImagePullerOptions, type PullPolicy, type PullResult } from './pull/image-puller.ts';
@@ -104,11 +105,21 @@ export class ImageStore {
   private readonly bounds: PullBounds;
   private indexPromise: Promise<CacheIndex> | null = null;
   private index: CacheIndex | null = null;
-  /** The background gc() of collectSoon(), while it runs; collectAgain: asked for again meanwhile. */
-  private collecting: Promise<void> | null = null;
-  private collectAgain = false;
+  /** gc() in the background, for an image whose last hold went after its tag had moved on. close() waits for it. */
+  private readonly collection = new BackgroundRerun(
+    () => this.gc().then(() => {}, (err: Error) => this.opts.logger?.warn({ err: err.message }, 'removing images no reference names failed; tried again after the next pull')),
+    () => this.closing.signal.aborted, // closing: the index goes; the next start collects
+  );
   /** When each tag (with its credentials) was last resolved from the registry by policy 'always'. */
   private readonly resolvedAt = new Map<string, number>();
+  /** Digests whose eviction was asked while a job held them: tried again as this store's holds go (evict()). */
+  private readonly evictWhenReleased = new Set<string>();
+  /** The evictions of evictWhenReleased tried again in the background, as this store's holds go. close() waits for it. */
+  private readonly evictionRetry = new BackgroundRerun(async () => {
+    for (const digest of [...this.evictWhenReleased]) {
+      await this.evict(digest).catch((err: Error) => this.opts.logger?.warn({ digest, err: err.message }, 'evicting an image once released failed; tried again when the next hold goes'));
+    }
+  }, () => this.closing.signal.aborted);
 
   constructor(opts: ImageStoreOptions) {
     this.opts = opts;
@@ -211,30 +222,17 @@ export class ImageStore {
   }
 
   /**
-   * gc() in the background, one at a time (a call while one runs runs it once more after), for an
-   * image whose last hold went after its tag had moved on. close() waits for it.
-   */
-  private collectSoon(): void {
-    if (this.closing.signal.aborted) return; // closing: the index goes; the next start collects
-    if (this.collecting) {
-      this.collectAgain = true;
-      return;
-    }
-    this.collecting = (async () => {
-      do {
-        this.collectAgain = false;
-        await this.gc().catch((err: Error) => this.opts.logger?.warn({ err: err.message }, 'removing images no reference names failed; tried again after the next pull'));
-      } while (this.collectAgain && !this.closing.signal.aborted);
-    })().finally(() => (this.collecting = null));
-  }
-
-  /**
    * Forget every reference that resolved to `digest` (the reference digest or its manifest) and
    * free what is then unreferenced. An image a running job holds (in any process sharing the cache)
-   * is kept: 'in_use'.
+   * is kept: 'in_use', and evicted once the holds go (tried again each time one of this store's
+   * holds goes: a job that has just ended releases its image a little after its answer, and a
+   * DELETE /v1/images sent on that answer was dropped).
    */
   async evict(digest: string): Promise<EvictResult> {
-    return this.cacheGc.evict(this.index ?? (await this.openIndex()), digest);
+    const result = await this.cacheGc.evict(this.index ?? (await this.openIndex()), digest);
+    if (result.result === 'in_use') this.evictWhenReleased.add(digest);
+    else this.evictWhenReleased.delete(digest);
+    return result;
   }
 
   /** Total unpacked bytes of the cached layers. */
@@ -250,7 +248,7 @@ export class ImageStore {
    */
   async warmUp(): Promise<void> {
     const [, index] = await Promise.all([sharedUnpackPool().warm(), this.index ?? this.openIndex()]);
-    if (index.hasUnreferencedImages()) this.collectSoon();
+    if (index.hasUnreferencedImages()) this.collection.soon();
   }
 
   async list(): Promise<Array<{ image: string; digest: string; sizeBytes: number; lastUsedAt: string }>> {
@@ -295,7 +293,8 @@ export class ImageStore {
     await this.puller.idle();
     await new Promise((resolve) => setImmediate(resolve)); // pending pull holds (acquire)
     this.markers.releaseAll();
-    await this.collecting;
+    await this.collection.running;
+    await this.evictionRetry.running;
     if (this.index) {
       await this.index.persistRefs();
       await this.index.close();
@@ -353,7 +352,8 @@ export class ImageStore {
         released = true;
         this.markers.release(image.manifestDigest);
         // Its tag moved on while a job ran it: nothing names it now, so its files go.
-        if (this.markers.count(image.manifestDigest) === 0 && !index.referenced(image.manifestDigest)) this.collectSoon();
+        if (this.markers.count(image.manifestDigest) === 0 && !index.referenced(image.manifestDigest)) this.collection.soon();
+        if (this.evictWhenReleased.size) this.evictionRetry.soon();
       },
     };
   }

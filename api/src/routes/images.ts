@@ -26,7 +26,7 @@ export const imagesPullRoute = createRoute({
 });
 
 export const imagesEvictRoute = createRoute({
-  method: 'delete', path: '/v1/images/{digest}', summary: 'Evict an image from every worker cache (admin keys only)', tags: ['images'],
+  method: 'delete', path: '/v1/images/{digest}', summary: 'Evict an image from every worker cache (admin keys only); where a running job uses it, once that job has ended', tags: ['images'],
   request: { params: z.object({ digest: z.string().openapi({ example: `sha256:${'0'.repeat(64)}` }) }) },
   responses: { 202: json(z.object({ digest: z.string(), workers: z.array(z.string()) }), 'Eviction requested'), ...errorsNamingNoJob, 403: forbidden },
 });

@@ -202,8 +202,9 @@ test('two workers on this host: by default each gets host uids of its own; given
   assert.ok(ua![1] < ub![0] || ub![1] < ua![0], `distinct ranges: ${JSON.stringify([ua, ub])}`);
   await Promise.all([a.worker.kill('SIGTERM'), b.worker.kill('SIGTERM')]);
   // A range no auto claim of this machine's tests reaches, and another run of this suite on the
-  // same host (claims are host-wide) most likely does not hold: one of 16,384 by this process's pid.
-  const base = 3_000_000_000 + (process.pid % 16_384) * 65_536;
+  // same host (claims are host-wide) most likely does not hold: one of 15,000 by this process's pid,
+  // all below SBX_UID_BASE's bound of 4,000,000,000 (of 16,384, a pid past 15,258 gave one over it).
+  const base = 3_000_000_000 + (process.pid % 15_000) * 65_536;
   const fixed = { SBX_WORKER_SLOTS: '1', SBX_UID_BASE: String(base) };
   const first = startWorker(fixed);
   await readyLine(first);

@@ -36,6 +36,7 @@ export const ERROR_STATUS = {
   idle_timeout: 408, // an interactive job's limits.idleTimeoutMs passed with nothing attached or written
   output_idle_timeout: 408, // limits.outputIdleTimeoutMs passed with no output from the job
   exceeds_capacity: 422, // limits.memoryBytes above every live worker's SBX_JOBS_MEMORY_BYTES (worker/src/placement)
+  worker_outdated: 503, // the stored request has fields or values a newer API wrote and this worker does not know
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
@@ -190,6 +191,17 @@ export class HostUnsupportedError extends SbxError {
 export class LaunchFailedError extends SbxError {
   constructor(message: string, cause?: unknown) {
     super('launch_failed', message, { cause, retryable: true });
+  }
+}
+
+/**
+ * The job's stored request has fields or values this worker does not know: a newer API accepted it
+ * (a rolling deploy that upgraded API copies before workers). Running it without them would drop
+ * what they ask for, so nothing of it runs.
+ */
+export class WorkerOutdatedError extends SbxError {
+  constructor(worker: string, unknown: string[]) {
+    super('worker_outdated', `this job asks for ${unknown.join(', ')}, which worker ${worker} does not know (a newer version of sbx accepted it); nothing of it ran: upgrade the workers before the API copies, then submit it again`);
   }
 }
 

@@ -237,8 +237,12 @@ export const JobRequest = z.strictObject({
 });
 export type JobRequest = z.infer<typeof JobRequest>;
 
-/** What the worker receives: the request with defaults resolved and the image reference canonical. */
-export const JobSpec = z.object({
+/**
+ * What the worker receives: the request with defaults resolved and the image reference canonical.
+ * Strict at every level: a worker checks the stored spec against it before running the job
+ * (storedSpecProblems), so a field or value only a newer API knows is refused, never dropped.
+ */
+export const JobSpec = z.strictObject({
   id: z.string(),
   tenant: z.string(),
   image: z.string(),
@@ -257,14 +261,14 @@ export const JobSpec = z.object({
   /** Output-file patterns (JobRequest.outputFiles); absent = none. */
   outputFiles: z.array(z.string()).optional(),
   /** Input files (JobRequest.files) with the mode resolved; absent = none. */
-  files: z.array(z.object({ path: z.string(), content: z.string(), encoding: z.enum(['utf8', 'base64']), mode: z.number().int() })).optional(),
-  limits: Limits,
+  files: z.array(z.strictObject({ path: z.string(), content: z.string(), encoding: z.enum(['utf8', 'base64']), mode: z.number().int() })).optional(),
+  limits: z.strictObject(Limits.shape),
   /** JobRequest.stopSignal; absent = SIGTERM. */
   stopSignal: z.enum(STOP_SIGNALS).optional(),
   network: z.enum(['none', 'egress']),
   egressHosts: z.array(z.string()).optional(),
   labels: z.record(z.string(), z.string()),
-  registryAuth: z.object({ username: z.string(), password: z.string() }).nullable(),
+  registryAuth: z.strictObject({ username: z.string(), password: z.string() }).nullable(),
   /** The webhook (JobRequest.callbackUrl); absent or null = none. */
   callbackUrl: z.string().nullable().optional(),
   /** The tenant's quota storedBytesPerHour when it was submitted; absent or null = none. */
@@ -272,6 +276,27 @@ export const JobSpec = z.object({
   createdAt: z.string(),
 });
 export type JobSpec = z.infer<typeof JobSpec>;
+
+/**
+ * What keeps a stored spec from being run as it is by this version: `unknown`, the fields and
+ * values it does not know (written by a newer API: run without them, what they ask for would be
+ * silently dropped), and `invalid`, anything else that does not match JobSpec. Both empty: run it.
+ */
+export function storedSpecProblems(spec: unknown): { unknown: string[]; invalid: string[] } {
+  const parsed = JobSpec.safeParse(spec);
+  const problems = { unknown: [] as string[], invalid: [] as string[] };
+  for (const issue of parsed.success ? [] : parsed.error.issues) {
+    const at = issue.path.map(String).join('.');
+    if (issue.code === 'unrecognized_keys') problems.unknown.push(...issue.keys.map((k) => (at ? `${at}.${k}` : k)));
+    else if (issue.code === 'invalid_value') problems.unknown.push(`${at} ${JSON.stringify(valueAt(spec, issue.path))}`);
+    else problems.invalid.push(`${at || 'the spec'}: ${issue.message}`);
+  }
+  return problems;
+}
+
+function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
+  return path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined), value);
+}
 
 export const JobError = z.object({ code: z.string(), message: z.string() });
 export type JobError = z.infer<typeof JobError>;

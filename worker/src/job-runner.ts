@@ -8,9 +8,9 @@
  * it as `worker_lost`.
  */
 import { createHash, type KeyObject } from 'node:crypto';
-import { InvalidRequestError, isSbxError } from '../../core/src/errors.ts';
+import { InvalidRequestError, isSbxError, WorkerOutdatedError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
-import type { EgressUsage, JobDocument, JobPlacement, JobSpec, JobStatus } from '../../core/src/job-spec.ts';
+import { storedSpecProblems, type EgressUsage, type JobDocument, type JobPlacement, type JobSpec, type JobStatus } from '../../core/src/job-spec.ts';
 import type { JobStore, StoredJob, StoredOutputFile } from '../../core/src/job-store.ts';
 import { attemptOf, JobAttempts } from '../../core/src/job-attempts.ts';
 import { settleLostJob, type LostJobRecovery } from '../../core/src/job-lifecycle.ts';
@@ -230,8 +230,9 @@ export class JobRunner {
     // with its claim (JobStore.claim): its command is then not held back by a round trip of its own.
     // (A job that asks for pull "always" goes to the registry first, cached or not.)
     const cachedHere = placement?.imageCached === true && stored.spec.pull !== 'always';
-    // A network "egress" job on a worker that refuses them is refused instead of its image acquired.
-    const refused = stored.spec.network === 'egress' && !this.deps.jobEgress ? new InvalidRequestError('network "egress" is turned off on this worker (SBX_JOB_EGRESS=false)') : null;
+    // A request this worker cannot apply as it is (a newer API's, or damaged), or a network "egress"
+    // job on a worker that refuses them, is refused instead of its image acquired.
+    const refused = this.refusal(stored.spec);
     const startsNow = cachedHere && this.deps.slots.available > 0;
     const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.claim(doc, startsNow), store.isCancelRequested(id)] as const);
     cancelRead.catch(() => {}); // awaited below once claimed; never an unhandled rejection meanwhile
@@ -360,6 +361,15 @@ export class JobRunner {
     }
   }
 
+  /** Why this worker will not run the job whatever its image, or null. */
+  private refusal(spec: JobSpec): Error | null {
+    const { unknown, invalid } = storedSpecProblems(spec);
+    if (unknown.length) return new WorkerOutdatedError(this.deps.workerId, unknown);
+    if (invalid.length) return new Error(`the job's stored request does not match what this worker reads: ${invalid.join('; ')}`);
+    if (spec.network === 'egress' && !this.deps.jobEgress) return new InvalidRequestError('network "egress" is turned off on this worker (SBX_JOB_EGRESS=false)');
+    return null;
+  }
+
   /**
    * The files the job's outputFiles collected: described in its document, their bytes kept with its
    * state (GET /v1/jobs/{id}/files) before its end is recorded, charged to the tenant's storage
@@ -480,7 +490,7 @@ function outcome(exit: EndInfo): Pick<JobDocument, 'status' | 'exitCode' | 'sign
 }
 
 /** SbxError codes a job document shows as its error.code (api.md); any other failure is `internal`. */
-const JOB_ERROR_CODES = new Set(['image_not_found', 'image_pull_failed', 'registry_unauthorized', 'invalid_image', 'command_not_found', 'invalid_request', 'egress_refused']);
+const JOB_ERROR_CODES = new Set(['image_not_found', 'image_pull_failed', 'registry_unauthorized', 'invalid_image', 'command_not_found', 'invalid_request', 'egress_refused', 'worker_outdated']);
 const INTERNAL = { code: 'internal', message: 'the worker hit an internal error running this job; it has been logged' };
 
 function classify(e: unknown): { code: string; message: string } {

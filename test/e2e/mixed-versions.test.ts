@@ -1,0 +1,44 @@
+/**
+ * During a rolling deploy API copies and workers of different versions share the queue. A job that a
+ * newer API accepted with a field or value this worker does not know is not run without it: it ends
+ * error / worker_outdated naming what was not known, nothing of it started, and the worker goes on
+ * running the jobs it can. Here the newer API is played by rewriting a queued job's stored spec
+ * before any worker exists.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Redis } from 'ioredis';
+import { useStack } from '../harness/use-stack.ts';
+import { RedisKeys } from '../../core/src/redis-keys.ts';
+
+const e2e = useStack({ workers: 0 });
+
+test('a job a newer API wrote with fields this worker does not know ends worker_outdated, unrun; the others run', { timeout: 60_000 }, async () => {
+  const submit = async (command: string[]) => {
+    const res = await e2e.api.submit({ image: e2e.stack.images.busybox, command });
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    return res.body.id;
+  };
+  const newer = await submit(['echo', 'ran anyway']);
+  const current = await submit(['echo', 'ran']);
+  const redis = new Redis(e2e.stack.env.SBX_REDIS_URL!);
+  try {
+    const key = new RedisKeys().jobState(newer);
+    const spec = JSON.parse((await redis.hget(key, 'spec'))!) as { limits: Record<string, unknown> };
+    await redis.hset(key, 'spec', JSON.stringify({ ...spec, sidecars: [{ image: 'redis' }], limits: { ...spec.limits, gpus: 1 } }));
+  } finally {
+    redis.disconnect();
+  }
+  await e2e.stack.startWorker();
+
+  const refused = await e2e.api.waitFinished(newer);
+  assert.equal(refused.status, 'error', JSON.stringify(refused));
+  assert.equal(refused.error?.code, 'worker_outdated');
+  assert.match(refused.error!.message, /^this job asks for limits\.gpus, sidecars, which worker e2e-\S+ does not know \(a newer version of sbx accepted it\); nothing of it ran/);
+  assert.equal(refused.timings.startedAt ?? null, null, 'its command never started');
+  assert.equal(refused.output?.stdout ?? '', '');
+
+  const ran = await e2e.api.waitFinished(current);
+  assert.equal(ran.status, 'succeeded', JSON.stringify(ran));
+  assert.equal(ran.output?.stdout, 'ran\n');
+});

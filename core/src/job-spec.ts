@@ -240,7 +240,9 @@ export type JobRequest = z.infer<typeof JobRequest>;
 /**
  * What the worker receives: the request with defaults resolved and the image reference canonical.
  * Strict at every level: a worker checks the stored spec against it before running the job
- * (storedSpecProblems), so a field or value only a newer API knows is refused, never dropped.
+ * (storedSpecProblems), so a field or value only a newer API knows is refused, never dropped. A
+ * field added later is optional (an older API's specs lack it); one no longer used stays here,
+ * optional, while older API copies may still write it.
  */
 export const JobSpec = z.strictObject({
   id: z.string(),

@@ -342,6 +342,7 @@ export class JobRunner {
       if (job.shutdown && !job.started && !job.cancelled && (await this.handBack(doc))) return;
       const error = classify(e);
       if (error.code === 'internal' && !job.shutdown) logger.error({ err: e, jobId: id }, 'job failed on an internal error');
+      else if (error.code === 'worker_outdated') logger.warn({ jobId: id, code: error.code }, error.message); // the deploy's order, for its operator
       else logger.info({ jobId: id, code: error.code }, error.message);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : job.cancelled ? { status: 'cancelled' as const } : { status: 'error' as const, error };
       await this.finish(stored.tenant, doc, doc.status, ended);

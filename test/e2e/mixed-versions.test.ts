@@ -3,13 +3,14 @@
  * newer API accepted with a field or value this worker does not know is not run without it: it ends
  * error / worker_outdated naming what was not known, nothing of it started, and the worker goes on
  * running the jobs it can. Here the newer API is played by rewriting a queued job's stored spec
- * before any worker exists.
+ * (and, for registryAuth, which is sealed apart from the spec, its sealed value) before any worker exists.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Redis } from 'ioredis';
 import { useStack } from '../harness/use-stack.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
+import { parseSecretsKey, SecretBox } from '../../core/src/secrets/secret-box.ts';
 
 const e2e = useStack({ workers: 0 });
 
@@ -21,11 +22,19 @@ test('a job a newer API wrote with fields this worker does not know ends worker_
   };
   const newer = await submit(['echo', 'ran anyway']);
   const current = await submit(['echo', 'ran']);
+  // registryAuth is not in the stored spec (null there): it is sealed into the record's `auth` field,
+  // which the spec check does not see. A newer API's registryAuth with a field this worker lacks.
+  const authRes = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['echo', 'pulled without it'], registryAuth: { username: 'u', password: 'p' } });
+  assert.equal(authRes.status, 202, JSON.stringify(authRes.body));
+  const newerAuth = authRes.body.id;
   const redis = new Redis(e2e.stack.env.SBX_REDIS_URL!);
   try {
     const key = new RedisKeys().jobState(newer);
     const spec = JSON.parse((await redis.hget(key, 'spec'))!) as { limits: Record<string, unknown> };
     await redis.hset(key, 'spec', JSON.stringify({ ...spec, sidecars: [{ image: 'redis' }], limits: { ...spec.limits, gpus: 1 } }));
+    const box = new SecretBox(parseSecretsKey(e2e.stack.env.SBX_SECRETS_KEY!));
+    // As core/src/secrets/registry-auth.ts seals it (bound to the job), with one more field.
+    await redis.hset(new RedisKeys().jobState(newerAuth), 'auth', box.seal(JSON.stringify({ username: 'u', password: 'p', identityToken: 't' }), `sbx registryAuth ${newerAuth}`));
   } finally {
     redis.disconnect();
   }
@@ -39,6 +48,12 @@ test('a job a newer API wrote with fields this worker does not know ends worker_
   assert.equal(refused.output?.stdout ?? '', '');
   const warned = e2e.stack.workers[0]!.log().split('\n').filter((l) => l.includes('"worker_outdated"')).map((l) => JSON.parse(l) as { level: number; jobId: string });
   assert.deepEqual(warned.map((l) => [l.level, l.jobId]), [[40, newer]], 'the worker warns its operator (SBX_LOG_LEVEL=warn here)');
+
+  const refusedAuth = await e2e.api.waitFinished(newerAuth);
+  assert.equal(refusedAuth.status, 'error', JSON.stringify(refusedAuth));
+  assert.equal(refusedAuth.error?.code, 'worker_outdated');
+  assert.match(refusedAuth.error!.message, /^this job asks for registryAuth\.identityToken, which worker e2e-\S+ does not know/);
+  assert.equal(refusedAuth.imageDigest, null, 'its image was not pulled');
 
   const ran = await e2e.api.waitFinished(current);
   assert.equal(ran.status, 'succeeded', JSON.stringify(ran));

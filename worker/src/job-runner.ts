@@ -20,6 +20,7 @@ import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
 import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched, type OutputFile, type StopRequest } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
+import { UnknownAuthFieldsError } from '../../core/src/secrets/registry-auth.ts';
 import { buildLaunchSpec } from './launch/launch-plan.ts';
 import { imageWorkdirError } from './launch/image-values.ts';
 import { fromLaunchError } from './launch-errors.ts';
@@ -416,7 +417,12 @@ export class JobRunner {
   /** `sealedAuth`: the job's sealed registryAuth as store.get() read it (no second read). */
   private async acquire(spec: JobSpec, job: ActiveJob, sealedAuth?: string | null): Promise<AcquiredImage> {
     try {
-      const credentials = (await this.deps.store.registryAuth(spec.id, sealedAuth)) ?? spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
+      // The request's registryAuth is sealed apart from the spec (refusal() does not see it): a field
+      // of it this worker does not know ends the job worker_outdated too, before anything is pulled.
+      const own = await this.deps.store.registryAuth(spec.id, sealedAuth).catch((e: unknown) => {
+        throw e instanceof UnknownAuthFieldsError ? new WorkerOutdatedError(this.deps.workerId, e.unknown) : e;
+      });
+      const credentials = own ?? spec.registryAuth ?? (await this.deps.tenantCredentials?.lookup(spec.tenant, parseImageReference(spec.image).registry, spec.image));
       const image = await this.deps.images.acquire(spec.image, {
         signal: job.abort.signal,
         requester: { tenant: spec.tenant, priority: job.priority },

@@ -12,6 +12,7 @@ import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
 import type { JobDocument } from '../job-spec.ts';
 import { JobStore } from '../job-store.ts';
 import { SecretBox, parseSecretsKey } from './secret-box.ts';
+import { UnknownAuthFieldsError } from './registry-auth.ts';
 
 const KEY = randomBytes(32).toString('base64');
 const USER = `robot-${randomBytes(6).toString('hex')}`;
@@ -117,6 +118,22 @@ describe('registryAuth at rest', () => {
     await assert.rejects(workerStore(randomBytes(32).toString('hex')).registryAuth(a.id), /SBX_SECRETS_KEY differs/);
     await assert.rejects(workerStore(null).registryAuth(a.id), /this worker has no SBX_SECRETS_KEY/);
     assert.deepEqual(await store.registryAuth(a.id), { username: USER, password: PASS }, 'the original still opens');
+  });
+
+  test('a sealed value with fields this version does not know (a newer API\'s) is refused naming them, not opened without them', async () => {
+    const { body: doc } = await submit(t.app, { image: '127.0.0.1:5000/p/x:y', registryAuth: { username: USER, password: PASS } });
+    const state = t.deps.keys.jobState(doc.id);
+    const box = new SecretBox(parseSecretsKey(KEY));
+    const seal = (value: unknown) => box.seal(JSON.stringify(value), `sbx registryAuth ${doc.id}`);
+    await t.deps.redis.hset(state, 'auth', seal({ username: USER, password: PASS, identityToken: 'tok', registry: { mirror: true } }));
+    await assert.rejects(workerStore(KEY).registryAuth(doc.id), (e: Error) => {
+      assert.ok(e instanceof UnknownAuthFieldsError, String(e));
+      assert.deepEqual(e.unknown, ['registryAuth.identityToken', 'registryAuth.registry']);
+      return true;
+    });
+    // Damaged rather than newer: fails closed as an altered value does.
+    await t.deps.redis.hset(state, 'auth', seal({ username: USER }));
+    await assert.rejects(workerStore(KEY).registryAuth(doc.id), (e: Error & { code?: string }) => e.code === 'registry_unauthorized' && /username and a password/.test(e.message));
   });
 
   test('without SBX_SECRETS_KEY a request with registryAuth is a 400 naming it; others are accepted', async () => {

@@ -36,19 +36,40 @@ export async function publishControl(redis: RedisClient, keys: RedisKeys, messag
   await redis.publish(keys.control(), JSON.stringify(ControlMessage.parse(message)));
 }
 
-/** Subscribes `sub` to the control channel; `handle` gets every well-formed message. */
+/**
+ * Subscribes `sub` to the control channel; `handle` gets every well-formed message. One this version
+ * does not know (a newer API's: a type, a field or a value it lacks, named in `unknown`) is logged
+ * as such, apart from a malformed one; both are dropped. (A cancel is still applied from its mark in
+ * Redis on the next heartbeat: JobRunner.recheckCancels.)
+ */
 export async function listenForControl(sub: RedisClient, keys: RedisKeys, logger: Logger, handle: (m: ControlMessage) => void): Promise<void> {
   const channel = keys.control();
   sub.on('message', (ch: string, raw: string) => {
     if (ch !== channel) return;
+    let value: unknown;
     let parsed;
     try {
-      parsed = ControlMessage.safeParse(JSON.parse(raw));
+      value = JSON.parse(raw);
+      parsed = ControlMessage.safeParse(value);
     } catch {
       parsed = null;
     }
-    if (!parsed?.success) return void logger.warn({ raw: raw.slice(0, 200) }, 'ignoring malformed control message');
-    handle(parsed.data);
+    if (parsed?.success) return void handle(parsed.data);
+    const unknown = parsed ? unknownParts(parsed.error.issues, value) : [];
+    if (unknown.length) logger.warn({ raw: raw.slice(0, 200), unknown }, 'ignoring a control message this worker does not know (a newer version of sbx sent it: upgrade the workers before the API copies)');
+    else logger.warn({ raw: raw.slice(0, 200) }, 'ignoring malformed control message');
   });
   await sub.subscribe(channel);
+}
+
+/** What of a message that failed ControlMessage is unknown rather than wrong: a type, fields, enum values. */
+function unknownParts(issues: readonly z.core.$ZodIssue[], value: unknown): string[] {
+  const at = (path: readonly PropertyKey[]) => path.map(String).join('.');
+  const valueAt = (path: readonly PropertyKey[]) => path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined), value);
+  return issues.flatMap((i) => {
+    if (i.code === 'unrecognized_keys') return i.keys.map((k) => (i.path.length ? `${at(i.path)}.${k}` : k));
+    if (i.code === 'invalid_value') return [`${at(i.path)} ${JSON.stringify(valueAt(i.path))}`];
+    if (i.code === 'invalid_union' && typeof valueAt(i.path) === 'string' && at(i.path) === 'type') return [`type ${JSON.stringify(valueAt(i.path))}`];
+    return [];
+  });
 }

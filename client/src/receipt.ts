@@ -10,6 +10,9 @@ import type { Job } from './types.ts';
 
 export type { ReceiptPayload };
 
+/** The payload format (`v`) this client reads. */
+const RECEIPT_FORMAT = 1;
+
 export interface ReceiptKey {
   keyId: string;
   algorithm: 'ed25519';
@@ -23,7 +26,7 @@ export type TrustedKey = ReceiptKey | { keyId?: string; key: KeyObject };
 
 /**
  * Whether `job.receipt` is signed by one of `keys` and says it is of this job: the payload's job id
- * must be the document's.
+ * must be the document's, and its format (`v`) the one this client reads.
  */
 export function checkReceipt(job: Pick<Job, 'id' | 'receipt'>, keys: readonly TrustedKey[]): ReceiptCheck {
   const r = job.receipt;
@@ -34,6 +37,9 @@ export function checkReceipt(job: Pick<Job, 'id' | 'receipt'>, keys: readonly Tr
   const key = 'key' in match ? match.key : createPublicKey(match.publicKeyPem);
   if (!verify(null, Buffer.from(r.payload, 'utf8'), key, Buffer.from(r.signature, 'base64'))) return { ok: false, reason: 'the signature does not match the payload: changed after signing, or signed with another key' };
   const payload = JSON.parse(r.payload) as ReceiptPayload;
+  // The payload's format: fields added to it keep v 1 (ignored here); another v may give its fields
+  // other meanings, so a newer worker's receipt is not read, and reported verified, as this one.
+  if (payload.v !== RECEIPT_FORMAT) return { ok: false, reason: `the receipt's payload is format v ${JSON.stringify(payload.v)}; this client reads v ${RECEIPT_FORMAT}: upgrade it to check this receipt` };
   if (payload.jobId !== job.id) return { ok: false, reason: `the receipt is job ${payload.jobId}'s, not ${job.id}'s` };
   return { ok: true, keyId: r.keyId, payload };
 }

@@ -46,14 +46,14 @@ test('a job a newer API wrote with fields this worker does not know ends worker_
   assert.match(refused.error!.message, /^this job asks for limits\.gpus, sidecars, which worker e2e-\S+ does not know \(a newer version of sbx accepted it\); nothing of it ran/);
   assert.equal(refused.timings.startedAt ?? null, null, 'its command never started');
   assert.equal(refused.output?.stdout ?? '', '');
-  const warned = e2e.stack.workers[0]!.log().split('\n').filter((l) => l.includes('"worker_outdated"')).map((l) => JSON.parse(l) as { level: number; jobId: string });
-  assert.deepEqual(warned.map((l) => [l.level, l.jobId]), [[40, newer]], 'the worker warns its operator (SBX_LOG_LEVEL=warn here)');
 
   const refusedAuth = await e2e.api.waitFinished(newerAuth);
   assert.equal(refusedAuth.status, 'error', JSON.stringify(refusedAuth));
   assert.equal(refusedAuth.error?.code, 'worker_outdated');
   assert.match(refusedAuth.error!.message, /^this job asks for registryAuth\.identityToken, which worker e2e-\S+ does not know/);
   assert.equal(refusedAuth.imageDigest, null, 'its image was not pulled');
+  const warned = e2e.stack.workers[0]!.log().split('\n').filter((l) => l.includes('"worker_outdated"')).map((l) => JSON.parse(l) as { level: number; jobId: string });
+  assert.deepEqual(warned.map((l) => [l.level, l.jobId]).sort(), [[40, newer], [40, newerAuth]].sort(), 'the worker warns its operator of each (SBX_LOG_LEVEL=warn here)');
 
   const ran = await e2e.api.waitFinished(current);
   assert.equal(ran.status, 'succeeded', JSON.stringify(ran));

@@ -10,8 +10,12 @@ import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
-/** A cancel's `stop` (docker stop): the signal its command gets first, and how long it has to exit. */
-export const CancelStop = z.strictObject({ graceMs: z.number().int().min(0).max(STOP_GRACE_BOUND.max), signal: z.enum(STOP_SIGNALS) });
+/**
+ * A cancel's `stop` (docker stop): the signal its command gets first, and how long it has to exit.
+ * No signal: the job's own stopSignal, else SIGTERM, as the worker read it from the job's request
+ * (an API copy leaves it out when the job's stopSignal is one it does not know: a newer copy's).
+ */
+export const CancelStop = z.strictObject({ graceMs: z.number().int().min(0).max(STOP_GRACE_BOUND.max), signal: z.enum(STOP_SIGNALS).optional() });
 export type CancelStop = z.infer<typeof CancelStop>;
 
 export const ControlMessage = z.discriminatedUnion('type', [

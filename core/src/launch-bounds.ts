@@ -81,6 +81,7 @@ export const STOP_GRACE_BOUND: LimitBound = { min: 0, max: 60_000, integer: true
 /** stopSignal: what the command may be asked to stop with (docker --stop-signal); SIGKILL needs no grace. */
 export const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2'] as const;
 export type StopSignal = (typeof STOP_SIGNALS)[number];
+export const isStopSignal = (s: string): s is StopSignal => (STOP_SIGNALS as readonly string[]).includes(s);
 
 export type LaunchLimitName = keyof typeof LAUNCH_BOUNDS;
 

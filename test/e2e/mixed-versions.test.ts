@@ -59,3 +59,26 @@ test('a job a newer API wrote with fields this worker does not know ends worker_
   assert.equal(ran.status, 'succeeded', JSON.stringify(ran));
   assert.equal(ran.output?.stdout, 'ran\n');
 });
+
+test('a cancel through an API copy that does not know the job\'s stopSignal (a newer copy accepted it): 202, and the worker stops it with that signal', { timeout: 60_000 }, async () => {
+  if (e2e.stack.workers.length === 0) await e2e.stack.startWorker();
+  const script = 'trap "echo stopping; exit 2" USR1; echo started; while :; do sleep 0.05; done';
+  const sub = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['sh', '-c', script], stopSignal: 'SIGUSR1' });
+  assert.equal(sub.status, 202, JSON.stringify(sub.body));
+  await e2e.api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
+  // What this API copy reads of the job (its worker read the request as it claimed it: SIGUSR1).
+  const redis = new Redis(e2e.stack.env.SBX_REDIS_URL!);
+  try {
+    const key = new RedisKeys().jobState(sub.body.id);
+    const spec = JSON.parse((await redis.hget(key, 'spec'))!) as Record<string, unknown>;
+    await redis.hset(key, 'spec', JSON.stringify({ ...spec, stopSignal: 'SIGWINCH' }));
+  } finally {
+    redis.disconnect();
+  }
+  const del = await e2e.api.request('DELETE', `/v1/jobs/${sub.body.id}?graceMs=10000`);
+  assert.equal(del.status, 202, JSON.stringify(del.body));
+  const done = await e2e.api.waitFinished(sub.body.id);
+  assert.equal(done.status, 'cancelled');
+  assert.equal(done.exitCode, 2, 'its own exit, from the trap of its stopSignal');
+  assert.equal(done.output?.stdout, 'started\nstopping\n');
+});

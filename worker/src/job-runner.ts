@@ -8,6 +8,8 @@
  * it as `worker_lost`.
  */
 import { createHash, type KeyObject } from 'node:crypto';
+import type { CancelStop } from '../../core/src/control-messages.ts';
+import type { StopSignal } from '../../core/src/launch-bounds.ts';
 import { InvalidRequestError, isSbxError, WorkerOutdatedError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
 import { storedSpecProblems, type EgressUsage, type JobDocument, type JobPlacement, type JobSpec, type JobStatus } from '../../core/src/job-spec.ts';
@@ -17,7 +19,7 @@ import { settleLostJob, type LostJobRecovery } from '../../core/src/job-lifecycl
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
-import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched, type OutputFile, type StopRequest } from '../../native/index.ts';
+import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched, type OutputFile } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
 import { UnknownAuthFieldsError } from '../../core/src/secrets/registry-auth.ts';
@@ -90,6 +92,8 @@ interface ActiveJob {
   launched: Launched | null;
   /** Its queue priority (1 + its tenant's active jobs): orders its wait for a pull permit and a run slot. */
   priority: number;
+  /** The signal a cancel's stop sends when it names none: the job's stopSignal, else SIGTERM. */
+  stopSignal: StopSignal;
 }
 
 export class JobRunner {
@@ -129,7 +133,7 @@ export class JobRunner {
    * Cancels the job if it is ours: killed at once, or with `stop` (DELETE ?graceMs, docker stop)
    * its command gets the signal and the grace first, and its output files are collected.
    */
-  cancel(id: string, stop?: StopRequest): boolean {
+  cancel(id: string, stop?: CancelStop): boolean {
     const job = this.active.get(id);
     if (!job) {
       if (this.held.has(id)) this.cancelsBeforeActive.add(id);
@@ -137,7 +141,7 @@ export class JobRunner {
     }
     job.cancelled = true;
     job.abort.abort();
-    if (stop && job.launched) job.launched.stop(stop);
+    if (stop && job.launched) job.launched.stop({ graceMs: stop.graceMs, signal: stop.signal ?? job.stopSignal });
     else job.launched?.kill();
     return true;
   }
@@ -237,7 +241,7 @@ export class JobRunner {
     const startsNow = cachedHere && this.deps.slots.available > 0;
     const [added, claiming, cancelRead] = sendTogether(store.redis, () => [directory.addRunning(workerId, id), store.claim(doc, startsNow), store.isCancelRequested(id)] as const);
     cancelRead.catch(() => {}); // awaited below once claimed; never an unhandled rejection meanwhile
-    const job: ActiveJob = { cancelled: false, shutdown: false, started: false, abort: new AbortController(), launched: null, priority };
+    const job: ActiveJob = { cancelled: false, shutdown: false, started: false, abort: new AbortController(), launched: null, priority, stopSignal: stored.spec.stopSignal ?? 'SIGTERM' };
     // A cached image is looked up while the claim is in flight (given back if the claim fails); the
     // cancel flag read with the claim (a cancel that raced with it) applies once claimed.
     let acquiring = cachedHere && !refused ? this.acquire(stored.spec, job, stored.sealedAuth) : null;

@@ -1,11 +1,11 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { publishControl } from '../../../core/src/control-messages.ts';
+import { publishControl, type CancelStop } from '../../../core/src/control-messages.ts';
 import { AlreadyFinishedError, InvalidRequestError, NotFoundError } from '../../../core/src/errors.ts';
 import { attemptOf } from '../../../core/src/job-attempts.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
 import { requeueEntryId } from '../../../core/src/job-queue.ts';
 import { isFinished, JobDocument, type JobSpec } from '../../../core/src/job-spec.ts';
-import { STOP_GRACE_BOUND, STOP_SIGNALS, type StopSignal } from '../../../core/src/launch-bounds.ts';
+import { isStopSignal, STOP_GRACE_BOUND, STOP_SIGNALS, type StopSignal } from '../../../core/src/launch-bounds.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { loadJobForTenant } from '../job-access.ts';
 import { waitForFinish } from '../job-waiter.ts';
@@ -55,8 +55,12 @@ export function registerJobsCancel(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
   });
 }
 
-/** ?graceMs / ?signal as the worker takes them; none without a grace (killed at once). */
-function stopRequest(query: { graceMs?: string | undefined; signal?: StopSignal | undefined }, spec: JobSpec, maxGraceMs: number): { graceMs: number; signal: StopSignal } | null {
+/**
+ * ?graceMs / ?signal as the worker takes them; none without a grace (killed at once). The signal is
+ * left out when the job's stopSignal is one this API does not know (a newer API copy accepted it):
+ * the worker then takes the job's own.
+ */
+function stopRequest(query: { graceMs?: string | undefined; signal?: StopSignal | undefined }, spec: JobSpec, maxGraceMs: number): CancelStop | null {
   const graceMs = Number(query.graceMs ?? 0);
   if (graceMs > maxGraceMs) {
     const message = `must be <= ${maxGraceMs} (this server's maximum)`;
@@ -66,5 +70,6 @@ function stopRequest(query: { graceMs?: string | undefined; signal?: StopSignal 
     const message = 'applies only with graceMs (without one the job is killed at once)';
     throw new InvalidRequestError(`signal ${message}`, [{ path: 'signal', message }]);
   }
-  return graceMs > 0 ? { graceMs, signal: query.signal ?? spec.stopSignal ?? 'SIGTERM' } : null;
+  const signal: string = query.signal ?? spec.stopSignal ?? 'SIGTERM';
+  return graceMs > 0 ? { graceMs, ...(isStopSignal(signal) ? { signal } : {}) } : null;
 }

@@ -1,7 +1,9 @@
 /**
  * Our Lua scripts as ioredis commands. A script lives in core/src/lua/<name>-<number of keys>.lua;
  * `defineScripts()` defines each on a connection once (however many stores share it) and returns the
- * connection typed with those commands.
+ * connection typed with those commands. The `-N` is not a version: each process sends its own
+ * script text, so an older and a newer script run side by side on the same keys during a rolling
+ * deploy (README, "Mixed versions"); a change keeps each hash field's meaning as older scripts read it.
  */
 import { readFileSync } from 'node:fs';
 import type { RedisClient } from './redis.ts';

@@ -10,8 +10,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildJobSpec } from '../../api/src/job-submission.ts';
-import { launch, LaunchError, type LaunchSpec } from '../../native/index.ts';
-import { baseSpec, buildBusyboxRootfs, makeTempDir, removeParent, uniqueParent } from '../../native/test/helpers.ts';
+import { launch, LaunchError, type LaunchOptions, type LaunchSpec } from '../../native/index.ts';
+import { baseSpec, buildBusyboxRootfs, makeTempDir, removeParent, testUidBase, uniqueParent } from '../../native/test/helpers.ts';
 import type { AcquiredImage } from '../../worker/src/images/image-store.ts';
 import { buildLaunchSpec } from '../../worker/src/launch/launch-plan.ts';
 import { ensureOpenFilesLimit } from '../../worker/src/open-files-limit.ts';
@@ -20,13 +20,15 @@ import { JobRequest } from './job-spec.ts';
 import { LAUNCH_BOUNDS, type LaunchLimitName } from './launch-bounds.ts';
 
 const parent = uniqueParent('bounds');
+const opts: LaunchOptions = { cgroupParent: parent };
 let tmp = '';
 let image: AcquiredImage;
 
-before(() => {
+before(async () => {
   tmp = makeTempDir('bounds');
   const rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
   image = { reference: 'test/busybox', digest: 'sha256:0', layerDirs: [rootfs], config: { env: [], entrypoint: null, cmd: ['true'], workingDir: '/', user: '' }, sizeBytes: 0, pulled: false, release() {} };
+  opts.uidBase = await testUidBase();
 });
 after(() => {
   removeParent(parent);
@@ -75,7 +77,7 @@ function apiLaunchSpec(name: LaunchLimitName, value: number): Promise<LaunchSpec
 /** What the launcher says about `spec`: 'invalid_spec' or 'accepted' (it ran, whatever the outcome). */
 async function launcherVerdict(spec: LaunchSpec): Promise<string> {
   try {
-    const j = await launch({ ...spec, argv: ['true'] }, { cgroupParent: parent });
+    const j = await launch({ ...spec, argv: ['true'] }, opts);
     j.stdout.resume();
     j.stderr.resume();
     await j.exited;
@@ -136,7 +138,7 @@ describe('the API and the kernel agree on what a command may carry (EXEC_BOUNDS,
       return `api refuses: ${(e as Error).message}`;
     }
     try {
-      const j = await launch(await buildLaunchSpec(spec, image, 0), { cgroupParent: parent });
+      const j = await launch(await buildLaunchSpec(spec, image, 0), opts);
       j.stdout.resume();
       j.stderr.resume();
       return `ran: exit ${(await j.exited).exitCode}`;

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { launch, probeHost, sweep, type LaunchOptions } from '../index.ts';
 import {
   assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupFile, cgroupLayout, compileProbe, jobCgroupDirs, makeTempDir,
-  processesIn, removeParent, run, stateDirWithKmsg, sweepStaleTestParents, uniqueParent,
+  processesIn, removeParent, run, stateDirWithKmsg, sweepStaleTestParents, testUidBase, uniqueParent,
 } from './helpers.ts';
 
 const layout = cgroupLayout();
@@ -28,6 +28,7 @@ describe('cgroup v2 path', { skip }, () => {
     tmp = makeTempDir('v2');
     rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
     probe = compileProbe('probe', rootfs);
+    opts.uidBase = await testUidBase();
   });
   after(() => {
     removeParent(parent, opts);

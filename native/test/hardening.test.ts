@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { launch, probeHost, protectSelf, sweep, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
   assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupFile, cgroupLayout, cgroupMode, compileProbe, controllerDir, makeTempDir, pooledGroups, processesIn, removeParent,
-  run, stateDirWithKmsg, sweepStaleTestParents, uniqueParent, waitFor, type StateDir,
+  run, stateDirWithKmsg, sweepStaleTestParents, testUidBase, uniqueParent, waitFor, type StateDir,
 } from './helpers.ts';
 
 const execFileP = promisify(execFile);
@@ -43,6 +43,7 @@ describe('hardening', () => {
     rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
     probe = compileProbe('probe', rootfs);
     hostProbe = path.join(rootfs, probe);
+    opts.uidBase = await testUidBase();
   });
   after(() => {
     removeParent(parent);
@@ -328,11 +329,12 @@ describe('hardening', () => {
       return { inside, host: /^Uid:\s+(\d+)/m.exec(status)![1]! };
     }
     it('job root is an unprivileged host uid, different per slot; image ownership is preserved', async () => {
-      const a = await hostIdsOf(0, { ...opts, userns: true, uidBase: 100000 });
+      const base = opts.uidBase!; // this process's claimed range (testUidBase)
+      const a = await hostIdsOf(0, { ...opts, userns: true });
       assert.equal(a.inside, '0\n0:0\n0\n'); // root inside, layer files owned by root, copy-up works
-      assert.equal(a.host, '100000');
-      const b = await hostIdsOf(3, { ...opts, userns: true, uidBase: 100000 });
-      assert.equal(b.host, String(100000 + 3 * 65536));
+      assert.equal(a.host, String(base));
+      const b = await hostIdsOf(3, { ...opts, userns: true });
+      assert.equal(b.host, String(base + 3 * 65536));
     });
     it('control: without it, root in the job is root on the host', async () => {
       const c = await hostIdsOf(0, { ...opts, userns: false });

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
+import { claimUidRange, type UidClaim } from '../../worker/src/uid-ranges.ts';
 import { closePool, launch, pooledGroupDirs, pooledSetups, poolSize, type ExitInfo, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 
 /** The controllers the launcher uses (cgroup.cc: required memory pids cpu cpuacct freezer; optional devices). */
@@ -211,6 +212,29 @@ export function assertJobCgroups(pid: number, parent: string, id: string, o: Lau
 export function assertCgroupsGone(parent: string, id: string, o: LaunchOptions = {}): void {
   for (const d of cgroupDirs(parent, undefined, o)) assert.ok(fs.existsSync(d), `cgroup parent ${d} does not exist`);
   for (const d of [...cgroupDirs(parent, id, o), ...(pooledJobGroups.get(id) ?? [])]) assert.equal(fs.existsSync(d), false, `cgroup ${d} left behind`);
+}
+
+/** Slots a test process may launch on with testUidBase()'s range: 0..31 (the tests use 0..16). */
+export const TEST_SLOTS = 32;
+
+let uidClaim: Promise<UidClaim> | undefined;
+
+/**
+ * The host uids this process's jobs run as (LaunchOptions.uidBase), claimed as a worker claims its
+ * own (worker/src/uid-ranges.ts: SBX_UID_BASE=auto in the host-wide /run/sbx/uid-ranges) for
+ * TEST_SLOTS slots, once per process, and released when it exits (a claim of a process killed
+ * before that is stale, and dropped by the next claimer). Without it every launcher test ran its
+ * jobs as the launcher's default, 100000 + slot·65536, the range an end-to-end test's worker
+ * claims first, and every other launcher test file's too: jobs of two test files running at once
+ * ran as the same host users, sharing what the kernel counts per user (RLIMIT_NPROC, inotify
+ * instances and watches, key quotas).
+ */
+export function testUidBase(): Promise<number> {
+  uidClaim ??= claimUidRange({ base: 'auto', slots: TEST_SLOTS, workerId: `test ${path.relative(process.cwd(), process.argv[1] ?? '?')}` }).then((c) => {
+    process.once('exit', () => c.release());
+    return c;
+  });
+  return uidClaim.then((c) => c.base);
 }
 
 export function uniqueParent(tag: string): string {
@@ -522,8 +546,8 @@ export async function directThenPooled(make: () => LaunchSpec, opts: LaunchOptio
 /**
  * A launcher test file's usual fixture, as hooks of the enclosing describe(): before its tests,
  * stale parents of killed runs swept, a temp dir holding a busybox rootfs and the launcher's state
- * dir (set on `opts`); after them, the pool closed, `parent` and the temp dir removed. The paths are
- * filled in once before() has run.
+ * dir (set on `opts`, with this process's host uids: testUidBase); after them, the pool closed,
+ * `parent` and the temp dir removed. The paths are filled in once before() has run.
  */
 export function useBusyboxFixture(name: string, parent: string, opts: LaunchOptions): { tmp: string; rootfs: string } {
   const dirs = { tmp: '', rootfs: '' };
@@ -532,6 +556,7 @@ export function useBusyboxFixture(name: string, parent: string, opts: LaunchOpti
     dirs.tmp = makeTempDir(name);
     dirs.rootfs = buildBusyboxRootfs(path.join(dirs.tmp, 'rootfs'));
     opts.stateDir = path.join(dirs.tmp, 'state');
+    opts.uidBase = await testUidBase();
   });
   after(() => {
     closePool();

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { closePool, sweep } from '../index.ts';
-import { baseSpec, buildBusyboxRootfs, makeTempDir, poolReaches, removeParent, run, sweepStaleTestParents, uniqueParent } from './helpers.ts';
+import { baseSpec, buildBusyboxRootfs, makeTempDir, poolReaches, removeParent, run, sweepStaleTestParents, testUidBase, uniqueParent } from './helpers.ts';
 
 const fixtures = path.join(import.meta.dirname, 'fixtures');
 const unique = execFileSync('python3', [path.join(fixtures, 'mount-ids.py')], { encoding: 'utf8' }).trim();
@@ -80,7 +80,7 @@ describe('the base mount namespace and the state dir\'s path', () => {
     // (no symlinks in it) must still resolve the same literal path to the same directory.
     fs.mkdirSync(path.join(tmp, 'real', 'sub'), { recursive: true });
     fs.symlinkSync(path.join(tmp, 'real', 'sub'), path.join(tmp, 'link'));
-    const opts = { cgroupParent: parent, stateDir: `${tmp}/link/../odd-state` };
+    const opts = { cgroupParent: parent, stateDir: `${tmp}/link/../odd-state`, uidBase: await testUidBase() };
     const spec = () => baseSpec([rootfs], { slot: 9, argv: ['sh', '-c', 'echo ok; ls /'] });
     const direct = await run(spec(), { ...opts, pool: false });
     assert.equal(direct.exit.exitCode, 0, direct.stderr);

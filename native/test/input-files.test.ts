@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { closePool, type LaunchError, type LaunchFile, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
   assertCgroupsGone, baseSpec, buildBusyboxRootfs, describeProcesses, directThenPooled, makeTempDir, mountsUnder, processesIn, removeParent, run,
-  sweepStaleTestParents, uniqueParent,
+  sweepStaleTestParents, testUidBase, uniqueParent,
 } from './helpers.ts';
 
 const parent = uniqueParent('files');
@@ -45,6 +45,7 @@ describe('input files (P55)', () => {
     fs.symlinkSync(hostCanary, path.join(links, 'escape')); // a directory symlink to a host path
     fs.symlinkSync(path.join(hostCanary, 'planted'), path.join(links, 'work', 'main.py')); // a file symlink
     opts.stateDir = direct.stateDir = path.join(tmp, 'state');
+    opts.uidBase = direct.uidBase = await testUidBase();
     mountsBefore = mountsUnder([tmp]);
   });
   after(() => {

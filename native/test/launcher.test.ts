@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { closePool, errnoName, launch, liveJobs, pooledGroupDirs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
   assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, compileProbe, cgroupLayout, describeProcesses, jobCgroupDirs, makeTempDir, mountsUnder, noteJobGroups,
-  mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, unmountTestTmpfs, waitFor,
+  mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, testUidBase, uniqueParent, unmountTestTmpfs, waitFor,
 } from './helpers.ts';
 import { promisify } from 'node:util';
 import { MAX_IMAGE_LAYERS } from '../../core/src/launch-bounds.ts';
@@ -47,6 +47,7 @@ describe('launcher', () => {
     tmp = makeTempDir('launch');
     rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
     opts.stateDir = path.join(tmp, 'state');
+    opts.uidBase = await testUidBase();
     mountsBefore = launcherMounts();
   });
   after(() => {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { closePool, type Launched, type LaunchOptions, type LaunchSpec, type OutputFile } from '../index.ts';
 import {
-  baseSpec, buildBusyboxRootfs, describeProcesses, directThenPooled, makeTempDir, processesIn, removeParent, run, sweepStaleTestParents, uniqueParent, waitFor,
+  baseSpec, buildBusyboxRootfs, describeProcesses, directThenPooled, makeTempDir, processesIn, removeParent, run, sweepStaleTestParents, testUidBase, uniqueParent, waitFor,
 } from './helpers.ts';
 
 const parent = uniqueParent('outfiles');
@@ -37,6 +37,7 @@ describe('output files (P56)', () => {
     fs.symlinkSync(secret, path.join(layer, 'work', 'leak')); // an image's symlink to a host file
     fs.writeFileSync(path.join(layer, 'root-only'), 'root only\n', { mode: 0o600 });
     opts.stateDir = direct.stateDir = path.join(tmp, 'state');
+    opts.uidBase = direct.uidBase = await testUidBase();
   });
   after(() => {
     closePool();

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { launch, type Launched, type LaunchOptions } from '../index.ts';
 import {
-  baseSpec, buildBusyboxRootfs, compileProbe, makeTempDir, removeParent, run, sweepStaleTestParents, uniqueParent,
+  baseSpec, buildBusyboxRootfs, compileProbe, makeTempDir, removeParent, run, sweepStaleTestParents, testUidBase, uniqueParent,
 } from './helpers.ts';
 
 const parent = uniqueParent('tty');
@@ -90,6 +90,7 @@ describe('tty jobs', () => {
     rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
     probe = compileProbe('tty', rootfs);
     opts.stateDir = path.join(tmp, 'state');
+    opts.uidBase = await testUidBase();
   });
   after(() => {
     removeParent(parent);

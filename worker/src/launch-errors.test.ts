@@ -7,7 +7,7 @@ import {
   CommandNotFoundError, HostUnsupportedError, InvalidRequestError, LaunchFailedError, NotFoundError, type SbxError,
 } from '../../core/src/errors.ts';
 import { LaunchError, launch } from '../../native/index.ts';
-import { baseSpec, buildBusyboxRootfs, makeTempDir, removeParent, uniqueParent } from '../../native/test/helpers.ts';
+import { baseSpec, buildBusyboxRootfs, makeTempDir, removeParent, testUidBase, uniqueParent } from '../../native/test/helpers.ts';
 import { fromLaunchError, UnenterableWorkdirError } from './launch-errors.ts';
 
 const cases: Array<{ kind: string; error: LaunchError; cls: new (...a: never[]) => SbxError; code: string; message: RegExp; retryable: boolean }> = [
@@ -99,7 +99,7 @@ test('arguments longer than execve takes (E2BIG, as the image\'s own env can mak
     fs.rmSync(dir, { recursive: true, force: true });
   });
   const rootfs = buildBusyboxRootfs(path.join(dir, 'rootfs'));
-  const opts = { cgroupParent: parent, stateDir: path.join(dir, 'state') };
+  const opts = { cgroupParent: parent, stateDir: path.join(dir, 'state'), uidBase: await testUidBase() };
   const ok = await launch(baseSpec([rootfs], { argv: ['true', 'a'.repeat(131_071)] }), opts);
   assert.equal((await ok.exited).exitCode, 0, 'EXEC_BOUNDS.stringBytes is what the kernel takes');
   const err = await launch(baseSpec([rootfs], { argv: ['true', 'a'.repeat(131_072)] }), opts).then(() => assert.fail('launched'), (e: unknown) => e);

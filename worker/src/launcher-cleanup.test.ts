@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { launch, type LaunchOptions } from '../../native/index.ts';
-import { baseSpec, buildBusyboxRootfs, cgroupDirs, controllerDir, makeTempDir, removeParent, sweepStaleTestParents, uniqueParent } from '../../native/test/helpers.ts';
+import { baseSpec, buildBusyboxRootfs, cgroupDirs, controllerDir, makeTempDir, removeParent, sweepStaleTestParents, testUidBase, uniqueParent } from '../../native/test/helpers.ts';
 import { LauncherCleanup } from './launcher-cleanup.ts';
 
 const parent = uniqueParent('cleanup');
@@ -48,6 +48,7 @@ describe('launcher exit data in the worker', () => {
     tmp = makeTempDir('cleanup');
     rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
     opts.stateDir = path.join(tmp, 'state');
+    opts.uidBase = await testUidBase();
   });
   after(() => {
     removeParent(parent);

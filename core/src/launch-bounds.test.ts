@@ -28,6 +28,7 @@ before(async () => {
   tmp = makeTempDir('bounds');
   const rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
   image = { reference: 'test/busybox', digest: 'sha256:0', layerDirs: [rootfs], config: { env: [], entrypoint: null, cmd: ['true'], workingDir: '/', user: '' }, sizeBytes: 0, pulled: false, release() {} };
+  opts.stateDir = path.join(tmp, 'state');
   opts.uidBase = await testUidBase();
 });
 after(() => {

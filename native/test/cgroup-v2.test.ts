@@ -28,6 +28,7 @@ describe('cgroup v2 path', { skip }, () => {
     tmp = makeTempDir('v2');
     rootfs = buildBusyboxRootfs(path.join(tmp, 'rootfs'));
     probe = compileProbe('probe', rootfs);
+    opts.stateDir = path.join(tmp, 'state');
     opts.uidBase = await testUidBase();
   });
   after(() => {

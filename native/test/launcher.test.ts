@@ -716,7 +716,7 @@ describe('launcher', () => {
         const p = uniqueParent('poolexit');
         try {
           const { stdout } = await promisify(execFile)(process.execPath,
-            ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures', 'pool-exit-launcher.ts'), rootfs, p, how]);
+            ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures', 'pool-exit-launcher.ts'), rootfs, p, how, path.join(tmp, `state-poolexit-${how}`)]);
           assert.deepEqual(JSON.parse(stdout.trim()), { pool: 2 }, 'it had pooled setups');
           assert.deepEqual(processesIn(p, { pooled: true }), [], 'pooled setup processes left');
           assert.deepEqual(pooledGroups(p), [], 'pooled setup groups left');

@@ -30,7 +30,7 @@ describe('pooled setups and the CPU to spare', () => {
     const fixtureParent = uniqueParent('poolidlefx');
     try {
       const out = await execFileP('taskset', ['-c', String(lastAllowedCpu()), process.execPath, '--import', 'tsx',
-        path.join(import.meta.dirname, 'fixtures', 'busy-cpu-launcher.ts'), fixture.rootfs, fixtureParent], { encoding: 'utf8', timeout: 60_000 });
+        path.join(import.meta.dirname, 'fixtures', 'busy-cpu-launcher.ts'), fixture.rootfs, fixtureParent, path.join(fixture.tmp, 'state-busycpu')], { encoding: 'utf8', timeout: 60_000 });
       const r = JSON.parse(out.stdout.trim().split('\n').pop()!) as { launches: boolean[]; madeFirst: number; madeWhileBusy: number; madeWithout: number };
       assert.equal(r.madeFirst, 2, 'before a window is known, the setups are made');
       assert.equal(r.madeWhileBusy, 0, 'none made while the CPU had nothing to spare');

@@ -6,20 +6,27 @@
  * launcher's side).
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { SbxClient } from '../harness/api-client.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 
 let stack: Stack;
 let api: SbxClient;
+/**
+ * A host directory of this test's own, empty: the job's paths name it, and nothing may appear in it.
+ * Under /tmp, which the test image has too (the job makes the rest of the path, as its user).
+ */
+let hostDir = '';
 
 before(async () => {
   stack = await startStack({ env: { SBX_BODY_LIMIT_BYTES: String(4 << 20) } }); // room for more than the smallest diskBytes
   api = new SbxClient(stack.apiUrl);
+  hostDir = mkdtempSync('/tmp/sbx-e2e-files-');
 });
 after(async () => {
   await stack?.stop();
+  if (hostDir) rmSync(hostDir, { recursive: true, force: true });
 });
 
 const GRADER = '#!/bin/sh\nread a b < input.txt\necho "sum $((a + b)) as $(id -u)"\n';
@@ -28,18 +35,18 @@ test('a grader\'s script and its input are in the job before its command starts:
   const { status, body } = await api.submit({
     image: stack.images.busybox,
     user: '1000:1000',
-    workdir: '/tmp/work', // which the image lacks: made as the job's user, as docker run -w makes it
-    command: ['sh', '-c', './grade.sh && stat -c "%a %u %n" grade.sh input.txt /tmp/work /tmp/abs.bin && od -An -tx1 /tmp/abs.bin'],
+    workdir: `${hostDir}/work`, // which the image lacks: made as the job's user, as docker run -w makes it
+    command: ['sh', '-c', `./grade.sh && stat -c "%a %u %n" grade.sh input.txt ${hostDir}/work ${hostDir}/abs.bin && od -An -tx1 ${hostDir}/abs.bin`],
     files: [
       { path: 'grade.sh', content: GRADER, mode: '0755' },
       { path: 'input.txt', content: Buffer.from('40 2\n').toString('base64'), encoding: 'base64', mode: 0o600 },
-      { path: '/tmp/abs.bin', content: Buffer.from([0, 255, 10]).toString('base64'), encoding: 'base64' },
+      { path: `${hostDir}/abs.bin`, content: Buffer.from([0, 255, 10]).toString('base64'), encoding: 'base64' },
     ],
   }, { wait: true });
   assert.equal(status, 200);
   assert.equal(body.status, 'succeeded', JSON.stringify(body));
-  assert.equal(body.output!.stdout, 'sum 42 as 1000\n755 1000 grade.sh\n600 1000 input.txt\n755 1000 /tmp/work\n644 1000 /tmp/abs.bin\n 00 ff 0a\n');
-  assert.equal(existsSync('/tmp/work/grade.sh'), false, 'nothing on the host');
+  assert.equal(body.output!.stdout, `sum 42 as 1000\n755 1000 grade.sh\n600 1000 input.txt\n755 1000 ${hostDir}/work\n644 1000 ${hostDir}/abs.bin\n 00 ff 0a\n`);
+  assert.deepEqual(readdirSync(hostDir), [], 'nothing on the host');
 });
 
 test('files that could never be written are refused at submission with the field named (400)', async () => {

@@ -103,6 +103,58 @@ test('the API places a job on the queue of the host holding its image, with a de
   }
 });
 
+test('two API copies (behind a load balancer) do not together place more on a host than its free slots: the rest go to a host with room, or the shared queue', async () => {
+  const copyKeys = new RedisKeys('submitcopies');
+  const fleet = new FleetView(redis.client, copyKeys, 'host-h', 10_000, logger);
+  await fleet.syncImages([{ image: 'reg.example/x:1', digest: `sha256:${'c'.repeat(64)}` }]);
+  fleet.publishCapacity(() => ({ slotsTotal: 2, slotsFree: 2, memoryTotal: 1024 * MiB, memoryFree: 1024 * MiB }));
+  // A host without the image, one free slot: where a job host-h turns away goes instead of the shared queue.
+  const puller = new FleetView(redis.client, copyKeys, 'host-p', 10_000, logger);
+  puller.publishCapacity(() => ({ slotsTotal: 1, slotsFree: 1, memoryTotal: 1024 * MiB, memoryFree: 1024 * MiB }));
+  await new Promise((r) => setTimeout(r, 20));
+  const queue = new JobQueue(redis.client, copyKeys);
+  const metrics = apiMetrics(createRegistry('api'));
+  // Each copy reads the fleet once (its view stays as read: two free slots on host-h).
+  const [a, b] = [0, 1].map(() => new SubmitPlacement(queue, redis.client, redis.client, copyKeys, env, metrics, logger, { refreshMs: 600_000 }));
+  const hostH = new Queue(hostQueueName('host-h'), { connection: redis.client, prefix: copyKeys.queuePrefix() });
+  const hostP = new Queue(hostQueueName('host-p'), { connection: redis.client, prefix: copyKeys.queuePrefix() });
+  const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: copyKeys.queuePrefix() });
+  try {
+    for (const [copy, warm] of [[a!, 'warm-a'], [b!, 'warm-b']] as const) {
+      assert.equal(await copy.enqueue(warm, 9, { image: 'reg.example/x:1', memoryBytes: MiB }), null, 'no view yet: the shared queue');
+      await firstRead(copy);
+    }
+    // Priority 5, ahead of the warm-ups' 9 waiting on the shared queue (placement never overtakes an equal or better one there).
+    const hints = { image: 'reg.example/x:1', memoryBytes: MiB };
+    assert.deepEqual([await a!.enqueue('a1', 5, hints), await a!.enqueue('a2', 5, hints)], ['host-h', 'host-h'], 'copy a: its view has two free slots');
+    // Copy b's view says the same two free slots; Redis holds a1 and a2's pending hand-offs. So b1
+    // goes to host-p, which has room (it pulls the image), and b2, with host-h full in b's view now
+    // and no other holder, to the shared queue.
+    assert.deepEqual([await b!.enqueue('b1', 5, hints), await b!.enqueue('b2', 5, hints)], ['host-p', null], 'copy b: host-h has no slot left for them');
+    assert.deepEqual((await hostH.getJobs(['prioritized', 'wait'])).map((j) => j.id).sort(), ['a1', 'a2']);
+    assert.deepEqual((await hostP.getJobs(['prioritized', 'wait'])).map((j) => [j.id, j.data.reason]), [['b1', 'capacity']]);
+    assert.deepEqual((await shared.getJobs(['prioritized', 'wait'])).map((j) => j.id).sort(), ['b2', 'warm-a', 'warm-b']);
+    assert.deepEqual((await redis.client.zrange(copyKeys.handoffs(), 0, -1)).sort(), ['host-h a1 5', 'host-h a2 5', 'host-p b1 5'], 'a deadline only for the placed ones');
+
+    // The host took a1 and says so (its room first, then the hand-off goes): one slot is free again in Redis.
+    fleet.publishCapacityNow({ slotsTotal: 2, slotsFree: 1, memoryTotal: 1024 * MiB, memoryFree: 1023 * MiB });
+    fleet.publishCapacityNow({ slotsTotal: 3, slotsFree: 2, memoryTotal: 1024 * MiB, memoryFree: 1023 * MiB }); // and grew by a slot
+    await redis.client.zrem(copyKeys.handoffs(), 'host-h a1 5');
+    const c = new SubmitPlacement(queue, redis.client, redis.client, copyKeys, env, metrics, logger, { refreshMs: 600_000 });
+    try {
+      await c.enqueue('warm-c', 9, hints);
+      await firstRead(c);
+      // Priorities better than b1 and b2's 5 now waiting on the shared queue.
+      assert.equal(await c.enqueue('c1', 2, hints), 'host-h', 'two free, one pending (a2): room for one more');
+      assert.equal(await c.enqueue('c2', 1, hints), null, 'and then none (host-p\'s one slot is b1\'s)');
+    } finally {
+      await c.close();
+    }
+  } finally {
+    await Promise.all([a!.close(), b!.close(), queue.close(), hostH.close(), hostP.close(), shared.close(), fleet.leave(), puller.leave()]);
+  }
+});
+
 test('a job is not placed on a host while the shared queue holds one of its priority or better (a tenant with a backlog does not overtake the others there)', async () => {
   const fairKeys = new RedisKeys('submitfair');
   const fleet = new FleetView(redis.client, fairKeys, 'host-f', 10_000, logger);

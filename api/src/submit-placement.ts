@@ -4,14 +4,16 @@
  * shared queue (core/src/placement/choose-at-submit.ts, from a view read
  * in the background: fleet-snapshot.ts), straight on that host's own queue, with the same deadline
  * as a worker's hand-off (SBX_PLACEMENT_MAX_WAIT_MS, after which any worker's sweep sends it to the
- * shared queue); otherwise on the shared queue. A job placed here never changes hosts again before it
- * runs (one hop at most), unless it is swept back.
+ * shared queue); otherwise on the shared queue. Redis checks each placement against the host's
+ * free slots and the hand-offs pending for it (HostQueues.placeOn: other API copies place too); one
+ * it turns away goes to another host with room (chooseInstead), else to the shared queue. A job
+ * placed here never changes hosts again before it runs (one hop at most), unless it is swept back.
  */
 import type { Config } from '../../core/src/config.ts';
 import { queuePriority, type JobQueue } from '../../core/src/job-queue.ts';
 import type { Logger } from '../../core/src/logger.ts';
 import type { ApiMetrics } from '../../core/src/metrics.ts';
-import { chooseAtSubmit } from '../../core/src/placement/choose-at-submit.ts';
+import { chooseAtSubmit, chooseInstead } from '../../core/src/placement/choose-at-submit.ts';
 import { FleetSnapshot, type FleetSnapshotOptions } from '../../core/src/placement/fleet-snapshot.ts';
 import { HostQueues } from '../../core/src/placement/host-queues.ts';
 import type { RedisClient } from '../../core/src/redis.ts';
@@ -49,16 +51,26 @@ export class SubmitPlacement {
 
   /** Queue job `id`; returns the host whose queue it went to, or null for the shared queue. */
   async enqueue(id: string, priority: number, hints: PlacementHints): Promise<string | null> {
-    const to = chooseAtSubmit(this.fleet?.current() ?? null, hints.image, hints.memoryBytes, queuePriority(priority));
+    const view = this.fleet?.current() ?? null;
+    const to = chooseAtSubmit(view, hints.image, hints.memoryBytes, queuePriority(priority));
     if (to) {
-      this.fleet!.take(to, hints.memoryBytes);
-      await this.hostQueues.handOff(to, { id, ...hints, hops: 0, placed: 'submit', reason: 'image' }, queuePriority(priority));
-      this.metrics.jobsPlaced.inc({ where: 'host' });
-      return to;
+      // Other API copies place from views of their own: Redis says whether `to` still has a slot, and
+      // if not, another host with room is tried (chooseInstead), then the shared queue.
+      if (await this.placeOn(to, id, priority, hints, 'image')) return to;
+      this.fleet!.full(to);
+      const instead = chooseInstead(view!, hints.image, hints.memoryBytes, to);
+      if (instead && (await this.placeOn(instead.to, id, priority, hints, instead.holds ? 'image' : 'capacity'))) return instead.to;
     }
     await this.queue.add(id, priority, hints);
     this.metrics.jobsPlaced.inc({ where: 'shared' });
     return null;
+  }
+
+  private async placeOn(to: string, id: string, priority: number, hints: PlacementHints, reason: 'image' | 'capacity'): Promise<boolean> {
+    this.fleet!.take(to, hints.memoryBytes);
+    if (!(await this.hostQueues.placeOn(to, { id, ...hints, hops: 0, placed: 'submit', reason }, queuePriority(priority)))) return false;
+    this.metrics.jobsPlaced.inc({ where: 'host' });
+    return true;
   }
 
   /** Whether job `id`'s first queue entry waits: on the shared queue or on a host's own. */

@@ -84,6 +84,12 @@ export class FleetSnapshot {
     if (this.view) takeRoom(this.view.hosts, host, memoryBytes);
   }
 
+  /** `host` has no slot left (Redis said so as a job was placed there): none in this view until the next refresh. */
+  full(host: string): void {
+    const h = this.view?.hosts.find((x) => x.id === host);
+    if (h) h.slotsFree = 0;
+  }
+
   /** Read the fleet now (one refresh at a time; callers during one share it). */
   refresh(): Promise<void> {
     this.refreshing ??= this.read()

@@ -11,7 +11,12 @@ import { Queue, type Job } from 'bullmq';
 import type { RedisClient } from '../redis.ts';
 import { hostQueueName, QUEUE_NAME, type RedisKeys } from '../redis-keys.ts';
 import type { QueuedJob } from '../job-queue.ts';
-import { luaEvalText, luaScript } from '../redis-scripts.ts';
+import { defineScripts, luaEvalText, luaScript } from '../redis-scripts.ts';
+
+interface ScriptedClient {
+  sbxReserveHandoff(handoffs: string, capacity: string, host: string, member: string, deadline: number): Promise<number>;
+}
+const SCRIPTS = { sbxReserveHandoff: luaScript('reserveHandoff-2') };
 
 /** removeEmptyHostQueue-11 without its leading comment: sent as EVAL (rare: a worker gone for good). */
 const REMOVE_EMPTY = luaEvalText(luaScript('removeEmptyHostQueue-11'));
@@ -53,6 +58,7 @@ export class HostQueues {
   private readonly maxQueues: number;
   private readonly idleMs: number;
   private prunedAt = 0;
+  private readonly scripted: ScriptedClient;
 
   constructor(
     private readonly connection: RedisClient,
@@ -61,6 +67,7 @@ export class HostQueues {
     private readonly maxWaitMs: number,
     limits: HostQueuesLimits = {},
   ) {
+    this.scripted = defineScripts<ScriptedClient>(redis, SCRIPTS);
     this.maxQueues = Math.max(1, limits.maxQueues ?? 256);
     this.idleMs = limits.idleMs ?? 60_000;
   }
@@ -120,6 +127,22 @@ export class HostQueues {
   async handOff(to: string, data: PlacedJob, priority: number): Promise<void> {
     const deadline = this.redis.zadd(this.keys.handoffs(), Date.now() + this.maxWaitMs, handoffMember(to, data.id, priority));
     await Promise.all([deadline, this.using(hostQueueName(to), (q) => q.add('run', data, { jobId: data.id, priority }))]);
+  }
+
+  /**
+   * handOff() for a placement decided from one process's view of the fleet (an API copy's at
+   * submission, a worker's as it takes a job): the deadline is added only if Redis, where their
+   * placements meet, says `to` still has a slot once every hand-off pending for it is counted
+   * (reserveHandoff-2.lua), and only then the entry. False: nothing was written (others placed there
+   * meanwhile); the caller queues the job on the shared queue, or runs it itself, instead of leaving
+   * it on `to`'s queue to wait for a slot or its deadline. One round trip more than handOff(): the entry
+   * may not go out before the answer (`to` would take it as soon as it is there).
+   */
+  async placeOn(to: string, data: PlacedJob, priority: number): Promise<boolean> {
+    const reserved = await this.scripted.sbxReserveHandoff(this.keys.handoffs(), this.keys.workerCapacity(), to, handoffMember(to, data.id, priority), Date.now() + this.maxWaitMs);
+    if (reserved !== 1) return false;
+    await this.using(hostQueueName(to), (q) => q.add('run', data, { jobId: data.id, priority }));
+    return true;
   }
 
   /**

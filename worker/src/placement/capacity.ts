@@ -136,9 +136,14 @@ export class HostCapacity {
    * burst of one image being pulled would wait here for slots while another host has them.
    */
   canFetch(): boolean {
+    return this.takesMore(this.slotDemand);
+  }
+
+  /** Whether this host takes another job with `slotDemand` slots spoken for. */
+  private takesMore(slotDemand: number): boolean {
     const pulls = this.pulls;
     const pullWaiters = this.pullingJobs - pulls;
-    return this.slotDemand + pullWaiters < this.slots.total && pulls < this.pullConcurrency && this.memoryQueue.length === 0 && this.reserved < this.memoryTotal;
+    return slotDemand + pullWaiters < this.slots.total && pulls < this.pullConcurrency && this.memoryQueue.length === 0 && this.reserved < this.memoryTotal;
   }
 
   /** For a job being decided on: would it start at once here (a free slot, its memory free, nobody waiting before it)? */
@@ -151,8 +156,14 @@ export class HostCapacity {
    * will, the moment it ends), although this host may take more jobs meanwhile: otherwise a burst for
    * an image being pulled would all be handed to the host pulling it, however few its slots.
    */
-  snapshot(): CapacitySnapshot {
-    const slotsFree = this.canFetch() ? Math.max(0, this.slots.total - this.slotDemand - this.pullingJobs) : 0;
+  /**
+   * This host's room. `handOffsPending`: jobs taken from this host's own queue whose hand-off is still
+   * pending in Redis, where placements count them already (reserveHandoff-2.lua): left out of the
+   * slots spoken for, so that the room published counts each job once.
+   */
+  snapshot(handOffsPending = 0): CapacitySnapshot {
+    const demand = Math.max(0, this.slotDemand - handOffsPending);
+    const slotsFree = this.takesMore(demand) ? Math.max(0, this.slots.total - demand - this.pullingJobs) : 0;
     return { slotsTotal: this.slots.total, slotsFree, memoryTotal: this.memoryTotal, memoryFree: this.memoryFree };
   }
 

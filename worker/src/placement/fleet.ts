@@ -61,16 +61,28 @@ export class FleetView {
     const later = (fn: () => void) => (wait > 0 ? setTimeout(fn, wait) : setImmediate(fn));
     later(() => {
       this.pendingCapacity = false;
-      const s = snapshot();
-      const room = `${s.slotsFree}/${s.slotsTotal}/${s.memoryFree}/${s.memoryTotal}`;
-      const now = Date.now();
-      // Unchanged room is written again only to stay live (the entry's time), not at every change signal.
-      if (room === this.publishedRoom && now - this.publishedAt < this.liveMs / 4) return;
-      this.publishedRoom = room;
-      this.publishedAt = now;
-      const value = encodeRoom(s, now);
-      this.redis.hset(this.keys.workerCapacity(), this.self, value).catch((err: Error) => this.logger.debug({ err: err.message }, 'publishing capacity failed'));
+      this.writeCapacity(snapshot());
     });
+  }
+
+  /**
+   * Publish this host's room now if it changed, ahead of any command sent after this call on the
+   * same connection: before a placed job's hand-off is removed (HostQueues.taken), so that Redis,
+   * where API copies check a placement against the host's slots and its pending hand-offs
+   * (reserveHandoff-2.lua), never counts the job in neither.
+   */
+  publishCapacityNow(snapshot: CapacitySnapshot): void {
+    this.writeCapacity(snapshot);
+  }
+
+  private writeCapacity(s: CapacitySnapshot): void {
+    const room = `${s.slotsFree}/${s.slotsTotal}/${s.memoryFree}/${s.memoryTotal}`;
+    const now = Date.now();
+    // Unchanged room is written again only to stay live (the entry's time), not at every change signal.
+    if (room === this.publishedRoom && now - this.publishedAt < this.liveMs / 4) return;
+    this.publishedRoom = room;
+    this.publishedAt = now;
+    this.redis.hset(this.keys.workerCapacity(), this.self, encodeRoom(s, now)).catch((err: Error) => this.logger.debug({ err: err.message }, 'publishing capacity failed'));
   }
 
   /** This host is about to hold `reference` (it takes a job that pulls it): say so before the next heartbeat. */

@@ -15,6 +15,8 @@ import { waitUntil } from '../../../test/harness/redis.ts';
 import type { JobRunner } from '../job-runner.ts';
 import { HostCapacity, ObservedSlotPool } from './capacity.ts';
 import { JobFeeder } from './job-feeder.ts';
+import { FleetView } from './fleet.ts';
+import { hostQueueName } from '../../../core/src/redis-keys.ts';
 
 const MiB = 1024 * 1024;
 const IMAGE = 'registry.test/busybox:1';
@@ -111,5 +113,84 @@ test('a job placed on a host that dies holding its entry, before claiming it, is
     unhang();
     await Promise.all([closingA ?? feederA.close(), feederB.close()]);
     await placing.close();
+  }
+});
+
+test('a job this worker would hand to a holder of its image runs here when Redis says the holder has no slot left (hand-offs pending for it)', async () => {
+  const keys = new RedisKeys('feederrefused');
+  const logger = pino({ level: 'silent' });
+  // host-h holds the image and says it has one free slot; an API copy has placed a job there already.
+  const holder = new FleetView(redis.client, keys, 'host-h', 60_000, logger);
+  await holder.syncImages([{ image: IMAGE, digest: `sha256:${'e'.repeat(64)}` }]);
+  holder.publishCapacityNow({ slotsTotal: 1, slotsFree: 1, memoryTotal: 1024 * MiB, memoryFree: 1024 * MiB });
+  await redis.client.zadd(keys.handoffs(), Date.now() + 600_000, 'host-h placed 1');
+  const capacity = new HostCapacity(new ObservedSlotPool(2), 1024 * MiB, 1);
+  const { runner, started, release } = heldRunner(capacity);
+  const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: keys.queuePrefix() });
+  const hostH = new Queue(hostQueueName('host-h'), { connection: redis.client, prefix: keys.queuePrefix() });
+  const feeder = new JobFeeder({
+    workerId: 'host-w', connection: redis.client, redis: redis.client, keys,
+    store: { get: async () => null } as unknown as JobStore,
+    images: { list: async () => [], holds: async () => false }, // the image is not here
+    runner, capacity, cacheAware: true, maxWaitMs: 600_000, liveMs: 60_000, logger, registry: new Registry(),
+  });
+  try {
+    await shared.add('run', { id: 'j', image: IMAGE, memoryBytes: MiB }, { jobId: 'j', priority: 1 });
+    await feeder.start();
+    await waitUntil(async () => started.includes('j'), 5_000, 'the job to start here');
+    assert.equal(await hostH.getJob('j'), undefined, 'not on the holder\'s queue');
+    assert.deepEqual(await redis.client.zrange(keys.handoffs(), 0, -1), ['host-h placed 1'], 'no hand-off recorded for it');
+  } finally {
+    for (const id of started) release(id);
+    await feeder.close();
+    await Promise.all([shared.close(), hostH.close(), holder.leave()]);
+  }
+});
+
+test('a job taken from this host\'s own queue counts once against its room in Redis: as a pending hand-off until it is claimed, then in the published free slots', async () => {
+  const keys = new RedisKeys('feedercount');
+  const capacity = new HostCapacity(new ObservedSlotPool(1), 1024 * MiB, 1);
+  let claim!: () => void;
+  const claimGate = new Promise<void>((r) => (claim = r));
+  let finish!: () => void;
+  const finishGate = new Promise<void>((r) => (finish = r));
+  const runner: Pick<JobRunner, 'run'> = {
+    async run(_id, priority, _placement, claimed) {
+      capacity.imageReady(IMAGE);
+      const slot = await capacity.slots.take(undefined, priority);
+      await claimGate; // the claim in flight
+      claimed?.();
+      await finishGate;
+      capacity.slots.give(slot);
+    },
+  };
+  const hostQueues = new HostQueues(redis.client, redis.client, keys, 600_000);
+  const feeder = new JobFeeder({
+    workerId: 'host-a', connection: redis.client, redis: redis.client, keys,
+    store: { get: async () => null } as unknown as JobStore,
+    images: { list: async () => [], holds: async () => true },
+    runner, capacity, cacheAware: false, maxWaitMs: 600_000, liveMs: 60_000,
+    logger: pino({ level: 'silent' }), registry: new Registry(),
+  });
+  /** What a placement checked in Redis sees: the published free slots less the hand-offs pending for host-a. */
+  const roomInRedis = async () => {
+    const [room, pending] = await Promise.all([redis.client.hget(keys.workerCapacity(), 'host-a'), redis.client.zrange(keys.handoffs(), 0, -1)]);
+    return room === null ? Number.NaN : (JSON.parse(room) as { s: number }).s - pending.filter((m) => m.startsWith('host-a ')).length;
+  };
+  try {
+    await feeder.start();
+    await waitUntil(async () => (await roomInRedis()) === 1, 5_000, 'the one free slot published');
+    await hostQueues.handOff('host-a', { id: 'p', image: IMAGE, memoryBytes: MiB, hops: 0, placed: 'submit', reason: 'image' }, 1);
+    await waitUntil(async () => capacity.slots.asked === 1, 5_000, 'the placed job to take the slot');
+    await new Promise((r) => setTimeout(r, 100)); // every coalesced publish out
+    assert.equal(await roomInRedis(), 0, 'taken, not claimed yet: its hand-off counts it, the published room does not');
+    claim();
+    await waitUntil(async () => (await redis.client.zcard(keys.handoffs())) === 0, 5_000, 'the hand-off to go once claimed');
+    assert.equal(await roomInRedis(), 0, 'claimed: the published room counts it');
+  } finally {
+    claim();
+    finish();
+    await feeder.close();
+    await hostQueues.close();
   }
 });

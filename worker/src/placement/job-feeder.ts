@@ -21,7 +21,7 @@ import type { ImageStore } from '../images/image-store.ts';
 import type { JobRunner } from '../job-runner.ts';
 import type { HostCapacity } from './capacity.ts';
 import { chooseHost, needsFleet, type Decision } from './choose-host.ts';
-import { imageKeys, takeRoom } from '../../../core/src/placement/fleet-records.ts';
+import { imageKeys, takeRoom, type CapacitySnapshot } from '../../../core/src/placement/fleet-records.ts';
 import { FleetView } from './fleet.ts';
 import { HostQueues, type PlacedJob } from '../../../core/src/placement/host-queues.ts';
 
@@ -76,6 +76,11 @@ export class JobFeeder {
    * have overtaken.
    */
   private ownBacklog = false;
+  /**
+   * Entries of this host's own queue being decided on or started, whose hand-off is still pending in
+   * Redis (until complete()): counted there, so left out of the room this host publishes (room()).
+   */
+  private readonly ownUnsettled = new Set<string>();
   private ownTurn: { done: Promise<void>; end: () => void } | null = null;
   private readonly handoffs: Counter<'reason'>;
   private readonly returns: Counter;
@@ -97,7 +102,7 @@ export class JobFeeder {
     await this.fleet.reset();
     await this.fleet.syncImages(await this.o.images.list());
     this.started = true;
-    capacity.onChange = () => this.fleet.publishCapacity(() => capacity.snapshot());
+    capacity.onChange = () => this.fleet.publishCapacity(() => this.room());
     capacity.onChange();
     for (const name of [hostQueueName(this.o.workerId), QUEUE_NAME]) {
       const consumer = new Worker<PlacedJob>(name, null, {
@@ -217,9 +222,11 @@ export class JobFeeder {
         continue;
       }
       const decided = capacity.startDeciding();
+      if (own) this.ownUnsettled.add(job.data.id);
       const handled = this.handle(job, token, decided)
         .catch((err: Error) => logger.error({ err, jobId: job.data.id }, 'placing a job failed; BullMQ takes it again after its lock expires'))
         .finally(() => {
+          if (own) this.ownUnsettled.delete(job.data.id);
           decided();
           this.running.delete(handled);
         });
@@ -290,10 +297,16 @@ export class JobFeeder {
     }
 
     if (decision.action === 'handoff') {
-      await this.hostQueues.handOff(decision.to, { ...data, image, memoryBytes, hops: hops + 1, from: o.workerId, reason: decision.reason }, priority);
-      this.handoffs.inc({ reason: decision.reason });
-      o.logger.debug({ jobId: id, to: decision.to, reason: decision.reason }, 'job handed to another host');
-      return void (await this.complete(job, token));
+      // Handed on only if Redis, where every host's and API copy's placements meet, says the host
+      // still has a slot for it once the hand-offs pending for it are counted; else it runs here. A
+      // job larger than this host's whole budget goes whatever: it could never run here.
+      const handed: PlacedJob = { ...data, image, memoryBytes, hops: hops + 1, from: o.workerId, reason: decision.reason };
+      const tooLarge = memoryBytes > o.capacity.memoryTotal;
+      if (tooLarge ? (await this.hostQueues.handOff(decision.to, handed, priority), true) : await this.hostQueues.placeOn(decision.to, handed, priority)) {
+        this.handoffs.inc({ reason: decision.reason });
+        o.logger.debug({ jobId: id, to: decision.to, reason: decision.reason }, 'job handed to another host');
+        return void (await this.complete(job, token));
+      }
     }
     if (decision.action === 'fail') {
       const doc = await o.store.getDoc(id);
@@ -329,6 +342,11 @@ export class JobFeeder {
     }
   }
 
+  /** The room this host publishes: its capacity, less nothing for the own-queue jobs Redis still counts as hand-offs. */
+  private room(): CapacitySnapshot {
+    return this.o.capacity.snapshot(this.ownUnsettled.size);
+  }
+
   /** The cache changed (a pull, and evictions after it): publish the difference now rather than at the next heartbeat. */
   private async syncImages(): Promise<void> {
     try {
@@ -359,6 +377,9 @@ export class JobFeeder {
    */
   private async complete(job: Job<PlacedJob>, token: string): Promise<void> {
     const own = job.queueName !== QUEUE_NAME;
+    // The room that counts this job, in Redis before its hand-off goes (same connection: in this order):
+    // a placement checked here (reserveHandoff-2.lua) counts it in one or the other, never in neither.
+    if (own && this.ownUnsettled.delete(job.data.id)) this.fleet.publishCapacityNow(this.room());
     await Promise.all([
       job.moveToCompleted(null, token, false).catch((err: Error) => this.o.logger.warn({ err: err.message, jobId: job.data.id }, 'completing a queue entry failed')),
       own && this.hostQueues.taken(this.o.workerId, job.data.id, job.opts.priority ?? 1).catch(() => {}),

@@ -155,11 +155,9 @@ export class HostCapacity {
    * The room other hosts and the API see. Jobs waiting for a pull count as taking a slot here (they
    * will, the moment it ends), although this host may take more jobs meanwhile: otherwise a burst for
    * an image being pulled would all be handed to the host pulling it, however few its slots.
-   */
-  /**
-   * This host's room. `handOffsPending`: jobs taken from this host's own queue whose hand-off is still
-   * pending in Redis, where placements count them already (reserveHandoff-2.lua): left out of the
-   * slots spoken for, so that the room published counts each job once.
+   * `handOffsPending`: jobs taken from this host's own queue whose hand-off is still pending in Redis,
+   * where placements count them already (reserveHandoff-2.lua): left out of the slots spoken for, so
+   * that the room published counts each job once.
    */
   snapshot(handOffsPending = 0): CapacitySnapshot {
     const demand = Math.max(0, this.slotDemand - handOffsPending);

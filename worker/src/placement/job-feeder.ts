@@ -301,8 +301,10 @@ export class JobFeeder {
       // still has a slot for it once the hand-offs pending for it are counted; else it runs here. A
       // job larger than this host's whole budget goes whatever: it could never run here.
       const handed: PlacedJob = { ...data, image, memoryBytes, hops: hops + 1, from: o.workerId, reason: decision.reason };
-      const tooLarge = memoryBytes > o.capacity.memoryTotal;
-      if (tooLarge ? (await this.hostQueues.handOff(decision.to, handed, priority), true) : await this.hostQueues.placeOn(decision.to, handed, priority)) {
+      const placed = memoryBytes > o.capacity.memoryTotal
+        ? await this.hostQueues.handOff(decision.to, handed, priority).then(() => true)
+        : await this.hostQueues.placeOn(decision.to, handed, priority);
+      if (placed) {
         this.handoffs.inc({ reason: decision.reason });
         o.logger.debug({ jobId: id, to: decision.to, reason: decision.reason }, 'job handed to another host');
         return void (await this.complete(job, token));
@@ -342,7 +344,7 @@ export class JobFeeder {
     }
   }
 
-  /** The room this host publishes: its capacity, less nothing for the own-queue jobs Redis still counts as hand-offs. */
+  /** The room this host publishes: its capacity, with the own-queue jobs Redis still counts as hand-offs left out. */
   private room(): CapacitySnapshot {
     return this.o.capacity.snapshot(this.ownUnsettled.size);
   }

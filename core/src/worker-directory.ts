@@ -4,6 +4,7 @@
  * worker leaves the index only once its jobs are settled, and only while it is still dead: both
  * checks and the removal are one Lua script (a heartbeat landing in between is never undone).
  */
+import { z } from 'zod';
 import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
@@ -27,6 +28,38 @@ export interface WorkerInfo {
   cgroup: string;
   startedAt: string;
   lastHeartbeat: string;
+}
+
+/**
+ * A worker's info as read back: what another version wrote may lack a field this one has, or hold
+ * one it lacks (README, "Mixed versions": fields are only added). A missing or unreadable field reads
+ * as empty; an entry without an id, or not JSON, is left out of the list (before, one such entry
+ * made GET /v1/workers and GET /v1/images answer 500).
+ */
+const StoredWorkerInfo = z.object({
+  id: z.string(),
+  host: z.string().catch(''),
+  pid: z.number().catch(0),
+  slotsTotal: z.number().catch(0),
+  slotsFree: z.number().catch(0),
+  runningJobs: z.array(z.string()).catch([]),
+  cachedBytes: z.number().catch(0),
+  images: z.array(z.object({ image: z.string(), digest: z.string(), sizeBytes: z.number(), lastUsedAt: z.string() })).catch([]),
+  cgroup: z.string().catch(''),
+  startedAt: z.string().catch(''),
+  lastHeartbeat: z.string().catch(''),
+});
+
+/** A worker's info key as WorkerInfo, or null when it cannot be read as one. */
+export function readWorkerInfo(raw: string): WorkerInfo | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return null;
+  }
+  const parsed = StoredWorkerInfo.safeParse(value);
+  return parsed.success ? parsed.data : null;
 }
 
 const SCRIPTS = {
@@ -88,7 +121,11 @@ export class WorkerDirectory {
     const rows = (await pipe.exec()) ?? [];
     const live: WorkerInfo[] = [];
     const dead: string[] = [];
-    rows.forEach(([, v], i) => (typeof v === 'string' ? live.push(JSON.parse(v) as WorkerInfo) : dead.push(ids[i]!)));
+    rows.forEach(([, v], i) => {
+      if (typeof v !== 'string') return void dead.push(ids[i]!);
+      const info = readWorkerInfo(v);
+      if (info) live.push(info);
+    });
     for (const id of dead) await this.forgetIfDead(id);
     return live;
   }

@@ -39,19 +39,24 @@ function heldRunner(capacity: HostCapacity) {
   return { runner, started, release: (id: string) => releases.get(id)!() };
 }
 
+/** A feeder's options as these tests use them: `store` reads nothing, the image is here (unless `imageHere` is false), no sweep. */
+function feederOptions(keys: RedisKeys, workerId: string, runner: Pick<JobRunner, 'run'>, capacity: HostCapacity, more: { imageHere?: boolean; cacheAware?: boolean; maxWaitMs?: number } = {}) {
+  return {
+    workerId, connection: redis.client, redis: redis.client, keys,
+    store: { get: async () => null } as unknown as JobStore,
+    images: { list: async () => [], holds: async () => more.imageHere ?? true },
+    runner, capacity, cacheAware: more.cacheAware ?? false, maxWaitMs: more.maxWaitMs ?? 600_000, liveMs: 60_000,
+    logger: pino({ level: 'silent' }), registry: new Registry(),
+  };
+}
+
 test("a job placed on this host's own queue while every slot is busy takes the next free slot, ahead of the shared queue's", async (t) => {
   const keys = new RedisKeys('feedertest');
   const capacity = new HostCapacity(new ObservedSlotPool(1), 1024 * MiB, 1);
   const { runner, started, release } = heldRunner(capacity);
   const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: keys.queuePrefix() });
   const hostQueues = new HostQueues(redis.client, redis.client, keys, 600_000); // no sweep sends it back during the test
-  const feeder = new JobFeeder({
-    workerId: 'host-a', connection: redis.client, redis: redis.client, keys,
-    store: { get: async () => null } as unknown as JobStore,
-    images: { list: async () => [], holds: async () => true },
-    runner, capacity, cacheAware: false, maxWaitMs: 600_000, liveMs: 60_000,
-    logger: pino({ level: 'silent' }), registry: new Registry(),
-  });
+  const feeder = new JobFeeder(feederOptions(keys, 'host-a', runner, capacity));
   try {
     // A backlog on the shared queue (a busy tenant's jobs, priority 50) and the one slot taken by its first.
     for (let i = 1; i <= 6; i++) await shared.add('run', { id: `a${i}`, image: IMAGE, memoryBytes: MiB }, { jobId: `a${i}`, priority: 50 });
@@ -81,12 +86,6 @@ test("a job placed on this host's own queue while every slot is busy takes the n
 test('a job placed on a host that dies holding its entry, before claiming it, is sent on by another worker\'s sweep and runs there', { timeout: 60_000 }, async () => {
   const keys = new RedisKeys('feederdeath');
   const maxWaitMs = 300;
-  const options = (workerId: string, runner: Pick<JobRunner, 'run'>, capacity: HostCapacity) => ({
-    workerId, connection: redis.client, redis: redis.client, keys,
-    store: { get: async () => null } as unknown as JobStore,
-    images: { list: async () => [], holds: async () => true },
-    runner, capacity, cacheAware: false, liveMs: 60_000, logger: pino({ level: 'silent' }), registry: new Registry(),
-  });
   // Host A takes the entry, then hangs before its claim and stops (its queue consumers and their stalled checks end): as a
   // process killed at that moment, nothing of it settles the entry or renews its lock. It sweeps nothing (maxWaitMs: never).
   let unhang = () => {};
@@ -94,10 +93,10 @@ test('a job placed on a host that dies holding its entry, before claiming it, is
   let took = () => {};
   const tookIt = new Promise<void>((done) => (took = done));
   const dying: Pick<JobRunner, 'run'> = { run: async () => (took(), await hung) };
-  const feederA = new JobFeeder({ ...options('host-a', dying, new HostCapacity(new ObservedSlotPool(1), 1024 * MiB, 1)), maxWaitMs: 600_000 });
+  const feederA = new JobFeeder(feederOptions(keys, 'host-a', dying, new HostCapacity(new ObservedSlotPool(1), 1024 * MiB, 1)));
   const capacityB = new HostCapacity(new ObservedSlotPool(1), 1024 * MiB, 1);
   const { runner: runnerB, started: startedB, release } = heldRunner(capacityB);
-  const feederB = new JobFeeder({ ...options('host-b', runnerB, capacityB), maxWaitMs });
+  const feederB = new JobFeeder(feederOptions(keys, 'host-b', runnerB, capacityB, { maxWaitMs }));
   const placing = new HostQueues(redis.client, redis.client, keys, maxWaitMs);
   let closingA: Promise<void> | null = null;
   try {
@@ -128,12 +127,7 @@ test('a job this worker would hand to a holder of its image runs here when Redis
   const { runner, started, release } = heldRunner(capacity);
   const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: keys.queuePrefix() });
   const hostH = new Queue(hostQueueName('host-h'), { connection: redis.client, prefix: keys.queuePrefix() });
-  const feeder = new JobFeeder({
-    workerId: 'host-w', connection: redis.client, redis: redis.client, keys,
-    store: { get: async () => null } as unknown as JobStore,
-    images: { list: async () => [], holds: async () => false }, // the image is not here
-    runner, capacity, cacheAware: true, maxWaitMs: 600_000, liveMs: 60_000, logger, registry: new Registry(),
-  });
+  const feeder = new JobFeeder(feederOptions(keys, 'host-w', runner, capacity, { imageHere: false, cacheAware: true }));
   try {
     await shared.add('run', { id: 'j', image: IMAGE, memoryBytes: MiB }, { jobId: 'j', priority: 1 });
     await feeder.start();
@@ -165,13 +159,7 @@ test('a job taken from this host\'s own queue counts once against its room in Re
     },
   };
   const hostQueues = new HostQueues(redis.client, redis.client, keys, 600_000);
-  const feeder = new JobFeeder({
-    workerId: 'host-a', connection: redis.client, redis: redis.client, keys,
-    store: { get: async () => null } as unknown as JobStore,
-    images: { list: async () => [], holds: async () => true },
-    runner, capacity, cacheAware: false, maxWaitMs: 600_000, liveMs: 60_000,
-    logger: pino({ level: 'silent' }), registry: new Registry(),
-  });
+  const feeder = new JobFeeder(feederOptions(keys, 'host-a', runner, capacity));
   /** What a placement checked in Redis sees: the published free slots less the hand-offs pending for host-a. */
   const roomInRedis = async () => {
     const [room, pending] = await Promise.all([redis.client.hget(keys.workerCapacity(), 'host-a'), redis.client.zrange(keys.handoffs(), 0, -1)]);

@@ -8,6 +8,7 @@ import { STOP_GRACE_BOUND, STOP_SIGNALS } from './launch-bounds.ts';
 import type { Logger } from './logger.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
+import { unknownIn, valueAt } from './schema-unknowns.ts';
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 /**
@@ -66,14 +67,9 @@ export async function listenForControl(sub: RedisClient, keys: RedisKeys, logger
   await sub.subscribe(channel);
 }
 
-/** What of a message that failed ControlMessage is unknown rather than wrong: a type, fields, enum values. */
+/** What of a message that failed ControlMessage is unknown rather than wrong: a type (the union's discriminator), fields, enum values. */
 function unknownParts(issues: readonly z.core.$ZodIssue[], value: unknown): string[] {
-  const at = (path: readonly PropertyKey[]) => path.map(String).join('.');
-  const valueAt = (path: readonly PropertyKey[]) => path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined), value);
-  return issues.flatMap((i) => {
-    if (i.code === 'unrecognized_keys') return i.keys.map((k) => (i.path.length ? `${at(i.path)}.${k}` : k));
-    if (i.code === 'invalid_value') return [`${at(i.path)} ${JSON.stringify(valueAt(i.path))}`];
-    if (i.code === 'invalid_union' && typeof valueAt(i.path) === 'string' && at(i.path) === 'type') return [`type ${JSON.stringify(valueAt(i.path))}`];
-    return [];
-  });
+  const type = valueAt(value, ['type']);
+  const unknownType = issues.some((i) => i.code === 'invalid_union' && i.path.length === 1 && i.path[0] === 'type') && typeof type === 'string';
+  return [...(unknownType ? [`type ${JSON.stringify(type)}`] : []), ...unknownIn(issues, value)];
 }

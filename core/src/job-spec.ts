@@ -8,6 +8,7 @@
 import { z } from '@hono/zod-openapi';
 import { EXEC_BOUNDS, IDLE_TIMEOUT_BOUND, JOB_ID_RANGE, LAUNCH_BOUNDS, OUTPUT_BYTES_BOUND, STOP_GRACE_BOUND, STOP_SIGNALS, type LimitBound } from './launch-bounds.ts';
 import { posix } from 'node:path';
+import { isUnknownIssue, unknownIn } from './schema-unknowns.ts';
 
 export const MIN_MEMORY_BYTES = LAUNCH_BOUNDS.memoryBytes.min;
 export const MIN_DISK_BYTES = LAUNCH_BOUNDS.diskBytes.min;
@@ -286,18 +287,11 @@ export type JobSpec = z.infer<typeof JobSpec>;
  */
 export function storedSpecProblems(spec: unknown): { unknown: string[]; invalid: string[] } {
   const parsed = JobSpec.safeParse(spec);
-  const problems = { unknown: [] as string[], invalid: [] as string[] };
-  for (const issue of parsed.success ? [] : parsed.error.issues) {
-    const at = issue.path.map(String).join('.');
-    if (issue.code === 'unrecognized_keys') problems.unknown.push(...issue.keys.map((k) => (at ? `${at}.${k}` : k)));
-    else if (issue.code === 'invalid_value') problems.unknown.push(`${at} ${JSON.stringify(valueAt(spec, issue.path))}`);
-    else problems.invalid.push(`${at || 'the spec'}: ${issue.message}`);
-  }
-  return problems;
-}
-
-function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
-  return path.reduce<unknown>((v, k) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined), value);
+  const issues = parsed.success ? [] : parsed.error.issues;
+  return {
+    unknown: unknownIn(issues, spec),
+    invalid: issues.filter((i) => !isUnknownIssue(i)).map((i) => `${i.path.map(String).join('.') || 'the spec'}: ${i.message}`),
+  };
 }
 
 export const JobError = z.object({ code: z.string(), message: z.string() });

@@ -9,32 +9,14 @@ import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 
-export interface CachedImageInfo {
-  image: string;
-  digest: string;
-  sizeBytes: number;
-  lastUsedAt: string;
-}
-
-export interface WorkerInfo {
-  id: string;
-  host: string;
-  pid: number;
-  slotsTotal: number;
-  slotsFree: number;
-  runningJobs: string[];
-  cachedBytes: number;
-  images: CachedImageInfo[];
-  cgroup: string;
-  startedAt: string;
-  lastHeartbeat: string;
-}
+const CachedImageInfo = z.object({ image: z.string(), digest: z.string(), sizeBytes: z.number(), lastUsedAt: z.string() });
+export type CachedImageInfo = z.infer<typeof CachedImageInfo>;
 
 /**
- * A worker's info as read back: what another version wrote may lack a field this one has, or hold
- * one it lacks (README, "Mixed versions": fields are only added). A missing or unreadable field reads
- * as empty; an entry without an id, or not JSON, is left out of the list (before, one such entry
- * made GET /v1/workers and GET /v1/images answer 500).
+ * A worker's info, as its heartbeat writes it and the API reads it back: what another version wrote
+ * may lack a field this one has, or hold one it lacks (README, "Mixed versions": fields are only
+ * added). A missing or unreadable field reads as empty; an entry without an id, or not JSON, is left
+ * out of the list (before, one such entry made GET /v1/workers and GET /v1/images answer 500).
  */
 const StoredWorkerInfo = z.object({
   id: z.string(),
@@ -44,11 +26,12 @@ const StoredWorkerInfo = z.object({
   slotsFree: z.number().catch(0),
   runningJobs: z.array(z.string()).catch([]),
   cachedBytes: z.number().catch(0),
-  images: z.array(z.object({ image: z.string(), digest: z.string(), sizeBytes: z.number(), lastUsedAt: z.string() })).catch([]),
+  images: z.array(CachedImageInfo).catch([]),
   cgroup: z.string().catch(''),
   startedAt: z.string().catch(''),
   lastHeartbeat: z.string().catch(''),
 });
+export type WorkerInfo = z.infer<typeof StoredWorkerInfo>;
 
 /** A worker's info key as WorkerInfo, or null when it cannot be read as one. */
 export function readWorkerInfo(raw: string): WorkerInfo | null {

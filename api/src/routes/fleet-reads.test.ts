@@ -4,21 +4,15 @@
  * missing reads as empty, an entry that cannot be read is left out; never a 500 for the whole fleet.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { createTestApp } from '../../../test/harness/api-app.ts';
-import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+import { useRedis } from '../../../test/harness/use-redis.ts';
 
 const ADMIN = 'key-admin-fleetreads-aaaaaaaaaa';
-let redis: RunningRedis;
-before(async () => {
-  redis = await startRedis();
-});
-after(async () => {
-  await redis?.stop();
-});
+const redis = useRedis();
 
 test('heartbeats without a field, with fields unknown here, or unreadable: the fleet is still listed', async () => {
-  const t = createTestApp(redis, { SBX_API_KEYS: `${ADMIN}:ops:admin` });
+  const t = createTestApp(redis.server, { SBX_API_KEYS: `${ADMIN}:ops:admin` });
   try {
     const now = new Date().toISOString();
     const entries: Record<string, string> = {

@@ -5,6 +5,7 @@
  */
 import { InvalidRequestError, SbxError } from '../errors.ts';
 import { JobSpec } from '../job-spec.ts';
+import { unknownIn } from '../schema-unknowns.ts';
 import { SecretUnsealError, type SecretBox } from './secret-box.ts';
 
 export type RegistryAuth = NonNullable<JobSpec['registryAuth']>;
@@ -54,7 +55,7 @@ export function openRegistryAuth(box: SecretBox | null, jobId: string, sealed: s
   }
   const parsed = SealedAuth.safeParse(value);
   if (parsed.success) return { username: parsed.data.username, password: parsed.data.password };
-  const unknown = parsed.error.issues.flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys.map((k) => `registryAuth.${k}`) : []));
+  const unknown = unknownIn(parsed.error.issues, value, 'registryAuth');
   if (unknown.length) throw new UnknownAuthFieldsError(unknown);
   throw fail('it does not hold a username and a password');
 }

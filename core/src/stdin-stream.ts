@@ -120,6 +120,12 @@ export class StdinWriter {
  * it), hands each to `apply` (awaited: a job that does not read its stdin holds the stream full,
  * which holds the writers), then deletes it.
  */
+/** A frame this version cannot read: a type a newer API writes, or a malformed payload (a resize not `<rows>x<cols>`). */
+export interface UnreadFrame {
+  type: string;
+  bytes: number;
+}
+
 export class StdinReader {
   private stopped = false;
   private readonly conn: RedisClient;
@@ -129,7 +135,7 @@ export class StdinReader {
     this.conn.on('error', () => {}); // retried by ioredis; the loop below sees failures
   }
 
-  async run(apply: (f: StdinFrame) => Promise<void>): Promise<void> {
+  async run(apply: (f: StdinFrame) => Promise<void>, unread: (f: UnreadFrame) => void = () => {}): Promise<void> {
     const key = this.keys.jobStdin(this.id);
     let last = '0-0';
     while (!this.stopped) {
@@ -144,8 +150,10 @@ export class StdinReader {
       for (const [, entries] of res ?? []) {
         for (const [idBuf, fields] of entries) {
           last = idBuf.toString();
-          const f = fieldsToFrame(fields);
-          if (f && !this.stopped) await apply(f);
+          const { type, payload } = frameFields(fields);
+          const f = decode(type, payload);
+          if (!f) unread({ type, bytes: payload.length });
+          else if (!this.stopped) await apply(f);
           await this.redis.xdel(key, last).catch(() => {});
         }
       }
@@ -160,7 +168,7 @@ export class StdinReader {
   }
 }
 
-function fieldsToFrame(fields: Buffer[]): StdinFrame | null {
+function frameFields(fields: Buffer[]): { type: string; payload: Buffer } {
   let type = '';
   let payload: Buffer = Buffer.alloc(0);
   for (let i = 0; i + 1 < fields.length; i += 2) {
@@ -168,5 +176,5 @@ function fieldsToFrame(fields: Buffer[]): StdinFrame | null {
     if (k === 't') type = fields[i + 1]!.toString();
     else if (k === 'p') payload = fields[i + 1]!;
   }
-  return decode(type, payload);
+  return { type, payload };
 }

@@ -302,7 +302,7 @@ export class JobRunner {
       const budget = perHour ? this.budgets.for(stored.tenant, perHour) : null;
       const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, { budget, tailBytes: stored.spec.limits.outputTailBytes ?? 0, digests: !!this.deps.receiptKey });
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
-      interactive = startInteractive(store, stored.spec, launched, sink);
+      interactive = startInteractive(store, stored.spec, launched, sink, logger);
       const silence = watchSilence(() => sink.lastOutputAt, stored.spec.limits.outputIdleTimeoutMs, () => launched.stop());
       if (silence) void launched.exited.then(() => silence.stop());
       watchLiveUsage(store, id, launched, this.deps.liveUsageMs ?? 0, logger);

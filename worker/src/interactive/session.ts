@@ -12,7 +12,8 @@ import { finished } from 'node:stream/promises';
 import type { JobSpec } from '../../../core/src/job-spec.ts';
 import type { StreamDigest } from '../../../core/src/receipts/job-receipt.ts';
 import type { JobStore } from '../../../core/src/job-store.ts';
-import { StdinReader, type StdinFrame } from '../../../core/src/stdin-stream.ts';
+import type { Logger } from '../../../core/src/logger.ts';
+import { StdinReader, type StdinFrame, type UnreadFrame } from '../../../core/src/stdin-stream.ts';
 import type { Launched, LaunchSpec } from '../../../native/index.ts';
 import type { RedisOutputSink } from '../output/redis-sink.ts';
 
@@ -64,7 +65,7 @@ class InputDigest {
   }
 }
 
-export function startInteractive(store: JobStore, spec: JobSpec, launched: Launched, sink: RedisOutputSink): InteractiveSession | null {
+export function startInteractive(store: JobStore, spec: JobSpec, launched: Launched, sink: RedisOutputSink, logger: Logger): InteractiveSession | null {
   if (!isInteractive(spec)) return null;
   const reader = new StdinReader(store.redis, store.keys, spec.id);
   const ttyDrained = launched.tty ? sink.attach('stdout', launched.tty.output) : Promise.resolve();
@@ -104,7 +105,7 @@ export function startInteractive(store: JobStore, spec: JobSpec, launched: Launc
       applying = false;
       touch();
     }
-  });
+  }, unreadLog(logger, spec.id));
   let stopping: Promise<void> | null = null;
   return {
     get idledOut() { return idledOut; },
@@ -123,6 +124,20 @@ export function startInteractive(store: JobStore, spec: JobSpec, launched: Launc
       })();
       return stopping;
     },
+  };
+}
+
+/**
+ * Frames this worker cannot read (an API copy of a newer version writes a type it does not know, or
+ * a payload it cannot parse) are dropped, and said once per job and type: the client's input did
+ * not reach the job, and the operator should know why (before: dropped without a word).
+ */
+function unreadLog(logger: Logger, jobId: string): (f: UnreadFrame) => void {
+  const said = new Set<string>();
+  return ({ type, bytes }) => {
+    if (said.has(type)) return;
+    said.add(type);
+    logger.warn({ jobId, frameType: type, bytes }, 'an attached client\'s frame this worker cannot read was dropped (a newer API version\'s frame type, or a malformed one); later ones of this type are dropped without a word');
   };
 }
 

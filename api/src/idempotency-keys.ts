@@ -76,6 +76,15 @@ export async function claimIdempotencyKey(deps: AppDeps, tenant: string, key: st
   }
 }
 
+/**
+ * How long ago the tenant's `key` was claimed, by Redis's clock: Infinity for a key without its TTL
+ * (not claimed by this code) or gone. A claim TAKEOVER_MS old has no submission on its way any more.
+ */
+export async function idempotencyClaimAgeMs(deps: AppDeps, tenant: string, key: string): Promise<number> {
+  const leftMs = await deps.redis.pttl(deps.keys.idempotency(tenant, key));
+  return leftMs < 0 ? Infinity : IDEMPOTENCY_TTL_SECONDS * 1000 - leftMs;
+}
+
 /** Marks the tenant's `key` as naming job `id`, now written (unless another submission has taken it over). */
 export async function settleIdempotencyKey(deps: AppDeps, tenant: string, key: string, id: string): Promise<void> {
   await defineScripts<ScriptedClient>(deps.redis, SCRIPTS).sbxSettleIdempotencyKey(deps.keys.idempotency(tenant, key), id);

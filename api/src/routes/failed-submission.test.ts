@@ -13,6 +13,8 @@ import { buildJobSpec } from '../job-submission.ts';
 import { newJobId } from '../../../core/src/job-id.ts';
 import { HostQueues } from '../../../core/src/placement/host-queues.ts';
 import { tenantLimitsPolicy } from '../../../core/src/tenant-quota.ts';
+import { IDEMPOTENCY_TTL_SECONDS } from '../../../core/src/redis-keys.ts';
+import { TAKEOVER_MS } from '../idempotency-keys.ts';
 
 const apiKey = `key-acme-${'x'.repeat(20)}`;
 const image = '127.0.0.1:5000/test/busybox:latest';
@@ -159,6 +161,33 @@ describe('a submission whose queue entry is refused', () => {
     const res3 = await submit(t, { idempotencyKey: 'placed' });
     assert.equal(((await res3.json()) as JobDocument).id, placed);
     assert.equal(await t.deps.queue.queue.getJob(placed), undefined, 'a job on a host queue gets no second entry');
+  });
+
+  test('a retry that finds the record of a submission still on its way waits for its entry: the job is queued once', async () => {
+    // The first submission claimed its key just now and wrote its record; its entry, placed on a
+    // host's own queue at submission, comes one round trip later (the reservation in Redis first).
+    const id = newJobId();
+    const spec = buildJobSpec({ image, command: ['true'] } as never, id, 'acme', tenantLimitsPolicy(t.deps.config.limits, null), new Date());
+    await t.deps.store.create(spec, newJobDocument(spec));
+    await t.deps.redis.set(t.deps.keys.idempotency('acme', 'on-its-way'), id, 'EX', IDEMPOTENCY_TTL_SECONDS);
+    const retry = submit(t, { idempotencyKey: 'on-its-way' });
+    await new Promise((r) => setTimeout(r, 200));
+    const hosts = new HostQueues(t.deps.redis, t.deps.redis, t.deps.keys, 60_000);
+    await hosts.handOff('host-a', { id, placed: 'submit', hops: 0 }, 1);
+    await hosts.close();
+    const res = await retry;
+    assert.equal(res.status, 202, await res.clone().text());
+    assert.equal(((await res.json()) as JobDocument).id, id);
+    assert.equal(await t.deps.queue.queue.getJob(id), undefined, 'one entry, on the host its submission chose (before: a second on the shared queue)');
+
+    // A submission that stopped half way a moment ago: its retry queues the job once the claim is TAKEOVER_MS old.
+    const halfWay = newJobId();
+    const halfWaySpec = { ...spec, id: halfWay };
+    await t.deps.store.create(halfWaySpec, newJobDocument(halfWaySpec));
+    await t.deps.redis.set(t.deps.keys.idempotency('acme', 'half-way'), halfWay, 'PX', IDEMPOTENCY_TTL_SECONDS * 1000 - TAKEOVER_MS + 300);
+    const res2 = await submit(t, { idempotencyKey: 'half-way' });
+    assert.equal(((await res2.json()) as JobDocument).id, halfWay);
+    assert.ok(await t.deps.queue.queue.getJob(halfWay), 'queued by the retry once its first submission can no longer be on its way');
   });
 
   test('the take-back keeps a job a worker has claimed already (its entry went out, only the answer was lost)', async () => {

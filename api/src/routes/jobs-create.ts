@@ -18,7 +18,7 @@ import { Doorbell } from '../job-events-hub.ts';
 import { requeueLostSubmission } from '../lost-submission.ts';
 import { StrandedRecords } from '../stranded-records.ts';
 import { jobWithOutputResponse } from '../job-output-response.ts';
-import { claimIdempotencyKey, releaseIdempotencyKey, settleIdempotencyKey } from '../idempotency-keys.ts';
+import { claimIdempotencyKey, idempotencyClaimAgeMs, releaseIdempotencyKey, settleIdempotencyKey } from '../idempotency-keys.ts';
 
 export const jobsCreateRoute = createRoute({
   method: 'post', path: '/v1/jobs', summary: 'Submit a job', tags: ['jobs'],
@@ -70,7 +70,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       const giveBackClaim = () => (req.idempotencyKey ? releaseIdempotencyKey(deps, tenant, req.idempotencyKey, id).catch(() => {}) : undefined);
       if (existing) {
         doc = existing;
-        await requeueLostSubmission(deps, quotas, existing, quota);
+        await requeueLostSubmission(deps, quotas, existing, quota, () => idempotencyClaimAgeMs(deps, tenant, req.idempotencyKey!));
         if (watching) {
           (await watching).close();
           watching = JobWatch.open(deps, existing.id);

@@ -11,6 +11,7 @@ import { JobQueue } from '../../core/src/job-queue.ts';
 import { apiMetrics, createRegistry } from '../../core/src/metrics.ts';
 import { chooseAtSubmit } from '../../core/src/placement/choose-at-submit.ts';
 import { FleetSnapshot, type FleetState } from '../../core/src/placement/fleet-snapshot.ts';
+import { HostQueues } from '../../core/src/placement/host-queues.ts';
 import { hostQueueName, QUEUE_NAME, RedisKeys } from '../../core/src/redis-keys.ts';
 import { useRedis } from '../../test/harness/use-redis.ts';
 import { FleetView } from '../../worker/src/placement/fleet.ts';
@@ -139,7 +140,9 @@ test('two API copies (behind a load balancer) do not together place more on a ho
     // The host took a1 and says so (its room first, then the hand-off goes): one slot is free again in Redis.
     fleet.publishCapacityNow({ slotsTotal: 2, slotsFree: 1, memoryTotal: 1024 * MiB, memoryFree: 1023 * MiB });
     fleet.publishCapacityNow({ slotsTotal: 3, slotsFree: 2, memoryTotal: 1024 * MiB, memoryFree: 1023 * MiB }); // and grew by a slot
-    await redis.client.zrem(copyKeys.handoffs(), 'host-h a1 5');
+    const hostQueues = new HostQueues(redis.client, redis.client, copyKeys, 60_000);
+    await hostQueues.taken('host-h', 'a1', 5);
+    await hostQueues.close();
     const c = new SubmitPlacement(queue, redis.client, redis.client, copyKeys, env, metrics, logger, { refreshMs: 600_000 });
     try {
       await c.enqueue('warm-c', 9, hints);

@@ -24,6 +24,7 @@
  * | <p>:{workers}:holders:<image>       | set    | workers whose cache holds <image> (ref or digest) |
  * | <p>:{workers}:holds:<id>            | set    | the holders keys a worker is in            |
  * | <p>:{workers}:handoffs              | zset   | "<worker> <job>" handed to a host queue → deadline ms |
+ * | <p>:{workers}:handoffs-by-host      | zset   | the same members, score 0: counted per host by ZLEXCOUNT |
  * | <p>:{workers}:queue-audit           | string | the worker whose turn it is to look for queued jobs on no queue; TTL = the turn |
  *
  * The fleet's keys share the hash tag `{workers}` so listing them is one pipeline in one slot; a
@@ -123,6 +124,9 @@ export class RedisKeys {
   }
   handoffs(): string {
     return `${this.prefix}:{workers}:handoffs`;
+  }
+  handoffsByHost(): string {
+    return `${this.prefix}:{workers}:handoffs-by-host`;
   }
   control(): string {
     return `${this.prefix}:control`;

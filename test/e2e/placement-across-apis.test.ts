@@ -1,7 +1,7 @@
 /**
  * Placement at submission with two API processes (behind a load balancer): each places jobs on a
  * host that holds their image from its own view of the fleet. Where their placements meet, in Redis
- * (reserveHandoff-2.lua: the host's free slots against every hand-off pending for it), one the host
+ * (reserveHandoff-3.lua: the host's free slots against every hand-off pending for it), one the host
  * has no slot for goes to another worker with room instead (chooseInstead). Before, a burst spread
  * over two copies put up to twice a host's free slots on its own queue, and the extra jobs waited
  * there for a slot or their hand-off deadline while another worker had room.

@@ -14,9 +14,19 @@ import type { QueuedJob } from '../job-queue.ts';
 import { defineScripts, luaEvalText, luaScript } from '../redis-scripts.ts';
 
 interface ScriptedClient {
-  sbxReserveHandoff(handoffs: string, capacity: string, host: string, member: string, deadline: number): Promise<number>;
+  sbxReserveHandoff(handoffs: string, byHost: string, capacity: string, host: string, member: string, deadline: number): Promise<number>;
+  sbxAddHandoff(handoffs: string, byHost: string, member: string, deadline: number): Promise<number>;
+  sbxDropHandoff(handoffs: string, byHost: string, member: string): Promise<number>;
+  sbxReconcileHandoffs(handoffs: string, byHost: string): Promise<number>;
 }
-const SCRIPTS = { sbxReserveHandoff: luaScript('reserveHandoff-2') };
+// A hand-off is a member of two zsets, written together: the handoffs zset (by deadline: the sweep)
+// and the by-host index (by host: what placeOn counts).
+const SCRIPTS = {
+  sbxReserveHandoff: luaScript('reserveHandoff-3'),
+  sbxAddHandoff: luaScript('addHandoff-2'),
+  sbxDropHandoff: luaScript('dropHandoff-2'),
+  sbxReconcileHandoffs: luaScript('reconcileHandoffs-2'),
+};
 
 /** removeEmptyHostQueue-11 without its leading comment: sent as EVAL (rare: a worker gone for good). */
 const REMOVE_EMPTY = luaEvalText(luaScript('removeEmptyHostQueue-11'));
@@ -125,7 +135,7 @@ export class HostQueues {
    * `redis` is the queue's connection, as the API's is).
    */
   async handOff(to: string, data: PlacedJob, priority: number): Promise<void> {
-    const deadline = this.redis.zadd(this.keys.handoffs(), Date.now() + this.maxWaitMs, handoffMember(to, data.id, priority));
+    const deadline = this.scripted.sbxAddHandoff(this.keys.handoffs(), this.keys.handoffsByHost(), handoffMember(to, data.id, priority), Date.now() + this.maxWaitMs);
     await Promise.all([deadline, this.using(hostQueueName(to), (q) => q.add('run', data, { jobId: data.id, priority }))]);
   }
 
@@ -133,13 +143,13 @@ export class HostQueues {
    * handOff() for a placement decided from one process's view of the fleet (an API copy's at
    * submission, a worker's as it takes a job): the deadline is added only if Redis, where their
    * placements meet, says `to` still has a slot once every hand-off pending for it is counted
-   * (reserveHandoff-2.lua), and only then the entry. False: nothing was written (others placed there
+   * (reserveHandoff-3.lua), and only then the entry. False: nothing was written (others placed there
    * meanwhile); the caller queues the job on the shared queue, or runs it itself, instead of leaving
    * it on `to`'s queue to wait for a slot or its deadline. One round trip more than handOff(): the entry
    * may not go out before the answer (`to` would take it as soon as it is there).
    */
   async placeOn(to: string, data: PlacedJob, priority: number): Promise<boolean> {
-    const reserved = await this.scripted.sbxReserveHandoff(this.keys.handoffs(), this.keys.workerCapacity(), to, handoffMember(to, data.id, priority), Date.now() + this.maxWaitMs);
+    const reserved = await this.scripted.sbxReserveHandoff(this.keys.handoffs(), this.keys.handoffsByHost(), this.keys.workerCapacity(), to, handoffMember(to, data.id, priority), Date.now() + this.maxWaitMs);
     if (reserved !== 1) return false;
     await this.using(hostQueueName(to), (q) => q.add('run', data, { jobId: data.id, priority }));
     return true;
@@ -150,7 +160,20 @@ export class HostQueues {
    * is moot. Not sooner: until then the deadline is what sends the job on if the host dies holding it.
    */
   async taken(to: string, id: string, priority: number): Promise<void> {
-    await this.redis.zrem(this.keys.handoffs(), handoffMember(to, id, priority));
+    await this.endHandoff(handoffMember(to, id, priority));
+  }
+
+  /** A hand-off over: out of the handoffs zset and the by-host index. */
+  private async endHandoff(member: string): Promise<void> {
+    await this.scripted.sbxDropHandoff(this.keys.handoffs(), this.keys.handoffsByHost(), member);
+  }
+
+  /**
+   * The by-host index without the hand-offs an older version's process ended in the handoffs zset
+   * only (reconcileHandoffs-2.lua; O(pending hand-offs), now and then). Returns how many went.
+   */
+  reconcile(): Promise<number> {
+    return this.scripted.sbxReconcileHandoffs(this.keys.handoffs(), this.keys.handoffsByHost());
   }
 
   /** Whether job `id` waits on some host's queue (its hand-off deadline is pending). */
@@ -165,7 +188,7 @@ export class HostQueues {
     for (const member of due) {
       const [to, id, priority] = member.split(' ');
       if (!to || !id) {
-        await this.redis.zrem(this.keys.handoffs(), member);
+        await this.endHandoff(member);
         continue;
       }
       const name = hostQueueName(to);
@@ -175,7 +198,7 @@ export class HostQueues {
         // deadline stays, later: the host removes it once the job is settled (JobFeeder, taken()),
         // and a host that died holding it lets its lock lapse, so a later sweep sends it on.
         if (!(await this.sendBack(name, job, priority))) {
-          await this.redis.zadd(this.keys.handoffs(), now + this.maxWaitMs, member);
+          await this.redis.zadd(this.keys.handoffs(), 'XX', now + this.maxWaitMs, member); // XX: not back if its host ended it meanwhile
           continue;
         }
         returned++;
@@ -186,7 +209,7 @@ export class HostQueues {
         await this.toShared({ id, hops: 1 }, priority);
         returned++;
       }
-      await this.redis.zrem(this.keys.handoffs(), member);
+      await this.endHandoff(member);
       // An entry placed on a host that had already left (a placement decided from a view of the fleet
       // read before it went, after it emptied its queue): once no entry is left, its queue's keys go.
       if ((await this.redis.exists(this.keys.worker(to))) === 0) await this.removeIfEmpty(to).catch(() => false);
@@ -211,7 +234,7 @@ export class HostQueues {
       if (!job?.id) continue;
       const priority = job.opts.priority ?? 1;
       if (!(await this.sendBack(name, job, String(priority)))) continue;
-      await this.redis.zrem(this.keys.handoffs(), handoffMember(worker, job.data.id, priority));
+      await this.endHandoff(handoffMember(worker, job.data.id, priority));
       returned++;
     }
     const removed = await this.removeIfEmpty(worker);

@@ -156,7 +156,7 @@ export class HostCapacity {
    * will, the moment it ends), although this host may take more jobs meanwhile: otherwise a burst for
    * an image being pulled would all be handed to the host pulling it, however few its slots.
    * `handOffsPending`: jobs taken from this host's own queue whose hand-off is still pending in Redis,
-   * where placements count them already (reserveHandoff-2.lua): left out of the slots spoken for, so
+   * where placements count them already (reserveHandoff-3.lua): left out of the slots spoken for, so
    * that the room published counts each job once.
    */
   snapshot(handOffsPending = 0): CapacitySnapshot {

@@ -69,7 +69,7 @@ export class FleetView {
    * Publish this host's room now if it changed, ahead of any command sent after this call on the
    * same connection: before a placed job's hand-off is removed (HostQueues.taken), so that Redis,
    * where API copies check a placement against the host's slots and its pending hand-offs
-   * (reserveHandoff-2.lua), never counts the job in neither.
+   * (reserveHandoff-3.lua), never counts the job in neither.
    */
   publishCapacityNow(snapshot: CapacitySnapshot): void {
     this.writeCapacity(snapshot);

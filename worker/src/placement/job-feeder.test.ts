@@ -123,7 +123,8 @@ test('a job this worker would hand to a holder of its image runs here when Redis
   const holder = new FleetView(redis.client, keys, 'host-h', 60_000, logger);
   await holder.syncImages([{ image: IMAGE, digest: `sha256:${'e'.repeat(64)}` }]);
   holder.publishCapacityNow({ slotsTotal: 1, slotsFree: 1, memoryTotal: 1024 * MiB, memoryFree: 1024 * MiB });
-  await redis.client.zadd(keys.handoffs(), Date.now() + 600_000, 'host-h placed 1');
+  await redis.client.zadd(keys.handoffs(), Date.now() + 600_000, 'host-h placed 1'); // as reserveHandoff-3.lua records it
+  await redis.client.zadd(keys.handoffsByHost(), 0, 'host-h placed 1');
   const capacity = new HostCapacity(new ObservedSlotPool(2), 1024 * MiB, 1);
   const { runner, started, release } = heldRunner(capacity);
   const shared = new Queue(QUEUE_NAME, { connection: redis.client, prefix: keys.queuePrefix() });

@@ -123,8 +123,15 @@ export class JobFeeder {
     let sweeps = 0;
     this.sweeper = setInterval(() => {
       // Now and then: forget hosts silent for 10 heartbeat limits (a crashed worker that never came
-      // back), and their own queues: entries back to the shared queue, then its keys (retire()).
-      if (sweeps++ % 100 === 0) void this.fleet.prune(this.o.liveMs * 10).then((gone) => this.retireQueues(gone)).catch(() => {});
+      // back), and their own queues: entries back to the shared queue, then its keys (retire()); and
+      // drop from the hand-offs' by-host index what an older version ended in the handoffs zset only.
+      if (sweeps++ % 100 === 0) {
+        void this.fleet.prune(this.o.liveMs * 10).then((gone) => this.retireQueues(gone)).catch(() => {});
+        this.hostQueues.reconcile().then(
+          (n) => n && this.o.logger.info({ handoffs: n }, 'hand-offs ended by an older version were counted as pending for their host: no longer'),
+          (err: Error) => this.o.logger.warn({ err: err.message }, 'reconciling the hand-offs\' by-host index failed'),
+        );
+      }
       this.hostQueues.sweep().then(
         (n) => n && (this.returns.inc(n), this.o.logger.info({ jobs: n }, 'handed-off jobs not taken in time went back to the shared queue')),
         (err: Error) => this.o.logger.warn({ err: err.message }, 'hand-off sweep failed'),
@@ -380,7 +387,7 @@ export class JobFeeder {
   private async complete(job: Job<PlacedJob>, token: string): Promise<void> {
     const own = job.queueName !== QUEUE_NAME;
     // The room that counts this job, in Redis before its hand-off goes (same connection: in this order):
-    // a placement checked here (reserveHandoff-2.lua) counts it in one or the other, never in neither.
+    // a placement checked here (reserveHandoff-3.lua) counts it in one or the other, never in neither.
     if (own && this.ownUnsettled.delete(job.data.id)) this.fleet.publishCapacityNow(this.room());
     await Promise.all([
       job.moveToCompleted(null, token, false).catch((err: Error) => this.o.logger.warn({ err: err.message, jobId: job.data.id }, 'completing a queue entry failed')),

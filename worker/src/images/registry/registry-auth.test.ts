@@ -131,3 +131,16 @@ test('GET flow: token or access_token; expires_in honoured, 60 s without it', as
     Date.now = realNow;
   }
 });
+
+test('a token server answering JSON that is not an object (null, a number, a string) is RegistryUnauthorizedError, not a TypeError', async () => {
+  for (const body of ['null', '0', '"token"', 'true']) {
+    for (const credentials of [undefined, { identityToken: 'refresh' }] as const) {
+      const auth = new RegistryAuth('r', credentials, async () => ({ status: 200, body }), async () => ({ status: 200, body }));
+      await assert.rejects(
+        auth.answer('Bearer realm="https://t/token",service="reg"', 'repository:a:pull', undefined),
+        (e: unknown) => e instanceof RegistryUnauthorizedError && /its token server answered without a token/.test(e.message),
+        `body ${body}`,
+      );
+    }
+  }
+});

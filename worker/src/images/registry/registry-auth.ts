@@ -188,12 +188,15 @@ export class RegistryAuth {
   }
 
   private parseToken(body: string): { value: string; seconds: number; refreshToken?: string } {
-    let json: { token?: unknown; access_token?: unknown; expires_in?: unknown; refresh_token?: unknown };
+    let parsed: unknown;
     try {
-      json = JSON.parse(body) as typeof json;
+      parsed = JSON.parse(body);
     } catch {
       throw new RegistryUnauthorizedError(this.registry, 'its token server answered something that is not JSON');
     }
+    // `null` is JSON too: read as an object it was a TypeError, and the job's error an `internal` one.
+    if (typeof parsed !== 'object' || parsed === null) throw new RegistryUnauthorizedError(this.registry, 'its token server answered without a token');
+    const json = parsed as { token?: unknown; access_token?: unknown; expires_in?: unknown; refresh_token?: unknown };
     const value = typeof json.token === 'string' && json.token !== '' ? json.token : json.access_token;
     if (typeof value !== 'string' || value === '') throw new RegistryUnauthorizedError(this.registry, 'its token server answered without a token');
     const seconds = typeof json.expires_in === 'number' && json.expires_in > 0 ? json.expires_in : DEFAULT_TOKEN_SECONDS;

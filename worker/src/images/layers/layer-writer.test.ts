@@ -105,3 +105,14 @@ test('a directory thousands deep replaced by a file is removed without overflowi
   w.finish();
   assert.ok(lstatSync(join(dir, 'top')).isFile());
 });
+
+test('xattrs Linux refuses on the layer root are named ".", not by the host directory the layer is written in', async (t) => {
+  const { w, dir } = await writer(t);
+  add(w, { name: './', type: 'directory', xattrs: [{ name: 'user.', value: Buffer.from('v') }] }); // EINVAL: an empty name after the prefix
+  add(w, { name: 'f', type: 'file', size: 0, xattrs: [{ name: 'user.', value: Buffer.from('v') }] });
+  assert.throws(() => w.finish(), (e: Error) => {
+    assert.equal(e.message, 'rejected: its extended attributes could not be set: .: Invalid argument');
+    assert.ok(!e.message.includes(dir), e.message);
+    return true;
+  });
+});

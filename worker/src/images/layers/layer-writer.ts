@@ -476,7 +476,8 @@ export class LayerWriter {
       if ((e as NodeJS.ErrnoException).code === 'ENOSPC' && diskNearlyFull(this.root)) throw e;
       const message = String((e as Error).message);
       if (!/: (Invalid argument|No space left on device|Argument list too long|Numerical result out of range)$/m.test(message)) throw e;
-      const why = message.replace(/^setfattr failed: (setfattr: )?/, '').replaceAll(`${this.root}/`, '');
+      // Paths relative to the layer, its root as `.`: the host directory it is written in is not the image's.
+      const why = message.replace(/^setfattr failed: (setfattr: )?/, '').replaceAll(`${this.root}/`, '').replaceAll(`${this.root}:`, '.:');
       throw this.opts.fail(`its extended attributes could not be set: ${why}`);
     }
   }

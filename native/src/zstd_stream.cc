@@ -9,11 +9,14 @@
 //
 // Context-aware (NODE_API_MODULE, no static JS references): it loads in worker threads too.
 #include <napi.h>
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_getFrameHeader, ZSTD_FRAMEHEADERSIZE_MAX
 #include <zstd.h>
 #include "decoder_args.h"
 #include "gzip_stream.h"
 #include <zstd_errors.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 
 namespace {
@@ -72,11 +75,44 @@ class ZstdDecoder : public Napi::ObjectWrap<ZstdDecoder> {
     ZSTD_outBuffer out = {output.Data(), output.ByteLength(), 0};
     size_t rc = ZSTD_decompressStream(dctx_, &out, &in);
     if (ZSTD_isError(rc)) return ThrowError(env, rc);
+    if (!TrackFrame(input.Data() + a.offset, in.pos - a.offset, out.pos, rc)) {
+      return ThrowCoded(env, "invalid zstd data: the frame holds " + std::to_string(frame_produced_) +
+                                 " bytes, its header declares " + std::to_string(frame_declared_),
+                        "Z_DATA_ERROR");
+    }
     Napi::Array result = Napi::Array::New(env, 3);
     result.Set(0u, Napi::Number::New(env, static_cast<double>(in.pos)));
     result.Set(1u, Napi::Number::New(env, static_cast<double>(out.pos)));
     result.Set(2u, Napi::Number::New(env, static_cast<double>(rc)));
     return result;
+  }
+
+  // Checks each frame's content against the size its header declares. libzstd checks it itself
+  // except when a frame ends with an empty last block that arrives apart from the frame's start
+  // (1.5.4: ZSTD_decompressContinue skips the check on that path): the same bytes were refused when
+  // fed whole and accepted, short, when cut into small chunks. `read` bytes at `consumed` were just
+  // read, `written` bytes produced; `rc` is ZSTD_decompressStream's hint (0: the frame is over).
+  // Returns false when a frame ended with another size than it declared (frame_* then say which).
+  bool TrackFrame(const uint8_t* consumed, size_t read, size_t written, size_t rc) {
+    if (!header_known_) {
+      size_t take = std::min(read, sizeof header_ - header_len_);
+      std::memcpy(header_ + header_len_, consumed, take);
+      header_len_ += take;
+      ZSTD_frameHeader zfh;
+      if (ZSTD_getFrameHeader(&zfh, header_, header_len_) == 0) {
+        header_known_ = true;
+        frame_declared_ = zfh.frameType == ZSTD_frame ? zfh.frameContentSize : ZSTD_CONTENTSIZE_UNKNOWN;
+      }
+    }
+    frame_produced_ += written;
+    if (rc != 0) return true;
+    const bool ok = !header_known_ || frame_declared_ == ZSTD_CONTENTSIZE_UNKNOWN || frame_declared_ == frame_produced_;
+    if (ok) {  // the next frame starts with the next byte read
+      header_known_ = false;
+      header_len_ = 0;
+      frame_produced_ = 0;
+    }
+    return ok;
   }
 
   Napi::Value ThrowError(Napi::Env env, size_t rc) {
@@ -97,6 +133,13 @@ class ZstdDecoder : public Napi::ObjectWrap<ZstdDecoder> {
 
   ZSTD_DCtx* dctx_ = nullptr;
   int window_log_max_ = 27;
+  // The current frame (TrackFrame): its first bytes until its header could be read, the content
+  // size it declares (ZSTD_CONTENTSIZE_UNKNOWN when it declares none) and what it produced so far.
+  uint8_t header_[ZSTD_FRAMEHEADERSIZE_MAX] = {};
+  size_t header_len_ = 0;
+  bool header_known_ = false;
+  unsigned long long frame_declared_ = ZSTD_CONTENTSIZE_UNKNOWN;
+  unsigned long long frame_produced_ = 0;
 };
 
 Napi::Object InitAll(Napi::Env env, Napi::Object exports) {

@@ -119,6 +119,33 @@ test('zstd: the same bytes as the zstd CLI made them from, however the input is 
   assert.throws(() => decode('zstd', zst.subarray(0, zst.length - 3), 4096), /truncated zstd data/);
 });
 
+/** One zstd frame declaring `declared` bytes (single segment), holding `data` as a raw block, then an empty last raw block. */
+function zstdFrame(declared: number, data: Buffer): Buffer {
+  const rawBlock = (size: number, last: boolean) => Buffer.from([((size << 3) | (last ? 1 : 0)) & 0xff, (size >> 5) & 0xff, (size >> 13) & 0xff]);
+  return Buffer.concat([Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0x20, declared]), rawBlock(data.length, false), data, rawBlock(0, true)]);
+}
+
+test('zstd: a frame holding fewer or more bytes than its header declares is refused however it is cut', () => {
+  // libzstd 1.5.4 checks the declared size at the last block, except for an empty last block read
+  // apart from the frame's start: before, this frame was refused whole but accepted (5 bytes) in
+  // pieces of up to 13 bytes, so whether a layer unpacked depended on how the network cut it.
+  for (const declared of [64, 3]) {
+    const frame = zstdFrame(declared, Buffer.from('hello'));
+    // Whole, libzstd says it; in pieces, the addon (which counts what each frame produced).
+    const message = new RegExp(`the frame holds 5 bytes, its header declares ${declared}|Data corruption detected`);
+    for (let piece = 1; piece <= frame.length; piece++) {
+      assert.throws(() => decode('zstd', frame, piece), (e: Error & { code?: string }) => message.test(e.message) && e.code === 'Z_DATA_ERROR', `declares ${declared}, pieces of ${piece}`);
+    }
+  }
+  // Control: frames that hold what they declare, one after the other, as the CLI writes them with a known size.
+  const plain = Buffer.from('content size known\n'.repeat(30_000));
+  const framed = execFileSync('zstd', ['-3', '-c', '-q', `--stream-size=${plain.length}`], { input: plain });
+  const both = Buffer.concat([zstdFrame(5, Buffer.from('hello')), framed, zstdFrame(0, Buffer.alloc(0)), framed]);
+  for (const piece of [1, 2, 7, 4093, both.length]) {
+    assert.deepEqual({ ...decode('zstd', both, piece), largest: 0 }, { ...expected(Buffer.concat([Buffer.from('hello'), plain, plain])), largest: 0 }, `pieces of ${piece}`);
+  }
+});
+
 test('none: the chunks themselves, in pieces of at most PIECE bytes', () => {
   const plain = randomBytes(3 * PIECE + 5);
   for (const piece of [1000, plain.length]) assert.deepEqual(decode('none', plain, piece), { ...expected(plain), largest: Math.min(piece, PIECE) });

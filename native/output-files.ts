@@ -19,11 +19,18 @@ export interface OutputFile {
 const MAGIC = 0x53424f31;
 const HEADER = 32;
 const FLAGS = { truncated: 1, noMatch: 2, notRegular: 4, unreadable: 8, tooMany: 16 } as const;
+/** The most records sbx-init writes (output_files.h): kMaxFiles files, and one more per pattern (kMaxPatterns). */
+export const MAX_RECORDS = 1000 + 32;
 
-/** Throws on a malformed buffer: the launcher then reports no files rather than wrong ones. */
+/**
+ * Throws on a malformed buffer, or one with more records than sbx-init writes (sbx-init runs inside
+ * the job: records a job forged would otherwise be listed, up to ~140,000 empty ones in the memfd's
+ * size bound, in its document): the launcher then reports no files rather than wrong ones.
+ */
 export function parseOutputFiles(buf: Buffer): OutputFile[] {
   const files: OutputFile[] = [];
   for (let off = 0; off < buf.length; ) {
+    if (files.length === MAX_RECORDS) throw new Error(`output files: more than ${MAX_RECORDS} records, more than sbx-init writes`);
     if (buf.length - off < HEADER || buf.readUInt32LE(off) !== MAGIC) throw new Error(`output files: bad record at ${off}`);
     const pathLen = buf.readUInt32LE(off + 4);
     const flags = buf.readUInt32LE(off + 8);

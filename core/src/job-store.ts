@@ -197,6 +197,11 @@ export class JobStore {
     return rows.map(([doc, callback]) => (doc ? { doc: withCallback(doc, callback), chars: doc.length + (callback?.length ?? 0) } : null));
   }
 
+  /** Several records' status fields in one round trip (null: gone), without their documents. */
+  async getStatuses(ids: readonly string[]): Promise<Array<string | null>> {
+    return Promise.all(sendTogether(this.redis, () => ids.map((id) => this.redis.hget(this.keys.jobState(id), 'status'))));
+  }
+
   /**
    * The document and, once the job is final, its output when short (shortOutput), in one round trip
    * (HMGET + XRANGE of the first SHORT_OUTPUT.events events, sent back to back). `output` is null

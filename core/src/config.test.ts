@@ -327,6 +327,12 @@ test('SBX_SECRETS_KEY: 32 bytes as hex or base64; a bad one is refused without b
   });
 });
 
+test('image cache references: 1000 by default, 0 for no limit, a bad value is refused', () => {
+  assert.equal(loadConfig({}).env.SBX_IMAGE_CACHE_REFERENCES, 1000);
+  assert.equal(loadConfig({ SBX_IMAGE_CACHE_REFERENCES: '0' }).env.SBX_IMAGE_CACHE_REFERENCES, 0);
+  assert.throws(() => loadConfig({ SBX_IMAGE_CACHE_REFERENCES: '-1' }), (err: unknown) => err instanceof ConfigError && /SBX_IMAGE_CACHE_REFERENCES="-1": must be >= 0/.test(err.problems.join('\n')));
+});
+
 test('pull bounds: concurrency, deadline and stall rule have defaults; bad values are refused', () => {
   const d = loadConfig({}).env;
   assert.deepEqual([d.SBX_PULL_CONCURRENCY, d.SBX_PULL_TIMEOUT_MS, d.SBX_PULL_STALL_MS, d.SBX_PULL_STALL_BYTES], [4, 600_000, 30_000, 65_536]);

@@ -289,6 +289,10 @@ export const envSchema = z.object({
   // system has less than this percentage free (0 = off). Whatever the budgets, a pull that finds the
   // disk full evicts every image nobody holds and is tried once more.
   SBX_IMAGE_CACHE_MIN_FREE_PERCENT: int(0, 90).default(10),
+  // After each pull, least recently used image references (tags, digests) nobody holds are forgotten
+  // past this many: another tag of a cached image costs no disk, so only this bounds how many a
+  // worker lists in each heartbeat. 0 = no limit.
+  SBX_IMAGE_CACHE_REFERENCES: int(0, 1_000_000).default(1000),
   // Pull bounds (issue 9): image pulls at once per worker (beside the run slots: a pulling job holds
   // no slot; the worker takes up to slots + this many jobs from the queue); the deadline of a whole
   // pull; a download receiving fewer than SBX_PULL_STALL_BYTES over any SBX_PULL_STALL_MS fails as

@@ -73,7 +73,7 @@ export function workerMetrics(registry: Registry) {
     pulls: new Counter({ name: 'sbx_image_pulls_total', help: 'Image acquisitions by result (hit, pulled, error)', labelNames: ['result'], registers: [registry] }),
     cacheHits: new Counter({ name: 'sbx_image_cache_hits_total', help: 'Jobs whose image was in the cache', registers: [registry] }),
     cacheMisses: new Counter({ name: 'sbx_image_cache_misses_total', help: 'Jobs whose image had to be pulled (including failed pulls)', registers: [registry] }),
-    cacheEvictions: new Counter({ name: 'sbx_image_cache_evictions_total', help: 'Images evicted from the cache, by reason (budget: SBX_IMAGE_CACHE_BYTES or SBX_IMAGE_CACHE_MIN_FREE_PERCENT, request, disk_full: a pull found the disk full)', labelNames: ['reason'], registers: [registry] }),
+    cacheEvictions: new Counter({ name: 'sbx_image_cache_evictions_total', help: 'Images evicted from the cache, by reason (budget: SBX_IMAGE_CACHE_BYTES or SBX_IMAGE_CACHE_MIN_FREE_PERCENT, request, disk_full: a pull found the disk full, references: more than SBX_IMAGE_CACHE_REFERENCES)', labelNames: ['reason'], registers: [registry] }),
     cacheBytes: new Gauge({ name: 'sbx_image_cache_bytes', help: 'Bytes of unpacked images in this worker\'s cache (as of the last heartbeat)', registers: [registry] }),
     limitHits: new Counter({ name: 'sbx_job_limit_hits_total', help: 'Jobs that hit a limit: memory (OOM kill), pids (fork refused), timeout, output (truncated)', labelNames: ['limit'], registers: [registry] }),
     outputBytes: new Counter({ name: 'sbx_job_output_bytes_total', help: 'Output bytes kept (up to limits.outputBytes), by stream', labelNames: ['stream'], registers: [registry] }),

@@ -141,6 +141,7 @@ async function main(): Promise<void> {
     mirrors: env.SBX_REGISTRY_MIRRORS,
     maxCacheBytes: env.SBX_IMAGE_CACHE_BYTES,
     minFreeFraction: env.SBX_IMAGE_CACHE_MIN_FREE_PERCENT / 100,
+    maxReferences: env.SBX_IMAGE_CACHE_REFERENCES || undefined,
     // Per registry host, as read at start (a null-prototype object: a registry named like a property of Object's finds nothing).
     ...(dockerCredentials ? { credentials: Object.assign(Object.create(null) as Record<string, RegistryCredentials>, Object.fromEntries(dockerCredentials)) } : {}),
     egressAllow: env.SBX_EGRESS_ALLOW,

@@ -68,6 +68,8 @@ export interface ImageStoreOptions extends RegistryClientsOptions, ImagePullerOp
   maxCacheBytes?: number;
   /** The share (0..1) of the cache's file system kept free the same way, after each pull (cache-gc.ts). */
   minFreeFraction?: number;
+  /** The most image references (tags and digests jobs named) the cache keeps, least recently used forgotten first (cache-gc.ts). */
+  maxReferences?: number;
   /** Told of each image reference evicted (metrics: sbx_image_cache_evictions_total). */
   onEvicted?: (reason: EvictionReason, count: number) => void;
 }
@@ -170,7 +172,7 @@ export class ImageStore {
         const pulled = await this.pullMakingRoom(index, ref, policy, opts.credentials, viewer, signal, opts.requester);
         if (policy === 'always') this.rememberResolved(tag);
         try {
-          await this.cacheGc.afterPull(index);
+          await this.cacheGc.afterPull(index, ref.canonical);
         } finally {
           this.releaseAfterWaiters(pulled.image.manifestDigest);
         }

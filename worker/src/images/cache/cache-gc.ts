@@ -27,12 +27,20 @@ export interface CacheGcOptions {
    * images nobody holds are evicted while less is free. 0 or undefined: none.
    */
   minFreeFraction?: number;
+  /**
+   * The most references the cache keeps (ImageStoreOptions.maxReferences); after each pull the least
+   * recently used ones nobody holds are forgotten past it. None when undefined.
+   */
+  maxReferences?: number;
   /** Told of each image reference evicted (metrics: sbx_image_cache_evictions_total). */
   onEvicted?: (reason: EvictionReason, count: number) => void;
 }
 
-/** budget: over maxCacheBytes or under minFreeFraction; request: DELETE /v1/images; disk_full: a pull hit ENOSPC. */
-export type EvictionReason = 'budget' | 'request' | 'disk_full';
+/**
+ * budget: over maxCacheBytes or under minFreeFraction; request: DELETE /v1/images; disk_full: a pull
+ * hit ENOSPC; references: more references than maxReferences.
+ */
+export type EvictionReason = 'budget' | 'request' | 'disk_full' | 'references';
 
 export interface EvictResult {
   evicted: string[];
@@ -76,8 +84,9 @@ export class CacheGc {
    * maxCacheBytes and the file system has minFreeFraction free. An image a reference still names is
    * never evicted while an unreferenced one takes room.
    */
-  async afterPull(index: CacheIndex): Promise<void> {
+  async afterPull(index: CacheIndex, pulled?: string): Promise<void> {
     await index.load(); // the cache is shared: count (and consider) other processes' images too
+    await this.forgetReferencesPastBound(index, pulled);
     if (index.hasUnreferencedImages()) await this.collect(index);
     const budget = this.opts.maxCacheBytes;
     const minFree = this.opts.minFreeFraction ?? 0;
@@ -92,6 +101,33 @@ export class CacheGc {
       this.opts.onEvicted?.('budget', 1);
       total -= await this.collect(index);
     }
+  }
+
+  /**
+   * Past maxReferences, the least recently used references but `pulled` (the one just pulled) are
+   * forgotten; their images go with the next collection once no reference names them and no job
+   * holds them. A reference costs no disk when it names an image already cached (another tag of it),
+   * so the disk budgets never bounded them: one tenant naming one small image under 600 tags made
+   * each heartbeat of the worker (its `images`, every SBX_HEARTBEAT_MS) 113 KB and every
+   * GET /v1/images or /v1/workers read all of it, growing with each new tag for as long as the cache
+   * lived. Held images' references are forgotten too (collect() keeps what a job holds): with every
+   * tag naming the image a job runs, none would otherwise be. A forgotten tag is resolved again by
+   * the next job that names it; its layers stay cached while another reference needs them.
+   */
+  private async forgetReferencesPastBound(index: CacheIndex, pulled: string | undefined): Promise<void> {
+    const max = this.opts.maxReferences;
+    if (max === undefined) return;
+    const over = index.allRefs().length - max;
+    if (over <= 0) return;
+    const doomed = index
+      .allRefs()
+      .filter((r) => r.reference !== pulled)
+      .sort((a, b) => a.lastUsedAt.localeCompare(b.lastUsedAt))
+      .slice(0, over);
+    for (const ref of doomed) await index.removeRef(ref.reference);
+    if (doomed.length === 0) return;
+    this.opts.logger?.info({ images: doomed.map((r) => r.reference), maxReferences: max }, 'least recently used image references forgotten (more than SBX_IMAGE_CACHE_REFERENCES)');
+    this.opts.onEvicted?.('references', doomed.length);
   }
 
   /**

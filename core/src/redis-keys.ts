@@ -11,6 +11,7 @@
  * | <p>:tenant:<t>:jobs                 | zset   | job ids by creation ms; expired ones swept (tenant-index-sweeper.ts); TTL past its newest record's longest life (indexJob-1.lua) |
  * | <p>:tenant:<t>:idem:<sha256(key)>   | string | job id (`=<id>` once written); 24 h        |
  * | <p>:{tenant:<t>}:active             | zset   | ids of its queued/running jobs → priority  |
+ * | <p>:tenants:active                  | zset   | tenants whose :active set may hold jobs → ms of their latest admission or queue-audit sighting; older than the set's TTL dropped |
  * | <p>:{tenant:<t>}:rate               | hash   | submission token bucket (tokens, ts)       |
  * | <p>:{tenant:<t>}:requests           | hash   | request token bucket shared by the API processes (tokens, ts) |
  * | <p>:{tenant:<t>}:images             | zset   | canonical images its jobs used → last ms   |
@@ -26,6 +27,7 @@
  * | <p>:{workers}:handoffs              | zset   | "<worker> <job>" handed to a host queue → deadline ms |
  * | <p>:{workers}:handoffs-by-host      | zset   | the same members, score 0: counted per host by ZLEXCOUNT |
  * | <p>:{workers}:queue-audit           | string | the worker whose turn it is to look for queued jobs on no queue; TTL = the turn |
+ * | <p>:{workers}:queue-audit-scan      | string | the worker whose audit walked the whole keyspace for :active sets last; TTL 1 h |
  *
  * The fleet's keys share the hash tag `{workers}` so listing them is one pipeline in one slot; a
  * tenant's quota keys share `{tenant:<t>}` so one Lua script admits a job (core/src/tenant-quota.ts).
@@ -67,6 +69,15 @@ export class RedisKeys {
   /** Per-tenant quota state; tenant names are [a-z0-9_-], so they cannot break the hash tag. */
   tenantActive(tenant: string): string {
     return `${this.prefix}:{tenant:${tenant}}:active`;
+  }
+  /** Tenants whose active set may hold jobs → ms (api: admission; worker/src/queue-audit.ts walks them). */
+  activeTenants(): string {
+    return `${this.prefix}:tenants:active`;
+  }
+  /** The tenant whose tenantActive() key `key` is; null for any other key. */
+  tenantOfActive(key: string): string | null {
+    const head = `${this.prefix}:{tenant:`;
+    return key.startsWith(head) && key.endsWith('}:active') ? key.slice(head.length, -'}:active'.length) : null;
   }
   tenantRate(tenant: string): string {
     return `${this.prefix}:{tenant:${tenant}}:rate`;
@@ -121,6 +132,10 @@ export class RedisKeys {
   /** Which worker audits the queue now (worker/src/queue-audit.ts): its id, with the turn's TTL. */
   queueAuditTurn(): string {
     return `${this.prefix}:{workers}:queue-audit`;
+  }
+  /** Which worker's queue audit walked the whole keyspace last (worker/src/queue-audit.ts): its id, for an hour. */
+  queueAuditScanTurn(): string {
+    return `${this.prefix}:{workers}:queue-audit-scan`;
   }
   handoffs(): string {
     return `${this.prefix}:{workers}:handoffs`;

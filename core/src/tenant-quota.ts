@@ -6,6 +6,7 @@
  * The set also gives each job its queue priority: 1 + the tenant's active jobs, so a tenant with a
  * backlog cannot starve one without (BullMQ takes the lowest priority first, FIFO among equals).
  */
+import { sendTogether } from './redis-together.ts';
 import { defineScripts, luaScript } from './redis-scripts.ts';
 import type { Config, LimitName, LimitsPolicy, TenantQuota } from './config.ts';
 import { RateLimitedError } from './errors.ts';
@@ -73,13 +74,21 @@ export class TenantQuotas {
     await this.redis.zrem(this.keys.tenantActive(tenant), jobId);
   }
 
-  private run(tenant: string, jobId: string, quota: TenantQuota | null, recordBytes: number): Promise<AdmitResult> {
+  /**
+   * The admission script, with the tenant listed among those whose active set may hold jobs (sent
+   * first, in the same write: the queue audit walks that list instead of the keyspace).
+   */
+  private async run(tenant: string, jobId: string, quota: TenantQuota | null, recordBytes: number): Promise<AdmitResult> {
     const { hour, msLeft } = storageHour();
-    return this.scripted.sbxAdmitJob(
-      this.keys.tenantActive(tenant), this.keys.tenantRate(tenant), this.keys.tenantStored(tenant, hour),
-      jobId, quota?.submitsPerSecond ?? 0, quota?.submitBurst ?? 1, quota?.activeJobs ?? 0,
-      this.opts.activeTtlSeconds, MAX_PRIORITY, quota?.storedBytesPerHour ?? 0, msLeft, recordBytes,
-    );
+    const [, result] = await Promise.all(sendTogether(this.redis, () => [
+      this.redis.zadd(this.keys.activeTenants(), Date.now(), tenant),
+      this.scripted.sbxAdmitJob(
+        this.keys.tenantActive(tenant), this.keys.tenantRate(tenant), this.keys.tenantStored(tenant, hour),
+        jobId, quota?.submitsPerSecond ?? 0, quota?.submitBurst ?? 1, quota?.activeJobs ?? 0,
+        this.opts.activeTtlSeconds, MAX_PRIORITY, quota?.storedBytesPerHour ?? 0, msLeft, recordBytes,
+      ),
+    ] as const));
+    return result;
   }
 
   /**

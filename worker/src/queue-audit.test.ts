@@ -19,6 +19,7 @@ import { startRedisCluster } from '../../test/harness/redis-cluster.ts';
 import type { Env } from '../../core/src/config.ts';
 import { connectRedis, type RedisClient } from '../../core/src/redis.ts';
 import { QueueAudit } from './queue-audit.ts';
+import { TenantQuotas } from '../../core/src/tenant-quota.ts';
 
 const redis = useRedis();
 const GRACE_MS = 60_000;
@@ -184,6 +185,43 @@ test('members of an active set whose job ended or whose record is gone leave it;
     await audit.pass();
     const left = await client.zrange(keys.tenantActive('t'), 0, -1);
     assert.deepEqual(left.sort(), [queued, running, young].sort(), `before: ${ended} and ${expired} stayed, raising the tenant's next priorities`);
+  } finally {
+    await queue.close();
+  }
+});
+
+test('a pass walks the tenants admission listed, not the keyspace: one walk of it an hour fleet-wide, for tenants no admission listed', async () => {
+  const keys = new RedisKeys('audit6');
+  const client = redis.client;
+  const store = new JobStore(client, keys, 3600);
+  const queue = new JobQueue(client, keys);
+  const quotas = new TenantQuotas(client, keys, { activeTtlSeconds: LIVES.activeTtlSeconds });
+  const scans = async () => Number(/cmdstat_scan:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+  const audit = (workerId: string) => new QueueAudit({ redis: client, keys, queue, workerId, everyMs: 1, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
+  const lostJob = async (tenant: string, admitted: boolean) => {
+    const id = newJobId(Date.now() - 2 * GRACE_MS);
+    assert.ok(await store.create(spec(id, tenant), newJobDocument(spec(id, tenant))));
+    if (admitted) await quotas.admit(tenant, id, null);
+    else await client.zadd(keys.tenantActive(tenant), 1, id); // as an API of an older version leaves it: not listed
+    return id;
+  };
+  try {
+    // Other keys in the keyspace: job records, as every tenant's jobs leave them for a day.
+    for (let i = 0; i < 20_000; i += 2000) {
+      const pipe = client.pipeline();
+      for (let j = i; j < i + 2000; j++) pipe.set(`audit6:{job:j_${j}}:state`, 'x');
+      await pipe.exec();
+    }
+    const unlisted = await lostJob('old-api', false);
+    assert.equal(await audit('a').pass(), 1, 'the first pass walks the keyspace and finds the unlisted tenant\'s lost job');
+    assert.ok(await queue.queue.getJob(unlisted));
+    const lost = [await lostJob('team-a', true), await lostJob('team-b', true), await lostJob('old-api', false)];
+    await new Promise((r) => setTimeout(r, 5)); // the turn (everyMs 1) has lapsed
+    const before = await scans();
+    assert.equal(await audit('b').pass(), 3, 'admitted tenants, and the one the walk found, are audited');
+    const walked = (await scans()) - before;
+    assert.equal(walked, 0, `a pass within the hour scanned the keyspace (${walked} SCAN calls for ${await client.dbsize()} keys)`);
+    for (const id of lost) assert.ok(await queue.queue.getJob(id), `${id} on the shared queue`);
   } finally {
     await queue.close();
   }

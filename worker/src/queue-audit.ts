@@ -36,6 +36,12 @@ interface ScriptedClient {
 const ACTIVE = new Set(['queued', 'pulling', 'running']);
 /** A queued job's record is renewed once less than this (plus two audit intervals) is left. */
 const LEAST_LIFE_MS = 3_600_000;
+/**
+ * How often one pass of the fleet also walks the whole keyspace for active sets (SCAN), beside the
+ * tenants' list (RedisKeys.activeTenants) that admission keeps: for the sets of tenants that only an
+ * API of an older version admitted (it does not list them), and for a list Redis lost.
+ */
+const KEYSPACE_WALK_MS = 3_600_000;
 
 export interface QueueAuditOptions {
   redis: RedisClient;
@@ -69,7 +75,7 @@ export class QueueAudit {
     if ((await redis.set(keys.queueAuditTurn(), this.o.workerId, 'PX', this.o.everyMs, 'NX')) !== 'OK') return null;
     const hosts = await redis.zrange(keys.workers(), 0, -1);
     let requeued = 0;
-    for (const activeKey of await this.activeSets()) {
+    for (const [tenant, activeKey] of await this.activeSets(now)) {
       let cursor = '0';
       let holdsJobs = false;
       do {
@@ -93,13 +99,36 @@ export class QueueAudit {
         }
       } while (cursor !== '0');
       // The set lives while it holds jobs, also when its tenant stopped submitting (each admission renews it).
-      if (holdsJobs) await redis.expire(activeKey, this.o.activeTtlSeconds, 'GT');
+      if (holdsJobs) await Promise.all([redis.expire(activeKey, this.o.activeTtlSeconds, 'GT'), redis.zadd(keys.activeTenants(), 'GT', now, tenant)]);
     }
     return requeued;
   }
 
-  /** Every tenant's set of queued and running jobs (one SCAN of the keyspace; of each master's, on a Cluster). */
-  private async activeSets(): Promise<string[]> {
+  /**
+   * Every tenant's set of queued and running jobs, as [tenant, key]: those of the tenants' list, less
+   * the entries older than an active set's life (their sets have expired), and once every
+   * KEYSPACE_WALK_MS fleet-wide those a walk of the keyspace finds (listed from then on). Before,
+   * every pass walked the keyspace: every key of every tenant's records (two a job, kept
+   * SBX_JOB_TTL_SECONDS) was read every SBX_QUEUE_AUDIT_MS, 546 ms of Redis CPU a pass for 1M keys,
+   * so a small job cost the audit some 3 ms of Redis CPU over a day's life, several times its own run.
+   */
+  private async activeSets(now: number): Promise<Array<[string, string]>> {
+    const { redis, keys, workerId } = this.o;
+    await redis.zremrangebyscore(keys.activeTenants(), '-inf', now - this.o.activeTtlSeconds * 1000);
+    const tenants = new Set(await redis.zrange(keys.activeTenants(), 0, -1));
+    if ((await redis.set(keys.queueAuditScanTurn(), workerId, 'PX', KEYSPACE_WALK_MS, 'NX')) === 'OK') {
+      for (const key of await this.walkKeyspace()) {
+        const tenant = keys.tenantOfActive(key);
+        if (tenant === null || tenants.has(tenant)) continue;
+        tenants.add(tenant);
+        await redis.zadd(keys.activeTenants(), 'NX', now, tenant);
+      }
+    }
+    return [...tenants].map((t) => [t, keys.tenantActive(t)]);
+  }
+
+  /** Every tenant's active set the keyspace holds (one SCAN of it; of each master's, on a Cluster). */
+  private async walkKeyspace(): Promise<string[]> {
     const found = new Set<string>();
     const servers = this.o.redis instanceof Cluster ? this.o.redis.nodes('master') : [this.o.redis];
     for (const server of servers) {

@@ -22,6 +22,8 @@ const HELD: Record<PlaceKind, { what: string; then: string }> = {
 
 export class TenantPlaces {
   private readonly open = new Map<string, number>();
+  /** MiB of whole answers each tenant's requests hold (takePages), counted apart from the places. */
+  private readonly pages = new Map<string, number>();
 
   constructor(private readonly kind: PlaceKind) {}
 
@@ -36,19 +38,41 @@ export class TenantPlaces {
       const { what, then } = HELD[this.kind];
       throw new RateLimitedError(`tenant ${tenant} already has ${held} ${what} on this API server, its quota (${this.kind}: ${limit}); ${then}`, 1);
     }
-    this.open.set(tenant, held + 1);
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      const left = (this.open.get(tenant) ?? 1) - 1;
-      if (left > 0) this.open.set(tenant, left);
-      else this.open.delete(tenant);
-    };
+    return counted(this.open, tenant, 1);
   }
 
-  /** How many `tenant` holds open now. */
+  /**
+   * `pages` MiB of one whole answer for `tenant` (an answer read and held whole, which its client
+   * may leave unread), bounded by the same quota field as its places, one MiB a place, at most the
+   * whole quota for one answer, and counted apart from the places (requests arriving together each
+   * hold a place: counted with them, each would be refused the rest). RateLimitedError past it.
+   * Returns the release, which may be called more than once.
+   */
+  takePages(tenant: string, quota: TenantQuota | null, pages: number): () => void {
+    const limit = quota?.[this.kind] ?? null;
+    const want = limit === null ? pages : Math.min(pages, limit);
+    const held = this.pages.get(tenant) ?? 0;
+    if (limit !== null && held + want > limit) {
+      throw new RateLimitedError(`tenant ${tenant} already holds ${held} MiB of whole answers (output files) on this API server, each MiB counted as one of its quota (${this.kind}: ${limit}); let one finish first`, 1);
+    }
+    return counted(this.pages, tenant, want);
+  }
+
+  /** How many `tenant` holds open now (places; whole answers' MiB apart). */
   held(tenant: string): number {
     return this.open.get(tenant) ?? 0;
   }
+}
+
+/** `n` more for `tenant` in `counts`; returns their release (once, however often called). */
+function counted(counts: Map<string, number>, tenant: string, n: number): () => void {
+  counts.set(tenant, (counts.get(tenant) ?? 0) + n);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const left = (counts.get(tenant) ?? n) - n;
+    if (left > 0) counts.set(tenant, left);
+    else counts.delete(tenant);
+  };
 }

@@ -236,6 +236,16 @@ export class JobStore {
     return (await this.scripted.sbxSetJobField(this.keys.jobState(id), 'files', json)) === 1;
   }
 
+  /** The size in characters of what recordOutputFiles recorded (HSTRLEN: nothing read; 0: none). */
+  async outputFilesChars(id: string): Promise<number> {
+    return this.redis.hstrlen(this.keys.jobState(id), 'files');
+  }
+
+  /** The files recorded by recordOutputFiles as stored, their JSON array (none: null), not parsed. */
+  async outputFilesJson(id: string): Promise<string | null> {
+    return this.redis.hget(this.keys.jobState(id), 'files');
+  }
+
   /** The files recorded by recordOutputFiles (none: an empty list). */
   async outputFiles(id: string): Promise<StoredOutputFile[]> {
     const raw = await this.redis.hget(this.keys.jobState(id), 'files');

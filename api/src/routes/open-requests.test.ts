@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 import { RedisKeys } from '../../../core/src/redis-keys.ts';
+import { JobStore } from '../../../core/src/job-store.ts';
+import { createHash } from 'node:crypto';
 import { useApiProcess } from '../../../test/harness/api-process.ts';
 import { finishedJob, openIdleReaders, outputOf, rssMiB } from '../../../test/harness/idle-readers.ts';
 
@@ -84,4 +86,28 @@ test('1,500 clients of one tenant asking for a 16 MiB output and never reading: 
   } finally {
     readers.close();
   }
+});
+
+test('a job\'s 16 MiB of output files (a whole answer of 21 MiB) count a place per MiB: 60 clients not reading get one answer, the rest 429', async () => {
+  const doc = await finishedJob(stack, [{ type: 'stdout', data: 'hi\n' }], as(A));
+  const bytes = 16 * 2 ** 20;
+  const content = Buffer.alloc(bytes, 7).toString('base64');
+  const store = new JobStore(stack.redis.client(), new RedisKeys(), 3600);
+  assert.ok(await store.recordOutputFiles(doc.id, [{ path: 'out.bin', bytes, keptBytes: bytes, truncated: false, sha256: createHash('sha256').update(Buffer.alloc(bytes, 7)).digest('hex'), content }]));
+  const readers = await openIdleReaders(stack.api, Array(60).fill(`/v1/jobs/${doc.id}/files`), `Authorization: Bearer ${A}\r\n`);
+  try {
+    await readers.answered(60);
+    assert.deepEqual(readers.statuses(), { 200: 1, 429: 59 }, 'answers held unread at once');
+    assert.equal((await get('/v1/jobs', B)).status, 200, 'another tenant is answered');
+  } finally {
+    readers.close();
+  }
+  // Once the unread one is gone, the files come whole and exact to a client that reads.
+  let res: Response | null = null;
+  for (const until = Date.now() + 5000; Date.now() < until; await new Promise((r) => setTimeout(r, 50))) if ((res = await get(`/v1/jobs/${doc.id}/files`, A)).status !== 429) break;
+  assert.equal(res?.status, 200);
+  const body = (await res!.json()) as { status: string; items: Array<{ path: string; content: string }> };
+  assert.equal(body.status, 'succeeded');
+  assert.deepEqual(body.items.map((f) => [f.path, f.content.length]), [['out.bin', content.length]]);
+  assert.equal(body.items[0]!.content, content);
 });

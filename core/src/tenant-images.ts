@@ -60,12 +60,12 @@ export class TenantImages {
     }
   }
 
-  /** Which of `rows` (image, digest) the tenant's jobs acquired within the TTL, as tenantImageMember() keys. */
-  async used(tenant: string, rows: ReadonlyArray<{ image: string; digest: string }>): Promise<Set<string>> {
-    const members = [...new Set(rows.map((r) => tenantImageMember(r.image, r.digest)))];
-    if (members.length === 0) return new Set();
-    const scores = await this.redis.zmscore(this.keys.tenantImages(tenant), ...members);
-    const since = Date.now() - this.ttlSeconds * 1000;
-    return new Set(members.filter((_, i) => scores[i] !== null && Number(scores[i]) >= since));
+  /**
+   * The images (tenantImageMember() keys) the tenant's jobs acquired within the TTL: its own set, at
+   * most 10,000 (noteTenantImage-1.lua). Before, the fleet's images were looked up in it, one ZMSCORE
+   * member each: a tenant's GET /v1/images cost as much as the fleet's caches were large.
+   */
+  async used(tenant: string): Promise<Set<string>> {
+    return new Set(await this.redis.zrangebyscore(this.keys.tenantImages(tenant), Date.now() - this.ttlSeconds * 1000, '+inf'));
   }
 }

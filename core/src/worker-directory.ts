@@ -57,6 +57,8 @@ interface ScriptedClient {
 
 export class WorkerDirectory {
   private readonly scripted: ScriptedClient;
+  /** The list() under way for listShared(), if any. */
+  private reading: Promise<WorkerInfo[]> | null = null;
 
   constructor(
     private readonly redis: RedisClient,
@@ -111,6 +113,21 @@ export class WorkerDirectory {
     });
     for (const id of dead) await this.forgetIfDead(id);
     return live;
+  }
+
+  /**
+   * list(), shared by every caller that asks while one is being read: at most one read of the fleet
+   * at a time in this process, whatever the number of requests (a caller may get a read that started
+   * just before it asked; heartbeats are SBX_HEARTBEAT_MS apart anyway). Each worker's info lists
+   * every image its cache holds (up to SBX_IMAGE_CACHE_REFERENCES), and GET /v1/images read them all per request: 50
+   * requests at once of a tenant, against 10 workers of 1,000 images, made Redis send 97.8 MiB and
+   * took the API 2.3 s of CPU. The answer is shared: callers must not change it.
+   */
+  listShared(): Promise<readonly WorkerInfo[]> {
+    this.reading ??= this.list().finally(() => {
+      this.reading = null;
+    });
+    return this.reading;
   }
 
   async addRunning(workerId: string, jobId: string): Promise<void> {

@@ -40,21 +40,20 @@ export const imagesEvictRoute = createRoute({
 export function registerImages(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   const tenantImages = new TenantImages(deps.redis, deps.keys, deps.config.env.SBX_JOB_TTL_SECONDS);
   app.openapi(imagesListRoute, async (c) => {
+    // A tenant's own images first (its set), so that only those of the fleet's are gathered.
+    const used = c.get('role') === 'admin' ? null : await tenantImages.used(c.get('tenant'));
     const byDigest = new Map<string, { image: string; digest: string; sizeBytes: number; workers: string[]; lastUsedAt: string }>();
-    for (const w of await deps.workers.list()) {
+    for (const w of used?.size === 0 ? [] : await deps.workers.listShared()) {
       for (const img of w.images) {
-        const key = `${img.image}@${img.digest}`;
+        const key = tenantImageMember(img.image, img.digest);
+        if (used && !used.has(key)) continue;
         const row = byDigest.get(key) ?? { image: img.image, digest: img.digest, sizeBytes: img.sizeBytes, workers: [], lastUsedAt: img.lastUsedAt };
         row.workers.push(w.id);
         if (img.lastUsedAt > row.lastUsedAt) row.lastUsedAt = img.lastUsedAt;
         byDigest.set(key, row);
       }
     }
-    let items = [...byDigest.values()];
-    if (c.get('role') !== 'admin') {
-      const used = await tenantImages.used(c.get('tenant'), items);
-      items = items.filter((i) => used.has(tenantImageMember(i.image, i.digest)));
-    }
+    const items = [...byDigest.values()];
     return c.json({ items: items.sort((a, b) => b.lastUsedAt.localeCompare(a.lastUsedAt)) }, 200);
   });
 

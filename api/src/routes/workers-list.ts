@@ -18,7 +18,7 @@ export const workersListRoute = createRoute({
 /** GET /v1/workers — live workers, their capacity and the ids of the jobs they run: admin keys only. */
 export function registerWorkersList(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
   app.openapi(workersListRoute, async (c) => {
-    const workers = await deps.workers.list();
+    const workers = await deps.workers.listShared();
     return c.json({
       items: workers.map((w) => ({
         id: w.id, host: w.host, pid: w.pid, slots: { total: w.slotsTotal, free: w.slotsFree }, runningJobs: w.runningJobs,

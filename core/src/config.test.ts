@@ -199,6 +199,9 @@ test('jobs\' egress: on by default, ports 80 and 443, 64 connections; SBX_JOB_EG
   assert.equal(env.SBX_JOB_EGRESS_BYTES, 2 ** 30);
   assert.equal(loadConfig({ SBX_JOB_EGRESS_BYTES: '0' }).env.SBX_JOB_EGRESS_BYTES, 0);
   assert.match(problemsOf({ SBX_JOB_EGRESS_BYTES: '-1' }), /SBX_JOB_EGRESS_BYTES/);
+  assert.equal(env.SBX_JOB_EGRESS_REFUSALS, 1000);
+  assert.equal(loadConfig({ SBX_JOB_EGRESS_REFUSALS: '0' }).env.SBX_JOB_EGRESS_REFUSALS, 0);
+  assert.match(problemsOf({ SBX_JOB_EGRESS_REFUSALS: 'many' }), /SBX_JOB_EGRESS_REFUSALS="many": must be a number/);
   const custom = loadConfig({ SBX_JOB_EGRESS: 'false', SBX_JOB_EGRESS_PORTS: ' 443, 8000-8999 ', SBX_JOB_EGRESS_ALLOW: '10.0.0.5:8080' }).env;
   assert.equal(custom.SBX_JOB_EGRESS, false);
   assert.deepEqual([443, 8000, 8999, 9000, 80].map((p) => custom.SBX_JOB_EGRESS_PORTS.has(p)), [true, true, true, false, false]);

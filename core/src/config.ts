@@ -282,6 +282,10 @@ export const envSchema = z.object({
   // Bytes one job may move through its proxy, both ways together; past it its connections are cut
   // and new ones refused (egress.limitReached). 0: no limit.
   SBX_JOB_EGRESS_BYTES: int(0).default(GiB),
+  // Requests one job's proxy refuses (a destination or port not allowed, too many connections…)
+  // before it stops listening: each refusal costs the worker's event loop a connection and an
+  // answer, the job next to nothing. 0: no limit.
+  SBX_JOB_EGRESS_REFUSALS: int(0).default(1000),
   // Image cache disk budget (LRU, never evicting what a running job uses); unset = unbounded.
   // Only for one worker process per SBX_STATE_DIR.
   SBX_IMAGE_CACHE_BYTES: int(16 * MiB).optional(),

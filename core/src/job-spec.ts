@@ -362,6 +362,7 @@ export const EgressUsage = z.object({
   bytesReceived: z.number().int().describe('Bytes the destinations sent back: everything through a CONNECT tunnel, the bodies of plain-HTTP answers (not their headers).'),
   refusals: z.array(z.object({ host: z.string(), port: z.number().int().nullable(), reason: z.string() }))
     .describe('The first refusals (at most 20): what the job asked for and why it was refused.'),
+  refusalsLimitReached: z.boolean().optional().describe('True when the proxy refused more than the server\'s SBX_JOB_EGRESS_REFUSALS requests of the job: it stopped listening, its connections were cut, and later ones were refused by the job\'s own network namespace (connection refused).'),
   limitReached: z.boolean().optional().describe('True when the job moved more than the server\'s SBX_JOB_EGRESS_BYTES through its proxy: its connections were cut there and new ones refused.'),
 });
 export type EgressUsage = z.infer<typeof EgressUsage>;

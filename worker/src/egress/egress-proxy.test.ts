@@ -237,6 +237,23 @@ describe('egress proxy budget', () => {
   });
 });
 
+describe('egress proxy refusals', () => {
+  it('past maxRefusals refused requests the proxy stops listening: later connections are refused by the kernel, not answered by the worker', async () => {
+    const rules = new JobEgressRules({ allow: egressAllowList(''), ports: parsePortSet('*')!, maxConnections: 64, maxRefusals: 5 });
+    const p = await startEgressProxy({ host: '127.0.0.1', port: 0 }, rules, { jobId: 'j5', logger });
+    const port = p.address().port;
+    const outcomes: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const got = await exchange(port, 'GET http://10.0.0.1/ HTTP/1.1\r\nHost: 10.0.0.1\r\n\r\n').then((r) => String(statusOf(r.reply)), (e: NodeJS.ErrnoException) => e.code ?? e.message);
+      outcomes.push(got);
+    }
+    const usage = await p.close();
+    assert.deepEqual(outcomes, [...Array(6).fill('403'), ...Array(14).fill('ECONNREFUSED')], `what 20 refused requests got: ${outcomes.join(' ')}`);
+    assert.equal(usage.refused, 6);
+    assert.equal(usage.refusalsLimitReached, true);
+  });
+});
+
 /** A DNS server on loopback answering A queries from `names` (AAAA and other names: no records). */
 async function dnsServer(names: Record<string, string>): Promise<{ port: number; close: () => void }> {
   const { createSocket } = await import('node:dgram');

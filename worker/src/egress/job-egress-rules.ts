@@ -26,6 +26,8 @@ export interface JobEgressConfig {
   maxConnections: number;
   /** SBX_JOB_EGRESS_BYTES: bytes one job may move through its proxy, both ways together (null: no limit). */
   maxBytes?: number | null;
+  /** SBX_JOB_EGRESS_REFUSALS: requests one job's proxy refuses before it stops listening (null: no limit). */
+  maxRefusals?: number | null;
   /** The worker host's own addresses (default: its interfaces' addresses, read at most every 5 s). */
   ownAddresses?: OwnAddresses;
 }

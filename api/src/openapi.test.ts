@@ -143,3 +143,27 @@ describe('/openapi.json', () => {
     }
   });
 });
+
+test('the document is made once per process, not per request: /openapi.json and /docs are answered without a key, outside every request rate', async () => {
+  const fresh = createTestApp(redis, { SBX_API_KEYS: 'tenantkey-0000000001:team-a' });
+  try {
+    // Counted where it is made (20 ms of the API's CPU each, measured; counted here, not timed).
+    let made = 0;
+    const make = fresh.app.getOpenAPI31Document.bind(fresh.app);
+    fresh.app.getOpenAPI31Document = ((...args: Parameters<typeof make>) => (made++, make(...args))) as typeof make;
+    const texts = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      for (const path of ['/openapi.json', '/docs']) {
+        const res = await fresh.app.request(path);
+        assert.equal(res.status, 200, path);
+        if (path === '/openapi.json') texts.add(await res.text());
+        else await res.text();
+      }
+    }
+    assert.ok(made <= 1, `40 requests made the document ${made} times`);
+    assert.equal(texts.size, 1);
+    assert.deepEqual(Object.keys((JSON.parse([...texts][0]!) as Spec).paths).sort(), Object.keys(spec.paths).sort(), 'the same routes');
+  } finally {
+    await fresh.close();
+  }
+});

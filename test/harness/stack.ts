@@ -17,6 +17,7 @@ import { startRedis, waitUntil } from './redis.ts';
 import { startRedisCluster } from './redis-cluster.ts';
 import { startRedisSentinel } from './redis-sentinel.ts';
 import { diesWithParent } from './dies-with-parent.ts';
+import { HOST_SLOWDOWN } from './slow-host.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 
@@ -103,7 +104,7 @@ export async function startStack(opts: { env?: Record<string, string>; workerEnv
         const res = await fetch(`${apiUrl}/v1/workers`, { headers: opts.adminKey ? { authorization: `Bearer ${opts.adminKey}` } : {} }).catch(() => null);
         const body = res?.ok ? ((await res.json()) as { items: Array<{ id: string; pid: number }> }) : { items: [] };
         return body.items.some((x) => x.id === (extraEnv.SBX_WORKER_ID ?? id) && x.pid === w.child.pid);
-      }, 30_000, `worker ${id} to register`);
+      }, 30_000 * HOST_SLOWDOWN, `worker ${id} to register`);
       return w;
     },
     async stop() {
@@ -163,7 +164,7 @@ export async function startApi(name: string, env: Record<string, string>, dist?:
         }
         if (!listensOn(p.child.pid, port)) return false;
         return (await fetch(`${url}/readyz`).catch(() => null))?.ok ?? false;
-      }, 30_000, `the API ${name} to be ready`);
+      }, 30_000 * HOST_SLOWDOWN, `the API ${name} to be ready`);
     } catch (e) {
       await p.kill('SIGKILL');
       throw e;

@@ -5,11 +5,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomInt } from 'node:crypto';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { SbxClient } from '../harness/api-client.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
+import { cgroupChildren, hierarchies } from '../../worker/src/cgroup-parent.ts';
 
 let stack: Stack;
 let api: SbxClient;
@@ -36,6 +38,11 @@ function jobProcesses(marker: string): string[] {
   }
 }
 
+/** A worker's subtree (its cgroup name) in every v1 hierarchy, or the one v2 tree (/sys/fs/cgroup/memory/… alone was v1's, and on v2 was never there: the checks passed unchecked). */
+function workerSubtrees(name: string): string[] {
+  return hierarchies().map((h) => join(h, stack.env.SBX_CGROUP_PARENT!, name));
+}
+
 async function startRunningJob(marker: string): Promise<string> {
   const sub = await api.submit({ image: stack.images.busybox, command: ['sh', '-c', `echo up; exec sleep ${marker}`] });
   await api.events(sub.body.id, { until: (e) => e.event === 'stdout' });
@@ -56,8 +63,9 @@ test('a SIGKILLed worker: its job processes die, the restarted worker finishes t
   const doc = (await api.get(id)).body;
   assert.equal(doc.status, 'error', restarted.log());
   assert.equal(doc.error!.code, 'worker_lost');
-  const parent = `/sys/fs/cgroup/memory/${stack.env.SBX_CGROUP_PARENT}/crashy_1`;
-  if (existsSync(parent)) assert.deepEqual(readdirSync(parent, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name), []);
+  // No group of the crashed worker's (its jobs', its pooled setups') is left, in any v1 hierarchy or the v2 tree: only the restarted one's own idle setups.
+  const ownPools = new RegExp(`^pool-${restarted.child.pid}-\\d+$`);
+  for (const dir of workerSubtrees('crashy_1')) assert.deepEqual(cgroupChildren(dir).filter((c) => !ownPools.test(c)), [], dir);
   // And the restarted worker runs jobs again.
   const next = await api.submit({ image: stack.images.busybox, command: ['echo', 'back'] }, { wait: true });
   assert.equal(next.body.status, 'succeeded');
@@ -80,11 +88,11 @@ test('a worker stopped with SIGTERM exits cleanly and leaves no cgroup of its ow
   const res = await api.submit({ image: stack.images.busybox, command: ['echo', 'ok'] }, { wait: true });
   assert.equal(res.body.status, 'succeeded');
   assert.equal(res.body.worker, 'tidy/1');
-  const dir = `/sys/fs/cgroup/memory/${stack.env.SBX_CGROUP_PARENT}/tidy_1`;
-  assert.ok(existsSync(dir), 'the worker used its own cgroup subtree');
+  const dirs = workerSubtrees('tidy_1');
+  assert.ok(dirs.some((d) => existsSync(d)), 'the worker used its own cgroup subtree');
   await worker.kill('SIGTERM');
   assert.equal(worker.child.exitCode, 0);
-  assert.equal(existsSync(dir), false);
+  assert.deepEqual(dirs.filter((d) => existsSync(d)), []);
   const workers = (await api.request<{ items: Array<{ id: string }> }>('GET', '/v1/workers')).body.items;
   assert.ok(!workers.some((w) => w.id === 'tidy/1'), 'it left the worker list');
 });

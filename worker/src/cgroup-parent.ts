@@ -3,7 +3,7 @@
  * clean shutdown the worker removes it, and the shared parent too once no other worker uses it.
  * rmdir only ever removes an empty cgroup, so this can never disturb another worker's jobs.
  */
-import { readdirSync, realpathSync, rmdirSync, type Dirent } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync, rmdirSync, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
@@ -74,4 +74,41 @@ export function removeCgroupDir(dir: string): boolean {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') ok = false; // busy: a process in it
   }
   return ok;
+}
+
+/**
+ * cgroup v2 lets a group other than the root hand its controllers (memory, pids, cpu) to groups
+ * below it only while it holds no process itself ("no internal processes", cgroup-v2.rst): the
+ * launcher enables them in every group from the mount's top down to <SBX_CGROUP_PARENT>/<worker>,
+ * so one such group with a process in it makes every job's group fail: typically the worker's own,
+ * SBX_CGROUP_PARENT set to its systemd unit's group, or a container's private cgroup namespace,
+ * whose top (/sys/fs/cgroup there) is the container's group. One line per such group that exists
+ * (from the top), naming the processes; none on v1, which has no such rule. `root`: where the
+ * cgroup filesystem is mounted.
+ */
+export function v2ParentProblems(relPath: string, root = CGROUP_ROOT): string[] {
+  if (hierarchies(root)[0] !== root) return []; // v1 (or nothing mounted)
+  const parts = relPath.split('/').filter(Boolean);
+  // The top is the kernel's root group (exempt) unless it shows cgroup.type, which the root has not.
+  const groups = existsSync(join(root, 'cgroup.type')) ? [''] : [];
+  for (let depth = 1; depth <= parts.length; depth++) groups.push(parts.slice(0, depth).join('/'));
+  const problems: string[] = [];
+  for (const group of groups) {
+    const pids = processesIn(join(root, group));
+    if (!pids.length) continue;
+    const own = pids.includes(process.pid) ? ', this worker among them' : '';
+    const shown = pids.slice(0, 5).join(' ') + (pids.length > 5 ? ` … (${pids.length})` : '');
+    const name = group ? `the cgroup ${group}` : `the top of ${root}, not the host's root group (a private cgroup namespace: a container's group),`;
+    problems.push(`${name} holds processes (pid ${shown}${own}), and cgroup v2 gives no memory, pids or cpu limits below a group that holds processes: every job would fail to start. ${group ? 'Set SBX_CGROUP_PARENT to a group that holds none (the default `sbx`, or with systemd\'s Delegate=yes a group below the unit\'s, the worker itself in another one)' : 'Run the worker in the host\'s cgroup namespace (Docker: cgroup: host / --cgroupns=host)'}`);
+  }
+  return problems;
+}
+
+/** The pids in the group `dir` (none if it does not exist). */
+function processesIn(dir: string): number[] {
+  try {
+    return readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }

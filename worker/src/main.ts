@@ -15,7 +15,7 @@ import { connectRedis } from '../../core/src/redis.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-directory.ts';
 import { closePool, probeHost, protectSelf, sweep, type LaunchOptions } from '../../native/index.ts';
-import { removeEmptyCgroupPath } from './cgroup-parent.ts';
+import { removeEmptyCgroupPath, v2ParentProblems } from './cgroup-parent.ts';
 import { processAlive } from './process-alive.ts';
 import { listenForControl } from '../../core/src/control-messages.ts';
 import { ImageStore } from './images/image-store.ts';
@@ -64,6 +64,13 @@ async function main(): Promise<void> {
     logger.fatal({ missing: host.missing, cgroup: host.cgroup }, 'this host cannot run jobs');
     process.stderr.write(`sbx-worker: this host cannot run jobs:\n  - ${host.missing.join('\n  - ')}\n`);
     process.exit(3);
+  }
+  // cgroup v2: no job's group can have limits below a group that holds processes (the worker's own, typically).
+  const parentProblems = v2ParentProblems(cgroupParent);
+  if (parentProblems.length) {
+    logger.fatal({ cgroupParent, problems: parentProblems }, 'SBX_CGROUP_PARENT cannot hold the jobs\' cgroups');
+    process.stderr.write(`sbx-worker: SBX_CGROUP_PARENT=${JSON.stringify(env.SBX_CGROUP_PARENT)}: ${parentProblems.join('\n  ')}\n`);
+    process.exit(2);
   }
   // The state dir (image cache with setuid layers, launcher state) is reachable by root only.
   await exitOnConfigError(prepareStateDir(env.SBX_STATE_DIR, logger));

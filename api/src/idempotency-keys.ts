@@ -22,8 +22,8 @@ import type { AppDeps } from './deps.ts';
 
 /** How long a claim may go without its job before another submission with the key takes it over. */
 export const TAKEOVER_MS = 10_000;
-/** The longest pause between two looks at a claim whose job is not written yet. */
-const MAX_PAUSE_MS = 50;
+/** The longest pause between two looks at a claim whose job is not written yet (or at a job whose entry is not there yet: lost-submission.ts). */
+export const MAX_PAUSE_MS = 50;
 
 const SCRIPTS = {
   // The key → ARGV[2] (with its TTL) only if it still names ARGV[1]: a claim taken over once.

@@ -12,10 +12,7 @@ import type { TenantQuota } from '../../core/src/config.ts';
 import type { JobDocument } from '../../core/src/job-spec.ts';
 import type { TenantQuotas } from '../../core/src/tenant-quota.ts';
 import type { AppDeps } from './deps.ts';
-import { TAKEOVER_MS } from './idempotency-keys.ts';
-
-/** The longest pause between two looks at a record whose submission may still be on its way. */
-const MAX_PAUSE_MS = 50;
+import { MAX_PAUSE_MS, TAKEOVER_MS } from './idempotency-keys.ts';
 
 /**
  * Queue `doc` again if it is a first attempt still `queued` with no queue entry anywhere once its

@@ -109,10 +109,10 @@ test('metrics after a known set of jobs: by status and tenant, queue, pulls, cac
   assert.deepEqual(await Promise.all([`127.0.0.1:${port}`, `localhost:${port}`].map((h) => statusWithHost(workerMetricsUrl, h))), [200, 200]);
 
   const hooked = await run(['printf', '12345'], { callbackUrl: receiver.url('/hook') });
-  assert.equal(hooked.status, 'succeeded');
-  assert.equal((await run(['true'])).status, 'succeeded');
-  assert.equal((await run(['true'])).status, 'succeeded');
-  assert.equal((await run(['sh', '-c', 'exit 1'])).status, 'failed');
+  assert.equal(hooked.status, 'succeeded', JSON.stringify(hooked));
+  for (const plain of [await run(['true']), await run(['true'])]) assert.equal(plain.status, 'succeeded', JSON.stringify(plain));
+  const failed = await run(['sh', '-c', 'exit 1']);
+  assert.equal(failed.status, 'failed', JSON.stringify(failed));
   const oom = await run(['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=256M', 'count=1'], { limits: { memoryBytes: 32 * 1024 * 1024 } });
   assert.equal(oom.status, 'oom', JSON.stringify(oom));
   const bomb = await run(['sh', '-c', 'b() { b | b & }; b; sleep 1; exit 7'], { limits: { pids: 32, timeoutMs: 20_000 } });

@@ -116,7 +116,8 @@ describe('the Redis commands of a ?wait=true job', () => {
     const reads = worker.filter((c) => c.command === 'hmget' && c.args[0]?.endsWith(':state') && c.args.includes('spec'));
     assert.equal(reads.length, 1, `one read of the record: ${worker.map((c) => c.command).join(', ')}`);
     // placed here at submission (its image is cached here): taking it from this host's queue drops its hand-off entry
-    const handoff = worker.findIndex((c) => c.command === 'zrem' && c.args[0]?.endsWith(':handoffs'));
+    // (dropHandoff-2.lua: out of the deadline zset and the by-host index together, one EVALSHA)
+    const handoff = worker.findIndex((c) => c.command.startsWith('eval') && c.args[1] === '2' && c.args[2]?.endsWith(':handoffs') && c.args[3]?.endsWith(':handoffs-by-host'));
     assert.ok(handoff >= 0, `the hand-off entry removed: ${worker.map((c) => c.command).join(', ')}`);
     assert.ok(worker.indexOf(reads[0]!) < handoff, 'the record read goes out first, with the job just taken');
   });

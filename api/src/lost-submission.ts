@@ -39,7 +39,7 @@ export async function requeueLostSubmission(deps: AppDeps, quotas: TenantQuotas,
 async function strandedOnceSettled(deps: AppDeps, id: string, claimAgeMs: () => Promise<number>): Promise<boolean> {
   for (let pause = 1; ; pause = Math.min(pause * 2, MAX_PAUSE_MS)) {
     if (await deps.placement.isWaiting(id)) return false;
-    if ((await deps.redis.hget(deps.keys.jobState(id), 'status')) !== 'queued') return false;
+    if ((await deps.store.getStatuses([id]))[0] !== 'queued') return false;
     if ((await claimAgeMs()) >= TAKEOVER_MS) return true;
     await sleep(pause);
   }

@@ -246,12 +246,6 @@ export class JobStore {
     return this.redis.hget(this.keys.jobState(id), 'files');
   }
 
-  /** The files recorded by recordOutputFiles (none: an empty list). */
-  async outputFiles(id: string): Promise<StoredOutputFile[]> {
-    const raw = await this.redis.hget(this.keys.jobState(id), 'files');
-    return raw ? (JSON.parse(raw) as StoredOutputFile[]) : [];
-  }
-
   /** `listener` is told of each job this store finishes (metrics by status and tenant). */
   onFinished(listener: FinishListener): void {
     this.finishListeners.push(listener);

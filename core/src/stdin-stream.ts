@@ -115,17 +115,17 @@ export class StdinWriter {
   }
 }
 
-/**
- * The worker's side: reads a job's frames in order on a connection of its own (XREAD BLOCK holds
- * it), hands each to `apply` (awaited: a job that does not read its stdin holds the stream full,
- * which holds the writers), then deletes it.
- */
 /** A frame this version cannot read: a type a newer API writes, or a malformed payload (a resize not `<rows>x<cols>`). */
 export interface UnreadFrame {
   type: string;
   bytes: number;
 }
 
+/**
+ * The worker's side: reads a job's frames in order on a connection of its own (XREAD BLOCK holds
+ * it), hands each to `apply` (awaited: a job that does not read its stdin holds the stream full,
+ * which holds the writers), then deletes it. A frame it cannot read goes to `unread`, and is deleted.
+ */
 export class StdinReader {
   private stopped = false;
   private readonly conn: RedisClient;

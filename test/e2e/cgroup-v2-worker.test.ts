@@ -3,8 +3,9 @@
  * usage plausible), one over its memory limit (oom), one over its time (timeout), one cancelled,
  * each leaving no cgroup, process, mount or launcher file behind; and a worker SIGKILLed mid-job,
  * restarted under its id, that finishes the job worker_lost and removes what its predecessor left.
- * Written for cgroup v2 (`npm test` runs it in the cgroup v2 VM: infra/scripts/vm/), it runs as
- * well on a v1 host, where every other end-to-end test runs.
+ * Written for cgroup v2, it runs as well on a v1 host, where every other end-to-end test runs; in the
+ * cgroup v2 VM (infra/scripts/vm/) it takes ~6 min under software emulation, so `npm test` does not
+ * run it there: `npm run test:cgroup-v2 -- node --import tsx --test test/e2e/cgroup-v2-worker.test.ts`.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';

@@ -136,7 +136,7 @@ export class HostQueues {
    */
   async handOff(to: string, data: PlacedJob, priority: number): Promise<void> {
     const deadline = this.scripted.sbxAddHandoff(this.keys.handoffs(), this.keys.handoffsByHost(), handoffMember(to, data.id, priority), Date.now() + this.maxWaitMs);
-    await Promise.all([deadline, this.using(hostQueueName(to), (q) => q.add('run', data, { jobId: data.id, priority }))]);
+    await Promise.all([deadline, this.addEntry(to, data, priority)]);
   }
 
   /**
@@ -151,8 +151,13 @@ export class HostQueues {
   async placeOn(to: string, data: PlacedJob, priority: number): Promise<boolean> {
     const reserved = await this.scripted.sbxReserveHandoff(this.keys.handoffs(), this.keys.handoffsByHost(), this.keys.workerCapacity(), to, handoffMember(to, data.id, priority), Date.now() + this.maxWaitMs);
     if (reserved !== 1) return false;
-    await this.using(hostQueueName(to), (q) => q.add('run', data, { jobId: data.id, priority }));
+    await this.addEntry(to, data, priority);
     return true;
+  }
+
+  /** The job's entry on `to`'s own queue. */
+  private async addEntry(to: string, data: PlacedJob, priority: number): Promise<void> {
+    await this.using(hostQueueName(to), (q) => q.add('run', data, { jobId: data.id, priority }));
   }
 
   /**

@@ -136,6 +136,10 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
   const usage: EgressUsage = { connections: 0, refused: 0, bytesSent: 0, bytesReceived: 0, refusals: [] };
   const clients = new Set<net.Socket>();
   const upstreams = new Set<net.Socket>();
+  /** Every connection of the job's, both sides, cut. */
+  const cutAll = (): void => {
+    for (const s of [...clients, ...upstreams]) s.destroy();
+  };
   const maxConnections = rules.config.maxConnections;
   const pipelines = new WeakMap<Duplex, Pipeline>();
   const connectTimeoutMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
@@ -150,7 +154,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     if (maxBytes === null || usage.limitReached || usage.bytesSent + usage.bytesReceived <= maxBytes) return;
     usage.limitReached = true;
     opts.logger.info({ jobId: opts.jobId, maxBytes }, 'job egress budget used up: its connections are cut');
-    for (const s of [...clients, ...upstreams]) s.destroy();
+    cutAll();
   };
 
   const maxRefusals = rules.config.maxRefusals ?? null;
@@ -168,7 +172,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     usage.refusalsLimitReached = true;
     opts.logger.info({ jobId: opts.jobId, refused: usage.refused, maxRefusals }, 'job egress proxy refused more than SBX_JOB_EGRESS_REFUSALS requests: it stops listening');
     server.close();
-    for (const s of [...clients, ...upstreams]) s.destroy();
+    cutAll();
   };
   /** A short text answer on a raw socket (CONNECT, or before HTTP parsing), then the end. */
   const answerRaw = (socket: Duplex, status: number, text: string): void => {
@@ -401,7 +405,7 @@ export async function startEgressProxy(listen: { fd: number } | { host: string; 
     address: () => server.address() as net.AddressInfo,
     close: () => (closing ??= (async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const s of [...clients, ...upstreams]) s.destroy();
+      cutAll();
       server.closeAllConnections();
       await closed;
       return usage;

@@ -61,7 +61,7 @@ export class FleetView {
     const later = (fn: () => void) => (wait > 0 ? setTimeout(fn, wait) : setImmediate(fn));
     later(() => {
       this.pendingCapacity = false;
-      this.writeCapacity(snapshot());
+      this.publishCapacityNow(snapshot());
     });
   }
 
@@ -71,11 +71,7 @@ export class FleetView {
    * where API copies check a placement against the host's slots and its pending hand-offs
    * (reserveHandoff-3.lua), never counts the job in neither.
    */
-  publishCapacityNow(snapshot: CapacitySnapshot): void {
-    this.writeCapacity(snapshot);
-  }
-
-  private writeCapacity(s: CapacitySnapshot): void {
+  publishCapacityNow(s: CapacitySnapshot): void {
     const room = `${s.slotsFree}/${s.slotsTotal}/${s.memoryFree}/${s.memoryTotal}`;
     const now = Date.now();
     // Unchanged room is written again only to stay live (the entry's time), not at every change signal.

@@ -12,6 +12,8 @@ import type { CancelStop } from '../../core/src/control-messages.ts';
 import type { StopSignal } from '../../core/src/launch-bounds.ts';
 import { InvalidRequestError, isSbxError, WorkerOutdatedError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
+import { limitsOverMaxima } from '../../core/src/limits-over-maxima.ts';
+import type { LimitsPolicy } from '../../core/src/config.ts';
 import { storedSpecProblems, type EgressUsage, type JobDocument, type JobPlacement, type JobSpec, type JobStatus } from '../../core/src/job-spec.ts';
 import type { JobStore, StoredJob, StoredOutputFile } from '../../core/src/job-store.ts';
 import { attemptOf, JobAttempts } from '../../core/src/job-attempts.ts';
@@ -61,6 +63,12 @@ export interface RunnerDeps {
   liveUsageMs?: number;
   /** SBX_JOB_EGRESS and its rules: null (or absent) refuses network "egress" jobs. */
   jobEgress?: JobEgressConfig | null;
+  /**
+   * The deployment's limits policy (SBX_MAX_*): a stored spec whose limits are above its maxima was
+   * written by no API of this deployment (anyone who can write to Redis can queue a job) and is
+   * refused. Absent: the launcher's own bounds only.
+   */
+  limits?: LimitsPolicy;
   /**
    * Queues a job again (SBX_LOST_JOB_REQUEUES): at shutdown, jobs whose command has not started
    * here go back to the queue for another worker, as a crashed worker's do. Without it they end
@@ -372,6 +380,12 @@ export class JobRunner {
     const { unknown, invalid } = storedSpecProblems(spec);
     if (unknown.length) return new WorkerOutdatedError(this.deps.workerId, unknown);
     if (invalid.length) return new Error(`the job's stored request does not match what this worker reads: ${invalid.join('; ')}`);
+    const over = this.deps.limits ? limitsOverMaxima(spec.limits, this.deps.limits) : [];
+    if (over.length) {
+      const details = over.map((o) => ({ path: `limits.${o.name}`, message: `${o.value} is above this worker's maximum ${o.max} (${o.variable})` }));
+      this.deps.logger.warn({ jobId: spec.id, tenant: spec.tenant, over: details }, 'refusing a queued job whose limits no API of this deployment accepts (set SBX_MAX_* alike on the API and the workers; otherwise something other than the API wrote it to Redis)');
+      return new InvalidRequestError(`the job's limits.${over[0]!.name} (${over[0]!.value}) is above this worker's maximum (${over[0]!.max}, ${over[0]!.variable}); nothing of it ran`, details);
+    }
     if (spec.network === 'egress' && !this.deps.jobEgress) return new InvalidRequestError('network "egress" is turned off on this worker (SBX_JOB_EGRESS=false)');
     return null;
   }

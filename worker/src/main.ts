@@ -160,7 +160,7 @@ async function main(): Promise<void> {
   });
   await images.warmUp(); // the unpack threads start now, not on the first pull
   const tenantCredentials = new TenantCredentials(env.SBX_TENANT_DOCKER_CONFIG_DIR);
-  const runner = new JobRunner({ workerId, launchOptions, store, recovery: lostJobs, images: observeImages(images, capacity), directory, slots, logger, metrics, tenantCredentials, pullAlwaysFreshMs: env.SBX_PULL_ALWAYS_FRESH_MS, liveUsageMs: env.SBX_LIVE_USAGE_MS, jobEgress: env.SBX_JOB_EGRESS ? { allow: env.SBX_JOB_EGRESS_ALLOW, ports: env.SBX_JOB_EGRESS_PORTS, maxConnections: env.SBX_JOB_EGRESS_CONNECTIONS, maxBytes: env.SBX_JOB_EGRESS_BYTES || null, maxRefusals: env.SBX_JOB_EGRESS_REFUSALS || null } : null, ...(env.SBX_RECEIPT_KEY_FILE ? { receiptKey: env.SBX_RECEIPT_KEY_FILE } : {}) });
+  const runner = new JobRunner({ workerId, launchOptions, store, recovery: lostJobs, limits: config.limits, images: observeImages(images, capacity), directory, slots, logger, metrics, tenantCredentials, pullAlwaysFreshMs: env.SBX_PULL_ALWAYS_FRESH_MS, liveUsageMs: env.SBX_LIVE_USAGE_MS, jobEgress: env.SBX_JOB_EGRESS ? { allow: env.SBX_JOB_EGRESS_ALLOW, ports: env.SBX_JOB_EGRESS_PORTS, maxConnections: env.SBX_JOB_EGRESS_CONNECTIONS, maxBytes: env.SBX_JOB_EGRESS_BYTES || null, maxRefusals: env.SBX_JOB_EGRESS_REFUSALS || null } : null, ...(env.SBX_RECEIPT_KEY_FILE ? { receiptKey: env.SBX_RECEIPT_KEY_FILE } : {}) });
   const feeder = new JobFeeder({
     workerId, connection: bullConnection, redis, keys, store, images, runner, capacity, registry, logger: logger.child({ component: 'placement' }),
     cacheAware: env.SBX_PLACEMENT_CACHE_AWARE, maxWaitMs: env.SBX_PLACEMENT_MAX_WAIT_MS, liveMs: heartbeatTtl,

@@ -4,14 +4,15 @@
  * today's" is measured side by side on the machine at hand (throughput-bench.ts) rather than against
  * a figure taken on another machine under other load.
  *
- * Built once into $SBX_BENCH_TOOLS (default /var/tmp/sbx-bench-tools, shared with the pull bench's
- * umoci): `git archive` of that commit's native/ and node-gyp with Node's own headers (nodedir=/usr,
+ * Built once into $SBX_BENCH_TOOLS (default .tools/bench in this checkout, shared with the pull
+ * bench's umoci; loadtest/lib/bench-tools-dir.ts): `git archive` of that commit's native/ and node-gyp with Node's own headers (nodedir=/usr,
  * offline). Needs a clone with history and a C++ toolchain; fails naming what is missing.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, renameSync, rmSync, symlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
+import { benchToolsDir } from '../../loadtest/lib/bench-tools-dir.ts';
 
 export const ISSUE_DAY_COMMIT = 'f102ba70dfda8a0d119e0bbec3efb0d1b996863b';
 
@@ -28,7 +29,7 @@ function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.Pro
 
 /** The issue-day launcher's `native/index.ts`, built here if it is not built yet. */
 export function issueDayLauncher(log: (line: string) => void): string {
-  const tools = process.env.SBX_BENCH_TOOLS ?? '/var/tmp/sbx-bench-tools';
+  const tools = benchToolsDir();
   const dir = join(tools, `launcher-${ISSUE_DAY_COMMIT.slice(0, 7)}`);
   const index = join(dir, 'native', 'index.ts');
   const built = () => existsSync(join(dir, 'native/build/Release/sbx_native.node')) && existsSync(join(dir, 'native/build/Release/sbx-init'));
@@ -38,7 +39,6 @@ export function issueDayLauncher(log: (line: string) => void): string {
     throw new IssueDayLauncherError(`the issue-day launcher (commit ${ISSUE_DAY_COMMIT}) is not in ${repoRoot}'s git history: run the bench from a clone with history`);
   }
   log(`building the issue-day launcher (${ISSUE_DAY_COMMIT.slice(0, 7)}) into ${dir} (once)`);
-  mkdirSync(tools, { recursive: true });
   const tmp = mkdtempSync(join(tools, '.launcher-build-'));
   try {
     const archive = run('sh', ['-c', `git -C '${repoRoot}' archive --format=tar ${ISSUE_DAY_COMMIT} native | tar -x -C '${tmp}'`]);

@@ -2,13 +2,14 @@
  * The umoci the pull bench compares against. Debian 12's umoci (0.4.7) cannot unpack zstd layers,
  * so the bench builds umoci v0.6.0 from the Go module proxy (its source module; `go install pkg@v`
  * refuses it because its go.mod has a replace directive) into $SBX_BENCH_TOOLS (default
- * /var/tmp/sbx-bench-tools) once, and uses it for every image so that one peer serves all rows.
+ * .tools/bench in this checkout: loadtest/lib/bench-tools-dir.ts) once, and uses it for every image so that one peer serves all rows.
  * SBX_BENCH_UMOCI=/path/to/umoci uses another binary instead.
  */
 import { execFile } from 'node:child_process';
-import { access, cp, chmod, mkdir, rm } from 'node:fs/promises';
+import { access, cp, chmod, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { benchToolsDir } from '../../loadtest/lib/bench-tools-dir.ts';
 
 const run = promisify(execFile);
 
@@ -34,7 +35,7 @@ async function versionOf(path: string): Promise<string> {
 export async function ensureUmoci(log: (line: string) => void): Promise<UmociPeer> {
   const given = process.env.SBX_BENCH_UMOCI;
   if (given) return { path: given, version: await versionOf(given) };
-  const toolsDir = process.env.SBX_BENCH_TOOLS ?? '/var/tmp/sbx-bench-tools';
+  const toolsDir = benchToolsDir();
   const path = join(toolsDir, `umoci-${UMOCI_VERSION}`);
   if (!(await exists(path))) {
     log(`building umoci ${UMOCI_VERSION} from the Go module proxy (Debian's 0.4.7 cannot unpack zstd layers) …`);
@@ -44,7 +45,6 @@ export async function ensureUmoci(log: (line: string) => void): Promise<UmociPee
     const { stdout } = await run(go, ['mod', 'download', '-json', `${UMOCI_MODULE}@${UMOCI_VERSION}`], { maxBuffer: 1 << 22, cwd: '/', env });
     const moduleDir = (JSON.parse(stdout) as { Dir: string }).Dir;
     const src = join(toolsDir, `umoci-src-${UMOCI_VERSION}`);
-    await mkdir(toolsDir, { recursive: true });
     await rm(src, { recursive: true, force: true });
     await cp(moduleDir, src, { recursive: true });
     await run('chmod', ['-R', 'u+w', src]);

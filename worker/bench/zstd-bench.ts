@@ -9,13 +9,14 @@
  * fzstd is no longer a dependency: `npm install --no-save fzstd` first to include it.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { decoderAddon } from '../src/images/layers/decoder-addon.ts';
 import { createLayerDecoder } from '../src/images/layers/layer-decoder.ts';
 import { benchArgs } from './bench-args.ts';
 import { ensureTools } from '../../loadtest/lib/bench-peers.ts';
 import { median } from '../../loadtest/lib/stats.ts';
+import { ownDir } from '../../loadtest/lib/bench-tools-dir.ts';
 
 interface Args {
   runs: number;
@@ -31,8 +32,7 @@ function parseArgs(argv: string[]): Args {
 
 /** The first `mb` MB of a tar of /usr/lib, /usr/share, /usr/bin, compressed with zstd -3 (made once). */
 function benchData(args: Args): { path: string; tarBytes: number } {
-  const dir = join(args.dir, 'sbx-zstd-bench');
-  mkdirSync(dir, { recursive: true });
+  const dir = ownDir(join(args.dir, 'sbx-zstd-bench')); // made once and read again: this user's alone
   const path = join(dir, `usr-${args.mb}mb.tar.zst`);
   if (!existsSync(path)) {
     const bytes = args.mb * 1_000_000;

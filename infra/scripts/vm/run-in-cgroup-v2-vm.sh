@@ -59,12 +59,15 @@ find_kernel() {
 if ((${#need[@]})); then
   command -v apt-get >/dev/null || cannot "missing ${need[*]} and no apt-get"
   log "installing ${need[*]} (apt)"
-  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/tmp/sbx-vm-apt.log 2>&1; then
-    apt-get update -q >>/tmp/sbx-vm-apt.log 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >>/tmp/sbx-vm-apt.log 2>&1 ||
-      cannot "apt-get install ${need[*]} failed (see /tmp/sbx-vm-apt.log)"
+  # A file of its own (mktemp), never a fixed name in /tmp: another user could make that first, as a
+  # symlink to a file root would then overwrite (SECURITY.md P68).
+  apt_log=$(mktemp /tmp/sbx-vm-apt.XXXXXX)
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >"$apt_log" 2>&1; then
+    apt-get update -q >>"$apt_log" 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >>"$apt_log" 2>&1 ||
+      cannot "apt-get install ${need[*]} failed (see $apt_log)"
   fi
-  rm -f /tmp/sbx-vm-apt.log
+  rm -f "$apt_log"
 fi
 command -v qemu-system-x86_64 >/dev/null || cannot "qemu-system-x86_64 not found"
 [[ -x $VIRTIOFSD ]] || cannot "$VIRTIOFSD not found (qemu-system-common >= 8 no longer ships it)"

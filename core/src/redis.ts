@@ -48,7 +48,10 @@ export function connectRedis(env: Env, purpose: string, opts: { forBullMQ?: bool
     return new Cluster(env.SBX_REDIS_CLUSTER_NODES.map(hostPort), { redisOptions: base, enableOfflineQueue: true });
   }
   if (env.SBX_REDIS_SENTINELS?.length) {
-    return new Redis({ ...base, sentinels: env.SBX_REDIS_SENTINELS.map(hostPort), name: env.SBX_REDIS_SENTINEL_NAME });
+    // rediss://: the master the Sentinels name is reached over TLS too (ioredis connects to it in
+    // plain TCP, password and all, unless told: enableTLSForSentinelMode). Its certificate is checked
+    // against the address they name; the Sentinels themselves are asked in plain TCP.
+    return new Redis({ ...base, sentinels: env.SBX_REDIS_SENTINELS.map(hostPort), name: env.SBX_REDIS_SENTINEL_NAME, enableTLSForSentinelMode: base.tls !== undefined });
   }
   return new Redis({
     ...base,

@@ -90,10 +90,10 @@ describe('k8s manifests: kubeconform -strict', () => {
   }
 
   test('infra/k8s/*.yaml are valid: every resource checked against its schema, none skipped', (t) => {
-    const { code, report } = kubeconform(['infra/k8s/api.yaml', 'infra/k8s/worker.yaml']);
+    const { code, report } = kubeconform(['infra/k8s/api.yaml', 'infra/k8s/worker.yaml', 'infra/k8s/network-policy.yaml']);
     t.diagnostic(`Kubernetes ${tool.version}: ${report.resources.map((r) => `${r.kind} ${r.name}: ${r.status}`).join(', ')}`);
-    assert.deepEqual(report.summary, { valid: 3, invalid: 0, errors: 0, skipped: 0 }, JSON.stringify(report.resources, null, 1));
-    assert.deepEqual(report.resources.map((r) => `${r.kind}/${r.name}`).sort(), ['DaemonSet/sbx-worker', 'Deployment/sbx-api', 'Service/sbx-api']);
+    assert.deepEqual(report.summary, { valid: 5, invalid: 0, errors: 0, skipped: 0 }, JSON.stringify(report.resources, null, 1));
+    assert.deepEqual(report.resources.map((r) => `${r.kind}/${r.name}`).sort(), ['DaemonSet/sbx-worker', 'Deployment/sbx-api', 'NetworkPolicy/sbx-api', 'NetworkPolicy/sbx-worker', 'Service/sbx-api']);
     assert.equal(code, 0);
   });
 
@@ -274,6 +274,22 @@ describe('privileges: compose, Dockerfiles and k8s say what infra/README.md says
     assert.deepEqual((apiPod.containers as Obj[]).map((c) => c.securityContext), [
       { runAsNonRoot: true, runAsUser: 1000, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } },
     ]);
+  });
+
+  test('k8s: a NetworkPolicy admits to the worker pods only the metrics port, from Prometheus, and to the API pods only the API port', () => {
+    const policies = parseYaml(read('infra/k8s/network-policy.yaml')).map((d) => obj(d, 'network-policy.yaml')).filter((d) => d.kind === 'NetworkPolicy');
+    const specFor = (app: string): Obj => {
+      const p = policies.find((d) => JSON.stringify(obj(obj(d.spec, 'spec').podSelector, 'podSelector')) === JSON.stringify({ matchLabels: { app } }));
+      assert.ok(p, `no NetworkPolicy selects the pods app: ${app}`);
+      return obj(p.spec, 'spec');
+    };
+    const worker = specFor('sbx-worker');
+    assert.deepEqual(worker.policyTypes, ['Ingress']);
+    const metricsPort = Number(/SBX_WORKER_METRICS_PORT, value: "(\d+)"/.exec(read('infra/k8s/worker.yaml'))?.[1]); // the DaemonSet's env
+    assert.deepEqual(worker.ingress, [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }], ports: [{ protocol: 'TCP', port: metricsPort }] }]);
+    const api = specFor('sbx-api');
+    assert.deepEqual(api.policyTypes, ['Ingress']);
+    assert.deepEqual(api.ingress, [{ ports: [{ protocol: 'TCP', port: 8080 }] }]);
   });
 });
 

@@ -34,7 +34,11 @@ const HELP_FLAG: FlagSpec = { name: 'help', short: 'h', type: 'boolean', help: '
 export const COMMANDS: Command[] = [run, attach, ps, logs, inspect, stats, stop, kill, wait, cp, verifyCommand, images, pull, rmi, workers, login];
 COMMANDS.push(completion(() => COMMANDS));
 
+/** The package's version, written in by the bundler (cli/build/bundle.ts); undefined when run unbundled. */
+declare const SBX_BUNDLED_VERSION: string | undefined;
+
 function version(): string {
+  if (typeof SBX_BUNDLED_VERSION === 'string') return SBX_BUNDLED_VERSION;
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }

@@ -83,11 +83,23 @@ test('package.json: build script, exports of the client (with types) and bin poi
   }
 });
 
-test('the compiled CLI runs with node alone', async () => {
+test('the compiled CLI runs with node alone; installed, package.json\'s bin runs its one-file bundle', async () => {
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: scratch };
   const main = join(out, 'cli/src/main.js');
   assert.ok(existsSync(main), 'cli/src/main.js in the build');
-  const { stdout } = await promisify(execFile)(process.execPath, [main, '--help'], { cwd: scratch, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: scratch } });
+  const { stdout } = await promisify(execFile)(process.execPath, [main, '--help'], { cwd: scratch, env });
   assert.match(stdout, /\brun\b/, 'the help lists the commands');
+  // As npm installs the package (package.json "files"): the bin and dist/, no cli/src beside the bin.
+  const bin = join(scratch, pkg.bin!.sbx!);
+  mkdirSync(join(bin, '..'), { recursive: true });
+  writeFileSync(bin, readFileSync(join(ROOT, pkg.bin!.sbx!)));
+  const bundle = join(out, 'cli/bin/sbx.mjs');
+  const imports = [...readFileSync(bundle, 'utf8').matchAll(/^import .* from ["']([^"']+)["']/gm)].map((m) => m[1]!);
+  assert.deepEqual(imports.filter((m) => !m.startsWith('node:')), [], 'the bundle imports nothing but Node\'s own modules');
+  const installed = await promisify(execFile)(process.execPath, [bin, '--version'], { cwd: scratch, env });
+  assert.equal(installed.stdout, `sbx version ${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version}\n`);
+  const help = await promisify(execFile)(process.execPath, [bin, 'run', '--help'], { cwd: scratch, env });
+  assert.match(help.stdout, /Usage: +sbx run/);
 });
 
 test('a TypeScript project importing sbx/client type-checks against the built declarations', async () => {

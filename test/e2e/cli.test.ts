@@ -15,9 +15,12 @@ import { busyboxImage } from '../fixtures/build-images.ts';
 import { pushImage } from '../fixtures/oci-builder.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { startRegistry, type RunningRegistry } from '../harness/registry.ts';
+import { sbxCli } from '../harness/cli.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 
-const SBX = new URL('../../cli/bin/sbx.js', import.meta.url).pathname;
+/** What a user in this checkout runs (tsx over the sources); the tests run SBX, the same sources bundled (harness/cli.ts). */
+const CHECKOUT_BIN = new URL('../../cli/bin/sbx.js', import.meta.url).pathname;
+let SBX = '';
 const USER_KEY = 'cli-user-key-aaaaaaaaaaaaaaaa';
 const ADMIN_KEY = 'cli-admin-key-bbbbbbbbbbbbbbbb';
 const PRIVATE = { username: 'cli-user', password: 'cli-pass-word-1' };
@@ -32,6 +35,7 @@ let receiptKeyFile = '';
 let receiptPublicKeyFile = '';
 
 before(async () => {
+  SBX = await sbxCli();
   privateRegistry = await startRegistry({ htpasswd: { user: PRIVATE.username, password: PRIVATE.password } });
   const basic = `Basic ${Buffer.from(`${PRIVATE.username}:${PRIVATE.password}`).toString('base64')}`;
   await pushImage(privateRegistry.url, 'private/busybox', 'latest', await busyboxImage(), { authorization: basic });
@@ -67,9 +71,9 @@ interface Spawned {
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
 }
 
-function start(args: string[], opts: { env?: Record<string, string>; input?: string; home?: string } = {}): Spawned {
+function start(args: string[], opts: { env?: Record<string, string>; input?: string; home?: string; bin?: string } = {}): Spawned {
   const env = { PATH: process.env.PATH!, HOME: opts.home ?? newHome(), SBX_HOST: stack.apiUrl, SBX_API_KEY: USER_KEY, ...opts.env };
-  const child = spawn(process.execPath, [SBX, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [opts.bin ?? SBX, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -104,6 +108,15 @@ describe('sbx run', () => {
     assert.deepEqual([r.code, r.stdout, r.stderr], [3, 'out\n', 'err\n']);
     const ok = await sbx(['run', image, 'true']);
     assert.equal(ok.code, 0, ok.stderr);
+  });
+
+  test('cli/bin/sbx.js in a checkout runs the sources (tsx) as the bundle runs them: output, exit code, version', async () => {
+    const r = await sbx(['run', '--rm', image, 'sh', '-c', 'echo out; echo err >&2; exit 3'], { bin: CHECKOUT_BIN });
+    assert.deepEqual([r.code, r.stdout, r.stderr], [3, 'out\n', 'err\n']);
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const fromSources = await sbx(['--version'], { bin: CHECKOUT_BIN });
+    const bundled = await sbx(['--version']);
+    assert.deepEqual([fromSources.stdout, bundled.stdout], [`sbx version ${version}\n`, `sbx version ${version}\n`]);
   });
 
   test('Docker flags: -e, --env-file, -w, -u, --entrypoint, -i, limits, labels', async () => {

@@ -16,9 +16,11 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { attachJob, SbxClient, SbxConnectionError, SbxNotFoundError, SbxRateLimitedError, SbxUnauthorizedError, type Job } from '../../client/src/index.ts';
 import { waitUntil } from '../harness/redis.ts';
+import { sbxCli } from '../harness/cli.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 
-const SBX = new URL('../../cli/bin/sbx.js', import.meta.url).pathname;
+/** The CLI from this checkout's sources, bundled once (harness/cli.ts). */
+let SBX = '';
 const PTY = new URL('./interactive/pty-session.py', import.meta.url).pathname;
 const KEY = 'tty-user-key-aaaaaaaaaaaaaaaaaa';
 const OTHER = 'tty-other-key-bbbbbbbbbbbbbbbbb';
@@ -32,6 +34,7 @@ let image: string;
 let tmp: string;
 
 before(async () => {
+  SBX = await sbxCli();
   tmp = mkdtempSync(join(tmpdir(), 'sbx-tty-'));
   const keys = [
     { key: KEY, tenant: 'tty' },

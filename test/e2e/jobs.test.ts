@@ -12,7 +12,7 @@ import { useStack } from '../harness/use-stack.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { parseServerSentEvents } from '../../client/src/sse.ts';
 import type { JobDocument } from '../../core/src/job-spec.ts';
-import { receiptKeyId } from '../../core/src/receipts/job-receipt.ts';
+import { receiptKeyId } from '../../core/src/receipts/public-keys.ts';
 import { checkReceipt, type ReceiptKey } from '../../client/src/receipt.ts';
 import { attachJob } from '../../client/src/attach.ts';
 

@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { receiptKeyId } from '../../../core/src/receipts/job-receipt.ts';
+import { receiptKeyId } from '../../../core/src/receipts/public-keys.ts';
 import type { AppDeps, AppEnv } from '../deps.ts';
 import { errors, json } from '../openapi.ts';
 

@@ -8,8 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { checkReceipt, type Job, type TrustedKey } from '../../../client/src/index.ts';
-import { parseReceiptPublicKeys } from '../../../core/src/receipts/public-keys.ts';
-import { receiptKeyId } from '../../../core/src/receipts/job-receipt.ts';
+import { parseReceiptPublicKeys, receiptKeyId } from '../../../core/src/receipts/public-keys.ts';
 import { flagBool, flagString } from '../args.ts';
 import { CliError, UsageError } from '../cli-error.ts';
 import { FORMAT_FLAG, write, type Command, type Context } from '../command.ts';

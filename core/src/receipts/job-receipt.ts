@@ -9,9 +9,10 @@
  * The signed bytes are `payload`, a JSON text carried as a string: nothing is re-serialized before
  * verification, so no canonical form is needed.
  */
-import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { createHash, sign, type KeyObject } from 'node:crypto';
 import os from 'node:os';
 import { inputFileData, type JobDocument, type JobReceipt, type JobSpec } from '../job-spec.ts';
+import { receiptKeyId } from './public-keys.ts';
 
 /** This host's kernel release (uname -r), read once. */
 const KERNEL = os.release();
@@ -61,12 +62,6 @@ export interface ReceiptPayload {
   stdout: StreamDigest;
   stderr: StreamDigest;
   outputTruncated: boolean;
-}
-
-/** A key's id: the first 16 hex digits of the SHA-256 of its public key (SPKI DER). */
-export function receiptKeyId(key: KeyObject): string {
-  const pub = key.type === 'private' ? createPublicKey(key) : key;
-  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
 }
 
 export function digestOf(data: string | Buffer): StreamDigest {

@@ -2,9 +2,9 @@
  * Receipt public keys as held apart from the signer: PEM blocks of Ed25519 SPKI public keys, one
  * after another (the current key and retired ones), as the API's SBX_RECEIPT_PUBLIC_KEYS_FILE and
  * `sbx verify --key` read them. A private key in such a file is refused: whoever holds the file
- * should not be able to sign.
+ * should not be able to sign. A key's id (`receiptKeyId`) is what a receipt names its key by.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 
 export type PublicKeysParse = { ok: true; keys: KeyObject[] } | { ok: false; problems: string[] };
 
@@ -25,4 +25,10 @@ export function parseReceiptPublicKeys(text: string): PublicKeysParse {
     keys.push(key);
   });
   return problems.length ? { ok: false, problems } : { ok: true, keys };
+}
+
+/** A key's id: the first 16 hex digits of the SHA-256 of its public key (SPKI DER). */
+export function receiptKeyId(key: KeyObject): string {
+  const pub = key.type === 'private' ? createPublicKey(key) : key;
+  return createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
 }

@@ -7,24 +7,27 @@ import type { LimitsPolicy } from '../../core/src/config.ts';
 import { InvalidRequestError, type ErrorDetail } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
 import { inputFileBytes, type JobRequest, type JobSpec, type Limits } from '../../core/src/job-spec.ts';
-import { EXEC_BOUNDS, execBytes, STOP_GRACE_BOUND } from '../../core/src/launch-bounds.ts';
+import { EXEC_BOUNDS, execBytes } from '../../core/src/launch-bounds.ts';
+import { IDLE_MAX_FALLBACK_MS, limitsOverMaxima } from '../../core/src/limits-over-maxima.ts';
 
-export function resolveLimits(requested: JobRequest['limits'], policy: LimitsPolicy): Limits {
-  const limits: Limits = { ...policy.defaults, ...stripUndefined(requested ?? {}) };
-  const details: ErrorDetail[] = [];
-  for (const k of Object.keys(policy.maxima) as Array<keyof LimitsPolicy['maxima']>) {
-    const v = limits[k];
-    if (v !== null && v > policy.maxima[k]) details.push({ path: `limits.${k}`, message: `must be <= ${policy.maxima[k]} (${policy.tenantMaxima?.has(k) ? "this tenant's" : "this server's"} maximum)` });
-  }
+/** The policy's defaults under what the request asks. */
+function withDefaults(requested: JobRequest['limits'], policy: LimitsPolicy): Limits {
+  return { ...policy.defaults, ...stripUndefined(requested ?? {}) };
+}
+
+/** A 400 naming every limit above its maximum (a worker checks the same again: core/src/limits-over-maxima.ts). */
+function checkMaxima(limits: Limits, policy: LimitsPolicy): void {
+  const whose = (name: string) => (policy.tenantMaxima?.has(name as keyof LimitsPolicy['maxima']) ? "this tenant's" : "this server's");
+  const details: ErrorDetail[] = limitsOverMaxima(limits, policy).map((o) => ({ path: `limits.${o.name}`, message: `must be <= ${o.max} (${whose(o.name)} maximum)` }));
   if (details.length) throw new InvalidRequestError(`${details[0]!.path} ${details[0]!.message}`, details);
-  return limits;
 }
 
 export function buildJobSpec(req: JobRequest, id: string, tenant: string, policy: LimitsPolicy, now: Date): JobSpec {
   const ref = parseImageReference(req.image);
   checkExecSize(req);
-  const limits = { ...withOutputTail(resolveLimits(req.limits, policy)), ...resolveIdleTimeout(req, policy) };
-  checkStopGrace(limits, policy);
+  const asked = { ...withDefaults(req.limits, policy), ...resolveIdleTimeout(req, policy) };
+  checkMaxima(asked, policy);
+  const limits = withOutputTail(asked);
   checkNetwork(req, policy);
   return {
     id,
@@ -116,9 +119,9 @@ function interactiveFields(req: JobRequest): Pick<JobSpec, 'openStdin' | 'tty' |
   return { openStdin: !!req.openStdin, tty: !!req.tty, ttySize: req.tty ? (req.ttySize ?? { rows: 24, cols: 80 }) : null };
 }
 
-const IDLE_FALLBACK = { defaultMs: 300_000, maxMs: 3_600_000 };
+const IDLE_FALLBACK = { defaultMs: 300_000, maxMs: IDLE_MAX_FALLBACK_MS };
 
-/** limits.idleTimeoutMs: interactive jobs only (defaulted, at most the maximum); others have none. */
+/** limits.idleTimeoutMs: interactive jobs only (defaulted; its maximum is checked with the others); others have none. */
 function resolveIdleTimeout(req: JobRequest, policy: LimitsPolicy): Pick<Limits, 'idleTimeoutMs'> {
   const idle = policy.idle ?? IDLE_FALLBACK;
   const asked = req.limits?.idleTimeoutMs;
@@ -126,16 +129,7 @@ function resolveIdleTimeout(req: JobRequest, policy: LimitsPolicy): Pick<Limits,
     if (asked !== undefined) throw new InvalidRequestError('limits.idleTimeoutMs applies to interactive jobs only (openStdin or tty)', [{ path: 'limits.idleTimeoutMs', message: 'needs openStdin or tty' }]);
     return {};
   }
-  if (asked !== undefined && asked > idle.maxMs) throw new InvalidRequestError(`limits.idleTimeoutMs must be <= ${idle.maxMs} (this server's maximum)`, [{ path: 'limits.idleTimeoutMs', message: `must be <= ${idle.maxMs} (this server's maximum)` }]);
   return { idleTimeoutMs: asked ?? Math.min(idle.defaultMs, idle.maxMs) };
-}
-
-/** limits.stopGraceMs: at most the server's SBX_MAX_STOP_GRACE_MS (the request schema bounds it at 60 s). */
-function checkStopGrace(limits: Limits, policy: LimitsPolicy): void {
-  const max = policy.maxStopGraceMs ?? STOP_GRACE_BOUND.max;
-  if ((limits.stopGraceMs ?? 0) <= max) return;
-  const message = `must be <= ${max} (this server's maximum)`;
-  throw new InvalidRequestError(`limits.stopGraceMs ${message}`, [{ path: 'limits.stopGraceMs', message }]);
 }
 
 function stripUndefined<T extends object>(o: T): Partial<T> {

@@ -12,55 +12,31 @@ npx --no-install tsc -p tsconfig.json --noEmit
 # guest kernel did not come up: under software emulation it sometimes oopses at boot), up to three
 # tries, then reported loudly and skipped; 124 = time-out, two tries; anything else (a failing test,
 # 126 = the guest could not start the command) fails the run.
-# The VM runs beside this host's tests (it keeps one CPU busy for ~6 min under TCG, and most of this
-# host's test time is waiting on processes, timers and Redis); its output is printed after them.
-# Its result is written to $vm_dir/summary and $vm_dir/rc.
-run_v2_vm() {
+v2_summary="cgroup v2 VM: skipped (SBX_TEST_CGROUP_V2_VM=0)"
+if [[ ${SBX_TEST_CGROUP_V2_VM:-1} != 0 ]]; then
   # The same launcher test files as on this host: they build cgroup paths for the mode they find.
   # The kernel-floor bench (what `npm run bench:throughput` runs beside the launchers) has a v2 path too;
   # trace-phases: the phase times `bench:launcher --phases` reads, on the v2 path.
-  local v2_tests=(native/test/launcher.test.ts native/test/hardening.test.ts native/test/cgroup-v2.test.ts native/test/input-files.test.ts native/test/output-files.test.ts native/test/listen.test.ts native/test/host-mounts.test.ts native/test/trace-phases.test.ts test/bench/kernel-floor.test.ts)
-  local attempt rc summary
+  v2_tests=(native/test/launcher.test.ts native/test/hardening.test.ts native/test/cgroup-v2.test.ts native/test/input-files.test.ts native/test/output-files.test.ts native/test/listen.test.ts native/test/host-mounts.test.ts native/test/trace-phases.test.ts test/bench/kernel-floor.test.ts)
   for attempt in 1 2 3; do
     rc=0
     SBX_VM_TIMEOUT=${SBX_VM_TIMEOUT:-900} bash infra/scripts/vm/run-in-cgroup-v2-vm.sh \
       node --import tsx --test --test-reporter=spec "${v2_tests[@]}" || rc=$?
-    if ((rc == 0)); then summary="cgroup v2 VM: launcher tests passed"; break; fi
-    if ((rc != 124 && rc != 125)); then summary="cgroup v2 VM: launcher tests FAILED (exit $rc)"; break; fi
-    if ((attempt == 3 && rc == 125)); then summary="cgroup v2 VM: NOT RUN: this machine cannot boot the VM (see above)"; rc=0; break; fi
-    if ((rc == 124 && attempt >= 2)); then summary="cgroup v2 VM: the tests did not finish in time (exit $rc), again"; break; fi
+    if ((rc == 0)); then v2_summary="cgroup v2 VM: launcher tests passed"; echo "sbx: $v2_summary" >&2; break; fi
+    if ((rc != 124 && rc != 125)); then echo "sbx: cgroup v2 VM: launcher tests FAILED (exit $rc)" >&2; exit "$rc"; fi
+    if ((attempt == 3 && rc == 125)); then
+      v2_summary="cgroup v2 VM: NOT RUN: this machine cannot boot the VM (see above)"
+      echo "sbx: WARNING: $v2_summary" >&2
+      break
+    fi
+    if ((rc == 124 && attempt >= 2)); then echo "sbx: cgroup v2 VM: the tests did not finish in time (exit $rc), again" >&2; exit "$rc"; fi
     echo "sbx: cgroup v2 VM did not finish (exit $rc); trying once more" >&2
   done
-  echo "$summary" >"$vm_dir/summary"
-  echo "$rc" >"$vm_dir/rc"
-}
-
-vm_dir=$(mktemp -d /tmp/sbx-test-vm.XXXXXX)
-vm_pid=''
-trap '[[ -n $vm_pid ]] && kill -- -"$vm_pid" 2>/dev/null; rm -rf "$vm_dir"' EXIT
-if [[ ${SBX_TEST_CGROUP_V2_VM:-1} != 0 ]]; then
-  echo "sbx: the cgroup v2 VM runs the launcher tests beside this host's tests; its output follows them" >&2
-  set -m  # its own process group, so that an interrupted run stops the VM too
-  run_v2_vm >"$vm_dir/log" 2>&1 &
-  vm_pid=$!
-  set +m
 fi
 
 mapfile -t files < <(find core api worker native cli client test -name '*.test.ts' -not -path '*/node_modules/*' | sort)
 echo "sbx: ${#files[@]} test files" >&2
 rc=0
 node --import tsx --test --test-concurrency="${SBX_TEST_CONCURRENCY:-2}" --test-reporter=spec --test-timeout=600000 "${files[@]}" || rc=$?
-
-v2_summary="cgroup v2 VM: skipped (SBX_TEST_CGROUP_V2_VM=0)" v2_rc=0
-if [[ -n $vm_pid ]]; then
-  echo "sbx: this host's tests ended (exit $rc); the cgroup v2 VM's output:" >&2
-  wait "$vm_pid" || true
-  vm_pid=''
-  cat "$vm_dir/log"
-  v2_summary=$(cat "$vm_dir/summary" 2>/dev/null || echo "cgroup v2 VM: FAILED (its runner ended without a result)")
-  v2_rc=$(cat "$vm_dir/rc" 2>/dev/null || echo 1)
-  [[ $v2_summary == *"NOT RUN"* ]] && echo "sbx: WARNING: $v2_summary" >&2
-fi
 echo "sbx: $v2_summary; this host ($(stat -fc %T /sys/fs/cgroup | sed 's/cgroup2fs/cgroup v2/;s/tmpfs/cgroup v1/')): $( ((rc == 0)) && echo passed || echo "FAILED (exit $rc)")"
-((rc != 0)) && exit "$rc"
-exit "$v2_rc"
+exit "$rc"

@@ -275,13 +275,13 @@ describe('hardening', () => {
           path.join(import.meta.dirname, 'fixtures', 'rt-launcher.ts'), rootfs, crashParent, probe, path.join(tmp, 'state-rt')], { encoding: 'utf8', timeout: 180_000 });
         const r = JSON.parse(out.stdout.trim().split('\n').pop()!) as {
           self: { policy: number; nice: number };
-          launches: { ok: boolean; error?: string; pooled?: boolean; exitCode?: number; stdout?: string }[];
+          launches: { ok: boolean; error?: string; pooled?: boolean; exitCode?: number | null; reason?: string; stdout?: string }[];
           waiting: { pid: number; policy: number; nice: number }[];
         };
         assert.deepEqual(r.self, { policy: 1, nice: -5 }, 'control: the launcher ran SCHED_FIFO at nice -5');
         for (const [i, l] of r.launches.entries()) {
           assert.equal(l.ok, true, `launch ${i} under a SCHED_FIFO launcher failed: ${l.error}`);
-          assert.equal(l.exitCode, 0);
+          assert.equal(l.exitCode, 0, `launch ${i} (${l.pooled ? 'pooled' : 'direct'}) ended ${l.reason}, exit code ${l.exitCode}: ${l.stdout}`);
           const m = kv(l.stdout!);
           // SCHED_BATCH (3): SCHED_OTHER's share without wake-up preemption (native/src/child.cc).
           for (const who of ['self', 'init'])

@@ -208,6 +208,20 @@ function runStage(label: string, dockerfile: string, name: string, context = ROO
   return { ok: true, log: log.join('\n'), workdir };
 }
 
+const stagesDone = new Map<string, StageResult>();
+
+/**
+ * runStage, once per distinct stage: the API's and the worker's Dockerfiles share their build stage
+ * word for word, and the same steps from the same context build the same folder (each build is a
+ * whole tsc run, ~20 s).
+ */
+function runStageOnce(label: string, dockerfile: string, name: string): StageResult {
+  const key = JSON.stringify(stage(dockerfile, name).map((i) => [i.keyword, i.args]));
+  let r = stagesDone.get(key);
+  if (!r) stagesDone.set(key, (r = runStage(label, dockerfile, name)));
+  return r;
+}
+
 /** Where the final stage takes the build from (`COPY --from=build SRC DEST`) and the script its CMD runs. */
 function finalStage(dockerfile: string): { from: string; dest: string; script: string } {
   const all = instructions(dockerfile);
@@ -228,7 +242,7 @@ describe("each Dockerfile's build stage, reproduced without Docker", () => {
   for (const file of ['infra/docker/api.Dockerfile', 'infra/docker/worker.Dockerfile']) {
     test(`${file}: the build stage succeeds and holds what the image runs`, (t) => {
       const text = read(file);
-      const r = runStage(basename(file, '.Dockerfile'), text, 'build');
+      const r = runStageOnce(basename(file, '.Dockerfile'), text, 'build');
       t.diagnostic(r.log.split('\n').filter((l) => /^line \d+: (COPY|RUN)/.test(l)).length + ' COPY/RUN steps reproduced');
       assert.ok(r.ok, `the build stage of ${file} fails:\n${r.log}`);
       const buildWorkdir = stage(text, 'build').find((i) => i.keyword === 'WORKDIR')!.args;

@@ -109,7 +109,7 @@ struct Job {
 
   ~Job() {
     ns::releaseLater(std::move(mntns));
-    if (stack) munmap(stack, kStackSize);
+    if (stack) ns::unmapStack(stack, kStackSize);
   }
 };
 
@@ -488,10 +488,8 @@ bool openFds(Job& j, LaunchFds& f, Error& err) {
   j.args.stderrFd = f.errW.get();
   j.args.netFd = f.netns.get();
   child::keepOnly(j.args, j.keptFds);
-  j.stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (j.stack != MAP_FAILED) return true;
-  j.stack = nullptr;
-  return fail(err, "clone", "mmap", "stack", errno);
+  j.stack = ns::mapStack(kStackSize);
+  return j.stack || fail(err, "clone", "mmap", "stack", errno);
 }
 
 // The config with proto::kFiles: sbx-init writes the files it finds on kInitFilesFd. Only a direct

@@ -9,10 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
+
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/asan_interface.h>
+#endif
 
 #include <condition_variable>
 #include <deque>
@@ -74,6 +79,30 @@ __asm__(
 extern "C" long sbx_clone3(struct clone_args* args, size_t size, int (*fn)(void*), void* arg);
 
 namespace sbx::ns {
+
+namespace {
+
+void forgetFrames(void* stack, size_t size) {
+#ifdef __SANITIZE_ADDRESS__
+  __asan_unpoison_memory_region(stack, size);
+#else
+  (void)stack, (void)size;
+#endif
+}
+
+}  // namespace
+
+void* mapStack(size_t size) {
+  void* stack = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return nullptr;
+  forgetFrames(stack, size);
+  return stack;
+}
+
+void unmapStack(void* stack, size_t size) {
+  forgetFrames(stack, size);
+  munmap(stack, size);
+}
 
 bool cloneChild(uint64_t nsFlags, int cgroupFd, void* stack, size_t stackSize, int (*fn)(void*), void* arg,
                 Clone& out, Error& err) {

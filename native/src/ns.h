@@ -36,6 +36,14 @@ struct Clone {
   Fd pidfd;
 };
 
+// A stack for cloneChild (nullptr with errno on failure), and its release once the child has exec'd
+// or exited. Under AddressSanitizer (native/tools/sanitize.sh) both also clear the shadow of the
+// range: a child that execs or exits never returns from its frames, so the redzones around their
+// locals stay poisoned in the shadow it shares with us, and whatever is mapped there next (another
+// child's stack, V8's heap) would be reported as overflowing them.
+void* mapStack(size_t size);
+void unmapStack(void* stack, size_t size);
+
 // clone3(CLONE_VM | namespaces | CLONE_PIDFD [| CLONE_INTO_CGROUP]) running fn(arg) on `stack`.
 // The child shares our memory but not our fd table or signal handlers. All signals are blocked
 // around the call so the child starts with every signal blocked. cgroupFd < 0: no CLONE_INTO_CGROUP.

@@ -91,10 +91,10 @@ bool create(uint64_t hostBase, Fd& out, Error& err) {
   if (pipe2(q, O_CLOEXEC) != 0) return fail(err, "userns", "pipe2", "", errno);
   Fd readyR(q[0]), readyW(q[1]);
   HoldArgs args{holdR.get(), readyW.get(), (uint32_t)hostBase, -1, 0, ""};
-  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  void* stack = ns::mapStack(kStack);
   ns::Clone c;
-  bool ok = stack != MAP_FAILED && ns::cloneChild(CLONE_FILES, -1, stack, kStack, hold, &args, c, err);
-  if (stack == MAP_FAILED) fail(err, "userns", "mmap", "stack", errno);
+  bool ok = stack && ns::cloneChild(CLONE_FILES, -1, stack, kStack, hold, &args, c, err);
+  if (!stack) fail(err, "userns", "mmap", "stack", errno);
   Fd fd;
   if (ok) {
     // Its answer, or its end (a holder that died answers nothing: its pidfd says so).
@@ -116,7 +116,7 @@ bool create(uint64_t hostBase, Fd& out, Error& err) {
     siginfo_t si;
     syscall(SYS_waitid, P_PIDFD, c.pidfd.get(), &si, WEXITED, nullptr);
   }
-  if (stack != MAP_FAILED) munmap(stack, kStack);
+  if (stack) ns::unmapStack(stack, kStack);
   if (!ok) return false;
   out = std::move(fd);
   return true;

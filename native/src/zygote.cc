@@ -170,11 +170,8 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
                         "", 0, z->argv, z->envp, z->joinPtrs.data(), z->joinPtrs.size(), usernsFd, z->netns.get(), nullptr,
                         true, z->joinFds.data(), -1, mnt::baseNamespace(o)};
   child::keepOnly(z->args, z->keptFds);
-  z->stack = mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (z->stack == MAP_FAILED) {
-    z->stack = nullptr;
-    return fail(err, "pool", "mmap", "stack", errno);
-  }
+  z->stack = ns::mapStack(kStackSize);
+  if (!z->stack) return fail(err, "pool", "mmap", "stack", errno);
   ns::Clone c;
   RETURN_ON_FAILURE(ns::cloneChild(ns::kCloneFlags, z->group.v2 ? z->group.dirFd.get() : -1, z->stack, kStackSize, child::main,
                                    &z->args, c, err));
@@ -196,7 +193,7 @@ bool create(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
 }  // namespace
 
 Zygote::~Zygote() {
-  if (stack) munmap(stack, kStackSize);
+  if (stack) ns::unmapStack(stack, kStackSize);
 }
 
 bool usable(const cgroup::Host& h, const spec::Options& o) {

@@ -32,6 +32,14 @@ static inline bool fail(Error& e, const char* stage, const char* syscall, const 
   return false;
 }
 
+// An Error another process sent (a setup child, a job's pid 1: proto::Msg): its strings end within
+// their arrays whatever it wrote there, so that reading them stops there too.
+static inline void endStrings(Error& e) {
+  e.stage[sizeof e.stage - 1] = 0;
+  e.syscall[sizeof e.syscall - 1] = 0;
+  e.path[sizeof e.path - 1] = 0;
+}
+
 }  // namespace sbx
 
 // Run one step of a sequence; stop the sequence at the first failure (the step filled the Error).

@@ -167,13 +167,16 @@ void handleMsg(Job* j, const proto::Msg& m) {
   }
 }
 
-// One packet, with at most one passed fd (any others are closed).
+// One packet, with at most one passed fd (any others are closed). Its sender may be the job's pid 1:
+// nothing of it is trusted to be well-formed.
 ssize_t recvMsg(int fd, proto::Msg& m, Fd& passed) {
   passed.reset();
-  return recvWithFds(fd, &m, sizeof m, [&](int f) {
+  ssize_t n = recvWithFds(fd, &m, sizeof m, [&](int f) {
     if (!passed.valid()) passed.reset(f);
     else Fd{f}.reset();
   });
+  endStrings(m.error);
+  return n;
 }
 
 // Read every pending message; returns false on EOF/error (stop polling the socket).

@@ -28,6 +28,7 @@
 #endif
 
 #include "caps.h"
+#include "init_config_read.h"
 #include "input_files.h"
 #include "jobmsg.h"
 #include "mkdir_p.h"
@@ -59,25 +60,12 @@ void send(char tag, int32_t value, const Error* e = nullptr) {
   ::send(proto::kInitSyncFd, &m, sizeof m, MSG_NOSIGNAL);
 }
 
-struct Config {
-  const proto::InitConfig* h;
-  const uint32_t* groups;
-  const struct sock_filter* filter;
-  char cwd[4096];
-};
+using init_config::Config;
 
 bool readConfig(Config& c, Error& err) {
   ssize_t n = recv(proto::kInitSyncFd, gConfig, sizeof gConfig, 0);
-  if (n < (ssize_t)sizeof(proto::InitConfig)) return fail(err, "init-config", "recv", "", n < 0 ? errno : EPROTO);
-  c.h = reinterpret_cast<const proto::InitConfig*>(gConfig);
-  size_t need = sizeof *c.h + c.h->ngroups * 4 + c.h->nfilter * sizeof(struct sock_filter) + c.h->cwdLen;
-  if (c.h->magic != proto::kMagic || (size_t)n != need || c.h->cwdLen >= sizeof c.cwd || c.h->ngroups > 64)
-    return fail(err, "init-config", "recv", "", EPROTO);
-  c.groups = reinterpret_cast<const uint32_t*>(gConfig + sizeof *c.h);
-  c.filter = reinterpret_cast<const struct sock_filter*>(gConfig + sizeof *c.h + c.h->ngroups * 4);
-  memcpy(c.cwd, gConfig + need - c.h->cwdLen, c.h->cwdLen);
-  c.cwd[c.h->cwdLen] = 0;
-  return true;
+  if (n < 0) return fail(err, "init-config", "recv", "", errno);
+  return init_config::parse(gConfig, (size_t)n, c, err);
 }
 
 bool oomScore(int adj, Error& err) {

@@ -1,6 +1,7 @@
 // The native parsers under AddressSanitizer + UndefinedBehaviorSanitizer: `native/tools/sanitize.sh
 // --quick` (its control overflow must be reported; the job payload harness, whose code runs in
-// sbx-init inside the job; the sbx_zstd decoders fed mutated layer bytes). The whole run, launcher
+// sbx-init inside the job; the init config harness, launcher to sbx-init; the sbx_zstd decoders fed
+// mutated layer bytes). The whole run, launcher
 // tests included, is `bash native/tools/sanitize.sh` (minutes: not in the suite). As root: the
 // harness chroots into a scratch directory.
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ describe('sanitizers', { skip: process.getuid?.() === 0 ? false : 'needs root (t
     assert.doesNotMatch(output, /ERROR: AddressSanitizer|runtime error:/, output.slice(-8000));
     assert.equal(r.status, 0, output.slice(-8000));
     assert.match(output, /job_payload_fuzz: 1500 cases \(\d+ refused, \d+ written, [1-9]\d* written and collected\), 0 failed/);
+    assert.match(output, /init_config_fuzz: 3000 cases \(\d+ built and parsed back, [1-9]\d* mutated ones still accepted\), 0 failed/);
     assert.match(output, /decoders_fuzz: 2000 streams \([1-9]\d* decoded, [1-9]\d* refused\)/);
     assert.match(output, /sanitize: clean in \d+ s/);
   });

@@ -3,7 +3,8 @@
 # or failing test. Everything is built into native/build-sanitize/ (build/Release is not touched):
 #   1. a control: a heap overflow built with the same flags must be reported (the checks are live);
 #   2. the harnesses test/sanitize/*.cc: host programs over the code sbx-init runs inside a job
-#      (a static musl binary, which the sanitizers cannot instrument) fed seeded mutations;
+#      (a static musl binary, which the sanitizers cannot instrument) and the config packet the
+#      launcher sends it, fed seeded mutations;
 #   3. both addons (binding.gyp's sbx_native and sbx_zstd sources) built with the sanitizers and
 #      loaded by node with libasan preloaded, from a copy of the TypeScript tree whose
 #      native/build/Release is the sanitized build: test/sanitize/decoders-fuzz.ts (hostile layer
@@ -22,7 +23,7 @@ native=$PWD
 out=$native/build-sanitize
 
 # -O0: a third faster to build than -O1 here, and no access optimised away from the checks.
-sanitizers=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O0)
+sanitizers=(-fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer -g -O0)
 cxx=(g++ -std=c++17 -Wall -Wextra -D_GNU_SOURCE "${sanitizers[@]}")
 napi_include=$(node -p "require('node-addon-api').include_dir")
 addon_cxx=("${cxx[@]}" -fPIC -DNAPI_VERSION=8 -DNAPI_DISABLE_CPP_EXCEPTIONS -isystem /usr/include/node -isystem "$napi_include")
@@ -46,12 +47,14 @@ check_control() {
 }
 
 # test/sanitize/<name>.cc + the sources of src/ it names on its first line ("// sources: ...").
+# The addon's headers are on the path (spec.h includes napi.h); the napi functions they define
+# inline are never called, and --gc-sections drops them with their references to node.
 run_harnesses() {
   local failed=0 harness name sources
   for harness in test/sanitize/*.cc; do
     name=$(basename "${harness%.cc}")
     read -r -a sources < <(sed -n '1s|^// sources: ||p' "$harness")
-    "${cxx[@]}" -I src -o "$out/$name" "$harness" "${sources[@]/#/src/}"
+    "${addon_cxx[@]}" -ffunction-sections -Wl,--gc-sections -I src -o "$out/$name" "$harness" "${sources[@]/#/src/}"
     "$out/$name" || failed=1
   done
   return "$failed"

@@ -25,7 +25,7 @@ import { HoldCounts } from './cache/hold-counts.ts';
 import { BackgroundRerun } from './cache/background-rerun.ts';
 import { InUseMarkers } from './cache/in-use-markers.ts';
 import { sharedUnpackPool } from './layers/unpack-pool.ts';
-import { ImagePuller, isDiskFull, type ImagePullerOptions, type PullPolicy, type PullResult } from './pull/image-puller.ts';
+import { asDiskFull, ImagePuller, isDiskFull, type ImagePullerOptions, type PullPolicy, type PullResult } from './pull/image-puller.ts';
 import { PullBounds, type PullBoundsOptions } from './pull/pull-bounds.ts';
 import type { Requester } from './tenant-shares.ts';
 import { SingleFlight } from './pull/single-flight.ts';
@@ -153,11 +153,11 @@ export class ImageStore {
     const policy = fresh ? 'if-not-present' : asked;
     if (policy !== 'always') {
       const cached = this.cached(index, ref, viewer);
-      const handed = cached ? this.hand(index, cached, false) : null;
+      const handed = cached ? await this.handMakingRoom(index, cached) : null;
       if (handed) return handed;
       await index.reloadRef(ref.canonical); // another process sharing the cache may have pulled it
       const reloaded = this.cached(index, ref, viewer);
-      const reloadedHanded = reloaded ? this.hand(index, reloaded, false) : null;
+      const reloadedHanded = reloaded ? await this.handMakingRoom(index, reloaded) : null;
       if (reloadedHanded) return reloadedHanded;
       if (policy === 'never') throw new ImageNotFoundError(`${ref.canonical} (not in the local cache and the pull policy is never)`);
     }
@@ -200,6 +200,26 @@ export class ImageStore {
       // Tried again once if anything was evicted: images of empty files free inodes, not bytes.
       if (!isDiskFull(e) || (await this.cacheGc.evictUnheld(args[0])) === 0) throw e;
       return this.puller.pull(...args);
+    }
+  }
+
+  /**
+   * hand() of a cached image, whose hold writes a marker file: on a full disk (filled by something
+   * else: a cached image needs no other byte to run) every other image nobody holds is evicted and
+   * the hold tried once more, as a pull is; if that freed nothing, the job ends image_pull_failed
+   * "no disk space left" (before, the marker's ENOSPC ended it `internal`, and nothing was evicted).
+   */
+  private async handMakingRoom(index: CacheIndex, result: PullResult): Promise<AcquiredImage | null> {
+    try {
+      return this.hand(index, result, false);
+    } catch (e) {
+      const error = asDiskFull(result.ref.canonical, e);
+      if (!isDiskFull(error) || (await this.cacheGc.evictUnheld(index, result.image.manifestDigest)) === 0) throw error;
+    }
+    try {
+      return this.hand(index, result, false);
+    } catch (e) {
+      throw asDiskFull(result.ref.canonical, e);
     }
   }
 

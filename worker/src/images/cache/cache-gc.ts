@@ -131,17 +131,18 @@ export class CacheGc {
   }
 
   /**
-   * A pull found the disk full: evicts every reference nobody holds (a job or a pull, of any process
-   * sharing the cache), least recently used first. Returns how many images it evicted (freeing
-   * inodes counts as much as freeing bytes: images of empty files free no bytes).
+   * A pull (or a hold on a cached image) found the disk full: evicts every reference nobody holds (a
+   * job or a pull, of any process sharing the cache), least recently used first, but those of the
+   * image `keep` (the cached image a job is about to run). Returns how many images it evicted
+   * (freeing inodes counts as much as freeing bytes: images of empty files free no bytes).
    */
-  async evictUnheld(index: CacheIndex): Promise<number> {
+  async evictUnheld(index: CacheIndex, keep?: string): Promise<number> {
     await index.load();
-    const refs = await this.unheldOldestFirst(index);
+    const refs = (await this.unheldOldestFirst(index)).filter((r) => r.manifestDigest !== keep);
     for (const ref of refs) await index.removeRef(ref.reference);
     const freedBytes = refs.length ? await this.collect(index) : 0;
     if (refs.length) {
-      this.opts.logger?.warn({ images: refs.map((r) => r.reference), freedBytes }, 'images evicted: a pull found the cache disk full');
+      this.opts.logger?.warn({ images: refs.map((r) => r.reference), freedBytes }, 'images evicted: the cache disk was found full');
       this.opts.onEvicted?.('disk_full', refs.length);
     }
     return refs.length;

@@ -70,6 +70,7 @@ export class InUseMarkers {
     return this.counts.keys();
   }
 
+  /** Throws (the hold not taken) when the marker cannot be written: ENOSPC or EDQUOT on a full disk. */
   hold(manifestDigest: string, layers: readonly string[]): void {
     if (!this.counts.has(manifestDigest)) this.write(manifestDigest, layers);
     this.counts.add(manifestDigest);
@@ -100,6 +101,7 @@ export class InUseMarkers {
         renameSync(tmp, path);
         return;
       } catch (e) {
+        rmSync(tmp, { force: true }); // a full disk may have let the file be made but not written
         // A sweeper in another process may remove the (empty) directory between mkdir and write.
         if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw e;
       }

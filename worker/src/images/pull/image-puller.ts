@@ -124,8 +124,10 @@ export class ImagePuller {
     const known = index.completeImage(manifestDigest);
     const currentDoc = doc as ReturnType<typeof parseManifestDocument>;
     const layers = currentDoc.kind === 'manifest' ? currentDoc.layers.map((l) => l.digest) : (known?.layers.map((l) => l.digest) ?? []);
-    this.ctx.markers.hold(manifestDigest, layers);
+    let held = false;
     try {
+      this.ctx.markers.hold(manifestDigest, layers); // a full disk may refuse its marker: the error below
+      held = true;
       let image = known && index.onDisk(known) ? known : undefined;
       if (!image) {
         if (chosen && doc.kind !== 'manifest') await fetchPlatformManifest(chosen); // evicted by another process meanwhile
@@ -142,8 +144,8 @@ export class ImagePuller {
       );
       return { ref, image, digest: top.digest };
     } catch (e) {
-      this.ctx.markers.release(manifestDigest);
-      throw outOfDisk(e) ? new ImagePullFailedError(ref.canonical, `the worker has no disk space left for it (${(e as NodeJS.ErrnoException).code})`, { cause: e, retryable: false }) : e;
+      if (held) this.ctx.markers.release(manifestDigest);
+      throw asDiskFull(ref.canonical, e);
     }
   }
 
@@ -333,6 +335,11 @@ async function checkDiffId(image: string, layer: Descriptor, meta: LayerMeta, di
 function outOfDisk(e: unknown): boolean {
   const code = (e as NodeJS.ErrnoException | null)?.code;
   return code === 'ENOSPC' || code === 'EDQUOT';
+}
+
+/** `e` as the error a pull (or a hold on a cached image) ends with when the cache's disk is full, else `e` itself. */
+export function asDiskFull(reference: string, e: unknown): unknown {
+  return outOfDisk(e) ? new ImagePullFailedError(reference, `the worker has no disk space left for it (${(e as NodeJS.ErrnoException).code})`, { cause: e, retryable: false }) : e;
 }
 
 /** A pull failed because the cache's disk is full (the error pull() throws then). */

@@ -1,0 +1,72 @@
+/**
+ * A worker whose state directory's file system fills up, on the real stack: the state directory is
+ * a small tmpfs of this file's own, filled from outside sbx (a file written until ENOSPC), as a
+ * host's disk fills for reasons of its own.
+ *
+ * Running a cached image needs no disk (a job writes to a tmpfs of its own), but its hold writes an
+ * in-use marker into the cache; on the full disk that write failed with ENOSPC and every job, cached
+ * image or not, ended `internal`, nothing evicted (auditor: tmpfs and ext4 out of inodes).
+ */
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { busyboxImage } from '../fixtures/build-images.ts';
+import { buildLayer, pushImage } from '../fixtures/oci-builder.ts';
+import { SbxClient } from '../harness/api-client.ts';
+import { mountSmallDisk, type SmallDisk } from '../harness/small-disk.ts';
+import { startStack, startWorkerWithMetrics, type ManagedProcess, type Stack } from '../harness/stack.ts';
+
+let disk: SmallDisk;
+let stack: Stack;
+let api: SbxClient;
+let worker: ManagedProcess;
+let metricsUrl: string;
+let other: string;
+
+before(async () => {
+  disk = mountSmallDisk({ mib: 48 });
+  stack = await startStack({ workers: 0, env: { SBX_STATE_DIR: join(disk.dir, 'state'), SBX_LOG_LEVEL: 'info' } });
+  ({ worker, metricsUrl } = await startWorkerWithMetrics(stack, { SBX_IMAGE_CACHE_MIN_FREE_PERCENT: '0' }));
+  api = new SbxClient(stack.apiUrl);
+  const layer = await buildLayer([{ type: 'file', path: 'other', content: Buffer.alloc(1 << 20, 1) }]);
+  await pushImage(`http://${stack.registry.host}`, 'disk/other', 'latest', await busyboxImage({ extraLayers: [layer] }));
+  other = `${stack.registry.host}/disk/other:latest`;
+});
+
+after(async () => {
+  await stack?.stop();
+  disk?.unmount();
+});
+
+const run = (image: string) => api.submit({ image, command: ['sh', '-c', 'echo ran'] }, { wait: true }).then((r) => r.body);
+
+async function diskFullEvictions(): Promise<number> {
+  const text = await (await fetch(metricsUrl)).text();
+  return Number(/sbx_image_cache_evictions_total\{reason="disk_full"[^}]*\} (\d+)/.exec(text)?.[1] ?? NaN);
+}
+
+test('a cached image runs on a disk filled from outside once an image nobody holds made room; with none left, image_pull_failed "no disk space"; once space is back, it runs again', { timeout: 60_000 }, async () => {
+  for (const image of [other, stack.images.busybox]) assert.equal((await run(image)).status, 'succeeded');
+  disk.fill();
+  assert.ok(disk.free().bytes < 64 * 1024, `filled: ${disk.free().bytes} bytes free`);
+
+  const made = await run(stack.images.busybox);
+  assert.equal(made.status, 'succeeded', `the cached image's job: ${JSON.stringify(made.error)}`);
+  assert.equal(made.output?.stdout, 'ran\n');
+  assert.equal(await diskFullEvictions(), 1, 'the other image, which nobody held, was evicted for it');
+
+  disk.fill(); // what the eviction freed is taken too: nothing is left to evict but the image itself
+  const refused = await run(stack.images.busybox);
+  assert.equal(refused.status, 'error');
+  assert.equal(refused.error?.code, 'image_pull_failed', JSON.stringify(refused.error));
+  assert.match(refused.error!.message, /no disk space left for it \(ENOSPC\)/);
+
+  disk.unfill();
+  const again = await run(stack.images.busybox);
+  assert.equal(again.status, 'succeeded', `once space is back, without a restart: ${JSON.stringify(again.error)}`);
+  assert.equal(again.placement?.imageCached, true, 'the image the full disk kept out of no job is still cached');
+  const inuse = join(disk.dir, 'state/images/inuse');
+  assert.deepEqual(readdirSync(inuse).flatMap((d) => readdirSync(join(inuse, d))).filter((n) => n.startsWith('.')), [], 'no marker left half-written');
+  assert.equal(worker.log().match(/"level":50/g)?.length ?? 0, 0, `no error logged:\n${worker.log().split('\n').filter((l) => l.includes('"level":50')).join('\n').slice(0, 2000)}`);
+});

@@ -6,13 +6,19 @@
  * Running a cached image needs no disk (a job writes to a tmpfs of its own), but its hold writes an
  * in-use marker into the cache; on the full disk that write failed with ENOSPC and every job, cached
  * image or not, ended `internal`, nothing evicted (auditor: tmpfs and ext4 out of inodes).
+ *
+ * A disk that fills while a layer is being unpacked leaves nothing a later job trusts: the layer
+ * half-written is never taken as cached, and the same image pulled once space is back has every file
+ * whole.
  */
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { busyboxImage } from '../fixtures/build-images.ts';
-import { buildLayer, pushImage } from '../fixtures/oci-builder.ts';
+import { startFakeRegistry, type FakeRegistry } from '../fixtures/fake-registry.ts';
+import { buildLayer, pushImage, type BuiltLayer } from '../fixtures/oci-builder.ts';
 import { SbxClient } from '../harness/api-client.ts';
 import { mountSmallDisk, type SmallDisk } from '../harness/small-disk.ts';
 import { startStack, startWorkerWithMetrics, type ManagedProcess, type Stack } from '../harness/stack.ts';
@@ -23,11 +29,18 @@ let api: SbxClient;
 let worker: ManagedProcess;
 let metricsUrl: string;
 let other: string;
+let fake: FakeRegistry;
+/** 16 MiB that do not compress (a download that takes as much), then 200 small files. */
+const content = randomBytes(16 << 20);
+let halfway: BuiltLayer;
 
 before(async () => {
   disk = mountSmallDisk({ mib: 48 });
+  fake = await startFakeRegistry();
+  halfway = await buildLayer([{ type: 'file', path: 'big', content }, ...Array.from({ length: 200 }, (_, i) => ({ type: 'file' as const, path: `small/f${i}`, content: `file ${i}\n` }))]);
+  fake.add('disk/halfway', 'latest', await busyboxImage({ extraLayers: [halfway] }));
   stack = await startStack({ workers: 0, env: { SBX_STATE_DIR: join(disk.dir, 'state'), SBX_LOG_LEVEL: 'info' } });
-  ({ worker, metricsUrl } = await startWorkerWithMetrics(stack, { SBX_IMAGE_CACHE_MIN_FREE_PERCENT: '0' }));
+  ({ worker, metricsUrl } = await startWorkerWithMetrics(stack, { SBX_IMAGE_CACHE_MIN_FREE_PERCENT: '0', SBX_EGRESS_ALLOW: `${stack.registry.host},${fake.host}` }));
   api = new SbxClient(stack.apiUrl);
   const layer = await buildLayer([{ type: 'file', path: 'other', content: Buffer.alloc(1 << 20, 1) }]);
   await pushImage(`http://${stack.registry.host}`, 'disk/other', 'latest', await busyboxImage({ extraLayers: [layer] }));
@@ -36,6 +49,7 @@ before(async () => {
 
 after(async () => {
   await stack?.stop();
+  await fake?.stop();
   disk?.unmount();
 });
 
@@ -69,4 +83,38 @@ test('a cached image runs on a disk filled from outside once an image nobody hol
   const inuse = join(disk.dir, 'state/images/inuse');
   assert.deepEqual(readdirSync(inuse).flatMap((d) => readdirSync(join(inuse, d))).filter((n) => n.startsWith('.')), [], 'no marker left half-written');
   assert.equal(worker.log().match(/"level":50/g)?.length ?? 0, 0, `no error logged:\n${worker.log().split('\n').filter((l) => l.includes('"level":50')).join('\n').slice(0, 2000)}`);
+});
+
+test('a disk filled from outside while a layer is unpacked: image_pull_failed, no layer half-written kept; once space is back the same image pulls whole', { timeout: 60_000 }, async () => {
+  // The layer's first download sends half its bytes, waits while the disk is filled, then the rest.
+  let sentHalf: () => void = () => {};
+  let sendRest: () => void = () => {};
+  const half = new Promise<void>((r) => (sentHalf = r));
+  const rest = new Promise<void>((r) => (sendRest = r));
+  fake.hook = (_req, res, { blob, count }) => {
+    if (blob?.digest !== halfway.digest || count > 1) return false;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.size });
+    const mid = Math.floor(blob.size / 2);
+    res.write(blob.bytes.subarray(0, mid), () => sentHalf());
+    void rest.then(() => res.end(blob.bytes.subarray(mid)));
+    return true;
+  };
+  const image = `${fake.host}/disk/halfway:latest`;
+  const command = ['sh', '-c', 'sha256sum /big | cut -d" " -f1; ls /small | wc -l; cat /small/f199'];
+  const pulling = api.submit({ image, command }, { wait: true });
+  await half;
+  disk.fill();
+  sendRest();
+  const failed = (await pulling).body;
+  assert.equal(failed.status, 'error');
+  assert.equal(failed.error?.code, 'image_pull_failed', JSON.stringify(failed.error));
+  assert.match(failed.error!.message, /no disk space left for it \(ENOSPC\)/);
+  const images = join(disk.dir, 'state/images');
+  assert.equal(readdirSync(join(images, 'layers/sha256')).includes(halfway.digest.slice(7)), false, 'the layer half-written is not in the cache');
+  assert.deepEqual(readdirSync(join(images, 'tmp')).flatMap((d) => readdirSync(join(images, 'tmp', d))), [], 'nothing left being unpacked');
+
+  disk.unfill();
+  const whole = await api.submit({ image, command }, { wait: true });
+  assert.equal(whole.body.status, 'succeeded', JSON.stringify(whole.body.error));
+  assert.equal(whole.body.output?.stdout, `${createHash('sha256').update(content).digest('hex')}\n200\nfile 199\n`);
 });

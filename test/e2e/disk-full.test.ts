@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { busyboxImage } from '../fixtures/build-images.ts';
 import { startFakeRegistry, type FakeRegistry } from '../fixtures/fake-registry.ts';
-import { buildLayer, pushImage, type BuiltLayer } from '../fixtures/oci-builder.ts';
+import { buildLayer, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/oci-builder.ts';
 import { SbxClient } from '../harness/api-client.ts';
 import { mountSmallDisk, type SmallDisk } from '../harness/small-disk.ts';
 import { startStack, startWorkerWithMetrics, type ManagedProcess, type Stack } from '../harness/stack.ts';
@@ -33,12 +33,15 @@ let fake: FakeRegistry;
 /** 16 MiB that do not compress (a download that takes as much), then 200 small files. */
 const content = randomBytes(16 << 20);
 let halfway: BuiltLayer;
+let records: BuiltImage;
 
 before(async () => {
   disk = mountSmallDisk({ mib: 48 });
   fake = await startFakeRegistry();
   halfway = await buildLayer([{ type: 'file', path: 'big', content }, ...Array.from({ length: 200 }, (_, i) => ({ type: 'file' as const, path: `small/f${i}`, content: `file ${i}\n` }))]);
   fake.add('disk/halfway', 'latest', await busyboxImage({ extraLayers: [halfway] }));
+  records = await busyboxImage({ config: { Env: ['RECORDS=1'] } }); // busybox's layer, cached: only records are written
+  fake.add('disk/records', 'latest', records);
   stack = await startStack({ workers: 0, env: { SBX_STATE_DIR: join(disk.dir, 'state'), SBX_LOG_LEVEL: 'info' } });
   ({ worker, metricsUrl } = await startWorkerWithMetrics(stack, { SBX_IMAGE_CACHE_MIN_FREE_PERCENT: '0', SBX_EGRESS_ALLOW: `${stack.registry.host},${fake.host}` }));
   api = new SbxClient(stack.apiUrl);
@@ -117,4 +120,22 @@ test('a disk filled from outside while a layer is unpacked: image_pull_failed, n
   const whole = await api.submit({ image, command }, { wait: true });
   assert.equal(whole.body.status, 'succeeded', JSON.stringify(whole.body.error));
   assert.equal(whole.body.output?.stdout, `${createHash('sha256').update(content).digest('hex')}\n200\nfile 199\n`);
+});
+
+test('a disk filled from outside just before a pull writes its records: no temp file is left of the writes that failed', { timeout: 60_000 }, async () => {
+  // Before, each record write that failed (manifest, config, image record) left its temp file in the
+  // cache for good: two per failed pull, kept through every later pull and restart (auditor).
+  assert.equal((await run(stack.images.busybox)).status, 'succeeded', 'the layer is cached');
+  fake.hook = (_req, _res, { blob, count }) => {
+    if (blob?.digest === records.config.digest && count === 1) disk.fill(); // then served as usual
+    return false;
+  };
+  // Its retry, once busybox (nobody holds it) was evicted, may find room for the records or not.
+  const first = await run(`${fake.host}/disk/records:latest`);
+  assert.ok(first.status === 'succeeded' || first.error?.code === 'image_pull_failed', JSON.stringify(first.error));
+  disk.unfill();
+  const images = join(disk.dir, 'state/images');
+  const temps = ['blobs/sha256', 'images', 'manifests', 'layer-meta'].flatMap((d) => readdirSync(join(images, d)).filter((n) => n.endsWith('.tmp')).map((n) => `${d}/${n}`));
+  assert.deepEqual(temps, [], 'temp files of records not written');
+  assert.equal((await run(`${fake.host}/disk/records:latest`)).status, 'succeeded');
 });

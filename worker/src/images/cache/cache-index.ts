@@ -469,9 +469,15 @@ export class CacheIndex {
     this.touched.clear();
   }
 
+  /** `data` at `path` whole or not at all; a write that failed (a full disk) leaves no temp file behind. */
   private async writeAtomic(path: string, data: string | Buffer): Promise<void> {
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeFile(tmp, data, { mode: 0o600 });
-    await rename(tmp, path);
+    try {
+      await writeFile(tmp, data, { mode: 0o600 });
+      await rename(tmp, path);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e;
+    }
   }
 }

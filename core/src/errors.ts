@@ -33,6 +33,7 @@ export const ERROR_STATUS = {
   worker_lost: 500,
   host_unsupported: 503,
   launch_failed: 500,
+  host_exhausted: 503, // the worker's host ran out of open files or processes starting the job (worker/src/launch-errors.ts)
   idle_timeout: 408, // an interactive job's limits.idleTimeoutMs passed with nothing attached or written
   output_idle_timeout: 408, // limits.outputIdleTimeoutMs passed with no output from the job
   exceeds_capacity: 422, // limits.memoryBytes above every live worker's SBX_JOBS_MEMORY_BYTES (worker/src/placement)
@@ -184,6 +185,17 @@ export class CommandNotFoundError extends SbxError {
 export class HostUnsupportedError extends SbxError {
   constructor(missing: string[]) {
     super('host_unsupported', `this host cannot run jobs: ${missing.join('; ')}`);
+  }
+}
+
+/**
+ * The worker's host ran out of something starting the job (open files, processes): the host's
+ * state at that moment, not the job's fault; its command did not run, and it may be submitted again.
+ */
+export class HostExhaustedError extends SbxError {
+  /** `resource`: what ran out and the errno that said so, e.g. "open files (EMFILE: …)". */
+  constructor(resource: string, cause?: unknown) {
+    super('host_exhausted', `the worker ran out of ${resource} starting this job; its command did not run: submit it again`, { cause, retryable: true });
   }
 }
 

@@ -28,6 +28,7 @@ import { UnknownAuthFieldsError } from '../../core/src/secrets/registry-auth.ts'
 import { buildLaunchSpec } from './launch/launch-plan.ts';
 import { imageWorkdirError } from './launch/image-values.ts';
 import { fromLaunchError } from './launch-errors.ts';
+import { hostExhausted } from './host-exhaustion.ts';
 import { LauncherCleanup } from './launcher-cleanup.ts';
 import { RedisOutputSink } from './output/redis-sink.ts';
 import { IDLE_END, startInteractive, withInteractive, type InteractiveInput, type InteractiveSession } from './interactive/session.ts';
@@ -355,7 +356,7 @@ export class JobRunner {
       if (job.shutdown && !job.started && !job.cancelled && (await this.handBack(doc))) return;
       const error = classify(e);
       if (error.code === 'internal' && !job.shutdown) logger.error({ err: e, jobId: id }, 'job failed on an internal error');
-      else if (error.code === 'worker_outdated') logger.warn({ jobId: id, code: error.code }, error.message); // the deploy's order, for its operator
+      else if (error.code === 'worker_outdated' || error.code === 'host_exhausted') logger.warn({ jobId: id, code: error.code }, error.message); // for the operator: the deploy's order, the host's limits
       else logger.info({ jobId: id, code: error.code }, error.message);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN } : job.cancelled ? { status: 'cancelled' as const } : { status: 'error' as const, error };
       await this.finish(stored.tenant, doc, doc.status, ended);
@@ -515,9 +516,10 @@ function outcome(exit: EndInfo): Pick<JobDocument, 'status' | 'exitCode' | 'sign
 }
 
 /** SbxError codes a job document shows as its error.code (api.md); any other failure is `internal`. */
-const JOB_ERROR_CODES = new Set(['image_not_found', 'image_pull_failed', 'registry_unauthorized', 'invalid_image', 'command_not_found', 'invalid_request', 'egress_refused', 'worker_outdated']);
+const JOB_ERROR_CODES = new Set(['image_not_found', 'image_pull_failed', 'registry_unauthorized', 'invalid_image', 'command_not_found', 'invalid_request', 'egress_refused', 'worker_outdated', 'host_exhausted']);
 const INTERNAL = { code: 'internal', message: 'the worker hit an internal error running this job; it has been logged' };
 
-function classify(e: unknown): { code: string; message: string } {
+function classify(thrown: unknown): { code: string; message: string } {
+  const e = hostExhausted(thrown) ?? thrown; // EMFILE from any file the job's run opens here (host-exhaustion.ts)
   return isSbxError(e) && JOB_ERROR_CODES.has(e.code) ? { code: e.code, message: e.message } : INTERNAL;
 }

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import {
-  CommandNotFoundError, HostUnsupportedError, InvalidRequestError, LaunchFailedError, NotFoundError, type SbxError,
+  CommandNotFoundError, HostExhaustedError, HostUnsupportedError, InvalidRequestError, LaunchFailedError, NotFoundError, type SbxError,
 } from '../../core/src/errors.ts';
 import { LaunchError, launch } from '../../native/index.ts';
 import { baseSpec, buildBusyboxRootfs, makeTempDir, removeParent, testUidBase, uniqueParent } from '../../native/test/helpers.ts';
@@ -50,6 +50,21 @@ const cases: Array<{ kind: string; error: LaunchError; cls: new (...a: never[]) 
     kind: 'an errno name',
     error: new LaunchError('clone: clone3: ENOMEM', { code: 'ENOMEM', errno: 12, syscall: 'clone3', stage: 'clone' }),
     cls: LaunchFailedError, code: 'launch_failed', message: /^starting the job failed: clone: clone3: ENOMEM$/, retryable: true,
+  },
+  {
+    kind: 'EMFILE (the worker\'s open files ran out)',
+    error: new LaunchError('sync: socketpair: EMFILE', { code: 'EMFILE', errno: 24, syscall: 'socketpair', stage: 'sync' }),
+    cls: HostExhaustedError, code: 'host_exhausted', message: /^the worker ran out of open files \(EMFILE: the worker process's RLIMIT_NOFILE\) starting this job; its command did not run: submit it again$/, retryable: true,
+  },
+  {
+    kind: 'ENFILE (the host\'s open files ran out)',
+    error: new LaunchError('fds: pipe2: ENFILE', { code: 'ENFILE', errno: 23, syscall: 'pipe2', stage: 'fds' }),
+    cls: HostExhaustedError, code: 'host_exhausted', message: /open files \(ENFILE: the host's fs\.file-max\)/, retryable: true,
+  },
+  {
+    kind: 'EAGAIN of a clone (a pids limit)',
+    error: new LaunchError('clone: clone3: EAGAIN', { code: 'EAGAIN', errno: 11, syscall: 'clone3', stage: 'clone' }),
+    cls: HostExhaustedError, code: 'host_exhausted', message: /processes \(EAGAIN: a pids limit/, retryable: true,
   },
   {
     kind: 'launch_failed',

@@ -6,9 +6,10 @@
  */
 import os from 'node:os';
 import {
-  CommandNotFoundError, HostUnsupportedError, InvalidRequestError, LaunchFailedError, isSbxError, type SbxError,
+  CommandNotFoundError, HostExhaustedError, HostUnsupportedError, InvalidRequestError, LaunchFailedError, isSbxError, type SbxError,
 } from '../../core/src/errors.ts';
 import { errnoName, LaunchError } from '../../native/index.ts';
+import { exhaustedResource } from './host-exhaustion.ts';
 
 /** `cwd`: the working directory the job was launched with (named by a `cwd` stage's failure). */
 export function fromLaunchError(e: unknown, cwd?: string): SbxError {
@@ -24,10 +25,14 @@ export function fromLaunchError(e: unknown, cwd?: string): SbxError {
       return new CommandNotFoundError(e.path ?? '', commandProblem(e.errno));
     case 'host_unsupported':
       return new HostUnsupportedError([e.message]);
-    default: // launch_failed, or an errno name: a system call failed (the cause says which)
+    default: { // launch_failed, or an errno name: a system call failed (the cause says which)
+      const exhausted = exhaustedResource(errnoName(e.errno), e.syscall);
+      if (exhausted) return new HostExhaustedError(exhausted, e);
       return new LaunchFailedError(`starting the job failed: ${e.message}`, e);
+    }
   }
 }
+
 
 const FILE_PROBLEMS: Record<string, string> = {
   EACCES: 'the job\'s user may not write there',

@@ -18,6 +18,7 @@
 
 #include "fd.h"
 #include "mnt.h"
+#include "threads.h"
 
 namespace sbx::mnt {
 namespace {
@@ -84,7 +85,9 @@ int baseNamespace(const spec::Options& o) {
   if (it == made->end()) {
     Fd ns;
     Error ignored;  // the setups then copy the launcher's namespace, as they did before
-    std::thread([&] { build(o.stateDir, ns, ignored); }).join();
+    int noThread = 0;
+    // No thread to build it on (the host's pids limit): not recorded, tried again next time.
+    if (!threads::runOnOwnThread([&] { build(o.stateDir, ns, ignored); }, noThread)) return -1;
     it = made->emplace(o.stateDir, std::move(ns)).first;
   }
   return it->second.get();

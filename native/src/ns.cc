@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "background.h"
+#include "threads.h"
 #include "proto.h"
 #include "sys.h"
 
@@ -250,10 +251,11 @@ void janitorLoop() {
 void releaseLater(Fd fd) {
   if (!fd.valid()) return;
   Janitor& j = janitor();
-  std::lock_guard<std::mutex> lk(j.mu);
-  if (!j.started) {
-    j.started = true;
-    std::thread(janitorLoop).detach();
+  std::unique_lock<std::mutex> lk(j.mu);
+  if (!j.started && !(j.started = threads::startDetached(janitorLoop))) {
+    lk.unlock();
+    fd.reset();  // no thread to hand it to (the host's pids limit): released here, however slowly
+    return;
   }
   j.fds.push_back(std::move(fd));
   j.wake.notify_one();
@@ -262,10 +264,7 @@ void releaseLater(Fd fd) {
 Fd takeNetns() {
   NetPool& p = pool();
   std::lock_guard<std::mutex> lk(p.mu);
-  if (!p.started) {
-    p.started = true;
-    std::thread(fill).detach();
-  }
+  if (!p.started) p.started = threads::startDetached(fill);  // none: each job makes its own
   if (p.fds.empty() || p.broken) return Fd();
   Fd fd = std::move(p.fds.front());
   p.fds.pop_front();
@@ -278,11 +277,12 @@ bool takeOrMakeNetns(Fd& out, Error& err) {
   if (out.valid()) return true;
   // On a thread of its own: one that could not go home would end there, not stay in a job's namespace.
   int e = 0;
-  std::thread([&out, &e] {
+  const bool ran = threads::runOnOwnThread([&out, &e] {
     Fd home(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
     if (home.valid()) out = makeNetns(home.get());
     if (!out.valid()) e = errno ? errno : EAGAIN;
-  }).join();
+  }, e);
+  if (!ran) return fail(err, "namespaces", "clone", "thread", e);
   return out.valid() || fail(err, "namespaces", "unshare", "net", e);
 }
 

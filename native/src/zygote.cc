@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "background.h"
+#include "threads.h"
 #include "host_load.h"
 #include "input_files_pack.h"
 #include "jobmsg.h"
@@ -360,7 +361,8 @@ void refill(const cgroup::Host& h, const spec::Options& o, const spec::Spec& s, 
   Maker& m = maker();
   std::lock_guard<std::mutex> lock(m.mu);
   if (!m.started) {
-    std::thread(makerLoop).detach();
+    // No thread for it (the host's pids limit): nothing is made ahead; the job's launch sets itself up.
+    if (!threads::startDetached(makerLoop)) return;
     m.started = true;
   }
   Request r{&h, o, s, config, initFd};

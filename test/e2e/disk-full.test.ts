@@ -139,3 +139,18 @@ test('a disk filled from outside just before a pull writes its records: no temp 
   assert.deepEqual(temps, [], 'temp files of records not written');
   assert.equal((await run(`${fake.host}/disk/records:latest`)).status, 'succeeded');
 });
+
+test('a worker stopped (SIGTERM) while its disk is full exits 0: the last-use times it could not write are a warning', { timeout: 30_000 }, async () => {
+  // Before, the ENOSPC of writing them rejected the shutdown: a fatal log, exit 1, the rest of it
+  // (metrics server, Redis connections, the uid range claim) skipped (auditor).
+  assert.equal((await run(stack.images.busybox)).status, 'succeeded', 'a use to record');
+  disk.fill();
+  try {
+    const exited = new Promise<number | null>((resolve) => worker.child.once('exit', (code) => resolve(code)));
+    worker.child.kill('SIGTERM');
+    assert.equal(await exited, 0, worker.log().split('\n').filter((l) => l.includes('"level":60')).join('\n'));
+    assert.match(worker.log(), /"level":40[^\n]*recording when cached images were last used failed/);
+  } finally {
+    disk.unfill();
+  }
+});

@@ -318,7 +318,8 @@ export class ImageStore {
     await this.collection.running;
     await this.evictionRetry.running;
     if (this.index) {
-      await this.index.persistRefs();
+      // A full disk costs this run's last-use times (the eviction order), not the rest of the shutdown.
+      await this.index.persistRefs().catch((err: Error) => this.opts.logger?.warn({ err: err.message }, 'recording when cached images were last used failed: their eviction order goes by the previous record'));
       await this.index.close();
     }
     await this.clients.close();

@@ -20,6 +20,7 @@ import { busyboxImage } from '../fixtures/build-images.ts';
 import { startFakeRegistry, type FakeRegistry } from '../fixtures/fake-registry.ts';
 import { buildLayer, pushImage, type BuiltImage, type BuiltLayer } from '../fixtures/oci-builder.ts';
 import { SbxClient } from '../harness/api-client.ts';
+import { waitUntil } from '../harness/redis.ts';
 import { mountSmallDisk, type SmallDisk } from '../harness/small-disk.ts';
 import { startStack, startWorkerWithMetrics, type ManagedProcess, type Stack } from '../harness/stack.ts';
 
@@ -58,6 +59,12 @@ after(async () => {
 
 const run = (image: string) => api.submit({ image, command: ['sh', '-c', 'echo ran'] }, { wait: true }).then((r) => r.body);
 
+/** Until no job holds an image (a job's hold goes a little after its answer): the next hold writes its marker. */
+async function noHolds(): Promise<void> {
+  const inuse = join(disk.dir, 'state/images/inuse');
+  await waitUntil(async () => readdirSync(inuse).every((d) => readdirSync(join(inuse, d)).length === 0), 10_000, 'no image held');
+}
+
 async function diskFullEvictions(): Promise<number> {
   const text = await (await fetch(metricsUrl)).text();
   return Number(/sbx_image_cache_evictions_total\{reason="disk_full"[^}]*\} (\d+)/.exec(text)?.[1] ?? NaN);
@@ -65,6 +72,7 @@ async function diskFullEvictions(): Promise<number> {
 
 test('a cached image runs on a disk filled from outside once an image nobody holds made room; with none left, image_pull_failed "no disk space"; once space is back, it runs again', { timeout: 60_000 }, async () => {
   for (const image of [other, stack.images.busybox]) assert.equal((await run(image)).status, 'succeeded');
+  await noHolds();
   disk.fill();
   assert.ok(disk.free().bytes < 64 * 1024, `filled: ${disk.free().bytes} bytes free`);
 
@@ -73,6 +81,7 @@ test('a cached image runs on a disk filled from outside once an image nobody hol
   assert.equal(made.output?.stdout, 'ran\n');
   assert.equal(await diskFullEvictions(), 1, 'the other image, which nobody held, was evicted for it');
 
+  await noHolds();
   disk.fill(); // what the eviction freed is taken too: nothing is left to evict but the image itself
   const refused = await run(stack.images.busybox);
   assert.equal(refused.status, 'error');

@@ -5,6 +5,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { routePath } from 'hono/route';
 import { DependencyUnavailableError, errorBody, INTERNAL_ERROR_MESSAGE, isSbxError, RateLimitedError } from '../../core/src/errors.ts';
+import { countFinished } from '../../core/src/metrics.ts';
 import type { AppDeps, AppEnv } from './deps.ts';
 import { auth } from './middleware/auth.ts';
 import { loopbackHostOnly } from './middleware/loopback-host.ts';
@@ -32,7 +33,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: (result) => { if (!result.success) throw validationError(result.error); } });
   // Metrics read at scrape time, and jobs this API finishes (cancel while queued, worker_lost).
   deps.metrics.queueDepth.source = () => deps.queue.depth();
-  deps.store.onFinished((doc, tenant) => deps.metrics.jobsFinished.inc({ status: doc.status, tenant: deps.metrics.tenants.of(tenant) }));
+  deps.store.onFinished((doc, tenant) => countFinished(deps.metrics, doc, tenant));
 
   app.use('*', async (c, next) => {
     const started = performance.now();

@@ -6,6 +6,7 @@
  * its id as the default label `worker` (bounded by the fleet).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { JobDocument } from './job-spec.ts';
 
 export function createRegistry(role: 'api' | 'worker', labels: Record<string, string> = {}): Registry {
   const registry = new Registry();
@@ -42,9 +43,23 @@ function sampledGauge(registry: Registry, name: string, help: string) {
   return Object.assign(holder, { gauge });
 }
 
-/** Jobs reaching a final status, counted by whichever process finished them (worker, API cancel, janitor): sum over all. */
-function jobsFinishedCounter(registry: Registry) {
-  return new Counter({ name: 'sbx_jobs_finished_total', help: 'Jobs that reached a final status in this process, by status and tenant', labelNames: ['status', 'tenant'], registers: [registry] });
+/**
+ * Jobs reaching a final status, counted by whichever process finished them (worker, API cancel,
+ * janitor): sum over all. Those that ended `error` are counted again by their code (a fixed list:
+ * README's job error codes), without the tenant: what an operator alerts on (host_exhausted,
+ * image_pull_failed, worker_lost) whoever's job it was.
+ */
+function finishedJobCounters(registry: Registry) {
+  return {
+    jobsFinished: new Counter({ name: 'sbx_jobs_finished_total', help: 'Jobs that reached a final status in this process, by status and tenant', labelNames: ['status', 'tenant'], registers: [registry] }),
+    jobErrors: new Counter({ name: 'sbx_job_errors_total', help: 'Jobs that ended with status error in this process, by error code (host_exhausted, image_pull_failed, worker_lost, ...)', labelNames: ['code'], registers: [registry] }),
+  };
+}
+
+/** Counts a job that reached its final status (JobStore.onFinished) in either process's metrics. */
+export function countFinished(m: ReturnType<typeof finishedJobCounters> & { tenants: TenantLabels }, doc: JobDocument, tenant: string | null): void {
+  m.jobsFinished.inc({ status: doc.status, tenant: m.tenants.of(tenant) });
+  if (doc.status === 'error') m.jobErrors.inc({ code: doc.error?.code ?? 'unknown' });
 }
 
 export function apiMetrics(registry: Registry) {
@@ -53,7 +68,7 @@ export function apiMetrics(registry: Registry) {
     requestSeconds: new Histogram({ name: 'sbx_http_request_duration_seconds', help: 'HTTP request duration (SSE: until headers)', labelNames: ['method', 'route'], buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30], registers: [registry] }),
     jobsSubmitted: new Counter({ name: 'sbx_jobs_submitted_total', help: 'Jobs accepted, by tenant', labelNames: ['tenant'], registers: [registry] }),
     jobsPlaced: new Counter({ name: 'sbx_jobs_placed_at_submit_total', help: 'Jobs queued by this API, by where: host (straight on the queue of a host holding the image, with room) or shared', labelNames: ['where'], registers: [registry] }),
-    jobsFinished: jobsFinishedCounter(registry),
+    ...finishedJobCounters(registry),
     /** Read from BullMQ at scrape time (every API reports the same figure: use max() across them). */
     queueDepth: sampledGauge(registry, 'sbx_queue_depth', 'Jobs waiting in the queue for a worker (fleet-wide)'),
     sseClients: new Gauge({ name: 'sbx_sse_clients', help: 'Open SSE event streams', registers: [registry] }),
@@ -65,7 +80,7 @@ export type ApiMetrics = ReturnType<typeof apiMetrics>;
 export function workerMetrics(registry: Registry) {
   const seconds = (name: string, help: string, buckets: number[], labelNames: string[] = []) => new Histogram({ name, help, buckets, labelNames, registers: [registry] });
   const m = {
-    jobsFinished: jobsFinishedCounter(registry),
+    ...finishedJobCounters(registry),
     queueSeconds: seconds('sbx_job_queue_seconds', 'Time from submission to a worker taking the job', [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600, 3600]),
     pullSeconds: seconds('sbx_image_pull_seconds', 'Time to have the job\'s image ready, by source (cache, registry)', [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120, 600], ['source']),
     startSeconds: seconds('sbx_job_start_seconds', 'Time from image ready to process start (slot wait + launch)', [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30]),

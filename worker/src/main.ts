@@ -10,7 +10,7 @@ import { JobStore } from '../../core/src/job-store.ts';
 import { exitOnFatalErrors } from '../../core/src/fatal-errors.ts';
 import { createLogger, type Logger } from '../../core/src/logger.ts';
 import { isLoopbackHost, namesAnAddress, namesLoopback } from '../../core/src/loopback-names.ts';
-import { createRegistry, workerMetrics } from '../../core/src/metrics.ts';
+import { countFinished, createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-directory.ts';
@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   // Listening before this worker registers or takes a job: a port it cannot have stops the start (exit 2).
   const metricsServer = await exitOnConfigError(startMetricsServer(env.SBX_WORKER_METRICS_PORT, env.SBX_WORKER_METRICS_HOST, registry, logger));
   // Every job this process finishes (runs, janitor's worker_lost), by status and tenant.
-  store.onFinished((doc, tenant) => metrics.jobsFinished.inc({ status: doc.status, tenant: metrics.tenants.of(tenant) }));
+  store.onFinished((doc, tenant) => countFinished(metrics, doc, tenant));
   const lostJobs = lostJobRecovery(redis, keys, env.SBX_LOST_JOB_REQUEUES, bullConnection); // not started yet: queued again
   // The workers' own queues (placement), for the janitor's removal of a lost worker's and ours at stop.
   const hostQueues = new HostQueues(bullConnection, redis, keys, env.SBX_PLACEMENT_MAX_WAIT_MS);

@@ -33,7 +33,6 @@ export function fromLaunchError(e: unknown, cwd?: string): SbxError {
   }
 }
 
-
 const FILE_PROBLEMS: Record<string, string> = {
   EACCES: 'the job\'s user may not write there',
   EPERM: 'the job\'s user may not write there',

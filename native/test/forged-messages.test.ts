@@ -7,9 +7,10 @@
 // stack-buffer-overflow in strlen, from job.cc errorPayload).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { launch, LaunchError, type LaunchOptions } from '../index.ts';
 import { baseSpec, makeTempDir, uniqueParent, useBusyboxFixture } from './helpers.ts';
@@ -19,7 +20,9 @@ const parent = uniqueParent('forged');
 const opts: LaunchOptions = { cgroupParent: parent, pool: false };
 
 // Loaded before anything of index.ts runs: the addon keeps the first init() it gets.
-const forgedInit = path.join(makeTempDir('forged-init'), 'forged-init');
+const forgedDir = makeTempDir('forged-init');
+const forgedInit = path.join(forgedDir, 'forged-init');
+after(() => fs.rmSync(forgedDir, { recursive: true, force: true }));
 execFileSync('g++', ['-std=c++17', '-static', '-O2', '-D_GNU_SOURCE', '-I', path.join(here, '..', 'src'), '-o', forgedInit, path.join(here, 'probes', 'forged-init.cc')]);
 createRequire(import.meta.url)(path.join(here, '..', 'build', 'Release', 'sbx_native.node')).init(forgedInit);
 

@@ -221,7 +221,9 @@ int runCase(const std::string& payload, const char* dir) {
   return bad ? bad : kCollected;
 }
 
-int removeEntry(const char* path, const struct stat*, int, struct FTW*) { return remove(path); }
+// Relative to the directory nftw is in (FTW_CHDIR): full names of entries deeper than PATH_MAX are
+// refused (ENAMETOOLONG). What a case leaves anyway goes with the scratch dir at the end (main).
+int removeEntry(const char* path, const struct stat*, int, struct FTW* at) { return remove(path + at->base); }
 
 bool enterRoot(const char* dir) {
   if (chroot(dir) != 0 && !(unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0 && chroot(dir) == 0)) return perror("chroot"), false;
@@ -246,7 +248,7 @@ int runCases(int cases) {
       fprintf(stderr, "job_payload_fuzz: case %d failed (status %#x), payload %zu bytes\n", i, status, payload.size());
       failures++;
     }
-    nftw(dir, removeEntry, 16, FTW_DEPTH | FTW_PHYS);
+    nftw(dir, removeEntry, 16, FTW_DEPTH | FTW_PHYS | FTW_CHDIR);
   }
   fprintf(stderr, "job_payload_fuzz: %d cases (%d refused, %d written, %d written and collected), %d failed\n", cases,
           outcomes[0], outcomes[1], outcomes[2], failures);
@@ -263,6 +265,12 @@ int main(int argc, char** argv) {
   if (pid == 0) _exit(enterRoot(scratch) ? runCases(cases) : 2);
   int status = 0;
   waitpid(pid, &status, 0);
-  nftw(scratch, removeEntry, 16, FTW_DEPTH | FTW_PHYS);
+  // GNU rm walks any depth (openat); nftw, even with FTW_CHDIR, gave up on the cases whose paths the
+  // fuzz made deeper than PATH_MAX, and every run left its scratch dir in /tmp.
+  pid_t rm = fork();
+  if (rm == 0) execlp("rm", "rm", "-rf", "--one-file-system", "--", scratch, (char*)nullptr), _exit(127);
+  int rmStatus = 1;
+  if (rm > 0) waitpid(rm, &rmStatus, 0);
+  if (rm < 0 || !WIFEXITED(rmStatus) || WEXITSTATUS(rmStatus) != 0) fprintf(stderr, "job_payload_fuzz: could not remove %s\n", scratch);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
 }

@@ -18,10 +18,17 @@ if [[ ${SBX_TEST_CGROUP_V2_VM:-1} != 0 ]]; then
   # The kernel-floor bench (what `npm run bench:throughput` runs beside the launchers) has a v2 path too;
   # trace-phases: the phase times `bench:launcher --phases` reads, on the v2 path.
   v2_tests=(native/test/launcher.test.ts native/test/hardening.test.ts native/test/cgroup-v2.test.ts native/test/input-files.test.ts native/test/output-files.test.ts native/test/listen.test.ts native/test/host-mounts.test.ts native/test/trace-phases.test.ts test/bench/kernel-floor.test.ts)
+  # Run as plain JavaScript bundled here, with the TypeScript fixtures they start: under the VM's
+  # software emulation tsx costs ~5 s per process, twice per test file (infra/scripts/vm/bundle-tests.ts).
+  bundles=$PWD/native/build/test-bundles
+  rm -rf "$bundles"
+  npx --no-install tsx infra/scripts/vm/bundle-tests.ts "$bundles" "${v2_tests[@]}" native/test/fixtures/*.ts native/bench/kernel-floor.ts
+  v2_bundles=()
+  for f in "${v2_tests[@]}"; do v2_bundles+=("$bundles/${f%.ts}.mjs"); done
   for attempt in 1 2 3; do
     rc=0
     SBX_VM_TIMEOUT=${SBX_VM_TIMEOUT:-900} bash infra/scripts/vm/run-in-cgroup-v2-vm.sh \
-      node --import tsx --test --test-reporter=spec "${v2_tests[@]}" || rc=$?
+      env SBX_TEST_BUNDLES="$bundles" node --test --test-reporter=spec "${v2_bundles[@]}" || rc=$?
     if ((rc == 0)); then v2_summary="cgroup v2 VM: launcher tests passed"; echo "sbx: $v2_summary" >&2; break; fi
     if ((rc != 124 && rc != 125)); then echo "sbx: cgroup v2 VM: launcher tests FAILED (exit $rc)" >&2; exit "$rc"; fi
     if ((attempt == 3 && rc == 125)); then
@@ -34,6 +41,7 @@ if [[ ${SBX_TEST_CGROUP_V2_VM:-1} != 0 ]]; then
   done
 fi
 
+rm -rf "${bundles:-}"
 # Not under native/build*: build output (native/tools/sanitize.sh copies test files there while it runs).
 mapfile -t files < <(find core api worker native cli client test -name '*.test.ts' -not -path '*/node_modules/*' -not -path 'native/build*' | sort)
 echo "sbx: ${#files[@]} test files" >&2

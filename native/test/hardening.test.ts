@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { nodeArgsFor } from '../../test/harness/node-args.ts';
 import { launch, probeHost, protectSelf, sweep, type Launched, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
   assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupFile, cgroupLayout, cgroupMode, compileProbe, controllerDir, makeTempDir, pooledGroups, processesIn, removeParent,
@@ -186,8 +187,8 @@ describe('hardening', () => {
     it('with the state dir on a nodev file system, /dev is built per job from the host devices', async () => {
       const dir = makeTempDir('nodev');
       try {
-        const out = await execFileP('unshare', ['-m', '--propagation', 'private', process.execPath, '--import', 'tsx',
-          path.join(import.meta.dirname, 'fixtures', 'nodev-state.ts'), rootfs, parent, dir], { encoding: 'utf8' });
+        const out = await execFileP('unshare', ['-m', '--propagation', 'private', process.execPath,
+          ...nodeArgsFor(path.join(import.meta.dirname, 'fixtures', 'nodev-state.ts')), rootfs, parent, dir], { encoding: 'utf8' });
         const r = JSON.parse(out.stdout.trim().split('\n').pop()!) as { stdout: string; code: number };
         const [dev, rest] = r.stdout.split('---\n');
         assert.deepEqual(dev!.trim().split('\n'),
@@ -271,8 +272,8 @@ describe('hardening', () => {
         // under a second; in the cgroup v2 VM (one emulated CPU) its load under tsx runs real-time
         // while the guest's kernel threads that read its files get what real-time throttling leaves:
         // 12–19 s alone, once over 60 s in a whole run (2026-12-07). 180 s, for that.
-        const out = await execFileP('chrt', ['-f', '10', 'nice', '-n', '-5', 'ionice', '-c', '2', '-n', '0', process.execPath, '--import', 'tsx',
-          path.join(import.meta.dirname, 'fixtures', 'rt-launcher.ts'), rootfs, crashParent, probe, path.join(tmp, 'state-rt')], { encoding: 'utf8', timeout: 180_000 });
+        const out = await execFileP('chrt', ['-f', '10', 'nice', '-n', '-5', 'ionice', '-c', '2', '-n', '0', process.execPath,
+          ...nodeArgsFor(path.join(import.meta.dirname, 'fixtures', 'rt-launcher.ts')), rootfs, crashParent, probe, path.join(tmp, 'state-rt')], { encoding: 'utf8', timeout: 180_000 });
         const r = JSON.parse(out.stdout.trim().split('\n').pop()!) as {
           self: { policy: number; nice: number };
           launches: { ok: boolean; error?: string; pooled?: boolean; exitCode?: number | null; reason?: string; stdout?: string }[];
@@ -433,7 +434,7 @@ describe('hardening', () => {
     });
     it('the job dies with its launcher process (PR_SET_PDEATHSIG) and sweep() cleans up', async () => {
       const crashParent = uniqueParent('orphan');
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures', 'orphan-launcher.ts'), rootfs, crashParent, path.join(tmp, 'state-orphan')],
+      const child = spawn(process.execPath, [...nodeArgsFor(path.join(import.meta.dirname, 'fixtures', 'orphan-launcher.ts')), rootfs, crashParent, path.join(tmp, 'state-orphan')],
         { stdio: ['ignore', 'pipe', 'inherit'] });
       const childGone = new Promise((res) => child.on('exit', res));
       try {
@@ -660,10 +661,7 @@ describe('hardening', () => {
     });
     it('protectSelf() sets the worker\'s own oom_score_adj (lowering needs CAP_SYS_RESOURCE); control: jobs are at 1000', async () => {
       // In a child process: an unprivileged write also raises oom_score_adj_min, which cannot be undone.
-      const index = path.join(import.meta.dirname, '..', 'index.ts');
-      const code = `import(${JSON.stringify(index)}).then((m) => { const fs = require('fs'); const r = (s) => fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
-        const a = m.protectSelf(); const ra = r(); const b = m.protectSelf(200); console.log(JSON.stringify([a, ra, b, r()])); })`;
-      const { stdout } = await execFileP(process.execPath, ['--import', 'tsx', '-e', code]);
+      const { stdout } = await execFileP(process.execPath, nodeArgsFor(path.join(import.meta.dirname, 'fixtures', 'protect-self.ts')));
       const capEff = BigInt('0x' + /CapEff:\s*(\w+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]);
       const canLower = (capEff >> 24n) & 1n; // CAP_SYS_RESOURCE (absent on some hosts, e.g. this one)
       const inherited = fs.readFileSync('/proc/self/oom_score_adj', 'utf8').trim();

@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
+import { nodeArgsFor } from '../../test/harness/node-args.ts';
 import { closePool, sweep } from '../index.ts';
 import { baseSpec, buildBusyboxRootfs, makeTempDir, poolReaches, removeParent, run, sweepStaleTestParents, testUidBase, uniqueParent } from './helpers.ts';
 
@@ -45,7 +46,7 @@ describe('a job\'s start and the host\'s mount table', { skip }, () => {
   const launchWith = async (extra: number, mode: 'pooled' | 'direct' | 'control'): Promise<Result> => {
     const { stdout } = await promisify(execFile)('unshare', ['--mount', '--propagation', 'private', '--',
       'python3', withHostMounts, stack, String(extra),
-      process.execPath, '--import', 'tsx', path.join(fixtures, 'host-mounts-launcher.ts'), rootfs, parent, path.join(tmp, `state-${mode}-${extra}`), mode]);
+      process.execPath, ...nodeArgsFor(path.join(fixtures, 'host-mounts-launcher.ts')), rootfs, parent, path.join(tmp, `state-${mode}-${extra}`), mode]);
     const r = JSON.parse(stdout.trim()) as Result;
     assert.ok(r.hostMounts > extra, `the launcher saw ${r.hostMounts} mounts, expected more than ${extra}`);
     return r;

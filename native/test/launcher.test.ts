@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { nodeArgsFor } from '../../test/harness/node-args.ts';
 import { closePool, errnoName, launch, liveJobs, pooledGroupDirs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
   assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, compileProbe, cgroupLayout, describeProcesses, jobCgroupDirs, makeTempDir, mountsUnder, noteJobGroups,
@@ -719,7 +720,7 @@ describe('launcher', () => {
         const p = uniqueParent('poolexit');
         try {
           const { stdout } = await promisify(execFile)(process.execPath,
-            ['--import', 'tsx', path.join(import.meta.dirname, 'fixtures', 'pool-exit-launcher.ts'), rootfs, p, how, path.join(tmp, `state-poolexit-${how}`)]);
+            [...nodeArgsFor(path.join(import.meta.dirname, 'fixtures', 'pool-exit-launcher.ts')), rootfs, p, how, path.join(tmp, `state-poolexit-${how}`)]);
           assert.deepEqual(JSON.parse(stdout.trim()), { pool: 2 }, 'it had pooled setups');
           assert.deepEqual(processesIn(p, { pooled: true }), [], 'pooled setup processes left');
           assert.deepEqual(pooledGroups(p), [], 'pooled setup groups left');

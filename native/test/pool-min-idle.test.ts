@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { nodeArgsFor } from '../../test/harness/node-args.ts';
 import { launch, sweep, type LaunchOptions } from '../index.ts';
 import { baseSpec, removeParent, uniqueParent, useBusyboxFixture } from './helpers.ts';
 
@@ -29,8 +30,8 @@ describe('pooled setups and the CPU to spare', () => {
   it('with poolMinIdle, a launcher whose only CPU is busy launches directly; without it, it keeps making setups', async () => {
     const fixtureParent = uniqueParent('poolidlefx');
     try {
-      const out = await execFileP('taskset', ['-c', String(lastAllowedCpu()), process.execPath, '--import', 'tsx',
-        path.join(import.meta.dirname, 'fixtures', 'busy-cpu-launcher.ts'), fixture.rootfs, fixtureParent, path.join(fixture.tmp, 'state-busycpu')], { encoding: 'utf8', timeout: 60_000 });
+      const out = await execFileP('taskset', ['-c', String(lastAllowedCpu()), process.execPath,
+        ...nodeArgsFor(path.join(import.meta.dirname, 'fixtures', 'busy-cpu-launcher.ts')), fixture.rootfs, fixtureParent, path.join(fixture.tmp, 'state-busycpu')], { encoding: 'utf8', timeout: 60_000 });
       const r = JSON.parse(out.stdout.trim().split('\n').pop()!) as { launches: boolean[]; madeFirst: number; madeWhileBusy: number; madeWithout: number };
       assert.equal(r.madeFirst, 2, 'before a window is known, the setups are made');
       assert.equal(r.madeWhileBusy, 0, 'none made while the CPU had nothing to spare');

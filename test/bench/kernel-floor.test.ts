@@ -9,9 +9,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { nodeArgsFor } from '../harness/node-args.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
-const tsx = path.join(root, 'node_modules/.bin/tsx');
 let tmp = '';
 before(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sbx-floor-test-'));
@@ -22,7 +22,7 @@ interface Run { code: number | null; stdout: string; stderr: string; pid: number
 
 function floor(args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(tsx, [path.join(root, 'native/bench/kernel-floor.ts'), ...args], { cwd: root, env: { ...process.env, TMPDIR: tmp } });
+    const child = spawn(process.execPath, [...nodeArgsFor(path.join(root, 'native/bench/kernel-floor.ts')), ...args], { cwd: root, env: { ...process.env, TMPDIR: tmp } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -65,7 +65,17 @@ test("a job placed on this host's own queue while every slot is busy takes the n
     assert.deepEqual(started, ['a1']);
     // The API placed another tenant's job here at submission (its view said a slot was free).
     await hostQueues.handOff('host-a', { id: 'b', image: IMAGE, memoryBytes: MiB, hops: 0, placed: 'submit', reason: 'image' }, 1);
-    await new Promise((r) => setTimeout(r, 200)); // the feeder sees it; no room for it yet
+    // The feeder sees it (its own queue's consumer takes it, finds no room, puts it back: a backlog of
+    // its own), never by sleeping: under load that took longer than any fixed wait (200 ms failed at load 14).
+    const own = new Queue(hostQueueName('host-a'), { connection: redis.client, prefix: keys.queuePrefix() });
+    try {
+      await waitUntil(async () => {
+        const b = await own.getJob('b');
+        return (b?.attemptsStarted ?? 0) >= 1 && ['waiting', 'prioritized'].includes(await own.getJobState('b'));
+      }, 10_000, 'the feeder to take b from its own queue and put it back for want of a slot');
+    } finally {
+      await own.close();
+    }
     assert.deepEqual(started, ['a1']);
     // Each slot freed: B must start at the next, or the one after (one shared fetch may be in flight
     // when the slot frees). Before the fix the shared queue's consumer took every freed slot.

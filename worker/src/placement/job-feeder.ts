@@ -193,11 +193,15 @@ export class JobFeeder {
         await new Promise<void>((go) => this.unpause.push(go));
         continue;
       }
-      if (!capacity.canFetch()) {
+      const own = consumer.name !== QUEUE_NAME;
+      // Full: wait for room, but this host's own queue keeps a blocking fetch out (when it has no entry
+      // put back yet): an entry placed here meanwhile is seen at once, put back as ownBacklog, and takes
+      // the next free slot. Without it the entry was seen only when a slot freed, and then raced the
+      // shared queue's fetch for it, losing it again and again on a loaded host (a1, a2, a3, b).
+      if (!capacity.canFetch() && !(own && !this.ownBacklog)) {
         await capacity.nextChange(stop);
         continue;
       }
-      const own = consumer.name !== QUEUE_NAME;
       if (!own && this.ownBacklog) {
         await Promise.race([this.awaitOwnTurn(), capacity.nextChange(stop)]);
         continue;

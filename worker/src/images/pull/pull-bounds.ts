@@ -3,6 +3,7 @@
  * (tenant-shares.ts; cache hits and joined pulls wait for none), each within `pullTimeoutMs`.
  */
 import { ImagePullFailedError } from '../../../../core/src/errors.ts';
+import { linkedSignal } from '../../../../core/src/linked-signal.ts';
 import { TenantShares, type Requester } from '../tenant-shares.ts';
 
 export const DEFAULT_PULL_CONCURRENCY = 4;
@@ -60,16 +61,26 @@ export class PullBounds {
    * work failed with.
    */
   async run<T>(image: string, who: Requester, abandoned: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    const release = await this.permit(image, who, AbortSignal.any([abandoned, this.closing]));
+    // Not AbortSignal.any(): `closing` lives as long as the store and would keep a WeakRef per pull
+    // (and per signal made from this one) for good on Node 20 (core/src/linked-signal.ts).
+    const waited = linkedSignal([abandoned, this.closing]);
+    let release: () => void;
+    try {
+      release = await this.permit(image, who, waited.signal);
+    } finally {
+      waited.release();
+    }
     const deadline = new AbortController();
     const ms = this.timeoutMs;
     const timer = setTimeout(() => deadline.abort(new ImagePullFailedError(image, `it did not finish within ${formatMs(ms)} (the pull deadline)`, { retryable: false })), ms);
+    const running = linkedSignal([abandoned, this.closing, deadline.signal]);
     try {
-      return await work(AbortSignal.any([abandoned, this.closing, deadline.signal]));
+      return await work(running.signal);
     } catch (e) {
       throw deadline.signal.aborted ? deadline.signal.reason : e;
     } finally {
       clearTimeout(timer);
+      running.release();
       release();
     }
   }

@@ -12,6 +12,7 @@ import { bodyErrors, ErrorBody, errorsNamingNoJob, flag, json, rateLimited } fro
 
 const JOB_LOCATION = { Location: { description: 'The job: /v1/jobs/{id}', schema: { type: 'string' as const } } };
 import { clientGoneSignal } from '../client-gone.ts';
+import { linkedSignal } from '../../../core/src/linked-signal.ts';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { streamJobEvents } from '../job-event-stream.ts';
 import { Doorbell } from '../job-events-hub.ts';
@@ -125,8 +126,14 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
       if (watching && !isFinished(doc.status)) {
         // After the exit ping, document and output come in one round trip.
         // Until the end, the wait cap, the client going, or this process stopping (then 202 with the job as it stands).
-        const until = deps.shutdown ? AbortSignal.any([clientGoneSignal(c), deps.shutdown]) : clientGoneSignal(c);
-        doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, until, true)) ?? doc;
+        // Not AbortSignal.any(): deps.shutdown lives as long as the process and would keep a WeakRef
+        // per waited submit for good on Node 20 (core/src/linked-signal.ts).
+        const until = linkedSignal(deps.shutdown ? [clientGoneSignal(c), deps.shutdown] : [clientGoneSignal(c)]);
+        try {
+          doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, until.signal, true)) ?? doc;
+        } finally {
+          until.release();
+        }
       }
       if (wait && isFinished(doc.status)) return jobWithOutputResponse(c, deps, doc);
       return c.json(doc, 202);

@@ -12,7 +12,7 @@ import { bodyErrors, ErrorBody, errorsNamingNoJob, flag, json, rateLimited } fro
 
 const JOB_LOCATION = { Location: { description: 'The job: /v1/jobs/{id}', schema: { type: 'string' as const } } };
 import { clientGoneSignal } from '../client-gone.ts';
-import { linkedSignal } from '../../../core/src/linked-signal.ts';
+import { linkedSignal } from '../../../client/src/linked-signal.ts';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { streamJobEvents } from '../job-event-stream.ts';
 import { Doorbell } from '../job-events-hub.ts';
@@ -127,7 +127,7 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         // After the exit ping, document and output come in one round trip.
         // Until the end, the wait cap, the client going, or this process stopping (then 202 with the job as it stands).
         // Not AbortSignal.any(): deps.shutdown lives as long as the process and would keep a WeakRef
-        // per waited submit for good on Node 20 (core/src/linked-signal.ts).
+        // per waited submit for good on Node 20 (client/src/linked-signal.ts).
         const until = linkedSignal(deps.shutdown ? [clientGoneSignal(c), deps.shutdown] : [clientGoneSignal(c)]);
         try {
           doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, until.signal, true)) ?? doc;

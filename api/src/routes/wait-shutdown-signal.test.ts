@@ -1,7 +1,7 @@
 /**
  * POST /v1/jobs?wait=true waits until the job ends, the client goes or the API stops (deps.shutdown,
  * a signal as old as the process). 300 waits must leave nothing on that signal: AbortSignal.any()
- * left a WeakRef per waited submit on it for good on Node 20 (core/src/linked-signal.ts; the leak
+ * left a WeakRef per waited submit on it for good on Node 20 (client/src/linked-signal.ts; the leak
  * soak counted +2,143 WeakRefs on the API's heap over 3,000 jobs).
  */
 import assert from 'node:assert/strict';

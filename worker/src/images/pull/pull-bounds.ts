@@ -3,7 +3,7 @@
  * (tenant-shares.ts; cache hits and joined pulls wait for none), each within `pullTimeoutMs`.
  */
 import { ImagePullFailedError } from '../../../../core/src/errors.ts';
-import { linkedSignal } from '../../../../core/src/linked-signal.ts';
+import { linkedSignal } from '../../../../client/src/linked-signal.ts';
 import { TenantShares, type Requester } from '../tenant-shares.ts';
 
 export const DEFAULT_PULL_CONCURRENCY = 4;
@@ -62,7 +62,7 @@ export class PullBounds {
    */
   async run<T>(image: string, who: Requester, abandoned: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     // Not AbortSignal.any(): `closing` lives as long as the store and would keep a WeakRef per pull
-    // (and per signal made from this one) for good on Node 20 (core/src/linked-signal.ts).
+    // (and per signal made from this one) for good on Node 20 (client/src/linked-signal.ts).
     const waited = linkedSignal([abandoned, this.closing]);
     let release: () => void;
     try {

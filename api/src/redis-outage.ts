@@ -9,6 +9,7 @@
  */
 import { ReplyError } from 'ioredis';
 import type { RedisClient } from '../../core/src/redis.ts';
+import { NOT_NOW_REPLIES } from '../../core/src/redis-not-now.ts';
 
 /** redis-errors' base class (ReplyError extends it; ioredis does not export it by name). */
 const RedisError = Object.getPrototypeOf(ReplyError) as Function;
@@ -22,13 +23,8 @@ const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 
  */
 const REFUSED_ACCESS = ['WRONGPASS', 'NOAUTH', 'NOPERM'];
 
-/**
- * Replies that mean "not now" rather than "wrong request", by the reply's error code (the first word
- * of a RESP error, part of the protocol): loading its data set, a replica without its master, a
- * Cluster that is down or resharding, a script or module call blocking the server, its memory full
- * (maxmemory reached under noeviction: writes refused until jobs' records expire or it is raised).
- */
-const UNAVAILABLE_REPLIES = new Set(['LOADING', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN', 'BUSY', 'OOM', ...REFUSED_ACCESS]);
+/** "Not now" (core/src/redis-not-now.ts: loading, Cluster down, BUSY, OOM, …) and refused access. */
+const UNAVAILABLE_REPLIES = new Set([...NOT_NOW_REPLIES, ...REFUSED_ACCESS]);
 
 export function isRedisOutage(err: unknown, redis: RedisClient): boolean {
   if (!(err instanceof Error)) return false;

@@ -9,6 +9,7 @@
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import type { CancelStop } from '../../core/src/control-messages.ts';
+import { replyCode, untilRedisTakes, type NotNowListener } from '../../core/src/redis-not-now.ts';
 import type { StopSignal } from '../../core/src/launch-bounds.ts';
 import { InvalidRequestError, isSbxError, WorkerOutdatedError } from '../../core/src/errors.ts';
 import { parseImageReference } from '../../core/src/image-ref.ts';
@@ -309,7 +310,7 @@ export class JobRunner {
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
       const perHour = stored.spec.tenantStoredBytesPerHour;
       const budget = perHour ? this.budgets.for(stored.tenant, perHour) : null;
-      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, { budget, tailBytes: stored.spec.limits.outputTailBytes ?? 0, digests: !!this.deps.receiptKey });
+      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, { budget, tailBytes: stored.spec.limits.outputTailBytes ?? 0, digests: !!this.deps.receiptKey, onRefused: this.refusedWrite(id, 'output') });
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink, logger);
       const silence = watchSilence(() => sink.lastOutputAt, stored.spec.limits.outputIdleTimeoutMs, () => launched.stop());
@@ -323,8 +324,10 @@ export class JobRunner {
       // connection without waiting for the answer (Redis applies them in order; the output only while
       // the job is running here: appendOutput-2.lua), so a short job's end is not held back by a round
       // trip. A job finished elsewhere meanwhile (e.g. declared lost) is killed when the answer comes.
-      const moving = store.transition(doc, ['pulling'], 'status');
-      sink.open();
+      // Refused for now (Redis full, loading: redis-not-now.ts), it is sent again until taken; the
+      // job runs on meanwhile, its output held back until this has landed (sink.open).
+      const moving = untilRedisTakes(() => store.transition(doc, ['pulling'], 'status'), { onRefused: this.refusedWrite(id, 'running') });
+      sink.open(moving);
       moving.then((m) => m === 'ok' || launched.kill(), () => launched.kill());
       // The outcome is known before the launcher removes the job's cgroups: record it without waiting
       // for that; the slot is given back only once the teardown is done (finally, below).
@@ -376,6 +379,18 @@ export class JobRunner {
     }
   }
 
+  /**
+   * Logs a write of job `id` that Redis refuses for now (sent again until taken): the first refusal,
+   * then one in 20 (every ~40 s), so that a long outage is visible without a line every 2 s.
+   */
+  private refusedWrite(id: string, what: 'running' | 'output' | 'outputFiles' | 'end'): NotNowListener {
+    return (err, tries) => {
+      if (tries === 1 || tries % 20 === 0) {
+        this.deps.logger.warn({ jobId: id, write: what, tries, reply: replyCode(err), err: err.message }, `Redis refuses the job's ${what} for now (full under noeviction, loading, …): sent again until it takes it`);
+      }
+    };
+  }
+
   /** Why this worker will not run the job whatever its image, or null. */
   private refusal(spec: JobSpec): Error | null {
     const { unknown, invalid } = storedSpecProblems(spec);
@@ -405,7 +420,7 @@ export class JobRunner {
     const json = JSON.stringify(stored); // serialized once: charged, then stored
     const bytes = Buffer.byteLength(json) + Buffer.byteLength(JSON.stringify(outputFiles));
     if (budget && (await budget.charge(bytes)).granted < bytes) return { outputFiles, outputFilesDropped: true };
-    await this.deps.store.recordOutputFiles(id, stored, json);
+    await untilRedisTakes(() => this.deps.store.recordOutputFiles(id, stored, json), { onRefused: this.refusedWrite(id, 'outputFiles') });
     return { outputFiles };
   }
 
@@ -493,7 +508,10 @@ export class JobRunner {
       if (receipt.budget) charged = receipt.budget.charge(2 * Buffer.byteLength(JSON.stringify(final.receipt))).catch(() => {});
     }
     // From `running`, `pulling` too (same attempt): Redis may have lost the move to running (a restart).
-    const [result] = await Promise.all([this.deps.store.transition(final, from === 'running' ? ['running', 'pulling'] : [from], 'exit', tenant), charged]); // counted by the store's finish listener (main.ts)
+    // Refused for now (Redis full, loading: redis-not-now.ts), the end is sent again until Redis takes
+    // it. Before, an OOM reply here left the job `running` for its record's whole TTL.
+    const ending = untilRedisTakes(() => this.deps.store.transition(final, from === 'running' ? ['running', 'pulling'] : [from], 'exit', tenant), { onRefused: this.refusedWrite(doc.id, 'end') });
+    const [result] = await Promise.all([ending, charged]); // counted by the store's finish listener (main.ts)
     if (result !== 'ok') this.deps.logger.warn({ jobId: doc.id, found: result }, 'job was finished elsewhere first');
   }
 }

@@ -13,6 +13,11 @@
  * NUL bytes (6 characters each) from 6 jobs held 1.1 GiB of the worker and delayed its heartbeat.
  * Each batch is charged to the tenant's storage budget for the hour; once that is used up, the rest
  * is dropped too (`truncated`, `budgetUsedUp`).
+ * A batch Redis refuses for now (full under noeviction: OOM; loading; …) is sent again, the same
+ * numbered append, until Redis takes it, each time after the job's move to `running` has landed
+ * (open(recorded)): meanwhile the pipes pause past PAUSE_CHARS and the job blocks on its writes, as
+ * while Redis is down. Before, the first OOM reply dropped the rest of the job's output and ended it
+ * `error` / `internal` (redis-full.test.ts).
  * With limits.outputTailBytes (`tailBytes`), only the first capBytes - tailBytes of a stream go out as
  * they come; the last tailBytes after them are held (TailBuffer) and go out at flush(), so a long
  * output keeps its start and its end, and `droppedBytes` counts what was left out between them.
@@ -24,6 +29,7 @@ import { finished } from 'node:stream/promises';
 import type { JobStore, OutputChunk } from '../../../core/src/job-store.ts';
 import { outputEventBytes, type TenantStorageBudget } from '../../../core/src/tenant-storage-budget.ts';
 import { fromCharStart, TailBuffer } from './tail-buffer.ts';
+import { untilRedisTakes, type NotNowListener } from '../../../core/src/redis-not-now.ts';
 import type { StreamDigest } from '../../../core/src/receipts/job-receipt.ts';
 
 type StreamName = 'stdout' | 'stderr';
@@ -40,6 +46,8 @@ export interface RedisOutputSinkOptions {
   tailBytes?: number;
   /** Hash everything written (kept or not) for the job's receipt: digests(). */
   digests?: boolean;
+  /** Told when Redis refuses a batch for now (it is sent again): a log line. */
+  onRefused?: NotNowListener;
 }
 
 export class RedisOutputSink {
@@ -57,6 +65,9 @@ export class RedisOutputSink {
   /** Bytes of each stream sent as they come (capBytes less the tail). */
   private readonly headBytes: number;
   private readonly budget: TenantStorageBudget | null;
+  private readonly onRefused: NotNowListener | undefined;
+  /** Settles once the job's move to `running` has landed (open()): a refused batch is sent again only after it. */
+  private recorded: Promise<unknown> = Promise.resolve();
   private readonly hashes: Record<StreamName, Hash> | null = null;
   private inFlight: Promise<void> | null = null;
   /** Appends sent so far, each numbered: one sent again after a reconnect is applied once (appendOutput-2.lua). */
@@ -80,6 +91,7 @@ export class RedisOutputSink {
     opts: RedisOutputSinkOptions = {},
   ) {
     this.budget = opts.budget ?? null;
+    this.onRefused = opts.onRefused;
     const tail = Math.min(Math.max(0, opts.tailBytes ?? 0), capBytes);
     this.headBytes = capBytes - tail;
     this.tails = { stdout: new TailBuffer(tail), stderr: new TailBuffer(tail) };
@@ -116,8 +128,9 @@ export class RedisOutputSink {
     return { stdout: this.written.stdout - this.seen.stdout, stderr: this.written.stderr - this.seen.stderr };
   }
 
-  /** Start appending to Redis (what arrived before is sent first). */
-  open(): void {
+  /** Start appending to Redis (what arrived before is sent first); `recorded`: the move to `running` sent just before. */
+  open(recorded?: Promise<unknown>): void {
+    if (recorded) this.recorded = recorded.catch(() => {});
     this.held = false;
     if (this.pending.length && !this.inFlight) this.kick();
   }
@@ -225,14 +238,20 @@ export class RedisOutputSink {
    * storing only what the charge granted. `cut`: the budget ran out on this batch.
    */
   private async send(batch: OutputChunk[]): Promise<{ appended: boolean; cut: boolean }> {
-    const append = (chunks: OutputChunk[]) => (chunks.length ? this.store.appendOutput(this.jobId, this.attempt, chunks, ++this.appends) : Promise.resolve(true));
+    const taken = <T>(send: () => Promise<T>) => untilRedisTakes(send, { onRefused: this.onRefused, beforeRetry: () => this.recorded });
+    const append = (chunks: OutputChunk[]) => {
+      if (!chunks.length) return Promise.resolve(true);
+      const number = ++this.appends; // the same number each time it is sent
+      return taken(() => this.store.appendOutput(this.jobId, this.attempt, chunks, number));
+    };
     if (!this.budget) return { appended: await append(batch), cut: false };
+    const budget = this.budget;
     const bytes = batch.reduce((n, c) => n + outputEventBytes(c.data), 0);
-    if (2 * bytes <= this.budget.room()) {
-      const [appended, { granted }] = await Promise.all([append(batch), this.budget.charge(bytes)]);
+    if (2 * bytes <= budget.room()) {
+      const [appended, { granted }] = await Promise.all([append(batch), taken(() => budget.charge(bytes))]);
       return { appended, cut: granted < bytes };
     }
-    const { granted } = await this.budget.charge(bytes);
+    const { granted } = await taken(() => budget.charge(bytes));
     return { appended: await append(granted < bytes ? fitToBudget(batch, granted) : batch), cut: granted < bytes };
   }
 

@@ -1,0 +1,55 @@
+/**
+ * Redis full (maxmemory reached under `noeviction`: every write refused with "OOM command not allowed
+ * when used memory > 'maxmemory'") while a job runs, on a real stack: its output and its end wait
+ * until Redis has room, then land, and the job ends with its own outcome and all of its output.
+ * Before, the first refused append dropped the rest of the output, the refused end was given up
+ * (the worker logged "job failed on an internal error", then "placing a job failed"), and the job
+ * stayed `running` for its record's whole TTL after Redis had room again.
+ *
+ * Driven by the worker's own log lines (each refusal is logged), not by timing; heartbeats are slow
+ * here so that the watchdog (5 heartbeats without one landing: jobs killed, worker_lost) stays out of it.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Redis } from 'ioredis';
+import { Redis as RedisClient } from 'ioredis';
+import { waitUntil } from '../harness/redis.ts';
+import { useStack } from '../harness/use-stack.ts';
+
+const e2e = useStack({ workers: 1, env: { SBX_HEARTBEAT_MS: '10000' } });
+
+/** The worker's log lines (pino JSON) with this message fragment, for job `id`. */
+function refusals(id: string, write: string): Array<{ reply: string; write: string }> {
+  return e2e.stack.workers[0]!.log().split('\n').filter((l) => l.includes(id) && l.includes('"write":"' + write + '"')).map((l) => JSON.parse(l));
+}
+
+test('jobs whose output or end Redis refuses while full end with their own outcome and all their output once Redis has room', async () => {
+  const admin: Redis = new RedisClient(e2e.stack.env.SBX_REDIS_URL!);
+  try {
+    // `talks` writes a line while Redis is full (its end waits behind it); `quiet` only ends.
+    const { body: talks } = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['sh', '-c', 'echo first; sleep 3; echo second; exit 3'] });
+    const { body: quiet } = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['sh', '-c', 'echo first; sleep 3; exit 4'] });
+    for (const job of [talks, quiet]) await waitUntil(async () => ((await e2e.api.get(job.id, true)).body.output?.stdout ?? '') === 'first\n', 30_000, 'the first line in Redis');
+    await admin.config('SET', 'maxmemory-policy', 'noeviction');
+    await admin.config('SET', 'maxmemory', '1');
+    try {
+      await waitUntil(async () => refusals(talks.id, 'output').length > 0 && refusals(quiet.id, 'end').length > 0, 30_000, 'the output and the end to be refused');
+      assert.equal(refusals(talks.id, 'output')[0]!.reply, 'OOM');
+      assert.equal(refusals(quiet.id, 'end')[0]!.reply, 'OOM');
+      const during = await e2e.api.get(quiet.id);
+      assert.equal(during.body.status, 'running', 'nothing recorded while Redis is full');
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+    }
+    for (const [job, code, stdout] of [[talks, 3, 'first\nsecond\n'], [quiet, 4, 'first\n']] as const) {
+      const done = await e2e.api.waitFinished(job.id, 30_000);
+      assert.equal(done.status, 'failed', JSON.stringify(done));
+      assert.equal(done.exitCode, code);
+      assert.equal(done.error, null);
+      assert.equal(done.output?.stdout, stdout, 'no output lost, none twice');
+    }
+    assert.ok(!/job failed on an internal error/.test(e2e.stack.workers[0]!.log()), e2e.stack.workers[0]!.log());
+  } finally {
+    admin.disconnect();
+  }
+});

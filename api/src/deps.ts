@@ -35,6 +35,11 @@ export interface AppDeps {
    * Last-Event-ID), so no answer is cut off.
    */
   shutdown?: AbortSignal;
+  /**
+   * Whether Redis's maxmemory-policy was checked at start (core/src/redis-eviction.ts): until then
+   * /readyz answers 503, so nothing sends this process work before it may refuse to start. Absent: ready.
+   */
+  redisChecked?: () => boolean;
 }
 
 /**

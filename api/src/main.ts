@@ -11,6 +11,7 @@ import { exitOnFatalErrors } from '../../core/src/fatal-errors.ts';
 import { createLogger } from '../../core/src/logger.ts';
 import { apiMetrics, createRegistry } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
+import { guardEvictionPolicy } from '../../core/src/redis-eviction.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory } from '../../core/src/worker-directory.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
@@ -51,6 +52,13 @@ function main(): void {
   const queue = new JobQueue(queueRedis, keys);
   const metrics = apiMetrics(registry);
   const stopping = new AbortController();
+  // An evicting Redis loses jobs silently: refused at start (exit 2), logged on a later reconnect.
+  let redisChecked = false;
+  void guardEvictionPolicy(redis, logger, (problem) => {
+    logger.fatal({ setting: 'maxmemory-policy' }, problem);
+    process.stderr.write(`sbx-api: ${problem}\n`);
+    process.exit(2);
+  }).then(() => (redisChecked = true));
   const deps = {
     config, logger, redis, keys, registry, queue, metrics, shutdown: stopping.signal,
     store: new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env), queueRedis), // seals registryAuth
@@ -59,6 +67,7 @@ function main(): void {
     streams: new TenantPlaces('streams'),
     requests: new TenantPlaces('requests'),
     workers: new WorkerDirectory(redis, keys),
+    redisChecked: () => redisChecked,
   };
   redis.on('error', (err) => logger.warn({ err: err.message }, 'redis connection error'));
   sub.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber connection error'));

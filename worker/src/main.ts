@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '../../core/src/logger.ts';
 import { isLoopbackHost, namesAnAddress, namesLoopback } from '../../core/src/loopback-names.ts';
 import { countFinished, createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
+import { guardEvictionPolicy } from '../../core/src/redis-eviction.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-directory.ts';
 import { closePool, probeHost, protectSelf, sweep, type LaunchOptions } from '../../native/index.ts';
@@ -93,6 +94,12 @@ async function main(): Promise<void> {
   const directory = new WorkerDirectory(redis, keys);
   const heartbeatTtl = env.SBX_HEARTBEAT_MS * 5;
 
+  // An evicting Redis loses jobs silently: refused before this worker registers (exit 2), logged on a later reconnect.
+  await guardEvictionPolicy(redis, logger, (problem) => {
+    logger.fatal({ setting: 'maxmemory-policy' }, problem);
+    process.stderr.write(`sbx-worker: ${problem}\n`);
+    process.exit(2);
+  });
   const previous = await directory.get(workerId);
   if (previous && !isCrashedPredecessor(previous)) {
     logger.fatal({ workerId, host: previous.host, pid: previous.pid }, 'another live worker already uses this id');

@@ -26,6 +26,7 @@ export function registerHealth(app: OpenAPIHono<AppEnv>, deps: AppDeps): void {
     } catch (e) {
       throw new DependencyUnavailableError('Redis is unreachable; the API cannot accept jobs', e);
     }
+    if (deps.redisChecked && !deps.redisChecked()) throw new DependencyUnavailableError('Redis\'s maxmemory-policy is not checked yet; the API cannot accept jobs');
     return c.json({ status: 'ready' as const }, 200);
   });
   // Fleet-wide figures: admin keys only (open in anonymous mode); /healthz and /readyz stay open.

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { defineScripts, luaScript } from './redis-scripts.ts';
+import { replyCode } from './redis-not-now.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
 
@@ -67,9 +68,24 @@ export class WorkerDirectory {
     this.scripted = defineScripts<ScriptedClient>(redis, SCRIPTS);
   }
 
-  async heartbeat(info: WorkerInfo, ttlMs: number): Promise<void> {
-    await this.redis.set(this.keys.worker(info.id), JSON.stringify(info), 'PX', ttlMs);
+  /**
+   * This worker's entry, alive for `ttlMs` more. 'kept' when Redis is full (OOM under noeviction)
+   * and refused to write it: its TTL is renewed as it stands instead (PEXPIRE, which Redis does not
+   * refuse when full: it adds nothing), so the worker stays alive to itself (redis-watchdog.ts) and
+   * to the others' janitors while its jobs run on and their writes wait for room. Before, a Redis
+   * full for 5 heartbeats killed every running job of the fleet (worker_lost). Throws when neither
+   * could be done (Redis down, the entry expired already).
+   */
+  async heartbeat(info: WorkerInfo, ttlMs: number): Promise<'written' | 'kept'> {
+    const key = this.keys.worker(info.id);
+    try {
+      await this.redis.set(key, JSON.stringify(info), 'PX', ttlMs);
+    } catch (e) {
+      if (replyCode(e) !== 'OOM' || (await this.redis.pexpire(key, ttlMs)) !== 1) throw e;
+      return 'kept';
+    }
     await this.redis.zadd(this.keys.workers(), Date.now(), info.id);
+    return 'written';
   }
 
   /** This worker's own entry, at its shutdown (a dead worker's: forgetIfDead). */

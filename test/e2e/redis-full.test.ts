@@ -6,8 +6,13 @@
  * (the worker logged "job failed on an internal error", then "placing a job failed"), and the job
  * stayed `running` for its record's whole TTL after Redis had room again.
  *
- * Driven by the worker's own log lines (each refusal is logged), not by timing; heartbeats are slow
- * here so that the watchdog (5 heartbeats without one landing: jobs killed, worker_lost) stays out of it.
+ * Redis stays full for longer than the heartbeat limit (5 heartbeats of 500 ms): the worker keeps
+ * its heartbeat alive by renewing its TTL (PEXPIRE is not refused when full), so its watchdog does
+ * not kill the jobs. Before that, they ended `error` / `worker_lost` ("cannot reach Redis for longer
+ * than the heartbeat limit: killing this worker's jobs").
+ *
+ * Driven by the worker's own log lines (each refusal is logged); the only wait is a lower bound
+ * (Redis full for longer than the heartbeat limit), never a race.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -16,7 +21,8 @@ import { Redis as RedisClient } from 'ioredis';
 import { waitUntil } from '../harness/redis.ts';
 import { useStack } from '../harness/use-stack.ts';
 
-const e2e = useStack({ workers: 1, env: { SBX_HEARTBEAT_MS: '10000' } });
+const HEARTBEAT_MS = 500;
+const e2e = useStack({ workers: 1, env: { SBX_HEARTBEAT_MS: String(HEARTBEAT_MS) } });
 
 /** The worker's log lines (pino JSON) with this message fragment, for job `id`. */
 function refusals(id: string, write: string): Array<{ reply: string; write: string }> {
@@ -36,6 +42,8 @@ test('jobs whose output or end Redis refuses while full end with their own outco
       await waitUntil(async () => refusals(talks.id, 'output').length > 0 && refusals(quiet.id, 'end').length > 0, 30_000, 'the output and the end to be refused');
       assert.equal(refusals(talks.id, 'output')[0]!.reply, 'OOM');
       assert.equal(refusals(quiet.id, 'end')[0]!.reply, 'OOM');
+      await waitUntil(async () => /heartbeat is kept alive by renewing its TTL/.test(e2e.stack.workers[0]!.log()), 30_000, 'the worker to keep its heartbeat alive');
+      await new Promise((r) => setTimeout(r, 6 * HEARTBEAT_MS)); // full for longer than the heartbeat limit (5 heartbeats)
       const during = await e2e.api.get(quiet.id);
       assert.equal(during.body.status, 'running', 'nothing recorded while Redis is full');
     } finally {
@@ -48,7 +56,9 @@ test('jobs whose output or end Redis refuses while full end with their own outco
       assert.equal(done.error, null);
       assert.equal(done.output?.stdout, stdout, 'no output lost, none twice');
     }
-    assert.ok(!/job failed on an internal error/.test(e2e.stack.workers[0]!.log()), e2e.stack.workers[0]!.log());
+    const log = e2e.stack.workers[0]!.log();
+    assert.ok(!/job failed on an internal error|killing this worker's jobs/.test(log), log);
+    await waitUntil(async () => /Redis takes writes again/.test(e2e.stack.workers[0]!.log()), 30_000, 'the worker to write its heartbeat again');
   } finally {
     admin.disconnect();
   }

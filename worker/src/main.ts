@@ -184,10 +184,19 @@ async function main(): Promise<void> {
       runningJobs: runner.runningIds, cachedBytes, images: cached,
       cgroup: host.cgroup, startedAt, lastHeartbeat: new Date().toISOString(),
     };
-    await directory.heartbeat(info, heartbeatTtl);
-    await feeder.heartbeat(cached);
+    const landed = await directory.heartbeat(info, heartbeatTtl);
+    if (landed === 'kept') {
+      // Redis full: alive as we were (the entry's TTL renewed); our room and images are published once it has room again.
+      if (!redisFull) logger.warn({ reply: 'OOM' }, 'Redis is full (maxmemory under noeviction) and refuses writes: this worker\'s heartbeat is kept alive by renewing its TTL, its running jobs go on and their output and ends wait for room; no new job is taken until then');
+      redisFull = true;
+    } else {
+      if (redisFull) logger.warn('Redis takes writes again: heartbeats written, jobs taken again');
+      redisFull = false;
+      await feeder.heartbeat(cached);
+    }
     await recheckCancels();
   };
+  let redisFull = false;
   // Cancels whose control message never arrived (the subscriber was reconnecting): read from the
   // jobs' records on every heartbeat and whenever the subscriber is connected again.
   const recheckCancels = () => runner.recheckCancels().catch((err: Error) => logger.warn({ err: err.message }, 'reading our jobs\' cancel marks failed'));

@@ -9,10 +9,10 @@
  * end gave the job up: the output written after it was dropped, the end was never recorded, and the
  * job stayed `running` for its whole record TTL after Redis had room again.
  *
- * Under `noeviction` Redis refuses a write script as a whole: its OOM state is decided once, before
- * the script runs, and every script of sbx writes with a command Redis refuses when full before any
- * write Redis lets through (core/src/lua/). So a refused script wrote nothing and is sent again as it
- * was (appends keep their number: appendOutput-2.lua).
+ * A refused script wrote nothing: Redis decides whether it is full once, before the script runs,
+ * and refuses a command that may grow memory only while the script has written nothing yet (once
+ * it has, the rest runs: Redis does not stop a script half-way). So a script refused with OOM is
+ * sent again as it was (appends keep their number: appendOutput-2.lua).
  */
 import { ReplyError } from 'ioredis';
 

@@ -63,3 +63,30 @@ test('jobs whose output or end Redis refuses while full end with their own outco
     admin.disconnect();
   }
 });
+
+test('a worker started while Redis is full waits for room (logged), then registers and runs jobs', async () => {
+  const admin: Redis = new RedisClient(e2e.stack.env.SBX_REDIS_URL!);
+  try {
+    await admin.config('SET', 'maxmemory', '1');
+    let registered = false;
+    const starting = e2e.stack.startWorker({ SBX_WORKER_ID: 'started-full/1' }).then((w) => ((registered = true), w));
+    starting.catch(() => {});
+    const worker = () => e2e.stack.workers[e2e.stack.workers.length - 1]!;
+    try {
+      await waitUntil(async () => {
+        if (worker().child.exitCode !== null) throw new Error(`the worker exited (${worker().child.exitCode}):\n${worker().log()}`);
+        return /this worker waits for it to take them before it starts/.test(worker().log());
+      }, 30_000, 'the worker to say it waits for room');
+      assert.equal(registered, false);
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+    }
+    await starting;
+    await e2e.stack.workers[0]!.kill('SIGTERM'); // the new worker is the only one left to run the job
+    const done = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['echo', 'ok'] }, { wait: true });
+    assert.equal(done.body.status, 'succeeded', JSON.stringify(done.body));
+    assert.equal(done.body.worker, 'started-full/1');
+  } finally {
+    admin.disconnect();
+  }
+});

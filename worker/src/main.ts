@@ -13,6 +13,7 @@ import { isLoopbackHost, namesAnAddress, namesLoopback } from '../../core/src/lo
 import { countFinished, createRegistry, workerMetrics } from '../../core/src/metrics.ts';
 import { connectRedis } from '../../core/src/redis.ts';
 import { guardEvictionPolicy } from '../../core/src/redis-eviction.ts';
+import { replyCode, untilRedisTakes, type NotNowListener } from '../../core/src/redis-not-now.ts';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { WorkerDirectory, type WorkerInfo } from '../../core/src/worker-directory.ts';
 import { closePool, probeHost, protectSelf, sweep, type LaunchOptions } from '../../native/index.ts';
@@ -130,7 +131,14 @@ async function main(): Promise<void> {
   if (!protectSelf()) logger.info('cannot lower the worker\'s own oom_score_adj (no CAP_SYS_RESOURCE); jobs still go first (1000)');
   const swept = await sweep(launchOptions);
   if (swept.cgroups || swept.processes) logger.warn({ ...swept }, 'removed leftovers of a crashed worker');
-  await janitor.finishJobsOf(workerId);
+  // Redis full (OOM under noeviction) or loading at start: the start's writes wait for room (logged
+  // once) instead of the worker exiting 1 with a stack trace, and being restarted into the same.
+  let startRefused = false;
+  const waitingAtStart: NotNowListener = (err) => {
+    if (!startRefused) logger.warn({ reply: replyCode(err), err: err.message }, 'Redis refuses writes for now (full under noeviction, loading, …): this worker waits for it to take them before it starts');
+    startRefused = true;
+  };
+  await untilRedisTakes(() => janitor.finishJobsOf(workerId), { onRefused: waitingAtStart });
   // The subtrees of other workers under the same parent that are gone for good (SIGKILLed, never back
   // under their id): nobody else sweeps them. Again at each janitor pass (one may die any time).
   const sweepGoneWorkers = () => removeGoneWorkerCgroups(env.SBX_CGROUP_PARENT, cgroupName, () => liveWorkerCgroupNames(redis, keys)).then(
@@ -201,7 +209,7 @@ async function main(): Promise<void> {
   // jobs' records on every heartbeat and whenever the subscriber is connected again.
   const recheckCancels = () => runner.recheckCancels().catch((err: Error) => logger.warn({ err: err.message }, 'reading our jobs\' cancel marks failed'));
   sub.on('ready', () => void recheckCancels());
-  await beat();
+  await untilRedisTakes(beat, { onRefused: waitingAtStart });
   const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
   // Now and then, one worker of the fleet: jobs queued on no queue (an entry lost) are queued again.
   const audit = new QueueAudit({ redis, keys, queue: lostJobs.queue, workerId, everyMs: env.SBX_QUEUE_AUDIT_MS, graceMs: env.SBX_QUEUE_AUDIT_GRACE_MS, logger, requeued: metrics.queueAuditRequeued, jobTtlSeconds: env.SBX_JOB_TTL_SECONDS, activeTtlSeconds: tenantQuotaOptions(config).activeTtlSeconds });
@@ -227,7 +235,7 @@ async function main(): Promise<void> {
 
   // The shared queue and this worker's own (jobs handed to it), taken by hand when a job fits here;
   // cache-aware hand-offs unless SBX_PLACEMENT_CACHE_AWARE=false (worker/src/placement).
-  await feeder.start();
+  await feeder.start(waitingAtStart);
   watchRedis({ env, keys, workerId, jobs: runner, queue: feeder, logger, metrics }); // cut off from Redis past the heartbeat limit: kill our jobs, pause
 
   // Webhooks of finished jobs (a job's callbackUrl), whoever finished them.

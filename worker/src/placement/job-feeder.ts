@@ -11,6 +11,7 @@
 import { Counter, type Registry } from 'prom-client';
 import { Job, Worker } from 'bullmq';
 import { ExceedsCapacityError } from '../../../core/src/errors.ts';
+import { untilRedisTakes, type NotNowListener } from '../../../core/src/redis-not-now.ts';
 import { finishJob } from '../../../core/src/job-lifecycle.ts';
 import type { JobPlacement } from '../../../core/src/job-spec.ts';
 import type { JobStore } from '../../../core/src/job-store.ts';
@@ -96,11 +97,13 @@ export class JobFeeder {
     this.returns = new Counter({ name: 'sbx_placement_returns_total', help: 'Handed-off jobs sent back to the shared queue because their host had not taken them in SBX_PLACEMENT_MAX_WAIT_MS', registers: [o.registry] });
   }
 
-  async start(): Promise<void> {
+  /** `onRefused`: told while Redis refuses the first writes for now (full, loading), which wait for it (redis-not-now.ts). */
+  async start(onRefused?: NotNowListener): Promise<void> {
     const { capacity } = this.o;
     this.o.connection.on('close', this.countDrop);
-    await this.fleet.reset();
-    await this.fleet.syncImages(await this.o.images.list());
+    await untilRedisTakes(() => this.fleet.reset(), { onRefused });
+    const cached = await this.o.images.list();
+    await untilRedisTakes(() => this.fleet.syncImages(cached), { onRefused });
     this.started = true;
     capacity.onChange = () => this.fleet.publishCapacity(() => this.room());
     capacity.onChange();

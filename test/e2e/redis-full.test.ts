@@ -11,6 +11,9 @@
  * not kill the jobs. Before that, they ended `error` / `worker_lost` ("cannot reach Redis for longer
  * than the heartbeat limit: killing this worker's jobs").
  *
+ * Also here, on the same stack: a worker started while Redis is full waits for room; a job whose
+ * record Redis dropped mid-run (as an evicting maxmemory-policy would) is logged as a lost outcome.
+ *
  * Driven by the worker's own log lines (each refusal is logged); the only wait is a lower bound
  * (Redis full for longer than the heartbeat limit), never a race.
  */
@@ -18,6 +21,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { Redis as RedisClient } from 'ioredis';
+import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { waitUntil } from '../harness/redis.ts';
 import { useStack } from '../harness/use-stack.ts';
 
@@ -86,6 +90,24 @@ test('a worker started while Redis is full waits for room (logged), then registe
     const done = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['echo', 'ok'] }, { wait: true });
     assert.equal(done.body.status, 'succeeded', JSON.stringify(done.body));
     assert.equal(done.body.worker, 'started-full/1');
+  } finally {
+    admin.disconnect();
+  }
+});
+
+test('a job whose record Redis dropped mid-run (evicted) is logged as an error naming maxmemory-policy, not as "finished elsewhere"', async () => {
+  const admin: Redis = new RedisClient(e2e.stack.env.SBX_REDIS_URL!);
+  try {
+    const { body: job } = await e2e.api.submit({ image: e2e.stack.images.busybox, command: ['sh', '-c', 'echo first; sleep 1; echo second'] });
+    await waitUntil(async () => ((await e2e.api.get(job.id, true)).body.output?.stdout ?? '') === 'first\n', 30_000, 'the first line in Redis');
+    await admin.del(new RedisKeys(e2e.stack.env.SBX_REDIS_PREFIX ?? 'sbx').jobState(job.id)); // what an evicting policy does to it
+    const logged = () => e2e.stack.workers.map((w) => w.log()).join('\n').split('\n').filter((l) => l.includes(job.id) && l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string });
+    await waitUntil(async () => logged().some((l) => /record is gone/.test(l.msg)), 30_000, 'the worker to log the lost record');
+    const line = logged().find((l) => /record is gone/.test(l.msg))!;
+    assert.equal(line.level, 50);
+    assert.match(line.msg, /maxmemory-policy noeviction/);
+    assert.ok(!logged().some((l) => /finished elsewhere/.test(l.msg)));
+    assert.equal((await e2e.api.get(job.id)).status, 404);
   } finally {
     admin.disconnect();
   }

@@ -512,7 +512,11 @@ export class JobRunner {
     // it. Before, an OOM reply here left the job `running` for its record's whole TTL.
     const ending = untilRedisTakes(() => this.deps.store.transition(final, from === 'running' ? ['running', 'pulling'] : [from], 'exit', tenant), { onRefused: this.refusedWrite(doc.id, 'end') });
     const [result] = await Promise.all([ending, charged]); // counted by the store's finish listener (main.ts)
-    if (result !== 'ok') this.deps.logger.warn({ jobId: doc.id, found: result }, 'job was finished elsewhere first');
+    // '': no record at all. Expired (a run longer than its record's life) or evicted (a Redis whose
+    // maxmemory-policy is not noeviction: refused at start, core/src/redis-eviction.ts, but a server
+    // may be switched later); before, logged as "finished elsewhere first" with found "".
+    if (result === '') this.deps.logger.error({ jobId: doc.id, status: final.status }, 'the job\'s record is gone from Redis (expired, or evicted: Redis must run with maxmemory-policy noeviction); its end could not be recorded and its outcome is lost');
+    else if (result !== 'ok') this.deps.logger.warn({ jobId: doc.id, found: result }, 'job was finished elsewhere first');
   }
 }
 

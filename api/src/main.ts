@@ -58,7 +58,7 @@ function main(): void {
     logger.fatal({ setting: 'maxmemory-policy' }, problem);
     process.stderr.write(`sbx-api: ${problem}\n`);
     process.exit(2);
-  }).then(() => (redisChecked = true));
+  }, { recheckEveryMs: Math.max(5000, env.SBX_HEARTBEAT_MS * 5) }).then(() => (redisChecked = true));
   const deps = {
     config, logger, redis, keys, registry, queue, metrics, shutdown: stopping.signal,
     store: new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env), queueRedis), // seals registryAuth

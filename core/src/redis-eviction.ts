@@ -8,9 +8,9 @@
  *
  * Now each process reads the policy (INFO memory, every master of a Cluster) when its connection
  * is first ready and refuses to start (exit 2, one line naming the setting) unless it is
- * `noeviction`; on a later reconnect (a restart, a failover to a server configured otherwise) it
- * logs the same as an error and goes on serving (stopping then would cut off running jobs and
- * requests in flight). A server that does not tell its policy (INFO refused by an ACL, a managed
+ * `noeviction`; on a later reconnect (a restart, a failover to a server configured otherwise), and
+ * every `recheckEveryMs` (a CONFIG SET on the live server), it logs the same as an error, once per
+ * change, and goes on serving (stopping then would cut off running jobs and requests in flight). A server that does not tell its policy (INFO refused by an ACL, a managed
  * service that leaves the field out) is taken as it is, with a warning.
  */
 import { Cluster, type Redis } from 'ioredis';
@@ -36,18 +36,22 @@ export async function evictionPolicyProblem(redis: RedisClient): Promise<string 
 }
 
 /**
- * Checks the policy once `redis` is ready (now, if it is), then again on each reconnect. Resolves
- * after the first check that could be made; `refuse(problem)` is called (and must not return) when
- * it finds an evicting policy; on a reconnect a problem is logged instead.
+ * Checks the policy once `redis` is ready (now, if it is), then again on each reconnect and every
+ * `recheckEveryMs`. Resolves after the first check that could be made; `refuse(problem)` is called
+ * (and must not return) when it finds an evicting policy; later, a problem is logged instead (once
+ * until the policy changes again).
  */
-export function guardEvictionPolicy(redis: RedisClient, logger: Logger, refuse: (problem: string) => never): Promise<void> {
+export function guardEvictionPolicy(redis: RedisClient, logger: Logger, refuse: (problem: string) => never, opts: { recheckEveryMs?: number } = {}): Promise<void> {
   let first = true;
+  let logged: string | null = null;
   return new Promise<void>((resolve) => {
     const check = () => {
       void evictionPolicyProblem(redis).then(
         (problem) => {
           if (problem && first) refuse(problem);
-          if (problem) logger.error({ setting: 'maxmemory-policy' }, problem);
+          if (problem && problem !== logged) logger.error({ setting: 'maxmemory-policy' }, problem);
+          logged = problem;
+          if (first && opts.recheckEveryMs) setInterval(() => redis.status === 'ready' && check(), opts.recheckEveryMs).unref();
           first = false;
           resolve();
         },

@@ -5,8 +5,8 @@
  * to set, a fatal log line, and the worker never registers (core/src/redis-eviction.ts). Before,
  * both started: the API answered /readyz 200 and the worker registered, and the only sign was
  * BullMQ's console line "IMPORTANT! Eviction policy is allkeys-lru. It should be "noeviction"".
- * With noeviction both start, and a later switch to an evicting policy seen on a reconnect is
- * logged as an error.
+ * With noeviction both start, and a later switch to an evicting policy is logged as an error, seen
+ * on a reconnect or by the check every max(5 s, 5 heartbeats).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -90,4 +90,17 @@ test('noeviction: the API starts and is ready; a reconnect to a server switched 
   } finally {
     await client.config('SET', 'maxmemory-policy', 'noeviction');
   }
+});
+
+test('noeviction, then CONFIG SET maxmemory-policy allkeys-random on the live server: the running API logs it as an error, once', async () => {
+  const { process: api } = await startApi('api-recheck', env());
+  started.push(api);
+  await client.config('SET', 'maxmemory-policy', 'allkeys-random');
+  try {
+    await waitUntil(async () => /"setting":"maxmemory-policy".*allkeys-random/.test(api.log()), 30_000, 'the API to log the evicting policy');
+    assert.ok(!exited(api), 'still running');
+  } finally {
+    await client.config('SET', 'maxmemory-policy', 'noeviction');
+  }
+  assert.equal(api.log().split('\n').filter((l) => l.includes('allkeys-random')).length, 1, 'logged once, not at every check');
 });

@@ -100,7 +100,7 @@ async function main(): Promise<void> {
     logger.fatal({ setting: 'maxmemory-policy' }, problem);
     process.stderr.write(`sbx-worker: ${problem}\n`);
     process.exit(2);
-  });
+  }, { recheckEveryMs: Math.max(5000, env.SBX_HEARTBEAT_MS * 5) });
   const previous = await directory.get(workerId);
   if (previous && !isCrashedPredecessor(previous)) {
     logger.fatal({ workerId, host: previous.host, pid: previous.pid }, 'another live worker already uses this id');

@@ -71,6 +71,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     }
     if (isSbxError(err)) {
       if (err.code === 'rate_limited') c.header('Retry-After', String(err instanceof RateLimitedError ? err.retryAfterSeconds : 1));
+      // Redis down, loading or full: retryable, and said so in the header clients already read for 429 (client/src/errors.ts).
+      if (err.code === 'dependency_unavailable') c.header('Retry-After', '1');
       return c.json(err.toBody(), err.status as 400);
     }
     deps.logger.error({ err, path: c.req.path }, 'unhandled error');

@@ -26,7 +26,10 @@ export const errors = {
   401: json(ErrorBody, 'Missing or wrong API key'),
   404: json(ErrorBody, 'No such job for this tenant'),
   429: rateLimited('rate_limited: the tenant has used its requests per second (`requestsPerSecond`) or has its quota of requests open at once (`requests`) on this API server; Retry-After says when to retry. Nothing is done'),
-  503: json(ErrorBody, 'Redis unreachable'),
+  503: {
+    ...json(ErrorBody, 'dependency_unavailable: Redis is unreachable or cannot serve now (loading, a Cluster resharding, full: maxmemory reached under noeviction, refusing sbx its keys); nothing was done, retry after Retry-After'),
+    headers: { 'Retry-After': { description: 'Seconds until a retry may succeed', schema: { type: 'integer' as const, minimum: 1 } } },
+  },
 };
 /** `errors` without the 404: a route that names no job (the list, a submission, the image routes) never answers it. */
 export const errorsNamingNoJob = { 400: errors[400], 401: errors[401], 429: errors[429], 503: errors[503] };

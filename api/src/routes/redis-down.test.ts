@@ -78,6 +78,7 @@ describe('Redis full (maxmemory under noeviction): an OOM reply is not now, 503,
       assert.equal(res.status, 503, JSON.stringify(body));
       assert.equal(body.error.code, 'dependency_unavailable');
       assert.match(body.error.message, /retry/);
+      assert.equal(res.headers.get('retry-after'), '1', 'retryable, said in the header clients read (SbxUnavailableError.retryAfter)');
     } finally {
       await admin.config('SET', 'maxmemory', '0');
     }

@@ -5,9 +5,10 @@
  * good its signature. No server: receipts signed here with a fresh key.
  */
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHash, generateKeyPairSync, sign } from 'node:crypto';
 import { test } from 'node:test';
 import { signReceipt, type ReceiptPayload } from '../../core/src/receipts/job-receipt.ts';
+import { receiptKeyId } from '../../core/src/receipts/public-keys.ts';
 import { checkReceipt } from './receipt.ts';
 
 const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -27,4 +28,66 @@ test('v 1 verifies, fields added to it included; another format version is not v
     assert.equal(check.ok, false, `v ${JSON.stringify(v)} verified`);
     assert.match((check as { reason: string }).reason, /format .* this client reads v 1/);
   }
+});
+
+// Attacks on the checker (audit of signed receipts): each was verified, or threw, before.
+const good = jobWith(payload);
+const failure = (job: unknown, keys: Parameters<typeof checkReceipt>[1] = [{ key: publicKey }]) => {
+  const check = checkReceipt(job as Parameters<typeof checkReceipt>[0], keys);
+  assert.equal(check.ok, false, JSON.stringify(check));
+  return check as { code: string; reason: string };
+};
+
+test('a document whose own fields disagree with its signed payload is not verified (before: verified, job.exitCode 0 read from a receipt of exit 1)', () => {
+  const signed = jobWith({ ...payload, status: 'failed', exitCode: 1 });
+  assert.equal(checkReceipt({ ...signed, status: 'failed', exitCode: 1, image: 'x/y:1', command: ['true'], outputTruncated: false, timings: { finishedAt: payload.finishedAt } } as never, [{ key: publicKey }]).ok, true, 'the document as signed');
+  const lie = failure({ ...signed, status: 'succeeded', exitCode: 0 });
+  assert.equal(lie.code, 'document_mismatch');
+  assert.match(lie.reason, /the document's status \("succeeded"\) is not its signed receipt's \("failed"\)/);
+  for (const [field, value] of [['exitCode', 0], ['command', ['echo', 'ok']], ['imageDigest', 'sha256:00'], ['image', 'x/z:1'], ['worker', 'w2'], ['outputTruncated', true]] as const) {
+    assert.equal(failure({ ...signed, [field]: value }).code, 'document_mismatch', field);
+  }
+  assert.equal(failure({ ...signed, timings: { finishedAt: '2027-01-01T00:00:00.000Z' } }).code, 'document_mismatch', 'timings.finishedAt');
+});
+
+test('stored output must be what the receipt\'s digests cover; output the limits cut cannot be checked (before: forged output verified)', () => {
+  const sha = (s: string) => ({ bytes: Buffer.byteLength(s), sha256: createHash('sha256').update(s).digest('hex') });
+  const signed = jobWith({ ...payload, stdout: sha('real\n'), stderr: sha('') });
+  assert.equal(checkReceipt({ ...signed, output: { stdout: 'real\n', stderr: '' } } as never, [{ key: publicKey }]).ok, true, 'the output as written');
+  const forged = failure({ ...signed, output: { stdout: 'forged\n', stderr: '' } });
+  assert.equal(forged.code, 'document_mismatch');
+  assert.match(forged.reason, /the document's stdout is not what its signed receipt's digest covers \(5 B sha256:/);
+  const cut = failure({ ...jobWith({ ...payload, stdout: sha('real\n'), outputTruncated: true }), output: { stdout: 'rea', stderr: '' } });
+  assert.match(cut.reason, /output the limits cut .* verify the document without its output/);
+});
+
+test('hostile receipts and keys are failures with a code, never a throw (before: TypeError, DECODER error)', () => {
+  const signedNull = { payload: 'null', signature: sign(null, Buffer.from('null'), privateKey).toString('base64'), algorithm: 'ed25519', keyId: good.receipt.keyId };
+  const cases: Array<[unknown, string]> = [
+    [{ id: good.id, receipt: 'x' }, 'malformed'],
+    [{ id: good.id, receipt: { ...good.receipt, payload: 5 } }, 'malformed'],
+    [{ id: good.id, receipt: { ...good.receipt, signature: null } }, 'malformed'],
+    [{ id: good.id, receipt: signedNull }, 'malformed'],
+    [{ id: good.id, receipt: { ...good.receipt, algorithm: 'rsa' } }, 'unknown_algorithm'],
+    [{ id: 'j_other', receipt: good.receipt }, 'other_job'],
+    [{ id: good.id }, 'no_receipt'],
+  ];
+  for (const [job, code] of cases) assert.equal(failure(job).code, code, JSON.stringify(job).slice(0, 120));
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }) as string;
+  for (const publicKeyPem of ['junk', rsa]) assert.equal(failure(good, [{ keyId: good.receipt.keyId, algorithm: 'ed25519', publicKeyPem }]).code, 'bad_key');
+});
+
+test('one signed text, one receipt: no lone-surrogate twin of the payload, no second spelling of the signature (before: both verified)', () => {
+  const withFffd = jobWith({ ...payload, command: ['echo', '\ufffd'] });
+  assert.equal(checkReceipt(withFffd, [{ key: publicKey }]).ok, true);
+  const twin = { ...withFffd, receipt: { ...withFffd.receipt, payload: withFffd.receipt.payload.replace('\ufffd', '\ud800') } };
+  assert.notEqual(twin.receipt.payload, withFffd.receipt.payload);
+  assert.match(failure(twin).reason, /lone UTF-16 surrogate/);
+  const respelled = { ...good, receipt: { ...good.receipt, signature: `!!${good.receipt.signature.replace(/=+$/, '')}##` } };
+  assert.match(failure(respelled).reason, /not canonical base64/);
+});
+
+test('the key id reported is the verifying key\'s own, not the receipt\'s unsigned label (before: "deadbeefdeadbeef")', () => {
+  const check = checkReceipt({ ...good, receipt: { ...good.receipt, keyId: 'deadbeefdeadbeef' } }, [{ key: publicKey }]);
+  assert.deepEqual(check.ok && check.keyId, receiptKeyId(publicKey));
 });

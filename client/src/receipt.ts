@@ -3,9 +3,15 @@
  * `payload` with a public key the checker trusts. Keys from `client.receiptKeys()` show the receipt
  * is unchanged since the server signed it; to trust the server's word itself, hold its public key
  * from elsewhere (`sbx verify --key receipt.pub`).
+ *
+ * What is verified is the document as a whole, as far as the payload covers it: a document handed on
+ * whose own fields (status, exitCode, command, output, ...) say something else than its signed
+ * payload is not verified, however good the signature: whoever reads `job.exitCode` reads what was
+ * signed. Fields the payload does not cover (labels, callback, placement, ...) are not checked.
  */
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { ReceiptPayload } from '../../core/src/receipts/job-receipt.ts';
+import { receiptKeyId } from '../../core/src/receipts/public-keys.ts';
 import type { Job } from './types.ts';
 
 export type { ReceiptPayload };
@@ -19,27 +25,105 @@ export interface ReceiptKey {
   publicKeyPem: string;
 }
 
-export type ReceiptCheck = { ok: true; keyId: string; payload: ReceiptPayload } | { ok: false; reason: string };
+/**
+ * Why a receipt was not verified, stable (branch on it, never on `reason`): `no_receipt`,
+ * `malformed` (not a receipt's shape: fields missing or of the wrong type, a payload that is not a
+ * JSON object, a signature that is not canonical base64), `unknown_algorithm`, `unknown_key` (none of
+ * the keys given is the one it names), `bad_key` (a key given is not an Ed25519 public key),
+ * `bad_signature`, `unknown_format` (a payload `v` this client does not read), `other_job` (the
+ * payload is another job's), `document_mismatch` (the document's own fields disagree with its payload).
+ */
+export type ReceiptFailure = 'no_receipt' | 'malformed' | 'unknown_algorithm' | 'unknown_key' | 'bad_key' | 'bad_signature' | 'unknown_format' | 'other_job' | 'document_mismatch';
+
+export type ReceiptCheck = { ok: true; keyId: string; payload: ReceiptPayload } | { ok: false; code: ReceiptFailure; reason: string };
 
 /** A key to check with: as the server lists them, or a KeyObject (without keyId: tried whatever key the receipt names). */
 export type TrustedKey = ReceiptKey | { keyId?: string; key: KeyObject };
 
+/** Canonical base64 (RFC 4648, padded): what the worker writes. Buffer.from(s, 'base64') skips other characters, so many strings would decode to one signature. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+const fail = (code: ReceiptFailure, reason: string): ReceiptCheck => ({ ok: false, code, reason });
+
 /**
  * Whether `job.receipt` is signed by one of `keys` and says it is of this job: the payload's job id
- * must be the document's, and its format (`v`) the one this client reads.
+ * must be the document's, its format (`v`) the one this client reads, and the document's fields the
+ * payload covers must be the payload's (`document_mismatch`). Never throws: a hostile document or
+ * key list is a failure with its reason.
  */
-export function checkReceipt(job: Pick<Job, 'id' | 'receipt'>, keys: readonly TrustedKey[]): ReceiptCheck {
-  const r = job.receipt;
-  if (!r) return { ok: false, reason: 'the job has no receipt (the server signs none, or its command never ran)' };
-  if (r.algorithm !== 'ed25519') return { ok: false, reason: `unknown algorithm ${JSON.stringify(r.algorithm)}` };
-  const match = keys.find((k) => k.keyId === r.keyId || k.keyId === undefined);
-  if (!match) return { ok: false, reason: `signed by key ${r.keyId}, which is not among the keys given` };
-  const key = 'key' in match ? match.key : createPublicKey(match.publicKeyPem);
-  if (!verify(null, Buffer.from(r.payload, 'utf8'), key, Buffer.from(r.signature, 'base64'))) return { ok: false, reason: 'the signature does not match the payload: changed after signing, or signed with another key' };
-  const payload = JSON.parse(r.payload) as ReceiptPayload;
+export function checkReceipt(job: Pick<Job, 'id' | 'receipt'> & Partial<Job>, keys: readonly TrustedKey[]): ReceiptCheck {
+  const r: unknown = job.receipt;
+  if (r === undefined || r === null) return fail('no_receipt', 'the job has no receipt (the server signs none, or its command never ran)');
+  if (typeof r !== 'object' || Array.isArray(r)) return fail('malformed', 'its receipt is not an object');
+  const { payload: text, signature, algorithm, keyId } = r as Record<string, unknown>;
+  if (algorithm !== 'ed25519') return fail('unknown_algorithm', `unknown algorithm ${JSON.stringify(algorithm) ?? 'undefined'}`);
+  if (typeof text !== 'string' || typeof signature !== 'string' || typeof keyId !== 'string') return fail('malformed', 'its receipt\'s payload, signature and keyId must be strings');
+  // The signed bytes are the payload's UTF-8: a lone surrogate would be signed as U+FFFD, so two
+  // payloads (one with U+FFFD, one with a lone surrogate) would verify alike. The worker's JSON.stringify never writes one.
+  if (/\p{Cs}/u.test(text)) return fail('malformed', 'its receipt\'s payload holds a lone UTF-16 surrogate, which is not what was signed');
+  if (!BASE64.test(signature)) return fail('malformed', 'its receipt\'s signature is not canonical base64');
+  const match = keys.find((k) => k.keyId === keyId || k.keyId === undefined);
+  if (!match) return fail('unknown_key', `signed by key ${keyId}, which is not among the keys given`);
+  let key: KeyObject;
+  try {
+    key = 'key' in match ? match.key : createPublicKey(match.publicKeyPem);
+  } catch {
+    return fail('bad_key', `the key given as ${keyId} is not a public key in PEM`);
+  }
+  if (key.asymmetricKeyType !== 'ed25519') return fail('bad_key', `the key given as ${keyId} is a ${key.asymmetricKeyType ?? 'symmetric'} key; receipts are signed with Ed25519`);
+  // The id shown is the key's own, derived from it: never the receipt's unsigned `keyId` label, nor a server's.
+  const actualId = receiptKeyId(key);
+  if (!verify(null, Buffer.from(text, 'utf8'), key, Buffer.from(signature, 'base64'))) return fail('bad_signature', 'the signature does not match the payload: changed after signing, or signed with another key');
+  let payload: ReceiptPayload;
+  try {
+    payload = JSON.parse(text) as ReceiptPayload;
+  } catch {
+    return fail('malformed', 'its receipt\'s payload is not JSON');
+  }
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) return fail('malformed', 'its receipt\'s payload is not a JSON object');
   // The payload's format: fields added to it keep v 1 (ignored here); another v may give its fields
   // other meanings, so a newer worker's receipt is not read, and reported verified, as this one.
-  if (payload.v !== RECEIPT_FORMAT) return { ok: false, reason: `the receipt's payload is format v ${JSON.stringify(payload.v)}; this client reads v ${RECEIPT_FORMAT}: upgrade it to check this receipt` };
-  if (payload.jobId !== job.id) return { ok: false, reason: `the receipt is job ${payload.jobId}'s, not ${job.id}'s` };
-  return { ok: true, keyId: r.keyId, payload };
+  if (payload.v !== RECEIPT_FORMAT) return fail('unknown_format', `the receipt's payload is format v ${JSON.stringify(payload.v)}; this client reads v ${RECEIPT_FORMAT}: upgrade it to check this receipt`);
+  if (payload.jobId !== job.id) return fail('other_job', `the receipt is job ${JSON.stringify(payload.jobId)}'s, not ${job.id}'s`);
+  const mismatch = documentMismatch(job, payload);
+  if (mismatch) return fail('document_mismatch', mismatch);
+  return { ok: true, keyId: actualId, payload };
+}
+
+/** The fields of a job document its payload covers, compared as signed. Absent from the document: not compared. */
+const COVERED = ['status', 'exitCode', 'signal', 'image', 'imageDigest', 'command', 'entrypoint', 'worker', 'outputTruncated'] as const;
+
+/** Why the document says something else than its signed payload, or null when it does not. */
+function documentMismatch(job: Partial<Job>, payload: ReceiptPayload): string | null {
+  const doc = job as Record<string, unknown>;
+  for (const field of COVERED) {
+    if (doc[field] === undefined) continue;
+    if (!sameJson(doc[field], (payload as unknown as Record<string, unknown>)[field])) return `the document's ${field} (${JSON.stringify(doc[field])}) is not its signed receipt's (${JSON.stringify((payload as unknown as Record<string, unknown>)[field]) ?? 'absent'})`;
+  }
+  const finished = (job.timings as { finishedAt?: unknown } | undefined)?.finishedAt;
+  if (finished !== undefined && finished !== payload.finishedAt) return `the document's timings.finishedAt (${JSON.stringify(finished)}) is not its signed receipt's (${JSON.stringify(payload.finishedAt)})`;
+  // The stored output (sbx inspect --output, ?output=true) must be what the receipt's digests cover:
+  // all of it. Output the limits cut is only part of it and cannot be checked, nor can output that
+  // was not valid UTF-8 (stored with U+FFFD in its place): a document carrying such output is not
+  // verified; verify it without its output.
+  const output = job.output as Record<string, unknown> | undefined;
+  if (output !== undefined) {
+    if (typeof output !== 'object' || output === null) return 'the document\'s output is not an object';
+    if (payload.outputTruncated) return 'the document carries output the limits cut (outputTruncated): its receipt covers all of it, the document only part, so the output cannot be checked; verify the document without its output';
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const kept = output[stream];
+      if (kept === undefined) continue;
+      const signed = payload[stream];
+      if (typeof kept !== 'string' || !signed || !sameDigest(kept, signed)) return `the document's ${stream} is not what its signed receipt's digest covers (${signed?.bytes} B sha256:${signed?.sha256})${typeof kept === 'string' && kept.includes('\ufffd') ? ' (output that was not valid UTF-8 is stored with U+FFFD in its place and cannot be checked: verify the document without its output)' : ''}`;
+    }
+  }
+  return null;
+}
+
+function sameDigest(text: string, signed: { bytes: number; sha256: string }): boolean {
+  return Buffer.byteLength(text) === signed.bytes && createHash('sha256').update(text, 'utf8').digest('hex') === signed.sha256;
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }

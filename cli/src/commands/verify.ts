@@ -3,8 +3,8 @@
  * read from files of job documents (`--file`: what `sbx inspect` or the API printed, one document or
  * an array). The key is the server's (GET /v1/receipt-keys) unless `--key` names a public key held
  * from elsewhere: only then does a verified receipt prove more than "unchanged since the server
- * signed it". One line per job; an id or file that cannot be read is an error on stderr and the
- * others go on. Exit 0 when every receipt verified, else 1.
+ * signed it", and stderr says so. One line per job; an id or file that cannot be read (or holds no
+ * job document) is an error on stderr and the others go on. Exit 0 when every receipt verified, else 1.
  */
 import { readFileSync } from 'node:fs';
 import { checkReceipt, type Job, type TrustedKey } from '../../../client/src/index.ts';
@@ -27,8 +27,12 @@ export const verifyCommand: Command = {
   async run(ctx, args) {
     if (args.positionals.length === 0) throw new UsageError('"sbx verify" requires at least 1 argument.\nUsage: sbx verify [OPTIONS] JOB|FILE [JOB|FILE...]', 'verify');
     const fromFiles = flagBool(args, 'file');
-    const keys = await trustedKeys(ctx, flagString(args, 'key'));
+    const keyFile = flagString(args, 'key');
+    const keys = await trustedKeys(ctx, keyFile);
     const json = parseFormat(flagString(args, 'format')) === 'json'; // json: each result with its payload
+    // The server's keys prove only that its receipts are unchanged since it signed them: a server that
+    // is not the one you trust lists its own key and verifies its own documents. Said every time.
+    if (keyFile === undefined) await write(ctx.stderr, `sbx: checking with the keys the server lists (${ctx.settings.host}/v1/receipt-keys), not a key held apart: "verified" means unchanged since that server signed it; give --key receipt.pub to check it is the service you trust\n`);
     let unverified = 0;
     // An id that cannot be fetched, or a file that cannot be read, is an error on its own line; the others go on.
     const code = await eachJob(ctx, args.positionals, async (arg) => {
@@ -38,7 +42,7 @@ export const verifyCommand: Command = {
         if (!check.ok) unverified++;
         const p = check.ok ? check.payload : null;
         const line = json
-          ? JSON.stringify(check.ok ? { id: job.id, verified: true, keyId: check.keyId, payload: p } : { id: job.id, verified: false, reason: check.reason })
+          ? JSON.stringify(check.ok ? { id: job.id, verified: true, keyId: check.keyId, keyFrom: keyFile === undefined ? 'server' : 'file', payload: p } : { id: job.id, verified: false, code: check.code, reason: check.reason })
           : check.ok
             ? `${job.id}\tverified (key ${check.keyId})\t${p!.status}${p!.exitCode === null ? '' : ` exit ${p!.exitCode}`}\t${p!.image}@${p!.imageDigest}\tstdout ${p!.stdout.bytes} B sha256:${p!.stdout.sha256}`
             : `${job.id}\tNOT verified\t${check.reason}`;
@@ -76,6 +80,8 @@ function readJobs(path: string): Job[] {
     throw new CliError(`cannot read it as JSON: ${(e as Error).message}`);
   }
   const list = Array.isArray(v) ? v : [v];
+  // An empty array verified nothing: before, it printed nothing and exited 0, as if every receipt verified.
+  if (list.length === 0) throw new CliError('holds no job document (an empty array): nothing to verify');
   if (!list.every((j) => typeof j === 'object' && j !== null && typeof (j as Job).id === 'string')) throw new CliError(`expected a job document or an array of them (as sbx inspect prints)`);
   return list as Job[];
 }

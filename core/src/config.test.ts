@@ -404,14 +404,19 @@ test('SBX_LOST_JOB_REQUEUES: a lost job is queued again once by default, 0 to 5 
 test('SBX_RECEIPT_KEY_FILE: an Ed25519 private key in PEM; a missing file, another kind of key or not a key is refused', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'sbx-config-receipt-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const file = (name: string, text: string | Buffer) => {
-    writeFileSync(join(dir, name), text);
+  const problems = (value: string): string => problemsOf({ SBX_RECEIPT_KEY_FILE: value });
+  const file = (name: string, text: string | Buffer, mode = 0o600) => {
+    writeFileSync(join(dir, name), text, { mode });
+    chmodSync(join(dir, name), mode); // whatever the umask
     return join(dir, name);
   };
-  const ed = file('ed.pem', generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const edPem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' });
+  const ed = file('ed.pem', edPem);
   assert.equal(loadConfig({ SBX_RECEIPT_KEY_FILE: ed }).env.SBX_RECEIPT_KEY_FILE?.asymmetricKeyType, 'ed25519');
+  assert.equal(loadConfig({ SBX_RECEIPT_KEY_FILE: file('ed-400.pem', edPem, 0o400) }).env.SBX_RECEIPT_KEY_FILE?.asymmetricKeyType, 'ed25519');
+  // A key others may read is refused (before: accepted, mode 0644 as openssl genpkey leaves it under umask 022).
+  for (const mode of [0o644, 0o640, 0o604]) assert.match(problems(file(`ed-${mode.toString(8)}.pem`, edPem, mode)), new RegExp(`SBX_RECEIPT_KEY_FILE=".*ed-${mode.toString(8)}.pem": may be read by its group or others \\(mode 0${mode.toString(8)}\\): whoever reads it can sign receipts; chmod 600 it`));
   assert.equal(loadConfig({}).env.SBX_RECEIPT_KEY_FILE, undefined, 'unset: no receipts');
-  const problems = (value: string): string => problemsOf({ SBX_RECEIPT_KEY_FILE: value });
   assert.match(problems(join(dir, 'missing.pem')), /SBX_RECEIPT_KEY_FILE=".*missing.pem": cannot be read \(ENOENT\)/);
   const rsa = file('rsa.pem', generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   assert.match(problems(rsa), /is a rsa key; receipts are signed with Ed25519/);

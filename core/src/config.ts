@@ -526,6 +526,10 @@ function readReceiptKey(path: string, ctx: z.RefinementCtx): KeyObject {
     return z.NEVER;
   }
   if (key.asymmetricKeyType !== 'ed25519') ctx.addIssue({ code: 'custom', message: `is a ${key.asymmetricKeyType} key; receipts are signed with Ed25519 (openssl genpkey -algorithm ed25519)` });
+  // Whoever reads the file can sign receipts as this service: like ssh with its keys, a key the
+  // group or others may read is refused (a k8s secret with defaultMode 0400, a file chmod 600).
+  const mode = statSync(path).mode & 0o777;
+  if (mode & 0o077) ctx.addIssue({ code: 'custom', message: `may be read by its group or others (mode 0${mode.toString(8)}): whoever reads it can sign receipts; chmod 600 it (or 400)` });
   return key;
 }
 

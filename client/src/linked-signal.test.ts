@@ -41,3 +41,19 @@ test('a source already aborted aborts it at once, with that reason, listening on
   assert.equal(linked.signal.reason, 'gone');
   assert.equal(signalHolds(b.signal), 0);
 });
+
+test('many linked signals in flight at once on one source print no listener-leak warning (they are released, not leaked)', async () => {
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  try {
+    const shutdown = new AbortController().signal;
+    const inFlight = Array.from({ length: 50 }, () => linkedSignal([shutdown, new AbortController().signal]));
+    await new Promise((r) => setImmediate(r)); // warnings are emitted on the next tick
+    assert.deepEqual(warnings, []);
+    for (const l of inFlight) l.release();
+    assert.equal(signalHolds(shutdown), 0);
+  } finally {
+    process.off('warning', onWarning);
+  }
+});

@@ -13,6 +13,8 @@
  * (a finally); an abort before then aborts the signal with the first source's reason, as
  * AbortSignal.any() does.
  */
+import { setMaxListeners } from 'node:events';
+
 export interface LinkedSignal {
   readonly signal: AbortSignal;
   /** Stops listening on the sources (idempotent); the signal keeps its state. */
@@ -33,6 +35,12 @@ export function linkedSignal(sources: ReadonlyArray<AbortSignal>): LinkedSignal 
   const release = (): void => {
     for (const s of sources) s.removeEventListener('abort', onAbort);
   };
-  for (const s of sources) s.addEventListener('abort', onAbort, { once: true });
+  for (const s of sources) {
+    // A long-lived source has one listener per linked signal in flight (each concurrent ?wait, pull,
+    // wait()), released each: Node's leak warning at 11 ("MaxListenersExceededWarning … 11 abort
+    // listeners added to [AbortSignal]") would be printed to stderr of any busy process for nothing.
+    setMaxListeners(0, s);
+    s.addEventListener('abort', onAbort, { once: true });
+  }
   return { signal: controller.signal, release };
 }

@@ -54,11 +54,7 @@ function main(): void {
   const stopping = new AbortController();
   // An evicting Redis loses jobs silently: refused at start (exit 2), logged on a later reconnect.
   let redisChecked = false;
-  void guardEvictionPolicy(redis, logger, (problem) => {
-    logger.fatal({ setting: 'maxmemory-policy' }, problem);
-    process.stderr.write(`sbx-api: ${problem}\n`);
-    process.exit(2);
-  }, { recheckEveryMs: Math.max(5000, env.SBX_HEARTBEAT_MS * 5) }).then(() => (redisChecked = true));
+  void guardEvictionPolicy(redis, logger, 'sbx-api', env.SBX_HEARTBEAT_MS).then(() => (redisChecked = true));
   const deps = {
     config, logger, redis, keys, registry, queue, metrics, shutdown: stopping.signal,
     store: new JobStore(redis, keys, env.SBX_JOB_TTL_SECONDS, secretBoxFromEnv(env), queueRedis), // seals registryAuth

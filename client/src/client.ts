@@ -6,7 +6,7 @@
 import { apiErrorFromAnswer, SbxApiError, SbxNotFoundError } from './errors.ts';
 import { readBody, Transport, type TransportOptions } from './http.ts';
 import { isDigest, normalizeImageName } from './image-name.ts';
-import { linkedSignal, type LinkedSignal } from './linked-signal.ts';
+import { withLinkedSignal } from './linked-signal.ts';
 import { jobEvents, rawJobEvents, type EventsOptions } from './job-events.ts';
 import type { ServerSentEvent } from './sse.ts';
 import type { ReceiptKey } from './receipt.ts';
@@ -68,20 +68,20 @@ export class SbxClient {
 
   /** Until the job is finished: its document if it already is, else the `exit` event of its stream (resumed across drops). */
   async wait(id: string, opts: WaitOptions = {}): Promise<Job> {
-    const signal = withTimeout(opts.signal, opts.timeoutMs);
-    try {
-      let doc = await this.get(id, { output: opts.output, signal: signal?.signal });
+    // Not AbortSignal.any(): a program that passes one long-lived signal to many calls would keep a
+    // WeakRef per call on it for good (Node 20; ./linked-signal.ts).
+    const timeout = opts.timeoutMs === undefined ? undefined : AbortSignal.timeout(opts.timeoutMs);
+    return withLinkedSignal([opts.signal, timeout], async (signal) => {
+      let doc = await this.get(id, { output: opts.output, signal });
       if (isFinished(doc.status)) return doc;
-      for await (const e of this.events(id, { signal: signal?.signal })) {
+      for await (const e of this.events(id, { signal })) {
         if (e.type === 'exit') {
           doc = e.job;
           break;
         }
       }
-      return opts.output ? await this.get(id, { output: true, signal: signal?.signal }) : doc;
-    } finally {
-      signal?.release();
-    }
+      return opts.output ? this.get(id, { output: true, signal }) : doc;
+    });
   }
 
   /**
@@ -193,15 +193,4 @@ export class SbxClient {
     if (res.status < 200 || res.status > 299) throw apiErrorFromAnswer(res.status, body, res.headers);
     return body as T;
   }
-}
-
-/**
- * The caller's signal and a timeout, as one signal to release() once the call is over. Not
- * AbortSignal.any(): a program that passes one long-lived signal to many calls would keep a WeakRef
- * per call on it for good (Node 20; ./linked-signal.ts).
- */
-function withTimeout(signal: AbortSignal | undefined, ms: number | undefined): LinkedSignal | undefined {
-  if (ms === undefined) return signal && { signal, release: () => {} };
-  const timeout = AbortSignal.timeout(ms);
-  return signal ? linkedSignal([signal, timeout]) : { signal: timeout, release: () => {} };
 }

@@ -44,3 +44,21 @@ export function linkedSignal(sources: ReadonlyArray<AbortSignal>): LinkedSignal 
   }
   return { signal: controller.signal, release };
 }
+
+/**
+ * `work` with one signal that aborts when any of `sources` does (absent ones left out), released when
+ * `work` settles; a single source is passed as it is, none as undefined.
+ */
+export function withLinkedSignal<T>(sources: readonly [AbortSignal, ...Array<AbortSignal | undefined>], work: (signal: AbortSignal) => Promise<T>): Promise<T>;
+export function withLinkedSignal<T>(sources: ReadonlyArray<AbortSignal | undefined>, work: (signal: AbortSignal | undefined) => Promise<T>): Promise<T>;
+export async function withLinkedSignal<T>(sources: ReadonlyArray<AbortSignal | undefined>, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const present = sources.filter((s): s is AbortSignal => s !== undefined);
+  // None: undefined, which only the second signature's `work` is given (its first source may be absent).
+  if (present.length <= 1) return work(present[0] as AbortSignal);
+  const linked = linkedSignal(present);
+  try {
+    return await work(linked.signal);
+  } finally {
+    linked.release();
+  }
+}

@@ -9,7 +9,7 @@
  * Now each process reads the policy (INFO memory, every master of a Cluster) when its connection
  * is first ready and refuses to start (exit 2, one line naming the setting) unless it is
  * `noeviction`; on a later reconnect (a restart, a failover to a server configured otherwise), and
- * every `recheckEveryMs` (a CONFIG SET on the live server), it logs the same as an error, once per
+ * every 5 heartbeats, at least 5 s (a CONFIG SET on the live server), it logs the same as an error, once per
  * change, and goes on serving (stopping then would cut off running jobs and requests in flight). A server that does not tell its policy (INFO refused by an ACL, a managed
  * service that leaves the field out) is taken as it is, with a warning.
  */
@@ -36,12 +36,19 @@ export async function evictionPolicyProblem(redis: RedisClient): Promise<string 
 }
 
 /**
- * Checks the policy once `redis` is ready (now, if it is), then again on each reconnect and every
- * `recheckEveryMs`. Resolves after the first check that could be made; `refuse(problem)` is called
- * (and must not return) when it finds an evicting policy; later, a problem is logged instead (once
- * until the policy changes again).
+ * Checks the policy once `redis` is ready (now, if it is), then again on each reconnect and every 5
+ * heartbeats (at least 5 s). Resolves after the first check that could be made; when that first
+ * check finds an evicting policy the process `name` (sbx-api, sbx-worker) refuses to start: a fatal
+ * log line, the problem on stderr, exit 2. Later, a problem is logged instead (once until the policy
+ * changes again).
  */
-export function guardEvictionPolicy(redis: RedisClient, logger: Logger, refuse: (problem: string) => never, opts: { recheckEveryMs?: number } = {}): Promise<void> {
+export function guardEvictionPolicy(redis: RedisClient, logger: Logger, name: string, heartbeatMs: number): Promise<void> {
+  const refuse = (problem: string): never => {
+    logger.fatal({ setting: 'maxmemory-policy' }, problem);
+    process.stderr.write(`${name}: ${problem}\n`);
+    process.exit(2);
+  };
+  const recheckEveryMs = Math.max(5000, heartbeatMs * 5);
   let first = true;
   let logged: string | null = null;
   return new Promise<void>((resolve) => {
@@ -51,7 +58,7 @@ export function guardEvictionPolicy(redis: RedisClient, logger: Logger, refuse: 
           if (problem && first) refuse(problem);
           if (problem && problem !== logged) logger.error({ setting: 'maxmemory-policy' }, problem);
           logged = problem;
-          if (first && opts.recheckEveryMs) setInterval(() => redis.status === 'ready' && check(), opts.recheckEveryMs).unref();
+          if (first) setInterval(() => redis.status === 'ready' && check(), recheckEveryMs).unref();
           first = false;
           resolve();
         },

@@ -96,11 +96,7 @@ async function main(): Promise<void> {
   const heartbeatTtl = env.SBX_HEARTBEAT_MS * 5;
 
   // An evicting Redis loses jobs silently: refused before this worker registers (exit 2), logged on a later reconnect.
-  await guardEvictionPolicy(redis, logger, (problem) => {
-    logger.fatal({ setting: 'maxmemory-policy' }, problem);
-    process.stderr.write(`sbx-worker: ${problem}\n`);
-    process.exit(2);
-  }, { recheckEveryMs: Math.max(5000, env.SBX_HEARTBEAT_MS * 5) });
+  await guardEvictionPolicy(redis, logger, 'sbx-worker', env.SBX_HEARTBEAT_MS);
   const previous = await directory.get(workerId);
   if (previous && !isCrashedPredecessor(previous)) {
     logger.fatal({ workerId, host: previous.host, pid: previous.pid }, 'another live worker already uses this id');

@@ -12,7 +12,7 @@ import { bodyErrors, ErrorBody, errorsNamingNoJob, flag, json, rateLimited } fro
 
 const JOB_LOCATION = { Location: { description: 'The job: /v1/jobs/{id}', schema: { type: 'string' as const } } };
 import { clientGoneSignal } from '../client-gone.ts';
-import { linkedSignal } from '../../../client/src/linked-signal.ts';
+import { withLinkedSignal } from '../../../client/src/linked-signal.ts';
 import { InvalidRequestError } from '../../../core/src/errors.ts';
 import { streamJobEvents } from '../job-event-stream.ts';
 import { Doorbell } from '../job-events-hub.ts';
@@ -128,12 +128,8 @@ export function registerJobsCreate(app: OpenAPIHono<AppEnv>, deps: AppDeps): voi
         // Until the end, the wait cap, the client going, or this process stopping (then 202 with the job as it stands).
         // Not AbortSignal.any(): deps.shutdown lives as long as the process and would keep a WeakRef
         // per waited submit for good on Node 20 (client/src/linked-signal.ts).
-        const until = linkedSignal(deps.shutdown ? [clientGoneSignal(c), deps.shutdown] : [clientGoneSignal(c)]);
-        try {
-          doc = (await (await watching).untilFinished(deps.config.env.SBX_WAIT_CAP_MS, until.signal, true)) ?? doc;
-        } finally {
-          until.release();
-        }
+        const watched = await watching;
+        doc = (await withLinkedSignal([clientGoneSignal(c), deps.shutdown], (until) => watched.untilFinished(deps.config.env.SBX_WAIT_CAP_MS, until, true))) ?? doc;
       }
       if (wait && isFinished(doc.status)) return jobWithOutputResponse(c, deps, doc);
       return c.json(doc, 202);

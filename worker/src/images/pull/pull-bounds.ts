@@ -3,7 +3,7 @@
  * (tenant-shares.ts; cache hits and joined pulls wait for none), each within `pullTimeoutMs`.
  */
 import { ImagePullFailedError } from '../../../../core/src/errors.ts';
-import { linkedSignal } from '../../../../client/src/linked-signal.ts';
+import { withLinkedSignal } from '../../../../client/src/linked-signal.ts';
 import { TenantShares, type Requester } from '../tenant-shares.ts';
 
 export const DEFAULT_PULL_CONCURRENCY = 4;
@@ -63,24 +63,16 @@ export class PullBounds {
   async run<T>(image: string, who: Requester, abandoned: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
     // Not AbortSignal.any(): `closing` lives as long as the store and would keep a WeakRef per pull
     // (and per signal made from this one) for good on Node 20 (client/src/linked-signal.ts).
-    const waited = linkedSignal([abandoned, this.closing]);
-    let release: () => void;
-    try {
-      release = await this.permit(image, who, waited.signal);
-    } finally {
-      waited.release();
-    }
+    const release = await withLinkedSignal([abandoned, this.closing], (waited) => this.permit(image, who, waited));
     const deadline = new AbortController();
     const ms = this.timeoutMs;
     const timer = setTimeout(() => deadline.abort(new ImagePullFailedError(image, `it did not finish within ${formatMs(ms)} (the pull deadline)`, { retryable: false })), ms);
-    const running = linkedSignal([abandoned, this.closing, deadline.signal]);
     try {
-      return await work(running.signal);
+      return await withLinkedSignal([abandoned, this.closing, deadline.signal], (running) => work(running));
     } catch (e) {
       throw deadline.signal.aborted ? deadline.signal.reason : e;
     } finally {
       clearTimeout(timer);
-      running.release();
       release();
     }
   }

@@ -13,33 +13,27 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import type { Redis } from 'ioredis';
+import { after, test } from 'node:test';
 import { RedisKeys } from '../../core/src/redis-keys.ts';
 import { removeCgroupTree } from '../../worker/src/cgroup-parent.ts';
-import { startRedis, waitUntil, type RunningRedis } from '../harness/redis.ts';
+import { waitUntil } from '../harness/redis.ts';
+import { useRedis } from '../harness/use-redis.ts';
 import { spawnSbx, startApi, type ManagedProcess } from '../harness/stack.ts';
 
 const runId = randomBytes(4).toString('hex');
 const CGROUP_PARENT = `sbx-test-${runId}`;
 const keys = new RedisKeys('sbx');
 const scratch = mkdtempSync(join(tmpdir(), 'sbx-eviction-'));
-let redis: RunningRedis;
-let client: Redis;
+const redis = useRedis();
 const started: ManagedProcess[] = [];
 
-before(async () => {
-  redis = await startRedis();
-  client = redis.client();
-});
 after(async () => {
   await Promise.all(started.map((p) => p.kill('SIGKILL')));
-  await redis?.stop();
   removeCgroupTree(CGROUP_PARENT);
   rmSync(scratch, { recursive: true, force: true });
 });
 
-const env = (): Record<string, string> => ({ SBX_REDIS_URL: redis.url, SBX_API_HOST: '127.0.0.1', SBX_LOG_LEVEL: 'info', SBX_STATE_DIR: mkdtempSync(join(scratch, 'state-')), SBX_CGROUP_PARENT: CGROUP_PARENT, SBX_HEARTBEAT_MS: '500' });
+const env = (): Record<string, string> => ({ SBX_REDIS_URL: redis.server.url, SBX_API_HOST: '127.0.0.1', SBX_LOG_LEVEL: 'info', SBX_STATE_DIR: mkdtempSync(join(scratch, 'state-')), SBX_CGROUP_PARENT: CGROUP_PARENT, SBX_HEARTBEAT_MS: '500' });
 
 function spawn(name: string, entry: string, extra: Record<string, string> = {}): { p: ManagedProcess; stderr: () => string } {
   const p = spawnSbx(name, entry, { ...env(), ...extra });
@@ -62,7 +56,7 @@ function assertRefusal(name: string, p: ManagedProcess, stderr: string): void {
 }
 
 test('maxmemory-policy allkeys-lru: the API and the worker refuse to start, exit 2 naming the setting', async () => {
-  await client.config('SET', 'maxmemory-policy', 'allkeys-lru');
+  await redis.client.config('SET', 'maxmemory-policy', 'allkeys-lru');
   try {
     const api = spawn('api', 'api/src/main.ts', { SBX_API_PORT: '0' });
     const worker = spawn('worker', 'worker/src/main.ts', { SBX_WORKER_ID: `eviction-${runId}/1` });
@@ -70,9 +64,9 @@ test('maxmemory-policy allkeys-lru: the API and the worker refuse to start, exit
     assertRefusal('sbx-api', api.p, api.stderr());
     assertRefusal('sbx-worker', worker.p, worker.stderr());
     assert.doesNotMatch(worker.p.log(), /sbx worker ready/);
-    assert.deepEqual(await client.zrange(keys.workers(), 0, -1), [], 'the worker never registered');
+    assert.deepEqual(await redis.client.zrange(keys.workers(), 0, -1), [], 'the worker never registered');
   } finally {
-    await client.config('SET', 'maxmemory-policy', 'noeviction');
+    await redis.client.config('SET', 'maxmemory-policy', 'noeviction');
   }
 });
 
@@ -80,27 +74,27 @@ test('noeviction: the API starts and is ready; a reconnect to a server switched 
   const { process: api, url } = await startApi('api-ok', env());
   started.push(api);
   assert.equal((await fetch(`${url}/readyz`)).status, 200);
-  await client.config('SET', 'maxmemory-policy', 'volatile-lru');
+  await redis.client.config('SET', 'maxmemory-policy', 'volatile-lru');
   try {
-    await client.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes'); // every connection but ours: the API reconnects
+    await redis.client.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes'); // every connection but ours: the API reconnects
     await waitUntil(async () => /"setting":"maxmemory-policy".*volatile-lru/.test(api.log()), 30_000, 'the API to log the evicting policy');
     const line = JSON.parse(api.log().split('\n').find((l) => l.includes('volatile-lru'))!) as { level: number; msg: string };
     assert.equal(line.level, 50, 'an error, not fatal: the running API goes on');
     assert.ok(!exited(api), 'still running');
   } finally {
-    await client.config('SET', 'maxmemory-policy', 'noeviction');
+    await redis.client.config('SET', 'maxmemory-policy', 'noeviction');
   }
 });
 
 test('noeviction, then CONFIG SET maxmemory-policy allkeys-random on the live server: the running API logs it as an error, once', async () => {
   const { process: api } = await startApi('api-recheck', env());
   started.push(api);
-  await client.config('SET', 'maxmemory-policy', 'allkeys-random');
+  await redis.client.config('SET', 'maxmemory-policy', 'allkeys-random');
   try {
     await waitUntil(async () => /"setting":"maxmemory-policy".*allkeys-random/.test(api.log()), 30_000, 'the API to log the evicting policy');
     assert.ok(!exited(api), 'still running');
   } finally {
-    await client.config('SET', 'maxmemory-policy', 'noeviction');
+    await redis.client.config('SET', 'maxmemory-policy', 'noeviction');
   }
   assert.equal(api.log().split('\n').filter((l) => l.includes('allkeys-random')).length, 1, 'logged once, not at every check');
 });

@@ -50,7 +50,7 @@ interface ScriptedClient {
   /** HSET of field/value pairs on a job's record that exists (an expired one is not made again, without a TTL); 1 set, 0 gone. */
   sbxSetJobField(k1: string, field: string, value: string, ...more: string[]): Promise<number>;
   sbxAbandonJob(k1: string, k2: string): Promise<number>;
-  sbxAppendOutput(k1: string, k2: string, channel: string, attempt: string, number: string, ...typeAndData: string[]): Promise<number>;
+  sbxAppendOutput(k1: string, k2: string, channel: string, attempt: string, number: string, ...typeAndData: Array<string | Buffer>): Promise<number>;
 }
 
 /** Told of every job this process moved to a final status (metrics); must not throw. */
@@ -77,6 +77,22 @@ export interface JobEvent {
 export interface OutputChunk {
   type: 'stdout' | 'stderr';
   data: string;
+}
+
+/**
+ * One output event as the event stream stores it: its type and its UTF-8 JSON (`{"data":…}`),
+ * serialized once. The worker counts its bytes against the tenant's storage budget from the same
+ * buffer it sends (outputEventBytes), and Redis gets the bytes as they are: before, a batch of output
+ * was JSON-escaped and measured twice (once for the count, once for the command) and measured and
+ * encoded again by ioredis; with binary output, 2–3 s of a worker's event loop under 7 such jobs.
+ */
+export interface EncodedOutputEvent {
+  type: 'stdout' | 'stderr';
+  json: Buffer;
+}
+
+export function encodeOutputEvent(chunk: OutputChunk): EncodedOutputEvent {
+  return { type: chunk.type, json: Buffer.from(JSON.stringify({ data: chunk.data })) };
 }
 
 export class JobStore {
@@ -388,9 +404,9 @@ export class JobStore {
    * `number`: this append's place among the caller's appends to the attempt (1, 2, …), so that one
    * sent again after a reconnect (its answer lost) is applied once (appendOutput-2.lua); 0: unnumbered.
    */
-  async appendOutput(id: string, attempt: number, chunks: OutputChunk[], number = 0): Promise<boolean> {
+  async appendOutput(id: string, attempt: number, chunks: Array<OutputChunk | EncodedOutputEvent>, number = 0): Promise<boolean> {
     if (chunks.length === 0) return true;
-    const args = chunks.flatMap((c) => [c.type, JSON.stringify({ data: c.data })]);
+    const args = chunks.flatMap((c) => [c.type, 'json' in c ? c.json : JSON.stringify({ data: c.data })]);
     return (await this.scripted.sbxAppendOutput(this.keys.jobState(id), this.keys.jobEvents(id), this.keys.jobNotify(id), String(attempt), String(number), ...args)) > 0;
   }
 

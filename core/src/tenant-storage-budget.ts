@@ -8,6 +8,7 @@
  * the rest of the tenant's output and the API refuses its new jobs until the hour ends (429).
  * The count is `<p>:{tenant:<t>}:stored:<hour>` in the tenant's slot, kept two hours.
  */
+import type { EncodedOutputEvent } from './job-store.ts';
 import { NumberedWriter } from './numbered-writer.ts';
 import type { RedisClient } from './redis.ts';
 import type { RedisKeys } from './redis-keys.ts';
@@ -34,8 +35,8 @@ const EVENT_BASE_BYTES = 32;
  * included: a NUL byte of output is six) and the entry's base. Counting the data alone, a job writing a
  * byte at a time, or control characters, made Redis hold up to 30 times what was counted.
  */
-export function outputEventBytes(data: string): number {
-  return Buffer.byteLength(JSON.stringify({ data })) + EVENT_BASE_BYTES;
+export function outputEventBytes(event: EncodedOutputEvent): number {
+  return event.json.length + EVENT_BASE_BYTES;
 }
 
 /** What admitting a job of this spec adds to its tenant's count: the record's base, the spec and the document (each about the spec's size). */

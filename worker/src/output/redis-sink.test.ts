@@ -8,7 +8,7 @@ import { PassThrough } from 'node:stream';
 import { test } from 'node:test';
 import { newJobId } from '../../../core/src/job-id.ts';
 import { newJobDocument, type JobSpec } from '../../../core/src/job-spec.ts';
-import { JobStore, type OutputChunk } from '../../../core/src/job-store.ts';
+import { JobStore, type EncodedOutputEvent, type OutputChunk } from '../../../core/src/job-store.ts';
 import { RedisKeys } from '../../../core/src/redis-keys.ts';
 import { useRedis } from '../../../test/harness/use-redis.ts';
 import { RedisOutputSink } from './redis-sink.ts';
@@ -16,7 +16,7 @@ import { RedisOutputSink } from './redis-sink.ts';
 const redis = useRedis();
 const MiB = 1 << 20;
 
-test('a job writing 8 MiB of NUL bytes at once: appends of at most 256 Ki characters, its pipe paused meanwhile, every byte in order', async () => {
+test('a job writing 8 MiB of NUL bytes at once: appends of at most 256 KiB, its pipe paused meanwhile, every byte in order', async () => {
   const keys = new RedisKeys('sink1');
   const store = new JobStore(redis.client, keys, 3600);
   const id = newJobId();
@@ -26,8 +26,9 @@ test('a job writing 8 MiB of NUL bytes at once: appends of at most 256 Ki charac
   // What each append carried, in characters.
   const batches: number[] = [];
   const append = store.appendOutput.bind(store);
-  store.appendOutput = (jobId: string, attempt: number, chunks: OutputChunk[], number?: number) => {
-    batches.push(chunks.reduce((n, c) => n + c.data.length, 0));
+  store.appendOutput = (jobId: string, attempt: number, chunks: Array<OutputChunk | EncodedOutputEvent>, number?: number) => {
+    const chars = (c: OutputChunk | EncodedOutputEvent) => ('json' in c ? (JSON.parse(c.json.toString()) as { data: string }).data : c.data).length;
+    batches.push(chunks.reduce((n, c) => n + chars(c), 0));
     return append(jobId, attempt, chunks, number);
   };
   const sink = new RedisOutputSink(store, id, 1, 16 * MiB);

@@ -1,13 +1,15 @@
 /**
- * stdout/stderr of one job → its Redis Stream. Bytes are decoded as UTF-8 per stream (a character
- * split across reads stays whole; invalid bytes become U+FFFD), each stream is capped at
+ * stdout/stderr of one job → its Redis Stream. Bytes are read as UTF-8 per stream (a character
+ * split across reads stays whole; invalid bytes become U+FFFD) and stored as JSON made from the bytes
+ * in one pass (output-json.ts; the worker no longer decodes, escapes and encodes them again, three
+ * passes that made binary output cost the worker ~2.5 times more), each stream is capped at
  * limits.outputBytes (the rest is drained and dropped, and `truncated` says so), and appends are
  * batched: while one write to Redis is in flight, new chunks queue up and go out in the next one.
  * Attach the pipes as soon as the process exists (so no byte and no end is missed); output is held
  * back until open(), called once the `running` transition is sent (same connection: Redis applies
  * it first), so the stream keeps its order. Redis appends only while the job is `running` in this
  * attempt (appendOutput-2.lua); once it refuses (the job was ended elsewhere) the rest is dropped.
- * An append carries at most BATCH_CHARS of output; past PAUSE_CHARS waiting for Redis the job's pipes
+ * An append carries at most BATCH_BYTES of output; past PAUSE_BYTES waiting for Redis the job's pipes
  * are no longer read (it blocks on its writes) until half of it has gone. Before, everything a job
  * wrote while one append was in flight went out in the next, JSON-escaped in one command: output of
  * NUL bytes (6 characters each) from 6 jobs held 1.1 GiB of the worker and delayed its heartbeat.
@@ -23,21 +25,38 @@
  * output keeps its start and its end, and `droppedBytes` counts what was left out between them.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import type { JobStore, OutputChunk } from '../../../core/src/job-store.ts';
+import type { EncodedOutputEvent, JobStore } from '../../../core/src/job-store.ts';
 import { outputEventBytes, type TenantStorageBudget } from '../../../core/src/tenant-storage-budget.ts';
+import { completeLength, encodeOutputJson } from './output-json.ts';
 import { fromCharStart, TailBuffer } from './tail-buffer.ts';
 import { untilRedisTakes, type NotNowListener } from '../../../core/src/redis-not-now.ts';
 import type { StreamDigest } from '../../../core/src/receipts/job-receipt.ts';
 
 type StreamName = 'stdout' | 'stderr';
 
-/** Characters of output one append carries at most (a NUL is 6 in the command: about 1.5 MiB). */
-const BATCH_CHARS = 256 * 1024;
-/** Characters waiting for Redis past which the job's pipes are paused. */
-const PAUSE_CHARS = 4 * BATCH_CHARS;
+/** Bytes of output one append carries at most (a NUL is 6 in the command: about 1.5 MiB). */
+const BATCH_BYTES = 256 * 1024;
+/** Bytes waiting for Redis past which the job's pipes are paused. */
+const PAUSE_BYTES = 4 * BATCH_BYTES;
+/** Bytes one pending piece grows to by joining what follows it on the same stream. */
+const PIECE_BYTES = 64 * 1024;
+
+/** Kept output of one stream waiting for Redis: whole characters (output-json.ts completeLength), in order. */
+interface PendingPiece {
+  type: StreamName;
+  parts: Buffer[];
+  bytes: number;
+}
+
+/** Bytes of one stream in a batch: whole characters. */
+interface BatchPiece {
+  type: StreamName;
+  bytes: Buffer;
+}
+
+const EMPTY = Buffer.alloc(0);
 
 export interface RedisOutputSinkOptions {
   /** The tenant's storage budget (core/src/tenant-storage-budget.ts), charged with each batch; none = no budget. */
@@ -51,16 +70,17 @@ export interface RedisOutputSinkOptions {
 }
 
 export class RedisOutputSink {
-  private readonly pending: OutputChunk[] = [];
-  /** Characters in `pending`. */
-  private pendingChars = 0;
+  private readonly pending: PendingPiece[] = [];
+  /** Bytes in `pending`. */
+  private pendingBytes = 0;
   /** The job's pipes (attach()), paused while too much waits for Redis. */
   private readonly sources: Readable[] = [];
   private paused = false;
   private readonly seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   /** Bytes the job wrote per stream, kept or not. */
   private readonly written: Record<StreamName, number> = { stdout: 0, stderr: 0 };
-  private readonly decoders: Record<StreamName, StringDecoder> = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  /** The kept bytes of a character not finished yet at the end of each stream (at most 3), held until the rest comes or the stream ends. */
+  private readonly unfinished: Record<StreamName, Buffer> = { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
   private readonly tails: Record<StreamName, TailBuffer>;
   /** Bytes of each stream sent as they come (capBytes less the tail). */
   private readonly headBytes: number;
@@ -106,13 +126,13 @@ export class RedisOutputSink {
     return finished(stream).catch(() => {});
   }
 
-  /** Pauses the pipes past PAUSE_CHARS waiting, resumes them below half of it (or when nothing will be sent any more). */
+  /** Pauses the pipes past PAUSE_BYTES waiting, resumes them below half of it (or when nothing will be sent any more). */
   private throttle(): void {
-    const stop = this.pendingChars > PAUSE_CHARS && !this.refused && !this.budgetUsedUp;
+    const stop = this.pendingBytes > PAUSE_BYTES && !this.refused && !this.budgetUsedUp;
     if (stop && !this.paused) {
       this.paused = true;
       for (const s of this.sources) s.pause();
-    } else if (this.paused && (!stop && this.pendingChars <= PAUSE_CHARS / 2 || this.refused || this.budgetUsedUp)) {
+    } else if (this.paused && (!stop && this.pendingBytes <= PAUSE_BYTES / 2 || this.refused || this.budgetUsedUp)) {
       this.paused = false;
       for (const s of this.sources) s.resume();
     }
@@ -171,18 +191,25 @@ export class RedisOutputSink {
       this.truncated = true;
       // A character cut at the start's end: U+FFFD, as where the output is cut without a tail (its
       // bytes were kept, so they are not among the dropped ones); the tail starts on a new character.
-      const cut = this.decoders[name].end();
-      if (cut) this.push(name, cut);
-      this.decoders[name] = new StringDecoder('utf8');
+      this.endUnfinished(name);
     }
     this.keep(name, contiguous ? tail : fromCharStart(tail));
   }
 
-  /** `bytes` of `name` kept: counted, decoded, on their way to Redis. */
+  /** `bytes` of `name` kept: counted, on their way to Redis up to the last whole character (the rest waits for the next bytes). */
   private keep(name: StreamName, bytes: Buffer): void {
     this.seen[name] += bytes.length;
-    const text = this.decoders[name].write(bytes);
-    if (text) this.push(name, text);
+    const held = this.unfinished[name];
+    const all = held.length ? Buffer.concat([held, bytes]) : bytes;
+    const whole = completeLength(all);
+    this.unfinished[name] = whole === all.length ? EMPTY : Buffer.from(all.subarray(whole));
+    this.push(name, all.subarray(0, whole));
+  }
+
+  /** The unfinished character at the end of `name` out as it is (it reads as U+FFFD): the stream ended or is cut there. */
+  private endUnfinished(name: StreamName): void {
+    this.push(name, this.unfinished[name]);
+    this.unfinished[name] = EMPTY;
   }
 
   /** Everything written so far is in Redis when this resolves. */
@@ -190,8 +217,7 @@ export class RedisOutputSink {
     this.held = false;
     for (const name of ['stdout', 'stderr'] as const) {
       this.sendTail(name);
-      const rest = this.decoders[name].end();
-      if (rest) this.push(name, rest);
+      this.endUnfinished(name);
     }
     while (this.inFlight || this.pending.length) {
       if (!this.inFlight) this.kick();
@@ -200,34 +226,34 @@ export class RedisOutputSink {
     if (this.failure) throw this.failure;
   }
 
-  private push(type: StreamName, data: string): void {
+  private push(type: StreamName, bytes: Buffer): void {
+    if (bytes.length === 0) return;
     const last = this.pending[this.pending.length - 1];
-    if (last && last.type === type && last.data.length < 65536) last.data += data;
-    else this.pending.push({ type, data });
-    this.pendingChars += data.length;
+    if (last && last.type === type && last.bytes < PIECE_BYTES) {
+      last.parts.push(bytes);
+      last.bytes += bytes.length;
+    } else this.pending.push({ type, parts: [bytes], bytes: bytes.length });
+    this.pendingBytes += bytes.length;
     if (!this.inFlight && !this.held) this.kick();
     else this.throttle();
   }
 
-  /** The next batch: whole chunks from the front of `pending` up to BATCH_CHARS (at least one, split if larger). */
-  private takeBatch(): OutputChunk[] {
-    const batch: OutputChunk[] = [];
-    let chars = 0;
-    while (this.pending.length && chars < BATCH_CHARS) {
-      const c = this.pending[0]!;
-      const room = BATCH_CHARS - chars;
-      if (c.data.length <= room) {
-        batch.push(this.pending.shift()!);
-        chars += c.data.length;
-        continue;
-      }
-      const code = c.data.charCodeAt(room - 1);
-      const end = code >= 0xd800 && code <= 0xdbff ? room - 1 : room; // not between the halves of a surrogate pair
-      batch.push({ type: c.type, data: c.data.slice(0, end) });
-      c.data = c.data.slice(end);
-      chars += end;
+  /** The next batch: whole pieces from the front of `pending` up to BATCH_BYTES (at least one, cut between characters if larger). */
+  private takeBatch(): BatchPiece[] {
+    const batch: BatchPiece[] = [];
+    let taken = 0;
+    while (this.pending.length && taken < BATCH_BYTES) {
+      const piece = this.pending[0]!;
+      const bytes = piece.parts.length === 1 ? piece.parts[0]! : Buffer.concat(piece.parts, piece.bytes);
+      const room = BATCH_BYTES - taken;
+      const end = bytes.length <= room ? bytes.length : completeLength(bytes.subarray(0, room));
+      if (end === 0) break; // the next character does not fit: the next batch starts with it
+      batch.push({ type: piece.type, bytes: bytes.subarray(0, end) });
+      taken += end;
+      if (end === bytes.length) this.pending.shift();
+      else [piece.parts, piece.bytes] = [[bytes.subarray(end)], bytes.length - end];
     }
-    this.pendingChars -= chars;
+    this.pendingBytes -= taken;
     return batch;
   }
 
@@ -237,32 +263,33 @@ export class RedisOutputSink {
    * worker: TenantStorageBudgets) is at least twice the batch (no round trip more), else first,
    * storing only what the charge granted. `cut`: the budget ran out on this batch.
    */
-  private async send(batch: OutputChunk[]): Promise<{ appended: boolean; cut: boolean }> {
+  private async send(batch: BatchPiece[]): Promise<{ appended: boolean; cut: boolean }> {
     const taken = <T>(send: () => Promise<T>) => untilRedisTakes(send, { onRefused: this.onRefused, beforeRetry: () => this.recorded });
-    const append = (chunks: OutputChunk[]) => {
-      if (!chunks.length) return Promise.resolve(true);
+    const append = (events: EncodedOutputEvent[]) => {
+      if (!events.length) return Promise.resolve(true);
       const number = ++this.appends; // the same number each time it is sent
-      return taken(() => this.store.appendOutput(this.jobId, this.attempt, chunks, number));
+      return taken(() => this.store.appendOutput(this.jobId, this.attempt, events, number));
     };
-    if (!this.budget) return { appended: await append(batch), cut: false };
+    const events = batch.map(({ type, bytes }) => ({ type, json: encodeOutputJson(bytes) }));
+    if (!this.budget) return { appended: await append(events), cut: false };
     const budget = this.budget;
-    const bytes = batch.reduce((n, c) => n + outputEventBytes(c.data), 0);
+    const bytes = events.reduce((n, e) => n + outputEventBytes(e), 0);
     if (2 * bytes <= budget.room()) {
-      const [appended, { granted }] = await Promise.all([append(batch), taken(() => budget.charge(bytes))]);
+      const [appended, { granted }] = await Promise.all([append(events), taken(() => budget.charge(bytes))]);
       return { appended, cut: granted < bytes };
     }
     const { granted } = await taken(() => budget.charge(bytes));
-    return { appended: await append(granted < bytes ? fitToBudget(batch, granted) : batch), cut: granted < bytes };
+    return { appended: await append(granted < bytes ? fitToBudget(batch, events, granted) : events), cut: granted < bytes };
   }
 
   private kick(): void {
-    const batch = this.refused || this.budgetUsedUp ? this.pending.splice(0) : this.takeBatch();
     if (this.refused || this.budgetUsedUp) {
-      this.pendingChars = 0;
+      this.pending.splice(0);
+      this.pendingBytes = 0;
       this.throttle();
       return;
     }
-    this.inFlight = this.send(batch)
+    this.inFlight = this.send(this.takeBatch())
       .then(({ appended, cut }) => {
         if (!appended) this.refused = true;
         if (cut) [this.budgetUsedUp, this.truncated] = [true, true];
@@ -278,26 +305,26 @@ export class RedisOutputSink {
   }
 }
 
-/** The longest start of `chunks`, in order, whose events fit `bytes` of the budget (outputEventBytes); never half a character. */
-function fitToBudget(chunks: OutputChunk[], bytes: number): OutputChunk[] {
-  const out: OutputChunk[] = [];
+/** The longest start of `batch` (encoded as `events`), in order, whose events fit `bytes` of the budget (outputEventBytes); never half a character. */
+function fitToBudget(batch: BatchPiece[], events: EncodedOutputEvent[], bytes: number): EncodedOutputEvent[] {
+  const out: EncodedOutputEvent[] = [];
   let left = bytes;
-  for (const c of chunks) {
-    const cost = outputEventBytes(c.data);
+  for (const [i, piece] of batch.entries()) {
+    const cost = outputEventBytes(events[i]!);
     if (cost <= left) {
-      out.push(c);
+      out.push(events[i]!);
       left -= cost;
       continue;
     }
-    let [lo, hi] = [0, c.data.length - 1]; // the longest prefix that fits: at most all but one unit
+    const prefix = (length: number): EncodedOutputEvent => ({ type: piece.type, json: encodeOutputJson(piece.bytes.subarray(0, completeLength(piece.bytes.subarray(0, length)))) });
+    let [lo, hi] = [0, piece.bytes.length - 1]; // the longest prefix that fits: at most all but one byte
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (outputEventBytes(c.data.slice(0, mid)) <= left) lo = mid;
+      if (outputEventBytes(prefix(mid)) <= left) lo = mid;
       else hi = mid - 1;
     }
-    const code = c.data.charCodeAt(lo - 1);
-    const end = code >= 0xd800 && code <= 0xdbff ? lo - 1 : lo; // not the first half of a surrogate pair
-    if (end > 0) out.push({ type: c.type, data: c.data.slice(0, end) });
+    const end = completeLength(piece.bytes.subarray(0, lo)); // not half a character
+    if (end > 0) out.push(prefix(end));
     break;
   }
   return out;

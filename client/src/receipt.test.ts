@@ -91,3 +91,62 @@ test('the key id reported is the verifying key\'s own, not the receipt\'s unsign
   const check = checkReceipt({ ...good, receipt: { ...good.receipt, keyId: 'deadbeefdeadbeef' } }, [{ key: publicKey }]);
   assert.deepEqual(check.ok && check.keyId, receiptKeyId(publicKey));
 });
+
+// Every signed field the document also carries is compared (audit of signed receipts): a document
+// lying about its limits, usage, output files, start, network or interactive mode was "verified".
+test('a document lying about any signed field it carries is not verified: limits, usage, outputFiles, timings.startedAt, network, egress counts, interactive (before: verified)', () => {
+  const limits = { memoryBytes: 268435456, cpus: 1, pids: 128, timeoutMs: 30000 };
+  const usage = { cpuMs: 5000, memoryPeakBytes: 1000, wallMs: 6000, oomKilled: true, pidsLimitHit: false };
+  const outputFiles = [{ path: 'result.txt', bytes: 5, sha256: 'aa'.repeat(32) }];
+  const network = { mode: 'egress', egressHosts: ['example.com'], connections: 3, refused: 1, bytesSent: 10, bytesReceived: 20 } as const;
+  const signed = jobWith({ ...payload, limits, usage, outputFiles, network, interactive: { openStdin: true, tty: false, signals: 0 } });
+  // As the API gives it: the same values, keys in another order (the comparison is of JSON values).
+  const asStored = {
+    ...signed, limits: { timeoutMs: 30000, pids: 128, cpus: 1, memoryBytes: 268435456 }, usage, outputFiles, network: 'egress', egressHosts: ['example.com'],
+    egress: { connections: 3, refused: 1, bytesSent: 10, bytesReceived: 20, refusals: [] }, interactive: { openStdin: true, tty: false },
+    timings: { createdAt: '2026-12-06T23:59:59.000Z', startedAt: payload.startedAt, finishedAt: payload.finishedAt },
+  };
+  assert.equal(checkReceipt(asStored as never, [{ key: publicKey }]).ok, true, JSON.stringify(checkReceipt(asStored as never, [{ key: publicKey }])));
+  const lies: Array<[string, Record<string, unknown>, RegExp]> = [
+    ['limits', { limits: { ...limits, memoryBytes: 4294967296 } }, /the document's limits \(.*"memoryBytes":4294967296.*\) is not its signed receipt's/],
+    ['usage', { usage: { ...usage, oomKilled: false } }, /the document's usage /],
+    ['usage null', { usage: null }, /the document's usage \(null\)/],
+    ['outputFiles', { outputFiles: [{ ...outputFiles[0], sha256: 'bb'.repeat(32) }] }, /the document's outputFiles /],
+    ['outputFiles none signed', { outputFiles: [] }, /the document's outputFiles \(\[\]\)/],
+    ['timings.startedAt', { timings: { ...asStored.timings, startedAt: '2026-12-07T00:00:00.500Z' } }, /the document's timings\.startedAt /],
+    ['network', { network: 'none' }, /the document's network \("none"\) is not its signed receipt's \("egress"\)/],
+    ['egressHosts', { egressHosts: ['example.org'] }, /the document's egressHosts /],
+    ['egress count', { egress: { ...asStored.egress, refused: 0 } }, /the document's egress\.refused \(0\) is not its signed receipt's \(1\)/],
+    ['interactive', { interactive: { openStdin: true, tty: true } }, /the document's interactive\.tty \(true\)/],
+  ];
+  for (const [name, lie, reason] of lies) {
+    const check = failure({ ...asStored, ...lie });
+    assert.equal(check.code, 'document_mismatch', name);
+    assert.match(check.reason, reason, name);
+  }
+  // A job the payload says had loopback only, or was not interactive, cannot be documented otherwise.
+  const plain = jobWith(payload);
+  assert.match(failure({ ...plain, network: 'egress' }).reason, /the document's network \("egress"\) is not its signed receipt's \(none: loopback only\)/);
+  assert.match(failure({ ...plain, egress: { connections: 0, refused: 0, bytesSent: 0, bytesReceived: 0 } }).reason, /egress counts, but its signed receipt is of a job with no network egress/);
+  assert.match(failure({ ...plain, interactive: { openStdin: true, tty: false } }).reason, /interactive, but its signed receipt is of a job that was not/);
+  assert.match(failure({ ...plain, outputFiles: [] }).reason, /the document's outputFiles \(\[\]\) is not its signed receipt's \(absent\)/);
+  assert.equal(checkReceipt({ ...plain, network: 'none' } as never, [{ key: publicKey }]).ok, true, '"none" is a payload without network');
+});
+
+test('a verified check lists the document\'s fields the signature does not cover (before: nothing said labels or error were unsigned)', () => {
+  const doc = {
+    ...good, status: 'succeeded', labels: { grade: 'A' }, error: null, liveUsage: undefined, placement: { imageCached: true, hops: 0, handedFrom: null },
+    timings: { createdAt: '2026-12-06T23:59:59.000Z', startedAt: payload.startedAt, finishedAt: payload.finishedAt, queueMs: 1 },
+    egress: { connections: 0, refused: 0, bytesSent: 0, bytesReceived: 0, refusals: [] }, output: { stdout: '', stderr: '' },
+  };
+  const check = checkReceipt({ ...doc, egress: undefined } as never, [{ key: publicKey }]);
+  assert.equal(check.ok, true, JSON.stringify(check));
+  assert.deepEqual((check as { unsigned: string[] }).unsigned, ['labels', 'error', 'placement', 'timings.createdAt', 'timings.queueMs']);
+  const bare = checkReceipt(good, [{ key: publicKey }]);
+  assert.deepEqual((bare as { unsigned: string[] }).unsigned, [], 'id and receipt alone: all signed');
+});
+
+test('a payload whose network or interactive is not an object is a failure, never a throw', () => {
+  for (const network of [null, 5, 'egress']) assert.equal(failure({ ...jobWith({ ...payload, network }), network: 'egress', egress: { connections: 0 } }).code, 'document_mismatch', JSON.stringify(network));
+  assert.equal(failure({ ...jobWith({ ...payload, interactive: null }), interactive: { openStdin: true, tty: false } }).code, 'document_mismatch');
+});

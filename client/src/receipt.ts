@@ -5,9 +5,11 @@
  * from elsewhere (`sbx verify --key receipt.pub`).
  *
  * What is verified is the document as a whole, as far as the payload covers it: a document handed on
- * whose own fields (status, exitCode, command, output, ...) say something else than its signed
- * payload is not verified, however good the signature: whoever reads `job.exitCode` reads what was
- * signed. Fields the payload does not cover (labels, callback, placement, ...) are not checked.
+ * whose own fields (status, exitCode, command, limits, usage, outputFiles, output, ...) say something
+ * else than its signed payload is not verified, however good the signature: whoever reads
+ * `job.exitCode` reads what was signed. Fields the payload does not cover (labels, error, callback,
+ * placement, most timings, ...) cannot be checked: a verified check lists those the document carries
+ * (`unsigned`), so that no one takes them as signed.
  */
 import { createHash, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import type { ReceiptPayload } from '../../core/src/receipts/job-receipt.ts';
@@ -35,7 +37,11 @@ export interface ReceiptKey {
  */
 export type ReceiptFailure = 'no_receipt' | 'malformed' | 'unknown_algorithm' | 'unknown_key' | 'bad_key' | 'bad_signature' | 'unknown_format' | 'other_job' | 'document_mismatch';
 
-export type ReceiptCheck = { ok: true; keyId: string; payload: ReceiptPayload } | { ok: false; code: ReceiptFailure; reason: string };
+/**
+ * `unsigned`: the document's fields (dotted paths, in document order) that the signature does not
+ * cover, so nothing vouches for them: `labels`, `error`, `timings.createdAt`, ... Empty: all it holds is signed.
+ */
+export type ReceiptCheck = { ok: true; keyId: string; payload: ReceiptPayload; unsigned: string[] } | { ok: false; code: ReceiptFailure; reason: string };
 
 /** A key to check with: as the server lists them, or a KeyObject (without keyId: tried whatever key the receipt names). */
 export type TrustedKey = ReceiptKey | { keyId?: string; key: KeyObject };
@@ -87,21 +93,101 @@ export function checkReceipt(job: Pick<Job, 'id' | 'receipt'> & Partial<Job>, ke
   if (payload.jobId !== job.id) return fail('other_job', `the receipt is job ${JSON.stringify(payload.jobId)}'s, not ${job.id}'s`);
   const mismatch = documentMismatch(job, payload);
   if (mismatch) return fail('document_mismatch', mismatch);
-  return { ok: true, keyId: actualId, payload };
+  return { ok: true, keyId: actualId, payload, unsigned: unsignedFields(job) };
 }
 
-/** The fields of a job document its payload covers, compared as signed. Absent from the document: not compared. */
-const COVERED = ['status', 'exitCode', 'signal', 'image', 'imageDigest', 'command', 'entrypoint', 'worker', 'outputTruncated'] as const;
+/**
+ * The fields of a job document its payload holds under the same name, compared as signed (key order
+ * aside). Absent from the document: not compared (a document may be handed on without some of them).
+ */
+const COVERED = ['status', 'exitCode', 'signal', 'image', 'imageDigest', 'command', 'entrypoint', 'worker', 'outputTruncated', 'limits', 'usage', 'outputFiles'] as const;
+
+/** Of the document's timings, the ones the payload signs (under the same name). */
+const SIGNED_TIMINGS = ['startedAt', 'finishedAt'] as const;
+
+/** Of the document's `egress` (network "egress" jobs), the proxy counts the payload's `network` signs. */
+const SIGNED_EGRESS = ['connections', 'refused', 'bytesSent', 'bytesReceived'] as const;
+
+/** Of the document's `interactive`, what the payload's `interactive` signs. */
+const SIGNED_INTERACTIVE = ['openStdin', 'tty'] as const;
+
+/**
+ * Document fields the payload covers whole, under whatever name: those above, the job id, `network`
+ * and `egressHosts` (the payload's `network`), `output` (the stdout and stderr digests) and the receipt itself.
+ */
+const SIGNED_WHOLE = new Set<string>([...COVERED, 'id', 'network', 'egressHosts', 'output', 'receipt']);
+
+/** Document fields of which the payload covers some members only: those members. */
+const SIGNED_IN_PART: Record<string, readonly string[]> = { timings: SIGNED_TIMINGS, egress: SIGNED_EGRESS, interactive: SIGNED_INTERACTIVE };
+
+/** The document's fields the signature does not cover (dotted paths): anything not known to be signed, fields added later included. */
+function unsignedFields(job: Partial<Job>): string[] {
+  const unsigned: string[] = [];
+  for (const [field, value] of Object.entries(job)) {
+    if (value === undefined || SIGNED_WHOLE.has(field)) continue;
+    const members = SIGNED_IN_PART[field];
+    if (members && typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      for (const [member, v] of Object.entries(value)) if (v !== undefined && !members.includes(member)) unsigned.push(`${field}.${member}`);
+    } else {
+      unsigned.push(field);
+    }
+  }
+  return unsigned;
+}
 
 /** Why the document says something else than its signed payload, or null when it does not. */
 function documentMismatch(job: Partial<Job>, payload: ReceiptPayload): string | null {
   const doc = job as Record<string, unknown>;
+  const signed = payload as unknown as Record<string, unknown>;
   for (const field of COVERED) {
-    if (doc[field] === undefined) continue;
-    if (!sameJson(doc[field], (payload as unknown as Record<string, unknown>)[field])) return `the document's ${field} (${JSON.stringify(doc[field])}) is not its signed receipt's (${JSON.stringify((payload as unknown as Record<string, unknown>)[field]) ?? 'absent'})`;
+    const m = differs(field, doc[field], signed[field]);
+    if (m) return m;
   }
-  const finished = (job.timings as { finishedAt?: unknown } | undefined)?.finishedAt;
-  if (finished !== undefined && finished !== payload.finishedAt) return `the document's timings.finishedAt (${JSON.stringify(finished)}) is not its signed receipt's (${JSON.stringify(payload.finishedAt)})`;
+  const timings = job.timings as Record<string, unknown> | undefined;
+  for (const t of SIGNED_TIMINGS) {
+    const m = differs(`timings.${t}`, timings?.[t], signed[t]);
+    if (m) return m;
+  }
+  return networkMismatch(job, payload) ?? interactiveMismatch(job, payload) ?? outputMismatch(job, payload);
+}
+
+/** The document's network, egressHosts and egress counts against the payload's `network` (absent: loopback only). */
+function networkMismatch(job: Partial<Job>, payload: ReceiptPayload): string | null {
+  const net = payload.network;
+  if (net !== undefined && (typeof net !== 'object' || net === null)) return 'its signed receipt\'s network is not an object';
+  // The document's "none" (or no network field, on jobs from before it) is a payload without `network`.
+  if (job.network !== undefined && (job.network === 'egress') !== (net !== undefined)) return `the document's network (${JSON.stringify(job.network)}) is not its signed receipt's (${net ? '"egress"' : 'none: loopback only'})`;
+  if (job.egressHosts !== undefined && !sameJson(job.egressHosts, net?.egressHosts)) return `the document's egressHosts (${JSON.stringify(job.egressHosts)}) are not its signed receipt's (${JSON.stringify(net?.egressHosts) ?? 'absent'})`;
+  const egress = job.egress as Record<string, unknown> | undefined;
+  if (egress === undefined) return null;
+  if (net === undefined) return 'the document has egress counts, but its signed receipt is of a job with no network egress';
+  for (const count of SIGNED_EGRESS) {
+    const m = differs(`egress.${count}`, egress[count], net[count]);
+    if (m) return m;
+  }
+  return null;
+}
+
+/** The document's `interactive` (openStdin, tty) against the payload's (absent: not an interactive job). */
+function interactiveMismatch(job: Partial<Job>, payload: ReceiptPayload): string | null {
+  const mode = job.interactive as Record<string, unknown> | undefined;
+  if (mode === undefined) return null;
+  if (typeof payload.interactive !== 'object' || payload.interactive === null) return 'the document says the job was interactive, but its signed receipt is of a job that was not';
+  for (const member of SIGNED_INTERACTIVE) {
+    const m = differs(`interactive.${member}`, mode[member], payload.interactive[member]);
+    if (m) return m;
+  }
+  return null;
+}
+
+/** Why a document field (present) is not its signed value, or null. */
+function differs(name: string, documented: unknown, signed: unknown): string | null {
+  if (documented === undefined || sameJson(documented, signed)) return null;
+  return `the document's ${name} (${JSON.stringify(documented)}) is not its signed receipt's (${JSON.stringify(signed) ?? 'absent'})`;
+}
+
+/** The document's output against the payload's digests. */
+function outputMismatch(job: Partial<Job>, payload: ReceiptPayload): string | null {
   // The stored output (sbx inspect --output, ?output=true) must be what the receipt's digests cover:
   // all of it. Output the limits cut is only part of it and cannot be checked, nor can output that
   // was not valid UTF-8 (stored with U+FFFD in its place): a document carrying such output is not
@@ -124,6 +210,13 @@ function sameDigest(text: string, signed: { bytes: number; sha256: string }): bo
   return Buffer.byteLength(text) === signed.bytes && createHash('sha256').update(text, 'utf8').digest('hex') === signed.sha256;
 }
 
+/** Equal as JSON values: objects whatever the order of their keys (a document re-serialized on its way may reorder them). */
 function sameJson(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}
+
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (typeof v !== 'object' || v === null) return v;
+  return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]));
 }

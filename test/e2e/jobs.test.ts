@@ -453,7 +453,12 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBL
 
     // A receipt signed before the key was rotated verifies with the listed keys (the retired one).
     const listed = (await e2e.api.request<{ items: ReceiptKey[] }>('GET', '/v1/receipt-keys')).body.items;
-    assert.deepEqual(checkReceipt(doc, listed), { ok: true, keyId, payload: p });
+    const check = checkReceipt(doc, listed);
+    assert.deepEqual(check.ok && [check.keyId, check.payload], [keyId, p], JSON.stringify(check));
+    // The document as the API stores it, every signed field compared: what is left is named as unsigned.
+    const unsigned = check.ok ? check.unsigned : [];
+    for (const field of ['labels', 'error', 'timings.createdAt']) assert.ok(unsigned.includes(field), `${field} in ${unsigned.join(', ')}`);
+    for (const field of ['status', 'limits', 'usage', 'timings.startedAt', 'timings.finishedAt', 'network']) assert.ok(!unsigned.includes(field), `${field} is signed`);
     const before = { ...doc, receipt: { ...doc.receipt, keyId: receiptKeyId(retired.publicKey), signature: sign(null, Buffer.from(doc.receipt.payload), retired.privateKey).toString('base64') } };
     assert.equal(checkReceipt(before, listed).ok, true, JSON.stringify(checkReceipt(before, listed)));
     const unknown = generateKeyPairSync('ed25519');
@@ -480,6 +485,10 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBL
     assert.equal(res.body.output!.stdout, 'one\n');
     assert.ok(verified(res.body, key));
     assert.deepEqual(JSON.parse(res.body.receipt!.payload).outputFiles, [{ path: 'c.txt', bytes: 4, keptBytes: 4, truncated: false, sha256: sha256('two\n') }]);
+    // The document's outputFiles (compared with the payload's) are what was signed, as run and as stored.
+    const listed = (await e2e.api.request<{ items: ReceiptKey[] }>('GET', '/v1/receipt-keys')).body.items;
+    for (const doc of [res.body, (await e2e.api.get(res.body.id)).body]) assert.equal(checkReceipt(doc, listed).ok, true, JSON.stringify(checkReceipt(doc, listed)));
+    assert.equal(checkReceipt({ ...res.body, outputFiles: [{ ...res.body.outputFiles![0]!, sha256: sha256('forged\n') }] }, listed).ok, false, 'a forged output file');
     assert.deepEqual(JSON.parse(res.body.receipt!.payload).files, [
       { path: 'a.txt', mode: 0o644, bytes: 4, sha256: sha256('one\n') },
       { path: '/srv/b.bin', mode: 0o700, bytes: 4, sha256: sha256(bytes) },
@@ -502,6 +511,8 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBL
     const p = JSON.parse(doc.receipt!.payload);
     assert.deepEqual(p.stdin, { bytes: 36, sha256: sha256('echo first\necho PASS 100/100\nexit 0\n') }, 'before: only the request\'s stdin, as if the job had read nothing else');
     assert.deepEqual(p.interactive, { openStdin: true, tty: false, signals: 1 });
+    const listed = (await e2e.api.request<{ items: ReceiptKey[] }>('GET', '/v1/receipt-keys')).body.items;
+    assert.equal(checkReceipt(doc, listed).ok, true, JSON.stringify(checkReceipt(doc, listed)));
     const plain = await run(['true']);
     assert.equal(JSON.parse(plain.body.receipt!.payload).interactive, undefined, 'absent for a job that is not interactive');
   });

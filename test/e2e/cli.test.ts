@@ -367,7 +367,7 @@ describe('the job commands', () => {
     await sbx(['wait', id]);
     const ok = await sbx(['verify', id]);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, new RegExp(`^${id}\tverified \\(key [0-9a-f]{16}\\)\tfailed exit 2\t${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}@sha256:[0-9a-f]{64}\tstdout 7 B sha256:[0-9a-f]{64}\n$`));
+    assert.match(ok.stdout, new RegExp(`^${id}\tverified \\(key [0-9a-f]{16}\\)\tfailed exit 2\t${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}@sha256:[0-9a-f]{64}\tstdout 7 B sha256:[0-9a-f]{64}\tnot signed: [^\n]*labels, [^\n]*\n$`));
     assert.equal((await sbx(['verify', '--key', receiptPublicKeyFile, id])).code, 0, 'with the public key held apart');
 
     // A document handed on (as inspect prints it): verified as it is, not once changed.

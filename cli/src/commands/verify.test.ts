@@ -70,3 +70,20 @@ test('without --key, a verified line comes with the warning that the server\'s o
   assert.equal(held.stderr, '');
   assert.equal(JSON.parse(held.stdout).code, 'unknown_key');
 });
+
+test('--file: a document lying about a signed field it carries (limits) is NOT verified; a verified line names the fields no signature covers (before: verified, nothing said)', async () => {
+  const keyFile = join(dir, 'server.pub');
+  writeFileSync(keyFile, server.publicKey.export({ type: 'spki', format: 'pem' }));
+  const doc = { id, status: 'succeeded', exitCode: 0, limits: {}, labels: { grade: 'A' }, error: null, timings: { createdAt: '2026-12-07T00:00:00.000Z', finishedAt: '2026-12-07T00:00:01.000Z' }, receipt };
+  const honest = join(dir, 'honest.json');
+  writeFileSync(honest, JSON.stringify(doc));
+  const ok = await sbx(['verify', '--file', '--key', keyFile, honest]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /\tstdout 0 B sha256:[0-9a-f]{64}\tnot signed: labels, error, timings\.createdAt\n$/);
+  assert.deepEqual(JSON.parse((await sbx(['verify', '--file', '--key', keyFile, '--format', 'json', honest])).stdout).unsigned, ['labels', 'error', 'timings.createdAt']);
+  const lying = join(dir, 'lying.json');
+  writeFileSync(lying, JSON.stringify({ ...doc, limits: { memoryBytes: 4294967296 } }));
+  const r = await sbx(['verify', '--file', '--key', keyFile, lying]);
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, `${id}\tNOT verified\tthe document's limits ({"memoryBytes":4294967296}) is not its signed receipt's ({})\n`);
+});

@@ -3,8 +3,10 @@
  * read from files of job documents (`--file`: what `sbx inspect` or the API printed, one document or
  * an array). The key is the server's (GET /v1/receipt-keys) unless `--key` names a public key held
  * from elsewhere: only then does a verified receipt prove more than "unchanged since the server
- * signed it", and stderr says so. One line per job; an id or file that cannot be read (or holds no
- * job document) is an error on stderr and the others go on. Exit 0 when every receipt verified, else 1.
+ * signed it", and stderr says so. One line per job, a verified one naming the document's fields the
+ * signature does not cover ("not signed: labels, ..."; json: `unsigned`); an id or file that cannot be
+ * read (or holds no job document) is an error on stderr and the others go on. Exit 0 when every
+ * receipt verified, else 1.
  */
 import { readFileSync } from 'node:fs';
 import { checkReceipt, type Job, type TrustedKey } from '../../../client/src/index.ts';
@@ -42,9 +44,9 @@ export const verifyCommand: Command = {
         if (!check.ok) unverified++;
         const p = check.ok ? check.payload : null;
         const line = json
-          ? JSON.stringify(check.ok ? { id: job.id, verified: true, keyId: check.keyId, keyFrom: keyFile === undefined ? 'server' : 'file', payload: p } : { id: job.id, verified: false, code: check.code, reason: check.reason })
+          ? JSON.stringify(check.ok ? { id: job.id, verified: true, keyId: check.keyId, keyFrom: keyFile === undefined ? 'server' : 'file', payload: p, unsigned: check.unsigned } : { id: job.id, verified: false, code: check.code, reason: check.reason })
           : check.ok
-            ? `${job.id}\tverified (key ${check.keyId})\t${p!.status}${p!.exitCode === null ? '' : ` exit ${p!.exitCode}`}\t${p!.image}@${p!.imageDigest}\tstdout ${p!.stdout.bytes} B sha256:${p!.stdout.sha256}`
+            ? `${job.id}\tverified (key ${check.keyId})\t${p!.status}${p!.exitCode === null ? '' : ` exit ${p!.exitCode}`}\t${p!.image}@${p!.imageDigest}\tstdout ${p!.stdout.bytes} B sha256:${p!.stdout.sha256}${unsignedNote(check.unsigned)}`
             : `${job.id}\tNOT verified\t${check.reason}`;
         await write(ctx.stdout, `${line}\n`);
       }
@@ -52,6 +54,15 @@ export const verifyCommand: Command = {
     return unverified ? 1 : code;
   },
 };
+
+/**
+ * The document's fields no signature vouches for (labels, error, most timings, ...), named on the
+ * verified line: "verified" is of the signed fields only, and a reader of the document should not
+ * take the others as checked.
+ */
+function unsignedNote(unsigned: string[]): string {
+  return unsigned.length ? `\tnot signed: ${unsigned.join(', ')}` : '';
+}
 
 /** `--key`'s public key, or the server's receipt keys. */
 async function trustedKeys(ctx: Context, keyFile: string | undefined): Promise<TrustedKey[]> {

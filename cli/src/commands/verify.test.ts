@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { digestOf, signReceipt } from '../../../core/src/receipts/job-receipt.ts';
 import { receiptKeyId } from '../../../core/src/receipts/public-keys.ts';
+import { MAX_DOCUMENT_FILE_BYTES } from './verify.ts';
 
 const SBX = new URL('../../bin/sbx.js', import.meta.url).pathname;
 const dir = mkdtempSync(join(tmpdir(), 'sbx-verify-'));
@@ -86,4 +87,20 @@ test('--file: a document lying about a signed field it carries (limits) is NOT v
   const r = await sbx(['verify', '--file', '--key', keyFile, lying]);
   assert.equal(r.code, 1);
   assert.equal(r.stdout, `${id}\tNOT verified\tthe document's limits ({"memoryBytes":4294967296}) is not its signed receipt's ({})\n`);
+});
+
+test('--file and --key read at most their cap: /dev/zero or a file past it is an error of its own, exit 1, the other files still checked (before: read to the end, GiBs of memory)', async () => {
+  const keyFile = join(dir, 'server.pub');
+  writeFileSync(keyFile, server.publicKey.export({ type: 'spki', format: 'pem' }));
+  const honest = join(dir, 'capped-honest.json');
+  writeFileSync(honest, JSON.stringify({ id, receipt }));
+  const sparse = join(dir, 'sparse.json');
+  writeFileSync(sparse, '');
+  truncateSync(sparse, MAX_DOCUMENT_FILE_BYTES + 1); // no disk: refused from its size, unread
+  const r = await sbx(['verify', '--file', '--key', keyFile, '/dev/zero', sparse, honest]);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, new RegExp(`^${id}\tverified `));
+  assert.equal(r.stderr, `sbx: /dev/zero: is larger than sbx verify --file reads: at most 128 MiB\nsbx: ${sparse}: is larger than sbx verify --file reads: at most 128 MiB\n`);
+  const key = await sbx(['verify', '--file', '--key', '/dev/zero', honest]);
+  assert.deepEqual(key, { code: 1, stdout: '', stderr: 'sbx: --key /dev/zero: is larger than sbx verify --key reads: at most 1 MiB\n' });
 });

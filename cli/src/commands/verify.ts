@@ -8,14 +8,23 @@
  * read (or holds no job document) is an error on stderr and the others go on. Exit 0 when every
  * receipt verified, else 1.
  */
-import { readFileSync } from 'node:fs';
 import { checkReceipt, type Job, type TrustedKey } from '../../../client/src/index.ts';
 import { parseReceiptPublicKeys, receiptKeyId } from '../../../core/src/receipts/public-keys.ts';
 import { flagBool, flagString } from '../args.ts';
+import { readCappedFile } from '../capped-file.ts';
 import { CliError, UsageError } from '../cli-error.ts';
 import { FORMAT_FLAG, write, type Command, type Context } from '../command.ts';
 import { eachJob } from '../each-job.ts';
 import { parseFormat } from '../output.ts';
+
+/**
+ * The most `--file` reads of one file: a job document with both streams at the largest
+ * SBX_MAX_OUTPUT_BYTES default (16 MiB each) fits with room for JSON escaping; more is refused
+ * (file_too_large) before it takes the CLI's memory (/dev/zero, a FIFO without end, a huge file).
+ */
+export const MAX_DOCUMENT_FILE_BYTES = 128 * 2 ** 20;
+/** The most `--key` reads: a PEM bundle of public keys, a few hundred bytes each. */
+export const MAX_KEY_FILE_BYTES = 2 ** 20;
 
 export const verifyCommand: Command = {
   name: 'verify',
@@ -73,9 +82,9 @@ async function trustedKeys(ctx: Context, keyFile: string | undefined): Promise<T
   }
   let text: string;
   try {
-    text = readFileSync(keyFile, 'utf8');
+    text = readCappedFile(keyFile, MAX_KEY_FILE_BYTES, 'sbx verify --key');
   } catch (e) {
-    throw new CliError(`--key ${keyFile}: cannot be read (${(e as { code?: string }).code ?? (e as Error).message})`);
+    throw new CliError(`--key ${keyFile}: ${e instanceof CliError ? e.message : `cannot be read (${(e as { code?: string }).code ?? (e as Error).message})`}`);
   }
   const parsed = parseReceiptPublicKeys(text);
   if (!parsed.ok) throw new CliError(`--key ${keyFile}: ${parsed.problems.join('; ')}`);
@@ -84,9 +93,10 @@ async function trustedKeys(ctx: Context, keyFile: string | undefined): Promise<T
 }
 
 function readJobs(path: string): Job[] {
+  const text = readDocumentFile(path);
   let v: unknown;
   try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
+    v = JSON.parse(text);
   } catch (e) {
     throw new CliError(`cannot read it as JSON: ${(e as Error).message}`);
   }
@@ -95,4 +105,14 @@ function readJobs(path: string): Job[] {
   if (list.length === 0) throw new CliError('holds no job document (an empty array): nothing to verify');
   if (!list.every((j) => typeof j === 'object' && j !== null && typeof (j as Job).id === 'string')) throw new CliError(`expected a job document or an array of them (as sbx inspect prints)`);
   return list as Job[];
+}
+
+/** The file's text, at most MAX_DOCUMENT_FILE_BYTES of it (FileTooLargeError is thrown as it is: its own line, exit 1). */
+function readDocumentFile(path: string): string {
+  try {
+    return readCappedFile(path, MAX_DOCUMENT_FILE_BYTES, 'sbx verify --file');
+  } catch (e) {
+    if (e instanceof CliError) throw e;
+    throw new CliError(`cannot read it as JSON: ${(e as Error).message}`);
+  }
 }

@@ -207,7 +207,7 @@ export const envSchema = z.object({
   // Unset: no receipts. The API lists at GET /v1/receipt-keys the public keys of
   // SBX_RECEIPT_PUBLIC_KEYS_FILE (current and retired; it needs no private key), and that of
   // SBX_RECEIPT_KEY_FILE if it is given one.
-  SBX_RECEIPT_KEY_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readReceiptKey(p, ctx)).optional(),
+  SBX_RECEIPT_KEY_FILE: z.string().startsWith('/', 'must be an absolute path (of the key\'s file, not the key itself)').transform((p, ctx) => readReceiptKey(p, ctx)).optional(),
   SBX_RECEIPT_PUBLIC_KEYS_FILE: z.string().startsWith('/', 'must be an absolute path').transform((p, ctx) => readReceiptPublicKeys(p, ctx)).optional(),
   SBX_WEBHOOK_TIMEOUT_MS: int(100, 300_000).default(10_000),
   SBX_WEBHOOK_RETRY_MS: int(0, 7 * 86_400_000).default(3_600_000),
@@ -642,6 +642,10 @@ export interface Config {
 /** A bad value as the error shows it: never the API keys themselves. */
 function shownValue(name: string, value: string): string {
   if (name === 'SBX_API_KEYS' || name === 'SBX_SECRETS_KEY' || name === 'SBX_WEBHOOK_SECRETS') return '(hidden)';
+  // A private key given where its file's path is asked (SBX_RECEIPT_KEY_FILE="$(cat receipt.pem)", a
+  // secret mounted as env): shown, the key itself went to stderr and the logs. Only a path is shown.
+  if (name === 'SBX_RECEIPT_KEY_FILE' && !value.startsWith('/')) return '(hidden: not a path)';
+  if (value.includes('-----BEGIN')) return '(hidden: PEM)';
   // A URL's user and password are not shown (SBX_REDIS_URL): all up to its last '@', as a password
   // the URL does not parse with may hold '/', '?', '#' or '@' (unencoded base64 has '/' and '+').
   return JSON.stringify(value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^]*@/i, (_all, scheme: string | undefined) => `${scheme ?? ''}(hidden)@`));

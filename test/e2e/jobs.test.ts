@@ -517,6 +517,31 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBL
     assert.equal(JSON.parse(plain.body.receipt!.payload).interactive, undefined, 'absent for a job that is not interactive');
   });
 
+  // The worker holds SBX_RECEIPT_KEY_FILE's path in its environment and the key in its memory; a job
+  // gets only its own env (native/src/job.cc: spec.env, never the worker's), its own pid namespace
+  // (its /proc shows its own processes) and the image's root (no host path): none of it reaches the key.
+  test('the receipt key is out of a job\'s reach: not in its environment, nor in any environ its /proc shows, nor at its path; nor in the logs or the document', async () => {
+    const keyBody = current.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString().split('\n')[1]!;
+    const script = 'env; echo ---; for f in /proc/[0-9]*/environ; do tr "\\0" "\\n" < "$f"; done; echo ---; cat "$1" 2>&1; ls "$2" 2>&1; true';
+    const res = await e2e.api.request<JobDocument>('POST', '/v1/jobs?wait=true&output=true', { image, command: ['sh', '-c', script, 'sh', receiptKeyFile, keyDir], env: { MINE: 'mine' } });
+    assert.equal(res.body.status, 'succeeded', JSON.stringify(res.body));
+    const [env, environs, reads] = res.body.output!.stdout.split('---\n') as [string, string, string];
+    // The dumps ran (the job's own variable is there), and hold nothing of the worker's.
+    assert.match(env, /^MINE=mine$/m);
+    assert.match(environs, /^MINE=mine$/m);
+    for (const [name, text] of [['env', env], ['/proc/*/environ', environs]] as const) {
+      assert.doesNotMatch(text, /SBX_|receipt/i, name);
+      assert.ok(!text.includes(keyDir), `${name} names the key's directory`);
+    }
+    assert.match(reads, new RegExp(`can't open '${receiptKeyFile}': No such file or directory`));
+    assert.match(reads, /No such file or directory\n$/, 'nor its directory');
+    // Nowhere: not in what the job wrote, its stored document, nor what the worker and the API logged.
+    const stored = JSON.stringify((await e2e.api.request('GET', `/v1/jobs/${res.body.id}?output=true`)).body);
+    for (const [where, text] of [['the job\'s output', JSON.stringify(res.body.output)], ['its document', stored], ...e2e.stack.workers.map((w) => [`${w.name}'s log`, w.log()] as const), ['the API\'s log', e2e.stack.api.log()]] as const) {
+      assert.ok(!text.includes(keyBody), `the private key in ${where}`);
+    }
+  });
+
   test('a job that never ran has no receipt', async () => {
     const res = await run(['/no/such/binary']);
     assert.equal(res.body.error!.code, 'command_not_found');

@@ -10,7 +10,8 @@
       "sources": [
         "src/addon.cc", "src/spec.cc", "src/job.cc", "src/child.cc", "src/ns.cc", "src/mnt.cc", "src/mnt_run.cc", "src/mnt_base.cc",
         "src/cgroup.cc", "src/cgroup_v1.cc", "src/cgroup_v2.cc", "src/seccomp.cc", "src/userns.cc",
-        "src/host_probe.cc", "src/host_load.cc", "src/kernel.cc", "src/tty.cc", "src/zygote.cc", "src/init_config.cc", "src/input_files_pack.cc"
+        "src/host_probe.cc", "src/host_load.cc", "src/kernel.cc", "src/tty.cc", "src/zygote.cc", "src/init_config.cc", "src/input_files_pack.cc",
+        "src/pipe_drop.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "cflags_cc!": ["-fno-rtti"],

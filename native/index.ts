@@ -318,6 +318,12 @@ interface Native {
    */
   launch(spec: LaunchSpec, opts: LaunchOptions, onEvent: (kind: string, payload: unknown) => void): NativeLaunched;
   kill(handle: number): boolean;
+  /** pipe_drop.h: drops what arrives on the pipe `fd` (duplicated) in the kernel; onEnd(bytes, errno) once at its end. A handle. */
+  dropPipe(fd: number, onEnd: (bytes: number, errno: number) => void): number;
+  /** Stops a drop: its bytes so far (-1: it had ended). */
+  stopDrop(handle: number): number;
+  /** A running drop's bytes so far (-1: it has ended). */
+  droppedSoFar(handle: number): number;
   stop(handle: number): boolean;
   signal(handle: number, sig: number): boolean;
   ttyResize(fd: number, rows: number, cols: number): void;
@@ -453,6 +459,46 @@ export interface SweepResult {
  */
 export async function sweep(opts: LaunchOptions = {}): Promise<SweepResult> {
   return native().sweep(opts);
+}
+
+/** The rest of one output stream of a job, dropped in the kernel (dropRestInKernel). */
+export interface KernelDrop {
+  /** The bytes dropped (what the stream held unread, and what the pipe got after), once the pipe has ended or stop() was called. */
+  ended: Promise<number>;
+  /** The bytes dropped so far. */
+  soFar(): number;
+  /** Stops dropping (the pipe is closed): `ended` settles with what was dropped until now. */
+  stop(): void;
+}
+
+/**
+ * Takes a job's stdout or stderr (from launch()) away from Node and drops the rest of it in the
+ * kernel (native/src/pipe_drop.h: splice to /dev/null), for output no one will keep: the stream is
+ * destroyed, the pipe read to its end without a byte reaching JavaScript. Null when `stream` is not
+ * such a pipe (a tty, an ended stream): read it as before.
+ */
+export function dropRestInKernel(stream: Readable): KernelDrop | null {
+  const fd = (stream as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (!(stream instanceof net.Socket) || stream.destroyed || typeof fd !== 'number' || fd < 0) return null;
+  const n = native();
+  const unread = stream.readableLength;
+  let settle!: (bytes: number) => void;
+  const ended = new Promise<number>((ok) => { settle = ok; });
+  let handle: number;
+  try {
+    handle = n.dropPipe(fd, (bytes) => settle(unread + bytes));
+  } catch {
+    return null;
+  }
+  stream.destroy();
+  return {
+    ended,
+    soFar: () => unread + Math.max(0, n.droppedSoFar(handle)),
+    stop() {
+      const bytes = n.stopDrop(handle);
+      if (bytes >= 0) settle(unread + bytes);
+    },
+  };
 }
 
 export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promise<Launched> {

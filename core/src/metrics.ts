@@ -92,6 +92,7 @@ export function workerMetrics(registry: Registry) {
     cacheBytes: new Gauge({ name: 'sbx_image_cache_bytes', help: 'Bytes of unpacked images in this worker\'s cache (as of the last heartbeat)', registers: [registry] }),
     limitHits: new Counter({ name: 'sbx_job_limit_hits_total', help: 'Jobs that hit a limit: memory (OOM kill), pids (fork refused), timeout, output (truncated)', labelNames: ['limit'], registers: [registry] }),
     outputBytes: new Counter({ name: 'sbx_job_output_bytes_total', help: 'Output bytes kept (up to limits.outputBytes), by stream', labelNames: ['stream'], registers: [registry] }),
+    outputDropped: new Counter({ name: 'sbx_job_output_dropped_bytes_total', help: 'Output bytes past limits.outputBytes or the tenant\'s storage budget, dropped, by stream and how: kernel (spliced to /dev/null unread, but for the <= 64 KiB Node had buffered), read (read by the worker and dropped: a tail kept, receipts\' digests, a tty)', labelNames: ['stream', 'how'], registers: [registry] }),
     egressConnections: new Counter({ name: 'sbx_job_egress_connections_total', help: 'Connections network "egress" jobs made through their proxies', registers: [registry] }),
     egressRefused: new Counter({ name: 'sbx_job_egress_refused_total', help: 'Requests jobs\' proxies refused (destination not allowed, too many at once, not a proxy request)', registers: [registry] }),
     egressBytes: new Counter({ name: 'sbx_job_egress_bytes_total', help: 'Bytes through jobs\' proxies, by direction (sent: from jobs, received: to jobs)', labelNames: ['direction'], registers: [registry] }),
@@ -115,7 +116,10 @@ export function workerMetrics(registry: Registry) {
   };
   // Every known label value exists from the start (at 0): rate() and the dashboard see a series at once.
   for (const limit of ['memory', 'pids', 'timeout', 'output']) m.limitHits.inc({ limit }, 0);
-  for (const stream of ['stdout', 'stderr']) m.outputBytes.inc({ stream }, 0);
+  for (const stream of ['stdout', 'stderr']) {
+    m.outputBytes.inc({ stream }, 0);
+    for (const how of ['kernel', 'read']) m.outputDropped.inc({ stream, how }, 0);
+  }
   for (const reason of ['budget', 'request', 'disk_full']) m.cacheEvictions.inc({ reason }, 0);
   for (const direction of ['sent', 'received']) m.egressBytes.inc({ direction }, 0);
   for (const result of ['delivered', 'retry', 'failed']) m.webhookDeliveries.inc({ result }, 0);

@@ -5,6 +5,7 @@
 #include "cgroup.h"
 #include "host_probe.h"
 #include "job.h"
+#include "pipe_drop.h"
 #include "spec.h"
 #include "tty.h"
 #include "zygote.h"
@@ -89,6 +90,25 @@ Napi::Value Launch(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < dirs.size(); i++) cgroups.Set((uint32_t)i, dirs[i]);
   r.Set("cgroups", cgroups);
   return r;
+}
+
+Napi::Value DropPipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsNumber() || !info[1].IsFunction()) return Throw(env, Error{EINVAL, kInvalidSpec, "output-drop", "", "dropPipe(fd, onEnd)"});
+  Error err;
+  const int handle = pipe_drop::start(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Function>(), err);
+  if (handle < 0) return Throw(env, err);
+  return Napi::Number::New(env, handle);
+}
+
+Napi::Value DroppedSoFar(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber()) return Napi::Number::New(info.Env(), -1);
+  return Napi::Number::New(info.Env(), pipe_drop::soFar(info[0].As<Napi::Number>().Int32Value()));
+}
+
+Napi::Value StopDrop(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber()) return Napi::Number::New(info.Env(), -1);
+  return Napi::Number::New(info.Env(), pipe_drop::stop(info[0].As<Napi::Number>().Int32Value()));
 }
 
 Napi::Value Kill(const Napi::CallbackInfo& info) {
@@ -183,6 +203,9 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("launch", Napi::Function::New(env, Launch));
   exports.Set("kill", Napi::Function::New(env, Kill));
+  exports.Set("dropPipe", Napi::Function::New(env, DropPipe));
+  exports.Set("stopDrop", Napi::Function::New(env, StopDrop));
+  exports.Set("droppedSoFar", Napi::Function::New(env, DroppedSoFar));
   exports.Set("stop", Napi::Function::New(env, Stop));
   exports.Set("signal", Napi::Function::New(env, Signal));
   exports.Set("ttyResize", Napi::Function::New(env, TtyResize));

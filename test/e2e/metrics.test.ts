@@ -193,3 +193,23 @@ test('network "egress" jobs: their proxies\' connections, refusals and bytes are
   for (const name of ['sbx_job_egress_connections_total', 'sbx_job_egress_bytes_total']) assert.ok(parse(after).types.has(name), `${name} in the worker's scrape`);
   assert.equal(value(after, 'sbx_job_egress_connections_total'), 0);
 });
+
+test('output past the cap is dropped in the kernel, unread by the worker; with a tail kept it is read', { timeout: 60_000 }, async () => {
+  const before = await scrapeWorker();
+  const size = 300_000_000;
+  const flood = await run(['head', '-c', String(size), '/dev/zero'], { limits: { outputBytes: 1000 } });
+  assert.equal(flood.status, 'succeeded', JSON.stringify(flood));
+  assert.deepEqual(flood.outputDroppedBytes, { stdout: size - 1000, stderr: 0 }, 'every byte counted');
+  const mid = await scrapeWorker();
+  const delta = (a: string, b: string, how: string) => value(b, 'sbx_job_output_dropped_bytes_total', { stream: 'stdout', how }) - value(a, 'sbx_job_output_dropped_bytes_total', { stream: 'stdout', how });
+  const [kernel, read] = [delta(before, mid, 'kernel'), delta(before, mid, 'read')];
+  assert.equal(kernel + read, size - 1000, `dropped in the kernel ${kernel} + read ${read}`);
+  assert.ok(read <= 64 * 1024, `read by the worker: ${read} bytes (at most the rest of the read that crossed the cap)`);
+
+  // A tail keeps the worker reading to the end: nothing of this job is dropped in the kernel.
+  const tailed = await run(['head', '-c', '3000000', '/dev/zero'], { limits: { outputBytes: 1000, outputTailBytes: 100 } });
+  assert.deepEqual(tailed.outputDroppedBytes, { stdout: 3_000_000 - 1000, stderr: 0 });
+  const end = await scrapeWorker();
+  assert.equal(delta(mid, end, 'kernel'), 0, 'with a tail, nothing dropped in the kernel');
+  assert.equal(delta(mid, end, 'read'), 3_000_000 - 1000, 'with a tail, all read');
+});

@@ -22,7 +22,7 @@ import { settleLostJob, type LostJobRecovery } from '../../core/src/job-lifecycl
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
-import { LaunchError, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched, type OutputFile } from '../../native/index.ts';
+import { LaunchError, dropRestInKernel, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched, type OutputFile } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
 import { UnknownAuthFieldsError } from '../../core/src/secrets/registry-auth.ts';
@@ -310,7 +310,7 @@ export class JobRunner {
       logger.debug({ jobId: id, pid: launched.pid, cgroups: launched.cgroups }, 'job started');
       const perHour = stored.spec.tenantStoredBytesPerHour;
       const budget = perHour ? this.budgets.for(stored.tenant, perHour) : null;
-      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, { budget, tailBytes: stored.spec.limits.outputTailBytes ?? 0, digests: !!this.deps.receiptKey, onRefused: this.refusedWrite(id, 'output') });
+      const sink = new RedisOutputSink(this.deps.store, id, attemptOf(doc), stored.spec.limits.outputBytes, { budget, tailBytes: stored.spec.limits.outputTailBytes ?? 0, digests: !!this.deps.receiptKey, onRefused: this.refusedWrite(id, 'output'), dropRest: dropRestInKernel });
       const drained = Promise.all([sink.attach('stdout', launched.stdout), sink.attach('stderr', launched.stderr)]);
       interactive = startInteractive(store, stored.spec, launched, sink, logger);
       const silence = watchSilence(() => sink.lastOutputAt, stored.spec.limits.outputIdleTimeoutMs, () => launched.stop());
@@ -335,14 +335,14 @@ export class JobRunner {
       const exit = { ...(await launched.ended), outputTruncated: false };
       // Every process of the job is gone or being killed by now (pid 1 got SIGKILL with the outcome), so
       // the pipes reach EOF within moments; never wait on them forever.
-      const drainTimer = setTimeout(() => (launched.stdout.destroy(), launched.stderr.destroy()), PIPE_DRAIN_MS);
+      const drainTimer = setTimeout(() => (launched.stdout.destroy(), launched.stderr.destroy(), sink.stopDrops()), PIPE_DRAIN_MS);
       await drained;
       await interactive?.stop();
       clearTimeout(drainTimer);
       await sink.flush();
       exit.outputTruncated = sink.truncated;
       if (sink.budgetUsedUp) logger.warn({ jobId: id, tenant: stored.tenant, bytesPerHour: perHour }, 'the tenant\'s storage budget for this hour is used up: the rest of this job\'s output was dropped');
-      this.recordExitMetrics(exit, sink.keptBytes);
+      this.recordExitMetrics(exit, sink);
       const ended = job.shutdown ? { status: 'error' as const, error: SHUT_DOWN }
         : interactive?.idledOut ? IDLE_END
         : silence?.silencedOut ? outputIdleEnd(stored.spec.limits.outputIdleTimeoutMs!)
@@ -484,15 +484,19 @@ export class JobRunner {
   }
 
   /** Run time, the limits the job hit, the output it produced. */
-  private recordExitMetrics(exit: EndInfo & { outputTruncated: boolean }, kept: { stdout: number; stderr: number }): void {
+  private recordExitMetrics(exit: EndInfo & { outputTruncated: boolean }, sink: RedisOutputSink): void {
     const m = this.deps.metrics;
     m.jobSeconds.observe(exit.usage.wallMs / 1000);
     if (exit.oomKilled) m.limitHits.inc({ limit: 'memory' });
     if (exit.pidsLimitHit) m.limitHits.inc({ limit: 'pids' });
     if (exit.reason === 'timeout') m.limitHits.inc({ limit: 'timeout' });
     if (exit.outputTruncated) m.limitHits.inc({ limit: 'output' });
-    m.outputBytes.inc({ stream: 'stdout' }, kept.stdout);
-    m.outputBytes.inc({ stream: 'stderr' }, kept.stderr);
+    const [kept, dropped, inKernel] = [sink.keptBytes, sink.droppedBytes, sink.droppedInKernel];
+    for (const stream of ['stdout', 'stderr'] as const) {
+      m.outputBytes.inc({ stream }, kept[stream]);
+      m.outputDropped.inc({ stream, how: 'kernel' }, inKernel[stream]);
+      m.outputDropped.inc({ stream, how: 'read' }, dropped[stream] - inKernel[stream]);
+    }
   }
 
   /**

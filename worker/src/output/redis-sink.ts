@@ -58,6 +58,9 @@ interface BatchPiece {
 
 const EMPTY = Buffer.alloc(0);
 
+/** The rest of one stream dropped without reading it (native dropRestInKernel), or null when that stream cannot be. */
+export type DropRest = (stream: Readable) => { ended: Promise<number>; soFar(): number; stop(): void } | null;
+
 export interface RedisOutputSinkOptions {
   /** The tenant's storage budget (core/src/tenant-storage-budget.ts), charged with each batch; none = no budget. */
   budget?: TenantStorageBudget | null;
@@ -67,6 +70,13 @@ export interface RedisOutputSinkOptions {
   digests?: boolean;
   /** Told when Redis refuses a batch for now (it is sent again): a log line. */
   onRefused?: NotNowListener;
+  /**
+   * Drops a stream's rest in the kernel once nothing more of it will be kept (its cap reached with
+   * no tail, or the tenant's storage budget used up) and nothing needs its bytes (no digests): the
+   * worker then no longer reads, per byte, output no one will see (reading a `yes` past its cap took
+   * a whole CPU of the worker's). Without it the rest is read and dropped here.
+   */
+  dropRest?: DropRest;
 }
 
 export class RedisOutputSink {
@@ -74,7 +84,11 @@ export class RedisOutputSink {
   /** Bytes in `pending`. */
   private pendingBytes = 0;
   /** The job's pipes (attach()), paused while too much waits for Redis. */
-  private readonly sources: Readable[] = [];
+  private sources: Readable[] = [];
+  private readonly streams: Partial<Record<StreamName, Readable>> = {};
+  private readonly dropRestOf: DropRest | null;
+  /** Streams whose rest is being dropped in the kernel: its end (`written` counted), its progress. */
+  private readonly drops: Partial<Record<StreamName, { ended: Promise<void>; soFar(): number; stop(): void; seen: number }>> = {};
   private paused = false;
   private readonly seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   /** Bytes the job wrote per stream, kept or not. */
@@ -99,7 +113,7 @@ export class RedisOutputSink {
   truncated = false;
   /** Date.now() at the first and at the latest byte written to either stream; null until then. */
   firstOutputAt: number | null = null;
-  lastOutputAt: number | null = null;
+  private latestOutputAt: number | null = null;
   /** The tenant's storage budget for the hour was used up: the rest is dropped. */
   budgetUsedUp = false;
 
@@ -111,6 +125,7 @@ export class RedisOutputSink {
     opts: RedisOutputSinkOptions = {},
   ) {
     this.budget = opts.budget ?? null;
+    this.dropRestOf = opts.dropRest ?? null;
     this.onRefused = opts.onRefused;
     const tail = Math.min(Math.max(0, opts.tailBytes ?? 0), capBytes);
     this.headBytes = capBytes - tail;
@@ -121,9 +136,39 @@ export class RedisOutputSink {
   /** Read a stream to its end; resolves when it ended (the process and its children let go of it). */
   attach(name: StreamName, stream: Readable): Promise<void> {
     this.sources.push(stream);
+    this.streams[name] = stream;
     stream.on('data', (buf: Buffer) => this.write(name, buf));
     if (this.paused) stream.pause();
-    return finished(stream).catch(() => {});
+    return finished(stream).catch(() => {}).then(() => this.drops[name]?.ended);
+  }
+
+  /** Date.now() at the latest byte written to either stream (bytes dropped in the kernel: when they were first seen here); null until then. */
+  get lastOutputAt(): number | null {
+    for (const drop of Object.values(this.drops)) {
+      const soFar = drop.soFar();
+      if (soFar > drop.seen) [drop.seen, this.latestOutputAt] = [soFar, Date.now()];
+    }
+    return this.latestOutputAt;
+  }
+
+  /** Stops dropping in the kernel (the job has ended and its pipes did not): what was dropped is counted. */
+  stopDrops(): void {
+    for (const drop of Object.values(this.drops)) drop.stop();
+  }
+
+  /** Nothing more of `name` is kept: its rest is dropped in the kernel when it can be and no digest needs it. */
+  private dropRest(name: StreamName): void {
+    const stream = this.streams[name];
+    if (!stream || this.drops[name] || this.hashes || !this.dropRestOf) return;
+    const drop = this.dropRestOf(stream);
+    if (!drop) return;
+    this.sources = this.sources.filter((s) => s !== stream);
+    const ended = drop.ended.then((bytes) => {
+      this.written[name] += bytes;
+      this.droppedInKernel[name] += bytes;
+      if (bytes > 0) this.truncated = true;
+    });
+    this.drops[name] = { ended, soFar: () => drop.soFar(), stop: () => drop.stop(), seen: 0 };
   }
 
   /** Pauses the pipes past PAUSE_BYTES waiting, resumes them below half of it (or when nothing will be sent any more). */
@@ -142,6 +187,9 @@ export class RedisOutputSink {
   get keptBytes(): Record<StreamName, number> {
     return { ...this.seen };
   }
+
+  /** Of droppedBytes, those dropped in the kernel (dropRest), never handled by the worker's JavaScript but for what Node held unread. */
+  readonly droppedInKernel: Record<StreamName, number> = { stdout: 0, stderr: 0 };
 
   /** Bytes of each stream written by the job and not kept (after flush(): final). */
   get droppedBytes(): Record<StreamName, number> {
@@ -164,13 +212,14 @@ export class RedisOutputSink {
 
   write(name: StreamName, buf: Buffer): void {
     if (buf.length > 0) {
-      this.lastOutputAt = Date.now();
-      this.firstOutputAt ??= this.lastOutputAt;
+      this.latestOutputAt = Date.now();
+      this.firstOutputAt ??= this.latestOutputAt;
     }
     this.written[name] += buf.length;
     this.hashes?.[name].update(buf);
     if (this.budgetUsedUp) {
       if (buf.length > 0) this.truncated = true;
+      this.dropRest(name);
       return;
     }
     const room = this.headBytes - this.seen[name];
@@ -178,8 +227,10 @@ export class RedisOutputSink {
     if (kept) this.keep(name, kept);
     const rest = kept ? buf.subarray(kept.length) : buf;
     if (rest.length === 0) return;
-    if (this.headBytes === this.capBytes) this.truncated = true;
-    else this.tails[name].write(rest);
+    if (this.headBytes === this.capBytes) {
+      this.truncated = true;
+      this.dropRest(name);
+    } else this.tails[name].write(rest);
   }
 
   /** The held tail of `name` out: right after the start if nothing fell between them, else on a character's start. */

@@ -146,6 +146,22 @@ test('a verified check lists the document\'s fields the signature does not cover
   assert.deepEqual((bare as { unsigned: string[] }).unsigned, [], 'id and receipt alone: all signed');
 });
 
+test('labels and error, signed since 2026-12-07, are compared and not listed as unsigned; in an older receipt they stay unsigned (before: a document could change a job\'s labels, e.g. which submission a grade is for, and still verify)', () => {
+  const signed = jobWith({ ...payload, status: 'timeout', labels: { submission: 's-17' }, error: { code: 'output_idle_timeout', message: 'quiet' } });
+  const doc = { ...signed, status: 'timeout', labels: { submission: 's-17' }, error: { message: 'quiet', code: 'output_idle_timeout' }, timings: { createdAt: '2026-12-06T23:59:59.000Z' } };
+  const check = checkReceipt(doc as never, [{ key: publicKey }]);
+  assert.equal(check.ok, true, JSON.stringify(check));
+  assert.deepEqual((check as { unsigned: string[] }).unsigned, ['timings.createdAt']);
+  const relabelled = failure({ ...doc, labels: { submission: 's-18' } });
+  assert.equal(relabelled.code, 'document_mismatch');
+  assert.match(relabelled.reason, /the document's labels \(\{"submission":"s-18"\}\) is not its signed receipt's/);
+  assert.match(failure({ ...doc, error: null }).reason, /the document's error \(null\) is not its signed receipt's/);
+  assert.match(failure({ ...jobWith({ ...payload, labels: {}, error: null }), labels: { grade: 'A' } }).reason, /labels .* is not its signed receipt's \(\{\}\)/, 'labels added to a job that had none');
+  // An older receipt (no labels, no error in its payload): they cannot be checked, and are said to be unsigned.
+  const old = checkReceipt({ ...good, labels: { grade: 'A' }, error: null } as never, [{ key: publicKey }]);
+  assert.deepEqual((old as { unsigned: string[] }).unsigned, ['labels', 'error']);
+});
+
 test('a payload whose network or interactive is not an object is a failure, never a throw', () => {
   for (const network of [null, 5, 'egress']) assert.equal(failure({ ...jobWith({ ...payload, network }), network: 'egress', egress: { connections: 0 } }).code, 'document_mismatch', JSON.stringify(network));
   assert.equal(failure({ ...jobWith({ ...payload, interactive: null }), interactive: { openStdin: true, tty: false } }).code, 'document_mismatch');

@@ -93,7 +93,7 @@ export function checkReceipt(job: Pick<Job, 'id' | 'receipt'> & Partial<Job>, ke
   if (payload.jobId !== job.id) return fail('other_job', `the receipt is job ${JSON.stringify(payload.jobId)}'s, not ${job.id}'s`);
   const mismatch = documentMismatch(job, payload);
   if (mismatch) return fail('document_mismatch', mismatch);
-  return { ok: true, keyId: actualId, payload, unsigned: unsignedFields(job) };
+  return { ok: true, keyId: actualId, payload, unsigned: unsignedFields(job, payload) };
 }
 
 /**
@@ -101,6 +101,13 @@ export function checkReceipt(job: Pick<Job, 'id' | 'receipt'> & Partial<Job>, ke
  * aside). Absent from the document: not compared (a document may be handed on without some of them).
  */
 const COVERED = ['status', 'exitCode', 'signal', 'image', 'imageDigest', 'command', 'entrypoint', 'worker', 'outputTruncated', 'limits', 'usage', 'outputFiles'] as const;
+
+/**
+ * Fields signed since 2026-12-07 under the same name: compared when the payload holds them; in a
+ * receipt from before, absent and so unsigned (a newer receipt always holds them: `labels` {} when
+ * none, `error` null), so a forger cannot take them out of the signed text.
+ */
+const COVERED_SINCE_LABELS = ['labels', 'error'] as const;
 
 /** Of the document's timings, the ones the payload signs (under the same name). */
 const SIGNED_TIMINGS = ['startedAt', 'finishedAt'] as const;
@@ -121,10 +128,11 @@ const SIGNED_WHOLE = new Set<string>([...COVERED, 'id', 'network', 'egressHosts'
 const SIGNED_IN_PART: Record<string, readonly string[]> = { timings: SIGNED_TIMINGS, egress: SIGNED_EGRESS, interactive: SIGNED_INTERACTIVE };
 
 /** The document's fields the signature does not cover (dotted paths): anything not known to be signed, fields added later included. */
-function unsignedFields(job: Partial<Job>): string[] {
+function unsignedFields(job: Partial<Job>, payload: ReceiptPayload): string[] {
   const unsigned: string[] = [];
+  const signedToo = new Set<string>(COVERED_SINCE_LABELS.filter((f) => payload[f] !== undefined));
   for (const [field, value] of Object.entries(job)) {
-    if (value === undefined || SIGNED_WHOLE.has(field)) continue;
+    if (value === undefined || SIGNED_WHOLE.has(field) || signedToo.has(field)) continue;
     const members = SIGNED_IN_PART[field];
     if (members && typeof value === 'object' && value !== null && !Array.isArray(value)) {
       for (const [member, v] of Object.entries(value)) if (v !== undefined && !members.includes(member)) unsigned.push(`${field}.${member}`);
@@ -141,6 +149,10 @@ function documentMismatch(job: Partial<Job>, payload: ReceiptPayload): string | 
   const signed = payload as unknown as Record<string, unknown>;
   for (const field of COVERED) {
     const m = differs(field, doc[field], signed[field]);
+    if (m) return m;
+  }
+  for (const field of COVERED_SINCE_LABELS) {
+    const m = signed[field] === undefined ? null : differs(field, doc[field], signed[field]);
     if (m) return m;
   }
   const timings = job.timings as Record<string, unknown> | undefined;

@@ -396,7 +396,7 @@ export type JobPlacement = z.infer<typeof JobPlacement>;
 
 /** A signed execution receipt (core/src/receipts/job-receipt.ts). */
 export const JobReceipt = z.object({
-  payload: z.string().describe('The signed JSON text: job id, tenant, image and its digest, command, entrypoint, workdir, user, limits, status, exit code, signal, worker, kernel, start and end, usage, for network "egress" jobs their egressHosts and proxy counts (`network`; absent: loopback only), the path, mode, size and SHA-256 of each input file and of each output file collected (`files`, `outputFiles`), for interactive jobs their mode and signal count, and the size and SHA-256 of the job\'s stdin and of everything it wrote to stdout and stderr (kept or not). The document\'s other fields (labels, error, placement, most timings, ...) are not signed.'),
+  payload: z.string().describe('The signed JSON text: job id, tenant, image and its digest, command, entrypoint, workdir, user, limits, status, exit code, signal, error, labels, worker, kernel, start and end, usage, for network "egress" jobs their egressHosts and proxy counts (`network`; absent: loopback only), the path, mode, size and SHA-256 of each input file and of each output file collected (`files`, `outputFiles`), for interactive jobs their mode and signal count, and the size and SHA-256 of the job\'s stdin and of everything it wrote to stdout and stderr (kept or not). The document\'s other fields (placement, most timings, ...) are not signed (nor are labels and error in receipts from before 2026-12-07).'),
   signature: z.string().describe('Ed25519 signature of the UTF-8 bytes of payload, base64'),
   algorithm: z.literal('ed25519'),
   keyId: z.string().describe('The signing key: GET /v1/receipt-keys'),

@@ -367,7 +367,8 @@ describe('the job commands', () => {
     await sbx(['wait', id]);
     const ok = await sbx(['verify', id]);
     assert.equal(ok.code, 0, ok.stderr);
-    assert.match(ok.stdout, new RegExp(`^${id}\tverified \\(key [0-9a-f]{16}\\)\tfailed exit 2\t${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}@sha256:[0-9a-f]{64}\tstdout 7 B sha256:[0-9a-f]{64}\tnot signed: [^\n]*labels, [^\n]*\n$`));
+    assert.match(ok.stdout, new RegExp(`^${id}\tverified \\(key [0-9a-f]{16}\\)\tfailed exit 2\t${image.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}@sha256:[0-9a-f]{64}\tstdout 7 B sha256:[0-9a-f]{64}\tnot signed: [^\n]*timings\.createdAt[^\n]*\n$`));
+    assert.doesNotMatch(ok.stdout, /not signed: .*\b(labels|error)\b/, 'labels and error are signed');
     assert.equal((await sbx(['verify', '--key', receiptPublicKeyFile, id])).code, 0, 'with the public key held apart');
 
     // A document handed on (as inspect prints it): verified as it is, not once changed.

@@ -435,7 +435,7 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBL
 
   test('a job that ran carries a receipt the published key verifies: what ran, where, how it ended, digests of what it read and wrote', async () => {
     const { keyId, key } = await publicKey();
-    const res = await run(['sh', '-c', 'cat; echo err >&2; exit 3'], { stdin: 'in\n' });
+    const res = await run(['sh', '-c', 'cat; echo err >&2; exit 3'], { stdin: 'in\n', labels: { submission: 's-17' } });
     const doc = res.body;
     assert.equal(doc.status, 'failed');
     assert.ok(doc.receipt, 'a receipt');
@@ -463,8 +463,9 @@ describe('signed receipts (SBX_RECEIPT_KEY_FILE on the workers, SBX_RECEIPT_PUBL
     assert.deepEqual(check.ok && [check.keyId, check.payload], [keyId, p], JSON.stringify(check));
     // The document as the API stores it, every signed field compared: what is left is named as unsigned.
     const unsigned = check.ok ? check.unsigned : [];
-    for (const field of ['labels', 'error', 'timings.createdAt']) assert.ok(unsigned.includes(field), `${field} in ${unsigned.join(', ')}`);
-    for (const field of ['status', 'limits', 'usage', 'timings.startedAt', 'timings.finishedAt', 'network']) assert.ok(!unsigned.includes(field), `${field} is signed`);
+    assert.ok(unsigned.includes('timings.createdAt'), `timings.createdAt in ${unsigned.join(', ')}`);
+    for (const field of ['status', 'limits', 'usage', 'timings.startedAt', 'timings.finishedAt', 'network', 'labels', 'error']) assert.ok(!unsigned.includes(field), `${field} is signed`);
+    assert.deepEqual([p.labels, p.error], [{ submission: 's-17' }, null], 'the payload signs the labels and the error');
     const before = { ...doc, receipt: { ...doc.receipt, keyId: receiptKeyId(retired.publicKey), signature: sign(null, Buffer.from(doc.receipt.payload), retired.privateKey).toString('base64') } };
     assert.equal(checkReceipt(before, listed).ok, true, JSON.stringify(checkReceipt(before, listed)));
     const unknown = generateKeyPairSync('ed25519');

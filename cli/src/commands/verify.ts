@@ -65,7 +65,7 @@ export const verifyCommand: Command = {
 };
 
 /**
- * The document's fields no signature vouches for (labels, error, most timings, ...), named on the
+ * The document's fields no signature vouches for (placement, most timings, ...), named on the
  * verified line: "verified" is of the signed fields only, and a reader of the document should not
  * take the others as checked.
  */

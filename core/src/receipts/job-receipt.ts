@@ -36,6 +36,10 @@ export interface ReceiptPayload {
   status: string;
   exitCode: number | null;
   signal: string | null;
+  /** Why the job ended so, when its status alone does not say (e.g. output_idle_timeout); null: no error. Absent from receipts signed before 2026-12-07. */
+  error?: JobDocument['error'];
+  /** The request's labels ({} when none): what a grader or a CI ties the result to (a submission, a commit). Absent from receipts signed before 2026-12-07 (their labels were not signed). */
+  labels?: Record<string, string>;
   worker: string;
   /** The worker host's kernel release (uname -r). */
   kernel: string;
@@ -93,6 +97,8 @@ export function receiptFor(final: JobDocument, spec: JobSpec, written: { stdout:
     status: final.status,
     exitCode: final.exitCode,
     signal: final.signal,
+    error: final.error ?? null,
+    labels: { ...final.labels },
     worker: final.worker ?? '',
     kernel: KERNEL,
     startedAt: final.timings.startedAt,

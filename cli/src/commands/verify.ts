@@ -4,7 +4,7 @@
  * an array). The key is the server's (GET /v1/receipt-keys) unless `--key` names a public key held
  * from elsewhere: only then does a verified receipt prove more than "unchanged since the server
  * signed it", and stderr says so. One line per job, a verified one naming the document's fields the
- * signature does not cover ("not signed: labels, ..."; json: `unsigned`); an id or file that cannot be
+ * signature does not cover ("not signed: placement, ..."; json: `unsigned`); an id or file that cannot be
  * read (or holds no job document) is an error on stderr and the others go on. Exit 0 when every
  * receipt verified, else 1.
  */

@@ -490,6 +490,10 @@ export function dropRestInKernel(stream: Readable): KernelDrop | null {
   } catch {
     return null;
   }
+  // Paused first: destroy() leaves what the stream holds buffered, and a flowing stream goes on
+  // emitting it as 'data' (taken from inside a 'data' handler, the next held chunk follows), so
+  // those bytes were read and counted in `unread` too.
+  stream.pause();
   stream.destroy();
   return {
     ended,

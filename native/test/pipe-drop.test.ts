@@ -69,6 +69,27 @@ test('a pipe read for a while, then dropped: what was read plus what was dropped
   assert.equal(read + dropped, 2_000_000, `read ${read} + dropped ${dropped}`);
 });
 
+test('a stream that held several chunks while paused, taken from inside the first one\'s \'data\': the chunks it held are counted once, none emitted after', async () => {
+  // 30 lines, 5 ms apart: Node reads them as separate chunks and holds them while the stream is paused.
+  const { child, stdout } = writer('i=0; while [ $i -lt 30 ]; do printf "%0999d\\n" $i; sleep 0.005; i=$((i+1)); done');
+  stdout.pause();
+  await once(child, 'exit');
+  let read = 0;
+  let afterDrop = 0;
+  let drop = null as KernelDrop | null;
+  stdout.on('data', (b: Buffer) => {
+    if (drop) afterDrop += b.length;
+    read += b.length;
+    drop ??= dropRestInKernel(stdout);
+  });
+  stdout.resume();
+  await new Promise((ok) => setTimeout(ok, 50));
+  assert.ok(drop, 'taken');
+  const dropped = await drop!.ended;
+  assert.equal(afterDrop, 0, 'no chunk emitted once the stream was taken');
+  assert.equal(read + dropped, 30_000, `read ${read} + dropped ${dropped}`);
+});
+
 test('stop(): the drop ends with the bytes so far, the pipe is closed (the writer dies of SIGPIPE), soFar grew meanwhile', async () => {
   const { child, stdout, fifo } = writer('exec yes');
   const drop = dropRestInKernel(stdout)!;

@@ -47,3 +47,26 @@ test('a job writing 8 MiB of NUL bytes at once: appends of at most 256 KiB, its 
   assert.equal(text.length, 8 * MiB);
   assert.ok(/^\0*$/.test(text), 'every byte, in order');
 });
+
+/** A sink on a fresh running job of a real store: what `write` gives it, stored and read back as text per stream. */
+async function storedText(capBytes: number, tailBytes: number, writes: Array<['stdout' | 'stderr', Buffer]>): Promise<Record<'stdout' | 'stderr', string>> {
+  const keys = new RedisKeys(`sink-${newJobId()}`);
+  const store = new JobStore(redis.client, keys, 3600);
+  const id = newJobId();
+  const spec = { id, tenant: 't', image: 'x/y:1', command: ['true'], entrypoint: null, env: {}, workdir: null, user: null, stdin: null, limits: { memoryBytes: 1, cpus: 1, pids: 1, timeoutMs: 1000, outputBytes: capBytes, diskBytes: 1, cpuTimeMs: null, openFiles: 1 }, network: 'none', labels: {}, registryAuth: null, createdAt: new Date().toISOString() } as JobSpec;
+  assert.ok(await store.create(spec, newJobDocument(spec)));
+  await redis.client.hset(keys.jobState(id), 'status', 'running');
+  const sink = new RedisOutputSink(store, id, 1, capBytes, { tailBytes });
+  sink.open();
+  for (const [name, bytes] of writes) sink.write(name, bytes);
+  await sink.flush();
+  const events = await store.readEvents(id, '0', 100_000);
+  const text = (type: string) => events.filter((e) => e.type === type).map((e) => (JSON.parse(e.data) as { data: string }).data).join('');
+  return { stdout: text('stdout'), stderr: text('stderr') };
+}
+
+test('a character cut where the kept start ends, and a tail of stray continuation bytes: each reads as U+FFFD, never joined into a character the job did not write', async () => {
+  // Kept start: "abcd" and the first 2 bytes of "€" (e2 82 ac); then 4 bytes dropped; the tail: 4 continuation bytes.
+  const out = await storedText(10, 4, [['stdout', Buffer.from('abcd\xe2\x82', 'latin1')], ['stdout', Buffer.from('xxxx')], ['stdout', Buffer.from('80808080', 'hex')]]);
+  assert.equal(out.stdout, 'abcd\ufffd\ufffd', 'before: e2 82 and the tail\'s 80 stored side by side read as "₀"');
+});

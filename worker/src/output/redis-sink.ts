@@ -48,6 +48,8 @@ interface PendingPiece {
   type: StreamName;
   parts: Buffer[];
   bytes: number;
+  /** Nothing joins it: the start of a character cut where the kept output ends (endUnfinished), which the bytes after the cut must not complete. */
+  sealed: boolean;
 }
 
 /** Bytes of one stream in a batch: whole characters. */
@@ -257,9 +259,14 @@ export class RedisOutputSink {
     this.push(name, all.subarray(0, whole));
   }
 
-  /** The unfinished character at the end of `name` out as it is (it reads as U+FFFD): the stream ended or is cut there. */
+  /**
+   * The unfinished character at the end of `name` out as it is (it reads as U+FFFD): the stream ended
+   * or is cut there. In a piece of its own: joined with a tail after the cut, whose first bytes
+   * (continuation bytes fromCharStart left) it could be completed by, it read as a character the job
+   * never wrote (e2 82, then a tail of 80 80 80 80, was stored as "₀").
+   */
   private endUnfinished(name: StreamName): void {
-    this.push(name, this.unfinished[name]);
+    this.push(name, this.unfinished[name], true);
     this.unfinished[name] = EMPTY;
   }
 
@@ -277,13 +284,13 @@ export class RedisOutputSink {
     if (this.failure) throw this.failure;
   }
 
-  private push(type: StreamName, bytes: Buffer): void {
+  private push(type: StreamName, bytes: Buffer, sealed = false): void {
     if (bytes.length === 0) return;
     const last = this.pending[this.pending.length - 1];
-    if (last && last.type === type && last.bytes < PIECE_BYTES) {
+    if (!sealed && last && last.type === type && !last.sealed && last.bytes < PIECE_BYTES) {
       last.parts.push(bytes);
       last.bytes += bytes.length;
-    } else this.pending.push({ type, parts: [bytes], bytes: bytes.length });
+    } else this.pending.push({ type, parts: [bytes], bytes: bytes.length, sealed });
     this.pendingBytes += bytes.length;
     if (!this.inFlight && !this.held) this.kick();
     else this.throttle();

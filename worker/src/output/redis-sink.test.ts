@@ -70,3 +70,23 @@ test('a character cut where the kept start ends, and a tail of stray continuatio
   const out = await storedText(10, 4, [['stdout', Buffer.from('abcd\xe2\x82', 'latin1')], ['stdout', Buffer.from('xxxx')], ['stdout', Buffer.from('80808080', 'hex')]]);
   assert.equal(out.stdout, 'abcd\ufffd\ufffd', 'before: e2 82 and the tail\'s 80 stored side by side read as "₀"');
 });
+
+test('stdout and stderr interleaved in reads cut anywhere, under the cap: each stream stored as its bytes decoded whole', async () => {
+  let x = 0x2545f491;
+  const rand = () => ((x ^= x << 13), (x ^= x >>> 17), (x ^= x << 5), (x >>> 0) / 2 ** 32);
+  const alphabet = [Buffer.from('a"\\\n'), Buffer.from('é€😀'), Buffer.from('e282f09f98c3ed9fbf80ff', 'hex')];
+  for (let round = 0; round < 100; round++) {
+    const whole = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    const writes: Array<['stdout' | 'stderr', Buffer]> = [];
+    for (let i = 0; i < 20; i++) {
+      const source = alphabet[Math.floor(rand() * alphabet.length)]!;
+      const start = Math.floor(rand() * source.length);
+      const bytes = source.subarray(start, start + 1 + Math.floor(rand() * (source.length - start)));
+      const name = rand() < 0.5 ? 'stdout' : 'stderr';
+      whole[name].push(bytes);
+      writes.push([name, bytes]);
+    }
+    const out = await storedText(1 << 20, 0, writes);
+    for (const name of ['stdout', 'stderr'] as const) assert.equal(out[name], Buffer.concat(whole[name]).toString(), `round ${round} ${name}: ${writes.map(([n, b]) => `${n[3]}:${b.toString('hex')}`).join(' ')}`);
+  }
+});

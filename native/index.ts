@@ -318,12 +318,14 @@ interface Native {
    */
   launch(spec: LaunchSpec, opts: LaunchOptions, onEvent: (kind: string, payload: unknown) => void): NativeLaunched;
   kill(handle: number): boolean;
-  /** pipe_drop.h: drops what arrives on the pipe `fd` (duplicated) in the kernel; onEnd(bytes, errno) once at its end. A handle. */
-  dropPipe(fd: number, onEnd: (bytes: number, errno: number) => void): number;
+  /** pipe_drop.h: drops what arrives on the pipe `fd` (duplicated) in the kernel; onEnd(bytes, errno, agoMs) once at its end. A handle. */
+  dropPipe(fd: number, onEnd: (bytes: number, errno: number, agoMs: number) => void): number;
   /** Stops a drop: its bytes so far (-1: it had ended). */
   stopDrop(handle: number): number;
   /** A running drop's bytes so far (-1: it has ended). */
   droppedSoFar(handle: number): number;
+  /** Milliseconds since a running drop last dropped bytes (-1: none yet, or it has ended). */
+  droppedAgoMs(handle: number): number;
   stop(handle: number): boolean;
   signal(handle: number, sig: number): boolean;
   ttyResize(fd: number, rows: number, cols: number): void;
@@ -467,6 +469,8 @@ export interface KernelDrop {
   ended: Promise<number>;
   /** The bytes dropped so far. */
   soFar(): number;
+  /** Date.now() when the drop last dropped bytes (the job's latest output on this stream), also once it has ended; null: none dropped. */
+  lastDropAt(): number | null;
   /** Stops dropping (the pipe is closed): `ended` settles with what was dropped until now. */
   stop(): void;
 }
@@ -485,8 +489,14 @@ export function dropRestInKernel(stream: Readable): KernelDrop | null {
   let settle!: (bytes: number) => void;
   const ended = new Promise<number>((ok) => { settle = ok; });
   let handle: number;
+  /** lastDropAt() as it was when the drop ended (its handle no longer answers). */
+  let endedLastAt: number | null | undefined;
+  const at = (agoMs: number) => (agoMs < 0 ? null : Date.now() - agoMs);
   try {
-    handle = n.dropPipe(fd, (bytes) => settle(unread + bytes));
+    handle = n.dropPipe(fd, (bytes, _errno, agoMs) => {
+      endedLastAt = at(agoMs);
+      settle(unread + bytes);
+    });
   } catch {
     return null;
   }
@@ -498,9 +508,13 @@ export function dropRestInKernel(stream: Readable): KernelDrop | null {
   return {
     ended,
     soFar: () => unread + Math.max(0, n.droppedSoFar(handle)),
+    lastDropAt: () => (endedLastAt !== undefined ? endedLastAt : at(n.droppedAgoMs(handle))),
     stop() {
+      const agoMs = n.droppedAgoMs(handle);
       const bytes = n.stopDrop(handle);
-      if (bytes >= 0) settle(unread + bytes);
+      if (bytes < 0) return;
+      endedLastAt = at(agoMs);
+      settle(unread + bytes);
     },
   };
 }

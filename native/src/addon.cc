@@ -106,6 +106,11 @@ Napi::Value DroppedSoFar(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), pipe_drop::soFar(info[0].As<Napi::Number>().Int32Value()));
 }
 
+Napi::Value DroppedAgoMs(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber()) return Napi::Number::New(info.Env(), -1);
+  return Napi::Number::New(info.Env(), pipe_drop::lastAgoMs(info[0].As<Napi::Number>().Int32Value()));
+}
+
 Napi::Value StopDrop(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber()) return Napi::Number::New(info.Env(), -1);
   return Napi::Number::New(info.Env(), pipe_drop::stop(info[0].As<Napi::Number>().Int32Value()));
@@ -206,6 +211,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("dropPipe", Napi::Function::New(env, DropPipe));
   exports.Set("stopDrop", Napi::Function::New(env, StopDrop));
   exports.Set("droppedSoFar", Napi::Function::New(env, DroppedSoFar));
+  exports.Set("droppedAgoMs", Napi::Function::New(env, DroppedAgoMs));
   exports.Set("stop", Napi::Function::New(env, Stop));
   exports.Set("signal", Napi::Function::New(env, Signal));
   exports.Set("ttyResize", Napi::Function::New(env, TtyResize));

@@ -34,6 +34,10 @@ struct Drop {
   uv_timer_t rest{};
   int openHandles = 0;
   double bytes = 0;
+  // uv_hrtime() at the wake that last dropped bytes; 0: none yet. Polled only every
+  // outputIdleTimeoutMs, the drop's progress alone would place the job's latest output at the
+  // poll, and a job that wrote past its cap and then went silent ran up to twice its limit.
+  uint64_t lastDropNs = 0;
   Napi::FunctionReference onEnd;
   std::unique_ptr<Napi::AsyncContext> asyncContext;
 };
@@ -67,14 +71,19 @@ void onRested(uv_timer_t* t) {
   uv_poll_start(&d->poll, UV_READABLE, onReadable);
 }
 
+double agoMs(const Drop* d) {
+  return d->lastDropNs == 0 ? -1 : (double)(uv_hrtime() - d->lastDropNs) / 1e6;
+}
+
 void end(Drop* d, int err) {
   Napi::Env env(d->env);
   Napi::HandleScope scope(env);
   Napi::FunctionReference onEnd = std::move(d->onEnd);
   std::unique_ptr<Napi::AsyncContext> context = std::move(d->asyncContext);
   const double bytes = d->bytes;
+  const double ago = agoMs(d);
   forget(d);
-  onEnd.MakeCallback(env.Global(), {Napi::Number::New(env, bytes), Napi::Number::New(env, err)}, *context);
+  onEnd.MakeCallback(env.Global(), {Napi::Number::New(env, bytes), Napi::Number::New(env, err), Napi::Number::New(env, ago)}, *context);
 }
 
 void onReadable(uv_poll_t* p, int status, int) {
@@ -84,6 +93,7 @@ void onReadable(uv_poll_t* p, int status, int) {
   for (int i = 0; i < kSplicesPerWake; i++) {
     const ssize_t n = splice(d->fd.get(), nullptr, devNull(), nullptr, kSpliceBytes, SPLICE_F_NONBLOCK);
     if (n > 0) {
+      if (woke == 0) d->lastDropNs = uv_hrtime();
       woke += (double)n;
       d->bytes += (double)n;
     } else if (n == 0) {
@@ -143,6 +153,11 @@ double stop(int handle) {
 double soFar(int handle) {
   auto it = gDrops.find(handle);
   return it == gDrops.end() ? -1 : it->second->bytes;
+}
+
+double lastAgoMs(int handle) {
+  auto it = gDrops.find(handle);
+  return it == gDrops.end() ? -1 : agoMs(it->second);
 }
 
 }  // namespace sbx::pipe_drop

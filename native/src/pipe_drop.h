@@ -11,8 +11,9 @@
 namespace sbx::pipe_drop {
 
 // Starts dropping what arrives on `fd` (a pipe's read end: refused otherwise, EINVAL; it is
-// duplicated, the caller closes its own). `onEnd(bytes, errno)` is called once, on the JS thread,
-// when the pipe has ended (every writer closed it: errno 0) or failed. A handle for stop(), or -1.
+// duplicated, the caller closes its own). `onEnd(bytes, errno, agoMs)` is called once, on the JS
+// thread, when the pipe has ended (every writer closed it: errno 0) or failed; agoMs as lastAgoMs()
+// gave it then. A handle for stop(), or -1.
 int start(Napi::Env env, int fd, Napi::Function onEnd, Error& err);
 
 // Stops the drop `handle` (its pipe closed here): the bytes dropped so far, or -1 when no such drop
@@ -21,5 +22,9 @@ double stop(int handle);
 
 // The bytes the running drop `handle` has dropped so far, or -1 when it is not running.
 double soFar(int handle);
+
+// Milliseconds since the running drop `handle` last dropped bytes (the job's latest output, for
+// limits.outputIdleTimeoutMs), or -1 when it has dropped none or is not running.
+double lastAgoMs(int handle);
 
 }  // namespace sbx::pipe_drop

@@ -90,6 +90,19 @@ test('a stream that held several chunks while paused, taken from inside the firs
   assert.equal(read + dropped, 30_000, `read ${read} + dropped ${dropped}`);
 });
 
+test('lastDropAt: null until a byte is dropped, then the time of the latest drop, kept once the drop has ended', async () => {
+  const { child, stdout } = writer('{ sleep 0.2; head -c 100000 /dev/zero; sleep 0.3; }');
+  const drop = dropRestInKernel(stdout)!;
+  await new Promise((ok) => setTimeout(ok, 50));
+  assert.equal(drop.lastDropAt(), null, 'nothing dropped yet');
+  await once(child, 'exit');
+  const exited = Date.now();
+  const at = drop.lastDropAt();
+  assert.ok(at !== null && at <= exited, `last dropped at ${at}, the writer exited at ${exited}`);
+  await drop.ended;
+  assert.equal(drop.lastDropAt(), at, 'the same once ended');
+});
+
 test('stop(): the drop ends with the bytes so far, the pipe is closed (the writer dies of SIGPIPE), soFar grew meanwhile', async () => {
   const { child, stdout, fifo } = writer('exec yes');
   const drop = dropRestInKernel(stdout)!;

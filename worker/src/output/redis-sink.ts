@@ -61,7 +61,7 @@ interface BatchPiece {
 const EMPTY = Buffer.alloc(0);
 
 /** The rest of one stream dropped without reading it (native dropRestInKernel), or null when that stream cannot be. */
-export type DropRest = (stream: Readable) => { ended: Promise<number>; soFar(): number; stop(): void } | null;
+export type DropRest = (stream: Readable) => { ended: Promise<number>; lastDropAt(): number | null; stop(): void } | null;
 
 export interface RedisOutputSinkOptions {
   /** The tenant's storage budget (core/src/tenant-storage-budget.ts), charged with each batch; none = no budget. */
@@ -89,8 +89,8 @@ export class RedisOutputSink {
   private sources: Readable[] = [];
   private readonly streams: Partial<Record<StreamName, Readable>> = {};
   private readonly dropRestOf: DropRest | null;
-  /** Streams whose rest is being dropped in the kernel: its end (`written` counted), its progress. */
-  private readonly drops: Partial<Record<StreamName, { ended: Promise<void>; soFar(): number; stop(): void; seen: number }>> = {};
+  /** Streams whose rest is being dropped in the kernel: its end (`written` counted), when it last dropped bytes. */
+  private readonly drops: Partial<Record<StreamName, { ended: Promise<void>; lastDropAt(): number | null; stop(): void }>> = {};
   private paused = false;
   private readonly seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   /** Bytes the job wrote per stream, kept or not. */
@@ -144,11 +144,14 @@ export class RedisOutputSink {
     return finished(stream).catch(() => {}).then(() => this.drops[name]?.ended);
   }
 
-  /** Date.now() at the latest byte written to either stream (bytes dropped in the kernel: when they were first seen here); null until then. */
+  /**
+   * Date.now() at the latest byte written to either stream (bytes dropped in the kernel: when the
+   * drop took them, not when this was asked: it is asked once per outputIdleTimeoutMs); null until then.
+   */
   get lastOutputAt(): number | null {
     for (const drop of Object.values(this.drops)) {
-      const soFar = drop.soFar();
-      if (soFar > drop.seen) [drop.seen, this.latestOutputAt] = [soFar, Date.now()];
+      const at = drop.lastDropAt();
+      if (at !== null && at > (this.latestOutputAt ?? 0)) this.latestOutputAt = at;
     }
     return this.latestOutputAt;
   }
@@ -170,7 +173,7 @@ export class RedisOutputSink {
       this.droppedInKernel[name] += bytes;
       if (bytes > 0) this.truncated = true;
     });
-    this.drops[name] = { ended, soFar: () => drop.soFar(), stop: () => drop.stop(), seen: 0 };
+    this.drops[name] = { ended, lastDropAt: () => drop.lastDropAt(), stop: () => drop.stop() };
   }
 
   /** Pauses the pipes past PAUSE_BYTES waiting, resumes them below half of it (or when nothing will be sent any more). */

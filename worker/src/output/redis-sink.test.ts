@@ -11,6 +11,7 @@ import { newJobDocument, type JobSpec } from '../../../core/src/job-spec.ts';
 import { JobStore, type EncodedOutputEvent, type OutputChunk } from '../../../core/src/job-store.ts';
 import { RedisKeys } from '../../../core/src/redis-keys.ts';
 import { useRedis } from '../../../test/harness/use-redis.ts';
+import { TenantStorageBudget } from '../../../core/src/tenant-storage-budget.ts';
 import { RedisOutputSink } from './redis-sink.ts';
 
 const redis = useRedis();
@@ -89,4 +90,27 @@ test('stdout and stderr interleaved in reads cut anywhere, under the cap: each s
     const out = await storedText(1 << 20, 0, writes);
     for (const name of ['stdout', 'stderr'] as const) assert.equal(out[name], Buffer.concat(whole[name]).toString(), `round ${round} ${name}: ${writes.map(([n, b]) => `${n[3]}:${b.toString('hex')}`).join(' ')}`);
   }
+});
+
+test('past the tenant\'s storage budget: keptBytes is what Redis stores, droppedBytes the rest of what was written (the dropped-bytes metric)', async () => {
+  const keys = new RedisKeys(`sink-${newJobId()}`);
+  const store = new JobStore(redis.client, keys, 3600);
+  const id = newJobId();
+  const spec = { id, tenant: 't', image: 'x/y:1', command: ['true'], entrypoint: null, env: {}, workdir: null, user: null, stdin: null, limits: { memoryBytes: 1, cpus: 1, pids: 1, timeoutMs: 1000, outputBytes: 16 * MiB, diskBytes: 1, cpuTimeMs: null, openFiles: 1 }, network: 'none', labels: {}, registryAuth: null, createdAt: new Date().toISOString() } as JobSpec;
+  assert.ok(await store.create(spec, newJobDocument(spec)));
+  await redis.client.hset(keys.jobState(id), 'status', 'running');
+  const sink = new RedisOutputSink(store, id, 1, 16 * MiB, { budget: new TenantStorageBudget(redis.client, keys, 't', 100_000) });
+  const pipe = new PassThrough();
+  const drained = sink.attach('stdout', pipe);
+  sink.open();
+  for (let i = 0; i < 50; i++) pipe.write(Buffer.alloc(64 * 1024, 'a'));
+  pipe.end();
+  await drained;
+  await sink.flush();
+  assert.ok(sink.budgetUsedUp);
+  const events = await store.readEvents(id, '0', 100_000);
+  const stored = events.filter((e) => e.type === 'stdout').map((e) => (JSON.parse(e.data) as { data: string }).data).join('').length;
+  assert.ok(stored > 0 && stored < 100_000, `stored ${stored}`);
+  assert.deepEqual(sink.keptBytes, { stdout: stored, stderr: 0 }, 'kept: what Redis holds');
+  assert.deepEqual(sink.droppedBytes, { stdout: 50 * 64 * 1024 - stored, stderr: 0 }, 'dropped: everything else written');
 });

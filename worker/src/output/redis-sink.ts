@@ -93,6 +93,8 @@ export class RedisOutputSink {
   private readonly drops: Partial<Record<StreamName, { ended: Promise<void>; lastDropAt(): number | null; stop(): void }>> = {};
   private paused = false;
   private readonly seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
+  /** Of `seen`, the bytes Redis never got: the storage budget ran out before them, or Redis refused the job's output. */
+  private readonly discarded: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   /** Bytes the job wrote per stream, kept or not. */
   private readonly written: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   /** The kept bytes of a character not finished yet at the end of each stream (at most 3), held until the rest comes or the stream ends. */
@@ -188,17 +190,22 @@ export class RedisOutputSink {
     }
   }
 
-  /** Bytes kept per stream so far (at most the cap each). */
+  /** Bytes kept per stream so far (at most the cap each): in Redis, or on their way (after flush(): in Redis). */
   get keptBytes(): Record<StreamName, number> {
-    return { ...this.seen };
+    return { stdout: this.seen.stdout - this.discarded.stdout, stderr: this.seen.stderr - this.discarded.stderr };
   }
 
   /** Of droppedBytes, those dropped in the kernel (dropRest), never handled by the worker's JavaScript but for what Node held unread. */
   readonly droppedInKernel: Record<StreamName, number> = { stdout: 0, stderr: 0 };
 
-  /** Bytes of each stream written by the job and not kept (after flush(): final). */
+  /**
+   * Bytes of each stream written by the job and not kept (after flush(): final). Past the storage
+   * budget, what was read before the cut and never stored is dropped too: counted as kept, the
+   * dropped-bytes metric missed up to the whole budget's worth of it per job.
+   */
   get droppedBytes(): Record<StreamName, number> {
-    return { stdout: this.written.stdout - this.seen.stdout, stderr: this.written.stderr - this.seen.stderr };
+    const kept = this.keptBytes;
+    return { stdout: this.written.stdout - kept.stdout, stderr: this.written.stderr - kept.stderr };
   }
 
   /** Start appending to Redis (what arrived before is sent first); `recorded`: the move to `running` sent just before. */
@@ -322,9 +329,10 @@ export class RedisOutputSink {
    * Appends `batch`, charged to the tenant's storage budget when there is one: beside the append
    * while the room its latest charge left (this job's or an earlier one's of the tenant on this
    * worker: TenantStorageBudgets) is at least twice the batch (no round trip more), else first,
-   * storing only what the charge granted. `cut`: the budget ran out on this batch.
+   * storing only what the charge granted. `cut`: the budget ran out on this batch; `stored`: the
+   * bytes of each of its pieces Redis has now.
    */
-  private async send(batch: BatchPiece[]): Promise<{ appended: boolean; cut: boolean }> {
+  private async send(batch: BatchPiece[]): Promise<{ appended: boolean; cut: boolean; stored: number[] }> {
     const taken = <T>(send: () => Promise<T>) => untilRedisTakes(send, { onRefused: this.onRefused, beforeRetry: () => this.recorded });
     const append = (events: EncodedOutputEvent[]) => {
       if (!events.length) return Promise.resolve(true);
@@ -332,26 +340,40 @@ export class RedisOutputSink {
       return taken(() => this.store.appendOutput(this.jobId, this.attempt, events, number));
     };
     const events = batch.map(({ type, bytes }) => ({ type, json: encodeOutputJson(bytes) }));
-    if (!this.budget) return { appended: await append(events), cut: false };
+    const all = batch.map((piece) => piece.bytes.length);
+    const stored = (appended: boolean, kept = all) => (appended ? kept : []);
+    if (!this.budget) {
+      const appended = await append(events);
+      return { appended, cut: false, stored: stored(appended) };
+    }
     const budget = this.budget;
     const bytes = events.reduce((n, e) => n + outputEventBytes(e), 0);
     if (2 * bytes <= budget.room()) {
       const [appended, { granted }] = await Promise.all([append(events), taken(() => budget.charge(bytes))]);
-      return { appended, cut: granted < bytes };
+      return { appended, cut: granted < bytes, stored: stored(appended) };
     }
     const { granted } = await taken(() => budget.charge(bytes));
-    return { appended: await append(granted < bytes ? fitToBudget(batch, events, granted) : events), cut: granted < bytes };
+    const fitted = granted < bytes ? fitToBudget(batch, events, granted) : { events, kept: all };
+    const appended = await append(fitted.events);
+    return { appended, cut: granted < bytes, stored: stored(appended, fitted.kept) };
+  }
+
+  /** Of `batch`, what Redis did not get (`stored`: its pieces' bytes it did) is no longer kept. */
+  private notStored(batch: BatchPiece[], stored: number[]): void {
+    batch.forEach((piece, i) => (this.discarded[piece.type] += piece.bytes.length - (stored[i] ?? 0)));
   }
 
   private kick(): void {
     if (this.refused || this.budgetUsedUp) {
-      this.pending.splice(0);
+      for (const piece of this.pending.splice(0)) this.discarded[piece.type] += piece.bytes;
       this.pendingBytes = 0;
       this.throttle();
       return;
     }
-    this.inFlight = this.send(this.takeBatch())
-      .then(({ appended, cut }) => {
+    const batch = this.takeBatch();
+    this.inFlight = this.send(batch)
+      .then(({ appended, cut, stored }) => {
+        this.notStored(batch, stored);
         if (!appended) this.refused = true;
         if (cut) [this.budgetUsedUp, this.truncated] = [true, true];
       })
@@ -366,14 +388,19 @@ export class RedisOutputSink {
   }
 }
 
-/** The longest start of `batch` (encoded as `events`), in order, whose events fit `bytes` of the budget (outputEventBytes); never half a character. */
-function fitToBudget(batch: BatchPiece[], events: EncodedOutputEvent[], bytes: number): EncodedOutputEvent[] {
+/**
+ * The longest start of `batch` (encoded as `events`), in order, whose events fit `bytes` of the
+ * budget (outputEventBytes); never half a character. `kept`: the bytes of each piece in it.
+ */
+function fitToBudget(batch: BatchPiece[], events: EncodedOutputEvent[], bytes: number): { events: EncodedOutputEvent[]; kept: number[] } {
   const out: EncodedOutputEvent[] = [];
+  const kept: number[] = [];
   let left = bytes;
   for (const [i, piece] of batch.entries()) {
     const cost = outputEventBytes(events[i]!);
     if (cost <= left) {
       out.push(events[i]!);
+      kept.push(piece.bytes.length);
       left -= cost;
       continue;
     }
@@ -386,7 +413,8 @@ function fitToBudget(batch: BatchPiece[], events: EncodedOutputEvent[], bytes: n
     }
     const end = completeLength(piece.bytes.subarray(0, lo)); // not half a character
     if (end > 0) out.push(prefix(end));
+    kept.push(end);
     break;
   }
-  return out;
+  return { events: out, kept };
 }

@@ -103,6 +103,19 @@ test('lastDropAt: null until a byte is dropped, then the time of the latest drop
   assert.equal(drop.lastDropAt(), at, 'the same once ended');
 });
 
+test('stop() before the drop has run: what the pipe held is counted, not only what the stream had read', async () => {
+  const marker = path.join(dir, `written${fifos}`);
+  // 50,000 bytes fit the pipe: written at once, then the writer holds the pipe open.
+  const { child, stdout } = writer(`{ head -c 50000 /dev/zero; touch ${marker}; sleep 5; }`);
+  stdout.pause();
+  while (!fs.existsSync(marker)) await new Promise((ok) => setTimeout(ok, 10));
+  const drop = dropRestInKernel(stdout)!;
+  drop.stop(); // at once: the loop has not come round to the drop
+  assert.equal(await drop.ended, 50_000, 'what the stream had read and what the pipe held');
+  child.kill();
+  await once(child, 'exit');
+});
+
 test('stop(): the drop ends with the bytes so far, the pipe is closed (the writer dies of SIGPIPE), soFar grew meanwhile', async () => {
   const { child, stdout, fifo } = writer('exec yes');
   const drop = dropRestInKernel(stdout)!;

@@ -295,7 +295,8 @@ describe('a job from submit to exit', () => {
     assert.equal(chatty.body.status, 'succeeded', JSON.stringify(chatty.body));
     assert.equal(chatty.body.output!.stderr, '1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n');
 
-    // So does output past the cap, which the worker drops in the kernel without reading it.
+    // So does output past the cap (read and dropped here: this stack signs receipts, whose digests
+    // need every byte; dropped in the kernel unread: output-drop.test.ts).
     const capped = await run(['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo $i; sleep 0.15; done'], { limits: { outputIdleTimeoutMs: 1500, outputBytes: 1 } });
     assert.equal(capped.body.status, 'succeeded', JSON.stringify(capped.body));
     assert.equal(capped.body.output!.stdout, '1');

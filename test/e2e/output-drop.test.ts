@@ -21,3 +21,11 @@ test('outputIdleTimeoutMs counts output dropped in the kernel from when it was w
   assert.deepEqual(job.body.outputDroppedBytes, { stdout: 9000, stderr: 0 });
   assert.ok(job.body.usage!.wallMs < 2 * idle, `killed after ${job.body.usage!.wallMs} ms: its last output was 0.2 s in, the limit ${idle} ms`);
 });
+
+test('a job that keeps writing past its cap is not silent: its dropped output counts for outputIdleTimeoutMs', async () => {
+  // 12 writes 150 ms apart (1.8 s in all) outlive a 1.5 s silence limit; all but the first byte is dropped in the kernel.
+  const job = await run(['sh', '-c', 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo $i; sleep 0.15; done'], { limits: { outputIdleTimeoutMs: 1500, outputBytes: 1 } });
+  assert.equal(job.body.status, 'succeeded', JSON.stringify(job.body));
+  assert.equal(job.body.output!.stdout, '1');
+  assert.deepEqual(job.body.outputDroppedBytes, { stdout: 26, stderr: 0 });
+});

@@ -162,6 +162,12 @@ export interface Launched {
   ended: Promise<EndInfo>;
   /** Send a signal to the job's command (through its pid 1, as `docker kill -s`); false once it has ended. */
   signal(sig: NodeJS.Signals | number): boolean;
+  /**
+   * The job's CPU weight among the host's other jobs, in cgroup v1 `cpu.shares` units (1024: the
+   * default every job starts with; 2..262144; on v2 `cpu.weight` scaled alike, 100 for 1024). False
+   * once it has ended, or when the host refused the write.
+   */
+  setCpuShares(shares: number): boolean;
   /** Kills the whole job (every process in its pid namespace and cgroup). */
   kill(): void;
   /**
@@ -318,6 +324,8 @@ interface Native {
    */
   launch(spec: LaunchSpec, opts: LaunchOptions, onEvent: (kind: string, payload: unknown) => void): NativeLaunched;
   kill(handle: number): boolean;
+  /** cgroup::writeCpuShares on a running job's group; false: no such job, or the write failed. */
+  setCpuShares(handle: number, shares: number): boolean;
   /** pipe_drop.h: drops what arrives on the pipe `fd` (duplicated) in the kernel; onEnd(bytes, errno, agoMs) once at its end. A handle. */
   dropPipe(fd: number, onEnd: (bytes: number, errno: number, agoMs: number) => void): number;
   /** Stops a drop: its bytes so far (-1: it had ended). */
@@ -665,6 +673,9 @@ export async function launch(spec: LaunchSpec, opts: LaunchOptions = {}): Promis
       const num = typeof sig === 'number' ? sig : os.constants.signals[sig];
       if (isOver || !Number.isInteger(num) || num < 1 || num > 64) return false;
       return n.signal(h.handle, num);
+    },
+    setCpuShares(shares: number): boolean {
+      return !isOver && n.setCpuShares(h.handle, Math.round(shares));
     },
     kill(): void {
       endedBy ??= 'killed';

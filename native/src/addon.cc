@@ -158,6 +158,14 @@ Napi::Value Live(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value SetCpuShares(const Napi::CallbackInfo& info) {
+  if (!info[0].IsNumber() || !info[1].IsNumber()) return Napi::Boolean::New(info.Env(), false);
+  Error err;
+  const double shares = info[1].As<Napi::Number>().DoubleValue();
+  if (!(shares >= 2 && shares <= 262144)) return Throw(info.Env(), Error{EINVAL, kInvalidSpec, "cgroup-cpu-weight", "", "shares must be 2..262144"});
+  return Napi::Boolean::New(info.Env(), job::setCpuShares(info[0].As<Napi::Number>().Int32Value(), (uint32_t)shares, err));
+}
+
 Napi::Value Sweep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   spec::Options o;
@@ -208,6 +216,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("launch", Napi::Function::New(env, Launch));
   exports.Set("kill", Napi::Function::New(env, Kill));
+  exports.Set("setCpuShares", Napi::Function::New(env, SetCpuShares));
   exports.Set("dropPipe", Napi::Function::New(env, DropPipe));
   exports.Set("stopDrop", Napi::Function::New(env, StopDrop));
   exports.Set("droppedSoFar", Napi::Function::New(env, DroppedSoFar));

@@ -199,6 +199,16 @@ bool writeCpu(bool v2, const std::string& dir, double cpus, Error& err) {
   return writeFile(dir + "/cpu.cfs_quota_us", std::to_string(quota), err, "cgroup-cpu");
 }
 
+bool writeCpuShares(const Group& g, uint32_t shares, Error& err) {
+  if (shares < 2) shares = 2;
+  if (shares > 262144) shares = 262144;
+  if (!g.v2) return writeFile(g.cpu + "/cpu.shares", std::to_string(shares), err, "cgroup-cpu-weight");
+  uint64_t weight = ((uint64_t)shares * 100 + kCpuSharesDefault / 2) / kCpuSharesDefault;
+  if (weight < 1) weight = 1;
+  if (weight > 10000) weight = 10000;
+  return writeFile(g.cpu + "/cpu.weight", std::to_string(weight), err, "cgroup-cpu-weight");
+}
+
 uint64_t inodeOf(const std::string& path) {
   struct stat st;
   return stat(path.c_str(), &st) == 0 ? (uint64_t)st.st_ino : 0;

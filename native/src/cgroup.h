@@ -98,6 +98,10 @@ bool writeMemory(bool v2, const std::string& dir, uint64_t bytes, bool memsw, Er
 bool writeTcpMemoryV1(const std::string& dir, uint64_t bytes, Error& err);
 bool writePids(bool v2, const std::string& dir, uint64_t pids, Error& err);
 bool writeCpu(bool v2, const std::string& dir, double cpus, Error& err);
+// A running job's CPU weight among its siblings, in v1 cpu.shares units (kCpuSharesDefault = the
+// kernel's default; 2..262144); on v2 cpu.weight scaled to match (100 for 1024; 1..10000).
+constexpr uint32_t kCpuSharesDefault = 1024;
+bool writeCpuShares(const Group& g, uint32_t shares, Error& err);
 std::vector<int> readProcs(const std::string& dir);
 uint64_t inodeOf(const std::string& path);                   // 0 if it cannot be stat()ed
 std::vector<std::string> subdirs(const std::string& dir);  // its directories' names (none if unreadable)

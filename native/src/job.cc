@@ -725,6 +725,12 @@ bool live(int handle, cgroup::Live& l) {
   return j != nullptr;
 }
 
+bool setCpuShares(int handle, uint32_t shares, Error& err) {
+  Job* j = byHandle(handle);
+  if (!j) return false;
+  return cgroup::writeCpuShares(j->group, shares, err);
+}
+
 size_t liveJobs() { return gJobs.size(); }
 
 std::set<std::string> liveGroupDirs() {

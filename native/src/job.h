@@ -37,6 +37,8 @@ bool stop(int handle);
 bool signal(int handle, int sig);
 // A running job's usage now (cgroup::Live); false if the handle is unknown.
 bool live(int handle, cgroup::Live& l);
+// A running job's CPU weight (cgroup::writeCpuShares); false if the handle is unknown or the write failed (err).
+bool setCpuShares(int handle, uint32_t shares, Error& err);
 size_t liveJobs();
 // Every cgroup directory of the jobs this process still runs (sweep() leaves them alone).
 std::set<std::string> liveGroupDirs();

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { nodeArgsFor } from '../../test/harness/node-args.ts';
 import { closePool, errnoName, launch, liveJobs, pooledGroupDirs, poolSize, probeHost, sweep, type LaunchError, type LaunchOptions, type LaunchSpec } from '../index.ts';
 import {
-  assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, compileProbe, cgroupLayout, describeProcesses, jobCgroupDirs, makeTempDir, mountsUnder, noteJobGroups,
+  assertCgroupsGone, assertJobCgroups, baseSpec, buildBusyboxRootfs, cgroupDirs, cgroupMode, compileProbe, cgroupLayout, describeProcesses, jobCgroupDirs, makeTempDir, mountsUnder, noteJobGroups,
   mountTestTmpfs, poolReaches, pooledGroups, processesGone, processesIn, removeParent, run, sweepStaleTestParents, testUidBase, uniqueParent, unmountTestTmpfs, waitFor,
 } from './helpers.ts';
 import { promisify } from 'node:util';
@@ -169,6 +169,30 @@ describe('launcher', () => {
     }
     await j.exited;
     assert.equal(j.usage(), null);
+    assertNoLeftovers(spec.id);
+  });
+
+  it('setCpuShares() sets a running job\'s CPU weight (v1 cpu.shares; v2 cpu.weight, scaled: 100 for 1024); false once it has ended', async () => {
+    const spec = baseSpec([rootfs], { argv: ['sleep', '30'] });
+    const j = await launch(spec, opts);
+    const file = cgroupMode() === 'v2' ? 'cpu.weight' : 'cpu.shares';
+    const weight = () => {
+      const dir = j.cgroups.find((d) => fs.existsSync(path.join(d, file)));
+      assert.ok(dir, `${file} among ${j.cgroups.join(', ')}`);
+      return fs.readFileSync(path.join(dir, file), 'utf8').trim();
+    };
+    try {
+      assert.equal(weight(), cgroupMode() === 'v2' ? '100' : '1024', 'every job starts at the default');
+      assert.equal(j.setCpuShares(341), true);
+      assert.equal(weight(), cgroupMode() === 'v2' ? '33' : '341');
+      assert.equal(j.setCpuShares(1024), true);
+      assert.equal(weight(), cgroupMode() === 'v2' ? '100' : '1024');
+      assert.throws(() => j.setCpuShares(1), /shares must be 2\.\.262144/);
+    } finally {
+      j.kill();
+    }
+    await j.exited;
+    assert.equal(j.setCpuShares(512), false);
     assertNoLeftovers(spec.id);
   });
 

@@ -22,6 +22,7 @@ import { settleLostJob, type LostJobRecovery } from '../../core/src/job-lifecycl
 import type { Logger } from '../../core/src/logger.ts';
 import type { WorkerMetrics } from '../../core/src/metrics.ts';
 import type { WorkerDirectory } from '../../core/src/worker-directory.ts';
+import { TenantCpuShares } from './tenant-cpu-shares.ts';
 import { LaunchError, dropRestInKernel, launch, type EndInfo, type LaunchOptions, type LaunchSpec, type Launched, type OutputFile } from '../../native/index.ts';
 import type { AcquiredImage, ImageStore } from './images/image-store.ts';
 import type { TenantCredentials } from './images/registry/tenant-credentials.ts';
@@ -121,6 +122,8 @@ export class JobRunner {
   readonly cleanup: LauncherCleanup;
   /** Each tenant's storage budget, shared by its jobs here (the room a charge left carries over). */
   private readonly budgets: TenantStorageBudgets;
+  /** CPU weight per tenant among this host's running jobs (tenant-cpu-shares.ts). */
+  private readonly cpuShares = new TenantCpuShares();
   /** The images each tenant's jobs acquired here, for its GET /v1/images. */
   private readonly tenantImages: TenantImages;
 
@@ -317,6 +320,9 @@ export class JobRunner {
       if (silence) void launched.exited.then(() => silence.stop());
       watchLiveUsage(store, id, launched, this.deps.liveUsageMs ?? 0, logger);
       job.launched = launched;
+      this.cpuShares.add(stored.tenant, launched);
+      const unweigh = () => this.cpuShares.remove(stored.tenant, launched);
+      launched.ended.then(unweigh, unweigh);
       if (job.cancelled) launched.kill();
       doc = { ...doc, status: 'running', timings: { ...doc.timings, startedAt: startedAt.toISOString(), startMs: startedAt.getTime() - pulledAt.getTime() } };
       this.deps.metrics.startSeconds.observe((startedAt.getTime() - pulledAt.getTime()) / 1000);

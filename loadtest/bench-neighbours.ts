@@ -6,14 +6,16 @@
  * on a port) with two tenants. For each phase, the attacker keeps `slots - 1` jobs running (each a
  * lane that submits its next job with `?wait=true` as soon as the last one ended), so the victim
  * always finds a free slot: what is measured is interference, not queueing. Meanwhile:
- *   - the victim runs `true` with `?wait=true`, sequentially, --runs times (latency p50/p99);
+ *   - the victim runs `true` with `?wait=true`, sequentially, --runs times (latency p50/p99); with
+ *     `--victim busy` a CPU-bound job instead (a 100,000-step shell loop, ~120 ms alone): what the
+ *     attacker takes of the CPU (worker/src/tenant-cpu-shares.ts) rather than of the service's path;
  *   - the bench GETs the worker's /metrics every 100 ms (its event loop: the answer's latency);
  *   - the bench reads the worker's `lastHeartbeat` every 100 ms from GET /v1/workers (the largest
  *     gap between two heartbeats seen; the stack's SBX_HEARTBEAT_MS is 500).
  * The first phase is the victim alone (the baseline); every other phase's figures are also given
  * as a ratio to it. Medians over --rounds rounds of all phases (rotating order is not needed: the
  * baseline is measured in every round).
- * Flags: --runs N (victim jobs per phase, default 40)  --rounds N (default 1)  --only a,b  --json
+ * Flags: --runs N (victim jobs per phase, default 40)  --rounds N (default 1)  --only a,b  --victim true|busy  --json
  */
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'undici';
@@ -26,9 +28,12 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '1' },
     only: { type: 'string', default: '' },
     slots: { type: 'string', default: '' },
+    victim: { type: 'string', default: 'true' },
     json: { type: 'boolean', default: false },
   },
 });
+const VICTIMS: Record<string, string[]> = { true: ['true'], busy: ['sh', '-c', 'i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done'] };
+const VICTIM = VICTIMS[values.victim!] ?? (() => { throw new Error(`--victim must be one of ${Object.keys(VICTIMS).join(', ')}, not ${values.victim}`); })();
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
 const log = (s: string) => (values.json ? process.stderr : process.stdout).write(`${s}\n`);
@@ -141,7 +146,7 @@ async function phase(api: string, metricsUrl: string, image: string, lanes: numb
   const lat: number[] = [];
   let errors = 0;
   for (let i = 0; i < runs; i++) {
-    const r = await post(api, KEY_VICTIM, { image, command: ['true'] });
+    const r = await post(api, KEY_VICTIM, { image, command: VICTIM });
     if (r.status !== 200 || r.doc.status !== 'succeeded') errors++;
     lat.push(r.ms);
   }
@@ -172,8 +177,8 @@ try {
   const workers = await request(`${stack.apiUrl}/v1/workers`, { dispatcher, headers: { authorization: `Bearer ${KEY_ADMIN}` } }).then((x) => x.body.json() as Promise<{ items: Array<{ slots: { total: number } }> }>);
   const slots = workers.items[0]!.slots.total;
   const image = stack.images.busybox;
-  log(`worker slots ${slots}; the attacker keeps ${slots - 1} jobs running; victim ${values.runs} sequential \`true\` per phase`);
-  for (let i = 0; i < 20; i++) await post(stack.apiUrl, KEY_VICTIM, { image, command: ['true'] }); // warm-up
+  log(`worker slots ${slots}; the attacker keeps ${slots - 1} jobs running; victim ${values.runs} sequential \`${VICTIM.join(' ')}\` per phase`);
+  for (let i = 0; i < 20; i++) await post(stack.apiUrl, KEY_VICTIM, { image, command: VICTIM }); // warm-up
   for (let round = 0; round < Number(values.rounds); round++) {
     const results: PhaseResult[] = [];
     for (const a of [null, ...attacks]) {

@@ -86,25 +86,43 @@ void end(Drop* d, int err) {
   onEnd.MakeCallback(env.Global(), {Napi::Number::New(env, bytes), Napi::Number::New(env, err), Napi::Number::New(env, ago)}, *context);
 }
 
-void onReadable(uv_poll_t* p, int status, int) {
-  Drop* d = static_cast<Drop*>(p->data);
-  if (status < 0) return end(d, -status);
-  double woke = 0;
+// What one look at the pipe dropped: its bytes, and whether the pipe ended there (`err` 0: every
+// writer closed it and it is empty; else the errno it failed with).
+struct Look {
+  double bytes = 0;
+  bool ended = false;
+  int err = 0;
+};
+
+// Up to kSplicesPerWake splices of what the pipe holds to /dev/null, counted, until it is empty for now.
+Look dropWhatIsThere(Drop* d) {
+  Look look;
   for (int i = 0; i < kSplicesPerWake; i++) {
     const ssize_t n = splice(d->fd.get(), nullptr, devNull(), nullptr, kSpliceBytes, SPLICE_F_NONBLOCK);
     if (n > 0) {
-      if (woke == 0) d->lastDropNs = uv_hrtime();
-      woke += (double)n;
+      if (look.bytes == 0) d->lastDropNs = uv_hrtime();
+      look.bytes += (double)n;
       d->bytes += (double)n;
     } else if (n == 0) {
-      return end(d, 0);  // every writer has closed the pipe and it is empty
+      look.ended = true;
+      break;
     } else if (errno == EAGAIN) {
       break;
     } else if (errno != EINTR) {
-      return end(d, errno);
+      look.ended = true;
+      look.err = errno;
+      break;
     }
   }
-  if (woke < kSmallWake) {
+  return look;
+}
+
+void onReadable(uv_poll_t* p, int status, int) {
+  Drop* d = static_cast<Drop*>(p->data);
+  if (status < 0) return end(d, -status);
+  const Look look = dropWhatIsThere(d);
+  if (look.ended) return end(d, look.err);
+  if (look.bytes < kSmallWake) {
     uv_poll_stop(&d->poll);
     uv_timer_start(&d->rest, onRested, kRestMs, 0);
   }
@@ -141,25 +159,14 @@ int start(Napi::Env env, int fd, Napi::Function onEnd, Error& err) {
   return raw->handle;
 }
 
-// What the pipe holds when the drop is stopped was written too: dropped and counted before the pipe
-// is closed (up to a wake's worth: a writer still at it is what stop() is for). Before, a stop
-// during a rest or before the loop came round left it uncounted, up to a pipeful (1 MiB).
-void takeWhatIsThere(Drop* d) {
-  for (int i = 0; i < kSplicesPerWake; i++) {
-    const ssize_t n = splice(d->fd.get(), nullptr, devNull(), nullptr, kSpliceBytes, SPLICE_F_NONBLOCK);
-    if (n > 0) {
-      d->bytes += (double)n;
-    } else if (n == 0 || errno != EINTR) {
-      return;
-    }
-  }
-}
-
 double stop(int handle) {
   auto it = gDrops.find(handle);
   if (it == gDrops.end()) return -1;
   Drop* d = it->second;
-  takeWhatIsThere(d);
+  // What the pipe holds now was written too: dropped and counted before the pipe is closed (up to a
+  // wake's worth: a writer still at it is what stop() is for). Before, a stop during a rest or
+  // before the loop came round left it uncounted, up to a pipeful (1 MiB).
+  dropWhatIsThere(d);
   const double bytes = d->bytes;
   forget(d);
   return bytes;

@@ -89,8 +89,10 @@ export class RedisOutputSink {
   private sources: Readable[] = [];
   private readonly streams: Partial<Record<StreamName, Readable>> = {};
   private readonly dropRestOf: DropRest | null;
-  /** Streams whose rest is being dropped in the kernel: its end (`written` counted), when it last dropped bytes. */
-  private readonly drops: Partial<Record<StreamName, { ended: Promise<void>; lastDropAt(): number | null; stop(): void }>> = {};
+  /** Streams whose rest is being dropped in the kernel: the drop, and its end with `written` counted. */
+  private readonly drops: Partial<Record<StreamName, { drop: NonNullable<ReturnType<DropRest>>; counted: Promise<void> }>> = {};
+  /** Streams dropRest could not take (a tty, not a pipe): read to their end, not offered again at each read. */
+  private readonly undroppable = new Set<StreamName>();
   private paused = false;
   private readonly seen: Record<StreamName, number> = { stdout: 0, stderr: 0 };
   /** Of `seen`, the bytes Redis never got: the storage budget ran out before them, or Redis refused the job's output. */
@@ -143,7 +145,7 @@ export class RedisOutputSink {
     this.streams[name] = stream;
     stream.on('data', (buf: Buffer) => this.write(name, buf));
     if (this.paused) stream.pause();
-    return finished(stream).catch(() => {}).then(() => this.drops[name]?.ended);
+    return finished(stream).catch(() => {}).then(() => this.drops[name]?.counted);
   }
 
   /**
@@ -151,7 +153,7 @@ export class RedisOutputSink {
    * drop took them, not when this was asked: it is asked once per outputIdleTimeoutMs); null until then.
    */
   get lastOutputAt(): number | null {
-    for (const drop of Object.values(this.drops)) {
+    for (const { drop } of Object.values(this.drops)) {
       const at = drop.lastDropAt();
       if (at !== null && at > (this.latestOutputAt ?? 0)) this.latestOutputAt = at;
     }
@@ -160,22 +162,25 @@ export class RedisOutputSink {
 
   /** Stops dropping in the kernel (the job has ended and its pipes did not): what was dropped is counted. */
   stopDrops(): void {
-    for (const drop of Object.values(this.drops)) drop.stop();
+    for (const { drop } of Object.values(this.drops)) drop.stop();
   }
 
   /** Nothing more of `name` is kept: its rest is dropped in the kernel when it can be and no digest needs it. */
   private dropRest(name: StreamName): void {
     const stream = this.streams[name];
-    if (!stream || this.drops[name] || this.hashes || !this.dropRestOf) return;
+    if (!stream || this.drops[name] || this.undroppable.has(name) || this.hashes || !this.dropRestOf) return;
     const drop = this.dropRestOf(stream);
-    if (!drop) return;
+    if (!drop) {
+      this.undroppable.add(name);
+      return;
+    }
     this.sources = this.sources.filter((s) => s !== stream);
-    const ended = drop.ended.then((bytes) => {
+    const counted = drop.ended.then((bytes) => {
       this.written[name] += bytes;
       this.droppedInKernel[name] += bytes;
       if (bytes > 0) this.truncated = true;
     });
-    this.drops[name] = { ended, lastDropAt: () => drop.lastDropAt(), stop: () => drop.stop() };
+    this.drops[name] = { drop, counted };
   }
 
   /** Pauses the pipes past PAUSE_BYTES waiting, resumes them below half of it (or when nothing will be sent any more). */

@@ -8,27 +8,25 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { SbxClient } from '../harness/api-client.ts';
 import { waitUntil } from '../harness/redis.ts';
-import { startStack, type ManagedProcess, type Stack } from '../harness/stack.ts';
+import type { ManagedProcess } from '../harness/stack.ts';
+import { useStack } from '../harness/use-stack.ts';
 
 const KEY_A = 'key-cpu-alpha-aaaaaaaaaaaaaaaa';
 const KEY_B = 'key-cpu-beta-bbbbbbbbbbbbbbbbb';
 const KEY_ADMIN = 'key-cpu-admin-cccccccccccccccc';
-let stack: Stack;
 let worker: ManagedProcess;
 let a: SbxClient;
 let b: SbxClient;
 
-before(async () => {
-  stack = await startStack({ workers: 0, adminKey: KEY_ADMIN, env: { SBX_API_KEYS: `${KEY_A}:alpha,${KEY_B}:beta,${KEY_ADMIN}:ops:admin` } });
-  worker = await stack.startWorker({ SBX_WORKER_SLOTS: '4', SBX_LOG_LEVEL: 'debug' });
-  a = new SbxClient(stack.apiUrl, KEY_A);
-  b = new SbxClient(stack.apiUrl, KEY_B);
-});
-after(async () => {
-  await stack?.stop();
+const e2e = useStack({ workers: 0, adminKey: KEY_ADMIN, env: { SBX_API_KEYS: `${KEY_A}:alpha,${KEY_B}:beta,${KEY_ADMIN}:ops:admin` } }, {
+  then: async ({ stack }) => {
+    worker = await stack.startWorker({ SBX_WORKER_SLOTS: '4', SBX_LOG_LEVEL: 'debug' });
+    a = new SbxClient(stack.apiUrl, KEY_A);
+    b = new SbxClient(stack.apiUrl, KEY_B);
+  },
 });
 
 /** The job's CPU weight in v1 cpu.shares units, from the cgroup the worker logged for it. */
@@ -44,7 +42,7 @@ function sharesOf(jobId: string): number {
 }
 
 async function running(client: SbxClient): Promise<string> {
-  const res = await client.submit({ image: stack.images.busybox, command: ['sleep', '60'], limits: { timeoutMs: 90_000 } });
+  const res = await client.submit({ image: e2e.stack.images.busybox, command: ['sleep', '60'], limits: { timeoutMs: 90_000 } });
   assert.equal(res.status, 202, JSON.stringify(res.body));
   const id = res.body.id;
   await waitUntil(async () => (await client.get(id)).body.status === 'running', 20_000, `${id} running`);

@@ -68,6 +68,20 @@ test('Redis settings are checked at start: the URL, its database, host:port list
   assert.match(problemsOf({ SBX_REDIS_CLUSTER_NODES: 'a:1,b:70000' }), /entry "b:70000" is not host:port/);
   assert.deepEqual(loadConfig({ SBX_REDIS_SENTINELS: 's1:26379, [fd00::1]:26379' }).env.SBX_REDIS_SENTINELS, ['s1:26379', '[fd00::1]:26379']);
   assert.match(problemsOf({ SBX_REDIS_SENTINELS: 's1:26379', SBX_REDIS_CLUSTER_NODES: 'n1:7000' }), /SBX_REDIS_SENTINELS and SBX_REDIS_CLUSTER_NODES are both set/);
+  // The Sentinels' own settings: only with Sentinels, a user with its password, never the password shown, and not sent in the clear where the URL asks for TLS.
+  assert.match(problemsOf({ SBX_REDIS_SENTINEL_PASSWORD: 'pw', SBX_REDIS_SENTINEL_TLS: 'true' }), /SBX_REDIS_SENTINEL_PASSWORD, SBX_REDIS_SENTINEL_TLS set without SBX_REDIS_SENTINELS/);
+  assert.match(problemsOf({ SBX_REDIS_SENTINELS: 's1:26379', SBX_REDIS_SENTINEL_USERNAME: 'sbx' }), /SBX_REDIS_SENTINEL_USERNAME is set without SBX_REDIS_SENTINEL_PASSWORD/);
+  assert.match(problemsOf({ SBX_REDIS_SENTINELS: 's1:26379', SBX_REDIS_SENTINEL_TLS: 'maybe' }), /SBX_REDIS_SENTINEL_TLS="maybe": must be true or false/);
+  const inClear = problemsOf({ SBX_REDIS_URL: 'rediss://:m@h', SBX_REDIS_SENTINELS: 's1:26379', SBX_REDIS_SENTINEL_PASSWORD: 'sentinel-secret' });
+  assert.match(inClear, /SBX_REDIS_SENTINEL_PASSWORD would go to the Sentinels in plain TCP while SBX_REDIS_URL asks for TLS \(rediss:\/\/\): set SBX_REDIS_SENTINEL_TLS=true/);
+  assert.doesNotMatch(inClear, /sentinel-secret/);
+  const sentinelEnv = (more: Record<string, string>) => loadConfig({ SBX_REDIS_URL: 'rediss://:m@h', SBX_REDIS_SENTINELS: 's1:26379', SBX_REDIS_SENTINEL_PASSWORD: 'pw', ...more }).env;
+  assert.equal(sentinelEnv({ SBX_REDIS_SENTINEL_TLS: 'true' }).SBX_REDIS_SENTINEL_TLS, true);
+  assert.equal(sentinelEnv({ SBX_REDIS_SENTINEL_TLS: 'false' }).SBX_REDIS_SENTINEL_TLS, false);
+  assert.equal(loadConfig({ SBX_REDIS_SENTINELS: 's1:26379', SBX_REDIS_SENTINEL_PASSWORD: 'pw' }).env.SBX_REDIS_SENTINEL_PASSWORD, 'pw');
+  // A cluster has database 0 only: a URL naming another was ignored without a word.
+  assert.match(problemsOf({ SBX_REDIS_URL: 'redis://h/2', SBX_REDIS_CLUSTER_NODES: 'n1:7000' }), /SBX_REDIS_URL names database 2, but a Redis Cluster has database 0 only/);
+  assert.deepEqual(loadConfig({ SBX_REDIS_URL: 'redis://h/0', SBX_REDIS_CLUSTER_NODES: 'n1:7000' }).env.SBX_REDIS_CLUSTER_NODES, ['n1:7000']);
   // V8's JSON message quotes the text around the fault: the keys. Only where it is.
   const keys = problemsOf({ SBX_API_KEYS: '[{"tenant":"a","key":SUPERSECRETKEY1234567890}]' });
   assert.match(keys, /SBX_API_KEYS=\(hidden\): is not valid JSON/);

@@ -76,6 +76,31 @@ const hostPorts = z.string().transform((s, ctx) => {
   return list;
 });
 
+/** The database number an SBX_REDIS_URL names (its path), 0 when it names none. */
+export function redisDatabaseOf(redisUrl: string): number {
+  const path = new URL(redisUrl).pathname;
+  return path.length > 1 ? Number(path.slice(1)) : 0;
+}
+
+type RedisModeSettings = Pick<Env, 'SBX_REDIS_URL' | 'SBX_REDIS_SENTINELS' | 'SBX_REDIS_CLUSTER_NODES' | 'SBX_REDIS_SENTINEL_USERNAME' | 'SBX_REDIS_SENTINEL_PASSWORD' | 'SBX_REDIS_SENTINEL_TLS'>;
+
+/** Settings that each parse but do not fit together: a mode chosen twice, a mode's settings without it, a password sent in the clear. */
+function redisModeProblems(env: RedisModeSettings): string[] {
+  const problems: string[] = [];
+  if (env.SBX_REDIS_SENTINELS && env.SBX_REDIS_CLUSTER_NODES) problems.push('SBX_REDIS_SENTINELS and SBX_REDIS_CLUSTER_NODES are both set: Redis is either behind Sentinels or a cluster; set one');
+  const sentinelOnly = (['SBX_REDIS_SENTINEL_USERNAME', 'SBX_REDIS_SENTINEL_PASSWORD', 'SBX_REDIS_SENTINEL_TLS'] as const).filter((k) => env[k] !== undefined);
+  if (sentinelOnly.length && !env.SBX_REDIS_SENTINELS) problems.push(`${sentinelOnly.join(', ')} set without SBX_REDIS_SENTINELS: they are how the Sentinels are reached; set SBX_REDIS_SENTINELS or unset them`);
+  if (env.SBX_REDIS_SENTINEL_USERNAME && !env.SBX_REDIS_SENTINEL_PASSWORD) problems.push('SBX_REDIS_SENTINEL_USERNAME is set without SBX_REDIS_SENTINEL_PASSWORD: an ACL user signs in with both');
+  // rediss:// asks that nothing sbx sends Redis travel in the clear (SECURITY.md P69); the Sentinels'
+  // password would, unless they are reached over TLS or the deployment says plain TCP on purpose.
+  if (env.SBX_REDIS_SENTINELS && env.SBX_REDIS_SENTINEL_PASSWORD && env.SBX_REDIS_SENTINEL_TLS === undefined && env.SBX_REDIS_URL.startsWith('rediss:')) {
+    problems.push('SBX_REDIS_SENTINEL_PASSWORD would go to the Sentinels in plain TCP while SBX_REDIS_URL asks for TLS (rediss://): set SBX_REDIS_SENTINEL_TLS=true (the Sentinels\' tls-port), or =false to send it in the clear on purpose');
+  }
+  const db = redisDatabaseOf(env.SBX_REDIS_URL);
+  if (env.SBX_REDIS_CLUSTER_NODES && db !== 0) problems.push(`SBX_REDIS_URL names database ${db}, but a Redis Cluster has database 0 only: remove the URL's path (SBX_REDIS_PREFIX keeps deployments apart)`);
+  return problems;
+}
+
 /** All jobs of a worker together may use the RAM less max(512 MiB, 10 %). */
 export function defaultJobsMemoryBytes(total = os.totalmem()): number {
   return Math.max(64 * MiB, total - Math.max(512 * MiB, Math.floor(total / 10)));
@@ -133,6 +158,11 @@ export const envSchema = z.object({
   SBX_REDIS_URL: redisUrl.default('redis://127.0.0.1:6379'),
   SBX_REDIS_SENTINELS: hostPorts.optional(),
   SBX_REDIS_SENTINEL_NAME: z.string().min(1).default('mymaster'),
+  // The Sentinels' own credentials (their `requirepass` / ACL user: not the master's, which the URL
+  // carries) and whether they are reached over TLS (their `tls-port`). Unset TLS: plain TCP.
+  SBX_REDIS_SENTINEL_USERNAME: z.string().min(1).optional(),
+  SBX_REDIS_SENTINEL_PASSWORD: z.string().min(1).optional(),
+  SBX_REDIS_SENTINEL_TLS: bool.optional(),
   SBX_REDIS_CLUSTER_NODES: hostPorts.optional(),
   SBX_REDIS_PREFIX: z.string().regex(/^[a-z0-9_-]{1,32}$/, 'must be 1-32 of a-z 0-9 _ -').default('sbx'),
 
@@ -641,7 +671,7 @@ export interface Config {
 
 /** A bad value as the error shows it: never the API keys themselves. */
 function shownValue(name: string, value: string): string {
-  if (name === 'SBX_API_KEYS' || name === 'SBX_SECRETS_KEY' || name === 'SBX_WEBHOOK_SECRETS') return '(hidden)';
+  if (name === 'SBX_API_KEYS' || name === 'SBX_SECRETS_KEY' || name === 'SBX_WEBHOOK_SECRETS' || name === 'SBX_REDIS_SENTINEL_PASSWORD') return '(hidden)';
   // A private key given where its file's path is asked (SBX_RECEIPT_KEY_FILE="$(cat receipt.pem)", a
   // secret mounted as env): shown, the key itself went to stderr and the logs. Only a path is shown.
   if (name === 'SBX_RECEIPT_KEY_FILE' && !value.startsWith('/')) return '(hidden: not a path)';
@@ -695,7 +725,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   }
   const quotas = resolveTenants(env, limits, problems);
   if (env.SBX_API_HEADERS_TIMEOUT_MS > env.SBX_API_REQUEST_TIMEOUT_MS) problems.push(`SBX_API_HEADERS_TIMEOUT_MS (${env.SBX_API_HEADERS_TIMEOUT_MS}) is above SBX_API_REQUEST_TIMEOUT_MS (${env.SBX_API_REQUEST_TIMEOUT_MS}); the headers are part of the request: lower it or raise the request timeout`);
-  if (env.SBX_REDIS_SENTINELS && env.SBX_REDIS_CLUSTER_NODES) problems.push('SBX_REDIS_SENTINELS and SBX_REDIS_CLUSTER_NODES are both set: Redis is either behind Sentinels or a cluster; set one');
+  problems.push(...redisModeProblems(env));
   if (env.SBX_WEBHOOK_RETRY_MS > env.SBX_JOB_TTL_SECONDS * 1000) problems.push(`SBX_WEBHOOK_RETRY_MS (${env.SBX_WEBHOOK_RETRY_MS}) is longer than a job's record lives (SBX_JOB_TTL_SECONDS=${env.SBX_JOB_TTL_SECONDS}): a webhook is sent from its job's record, so its retries would stop when the record expires; lower it or raise SBX_JOB_TTL_SECONDS`);
   if (env.SBX_WEBHOOK_BACKOFF_MS > env.SBX_WEBHOOK_BACKOFF_MAX_MS) problems.push(`SBX_WEBHOOK_BACKOFF_MS (${env.SBX_WEBHOOK_BACKOFF_MS}) is above SBX_WEBHOOK_BACKOFF_MAX_MS (${env.SBX_WEBHOOK_BACKOFF_MAX_MS}); lower it or raise the maximum`);
   if (problems.length) throw new ConfigError(problems);

@@ -3,7 +3,7 @@
  * Callers get an ioredis client (Redis or Cluster) and never branch on the mode themselves.
  */
 import { Redis, Cluster, type RedisOptions } from 'ioredis';
-import type { Env } from './config.ts';
+import { redisDatabaseOf, type Env } from './config.ts';
 
 export type RedisClient = Redis | Cluster;
 
@@ -47,16 +47,26 @@ export function connectRedis(env: Env, purpose: string, opts: { forBullMQ?: bool
   if (env.SBX_REDIS_CLUSTER_NODES?.length) {
     return new Cluster(env.SBX_REDIS_CLUSTER_NODES.map(hostPort), { redisOptions: base, enableOfflineQueue: true });
   }
-  if (env.SBX_REDIS_SENTINELS?.length) {
-    // rediss://: the master the Sentinels name is reached over TLS too (ioredis connects to it in
-    // plain TCP, password and all, unless told: enableTLSForSentinelMode). Its certificate is checked
-    // against the address they name; the Sentinels themselves are asked in plain TCP.
-    return new Redis({ ...base, sentinels: env.SBX_REDIS_SENTINELS.map(hostPort), name: env.SBX_REDIS_SENTINEL_NAME, enableTLSForSentinelMode: base.tls !== undefined });
-  }
-  return new Redis({
-    ...base,
-    host: url.hostname.replace(/^\[|\]$/g, ''),
-    port: url.port ? Number(url.port) : 6379,
-    db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,
-  });
+  const db = redisDatabaseOf(env.SBX_REDIS_URL);
+  if (env.SBX_REDIS_SENTINELS?.length) return new Redis({ ...base, db, ...sentinelOptions(env, base) });
+  return new Redis({ ...base, host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port ? Number(url.port) : 6379, db });
+}
+
+/**
+ * How the Sentinels are asked for the master, and how that master is reached. rediss://: the master
+ * is reached over TLS too (ioredis connects to it in plain TCP, password and all, unless told:
+ * enableTLSForSentinelMode), its certificate checked against the address they name. The Sentinels
+ * have credentials of their own (SBX_REDIS_SENTINEL_USERNAME/PASSWORD: the URL's are the master's)
+ * and are asked over TLS with SBX_REDIS_SENTINEL_TLS, in plain TCP otherwise (they answer
+ * addresses, and a forged answer meets the master's certificate check).
+ */
+function sentinelOptions(env: Env, base: RedisOptions): RedisOptions {
+  return {
+    sentinels: env.SBX_REDIS_SENTINELS!.map(hostPort),
+    name: env.SBX_REDIS_SENTINEL_NAME,
+    enableTLSForSentinelMode: base.tls !== undefined,
+    sentinelUsername: env.SBX_REDIS_SENTINEL_USERNAME,
+    sentinelPassword: env.SBX_REDIS_SENTINEL_PASSWORD,
+    sentinelTLS: env.SBX_REDIS_SENTINEL_TLS ? {} : undefined,
+  };
 }

@@ -3,12 +3,12 @@
  * answered with an error" (a bug here: 500 internal); replies that say Redis cannot serve now
  * (LOADING, BUSY, …) count as not answering. Judged by ioredis's error types, never by
  * message text: a ReplyError (WRONGTYPE, NOSCRIPT, ERR …) is an answer; the other redis-errors
- * classes ioredis raises (MaxRetriesPerRequestError, ClusterAllFailedError, AbortError) and socket
- * errors (ECONNREFUSED, …) are not; ioredis rejects commands on a closed connection with a plain
+ * classes ioredis raises (MaxRetriesPerRequestError, ClusterAllFailedError, AbortError), no Sentinel
+ * naming a master (SentinelsUnreachableError) and socket errors (ECONNREFUSED, …) are not; ioredis rejects commands on a closed connection with a plain
  * Error that has no code, so for those the client's own state decides.
  */
 import { ReplyError } from 'ioredis';
-import type { RedisClient } from '../../core/src/redis.ts';
+import { SentinelsUnreachableError, type RedisClient } from '../../core/src/redis.ts';
 import { NOT_NOW_REPLIES } from '../../core/src/redis-not-now.ts';
 
 /** redis-errors' base class (ReplyError extends it; ioredis does not export it by name). */
@@ -29,7 +29,7 @@ const UNAVAILABLE_REPLIES = new Set([...NOT_NOW_REPLIES, ...REFUSED_ACCESS]);
 export function isRedisOutage(err: unknown, redis: RedisClient): boolean {
   if (!(err instanceof Error)) return false;
   if (err instanceof ReplyError) return UNAVAILABLE_REPLIES.has(err.message.split(' ', 1)[0] ?? '');
-  if (err instanceof RedisError) return true;
+  if (err instanceof RedisError || err instanceof SentinelsUnreachableError) return true;
   if (CONNECTION_CODES.has((err as NodeJS.ErrnoException).code ?? '')) return true;
   return Object.getPrototypeOf(err) === Error.prototype && redis.status !== 'ready';
 }

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { test } from 'node:test';
-import type { Env } from './config.ts';
-import { connectRedis } from './redis.ts';
+import { loadConfig, type Env } from './config.ts';
+import { connectRedis, SentinelsUnreachableError } from './redis.ts';
 
 test('a connection whose Redis keeps hanging up tries again at least twice per heartbeat, however long it lasts', async () => {
   // A "Redis" that accepts each connection and closes it at once: ioredis backs off between tries.
@@ -24,6 +24,37 @@ test('a connection whose Redis keeps hanging up tries again at least twice per h
     assert.ok(Math.max(...waits) <= 250, `waits between tries: ${waits.join(', ')} ms (at most half of a 500 ms heartbeat)`);
   } finally {
     client.disconnect();
+    server.close();
+  }
+});
+
+test('behind Sentinels none of which answers: rounds of asking them at least twice a heartbeat; a fail-fast connection fails its commands each round, a waiting one holds them', async () => {
+  // A "Sentinel" that hangs up on every connection: each round of asking ends "All sentinels are unreachable".
+  const server = createServer((s) => s.destroy());
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  const env = loadConfig({ SBX_REDIS_SENTINELS: `127.0.0.1:${port}`, SBX_HEARTBEAT_MS: '200' }).env;
+  const failFast = connectRedis(env, 'sentinel-fail-fast');
+  const waiting = connectRedis(env, 'sentinel-waiting', { waitWhileDown: true });
+  const waits: number[] = [];
+  failFast.on('error', (e: Error) => {
+    const ms = /Retrying from scratch after (\d+)ms/.exec(e.message)?.[1];
+    if (ms) waits.push(Number(ms));
+  });
+  waiting.on('error', () => {});
+  try {
+    const started = Date.now();
+    await assert.rejects(failFast.ping(), (e: Error) => e instanceof SentinelsUnreachableError && /no Sentinel named its master/.test(e.message));
+    assert.ok(Date.now() - started < 1_000, `failed after ${Date.now() - started} ms`);
+    let settled = false;
+    void waiting.ping().then(() => (settled = true), () => (settled = true));
+    await new Promise((r) => setTimeout(r, 1_500)); // ioredis's own waits grow by 10 ms a round, to 1 s: 160 ms by now
+    assert.equal(settled, false, 'a waitWhileDown connection holds its commands until Redis is back');
+    assert.ok(waits.length >= 10, `rounds: ${waits.join(', ')} ms apart`);
+    assert.ok(Math.max(...waits) <= 100, `waits between rounds: ${waits.join(', ')} ms (at most half of a 200 ms heartbeat)`);
+  } finally {
+    failFast.disconnect();
+    waiting.disconnect();
     server.close();
   }
 });

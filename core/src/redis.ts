@@ -48,7 +48,11 @@ export function connectRedis(env: Env, purpose: string, opts: { forBullMQ?: bool
     return new Cluster(env.SBX_REDIS_CLUSTER_NODES.map(hostPort), { redisOptions: base, enableOfflineQueue: true });
   }
   const db = redisDatabaseOf(env.SBX_REDIS_URL);
-  if (env.SBX_REDIS_SENTINELS?.length) return new Redis({ ...base, db, ...sentinelOptions(env, base) });
+  if (env.SBX_REDIS_SENTINELS?.length) {
+    const client = new Redis({ ...base, db, ...sentinelOptions(env, base) });
+    if (base.maxRetriesPerRequest !== null) failWhileNoSentinelAnswers(client);
+    return client;
+  }
   return new Redis({ ...base, host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port ? Number(url.port) : 6379, db });
 }
 
@@ -68,5 +72,36 @@ function sentinelOptions(env: Env, base: RedisOptions): RedisOptions {
     sentinelUsername: env.SBX_REDIS_SENTINEL_USERNAME,
     sentinelPassword: env.SBX_REDIS_SENTINEL_PASSWORD,
     sentinelTLS: env.SBX_REDIS_SENTINEL_TLS ? {} : undefined,
+    // ioredis's own waits between rounds of the Sentinels grow to 1 s: as for a master, at least
+    // twice a heartbeat (reconnectCapMs).
+    sentinelRetryStrategy: (times) => Math.min(10 * times, reconnectCapMs(env)),
   };
+}
+
+/** What the connector says when a round of every Sentinel found no master (ioredis's SentinelConnector). */
+const NO_SENTINEL_ANSWERED = /^All sentinels are unreachable\b/;
+
+/**
+ * ioredis asks the Sentinels round after round inside one connection attempt, so the attempt never
+ * fails and maxRetriesPerRequest never counts: while no Sentinel answers (all down, cut off, or
+ * refusing sbx's password) a command waited for ever, and the API held its requests instead of
+ * answering 503 as it does when a standalone Redis is down. A fail-fast connection fails what it
+ * holds at the end of each round that found no master, and goes on asking.
+ */
+function failWhileNoSentinelAnswers(client: Redis): void {
+  const flushQueue = (client as unknown as { flushQueue?: (err: Error, opts: { offlineQueue: boolean; commandQueue: boolean }) => void }).flushQueue;
+  if (typeof flushQueue !== 'function') throw new Error('ioredis has no flushQueue(): failWhileNoSentinelAnswers needs another way to fail queued commands');
+  client.on('error', (err: Error) => {
+    if (client.status !== 'connecting' || !NO_SENTINEL_ANSWERED.test(err.message)) return;
+    flushQueue.call(client, new SentinelsUnreachableError(err.message), { offlineQueue: true, commandQueue: false });
+  });
+}
+
+/** A command failed because no Sentinel named a master (isRedisOutage: not an answer from Redis). */
+export class SentinelsUnreachableError extends Error {
+  readonly code = 'ESENTINELS';
+  constructor(detail: string) {
+    super(`Redis is unreachable: no Sentinel named its master (${detail})`);
+    this.name = 'SentinelsUnreachableError';
+  }
 }

@@ -16,6 +16,8 @@ const execFileP = promisify(execFile);
 export interface RunningRedisSentinel {
   sentinels: string[];
   masterName: string;
+  /** The redis-server the Sentinel monitors first (the master until a failover). */
+  master: RunningRedis;
   /** Sentinel promotes the replica (startRedisSentinel's `replicas`) and demotes the master; resolves once it names the new one. */
   failover(): Promise<void>;
   stop(): Promise<void>;
@@ -74,7 +76,7 @@ async function startSentinelOn(port: number, master: RunningRedis, masterName: s
       await waitUntil(async () => !(await execFileP('redis-cli', ['-p', String(port), 'sentinel', 'failover', masterName])).stdout.includes('NOGOODSLAVE'), 15_000, 'the sentinel to accept a failover');
       await waitUntil(async () => (await masterPort()) !== before, 15_000, 'the sentinel to name the new master');
     };
-    return { sentinels: [`127.0.0.1:${port}`], masterName, failover, stop };
+    return { sentinels: [`127.0.0.1:${port}`], masterName, master, failover, stop };
   } catch (e) {
     await stopSentinel();
     throw e;

@@ -6,7 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { ReplyError } from 'ioredis';
-import { startRedis, type RunningRedis } from '../../../test/harness/redis.ts';
+import { startRedis, waitUntil, type RunningRedis } from '../../../test/harness/redis.ts';
+import { startRedisSentinel, type RunningRedisSentinel } from '../../../test/harness/redis-sentinel.ts';
+import { startTcpGate, type TcpGate } from '../../../test/harness/tcp-gate.ts';
 import { createTestApp, useTestApp } from '../../../test/harness/api-app.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
 import { isRedisOutage } from '../redis-outage.ts';
@@ -105,6 +107,53 @@ describe('Redis refuses sbx its keys (an ACL, a rotated password): 503, not 500'
     } finally {
       await admin.call('ACL', 'SETUSER', 'default', 'allkeys');
     }
+    const again = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'busybox', command: ['true'] }) });
+    assert.equal(again.status, 202);
+  });
+});
+
+describe('No Sentinel answers (all down or cut off) while the master is up', () => {
+  let sentinel: RunningRedisSentinel;
+  let gate: TcpGate;
+  let t: ReturnType<typeof createTestApp>;
+  before(async () => {
+    sentinel = await startRedisSentinel('gated');
+    gate = await startTcpGate(Number(sentinel.sentinels[0]!.split(':')[1]));
+    t = createTestApp(sentinel.master, { SBX_REDIS_SENTINELS: `127.0.0.1:${gate.port}`, SBX_REDIS_SENTINEL_NAME: 'gated' });
+    assert.equal((await t.app.request('/readyz')).status, 200);
+  });
+  after(async () => {
+    await t?.close();
+    await gate?.close();
+    await sentinel?.stop();
+  });
+
+  test('the API answers 503 promptly instead of holding its requests, and serves again once a Sentinel answers', async () => {
+    gate.shut();
+    // The app's connections to the master drop: to come back they must ask a Sentinel, and none answers.
+    await sentinel.master.client().client('KILL', 'TYPE', 'normal');
+    const started = Date.now();
+    // Before: each request waited for ever (ioredis asks the Sentinels again and again in one attempt).
+    const answered = async (req: Response | Promise<Response>) => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error('no answer in 5 s')), 5_000)));
+      try {
+        return await Promise.race([req, late]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    for (const path of ['/readyz', '/v1/jobs/j_00000000000000000000000000']) {
+      const res = await answered(t.app.request(path));
+      const body = (await res.json()) as { error: { code: string } };
+      assert.equal(res.status, 503, `${path}: ${JSON.stringify(body)}`);
+      assert.equal(body.error.code, 'dependency_unavailable');
+    }
+    const submit = await answered(t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'busybox', command: ['true'] }) }));
+    assert.equal(submit.status, 503);
+    assert.ok(Date.now() - started < 5_000, `answered in ${Date.now() - started} ms`);
+    gate.open();
+    await waitUntil(async () => (await t.app.request('/readyz')).status === 200, 10_000, 'the API to be ready again');
     const again = await t.app.request('/v1/jobs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ image: 'busybox', command: ['true'] }) });
     assert.equal(again.status, 202);
   });

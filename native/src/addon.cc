@@ -103,17 +103,17 @@ Napi::Value DropPipe(const Napi::CallbackInfo& info) {
 
 Napi::Value DroppedSoFar(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber()) return Napi::Number::New(info.Env(), -1);
-  return Napi::Number::New(info.Env(), pipe_drop::soFar(info[0].As<Napi::Number>().Int32Value()));
+  return Napi::Number::New(info.Env(), pipe_drop::soFar(info.Env(), info[0].As<Napi::Number>().Int32Value()));
 }
 
 Napi::Value DroppedAgoMs(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber()) return Napi::Number::New(info.Env(), -1);
-  return Napi::Number::New(info.Env(), pipe_drop::lastAgoMs(info[0].As<Napi::Number>().Int32Value()));
+  return Napi::Number::New(info.Env(), pipe_drop::lastAgoMs(info.Env(), info[0].As<Napi::Number>().Int32Value()));
 }
 
 Napi::Value StopDrop(const Napi::CallbackInfo& info) {
   if (!info[0].IsNumber()) return Napi::Number::New(info.Env(), -1);
-  return Napi::Number::New(info.Env(), pipe_drop::stop(info[0].As<Napi::Number>().Int32Value()));
+  return Napi::Number::New(info.Env(), pipe_drop::stop(info.Env(), info[0].As<Napi::Number>().Int32Value()));
 }
 
 Napi::Value Kill(const Napi::CallbackInfo& info) {

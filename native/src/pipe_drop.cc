@@ -7,6 +7,7 @@
 
 #include <map>
 #include <memory>
+#include <mutex>
 
 #include "fd.h"
 
@@ -42,8 +43,19 @@ struct Drop {
   std::unique_ptr<Napi::AsyncContext> asyncContext;
 };
 
+// Every environment's drops (the addon may be loaded by worker threads too): the table is shared,
+// each Drop used only on its own environment's thread, and found only from there (find()).
+std::mutex gMu;
 std::map<int, Drop*> gDrops;
 int gNextHandle = 1;
+
+Drop* find(napi_env env, int handle) {
+  std::lock_guard<std::mutex> lock(gMu);
+  auto it = gDrops.find(handle);
+  return it == gDrops.end() || it->second->env != env ? nullptr : it->second;
+}
+
+void onEnvTeardown(void* arg);
 
 int devNull() {
   static int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -56,12 +68,27 @@ void onClosed(uv_handle_t* h) {
 }
 
 // Out of the table and off the loop; the Drop is freed once libuv lets go of its handles.
-void forget(Drop* d) {
-  gDrops.erase(d->handle);
+void forget(Drop* d, bool inTeardown = false) {
+  {
+    std::lock_guard<std::mutex> lock(gMu);
+    gDrops.erase(d->handle);
+  }
+  if (!inTeardown) napi_remove_env_cleanup_hook(d->env, onEnvTeardown, d);
   uv_poll_stop(&d->poll);
   uv_timer_stop(&d->rest);
   uv_close(reinterpret_cast<uv_handle_t*>(&d->poll), onClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&d->rest), onClosed);
+}
+
+// The environment goes (a worker thread ends, the process exits) with the drop running: its
+// handles closed before its loop is (a loop closed with them open aborted the process: "uv_loop_close()
+// while having open handles"), its callback let go while the environment can still take it. onEnd
+// is not called: no JavaScript runs any more.
+void onEnvTeardown(void* arg) {
+  Drop* d = static_cast<Drop*>(arg);
+  d->onEnd.Reset();
+  d->asyncContext.reset();
+  forget(d, true);
 }
 
 void onReadable(uv_poll_t* p, int status, int);
@@ -151,18 +178,21 @@ int start(Napi::Env env, int fd, Napi::Function onEnd, Error& err) {
   raw->openHandles = 2;
   raw->poll.data = raw->rest.data = raw;
   raw->env = env;
-  raw->handle = gNextHandle++;
   raw->onEnd = Napi::Persistent(onEnd);
   raw->asyncContext.reset(new Napi::AsyncContext(env, "sbx:output-drop"));
-  gDrops[raw->handle] = raw;
+  {
+    std::lock_guard<std::mutex> lock(gMu);
+    raw->handle = gNextHandle++;
+    gDrops[raw->handle] = raw;
+  }
+  napi_add_env_cleanup_hook(env, onEnvTeardown, raw);
   uv_poll_start(&raw->poll, UV_READABLE, onReadable);
   return raw->handle;
 }
 
-double stop(int handle) {
-  auto it = gDrops.find(handle);
-  if (it == gDrops.end()) return -1;
-  Drop* d = it->second;
+double stop(Napi::Env env, int handle) {
+  Drop* d = find(env, handle);
+  if (d == nullptr) return -1;
   // What the pipe holds now was written too: dropped and counted before the pipe is closed (up to a
   // wake's worth: a writer still at it is what stop() is for). Before, a stop during a rest or
   // before the loop came round left it uncounted, up to a pipeful (1 MiB).
@@ -172,14 +202,14 @@ double stop(int handle) {
   return bytes;
 }
 
-double soFar(int handle) {
-  auto it = gDrops.find(handle);
-  return it == gDrops.end() ? -1 : it->second->bytes;
+double soFar(Napi::Env env, int handle) {
+  const Drop* d = find(env, handle);
+  return d == nullptr ? -1 : d->bytes;
 }
 
-double lastAgoMs(int handle) {
-  auto it = gDrops.find(handle);
-  return it == gDrops.end() ? -1 : agoMs(it->second);
+double lastAgoMs(Napi::Env env, int handle) {
+  const Drop* d = find(env, handle);
+  return d == nullptr ? -1 : agoMs(d);
 }
 
 }  // namespace sbx::pipe_drop

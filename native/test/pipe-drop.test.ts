@@ -152,3 +152,51 @@ test('not a pipe (a TCP socket) or a destroyed stream: refused, the stream left 
   assert.equal(dropRestInKernel(stdout), null);
   await once(child, 'exit');
 });
+
+test('a worker thread that ends with drops running: their pipes closed, the process goes on; their handles mean nothing to another thread', async () => {
+  // In a process of its own: before, the thread's loop was closed with the drop's handles open and
+  // Node aborted the whole process ("uv_loop_close() while having open handles").
+  const addon = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'build', 'Release', 'sbx_native.node');
+  const script = `
+    import { Worker } from 'node:worker_threads';
+    import { once } from 'node:events';
+    import fs from 'node:fs';
+    import { createRequire } from 'node:module';
+    const native = createRequire(import.meta.url)(${JSON.stringify(addon)});
+    const fifo = ${JSON.stringify(path.join(dir, 'thread-'))};
+    const onPipe = () => fs.readdirSync('/proc/self/fd').filter((f) => { try { return fs.readlinkSync('/proc/self/fd/' + f).startsWith(fifo); } catch { return false; } }).length;
+    const thread = \`
+      const native = require(\${JSON.stringify(${JSON.stringify(addon)})});
+      const { execFileSync } = require('node:child_process');
+      const fs = require('node:fs');
+      const { parentPort, threadId } = require('node:worker_threads');
+      const p = \${JSON.stringify(fifo)} + threadId;
+      execFileSync('mkfifo', [p]);
+      const fd = fs.openSync(p, fs.constants.O_RDWR);
+      const handle = native.dropPipe(fd, () => {});
+      fs.writeSync(fd, Buffer.alloc(1000));
+      fs.closeSync(fd);
+      parentPort.postMessage(handle);
+    \`;
+    for (let i = 0; i < 3; i++) {
+      const w = new Worker(thread, { eval: true, execArgv: [] }); // not this process's --input-type=module
+      const [handle] = await once(w, 'message');
+      const running = onPipe();
+      const elsewhere = [native.droppedSoFar(handle), native.droppedAgoMs(handle), native.stopDrop(handle)];
+      await w.terminate();
+      console.log(JSON.stringify({ running, elsewhere, after: onPipe() }));
+    }
+    console.log('alive');`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d));
+  child.stderr.on('data', (d: Buffer) => (err += d));
+  const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  assert.equal(signal, null, `the process was killed by ${signal}: ${err}`);
+  assert.equal(code, 0, err);
+  const lines = out.trim().split('\n');
+  assert.equal(lines.pop(), 'alive');
+  assert.equal(lines.length, 3);
+  for (const line of lines) assert.deepEqual(JSON.parse(line), { running: 1, elsewhere: [-1, -1, -1], after: 0 }, line);
+});

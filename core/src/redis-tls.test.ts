@@ -23,9 +23,12 @@ const run = promisify(execFile);
 const ROOT = new URL('../../', import.meta.url).pathname;
 const PASSWORD = 'tls-test-password';
 const SENTINEL_PASSWORD = 'sentinel-own-password';
+/** Keys whose slots (15495, 3300, 7365) lie with each of a three-node cluster's masters: written, a connection has reached them all. */
+const KEYS_ON_EVERY_NODE = ['a', 'b', 'c'];
 let ca: TestCa;
 let dir: string;
 let ports: { master: number; sentinel: number; guarded: number };
+let clusterPorts: number[];
 const procs: ChildProcess[] = [];
 
 before(async () => {
@@ -61,7 +64,39 @@ before(async () => {
     }
     return { master, sentinel, guarded };
   });
+  clusterPorts = await startTlsCluster(tlsConf);
 });
+
+/**
+ * Three TLS-only cluster nodes (`tls-cluster yes`: the bus and the addresses they announce are TLS
+ * too) with a password, each a master of a third of the slots: their client ports.
+ */
+async function startTlsCluster(tlsConf: string[]): Promise<number[]> {
+  // The cluster bus is mutual TLS: each node shows the others a client certificate.
+  const nodeCert = await ca.issue({ commonName: 'redis-node', usage: 'client' });
+  const bus = [`tls-client-cert-file ${nodeCert.certFile}`, `tls-client-key-file ${nodeCert.keyFile}`];
+  return onFreePorts(6, async (ports) => {
+    const nodes = ports.slice(0, 3);
+    for (const [i, port] of nodes.entries()) {
+      const conf = join(dir, `cluster-${port}.conf`);
+      writeFileSync(conf, ['port 0', `tls-port ${port}`, `cluster-port ${ports[3 + i]}`, 'bind 127.0.0.1', `requirepass ${PASSWORD}`, `masterauth ${PASSWORD}`, "save ''",
+        'appendonly no', `dir ${dir}`, 'cluster-enabled yes', `cluster-config-file nodes-${port}.conf`, 'tls-cluster yes', 'tls-replication yes', ...tlsConf, ...bus, ''].join('\n'));
+      const node = spawn(...diesWithParent('redis-server', [conf]), { stdio: 'ignore' });
+      procs.push(node);
+      await waitUntil(async () => {
+        if (node.exitCode !== null) throw new PortTakenError('redis-server (TLS cluster node)', port);
+        return listensOn(node.pid, port);
+      }, 10_000, 'a TLS cluster node to listen');
+    }
+    // Made by hand: redis-cli --cluster create (7.0) meets each node at its port + 10000, not at its cluster-port.
+    const cli = (port: number, ...args: string[]) => run('redis-cli', ['--tls', '--cacert', ca.caFile, '-a', PASSWORD, '--no-auth-warning', '-p', String(port), ...args]);
+    const thirds = [[0, 5460], [5461, 10922], [10923, 16383]];
+    for (const [i, port] of nodes.entries()) await cli(port, 'cluster', 'addslotsrange', String(thirds[i]![0]), String(thirds[i]![1]));
+    for (let i = 1; i < 3; i++) await cli(nodes[0]!, 'cluster', 'meet', '127.0.0.1', String(nodes[i]), String(ports[3 + i]));
+    for (const port of nodes) await waitUntil(async () => (await cli(port, 'cluster', 'info')).stdout.includes('cluster_state:ok'), 15_000, 'the TLS cluster to be ok');
+    return nodes;
+  });
+}
 
 after(async () => {
   for (const p of procs) p.kill('SIGKILL');
@@ -83,6 +118,7 @@ async function pingWith(env: Record<string, string>): Promise<string> {
     const t = setTimeout(() => { console.log('no answer in 5 s'); process.exit(0); }, 5000);
     try {
       const pong = await c.ping();
+      for (const k of ${JSON.stringify(KEYS_ON_EVERY_NODE)}) await c.set(k, k);
       console.log(pong + ' ' + / db=\\d+/.exec(await c.call('CLIENT', 'INFO'))[0].trim());
     } catch (e) { console.log(e.message); }
     clearTimeout(t); c.disconnect();`;
@@ -99,6 +135,13 @@ test('rediss:// behind a Sentinel reaches the master it names over TLS too, on t
   assert.equal(await pingWith({ SBX_REDIS_URL: `rediss://:${PASSWORD}@127.0.0.1`, ...viaSentinel }), 'PONG db=0');
   // Behind Sentinels the URL's database was dropped: every deployment on db 0.
   assert.equal(await pingWith({ SBX_REDIS_URL: `rediss://:${PASSWORD}@127.0.0.1/3`, ...viaSentinel }), 'PONG db=3');
+});
+
+test('rediss:// with a cluster reaches every node over TLS (the nodes it is given and those their slots lead to)', async () => {
+  const said = await pingWith({ SBX_REDIS_URL: `rediss://:${PASSWORD}@127.0.0.1`, SBX_REDIS_CLUSTER_NODES: `127.0.0.1:${clusterPorts[0]}` });
+  assert.equal(said, 'PONG db=0');
+  // Without TLS the same cluster is not reached: a plain connection is what these nodes cannot serve.
+  assert.doesNotMatch(await pingWith({ SBX_REDIS_URL: `redis://:${PASSWORD}@127.0.0.1`, SBX_REDIS_CLUSTER_NODES: `127.0.0.1:${clusterPorts[0]}` }), /^PONG/);
 });
 
 test('a Sentinel on TLS with a password of its own is reached with SBX_REDIS_SENTINEL_TLS and its credentials, and not without them', async () => {

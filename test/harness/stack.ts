@@ -14,7 +14,7 @@ import { WORKER_NODE_FLAGS } from '../../worker/src/node-flags.ts';
 import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts';
 import { startRegistry, type RunningRegistry } from './registry.ts';
 import { startRedis, waitUntil } from './redis.ts';
-import { startRedisCluster } from './redis-cluster.ts';
+import { startRedisCluster, type RedisClusterOptions } from './redis-cluster.ts';
 import { startRedisSentinel } from './redis-sentinel.ts';
 import { diesWithParent } from './dies-with-parent.ts';
 import { HOST_SLOWDOWN } from './slow-host.ts';
@@ -47,11 +47,12 @@ export interface Stack {
 /** `egressAllow`: more SBX_EGRESS_ALLOW entries for the workers, beside this stack's own registry. */
 /** `dist`: run the API and the workers from this production build (`npm run build`) with plain node, no tsx. */
 /** `workerEnv`: more env for the workers only (`env` is the API's and the workers'). */
+/** `redisCluster`: three masters, or as asked (replicas to fail over: redis-cluster.ts). */
 /** `bindAddress`: an address of this machine (a test bridge's: hosts.ts) where standalone Redis listens too and the registry listens instead of loopback (the images are named after it; it is an insecure registry to the workers). */
-export async function startStack(opts: { env?: Record<string, string>; workerEnv?: Record<string, string>; workers?: number; redisCluster?: boolean; redisSentinel?: boolean | { replicas: number }; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string } = {}): Promise<Stack> {
+export async function startStack(opts: { env?: Record<string, string>; workerEnv?: Record<string, string>; workers?: number; redisCluster?: boolean | RedisClusterOptions; redisSentinel?: boolean | { replicas: number }; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
-  const cluster = opts.redisCluster ? await startRedisCluster() : null;
+  const cluster = opts.redisCluster ? await startRedisCluster(typeof opts.redisCluster === 'object' ? opts.redisCluster : {}) : null;
   const sentinel = opts.redisSentinel ? await startRedisSentinel('sbxmaster', typeof opts.redisSentinel === 'object' ? opts.redisSentinel : {}) : null;
   const standalone = cluster || sentinel ? null : await startRedis(opts.bindAddress ? { bind: [opts.bindAddress] } : {});
   const redis = (cluster ?? sentinel ?? standalone)!;

@@ -45,7 +45,13 @@ export function connectRedis(env: Env, purpose: string, opts: { forBullMQ?: bool
     retryStrategy: (times) => Math.min(50 * 2 ** times, reconnectCapMs(env)),
   };
   if (env.SBX_REDIS_CLUSTER_NODES?.length) {
-    return new Cluster(env.SBX_REDIS_CLUSTER_NODES.map(hostPort), { redisOptions: base, enableOfflineQueue: true });
+    // A Cluster routes a command itself and ignores maxRetriesPerRequest: while its slot's master is
+    // gone (killed, until its replica is promoted) the command is sent again every 100 ms at most
+    // maxRedirections times (16), then fails "Too many Cluster redirections": after 1.6 s, sooner
+    // than a failover (cluster-node-timeout, then an election). Connections that wait while Redis is
+    // down wait through a failover too.
+    const waits = base.maxRetriesPerRequest === null;
+    return new Cluster(env.SBX_REDIS_CLUSTER_NODES.map(hostPort), { redisOptions: base, enableOfflineQueue: true, ...(waits ? { maxRedirections: Infinity } : {}) });
   }
   const db = redisDatabaseOf(env.SBX_REDIS_URL);
   if (env.SBX_REDIS_SENTINELS?.length) {

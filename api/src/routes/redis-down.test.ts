@@ -11,6 +11,9 @@ import { startRedisSentinel, type RunningRedisSentinel } from '../../../test/har
 import { startTcpGate, type TcpGate } from '../../../test/harness/tcp-gate.ts';
 import { createTestApp, useTestApp } from '../../../test/harness/api-app.ts';
 import type { JobDocument } from '../../../core/src/job-spec.ts';
+import { startRedisCluster, type RunningRedisCluster } from '../../../test/harness/redis-cluster.ts';
+import type { Env } from '../../../core/src/config.ts';
+import { connectRedis, type RedisClient } from '../../../core/src/redis.ts';
 import { isRedisOutage } from '../redis-outage.ts';
 
 describe('Redis answers with an error', () => {
@@ -191,5 +194,40 @@ describe('Redis stopped', () => {
     const e = await t.deps.redis.get('anything').then(() => null, (err: unknown) => err);
     assert.ok(e instanceof Error, String(e));
     assert.equal(isRedisOutage(e, t.deps.redis), true, `${(e as Error).name}: ${(e as Error).message}`);
+  });
+});
+
+describe('Redis Cluster failing over (the master of a slot SIGKILLed, its replica not yet promoted)', () => {
+  let cluster: RunningRedisCluster;
+  let redis: RedisClient;
+  before(async () => {
+    cluster = await startRedisCluster({ replicas: 1, nodeTimeoutMs: 3000 });
+    redis = connectRedis({ SBX_REDIS_URL: 'redis://127.0.0.1:6379', SBX_REDIS_CLUSTER_NODES: cluster.nodes, SBX_HEARTBEAT_MS: 2000 } as Env, 'api');
+    redis.on('error', () => {});
+  });
+  after(async () => {
+    redis?.disconnect();
+    await cluster?.stop();
+  });
+
+  test('the error the API\'s command gets meanwhile is an outage (503), not a bug (500)', { timeout: 60_000 }, async () => {
+    await redis.set('{sbx}:before', 'x'); // connected, slots known
+    let failed: Promise<unknown> = Promise.resolve(null);
+    await cluster.failover('{sbx}', 'kill', () => {
+      failed = redis.set('{sbx}:during', 'x').then(() => null, (e: unknown) => e);
+    });
+    const e = await failed;
+    assert.ok(e instanceof Error, `the command succeeded: ${String(e)}`);
+    assert.equal(redis.status, 'ready', 'the Cluster client itself is ready: its other masters are');
+    assert.equal(isRedisOutage(e, redis), true, `${e.name}: ${e.message}`);
+    // The same text thrown by anything else is not taken for the Cluster's.
+    const standalone = connectRedis({ SBX_REDIS_URL: `redis://${(await cluster.masters())[0]}`, SBX_HEARTBEAT_MS: 2000 } as Env, 'api-standalone');
+    try {
+      await standalone.ping();
+      assert.equal(isRedisOutage(new Error(e.message), standalone), false);
+      assert.equal(isRedisOutage(new TypeError(e.message), redis), false);
+    } finally {
+      standalone.disconnect();
+    }
   });
 });

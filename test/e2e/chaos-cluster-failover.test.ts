@@ -1,9 +1,9 @@
 /**
  * Chaos: the Redis Cluster master serving sbx's keys SIGKILLed while jobs are queued, pulling,
  * running and streaming output; its replica promotes itself once the other masters have marked it
- * failed (cluster-node-timeout, 1 s here). `{sbx}` and `{workers}` hash to slots of the same master
- * in a three-master cluster (both in 0-5460), so the job records, the queues and the fleet's
- * heartbeats all move at once. Clients must follow the slots to the new master. Replication is
+ * failed (cluster-node-timeout, 1 s here). `{sbx}` (slot 5007) and `{workers}` (slot 2466) are on
+ * the same master in a three-master cluster (both in 0-5460), as are a third of the jobs' records
+ * (`{job:<id>}`), so the queues, the fleet's heartbeats and those records all move at once. Clients must follow the slots to the new master. Replication is
  * asynchronous, so the last writes before the kill may be gone on the new master (a job accepted in
  * that instant can be gone: 404, as in the Sentinel test). Every other job must end, and since the
  * failover is within the heartbeat limit, succeed with all its output; none stays non-final; and

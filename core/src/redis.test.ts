@@ -58,3 +58,26 @@ test('behind Sentinels none of which answers: rounds of asking them at least twi
     server.close();
   }
 });
+
+test('a Cluster whose every node keeps hanging up tries again at least twice per heartbeat', async () => {
+  // A "node" that hangs up on every connection; each try of the Cluster connects to it once.
+  const tries: number[] = [];
+  const server = createServer((s) => (tries.push(performance.now()), s.destroy()));
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  const client = connectRedis(loadConfig({ SBX_REDIS_CLUSTER_NODES: `127.0.0.1:${port}`, SBX_HEARTBEAT_MS: '200' }).env, 'cluster-reconnect-test', { waitWhileDown: true });
+  client.on('error', () => {});
+  try {
+    await new Promise((r) => setTimeout(r, 4_000)); // ioredis's own: 100 ms + 2 ms a try, ~170 ms apart by now
+    // A try opens two connections a millisecond apart (the slots' refresh and the node's own): one try each.
+    const starts = tries.filter((t, i) => i === 0 || t - tries[i - 1]! > 20);
+    const late = starts.filter((t) => t > starts[0]! + 3_000);
+    const gaps = late.slice(1).map((t, i) => Math.round(t - late[i]!)).sort((a, b) => a - b);
+    assert.ok(gaps.length >= 4, `tries in the last second: ${gaps.length + 1}`);
+    const median = gaps[Math.floor(gaps.length / 2)]!;
+    assert.ok(median <= 125, `gaps between tries in the last second: ${gaps.join(', ')} ms (100 ms, and the loop's latency)`);
+  } finally {
+    client.disconnect();
+    server.close();
+  }
+});

@@ -51,7 +51,10 @@ export function connectRedis(env: Env, purpose: string, opts: { forBullMQ?: bool
     // than a failover (cluster-node-timeout, then an election). Connections that wait while Redis is
     // down wait through a failover too.
     const waits = base.maxRetriesPerRequest === null;
-    return new Cluster(env.SBX_REDIS_CLUSTER_NODES.map(hostPort), { redisOptions: base, enableOfflineQueue: true, ...(waits ? { maxRedirections: Infinity } : {}) });
+    // With every node gone the Cluster reconnects on its own schedule (100 ms + 2 ms a try, to 2 s):
+    // as a standalone connection, at least twice a heartbeat (reconnectCapMs).
+    const clusterRetryStrategy = (times: number) => Math.min(100 + times * 2, reconnectCapMs(env));
+    return new Cluster(env.SBX_REDIS_CLUSTER_NODES.map(hostPort), { redisOptions: base, enableOfflineQueue: true, clusterRetryStrategy, ...(waits ? { maxRedirections: Infinity } : {}) });
   }
   const db = redisDatabaseOf(env.SBX_REDIS_URL);
   if (env.SBX_REDIS_SENTINELS?.length) {

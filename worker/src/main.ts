@@ -207,10 +207,11 @@ async function main(): Promise<void> {
   sub.on('ready', () => void recheckCancels());
   await untilRedisTakes(beat, { onRefused: waitingAtStart });
   const heartbeat = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), env.SBX_HEARTBEAT_MS);
-  // Now and then, one worker of the fleet: jobs queued on no queue (an entry lost) are queued again.
-  const audit = new QueueAudit({ redis, keys, queue: lostJobs.queue, workerId, everyMs: env.SBX_QUEUE_AUDIT_MS, graceMs: env.SBX_QUEUE_AUDIT_GRACE_MS, logger, requeued: metrics.queueAuditRequeued, jobTtlSeconds: env.SBX_JOB_TTL_SECONDS, activeTtlSeconds: tenantQuotaOptions(config).activeTtlSeconds });
+  // Now and then, one worker of the fleet: jobs queued on no queue (an entry lost) are queued again,
+  // claimed jobs in no live worker's running set are settled or listed again (unlisted-claims.ts).
+  const audit = new QueueAudit({ redis, keys, queue: lostJobs.queue, workerId, everyMs: env.SBX_QUEUE_AUDIT_MS, graceMs: env.SBX_QUEUE_AUDIT_GRACE_MS, logger, requeued: metrics.queueAuditRequeued, jobTtlSeconds: env.SBX_JOB_TTL_SECONDS, activeTtlSeconds: tenantQuotaOptions(config).activeTtlSeconds, store, recovery: lostJobs, metrics });
   const auditor = setInterval(() => {
-    void audit.pass().catch((err: Error) => logger.warn({ err: err.message }, 'looking for queued jobs on no queue failed'));
+    void audit.pass().catch((err: Error) => logger.warn({ err: err.message }, 'auditing the active jobs (queued on no queue, claimed in no running set) failed'));
   }, env.SBX_QUEUE_AUDIT_MS);
   const reaper = setInterval(() => {
     void janitor.reapDeadWorkers().catch((err) => logger.warn({ err: err.message }, 'reaping lost workers failed'));

@@ -26,6 +26,11 @@ const GRACE_MS = 60_000;
 /** SBX_JOB_TTL_SECONDS of these tests, and the active sets' life that goes with it. */
 const LIVES = { jobTtlSeconds: 3600, activeTtlSeconds: 3600 + 600 + 3600 };
 
+/** What the audit settles claimed jobs with (unlisted-claims.ts): the records, no requeues. */
+function claimsOf(client: RedisClient, keys: RedisKeys) {
+  return { store: new JobStore(client, keys, 3600), recovery: null };
+}
+
 function spec(id: string, tenant = 't'): JobSpec {
   return { id, tenant, image: 'x/y:1', command: ['true'], entrypoint: null, env: {}, workdir: null, user: null, stdin: null, limits: { memoryBytes: 1, cpus: 1, pids: 1, timeoutMs: 1000, outputBytes: 1, diskBytes: 1, cpuTimeMs: null, openFiles: 1 }, network: 'none', labels: {}, registryAuth: null, createdAt: new Date().toISOString() } as JobSpec;
 }
@@ -37,7 +42,7 @@ test('jobs queued past the grace on no queue are queued again, once; jobs with a
   const queue = new JobQueue(client, keys);
   const hostQueue = new Queue(hostQueueName('w1'), { connection: client, prefix: keys.queuePrefix() });
   const requeued: string[] = [];
-  const audit = (workerId: string) => new QueueAudit({ redis: client, keys, queue, workerId, everyMs: 1, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }), requeued: { inc: () => void requeued.push(workerId) } });
+  const audit = (workerId: string) => new QueueAudit({ redis: client, keys, queue, ...claimsOf(client, keys), workerId, everyMs: 1, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }), requeued: { inc: () => void requeued.push(workerId) } });
   const old = Date.now() - 2 * GRACE_MS;
   /** A job record as admission and submission leave it (in its tenant's active set), `status` as given. */
   const job = async (made: number, status: 'queued' | 'running' = 'queued', attempts = 1, tenant = 't') => {
@@ -88,7 +93,7 @@ test('one worker of the fleet audits per interval', async () => {
   const keys = new RedisKeys('audit2');
   const queue = new JobQueue(redis.client, keys);
   try {
-    const audits = ['w1', 'w2', 'w3'].map((workerId) => new QueueAudit({ redis: redis.client, keys, queue, workerId, everyMs: 60_000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) }));
+    const audits = ['w1', 'w2', 'w3'].map((workerId) => new QueueAudit({ redis: redis.client, keys, queue, ...claimsOf(redis.client, keys), workerId, everyMs: 60_000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) }));
     const passes = await Promise.all(audits.map((a) => a.pass()));
     assert.deepEqual(passes.filter((p) => p !== null), [0], 'one pass, by one worker');
   } finally {
@@ -117,7 +122,7 @@ test('on a Redis Cluster every master\'s tenants are walked', { timeout: 60_000 
     }
     const holding = await Promise.all((client as Cluster).nodes('master').map(async (n) => (await n.dbsize()) > 0));
     assert.ok(holding.filter(Boolean).length > 1, `the tenants' keys are on ${holding.filter(Boolean).length} masters`);
-    const audit = new QueueAudit({ redis: client, keys, queue, workerId: 'w1', everyMs: 60_000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
+    const audit = new QueueAudit({ redis: client, keys, queue, ...claimsOf(client, keys), workerId: 'w1', everyMs: 60_000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
     assert.equal(await audit.pass(), tenants.length, 'every tenant\'s lost job queued again');
     for (const id of ids) assert.ok(await queue.queue.getJob(id), `${id} on the shared queue`);
   } finally {
@@ -145,7 +150,7 @@ test('a queued job whose record has little life left is given a full one again, 
     };
     const queued = await made('queued');
     const running = await made('running');
-    const audit = new QueueAudit({ redis: client, keys, queue, workerId: 'w1', everyMs: 1000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
+    const audit = new QueueAudit({ redis: client, keys, queue, ...claimsOf(client, keys), workerId: 'w1', everyMs: 1000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
     assert.equal(await audit.pass(), 0);
     const life = LIVES.jobTtlSeconds + 1 + 3600; // SBX_JOB_TTL_SECONDS + its timeout (1 s) + 1 h: as at its creation
     for (const k of [keys.jobState(queued), keys.jobEvents(queued)]) {
@@ -181,7 +186,7 @@ test('members of an active set whose job ended or whose record is gone leave it;
     const ended = await member('succeeded');
     const expired = await member('gone');
     const young = await member('gone', Date.now()); // may be between its admission and its record
-    const audit = new QueueAudit({ redis: client, keys, queue, workerId: 'w1', everyMs: 1000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
+    const audit = new QueueAudit({ redis: client, keys, queue, ...claimsOf(client, keys), workerId: 'w1', everyMs: 1000, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
     await audit.pass();
     const left = await client.zrange(keys.tenantActive('t'), 0, -1);
     assert.deepEqual(left.sort(), [queued, running, young].sort(), `before: ${ended} and ${expired} stayed, raising the tenant's next priorities`);
@@ -197,7 +202,7 @@ test('a pass walks the tenants admission listed, not the keyspace: one walk of i
   const queue = new JobQueue(client, keys);
   const quotas = new TenantQuotas(client, keys, { activeTtlSeconds: LIVES.activeTtlSeconds });
   const scans = async () => Number(/cmdstat_scan:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
-  const audit = (workerId: string) => new QueueAudit({ redis: client, keys, queue, workerId, everyMs: 1, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
+  const audit = (workerId: string) => new QueueAudit({ redis: client, keys, queue, ...claimsOf(client, keys), workerId, everyMs: 1, graceMs: GRACE_MS, ...LIVES, logger: pino({ level: 'silent' }) });
   const lostJob = async (tenant: string, admitted: boolean) => {
     const id = newJobId(Date.now() - 2 * GRACE_MS);
     assert.ok(await store.create(spec(id, tenant), newJobDocument(spec(id, tenant))));

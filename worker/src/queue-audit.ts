@@ -11,6 +11,10 @@
  * entry) with no entry on the shared queue, on a live host's queue, in a hand-off
  * deadline or in a pending requeue. A job queued twice runs once: the claim is a compare-and-set.
  *
+ * The same walk settles what a lost write left claimed and unlisted: a pulling or running job that no
+ * live worker's running set names, whose worker is dead (settled as a lost worker's job) or alive
+ * (listed again, for that worker's janitor): unlisted-claims.ts.
+ *
  * The same walk keeps what a long wait would otherwise lose: a queued job's record (and its active
  * set) are given a full life again when little of it is left (a job the queue holds for hours is
  * not dropped unrun and unreported), and members whose job has ended or whose record is gone (a
@@ -27,6 +31,10 @@ import type { RedisClient } from '../../core/src/redis.ts';
 import { hostQueueName, type RedisKeys } from '../../core/src/redis-keys.ts';
 import { handOffPending } from '../../core/src/placement/host-queues.ts';
 import { defineScripts, luaScript } from '../../core/src/redis-scripts.ts';
+import type { LostJobRecovery } from '../../core/src/job-lifecycle.ts';
+import type { JobStore } from '../../core/src/job-store.ts';
+import type { WorkerMetrics } from '../../core/src/metrics.ts';
+import { UnlistedClaims } from './unlisted-claims.ts';
 
 const SCRIPTS = { sbxKeepQueued: luaScript('keepQueued-2') };
 interface ScriptedClient {
@@ -60,6 +68,12 @@ export interface QueueAuditOptions {
   jobTtlSeconds: number;
   /** How long an active set outlives its last submission (core/src/tenant-quota.ts tenantQuotaOptions). */
   activeTtlSeconds: number;
+  /** The job records: a claimed job no running set names is settled through it (unlisted-claims.ts). */
+  store: JobStore;
+  /** How such a job of a dead worker is queued again if its command never started; null: worker_lost. */
+  recovery: LostJobRecovery | null;
+  /** sbx_jobs_requeued_total, sbx_jobs_worker_lost_total */
+  metrics?: Pick<WorkerMetrics, 'jobsRequeued' | 'jobsWorkerLost'>;
 }
 
 export class QueueAudit {
@@ -74,6 +88,8 @@ export class QueueAudit {
     const { redis, keys } = this.o;
     if ((await redis.set(keys.queueAuditTurn(), this.o.workerId, 'PX', this.o.everyMs, 'NX')) !== 'OK') return null;
     const hosts = await redis.zrange(keys.workers(), 0, -1);
+    const { store, recovery, logger, metrics } = this.o;
+    const claims = await UnlistedClaims.read({ redis, keys, store, recovery, logger, ...(metrics ? { metrics } : {}) }, hosts);
     let requeued = 0;
     for (const [tenant, activeKey] of await this.activeSets(now)) {
       let cursor = '0';
@@ -93,7 +109,10 @@ export class QueueAudit {
             continue;
           }
           holdsJobs = true;
-          if (status !== 'queued') continue;
+          if (status !== 'queued') {
+            await claims.check(id); // claimed: settled or listed again if no live worker's running set names it
+            continue;
+          }
           await this.scripted.sbxKeepQueued(keys.jobState(id), keys.jobEvents(id), LEAST_LIFE_MS + 2 * this.o.everyMs, this.o.jobTtlSeconds);
           if (await this.requeueIfOnNoQueue(id, Number(attempt ?? 1), hosts)) requeued++;
         }

@@ -261,6 +261,13 @@ export class JobRunner {
     acquiring?.catch(() => {}); // awaited below, or released; never an unhandled rejection meanwhile
     const [, claimed] = await Promise.all([added, claiming]).catch((e: unknown) => {
       acquiring?.then((i) => i.release(), () => {});
+      // Not run here, though the claim (or the entry) may have landed: no longer held, so this
+      // worker's janitor settles the job if its entry is (or is put back: queue-audit.ts) in our
+      // running set (janitor.ts settleOwnOrphans). Held, it was skipped as ours for ever.
+      if (!this.active.has(id)) {
+        this.held.delete(id);
+        this.cancelsBeforeActive.delete(id);
+      }
       throw e;
     });
     claimSettled?.();

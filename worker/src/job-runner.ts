@@ -239,8 +239,10 @@ export class JobRunner {
       worker: workerId,
       timings: { ...stored.doc.timings, queueMs: pickedAt.getTime() - Date.parse(stored.doc.timings.createdAt) },
     };
-    // Ours in the directory before the claim (same connection: Redis applies them in this order), so
-    // a worker killed right after claiming is still found by the janitor (janitor.ts). The cancel
+    // Ours in the directory before the claim (same connection: a single Redis applies them in this
+    // order), so a worker killed right after claiming is still found by the janitor (janitor.ts). On
+    // a Cluster they go to different nodes and the claim may land alone (as when Redis loses the
+    // entry's write): the queue audit finds such a job (unlisted-claims.ts). The cancel
     // flag is read right behind the claim, in the same write and round trip: a cancel flagged after
     // that read is published after it too, and reaches cancel() (cancelsBeforeActive until active).
     if (!this.active.has(id)) this.held.add(id);

@@ -37,27 +37,12 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'sbx-redis-tls-'));
   const tlsConf = [`tls-cert-file ${server.certFile}`, `tls-key-file ${server.keyFile}`, `tls-ca-cert-file ${ca.caFile}`, 'tls-auth-clients no'];
   ports = await onFreePorts(3, async ([master = 0, sentinel = 0, guarded = 0]) => {
-    const masterConf = join(dir, 'master.conf');
-    writeFileSync(masterConf, ['port 0', `tls-port ${master}`, 'bind 127.0.0.1', `requirepass ${PASSWORD}`, "save ''", `dir ${dir}`, ...tlsConf, ''].join('\n'));
-    const sentinelConf = join(dir, 'sentinel.conf');
-    writeFileSync(sentinelConf, [`port ${sentinel}`, 'bind 127.0.0.1', `dir ${dir}`, 'tls-replication yes', ...tlsConf,
-      `sentinel monitor m 127.0.0.1 ${master} 1`, `sentinel auth-pass m ${PASSWORD}`, ''].join('\n'));
-    const m = spawn(...diesWithParent('redis-server', [masterConf]), { stdio: 'ignore' });
-    procs.push(m);
-    await waitUntil(async () => {
-      if (m.exitCode !== null) throw new PortTakenError('redis-server (TLS)', master);
-      return listensOn(m.pid, master);
-    }, 10_000, 'the TLS master to listen');
-    const guardedConf = join(dir, 'guarded-sentinel.conf');
-    writeFileSync(guardedConf, ['port 0', `tls-port ${guarded}`, 'bind 127.0.0.1', `dir ${dir}`, 'tls-replication yes', ...tlsConf, `requirepass ${SENTINEL_PASSWORD}`,
-      `sentinel monitor m 127.0.0.1 ${master} 1`, `sentinel auth-pass m ${PASSWORD}`, ''].join('\n'));
+    await startRedisServer('master', master, ['port 0', `tls-port ${master}`, `requirepass ${PASSWORD}`, "save ''", ...tlsConf]);
+    const monitor = ['tls-replication yes', ...tlsConf, `sentinel monitor m 127.0.0.1 ${master} 1`, `sentinel auth-pass m ${PASSWORD}`];
     const tlsCli = ['--tls', '--cacert', ca.caFile, '--user', 'default', '--pass', SENTINEL_PASSWORD, '--no-auth-warning'];
-    for (const [conf, port, cli] of [[sentinelConf, sentinel, []], [guardedConf, guarded, tlsCli]] as const) {
-      const s = spawn(...diesWithParent('redis-server', [conf, '--sentinel']), { stdio: 'ignore' });
-      procs.push(s);
+    for (const [name, port, conf, cli] of [['sentinel', sentinel, [`port ${sentinel}`], []], ['guarded-sentinel', guarded, ['port 0', `tls-port ${guarded}`, `requirepass ${SENTINEL_PASSWORD}`], tlsCli]] as const) {
+      await startRedisServer(name, port, [...conf, ...monitor], ['--sentinel']);
       await waitUntil(async () => {
-        if (s.exitCode !== null) throw new PortTakenError('redis-server --sentinel', port);
-        if (!listensOn(s.pid, port)) return false;
         const info = await run('redis-cli', [...cli, '-p', String(port), 'sentinel', 'master', 'm']).then((r) => r.stdout, () => '');
         return /^flags\nmaster$/m.test(info); // reached over TLS: not s_down
       }, 15_000, 'the sentinel to reach its TLS master');
@@ -66,6 +51,18 @@ before(async () => {
   });
   clusterPorts = await startTlsCluster(tlsConf);
 });
+
+/** redis-server (`args`: `--sentinel`) on `name`.conf holding `conf`, bound to loopback, once it listens on `port`. */
+async function startRedisServer(name: string, port: number, conf: string[], args: string[] = []): Promise<void> {
+  const file = join(dir, `${name}.conf`);
+  writeFileSync(file, [...conf, 'bind 127.0.0.1', `dir ${dir}`, ''].join('\n'));
+  const p = spawn(...diesWithParent('redis-server', [file, ...args]), { stdio: 'ignore' });
+  procs.push(p);
+  await waitUntil(async () => {
+    if (p.exitCode !== null) throw new PortTakenError(`redis-server ${name}`, port);
+    return listensOn(p.pid, port);
+  }, 10_000, `${name} to listen`);
+}
 
 /**
  * Three TLS-only cluster nodes (`tls-cluster yes`: the bus and the addresses they announce are TLS
@@ -78,15 +75,8 @@ async function startTlsCluster(tlsConf: string[]): Promise<number[]> {
   return onFreePorts(6, async (ports) => {
     const nodes = ports.slice(0, 3);
     for (const [i, port] of nodes.entries()) {
-      const conf = join(dir, `cluster-${port}.conf`);
-      writeFileSync(conf, ['port 0', `tls-port ${port}`, `cluster-port ${ports[3 + i]}`, 'bind 127.0.0.1', `requirepass ${PASSWORD}`, `masterauth ${PASSWORD}`, "save ''",
-        'appendonly no', `dir ${dir}`, 'cluster-enabled yes', `cluster-config-file nodes-${port}.conf`, 'tls-cluster yes', 'tls-replication yes', ...tlsConf, ...bus, ''].join('\n'));
-      const node = spawn(...diesWithParent('redis-server', [conf]), { stdio: 'ignore' });
-      procs.push(node);
-      await waitUntil(async () => {
-        if (node.exitCode !== null) throw new PortTakenError('redis-server (TLS cluster node)', port);
-        return listensOn(node.pid, port);
-      }, 10_000, 'a TLS cluster node to listen');
+      await startRedisServer(`cluster-${port}`, port, ['port 0', `tls-port ${port}`, `cluster-port ${ports[3 + i]}`, `requirepass ${PASSWORD}`, `masterauth ${PASSWORD}`, "save ''",
+        'appendonly no', 'cluster-enabled yes', `cluster-config-file nodes-${port}.conf`, 'tls-cluster yes', 'tls-replication yes', ...tlsConf, ...bus]);
     }
     // Made by hand: redis-cli --cluster create (7.0) meets each node at its port + 10000, not at its cluster-port.
     const cli = (port: number, ...args: string[]) => run('redis-cli', ['--tls', '--cacert', ca.caFile, '-a', PASSWORD, '--no-auth-warning', '-p', String(port), ...args]);

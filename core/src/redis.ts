@@ -7,7 +7,7 @@ import { redisDatabaseOf, type Env } from './config.ts';
 
 export type RedisClient = Redis | Cluster;
 
-function hostPort(s: string): { host: string; port: number } {
+export function hostPort(s: string): { host: string; port: number } {
   const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(s);
   if (!m) throw new Error(`expected host:port, got ${JSON.stringify(s)}`);
   return { host: m[1]!, port: Number(m[2]) };

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { SbxClient } from '../harness/api-client.ts';
+import { waitUntil } from '../harness/redis.ts';
 import { startStack, type Stack } from '../harness/stack.ts';
 
 let stack: Stack;
@@ -44,6 +45,13 @@ test('jobs run, stream, list, cancel and report workers', async () => {
   await api.events(long.body.id, { until: (e) => e.event === 'stdout' });
   assert.equal((await api.request('DELETE', `/v1/jobs/${long.body.id}`)).status, 202);
   assert.equal((await api.waitFinished(long.body.id)).status, 'cancelled');
+});
+
+test('each worker said at start that this Redis fails over slower than its heartbeat limit (Redis\'s defaults against the stack\'s 500 ms heartbeats)', async () => {
+  const setting = mode === 'redisCluster' ? 'cluster-node-timeout 15000 ms' : 'down-after-milliseconds 30000 ms';
+  const said = new RegExp(`Redis notices a failed master after ${setting}.*SBX_HEARTBEAT_MS 500 × 5 = 2500 ms\\), so a hard failover kills every running job`);
+  await waitUntil(async () => stack.workers.every((w) => said.test(w.log())), 10_000, 'each worker to say so').catch(() => {});
+  for (const w of stack.workers) assert.match(w.log(), said);
 });
 });
 }

@@ -40,6 +40,7 @@ import { claimUidRange } from './uid-ranges.ts';
 import { ensureOpenFilesLimit } from './open-files-limit.ts';
 import { secretBoxFromEnv } from '../../core/src/secrets/secret-box.ts';
 import { missingWorkerNodeFlags } from './node-flags.ts';
+import { failoverTimingWarning, readFailoverDetection } from '../../core/src/redis-failover-timing.ts';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 /** A webhook intent this old whose job is final but was never queued was left by a crash. */
@@ -234,6 +235,11 @@ async function main(): Promise<void> {
   // cache-aware hand-offs unless SBX_PLACEMENT_CACHE_AWARE=false (worker/src/placement).
   await feeder.start(waitingAtStart);
   watchRedis({ env, keys, workerId, jobs: runner, queue: feeder, logger, metrics }); // cut off from Redis past the heartbeat limit: kill our jobs, pause
+  // A Cluster or Sentinels slower to fail over than that limit: said now, not at the first failover.
+  void readFailoverDetection(redis, env).then((d) => {
+    const warning = d && failoverTimingWarning(d, env.SBX_HEARTBEAT_MS);
+    if (warning) logger.warn({ [d.setting]: d.ms, heartbeatLimitMs: heartbeatTtl }, warning);
+  });
 
   // Webhooks of finished jobs (a job's callbackUrl), whoever finished them.
   const webhooks = startWebhookWorker({ connection: bullConnection, keys, store, env, logger: logger.child({ component: 'webhooks' }), metrics });

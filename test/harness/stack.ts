@@ -13,7 +13,7 @@ import { removeCgroupTree } from '../../worker/src/cgroup-parent.ts';
 import { WORKER_NODE_FLAGS } from '../../worker/src/node-flags.ts';
 import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts';
 import { startRegistry, type RunningRegistry } from './registry.ts';
-import { startRedis, waitUntil } from './redis.ts';
+import { startRedis, waitUntil, type RunningRedis } from './redis.ts';
 import { startRedisCluster, type RedisClusterOptions } from './redis-cluster.ts';
 import { startRedisSentinel } from './redis-sentinel.ts';
 import { diesWithParent } from './dies-with-parent.ts';
@@ -48,8 +48,21 @@ export interface Stack {
 /** `dist`: run the API and the workers from this production build (`npm run build`) with plain node, no tsx. */
 /** `workerEnv`: more env for the workers only (`env` is the API's and the workers'). */
 /** `redisCluster`: three masters, or as asked (replicas to fail over: redis-cluster.ts). */
+/** `redisUser`: the API and the workers sign in to the standalone Redis as user `sbx` with these ACL rules (`ACL SETUSER sbx on >… <rules>`); `stack.redis` stays the default user's. */
 /** `bindAddress`: an address of this machine (a test bridge's: hosts.ts) where standalone Redis listens too and the registry listens instead of loopback (the images are named after it; it is an insecure registry to the workers). */
-export async function startStack(opts: { env?: Record<string, string>; workerEnv?: Record<string, string>; workers?: number; redisCluster?: boolean | RedisClusterOptions; redisSentinel?: boolean | { replicas: number }; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string } = {}): Promise<Stack> {
+/** A user `sbx` with `rules` on `redis`, and the URL that signs in as it. */
+async function redisUserUrl(redis: RunningRedis, rules: string): Promise<string> {
+  const password = randomBytes(16).toString('hex');
+  const admin = redis.client();
+  try {
+    await admin.call('ACL', 'SETUSER', 'sbx', 'reset', 'on', `>${password}`, ...rules.split(/\s+/).filter(Boolean));
+  } finally {
+    admin.disconnect();
+  }
+  return redis.url.replace('redis://', `redis://sbx:${password}@`);
+}
+
+export async function startStack(opts: { env?: Record<string, string>; workerEnv?: Record<string, string>; workers?: number; redisCluster?: boolean | RedisClusterOptions; redisSentinel?: boolean | { replicas: number }; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string; redisUser?: string } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
   const cluster = opts.redisCluster ? await startRedisCluster(typeof opts.redisCluster === 'object' ? opts.redisCluster : {}) : null;
@@ -60,7 +73,7 @@ export async function startStack(opts: { env?: Record<string, string>; workerEnv
     ? { SBX_REDIS_CLUSTER_NODES: cluster.nodes.join(',') }
     : sentinel
       ? { SBX_REDIS_SENTINELS: sentinel.sentinels.join(','), SBX_REDIS_SENTINEL_NAME: sentinel.masterName }
-      : { SBX_REDIS_URL: standalone!.url };
+      : { SBX_REDIS_URL: opts.redisUser === undefined ? standalone!.url : await redisUserUrl(standalone!, opts.redisUser) };
   const registry = await startRegistry(opts.bindAddress ? { address: opts.bindAddress } : {});
   await buildStandardImages(registry.host);
   const env: Record<string, string> = {

@@ -15,7 +15,7 @@ import { listensOn, onFreePort, PortTakenError, saysPortTaken } from './ports.ts
 import { startRegistry, type RunningRegistry } from './registry.ts';
 import { startRedis, waitUntil, type RunningRedis } from './redis.ts';
 import { startRedisCluster, type RedisClusterOptions } from './redis-cluster.ts';
-import { startRedisSentinel } from './redis-sentinel.ts';
+import { startRedisSentinel, type RedisSentinelOptions } from './redis-sentinel.ts';
 import { diesWithParent } from './dies-with-parent.ts';
 import { HOST_SLOWDOWN } from './slow-host.ts';
 
@@ -43,13 +43,6 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-/** `adminKey`: an admin API key of `env.SBX_API_KEYS`, for the harness's own look at /v1/workers. */
-/** `egressAllow`: more SBX_EGRESS_ALLOW entries for the workers, beside this stack's own registry. */
-/** `dist`: run the API and the workers from this production build (`npm run build`) with plain node, no tsx. */
-/** `workerEnv`: more env for the workers only (`env` is the API's and the workers'). */
-/** `redisCluster`: three masters, or as asked (replicas to fail over: redis-cluster.ts). */
-/** `redisUser`: the API and the workers sign in to the standalone Redis as user `sbx` with these ACL rules (`ACL SETUSER sbx on >… <rules>`); `stack.redis` stays the default user's. */
-/** `bindAddress`: an address of this machine (a test bridge's: hosts.ts) where standalone Redis listens too and the registry listens instead of loopback (the images are named after it; it is an insecure registry to the workers). */
 /** A user `sbx` with `rules` on `redis`, and the URL that signs in as it. */
 async function redisUserUrl(redis: RunningRedis, rules: string): Promise<string> {
   const password = randomBytes(16).toString('hex');
@@ -62,7 +55,15 @@ async function redisUserUrl(redis: RunningRedis, rules: string): Promise<string>
   return redis.url.replace('redis://', `redis://sbx:${password}@`);
 }
 
-export async function startStack(opts: { env?: Record<string, string>; workerEnv?: Record<string, string>; workers?: number; redisCluster?: boolean | RedisClusterOptions; redisSentinel?: boolean | { replicas: number }; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string; redisUser?: string } = {}): Promise<Stack> {
+/** `adminKey`: an admin API key of `env.SBX_API_KEYS`, for the harness's own look at /v1/workers. */
+/** `egressAllow`: more SBX_EGRESS_ALLOW entries for the workers, beside this stack's own registry. */
+/** `dist`: run the API and the workers from this production build (`npm run build`) with plain node, no tsx. */
+/** `workerEnv`: more env for the workers only (`env` is the API's and the workers'). */
+/** `redisCluster`: three masters, or as asked (replicas to fail over: redis-cluster.ts). */
+/** `redisSentinel`: one Sentinel, or as asked (replicas, more Sentinels, timings for a hard failover: redis-sentinel.ts). */
+/** `redisUser`: the API and the workers sign in to the standalone Redis as user `sbx` with these ACL rules (`ACL SETUSER sbx on >… <rules>`); `stack.redis` stays the default user's. */
+/** `bindAddress`: an address of this machine (a test bridge's: hosts.ts) where standalone Redis listens too and the registry listens instead of loopback (the images are named after it; it is an insecure registry to the workers). */
+export async function startStack(opts: { env?: Record<string, string>; workerEnv?: Record<string, string>; workers?: number; redisCluster?: boolean | RedisClusterOptions; redisSentinel?: boolean | RedisSentinelOptions; adminKey?: string; egressAllow?: string[]; dist?: string; bindAddress?: string; redisUser?: string } = {}): Promise<Stack> {
   const runId = randomBytes(4).toString('hex');
   const stateDir = await mkdtemp(join(tmpdir(), 'sbx-e2e-'));
   const cluster = opts.redisCluster ? await startRedisCluster(typeof opts.redisCluster === 'object' ? opts.redisCluster : {}) : null;

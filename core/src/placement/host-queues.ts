@@ -60,6 +60,8 @@ interface Held {
   usedAt: number;
   /** Calls in flight on it (never closed under them). */
   busy: number;
+  /** Its setup failed: every call on it would fail the same way, so the next use makes a new one. */
+  broken: boolean;
 }
 
 export class HostQueues {
@@ -97,7 +99,8 @@ export class HostQueues {
     const now = Date.now();
     let held = this.queues.get(name);
     if (held) this.queues.delete(name); // to the end: the most recently used
-    else held = { queue: new Queue<PlacedJob>(name, { connection: this.connection, prefix: this.keys.queuePrefix(), defaultJobOptions: ENTRY }), usedAt: now, busy: 0 };
+    if (held?.broken) void held.queue.close().catch(() => {}); // its calls in flight fail anyway
+    if (!held || held.broken) held = this.open(name);
     held.usedAt = now;
     this.queues.set(name, held);
     if (this.queues.size > this.maxQueues || now - this.prunedAt > this.idleMs / 4) this.prune(now);
@@ -108,6 +111,18 @@ export class HostQueues {
       held.busy--;
       held.usedAt = Date.now();
     }
+  }
+
+  /**
+   * A new queue object for `name`. BullMQ sets one up once (waits for the connection, then INFO for
+   * Redis's version) and keeps the outcome: if that fails (the API's connection fails fast while
+   * Redis is down: a master dying as the object is made), every later call on the object fails with
+   * the same error, Redis back or not. Such an object is marked and replaced at its next use.
+   */
+  private open(name: string): Held {
+    const held: Held = { queue: new Queue<PlacedJob>(name, { connection: this.connection, prefix: this.keys.queuePrefix(), defaultJobOptions: ENTRY }), usedAt: Date.now(), busy: 0, broken: false };
+    held.queue.waitUntilReady().catch(() => (held.broken = true));
+    return held;
   }
 
   /** Close idle queue objects: those unused for idleMs, then the least recently used while over maxQueues. */

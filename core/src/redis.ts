@@ -106,11 +106,11 @@ function failWhileNoSentinelAnswers(client: Redis): void {
   });
 }
 
-/** A command failed because no Sentinel named a master (isRedisOutage: not an answer from Redis). */
+/** A command failed because a round of the Sentinels gave no master to connect to (isRedisOutage: not an answer from Redis). */
 export class SentinelsUnreachableError extends Error {
   readonly code = 'ESENTINELS';
   constructor(detail: string) {
-    super(`Redis is unreachable: no Sentinel named its master (${detail})`);
+    super(`Redis is unreachable through its Sentinels: a round of them gave no master to connect to (${detail})`);
     this.name = 'SentinelsUnreachableError';
   }
 }

@@ -9,15 +9,12 @@
  * failover is within the heartbeat limit, succeed with all its output; none stays non-final; and
  * the stack goes on taking and running jobs on both workers.
  */
-import assert from 'node:assert/strict';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { Redis } from 'ioredis';
+import { failoverUnderLoad } from '../harness/failover-under-load.ts';
 import { jobsWhereabouts } from '../harness/job-whereabouts.ts';
-import { waitUntil } from '../harness/redis.ts';
 import type { RunningRedisCluster } from '../harness/redis-cluster.ts';
 import { useStack } from '../harness/use-stack.ts';
-
-const FINAL = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
 
 // A hard failover takes the node timeout (the other masters' verdict) and an election: 2-3 s here.
 // The fleet's heartbeats are on that master too, so they miss it: a worker whose heartbeat key
@@ -26,115 +23,23 @@ const FINAL = ['succeeded', 'failed', 'timeout', 'oom', 'cancelled', 'error'];
 // Cluster failover": cluster-node-timeout below 5 × SBX_HEARTBEAT_MS, with room for the election).
 const e2e = useStack({ redisCluster: { replicas: 1, nodeTimeoutMs: 1000 }, workers: 2, env: { SBX_WORKER_SLOTS: '4', SBX_HEARTBEAT_MS: '1000', SBX_LOG_LEVEL: process.env.SBX_LOG_LEVEL ?? 'warn' } });
 
-interface Seen {
-  status: string;
-  error: { code: string; message: string } | null;
-  stdout: string;
-  worker: string | null;
-}
+const cluster = () => e2e.stack.redis as RunningRedisCluster;
 
 // The clean one first: after the kill the {sbx} shard has no replica left to fail over to.
 test('a CLUSTER FAILOVER of the master of {sbx} mid-job: every job finishes whole, none stays non-final, and the stack goes on', { timeout: 90_000 }, async (t) => {
-  await failoverUnderLoad(t, 'clean');
+  await failoverUnderLoad(t, { api: e2e.api, stack: e2e.stack, failover: () => cluster().failover('{sbx}', 'clean'), done: 'handed over', whereabouts });
 });
 
 test('the Cluster master of {sbx} SIGKILLed mid-job: every job finishes whole, none stays non-final, and the stack goes on', { timeout: 90_000 }, async (t) => {
-  await failoverUnderLoad(t, 'kill');
+  await failoverUnderLoad(t, { api: e2e.api, stack: e2e.stack, failover: () => cluster().failover('{sbx}', 'kill'), done: 'killed', whereabouts });
 });
 
-/** Jobs streaming, a trickle of submissions, the failover; then every job's end, and new jobs on both workers. */
-async function failoverUnderLoad(t: TestContext, how: 'clean' | 'kill'): Promise<void> {
-  const { api, stack } = e2e;
-  const expected = new Map<string, string>(); // id → the stdout the job prints
-  const submit = async (lines: string[], sleep: number) => {
-    const command = ['sh', '-c', `for l in ${lines.join(' ')}; do echo $l; sleep ${sleep}; done`];
-    const res = await api.submit({ image: stack.images.busybox, command });
-    if (res.status === 202) expected.set(res.body.id, lines.map((l) => `${l}\n`).join(''));
-    return res;
-  };
-  // Long enough to span the failover, streaming meanwhile; and short ones around it.
-  for (let i = 0; i < 6; i++) assert.equal((await submit(Array.from({ length: 40 }, (_, n) => `s${i}-${n}`), 0.1)).status, 202);
-  await waitUntil(async () => (await Promise.all([...expected.keys()].map((id) => api.get(id)))).filter((r) => r.body.status === 'running').length >= 4, 20_000, 'jobs to run');
-  // A client following one job's events across the failover (the API's reads and its pub/sub on the cluster).
-  const followed = [...expected.keys()][0]!;
-  const streamed = api.events(followed).then((events) => events.filter((e) => e.event === 'stdout').map((e) => JSON.parse(e.data).data).join(''), (e: Error) => `the event stream failed: ${e.message}`);
-  let stop = false;
-  const answers = new Map<string, number>(); // the trickle's answers by status
-  const trickle = (async () => {
-    for (let i = 0; !stop; i++) {
-      // 503 while the slot has no master: not a 202, not expected.
-      const status = await submit([`t${i}`], 0).then((r) => String(r.status), (e: Error) => e.name);
-      answers.set(status, (answers.get(status) ?? 0) + 1);
-      await new Promise((r) => setTimeout(r, 30));
-    }
-  })();
-  const started = Date.now();
-  const { from, to } = await (stack.redis as RunningRedisCluster).failover('{sbx}', how);
-  t.diagnostic(`master ${from} ${how === 'kill' ? 'killed' : 'handed over'}, ${to} serves {sbx} ${Date.now() - started} ms later`);
-  await new Promise((r) => setTimeout(r, 1000)); // submissions go on against the new master
-  stop = true;
-  await trickle;
-  t.diagnostic(`submissions meanwhile answered ${JSON.stringify(Object.fromEntries(answers))}`);
-  // A slot without a master is Redis unavailable (503, retry), not a bug of sbx (500).
-  assert.deepEqual([...answers.keys()].filter((s) => s !== '202' && s !== '503'), [], 'submissions answered other than 202 or 503 during the failover');
-
-  const seen = await settle(api, [...expected.keys()], 30_000);
-  const open = [...seen].filter(([, d]) => d && !FINAL.includes(d.status)).map(([id, d]) => `${id} ${d!.status}`);
-  if (open.length) t.diagnostic(await whereabouts(stack, open.slice(0, 5).map((l) => l.split(' ')[0]!)));
-  assert.deepEqual(open, [], 'jobs left non-final after the failover');
-  // Every command exits 0, and the failover is well within the heartbeat limit: nothing may fail.
-  // (Before, the worker's writes gave up mid-failover and jobs ended error/internal.)
-  const failed = [...seen].filter(([, d]) => d && d.status !== 'succeeded').map(([id, d]) => `${id} ${d!.status}${d!.error ? ` ${d!.error.code}: ${d!.error.message}` : ''}`);
-  assert.deepEqual(failed, [], 'jobs that did not succeed');
-  const torn = [...seen].filter(([id, d]) => d?.status === 'succeeded' && d.stdout !== expected.get(id)).map(([id, d]) => `${id}: ${JSON.stringify(d!.stdout.slice(-80))}`);
-  assert.deepEqual(torn, [], 'finished jobs whose output is not whole');
-  if (seen.get(followed)?.status === 'succeeded') assert.equal(await streamed, expected.get(followed), 'the events of a job followed across the failover');
-  const outcomes = new Map<string, number>();
-  for (const d of seen.values()) {
-    const key = d === null ? 'gone (created just before the kill, not replicated)' : d.status === 'error' ? `error/${d.error!.code}` : d.status;
-    outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
-  }
-  t.diagnostic(`${seen.size} jobs: ${JSON.stringify(Object.fromEntries(outcomes))}`);
-
-  // The stack goes on: new jobs are taken and run whole, by both workers (neither stuck paused,
-  // its watchdog lost, or its queue consumer hung on the dead master).
-  const after = new Map<string, string>();
-  for (let i = 0; i < 8; i++) {
-    const res = await submit([`a${i}-1`, `a${i}-2`], 0.5);
-    assert.equal(res.status, 202, `a submission after the failover: ${JSON.stringify(res.body)}`);
-    after.set(res.body.id, expected.get(res.body.id)!);
-  }
-  const afterSeen = await settle(api, [...after.keys()], 20_000);
-  const notRun = [...afterSeen].filter(([id, d]) => d?.status !== 'succeeded' || d.stdout !== after.get(id)).map(([id, d]) => `${id} ${d?.status} ${JSON.stringify(d?.stdout)}`);
-  if (notRun.length) t.diagnostic(logTails(stack));
-  assert.deepEqual(notRun, [], 'jobs submitted after the failover that did not run whole');
-  const ranOn = new Set([...afterSeen.values()].map((d) => d!.worker));
-  assert.equal(ranOn.size, 2, `jobs after the failover ran on ${[...ranOn].join(', ')} only`);
-  for (const w of stack.workers) assert.equal(w.child.exitCode, null, `${w.name} exited:\n${w.log().slice(-2000)}`);
-}
-
-/** Each job's last state (null: 404), read until all are final or `timeoutMs` has passed. */
-async function settle(api: typeof e2e.api, ids: string[], timeoutMs: number): Promise<Map<string, Seen | null>> {
-  const seen = new Map<string, Seen | null>();
-  await waitUntil(async () => {
-    for (const id of ids) {
-      const d = seen.get(id);
-      if (d === null || (d && FINAL.includes(d.status))) continue;
-      const res = await api.get(id, true).catch(() => null);
-      seen.set(id, res?.status === 404 ? null
-        : res?.status === 200 ? { status: res.body.status, error: res.body.error, stdout: res.body.output?.stdout ?? '', worker: res.body.worker }
-        : { status: `unreadable (${res?.status ?? 'no answer'})`, error: null, stdout: '', worker: null });
-    }
-    return [...seen.values()].every((d) => d === null || FINAL.includes(d.status));
-  }, timeoutMs, 'every job to be final').catch(() => {});
-  return seen;
-}
-
 /** Where jobs left behind stand in Redis (a job's keys, {sbx}'s and {workers}' may be on any master), and what the processes said of them. */
-async function whereabouts(stack: typeof e2e.stack, ids: string[]): Promise<string> {
+async function whereabouts(ids: string[]): Promise<string> {
+  const { stack } = e2e;
   const logs = Object.fromEntries([stack.api, ...stack.workers].map((p) => [p.name, p.log()]));
   const told: string[] = [];
-  for (const master of await (stack.redis as RunningRedisCluster).masters()) {
+  for (const master of await cluster().masters()) {
     const [host, port] = master.split(':');
     const client = new Redis(Number(port), host!, { maxRetriesPerRequest: 2 });
     client.on('error', () => {});
@@ -142,8 +47,4 @@ async function whereabouts(stack: typeof e2e.stack, ids: string[]): Promise<stri
     client.disconnect();
   }
   return told.join('\n');
-}
-
-function logTails(stack: typeof e2e.stack): string {
-  return [stack.api, ...stack.workers].map((p) => `--- ${p.name}\n${p.log().slice(-3000)}`).join('\n');
 }

@@ -25,11 +25,6 @@ const e2e = useStack({ redisCluster: { replicas: 1, nodeTimeoutMs: 1000 }, worke
 
 const cluster = () => e2e.stack.redis as RunningRedisCluster;
 
-// The clean one first: after the kill the {sbx} shard has no replica left to fail over to.
-test('a CLUSTER FAILOVER of the master of {sbx} mid-job: every job finishes whole, none stays non-final, and the stack goes on', { timeout: 90_000 }, async (t) => {
-  await failoverUnderLoad(t, { api: e2e.api, stack: e2e.stack, failover: () => cluster().failover('{sbx}', 'clean'), done: 'handed over', whereabouts });
-});
-
 test('the Cluster master of {sbx} SIGKILLed mid-job: every job finishes whole, none stays non-final, and the stack goes on', { timeout: 90_000 }, async (t) => {
   await failoverUnderLoad(t, { api: e2e.api, stack: e2e.stack, failover: () => cluster().failover('{sbx}', 'kill'), done: 'killed', whereabouts });
 });

@@ -54,6 +54,25 @@ export class JobEventsHub {
   }
 
   /**
+   * openInbox(), and again until Redis confirms it: at the subscriber's next `ready` when it is not
+   * connected (an API started before its Redis), else after a wait that doubles from 1 s to 60 s.
+   * Until then ?wait=true subscribes per job. Before, a first try that failed was never made again,
+   * and every wait of that API's life paid a SUBSCRIBE and an UNSUBSCRIBE. `onFailure`: each failed try.
+   */
+  keepInbox(channel: string, onFailure: (err: Error) => void): void {
+    let waitMs = 1_000;
+    const attempt = (): void => {
+      this.openInbox(channel).catch((err: Error) => {
+        onFailure(err);
+        if (this.sub.status !== 'ready') return void this.sub.once('ready', attempt);
+        setTimeout(attempt, waitMs).unref();
+        waitMs = Math.min(waitMs * 2, 60_000);
+      });
+    };
+    attempt();
+  }
+
+  /**
    * Wake `listener` with 'exit' when a job created with this inbox as its waiter ends (`channel`: the
    * job's notify channel). Synchronous: no Redis command. Returns the removal.
    */

@@ -69,7 +69,7 @@ function main(): void {
   sub.on('error', (err) => logger.warn({ err: err.message }, 'redis subscriber connection error'));
   queueRedis.on('error', (err) => logger.warn({ err: err.message }, 'redis queue connection error'));
   // ?wait=true jobs name this inbox as their waiter (no SUBSCRIBE per job); until Redis confirms it, waits subscribe per job.
-  deps.hub.openInbox(keys.apiInbox(randomBytes(8).toString('hex'))).catch((err: Error) => logger.warn({ err: err.message }, 'cannot subscribe the API inbox; ?wait=true subscribes per job'));
+  deps.hub.keepInbox(keys.apiInbox(randomBytes(8).toString('hex')), (err) => logger.warn({ err: err.message }, 'cannot subscribe the API inbox yet (tried again once Redis is back); meanwhile ?wait=true subscribes per job'));
   if (env.SBX_API_KEYS.length === 0) logger.warn({ host: env.SBX_API_HOST }, 'no SBX_API_KEYS configured: the API is open to anyone who can reach it');
 
   const app = createApp(deps);

@@ -41,7 +41,7 @@ test('a waiting Cluster connection\'s write sent while its slot\'s master is dea
   const sent: Array<Promise<PromiseSettledResult<unknown>>> = [];
   // Settled as they end (the API's fails while the failover is still awaited).
   const settled = (p: Promise<unknown>) => p.then((value) => ({ status: 'fulfilled', value }) as const, (reason: unknown) => ({ status: 'rejected', reason }) as const);
-  const { to } = await cluster.failover('{sbx}', 'kill', () => {
+  const { to } = await cluster.failover('{sbx}', () => {
     sentAt = Date.now();
     sent.push(...[worker.set('{sbx}:during', 'worker'), queue.incr('{sbx}:during-queue'), api.set('{sbx}:during-api', 'api')].map(settled));
   });

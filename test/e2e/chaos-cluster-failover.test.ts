@@ -26,7 +26,7 @@ const e2e = useStack({ redisCluster: { replicas: 1, nodeTimeoutMs: 1000 }, worke
 const cluster = () => e2e.stack.redis as RunningRedisCluster;
 
 test('the Cluster master of {sbx} SIGKILLed mid-job: every job finishes whole, none stays non-final, and the stack goes on', { timeout: 90_000 }, async (t) => {
-  await failoverUnderLoad(t, { api: e2e.api, stack: e2e.stack, failover: () => cluster().failover('{sbx}', 'kill'), done: 'killed', whereabouts });
+  await failoverUnderLoad(t, { api: e2e.api, stack: e2e.stack, failover: () => cluster().failover('{sbx}'), done: 'killed', whereabouts });
 });
 
 /** Where jobs left behind stand in Redis (a job's keys, {sbx}'s and {workers}' may be on any master), and what the processes said of them. */

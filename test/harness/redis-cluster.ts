@@ -18,17 +18,15 @@ const execFileP = promisify(execFile);
 export interface RunningRedisCluster {
   nodes: string[];
   /**
-   * Fails over the master serving `key`'s slot to its replica (needs `replicas: 1`); resolves once
-   * every live node names the replica as the slot's master and says cluster_state:ok.
-   * `clean`: CLUSTER FAILOVER on the replica (the master hands over, no write lost).
-   * `kill`: SIGKILL of the master; the replica promotes itself once the others have marked the
-   * master failed (about cluster-node-timeout later). What the master had not yet replicated is
-   * lost, as in a real crash. The killed node stays down.
-   * `whileDown` runs once the master is killed (or the failover asked for), before the wait for
-   * the promotion: what a test sends then meets the slot without a master.
-   * Returns the failed-over master's and its successor's addresses.
+   * Fails over the master serving `key`'s slot to its replica (needs `replicas: 1`) the hard way: a
+   * SIGKILL of the master; the replica promotes itself once the others have marked the master
+   * failed (about cluster-node-timeout later). What the master had not yet replicated is lost, as in
+   * a real crash. The killed node stays down. Resolves once every live node names the replica as
+   * the slot's master and says cluster_state:ok. `whileDown` runs once the master is killed, before
+   * the wait for the promotion: what a test sends then meets the slot without a master.
+   * Returns the killed master's and its successor's addresses.
    */
-  failover(key: string, how: 'clean' | 'kill', whileDown?: () => void): Promise<{ from: string; to: string }>;
+  failover(key: string, whileDown?: () => void): Promise<{ from: string; to: string }>;
   /** The addresses of the masters serving slots now (a test reading every key reads each). */
   masters(): Promise<string[]>;
   stop(): Promise<void>;
@@ -98,18 +96,14 @@ async function startRedisClusterOn(ports: number[], replicas: number, nodeTimeou
       && view.filter((n) => !n.master && n.masterId).length === ports.length - shards;
     await waitUntil(() => settled(whole).catch(() => false), 15_000, 'cluster_state:ok on every node');
 
-    const failover = async (key: string, how: 'clean' | 'kill', whileDown?: () => void) => {
+    const failover = async (key: string, whileDown?: () => void) => {
       const slot = Number(await cli(livePorts()[0]!, 'cluster', 'keyslot', key));
       const view = clusterView(await cli(livePorts()[0]!, 'cluster', 'nodes'));
       const master = view.find((n) => n.master && !n.failed && n.slots.some(([a, b]) => a <= slot && slot <= b));
       const replica = view.find((n) => !n.master && !n.failed && n.masterId === master?.id);
       if (!master || !replica) throw new Error(`no master with a live replica for slot ${slot} (${key}): ${JSON.stringify(view)}`);
-      if (how === 'clean') {
-        await cli(replica.port, 'cluster', 'failover');
-      } else {
-        const p = procs.get(master.port)!;
-        await new Promise((r) => (p.once('exit', r), p.kill('SIGKILL')));
-      }
+      const p = procs.get(master.port)!;
+      await new Promise((r) => (p.once('exit', r), p.kill('SIGKILL')));
       whileDown?.();
       const promoted = (v: ClusterNode[]) => v.some((n) => n.id === replica.id && n.master && n.slots.some(([a, b]) => a <= slot && slot <= b));
       await waitUntil(() => settled(promoted).catch(() => false), 20_000, `${replica.address} to serve slot ${slot} (${key}) on every node`);

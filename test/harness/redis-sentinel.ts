@@ -27,10 +27,9 @@ export interface RunningRedisSentinel {
    * `kill`: SIGKILL of the master. Until the Sentinels agree it is down (`downAfterMs`, then a
    * quorum, then an election) they still name it and every connection to it is refused; what it had
    * not replicated is lost, as in a real crash. It stays down.
-   * `whileDown` runs once the master is killed (or the failover asked for), before the wait for the
-   * promotion. Returns the old master's and the new one's addresses.
+   * Returns the old master's and the new one's addresses.
    */
-  failover(how?: 'clean' | 'kill', whileDown?: () => void): Promise<{ from: string; to: string }>;
+  failover(how?: 'clean' | 'kill'): Promise<{ from: string; to: string }>;
   stop(): Promise<void>;
 }
 
@@ -127,7 +126,7 @@ async function startSentinelsOn(ports: number[], master: RunningRedis, masterNam
     for (const r of replicas) await r.stop();
     await master.stop();
   };
-  const failover = async (how: 'clean' | 'kill' = 'clean', whileDown?: () => void) => {
+  const failover = async (how: 'clean' | 'kill' = 'clean') => {
     const before = await namedMasterPort(ports[0]!, masterName);
     if (how === 'clean') {
       // The Sentinel learns of replicas from the master's INFO: wait until it can promote one.
@@ -137,7 +136,6 @@ async function startSentinelsOn(ports: number[], master: RunningRedis, masterNam
       if (!dead) throw new Error(`the sentinels name 127.0.0.1:${before}, none of this deployment's servers`);
       await dead.stop(); // SIGKILL
     }
-    whileDown?.();
     let after = before;
     await waitUntil(async () => {
       const named = await Promise.all(ports.map((p) => namedMasterPort(p, masterName).catch(() => undefined)));

@@ -213,7 +213,7 @@ describe('Redis Cluster failing over (the master of a slot SIGKILLed, its replic
   test('the error the API\'s command gets meanwhile is an outage (503), not a bug (500)', { timeout: 60_000 }, async () => {
     await redis.set('{sbx}:before', 'x'); // connected, slots known
     let failed: Promise<unknown> = Promise.resolve(null);
-    await cluster.failover('{sbx}', 'kill', () => {
+    await cluster.failover('{sbx}', () => {
       failed = redis.set('{sbx}:during', 'x').then(() => null, (e: unknown) => e);
     });
     const e = await failed;
